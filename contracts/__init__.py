@@ -1,0 +1,1 @@
+"""accord.contracts: the contract base, runtime and built-in contracts."""

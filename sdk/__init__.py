@@ -1,0 +1,13 @@
+"""Accord: an embeddable consortium ledger SDK.
+
+The top-level package re-exports what an application needs most: the types, account keys,
+and (when the network layer is installed) ``Node`` and ``Client``.
+"""
+
+from .crypto.ed25519 import AccountKey
+from .errors import AccordError
+from .genesis import Genesis
+from .types import Block, Certificate, Event, Header, Receipt, Tx
+
+__all__ = ["AccordError", "AccountKey", "Block", "Certificate", "Event", "Genesis", "Header", "Receipt", "Tx"]
+__version__ = "0.1.0"

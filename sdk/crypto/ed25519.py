@@ -1,0 +1,106 @@
+"""Ed25519 account keys (PyNaCl) and the address derived from a public key.
+
+An address is the first 20 bytes of SHA-256 over the public key: short enough for state keys,
+long enough that finding a collision is out of reach for anyone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import nacl.exceptions
+import nacl.signing
+
+from ..errors import InvalidSignature, ValidationError
+
+PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+ADDRESS_SIZE = 20
+
+
+def address_of(public_key: bytes) -> bytes:
+    if len(public_key) != PUBLIC_KEY_SIZE:
+        raise ValidationError("an Ed25519 public key has 32 bytes")
+    return hashlib.sha256(public_key).digest()[:ADDRESS_SIZE]
+
+
+def verify(public_key: bytes, message: bytes, signature: bytes) -> None:
+    """Raise :class:`InvalidSignature` unless ``signature`` signs ``message`` under the key."""
+    if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        raise InvalidSignature("malformed Ed25519 key or signature")
+    try:
+        nacl.signing.VerifyKey(public_key).verify(message, signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
+        raise InvalidSignature("Ed25519 signature does not verify") from None
+
+
+@dataclass(frozen=True)
+class AccountKey:
+    """A private account key. Keep it in the host application; never send it anywhere."""
+
+    seed: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.seed) != 32:
+            raise ValidationError("an Ed25519 seed has 32 bytes")
+
+    @classmethod
+    def generate(cls) -> AccountKey:
+        return cls(os.urandom(32))
+
+    @classmethod
+    def from_name(cls, name: str) -> AccountKey:
+        """A deterministic key for demos and tests only (its seed is public)."""
+        return cls(hashlib.sha256(b"accord/demo-account/" + name.encode()).digest())
+
+    @property
+    def _signing(self) -> nacl.signing.SigningKey:
+        return nacl.signing.SigningKey(self.seed)
+
+    @property
+    def public_key(self) -> bytes:
+        return bytes(self._signing.verify_key)
+
+    @property
+    def address(self) -> bytes:
+        return address_of(self.public_key)
+
+    def sign(self, message: bytes) -> bytes:
+        return self._signing.sign(message).signature
+
+    def save(self, path: str | Path) -> None:
+        """Write the key as JSON readable by the owner only (mode 0600)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(
+            {
+                "type": "ed25519",
+                "seed": self.seed.hex(),
+                "public_key": self.public_key.hex(),
+                "address": self.address.hex(),
+            },
+            indent=2,
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(data + "\n")
+        os.chmod(path, 0o600)
+
+    @classmethod
+    def load(cls, path: str | Path) -> AccountKey:
+        path = Path(path)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ValidationError(f"key file {path} is readable by others (mode {mode:o}); chmod 600 it")
+        doc = json.loads(path.read_text())
+        if doc.get("type") != "ed25519":
+            raise ValidationError(f"{path} is not an Ed25519 account key")
+        key = cls(bytes.fromhex(doc["seed"]))
+        if doc.get("public_key") and bytes.fromhex(doc["public_key"]) != key.public_key:
+            raise ValidationError(f"{path}: public key does not match the seed")
+        return key

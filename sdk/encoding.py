@@ -1,0 +1,118 @@
+"""Canonical encoding: the one byte string for every value that is hashed or signed.
+
+Rules this module keeps:
+
+* The value model is small: ``None``, ``bool``, integers in [-2**63, 2**64), ``bytes``,
+  ``str`` (UTF-8), lists (tuples encode as lists) and maps with ``str`` keys. No floats: they
+  do not round-trip across platforms, and finance has no use for them on the ledger.
+  Integers outside 64 bits (field elements) travel as ``bytes`` or decimal ``str``.
+* The byte format is MessagePack with its shortest forms (which the C packer always picks)
+  and map keys sorted by their UTF-8 bytes. That makes the encoding a function of the value.
+* Decoding is strict: size limits first, no trailing bytes, no extension types, and the result
+  is re-encoded and compared with the input. Any other encoding of the same value (a longer
+  integer form, unsorted or duplicate keys, str32 for a short string) is therefore rejected, so
+  that a hash or signature covers exactly one value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, TypeAlias
+
+import msgpack
+
+from .errors import DecodeError, NonCanonical, TooLarge, TrailingBytes
+
+Value: TypeAlias = Any  # None | bool | int | bytes | str | list[Value] | dict[str, Value]
+
+MAX_MESSAGE = 16 * 1024 * 1024
+"""Default ceiling for one decoded message (a block of 5,000 transfers is about 1.3 MB)."""
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+
+def _canon(v: Value) -> Value:
+    """Return ``v`` with maps sorted by key and tuples made lists; reject what we do not encode."""
+    t = type(v)
+    if t is dict:
+        out = {}
+        for k in sorted(v, key=_key_bytes):
+            out[k] = _canon(v[k])
+        return out
+    if t is list or t is tuple:
+        return [_canon(x) for x in v]
+    if t is int:
+        if not _INT_MIN <= v <= _INT_MAX:
+            raise DecodeError(f"integer {v} is outside the 64-bit range; encode it as bytes or str")
+        return v
+    if v is None or t is bool or t is bytes or t is str:
+        return v
+    if t is bytearray or t is memoryview:
+        return bytes(v)
+    if isinstance(v, int) and not isinstance(v, bool):  # IntEnum and friends
+        return _canon(int(v))
+    raise DecodeError(f"type {t.__name__} has no canonical encoding")
+
+
+def _key_bytes(k: object) -> bytes:
+    if type(k) is not str:
+        raise DecodeError(f"map keys must be str, got {type(k).__name__}")
+    return k.encode()
+
+
+_packer_opts: dict[str, Any] = {"use_bin_type": True, "strict_types": False, "autoreset": True}
+
+
+def encode(value: Value) -> bytes:
+    """The canonical bytes of ``value``."""
+    return msgpack.packb(_canon(value), **_packer_opts)  # type: ignore[no-any-return]
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise DecodeError(f"extension type {code} is not allowed")
+
+
+def decode(data: bytes, max_size: int = MAX_MESSAGE) -> Value:
+    """Decode canonical bytes; raise a :class:`DecodeError` subclass for anything else."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError("expected bytes")
+    if len(data) > max_size:
+        raise TooLarge(f"message of {len(data)} bytes exceeds the limit of {max_size}")
+    if len(data) == 0:
+        raise DecodeError("empty message")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            ext_hook=_no_ext,
+        )
+    except msgpack.ExtraData as e:
+        raise TrailingBytes(f"{len(e.extra)} trailing bytes after the value") from None
+    except DecodeError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException, UnicodeDecodeError) as e:
+        raise DecodeError(f"malformed encoding: {e}") from None
+    try:
+        again = encode(value)
+    except DecodeError as e:
+        raise NonCanonical(str(e)) from None
+    if again != bytes(data):
+        raise NonCanonical("bytes are not the canonical encoding of their value")
+    return value
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def hash_value(value: Value) -> bytes:
+    """SHA-256 of the canonical encoding: the hash of anything that has one."""
+    return hashlib.sha256(encode(value)).digest()
+
+
+def canonical(value: Value) -> Value:
+    """``value`` in its canonical shape (sorted maps, lists for tuples); raises on bad types."""
+    return _canon(value)

@@ -1,0 +1,111 @@
+"""Every error Accord raises on purpose.
+
+Each error carries a stable machine-readable ``code`` (used by the HTTP API and receipts) and
+a human message. Callers catch :class:`AccordError` at trust boundaries (network, API, contract
+runtime) and turn it into a rejection that changes nothing.
+"""
+
+from __future__ import annotations
+
+
+class AccordError(Exception):
+    """Base of all deliberate Accord errors."""
+
+    code = "accord_error"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class DecodeError(AccordError):
+    """Bytes that are not the one canonical encoding of a valid value."""
+
+    code = "decode_error"
+
+
+class TooLarge(DecodeError):
+    code = "too_large"
+
+
+class NonCanonical(DecodeError):
+    code = "non_canonical"
+
+
+class TrailingBytes(DecodeError):
+    code = "trailing_bytes"
+
+
+class ValidationError(AccordError):
+    """A value that decodes but breaks a rule of its type."""
+
+    code = "invalid"
+
+
+class InvalidSignature(AccordError):
+    code = "invalid_signature"
+
+
+class WrongChain(AccordError):
+    code = "wrong_chain"
+
+
+class NonceError(AccordError):
+    code = "bad_nonce"
+
+
+class DuplicateTx(AccordError):
+    code = "duplicate_tx"
+
+
+class MempoolFull(AccordError):
+    code = "mempool_full"
+
+
+class UnknownContract(AccordError):
+    code = "unknown_contract"
+
+
+class UnknownMethod(AccordError):
+    code = "unknown_method"
+
+
+class BadArguments(AccordError):
+    code = "bad_arguments"
+
+
+class OutOfGas(AccordError):
+    code = "out_of_gas"
+
+
+class Revert(AccordError):
+    """Raised by a contract (``ctx.require``) to undo its transaction's writes."""
+
+    code = "revert"
+
+
+class GenesisError(AccordError):
+    code = "genesis_error"
+
+
+class CodeMismatch(GenesisError):
+    """Local contract code differs from the code hash registered in genesis."""
+
+    code = "code_mismatch"
+
+
+class StorageError(AccordError):
+    code = "storage_error"
+
+
+class ProofError(AccordError):
+    """A Merkle, state or zero-knowledge proof that does not verify."""
+
+    code = "invalid_proof"
+
+
+class NotFound(AccordError):
+    code = "not_found"

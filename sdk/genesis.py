@@ -1,0 +1,173 @@
+"""Genesis: the consortium's founding document, identical on every member.
+
+It fixes the chain id, the validator set (BLS keys with proofs of possession), consensus
+parameters, the contracts (by name and code hash), initial token balances, the zero-knowledge
+verification keys and the MPC oracle's servers and programs. Its hash is part of every
+node's identity: two nodes with different genesis files never talk.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import encoding
+from .crypto import bls
+from .errors import GenesisError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _hex(v: str, size: int | None, what: str) -> str:
+    try:
+        raw = bytes.fromhex(v)
+    except ValueError:
+        raise ValueError(f"{what} must be hex") from None
+    if size is not None and len(raw) != size:
+        raise ValueError(f"{what} must have {size} bytes")
+    return v.lower()
+
+
+class ValidatorInfo(_Model):
+    name: str = Field(min_length=1, max_length=64)
+    bls_public_key: str
+    pop: str
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    api_port: int = Field(default=0, ge=0, le=65535)
+
+    @field_validator("bls_public_key")
+    @classmethod
+    def _pk(cls, v: str) -> str:
+        return _hex(v, bls.PUBLIC_KEY_SIZE, "bls_public_key")
+
+    @field_validator("pop")
+    @classmethod
+    def _pop(cls, v: str) -> str:
+        return _hex(v, bls.SIGNATURE_SIZE, "pop")
+
+    @property
+    def public_key_bytes(self) -> bytes:
+        return bytes.fromhex(self.bls_public_key)
+
+
+class ConsensusParams(_Model):
+    """Gosig timing and sizing. Rounds are ``round_ms`` long; the last ``stage2_ms`` of each
+    round is stage II (agreement). ``expected_leaders`` sets the sortition difficulty."""
+
+    round_ms: int = Field(default=1000, ge=10)
+    stage2_ms: int = Field(default=500, ge=5)
+    expected_leaders: float = Field(default=3.0, gt=0)
+    max_block_txs: int = Field(default=5000, ge=1)
+    max_block_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    gossip_fanout: int = Field(default=3, ge=1)
+
+
+class ContractEntry(_Model):
+    name: str = Field(min_length=1, max_length=64)
+    code_hash: str
+
+    @field_validator("code_hash")
+    @classmethod
+    def _h(cls, v: str) -> str:
+        return _hex(v, 32, "code_hash")
+
+
+class TokenGenesis(_Model):
+    authority: str = Field(description="address (hex) allowed to mint")
+    balances: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("authority")
+    @classmethod
+    def _a(cls, v: str) -> str:
+        return _hex(v, 20, "authority")
+
+
+class Genesis(_Model):
+    chain_id: str = Field(min_length=1, max_length=64)
+    genesis_time_ms: int = Field(ge=0)
+    validators: list[ValidatorInfo] = Field(min_length=1)
+    consensus: ConsensusParams = Field(default_factory=ConsensusParams)
+    contracts: list[ContractEntry] = Field(default_factory=list)
+    token: TokenGenesis | None = None
+    zk_circuits: dict[str, Any] = Field(
+        default_factory=dict, description="circuit name -> snarkjs verification key (JSON)"
+    )
+    zk_params: dict[str, Any] = Field(default_factory=dict, description="e.g. the regulator key")
+    mpc: dict[str, Any] = Field(default_factory=dict, description="MPC servers and programs")
+
+    @field_validator("validators")
+    @classmethod
+    def _unique(cls, v: list[ValidatorInfo]) -> list[ValidatorInfo]:
+        names = [x.name for x in v]
+        keys = [x.bls_public_key for x in v]
+        if len(set(names)) != len(names):
+            raise ValueError("validator names must be unique")
+        if len(set(keys)) != len(keys):
+            raise ValueError("validator keys must be unique")
+        return v
+
+    # --- derived facts -------------------------------------------------------------------
+
+    @property
+    def n(self) -> int:
+        return len(self.validators)
+
+    @property
+    def f(self) -> int:
+        """The most Byzantine validators the chain tolerates: the largest f with 3f < n."""
+        return (self.n - 1) // 3
+
+    @property
+    def quorum(self) -> int:
+        """Votes needed for a certificate: n - f, which is 2f+1 when n = 3f+1."""
+        return self.n - self.f
+
+    def validator_keys(self) -> list[bytes]:
+        return [v.public_key_bytes for v in self.validators]
+
+    def canonical_obj(self) -> encoding.Value:
+        return encoding.canonical(_jsonable_ints(self.model_dump(mode="json")))
+
+    @property
+    def hash(self) -> bytes:
+        return encoding.hash_value(self.canonical_obj())
+
+    def check(self) -> None:
+        """Refuse a genesis whose validators cannot prove possession of their keys."""
+        for v in self.validators:
+            if not bls.pop_verify(v.public_key_bytes, bytes.fromhex(v.pop)):
+                raise GenesisError(f"validator {v.name}: proof of possession does not verify")
+
+    # --- files ---------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path) -> Genesis:
+        try:
+            g = cls.model_validate_json(Path(path).read_text())
+        except (OSError, ValidationError) as e:
+            raise GenesisError(f"cannot load genesis {path}: {e}") from None
+        g.check()
+        return g
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+
+
+def _jsonable_ints(v: Any) -> Any:
+    """Genesis JSON may hold floats (expected_leaders) and big integers (verification keys are
+    decimal strings already); floats become decimal strings so the hash is canonical."""
+    if isinstance(v, dict):
+        return {k: _jsonable_ints(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_jsonable_ints(x) for x in v]
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**64:
+        return str(v)
+    return v

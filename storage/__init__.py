@@ -1,0 +1,1 @@
+"""accord.storage: the LMDB environment of a node."""
