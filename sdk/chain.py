@@ -1,0 +1,226 @@
+"""The chain: applies agreed blocks to the ledger.
+
+The chain sits on the application side of the line between consensus and the ledger (as
+CometBFT's ABCI does): consensus decides *which* block comes next; the chain builds candidate
+blocks, checks proposed ones by executing them, and commits decided ones. It owns no sockets
+and no clocks.
+
+Rules this module keeps:
+
+* A header's ``state_root`` and ``tx_root`` are those obtained by executing its transactions on
+  the state of its parent. A proposer executes before proposing; a validator re-executes before
+  voting (:meth:`Chain.validate`), so a block is only ever agreed on together with its outcome.
+* Execution never writes. Its result (receipts, writes, tree update) is cached by block hash so
+  that committing a validated block is one LMDB write transaction and no re-execution.
+* Every commit goes through :meth:`accord.storage.Store.commit_block`: block, certificate,
+  receipts, state writes and the new root land together or not at all.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Container, Sequence
+from dataclasses import dataclass
+
+from . import merkle
+from .errors import AccordError, GenesisError, ValidationError
+from .genesis import Genesis
+from .types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx
+
+GENESIS_HASH_KEY = b"genesis_hash"
+
+
+class InvalidProposal(AccordError):
+    """A proposed block that honest validators must not vote for."""
+
+    code = "invalid_block"
+
+
+@dataclass(frozen=True)
+class Execution:
+    """What executing a block on its parent's state produced (not yet written)."""
+
+    receipts: list[Receipt]
+    writes: dict[bytes, bytes | None]
+    update: object  # accord.storage.StateUpdate
+    state_root: bytes
+    tx_root: bytes
+
+
+def tx_root(txs: Sequence[Tx], receipts: Sequence[Receipt]) -> bytes:
+    return merkle.merkle_root([merkle.tx_leaf(t.hash, r.hash) for t, r in zip(txs, receipts, strict=True)])
+
+
+class Chain:
+    """Builds, validates and commits blocks on one node's store.
+
+    Thread-safety: one thread drives a chain at a time (the node's consensus task); reads
+    through :attr:`store` may come from anywhere.
+    """
+
+    def __init__(self, genesis: Genesis, store: object, runtime: object, *, cache_size: int = 64) -> None:
+        from accord.contracts.runtime import Runtime
+        from accord.storage import Store
+
+        assert isinstance(store, Store) and isinstance(runtime, Runtime)
+        self.genesis = genesis
+        self.store: Store = store
+        self.runtime: Runtime = runtime
+        self._results: OrderedDict[bytes, Execution] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.RLock()
+        stored = store.get_meta(GENESIS_HASH_KEY)
+        if stored is None:
+            if store.head() is not None:
+                raise GenesisError("store holds blocks but no genesis hash")
+            self._commit_genesis()
+        elif stored != genesis.hash:
+            raise GenesisError(
+                f"this node's store was created for genesis {stored.hex()[:16]}..., "
+                f"not {genesis.hash.hex()[:16]}..."
+            )
+
+    # --- state --------------------------------------------------------------------------
+
+    @property
+    def chain_id(self) -> str:
+        return self.genesis.chain_id
+
+    def head(self) -> tuple[int, bytes]:
+        head = self.store.head()
+        assert head is not None, "the genesis block is committed at construction"
+        return head
+
+    def head_header(self) -> Header:
+        header = self.store.get_header(self.head()[0])
+        assert header is not None
+        return header
+
+    def nonce_of(self, address: bytes) -> int:
+        """The next nonce the account must use (committed state)."""
+        return self.runtime.nonce_of(self.store, address)
+
+    # --- genesis ------------------------------------------------------------------------
+
+    def _commit_genesis(self) -> None:
+        writes = self.runtime.genesis_writes()
+        update = self.store.compute_state_update(writes)
+        header = Header(
+            chain_id=self.genesis.chain_id, height=0, round=0, parent_hash=ZERO_HASH,
+            tx_root=merkle.merkle_root([]), state_root=update.root, tx_count=0, proposer=0,
+            time_ms=self.genesis.genesis_time_ms,
+        )
+        self.store.commit_block(Block(header, ()), None, [], writes, update)
+        self.store.put_meta(GENESIS_HASH_KEY, self.genesis.hash)
+
+    # --- execution ----------------------------------------------------------------------
+
+    def _execute(self, txs: Sequence[Tx], height: int, time_ms: int, verified: Container[bytes]) -> Execution:
+        with self.store.snapshot() as snap:
+            result = self.runtime.execute_block(snap, txs, height=height, time_ms=time_ms, verified=verified)
+        update = self.store.compute_state_update(result.writes)
+        return Execution(result.receipts, result.writes, update, update.root, tx_root(txs, result.receipts))  # type: ignore[attr-defined]
+
+    def _remember(self, block_hash: bytes, ex: Execution) -> None:
+        self._results[block_hash] = ex
+        self._results.move_to_end(block_hash)
+        while len(self._results) > self._cache_size:
+            self._results.popitem(last=False)
+
+    def build(
+        self,
+        txs: Sequence[Tx],
+        *,
+        round: int = 0,
+        proposer: int = 0,
+        time_ms: int,
+        sortition: bytes = b"",
+        verified: Container[bytes] = (),
+    ) -> Block:
+        """Execute ``txs`` on the head state and return the block that commits to the outcome.
+
+        Transactions that would make the block invalid (stale nonce, bad signature) are
+        dropped here, so a proposer never proposes a block it would itself reject.
+        """
+        with self._lock:
+            height, parent = self.head()
+            parent_time = self.head_header().time_ms
+            time_ms = max(time_ms, parent_time)
+            txs = self._admissible(list(txs), height + 1, time_ms, verified)
+            ex = self._execute(txs, height + 1, time_ms, verified)
+            header = Header(
+                chain_id=self.chain_id, height=height + 1, round=round, parent_hash=parent,
+                tx_root=ex.tx_root, state_root=ex.state_root, tx_count=len(txs), proposer=proposer,
+                time_ms=time_ms, sortition=sortition,
+            )
+            block = Block(header, tuple(txs))
+            self._remember(block.hash, ex)
+            return block
+
+    def _admissible(self, txs: list[Tx], height: int, time_ms: int, verified: Container[bytes]) -> list[Tx]:
+        from accord.contracts.runtime import InvalidBlock
+
+        with self.store.snapshot() as snap:
+            while True:
+                try:
+                    self.runtime.check_block(snap, txs, verified=verified)
+                    return txs
+                except InvalidBlock as e:
+                    bad = getattr(e, "index", None)
+                    if bad is None:
+                        raise
+                    txs = txs[:bad] + txs[bad + 1 :]
+
+    def validate(self, block: Block, *, verified: Container[bytes] = ()) -> Execution:
+        """Check a proposed block against the head and re-execute it; raise InvalidProposal.
+
+        Header rules checked before the (expensive) execution: chain id, height, parent,
+        time not before the parent's, tx count and size limits.
+        """
+        from accord.contracts.runtime import InvalidBlock
+
+        with self._lock:
+            cached = self._results.get(block.hash)
+            if cached is not None:
+                return cached
+            h = block.header
+            height, parent = self.head()
+            params = self.genesis.consensus
+            if h.chain_id != self.chain_id:
+                raise InvalidProposal(f"block for chain {h.chain_id!r}")
+            if h.height != height + 1 or h.parent_hash != parent:
+                raise InvalidProposal(
+                    f"block at height {h.height} on parent {h.parent_hash.hex()[:12]} does not extend "
+                    f"head {height} {parent.hex()[:12]}"
+                )
+            if h.time_ms < self.head_header().time_ms:
+                raise InvalidProposal("block time is before its parent's")
+            if h.tx_count != len(block.txs) or len(block.txs) > params.max_block_txs:
+                raise InvalidProposal("tx count mismatch or too many transactions")
+            if len({t.hash for t in block.txs}) != len(block.txs):
+                raise InvalidProposal("block repeats a transaction")
+            try:
+                ex = self._execute(block.txs, h.height, h.time_ms, verified)
+            except InvalidBlock as e:
+                raise InvalidProposal(str(e)) from None
+            if ex.tx_root != h.tx_root:
+                raise InvalidProposal("tx root does not match the executed transactions")
+            if ex.state_root != h.state_root:
+                raise InvalidProposal("state root does not match the executed transactions")
+            self._remember(block.hash, ex)
+            return ex
+
+    def commit(self, block: Block, certificate: Certificate | None) -> list[Receipt]:
+        """Commit an agreed block (validating it first if this node has not yet)."""
+        with self._lock:
+            ex = self.validate(block)
+            self.store.commit_block(block, certificate, ex.receipts, ex.writes, ex.update)
+            self._results.clear()  # every cached result was computed on a parent that is gone
+            return ex.receipts
+
+    def block_and_certificate(self, height: int) -> tuple[Block, Certificate | None]:
+        block = self.store.get_block(height)
+        if block is None:
+            raise ValidationError(f"no block at height {height}")
+        return block, self.store.get_certificate(height)

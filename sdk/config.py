@@ -1,0 +1,128 @@
+"""Node folders: what ``accord init`` writes and ``Node.from_dir`` reads.
+
+A network folder holds ``genesis.json``, one folder per validator (``node.json``, its BLS key
+``validator.key`` and its LMDB ``data/``), and ``accounts/`` with demo account keys. Every
+member of a real consortium holds only its own validator folder and the shared genesis.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .crypto import bls
+from .crypto.ed25519 import AccountKey
+from .errors import ValidationError
+from .genesis import ConsensusParams, ContractEntry, Genesis, TokenGenesis, ValidatorInfo
+from .keys import save_validator_key
+
+DEMO_BALANCE = 10**12
+
+
+class NodeConfig(BaseModel):
+    """One validator's local settings (everything shared lives in genesis)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    genesis: str = Field(description="path of genesis.json, relative to the node folder")
+    validator_key: str = "validator.key"
+    data_dir: str = "data"
+    host: str = "127.0.0.1"
+    port: int = 0
+    api_host: str = "127.0.0.1"
+    api_port: int = 0
+    mempool_size: int = 200_000
+    sync: bool = True
+
+    @classmethod
+    def load(cls, node_dir: str | Path) -> NodeConfig:
+        path = Path(node_dir) / "node.json"
+        try:
+            return cls.model_validate_json(path.read_text())
+        except OSError as e:
+            raise ValidationError(f"cannot read {path}: {e}") from None
+
+    def save(self, node_dir: str | Path) -> None:
+        (Path(node_dir) / "node.json").write_text(self.model_dump_json(indent=2) + "\n")
+
+
+def builtin_contract_entries() -> list[ContractEntry]:
+    from accord.contracts import BUILTINS
+    from accord.contracts.runtime import code_hash
+
+    return [ContractEntry(name=name, code_hash=code_hash(cls).hex()) for name, cls in sorted(BUILTINS.items())]
+
+
+def demo_account(i: int) -> AccountKey:
+    return AccountKey.from_name(f"demo-{i}")
+
+
+def init_network(
+    root: str | Path,
+    *,
+    validators: int = 4,
+    chain_id: str = "accord-devnet",
+    genesis_time_ms: int = 0,
+    base_port: int = 26650,
+    base_api_port: int = 8650,
+    demo_accounts: int = 100,
+    consensus: ConsensusParams | None = None,
+    deterministic: bool = False,
+) -> Genesis:
+    """Create a network folder for ``validators`` members and return its genesis.
+
+    ``deterministic`` derives validator keys from their names (for tests and demos only:
+    anyone can recompute them).
+    """
+    root = Path(root)
+    if (root / "genesis.json").exists():
+        raise ValidationError(f"{root} already holds a network (genesis.json exists)")
+    root.mkdir(parents=True, exist_ok=True)
+    infos: list[ValidatorInfo] = []
+    for i in range(validators):
+        name = f"validator-{i}"
+        secret = bls.demo_secret(name) if deterministic else bls.keygen()
+        node_dir = root / name
+        node_dir.mkdir(parents=True, exist_ok=True)
+        save_validator_key(node_dir / "validator.key", secret)
+        infos.append(
+            ValidatorInfo(
+                name=name, bls_public_key=bls.public_key(secret).hex(), pop=bls.pop_prove(secret).hex(),
+                host="127.0.0.1", port=base_port + i, api_port=base_api_port + i,
+            )
+        )
+        NodeConfig(
+            name=name, genesis="../genesis.json", port=base_port + i, api_port=base_api_port + i
+        ).save(node_dir)
+    authority = AccountKey.from_name("authority") if deterministic else AccountKey.generate()
+    authority.save(root / "accounts" / "authority.json")
+    balances = {}
+    for i in range(demo_accounts):
+        key = demo_account(i)
+        balances[key.address.hex()] = DEMO_BALANCE
+    genesis = Genesis(
+        chain_id=chain_id,
+        genesis_time_ms=genesis_time_ms,
+        validators=infos,
+        consensus=consensus or ConsensusParams(),
+        contracts=builtin_contract_entries(),
+        token=TokenGenesis(authority=authority.address.hex(), balances=balances),
+    )
+    genesis.save(root / "genesis.json")
+    (root / "accounts" / "README").write_text(
+        "Demo accounts demo-0.. are derived from public names (accord.config.demo_account):\n"
+        "they exist for demos and benchmarks only. authority.json may mint tokens.\n"
+    )
+    return genesis
+
+
+def network_summary(root: str | Path) -> dict[str, object]:
+    g = Genesis.load(Path(root) / "genesis.json")
+    return {"chain_id": g.chain_id, "validators": [v.name for v in g.validators], "genesis_hash": g.hash.hex()}
+
+
+def dump_json(obj: object) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)

@@ -1,0 +1,101 @@
+"""Ledger types: canonical forms, strict decoding, signatures, genesis checks."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from accord import encoding
+from accord.crypto import bls
+from accord.crypto.ed25519 import AccountKey
+from accord.errors import DecodeError, GenesisError, InvalidSignature, WrongChain
+from accord.genesis import Genesis, ValidatorInfo
+from accord.types import Block, Certificate, Header, Tx, bitmap_from, bitmap_indices
+
+from .conftest import make_genesis
+
+KEY = AccountKey.from_name("alice")
+
+
+def tx(nonce: int = 0, **args: object) -> Tx:
+    return Tx.create(KEY, chain_id="c", contract="token", method="transfer",
+                     args=args or {"to": b"\x01" * 20, "amount": 5}, nonce=nonce)
+
+
+@given(st.integers(0, 2**64 - 1), st.integers(1, 10**9), st.binary(max_size=40))
+def test_tx_round_trip(nonce: int, amount: int, to: bytes) -> None:
+    t = tx(nonce, to=to, amount=amount)
+    back = Tx.decode(t.encode())
+    assert back == t and back.hash == t.hash
+    back.check("c")
+
+
+def test_tx_signature_covers_every_field() -> None:
+    t = tx()
+    obj = t.to_obj()
+    for i, new in [(0, "other"), (1, "x"), (2, "mint"), (3, {"amount": 6}), (5, 1), (6, 7)]:
+        forged = list(obj)
+        forged[i] = new
+        with pytest.raises((InvalidSignature, WrongChain)):
+            Tx.from_obj(forged).check("c")
+
+
+def test_tx_wrong_chain() -> None:
+    with pytest.raises(WrongChain):
+        tx().check("other-chain")
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda o: o[:7],
+        lambda o: [*o, 1],
+        lambda o: [o[0], o[1], o[2], [], *o[4:]],
+        lambda o: [*o[:4], b"short", *o[5:]],
+        lambda o: [*o[:5], -1, *o[6:]],
+        lambda o: [*o[:7], b"\x00" * 10],
+    ],
+)
+def test_tx_malformed_rejected(mutate) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DecodeError):
+        Tx.decode(encoding.encode(mutate(tx().to_obj())))
+
+
+def test_header_and_block_round_trip() -> None:
+    h = Header("c", 3, 7, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 1, 2, 1000, b"\x04" * 96)
+    assert Header.decode(h.encode()) == h
+    b = Block(h, (tx(),))
+    assert Block.decode(b.encode()) == b
+    bad = Block(Header("c", 3, 7, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 2, 2, 1000), (tx(),))
+    with pytest.raises(DecodeError):
+        Block.decode(bad.encode())
+
+
+def test_certificate_bitmap() -> None:
+    bm = bitmap_from([0, 3, 9], 10)
+    assert bitmap_indices(bm) == [0, 3, 9]
+    c = Certificate(1, 2, 2, b"\x00" * 32, bm, b"\x00" * 96)
+    assert Certificate.decode(c.encode()) == c
+
+
+def test_genesis_hash_is_stable_and_pop_checked() -> None:
+    g = make_genesis(4)
+    g.check()
+    assert g.hash == Genesis.model_validate_json(g.model_dump_json()).hash
+    assert (g.n, g.f, g.quorum) == (4, 1, 3)
+    sk = bls.demo_secret("intruder")
+    other = bls.demo_secret("someone-else")
+    bad_v = ValidatorInfo(name="x", bls_public_key=bls.public_key(sk).hex(), pop=bls.pop_prove(other).hex())
+    g2 = g.model_copy(update={"validators": [*g.validators, bad_v]})
+    with pytest.raises(GenesisError):
+        g2.check()
+
+
+def test_genesis_file_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    g = make_genesis(4)
+    g.save(tmp_path / "genesis.json")
+    assert Genesis.load(tmp_path / "genesis.json").hash == g.hash
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(GenesisError):
+        Genesis.load(tmp_path / "bad.json")
