@@ -1,1 +1,33 @@
-"""accord.contracts: the contract base, runtime and built-in contracts."""
+"""accord.contracts: the contract base, runtime and built-in contracts.
+
+``BUILTINS`` maps each built-in contract's name to its class; a node's runtime enables those
+that its genesis registers (by name and code hash).
+"""
+
+from __future__ import annotations
+
+from .base import (
+    GAS,
+    Context,
+    Contract,
+    GasSchedule,
+    HookUnavailable,
+    OracleUnavailable,
+    ProofVerifierUnavailable,
+    ReadOnlyViolation,
+    contract_address,
+    method,
+    state_key,
+)
+from .runtime import BlockResult, InvalidBlock, Runtime, code_hash
+from .token import Token
+
+BUILTINS: dict[str, type[Contract]] = {
+    Token.name: Token,
+}
+
+__all__ = [
+    "BUILTINS", "GAS", "BlockResult", "Context", "Contract", "GasSchedule", "HookUnavailable",
+    "InvalidBlock", "OracleUnavailable", "ProofVerifierUnavailable", "ReadOnlyViolation",
+    "Runtime", "Token", "code_hash", "contract_address", "method", "state_key",
+]

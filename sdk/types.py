@@ -120,7 +120,10 @@ class Tx:
 
     @classmethod
     def decode(cls, data: bytes) -> Tx:
-        return cls.from_obj(encoding.decode(data, max_size=MAX_TX_BYTES))
+        tx = cls.from_obj(encoding.decode(data, max_size=MAX_TX_BYTES))
+        # decode() proved these are the canonical bytes: keep them instead of re-encoding.
+        tx.__dict__["_encoded"] = bytes(data)
+        return tx
 
     def verify_signature(self) -> None:
         ed25519.verify(self.public_key, self.signing_bytes(), self.signature)

@@ -1,0 +1,355 @@
+"""The contract runtime: executes a block's transactions against a read-only view of state.
+
+Execution never writes storage. It returns the receipts and one merged map of writes
+(``key -> bytes``, ``None`` = delete) that the chain commits together with the block.
+
+State key layout (all values are canonical encodings, :mod:`accord.encoding`):
+
+* ``b"c/" + contract name + b"/" + tag + user key`` -- a contract's own state. The tag is
+  ``b"s"`` for a ``str`` user key (UTF-8 follows) and ``b"b"`` for a ``bytes`` user key, so the
+  two kinds never collide. Contract names are ``[a-z0-9_]{1,64}``: no name contains ``/``, so
+  no namespace is a prefix of another.
+* ``b"n/" + address`` -- the next nonce of an account (absent = 0).
+
+Rules for a block (``execute_block``):
+
+* Transactions run in order; each sees the writes of the earlier ones (an overlay).
+* A transaction with a bad signature (unless its hash is in ``verified``), a wrong chain id,
+  or a nonce other than its sender's next nonce makes the whole BLOCK invalid
+  (:class:`InvalidBlock`, carrying the index of the offending transaction): honest validators
+  vote against such a proposal.
+* A failing contract call (Revert, BadArguments, UnknownContract/Method, OutOfGas, or any
+  exception in contract code) yields a failed receipt; all its writes and events are dropped,
+  but the sender's nonce still advances (the transaction is consumed and cannot be replayed).
+* Gas is a pure function of the transaction and the state: ``tx_base + tx_byte * encoded
+  size`` up front, then reads, writes, deletes, events, calls and proof checks as charged by
+  :class:`~accord.contracts.base.Context`. ``gas_used`` never exceeds ``tx.gas_limit``;
+  running out fails the transaction with ``out_of_gas`` and ``gas_used == gas_limit``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import re
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from accord import encoding
+from accord.encoding import Value
+from accord.errors import (
+    AccordError,
+    CodeMismatch,
+    DecodeError,
+    GenesisError,
+    InvalidSignature,
+    OutOfGas,
+    UnknownContract,
+    UnknownMethod,
+    ValidationError,
+)
+from accord.genesis import Genesis
+from accord.types import Receipt, Tx
+
+from .base import (
+    GAS,
+    NONCE_PREFIX,
+    Context,
+    Contract,
+    ContractError,
+    MethodSpec,
+    Oracle,
+    ProofVerifier,
+    StateReader,
+    contract_prefix,
+    user_key,
+)
+
+log = logging.getLogger(__name__)
+
+CONTRACT_NAME = re.compile(r"[a-z0-9_]{1,64}")
+QUERY_GAS = 10_000_000
+"""Gas a query may spend (queries do not change state, but must not read without bound)."""
+
+
+class InvalidBlock(AccordError):
+    """A block that must not be committed (and that honest validators vote against).
+
+    ``index`` is the position of the offending transaction, so a proposer can drop it.
+    """
+
+    code = "invalid_block"
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    receipts: list[Receipt]
+    writes: dict[bytes, bytes | None]
+
+
+_code_hashes: dict[type, bytes] = {}
+
+
+def code_hash(contract_cls: type[Contract]) -> bytes:
+    """SHA-256 of the source file of the module that defines ``contract_cls``.
+
+    This is what genesis registers: every member must run byte-identical contract modules.
+    (The runtime and base class are not covered: they are part of the node's version.)
+    """
+    h = _code_hashes.get(contract_cls)
+    if h is None:
+        module = inspect.getmodule(contract_cls)
+        path = inspect.getsourcefile(contract_cls) if module is not None else None
+        if path is None:
+            raise GenesisError(f"contract {contract_cls.__name__} has no source file to hash")
+        h = hashlib.sha256(Path(path).read_bytes()).digest()
+        _code_hashes[contract_cls] = h
+    return h
+
+
+def nonce_key(address: bytes) -> bytes:
+    return NONCE_PREFIX + address
+
+
+_MISSING: Any = object()
+
+
+class Runtime:
+    """Runs contract methods for transactions and queries. Stateless between calls: one
+    instance serves a node for its lifetime (and may be shared by threads that each pass
+    their own state reader)."""
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        contracts: Mapping[str, type[Contract]] | None = None,
+        *,
+        proof_verifier: ProofVerifier | None = None,
+        oracle: Oracle | None = None,
+    ) -> None:
+        if contracts is None:
+            from . import BUILTINS
+
+            contracts = BUILTINS
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.proof_verifier = proof_verifier
+        self.oracle = oracle
+        self._contracts: dict[str, Contract] = {}
+        self._specs: dict[tuple[str, str], tuple[Contract, MethodSpec]] = {}
+        for entry in genesis.contracts:
+            name = entry.name
+            if not CONTRACT_NAME.fullmatch(name):
+                raise GenesisError(f"contract name {name!r} must match [a-z0-9_]{{1,64}}")
+            if name in self._contracts:
+                raise GenesisError(f"contract {name!r} is registered twice in genesis")
+            cls = contracts.get(name)
+            if cls is None:
+                raise CodeMismatch(
+                    f"contract {name!r} is registered in genesis with code hash {entry.code_hash} "
+                    "but this node has no such contract"
+                )
+            local = code_hash(cls).hex()
+            if local != entry.code_hash:
+                raise CodeMismatch(
+                    f"contract {name!r}: genesis registers code hash {entry.code_hash}, "
+                    f"this node's code hashes to {local}; refusing to start"
+                )
+            instance = cls(genesis)
+            self._contracts[name] = instance
+            for mname, spec in cls.methods.items():
+                self._specs[(name, mname)] = (instance, spec)
+
+    # --- lookups -------------------------------------------------------------------------
+
+    @property
+    def contract_names(self) -> list[str]:
+        return sorted(self._contracts)
+
+    def resolve(self, contract: str, method: str) -> tuple[Contract, MethodSpec]:
+        """The callable method, or UnknownContract / UnknownMethod."""
+        found = self._specs.get((contract, method))
+        if found is None:
+            if contract not in self._contracts:
+                raise UnknownContract(f"no contract {contract!r} on this chain")
+            raise UnknownMethod(f"contract {contract!r} has no callable method {method!r}")
+        return found
+
+    def nonce_of(self, state: StateReader, address: bytes) -> int:
+        """The next nonce ``address`` must use, as of ``state``."""
+        raw = state.get_state(NONCE_PREFIX + address)
+        return 0 if raw is None else int(msgpack.unpackb(raw))
+
+    # --- genesis -------------------------------------------------------------------------
+
+    def genesis_writes(self) -> dict[bytes, bytes | None]:
+        """The initial state: every enabled contract's ``genesis_state``, in a fixed order."""
+        writes: dict[bytes, bytes | None] = {}
+        for name in sorted(self._contracts):
+            prefix = contract_prefix(name)
+            for key, value in self._contracts[name].genesis_state().items():
+                writes[prefix + user_key(key)] = encoding.encode(value)
+        return writes
+
+    # --- blocks --------------------------------------------------------------------------
+
+    @staticmethod
+    def _sender(tx: Tx, index: int) -> bytes:
+        try:
+            return tx.sender
+        except ValidationError:  # a malformed key: only possible for a Tx built in-process
+            raise InvalidBlock(f"transaction {index} has a malformed public key", index) from None
+
+    def _check_tx(
+        self, tx: Tx, index: int, expected: int, verified: Container[bytes]
+    ) -> None:
+        if tx.chain_id != self.chain_id:
+            raise InvalidBlock(
+                f"transaction {index} is for chain {tx.chain_id!r}, not {self.chain_id!r}", index
+            )
+        if tx.nonce != expected:
+            what = "replays" if tx.nonce < expected else "skips"
+            raise InvalidBlock(
+                f"transaction {index} {what} a nonce: {tx.nonce}, the sender's next is {expected}",
+                index,
+            )
+        try:
+            tx_hash = tx.hash
+        except DecodeError:  # only possible for a Tx built in-process, never for a decoded one
+            raise InvalidBlock(f"transaction {index} has no canonical encoding", index) from None
+        if tx_hash not in verified:
+            try:
+                tx.verify_signature()
+            except InvalidSignature:
+                raise InvalidBlock(f"transaction {index} has an invalid signature", index) from None
+
+    def check_block(
+        self, state: StateReader, txs: Sequence[Tx], *, verified: Container[bytes] = ()
+    ) -> None:
+        """The block-validity rules alone (chain, nonce sequence, signatures), no execution.
+
+        Raises :class:`InvalidBlock` with the index of the first offending transaction.
+        """
+        nonces: dict[bytes, int] = {}
+        for i, tx in enumerate(txs):
+            sender = self._sender(tx, i)
+            expected = nonces.get(sender)
+            if expected is None:
+                expected = self.nonce_of(state, sender)
+            self._check_tx(tx, i, expected, verified)
+            nonces[sender] = expected + 1
+
+    def execute_block(
+        self,
+        state: StateReader,
+        txs: Sequence[Tx],
+        *,
+        height: int,
+        time_ms: int,
+        verified: Container[bytes] = (),
+    ) -> BlockResult:
+        """Execute ``txs`` in order on ``state``; return receipts and the merged writes."""
+        block: dict[bytes, bytes | None] = {}
+        receipts: list[Receipt] = []
+        senders: dict[bytes, bytes] = {}
+        get_state = state.get_state
+        pack = msgpack.packb
+        for i, tx in enumerate(txs):
+            pk = tx.public_key
+            sender = senders.get(pk)
+            if sender is None:
+                sender = senders[pk] = self._sender(tx, i)
+            nk = NONCE_PREFIX + sender
+            raw = block.get(nk, _MISSING)
+            if raw is _MISSING:
+                raw = get_state(nk)
+            expected = 0 if raw is None else msgpack.unpackb(raw)
+            self._check_tx(tx, i, expected, verified)
+            receipt, writes = self._run(state, block, tx, sender, height, time_ms)
+            if writes:
+                block.update(writes)
+            block[nk] = pack(expected + 1)
+            receipts.append(receipt)
+        return BlockResult(receipts, block)
+
+    def _run(
+        self,
+        state: StateReader,
+        block: dict[bytes, bytes | None],
+        tx: Tx,
+        sender: bytes,
+        height: int,
+        time_ms: int,
+    ) -> tuple[Receipt, dict[bytes, bytes | None] | None]:
+        """Run one transaction's call; return its receipt and (on success) its writes."""
+        tx_hash = tx.hash
+        limit = tx.gas_limit
+        intrinsic = GAS.tx_base + GAS.tx_byte * len(tx.encode())
+        if intrinsic > limit:
+            return Receipt(tx_hash, False, limit, None, OutOfGas.code,
+                           f"gas limit {limit} is below the intrinsic cost {intrinsic}"), None
+        ctx = Context(
+            self, state, block, sender=sender, height=height, time_ms=time_ms, tx_hash=tx_hash,
+            contract=tx.contract, gas_limit=limit, gas_used=intrinsic,
+        )
+        try:
+            instance, spec = self.resolve(tx.contract, tx.method)
+            args = tx.args
+            spec.check(args)
+            ctx._readonly = spec.readonly
+            result = spec.fn(instance, ctx, **args)
+            if ctx.out_of_gas:  # a contract caught OutOfGas and carried on: still a failure
+                raise OutOfGas(f"out of gas: the limit is {limit}")
+            if result is not None:
+                result = encoding.canonical(result)
+        except AccordError as e:
+            return self._failed(tx_hash, ctx, e), None
+        except MemoryError:
+            raise  # a local resource failure, not a property of the transaction
+        except Exception as e:
+            # Contract bug. Record only the exception type: Python's messages are not stable
+            # across versions and can contain memory addresses (receipts are hashed).
+            log.debug("contract %s.%s raised", tx.contract, tx.method, exc_info=True)
+            err = ContractError(f"{tx.contract}.{tx.method} raised {type(e).__name__}")
+            return self._failed(tx_hash, ctx, err), None
+        return Receipt(tx_hash, True, ctx._gas, result, "", "", tuple(ctx._events)), ctx._writes
+
+    @staticmethod
+    def _failed(tx_hash: bytes, ctx: Context, err: AccordError) -> Receipt:
+        if ctx.out_of_gas and not isinstance(err, OutOfGas):
+            err = OutOfGas(f"out of gas: the limit is {ctx._gas_limit}")
+        return Receipt(tx_hash, False, ctx._gas, None, err.code, err.message[:4096])
+
+    # --- queries -------------------------------------------------------------------------
+
+    def query(
+        self,
+        state: StateReader,
+        contract: str,
+        method: str,
+        args: dict[str, Value],
+        *,
+        sender: bytes = bytes(20),
+        height: int = 0,
+        time_ms: int = 0,
+    ) -> Value:
+        """Run a readonly method on ``state`` and return its result (errors propagate)."""
+        instance, spec = self.resolve(contract, method)
+        if not spec.readonly:
+            raise UnknownMethod(f"{contract}.{method} is not a readonly method; send a transaction")
+        spec.check(args)
+        ctx = Context(
+            self, state, {}, sender=sender, height=height, time_ms=time_ms, tx_hash=bytes(32),
+            contract=contract, gas_limit=QUERY_GAS, readonly=True,
+        )
+        result = spec.fn(instance, ctx, **args)
+        return None if result is None else encoding.canonical(result)

@@ -1,0 +1,216 @@
+"""The mempool: signed transactions waiting for a block.
+
+Admission checks, cheapest first, each with its own error (and no change on rejection):
+size (:class:`TooLarge`), strict decoding (:class:`DecodeError`), chain id
+(:class:`WrongChain`), already pending (:class:`DuplicateTx`), capacity (:class:`MempoolFull`),
+nonce (:class:`NonceError`: below the account's committed nonce is a replay; anything but the
+next expected nonce -- committed nonce + pending count -- is a skip or a conflicting
+duplicate), and finally the Ed25519 signature (:class:`InvalidSignature`).
+
+Every pending transaction therefore has a verified signature, and each sender's pending
+transactions form a gap-free run of nonces starting at its committed nonce: whatever
+:meth:`Mempool.take` returns executes in order without nonce errors on the committed state.
+
+Concurrency: the mempool is meant for one asyncio event loop. No method awaits, so each runs
+to completion without interleaving and no locks are needed; do not share an instance between
+threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, KeysView
+
+from . import encoding
+from .errors import DuplicateTx, MempoolFull, NonceError, TooLarge, WrongChain
+from .types import MAX_TX_BYTES, Tx
+
+
+class Mempool:
+    """Pending transactions, per sender in nonce order."""
+
+    def __init__(
+        self,
+        chain_id: str,
+        nonce_of: Callable[[bytes], int],
+        *,
+        max_txs: int = 100_000,
+        max_tx_bytes: int = 64 * 1024,
+    ) -> None:
+        self.chain_id = chain_id
+        self.nonce_of = nonce_of
+        self.max_txs = max_txs
+        self.max_tx_bytes = min(max_tx_bytes, MAX_TX_BYTES)
+        self._by_hash: dict[bytes, Tx] = {}
+        # sender -> its pending transactions, consecutive nonces; dict order = arrival order of
+        # each sender's oldest pending transaction, which is the round-robin order of take().
+        self._queues: dict[bytes, list[Tx]] = {}
+        self._sender_of: dict[bytes, bytes] = {}  # tx hash -> sender
+        self.rejected: dict[str, int] = {}
+        """Rejections counted by error code (for metrics)."""
+
+    # --- queries -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def contains(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._by_hash
+
+    __contains__ = contains
+
+    def get(self, tx_hash: bytes) -> Tx | None:
+        return self._by_hash.get(tx_hash)
+
+    @property
+    def verified(self) -> KeysView[bytes]:
+        """Hashes whose signatures the mempool checked (a live view: every pending tx).
+
+        A hash fixes the whole signed transaction, so block execution may skip re-verifying
+        a transaction whose hash is in here.
+        """
+        return self._by_hash.keys()
+
+    def pending_count(self, sender: bytes) -> int:
+        return len(self._queues.get(sender, ()))
+
+    def next_nonce(self, sender: bytes) -> int:
+        """The nonce the sender's next transaction must carry to be admitted."""
+        self._prune(sender)
+        q = self._queues.get(sender)
+        return q[-1].nonce + 1 if q else self.nonce_of(sender)
+
+    # --- admission -----------------------------------------------------------------------
+
+    def add(self, tx: Tx | bytes) -> bytes:
+        """Admit one transaction (object or wire bytes); return its hash or raise."""
+        try:
+            return self._add(tx)
+        except Exception as e:
+            code = getattr(e, "code", type(e).__name__)
+            self.rejected[code] = self.rejected.get(code, 0) + 1
+            raise
+
+    def _add(self, tx: Tx | bytes) -> bytes:
+        if isinstance(tx, bytes | bytearray | memoryview):
+            data = bytes(tx)
+            if len(data) > self.max_tx_bytes:
+                raise TooLarge(f"transaction of {len(data)} bytes exceeds {self.max_tx_bytes}")
+            tx = Tx.from_obj(encoding.decode(data, max_size=self.max_tx_bytes))
+        else:
+            size = len(tx.encode())
+            if size > self.max_tx_bytes:
+                raise TooLarge(f"transaction of {size} bytes exceeds {self.max_tx_bytes}")
+        if tx.chain_id != self.chain_id:
+            raise WrongChain(f"transaction is for chain {tx.chain_id!r}, this is {self.chain_id!r}")
+        h = tx.hash
+        if h in self._by_hash:
+            raise DuplicateTx(f"transaction {h.hex()[:16]} is already pending")
+        if len(self._by_hash) >= self.max_txs:
+            raise MempoolFull("mempool full")
+        sender = tx.sender
+        state_nonce = self.nonce_of(sender)
+        self._prune(sender, state_nonce)
+        q = self._queues.get(sender)
+        expected = q[-1].nonce + 1 if q else state_nonce
+        if tx.nonce < state_nonce:
+            raise NonceError(f"nonce {tx.nonce} was already used (the account's next is {state_nonce})")
+        if tx.nonce < expected:
+            raise NonceError(f"nonce {tx.nonce} is already taken by a pending transaction")
+        if tx.nonce > expected:
+            raise NonceError(f"nonce {tx.nonce} skips ahead: the next accepted nonce is {expected}")
+        tx.verify_signature()  # raises InvalidSignature
+        self._by_hash[h] = tx
+        self._sender_of[h] = sender
+        if q is None:
+            self._queues[sender] = [tx]
+        else:
+            q.append(tx)
+        return h
+
+    # --- block building ------------------------------------------------------------------
+
+    def take(self, max_txs: int, max_bytes: int) -> list[Tx]:
+        """A block's worth of pending transactions (they stay pending until committed).
+
+        Fair across senders: round-robin over senders (oldest first), one transaction per
+        sender per turn, each sender's in nonce order. A sender whose next transaction does not
+        fit in the remaining bytes is skipped from then on (its later nonces depend on it).
+        """
+        out: list[Tx] = []
+        if max_txs <= 0:
+            return out
+        budget = max_bytes
+        # Round 0 walks the queues lazily, so a small block from a pool of many senders does
+        # not touch every sender; later rounds walk the senders that still have more.
+        active: Iterable[tuple[list[Tx], int]] = ((q, 0) for q in self._queues.values())
+        while len(out) < max_txs:
+            nxt: list[tuple[list[Tx], int]] = []
+            for q, i in active:
+                tx = q[i]
+                size = len(tx.encode())
+                if size > budget:
+                    continue
+                budget -= size
+                out.append(tx)
+                if len(out) >= max_txs:
+                    return out
+                if i + 1 < len(q):
+                    nxt.append((q, i + 1))
+            if not nxt:
+                break
+            active = nxt
+        return out
+
+    # --- removal -------------------------------------------------------------------------
+
+    def _drop_queue_from(self, sender: bytes, start: int) -> None:
+        q = self._queues[sender]
+        for tx in q[start:]:
+            h = tx.hash
+            self._by_hash.pop(h, None)
+            self._sender_of.pop(h, None)
+        del q[start:]
+        if not q:
+            del self._queues[sender]
+
+    def _prune(self, sender: bytes, state_nonce: int | None = None) -> None:
+        """Drop the sender's pending transactions whose nonce the chain has used."""
+        q = self._queues.get(sender)
+        if not q:
+            return
+        if state_nonce is None:
+            state_nonce = self.nonce_of(sender)
+        n = 0
+        while n < len(q) and q[n].nonce < state_nonce:
+            n += 1
+        if n:
+            for tx in q[:n]:
+                self._by_hash.pop(tx.hash, None)
+                self._sender_of.pop(tx.hash, None)
+            del q[:n]
+            if not q:
+                del self._queues[sender]
+
+    def remove(self, tx_hashes: Iterable[bytes]) -> int:
+        """Drop these transactions and, per sender, every later one (which could no longer
+        execute: its nonce would skip). Returns how many left the pool."""
+        before = len(self._by_hash)
+        for h in tx_hashes:
+            sender = self._sender_of.get(h)
+            if sender is None:
+                continue
+            q = self._queues[sender]
+            for i, tx in enumerate(q):
+                if tx.hash == h:
+                    self._drop_queue_from(sender, i)
+                    break
+        return before - len(self._by_hash)
+
+    def on_commit(self, txs: Iterable[Tx]) -> None:
+        """A block committed: drop its transactions and any pending ones whose nonce is now used
+        (for every sender in the block, against the committed nonce)."""
+        senders = set()
+        for tx in txs:
+            senders.add(tx.sender)
+        for sender in senders:
+            self._prune(sender)
