@@ -143,12 +143,23 @@ class Chain:
         Transactions that would make the block invalid (stale nonce, bad signature) are
         dropped here, so a proposer never proposes a block it would itself reject.
         """
+        from accord.contracts.runtime import InvalidBlock
+
         with self._lock:
             height, parent = self.head()
             parent_time = self.head_header().time_ms
             time_ms = max(time_ms, parent_time)
-            txs = self._admissible(list(txs), height + 1, time_ms, verified)
-            ex = self._execute(txs, height + 1, time_ms, verified)
+            txs = self._filter(txs, verified)
+            while True:
+                try:
+                    ex = self._execute(txs, height + 1, time_ms, verified)
+                    break
+                except InvalidBlock as e:
+                    # Drop the offending transaction (stale nonce after a competing commit,
+                    # bad signature) and try again; without an index the batch is unusable.
+                    if e.index is None or not 0 <= e.index < len(txs):
+                        raise
+                    txs.pop(e.index)
             header = Header(
                 chain_id=self.chain_id, height=height + 1, round=round, parent_hash=parent,
                 tx_root=ex.tx_root, state_root=ex.state_root, tx_count=len(txs), proposer=proposer,
@@ -158,19 +169,27 @@ class Chain:
             self._remember(block.hash, ex)
             return block
 
-    def _admissible(self, txs: list[Tx], height: int, time_ms: int, verified: Container[bytes]) -> list[Tx]:
-        from accord.contracts.runtime import InvalidBlock
-
+    def _filter(self, txs: Sequence[Tx], verified: Container[bytes]) -> list[Tx]:
+        """One pass that keeps, per sender, the run of transactions whose nonces follow the
+        committed nonce, with valid chain id and signature: what execution will accept."""
+        expected: dict[bytes, int] = {}
+        kept: list[Tx] = []
         with self.store.snapshot() as snap:
-            while True:
-                try:
-                    self.runtime.check_block(snap, txs, verified=verified)
-                    return txs
-                except InvalidBlock as e:
-                    bad = getattr(e, "index", None)
-                    if bad is None:
-                        raise
-                    txs = txs[:bad] + txs[bad + 1 :]
+            for tx in txs:
+                sender = tx.sender
+                nonce = expected.get(sender)
+                if nonce is None:
+                    nonce = self.runtime.nonce_of(snap, sender)
+                if tx.nonce != nonce or tx.chain_id != self.chain_id:
+                    continue
+                if tx.hash not in verified:
+                    try:
+                        tx.verify_signature()
+                    except AccordError:
+                        continue
+                expected[sender] = nonce + 1
+                kept.append(tx)
+        return kept
 
     def validate(self, block: Block, *, verified: Container[bytes] = ()) -> Execution:
         """Check a proposed block against the head and re-execute it; raise InvalidProposal.

@@ -1,0 +1,131 @@
+"""``accord bench storage``: execute and commit signed token transfers over a large state.
+
+What it measures, in one process on one core:
+
+* ``exec_commit_tx_per_s``: blocks of ``--block-txs`` signed transfers (signature checks
+  excluded: the mempool did them at admission) executed by the contract runtime, the state
+  tree updated, and block + receipts + state + root committed in one LMDB transaction, over
+  a state of ``--accounts`` funded accounts.
+* ``sig_verify_per_s``: Ed25519 transaction signature checks.
+* ``state_proof_verify_per_s``: membership proofs checked against the state root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import shutil
+import tempfile
+import time
+from typing import Any
+
+from rich.progress import Progress
+
+from ..chain import Chain
+from ..crypto import bls
+from ..crypto.ed25519 import AccountKey
+from ..genesis import Genesis, TokenGenesis, ValidatorInfo
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accounts", type=int, default=1_000_000, help="funded accounts in the state")
+    p.add_argument("--senders", type=int, default=5_000, help="accounts that sign transfers")
+    p.add_argument("--block-txs", type=int, default=5_000)
+    p.add_argument("--blocks", type=int, default=6)
+    p.add_argument("--proofs", type=int, default=2_000)
+    p.add_argument("--dir", default=None, help="LMDB folder (default: a temporary one)")
+
+
+def _genesis(n_accounts: int, senders: list[AccountKey]) -> Genesis:
+    balances = {k.address.hex(): 10**12 for k in senders}
+    i = 0
+    while len(balances) < n_accounts:
+        balances[hashlib.sha256(b"bench-account-%d" % i).digest()[:20].hex()] = 10**6
+        i += 1
+    sk = bls.demo_secret("bench")
+    from accord.config import builtin_contract_entries
+
+    return Genesis(
+        chain_id="accord-bench",
+        genesis_time_ms=0,
+        validators=[ValidatorInfo(name="bench", bls_public_key=bls.public_key(sk).hex(), pop=bls.pop_prove(sk).hex())],
+        contracts=builtin_contract_entries(),
+        token=TokenGenesis(authority=senders[0].address.hex(), balances=balances),
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from accord.contracts.runtime import Runtime
+    from accord.merkle import verify_state_proof
+    from accord.storage import Store
+    from accord.types import Tx
+
+    folder = args.dir or tempfile.mkdtemp(prefix="accord-bench-")
+    rng = random.Random(7)
+    try:
+        with Progress(transient=True) as progress:
+            task = progress.add_task("keys and genesis", total=None)
+            senders = [AccountKey.from_name(f"bench-{i}") for i in range(args.senders)]
+            genesis = _genesis(args.accounts, senders)
+            progress.update(task, description=f"genesis state: {args.accounts:,} accounts")
+            store = Store(folder, map_size=8 << 30)
+            runtime = Runtime(genesis)
+            t0 = time.perf_counter()
+            chain = Chain(genesis, store, runtime)
+            genesis_s = time.perf_counter() - t0
+            recipients = list(genesis.token.balances) if genesis.token else []
+            progress.remove_task(task)
+
+            sign = progress.add_task("signing transfers", total=args.blocks * args.block_txs)
+            blocks: list[list[Tx]] = []
+            for b in range(args.blocks):
+                txs = []
+                for j in range(args.block_txs):
+                    key = senders[(b * args.block_txs + j) % len(senders)]
+                    nonce = (b * args.block_txs + j) // len(senders)
+                    to = bytes.fromhex(rng.choice(recipients))
+                    txs.append(Tx.create(key, chain_id=genesis.chain_id, contract="token", method="transfer",
+                                         args={"to": to, "amount": 1 + rng.randrange(1000)}, nonce=nonce))
+                    progress.advance(sign)
+                blocks.append(txs)
+
+            all_hashes = {tx.hash for txs in blocks for tx in txs}
+            sample = [tx for txs in blocks for tx in txs][:10_000]
+            t0 = time.perf_counter()
+            for tx in sample:
+                tx.verify_signature()
+            sig_s = time.perf_counter() - t0
+
+            run_task = progress.add_task("execute + commit", total=args.blocks)
+            exec_s = 0.0
+            committed = 0
+            for b, txs in enumerate(blocks):
+                t0 = time.perf_counter()
+                block = chain.build(txs, time_ms=1000 * (b + 1), verified=all_hashes)
+                receipts = chain.commit(block, None)
+                exec_s += time.perf_counter() - t0
+                assert all(r.ok for r in receipts), "a benchmark transfer failed"
+                committed += len(block.txs)
+                progress.advance(run_task)
+
+            keys = [k for k, _ in zip(store.iter_state(b"c/token/"), range(args.proofs), strict=False)]
+            root = store.state_root()
+            proofs = [(k[0], *store.prove_state(k[0])) for k in keys]
+            t0 = time.perf_counter()
+            for key, value, proof in proofs:
+                verify_state_proof(root, key, value, proof)
+            proof_s = time.perf_counter() - t0
+            store.close()
+    finally:
+        if args.dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "exec_commit_tx_per_s": round(committed / exec_s),
+        "sig_verify_per_s": round(len(sample) / sig_s),
+        "state_proof_verify_per_s": round(len(proofs) / proof_s),
+        "accounts": args.accounts,
+        "block_txs": args.block_txs,
+        "blocks": args.blocks,
+        "genesis_state_s": round(genesis_s, 2),
+    }

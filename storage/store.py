@@ -1,0 +1,503 @@
+"""One LMDB environment per node: blocks, indexes, receipts, certificates and the state.
+
+Named databases (keys are raw bytes; heights are 8-byte big-endian so they sort):
+
+============  ===============================================================
+``blocks``     height -> canonical block
+``headers``    height -> canonical header (read without decoding transactions)
+``hashes``     block hash -> height
+``txs``        tx hash -> height (8 bytes) || index in the block (4 bytes)
+``receipts``   height -> canonical list of the block's receipts
+``certs``      height -> canonical certificate
+``state``      state key -> latest value
+``nodes``      state tree node position || hash -> record (see :mod:`accord.storage.tree`)
+``safety``     consensus safety state (votes, locks), synced before returning
+``meta``       head, state root, schema version, and what callers put there
+============  ===============================================================
+
+Invariants:
+
+* :meth:`Store.commit_block` writes a block and everything that follows from it (hash and
+  tx indexes, receipts, certificate, state writes, tree nodes, head, root) in ONE write
+  transaction after checking it extends the head; a crash leaves either all or none of it.
+* The ``state`` database always equals the entries of the tree at the stored root.
+* Readers never block the writer: every read uses its own LMDB read transaction and takes no
+  lock held across a write. The only exception is growing the map (rare): that needs no
+  active transaction in the process, so it waits for running reads to finish and holds new
+  ones back for its duration (:class:`_ResizeGate`).
+* One writer at a time (a lock); a write transaction that runs out of map space is aborted,
+  the map is doubled and the whole transaction is run again.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import lmdb
+
+from accord import encoding, merkle
+from accord.errors import StorageError
+from accord.types import ZERO_HASH, Block, Certificate, Header, Receipt
+
+from . import tree
+
+SCHEMA_VERSION = 1
+
+_HEAD = b"accord/head"  # height (8) || block hash (32)
+_ROOT = b"accord/state_root"
+_SCHEMA = b"accord/schema"
+
+_DBS = ("blocks", "headers", "hashes", "txs", "receipts", "certs", "state", "nodes", "safety", "meta")
+_ITER_CHUNK = 1024
+
+T = TypeVar("T")
+Txn = Any  # lmdb.Transaction opened with buffers=False: its get() returns bytes | None
+
+
+def _h(height: int) -> bytes:
+    return struct.pack(">Q", height)
+
+
+@dataclass(frozen=True, eq=False)
+class StateUpdate:
+    """The tree update for one block's writes, computed without writing.
+
+    ``root`` is the new state root. The rest is for :meth:`Store.commit_block`: the root it
+    was computed on (a commit on any other root is refused), the writes it covers and the
+    new tree node records.
+    """
+
+    root: bytes
+    base_root: bytes
+    writes: Mapping[bytes, bytes | None] = field(repr=False)
+    nodes: Mapping[bytes, bytes] = field(repr=False)
+
+
+class _ResizeGate:
+    """Lets reads run concurrently with writes, but not with a map resize.
+
+    Reads only take the condition's lock for a counter update, never across their work.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._resizing = False
+        self._local = threading.local()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._readers += 1
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.depth -= 1
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._cond.notify_all()
+
+    def resize(self, fn: Callable[[], None]) -> None:
+        if getattr(self._local, "depth", 0):
+            raise StorageError("the map is full and this thread holds a read snapshot; close it first")
+        with self._cond:
+            self._resizing = True
+            try:
+                while self._readers:
+                    self._cond.wait()
+                fn()
+            finally:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class Snapshot:
+    """One read transaction: a consistent view of the state at one root.
+
+    Use as a context manager (or call :meth:`close`); while open it holds back map growth, so
+    keep it short (one block's execution).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._gate_cm = store._gate.reading()
+        self._gate_cm.__enter__()
+        try:
+            self._txn: Txn = store._env.begin(buffers=False)
+        except BaseException:
+            self._gate_cm.__exit__(None, None, None)
+            raise
+        self._closed = False
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._txn.abort()
+            self._gate_cm.__exit__(None, None, None)
+
+    def _check(self) -> None:
+        if self._closed:
+            raise StorageError("snapshot is closed")
+
+    @property
+    def state_root(self) -> bytes:
+        self._check()
+        return self._store._root_in(self._txn)
+
+    def head(self) -> tuple[int, bytes] | None:
+        self._check()
+        return self._store._head_in(self._txn)
+
+    def get_state(self, key: bytes) -> bytes | None:
+        self._check()
+        return self._txn.get(key, db=self._store._db["state"])
+
+    def get_state_many(self, keys: Iterable[bytes]) -> dict[bytes, bytes | None]:
+        self._check()
+        db = self._store._db["state"]
+        get = self._txn.get
+        return {k: get(k, db=db) for k in keys}
+
+    def iter_state(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Entries with ``prefix`` in key order, all from this snapshot."""
+        self._check()
+        cur = self._txn.cursor(db=self._store._db["state"])
+        if not cur.set_range(prefix):
+            return
+        for k, v in cur:
+            if not k.startswith(prefix):
+                return
+            yield k, v
+
+    def prove_state(self, key: bytes) -> tuple[bytes | None, merkle.StateProof]:
+        self._check()
+        nodes = self._store._db["nodes"]
+        txn = self._txn
+        return tree.prove(lambda h: txn.get(h, db=nodes), self._store._root_in(txn), key)
+
+
+class Store:
+    """The LMDB environment of one node (see the module docstring for layout and invariants)."""
+
+    def __init__(self, path: str | Path, *, map_size: int = 1 << 30, sync: bool = True) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.sync = sync
+        self._env = lmdb.open(
+            str(self.path), map_size=map_size, max_dbs=len(_DBS) + 2, sync=sync, metasync=sync,
+            readahead=False, max_readers=256,
+        )
+        self._db = {name: self._env.open_db(name.encode()) for name in _DBS}
+        self._wlock = threading.Lock()
+        self._gate = _ResizeGate()
+        self._closed = False
+
+        def init(txn: Txn) -> None:
+            meta = self._db["meta"]
+            version = txn.get(_SCHEMA, db=meta)
+            if version is None:
+                txn.put(_SCHEMA, _h(SCHEMA_VERSION), db=meta)
+            elif version != _h(SCHEMA_VERSION):
+                raise StorageError(f"store schema {struct.unpack('>Q', version)[0]} is not {SCHEMA_VERSION}")
+
+        try:
+            self._write(init)
+        except BaseException:
+            self._env.close()
+            raise
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._wlock:
+            if not self._closed:
+                self._closed = True
+                self._env.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def map_size(self) -> int:
+        return int(self._env.info()["map_size"])
+
+    def _read(self, fn: Callable[[Txn], T]) -> T:
+        with self._gate.reading(), self._env.begin(buffers=False) as txn:
+            return fn(txn)
+
+    def _write(self, fn: Callable[[Txn], T], *, durable: bool = False) -> T:
+        """Run ``fn`` in one write transaction; on MapFullError grow the map and run it again."""
+        with self._wlock:
+            if self._closed:
+                raise StorageError("store is closed")
+            while True:
+                try:
+                    with self._env.begin(write=True) as txn:
+                        result = fn(txn)
+                except lmdb.MapFullError:
+                    self._grow()
+                    continue
+                if durable and not self.sync:
+                    self._env.sync(True)
+                return result
+
+    def _grow(self) -> None:
+        new = self.map_size * 2
+        self._gate.resize(lambda: self._env.set_mapsize(new))
+
+    def _head_in(self, txn: Txn) -> tuple[int, bytes] | None:
+        raw = txn.get(_HEAD, db=self._db["meta"])
+        if raw is None:
+            return None
+        return struct.unpack(">Q", raw[:8])[0], raw[8:]
+
+    def _root_in(self, txn: Txn) -> bytes:
+        return txn.get(_ROOT, db=self._db["meta"]) or merkle.EMPTY
+
+    # --- reading ------------------------------------------------------------------------
+
+    def head(self) -> tuple[int, bytes] | None:
+        """(height, block hash) of the last committed block, None before the first."""
+        return self._read(self._head_in)
+
+    def state_root(self) -> bytes:
+        """Root of the state after the head block (the empty root before any)."""
+        return self._read(self._root_in)
+
+    def get_block(self, height: int) -> Block | None:
+        raw = self._read(lambda t: t.get(_h(height), db=self._db["blocks"]))
+        return None if raw is None else Block.decode(raw)
+
+    def get_block_by_hash(self, h: bytes) -> Block | None:
+        def read(txn: Txn) -> bytes | None:
+            height = txn.get(h, db=self._db["hashes"])
+            return None if height is None else txn.get(height, db=self._db["blocks"])
+
+        raw = self._read(read)
+        return None if raw is None else Block.decode(raw)
+
+    def get_height_by_hash(self, h: bytes) -> int | None:
+        raw = self._read(lambda t: t.get(h, db=self._db["hashes"]))
+        return None if raw is None else struct.unpack(">Q", raw)[0]
+
+    def get_header(self, height: int) -> Header | None:
+        raw = self._read(lambda t: t.get(_h(height), db=self._db["headers"]))
+        return None if raw is None else Header.decode(raw)
+
+    def get_certificate(self, height: int) -> Certificate | None:
+        raw = self._read(lambda t: t.get(_h(height), db=self._db["certs"]))
+        return None if raw is None else Certificate.decode(raw)
+
+    def get_receipts(self, height: int) -> list[Receipt]:
+        raw = self._read(lambda t: t.get(_h(height), db=self._db["receipts"]))
+        if raw is None:
+            return []
+        return [Receipt.from_obj(r) for r in encoding.decode(raw)]
+
+    def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """(height, index in block) of a committed transaction."""
+        raw = self._read(lambda t: t.get(tx_hash, db=self._db["txs"]))
+        return None if raw is None else struct.unpack(">QI", raw)
+
+    def get_state(self, key: bytes) -> bytes | None:
+        return self._read(lambda t: t.get(key, db=self._db["state"]))
+
+    def get_state_many(self, keys: Iterable[bytes]) -> dict[bytes, bytes | None]:
+        def read(txn: Txn) -> dict[bytes, bytes | None]:
+            db = self._db["state"]
+            return {k: txn.get(k, db=db) for k in keys}
+
+        return self._read(read)
+
+    def prove_state(self, key: bytes, root: bytes | None = None) -> tuple[bytes | None, merkle.StateProof]:
+        """The value of ``key`` under ``root`` (default: the current root) and its proof.
+
+        Any root the store ever committed can be used: tree nodes are never deleted.
+        """
+
+        def read(txn: Txn) -> tuple[bytes | None, merkle.StateProof]:
+            nodes = self._db["nodes"]
+            return tree.prove(lambda h: txn.get(h, db=nodes), self._root_in(txn) if root is None else root, key)
+
+        return self._read(read)
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self)
+
+    def iter_state(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Entries with ``prefix`` in key order.
+
+        Read in chunks, each in its own read transaction, so an unfinished iteration never
+        pins a transaction; use :meth:`Snapshot.iter_state` for a single point-in-time view.
+        """
+        start = prefix
+        skip_first = False
+        while True:
+            def chunk(txn: Txn, start: bytes = start, skip: bool = skip_first) -> list[tuple[bytes, bytes]]:
+                cur = txn.cursor(db=self._db["state"])
+                out: list[tuple[bytes, bytes]] = []
+                if not cur.set_range(start):
+                    return out
+                for k, v in cur:
+                    if skip and k == start:
+                        continue
+                    if not k.startswith(prefix) or len(out) >= _ITER_CHUNK:
+                        break
+                    out.append((k, v))
+                return out
+
+            items = self._read(chunk)
+            yield from items
+            if len(items) < _ITER_CHUNK:
+                return
+            start, skip_first = items[-1][0], True
+
+    # --- writing ------------------------------------------------------------------------
+
+    def compute_state_update(self, writes: Mapping[bytes, bytes | None]) -> StateUpdate:
+        """The state root after ``writes`` (None deletes) on the current state; writes nothing."""
+        for k, v in writes.items():
+            if type(k) is not bytes or not 0 < len(k) <= 511 or (v is not None and type(v) is not bytes):
+                raise StorageError("state keys must be 1..511 bytes and values bytes or None")
+        frozen = dict(writes)
+
+        def read(txn: Txn) -> StateUpdate:
+            nodes = self._db["nodes"]
+            base = self._root_in(txn)
+            root, new = tree.compute_update(partial(txn.get, db=nodes), base, frozen)
+            return StateUpdate(root, base, frozen, new)
+
+        return self._read(read)
+
+    def commit_block(
+        self,
+        block: Block,
+        certificate: Certificate | None,
+        receipts: Sequence[Receipt],
+        writes: Mapping[bytes, bytes | None],
+        update: StateUpdate,
+    ) -> None:
+        """Write ``block`` and everything that follows from it in one transaction.
+
+        Refused with StorageError (and nothing written) unless: the height is head + 1 (0 with
+        a zero parent hash for the first block), the parent hash is the head's hash, the
+        header's state root is ``update.root``, ``update`` was computed on the current root
+        from exactly ``writes``, the receipts match the transactions and the header's tx root,
+        the certificate (if any) is for this block, and no transaction was committed before.
+        """
+        header = block.header
+        if header.state_root != update.root:
+            raise StorageError("header state root differs from the computed state update")
+        if dict(writes) != update.writes:
+            raise StorageError("state writes differ from those the state update was computed from")
+        if len(receipts) != len(block.txs) or any(r.tx_hash != t.hash for r, t in zip(receipts, block.txs, strict=True)):
+            raise StorageError("receipts do not match the block's transactions")
+        leaves = [merkle.tx_leaf(t.hash, r.hash) for t, r in zip(block.txs, receipts, strict=True)]
+        if merkle.merkle_root(leaves) != header.tx_root:
+            raise StorageError("header tx root does not cover the block's transactions and receipts")
+        block_hash = block.hash
+        if certificate is not None and (certificate.height != header.height or certificate.block_hash != block_hash):
+            raise StorageError("certificate is for another block")
+        block_bytes = block.encode()
+        header_bytes = header.encode()
+        receipts_bytes = encoding.encode([r.to_obj() for r in receipts])
+        cert_bytes = None if certificate is None else certificate.encode()
+        hk = _h(header.height)
+        state_items = sorted(writes.items())
+        node_items = sorted(update.nodes.items())
+
+        def write(txn: Txn) -> None:
+            db = self._db
+            head = self._head_in(txn)
+            if head is None:
+                if header.height != 0 or header.parent_hash != ZERO_HASH:
+                    raise StorageError("the first block must have height 0 and a zero parent hash")
+            else:
+                if header.height != head[0] + 1:
+                    raise StorageError(f"block height {header.height} does not follow head {head[0]}")
+                if header.parent_hash != head[1]:
+                    raise StorageError("block parent hash is not the head's hash")
+            if self._root_in(txn) != update.base_root:
+                raise StorageError("state update was computed on another state root")
+            txn.put(hk, block_bytes, db=db["blocks"])
+            txn.put(hk, header_bytes, db=db["headers"])
+            if not txn.put(block_hash, hk, db=db["hashes"], overwrite=False):
+                raise StorageError("block hash already stored")
+            txs_db = db["txs"]
+            for i, tx in enumerate(block.txs):
+                if not txn.put(tx.hash, struct.pack(">QI", header.height, i), db=txs_db, overwrite=False):
+                    raise StorageError(f"transaction {tx.hash.hex()[:16]} was committed before")
+            txn.put(hk, receipts_bytes, db=db["receipts"])
+            if cert_bytes is not None:
+                txn.put(hk, cert_bytes, db=db["certs"])
+            state = db["state"]
+            for k, v in state_items:
+                if v is None:
+                    txn.delete(k, db=state)
+                else:
+                    txn.put(k, v, db=state)
+            if node_items:
+                cur = txn.cursor(db=db["nodes"])
+                cur.putmulti(node_items, overwrite=False)
+            meta = db["meta"]
+            txn.put(_HEAD, hk + block_hash, db=meta)
+            txn.put(_ROOT, update.root, db=meta)
+
+        self._write(write)
+
+    def set_certificate(self, height: int, cert: Certificate) -> None:
+        """Attach (or replace) the certificate of a committed block."""
+
+        def write(txn: Txn) -> None:
+            raw = txn.get(_h(height), db=self._db["headers"])
+            if raw is None:
+                raise StorageError(f"no block at height {height}")
+            if cert.height != height or cert.block_hash != Header.decode(raw).hash:
+                raise StorageError("certificate is for another block")
+            txn.put(_h(height), cert.encode(), db=self._db["certs"])
+
+        self._write(write)
+
+    def put_safety(self, key: bytes, value: bytes) -> None:
+        """Store consensus safety state; it is on disk (synced) when this returns."""
+        self._write(lambda t: t.put(key, value, db=self._db["safety"]), durable=True)
+
+    def get_safety(self, key: bytes) -> bytes | None:
+        return self._read(lambda t: t.get(key, db=self._db["safety"]))
+
+    def put_meta(self, key: bytes, value: bytes) -> None:
+        if key.startswith(b"accord/"):
+            raise StorageError("meta keys starting with accord/ belong to the store")
+        self._write(lambda t: t.put(key, value, db=self._db["meta"]), durable=True)
+
+    def get_meta(self, key: bytes) -> bytes | None:
+        return self._read(lambda t: t.get(key, db=self._db["meta"]))
+
+    def stats(self) -> dict[str, Any]:
+        """Entry counts per database and the map size (for operators and benchmarks)."""
+
+        def read(txn: Txn) -> dict[str, Any]:
+            return {name: txn.stat(db)["entries"] for name, db in self._db.items()}
+
+        return {**self._read(read), "map_size": self.map_size}
