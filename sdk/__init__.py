@@ -11,3 +11,12 @@ from .types import Block, Certificate, Event, Header, Receipt, Tx
 
 __all__ = ["AccordError", "AccountKey", "Block", "Certificate", "Event", "Genesis", "Header", "Receipt", "Tx"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # The clients pull in aiohttp: import them only when asked for (``accord.Client``).
+    if name in ("Client", "AsyncClient"):
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'accord' has no attribute {name!r}")

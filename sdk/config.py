@@ -71,6 +71,8 @@ def init_network(
     demo_accounts: int = 100,
     consensus: ConsensusParams | None = None,
     deterministic: bool = False,
+    ports: list[int] | None = None,
+    api_ports: list[int] | None = None,
 ) -> Genesis:
     """Create a network folder for ``validators`` members and return its genesis.
 
@@ -82,6 +84,8 @@ def init_network(
         raise ValidationError(f"{root} already holds a network (genesis.json exists)")
     root.mkdir(parents=True, exist_ok=True)
     infos: list[ValidatorInfo] = []
+    ports = ports or [base_port + i for i in range(validators)]
+    api_ports = api_ports or [base_api_port + i for i in range(validators)]
     for i in range(validators):
         name = f"validator-{i}"
         secret = bls.demo_secret(name) if deterministic else bls.keygen()
@@ -91,12 +95,10 @@ def init_network(
         infos.append(
             ValidatorInfo(
                 name=name, bls_public_key=bls.public_key(secret).hex(), pop=bls.pop_prove(secret).hex(),
-                host="127.0.0.1", port=base_port + i, api_port=base_api_port + i,
+                host="127.0.0.1", port=ports[i], api_port=api_ports[i],
             )
         )
-        NodeConfig(
-            name=name, genesis="../genesis.json", port=base_port + i, api_port=base_api_port + i
-        ).save(node_dir)
+        NodeConfig(name=name, genesis="../genesis.json", port=ports[i], api_port=api_ports[i]).save(node_dir)
     authority = AccountKey.from_name("authority") if deterministic else AccountKey.generate()
     authority.save(root / "accounts" / "authority.json")
     balances = {}

@@ -109,3 +109,64 @@ class ProofError(AccordError):
 
 class NotFound(AccordError):
     code = "not_found"
+
+
+class MpcError(AccordError):
+    """An MPC computation that cannot go on (bad shares, unknown program, protocol misuse)."""
+
+    code = "mpc_error"
+
+
+class PeerGone(MpcError):
+    """An MPC server stopped answering or closed its channel mid-computation."""
+
+    code = "mpc_peer_gone"
+
+
+class ChannelAuthError(MpcError):
+    """A peer failed the channel handshake or sent a message that does not authenticate."""
+
+    code = "mpc_channel_auth"
+
+
+class NetError(AccordError):
+    """A refused connection or dropped frame on the validator network. ``reason`` is a short
+    stable word used as the metrics label (``bad_signature``, ``garbage``, ``oversized``...)."""
+
+    code = "net_error"
+
+    def __init__(self, message: str = "", reason: str = "net_error") -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+
+
+class HandshakeRefused(NetError):
+    code = "handshake_refused"
+
+
+class BadFrame(NetError):
+    code = "bad_frame"
+
+
+class InvalidRequest(ValidationError):
+    """An API request whose JSON or query string has the wrong shape (HTTP 422)."""
+
+    code = "invalid_request"
+
+
+class RateLimited(AccordError):
+    """Too many API requests from one client address (HTTP 429)."""
+
+    code = "rate_limited"
+
+
+class Unavailable(AccordError):
+    """The node cannot serve this now (too many streams, head moving, shutting down): HTTP 503."""
+
+    code = "unavailable"
+
+
+class WaitTimeout(AccordError):
+    """``Client.wait`` gave up before the transaction was committed."""
+
+    code = "timeout"

@@ -1,1 +1,83 @@
-"""accord.consensus."""
+"""accord.consensus: the Gosig core, sans-I/O (events in, actions out).
+
+Stable API (for the node and other drivers)
+-------------------------------------------
+
+Construction::
+
+    from accord.consensus import Core, Params, SafetyState, BlsCrypto, BlsSigner
+    core = Core.from_genesis(genesis, BlsSigner(my_index, my_bls_secret),
+                             head=(committed_height, committed_hash), head_cert=cert_or_None,
+                             safety=SafetyState.decode(bytes, genesis.n) or None)
+    # from_genesis calls genesis.check(): a missing or bad proof of possession raises GenesisError.
+
+Driving it: ``actions = core.handle(event)``; perform the actions IN ORDER. Tick at least at
+``core.next_wakeup_ms()`` (ticking more often, e.g. every 20-50 ms, is fine).
+
+Events (in): ``Tick(now_ms)``, ``MessageReceived(from_index, payload: bytes)``,
+``BlockBuilt(block)``, ``BlockValidated(block_hash, ok)``, ``BlockFetched(block, certificate|None)``.
+
+Actions (out):
+
+* ``Persist(key, value)``: write durably (key is ``SAFETY_KEY``; value is the encoded
+  ``SafetyState``) and complete it BEFORE performing any later action of the same batch.
+* ``Broadcast(payload)``: send to every other validator. ``Send(to_index, payload)``: one peer.
+  The core picks gossip peers itself (deterministic xorshift seeded by its index); with at most
+  ``Params.broadcast_max`` (64) validators it only uses Broadcast for its own messages.
+* ``BuildBlock(height, round, parent_hash, proposer_index, sortition)``: build a block on
+  ``parent_hash`` whose header has that height, round, proposer and ``sortition`` (the ticket)
+  and answer ``BlockBuilt(block)``. Blocks built too late are dropped (counted as stale).
+* ``ValidateBlock(block)``: execute speculatively, answer ``BlockValidated(hash, ok)``.
+* ``Commit(block, certificate)``: the block is final; store and execute it.
+* ``FetchBlock(block_hash, from_index)``: ask that peer for the block and, if the peer has
+  committed it, its certificate; answer ``BlockFetched(block, certificate)``. Unanswered
+  fetches are retried by the core on its resend timer.
+
+Pure helpers: ``verify_certificate(genesis | bls_keys | crypto, chain_id, cert, quorum)``
+(raises ``ValidationError``/``InvalidSignature``), ``certificate_signers(cert, n)``,
+``sortition_message``, ``vote_message`` (in ``accord.types``).
+
+The rules the core keeps, the theory of operation and the safety argument are in
+:mod:`accord.consensus.state`.
+"""
+
+from .aggregate import (
+    PHASE_C,
+    PHASE_P,
+    Aggregate,
+    certificate_counts,
+    certificate_signers,
+    verify_certificate,
+)
+from .crypto import BlsCrypto, BlsSigner, CostModelCrypto, CostModelSigner, Crypto, Signer, sortition_value
+from .messages import Proposal, decode_message
+from .sortition import sortition_message, threshold
+from .state import (
+    SAFETY_KEY,
+    Action,
+    BlockBuilt,
+    BlockFetched,
+    BlockValidated,
+    Broadcast,
+    BuildBlock,
+    Commit,
+    Core,
+    Event,
+    FetchBlock,
+    MessageReceived,
+    Params,
+    Persist,
+    SafetyState,
+    Send,
+    Tick,
+    ValidateBlock,
+)
+
+__all__ = [
+    "PHASE_C", "PHASE_P", "SAFETY_KEY", "Action", "Aggregate", "BlockBuilt", "BlockFetched",
+    "BlockValidated", "BlsCrypto", "BlsSigner", "Broadcast", "BuildBlock", "Commit", "Core",
+    "CostModelCrypto", "CostModelSigner", "Crypto", "Event", "FetchBlock", "MessageReceived",
+    "Params", "Persist", "Proposal", "SafetyState", "Send", "Signer", "Tick", "ValidateBlock",
+    "certificate_counts", "certificate_signers", "decode_message", "sortition_message",
+    "sortition_value", "threshold", "verify_certificate",
+]

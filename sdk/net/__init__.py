@@ -1,1 +1,14 @@
-"""accord.net."""
+"""accord.net: the validator network (authenticated WebSocket mesh, gossip, back-pressure).
+
+See :mod:`accord.net.transport` for the design; :mod:`accord.net.handshake` for the
+handshake; :mod:`accord.net.frames` for frame kinds and their limits.
+"""
+
+from .frames import Kind, KindSpec, Overflow, decode_frame, encode_frame, kind_specs
+from .transport import MessageHandler, NetConfig, PeerHandler, RequestHandler, Transport
+
+__all__ = [
+    "Kind", "KindSpec", "MessageHandler", "NetConfig", "Overflow", "PeerHandler", "RequestHandler",
+    "Transport",
+    "decode_frame", "encode_frame", "kind_specs",
+]

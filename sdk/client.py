@@ -1,0 +1,671 @@
+"""``accord.Client`` and ``accord.AsyncClient``: the client API from Python.
+
+Both speak to one node's HTTP API (:mod:`accord.node.api`). Results come back as the ledger's
+own types (``Block``, ``Header``, ``Certificate``, ``Receipt``) decoded from the canonical
+``raw`` bytes the server sends, never rebuilt from the JSON view: what you hold is exactly
+what was hashed and signed. Proofs are returned as objects for the light client to check
+(:mod:`accord.light`); this client verifies nothing and trusts the node it talks to.
+
+Errors the server reports come back as the :class:`~accord.errors.AccordError` subclass with
+the same ``code`` (``bad_nonce`` -> :class:`~accord.errors.NonceError`, ...).
+
+The sync :class:`Client` uses the standard library (``http.client``, one keep-alive
+connection per thread) so that it works inside Flask/Django workers without an event loop;
+its :meth:`Client.stream` runs an :class:`AsyncClient` on a private thread. The
+:class:`AsyncClient` uses aiohttp and is meant for code already running in an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import queue
+import threading
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from . import encoding
+from .encoding import Value
+from .errors import AccordError, DecodeError, WaitTimeout
+from .genesis import Genesis
+from .merkle import StateProof
+from .node.schemas import value_from_json
+from .types import Block, Certificate, Event, Header, Receipt, Tx
+
+__all__ = [
+    "AsyncClient", "BlockCommitted", "Client", "EventCommitted", "HeaderWithCertificate",
+    "InclusionProof", "StateValue", "TxStatus", "error_from",
+]
+
+# --- results --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    """Arguments of ``accord.merkle.verify_merkle_proof(tx_root, leaf, index, count, siblings)``."""
+
+    leaf: bytes
+    index: int
+    count: int
+    siblings: list[bytes]
+    tx_root: bytes
+
+
+@dataclass(frozen=True)
+class TxStatus:
+    tx_hash: bytes
+    status: str  # pending | committed | unknown
+    height: int | None = None
+    index: int | None = None
+    block_hash: bytes | None = None
+    receipt: Receipt | None = None
+    proof: InclusionProof | None = None
+    tx: Tx | None = None
+
+    @property
+    def committed(self) -> bool:
+        return self.status == "committed"
+
+
+@dataclass(frozen=True)
+class HeaderWithCertificate:
+    header: Header
+    certificate: Certificate | None
+
+
+@dataclass(frozen=True)
+class StateValue:
+    """A state value and the proof of it against ``header.state_root`` (unverified here).
+
+    ``value`` is the stored bytes (a canonical encoding) or None when absent; ``decoded`` is
+    that value decoded. Verify with
+    ``accord.merkle.verify_state_proof(header.state_root, state_key, value, proof)``.
+    """
+
+    contract: str
+    state_key: bytes
+    value: bytes | None
+    decoded: Value
+    proof: StateProof
+    height: int
+    header: Header
+
+
+@dataclass(frozen=True)
+class BlockCommitted:
+    height: int
+    hash: bytes
+    header: Header
+    certificate: Certificate | None
+    tx_hashes: list[bytes]
+    receipts_ok: list[bool]
+
+
+@dataclass(frozen=True)
+class EventCommitted:
+    height: int
+    tx_hash: bytes
+    index: int
+    event: Event
+
+
+StreamItem = BlockCommitted | EventCommitted
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def _error_classes() -> dict[str, type[AccordError]]:
+    out: dict[str, type[AccordError]] = {}
+    pending: list[type[AccordError]] = [AccordError]
+    while pending:
+        cls = pending.pop(0)
+        out.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return out
+
+
+def error_from(code: str, message: str) -> AccordError:
+    """The AccordError subclass registered for ``code`` (or an AccordError carrying it).
+
+    Subclasses are looked up at call time, so codes defined by modules imported later (the
+    runtime's ``invalid_block``, ``bad_state_key``...) map to their classes too.
+    """
+    cls = _error_classes().get(code)
+    if cls is None:
+        err = AccordError(message)
+        err.code = code
+        return err
+    try:
+        return cls(message)
+    except TypeError:  # a subclass with a different constructor
+        err = AccordError(message)
+        err.code = code
+        return err
+
+
+def _raise_for(status: int, body: bytes) -> None:
+    try:
+        doc = json.loads(body)
+        e = doc["error"]
+        code, message = str(e["code"]), str(e["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = f"http_{status}", body[:200].decode("utf-8", "replace") or f"HTTP {status}"
+    raise error_from(code, message)
+
+
+# --- parsing (shared by both clients) -------------------------------------------------------
+
+
+def _hex(s: str | None) -> bytes | None:
+    return None if s is None else bytes.fromhex(s)
+
+
+def _header(d: dict[str, Any]) -> Header:
+    return Header.decode(bytes.fromhex(d["raw"]))
+
+
+def _certificate(d: dict[str, Any] | None) -> Certificate | None:
+    return None if d is None else Certificate.decode(bytes.fromhex(d["raw"]))
+
+
+def _receipt(d: dict[str, Any] | None) -> Receipt | None:
+    return None if d is None else Receipt.from_obj(encoding.decode(bytes.fromhex(d["raw"])))
+
+
+def _tx_status(d: dict[str, Any]) -> TxStatus:
+    p = d.get("proof")
+    proof = None
+    if p is not None:
+        proof = InclusionProof(
+            leaf=bytes.fromhex(p["leaf"]), index=p["index"], count=p["count"],
+            siblings=[bytes.fromhex(x) for x in p["siblings"]], tx_root=bytes.fromhex(p["tx_root"]),
+        )
+    t = d.get("tx")
+    return TxStatus(
+        tx_hash=bytes.fromhex(d["tx_hash"]), status=d["status"], height=d.get("height"),
+        index=d.get("index"), block_hash=_hex(d.get("block_hash")), receipt=_receipt(d.get("receipt")),
+        proof=proof, tx=Tx.decode(bytes.fromhex(t["raw"])) if t is not None else None,
+    )
+
+
+def _hwc(d: dict[str, Any]) -> HeaderWithCertificate:
+    return HeaderWithCertificate(_header(d["header"]), _certificate(d.get("certificate")))
+
+
+def _state(d: dict[str, Any]) -> StateValue:
+    value = _hex(d.get("value"))
+    return StateValue(
+        contract=d["contract"], state_key=bytes.fromhex(d["state_key"]), value=value,
+        decoded=encoding.decode(value) if value is not None else None,
+        proof=StateProof.decode(bytes.fromhex(d["proof_raw"])), height=d["height"],
+        header=_header(d["header"]),
+    )
+
+
+def _stream_item(d: dict[str, Any]) -> StreamItem | None:
+    t = d.get("type")
+    if t == "block":
+        return BlockCommitted(
+            height=d["height"], hash=bytes.fromhex(d["hash"]), header=_header(d["header"]),
+            certificate=_certificate(d.get("certificate")),
+            tx_hashes=[bytes.fromhex(x) for x in d["tx_hashes"]], receipts_ok=list(d["receipts_ok"]),
+        )
+    if t == "event":
+        e = d["event"]
+        return EventCommitted(
+            height=d["height"], tx_hash=bytes.fromhex(d["tx_hash"]), index=d["index"],
+            event=Event(e["contract"], e["name"], value_from_json(e["data"])),
+        )
+    if t == "lagged":
+        raise error_from("unavailable", d.get("message", "stream lagged"))
+    return None  # hello and future message types
+
+
+def _tx_bytes(tx: Tx | bytes) -> bytes:
+    return tx.encode() if isinstance(tx, Tx) else bytes(tx)
+
+
+def _batch_results(d: dict[str, Any]) -> list[bytes | AccordError]:
+    out: list[bytes | AccordError] = []
+    for item in d["results"]:
+        if item.get("tx_hash") is not None:
+            out.append(bytes.fromhex(item["tx_hash"]))
+        else:
+            e = item.get("error") or {}
+            out.append(error_from(str(e.get("code", "accord_error")), str(e.get("message", ""))))
+    return out
+
+
+def _key_path(key: bytes | str) -> tuple[str, dict[str, str]]:
+    if isinstance(key, bytes):
+        return key.hex(), {}
+    return urllib.parse.quote(key, safe=""), {"key_type": "str"}
+
+
+def _height_path(height: int | str) -> str:
+    if height == "latest":
+        return "latest"
+    if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+        raise DecodeError("height must be a non-negative integer or 'latest'")
+    return str(height)
+
+
+def _stream_query(from_height: int | None, blocks: bool, events: bool, contract: str | None) -> dict[str, str]:
+    q = {"blocks": str(blocks).lower(), "events": str(events).lower()}
+    if from_height is not None:
+        q["from"] = str(from_height)
+    if contract is not None:
+        q["contract"] = contract
+    return q
+
+
+_RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.BadStatusLine)
+
+# --- sync client ----------------------------------------------------------------------------
+
+
+class Client:
+    """Blocking client of one node's API (thread-safe: one connection per thread).
+
+    >>> c = Client("http://127.0.0.1:8650")
+    >>> h = c.submit(tx); receipt = c.wait(h)
+    """
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        u = urllib.parse.urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise DecodeError(f"not an http(s) URL: {url!r}")
+        self.url = url.rstrip("/")
+        self._scheme = u.scheme
+        self._host = u.hostname
+        self._port = u.port or (443 if u.scheme == "https" else 80)
+        self._prefix = u.path.rstrip("/")
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            conn = cls(self._host, self._port, timeout=self.timeout)
+            self._local.conn = conn
+        return conn
+
+    def request(
+        self, method: str, path: str, *, query: dict[str, str] | None = None, json_body: Any = None,
+        raw_body: bytes | None = None,
+    ) -> tuple[int, str, bytes]:
+        """One HTTP exchange; returns (status, content type, body). Raises for 4xx/5xx."""
+        target = self._prefix + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        headers = {"Accept": "application/json"}
+        body: bytes | None = None
+        if raw_body is not None:
+            body, headers["Content-Type"] = raw_body, "application/octet-stream"
+        elif json_body is not None:
+            body, headers["Content-Type"] = json.dumps(json_body).encode(), "application/json"
+        for attempt in (0, 1):
+            conn = self._conn()
+            reused = conn.sock is not None
+            try:
+                conn.request(method, target, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except _RETRYABLE:
+                # A keep-alive connection the server closed while idle: the request never
+                # reached a handler, so sending it again on a fresh connection is safe.
+                self.close()
+                if attempt == 0 and reused:
+                    continue
+                raise
+            except (OSError, http.client.HTTPException):
+                self.close()
+                raise
+            if resp.getheader("Connection", "").lower() == "close":
+                self.close()
+            if resp.status >= 400:
+                _raise_for(resp.status, data)
+            return resp.status, resp.getheader("Content-Type", ""), data
+        raise AssertionError("unreachable")
+
+    def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
+        return json.loads(self.request("GET", path, query=query)[2])
+
+    # --- transactions ------------------------------------------------------------------
+
+    def submit(self, tx: Tx | bytes) -> bytes:
+        """Submit a signed transaction; its hash (raises e.g. NonceError, InvalidSignature)."""
+        _, _, data = self.request("POST", "/v1/txs", raw_body=_tx_bytes(tx))
+        return bytes.fromhex(json.loads(data)["tx_hash"])
+
+    def submit_many(self, txs: list[Tx] | list[bytes]) -> list[bytes | AccordError]:
+        """Submit a batch; per transaction its hash or the error that rejected it."""
+        body = encoding.encode([_tx_bytes(t) for t in txs])
+        _, _, data = self.request("POST", "/v1/txs/batch", raw_body=body)
+        return _batch_results(json.loads(data))
+
+    def tx(self, tx_hash: bytes, *, proof: bool = True, include_tx: bool = False) -> TxStatus:
+        q = {"proof": str(proof).lower(), "tx": str(include_tx).lower()}
+        return _tx_status(self._get(f"/v1/txs/{tx_hash.hex()}", q))
+
+    def wait(self, tx_hash: bytes, timeout: float = 30.0, *, poll: float = 0.05) -> Receipt:
+        """Block until the transaction is committed; its receipt (WaitTimeout otherwise)."""
+        deadline = time.monotonic() + timeout
+        delay = poll
+        while True:
+            st = self.tx(tx_hash, proof=False)
+            if st.committed and st.receipt is not None:
+                return st.receipt
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(f"transaction {tx_hash.hex()[:16]} not committed after {timeout:g} s ({st.status})")
+            time.sleep(min(delay, left))
+            delay = min(delay * 1.5, 0.5)
+
+    # --- blocks, headers, state ------------------------------------------------------------
+
+    def block(self, height: int | str = "latest") -> Block:
+        _, _, data = self.request("GET", f"/v1/blocks/{_height_path(height)}", query={"format": "raw"})
+        return Block.decode(data)
+
+    def block_by_hash(self, block_hash: bytes) -> Block:
+        _, _, data = self.request("GET", f"/v1/blocks/hash/{block_hash.hex()}", query={"format": "raw"})
+        return Block.decode(data)
+
+    def block_json(self, height: int | str = "latest", *, receipts: bool = False) -> dict[str, Any]:
+        """The block's JSON view (with receipts if asked), as the server sends it."""
+        return self._get(f"/v1/blocks/{_height_path(height)}", {"receipts": str(receipts).lower()})
+
+    def header(self, height: int) -> HeaderWithCertificate:
+        return _hwc(self._get(f"/v1/headers/{_height_path(height)}"))
+
+    def headers(self, from_height: int, limit: int = 100) -> list[HeaderWithCertificate]:
+        d = self._get("/v1/headers", {"from": str(from_height), "limit": str(limit)})
+        return [_hwc(x) for x in d["headers"]]
+
+    def state(self, contract: str, key: bytes | str) -> StateValue:
+        path, q = _key_path(key)
+        return _state(self._get(f"/v1/state/{urllib.parse.quote(contract, safe='')}/{path}", q))
+
+    def query(self, contract: str, method: str, **args: Value) -> Value:
+        _, _, data = self.request(
+            "POST", f"/v1/query/{contract}/{method}", raw_body=encoding.encode(args)
+        )
+        return encoding.decode(bytes.fromhex(json.loads(data)["raw"]))
+
+    # --- node --------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return self._get("/v1/status")
+
+    def account(self, address: bytes) -> dict[str, Any]:
+        """``{"address", "nonce", "next_nonce"}``: sign the next transaction with next_nonce."""
+        return self._get(f"/v1/accounts/{address.hex()}")  # type: ignore[no-any-return]
+
+    def validators(self) -> list[dict[str, Any]]:
+        return self._get("/v1/validators")["validators"]
+
+    def genesis(self) -> Genesis:
+        return Genesis.model_validate(self._get("/v1/genesis")["genesis"])
+
+    def metrics(self) -> str:
+        return self.request("GET", "/metrics")[2].decode()
+
+    def openapi(self) -> dict[str, Any]:
+        return self._get("/openapi.json")
+
+    def stream(
+        self, *, from_height: int | None = None, blocks: bool = True, events: bool = True,
+        contract: str | None = None, max_queue: int = 1024,
+    ) -> Iterator[StreamItem]:
+        """Committed blocks and events as they come (a blocking generator).
+
+        An :class:`AsyncClient` runs on a private thread and hands items over through a
+        bounded queue; closing the generator stops the thread.
+        """
+        q: queue.Queue[StreamItem | BaseException | None] = queue.Queue(maxsize=max_queue)
+        stop = threading.Event()
+        loop_box: list[asyncio.AbstractEventLoop] = []
+        task_box: list[asyncio.Task[None]] = []
+
+        async def run() -> None:
+            try:
+                async with AsyncClient(self.url, timeout=self.timeout) as ac:
+                    async for item in ac.stream(
+                        from_height=from_height, blocks=blocks, events=events, contract=contract
+                    ):
+                        while not stop.is_set():
+                            try:
+                                q.put(item, timeout=0.1)
+                                break
+                            except queue.Full:
+                                await asyncio.sleep(0)
+                        if stop.is_set():
+                            return
+                end: StreamItem | BaseException | None = None
+            except asyncio.CancelledError:
+                return
+            except BaseException as e:  # handed to the consumer
+                end = e
+            while not stop.is_set():  # the consumer may be gone: never block forever
+                try:
+                    q.put(end, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        def thread_main() -> None:
+            loop = asyncio.new_event_loop()
+            loop_box.append(loop)
+            task = loop.create_task(run())
+            task_box.append(task)
+            try:
+                loop.run_until_complete(task)
+            finally:
+                loop.close()
+
+        t = threading.Thread(target=thread_main, name="accord-client-stream", daemon=True)
+        t.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            if loop_box and task_box:
+                loop_box[0].call_soon_threadsafe(task_box[0].cancel)
+            t.join(timeout=5)
+
+
+# --- async client ---------------------------------------------------------------------------
+
+
+class AsyncClient:
+    """aiohttp client of one node's API; use as ``async with AsyncClient(url) as c``."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0, session: aiohttp.ClientSession | None = None) -> None:
+        u = urllib.parse.urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise DecodeError(f"not an http(s) URL: {url!r}")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._session = session
+        self._own_session = session is None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        self._session = None
+
+    def _sess(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+            self._own_session = True
+        return self._session
+
+    async def request(
+        self, method: str, path: str, *, query: dict[str, str] | None = None, json_body: Any = None,
+        raw_body: bytes | None = None,
+    ) -> tuple[int, str, bytes]:
+        kw: dict[str, Any] = {"params": query or None}
+        if raw_body is not None:
+            kw["data"] = raw_body
+            kw["headers"] = {"Content-Type": "application/octet-stream"}
+        elif json_body is not None:
+            kw["json"] = json_body
+        async with self._sess().request(method, self.url + path, **kw) as resp:
+            data = await resp.read()
+            if resp.status >= 400:
+                _raise_for(resp.status, data)
+            return resp.status, resp.headers.get("Content-Type", ""), data
+
+    async def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
+        return json.loads((await self.request("GET", path, query=query))[2])
+
+    async def submit(self, tx: Tx | bytes) -> bytes:
+        _, _, data = await self.request("POST", "/v1/txs", raw_body=_tx_bytes(tx))
+        return bytes.fromhex(json.loads(data)["tx_hash"])
+
+    async def submit_many(self, txs: list[Tx] | list[bytes]) -> list[bytes | AccordError]:
+        body = encoding.encode([_tx_bytes(t) for t in txs])
+        _, _, data = await self.request("POST", "/v1/txs/batch", raw_body=body)
+        return _batch_results(json.loads(data))
+
+    async def tx(self, tx_hash: bytes, *, proof: bool = True, include_tx: bool = False) -> TxStatus:
+        q = {"proof": str(proof).lower(), "tx": str(include_tx).lower()}
+        return _tx_status(await self._get(f"/v1/txs/{tx_hash.hex()}", q))
+
+    async def wait(self, tx_hash: bytes, timeout: float = 30.0, *, poll: float = 0.05) -> Receipt:
+        deadline = time.monotonic() + timeout
+        delay = poll
+        while True:
+            st = await self.tx(tx_hash, proof=False)
+            if st.committed and st.receipt is not None:
+                return st.receipt
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(f"transaction {tx_hash.hex()[:16]} not committed after {timeout:g} s ({st.status})")
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 1.5, 0.5)
+
+    async def block(self, height: int | str = "latest") -> Block:
+        _, _, data = await self.request("GET", f"/v1/blocks/{_height_path(height)}", query={"format": "raw"})
+        return Block.decode(data)
+
+    async def block_by_hash(self, block_hash: bytes) -> Block:
+        _, _, data = await self.request("GET", f"/v1/blocks/hash/{block_hash.hex()}", query={"format": "raw"})
+        return Block.decode(data)
+
+    async def header(self, height: int) -> HeaderWithCertificate:
+        return _hwc(await self._get(f"/v1/headers/{_height_path(height)}"))
+
+    async def headers(self, from_height: int, limit: int = 100) -> list[HeaderWithCertificate]:
+        d = await self._get("/v1/headers", {"from": str(from_height), "limit": str(limit)})
+        return [_hwc(x) for x in d["headers"]]
+
+    async def state(self, contract: str, key: bytes | str) -> StateValue:
+        path, q = _key_path(key)
+        return _state(await self._get(f"/v1/state/{urllib.parse.quote(contract, safe='')}/{path}", q))
+
+    async def query(self, contract: str, method: str, **args: Value) -> Value:
+        _, _, data = await self.request("POST", f"/v1/query/{contract}/{method}", raw_body=encoding.encode(args))
+        return encoding.decode(bytes.fromhex(json.loads(data)["raw"]))
+
+    async def status(self) -> dict[str, Any]:
+        return await self._get("/v1/status")
+
+    async def account(self, address: bytes) -> dict[str, Any]:
+        """``{"address", "nonce", "next_nonce"}``: sign the next transaction with next_nonce."""
+        return await self._get(f"/v1/accounts/{address.hex()}")  # type: ignore[no-any-return]
+
+    async def validators(self) -> list[dict[str, Any]]:
+        return (await self._get("/v1/validators"))["validators"]
+
+    async def genesis(self) -> Genesis:
+        return Genesis.model_validate((await self._get("/v1/genesis"))["genesis"])
+
+    async def metrics(self) -> str:
+        return (await self.request("GET", "/metrics"))[2].decode()
+
+    async def stream(
+        self, *, from_height: int | None = None, blocks: bool = True, events: bool = True,
+        contract: str | None = None,
+    ) -> AsyncIterator[StreamItem]:
+        """Committed blocks and events, in height order, until the node closes the stream.
+
+        With ``from_height`` the node first replays stored blocks from that height, so a
+        client that reconnects with ``from_height = last seen + 1`` misses nothing.
+        """
+        q = _stream_query(from_height, blocks, events, contract)
+        try:
+            ws = await self._sess().ws_connect(self.url + "/v1/stream", params=q, heartbeat=30.0)
+        except aiohttp.WSServerHandshakeError as e:
+            raise error_from("unavailable" if e.status == 503 else f"http_{e.status}", e.message) from None
+        async with ws:
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    item = _stream_item(json.loads(msg.data))
+                    if item is not None:
+                        yield item
+                elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE):
+                    break
+
+    async def stream_ready(
+        self, *, from_height: int | None = None, blocks: bool = True, events: bool = True,
+        contract: str | None = None,
+    ) -> tuple[int, AsyncIterator[StreamItem]]:
+        """Like :meth:`stream`, but returns once the subscription is live: (head height at
+        subscription, iterator). Blocks committed after this returns are delivered."""
+        q = _stream_query(from_height, blocks, events, contract)
+        try:
+            ws = await self._sess().ws_connect(self.url + "/v1/stream", params=q, heartbeat=30.0)
+        except aiohttp.WSServerHandshakeError as e:
+            raise error_from("unavailable" if e.status == 503 else f"http_{e.status}", e.message) from None
+        first = await ws.receive()
+        if first.type != aiohttp.WSMsgType.TEXT:
+            await ws.close()
+            raise error_from("unavailable", "stream closed before the subscription was live")
+        hello = json.loads(first.data)
+        if hello.get("type") != "subscribed":
+            await ws.close()
+            raise DecodeError(f"unexpected first stream message {hello.get('type')!r}")
+
+        async def items() -> AsyncIterator[StreamItem]:
+            async with ws:
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        item = _stream_item(json.loads(msg.data))
+                        if item is not None:
+                            yield item
+                    else:
+                        break
+
+        return int(hello["height"]), items()
+

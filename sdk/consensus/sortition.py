@@ -1,0 +1,33 @@
+"""Secret leader selection by cryptographic sortition.
+
+Validator i is a potential leader of (height, round) when
+``H(sig_i(SORTITION_DOMAIN, chain id, height, round, parent hash)) < D``. BLS signatures are
+unique, so the signature is at once the lottery ticket and its proof, and nobody can tell who
+the leaders are before they speak. The round is inside the signed message, so a failed round
+gives everyone a fresh draw. ``D = expected_leaders / n * 2**256``: with the default of three
+expected leaders the chance of a round without any leader is about e**-3 (5 %), and such a
+round simply commits nothing. The lowest value has the best priority.
+"""
+
+from __future__ import annotations
+
+from .. import encoding
+from .crypto import sortition_value
+
+SORTITION_DOMAIN = "accord/sortition/v1"
+_SPACE = 1 << 256
+
+
+def sortition_message(chain_id: str, height: int, round: int, parent_hash: bytes) -> bytes:
+    return encoding.encode([SORTITION_DOMAIN, chain_id, height, round, parent_hash])
+
+
+def threshold(n: int, expected_leaders: float) -> int:
+    """The difficulty D: a ticket wins when its value is below it."""
+    # Integer arithmetic (expected_leaders in millionths) keeps D identical on every platform.
+    milli = int(round(expected_leaders * 1_000_000))
+    return min(_SPACE, _SPACE * milli // (n * 1_000_000))
+
+
+def wins(signature: bytes, d: int) -> bool:
+    return sortition_value(signature) < d

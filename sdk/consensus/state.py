@@ -1,0 +1,889 @@
+"""The Gosig state machine: events in, actions out.
+
+Rules this file keeps
+=====================
+
+1. **No I/O, no clock, no randomness.** The core never opens a socket, reads a clock, starts a
+   thread, touches a disk or draws a random number. Time arrives as :class:`Tick`, bytes as
+   :class:`MessageReceived`, application answers as :class:`BlockBuilt` /
+   :class:`BlockValidated` / :class:`BlockFetched`. Same events in the same order, same actions.
+   Gossip peers are drawn from a xorshift generator seeded with the validator's index: a
+   deterministic function of the core's own state.
+2. **Persist before you speak.** Every vote and every lock is first put into the
+   :class:`SafetyState`, and a :class:`Persist` action carrying the whole state precedes, *in the
+   same batch*, every action that reveals the vote. The driver MUST complete a ``Persist``
+   (durably) before performing any later action of the batch. After a crash the driver passes
+   the last persisted state back (``Core(..., safety=SafetyState.decode(bytes))``); the core
+   then never signs a second, different vote for a (round, phase) it already voted in.
+3. **One P vote per round, one C vote per round, monotone.** P is signed only for a round above
+   ``p_round``; C only for a round above ``c_round``; both are persisted as above.
+4. **Locks only move up.** At a height, the lock is the P-quorum aggregate of the highest round
+   seen; it is replaced only by a P-quorum of a higher round. Moving to the next height (by
+   committing) is the only way a lock stops mattering.
+5. **Bad input changes nothing.** Undecodable bytes, bad signatures, bad sortition tickets,
+   wrong heights or parents are counted in :attr:`Core.stats` and dropped.
+
+Theory of operation
+===================
+
+Rounds come from the local clock: ``round = (now - genesis_time) // round_ms``. Each round has
+stage I (proposal) and, for its last ``stage2_ms``, stage II (agreement).
+
+* **Round start.** The validator signs the sortition message for (height, round, parent); if
+  the ticket wins (value below D) it is a potential leader: if locked at this height it
+  re-proposes its locked block with the lock's P-quorum as justification, otherwise it asks the
+  application for a block (:class:`BuildBlock`) and proposes what comes back.
+* **Proposals.** A proposal is accepted if its ticket verifies and wins for (height, round,
+  our parent), its block extends our head, and (for a re-proposal) its justification is a valid
+  P-quorum for that block. The application then checks the block (:class:`ValidateBlock`).
+* **Stage II start: prepare.** Take the best-priority (lowest ticket) proposal of the round. If
+  the application found it valid and the lock rules allow it, sign P for it. Lock rules: not
+  locked at this height, or the candidate is the locked block, or the candidate's justification
+  is from a round above the lock's. Otherwise abstain. If no proposal has arrived yet, prepare
+  the first acceptable one that arrives before the round ends.
+* **P-quorum (2f+1 P votes on B in round r): lock and commit-vote.** Lock on (B, r) if r is
+  above the current lock's round, persist, and if r > ``c_round`` sign C for B.
+* **C-quorum: commit.** Emit :class:`Commit` with the certificate (fetching the block body
+  first if it is missing) and move to the next height.
+* **Aggregation.** Votes travel as weighted aggregates (:mod:`.aggregate`). With at most
+  ``broadcast_max`` validators every vote is broadcast as a singleton and a quorum aggregate is
+  broadcast once when it forms. With more validators votes gossip: an aggregate is forwarded to
+  ``gossip_fanout`` peers whenever its signer set grows (until it reaches a quorum, and once
+  when it does); a peer that sends us a smaller aggregate than our quorum one gets ours back.
+* **Liveness after partitions.** Every ``resend_ms`` the core re-sends its own proposal, its
+  latest votes and its lock (the highest P-quorum it knows, which unlocks validators locked on
+  older rounds), and re-requests missing blocks. Proposals carry the parent's commit
+  certificate so a validator that missed a commit catches up from the next proposal; a
+  C-quorum or proposal for a later height makes it fetch blocks (:class:`FetchBlock`).
+
+Safety argument (f < n/3 Byzantine, any message schedule)
+=========================================================
+
+Quorums have ``q = n - f`` validators, so two quorums share ``2q - n >= f + 1`` validators, at
+least one honest.
+
+*Invariant I1 (one P-quorum per round).* Two P-quorums of round r for different blocks would
+share an honest validator that signed P twice in r, which rule 3 forbids (and rule 2 keeps
+true across crashes). So each round has at most one P-certified block.
+
+*Invariant I2 (no conflicting certificate above a commit).* Suppose B is committed at height h
+with a C-quorum of round r. Its C signers include at least f+1 honest validators, each of
+which locked on (B, r) at height h before signing (rule 2). Let r' > r be the first round in
+which a P-quorum forms for a block B' != B at height h. It contains an honest validator of that
+locked set (quorum intersection); it signed P for B' at height h in r', so it was still at
+height h, and its lock was then on a round >= r. By minimality of r', every P-quorum between r
+and r' is for B, so its lock was on B (rule 4). The lock rules let it prepare B' only with a
+justification from a round above its lock, i.e. a P-quorum for B' in a round in (r, r'):
+contradicting the choice of r'. Hence every P-quorum at height h above round r is for B, and
+since a C vote in round r'' needs a P-quorum in r'' (I1), every C-quorum above r is for B; a
+C-quorum below r for B' != B is excluded symmetrically. So at most one block commits at each
+height. The argument counts signatures only; timing never enters it.
+
+The simulator (:mod:`accord.sim`) asserts these invariants on every run: no two honest
+validators commit different blocks at a height, no honest validator signs two different votes
+for one (round, phase), and every commit certificate verifies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import encoding
+from ..errors import AccordError, DecodeError, GenesisError
+from ..types import Block, Certificate, vote_message
+from .aggregate import PHASE_C, PHASE_P, Aggregate, certificate_counts, verify_certificate
+from .crypto import Crypto, Signer, sortition_value
+from .messages import Proposal, decode_message
+from .sortition import sortition_message, threshold
+
+SAFETY_KEY = b"consensus/safety"
+KEEP_ROUNDS = 8  # aggregates of older rounds (at the current height) are forgotten
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Local time advanced to ``now_ms`` (milliseconds, same epoch as genesis_time_ms)."""
+
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """Raw bytes from validator ``from_index`` (the transport authenticates the peer)."""
+
+    from_index: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BlockBuilt:
+    """The application's answer to :class:`BuildBlock`."""
+
+    block: Block
+
+
+@dataclass(frozen=True, slots=True)
+class BlockValidated:
+    """The application's answer to :class:`ValidateBlock`."""
+
+    block_hash: bytes
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BlockFetched:
+    """A block obtained from a peer; ``certificate`` is its commit certificate if the peer
+    had committed it (then the core may commit it after checking the certificate)."""
+
+    block: Block
+    certificate: Certificate | None = None
+
+
+Event = Tick | MessageReceived | BlockBuilt | BlockValidated | BlockFetched
+
+
+# --- actions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BuildBlock:
+    height: int
+    round: int
+    parent_hash: bytes
+    proposer_index: int
+    sortition: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ValidateBlock:
+    block: Block
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Write ``value`` under ``key`` durably BEFORE performing any later action of the batch."""
+
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Send ``payload`` to every other validator."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    to_index: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """``block`` is final; store it with ``certificate`` and execute it."""
+
+    block: Block
+    certificate: Certificate
+
+
+@dataclass(frozen=True, slots=True)
+class FetchBlock:
+    """Ask validator ``from_index`` for the block (and its commit certificate if it has one);
+    answer with :class:`BlockFetched`. The core re-asks on its resend timer if nothing comes."""
+
+    block_hash: bytes
+    from_index: int
+
+
+Action = BuildBlock | ValidateBlock | Persist | Broadcast | Send | Commit | FetchBlock
+
+
+# --- parameters and safety state -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Params:
+    """What the core needs from genesis (plus two transport knobs)."""
+
+    chain_id: str
+    n: int
+    genesis_time_ms: int = 0
+    round_ms: int = 1000
+    stage2_ms: int = 500
+    expected_leaders: float = 3.0
+    gossip_fanout: int = 3
+    max_block_bytes: int = 8 * 1024 * 1024
+    broadcast_max: int = 64
+    resend_ms: int = 0  # 0: round_ms // 4
+    gossip_interval_ms: int = 0  # gossip mode: at most one forward of an aggregate per interval
+
+    @property
+    def f(self) -> int:
+        return (self.n - 1) // 3
+
+    @property
+    def quorum(self) -> int:
+        return self.n - self.f
+
+    @classmethod
+    def from_genesis(cls, genesis: Any, **overrides: Any) -> Params:
+        """Parameters of a genesis whose proofs of possession verify (else GenesisError)."""
+        genesis.check()
+        c = genesis.consensus
+        if c.stage2_ms >= c.round_ms:
+            raise GenesisError("stage2_ms must be shorter than round_ms")
+        kw: dict[str, Any] = dict(
+            chain_id=genesis.chain_id, n=genesis.n, genesis_time_ms=genesis.genesis_time_ms,
+            round_ms=c.round_ms, stage2_ms=c.stage2_ms, expected_leaders=c.expected_leaders,
+            gossip_fanout=c.gossip_fanout, max_block_bytes=c.max_block_bytes,
+        )
+        kw.update(overrides)
+        return cls(**kw)
+
+
+@dataclass
+class SafetyState:
+    """What must survive a crash: the last vote of each phase and the lock."""
+
+    p_round: int = -1
+    p_height: int = 0
+    p_hash: bytes = b""
+    c_round: int = -1
+    c_height: int = 0
+    c_hash: bytes = b""
+    lock: Aggregate | None = None
+    lock_block: Block | None = None
+
+    def encode(self) -> bytes:
+        return encoding.encode([
+            self.p_round, self.p_height, self.p_hash, self.c_round, self.c_height, self.c_hash,
+            None if self.lock is None else self.lock.to_obj(),
+            None if self.lock_block is None else self.lock_block.to_obj(),
+        ])
+
+    @classmethod
+    def decode(cls, data: bytes, n: int) -> SafetyState:
+        f = encoding.decode(data)
+        if type(f) is not list or len(f) != 8:
+            raise DecodeError("not a safety state")
+        return cls(
+            int(f[0]), int(f[1]), bytes(f[2]), int(f[3]), int(f[4]), bytes(f[5]),
+            None if f[6] is None else Aggregate.from_obj(f[6], n),
+            None if f[7] is None else Block.from_obj(f[7]),
+        )
+
+
+@dataclass
+class _Candidate:
+    value: int
+    proposal: Proposal
+
+    @property
+    def order(self) -> tuple[int, bytes]:
+        return (self.value, self.proposal.block.hash)
+
+
+@dataclass
+class Stats:
+    garbage: int = 0
+    bad_signature: int = 0
+    bad_proposal: int = 0
+    stale: int = 0
+    received: int = 0
+    sent: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+# --- the machine ---------------------------------------------------------------------------
+
+
+class Core:
+    """One validator's Gosig state machine. Drive it with :meth:`handle`.
+
+    ``head`` is the last committed (height, block hash) from the node's store (height 0 is
+    genesis); ``head_cert`` its certificate if any. ``safety`` is the last persisted
+    :class:`SafetyState` (None on first start).
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        signer: Signer,
+        crypto: Crypto,
+        *,
+        head: tuple[int, bytes],
+        head_cert: Certificate | None = None,
+        safety: SafetyState | None = None,
+        decode_cache: dict[bytes, Any] | None = None,
+    ) -> None:
+        if params.stage2_ms >= params.round_ms or params.n < 1:
+            raise GenesisError("bad consensus parameters")
+        if crypto.n != params.n or not 0 <= signer.index < params.n:
+            raise GenesisError("crypto, signer and validator set disagree")
+        self.p = params
+        self.signer = signer
+        self.index = signer.index
+        self.crypto = crypto
+        self.n = params.n
+        self.quorum = params.quorum
+        self.gossip = params.n > params.broadcast_max
+        self.d = threshold(params.n, params.expected_leaders)
+        self.resend_ms = params.resend_ms or max(1, params.round_ms // 4)
+        self.max_msg = params.max_block_bytes + 64 * 1024 + 8 * params.n
+
+        self.height = head[0] + 1  # the height being decided
+        self.head_hash = head[1]
+        self.head_cert = head_cert
+        self.safety = safety if safety is not None else SafetyState()
+
+        self.now = -1
+        self.round = -1
+        self._stage2_round = -1
+        self._next_resend = 0
+        self._prng = (self.index * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF or 1
+
+        self.blocks: dict[bytes, Block] = {}
+        if self.safety.lock_block is not None:
+            self.blocks[self.safety.lock_block.hash] = self.safety.lock_block
+        self.valid: dict[bytes, bool | None] = {}
+        self.cands: dict[int, dict[bytes, _Candidate]] = {}
+        self.aggs: dict[tuple[int, int, int, bytes], Aggregate] = {}
+        self.singles: dict[tuple[int, int, int, bytes], dict[int, bytes]] = {}
+        self.quorum_seen: set[tuple[int, int, int, bytes]] = set()
+        self.pending_commit: dict[bytes, Certificate] = {}
+        self.future: dict[int, tuple[Block, Certificate]] = {}
+        self.fetch_from: dict[bytes, int] = {}
+        self.led: set[tuple[int, int]] = set()
+        self.my_proposal: Proposal | None = None
+        self._last_sent: dict[tuple[int, int, int, bytes], tuple[int, int]] = {}  # time, signers
+        self._due: dict[tuple[int, int, int, bytes], int] = {}
+        self.stats = Stats()
+        self._out: list[Action] = []
+        # Optional cache of decoded messages shared by many cores in one process (the
+        # simulator): decoding is a pure function of the bytes and decoded messages are never
+        # mutated, so sharing them changes no result. Nodes leave it None.
+        self._decode_cache = decode_cache
+        self._head_agg: Aggregate | None = None  # the C-quorum of our last commit, for laggards
+        self._head_time = 0
+        self._helped: set[int] = set()
+
+    @classmethod
+    def from_genesis(cls, genesis: Any, signer: Signer, crypto: Crypto | None = None, **kw: Any) -> Core:
+        """Build a core for a genesis; refuses one whose proofs of possession fail."""
+        from .crypto import BlsCrypto
+
+        params = Params.from_genesis(genesis, **kw.pop("overrides", {}))
+        return cls(params, signer, crypto or BlsCrypto(genesis.validator_keys(), checked=True), **kw)
+
+    # --- public ------------------------------------------------------------------------
+
+    def handle(self, event: Event) -> list[Action]:
+        """Apply one event; return the actions to perform, in order (see rule 2)."""
+        self._out = []
+        if isinstance(event, MessageReceived):
+            self._on_message(event.from_index, event.payload)
+        elif isinstance(event, Tick):
+            self._on_tick(event.now_ms)
+        elif isinstance(event, BlockValidated):
+            self._on_validated(event.block_hash, event.ok)
+        elif isinstance(event, BlockBuilt):
+            self._on_built(event.block)
+        elif isinstance(event, BlockFetched):
+            self._on_fetched(event.block, event.certificate)
+        out, self._out = self._out, []
+        return out
+
+    def next_wakeup_ms(self) -> int:
+        """The local time at which the next :class:`Tick` matters (drivers may tick more often)."""
+        p = self.p
+        if self.now < p.genesis_time_ms:
+            return p.genesis_time_ms
+        start = p.genesis_time_ms + self.round * p.round_ms
+        stage2 = start + p.round_ms - p.stage2_ms
+        nxt = start + p.round_ms
+        if self._stage2_round < self.round:
+            nxt = min(nxt, stage2)
+        if self._due:
+            nxt = min(nxt, min(self._due.values()))
+        return min(nxt, self._next_resend)
+
+    def round_of(self, now_ms: int) -> int:
+        return (now_ms - self.p.genesis_time_ms) // self.p.round_ms if now_ms >= self.p.genesis_time_ms else -1
+
+    def stage2_start_ms(self, round: int) -> int:
+        return self.p.genesis_time_ms + round * self.p.round_ms + self.p.round_ms - self.p.stage2_ms
+
+    @property
+    def lock(self) -> Aggregate | None:
+        """The lock that matters at the current height (None if unlocked)."""
+        lk = self.safety.lock
+        return lk if lk is not None and lk.height == self.height else None
+
+    # --- time --------------------------------------------------------------------------
+
+    def _on_tick(self, now: int) -> None:
+        if now <= self.now:
+            return
+        self.now = now
+        r = self.round_of(now)
+        if r < 0:
+            return
+        if r > self.round:
+            self._enter_round(r)
+        if now >= self.stage2_start_ms(r) and self._stage2_round < r:
+            self._stage2_round = r
+            self._try_prepare()
+        if self._due:
+            self._flush(now)
+        if now >= self._next_resend:
+            self._next_resend = now + self.resend_ms
+            self._resend()
+
+    def _flush(self, now: int) -> None:
+        """Gossip-mode timers: forward aggregates that grew while rate-limited, and pull for
+        those still short of a quorum by sending them to one random peer (a peer that holds a
+        quorum answers with it), so that no validator waits for a resend to catch up."""
+        for key in sorted(k for k, t in self._due.items() if t <= now):
+            del self._due[key]
+            agg = self.aggs.get(key)
+            if agg is None:
+                continue
+            if agg.signers > self._last_sent.get(key, (0, 0))[1]:
+                self._send_agg(key, agg, -1)
+            elif agg.signers < self.quorum and key[1] >= self.round - 1:
+                self._out.append(Send(self._random_peer(), agg.encode()))
+                self._due[key] = now + 2 * max(1, self.p.gossip_interval_ms)
+
+    def _enter_round(self, r: int) -> None:
+        self.round = r
+        self.my_proposal = None
+        for old in [k for k in self.cands if k < r - 1]:
+            del self.cands[old]
+        if len(self.aggs) > 4:
+            for k in [k for k in self.aggs if k[1] < r - KEEP_ROUNDS]:
+                self._drop_agg(k)
+        self._maybe_lead()
+
+    def _maybe_lead(self) -> None:
+        key = (self.height, self.round)
+        if key in self.led:
+            return
+        self.led.add(key)
+        ticket = self.signer.sign(sortition_message(self.p.chain_id, self.height, self.round, self.head_hash))
+        if sortition_value(ticket) >= self.d:
+            return
+        lock = self.lock
+        if lock is not None and lock.block_hash in self.blocks:
+            prop = Proposal(self.round, self.index, ticket, self.blocks[lock.block_hash], lock.copy(), self.head_cert)
+            self._propose(prop)
+        else:
+            self._out.append(BuildBlock(self.height, self.round, self.head_hash, self.index, ticket))
+
+    def _on_built(self, block: Block) -> None:
+        h = block.header
+        if (h.height, h.round) != (self.height, self.round) or h.proposer != self.index or h.parent_hash != self.head_hash:
+            self.stats.stale += 1  # built too late (height or round moved on)
+            return
+        self.valid[block.hash] = True  # the application executed it while building
+        self._propose(Proposal(self.round, self.index, h.sortition, block, None, self.head_cert))
+
+    def _propose(self, prop: Proposal) -> None:
+        self.my_proposal = prop
+        self._add_candidate(prop, sortition_value(prop.sortition))
+        self._spread(prop.encode())
+        self._try_prepare()
+
+    # --- messages ----------------------------------------------------------------------
+
+    def _on_message(self, frm: int, payload: bytes) -> None:
+        self.stats.received += 1
+        cache = self._decode_cache
+        msg = cache.get(payload) if cache is not None else None
+        if msg is None:
+            try:
+                msg = decode_message(payload, self.n, self.max_msg)
+            except DecodeError:
+                self.stats.garbage += 1
+                return
+            if cache is not None:
+                if len(cache) > 20_000:
+                    cache.clear()
+                cache[payload] = msg
+        if isinstance(msg, Aggregate):
+            self._on_aggregate(frm, msg)
+        else:
+            self._on_proposal(frm, msg)
+
+    def _on_proposal(self, frm: int, prop: Proposal) -> None:
+        if prop.height < self.height:
+            self.stats.stale += 1
+            return
+        if prop.height > self.height:
+            self._catch_up_from(frm, prop)
+            if prop.height != self.height:
+                return
+        if not self.round - 1 <= prop.round <= self.round + 1:
+            self.stats.stale += 1
+            return
+        bh = prop.block.hash
+        known = self.cands.get(prop.round, {}).get(bh)
+        if known is not None:
+            return
+        if not self._proposal_ok(prop):
+            self.stats.bad_proposal += 1
+            return
+        self._add_candidate(prop, sortition_value(prop.sortition))
+        if prop.justify is not None:
+            self._on_aggregate_verified(frm, prop.justify, forward=False)
+        if bh not in self.valid:
+            self.valid[bh] = None
+            self._out.append(ValidateBlock(prop.block))
+        best = self._best(prop.round)
+        if self.gossip and best is not None and best.proposal is prop:
+            self._spread(prop.encode(), exclude=frm)
+        self._try_prepare()
+
+    def _proposal_ok(self, prop: Proposal) -> bool:
+        h = prop.block.header
+        if h.chain_id != self.p.chain_id or h.height != self.height or h.parent_hash != self.head_hash:
+            return False
+        if len(prop.block.encode()) > self.p.max_block_bytes:
+            return False
+        if prop.justify is None:
+            if (h.round, h.proposer, h.sortition) != (prop.round, prop.proposer, prop.sortition):
+                return False
+        else:
+            j = prop.justify
+            if h.round >= prop.round or j.phase != PHASE_P or j.height != self.height:
+                return False
+            if j.block_hash != prop.block.hash or j.round >= prop.round or j.signers < self.quorum:
+                return False
+            if not j.verify(self.crypto, self.p.chain_id):
+                self.stats.bad_signature += 1
+                return False
+        if sortition_value(prop.sortition) >= self.d:
+            return False
+        msg = sortition_message(self.p.chain_id, self.height, prop.round, self.head_hash)
+        return self.crypto.verify(prop.proposer, msg, prop.sortition)
+
+    def _add_candidate(self, prop: Proposal, value: int) -> None:
+        self.cands.setdefault(prop.round, {})[prop.block.hash] = _Candidate(value, prop)
+        self.blocks[prop.block.hash] = prop.block
+
+    def _best(self, r: int) -> _Candidate | None:
+        cs = self.cands.get(r)
+        if not cs:
+            return None
+        return min(cs.values(), key=lambda c: c.order)
+
+    def _catch_up_from(self, frm: int, prop: Proposal) -> None:
+        """A proposal for a later height: commit its parent from its certificate if we can."""
+        cert = prop.parent_cert
+        if cert is None or cert.height != prop.height - 1 or cert.block_hash != prop.block.header.parent_hash:
+            return
+        if cert.height < self.height:
+            return
+        if not self._cert_ok(cert):
+            return
+        if cert.height == self.height and cert.block_hash in self.blocks:
+            self._commit(self.blocks[cert.block_hash], cert)
+        else:
+            self._fetch(cert.block_hash, frm)
+
+    def _cert_ok(self, cert: Certificate) -> bool:
+        try:
+            verify_certificate(self.crypto, self.p.chain_id, cert, self.quorum)
+            return True
+        except AccordError:
+            self.stats.bad_signature += 1
+            return False
+
+    # --- votes -------------------------------------------------------------------------
+
+    def _on_aggregate(self, frm: int, agg: Aggregate) -> None:
+        if agg.height < self.height:
+            self.stats.stale += 1
+            head = self._head_agg
+            if (
+                head is not None and agg.height == head.height and agg.signers < self.quorum
+                and 0 <= frm != self.index and frm not in self._helped
+                and self.now >= self._head_time + 2 * self.p.gossip_interval_ms
+            ):
+                # The sender is still collecting votes for the height we committed: answer
+                # once with the commit quorum (gossip still in flight right after our commit
+                # does not count as a request).
+                self._helped.add(frm)
+                self._out.append(Send(frm, head.encode()))
+            return
+        if not self.round - KEEP_ROUNDS <= agg.round <= self.round + 2:
+            self.stats.stale += 1
+            return
+        if agg.height > self.height and (agg.phase != PHASE_C or agg.signers < self.quorum):
+            self.stats.stale += 1  # only a commit quorum of a later height is worth acting on
+            return
+        mine = self.aggs.get(agg.key)
+        if mine is not None and agg.subset_of(mine):
+            if self.gossip and mine.signers >= self.quorum > agg.signers:
+                self._out.append(Send(frm, mine.encode()))  # pull: the sender lags behind us
+            return
+        if not agg.verify(self.crypto, self.p.chain_id):
+            self.stats.bad_signature += 1
+            return
+        if agg.height > self.height:
+            self._fetch(agg.block_hash, frm)
+            return
+        self._on_aggregate_verified(frm, agg, forward=True)
+
+    def _on_aggregate_verified(self, frm: int, agg: Aggregate, *, forward: bool) -> None:
+        key = agg.key
+        if agg.signers == 1:
+            i = int(agg.counts.nonzero()[0][0])
+            if agg.counts[i] == 1:
+                self.singles.setdefault(key, {})[i] = agg.signature
+        mine = self.aggs.get(key)
+        if mine is None:
+            self.aggs[key] = agg.copy()
+            grew = True
+        else:
+            grew = mine.merge(agg, self.crypto)
+        if grew:
+            self._grew(key, frm, forward)
+
+    def _add_own_vote(self, phase: int, block_hash: bytes) -> None:
+        rnd = self.round if phase == PHASE_P else self.safety.c_round
+        msg = vote_message(self.p.chain_id, self.height, rnd, phase, block_hash)
+        sig = self.signer.sign(msg)
+        single = Aggregate.single(self.n, self.height, rnd, phase, block_hash, self.index, sig)
+        if not self.gossip:
+            self._out.append(Broadcast(single.encode()))
+        self._on_aggregate_verified(-1, single, forward=True)
+
+    def _grew(self, key: tuple[int, int, int, bytes], frm: int, forward: bool) -> None:
+        agg = self.aggs[key]
+        reached = agg.signers >= self.quorum and key not in self.quorum_seen
+        if reached:
+            self.quorum_seen.add(key)
+        if self.gossip:
+            if forward and (agg.signers < self.quorum or reached):
+                self._forward(key, agg, frm)
+        elif reached:
+            self._out.append(Broadcast(agg.encode()))
+        if reached:
+            if agg.phase == PHASE_P:
+                self._on_p_quorum(agg)
+            else:
+                self._on_c_quorum(agg)
+
+    def _forward(self, key: tuple[int, int, int, bytes], agg: Aggregate, frm: int) -> None:
+        """Forward a grown aggregate now, or when its rate limit allows (coalescing growth)."""
+        iv = self.p.gossip_interval_ms
+        last = self._last_sent.get(key)
+        if iv <= 0 or last is None or self.now >= last[0] + iv:
+            self._send_agg(key, agg, frm)
+        elif key not in self._due or self._due[key] > last[0] + iv:
+            self._due[key] = last[0] + iv
+
+    def _send_agg(self, key: tuple[int, int, int, bytes], agg: Aggregate, frm: int) -> None:
+        now = max(self.now, 0)
+        self._last_sent[key] = (now, agg.signers)
+        self._spread(agg.encode(), exclude=frm)
+        iv = self.p.gossip_interval_ms
+        if iv > 0 and agg.signers < self.quorum:
+            self._due[key] = now + iv  # check again: forward growth, or pull if stuck
+        else:
+            self._due.pop(key, None)
+
+    def _on_p_quorum(self, agg: Aggregate) -> None:
+        if agg.height != self.height:
+            return
+        lock = self.lock
+        changed = False
+        if lock is None or agg.round > lock.round:
+            self.safety.lock = agg.copy()
+            self.safety.lock_block = self.blocks.get(agg.block_hash)
+            changed = True
+        lock = self.safety.lock
+        assert lock is not None
+        if agg.round > self.safety.c_round and lock.key == agg.key:
+            self.safety.c_round = agg.round
+            self.safety.c_height = agg.height
+            self.safety.c_hash = agg.block_hash
+            self._persist()
+            self._add_own_vote(PHASE_C, agg.block_hash)
+        elif changed:
+            self._persist()
+
+    def _on_c_quorum(self, agg: Aggregate) -> None:
+        if agg.height != self.height:
+            return
+        cert = agg.to_certificate(self.singles.get(agg.key, {}), self.crypto, self.quorum)
+        block = self.blocks.get(agg.block_hash)
+        if block is None:
+            self.pending_commit[agg.block_hash] = cert
+            self._fetch(agg.block_hash, self._random_peer())
+            return
+        self._commit(block, cert)
+
+    # --- preparing ---------------------------------------------------------------------
+
+    def _try_prepare(self) -> None:
+        r = self.round
+        if self._stage2_round != r or self.safety.p_round >= r:
+            return
+        best = self._best(r)
+        if best is None:
+            return
+        bh = best.proposal.block.hash
+        ok = self.valid.get(bh)
+        if ok is None:
+            return  # wait for the application's verdict on the best proposal
+        if not ok:
+            # The best proposal is invalid: follow the best valid one instead.
+            valid = [c for c in self.cands[r].values() if self.valid.get(c.proposal.block.hash) is True]
+            if not valid:
+                return
+            best = min(valid, key=lambda c: c.order)
+            bh = best.proposal.block.hash
+        if not self._lock_allows(best.proposal):
+            self.stats.extra["abstain"] = self.stats.extra.get("abstain", 0) + 1
+            self.safety.p_round = r  # abstaining is final for this round
+            return
+        self.safety.p_round = r
+        self.safety.p_height = self.height
+        self.safety.p_hash = bh
+        self._persist()
+        self._add_own_vote(PHASE_P, bh)
+
+    def _lock_allows(self, prop: Proposal) -> bool:
+        lock = self.lock
+        if lock is None or prop.block.hash == lock.block_hash:
+            return True
+        return prop.justify is not None and prop.justify.round > lock.round
+
+    def _on_validated(self, bh: bytes, ok: bool) -> None:
+        if bh not in self.valid:
+            return
+        self.valid[bh] = ok
+        self._try_prepare()
+
+    # --- commit and catch-up -----------------------------------------------------------
+
+    def _commit(self, block: Block, cert: Certificate) -> None:
+        self._out.append(Commit(block, cert))
+        head = self.aggs.get((cert.height, cert.round, PHASE_C, cert.block_hash))
+        if head is None or head.signers < self.quorum:
+            head = Aggregate(cert.height, cert.round, PHASE_C, cert.block_hash,
+                             certificate_counts(cert, self.n), cert.signature)
+        self._head_agg = head
+        self._head_time = self.now
+        self._helped = set()
+        self.height = block.height + 1
+        self.head_hash = block.hash
+        self.head_cert = cert
+        self.pending_commit.clear()
+        self.cands.clear()
+        self.blocks = {}
+        self.valid = {}
+        for k in [k for k in self.aggs if k[0] < self.height]:
+            self._drop_agg(k)
+        nxt = self.future.pop(self.height, None)
+        for h in [h for h in self.future if h < self.height]:
+            del self.future[h]
+        if nxt is not None and nxt[0].header.parent_hash == self.head_hash:
+            self._commit(*nxt)
+
+    def _drop_agg(self, k: tuple[int, int, int, bytes]) -> None:
+        self.aggs.pop(k, None)
+        self._due.pop(k, None)
+        self._last_sent.pop(k, None)
+        self.singles.pop(k, None)
+        self.quorum_seen.discard(k)
+
+    def _fetch(self, bh: bytes, frm: int) -> None:
+        if frm < 0 or frm == self.index:
+            frm = self._random_peer()
+        if self.fetch_from.get(bh) == frm:
+            return
+        self.fetch_from[bh] = frm
+        if len(self.fetch_from) > 256:
+            self.fetch_from.pop(next(iter(self.fetch_from)))
+        self._out.append(FetchBlock(bh, frm))
+
+    def _on_fetched(self, block: Block, cert: Certificate | None) -> None:
+        bh = block.hash
+        self.fetch_from.pop(bh, None)
+        if block.height < self.height:
+            return
+        if cert is None:
+            cert = self.pending_commit.get(bh)
+            if cert is None:
+                return
+        elif cert.block_hash != bh or cert.height != block.height or not self._cert_ok(cert):
+            return
+        if block.height == self.height:
+            if block.header.parent_hash == self.head_hash:
+                self._commit(block, cert)
+            return
+        if len(self.future) < 1024:
+            self.future[block.height] = (block, cert)
+        self._fetch(block.header.parent_hash, self._random_peer())
+
+    # --- sending -----------------------------------------------------------------------
+
+    def _persist(self) -> None:
+        self._out.append(Persist(SAFETY_KEY, self.safety.encode()))
+
+    def _next_rand(self) -> int:
+        x = self._prng
+        x ^= (x << 13) & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 7
+        x ^= (x << 17) & 0xFFFFFFFFFFFFFFFF
+        self._prng = x
+        return x
+
+    def _random_peer(self) -> int:
+        if self.n == 1:
+            return self.index
+        j = self._next_rand() % (self.n - 1)
+        return j + 1 if j >= self.index else j
+
+    def _spread(self, payload: bytes, exclude: int = -1) -> None:
+        if not self.gossip:
+            self._out.append(Broadcast(payload))
+            return
+        chosen: set[int] = set()
+        tries = 0
+        while len(chosen) < self.p.gossip_fanout and tries < 4 * self.p.gossip_fanout:
+            tries += 1
+            j = self._random_peer()
+            if j != exclude:
+                chosen.add(j)
+        for j in sorted(chosen):
+            self._out.append(Send(j, payload))
+
+    def _resend(self) -> None:
+        """Periodic re-send: covers lost messages and heals partitions (liveness only)."""
+        if self.my_proposal is not None:
+            self._spread(self.my_proposal.encode())
+        s = self.safety
+        for phase, rnd, h, bh in ((PHASE_P, s.p_round, s.p_height, s.p_hash), (PHASE_C, s.c_round, s.c_height, s.c_hash)):
+            agg = self.aggs.get((h, rnd, phase, bh))
+            if h == self.height and agg is not None:
+                self._spread(agg.encode())
+        lock = self.lock
+        if lock is not None:
+            self._spread(lock.encode())
+        for bh in list(self.pending_commit)[:4]:
+            self.fetch_from.pop(bh, None)
+            self._fetch(bh, self._random_peer())
+        if self.future:
+            lowest = min(self.future)
+            parent = self.future[lowest][0].header.parent_hash
+            self.fetch_from.pop(parent, None)
+            self._fetch(parent, self._random_peer())

@@ -1,0 +1,860 @@
+"""The validator transport: authenticated, persistent WebSocket connections between validators.
+
+One :class:`Transport` per validator. It listens on the validator's port (aiohttp server, path
+``/accord/p2p``) and dials its peers, keeps one authenticated connection per peer, and moves
+frames (:mod:`accord.net.frames`) in both directions. It knows nothing about consensus or
+blocks: the node hands it payloads to send and receives ``(from_index, kind, payload)``.
+
+Who dials: validator i dials every validator j > i; it only accepts from the others. So each
+pair has exactly one dialer and a steady state without duplicate connections. A second
+authenticated connection from a peer that is already connected is refused (``duplicate``):
+the dialer retries with back-off, and by then a dead connection has been noticed (TCP reset
+on a killed process, or the WebSocket heartbeat for a silent one).
+
+Reconnection: the dialer retries forever with exponential back-off (``backoff_base`` doubling
+up to ``backoff_max``) and jitter (each delay is multiplied by a random factor in [0.5, 1]) so
+that peers restarting together do not dial in lockstep. A successful handshake resets it.
+
+Back-pressure and memory: every peer has two bounded send lanes (frames and bytes):
+
+* ``reliable`` (kinds whose :class:`~accord.net.frames.Overflow` is ``BLOCK``: consensus,
+  block requests/responses) is drained first. When it is full, :meth:`Transport.send_wait`
+  waits for room (the producer is slowed to the peer's pace) and :meth:`Transport.send`
+  refuses the frame (returns False, counted as ``queue_full``) without dropping queued ones.
+* ``gossip`` (``DROP_OLDEST`` kinds: transaction batches, status) drops its oldest frames
+  to make room (counted as ``queue_drop_oldest``): a slow peer never stalls transaction flow.
+
+On the receiving side a frame is handled before the next one is read, so a slow message
+handler pushes back through TCP to the sender's queues. The dedup set, the handshake nonce
+memory and metric label sets are bounded too. Nothing grows with traffic.
+
+Inbound checks (each failure is counted in ``accord_net_dropped_total{reason}``): frames larger
+than aiohttp's ``max_msg_size`` close the connection (the WebSocket layer cannot skip them);
+frames over their kind's limit, undecodable (``garbage``), of unknown or handshake kind, and
+text frames are dropped; gossip kinds already seen (by SHA-256 of the frame; echoes and
+replays) are dropped as ``duplicate``. After ``max_bad_frames`` bad frames the connection is
+closed (``misbehaving``); the peer may reconnect, but its frames never reach the node.
+
+Request/response (catch-up): :meth:`Transport.request` sends ``BLOCK_REQUEST`` ``{id, body}``
+to one peer and waits for the matching ``BLOCK_RESPONSE``; the peer answers with its
+``on_request`` handler in a separate task (at most ``max_served_requests`` per peer). Answers
+are accepted once, from the peer asked, for an outstanding id; anything else is dropped as
+``unsolicited``, so replayed answers change nothing.
+
+Rules for users: call the transport from its event loop's thread only (a node on a
+background thread uses ``loop.call_soon_threadsafe``). Keep ``on_message`` quick: it runs in
+the peer's read loop, so a handler that awaits ``send_wait`` toward a peer that is itself
+waiting on us could deadlock both; hand heavy work to the node's own bounded queues or
+tasks. A handler blocked for longer than ``heartbeat / 2`` s makes aiohttp's ping timeout drop
+the connection (which then reconnects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from .. import encoding
+from ..crypto import bls
+from ..errors import AccordError, BadFrame, HandshakeRefused, NetError, ValidationError
+from ..genesis import Genesis
+from ..metrics import Registry
+from . import handshake as hs
+from .frames import (
+    HANDSHAKE_KINDS,
+    HANDSHAKE_MAX,
+    Kind,
+    KindSpec,
+    Overflow,
+    decode_frame,
+    encode_frame,
+    kind_specs,
+    max_frame,
+)
+
+log = logging.getLogger("accord.net")
+
+MessageHandler = Callable[[int, Kind, encoding.Value], Awaitable[None] | None]
+PeerHandler = Callable[[int, bool], Awaitable[None] | None]
+RequestHandler = Callable[[int, encoding.Value], Awaitable[encoding.Value]]
+
+RELIABLE = "reliable"
+GOSSIP = "gossip"
+_CLOSE_REFUSED = 4001
+_CLOSE_MISBEHAVING = 4002
+_TX_OVERHEAD = 8  # generous msgpack framing per transaction inside a batch
+
+
+@dataclass
+class NetConfig:
+    """Local transport settings (not consensus-critical; may differ between validators)."""
+
+    path: str = "/accord/p2p"
+    fanout: int | None = None
+    """gossip fanout; None uses ``genesis.consensus.gossip_fanout``"""
+    queue_frames: int = 4096
+    """per peer and lane"""
+    queue_bytes: int = 32 * 1024 * 1024
+    """per peer and lane; one frame larger than this is still accepted into an empty lane"""
+    max_bad_frames: int = 32
+    misbehaving_ban: float = 5.0
+    """seconds during which a peer closed as misbehaving is refused (``banned``)"""
+    handshake_timeout: float = 5.0
+    max_pending_handshakes: int = 16
+    max_pending_requests: int = 256
+    """outstanding :meth:`Transport.request` calls, all peers together"""
+    max_served_requests: int = 8
+    """requests from one peer being answered at once; more are dropped (``busy``)"""
+    heartbeat: float = 10.0
+    connect_timeout: float = 5.0
+    backoff_base: float = 0.1
+    backoff_max: float = 5.0
+    dedup_capacity: int = 100_000
+    nonce_memory: int = 8192
+    tx_batch_delay: float = 0.005
+    tx_batch_bytes: int = 256 * 1024
+
+
+async def _close_quietly(
+    ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse, code: int, message: bytes,
+    timeout: float = 2.0,
+) -> None:
+    """Close a WebSocket within ``timeout``, whatever state its connection is in.
+
+    The close runs as its own task: aiohttp may cancel or fail a close whose connection is
+    lost mid-way (both ends stopping at once), and that must neither raise into the caller
+    nor hang it (a peer that stopped reading would block the close handshake forever)."""
+    task = asyncio.ensure_future(ws.close(code=code, message=message))
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved: a failed close of a dying connection is expected
+
+
+class _Peer:
+    """One authenticated connection: its send lanes and state."""
+
+    def __init__(self, index: int, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                 cfg: NetConfig, dialed: bool) -> None:
+        self.index = index
+        self.ws = ws
+        self.dialed = dialed
+        self.cfg = cfg
+        self.lanes: dict[str, deque[tuple[bytes, Kind]]] = {RELIABLE: deque(), GOSSIP: deque()}
+        self.lane_bytes = {RELIABLE: 0, GOSSIP: 0}
+        self.max_frames_seen = {RELIABLE: 0, GOSSIP: 0}
+        self.wake = asyncio.Event()
+        self.room = asyncio.Event()
+        self.closed = False
+        self.bad = 0
+        self.close_reason = "closed"
+
+    def fits(self, lane: str, size: int) -> bool:
+        q = self.lanes[lane]
+        if len(q) >= self.cfg.queue_frames:
+            return False
+        return not q or self.lane_bytes[lane] + size <= self.cfg.queue_bytes
+
+    def push(self, lane: str, frame: bytes, kind: Kind) -> None:
+        q = self.lanes[lane]
+        q.append((frame, kind))
+        self.lane_bytes[lane] += len(frame)
+        if len(q) > self.max_frames_seen[lane]:
+            self.max_frames_seen[lane] = len(q)
+        self.wake.set()
+
+    def drop_oldest(self, lane: str) -> None:
+        frame, _ = self.lanes[lane].popleft()
+        self.lane_bytes[lane] -= len(frame)
+
+    def pop(self) -> tuple[bytes, Kind] | None:
+        for lane in (RELIABLE, GOSSIP):
+            q = self.lanes[lane]
+            if q:
+                frame, kind = q.popleft()
+                self.lane_bytes[lane] -= len(frame)
+                self.room.set()
+                return frame, kind
+        return None
+
+
+class Transport:
+    """Authenticated WebSocket mesh between the validators of one genesis.
+
+    ``addresses`` overrides genesis host/port per validator index (tests use ephemeral ports:
+    start every transport with ``port=0`` and call :meth:`set_address` with the bound ports).
+    ``on_message(from_index, kind, payload)`` and ``on_peer(index, connected)`` may be plain
+    functions or coroutines; they run on the transport's event loop, one frame at a time per
+    peer, so a slow handler applies back-pressure to that peer.
+    """
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        index: int,
+        secret: bytes,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        addresses: Mapping[int, tuple[str, int]] | None = None,
+        config: NetConfig | None = None,
+        metrics: Registry | None = None,
+        on_message: MessageHandler | None = None,
+        on_peer: PeerHandler | None = None,
+        on_request: RequestHandler | None = None,
+    ) -> None:
+        if not 0 <= index < genesis.n:
+            raise ValidationError(f"validator index {index} is not in genesis (n={genesis.n})")
+        self.genesis = genesis
+        self.index = index
+        self._secret = secret
+        self._keys = genesis.validator_keys()
+        if bls.public_key(secret) != self._keys[index]:
+            raise ValidationError(f"the secret key is not validator {index}'s key in genesis")
+        self._key_index = {k: i for i, k in enumerate(self._keys)}
+        self.genesis_hash = genesis.hash
+        self.config = config or NetConfig()
+        me = genesis.validators[index]
+        self.host = host if host is not None else me.host
+        self.port = port if port is not None else me.port
+        self._addresses: dict[int, tuple[str, int]] = {
+            i: (v.host, v.port) for i, v in enumerate(genesis.validators)
+        }
+        if addresses:
+            self._addresses.update(addresses)
+        self.specs: dict[Kind, KindSpec] = kind_specs(genesis.consensus)
+        self.max_frame = max_frame(self.specs)
+        self.on_message = on_message
+        self.on_peer = on_peer
+        self.on_request = on_request
+        self.metrics = metrics if metrics is not None else Registry()
+        self._define_metrics()
+
+        self._peers: dict[int, _Peer] = {}
+        self._seen = hs.RecentSet(self.config.dedup_capacity)
+        self._nonces = hs.RecentSet(self.config.nonce_memory)
+        self._pending_handshakes = 0
+        self._open_ws: set[web.WebSocketResponse] = set()
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._dialers: list[asyncio.Task[None]] = []
+        self._addr_changed: asyncio.Event | None = None
+        self._stopping = False
+        self._started = False
+        self._rng = random.Random()
+        self._tx_pending: list[bytes] = []
+        self._tx_bytes = 0
+        self._tx_timer: asyncio.TimerHandle | None = None
+        self._requests: dict[int, tuple[int, asyncio.Future[encoding.Value]]] = {}
+        self._next_request_id = random.getrandbits(48)
+        self._serving: dict[int, set[asyncio.Task[None]]] = {}
+        self._banned_until: dict[int, float] = {}
+        self.bound_port: int | None = None
+
+    # --- metrics -------------------------------------------------------------------------
+
+    def _define_metrics(self) -> None:
+        m = self.metrics
+        self.m_frames_in = m.counter("accord_net_frames_in_total", "frames accepted from peers", ["kind"])
+        self.m_frames_out = m.counter("accord_net_frames_out_total", "frames written to peers", ["kind"])
+        self.m_bytes_in = m.counter("accord_net_bytes_in_total", "bytes of accepted frames", ["kind"])
+        self.m_bytes_out = m.counter("accord_net_bytes_out_total", "bytes of written frames", ["kind"])
+        self.m_dropped = m.counter(
+            "accord_net_dropped_total", "frames dropped, inbound or outbound, by reason", ["reason"]
+        )
+        self.m_hs_fail = m.counter(
+            "accord_net_handshake_failures_total", "handshakes refused or failed, by reason", ["reason"]
+        )
+        self.m_hs_ok = m.counter("accord_net_handshakes_total", "authenticated connections", ["role"])
+        self.m_disconnects = m.counter(
+            "accord_net_disconnects_total", "authenticated connections closed, by reason", ["reason"]
+        )
+        self.m_dial_fail = m.counter(
+            "accord_net_dial_failures_total", "dial attempts that did not connect", ["reason"]
+        )
+        self.m_handler_errors = m.counter(
+            "accord_net_handler_errors_total", "exceptions raised by the message handler"
+        )
+        self.m_connected = m.gauge("accord_net_connected_peers", "authenticated peers connected now")
+        self.m_queue_frames = m.gauge(
+            "accord_net_queue_frames", "frames waiting in a peer's send lane", ["peer", "lane"]
+        )
+        self.m_queue_bytes = m.gauge(
+            "accord_net_queue_bytes", "bytes waiting in a peer's send lane", ["peer", "lane"]
+        )
+        m.add_collector(self._collect)
+
+    def _collect(self) -> None:
+        self.m_connected.set(len(self._peers))
+        self.m_queue_frames.clear()
+        self.m_queue_bytes.clear()
+        for j, p in list(self._peers.items()):
+            name = self.genesis.validators[j].name
+            for lane in (RELIABLE, GOSSIP):
+                self.m_queue_frames.set(len(p.lanes[lane]), peer=name, lane=lane)
+                self.m_queue_bytes.set(p.lane_bytes[lane], peer=name, lane=lane)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen, then dial every higher-index validator (in the background, forever)."""
+        if self._started:
+            return
+        self._started = True
+        self._addr_changed = asyncio.Event()
+        app = web.Application(client_max_size=1024)
+        app.router.add_get(self.config.path, self._accept)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.bound_port = int(self._runner.addresses[0][1])
+        self._session = aiohttp.ClientSession()
+        for j in range(self.index + 1, self.genesis.n):
+            self._dialers.append(asyncio.create_task(self._dial_loop(j), name=f"accord-dial-{j}"))
+
+    async def stop(self) -> None:
+        """Close every connection and the listener; cancel dialers. Idempotent."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._tx_timer is not None:
+            self._tx_timer.cancel()
+            self._tx_timer = None
+        for t in self._dialers:
+            t.cancel()
+        for tasks in self._serving.values():
+            for t in tasks:
+                t.cancel()
+        sockets: list[web.WebSocketResponse | aiohttp.ClientWebSocketResponse] = []
+        for p in list(self._peers.values()):
+            p.close_reason = "stopping"
+            sockets.append(p.ws)
+        sockets.extend(ws for ws in list(self._open_ws) if ws not in sockets)
+        await asyncio.gather(*(_close_quietly(ws, aiohttp.WSCloseCode.GOING_AWAY, b"stopping") for ws in sockets))
+        await asyncio.gather(*self._dialers, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+        self.metrics.remove_collector(self._collect)
+
+    async def __aenter__(self) -> Transport:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def set_address(self, index: int, host: str, port: int) -> None:
+        """Point the dialer for ``index`` at a new address (takes effect on the next dial)."""
+        self._addresses[index] = (host, port)
+        if self._addr_changed is not None:
+            self._addr_changed.set()
+
+    # --- queries -------------------------------------------------------------------------
+
+    def peers(self) -> list[int]:
+        """Indexes of the validators connected and authenticated now."""
+        return sorted(self._peers)
+
+    def is_connected(self, index: int) -> bool:
+        return index in self._peers
+
+    def peer_stats(self) -> dict[int, dict[str, object]]:
+        return {
+            j: {
+                "dialed": p.dialed,
+                "queue_frames": {lane: len(q) for lane, q in p.lanes.items()},
+                "queue_bytes": dict(p.lane_bytes),
+                "queue_frames_max": dict(p.max_frames_seen),
+                "bad_frames": p.bad,
+            }
+            for j, p in sorted(self._peers.items())
+        }
+
+    async def wait_connected(self, count: int | None = None, timeout: float = 10.0) -> None:
+        """Wait until ``count`` peers (default: all others) are connected."""
+        want = self.genesis.n - 1 if count is None else count
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self._peers) < want:
+            if loop.time() > deadline:
+                raise TimeoutError(f"validator {self.index}: {len(self._peers)}/{want} peers connected")
+            await asyncio.sleep(0.01)
+
+    async def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every peer's send lanes are empty (e.g. before a clean stop, so queued
+        frames are written rather than discarded). False if ``timeout`` passes first."""
+        self.flush_txs()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(p.lanes[RELIABLE] or p.lanes[GOSSIP] for p in self._peers.values()):
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    # --- sending -------------------------------------------------------------------------
+
+    def _lane(self, kind: Kind) -> str:
+        return GOSSIP if self.specs[kind].overflow is Overflow.DROP_OLDEST else RELIABLE
+
+    def _check_kind(self, kind: Kind) -> Kind:
+        kind = Kind(kind)
+        if kind in HANDSHAKE_KINDS:
+            raise ValidationError("handshake kinds are sent by the transport itself")
+        return kind
+
+    def _frame(self, kind: Kind, payload: encoding.Value) -> bytes:
+        frame = encode_frame(kind, payload)
+        if len(frame) > self.specs[kind].max_bytes:
+            raise ValidationError(
+                f"{kind.name} frame of {len(frame)} bytes exceeds its limit {self.specs[kind].max_bytes}"
+            )
+        if self.specs[kind].dedup:
+            # remember our own gossip so that echoes from peers are dropped as duplicates
+            self._seen.add(encoding.sha256(frame))
+        return frame
+
+    def _enqueue(self, peer: _Peer, kind: Kind, frame: bytes) -> bool:
+        lane = self._lane(kind)
+        if lane == GOSSIP:
+            while not peer.fits(lane, len(frame)) and peer.lanes[lane]:
+                peer.drop_oldest(lane)
+                self.m_dropped.inc(reason="queue_drop_oldest")
+        elif not peer.fits(lane, len(frame)):
+            self.m_dropped.inc(reason="queue_full")
+            return False
+        peer.push(lane, frame, kind)
+        return True
+
+    def send(self, index: int, kind: Kind, payload: encoding.Value) -> bool:
+        """Queue a frame for one peer without waiting. False if the peer is not connected or
+        (for must-deliver kinds) its reliable lane is full; both are counted."""
+        kind = self._check_kind(kind)
+        frame = self._frame(kind, payload)
+        peer = self._peers.get(index)
+        if peer is None:
+            self.m_dropped.inc(reason="not_connected")
+            return False
+        return self._enqueue(peer, kind, frame)
+
+    async def send_wait(
+        self, index: int, kind: Kind, payload: encoding.Value, timeout: float | None = None
+    ) -> bool:
+        """Queue a frame for one peer, waiting for room in its lane (back-pressure on the
+        producer). False if the peer is (or becomes) disconnected or ``timeout`` passes."""
+        kind = self._check_kind(kind)
+        frame = self._frame(kind, payload)
+        lane = self._lane(kind)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            peer = self._peers.get(index)
+            if peer is None or peer.closed:
+                self.m_dropped.inc(reason="not_connected")
+                return False
+            if lane == GOSSIP or peer.fits(lane, len(frame)):
+                return self._enqueue(peer, kind, frame)
+            peer.room.clear()
+            try:
+                left = None if deadline is None else max(0.0, deadline - loop.time())
+                await asyncio.wait_for(peer.room.wait(), left)
+            except TimeoutError:
+                self.m_dropped.inc(reason="send_timeout")
+                return False
+
+    def broadcast(
+        self, kind: Kind, payload: encoding.Value, fanout: int | None = None,
+        exclude: Iterable[int] = (),
+    ) -> int:
+        """Send one frame to every connected peer (``fanout=None``) or to ``fanout`` of them
+        chosen at random, skipping ``exclude`` (e.g. the peer a relayed message came from).
+        Returns how many peers it was queued for."""
+        kind = self._check_kind(kind)
+        frame = self._frame(kind, payload)
+        skip = set(exclude)
+        targets = [p for j, p in self._peers.items() if j not in skip]
+        if fanout is not None and fanout < len(targets):
+            targets = self._rng.sample(targets, fanout)
+        return sum(1 for p in targets if self._enqueue(p, kind, frame))
+
+    def gossip(self, kind: Kind, payload: encoding.Value, exclude: Iterable[int] = ()) -> int:
+        """:meth:`broadcast` with the configured fanout (``genesis.consensus.gossip_fanout``)."""
+        fanout = self.config.fanout if self.config.fanout is not None else self.genesis.consensus.gossip_fanout
+        return self.broadcast(kind, payload, fanout=fanout, exclude=exclude)
+
+    def gossip_tx(self, tx: bytes) -> None:
+        """Add one encoded transaction to the outgoing batch. Batches leave when they reach
+        ``tx_batch_bytes`` or ``tx_batch_delay`` after their first transaction: many
+        transactions per frame is what makes thousands of transactions per second cheap."""
+        limit = min(self.config.tx_batch_bytes, self.specs[Kind.TX_BATCH].max_bytes - 64)
+        if len(tx) + _TX_OVERHEAD > limit:
+            raise ValidationError(f"a transaction of {len(tx)} bytes does not fit in a batch")
+        if self._tx_bytes + len(tx) + _TX_OVERHEAD > limit:
+            self.flush_txs()
+        self._tx_pending.append(tx)
+        self._tx_bytes += len(tx) + _TX_OVERHEAD
+        if self._tx_timer is None:
+            self._tx_timer = asyncio.get_running_loop().call_later(self.config.tx_batch_delay, self.flush_txs)
+
+    def flush_txs(self) -> None:
+        """Send the pending transaction batch now."""
+        if self._tx_timer is not None:
+            self._tx_timer.cancel()
+            self._tx_timer = None
+        if not self._tx_pending:
+            return
+        batch, self._tx_pending, self._tx_bytes = self._tx_pending, [], 0
+        self.gossip(Kind.TX_BATCH, batch)
+
+    # --- connections ---------------------------------------------------------------------
+
+    async def _dial_loop(self, j: int) -> None:
+        attempt = 0
+        assert self._session is not None and self._addr_changed is not None
+        while not self._stopping:
+            host, port = self._addresses.get(j, ("", 0))
+            if self._is_banned(j):
+                await asyncio.sleep(self._banned_until[j] - asyncio.get_running_loop().time())
+                continue
+            if not port:
+                self._addr_changed.clear()
+                await self._addr_changed.wait()
+                continue
+            url = f"http://{host}:{port}{self.config.path}"
+            try:
+                # bounded: a listener that accepts TCP but never answers must not stall us
+                ws = await asyncio.wait_for(
+                    self._session.ws_connect(
+                        url,
+                        max_msg_size=self.max_frame,
+                        heartbeat=self.config.heartbeat,
+                        compress=0,
+                        timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+                    ),
+                    self.config.connect_timeout,
+                )
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                self.m_dial_fail.inc(reason="connect" if not isinstance(e, aiohttp.WSServerHandshakeError) else "http")
+                ws = None
+            if ws is not None:
+                try:
+                    peer = await asyncio.wait_for(self._handshake_dial(ws, j), self.config.handshake_timeout)
+                except HandshakeRefused as e:
+                    self.m_hs_fail.inc(reason=e.reason)
+                    log.info("validator %d: handshake with %d failed: %s", self.index, j, e.message)
+                    await ws.close(code=_CLOSE_REFUSED, message=e.reason.encode()[:100])
+                except (TimeoutError, aiohttp.ClientError, OSError):
+                    self.m_hs_fail.inc(reason="timeout")
+                    await ws.close()
+                else:
+                    attempt = 0
+                    await self._run_peer(peer)
+            attempt += 1
+            delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** (attempt - 1))
+            await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
+
+    async def _recv_handshake(
+        self, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse, expected: Kind
+    ) -> encoding.Value:
+        msg = await ws.receive()
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+            raise HandshakeRefused(f"peer closed the handshake: {msg.extra}", reason="closed_by_peer")
+        if msg.type is not aiohttp.WSMsgType.BINARY:
+            raise HandshakeRefused("handshake frames are binary", reason="malformed")
+        if len(msg.data) > HANDSHAKE_MAX:
+            raise HandshakeRefused("handshake frame too large", reason="oversized")
+        try:
+            kind, payload = decode_frame(msg.data, self.specs)
+        except BadFrame as e:
+            raise HandshakeRefused(e.message, reason="malformed") from None
+        if kind is not expected:
+            raise HandshakeRefused(f"expected {expected.name}, got {kind.name}", reason="unexpected_kind")
+        return payload
+
+    async def _handshake_dial(self, ws: aiohttp.ClientWebSocketResponse, j: int) -> _Peer:
+        gh = self.genesis_hash
+        n_d = hs.new_nonce()
+        hello = {"version": hs.VERSION, "genesis": gh, "key": self._keys[self.index], "to": j, "nonce": n_d}
+        await ws.send_bytes(encode_frame(Kind.HELLO, hello))
+        p = await self._recv_handshake(ws, Kind.CHALLENGE)
+        n_a = hs.field(p, "nonce", bytes, hs.NONCE_SIZE)
+        sig = hs.field(p, "sig", bytes)
+        assert isinstance(n_a, bytes)
+        hs.verify(self._keys[j], sig, gh, n_d, n_a, j, self.index)
+        my_sig = hs.sign(self._secret, gh, n_d, n_a, self.index, j)
+        await ws.send_bytes(encode_frame(Kind.AUTH, {"sig": my_sig}))
+        await self._recv_handshake(ws, Kind.READY)
+        if j in self._peers or self._stopping:
+            raise HandshakeRefused(f"validator {j} is already connected", reason="duplicate")
+        peer = _Peer(j, ws, self.config, dialed=True)
+        self._peers[j] = peer
+        self.m_hs_ok.inc(role="dialer")
+        return peer
+
+    async def _handshake_accept(self, ws: web.WebSocketResponse) -> _Peer:
+        gh = self.genesis_hash
+        p = await self._recv_handshake(ws, Kind.HELLO)
+        if hs.field(p, "version", int) != hs.VERSION:
+            raise HandshakeRefused("unsupported handshake version", reason="version")
+        if hs.field(p, "genesis", bytes, 32) != gh:
+            raise HandshakeRefused("peer runs another genesis", reason="wrong_genesis")
+        key = hs.field(p, "key", bytes, bls.PUBLIC_KEY_SIZE)
+        assert isinstance(key, bytes)
+        j = self._key_index.get(key)
+        if j is None or j == self.index:
+            raise HandshakeRefused("key is not another validator of this genesis", reason="unknown_key")
+        if self._is_banned(j):
+            raise HandshakeRefused(f"validator {j} misbehaved recently", reason="banned")
+        if hs.field(p, "to", int) != self.index:
+            raise HandshakeRefused("peer dialed the wrong validator", reason="wrong_peer")
+        n_d = hs.field(p, "nonce", bytes, hs.NONCE_SIZE)
+        assert isinstance(n_d, bytes)
+        if not self._nonces.add(n_d):
+            raise HandshakeRefused("handshake nonce seen before", reason="replay")
+        if j in self._peers:
+            raise HandshakeRefused(f"validator {j} is already connected", reason="duplicate")
+        n_a = hs.new_nonce()
+        sig = hs.sign(self._secret, gh, n_d, n_a, self.index, j)
+        await ws.send_bytes(encode_frame(Kind.CHALLENGE, {"nonce": n_a, "sig": sig}))
+        p = await self._recv_handshake(ws, Kind.AUTH)
+        hs.verify(self._keys[j], hs.field(p, "sig", bytes), gh, n_d, n_a, j, self.index)
+        if j in self._peers or self._stopping:
+            raise HandshakeRefused(f"validator {j} is already connected", reason="duplicate")
+        peer = _Peer(j, ws, self.config, dialed=False)
+        self._peers[j] = peer  # registered before READY leaves: no await in between
+        await ws.send_bytes(encode_frame(Kind.READY, {}))
+        self.m_hs_ok.inc(role="acceptor")
+        return peer
+
+    async def _accept(self, request: web.Request) -> web.StreamResponse:
+        if self._stopping or self._pending_handshakes >= self.config.max_pending_handshakes:
+            self.m_hs_fail.inc(reason="busy")
+            return web.Response(status=503, text="busy")
+        ws = web.WebSocketResponse(
+            max_msg_size=self.max_frame, heartbeat=self.config.heartbeat, compress=False
+        )
+        await ws.prepare(request)
+        self._open_ws.add(ws)
+        try:
+            self._pending_handshakes += 1
+            try:
+                peer = await asyncio.wait_for(self._handshake_accept(ws), self.config.handshake_timeout)
+            except HandshakeRefused as e:
+                self.m_hs_fail.inc(reason=e.reason)
+                log.info("validator %d: refused a connection: %s", self.index, e.message)
+                await ws.close(code=_CLOSE_REFUSED, message=e.reason.encode()[:100])
+                return ws
+            except TimeoutError:
+                self.m_hs_fail.inc(reason="timeout")
+                await ws.close(code=_CLOSE_REFUSED, message=b"timeout")
+                return ws
+            finally:
+                self._pending_handshakes -= 1
+            await self._run_peer(peer)
+            return ws
+        finally:
+            self._open_ws.discard(ws)
+
+    async def _notify_peer(self, j: int, connected: bool) -> None:
+        if self.on_peer is None:
+            return
+        try:
+            r = self.on_peer(j, connected)
+            if inspect.isawaitable(r):
+                await r
+        except Exception:
+            self.m_handler_errors.inc()
+            log.exception("validator %d: peer handler failed", self.index)
+
+    async def _run_peer(self, peer: _Peer) -> None:
+        """Serve one authenticated connection until it closes."""
+        writer = asyncio.create_task(self._write_loop(peer), name=f"accord-write-{peer.index}")
+        try:
+            await self._notify_peer(peer.index, True)
+            await self._read_loop(peer)
+        finally:
+            peer.closed = True
+            if self._peers.get(peer.index) is peer:
+                del self._peers[peer.index]
+            peer.room.set()  # wake producers waiting in send_wait: they see the peer is gone
+            self.m_disconnects.inc(reason=peer.close_reason)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            if not peer.ws.closed:
+                code = _CLOSE_MISBEHAVING if peer.close_reason == "misbehaving" else aiohttp.WSCloseCode.GOING_AWAY
+                await _close_quietly(peer.ws, code, peer.close_reason.encode())
+            if not self._stopping:
+                await self._notify_peer(peer.index, False)
+
+    async def _write_loop(self, peer: _Peer) -> None:
+        try:
+            while True:
+                item = peer.pop()
+                if item is None:
+                    peer.wake.clear()
+                    await peer.wake.wait()
+                    continue
+                frame, kind = item
+                await peer.ws.send_bytes(frame)
+                label = kind.name.lower()
+                self.m_frames_out.inc(kind=label)
+                self.m_bytes_out.inc(len(frame), kind=label)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # connection reset while writing: end the connection
+            peer.close_reason = "write_error"
+            log.info("validator %d: write to %d failed: %r", self.index, peer.index, e)
+            with contextlib.suppress(Exception):
+                await peer.ws.close()
+
+    async def _read_loop(self, peer: _Peer) -> None:
+        ws = peer.ws
+        while True:
+            msg = await ws.receive()
+            t = msg.type
+            if t is aiohttp.WSMsgType.BINARY:
+                if not await self._handle_frame(peer, msg.data):
+                    return
+            elif t is aiohttp.WSMsgType.TEXT:
+                if not self._bad(peer, "garbage"):
+                    return
+            elif t is aiohttp.WSMsgType.ERROR:
+                err = msg.data
+                if isinstance(err, aiohttp.WebSocketError) and err.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                    self.m_dropped.inc(reason="oversized")
+                    peer.close_reason = "oversized"
+                else:
+                    self.m_dropped.inc(reason="garbage")
+                    peer.close_reason = "protocol_error"
+                return
+            else:  # CLOSE, CLOSING, CLOSED
+                if peer.close_reason == "closed":
+                    peer.close_reason = "closed_by_peer" if t is aiohttp.WSMsgType.CLOSE else "closed"
+                return
+
+    def _is_banned(self, j: int) -> bool:
+        until = self._banned_until.get(j)
+        return until is not None and asyncio.get_running_loop().time() < until
+
+    def _bad(self, peer: _Peer, reason: str) -> bool:
+        """Count a bad frame; False (close the connection) once the peer has sent too many."""
+        self.m_dropped.inc(reason=reason)
+        peer.bad += 1
+        if peer.bad > self.config.max_bad_frames:
+            peer.close_reason = "misbehaving"
+            self._banned_until[peer.index] = asyncio.get_running_loop().time() + self.config.misbehaving_ban
+            log.warning("validator %d: closing %d after %d bad frames", self.index, peer.index, peer.bad)
+            return False
+        return True
+
+    async def _handle_frame(self, peer: _Peer, data: bytes) -> bool:
+        try:
+            kind, payload = decode_frame(data, self.specs)
+        except BadFrame as e:
+            return self._bad(peer, e.reason)
+        if kind in HANDSHAKE_KINDS:
+            return self._bad(peer, "unexpected_kind")
+        if kind is Kind.BLOCK_RESPONSE or (kind is Kind.BLOCK_REQUEST and self.on_request is not None):
+            return self._handle_rpc(peer, kind, payload, len(data))
+        if self.specs[kind].dedup and not self._seen.add(encoding.sha256(data)):
+            self.m_dropped.inc(reason="duplicate")
+            return True
+        label = kind.name.lower()
+        self.m_frames_in.inc(kind=label)
+        self.m_bytes_in.inc(len(data), kind=label)
+        if self.on_message is not None:
+            try:
+                r = self.on_message(peer.index, kind, payload)
+                if inspect.isawaitable(r):
+                    await r
+            except Exception:
+                self.m_handler_errors.inc()
+                log.exception("validator %d: message handler failed on %s from %d", self.index, kind.name, peer.index)
+        return True
+
+    # --- request / response (catch-up) ---------------------------------------------------------
+
+    async def request(self, index: int, body: encoding.Value, timeout: float = 10.0) -> encoding.Value:
+        """Ask one peer (``BLOCK_REQUEST``) and wait for its answer (``BLOCK_RESPONSE``).
+
+        Frames carry ``{"id", "body"}`` (answers ``{"id", "body"}`` or ``{"id", "error"}``).
+        An answer is accepted only from the peer asked and only once, so a replayed or
+        unsolicited response is dropped (counted ``unsolicited``). Raises :class:`NetError`
+        with reason ``not_connected``, ``timeout``, ``busy`` or ``remote_error``.
+        """
+        if len(self._requests) >= self.config.max_pending_requests:
+            raise NetError("too many outstanding requests", reason="busy")
+        rid = self._next_request_id
+        self._next_request_id = (rid + 1) % (1 << 63)
+        fut: asyncio.Future[encoding.Value] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = (index, fut)
+        try:
+            if not await self.send_wait(index, Kind.BLOCK_REQUEST, {"id": rid, "body": body}, timeout):
+                raise NetError(f"validator {index} is not connected", reason="not_connected")
+            try:
+                return await asyncio.wait_for(fut, timeout)
+            except TimeoutError:
+                raise NetError(f"validator {index} did not answer in {timeout} s", reason="timeout") from None
+        finally:
+            self._requests.pop(rid, None)
+
+    def _handle_rpc(self, peer: _Peer, kind: Kind, payload: encoding.Value, size: int) -> bool:
+        if type(payload) is not dict or type(payload.get("id")) is not int:
+            return self._bad(peer, "garbage")
+        label = kind.name.lower()
+        rid = payload["id"]
+        if kind is Kind.BLOCK_RESPONSE:
+            entry = self._requests.get(rid)
+            if entry is None or entry[0] != peer.index or entry[1].done():
+                self.m_dropped.inc(reason="unsolicited")
+                return True
+            self.m_frames_in.inc(kind=label)
+            self.m_bytes_in.inc(size, kind=label)
+            if "error" in payload:
+                entry[1].set_exception(NetError(f"validator {peer.index}: {payload['error']}", reason="remote_error"))
+            else:
+                entry[1].set_result(payload.get("body"))
+            return True
+        # a request: answer it in a task so that a slow answer (or a full send lane) never
+        # stalls this peer's read loop; bounded per peer
+        serving = self._serving.setdefault(peer.index, set())
+        if len(serving) >= self.config.max_served_requests:
+            self.m_dropped.inc(reason="busy")
+            return True
+        self.m_frames_in.inc(kind=label)
+        self.m_bytes_in.inc(size, kind=label)
+        task = asyncio.create_task(self._serve(peer.index, rid, payload.get("body")))
+        serving.add(task)
+        task.add_done_callback(serving.discard)
+        return True
+
+    async def _serve(self, frm: int, rid: int, body: encoding.Value) -> None:
+        assert self.on_request is not None
+        answer: dict[str, encoding.Value]
+        try:
+            answer = {"id": rid, "body": await self.on_request(frm, body)}
+        except AccordError as e:
+            answer = {"id": rid, "error": e.code}
+        except Exception:
+            self.m_handler_errors.inc()
+            log.exception("validator %d: request handler failed", self.index)
+            answer = {"id": rid, "error": "internal"}
+        try:
+            await self.send_wait(frm, Kind.BLOCK_RESPONSE, answer, timeout=30.0)
+        except ValidationError:  # the answer is larger than a response may be
+            self.m_dropped.inc(reason="response_too_large")
+            await self.send_wait(frm, Kind.BLOCK_RESPONSE, {"id": rid, "error": "too_large"}, timeout=30.0)

@@ -1,0 +1,1012 @@
+"""The client HTTP API of one node (aiohttp).
+
+Applications, wallets, light clients and load generators talk to a validator through this API;
+validators talk to each other through :mod:`accord.net`, never through here.
+
+What it guarantees:
+
+* **Bad input changes nothing.** Every request is parsed and validated (pydantic models from
+  :mod:`accord.node.schemas`, strict canonical decoding for transactions) before anything is
+  handed to the node; a rejection is a JSON ``{"error": {"code", "message"}}`` with a stable
+  code and a 4xx status (5xx only for a node-side failure, which is logged).
+* **Bounded cost per client.** Bodies are capped (``client_max_size`` plus a tighter cap for a
+  single transaction), batches and header ranges are capped, WebSocket streams are capped, and
+  each client IP has a token bucket (429 when empty). The bucket table itself is bounded.
+* **Proofs are against committed headers.** A state value is read *from the authenticated
+  tree at the state root of a specific header* (not from the latest-values table), so value,
+  proof and header always agree even while blocks are being committed.
+* **Raw bytes for re-hashing.** Headers, certificates, transactions and receipts carry a
+  ``raw`` hex field with their canonical encoding; ``GET /v1/blocks/{h}?format=raw`` returns
+  the block's canonical bytes.
+
+The node is reached only through :class:`NodeView`, so the API can be tested against any real
+ledger (and the ``Node`` class implements the protocol).
+
+Endpoints (the OpenAPI document at ``/openapi.json`` is the reference; :data:`ROUTES` builds
+both it and the router)::
+
+    POST /v1/txs                      one tx: {"tx": hex} or raw canonical bytes -> 202 {tx_hash}
+    POST /v1/txs/batch                many: {"txs": [hex]} or raw encode([bytes...]) -> per-item results
+    GET  /v1/txs/{hash}               pending|committed|unknown, receipt, inclusion proof
+    GET  /v1/blocks/{height}|latest|hash/{hash}   ?format=raw for canonical bytes, ?receipts=true
+    GET  /v1/headers/{height}         header + certificate
+    GET  /v1/headers?from=H&limit=N   consecutive headers + certificates (light-client sync)
+    GET  /v1/state/{contract}/{key}   value + proof at a header's state root (?key_type=str)
+    POST /v1/query/{contract}/{method}  read-only call: {"args": {...}} or raw canonical map
+    GET  /v1/validators | /v1/status | /v1/genesis
+    GET  /v1/stream                   WebSocket: hello, then block and event messages
+    GET  /metrics | /openapi.json
+
+Embedding: ``server = ApiServer(node, host, port, ApiConfig(...)); await server.start()``
+inside the node's event loop, ``await server.stop()`` on shutdown; or mount
+``create_app(node)`` into an existing aiohttp application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pydantic
+from aiohttp import WSMsgType, web
+
+from .. import encoding, merkle
+from ..encoding import Value
+from ..errors import (
+    AccordError,
+    DecodeError,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    TooLarge,
+    Unavailable,
+    UnknownContract,
+)
+from ..genesis import Genesis
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..metrics import Registry
+from ..types import MAX_TX_BYTES, Block, Receipt, Tx
+from . import schemas as s
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1"
+
+
+class NodeView(Protocol):
+    """What the API needs from a node. ``accord.node.Node`` implements it.
+
+    ``subscribe()`` must register the subscriber when it is *called* (not at the first
+    iteration), so that a block committed right after the call is delivered; closing the
+    iterator (``aclose()``, if it has one) unregisters it. If a subscriber falls behind, the
+    node may drop blocks from its queue: the stream fills gaps from the store by height.
+
+    ``submit``, ``has_pending``, ``status`` and ``query`` are called on the event loop; each
+    may also be a coroutine function (its result is awaited).
+    """
+
+    genesis: Genesis
+    store: Any  # accord.storage.Store
+    metrics: Any  # accord.metrics.Registry (anything with render() -> str), or None
+
+    def submit(self, tx: Tx) -> bytes:
+        """Admit ``tx`` into the mempool (and gossip it); its hash, or an AccordError."""
+        ...
+
+    def has_pending(self, tx_hash: bytes) -> bool:
+        """Whether the transaction waits in this node's mempool."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """Name, height, head hash, peers, mempool size, ... (JSON-able; bytes become hex)."""
+        ...
+
+    def subscribe(self) -> AsyncIterator[tuple[Block, list[Receipt]]]:
+        """Committed blocks with their receipts, in height order."""
+        ...
+
+    def query(self, contract: str, method: str, args: dict[str, Value]) -> Value:
+        """A read-only contract call on the committed state."""
+        ...
+
+
+@dataclass
+class ApiConfig:
+    """Limits of the client API. Defaults are generous: a benchmark load generator on
+    loopback submitting batches must never be throttled by them."""
+
+    max_body_bytes: int = 16 * 1024 * 1024
+    """aiohttp ``client_max_size``: the largest body of any request (a batch of txs)."""
+    max_tx_body_bytes: int = 2 * MAX_TX_BYTES + 1024
+    """The largest body of ``POST /v1/txs`` (one tx as JSON hex is ~2x its size)."""
+    max_batch_txs: int = 20_000
+    max_headers: int = 1000
+    max_streams: int = 256
+    rate_per_s: float = 5000.0
+    """Requests per second per client IP (a batch counts once); <= 0 disables the limit."""
+    burst: float = 10_000.0
+    rate_exempt: tuple[str, ...] = ()
+    """Client IPs never rate limited (e.g. a trusted gateway or the local load generator)."""
+    max_clients: int = 10_000
+    """Client IPs tracked by the rate limiter (the least recently seen are forgotten)."""
+    block_cache_blocks: int = 8
+    """Recent blocks kept decoded (with receipts and tx-tree leaves) for tx status and proofs:
+    decoding a 5,000-tx block and its receipts costs ~0.25 s, and clients polling for their
+    transactions all ask about the same few recent blocks."""
+    stream_heartbeat_s: float = 30.0
+    stream_send_timeout_s: float = 30.0
+    """A stream whose client accepts no message for this long is closed (after a ``lagged``
+    message, if that still fits), so a stuck reader holds no subscription."""
+
+
+class TokenBuckets:
+    """Per-key token buckets with a bounded table (LRU eviction: an evicted client simply
+    starts again with a full bucket, which errs on the side of serving)."""
+
+    def __init__(self, rate: float, burst: float, max_keys: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+
+    def allow(self, key: str, cost: float = 1.0) -> bool:
+        if self.rate <= 0:
+            return True
+        now = self.clock()
+        tokens, at = self._buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        ok = tokens >= cost
+        if ok:
+            tokens -= cost
+        self._buckets[key] = (tokens, now)
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return ok
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+# --- error mapping -------------------------------------------------------------------------
+
+_STATUS: dict[str, int] = {
+    "not_found": 404,
+    "unknown_contract": 404,
+    "unknown_method": 404,
+    "too_large": 413,
+    "duplicate_tx": 409,
+    "rate_limited": 429,
+    "mempool_full": 503,
+    "unavailable": 503,
+    "invalid_request": 422,
+    "invalid_signature": 422,
+    "wrong_chain": 422,
+    "bad_nonce": 422,
+    "revert": 422,
+    "out_of_gas": 422,
+    "bad_state_key": 400,
+}
+
+
+def status_of(err: AccordError) -> int:
+    """HTTP status of a rejection: 400 for malformed input unless the code says otherwise."""
+    return _STATUS.get(err.code, 400)
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _pydantic_message(e: pydantic.ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:5]:
+        loc = ".".join(str(x) for x in err.get("loc", ())) or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def _model(model: type[pydantic.BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as e:
+        raise InvalidRequest(_pydantic_message(e)) from None
+
+
+def _jsonable(v: Any) -> Any:
+    """Status values from the node made JSON-safe (bytes -> hex, tuples -> lists)."""
+    if isinstance(v, bytes | bytearray):
+        return bytes(v).hex()
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple | set | frozenset):
+        return [_jsonable(x) for x in v]
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    return str(v)
+
+
+async def _resolve(value: Any) -> Any:
+    """A NodeView method's result; a Node may also implement a method as a coroutine."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _parse_height(text: str) -> int:
+    if not text.isdigit() or len(text) > 20:
+        raise DecodeError(f"height must be a non-negative integer, got {text[:32]!r}")
+    h = int(text)
+    if h >= 2**64:
+        raise DecodeError("height out of range")
+    return h
+
+
+def _json(model: pydantic.BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        body=model.model_dump_json(by_alias=True).encode(), status=status, content_type="application/json"
+    )
+
+
+class BlockQuery(s._Model):
+    format: str = pydantic.Field(default="json", pattern="^(json|raw)$")
+    receipts: bool = False
+
+
+class TxQuery(s._Model):
+    proof: bool = True
+    tx: bool = False
+
+
+def _query_dict(request: web.Request) -> dict[str, str]:
+    q = request.rel_url.query
+    if len(q) != len(set(q.keys())):
+        raise InvalidRequest("a query parameter is repeated")
+    return dict(q)
+
+
+class _CachedBlock:
+    """A decoded committed block, its receipts and (computed on first use) its tx-tree leaves."""
+
+    def __init__(self, block: Block, receipts: list[Receipt]) -> None:
+        self.block = block
+        self.receipts = receipts
+        self._leaves: list[bytes] | None = None
+        self._levels: list[list[bytes]] | None = None
+
+    def leaves(self) -> list[bytes]:
+        if self._leaves is None:  # a race computes the same list twice: harmless
+            self._leaves = [
+                merkle.tx_leaf(t.hash, r.hash) for t, r in zip(self.block.txs, self.receipts, strict=True)
+            ]
+        return self._leaves
+
+    def proof(self, index: int) -> list[bytes]:
+        """The inclusion proof of tx ``index``, from tree levels kept across calls.
+
+        ``merkle.merkle_proof`` rebuilds the whole tree per call (~7 ms for 5,000 leaves);
+        here the levels are built once per block. Each proof is checked against the header's
+        tx root before it is served, and ``merkle.merkle_proof`` is the fallback, so this
+        shortcut can never serve a wrong proof.
+        """
+        leaves = self.leaves()
+        if self._levels is None:
+            try:
+                self._levels = merkle._levels(list(leaves))
+            except (AttributeError, TypeError, AccordError):
+                self._levels = []
+        proof, i = [], index
+        for level in self._levels[:-1]:
+            if i ^ 1 < len(level):
+                proof.append(level[i ^ 1])
+            i //= 2
+        try:
+            merkle.verify_merkle_proof(self.block.header.tx_root, leaves[index], index, len(leaves), proof)
+            return proof
+        except AccordError:
+            return merkle.merkle_proof(leaves, index)
+
+
+class _Lagged(Exception):
+    """A stream client stopped reading."""
+
+
+# --- the route table (also the source of the OpenAPI paths) ---------------------------------
+
+_HEX = {"type": "string", "pattern": s.HEX_PATTERN}
+_HASH = {"type": "string", "pattern": s.HASH_HEX_PATTERN}
+_HEIGHT = {"type": "integer", "minimum": 0}
+_BOOL = {"type": "boolean"}
+
+
+def _p(name: str, where: str, schema: dict[str, Any], description: str = "", required: bool = True) -> s.Param:
+    return s.Param.model_validate(
+        {"name": name, "where": where, "schema_": schema, "description": description, "required": required}
+    )
+
+
+ROUTES: list[s.Route] = [
+    s.Route(method="post", path="/v1/txs", summary="Submit one signed transaction",
+            operation_id="submitTx", request="SubmitTxRequest", raw_request=True,
+            response="SubmitTxResponse", status=202, errors=[400, 409, 413, 422, 503]),
+    s.Route(method="post", path="/v1/txs/batch", summary="Submit many signed transactions",
+            operation_id="submitTxBatch", request="SubmitTxBatchRequest", raw_request=True,
+            response="SubmitTxBatchResponse", errors=[400, 413, 422]),
+    s.Route(method="get", path="/v1/txs/{hash}", summary="Transaction status, receipt and inclusion proof",
+            operation_id="getTx", response="TxStatusResponse", errors=[400, 422],
+            params=[_p("hash", "path", _HASH, "tx hash"),
+                    _p("proof", "query", _BOOL, "include the inclusion proof (default true)", False),
+                    _p("tx", "query", _BOOL, "include the transaction itself (default false)", False)]),
+    s.Route(method="get", path="/v1/blocks/latest", summary="The head block", operation_id="getLatestBlock",
+            response="BlockResponse", errors=[404, 422],
+            params=[_p("format", "query", {"type": "string", "enum": ["json", "raw"]}, "raw: canonical bytes", False),
+                    _p("receipts", "query", _BOOL, "include receipts", False)]),
+    s.Route(method="get", path="/v1/blocks/hash/{hash}", summary="A block by its hash",
+            operation_id="getBlockByHash", response="BlockResponse", errors=[400, 404, 422],
+            params=[_p("hash", "path", _HASH, "block hash"),
+                    _p("format", "query", {"type": "string", "enum": ["json", "raw"]}, "raw: canonical bytes", False),
+                    _p("receipts", "query", _BOOL, "include receipts", False)]),
+    s.Route(method="get", path="/v1/blocks/{height}", summary="A block by height", operation_id="getBlock",
+            response="BlockResponse", errors=[400, 404, 422],
+            params=[_p("height", "path", _HEIGHT),
+                    _p("format", "query", {"type": "string", "enum": ["json", "raw"]}, "raw: canonical bytes", False),
+                    _p("receipts", "query", _BOOL, "include receipts", False)]),
+    s.Route(method="get", path="/v1/headers/{height}", summary="A header with its certificate",
+            operation_id="getHeader", response="HeaderResponse", errors=[400, 404],
+            params=[_p("height", "path", _HEIGHT)]),
+    s.Route(method="get", path="/v1/headers", summary="Consecutive headers with certificates (light-client sync)",
+            operation_id="getHeaders", response="HeadersResponse", errors=[422],
+            params=[_p("from", "query", _HEIGHT, "first height"),
+                    _p("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most", False)]),
+    s.Route(method="get", path="/v1/state/{contract}/{key}", summary="A contract state value with its proof",
+            operation_id="getState", response="StateResponse", errors=[400, 404, 422],
+            params=[_p("contract", "path", {"type": "string"}),
+                    _p("key", "path", {"type": "string"}, "hex bytes, or a str key with key_type=str"),
+                    _p("key_type", "query", {"type": "string", "enum": ["hex", "str"]}, "", False)]),
+    s.Route(method="post", path="/v1/query/{contract}/{method}", summary="A read-only contract call",
+            operation_id="query", request="QueryRequest", raw_request=True, response="QueryResponse",
+            errors=[400, 404, 413, 422],
+            params=[_p("contract", "path", {"type": "string"}), _p("method", "path", {"type": "string"})]),
+    s.Route(method="get", path="/v1/accounts/{address}", summary="An account's committed and next nonce",
+            operation_id="getAccount", response="AccountResponse", errors=[400],
+            params=[_p("address", "path", {"type": "string", "pattern": "^[0-9a-fA-F]{40}$"}, "20-byte address")]),
+    s.Route(method="get", path="/v1/validators", summary="The validator set", operation_id="getValidators",
+            response="ValidatorsResponse"),
+    s.Route(method="get", path="/v1/status", summary="Node status", operation_id="getStatus",
+            response="StatusResponse"),
+    s.Route(method="get", path="/v1/genesis", summary="The genesis document and its hash",
+            operation_id="getGenesis", response="GenesisResponse"),
+    s.Route(method="get", path="/v1/stream",
+            summary="WebSocket: StreamHello, then StreamBlock and StreamEvent messages (JSON text frames)",
+            operation_id="stream", response=None, status=101, content_type="application/json",
+            errors=[422, 503],
+            params=[_p("from", "query", _HEIGHT, "replay from this height first", False),
+                    _p("blocks", "query", _BOOL, "", False), _p("events", "query", _BOOL, "", False),
+                    _p("contract", "query", {"type": "string"}, "only this contract's events", False)]),
+    s.Route(method="get", path="/metrics", summary="Prometheus metrics (text format 0.0.4)",
+            operation_id="metrics", response=None, content_type="text/plain"),
+    s.Route(method="get", path="/openapi.json", summary="This document", operation_id="openapi",
+            response=None, content_type="application/json"),
+]
+
+
+def openapi(genesis: Genesis | None = None) -> dict[str, Any]:
+    """The API's OpenAPI 3.1 document (generated from the pydantic models and ROUTES)."""
+    title = "Accord client API" + (f" ({genesis.chain_id})" if genesis is not None else "")
+    return s.openapi_document(ROUTES, title=title, version=API_VERSION)
+
+
+# --- the application -------------------------------------------------------------------------
+
+
+class ClientApi:
+    """Handlers and state (rate limiter, streams, caches, metrics) of one node's API."""
+
+    def __init__(self, node: NodeView, config: ApiConfig | None = None) -> None:
+        self.node = node
+        self.config = config or ApiConfig()
+        self.buckets = TokenBuckets(self.config.rate_per_s, self.config.burst, self.config.max_clients)
+        self._blocks: OrderedDict[int, _CachedBlock] = OrderedDict()
+        self._blocks_lock = threading.Lock()  # filled from worker threads; one decode per miss
+        self._streams: set[web.WebSocketResponse] = set()
+        self._openapi: bytes | None = None
+        reg = node.metrics if isinstance(node.metrics, Registry) else Registry()
+        self.registry = reg
+        self.m_requests = reg.counter(
+            "accord_api_requests_total", "API requests by route and HTTP status", ("route", "status")
+        )
+        self.m_rejected = reg.counter("accord_api_rejected_total", "API rejections by error code", ("code",))
+        self.m_rate_limited = reg.counter("accord_api_rate_limited_total", "requests refused by the rate limiter")
+        self.m_txs = reg.counter("accord_api_txs_submitted_total", "transactions admitted through the API")
+        self.m_streams = reg.gauge("accord_api_streams", "open WebSocket streams")
+        self.m_stream_lagged = reg.counter(
+            "accord_api_stream_lagged_total", "streams closed because the client read too slowly"
+        )
+        self.m_latency = reg.histogram("accord_api_request_seconds", "API request handling time", ("route",))
+
+    # --- wiring ----------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.config.max_body_bytes,
+            middlewares=[self._errors_middleware, self._rate_middleware],
+        )
+        # The router is built from ROUTES, the same table the OpenAPI document comes from,
+        # so the document lists exactly what is served (order matters: literal paths such as
+        # /v1/blocks/latest come before /v1/blocks/{height}).
+        handlers: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
+            "submitTx": self.submit_tx, "submitTxBatch": self.submit_batch, "getTx": self.get_tx,
+            "getLatestBlock": self.get_latest_block, "getBlockByHash": self.get_block_by_hash,
+            "getBlock": self.get_block, "getHeader": self.get_header, "getHeaders": self.get_headers,
+            "getState": self.get_state, "query": self.query, "getValidators": self.validators,
+            "getAccount": self.account,
+            "getStatus": self.status, "getGenesis": self.genesis, "stream": self.stream,
+            "metrics": self.metrics, "openapi": self.openapi,
+        }
+        for route in ROUTES:
+            app.router.add_route(route.method.upper(), route.path, handlers[route.operation_id])
+        app.on_shutdown.append(self._close_streams)
+        return app
+
+    @web.middleware
+    async def _errors_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Every failure becomes the JSON error shape; every request is counted."""
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        started = time.perf_counter()
+        try:
+            resp = await handler(request)
+        except AccordError as e:
+            self.m_rejected.inc(code=e.code)
+            resp = error_response(status_of(e), e.code, e.message)
+        except web.HTTPRequestEntityTooLarge as e:
+            self.m_rejected.inc(code="too_large")
+            resp = error_response(413, "too_large", e.text or "request body too large")
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, f"http_{e.status}")
+            self.m_rejected.inc(code=code)
+            resp = error_response(e.status, code, e.reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("client API handler failed on %s %s", request.method, request.path)
+            resp = error_response(500, "internal", "internal error")
+        self.m_requests.inc(route=route, status=resp.status)
+        if not isinstance(resp, web.WebSocketResponse):
+            self.m_latency.observe(time.perf_counter() - started, route=route)
+        return resp
+
+    @web.middleware
+    async def _rate_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        key = request.remote or "unknown"
+        if key not in self.config.rate_exempt and not self.buckets.allow(key):
+            self.m_rate_limited.inc()
+            raise RateLimited(f"more than {self.config.rate_per_s:g} requests/s from {key}")
+        return await handler(request)
+
+    async def _close_streams(self, app: web.Application) -> None:
+        for ws in list(self._streams):
+            with contextlib.suppress(Exception):
+                await ws.close(code=1001, message=b"node shutting down")
+
+    # --- body reading ------------------------------------------------------------------
+
+    async def _body(self, request: web.Request, limit: int) -> bytes:
+        """The body, refused with 413 before reading when it is declared or found too large."""
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            raise TooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
+        data = await request.read()  # bounded by client_max_size
+        if len(data) > limit:
+            raise TooLarge(f"body of {len(data)} bytes exceeds the limit of {limit}")
+        return data
+
+    @staticmethod
+    def _is_raw(request: web.Request) -> bool:
+        return request.content_type == "application/octet-stream"
+
+    @staticmethod
+    def _json_body(data: bytes) -> Any:
+        if not data:
+            raise DecodeError("empty body; expected JSON")
+        try:
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise DecodeError(f"body is not valid JSON: {e}") from None
+
+    # --- transactions ------------------------------------------------------------------
+
+    async def submit_tx(self, request: web.Request) -> web.Response:
+        data = await self._body(request, self.config.max_tx_body_bytes)
+        if self._is_raw(request):
+            raw = data
+        else:
+            req = _model(s.SubmitTxRequest, self._json_body(data))
+            raw = s.parse_hex(req.tx, "tx")
+        tx = Tx.decode(raw)  # strict: size limit, canonical form, field types
+        h = await _resolve(self.node.submit(tx))
+        self.m_txs.inc()
+        return _json(s.SubmitTxResponse(tx_hash=h.hex()), status=202)
+
+    async def submit_batch(self, request: web.Request) -> web.Response:
+        """Admit each transaction independently; one bad transaction rejects only itself.
+
+        Body: JSON ``{"txs": [hex, ...]}`` or ``application/octet-stream`` holding the
+        canonical encoding of a list of tx byte strings.
+        """
+        data = await self._body(request, self.config.max_body_bytes)
+        items: list[bytes | AccordError]
+        if self._is_raw(request):
+            lst = encoding.decode(data, max_size=self.config.max_body_bytes)
+            if type(lst) is not list or not lst or any(type(x) is not bytes for x in lst):
+                raise DecodeError("a raw batch is the canonical encoding of a non-empty list of byte strings")
+            items = list(lst)
+        else:
+            req = _model(s.SubmitTxBatchRequest, self._json_body(data))
+            items = []
+            for i, text in enumerate(req.txs):
+                try:
+                    items.append(s.parse_hex(text, f"txs[{i}]"))
+                except AccordError as e:
+                    items.append(e)
+        if len(items) > self.config.max_batch_txs:
+            raise TooLarge(f"a batch holds at most {self.config.max_batch_txs} transactions")
+        results: list[s.BatchItem] = []
+        accepted = 0
+        for i, item in enumerate(items):
+            if i and i % 256 == 0:
+                # Admission costs ~0.1 ms per tx (signature check); let consensus and other
+                # requests on this event loop run between slices of a large batch.
+                await asyncio.sleep(0)
+            try:
+                if isinstance(item, AccordError):
+                    raise item
+                h = await _resolve(self.node.submit(Tx.decode(item)))
+            except AccordError as e:
+                self.m_rejected.inc(code=e.code)
+                results.append(s.BatchItem(error=s.ErrorBody(code=e.code, message=e.message)))
+                continue
+            accepted += 1
+            results.append(s.BatchItem(tx_hash=h.hex()))
+        self.m_txs.inc(accepted)
+        return _json(s.SubmitTxBatchResponse(accepted=accepted, results=results))
+
+    def _cached_block(self, height: int) -> _CachedBlock:
+        """Block ``height`` with its receipts, decoded once (worker threads only)."""
+        store = self.node.store
+        header = store.get_header(height)
+        if header is None:
+            raise Unavailable(f"block {height} is not readable")
+        with self._blocks_lock:  # serialises misses: concurrent askers wait, then hit
+            cached = self._blocks.get(height)
+            if cached is not None and cached.block.hash == header.hash:
+                self._blocks.move_to_end(height)
+                return cached
+            block = store.get_block(height)
+            receipts = store.get_receipts(height)
+            if block is None or block.hash != header.hash or len(receipts) != len(block.txs):
+                raise Unavailable(f"block {height} is not readable")
+            cached = _CachedBlock(block, receipts)
+            if self.config.block_cache_blocks > 0:
+                self._blocks[height] = cached
+                while len(self._blocks) > self.config.block_cache_blocks:
+                    self._blocks.popitem(last=False)
+            return cached
+
+    async def get_tx(self, request: web.Request) -> web.Response:
+        h = s.parse_hex(request.match_info["hash"], "tx hash", 32)
+        q = _model(TxQuery, _query_dict(request))
+        store = self.node.store
+        loc = store.get_tx_location(h)
+        if loc is None:
+            pending = await _resolve(self.node.has_pending(h))
+            return _json(s.TxStatusResponse(tx_hash=h.hex(), status="pending" if pending else "unknown"))
+        height, index = loc
+
+        def build() -> s.TxStatusResponse:
+            cached = self._cached_block(height)
+            block = cached.block
+            if index >= len(block.txs) or block.txs[index].hash != h:
+                raise Unavailable(f"the index of tx {h.hex()[:16]} does not match block {height}")
+            tx, receipt = block.txs[index], cached.receipts[index]
+            proof = None
+            if q.proof:
+                leaves = cached.leaves()
+                proof = s.InclusionProof(
+                    leaf=leaves[index].hex(), index=index, count=len(leaves),
+                    siblings=[x.hex() for x in cached.proof(index)],
+                    tx_root=block.header.tx_root.hex(),
+                )
+            return s.TxStatusResponse(
+                tx_hash=h.hex(), status="committed", height=height, index=index,
+                block_hash=block.hash.hex(), receipt=s.ReceiptModel.of(receipt), proof=proof,
+                tx=s.TxModel.of(tx) if q.tx else None,
+            )
+
+        # Big blocks make the proof a few ms of hashing: keep it off the event loop.
+        return _json(await asyncio.to_thread(build))
+
+    # --- blocks and headers --------------------------------------------------------------
+
+    async def _block_response(self, request: web.Request, height: int | None, block: Block | None) -> web.Response:
+        q = _model(BlockQuery, _query_dict(request))
+        if block is None:
+            raise NotFound(f"no block at height {height}" if height is not None else "no such block")
+        if q.format == "raw":
+            return web.Response(body=block.encode(), content_type="application/octet-stream")
+        store = self.node.store
+
+        def build() -> bytes:
+            cert = store.get_certificate(block.height)
+            receipts = store.get_receipts(block.height) if q.receipts else None
+            return s.BlockResponse.of(block, cert, receipts).model_dump_json().encode()
+
+        body = await asyncio.to_thread(build)
+        return web.Response(body=body, content_type="application/json")
+
+    async def get_block(self, request: web.Request) -> web.Response:
+        height = _parse_height(request.match_info["height"])
+        return await self._block_response(request, height, self.node.store.get_block(height))
+
+    async def get_latest_block(self, request: web.Request) -> web.Response:
+        head = self.node.store.head()
+        if head is None:
+            raise NotFound("the chain has no blocks yet")
+        return await self._block_response(request, head[0], self.node.store.get_block(head[0]))
+
+    async def get_block_by_hash(self, request: web.Request) -> web.Response:
+        h = s.parse_hex(request.match_info["hash"], "block hash", 32)
+        return await self._block_response(request, None, self.node.store.get_block_by_hash(h))
+
+    def _header_response(self, height: int) -> s.HeaderResponse | None:
+        store = self.node.store
+        header = store.get_header(height)
+        if header is None:
+            return None
+        cert = store.get_certificate(height)
+        return s.HeaderResponse(
+            header=s.HeaderModel.of(header),
+            certificate=s.CertificateModel.of(cert) if cert is not None else None,
+        )
+
+    async def get_header(self, request: web.Request) -> web.Response:
+        height = _parse_height(request.match_info["height"])
+        if request.rel_url.query:
+            raise InvalidRequest("this endpoint takes no query parameters")
+        resp = self._header_response(height)
+        if resp is None:
+            raise NotFound(f"no header at height {height}")
+        return _json(resp)
+
+    async def get_headers(self, request: web.Request) -> web.Response:
+        q = _model(s.HeadersQuery, _query_dict(request))
+        limit = min(q.limit, self.config.max_headers)
+        head = self.node.store.head()
+        head_height = head[0] if head is not None else -1
+        out: list[s.HeaderResponse] = []
+        for height in range(q.from_, min(q.from_ + limit, head_height + 1)):
+            resp = self._header_response(height)
+            if resp is None:  # pruned or racing a reopen: return the consecutive run we have
+                break
+            out.append(resp)
+        return _json(s.HeadersResponse(headers=out, head_height=max(head_height, 0)))
+
+    # --- state and queries -----------------------------------------------------------------
+
+    def _require_contract(self, contract: str) -> None:
+        if contract not in {c.name for c in self.node.genesis.contracts}:
+            raise UnknownContract(f"no contract {contract[:64]!r} on this chain")
+
+    async def get_state(self, request: web.Request) -> web.Response:
+        from accord.contracts.base import state_key  # the runtime owns the key layout
+
+        contract = request.match_info["contract"]
+        key_text = request.match_info["key"]
+        q = _model(s.StateQuery, _query_dict(request))
+        self._require_contract(contract)
+        key: str | bytes = key_text if q.key_type == "str" else s.parse_hex(key_text, "key")
+        skey = state_key(contract, key)
+        store = self.node.store
+        head = store.head()
+        if head is None:
+            raise Unavailable("the chain has no blocks yet")
+        header = store.get_header(head[0])
+        if header is None:
+            raise Unavailable(f"header {head[0]} is not readable")
+        # Read value and proof from the tree at this header's root: they match the header
+        # even if more blocks are committed meanwhile (old roots stay provable).
+        value, proof = store.prove_state(skey, header.state_root)
+        decoded = None
+        if value is not None:
+            try:
+                decoded = s.value_to_json(encoding.decode(value))
+            except AccordError:
+                decoded = None  # not a canonical value (foreign writer): raw bytes still served
+        proof_obj = proof.to_obj()
+        return _json(
+            s.StateResponse(
+                contract=contract, key=key_text, state_key=skey.hex(),
+                value=value.hex() if value is not None else None, decoded=decoded,
+                proof=s.value_to_json(proof_obj), proof_raw=encoding.encode(proof_obj).hex(),
+                height=header.height, header=s.HeaderModel.of(header),
+            )
+        )
+
+    async def query(self, request: web.Request) -> web.Response:
+        contract = request.match_info["contract"]
+        method = request.match_info["method"]
+        data = await self._body(request, self.config.max_tx_body_bytes)
+        args: Any
+        if self._is_raw(request):
+            args = encoding.decode(data, max_size=MAX_TX_BYTES) if data else {}
+            if type(args) is not dict:
+                raise DecodeError("raw query arguments must be the canonical encoding of a map")
+        else:
+            req = _model(s.QueryRequest, self._json_body(data)) if data else s.QueryRequest()
+            args = s.value_from_json(req.args)
+        self._require_contract(contract)
+        head = self.node.store.head()
+        result = await _resolve(self.node.query(contract, method, args))
+        return _json(
+            s.QueryResponse(
+                result=s.value_to_json(result), raw=encoding.encode(result).hex(),
+                height=head[0] if head is not None else 0,
+            )
+        )
+
+    # --- node --------------------------------------------------------------------------
+
+    async def account(self, request: web.Request) -> web.Response:
+        """Nonces of an account: what the committed state says, and the nonce its next
+        transaction must carry here (counting transactions pending in this node's mempool)."""
+        from accord.contracts.runtime import nonce_key
+
+        text = request.match_info["address"]
+        try:
+            address = bytes.fromhex(text)
+        except ValueError:
+            raise InvalidRequest("address must be hex") from None
+        if len(address) != 20:
+            raise InvalidRequest("an address has 20 bytes")
+        raw = self.node.store.get_state(nonce_key(address))
+        committed = 0 if raw is None else int(encoding.decode(raw))
+        next_nonce = getattr(self.node, "next_nonce", None)
+        pending = next_nonce(address) if next_nonce is not None else committed
+        return _json(s.AccountResponse(address=address.hex(), nonce=committed, next_nonce=pending))
+
+    async def validators(self, request: web.Request) -> web.Response:
+        g = self.node.genesis
+        return _json(
+            s.ValidatorsResponse(
+                validators=[
+                    s.ValidatorModel(
+                        index=i, name=v.name, bls_public_key=v.bls_public_key, pop=v.pop, host=v.host,
+                        port=v.port, api_port=v.api_port,
+                    )
+                    for i, v in enumerate(g.validators)
+                ],
+                n=g.n, f=g.f, quorum=g.quorum,
+            )
+        )
+
+    async def status(self, request: web.Request) -> web.Response:
+        store = self.node.store
+        head = store.head()
+        facts: dict[str, Any] = _jsonable(await _resolve(self.node.status()))
+        facts.update(
+            chain_id=self.node.genesis.chain_id,
+            genesis_hash=self.node.genesis.hash.hex(),
+            height=head[0] if head is not None else -1,
+            head_hash=head[1].hex() if head is not None else "",
+            state_root=store.state_root().hex(),
+        )
+        return _json(_model(s.StatusResponse, facts))
+
+    async def genesis(self, request: web.Request) -> web.Response:
+        g = self.node.genesis
+        return _json(s.GenesisResponse(hash=g.hash.hex(), genesis=g))
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        m = self.node.metrics
+        text = self.registry.render()
+        if m is not None and m is not self.registry:
+            render = getattr(m, "render", None)
+            if render is not None:
+                text = render() + text
+        return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        if self._openapi is None:
+            self._openapi = json.dumps(openapi(self.node.genesis)).encode()
+        return web.Response(body=self._openapi, content_type="application/json")
+
+    # --- stream ----------------------------------------------------------------------------
+
+    def _stream_messages(
+        self, q: s.StreamQuery, block: Block, receipts: list[Receipt]
+    ) -> list[str]:
+        out: list[str] = []
+        if q.blocks:
+            cert = self.node.store.get_certificate(block.height)
+            out.append(
+                s.StreamBlock(
+                    height=block.height, hash=block.hash.hex(), header=s.HeaderModel.of(block.header),
+                    certificate=s.CertificateModel.of(cert) if cert is not None else None,
+                    tx_hashes=[t.hash.hex() for t in block.txs], receipts_ok=[r.ok for r in receipts],
+                ).model_dump_json()
+            )
+        if q.events:
+            for r in receipts:
+                for i, e in enumerate(r.events):
+                    if q.contract is not None and e.contract != q.contract:
+                        continue
+                    out.append(
+                        s.StreamEvent(
+                            height=block.height, tx_hash=r.tx_hash.hex(), index=i, event=s.EventModel.of(e)
+                        ).model_dump_json()
+                    )
+        return out
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """Committed blocks and events over a WebSocket, in height order, without gaps.
+
+        Subscribe first, then replay stored blocks from ``from`` (if asked), then forward live
+        blocks, skipping heights already sent and filling any gap from the store. The reader
+        loop notices the client leaving and cancels the forwarder.
+        """
+        q = _model(s.StreamQuery, _query_dict(request))
+        if len(self._streams) >= self.config.max_streams:
+            raise Unavailable(f"at most {self.config.max_streams} streams are open")
+        ws = web.WebSocketResponse(heartbeat=self.config.stream_heartbeat_s, max_msg_size=4096)
+        await ws.prepare(request)
+        self._streams.add(ws)
+        self.m_streams.set(len(self._streams))
+        try:
+            return await self._serve_stream(ws, q)
+        finally:
+            self._streams.discard(ws)
+            self.m_streams.set(len(self._streams))
+            if not ws.closed:
+                await ws.close()
+
+    async def _serve_stream(self, ws: web.WebSocketResponse, q: s.StreamQuery) -> web.WebSocketResponse:
+        sub = self.node.subscribe()
+        store = self.node.store
+
+        async def send_block(block: Block, receipts: list[Receipt]) -> None:
+            # A 5,000-tx block makes thousands of messages: build them off the event loop.
+            texts = await asyncio.to_thread(self._stream_messages, q, block, receipts)
+            for text in texts:
+                try:
+                    await asyncio.wait_for(ws.send_str(text), self.config.stream_send_timeout_s)
+                except TimeoutError:
+                    raise _Lagged(f"client read nothing for {self.config.stream_send_timeout_s:g} s") from None
+
+        def load(height: int) -> tuple[Block, list[Receipt]] | None:
+            block = store.get_block(height)
+            return None if block is None else (block, store.get_receipts(height))
+
+        async def forward() -> None:
+            head = store.head()
+            head_height = head[0] if head is not None else -1
+            await ws.send_str(s.StreamHello(height=max(head_height, 0)).model_dump_json())
+            last = head_height
+            if q.from_ is not None:
+                last = q.from_ - 1
+                while last < head_height:
+                    stored = await asyncio.to_thread(load, last + 1)
+                    if stored is None:
+                        break
+                    await send_block(*stored)
+                    last += 1
+            async for block, receipts in sub:
+                if block.height <= last:
+                    continue
+                while last + 1 < block.height:  # fill a gap (commits during the replay, or
+                    # blocks the node's subscription dropped for a slow reader)
+                    stored = await asyncio.to_thread(load, last + 1)
+                    if stored is None:
+                        break
+                    await send_block(*stored)
+                    last += 1
+                await send_block(block, receipts)
+                last = block.height
+
+        task = asyncio.create_task(forward())
+        try:
+            reader = asyncio.ensure_future(self._drain(ws))
+            done, _ = await asyncio.wait({task, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done and task.exception() is not None:
+                exc = task.exception()
+                if isinstance(exc, _Lagged):
+                    self.m_stream_lagged.inc()
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(
+                            ws.send_str(s.StreamLagged(message=str(exc)).model_dump_json()), 1.0
+                        )
+                elif not isinstance(exc, ConnectionResetError):
+                    log.warning("stream forwarder stopped: %r", exc)
+            reader.cancel()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            aclose = getattr(sub, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+        return ws
+
+    @staticmethod
+    async def _drain(ws: web.WebSocketResponse) -> None:
+        """Read (and ignore) what the client sends until it closes: the stream is one-way."""
+        async for msg in ws:
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                break
+
+
+API_KEY = web.AppKey("accord_api", ClientApi)
+"""Where :func:`create_app` keeps the :class:`ClientApi` in the application."""
+
+
+def create_app(node: NodeView, config: ApiConfig | None = None) -> web.Application:
+    """The aiohttp application serving ``node``'s client API (mount it or run it)."""
+    api = ClientApi(node, config)
+    app = api.app()
+    app[API_KEY] = api
+    return app
+
+
+class ApiServer:
+    """Runs the client API on ``host:port`` inside the caller's event loop.
+
+    ``port=0`` picks a free port; read it from :attr:`port` after :meth:`start`.
+    """
+
+    def __init__(self, node: NodeView, host: str = "127.0.0.1", port: int = 0, config: ApiConfig | None = None) -> None:
+        self.node = node
+        self.host = host
+        self._port = port
+        self.config = config
+        self.app = create_app(node, config)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def api(self) -> ClientApi:
+        return self.app[API_KEY]
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self._port, reuse_address=True)
+        await site.start()
+        addresses = self._runner.addresses
+        if addresses:
+            self._port = int(addresses[0][1])
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self._port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,672 @@
+"""The embeddable validator: the one place that wires core, transport, storage and runtime.
+
+A :class:`Node` runs inside its host application's asyncio loop (``await node.start()`` /
+``await node.stop()``), or on a background thread of its own for synchronous hosts
+(:meth:`Node.start_background`). It owns:
+
+* the **chain** (store + runtime): builds, validates and commits blocks;
+* the **mempool**: admitted transactions waiting for a block;
+* the **Gosig core**: a sans-I/O state machine; the node feeds it events (ticks, messages,
+  answers to its requests) and performs the actions it returns, in order;
+* the **transport**: authenticated WebSockets to the other validators;
+* the **client API** (HTTP + WebSocket) and the metrics registry.
+
+Rules this module keeps:
+
+* Actions run in the order the core returns them, and a ``Persist`` is durably written
+  (synchronously) before the next action of its batch runs: a vote never leaves the node
+  before it is on disk, so a restart cannot vote twice.
+* Chain operations (build, validate, commit) run one at a time, in the order they were
+  requested, on one worker thread (``_chain_op``): a build requested right after a commit
+  always sees that commit, and the event loop stays free to move votes while a 5,000-tx block
+  executes.
+* The mempool and the core are touched only on the event loop's thread.
+* Catch-up: validators exchange their heads (``STATUS``) every ``status_interval``; a node
+  that is behind asks a peer for the missing blocks by height and hands each one, with its
+  certificate, to the core as :class:`BlockFetched`; the core checks the certificate and
+  commits it like any other block. The core's own ``FetchBlock`` (a proposal or commit it
+  has votes for but not the body of) asks by hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .. import encoding
+from ..chain import Chain, InvalidProposal
+from ..config import NodeConfig
+from ..consensus import (
+    SAFETY_KEY,
+    BlockBuilt,
+    BlockFetched,
+    BlockValidated,
+    BlsSigner,
+    Broadcast,
+    BuildBlock,
+    Commit,
+    Core,
+    FetchBlock,
+    MessageReceived,
+    Persist,
+    SafetyState,
+    Send,
+    Tick,
+    ValidateBlock,
+)
+from ..crypto import bls
+from ..encoding import Value
+from ..errors import AccordError, DecodeError, ValidationError
+from ..genesis import Genesis
+from ..keys import load_validator_key
+from ..mempool import Mempool
+from ..metrics import Registry
+from ..net.frames import Kind
+from ..net.transport import NetConfig, Transport
+from ..types import Block, Certificate, Event, Receipt, Tx
+from .api import ApiConfig, ApiServer
+
+log = logging.getLogger("accord.node")
+
+T = TypeVar("T")
+
+MAX_SYNC_BLOCKS = 16
+"""Blocks per catch-up answer (a 5,000-tx block is ~1.3 MB; frames allow four blocks' worth
+of ``max_block_bytes``, and answers are also cut by size)."""
+
+
+class Subscription:
+    """Committed blocks with receipts, in order, for one subscriber.
+
+    Registered when created (so nothing committed after ``subscribe()`` returns is missed).
+    The queue is bounded: a subscriber that falls ``maxsize`` blocks behind loses the oldest
+    ones (it can read them back from the store; the API's stream does exactly that).
+    """
+
+    def __init__(self, node: Node, maxsize: int = 256) -> None:
+        self._node = node
+        self._q: asyncio.Queue[tuple[Block, list[Receipt]] | None] = asyncio.Queue(maxsize)
+        self.dropped = 0
+        node._subscribers.add(self)
+
+    def _put(self, item: tuple[Block, list[Receipt]] | None) -> None:
+        while True:
+            try:
+                self._q.put_nowait(item)
+                return
+            except asyncio.QueueFull:
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    self._q.get_nowait()
+                    self.dropped += 1
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> tuple[Block, list[Receipt]]:
+        item = await self._q.get()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        self._node._subscribers.discard(self)
+        self._put(None)
+
+
+class Node:
+    """One validator. See the module docstring for what it wires and the rules it keeps."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        genesis: Genesis,
+        secret: bytes,
+        home: str | Path = ".",
+        *,
+        api_config: ApiConfig | None = None,
+        net_config: NetConfig | None = None,
+        contracts: dict[str, Any] | None = None,
+        addresses: dict[int, tuple[str, int]] | None = None,
+        tick_ms: int = 20,
+        status_interval: float = 1.0,
+    ) -> None:
+        genesis.check()
+        pk = bls.public_key(secret)
+        keys = genesis.validator_keys()
+        if pk not in keys:
+            raise ValidationError("this validator key is not in genesis")
+        self.index = keys.index(pk)
+        self.name = genesis.validators[self.index].name
+        self.config = config
+        self.genesis = genesis
+        self.home = Path(home)
+        self._secret = secret
+        self._api_config = api_config
+        self._net_config = net_config
+        self._contracts = contracts
+        self._addresses = addresses
+        self.tick_ms = tick_ms
+        self.status_interval = status_interval
+        self.metrics = Registry()
+        self._define_metrics()
+        self.store: Any = None
+        self.chain: Chain | None = None
+        self.mempool: Mempool | None = None
+        self.core: Core | None = None
+        self.transport: Transport | None = None
+        self.api: ApiServer | None = None
+        self._subscribers: set[Subscription] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._chain_lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._recent: OrderedDict[bytes, Block] = OrderedDict()
+        self._peer_heads: dict[int, int] = {}
+        self._sync_inflight: dict[int, float] = {}
+        self._submitted_at: dict[bytes, float] = {}
+        self.running = False
+
+    # --- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_dir(cls, path: str | Path, **kw: Any) -> Node:
+        """A node from its folder (``node.json``, ``validator.key``, the genesis it names)."""
+        path = Path(path)
+        config = NodeConfig.load(path)
+        genesis = Genesis.load(path / config.genesis)
+        secret = load_validator_key(path / config.validator_key)
+        return cls(config, genesis, secret, path, **kw)
+
+    def _define_metrics(self) -> None:
+        m = self.metrics
+        self.m_height = m.gauge("accord_height", "height of the last committed block")
+        self.m_txs = m.counter("accord_txs_committed_total", "transactions committed")
+        self.m_blocks = m.counter("accord_blocks_committed_total", "blocks committed")
+        self.m_mempool = m.gauge("accord_mempool_txs", "transactions waiting in the mempool")
+        self.m_rejected = m.gauge("accord_mempool_rejected", "transactions the mempool refused, by reason", ["code"])
+        self.m_invalid = m.counter("accord_invalid_proposals_total", "proposed blocks that failed validation")
+        self.m_commit_s = m.histogram("accord_commit_seconds", "time to commit one block")
+        self.m_latency = m.histogram(
+            "accord_tx_latency_seconds", "submit-to-commit latency of transactions submitted here",
+            buckets=(0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30),
+        )
+        self.m_consensus = m.gauge("accord_consensus_events", "consensus core counters", ["kind"])
+        self.m_sync = m.counter("accord_sync_blocks_total", "blocks fetched from peers while catching up")
+        self.m_bad_msgs = m.counter("accord_bad_messages_total", "malformed messages from peers", ["kind"])
+
+    def _collect(self) -> None:
+        if self.mempool is not None:
+            self.m_mempool.set(len(self.mempool))
+            for code, count in self.mempool.rejected.items():
+                self.m_rejected.set(count, code=code)
+        if self.core is not None:
+            s = self.core.stats
+            for kind in ("garbage", "bad_signature", "bad_proposal", "stale", "received", "sent"):
+                self.m_consensus.set(getattr(s, kind), kind=kind)
+            for kind, v in s.extra.items():
+                self.m_consensus.set(v, kind=kind)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open storage, restore safety state, connect to peers, serve the API, start rounds."""
+        from accord.contracts.runtime import Runtime
+        from accord.storage import Store
+
+        if self.running:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._chain_lock = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chain-{self.name}")
+        data = self.home / self.config.data_dir
+        self.store = Store(data, sync=self.config.sync)
+        runtime = Runtime(self.genesis, self._contracts, **self._runtime_hooks())
+        self.chain = Chain(self.genesis, self.store, runtime)
+        self.mempool = Mempool(
+            self.genesis.chain_id, self.chain.nonce_of, max_txs=self.config.mempool_size
+        )
+        height, head_hash = self.chain.head()
+        raw = self.store.get_safety(SAFETY_KEY)
+        safety = SafetyState.decode(raw, self.genesis.n) if raw is not None else None
+        self.core = Core.from_genesis(
+            self.genesis, BlsSigner(self.index, self._secret),
+            head=(height, head_hash), head_cert=self.store.get_certificate(height), safety=safety,
+        )
+        self.m_height.set(height)
+        self.metrics.add_collector(self._collect)
+        self.transport = Transport(
+            self.genesis, self.index, self._secret, host=self.config.host, port=self.config.port,
+            addresses=self._addresses, config=self._net_config, metrics=self.metrics,
+            on_message=self._on_message, on_peer=self._on_peer,
+        )
+        await self.transport.start()
+        self.api = ApiServer(self, self.config.api_host, self.config.api_port, self._api_config)
+        await self.api.start()
+        self.running = True
+        self._tasks = [
+            asyncio.create_task(self._tick_loop(), name=f"{self.name}-tick"),
+            asyncio.create_task(self._status_loop(), name=f"{self.name}-status"),
+        ]
+        log.info("%s started at height %d (api %s)", self.name, height, self.api.url)
+
+    def _runtime_hooks(self) -> dict[str, Any]:
+        """Proof verifier and MPC oracle hooks for contracts, when genesis configures them."""
+        hooks: dict[str, Any] = {}
+        if self.genesis.zk_circuits:
+            from accord.zk.verifier import verifier_from_genesis
+
+            hooks["proof_verifier"] = verifier_from_genesis(self.genesis)
+        if self.genesis.mpc:
+            from accord.mpc.oracle import oracle_from_genesis
+
+            hooks["oracle"] = oracle_from_genesis(self.genesis)
+        return hooks
+
+    async def stop(self) -> None:
+        """Stop rounds, close connections and the API, finish the chain's work, close LMDB."""
+        if not self.running:
+            return
+        self.running = False
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
+        if self.api is not None:
+            await self.api.stop()
+        if self.transport is not None:
+            await self.transport.stop()
+        if self._chain_lock is not None:
+            async with self._chain_lock:  # wait for a commit in flight: LMDB stays consistent
+                pass
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        for sub in list(self._subscribers):
+            await sub.aclose()
+        self.metrics.remove_collector(self._collect)
+        if self.store is not None:
+            self.store.close()
+        log.info("%s stopped", self.name)
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- background-thread mode (synchronous hosts: Flask, Django) ------------------------
+
+    def start_background(self, timeout: float = 30.0) -> None:
+        """Run the node on its own event loop in a daemon thread; return once it started."""
+        started = threading.Event()
+        errors: list[BaseException] = []
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as e:  # reported to the caller below
+                errors.append(e)
+                started.set()
+                return
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=main, name=f"accord-{self.name}", daemon=True)
+        self._thread.start()
+        if not started.wait(timeout):
+            raise TimeoutError("node did not start in time")
+        if errors:
+            raise errors[0]
+
+    def stop_background(self, timeout: float = 30.0) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the node's loop thread and return its result (from any thread)."""
+        loop = self._loop
+        if loop is None or not self.running:
+            raise AccordError("node is not running")
+        try:
+            if asyncio.get_running_loop() is loop:
+                return fn()
+        except RuntimeError:
+            pass
+
+        async def run() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result()
+
+    # --- the application interface (NodeView for the API) -------------------------------
+
+    def submit(self, tx: Tx | bytes) -> bytes:
+        """Admit a transaction (checks: decoding, size, chain, signature, nonce, capacity) and
+        gossip it to the other validators. Returns its hash or raises an AccordError."""
+        return self.call(lambda: self._submit(tx))
+
+    def _submit(self, tx: Tx | bytes) -> bytes:
+        assert self.mempool is not None and self.transport is not None
+        if isinstance(tx, bytes | bytearray):
+            tx = Tx.decode(bytes(tx))
+        h = self.mempool.add(tx)
+        self._submitted_at[h] = time.monotonic()
+        if len(self._submitted_at) > 4 * self.config.mempool_size:
+            self._submitted_at.clear()  # bounded: only latency accounting is lost
+        self.transport.gossip_tx(tx.encode())
+        return h
+
+    def has_pending(self, tx_hash: bytes) -> bool:
+        return self.mempool is not None and self.mempool.contains(tx_hash)
+
+    def status(self) -> dict[str, Any]:
+        head = self.store.head() if self.store is not None else None
+        return {
+            "name": self.name,
+            "index": self.index,
+            "chain_id": self.genesis.chain_id,
+            "height": head[0] if head else 0,
+            "head_hash": head[1].hex() if head else "",
+            "round": self.core.round if self.core is not None else -1,
+            "peers": self.transport.peers() if self.transport is not None else [],
+            "mempool": len(self.mempool) if self.mempool is not None else 0,
+            "running": self.running,
+        }
+
+    def subscribe(self) -> Subscription:
+        return Subscription(self)
+
+    async def blocks(self) -> AsyncIterator[tuple[Block, list[Receipt]]]:
+        """Committed blocks with their receipts, as they commit."""
+        sub = self.subscribe()
+        try:
+            async for item in sub:
+                yield item
+        finally:
+            await sub.aclose()
+
+    async def events(self, contract: str | None = None) -> AsyncIterator[tuple[int, bytes, Event]]:
+        """Contract events of successful transactions as they commit: (height, tx hash, event)."""
+        async for block, receipts in self.blocks():
+            for tx, r in zip(block.txs, receipts, strict=True):
+                if not r.ok:
+                    continue
+                for ev in r.events:
+                    if contract is None or ev.contract == contract:
+                        yield block.height, tx.hash, ev
+
+    def query(self, contract: str, method: str, args: dict[str, Value]) -> Value:
+        assert self.chain is not None
+        with self.store.snapshot() as snap:
+            return self.chain.runtime.query(snap, contract, method, args)
+
+    def next_nonce(self, address: bytes) -> int:
+        """The nonce the account's next transaction must carry here (pending ones counted)."""
+        assert self.mempool is not None
+        mempool = self.mempool
+        return self.call(lambda: mempool.next_nonce(address))
+
+    # --- the core's driver --------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def _step(self, event: Any) -> None:
+        """Feed one event to the core and perform its actions in order (see module rules)."""
+        if not self.running or self.core is None:
+            return
+        for action in self.core.handle(event):
+            self._perform(action)
+
+    def _perform(self, action: Any) -> None:
+        assert self.transport is not None
+        if isinstance(action, Persist):
+            self.store.put_safety(action.key, action.value)  # synced before the next action
+        elif isinstance(action, Broadcast):
+            self.transport.broadcast(Kind.CONSENSUS, action.payload)
+        elif isinstance(action, Send):
+            self.transport.send(action.to_index, Kind.CONSENSUS, action.payload)
+        elif isinstance(action, BuildBlock):
+            self._spawn(self._build(action))
+        elif isinstance(action, ValidateBlock):
+            self._remember(action.block)
+            self._spawn(self._validate(action.block))
+        elif isinstance(action, Commit):
+            self._spawn(self._commit(action.block, action.certificate))
+        elif isinstance(action, FetchBlock):
+            self.transport.send(action.from_index, Kind.BLOCK_REQUEST, ["hash", action.block_hash])
+        else:  # pragma: no cover - the core's action set is closed
+            log.error("unknown action %r", action)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(self._task_done)
+
+    @staticmethod
+    def _task_done(task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("node task failed", exc_info=task.exception())
+
+    async def _chain_op(self, fn: Callable[[], T]) -> T:
+        """Run a chain operation on the chain thread, after every earlier one (FIFO)."""
+        assert self._chain_lock is not None and self._loop is not None
+        async with self._chain_lock:
+            return await self._loop.run_in_executor(self._executor, fn)
+
+    async def _build(self, a: BuildBlock) -> None:
+        assert self.chain is not None and self.mempool is not None and self._chain_lock is not None
+        chain, params = self.chain, self.genesis.consensus
+        async with self._chain_lock:  # take txs only after earlier commits have landed
+            if chain.head() != (a.height - 1, a.parent_hash):
+                return  # the head moved on: this build is stale
+            txs = self.mempool.take(params.max_block_txs, params.max_block_bytes - 64 * 1024)
+            verified = frozenset(t.hash for t in txs)
+            assert self._loop is not None
+            block = await self._loop.run_in_executor(
+                self._executor,
+                lambda: chain.build(txs, round=a.round, proposer=a.proposer_index,
+                                    time_ms=self._now_ms(), sortition=a.sortition, verified=verified),
+            )
+        self._remember(block)
+        self._step(BlockBuilt(block))
+
+    async def _validate(self, block: Block) -> None:
+        assert self.chain is not None and self.mempool is not None
+        chain, mempool = self.chain, self.mempool
+        verified = frozenset(t.hash for t in block.txs if mempool.contains(t.hash))
+
+        def check() -> bool:
+            try:
+                chain.validate(block, verified=verified)
+                return True
+            except InvalidProposal as e:
+                log.info("%s: proposal %s refused: %s", self.name, block.hash.hex()[:12], e)
+                return False
+
+        ok = await self._chain_op(check)
+        if not ok:
+            self.m_invalid.inc()
+        self._step(BlockValidated(block.hash, ok))
+
+    async def _commit(self, block: Block, cert: Certificate) -> None:
+        assert self.chain is not None and self.mempool is not None
+        chain = self.chain
+        t0 = time.monotonic()
+
+        def commit() -> list[Receipt] | None:
+            height, head = chain.head()
+            if block.height <= height:
+                return None  # already committed (e.g. through catch-up)
+            return chain.commit(block, cert)
+
+        try:
+            receipts = await self._chain_op(commit)
+        except AccordError as e:
+            log.error("%s: commit of block %d failed: %s", self.name, block.height, e)
+            return
+        if receipts is None:
+            return
+        now = time.monotonic()
+        self.m_commit_s.observe(now - t0)
+        self.mempool.on_commit(block.txs)
+        self.m_height.set(block.height)
+        self.m_blocks.inc()
+        self.m_txs.inc(len(block.txs))
+        for tx in block.txs:
+            at = self._submitted_at.pop(tx.hash, None)
+            if at is not None:
+                self.m_latency.observe(now - at)
+        for sub in list(self._subscribers):
+            sub._put((block, receipts))
+
+    def _remember(self, block: Block) -> None:
+        self._recent[block.hash] = block
+        while len(self._recent) > 64:
+            self._recent.popitem(last=False)
+
+    # --- loops --------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while self.running:
+            self._step(Tick(self._now_ms()))
+            await asyncio.sleep(self.tick_ms / 1000)
+
+    async def _status_loop(self) -> None:
+        while self.running:
+            height, head = self.chain.head()  # type: ignore[union-attr]
+            self.transport.broadcast(Kind.STATUS, [height, head])  # type: ignore[union-attr]
+            self._maybe_sync()
+            await asyncio.sleep(self.status_interval)
+
+    # --- messages from peers ------------------------------------------------------------
+
+    async def _on_peer(self, index: int, connected: bool) -> None:
+        if connected and self.chain is not None and self.transport is not None:
+            height, head = self.chain.head()
+            self.transport.send(index, Kind.STATUS, [height, head])
+        if not connected:
+            self._peer_heads.pop(index, None)
+            self._sync_inflight.pop(index, None)
+
+    async def _on_message(self, frm: int, kind: Kind, payload: Value) -> None:
+        try:
+            if kind == Kind.CONSENSUS:
+                if type(payload) is not bytes:
+                    raise DecodeError("consensus payload must be bytes")
+                self._step(MessageReceived(frm, payload))
+            elif kind == Kind.TX_BATCH:
+                self._on_txs(payload)
+            elif kind == Kind.STATUS:
+                self._on_status(frm, payload)
+            elif kind == Kind.BLOCK_REQUEST:
+                await self._on_block_request(frm, payload)
+            elif kind == Kind.BLOCK_RESPONSE:
+                self._on_block_response(frm, payload)
+        except AccordError as e:
+            self.m_bad_msgs.inc(kind=kind.name.lower())
+            log.info("%s: bad %s from validator %d: %s", self.name, kind.name, frm, e)
+
+    def _on_txs(self, payload: Value) -> None:
+        assert self.mempool is not None
+        if type(payload) is not list:
+            raise DecodeError("a tx batch is a list")
+        # With more peers than the gossip fanout, newly admitted transactions travel on; the
+        # mempool's duplicate check ends the flood. Otherwise the submitter reached everyone.
+        relay = self.genesis.n - 1 > self.genesis.consensus.gossip_fanout
+        for raw in payload:
+            if type(raw) is not bytes:
+                raise DecodeError("a tx batch holds encoded transactions")
+            try:
+                self.mempool.add(raw)
+            except AccordError:
+                continue  # duplicates and stale nonces are normal under gossip; counted by the mempool
+            if relay:
+                self.transport.gossip_tx(raw)  # type: ignore[union-attr]
+
+    def _on_status(self, frm: int, payload: Value) -> None:
+        if type(payload) is not list or len(payload) != 2 or type(payload[0]) is not int:
+            raise DecodeError("status is [height, head hash]")
+        self._peer_heads[frm] = payload[0]
+        self._maybe_sync()
+
+    def _maybe_sync(self) -> None:
+        """Ask the most advanced peer for the blocks we miss (one request per peer at a time)."""
+        if self.chain is None or self.transport is None or not self._peer_heads:
+            return
+        height, _ = self.chain.head()
+        peer, best = max(self._peer_heads.items(), key=lambda kv: kv[1])
+        # One height behind is the normal state while a commit propagates; the core catches
+        # that up from the next proposal. Two or more means we missed commits.
+        if best <= height + 1:
+            return
+        now = time.monotonic()
+        if now - self._sync_inflight.get(peer, 0.0) < 2.0:
+            return
+        self._sync_inflight[peer] = now
+        self.transport.send(peer, Kind.BLOCK_REQUEST, ["height", height + 1, MAX_SYNC_BLOCKS])
+
+    async def _on_block_request(self, frm: int, payload: Value) -> None:
+        assert self.transport is not None
+        if type(payload) is not list or not payload or payload[0] not in ("height", "hash"):
+            raise DecodeError("block request is ['height', from, count] or ['hash', hash]")
+        out: list[Value] = []
+        if payload[0] == "hash":
+            if len(payload) != 2 or type(payload[1]) is not bytes:
+                raise DecodeError("block request by hash is ['hash', hash]")
+            block = self._recent.get(payload[1]) or self.store.get_block_by_hash(payload[1])
+            if block is not None:
+                height = self.store.get_height_by_hash(block.hash)
+                cert = self.store.get_certificate(height) if height is not None else None
+                out.append([block.to_obj(), None if cert is None else cert.to_obj()])
+        else:
+            if len(payload) != 3 or type(payload[1]) is not int or type(payload[2]) is not int:
+                raise DecodeError("block request by height is ['height', from, count]")
+            start, count = payload[1], min(max(payload[2], 0), MAX_SYNC_BLOCKS)
+            budget = 2 * self.genesis.consensus.max_block_bytes
+            for h in range(start, start + count):
+                block = self.store.get_block(h)
+                cert = self.store.get_certificate(h)
+                if block is None or cert is None:
+                    break
+                raw = [block.to_obj(), cert.to_obj()]
+                budget -= len(encoding.encode(raw))
+                if out and budget < 0:
+                    break
+                out.append(raw)
+        if out:
+            await self.transport.send_wait(frm, Kind.BLOCK_RESPONSE, out, timeout=5.0)
+
+    def _on_block_response(self, frm: int, payload: Value) -> None:
+        if type(payload) is not list:
+            raise DecodeError("block response is a list")
+        self._sync_inflight.pop(frm, None)
+        fetched = 0
+        for item in payload:
+            if type(item) is not list or len(item) != 2:
+                raise DecodeError("block response item is [block, certificate]")
+            block = Block.from_obj(item[0])
+            cert = None if item[1] is None else Certificate.from_obj(item[1])
+            self._remember(block)
+            self._step(BlockFetched(block, cert))
+            fetched += 1
+        self.m_sync.inc(fetched)
+        if fetched:
+            self._maybe_sync()

@@ -1,0 +1,574 @@
+"""The client API's request and response shapes, and the OpenAPI document built from them.
+
+Why pydantic models here when :mod:`accord.types` already has dataclasses: the dataclasses are
+the hot-path, canonical forms; these models describe the *JSON edge* (what a browser, curl or
+another language sees), validate what comes in, and generate the OpenAPI document, so the
+document can never drift from what the server actually checks.
+
+JSON conventions (one rule each, so any client can follow them):
+
+* Byte strings in fixed fields (hashes, keys, signatures) are lower-case hex without ``0x``.
+* Wherever a light client must re-hash what was signed, a ``raw`` field carries the canonical
+  encoding (:mod:`accord.encoding`) as hex: JSON is a view, ``raw`` is the truth.
+* Contract values (tx args, results, event data, state values) use a tagged mapping of the
+  canonical value model: ``bytes`` become ``{"$bytes": "<hex>"}``; a map whose keys start with
+  ``$`` is wrapped as ``{"$map": {...}}`` so that it cannot be confused with a tag. Everything
+  else (null, bool, int, str, list, map) is itself. See :func:`value_to_json`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+
+from ..encoding import Value
+from ..errors import DecodeError
+from ..genesis import Genesis
+from ..types import Block, Certificate, Event, Header, Receipt, Tx
+
+HEX_PATTERN = r"^([0-9a-fA-F]{2})*$"
+HASH_HEX_PATTERN = r"^[0-9a-fA-F]{64}$"
+
+# --- contract values <-> JSON ---------------------------------------------------------------
+
+_MAX_JSON_DEPTH = 64
+
+
+def value_to_json(v: Value, _depth: int = 0) -> Any:
+    """The JSON view of a canonical value (the tagged mapping described in the module doc)."""
+    if _depth > _MAX_JSON_DEPTH:
+        raise DecodeError("value nests too deeply")
+    t = type(v)
+    if v is None or t is bool or t is int or t is str:
+        return v
+    if t is bytes:
+        return {"$bytes": v.hex()}
+    if t is list or t is tuple:
+        return [value_to_json(x, _depth + 1) for x in v]
+    if t is dict:
+        inner = {k: value_to_json(x, _depth + 1) for k, x in v.items()}
+        if any(k.startswith("$") for k in v):
+            return {"$map": inner}
+        return inner
+    raise DecodeError(f"type {t.__name__} is not a contract value")
+
+
+def value_from_json(j: Any, _depth: int = 0) -> Value:
+    """Inverse of :func:`value_to_json`; raises :class:`DecodeError` for anything else."""
+    if _depth > _MAX_JSON_DEPTH:
+        raise DecodeError("value nests too deeply")
+    t = type(j)
+    if j is None or t is bool or t is int or t is str:
+        return j
+    if t is float:
+        raise DecodeError("floats are not contract values; use integers (e.g. cents)")
+    if t is list:
+        return [value_from_json(x, _depth + 1) for x in j]
+    if t is dict:
+        if set(j) == {"$bytes"}:
+            h = j["$bytes"]
+            if type(h) is not str:
+                raise DecodeError("$bytes must hold a hex string")
+            try:
+                return bytes.fromhex(h)
+            except ValueError:
+                raise DecodeError("$bytes is not valid hex") from None
+        if set(j) == {"$map"}:
+            inner = j["$map"]
+            if type(inner) is not dict:
+                raise DecodeError("$map must hold an object")
+            return {k: value_from_json(x, _depth + 1) for k, x in inner.items()}
+        tagged = [k for k in j if k.startswith("$")]
+        if tagged:
+            raise DecodeError(f"unknown tag {tagged[0]!r} (wrap maps with $-keys in $map)")
+        return {k: value_from_json(x, _depth + 1) for k, x in j.items()}
+    raise DecodeError(f"JSON {t.__name__} is not a contract value")
+
+
+def parse_hex(s: str, what: str, size: int | None = None) -> bytes:
+    """Hex (optionally ``0x``-prefixed) to bytes; raises :class:`DecodeError` naming ``what``."""
+    if s.startswith(("0x", "0X")):
+        s = s[2:]
+    try:
+        raw = bytes.fromhex(s)
+    except ValueError:
+        raise DecodeError(f"{what} is not valid hex") from None
+    if size is not None and len(raw) != size:
+        raise DecodeError(f"{what} must have {size} bytes, got {len(raw)}")
+    return raw
+
+
+# --- base ------------------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Open(BaseModel):
+    """A response that may grow fields (clients must ignore what they do not know)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+JsonValue = Any
+"""A contract value in the tagged JSON mapping (see the module doc)."""
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class ErrorBody(_Model):
+    code: str = Field(description="stable machine-readable code, e.g. bad_nonce, too_large")
+    message: str = Field(description="what was wrong, for humans")
+
+
+class ErrorResponse(_Model):
+    """Every 4xx/5xx answer of the API has this shape."""
+
+    error: ErrorBody
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+class SubmitTxRequest(_Model):
+    """One signed transaction, as the hex of its canonical encoding (``Tx.encode()``)."""
+
+    # Hex is checked by the handler (bad hex is a 400 decode_error, like undecodable bytes).
+    tx: str = Field(description="canonical tx bytes, hex", json_schema_extra={"pattern": HEX_PATTERN})
+
+
+class SubmitTxBatchRequest(_Model):
+    """Many signed transactions in one request (what load generators and gateways use)."""
+
+    txs: list[str] = Field(
+        min_length=1, description="canonical tx bytes, hex, one per tx (a bad item rejects only itself)",
+        json_schema_extra={"items": {"type": "string", "pattern": HEX_PATTERN}},
+    )
+
+
+class QueryRequest(_Model):
+    """Arguments of a read-only contract call, in the tagged JSON mapping."""
+
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class HeadersQuery(_Model):
+    """Query string of ``GET /v1/headers``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: int = Field(alias="from", ge=0, description="first height")
+    limit: int = Field(default=100, ge=1, le=1000, description="at most this many headers")
+
+
+class StateQuery(_Model):
+    """Query string of ``GET /v1/state/{contract}/{key}``."""
+
+    key_type: Literal["hex", "str"] = Field(
+        default="hex", description="whether {key} is hex bytes or a str key of the contract"
+    )
+
+
+class StreamQuery(_Model):
+    """Query string of ``GET /v1/stream``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: int | None = Field(
+        default=None, alias="from", ge=0,
+        description="replay committed blocks from this height before following new ones",
+    )
+    blocks: bool = Field(default=True, description="send block messages")
+    events: bool = Field(default=True, description="send event messages")
+    contract: str | None = Field(default=None, max_length=64, description="only events of this contract")
+
+
+# --- ledger objects ------------------------------------------------------------------------
+
+
+class EventModel(_Model):
+    contract: str
+    name: str
+    data: dict[str, JsonValue]
+
+    @classmethod
+    def of(cls, e: Event) -> EventModel:
+        return cls(contract=e.contract, name=e.name, data=value_to_json(e.data))
+
+
+class ReceiptModel(_Model):
+    tx_hash: str
+    ok: bool
+    gas_used: int
+    result: JsonValue = None
+    error_code: str = ""
+    error: str = ""
+    events: list[EventModel] = Field(default_factory=list)
+    hash: str = Field(description="receipt hash (the second half of the tx-root leaf)")
+    raw: str = Field(description="canonical encoding of the receipt, hex")
+
+    @classmethod
+    def of(cls, r: Receipt) -> ReceiptModel:
+        from .. import encoding
+
+        return cls(
+            tx_hash=r.tx_hash.hex(), ok=r.ok, gas_used=r.gas_used, result=value_to_json(r.result),
+            error_code=r.error_code, error=r.error, events=[EventModel.of(e) for e in r.events],
+            hash=r.hash.hex(), raw=encoding.encode(r.to_obj()).hex(),
+        )
+
+
+class TxModel(_Model):
+    hash: str
+    chain_id: str
+    contract: str
+    method: str
+    args: dict[str, JsonValue]
+    public_key: str
+    sender: str = Field(description="account address of the signer")
+    nonce: int
+    gas_limit: int
+    signature: str
+    raw: str = Field(description="canonical encoding of the tx, hex")
+
+    @classmethod
+    def of(cls, t: Tx) -> TxModel:
+        return cls(
+            hash=t.hash.hex(), chain_id=t.chain_id, contract=t.contract, method=t.method,
+            args=value_to_json(t.args), public_key=t.public_key.hex(), sender=t.sender.hex(),
+            nonce=t.nonce, gas_limit=t.gas_limit, signature=t.signature.hex(), raw=t.encode().hex(),
+        )
+
+
+class HeaderModel(_Model):
+    hash: str
+    chain_id: str
+    height: int
+    round: int
+    parent_hash: str
+    tx_root: str
+    state_root: str
+    tx_count: int
+    proposer: int
+    time_ms: int
+    sortition: str
+    raw: str = Field(description="canonical encoding of the header (what is hashed), hex")
+
+    @classmethod
+    def of(cls, h: Header) -> HeaderModel:
+        return cls(
+            hash=h.hash.hex(), chain_id=h.chain_id, height=h.height, round=h.round,
+            parent_hash=h.parent_hash.hex(), tx_root=h.tx_root.hex(), state_root=h.state_root.hex(),
+            tx_count=h.tx_count, proposer=h.proposer, time_ms=h.time_ms, sortition=h.sortition.hex(),
+            raw=h.encode().hex(),
+        )
+
+
+class CertificateModel(_Model):
+    height: int
+    round: int
+    phase: int
+    block_hash: str
+    signers: str = Field(description="signer bitmap over the genesis validator list, hex")
+    signer_indices: list[int]
+    signature: str = Field(description="aggregate BLS signature, hex")
+    raw: str = Field(description="canonical encoding of the certificate, hex")
+
+    @classmethod
+    def of(cls, c: Certificate) -> CertificateModel:
+        return cls(
+            height=c.height, round=c.round, phase=c.phase, block_hash=c.block_hash.hex(),
+            signers=c.signers.hex(), signer_indices=c.signer_indices(), signature=c.signature.hex(),
+            raw=c.encode().hex(),
+        )
+
+
+class HeaderResponse(_Model):
+    """A header with the certificate that commits it (null for genesis or not yet attached)."""
+
+    header: HeaderModel
+    certificate: CertificateModel | None
+
+
+class HeadersResponse(_Model):
+    headers: list[HeaderResponse]
+    head_height: int = Field(description="the node's head height when answering")
+
+
+class BlockResponse(_Model):
+    hash: str
+    height: int
+    header: HeaderModel
+    certificate: CertificateModel | None
+    txs: list[TxModel]
+    receipts: list[ReceiptModel] | None = Field(
+        default=None, description="present when asked for with ?receipts=true"
+    )
+
+    @classmethod
+    def of(
+        cls, block: Block, cert: Certificate | None, receipts: list[Receipt] | None = None
+    ) -> BlockResponse:
+        return cls(
+            hash=block.hash.hex(), height=block.height, header=HeaderModel.of(block.header),
+            certificate=CertificateModel.of(cert) if cert is not None else None,
+            txs=[TxModel.of(t) for t in block.txs],
+            receipts=[ReceiptModel.of(r) for r in receipts] if receipts is not None else None,
+        )
+
+
+# --- transactions -------------------------------------------------------------------------
+
+
+class SubmitTxResponse(_Model):
+    tx_hash: str
+
+
+class BatchItem(_Model):
+    tx_hash: str | None = None
+    error: ErrorBody | None = None
+
+
+class SubmitTxBatchResponse(_Model):
+    """Per-transaction outcome, in request order: each item has ``tx_hash`` or ``error``."""
+
+    accepted: int
+    results: list[BatchItem]
+
+
+class InclusionProof(_Model):
+    """Merkle proof that ``leaf`` = tx_leaf(tx hash, receipt hash) is at ``index`` of ``count``
+    leaves under ``tx_root`` (the committed header's); verify with
+    ``accord.merkle.verify_merkle_proof(tx_root, leaf, index, count, siblings)``."""
+
+    leaf: str
+    index: int
+    count: int
+    siblings: list[str]
+    tx_root: str
+
+
+class TxStatusResponse(_Model):
+    tx_hash: str
+    status: Literal["pending", "committed", "unknown"]
+    height: int | None = None
+    index: int | None = None
+    block_hash: str | None = None
+    receipt: ReceiptModel | None = None
+    proof: InclusionProof | None = None
+    tx: TxModel | None = None
+
+
+# --- state and queries --------------------------------------------------------------------
+
+
+class StateResponse(_Model):
+    """A state value proved against the state root of the header at ``height``.
+
+    ``value`` is null when the key is absent; ``proof`` is then a non-membership proof.
+    ``proof_raw`` is the proof's canonical encoding (``StateProof.to_obj()``), which is what
+    ``accord.merkle.verify_state_proof(header.state_root, state_key, value, proof)`` takes.
+    """
+
+    contract: str
+    key: str = Field(description="the contract-level key as given, hex or str")
+    state_key: str = Field(description="the full state key in the authenticated tree, hex")
+    value: str | None = Field(description="raw stored bytes (a canonical encoding), hex")
+    decoded: JsonValue = Field(default=None, description="the stored value, tagged JSON")
+    proof: JsonValue = Field(description="StateProof.to_obj() in the tagged JSON mapping")
+    proof_raw: str = Field(description="canonical encoding of StateProof.to_obj(), hex")
+    height: int
+    header: HeaderModel
+
+
+class QueryResponse(_Model):
+    result: JsonValue
+    raw: str = Field(description="canonical encoding of the result, hex")
+    height: int = Field(description="head height when the call ran (best effort)")
+
+
+# --- node --------------------------------------------------------------------------------------
+
+
+class ValidatorModel(_Model):
+    index: int
+    name: str
+    bls_public_key: str
+    pop: str
+    host: str
+    port: int
+    api_port: int
+
+
+class AccountResponse(_Model):
+    address: str
+    nonce: int = Field(description="transactions of this account committed so far")
+    next_nonce: int = Field(description="the nonce the next transaction must carry (pending ones counted)")
+
+
+class ValidatorsResponse(_Model):
+    validators: list[ValidatorModel]
+    n: int
+    f: int = Field(description="Byzantine validators tolerated")
+    quorum: int = Field(description="signers a certificate needs")
+
+
+class StatusResponse(_Open):
+    """What the node says about itself; at least these fields, possibly more."""
+
+    chain_id: str
+    genesis_hash: str
+    height: int
+    head_hash: str
+    state_root: str
+
+
+class GenesisResponse(_Model):
+    hash: str
+    genesis: Genesis
+
+
+# --- stream ------------------------------------------------------------------------------------
+
+
+class StreamHello(_Model):
+    """First message on ``/v1/stream``: the subscription is live from here on."""
+
+    type: Literal["subscribed"] = "subscribed"
+    height: int = Field(description="head height at subscription time")
+
+
+class StreamBlock(_Model):
+    type: Literal["block"] = "block"
+    height: int
+    hash: str
+    header: HeaderModel
+    certificate: CertificateModel | None
+    tx_hashes: list[str]
+    receipts_ok: list[bool]
+
+
+class StreamEvent(_Model):
+    type: Literal["event"] = "event"
+    height: int
+    tx_hash: str
+    index: int = Field(description="index of the event within its transaction's receipt")
+    event: EventModel
+
+
+class StreamLagged(_Model):
+    """Sent (then the socket closes) when the client reads too slowly to keep up."""
+
+    type: Literal["lagged"] = "lagged"
+    message: str
+
+
+# --- OpenAPI -----------------------------------------------------------------------------------
+
+ALL_MODELS: list[type[BaseModel]] = [
+    ErrorResponse, SubmitTxRequest, SubmitTxBatchRequest, QueryRequest, SubmitTxResponse,
+    SubmitTxBatchResponse, TxStatusResponse, BlockResponse, HeaderResponse, HeadersResponse,
+    StateResponse, QueryResponse, ValidatorsResponse, AccountResponse, StatusResponse, GenesisResponse,
+    StreamHello, StreamBlock, StreamEvent, StreamLagged,
+]
+
+
+class Param(_Model):
+    name: str
+    where: Literal["path", "query"]
+    schema_: dict[str, Any]
+    description: str = ""
+    required: bool = True
+
+
+class Route(_Model):
+    """One documented endpoint (the server's route table is built from the same list)."""
+
+    method: Literal["get", "post"]
+    path: str
+    summary: str
+    operation_id: str
+    response: str | None = Field(default=None, description="name of the 200/202 response model")
+    status: int = 200
+    request: str | None = None
+    raw_request: bool = False
+    params: list[Param] = Field(default_factory=list)
+    errors: list[int] = Field(default_factory=list)
+    content_type: str = "application/json"
+
+
+def openapi_document(routes: list[Route], *, title: str, version: str) -> dict[str, Any]:
+    """An OpenAPI 3.1 document whose schemas are generated by pydantic from :data:`ALL_MODELS`.
+
+    OpenAPI 3.1 uses JSON Schema 2020-12, which is what pydantic emits, so the schemas go in
+    unchanged; only ``$ref`` targets are pointed at ``#/components/schemas``.
+    """
+    _, top = models_json_schema(
+        [(m, "serialization") for m in ALL_MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+    names = {m.__name__ for m in ALL_MODELS}
+    paths: dict[str, Any] = {}
+    for r in routes:
+        op: dict[str, Any] = {"summary": r.summary, "operationId": r.operation_id, "responses": {}}
+        if r.params:
+            op["parameters"] = [
+                {
+                    "name": p.name, "in": p.where, "required": p.required or p.where == "path",
+                    "description": p.description, "schema": p.schema_,
+                }
+                for p in r.params
+            ]
+        if r.request is not None:
+            assert r.request in names, r.request
+            content: dict[str, Any] = {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{r.request}"}}
+            }
+            if r.raw_request:
+                content["application/octet-stream"] = {
+                    "schema": {"type": "string", "contentMediaType": "application/octet-stream"}
+                }
+            op["requestBody"] = {"required": r.request != "QueryRequest", "content": content}
+        if r.response is not None:
+            assert r.response in names, r.response
+            op["responses"][str(r.status)] = {
+                "description": "success",
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.response}"}}},
+            }
+        else:
+            op["responses"][str(r.status)] = {
+                "description": "success", "content": {r.content_type: {"schema": {"type": "string"}}},
+            }
+        for code in sorted({*r.errors, 429}):
+            op["responses"][str(code)] = {
+                "description": _ERROR_TEXT.get(code, "error"),
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+            }
+        paths.setdefault(r.path, {})[r.method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": title, "version": version,
+            "description": "Client API of one Accord validator. Byte strings are hex; `raw` "
+            "fields hold canonical encodings; contract values use the tagged JSON mapping "
+            "({\"$bytes\": hex}, {\"$map\": {...}}).",
+        },
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+
+
+_ERROR_TEXT = {
+    400: "malformed request (bad hex, bad JSON, undecodable bytes, bad arguments)",
+    404: "unknown height, hash, contract or route",
+    409: "the transaction is already pending",
+    413: "body too large",
+    422: "well-formed but rejected (validation, signature, chain, nonce, revert)",
+    429: "rate limit exceeded",
+    503: "mempool full or node unavailable",
+}
+
