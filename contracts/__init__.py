@@ -20,10 +20,14 @@ from .base import (
     state_key,
 )
 from .runtime import BlockResult, InvalidBlock, Runtime, code_hash
+from .mpc_loans import MpcLoans
+from .mpc_oracle import MpcOracle
 from .token import Token
 
 BUILTINS: dict[str, type[Contract]] = {
     Token.name: Token,
+    MpcOracle.name: MpcOracle,
+    MpcLoans.name: MpcLoans,
 }
 
 __all__ = [

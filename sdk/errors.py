@@ -170,3 +170,38 @@ class WaitTimeout(AccordError):
     """``Client.wait`` gave up before the transaction was committed."""
 
     code = "timeout"
+
+
+class LightClientError(AccordError):
+    """The light client could not establish a verified answer (no node served one)."""
+
+    code = "light_client_error"
+
+
+class NodeLied(LightClientError):
+    """A node served something that failed a light-client check; it is not believed.
+
+    ``node`` is the node's URL and ``check`` the stable name of the failed check
+    (``certificate``, ``header_chain``, ``tx_inclusion``, ``state_proof``...).
+    """
+
+    code = "node_lied"
+
+    def __init__(self, message: str = "", node: str = "", check: str = "") -> None:
+        super().__init__(f"node {node}: {check} check failed: {message}" if node or check else message)
+        self.node = node
+        self.check = check
+
+
+class ForkDetected(LightClientError):
+    """Two conflicting headers with valid certificates: more than f validators misbehaved.
+
+    ``evidence`` holds both headers and certificates (canonical hex) and the nodes that served
+    them; the light client stops and refuses to answer until an operator intervenes.
+    """
+
+    code = "fork_detected"
+
+    def __init__(self, message: str = "", evidence: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.evidence = dict(evidence or {})

@@ -1,1 +1,41 @@
-"""accord.mpc."""
+"""accord.mpc: three-party replicated secret sharing over Z_2^64, servers and the oracle.
+
+The shared-array API reads like NumPy::
+
+    from accord.mpc import run_local, sigmoid
+
+    def score(party, x, w):          # runs on each of the three servers
+        return sigmoid(x @ w).reveal()
+
+    run_local(score, {"x": (features, 16), "w": (weights, 16)})
+
+Data owners share on their own machine (:func:`split`, :meth:`Cluster.share`); servers run
+registered programs (:mod:`accord.mpc.programs`); contracts reach them through the oracle
+(:mod:`accord.mpc.oracle`).
+"""
+
+from __future__ import annotations
+
+from .client import Cluster, share
+from .engine import (
+    Party,
+    SharedArray,
+    concatenate,
+    dot,
+    maximum,
+    reciprocal,
+    relu,
+    select,
+    sigmoid,
+    stack,
+    where,
+    zeros,
+)
+from .local import combine, run_local, split
+from .ring import FixedPoint
+
+__all__ = [
+    "Cluster", "FixedPoint", "Party", "SharedArray", "combine", "concatenate", "dot", "maximum",
+    "reciprocal", "relu", "run_local", "select", "share", "sigmoid", "split", "stack", "where",
+    "zeros",
+]

@@ -1,0 +1,129 @@
+"""The data owner's and requester's side: share inputs, run programs, reconstruct outputs.
+
+``share(array, servers)`` runs on the owner's machine: the array is split locally and each
+server receives only its own share pair, over a channel that authenticates the server's key.
+``Cluster.run`` asks all three servers to run a program and reconstructs the outputs from
+their share pairs; if any server fails, it raises and returns nothing (never a partial result).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from ..errors import MpcError, PeerGone
+from .channel import Channel
+from .engine import decode
+from .local import combine, split
+from .ring import Ring
+from .server import ServerInfo, pack, payload_arrays, unpack
+
+
+class Cluster:
+    """Connections from one client to the three servers."""
+
+    def __init__(
+        self, servers: list[ServerInfo], key: X25519PrivateKey | None = None, timeout: float = 120.0
+    ) -> None:
+        if len(servers) != 3:
+            raise MpcError("a cluster has exactly three servers")
+        self.servers = servers
+        self.key = key or X25519PrivateKey.generate()
+        self.timeout = timeout
+        self.channels: list[Channel] = []
+        for info in servers:
+            sock = socket.create_connection((info.host, info.port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(b"C")
+            ch, _ = Channel.handshake(sock, self.key, info.public_key, True, prologue=b"C")
+            self.channels.append(ch)
+
+    def close(self) -> None:
+        for ch in self.channels:
+            ch.close()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _all(self, frames: list[bytes] | list[bytearray]) -> list[tuple[dict[str, Any], memoryview]]:
+        """Send one frame to each server and wait for every reply (in parallel)."""
+        replies: list[Any] = [None, None, None]
+
+        def one(i: int) -> None:
+            try:
+                self.channels[i].send(frames[i])
+                replies[i] = unpack(self.channels[i].recv())
+            except Exception as e:  # noqa: BLE001 - reported below with the server's index
+                replies[i] = e
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(self.timeout)
+        errors = []
+        for i, r in enumerate(replies):
+            if r is None:
+                errors.append(f"server {i}: no reply in {self.timeout} s")
+            elif isinstance(r, BaseException):
+                errors.append(f"server {i}: {r}")
+            elif r[0].get("t") == "error":
+                errors.append(f"server {i}: {r[0].get('code')}: {r[0].get('message')}")
+        if errors:
+            gone = any("gone" in e or "disconnect" in e or "no reply" in e or "closed" in e for e in errors)
+            cls = PeerGone if gone else MpcError
+            raise cls("; ".join(errors))
+        return replies
+
+    def store_shares(self, name: str, triple: list[tuple[Ring, Ring]], frac: int) -> None:
+        shape = list(triple[0][0].shape)
+        frames = [
+            pack({"t": "store", "name": name, "shape": shape, "frac": frac}, a.tobytes() + b.tobytes())
+            for a, b in triple
+        ]
+        self._all(frames)
+
+    def share(self, name: str, values: npt.ArrayLike, frac: int = 16) -> None:
+        """Split ``values`` here and send each server only its share pair."""
+        self.store_shares(name, split(values, frac), frac)
+
+    def run(
+        self, program: str, inputs: list[str], params: dict[str, Any] | None = None
+    ) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any]]:
+        """Run ``program``; returns (outputs reconstructed here, public results of server 0)."""
+        session = os.urandom(8).hex()
+        header = {"t": "run", "s": session, "program": program, "inputs": inputs,
+                  "params": params or {}}
+        replies = self._all([pack(header)] * 3)
+        meta = replies[0][0].get("outputs", {})
+        out: dict[str, npt.NDArray[Any]] = {}
+        per_server = []
+        for h, payload in replies:
+            if h.get("outputs") != meta:
+                raise MpcError("servers disagree on the outputs")
+            specs = [(tuple(meta[n]["shape"]), 0) for n in sorted(meta) for _ in (0, 1)]
+            per_server.append(payload_arrays(payload, specs))
+        for k, name in enumerate(sorted(meta)):
+            raw = combine([(s[2 * k], s[2 * k + 1]) for s in per_server])
+            out[name] = decode(raw, int(meta[name]["frac"]))
+        return out, dict(replies[0][0].get("public", {}))
+
+
+def share(values: npt.ArrayLike, servers: Cluster, name: str | None = None, frac: int = 16) -> str:
+    """``share(array, servers)``: what a data owner calls on its own machine.
+
+    The array is split here; each server receives only its share pair. Returns the input's
+    name (a fresh random one unless given), which programs and oracle requests refer to.
+    """
+    name = name or "input/" + os.urandom(12).hex()
+    servers.share(name, np.asarray(values), frac)
+    return name

@@ -1,0 +1,731 @@
+"""Three-party replicated secret sharing over Z_2^64 (honest majority, semi-honest servers).
+
+A secret ``x`` is split as ``x = x_0 + x_1 + x_2 (mod 2^64)`` and server ``P_i`` holds the pair
+``(x_i, x_{i+1})``. Any two servers can reconstruct; one server alone holds two uniformly
+random words and learns nothing. Every protocol here is written for one server (SPMD): the
+three servers run the same program, so their operation counters, and hence their PRF
+addresses, stay in step without coordination.
+
+Protocols (each message is one array for the whole operation, so the number of rounds does
+not depend on the array size):
+
+* addition, public constants, sums, slicing: local.
+* multiplication / matrix product: a local cross product gives a 3-out-of-3 sharing, masked
+  with a PRF zero-sharing and sent to the previous server (1 round).
+* truncation of fixed-point products (2 rounds): two servers send their masked terms, one of
+  them adding a mask r < 2^63 that they share, to a third server, which opens ``z + 2^k + r``
+  (no wrap-around, hence exact to one unit in the last place) and shifts it; the others
+  subtract ``r >> f``. See :class:`accord.mpc.ring.FixedPoint` for the privacy bound.
+* comparison via the most significant bit (10 rounds): the arithmetic sharing becomes two
+  boolean-shared words (one reshare), a Kogge-Stone carry network on 64-bit words computes
+  the carry into bit 63 with 6 rounds of word-wide ANDs, and the bit is converted back to an
+  arithmetic share (2 rounds).
+
+The roles in the asymmetric protocols rotate with the operation counter, so the three
+servers carry the same load on average.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import MpcError
+from . import ring
+from .prf import Prf, derive_key
+from .ring import FixedPoint, Ring
+
+_ONE = np.uint64(1)
+_LOW63 = np.uint64((1 << 63) - 1)
+
+
+class Transport(Protocol):
+    """Ordered, private, authenticated point-to-point links between the three servers."""
+
+    def send(self, to: int, data: Ring) -> None: ...
+
+    def recv(self, frm: int, count: int) -> Ring: ...
+
+
+@dataclass
+class Stats:
+    """What one server did: rounds it waited on, words it sent."""
+
+    ops: int = 0
+    messages: int = 0
+    words_sent: int = 0
+    views: list[Ring] = field(default_factory=list)
+    keep_views: bool = False
+
+
+class Party:
+    """One server's side of the protocols.
+
+    ``keys`` is ``(k_i, k_{i+1})``: the key shared with the previous server and the key
+    shared with the next one. ``session`` separates the randomness of different computations
+    that use the same long-term keys (an oracle request id, a benchmark run).
+    """
+
+    def __init__(
+        self,
+        index: int,
+        keys: tuple[bytes, bytes],
+        transport: Transport,
+        fp: FixedPoint | None = None,
+        session: str = "",
+    ) -> None:
+        if index not in (0, 1, 2):
+            raise MpcError("party index must be 0, 1 or 2")
+        self.i = index
+        self.fp = fp or FixedPoint()
+        self.own = Prf(derive_key(keys[0], "session/" + session))
+        self.next = Prf(derive_key(keys[1], "session/" + session))
+        self.net = transport
+        self.stats = Stats()
+        self._op = 0
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def new_op(self) -> int:
+        self._op += 1
+        self.stats.ops += 1
+        return self._op
+
+    def role(self, op: int) -> int:
+        """This server's role in an asymmetric protocol; role r is server (r + op) mod 3."""
+        return (self.i - op) % 3
+
+    @staticmethod
+    def who(role: int, op: int) -> int:
+        return (role + op) % 3
+
+    def send(self, to: int, data: Ring) -> None:
+        flat = np.ascontiguousarray(data, dtype=np.uint64).ravel()
+        self.stats.messages += 1
+        self.stats.words_sent += flat.size
+        self.net.send(to, flat)
+
+    def recv(self, frm: int, shape: tuple[int, ...]) -> Ring:
+        count = int(np.prod(shape, dtype=np.int64))
+        data = self.net.recv(frm, count)
+        if data.size != count:
+            raise MpcError(f"expected {count} words from server {frm}, got {data.size}")
+        if self.stats.keep_views:
+            self.stats.views.append(data.copy())
+        return data.reshape(shape)
+
+    def zero_share(self, op: int, purpose: int, shape: tuple[int, ...]) -> Ring:
+        """alpha_i = F(k_i) - F(k_{i+1}): the three sum to zero, each looks uniform alone."""
+        n = int(np.prod(shape, dtype=np.int64))
+        z = self.own.words(op, purpose, n)
+        np.subtract(z, self.next.words(op, purpose, n), out=z)
+        return z.reshape(shape)
+
+    def xor_zero_share(self, op: int, purpose: int, shape: tuple[int, ...]) -> Ring:
+        n = int(np.prod(shape, dtype=np.int64))
+        z = self.own.words(op, purpose, n)
+        np.bitwise_xor(z, self.next.words(op, purpose, n), out=z)
+        return z.reshape(shape)
+
+    # --- arithmetic sharing ----------------------------------------------------------------
+
+    def public(self, value: Ring) -> tuple[Ring, Ring]:
+        """The trivial sharing of a public value: x_0 = value, x_1 = x_2 = 0."""
+        zero = np.zeros_like(value)
+        if self.i == 0:
+            return value.copy(), zero
+        if self.i == 2:
+            return zero, value.copy()
+        return zero, zero.copy()
+
+    def reshare(self, t: Ring) -> tuple[Ring, Ring]:
+        """3-out-of-3 additive sharing -> replicated sharing (1 round)."""
+        op = self.new_op()
+        z = t + self.zero_share(op, 0, t.shape)
+        self.send((self.i - 1) % 3, z)
+        return z, self.recv((self.i + 1) % 3, t.shape)
+
+    def input_from(self, owner: int, value: Ring | None, shape: tuple[int, ...]) -> tuple[Ring, Ring]:
+        """Share a value that server ``owner`` holds in the clear (1 message)."""
+        op = self.new_op()
+        n = int(np.prod(shape, dtype=np.int64))
+        if self.i == owner:
+            if value is None or value.shape != shape:
+                raise MpcError("the owner must supply a value of the announced shape")
+            mask = self.own.words(op, 0, n).reshape(shape)  # x_owner, known to owner and prev
+            rest = value - mask  # x_{owner+1}
+            self.send((owner + 1) % 3, rest)
+            return mask, rest
+        if self.i == (owner + 1) % 3:
+            return self.recv(owner, shape), np.zeros(shape, dtype=np.uint64)
+        return np.zeros(shape, dtype=np.uint64), self.next.words(op, 0, n).reshape(shape)
+
+    def trunc(self, t: Ring, f: int) -> tuple[Ring, Ring]:
+        """Replicated sharing of ``z >> f`` from a 3-out-of-3 sharing ``t`` of ``z`` (2 rounds).
+
+        Correct to one unit in the last place whenever -2^k <= z < 2^62 (k = mag_bits).
+        Roles 1 and 2 mask their terms with F(k'_1) - F(k'_2) and F(k'_2), whose sum role 0
+        knows, and role 1 adds r < 2^63 (from k'_2, unknown to role 0): role 0 opens exactly
+        ``z + 2^k + r`` and nothing else. ``t`` is consumed (updated in place).
+        """
+        op = self.new_op()
+        shape = t.shape
+        n = t.size
+        k = self.fp.mag_bits
+        r = self.role(op)
+        fs = np.uint64(f)
+        offset = np.uint64(1 << (k - f))
+        if r == 0:  # own key k'_0, next key k'_1
+            t = t + self.recv(self.who(1, op), shape)
+            t += self.recv(self.who(2, op), shape)
+            t -= self.next.words(op, 0, n).reshape(shape)
+            t += np.uint64(1 << k)
+            t >>= fs
+            y0 = self.own.words(op, 2, n).reshape(shape)
+            t -= y0
+            self.send(self.who(1, op), t)
+            return y0, t
+        if r == 1:  # own key k'_1, next key k'_2
+            mask = self.next.words(op, 1, n).reshape(shape)
+            mask &= _LOW63
+            u = t + self.own.words(op, 0, n).reshape(shape)
+            u -= self.next.words(op, 0, n).reshape(shape)
+            u += mask
+            self.send(self.who(0, op), u)
+            mask >>= fs
+            mask += offset
+            y2 = -mask
+            return self.recv(self.who(0, op), shape), y2
+        # role 2: own key k'_2, next key k'_0
+        u = t + self.own.words(op, 0, n).reshape(shape)
+        self.send(self.who(0, op), u)
+        mask = self.own.words(op, 1, n).reshape(shape)
+        mask &= _LOW63
+        mask >>= fs
+        mask += offset
+        return -mask, self.next.words(op, 2, n).reshape(shape)
+
+    def finish(self, t: Ring, frac: int) -> tuple[tuple[Ring, Ring], int]:
+        """Turn a local product with ``frac`` fractional bits into a sharing at <= f bits."""
+        f = self.fp.frac_bits
+        if frac > f:
+            return self.trunc(t, frac - f), f
+        return self.reshare(t), frac
+
+    # --- boolean sharing (XOR over 64-bit words) -------------------------------------------
+
+    def and_(self, xa: Ring, xb: Ring, ya: Ring, yb: Ring) -> tuple[Ring, Ring]:
+        """XOR-shared ``x & y`` (1 round); ``x`` may broadcast against ``y``."""
+        op = self.new_op()
+        # x_i&y_i ^ x_i&y_{i+1} ^ x_{i+1}&y_i, with one AND saved, computed in place
+        t = ya ^ yb
+        t &= xa
+        u = ya & xb
+        t ^= u
+        t ^= self.xor_zero_share(op, 0, t.shape)
+        self.send((self.i - 1) % 3, t)
+        return t, self.recv((self.i + 1) % 3, t.shape)
+
+    def msb(self, a: Ring, b: Ring) -> tuple[Ring, Ring]:
+        """Arithmetic sharing of the sign bit of the shared value (1 if negative).
+
+        The carry into bit 63 of ``(x'_0 + x'_1) + x'_2`` is computed on bit planes (plane j
+        holds bit j of 64 elements per word), by a binary tree over the 64 planes: each level
+        halves the number of planes, so the words ANDed and sent shrink by half per round
+        (about 6 n words in all for n elements, against 14 n for a word-wise prefix network).
+        """
+        out_shape = a.shape
+        a, b = a.reshape(-1), b.reshape(-1)
+        n = a.size
+        w = max(1, -(-n // 64))
+        planes = (64, w)
+        zero = np.zeros(planes, dtype=np.uint64)
+        # Step 1: role 0 knows x'_0 + x'_1 and XOR-shares its planes; roles 1 and 2 know x'_2.
+        op = self.new_op()
+        r = self.role(op)
+        if r == 0:
+            a0 = self.own.words(op, 0, 64 * w).reshape(planes)
+            a1 = bit_planes(a + b, w) ^ a0
+            self.send(self.who(1, op), a1)
+            A, B = (a0, a1), (zero, zero)
+        elif r == 1:
+            A, B = (self.recv(self.who(0, op), planes), zero), (zero, bit_planes(b, w))
+        else:
+            A, B = (zero, self.next.words(op, 0, 64 * w).reshape(planes)), (bit_planes(a, w), zero)
+        top = (A[0][63] ^ B[0][63], A[1][63] ^ B[1][63])  # propagate bit of position 63
+        # Planes of bits 0..62 move up one place over an empty plane 0: the group generate
+        # of all 64 planes is then the carry into bit 63.
+        As = (_lift(A[0]), _lift(A[1]))
+        Bs = (_lift(B[0]), _lift(B[1]))
+        g = self.and_(As[0], As[1], Bs[0], Bs[1])
+        p = (As[0] ^ Bs[0], As[1] ^ Bs[1])
+        # Step 2: combine adjacent planes (low, high): G = G_hi ^ P_hi & G_lo, P = P_hi & P_lo.
+        # G_hi and P_hi & G_lo never both hold, so XOR is OR here.
+        while g[0].shape[0] > 1:
+            g_lo, g_hi = (g[0][0::2], g[1][0::2]), (g[0][1::2], g[1][1::2])
+            p_lo, p_hi = (p[0][0::2], p[1][0::2]), (p[0][1::2], p[1][1::2])
+            if g[0].shape[0] == 2:  # the root needs no propagate
+                t = self.and_(p_hi[0], p_hi[1], g_lo[0], g_lo[1])
+                g = (g_hi[0] ^ t[0], g_hi[1] ^ t[1])
+                break
+            t = self.and_(p_hi[0], p_hi[1], np.stack([g_lo[0], p_lo[0]]), np.stack([g_lo[1], p_lo[1]]))
+            g = (g_hi[0] ^ t[0][0], g_hi[1] ^ t[1][0])
+            p = (t[0][1], t[1][1])
+        m_plane = (np.ascontiguousarray(top[0] ^ g[0][0]), np.ascontiguousarray(top[1] ^ g[1][0]))
+        m = [
+            np.unpackbits(x.view(np.uint8), bitorder="little")[:n].astype(np.uint64) for x in m_plane
+        ]
+        ya, yb = self.bit_to_arith(m[0], m[1])
+        return ya.reshape(out_shape), yb.reshape(out_shape)
+
+    def bit_to_arith(self, ma: Ring, mb: Ring) -> tuple[Ring, Ring]:
+        """Boolean-shared bits (words 0/1) -> arithmetic sharing of the same bits (2 rounds)."""
+        op = self.new_op()
+        shape = ma.shape
+        n = ma.size
+        r = self.role(op)
+        if r == 0:
+            c = ma ^ mb
+            c0 = self.own.words(op, 0, n).reshape(shape)
+            self.send(self.who(1, op), c - c0)
+            y1 = self.recv(self.who(1, op), shape)
+            y0 = self.recv(self.who(2, op), shape)
+            return y0, y1
+        if r == 1:
+            m2 = mb
+            w = self.next.words(op, 1, n).reshape(shape)
+            y2 = self.next.words(op, 2, n).reshape(shape)
+            c1 = self.recv(self.who(0, op), shape)
+            u1 = c1 * (_ONE - (m2 << _ONE))
+            self.send(self.who(0, op), u1 + w)
+            return u1 + w, y2
+        m2 = ma
+        c0 = self.next.words(op, 0, n).reshape(shape)
+        w = self.own.words(op, 1, n).reshape(shape)
+        y2 = self.own.words(op, 2, n).reshape(shape)
+        u2 = c0 * (_ONE - (m2 << _ONE)) + m2
+        y0 = u2 - w - y2
+        self.send(self.who(0, op), y0)
+        return y2, y0
+
+    # --- opening -----------------------------------------------------------------------------
+
+    def open(self, a: Ring, b: Ring) -> Ring:
+        """Reveal to all three servers (1 round)."""
+        self.new_op()
+        self.send((self.i + 1) % 3, a)
+        return a + b + self.recv((self.i - 1) % 3, a.shape)
+
+    def open_to(self, j: int, a: Ring, b: Ring) -> Ring | None:
+        """Reveal to server ``j`` only; the others get nothing (and return None)."""
+        self.new_op()
+        if self.i == (j - 1) % 3:
+            self.send(j, a)
+            return None
+        if self.i == j:
+            return a + b + self.recv((j - 1) % 3, a.shape)
+        return None
+
+
+_M1 = np.uint64(0x00AA00AA00AA00AA)
+_M2 = np.uint64(0x0000CCCC0000CCCC)
+_M3 = np.uint64(0x00000000F0F0F0F0)
+
+
+def bit_planes(v: Ring, w: int) -> Ring:
+    """Transpose n words into 64 bit planes of ``w`` words: bit i of word k of plane j is bit j
+    of element 64 k + i. A linear map over XOR, so servers apply it to shares locally.
+
+    Bytes are regrouped so that one word holds byte b of eight elements, an 8x8 bit-matrix
+    transpose inside each word (three mask-and-shift steps) turns that into eight bit rows,
+    and a final byte regrouping lays the rows out as planes.
+    """
+    n = v.size
+    total = 64 * w
+    if total != n:
+        v = np.concatenate([v, np.zeros(total - n, dtype=np.uint64)])
+    groups = total // 8
+    regrouped = np.ascontiguousarray(v.view(np.uint8).reshape(groups, 8, 8).transpose(0, 2, 1))
+    y = regrouped.view(np.uint64).reshape(groups, 8)
+    for shift, mask in ((7, _M1), (14, _M2), (28, _M3)):
+        s = np.uint64(shift)
+        t = (y ^ (y >> s)) & mask
+        y ^= t
+        y ^= t << s
+    return np.ascontiguousarray(y.view(np.uint8).reshape(groups, 64).T).view(np.uint64)
+
+
+def _lift(x: Ring) -> Ring:
+    out = np.empty_like(x)
+    out[0] = 0
+    out[1:] = x[:-1]
+    return out
+
+
+# --- the NumPy-like shared array ----------------------------------------------------------
+
+Public = int | float | np.ndarray | Sequence[Any]
+
+
+class SharedArray:
+    """A secret-shared array with NumPy semantics, held by one server.
+
+    ``frac`` is the number of fractional bits of the encoding: 0 for integers and bits (the
+    result of a comparison), ``fp.frac_bits`` for fixed-point reals. Mixed arithmetic lifts
+    integers to fixed point; products of two fixed-point values are truncated back.
+    """
+
+    __array_priority__ = 1000  # make ``ndarray op SharedArray`` defer to us
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, party: Party, a: Ring, b: Ring, frac: int) -> None:
+        if a.shape != b.shape:
+            raise MpcError("the two shares of an array must have one shape")
+        self.party = party
+        self.a = a
+        self.b = b
+        self.frac = frac
+
+    # construction
+    @classmethod
+    def from_public(cls, party: Party, values: Public, frac: int | None = None) -> SharedArray:
+        enc, fr = _encode_public(values, party.fp.frac_bits if frac is None else frac, frac is None)
+        a, b = party.public(enc)
+        return cls(party, a, b, fr)
+
+    # shape
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.a.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.a.ndim
+
+    @property
+    def size(self) -> int:
+        return int(self.a.size)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def _new(self, a: Ring, b: Ring, frac: int | None = None) -> SharedArray:
+        return SharedArray(self.party, a, b, self.frac if frac is None else frac)
+
+    def __getitem__(self, key: Any) -> SharedArray:
+        return self._new(self.a[key], self.b[key])
+
+    def reshape(self, *shape: Any) -> SharedArray:
+        return self._new(self.a.reshape(*shape), self.b.reshape(*shape))
+
+    @property
+    def T(self) -> SharedArray:  # noqa: N802 - NumPy's name
+        return self._new(self.a.T, self.b.T)
+
+    def transpose(self, *axes: int) -> SharedArray:
+        return self._new(self.a.transpose(*axes), self.b.transpose(*axes))
+
+    def flatten(self) -> SharedArray:
+        return self._new(self.a.flatten(), self.b.flatten())
+
+    def broadcast_to(self, shape: tuple[int, ...]) -> SharedArray:
+        return self._new(
+            np.broadcast_to(self.a, shape).copy(), np.broadcast_to(self.b, shape).copy()
+        )
+
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> SharedArray:
+        a = np.sum(self.a, axis=axis, keepdims=keepdims, dtype=np.uint64)
+        b = np.sum(self.b, axis=axis, keepdims=keepdims, dtype=np.uint64)
+        return self._new(np.asarray(a), np.asarray(b))
+
+    def mean(self, axis: int | None = None) -> SharedArray:
+        n = self.size if axis is None else self.shape[axis]
+        return self.sum(axis=axis) * (1.0 / n)
+
+    # lifting between integer and fixed-point encodings
+    def as_fixed(self) -> SharedArray:
+        f = self.party.fp.frac_bits
+        if self.frac == f:
+            return self
+        if self.frac > f:
+            raise MpcError("array carries more fractional bits than the engine")
+        s = np.uint64(f - self.frac)
+        return self._new(self.a << s, self.b << s, f)
+
+    def _align(self, other: SharedArray) -> tuple[SharedArray, SharedArray]:
+        if self.frac == other.frac:
+            return self, other
+        return self.as_fixed(), other.as_fixed()
+
+    # linear operations
+    def __add__(self, other: Any) -> SharedArray:
+        if isinstance(other, SharedArray):
+            x, y = self._align(other)
+            return x._new(x.a + y.a, x.b + y.b)
+        x, enc = self._public_operand(other)
+        pa, pb = x.party.public(np.broadcast_to(enc, np.broadcast_shapes(enc.shape, x.shape)))
+        return x._new(x.a + pa, x.b + pb)
+
+    __radd__ = __add__
+
+    def __neg__(self) -> SharedArray:
+        return self._new(-self.a, -self.b)
+
+    def __sub__(self, other: Any) -> SharedArray:
+        return self + (-other)
+
+    def __rsub__(self, other: Any) -> SharedArray:
+        return (-self) + other
+
+    def _public_operand(self, other: Any) -> tuple[SharedArray, Ring]:
+        """Encode a public operand at this array's precision (lifting self if it is real)."""
+        arr = np.asarray(other)
+        x = self
+        if arr.dtype.kind == "f" and x.frac == 0:
+            x = x.as_fixed()
+        enc, _ = _encode_public(arr, x.frac, False)
+        return x, enc
+
+    # products
+    def __mul__(self, other: Any) -> SharedArray:
+        p = self.party
+        if isinstance(other, SharedArray):
+            t = other.a + other.b
+            t = self.a * t  # broadcasting may change the shape, so no in-place here
+            t += self.b * other.a
+            (a, b), fr = p.finish(t, self.frac + other.frac)
+            return self._new(a, b, fr)
+        arr = np.asarray(other)
+        if arr.dtype.kind in "iub":
+            c = ring.encode_int(arr)
+            return self._new(self.a * c, self.b * c)
+        c = ring.encode_fixed(arr, p.fp.frac_bits)
+        if self.frac == 0:
+            return self._new(self.a * c, self.b * c, p.fp.frac_bits)
+        a, b = p.trunc(self.a * c, p.fp.frac_bits)
+        return self._new(a, b)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: Any) -> SharedArray:
+        if isinstance(other, SharedArray):
+            raise MpcError("divide by a shared array with reciprocal(x, lo, hi) to state its range")
+        return self * (1.0 / np.asarray(other, dtype=np.float64))
+
+    def __matmul__(self, other: Any) -> SharedArray:
+        p = self.party
+        if isinstance(other, SharedArray):
+            # x_i @ (y_i + y_{i+1}) + x_{i+1} @ y_i as one product with a doubled inner axis
+            k_axis = 0 if other.ndim == 1 else -2
+            t = ring.matmul(
+                np.concatenate([self.a, self.b], axis=-1),
+                np.concatenate([other.a + other.b, other.a], axis=k_axis),
+            )
+            (a, b), fr = p.finish(t, self.frac + other.frac)
+            return self._new(a, b, fr)
+        arr = np.asarray(other)
+        if arr.dtype.kind in "iub":
+            c = ring.encode_int(arr)
+            return self._new(ring.matmul(self.a, c), ring.matmul(self.b, c))
+        c = ring.encode_fixed(arr, p.fp.frac_bits)
+        if self.frac == 0:
+            return self._new(ring.matmul(self.a, c), ring.matmul(self.b, c), p.fp.frac_bits)
+        a, b = p.trunc(ring.matmul(self.a, c), p.fp.frac_bits)
+        return self._new(a, b)
+
+    def __rmatmul__(self, other: Any) -> SharedArray:
+        p = self.party
+        arr = np.asarray(other)
+        if arr.dtype.kind in "iub":
+            c = ring.encode_int(arr)
+            return self._new(ring.matmul(c, self.a), ring.matmul(c, self.b))
+        c = ring.encode_fixed(arr, p.fp.frac_bits)
+        if self.frac == 0:
+            return self._new(ring.matmul(c, self.a), ring.matmul(c, self.b), p.fp.frac_bits)
+        a, b = p.trunc(ring.matmul(c, self.a), p.fp.frac_bits)
+        return self._new(a, b)
+
+    def dot(self, other: Any) -> SharedArray:
+        return self @ other
+
+    # comparisons (results are shared bits, 0 or 1, with frac 0)
+    def ltz(self) -> SharedArray:
+        a, b = self.party.msb(self.a, self.b)
+        return self._new(a, b, 0)
+
+    def __lt__(self, other: Any) -> SharedArray:
+        return (self - other).ltz()
+
+    def __gt__(self, other: Any) -> SharedArray:
+        return (-(self - other)).ltz()
+
+    def __le__(self, other: Any) -> SharedArray:
+        return 1 - (self > other)
+
+    def __ge__(self, other: Any) -> SharedArray:
+        return 1 - (self < other)
+
+    def __eq__(self, other: Any) -> SharedArray:  # type: ignore[override]
+        d = self - other
+        n = d.size
+        flat = d.reshape(n)
+        both = concatenate([flat, -flat]).ltz()  # one comparison call for d < 0 and d > 0
+        return (1 - both[:n] - both[n:]).reshape(d.shape)
+
+    def __ne__(self, other: Any) -> SharedArray:  # type: ignore[override]
+        return 1 - (self == other)
+
+    # opening
+    def reveal(self, to: int | None = None) -> npt.NDArray[Any] | None:
+        """Open to every server (``to=None``) or to server ``to`` only (others get None)."""
+        if to is None:
+            raw: Ring | None = self.party.open(self.a, self.b)
+        else:
+            raw = self.party.open_to(to, self.a, self.b)
+        if raw is None:
+            return None
+        return decode(raw, self.frac)
+
+    def __repr__(self) -> str:
+        return f"SharedArray(shape={self.shape}, frac={self.frac}, party={self.party.i})"
+
+
+def decode(raw: Ring, frac: int) -> npt.NDArray[Any]:
+    if frac == 0:
+        return ring.decode_int(raw)
+    return ring.decode_fixed(raw, frac)
+
+
+def _encode_public(values: Any, frac: int, infer: bool) -> tuple[Ring, int]:
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iub" and (infer or frac == 0):
+        return ring.encode_int(arr), 0
+    if arr.dtype.kind in "iub":
+        return ring.encode_int(arr) << np.uint64(frac), frac
+    if arr.dtype.kind == "f":
+        return ring.encode_fixed(arr, frac), frac
+    raise MpcError(f"cannot use a value of dtype {arr.dtype} in MPC")
+
+
+# --- functions with NumPy names --------------------------------------------------------------
+
+
+def concatenate(arrays: Sequence[SharedArray], axis: int = 0) -> SharedArray:
+    if not arrays:
+        raise MpcError("nothing to concatenate")
+    fr = max(x.frac for x in arrays)
+    xs = [x.as_fixed() if x.frac != fr else x for x in arrays]
+    a = np.concatenate([x.a for x in xs], axis=axis)
+    b = np.concatenate([x.b for x in xs], axis=axis)
+    return SharedArray(xs[0].party, a, b, fr)
+
+
+def stack(arrays: Sequence[SharedArray], axis: int = 0) -> SharedArray:
+    return concatenate([np_expand(x, axis) for x in arrays], axis=axis)
+
+
+def np_expand(x: SharedArray, axis: int) -> SharedArray:
+    return x._new(np.expand_dims(x.a, axis), np.expand_dims(x.b, axis))
+
+
+def where(cond: SharedArray, x: Any, y: Any) -> SharedArray:
+    """``cond ? x : y`` for a shared bit array ``cond`` (1 multiplication)."""
+    if cond.frac != 0:
+        raise MpcError("the condition of where() must be a shared bit array")
+    if not isinstance(x, SharedArray) and not isinstance(y, SharedArray):
+        return cond * (np.asarray(x) - np.asarray(y)) + y
+    diff = x - y
+    return y + cond * diff
+
+
+select = where
+
+
+def relu(x: SharedArray) -> SharedArray:
+    return (1 - x.ltz()) * x
+
+
+def maximum(x: SharedArray, y: Any) -> SharedArray:
+    return where(x > y, x, y)
+
+
+# Coefficients of sigmoid(6 t) - 1/2 ~ t * q(t^2) on t in [-1, 1] (least squares, degree 11,
+# error below 0.0025); the clamping below handles |x| > 6 (where sigmoid is within 0.0025 of
+# 0 or 1). Fitted once with NumPy, kept as constants so that
+# every server evaluates the same polynomial.
+_SIG_RANGE = 6.0
+
+
+def _fit_sigmoid(deg: int = 11) -> npt.NDArray[np.float64]:
+    t = np.linspace(-1.0, 1.0, 4001)
+    target = 1.0 / (1.0 + np.exp(-_SIG_RANGE * t)) - 0.5
+    powers = np.stack([t ** (2 * j + 1) for j in range(deg // 2 + 1)], axis=1)
+    coef, *_ = np.linalg.lstsq(powers, target, rcond=None)
+    return np.asarray(coef, dtype=np.float64)
+
+
+_SIG_COEF = _fit_sigmoid()
+
+
+def sigmoid(x: SharedArray) -> SharedArray:
+    """Logistic function: an odd polynomial in x/6 inside [-6, 6], 0 or 1 outside.
+
+    Absolute error below 0.003 (see the tests); the two range tests share one comparison
+    call, so the cost is one comparison, one select and eight multiplications.
+    """
+    x = x.as_fixed()
+    t = x * (1.0 / _SIG_RANGE)
+    t2 = t * t
+    coefs = [float(c) for c in _SIG_COEF[::-1]]
+    acc = t2 * coefs[0] + coefs[1]
+    for c in coefs[2:]:
+        acc = acc * t2 + c
+    poly = acc * t + 0.5
+    n = x.size
+    flat = x.reshape(n)
+    outs = concatenate([flat - _SIG_RANGE, -flat - _SIG_RANGE]).ltz()  # 1 where inside
+    below_hi, above_lo = outs[:n], outs[n:]  # x < 6, x > -6
+    inside = below_hi * above_lo  # integer bits: product of bits is their AND
+    # inside -> poly; x >= 6 -> 1; x <= -6 -> 0
+    hi = 1 - below_hi
+    res = where(inside, poly.reshape(n), hi * 1.0)
+    return res.reshape(x.shape)
+
+
+def reciprocal(x: SharedArray, lo: float, hi: float) -> SharedArray:
+    """1/x for x known to lie in [lo, hi] (0 < lo < hi), by Newton's iteration.
+
+    Starts from y = 2 / (lo + hi), for which |1 - x y| <= (hi - lo) / (hi + lo) < 1, and squares
+    the relative error each step; the number of steps follows from the range and precision.
+    """
+    if not 0 < lo < hi:
+        raise MpcError("reciprocal needs 0 < lo < hi")
+    x = x.as_fixed()
+    e0 = (hi - lo) / (hi + lo)
+    target = 2.0 ** -(x.party.fp.frac_bits - 2)
+    steps = 0
+    e = e0
+    while e > target and steps < 40:
+        e = e * e
+        steps += 1
+    y = (x * 0) + 2.0 / (lo + hi)
+    for _ in range(steps):
+        y = y * (2.0 - x * y)
+    return y
+
+
+def dot(x: SharedArray, y: Any) -> SharedArray:
+    return x @ y
+
+
+def zeros(party: Party, shape: tuple[int, ...] | int, fixed: bool = True) -> SharedArray:
+    shp = (shape,) if isinstance(shape, int) else tuple(shape)
+    z = np.zeros(shp, dtype=np.uint64)
+    return SharedArray(party, z, z.copy(), party.fp.frac_bits if fixed else 0)
+
+
+Program = Callable[..., Any]

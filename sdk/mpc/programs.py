@@ -1,0 +1,123 @@
+"""Programs the MPC servers run, by name. Genesis registers each by name and code hash.
+
+A program is ``fn(party, inputs, **params) -> dict``: ``inputs`` maps names to shared arrays,
+``params`` are public values (canonical encoding: ints and strings, so reals travel as
+decimal strings). Shared arrays in the result go to the requester as shares; anything else
+is a public result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import MpcError
+from .engine import Party, SharedArray, concatenate
+from .ml import predict_proba, train_logistic
+
+Inputs = dict[str, SharedArray]
+
+
+def _need(inputs: Inputs, *names: str) -> list[SharedArray]:
+    missing = [n for n in names if n not in inputs]
+    if missing:
+        raise MpcError(f"missing inputs: {', '.join(missing)}")
+    return [inputs[n] for n in names]
+
+
+def anti_stacking(party: Party, inputs: Inputs, limit: int) -> dict[str, Any]:
+    """The talk's example: is the borrower's total debt sum(s_i) below ``limit``?
+
+    Every input is one lender's recorded balance (an integer share). Only the answer bit is
+    an output; the sum itself is never opened.
+    """
+    if not inputs:
+        raise MpcError("anti_stacking needs at least one balance")
+    total = concatenate([v.reshape(1) for _, v in sorted(inputs.items())]).sum()
+    return {"ok": total < int(limit)}
+
+
+def mul(party: Party, inputs: Inputs) -> dict[str, Any]:
+    x, y = _need(inputs, "x", "y")
+    return {"z": x * y}
+
+
+def compare(party: Party, inputs: Inputs) -> dict[str, Any]:
+    x, y = _need(inputs, "x", "y")
+    return {"lt": x < y}
+
+
+def lr_train(party: Party, inputs: Inputs, epochs: int = 5, lr: str = "0.5", batch: int = 128) -> dict[str, Any]:
+    """Train on row blocks ``X*``/``y*`` (horizontal) or column blocks ``F*`` (vertical)."""
+    rows = sorted(k for k in inputs if k.startswith("X"))
+    cols = sorted(k for k in inputs if k.startswith("F"))
+    labels = sorted(k for k in inputs if k.startswith("y"))
+    if cols:
+        x = concatenate([inputs[k] for k in cols], axis=1)
+    else:
+        x = concatenate([inputs[k] for k in rows], axis=0)
+    y = concatenate([inputs[k] for k in labels], axis=0)
+    t0 = time.perf_counter()
+    w, b = train_logistic(x, y, epochs=int(epochs), lr=float(lr), batch=int(batch))
+    return {"w": w, "b": b, "train_ns": int((time.perf_counter() - t0) * 1e9)}
+
+
+def lr_predict(party: Party, inputs: Inputs) -> dict[str, Any]:
+    x, w, b = _need(inputs, "X", "w", "b")
+    return {"p": predict_proba(x, w, b)}
+
+
+def bench(party: Party, inputs: Inputs, n: int = 1_000_000, m: int = 500) -> dict[str, Any]:
+    """Time fixed-point mul and comparison on vectors of ``n``, and an m x m matrix product.
+
+    Inputs are private values of server 0 (shared with one message, not timed); each timing
+    starts after a one-word opening, so all three servers start together.
+    """
+    (int(n),)
+    vals = None
+    mats = None
+    if party.i == 0:
+        from .prf import LocalRandom
+
+        rnd = LocalRandom()
+        vals = (rnd.words(2 * int(n)) >> np.uint64(44)).astype(np.int64) - (1 << 19)
+        mats = (rnd.words(2 * int(m) * int(m)) >> np.uint64(46)).astype(np.int64) - (1 << 17)
+    f = party.fp.frac_bits
+    ab = party.input_from(0, None if vals is None else vals.astype(np.uint64), (2 * int(n),))
+    xy = SharedArray(party, ab[0], ab[1], f)
+    x, y = xy[: int(n)], xy[int(n) :]
+    mm = party.input_from(0, None if mats is None else mats.astype(np.uint64), (2 * int(m) * int(m),))
+    mab = SharedArray(party, mm[0], mm[1], f)
+    ma = mab[: int(m) * int(m)].reshape(int(m), int(m))
+    mb = mab[int(m) * int(m) :].reshape(int(m), int(m))
+    sync = SharedArray.from_public(party, np.zeros(1, dtype=np.int64))
+    out: dict[str, Any] = {}
+    for name, fn in (("mul", lambda: x * y), ("cmp", lambda: x < y), ("matmul", lambda: ma @ mb)):
+        sync.reveal()
+        t0 = time.perf_counter()
+        fn()
+        out[name + "_ns"] = int((time.perf_counter() - t0) * 1e9)
+    return out
+
+
+PROGRAMS: dict[str, Callable[..., dict[str, Any]]] = {
+    "anti_stacking": anti_stacking,
+    "mul": mul,
+    "compare": compare,
+    "lr_train": lr_train,
+    "lr_predict": lr_predict,
+    "bench": bench,
+}
+
+
+def code_hash(name: str) -> str:
+    """SHA-256 of a program's source: what genesis registers next to the name."""
+    fn = PROGRAMS.get(name)
+    if fn is None:
+        raise MpcError(f"unknown program {name!r}")
+    return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()

@@ -1,0 +1,401 @@
+"""An MPC server process: one per consortium member, three in a cluster.
+
+Servers connect to each other over TCP through :class:`~accord.mpc.channel.Channel` (the
+server with the higher index dials the lower one), derive their PRF pair keys from their
+static keys (``k_j`` is known to servers j-1 and j only) and then serve clients:
+
+* ``store``: a data owner uploads its share pair of a named input (only shares ever arrive);
+* ``run``: run a registered program on named inputs; the three servers run it in step, each
+  in its own session, and each returns its share pair of every output to the requester, who
+  reconstructs (:class:`accord.mpc.client.Cluster`).
+
+Every computation has a session id; peer messages carry it, and each (session, peer) has a
+bounded queue, so a slow computation pushes back on its peer instead of growing memory. A
+peer that disconnects fails every session that waits on it at once with :class:`PeerGone`;
+a peer that goes silent fails it after ``timeout`` seconds. A failed run returns an error to
+the requester and no outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from .. import encoding
+from ..errors import AccordError, MpcError, PeerGone
+from .channel import Channel, pair_secret
+from .engine import Party, SharedArray
+from .programs import PROGRAMS
+from .ring import FixedPoint, Ring
+
+log = logging.getLogger("accord.mpc.server")
+
+_DEAD = object()
+_ABORT = object()
+_FINISHED_KEPT = 4096
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    host: str
+    port: int
+    public_key: bytes
+
+
+def pack(header: dict[str, Any], payload: bytes | memoryview = b"") -> bytearray:
+    """``4-byte header length || canonical header || raw payload`` in one buffer (one copy)."""
+    h = encoding.encode(header)
+    mv = memoryview(payload).cast("B")
+    out = bytearray(4 + len(h) + mv.nbytes)
+    out[:4] = struct.pack(">I", len(h))
+    out[4 : 4 + len(h)] = h
+    out[4 + len(h) :] = mv
+    return out
+
+
+def unpack(frame: bytes | bytearray) -> tuple[dict[str, Any], memoryview]:
+    if len(frame) < 4:
+        raise MpcError("short frame")
+    (n,) = struct.unpack(">I", frame[:4])
+    if n > len(frame) - 4:
+        raise MpcError("bad frame header length")
+    header = encoding.decode(bytes(frame[4 : 4 + n]), max_size=1 << 20)
+    if not isinstance(header, dict):
+        raise MpcError("frame header must be a map")
+    return header, memoryview(frame)[4 + n :]
+
+
+def payload_arrays(payload: memoryview, specs: list[tuple[tuple[int, ...], int]]) -> list[Ring]:
+    """Split a payload into uint64 arrays of the given shapes (each spec: shape, count)."""
+    out = []
+    off = 0
+    for shape, _ in specs:
+        n = int(np.prod(shape, dtype=np.int64))
+        if off + 8 * n > len(payload):
+            raise MpcError("payload shorter than announced")
+        out.append(np.frombuffer(payload, dtype=np.uint64, count=n, offset=off).reshape(shape).copy())
+        off += 8 * n
+    if off != len(payload):
+        raise MpcError("payload longer than announced")
+    return out
+
+
+class _SessionTransport:
+    def __init__(self, server: MpcServer, session: str) -> None:
+        self.server = server
+        self.session = session
+
+    def send(self, to: int, data: Ring) -> None:
+        ch = self.server.peers.get(to)
+        if ch is None or to in self.server.dead:
+            raise PeerGone(f"server {to} is gone")
+        ch.send(pack({"t": "data", "s": self.session}, data.data))
+
+    def recv(self, frm: int, count: int) -> Ring:
+        q = self.server.queue_for(self.session, frm)
+        try:
+            item = q.get(timeout=self.server.timeout)
+        except queue.Empty:
+            raise PeerGone(f"server {frm} sent nothing for {self.server.timeout} s") from None
+        if item is _DEAD:
+            q.put(_DEAD)  # keep the tombstone for later readers
+            raise PeerGone(f"server {frm} disconnected")
+        if item is _ABORT:
+            raise PeerGone(f"server {frm} abandoned the computation")
+        arr: Ring = item
+        return arr
+
+
+class MpcServer:
+    """One MPC server. ``start()`` binds, connects the mesh and returns; ``stop()`` ends it."""
+
+    def __init__(
+        self,
+        index: int,
+        servers: list[ServerInfo],
+        private_key: X25519PrivateKey,
+        *,
+        fp: FixedPoint | None = None,
+        timeout: float = 30.0,
+        max_pending: int = 8,
+        programs: dict[str, Callable[..., Any]] | None = None,
+    ) -> None:
+        if len(servers) != 3 or index not in (0, 1, 2):
+            raise MpcError("a cluster has exactly three servers")
+        self.i = index
+        self.servers = servers
+        self.key = private_key
+        self.fp = fp or FixedPoint()
+        self.timeout = timeout
+        self.max_pending = max_pending
+        self.programs = programs if programs is not None else PROGRAMS
+        self.peers: dict[int, Channel] = {}
+        self.dead: set[int] = set()
+        self.store: dict[str, tuple[Ring, Ring, int]] = {}
+        self.owners: dict[str, bytes] = {}  # input name -> the client key that stored it
+        self._queues: dict[tuple[str, int], queue.Queue[Any]] = {}
+        self._finished: dict[str, None] = {}  # recent sessions (insertion-ordered, bounded)
+        self._qlock = threading.Lock()
+        self._stop = threading.Event()
+        self._listener: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        prev_pub = servers[(index - 1) % 3].public_key
+        next_pub = servers[(index + 1) % 3].public_key
+        self.pair_keys = (
+            pair_secret(private_key, prev_pub, "prf"),
+            pair_secret(private_key, next_pub, "prf"),
+        )
+        self.hooks: dict[str, Callable[..., Any]] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self, connect_timeout: float = 30.0) -> None:
+        me = self.servers[self.i]
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((me.host, me.port))
+        ls.listen(16)
+        self._listener = ls
+        self._spawn(self._accept_loop)
+        deadline = time.monotonic() + connect_timeout
+        for j in range(self.i):
+            self._dial(j, deadline)
+        while len(self.peers) < 2:
+            if time.monotonic() > deadline:
+                raise PeerGone("the other servers did not connect in time")
+            time.sleep(0.01)
+
+    def _dial(self, j: int, deadline: float) -> None:
+        info = self.servers[j]
+        while True:
+            try:
+                sock = socket.create_connection((info.host, info.port), timeout=5.0)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise PeerGone(f"cannot reach server {j}") from None
+                time.sleep(0.05)
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(b"S" + bytes([self.i]))
+        ch, _ = Channel.handshake(sock, self.key, info.public_key, initiator=True, prologue=b"S")
+        self._add_peer(j, ch)
+
+    def _add_peer(self, j: int, ch: Channel) -> None:
+        self.peers[j] = ch
+        self._spawn(self._peer_loop, j, ch)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.close()
+        for ch in list(self.peers.values()):
+            ch.close()
+
+    def serve_forever(self) -> None:
+        while not self._stop.wait(0.5):
+            pass
+
+    def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        th = threading.Thread(target=fn, args=args, daemon=True)
+        th.start()
+        self._threads.append(th)
+
+    # --- connections -------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stop.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._spawn(self._handle_incoming, sock)
+
+    def _handle_incoming(self, sock: socket.socket) -> None:
+        try:
+            kind = sock.recv(1)
+            if kind == b"S":
+                j = sock.recv(1)
+                if len(j) != 1 or j[0] not in (0, 1, 2) or j[0] <= self.i:
+                    raise MpcError("bad server hello")
+                ch, _ = Channel.handshake(
+                    sock, self.key, self.servers[j[0]].public_key, initiator=False, prologue=b"S"
+                )
+                self._add_peer(j[0], ch)
+            elif kind == b"C":
+                ch, client_key = Channel.handshake(sock, self.key, None, False, prologue=b"C")
+                self._client_loop(ch, client_key)
+            else:
+                sock.close()
+        except AccordError as e:
+            log.warning("connection refused: %s", e)
+            sock.close()
+        except OSError:
+            sock.close()
+
+    def queue_for(self, session: str, peer: int) -> queue.Queue[Any]:
+        with self._qlock:
+            q = self._queues.get((session, peer))
+            if q is None:
+                q = queue.Queue(maxsize=self.max_pending)
+                if peer in self.dead:
+                    q.put(_DEAD)
+                self._queues[(session, peer)] = q
+            return q
+
+    def end_session(self, session: str) -> None:
+        with self._qlock:
+            for j in (0, 1, 2):
+                self._queues.pop((session, j), None)
+            self._finished[session] = None
+            while len(self._finished) > _FINISHED_KEPT:
+                del self._finished[next(iter(self._finished))]
+
+    def _abort(self, session: str) -> None:
+        """Tell the live peers that this server gave up on ``session`` (they fail at once
+        instead of waiting for their timeout)."""
+        for j, ch in list(self.peers.items()):
+            if j not in self.dead:
+                with contextlib.suppress(AccordError):
+                    ch.send(pack({"t": "abort", "s": session}))
+
+    def _peer_loop(self, j: int, ch: Channel) -> None:
+        try:
+            while not self._stop.is_set():
+                header, payload = unpack(ch.recv())
+                kind, session = header.get("t"), header.get("s")
+                if kind not in ("data", "abort") or not isinstance(session, str):
+                    raise MpcError("unexpected message from a peer server")
+                if session in self._finished:
+                    continue  # a straggler for a computation that is over
+                if kind == "abort":
+                    q = self.queue_for(session, j)
+                    with contextlib.suppress(queue.Full):
+                        q.put_nowait(_ABORT)
+                    continue
+                if len(payload) % 8:
+                    raise MpcError("payload is not a whole number of words")
+                arr = np.frombuffer(payload, dtype=np.uint64)  # read-only; the engine never writes in place to received words
+                # Blocks when the session is this many messages behind: TCP backpressure.
+                self.queue_for(header["s"], j).put(arr)
+        except AccordError as e:
+            if not self._stop.is_set():
+                log.warning("server %d: link to server %d ended: %s", self.i, j, e)
+        finally:
+            self.dead.add(j)
+            ch.close()
+            with self._qlock:
+                qs = [q for (s, p), q in self._queues.items() if p == j]
+            for q in qs:
+                try:
+                    q.put_nowait(_DEAD)
+                except queue.Full:
+                    # drop one stale message so the tombstone gets in: the session fails anyway
+                    with contextlib.suppress(queue.Empty):
+                        q.get_nowait()
+                    q.put_nowait(_DEAD)
+
+    # --- client requests ----------------------------------------------------------------------
+
+    def _client_loop(self, ch: Channel, client_key: bytes) -> None:
+        try:
+            while not self._stop.is_set():
+                header, payload = unpack(ch.recv())
+                try:
+                    reply = self.handle(header, payload, client_key)
+                except AccordError as e:
+                    reply = pack({"t": "error", "code": e.code, "message": e.message})
+                except Exception as e:  # noqa: BLE001 - a program bug must not kill the server
+                    log.exception("server %d: request failed", self.i)
+                    reply = pack({"t": "error", "code": "mpc_error", "message": repr(e)})
+                ch.send(reply)
+        except AccordError:
+            pass
+        finally:
+            ch.close()
+
+    def handle(self, header: dict[str, Any], payload: memoryview, client_key: bytes) -> bytearray:
+        t = header.get("t")
+        if t == "ping":
+            return pack({"t": "pong", "index": self.i, "peers": len(self.peers) - len(self.dead)})
+        if t == "store":
+            name, shape, frac = header.get("name"), header.get("shape"), header.get("frac")
+            if not isinstance(name, str) or not isinstance(shape, list) or not isinstance(frac, int) or not 0 <= frac <= 30:
+                raise MpcError("bad store request")
+            shp = tuple(int(s) for s in shape)
+            owner = self.owners.get(name)
+            if owner is not None and owner != client_key:
+                raise MpcError(f"input {name!r} belongs to another client")
+            a, b = payload_arrays(payload, [(shp, 0), (shp, 0)])
+            self.store[name] = (a, b, int(frac))
+            self.owners[name] = client_key
+            return pack({"t": "stored", "name": name})
+        if t == "run":
+            # A client may compute only on its own inputs: anything else would let anyone
+            # read other owners' data through the outputs. Oracle requests (filed on the
+            # chain by registered contracts) go through run() directly.
+            foreign = [n for n in header.get("inputs", []) if self.owners.get(n, client_key) != client_key]
+            if foreign:
+                raise MpcError(f"inputs {foreign} belong to another client")
+            outputs, public = self.run(
+                str(header.get("s", "")),
+                str(header.get("program", "")),
+                list(header.get("inputs", [])),
+                dict(header.get("params", {})),
+            )
+            names = sorted(outputs)
+            meta = {n: {"shape": list(outputs[n].shape), "frac": outputs[n].frac} for n in names}
+            body = b"".join(
+                np.ascontiguousarray(x).tobytes()
+                for n in names
+                for x in (outputs[n].a, outputs[n].b)
+            )
+            return pack({"t": "result", "outputs": meta, "public": public}, body)
+        raise MpcError(f"unknown request type {t!r}")
+
+    def run(
+        self, session: str, program: str, inputs: list[str], params: dict[str, Any]
+    ) -> tuple[dict[str, SharedArray], dict[str, Any]]:
+        """Run one program in step with the other two servers; all outputs or an error.
+
+        Any failure here (also a missing input, found before any message) tells the peers
+        to abandon the session, so they fail at once instead of after their timeout.
+        """
+        if not session:
+            raise MpcError("a run needs a session id")
+        try:
+            fn = self.programs.get(program)
+            if fn is None:
+                raise MpcError(f"unknown program {program!r}")
+            party = Party(self.i, self.pair_keys, _SessionTransport(self, session), self.fp, session)
+            shared = {}
+            for name in inputs:
+                if name not in self.store:
+                    raise MpcError(f"no input named {name!r} on server {self.i}")
+                a, b, frac = self.store[name]
+                shared[name] = SharedArray(party, a, b, frac)
+            result = fn(party, shared, **params)
+            if not isinstance(result, dict):
+                raise MpcError(f"program {program!r} returned no result map")
+        except BaseException:
+            self._abort(session)
+            raise
+        finally:
+            self.end_session(session)
+        outputs = {k: v for k, v in result.items() if isinstance(v, SharedArray)}
+        public = {k: v for k, v in result.items() if not isinstance(v, SharedArray)}
+        return outputs, public

@@ -1,0 +1,246 @@
+"""The oracle end to end against the contract runtime: request in a committed block ->
+servers compute -> answer transactions signed by the servers -> the contract's callback.
+
+Anti-stacking loans: three lenders share a borrower's balances; only the borrower and the
+lender can open the answer bit; a dead server ends the request without any result.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from accord import encoding
+from accord.contracts.base import Contract, OracleUnavailable
+from accord.contracts.mpc_loans import MpcLoans
+from accord.contracts.mpc_oracle import MpcOracle
+from accord.contracts.runtime import Runtime, code_hash
+from accord.crypto.ed25519 import AccountKey
+from accord.errors import MpcError, ProofError
+from accord.genesis import ContractEntry
+from accord.mpc.channel import public_bytes
+from accord.mpc.client import Cluster
+from accord.mpc.cluster import free_port
+from accord.mpc.oracle import OracleHook, OracleWorker, open_result, requests_in, seal, unseal
+from accord.mpc.programs import code_hash as program_hash
+from accord.mpc.server import MpcServer, ServerInfo
+from accord.types import Tx
+
+from .conftest import make_genesis
+
+CONTRACTS: dict[str, type[Contract]] = {"mpc_oracle": MpcOracle, "mpc_loans": MpcLoans}
+
+
+class MemState:
+    def __init__(self) -> None:
+        self.kv: dict[bytes, bytes] = {}
+
+    def get_state(self, key: bytes) -> bytes | None:
+        return self.kv.get(key)
+
+    def apply(self, writes: dict[bytes, bytes | None]) -> None:
+        for k, v in writes.items():
+            if v is None:
+                self.kv.pop(k, None)
+            else:
+                self.kv[k] = v
+
+
+class Chain:
+    """Just enough of a chain: execute blocks on in-memory state, hand receipts to watchers."""
+
+    def __init__(self, genesis, runtime) -> None:
+        self.rt = runtime
+        self.state = MemState()
+        self.state.apply(runtime.genesis_writes())
+        self.height = 0
+        self.genesis = genesis
+
+    def commit(self, txs):
+        self.height += 1
+        res = self.rt.execute_block(self.state, txs, height=self.height, time_ms=self.height * 1000)
+        self.state.apply(res.writes)
+        return res.receipts
+
+
+@pytest.fixture
+def setup():
+    server_accounts = [AccountKey.from_name(f"mpc-server-{i}") for i in range(3)]
+    keys = [X25519PrivateKey.generate() for _ in range(3)]
+    infos = [ServerInfo("127.0.0.1", free_port(), public_bytes(k)) for k in keys]
+    mpc_cfg = {
+        "servers": [{"address": a.address.hex(), "channel_key": public_bytes(k).hex(),
+                     "host": s.host, "port": s.port}
+                    for a, k, s in zip(server_accounts, keys, infos, strict=True)],
+        "programs": {"anti_stacking": program_hash("anti_stacking")},
+        "timeout_blocks": 3,
+    }
+    g = make_genesis(4)
+    g = g.model_copy(update={
+        "contracts": [ContractEntry(name=n, code_hash=code_hash(c).hex()) for n, c in CONTRACTS.items()],
+        "mpc": mpc_cfg,
+    })
+    servers = [MpcServer(i, infos, keys[i], timeout=3) for i in range(3)]
+    ts = [threading.Thread(target=s.start) for s in servers]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    workers = [OracleWorker(servers[i], server_accounts[i], g) for i in range(3)]
+    chain = Chain(g, Runtime(g, CONTRACTS, oracle=OracleHook()))
+    yield g, chain, servers, workers, infos
+    for s in servers:
+        s.stop()
+
+
+def run_workers(workers, receipts, alive=(0, 1, 2)):
+    out: list = [None, None, None]
+
+    def go(i):
+        out[i] = workers[i].on_block(receipts)
+
+    ts = [threading.Thread(target=go, args=(i,)) for i in alive]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    return [tx for i in alive for tx in out[i]]
+
+
+def _tx(key, nonce, contract, method, **args):
+    return Tx.create(key, chain_id="accord-test", contract=contract, method=method, args=args, nonce=nonce)
+
+
+def _apply(chain, borrower, lender, limit, bkey, lkey, nonce=0):
+    receipts = chain.commit([_tx(borrower, nonce, "mpc_loans", "apply", lender=lender.address, limit=limit,
+                                 borrower_key=public_bytes(bkey), lender_key=public_bytes(lkey))])
+    assert receipts[0].ok, receipts[0].error
+    return receipts, receipts[0].result
+
+
+def _record_balances(chain, infos, borrower, balances):
+    lenders = [AccountKey.from_name(f"lender-{i}") for i in range(len(balances))]
+    with Cluster(infos) as c:
+        for lender, s in zip(lenders, balances, strict=True):
+            name = f"loan/{lender.address.hex()}/{borrower.address.hex()}"
+            c.share(name, np.array(s), 0)  # on the lender's machine: only shares leave it
+    receipts = chain.commit([
+        _tx(lender, 0, "mpc_loans", "record", borrower=borrower.address,
+            share=f"loan/{lender.address.hex()}/{borrower.address.hex()}")
+        for lender in lenders
+    ])
+    assert all(r.ok for r in receipts), [r.error for r in receipts]
+    return lenders
+
+
+def test_anti_stacking_end_to_end(setup):
+    g, chain, servers, workers, infos = setup
+    borrower = AccountKey.from_name("borrower")
+    lenders = _record_balances(chain, infos, borrower, [40_000, 25_000, 10_000])
+    bkey, lkey, other = X25519PrivateKey.generate(), X25519PrivateKey.generate(), X25519PrivateKey.generate()
+
+    for nonce, (limit, expect) in enumerate(((100_000, 1), (75_000, 0))):
+        receipts, rid = _apply(chain, borrower, lenders[0], limit, bkey, lkey, nonce)
+        # the committed block holds the request, and no secret: only share names and keys
+        (req,) = requests_in(receipts)
+        assert req.shares and all(s.startswith("loan/") for s in req.shares)
+        answers = run_workers(workers, receipts)
+        assert len(answers) == 3 and {tx.sender for tx in answers} == {w.account.address for w in workers}
+        r2 = chain.commit(answers)
+        assert all(r.ok for r in r2), [r.error for r in r2]
+        app = chain.rt.query(chain.state, "mpc_loans", "application", {"request_id": rid})
+        assert app["status"] == "answered"
+        # borrower and lender open the bit; a third key cannot
+        for k in (bkey, lkey):
+            assert int(open_result(k, rid, app["outputs"])["ok"]) == expect
+        with pytest.raises(MpcError):
+            open_result(other, rid, app["outputs"])
+        # nothing on the chain state decodes to the balances or their sum
+        blob = b"".join(chain.state.kv.values())
+        for secret in (40_000, 25_000, 10_000, 75_000):
+            assert encoding.encode(secret) not in blob or secret < 128
+
+
+def test_dead_server_times_out_cleanly_and_delivers_nothing(setup):
+    g, chain, servers, workers, infos = setup
+    borrower = AccountKey.from_name("borrower")
+    lenders = _record_balances(chain, infos, borrower, [1, 2])
+    bkey, lkey = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+    receipts, rid = _apply(chain, borrower, lenders[1], 10, bkey, lkey)
+    servers[2].stop()  # server 2 dies before computing
+    answers = run_workers(workers, receipts, alive=(0, 1))
+    assert len(answers) == 2 and all(tx.args["ok"] is False for tx in answers)
+    assert all("mpc_peer_gone" in tx.args["error"] for tx in answers)
+    r2 = chain.commit(answers[:1])  # the first failure ends the request
+    assert r2[0].ok
+    app = chain.rt.query(chain.state, "mpc_loans", "application", {"request_id": rid})
+    assert app["status"] == "failed" and app["outputs"] is None
+    # a late answer for the ended request is refused
+    r3 = chain.commit(answers[1:])
+    assert not r3[0].ok and "no pending" in r3[0].error
+
+
+def test_silent_request_expires_after_deadline(setup):
+    g, chain, servers, workers, infos = setup
+    borrower = AccountKey.from_name("borrower")
+    lenders = _record_balances(chain, infos, borrower, [5])
+    receipts, rid = _apply(chain, borrower, lenders[0], 10, X25519PrivateKey.generate(), X25519PrivateKey.generate())
+    anyone = AccountKey.from_name("anyone")
+    early = chain.commit([_tx(anyone, 0, "mpc_oracle", "expire", request_id=rid)])
+    assert not early[0].ok and "not timed out" in early[0].error
+    for _ in range(3):
+        chain.commit([])
+    late = chain.commit([_tx(anyone, 1, "mpc_oracle", "expire", request_id=rid)])
+    assert late[0].ok
+    app = chain.rt.query(chain.state, "mpc_loans", "application", {"request_id": rid})
+    assert app["status"] == "failed" and app["error"] == "timed out" and app["outputs"] is None
+
+
+def test_answers_from_strangers_and_bad_requests_are_refused(setup):
+    g, chain, servers, workers, infos = setup
+    borrower = AccountKey.from_name("borrower")
+    lenders = _record_balances(chain, infos, borrower, [5])
+    receipts, rid = _apply(chain, borrower, lenders[0], 10, X25519PrivateKey.generate(), X25519PrivateKey.generate())
+    stranger = AccountKey.from_name("stranger")
+    r = chain.commit([_tx(stranger, 0, "mpc_oracle", "answer", request_id=rid, ok=True, outputs={}, error="")])
+    assert not r[0].ok and "only the MPC servers" in r[0].error
+    # a server answering without a share for every receiver is refused
+    srv = workers[0].account
+    r = chain.commit([_tx(srv, 0, "mpc_oracle", "answer", request_id=rid, ok=True, outputs={}, error="")])
+    assert not r[0].ok and "every receiver" in r[0].error
+    # an account cannot file oracle requests directly
+    r = chain.commit([_tx(stranger, 1, "mpc_oracle", "file", program="anti_stacking", shares=[], params={},
+                          reveal_to=[bytes(32)], callback="x")])
+    assert not r[0].ok and "filed by contracts" in r[0].error
+    # a lender cannot record someone else's share name
+    r = chain.commit([_tx(stranger, 2, "mpc_loans", "record", borrower=borrower.address,
+                          share=f"loan/{lenders[0].address.hex()}/{borrower.address.hex()}")])
+    assert not r[0].ok
+
+
+def test_runtime_without_oracle_refuses_requests(setup):
+    g, chain, *_ = setup
+    rt = Runtime(g, CONTRACTS)  # no oracle hook
+    chain2 = Chain(g, rt)
+    borrower = AccountKey.from_name("borrower")
+    r = chain2.commit([_tx(borrower, 0, "mpc_loans", "apply", lender=bytes(range(20)), limit=5,
+                           borrower_key=bytes(32), lender_key=bytes(32))])
+    assert not r[0].ok  # no recorded balances first
+    assert OracleUnavailable.code == "no_oracle"
+
+
+def test_sealed_shares_are_bound_to_key_and_request():
+    k = X25519PrivateKey.generate()
+    blob = seal(public_bytes(k), b"share words", b"aad-1")
+    assert unseal(k, blob, b"aad-1") == b"share words"
+    with pytest.raises(ProofError):
+        unseal(k, blob, b"aad-2")
+    with pytest.raises(ProofError):
+        unseal(X25519PrivateKey.generate(), blob, b"aad-1")
+    bad = bytearray(blob)
+    bad[-1] ^= 1
+    with pytest.raises(ProofError):
+        unseal(k, bytes(bad), b"aad-1")
