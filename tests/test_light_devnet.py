@@ -1,0 +1,170 @@
+"""The light client against a running devnet: four in-process validators (Gosig, real BLS
+certificates, LMDB) on loopback. Sync, then verify a real transaction, a present and an absent
+state value; skip ahead; restart from the stored trusted state without re-syncing; the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from accord.client import Client
+from accord.config import demo_account, init_network
+from accord.devnet import free_ports
+from accord.genesis import ConsensusParams, Genesis
+from accord.light import LightClient
+from accord.node import Node
+from accord.types import Tx
+
+pytestmark = pytest.mark.timeout(180)
+T = TypeVar("T")
+
+
+class Devnet:
+    """Four validators on a private event-loop thread (the tests use blocking clients)."""
+
+    def __init__(self, root: Path) -> None:
+        ports = free_ports(8)
+        self.genesis: Genesis = init_network(
+            root, validators=4, genesis_time_ms=int(time.time() * 1000), deterministic=True,
+            ports=ports[:4], api_ports=ports[4:], consensus=ConsensusParams(round_ms=400, stage2_ms=200),
+        )
+        self.root = root
+        self.urls = [f"http://127.0.0.1:{p}" for p in ports[4:]]
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="light-devnet", daemon=True)
+        self.thread.start()
+        self.nodes = [Node.from_dir(root / f"validator-{i}") for i in range(4)]
+        for n in self.nodes:
+            self.run(n.start())
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        for n in self.nodes:
+            self.run(n.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
+    d = Devnet(tmp_path_factory.mktemp("light-devnet"))
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+@pytest.fixture(scope="module")
+def committed(devnet: Devnet) -> tuple[bytes, bytes, int]:
+    """A real transfer committed by the devnet: (tx hash, recipient, recipient balance)."""
+    sender, recipient = demo_account(0), demo_account(1)
+    with Client(devnet.urls[1]) as c:
+        tx = Tx.create(sender, chain_id=devnet.genesis.chain_id, contract="token", method="transfer",
+                       args={"to": recipient.address, "amount": 1234}, nonce=c.account(sender.address)["next_nonce"])
+        h = c.submit(tx)
+        assert c.wait(h, timeout=30).ok
+        # Wait for one more block so every node has the transfer's block and a later head.
+        height = c.tx(h).height
+        assert height is not None
+        deadline = time.monotonic() + 30
+        while c.status()["height"] <= height and time.monotonic() < deadline:
+            time.sleep(0.1)
+        balance = c.query("token", "balance_of", account=recipient.address)
+    assert isinstance(balance, int)
+    return h, recipient.address, balance
+
+
+def test_sync_then_verify_tx_and_state(devnet: Devnet, committed: tuple[bytes, bytes, int], tmp_path: Path) -> None:
+    tx_hash, recipient, balance = committed
+    store = tmp_path / "light.json"
+    with LightClient(devnet.root / "genesis.json", devnet.urls, store=store) as lc:
+        report = lc.sync()
+        assert report.from_height is None and report.to_height is not None and report.to_height >= 2
+        # Every header from genesis on was verified; all but genesis by its own certificate.
+        assert report.headers_verified >= report.to_height + 1
+        assert report.certificates_checked >= report.to_height
+        assert set(report.nodes.values()) == {"ok"} and lc.faults == []
+        assert lc.store.get(0) is not None and lc.store.get(0).certificate is None
+        for h in range(1, report.to_height + 1):
+            t = lc.store.get(h)
+            assert t is not None and t.certificate is not None
+            assert t.header.parent_hash == lc.store.get(h - 1).hash
+
+        vt = lc.verify_tx(tx_hash)
+        assert vt.tx.hash == tx_hash and vt.receipt.ok and vt.tx.contract == "token"
+        assert vt.tx.args["amount"] == 1234 and vt.receipt.events[0].name == "Transfer"
+        assert vt.header.hash == lc.header(vt.height).hash
+
+        present = lc.verify_state("token", recipient)
+        assert present.present and present.decoded == balance
+        absent = lc.verify_state("token", b"\x00" * 20)
+        assert not absent.present and absent.decoded is None
+        assert lc.faults == []
+
+
+def test_restart_resumes_from_the_stored_head(devnet: Devnet, committed: tuple[bytes, bytes, int], tmp_path: Path) -> None:
+    store = tmp_path / "light.json"
+    with LightClient(devnet.genesis, devnet.urls[:2], store=store) as lc:
+        first = lc.sync()
+        head = lc.head
+        assert head is not None and first.to_height == head.height
+    saved = json.loads(store.read_text())
+    assert saved["head"] == head.height and saved["fork"] is None
+
+    with LightClient(devnet.genesis, devnet.urls[2:], store=store) as lc:
+        assert lc.head is not None and lc.head.hash == head.hash  # resumed before any network call
+        again = lc.sync()
+        assert again.from_height == head.height
+        assert again.to_height is not None and again.to_height >= head.height
+        # Only headers above the stored head were fetched and checked.
+        assert again.headers_verified == again.to_height - head.height
+        assert again.certificates_checked <= again.headers_verified + len(devnet.urls[2:])
+        assert lc.verify_tx(committed[0]).receipt.ok
+
+
+def test_skip_ahead_checks_one_certificate(devnet: Devnet, committed: tuple[bytes, bytes, int]) -> None:
+    with LightClient(devnet.genesis, devnet.urls[:1]) as lc:
+        report = lc.sync(skip=True)
+        assert report.skipped and report.headers_verified == 1 and report.certificates_checked == 1
+        assert lc.head is not None and lc.head.certificate is not None
+        # A header below the skipped-to head is fetched and checked on demand.
+        vt = lc.verify_tx(committed[0])
+        assert vt.height <= lc.head.height
+        assert lc.store.get(vt.height) is not None
+
+
+def test_cli_sync_tx_state(devnet: Devnet, committed: tuple[bytes, bytes, int], tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    from accord.cli.main import main
+
+    tx_hash, recipient, balance = committed
+    common = ["--genesis", str(devnet.root / "genesis.json"), "--store", str(tmp_path / "cli.json")]
+    assert main(["light", "sync", *common, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["to_height"] >= 2 and "certificate" in doc["verified"] and doc["faults"] == []
+
+    assert main(["light", "tx", tx_hash.hex(), *common, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["tx_hash"] == tx_hash.hex() and doc["ok"] is True and "tx_inclusion" in doc["verified"]
+
+    assert main(["light", "state", "token", recipient.hex(), *common, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["present"] is True and doc["decoded"] == balance and "state_proof" in doc["verified"]
+
+    assert main(["light", "state", "token", "00" * 20, *common]) == 0
+    out = capsys.readouterr().out
+    assert "present" in out and "False" in out and "state_proof" in out
+
+    assert main(["light", "header", "1", *common]) == 0
+    assert "certificate_signers" in capsys.readouterr().out
