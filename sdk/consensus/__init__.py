@@ -37,6 +37,15 @@ Pure helpers: ``verify_certificate(genesis | bls_keys | crypto, chain_id, cert, 
 (raises ``ValidationError``/``InvalidSignature``), ``certificate_signers(cert, n)``,
 ``sortition_message``, ``vote_message`` (in ``accord.types``).
 
+Certificates come in two forms (see :mod:`accord.consensus.aggregate`): a signer bitmap plus
+one signature (what broadcast mode, n <= 64, stores), or, in gossip mode when no pure quorum
+was seen, per-signer counts (``signers`` of length ``2 * n``) plus the weighted sum. Read the
+signers with ``certificate_signers(cert, n)``, not ``Certificate.signer_indices()``, which
+only understands bitmaps. ``verify_certificate`` accepts both.
+
+Counters for metrics: ``core.stats`` (garbage, bad_signature, bad_proposal, stale, received,
+and ``extra``: abstain, repropose, unlock, dropped_votes).
+
 The rules the core keeps, the theory of operation and the safety argument are in
 :mod:`accord.consensus.state`.
 """
@@ -49,7 +58,15 @@ from .aggregate import (
     certificate_signers,
     verify_certificate,
 )
-from .crypto import BlsCrypto, BlsSigner, CostModelCrypto, CostModelSigner, Crypto, Signer, sortition_value
+from .crypto import (
+    BlsCrypto,
+    BlsSigner,
+    CostModelCrypto,
+    CostModelSigner,
+    Crypto,
+    Signer,
+    sortition_value,
+)
 from .messages import Proposal, decode_message
 from .sortition import sortition_message, threshold
 from .state import (

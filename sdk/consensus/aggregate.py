@@ -12,10 +12,12 @@ otherwise the two are added. If adding would push a count past :data:`MAX_COUNT`
 of the two is kept instead.
 
 **Stored certificates.** A block's commit certificate is an :class:`accord.types.Certificate`
-with a signer bitmap and one signature in which each signer appears once. The core reduces a
-weighted aggregate by re-aggregating the *individual* signatures it holds (every vote a
-validator receives directly as a singleton is kept): in broadcast mode (small validator sets,
-every Accord deployment) each validator receives every vote directly, so this always works.
+with a signer bitmap and one signature in which each signer appears once. Besides the weighted
+aggregate, the core keeps per vote the largest *pure* aggregate it has seen (every count 1;
+disjoint pure aggregates are joined, and every individual vote is one), and stores that when it
+reaches a quorum; failing that, it re-aggregates the individual signatures it holds. In
+broadcast mode (small validator sets, every Accord deployment) each validator receives the
+individual votes directly, so the bitmap form is what gets stored unless messages were lost.
 In gossip mode (simulations of thousands of validators) a validator may not hold enough
 individual signatures; it then stores the *weighted form*: ``signers`` is the counts vector
 (2 bytes little-endian per validator, length ``2 * n``, which no bitmap can have) and the
@@ -31,7 +33,6 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from .. import encoding
 from ..errors import DecodeError, InvalidSignature, ValidationError
 from ..types import HASH_SIZE, Certificate, bitmap_from, bitmap_indices, vote_message
 from .crypto import Crypto
@@ -154,12 +155,21 @@ class Aggregate:
             self.signature = crypto.add(self.signature, other.signature)
         return self.signers > before
 
-    def to_certificate(self, singles: dict[int, bytes], crypto: Crypto, quorum: int) -> Certificate:
-        """Reduce to a stored certificate (see the module docstring for the two forms)."""
-        idx = np.nonzero(self.counts)[0].tolist()
+    def to_certificate(
+        self, singles: dict[int, bytes], crypto: Crypto, quorum: int, pure: Aggregate | None = None
+    ) -> Certificate:
+        """Reduce to a stored certificate (see the module docstring for the two forms).
+
+        In order of preference: this aggregate if every count is 1; ``pure``, a quorum
+        aggregate with every count 1 that the caller kept; the sum of the individual
+        signatures held; otherwise the weighted form."""
         n = len(self.counts)
-        if int(self.counts.max()) <= 1:
-            return Certificate(self.height, self.round, self.phase, self.block_hash, bitmap_from(idx, n), self.signature)
+        for cand in (self, pure):
+            if cand is not None and cand.maxc <= 1 and cand.signers >= quorum:
+                idx = np.nonzero(cand.counts)[0].tolist()
+                return Certificate(
+                    self.height, self.round, self.phase, self.block_hash, bitmap_from(idx, n), cand.signature
+                )
         held = sorted(i for i in singles)
         if len(held) >= quorum:
             sig = crypto.aggregate([singles[i] for i in held])

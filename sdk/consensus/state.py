@@ -47,9 +47,13 @@ stage I (proposal) and, for its last ``stage2_ms``, stage II (agreement).
   first if it is missing) and move to the next height.
 * **Aggregation.** Votes travel as weighted aggregates (:mod:`.aggregate`). With at most
   ``broadcast_max`` validators every vote is broadcast as a singleton and a quorum aggregate is
-  broadcast once when it forms. With more validators votes gossip: an aggregate is forwarded to
-  ``gossip_fanout`` peers whenever its signer set grows (until it reaches a quorum, and once
-  when it does); a peer that sends us a smaller aggregate than our quorum one gets ours back.
+  broadcast once when it forms. With more validators votes gossip: the aggregate of the block a
+  validator prepared (and every C aggregate) is forwarded to ``gossip_fanout`` peers when its
+  signer set grows, at most once per ``gossip_interval_ms`` (growth in between is coalesced),
+  until it reaches a quorum and once when it does. A validator whose aggregate stalls below a
+  quorum pulls: it sends it to one random peer every two intervals, and a peer holding the
+  quorum (or having already committed that height) answers with it. Proposals gossip the same
+  way, push-pull: a peer that sends us a worse proposal than our best gets our best back.
 * **Liveness after partitions.** Every ``resend_ms`` the core re-sends its own proposal, its
   latest votes and its lock (the highest P-quorum it knows, which unlocks validators locked on
   older rounds), and re-requests missing blocks. Proposals carry the parent's commit
@@ -99,6 +103,7 @@ from .sortition import sortition_message, threshold
 
 SAFETY_KEY = b"consensus/safety"
 KEEP_ROUNDS = 8  # aggregates of older rounds (at the current height) are forgotten
+MAX_BLOCKS_PER_SLOT = 16  # distinct blocks voted on per (height, round, phase) kept below f+1 votes
 
 
 # --- events --------------------------------------------------------------------------------
@@ -355,6 +360,8 @@ class Core:
         self.cands: dict[int, dict[bytes, _Candidate]] = {}
         self.aggs: dict[tuple[int, int, int, bytes], Aggregate] = {}
         self.singles: dict[tuple[int, int, int, bytes], dict[int, bytes]] = {}
+        self.pure: dict[tuple[int, int, int, bytes], Aggregate] = {}
+        self._keys_per_slot: dict[tuple[int, int, int], int] = {}
         self.quorum_seen: set[tuple[int, int, int, bytes]] = set()
         self.pending_commit: dict[bytes, Certificate] = {}
         self.future: dict[int, tuple[Block, Certificate]] = {}
@@ -456,7 +463,7 @@ class Core:
                 continue
             if agg.signers > self._last_sent.get(key, (0, 0))[1]:
                 self._send_agg(key, agg, -1)
-            elif agg.signers < self.quorum and key[1] >= self.round - 1:
+            elif agg.signers < self.quorum and key[1] >= self.round - 1 and self._worth_pulling(key):
                 self._out.append(Send(self._random_peer(), agg.encode()))
                 self._due[key] = now + 2 * max(1, self.p.gossip_interval_ms)
 
@@ -481,6 +488,7 @@ class Core:
         lock = self.lock
         if lock is not None and lock.block_hash in self.blocks:
             prop = Proposal(self.round, self.index, ticket, self.blocks[lock.block_hash], lock.copy(), self.head_cert)
+            self.stats.extra["repropose"] = self.stats.extra.get("repropose", 0) + 1
             self._propose(prop)
         else:
             self._out.append(BuildBlock(self.height, self.round, self.head_hash, self.index, ticket))
@@ -534,6 +542,7 @@ class Core:
         bh = prop.block.hash
         known = self.cands.get(prop.round, {}).get(bh)
         if known is not None:
+            self._answer_worse(frm, prop.round, known)
             return
         if not self._proposal_ok(prop):
             self.stats.bad_proposal += 1
@@ -547,7 +556,19 @@ class Core:
         best = self._best(prop.round)
         if self.gossip and best is not None and best.proposal is prop:
             self._spread(prop.encode(), exclude=frm)
+        elif best is not None:
+            self._answer_worse(frm, prop.round, self.cands[prop.round][bh])
         self._try_prepare()
+
+    def _answer_worse(self, frm: int, r: int, got: _Candidate) -> None:
+        """Push-pull for proposals (gossip mode): a peer that sends us a proposal worse than
+        our best gets our best back, so the best one reaches the validators that push-only
+        gossip with a small fanout would miss (about e**-fanout of them)."""
+        if not self.gossip or frm < 0 or frm == self.index:
+            return
+        best = self._best(r)
+        if best is not None and best.order < got.order:
+            self._out.append(Send(frm, best.proposal.encode()))
 
     def _proposal_ok(self, prop: Proposal) -> bool:
         h = prop.block.header
@@ -613,11 +634,9 @@ class Core:
             if (
                 head is not None and agg.height == head.height and agg.signers < self.quorum
                 and 0 <= frm != self.index and frm not in self._helped
-                and self.now >= self._head_time + 2 * self.p.gossip_interval_ms
             ):
                 # The sender is still collecting votes for the height we committed: answer
-                # once with the commit quorum (gossip still in flight right after our commit
-                # does not count as a request).
+                # once per peer and height with the commit quorum.
                 self._helped.add(frm)
                 self._out.append(Send(frm, head.encode()))
             return
@@ -642,11 +661,32 @@ class Core:
 
     def _on_aggregate_verified(self, frm: int, agg: Aggregate, *, forward: bool) -> None:
         key = agg.key
+        mine = self.aggs.get(key)
+        if mine is None:
+            slot = key[:3]
+            count = self._keys_per_slot.get(slot, 0)
+            if count >= MAX_BLOCKS_PER_SLOT and agg.signers <= self.p.f:
+                # Byzantine validators can sign any number of blocks: beyond a few per
+                # (height, round, phase), only aggregates that include an honest vote count.
+                self.stats.extra["dropped_votes"] = self.stats.extra.get("dropped_votes", 0) + 1
+                return
+            self._keys_per_slot[slot] = count + 1
         if agg.signers == 1:
             i = int(agg.counts.nonzero()[0][0])
             if agg.counts[i] == 1:
                 self.singles.setdefault(key, {})[i] = agg.signature
-        mine = self.aggs.get(key)
+        if agg.maxc <= 1:
+            # Keep the largest aggregate in which every signer counts once (joining disjoint
+            # ones): it becomes the stored certificate as a bitmap plus one signature.
+            pure = self.pure.get(key)
+            if pure is None or (agg.signers > pure.signers and pure.mask & ~agg.mask == 0):
+                self.pure[key] = agg.copy()
+            elif pure.mask & agg.mask == 0:
+                joined = pure.copy()
+                joined.merge(agg, self.crypto)
+                self.pure[key] = joined
+            elif agg.signers > pure.signers:
+                self.pure[key] = agg.copy()
         if mine is None:
             self.aggs[key] = agg.copy()
             grew = True
@@ -670,7 +710,9 @@ class Core:
         if reached:
             self.quorum_seen.add(key)
         if self.gossip:
-            if forward and (agg.signers < self.quorum or reached):
+            # Below a quorum, a validator forwards only the P aggregate of the block it
+            # prepared (and every C aggregate): gossip capacity goes to the block that can win.
+            if forward and (reached or (agg.signers < self.quorum and self._worth_pulling(key))):
                 self._forward(key, agg, frm)
         elif reached:
             self._out.append(Broadcast(agg.encode()))
@@ -689,6 +731,12 @@ class Core:
         elif key not in self._due or self._due[key] > last[0] + iv:
             self._due[key] = last[0] + iv
 
+    def _worth_pulling(self, key: tuple[int, int, int, bytes]) -> bool:
+        """Pull only for what can complete: our own P vote's block, or a commit vote."""
+        h, r, phase, bh = key
+        s = self.safety
+        return phase == PHASE_C or (s.p_round, s.p_height, s.p_hash) == (r, h, bh)
+
     def _send_agg(self, key: tuple[int, int, int, bytes], agg: Aggregate, frm: int) -> None:
         now = max(self.now, 0)
         self._last_sent[key] = (now, agg.signers)
@@ -705,6 +753,8 @@ class Core:
         lock = self.lock
         changed = False
         if lock is None or agg.round > lock.round:
+            if lock is not None and lock.block_hash != agg.block_hash:
+                self.stats.extra["unlock"] = self.stats.extra.get("unlock", 0) + 1
             self.safety.lock = agg.copy()
             self.safety.lock_block = self.blocks.get(agg.block_hash)
             changed = True
@@ -722,7 +772,7 @@ class Core:
     def _on_c_quorum(self, agg: Aggregate) -> None:
         if agg.height != self.height:
             return
-        cert = agg.to_certificate(self.singles.get(agg.key, {}), self.crypto, self.quorum)
+        cert = agg.to_certificate(self.singles.get(agg.key, {}), self.crypto, self.quorum, self.pure.get(agg.key))
         block = self.blocks.get(agg.block_hash)
         if block is None:
             self.pending_commit[agg.block_hash] = cert
@@ -799,10 +849,16 @@ class Core:
             self._commit(*nxt)
 
     def _drop_agg(self, k: tuple[int, int, int, bytes]) -> None:
-        self.aggs.pop(k, None)
+        if self.aggs.pop(k, None) is not None:
+            left = self._keys_per_slot.get(k[:3], 1) - 1
+            if left > 0:
+                self._keys_per_slot[k[:3]] = left
+            else:
+                self._keys_per_slot.pop(k[:3], None)
         self._due.pop(k, None)
         self._last_sent.pop(k, None)
         self.singles.pop(k, None)
+        self.pure.pop(k, None)
         self.quorum_seen.discard(k)
 
     def _fetch(self, bh: bytes, frm: int) -> None:

@@ -653,7 +653,7 @@ class ClientApi:
         def build() -> bytes:
             cert = store.get_certificate(block.height)
             receipts = store.get_receipts(block.height) if q.receipts else None
-            return s.BlockResponse.of(block, cert, receipts).model_dump_json().encode()
+            return s.BlockResponse.of(block, cert, receipts, n=self.node.genesis.n).model_dump_json().encode()
 
         body = await asyncio.to_thread(build)
         return web.Response(body=body, content_type="application/json")
@@ -680,7 +680,7 @@ class ClientApi:
         cert = store.get_certificate(height)
         return s.HeaderResponse(
             header=s.HeaderModel.of(header),
-            certificate=s.CertificateModel.of(cert) if cert is not None else None,
+            certificate=s.CertificateModel.of(cert, self.node.genesis.n) if cert is not None else None,
         )
 
     async def get_header(self, request: web.Request) -> web.Response:
@@ -845,7 +845,7 @@ class ClientApi:
             out.append(
                 s.StreamBlock(
                     height=block.height, hash=block.hash.hex(), header=s.HeaderModel.of(block.header),
-                    certificate=s.CertificateModel.of(cert) if cert is not None else None,
+                    certificate=s.CertificateModel.of(cert, self.node.genesis.n) if cert is not None else None,
                     tx_hashes=[t.hash.hex() for t in block.txs], receipts_ok=[r.ok for r in receipts],
                 ).model_dump_json()
             )

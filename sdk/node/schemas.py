@@ -278,10 +278,14 @@ class CertificateModel(_Model):
     raw: str = Field(description="canonical encoding of the certificate, hex")
 
     @classmethod
-    def of(cls, c: Certificate) -> CertificateModel:
+    def of(cls, c: Certificate, n: int) -> CertificateModel:
+        """``n``: validators in genesis (a certificate's signer field is a bitmap, or per-signer
+        counts in the weighted form large networks store; see accord.consensus)."""
+        from accord.consensus import certificate_signers
+
         return cls(
             height=c.height, round=c.round, phase=c.phase, block_hash=c.block_hash.hex(),
-            signers=c.signers.hex(), signer_indices=c.signer_indices(), signature=c.signature.hex(),
+            signers=c.signers.hex(), signer_indices=certificate_signers(c, n), signature=c.signature.hex(),
             raw=c.encode().hex(),
         )
 
@@ -310,11 +314,11 @@ class BlockResponse(_Model):
 
     @classmethod
     def of(
-        cls, block: Block, cert: Certificate | None, receipts: list[Receipt] | None = None
+        cls, block: Block, cert: Certificate | None, receipts: list[Receipt] | None = None, *, n: int
     ) -> BlockResponse:
         return cls(
             hash=block.hash.hex(), height=block.height, header=HeaderModel.of(block.header),
-            certificate=CertificateModel.of(cert) if cert is not None else None,
+            certificate=CertificateModel.of(cert, n) if cert is not None else None,
             txs=[TxModel.of(t) for t in block.txs],
             receipts=[ReceiptModel.of(r) for r in receipts] if receipts is not None else None,
         )

@@ -1,0 +1,562 @@
+"""A deterministic discrete-event simulator that drives the real consensus core.
+
+Every validator is an unmodified :class:`accord.consensus.Core`; the simulator plays the parts
+a node plays in production (transport, clock, disk, application) with virtual versions:
+
+* **Clock.** One global virtual clock in integer microseconds; each node reads it through its
+  own fixed drift (an offset within ``±drift_ms``), so rounds start at slightly different
+  moments on different nodes, as on loosely synchronized machines.
+* **Network.** Latency is ``latency_ms`` scaled by a uniform jitter with an exponential tail;
+  messages may be lost, duplicated and therefore reordered; partitions (static or chosen
+  adaptively by the adversary from the nodes' state) drop messages between groups until the
+  network heals.
+* **CPU.** Each signature check the core makes costs ``verify_ms`` of virtual time on that node
+  (messages that arrive while it is busy wait), which is what makes aggregation matter at
+  10,000 nodes. With ``crypto="bls"`` the checks are real BLS; with ``crypto="model"`` they are
+  :class:`accord.consensus.CostModelCrypto`'s symbolic checks.
+* **Disk.** ``Persist`` actions are stored per node; a crash can hit after the persist and before
+  the messages of the same batch (the worst place), and a restarted node gets its persisted
+  safety state back (``amnesia=True`` withholds it, to show that the checker catches the
+  resulting double votes).
+* **Adversary.** Byzantine validators follow a strategy of :mod:`accord.sim.byzantine`.
+
+Everything random comes from one ``random.Random(seed)``: a run is a function of its
+configuration, so the same seed gives byte-identical committed chains.
+
+The safety checker records, across all honest nodes: the block committed at each height
+(two different ones is a violation), every vote an honest validator persisted (two different
+blocks for one (round, phase) is a violation), and verifies every commit certificate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..consensus import (
+    BlockBuilt,
+    BlockFetched,
+    BlockValidated,
+    Broadcast,
+    BuildBlock,
+    Commit,
+    Core,
+    CostModelCrypto,
+    FetchBlock,
+    MessageReceived,
+    Params,
+    Persist,
+    SafetyState,
+    Send,
+    Tick,
+    ValidateBlock,
+    verify_certificate,
+)
+from ..consensus.crypto import BlsCrypto, BlsSigner, Crypto, Signer
+from ..errors import AccordError
+from ..types import Block, Certificate, Header
+
+INVALID_ROOT = b"\xee" * 32  # state root the simulated application rejects
+ZERO = bytes(32)
+
+DELIVER, TICK, FETCHED, ADVERSARY, CRASH, RESTART = range(6)
+
+
+@dataclass
+class SimConfig:
+    nodes: int = 4
+    byzantine: int = 0
+    strategy: str = "none"  # see accord.sim.byzantine.STRATEGIES, or "mixed"
+    seed: int = 0
+    rounds: int = 10
+    latency_ms: float = 50.0
+    jitter: float = 0.3  # uniform ±30 % around the latency
+    tail: float = 0.05  # share of messages with an extra exponential delay (mean = latency)
+    loss: float = 0.0
+    duplicate: float = 0.0
+    drift_ms: float = 0.0
+    verify_ms: float = 0.0
+    round_ms: int = 0  # 0: derived from the latency
+    stage2_ms: int = 0
+    expected_leaders: float = 3.0
+    fanout: int = 3
+    gossip_interval_ms: int = -1  # -1: the mean latency
+    broadcast_max: int = 64
+    partition: str = "none"  # none | split | adaptive | isolate
+    heal_ms: int = 0  # partitions last until this time (0: a third of the run)
+    crypto: str = "model"  # model | bls
+    crashes: list[tuple[int, int, int]] = field(default_factory=list)  # (node, crash_ms, restart_ms)
+    crash_mid_batch: bool = True
+    amnesia: bool = False
+    progress: Callable[[int, int], None] | None = None  # (done_ms, total_ms)
+
+    def resolved(self) -> SimConfig:
+        c = SimConfig(**{k: getattr(self, k) for k in self.__dataclass_fields__})
+        hops = 2 if c.nodes <= c.broadcast_max else _gossip_hops(c.nodes, c.fanout)
+        if c.round_ms <= 0:
+            hop = c.latency_ms * (1 + c.jitter) + 2 * c.verify_ms
+            stage1 = hops * hop * 1.5 + c.drift_ms * 2 + 20
+            stage2 = 2 * hops * hop * 1.5 + c.drift_ms * 2 + 50
+            c.stage2_ms = int(stage2) if c.stage2_ms <= 0 else c.stage2_ms
+            c.round_ms = int(stage1 + c.stage2_ms)
+        elif c.stage2_ms <= 0:
+            c.stage2_ms = c.round_ms // 2
+        if c.heal_ms <= 0:
+            c.heal_ms = c.rounds * c.round_ms // 3
+        return c
+
+
+def _gossip_hops(n: int, fanout: int) -> int:
+    h, reach = 0, 1
+    while reach < n:
+        reach *= fanout
+        h += 1
+    return h + 3
+
+
+@dataclass
+class SimNode:
+    nid: int
+    index: int
+    honest: bool
+    strategy: str
+    core: Core
+    signer: Signer
+    offset_us: int
+    up: bool = True
+    busy_until: int = 0
+    tick_at: int = -1
+    tick_token: int = 0
+    chain: list[tuple[Block, Certificate]] = field(default_factory=list)
+    by_hash: dict[bytes, tuple[Block, Certificate]] = field(default_factory=dict)
+    persisted: bytes | None = None
+    crash_pending: bool = False
+    link: set[int] | None = None  # twins: the nids this node can talk to
+    state: dict[str, Any] = field(default_factory=dict)  # strategy scratch space
+
+
+@dataclass
+class SimResult:
+    config: SimConfig
+    committed_heights: int
+    committed_heights_max: int
+    safety_violations: int
+    violations: list[str]
+    agreement_s: list[float]
+    messages: int
+    messages_per_node_per_round: float
+    chain_digest: str
+    heights_after_heal: int
+    stats: dict[str, int]
+    honest_chains: dict[int, list[bytes]]
+
+    def percentile(self, p: float) -> float | None:
+        if not self.agreement_s:
+            return None
+        xs = sorted(self.agreement_s)
+        k = min(len(xs) - 1, max(0, int(round(p / 100 * (len(xs) - 1)))))
+        return xs[k]
+
+    def summary(self) -> dict[str, Any]:
+        c = self.config
+        p50, p99 = self.percentile(50), self.percentile(99)
+        return {
+            "nodes": c.nodes, "byzantine": c.byzantine, "strategy": c.strategy, "seed": c.seed,
+            "rounds": c.rounds, "round_ms": c.round_ms, "stage2_ms": c.stage2_ms,
+            "latency_ms": c.latency_ms, "verify_ms": c.verify_ms, "crypto": c.crypto,
+            "partition": c.partition,
+            "committed_heights": self.committed_heights,
+            "committed_heights_max": self.committed_heights_max,
+            "heights_after_heal": self.heights_after_heal,
+            "safety_violations": self.safety_violations,
+            "agreement_s_p50": None if p50 is None else round(p50, 3),
+            "agreement_s_p99": None if p99 is None else round(p99, 3),
+            "messages_per_node_per_round": round(self.messages_per_node_per_round, 2),
+            "chain_digest": self.chain_digest,
+            "stats": self.stats,
+        }
+
+
+class Simulator:
+    def __init__(self, config: SimConfig) -> None:
+        from . import byzantine
+
+        self.c = c = config.resolved()
+        if c.byzantine * 3 >= c.nodes and c.byzantine > 0:
+            raise AccordError(f"{c.byzantine} Byzantine validators of {c.nodes} break f < n/3")
+        self.rng = random.Random(c.seed)
+        self.params = Params(
+            chain_id="accord-sim", n=c.nodes, genesis_time_ms=0, round_ms=c.round_ms,
+            stage2_ms=c.stage2_ms, expected_leaders=c.expected_leaders, gossip_fanout=c.fanout,
+            broadcast_max=c.broadcast_max,
+            gossip_interval_ms=int(c.latency_ms) if c.gossip_interval_ms < 0 else c.gossip_interval_ms,
+        )
+        self.crypto: Crypto
+        signers: list[Signer]
+        if c.crypto == "bls":
+            from ..crypto import bls
+
+            secrets = [bls.demo_secret(f"v{i}") for i in range(c.nodes)]
+            keys = [bls.public_key(s) for s in secrets]
+            pops = [bls.pop_prove(s) for s in secrets]
+            self.crypto = BlsCrypto(keys, pops=pops)  # checks every proof of possession
+            signers = [BlsSigner(i, s) for i, s in enumerate(secrets)]
+        else:
+            model = CostModelCrypto(c.nodes, seed=c.seed.to_bytes(8, "big"))
+            self.crypto = model
+            signers = [model.signer(i) for i in range(c.nodes)]
+        self.signers = signers
+        self.genesis_hash = hashlib.sha256(b"accord-sim-genesis").digest()
+        self.decode_cache: dict[bytes, Any] = {}
+
+        # Byzantine validators are a seeded random choice of indices.
+        byz = set(self.rng.sample(range(c.nodes), c.byzantine)) if c.byzantine else set()
+        strategies = byzantine.assign(c.strategy, sorted(byz), self.rng)
+        self.nodes: list[SimNode] = []
+        for i in range(c.nodes):
+            strat = strategies.get(i, "honest")
+            self.nodes.append(self._make_node(len(self.nodes), i, strat))
+            if strat == "twins":
+                self.nodes.append(self._make_node(len(self.nodes), i, strat))
+        self.by_index: dict[int, list[SimNode]] = {}
+        for nd in self.nodes:
+            self.by_index.setdefault(nd.index, []).append(nd)
+        byzantine.setup(self)
+        self.strategies = byzantine
+
+        self.heap: list[tuple[int, int, int, Any]] = []
+        self.seq = 0
+        self.now = 0
+        self.group: list[int] = [0] * len(self.nodes)
+        self.partitioned = c.partition != "none"
+        self.messages = 0
+        self.violations: list[str] = []
+        self.committed: dict[int, bytes] = {}
+        self.votes: dict[tuple[int, int, int], bytes] = {}
+        self.agreement: list[float] = []
+        self.heal_height: int | None = None
+        self.crash_count = 0
+
+    def _make_node(self, nid: int, index: int, strategy: str) -> SimNode:
+        c = self.c
+        offset = int(self.rng.uniform(-c.drift_ms, c.drift_ms) * 1000) if c.drift_ms else 0
+        core = Core(self.params, self.signers[index], self.crypto, head=(0, self.genesis_hash),
+                    decode_cache=self.decode_cache)
+        return SimNode(nid, index, strategy == "honest", strategy, core, self.signers[index], offset)
+
+    # --- event queue -------------------------------------------------------------------
+
+    def push(self, t: int, kind: int, data: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (t, self.seq, kind, data))
+
+    def local_ms(self, nd: SimNode, t: int | None = None) -> int:
+        return ((self.now if t is None else t) + nd.offset_us) // 1000
+
+    def latency_us(self) -> int:
+        c = self.c
+        lat = c.latency_ms * (1 + c.jitter * (2 * self.rng.random() - 1))
+        if c.tail and self.rng.random() < c.tail:
+            lat += self.rng.expovariate(1 / c.latency_ms) if c.latency_ms > 0 else 0
+        return max(1, int(lat * 1000))
+
+    # --- running -----------------------------------------------------------------------
+
+    def run(self) -> SimResult:
+        c = self.c
+        end = c.rounds * c.round_ms * 1000
+        for nd in self.nodes:
+            self._schedule_tick(nd)
+        if c.partition != "none":
+            self._adversary_step()
+        for nid, crash_ms, restart_ms in c.crashes:
+            self.push(crash_ms * 1000, CRASH, nid)
+            self.push(restart_ms * 1000, RESTART, nid)
+        last_report = 0
+        while self.heap:
+            t, _, kind, data = heapq.heappop(self.heap)
+            if t > end:
+                break
+            self.now = t
+            if kind == DELIVER:
+                self._deliver(data)
+            elif kind == TICK:
+                nd = self.nodes[data[0]]
+                if nd.up and data[1] == nd.tick_token:
+                    nd.tick_at = -1
+                    self._run_core(nd, Tick(self.local_ms(nd)))
+            elif kind == FETCHED:
+                nd = self.nodes[data[0]]
+                if nd.up:
+                    self._run_core(nd, BlockFetched(data[1], data[2]))
+            elif kind == ADVERSARY:
+                self._adversary_step()
+            elif kind == CRASH:
+                self._crash(self.nodes[data])
+            elif kind == RESTART:
+                self._restart(self.nodes[data])
+            if c.progress is not None and t - last_report > 200_000:
+                last_report = t
+                c.progress(t // 1000, end // 1000)
+        return self._result()
+
+    def _deliver(self, data: tuple[int, int, bytes]) -> None:
+        nid, frm, payload = data
+        nd = self.nodes[nid]
+        if not nd.up:
+            return
+        if nd.busy_until > self.now:
+            self.push(nd.busy_until, DELIVER, data)
+            return
+        self.strategies.observe(self, nd, frm, payload)
+        self._run_core(nd, MessageReceived(frm, payload))
+
+    def _schedule_tick(self, nd: SimNode) -> None:
+        w = nd.core.next_wakeup_ms()
+        t = max(w * 1000 - nd.offset_us, self.now, nd.busy_until)
+        if nd.tick_at < 0 or t < nd.tick_at:
+            nd.tick_token += 1
+            nd.tick_at = t
+            self.push(t, TICK, (nd.nid, nd.tick_token))
+
+    def _run_core(self, nd: SimNode, event: Any) -> None:
+        """Feed one event and perform the resulting actions (application answers loop back)."""
+        queue = [event]
+        start = max(self.now, nd.busy_until)
+        busy_us = 0
+        while queue:
+            ev = queue.pop(0)
+            before = self.crypto.checks
+            actions = nd.core.handle(ev)
+            busy_us += int((self.crypto.checks - before) * self.c.verify_ms * 1000)
+            actions = self.strategies.transform(self, nd, actions)
+            send_at = start + busy_us
+            for i, a in enumerate(actions):
+                if isinstance(a, Persist):
+                    nd.persisted = a.value
+                    if nd.honest:
+                        self._record_votes(nd, a.value)
+                    if nd.crash_pending:
+                        nd.crash_pending = False
+                        self._go_down(nd)  # crash right after the write, before anything else
+                        return
+                elif isinstance(a, Broadcast):
+                    self.broadcast(nd, a.payload, send_at)
+                elif isinstance(a, Send):
+                    self.send(nd, a.to_index, a.payload, send_at)
+                elif isinstance(a, BuildBlock):
+                    queue.append(BlockBuilt(self.build_block(nd, a)))
+                elif isinstance(a, ValidateBlock):
+                    ok = a.block.header.state_root != INVALID_ROOT
+                    queue.append(BlockValidated(a.block.hash, ok))
+                elif isinstance(a, Commit):
+                    self._on_commit(nd, a.block, a.certificate, send_at)
+                elif isinstance(a, FetchBlock):
+                    self._fetch(nd, a, send_at)
+                del i
+        nd.busy_until = start + busy_us
+        self._schedule_tick(nd)
+
+    # --- network -----------------------------------------------------------------------
+
+    def linked(self, a: SimNode, b: SimNode) -> bool:
+        if a.link is not None and b.nid not in a.link:
+            return False
+        if b.link is not None and a.nid not in b.link:
+            return False
+        return not self.partitioned or self.group[a.nid] == self.group[b.nid]
+
+    def transmit(self, frm: SimNode, to: SimNode, payload: bytes, at: int) -> None:
+        self.messages += 1
+        if not self.linked(frm, to):
+            return
+        c = self.c
+        if c.loss and self.rng.random() < c.loss:
+            return
+        self.push(at + self.latency_us(), DELIVER, (to.nid, frm.index, payload))
+        if c.duplicate and self.rng.random() < c.duplicate:
+            self.push(at + self.latency_us(), DELIVER, (to.nid, frm.index, payload))
+
+    def send(self, frm: SimNode, to_index: int, payload: bytes, at: int) -> None:
+        for to in self.by_index.get(to_index, ()):
+            if to.nid != frm.nid:
+                self.transmit(frm, to, payload, at)
+
+    def broadcast(self, frm: SimNode, payload: bytes, at: int) -> None:
+        for to in self.nodes:
+            if to.nid != frm.nid:
+                self.transmit(frm, to, payload, at)
+
+    # --- the simulated application -----------------------------------------------------
+
+    def build_block(self, nd: SimNode, a: BuildBlock) -> Block:
+        seed = hashlib.sha256(a.parent_hash + a.height.to_bytes(8, "big") + a.round.to_bytes(8, "big")
+                              + a.proposer_index.to_bytes(4, "big")).digest()
+        header = Header(
+            chain_id=self.params.chain_id, height=a.height, round=a.round, parent_hash=a.parent_hash,
+            tx_root=hashlib.sha256(b"tx" + seed).digest(), state_root=hashlib.sha256(b"state" + seed).digest(),
+            tx_count=0, proposer=a.proposer_index, time_ms=max(0, self.local_ms(nd)), sortition=a.sortition,
+        )
+        return self.strategies.build(self, nd, Block(header, ()))
+
+    def _fetch(self, nd: SimNode, a: FetchBlock, at: int) -> None:
+        for peer in self.by_index.get(a.from_index, ()):
+            if not peer.up or not self.linked(nd, peer):
+                continue
+            found = peer.by_hash.get(a.block_hash)
+            if found is not None:
+                block, cert = found
+            else:
+                b = peer.core.blocks.get(a.block_hash)
+                if b is None:
+                    continue
+                block, cert = b, None
+            self.messages += 2
+            self.push(at + self.latency_us() + self.latency_us(), FETCHED, (nd.nid, block, cert))
+            return
+
+    def _on_commit(self, nd: SimNode, block: Block, cert: Certificate, at: int) -> None:
+        expected_parent = nd.chain[-1][0].hash if nd.chain else self.genesis_hash
+        if block.height != len(nd.chain) + 1 or block.header.parent_hash != expected_parent:
+            if nd.honest:
+                self.violations.append(f"node {nd.nid} committed a block that does not extend its chain")
+            return
+        nd.chain.append((block, cert))
+        nd.by_hash[block.hash] = (block, cert)
+        if not nd.honest:
+            return
+        saved = self.crypto.checks
+        try:
+            verify_certificate(self.crypto, self.params.chain_id, cert, self.params.quorum)
+        except AccordError as e:
+            self.violations.append(f"node {nd.nid} committed height {block.height} with a bad certificate: {e}")
+        self.crypto.checks = saved
+        prev = self.committed.setdefault(block.height, block.hash)
+        if prev != block.hash:
+            self.violations.append(f"two blocks committed at height {block.height}")
+        stage2 = (cert.round * self.c.round_ms + self.c.round_ms - self.c.stage2_ms) * 1000
+        self.agreement.append((at - stage2) / 1e6)
+
+    def _record_votes(self, nd: SimNode, value: bytes) -> None:
+        s = SafetyState.decode(value, self.params.n)
+        for phase, rnd, bh in ((1, s.p_round, s.p_hash), (2, s.c_round, s.c_hash)):
+            if rnd < 0 or not bh:
+                continue
+            prev = self.votes.setdefault((nd.index, rnd, phase), bh)
+            if prev != bh:
+                self.violations.append(f"validator {nd.index} signed two {('P', 'C')[phase - 1]} votes in round {rnd}")
+
+    # --- faults ------------------------------------------------------------------------
+
+    def _crash(self, nd: SimNode) -> None:
+        if self.c.crash_mid_batch:
+            nd.crash_pending = True  # the next batch that persists is cut right after the write
+        else:
+            self._go_down(nd)
+
+    def _go_down(self, nd: SimNode) -> None:
+        self.crash_count += 1
+        nd.up = False
+        nd.tick_token += 1
+        nd.tick_at = -1
+
+    def _restart(self, nd: SimNode) -> None:
+        if nd.crash_pending:  # never reached a persist: crash now
+            nd.crash_pending = False
+        safety = None
+        if nd.persisted is not None and not self.c.amnesia:
+            safety = SafetyState.decode(nd.persisted, self.params.n)
+        head = (len(nd.chain), nd.chain[-1][0].hash if nd.chain else self.genesis_hash)
+        cert = nd.chain[-1][1] if nd.chain else None
+        nd.core = Core(self.params, nd.signer, self.crypto, head=head, head_cert=cert, safety=safety,
+                       decode_cache=self.decode_cache)
+        nd.up = True
+        nd.busy_until = self.now
+        self._schedule_tick(nd)
+
+    def _adversary_step(self) -> None:
+        """Choose the partition for the next stretch of time (adaptively for 'adaptive')."""
+        c = self.c
+        if self.now >= c.heal_ms * 1000:
+            self.partitioned = False
+            if self.heal_height is None:
+                self.heal_height = self._min_height()
+            return
+        ids = list(range(len(self.nodes)))
+        if c.partition == "split":
+            if not any(self.group):
+                self.rng.shuffle(ids)
+                for k, nid in enumerate(ids):
+                    self.group[nid] = k % 2
+        elif c.partition == "isolate":
+            # Cut off f+1 honest validators: the rest cannot reach a quorum without them...
+            honest = [nd.nid for nd in self.nodes if nd.honest]
+            cut = set(self.rng.sample(honest, min(len(honest), self.params.f + 1)))
+            self.group = [1 if nid in cut else 0 for nid in ids]
+        else:  # adaptive: split the validators locked on the most popular block from the rest
+            locked: dict[bytes, list[int]] = {}
+            for nd in self.nodes:
+                lk = nd.core.lock
+                if lk is not None:
+                    locked.setdefault(lk.block_hash, []).append(nd.nid)
+            self.rng.shuffle(ids)
+            self.group = [0] * len(self.nodes)
+            if locked:
+                top = max(locked.values(), key=len)
+                for nid in top:
+                    self.group[nid] = 1
+                for nid in ids[: len(ids) // 3]:
+                    self.group[nid] = 1 - self.group[nid]
+            else:
+                for k, nid in enumerate(ids):
+                    self.group[nid] = k % 2
+        self.partitioned = True
+        step = max(1, c.round_ms // 2) * 1000
+        self.push(min(self.now + step, c.heal_ms * 1000), ADVERSARY, None)
+
+    # --- results -----------------------------------------------------------------------
+
+    def _min_height(self) -> int:
+        hs = [len(nd.chain) for nd in self.nodes if nd.honest]
+        return min(hs) if hs else 0
+
+    def _result(self) -> SimResult:
+        honest = [nd for nd in self.nodes if nd.honest]
+        heights = [len(nd.chain) for nd in honest]
+        chains = {nd.nid: [b.hash for b, _ in nd.chain] for nd in honest}
+        h = hashlib.sha256()
+        for nd in honest:
+            for b, cert in nd.chain:
+                h.update(b.encode())
+                h.update(cert.encode())
+        stats: dict[str, int] = {}
+        for nd in self.nodes:
+            st = nd.core.stats
+            for k in ("garbage", "bad_signature", "bad_proposal", "stale"):
+                stats[k] = stats.get(k, 0) + getattr(st, k)
+            for k, v in st.extra.items():
+                stats[k] = stats.get(k, 0) + v
+        stats["crashes"] = self.crash_count
+        base = self.heal_height if self.heal_height is not None else 0
+        return SimResult(
+            config=self.c,
+            committed_heights=min(heights) if heights else 0,
+            committed_heights_max=max(heights) if heights else 0,
+            safety_violations=len(self.violations),
+            violations=self.violations[:20],
+            agreement_s=self.agreement,
+            messages=self.messages,
+            messages_per_node_per_round=self.messages / max(1, len(self.nodes) * self.c.rounds),
+            chain_digest=h.hexdigest(),
+            heights_after_heal=(min(heights) - base) if heights else 0,
+            stats=stats,
+            honest_chains=chains,
+        )
+
+
+def simulate(config: SimConfig) -> SimResult:
+    return Simulator(config).run()

@@ -1,0 +1,252 @@
+"""Unit tests of the sans-I/O Gosig core: genesis checks, ordering of persist and send,
+determinism, strict decoding, certificates and aggregates."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accord.consensus import (
+    PHASE_C,
+    PHASE_P,
+    SAFETY_KEY,
+    Aggregate,
+    BlockBuilt,
+    BlsCrypto,
+    BlsSigner,
+    Broadcast,
+    BuildBlock,
+    Commit,
+    Core,
+    CostModelCrypto,
+    MessageReceived,
+    Params,
+    Persist,
+    Proposal,
+    SafetyState,
+    Tick,
+    ValidateBlock,
+    certificate_signers,
+    decode_message,
+    verify_certificate,
+)
+from accord.crypto import bls
+from accord.errors import GenesisError, InvalidSignature, ValidationError
+from accord.types import Block, Certificate, Header, vote_message
+from tests.conftest import make_genesis
+
+GENESIS_HASH = hashlib.sha256(b"g").digest()
+
+
+def _block_for(a: BuildBlock, chain_id: str) -> Block:
+    h = Header(chain_id, a.height, a.round, a.parent_hash, bytes(32), bytes(32), 0, a.proposer_index, 0, a.sortition)
+    return Block(h, ())
+
+
+def _drive_single(core: Core, chain_id: str, until_ms: int, step: int = 10) -> list[object]:
+    """Drive a one-validator core through time, answering the application actions."""
+    log: list[object] = []
+    t = 0
+    while t <= until_ms:
+        queue: list[object] = [Tick(t)]
+        while queue:
+            for a in core.handle(queue.pop(0)):  # type: ignore[arg-type]
+                log.append(a)
+                if isinstance(a, BuildBlock):
+                    queue.append(BlockBuilt(_block_for(a, chain_id)))
+                elif isinstance(a, ValidateBlock):
+                    raise AssertionError("a single validator never validates its own block")
+        t += step
+    return log
+
+
+def test_genesis_with_bad_proof_of_possession_is_refused() -> None:
+    g = make_genesis(4)
+    bad = g.validators[1].model_copy(update={"pop": g.validators[2].pop})
+    g2 = g.model_copy(update={"validators": [g.validators[0], bad, *g.validators[2:]]})
+    with pytest.raises(GenesisError):
+        Core.from_genesis(g2, BlsSigner(0, bls.demo_secret("v0")), head=(0, GENESIS_HASH))
+    with pytest.raises(GenesisError):
+        BlsCrypto(g2.validator_keys(), pops=[bytes.fromhex(v.pop) for v in g2.validators])
+    with pytest.raises(GenesisError):
+        BlsCrypto(g.validator_keys(), pops=[])  # a missing proof is refused too
+
+
+def test_single_validator_commits_and_persists_before_sending() -> None:
+    g = make_genesis(1, round_ms=200, stage2_ms=100)
+    core = Core.from_genesis(g, BlsSigner(0, bls.demo_secret("v0")), head=(0, GENESIS_HASH))
+    log = _drive_single(core, g.chain_id, 1000)
+    commits = [a for a in log if isinstance(a, Commit)]
+    assert [c.block.height for c in commits] == [1, 2, 3, 4, 5]
+    for c in commits:
+        verify_certificate(g, g.chain_id, c.certificate, g.quorum)
+        assert certificate_signers(c.certificate, 1) == [0]
+    # Rule 2: every own vote that leaves is preceded by a Persist holding that vote.
+    persisted: SafetyState | None = None
+    for a in log:
+        if isinstance(a, Persist):
+            assert a.key == SAFETY_KEY
+            persisted = SafetyState.decode(a.value, 1)
+        elif isinstance(a, Broadcast):
+            msg = decode_message(a.payload, 1, 1 << 20)
+            if isinstance(msg, Aggregate) and msg.counts[0]:
+                assert persisted is not None
+                if msg.phase == PHASE_P:
+                    assert (persisted.p_round, persisted.p_hash) == (msg.round, msg.block_hash)
+                else:
+                    assert persisted.c_round >= msg.round
+
+
+def test_same_events_same_actions() -> None:
+    g = make_genesis(1, round_ms=200, stage2_ms=100)
+
+    def run() -> list[object]:
+        core = Core.from_genesis(g, BlsSigner(0, bls.demo_secret("v0")), head=(0, GENESIS_HASH))
+        return _drive_single(core, g.chain_id, 600)
+
+    assert run() == run()
+
+
+def test_restart_never_signs_a_second_prepare_in_the_same_round() -> None:
+    n = 4
+    crypto = CostModelCrypto(n)
+    params = Params(chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=4.0)
+    safety = SafetyState(p_round=0, p_height=1, p_hash=b"\x01" * 32)
+    core = Core(params, crypto.signer(0), crypto, head=(0, GENESIS_HASH), safety=safety)
+    out: list[object] = []
+    queue: list[object] = [Tick(10)]
+    while queue:
+        for a in core.handle(queue.pop(0)):  # type: ignore[arg-type]
+            out.append(a)
+            if isinstance(a, BuildBlock):
+                queue.append(BlockBuilt(_block_for(a, "c")))
+    out += core.handle(Tick(60))  # stage II of round 0: already voted before the crash
+    assert not any(isinstance(a, Persist) for a in out)
+    assert core.safety.p_hash == b"\x01" * 32
+
+
+def test_garbage_and_bad_tickets_change_nothing() -> None:
+    n = 4
+    crypto = CostModelCrypto(n)
+    params = Params(chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=0.5)
+    core = Core(params, crypto.signer(0), crypto, head=(0, GENESIS_HASH))
+    core.handle(Tick(1))
+    for junk in (b"", b"\x00", b"\x97\x02", bytes(range(256)), b"\x91\x05"):
+        assert core.handle(MessageReceived(1, junk)) == []
+    assert core.stats.garbage == 5
+    # A proposal whose ticket is a valid signature on another round's message.
+    from accord.consensus import sortition_message
+
+    ticket = crypto.signer(1).sign(sortition_message("c", 1, 9, GENESIS_HASH))
+    h = Header("c", 1, 0, GENESIS_HASH, bytes(32), bytes(32), 0, 1, 0, ticket)
+    prop = Proposal(0, 1, ticket, Block(h, ()))
+    assert core.handle(MessageReceived(1, prop.encode())) == []
+    assert core.stats.bad_proposal == 1
+    # A vote aggregate claiming everyone signed, with one validator's signature.
+    sig = crypto.signer(1).sign(vote_message("c", 1, 0, PHASE_P, b"\x02" * 32))
+    agg = Aggregate(1, 0, PHASE_P, b"\x02" * 32, np.ones(n, dtype=np.uint16), sig)
+    assert core.handle(MessageReceived(1, agg.encode())) == []
+    assert core.stats.bad_signature == 1
+    assert core.safety == SafetyState()
+
+
+def _bls_cert(n: int, signers: list[int], block_hash: bytes, phase: int = PHASE_C) -> Certificate:
+    from accord.types import bitmap_from
+
+    msg = vote_message("accord-test", 3, 2, phase, block_hash)
+    sig = bls.aggregate([bls.sign(bls.demo_secret(f"v{i}"), msg) for i in signers])
+    return Certificate(3, 2, phase, block_hash, bitmap_from(signers, n), sig)
+
+
+def test_verify_certificate_accepts_good_and_rejects_tampered() -> None:
+    g = make_genesis(4)
+    bh = b"\x07" * 32
+    good = _bls_cert(4, [0, 1, 3], bh)
+    verify_certificate(g, g.chain_id, good, g.quorum)
+    verify_certificate(g.validator_keys(), g.chain_id, good, g.quorum)
+    cases = [
+        (Certificate(3, 2, PHASE_C, b"\x08" * 32, good.signers, good.signature), InvalidSignature),
+        (Certificate(3, 3, PHASE_C, bh, good.signers, good.signature), InvalidSignature),
+        (Certificate(3, 2, PHASE_C, bh, bytes([0b1111]), good.signature), InvalidSignature),
+        (Certificate(3, 2, PHASE_C, bh, bytes([0b0011]), good.signature), ValidationError),
+        (Certificate(3, 2, PHASE_P, bh, good.signers, good.signature), ValidationError),
+        (Certificate(3, 2, PHASE_C, bh, b"\x0b\x00", good.signature), ValidationError),
+        (Certificate(3, 2, PHASE_C, bh, good.signers, good.signature[:-1] + b"\x00"), InvalidSignature),
+        (Certificate(3, 2, PHASE_C, bh, good.signers, b"\x00" * 96), InvalidSignature),
+        (_bls_cert(4, [0, 1, 3], bh, PHASE_P), ValidationError),
+    ]
+    for cert, err in cases:
+        with pytest.raises(err):
+            verify_certificate(g, g.chain_id, cert, g.quorum)
+    with pytest.raises(InvalidSignature):
+        verify_certificate(g, "another-chain", good, g.quorum)
+
+
+def test_weighted_certificate_form_verifies_with_real_bls() -> None:
+    g = make_genesis(4)
+    bh = b"\x05" * 32
+    msg = vote_message(g.chain_id, 3, 2, PHASE_C, bh)
+    sigs = [bls.sign(bls.demo_secret(f"v{i}"), msg) for i in range(4)]
+    crypto = BlsCrypto(g.validator_keys(), checked=True)
+    a = Aggregate.single(4, 3, 2, PHASE_C, bh, 0, sigs[0])
+    for i in (1, 2):
+        a.merge(Aggregate.single(4, 3, 2, PHASE_C, bh, i, sigs[i]), crypto)
+    b = Aggregate.single(4, 3, 2, PHASE_C, bh, 0, sigs[0])
+    b.merge(Aggregate.single(4, 3, 2, PHASE_C, bh, 3, sigs[3]), crypto)
+    assert a.merge(b, crypto)  # overlapping: signer 0 is now counted twice
+    assert a.counts.tolist() == [2, 1, 1, 1] and a.verify(crypto, g.chain_id)
+    weighted = a.to_certificate({}, crypto, g.quorum)
+    assert len(weighted.signers) == 8
+    verify_certificate(g, g.chain_id, weighted, g.quorum)
+    reduced = a.to_certificate(dict(enumerate(sigs)), crypto, g.quorum)
+    assert certificate_signers(reduced, 4) == [0, 1, 2, 3] and len(reduced.signers) == 1
+    verify_certificate(g, g.chain_id, reduced, g.quorum)
+    forged = Certificate(3, 2, PHASE_C, bh, np.array([1, 1, 1, 1], dtype="<u2").tobytes(), a.signature)
+    with pytest.raises(InvalidSignature):
+        verify_certificate(g, g.chain_id, forged, g.quorum)
+
+
+@settings(max_examples=60)
+@given(st.lists(st.sets(st.integers(0, 15), min_size=1), min_size=1, max_size=12))
+def test_gossip_merges_stay_verifiable_and_cover_the_union(parts: list[set[int]]) -> None:
+    n = 16
+    crypto = CostModelCrypto(n)
+    bh = b"\x09" * 32
+    msg = vote_message("c", 1, 0, PHASE_P, bh)
+    sig = {i: crypto.signer(i).sign(msg) for i in range(n)}
+    aggs = []
+    for part in parts:
+        idx = sorted(part)
+        a = Aggregate.single(n, 1, 0, PHASE_P, bh, idx[0], sig[idx[0]])
+        for i in idx[1:]:
+            a.merge(Aggregate.single(n, 1, 0, PHASE_P, bh, i, sig[i]), crypto)
+        aggs.append(a)
+    acc = aggs[0].copy()
+    for a in aggs[1:]:
+        acc.merge(a, crypto)
+        acc.merge(acc.copy(), crypto)  # merging a subset is a no-op
+    assert set(np.nonzero(acc.counts)[0].tolist()) == set().union(*parts)
+    assert acc.verify(crypto, "c")
+    decoded = decode_message(acc.encode(), n, 1 << 20)
+    assert isinstance(decoded, Aggregate) and decoded.verify(crypto, "c")
+    tampered = Aggregate(1, 0, PHASE_P, bh, acc.counts.copy(), acc.signature)
+    tampered.counts[int(np.argmax(acc.counts == 0)) if (acc.counts == 0).any() else 0] += 1
+    assert not tampered.verify(crypto, "c")
+
+
+def test_votes_for_many_blocks_from_one_validator_are_capped() -> None:
+    n = 4
+    crypto = CostModelCrypto(n)
+    params = Params(chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=0.01)
+    core = Core(params, crypto.signer(0), crypto, head=(0, GENESIS_HASH))
+    core.handle(Tick(1))
+    for k in range(40):
+        bh = hashlib.sha256(k.to_bytes(2, "big")).digest()
+        sig = crypto.signer(1).sign(vote_message("c", 1, 0, PHASE_P, bh))
+        core.handle(MessageReceived(1, Aggregate.single(n, 1, 0, PHASE_P, bh, 1, sig).encode()))
+    assert len(core.aggs) == 16
+    assert core.stats.extra["dropped_votes"] == 24
