@@ -22,11 +22,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import merkle
 from .errors import AccordError, GenesisError, ValidationError
 from .genesis import Genesis
 from .types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx
+
+if TYPE_CHECKING:
+    from accord.contracts.runtime import Runtime
+    from accord.storage import StateUpdate, Store
 
 GENESIS_HASH_KEY = b"genesis_hash"
 
@@ -43,7 +48,7 @@ class Execution:
 
     receipts: list[Receipt]
     writes: dict[bytes, bytes | None]
-    update: object  # accord.storage.StateUpdate
+    update: StateUpdate
     state_root: bytes
     tx_root: bytes
 
@@ -59,11 +64,7 @@ class Chain:
     through :attr:`store` may come from anywhere.
     """
 
-    def __init__(self, genesis: Genesis, store: object, runtime: object, *, cache_size: int = 64) -> None:
-        from accord.contracts.runtime import Runtime
-        from accord.storage import Store
-
-        assert isinstance(store, Store) and isinstance(runtime, Runtime)
+    def __init__(self, genesis: Genesis, store: Store, runtime: Runtime, *, cache_size: int = 64) -> None:
         self.genesis = genesis
         self.store: Store = store
         self.runtime: Runtime = runtime
@@ -120,7 +121,7 @@ class Chain:
         with self.store.snapshot() as snap:
             result = self.runtime.execute_block(snap, txs, height=height, time_ms=time_ms, verified=verified)
         update = self.store.compute_state_update(result.writes)
-        return Execution(result.receipts, result.writes, update, update.root, tx_root(txs, result.receipts))  # type: ignore[attr-defined]
+        return Execution(result.receipts, result.writes, update, update.root, tx_root(txs, result.receipts))
 
     def _remember(self, block_hash: bytes, ex: Execution) -> None:
         self._results[block_hash] = ex

@@ -417,7 +417,7 @@ class Client:
 
     def account(self, address: bytes) -> dict[str, Any]:
         """``{"address", "nonce", "next_nonce"}``: sign the next transaction with next_nonce."""
-        return self._get(f"/v1/accounts/{address.hex()}")  # type: ignore[no-any-return]
+        return self._get(f"/v1/accounts/{address.hex()}")
 
     def validators(self) -> list[dict[str, Any]]:
         return self._get("/v1/validators")["validators"]
@@ -603,7 +603,7 @@ class AsyncClient:
 
     async def account(self, address: bytes) -> dict[str, Any]:
         """``{"address", "nonce", "next_nonce"}``: sign the next transaction with next_nonce."""
-        return await self._get(f"/v1/accounts/{address.hex()}")  # type: ignore[no-any-return]
+        return await self._get(f"/v1/accounts/{address.hex()}")
 
     async def validators(self) -> list[dict[str, Any]]:
         return (await self._get("/v1/validators"))["validators"]

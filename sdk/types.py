@@ -40,25 +40,25 @@ def _bytes(v: Any, size: int | None, what: str) -> bytes:
     _expect(type(v) is bytes, f"{what} must be bytes")
     if size is not None:
         _expect(len(v) == size, f"{what} must have {size} bytes")
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 def _int(v: Any, what: str, lo: int = 0, hi: int = 2**64 - 1) -> int:
     _expect(type(v) is int, f"{what} must be an integer")
     _expect(lo <= v <= hi, f"{what} out of range")
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 def _str(v: Any, what: str, max_len: int = MAX_NAME) -> str:
     _expect(type(v) is str, f"{what} must be a string")
     _expect(len(v) <= max_len, f"{what} longer than {max_len}")
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 def _list(v: Any, n: int, what: str) -> list[Any]:
     _expect(type(v) is list, f"{what} must be a list")
     _expect(len(v) == n, f"{what} must have {n} fields")
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 @dataclass(frozen=True)
@@ -194,9 +194,18 @@ class Receipt:
             [e.to_obj() for e in self.events],
         ]
 
+    def encode(self) -> bytes:
+        return self._encoded
+
+    @cached_property
+    def _encoded(self) -> bytes:
+        # Cached: a receipt is hashed for the tx root when its block is built and encoded
+        # again when the block is committed.
+        return encoding.encode(self.to_obj())
+
     @cached_property
     def hash(self) -> bytes:
-        return encoding.hash_value(self.to_obj())
+        return encoding.sha256(self._encoded)
 
     @classmethod
     def from_obj(cls, obj: Any) -> Receipt:
@@ -336,7 +345,9 @@ class Block:
         return [self.header.to_obj(), [tx.to_obj() for tx in self.txs]]
 
     def encode(self) -> bytes:
-        return encoding.encode(self.to_obj())
+        # The same bytes as encoding.encode(self.to_obj()), from the transactions' cached
+        # encodings: a list encodes as its header followed by its items' encodings.
+        return b"\x92" + self.header.encode() + encoding.encode_encoded_list([tx.encode() for tx in self.txs])
 
     @classmethod
     def from_obj(cls, obj: Any) -> Block:

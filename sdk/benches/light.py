@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t = progress.add_task(f"state tree of {args.state_entries:,} entries", total=None)
         keys = [rng.randbytes(20) for _ in range(args.state_entries)]
         writes = {state_key("token", k): (1000 + i).to_bytes(8, "big") for i, k in enumerate(keys)}
-        root, nodes = tree.compute_update({}.get, merkle.EMPTY, writes)
+        empty: dict[bytes, bytes] = {}
+        root, nodes = tree.compute_update(empty.get, merkle.EMPTY, writes)
         header = Header(CHAIN, 1, 0, ZERO_HASH, merkle.EMPTY_TX_ROOT, root, 0, 0, 0)
         trusted = TrustedHeader(header, None)
         samples = []
@@ -162,8 +163,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         statuses = []
         for j in range(args.tx_proofs):
             i = j % len(txs)
-            proof = InclusionProof(leaves[i], i, len(leaves), merkle.merkle_proof(leaves, i), tx_root)
-            statuses.append(TxStatus(txs[i].hash, "committed", 2, i, bheader.hash, receipts[i], proof, txs[i]))
+            inclusion = InclusionProof(leaves[i], i, len(leaves), merkle.merkle_proof(leaves, i), tx_root)
+            statuses.append(TxStatus(txs[i].hash, "committed", 2, i, bheader.hash, receipts[i], inclusion, txs[i]))
         t0 = time.perf_counter()
         for st in statuses:
             checker.check_tx("bench", st.tx_hash, st, btrusted)

@@ -31,7 +31,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run a benchmark and print one JSON line of figures")
     areas = p.add_subparsers(dest="area", metavar="AREA", required=True)
     for area, help_text in AREAS.items():

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("devnet", help="run a local validator network with a demo workload")
     p.add_argument("--dir", type=Path, default=Path(".devnet"), help="network folder (created if missing)")
     p.add_argument("--validators", type=int, default=4)

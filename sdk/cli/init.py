@@ -10,7 +10,7 @@ from ..config import init_network
 from ..genesis import ConsensusParams
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", help="create genesis and node folders for N validators")
     p.add_argument("dir", type=Path, help="network folder to create")
     p.add_argument("--validators", type=int, default=4)

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..crypto.ed25519 import AccountKey
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keys", help="create and show account keys")
     ks = p.add_subparsers(dest="keys_cmd", metavar="ACTION", required=True)
     new = ks.add_parser("new", help="create a new account key file (mode 0600)")

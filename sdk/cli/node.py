@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("node", help="run one validator from its folder")
     p.add_argument("dir", type=Path, help="the validator's folder (node.json, validator.key)")
     p.add_argument("--log-level", default="INFO")
