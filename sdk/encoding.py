@@ -64,9 +64,77 @@ def _key_bytes(k: object) -> bytes:
 _packer_opts: dict[str, Any] = {"use_bin_type": True, "strict_types": False, "autoreset": True}
 
 
+def _shape(v: Value) -> Value:
+    """``v`` in canonical shape for packing, *without copying* what is already canonical.
+
+    Same result as :func:`_canon` (and the same errors), but a list or map whose items are
+    already canonical is returned as it is, so the common ledger objects (lists of scalars,
+    maps built in key order) cost one pass of type checks and no allocation. Only for
+    :func:`encode`: the result may share structure with ``v``.
+    """
+    t = type(v)
+    if t is list:
+        for i, x in enumerate(v):
+            tx = type(x)
+            if tx is bytes or tx is str or tx is bool or x is None:
+                continue
+            if tx is int:
+                if not _INT_MIN <= x <= _INT_MAX:
+                    raise DecodeError(f"integer {x} is outside the 64-bit range; encode it as bytes or str")
+                continue
+            y = _shape(x)
+            if y is not x:  # first item that changes: build a new list from here on
+                out = v[:i]
+                out.append(y)
+                out.extend([_shape(z) for z in v[i + 1:]])
+                return out
+        return v
+    if t is dict:
+        keys = list(v)
+        for k in keys:
+            if type(k) is not str:
+                raise DecodeError(f"map keys must be str, got {type(k).__name__}")
+        # Code point order is UTF-8 byte order (a str that is not valid UTF-8 fails in the
+        # packer with the same UnicodeEncodeError the byte-keyed sort raised).
+        ordered = sorted(keys)
+        changed = ordered != keys
+        vals = []
+        for k in ordered:
+            x = v[k]
+            y = _shape(x)
+            if y is not x:
+                changed = True
+            vals.append(y)
+        return dict(zip(ordered, vals, strict=True)) if changed else v
+    if t is bytes or t is str or t is bool or v is None:
+        return v
+    return _canon(v)  # tuples, int range checks, bytearray/memoryview, int subclasses, errors
+
+
 def encode(value: Value) -> bytes:
     """The canonical bytes of ``value``."""
-    return msgpack.packb(_canon(value), **_packer_opts)  # type: ignore[no-any-return]
+    return msgpack.packb(_shape(value), **_packer_opts)
+
+
+def array_header(n: int) -> bytes:
+    """The canonical (shortest) MessagePack header of a list of ``n`` items.
+
+    ``array_header(len(xs)) + b"".join(encode(x) for x in xs) == encode(xs)``: lets callers
+    that cache their items' encodings (transactions, receipts) encode a list of them without
+    walking the items again.
+    """
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    if n < 1 << 32:
+        return b"\xdd" + n.to_bytes(4, "big")
+    raise DecodeError(f"a list of {n} items has no encoding")
+
+
+def encode_encoded_list(items: list[bytes]) -> bytes:
+    """The canonical bytes of a list given each item's canonical bytes."""
+    return array_header(len(items)) + b"".join(items)
 
 
 def _no_ext(code: int, data: bytes) -> Any:
