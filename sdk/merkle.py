@@ -75,7 +75,14 @@ _sha = hashlib.sha256
 
 def tx_leaf(tx_hash: bytes, receipt_hash: bytes) -> bytes:
     """The 32-byte leaf for one transaction: the hash of the canonical (tx hash, receipt hash)."""
+    if type(tx_hash) is bytes and type(receipt_hash) is bytes and len(tx_hash) == len(receipt_hash) == HASH_SIZE:
+        # encode([a, b]) for two 32-byte strings, written out: fixarray(2), bin8(32) twice.
+        return _sha(_PAIR + tx_hash + _BIN32 + receipt_hash).digest()
     return encoding.hash_value([tx_hash, receipt_hash])
+
+
+_PAIR = b"\x92\xc4\x20"
+_BIN32 = b"\xc4\x20"
 
 
 def _check_leaf(x: bytes) -> None:

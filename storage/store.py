@@ -10,7 +10,8 @@ Named databases (keys are raw bytes; heights are 8-byte big-endian so they sort)
 ``receipts``   height -> canonical list of the block's receipts
 ``certs``      height -> canonical certificate
 ``state``      state key -> latest value
-``nodes``      state tree node position || hash -> record (see :mod:`accord.storage.tree`)
+``nodes``      tree node version || position || hash -> record (see :mod:`accord.storage.tree`)
+``roots``      state root -> the version (8 bytes) its record is stored at
 ``safety``     consensus safety state (votes, locks), synced before returning
 ``meta``       head, state root, schema version, and what callers put there
 ============  ===============================================================
@@ -36,7 +37,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -49,13 +49,13 @@ from accord.types import ZERO_HASH, Block, Certificate, Header, Receipt
 
 from . import tree
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tree nodes keyed by version (1 keyed them by position)
 
 _HEAD = b"accord/head"  # height (8) || block hash (32)
 _ROOT = b"accord/state_root"
 _SCHEMA = b"accord/schema"
 
-_DBS = ("blocks", "headers", "hashes", "txs", "receipts", "certs", "state", "nodes", "safety", "meta")
+_DBS = ("blocks", "headers", "hashes", "txs", "receipts", "certs", "state", "nodes", "roots", "safety", "meta")
 _ITER_CHUNK = 1024
 
 T = TypeVar("T")
@@ -79,6 +79,8 @@ class StateUpdate:
     base_root: bytes
     writes: Mapping[bytes, bytes | None] = field(repr=False)
     nodes: Mapping[bytes, bytes] = field(repr=False)
+    version: int = 0
+    """Tree version of the new nodes: the height of the block the update is for."""
 
 
 class _ResizeGate:
@@ -191,7 +193,8 @@ class Snapshot:
         self._check()
         nodes = self._store._db["nodes"]
         txn = self._txn
-        return tree.prove(lambda h: txn.get(h, db=nodes), self._store._root_in(txn), key)
+        root = self._store._root_in(txn)
+        return tree.prove(lambda h: txn.get(h, db=nodes), root, key, self._store._root_version_in(txn, root))
 
 
 class Store:
@@ -275,6 +278,15 @@ class Store:
     def _root_in(self, txn: Txn) -> bytes:
         return txn.get(_ROOT, db=self._db["meta"]) or merkle.EMPTY
 
+    def _root_version_in(self, txn: Txn, root: bytes) -> int:
+        """The version a (committed) root's record is stored at; StorageError if unknown."""
+        if root == merkle.EMPTY:
+            return 0
+        raw = txn.get(root, db=self._db["roots"])
+        if raw is None:
+            raise StorageError(f"unknown state root {root.hex()[:16]}")
+        return int.from_bytes(raw, "big")
+
     # --- reading ------------------------------------------------------------------------
 
     def head(self) -> tuple[int, bytes] | None:
@@ -338,7 +350,8 @@ class Store:
 
         def read(txn: Txn) -> tuple[bytes | None, merkle.StateProof]:
             nodes = self._db["nodes"]
-            return tree.prove(lambda h: txn.get(h, db=nodes), self._root_in(txn) if root is None else root, key)
+            at = self._root_in(txn) if root is None else root
+            return tree.prove(lambda h: txn.get(h, db=nodes), at, key, self._root_version_in(txn, at))
 
         return self._read(read)
 
@@ -385,8 +398,14 @@ class Store:
         def read(txn: Txn) -> StateUpdate:
             nodes = self._db["nodes"]
             base = self._root_in(txn)
-            root, new = tree.compute_update(partial(txn.get, db=nodes), base, frozen)
-            return StateUpdate(root, base, frozen, new)
+            head = self._head_in(txn)
+            version = 0 if head is None else head[0] + 1
+            # A cursor's get: positional, so cheaper per call than txn.get(k, db=...).
+            root, new = tree.compute_update(
+                txn.cursor(db=nodes).get, base, frozen,
+                version=version, root_version=self._root_version_in(txn, base),
+            )
+            return StateUpdate(root, base, frozen, new, version)
 
         return self._read(read)
 
@@ -402,13 +421,16 @@ class Store:
 
         Refused with StorageError (and nothing written) unless: the height is head + 1 (0 with
         a zero parent hash for the first block), the parent hash is the head's hash, the
-        header's state root is ``update.root``, ``update`` was computed on the current root
-        from exactly ``writes``, the receipts match the transactions and the header's tx root,
-        the certificate (if any) is for this block, and no transaction was committed before.
+        header's state root is ``update.root``, ``update`` was computed on the current root,
+        for this height, from exactly ``writes``, the receipts match the transactions and the
+        header's tx root, the certificate (if any) is for this block, and no transaction was
+        committed before.
         """
         header = block.header
         if header.state_root != update.root:
             raise StorageError("header state root differs from the computed state update")
+        if update.version != header.height:
+            raise StorageError("state update was computed for another height")
         if dict(writes) != update.writes:
             raise StorageError("state writes differ from those the state update was computed from")
         if len(receipts) != len(block.txs) or any(r.tx_hash != t.hash for r, t in zip(receipts, block.txs, strict=True)):
@@ -421,10 +443,16 @@ class Store:
             raise StorageError("certificate is for another block")
         block_bytes = block.encode()
         header_bytes = header.encode()
-        receipts_bytes = encoding.encode([r.to_obj() for r in receipts])
+        receipts_bytes = encoding.encode_encoded_list([r.encode() for r in receipts])
         cert_bytes = None if certificate is None else certificate.encode()
         hk = _h(header.height)
         state_items = sorted(writes.items())
+        state_puts = [kv for kv in state_items if kv[1] is not None]
+        state_deletes = [k for k, v in state_items if v is None]
+        pack_loc = struct.Struct(">QI").pack
+        tx_items = [(tx.hash, pack_loc(header.height, i)) for i, tx in enumerate(block.txs)]
+        # Sorted: all keys share the new version, which follows every stored one, so they
+        # are appended to the B-tree in order (full pages, no searching; see tree.py).
         node_items = sorted(update.nodes.items())
 
         def write(txn: Txn) -> None:
@@ -444,22 +472,27 @@ class Store:
             txn.put(hk, header_bytes, db=db["headers"])
             if not txn.put(block_hash, hk, db=db["hashes"], overwrite=False):
                 raise StorageError("block hash already stored")
-            txs_db = db["txs"]
-            for i, tx in enumerate(block.txs):
-                if not txn.put(tx.hash, struct.pack(">QI", header.height, i), db=txs_db, overwrite=False):
-                    raise StorageError(f"transaction {tx.hash.hex()[:16]} was committed before")
+            if tx_items:
+                _, added = txn.cursor(db=db["txs"]).putmulti(tx_items, overwrite=False)
+                if added != len(tx_items):
+                    txs_db = db["txs"]
+                    again = next((k.hex()[:16] for k, v in tx_items if txn.get(k, db=txs_db) != v), "")
+                    raise StorageError(f"transaction {again} was committed before")
             txn.put(hk, receipts_bytes, db=db["receipts"])
             if cert_bytes is not None:
                 txn.put(hk, cert_bytes, db=db["certs"])
             state = db["state"]
-            for k, v in state_items:
-                if v is None:
-                    txn.delete(k, db=state)
-                else:
-                    txn.put(k, v, db=state)
+            for k in state_deletes:
+                txn.delete(k, db=state)
+            if state_puts:
+                txn.cursor(db=state).putmulti(state_puts)
             if node_items:
                 cur = txn.cursor(db=db["nodes"])
-                cur.putmulti(node_items, overwrite=False)
+                # Append only when it is true; otherwise (never for heights that only grow)
+                # an ordinary insert keeps the store correct.
+                append = not cur.last() or cur.key() < node_items[0][0]
+                cur.putmulti(node_items, overwrite=False, append=append)
+                txn.put(update.root, _h(update.version), db=db["roots"])
             meta = db["meta"]
             txn.put(_HEAD, hk + block_hash, db=meta)
             txn.put(_ROOT, update.root, db=meta)

@@ -1,0 +1,199 @@
+"""Fast paths of the state tree and the block commit against their references.
+
+The tree's one-path walk (``_Updater.update_one``) must give the root of the naive reference
+and store exactly the records a from-scratch build of the same state stores (positions
+included: a promoted leaf must land at its new position). Commit's batched writes must keep
+refusing repeated transactions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accord import merkle
+from accord.errors import StorageError
+from accord.merkle import EMPTY, verify_state_proof
+from accord.storage import Store, tree
+from accord.types import Block, Receipt
+from tests.test_merkle_state import DictTree, ref_root
+from tests.test_storage_store import KEY, make_block
+
+
+def reachable(nodes: dict[bytes, bytes], root: bytes, version: int = 0) -> set[bytes]:
+    """Storage keys of every record of the tree at ``root`` (stored at ``version``)."""
+    out: set[bytes] = set()
+    todo = [(root, tree.version_bytes(version), 0, 0)]
+    while todo:
+        h, v, depth, pos = todo.pop()
+        if h == EMPTY:
+            continue
+        k = tree.node_key(v, depth, pos, h)
+        rec = nodes[k]
+        out.add(k)
+        if rec[0] == merkle.STATE_NODE_PREFIX[0]:
+            assert len(rec) == 81 and tree.record_hash(rec) == h
+            todo.append((rec[1:33], rec[65:73], depth + 1, pos * 2))
+            todo.append((rec[33:65], rec[73:81], depth + 1, pos * 2 + 1))
+    return out
+
+
+base_keys = st.integers(0, 400)
+ops = st.lists(
+    st.lists(st.tuples(st.integers(0, 600), st.one_of(st.none(), st.binary(max_size=6))), min_size=1, max_size=4),
+    min_size=1, max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 400), ops)
+def test_small_batches_over_a_big_tree(n: int, batches: list[list[tuple[int, bytes | None]]]) -> None:
+    """Batches of 1-4 writes (each mostly alone in its subtree) over a tree of n entries.
+
+    Single-version (the DictTree keeps version 0): the records reachable from the root
+    are exactly those of a fresh build of the same state.
+    """
+    state = {b"k%d" % i: b"v%d" % i for i in range(n)}
+    t = DictTree()
+    t.apply(dict(state))
+    for batch in batches:
+        writes = {b"k%d" % i: v for i, v in batch}
+        t.apply(writes)
+        for k, v in writes.items():
+            if v is None:
+                state.pop(k, None)
+            else:
+                state[k] = v
+        assert t.root == ref_root(state)
+    fresh = DictTree()
+    fresh.apply(dict(state))
+    assert fresh.root == t.root
+    live = reachable(t.nodes, t.root)
+    assert live == reachable(fresh.nodes, fresh.root)
+    assert all(t.nodes[k] == fresh.nodes[k] for k in live)
+    for k in [*state, *(b"k%d" % i for b in batches for i, _ in b)][:60]:
+        v, proof = t.prove(k)
+        assert v == state.get(k)
+        verify_state_proof(t.root, k, v, proof)
+
+
+def test_missing_node_is_reported() -> None:
+    t = DictTree()
+    t.apply({b"k%d" % i: b"v" for i in range(50)})
+    some = next(k for k, r in t.nodes.items() if r[0] == merkle.STATE_NODE_PREFIX[0] and tree.record_hash(r) != t.root)
+    del t.nodes[some]
+    with pytest.raises(StorageError):
+        for i in range(50):
+            t.apply({b"k%d" % i: b"w"})
+
+
+def test_repeated_transactions_are_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path, sync=False)
+    block, cert, receipts, update = make_block(store, {b"a": b"1"}, ntx=2)
+    store.commit_block(block, cert, receipts, {b"a": b"1"}, update)
+    # the same transaction twice in one block
+    nb, _, _, up = make_block(store, {b"b": b"2"}, ntx=1, nonce0=5)
+    twice = (nb.txs[0], nb.txs[0])
+    rs = [Receipt(t.hash, True, 1) for t in twice]
+    from dataclasses import replace
+
+    hdr = replace(nb.header, tx_count=2,
+                  tx_root=merkle.merkle_root([merkle.tx_leaf(t.hash, r.hash) for t, r in zip(twice, rs, strict=True)]))
+    before = dict(store.iter_state()), store.head(), store.stats()
+    with pytest.raises(StorageError, match="committed before"):
+        store.commit_block(Block(hdr, twice), None, rs, {b"b": b"2"}, up)
+    assert (dict(store.iter_state()), store.head(), store.stats()) == before
+    # a transaction of an earlier block, named in the error
+    old = block.txs[1]
+    rs = [Receipt(old.hash, True, 1)]
+    hdr = replace(nb.header, tx_root=merkle.merkle_root([merkle.tx_leaf(old.hash, rs[0].hash)]))
+    with pytest.raises(StorageError, match=old.hash.hex()[:16]):
+        store.commit_block(Block(hdr, (old,)), None, rs, {b"b": b"2"}, up)
+    assert (dict(store.iter_state()), store.head(), store.stats()) == before
+    # and the block itself, unchanged, still commits with its receipts readable
+    store.commit_block(nb, None, [Receipt(nb.txs[0].hash, True, 10, result=0)], {b"b": b"2"}, up)
+    assert store.get_receipts(1) == [Receipt(nb.txs[0].hash, True, 10, result=0)]
+    assert store.get_tx_location(nb.txs[0].hash) == (1, 0)
+    assert KEY.public_key == nb.txs[0].public_key
+    store.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 300), ops, st.integers(0, 3))
+def test_versioned_updates_and_history(n: int, batches: list[list[tuple[int, bytes | None]]], gap: int) -> None:
+    """One version per batch (as the store does per block): roots match the reference,
+    every new record is keyed at its batch's version, and proofs work under every old root
+    from the version its root is stored at."""
+    nodes: dict[bytes, bytes] = {}
+    state = {b"k%d" % i: b"v%d" % i for i in range(n)}
+    root, new = tree.compute_update(nodes.get, EMPTY, dict(state), version=0)
+    nodes.update(new)
+    history = [(root, 0, dict(state))]
+    version = 0
+    for batch in batches:
+        writes = {b"k%d" % i: v for i, v in batch}
+        base_version = version
+        version += 1 + gap  # versions only grow; heights without writes leave gaps
+        root, new = tree.compute_update(nodes.get, root, writes, version=version, root_version=history[-1][1])
+        assert all(k[:8] == tree.version_bytes(version) for k in new)
+        assert not set(new) & set(nodes)  # append-only: nothing overwritten
+        nodes.update(new)
+        for k, v in writes.items():
+            if v is None:
+                state.pop(k, None)
+            else:
+                state[k] = v
+        assert root == ref_root(state)
+        history.append((root, version if root != EMPTY else base_version, dict(state)))
+    for root, ver, snap in history:
+        assert root == EMPTY or reachable(nodes, root, ver)  # readable from its version
+        for k in [*snap, *(b"k%d" % i for b in batches for i, _ in b)][:40]:
+            v, proof = tree.prove(nodes.get, root, k, ver)
+            assert v == snap.get(k)
+            verify_state_proof(root, k, v, proof)
+
+
+def test_store_keys_nodes_by_height_and_proves_history(tmp_path: Path) -> None:
+    """Each block's tree records are keyed at its height, after all older ones; an update
+    computed for another height is refused; old roots stay provable after a reopen."""
+    from tests.test_storage_store import commit
+
+    store = Store(tmp_path, sync=False)
+    roots = []
+    state: dict[bytes, bytes] = {}
+    for h in range(5):
+        writes: dict[bytes, bytes | None] = {b"k%d" % i: b"%d" % h for i in range(h, h + 20)}
+        writes[b"k%d" % h] = None  # a delete each block: leaves move up
+        commit(store, writes)
+        for k, v in writes.items():
+            if v is None:
+                state.pop(k, None)
+            else:
+                state[k] = v
+        roots.append((store.state_root(), dict(state)))
+        with store._env.begin() as txn:
+            keys = [bytes(k) for k in txn.cursor(db=store._db["nodes"]).iternext(values=False)]
+        assert [int.from_bytes(k[:8], "big") for k in keys][-1] == h  # the newest run is last
+        assert {int.from_bytes(k[:8], "big") for k in keys} == set(range(h + 1))
+    # an update computed on this state but committed at another height
+    block, cert, receipts, update = make_block(store, {b"z": b"1"})
+    from dataclasses import replace
+
+    wrong = replace(update, version=update.version + 1)
+    with pytest.raises(StorageError, match="another height"):
+        store.commit_block(block, cert, receipts, {b"z": b"1"}, wrong)
+    store.close()
+    store = Store(tmp_path, sync=False)
+    for root, snap in roots:
+        assert root == ref_root(snap)
+        for k in [b"k%d" % i for i in range(26)]:
+            v, proof = store.prove_state(k, root)
+            assert v == snap.get(k)
+            verify_state_proof(root, k, v, proof)
+    with store.snapshot() as snap_:
+        v, proof = snap_.prove_state(b"k10")
+        verify_state_proof(roots[-1][0], b"k10", v, proof)
+    store.close()
