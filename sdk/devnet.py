@@ -13,7 +13,9 @@ validator's mempool sees each account's transactions in sequence.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -28,9 +30,15 @@ from typing import Any
 from .client import AsyncClient
 from .config import NodeConfig, demo_account, init_network
 from .crypto.ed25519 import AccountKey
-from .errors import AccordError
+from .errors import AccordError, Unavailable
 from .genesis import ConsensusParams, Genesis
 from .types import Tx
+
+RETRYABLE = frozenset({"mempool_full", "rate_limited", "unavailable", "bad_nonce"})
+"""Refusals a client answers by sending the same transaction again later (``bad_nonce``: an
+earlier nonce of the account was refused; it is sent again first)."""
+MAX_ATTEMPTS = 200
+"""A transfer refused this many times is given up (counted as rejected)."""
 
 
 def free_ports(count: int) -> list[int]:
@@ -93,8 +101,9 @@ class Validator:
 class Devnet:
     """Start, watch, kill and restart the validator processes of a network folder."""
 
-    def __init__(self, root: str | Path, genesis: Genesis | None = None) -> None:
+    def __init__(self, root: str | Path, genesis: Genesis | None = None, *, log_level: str = "WARNING") -> None:
         self.root = Path(root)
+        self.log_level = log_level
         self.genesis = genesis or Genesis.load(self.root / "genesis.json")
         self.validators: list[Validator] = []
         for v in self.genesis.validators:
@@ -105,12 +114,11 @@ class Devnet:
         """Start validator ``i`` (or all) as ``accord node DIR``; output goes to node.log."""
         for j, v in enumerate(self.validators):
             if (i is None or i == j) and not v.alive:
-                log = open(v.dir / "node.log", "ab")
-                v.proc = subprocess.Popen(
-                    [sys.executable, "-m", "accord.cli.main", "node", str(v.dir), "--log-level", "WARNING"],
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                )
-                log.close()
+                with open(v.dir / "node.log", "ab") as log:  # the child keeps its own descriptor
+                    v.proc = subprocess.Popen(
+                        [sys.executable, "-m", "accord.cli.main", "node", str(v.dir), "--log-level", self.log_level],
+                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    )
 
     def kill(self, i: int, sig: int = signal.SIGKILL) -> None:
         v = self.validators[i]
@@ -139,7 +147,7 @@ class Devnet:
                     try:
                         await c.status()
                         break
-                    except (AccordError, OSError, asyncio.TimeoutError):
+                    except (TimeoutError, AccordError, OSError):
                         if not v.alive:
                             raise AccordError(f"{v.name} exited; see {v.dir / 'node.log'}") from None
                         if time.monotonic() > deadline:
@@ -153,7 +161,7 @@ class Devnet:
             try:
                 async with AsyncClient(v.api_url, timeout=2.0) as c:
                     return await c.status()
-            except (AccordError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, AccordError, OSError):
                 return None
 
         return list(await asyncio.gather(*(one(v) for v in self.validators)))
@@ -180,6 +188,8 @@ class LoadStats:
     latencies: list[float] = field(default_factory=list)
     timeline: list[tuple[float, int, float]] = field(default_factory=list)  # (t, committed, p50)
     committed_hashes: set[bytes] = field(default_factory=set)
+    commit_log: list[tuple[float, float]] = field(default_factory=list)
+    """(commit time since the load started, latency) per committed transaction, for plots"""
 
     def summary(self, elapsed: float) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -216,6 +226,11 @@ class Load:
         self.sent_at: dict[bytes, float] = {}
         self._stop = asyncio.Event()
         self.presign_s = presign_s
+        self.t0 = time.monotonic()
+        self._queues: dict[int, collections.deque[Tx]] = {}
+        self._presigned_count = 0
+        self._acct = {k.public_key: i for i, k in enumerate(self.keys)}
+        self._attempts: collections.Counter[bytes] = collections.Counter()
 
     def _tx(self, key: AccountKey, to: bytes) -> Tx:
         nonce = self.nonces[key.address]
@@ -236,6 +251,46 @@ class Load:
     def stop(self) -> None:
         self._stop.set()
 
+    def presign(self, count: int, progress: Any = None) -> None:
+        """Sign the next ``count`` transfers now, in submission order.
+
+        Signing a transfer costs ~160 us in Python; at thousands per second that would eat the
+        core the validators need. A benchmark measures the ledger, not its load generator."""
+        task = progress.add_task("signing transfers", total=count) if progress is not None else None
+        for k in range(count):
+            acct = k % len(self.keys)
+            to = self.keys[(k + 1) % len(self.keys)].address
+            self._queues.setdefault(acct, collections.deque()).append(self._tx(self.keys[acct], to))
+            self._presigned_count += 1
+            if task is not None and k % 1000 == 999:
+                progress.update(task, advance=1000)
+        if task is not None:
+            progress.update(task, completed=count)
+
+    def _next_tx(self, k: int) -> Tx:
+        """The next transfer of account ``k % accounts``: a refused one again first (see _send),
+        then a presigned one, else one signed now."""
+        acct = k % len(self.keys)
+        q = self._queues.get(acct)
+        if q:
+            return q.popleft()
+        return self._tx(self.keys[acct], self.keys[(k + 1) % len(self.keys)].address)
+
+    def _requeue(self, txs: list[Tx]) -> None:
+        """Put refused transfers back into their accounts' queues, in nonce order.
+
+        A node that sheds load refuses with ``mempool_full`` (503), and the mempool admits
+        each account's nonces only in sequence, so the account's later transfers then fail
+        with ``bad_nonce``. A client sends them all again, in order; without that, one refusal
+        would strand the account for good. Latency still counts from the first attempt."""
+        by_acct: dict[int, list[Tx]] = {}
+        for tx in txs:
+            by_acct.setdefault(self._acct[tx.public_key], []).append(tx)
+        for acct, more in by_acct.items():
+            q = self._queues.get(acct) or collections.deque()
+            merged = {t.hash: t for t in [*q, *more]}
+            self._queues[acct] = collections.deque(sorted(merged.values(), key=lambda t: t.nonce))
+
     async def run(self, duration: float | None = None) -> None:
         """Submit at ``rate`` tx/s in 20 ms ticks until stopped (or ``duration`` passes)."""
         n = len(self.urls)
@@ -245,6 +300,7 @@ class Load:
         carry = 0.0
         k = 0
         start = time.monotonic()
+        self.t0 = start
         pending: set[asyncio.Task[None]] = set()
         try:
             while not self._stop.is_set():
@@ -255,9 +311,7 @@ class Load:
                 count, carry = int(carry), carry - int(carry)
                 batches: dict[int, list[Tx]] = {}
                 for _ in range(count):
-                    key = self.keys[k % len(self.keys)]
-                    to = self.keys[(k + 1) % len(self.keys)].address
-                    batches.setdefault((k % len(self.keys)) % n, []).append(self._tx(key, to))
+                    batches.setdefault((k % len(self.keys)) % n, []).append(self._next_tx(k))
                     k += 1
                 for node, txs in batches.items():
                     t = asyncio.create_task(self._send(clients[node], txs))
@@ -266,6 +320,9 @@ class Load:
                 await asyncio.sleep(max(0.0, start + tick * (int((now - start) / tick) + 1) - time.monotonic()))
             if pending:
                 await asyncio.wait(pending, timeout=10)
+            for q in self._queues.values():  # refused and never accepted: not "submitted"
+                for tx in q:
+                    self.sent_at.pop(tx.hash, None)
         finally:
             for c in clients:
                 await c.close()
@@ -273,40 +330,45 @@ class Load:
     async def _send(self, client: AsyncClient, txs: list[Tx]) -> None:
         t = time.monotonic()
         for tx in txs:
-            self.sent_at[tx.hash] = t
+            self.sent_at.setdefault(tx.hash, t)  # a retried transfer keeps its first time
+            self._attempts[tx.hash] += 1
         try:
-            results = await client.submit_many(txs)
-        except (AccordError, OSError, asyncio.TimeoutError):
-            self.stats.rejected += len(txs)
-            for tx in txs:
-                self.sent_at.pop(tx.hash, None)
-            return
+            results: list[bytes | AccordError] = await client.submit_many(txs)
+        except (TimeoutError, AccordError, OSError) as e:
+            results = [e if isinstance(e, AccordError) else Unavailable(str(e))] * len(txs)
+        retry: list[Tx] = []
         for tx, r in zip(txs, results, strict=True):
-            if isinstance(r, AccordError):
+            if not isinstance(r, AccordError) or r.code == "duplicate_tx":
+                self.stats.submitted += 1
+            elif r.code in RETRYABLE and not self._stop.is_set() and self._attempts[tx.hash] < MAX_ATTEMPTS:
+                self.stats.rejected += 1
+                retry.append(tx)
+            else:
                 self.stats.rejected += 1
                 self.sent_at.pop(tx.hash, None)
-            else:
-                self.stats.submitted += 1
+        if retry:
+            self._requeue(retry)
 
     async def watch(self, url: str) -> None:
         """Follow committed blocks on one validator and account latency of our transactions."""
         from .client import BlockCommitted
 
-        started = time.monotonic()
         async with AsyncClient(url) as c:
             async for item in c.stream(events=False):
                 if not isinstance(item, BlockCommitted):
                     continue
                 now = time.monotonic()
+                rel = now - self.t0
                 for h in item.tx_hashes:
                     at = self.sent_at.pop(h, None)
                     if at is not None:
                         self.stats.latencies.append(now - at)
                         self.stats.committed += 1
                         self.stats.committed_hashes.add(h)
+                        self.stats.commit_log.append((rel, now - at))
                 lat = self.stats.latencies[-2000:]
                 self.stats.timeline.append(
-                    (round(now - started, 3), self.stats.committed, statistics.median(lat) if lat else 0.0)
+                    (round(rel, 3), self.stats.committed, statistics.median(lat) if lat else 0.0)
                 )
 
 
@@ -320,3 +382,66 @@ def devnet_summary(genesis: Genesis, heads: dict[str, str], height: int, stats: 
         "head_hashes": heads,
         "pid": os.getpid(),
     }
+
+
+# --- the load generator as its own process (``python -m accord.devnet load ...``) -----------------
+
+
+async def _load_process(args: Any) -> dict[str, Any]:
+    """Drive a running network in ``args.root`` and return what the benchmark needs."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    root = Path(args.root)
+    genesis = Genesis.load(root / "genesis.json")
+    net = Devnet(root, genesis)
+    urls = [v.api_url for v in net.validators]
+    load = Load(genesis, urls, rate=args.rate, accounts=args.accounts)
+    await load.init_nonces()
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        load.presign(int(args.rate * args.duration * 1.02) + 100, progress)
+    watcher = asyncio.create_task(load.watch(urls[args.watch]))
+    await asyncio.sleep(0.5)  # the stream is open before the first transaction can commit
+    t_start = time.monotonic()
+    print(json.dumps({"started": True}), flush=True)  # the parent starts its clock and bar here
+    await load.run(args.duration)
+    submit_s = time.monotonic() - t_start
+    drain_until = time.monotonic() + args.drain
+    while load.sent_at and time.monotonic() < drain_until:
+        await asyncio.sleep(0.1)
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await watcher
+    st = load.stats
+    in_window = sum(1 for t, _ in st.commit_log if t <= args.duration)
+    return {
+        **st.summary(args.duration),
+        "tps": round(in_window / args.duration, 1),
+        "txs_committed_in_window": in_window,
+        "submit_s": round(submit_s, 2),
+        "uncommitted": len(load.sent_at),
+        "tx_bytes": len(load._queues[0][0].encode()) if load._queues.get(0) else None,
+        "commit_log": [(round(t, 3), round(lat, 4)) for t, lat in st.commit_log],
+    }
+
+
+def load_main(argv: list[str] | None = None) -> int:
+    """``python -m accord.devnet load --root DIR --rate R --duration S``: one JSON line out."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m accord.devnet load")
+    p.add_argument("command", choices=["load"])
+    p.add_argument("--root", required=True, help="the network folder (validators already running)")
+    p.add_argument("--rate", type=float, default=1000.0, help="transfers per second (open loop)")
+    p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--accounts", type=int, default=100)
+    p.add_argument("--watch", type=int, default=0, help="validator whose stream times commits")
+    p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for the last commits")
+    args = p.parse_args(argv)
+    result = asyncio.run(_load_process(args))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(load_main())

@@ -25,7 +25,9 @@ Rules this module keeps:
   that is behind asks a peer for the missing blocks by height and hands each one, with its
   certificate, to the core as :class:`BlockFetched`; the core checks the certificate and
   commits it like any other block. The core's own ``FetchBlock`` (a proposal or commit it
-  has votes for but not the body of) asks by hash.
+  has votes for but not the body of) asks by hash. Both go through the transport's
+  ``request``/``on_request`` in tasks of their own: ``_on_message`` never awaits, so two
+  peers fetching from each other cannot block each other's read loops.
 """
 
 from __future__ import annotations
@@ -61,10 +63,11 @@ from ..consensus import (
     Send,
     Tick,
     ValidateBlock,
+    sortition_value,
 )
 from ..crypto import bls
 from ..encoding import Value
-from ..errors import AccordError, DecodeError, ValidationError
+from ..errors import AccordError, DecodeError, MempoolFull, ValidationError
 from ..genesis import Genesis
 from ..keys import load_validator_key
 from ..mempool import Mempool
@@ -81,6 +84,10 @@ T = TypeVar("T")
 MAX_SYNC_BLOCKS = 16
 """Blocks per catch-up answer (a 5,000-tx block is ~1.3 MB; frames allow four blocks' worth
 of ``max_block_bytes``, and answers are also cut by size)."""
+
+
+MIN_BLOCK_TXS = 50
+"""Blocks are never cut below this many transactions by the build budget."""
 
 
 class Subscription:
@@ -137,6 +144,8 @@ class Node:
         addresses: dict[int, tuple[str, int]] | None = None,
         tick_ms: int = 20,
         status_interval: float = 1.0,
+        build_budget: float = 0.25,
+        backlog_rounds: int = 6,
     ) -> None:
         genesis.check()
         pk = bls.public_key(secret)
@@ -155,6 +164,9 @@ class Node:
         self._addresses = addresses
         self.tick_ms = tick_ms
         self.status_interval = status_interval
+        self.build_budget = build_budget
+        self.backlog_rounds = backlog_rounds
+        self._tx_cost = 100e-6  # seconds per transaction executed; measured as blocks run
         self.metrics = Registry()
         self._define_metrics()
         self.store: Any = None
@@ -170,6 +182,11 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._recent: OrderedDict[bytes, Block] = OrderedDict()
+        self._to_validate: dict[bytes, tuple[Block, float]] = {}
+        self._valid_best: dict[tuple[int, int], int] = {}  # (height, round) -> best valid ticket
+        self._validation_wake = asyncio.Event()
+        self._validating = False
+        self._validation_task: asyncio.Future[None] | None = None
         self._peer_heads: dict[int, int] = {}
         self._sync_inflight: dict[int, float] = {}
         self._submitted_at: dict[bytes, float] = {}
@@ -202,6 +219,17 @@ class Node:
         self.m_consensus = m.gauge("accord_consensus_events", "consensus core counters", ["kind"])
         self.m_sync = m.counter("accord_sync_blocks_total", "blocks fetched from peers while catching up")
         self.m_bad_msgs = m.counter("accord_bad_messages_total", "malformed messages from peers", ["kind"])
+        self.m_chain_op = m.histogram(
+            "accord_chain_op_seconds", "chain thread work per operation (build, validate, commit)", ["op"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+        )
+        self.m_shed = m.counter("accord_submissions_shed_total", "client submissions refused: backlog too long")
+        self.m_stale_builds = m.counter("accord_stale_builds_total", "builds skipped: the round had moved on")
+        self.m_tx_cost = m.gauge("accord_tx_exec_seconds", "measured execution cost per transaction (moving average)")
+        self.m_chain_wait = m.histogram(
+            "accord_chain_wait_seconds", "time a chain operation waited for earlier ones", ["op"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+        )
 
     def _collect(self) -> None:
         if self.mempool is not None:
@@ -226,6 +254,7 @@ class Node:
             return
         self._loop = asyncio.get_running_loop()
         self._chain_lock = asyncio.Lock()
+        self._validation_wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chain-{self.name}")
         data = self.home / self.config.data_dir
         self.store = Store(data, sync=self.config.sync)
@@ -246,7 +275,7 @@ class Node:
         self.transport = Transport(
             self.genesis, self.index, self._secret, host=self.config.host, port=self.config.port,
             addresses=self._addresses, config=self._net_config, metrics=self.metrics,
-            on_message=self._on_message, on_peer=self._on_peer,
+            on_message=self._on_message, on_peer=self._on_peer, on_request=self._on_request,
         )
         await self.transport.start()
         self.api = ApiServer(self, self.config.api_host, self.config.api_port, self._api_config)
@@ -276,12 +305,15 @@ class Node:
         if not self.running:
             return
         self.running = False
-        for t in self._tasks:
+        tasks = [*self._tasks, *([self._validation_task] if self._validation_task is not None else [])]
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
+        self._validation_task = None
+        self._to_validate.clear()
         if self.api is not None:
             await self.api.stop()
         if self.transport is not None:
@@ -367,6 +399,14 @@ class Node:
         assert self.mempool is not None and self.transport is not None
         if isinstance(tx, bytes | bytearray):
             tx = Tx.decode(bytes(tx))
+        backlog, limit = len(self.mempool), self._admission_limit()
+        if backlog >= limit:
+            # Load shedding: past a few rounds of backlog, every extra transaction only adds
+            # latency, and admitting it (decode, signature, gossip to every peer) takes the CPU
+            # that consensus and execution need. Measured without it on 2 cores: offered 2,000
+            # tx/s, commits fell from ~700 to ~250 tx/s. Refusing early keeps the plateau.
+            self.m_shed.inc()
+            raise MempoolFull(f"{backlog} transactions are waiting (limit {limit}); try again later")
         h = self.mempool.add(tx)
         self._submitted_at[h] = time.monotonic()
         if len(self._submitted_at) > 4 * self.config.mempool_size:
@@ -448,11 +488,11 @@ class Node:
             self._spawn(self._build(action))
         elif isinstance(action, ValidateBlock):
             self._remember(action.block)
-            self._spawn(self._validate(action.block))
+            self._queue_validation(action.block)
         elif isinstance(action, Commit):
             self._spawn(self._commit(action.block, action.certificate))
         elif isinstance(action, FetchBlock):
-            self.transport.send(action.from_index, Kind.BLOCK_REQUEST, ["hash", action.block_hash])
+            self._spawn(self._fetch(action.from_index, ["hash", action.block_hash]))
         else:  # pragma: no cover - the core's action set is closed
             log.error("unknown action %r", action)
 
@@ -465,19 +505,41 @@ class Node:
         if not task.cancelled() and task.exception() is not None:
             log.error("node task failed", exc_info=task.exception())
 
-    async def _chain_op(self, fn: Callable[[], T]) -> T:
+    async def _chain_op(self, fn: Callable[[], T], op: str = "other", txs: int = 0) -> T:
         """Run a chain operation on the chain thread, after every earlier one (FIFO)."""
         assert self._chain_lock is not None and self._loop is not None
+        t0 = time.monotonic()
         async with self._chain_lock:
-            return await self._loop.run_in_executor(self._executor, fn)
+            t1 = time.monotonic()
+            try:
+                return await self._loop.run_in_executor(self._executor, fn)
+            finally:
+                self._observe_op(op, t0, t1, txs)
+
+    def _observe_op(self, op: str, t0: float, t1: float, txs: int = 0) -> None:
+        t2 = time.monotonic()
+        self.m_chain_wait.observe(t1 - t0, op=op)
+        self.m_chain_op.observe(t2 - t1, op=op)
+        if txs >= MIN_BLOCK_TXS and op in ("build", "validate"):
+            # moving average of the execution cost per transaction (see _block_cap)
+            self._tx_cost = 0.7 * self._tx_cost + 0.3 * (t2 - t1) / txs
+            self.m_tx_cost.set(self._tx_cost)
+        if t2 - t0 > 0.5:
+            log.info("%s: slow %s: waited %.3f s, ran %.3f s", self.name, op, t1 - t0, t2 - t1)
 
     async def _build(self, a: BuildBlock) -> None:
         assert self.chain is not None and self.mempool is not None and self._chain_lock is not None
         chain, params = self.chain, self.genesis.consensus
+        t0 = time.monotonic()
         async with self._chain_lock:  # take txs only after earlier commits have landed
+            t1 = time.monotonic()
             if chain.head() != (a.height - 1, a.parent_hash):
                 return  # the head moved on: this build is stale
-            txs = self.mempool.take(params.max_block_txs, params.max_block_bytes - 64 * 1024)
+            if self.core is None or self.core.round != a.round:
+                self.m_stale_builds.inc()
+                return  # the round moved on: the core would drop the block; leave the txs pooled
+            txs = self.mempool.take(min(params.max_block_txs, self._block_cap()),
+                                    params.max_block_bytes - 64 * 1024)
             verified = frozenset(t.hash for t in txs)
             assert self._loop is not None
             block = await self._loop.run_in_executor(
@@ -485,8 +547,90 @@ class Node:
                 lambda: chain.build(txs, round=a.round, proposer=a.proposer_index,
                                     time_ms=self._now_ms(), sortition=a.sortition, verified=verified),
             )
+            self._observe_op("build", t0, t1, len(txs))
+        key = (block.height, block.header.round)  # our own block is valid by construction
+        ticket = sortition_value(block.header.sortition)
+        self._valid_best[key] = min(ticket, self._valid_best.get(key, ticket))
         self._remember(block)
         self._step(BlockBuilt(block))
+
+    def _admission_limit(self) -> int:
+        """Client submissions are refused beyond ``backlog_rounds`` blocks of backlog."""
+        limit = self.backlog_rounds * min(self.genesis.consensus.max_block_txs, self._block_cap())
+        return min(self.config.mempool_size, max(limit, 4 * MIN_BLOCK_TXS))
+
+    def _block_cap(self) -> int:
+        """How many transactions this node can execute within its build budget.
+
+        A block must be built, sent, validated by the others and voted on within one round;
+        a proposal that arrives late is dropped by every core, and if every block is too big
+        for the round no block ever commits (a livelock, seen on 2 shared cores above ~1,500
+        tx/s with fixed 5,000-tx blocks). The per-transaction cost is measured on this node
+        (builds and validations, so it includes CPU contention) and the block is cut so that
+        executing it takes ``build_budget`` of a round."""
+        budget_s = self.build_budget * self.genesis.consensus.round_ms / 1000
+        return max(MIN_BLOCK_TXS, int(budget_s / self._tx_cost))
+
+    def _queue_validation(self, block: Block) -> None:
+        """Validations wait in a priority queue, not in arrival order (see _next_validation)."""
+        assert self._loop is not None
+        self._to_validate[block.hash] = (block, self._loop.time())
+        self._validation_wake.set()
+        if not self._validating:
+            self._validating = True
+            self._validation_task = asyncio.ensure_future(self._validation_worker())
+            self._validation_task.add_done_callback(self._task_done)
+
+    def _next_validation(self) -> tuple[Block | None, float | None]:
+        """The most useful pending validation, or how long to wait for one to become due.
+
+        A round brings a proposal from each of its leaders, and executing one costs as much as
+        building it. The core votes for the best-ticket valid proposal, so: the newest round's
+        best ticket goes first; a proposal whose round already has a *better* proposal found
+        valid is deferred by one round (it is needed only if that round's block is
+        re-proposed under a lock later, and usually its height commits first, which drops it:
+        the core forgets a height's candidates when it commits). Deferring delays, never
+        refuses, so no proposal the core waits on is left unanswered while its height is open.
+        """
+        assert self.chain is not None and self._loop is not None
+        height, _ = self.chain.head()
+        for h in [h for h, (b, _) in self._to_validate.items() if b.height <= height]:
+            del self._to_validate[h]
+        for key in [k for k in self._valid_best if k[0] <= height]:
+            del self._valid_best[key]
+        if not self._to_validate:
+            return None, None
+        now, defer = self._loop.time(), self.genesis.consensus.round_ms / 1000
+        due: list[tuple[tuple[int, int, bytes], Block]] = []
+        wait: float | None = None
+        for b, arrived in self._to_validate.values():
+            ticket = sortition_value(b.header.sortition)
+            better = self._valid_best.get((b.height, b.header.round))
+            if better is not None and better < ticket and now < arrived + defer:
+                left = arrived + defer - now
+                wait = left if wait is None else min(wait, left)
+                continue
+            due.append(((-b.header.round, ticket, b.hash), b))
+        if not due:
+            return None, wait
+        best = min(due, key=lambda x: x[0])[1]
+        del self._to_validate[best.hash]
+        return best, None
+
+    async def _validation_worker(self) -> None:
+        try:
+            while self.running:
+                block, wait = self._next_validation()
+                if block is not None:
+                    await self._validate(block)
+                    continue
+                if wait is None:
+                    return
+                self._validation_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._validation_wake.wait(), wait)
+        finally:
+            self._validating = False
 
     async def _validate(self, block: Block) -> None:
         assert self.chain is not None and self.mempool is not None
@@ -501,8 +645,12 @@ class Node:
                 log.info("%s: proposal %s refused: %s", self.name, block.hash.hex()[:12], e)
                 return False
 
-        ok = await self._chain_op(check)
-        if not ok:
+        ok = await self._chain_op(check, "validate", len(block.txs))
+        if ok:
+            key = (block.height, block.header.round)
+            ticket = sortition_value(block.header.sortition)
+            self._valid_best[key] = min(ticket, self._valid_best.get(key, ticket))
+        else:
             self.m_invalid.inc()
         self._step(BlockValidated(block.hash, ok))
 
@@ -518,7 +666,7 @@ class Node:
             return chain.commit(block, cert)
 
         try:
-            receipts = await self._chain_op(commit)
+            receipts = await self._chain_op(commit, "commit")
         except AccordError as e:
             log.error("%s: commit of block %d failed: %s", self.name, block.height, e)
             return
@@ -567,6 +715,7 @@ class Node:
             self._sync_inflight.pop(index, None)
 
     async def _on_message(self, frm: int, kind: Kind, payload: Value) -> None:
+        """Handle one frame from a peer. Never awaits: it runs in the peer's read loop."""
         try:
             if kind == Kind.CONSENSUS:
                 if type(payload) is not bytes:
@@ -576,10 +725,8 @@ class Node:
                 self._on_txs(payload)
             elif kind == Kind.STATUS:
                 self._on_status(frm, payload)
-            elif kind == Kind.BLOCK_REQUEST:
-                await self._on_block_request(frm, payload)
-            elif kind == Kind.BLOCK_RESPONSE:
-                self._on_block_response(frm, payload)
+            else:  # catch-up goes through request/on_request; anything else is unexpected here
+                raise DecodeError(f"unexpected {kind.name} frame")
         except AccordError as e:
             self.m_bad_msgs.inc(kind=kind.name.lower())
             log.info("%s: bad %s from validator %d: %s", self.name, kind.name, frm, e)
@@ -607,9 +754,11 @@ class Node:
         self._peer_heads[frm] = payload[0]
         self._maybe_sync()
 
+    # --- catch-up (request / response through the transport) -----------------------------
+
     def _maybe_sync(self) -> None:
         """Ask the most advanced peer for the blocks we miss (one request per peer at a time)."""
-        if self.chain is None or self.transport is None or not self._peer_heads:
+        if not self.running or self.chain is None or self.transport is None or not self._peer_heads:
             return
         height, _ = self.chain.head()
         peer, best = max(self._peer_heads.items(), key=lambda kv: kv[1])
@@ -621,52 +770,81 @@ class Node:
         if now - self._sync_inflight.get(peer, 0.0) < 2.0:
             return
         self._sync_inflight[peer] = now
-        self.transport.send(peer, Kind.BLOCK_REQUEST, ["height", height + 1, MAX_SYNC_BLOCKS])
+        self._spawn(self._fetch(peer, ["height", height + 1, MAX_SYNC_BLOCKS], sync=True))
 
-    async def _on_block_request(self, frm: int, payload: Value) -> None:
+    async def _fetch(self, peer: int, body: Value, *, sync: bool = False) -> None:
+        """One catch-up request (by height or by hash); its answer goes to the core.
+
+        Runs as its own task: the transport's read loops never wait on it, so two peers
+        fetching from each other cannot deadlock."""
         assert self.transport is not None
-        if type(payload) is not list or not payload or payload[0] not in ("height", "hash"):
-            raise DecodeError("block request is ['height', from, count] or ['hash', hash]")
-        out: list[Value] = []
-        if payload[0] == "hash":
-            if len(payload) != 2 or type(payload[1]) is not bytes:
-                raise DecodeError("block request by hash is ['hash', hash]")
-            block = self._recent.get(payload[1]) or self.store.get_block_by_hash(payload[1])
-            if block is not None:
-                height = self.store.get_height_by_hash(block.hash)
-                cert = self.store.get_certificate(height) if height is not None else None
-                out.append([block.to_obj(), None if cert is None else cert.to_obj()])
-        else:
-            if len(payload) != 3 or type(payload[1]) is not int or type(payload[2]) is not int:
-                raise DecodeError("block request by height is ['height', from, count]")
-            start, count = payload[1], min(max(payload[2], 0), MAX_SYNC_BLOCKS)
-            budget = 2 * self.genesis.consensus.max_block_bytes
-            for h in range(start, start + count):
-                block = self.store.get_block(h)
-                cert = self.store.get_certificate(h)
-                if block is None or cert is None:
-                    break
-                raw = [block.to_obj(), cert.to_obj()]
-                budget -= len(encoding.encode(raw))
-                if out and budget < 0:
-                    break
-                out.append(raw)
-        if out:
-            await self.transport.send_wait(frm, Kind.BLOCK_RESPONSE, out, timeout=5.0)
+        try:
+            answer = await self.transport.request(peer, body, timeout=10.0)
+        except AccordError as e:  # not connected, timeout, busy: the next status or resend retries
+            log.info("%s: catch-up request to validator %d failed: %s", self.name, peer, e)
+            if sync:
+                self._sync_inflight.pop(peer, None)
+            return
+        try:
+            fetched = self._apply_fetched(answer)
+        except AccordError as e:
+            self.m_bad_msgs.inc(kind="block_response")
+            log.info("%s: bad catch-up answer from validator %d: %s", self.name, peer, e)
+            fetched = 0
+        if sync:
+            self._sync_inflight.pop(peer, None)
+            if fetched:
+                # the commits run on the chain thread; ask for more once they have landed
+                self._spawn(self._after_commits_sync())
 
-    def _on_block_response(self, frm: int, payload: Value) -> None:
-        if type(payload) is not list:
-            raise DecodeError("block response is a list")
-        self._sync_inflight.pop(frm, None)
-        fetched = 0
-        for item in payload:
+    async def _after_commits_sync(self) -> None:
+        assert self._chain_lock is not None
+        async with self._chain_lock:
+            pass
+        self._maybe_sync()
+
+    def _apply_fetched(self, payload: Value) -> int:
+        if type(payload) is not list or len(payload) > MAX_SYNC_BLOCKS:
+            raise DecodeError(f"block response is a list of at most {MAX_SYNC_BLOCKS} items")
+        items: list[tuple[Block, Certificate | None]] = []
+        for item in payload:  # decode everything before the core sees any of it
             if type(item) is not list or len(item) != 2:
                 raise DecodeError("block response item is [block, certificate]")
             block = Block.from_obj(item[0])
             cert = None if item[1] is None else Certificate.from_obj(item[1])
+            items.append((block, cert))
+        for block, cert in items:
             self._remember(block)
-            self._step(BlockFetched(block, cert))
-            fetched += 1
-        self.m_sync.inc(fetched)
-        if fetched:
-            self._maybe_sync()
+            self._step(BlockFetched(block, cert))  # the core verifies the certificate
+        self.m_sync.inc(len(items))
+        return len(items)
+
+    async def _on_request(self, frm: int, body: Value) -> Value:
+        """Answer a peer's catch-up request: blocks with their certificates."""
+        if type(body) is not list or not body or body[0] not in ("height", "hash"):
+            raise DecodeError("block request is ['height', from, count] or ['hash', hash]")
+        out: list[Value] = []
+        if body[0] == "hash":
+            if len(body) != 2 or type(body[1]) is not bytes:
+                raise DecodeError("block request by hash is ['hash', hash]")
+            block = self._recent.get(body[1]) or self.store.get_block_by_hash(body[1])
+            if block is not None:
+                height = self.store.get_height_by_hash(block.hash)
+                cert = self.store.get_certificate(height) if height is not None else None
+                out.append([block.to_obj(), None if cert is None else cert.to_obj()])
+            return out
+        if len(body) != 3 or type(body[1]) is not int or type(body[2]) is not int or body[1] < 1:
+            raise DecodeError("block request by height is ['height', from >= 1, count]")
+        start, count = body[1], min(max(body[2], 0), MAX_SYNC_BLOCKS)
+        budget = 2 * self.genesis.consensus.max_block_bytes
+        for h in range(start, start + count):
+            block = self.store.get_block(h)
+            cert = self.store.get_certificate(h)
+            if block is None or cert is None:
+                break
+            raw: list[Value] = [block.to_obj(), cert.to_obj()]
+            budget -= len(encoding.encode(raw))
+            if out and budget < 0:
+                break
+            out.append(raw)
+        return out

@@ -1,0 +1,169 @@
+"""``accord bench consensus``: a validator network on loopback under open-loop load.
+
+What it does: creates a fresh network in a temporary folder (or ``--dir``), starts each
+validator as its own ``accord node`` process with its own LMDB, and runs the load generator
+as a *separate* process (``python -m accord.devnet load``) that submits presigned token
+transfers at ``--rate`` per second, whatever the network does (open loop: queueing shows up
+as latency instead of slowing the generator down). Commit times come from one validator's
+WebSocket stream of committed blocks.
+
+Figures (one JSON line): ``tps`` is transactions committed within the ``--duration`` window
+divided by the window (so a network that falls behind is not flattered by its backlog);
+``p50_latency_s`` / ``p99_latency_s`` are submit-to-commit over every committed transaction
+(those committed while draining too); ``rate``, ``submitted``, ``rejected``, ``uncommitted``
+(submitted but not committed when the drain ended), ``height`` and ``validators``.
+``--plot FILE.png`` draws committed throughput and latency per second.
+
+Everything shares this machine's cores: the load process and the validators compete, as
+they would not on a real deployment of one validator per host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..devnet import Devnet, ensure_network
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--validators", type=int, default=4)
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of load")
+    p.add_argument("--rate", type=float, default=5000.0, help="transfers submitted per second")
+    p.add_argument("--accounts", type=int, default=1000, help="demo accounts sending transfers")
+    p.add_argument("--round-ms", type=int, default=1000)
+    p.add_argument("--stage2-ms", type=int, default=500)
+    p.add_argument("--max-block-txs", type=int, default=5000)
+    p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for commits after the load")
+    p.add_argument("--dir", type=Path, default=None, help="network folder (default: a fresh temporary one)")
+    p.add_argument("--plot", type=Path, default=None, help="draw throughput and latency to this PNG")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return asyncio.run(_run(args))
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    console = Console(stderr=True)
+    tmp = None
+    root: Path = args.dir
+    if root is None:
+        tmp = tempfile.mkdtemp(prefix="accord-bench-consensus-")
+        root = Path(tmp) / "net"
+    genesis = ensure_network(root, validators=args.validators, round_ms=args.round_ms,
+                             stage2_ms=args.stage2_ms, accounts=args.accounts,
+                             max_block_txs=args.max_block_txs)
+    net = Devnet(root, genesis)
+    load: subprocess.Popen[bytes] | None = None
+    try:
+        net.start()
+        await net.wait_ready()
+        start_height = max(s["height"] for s in await net.statuses() if s)
+        load = subprocess.Popen(
+            [sys.executable, "-m", "accord.devnet", "load", "--root", str(root), "--rate", str(args.rate),
+             "--duration", str(args.duration), "--accounts", str(args.accounts), "--drain", str(args.drain)],
+            stdout=subprocess.PIPE, stderr=None,
+        )
+        assert load.stdout is not None
+        loop = asyncio.get_running_loop()
+        first = await loop.run_in_executor(None, load.stdout.readline)  # after presigning
+        if not first:
+            raise RuntimeError("the load process exited before starting")
+        started = time.monotonic()
+        total = args.duration + args.drain
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.fields[info]}"), console=console, transient=True) as progress:
+            task = progress.add_task(f"load at {args.rate:g} tx/s", total=total, info="")
+            reader = loop.run_in_executor(None, load.stdout.read)
+            while not reader.done():
+                await asyncio.wait({reader}, timeout=1.0)
+                sts = await net.statuses()
+                heights = [s["height"] for s in sts if s]
+                pool = sum(s["mempool"] for s in sts if s)
+                progress.update(task, completed=min(total, time.monotonic() - started),
+                                info=f"height {max(heights, default=0)}  mempools {pool}")
+                for v in net.validators:
+                    if not v.alive:
+                        raise RuntimeError(f"{v.name} exited; see {v.dir / 'node.log'}")
+            out = reader.result()
+        if load.wait() != 0:
+            raise RuntimeError(f"the load process failed (exit {load.returncode})")
+        result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+        heads = await net.converged_heads(timeout=20.0)  # a commit may still be landing somewhere
+        sts = await net.statuses()
+        log = result.pop("commit_log")
+        if args.plot is not None:
+            plot(log, args.duration, args.rate, args.plot)
+        return {
+            "validators": genesis.n,
+            "tps": result["tps"],
+            "p50_latency_s": result["p50_latency_s"],
+            "p99_latency_s": result["p99_latency_s"],
+            "rate": args.rate,
+            "duration_s": args.duration,
+            "submitted": result["submitted"],
+            "rejected": result["rejected"],
+            "txs_committed": result["txs_committed"],
+            "txs_committed_in_window": result["txs_committed_in_window"],
+            "uncommitted": result["uncommitted"],
+            "tx_bytes": result["tx_bytes"],
+            "blocks": max(s["height"] for s in sts if s) - start_height,
+            "heads_agree": len(heads) == genesis.n and len(set(heads.values())) == 1,
+            "round_ms": args.round_ms,
+            "max_block_txs": args.max_block_txs,
+            **({"plot": str(args.plot)} if args.plot is not None else {}),
+        }
+    finally:
+        if load is not None and load.poll() is None:
+            load.kill()
+            load.wait()
+        net.stop()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def plot(log: list[tuple[float, float]], duration: float, rate: float, path: Path) -> None:
+    """Committed transactions per second and their median/p99 latency, per one-second bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not log:
+        return
+    t = np.array([x[0] for x in log])
+    lat = np.array([x[1] for x in log])
+    bins = np.arange(0, int(np.ceil(t.max())) + 1)
+    idx = np.digitize(t, bins) - 1
+    counts = np.bincount(idx, minlength=len(bins))
+    p50 = [float(np.median(lat[idx == b])) if (idx == b).any() else np.nan for b in range(len(bins))]
+    p99 = [float(np.percentile(lat[idx == b], 99)) if (idx == b).any() else np.nan for b in range(len(bins))]
+    fig, ax1 = plt.subplots(figsize=(9, 4.5))
+    ax1.bar(bins, counts, width=1.0, align="edge", color="#4c72b0", alpha=0.7, label="committed tx/s")
+    ax1.axhline(rate, color="#4c72b0", linestyle=":", label=f"offered {rate:g} tx/s")
+    ax1.axvline(duration, color="grey", linestyle="--", linewidth=0.8)
+    ax1.set_xlabel("seconds since the load started (dashed: load stops)")
+    ax1.set_ylabel("transactions committed per second")
+    ax2 = ax1.twinx()
+    ax2.plot(bins + 0.5, p50, color="#dd8452", label="p50 latency")
+    ax2.plot(bins + 0.5, p99, color="#c44e52", linestyle="--", label="p99 latency")
+    ax2.set_ylabel("submit-to-commit latency (s)")
+    h1, l1 = ax1.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax1.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8)
+    ax1.set_title("accord bench consensus: 4 validators on loopback, 2 cores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,52 @@
+"""``accord devnet --blocks N --json`` and ``accord bench consensus`` end to end (short runs).
+
+These check that the commands work and report coherent figures (every submitted transfer
+committed, heads agree); they assert nothing about speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def accord(*args: str, timeout: float = 180) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-m", "accord.cli.main", *args], capture_output=True,
+                         timeout=timeout, check=False)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    return json.loads(out.stdout.decode().strip().splitlines()[-1])
+
+
+def test_devnet_blocks_json(tmp_path: Path) -> None:
+    doc = accord("devnet", "--dir", str(tmp_path / "net"), "--blocks", "4", "--json", "--rate", "50",
+                 "--round-ms", "500", "--stage2-ms", "250")
+    assert doc["validators"] == 4
+    assert isinstance(doc["height"], int) and doc["height"] >= 4
+    heads = doc["head_hashes"]
+    assert isinstance(heads, dict) and len(heads) == 4 and len(set(heads.values())) == 1
+    assert isinstance(doc["txs_committed"], int) and doc["txs_committed"] > 0
+    assert isinstance(doc["tps"], float) and doc["tps"] > 0
+    # reusing the folder continues the same chain
+    again = accord("devnet", "--dir", str(tmp_path / "net"), "--blocks", "2", "--json", "--rate", "20",
+                   "--round-ms", "500", "--stage2-ms", "250")
+    assert again["height"] > doc["height"]  # type: ignore[operator]
+
+
+def test_bench_consensus_short_run_with_plot(tmp_path: Path) -> None:
+    plot = tmp_path / "consensus.png"
+    doc = accord("bench", "consensus", "--duration", "4", "--rate", "100", "--accounts", "40",
+                 "--round-ms", "500", "--stage2-ms", "250", "--drain", "8", "--json", "--plot", str(plot))
+    assert doc["bench"] == "consensus" and doc["validators"] == 4
+    assert doc["submitted"] == 400 and doc["rejected"] == 0
+    assert doc["txs_committed"] == doc["submitted"] and doc["uncommitted"] == 0
+    assert doc["heads_agree"] is True
+    assert 0 < doc["tps"] <= 100 * 1.05  # type: ignore[operator]
+    assert 0 < doc["p50_latency_s"] <= doc["p99_latency_s"]  # type: ignore[operator]
+    assert doc["tx_bytes"] and "machine" in doc
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
