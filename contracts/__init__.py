@@ -19,15 +19,19 @@ from .base import (
     method,
     state_key,
 )
-from .runtime import BlockResult, InvalidBlock, Runtime, code_hash
+from .loans import Loans
 from .mpc_loans import MpcLoans
 from .mpc_oracle import MpcOracle
+from .runtime import BlockResult, InvalidBlock, Runtime, code_hash
+from .shielded_pool import ShieldedPool
 from .token import Token
 
 BUILTINS: dict[str, type[Contract]] = {
     Token.name: Token,
     MpcOracle.name: MpcOracle,
     MpcLoans.name: MpcLoans,
+    ShieldedPool.name: ShieldedPool,
+    Loans.name: Loans,
 }
 
 __all__ = [

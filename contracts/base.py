@@ -296,7 +296,7 @@ class StateReader(Protocol):
 
 
 class ProofVerifier(Protocol):
-    def verify(self, circuit: str, proof: dict[str, Any], public_inputs: list[int]) -> bool: ...
+    def verify(self, circuit: str, proof: dict[str, Any] | bytes, public_inputs: list[int]) -> bool: ...
 
 
 class Oracle(Protocol):
@@ -517,7 +517,7 @@ class Context:
             self._depth -= 1
             (self.sender, self.contract, self.address, self.caller, self._prefix, self._readonly) = saved
 
-    def verify_proof(self, circuit: str, proof: dict[str, Any], public_inputs: list[int]) -> bool:
+    def verify_proof(self, circuit: str, proof: dict[str, Any] | bytes, public_inputs: list[int]) -> bool:
         """Check a zero-knowledge proof with the runtime's verifier (a pure function)."""
         verifier = self._rt.proof_verifier
         if verifier is None:

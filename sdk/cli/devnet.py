@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import sys
@@ -115,8 +116,7 @@ async def _main(args: argparse.Namespace) -> int:
         for t in tasks:
             t.cancel()
         for t in tasks:
-            try:
+            # shutting down: the tasks' errors were reported already
+            with contextlib.suppress(BaseException):
                 await t
-            except BaseException:  # noqa: S110 - shutting down; errors were reported already
-                pass
         net.stop()

@@ -1,0 +1,135 @@
+"""Proof verifiers for the contract runtime: ``verify(circuit, proof, public_inputs) -> bool``.
+
+The runtime's ``ctx.verify_proof`` delegates to one of these. Both read the verification keys
+from genesis (``Genesis.zk_circuits``: circuit name -> snarkjs vk JSON) and both give the same
+answer on every input (a test runs them over a corpus of valid and invalid proofs):
+
+* :class:`PyProofVerifier`: pure Python (py_ecc), no Node.js: light clients and any validator.
+* :class:`FastProofVerifier`: the same strict parsing in Python (canonical coordinates, points
+  on their curves, public inputs below r), then the pairing check in a long-lived snarkjs
+  worker, which also checks B's G2 subgroup. About 10 ms instead of ~0.5 s.
+
+A proof may be the snarkjs JSON object (or its text) or the 128 compressed bytes. Malformed
+input raises :class:`ProofError`, an unknown circuit :class:`ProofError` too; a well-formed
+proof that does not verify returns False.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import ProofError
+from . import groth16
+from .prover import SnarkjsWorker, shared_worker
+
+
+class _Base:
+    def __init__(self, vks: Mapping[str, Any]) -> None:
+        self._raw = dict(vks)
+        self._parsed: dict[str, groth16.VerifyingKey] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_genesis(cls, genesis: Any, **kw: Any) -> Any:
+        return cls(genesis.zk_circuits, **kw)
+
+    def circuits(self) -> list[str]:
+        return sorted(self._raw)
+
+    def key(self, circuit: str) -> groth16.VerifyingKey:
+        with self._lock:
+            vk = self._parsed.get(circuit)
+            if vk is None:
+                if circuit not in self._raw:
+                    raise ProofError(f"no verification key for circuit {circuit!r} in genesis")
+                vk = self._parsed[circuit] = groth16.parse_vk(self._raw[circuit])
+            return vk
+
+
+class PyProofVerifier(_Base):
+    """Pure-Python Groth16 verification."""
+
+    def verify(self, circuit: str, proof: Any, public_inputs: Sequence[Any]) -> bool:
+        vk = self.key(circuit)
+        p = groth16.parse_proof(proof)
+        inputs = groth16.parse_public(list(public_inputs), vk.n_public)
+        return groth16.verify_parsed(vk, p, inputs)
+
+
+class FastProofVerifier(_Base):
+    """Python parsing and checks, then snarkjs (WebAssembly) for the pairings."""
+
+    def __init__(self, vks: Mapping[str, Any], worker: SnarkjsWorker | None = None) -> None:
+        super().__init__(vks)
+        self._worker = worker
+
+    def verify(self, circuit: str, proof: Any, public_inputs: Sequence[Any]) -> bool:
+        vk = self.key(circuit)
+        p = _parse_proof_light(proof)
+        inputs = groth16.parse_public(list(public_inputs), vk.n_public)
+        worker = self._worker or shared_worker()
+        return worker.verify(self._raw[circuit], groth16.proof_to_json(p), inputs)
+
+
+def _parse_proof_light(proof: Any) -> groth16.Proof:
+    """Like :func:`groth16.parse_proof` but without the G2 subgroup multiplication (the worker
+    does that in WebAssembly): canonical coordinates and on-curve checks only."""
+    if isinstance(proof, bytes | bytearray):
+        # Decompression includes the subgroup check; compressed proofs pay it here.
+        return groth16.decompress_proof(bytes(proof))
+    import json
+
+    if isinstance(proof, str):
+        try:
+            proof = json.loads(proof)
+        except ValueError as e:
+            raise ProofError(f"proof is not JSON: {e}") from None
+    if not isinstance(proof, dict):
+        raise ProofError("proof must be a JSON object")
+    if proof.get("protocol", "groth16") != "groth16":
+        raise ProofError("only groth16 proofs are supported")
+    a = groth16.parse_g1(proof.get("pi_a"), "pi_a")
+    c = groth16.parse_g1(proof.get("pi_c"), "pi_c")
+    b = _parse_g2_on_curve(proof.get("pi_b"))
+    return groth16.Proof(a, b, c)
+
+
+def _parse_g2_on_curve(v: Any) -> groth16.G2Point:
+    from py_ecc.optimized_bn128 import FQ2, b2, is_on_curve
+
+    if not isinstance(v, list) or len(v) not in (2, 3):
+        raise ProofError("pi_b: expected [[x0, x1], [y0, y1], [z0, z1]]")
+    coords = []
+    for c in v:
+        if not isinstance(c, list) or len(c) != 2:
+            raise ProofError("pi_b: expected pairs of coordinates")
+        coords.append((groth16._int(c[0], "pi_b", groth16.Q), groth16._int(c[1], "pi_b", groth16.Q)))
+    if len(coords) == 3 and coords[2] != (1, 0):
+        raise ProofError("pi_b: expected affine coordinates (z = 1) and not infinity")
+    pt = (FQ2(list(coords[0])), FQ2(list(coords[1])), FQ2.one())
+    if not is_on_curve(pt, b2):
+        raise ProofError("pi_b: not on the curve (coordinate order is [c0, c1])")
+    return pt
+
+
+def verifier_from_genesis(genesis: Any, fast: bool | None = None) -> PyProofVerifier | FastProofVerifier:
+    """The proof verifier a node hands to its runtime.
+
+    ``fast=None`` picks the snarkjs worker when Node.js and the pinned npm tools are present and
+    the pure-Python verifier otherwise. Both accept and refuse exactly the same proofs (a test
+    runs them over one corpus), so validators with and without Node.js agree on every block.
+    """
+    if fast is None:
+        import shutil
+
+        from .tools import ZkToolError, node_bin, project_root
+
+        try:
+            project_root()
+            fast = shutil.which(node_bin()) is not None
+        except ZkToolError:
+            fast = False
+    cls = FastProofVerifier if fast else PyProofVerifier
+    return cls(genesis.zk_circuits)

@@ -1,0 +1,118 @@
+"""The build pipeline and the ceremony: cache keys, resumability, verified contributions, and
+the example of a user's own circuit and contract end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from accord.errors import ProofError, ValidationError
+from accord.zk import artifacts, build
+from accord.zk.ceremony import Ceremony, CeremonyParams
+from accord.zk.tools import ZkToolError
+
+pytestmark = pytest.mark.timeout(900)
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "zk_credit_score"
+
+
+def test_build_is_cached_by_source(tmp_path: Path) -> None:
+    src = tmp_path / "c.circom"
+    src.write_text(
+        'pragma circom 2.1.0;\ninclude "poseidon.circom";\n'
+        "template T() { signal input a; signal output h; component p = Poseidon(1);"
+        " p.inputs[0] <== a; h <== p.out; }\ncomponent main = T();\n")
+    first = build.build(build.file_spec(src))
+    assert first.r1cs.exists() and first.wasm.exists() and first.constraints > 0
+    assert build.build(build.file_spec(src)).folder == first.folder  # cached
+    src.write_text(src.read_text().replace("Poseidon(1)", "Poseidon(1) ") + "\n")
+    assert build.build(build.file_spec(src)).folder != first.folder  # new source, new key
+    with pytest.raises(ValidationError):
+        build.build(build.CircuitSpec("x", tmp_path / "missing.circom"))
+    nomain = tmp_path / "lib.circom"
+    nomain.write_text("pragma circom 2.1.0;\ntemplate T() { signal input a; }\n")
+    with pytest.raises(ValidationError):
+        build.file_spec(nomain)
+    bad = tmp_path / "bad.circom"
+    bad.write_text("pragma circom 2.1.0;\ncomponent main = Nope();\n")
+    with pytest.raises(ZkToolError):
+        build.build(build.file_spec(bad))
+
+
+def test_power_for_counts_public_inputs() -> None:
+    assert build.power_for(8088, 17) == 13
+    assert build.power_for(8175, 17) == 14  # 8175 + 17 + 1 > 8192
+
+
+def test_ceremony_resumes_and_verifies_contributions(tmp_path: Path) -> None:
+    src = tmp_path / "mul.circom"
+    src.write_text("pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;"
+                   " signal output c; c <== a * b; }\ncomponent main {public [a]} = M();\n")
+    spec = build.file_spec(src)
+    params = CeremonyParams(power=8, members=("a", "b"), seed="resume-test")
+    folder = tmp_path / "ceremony"
+    keys = artifacts.setup_circuit(spec, params, folder=folder)
+    assert keys.vk["nPublic"] == 2 and keys.zkey.exists()  # output c and input a
+    steps = sorted(p for p in folder.rglob("*") if p.is_file())
+    mtimes = {p: p.stat().st_mtime_ns for p in steps}
+    # kill the last steps: a re-run redoes only those
+    (folder / "phase1" / "final.ptau").unlink()
+    (folder / "phase1" / "verified.ok").unlink()
+    for p in (folder / "phase2").rglob("*"):
+        if p.name in ("final.zkey", "vk.json"):
+            p.unlink()
+    again = artifacts.setup_circuit(spec, params, folder=folder)
+    assert again.vk == keys.vk  # deterministic entropy: the same keys
+    for p in steps:
+        if p.name not in ("final.ptau", "verified.ok", "final.zkey", "vk.json"):
+            assert p.stat().st_mtime_ns == mtimes[p], p
+    # another ceremony's parameters in this folder are refused
+    with pytest.raises(ValidationError):
+        Ceremony(folder, CeremonyParams(power=8, members=("a", "c"), seed="resume-test"))
+    # a corrupted contribution is caught by the verification of the next one
+    (folder / "phase1" / "02_b.ptau").unlink()
+    (folder / "phase1" / "beacon.ptau").unlink()
+    (folder / "phase1" / "final.ptau").unlink()
+    (folder / "phase1" / "verified.ok").unlink()
+    first = folder / "phase1" / "01_a.ptau"
+    data = bytearray(first.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    first.write_bytes(bytes(data))
+    with pytest.raises(ZkToolError):
+        Ceremony(folder, params).run_phase1()
+
+
+def test_example_own_circuit_and_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("zk_credit_run", EXAMPLE / "run.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.main([])
+    assert out["ok"] and out["qualified"], out
+    with pytest.raises(ProofError):  # a score below the threshold has no proof
+        mod.main(["--score", "650"])
+    sys.modules.pop("contract", None)
+
+
+def test_cli_ceremony_writes_genesis(tmp_path: Path) -> None:
+    from accord.cli.main import main as cli
+    from accord.genesis import Genesis
+    from accord.zk import notes as zk
+
+    from .conftest import make_genesis
+
+    path = tmp_path / "genesis.json"
+    make_genesis(1).save(path)
+    reg = zk.RegulatorKey.from_seed(b"cli-regulator").public
+    args = ["zk", "ceremony", "--circuit", "shielded_transfer", "--depth",
+            str(artifacts.TEST_DEPTH), "--power", str(artifacts.TEST_POWER), "--members",
+            ",".join(artifacts.TEST_MEMBERS), "--seed", "accord-tests", "--genesis", str(path)]
+    assert cli([*args, "--regulator-public", f"{reg[0]},{reg[1]}"]) == 0
+    g = Genesis.load(path)
+    assert g.zk_circuits["shielded_transfer"] == artifacts.test_keys("shielded_transfer").vk
+    assert g.zk_params["shielded_pool"] == {"depth": artifacts.TEST_DEPTH}
+    assert g.zk_params["regulator"] == [str(reg[0]), str(reg[1])]
+    assert cli([*args, "--regulator-public", "1,2"]) == 1  # not a subgroup point

@@ -1,0 +1,170 @@
+"""The two Groth16 verifiers (pure Python with py_ecc; Python checks + snarkjs worker) give the
+same answer on a corpus of valid and invalid proofs: tampered points (off the curve, outside
+G2's subgroup, swapped, coordinates in the wrong order), public inputs replayed or >= r, and
+malformed JSON. Also: compressed proofs verify like JSON ones, and the CLI round trip."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from accord.cli.main import main as cli
+from accord.errors import ProofError
+from accord.zk import artifacts, groth16
+from accord.zk import notes as zk
+from accord.zk.verifier import FastProofVerifier, PyProofVerifier
+
+pytestmark = pytest.mark.timeout(900)
+CIRCUIT = "shielded_transfer"
+
+
+@pytest.fixture(scope="module")
+def sample() -> tuple[artifacts.CircuitKeys, dict[str, Any], list[int]]:
+    keys = artifacts.test_keys(CIRCUIT)
+    key = zk.SpendingKey.from_seed(b"verifier-tests")
+    tree = zk.MerkleTree(artifacts.TEST_DEPTH)
+    plan = zk.plan_transfer(key, [], [(key.address, 9)], tree,
+                            zk.RegulatorKey.from_seed(b"r").public, deposit=9,
+                            rng=random.Random(11))
+    proof, public = keys.prove(plan.circuit_input)
+    return keys, proof, public
+
+
+def _outcome(verifier: Any, proof: Any, public: Any) -> str:
+    try:
+        return "valid" if verifier.verify(CIRCUIT, proof, public) else "invalid"
+    except ProofError:
+        return "error"
+
+
+def _g2_outside_subgroup() -> list[list[str]]:
+    """A point on the G2 curve (the twist) that is not in the order-r subgroup."""
+    x0 = 1
+    while True:
+        x = (x0, 2)
+        rhs = groth16._fq2_mul(groth16._fq2_mul(x, x), x)
+        rhs = ((rhs[0] + groth16._B2[0]) % groth16.Q, (rhs[1] + groth16._B2[1]) % groth16.Q)
+        y = groth16._sqrt_fq2(rhs)
+        if y is not None:
+            return [[str(x[0]), str(x[1])], [str(y[0]), str(y[1])], ["1", "0"]]
+        x0 += 1
+
+
+def corpus(proof: dict[str, Any], public: list[int]) -> list[tuple[str, Any, Any, str]]:
+    """(name, proof, public, expected outcome)."""
+    cases: list[tuple[str, Any, Any, str]] = [("valid", proof, public, "valid")]
+    cases.append(("valid, compressed", groth16.compress_proof(proof), public, "valid"))
+    cases.append(("valid, JSON text", json.dumps(proof), [str(x) for x in public], "valid"))
+    p = copy.deepcopy(proof)
+    p["pi_a"], p["pi_c"] = proof["pi_c"], proof["pi_a"]
+    cases.append(("A and C swapped", p, public, "invalid"))
+    p = copy.deepcopy(proof)
+    p["pi_a"][1] = str(groth16.Q - int(proof["pi_a"][1]))
+    cases.append(("A negated", p, public, "invalid"))
+    p = copy.deepcopy(proof)
+    p["pi_a"][1] = str((int(proof["pi_a"][1]) + 1) % groth16.Q)
+    cases.append(("A off the curve", p, public, "error"))
+    p = copy.deepcopy(proof)
+    p["pi_b"] = [list(reversed(c)) for c in proof["pi_b"][:2]] + [["1", "0"]]
+    cases.append(("B in EVM coordinate order", p, public, "error"))
+    p = copy.deepcopy(proof)
+    p["pi_b"] = _g2_outside_subgroup()
+    cases.append(("B outside the G2 subgroup", p, public, "error"))
+    p = copy.deepcopy(proof)
+    p["pi_c"] = [str(int(proof["pi_c"][0]) + groth16.Q), proof["pi_c"][1], "1"]
+    cases.append(("C coordinate >= q", p, public, "error"))
+    p = copy.deepcopy(proof)
+    p["pi_a"] = ["0", "1", "0"]
+    cases.append(("A at infinity", p, public, "error"))
+    changed = list(public)
+    changed[zk.PUB_DEPOSIT] += 1
+    cases.append(("replayed with another deposit", proof, changed, "invalid"))
+    changed = list(public)
+    changed[zk.PUB_ROOT] += groth16.R
+    cases.append(("public input + r", proof, changed, "error"))
+    cases.append(("too few public inputs", proof, public[:-1], "error"))
+    cases.append(("malformed JSON", "{not json", public, "error"))
+    cases.append(("not an object", [1, 2, 3], public, "error"))
+    p = copy.deepcopy(proof)
+    p["pi_a"] = ["12x", "1", "1"]
+    cases.append(("non-numeric coordinate", p, public, "error"))
+    p = copy.deepcopy(proof)
+    del p["pi_b"]
+    cases.append(("missing B", p, public, "error"))
+    return cases
+
+
+def test_both_verifiers_agree_on_the_corpus(sample: Any) -> None:
+    keys, proof, public = sample
+    py = PyProofVerifier({CIRCUIT: keys.vk})
+    fast = FastProofVerifier({CIRCUIT: keys.vk})
+    for name, p, pub, expected in corpus(proof, public):
+        got_py = _outcome(py, p, pub)
+        got_fast = _outcome(fast, p, pub)
+        assert (got_py, got_fast) == (expected, expected), name
+
+
+def test_unknown_circuit_and_bad_vk(sample: Any) -> None:
+    keys, proof, public = sample
+    py = PyProofVerifier({CIRCUIT: keys.vk})
+    with pytest.raises(ProofError):
+        py.verify("nope", proof, public)
+    vk = copy.deepcopy(keys.vk)
+    vk["IC"] = vk["IC"][:-1]
+    with pytest.raises(ProofError):
+        PyProofVerifier({CIRCUIT: vk}).verify(CIRCUIT, proof, public)
+    with pytest.raises(ProofError):
+        groth16.parse_vk("{broken")
+    with pytest.raises(ProofError):
+        groth16.parse_vk({**keys.vk, "protocol": "plonk"})
+
+
+def test_cli_prove_and_verify(sample: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys, proof, public = sample
+    key = zk.SpendingKey.from_seed(b"cli")
+    plan = zk.plan_transfer(key, [], [(key.address, 4)], zk.MerkleTree(artifacts.TEST_DEPTH),
+                            zk.RegulatorKey.from_seed(b"r").public, deposit=4,
+                            rng=random.Random(2))
+    inp = tmp_path / "input.json"
+    inp.write_text(json.dumps({k: _str(v) for k, v in plan.circuit_input.items()}))
+    out = tmp_path / "proof.json"
+    vk = tmp_path / "vk.json"
+    vk.write_text(json.dumps(keys.vk))
+    ceremony = ["--power", str(artifacts.TEST_POWER), "--members", ",".join(artifacts.TEST_MEMBERS),
+                "--seed", "accord-tests", "--depth", str(artifacts.TEST_DEPTH)]
+    assert cli(["zk", "prove", "--circuit", CIRCUIT, *ceremony, "--input", str(inp),
+                "--out", str(out)]) == 0
+    assert cli(["zk", "verify", "--circuit", CIRCUIT, "--vk", str(vk), "--proof", str(out)]) == 0
+    assert cli(["zk", "verify", "--circuit", CIRCUIT, "--vk", str(vk), "--proof", str(out),
+                "--fast"]) == 0
+    doc = json.loads(out.read_text())
+    doc["public"][0] = str(int(doc["public"][0]) + 1)
+    out.write_text(json.dumps(doc))
+    assert cli(["zk", "verify", "--circuit", CIRCUIT, "--vk", str(vk), "--proof", str(out)]) == 1
+    out.write_text("{oops")
+    assert cli(["zk", "verify", "--circuit", CIRCUIT, "--vk", str(vk), "--proof", str(out)]) == 1
+    assert "invalid" in capsys.readouterr().err
+
+
+def _str(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_str(x) for x in v]
+    return str(v)
+
+
+def test_verifier_from_genesis(sample: Any) -> None:
+    from types import SimpleNamespace
+
+    from accord.zk.verifier import verifier_from_genesis
+
+    keys, proof, public = sample
+    g = SimpleNamespace(zk_circuits={CIRCUIT: keys.vk})
+    assert isinstance(verifier_from_genesis(g), FastProofVerifier)  # Node.js is here
+    for fast in (True, False):
+        v = verifier_from_genesis(g, fast=fast)
+        assert v.verify(CIRCUIT, groth16.compress_proof(proof), public)
