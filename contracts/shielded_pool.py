@@ -14,6 +14,9 @@ State (this contract's namespace):
 * ``"roots"`` the last :data:`ROOT_WINDOW` roots (a proof may use any of them, so a transfer
   built a few blocks ago still lands), newest last;
 * ``b"n" + nullifier`` -> 1: the spent set.
+* ``b"t" + level (1 byte) + position (8 bytes)`` -> the tree's node there (level 0: the leaves),
+  rewritten on every insert along the new leaf's path, so that ``path(index)`` can serve a
+  wallet its Merkle path from a node (a missing node is an empty subtree).
 
 Rules, checked before the proof (cheap first) and all before any effect: the root is in the
 window; both nullifiers are new and differ; the regulator key in the proof is genesis's; the
@@ -46,6 +49,10 @@ def _fe(b: bytes) -> int:
 
 def _b(x: int) -> bytes:
     return x.to_bytes(32, "big")
+
+
+def _node_key(level: int, position: int) -> bytes:
+    return b"t" + bytes([level]) + position.to_bytes(8, "big")
 
 
 def regulator_key_of(genesis_params: dict[str, object]) -> tuple[int, int]:
@@ -94,6 +101,7 @@ class ShieldedPool(Contract):
         for leaf in leaves:
             idx, cur = nxt, leaf
             for level in range(self.depth):
+                ctx.set(_node_key(level, idx), _b(cur))
                 if idx % 2 == 0:
                     filled[level] = cur
                     cur = hash2(cur, self.zeros[level])
@@ -179,6 +187,23 @@ class ShieldedPool(Contract):
     @method(readonly=True)
     def is_spent(self, ctx: Context, nullifier: bytes) -> bool:
         return ctx.has(b"n" + nullifier)
+
+    @method(readonly=True)
+    def path(self, ctx: Context, index: int) -> dict:
+        """The Merkle path of leaf ``index`` against the current root: ``siblings`` from the
+        leaf up, ``bits`` (1 where the node is a right child) and that ``root``. A wallet that
+        follows no events gets its witness from any node this way (and checks it against a root
+        a light client verified)."""
+        ctx.require(0 <= index < int(ctx.get("next", 0)), f"leaf {index} is not in the tree")
+        siblings, bits = [], []
+        i = index
+        for level in range(self.depth):
+            node = ctx.get(_node_key(level, i ^ 1))
+            siblings.append(bytes(node) if node is not None else _b(self.zeros[level]))
+            bits.append(i & 1)
+            i //= 2
+        return {"siblings": siblings, "bits": bits, "root": bytes(ctx.get("roots")[-1]),
+                "leaf": bytes(ctx.get(_node_key(0, index)))}
 
     @method(readonly=True)
     def size(self, ctx: Context) -> int:

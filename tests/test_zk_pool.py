@@ -19,7 +19,7 @@ from accord.config import builtin_contract_entries
 from accord.contracts import BUILTINS, Runtime, contract_address
 from accord.contracts.shielded_pool import ShieldedPool
 from accord.crypto.ed25519 import AccountKey
-from accord.errors import ProofError
+from accord.errors import AccordError, ProofError
 from accord.genesis import Genesis
 from accord.storage import Store
 from accord.types import Receipt, Tx
@@ -161,6 +161,23 @@ def test_deposit_transfer_withdraw_and_audit(ledger: Ledger) -> None:
     assert [(r.sender, r.value_1) for r in other] != [(r.sender, r.value_1) for r in rows]
 
 
+def test_nodes_serve_merkle_paths_that_match_the_wallet(ledger: Ledger) -> None:
+    if ledger.query("shielded_pool", "size") == 0:
+        plan = ledger.plan(A_KEY, [], [(A_KEY.address, 7)], deposit=7)
+        assert ledger.send(ALICE, "shielded_pool", "transact", **ledger.args(plan)).ok
+    size = ledger.query("shielded_pool", "size")
+    root = int.from_bytes(ledger.query("shielded_pool", "root"), "big")
+    for index in range(size):
+        got = ledger.query("shielded_pool", "path", index=index)
+        siblings = [int.from_bytes(s, "big") for s in got["siblings"]]
+        leaf = int.from_bytes(got["leaf"], "big")
+        assert (siblings, got["bits"]) == ledger.tree.path(index)
+        assert zk.root_from_path(leaf, siblings, got["bits"]) == root
+        assert int.from_bytes(got["root"], "big") == root
+    with pytest.raises(AccordError, match="not in the tree"):
+        ledger.query("shielded_pool", "path", index=size)
+
+
 def _rejected(ledger: Ledger, key: AccountKey, args: dict[str, Any], fragment: str) -> None:
     before = (ledger.pool_state()[:2], ledger.balance(ALICE.address))
     r = ledger.send(key, "shielded_pool", "transact", **args)
@@ -282,3 +299,4 @@ def test_regulator_cli_audit(ledger: Ledger, tmp_path: Path,
     assert cli(["regulator", "keygen", "--out", str(tmp_path / "new.json")]) == 0
     assert cli(["regulator", "audit", "--data", str(tmp_path / "nope"), "--key",
                 str(key_file)]) == 1
+
