@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from accord import encoding
 from accord.contracts.base import Contract, OracleUnavailable
+from accord.contracts.memory import MemoryState
 from accord.contracts.mpc_loans import MpcLoans
 from accord.contracts.mpc_oracle import MpcOracle
 from accord.contracts.runtime import Runtime, code_hash
@@ -34,19 +35,7 @@ from .conftest import make_genesis
 CONTRACTS: dict[str, type[Contract]] = {"mpc_oracle": MpcOracle, "mpc_loans": MpcLoans}
 
 
-class MemState:
-    def __init__(self) -> None:
-        self.kv: dict[bytes, bytes] = {}
-
-    def get_state(self, key: bytes) -> bytes | None:
-        return self.kv.get(key)
-
-    def apply(self, writes: dict[bytes, bytes | None]) -> None:
-        for k, v in writes.items():
-            if v is None:
-                self.kv.pop(k, None)
-            else:
-                self.kv[k] = v
+MemState = MemoryState
 
 
 class Chain:
@@ -159,7 +148,7 @@ def test_anti_stacking_end_to_end(setup):
         with pytest.raises(MpcError):
             open_result(other, rid, app["outputs"])
         # nothing on the chain state decodes to the balances or their sum
-        blob = b"".join(chain.state.kv.values())
+        blob = b"".join(chain.state.data.values())
         for secret in (40_000, 25_000, 10_000, 75_000):
             assert encoding.encode(secret) not in blob or secret < 128
 

@@ -29,6 +29,7 @@ from accord.contracts.base import (
     contract_address,
     state_key,
 )
+from accord.contracts.memory import MemoryState
 from accord.contracts.runtime import BlockResult, nonce_key
 from accord.crypto.ed25519 import AccountKey
 from accord.errors import (
@@ -49,21 +50,7 @@ BOB = AccountKey.from_name("bob")
 AUTH = AccountKey.from_name("authority")
 
 
-class DictState:
-    """A real, in-memory StateReader: committed state as a dict."""
-
-    def __init__(self, data: dict[bytes, bytes] | None = None) -> None:
-        self.data: dict[bytes, bytes] = dict(data or {})
-
-    def get_state(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def apply(self, writes: dict[bytes, bytes | None]) -> None:
-        for k, v in writes.items():
-            if v is None:
-                self.data.pop(k, None)
-            else:
-                self.data[k] = v
+DictState = MemoryState
 
 
 class Probe(Contract):

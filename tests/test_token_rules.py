@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from accord.config import builtin_contract_entries
 from accord.contracts import Runtime, contract_address
+from accord.contracts.memory import MemoryState
 from accord.contracts.runtime import BlockResult
 from accord.contracts.token import MAX_AMOUNT
 from accord.crypto.ed25519 import AccountKey
@@ -24,19 +25,7 @@ AUTH = AccountKey.from_name("authority")  # conftest's genesis authority
 START = [1_000, 500, 0, 7]
 
 
-class DictState:
-    def __init__(self, data: dict[bytes, bytes | None]) -> None:
-        self.data = {k: v for k, v in data.items() if v is not None}
-
-    def get_state(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def apply(self, writes: dict[bytes, bytes | None]) -> None:
-        for k, v in writes.items():
-            if v is None:
-                self.data.pop(k, None)
-            else:
-                self.data[k] = v
+DictState = MemoryState
 
 
 def genesis(balances: list[int] = START) -> Genesis:

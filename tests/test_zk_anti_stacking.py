@@ -13,6 +13,7 @@ import pytest
 from accord.config import builtin_contract_entries
 from accord.contracts import BUILTINS, Runtime
 from accord.contracts.loans import Loans
+from accord.contracts.memory import MemoryState
 from accord.crypto.ed25519 import AccountKey
 from accord.errors import ProofError, ValidationError
 from accord.types import Tx
@@ -80,19 +81,7 @@ def test_no_proof_with_a_forged_or_altered_attestation(keys: artifacts.CircuitKe
         keys.prove({**inp, "balance": [100]})
 
 
-class DictState:
-    def __init__(self, data: dict[bytes, bytes | None]) -> None:
-        self.data = {k: v for k, v in data.items() if v is not None}
-
-    def get_state(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def apply(self, writes: dict[bytes, bytes | None]) -> None:
-        for k, v in writes.items():
-            if v is None:
-                self.data.pop(k, None)
-            else:
-                self.data[k] = v
+DictState = MemoryState
 
 
 class LoanLedger:

@@ -23,6 +23,7 @@ from contract import THRESHOLD, CreditGate  # noqa: E402
 
 from accord.config import builtin_contract_entries  # noqa: E402
 from accord.contracts import BUILTINS, Runtime  # noqa: E402
+from accord.contracts.memory import MemoryState  # noqa: E402
 from accord.contracts.runtime import code_hash  # noqa: E402
 from accord.crypto import bls  # noqa: E402
 from accord.crypto.ed25519 import AccountKey  # noqa: E402
@@ -33,20 +34,7 @@ from accord.zk.ceremony import CeremonyParams, RichProgress  # noqa: E402
 from accord.zk.poseidon import poseidon  # noqa: E402
 from accord.zk.verifier import PyProofVerifier  # noqa: E402
 
-
-class MemState:
-    def __init__(self, data: dict[bytes, bytes | None]) -> None:
-        self.data = {k: v for k, v in data.items() if v is not None}
-
-    def get_state(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def apply(self, writes: dict[bytes, bytes | None]) -> None:
-        for k, v in writes.items():
-            if v is None:
-                self.data.pop(k, None)
-            else:
-                self.data[k] = v
+MemState = MemoryState
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
