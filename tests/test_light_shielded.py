@@ -6,9 +6,10 @@ small ceremony, cached on disk) are committed. The light client syncs, proves ea
 and receipt against certified headers, then checks the proof against the verification key in
 genesis. Tampered proofs, rebound arguments and reverted or non-pool transactions are refused.
 
-(Not on the 4-validator devnet: ``accord.node.Node`` wires its proof verifier through
-``accord.zk.verifier.verifier_from_genesis``, which does not exist yet, so a devnet whose
-genesis carries circuits cannot start. The ledger here is the API test's single validator.)
+The ledger here is the API tests' single validator, committing one block per call, so that
+replays and exact heights are easy to set up; the same checks against four Gosig validators are
+in ``test_light_zk_devnet.py``. The validator verifies proofs as a ``Node`` does
+(``accord.zk.verifier.verifier_from_genesis``: the snarkjs worker when Node.js is present).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from accord.storage import Store
 from accord.types import Tx
 from accord.zk import artifacts, groth16
 from accord.zk import notes as zk
-from accord.zk.verifier import PyProofVerifier
+from accord.zk.verifier import verifier_from_genesis
 
 from .conftest import make_genesis
 from .test_api_support import LocalNode
@@ -70,9 +71,7 @@ class PoolNode(LocalNode):
         self.secret = bls.demo_secret("v0")
         self.store = Store(path, sync=False)
         self.runtime = Runtime(genesis, {**BUILTINS, "shielded_pool": ShieldedPool},
-                               # The pure-Python verifier on the validator too: the snarkjs-backed
-                               # one currently refuses some valid compressed proofs (reported).
-                               proof_verifier=PyProofVerifier.from_genesis(genesis))
+                               proof_verifier=verifier_from_genesis(genesis))
         self.chain = Chain(genesis, self.store, self.runtime)
         self.mempool = Mempool(genesis.chain_id, self.chain.nonce_of)
         self.metrics = Registry()

@@ -17,6 +17,7 @@ from accord.cli.main import main as cli
 from accord.errors import ProofError
 from accord.zk import artifacts, groth16
 from accord.zk import notes as zk
+from accord.zk.prover import SnarkjsWorker
 from accord.zk.verifier import FastProofVerifier, PyProofVerifier
 
 pytestmark = pytest.mark.timeout(900)
@@ -168,3 +169,98 @@ def test_verifier_from_genesis(sample: Any) -> None:
     for fast in (True, False):
         v = verifier_from_genesis(g, fast=fast)
         assert v.verify(CIRCUIT, groth16.compress_proof(proof), public)
+
+
+# --- the fast verifier must never refuse what the pure-Python one accepts ---------------------
+
+
+@pytest.fixture(scope="module")
+def light_sample() -> tuple[artifacts.CircuitKeys, dict[str, Any], list[int]]:
+    """The case reported from the light-client tests: Alice's deposit of 100 with the light
+    regulator (the fast verifier was said to answer "pi_b: not in the prime-order subgroup of
+    G2" for its compressed proof). snarkjs randomizes each proof, so every run checks a fresh
+    proof of this statement."""
+    keys = artifacts.test_keys(CIRCUIT)
+    alice = zk.SpendingKey.from_seed(b"light-alice")
+    reg = zk.RegulatorKey.from_seed(b"light-regulator")
+    plan = zk.plan_transfer(alice, [], [(alice.address, 100)], zk.MerkleTree(artifacts.TEST_DEPTH),
+                            reg.public, rng=random.Random(3), deposit=100)
+    proof, public = keys.prove(plan.circuit_input)
+    return keys, proof, public
+
+
+def test_both_verifiers_agree_on_the_light_deposit(light_sample: Any) -> None:
+    keys, proof, public = light_sample
+    py = PyProofVerifier({CIRCUIT: keys.vk})
+    fast = FastProofVerifier({CIRCUIT: keys.vk})
+    for name, p, pub, expected in corpus(proof, public):
+        assert (_outcome(py, p, pub), _outcome(fast, p, pub)) == (expected, expected), name
+    assert fast.fallbacks == 0  # the worker decided every case itself
+
+
+class _RefusingWorker(SnarkjsWorker):
+    """Fault injection: a worker that answers "B not in G2" to every proof, as the reported
+    one did for a valid compressed proof."""
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        return {"id": 0, "ok": True, "valid": False, "reason": "B not in G2"}
+
+
+def test_fast_verifier_overrules_a_worker_that_refuses_a_valid_b(light_sample: Any) -> None:
+    keys, proof, public = light_sample
+    fast = FastProofVerifier({CIRCUIT: keys.vk}, worker=_RefusingWorker())
+    assert fast.verify(CIRCUIT, groth16.compress_proof(proof), public) is True
+    assert fast.verify(CIRCUIT, proof, public) is True
+    assert fast.fallbacks == 2
+    changed = list(public)
+    changed[zk.PUB_DEPOSIT] += 1
+    assert fast.verify(CIRCUIT, proof, changed) is False  # Python's pairing check, not the worker's word
+    # A B really outside the subgroup is still refused, with PyProofVerifier's error.
+    p = copy.deepcopy(proof)
+    p["pi_b"] = _g2_outside_subgroup()
+    with pytest.raises(ProofError, match="subgroup"):
+        fast.verify(CIRCUIT, p, public)
+    assert fast.fallbacks == 3
+
+
+def test_fast_verifier_without_a_working_worker(light_sample: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A validator whose Node.js is gone (the worker cannot start) gives the same answers."""
+    keys, proof, public = light_sample
+    monkeypatch.setenv("ACCORD_NODE", "/nonexistent/accord-test-node")
+    fast = FastProofVerifier({CIRCUIT: keys.vk}, worker=SnarkjsWorker())
+    assert fast.verify(CIRCUIT, groth16.compress_proof(proof), public) is True
+    with pytest.raises(ProofError):
+        fast.verify(CIRCUIT, "{not json", public)
+    assert fast.fallbacks == 1
+
+
+def _child_worker_pid(conn: Any) -> None:
+    from accord.zk.prover import shared_worker
+
+    w = shared_worker()
+    reply = w.request("ping")
+    proc = w._proc
+    conn.send((reply.get("ok"), proc.pid if proc is not None else None))
+    w.close()
+    conn.close()
+
+
+def test_forked_child_does_not_share_the_parents_worker() -> None:
+    """Replies on a shared pipe could reach the wrong process (with equal request ids): a
+    forked child must talk to a Node process of its own."""
+    import multiprocessing
+
+    from accord.zk.prover import shared_worker
+
+    parent = shared_worker()
+    assert parent.request("ping")["ok"]
+    assert parent._proc is not None
+    parent_node = parent._proc.pid
+    ctx = multiprocessing.get_context("fork")
+    a, b = ctx.Pipe()
+    child = ctx.Process(target=_child_worker_pid, args=(b,))
+    child.start()
+    ok, child_node = a.recv()
+    child.join(30)
+    assert ok and child_node is not None and child_node != parent_node
+    assert parent.request("ping")["ok"] and parent._proc.pid == parent_node

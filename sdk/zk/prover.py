@@ -5,13 +5,15 @@ process proves in ~2 s and verifies in ~10 ms (see the README's figures). The wo
 proving key once and keeps it in memory.
 
 :class:`SnarkjsWorker` is thread-safe (one request at a time) and restarts itself if the Node
-process dies; :func:`shared_worker` returns one per Python process.
+process dies; :func:`shared_worker` returns one per Python process (a forked child starts its
+own Node process instead of sharing the parent's pipes).
 """
 
 from __future__ import annotations
 
 import atexit
 import json
+import os
 import subprocess
 import threading
 from pathlib import Path
@@ -29,8 +31,18 @@ class SnarkjsWorker:
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         self._next_id = 0
+        self._pid = os.getpid()
 
     def _ensure(self) -> subprocess.Popen[str]:
+        if self._pid != os.getpid():
+            # A forked child inherits the parent's pipes and request counter: if both used the
+            # same Node process, their replies would interleave and, with equal ids, one could
+            # take the other's answer (say, another proof's "B not in G2"). The child leaves the
+            # parent's process alone and starts its own. (Popen.poll() in the child happens to
+            # report the parent's Node process as ended, ECHILD, which had the same effect; this
+            # says it on purpose, and keeps close() in the child away from the parent's process.)
+            self._pid = os.getpid()
+            self._proc = None
         if self._proc is None or self._proc.poll() is not None:
             try:
                 self._proc = subprocess.Popen(
@@ -85,7 +97,7 @@ class SnarkjsWorker:
 
     def close(self) -> None:
         with self._lock:
-            if self._proc is not None:
+            if self._proc is not None and self._pid == os.getpid():
                 try:
                     assert self._proc.stdin is not None
                     self._proc.stdin.close()

@@ -7,7 +7,9 @@ answer on every input (a test runs them over a corpus of valid and invalid proof
 * :class:`PyProofVerifier`: pure Python (py_ecc), no Node.js: light clients and any validator.
 * :class:`FastProofVerifier`: the same strict parsing in Python (canonical coordinates, points
   on their curves, public inputs below r), then the pairing check in a long-lived snarkjs
-  worker, which also checks B's G2 subgroup. About 10 ms instead of ~0.5 s.
+  worker, which also checks B's G2 subgroup. About 10 ms instead of ~0.5 s. When the worker
+  refuses a proof or fails, the pure-Python checks decide (see ``fallbacks``), so a faulty or
+  missing worker can never make this verifier disagree with :class:`PyProofVerifier`.
 
 A proof may be the snarkjs JSON object (or its text) or the 128 compressed bytes. Malformed
 input raises :class:`ProofError`, an unknown circuit :class:`ProofError` too; a well-formed
@@ -16,6 +18,7 @@ proof that does not verify returns False.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,6 +26,9 @@ from typing import Any
 from ..errors import ProofError
 from . import groth16
 from .prover import SnarkjsWorker, shared_worker
+from .tools import ZkToolError
+
+log = logging.getLogger(__name__)
 
 
 class _Base:
@@ -64,13 +70,28 @@ class FastProofVerifier(_Base):
     def __init__(self, vks: Mapping[str, Any], worker: SnarkjsWorker | None = None) -> None:
         super().__init__(vks)
         self._worker = worker
+        #: Proofs with B in G2 that the worker refused or could not decide, decided in Python
+        #: instead (the worker is only a fast path: the answer must be the pure-Python one).
+        self.fallbacks = 0
 
     def verify(self, circuit: str, proof: Any, public_inputs: Sequence[Any]) -> bool:
         vk = self.key(circuit)
         p = _parse_proof_light(proof)
         inputs = groth16.parse_public(list(public_inputs), vk.n_public)
         worker = self._worker or shared_worker()
-        return worker.verify(self._raw[circuit], groth16.proof_to_json(p), inputs)
+        try:
+            return worker.verify(self._raw[circuit], groth16.proof_to_json(p), inputs)
+        except (ProofError, ZkToolError) as e:
+            # Everything but B's subgroup was checked above, so a refusal here is either
+            # "B not in G2" or a worker fault (a crash, an exception inside the worker). Either
+            # way the pure-Python checks decide: a genuine subgroup failure raises the same
+            # ProofError as PyProofVerifier, anything else gets the reference pairing check.
+            # A validator whose worker misbehaves thus still agrees with one without Node.js.
+            strict = groth16.parse_proof(groth16.proof_to_json(p))  # includes the subgroup check
+            with self._lock:
+                self.fallbacks += 1
+            log.warning("snarkjs worker did not accept a proof whose B is in G2 (%s): verifying in Python", e)
+            return groth16.verify_parsed(vk, strict, inputs)
 
 
 def _parse_proof_light(proof: Any) -> groth16.Proof:

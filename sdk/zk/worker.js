@@ -64,14 +64,17 @@ async function handle(req) {
   if (req.op === "verify") {
     // snarkjs checks that the points are on their curves and the public inputs below r; we
     // add the G2 subgroup check for B (G2 has a cofactor), as the Python verifier does.
+    // Only a completed check may answer "B not in G2": an exception here (malformed B, or a
+    // fault inside the worker) is an error reply, never a verdict about the proof, so that
+    // the caller can tell a refused proof from a worker that could not decide.
     const curve = await bn128();
-    let inSubgroup = false;
+    let b;
     try {
-      const b = curve.G2.fromObject(req.proof.pi_b.map((c) => c.map((v) => BigInt(v))));
-      inSubgroup = curve.G2.isValid(b) && curve.G2.isZero(curve.G2.timesScalar(b, curve.r));
+      b = curve.G2.fromObject(req.proof.pi_b.map((c) => c.map((v) => BigInt(v))));
     } catch (e) {
-      inSubgroup = false;
+      return { ok: false, error: "pi_b: cannot parse: " + String((e && e.message) || e) };
     }
+    const inSubgroup = curve.G2.isValid(b) && curve.G2.isZero(curve.G2.timesScalar(b, curve.r));
     if (!inSubgroup) return { ok: true, valid: false, reason: "B not in G2", ms: ms() };
     const valid = await snarkjs.groth16.verify(req.vk, req.publicSignals, req.proof);
     return { ok: true, valid: valid === true, ms: ms() };
