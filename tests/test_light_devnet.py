@@ -5,55 +5,30 @@ state value; skip ahead; restart from the stored trusted state without re-syncin
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
 from accord.client import Client
-from accord.config import demo_account, init_network
-from accord.devnet import free_ports
-from accord.genesis import ConsensusParams, Genesis
+from accord.config import demo_account
 from accord.light import LightClient
-from accord.node import Node
 from accord.types import Tx
+
+from .inproc import ThreadedNetwork
 
 pytestmark = pytest.mark.timeout(180)
 T = TypeVar("T")
 
 
-class Devnet:
+class Devnet(ThreadedNetwork):
     """Four validators on a private event-loop thread (the tests use blocking clients)."""
 
     def __init__(self, root: Path) -> None:
-        ports = free_ports(8)
-        self.genesis: Genesis = init_network(
-            root, validators=4, genesis_time_ms=int(time.time() * 1000), deterministic=True,
-            ports=ports[:4], api_ports=ports[4:], consensus=ConsensusParams(round_ms=400, stage2_ms=200),
-        )
-        self.root = root
-        self.urls = [f"http://127.0.0.1:{p}" for p in ports[4:]]
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="light-devnet", daemon=True)
-        self.thread.start()
-        self.nodes = [Node.from_dir(root / f"validator-{i}") for i in range(4)]
-        for n in self.nodes:
-            self.run(n.start())
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        for n in self.nodes:
-            self.run(n.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
+        super().__init__(root, name="light-devnet")
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,9 @@ A tampered proof is refused, and the validators themselves revert a tampered sub
 
 from __future__ import annotations
 
-import asyncio
 import random
-import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,15 +21,14 @@ from typing import Any, TypeVar
 import pytest
 
 from accord.client import Client
-from accord.config import demo_account, init_network
-from accord.devnet import free_ports
+from accord.config import demo_account
 from accord.errors import ProofError
-from accord.genesis import ConsensusParams, Genesis
 from accord.light import LightClient, shielded_transfer
-from accord.node import Node
 from accord.types import Receipt, Tx
 from accord.zk import artifacts, groth16
 from accord.zk import notes as zk
+
+from .inproc import ThreadedNetwork
 
 pytestmark = pytest.mark.timeout(300)
 T = TypeVar("T")
@@ -42,42 +39,16 @@ A_KEY = zk.SpendingKey.from_seed(b"light-devnet-alice")
 B_KEY = zk.SpendingKey.from_seed(b"light-devnet-bob")
 
 
-class ZkDevnet:
+class ZkDevnet(ThreadedNetwork):
     """Four validators with the shielded pool on a private event-loop thread."""
 
     def __init__(self, root: Path, keys: artifacts.CircuitKeys) -> None:
-        ports = free_ports(8)
-        base = init_network(
-            root, validators=4, genesis_time_ms=int(time.time() * 1000), deterministic=True,
-            ports=ports[:4], api_ports=ports[4:], consensus=ConsensusParams(round_ms=400, stage2_ms=200),
-        )
         reg = REG.public
-        # init_network writes a plain genesis; add the circuit key and pool parameters before
-        # any node reads it (every node loads the same file, so they agree on the genesis hash).
-        self.genesis: Genesis = base.model_copy(update={
+        super().__init__(root, name="light-zk-devnet", customize=lambda g: g.model_copy(update={
             "zk_circuits": {"shielded_transfer": keys.vk},
             "zk_params": {"regulator": [str(reg[0]), str(reg[1])],
                           "shielded_pool": {"depth": artifacts.TEST_DEPTH}},
-        })
-        self.genesis.save(root / "genesis.json")
-        self.root = root
-        self.urls = [f"http://127.0.0.1:{p}" for p in ports[4:]]
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="light-zk-devnet", daemon=True)
-        self.thread.start()
-        self.nodes = [Node.from_dir(root / f"validator-{i}") for i in range(4)]
-        for n in self.nodes:
-            self.run(n.start())
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        for n in self.nodes:
-            self.run(n.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
+        }))
 
 
 @dataclass
