@@ -11,7 +11,10 @@ Figures (one JSON line): ``tps`` is transactions committed within the ``--durati
 divided by the window (so a network that falls behind is not flattered by its backlog);
 ``p50_latency_s`` / ``p99_latency_s`` are submit-to-commit over every committed transaction
 (those committed while draining too); ``rate``, ``submitted``, ``rejected``, ``uncommitted``
-(submitted but not committed when the drain ended), ``height`` and ``validators``.
+(submitted but not committed when the drain ended), ``height`` and ``validators``;
+``validators_cpu_s`` (CPU time of all validator processes from the load's start to the end of
+the drain) and ``cpu_ms_per_tx`` (that over the transactions committed): on a shared machine
+the cost per transaction is steadier than the throughput.
 ``--plot FILE.png`` draws committed throughput and latency per second.
 
 Everything shares this machine's cores: the load process and the validators compete, as
@@ -81,6 +84,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         if not first:
             raise RuntimeError("the load process exited before starting")
         started = time.monotonic()
+        cpu0 = _cpu_seconds([v.proc.pid for v in net.validators if v.proc is not None])
         total = args.duration + args.drain
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(),
                       TextColumn("{task.fields[info]}"), console=console, transient=True) as progress:
@@ -97,6 +101,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                     if not v.alive:
                         raise RuntimeError(f"{v.name} exited; see {v.dir / 'node.log'}")
             out = reader.result()
+        cpu_s = _cpu_seconds([v.proc.pid for v in net.validators if v.proc is not None]) - cpu0
         if load.wait() != 0:
             raise RuntimeError(f"the load process failed (exit {load.returncode})")
         result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
@@ -119,6 +124,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "uncommitted": result["uncommitted"],
             "tx_bytes": result["tx_bytes"],
             "blocks": max(s["height"] for s in sts if s) - start_height,
+            "validators_cpu_s": round(cpu_s, 1),
+            "cpu_ms_per_tx": round(1000 * cpu_s / result["txs_committed"], 3) if result["txs_committed"] else None,
             "heads_agree": len(heads) == genesis.n and len(set(heads.values())) == 1,
             "round_ms": args.round_ms,
             "max_block_txs": args.max_block_txs,
@@ -131,6 +138,25 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         net.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (Linux ``/proc``; 0 elsewhere).
+
+    CPU per committed transaction is the figure that other work on a shared machine
+    disturbs least: throughput and latency move with whatever else runs, CPU cost much less."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / tick
 
 
 def plot(log: list[tuple[float, float]], duration: float, rate: float, path: Path) -> None:

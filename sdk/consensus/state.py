@@ -35,7 +35,9 @@ stage I (proposal) and, for its last ``stage2_ms``, stage II (agreement).
   application for a block (:class:`BuildBlock`) and proposes what comes back.
 * **Proposals.** A proposal is accepted if its ticket verifies and wins for (height, round,
   our parent), its block extends our head, and (for a re-proposal) its justification is a valid
-  P-quorum for that block. The application then checks the block (:class:`ValidateBlock`).
+  P-quorum for that block. The application then checks the block (:class:`ValidateBlock`),
+  lazily: only the round's best proposal not known to be invalid (and a re-proposed locked
+  block), since no other can get this validator's P vote.
 * **Stage II start: prepare.** Take the best-priority (lowest ticket) proposal of the round. If
   the application found it valid and the lock rules allow it, sign P for it. Lock rules: not
   locked at this height, or the candidate is the locked block, or the candidate's justification
@@ -98,7 +100,7 @@ from ..errors import AccordError, DecodeError, GenesisError
 from ..types import Block, Certificate, vote_message
 from .aggregate import PHASE_C, PHASE_P, Aggregate, certificate_counts, verify_certificate
 from .crypto import Crypto, Signer, sortition_value
-from .messages import Proposal, decode_message
+from .messages import Proposal, ProposalCache, decode_message
 from .sortition import sortition_message, threshold
 
 SAFETY_KEY = b"consensus/safety"
@@ -376,6 +378,9 @@ class Core:
         # simulator): decoding is a pure function of the bytes and decoded messages are never
         # mutated, so sharing them changes no result. Nodes leave it None.
         self._decode_cache = decode_cache
+        # Without a shared cache, recent proposals are still decoded once each: validators
+        # re-send their proposal during the round and a block holds thousands of transactions.
+        self._proposals = ProposalCache() if decode_cache is None else None
         self._head_agg: Aggregate | None = None  # the C-quorum of our last commit, for laggards
         self._head_time = 0
         self._helped: set[int] = set()
@@ -515,7 +520,7 @@ class Core:
         msg = cache.get(payload) if cache is not None else None
         if msg is None:
             try:
-                msg = decode_message(payload, self.n, self.max_msg)
+                msg = decode_message(payload, self.n, self.max_msg, self._proposals)
             except DecodeError:
                 self.stats.garbage += 1
                 return
@@ -526,9 +531,9 @@ class Core:
         if isinstance(msg, Aggregate):
             self._on_aggregate(frm, msg)
         else:
-            self._on_proposal(frm, msg)
+            self._on_proposal(frm, msg, len(payload))
 
-    def _on_proposal(self, frm: int, prop: Proposal) -> None:
+    def _on_proposal(self, frm: int, prop: Proposal, size: int | None = None) -> None:
         if prop.height < self.height:
             self.stats.stale += 1
             return
@@ -544,15 +549,13 @@ class Core:
         if known is not None:
             self._answer_worse(frm, prop.round, known)
             return
-        if not self._proposal_ok(prop):
+        if not self._proposal_ok(prop, size):
             self.stats.bad_proposal += 1
             return
         self._add_candidate(prop, sortition_value(prop.sortition))
         if prop.justify is not None:
             self._on_aggregate_verified(frm, prop.justify, forward=False)
-        if bh not in self.valid:
-            self.valid[bh] = None
-            self._out.append(ValidateBlock(prop.block))
+        self._request_validation(prop.round)
         best = self._best(prop.round)
         if self.gossip and best is not None and best.proposal is prop:
             self._spread(prop.encode(), exclude=frm)
@@ -570,11 +573,13 @@ class Core:
         if best is not None and best.order < got.order:
             self._out.append(Send(frm, best.proposal.encode()))
 
-    def _proposal_ok(self, prop: Proposal) -> bool:
+    def _proposal_ok(self, prop: Proposal, size: int | None = None) -> bool:
         h = prop.block.header
         if h.chain_id != self.p.chain_id or h.height != self.height or h.parent_hash != self.head_hash:
             return False
-        if len(prop.block.encode()) > self.p.max_block_bytes:
+        # The block's canonical bytes are a strict part of the proposal's ``size`` bytes, so a
+        # proposal within the limit holds a block within it; only a larger one is re-encoded.
+        if (size is None or size > self.p.max_block_bytes) and len(prop.block.encode()) > self.p.max_block_bytes:
             return False
         if prop.justify is None:
             if (h.round, h.proposer, h.sortition) != (prop.round, prop.proposer, prop.sortition):
@@ -816,10 +821,43 @@ class Core:
             return True
         return prop.justify is not None and prop.justify.round > lock.round
 
+    def _request_validation(self, r: int) -> None:
+        """Ask the application to validate only what this validator may prepare in round r.
+
+        Executing a block costs as much as building it, and a round has several leaders;
+        only the best-priority proposal (lowest ticket) can get our P vote, so it alone is
+        validated, plus the locked block if it is re-proposed. A worse proposal is validated
+        only once every better one is known to be invalid (``_on_validated`` calls back here).
+        A better proposal arriving later is requested when it arrives. Which blocks get
+        validated never changes what is voted for: ``_try_prepare`` waits for the best
+        proposal's verdict and falls back to the best *valid* one exactly as before."""
+        cs = self.cands.get(r)
+        if not cs:
+            return
+        lock = self.lock
+        for c in sorted(cs.values(), key=lambda c: c.order):
+            bh = c.proposal.block.hash
+            if lock is not None and bh == lock.block_hash and bh not in self.valid:
+                self.valid[bh] = None
+                self._out.append(ValidateBlock(c.proposal.block))
+        for c in sorted(cs.values(), key=lambda c: c.order):
+            bh = c.proposal.block.hash
+            if bh not in self.valid:
+                self.valid[bh] = None
+                self._out.append(ValidateBlock(c.proposal.block))
+                return
+            if self.valid[bh] is not False:
+                return  # the best not known invalid is valid or being validated
+            # known invalid: the next best is the one that matters
+
     def _on_validated(self, bh: bytes, ok: bool) -> None:
         if bh not in self.valid:
             return
         self.valid[bh] = ok
+        if not ok:
+            for r in sorted(self.cands):
+                if any(c.proposal.block.hash == bh for c in self.cands[r].values()):
+                    self._request_validation(r)
         self._try_prepare()
 
     # --- commit and catch-up -----------------------------------------------------------

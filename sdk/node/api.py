@@ -565,6 +565,9 @@ class ClientApi:
                     items.append(e)
         if len(items) > self.config.max_batch_txs:
             raise TooLarge(f"a batch holds at most {self.config.max_batch_txs} transactions")
+        batch = getattr(self.node, "submit_batch", None)
+        if batch is not None:
+            return await self._submit_batch_fast(batch, items)
         results: list[s.BatchItem] = []
         accepted = 0
         for i, item in enumerate(items):
@@ -584,6 +587,26 @@ class ClientApi:
             results.append(s.BatchItem(tx_hash=h.hex()))
         self.m_txs.inc(accepted)
         return _json(s.SubmitTxBatchResponse(accepted=accepted, results=results))
+
+    async def _submit_batch_fast(self, batch: Any, items: list[bytes | AccordError]) -> web.Response:
+        """The node admits the whole batch in one call (signatures checked in bulk, off the
+        loop for large batches); the answer is the same JSON as the per-item path, written
+        without a pydantic model per transaction."""
+        raw = [x for x in items if not isinstance(x, AccordError)]
+        admitted = iter(await _resolve(batch(raw)))
+        results: list[dict[str, Any]] = []
+        accepted = 0
+        for item in items:
+            r = item if isinstance(item, AccordError) else next(admitted)
+            if isinstance(r, AccordError):
+                self.m_rejected.inc(code=r.code)
+                results.append({"tx_hash": None, "error": {"code": r.code, "message": r.message}})
+            else:
+                accepted += 1
+                results.append({"tx_hash": r.hex(), "error": None})
+        self.m_txs.inc(accepted)
+        body = json.dumps({"accepted": accepted, "results": results}, separators=(",", ":"))
+        return web.Response(body=body.encode(), content_type="application/json")
 
     def _cached_block(self, height: int) -> _CachedBlock:
         """Block ``height`` with its receipts, decoded once (worker threads only)."""

@@ -21,6 +21,11 @@ Rules this module keeps:
   always sees that commit, and the event loop stays free to move votes while a 5,000-tx block
   executes.
 * The mempool and the core are touched only on the event loop's thread.
+* Transaction admission (client batches and peers' gossip) goes through one FIFO queue:
+  large batches have their Ed25519 signatures checked on a verify thread first (a pure
+  function of the bytes; PyNaCl releases the GIL), then every batch is admitted on the loop
+  in arrival order with all the mempool's rules. Order matters: an account's nonces must
+  arrive in sequence and gossip is never retried.
 * Catch-up: validators exchange their heads (``STATUS``) every ``status_interval``; a node
   that is behind asks a peer for the missing blocks by height and hands each one, with its
   certificate, to the core as :class:`BlockFetched`; the core checks the certificate and
@@ -33,12 +38,13 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,10 +73,10 @@ from ..consensus import (
 )
 from ..crypto import bls
 from ..encoding import Value
-from ..errors import AccordError, DecodeError, MempoolFull, ValidationError
+from ..errors import AccordError, DecodeError, MempoolFull, TooLarge, ValidationError
 from ..genesis import Genesis
 from ..keys import load_validator_key
-from ..mempool import Mempool
+from ..mempool import Mempool, verify_signatures
 from ..metrics import Registry
 from ..net.frames import Kind
 from ..net.transport import NetConfig, Transport
@@ -85,6 +91,9 @@ MAX_SYNC_BLOCKS = 16
 """Blocks per catch-up answer (a 5,000-tx block is ~1.3 MB; frames allow four blocks' worth
 of ``max_block_bytes``, and answers are also cut by size)."""
 
+
+SIG_CACHE_TXS = 100_000
+"""Hashes of transactions with known-good signatures kept (see ``Node._sig_ok``)."""
 
 MIN_BLOCK_TXS = 50
 """Blocks are never cut below this many transactions by the build budget."""
@@ -146,6 +155,7 @@ class Node:
         status_interval: float = 1.0,
         build_budget: float = 0.25,
         backlog_rounds: int = 6,
+        verify_off_loop: int = 32,
     ) -> None:
         genesis.check()
         pk = bls.public_key(secret)
@@ -166,6 +176,17 @@ class Node:
         self.status_interval = status_interval
         self.build_budget = build_budget
         self.backlog_rounds = backlog_rounds
+        self.verify_off_loop = verify_off_loop
+        """Batches of at least this many new transactions have their signatures checked on a
+        worker thread (0: always on the loop). Smaller ones are not worth the hand-off."""
+        self._verify_pool: ThreadPoolExecutor | None = None
+        self._admissions: collections.deque[_Admission] = collections.deque()
+        self._admitting = False
+        self._sig_ok: OrderedDict[bytes, None] = OrderedDict()
+        """Hashes of transactions whose signature is known good (bounded, oldest dropped):
+        checked on the verify thread, or part of a block that validated (execution checks
+        every signature it is not told about). A hash fixes the whole signed transaction, so
+        neither admission nor validation needs to check such a signature again."""
         self._tx_cost = 100e-6  # seconds per transaction executed; measured as blocks run
         self.metrics = Registry()
         self._define_metrics()
@@ -256,6 +277,7 @@ class Node:
         self._chain_lock = asyncio.Lock()
         self._validation_wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chain-{self.name}")
+        self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"verify-{self.name}")
         data = self.home / self.config.data_dir
         self.store = Store(data, sync=self.config.sync)
         runtime = Runtime(self.genesis, self._contracts, **self._runtime_hooks())
@@ -323,6 +345,16 @@ class Node:
                 pass
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        for job in self._admissions:
+            if job.done.done():
+                continue
+            if job.source is None:  # a client waits for it: answer with an error
+                job.done.set_exception(AccordError("node stopped"))
+            else:  # nobody awaits a gossip batch
+                job.done.cancel()
+        self._admissions.clear()
+        if self._verify_pool is not None:
+            self._verify_pool.shutdown(wait=True)
         for sub in list(self._subscribers):
             await sub.aclose()
         self.metrics.remove_collector(self._collect)
@@ -413,6 +445,128 @@ class Node:
             self._submitted_at.clear()  # bounded: only latency accounting is lost
         self.transport.gossip_tx(tx.encode())
         return h
+
+    def submit_batch(self, items: list[Tx | bytes]) -> Awaitable[list[bytes | AccordError]]:
+        """Admit many transactions, in order; per item its hash or the AccordError refusing it.
+
+        Same checks, errors and load shedding as :meth:`submit` applied to each item in turn;
+        the signatures of a large batch are checked on a worker thread first (see
+        ``verify_off_loop``). Call it on the node's loop (the API does) and await the result.
+        """
+        assert self.mempool is not None and self.transport is not None
+        entries: list[Tx | AccordError] = []
+        for item in items:
+            if isinstance(item, Tx):
+                entries.append(item)
+                continue
+            try:
+                entries.append(Tx.decode(bytes(item)))
+            except AccordError as e:
+                entries.append(e)
+        return self._enqueue_admission(entries, source=None)
+
+    def _admit_submitted(self, entries: list[Tx | AccordError], verdicts: dict[bytes, bool]) -> list[bytes | AccordError]:
+        """Admission of client transactions on the loop (load shedding, mempool, gossip)."""
+        assert self.mempool is not None and self.transport is not None
+        mempool, limit = self.mempool, self._admission_limit()
+        verdict = self._signature_verdict(verdicts)
+        out: list[bytes | AccordError] = []
+        now = time.monotonic()
+        for e in entries:
+            if isinstance(e, AccordError):
+                out.append(e)
+                continue
+            if len(mempool) >= limit:  # load shedding, exactly as in _submit
+                self.m_shed.inc()
+                out.append(MempoolFull(f"{len(mempool)} transactions are waiting (limit {limit}); try again later"))
+                continue
+            r = mempool.add_many((e,), verdict)[0]
+            out.append(r)
+            if isinstance(r, bytes):
+                self._submitted_at[r] = now
+                self.transport.gossip_tx(e.encode())
+        if len(self._submitted_at) > 4 * self.config.mempool_size:
+            self._submitted_at.clear()  # bounded: only latency accounting is lost
+        return out
+
+    def _enqueue_admission(self, entries: list[Tx | AccordError], source: int | None) -> asyncio.Future[list[bytes | AccordError]]:
+        """Queue a batch for admission; batches are admitted strictly in arrival order.
+
+        Order matters: an account's nonces must reach the mempool in sequence, and a gossip
+        batch is never retried. Each batch's signature checks start at once on the verify
+        thread (one thread: FIFO), and one task admits the batches on the loop in order."""
+        assert self._loop is not None and self.mempool is not None
+        mempool = self.mempool
+        known = self._sig_ok
+        fresh = [e for e in entries if isinstance(e, Tx) and not mempool.contains(e.hash) and e.hash not in known]
+        verdicts: asyncio.Future[dict[bytes, bool]] | None = None
+        if self.verify_off_loop > 0 and len(fresh) >= self.verify_off_loop and self._verify_pool is not None:
+            verdicts = self._loop.run_in_executor(self._verify_pool, verify_signatures, fresh)
+        job = _Admission(entries, source, verdicts, self._loop.create_future())
+        if not self._admissions and not self._admitting and verdicts is None:
+            self._admitting = True  # nothing queued ahead of it: admit now, on the loop
+            try:
+                self._finish_admission(job, {})
+            finally:
+                self._admitting = False
+            return job.done
+        self._admissions.append(job)
+        if not self._admitting:
+            self._admitting = True
+            self._spawn(self._admission_worker())
+        return job.done
+
+    async def _admission_worker(self) -> None:
+        try:
+            while self._admissions and self.running:
+                job = self._admissions[0]
+                verdicts: dict[bytes, bool] = {}
+                if job.verdicts is not None:
+                    try:
+                        verdicts = await job.verdicts
+                    except Exception:  # the checks are then done inline by the mempool
+                        log.exception("%s: signature batch failed", self.name)
+                self._admissions.popleft()
+                self._note_verified(h for h, ok in verdicts.items() if ok)
+                self._finish_admission(job, verdicts)
+        finally:
+            self._admitting = False
+
+    def _note_verified(self, hashes: Iterable[bytes]) -> None:
+        known = self._sig_ok
+        for h in hashes:
+            known[h] = None
+        excess = len(known) - SIG_CACHE_TXS
+        for _ in range(max(0, excess)):
+            known.popitem(last=False)
+
+    def _signature_verdict(self, verdicts: dict[bytes, bool]) -> Callable[[bytes], bool | None]:
+        known = self._sig_ok
+
+        def verdict(h: bytes) -> bool | None:
+            v = verdicts.get(h)
+            if v is None and h in known:
+                return True
+            return v
+
+        return verdict
+
+    def _finish_admission(self, job: _Admission, verdicts: dict[bytes, bool]) -> None:
+        if job.done.done():
+            return
+        try:
+            if job.source is None:
+                result = self._admit_submitted(job.entries, verdicts)
+            else:
+                result = self._admit_gossiped(job.entries, verdicts)
+        except Exception as e:
+            if job.source is None:
+                job.done.set_exception(e)
+            else:  # nobody awaits a gossip batch: say what went wrong here
+                log.exception("%s: admitting a gossip batch failed", self.name)
+                job.done.set_result([])
+            return
+        job.done.set_result(result)
 
     def has_pending(self, tx_hash: bytes) -> bool:
         return self.mempool is not None and self.mempool.contains(tx_hash)
@@ -635,7 +789,8 @@ class Node:
     async def _validate(self, block: Block) -> None:
         assert self.chain is not None and self.mempool is not None
         chain, mempool = self.chain, self.mempool
-        verified = frozenset(t.hash for t in block.txs if mempool.contains(t.hash))
+        known = self._sig_ok
+        verified = frozenset(t.hash for t in block.txs if mempool.contains(t.hash) or t.hash in known)
 
         def check() -> bool:
             try:
@@ -647,6 +802,7 @@ class Node:
 
         ok = await self._chain_op(check, "validate", len(block.txs))
         if ok:
+            self._note_verified(t.hash for t in block.txs)
             key = (block.height, block.header.round)
             ticket = sortition_value(block.header.sortition)
             self._valid_best[key] = min(ticket, self._valid_best.get(key, ticket))
@@ -656,13 +812,19 @@ class Node:
 
     async def _commit(self, block: Block, cert: Certificate) -> None:
         assert self.chain is not None and self.mempool is not None
-        chain = self.chain
+        chain, mempool, known = self.chain, self.mempool, self._sig_ok
         t0 = time.monotonic()
+        # A committed block this node never validated (validation is lazy: the quorum may
+        # form on a proposal it did not need) is executed here; signatures it already knows
+        # need no second check.
+        verified = frozenset(t.hash for t in block.txs if mempool.contains(t.hash) or t.hash in known)
 
         def commit() -> list[Receipt] | None:
             height, head = chain.head()
             if block.height <= height:
                 return None  # already committed (e.g. through catch-up)
+            with contextlib.suppress(InvalidProposal):  # commit() below raises it again
+                chain.validate(block, verified=verified)  # a cached result if validated before
             return chain.commit(block, cert)
 
         try:
@@ -737,16 +899,38 @@ class Node:
             raise DecodeError("a tx batch is a list")
         # With more peers than the gossip fanout, newly admitted transactions travel on; the
         # mempool's duplicate check ends the flood. Otherwise the submitter reached everyone.
-        relay = self.genesis.n - 1 > self.genesis.consensus.gossip_fanout
+        if any(type(raw) is not bytes for raw in payload):
+            raise DecodeError("a tx batch holds encoded transactions")
+        entries: list[Tx | AccordError] = []
+        max_bytes = self.mempool.max_tx_bytes
         for raw in payload:
-            if type(raw) is not bytes:
-                raise DecodeError("a tx batch holds encoded transactions")
+            if len(raw) > max_bytes:  # counted by the mempool with its own error
+                entries.append(TooLarge(f"transaction of {len(raw)} bytes exceeds {max_bytes}"))
+                continue
             try:
-                self.mempool.add(raw)
-            except AccordError:
-                continue  # duplicates and stale nonces are normal under gossip; counted by the mempool
-            if relay:
-                self.transport.gossip_tx(raw)  # type: ignore[union-attr]
+                entries.append(Tx.decode(raw))
+            except AccordError as e:
+                entries.append(e)
+        self._enqueue_admission(entries, source=0)
+
+    def _admit_gossiped(self, entries: list[Tx | AccordError], verdicts: dict[bytes, bool]) -> list[bytes | AccordError]:
+        assert self.mempool is not None and self.transport is not None
+        # With more peers than the gossip fanout, newly admitted transactions travel on; the
+        # mempool's duplicate check ends the flood. Otherwise the submitter reached everyone.
+        relay = self.genesis.n - 1 > self.genesis.consensus.gossip_fanout
+        mempool = self.mempool
+        verdict = self._signature_verdict(verdicts)
+        out: list[bytes | AccordError] = []
+        for e in entries:
+            if isinstance(e, AccordError):
+                mempool.rejected[e.code] = mempool.rejected.get(e.code, 0) + 1
+                out.append(e)
+                continue
+            r = mempool.add_many((e,), verdict)[0]
+            out.append(r)  # duplicates and stale nonces are normal under gossip; counted above
+            if relay and isinstance(r, bytes):
+                self.transport.gossip_tx(e.encode())
+        return out
 
     def _on_status(self, frm: int, payload: Value) -> None:
         if type(payload) is not list or len(payload) != 2 or type(payload[0]) is not int:
@@ -848,3 +1032,22 @@ class Node:
                 break
             out.append(raw)
         return out
+
+
+class _Admission:
+    """One batch waiting for admission: decoded transactions (or their decoding errors), where
+    it came from (None: a client; else gossip), its pending signature verdicts, its result."""
+
+    __slots__ = ("entries", "source", "verdicts", "done")
+
+    def __init__(
+        self,
+        entries: list[Tx | AccordError],
+        source: int | None,
+        verdicts: asyncio.Future[dict[bytes, bool]] | None,
+        done: asyncio.Future[list[bytes | AccordError]],
+    ) -> None:
+        self.entries = entries
+        self.source = source
+        self.verdicts = verdicts
+        self.done = done
