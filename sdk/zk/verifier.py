@@ -95,26 +95,9 @@ class FastProofVerifier(_Base):
 
 
 def _parse_proof_light(proof: Any) -> groth16.Proof:
-    """Like :func:`groth16.parse_proof` but without the G2 subgroup multiplication (the worker
-    does that in WebAssembly): canonical coordinates and on-curve checks only."""
-    if isinstance(proof, bytes | bytearray):
-        # Decompression includes the subgroup check; compressed proofs pay it here.
-        return groth16.decompress_proof(bytes(proof))
-    import json
-
-    if isinstance(proof, str):
-        try:
-            proof = json.loads(proof)
-        except ValueError as e:
-            raise ProofError(f"proof is not JSON: {e}") from None
-    if not isinstance(proof, dict):
-        raise ProofError("proof must be a JSON object")
-    if proof.get("protocol", "groth16") != "groth16":
-        raise ProofError("only groth16 proofs are supported")
-    a = groth16.parse_g1(proof.get("pi_a"), "pi_a")
-    c = groth16.parse_g1(proof.get("pi_c"), "pi_c")
-    b = _parse_g2_on_curve(proof.get("pi_b"))
-    return groth16.Proof(a, b, c)
+    """Like :func:`groth16.parse_proof` but without the G2 subgroup multiplication for a JSON
+    proof's B (the worker does that in WebAssembly): canonical coordinates and on-curve only."""
+    return groth16.parse_proof(proof, parse_b=lambda b, _name: _parse_g2_on_curve(b))
 
 
 def _parse_g2_on_curve(v: Any) -> groth16.G2Point:
