@@ -353,15 +353,15 @@ class AsyncLightClient:
         async with self._guard():
             return await self._header(height)
 
-    async def _header(self, height: int, prefer: str | None = None) -> TrustedHeader:
-        t = self.store.get(height)
-        if t is not None:
-            return t
-        order = ([prefer] if prefer else []) + [n for n in self.nodes if n != prefer]
+    async def _first_verified(self, what: str, nodes: Sequence[str],
+                              attempt: Callable[[str], Awaitable[T]]) -> T:
+        """Ask ``nodes`` in turn until one answers with something that verifies. A lying node
+        is recorded as a fault; an unreachable one, or one that says it does not know, is
+        passed over; if every node fails, the error lists them all."""
         failures: list[NodeLied | str] = []
-        for node in order:
+        for node in nodes:
             try:
-                return await self._fetch_header(node, height)
+                return await attempt(node)
             except NodeLied as e:
                 self._fault(e)
                 failures.append(e)
@@ -369,7 +369,16 @@ class AsyncLightClient:
                 failures.append(str(e))
             except NotFound as e:
                 failures.append(f"{node}: {e.message}")
-        raise self._failed(f"a verified header at height {height}", failures)
+        raise self._failed(what, failures)
+
+    async def _header(self, height: int, prefer: str | None = None) -> TrustedHeader:
+        t = self.store.get(height)
+        if t is not None:
+            return t
+        order = ([prefer] if prefer else []) + [n for n in self.nodes if n != prefer]
+        return await self._first_verified(
+            f"a verified header at height {height}", order, lambda node: self._fetch_header(node, height)
+        )
 
     async def _fetch_header(self, node: str, height: int) -> TrustedHeader:
         """Header ``height`` from ``node``: certified directly, or (no certificate, e.g. the
@@ -409,45 +418,28 @@ class AsyncLightClient:
             return await self._verify_tx(tx_hash)
 
     async def _verify_tx(self, tx_hash: bytes) -> VerifiedTx:
-        failures: list[NodeLied | str] = []
-        for node in self.nodes:
-            try:
-                st = await self._ask(node, lambda c: c.tx(tx_hash, proof=True, include_tx=True))
-                if st.status != "committed":
-                    failures.append(f"{node}: {st.status}")
-                    continue
-                if st.height is None or st.height < 1:
-                    raise lie(node, "response", "a committed transaction needs a height")
-                trusted = await self._header(st.height, prefer=node)
-                return self.checker.check_tx(node, tx_hash, st, trusted)
-            except NodeLied as e:
-                self._fault(e)
-                failures.append(e)
-            except _Unreachable as e:
-                failures.append(str(e))
-            except NotFound as e:
-                failures.append(f"{node}: {e.message}")
-        raise self._failed(f"a verified transaction {tx_hash.hex()[:16]}", failures)
+        async def attempt(node: str) -> VerifiedTx:
+            st = await self._ask(node, lambda c: c.tx(tx_hash, proof=True, include_tx=True))
+            if st.status != "committed":
+                raise NotFound(f"transaction is {st.status}")
+            if st.height is None or st.height < 1:
+                raise lie(node, "response", "a committed transaction needs a height")
+            trusted = await self._header(st.height, prefer=node)
+            return self.checker.check_tx(node, tx_hash, st, trusted)
+
+        return await self._first_verified(f"a verified transaction {tx_hash.hex()[:16]}", self.nodes, attempt)
 
     async def verify_state(self, contract: str, key: bytes | str) -> VerifiedState:
         """A contract's state value, or its absence, proved against a certified header."""
+        async def attempt(node: str) -> VerifiedState:
+            sv = await self._ask(node, lambda c: c.state(contract, key))
+            if sv.height < 0:
+                raise lie(node, "response", "negative height")
+            trusted = await self._header(sv.height, prefer=node)
+            return self.checker.check_state(node, contract, key, sv, trusted)
+
         async with self._guard():
-            failures: list[NodeLied | str] = []
-            for node in self.nodes:
-                try:
-                    sv = await self._ask(node, lambda c: c.state(contract, key))
-                    if sv.height < 0:
-                        raise lie(node, "response", "negative height")
-                    trusted = await self._header(sv.height, prefer=node)
-                    return self.checker.check_state(node, contract, key, sv, trusted)
-                except NodeLied as e:
-                    self._fault(e)
-                    failures.append(e)
-                except _Unreachable as e:
-                    failures.append(str(e))
-                except NotFound as e:
-                    failures.append(f"{node}: {e.message}")
-            raise self._failed(f"a verified value of {contract}/{key!r}", failures)
+            return await self._first_verified(f"a verified value of {contract}/{key!r}", self.nodes, attempt)
 
     async def verify_shielded(self, tx_hash: bytes) -> VerifiedShieldedTransfer:
         """A committed shielded-pool transaction, and its Groth16 proof re-verified here in
