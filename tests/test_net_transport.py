@@ -24,6 +24,7 @@ from accord.net import Kind, NetConfig, Transport, encode_frame
 from accord.net import handshake as hs
 from accord.net.frames import kind_specs
 
+from . import rawpeer
 from .conftest import make_genesis
 
 pytestmark = pytest.mark.timeout(120)
@@ -87,59 +88,14 @@ def url(t: Transport) -> str:
     return f"http://127.0.0.1:{t.bound_port}/accord/p2p"
 
 
-class RawPeer:
-    """A hand-driven dialer speaking the handshake step by step (so tests can forge parts)."""
+class RawPeer(rawpeer.RawPeer):
+    """The shared raw dialer aimed at a transport; the key defaults to validator ``index``'s."""
 
     def __init__(self, session: aiohttp.ClientSession, target: Transport) -> None:
-        self.session = session
-        self.target = target
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        super().__init__(session, url(target), target.genesis_hash, target.index)
 
-    async def connect(self) -> aiohttp.ClientWebSocketResponse:
-        self.ws = await self.session.ws_connect(url(self.target), max_msg_size=64 * 1024 * 1024)
-        return self.ws
-
-    async def send(self, kind: Kind, payload: Any) -> None:
-        assert self.ws is not None
-        await self.ws.send_bytes(encode_frame(kind, payload))
-
-    async def recv(self) -> tuple[Kind, Any] | None:
-        """The next frame, or None once the acceptor closed the connection."""
-        assert self.ws is not None
-        msg = await asyncio.wait_for(self.ws.receive(), 10)
-        if msg.type is not aiohttp.WSMsgType.BINARY:
-            return None
-        value = encoding.decode(msg.data)
-        return Kind(value[0]), value[1]
-
-    async def handshake(
-        self, *, index: int, sk: bytes | None = None, genesis_hash: bytes | None = None,
-        nonce: bytes | None = None, key: bytes | None = None, auth_sig: bytes | None = None,
-    ) -> dict[str, Any]:
-        """Run HELLO / CHALLENGE / AUTH; returns what happened (for replays)."""
-        sk = sk if sk is not None else secret(index)
-        gh = genesis_hash if genesis_hash is not None else self.target.genesis_hash
-        n_d = nonce if nonce is not None else hs.new_nonce()
-        hello = {"version": hs.VERSION, "genesis": gh, "key": key or bls.public_key(sk),
-                 "to": self.target.index, "nonce": n_d}
-        await self.connect()
-        await self.send(Kind.HELLO, hello)
-        out: dict[str, Any] = {"hello": hello, "ready": False}
-        got = await self.recv()
-        if got is None:
-            return out
-        assert got[0] is Kind.CHALLENGE
-        n_a = got[1]["nonce"]
-        sig = auth_sig if auth_sig is not None else hs.sign(sk, gh, n_d, n_a, index, self.target.index)
-        out["auth"] = sig
-        await self.send(Kind.AUTH, {"sig": sig})
-        got = await self.recv()
-        out["ready"] = got is not None and got[0] is Kind.READY
-        return out
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
+    async def handshake(self, *, index: int, sk: bytes | None = None, **kw: Any) -> dict[str, Any]:
+        return await super().handshake(index=index, sk=sk if sk is not None else secret(index), **kw)
 
 
 # --- the happy path ---------------------------------------------------------------------------

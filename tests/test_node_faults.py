@@ -19,7 +19,8 @@ from accord.crypto import bls
 from accord.errors import AccordError
 from accord.net.frames import Kind, encode_frame, kind_specs
 
-from .test_node_support import FaultNet, RawPeer, until
+from .rawpeer import RawPeer
+from .test_node_support import FaultNet, until
 
 pytestmark = pytest.mark.timeout(240)
 

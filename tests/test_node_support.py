@@ -15,18 +15,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from accord import encoding
 from accord.client import AsyncClient
 from accord.config import NodeConfig
-from accord.crypto import bls
 from accord.devnet import Devnet, Load, ensure_network
 from accord.errors import AccordError
 from accord.keys import load_validator_key
 from accord.metrics import parse_text
-from accord.net import handshake as hs
-from accord.net.frames import Kind, encode_frame
 
 ROUND_MS = 500
 STAGE2_MS = 250
@@ -134,55 +128,6 @@ class FaultNet:
     async def close(self) -> None:
         await self.stop_load()
         self.net.stop()
-
-
-class RawPeer:
-    """A hand-driven dialer that speaks the validator handshake step by step, so a test can
-    forge any part of it, then send raw frames to a running node."""
-
-    def __init__(self, session: aiohttp.ClientSession, url: str, genesis_hash: bytes, target: int) -> None:
-        self.session = session
-        self.url = url
-        self.genesis_hash = genesis_hash
-        self.target = target
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-
-    async def recv(self) -> tuple[Kind, Any] | None:
-        assert self.ws is not None
-        msg = await asyncio.wait_for(self.ws.receive(), 10)
-        if msg.type is not aiohttp.WSMsgType.BINARY:
-            return None
-        value = encoding.decode(msg.data)
-        return Kind(value[0]), value[1]
-
-    async def send(self, kind: Kind, payload: Any) -> None:
-        assert self.ws is not None
-        await self.ws.send_bytes(encode_frame(kind, payload))
-
-    async def handshake(self, *, index: int, sk: bytes, nonce: bytes | None = None,
-                        auth_sig: bytes | None = None) -> dict[str, Any]:
-        """HELLO / CHALLENGE / AUTH as validator ``index`` with key ``sk``; what happened."""
-        n_d = nonce if nonce is not None else hs.new_nonce()
-        hello = {"version": hs.VERSION, "genesis": self.genesis_hash, "key": bls.public_key(sk),
-                 "to": self.target, "nonce": n_d}
-        self.ws = await self.session.ws_connect(self.url, max_msg_size=64 * 1024 * 1024)
-        await self.send(Kind.HELLO, hello)
-        out: dict[str, Any] = {"hello": hello, "ready": False}
-        got = await self.recv()
-        if got is None:
-            return out
-        assert got[0] is Kind.CHALLENGE
-        sig = auth_sig if auth_sig is not None else hs.sign(
-            sk, self.genesis_hash, n_d, got[1]["nonce"], index, self.target)
-        out["auth"] = sig
-        await self.send(Kind.AUTH, {"sig": sig})
-        got = await self.recv()
-        out["ready"] = got is not None and got[0] is Kind.READY
-        return out
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
 
 
 def client_error(e: BaseException) -> bool:

@@ -1,0 +1,67 @@
+"""A hand-driven validator dialer for tests: it speaks the handshake step by step, so a test
+can forge any part of it (key, signature, genesis, nonce), then send raw frames."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from accord import encoding
+from accord.crypto import bls
+from accord.net import handshake as hs
+from accord.net.frames import Kind, encode_frame
+
+
+class RawPeer:
+    def __init__(self, session: aiohttp.ClientSession, url: str, genesis_hash: bytes, target: int) -> None:
+        self.session = session
+        self.url = url
+        self.genesis_hash = genesis_hash
+        self.target = target
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def connect(self) -> aiohttp.ClientWebSocketResponse:
+        self.ws = await self.session.ws_connect(self.url, max_msg_size=64 * 1024 * 1024)
+        return self.ws
+
+    async def send(self, kind: Kind, payload: Any) -> None:
+        assert self.ws is not None
+        await self.ws.send_bytes(encode_frame(kind, payload))
+
+    async def recv(self) -> tuple[Kind, Any] | None:
+        """The next frame, or None once the acceptor closed the connection."""
+        assert self.ws is not None
+        msg = await asyncio.wait_for(self.ws.receive(), 10)
+        if msg.type is not aiohttp.WSMsgType.BINARY:
+            return None
+        value = encoding.decode(msg.data)
+        return Kind(value[0]), value[1]
+
+    async def handshake(
+        self, *, index: int, sk: bytes, genesis_hash: bytes | None = None, nonce: bytes | None = None,
+        key: bytes | None = None, auth_sig: bytes | None = None,
+    ) -> dict[str, Any]:
+        """HELLO / CHALLENGE / AUTH as validator ``index``; returns what happened (for replays)."""
+        gh = genesis_hash if genesis_hash is not None else self.genesis_hash
+        n_d = nonce if nonce is not None else hs.new_nonce()
+        hello = {"version": hs.VERSION, "genesis": gh, "key": key or bls.public_key(sk),
+                 "to": self.target, "nonce": n_d}
+        await self.connect()
+        await self.send(Kind.HELLO, hello)
+        out: dict[str, Any] = {"hello": hello, "ready": False}
+        got = await self.recv()
+        if got is None:
+            return out
+        assert got[0] is Kind.CHALLENGE
+        sig = auth_sig if auth_sig is not None else hs.sign(sk, gh, n_d, got[1]["nonce"], index, self.target)
+        out["auth"] = sig
+        await self.send(Kind.AUTH, {"sig": sig})
+        got = await self.recv()
+        out["ready"] = got is not None and got[0] is Kind.READY
+        return out
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
