@@ -264,3 +264,77 @@ def test_forked_child_does_not_share_the_parents_worker() -> None:
     child.join(30)
     assert ok and child_node is not None and child_node != parent_node
     assert parent.request("ping")["ok"] and parent._proc.pid == parent_node
+
+
+# --- the worker's own checks and its prepared keys ---------------------------------------------
+
+
+class _RecordingWorker(SnarkjsWorker):
+    """Counts the verify requests that carried the whole key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys_sent = 0
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        if op == "verify" and "vk" in fields:
+            self.keys_sent += 1
+        return super().request(op, **fields)
+
+
+def test_worker_checks_points_and_inputs_itself(sample: Any) -> None:
+    """Straight to the worker, past the Python parsing: it must refuse bad points and inputs
+    on its own (an error, never "valid"), and tell a wrong statement from a broken proof."""
+    keys, proof, public = sample
+    w = SnarkjsWorker()
+    try:
+        assert w.verify(keys.vk, proof, public) is True
+        changed = list(public)
+        changed[zk.PUB_DEPOSIT] += 1
+        assert w.verify(keys.vk, proof, changed) is False
+        bad: list[tuple[str, dict[str, Any], list[int]]] = []
+        p = copy.deepcopy(proof)
+        p["pi_a"][1] = str((int(proof["pi_a"][1]) + 1) % groth16.Q)
+        bad.append(("A off the curve", p, public))
+        p = copy.deepcopy(proof)
+        p["pi_c"] = ["0", "1", "0"]
+        bad.append(("C at infinity", p, public))
+        p = copy.deepcopy(proof)
+        p["pi_b"] = [list(reversed(c)) for c in proof["pi_b"][:2]] + [["1", "0"]]
+        bad.append(("B off the twist", p, public))
+        bad.append(("input >= r", proof, [public[0] + groth16.R, *public[1:]]))
+        bad.append(("one input short", proof, public[:-1]))
+        for name, p, pub in bad:
+            with pytest.raises(ProofError):
+                w.verify(keys.vk, p, pub)
+                pytest.fail(name)
+        p = copy.deepcopy(proof)
+        p["pi_b"] = _g2_outside_subgroup()
+        with pytest.raises(ProofError, match="subgroup"):
+            w.verify(keys.vk, p, public)
+    finally:
+        w.close()
+
+
+def test_worker_prepares_each_key_once_and_again_after_a_restart(sample: Any) -> None:
+    keys, proof, public = sample
+    w = _RecordingWorker()
+    try:
+        for _ in range(3):
+            assert w.verify(keys.vk, proof, public) is True
+        assert w.keys_sent == 1
+        assert w._proc is not None
+        w._proc.kill()  # a new Node process knows no keys: the next request sends it again
+        w._proc.wait()
+        assert w.verify(keys.vk, proof, public) is True
+        assert w.keys_sent == 2
+        # A worker that lost the key while Python believed otherwise asks for it.
+        from accord.zk.prover import key_id
+
+        other = copy.deepcopy(keys.vk)
+        other["IC"] = list(reversed(other["IC"]))
+        w._vks.add(key_id(other))
+        assert w.verify(other, proof, public) is False
+        assert w.keys_sent == 3
+    finally:
+        w.close()

@@ -1,7 +1,7 @@
 """Proving and fast verification through a long-lived snarkjs worker (``worker.js``).
 
 Starting Node and snarkjs costs most of a second per command; one worker process per Python
-process proves in ~2 s and verifies in ~10 ms (see the README's figures). The worker reads each
+process proves in ~2 s and verifies in a few milliseconds (see the README's figures). The worker reads each
 proving key once and keeps it in memory.
 
 :class:`SnarkjsWorker` is thread-safe (one request at a time) and restarts itself if the Node
@@ -12,6 +12,7 @@ own Node process instead of sharing the parent's pipes).
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import subprocess
@@ -32,6 +33,8 @@ class SnarkjsWorker:
         self._lock = threading.Lock()
         self._next_id = 0
         self._pid = os.getpid()
+        #: vk ids the running Node process holds prepared (emptied when it is replaced).
+        self._vks: set[str] = set()
 
     def _ensure(self) -> subprocess.Popen[str]:
         if self._pid != os.getpid():
@@ -44,6 +47,7 @@ class SnarkjsWorker:
             self._pid = os.getpid()
             self._proc = None
         if self._proc is None or self._proc.poll() is not None:
+            self._vks = set()
             try:
                 self._proc = subprocess.Popen(
                     [tools.node_bin(), str(WORKER_JS)],
@@ -86,8 +90,22 @@ class SnarkjsWorker:
             raise ProofError(f"proving failed: {reply.get('error', '')[:500]}")
         return reply["proof"], [int(x) for x in reply["publicSignals"]]
 
-    def verify(self, vk: dict[str, Any], proof: dict[str, Any], public: list[int]) -> bool:
-        reply = self.request("verify", vk=vk, proof=proof, publicSignals=[str(x) for x in public])
+    def verify(self, vk: dict[str, Any], proof: dict[str, Any], public: list[int],
+               vk_id: str | None = None) -> bool:
+        """Groth16 check in the worker. ``vk_id`` names ``vk`` (see :func:`vk_id`): the key is
+        sent and prepared once per worker process, later requests carry only its id."""
+        vid = vk_id or key_id(vk)
+        signals = [str(x) for x in public]
+        with self._lock:
+            self._ensure()
+            known = vid in self._vks
+        reply = self.request("verify", vk_id=vid, **({} if known else {"vk": vk}), proof=proof,
+                             publicSignals=signals)
+        if reply.get("unknown_vk"):  # the worker was replaced between the two steps above
+            reply = self.request("verify", vk_id=vid, vk=vk, proof=proof, publicSignals=signals)
+        if reply.get("vk_ready"):
+            with self._lock:
+                self._vks.add(vid)
         if not reply.get("ok"):
             raise ProofError(f"verification failed: {reply.get('error', '')[:500]}")
         if reply.get("reason") == "B not in G2":
@@ -105,6 +123,11 @@ class SnarkjsWorker:
                 except (OSError, subprocess.TimeoutExpired):
                     self._proc.kill()
                 self._proc = None
+
+
+def key_id(vk: dict[str, Any]) -> str:
+    """A verification key's name for the worker: SHA-256 of its sorted JSON."""
+    return hashlib.sha256(json.dumps(vk, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _jsonable(v: Any) -> Any:

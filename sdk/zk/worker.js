@@ -4,8 +4,11 @@
 // "id". Requests:
 //   {"id": 1, "op": "prove",  "wasm": path, "zkey": path, "input": {...}}
 //       -> {"id": 1, "ok": true, "proof": {...}, "publicSignals": [...], "ms": n}
-//   {"id": 2, "op": "verify", "vk": {...}, "publicSignals": [...], "proof": {...}}
+//   {"id": 2, "op": "verify", "vk_id": str, "vk": {...}, "publicSignals": [...], "proof": {...}}
 //       -> {"id": 2, "ok": true, "valid": bool, "ms": n}
+//       "vk" may be left out once the worker has seen "vk_id" (it keeps the prepared key);
+//       an unknown vk_id without "vk" gets {"ok": false, "unknown_vk": true}; replies after
+//       the key is prepared carry "vk_ready": true.
 //   {"id": 3, "op": "ping"} -> {"id": 3, "ok": true}
 // Errors come back as {"id": n, "ok": false, "error": "..."}; the worker keeps serving.
 // Proving keys and circuits are read once and kept in memory (keyed by path + mtime).
@@ -49,6 +52,104 @@ function cached(p) {
   return v;
 }
 
+// ---- Groth16 verification on prepared keys -------------------------------------------------
+//
+// snarkjs.groth16.verify parses the key on every call and sends each Miller loop and the
+// public-input multi-exponentiation to worker threads; for one proof the thread hops and the
+// re-parsing cost more than the arithmetic. Here everything runs synchronously in this
+// thread's WebAssembly instance, and all that depends on the key alone is done once per key:
+//
+// * gamma and delta are "prepared" for the Miller loop (their line coefficients), and the
+//   Miller loop of (alpha, beta) is kept, so a proof costs three Miller loops (one of them
+//   preparing B) and one final exponentiation;
+// * vk_x = IC[0] + sum s_i IC[i] uses fixed-base tables: with P_ij = 2^(8j) IC[i+1], the sum
+//   is sum_ij byte_j(s_i) P_ij, a multi-exponentiation with 8-bit scalars -- one bucket
+//   pass (a single Pippenger window) over 32 points per input whose scalar bytes are exactly
+//   the inputs' 32-byte little-endian encodings laid end to end.
+//
+// The checks are those of the Python verifier: A and C on G1 (cofactor 1), B on the twist and
+// in the order-r subgroup, no point at infinity, public inputs below r. Only a completed
+// check answers {valid: false}; anything that cannot be decided is an error reply.
+
+const prepared = new Map(); // vk_id -> prepared key (keys are few: one per circuit)
+
+function big(x) {
+  return Array.isArray(x) ? x.map(big) : BigInt(x);
+}
+
+function prepareVk(curve, vk) {
+  const { G1, G2 } = curve;
+  const n = Number(vk.nPublic);
+  if (!Array.isArray(vk.IC) || vk.IC.length !== n + 1) throw new Error("vk: IC must have nPublic + 1 points");
+  const IC = vk.IC.map((p) => G1.fromObject(big(p)));
+  const n8 = G1.F.n8;
+  const tables = new Uint8Array(n * 32 * 2 * n8); // affine P_ij, input-major
+  for (let i = 0; i < n; i++) {
+    let p = IC[i + 1];
+    for (let j = 0; j < 32; j++) {
+      tables.set(G1.toAffine(p), (i * 32 + j) * 2 * n8);
+      for (let k = 0; k < 8; k++) p = G1.double(p);
+    }
+  }
+  const alpha = G1.fromObject(big(vk.vk_alpha_1));
+  const beta = G2.fromObject(big(vk.vk_beta_2));
+  return {
+    n,
+    IC0: IC[0],
+    tables,
+    preGamma: curve.prepareG2(G2.toJacobian(G2.fromObject(big(vk.vk_gamma_2)))),
+    preDelta: curve.prepareG2(G2.toJacobian(G2.fromObject(big(vk.vk_delta_2)))),
+    mlAlphaBeta: curve.millerLoop(curve.prepareG1(G1.toJacobian(alpha)), curve.prepareG2(G2.toJacobian(beta))),
+  };
+}
+
+function publicMsm(curve, vk, signals) {
+  const { G1, tm } = curve;
+  const scalars = new Uint8Array(vk.n * 32);
+  for (let i = 0; i < vk.n; i++) {
+    let s = BigInt(signals[i]);
+    for (let j = 0; j < 32; j++, s >>= 8n) scalars[i * 32 + j] = Number(s & 0xffn);
+  }
+  tm.startSyncOp();
+  try {
+    const pBases = tm.allocBuff(vk.tables);
+    const pScalars = tm.allocBuff(scalars);
+    const pRes = tm.alloc(G1.F.n8 * 3);
+    tm.instance.exports.g1m_multiexpAffine_chunk(pBases, pScalars, 1, vk.n * 32, 0, 8, pRes);
+    return G1.add(tm.getBuff(pRes, G1.F.n8 * 3), vk.IC0);
+  } finally {
+    tm.endSyncOp();
+  }
+}
+
+function verifyPrepared(curve, vk, signals, proof) {
+  const { G1, G2, Gt } = curve;
+  if (!Array.isArray(signals) || signals.length !== vk.n) {
+    return { ok: false, error: `expected ${vk.n} public inputs, got ${Array.isArray(signals) ? signals.length : "none"}` };
+  }
+  for (const s of signals) {
+    if (!/^[0-9]+$/.test(String(s)) || BigInt(s) >= curve.r) return { ok: false, error: "public input not in [0, r)" };
+  }
+  let A, B, C;
+  try {
+    A = G1.fromObject(big(proof.pi_a));
+    B = G2.fromObject(big(proof.pi_b));
+    C = G1.fromObject(big(proof.pi_c));
+  } catch (e) {
+    return { ok: false, error: "proof: cannot parse: " + String((e && e.message) || e) };
+  }
+  if (G1.isZero(A) || G2.isZero(B) || G1.isZero(C)) return { ok: false, error: "proof: point at infinity" };
+  if (!G1.isValid(A) || !G1.isValid(C) || !G2.isValid(B)) return { ok: false, error: "proof: point not on its curve" };
+  if (!G2.isZero(G2.timesScalar(B, curve.r))) return { ok: true, valid: false, reason: "B not in G2" };
+  const vkX = publicMsm(curve, vk, signals);
+  // e(-A, B) e(vk_x, gamma) e(C, delta) e(alpha, beta) == 1
+  let f = curve.millerLoop(curve.prepareG1(G1.toJacobian(G1.neg(A))), curve.prepareG2(G2.toJacobian(B)));
+  f = Gt.mul(f, curve.millerLoop(curve.prepareG1(G1.toJacobian(vkX)), vk.preGamma));
+  f = Gt.mul(f, curve.millerLoop(curve.prepareG1(G1.toJacobian(C)), vk.preDelta));
+  f = Gt.mul(f, vk.mlAlphaBeta);
+  return { ok: true, valid: Gt.eq(curve.finalExponentiation(f), Gt.one) };
+}
+
 function reply(obj) {
   process.stdout.write(JSON.stringify(obj) + "\n");
 }
@@ -62,22 +163,14 @@ async function handle(req) {
     return { ok: true, proof, publicSignals, ms: ms() };
   }
   if (req.op === "verify") {
-    // snarkjs checks that the points are on their curves and the public inputs below r; we
-    // add the G2 subgroup check for B (G2 has a cofactor), as the Python verifier does.
-    // Only a completed check may answer "B not in G2": an exception here (malformed B, or a
-    // fault inside the worker) is an error reply, never a verdict about the proof, so that
-    // the caller can tell a refused proof from a worker that could not decide.
     const curve = await bn128();
-    let b;
-    try {
-      b = curve.G2.fromObject(req.proof.pi_b.map((c) => c.map((v) => BigInt(v))));
-    } catch (e) {
-      return { ok: false, error: "pi_b: cannot parse: " + String((e && e.message) || e) };
+    let vk = prepared.get(req.vk_id);
+    if (!vk) {
+      if (!req.vk) return { ok: false, error: "unknown vk_id", unknown_vk: true };
+      vk = prepareVk(curve, req.vk);
+      prepared.set(req.vk_id, vk);
     }
-    const inSubgroup = curve.G2.isValid(b) && curve.G2.isZero(curve.G2.timesScalar(b, curve.r));
-    if (!inSubgroup) return { ok: true, valid: false, reason: "B not in G2", ms: ms() };
-    const valid = await snarkjs.groth16.verify(req.vk, req.publicSignals, req.proof);
-    return { ok: true, valid: valid === true, ms: ms() };
+    return { ...verifyPrepared(curve, vk, req.publicSignals, req.proof), vk_ready: true, ms: ms() };
   }
   if (req.op === "ping") return { ok: true };
   return { ok: false, error: "unknown op " + String(req.op) };
