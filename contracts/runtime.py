@@ -321,7 +321,8 @@ class Runtime:
             log.debug("contract %s.%s raised", tx.contract, tx.method, exc_info=True)
             err = ContractError(f"{tx.contract}.{tx.method} raised {type(e).__name__}")
             return self._failed(tx_hash, ctx, err), None
-        return Receipt(tx_hash, True, ctx._gas, result, "", "", tuple(ctx._events)), ctx._writes
+        # Canonical shapes throughout (result canonicalised above, event data by emit).
+        return Receipt.canonical(tx_hash, True, ctx._gas, result, "", "", tuple(ctx._events)), ctx._writes
 
     @staticmethod
     def _failed(tx_hash: bytes, ctx: Context, err: AccordError) -> Receipt:

@@ -659,3 +659,22 @@ def test_receipts_are_in_canonical_shape() -> None:
     for rc in r.receipts:
         assert msgpack.packb(rc.to_obj()) == encoding.encode(rc.to_obj())
     assert list(r.receipts[0].events[0].data) == ["amount", "from", "to"]
+
+
+def test_receipts_of_every_kind_encode_canonically() -> None:
+    """The runtime's receipts skip the encoder's canonical walk (Receipt.canonical): their
+    bytes must still be exactly the generic canonical encoding, for results and event data of
+    every shape a contract can produce."""
+    rt, st = fresh()
+    txs = [
+        tx(ALICE, "put", {"key": "a", "value": 7}, 0),
+        tx(ALICE, "typed", {"i": -5, "s": "é", "b": b"\x00", "flag": True, "xs": [3, [1, "x"]],
+                            "m": {"z": 1, "a": {"y": b"", "b": None}}, "maybe": None}, 1),
+        tx(ALICE, "put_then_fail", {"key": "b"}, 2),
+        tx(ALICE, "boom", {}, 3),
+        tx(ALICE, "pay", {"to": BOB.address, "amount": 1}, 4),
+    ]
+    receipts = run(rt, st, txs).receipts
+    assert len(receipts) == 5 and receipts[1].ok and not receipts[2].ok
+    for rc in receipts:
+        assert rc.encode() == encoding.encode(rc.to_obj())
