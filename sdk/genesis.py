@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import encoding
 from .crypto import bls
@@ -111,6 +111,15 @@ class Genesis(_Model):
         if len(set(keys)) != len(keys):
             raise ValueError("validator keys must be unique")
         return v
+
+    @model_validator(mode="after")
+    def _token_registered(self) -> Genesis:
+        # The token section is the token contract's initial state: without the contract in
+        # ``contracts`` nothing would ever read it, and balances the operator meant to grant
+        # would silently not exist.
+        if self.token is not None and self.token.balances and all(c.name != "token" for c in self.contracts):
+            raise ValueError("the genesis grants token balances but has no 'token' contract in contracts")
+        return self
 
     # --- derived facts -------------------------------------------------------------------
 

@@ -678,3 +678,20 @@ def test_receipts_of_every_kind_encode_canonically() -> None:
     assert len(receipts) == 5 and receipts[1].ok and not receipts[2].ok
     for rc in receipts:
         assert rc.encode() == encoding.encode(rc.to_obj())
+
+
+def test_token_balances_without_the_token_contract_are_refused() -> None:
+    """Balances in the token section are the token contract's state: without the contract
+    they would silently not exist, so the genesis itself is invalid."""
+    from pydantic import ValidationError
+
+    from accord.genesis import TokenGenesis
+
+    g = make_genesis(1)
+    data = g.model_dump(mode="json")
+    data["contracts"] = [c for c in data["contracts"] if c["name"] != "token"]
+    data["token"] = TokenGenesis(authority=ALICE.address.hex(), balances={BOB.address.hex(): 5}).model_dump(mode="json")
+    with pytest.raises(ValidationError, match="no 'token' contract"):
+        Genesis.model_validate(data)
+    data["token"]["balances"] = {}
+    Genesis.model_validate(data)  # an authority alone grants nothing: accepted
