@@ -160,3 +160,29 @@ def test_malformed_requests_are_refused_and_change_nothing(cluster):
         assert header["t"] == "error" and header["code"] == "mpc_error"
     with pytest.raises(MpcError, match="no input named"):
         c.run("mul", ["z", "z"])
+
+
+def test_stored_shares_are_bounded_per_client_and_freed_by_delete():
+    """A client cannot fill a server's memory: past its quota a store is refused (and changes
+    nothing); replacing an input reuses its bytes; delete gives them back."""
+    with LocalCluster(timeout=5, max_client_mb=1) as cl, cl.connect() as c:
+        half = np.ones(30_000, dtype=np.int64)  # 30,000 elements x 2 shares x 8 B = 480 KB
+        c.share("x", half, 0)
+        c.share("x", half, 0)  # replacing: the old bytes are freed first
+        c.share("y", half, 0)
+        with pytest.raises(MpcError, match="store full"):
+            c.share("z", half, 0)
+        with pytest.raises(MpcError, match="no input named"):
+            c.delete("z")  # the refused store left nothing behind
+        with Cluster(cl.infos) as other:  # the quota is per client
+            other.share("w", np.array([2.0]), 16)
+            with pytest.raises(MpcError, match="another client"):
+                other.delete("x")
+        c.delete("y")
+        c.share("z", half, 0)
+        with pytest.raises(MpcError, match="no input named"):
+            c.run("mul", ["x", "y"])
+        c.delete("z")
+        c.share("y", 3 * half, 0)
+        out, _ = c.run("mul", ["x", "y"])
+        assert out["z"].shape == (30_000,) and int(out["z"][0]) == 3

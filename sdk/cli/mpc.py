@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--frac-bits", type=int, default=16)
     s.add_argument("--node", help="also answer oracle requests: the node's API URL to follow")
     s.add_argument("--account", help="with --node: this server's account key file (signs answers)")
+    s.add_argument("--max-store-mb", type=int, default=2048, help="memory for stored shares, all clients")
+    s.add_argument("--max-client-mb", type=int, default=512, help="memory for stored shares, per client")
     s.set_defaults(func=serve)
     k = cmds.add_parser("keygen", help="create a server key")
     k.add_argument("--out", required=True)
@@ -67,7 +69,8 @@ def serve(args: argparse.Namespace) -> int:
 
     servers = load_cluster(args.cluster)
     key = private_from_bytes(bytes.fromhex(Path(args.key).read_text().strip()))
-    server = MpcServer(args.index, servers, key, fp=FixedPoint(args.frac_bits), timeout=args.timeout)
+    server = MpcServer(args.index, servers, key, fp=FixedPoint(args.frac_bits), timeout=args.timeout,
+                       max_store_bytes=args.max_store_mb << 20, max_client_bytes=args.max_client_mb << 20)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     server.start()
     print(f"mpc server {args.index} listening on {servers[args.index].host}:{servers[args.index].port}",

@@ -4,7 +4,9 @@ Servers connect to each other over TCP through :class:`~accord.mpc.channel.Chann
 server with the higher index dials the lower one), derive their PRF pair keys from their
 static keys (``k_j`` is known to servers j-1 and j only) and then serve clients:
 
-* ``store``: a data owner uploads its share pair of a named input (only shares ever arrive);
+* ``store``: a data owner uploads its share pair of a named input (only shares ever arrive),
+  within byte quotas per client and per server (a full store refuses, counted in
+  ``refused_stores``); ``delete`` frees an input of the client's own;
 * ``run``: run a registered program on named inputs; the three servers run it in step, each
   in its own session, and each returns its share pair of every output to the requester, who
   reconstructs (:class:`accord.mpc.client.Cluster`).
@@ -130,6 +132,8 @@ class MpcServer:
         timeout: float = 30.0,
         max_pending: int = 8,
         programs: dict[str, Callable[..., Any]] | None = None,
+        max_store_bytes: int = 2 << 30,
+        max_client_bytes: int = 512 << 20,
     ) -> None:
         if len(servers) != 3 or index not in (0, 1, 2):
             raise MpcError("a cluster has exactly three servers")
@@ -144,6 +148,13 @@ class MpcServer:
         self.dead: set[int] = set()
         self.store: dict[str, tuple[Ring, Ring, int]] = {}
         self.owners: dict[str, bytes] = {}  # input name -> the client key that stored it
+        # Share pairs live in memory for as long as their owner wants them: quotas keep one
+        # client (or all of them together) from exhausting the server's memory.
+        self.max_store_bytes = max_store_bytes
+        self.max_client_bytes = max_client_bytes
+        self.stored_bytes = 0
+        self.client_bytes: dict[bytes, int] = {}
+        self.refused_stores = 0
         self._queues: dict[tuple[str, int], queue.Queue[Any]] = {}
         self._finished: dict[str, None] = {}  # recent sessions (insertion-ordered, bounded)
         self._qlock = threading.Lock()
@@ -340,10 +351,31 @@ class MpcServer:
             owner = self.owners.get(name)
             if owner is not None and owner != client_key:
                 raise MpcError(f"input {name!r} belongs to another client")
+            if not name or len(name) > 256 or any(d < 0 for d in shp):
+                raise MpcError("bad store request")
+            size = 16 * int(np.prod(shp, dtype=np.int64))  # two uint64 shares per element
+            old = self._stored_size(name)
+            mine = self.client_bytes.get(client_key, 0) - old + size
+            total = self.stored_bytes - old + size
+            if mine > self.max_client_bytes or total > self.max_store_bytes:
+                self.refused_stores += 1
+                which = "this client's" if mine > self.max_client_bytes else "the server's"
+                raise MpcError(f"store full: {name!r} ({size} bytes) exceeds {which} quota; delete inputs first")
             a, b = payload_arrays(payload, [(shp, 0), (shp, 0)])
+            self._forget(name)
             self.store[name] = (a, b, int(frac))
             self.owners[name] = client_key
+            self.stored_bytes += size
+            self.client_bytes[client_key] = self.client_bytes.get(client_key, 0) + size
             return pack({"t": "stored", "name": name})
+        if t == "delete":
+            name = header.get("name")
+            if not isinstance(name, str) or name not in self.store:
+                raise MpcError(f"no input named {name!r} on server {self.i}")
+            if self.owners.get(name) != client_key:
+                raise MpcError(f"input {name!r} belongs to another client")
+            self._forget(name)
+            return pack({"t": "deleted", "name": name})
         if t == "run":
             # A client may compute only on its own inputs: anything else would let anyone
             # read other owners' data through the outputs. Oracle requests (filed on the
@@ -366,6 +398,23 @@ class MpcServer:
             )
             return pack({"t": "result", "outputs": meta, "public": public}, body)
         raise MpcError(f"unknown request type {t!r}")
+
+    def _stored_size(self, name: str) -> int:
+        held = self.store.get(name)
+        return 0 if held is None else 16 * int(held[0].size)
+
+    def _forget(self, name: str) -> None:
+        """Drop an input and give its bytes back to its owner's quota."""
+        size = self._stored_size(name)
+        owner = self.owners.pop(name, None)
+        self.store.pop(name, None)
+        self.stored_bytes -= size
+        if owner is not None:
+            left = self.client_bytes.get(owner, 0) - size
+            if left > 0:
+                self.client_bytes[owner] = left
+            else:
+                self.client_bytes.pop(owner, None)
 
     def run(
         self, session: str, program: str, inputs: list[str], params: dict[str, Any]
