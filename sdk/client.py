@@ -198,6 +198,13 @@ def _hwc(d: dict[str, Any]) -> HeaderWithCertificate:
     return HeaderWithCertificate(_header(d["header"]), _certificate(d.get("certificate")))
 
 
+def _block_receipts(d: dict[str, Any]) -> tuple[Block, list[Receipt]]:
+    """A block and its receipts from their canonical bytes (the JSON's ``raw`` fields)."""
+    block = Block(_header(d["header"]), tuple(Tx.decode(bytes.fromhex(t["raw"])) for t in d["txs"]))
+    receipts = [r for r in (_receipt(x) for x in d.get("receipts") or []) if r is not None]
+    return block, receipts
+
+
 def _state(d: dict[str, Any]) -> StateValue:
     value = _hex(d.get("value"))
     return StateValue(
@@ -388,6 +395,10 @@ class Client:
     def block_by_hash(self, block_hash: bytes) -> Block:
         _, _, data = self.request("GET", f"/v1/blocks/hash/{block_hash.hex()}", query={"format": "raw"})
         return Block.decode(data)
+
+    def block_receipts(self, height: int | str = "latest") -> tuple[Block, list[Receipt]]:
+        """A committed block and its receipts (decoded from their canonical bytes)."""
+        return _block_receipts(self._get(f"/v1/blocks/{_height_path(height)}", {"receipts": "true"}))
 
     def block_json(self, height: int | str = "latest", *, receipts: bool = False) -> dict[str, Any]:
         """The block's JSON view (with receipts if asked), as the server sends it."""
@@ -582,6 +593,10 @@ class AsyncClient:
     async def block_by_hash(self, block_hash: bytes) -> Block:
         _, _, data = await self.request("GET", f"/v1/blocks/hash/{block_hash.hex()}", query={"format": "raw"})
         return Block.decode(data)
+
+    async def block_receipts(self, height: int | str = "latest") -> tuple[Block, list[Receipt]]:
+        """A committed block and its receipts (decoded from their canonical bytes)."""
+        return _block_receipts(await self._get(f"/v1/blocks/{_height_path(height)}", {"receipts": "true"}))
 
     async def header(self, height: int) -> HeaderWithCertificate:
         return _hwc(await self._get(f"/v1/headers/{_height_path(height)}"))

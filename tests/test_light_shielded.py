@@ -201,3 +201,28 @@ def test_non_pool_transaction_is_not_a_shielded_transfer(pool: tuple[PoolLedger,
     assert isinstance(fake, VerifiedTx)
     with pytest.raises(ProofError, match="not a shielded-pool"):
         checker.check_shielded(fake)
+
+
+def test_regulator_audit_through_a_light_client(pool: tuple[PoolLedger, Tx, Tx, Tx], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A regulator without a validator of its own audits through any node's API: every block
+    is checked against its certified header, and the rows equal those read from LMDB."""
+    import json
+
+    from accord.cli.main import main as cli
+    from accord.zk import audit as zaudit
+
+    ledger, deposit, transfer, _ = pool
+    expected = zaudit.audit(REG, ledger.node.store)
+    assert [r.tx_hash for r in expected] == [deposit.hash.hex(), transfer.hash.hex()]
+    with LightClient(ledger.genesis, [ledger.url]) as lc:
+        assert zaudit.audit(REG, zaudit.VerifiedSource(lc)) == expected
+    key = tmp_path / "regulator.json"
+    pub = REG.public
+    key.write_text(json.dumps({"secret": str(REG.secret), "public": [str(pub[0]), str(pub[1])]}))
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(ledger.genesis.model_dump_json())
+    assert cli(["regulator", "audit", "--node", ledger.url, "--genesis", str(genesis), "--key", str(key),
+                "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["value_1"], r["value_2"], r["deposit"]) for r in rows] == [(100, 0, 100), (60, 40, 0)]

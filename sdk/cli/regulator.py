@@ -4,6 +4,8 @@
                                                      # into genesis zk_params.regulator
     accord regulator audit --data NODE/data --key regulator.json [--format table|csv|json]
                            [--out FILE] [--from HEIGHT]
+    accord regulator audit --node URL [--node URL ...] --genesis genesis.json --key ...
+                           # no node trusted: a light client checks every block it reads
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     k.set_defaults(func=_keygen)
 
     a = cmds.add_parser("audit", help="decrypt every shielded transfer on the chain")
-    a.add_argument("--data", required=True, help="a node's LMDB data folder")
+    src = a.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="a node's LMDB data folder")
+    src.add_argument("--node", action="append", help="a node's client API URL (repeat for more)")
+    a.add_argument("--genesis", help="with --node: the chain's genesis.json (the light client's trust root)")
     a.add_argument("--key", required=True, help="the regulator key file (from keygen)")
     a.add_argument("--format", choices=("table", "csv", "json"), default="table")
     a.add_argument("--out", help="write to this file instead of stdout")
@@ -62,14 +67,22 @@ def _audit(args: argparse.Namespace) -> int:
     from ..zk import audit as zaudit
 
     key = load_key(args.key)
-    data = Path(args.data)
-    if not data.is_dir():
-        raise ValidationError(f"{data} is not a node data folder")
-    store = Store(data)
-    try:
-        rows = zaudit.audit(key, store, args.start)  # type: ignore[arg-type]
-    finally:
-        store.close()
+    if args.node:
+        from ..light import LightClient
+
+        if not args.genesis:
+            raise ValidationError("--node needs --genesis: the light client checks blocks against it")
+        with LightClient(args.genesis, args.node) as light:
+            rows = zaudit.audit(key, zaudit.VerifiedSource(light), args.start)  # type: ignore[arg-type]
+    else:
+        data = Path(args.data)
+        if not data.is_dir():
+            raise ValidationError(f"{data} is not a node data folder")
+        store = Store(data)
+        try:
+            rows = zaudit.audit(key, store, args.start)  # type: ignore[arg-type]
+        finally:
+            store.close()
     if args.format == "csv":
         text = zaudit.to_csv(rows)
     elif args.format == "json":

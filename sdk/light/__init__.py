@@ -10,10 +10,17 @@ validator set, and verify transactions (inclusion of tx + receipt), state values
 from ..errors import ForkDetected, LightClientError, NodeLied
 from .client import AsyncLightClient, LightClient, SyncReport
 from .store import TrustedHeader, TrustStore
-from .verify import Checker, VerifiedShieldedTransfer, VerifiedState, VerifiedTx, shielded_transfer
+from .verify import (
+    Checker,
+    VerifiedBlock,
+    VerifiedShieldedTransfer,
+    VerifiedState,
+    VerifiedTx,
+    shielded_transfer,
+)
 
 __all__ = [
     "AsyncLightClient", "Checker", "ForkDetected", "LightClient", "LightClientError", "NodeLied",
-    "SyncReport", "TrustStore", "TrustedHeader", "VerifiedShieldedTransfer", "VerifiedState", "VerifiedTx",
+    "SyncReport", "TrustStore", "TrustedHeader", "VerifiedBlock", "VerifiedShieldedTransfer", "VerifiedState", "VerifiedTx",
     "shielded_transfer",
 ]

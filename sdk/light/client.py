@@ -63,7 +63,7 @@ from ..errors import (
 from ..genesis import Genesis
 from ..types import Header
 from .store import TrustedHeader, TrustStore
-from .verify import Checker, VerifiedShieldedTransfer, VerifiedState, VerifiedTx, lie
+from .verify import Checker, VerifiedBlock, VerifiedShieldedTransfer, VerifiedState, VerifiedTx, lie
 
 __all__ = ["AsyncLightClient", "LightClient", "SyncReport"]
 
@@ -429,6 +429,19 @@ class AsyncLightClient:
 
         return await self._first_verified(f"a verified transaction {tx_hash.hex()[:16]}", self.nodes, attempt)
 
+    async def verify_block(self, height: int) -> VerifiedBlock:
+        """A whole committed block with its receipts, checked against the certified header
+        (for readers of every transaction, e.g. the regulator's audit)."""
+        async def attempt(node: str) -> VerifiedBlock:
+            block, receipts = await self._ask(node, lambda c: c.block_receipts(height))
+            if block.height != height:
+                raise lie(node, "block_header", f"asked for block {height}, got {block.height}")
+            trusted = await self._header(height, prefer=node)
+            return self.checker.check_block(node, block, receipts, trusted)
+
+        async with self._guard():
+            return await self._first_verified(f"a verified block {height}", self.nodes, attempt)
+
     async def verify_state(self, contract: str, key: bytes | str) -> VerifiedState:
         """A contract's state value, or its absence, proved against a certified header."""
         async def attempt(node: str) -> VerifiedState:
@@ -524,3 +537,6 @@ class LightClient:
 
     def verify_shielded(self, tx_hash: bytes) -> VerifiedShieldedTransfer:
         return self._run(self._inner.verify_shielded(tx_hash))
+
+    def verify_block(self, height: int) -> VerifiedBlock:
+        return self._run(self._inner.verify_block(height))

@@ -42,8 +42,8 @@ from ..consensus import verify_certificate
 from ..encoding import Value
 from ..errors import AccordError, InvalidSignature, NodeLied, ProofError, ValidationError
 from ..genesis import Genesis
-from ..merkle import tx_leaf, verify_merkle_proof, verify_state_proof
-from ..types import ZERO_HASH, Certificate, Header, Receipt, Tx
+from ..merkle import merkle_root, tx_leaf, verify_merkle_proof, verify_state_proof
+from ..types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx
 from .store import TrustedHeader
 
 SHIELDED_CONTRACT = "shielded_pool"
@@ -104,6 +104,20 @@ class VerifiedState:
             "state_root": self.header.state_root.hex(), "node": self.node,
             "verified": ["certificate", "state_key", "state_header", "state_proof"],
         }
+
+
+@dataclass(frozen=True)
+class VerifiedBlock:
+    """A whole committed block and its receipts, checked against the certified header."""
+
+    block: Block
+    receipts: tuple[Receipt, ...]
+    header: Header
+    node: str
+
+    @property
+    def height(self) -> int:
+        return self.header.height
 
 
 @dataclass(frozen=True)
@@ -213,6 +227,25 @@ class Checker:
         except ProofError as e:
             raise lie(node, "tx_inclusion", e.message) from None
         return VerifiedTx(tx_hash, tx, receipt, header.height, proof.index, header, node)
+
+    def check_block(
+        self, node: str, block: Block, receipts: Sequence[Receipt], trusted: TrustedHeader
+    ) -> VerifiedBlock:
+        """A block and its receipts: the header is the certified one and the tx root covers
+        exactly these (transaction, receipt) pairs, so nothing was added, dropped, reordered
+        or altered. Signatures need no check: the certified validators checked them."""
+        if block.header.hash != trusted.hash:
+            raise lie(node, "block_header", f"block {trusted.height} does not carry the certified header")
+        if len(receipts) != len(block.txs):
+            raise lie(node, "block_receipts", f"{len(receipts)} receipts for {len(block.txs)} transactions")
+        leaves = []
+        for tx, r in zip(block.txs, receipts, strict=True):
+            if r.tx_hash != tx.hash:
+                raise lie(node, "block_receipts", "a receipt names another transaction")
+            leaves.append(tx_leaf(tx.hash, r.hash))
+        if merkle_root(leaves) != trusted.header.tx_root:
+            raise lie(node, "block_tx_root", "the transactions and receipts do not give the certified tx root")
+        return VerifiedBlock(block, tuple(receipts), trusted.header, node)
 
     # --- state ------------------------------------------------------------------------------
 

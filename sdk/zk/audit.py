@@ -5,8 +5,10 @@ and five field elements); the proof already showed validators it encrypts the re
 receivers and values to the regulator's key. The regulator needs nothing but the chain and its
 secret: no validator, no wallet and no user takes part.
 
-Sources: a node's LMDB folder (:class:`accord.storage.Store`: ``head()``, ``get_receipts(h)``)
-or anything with those two methods.
+Sources: a node's LMDB folder (:class:`accord.storage.Store`: ``head()``, ``get_receipts(h)``),
+or any nodes' client APIs through a light client (:class:`VerifiedSource`: every block and its
+receipts checked against a certified header, so a regulator with no validator of its own needs
+to trust no node), or anything with those two methods.
 """
 
 from __future__ import annotations
@@ -28,6 +30,29 @@ class ChainSource(Protocol):
     def head(self) -> tuple[int, bytes] | None: ...
 
     def get_receipts(self, height: int) -> list[Any]: ...
+
+
+class VerifiedSource:
+    """The chain as untrusted nodes serve it, checked by a light client.
+
+    ``head()`` syncs the light client and returns its certified head; ``get_receipts(h)``
+    returns block ``h``'s receipts only after the block's transactions and receipts were shown
+    to give the certified header's tx root (a node that hides, adds or alters a transfer is
+    caught as lying, and another node is asked).
+    """
+
+    def __init__(self, light: Any) -> None:
+        self.light = light  # accord.light.LightClient (blocking)
+
+    def head(self) -> tuple[int, bytes] | None:
+        self.light.sync()
+        head = self.light.head
+        return None if head is None else (head.height, head.hash)
+
+    def get_receipts(self, height: int) -> list[Any]:
+        if height == 0:
+            return []  # the genesis block holds no transactions
+        return list(self.light.verify_block(height).receipts)
 
 
 @dataclass(frozen=True)
