@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from accord import encoding
 from accord.consensus import (
     PHASE_C,
     PHASE_P,
@@ -99,6 +100,33 @@ def test_single_validator_commits_and_persists_before_sending() -> None:
                     assert (persisted.p_round, persisted.p_hash) == (msg.round, msg.block_hash)
                 else:
                     assert persisted.c_round >= msg.round
+
+
+def test_persisted_lock_is_dropped_once_its_height_commits() -> None:
+    """A lock binds only at its height: after the commit the next safety states no longer
+    carry the locked block (they were rewritten with it on every vote). The encoding with the
+    block's cached bytes is the generic canonical encoding."""
+    g = make_genesis(1, round_ms=200, stage2_ms=100)
+    core = Core.from_genesis(g, BlsSigner(0, bls.demo_secret("v0")), head=(0, GENESIS_HASH))
+    log = _drive_single(core, g.chain_id, 1000)
+    height = 1
+    saw_lock = 0
+    for a in log:
+        if isinstance(a, Commit):
+            height = a.block.height + 1
+        elif isinstance(a, Persist):
+            st = SafetyState.decode(a.value, 1)
+            assert a.value == encoding.encode([
+                st.p_round, st.p_height, st.p_hash, st.c_round, st.c_height, st.c_hash,
+                None if st.lock is None else st.lock.to_obj(),
+                None if st.lock_block is None else st.lock_block.to_obj(),
+            ])
+            if st.lock is not None:
+                saw_lock += 1
+                assert st.lock.height == height and st.lock_block is not None
+                assert st.lock_block.hash == st.lock.block_hash
+    assert saw_lock >= 5
+    assert core.safety.lock is None or core.safety.lock.height == core.height
 
 
 def test_same_events_same_actions() -> None:
