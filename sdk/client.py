@@ -18,6 +18,7 @@ its :meth:`Client.stream` runs an :class:`AsyncClient` on a private thread. The
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import queue
@@ -504,8 +505,11 @@ class Client:
                 yield item
         finally:
             stop.set()
-            if loop_box and task_box:
-                loop_box[0].call_soon_threadsafe(task_box[0].cancel)
+            if loop_box and task_box and t.is_alive():
+                # The stream may end (and its loop close) between the check and the call: a
+                # closed loop has nothing left to cancel.
+                with contextlib.suppress(RuntimeError):
+                    loop_box[0].call_soon_threadsafe(task_box[0].cancel)
             t.join(timeout=5)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -240,3 +241,24 @@ def test_str_state_keys_with_url_special_characters(served: ServedNode) -> None:
             sv = c.state("token", key)
             assert sv.state_key == state_key("token", key) and sv.value is None
             merkle.verify_state_proof(sv.header.state_root, sv.state_key, None, sv.proof)
+
+
+def test_sync_stream_ends_cleanly_when_the_node_stops(tmp_path: Path) -> None:
+    """The stream of a node that stops ends with a clear error (or just ends), never with
+    "Event loop is closed" from closing a generator whose thread already finished."""
+    sn = ServedNode(tmp_path)
+    got: list[object] = []
+    error: BaseException | None = None
+    with Client(sn.url) as c:
+        gen = c.stream(from_height=0, events=False)
+        got.append(next(gen))
+        sn.close()
+        try:
+            for item in gen:
+                got.append(item)
+        except AccordError as e:
+            error = e
+        time.sleep(0.2)  # let the stream thread finish and close its loop
+        gen.close()
+    assert isinstance(got[0], BlockCommitted) and got[0].height == 0
+    assert error is None or "Event loop is closed" not in str(error)
