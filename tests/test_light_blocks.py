@@ -92,3 +92,24 @@ def test_verified_block_equals_the_stored_one_and_skips_a_liar(
             assert [(f.node, f.check) for f in lc.faults] == [(proxy.url, "block_tx_root")]
     finally:
         proxy.mutate = lambda p, d: d
+
+
+def test_a_forgotten_light_client_stops_its_thread(ledger: Ledger) -> None:
+    """Not closing a blocking light client must not leak its loop thread."""
+    import gc
+    import threading
+
+    def alive() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "accord-light")
+
+    before = alive()
+    lc = LightClient(ledger.genesis, [ledger.served.url])
+    lc.sync()
+    assert alive() == before + 1
+    del lc
+    gc.collect()
+    assert alive() == before
+    with LightClient(ledger.genesis, [ledger.served.url]) as lc2:
+        lc2.sync()
+    lc2.close()  # closing twice is harmless
+    assert alive() == before

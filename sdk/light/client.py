@@ -42,8 +42,10 @@ thread, so both have exactly the same behaviour.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -463,6 +465,18 @@ class AsyncLightClient:
         return await asyncio.to_thread(self.checker.check_shielded, vt)
 
 
+def _shutdown(loop: asyncio.AbstractEventLoop, thread: threading.Thread, inner: list[AsyncLightClient]) -> None:
+    """Close a blocking light client's async client and stop its loop thread."""
+    if loop.is_closed():
+        return
+    if inner and thread.is_alive():
+        with contextlib.suppress(Exception):  # best effort: the sessions die with the loop anyway
+            asyncio.run_coroutine_threadsafe(inner[0].close(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    loop.close()
+
+
 class LightClient:
     """The blocking light client: an :class:`AsyncLightClient` on a private event-loop thread.
 
@@ -477,11 +491,16 @@ class LightClient:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="accord-light", daemon=True)
         self._thread.start()
+        inner: list[AsyncLightClient] = []
+        # Runs once: on close(), or when a client nobody closed is collected (or at exit), so
+        # a forgotten client does not leave its thread, loop and HTTP sessions behind.
+        self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._thread, inner)
         try:
             self._inner = self._run(self._make(genesis, nodes, kw))
         except BaseException:
-            self._stop_loop()
+            self._finalizer()
             raise
+        inner.append(self._inner)
 
     @staticmethod
     async def _make(genesis: Genesis | str | Path, nodes: Sequence[str], kw: dict[str, Any]) -> AsyncLightClient:
@@ -490,16 +509,8 @@ class LightClient:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
-
     def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        self._run(self._inner.close())
-        self._stop_loop()
+        self._finalizer()
 
     def __enter__(self) -> LightClient:
         return self
