@@ -72,6 +72,7 @@ def ensure_network(
     stage2_ms: int = 500,
     accounts: int = 100,
     max_block_txs: int = 5000,
+    expected_leaders: float | None = None,
 ) -> Genesis:
     """Reuse the network in ``root`` or create one (fresh keys, ports that are free now)."""
     if (root / "genesis.json").exists():
@@ -81,7 +82,10 @@ def ensure_network(
         root, validators=validators, chain_id="accord-devnet",
         genesis_time_ms=int(time.time() * 1000), base_port=0, base_api_port=0,
         demo_accounts=accounts,
-        consensus=ConsensusParams(round_ms=round_ms, stage2_ms=stage2_ms, max_block_txs=max_block_txs),
+        consensus=ConsensusParams(
+            round_ms=round_ms, stage2_ms=stage2_ms, max_block_txs=max_block_txs,
+            expected_leaders=ConsensusParams().expected_leaders if expected_leaders is None else expected_leaders,
+        ),
         ports=ports[:validators], api_ports=ports[validators:],
     )
 
@@ -165,6 +169,26 @@ class Devnet:
                 return None
 
         return list(await asyncio.gather(*(one(v) for v in self.validators)))
+
+    async def metric_sums(self, names: list[str]) -> dict[str, float]:
+        """Each named Prometheus series (name with labels, as in ``/metrics``) summed over the
+        running validators."""
+        async def one(v: Validator) -> str:
+            if not v.alive:
+                return ""
+            try:
+                async with AsyncClient(v.api_url, timeout=5.0) as c:
+                    return await c.metrics()
+            except (TimeoutError, AccordError, OSError):
+                return ""
+
+        sums = dict.fromkeys(names, 0.0)
+        for text in await asyncio.gather(*(one(v) for v in self.validators)):
+            for line in text.splitlines():
+                series, _, value = line.rpartition(" ")
+                if series in sums:
+                    sums[series] += float(value)
+        return sums
 
     async def converged_heads(self, timeout: float = 20.0) -> dict[str, str]:
         """Poll until every running validator reports the same head; name -> head hash."""

@@ -14,7 +14,9 @@ divided by the window (so a network that falls behind is not flattered by its ba
 (submitted but not committed when the drain ended), ``height`` and ``validators``;
 ``validators_cpu_s`` (CPU time of all validator processes from the load's start to the end of
 the drain) and ``cpu_ms_per_tx`` (that over the transactions committed): on a shared machine
-the cost per transaction is steadier than the throughput.
+the cost per transaction is steadier than the throughput; ``executions_per_block``: blocks each
+validator executed (built or validated) per committed block, which ``--expected-leaders``
+(leaders per round, a sortition parameter of the fresh genesis) moves.
 ``--plot FILE.png`` draws committed throughput and latency per second.
 
 Everything shares this machine's cores: the load process and the validators compete, as
@@ -48,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--round-ms", type=int, default=1000)
     p.add_argument("--stage2-ms", type=int, default=500)
     p.add_argument("--max-block-txs", type=int, default=5000)
+    p.add_argument("--expected-leaders", type=float, default=None,
+                   help="sortition: leaders per round on average (default: the genesis default)")
     p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for commits after the load")
     p.add_argument("--dir", type=Path, default=None, help="network folder (default: a fresh temporary one)")
     p.add_argument("--plot", type=Path, default=None, help="draw throughput and latency to this PNG")
@@ -66,7 +70,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         root = Path(tmp) / "net"
     genesis = ensure_network(root, validators=args.validators, round_ms=args.round_ms,
                              stage2_ms=args.stage2_ms, accounts=args.accounts,
-                             max_block_txs=args.max_block_txs)
+                             max_block_txs=args.max_block_txs, expected_leaders=args.expected_leaders)
     net = Devnet(root, genesis)
     load: subprocess.Popen[bytes] | None = None
     try:
@@ -107,6 +111,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
         heads = await net.converged_heads(timeout=20.0)  # a commit may still be landing somewhere
         sts = await net.statuses()
+        ops = await net.metric_sums([f'accord_chain_op_seconds_count{{op="{op}"}}' for op in ("build", "validate")])
+        blocks = max(s["height"] for s in sts if s) - start_height
         log = result.pop("commit_log")
         if args.plot is not None:
             plot(log, args.duration, args.rate, args.plot)
@@ -123,11 +129,15 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "txs_committed_in_window": result["txs_committed_in_window"],
             "uncommitted": result["uncommitted"],
             "tx_bytes": result["tx_bytes"],
-            "blocks": max(s["height"] for s in sts if s) - start_height,
+            "blocks": blocks,
+            # Blocks executed (built or validated) per validator per committed block: every
+            # leader of a round builds its own, and each validator validates the best one.
+            "executions_per_block": round(sum(ops.values()) / genesis.n / blocks, 2) if blocks else None,
             "validators_cpu_s": round(cpu_s, 1),
             "cpu_ms_per_tx": round(1000 * cpu_s / result["txs_committed"], 3) if result["txs_committed"] else None,
             "heads_agree": len(heads) == genesis.n and len(set(heads.values())) == 1,
             "round_ms": args.round_ms,
+            "expected_leaders": genesis.consensus.expected_leaders,
             "max_block_txs": args.max_block_txs,
             **({"plot": str(args.plot)} if args.plot is not None else {}),
         }
