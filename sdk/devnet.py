@@ -73,6 +73,7 @@ def ensure_network(
     accounts: int = 100,
     max_block_txs: int = 5000,
     expected_leaders: float | None = None,
+    ticket_wait_ms: int | None = None,
 ) -> Genesis:
     """Reuse the network in ``root`` or create one (fresh keys, ports that are free now)."""
     if (root / "genesis.json").exists():
@@ -85,6 +86,7 @@ def ensure_network(
         consensus=ConsensusParams(
             round_ms=round_ms, stage2_ms=stage2_ms, max_block_txs=max_block_txs,
             expected_leaders=ConsensusParams().expected_leaders if expected_leaders is None else expected_leaders,
+            ticket_wait_ms=ConsensusParams().ticket_wait_ms if ticket_wait_ms is None else ticket_wait_ms,
         ),
         ports=ports[:validators], api_ports=ports[validators:],
     )

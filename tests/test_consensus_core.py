@@ -30,6 +30,7 @@ from accord.consensus import (
     Proposal,
     SafetyState,
     Tick,
+    Ticket,
     ValidateBlock,
     certificate_signers,
     decode_message,
@@ -180,6 +181,58 @@ def test_garbage_and_bad_tickets_change_nothing() -> None:
     assert core.handle(MessageReceived(1, agg.encode())) == []
     assert core.stats.bad_signature == 1
     assert core.safety == SafetyState()
+
+
+def test_tickets_first_and_bad_tickets() -> None:
+    """A leader announces its ticket and builds only after ``ticket_wait_ms``; a better valid
+    ticket holds its build back until the fallback time; forged, stale and malformed tickets
+    are counted and change nothing."""
+    from accord.consensus import sortition_message, sortition_value
+
+    n = 4
+    crypto = CostModelCrypto(n)
+    params = Params(chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=4.0, ticket_wait_ms=20)
+
+    def fresh() -> tuple[Core, list[object]]:
+        core = Core(params, crypto.signer(0), crypto, head=(0, GENESIS_HASH))
+        return core, core.handle(Tick(1))
+
+    core, out = fresh()
+    sent = [decode_message(a.payload, n, 1 << 20) for a in out if isinstance(a, Broadcast)]
+    own = [t for t in sent if isinstance(t, Ticket)]
+    assert len(own) == 1 and own[0].proposer == 0 and (own[0].height, own[0].round) == (1, 0)
+    assert not any(isinstance(a, BuildBlock) for a in out)
+    mine = sortition_value(own[0].sortition)
+
+    def ticket(i: int, height: int = 1, rnd: int = 0) -> Ticket:
+        return Ticket(height, rnd, i, crypto.signer(i).sign(sortition_message("c", height, rnd, GENESIS_HASH)))
+
+    k = 0
+    while sortition_value(fake := hashlib.sha256(b"forged%d" % k).digest() * 3) >= mine:
+        k += 1
+    forged = Ticket(1, 0, 1, fake)  # better than ours, but not validator 1's signature
+    before = core.stats.bad_signature, core.stats.stale, core.stats.garbage
+    core.handle(MessageReceived(1, forged.encode()))
+    core.handle(MessageReceived(2, ticket(2, height=5).encode()))
+    core.handle(MessageReceived(3, b"\x95\x03\x01\x00\x09" + b"\xc4\x60" + bytes(96)))  # proposer 9 of 4
+    assert (core.stats.bad_signature, core.stats.stale, core.stats.garbage) == (
+        before[0] + 1, before[1] + 1, before[2] + 1)
+    assert core.tickets == {0: mine}
+    assert any(isinstance(a, BuildBlock) for a in core.handle(Tick(21)))  # nothing held us back
+
+    others = sorted((sortition_value(ticket(i).sortition), i) for i in (1, 2, 3))
+    better = [i for v, i in others if v < mine]
+    worse = [i for v, i in others if v > mine]
+    if worse:  # a worse ticket changes nothing: we build when the wait ends
+        core, _ = fresh()
+        core.handle(MessageReceived(worse[0], ticket(worse[0]).encode()))
+        assert any(isinstance(a, BuildBlock) for a in core.handle(Tick(21)))
+    if better:  # a better one holds us back until the fallback time, then we build
+        core, _ = fresh()
+        core.handle(MessageReceived(better[0], ticket(better[0]).encode()))
+        assert not any(isinstance(a, BuildBlock) for a in core.handle(Tick(21)))
+        assert core.next_wakeup_ms() <= 36
+        assert any(isinstance(a, BuildBlock) for a in core.handle(Tick(36)))
 
 
 def _bls_cert(n: int, signers: list[int], block_hash: bytes, phase: int = PHASE_C) -> Certificate:

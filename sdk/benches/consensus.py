@@ -52,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-block-txs", type=int, default=5000)
     p.add_argument("--expected-leaders", type=float, default=None,
                    help="sortition: leaders per round on average (default: the genesis default)")
+    p.add_argument("--ticket-wait-ms", type=int, default=None,
+                   help="leaders announce tickets and wait this long before building (default: genesis default)")
     p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for commits after the load")
     p.add_argument("--dir", type=Path, default=None, help="network folder (default: a fresh temporary one)")
     p.add_argument("--plot", type=Path, default=None, help="draw throughput and latency to this PNG")
@@ -70,7 +72,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         root = Path(tmp) / "net"
     genesis = ensure_network(root, validators=args.validators, round_ms=args.round_ms,
                              stage2_ms=args.stage2_ms, accounts=args.accounts,
-                             max_block_txs=args.max_block_txs, expected_leaders=args.expected_leaders)
+                             max_block_txs=args.max_block_txs, expected_leaders=args.expected_leaders,
+                             ticket_wait_ms=args.ticket_wait_ms)
     net = Devnet(root, genesis)
     load: subprocess.Popen[bytes] | None = None
     try:
@@ -138,6 +141,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "heads_agree": len(heads) == genesis.n and len(set(heads.values())) == 1,
             "round_ms": args.round_ms,
             "expected_leaders": genesis.consensus.expected_leaders,
+            "ticket_wait_ms": genesis.consensus.ticket_wait_ms,
             "max_block_txs": args.max_block_txs,
             **({"plot": str(args.plot)} if args.plot is not None else {}),
         }

@@ -67,7 +67,7 @@ from .crypto import (
     Signer,
     sortition_value,
 )
-from .messages import Proposal, decode_message
+from .messages import Proposal, Ticket, decode_message
 from .sortition import sortition_message, threshold
 from .state import (
     SAFETY_KEY,
@@ -94,7 +94,7 @@ __all__ = [
     "PHASE_C", "PHASE_P", "SAFETY_KEY", "Action", "Aggregate", "BlockBuilt", "BlockFetched",
     "BlockValidated", "BlsCrypto", "BlsSigner", "Broadcast", "BuildBlock", "Commit", "Core",
     "CostModelCrypto", "CostModelSigner", "Crypto", "Event", "FetchBlock", "MessageReceived",
-    "Params", "Persist", "Proposal", "SafetyState", "Send", "Signer", "Tick", "ValidateBlock",
+    "Params", "Persist", "Proposal", "SafetyState", "Send", "Signer", "Tick", "Ticket", "ValidateBlock",
     "certificate_counts", "certificate_signers", "decode_message", "sortition_message",
     "sortition_value", "threshold", "verify_certificate",
 ]

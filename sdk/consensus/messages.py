@@ -9,6 +9,9 @@ Two kinds travel between validators:
   ``parent_cert`` is the commit certificate of the parent block, so a validator that missed the
   parent's commit can commit it on the spot.
 * vote aggregates (:class:`accord.consensus.aggregate.Aggregate`, tag 2).
+* ``Ticket``: ``[3, height, round, proposer, sortition]``: a leader announces its winning
+  ticket before building, so that leaders with worse tickets need not build at all (see
+  ``ticket_wait_ms`` in :mod:`accord.consensus.state`).
 
 Decoding is strict (canonical bytes, exact field counts and sizes); anything else raises a
 :class:`accord.errors.DecodeError` and the core drops and counts it.
@@ -29,6 +32,7 @@ from ..types import Block, Certificate
 from .aggregate import TAG_VOTES, Aggregate
 
 TAG_PROPOSAL = 1
+TAG_TICKET = 3
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,33 @@ class Proposal:
         )
 
 
-Message = Proposal | Aggregate
+@dataclass(frozen=True)
+class Ticket:
+    """A leader's sortition ticket for (height, round), sent before its block is built."""
+
+    height: int
+    round: int
+    proposer: int
+    sortition: bytes
+
+    def encode(self) -> bytes:
+        return encoding.encode([TAG_TICKET, self.height, self.round, self.proposer, self.sortition])
+
+    @classmethod
+    def from_obj(cls, obj: list[Any], n: int) -> Ticket:
+        if len(obj) != 5:
+            raise DecodeError("ticket must have 5 fields")
+        _, height, rnd, proposer, sortition = obj
+        if type(height) is not int or type(rnd) is not int or height < 1 or rnd < 0:
+            raise DecodeError("bad ticket height or round")
+        if type(proposer) is not int or not 0 <= proposer < n:
+            raise DecodeError("bad ticket proposer")
+        if type(sortition) is not bytes or len(sortition) != 96:
+            raise DecodeError("bad sortition ticket")
+        return cls(height, rnd, proposer, sortition)
+
+
+Message = Proposal | Aggregate | Ticket
 
 
 class ProposalCache:
@@ -131,6 +161,8 @@ def _decode_other(payload: bytes, n: int, max_size: int) -> Message:
             return Proposal.from_obj(obj, n)
         if obj[0] == TAG_VOTES:
             return Aggregate.from_obj(obj, n)
+        if obj[0] == TAG_TICKET:
+            return Ticket.from_obj(obj, n)
         raise DecodeError("unknown message tag")
     except DecodeError:
         raise

@@ -33,6 +33,13 @@ stage I (proposal) and, for its last ``stage2_ms``, stage II (agreement).
   the ticket wins (value below D) it is a potential leader: if locked at this height it
   re-proposes its locked block with the lock's P-quorum as justification, otherwise it asks the
   application for a block (:class:`BuildBlock`) and proposes what comes back.
+* **Tickets first (``ticket_wait_ms`` > 0, broadcast mode).** Building a block costs as much as
+  executing it, and only the best-ticket proposal gets votes, so a leader first broadcasts its
+  ticket (:class:`Ticket`) and waits ``ticket_wait_ms``: if by then a better ticket was
+  announced for the round it does not build, unless by the middle of the rest of stage I no
+  proposal at least as good as its own arrived (a better leader that announced and went
+  silent), in which case it builds then. Tickets are checked like a proposal's and change only
+  who builds, never votes.
 * **Proposals.** A proposal is accepted if its ticket verifies and wins for (height, round,
   our parent), its block extends our head, and (for a re-proposal) its justification is a valid
   P-quorum for that block. The application then checks the block (:class:`ValidateBlock`),
@@ -100,7 +107,7 @@ from ..errors import AccordError, DecodeError, GenesisError
 from ..types import Block, Certificate, vote_message
 from .aggregate import PHASE_C, PHASE_P, Aggregate, certificate_counts, verify_certificate
 from .crypto import Crypto, Signer, sortition_value
-from .messages import Proposal, ProposalCache, decode_message
+from .messages import Proposal, ProposalCache, Ticket, decode_message
 from .sortition import sortition_message, threshold
 
 SAFETY_KEY = b"consensus/safety"
@@ -229,6 +236,7 @@ class Params:
     broadcast_max: int = 64
     resend_ms: int = 0  # 0: round_ms // 4
     gossip_interval_ms: int = 0  # gossip mode: at most one forward of an aggregate per interval
+    ticket_wait_ms: int = 0  # 0: leaders build at once; else announce tickets and wait (broadcast mode)
 
     @property
     def f(self) -> int:
@@ -249,6 +257,7 @@ class Params:
             chain_id=genesis.chain_id, n=genesis.n, genesis_time_ms=genesis.genesis_time_ms,
             round_ms=c.round_ms, stage2_ms=c.stage2_ms, expected_leaders=c.expected_leaders,
             gossip_fanout=c.gossip_fanout, max_block_bytes=c.max_block_bytes,
+            ticket_wait_ms=c.ticket_wait_ms,
         )
         kw.update(overrides)
         return cls(**kw)
@@ -288,6 +297,18 @@ class SafetyState:
             None if f[6] is None else Aggregate.from_obj(f[6], n),
             None if f[7] is None else Block.from_obj(f[7]),
         )
+
+
+@dataclass
+class _WaitingBuild:
+    """A leader's build held back until ``until`` (tickets first)."""
+
+    height: int
+    round: int
+    ticket: bytes
+    value: int
+    until: int
+    deferred: bool = False  # waiting past ``until`` for a better announced leader
 
 
 @dataclass
@@ -374,6 +395,10 @@ class Core:
         self.fetch_from: dict[bytes, int] = {}
         self.led: set[tuple[int, int]] = set()
         self.my_proposal: Proposal | None = None
+        # Tickets first (see the theory of operation): the best ticket value announced per
+        # round at this height, and our own build while it waits.
+        self.tickets: dict[int, int] = {}
+        self._waiting: _WaitingBuild | None = None
         self._last_sent: dict[tuple[int, int, int, bytes], tuple[int, int]] = {}  # time, signers
         self._due: dict[tuple[int, int, int, bytes], int] = {}
         self.stats = Stats()
@@ -427,6 +452,8 @@ class Core:
             nxt = min(nxt, stage2)
         if self._due:
             nxt = min(nxt, min(self._due.values()))
+        if self._waiting is not None:
+            nxt = min(nxt, self._waiting.until)
         return min(nxt, self._next_resend)
 
     def round_of(self, now_ms: int) -> int:
@@ -452,6 +479,8 @@ class Core:
             return
         if r > self.round:
             self._enter_round(r)
+        if self._waiting is not None:
+            self._check_waiting()
         if now >= self.stage2_start_ms(r) and self._stage2_round < r:
             self._stage2_round = r
             self._try_prepare()
@@ -481,6 +510,8 @@ class Core:
         self.my_proposal = None
         for old in [k for k in self.cands if k < r - 1]:
             del self.cands[old]
+        for old in [k for k in self.tickets if k < r - 1]:
+            del self.tickets[old]
         if len(self.aggs) > 4:
             for k in [k for k in self.aggs if k[1] < r - KEEP_ROUNDS]:
                 self._drop_agg(k)
@@ -499,8 +530,65 @@ class Core:
             prop = Proposal(self.round, self.index, ticket, self.blocks[lock.block_hash], lock.copy(), self.head_cert)
             self.stats.extra["repropose"] = self.stats.extra.get("repropose", 0) + 1
             self._propose(prop)
+        elif self.p.ticket_wait_ms > 0 and not self.gossip:
+            value = sortition_value(ticket)
+            self._out.append(Broadcast(Ticket(self.height, self.round, self.index, ticket).encode()))
+            self._note_ticket(self.round, value)
+            until = min(self.now + self.p.ticket_wait_ms, self.stage2_start_ms(self.round))
+            self._waiting = _WaitingBuild(self.height, self.round, ticket, value, until)
         else:
             self._out.append(BuildBlock(self.height, self.round, self.head_hash, self.index, ticket))
+
+    def _note_ticket(self, r: int, value: int) -> None:
+        best = self.tickets.get(r)
+        if best is None or value < best:
+            self.tickets[r] = value
+
+    def _check_waiting(self) -> None:
+        """Build the held-back block once its wait is over, unless a better leader of the
+        round announced itself. That leader gets until the middle of what is left of stage I
+        to deliver: a proposal at least as good as ours cancels our build; otherwise we build
+        then, early enough for our block to arrive before stage II (validators choose among
+        the proposals they hold when stage II starts; proposals arriving later are taken
+        first come, first served, which can split the votes)."""
+        w = self._waiting
+        if w is None:
+            return
+        if (w.height, w.round) != (self.height, self.round):
+            self._waiting = None  # the height or round moved on: the block would be stale
+            return
+        best = self._best(w.round)
+        if best is not None and best.value < w.value:
+            self._waiting = None  # a better proposal is here: ours could not win
+            self.stats.extra["build_skipped"] = self.stats.extra.get("build_skipped", 0) + 1
+            return
+        if self.now < w.until:
+            return
+        if self.tickets.get(w.round, w.value) < w.value and not w.deferred:
+            stage2 = self.stage2_start_ms(w.round)
+            fallback = w.until + (stage2 - w.until) // 2
+            if self.now < fallback:
+                w.until, w.deferred = fallback, True  # a better leader announced itself
+                return
+        self._waiting = None
+        self._out.append(BuildBlock(w.height, w.round, self.head_hash, self.index, w.ticket))
+
+    def _on_ticket(self, t: Ticket) -> None:
+        if t.height != self.height or not self.round - 1 <= t.round <= self.round + 1 or t.proposer == self.index:
+            self.stats.stale += 1
+            return
+        value = sortition_value(t.sortition)
+        if value >= self.d:
+            self.stats.bad_proposal += 1
+            return
+        best = self.tickets.get(t.round)
+        if best is not None and value >= best:
+            return  # not better than what we know: no need to check the signature
+        msg = sortition_message(self.p.chain_id, self.height, t.round, self.head_hash)
+        if not self.crypto.verify(t.proposer, msg, t.sortition):
+            self.stats.bad_signature += 1
+            return
+        self._note_ticket(t.round, value)
 
     def _on_built(self, block: Block) -> None:
         h = block.header
@@ -534,6 +622,8 @@ class Core:
                 cache[payload] = msg
         if isinstance(msg, Aggregate):
             self._on_aggregate(frm, msg)
+        elif isinstance(msg, Ticket):
+            self._on_ticket(msg)
         else:
             self._on_proposal(frm, msg, len(payload))
 
@@ -560,6 +650,8 @@ class Core:
         if prop.justify is not None:
             self._on_aggregate_verified(frm, prop.justify, forward=False)
         self._request_validation(prop.round)
+        if self._waiting is not None:
+            self._check_waiting()
         best = self._best(prop.round)
         if self.gossip and best is not None and best.proposal is prop:
             self._spread(prop.encode(), exclude=frm)
@@ -885,6 +977,8 @@ class Core:
             self.safety.lock_block = None
         self.pending_commit.clear()
         self.cands.clear()
+        self.tickets.clear()
+        self._waiting = None
         self.blocks = {}
         self.valid = {}
         for k in [k for k in self.aggs if k[0] < self.height]:

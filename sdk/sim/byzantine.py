@@ -13,6 +13,9 @@ honest one) and the strategy rewrites what it sends, or adds messages of its own
 * ``bad_signature``: each round sends aggregates claiming every validator signed, with forged
   signatures, and aggregates whose counts do not match their signature.
 * ``garbage``: sends random bytes and bit-flipped or truncated copies of its messages.
+* ``ticket_only``: announces its winning tickets (when ``ticket_wait_ms`` > 0) but never sends
+  a proposal, and each round announces a forged ticket too: the leaders that stood back for it
+  must build at stage II, and forged tickets must be refused.
 * ``twins``: two instances hold the same validator's keys, each connected to a different half
   of the network; each behaves honestly, together they equivocate.
 * ``mixed``: every Byzantine validator draws one of the above.
@@ -33,6 +36,7 @@ from ..consensus import (
     Proposal,
     SafetyState,
     Send,
+    Ticket,
     sortition_message,
 )
 from ..consensus.messages import decode_message
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
 
 STRATEGIES = (
     "equivocate", "double_vote", "withhold", "replay", "bad_sortition", "bad_signature", "garbage", "twins",
+    "ticket_only",
 )
 
 
@@ -237,7 +242,26 @@ def _garbage(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
     return out
 
 
+def _ticket_only(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for a in actions:
+        if isinstance(a, Broadcast | Send):
+            try:
+                msg = decode_message(a.payload, sim.params.n, 1 << 24)
+            except DecodeError:
+                continue
+            if isinstance(msg, Proposal) and msg.proposer == nd.index:
+                continue  # its tickets go out, its blocks never do
+        out.append(a)
+    if _new_round(nd):
+        core = nd.core
+        forged = bytes(sim.rng.getrandbits(8) for _ in range(96))
+        out.append(Broadcast(Ticket(core.height, core.round, nd.index, forged).encode()))
+    return out
+
+
 _TRANSFORMS = {
+    "ticket_only": _ticket_only,
     "equivocate": _equivocate,
     "double_vote": _double_vote,
     "withhold": _withhold,

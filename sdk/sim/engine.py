@@ -83,6 +83,7 @@ class SimConfig:
     round_ms: int = 0  # 0: derived from the latency
     stage2_ms: int = 0
     expected_leaders: float = 3.0
+    ticket_wait_ms: int = 0  # > 0: leaders announce tickets first (see accord.consensus.state)
     fanout: int = 3
     gossip_interval_ms: int = -1  # -1: the mean latency
     broadcast_max: int = 64
@@ -192,7 +193,7 @@ class Simulator:
         self.params = Params(
             chain_id="accord-sim", n=c.nodes, genesis_time_ms=0, round_ms=c.round_ms,
             stage2_ms=c.stage2_ms, expected_leaders=c.expected_leaders, gossip_fanout=c.fanout,
-            broadcast_max=c.broadcast_max,
+            broadcast_max=c.broadcast_max, ticket_wait_ms=c.ticket_wait_ms,
             gossip_interval_ms=int(c.latency_ms) if c.gossip_interval_ms < 0 else c.gossip_interval_ms,
         )
         self.crypto: Crypto
@@ -240,6 +241,7 @@ class Simulator:
         self.agreement: list[float] = []
         self.heal_height: int | None = None
         self.crash_count = 0
+        self.builds = 0  # BuildBlock actions performed (blocks executed to propose)
 
     def _make_node(self, nid: int, index: int, strategy: str) -> SimNode:
         c = self.c
@@ -349,6 +351,7 @@ class Simulator:
                 elif isinstance(a, Send):
                     self.send(nd, a.to_index, a.payload, send_at)
                 elif isinstance(a, BuildBlock):
+                    self.builds += 1
                     queue.append(BlockBuilt(self.build_block(nd, a)))
                 elif isinstance(a, ValidateBlock):
                     ok = a.block.header.state_root != INVALID_ROOT
@@ -541,6 +544,7 @@ class Simulator:
             for k, v in st.extra.items():
                 stats[k] = stats.get(k, 0) + v
         stats["crashes"] = self.crash_count
+        stats["builds"] = self.builds
         base = self.heal_height if self.heal_height is not None else 0
         return SimResult(
             config=self.c,
