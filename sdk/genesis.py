@@ -67,9 +67,10 @@ class ConsensusParams(_Model):
     max_block_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     gossip_fanout: int = Field(default=3, ge=1)
     ticket_wait_ms: int = Field(
-        default=0, ge=0,
-        description="leaders announce their sortition ticket and wait this long before building; "
-        "only the best-ticket leader then builds (0: every leader builds at once)",
+        default=30, ge=0,
+        description="leaders announce their sortition ticket and wait this long (about one "
+        "network delay) before building; only the best-ticket leader then builds (0: every "
+        "leader builds at once)",
     )
 
 
