@@ -8,6 +8,7 @@ refusing repeated transactions.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -24,20 +25,26 @@ from tests.test_storage_store import KEY, make_block
 
 
 def reachable(nodes: dict[bytes, bytes], root: bytes, version: int = 0) -> set[bytes]:
-    """Storage keys of every record of the tree at ``root`` (stored at ``version``)."""
+    """Storage keys of every record of the tree at ``root`` (stored at ``version``), checking
+    the shape rules on the way: no node without children or over a lone leaf."""
     out: set[bytes] = set()
     todo = [(root, tree.version_bytes(version), 0, 0)]
     while todo:
-        h, v, depth, pos = todo.pop()
+        h, v, depth, path = todo.pop()
         if h == EMPTY:
             continue
-        k = tree.node_key(v, depth, pos, h)
+        k = tree.node_key(v, depth, path, h)
         rec = nodes[k]
         out.add(k)
+        assert tree.record_hash(rec) == h
         if rec[0] == merkle.STATE_NODE_PREFIX[0]:
-            assert len(rec) == 81 and tree.record_hash(rec) == h
-            todo.append((rec[1:33], rec[65:73], depth + 1, pos * 2))
-            todo.append((rec[33:65], rec[73:81], depth + 1, pos * 2 + 1))
+            kids = tree.node_children(rec)
+            if len(kids) == 1:
+                nib, ch, cv = kids[0]
+                only = nodes[tree.node_key(cv, depth + 1, path | nib << (252 - 4 * depth), ch)]
+                assert only[0] == merkle.STATE_NODE_PREFIX[0], "a lone leaf was not promoted"
+            for nib, ch, cv in kids:
+                todo.append((ch, cv, depth + 1, path | nib << (252 - 4 * depth)))
     return out
 
 
@@ -78,6 +85,50 @@ def test_small_batches_over_a_big_tree(n: int, batches: list[list[tuple[int, byt
         v, proof = t.prove(k)
         assert v == state.get(k)
         verify_state_proof(t.root, k, v, proof)
+
+
+def _keys_sharing(prefix_nibbles: int, count: int, start: bytes) -> list[bytes]:
+    """``count`` keys whose paths share their first ``prefix_nibbles`` nibbles with ``start``'s."""
+    want = hashlib.sha256(start).hexdigest()[:prefix_nibbles]
+    out = [start]
+    i = 0
+    while len(out) < count:
+        k = b"%s/%d" % (start, i)
+        if hashlib.sha256(k).hexdigest()[:prefix_nibbles] == want:
+            out.append(k)
+        i += 1
+    return out
+
+
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_chains_of_single_inner_children(one_by_one: bool) -> None:
+    """Paths sharing a long prefix make nodes whose only child is an inner node; deletes
+    must collapse such chains (promoting the leaf left over) in every update path."""
+    deep = _keys_sharing(4, 2, b"deep")  # two paths sharing 4 nibbles: a chain of 3 one-child nodes
+    near = _keys_sharing(2, 2, deep[0])[1:]  # shares 2 nibbles with them
+    keys = [*deep, *near, b"far"]
+    state = {k: k + b"!" for k in keys}
+    t = DictTree()
+    t.apply(dict(state))
+    assert t.root == ref_root(state)
+    for gone in [[deep[1]], [near[0], b"far"], [deep[0]]]:
+        writes: dict[bytes, bytes | None] = dict.fromkeys(gone)
+        if one_by_one:
+            for k in gone:
+                t.apply({k: None})
+        else:
+            t.apply(writes)
+        for k in gone:
+            del state[k]
+        assert t.root == ref_root(state)
+        fresh = DictTree()
+        fresh.apply(dict(state))
+        assert reachable(t.nodes, t.root) == reachable(fresh.nodes, fresh.root)
+        for k in keys:
+            v, proof = t.prove(k)
+            assert v == state.get(k)
+            verify_state_proof(t.root, k, v, proof)
+    assert t.root == EMPTY
 
 
 def test_missing_node_is_reported() -> None:
@@ -139,6 +190,7 @@ def test_versioned_updates_and_history(n: int, batches: list[list[tuple[int, byt
         version += 1 + gap  # versions only grow; heights without writes leave gaps
         root, new = tree.compute_update(nodes.get, root, writes, version=version, root_version=history[-1][1])
         assert all(k[:8] == tree.version_bytes(version) for k in new)
+        assert list(new) == sorted(new)  # post-order emission is key order
         assert not set(new) & set(nodes)  # append-only: nothing overwritten
         nodes.update(new)
         for k, v in writes.items():
