@@ -304,46 +304,43 @@ def verify_state_proof(root: bytes, key: bytes, value: bytes | None, proof: Stat
         h = state_leaf_hash(other_path, other_vh)
     # Fold up from the spot at ``depth`` to the root; at the bottom level the spot is a
     # leaf (or empty), at every level above it an inner node.
-    for d in range(depth - 1, -1, -1):
+    bottom = depth - 1
+    for d in range(bottom, -1, -1):
         level = levels[d]
         if type(level) is not tuple or len(level) != 2:
             raise ProofError("malformed state proof level")
         bitmap, sibs = level
         if type(bitmap) is not int or not 0 <= bitmap < 1 << ARITY or type(sibs) is not tuple:
             raise ProofError("malformed state proof level")
+        # Every sibling is 32 bytes: their concatenation (hashed below) has the right length
+        # and no sibling is longer than 32. (A bytes-like sibling other than bytes hashes
+        # exactly as its bytes would: accepting it accepts the same proof.)
+        try:
+            joined = b"".join(sibs)
+        except TypeError:
+            raise ProofError("state proof sibling must be 32 bytes") from None
+        if len(joined) != 32 * len(sibs) or (sibs and max(map(len, sibs)) != 32):
+            raise ProofError("state proof sibling must be 32 bytes")
         b = path[d >> 1]
-        nib = b & 15 if d & 1 else b >> 4
-        bit = 1 << nib
+        bit = 1 << (b & 15 if d & 1 else b >> 4)
         count = bitmap.bit_count()
-        if d == depth - 1 and empty_spot:
+        if d == bottom and empty_spot:
             if bitmap & bit:
                 raise ProofError("state proof claims an empty spot its bitmap fills")
             if count == 0:
                 raise ProofError("state proof has a node without children")
             if len(sibs) != count:
                 raise ProofError("state proof siblings disagree with the bitmap")
-            parts = [STATE_NODE_PREFIX, bitmap.to_bytes(2, "big")]
-            for s in sibs:
-                if type(s) is not bytes or len(s) != HASH_SIZE:
-                    raise ProofError("state proof sibling must be 32 bytes")
-                parts.append(s)
-        else:
-            if not bitmap & bit:
-                raise ProofError("state proof bitmap lacks the path's child")
-            if len(sibs) != count - 1:
-                raise ProofError("state proof siblings disagree with the bitmap")
-            if count == 1 and d == depth - 1:
-                raise ProofError("state proof has a node whose only child is a leaf")
-            before = (bitmap & (bit - 1)).bit_count()  # siblings left of the path's child
-            parts = [STATE_NODE_PREFIX, bitmap.to_bytes(2, "big")]
-            for i, s in enumerate(sibs):
-                if type(s) is not bytes or len(s) != HASH_SIZE:
-                    raise ProofError("state proof sibling must be 32 bytes")
-                if i == before:
-                    parts.append(h)
-                parts.append(s)
-            if before == len(sibs):
-                parts.append(h)
-        h = _sha(b"".join(parts)).digest()
+            h = _sha(STATE_NODE_PREFIX + bitmap.to_bytes(2, "big") + joined).digest()
+            continue
+        if not bitmap & bit:
+            raise ProofError("state proof bitmap lacks the path's child")
+        if len(sibs) != count - 1:
+            raise ProofError("state proof siblings disagree with the bitmap")
+        if count == 1 and d == bottom:
+            raise ProofError("state proof has a node whose only child is a leaf")
+        before = (bitmap & (bit - 1)).bit_count()  # siblings left of the path's child
+        cut = 32 * before
+        h = _sha(STATE_NODE_PREFIX + bitmap.to_bytes(2, "big") + joined[:cut] + h + joined[cut:]).digest()
     if h != root:
         raise ProofError("state proof does not lead to the root")

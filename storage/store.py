@@ -32,11 +32,13 @@ Invariants:
 
 from __future__ import annotations
 
+import operator
 import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -459,8 +461,11 @@ class Store:
         tx_items = [(tx.hash, pack_loc(header.height, i)) for i, tx in enumerate(block.txs)]
         # Sorted: all keys share the new version, which follows every stored one, so they
         # are appended to the B-tree in order (full pages, no searching; see tree.py). The
-        # tree emits them in key order already, so this is one linear pass of comparisons.
-        node_items = sorted(update.nodes.items())
+        # tree emits them in key order (post-order), so a linear check usually suffices.
+        node_keys = list(update.nodes)
+        node_items = list(update.nodes.items())
+        if not all(map(operator.lt, node_keys, islice(node_keys, 1, None))):
+            node_items.sort()
 
         def write(txn: Txn) -> None:
             db = self._db

@@ -361,3 +361,25 @@ def test_one_by_one_equals_batch_and_rebuild(keys_: list[bytes], data: st.DataOb
     rebuilt.apply(dict(state))
     batch.apply(dict.fromkeys(gone))
     assert batch.root == single.root == rebuilt.root == ref_root(state)
+
+
+def test_malformed_fields_of_a_valid_proof_rejected(populated: tuple[DictTree, dict[bytes, bytes]]) -> None:
+    """Fields reshaped without changing the bytes they hash to are still refused."""
+    t, state = populated
+    key = b"acct 7"
+    value, proof = t.prove(key)
+    verify_state_proof(t.root, key, value, proof)
+    d = next(i for i, (_, s) in enumerate(proof.levels) if len(s) >= 2)
+    bitmap, sibs = proof.levels[d]
+    resplit = (sibs[0][:31], sibs[0][31:] + sibs[1], *sibs[2:])  # same concatenation, sizes 31 and 33
+    as_text = tuple(s.hex() for s in sibs)
+    for bad in [
+        _with_level(proof, d, bitmap, resplit),
+        _with_level(proof, d, bitmap, as_text),  # type: ignore[arg-type]
+        _with_level(proof, d, bitmap, list(sibs)),  # type: ignore[arg-type]
+        _with_level(proof, d, bool(bitmap), sibs),
+        StateProof(list(proof.levels)),  # type: ignore[arg-type]
+        StateProof(tuple([bitmap, list(sibs)] if i == d else lv for i, lv in enumerate(proof.levels))),  # type: ignore[misc]
+    ]:
+        with pytest.raises(ProofError):
+            verify_state_proof(t.root, key, value, bad)
