@@ -212,24 +212,46 @@ class _Updater:
         bitmap = int.from_bytes(rec[1:3], "big")
         n = bitmap.bit_count()
         e = 3 + 32 * n
-        hs = [rec[k : k + 32] for k in range(3, e, 32)]
-        vs = [rec[k : k + 8] for k in range(e, e + 8 * n, 8)]
-        # Children first, in nibble order (post-order emission); then the edits, from the
-        # highest nibble down so that inserting or removing one keeps lower indices valid.
+        # Children first, in nibble order (post-order emission); then the edits.
         results = []
+        same_shape = True  # no child appears or disappears
         for nib, i, j in self.groups(depth, lo, hi):
             bit = 1 << nib
             idx = (bitmap & (bit - 1)).bit_count()
             if bitmap & bit:
-                ch, cv = self.update(hs[idx], vs[idx], depth + 1, i, j)
-                if ch != hs[idx] or cv != vs[idx]:
+                a = 3 + 32 * idx
+                b = e + 8 * idx
+                oh = rec[a : a + 32]
+                ov = rec[b : b + 8]
+                ch, cv = self.update(oh, ov, depth + 1, i, j) if j - i > 1 else self.update_one(oh, ov, depth + 1, i)
+                if ch != oh or cv != ov:
                     results.append((bit, idx, True, ch, cv))
+                    if ch == EMPTY:
+                        same_shape = False
             else:
                 ch, cv = self.build(depth + 1, i, j)
                 if ch != EMPTY:
                     results.append((bit, idx, False, ch, cv))
+                    same_shape = False
         if not results:
             return h, hv
+        if same_shape and n >= 2:
+            # The common case (every upper node of a block's update): the same children,
+            # some with new hashes and versions, spliced into a copy of the record.
+            buf = bytearray(rec)
+            for _, idx, _, ch, cv in results:
+                a = 3 + 32 * idx
+                buf[a : a + 32] = ch
+                b = e + 8 * idx
+                buf[b : b + 8] = cv
+            out = bytes(buf)
+            h = _sha(out[:e]).digest()
+            self.nodes[self.ver + _at(depth, path) + h] = out
+            return h, self.ver
+        # Children appear or disappear: rebuild the lists, editing from the highest nibble
+        # down so that inserting or removing one keeps the lower indices valid.
+        hs = [rec[k : k + 32] for k in range(3, e, 32)]
+        vs = [rec[k : k + 8] for k in range(e, e + 8 * n, 8)]
         new_bitmap = bitmap
         for bit, idx, present, ch, cv in reversed(results):
             if not present:
