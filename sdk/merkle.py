@@ -57,7 +57,9 @@ of its non-empty children other than the one on the key's path. The spot the pat
 below the last level holds the key's own leaf (membership), nothing (non-membership: the
 last bitmap lacks the path's nibble, or the root is empty), or another key's leaf
 (non-membership: ``other`` = (its path, its value hash); it shares the path's first
-``len(levels)`` nibbles).
+``len(levels)`` nibbles). The trade-off of 16 children: a proof has a quarter of a binary
+tree's levels but up to 15 siblings per level, about 2.4 KB encoded at a million entries
+(0.7 KB binary); the tree's update and storage, which run for every block, got the gain.
 """
 
 from __future__ import annotations
