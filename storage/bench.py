@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for k, (v, p) in zip(keys, proofs, strict=True):
             merkle.verify_state_proof(root, k, v, p)
         t2 = time.perf_counter()
-        out["state_proof_depth_mean"] = round(statistics.mean(len(p.siblings) for _, p in proofs), 1)
+        out["state_proof_depth_mean"] = round(statistics.mean(len(p.levels) for _, p in proofs), 1)
+        out["state_proof_bytes_mean"] = round(statistics.mean(len(p.encode()) for v, p in proofs if v is not None))
         out["state_proofs_generated_per_s"] = round(len(keys) / (t1 - t0))
         out["state_proofs_verified_per_s"] = round(len(keys) / (t2 - t1))
         out["store_bytes"] = sum(f.stat().st_size for f in path.iterdir())

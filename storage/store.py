@@ -10,7 +10,7 @@ Named databases (keys are raw bytes; heights are 8-byte big-endian so they sort)
 ``receipts``   height -> canonical list of the block's receipts
 ``certs``      height -> canonical certificate
 ``state``      state key -> latest value
-``nodes``      tree node version || position || hash -> record (see :mod:`accord.storage.tree`)
+``nodes``      tree node version || padded position || hash -> record (:mod:`accord.storage.tree`)
 ``roots``      state root -> the version (8 bytes) its record is stored at
 ``safety``     consensus safety state (votes, locks), synced before returning
 ``meta``       head, state root, schema version, and what callers put there
@@ -32,11 +32,13 @@ Invariants:
 
 from __future__ import annotations
 
+import operator
 import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -49,7 +51,9 @@ from accord.types import ZERO_HASH, Block, Certificate, Header, Receipt
 
 from . import tree
 
-SCHEMA_VERSION = 2  # 2: tree nodes keyed by version (1 keyed them by position)
+# 1: binary state tree, nodes keyed by position; 2: binary tree keyed by version first;
+# 3: 16-ary state tree (other roots, records and keys: older folders cannot be read).
+SCHEMA_VERSION = 3
 
 _HEAD = b"accord/head"  # height (8) || block hash (32)
 _ROOT = b"accord/state_root"
@@ -219,7 +223,11 @@ class Store:
             if version is None:
                 txn.put(_SCHEMA, _h(SCHEMA_VERSION), db=meta)
             elif version != _h(SCHEMA_VERSION):
-                raise StorageError(f"store schema {struct.unpack('>Q', version)[0]} is not {SCHEMA_VERSION}")
+                found = struct.unpack(">Q", version)[0] if len(version) == 8 else version.hex()
+                raise StorageError(
+                    f"store at {self.path} has schema {found}, this version reads schema {SCHEMA_VERSION} "
+                    "(the state tree format changed): start from an empty folder"
+                )
 
         try:
             self._write(init)
@@ -452,8 +460,12 @@ class Store:
         pack_loc = struct.Struct(">QI").pack
         tx_items = [(tx.hash, pack_loc(header.height, i)) for i, tx in enumerate(block.txs)]
         # Sorted: all keys share the new version, which follows every stored one, so they
-        # are appended to the B-tree in order (full pages, no searching; see tree.py).
-        node_items = sorted(update.nodes.items())
+        # are appended to the B-tree in order (full pages, no searching; see tree.py). The
+        # tree emits them in key order (post-order), so a linear check usually suffices.
+        node_keys = list(update.nodes)
+        node_items = list(update.nodes.items())
+        if not all(map(operator.lt, node_keys, islice(node_keys, 1, None))):
+            node_items.sort()
 
         def write(txn: Txn) -> None:
             db = self._db

@@ -1,40 +1,48 @@
 """The state tree's builder: batch updates and proofs over stored nodes.
 
-Hashing rules are those of :mod:`accord.merkle` (the verifier side). Nothing is ever deleted,
-so every old root stays readable and provable.
+Hashing rules are those of :mod:`accord.merkle` (the verifier side): a 16-ary compressed
+sparse Merkle tree, nibble ``d`` of ``SHA-256(key)`` choosing the child at depth ``d``.
+Nothing is ever deleted, so every old root stays readable and provable.
 
 Node records are raw bytes, not the generic encoding, because a block of 5,000 transfers
-touches over a hundred thousand of them:
+touches tens of thousands of them:
 
-* inner node: ``0x03 || left || right || left version || right version`` (81 bytes): the
-  first 65 bytes are exactly the preimage of its hash; the children's versions (8 bytes
-  each, big-endian) say under which key each child is stored.
+* inner node with ``n`` non-empty children:
+  ``0x03 || bitmap (2 bytes) || their n hashes || their n versions (8 bytes each)``: the
+  first ``3 + 32 n`` bytes are exactly the preimage of its hash; the children's versions
+  say under which key each child is stored.
 * leaf: ``0x02 || path || SHA-256(value) || value``: the first 65 bytes are the preimage of
   its hash; the value rides along so that a proof against an *old* root can still return the
   value it proves.
 * the empty subtree (32 zero bytes) is never stored.
 
-Storage keys (:func:`node_key`) are the node's *version* (8 bytes, big-endian: the height of
-the block whose update created it), then its *position* (the first ``depth`` bits of its
-path, padded to whole bytes, and one byte of depth), then its hash:
+Storage keys (:func:`node_key`, 49 bytes) are the node's *version* (8 bytes, big-endian:
+the height of the block whose update created it), its *position* (9 bytes) and its hash.
+The position is the node's path prefix (its first ``depth`` nibbles) padded with 1-bits,
+cut to its first 16 nibbles, then one byte ``255 - depth``:
 
-* The hash keeps the store content-addressed: two roots never overwrite each other's nodes.
-* The version makes the writes append-only. A block creates over 100,000 nodes spread over
-  the whole tree; keyed by position and hash alone they landed next to their older versions
-  all over LMDB's B-tree, so every commit dirtied, copied and fsynced nearly every page of
-  the node database (hundreds of MB at a million accounts). Keyed by version first they are
-  one new run of keys after all older ones: the commit appends a few thousand full pages.
-  A parent records its children's versions, so a descent still reads each node with one
-  lookup.
-* The position keeps, within one version, a path's chain of nodes on neighbouring pages, so
-  the reads of a descent hit few pages. The price: a leaf whose sibling disappears moves up,
-  and is stored again under its new position.
+* The version makes the writes append-only. A block creates tens of thousands of nodes
+  spread over the whole tree; keyed by version first they are one new run of keys after all
+  older ones, so the commit appends full pages instead of dirtying pages all over LMDB's
+  B-tree. A parent records its children's versions, so a descent still reads each node with
+  one lookup.
+* The padded position sorts a subtree's nodes in *post-order*: a child's padded prefix is at
+  most its parent's, equal only for the last child along an all-ones path, where the deeper
+  node's smaller ``255 - depth`` byte puts it first; and all of child ``i``'s subtree sorts
+  before child ``i + 1``'s. :func:`compute_update` emits its records in exactly that order
+  (children in nibble order, then the node), so the commit finds a block's records already
+  sorted (it checks, and sorts only if not) and within a version a path's chain of nodes sits
+  on neighbouring pages. Only nodes deeper than 16 nibbles (paths sharing 64 bits, which
+  random keys practically never do) break the order; they stay correct, just sorted at commit.
+  Sixteen nibbles rather than all 64 keep keys 24 bytes shorter, which the commit writes
+  tens of thousands of times per block. The price of positions: a leaf that loses its last
+  sibling moves up and is stored again under its new position.
+* The hash keeps the store content-addressed: with ``version`` 0 (tests, tools) every batch
+  writes under the same version, and two roots never overwrite each other's nodes.
 
 :func:`compute_update` never writes: it reads through a getter (one LMDB read transaction in
 the store; a dict in tests) and returns the new root plus the new records by storage key, so
 a proposed block's state root can be computed speculatively and its nodes written at commit.
-Callers that keep a single version (tests, tools) can leave ``version`` at 0: the tree is
-then purely content-addressed.
 """
 
 from __future__ import annotations
@@ -58,13 +66,22 @@ NodeGetter = Callable[[bytes], "bytes | None"]
 _sha = hashlib.sha256
 _LEAF = STATE_LEAF_PREFIX[0]
 _NODE = STATE_NODE_PREFIX[0]
-_NOVER = bytes(8)  # the version beside an empty child (never read)
-_DEPTH = [bytes([d & 0xFF]) for d in range(MAX_DEPTH + 1)]  # 256 (full path) keys as 0: its prefix is longer
-# Per depth: bytes of position prefix, padding bits after it, and the shift from a 256-bit
-# path to its position (pos == path >> _CUT[depth]).
-_NB = [(d + 7) >> 3 for d in range(MAX_DEPTH + 1)]
-_PAD = [((d + 7) >> 3) * 8 - d for d in range(MAX_DEPTH + 1)]
-_CUT = [256 - d for d in range(MAX_DEPTH + 1)]
+_NOVER = bytes(8)  # the version of an empty subtree (never read)
+# Per depth d (in nibbles): the shift from a 256-bit path to nibble d, the mask that pads a
+# path's first d nibbles with 1-bits, and the byte that orders deeper nodes first.
+_SHIFT = [252 - 4 * d for d in range(MAX_DEPTH)]
+_MASK = [(1 << (256 - 4 * d)) - 1 for d in range(MAX_DEPTH + 1)]
+_DEPTH = [bytes([255 - d]) for d in range(MAX_DEPTH + 1)]
+_CUT = 192  # a key holds the first 64 bits (16 nibbles) of the padded position
+_NIBS: dict[int, tuple[int, ...]] = {}
+
+
+def _nibs(bitmap: int) -> tuple[int, ...]:
+    """The child indices set in ``bitmap``, ascending (cached: a few hundred distinct bitmaps)."""
+    t = _NIBS.get(bitmap)
+    if t is None:
+        t = _NIBS[bitmap] = tuple(i for i in range(16) if bitmap >> i & 1)
+    return t
 
 
 def version_bytes(version: int) -> bytes:
@@ -74,16 +91,17 @@ def version_bytes(version: int) -> bytes:
     return version.to_bytes(8, "big")
 
 
-def _at(depth: int, pos: int) -> bytes:
-    """The position part of a key: the first ``depth`` path bits (whole bytes) and the depth."""
-    return (pos << _PAD[depth]).to_bytes(_NB[depth], "big") + _DEPTH[depth]
+def _at(depth: int, path: int) -> bytes:
+    """The position part of a key for the node at ``depth`` on ``path`` (a 256-bit int)."""
+    return ((path | _MASK[depth]) >> _CUT).to_bytes(8, "big") + _DEPTH[depth]
 
 
-def node_key(version: int | bytes, depth: int, pos: int, h: bytes) -> bytes:
+def node_key(version: int | bytes, depth: int, path: int, h: bytes) -> bytes:
     """Storage key of the node with hash ``h`` created at ``version`` (int or its 8 bytes), at
-    ``depth`` with position ``pos`` (its path's first ``depth`` bits)."""
+    ``depth`` on ``path`` (any 256-bit path through the node: only its first ``depth``
+    nibbles count)."""
     v = version_bytes(version) if isinstance(version, int) else version
-    return v + _at(depth, pos) + h
+    return v + _at(depth, path) + h
 
 
 def leaf_record(path: bytes, value: bytes) -> bytes:
@@ -91,19 +109,34 @@ def leaf_record(path: bytes, value: bytes) -> bytes:
 
 
 def record_hash(record: bytes) -> bytes:
-    """The hash of a stored record (its first 65 bytes are the preimage)."""
-    return _sha(record[:65]).digest()
+    """The hash of a stored record (a prefix of it is the preimage)."""
+    if record[0] == _LEAF:
+        return _sha(record[:65]).digest()
+    return _sha(record[: 3 + 32 * int.from_bytes(record[1:3], "big").bit_count()]).digest()
+
+
+def node_children(record: bytes) -> list[tuple[int, bytes, bytes]]:
+    """(child index, hash, version bytes) of each non-empty child of an inner node record;
+    StorageError if the record is not a well-formed inner node."""
+    if not record or record[0] != _NODE or len(record) < 3:
+        raise StorageError("not an inner state tree node")
+    bitmap = int.from_bytes(record[1:3], "big")
+    n = bitmap.bit_count()
+    if n == 0 or len(record) != 3 + 40 * n:
+        raise StorageError("malformed inner state tree node")
+    e = 3 + 32 * n
+    return [(nib, record[3 + 32 * j : 35 + 32 * j], record[e + 8 * j : e + 8 * j + 8]) for j, nib in enumerate(_nibs(bitmap))]
 
 
 class _Updater:
     """One batch update: sorted paths (bytes and ints, for bisect), their records, new nodes.
 
-    Subtrees travel as (hash, version bytes) with their place as (depth, pos): ``pos`` is the
-    first ``depth`` bits of every path in the subtree. Every node this update creates gets
-    the version ``ver``.
+    Subtrees travel as (hash, version bytes); their place is (depth, any path in the batch
+    range that lies inside them). Every node this update creates gets the version ``ver``.
+    Records are added to ``nodes`` in post-order (see the module docstring).
     """
 
-    __slots__ = ("get", "nodes", "ints", "paths", "recs", "ver")
+    __slots__ = ("get", "nodes", "ints", "paths", "recs", "ver", "deletes")
 
     def __init__(self, get: NodeGetter, paths: list[bytes], recs: list[bytes | None], ver: bytes) -> None:
         self.get = get
@@ -112,6 +145,7 @@ class _Updater:
         self.ints = [int.from_bytes(p, "big") for p in paths]
         self.recs = recs  # leaf record to set, or None to delete
         self.ver = ver
+        self.deletes = None in recs
 
     def read(self, k: bytes) -> bytes:
         rec = self.get(k) or self.nodes.get(k)
@@ -119,72 +153,131 @@ class _Updater:
             raise StorageError(f"state tree node {k.hex()} is missing")
         return rec
 
-    def node(self, left: bytes, lv: bytes, right: bytes, rv: bytes, depth: int, pos: int) -> tuple[bytes, bytes]:
-        """Join two subtrees, promoting a lone leaf so the tree stays in its unique shape."""
-        if right == EMPTY or left == EMPTY:
-            if left == right:
-                return EMPTY, _NOVER
-            child, cv, cpos = (left, lv, pos * 2) if right == EMPTY else (right, rv, pos * 2 + 1)
-            ck = cv + _at(depth + 1, cpos) + child
+    def node(self, depth: int, path: int, bitmap: int, hs: list[bytes], vs: list[bytes]) -> tuple[bytes, bytes]:
+        """The subtree at (depth, path) with these non-empty children, in its unique shape:
+        empty without children, the child itself if it is a lone leaf (promoted), else a node."""
+        n = len(hs)
+        if n == 0:
+            return EMPTY, _NOVER
+        if n == 1:
+            cpath = (path & ~_MASK[depth]) | ((bitmap.bit_length() - 1) << _SHIFT[depth])
+            ck = vs[0] + _at(depth + 1, cpath) + hs[0]
             rec = self.read(ck)
             if rec[0] == _LEAF:
                 # The leaf moves up: stored again at its new position (and this version); a
                 # copy built in this batch at the position it no longer has is dropped.
-                if cv == self.ver:
+                if vs[0] == self.ver:
                     self.nodes.pop(ck, None)
-                self.nodes[self.ver + _at(depth, pos) + child] = rec
-                return child, self.ver
-        rec = STATE_NODE_PREFIX + left + right + lv + rv
-        h = _sha(rec[:65]).digest()
-        self.nodes[self.ver + _at(depth, pos) + h] = rec
+                self.nodes[self.ver + _at(depth, path) + hs[0]] = rec
+                return hs[0], self.ver
+        pre = STATE_NODE_PREFIX + bitmap.to_bytes(2, "big") + b"".join(hs)
+        h = _sha(pre).digest()
+        self.nodes[self.ver + _at(depth, path) + h] = pre + b"".join(vs)
         return h, self.ver
 
-    def update(self, h: bytes, hv: bytes, depth: int, pos: int, lo: int, hi: int) -> tuple[bytes, bytes]:
-        """New (hash, version) of subtree ``h`` at (depth, pos) after the updates [lo, hi)
-        (all inside it).
+    def groups(self, depth: int, lo: int, hi: int) -> list[tuple[int, int, int]]:
+        """(nibble, lo, hi) of the writes in [lo, hi) per child at ``depth``, ascending."""
+        ints = self.ints
+        shift = _SHIFT[depth]
+        out = []
+        i = lo
+        while i < hi:
+            top = ints[i] >> shift
+            j = i + 1 if i + 1 == hi or ints[i + 1] >> shift != top else bisect_left(ints, (top + 1) << shift, i, hi)
+            out.append((top & 15, i, j))
+            i = j
+        return out
 
-        The hot loop of block commit: callers skip empty ranges.
-        """
+    def update(self, h: bytes, hv: bytes, depth: int, lo: int, hi: int) -> tuple[bytes, bytes]:
+        """New (hash, version) of subtree ``h`` (stored at ``hv``) at ``depth`` after the
+        writes [lo, hi) (all inside it). An unchanged subtree keeps its hash and version."""
         if h == EMPTY:
-            return self.build(depth, pos, lo, hi)
+            return self.build(depth, lo, hi)
         if hi - lo == 1:
             return self.update_one(h, hv, depth, lo)
-        at_pos = (pos << _PAD[depth]).to_bytes(_NB[depth], "big") + _DEPTH[depth]  # _at inlined
-        rec = self.read(hv + at_pos + h)
-        if rec[0] == _NODE:
-            left = rec[1:33]
-            right = rec[33:65]
-            lv = rec[65:73]
-            rv = rec[73:81]
-            shift = 255 - depth
-            ints = self.ints
-            mid = bisect_left(ints, ((ints[lo] >> shift) | 1) << shift, lo, hi)
-            if mid > lo:
-                left, lv = self.update(left, lv, depth + 1, pos * 2, lo, mid)
-            if mid < hi:
-                right, rv = self.update(right, rv, depth + 1, pos * 2 + 1, mid, hi)
-            if left == EMPTY or right == EMPTY:
-                return self.node(left, lv, right, rv, depth, pos)
-            rec = STATE_NODE_PREFIX + left + right + lv + rv
-            h = _sha(rec[:65]).digest()
-            self.nodes[self.ver + at_pos + h] = rec
+        path = self.ints[lo]
+        rec = self.read(hv + _at(depth, path) + h)
+        if rec[0] != _NODE:
+            # A leaf alone in this subtree: merge it with the writes and rebuild the subtree.
+            lpath = rec[1:33]
+            at = bisect_left(self.paths, lpath, lo, hi)
+            if at < hi and self.paths[at] == lpath:
+                return self.build(depth, lo, hi)  # the leaf itself is written or deleted
+            sub = _Updater(self.get, [*self.paths[lo:at], lpath, *self.paths[at:hi]],
+                           [*self.recs[lo:at], rec, *self.recs[at:hi]], self.ver)
+            sub.nodes = self.nodes
+            return sub.build(depth, 0, len(sub.paths))
+        if depth >= MAX_DEPTH:
+            raise StorageError("state tree node below the deepest level")
+        bitmap = int.from_bytes(rec[1:3], "big")
+        n = bitmap.bit_count()
+        e = 3 + 32 * n
+        # Children first, in nibble order (post-order emission); then the edits.
+        results = []
+        same_shape = True  # no child appears or disappears
+        for nib, i, j in self.groups(depth, lo, hi):
+            bit = 1 << nib
+            idx = (bitmap & (bit - 1)).bit_count()
+            if bitmap & bit:
+                a = 3 + 32 * idx
+                b = e + 8 * idx
+                oh = rec[a : a + 32]
+                ov = rec[b : b + 8]
+                ch, cv = self.update(oh, ov, depth + 1, i, j) if j - i > 1 else self.update_one(oh, ov, depth + 1, i)
+                if ch != oh or cv != ov:
+                    results.append((bit, idx, True, ch, cv))
+                    if ch == EMPTY:
+                        same_shape = False
+            else:
+                ch, cv = self.build(depth + 1, i, j)
+                if ch != EMPTY:
+                    results.append((bit, idx, False, ch, cv))
+                    same_shape = False
+        if not results:
+            return h, hv
+        if same_shape and n >= 2:
+            # The common case (every upper node of a block's update): the same children,
+            # some with new hashes and versions, spliced into a copy of the record.
+            buf = bytearray(rec)
+            for _, idx, _, ch, cv in results:
+                a = 3 + 32 * idx
+                buf[a : a + 32] = ch
+                b = e + 8 * idx
+                buf[b : b + 8] = cv
+            out = bytes(buf)
+            h = _sha(out[:e]).digest()
+            self.nodes[self.ver + _at(depth, path) + h] = out
             return h, self.ver
-        # A leaf alone in this subtree: merge it with the updates and rebuild the subtree.
-        path = rec[1:33]
-        at = bisect_left(self.paths, path, lo, hi)
-        if at < hi and self.paths[at] == path:
-            return self.build(depth, pos, lo, hi)  # the leaf itself is updated or deleted
-        sub = _Updater(self.get, [*self.paths[lo:at], path, *self.paths[at:hi]],
-                       [*self.recs[lo:at], rec, *self.recs[at:hi]], self.ver)
-        sub.nodes = self.nodes
-        return sub.build(depth, pos, 0, len(sub.paths))
+        # Children appear or disappear: rebuild the lists, editing from the highest nibble
+        # down so that inserting or removing one keeps the lower indices valid.
+        hs = [rec[k : k + 32] for k in range(3, e, 32)]
+        vs = [rec[k : k + 8] for k in range(e, e + 8 * n, 8)]
+        new_bitmap = bitmap
+        for bit, idx, present, ch, cv in reversed(results):
+            if not present:
+                hs.insert(idx, ch)
+                vs.insert(idx, cv)
+                new_bitmap |= bit
+            elif ch == EMPTY:
+                del hs[idx]
+                del vs[idx]
+                new_bitmap &= ~bit
+            else:
+                hs[idx] = ch
+                vs[idx] = cv
+        if len(hs) >= 2:  # node() inlined for the common case
+            pre = STATE_NODE_PREFIX + new_bitmap.to_bytes(2, "big") + b"".join(hs)
+            h = _sha(pre).digest()
+            self.nodes[self.ver + _at(depth, path) + h] = pre + b"".join(vs)
+            return h, self.ver
+        return self.node(depth, path, new_bitmap, hs, vs)
 
     def update_one(self, h: bytes, hv: bytes, depth: int, i: int) -> tuple[bytes, bytes]:
         """:meth:`update` for a single write ``i`` into the non-empty subtree ``h``.
 
         Most nodes of a block's update sit below the depth where the batch's paths part
-        (about log2(writes)): there each update is a chain of one-path steps. This walks the
-        chain down in a loop, remembering each level's sibling, and hashes back up, with no
+        (about log16(writes)): there each update is a chain of one-path steps. This walks the
+        chain down in a loop, remembering each level's record, and hashes back up, with no
         recursion or bisecting. Same results (and records) as the general case.
         """
         path = self.ints[i]
@@ -192,90 +285,124 @@ class _Updater:
         nodes = self.nodes
         ver = self.ver
         sha = _sha
-        trail: list[tuple[bytes, bytes, bytes]] = []  # (sibling, its version, position key)
+        top_h, top_v = h, hv  # returned as they are if the write changes nothing
+        # per trail node: position, record, bitmap, the path's bit, its child index, and
+        # where the hashes end (the versions start)
+        trail: list[tuple[bytes, bytes, int, int, int, int]] = []
         while True:
-            # the position part of the key, from the path itself: pos == path >> _CUT[depth]
-            at_pos = ((path >> _CUT[depth]) << _PAD[depth]).to_bytes(_NB[depth], "big") + _DEPTH[depth]
+            at_pos = ((path | _MASK[depth]) >> _CUT).to_bytes(8, "big") + _DEPTH[depth]
             k = hv + at_pos + h
             rec = get(k) or nodes.get(k)
             if rec is None:
                 raise StorageError(f"state tree node {k.hex()} is missing")
             if rec[0] != _NODE:
                 # A leaf: the written key's own (replace or delete it) or another key's (the
-                # two now share this subtree).
-                if rec[1:33] == self.paths[i]:  # build(depth, pos, i, i + 1), inlined
-                    new = self.recs[i]
+                # two now share this subtree, unless the write deletes an absent key).
+                new = self.recs[i]
+                if rec[1:33] == self.paths[i]:
                     if new is None:
-                        h = EMPTY
+                        nh, nv = EMPTY, _NOVER
+                    elif new == rec:
+                        return top_h, top_v  # the same value again
                     else:
-                        h = sha(new[:65]).digest()
-                        nodes[ver + at_pos + h] = new
-                        hv = ver
+                        nh = sha(new[:65]).digest()
+                        nv = ver
+                        nodes[ver + at_pos + nh] = new
+                elif new is None:
+                    return top_h, top_v  # deleting an absent key
                 else:
-                    h, hv = self._merge_leaf(rec, depth, path >> _CUT[depth], i)
+                    nh, nv = self._merge_leaf(rec, depth, i)
                 break
-            if (path >> (255 - depth)) & 1:
-                trail.append((rec[1:33], rec[65:73], at_pos))
-                h = rec[33:65]
-                hv = rec[73:81]
-            else:
-                trail.append((rec[33:65], rec[73:81], at_pos))
-                h = rec[1:33]
-                hv = rec[65:73]
+            if depth >= MAX_DEPTH:
+                raise StorageError("state tree node below the deepest level")
+            bitmap = int.from_bytes(rec[1:3], "big")
+            bit = 1 << ((path >> _SHIFT[depth]) & 15)
+            idx = (bitmap & (bit - 1)).bit_count()
+            e = 3 + 32 * bitmap.bit_count()
+            trail.append((at_pos, rec, bitmap, bit, idx, e))
             depth += 1
-            if h == EMPTY:
-                h, hv = self.build(depth, path >> _CUT[depth], i, i + 1)
+            if not bitmap & bit:
+                nh, nv = self.build(depth, i, i + 1)
+                if nh == EMPTY:
+                    return top_h, top_v  # deleting an absent key
                 break
-        # ``inner``: h is known to be an inner node (hashed below), so an empty sibling needs
-        # no promotion check; at the bottom h may be a leaf or empty and node() decides.
-        inner = False
-        for sibling, sv, at_pos in reversed(trail):
+            h = rec[3 + 32 * idx : 35 + 32 * idx]
+            hv = rec[e + 8 * idx : e + 8 * idx + 8]
+        # Hash back up: (nh, nv) replaces the child at the path's nibble of each trail node.
+        for at_pos, rec, bitmap, bit, idx, e in reversed(trail):
             depth -= 1
-            if h == EMPTY or (sibling == EMPTY and not inner):
-                if (path >> (255 - depth)) & 1:
-                    h, hv = self.node(sibling, sv, h, hv, depth, path >> _CUT[depth])
+            a = 3 + 32 * idx
+            b = e + 8 * idx
+            if not bitmap & bit:  # a new child (nh is not empty here)
+                pre = STATE_NODE_PREFIX + (bitmap | bit).to_bytes(2, "big") + rec[3:a] + nh + rec[a:e]
+                vs = rec[e:b] + nv + rec[b:]
+            elif nh == EMPTY or (e == 35 and nv == ver and nodes.get(ver + _at(depth + 1, path) + nh, b"\x03")[0] == _LEAF):
+                # The child went away, or this node's only child (e == 35) became a leaf:
+                # the node may shrink to a lone leaf (promoted) or to nothing.
+                hs = [rec[k : k + 32] for k in range(3, e, 32)]
+                vl = [rec[k : k + 8] for k in range(e, len(rec), 8)]
+                if nh == EMPTY:
+                    del hs[idx]
+                    del vl[idx]
+                    bitmap &= ~bit
                 else:
-                    h, hv = self.node(h, hv, sibling, sv, depth, path >> _CUT[depth])
-                inner = False
+                    hs[idx] = nh
+                    vl[idx] = nv
+                nh, nv = self.node(depth, path, bitmap, hs, vl)
                 continue
-            if (path >> (255 - depth)) & 1:
-                rec = STATE_NODE_PREFIX + sibling + h + sv + hv
             else:
-                rec = STATE_NODE_PREFIX + h + sibling + hv + sv
-            h = sha(rec[:65]).digest()
-            hv = ver
-            nodes[ver + at_pos + h] = rec
-            inner = True
-        return h, hv
+                pre = rec[:a] + nh + rec[a + 32 : e]
+                vs = rec[e:b] + nv + rec[b + 8 :]
+            nh = sha(pre).digest()
+            nv = ver
+            nodes[ver + at_pos + nh] = pre + vs
+        return nh, nv
 
-    def _merge_leaf(self, rec: bytes, depth: int, pos: int, i: int) -> tuple[bytes, bytes]:
-        """Subtree at (depth, pos) holding the stored leaf ``rec`` and write ``i`` (another path)."""
+    def _merge_leaf(self, rec: bytes, depth: int, i: int) -> tuple[bytes, bytes]:
+        """Subtree at ``depth`` holding the stored leaf ``rec`` and write ``i`` (another path)."""
         path = rec[1:33]
         if self.paths[i] < path:
             sub = _Updater(self.get, [self.paths[i], path], [self.recs[i], rec], self.ver)
         else:
             sub = _Updater(self.get, [path, self.paths[i]], [rec, self.recs[i]], self.ver)
         sub.nodes = self.nodes
-        return sub.build(depth, pos, 0, 2)
+        return sub.build(depth, 0, 2)
 
-    def build(self, depth: int, pos: int, lo: int, hi: int) -> tuple[bytes, bytes]:
-        """Subtree at (depth, pos) holding the non-deleted entries among [lo, hi) (nothing else)."""
-        recs = self.recs
-        live = [i for i in range(lo, hi) if recs[i] is not None]
-        if not live:
-            return EMPTY, _NOVER
-        if len(live) == 1:
-            rec: bytes = recs[live[0]]  # type: ignore[assignment]
+    def build(self, depth: int, lo: int, hi: int) -> tuple[bytes, bytes]:
+        """Subtree at ``depth`` holding the non-deleted entries among [lo, hi) (nothing else)."""
+        if self.deletes:
+            live = [i for i in range(lo, hi) if self.recs[i] is not None]
+            if not live:
+                return EMPTY, _NOVER
+            if len(live) < hi - lo:
+                sub = _Updater(self.get, [self.paths[i] for i in live], [self.recs[i] for i in live], self.ver)
+                sub.nodes = self.nodes
+                return sub._build(depth, 0, len(live))
+        return self._build(depth, lo, hi)
+
+    def _build(self, depth: int, lo: int, hi: int) -> tuple[bytes, bytes]:
+        """:meth:`build` when every entry in [lo, hi) is live."""
+        ints = self.ints
+        if hi - lo == 1:
+            rec: bytes = self.recs[lo]  # type: ignore[assignment]
             h = _sha(rec[:65]).digest()
-            self.nodes[self.ver + _at(depth, pos) + h] = rec
+            self.nodes[self.ver + ((ints[lo] | _MASK[depth]) >> _CUT).to_bytes(8, "big") + _DEPTH[depth] + h] = rec
             return h, self.ver
         if depth >= MAX_DEPTH:
             raise StorageError("two state entries share a full 256-bit path")
-        shift = 255 - depth
-        mid = bisect_left(self.ints, ((self.ints[lo] >> shift) | 1) << shift, lo, hi)
-        left, lv = self.build(depth + 1, pos * 2, lo, mid)
-        right, rv = self.build(depth + 1, pos * 2 + 1, mid, hi)
-        return self.node(left, lv, right, rv, depth, pos)
+        hs = []
+        vs = []
+        bitmap = 0
+        for nib, i, j in self.groups(depth, lo, hi):
+            bitmap |= 1 << nib
+            ch, cv = self._build(depth + 1, i, j)
+            hs.append(ch)
+            vs.append(cv)
+        # Two or more live entries: never a lone leaf, so no promotion check.
+        pre = STATE_NODE_PREFIX + bitmap.to_bytes(2, "big") + b"".join(hs)
+        h = _sha(pre).digest()
+        self.nodes[self.ver + _at(depth, ints[lo]) + h] = pre + b"".join(vs)
+        return h, self.ver
 
 
 def compute_update(
@@ -288,13 +415,14 @@ def compute_update(
 ) -> tuple[bytes, dict[bytes, bytes]]:
     """New root after ``writes`` (None deletes) on the tree at ``root``, and the new records.
 
-    ``root`` is stored at ``root_version``; new records are keyed at ``version``. Unless
-    ``writes`` is empty, the new root is stored at ``version`` (its record is copied there
-    if it is an older node, e.g. a leaf left alone), so the caller knows where to find it.
+    ``root`` is stored at ``root_version``; new records are keyed at ``version``, in sorted
+    key order (post-order). Unless ``writes`` is empty, the new root is stored at ``version``
+    (its record is copied there if it is an older node, e.g. when nothing changed), so the
+    caller knows where to find it.
 
     One recursive descent over the sorted paths: upper nodes shared by many updates are read
-    and rehashed once, so a batch of k updates over n entries costs about
-    k * (log2(n) - log2(k)) + k hashes rather than k * log2(n).
+    and rehashed once, so a batch of k updates over n entries rehashes about
+    k * (log16(n) - log16(k)) + k nodes rather than k * log16(n).
     """
     items = []
     for k, v in writes.items():
@@ -305,7 +433,7 @@ def compute_update(
     items.sort()
     ver = version_bytes(version)
     up = _Updater(get, [p for p, _ in items], [r for _, r in items], ver)
-    new_root, new_ver = up.update(root, version_bytes(root_version), 0, 0, 0, len(items))
+    new_root, new_ver = up.update(root, version_bytes(root_version), 0, 0, len(items))
     if new_root != EMPTY and new_ver != ver:
         at_root = _at(0, 0)
         up.nodes[ver + at_root + new_root] = up.read(new_ver + at_root + new_root)
@@ -315,28 +443,34 @@ def compute_update(
 def prove(get: NodeGetter, root: bytes, key: bytes, root_version: int = 0) -> tuple[bytes | None, StateProof]:
     """The value of ``key`` under ``root`` (stored at ``root_version``; None if absent) and its proof."""
     path = state_path(key)
-    siblings: list[bytes] = []
+    p = int.from_bytes(path, "big")
+    levels: list[tuple[int, tuple[bytes, ...]]] = []
     h = root
     hv = version_bytes(root_version)
     depth = 0
-    pos = 0
     while h != EMPTY:
-        rec = get(hv + _at(depth, pos) + h)
+        rec = get(hv + _at(depth, p) + h)
         if rec is None:
             raise StorageError(f"state tree node {h.hex()[:16]} is missing (unknown root?)")
         if rec[0] == _LEAF:
             if rec[1:33] == path:
-                return rec[65:], StateProof(tuple(siblings))
-            return None, StateProof(tuple(siblings), (rec[1:33], rec[33:65]))
-        if len(rec) != 81 or depth >= MAX_DEPTH:
+                return rec[65:], StateProof(tuple(levels))
+            return None, StateProof(tuple(levels), (rec[1:33], rec[33:65]))
+        if depth >= MAX_DEPTH:
+            raise StorageError(f"state tree node {h.hex()[:16]} is below the deepest level")
+        bitmap = int.from_bytes(rec[1:3], "big")
+        n = bitmap.bit_count()
+        if rec[0] != _NODE or n == 0 or len(rec) != 3 + 40 * n:
             raise StorageError(f"state tree node {h.hex()[:16]} is malformed")
-        bit = (path[depth >> 3] >> (7 - (depth & 7))) & 1
-        if bit:
-            siblings.append(rec[1:33])
-            h, hv = rec[33:65], rec[73:81]
-        else:
-            siblings.append(rec[33:65])
-            h, hv = rec[1:33], rec[65:73]
+        e = 3 + 32 * n
+        bit = 1 << ((p >> _SHIFT[depth]) & 15)
+        hashes = [rec[k : k + 32] for k in range(3, e, 32)]
+        if not bitmap & bit:
+            levels.append((bitmap, tuple(hashes)))
+            return None, StateProof(tuple(levels))
+        idx = (bitmap & (bit - 1)).bit_count()
+        h = hashes.pop(idx)
+        hv = rec[e + 8 * idx : e + 8 * idx + 8]
+        levels.append((bitmap, tuple(hashes)))
         depth += 1
-        pos = pos * 2 + bit
-    return None, StateProof(tuple(siblings))
+    return None, StateProof(tuple(levels))

@@ -252,7 +252,8 @@ def _state_value(d: Doc) -> None:
 
 def _state_proof_flip(d: Doc) -> None:
     obj = encoding.decode(bytes.fromhex(d["proof_raw"]))
-    obj[0][0] = bytes([obj[0][0][0] ^ 1]) + obj[0][0][1:]
+    sibs = next(level[1] for level in obj[0] if level[1])  # [levels, other]; level = [bitmap, siblings]
+    sibs[0] = bytes([sibs[0][0] ^ 1]) + sibs[0][1:]
     d["proof_raw"] = encoding.encode(obj).hex()
 
 

@@ -1,7 +1,8 @@
 """State tree: batch updates and proofs against a naive reference, tampering, encoding.
 
-``ref_root`` is the documented definition of the compressed sparse Merkle tree written as
-directly as possible (a full recomputation from a dict); the crash test reuses it.
+``ref_root`` is the documented definition of the 16-ary compressed sparse Merkle tree written
+as directly as possible (the unique tree of the full entry set, built recursively from a
+dict); ``ref_prove`` reads proofs off that same construction. The crash test reuses it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accord import encoding
@@ -22,8 +23,15 @@ def H(b: bytes) -> bytes:
     return hashlib.sha256(b).digest()
 
 
-def _bit(path: bytes, d: int) -> int:
-    return (path[d // 8] >> (7 - d % 8)) & 1
+def _nib(path: bytes, d: int) -> int:
+    return (path[d // 2] >> (4 if d % 2 == 0 else 0)) & 15
+
+
+def _groups(entries: list[tuple[bytes, bytes]], depth: int) -> dict[int, list[tuple[bytes, bytes]]]:
+    out: dict[int, list[tuple[bytes, bytes]]] = {}
+    for e in entries:
+        out.setdefault(_nib(e[0], depth), []).append(e)
+    return out
 
 
 def _ref(entries: list[tuple[bytes, bytes]], depth: int) -> bytes:
@@ -32,14 +40,35 @@ def _ref(entries: list[tuple[bytes, bytes]], depth: int) -> bytes:
     if len(entries) == 1:
         path, vh = entries[0]
         return H(b"\x02" + path + vh)
-    left = [e for e in entries if _bit(e[0], depth) == 0]
-    right = [e for e in entries if _bit(e[0], depth) == 1]
-    return H(b"\x03" + _ref(left, depth + 1) + _ref(right, depth + 1))
+    groups = _groups(entries, depth)
+    bitmap = sum(1 << i for i in groups)
+    return H(b"\x03" + bitmap.to_bytes(2, "big") + b"".join(_ref(groups[i], depth + 1) for i in sorted(groups)))
 
 
 def ref_root(state: dict[bytes, bytes]) -> bytes:
     """Root of the state ``key -> value`` recomputed from scratch."""
     return _ref([(H(k), H(v)) for k, v in state.items()], 0)
+
+
+def ref_prove(state: dict[bytes, bytes], key: bytes) -> StateProof:
+    """The proof for ``key`` read off the reference construction."""
+    path = H(key)
+    entries = [(H(k), H(v)) for k, v in state.items()]
+    levels = []
+    depth = 0
+    while True:
+        if not entries:
+            return StateProof(tuple(levels))
+        if len(entries) == 1:
+            return StateProof(tuple(levels), None if entries[0][0] == path else entries[0])
+        groups = _groups(entries, depth)
+        bitmap = sum(1 << i for i in groups)
+        nib = _nib(path, depth)
+        levels.append((bitmap, tuple(_ref(groups[i], depth + 1) for i in sorted(groups) if i != nib)))
+        if nib not in groups:
+            return StateProof(tuple(levels))
+        entries = groups[nib]
+        depth += 1
 
 
 class DictTree:
@@ -52,7 +81,8 @@ class DictTree:
     def apply(self, writes: dict[bytes, bytes | None]) -> None:
         root, new = tree.compute_update(self.nodes.get, self.root, writes)
         for k, rec in new.items():
-            assert tree.record_hash(rec) == k[-32:]  # keyed by position || hash
+            assert tree.record_hash(rec) == k[-32:]  # keyed by version || position || hash
+        assert list(new) == sorted(new)  # emitted in key order: the commit's sort is one pass
         self.nodes.update(new)
         self.root = root
 
@@ -85,6 +115,7 @@ def test_batches_match_reference(batch_list: list[dict[bytes, bytes | None]], pr
             v, proof = t.prove(k, root)
             assert v == snap.get(k)
             verify_state_proof(root, k, v, proof)
+            assert proof == ref_prove(snap, k)
             # the proof survives its canonical encoding
             again = StateProof.decode(proof.encode())
             assert again == proof
@@ -114,6 +145,41 @@ def _flip(b: bytes, bit: int) -> bytes:
     return bytes(out)
 
 
+def _with_level(p: StateProof, d: int, bitmap: int, sibs: tuple[bytes, ...]) -> StateProof:
+    levels = list(p.levels)
+    levels[d] = (bitmap, sibs)
+    return StateProof(tuple(levels), p.other)
+
+
+def _level_tampers(p: StateProof, path: bytes, bit: int, extra: bytes) -> list[StateProof]:
+    """Every way to tamper with one level's fields, at each level of ``p``."""
+    out = []
+    for d, (bitmap, sibs) in enumerate(p.levels):
+        nib = 1 << _nib(path, d)
+        free = [i for i in range(16) if not bitmap >> i & 1 and 1 << i != nib]
+        if sibs:
+            j = bit % len(sibs)
+            out.append(_with_level(p, d, bitmap, (*sibs[:j], _flip(sibs[j], bit), *sibs[j + 1 :])))  # sibling bit
+            out.append(_with_level(p, d, bitmap, sibs[:j] + sibs[j + 1 :]))                          # sibling dropped
+            out.append(_with_level(p, d, bitmap, tuple(reversed(sibs))) if len(set(sibs)) > 1 else
+                       _with_level(p, d, bitmap, (*sibs, extra)))                                   # reordered
+        out.append(_with_level(p, d, bitmap, (*sibs, extra)))                                        # sibling added
+        out.append(_with_level(p, d, bitmap ^ nib, sibs))                                            # path's bit toggled
+        if free:
+            out.append(_with_level(p, d, bitmap | 1 << free[bit % len(free)], sibs))                 # extra bit
+            out.append(_with_level(p, d, bitmap | 1 << free[bit % len(free)], (*sibs, extra)))       # extra child
+        if bitmap.bit_count() > 1:
+            low = bitmap & -bitmap
+            moved = (bitmap ^ low) | (1 << free[0]) if free and low != nib else bitmap
+            if moved != bitmap:
+                out.append(_with_level(p, d, moved, sibs))                                           # child moved
+    if p.levels:
+        out.append(StateProof(p.levels[:-1], p.other))                                               # truncated
+        out.append(StateProof(p.levels[1:], p.other))                                                # missing the top
+    out.append(StateProof((*p.levels, (0xFFFF, (extra,) * 15)), p.other))                           # extended
+    return out
+
+
 @pytest.fixture(scope="module")
 def populated() -> tuple[DictTree, dict[bytes, bytes]]:
     t = DictTree()
@@ -122,25 +188,19 @@ def populated() -> tuple[DictTree, dict[bytes, bytes]]:
     return t, state
 
 
-@given(st.integers(0, 299), st.integers(0, 255), st.data())
-def test_tampered_membership_rejected(populated: tuple[DictTree, dict[bytes, bytes]], i: int, bit: int, data: st.DataObject) -> None:
+@given(st.integers(0, 299), st.integers(0, 255))
+def test_tampered_membership_rejected(populated: tuple[DictTree, dict[bytes, bytes]], i: int, bit: int) -> None:
     t, state = populated
     key = b"acct %d" % i
     value, proof = t.prove(key)
     assert value == state[key]
     verify_state_proof(t.root, key, value, proof)
-    k = data.draw(st.integers(0, len(proof.siblings) - 1))
-    sib = list(proof.siblings)
-    sib[k] = _flip(sib[k], bit)
-    cases = [
-        (key, value, StateProof(tuple(sib))),                       # flipped sibling bit
-        (key, value + b"x", proof),                                 # wrong value
-        (key, None, proof),                                         # claims absence
-        (b"acct %d" % ((i + 1) % 300), value, proof),               # proof of another key
-        (key, value, StateProof(proof.siblings[:-1])),              # truncated
-        (key, value, StateProof(proof.siblings[1:])),               # missing the top
-        (key, value, StateProof((*proof.siblings, EMPTY))),         # extended
-        (key, value, StateProof(proof.siblings, (H(key), H(value)))),  # membership naming a leaf
+    cases = [(key, value, p) for p in _level_tampers(proof, H(key), bit, H(b"extra"))]
+    cases += [
+        (key, value + b"x", proof),                                     # wrong value
+        (key, None, proof),                                             # claims absence
+        (b"acct %d" % ((i + 1) % 300), value, proof),                   # proof of another key
+        (key, value, StateProof(proof.levels, (H(key), H(value)))),     # membership naming a leaf
     ]
     for k2, v2, p2 in cases:
         with pytest.raises(ProofError):
@@ -157,33 +217,58 @@ def test_tampered_absence_rejected(populated: tuple[DictTree, dict[bytes, bytes]
     value, proof = t.prove(key)
     assert value is None
     verify_state_proof(t.root, key, None, proof)
+    assert proof == ref_prove(state, key)
     with pytest.raises(ProofError):
         verify_state_proof(t.root, key, b"anything", proof)
-    if proof.siblings:
-        sib = list(proof.siblings)
-        sib[-1] = _flip(sib[-1], bit)
+    for p2 in _level_tampers(proof, H(key), bit, H(b"extra")):
         with pytest.raises(ProofError):
-            verify_state_proof(t.root, key, None, StateProof(tuple(sib), proof.other))
-        with pytest.raises(ProofError):
-            verify_state_proof(t.root, key, None, StateProof(proof.siblings[:-1], proof.other))
+            verify_state_proof(t.root, key, None, p2)
+    some = next(iter(state))
     if proof.other is not None:
         path, vh = proof.other
-        for bad in [(path, _flip(vh, bit)), (_flip(path, bit), vh)]:
+        for bad in [(path, _flip(vh, bit)), (_flip(path, bit), vh), (H(key), vh)]:
             with pytest.raises(ProofError):
-                verify_state_proof(t.root, key, None, StateProof(proof.siblings, bad))
+                verify_state_proof(t.root, key, None, StateProof(proof.levels, bad))
         # claiming the spot is empty instead of holding the other leaf
         with pytest.raises(ProofError):
-            verify_state_proof(t.root, key, None, StateProof(proof.siblings))
+            verify_state_proof(t.root, key, None, StateProof(proof.levels))
     else:
         # naming a leaf where the spot is empty: use a real leaf of the tree
-        some = next(iter(state))
         with pytest.raises(ProofError):
-            verify_state_proof(t.root, key, None, StateProof(proof.siblings, (H(some), H(state[some]))))
-    # a present key cannot be proven absent with its own leaf as "the other"
-    some = next(iter(state))
+            verify_state_proof(t.root, key, None, StateProof(proof.levels, (H(some), H(state[some]))))
+    # a present key cannot be proven absent with its own leaf as "the other", nor by an empty spot
     v, p = t.prove(some)
     with pytest.raises(ProofError):
-        verify_state_proof(t.root, some, None, StateProof(p.siblings, (H(some), H(state[some]))))
+        verify_state_proof(t.root, some, None, StateProof(p.levels, (H(some), H(state[some]))))
+    with pytest.raises(ProofError):
+        verify_state_proof(t.root, some, None, p)
+
+
+def test_both_kinds_of_absence_occur(populated: tuple[DictTree, dict[bytes, bytes]]) -> None:
+    """Non-membership by an empty child slot and by another key's leaf on the path."""
+    t, state = populated
+    kinds = set()
+    for i in range(200):
+        key = b"absent %d" % i
+        v, p = t.prove(key)
+        assert v is None and p.levels
+        verify_state_proof(t.root, key, None, p)
+        kinds.add(p.other is None)
+    assert kinds == {True, False}
+
+
+def test_non_canonical_shapes_rejected() -> None:
+    """Proofs that fold to a root but describe a shape the tree never has: a node whose only
+    child is a leaf, a node with no child."""
+    key, value = b"k", b"v"
+    leaf = H(b"\x02" + H(key) + H(value))
+    bit = 1 << _nib(H(key), 0)
+    lone = H(b"\x03" + bit.to_bytes(2, "big") + leaf)  # a node over one leaf: must be promoted
+    with pytest.raises(ProofError, match="only child"):
+        verify_state_proof(lone, key, value, StateProof(((bit, ()),)))
+    childless = H(b"\x03\x00\x00")
+    with pytest.raises(ProofError, match="without children"):
+        verify_state_proof(childless, key, None, StateProof(((0, ()),)))
 
 
 def test_empty_tree_and_single_leaf() -> None:
@@ -197,22 +282,36 @@ def test_empty_tree_and_single_leaf() -> None:
     v, p = t.prove(b"y")
     assert v is None and p.other == (H(b"x"), H(b"1"))
     verify_state_proof(t.root, b"y", None, p)
+    with pytest.raises(ProofError):
+        verify_state_proof(t.root, b"y", None, StateProof(()))  # the root is not empty
+    with pytest.raises(ProofError):
+        verify_state_proof(EMPTY, b"y", None, StateProof((), (H(b"x"), H(b"1"))))
 
 
 def test_state_proof_encoding_is_strict() -> None:
-    p = StateProof((H(b"a"), EMPTY), (H(b"k"), H(b"v")))
+    p = StateProof(((0xFFFF, (H(b"a"),) * 15), (0b101, (EMPTY,))), (H(b"k"), H(b"v")))
     assert StateProof.decode(p.encode()) == p
     assert StateProof.from_obj(encoding.decode(p.encode())) == p
+    level = [3, [H(b"a")]]
     bad_objs = [
         [],
-        [[H(b"a")]],
-        [[b"short"], None],
-        [[H(b"a")] * 257, None],
-        [[H(b"a")], [H(b"k")]],
-        [[H(b"a")], [H(b"k"), b"x"]],
-        [[H(b"a")], "leaf"],
-        ["siblings", None],
-        [[H(b"a")], None, None],
+        [[level]],
+        [[[3, [b"short"]]], None],
+        [[level] * 65, None],
+        [[[3, [H(b"a")] * 17]], None],
+        [[[65536, [H(b"a")]]], None],
+        [[[-1, [H(b"a")]]], None],
+        [[[True, [H(b"a")]]], None],
+        [[[b"\x00\x03", [H(b"a")]]], None],
+        [[[3, H(b"a")]], None],
+        [[[3]], None],
+        [[[3, [H(b"a")], 0]], None],
+        [[H(b"a")], None],
+        [[level], [H(b"k")]],
+        [[level], [H(b"k"), b"x"]],
+        [[level], "leaf"],
+        ["levels", None],
+        [[level], None, None],
     ]
     for obj in bad_objs:
         with pytest.raises(DecodeError):
@@ -225,7 +324,62 @@ def test_state_proof_encoding_is_strict() -> None:
 def test_verifier_rejects_non_proofs() -> None:
     with pytest.raises(ProofError):
         verify_state_proof(EMPTY, b"k", None, [[], None])  # type: ignore[arg-type]
-    with pytest.raises(ProofError):
-        verify_state_proof(EMPTY, b"k", None, StateProof((EMPTY,) * 257))
-    with pytest.raises(ProofError):
-        verify_state_proof(EMPTY, b"k", None, StateProof((b"short",)))
+    with pytest.raises(ProofError, match="deeper"):
+        verify_state_proof(EMPTY, b"k", None, StateProof(((0xFFFF, (EMPTY,) * 15),) * 65))
+    malformed = [
+        StateProof(((0xFFFF, (b"short",) * 15),)),
+        StateProof(((0xFFFF, [EMPTY] * 15),)),  # type: ignore[arg-type]
+        StateProof(((70000, (EMPTY,) * 15),)),
+        StateProof((("ffff", (EMPTY,) * 15),)),  # type: ignore[arg-type]
+        StateProof(((0xFFFF,),)),  # type: ignore[arg-type]
+        StateProof([(0xFFFF, (EMPTY,) * 15)]),  # type: ignore[arg-type]
+        StateProof((), (EMPTY,)),  # type: ignore[arg-type]
+        StateProof((), (b"short", EMPTY)),
+    ]
+    for p in malformed:
+        with pytest.raises(ProofError):
+            verify_state_proof(EMPTY, b"k", None, p)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=4), min_size=2, max_size=60, unique=True), st.data())
+def test_one_by_one_equals_batch_and_rebuild(keys_: list[bytes], data: st.DataObject) -> None:
+    """Writes applied as one batch, one at a time, or rebuilt from scratch give one root;
+    deleting a random subset one by one agrees with a rebuild too."""
+    state = {k: b"v" + k for k in keys_}
+    batch = DictTree()
+    batch.apply(dict(state))
+    single = DictTree()
+    for k, v in state.items():
+        single.apply({k: v})
+    assert batch.root == single.root == ref_root(state)
+    gone = data.draw(st.lists(st.sampled_from(keys_), unique=True))
+    for k in gone:
+        single.apply({k: None})
+        del state[k]
+    rebuilt = DictTree()
+    rebuilt.apply(dict(state))
+    batch.apply(dict.fromkeys(gone))
+    assert batch.root == single.root == rebuilt.root == ref_root(state)
+
+
+def test_malformed_fields_of_a_valid_proof_rejected(populated: tuple[DictTree, dict[bytes, bytes]]) -> None:
+    """Fields reshaped without changing the bytes they hash to are still refused."""
+    t, state = populated
+    key = b"acct 7"
+    value, proof = t.prove(key)
+    verify_state_proof(t.root, key, value, proof)
+    d = next(i for i, (_, s) in enumerate(proof.levels) if len(s) >= 2)
+    bitmap, sibs = proof.levels[d]
+    resplit = (sibs[0][:31], sibs[0][31:] + sibs[1], *sibs[2:])  # same concatenation, sizes 31 and 33
+    as_text = tuple(s.hex() for s in sibs)
+    for bad in [
+        _with_level(proof, d, bitmap, resplit),
+        _with_level(proof, d, bitmap, as_text),  # type: ignore[arg-type]
+        _with_level(proof, d, bitmap, list(sibs)),  # type: ignore[arg-type]
+        _with_level(proof, d, bool(bitmap), sibs),
+        StateProof(list(proof.levels)),  # type: ignore[arg-type]
+        StateProof(tuple([bitmap, list(sibs)] if i == d else lv for i, lv in enumerate(proof.levels))),  # type: ignore[misc]
+    ]:
+        with pytest.raises(ProofError):
+            verify_state_proof(t.root, key, value, bad)

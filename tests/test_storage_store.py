@@ -267,3 +267,30 @@ def test_proofs_against_unknown_root_and_deep_history(tmp_path: Path) -> None:
     with pytest.raises(StorageError):
         store.prove_state(b"k1", b"\x05" * 32)
     store.close()
+
+
+def test_older_schema_is_refused(tmp_path: Path) -> None:
+    """A folder written with the binary state tree (schema 2) is refused with a clear message,
+    and left as it was."""
+    import struct
+
+    import lmdb
+
+    from accord.storage.store import SCHEMA_VERSION
+
+    store = Store(tmp_path, sync=False)
+    commit(store, {b"a": b"1"})
+    store.close()
+    env = lmdb.open(str(tmp_path), max_dbs=16)
+    meta = env.open_db(b"meta")
+    with env.begin(write=True) as txn:
+        assert txn.get(b"accord/schema", db=meta) == struct.pack(">Q", SCHEMA_VERSION)
+        txn.put(b"accord/schema", struct.pack(">Q", 2), db=meta)
+    env.close()
+    with pytest.raises(StorageError, match=f"schema 2, this version reads schema {SCHEMA_VERSION}"):
+        Store(tmp_path, sync=False)
+    env = lmdb.open(str(tmp_path), max_dbs=16)
+    meta = env.open_db(b"meta")
+    with env.begin() as txn:
+        assert txn.get(b"accord/schema", db=meta) == struct.pack(">Q", 2)
+    env.close()
