@@ -36,6 +36,23 @@ def test_devnet_blocks_json(tmp_path: Path) -> None:
     again = accord("devnet", "--dir", str(tmp_path / "net"), "--blocks", "2", "--json", "--rate", "20",
                    "--round-ms", "500", "--stage2-ms", "250")
     assert again["height"] > doc["height"]  # type: ignore[operator]
+    # A folder this version cannot reuse (here: a store of an older schema) is named before
+    # any validator starts, and --fresh recreates it.
+    import struct
+
+    import lmdb
+
+    env = lmdb.open(str(tmp_path / "net" / "validator-2" / "data"), max_dbs=16)
+    meta = env.open_db(b"meta")  # outside the write transaction (LMDB would wait on itself)
+    with env.begin(write=True) as txn:
+        txn.put(b"accord/schema", struct.pack(">Q", 2), db=meta)
+    env.close()
+    out = subprocess.run([sys.executable, "-m", "accord.cli.main", "devnet", "--dir", str(tmp_path / "net"),
+                          "--blocks", "1"], capture_output=True, timeout=60, check=False)
+    assert out.returncode != 0 and b"--fresh" in out.stderr and b"schema 2" in out.stderr
+    fresh = accord("devnet", "--dir", str(tmp_path / "net"), "--blocks", "2", "--json", "--rate", "20",
+                   "--round-ms", "500", "--stage2-ms", "250", "--fresh")
+    assert fresh["height"] >= 2 and len(set(fresh["head_hashes"].values())) == 1  # type: ignore[union-attr, arg-type]
 
 
 def test_bench_consensus_short_run_with_plot(tmp_path: Path) -> None:
