@@ -160,14 +160,19 @@ def _double_vote(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
     return out
 
 
+def _message(sim: Simulator, a: Broadcast | Send) -> Any:
+    """The message an outgoing action carries (None if its bytes do not decode)."""
+    try:
+        return decode_message(a.payload, sim.params.n, 1 << 24)
+    except DecodeError:
+        return None
+
+
 def _withhold(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
     out: list[Any] = []
     for a in actions:
         if isinstance(a, Broadcast | Send):
-            try:
-                msg = decode_message(a.payload, sim.params.n, 1 << 24)
-            except DecodeError:
-                continue
+            msg = _message(sim, a)
             if isinstance(msg, Proposal) and msg.proposer == nd.index and not nd.state.get("sent_" + str(msg.round)):
                 nd.state["sent_" + str(msg.round)] = True
                 out.append(Send(sim.rng.choice(_others(sim, nd)), a.payload))
@@ -246,11 +251,8 @@ def _ticket_only(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
     out: list[Any] = []
     for a in actions:
         if isinstance(a, Broadcast | Send):
-            try:
-                msg = decode_message(a.payload, sim.params.n, 1 << 24)
-            except DecodeError:
-                continue
-            if isinstance(msg, Proposal) and msg.proposer == nd.index:
+            msg = _message(sim, a)
+            if msg is None or (isinstance(msg, Proposal) and msg.proposer == nd.index):
                 continue  # its tickets go out, its blocks never do
         out.append(a)
     if _new_round(nd):
