@@ -302,6 +302,12 @@ def test_worker_checks_points_and_inputs_itself(sample: Any) -> None:
         p = copy.deepcopy(proof)
         p["pi_b"] = [list(reversed(c)) for c in proof["pi_b"][:2]] + [["1", "0"]]
         bad.append(("B off the twist", p, public))
+        p = copy.deepcopy(proof)
+        p["pi_c"] = [str(int(proof["pi_c"][0]) + groth16.Q), proof["pi_c"][1], "1"]
+        bad.append(("C coordinate >= q", p, public))
+        p = copy.deepcopy(proof)
+        p["pi_a"] = [proof["pi_a"][0], proof["pi_a"][1]]
+        bad.append(("A without z", p, public))
         bad.append(("input >= r", proof, [public[0] + groth16.R, *public[1:]]))
         bad.append(("one input short", proof, public[:-1]))
         for name, p, pub in bad:

@@ -130,6 +130,12 @@ function verifyPrepared(curve, vk, signals, proof) {
   for (const s of signals) {
     if (!/^[0-9]+$/.test(String(s)) || BigInt(s) >= curve.r) return { ok: false, error: "public input not in [0, r)" };
   }
+  // Coordinates as the Python verifier reads them: decimal strings below q, nothing else
+  // (the field would quietly reduce x + q to x, giving one proof several encodings).
+  const coords = [proof && proof.pi_a, proof && proof.pi_b, proof && proof.pi_c].flat(2);
+  if (coords.length !== 12 || !coords.every((v) => /^[0-9]+$/.test(String(v)) && BigInt(v) < curve.q)) {
+    return { ok: false, error: "proof: coordinates must be decimal integers below q" };
+  }
   let A, B, C;
   try {
     A = G1.fromObject(big(proof.pi_a));
