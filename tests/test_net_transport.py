@@ -521,6 +521,39 @@ def test_idle_and_excess_handshakes_are_bounded() -> None:
     run(main())
 
 
+def test_one_host_cannot_take_every_handshake_slot() -> None:
+    """Pending handshakes are also bounded per remote address: a host that opens connections
+    and never authenticates is turned away at its own limit ("busy_ip"), while a validator
+    dialing from another address still gets in."""
+    g = make_genesis(4)
+
+    async def main() -> None:
+        ts = await start_mesh(g, [1], handshake_timeout=3.0, max_pending_handshakes=6,
+                              max_pending_handshakes_per_ip=2)
+        t1 = ts[0]
+        try:
+            async with aiohttp.ClientSession() as s:
+                idle = [RawPeer(s, t1), RawPeer(s, t1)]
+                for p in idle:
+                    await p.connect()
+                await until(lambda: t1._pending_handshakes == 2, what="pending handshakes")
+                with pytest.raises(aiohttp.WSServerHandshakeError):
+                    await RawPeer(s, t1).connect()
+                assert t1.m_hs_fail.get(reason="busy_ip") == 1 and t1.m_hs_fail.get(reason="busy") == 0
+                other = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+                async with aiohttp.ClientSession(connector=other) as s2:
+                    ok = RawPeer(s2, t1)
+                    assert (await ok.handshake(index=3))["ready"]
+                    await ok.close()
+                for p in idle:
+                    await p.close()
+                await until(lambda: not t1._pending_by_ip, what="per-address counts released")
+        finally:
+            await stop_all(ts)
+
+    run(main())
+
+
 def test_loadtest_runs_real_processes() -> None:
     """The transport load test (separate OS processes on loopback) delivers every transaction."""
     import argparse

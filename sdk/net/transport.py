@@ -110,6 +110,8 @@ class NetConfig:
     """seconds during which a peer closed as misbehaving is refused (``banned``)"""
     handshake_timeout: float = 5.0
     max_pending_handshakes: int = 16
+    max_pending_handshakes_per_ip: int = 8
+    """pending handshakes from one remote address: one host cannot take every slot"""
     max_pending_requests: int = 256
     """outstanding :meth:`Transport.request` calls, all peers together"""
     max_served_requests: int = 8
@@ -245,6 +247,7 @@ class Transport:
         self._seen = hs.RecentSet(self.config.dedup_capacity)
         self._nonces = hs.RecentSet(self.config.nonce_memory)
         self._pending_handshakes = 0
+        self._pending_by_ip: dict[str, int] = {}
         self._open_ws: set[web.WebSocketResponse] = set()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -644,13 +647,35 @@ class Transport:
         if self._stopping or self._pending_handshakes >= self.config.max_pending_handshakes:
             self.m_hs_fail.inc(reason="busy")
             return web.Response(status=503, text="busy")
+        ip = request.remote or "?"
+        if self._pending_by_ip.get(ip, 0) >= self.config.max_pending_handshakes_per_ip:
+            # Without this, one host opening connections it never authenticates would fill
+            # every slot and lock the real validators out until its handshakes time out.
+            self.m_hs_fail.inc(reason="busy_ip")
+            return web.Response(status=503, text="busy")
+        # Counted from here, before the first await, so that concurrent upgrades cannot all
+        # pass the checks above together.
+        self._pending_handshakes += 1
+        self._pending_by_ip[ip] = self._pending_by_ip.get(ip, 0) + 1
+        pending = True
+
+        def handshake_over() -> None:
+            nonlocal pending
+            if pending:
+                pending = False
+                self._pending_handshakes -= 1
+                left = self._pending_by_ip[ip] - 1
+                if left:
+                    self._pending_by_ip[ip] = left
+                else:
+                    del self._pending_by_ip[ip]
+
         ws = web.WebSocketResponse(
             max_msg_size=self.max_frame, heartbeat=self.config.heartbeat, compress=False
         )
-        await ws.prepare(request)
-        self._open_ws.add(ws)
         try:
-            self._pending_handshakes += 1
+            await ws.prepare(request)
+            self._open_ws.add(ws)
             try:
                 peer = await asyncio.wait_for(self._handshake_accept(ws), self.config.handshake_timeout)
             except HandshakeRefused as e:
@@ -663,10 +688,11 @@ class Transport:
                 await ws.close(code=_CLOSE_REFUSED, message=b"timeout")
                 return ws
             finally:
-                self._pending_handshakes -= 1
+                handshake_over()
             await self._run_peer(peer)
             return ws
         finally:
+            handshake_over()
             self._open_ws.discard(ws)
 
     async def _notify_peer(self, j: int, connected: bool) -> None:
