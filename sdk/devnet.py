@@ -23,16 +23,20 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .client import AsyncClient
 from .config import NodeConfig, demo_account, init_network
 from .crypto.ed25519 import AccountKey
 from .errors import AccordError, Unavailable
 from .genesis import ConsensusParams, Genesis
+from .metrics import parse_text
 from .types import Tx
+
+T = TypeVar("T")
 
 RETRYABLE = frozenset({"mempool_full", "rate_limited", "unavailable", "bad_nonce"})
 """Refusals a client answers by sending the same transaction again later (``bad_nonce``: an
@@ -160,36 +164,30 @@ class Devnet:
                             raise AccordError(f"{v.name} did not answer in {timeout:g} s") from None
                         await asyncio.sleep(0.2)
 
-    async def statuses(self) -> list[dict[str, Any] | None]:
-        async def one(v: Validator) -> dict[str, Any] | None:
+    async def _ask_each(self, fn: Callable[[AsyncClient], Awaitable[T]], timeout: float) -> list[T | None]:
+        """``fn`` on each validator's API at once; None for a validator that is down or silent."""
+        async def one(v: Validator) -> T | None:
             if not v.alive:
                 return None
             try:
-                async with AsyncClient(v.api_url, timeout=2.0) as c:
-                    return await c.status()
+                async with AsyncClient(v.api_url, timeout=timeout) as c:
+                    return await fn(c)
             except (TimeoutError, AccordError, OSError):
                 return None
 
         return list(await asyncio.gather(*(one(v) for v in self.validators)))
 
+    async def statuses(self) -> list[dict[str, Any] | None]:
+        return await self._ask_each(lambda c: c.status(), 2.0)
+
     async def metric_sums(self, names: list[str]) -> dict[str, float]:
         """Each named Prometheus series (name with labels, as in ``/metrics``) summed over the
         running validators."""
-        async def one(v: Validator) -> str:
-            if not v.alive:
-                return ""
-            try:
-                async with AsyncClient(v.api_url, timeout=5.0) as c:
-                    return await c.metrics()
-            except (TimeoutError, AccordError, OSError):
-                return ""
-
         sums = dict.fromkeys(names, 0.0)
-        for text in await asyncio.gather(*(one(v) for v in self.validators)):
-            for line in text.splitlines():
-                series, _, value = line.rpartition(" ")
+        for text in await self._ask_each(lambda c: c.metrics(), 5.0):
+            for series, value in parse_text(text or "").items():
                 if series in sums:
-                    sums[series] += float(value)
+                    sums[series] += value
         return sums
 
     async def converged_heads(self, timeout: float = 20.0) -> dict[str, str]:

@@ -90,18 +90,14 @@ class _Metric:
         raise NotImplementedError
 
 
-class Counter(_Metric):
-    """A value that only goes up (frames sent, handshakes refused...)."""
-
-    kind = "counter"
+class _Values(_Metric):
+    """A metric holding one number per label combination (counters and gauges)."""
 
     def __init__(self, name: str, help: str, labelnames: Sequence[str], max_series: int) -> None:
         super().__init__(name, help, labelnames, max_series)
         self._values: dict[tuple[str, ...], float] = {}
 
-    def inc(self, amount: float = 1.0, **labels: object) -> None:
-        if amount < 0:
-            raise ValueError("a counter cannot decrease")
+    def _add(self, amount: float, labels: dict[str, object]) -> None:
         with self._lock:
             key = self._key(labels, self._values)  # type: ignore[arg-type]
             self._values[key] = self._values.get(key, 0.0) + amount
@@ -109,56 +105,50 @@ class Counter(_Metric):
     def get(self, **labels: object) -> float:
         with self._lock:
             return self._values.get(tuple(str(labels[n]) for n in self.labelnames), 0.0)
+
+    def samples(self) -> list[str]:
+        with self._lock:
+            items = sorted(self._values.items())
+        if not items and not self.labelnames:
+            items = [((), 0.0)]
+        return [f"{self.name}{_labels_text(self.labelnames, k)} {_fmt(v)}" for k, v in items]
+
+
+class Counter(_Values):
+    """A value that only goes up (frames sent, handshakes refused...)."""
+
+    kind = "counter"
+
+    def inc(self, amount: float = 1.0, **labels: object) -> None:
+        if amount < 0:
+            raise ValueError("a counter cannot decrease")
+        self._add(amount, labels)
 
     def total(self) -> float:
         """Sum over all label combinations."""
         with self._lock:
             return sum(self._values.values())
 
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        if not items and not self.labelnames:
-            items = [((), 0.0)]
-        return [f"{self.name}{_labels_text(self.labelnames, k)} {_fmt(v)}" for k, v in items]
 
-
-class Gauge(_Metric):
+class Gauge(_Values):
     """A value that goes up and down (connected peers, queue depth)."""
 
     kind = "gauge"
-
-    def __init__(self, name: str, help: str, labelnames: Sequence[str], max_series: int) -> None:
-        super().__init__(name, help, labelnames, max_series)
-        self._values: dict[tuple[str, ...], float] = {}
 
     def set(self, value: float, **labels: object) -> None:
         with self._lock:
             self._values[self._key(labels, self._values)] = float(value)  # type: ignore[arg-type]
 
     def inc(self, amount: float = 1.0, **labels: object) -> None:
-        with self._lock:
-            key = self._key(labels, self._values)  # type: ignore[arg-type]
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self._add(amount, labels)
 
     def dec(self, amount: float = 1.0, **labels: object) -> None:
         self.inc(-amount, **labels)
-
-    def get(self, **labels: object) -> float:
-        with self._lock:
-            return self._values.get(tuple(str(labels[n]) for n in self.labelnames), 0.0)
 
     def clear(self) -> None:
         """Forget every series (collectors call this before re-setting live values)."""
         with self._lock:
             self._values.clear()
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        if not items and not self.labelnames:
-            items = [((), 0.0)]
-        return [f"{self.name}{_labels_text(self.labelnames, k)} {_fmt(v)}" for k, v in items]
 
 
 class Histogram(_Metric):
