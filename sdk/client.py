@@ -202,7 +202,7 @@ def _hwc(d: dict[str, Any]) -> HeaderWithCertificate:
 def _block_receipts(d: dict[str, Any]) -> tuple[Block, list[Receipt]]:
     """A block and its receipts from their canonical bytes (the JSON's ``raw`` fields)."""
     block = Block(_header(d["header"]), tuple(Tx.decode(bytes.fromhex(t["raw"])) for t in d["txs"]))
-    receipts = [r for r in (_receipt(x) for x in d.get("receipts") or []) if r is not None]
+    receipts = [Receipt.from_obj(encoding.decode(bytes.fromhex(r["raw"]))) for r in d.get("receipts") or []]
     return block, receipts
 
 
@@ -233,6 +233,17 @@ def _stream_item(d: dict[str, Any]) -> StreamItem | None:
     if t == "lagged":
         raise error_from("unavailable", d.get("message", "stream lagged"))
     return None  # hello and future message types
+
+
+async def _stream_items(ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[StreamItem]:
+    """The items of an open stream until it ends (then the socket is closed)."""
+    async with ws:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break  # the node sends text only: an error or a close ends the stream
+            item = _stream_item(json.loads(msg.data))
+            if item is not None:
+                yield item
 
 
 def _tx_bytes(tx: Tx | bytes) -> bytes:
@@ -642,19 +653,18 @@ class AsyncClient:
         With ``from_height`` the node first replays stored blocks from that height, so a
         client that reconnects with ``from_height = last seen + 1`` misses nothing.
         """
+        ws = await self._connect_stream(from_height, blocks, events, contract)
+        async for item in _stream_items(ws):
+            yield item
+
+    async def _connect_stream(
+        self, from_height: int | None, blocks: bool, events: bool, contract: str | None
+    ) -> aiohttp.ClientWebSocketResponse:
         q = _stream_query(from_height, blocks, events, contract)
         try:
-            ws = await self._sess().ws_connect(self.url + "/v1/stream", params=q, heartbeat=30.0)
+            return await self._sess().ws_connect(self.url + "/v1/stream", params=q, heartbeat=30.0)
         except aiohttp.WSServerHandshakeError as e:
             raise error_from("unavailable" if e.status == 503 else f"http_{e.status}", e.message) from None
-        async with ws:
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    item = _stream_item(json.loads(msg.data))
-                    if item is not None:
-                        yield item
-                elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE):
-                    break
 
     async def stream_ready(
         self, *, from_height: int | None = None, blocks: bool = True, events: bool = True,
@@ -662,11 +672,7 @@ class AsyncClient:
     ) -> tuple[int, AsyncIterator[StreamItem]]:
         """Like :meth:`stream`, but returns once the subscription is live: (head height at
         subscription, iterator). Blocks committed after this returns are delivered."""
-        q = _stream_query(from_height, blocks, events, contract)
-        try:
-            ws = await self._sess().ws_connect(self.url + "/v1/stream", params=q, heartbeat=30.0)
-        except aiohttp.WSServerHandshakeError as e:
-            raise error_from("unavailable" if e.status == 503 else f"http_{e.status}", e.message) from None
+        ws = await self._connect_stream(from_height, blocks, events, contract)
         first = await ws.receive()
         if first.type != aiohttp.WSMsgType.TEXT:
             await ws.close()
@@ -675,16 +681,5 @@ class AsyncClient:
         if hello.get("type") != "subscribed":
             await ws.close()
             raise DecodeError(f"unexpected first stream message {hello.get('type')!r}")
-
-        async def items() -> AsyncIterator[StreamItem]:
-            async with ws:
-                async for msg in ws:
-                    if msg.type == aiohttp.WSMsgType.TEXT:
-                        item = _stream_item(json.loads(msg.data))
-                        if item is not None:
-                            yield item
-                    else:
-                        break
-
-        return int(hello["height"]), items()
+        return int(hello["height"]), _stream_items(ws)
 
