@@ -657,43 +657,39 @@ class Transport:
         # pass the checks above together.
         self._pending_handshakes += 1
         self._pending_by_ip[ip] = self._pending_by_ip.get(ip, 0) + 1
-        pending = True
-
-        def handshake_over() -> None:
-            nonlocal pending
-            if pending:
-                pending = False
+        ws = web.WebSocketResponse(
+            max_msg_size=self.max_frame, heartbeat=self.config.heartbeat, compress=False
+        )
+        try:
+            try:
+                peer = await self._upgrade_and_authenticate(request, ws)
+            finally:
                 self._pending_handshakes -= 1
                 left = self._pending_by_ip[ip] - 1
                 if left:
                     self._pending_by_ip[ip] = left
                 else:
                     del self._pending_by_ip[ip]
-
-        ws = web.WebSocketResponse(
-            max_msg_size=self.max_frame, heartbeat=self.config.heartbeat, compress=False
-        )
-        try:
-            await ws.prepare(request)
-            self._open_ws.add(ws)
-            try:
-                peer = await asyncio.wait_for(self._handshake_accept(ws), self.config.handshake_timeout)
-            except HandshakeRefused as e:
-                self.m_hs_fail.inc(reason=e.reason)
-                log.info("validator %d: refused a connection: %s", self.index, e.message)
-                await ws.close(code=_CLOSE_REFUSED, message=e.reason.encode()[:100])
-                return ws
-            except TimeoutError:
-                self.m_hs_fail.inc(reason="timeout")
-                await ws.close(code=_CLOSE_REFUSED, message=b"timeout")
-                return ws
-            finally:
-                handshake_over()
-            await self._run_peer(peer)
+            if peer is not None:
+                await self._run_peer(peer)
             return ws
         finally:
-            handshake_over()
             self._open_ws.discard(ws)
+
+    async def _upgrade_and_authenticate(self, request: web.Request, ws: web.WebSocketResponse) -> _Peer | None:
+        """The acceptor's handshake on ``ws``: the peer, or None if it was refused (counted)."""
+        await ws.prepare(request)
+        self._open_ws.add(ws)
+        try:
+            return await asyncio.wait_for(self._handshake_accept(ws), self.config.handshake_timeout)
+        except HandshakeRefused as e:
+            self.m_hs_fail.inc(reason=e.reason)
+            log.info("validator %d: refused a connection: %s", self.index, e.message)
+            await ws.close(code=_CLOSE_REFUSED, message=e.reason.encode()[:100])
+        except TimeoutError:
+            self.m_hs_fail.inc(reason="timeout")
+            await ws.close(code=_CLOSE_REFUSED, message=b"timeout")
+        return None
 
     async def _notify_peer(self, j: int, connected: bool) -> None:
         if self.on_peer is None:

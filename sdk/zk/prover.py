@@ -96,12 +96,12 @@ class SnarkjsWorker:
         sent and prepared once per worker process, later requests carry only its id."""
         vid = vk_id or key_id(vk)
         signals = [str(x) for x in public]
-        with self._lock:
-            self._ensure()
-            known = vid in self._vks
+        # If the Node process was replaced since, the worker answers "unknown_vk" and the key
+        # goes again (request() restarts the process and forgets the sent keys).
+        known = vid in self._vks
         reply = self.request("verify", vk_id=vid, **({} if known else {"vk": vk}), proof=proof,
                              publicSignals=signals)
-        if reply.get("unknown_vk"):  # the worker was replaced between the two steps above
+        if reply.get("unknown_vk"):
             reply = self.request("verify", vk_id=vid, vk=vk, proof=proof, publicSignals=signals)
         if reply.get("vk_ready"):
             with self._lock:
