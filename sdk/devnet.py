@@ -79,9 +79,22 @@ def ensure_network(
     expected_leaders: float | None = None,
     ticket_wait_ms: int | None = None,
 ) -> Genesis:
-    """Reuse the network in ``root`` or create one (fresh keys, ports that are free now)."""
+    """Reuse the network in ``root`` or create one (fresh keys, ports that are free now).
+
+    A folder this version cannot reuse (another store schema, a genesis it reads differently)
+    is refused here with a clear message, instead of showing up as validators that exit.
+    """
     if (root / "genesis.json").exists():
-        return Genesis.load(root / "genesis.json")
+        from .storage import Store
+
+        try:
+            genesis = Genesis.load(root / "genesis.json")
+            for data in sorted(root.glob("*/data")):
+                Store(data).close()
+        except AccordError as e:
+            raise AccordError(f"{root} holds a network this version cannot reuse ({e.message}); "
+                              f"start from a fresh folder (accord devnet --fresh)") from None
+        return genesis
     ports = free_ports(2 * validators)
     return init_network(
         root, validators=validators, chain_id="accord-devnet",

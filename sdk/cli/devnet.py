@@ -38,24 +38,6 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(_main(args))
 
 
-def _check_reusable(root: Path) -> None:
-    """A network folder from an older Accord (another store schema, a genesis this version
-    reads differently) would only show up as validators exiting: say so before starting."""
-    from accord.errors import AccordError
-    from accord.genesis import Genesis
-    from accord.storage import Store
-
-    if not (root / "genesis.json").exists():
-        return
-    try:
-        Genesis.load(root / "genesis.json")
-        for data in sorted(root.glob("*/data")):
-            Store(data).close()
-    except AccordError as e:
-        raise AccordError(f"{root} holds a network this version cannot reuse ({e.message}); "
-                          f"run with --fresh to recreate it") from None
-
-
 async def _main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
@@ -64,7 +46,6 @@ async def _main(args: argparse.Namespace) -> int:
     from accord.devnet import Devnet, Load, devnet_summary, ensure_network
 
     console = Console(stderr=True)
-    _check_reusable(args.dir)
     genesis = ensure_network(args.dir, validators=args.validators, round_ms=args.round_ms,
                              stage2_ms=args.stage2_ms)
     net = Devnet(args.dir, genesis)
