@@ -128,6 +128,12 @@ def node_children(record: bytes) -> list[tuple[int, bytes, bytes]]:
     return [(nib, record[3 + 32 * j : 35 + 32 * j], record[e + 8 * j : e + 8 * j + 8]) for j, nib in enumerate(_nibs(bitmap))]
 
 
+def _split(rec: bytes, e: int) -> tuple[list[bytes], list[bytes]]:
+    """An inner node record's child hashes and child versions (hashes end at ``e``), as lists
+    to edit; unchecked (records come from this module)."""
+    return [rec[k : k + 32] for k in range(3, e, 32)], [rec[k : k + 8] for k in range(e, len(rec), 8)]
+
+
 class _Updater:
     """One batch update: sorted paths (bytes and ints, for bisect), their records, new nodes.
 
@@ -250,8 +256,7 @@ class _Updater:
             return h, self.ver
         # Children appear or disappear: rebuild the lists, editing from the highest nibble
         # down so that inserting or removing one keeps the lower indices valid.
-        hs = [rec[k : k + 32] for k in range(3, e, 32)]
-        vs = [rec[k : k + 8] for k in range(e, e + 8 * n, 8)]
+        hs, vs = _split(rec, e)
         new_bitmap = bitmap
         for bit, idx, present, ch, cv in reversed(results):
             if not present:
@@ -339,8 +344,7 @@ class _Updater:
             elif nh == EMPTY or (e == 35 and nv == ver and nodes.get(ver + _at(depth + 1, path) + nh, b"\x03")[0] == _LEAF):
                 # The child went away, or this node's only child (e == 35) became a leaf:
                 # the node may shrink to a lone leaf (promoted) or to nothing.
-                hs = [rec[k : k + 32] for k in range(3, e, 32)]
-                vl = [rec[k : k + 8] for k in range(e, len(rec), 8)]
+                hs, vl = _split(rec, e)
                 if nh == EMPTY:
                     del hs[idx]
                     del vl[idx]
