@@ -491,6 +491,17 @@ def test_send_to_disconnected_peer_and_oversized_send() -> None:
     run(main())
 
 
+async def fill_handshake_slots(s: aiohttp.ClientSession, t: Transport, k: int) -> list[RawPeer]:
+    """Open ``k`` connections that never authenticate, then check one more is turned away."""
+    idle = [RawPeer(s, t) for _ in range(k)]
+    for p in idle:
+        await p.connect()
+    await until(lambda: t._pending_handshakes == k, what="pending handshakes")
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await RawPeer(s, t).connect()
+    return idle
+
+
 def test_idle_and_excess_handshakes_are_bounded() -> None:
     """Unauthenticated connections cannot pile up: they time out, and beyond a few pending
     handshakes new ones are turned away before any signing work."""
@@ -501,12 +512,7 @@ def test_idle_and_excess_handshakes_are_bounded() -> None:
         t1 = ts[0]
         try:
             async with aiohttp.ClientSession() as s:
-                idle = [RawPeer(s, t1), RawPeer(s, t1)]
-                for p in idle:
-                    await p.connect()
-                await until(lambda: t1._pending_handshakes == 2, what="pending handshakes")
-                with pytest.raises(aiohttp.WSServerHandshakeError):
-                    await RawPeer(s, t1).connect()
+                idle = await fill_handshake_slots(s, t1, 2)
                 assert t1.m_hs_fail.get(reason="busy") == 1
                 for p in idle:  # silent peers are dropped after the handshake timeout
                     assert await p.recv() is None
@@ -533,12 +539,7 @@ def test_one_host_cannot_take_every_handshake_slot() -> None:
         t1 = ts[0]
         try:
             async with aiohttp.ClientSession() as s:
-                idle = [RawPeer(s, t1), RawPeer(s, t1)]
-                for p in idle:
-                    await p.connect()
-                await until(lambda: t1._pending_handshakes == 2, what="pending handshakes")
-                with pytest.raises(aiohttp.WSServerHandshakeError):
-                    await RawPeer(s, t1).connect()
+                idle = await fill_handshake_slots(s, t1, 2)
                 assert t1.m_hs_fail.get(reason="busy_ip") == 1 and t1.m_hs_fail.get(reason="busy") == 0
                 other = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
                 async with aiohttp.ClientSession(connector=other) as s2:
