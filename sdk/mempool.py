@@ -11,6 +11,10 @@ Every pending transaction therefore has a verified signature, and each sender's 
 transactions form a gap-free run of nonces starting at its committed nonce: whatever
 :meth:`Mempool.take` returns executes in order without nonce errors on the committed state.
 
+Committed nonces are read through ``nonce_of`` once per sender and kept until a block with a
+transaction of that sender commits: whoever commits blocks reports each one through
+:meth:`Mempool.on_commit` (the node does, for every commit, catch-up included).
+
 Concurrency: the mempool is meant for one asyncio event loop. No method awaits, so each runs
 to completion without interleaving and no locks are needed; do not share an instance between
 threads. :func:`verify_signatures` touches no mempool state and may run on any thread; its
@@ -22,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, KeysView
 
 from . import encoding
+from .crypto import ed25519
 from .errors import (
     AccordError,
     DuplicateTx,
@@ -54,6 +59,10 @@ class Mempool:
         # each sender's oldest pending transaction, which is the round-robin order of take().
         self._queues: dict[bytes, list[Tx]] = {}
         self._sender_of: dict[bytes, bytes] = {}  # tx hash -> sender
+        # sender -> committed nonce, valid until a block of that sender commits (on_commit).
+        # Admission asks for it for every transaction; a state read each time cost more than
+        # the rest of admission together (signature aside).
+        self._nonces: dict[bytes, int] = {}
         self.rejected: dict[str, int] = {}
         """Rejections counted by error code (for metrics)."""
 
@@ -86,7 +95,15 @@ class Mempool:
         """The nonce the sender's next transaction must carry to be admitted."""
         self._prune(sender)
         q = self._queues.get(sender)
-        return q[-1].nonce + 1 if q else self.nonce_of(sender)
+        return q[-1].nonce + 1 if q else self._committed_nonce(sender)
+
+    def _committed_nonce(self, sender: bytes) -> int:
+        n = self._nonces.get(sender)
+        if n is None:
+            if len(self._nonces) >= 4 * self.max_txs:
+                self._nonces.clear()  # bounded: senders come and go
+            n = self._nonces[sender] = self.nonce_of(sender)
+        return n
 
     # --- admission -----------------------------------------------------------------------
 
@@ -137,7 +154,7 @@ class Mempool:
         if len(self._by_hash) >= self.max_txs:
             raise MempoolFull("mempool full")
         sender = tx.sender
-        state_nonce = self.nonce_of(sender)
+        state_nonce = self._committed_nonce(sender)
         self._prune(sender, state_nonce)
         q = self._queues.get(sender)
         expected = q[-1].nonce + 1 if q else state_nonce
@@ -212,7 +229,7 @@ class Mempool:
         if not q:
             return
         if state_nonce is None:
-            state_nonce = self.nonce_of(sender)
+            state_nonce = self._committed_nonce(sender)
         n = 0
         while n < len(q) and q[n].nonce < state_nonce:
             n += 1
@@ -242,10 +259,11 @@ class Mempool:
     def on_commit(self, txs: Iterable[Tx]) -> None:
         """A block committed: drop its transactions and any pending ones whose nonce is now used
         (for every sender in the block, against the committed nonce)."""
-        senders = set()
-        for tx in txs:
-            senders.add(tx.sender)
-        for sender in senders:
+        senders = {tx.public_key for tx in txs}
+        nonces = self._nonces
+        for pk in senders:
+            sender = ed25519.address_of(pk)
+            nonces.pop(sender, None)  # the block moved it on: read it again
             self._prune(sender)
 
 

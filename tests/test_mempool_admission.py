@@ -161,13 +161,20 @@ def test_on_commit_drops_committed_and_stale() -> None:
     mp.add(tx("b", 1))
 
 
-def test_stale_entries_pruned_on_add() -> None:
+def test_committed_nonces_are_read_once_per_sender_until_a_commit() -> None:
     mp, nonces = pool()
-    mp.add(tx("a", 0))
-    mp.add(tx("a", 1))
-    nonces.n[KEYS["a"].address] = 2  # committed elsewhere, no on_commit yet
-    mp.add(tx("a", 2))
-    assert len(mp) == 1
+    reads: list[bytes] = []
+    read = mp.nonce_of
+    mp.nonce_of = lambda a: (reads.append(a), read(a))[1]
+    for i in range(3):
+        mp.add(tx("a", i))
+    assert reads == [KEYS["a"].address]  # cached between commits
+    nonces.n[KEYS["a"].address] = 2  # a block with nonces 0 and 1 commits
+    mp.on_commit([tx("a", 0), tx("a", 1)])
+    assert len(mp) == 1 and mp.next_nonce(KEYS["a"].address) == 3
+    assert reads == [KEYS["a"].address] * 2  # read again once after the commit
+    with pytest.raises(NonceError):
+        mp.add(tx("a", 1))  # a replay of a committed nonce
 
 
 def test_remove_drops_later_nonces_of_the_sender() -> None:

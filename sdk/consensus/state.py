@@ -107,7 +107,7 @@ from ..errors import AccordError, DecodeError, GenesisError
 from ..types import Block, Certificate, vote_message
 from .aggregate import PHASE_C, PHASE_P, Aggregate, certificate_counts, verify_certificate
 from .crypto import Crypto, Signer, sortition_value
-from .messages import Proposal, ProposalCache, Ticket, decode_message
+from .messages import KnownTxs, Proposal, ProposalCache, Ticket, decode_message
 from .sortition import sortition_message, threshold
 
 SAFETY_KEY = b"consensus/safety"
@@ -353,6 +353,7 @@ class Core:
         head_cert: Certificate | None = None,
         safety: SafetyState | None = None,
         decode_cache: dict[bytes, Any] | None = None,
+        known_txs: KnownTxs | None = None,
     ) -> None:
         if params.stage2_ms >= params.round_ms or params.n < 1:
             raise GenesisError("bad consensus parameters")
@@ -410,6 +411,10 @@ class Core:
         # Without a shared cache, recent proposals are still decoded once each: validators
         # re-send their proposal during the round and a block holds thousands of transactions.
         self._proposals = ProposalCache() if decode_cache is None else None
+        # Transactions the node already decoded (its mempool), by hash: a proposal's are taken
+        # from there instead of being decoded again (see messages._decode_proposal). A lookup
+        # only; the decoded proposal is the same with or without it.
+        self._known_txs = known_txs
         self._head_agg: Aggregate | None = None  # the C-quorum of our last commit, for laggards
         self._head_time = 0
         self._helped: set[int] = set()
@@ -612,7 +617,7 @@ class Core:
         msg = cache.get(payload) if cache is not None else None
         if msg is None:
             try:
-                msg = decode_message(payload, self.n, self.max_msg, self._proposals)
+                msg = decode_message(payload, self.n, self.max_msg, self._proposals, self._known_txs)
             except DecodeError:
                 self.stats.garbage += 1
                 return

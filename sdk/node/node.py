@@ -291,6 +291,7 @@ class Node:
         self.core = Core.from_genesis(
             self.genesis, BlsSigner(self.index, self._secret),
             head=(height, head_hash), head_cert=self.store.get_certificate(height), safety=safety,
+            known_txs=self.mempool.get,
         )
         self.m_height.set(height)
         self.metrics.add_collector(self._collect)
