@@ -259,12 +259,19 @@ class Mempool:
     def on_commit(self, txs: Iterable[Tx]) -> None:
         """A block committed: drop its transactions and any pending ones whose nonce is now used
         (for every sender in the block, against the committed nonce)."""
-        senders = {tx.public_key for tx in txs}
+        # A committed block holds each sender's transactions in consecutive nonces from its
+        # committed nonce on (execution refuses anything else, and a failed call still uses
+        # its nonce), so the sender's last one in the block fixes the new committed nonce.
+        last: dict[bytes, int] = {}
+        for tx in txs:
+            last[tx.public_key] = tx.nonce
         nonces = self._nonces
-        for pk in senders:
+        if len(nonces) >= 4 * self.max_txs:
+            nonces.clear()  # bounded: senders come and go
+        for pk, nonce in last.items():
             sender = ed25519.address_of(pk)
-            nonces.pop(sender, None)  # the block moved it on: read it again
-            self._prune(sender)
+            nonces[sender] = nonce + 1
+            self._prune(sender, nonce + 1)
 
 
 def verify_signatures(txs: Iterable[Tx]) -> dict[bytes, bool]:
