@@ -41,6 +41,30 @@ def test_tx_signature_covers_every_field() -> None:
             Tx.from_obj(forged).check("c")
 
 
+def test_signature_verification_follows_zip215_on_edge_cases() -> None:
+    """Signatures from a standard signer verify; every flipped bit, a non-canonical ``s``
+    (``s + L``, the classic malleation) and a key that is not a curve point are refused."""
+    from accord.crypto import ed25519
+
+    L = 2**252 + 27742317777372353535851937790883648493
+    t = tx()
+    msg, sig, pk = t.signing_bytes(), t.signature, t.public_key
+    ed25519.verify(pk, msg, sig)
+    for bit in range(0, 512, 7):
+        bad = bytearray(sig)
+        bad[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(InvalidSignature):
+            ed25519.verify(pk, msg, bytes(bad))
+    s = int.from_bytes(sig[32:], "little")
+    with pytest.raises(InvalidSignature):
+        ed25519.verify(pk, msg, sig[:32] + (s + L).to_bytes(32, "little"))
+    not_a_point = (2).to_bytes(32, "little")  # y = 2 has no x on the curve
+    with pytest.raises(InvalidSignature):
+        ed25519.verify(not_a_point, msg, sig)
+    with pytest.raises(InvalidSignature):
+        ed25519.verify(pk[:31], msg, sig)
+
+
 def test_tx_wrong_chain() -> None:
     with pytest.raises(WrongChain):
         tx().check("other-chain")
