@@ -235,6 +235,40 @@ def test_tickets_first_and_bad_tickets() -> None:
         assert any(isinstance(a, BuildBlock) for a in core.handle(Tick(36)))
 
 
+def test_validation_waits_for_an_announced_better_leader() -> None:
+    """A proposal from a worse leader is not validated while a better leader of the round has
+    announced its ticket: the better proposal is validated when it arrives; if it never does,
+    the worse one is validated when stage II starts."""
+    from accord.consensus import sortition_message, sortition_value
+
+    n = 4
+    crypto = CostModelCrypto(n)
+    params = Params(chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=4.0, ticket_wait_ms=20)
+    sigs = {i: crypto.signer(i).sign(sortition_message("c", 1, 0, GENESIS_HASH)) for i in range(n)}
+    order = sorted(range(n), key=lambda i: sortition_value(sigs[i]))
+    best, worse, me = order[0], order[1], order[-1]
+
+    def proposal(i: int) -> Proposal:
+        h = Header("c", 1, 0, GENESIS_HASH, bytes(32), bytes(32), 0, i, 0, sigs[i])
+        return Proposal(0, i, sigs[i], Block(h, ()))
+
+    def validated(out: list[object]) -> list[int]:
+        return [a.block.header.proposer for a in out if isinstance(a, ValidateBlock)]
+
+    for better_arrives in (True, False):
+        core = Core(params, crypto.signer(me), crypto, head=(0, GENESIS_HASH))
+        core.handle(Tick(1))
+        core.handle(MessageReceived(best, Ticket(1, 0, best, sigs[best]).encode()))
+        assert validated(core.handle(MessageReceived(worse, proposal(worse).encode()))) == []
+        assert validated(core.handle(Tick(30))) == []
+        if better_arrives:
+            assert validated(core.handle(MessageReceived(best, proposal(best).encode()))) == [best]
+            assert validated(core.handle(Tick(50))) == []  # the worse one is not needed
+        else:
+            assert validated(core.handle(Tick(50))) == [worse]  # stage II: validate what we hold
+        assert core.stats.extra["validation_held"] == 1
+
+
 def _bls_cert(n: int, signers: list[int], block_hash: bytes, phase: int = PHASE_C) -> Certificate:
     from accord.types import bitmap_from
 

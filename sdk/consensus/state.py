@@ -38,8 +38,10 @@ stage I (proposal) and, for its last ``stage2_ms``, stage II (agreement).
   ticket (:class:`Ticket`) and waits ``ticket_wait_ms``: if by then a better ticket was
   announced for the round it does not build, unless by the middle of the rest of stage I no
   proposal at least as good as its own arrived (a better leader that announced and went
-  silent), in which case it builds then. Tickets are checked like a proposal's and change only
-  who builds, never votes.
+  silent), in which case it builds then. Likewise a validator holds off validating a proposal
+  while a better ticket of the round is announced and its proposal has not arrived, at most
+  until stage II starts. Tickets are checked like a proposal's and change only who builds and
+  when blocks are validated, never votes.
 * **Proposals.** A proposal is accepted if its ticket verifies and wins for (height, round,
   our parent), its block extends our head, and (for a re-proposal) its justification is a valid
   P-quorum for that block. The application then checks the block (:class:`ValidateBlock`),
@@ -400,6 +402,7 @@ class Core:
         # round at this height, and our own build while it waits.
         self.tickets: dict[int, int] = {}
         self._waiting: _WaitingBuild | None = None
+        self._held_round = -1  # a round whose best proposal's validation waits (_hold_for_better)
         self._last_sent: dict[tuple[int, int, int, bytes], tuple[int, int]] = {}  # time, signers
         self._due: dict[tuple[int, int, int, bytes], int] = {}
         self.stats = Stats()
@@ -488,6 +491,9 @@ class Core:
             self._check_waiting()
         if now >= self.stage2_start_ms(r) and self._stage2_round < r:
             self._stage2_round = r
+            if self._held_round == r:  # a validation held for a better leader: due now
+                self._held_round = -1
+                self._request_validation(r)
             self._try_prepare()
         if self._due:
             self._flush(now)
@@ -944,12 +950,32 @@ class Core:
         for c in sorted(cs.values(), key=lambda c: c.order):
             bh = c.proposal.block.hash
             if bh not in self.valid:
+                if self._hold_for_better(r, c):
+                    return
                 self.valid[bh] = None
                 self._out.append(ValidateBlock(c.proposal.block))
                 return
             if self.valid[bh] is not False:
                 return  # the best not known invalid is valid or being validated
             # known invalid: the next best is the one that matters
+
+    def _hold_for_better(self, r: int, c: _Candidate) -> bool:
+        """Whether to hold off validating ``c`` because a better leader of round ``r``
+        announced its ticket (tickets first) and its proposal has not arrived yet.
+
+        Under load a proposal from a worse leader (one that did not hear the better ticket in
+        time) often arrives first; validating it would be wasted work once the better one
+        arrives, and that work delays the better one's validation. So it waits, at most until
+        stage II starts, when ``_on_tick`` asks again: then the best proposal held is
+        validated, whatever announced itself. Holding changes when a block is validated,
+        never which block is voted for."""
+        best = self.tickets.get(r)
+        if r != self.round or best is None or best >= c.value or self.now >= self.stage2_start_ms(r):
+            return False
+        if self._held_round != r:
+            self._held_round = r
+            self.stats.extra["validation_held"] = self.stats.extra.get("validation_held", 0) + 1
+        return True
 
     def _on_validated(self, bh: bytes, ok: bool) -> None:
         if bh not in self.valid:
