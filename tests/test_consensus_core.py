@@ -231,8 +231,10 @@ def test_tickets_first_and_bad_tickets() -> None:
         core, _ = fresh()
         core.handle(MessageReceived(better[0], ticket(better[0]).encode()))
         assert not any(isinstance(a, BuildBlock) for a in core.handle(Tick(21)))
-        assert core.next_wakeup_ms() <= 36
-        assert any(isinstance(a, BuildBlock) for a in core.handle(Tick(36)))
+        fallback = 21 + (50 - 21) // 2  # half of the rest of stage I (no late proposals seen)
+        assert core.next_wakeup_ms() <= fallback
+        assert not any(isinstance(a, BuildBlock) for a in core.handle(Tick(fallback - 1)))
+        assert any(isinstance(a, BuildBlock) for a in core.handle(Tick(fallback)))
 
 
 def test_validation_waits_for_an_announced_better_leader() -> None:
@@ -267,6 +269,31 @@ def test_validation_waits_for_an_announced_better_leader() -> None:
         else:
             assert validated(core.handle(Tick(50))) == [worse]  # stage II: validate what we hold
         assert core.stats.extra["validation_held"] == 1
+
+
+def test_fallback_build_waits_longer_when_proposals_arrive_late() -> None:
+    """A leader that stood back for a better ticket builds at half of the rest of stage I, or
+    as late as fresh proposals have lately been arriving, but never past three quarters."""
+    from accord.consensus import sortition_message
+
+    n = 4
+    crypto = CostModelCrypto(n)
+    params = Params(chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=4.0, ticket_wait_ms=20)
+    core = Core(params, crypto.signer(0), crypto, head=(0, GENESIS_HASH))
+    core.handle(Tick(1))
+    until = 21
+    assert core._fallback_ms(0, until) == 21 + 29 // 2  # nothing seen yet: half-way
+    sig = crypto.signer(1).sign(sortition_message("c", 1, 0, GENESIS_HASH))
+    h = Header("c", 1, 0, GENESIS_HASH, bytes(32), bytes(32), 0, 1, 0, sig)
+    core.handle(Tick(40))
+    core.handle(MessageReceived(1, Proposal(0, 1, sig, Block(h, ())).encode()))
+    assert core._lag_ms == 40  # the proposal came 40 ms into its round
+    assert core._fallback_ms(0, until) == 40
+    core._note_proposal_lag(70)
+    assert core._fallback_ms(0, until) == 21 + 3 * 29 // 4  # capped at three quarters
+    for _ in range(40):  # early proposals bring it back down, slowly
+        core._note_proposal_lag(5)
+    assert core._fallback_ms(0, until) == 21 + 29 // 2
 
 
 def _bls_cert(n: int, signers: list[int], block_hash: bytes, phase: int = PHASE_C) -> Certificate:

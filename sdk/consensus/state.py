@@ -36,9 +36,10 @@ stage I (proposal) and, for its last ``stage2_ms``, stage II (agreement).
 * **Tickets first (``ticket_wait_ms`` > 0, broadcast mode).** Building a block costs as much as
   executing it, and only the best-ticket proposal gets votes, so a leader first broadcasts its
   ticket (:class:`Ticket`) and waits ``ticket_wait_ms``: if by then a better ticket was
-  announced for the round it does not build, unless by the middle of the rest of stage I no
-  proposal at least as good as its own arrived (a better leader that announced and went
-  silent), in which case it builds then. Likewise a validator holds off validating a proposal
+  announced for the round it does not build, unless by the fallback time (half of the rest of
+  stage I, up to three quarters when proposals have lately arrived that late) no proposal at
+  least as good as its own arrived (a better leader that announced and went silent), in which
+  case it builds then. Likewise a validator holds off validating a proposal
   while a better ticket of the round is announced and its proposal has not arrived, at most
   until stage II starts. Tickets are checked like a proposal's and change only who builds and
   when blocks are validated, never votes.
@@ -403,6 +404,7 @@ class Core:
         self.tickets: dict[int, int] = {}
         self._waiting: _WaitingBuild | None = None
         self._held_round = -1  # a round whose best proposal's validation waits (_hold_for_better)
+        self._lag_ms = 0  # how late into a round fresh proposals arrive (_note_proposal_lag)
         self._last_sent: dict[tuple[int, int, int, bytes], tuple[int, int]] = {}  # time, signers
         self._due: dict[tuple[int, int, int, bytes], int] = {}
         self.stats = Stats()
@@ -555,13 +557,37 @@ class Core:
         if best is None or value < best:
             self.tickets[r] = value
 
+    def _note_proposal_lag(self, lag_ms: int) -> None:
+        """Track how late into a round fresh proposals arrive here (they are built after the
+        round starts, so this is mostly build time): up at once, down slowly. A function of
+        the events seen, like everything else in the core."""
+        if lag_ms >= self._lag_ms:
+            self._lag_ms = lag_ms
+        else:
+            self._lag_ms = (7 * self._lag_ms + lag_ms) // 8
+
+    def _fallback_ms(self, r: int, until: int) -> int:
+        """When a leader that stood back for a better announced ticket builds after all.
+
+        Half of what is left of stage I after the ticket wait, or later when proposals have
+        lately been arriving later than that (the better leader's build is slow under load:
+        a fallback just before its proposal lands makes every other leader build too), but
+        no later than three quarters of it, so that a block still arrives around stage II
+        when the better leader went silent."""
+        stage2 = self.stage2_start_ms(r)
+        half = until + (stage2 - until) // 2
+        late = until + 3 * (stage2 - until) // 4
+        expected = self.p.genesis_time_ms + r * self.p.round_ms + self._lag_ms
+        return min(late, max(half, expected))
+
     def _check_waiting(self) -> None:
         """Build the held-back block once its wait is over, unless a better leader of the
-        round announced itself. That leader gets until the middle of what is left of stage I
-        to deliver: a proposal at least as good as ours cancels our build; otherwise we build
-        then, early enough for our block to arrive before stage II (validators choose among
-        the proposals they hold when stage II starts; proposals arriving later are taken
-        first come, first served, which can split the votes)."""
+        round announced itself. That leader gets until the fallback time (``_fallback_ms``:
+        half of what is left of stage I, later when proposals have been arriving late) to
+        deliver: a proposal at least as good as ours cancels our build; otherwise we build
+        then. On two shared cores under load a fixed half-way fallback came a few
+        milliseconds before the better leader's proposal, so every other leader built too
+        and the round missed its commit."""
         w = self._waiting
         if w is None:
             return
@@ -576,8 +602,7 @@ class Core:
         if self.now < w.until:
             return
         if self.tickets.get(w.round, w.value) < w.value and not w.deferred:
-            stage2 = self.stage2_start_ms(w.round)
-            fallback = w.until + (stage2 - w.until) // 2
+            fallback = self._fallback_ms(w.round, w.until)
             if self.now < fallback:
                 w.until, w.deferred = fallback, True  # a better leader announced itself
                 return
@@ -658,6 +683,8 @@ class Core:
             self.stats.bad_proposal += 1
             return
         self._add_candidate(prop, sortition_value(prop.sortition))
+        if prop.round == self.round and prop.justify is None:
+            self._note_proposal_lag(self.now - self.p.genesis_time_ms - prop.round * self.p.round_ms)
         if prop.justify is not None:
             self._on_aggregate_verified(frm, prop.justify, forward=False)
         self._request_validation(prop.round)
