@@ -33,7 +33,7 @@ import hashlib
 import inspect
 import logging
 import re
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,15 @@ class InvalidBlock(AccordError):
     def __init__(self, message: str, index: int | None = None) -> None:
         super().__init__(message)
         self.index = index
+
+
+class ExecutionInterrupted(Exception):
+    """``execute_block`` stopped because its ``interrupt`` callable said so (a block being
+    built that can no longer win its round). Nothing was written: execution never writes."""
+
+
+INTERRUPT_EVERY = 256
+"""Transactions executed between two calls of an ``interrupt`` callable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,14 +265,21 @@ class Runtime:
         height: int,
         time_ms: int,
         verified: Container[bytes] = (),
+        interrupt: Callable[[], bool] | None = None,
     ) -> BlockResult:
-        """Execute ``txs`` in order on ``state``; return receipts and the merged writes."""
+        """Execute ``txs`` in order on ``state``; return receipts and the merged writes.
+
+        ``interrupt`` (optional) is called every ``INTERRUPT_EVERY`` transactions; when it
+        returns true, :class:`ExecutionInterrupted` is raised. Results never depend on it:
+        a block either executes completely or not at all."""
         block: dict[bytes, bytes | None] = {}
         receipts: list[Receipt] = []
         senders: dict[bytes, bytes] = {}
         get_state = state.get_state
         pack = msgpack.packb
         for i, tx in enumerate(txs):
+            if interrupt is not None and i % INTERRUPT_EVERY == 0 and i and interrupt():
+                raise ExecutionInterrupted(f"stopped after {i} of {len(txs)} transactions")
             pk = tx.public_key
             sender = senders.get(pk)
             if sender is None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -117,9 +117,13 @@ class Chain:
 
     # --- execution ----------------------------------------------------------------------
 
-    def _execute(self, txs: Sequence[Tx], height: int, time_ms: int, verified: Container[bytes]) -> Execution:
+    def _execute(
+        self, txs: Sequence[Tx], height: int, time_ms: int, verified: Container[bytes],
+        interrupt: Callable[[], bool] | None = None,
+    ) -> Execution:
         with self.store.snapshot() as snap:
-            result = self.runtime.execute_block(snap, txs, height=height, time_ms=time_ms, verified=verified)
+            result = self.runtime.execute_block(snap, txs, height=height, time_ms=time_ms, verified=verified,
+                                                interrupt=interrupt)
         update = self.store.compute_state_update(result.writes)
         return Execution(result.receipts, result.writes, update, update.root, tx_root(txs, result.receipts))
 
@@ -138,11 +142,14 @@ class Chain:
         time_ms: int,
         sortition: bytes = b"",
         verified: Container[bytes] = (),
+        interrupt: Callable[[], bool] | None = None,
     ) -> Block:
         """Execute ``txs`` on the head state and return the block that commits to the outcome.
 
         Transactions that would make the block invalid (stale nonce, bad signature) are
         dropped here, so a proposer never proposes a block it would itself reject.
+        ``interrupt`` lets the caller abandon the build part-way (it raises
+        :class:`~accord.contracts.runtime.ExecutionInterrupted`; nothing is cached or written).
         """
         from accord.contracts.runtime import InvalidBlock
 
@@ -153,7 +160,7 @@ class Chain:
             txs = self._filter(txs, verified)
             while True:
                 try:
-                    ex = self._execute(txs, height + 1, time_ms, verified)
+                    ex = self._execute(txs, height + 1, time_ms, verified, interrupt)
                     break
                 except InvalidBlock as e:
                     # Drop the offending transaction (stale nonce after a competing commit,

@@ -72,6 +72,27 @@ def test_build_commit_and_receipts(chain: Chain) -> None:
     merkle.verify_merkle_proof(block.header.tx_root, leaves[1], 1, 3, merkle.merkle_proof(leaves, 1))
 
 
+def test_a_build_can_be_stopped_part_way_and_leaves_nothing_behind(chain: Chain) -> None:
+    from accord.contracts.runtime import INTERRUPT_EVERY, ExecutionInterrupted
+
+    txs = [_transfer(ALICE, i, amount=1) for i in range(INTERRUPT_EVERY * 2 + 3)]
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return True
+
+    with pytest.raises(ExecutionInterrupted):
+        chain.build(txs, time_ms=10, interrupt=stop)
+    assert len(asked) == 1  # asked once, after the first INTERRUPT_EVERY transactions
+    assert chain.head()[0] == 0 and _balance(chain, BOB) == 0
+    # Never told to stop, the build is the same block as without the hook.
+    block = chain.build(txs, time_ms=10, interrupt=lambda: False)
+    assert block.hash == chain.build(txs, time_ms=10).hash
+    chain.commit(block, _certificate(chain, block))
+    assert _balance(chain, BOB) == len(txs)
+
+
 def test_build_drops_txs_that_would_invalidate_the_block(chain: Chain) -> None:
     replay = _transfer(ALICE, 0)
     chain.commit(chain.build([replay], time_ms=1), None)

@@ -269,6 +269,10 @@ def test_validation_waits_for_an_announced_better_leader() -> None:
         else:
             assert validated(core.handle(Tick(50))) == [worse]  # stage II: validate what we hold
         assert core.stats.extra["validation_held"] == 1
+        # What a driver building for this round asks: the best ticket held, at this height only.
+        held = [best, worse] if better_arrives else [worse]
+        assert core.best_ticket(1, 0) == min(sortition_value(sigs[i]) for i in held)
+        assert core.best_ticket(2, 0) is None and core.best_ticket(1, 1) is None
 
 
 def test_fallback_build_waits_longer_when_proposals_arrive_late() -> None:

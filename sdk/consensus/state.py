@@ -450,6 +450,15 @@ class Core:
         out, self._out = self._out, []
         return out
 
+    def best_ticket(self, height: int, round: int) -> int | None:
+        """The ticket value of the best proposal held for (height, round), if any: a driver
+        building a block for that round can stop once a better one is here (it could not win,
+        as ``_check_waiting`` reasons for a build not yet started)."""
+        if height != self.height:
+            return None
+        best = self._best(round)
+        return None if best is None else best.value
+
     def next_wakeup_ms(self) -> int:
         """The local time at which the next :class:`Tick` matters (drivers may tick more often)."""
         p = self.p

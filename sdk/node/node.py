@@ -71,6 +71,7 @@ from ..consensus import (
     ValidateBlock,
     sortition_value,
 )
+from ..contracts.runtime import ExecutionInterrupted
 from ..crypto import bls
 from ..encoding import Value
 from ..errors import AccordError, DecodeError, MempoolFull, TooLarge, ValidationError
@@ -209,6 +210,9 @@ class Node:
         self._recent: OrderedDict[bytes, Block] = OrderedDict()
         self._to_validate: dict[bytes, tuple[Block, float]] = {}
         self._valid_best: dict[tuple[int, int], int] = {}  # (height, round) -> best valid ticket
+        # The build in progress: (height, round, its ticket value, stop flag). _step sets the
+        # flag once a better proposal for that round is here (the block could not win).
+        self._building: tuple[int, int, int, threading.Event] | None = None
         self._validation_wake = asyncio.Event()
         self._validating = False
         self._validation_task: asyncio.Future[None] | None = None
@@ -250,6 +254,8 @@ class Node:
         )
         self.m_shed = m.counter("accord_submissions_shed_total", "client submissions refused: backlog too long")
         self.m_stale_builds = m.counter("accord_stale_builds_total", "builds skipped: the round had moved on")
+        self.m_stopped_builds = m.counter(
+            "accord_stopped_builds_total", "builds abandoned part-way: a better proposal of the round arrived")
         self.m_tx_cost = m.gauge("accord_tx_exec_seconds", "measured execution cost per transaction (moving average)")
         self.m_chain_wait = m.histogram(
             "accord_chain_wait_seconds", "time a chain operation waited for earlier ones", ["op"],
@@ -634,6 +640,12 @@ class Node:
             return
         for action in self.core.handle(event):
             self._perform(action)
+        building = self._building
+        if building is not None and isinstance(event, MessageReceived):
+            height, rnd, value, stop = building
+            best = self.core.best_ticket(height, rnd)
+            if best is not None and best < value:
+                stop.set()
 
     def _perform(self, action: Any) -> None:
         assert self.transport is not None
@@ -701,11 +713,22 @@ class Node:
                                     params.max_block_bytes - 64 * 1024)
             verified = frozenset(t.hash for t in txs)
             assert self._loop is not None
-            block = await self._loop.run_in_executor(
-                self._executor,
-                lambda: chain.build(txs, round=a.round, proposer=a.proposer_index,
-                                    time_ms=self._now_ms(), sortition=a.sortition, verified=verified),
-            )
+            # A leader that stood back for a better ticket builds after all when that
+            # leader's proposal is late; if it lands while we build, our block cannot win and
+            # the build only delays validating the better one: stop it (nothing is written).
+            stop = threading.Event()
+            self._building = (a.height, a.round, sortition_value(a.sortition), stop)
+            try:
+                block = await self._loop.run_in_executor(
+                    self._executor,
+                    lambda: chain.build(txs, round=a.round, proposer=a.proposer_index, time_ms=self._now_ms(),
+                                        sortition=a.sortition, verified=verified, interrupt=stop.is_set),
+                )
+            except ExecutionInterrupted:
+                self.m_stopped_builds.inc()
+                return
+            finally:
+                self._building = None
             self._observe_op("build", t0, t1, len(txs))
         key = (block.height, block.header.round)  # our own block is valid by construction
         ticket = sortition_value(block.header.sortition)
