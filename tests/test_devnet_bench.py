@@ -66,4 +66,5 @@ def test_bench_consensus_short_run_with_plot(tmp_path: Path) -> None:
     assert 0 < doc["tps"] <= 100 * 1.05  # type: ignore[operator]
     assert 0 < doc["p50_latency_s"] <= doc["p99_latency_s"]  # type: ignore[operator]
     assert doc["tx_bytes"] and "machine" in doc
+    assert type(doc["rounds_without_commit"]) is int and 0 <= doc["rounds_without_commit"] < doc["blocks"]  # type: ignore[operator]
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -17,6 +17,7 @@ the drain) and ``cpu_ms_per_tx`` (that over the transactions committed): on a sh
 the cost per transaction is steadier than the throughput; ``executions_per_block``: blocks each
 validator executed (built or validated) per committed block, which ``--expected-leaders``
 (leaders per round, a sortition parameter of the fresh genesis) moves.
+``rounds_without_commit``: rounds during the run in which no block committed.
 ``--plot FILE.png`` draws committed throughput and latency per second.
 
 Everything shares this machine's cores: the load process and the validators compete, as
@@ -40,6 +41,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..devnet import Devnet, ensure_network
+from ..errors import AccordError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -116,6 +118,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         sts = await net.statuses()
         ops = await net.metric_sums([f'accord_chain_op_seconds_count{{op="{op}"}}' for op in ("build", "validate")])
         blocks = max(s["height"] for s in sts if s) - start_height
+        missed = await _rounds_without_commit(net, start_height)
         log = result.pop("commit_log")
         if args.plot is not None:
             plot(log, args.duration, args.rate, args.plot)
@@ -136,6 +139,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             # Blocks executed (built or validated) per validator per committed block: every
             # leader of a round builds its own, and each validator validates the best one.
             "executions_per_block": round(sum(ops.values()) / genesis.n / blocks, 2) if blocks else None,
+            # Rounds that ended without a commit (from the committed headers' round numbers):
+            # each one costs a round of latency and leaves a double-sized backlog behind it.
+            "rounds_without_commit": missed,
             "validators_cpu_s": round(cpu_s, 1),
             "cpu_ms_per_tx": round(1000 * cpu_s / result["txs_committed"], 3) if result["txs_committed"] else None,
             "heads_agree": len(heads) == genesis.n and len(set(heads.values())) == 1,
@@ -152,6 +158,26 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         net.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _rounds_without_commit(net: Devnet, start_height: int) -> int | None:
+    """Rounds between the first and the last block committed during the run that committed
+    nothing, read from one validator's headers (every round commits at most one block)."""
+    from ..client import AsyncClient
+
+    rounds: list[int] = []
+    try:
+        async with AsyncClient(net.validators[0].api_url, timeout=10.0) as c:
+            h = start_height + 1
+            while True:
+                page = await c.headers(h, limit=100)
+                rounds += [x.header.round for x in page]
+                if len(page) < 100:
+                    break
+                h += len(page)
+    except (OSError, TimeoutError, AccordError):
+        return None
+    return rounds[-1] - rounds[0] + 1 - len(rounds) if rounds else 0
 
 
 def _cpu_seconds(pids: list[int]) -> float:
