@@ -65,6 +65,39 @@ def test_signature_verification_follows_zip215_on_edge_cases() -> None:
         ed25519.verify(pk[:31], msg, sig)
 
 
+def test_keys_of_small_order_sign_nothing() -> None:
+    """Under ZIP-215 alone anyone could sign any message for a small-order public key (R = sB
+    verifies for every message). Each of the eight small-order points, in every encoding
+    (non-canonical y + p, either sign bit), is refused; libsodium's blocklist is the same."""
+    import os
+
+    import ed25519_zebra
+    from nacl.bindings import (
+        crypto_core_ed25519_scalar_reduce,
+        crypto_scalarmult_ed25519_base_noclamp,
+    )
+
+    from accord.crypto import ed25519
+
+    assert {"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+            "0100000000000000000000000000000000000000000000000000000000000000"} <= {
+        e.hex() for e in ed25519._SMALL_ORDER}
+    s = crypto_core_ed25519_scalar_reduce(os.urandom(64))
+    forged = crypto_scalarmult_ed25519_base_noclamp(s) + s
+    accepted_by_zip215 = 0
+    for enc in ed25519._SMALL_ORDER:
+        for key in (enc, enc[:31] + bytes((enc[31] | 0x80,))):
+            accepted_by_zip215 += ed25519_zebra.ed_verify(forged, b"move everything", key)
+            with pytest.raises(InvalidSignature, match="small order"):
+                ed25519.verify(key, b"move everything", forged)
+    assert accepted_by_zip215 >= 7
+    identity = bytes([1]) + bytes(31)
+    assert ed25519_zebra.ed_verify(forged, b"any message", identity)  # why the check exists
+    with pytest.raises(InvalidSignature):
+        ed25519.verify(identity, b"any message", forged)
+
+
 def test_tx_wrong_chain() -> None:
     with pytest.raises(WrongChain):
         tx().check("other-chain")

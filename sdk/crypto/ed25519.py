@@ -8,9 +8,11 @@ the ZIP-215 rules: a precise, consensus-safe definition of which signatures are 
 (canonical ``s``; cofactored equation; any encoding of the points accepted), so every
 validator accepts exactly the same transactions, and it is about a quarter faster than
 libsodium's check on this hardware, which matters because every validator checks every
-transaction. Every signature a standard signer produces verifies under both rules; the rules
-differ only on crafted edge cases, e.g. a public key of small order, whose address is then
-one that anyone can sign for (no wallet generates such a key; funds sent there are burnt).
+transaction. Every signature a standard signer produces verifies under both rules; they
+differ only on crafted edge cases. One of those matters for a ledger: under ZIP-215 anyone can
+sign any message for a public key of small order (the identity point, say), so the address of
+such a key would be one whose funds anybody could move. Those keys are refused here, in every
+encoding (as libsodium does), before the signature is looked at.
 """
 
 from __future__ import annotations
@@ -41,10 +43,43 @@ def address_of(public_key: bytes) -> bytes:
 _zebra_verify = ed25519_zebra.ed_verify
 
 
+def _small_order_encodings() -> frozenset[bytes]:
+    """The encodings, sign bit cleared, of the eight points of order dividing 8: the y values
+    1 (order 1), p - 1 (order 2), 0 (order 4) and the two y values of the order-8 points,
+    each also as y + p where that still fits in 255 bits (a non-canonical encoding that
+    ZIP-215 accepts). Derived from the curve equation rather than copied: 7 encodings."""
+    p = 2**255 - 19
+    d = -121665 * pow(121666, p - 2, p) % p
+
+    def sqrt(a: int) -> int | None:  # p = 5 (mod 8): Atkin's square root
+        r = pow(a, (p + 3) // 8, p)
+        if r * r % p != a % p:
+            r = r * pow(2, (p - 1) // 4, p) % p
+        return r if r * r % p == a % p else None
+
+    ys = {0, 1, p - 1}
+    # An order-8 point doubles to an order-4 point (y = 0), i.e. x^2 = -y^2; with the curve
+    # equation -x^2 + y^2 = 1 + d x^2 y^2 that gives d y^4 + 2 y^2 - 1 = 0.
+    root = sqrt(1 + d)
+    assert root is not None
+    for t in (root, p - root):
+        y = sqrt((t - 1) * pow(d, p - 2, p) % p)
+        if y is not None:
+            ys |= {y, p - y}
+    out = {y.to_bytes(32, "little") for y in ys}
+    out |= {(y + p).to_bytes(32, "little") for y in ys if y + p < 2**255}
+    return frozenset(out)
+
+
+_SMALL_ORDER = _small_order_encodings()
+
+
 def verify(public_key: bytes, message: bytes, signature: bytes) -> None:
     """Raise :class:`InvalidSignature` unless ``signature`` signs ``message`` under the key."""
     if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
         raise InvalidSignature("malformed Ed25519 key or signature")
+    if public_key[:31] + bytes((public_key[31] & 0x7F,)) in _SMALL_ORDER:
+        raise InvalidSignature("an Ed25519 public key of small order signs nothing")
     if not _zebra_verify(signature, message, public_key):
         raise InvalidSignature("Ed25519 signature does not verify")
 
