@@ -80,15 +80,25 @@ class Proposal:
         if len(obj) != 7:
             raise DecodeError("proposal must have 7 fields")
         _, rnd, proposer, sortition, block, justify, parent = obj
-        if type(rnd) is not int or type(proposer) is not int or not 0 <= proposer < n or rnd < 0:
-            raise DecodeError("bad round or proposer")
-        if type(sortition) is not bytes or len(sortition) != 96:
-            raise DecodeError("bad sortition ticket")
+        _check_leader(rnd, proposer, sortition, n)
+        return cls._from_parts(rnd, proposer, sortition, Block.from_obj(block), justify, parent, n)
+
+    @classmethod
+    def _from_parts(cls, rnd: int, proposer: int, sortition: bytes, block: Block, justify: Any, parent: Any,
+                    n: int) -> Proposal:
         return cls(
-            rnd, proposer, sortition, Block.from_obj(block),
+            rnd, proposer, sortition, block,
             None if justify is None else Aggregate.from_obj(justify, n),
             None if parent is None else Certificate.from_obj(parent),
         )
+
+
+def _check_leader(rnd: Any, proposer: Any, sortition: Any, n: int) -> None:
+    """The round, proposer index and sortition ticket fields of a proposal, type-checked."""
+    if type(rnd) is not int or type(proposer) is not int or not 0 <= proposer < n or rnd < 0:
+        raise DecodeError("bad round or proposer")
+    if type(sortition) is not bytes or len(sortition) != 96:
+        raise DecodeError("bad sortition ticket")
 
 
 @dataclass(frozen=True)
@@ -191,10 +201,7 @@ def _decode_proposal(payload: bytes, n: int, known: KnownTxs | None) -> Proposal
         if u.read_array_header() != 7:
             raise DecodeError("proposal must have 7 fields")
         _, rnd, proposer, sortition = u.unpack(), u.unpack(), u.unpack(), u.unpack()
-        if type(rnd) is not int or type(proposer) is not int or not 0 <= proposer < n or rnd < 0:
-            raise DecodeError("bad round or proposer")
-        if type(sortition) is not bytes or len(sortition) != 96:
-            raise DecodeError("bad sortition ticket")
+        _check_leader(rnd, proposer, sortition, n)
         if u.read_array_header() != 2:
             raise DecodeError("block must have 2 fields")
         header = Header.from_obj(u.unpack())
@@ -214,11 +221,7 @@ def _decode_proposal(payload: bytes, n: int, known: KnownTxs | None) -> Proposal
         justify, parent = u.unpack(), u.unpack()
         if u.tell() != len(payload):
             raise DecodeError("trailing bytes after the proposal")
-        prop = Proposal(
-            rnd, proposer, sortition, Block(header, tuple(txs)),
-            None if justify is None else Aggregate.from_obj(justify, n),
-            None if parent is None else Certificate.from_obj(parent),
-        )
+        prop = Proposal._from_parts(rnd, proposer, sortition, Block(header, tuple(txs)), justify, parent, n)
     except DecodeError:
         raise
     except AccordError as e:  # ValidationError from nested types: still a malformed message

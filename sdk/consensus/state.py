@@ -403,7 +403,6 @@ class Core:
         # round at this height, and our own build while it waits.
         self.tickets: dict[int, int] = {}
         self._waiting: _WaitingBuild | None = None
-        self._held_round = -1  # a round whose best proposal's validation waits (_hold_for_better)
         self._lag_ms = 0  # how late into a round fresh proposals arrive (_note_proposal_lag)
         self._last_sent: dict[tuple[int, int, int, bytes], tuple[int, int]] = {}  # time, signers
         self._due: dict[tuple[int, int, int, bytes], int] = {}
@@ -502,9 +501,7 @@ class Core:
             self._check_waiting()
         if now >= self.stage2_start_ms(r) and self._stage2_round < r:
             self._stage2_round = r
-            if self._held_round == r:  # a validation held for a better leader: due now
-                self._held_round = -1
-                self._request_validation(r)
+            self._request_validation(r)  # a validation held for a better leader is due now
             self._try_prepare()
         if self._due:
             self._flush(now)
@@ -1002,15 +999,13 @@ class Core:
         Under load a proposal from a worse leader (one that did not hear the better ticket in
         time) often arrives first; validating it would be wasted work once the better one
         arrives, and that work delays the better one's validation. So it waits, at most until
-        stage II starts, when ``_on_tick`` asks again: then the best proposal held is
-        validated, whatever announced itself. Holding changes when a block is validated,
-        never which block is voted for."""
+        stage II starts, when ``_on_tick`` asks again (asking twice requests nothing twice):
+        then the best proposal held is validated, whatever announced itself. Holding changes
+        when a block is validated, never which block is voted for."""
         best = self.tickets.get(r)
         if r != self.round or best is None or best >= c.value or self.now >= self.stage2_start_ms(r):
             return False
-        if self._held_round != r:
-            self._held_round = r
-            self.stats.extra["validation_held"] = self.stats.extra.get("validation_held", 0) + 1
+        self.stats.extra["validation_held"] = self.stats.extra.get("validation_held", 0) + 1
         return True
 
     def _on_validated(self, bh: bytes, ok: bool) -> None:
