@@ -31,6 +31,62 @@ def test_tx_round_trip(nonce: int, amount: int, to: bytes) -> None:
     back.check("c")
 
 
+_names = st.text(max_size=70)
+_u64ish = st.one_of(st.integers(-2, 2**64 + 1), st.booleans(), st.none(), st.binary(max_size=2))
+
+
+@given(_names, _names, _names, st.dictionaries(st.text(max_size=8), st.integers(0, 2**63), max_size=4),
+       st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1))
+def test_tx_signing_bytes_cut_from_the_encoding_equal_the_generic_encoding(
+    chain_id: str, contract: str, method: str, args: dict[str, int], nonce: int, gas: int,
+) -> None:
+    """The signed bytes taken out of a transaction's encoding are exactly
+    ``encode([TX_DOMAIN, *body])``, for created and for decoded transactions."""
+    from accord.types import TX_DOMAIN
+
+    t = Tx(chain_id, contract, method, args, KEY.public_key, nonce, gas, b"\x07" * 64)
+    generic = encoding.encode([TX_DOMAIN, *t.body()])
+    assert t.signing_bytes() == generic  # nothing cached yet: the generic path
+    t.encode()
+    assert t.signing_bytes() == generic  # cut from the cached encoding
+    if max(len(chain_id), len(contract), len(method)) <= 64:
+        assert Tx.decode(t.encode()).signing_bytes() == generic
+
+
+@given(st.lists(st.one_of(_names, st.binary(max_size=70), _u64ish,
+                          st.dictionaries(st.text(max_size=3), st.integers(0, 9), max_size=2)),
+                min_size=7, max_size=9),
+       st.integers(0, 7))
+def test_tx_from_obj_fast_path_accepts_exactly_what_the_field_checks_accept(
+    fields: list[object], keep: int,
+) -> None:
+    """Mutate a valid transaction's fields at random: the one-pass check and the field by
+    field checks agree on every input (same transaction, or a DecodeError)."""
+    valid = tx().to_obj()
+    obj = list(fields) if len(fields) != 8 else [valid[i] if i <= keep else fields[i] for i in range(8)]
+    try:
+        fast = Tx.from_obj(obj)
+    except DecodeError:
+        fast = None
+    slow: Tx | None
+    try:
+        slow = _slow_from_obj(obj)
+    except DecodeError:
+        slow = None
+    assert fast == slow
+
+
+def _slow_from_obj(obj: list[object]) -> Tx:
+    """Tx.from_obj's field by field path alone (a wrapper the fast path does not match)."""
+    from accord import types
+
+    f = types._list(obj, 8, "tx")
+    types._expect(type(f[3]) is dict, "tx args must be a map")
+    return Tx(types._str(f[0], "chain id"), types._str(f[1], "contract"), types._str(f[2], "method"),
+              f[3], types._bytes(f[4], 32, "public key"), types._int(f[5], "nonce"),
+              types._int(f[6], "gas limit"), types._bytes(f[7], 64, "signature"))
+
+
 def test_tx_signature_covers_every_field() -> None:
     t = tx()
     obj = t.to_obj()
