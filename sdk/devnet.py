@@ -297,7 +297,9 @@ class Load:
         for k in range(count):
             acct = k % len(self.keys)
             to = self.keys[(k + 1) % len(self.keys)].address
-            self._queues.setdefault(acct, collections.deque()).append(self._tx(self.keys[acct], to))
+            tx = self._tx(self.keys[acct], to)
+            _ = tx.hash  # hashed now too: the load's bookkeeping is keyed by it
+            self._queues.setdefault(acct, collections.deque()).append(tx)
             self._presigned_count += 1
             if task is not None and k % 1000 == 999:
                 progress.update(task, advance=1000)

@@ -184,11 +184,15 @@ class Tx:
         gas_limit: int = 1_000_000,
     ) -> Tx:
         """Build and sign a transaction (what applications and ``accord.Client`` call)."""
-        unsigned = cls(chain_id, contract, method, encoding.canonical(args), key.public_key, nonce, gas_limit)
-        return cls(
-            chain_id, contract, method, unsigned.args, key.public_key, nonce, gas_limit,
-            key.sign(unsigned.signing_bytes()),
-        )
+        public_key = key.public_key
+        unsigned = cls(chain_id, contract, method, encoding.canonical(args), public_key, nonce, gas_limit)
+        signed = unsigned.signing_bytes()
+        signature = key.sign(signed)
+        tx = cls(chain_id, contract, method, unsigned.args, public_key, nonce, gas_limit, signature)
+        # The wire bytes are the signed bytes with the domain tag taken out and the signature
+        # appended (see signing_bytes): no second walk over the arguments to submit it.
+        tx.__dict__["_encoded"] = b"\x98" + signed[len(_TX_SIGNING_PREFIX):] + b"\xc4\x40" + signature
+        return tx
 
 
 @dataclass(frozen=True, slots=True)

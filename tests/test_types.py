@@ -44,6 +44,9 @@ def test_tx_signing_bytes_cut_from_the_encoding_equal_the_generic_encoding(
     ``encode([TX_DOMAIN, *body])``, for created and for decoded transactions."""
     from accord.types import TX_DOMAIN
 
+    made = Tx.create(KEY, chain_id=chain_id, contract=contract, method=method, args=args,
+                     nonce=nonce, gas_limit=gas)
+    assert made.encode() == encoding.encode(made.to_obj())  # the encoding create() assembled
     t = Tx(chain_id, contract, method, args, KEY.public_key, nonce, gas, b"\x07" * 64)
     generic = encoding.encode([TX_DOMAIN, *t.body()])
     assert t.signing_bytes() == generic  # nothing cached yet: the generic path

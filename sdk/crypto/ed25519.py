@@ -22,6 +22,7 @@ import json
 import os
 import stat
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import ed25519_zebra
@@ -103,15 +104,17 @@ class AccountKey:
         """A deterministic key for demos and tests only (its seed is public)."""
         return cls(hashlib.sha256(b"accord/demo-account/" + name.encode()).digest())
 
-    @property
+    # Derived once per key: expanding the seed costs as much as a signature, and a client
+    # signs many transactions with one key.
+    @cached_property
     def _signing(self) -> nacl.signing.SigningKey:
         return nacl.signing.SigningKey(self.seed)
 
-    @property
+    @cached_property
     def public_key(self) -> bytes:
         return bytes(self._signing.verify_key)
 
-    @property
+    @cached_property
     def address(self) -> bytes:
         return address_of(self.public_key)
 
