@@ -23,6 +23,7 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _serve(path: Path) -> int:
     from accord.node import Node
+    from accord.node.collector import tune_collector
 
     node = Node.from_dir(path)
     stop = asyncio.Event()
@@ -30,6 +31,7 @@ async def _serve(path: Path) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await node.start()
+    tune_collector()  # this process is the validator's own: rare full collections
     try:
         await stop.wait()
     finally:
