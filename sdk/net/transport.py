@@ -122,7 +122,7 @@ class NetConfig:
     backoff_max: float = 5.0
     dedup_capacity: int = 100_000
     nonce_memory: int = 8192
-    tx_batch_delay: float = 0.05
+    tx_batch_delay: float = 0.005
     tx_batch_bytes: int = 256 * 1024
 
 
