@@ -44,7 +44,12 @@ class ZkDevnet(ThreadedNetwork):
 
     def __init__(self, root: Path, keys: artifacts.CircuitKeys) -> None:
         reg = REG.public
-        super().__init__(root, name="light-zk-devnet", customize=lambda g: g.model_copy(update={
+        # Rounds long enough for a block holding one shielded transfer: the four validators
+        # share this process's GIL, so their executions of it run one after another (0.3-1.2 s
+        # per build or validation seen on a slow 2-core machine, against 200 ms of stage I in
+        # 400 ms rounds: such a block never committed there).
+        super().__init__(root, name="light-zk-devnet", round_ms=2000, stage2_ms=500,
+                         customize=lambda g: g.model_copy(update={
             "zk_circuits": {"shielded_transfer": keys.vk},
             "zk_params": {"regulator": [str(reg[0]), str(reg[1])],
                           "shielded_pool": {"depth": artifacts.TEST_DEPTH}},
