@@ -122,7 +122,10 @@ class NetConfig:
     backoff_max: float = 5.0
     dedup_capacity: int = 100_000
     nonce_memory: int = 8192
-    tx_batch_delay: float = 0.005
+    tx_batch_delay: float = 0.05
+    """seconds a transaction batch waits for more before it leaves: a frame costs about as much
+    CPU whatever its size (~0.5 ms on a slow 2-core machine), and 50 ms instead of 5 ms cut the
+    validators' CPU per transaction by ~10% at 900 tx/s; rounds are a second long"""
     tx_batch_bytes: int = 256 * 1024
 
 
