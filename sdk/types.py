@@ -34,8 +34,10 @@ VOTE_DOMAIN = "accord/vote/v1"
 
 _U64 = 2**64 - 1
 # See Tx.signing_bytes: a fixarray header of 8 items, then the domain tag.
-_TX_SIGNING_PREFIX = b"\x98" + encoding.encode(TX_DOMAIN)
-_SIGNATURE_ENCODING = 2 + ed25519.SIGNATURE_SIZE  # bin 8 header (c4 40) + the signature
+_LIST_OF_8 = encoding.array_header(8)  # both [domain, *body] and [*body, signature]
+_TX_SIGNING_PREFIX = _LIST_OF_8 + encoding.encode(TX_DOMAIN)
+_SIGNATURE_HEADER = encoding.encode(bytes(ed25519.SIGNATURE_SIZE))[:2]  # bin 8 of 64 bytes: c4 40
+_SIGNATURE_ENCODING = len(_SIGNATURE_HEADER) + ed25519.SIGNATURE_SIZE
 
 
 def _expect(cond: bool, what: str) -> None:
@@ -191,7 +193,7 @@ class Tx:
         tx = cls(chain_id, contract, method, unsigned.args, public_key, nonce, gas_limit, signature)
         # The wire bytes are the signed bytes with the domain tag taken out and the signature
         # appended (see signing_bytes): no second walk over the arguments to submit it.
-        tx.__dict__["_encoded"] = b"\x98" + signed[len(_TX_SIGNING_PREFIX):] + b"\xc4\x40" + signature
+        tx.__dict__["_encoded"] = _LIST_OF_8 + signed[len(_TX_SIGNING_PREFIX):] + _SIGNATURE_HEADER + signature
         return tx
 
 
