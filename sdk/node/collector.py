@@ -13,8 +13,8 @@ frees them), so the collector can run its full passes rarely:
 * the young generations keep collecting often (they are small, a few milliseconds each), and a
   full collection waits for 1,000 collections of the middle one instead of 10.
 
-With both, the consensus benchmark at 900 tx/s offered committed everything with a p99
-latency of 1.8 s instead of 3.2-8 s. The standalone ``accord node`` process applies this once
+With both, the consensus benchmark at 900 tx/s offered committed 796-846 tps with a p50
+latency of 1.24-1.83 s (four runs), against 654-795 tps and 1.55-2.43 s without. The standalone ``accord node`` process applies this once
 it has started; a host application that embeds a :class:`~accord.node.Node` decides for its
 own process (``tune_collector()`` after ``await node.start()``).
 """
