@@ -25,6 +25,9 @@ Rules for a block (``execute_block``):
   size`` up front, then reads, writes, deletes, events, calls and proof checks as charged by
   :class:`~accord.contracts.base.Context`. ``gas_used`` never exceeds ``tx.gas_limit``;
   running out fails the transaction with ``out_of_gas`` and ``gas_used == gas_limit``.
+* A block's receipts use at most the genesis ``max_block_gas`` in total; a block past it is
+  invalid. Gas, unlike time, is the same on every validator, so this is what bounds the work
+  a proposal (an honest one or not) can make every validator do.
 """
 
 from __future__ import annotations
@@ -101,8 +104,9 @@ INTERRUPT_EVERY = 256
 
 @dataclass(frozen=True, slots=True)
 class BlockResult:
-    receipts: list[Receipt]
+    receipts: list[Receipt]  # one per executed transaction: a prefix of the block's when cut
     writes: dict[bytes, bytes | None]
+    gas_used: int = 0  # the receipts' total
 
 
 _code_hashes: dict[type, bytes] = {}
@@ -266,8 +270,18 @@ class Runtime:
         time_ms: int,
         verified: Container[bytes] = (),
         interrupt: Callable[[], bool] | None = None,
+        max_gas: int | None = None,
+        gas_budget: int | None = None,
     ) -> BlockResult:
         """Execute ``txs`` in order on ``state``; return receipts and the merged writes.
+
+        ``max_gas`` is the block gas limit, a consensus rule: a block whose receipts use more
+        gas in total is invalid (:class:`InvalidBlock` at the transaction that passes it, so
+        a validator stops executing a too-heavy proposal there instead of running it all).
+        ``gas_budget`` is for building: execution stops *before* the first transaction that
+        would take the total past it, and the result covers only the prefix that ran (the
+        proposer cuts its block there). The first transaction always runs, so a block can
+        always be built from a transaction that fits ``max_gas`` alone, whatever the budget.
 
         ``interrupt`` (optional) is called every ``INTERRUPT_EVERY`` transactions; when it
         returns true, :class:`ExecutionInterrupted` is raised. Results never depend on it:
@@ -277,6 +291,7 @@ class Runtime:
         senders: dict[bytes, bytes] = {}
         get_state = state.get_state
         pack = msgpack.packb
+        gas = 0
         for i, tx in enumerate(txs):
             if interrupt is not None and i % INTERRUPT_EVERY == 0 and i and interrupt():
                 raise ExecutionInterrupted(f"stopped after {i} of {len(txs)} transactions")
@@ -291,11 +306,19 @@ class Runtime:
             expected = 0 if raw is None else msgpack.unpackb(raw)
             self._check_tx(tx, i, expected, verified)
             receipt, writes = self._run(state, block, tx, sender, height, time_ms)
+            total = gas + receipt.gas_used
+            if gas_budget is not None and total > gas_budget and i:
+                break  # cut here: nothing of this transaction was merged into ``block``
+            if max_gas is not None and total > max_gas:
+                raise InvalidBlock(
+                    f"transaction {i} takes the block's gas to {total}, past the limit of {max_gas}", i
+                )
+            gas = total
             if writes:
                 block.update(writes)
             block[nk] = pack(expected + 1)
             receipts.append(receipt)
-        return BlockResult(receipts, block)
+        return BlockResult(receipts, block, gas)
 
     def _run(
         self,

@@ -51,6 +51,7 @@ class Execution:
     update: StateUpdate
     state_root: bytes
     tx_root: bytes
+    gas_used: int = 0  # the receipts' total (at most the genesis max_block_gas)
 
 
 def tx_root(txs: Sequence[Tx], receipts: Sequence[Receipt]) -> bytes:
@@ -120,12 +121,23 @@ class Chain:
     def _execute(
         self, txs: Sequence[Tx], height: int, time_ms: int, verified: Container[bytes],
         interrupt: Callable[[], bool] | None = None,
+        gas_budget: int | None = None,
     ) -> Execution:
+        """Execute on the head state. With ``gas_budget`` only a prefix of ``txs`` may run
+        (``len(receipts)`` of them): the caller cuts the block to match."""
         with self.store.snapshot() as snap:
             result = self.runtime.execute_block(snap, txs, height=height, time_ms=time_ms, verified=verified,
-                                                interrupt=interrupt)
+                                                interrupt=interrupt, max_gas=self.genesis.consensus.max_block_gas,
+                                                gas_budget=gas_budget)
         update = self.store.compute_state_update(result.writes)
-        return Execution(result.receipts, result.writes, update, update.root, tx_root(txs, result.receipts))
+        ran = txs if len(result.receipts) == len(txs) else txs[: len(result.receipts)]
+        return Execution(result.receipts, result.writes, update, update.root, tx_root(ran, result.receipts),
+                         result.gas_used)
+
+    def execution(self, block_hash: bytes) -> Execution | None:
+        """The cached outcome of a block built or validated on the current head, if any."""
+        with self._lock:
+            return self._results.get(block_hash)
 
     def _remember(self, block_hash: bytes, ex: Execution) -> None:
         self._results[block_hash] = ex
@@ -143,11 +155,16 @@ class Chain:
         sortition: bytes = b"",
         verified: Container[bytes] = (),
         interrupt: Callable[[], bool] | None = None,
+        gas_budget: int | None = None,
     ) -> Block:
         """Execute ``txs`` on the head state and return the block that commits to the outcome.
 
-        Transactions that would make the block invalid (stale nonce, bad signature) are
-        dropped here, so a proposer never proposes a block it would itself reject.
+        Transactions that would make the block invalid (stale nonce, bad signature, one that
+        alone passes the block gas limit) are dropped here, so a proposer never proposes a
+        block it would itself reject. ``gas_budget`` cuts the block before the first
+        transaction that would take its gas past the budget (never before the first one), so
+        the block's size follows what its transactions cost, not how many there are; the
+        block gas limit is the budget when none is given.
         ``interrupt`` lets the caller abandon the build part-way (it raises
         :class:`~accord.contracts.runtime.ExecutionInterrupted`; nothing is cached or written).
         """
@@ -158,9 +175,11 @@ class Chain:
             parent_time = self.head_header().time_ms
             time_ms = max(time_ms, parent_time)
             txs = self._filter(txs, verified)
+            limit = self.genesis.consensus.max_block_gas
+            gas_budget = limit if gas_budget is None else min(gas_budget, limit)
             while True:
                 try:
-                    ex = self._execute(txs, height + 1, time_ms, verified, interrupt)
+                    ex = self._execute(txs, height + 1, time_ms, verified, interrupt, gas_budget)
                     break
                 except InvalidBlock as e:
                     # Drop the offending transaction (stale nonce after a competing commit,
@@ -168,6 +187,7 @@ class Chain:
                     if e.index is None or not 0 <= e.index < len(txs):
                         raise
                     txs.pop(e.index)
+            del txs[len(ex.receipts):]
             header = Header(
                 chain_id=self.chain_id, height=height + 1, round=round, parent_hash=parent,
                 tx_root=ex.tx_root, state_root=ex.state_root, tx_count=len(txs), proposer=proposer,
@@ -203,7 +223,8 @@ class Chain:
         """Check a proposed block against the head and re-execute it; raise InvalidProposal.
 
         Header rules checked before the (expensive) execution: chain id, height, parent,
-        time not before the parent's, tx count and size limits.
+        time not before the parent's, tx count and size limits. The block gas limit is
+        checked while executing, which stops at the transaction that passes it.
         """
         from accord.contracts.runtime import InvalidBlock
 

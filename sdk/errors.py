@@ -57,6 +57,12 @@ class NonceError(AccordError):
     code = "bad_nonce"
 
 
+class GasLimitTooHigh(AccordError):
+    """A transaction asks for more gas than a whole block may use: no block could hold it."""
+
+    code = "gas_limit_too_high"
+
+
 class DuplicateTx(AccordError):
     code = "duplicate_tx"
 

@@ -65,6 +65,13 @@ class ConsensusParams(_Model):
     expected_leaders: float = Field(default=3.0, gt=0)
     max_block_txs: int = Field(default=5000, ge=1)
     max_block_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_block_gas: int = Field(
+        default=50_000_000, ge=1,
+        description="a block's transactions may use at most this much gas in total (a "
+        "consensus rule that bounds the work any proposal costs every validator: about "
+        "10,000 token transfers or 240 proof checks); a transaction whose gas limit is "
+        "above it is refused at submission, since no block could hold it",
+    )
     gossip_fanout: int = Field(default=3, ge=1)
     ticket_wait_ms: int = Field(
         default=30, ge=0,

@@ -2,7 +2,7 @@
 
 Admission checks, cheapest first, each with its own error (and no change on rejection):
 size (:class:`TooLarge`), strict decoding (:class:`DecodeError`), chain id
-(:class:`WrongChain`), already pending (:class:`DuplicateTx`), capacity (:class:`MempoolFull`),
+(:class:`WrongChain`), a gas limit no block can hold (:class:`GasLimitTooHigh`), already pending (:class:`DuplicateTx`), capacity (:class:`MempoolFull`),
 nonce (:class:`NonceError`: below the account's committed nonce is a replay; anything but the
 next expected nonce -- committed nonce + pending count -- is a skip or a conflicting
 duplicate), and finally the Ed25519 signature (:class:`InvalidSignature`).
@@ -30,6 +30,7 @@ from .crypto import ed25519
 from .errors import (
     AccordError,
     DuplicateTx,
+    GasLimitTooHigh,
     InvalidSignature,
     MempoolFull,
     NonceError,
@@ -49,8 +50,10 @@ class Mempool:
         *,
         max_txs: int = 100_000,
         max_tx_bytes: int = 64 * 1024,
+        max_gas: int | None = None,
     ) -> None:
         self.chain_id = chain_id
+        self.max_gas = max_gas  # the block gas limit: a transaction asking for more never fits
         self.nonce_of = nonce_of
         self.max_txs = max_txs
         self.max_tx_bytes = min(max_tx_bytes, MAX_TX_BYTES)
@@ -148,6 +151,8 @@ class Mempool:
                 raise TooLarge(f"transaction of {size} bytes exceeds {self.max_tx_bytes}")
         if tx.chain_id != self.chain_id:
             raise WrongChain(f"transaction is for chain {tx.chain_id!r}, this is {self.chain_id!r}")
+        if self.max_gas is not None and tx.gas_limit > self.max_gas:
+            raise GasLimitTooHigh(f"gas limit {tx.gas_limit} is above the block gas limit {self.max_gas}")
         h = tx.hash
         if h in self._by_hash:
             raise DuplicateTx(f"transaction {h.hex()[:16]} is already pending")

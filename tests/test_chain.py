@@ -101,6 +101,30 @@ def test_build_drops_txs_that_would_invalidate_the_block(chain: Chain) -> None:
     assert [t.nonce for t in block.txs] == [1]
 
 
+def test_blocks_are_cut_by_gas_and_heavier_ones_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    txs = [_transfer(ALICE, i, amount=1) for i in range(10)]
+    roomy = Chain(_genesis(), Store(tmp_path / "roomy", sync=False), Runtime(_genesis()))
+    whole = roomy.build(list(txs), time_ms=5)
+    ex = roomy.execution(whole.hash)
+    assert ex is not None and len(whole.txs) == 10
+    per_tx = ex.gas_used // 10
+    # A builder's budget cuts the block (a prefix of what it was given); the cut block is valid.
+    cut = roomy.build(list(txs), time_ms=5, gas_budget=4 * per_tx + per_tx // 2)
+    assert [t.nonce for t in cut.txs] == [0, 1, 2, 3]
+    assert roomy.execution(cut.hash).gas_used <= 4 * per_tx + per_tx // 2  # type: ignore[union-attr]
+    # A chain whose genesis allows less gas per block refuses the heavier block as a whole,
+    # and builds within its limit even when no budget is given.
+    small = make_genesis(1, chain_id="accord-test", balances={ALICE.address.hex(): 1000},
+                         contracts=builtin_contract_entries(), max_block_gas=5 * per_tx + 10)
+    strict = Chain(small, Store(tmp_path / "strict", sync=False), Runtime(small))
+    assert strict.head() == roomy.head()  # same genesis block: only the rule differs
+    with pytest.raises(InvalidProposal, match="past the limit"):
+        strict.validate(whole)
+    assert strict.head()[0] == 0
+    strict.validate(cut)
+    assert len(strict.build(list(txs), time_ms=5).txs) == 5
+
+
 def test_validate_rejects_bad_proposals(chain: Chain, tmp_path) -> None:  # type: ignore[no-untyped-def]
     g = chain.genesis
     other = Chain(g, Store(tmp_path / "other", sync=False), Runtime(g))

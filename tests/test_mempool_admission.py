@@ -9,6 +9,7 @@ from accord.crypto.ed25519 import AccountKey
 from accord.errors import (
     DecodeError,
     DuplicateTx,
+    GasLimitTooHigh,
     InvalidSignature,
     MempoolFull,
     NonCanonical,
@@ -34,9 +35,10 @@ class Nonces:
         return self.n.get(address, 0)
 
 
-def tx(name: str, nonce: int, *, chain_id: str = CHAIN, pad: int = 0) -> Tx:
+def tx(name: str, nonce: int, *, chain_id: str = CHAIN, pad: int = 0, gas_limit: int = 1_000_000) -> Tx:
     return Tx.create(KEYS[name], chain_id=chain_id, contract="token", method="transfer",
-                     args={"to": b"\x01" * 20, "amount": 1, "memo": "x" * pad}, nonce=nonce)
+                     args={"to": b"\x01" * 20, "amount": 1, "memo": "x" * pad}, nonce=nonce,
+                     gas_limit=gas_limit)
 
 
 def pool(**kw: int) -> tuple[Mempool, Nonces]:
@@ -59,7 +61,7 @@ def test_add_object_and_bytes() -> None:
 
 
 def test_rejections_change_nothing() -> None:
-    mp, nonces = pool(max_tx_bytes=2_000)
+    mp, nonces = pool(max_tx_bytes=2_000, max_gas=2_000_000)
     mp.add(tx("a", 0))
     nonces.n[KEYS["b"].address] = 5
     good = tx("a", 1)
@@ -75,6 +77,7 @@ def test_rejections_change_nothing() -> None:
         (encoding.encode([1, 2, 3]), DecodeError, "tx must have 8 fields"),
         (b"\x93\xcc\x01\x02\x03", NonCanonical, "canonical"),  # 1 as uint8: a longer form
         (tx("a", 1, chain_id="other"), WrongChain, "for chain 'other'"),
+        (tx("a", 1, gas_limit=2_000_001), GasLimitTooHigh, "above the block gas limit 2000000"),
         (tx("a", 0), DuplicateTx, "already pending"),
         (tx("a", 0).encode(), DuplicateTx, "already pending"),
         (Tx.create(KEYS["a"], chain_id=CHAIN, contract="token", method="mint", args={}, nonce=0),
@@ -93,7 +96,7 @@ def test_rejections_change_nothing() -> None:
     assert sum(mp.rejected.values()) == len(cases)
     assert mp.rejected["duplicate_tx"] == 2 and mp.rejected["bad_nonce"] == 4
     mp.add(good)
-    mp.add(tx("b", 5))
+    mp.add(tx("b", 5, gas_limit=2_000_000))  # exactly the block gas limit fits
     assert len(mp) == 3
 
 

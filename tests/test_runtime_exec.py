@@ -573,6 +573,48 @@ def test_invalid_block_cases() -> None:
     rt.check_block(st, [good, tx(ALICE, "put", {"key": "b", "value": 1}, 1)])
 
 
+# --- block gas: the limit (validating) and the budget (building) -------------------------------
+
+
+def _puts(sizes: list[int]) -> list[Tx]:
+    """Transactions whose gas differs with ``size`` (bytes written and logged)."""
+    return [tx(ALICE, "put", {"key": "k" * (1 + size), "value": i}, i) for i, size in enumerate(sizes)]
+
+
+@given(st.lists(st.integers(0, 300), min_size=1, max_size=8), st.integers(0, 60_000))
+def test_gas_budget_cuts_before_the_transaction_that_passes_it(sizes: list[int], budget: int) -> None:
+    rt, state = fresh()
+    txs = _puts(sizes)
+    full = run(rt, state, txs)
+    cumulative, total = [], 0
+    for r in full.receipts:
+        total += r.gas_used
+        cumulative.append(total)
+    assert full.gas_used == total
+    keep = max(1, sum(1 for c in cumulative if c <= budget))  # the first always runs
+    cut = rt.execute_block(state, txs, height=1, time_ms=1234, gas_budget=budget)
+    assert cut.receipts == full.receipts[:keep]
+    assert cut.gas_used == cumulative[keep - 1]
+    # The cut result is exactly the block of the prefix: nothing of the cut-off tx leaks in.
+    assert cut.writes == run(rt, state, txs[:keep]).writes
+
+
+def test_block_gas_limit_makes_a_heavy_block_invalid() -> None:
+    rt, state = fresh()
+    txs = _puts([10, 200, 10])
+    gas = [r.gas_used for r in run(rt, state, txs).receipts]
+    assert rt.execute_block(state, txs, height=1, time_ms=0, max_gas=sum(gas)).gas_used == sum(gas)
+    with pytest.raises(InvalidBlock, match="past the limit") as ei:
+        rt.execute_block(state, txs, height=1, time_ms=0, max_gas=gas[0] + gas[1] - 1)
+    assert ei.value.index == 1
+    # Building with a budget below the limit never trips the limit, except for a first
+    # transaction that passes it alone (the builder drops it by its index).
+    assert len(rt.execute_block(state, txs, height=1, time_ms=0, max_gas=gas[0], gas_budget=gas[0]).receipts) == 1
+    with pytest.raises(InvalidBlock) as ei:
+        rt.execute_block(state, txs, height=1, time_ms=0, max_gas=gas[0] - 1, gas_budget=gas[0] - 1)
+    assert ei.value.index == 0
+
+
 # --- genesis and code hashes -------------------------------------------------------------------
 
 

@@ -192,6 +192,7 @@ _STATUS: dict[str, int] = {
     "invalid_signature": 422,
     "wrong_chain": 422,
     "bad_nonce": 422,
+    "gas_limit_too_high": 422,
     "revert": 422,
     "out_of_gas": 422,
     "bad_state_key": 400,

@@ -97,7 +97,17 @@ SIG_CACHE_TXS = 100_000
 """Hashes of transactions with known-good signatures kept (see ``Node._sig_ok``)."""
 
 MIN_BLOCK_TXS = 50
-"""Blocks are never cut below this many transactions by the build budget."""
+"""The admission limit never falls below four blocks of this many transactions."""
+
+MIN_BLOCK_GAS = 250_000
+"""Blocks are never cut below this much gas by the build budget (about 50 token transfers, or
+one proof check): a cost estimate inflated by one pause must not shrink blocks to nothing."""
+
+COST_SAMPLE_GAS = 250_000
+"""Executions lighter than this are too short to measure the cost of gas by."""
+
+TRANSFER_GAS = 5_000
+"""About what a token transfer uses: the starting guess of gas per transaction."""
 
 
 class Subscription:
@@ -192,7 +202,10 @@ class Node:
         checked on the verify thread, or part of a block that validated (execution checks
         every signature it is not told about). A hash fixes the whole signed transaction, so
         neither admission nor validation needs to check such a signature again."""
-        self._tx_cost = 100e-6  # seconds per transaction executed; measured as blocks run
+        # What execution costs here, measured as blocks run (see _block_gas): seconds per unit
+        # of gas, and gas per transaction (to know how many to take from the mempool).
+        self._gas_cost = 100e-6 / TRANSFER_GAS
+        self._tx_gas = float(TRANSFER_GAS)
         self.metrics = Registry()
         self._define_metrics()
         self.store: Any = None
@@ -257,6 +270,7 @@ class Node:
         self.m_stopped_builds = m.counter(
             "accord_stopped_builds_total", "builds abandoned part-way: a better proposal of the round arrived")
         self.m_tx_cost = m.gauge("accord_tx_exec_seconds", "measured execution cost per transaction (moving average)")
+        self.m_gas_cost = m.gauge("accord_gas_exec_seconds", "measured execution cost per unit of gas (moving average)")
         self.m_chain_wait = m.histogram(
             "accord_chain_wait_seconds", "time a chain operation waited for earlier ones", ["op"],
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
@@ -293,7 +307,8 @@ class Node:
         runtime = Runtime(self.genesis, self._contracts, **self._runtime_hooks())
         self.chain = Chain(self.genesis, self.store, runtime)
         self.mempool = Mempool(
-            self.genesis.chain_id, self.chain.nonce_of, max_txs=self.config.mempool_size
+            self.genesis.chain_id, self.chain.nonce_of, max_txs=self.config.mempool_size,
+            max_gas=self.genesis.consensus.max_block_gas,
         )
         height, head_hash = self.chain.head()
         raw = self.store.get_safety(SAFETY_KEY)
@@ -676,7 +691,7 @@ class Node:
         if not task.cancelled() and task.exception() is not None:
             log.error("node task failed", exc_info=task.exception())
 
-    async def _chain_op(self, fn: Callable[[], T], op: str = "other", txs: int = 0) -> T:
+    async def _chain_op(self, fn: Callable[[], T], op: str = "other") -> T:
         """Run a chain operation on the chain thread, after every earlier one (FIFO)."""
         assert self._chain_lock is not None and self._loop is not None
         t0 = time.monotonic()
@@ -685,16 +700,22 @@ class Node:
             try:
                 return await self._loop.run_in_executor(self._executor, fn)
             finally:
-                self._observe_op(op, t0, t1, txs)
+                self._observe_op(op, t0, t1)
 
-    def _observe_op(self, op: str, t0: float, t1: float, txs: int = 0) -> None:
+    def _observe_cost(self, seconds: float, txs: int, gas: int) -> None:
+        """Moving averages of what a unit of gas costs to execute here and of gas per
+        transaction, from builds and validations (so they include CPU contention)."""
+        if gas < COST_SAMPLE_GAS or txs <= 0:
+            return
+        self._gas_cost = 0.7 * self._gas_cost + 0.3 * seconds / gas
+        self._tx_gas = 0.7 * self._tx_gas + 0.3 * gas / txs
+        self.m_gas_cost.set(self._gas_cost)
+        self.m_tx_cost.set(self._gas_cost * self._tx_gas)
+
+    def _observe_op(self, op: str, t0: float, t1: float) -> None:
         t2 = time.monotonic()
         self.m_chain_wait.observe(t1 - t0, op=op)
         self.m_chain_op.observe(t2 - t1, op=op)
-        if txs >= MIN_BLOCK_TXS and op in ("build", "validate"):
-            # moving average of the execution cost per transaction (see _block_cap)
-            self._tx_cost = 0.7 * self._tx_cost + 0.3 * (t2 - t1) / txs
-            self.m_tx_cost.set(self._tx_cost)
         if t2 - t0 > 0.5:
             log.info("%s: slow %s: waited %.3f s, ran %.3f s", self.name, op, t1 - t0, t2 - t1)
 
@@ -709,7 +730,9 @@ class Node:
             if self.core is None or self.core.round != a.round:
                 self.m_stale_builds.inc()
                 return  # the round moved on: the core would drop the block; leave the txs pooled
-            txs = self.mempool.take(min(params.max_block_txs, self._block_cap()),
+            gas_budget = self._block_gas()
+            # a fifth more than the budget should hold: the cut is made by gas, while executing
+            txs = self.mempool.take(min(params.max_block_txs, int(1.2 * gas_budget / self._tx_gas) + 1),
                                     params.max_block_bytes - 64 * 1024)
             verified = frozenset(t.hash for t in txs)
             assert self._loop is not None
@@ -722,14 +745,18 @@ class Node:
                 block = await self._loop.run_in_executor(
                     self._executor,
                     lambda: chain.build(txs, round=a.round, proposer=a.proposer_index, time_ms=self._now_ms(),
-                                        sortition=a.sortition, verified=verified, interrupt=stop.is_set),
+                                        sortition=a.sortition, verified=verified, interrupt=stop.is_set,
+                                        gas_budget=gas_budget),
                 )
             except ExecutionInterrupted:
                 self.m_stopped_builds.inc()
                 return
             finally:
                 self._building = None
-            self._observe_op("build", t0, t1, len(txs))
+            self._observe_op("build", t0, t1)
+            ex = chain.execution(block.hash)
+            if ex is not None:
+                self._observe_cost(time.monotonic() - t1, block.header.tx_count, ex.gas_used)
         key = (block.height, block.header.round)  # our own block is valid by construction
         ticket = sortition_value(block.header.sortition)
         self._valid_best[key] = min(ticket, self._valid_best.get(key, ticket))
@@ -742,16 +769,23 @@ class Node:
         return min(self.config.mempool_size, max(limit, 4 * MIN_BLOCK_TXS))
 
     def _block_cap(self) -> int:
-        """How many transactions this node can execute within its build budget.
+        """About how many transactions a block built now holds (see _block_gas)."""
+        return min(self.genesis.consensus.max_block_txs, max(1, int(self._block_gas() / self._tx_gas)))
+
+    def _block_gas(self) -> int:
+        """How much gas this node can execute within its build budget: where it cuts blocks.
 
         A block must be built, sent, validated by the others and voted on within one round;
         a proposal that arrives late is dropped by every core, and if every block is too big
         for the round no block ever commits (a livelock, seen on 2 shared cores above ~1,500
-        tx/s with fixed 5,000-tx blocks). The per-transaction cost is measured on this node
+        tx/s with fixed 5,000-tx blocks). What a unit of gas costs is measured on this node
         (builds and validations, so it includes CPU contention) and the block is cut so that
-        executing it takes ``build_budget`` of a round."""
+        executing it takes ``build_budget`` of a round. Gas, not a transaction count, because
+        transactions differ: one proof check costs as much as ~40 transfers, and a block of
+        proof checks cut by count would not fit its round. Never above the block gas limit."""
         budget_s = self.build_budget * self.genesis.consensus.round_ms / 1000
-        return max(MIN_BLOCK_TXS, int(budget_s / self._tx_cost))
+        gas = max(MIN_BLOCK_GAS, int(budget_s / self._gas_cost))
+        return min(gas, self.genesis.consensus.max_block_gas)
 
     def _queue_validation(self, block: Block) -> None:
         """Validations wait in a priority queue, not in arrival order (see _next_validation)."""
@@ -820,16 +854,20 @@ class Node:
         known = self._sig_ok
         verified = frozenset(t.hash for t in block.txs if mempool.contains(t.hash) or t.hash in known)
 
-        def check() -> bool:
+        def check() -> tuple[bool, float, int]:
+            t = time.monotonic()
             try:
-                chain.validate(block, verified=verified)
-                return True
+                if chain.execution(block.hash) is not None:
+                    return True, 0.0, 0  # executed before: nothing to measure
+                ex = chain.validate(block, verified=verified)
+                return True, time.monotonic() - t, ex.gas_used
             except InvalidProposal as e:
                 log.info("%s: proposal %s refused: %s", self.name, block.hash.hex()[:12], e)
-                return False
+                return False, 0.0, 0
 
-        ok = await self._chain_op(check, "validate", len(block.txs))
+        ok, seconds, gas = await self._chain_op(check, "validate")
         if ok:
+            self._observe_cost(seconds, len(block.txs), gas)
             self._note_verified(t.hash for t in block.txs)
             key = (block.height, block.header.round)
             ticket = sortition_value(block.header.sortition)
