@@ -331,12 +331,15 @@ class Load:
             self._queues[acct] = collections.deque(sorted(merged.values(), key=lambda t: t.nonce))
 
     async def run(self, duration: float | None = None) -> None:
-        """Submit at ``rate`` tx/s in 20 ms ticks until stopped (or ``duration`` passes)."""
+        """Submit at ``rate`` tx/s in 20 ms ticks until stopped (or ``duration`` passes).
+
+        Open loop, and honest about it: each tick sends every transaction due by then
+        (``rate`` times the time since the start, less those sent), so a tick that runs late
+        (this process starved of CPU) sends more instead of silently lowering the rate, and
+        latency counts from the tick's time, not from when the request got written."""
         n = len(self.urls)
         clients = [AsyncClient(u, timeout=30.0) for u in self.urls]
         tick = 0.02
-        per_tick = self.rate * tick
-        carry = 0.0
         k = 0
         start = time.monotonic()
         self.t0 = start
@@ -346,14 +349,13 @@ class Load:
                 now = time.monotonic()
                 if duration is not None and now - start >= duration:
                     break
-                carry += per_tick
-                count, carry = int(carry), carry - int(carry)
+                count = int(self.rate * (now - start + tick)) - k  # due by the end of this tick
                 batches: dict[int, list[Tx]] = {}
                 for _ in range(count):
                     batches.setdefault((k % len(self.keys)) % n, []).append(self._next_tx(k))
                     k += 1
                 for node, txs in batches.items():
-                    t = asyncio.create_task(self._send(clients[node], txs))
+                    t = asyncio.create_task(self._send(clients[node], txs, now))
                     pending.add(t)
                     t.add_done_callback(pending.discard)
                 await asyncio.sleep(max(0.0, start + tick * (int((now - start) / tick) + 1) - time.monotonic()))
@@ -366,8 +368,8 @@ class Load:
             for c in clients:
                 await c.close()
 
-    async def _send(self, client: AsyncClient, txs: list[Tx]) -> None:
-        t = time.monotonic()
+    async def _send(self, client: AsyncClient, txs: list[Tx], t: float) -> None:
+        """Submit ``txs`` (due at ``t``); a refused one goes back to its account's queue."""
         for tx in txs:
             self.sent_at.setdefault(tx.hash, t)  # a retried transfer keeps its first time
             self._attempts[tx.hash] += 1

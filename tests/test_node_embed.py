@@ -264,3 +264,43 @@ def test_client_submissions_are_shed_past_the_backlog_limit(tmp_path: Path) -> N
             await node.stop()
 
     asyncio.run(main())
+
+
+def test_the_core_is_ticked_when_it_needs_time_not_on_a_fixed_beat(tmp_path: Path) -> None:
+    """An idle validator wakes for its round's deadlines and timers (``Core.next_wakeup_ms``),
+    not every ``tick_ms``; the core's clock only moves forward and is never left unticked past
+    a wakeup it asked for by more than scheduling noise. One validator of four: no commits,
+    so every tick comes from the timer."""
+    from accord.consensus import Tick
+
+    root = tmp_path / "net"
+    make_net(root)
+
+    async def main() -> None:
+        node = Node.from_dir(root / "validator-0", tick_ms=20)
+        await node.start()
+        assert node.core is not None
+        core = node.core
+        ticks: list[tuple[int, int]] = []  # (tick time, the wakeup the core asked for before it)
+        handle = core.handle
+
+        def spy(event: Any) -> Any:
+            if isinstance(event, Tick):
+                ticks.append((event.now_ms, core.next_wakeup_ms()))
+            return handle(event)
+
+        core.handle = spy  # type: ignore[method-assign]
+        try:
+            await asyncio.sleep(2.0)
+        finally:
+            await node.stop()
+        assert ticks
+        times = [t for t, _ in ticks]
+        assert times == sorted(times)
+        # 500 ms rounds: stage II, round start and resends every 125 ms are ~12 wakeups a
+        # second; a fixed 20 ms beat would be 50.
+        assert len(ticks) < 2.0 * 30
+        late = [t - want for t, want in ticks if t > want]
+        assert max(late, default=0) < 500  # due wakeups are not skipped
+
+    asyncio.run(main())
