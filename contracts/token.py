@@ -30,6 +30,7 @@ from .base import Context, Contract, method
 MAX_AMOUNT = 2**63
 ADDRESS_SIZE = 20
 ZERO_ADDRESS = bytes(ADDRESS_SIZE)
+MAX_REFERENCE = 140  # the length of an ISO 20022 unstructured remittance line
 
 
 def _check_address(ctx: Context, address: bytes, what: str) -> None:
@@ -46,7 +47,8 @@ def _allowance_key(owner: bytes, spender: bytes) -> bytes:
 
 
 class Token(Contract):
-    """Balances, mint, transfer, allowances. Events: ``Transfer``, ``Mint``, ``Approval``."""
+    """Balances, mint, transfer (optionally with a payment reference), allowances. Events:
+    ``Transfer``, ``Mint``, ``Approval``."""
 
     name = "token"
 
@@ -76,7 +78,7 @@ class Token(Contract):
     # --- internal moves --------------------------------------------------------------------
 
     @staticmethod
-    def _move(ctx: Context, src: bytes, dst: bytes, amount: int) -> None:
+    def _move(ctx: Context, src: bytes, dst: bytes, amount: int, reference: bytes | None = None) -> None:
         balance = ctx.get(src, 0)
         ctx.require(balance >= amount, f"insufficient balance: {balance} < {amount}")
         if src != dst:
@@ -85,7 +87,10 @@ class Token(Contract):
             else:
                 ctx.set(src, balance - amount)
             ctx.set(dst, ctx.get(dst, 0) + amount)
-        ctx.emit("Transfer", **{"from": src, "to": dst, "amount": amount})
+        if reference is None:
+            ctx.emit("Transfer", **{"from": src, "to": dst, "amount": amount})
+        else:
+            ctx.emit("Transfer", **{"from": src, "to": dst, "amount": amount, "reference": reference})
 
     # --- methods -------------------------------------------------------------------------
 
@@ -107,6 +112,16 @@ class Token(Contract):
         _check_address(ctx, to, "recipient")
         _check_amount(ctx, amount)
         self._move(ctx, ctx.sender, to, amount)
+
+    @method
+    def remit(self, ctx: Context, to: bytes, amount: int, reference: bytes) -> None:
+        """``transfer`` with a payment reference (an invoice, loan or settlement id; at most
+        ``MAX_REFERENCE`` bytes), carried in the ``Transfer`` event so the payee can match
+        the payment without a side channel."""
+        _check_address(ctx, to, "recipient")
+        _check_amount(ctx, amount)
+        ctx.require(len(reference) <= MAX_REFERENCE, f"reference must be at most {MAX_REFERENCE} bytes")
+        self._move(ctx, ctx.sender, to, amount, reference)
 
     @method
     def approve(self, ctx: Context, spender: bytes, amount: int) -> None:

@@ -29,14 +29,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .client import AsyncClient
-from .config import NodeConfig, demo_account, init_network
+from .config import NodeConfig, builtin_contract_entries, demo_account, init_network
 from .crypto.ed25519 import AccountKey
-from .errors import AccordError, Unavailable
+from .errors import AccordError, CodeMismatch, Unavailable
 from .genesis import ConsensusParams, Genesis
 from .metrics import parse_text
 from .types import Tx
 
 T = TypeVar("T")
+
+REFERENCE_BYTES = 72
+"""Payment reference length of the demo workload's transfers (see ``Load._tx``)."""
 
 RETRYABLE = frozenset({"mempool_full", "rate_limited", "unavailable", "bad_nonce"})
 """Refusals a client answers by sending the same transaction again later (``bad_nonce``: an
@@ -89,6 +92,10 @@ def ensure_network(
 
         try:
             genesis = Genesis.load(root / "genesis.json")
+            ours = {e.name: e.code_hash for e in builtin_contract_entries()}
+            stale = sorted(e.name for e in genesis.contracts if ours.get(e.name, e.code_hash) != e.code_hash)
+            if stale:  # the validators would refuse to start (CodeMismatch)
+                raise CodeMismatch(f"its genesis registers other code for {', '.join(stale)}")
             for data in sorted(root.glob("*/data")):
                 Store(data).close()
         except AccordError as e:
@@ -270,10 +277,13 @@ class Load:
         self._attempts: collections.Counter[bytes] = collections.Counter()
 
     def _tx(self, key: AccountKey, to: bytes) -> Tx:
+        """A transfer with a payment reference: ~250 bytes signed, the size of the Gosig
+        paper's benchmark transactions (a bare transfer is ~170)."""
         nonce = self.nonces[key.address]
         self.nonces[key.address] = nonce + 1
-        return Tx.create(key, chain_id=self.genesis.chain_id, contract="token", method="transfer",
-                         args={"to": to, "amount": 1}, nonce=nonce, gas_limit=100_000)
+        reference = f"devnet payment {key.address.hex()[:16]} #{nonce:010d}".encode().ljust(REFERENCE_BYTES, b".")
+        return Tx.create(key, chain_id=self.genesis.chain_id, contract="token", method="remit",
+                         args={"to": to, "amount": 1, "reference": reference}, nonce=nonce, gas_limit=100_000)
 
     async def init_nonces(self) -> None:
         clients = [AsyncClient(u) for u in self.urls]

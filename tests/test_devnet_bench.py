@@ -68,3 +68,22 @@ def test_bench_consensus_short_run_with_plot(tmp_path: Path) -> None:
     assert doc["tx_bytes"] and "machine" in doc
     assert type(doc["rounds_without_commit"]) is int and 0 <= doc["rounds_without_commit"] < doc["blocks"]  # type: ignore[operator]
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_folder_whose_genesis_registers_other_contract_code_is_named_before_starting(tmp_path: Path) -> None:
+    """After a contract changes (its code hash with it), an old devnet folder would start four
+    validators that each exit with CodeMismatch; it is refused up front with the way out."""
+    import pytest
+
+    from accord.devnet import ensure_network
+    from accord.errors import AccordError
+    from accord.genesis import Genesis
+
+    root = tmp_path / "net"
+    g = ensure_network(root)
+    assert ensure_network(root).hash == g.hash  # an up-to-date folder is reused as it is
+    old = [e.model_copy(update={"code_hash": "00" * 32}) if e.name == "token" else e for e in g.contracts]
+    g.model_copy(update={"contracts": old}).save(root / "genesis.json")
+    with pytest.raises(AccordError, match=r"other code for token.*--fresh"):
+        ensure_network(root)
+    assert Genesis.load(root / "genesis.json").contracts == old  # refused, not rewritten

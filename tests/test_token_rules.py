@@ -91,6 +91,28 @@ def test_transfer_moves_and_emits() -> None:
     assert led.balances() == [700, 500, 307, 0]
 
 
+def test_remit_is_a_transfer_with_its_reference_in_the_event() -> None:
+    from accord.contracts.token import MAX_REFERENCE
+
+    led = Ledger()
+    ref = b"INV-2026-12-0042/loan 7731"
+    rc = led.send(KEYS[0], "remit", to=KEYS[2].address, amount=300, reference=ref).receipts[0]
+    assert rc.ok
+    assert [(e.name, e.data) for e in rc.events] == [
+        ("Transfer", {"from": KEYS[0].address, "to": KEYS[2].address, "amount": 300, "reference": ref})
+    ]
+    assert led.balances() == [700, 500, 300, 7]
+    assert led.send(KEYS[0], "remit", to=KEYS[2].address, amount=1, reference=b"").receipts[0].ok
+    before = dict(led.st.data)
+    for bad in [dict(reference=b"x" * (MAX_REFERENCE + 1)), dict(amount=10_000), dict(to=bytes(20))]:
+        args = {"to": KEYS[2].address, "amount": 1, "reference": b"r", **bad}
+        rc = led.send(KEYS[0], "remit", **args).receipts[0]
+        assert not rc.ok and rc.error_code == Revert.code
+    changed = {k for k in led.st.data if before.get(k) != led.st.data[k]}
+    assert changed == {b"n/" + KEYS[0].address}  # only the nonce moved
+    assert led.send(KEYS[0], "remit", to=KEYS[2].address, amount=1, reference=b"r" * MAX_REFERENCE).receipts[0].ok
+
+
 @pytest.mark.parametrize(
     ("to", "amount", "msg"),
     [
