@@ -65,7 +65,10 @@ def test_bench_consensus_short_run_with_plot(tmp_path: Path) -> None:
     assert doc["heads_agree"] is True
     assert 0 < doc["tps"] <= 100 * 1.05  # type: ignore[operator]
     assert 0 < doc["p50_latency_s"] <= doc["p99_latency_s"]  # type: ignore[operator]
-    assert doc["tx_bytes"] and "machine" in doc
+    assert 240 <= doc["tx_bytes"] <= 260  # type: ignore[operator]  # the paper's ~250-byte transfers
+    speed = doc["machine"]["speed_before"]  # type: ignore[index]
+    assert speed["sha256_100b_per_s"] > 0 and speed["ed25519_verify_per_s"] > 0
+    assert doc["machine"]["speed_after"].keys() == speed.keys()  # type: ignore[index]
     assert type(doc["rounds_without_commit"]) is int and 0 <= doc["rounds_without_commit"] < doc["blocks"]  # type: ignore[operator]
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -1,16 +1,19 @@
 """``accord bench AREA``: run a benchmark and print one JSON line of its figures.
 
 Benchmarks live in :mod:`accord.benches`; each module has ``add_arguments(parser)`` and
-``run(args) -> dict``. The machine they ran on is added to every result.
+``run(args) -> dict``. The machine they ran on, and how fast it was just before and after
+(:func:`speed_probe`), is added to every result.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import os
 import platform
+import time
 from typing import Any
 
 AREAS = {
@@ -31,6 +34,34 @@ def machine() -> dict[str, Any]:
     }
 
 
+def speed_probe(seconds: float = 0.2) -> dict[str, int]:
+    """How fast this machine is right now, in two single-core operations every benchmark
+    leans on: SHA-256 of 100 bytes and an Ed25519 check, per second.
+
+    Machines of the same kind here have differed by 2-4x between days and drifted by a
+    quarter within an hour (a shared host), so a figure means little without the speed it
+    was taken at. The probe runs before and after each benchmark; it uses one core briefly."""
+    from accord.crypto.ed25519 import AccountKey, verify
+
+    data = b"\x5a" * 100
+    t0 = time.perf_counter()
+    n = 0
+    while time.perf_counter() - t0 < seconds / 2:
+        for _ in range(1000):
+            hashlib.sha256(data).digest()
+        n += 1000
+    sha = n / (time.perf_counter() - t0)
+    key = AccountKey.from_name("speed-probe")
+    sig = key.sign(data)
+    t0 = time.perf_counter()
+    n = 0
+    while time.perf_counter() - t0 < seconds / 2:
+        for _ in range(50):
+            verify(key.public_key, data, sig)
+        n += 50
+    return {"sha256_100b_per_s": round(sha), "ed25519_verify_per_s": round(n / (time.perf_counter() - t0))}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run a benchmark and print one JSON line of figures")
     areas = p.add_subparsers(dest="area", metavar="AREA", required=True)
@@ -48,7 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _runner(area: str) -> Any:
     def run(args: argparse.Namespace) -> int:
         mod = importlib.import_module(f"accord.benches.{area}")
-        result = {"bench": area, **mod.run(args), "machine": machine()}
+        before = speed_probe()
+        result = {"bench": area, **mod.run(args)}
+        result["machine"] = {**machine(), "speed_before": before, "speed_after": speed_probe()}
         print(json.dumps(result, sort_keys=False))
         return 0
 
