@@ -17,6 +17,7 @@ from accord.consensus import (
     SAFETY_KEY,
     Aggregate,
     BlockBuilt,
+    BlockValidated,
     BlsCrypto,
     BlsSigner,
     Broadcast,
@@ -273,6 +274,66 @@ def test_validation_waits_for_an_announced_better_leader() -> None:
         held = [best, worse] if better_arrives else [worse]
         assert core.best_ticket(1, 0) == min(sortition_value(sigs[i]) for i in held)
         assert core.best_ticket(2, 0) is None and core.best_ticket(1, 1) is None
+
+
+def _p_votes(out: list[object], n: int) -> list[tuple[int, bytes]]:
+    """(round, block hash) of the P votes this batch of actions reveals (resends included)."""
+    votes = []
+    for a in out:
+        if isinstance(a, Broadcast):
+            msg = decode_message(a.payload, n, 1 << 20)
+            if isinstance(msg, Aggregate) and msg.phase == PHASE_P:
+                votes.append((msg.round, msg.block_hash))
+    return votes
+
+
+def test_a_block_validated_after_its_round_still_gets_a_late_prepare() -> None:
+    """A block that takes longer to validate than its round is prepared in the next round,
+    unless the validator already prepared that round (votes stay monotone); a leader's build
+    that ends a round late is still proposed, and a build two rounds late is not."""
+    from accord.consensus import sortition_message, sortition_value
+
+    n = 4
+    crypto = CostModelCrypto(n)
+    params = Params(chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=4.0, ticket_wait_ms=0)
+
+    def proposal(i: int, r: int) -> Proposal:
+        sig = crypto.signer(i).sign(sortition_message("c", 1, r, GENESIS_HASH))
+        h = Header("c", 1, r, GENESIS_HASH, bytes(32), bytes(32), 0, i, 0, sig)
+        return Proposal(r, i, sig, Block(h, ()))
+
+    sig0 = {i: crypto.signer(i).sign(sortition_message("c", 1, 0, GENESIS_HASH)) for i in range(n)}
+    me = max(range(n), key=lambda i: sortition_value(sig0[i]))  # the worst ticket: it leads last
+    leader = min(range(n), key=lambda i: sortition_value(sig0[i]))
+    for already_voted_next_round in (False, True):
+        core = Core(params, crypto.signer(me), crypto, head=(0, GENESIS_HASH))
+        core.handle(Tick(1))
+        late = proposal(leader, 0)
+        out = core.handle(MessageReceived(leader, late.encode()))
+        assert any(isinstance(a, ValidateBlock) for a in out)
+        assert _p_votes(core.handle(Tick(60)), n) == []  # stage II of round 0: still validating
+        core.handle(Tick(110))  # round 1 starts; the verdict has not come
+        if already_voted_next_round:
+            nxt = proposal(leader, 1)
+            core.handle(MessageReceived(leader, nxt.encode()))
+            core.handle(BlockValidated(nxt.block.hash, True))
+            assert set(_p_votes(core.handle(Tick(160)), n)) == {(1, nxt.block.hash)}  # (and its resend)
+        out = core.handle(BlockValidated(late.block.hash, True))
+        if already_voted_next_round:
+            assert _p_votes(out, n) == []  # P in round 1 already: round 0 is closed for good
+        else:
+            assert _p_votes(out, n) == [(0, late.block.hash)]
+            assert core.stats.extra["late_prepare"] == 1
+            assert isinstance(out[0], Persist)  # persisted before it is revealed (rule 2)
+    # A leader whose build ends one round late still proposes it; two rounds late, not.
+    for rounds_late, proposed in ((1, True), (2, False)):
+        core = Core(params, crypto.signer(leader), crypto, head=(0, GENESIS_HASH))
+        build = [a for a in core.handle(Tick(1)) if isinstance(a, BuildBlock)]
+        assert len(build) == 1 and build[0].round == 0
+        core.handle(Tick(1 + 100 * rounds_late))
+        out = core.handle(BlockBuilt(_block_for(build[0], "c")))
+        assert any(isinstance(a, Broadcast) and isinstance(decode_message(a.payload, n, 1 << 20), Proposal)
+                   for a in out) is proposed
 
 
 def test_fallback_build_waits_longer_when_proposals_arrive_late() -> None:

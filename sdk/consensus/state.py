@@ -53,6 +53,11 @@ stage I (proposal) and, for its last ``stage2_ms``, stage II (agreement).
   locked at this height, or the candidate is the locked block, or the candidate's justification
   is from a round above the lock's. Otherwise abstain. If no proposal has arrived yet, prepare
   the first acceptable one that arrives before the round ends.
+* **Late prepare.** A block that takes longer to build and validate than a round gives (one
+  costly transaction suffices) is found valid only after its round ended. A validator that
+  has not signed P in that round or a later one still prepares it during the next round
+  (leaders likewise propose a build that ends in the next round). Votes stay monotone (rule
+  3), so a late vote is exactly what a validator whose clock runs a round slow would sign.
 * **P-quorum (2f+1 P votes on B in round r): lock and commit-vote.** Lock on (B, r) if r is
   above the current lock's round, persist, and if r > ``c_round`` sign C for B.
 * **C-quorum: commit.** Emit :class:`Commit` with the certificate (fetching the block body
@@ -634,11 +639,13 @@ class Core:
 
     def _on_built(self, block: Block) -> None:
         h = block.header
-        if (h.height, h.round) != (self.height, self.round) or h.proposer != self.index or h.parent_hash != self.head_hash:
-            self.stats.stale += 1  # built too late (height or round moved on)
+        if (h.height != self.height or not self.round - 1 <= h.round <= self.round or h.proposer != self.index
+                or h.parent_hash != self.head_hash):
+            self.stats.stale += 1  # built too late (height moved on, or more than a round late)
             return
         self.valid[block.hash] = True  # the application executed it while building
-        self._propose(Proposal(self.round, self.index, h.sortition, block, None, self.head_cert))
+        # A build that ended in the next round is still proposed: it can get late P votes.
+        self._propose(Proposal(h.round, self.index, h.sortition, block, None, self.head_cert))
 
     def _propose(self, prop: Proposal) -> None:
         self.my_proposal = prop
@@ -841,7 +848,7 @@ class Core:
             self._grew(key, frm, forward)
 
     def _add_own_vote(self, phase: int, block_hash: bytes) -> None:
-        rnd = self.round if phase == PHASE_P else self.safety.c_round
+        rnd = self.safety.p_round if phase == PHASE_P else self.safety.c_round  # as just persisted
         msg = vote_message(self.p.chain_id, self.height, rnd, phase, block_hash)
         sig = self.signer.sign(msg)
         single = Aggregate.single(self.n, self.height, rnd, phase, block_hash, self.index, sig)
@@ -929,31 +936,44 @@ class Core:
 
     def _try_prepare(self) -> None:
         r = self.round
-        if self._stage2_round != r or self.safety.p_round >= r:
-            return
+        if self.safety.p_round < r - 1 and self._prepare(r - 1):
+            self.stats.extra["late_prepare"] = self.stats.extra.get("late_prepare", 0) + 1
+        if self._stage2_round == r and self.safety.p_round < r:
+            self._prepare(r)
+
+    def _prepare(self, r: int) -> bool:
+        """Sign P (or abstain) in round ``r`` if its verdict is in; whether it decided.
+
+        Called for the current round from its stage II on, and for the previous round late:
+        a block that takes longer to build and validate than a round gives is found valid
+        only after its round ended, and without a late vote such a block (one costly
+        transaction is enough) could never commit. The late vote comes first, since
+        preparing the current round would forbid it (rule 3); it needs no other rule: votes
+        stay monotone, so it is what a validator whose clock runs a round slow would sign."""
         best = self._best(r)
         if best is None:
-            return
+            return False
         bh = best.proposal.block.hash
         ok = self.valid.get(bh)
         if ok is None:
-            return  # wait for the application's verdict on the best proposal
+            return False  # wait for the application's verdict on the best proposal
         if not ok:
             # The best proposal is invalid: follow the best valid one instead.
             valid = [c for c in self.cands[r].values() if self.valid.get(c.proposal.block.hash) is True]
             if not valid:
-                return
+                return False
             best = min(valid, key=lambda c: c.order)
             bh = best.proposal.block.hash
         if not self._lock_allows(best.proposal):
             self.stats.extra["abstain"] = self.stats.extra.get("abstain", 0) + 1
             self.safety.p_round = r  # abstaining is final for this round
-            return
+            return True
         self.safety.p_round = r
         self.safety.p_height = self.height
         self.safety.p_hash = bh
         self._persist()
         self._add_own_vote(PHASE_P, bh)
+        return True
 
     def _lock_allows(self, prop: Proposal) -> bool:
         lock = self.lock
