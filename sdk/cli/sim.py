@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--latency-ms", type=float, default=50.0)
     p.add_argument("--verify-ms", type=float, default=0.0, help="virtual cost of one signature check")
+    p.add_argument("--exec-ms", type=float, default=0.0, help="virtual time to build or validate a block")
     p.add_argument("--loss", type=float, default=0.0)
     p.add_argument("--duplicate", type=float, default=0.0)
     p.add_argument("--drift-ms", type=float, default=0.0)
@@ -49,7 +50,7 @@ def _config(args: argparse.Namespace, nodes: int, progress: Any = None) -> Any:
 
     return SimConfig(
         nodes=nodes, byzantine=args.byzantine, strategy=args.strategy if args.byzantine else "none",
-        seed=args.seed, rounds=args.rounds, latency_ms=args.latency_ms, verify_ms=args.verify_ms,
+        seed=args.seed, rounds=args.rounds, latency_ms=args.latency_ms, verify_ms=args.verify_ms, exec_ms=args.exec_ms,
         loss=args.loss, duplicate=args.duplicate, drift_ms=args.drift_ms, partition=args.partition,
         heal_ms=args.heal_ms, round_ms=args.round_ms, stage2_ms=args.stage2_ms, fanout=args.fanout,
         broadcast_max=args.broadcast_max,

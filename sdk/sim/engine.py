@@ -14,6 +14,10 @@ a node plays in production (transport, clock, disk, application) with virtual ve
   (messages that arrive while it is busy wait), which is what makes aggregation matter at
   10,000 nodes. With ``crypto="bls"`` the checks are real BLS; with ``crypto="model"`` they are
   :class:`accord.consensus.CostModelCrypto`'s symbolic checks.
+* **Execution.** With ``exec_ms`` > 0, building or validating a block takes that long on the
+  node's own chain thread (one execution at a time, as in the node; the core stays
+  responsive meanwhile) and its answer arrives when it ends. Blocks slower than their round
+  allows are how late prepares (:mod:`accord.consensus.state`) get exercised.
 * **Disk.** ``Persist`` actions are stored per node; a crash can hit after the persist and before
   the messages of the same batch (the worst place), and a restarted node gets its persisted
   safety state back (``amnesia=True`` withholds it, to show that the checker catches the
@@ -63,7 +67,7 @@ from ..types import Block, Certificate, Header
 INVALID_ROOT = b"\xee" * 32  # state root the simulated application rejects
 ZERO = bytes(32)
 
-DELIVER, TICK, FETCHED, ADVERSARY, CRASH, RESTART = range(6)
+DELIVER, TICK, FETCHED, ADVERSARY, CRASH, RESTART, EXECUTED = range(7)
 
 
 @dataclass
@@ -80,6 +84,7 @@ class SimConfig:
     duplicate: float = 0.0
     drift_ms: float = 0.0
     verify_ms: float = 0.0
+    exec_ms: float = 0.0  # virtual time to build or validate a block (0: instant)
     round_ms: int = 0  # 0: derived from the latency
     stage2_ms: int = 0
     expected_leaders: float = 3.0
@@ -130,6 +135,8 @@ class SimNode:
     offset_us: int
     up: bool = True
     busy_until: int = 0
+    exec_until: int = 0  # the chain thread is executing until then
+    incarnation: int = 0  # bumped by a crash: answers of executions before it are dropped
     tick_at: int = -1
     tick_token: int = 0
     chain: list[tuple[Block, Certificate]] = field(default_factory=list)
@@ -168,7 +175,7 @@ class SimResult:
         return {
             "nodes": c.nodes, "byzantine": c.byzantine, "strategy": c.strategy, "seed": c.seed,
             "rounds": c.rounds, "round_ms": c.round_ms, "stage2_ms": c.stage2_ms,
-            "latency_ms": c.latency_ms, "verify_ms": c.verify_ms, "crypto": c.crypto,
+            "latency_ms": c.latency_ms, "verify_ms": c.verify_ms, "exec_ms": c.exec_ms, "crypto": c.crypto,
             "partition": c.partition,
             "committed_heights": self.committed_heights,
             "committed_heights_max": self.committed_heights_max,
@@ -295,6 +302,10 @@ class Simulator:
                 nd = self.nodes[data[0]]
                 if nd.up:
                     self._run_core(nd, BlockFetched(data[1], data[2]))
+            elif kind == EXECUTED:
+                nd = self.nodes[data[0]]
+                if nd.up and data[1] == nd.incarnation:
+                    self._run_core(nd, data[2])
             elif kind == ADVERSARY:
                 self._adversary_step()
             elif kind == CRASH:
@@ -316,6 +327,14 @@ class Simulator:
             return
         self.strategies.observe(self, nd, frm, payload)
         self._run_core(nd, MessageReceived(frm, payload))
+
+    def _executed(self, nd: SimNode, answer: Any, queue: list[Any], at: int) -> None:
+        """The application's answer: at once, or once the chain thread has run it."""
+        if self.c.exec_ms <= 0:
+            queue.append(answer)
+            return
+        nd.exec_until = max(at, nd.exec_until) + int(self.c.exec_ms * 1000)
+        self.push(nd.exec_until, EXECUTED, (nd.nid, nd.incarnation, answer))
 
     def _schedule_tick(self, nd: SimNode) -> None:
         w = nd.core.next_wakeup_ms()
@@ -352,10 +371,10 @@ class Simulator:
                     self.send(nd, a.to_index, a.payload, send_at)
                 elif isinstance(a, BuildBlock):
                     self.builds += 1
-                    queue.append(BlockBuilt(self.build_block(nd, a)))
+                    self._executed(nd, BlockBuilt(self.build_block(nd, a)), queue, send_at)
                 elif isinstance(a, ValidateBlock):
                     ok = a.block.header.state_root != INVALID_ROOT
-                    queue.append(BlockValidated(a.block.hash, ok))
+                    self._executed(nd, BlockValidated(a.block.hash, ok), queue, send_at)
                 elif isinstance(a, Commit):
                     self._on_commit(nd, a.block, a.certificate, send_at)
                 elif isinstance(a, FetchBlock):
@@ -466,6 +485,7 @@ class Simulator:
         nd.up = False
         nd.tick_token += 1
         nd.tick_at = -1
+        nd.incarnation += 1
 
     def _restart(self, nd: SimNode) -> None:
         if nd.crash_pending:  # never reached a persist: crash now
@@ -478,7 +498,7 @@ class Simulator:
         nd.core = Core(self.params, nd.signer, self.crypto, head=head, head_cert=cert, safety=safety,
                        decode_cache=self.decode_cache)
         nd.up = True
-        nd.busy_until = self.now
+        nd.busy_until = nd.exec_until = self.now
         self._schedule_tick(nd)
 
     def _adversary_step(self) -> None:
