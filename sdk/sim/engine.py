@@ -15,9 +15,12 @@ a node plays in production (transport, clock, disk, application) with virtual ve
   10,000 nodes. With ``crypto="bls"`` the checks are real BLS; with ``crypto="model"`` they are
   :class:`accord.consensus.CostModelCrypto`'s symbolic checks.
 * **Execution.** With ``exec_ms`` > 0, building or validating a block takes that long on the
-  node's own chain thread (one execution at a time, as in the node; the core stays
-  responsive meanwhile) and its answer arrives when it ends. Blocks slower than their round
-  allows are how late prepares (:mod:`accord.consensus.state`) get exercised.
+  node's own chain thread and its answer arrives when it ends; the core stays responsive
+  meanwhile. Like the node, the thread runs one job at a time and picks its next one when
+  it is free: a build whose round or height has moved on is skipped, a validation of a
+  committed height is dropped, and the newest round's best ticket is validated first.
+  Blocks slower than their round allows are how late prepares (:mod:`accord.consensus.state`)
+  get exercised.
 * **Disk.** ``Persist`` actions are stored per node; a crash can hit after the persist and before
   the messages of the same batch (the worst place), and a restarted node gets its persisted
   safety state back (``amnesia=True`` withholds it, to show that the checker catches the
@@ -58,6 +61,7 @@ from ..consensus import (
     Send,
     Tick,
     ValidateBlock,
+    sortition_value,
     verify_certificate,
 )
 from ..consensus.crypto import BlsCrypto, BlsSigner, Crypto, Signer
@@ -135,7 +139,8 @@ class SimNode:
     offset_us: int
     up: bool = True
     busy_until: int = 0
-    exec_until: int = 0  # the chain thread is executing until then
+    exec_busy: bool = False  # the chain thread is running a job
+    jobs: list[Any] = field(default_factory=list)  # BuildBlock / ValidateBlock waiting for it
     incarnation: int = 0  # bumped by a crash: answers of executions before it are dropped
     tick_at: int = -1
     tick_token: int = 0
@@ -249,6 +254,7 @@ class Simulator:
         self.heal_height: int | None = None
         self.crash_count = 0
         self.builds = 0  # BuildBlock actions performed (blocks executed to propose)
+        self.skipped_builds = 0  # builds whose round had passed when the chain thread was free
 
     def _make_node(self, nid: int, index: int, strategy: str) -> SimNode:
         c = self.c
@@ -305,7 +311,9 @@ class Simulator:
             elif kind == EXECUTED:
                 nd = self.nodes[data[0]]
                 if nd.up and data[1] == nd.incarnation:
+                    nd.exec_busy = False
                     self._run_core(nd, data[2])
+                    self._next_job(nd)
             elif kind == ADVERSARY:
                 self._adversary_step()
             elif kind == CRASH:
@@ -328,13 +336,31 @@ class Simulator:
         self.strategies.observe(self, nd, frm, payload)
         self._run_core(nd, MessageReceived(frm, payload))
 
-    def _executed(self, nd: SimNode, answer: Any, queue: list[Any], at: int) -> None:
-        """The application's answer: at once, or once the chain thread has run it."""
-        if self.c.exec_ms <= 0:
-            queue.append(answer)
-            return
-        nd.exec_until = max(at, nd.exec_until) + int(self.c.exec_ms * 1000)
-        self.push(nd.exec_until, EXECUTED, (nd.nid, nd.incarnation, answer))
+    def _answer(self, nd: SimNode, a: BuildBlock | ValidateBlock) -> Any:
+        if isinstance(a, BuildBlock):
+            self.builds += 1
+            return BlockBuilt(self.build_block(nd, a))
+        return BlockValidated(a.block.hash, a.block.header.state_root != INVALID_ROOT)
+
+    def _next_job(self, nd: SimNode) -> None:
+        """Start the chain thread's next job, chosen as the node chooses (see the docstring)."""
+        core = nd.core
+        while nd.jobs and not nd.exec_busy:
+            builds = [j for j in nd.jobs if isinstance(j, BuildBlock)]
+            if builds:
+                job: BuildBlock | ValidateBlock = builds[0]
+            else:
+                job = max(nd.jobs, key=lambda j: (j.block.header.round, -sortition_value(j.block.header.sortition)))
+            nd.jobs.remove(job)
+            if isinstance(job, BuildBlock):
+                if (job.height, job.round) != (core.height, core.round):
+                    self.skipped_builds += 1
+                    continue
+            elif job.block.height < core.height:
+                continue
+            nd.exec_busy = True
+            at = max(self.now, nd.busy_until) + int(self.c.exec_ms * 1000)
+            self.push(at, EXECUTED, (nd.nid, nd.incarnation, self._answer(nd, job)))
 
     def _schedule_tick(self, nd: SimNode) -> None:
         w = nd.core.next_wakeup_ms()
@@ -369,12 +395,11 @@ class Simulator:
                     self.broadcast(nd, a.payload, send_at)
                 elif isinstance(a, Send):
                     self.send(nd, a.to_index, a.payload, send_at)
-                elif isinstance(a, BuildBlock):
-                    self.builds += 1
-                    self._executed(nd, BlockBuilt(self.build_block(nd, a)), queue, send_at)
-                elif isinstance(a, ValidateBlock):
-                    ok = a.block.header.state_root != INVALID_ROOT
-                    self._executed(nd, BlockValidated(a.block.hash, ok), queue, send_at)
+                elif isinstance(a, BuildBlock | ValidateBlock):
+                    if self.c.exec_ms > 0:
+                        nd.jobs.append(a)  # started once this batch is done (below)
+                    else:
+                        queue.append(self._answer(nd, a))
                 elif isinstance(a, Commit):
                     self._on_commit(nd, a.block, a.certificate, send_at)
                 elif isinstance(a, FetchBlock):
@@ -382,6 +407,8 @@ class Simulator:
                 del i
         nd.busy_until = start + busy_us
         self._schedule_tick(nd)
+        if nd.jobs and not nd.exec_busy:
+            self._next_job(nd)
 
     # --- network -----------------------------------------------------------------------
 
@@ -498,7 +525,8 @@ class Simulator:
         nd.core = Core(self.params, nd.signer, self.crypto, head=head, head_cert=cert, safety=safety,
                        decode_cache=self.decode_cache)
         nd.up = True
-        nd.busy_until = nd.exec_until = self.now
+        nd.busy_until = self.now
+        nd.exec_busy, nd.jobs = False, []
         self._schedule_tick(nd)
 
     def _adversary_step(self) -> None:
@@ -565,6 +593,8 @@ class Simulator:
                 stats[k] = stats.get(k, 0) + v
         stats["crashes"] = self.crash_count
         stats["builds"] = self.builds
+        if self.skipped_builds:
+            stats["skipped_builds"] = self.skipped_builds
         base = self.heal_height if self.heal_height is not None else 0
         return SimResult(
             config=self.c,
