@@ -13,7 +13,7 @@ import importlib
 import json
 import os
 import platform
-import time
+import timeit
 from typing import Any
 
 AREAS = {
@@ -34,32 +34,26 @@ def machine() -> dict[str, Any]:
     }
 
 
-def speed_probe(seconds: float = 0.2) -> dict[str, int]:
+def speed_probe() -> dict[str, int]:
     """How fast this machine is right now, in two single-core operations every benchmark
     leans on: SHA-256 of 100 bytes and an Ed25519 check, per second.
 
     Machines of the same kind here have differed by 2-4x between days and drifted by a
     quarter within an hour (a shared host), so a figure means little without the speed it
-    was taken at. The probe runs before and after each benchmark; it uses one core briefly."""
+    was taken at. The probe runs before and after each benchmark; it uses one core briefly
+    (``timeit``'s autorange: at least 0.2 s per operation)."""
     from accord.crypto.ed25519 import AccountKey, verify
 
     data = b"\x5a" * 100
-    t0 = time.perf_counter()
-    n = 0
-    while time.perf_counter() - t0 < seconds / 2:
-        for _ in range(1000):
-            hashlib.sha256(data).digest()
-        n += 1000
-    sha = n / (time.perf_counter() - t0)
     key = AccountKey.from_name("speed-probe")
-    sig = key.sign(data)
-    t0 = time.perf_counter()
-    n = 0
-    while time.perf_counter() - t0 < seconds / 2:
-        for _ in range(50):
-            verify(key.public_key, data, sig)
-        n += 50
-    return {"sha256_100b_per_s": round(sha), "ed25519_verify_per_s": round(n / (time.perf_counter() - t0))}
+    sig, public_key = key.sign(data), key.public_key
+
+    def rate(fn: Any) -> int:
+        n, seconds = timeit.Timer(fn).autorange()
+        return round(n / seconds)
+
+    return {"sha256_100b_per_s": rate(lambda: hashlib.sha256(data).digest()),
+            "ed25519_verify_per_s": rate(lambda: verify(public_key, data, sig))}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -56,8 +56,9 @@ stage I (proposal) and, for its last ``stage2_ms``, stage II (agreement).
 * **Late prepare.** A block that takes longer to build and validate than a round gives (one
   costly transaction suffices) is found valid only after its round ended. A validator that
   has not signed P in that round or a later one still prepares it during the next
-  ``LATE_ROUNDS`` rounds (leaders likewise propose a build that ends that late). Votes stay monotone (rule
-  3), so a late vote is exactly what a validator whose clock runs a round slow would sign.
+  ``LATE_ROUNDS`` rounds (leaders likewise propose a build that ends that late). Votes stay
+  monotone (rule 3), so a late vote is exactly what a validator whose clock runs slow would
+  sign.
 * **P-quorum (2f+1 P votes on B in round r): lock and commit-vote.** Lock on (B, r) if r is
   above the current lock's round, persist, and if r > ``c_round`` sign C for B.
 * **C-quorum: commit.** Emit :class:`Commit` with the certificate (fetching the block body
@@ -645,10 +646,10 @@ class Core:
         h = block.header
         if (h.height != self.height or not self.round - LATE_ROUNDS <= h.round <= self.round or h.proposer != self.index
                 or h.parent_hash != self.head_hash):
-            self.stats.stale += 1  # built too late (height moved on, or more than a round late)
+            self.stats.stale += 1  # built too late (height moved on, or more than LATE_ROUNDS late)
             return
         self.valid[block.hash] = True  # the application executed it while building
-        # A build that ended in the next round is still proposed: it can get late P votes.
+        # A build that ended in a later round is still proposed: it can get late P votes.
         self._propose(Proposal(h.round, self.index, h.sortition, block, None, self.head_cert))
 
     def _propose(self, prop: Proposal) -> None:
@@ -949,13 +950,13 @@ class Core:
     def _prepare(self, r: int) -> bool:
         """Sign P (or abstain) in round ``r`` if its verdict is in; whether it decided.
 
-        Called for the current round from its stage II on, and for the ``LATE_ROUNDS``
-        before it, late:
-        a block that takes longer to build and validate than a round gives is found valid
-        only after its round ended, and without a late vote such a block (one costly
-        transaction is enough) could never commit. Late votes come first, oldest first,
-        since each vote forbids every older round (rule 3); it needs no other rule: votes
-        stay monotone, so it is what a validator whose clock runs a round slow would sign."""
+        Called for the current round from its stage II on, and late for the ``LATE_ROUNDS``
+        rounds before it: a block that takes longer to build and validate than a round gives
+        is found valid only after its round ended, and without a late vote such a block (one
+        costly transaction is enough) could never commit. Late votes come first, oldest
+        first, since each vote forbids every older round (rule 3); they need no other rule:
+        votes stay monotone, so a late one is what a validator whose clock runs slow would
+        sign."""
         best = self._best(r)
         if best is None:
             return False
