@@ -24,7 +24,13 @@ Rules this file keeps
    above r is closed for P (``p_round <= r``: no P vote, no abstention there). A P-quorum may
    reach a validator long after it voted P in later rounds (late votes, reordered delivery);
    such a validator locks on it but does not commit-vote for it.
-6. **Bad input changes nothing.** Undecodable bytes, bad signatures, bad sortition tickets,
+6. **Behind your own votes, only catch up.** At a height below one this validator already
+   voted or locked at (``p_height``, ``c_height``, the lock's height), it neither locks nor
+   votes: it commits there by certificate only. The block store can lag the persisted safety
+   state (commits run after the vote that follows them; a crash or a rebuild of the core from
+   the store comes back at an older head), and a lock of a later height must not be replaced
+   by a quorum of an earlier one, nor be ignored there.
+7. **Bad input changes nothing.** Undecodable bytes, bad signatures, bad sortition tickets,
    wrong heights or parents are counted in :attr:`Core.stats` and dropped.
 
 Theory of operation
@@ -109,18 +115,27 @@ unlocked, then received the round-r quorum, locked and signed C(B, r). The old c
 four honest validators forked.)
 
 *I3 (nothing but B is P-certified above a commit).* Suppose B commits at height h with a
-C-quorum of round r: at least f + 1 honest signers, each bound as in I2. Let r' > r be the
-first round with a P-quorum for some B' != B at height h. It shares an honest validator v with
-the C-quorum. v's P vote in r' came after its lock on (B, r) (I2), so at that moment v was
-locked at a round in [r, r'); every P-quorum in rounds [r, r') is for B (I1 for r, minimality
-of r' above it), so v's lock was on B. The lock rules let v prepare B' != B only with a
-justification, a P-quorum for B', from a round above its lock, hence in (r, r'): contradicting
-the choice of r'. So every P-quorum above r at height h is for B.
+C-quorum of round r: at least f + 1 honest signers, each bound as in I2. Among the P-quorums
+at height h of rounds above r for blocks other than B, take Q, the first whose signatures all
+exist in real time (not the lowest round: with late votes and any delivery order they need
+not come in round order). Q shares an honest validator v with the C-quorum. v's P vote in Q
+came after its C(B, r) (I2), when v held a lock at height h of a round >= r; rule 6 keeps that
+lock through restarts, since v never locks or votes below h again. That lock is a P-quorum
+whose signatures all existed before v's vote: for a block other than B above r it would be
+a complete quorum before Q, so (with I1 at round r) it is for B. v prepares a block B' != B
+only under a justification, a P-quorum for B' from a round above its lock, hence above r,
+which v verified before voting: again complete before Q. Contradiction: every P-quorum above
+round r at height h is for B.
 
 *I4 (at most one block commits per height).* A C-quorum of round r'' for B'' needs an honest
 C signer, which was locked on a P-quorum of r'' for B'' (rule 5). If r'' > r, I3 makes B'' = B;
 if r'' < r, I3 applied to B'' makes B = B''; if r'' = r, I1 does. Fetched blocks commit only
 with a C-quorum certificate for their header hash, so catch-up adds no other way to commit.
+
+A restart (or the node rebuilding its core from the store) may come back at an older head
+than the persisted safety state; rule 6 makes such a validator a pure follower until its
+store reaches its own votes, so the argument above, which only counts each honest
+validator's signatures in the order it made them, is unchanged.
 
 Liveness is not part of the argument (a round may commit nothing), but every rule above that
 restricts votes has its way out: a lock on a body never received fetches it, the highest lock
@@ -1017,9 +1032,18 @@ class Core:
         else:
             self._due.pop(key, None)
 
+    def _behind_own_votes(self) -> bool:
+        """Whether this validator already voted or locked at a later height than the one
+        being decided (rule 6): the store lags the persisted safety state after a crash that
+        lost commits in flight, or a rebuild of the core from the store. That height is
+        decided for it; it catches up there by certificate only."""
+        s = self.safety
+        top = max(s.p_height, s.c_height, s.lock.height if s.lock is not None else 0)
+        return self.height < top
+
     def _on_p_quorum(self, agg: Aggregate) -> None:
-        if agg.height != self.height:
-            return
+        if agg.height != self.height or self._behind_own_votes():
+            return  # rule 6: never lock (over a later height's lock) or vote below our votes
         lock = self.lock
         changed = False
         if lock is None or agg.round > lock.round:
@@ -1032,7 +1056,7 @@ class Core:
         assert lock is not None
         if lock.block_hash not in self.blocks:
             self._fetch_lock_body()
-        # Rule 6: C for (B, r) only if this validator closed no round above r for P. A P vote
+        # Rule 5: C for (B, r) only if this validator closed no round above r for P. A P vote
         # of a later round cast before this lock existed is not bound by it, and with it a
         # second C-quorum could form above a commit (the fork of the safety argument's I2).
         if agg.round > self.safety.c_round and lock.key == agg.key and self.safety.p_round <= agg.round:
@@ -1075,6 +1099,8 @@ class Core:
         first, since each vote forbids every older round (rule 3); they need no other rule:
         votes stay monotone, so a late one is what a validator whose clock runs slow would
         sign."""
+        if self._behind_own_votes():
+            return False  # rule 6
         best = self._best(r)
         if best is None:
             return False
