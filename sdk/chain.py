@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from . import merkle
 from .errors import AccordError, GenesisError, ValidationError
 from .genesis import Genesis
-from .types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx
+from .types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
 
 if TYPE_CHECKING:
     from accord.contracts.runtime import Runtime
@@ -191,7 +191,7 @@ class Chain:
             header = Header(
                 chain_id=self.chain_id, height=height + 1, round=round, parent_hash=parent,
                 tx_root=ex.tx_root, state_root=ex.state_root, tx_count=len(txs), proposer=proposer,
-                time_ms=time_ms, sortition=sortition,
+                time_ms=time_ms, sortition=sortition, body_hash=body_hash(txs),
             )
             block = Block(header, tuple(txs))
             self._remember(block.hash, ex)

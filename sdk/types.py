@@ -12,6 +12,7 @@ at the edges (HTTP API, genesis file).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -29,7 +30,8 @@ MAX_NAME = 64
 
 # Domain separation tags: a signature for one purpose can never be replayed as another.
 TX_DOMAIN = "accord/tx/v1"
-HEADER_DOMAIN = "accord/header/v1"
+HEADER_DOMAIN = "accord/header/v2"  # v2: the body hash
+BODY_DOMAIN = "accord/body/v1"
 VOTE_DOMAIN = "accord/vote/v1"
 
 _U64 = 2**64 - 1
@@ -276,6 +278,21 @@ class Receipt:
         )
 
 
+def body_hash(txs: Sequence[Tx]) -> bytes:
+    """What a header commits its transactions with: a hash over their hashes, in order.
+
+    The header's ``tx_root`` covers (tx, receipt) pairs and so can only be checked by
+    executing the block; without a commitment checkable on decoding, a peer could put other
+    transactions under a genuine header (a block's hash is its header's), and a validator
+    would learn it only by executing them: such a body would be found invalid, and the
+    block with it, or applied under a certificate and fail. With it, every decoded block is
+    the one its hash names."""
+    return encoding.sha256(encoding.encode([BODY_DOMAIN, [tx.hash for tx in txs]]))
+
+
+EMPTY_BODY_HASH = body_hash(())
+
+
 @dataclass(frozen=True)
 class Header:
     """What validators sign and light clients follow.
@@ -296,11 +313,12 @@ class Header:
     proposer: int
     time_ms: int
     sortition: bytes = b""
+    body_hash: bytes = EMPTY_BODY_HASH  # :func:`body_hash` of the block's transactions
 
     def to_obj(self) -> list[Value]:
         return [
             HEADER_DOMAIN, self.chain_id, self.height, self.round, self.parent_hash, self.tx_root,
-            self.state_root, self.tx_count, self.proposer, self.time_ms, self.sortition,
+            self.state_root, self.tx_count, self.proposer, self.time_ms, self.sortition, self.body_hash,
         ]
 
     def encode(self) -> bytes:
@@ -312,7 +330,7 @@ class Header:
 
     @classmethod
     def from_obj(cls, obj: Any) -> Header:
-        f = _list(obj, 11, "header")
+        f = _list(obj, 12, "header")
         _expect(f[0] == HEADER_DOMAIN, "not a header")
         sortition = _bytes(f[10], None, "sortition")
         _expect(len(sortition) in (0, 96), "sortition must be empty or a 96-byte BLS signature")
@@ -320,7 +338,7 @@ class Header:
             _str(f[1], "chain id"), _int(f[2], "height"), _int(f[3], "round"),
             _bytes(f[4], HASH_SIZE, "parent hash"), _bytes(f[5], HASH_SIZE, "tx root"),
             _bytes(f[6], HASH_SIZE, "state root"), _int(f[7], "tx count"), _int(f[8], "proposer"),
-            _int(f[9], "time"), sortition,
+            _int(f[9], "time"), sortition, _bytes(f[11], HASH_SIZE, "body hash"),
         )
 
     @classmethod
@@ -413,7 +431,14 @@ class Block:
         header = Header.from_obj(f[0])
         txs = tuple(Tx.from_obj(t) for t in f[1])
         _expect(len(txs) == header.tx_count, "tx count does not match the header")
-        return cls(header, txs)
+        return cls(header, txs).checked()
+
+    def checked(self) -> Block:
+        """This block, if its transactions are the ones its header commits to (else a
+        DecodeError): every block that comes from outside passes here."""
+        if body_hash(self.txs) != self.header.body_hash:
+            raise DecodeError("the transactions do not match the header's body hash")
+        return self
 
     @classmethod
     def decode(cls, data: bytes, max_size: int = encoding.MAX_MESSAGE) -> Block:

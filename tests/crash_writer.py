@@ -12,7 +12,7 @@ import sys
 from accord import merkle
 from accord.crypto.ed25519 import AccountKey
 from accord.storage import Store
-from accord.types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx
+from accord.types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
         header = Header(
             chain_id="crash", height=height, round=0, parent_hash=parent,
             tx_root=merkle.merkle_root([merkle.tx_leaf(t.hash, r.hash) for t, r in zip(txs, receipts, strict=True)]),
-            state_root=update.root, tx_count=len(txs), proposer=0, time_ms=height,
+            state_root=update.root, tx_count=len(txs), proposer=0, time_ms=height, body_hash=body_hash(txs),
         )
         block = Block(header, txs)
         cert = Certificate(height, 0, 2, block.hash, b"\x07", b"sig")

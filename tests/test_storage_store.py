@@ -13,7 +13,7 @@ from accord import merkle
 from accord.crypto.ed25519 import AccountKey
 from accord.errors import StorageError
 from accord.storage import Store
-from accord.types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx
+from accord.types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
 from tests.test_merkle_state import ref_root
 
 KEY = AccountKey.from_name("storage-test")
@@ -33,7 +33,7 @@ def make_block(store: Store, writes: dict[bytes, bytes | None], ntx: int = 0, *,
     header = Header(
         chain_id="t", height=height, round=0, parent_hash=parent,
         tx_root=merkle.merkle_root([merkle.tx_leaf(t.hash, r.hash) for t, r in zip(txs, receipts, strict=True)]),
-        state_root=update.root, tx_count=ntx, proposer=0, time_ms=height,
+        state_root=update.root, tx_count=ntx, proposer=0, time_ms=height, body_hash=body_hash(txs),
     )
     block = Block(header, txs)
     cert = Certificate(height, 0, 2, block.hash, b"\x0f", b"sig")

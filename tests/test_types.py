@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,7 +13,7 @@ from accord.crypto import bls
 from accord.crypto.ed25519 import AccountKey
 from accord.errors import DecodeError, GenesisError, InvalidSignature, WrongChain
 from accord.genesis import Genesis, ValidatorInfo
-from accord.types import Block, Certificate, Header, Tx, bitmap_from, bitmap_indices
+from accord.types import Block, Certificate, Header, Tx, bitmap_from, bitmap_indices, body_hash
 
 from .conftest import make_genesis
 
@@ -179,13 +181,22 @@ def test_tx_malformed_rejected(mutate) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_header_and_block_round_trip() -> None:
-    h = Header("c", 3, 7, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 1, 2, 1000, b"\x04" * 96)
+    h = Header("c", 3, 7, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 1, 2, 1000, b"\x04" * 96, body_hash((tx(),)))
     assert Header.decode(h.encode()) == h
     b = Block(h, (tx(),))
     assert Block.decode(b.encode()) == b
     bad = Block(Header("c", 3, 7, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 2, 2, 1000), (tx(),))
     with pytest.raises(DecodeError):
         Block.decode(bad.encode())
+    # Other transactions under a genuine header (a block's hash is its header's) are refused
+    # on decoding, whatever the count: a lying peer cannot swap a body.
+    other = Tx.create(AccountKey.from_name("mallory"), chain_id="c", contract="token", method="transfer",
+                      args={"to": bytes(20), "amount": 9}, nonce=0)
+    swapped = Block(h, (other,))
+    assert swapped.hash == b.hash
+    with pytest.raises(DecodeError, match="body hash"):
+        Block.decode(swapped.encode())
+    assert Block.decode(Block(replace(h, body_hash=body_hash((other,))), (other,)).encode()).hash != b.hash
 
 
 def test_certificate_bitmap() -> None:

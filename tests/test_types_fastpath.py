@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from accord import encoding
 from accord.crypto.ed25519 import AccountKey
-from accord.types import Block, Event, Header, Receipt, Tx
+from accord.types import Block, Event, Header, Receipt, Tx, body_hash
 
 KEY = AccountKey.from_name("fastpath")
 H32 = st.binary(min_size=32, max_size=32)
@@ -26,7 +26,7 @@ def make_tx(nonce: int, amount: int, extra: dict[str, Any]) -> Tx:
        st.integers(0, 2**64 - 1), H32)
 def test_block_encode_equals_generic(rows: list[tuple[int, int, dict[str, Any]]], height: int, root: bytes) -> None:
     txs = tuple(make_tx(n, a, e) for n, a, e in rows)
-    header = Header("c", height, 0, root, root, root, len(txs), 0, 5)
+    header = Header("c", height, 0, root, root, root, len(txs), 0, 5, body_hash=body_hash(txs))
     block = Block(header, txs)
     assert block.encode() == encoding.encode(block.to_obj())
     assert Block.decode(block.encode()) == block
@@ -35,7 +35,7 @@ def test_block_encode_equals_generic(rows: list[tuple[int, int, dict[str, Any]]]
 def test_block_encode_long_lists() -> None:
     txs = tuple(make_tx(i, i, {}) for i in range(17))
     for n in (0, 15, 16, 17):
-        block = Block(Header("c", 1, 0, bytes(32), bytes(32), bytes(32), n, 0, 5), txs[:n])
+        block = Block(Header("c", 1, 0, bytes(32), bytes(32), bytes(32), n, 0, 5, body_hash=body_hash(txs[:n])), txs[:n])
         assert block.encode() == encoding.encode(block.to_obj())
 
 

@@ -34,7 +34,16 @@ from ..errors import ValidationError
 from ..genesis import Genesis, ValidatorInfo
 from ..light.store import TrustedHeader
 from ..light.verify import Checker
-from ..types import ZERO_HASH, Certificate, Header, Receipt, Tx, bitmap_from, vote_message
+from ..types import (
+    ZERO_HASH,
+    Certificate,
+    Header,
+    Receipt,
+    Tx,
+    bitmap_from,
+    body_hash,
+    vote_message,
+)
 
 BLS_ORDER = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
 CHAIN = "accord-bench-light"
@@ -158,7 +167,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         progress.remove_task(t)
         leaves = [merkle.tx_leaf(tx.hash, r.hash) for tx, r in zip(txs, receipts, strict=True)]
         tx_root = merkle.merkle_root(leaves)
-        bheader = Header(CHAIN, 2, 0, ZERO_HASH, tx_root, root, len(txs), 0, 0)
+        bheader = Header(CHAIN, 2, 0, ZERO_HASH, tx_root, root, len(txs), 0, 0, body_hash=body_hash(txs))
         btrusted = TrustedHeader(bheader, None)
         statuses = []
         for j in range(args.tx_proofs):

@@ -221,7 +221,7 @@ def _decode_proposal(payload: bytes, n: int, known: KnownTxs | None) -> Proposal
         justify, parent = u.unpack(), u.unpack()
         if u.tell() != len(payload):
             raise DecodeError("trailing bytes after the proposal")
-        prop = Proposal._from_parts(rnd, proposer, sortition, Block(header, tuple(txs)), justify, parent, n)
+        prop = Proposal._from_parts(rnd, proposer, sortition, Block(header, tuple(txs)).checked(), justify, parent, n)
     except DecodeError:
         raise
     except AccordError as e:  # ValidationError from nested types: still a malformed message

@@ -813,6 +813,9 @@ class Core:
             self.stats.bad_proposal += 1
             return
         self._add_candidate(prop, sortition_value(prop.sortition))
+        if prop.justify is None and self._silent_until.pop(prop.proposer, None) is not None:
+            # It delivered after all (a slow build, or the network): wait for it again.
+            self._silent_count[prop.proposer] = max(0, self._silent_count.get(prop.proposer, 1) - 1)
         if prop.round == self.round and prop.justify is None:
             self._note_proposal_lag(self.now - self.p.genesis_time_ms - prop.round * self.p.round_ms)
         if prop.justify is not None:
@@ -919,6 +922,11 @@ class Core:
         if mine is not None and agg.subset_of(mine):
             if self.gossip and mine.signers >= self.quorum > agg.signers:
                 self._out.append(Send(frm, mine.encode()))  # pull: the sender lags behind us
+            return
+        if mine is None and agg.mask & ~self._slot_signers.get(agg.key[:3], 0) == 0:
+            # Its signers all voted for other blocks in this slot: refused below anyway
+            # (_on_aggregate_verified), so not worth a signature check.
+            self.stats.extra["dropped_votes"] = self.stats.extra.get("dropped_votes", 0) + 1
             return
         if not agg.verify(self.crypto, self.p.chain_id):
             self.stats.bad_signature += 1

@@ -21,6 +21,10 @@ Every check has a stable name (the ``check`` of :class:`~accord.errors.NodeLied`
 ``state_key``        the state key is not the one the contract's key maps to
 ``state_header``     the header the state proof is against is not the trusted one at its height
 ``state_proof``      the value (or its absence) does not verify against the header's state root
+``block_header``     a block does not carry the certified header of its height
+``block_body``       a block's transactions are not the ones its header's body hash commits to
+``block_receipts``   a block's receipts do not pair up with its transactions
+``block_tx_root``    the (transaction, receipt) pairs do not give the certified tx root
 ===================  ============================================================================
 
 A header that passes ``certificate`` was signed by at least ``genesis.quorum`` (2f+1) distinct
@@ -43,7 +47,7 @@ from ..encoding import Value
 from ..errors import AccordError, InvalidSignature, NodeLied, ProofError, ValidationError
 from ..genesis import Genesis
 from ..merkle import merkle_root, tx_leaf, verify_merkle_proof, verify_state_proof
-from ..types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx
+from ..types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
 from .store import TrustedHeader
 
 SHIELDED_CONTRACT = "shielded_pool"
@@ -236,6 +240,8 @@ class Checker:
         or altered. Signatures need no check: the certified validators checked them."""
         if block.header.hash != trusted.hash:
             raise lie(node, "block_header", f"block {trusted.height} does not carry the certified header")
+        if body_hash(block.txs) != trusted.header.body_hash:
+            raise lie(node, "block_body", "the transactions are not the ones the certified header commits to")
         if len(receipts) != len(block.txs):
             raise lie(node, "block_receipts", f"{len(receipts)} receipts for {len(block.txs)} transactions")
         leaves = []

@@ -1125,6 +1125,7 @@ class Node:
         except AccordError as e:
             self.m_bad_msgs.inc(kind="block_response")
             log.info("%s: bad catch-up answer from validator %d: %s", self.name, peer, e)
+            self._distrusted[peer] = time.monotonic() + DISTRUST_S  # ask the others first
             fetched = 0
         if sync:
             self._sync_inflight.pop(peer, None)

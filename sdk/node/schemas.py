@@ -255,6 +255,7 @@ class HeaderModel(_Model):
     proposer: int
     time_ms: int
     sortition: str
+    body_hash: str = Field(description="hash over the block's transaction hashes, in order (accord.types.body_hash)")
     raw: str = Field(description="canonical encoding of the header (what is hashed), hex")
 
     @classmethod
@@ -263,7 +264,7 @@ class HeaderModel(_Model):
             hash=h.hash.hex(), chain_id=h.chain_id, height=h.height, round=h.round,
             parent_hash=h.parent_hash.hex(), tx_root=h.tx_root.hex(), state_root=h.state_root.hex(),
             tx_count=h.tx_count, proposer=h.proposer, time_ms=h.time_ms, sortition=h.sortition.hex(),
-            raw=h.encode().hex(),
+            body_hash=h.body_hash.hex(), raw=h.encode().hex(),
         )
 
 
