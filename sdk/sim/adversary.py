@@ -25,11 +25,14 @@ synchrony allows before GST.)
 
 **Release points.** Release times are fractions of a round chosen to fall between the cores'
 own actions (with the search's timing: 200 ms rounds, stage II at 0.5, 10 ms latency, so
-on-time P-quorums form at 0.55 and commits at 0.6): ``a`` = round r+1 at 0.625 (after the
-validator voted in r+1 and after an on-time P-quorum of r+1), ``b`` = r+1 at 0.875 (after ``a``,
-so the order of two held classes is the order of their points), ``later`` = r+2 at 0.875
-(long after). Every validator is a leader in every round (``expected_leaders = n``) and
-proposals travel on time, so every round has a block that everybody prepares unless a lock
+on-time P-quorums form at 0.55 and commits at 0.6). For votes of round r: ``end`` = r at
+0.875 (after the on-time validators committed), ``next`` = r+1 at 0.625 (after the validator
+voted in r+1 and after an on-time P-quorum of r+1), ``later`` = r+2 at 0.875 (long after),
+``never`` (dropped). So the order of two held classes is the order of their points: round 0's
+P votes at ``next`` (1.625) come before round 1's at ``end`` (1.875). Every validator is a
+leader in every round (``expected_leaders = n``) and proposals travel on time (a
+re-proposal carries its lock's P-quorum with it, so a lock is never hidden from a validator
+that gets proposals), so every round has a block that everybody prepares unless a lock
 forbids it.
 
 **Checks at every step.** The simulator's checker runs on every persist and every commit (two
@@ -57,20 +60,30 @@ aggregate that verifies is a signature that validator made; only speed differs f
 **Exhaustive mode** (:class:`Space`), in the spirit of Twins (Bano et al., "Twins: BFT
 Systems Made Robust"): n = 4, or n = 4 with one twin (two cores with one validator's key and
 index, i.e. one Byzantine validator that equivocates exactly when its two halves see
-different things). For each of the first ``rounds`` rounds (2 by default) it chooses either
-"all on time" or a *late side* S (a nonempty set of nodes) together with a release point for
-that round's P votes (``now``, ``a``, ``b``) and one for its C votes (``now``, ``later``) to
-the nodes in S. The rounds after them are synchronous (every message on time), so each run
-also shows whether the core commits again. The bound is the number of controlled rounds and
-the release points; within it, every combination is run, up to relabeling of interchangeable
-nodes (``symmetric=True``): the validators differ only in their keys, everybody leads and sees
-every proposal, so a schedule and its image under a permutation of the validators (of the
-honest ones and of the two twins, in twins mode) exercise the same orders; ``symmetric=False``
-runs every labelled schedule. This space contains the fork of a core that signs C for a lock
-below its last P vote (round 0: S = three validators, P at ``a``, C ``later``; round 1: the
-same S, P at ``b``): the held round-0 P-quorum locks them after they voted in round 1, the
-fourth validator commits on their C votes, then the round-1 P-quorum moves their lock and they
-commit another block.
+different things). For each of the first ``rounds`` rounds (2 by default) and each node it
+chooses when that node gets the round's P votes (``now``, ``end`` or ``next``) and its C votes
+(``now`` or ``later``; the last controlled round's C votes travel on time), with at most
+``sides`` (2) distinct choices per round: per round the nodes fall into at most two groups,
+each of which learns the round's quorums at its own moment, as a Twins partition puts nodes
+into groups. In twins mode the twin's two halves are on different sides in every controlled
+round (``split_twins``; otherwise the pair behaves as one honest validator, which the n = 4
+space covers). One synchronous round follows (``settle``: every message on time, held
+``later`` votes arrive), so each run also shows whether the core commits again.
+
+The bound is the number of controlled rounds, the release points and the sides; within it
+every combination is run, one per orbit under relabeling of interchangeable nodes
+(``symmetric=True``; ``symmetric=False`` runs every labelled schedule): everybody leads, every
+proposal reaches everybody in stage I, so every validator prepares the same block and the
+validators differ only in their keys and in tie-breaking order, and a schedule and its image
+under a permutation of the validators (of the three honest ones and of the two halves, in
+twins mode) exercise the same orders of quorums. The CI space is 1,062 schedules for n = 4
+(9,720 labelled) and 1,800 with the twin; this module refuses spaces of more than
+:data:`MAX_LABELLED` labelled schedules. The n = 4 space contains the fork of a core that
+signs C for a lock below its last P vote (round 0: P at ``next`` to all, C ``later`` to three
+validators; round 1: P at ``end`` to the same three): the held round-0 P-quorum locks the three
+after they voted in round 1, the fourth validator commits on their C votes, then the round-1
+P-quorum moves their lock and they commit another block (7 of the 1,062 schedules fork that
+core).
 
 Determinism: a run is a function of its plan and simulator seed (the scheduler's only
 randomness is ``random.Random`` seeded from the plan), and exhaustive schedule i is the i-th
@@ -83,7 +96,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,8 +203,8 @@ class Scheduler:
     def _check_votes(self, agg: Aggregate) -> None:
         # Every signer bit of an aggregate an honest node sends is a vote that validator
         # signed (nobody forges here): one block per (validator, height, round, phase).
-        for i in agg.counts.nonzero()[0]:
-            i = int(i)
+        for k in agg.counts.nonzero()[0]:
+            i = int(k)
             if i not in self.honest:
                 continue
             key = (i, agg.height, agg.round, agg.phase)
@@ -342,7 +355,7 @@ class Space:
     """
 
     twins: bool = False
-    rounds: int = 2  # controlled rounds; the run lasts ``rounds + 2``
+    rounds: int = 2  # controlled rounds; the run lasts ``rounds + settle``
     p_releases: tuple[str, ...] = ("now", "end", "next")
     c_releases: tuple[str, ...] = ("now", "later")
     last_c: bool = False
@@ -433,7 +446,7 @@ def _note(report: Report, result: SimResult, reproducer: dict[str, Any]) -> None
             report.first = {**reproducer, "violations": result.violations[:4]}
 
 
-def search(strategy: str, *, seeds: Iterator[int] | range, twins: bool = False, rounds: int = 4,
+def search(strategy: str, *, seeds: Iterable[int], twins: bool = False, rounds: int = 4,
            core_class: type[Core] = Core, crypto: str = "model", stop_at_first: bool = False) -> Report:
     """Run the seeded strategy once per seed."""
     setup = Setup(nodes=4, twins=twins, rounds=rounds, core_class=core_class, crypto=crypto)
