@@ -6,6 +6,7 @@ n = 4 space, the exhaustive n = 4 + twin space, and every seeded strategy."""
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -100,6 +101,33 @@ def test_seeded_search_finds_the_fork_of_the_old_rule(strategy: str) -> None:
     again = search(strategy, seeds=[seed], core_class=OldRuleCore)
     assert again.first is not None and again.first["violations"] == report.first["violations"]
     assert search(strategy, seeds=[seed]).violations == 0  # the real core, same schedule
+
+
+def test_the_cost_model_crypto_changes_no_verdict() -> None:
+    """The searches use the cost-model crypto (7x faster here); with real BLS the fork
+    schedule forks the old rule alike, at the same heights, and not the real core."""
+    space = Space()
+    plan = space.plan(space.canonical(FORK))
+    for core in (OldRuleCore, Core):
+        model = run_plan(space.setup(core, "model"), plan)
+        bls = run_plan(space.setup(core, "bls"), plan)
+        assert model.violations == bls.violations
+        assert (model.committed_heights, model.committed_heights_max) == (bls.committed_heights, bls.committed_heights_max)
+    assert model.safety_violations == 0
+
+
+def test_relabelling_validators_changes_no_outcome() -> None:
+    """The symmetry the exhaustive mode relies on to run one schedule per orbit: images of a
+    schedule under permutations of the validators fork (or not) and commit alike."""
+    space, labelled = Space(), Space(symmetric=False)
+    images = {tuple(tuple(a[p[i]] for i in range(4)) for a in FORK) for p in space._perms()[::5]}
+    rng = random.Random(3)
+    images |= set(rng.sample(labelled.schedules(), 4))
+    for s in sorted(images):
+        a = run_plan(space.setup(OldRuleCore), space.plan(s))
+        b = run_plan(space.setup(OldRuleCore), space.plan(space.canonical(s)))
+        assert (a.safety_violations > 0, a.committed_heights, a.committed_heights_max) == (
+            b.safety_violations > 0, b.committed_heights, b.committed_heights_max), s
 
 
 def test_the_twin_space_forks_the_old_rule_too() -> None:

@@ -76,8 +76,10 @@ every combination is run, one per orbit under relabeling of interchangeable node
 proposal reaches everybody in stage I, so every validator prepares the same block and the
 validators differ only in their keys and in tie-breaking order, and a schedule and its image
 under a permutation of the validators (of the three honest ones and of the two halves, in
-twins mode) exercise the same orders of quorums. The CI space is 1,062 schedules for n = 4
-(9,720 labelled) and 1,800 with the twin; this module refuses spaces of more than
+twins mode) exercise the same orders of quorums (a test checks images of the fork and of
+random schedules). The default space is 1,062 schedules for n = 4 (9,720 labelled) and 1,800
+with the twin (CI runs two parts of it: 360 with C votes on time, 240 with P votes ``now`` or
+``next``); this module refuses spaces of more than
 :data:`MAX_LABELLED` labelled schedules. The n = 4 space contains the fork of a core that
 signs C for a lock below its last P vote (round 0: P at ``next`` to all, C ``later`` to three
 validators; round 1: P at ``end`` to the same three): the held round-0 P-quorum locks the three
