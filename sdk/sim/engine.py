@@ -26,6 +26,9 @@ a node plays in production (transport, clock, disk, application) with virtual ve
   safety state back (``amnesia=True`` withholds it, to show that the checker catches the
   resulting double votes).
 * **Adversary.** Byzantine validators follow a strategy of :mod:`accord.sim.byzantine`.
+  :mod:`accord.sim.adversary` replaces the network (``SimConfig.network``) by one that holds
+  and releases messages by content to reorder quorums across rounds, and runs a bounded
+  exhaustive search over such schedules; ``SimConfig.core_class`` runs a subclass of the core.
 
 Everything random comes from one ``random.Random(seed)``: a run is a function of its
 configuration, so the same seed gives byte-identical committed chains.
