@@ -6,6 +6,12 @@ validator commits it; ``agreement_s_p50``/``_p99`` are over all such pairs.
 
 ``--plot FILE.png`` sweeps node counts (``--sweep``, default 16 to 10,000) with the same
 settings and draws agreement time against node count.
+
+``--adversary NAME`` runs the delivery-order adversary (:mod:`accord.sim.adversary`) on n = 4
+(``--twins``: with one twin) instead: a seeded strategy once per seed (``--schedules`` seeds
+from ``--seed``), or ``exhaustive``, the bounded Twins-style enumeration (``--schedules``
+schedules from ``--start``; all by default). It prints schedules explored, violations found
+and the reproducer of the first violation.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--byzantine", type=int, default=0, help="Byzantine validators (f < n/3)")
     p.add_argument("--strategy", default="mixed", help="Byzantine strategy (see accord.sim.byzantine) or mixed")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=None, help="rounds simulated (default 10; 4 with --adversary)")
     p.add_argument("--latency-ms", type=float, default=50.0)
     p.add_argument("--verify-ms", type=float, default=0.0, help="virtual cost of one signature check")
     p.add_argument("--exec-ms", type=float, default=0.0, help="virtual time to build or validate a block")
@@ -42,6 +48,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print only the JSON line (no progress bar)")
     p.add_argument("--plot", metavar="FILE.png", help="sweep node counts and plot agreement time")
     p.add_argument("--sweep", default=DEFAULT_SWEEP, help="node counts for --plot")
+    p.add_argument("--adversary", default=None,
+                   help="delivery-order adversary: late_prepare, split_order, partition, shuffle, mixed, exhaustive")
+    p.add_argument("--schedules", type=int, default=None,
+                   help="--adversary: seeds to run (default 100), or exhaustive schedules (default all)")
+    p.add_argument("--start", type=int, default=0, help="--adversary exhaustive: first schedule index")
+    p.add_argument("--twins", action="store_true", help="--adversary: n = 4 with one twin (a Byzantine validator)")
+    p.add_argument("--controlled-rounds", type=int, default=2, help="--adversary exhaustive: rounds enumerated")
+    p.add_argument("--p-releases", default="now,end,next", help="--adversary exhaustive: release points of P votes")
+    p.add_argument("--c-releases", default="now,later", help="--adversary exhaustive: release points of C votes")
+    p.add_argument("--sides", type=int, default=2, help="--adversary exhaustive: groups per round")
+    p.add_argument("--labelled", action="store_true",
+                   help="--adversary exhaustive: every labelled schedule, not one per symmetry orbit")
+    p.add_argument("--stop-at-first", action="store_true", help="--adversary: stop at the first violation")
     p.set_defaults(func=run)
 
 
@@ -50,7 +69,7 @@ def _config(args: argparse.Namespace, nodes: int, progress: Any = None) -> Any:
 
     return SimConfig(
         nodes=nodes, byzantine=args.byzantine, strategy=args.strategy if args.byzantine else "none",
-        seed=args.seed, rounds=args.rounds, latency_ms=args.latency_ms, verify_ms=args.verify_ms, exec_ms=args.exec_ms,
+        seed=args.seed, rounds=args.rounds or 10, latency_ms=args.latency_ms, verify_ms=args.verify_ms, exec_ms=args.exec_ms,
         loss=args.loss, duplicate=args.duplicate, drift_ms=args.drift_ms, partition=args.partition,
         heal_ms=args.heal_ms, round_ms=args.round_ms, stage2_ms=args.stage2_ms, fanout=args.fanout,
         broadcast_max=args.broadcast_max,
@@ -85,7 +104,45 @@ def _run_one(args: argparse.Namespace, nodes: int) -> dict[str, Any]:
     return out
 
 
+def _adversary(args: argparse.Namespace) -> int:
+    from ..sim import adversary as adv
+
+    t0 = time.monotonic()
+    name = args.adversary
+    try:
+        if name == "exhaustive":
+            space = adv.Space(
+                twins=args.twins, rounds=args.controlled_rounds, p_releases=_names(args.p_releases),
+                c_releases=_names(args.c_releases), sides=args.sides, symmetric=not args.labelled,
+            )
+            report = adv.exhaustive(space, start=args.start, limit=args.schedules, crypto=args.crypto,
+                                    stop_at_first=args.stop_at_first)
+        else:
+            n = 100 if args.schedules is None else args.schedules
+            report = adv.search(name, seeds=range(args.seed, args.seed + n), twins=args.twins,
+                                rounds=args.rounds or 4, crypto=args.crypto, stop_at_first=args.stop_at_first)
+    except ValueError as e:
+        print(json.dumps({"error": str(e)}), file=sys.stderr)
+        return 2
+    out = report.to_obj()
+    out["wall_s"] = round(time.monotonic() - t0, 2)
+    print(json.dumps(out, sort_keys=True))
+    return 1 if report.violations else 0
+
+
+def _names(text: str) -> tuple[str, ...]:
+    from ..sim.adversary import RELEASES
+
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [x for x in names if x not in RELEASES]
+    if bad or not names:
+        raise ValueError(f"unknown release point(s) {bad}; choose from {', '.join(RELEASES)}")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.adversary:
+        return _adversary(args)
     if args.plot:
         return _plot(args)
     out = _run_one(args, args.nodes)

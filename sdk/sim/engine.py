@@ -26,6 +26,9 @@ a node plays in production (transport, clock, disk, application) with virtual ve
   safety state back (``amnesia=True`` withholds it, to show that the checker catches the
   resulting double votes).
 * **Adversary.** Byzantine validators follow a strategy of :mod:`accord.sim.byzantine`.
+  :mod:`accord.sim.adversary` replaces the network (``SimConfig.network``) by one that holds
+  and releases messages by content to reorder quorums across rounds, and runs a bounded
+  exhaustive search over such schedules; ``SimConfig.core_class`` runs a subclass of the core.
 
 Everything random comes from one ``random.Random(seed)``: a run is a function of its
 configuration, so the same seed gives byte-identical committed chains.
@@ -42,7 +45,7 @@ import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..consensus import (
     BlockBuilt,
@@ -74,6 +77,17 @@ ZERO = bytes(32)
 DELIVER, TICK, FETCHED, ADVERSARY, CRASH, RESTART, EXECUTED = range(7)
 
 
+class Network(Protocol):
+    """A replacement for the simulator's message network (see :mod:`accord.sim.adversary`).
+
+    ``transmit`` is called for every message a node sends to a linked node; it decides when
+    (and whether) the message is delivered, by calling :meth:`Simulator.push` with ``DELIVER``
+    and ``(to.nid, frm.index, payload)``.
+    """
+
+    def transmit(self, frm: SimNode, to: SimNode, payload: bytes, at: int) -> None: ...
+
+
 @dataclass
 class SimConfig:
     nodes: int = 4
@@ -103,6 +117,11 @@ class SimConfig:
     crash_mid_batch: bool = True
     amnesia: bool = False
     progress: Callable[[int, int], None] | None = None  # (done_ms, total_ms)
+    # Hooks for the delivery-order adversary (accord.sim.adversary) and its tests: the class
+    # each validator runs (a subclass of Core, e.g. one that reinstates an old rule), and a
+    # factory for a network that replaces latency/loss/duplication with controlled delivery.
+    core_class: type[Core] = Core
+    network: Callable[[Simulator], Network] | None = None
 
     def resolved(self) -> SimConfig:
         c = SimConfig(**{k: getattr(self, k) for k in self.__dataclass_fields__})
@@ -255,12 +274,13 @@ class Simulator:
         self.crash_count = 0
         self.builds = 0  # BuildBlock actions performed (blocks executed to propose)
         self.skipped_builds = 0  # builds whose round had passed when the chain thread was free
+        self.network: Network | None = c.network(self) if c.network is not None else None
 
     def _make_node(self, nid: int, index: int, strategy: str) -> SimNode:
         c = self.c
         offset = int(self.rng.uniform(-c.drift_ms, c.drift_ms) * 1000) if c.drift_ms else 0
-        core = Core(self.params, self.signers[index], self.crypto, head=(0, self.genesis_hash),
-                    decode_cache=self.decode_cache)
+        core = c.core_class(self.params, self.signers[index], self.crypto, head=(0, self.genesis_hash),
+                            decode_cache=self.decode_cache)
         return SimNode(nid, index, strategy == "honest", strategy, core, self.signers[index], offset)
 
     # --- event queue -------------------------------------------------------------------
@@ -428,6 +448,9 @@ class Simulator:
         self.messages += 1
         if not self.linked(frm, to):
             return
+        if self.network is not None:
+            self.network.transmit(frm, to, payload, at)
+            return
         c = self.c
         if c.loss and self.rng.random() < c.loss:
             return
@@ -536,8 +559,8 @@ class Simulator:
         head = (len(nd.chain), nd.chain[-1][0].hash if nd.chain else self.genesis_hash)
         cert = nd.chain[-1][1] if nd.chain else None
         sortition = nd.chain[-1][0].header.sortition if nd.chain else b""
-        nd.core = Core(self.params, nd.signer, self.crypto, head=head, head_cert=cert, head_sortition=sortition,
-                       safety=safety, decode_cache=self.decode_cache)
+        nd.core = self.c.core_class(self.params, nd.signer, self.crypto, head=head, head_cert=cert,
+                                    head_sortition=sortition, safety=safety, decode_cache=self.decode_cache)
         nd.up = True
         nd.busy_until = self.now
         nd.exec_busy, nd.jobs = False, []
