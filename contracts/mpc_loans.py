@@ -24,7 +24,9 @@ class MpcLoans(Contract):
         """A lender declares that it shared B's balance with the servers under ``share``."""
         ctx.require(len(borrower) == 20, "borrower must be a 20-byte address")
         expected = "loan/" + ctx.sender.hex() + "/" + borrower.hex()
-        ctx.require(share == expected, f"a lender records its own share, named {expected}")
+        key, _, local = share.partition("/")
+        ctx.require(len(key) == 64 and local == expected,
+                    f"a lender records its own share: <its MPC key hex>/{expected}")
         names = ctx.get(b"l" + borrower, [])
         if share not in names:
             ctx.require(len(names) < MAX_LENDERS, "too many lenders for one borrower")

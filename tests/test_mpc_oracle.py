@@ -112,14 +112,15 @@ def _apply(chain, borrower, lender, limit, bkey, lkey, nonce=0):
 
 def _record_balances(chain, infos, borrower, balances):
     lenders = [AccountKey.from_name(f"lender-{i}") for i in range(len(balances))]
+    names = []
     with Cluster(infos) as c:
         for lender, s in zip(lenders, balances, strict=True):
             name = f"loan/{lender.address.hex()}/{borrower.address.hex()}"
             c.share(name, np.array(s), 0)  # on the lender's machine: only shares leave it
+            names.append(c.qualified(name))
     receipts = chain.commit([
-        _tx(lender, 0, "mpc_loans", "record", borrower=borrower.address,
-            share=f"loan/{lender.address.hex()}/{borrower.address.hex()}")
-        for lender in lenders
+        _tx(lender, 0, "mpc_loans", "record", borrower=borrower.address, share=name)
+        for lender, name in zip(lenders, names, strict=True)
     ])
     assert all(r.ok for r in receipts), [r.error for r in receipts]
     return lenders
@@ -135,7 +136,7 @@ def test_anti_stacking_end_to_end(setup):
         receipts, rid = _apply(chain, borrower, lenders[0], limit, bkey, lkey, nonce)
         # the committed block holds the request, and no secret: only share names and keys
         (req,) = requests_in(receipts)
-        assert req.shares and all(s.startswith("loan/") for s in req.shares)
+        assert req.shares and all(s.split("/")[1] == "loan" for s in req.shares)
         answers = run_workers(workers, receipts)
         assert len(answers) == 3 and {tx.sender for tx in answers} == {w.account.address for w in workers}
         r2 = chain.commit(answers)
@@ -206,7 +207,7 @@ def test_answers_from_strangers_and_bad_requests_are_refused(setup):
     assert not r[0].ok and "filed by contracts" in r[0].error
     # a lender cannot record someone else's share name
     r = chain.commit([_tx(stranger, 2, "mpc_loans", "record", borrower=borrower.address,
-                          share=f"loan/{lenders[0].address.hex()}/{borrower.address.hex()}")])
+                          share="00" * 32 + f"/loan/{lenders[0].address.hex()}/{borrower.address.hex()}")])
     assert not r[0].ok
 
 

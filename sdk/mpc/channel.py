@@ -24,9 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import ChannelAuthError, PeerGone
+from ..errors import AccordError, ChannelAuthError, PeerGone
 
 MAX_FRAME = 512 * 1024 * 1024
+HANDSHAKE_TIMEOUT = 10.0
 _CONFIRM = b"accord/mpc/confirm"
 
 
@@ -85,6 +86,7 @@ class Channel:
         peer_public: bytes | None,
         initiator: bool,
         prologue: bytes = b"",
+        max_frame: int = MAX_FRAME,
     ) -> tuple[Channel, bytes]:
         """Run the handshake; returns the channel and the peer's static public key.
 
@@ -93,27 +95,39 @@ class Channel:
         """
         eph = X25519PrivateKey.generate()
         mine = public_bytes(me) + public_bytes(eph)
-        sock.sendall(mine)
-        theirs = bytes(_recv_exact(sock, 64))
+        # A silent or slow peer cannot hold the handshake (and a thread) open for ever.
+        old_timeout = sock.gettimeout()
+        sock.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            sock.sendall(mine)
+            theirs = bytes(_recv_exact(sock, 64))
+        except OSError as e:
+            raise PeerGone(f"handshake failed: {e}") from None
         their_static, their_eph = theirs[:32], theirs[32:]
         if peer_public is not None and their_static != peer_public:
             raise ChannelAuthError("peer presented an unexpected static key")
-        ss = me.exchange(X25519PublicKey.from_public_bytes(their_static))
-        ee = eph.exchange(X25519PublicKey.from_public_bytes(their_eph))
+        try:
+            ss = me.exchange(X25519PublicKey.from_public_bytes(their_static))
+            ee = eph.exchange(X25519PublicKey.from_public_bytes(their_eph))
+        except ValueError:  # a low-order point: the shared secret would be all zeros
+            raise ChannelAuthError("peer sent an invalid public key") from None
         first, second = (mine, theirs) if initiator else (theirs, mine)
         okm = HKDF(
             hashes.SHA256(), 64, salt=None, info=b"accord/mpc/channel" + prologue + first + second
         ).derive(ss + ee)
         k_init, k_resp = okm[:32], okm[32:]
         send_key, recv_key = (k_init, k_resp) if initiator else (k_resp, k_init)
-        ch = cls(sock, send_key, recv_key)
+        # Until the confirmation authenticates the peer, no frame above a few bytes is read.
+        ch = cls(sock, send_key, recv_key, max_frame=len(_CONFIRM))
         ch.send(_CONFIRM)
         try:
             if ch.recv() != _CONFIRM:
                 raise ChannelAuthError("bad key confirmation")
-        except ChannelAuthError:
+        except AccordError:
             ch.close()
             raise
+        ch.max_frame = max_frame
+        sock.settimeout(old_timeout)
         return ch, their_static
 
     def send(self, data: bytes | bytearray | memoryview) -> None:

@@ -38,6 +38,11 @@ def anti_stacking(party: Party, inputs: Inputs, limit: int) -> dict[str, Any]:
     """
     if not inputs:
         raise MpcError("anti_stacking needs at least one balance")
+    for name, v in inputs.items():
+        if v.size != 1 or v.ndim > 1 or v.frac != 0:
+            raise MpcError(f"balance {name!r} must be one integer (shape {v.shape}, frac {v.frac})")
+    if type(limit) is not int or not 0 < limit < 2**62:
+        raise MpcError("limit must be an integer in (0, 2^62)")
     total = concatenate([v.reshape(1) for _, v in sorted(inputs.items())]).sum()
     return {"ok": total < int(limit)}
 
