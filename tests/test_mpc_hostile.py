@@ -110,8 +110,6 @@ def test_hostile_store_and_run_frames_get_errors_and_change_nothing(setup):  # n
             pack({"t": "run", "s": "q", "program": "mul", "inputs": "xx", "params": {}}),
             pack({"t": "run", "s": "q", "program": "mul", "inputs": [1, 2], "params": {}}),
             pack({"t": "run", "s": "q", "program": "mul", "inputs": ["x", "x"], "params": {"a": 1}}),
-            pack({"t": "run", "s": "q2", "program": "anti_stacking", "inputs": ["x"],
-                  "params": {"limit": 2**62}}),
             pack({"t": "delete", "name": ["x"]}),
             b"\xff\xff\xff\xff garbage",
             b"\x00\x00\x00\x03abc",
@@ -122,7 +120,7 @@ def test_hostile_store_and_run_frames_get_errors_and_change_nothing(setup):  # n
             assert h["t"] == "error" and h["code"] in ("mpc_error", "decode_error", "non_canonical",
                                                         "trailing_bytes", "too_large"), h
         assert servers[0].store.keys() == before.keys()
-        assert servers[0].bad_requests >= len(bad) - 6  # the runs fail on all servers
+        assert servers[0].bad_requests >= len(bad)
         out, _ = c.run("mul", ["x", "y"])  # the connection and the cluster still work
         assert out["z"].tolist() == [1, 4, 9]
 

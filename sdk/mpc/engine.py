@@ -27,6 +27,9 @@ servers carry the same load on average.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,7 +39,7 @@ import numpy.typing as npt
 
 from ..errors import MpcError
 from . import ring
-from .prf import Prf, derive_key
+from .prf import KEY_SIZE, Prf
 from .ring import FixedPoint, Ring
 
 _ONE = np.uint64(1)
@@ -62,12 +65,27 @@ class Stats:
     keep_views: bool = False
 
 
+NONCE_WORDS = 4  # 32 bytes of fresh randomness per server per session
+
+
+def session_key(static: bytes, session: str, nonces: Sequence[bytes]) -> bytes:
+    """A session's PRF key: HMAC-SHA256 of the static pair key over the session id and the
+    three servers' fresh nonces (length-prefixed, in server order)."""
+    sid = session.encode()
+    msg = b"accord/mpc/session" + len(sid).to_bytes(4, "big") + sid + b"".join(nonces)
+    return hmac.new(static, msg, hashlib.sha256).digest()[:KEY_SIZE]
+
+
 class Party:
     """One server's side of the protocols.
 
-    ``keys`` is ``(k_i, k_{i+1})``: the key shared with the previous server and the key
-    shared with the next one. ``session`` separates the randomness of different computations
-    that use the same long-term keys (an oracle request id, a benchmark run).
+    ``keys`` is ``(k_i, k_{i+1})``: the static key shared with the previous server and the
+    one shared with the next. They are never used directly: :meth:`start` (the session
+    handshake, one round before the first operation) has every server send a fresh 32-byte
+    nonce to the other two, and each PRF key of the session is a KDF of the static key, the
+    session id and all three nonces. A stream therefore never repeats, whatever the session
+    id, the requester's choices or a server restart: an honest server's nonce alone makes
+    the keys new, so no replay gives a server two messages masked by the same pad.
     """
 
     def __init__(
@@ -82,15 +100,54 @@ class Party:
             raise MpcError("party index must be 0, 1 or 2")
         self.i = index
         self.fp = fp or FixedPoint()
-        self.own = Prf(derive_key(keys[0], "session/" + session))
-        self.next = Prf(derive_key(keys[1], "session/" + session))
+        self._static = keys
+        self.session = session
         self.net = transport
         self.stats = Stats()
         self._op = 0
+        self._own: Prf | None = None
+        self._next: Prf | None = None
+        self.nonces: list[bytes] = []
+
+    # --- the session handshake ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Exchange fresh nonces with the other two servers and derive the session keys."""
+        if self._own is not None:
+            return
+        mine = os.urandom(8 * NONCE_WORDS)
+        word = np.frombuffer(mine, dtype=np.uint64).copy()
+        after, before = (self.i + 1) % 3, (self.i - 1) % 3
+        self.send(after, word)
+        self.send(before, word)
+        got = {self.i: mine}
+        for j in (before, after):
+            got[j] = self.recv(j, (NONCE_WORDS,)).tobytes()
+        self.nonces = [got[0], got[1], got[2]]
+        self._own = Prf(session_key(self._static[0], self.session, self.nonces))
+        self._next = Prf(session_key(self._static[1], self.session, self.nonces))
+
+    @property
+    def own(self) -> Prf:
+        """The PRF of k_i (shared with the previous server) for this session."""
+        if self._own is None:
+            self.start()
+        assert self._own is not None
+        return self._own
+
+    @property
+    def next(self) -> Prf:
+        """The PRF of k_{i+1} (shared with the next server) for this session."""
+        if self._next is None:
+            self.start()
+        assert self._next is not None
+        return self._next
 
     # --- plumbing --------------------------------------------------------------------------
 
     def new_op(self) -> int:
+        if self._own is None:
+            self.start()
         self._op += 1
         self.stats.ops += 1
         return self._op

@@ -21,6 +21,7 @@ the requester and no outputs.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import queue
@@ -489,6 +490,11 @@ class MpcServer:
                         raise MpcError(f"input {shown!r} named twice")
                     a, b, frac = self.store[full]
                     shared[shown] = SharedArray(party, a, b, frac)
+                try:  # unknown or missing params fail here, before any message
+                    inspect.signature(fn).bind(party, shared, **params)
+                except TypeError as e:
+                    raise MpcError(f"bad params for {program!r}: {e}") from None
+                party.start()  # fresh nonces from all three servers: the session's own keys
                 result = fn(party, shared, **params)
                 if not isinstance(result, dict):
                     raise MpcError(f"program {program!r} returned no result map")
