@@ -12,10 +12,11 @@ not depend on the array size):
 * addition, public constants, sums, slicing: local.
 * multiplication / matrix product: a local cross product gives a 3-out-of-3 sharing, masked
   with a PRF zero-sharing and sent to the previous server (1 round).
-* truncation of fixed-point products (2 rounds): two servers send their masked terms, one of
-  them adding a mask r < 2^63 that they share, to a third server, which opens ``z + 2^k + r``
-  (no wrap-around, hence exact to one unit in the last place) and shifts it; the others
-  subtract ``r >> f``. See :class:`accord.mpc.ring.FixedPoint` for the privacy bound.
+* truncation of fixed-point products (3 rounds): two servers send their masked terms, one of
+  them adding a mask r uniform over Z_2^64 that they share, to a third server, which opens
+  ``z + 2^62 + r`` (a one-time pad: perfectly hiding) and shifts it; the wrap-around that a
+  full-ring mask causes is corrected exactly with one masked bit (see :meth:`Party.trunc`),
+  so the result is exact to one unit in the last place for every |z| < 2^62.
 * comparison via the most significant bit (10 rounds): the arithmetic sharing becomes two
   boolean-shared words (one reshare), a Kogge-Stone carry network on 64-bit words computes
   the carry into bit 63 with 6 rounds of word-wide ANDs, and the bit is converted back to an
@@ -222,49 +223,78 @@ class Party:
         return np.zeros(shape, dtype=np.uint64), self.next.words(op, 0, n).reshape(shape)
 
     def trunc(self, t: Ring, f: int) -> tuple[Ring, Ring]:
-        """Replicated sharing of ``z >> f`` from a 3-out-of-3 sharing ``t`` of ``z`` (2 rounds).
+        """Replicated sharing of ``z >> f`` from a 3-out-of-3 sharing ``t`` of ``z`` (3 rounds).
 
-        Correct to one unit in the last place whenever -2^k <= z < 2^62 (k = mag_bits).
-        Roles 1 and 2 mask their terms with F(k'_1) - F(k'_2) and F(k'_2), whose sum role 0
-        knows, and role 1 adds r < 2^63 (from k'_2, unknown to role 0): role 0 opens exactly
-        ``z + 2^k + r`` and nothing else. ``t`` is consumed (updated in place).
+        Exact to one unit in the last place for every ``-2^62 <= z < 2^62`` (no failure
+        probability inside that range), and perfectly hiding: the only value any server
+        opens is ``c = z + 2^62 + r`` with ``r`` uniform over all of Z_2^64.
+
+        Let ``z' = z + 2^62`` (in [0, 2^63)). Roles 1 and 2 share ``r`` (from k'_2, unknown to
+        role 0); role 0 opens ``c = z' + r mod 2^64`` (round 1). Over the integers
+        ``z' = c - r + 2^64 w`` with the wrap bit ``w = msb(r) (1 - msb(c))`` (z' < 2^63, so a
+        wrap happened exactly when r's top bit is set and c's is not), hence
+
+            z >> f = (c >> f) - (r >> f) + s - 2^(62-f) - msb(c) s,  s = 2^(64-f) msb(r),
+
+        up to the borrow of the low bits. ``msb(c)`` is role 0's bit, ``s`` is known to roles
+        1 and 2: their product is shared with one masked bit, ``e = msb(c) - a`` where ``a``
+        is known to roles 0 and 2 only, so ``msb(c) s = e s + a s`` with ``e s`` at role 1
+        and ``a s`` at role 2. Role 2 sends ``a s + nu`` to role 1 (round 1; ``nu`` from
+        k'_0), role 0 sends its part and ``e`` to role 1 (round 2), and role 1 sends role 2
+        its masked part of the last component (round 3; mask ``mu`` from k'_1). Every word a
+        server receives carries a fresh mask from a key it does not hold. ``t`` is consumed.
         """
         op = self.new_op()
         shape = t.shape
         n = t.size
-        k = self.fp.mag_bits
         r = self.role(op)
         fs = np.uint64(f)
-        offset = np.uint64(1 << (k - f))
-        if r == 0:  # own key k'_0, next key k'_1
-            t = t + self.recv(self.who(1, op), shape)
-            t += self.recv(self.who(2, op), shape)
-            t -= self.next.words(op, 0, n).reshape(shape)
-            t += np.uint64(1 << k)
-            t >>= fs
+        top = np.uint64(63)
+        offset = np.uint64(1 << (62 - f))
+        scale = np.uint64(1 << (64 - f)) if f > 0 else np.uint64(0)
+        if r == 0:  # own key k'_0 (with role 2), next key k'_1 (with role 1)
+            c = t + self.recv(self.who(1, op), shape)
+            c += self.recv(self.who(2, op), shape)
+            c -= self.next.words(op, 0, n).reshape(shape)
+            c += np.uint64(1 << 62)
+            e = (c >> top) - self.own.words(op, 3, n).reshape(shape)
             y0 = self.own.words(op, 2, n).reshape(shape)
-            t -= y0
-            self.send(self.who(1, op), t)
-            return y0, t
-        if r == 1:  # own key k'_1, next key k'_2
-            mask = self.next.words(op, 1, n).reshape(shape)
-            mask &= _LOW63
+            x01 = (c >> fs) - y0
+            x01 += self.next.words(op, 4, n).reshape(shape)
+            self.send(self.who(1, op), np.concatenate([x01.ravel(), e.ravel()]))
+            x20 = y0 + self.own.words(op, 5, n).reshape(shape)
+            return x20, x01
+        if r == 1:  # own key k'_1 (with role 0), next key k'_2 (with role 2)
+            rr = self.next.words(op, 1, n).reshape(shape)
             u = t + self.own.words(op, 0, n).reshape(shape)
             u -= self.next.words(op, 0, n).reshape(shape)
-            u += mask
+            u += rr
             self.send(self.who(0, op), u)
-            mask >>= fs
-            mask += offset
-            y2 = -mask
-            return self.recv(self.who(0, op), shape), y2
-        # role 2: own key k'_2, next key k'_0
+            s_ = (rr >> top) * scale
+            q = (rr >> fs) - s_  # (r >> f) - 2^(64-f) msb(r): see the formula above
+            q += offset
+            w = self.recv(self.who(2, op), shape)
+            got = self.recv(self.who(0, op), (2 * n,))
+            x01, e = got[:n].reshape(shape), got[n:].reshape(shape)
+            mu = self.own.words(op, 4, n).reshape(shape)
+            v = -(e * s_) - mu
+            self.send(self.who(2, op), v)
+            x12 = v - q - w
+            return x01, x12
+        # role 2: own key k'_2 (with role 1), next key k'_0 (with role 0)
         u = t + self.own.words(op, 0, n).reshape(shape)
         self.send(self.who(0, op), u)
-        mask = self.own.words(op, 1, n).reshape(shape)
-        mask &= _LOW63
-        mask >>= fs
-        mask += offset
-        return -mask, self.next.words(op, 2, n).reshape(shape)
+        rr = self.own.words(op, 1, n).reshape(shape)
+        s_ = (rr >> top) * scale
+        w = self.next.words(op, 3, n).reshape(shape) * s_
+        w += self.next.words(op, 5, n).reshape(shape)
+        self.send(self.who(1, op), w)
+        q = (rr >> fs) - s_
+        q += offset
+        x20 = self.next.words(op, 2, n).reshape(shape) + self.next.words(op, 5, n).reshape(shape)
+        v = self.recv(self.who(1, op), shape)
+        x12 = v - q - w
+        return x12, x20
 
     def finish(self, t: Ring, frac: int) -> tuple[tuple[Ring, Ring], int]:
         """Turn a local product with ``frac`` fractional bits into a sharing at <= f bits."""
@@ -731,25 +761,28 @@ _SIG_COEF = _fit_sigmoid()
 def sigmoid(x: SharedArray) -> SharedArray:
     """Logistic function: an odd polynomial in x/6 inside [-6, 6], 0 or 1 outside.
 
-    Absolute error below 0.003 (see the tests); the two range tests share one comparison
-    call, so the cost is one comparison, one select and eight multiplications.
+    The range tests come first and the polynomial sees ``x`` clamped to 0 outside [-6, 6]
+    (one bit-times-real product, no truncation), so every product it truncates has |t| <= 1
+    and stays far inside truncation's range (|z| < 2^62) whatever ``x`` is. Absolute error
+    below 0.003 (see the tests); one comparison call, one clamp, one select and eight
+    multiplications.
     """
     x = x.as_fixed()
-    t = x * (1.0 / _SIG_RANGE)
+    n = x.size
+    flat = x.reshape(n)
+    outs = concatenate([flat - _SIG_RANGE, -flat - _SIG_RANGE]).ltz()  # 1 where inside
+    below_hi, above_lo = outs[:n], outs[n:]  # x < 6, x > -6
+    inside = below_hi * above_lo  # integer bits: product of bits is their AND
+    t = (inside * flat) * (1.0 / _SIG_RANGE)  # clamped: |t| < 1
     t2 = t * t
     coefs = [float(c) for c in _SIG_COEF[::-1]]
     acc = t2 * coefs[0] + coefs[1]
     for c in coefs[2:]:
         acc = acc * t2 + c
     poly = acc * t + 0.5
-    n = x.size
-    flat = x.reshape(n)
-    outs = concatenate([flat - _SIG_RANGE, -flat - _SIG_RANGE]).ltz()  # 1 where inside
-    below_hi, above_lo = outs[:n], outs[n:]  # x < 6, x > -6
-    inside = below_hi * above_lo  # integer bits: product of bits is their AND
     # inside -> poly; x >= 6 -> 1; x <= -6 -> 0
     hi = 1 - below_hi
-    res = where(inside, poly.reshape(n), hi * 1.0)
+    res = where(inside, poly, hi * 1.0)
     return res.reshape(x.shape)
 
 
