@@ -30,11 +30,16 @@ def _need(inputs: Inputs, *names: str) -> list[SharedArray]:
     return [inputs[n] for n in names]
 
 
-def anti_stacking(party: Party, inputs: Inputs, limit: int) -> dict[str, Any]:
-    """The talk's example: is the borrower's total debt sum(s_i) below ``limit``?
+BALANCE_BITS = 40  # a recorded balance must lie in [0, 2^40): checked in MPC
 
-    Every input is one lender's recorded balance (an integer share). Only the answer bit is
-    an output; the sum itself is never opened.
+
+def anti_stacking(party: Party, inputs: Inputs, limit: int) -> dict[str, Any]:
+    """The talk's example: are all balances in range, and is sum(s_i) below ``limit``?
+
+    Every input is one lender's recorded balance (one integer). A balance outside
+    [0, 2^40) (a negative "balance" that would hide real debt, or a huge one) makes the
+    answer 0: the range tests are comparisons in MPC, so nothing is opened but the answer
+    bit; the sum itself is never opened either. Two comparison calls and one product.
     """
     if not inputs:
         raise MpcError("anti_stacking needs at least one balance")
@@ -43,8 +48,14 @@ def anti_stacking(party: Party, inputs: Inputs, limit: int) -> dict[str, Any]:
             raise MpcError(f"balance {name!r} must be one integer (shape {v.shape}, frac {v.frac})")
     if type(limit) is not int or not 0 < limit < 2**62:
         raise MpcError("limit must be an integer in (0, 2^62)")
-    total = concatenate([v.reshape(1) for _, v in sorted(inputs.items())]).sum()
-    return {"ok": total < int(limit)}
+    vals = concatenate([v.reshape(1) for _, v in sorted(inputs.items())])
+    n = vals.size
+    total = vals.sum().reshape(1)
+    bits = concatenate([vals, vals - (1 << BALANCE_BITS), total - int(limit)]).ltz()
+    negative, in_range, below = bits[:n], bits[n : 2 * n], bits[2 * n :]
+    bad = negative.sum() + (n - in_range.sum())  # how many balances are out of range (0..2n)
+    all_valid = (bad - 1).ltz()  # bad >= 0, so bad - 1 < 0 exactly when bad == 0
+    return {"ok": (all_valid * below).reshape(())}
 
 
 def mul(party: Party, inputs: Inputs) -> dict[str, Any]:
