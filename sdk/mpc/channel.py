@@ -9,6 +9,8 @@ frame ends the handshake, so an impostor fails before any share is sent.
 
 Frames are ``4-byte length || AES-GCM(ciphertext)`` with a per-direction counter as nonce;
 a frame above ``max_frame`` bytes, a replayed, reordered or altered frame ends the channel.
+Until the key confirmation, no frame longer than the confirmation is read; after it, a
+frame's buffer grows with the bytes that arrive, never to the announced length up front.
 """
 
 from __future__ import annotations
@@ -57,6 +59,29 @@ def _recv_exact(sock: socket.socket, n: int) -> bytearray:
     got = 0
     while got < n:
         k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise PeerGone("connection closed by peer")
+        got += k
+    return buf
+
+
+_FIRST_CHUNK = 1 << 20
+
+
+def _recv_frame(sock: socket.socket, n: int) -> bytearray:
+    """Read an ``n``-byte frame into a buffer that grows with what actually arrives.
+
+    A frame is authenticated only once all of it is in, so its announced length is the
+    sender's word alone: allocating it up front let two idle connections that each
+    announced 512 MiB take that much memory. Growing by doubling from 1 MiB keeps memory
+    within twice the bytes received (and the copies amortised to one per byte).
+    """
+    buf = bytearray(min(n, _FIRST_CHUNK))
+    got = 0
+    while got < n:
+        if got == len(buf):
+            buf += bytes(min(n, 2 * len(buf)) - len(buf))
+        k = sock.recv_into(memoryview(buf)[got:], len(buf) - got)
         if k == 0:
             raise PeerGone("connection closed by peer")
         got += k
@@ -152,8 +177,9 @@ class Channel:
         try:
             (n,) = struct.unpack(">I", bytes(_recv_exact(self.sock, 4)))
             if n > self.max_frame + 16:
-                raise ChannelAuthError(f"frame of {n} bytes exceeds the limit")
-            ct = _recv_exact(self.sock, n)
+                self.closed = True
+                raise ChannelAuthError(f"frame of {n} bytes exceeds the limit of {self.max_frame}")
+            ct = _recv_frame(self.sock, n)
         except OSError as e:
             self.closed = True
             raise PeerGone(f"receive failed: {e}") from None

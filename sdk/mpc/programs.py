@@ -94,7 +94,8 @@ def bench(party: Party, inputs: Inputs, n: int = 1_000_000, m: int = 500) -> dic
     Inputs are private values of server 0 (shared with one message, not timed); each timing
     starts after a one-word opening, so all three servers start together.
     """
-    (int(n),)
+    if type(n) is not int or type(m) is not int or not (1 <= n <= 10**7 and 1 <= m <= 2000):
+        raise MpcError("bench needs 1 <= n <= 10^7 and 1 <= m <= 2000")
     vals = None
     mats = None
     if party.i == 0:

@@ -166,6 +166,7 @@ class MpcServer:
         programs: dict[str, Callable[..., Any]] | None = None,
         max_store_bytes: int = 2 << 30,
         max_client_bytes: int = 512 << 20,
+        max_clients: int = 64,
     ) -> None:
         if len(servers) != 3 or index not in (0, 1, 2):
             raise MpcError("a cluster has exactly three servers")
@@ -187,6 +188,11 @@ class MpcServer:
         self.stored_bytes = 0
         self.client_bytes: dict[bytes, int] = {}
         self.refused_stores = 0
+        # Client connections at once: each may hold a frame in flight, so this and the
+        # client frame limit bound what unauthenticated-to-the-consortium clients can pin.
+        self.max_clients = max_clients
+        self.clients = 0
+        self.refused_clients = 0
         self.bad_requests = 0  # requests answered with an error (malformed, refused, failed)
         self.failed_runs = 0  # runs that ended with an error (on this server)
         self._active: set[str] = set()  # sessions running now: an id cannot run twice at once
@@ -283,8 +289,24 @@ class MpcServer:
                 )
                 self._add_peer(j[0], ch)
             elif kind == b"C":
-                ch, client_key = Channel.handshake(sock, self.key, None, False, prologue=b"C")
-                self._client_loop(ch, client_key)
+                with self._qlock:
+                    full = self.clients >= self.max_clients
+                    if full:
+                        self.refused_clients += 1
+                    else:
+                        self.clients += 1
+                if full:
+                    raise MpcError(f"too many client connections ({self.max_clients})")
+                try:
+                    # a client frame is at most one store of the client's whole quota
+                    ch, client_key = Channel.handshake(
+                        sock, self.key, None, False, prologue=b"C",
+                        max_frame=self.max_client_bytes + (1 << 20),
+                    )
+                    self._client_loop(ch, client_key)
+                finally:
+                    with self._qlock:
+                        self.clients -= 1
             else:
                 sock.close()
         except AccordError as e:
