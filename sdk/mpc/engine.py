@@ -286,12 +286,14 @@ class Party:
         self.send(self.who(0, op), u)
         rr = self.own.words(op, 1, n).reshape(shape)
         s_ = (rr >> top) * scale
+        nu = self.next.words(op, 5, n).reshape(shape)
         w = self.next.words(op, 3, n).reshape(shape) * s_
-        w += self.next.words(op, 5, n).reshape(shape)
+        w += nu
         self.send(self.who(1, op), w)
         q = (rr >> fs) - s_
         q += offset
-        x20 = self.next.words(op, 2, n).reshape(shape) + self.next.words(op, 5, n).reshape(shape)
+        x20 = self.next.words(op, 2, n).reshape(shape)
+        x20 += nu
         v = self.recv(self.who(1, op), shape)
         x12 = v - q - w
         return x12, x20
