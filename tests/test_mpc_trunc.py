@@ -97,3 +97,17 @@ def test_sigmoid_clamps_before_its_polynomial():
     out = run_local(lambda p, x: E.sigmoid(x).reveal(), {"x": (x, F)})
     want = 1 / (1 + np.exp(-np.clip(x, -50, 50)))
     assert np.abs(out[0] - want).max() < 0.003
+
+
+def test_mean_and_division_by_a_public_constant_are_precise():
+    """Finding 7: 1/c was encoded with 16 fractional bits (the mean of 10^5 ones was 1.526)."""
+    def prog(p, x, y):
+        return x.mean().reveal(), (y / 3).reveal(), (y / 1000).reveal(), (y / 0.5).reveal()
+
+    ones = np.ones(100_000)
+    y = np.array([1.0, -7.5, 12345.0])
+    m, d3, d1000, dhalf = run_local(prog, {"x": (ones, F), "y": (y, F)})[0]
+    assert abs(float(m) - 1.0) < 1e-4
+    assert np.allclose(d3, y / 3, atol=1e-4)
+    assert np.allclose(d1000, y / 1000, atol=1e-4)
+    assert np.allclose(dhalf, y * 2, atol=1e-4)
