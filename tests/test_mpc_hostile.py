@@ -130,10 +130,9 @@ def test_garbage_connections_do_not_kill_the_server(setup):  # noqa: F811
     info = infos[1]
     for junk in (b"", b"Z", b"S\x07", b"S\x02" + bytes(64), b"C" + bytes(64), b"C" + b"\xff" * 200):
         with socket.create_connection((info.host, info.port), timeout=5) as s:
-            s.sendall(junk)
-            s.shutdown(socket.SHUT_WR)
-            s.settimeout(5)
-            try:
+            try:  # the server may hang up at any point: that is the point
+                s.sendall(junk)
+                s.shutdown(socket.SHUT_WR)
                 while s.recv(4096):
                     pass
             except OSError:
