@@ -2,9 +2,10 @@
 
 A share sent to the wrong server breaks privacy, so both ends prove who they are. Every
 server has a static X25519 key listed in the cluster configuration (genesis ``mpc.servers``).
-The handshake mixes the static-static and the ephemeral-ephemeral Diffie-Hellman results
-(a Noise-KK-like pattern): only the holders of the two expected static keys can derive the
-session keys, and fresh ephemerals make every connection's keys new. A key confirmation
+The handshake mixes the static-static, the ephemeral-ephemeral and both ephemeral-static
+Diffie-Hellman results (a Noise-KK-like pattern): only the holders of the two expected static
+keys can derive the session keys, fresh ephemerals make every connection's keys new, and a
+stolen static key does not let its thief impersonate others to its owner. A key confirmation
 frame ends the handshake, so an impostor fails before any share is sent.
 
 Frames are ``4-byte length || AES-GCM(ciphertext)`` with a per-direction counter as nonce;
@@ -132,14 +133,23 @@ class Channel:
         if peer_public is not None and their_static != peer_public:
             raise ChannelAuthError("peer presented an unexpected static key")
         try:
-            ss = me.exchange(X25519PublicKey.from_public_bytes(their_static))
-            ee = eph.exchange(X25519PublicKey.from_public_bytes(their_eph))
+            their_s = X25519PublicKey.from_public_bytes(their_static)
+            their_e = X25519PublicKey.from_public_bytes(their_eph)
+            ss = me.exchange(their_s)
+            ee = eph.exchange(their_e)
+            # The ephemeral-static terms: without them, whoever stole one side's static key
+            # could impersonate anyone to that side (key-compromise impersonation), since
+            # ss and ee need only that key and an ephemeral of the attacker's own.
+            mine_e_their_s = eph.exchange(their_s)
+            mine_s_their_e = me.exchange(their_e)
         except ValueError:  # a low-order point: the shared secret would be all zeros
             raise ChannelAuthError("peer sent an invalid public key") from None
         first, second = (mine, theirs) if initiator else (theirs, mine)
+        # canonical order: DH(initiator eph, responder static), DH(initiator static, responder eph)
+        es, se = (mine_e_their_s, mine_s_their_e) if initiator else (mine_s_their_e, mine_e_their_s)
         okm = HKDF(
             hashes.SHA256(), 64, salt=None, info=b"accord/mpc/channel" + prologue + first + second
-        ).derive(ss + ee)
+        ).derive(ss + ee + es + se)
         k_init, k_resp = okm[:32], okm[32:]
         send_key, recv_key = (k_init, k_resp) if initiator else (k_resp, k_init)
         # Until the confirmation authenticates the peer, no frame above a few bytes is read.
