@@ -151,6 +151,31 @@ class _SessionTransport:
         return arr
 
 
+def _rerandomise(party: Party, result: dict[str, Any]) -> dict[str, Any]:
+    """Fresh shares of every output before release (1 round for all of them together).
+
+    The share words a program ends with can be words other parties know or chose (an
+    input's stored shares, a PRF value of a protocol): the receivers see all three pairs, so
+    they must carry nothing but the value. Each server re-shares its own component as a
+    3-out-of-3 sharing, masked by a fresh zero-sharing. All servers hold the same outputs,
+    in the same order, so they stay in step.
+    """
+    names = sorted(k for k, v in result.items() if isinstance(v, SharedArray))
+    if not names:
+        return result
+    flat = np.concatenate([np.asarray(result[k].a, dtype=np.uint64).ravel() for k in names])
+    a, b = party.reshare(flat.copy())
+    out = dict(result)
+    off = 0
+    for k in names:
+        v = result[k]
+        n = v.size
+        out[k] = SharedArray(party, a[off : off + n].reshape(v.shape),
+                             b[off : off + n].reshape(v.shape), v.frac)
+        off += n
+    return out
+
+
 class MpcServer:
     """One MPC server. ``start()`` binds, connects the mesh and returns; ``stop()`` ends it."""
 
@@ -520,6 +545,7 @@ class MpcServer:
                 result = fn(party, shared, **params)
                 if not isinstance(result, dict):
                     raise MpcError(f"program {program!r} returned no result map")
+                result = _rerandomise(party, result)
             except AccordError:
                 raise
             except Exception as e:  # noqa: BLE001 - bad inputs or params must not escape raw
