@@ -1,51 +1,160 @@
-"""Anti-stacking loans through the MPC oracle (the talk's example).
+"""Anti-stacking loans through the MPC oracle (the talk's example), hardened against gaming.
 
-Each lender L_i shares the balance s_i that borrower B owes it with the MPC servers (off the
-chain: only shares leave the lender) and records here under which name (:meth:`record`).
-When B applies to lender L (:meth:`apply`), the contract asks the oracle whether
-sum(s_i) < limit; the answer bit is encrypted to B's and L's keys only, so no one else (the
-validators, the other lenders, the servers) learns it, and no one learns any s_i or the sum.
+Each registered lender L_i shares the balance s_i that borrower B owes it with the MPC
+servers (off the chain: only shares leave the lender) and records here that it did
+(:meth:`record`). When B applies to lender L for ``amount`` (:meth:`apply`), the contract asks
+the oracle whether every recorded s_i lies in [0, 2^40) and sum(s_i) + amount < max_exposure;
+the answer bit is sealed to B's key and to L's registered receiver key only, so no one else
+(the validators, the other lenders, the servers) learns it, and no one learns any s_i or the sum.
 
-State: ``b"l" + borrower`` -> list of share names; ``b"a" + request id`` -> application.
+Rules that keep the check honest (each one defeats an attack on the earlier design):
+
+* **Only registered lenders record.** The registry is set at genesis (``mpc.loans.lenders``)
+  or by the consortium's admin (:meth:`register_lender`); a borrower's second account cannot
+  record a negative "balance".
+* **Share names are bound to the lender.** The servers namespace inputs by the key that
+  stored them; the contract names each share by the lender's *registered* MPC key, so no one
+  can take (squat) a lender's name first, and a lender's share is the one it stored itself.
+* **Range checks in MPC.** The program opens nothing but the answer: a share outside
+  [0, 2^40) (negative, or absurdly large) makes the answer 0.
+* **The limit is the contract's policy** (``max_exposure``), the receiver key the lender's
+  registered one: the borrower picks neither.
+* **Rate limit.** At most ``applications_per_epoch`` applications per borrower per epoch of
+  ``epoch_blocks`` blocks: each answer is one bit about the sum, so a borrower learns at most
+  that many bits per epoch (20 binary-search queries take 20 epochs, while balances change).
+
+Genesis ``mpc.loans``: ``{"lenders": [{"address": hex20, "mpc_key": hex32, "receiver_key":
+hex32}], "max_exposure": int, "epoch_blocks": int, "applications_per_epoch": int,
+"admin": hex20 (optional)}``.
+
+State: ``b"L" + lender`` -> registered keys; ``b"l" + borrower`` -> lenders that recorded a
+balance; ``b"n" + borrower + epoch`` -> applications in that epoch; ``b"a" + request id`` ->
+application.
 """
 
 from __future__ import annotations
 
+from accord.encoding import Value
+from accord.errors import GenesisError
+
 from .base import Context, Contract, method
 
 MAX_LENDERS = 32
+BALANCE_BITS = 40  # the program's range check: every balance in [0, 2^40)
+MAX_EXPOSURE = 1 << 46  # sum of 32 balances below 2^40 plus an amount: far below 2^62
+
+
+def share_name(mpc_key: bytes, borrower: bytes) -> str:
+    """The server-wide name of a lender's share of ``borrower``'s balance: the lender's MPC
+    client key (hex, the servers' namespace) / ``loan/<borrower hex>``."""
+    return mpc_key.hex() + "/loan/" + borrower.hex()
+
+
+def _hex(v: object, n: int, what: str) -> bytes:
+    try:
+        b = bytes.fromhex(str(v))
+    except ValueError:
+        raise GenesisError(f"mpc.loans: {what} must be hex") from None
+    if len(b) != n:
+        raise GenesisError(f"mpc.loans: {what} has {n} bytes")
+    return b
 
 
 class MpcLoans(Contract):
     name = "mpc_loans"
 
-    @method
-    def record(self, ctx: Context, borrower: bytes, share: str) -> None:
-        """A lender declares that it shared B's balance with the servers under ``share``."""
-        ctx.require(len(borrower) == 20, "borrower must be a 20-byte address")
-        expected = "loan/" + ctx.sender.hex() + "/" + borrower.hex()
-        ctx.require(share == expected, f"a lender records its own share, named {expected}")
-        names = ctx.get(b"l" + borrower, [])
-        if share not in names:
-            ctx.require(len(names) < MAX_LENDERS, "too many lenders for one borrower")
-            names.append(share)
-            ctx.set(b"l" + borrower, names)
-        ctx.emit("BalanceRecorded", borrower=borrower, lender=ctx.sender)
+    def genesis_state(self) -> dict[str | bytes, Value]:
+        cfg = (self.genesis.mpc or {}).get("loans", {})
+        if not isinstance(cfg, dict):
+            raise GenesisError("genesis mpc.loans must be an object")
+        lenders = cfg.get("lenders", [])
+        if not isinstance(lenders, list) or len(lenders) > 1024:
+            raise GenesisError("mpc.loans.lenders must be a list of at most 1024 lenders")
+        out: dict[str | bytes, Value] = {}
+        for entry in lenders:
+            if not isinstance(entry, dict):
+                raise GenesisError("mpc.loans.lenders: every lender is an object")
+            addr = _hex(entry.get("address"), 20, "a lender address")
+            out[b"L" + addr] = {"mpc_key": _hex(entry.get("mpc_key"), 32, "mpc_key"),
+                                "receiver_key": _hex(entry.get("receiver_key"), 32, "receiver_key")}
+        exposure = cfg.get("max_exposure", 0)
+        epoch = cfg.get("epoch_blocks", 100)
+        per_epoch = cfg.get("applications_per_epoch", 1)
+        if type(exposure) is not int or not 0 <= exposure <= MAX_EXPOSURE:
+            raise GenesisError("mpc.loans.max_exposure must be an integer in [0, 2^46]")
+        if type(epoch) is not int or not 1 <= epoch <= 10**9:
+            raise GenesisError("mpc.loans.epoch_blocks must be a positive integer")
+        if type(per_epoch) is not int or not 1 <= per_epoch <= 16:
+            raise GenesisError("mpc.loans.applications_per_epoch must be in [1, 16]")
+        policy: dict[str, Value] = {"max_exposure": exposure, "epoch_blocks": epoch,
+                                    "per_epoch": per_epoch}
+        if cfg.get("admin") is not None:
+            policy["admin"] = _hex(cfg["admin"], 20, "admin")
+        out["policy"] = policy
+        return out
 
     @method
-    def apply(self, ctx: Context, lender: bytes, limit: int, borrower_key: bytes, lender_key: bytes) -> bytes:
-        """B asks lender L for a loan; the oracle checks sum(s_i) < limit for B and L only."""
+    def register_lender(self, ctx: Context, lender: bytes, mpc_key: bytes, receiver_key: bytes) -> None:
+        """The consortium's admin (genesis ``mpc.loans.admin``) registers a lender."""
+        policy = ctx.get("policy", {})
+        ctx.require(policy.get("admin") is not None and ctx.sender == policy["admin"],
+                    "only the admin named in genesis registers lenders")
         ctx.require(len(lender) == 20, "lender must be a 20-byte address")
-        ctx.require(0 < limit < 2**62, "limit out of range")
-        names = ctx.get(b"l" + ctx.sender, [])
-        ctx.require(len(names) > 0, "no recorded balances for this borrower")
+        ctx.require(len(mpc_key) == 32 and len(receiver_key) == 32, "keys have 32 bytes")
+        ctx.set(b"L" + lender, {"mpc_key": mpc_key, "receiver_key": receiver_key})
+        ctx.emit("LenderRegistered", lender=lender)
+
+    @method
+    def record(self, ctx: Context, borrower: bytes) -> str:
+        """A registered lender declares that it shared B's balance with the servers.
+
+        Returns the share's name: the lender stores its shares under ``loan/<borrower hex>``
+        with its registered MPC key, which is where the servers look.
+        """
+        ctx.require(len(borrower) == 20, "borrower must be a 20-byte address")
+        reg = ctx.get(b"L" + ctx.sender)
+        ctx.require(reg is not None, "only registered lenders record balances")
+        assert reg is not None
+        lenders = ctx.get(b"l" + borrower, [])
+        if ctx.sender not in lenders:
+            ctx.require(len(lenders) < MAX_LENDERS, "too many lenders for one borrower")
+            lenders.append(ctx.sender)
+            ctx.set(b"l" + borrower, lenders)
+        ctx.emit("BalanceRecorded", borrower=borrower, lender=ctx.sender)
+        return share_name(reg["mpc_key"], borrower)
+
+    @method
+    def apply(self, ctx: Context, lender: bytes, amount: int, borrower_key: bytes) -> bytes:
+        """B asks registered lender L for ``amount``; the oracle checks, for B and L only,
+        that all of B's recorded balances are in range and sum + amount < max_exposure."""
+        policy = ctx.get("policy", {})
+        reg = ctx.get(b"L" + lender) if len(lender) == 20 else None
+        ctx.require(reg is not None, "lender is not registered")
+        assert reg is not None
+        ctx.require(type(amount) is int and 0 < amount < policy.get("max_exposure", 0),
+                    "amount must be positive and below the contract's max exposure")
+        ctx.require(len(borrower_key) == 32 and borrower_key != reg["receiver_key"],
+                    "borrower_key must be the borrower's own 32-byte key")
+        lenders = ctx.get(b"l" + ctx.sender, [])
+        ctx.require(len(lenders) > 0, "no recorded balances for this borrower")
+        epoch = ctx.height // policy["epoch_blocks"]
+        used_key = b"n" + ctx.sender + epoch.to_bytes(8, "big")
+        used = ctx.get(used_key, 0)
+        ctx.require(used < policy["per_epoch"],
+                    f"at most {policy['per_epoch']} applications per epoch of "
+                    f"{policy['epoch_blocks']} blocks")
+        ctx.set(used_key, used + 1)
+        # a lender stays in the registry once registered (there is no removal), so every
+        # recorded lender has its key; names come from the registry, never from the borrower
+        names = [share_name(ctx.get(b"L" + a, {}).get("mpc_key", b""), ctx.sender) for a in lenders]
         request_id = ctx.mpc.request(
             "anti_stacking",
-            {"shares": names, "params": {"limit": limit}},
-            [borrower_key, lender_key],
+            {"shares": names, "params": {"limit": policy["max_exposure"] - amount}},
+            [borrower_key, reg["receiver_key"]],
             "on_answer",
         )
-        ctx.set(b"a" + request_id, {"borrower": ctx.sender, "lender": lender, "status": "pending"})
+        ctx.set(b"a" + request_id, {"borrower": ctx.sender, "lender": lender, "amount": amount,
+                                    "status": "pending"})
         ctx.emit("LoanApplied", id=request_id, borrower=ctx.sender, lender=lender)
         return request_id
 
@@ -64,3 +173,7 @@ class MpcLoans(Contract):
     @method(readonly=True)
     def application(self, ctx: Context, request_id: bytes) -> dict | None:
         return ctx.get(b"a" + request_id)
+
+    @method(readonly=True)
+    def lender(self, ctx: Context, lender: bytes) -> dict | None:
+        return ctx.get(b"L" + lender)

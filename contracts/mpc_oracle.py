@@ -25,6 +25,7 @@ from .base import Context, Contract, method
 MAX_SHARES = 64
 MAX_RECEIVERS = 8
 MAX_PARAMS = 16
+MAX_NAME = 256  # an input name qualified by its owner key: 64 hex digits, "/", the name
 KEY_SIZE = 32
 
 
@@ -81,8 +82,8 @@ class MpcOracle(Contract):
         ctx.require(program in programs, f"program {program!r} is not registered in genesis")
         ctx.require(
             len(shares) <= MAX_SHARES
-            and all(type(s) is str and 0 < len(s) <= 128 for s in shares),
-            f"shares must be at most {MAX_SHARES} names of 1..128 characters",
+            and all(type(s) is str and 0 < len(s) <= MAX_NAME for s in shares),
+            f"shares must be at most {MAX_SHARES} names of 1..{MAX_NAME} characters",
         )
         ctx.require(
             len(params) <= MAX_PARAMS

@@ -5,10 +5,11 @@ contracts; three MPC servers (one per consortium member, TCP on loopback) each f
 chain through a validator's HTTP API and answer oracle requests with transactions signed by
 their own accounts.
 
-Three lenders each share what borrower B owes them (s_i) with the servers; only shares leave
-their machines. B applies to lender L; the contract asks the oracle whether sum(s_i) < limit.
-The answer bit is sealed to B's and L's keys: no one else learns it, and no one learns any
-s_i or the sum.
+Three lenders, registered at genesis, each share what borrower B owes them (s_i) with the
+servers; only shares leave their machines. B applies to lender L for an amount; the contract
+asks the oracle whether every s_i is in range and sum(s_i) + amount < max_exposure (the
+contract's policy). The answer bit is sealed to B's key and L's registered key: no one else
+learns it, and no one learns any s_i or the sum.
 
     python examples/mpc_anti_stacking.py
 """
@@ -74,7 +75,9 @@ class LocalLedger:
         self.thread.join(10)
 
 
-def make_genesis(accounts: list[AccountKey], n_validators: int = 4) -> tuple[Genesis, list[bytes]]:
+def make_genesis(
+    accounts: list[AccountKey], lenders: list[dict[str, str]], max_exposure: int, n_validators: int = 4
+) -> tuple[Genesis, list[bytes]]:
     secrets = [bls.demo_secret(f"mpc-demo-v{i}") for i in range(n_validators)]
     validators = [
         ValidatorInfo(name=f"v{i}", bls_public_key=bls.public_key(s).hex(), pop=bls.pop_prove(s).hex(),
@@ -86,17 +89,27 @@ def make_genesis(accounts: list[AccountKey], n_validators: int = 4) -> tuple[Gen
         consensus=ConsensusParams(round_ms=300, stage2_ms=150),
         contracts=[ContractEntry(name=n, code_hash=code_hash(c).hex()) for n, c in CONTRACTS.items()],
         mpc={"servers": [{"address": a.address.hex()} for a in accounts],
-             "programs": {"anti_stacking": program_hash("anti_stacking")}, "timeout_blocks": 30},
+             "programs": {"anti_stacking": program_hash("anti_stacking")}, "timeout_blocks": 30,
+             # one application per borrower per block: a demo; a real epoch is a day of blocks
+             "loans": {"lenders": lenders, "max_exposure": max_exposure, "epoch_blocks": 1,
+                       "applications_per_epoch": 1}},
     )
     return genesis, secrets
 
 
-def run(home: Path, balances: list[int], limits: list[int], n_validators: int = 4) -> list[tuple[str, int, int]]:
+def run(home: Path, balances: list[int], amounts: list[int], max_exposure: int,
+        n_validators: int = 4) -> list[tuple[str, int, int]]:
     """Run the scenario; returns (status, bit read by B, bit read by L) per application."""
     accounts = [AccountKey.from_name(f"mpc-server-{i}") for i in range(3)]
     channel_keys = [X25519PrivateKey.generate() for _ in range(3)]
     infos = [ServerInfo("127.0.0.1", free_port(), public_bytes(k)) for k in channel_keys]
-    genesis, secrets = make_genesis(accounts, n_validators)
+    lenders = [AccountKey.from_name(f"lender-{i}") for i in range(len(balances))]
+    mpc_keys = [X25519PrivateKey.generate() for _ in lenders]  # each lender's MPC client key
+    receiver_keys = [X25519PrivateKey.generate() for _ in lenders]  # opens answers for it
+    registry = [{"address": a.address.hex(), "mpc_key": public_bytes(m).hex(),
+                 "receiver_key": public_bytes(r).hex()}
+                for a, m, r in zip(lenders, mpc_keys, receiver_keys, strict=True)]
+    genesis, secrets = make_genesis(accounts, registry, max_exposure, n_validators)
     ledger = LocalLedger(genesis, secrets, home)
     servers = [MpcServer(i, infos, channel_keys[i]) for i in range(3)]
     try:
@@ -111,21 +124,19 @@ def run(home: Path, balances: list[int], limits: list[int], n_validators: int = 
 
         client = Client(ledger.url(3 % n_validators))
         borrower = AccountKey.from_name("borrower")
-        lenders = [AccountKey.from_name(f"lender-{i}") for i in range(len(balances))]
-        for lender, s in zip(lenders, balances, strict=True):
-            name = f"loan/{lender.address.hex()}/{borrower.address.hex()}"
-            with Cluster(infos) as c:  # on the lender's own machine: only shares leave it
-                c.share(name, np.array(s), 0)
+        for lender, mkey, s in zip(lenders, mpc_keys, balances, strict=True):
+            with Cluster(infos, key=mkey) as c:  # on the lender's own machine: only shares leave it
+                c.share(f"loan/{borrower.address.hex()}", np.array(s), 0)
             tx = Tx.create(lender, chain_id=genesis.chain_id, contract="mpc_loans", method="record",
-                           args={"borrower": borrower.address, "share": name}, nonce=0)
+                           args={"borrower": borrower.address}, nonce=0)
             receipt = client.wait(client.submit(tx), timeout=60)
             assert receipt.ok, receipt.error
-        b_key, l_key = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+        b_key, l_key = X25519PrivateKey.generate(), receiver_keys[0]
         results = []
-        for nonce, limit in enumerate(limits):
+        for nonce, amount in enumerate(amounts):
             tx = Tx.create(borrower, chain_id=genesis.chain_id, contract="mpc_loans", method="apply",
-                           args={"lender": lenders[0].address, "limit": limit,
-                                 "borrower_key": public_bytes(b_key), "lender_key": public_bytes(l_key)},
+                           args={"lender": lenders[0].address, "amount": amount,
+                                 "borrower_key": public_bytes(b_key)},
                            nonce=nonce)
             receipt = client.wait(client.submit(tx), timeout=60)
             assert receipt.ok, receipt.error
@@ -152,11 +163,14 @@ def run(home: Path, balances: list[int], limits: list[int], n_validators: int = 
 
 def main() -> None:
     balances = [40_000_00, 25_000_00, 10_000_00]  # cents, each known only to its lender and B
-    limits = [100_000_00, 70_000_00]
+    max_exposure = 100_000_00  # the contract's policy
+    amounts = [20_000_00, 30_000_00]
     with tempfile.TemporaryDirectory(prefix="accord-mpc-demo-") as home:
-        for limit, (status, bit_b, bit_l) in zip(limits, run(Path(home), balances, limits), strict=True):
-            print(f"limit {limit / 100:,.0f}: {status}; borrower reads {bit_b}, lender reads {bit_l} "
-                  "(1 = total debt below the limit); the chain holds only sealed shares")
+        results = run(Path(home), balances, amounts, max_exposure)
+        for amount, (status, bit_b, bit_l) in zip(amounts, results, strict=True):
+            print(f"apply for {amount / 100:,.0f}: {status}; borrower reads {bit_b}, lender reads "
+                  f"{bit_l} (1 = debt + amount below {max_exposure / 100:,.0f}); the chain holds "
+                  "only sealed shares")
 
 
 if __name__ == "__main__":

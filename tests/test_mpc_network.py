@@ -19,6 +19,6 @@ def _example():
 
 def test_anti_stacking_on_a_validator_network(tmp_path):
     ex = _example()
-    # total 75: below 100 (1), not below 75 (0); B and L read the same bit
-    results = ex.run(tmp_path, balances=[40, 25, 10], limits=[100, 75])
+    # total 75 with max exposure 100: 75 + 24 < 100 (1), 75 + 25 is not (0); B and L read the same bit
+    results = ex.run(tmp_path, balances=[40, 25, 10], amounts=[24, 25], max_exposure=100)
     assert results == [("answered", 1, 1), ("answered", 0, 0)]

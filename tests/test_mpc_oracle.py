@@ -37,6 +37,11 @@ CONTRACTS: dict[str, type[Contract]] = {"mpc_oracle": MpcOracle, "mpc_loans": Mp
 
 MemState = MemoryState
 
+# Registered lenders: account, MPC client key (the servers' namespace), receiver key.
+LENDERS = [(AccountKey.from_name(f"lender-{i}"), X25519PrivateKey.generate(), X25519PrivateKey.generate())
+           for i in range(4)]
+MAX_EXPOSURE = 1_000_000
+
 
 class Chain:
     """Just enough of a chain: execute blocks on in-memory state, hand receipts to watchers."""
@@ -66,6 +71,12 @@ def setup():
                     for a, k, s in zip(server_accounts, keys, infos, strict=True)],
         "programs": {"anti_stacking": program_hash("anti_stacking")},
         "timeout_blocks": 3,
+        "loans": {
+            "lenders": [{"address": acct.address.hex(), "mpc_key": public_bytes(mk).hex(),
+                         "receiver_key": public_bytes(rk).hex()} for acct, mk, rk in LENDERS],
+            "max_exposure": 1_000_000, "epoch_blocks": 10, "applications_per_epoch": 1,
+            "admin": AccountKey.from_name("consortium-admin").address.hex(),
+        },
     }
     g = make_genesis(4)
     g = g.model_copy(update={
@@ -103,39 +114,49 @@ def _tx(key, nonce, contract, method, **args):
     return Tx.create(key, chain_id="accord-test", contract=contract, method=method, args=args, nonce=nonce)
 
 
-def _apply(chain, borrower, lender, limit, bkey, lkey, nonce=0):
-    receipts = chain.commit([_tx(borrower, nonce, "mpc_loans", "apply", lender=lender.address, limit=limit,
-                                 borrower_key=public_bytes(bkey), lender_key=public_bytes(lkey))])
+def _apply(chain, borrower, lender, amount, bkey, nonce=0):
+    receipts = chain.commit([_tx(borrower, nonce, "mpc_loans", "apply", lender=lender.address,
+                                 amount=amount, borrower_key=public_bytes(bkey))])
     assert receipts[0].ok, receipts[0].error
     return receipts, receipts[0].result
 
 
-def _record_balances(chain, infos, borrower, balances):
-    lenders = [AccountKey.from_name(f"lender-{i}") for i in range(len(balances))]
-    with Cluster(infos) as c:
-        for lender, s in zip(lenders, balances, strict=True):
-            name = f"loan/{lender.address.hex()}/{borrower.address.hex()}"
-            c.share(name, np.array(s), 0)  # on the lender's machine: only shares leave it
-    receipts = chain.commit([
-        _tx(lender, 0, "mpc_loans", "record", borrower=borrower.address,
-            share=f"loan/{lender.address.hex()}/{borrower.address.hex()}")
-        for lender in lenders
-    ])
+def _share_as(lender_key, infos, borrower, value):
+    """On a lender's machine: split its balance of ``borrower`` and store the shares."""
+    with Cluster(infos, key=lender_key) as c:
+        c.share(f"loan/{borrower.address.hex()}", np.array(value), 0)
+
+
+def _record_balances(chain, infos, borrower, balances, nonce=0):
+    lenders = []
+    for (acct, mkey, _), s in zip(LENDERS, balances, strict=False):
+        _share_as(mkey, infos, borrower, s)  # only shares leave the lender
+        lenders.append(acct)
+    receipts = chain.commit([_tx(a, nonce, "mpc_loans", "record", borrower=borrower.address)
+                             for a in lenders])
     assert all(r.ok for r in receipts), [r.error for r in receipts]
     return lenders
+
+
+def _next_epoch(chain):
+    while chain.height % 10 != 9:
+        chain.commit([])
 
 
 def test_anti_stacking_end_to_end(setup):
     g, chain, servers, workers, infos = setup
     borrower = AccountKey.from_name("borrower")
     lenders = _record_balances(chain, infos, borrower, [40_000, 25_000, 10_000])
-    bkey, lkey, other = X25519PrivateKey.generate(), X25519PrivateKey.generate(), X25519PrivateKey.generate()
-
-    for nonce, (limit, expect) in enumerate(((100_000, 1), (75_000, 0))):
-        receipts, rid = _apply(chain, borrower, lenders[0], limit, bkey, lkey, nonce)
+    bkey, other = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+    lkey = LENDERS[0][2]  # the lender's registered receiver key
+    # 75,000 + amount < 1,000,000 for the first amount, not for the second
+    for nonce, (amount, expect) in enumerate(((900_000, 1), (925_000, 0))):
+        _next_epoch(chain)  # one application per epoch
+        receipts, rid = _apply(chain, borrower, lenders[0], amount, bkey, nonce)
         # the committed block holds the request, and no secret: only share names and keys
         (req,) = requests_in(receipts)
-        assert req.shares and all(s.startswith("loan/") for s in req.shares)
+        assert req.shares and all(s.split("/")[1] == "loan" for s in req.shares)
+        assert req.params == {"limit": MAX_EXPOSURE - amount}
         answers = run_workers(workers, receipts)
         assert len(answers) == 3 and {tx.sender for tx in answers} == {w.account.address for w in workers}
         r2 = chain.commit(answers)
@@ -157,8 +178,7 @@ def test_dead_server_times_out_cleanly_and_delivers_nothing(setup):
     g, chain, servers, workers, infos = setup
     borrower = AccountKey.from_name("borrower")
     lenders = _record_balances(chain, infos, borrower, [1, 2])
-    bkey, lkey = X25519PrivateKey.generate(), X25519PrivateKey.generate()
-    receipts, rid = _apply(chain, borrower, lenders[1], 10, bkey, lkey)
+    receipts, rid = _apply(chain, borrower, lenders[1], 10, X25519PrivateKey.generate())
     servers[2].stop()  # server 2 dies before computing
     answers = run_workers(workers, receipts, alive=(0, 1))
     assert len(answers) == 2 and all(tx.args["ok"] is False for tx in answers)
@@ -176,7 +196,7 @@ def test_silent_request_expires_after_deadline(setup):
     g, chain, servers, workers, infos = setup
     borrower = AccountKey.from_name("borrower")
     lenders = _record_balances(chain, infos, borrower, [5])
-    receipts, rid = _apply(chain, borrower, lenders[0], 10, X25519PrivateKey.generate(), X25519PrivateKey.generate())
+    receipts, rid = _apply(chain, borrower, lenders[0], 10, X25519PrivateKey.generate())
     anyone = AccountKey.from_name("anyone")
     early = chain.commit([_tx(anyone, 0, "mpc_oracle", "expire", request_id=rid)])
     assert not early[0].ok and "not timed out" in early[0].error
@@ -192,7 +212,7 @@ def test_answers_from_strangers_and_bad_requests_are_refused(setup):
     g, chain, servers, workers, infos = setup
     borrower = AccountKey.from_name("borrower")
     lenders = _record_balances(chain, infos, borrower, [5])
-    receipts, rid = _apply(chain, borrower, lenders[0], 10, X25519PrivateKey.generate(), X25519PrivateKey.generate())
+    receipts, rid = _apply(chain, borrower, lenders[0], 10, X25519PrivateKey.generate())
     stranger = AccountKey.from_name("stranger")
     r = chain.commit([_tx(stranger, 0, "mpc_oracle", "answer", request_id=rid, ok=True, outputs={}, error="")])
     assert not r[0].ok and "only the MPC servers" in r[0].error
@@ -204,10 +224,9 @@ def test_answers_from_strangers_and_bad_requests_are_refused(setup):
     r = chain.commit([_tx(stranger, 1, "mpc_oracle", "file", program="anti_stacking", shares=[], params={},
                           reveal_to=[bytes(32)], callback="x")])
     assert not r[0].ok and "filed by contracts" in r[0].error
-    # a lender cannot record someone else's share name
-    r = chain.commit([_tx(stranger, 2, "mpc_loans", "record", borrower=borrower.address,
-                          share=f"loan/{lenders[0].address.hex()}/{borrower.address.hex()}")])
-    assert not r[0].ok
+    # an account that is not a registered lender cannot record
+    r = chain.commit([_tx(stranger, 2, "mpc_loans", "record", borrower=borrower.address)])
+    assert not r[0].ok and "registered lenders" in r[0].error
 
 
 def test_runtime_without_oracle_refuses_requests(setup):
@@ -215,8 +234,8 @@ def test_runtime_without_oracle_refuses_requests(setup):
     rt = Runtime(g, CONTRACTS)  # no oracle hook
     chain2 = Chain(g, rt)
     borrower = AccountKey.from_name("borrower")
-    r = chain2.commit([_tx(borrower, 0, "mpc_loans", "apply", lender=bytes(range(20)), limit=5,
-                           borrower_key=bytes(32), lender_key=bytes(32))])
+    r = chain2.commit([_tx(borrower, 0, "mpc_loans", "apply", lender=LENDERS[0][0].address, amount=5,
+                           borrower_key=bytes(32))])
     assert not r[0].ok  # no recorded balances first
     assert OracleUnavailable.code == "no_oracle"
 

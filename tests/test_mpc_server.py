@@ -136,10 +136,14 @@ def test_clients_cannot_read_or_overwrite_each_others_inputs(cluster):
     cl, owner = cluster
     owner.share("private_balance", np.array(1234), 0)
     with Cluster(cl.infos) as other:
-        with pytest.raises(MpcError, match="another client"):
+        # names are namespaced by the storing key: the other client reaches only its own
+        with pytest.raises(MpcError, match="no input named"):
             other.run("anti_stacking", ["private_balance"], {"limit": 2000})
-        with pytest.raises(MpcError, match="another client"):
-            other.share("private_balance", np.array(0), 0)
+        other.share("private_balance", np.array(5000), 0)  # its own input: no squatting
+        out, _ = other.run("anti_stacking", ["private_balance"], {"limit": 2000})
+        assert int(out["ok"]) == 0
+        with pytest.raises(MpcError, match="no input named"):
+            other.run("anti_stacking", [owner.qualified("private_balance")], {"limit": 2000})
     out, _ = owner.run("anti_stacking", ["private_balance"], {"limit": 2000})
     assert int(out["ok"]) == 1
 
@@ -176,7 +180,7 @@ def test_stored_shares_are_bounded_per_client_and_freed_by_delete():
             c.delete("z")  # the refused store left nothing behind
         with Cluster(cl.infos) as other:  # the quota is per client
             other.share("w", np.array([2.0]), 16)
-            with pytest.raises(MpcError, match="another client"):
+            with pytest.raises(MpcError, match="no input named"):
                 other.delete("x")
         c.delete("y")
         c.share("z", half, 0)

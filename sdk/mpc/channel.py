@@ -2,13 +2,16 @@
 
 A share sent to the wrong server breaks privacy, so both ends prove who they are. Every
 server has a static X25519 key listed in the cluster configuration (genesis ``mpc.servers``).
-The handshake mixes the static-static and the ephemeral-ephemeral Diffie-Hellman results
-(a Noise-KK-like pattern): only the holders of the two expected static keys can derive the
-session keys, and fresh ephemerals make every connection's keys new. A key confirmation
+The handshake mixes the static-static, the ephemeral-ephemeral and both ephemeral-static
+Diffie-Hellman results (a Noise-KK-like pattern): only the holders of the two expected static
+keys can derive the session keys, fresh ephemerals make every connection's keys new, and a
+stolen static key does not let its thief impersonate others to its owner. A key confirmation
 frame ends the handshake, so an impostor fails before any share is sent.
 
 Frames are ``4-byte length || AES-GCM(ciphertext)`` with a per-direction counter as nonce;
 a frame above ``max_frame`` bytes, a replayed, reordered or altered frame ends the channel.
+Until the key confirmation, no frame longer than the confirmation is read; after it, a
+frame's buffer grows with the bytes that arrive, never to the announced length up front.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import ChannelAuthError, PeerGone
+from ..errors import AccordError, ChannelAuthError, PeerGone
 
 MAX_FRAME = 512 * 1024 * 1024
+HANDSHAKE_TIMEOUT = 10.0
 _CONFIRM = b"accord/mpc/confirm"
 
 
@@ -62,6 +66,29 @@ def _recv_exact(sock: socket.socket, n: int) -> bytearray:
     return buf
 
 
+_FIRST_CHUNK = 1 << 20
+
+
+def _recv_frame(sock: socket.socket, n: int) -> bytearray:
+    """Read an ``n``-byte frame into a buffer that grows with what actually arrives.
+
+    A frame is authenticated only once all of it is in, so its announced length is the
+    sender's word alone: allocating it up front let two idle connections that each
+    announced 512 MiB take that much memory. Growing by doubling from 1 MiB keeps memory
+    within twice the bytes received (and the copies amortised to one per byte).
+    """
+    buf = bytearray(min(n, _FIRST_CHUNK))
+    got = 0
+    while got < n:
+        if got == len(buf):
+            buf += bytes(min(n, 2 * len(buf)) - len(buf))
+        k = sock.recv_into(memoryview(buf)[got:], len(buf) - got)
+        if k == 0:
+            raise PeerGone("connection closed by peer")
+        got += k
+    return buf
+
+
 class Channel:
     """One authenticated encrypted connection. ``send`` is thread-safe, ``recv`` single-reader."""
 
@@ -85,6 +112,7 @@ class Channel:
         peer_public: bytes | None,
         initiator: bool,
         prologue: bytes = b"",
+        max_frame: int = MAX_FRAME,
     ) -> tuple[Channel, bytes]:
         """Run the handshake; returns the channel and the peer's static public key.
 
@@ -93,27 +121,48 @@ class Channel:
         """
         eph = X25519PrivateKey.generate()
         mine = public_bytes(me) + public_bytes(eph)
-        sock.sendall(mine)
-        theirs = bytes(_recv_exact(sock, 64))
+        # A silent or slow peer cannot hold the handshake (and a thread) open for ever.
+        old_timeout = sock.gettimeout()
+        sock.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            sock.sendall(mine)
+            theirs = bytes(_recv_exact(sock, 64))
+        except OSError as e:
+            raise PeerGone(f"handshake failed: {e}") from None
         their_static, their_eph = theirs[:32], theirs[32:]
         if peer_public is not None and their_static != peer_public:
             raise ChannelAuthError("peer presented an unexpected static key")
-        ss = me.exchange(X25519PublicKey.from_public_bytes(their_static))
-        ee = eph.exchange(X25519PublicKey.from_public_bytes(their_eph))
+        try:
+            their_s = X25519PublicKey.from_public_bytes(their_static)
+            their_e = X25519PublicKey.from_public_bytes(their_eph)
+            ss = me.exchange(their_s)
+            ee = eph.exchange(their_e)
+            # The ephemeral-static terms: without them, whoever stole one side's static key
+            # could impersonate anyone to that side (key-compromise impersonation), since
+            # ss and ee need only that key and an ephemeral of the attacker's own.
+            mine_e_their_s = eph.exchange(their_s)
+            mine_s_their_e = me.exchange(their_e)
+        except ValueError:  # a low-order point: the shared secret would be all zeros
+            raise ChannelAuthError("peer sent an invalid public key") from None
         first, second = (mine, theirs) if initiator else (theirs, mine)
+        # canonical order: DH(initiator eph, responder static), DH(initiator static, responder eph)
+        es, se = (mine_e_their_s, mine_s_their_e) if initiator else (mine_s_their_e, mine_e_their_s)
         okm = HKDF(
             hashes.SHA256(), 64, salt=None, info=b"accord/mpc/channel" + prologue + first + second
-        ).derive(ss + ee)
+        ).derive(ss + ee + es + se)
         k_init, k_resp = okm[:32], okm[32:]
         send_key, recv_key = (k_init, k_resp) if initiator else (k_resp, k_init)
-        ch = cls(sock, send_key, recv_key)
+        # Until the confirmation authenticates the peer, no frame above a few bytes is read.
+        ch = cls(sock, send_key, recv_key, max_frame=len(_CONFIRM))
         ch.send(_CONFIRM)
         try:
             if ch.recv() != _CONFIRM:
                 raise ChannelAuthError("bad key confirmation")
-        except ChannelAuthError:
+        except AccordError:
             ch.close()
             raise
+        ch.max_frame = max_frame
+        sock.settimeout(old_timeout)
         return ch, their_static
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
@@ -138,8 +187,9 @@ class Channel:
         try:
             (n,) = struct.unpack(">I", bytes(_recv_exact(self.sock, 4)))
             if n > self.max_frame + 16:
-                raise ChannelAuthError(f"frame of {n} bytes exceeds the limit")
-            ct = _recv_exact(self.sock, n)
+                self.closed = True
+                raise ChannelAuthError(f"frame of {n} bytes exceeds the limit of {self.max_frame}")
+            ct = _recv_frame(self.sock, n)
         except OSError as e:
             self.closed = True
             raise PeerGone(f"receive failed: {e}") from None

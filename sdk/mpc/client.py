@@ -18,11 +18,11 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..errors import MpcError, PeerGone
-from .channel import Channel
+from .channel import Channel, public_bytes
 from .engine import decode
 from .local import combine, split
 from .ring import Ring
-from .server import ServerInfo, pack, payload_arrays, unpack
+from .server import ServerInfo, pack, payload_arrays, qualify, unpack
 
 
 class Cluster:
@@ -43,6 +43,10 @@ class Cluster:
             sock.sendall(b"C")
             ch, _ = Channel.handshake(sock, self.key, info.public_key, True, prologue=b"C")
             self.channels.append(ch)
+
+    def qualified(self, name: str) -> str:
+        """The server-wide name of this client's input ``name`` (what oracle requests use)."""
+        return qualify(public_bytes(self.key), name)
 
     def close(self) -> None:
         for ch in self.channels:

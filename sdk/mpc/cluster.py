@@ -19,11 +19,23 @@ from .channel import private_bytes, public_bytes
 from .client import Cluster
 from .server import ServerInfo, pack
 
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port that is free now and that this process has not handed out before.
+
+    The kernel may give the same ephemeral port to two successive ``bind(0)`` calls once the
+    first socket is closed; two servers of one cluster on one port fail at random.
+    """
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise OSError("no fresh loopback port")
 
 
 class LocalCluster:

@@ -112,15 +112,18 @@ def run_local(
     timeout: float = 60.0,
     keep_views: bool = False,
     fail: dict[int, int] | None = None,
+    keys: list[bytes] | None = None,
+    session: str = "local",
 ) -> list[Any]:
     """Run ``program(party, **shared_inputs, **params)`` on three in-process servers.
 
     ``inputs`` maps a name to ``(values, frac_bits)``; each is split as a data owner would.
     Returns the three servers' return values (an exception in any server is raised).
-    ``fail`` maps a server to the number of messages after which it dies (tests).
+    ``fail`` maps a server to the number of messages after which it dies (tests). ``keys``
+    are the three static pair keys (fresh unless given: a test of restarts passes the same).
     """
     fp = fp or FixedPoint()
-    keys = [fresh_key() for _ in range(3)]
+    keys = keys or [fresh_key() for _ in range(3)]
     net = LocalNetwork(timeout=timeout)
     shared: dict[str, ShareTriple] = {}
     fracs: dict[str, int] = {}
@@ -133,7 +136,7 @@ def run_local(
     for i in range(3):
         t = net.transport(i)
         transport: Any = t if not fail or i not in fail else _Dying(t, fail[i])
-        p = Party(i, (keys[i], keys[(i + 1) % 3]), transport, fp, session="local")
+        p = Party(i, (keys[i], keys[(i + 1) % 3]), transport, fp, session=session)
         p.stats.keep_views = keep_views
         parties.append(p)
 
@@ -144,6 +147,7 @@ def run_local(
             for name, tri in shared.items()
         }
         try:
+            p.start()  # the session handshake, before the program's first operation
             results[i] = program(p, **kwargs, **(params or {}))
         except BaseException as e:  # noqa: BLE001 - handed to the caller below
             errors[i] = e

@@ -131,15 +131,33 @@ def requests_from(events: list[Event]) -> list[OracleRequest]:
     out = []
     for ev in events:
         if ev.contract == ORACLE_CONTRACT and ev.name == "OracleRequest":
-            d = ev.data
             try:
-                out.append(
-                    OracleRequest(d["id"], d["program"], list(d["shares"]), dict(d["params"]),
-                                  list(d["reveal_to"]), int(d["deadline"]))
-                )
-            except (KeyError, TypeError, ValueError):
-                log.warning("ignoring a malformed OracleRequest event")
+                out.append(_parse_request(ev.data))
+            except MpcError as e:
+                log.warning("ignoring a malformed OracleRequest event: %s", e.message)
     return out
+
+
+def _parse_request(d: Any) -> OracleRequest:
+    """Check every field's type (the contract writes them, but a worker trusts no input)."""
+    if not isinstance(d, dict):
+        raise MpcError("request data is not a map")
+    rid, program, shares = d.get("id"), d.get("program"), d.get("shares")
+    params, reveal_to, deadline = d.get("params"), d.get("reveal_to"), d.get("deadline")
+    if not (isinstance(rid, bytes) and len(rid) == 32):
+        raise MpcError("request id must be 32 bytes")
+    if not isinstance(program, str):
+        raise MpcError("program must be a string")
+    if not (isinstance(shares, list) and all(isinstance(n, str) for n in shares)):
+        raise MpcError("shares must be a list of names")
+    if not (isinstance(params, dict) and all(isinstance(k, str) for k in params)):
+        raise MpcError("params must be a map with string keys")
+    if not (isinstance(reveal_to, list)
+            and all(isinstance(k, bytes) and len(k) == 32 for k in reveal_to)):
+        raise MpcError("reveal_to must list 32-byte keys")
+    if type(deadline) is not int:
+        raise MpcError("deadline must be an integer")
+    return OracleRequest(rid, program, list(shares), dict(params), list(reveal_to), deadline)
 
 
 class OracleWorker:
@@ -154,6 +172,8 @@ class OracleWorker:
         self.genesis = genesis
         self.nonce = nonce
         self.gas_limit = gas_limit
+        self.failures = 0  # requests answered ok=False (bad inputs, a dead server, ...)
+        self.submit_errors = 0  # answers the node refused to take
         self.check_programs()
 
     def check_programs(self) -> None:
@@ -184,7 +204,13 @@ class OracleWorker:
                 if ev is None:
                     continue
                 for req in requests_from([ev]):
-                    client.submit(self.answer(req))
+                    tx = self.answer(req)  # never raises: a bad request gets ok=False
+                    try:
+                        client.submit(tx)
+                    except AccordError as e:  # one refused answer must not stop the worker
+                        self.submit_errors += 1
+                        log.warning("server %d: answer to %s refused: %s", self.server.i,
+                                    req.id.hex(), e.message)
         except (AccordError, OSError, RuntimeError) as e:
             log.warning("server %d: stopped following the node: %s", self.server.i, e)
 
@@ -205,10 +231,12 @@ class OracleWorker:
             )
             sealed = {k.hex(): seal(k, payload, _aad(req.id, i)) for k in req.reveal_to}
             args: dict[str, Value] = {"request_id": req.id, "ok": True, "outputs": sealed, "error": ""}
-        except AccordError as e:
-            log.warning("server %d: request %s failed: %s", i, req.id.hex(), e)
-            args = {"request_id": req.id, "ok": False, "outputs": {},
-                    "error": f"{e.code}: {e.message}"[:256]}
+        except Exception as e:  # noqa: BLE001 - any failure is this request's, never the worker's
+            self.failures += 1
+            code, msg = (e.code, e.message) if isinstance(e, AccordError) else (
+                "mpc_error", f"{type(e).__name__}: {e}")
+            log.warning("server %d: request %s failed: %s: %s", i, req.id.hex(), code, msg)
+            args = {"request_id": req.id, "ok": False, "outputs": {}, "error": f"{code}: {msg}"[:256]}
         tx = Tx.create(
             self.account, chain_id=self.genesis.chain_id, contract=ORACLE_CONTRACT, method="answer",
             args=args, nonce=self.nonce, gas_limit=self.gas_limit,

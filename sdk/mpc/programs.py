@@ -30,16 +30,32 @@ def _need(inputs: Inputs, *names: str) -> list[SharedArray]:
     return [inputs[n] for n in names]
 
 
-def anti_stacking(party: Party, inputs: Inputs, limit: int) -> dict[str, Any]:
-    """The talk's example: is the borrower's total debt sum(s_i) below ``limit``?
+BALANCE_BITS = 40  # a recorded balance must lie in [0, 2^40): checked in MPC
 
-    Every input is one lender's recorded balance (an integer share). Only the answer bit is
-    an output; the sum itself is never opened.
+
+def anti_stacking(party: Party, inputs: Inputs, limit: int) -> dict[str, Any]:
+    """The talk's example: are all balances in range, and is sum(s_i) below ``limit``?
+
+    Every input is one lender's recorded balance (one integer). A balance outside
+    [0, 2^40) (a negative "balance" that would hide real debt, or a huge one) makes the
+    answer 0: the range tests are comparisons in MPC, so nothing is opened but the answer
+    bit; the sum itself is never opened either. Two comparison calls and one product.
     """
     if not inputs:
         raise MpcError("anti_stacking needs at least one balance")
-    total = concatenate([v.reshape(1) for _, v in sorted(inputs.items())]).sum()
-    return {"ok": total < int(limit)}
+    for name, v in inputs.items():
+        if v.size != 1 or v.ndim > 1 or v.frac != 0:
+            raise MpcError(f"balance {name!r} must be one integer (shape {v.shape}, frac {v.frac})")
+    if type(limit) is not int or not 0 < limit < 2**62:
+        raise MpcError("limit must be an integer in (0, 2^62)")
+    vals = concatenate([v.reshape(1) for _, v in sorted(inputs.items())])
+    n = vals.size
+    total = vals.sum().reshape(1)
+    bits = concatenate([vals, vals - (1 << BALANCE_BITS), total - int(limit)]).ltz()
+    negative, in_range, below = bits[:n], bits[n : 2 * n], bits[2 * n :]
+    bad = negative.sum() + (n - in_range.sum())  # how many balances are out of range (0..2n)
+    all_valid = (bad - 1).ltz()  # bad >= 0, so bad - 1 < 0 exactly when bad == 0
+    return {"ok": (all_valid * below).reshape(())}
 
 
 def mul(party: Party, inputs: Inputs) -> dict[str, Any]:
@@ -76,9 +92,10 @@ def bench(party: Party, inputs: Inputs, n: int = 1_000_000, m: int = 500) -> dic
     """Time fixed-point mul and comparison on vectors of ``n``, and an m x m matrix product.
 
     Inputs are private values of server 0 (shared with one message, not timed); each timing
-    starts after a one-word opening, so all three servers start together.
+    lasts until the last server holds its result (:func:`timed_until_all`).
     """
-    (int(n),)
+    if type(n) is not int or type(m) is not int or not (1 <= n <= 10**7 and 1 <= m <= 2000):
+        raise MpcError("bench needs 1 <= n <= 10^7 and 1 <= m <= 2000")
     vals = None
     mats = None
     if party.i == 0:
@@ -95,14 +112,27 @@ def bench(party: Party, inputs: Inputs, n: int = 1_000_000, m: int = 500) -> dic
     mab = SharedArray(party, mm[0], mm[1], f)
     ma = mab[: int(m) * int(m)].reshape(int(m), int(m))
     mb = mab[int(m) * int(m) :].reshape(int(m), int(m))
-    sync = SharedArray.from_public(party, np.zeros(1, dtype=np.int64))
     out: dict[str, Any] = {}
     for name, fn in (("mul", lambda: x * y), ("cmp", lambda: x < y), ("matmul", lambda: ma @ mb)):
-        sync.reveal()
-        t0 = time.perf_counter()
-        fn()
-        out[name + "_ns"] = int((time.perf_counter() - t0) * 1e9)
+        out[name + "_ns"] = timed_until_all(party, fn)
     return out
+
+
+def timed_until_all(party: Party, fn: Callable[[], Any]) -> int:
+    """Nanoseconds from a common start until all three servers are done with ``fn``.
+
+    A one-word opening before starts the servers together. Two after it form a barrier: a
+    server leaves the first once its predecessor has finished ``fn``, the second once its
+    predecessor has left the first, i.e. once the third server has finished too. Timing
+    ``fn`` on one server alone overstated: server 0 may be done before the last round.
+    """
+    sync = SharedArray.from_public(party, np.zeros(1, dtype=np.int64))
+    sync.reveal()
+    t0 = time.perf_counter()
+    fn()
+    sync.reveal()
+    sync.reveal()
+    return int((time.perf_counter() - t0) * 1e9)
 
 
 PROGRAMS: dict[str, Callable[..., dict[str, Any]]] = {

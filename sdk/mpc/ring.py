@@ -23,29 +23,27 @@ U64 = np.uint64
 Ring = npt.NDArray[np.uint64]
 
 MASK64 = (1 << 64) - 1
+TRUNC_BITS = 62  # truncation is exact for every |z| < 2^62 (see FixedPoint)
 
 
 @dataclass(frozen=True)
 class FixedPoint:
     """Fixed-point parameters shared by all servers of one computation.
 
-    ``frac_bits`` is the precision (the last bit is worth 2^-frac_bits). ``mag_bits`` bounds the
-    magnitude of any value that is truncated: |z| < 2^mag_bits where ``z`` is an encoding with
-    ``2 * frac_bits`` fractional bits (a product before truncation). The truncation protocol
-    masks ``z`` with a uniform value below 2^63, so what the receiving server sees is within
-    statistical distance 2^(mag_bits + 1 - 63) of uniform; with the defaults (16, 44) products
-    of reals up to 2^12 in magnitude stay exact to one unit in the last place and the leakage
-    bound is 2^-18 per element. Lower ``frac_bits`` buys range and privacy margin.
+    ``frac_bits`` is the precision (the last bit is worth 2^-frac_bits). A value that is
+    truncated (a product before truncation, with ``2 * frac_bits`` fractional bits) must lie
+    in [-2^62, 2^62) (:data:`TRUNC_BITS`): inside that range truncation is exact to one unit
+    in the last place, always; outside it the result is wrong (never less private: the
+    opened value is masked uniformly over the whole ring whatever ``z`` is). With 16
+    fractional bits that is any product of reals below 2^30 in magnitude. Programs keep
+    their values inside it (``sigmoid`` clamps before its polynomial).
     """
 
     frac_bits: int = 16
-    mag_bits: int = 44
 
     def __post_init__(self) -> None:
         if not 0 <= self.frac_bits <= 30:
             raise MpcError("frac_bits must be in [0, 30]")
-        if not 2 * self.frac_bits <= self.mag_bits <= 60:
-            raise MpcError("mag_bits must be in [2 * frac_bits, 60]")
 
     @property
     def scale(self) -> float:

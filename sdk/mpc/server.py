@@ -21,7 +21,9 @@ the requester and no outputs.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
+import math
 import queue
 import socket
 import struct
@@ -93,6 +95,36 @@ def payload_arrays(payload: memoryview, specs: list[tuple[tuple[int, ...], int]]
     return out
 
 
+MAX_DIMS = 8
+MAX_ELEMENTS = 1 << 28  # one stored input or output: 2^28 elements (4 GiB of share pairs)
+MAX_NAME = 256
+MAX_SESSION = 128
+
+
+def check_shape(shape: Any) -> tuple[int, ...]:
+    """A shape from a request: at most ``MAX_DIMS`` non-negative ints, ``MAX_ELEMENTS`` in all.
+
+    Checked with Python integers: ``np.prod`` wraps around in int64, and a wrapped product
+    would let a huge announced shape pass the quota as a small one.
+    """
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS:
+        raise MpcError(f"a shape is a list of at most {MAX_DIMS} dimensions")
+    if not all(type(d) is int and d >= 0 for d in shape):
+        raise MpcError("a shape's dimensions are non-negative integers")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise MpcError(f"an array has at most {MAX_ELEMENTS} elements")
+    return tuple(shape)
+
+
+def qualify(owner: bytes, name: str) -> str:
+    """The server-wide name of a client's input: ``owner key (hex) / name``.
+
+    Inputs are namespaced by the key that stored them, so no client can take (squat) or
+    overwrite a name another client will use; oracle requests name inputs this way.
+    """
+    return owner.hex() + "/" + name
+
+
 class _SessionTransport:
     def __init__(self, server: MpcServer, session: str) -> None:
         self.server = server
@@ -119,6 +151,31 @@ class _SessionTransport:
         return arr
 
 
+def _rerandomise(party: Party, result: dict[str, Any]) -> dict[str, Any]:
+    """Fresh shares of every output before release (1 round for all of them together).
+
+    The share words a program ends with can be words other parties know or chose (an
+    input's stored shares, a PRF value of a protocol): the receivers see all three pairs, so
+    they must carry nothing but the value. Each server re-shares its own component as a
+    3-out-of-3 sharing, masked by a fresh zero-sharing. All servers hold the same outputs,
+    in the same order, so they stay in step.
+    """
+    names = sorted(k for k, v in result.items() if isinstance(v, SharedArray))
+    if not names:
+        return result
+    flat = np.concatenate([np.asarray(result[k].a, dtype=np.uint64).ravel() for k in names])
+    a, b = party.reshare(flat.copy())
+    out = dict(result)
+    off = 0
+    for k in names:
+        v = result[k]
+        n = v.size
+        out[k] = SharedArray(party, a[off : off + n].reshape(v.shape),
+                             b[off : off + n].reshape(v.shape), v.frac)
+        off += n
+    return out
+
+
 class MpcServer:
     """One MPC server. ``start()`` binds, connects the mesh and returns; ``stop()`` ends it."""
 
@@ -134,6 +191,7 @@ class MpcServer:
         programs: dict[str, Callable[..., Any]] | None = None,
         max_store_bytes: int = 2 << 30,
         max_client_bytes: int = 512 << 20,
+        max_clients: int = 64,
     ) -> None:
         if len(servers) != 3 or index not in (0, 1, 2):
             raise MpcError("a cluster has exactly three servers")
@@ -155,6 +213,14 @@ class MpcServer:
         self.stored_bytes = 0
         self.client_bytes: dict[bytes, int] = {}
         self.refused_stores = 0
+        # Client connections at once: each may hold a frame in flight, so this and the
+        # client frame limit bound what unauthenticated-to-the-consortium clients can pin.
+        self.max_clients = max_clients
+        self.clients = 0
+        self.refused_clients = 0
+        self.bad_requests = 0  # requests answered with an error (malformed, refused, failed)
+        self.failed_runs = 0  # runs that ended with an error (on this server)
+        self._active: set[str] = set()  # sessions running now: an id cannot run twice at once
         self._queues: dict[tuple[str, int], queue.Queue[Any]] = {}
         self._finished: dict[str, None] = {}  # recent sessions (insertion-ordered, bounded)
         self._qlock = threading.Lock()
@@ -248,8 +314,24 @@ class MpcServer:
                 )
                 self._add_peer(j[0], ch)
             elif kind == b"C":
-                ch, client_key = Channel.handshake(sock, self.key, None, False, prologue=b"C")
-                self._client_loop(ch, client_key)
+                with self._qlock:
+                    full = self.clients >= self.max_clients
+                    if full:
+                        self.refused_clients += 1
+                    else:
+                        self.clients += 1
+                if full:
+                    raise MpcError(f"too many client connections ({self.max_clients})")
+                try:
+                    # a client frame is at most one store of the client's whole quota
+                    ch, client_key = Channel.handshake(
+                        sock, self.key, None, False, prologue=b"C",
+                        max_frame=self.max_client_bytes + (1 << 20),
+                    )
+                    self._client_loop(ch, client_key)
+                finally:
+                    with self._qlock:
+                        self.clients -= 1
             else:
                 sock.close()
         except AccordError as e:
@@ -325,14 +407,19 @@ class MpcServer:
     def _client_loop(self, ch: Channel, client_key: bytes) -> None:
         try:
             while not self._stop.is_set():
-                header, payload = unpack(ch.recv())
+                frame = ch.recv()  # a broken or forged connection ends here (AccordError)
                 try:
+                    header, payload = unpack(frame)
                     reply = self.handle(header, payload, client_key)
                 except AccordError as e:
-                    reply = pack({"t": "error", "code": e.code, "message": e.message})
-                except Exception as e:  # noqa: BLE001 - a program bug must not kill the server
-                    log.exception("server %d: request failed", self.i)
-                    reply = pack({"t": "error", "code": "mpc_error", "message": repr(e)})
+                    self.bad_requests += 1
+                    log.info("server %d: request refused: %s", self.i, e.message)
+                    reply = pack({"t": "error", "code": e.code, "message": e.message[:512]})
+                except Exception as e:  # noqa: BLE001 - no request may kill the server
+                    self.bad_requests += 1
+                    log.warning("server %d: request failed: %s: %s", self.i, type(e).__name__, e)
+                    reply = pack({"t": "error", "code": "mpc_error",
+                                  "message": f"{type(e).__name__}: {e}"[:512]})
                 ch.send(reply)
         except AccordError:
             pass
@@ -344,17 +431,17 @@ class MpcServer:
         if t == "ping":
             return pack({"t": "pong", "index": self.i, "peers": len(self.peers) - len(self.dead)})
         if t == "store":
-            name, shape, frac = header.get("name"), header.get("shape"), header.get("frac")
-            if not isinstance(name, str) or not isinstance(shape, list) or not isinstance(frac, int) or not 0 <= frac <= 30:
-                raise MpcError("bad store request")
-            shp = tuple(int(s) for s in shape)
-            owner = self.owners.get(name)
-            if owner is not None and owner != client_key:
-                raise MpcError(f"input {name!r} belongs to another client")
-            if not name or len(name) > 256 or any(d < 0 for d in shp):
-                raise MpcError("bad store request")
-            size = 16 * int(np.prod(shp, dtype=np.int64))  # two uint64 shares per element
-            old = self._stored_size(name)
+            name, frac = header.get("name"), header.get("frac")
+            if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
+                raise MpcError(f"bad store request: a name has 1..{MAX_NAME} characters")
+            if type(frac) is not int or not 0 <= frac <= 30:
+                raise MpcError("bad store request: frac must be an integer in [0, 30]")
+            shp = check_shape(header.get("shape"))
+            full = qualify(client_key, name)
+            size = 16 * math.prod(shp)  # two uint64 shares per element
+            if len(payload) != size:
+                raise MpcError(f"bad store request: payload of {len(payload)} bytes, {size} announced")
+            old = self._stored_size(full)
             mine = self.client_bytes.get(client_key, 0) - old + size
             total = self.stored_bytes - old + size
             if mine > self.max_client_bytes or total > self.max_store_bytes:
@@ -362,32 +449,32 @@ class MpcServer:
                 which = "this client's" if mine > self.max_client_bytes else "the server's"
                 raise MpcError(f"store full: {name!r} ({size} bytes) exceeds {which} quota; delete inputs first")
             a, b = payload_arrays(payload, [(shp, 0), (shp, 0)])
-            self._forget(name)
-            self.store[name] = (a, b, int(frac))
-            self.owners[name] = client_key
+            self._forget(full)
+            self.store[full] = (a, b, int(frac))
+            self.owners[full] = client_key
             self.stored_bytes += size
             self.client_bytes[client_key] = self.client_bytes.get(client_key, 0) + size
-            return pack({"t": "stored", "name": name})
+            return pack({"t": "stored", "name": name, "qualified": full})
         if t == "delete":
             name = header.get("name")
-            if not isinstance(name, str) or name not in self.store:
-                raise MpcError(f"no input named {name!r} on server {self.i}")
-            if self.owners.get(name) != client_key:
-                raise MpcError(f"input {name!r} belongs to another client")
-            self._forget(name)
+            if not isinstance(name, str) or qualify(client_key, name) not in self.store:
+                raise MpcError(f"no input named {name!r} of this client on server {self.i}")
+            self._forget(qualify(client_key, name))
             return pack({"t": "deleted", "name": name})
         if t == "run":
-            # A client may compute only on its own inputs: anything else would let anyone
-            # read other owners' data through the outputs. Oracle requests (filed on the
-            # chain by registered contracts) go through run() directly.
-            foreign = [n for n in header.get("inputs", []) if self.owners.get(n, client_key) != client_key]
-            if foreign:
-                raise MpcError(f"inputs {foreign} belong to another client")
+            # A client computes only on its own inputs: its names are looked up in its own
+            # namespace, so it cannot address anyone else's. Oracle requests (filed on the
+            # chain by registered contracts) go through run() with qualified names.
+            session, program = header.get("s"), header.get("program")
+            inputs, params = header.get("inputs", []), header.get("params", {})
+            if not isinstance(session, str) or not isinstance(program, str):
+                raise MpcError("bad run request: session and program are strings")
+            if not isinstance(inputs, list) or not all(isinstance(n, str) for n in inputs):
+                raise MpcError("bad run request: inputs is a list of names")
+            if not isinstance(params, dict):
+                raise MpcError("bad run request: params is a map")
             outputs, public = self.run(
-                str(header.get("s", "")),
-                str(header.get("program", "")),
-                list(header.get("inputs", [])),
-                dict(header.get("params", {})),
+                session, program, [(n, qualify(client_key, n)) for n in inputs], params
             )
             names = sorted(outputs)
             meta = {n: {"shape": list(outputs[n].shape), "frac": outputs[n].frac} for n in names}
@@ -417,34 +504,60 @@ class MpcServer:
                 self.client_bytes.pop(owner, None)
 
     def run(
-        self, session: str, program: str, inputs: list[str], params: dict[str, Any]
+        self, session: str, program: str, inputs: list[str] | list[tuple[str, str]],
+        params: dict[str, Any],
     ) -> tuple[dict[str, SharedArray], dict[str, Any]]:
         """Run one program in step with the other two servers; all outputs or an error.
 
-        Any failure here (also a missing input, found before any message) tells the peers
-        to abandon the session, so they fail at once instead of after their timeout.
+        ``inputs`` are qualified names (:func:`qualify`; the program sees them as given) or
+        ``(name the program sees, qualified name)`` pairs. Any failure here (also a missing
+        input, found before any message) tells the peers to abandon the session, so they fail
+        at once instead of after their timeout; whatever the program raises reaches the
+        caller as an :class:`MpcError` (or :class:`PeerGone`), never as a bare exception.
         """
-        if not session:
-            raise MpcError("a run needs a session id")
+        if not session or len(session) > MAX_SESSION:
+            raise MpcError(f"a run needs a session id of 1..{MAX_SESSION} characters")
+        with self._qlock:
+            if session in self._active or session in self._finished:
+                raise MpcError(f"session {session[:16]!r} is running or was used")
+            self._active.add(session)
         try:
-            fn = self.programs.get(program)
-            if fn is None:
-                raise MpcError(f"unknown program {program!r}")
-            party = Party(self.i, self.pair_keys, _SessionTransport(self, session), self.fp, session)
-            shared = {}
-            for name in inputs:
-                if name not in self.store:
-                    raise MpcError(f"no input named {name!r} on server {self.i}")
-                a, b, frac = self.store[name]
-                shared[name] = SharedArray(party, a, b, frac)
-            result = fn(party, shared, **params)
-            if not isinstance(result, dict):
-                raise MpcError(f"program {program!r} returned no result map")
+            try:
+                fn = self.programs.get(program)
+                if fn is None:
+                    raise MpcError(f"unknown program {program!r}")
+                party = Party(self.i, self.pair_keys, _SessionTransport(self, session), self.fp,
+                              session)
+                shared = {}
+                for item in inputs:
+                    shown, full = item if isinstance(item, tuple) else (item, item)
+                    if full not in self.store:
+                        raise MpcError(f"no input named {shown!r} on server {self.i}")
+                    if shown in shared:
+                        raise MpcError(f"input {shown!r} named twice")
+                    a, b, frac = self.store[full]
+                    shared[shown] = SharedArray(party, a, b, frac)
+                try:  # unknown or missing params fail here, before any message
+                    inspect.signature(fn).bind(party, shared, **params)
+                except TypeError as e:
+                    raise MpcError(f"bad params for {program!r}: {e}") from None
+                party.start()  # fresh nonces from all three servers: the session's own keys
+                result = fn(party, shared, **params)
+                if not isinstance(result, dict):
+                    raise MpcError(f"program {program!r} returned no result map")
+                result = _rerandomise(party, result)
+            except AccordError:
+                raise
+            except Exception as e:  # noqa: BLE001 - bad inputs or params must not escape raw
+                raise MpcError(f"program {program!r} failed: {type(e).__name__}: {e}"[:300]) from None
         except BaseException:
+            self.failed_runs += 1
             self._abort(session)
             raise
         finally:
             self.end_session(session)
+            with self._qlock:
+                self._active.discard(session)
         outputs = {k: v for k, v in result.items() if isinstance(v, SharedArray)}
         public = {k: v for k, v in result.items() if not isinstance(v, SharedArray)}
         return outputs, public
