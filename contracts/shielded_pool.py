@@ -3,7 +3,11 @@
 One method, ``transact``, takes a ``shielded_transfer`` proof (circuits/shielded_transfer.circom)
 and its 17 public inputs; the amounts in them decide what it is:
 
-* deposit ``d`` > 0: the pool pulls ``d`` tokens from the transaction's signer;
+* deposit ``d`` > 0: the pool pulls ``d`` tokens from its caller (``ctx.sender``: the account
+  that signed the transaction, or a contract that called the pool), within the allowance the
+  caller granted it beforehand with ``token.approve(spender=<pool address>, amount=d)``. The
+  pool never pulls from ``ctx.origin``: a contract in the middle could otherwise spend its
+  caller's approval to the pool on notes the contract owns;
 * withdrawal ``w`` > 0: the pool pays ``w`` tokens to ``recipient`` (a 20-byte address);
 * both 0: a private transfer.
 
@@ -162,7 +166,8 @@ class ShieldedPool(Contract):
         for n in nf:
             ctx.set(b"n" + n, 1)
         if deposit:
-            ctx.call("token", "transfer_from", owner=ctx.origin, to=ctx.address, amount=deposit)
+            # From the pool's direct caller, within its explicit allowance (see the module).
+            ctx.call("token", "transfer_from", owner=ctx.sender, to=ctx.address, amount=deposit)
         if withdrawal:
             ctx.call("token", "transfer", to=recipient, amount=withdrawal)
         indices, new_root = self._insert(ctx, cm)

@@ -26,7 +26,7 @@ import pytest
 
 from accord.chain import Chain
 from accord.config import builtin_contract_entries
-from accord.contracts import BUILTINS, Runtime
+from accord.contracts import BUILTINS, Runtime, contract_address
 from accord.contracts.shielded_pool import ShieldedPool
 from accord.crypto import bls
 from accord.crypto.ed25519 import AccountKey
@@ -116,6 +116,15 @@ class PoolLedger:
                         self.tree.append(int.from_bytes(c, "big"))
         return tx
 
+    def approve(self, amount: int) -> None:
+        tx = Tx.create(ALICE, chain_id=self.genesis.chain_id, contract="token", method="approve",
+                       args={"spender": contract_address("shielded_pool"), "amount": amount},
+                       nonce=self.nonce)
+        self.nonce += 1
+        self._call(lambda: self.node.submit(tx))
+        block = self._call(self.node.commit_pending)
+        assert self.node.store.get_receipts(block.height)[0].ok
+
     def args(self, plan: zk.TransferPlan, recipient: bytes = b"") -> dict[str, Any]:
         proof, public = self.keys.prove(plan.circuit_input)
         return {"proof": groth16.compress_proof(proof), "inputs": [x.to_bytes(32, "big") for x in public],
@@ -137,6 +146,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PoolLedger,
         plan = zk.plan_transfer(A_KEY, [], [(A_KEY.address, 100)], ledger.tree, REG.public,
                                 rng=ledger.rng, deposit=100)
         deposit_args = ledger.args(plan)
+        ledger.approve(100)  # the pool pulls a deposit only within an approval Alice signed
         deposit = ledger.send(deposit_args)
         assert ledger.last_receipt.ok, ledger.last_receipt.error
         note = zk.Note.decrypt(A_KEY, plan.note_ciphertexts[0])
@@ -156,10 +166,10 @@ def test_light_client_verifies_shielded_proofs(pool: tuple[PoolLedger, Tx, Tx, T
         lc.sync()
         d = lc.verify_shielded(deposit.hash)
         assert d.deposit == 100 and d.withdrawal == 0
-        assert d.tx is not None and d.tx.receipt.ok and d.tx.height == 1
+        assert d.tx is not None and d.tx.receipt.ok and d.tx.height == 2
         assert list(d.nullifiers) == deposit.args["inputs"][1:3]
         t = lc.verify_shielded(transfer.hash)
-        assert t.deposit == 0 and t.withdrawal == 0 and t.tx is not None and t.tx.height == 2
+        assert t.deposit == 0 and t.withdrawal == 0 and t.tx is not None and t.tx.height == 3
         assert "shielded_proof" in t.to_json()["verified"]
         with pytest.raises(ProofError, match="reverted"):
             lc.verify_shielded(replay.hash)

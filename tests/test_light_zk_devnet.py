@@ -22,6 +22,7 @@ import pytest
 
 from accord.client import Client
 from accord.config import demo_account
+from accord.contracts import contract_address
 from accord.errors import ProofError
 from accord.light import LightClient, shielded_transfer
 from accord.types import Receipt, Tx
@@ -96,6 +97,12 @@ def committed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Committed]:
         with Client(devnet.urls[1]) as c:
             # A deposit of 100 into a note for Alice.
             plan = zk.plan_transfer(A_KEY, [], [(A_KEY.address, 100)], tree, REG.public, rng=rng, deposit=100)
+            # The pool pulls a deposit only within an approval Alice signed beforehand.
+            approve = Tx.create(SENDER, chain_id=devnet.genesis.chain_id, contract="token",
+                                method="approve", args={"spender": contract_address("shielded_pool"),
+                                                        "amount": 100},
+                                nonce=c.account(SENDER.address)["next_nonce"])
+            assert c.wait(c.submit(approve), timeout=60).ok
             deposit, r1 = _submit(c, devnet, _args(keys, plan))
             assert r1.ok, r1.error
             _track(tree, r1)

@@ -71,6 +71,17 @@ class Ledger:
         self.rng = random.Random(5)
 
     def send(self, key: AccountKey, contract: str, method: str, **args: Any) -> Receipt:
+        if contract == "shielded_pool" and method == "transact":
+            # A wallet's deposit is two signed transactions: approve the pool for exactly the
+            # deposit, then transact (the pool pulls only within that approval).
+            deposit = int.from_bytes(args["inputs"][zk.PUB_DEPOSIT], "big")
+            if 0 < deposit < 2**63:
+                approve = self._send(key, "token", "approve",
+                                     spender=contract_address("shielded_pool"), amount=deposit)
+                assert approve.ok, approve.error
+        return self._send(key, contract, method, **args)
+
+    def _send(self, key: AccountKey, contract: str, method: str, **args: Any) -> Receipt:
         n = self.nonces.get(key.address, 0)
         tx = Tx.create(key, chain_id=self.g.chain_id, contract=contract, method=method,
                        args=args, nonce=n, gas_limit=5_000_000)
@@ -159,6 +170,22 @@ def test_deposit_transfer_withdraw_and_audit(ledger: Ledger) -> None:
     assert "sender" in zaudit.to_csv(rows) and '"value_1": 60' in zaudit.to_json(rows)
     other = zaudit.audit(zk.RegulatorKey.from_seed(b"someone-else"), ledger.store)
     assert [(r.sender, r.value_1) for r in other] != [(r.sender, r.value_1) for r in rows]
+
+
+def test_deposit_needs_an_explicit_approval(ledger: Ledger) -> None:
+    """The pool pulls a deposit only within the allowance its caller signed (no implicit pull
+    from the transaction's signer): without one the deposit reverts and nothing moves."""
+    plan = ledger.plan(A_KEY, [], [(A_KEY.address, 9)], deposit=9)
+    args = ledger.args(plan)
+    pool = contract_address("shielded_pool")
+    assert ledger._send(ALICE, "token", "approve", spender=pool, amount=8).ok  # one too few
+    before = (ledger.pool_state()[:2], ledger.balance(ALICE.address))
+    r = ledger._send(ALICE, "shielded_pool", "transact", **args)
+    assert not r.ok and "allowance too small" in r.error, r.error
+    assert (ledger.pool_state()[:2], ledger.balance(ALICE.address)) == before
+    assert ledger._send(ALICE, "token", "approve", spender=pool, amount=9).ok
+    assert ledger._send(ALICE, "shielded_pool", "transact", **args).ok
+    assert ledger.query("token", "allowance", owner=ALICE.address, spender=pool) == 0
 
 
 def test_nodes_serve_merkle_paths_that_match_the_wallet(ledger: Ledger) -> None:
