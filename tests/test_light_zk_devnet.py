@@ -53,7 +53,8 @@ class ZkDevnet(ThreadedNetwork):
                          customize=lambda g: g.model_copy(update={
             "zk_circuits": {"shielded_transfer": keys.vk},
             "zk_params": {"regulator": [str(reg[0]), str(reg[1])],
-                          "shielded_pool": {"depth": artifacts.TEST_DEPTH}},
+                          "shielded_pool": {"depth": artifacts.TEST_DEPTH},
+                          "ceremony": "insecure-dev"},  # the test suite's one-machine keys
         }))
 
 
