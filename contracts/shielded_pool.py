@@ -23,9 +23,10 @@ State (this contract's namespace):
   wallet its Merkle path from a node (a missing node is an empty subtree).
 
 Rules, checked before the proof (cheap first) and all before any effect: the root is in the
-window; both nullifiers are new and differ; the regulator key in the proof is genesis's; the
-``bind`` input equals the hash of (recipient, note ciphertexts), so a proof cannot be replayed
-with another recipient or other notes; then the proof verifies. A failed check reverts: no
+window; both nullifiers are new and differ; the regulator key in the proof is genesis's and the
+ephemeral key is not the identity; the
+``bind`` input equals the hash of (chain id, recipient, note ciphertexts), so a proof cannot
+be replayed on another chain, with another recipient or other notes; then the proof verifies. A failed check reverts: no
 state changes. Events: ``Transfer`` with everything a wallet (commitments, leaf indices, note
 ciphertexts) and the regulator (ephemeral key, ciphertext) need.
 """
@@ -151,12 +152,17 @@ class ShieldedPool(Contract):
             ctx.require(not ctx.has(b"n" + n), "double spend: nullifier already used")
         ctx.require(tuple(pub[zk.PUB_REGULATOR:zk.PUB_REGULATOR + 2]) == self.regulator,
                     "the transfer is not encrypted to this chain's regulator")
+        # An identity ephemeral key (scalar 0 mod l) would make the regulator's pads public
+        # constants; the circuit refuses it too. In the subgroup (the proof shows E = e*Base8),
+        # x = 0 exactly at the identity.
+        ctx.require(pub[zk.PUB_EPHEMERAL] != 0,
+                    "the regulator's ephemeral key is the identity: the transfer would be public")
         ctx.require(deposit < 2**63 and withdrawal < 2**63, "amount too large")
         if withdrawal:
             ctx.require(len(recipient) == 20, "a withdrawal needs a 20-byte recipient address")
         else:
             ctx.require(recipient == b"", "no withdrawal: the recipient must be empty")
-        ctx.require(pub[zk.PUB_BIND] == zk.transfer_bind(recipient, notes),
+        ctx.require(pub[zk.PUB_BIND] == zk.transfer_bind(ctx.chain_id, recipient, notes),
                     "the proof is bound to another recipient or other notes")
         # Compressed proof bytes: accord.zk verifiers take them as well as snarkjs JSON.
         ctx.require(ctx.verify_proof(CIRCUIT, proof, pub),
