@@ -4,13 +4,17 @@ pragma circom 2.1.0;
 // below a public limit, revealing nothing else.
 //
 // Each lender i (public key A_i on BabyJubJub) signs the attestation message
-// Poseidon(borrower, balance_i, epoch) with EdDSA-Poseidon. The proof shows every signature
+// Poseidon(ATTEST_TAG, borrower, balance_i, epoch) with EdDSA-Poseidon (the tag keeps a
+// signature on any other Poseidon message of a lender's key from passing as an attestation). The proof shows every signature
 // verifies under the public lender key of its slot and that sum(balance_i) < limit. A
 // consortium with fewer than n lenders fills the remaining slots with a public "null lender"
 // key whose secret is known to all: the borrower can sign any balance for it, but a larger
 // balance only makes the sum larger, so the honest value 0 is the only useful one.
 //
-// Public inputs (in this order): limit, borrower, epoch, lenderKey[n][2].
+// Public inputs (in this order): limit, borrower, epoch, lenderKey[n][2], bind. `bind` ties
+// the proof to the one loan it was made for: the contract derives it from the chain id, the
+// applying lender's account, the borrower, the amount and the epoch, so a proof cannot be
+// front-run by another caller or replayed for another amount, lender or chain.
 
 include "poseidon.circom";
 include "bitify.circom";
@@ -22,6 +26,7 @@ template AntiStacking(n) {
     signal input borrower;
     signal input epoch;
     signal input lenderKey[n][2];
+    signal input bind;
 
     signal input balance[n];
     signal input sigS[n];
@@ -36,10 +41,12 @@ template AntiStacking(n) {
         bits[i].in <== balance[i];
         total += balance[i];
 
-        msg[i] = Poseidon(3);
-        msg[i].inputs[0] <== borrower;
-        msg[i].inputs[1] <== balance[i];
-        msg[i].inputs[2] <== epoch;
+        // ATTEST_TAG: "accord/attestation/v2" as a big-endian integer.
+        msg[i] = Poseidon(4);
+        msg[i].inputs[0] <== 142333066389572894778872948701489658421583685842482;
+        msg[i].inputs[1] <== borrower;
+        msg[i].inputs[2] <== balance[i];
+        msg[i].inputs[3] <== epoch;
 
         sig[i] = EdDSAPoseidonVerifier();
         sig[i].enabled <== 1;
@@ -59,4 +66,7 @@ template AntiStacking(n) {
     lt.in[0] <== total;
     lt.in[1] <== limit;
     lt.out === 1;
+
+    // Keep `bind` in the proof (a quadratic constraint on it).
+    signal bindSq <== bind * bind;
 }

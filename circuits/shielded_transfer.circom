@@ -11,11 +11,22 @@ pragma circom 2.1.0;
 //
 // Regulator: the transfer's sender (owner key), both receivers and both output values are
 // encrypted to the regulator's BabyJubJub key R inside the circuit: ephemeral scalar e,
-// E = e*Base8, shared point S = e*R, ciphertext c_i = m_i + pad_i where
-// pad = PoseidonEx(Sx, Sy, 5, 0) squeezed to five outputs. The proof shows
-// the ciphertext is right, so validators accept only transfers the regulator can read, and the
-// regulator never takes part in validation. R must be a non-zero subgroup point: the contract
-// compares it with the key registered in genesis, which is checked when genesis is made.
+// E = e*Base8, shared point S = e*R, ciphertext c_i = m_i + pad_i where pad_1..pad_5 are
+// lanes 1..5 of the Poseidon permutation (width 6) of (0; Sx, Sy, PAD_TAG, 0, 0): a sponge
+// keyed by S and squeezed once, its capacity lane 0 kept secret. A guessed plaintext thus
+// gives an observer five of six lanes: to run the public permutation backwards and check the
+// guess they would need the sixth, a full field element. (Version 1 published all five lanes
+// of a width-5 permutation of (0, Sx, Sy, 5, 0), capacity included: inverting c - guess showed
+// at once whether the guess was right.) The proof shows the ciphertext is right, so
+// validators accept only transfers the regulator can read, and the regulator never takes part
+// in validation. R must be a non-zero subgroup point: the contract compares it with the key
+// registered in genesis, which is checked when genesis is made. E must not be the identity:
+// e = 0 mod l (0, l, 2l, ...) would make S the identity and every pad a public constant; E is
+// a multiple of Base8, so E.x = 0 exactly when E is the identity, and the circuit requires
+// E.x to be invertible (the contract refuses E.x = 0 as well, before the proof).
+//
+// The two spent notes must differ: their nullifiers are required to be unequal (the pool
+// checks it too), so a circuit user without that contract check cannot count one note twice.
 //
 // Public inputs (in this order): root, nullifier[2], commitment[2], deposit, withdrawal, bind,
 // regulator[2], ephemeral[2], ciphertext[5]. `bind` ties the proof to its transaction (the
@@ -109,6 +120,10 @@ template ShieldedTransfer(depth) {
         nf[k].inputs[1] <== inRho[k];
         nf[k].out === nullifier[k];
     }
+    // Two different notes: nullifier[0] - nullifier[1] has an inverse.
+    signal nfDiffInv;
+    nfDiffInv <-- 1 / (nullifier[0] - nullifier[1]);
+    nfDiffInv * (nullifier[0] - nullifier[1]) === 1;
 
     component outRho[2];
     component outCm[2];
@@ -155,6 +170,10 @@ template ShieldedTransfer(depth) {
     }
     ephMul.out[0] === ephemeral[0];
     ephMul.out[1] === ephemeral[1];
+    // E is not the identity (see the header): its x coordinate has an inverse.
+    signal ephXInv;
+    ephXInv <-- 1 / ephemeral[0];
+    ephXInv * ephemeral[0] === 1;
     shared.p[0] <== regulator[0];
     shared.p[1] <== regulator[1];
 
@@ -164,15 +183,18 @@ template ShieldedTransfer(depth) {
     plain[2] <== outValue[0];
     plain[3] <== outOwner[1];
     plain[4] <== outValue[1];
-    // One Poseidon permutation (width 5) squeezed for all five pads: the state after
-    // permuting (0; Sx, Sy, 5, 0) is pseudorandom to anyone who does not know S.
-    component pad = PoseidonEx(4, 5);
+    // The pads are the five rate lanes of ONE Poseidon permutation (width 6) of
+    // (0; Sx, Sy, PAD_TAG, 0, 0); lane 0, the capacity, is never published (see the header).
+    // PAD_TAG is "accord/regulator-pad/v2" as a big-endian integer.
+    var PAD_TAG = 9327939838907049254746946635702851409804865328303273522;
+    component pad = PoseidonEx(5, 6);
     pad.initialState <== 0;
     pad.inputs[0] <== shared.out[0];
     pad.inputs[1] <== shared.out[1];
-    pad.inputs[2] <== 5;
+    pad.inputs[2] <== PAD_TAG;
     pad.inputs[3] <== 0;
+    pad.inputs[4] <== 0;
     for (var i = 0; i < 5; i++) {
-        ciphertext[i] === plain[i] + pad.out[i];
+        ciphertext[i] === plain[i] + pad.out[i + 1];
     }
 }

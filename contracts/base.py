@@ -396,6 +396,12 @@ class Context:
         self._depth = 0
         self.out_of_gas = False
 
+    @property
+    def chain_id(self) -> str:
+        """The chain's id (genesis): proofs and signatures that bind it cannot be replayed on
+        another chain."""
+        return str(self._rt.chain_id)
+
     # --- gas -----------------------------------------------------------------------------
 
     @property

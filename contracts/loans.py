@@ -7,8 +7,15 @@ of the balances that every registered lender signed for the current epoch is bel
 for B in the same epoch (so stacking several applications within one epoch does not work
 either). Nothing else about B's balances is revealed.
 
+Only a registered lender applies, and the proof binds the loan: its ``bind`` public input is
+:func:`accord.zk.notes.loan_bind` of (chain id, the applying lender's account, borrower,
+amount, epoch), derived here from the transaction. A proof the borrower made for lender X's
+loan of 5,000 thus fails for anyone else who submits it first (front-running), for another
+amount (a stale proof replayed), another epoch or another chain.
+
 Genesis (``zk_params["loans"]``): ``lenders`` -- the lenders' BabyJubJub keys ([x, y] decimal
-strings, at most the circuit's ``slots``), ``slots`` (the circuit's n), ``max_exposure``,
+strings, at most the circuit's ``slots``), ``accounts`` -- the lenders' account addresses
+(hex, 20 bytes; the accounts that may call ``apply``), ``slots`` (the circuit's n), ``max_exposure``,
 ``epoch_ms`` (how long an attestation stays current; the epoch is ``time_ms // epoch_ms`` of the
 block). Free slots are filled with the public null lender (see ``accord.zk.notes``).
 
@@ -60,6 +67,13 @@ class Loans(Contract):
             null = zk.null_lender_key()
             assert null is not None  # the identity point is never a lender key
             keys += [null] * (slots - len(keys))
+        accounts = p.get("accounts", [])
+        try:
+            self.accounts = {bytes.fromhex(str(a)) for a in accounts}
+        except (ValueError, TypeError) as e:
+            raise GenesisError(f"zk_params.loans.accounts: {e}") from None
+        if not isinstance(accounts, list) or any(len(a) != 20 for a in self.accounts):
+            raise GenesisError("zk_params.loans.accounts must be 20-byte hex addresses")
         self.keys: list[tuple[int, int]] = keys
         self.max_exposure = int(p.get("max_exposure", 0))
         self.epoch_ms = int(p.get("epoch_ms", DEFAULT_EPOCH_MS))
@@ -71,8 +85,10 @@ class Loans(Contract):
 
     @method
     def apply(self, ctx: Context, borrower: bytes, amount: int, epoch: int, proof: bytes) -> dict:
-        """Approve a loan of ``amount`` to ``borrower`` (a 32-byte id) for the calling lender."""
+        """Approve a loan of ``amount`` to ``borrower`` (a 32-byte id) for the calling lender
+        (a registered lender account; the proof must be bound to it and to this loan)."""
         ctx.require(len(self.keys) > 0, "no lenders registered in genesis")
+        ctx.require(ctx.sender in self.accounts, "only a registered lender may apply")
         ctx.require(len(borrower) == 32 and int.from_bytes(borrower, "big") < zk.FIELD,
                     "borrower must be a 32-byte field element")
         ctx.require(0 < amount < 2**63, "amount must be positive")
@@ -83,15 +99,17 @@ class Loans(Contract):
         approved = int(ctx.get(key, 0))
         limit = self.max_exposure - amount - approved
         ctx.require(limit > 0, "the amount alone exceeds the borrower's remaining exposure")
+        bind = zk.loan_bind(ctx.chain_id, ctx.sender, int.from_bytes(borrower, "big"), amount,
+                            epoch)
         public = [limit, int.from_bytes(borrower, "big"), epoch,
-                  *[c for k in self.keys for c in k]]
+                  *[c for k in self.keys for c in k], bind]
         ctx.require(ctx.verify_proof(CIRCUIT, proof, public),
                     "invalid anti-stacking proof: balances not shown below the limit")
         ctx.set(key, approved + amount)
         ctx.set(b"l" + ctx.tx_hash, {"borrower": borrower, "amount": amount, "epoch": epoch,
-                                     "lender": ctx.origin})
+                                     "lender": ctx.sender})
         ctx.emit("LoanApproved", borrower=borrower, amount=amount, epoch=epoch,
-                 lender=ctx.origin, limit=limit)
+                 lender=ctx.sender, limit=limit)
         return {"limit": limit}
 
     @method(readonly=True)

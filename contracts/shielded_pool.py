@@ -3,7 +3,11 @@
 One method, ``transact``, takes a ``shielded_transfer`` proof (circuits/shielded_transfer.circom)
 and its 17 public inputs; the amounts in them decide what it is:
 
-* deposit ``d`` > 0: the pool pulls ``d`` tokens from the transaction's signer;
+* deposit ``d`` > 0: the pool pulls ``d`` tokens from its caller (``ctx.sender``: the account
+  that signed the transaction, or a contract that called the pool), within the allowance the
+  caller granted it beforehand with ``token.approve(spender=<pool address>, amount=d)``. The
+  pool never pulls from ``ctx.origin``: a contract in the middle could otherwise spend its
+  caller's approval to the pool on notes the contract owns;
 * withdrawal ``w`` > 0: the pool pays ``w`` tokens to ``recipient`` (a 20-byte address);
 * both 0: a private transfer.
 
@@ -19,9 +23,10 @@ State (this contract's namespace):
   wallet its Merkle path from a node (a missing node is an empty subtree).
 
 Rules, checked before the proof (cheap first) and all before any effect: the root is in the
-window; both nullifiers are new and differ; the regulator key in the proof is genesis's; the
-``bind`` input equals the hash of (recipient, note ciphertexts), so a proof cannot be replayed
-with another recipient or other notes; then the proof verifies. A failed check reverts: no
+window; both nullifiers are new and differ; the regulator key in the proof is genesis's and the
+ephemeral key is not the identity; the
+``bind`` input equals the hash of (chain id, recipient, note ciphertexts), so a proof cannot
+be replayed on another chain, with another recipient or other notes; then the proof verifies. A failed check reverts: no
 state changes. Events: ``Transfer`` with everything a wallet (commitments, leaf indices, note
 ciphertexts) and the regulator (ephemeral key, ciphertext) need.
 """
@@ -147,12 +152,17 @@ class ShieldedPool(Contract):
             ctx.require(not ctx.has(b"n" + n), "double spend: nullifier already used")
         ctx.require(tuple(pub[zk.PUB_REGULATOR:zk.PUB_REGULATOR + 2]) == self.regulator,
                     "the transfer is not encrypted to this chain's regulator")
+        # An identity ephemeral key (scalar 0 mod l) would make the regulator's pads public
+        # constants; the circuit refuses it too. In the subgroup (the proof shows E = e*Base8),
+        # x = 0 exactly at the identity.
+        ctx.require(pub[zk.PUB_EPHEMERAL] != 0,
+                    "the regulator's ephemeral key is the identity: the transfer would be public")
         ctx.require(deposit < 2**63 and withdrawal < 2**63, "amount too large")
         if withdrawal:
             ctx.require(len(recipient) == 20, "a withdrawal needs a 20-byte recipient address")
         else:
             ctx.require(recipient == b"", "no withdrawal: the recipient must be empty")
-        ctx.require(pub[zk.PUB_BIND] == zk.transfer_bind(recipient, notes),
+        ctx.require(pub[zk.PUB_BIND] == zk.transfer_bind(ctx.chain_id, recipient, notes),
                     "the proof is bound to another recipient or other notes")
         # Compressed proof bytes: accord.zk verifiers take them as well as snarkjs JSON.
         ctx.require(ctx.verify_proof(CIRCUIT, proof, pub),
@@ -162,7 +172,8 @@ class ShieldedPool(Contract):
         for n in nf:
             ctx.set(b"n" + n, 1)
         if deposit:
-            ctx.call("token", "transfer_from", owner=ctx.origin, to=ctx.address, amount=deposit)
+            # From the pool's direct caller, within its explicit allowance (see the module).
+            ctx.call("token", "transfer_from", owner=ctx.sender, to=ctx.address, amount=deposit)
         if withdrawal:
             ctx.call("token", "transfer", to=recipient, amount=withdrawal)
         indices, new_root = self._insert(ctx, cm)

@@ -13,11 +13,12 @@ Amounts are integers in the smallest unit, 1 <= amount <= 2**63, and the supply 
 
 Contracts hold tokens at their contract address (:func:`accord.contracts.base.contract_address`)
 and move them with ``ctx.call("token", "transfer", to=..., amount=...)``: the token sees the
-calling contract as ``sender``. To take tokens *from* the account that signed the transaction
-(a deposit into a pool), a contract calls ``transfer_from(owner=ctx.origin, ...)``: allowed
-without an allowance only when a contract calls it and ``owner`` is the transaction's signer,
-who asked for the deposit by calling that contract (contracts are audited and registered in
-genesis). Anyone else needs an allowance set with ``approve``.
+calling contract as ``sender``. To take tokens *from* anyone else (a deposit into a pool), a
+contract calls ``transfer_from(owner=..., ...)`` and needs an allowance that ``owner`` set with
+``approve(spender=<that contract's address>, amount=...)`` in a transaction it signed. There is
+no exception for the transaction's signer (``ctx.origin``): signing a call to one contract must
+not let that contract, or any contract it calls, spend the signer's tokens, so an account's
+tokens move only by its own ``transfer``/``remit`` or within an allowance it granted.
 """
 
 from __future__ import annotations
@@ -137,12 +138,13 @@ class Token(Contract):
 
     @method
     def transfer_from(self, ctx: Context, owner: bytes, to: bytes, amount: int) -> None:
-        """Move ``owner``'s tokens: a contract pulling from the transaction's signer, or a
-        spender within its allowance."""
+        """Move ``owner``'s tokens by a spender (account or contract) within the allowance
+        ``owner`` granted it; the allowance shrinks by ``amount``. Being the transaction's
+        signer grants nothing: only ``owner == sender`` needs no allowance."""
         _check_address(ctx, owner, "owner")
         _check_address(ctx, to, "recipient")
         _check_amount(ctx, amount)
-        if not (ctx.caller is not None and owner == ctx.origin) and owner != ctx.sender:
+        if owner != ctx.sender:
             key = _allowance_key(owner, ctx.sender)
             allowed = ctx.get(key, 0)
             ctx.require(allowed >= amount, f"allowance too small: {allowed} < {amount}")

@@ -26,7 +26,7 @@ import pytest
 
 from accord.chain import Chain
 from accord.config import builtin_contract_entries
-from accord.contracts import BUILTINS, Runtime
+from accord.contracts import BUILTINS, Runtime, contract_address
 from accord.contracts.shielded_pool import ShieldedPool
 from accord.crypto import bls
 from accord.crypto.ed25519 import AccountKey
@@ -116,6 +116,15 @@ class PoolLedger:
                         self.tree.append(int.from_bytes(c, "big"))
         return tx
 
+    def approve(self, amount: int) -> None:
+        tx = Tx.create(ALICE, chain_id=self.genesis.chain_id, contract="token", method="approve",
+                       args={"spender": contract_address("shielded_pool"), "amount": amount},
+                       nonce=self.nonce)
+        self.nonce += 1
+        self._call(lambda: self.node.submit(tx))
+        block = self._call(self.node.commit_pending)
+        assert self.node.store.get_receipts(block.height)[0].ok
+
     def args(self, plan: zk.TransferPlan, recipient: bytes = b"") -> dict[str, Any]:
         proof, public = self.keys.prove(plan.circuit_input)
         return {"proof": groth16.compress_proof(proof), "inputs": [x.to_bytes(32, "big") for x in public],
@@ -135,14 +144,16 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PoolLedger,
     try:
         # A deposit of 100 into a note for Alice, then a private transfer of 60 to Bob.
         plan = zk.plan_transfer(A_KEY, [], [(A_KEY.address, 100)], ledger.tree, REG.public,
-                                rng=ledger.rng, deposit=100)
+                                rng=ledger.rng, deposit=100, chain_id=ledger.genesis.chain_id)
         deposit_args = ledger.args(plan)
+        ledger.approve(100)  # the pool pulls a deposit only within an approval Alice signed
         deposit = ledger.send(deposit_args)
         assert ledger.last_receipt.ok, ledger.last_receipt.error
         note = zk.Note.decrypt(A_KEY, plan.note_ciphertexts[0])
         assert note is not None and note.value == 100
         plan2 = zk.plan_transfer(A_KEY, [zk.SpendInput(note, 0)], [(B_KEY.address, 60), (A_KEY.address, 40)],
-                                 ledger.tree, REG.public, rng=ledger.rng)
+                                 ledger.tree, REG.public, rng=ledger.rng,
+                                 chain_id=ledger.genesis.chain_id)
         transfer = ledger.send(ledger.args(plan2))
         replay = ledger.send(deposit_args)  # same nullifiers again: the pool reverts it
         yield ledger, deposit, transfer, replay
@@ -156,10 +167,10 @@ def test_light_client_verifies_shielded_proofs(pool: tuple[PoolLedger, Tx, Tx, T
         lc.sync()
         d = lc.verify_shielded(deposit.hash)
         assert d.deposit == 100 and d.withdrawal == 0
-        assert d.tx is not None and d.tx.receipt.ok and d.tx.height == 1
+        assert d.tx is not None and d.tx.receipt.ok and d.tx.height == 2
         assert list(d.nullifiers) == deposit.args["inputs"][1:3]
         t = lc.verify_shielded(transfer.hash)
-        assert t.deposit == 0 and t.withdrawal == 0 and t.tx is not None and t.tx.height == 2
+        assert t.deposit == 0 and t.withdrawal == 0 and t.tx is not None and t.tx.height == 3
         assert "shielded_proof" in t.to_json()["verified"]
         with pytest.raises(ProofError, match="reverted"):
             lc.verify_shielded(replay.hash)
@@ -170,23 +181,23 @@ def test_tampered_shielded_arguments_are_refused(pool: tuple[PoolLedger, Tx, Tx,
     ledger, deposit, transfer, _ = pool
     g = ledger.genesis
     args = dict(transfer.args)
-    assert shielded_transfer(g.zk_circuits, g.zk_params, args).deposit == 0  # the genuine one
+    assert shielded_transfer(g.zk_circuits, g.zk_params, args, chain_id=g.chain_id).deposit == 0  # the genuine one
 
     proof = bytearray(args["proof"])
     proof[5] ^= 0x01
     with pytest.raises(ProofError):
-        shielded_transfer(g.zk_circuits, g.zk_params, {**args, "proof": bytes(proof)})
+        shielded_transfer(g.zk_circuits, g.zk_params, {**args, "proof": bytes(proof)}, chain_id=g.chain_id)
     # A proof moved onto another transfer's public inputs (both genuine) does not verify.
     with pytest.raises(ProofError, match="does not verify|bound"):
         shielded_transfer(g.zk_circuits, g.zk_params,
-                          {**args, "inputs": deposit.args["inputs"], "notes": deposit.args["notes"]})
+                          {**args, "inputs": deposit.args["inputs"], "notes": deposit.args["notes"]}, chain_id=g.chain_id)
     with pytest.raises(ProofError, match="bound"):
-        shielded_transfer(g.zk_circuits, g.zk_params, {**args, "recipient": b"\x01" * 20})
+        shielded_transfer(g.zk_circuits, g.zk_params, {**args, "recipient": b"\x01" * 20}, chain_id=g.chain_id)
     other_reg = zk.RegulatorKey.from_seed(b"not-the-regulator").public
     with pytest.raises(ProofError, match="regulator"):
-        shielded_transfer(g.zk_circuits, {"regulator": [str(other_reg[0]), str(other_reg[1])]}, args)
+        shielded_transfer(g.zk_circuits, {"regulator": [str(other_reg[0]), str(other_reg[1])]}, args, chain_id=g.chain_id)
     with pytest.raises(ProofError):
-        shielded_transfer(g.zk_circuits, g.zk_params, {**args, "inputs": args["inputs"][:-1]})
+        shielded_transfer(g.zk_circuits, g.zk_params, {**args, "inputs": args["inputs"][:-1]}, chain_id=g.chain_id)
 
 
 def test_non_pool_transaction_is_not_a_shielded_transfer(pool: tuple[PoolLedger, Tx, Tx, Tx]) -> None:

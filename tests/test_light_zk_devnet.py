@@ -22,6 +22,7 @@ import pytest
 
 from accord.client import Client
 from accord.config import demo_account
+from accord.contracts import contract_address
 from accord.errors import ProofError
 from accord.light import LightClient, shielded_transfer
 from accord.types import Receipt, Tx
@@ -52,7 +53,8 @@ class ZkDevnet(ThreadedNetwork):
                          customize=lambda g: g.model_copy(update={
             "zk_circuits": {"shielded_transfer": keys.vk},
             "zk_params": {"regulator": [str(reg[0]), str(reg[1])],
-                          "shielded_pool": {"depth": artifacts.TEST_DEPTH}},
+                          "shielded_pool": {"depth": artifacts.TEST_DEPTH},
+                          "ceremony": "insecure-dev"},  # the test suite's one-machine keys
         }))
 
 
@@ -95,7 +97,14 @@ def committed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Committed]:
         rng = random.Random(7)
         with Client(devnet.urls[1]) as c:
             # A deposit of 100 into a note for Alice.
-            plan = zk.plan_transfer(A_KEY, [], [(A_KEY.address, 100)], tree, REG.public, rng=rng, deposit=100)
+            plan = zk.plan_transfer(A_KEY, [], [(A_KEY.address, 100)], tree, REG.public, rng=rng, deposit=100,
+                                    chain_id=devnet.genesis.chain_id)
+            # The pool pulls a deposit only within an approval Alice signed beforehand.
+            approve = Tx.create(SENDER, chain_id=devnet.genesis.chain_id, contract="token",
+                                method="approve", args={"spender": contract_address("shielded_pool"),
+                                                        "amount": 100},
+                                nonce=c.account(SENDER.address)["next_nonce"])
+            assert c.wait(c.submit(approve), timeout=60).ok
             deposit, r1 = _submit(c, devnet, _args(keys, plan))
             assert r1.ok, r1.error
             _track(tree, r1)
@@ -103,7 +112,7 @@ def committed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Committed]:
             assert note is not None and note.value == 100
             # A private transfer of 60 to Bob, 40 back to Alice, spending that note.
             plan2 = zk.plan_transfer(A_KEY, [zk.SpendInput(note, 0)], [(B_KEY.address, 60), (A_KEY.address, 40)],
-                                     tree, REG.public, rng=rng)
+                                     tree, REG.public, rng=rng, chain_id=devnet.genesis.chain_id)
             args2 = _args(keys, plan2)
             # First a tampered copy: A negated (its sign flag flipped), a well-formed point, so
             # the pairing check itself must fail on every validator; the transaction commits
@@ -151,18 +160,18 @@ def test_light_client_verifies_devnet_shielded_transfers(committed: Committed, t
 def test_tampered_proof_is_refused_by_the_light_checks(committed: Committed) -> None:
     g = committed.devnet.genesis
     args = dict(committed.transfer.args)
-    assert shielded_transfer(g.zk_circuits, g.zk_params, args).deposit == 0  # the genuine one
+    assert shielded_transfer(g.zk_circuits, g.zk_params, args, chain_id=g.chain_id).deposit == 0  # the genuine one
     # The reverted transaction's proof, checked directly: refused in pure Python.
     with pytest.raises(ProofError, match="does not verify"):
-        shielded_transfer(g.zk_circuits, g.zk_params, dict(committed.tampered.args))
+        shielded_transfer(g.zk_circuits, g.zk_params, dict(committed.tampered.args), chain_id=g.chain_id)
     # A byte flipped inside A's coordinate: not even a point.
     bad = bytearray(args["proof"])
     bad[5] ^= 0x01
     with pytest.raises(ProofError):
-        shielded_transfer(g.zk_circuits, g.zk_params, {**args, "proof": bytes(bad)})
+        shielded_transfer(g.zk_circuits, g.zk_params, {**args, "proof": bytes(bad)}, chain_id=g.chain_id)
     # A genuine proof moved onto the deposit's public inputs does not verify either.
     with pytest.raises(ProofError, match="does not verify|bound"):
         shielded_transfer(g.zk_circuits, g.zk_params,
                           {**args, "inputs": committed.deposit.args["inputs"],
-                           "notes": committed.deposit.args["notes"]})
+                           "notes": committed.deposit.args["notes"]}, chain_id=g.chain_id)
     assert "proof" in committed.tampered_receipt.error

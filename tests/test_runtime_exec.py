@@ -98,7 +98,7 @@ class Probe(Contract):
 
     @method
     def pull(self, ctx: Context, amount: int) -> None:
-        """Take tokens from the signer into this contract (a deposit)."""
+        """Take tokens from the signer into this contract (a deposit within its approval)."""
         ctx.call("token", "transfer_from", owner=ctx.origin, to=ctx.address, amount=amount)
         ctx.set("deposited", ctx.get("deposited", 0) + amount)
 
@@ -442,13 +442,17 @@ def test_contract_call_uses_contract_address_as_sender() -> None:
     r = run(rt, st, [
         tx(ALICE, "transfer", {"to": pool, "amount": 100}, 0, contract="token"),
         tx(BOB, "pay", {"to": BOB.address, "amount": 30}, 0),
-        tx(ALICE, "pull", {"amount": 50}, 1),
+        tx(ALICE, "approve", {"spender": pool, "amount": 50}, 1, contract="token"),
+        tx(ALICE, "pull", {"amount": 50}, 2),
     ])
     assert all(rc.ok for rc in r.receipts), r.receipts
     # The token's event is attributed to the token contract, inside the probe's receipt.
     assert [(e.contract, e.name) for e in r.receipts[1].events] == [("token", "Transfer")]
     assert r.receipts[1].events[0].data == {"from": pool, "to": BOB.address, "amount": 30}
     st.apply(r.writes)
+    # The approval is used up: a second pull is refused (no implicit pull from the signer).
+    again = run(rt, st, [tx(ALICE, "pull", {"amount": 1}, 3)], height=2).receipts[0]
+    assert not again.ok and "allowance too small" in again.error
     assert token_balance(rt, st, pool) == 100 - 30 + 50
     assert token_balance(rt, st, BOB.address) == 530
     assert token_balance(rt, st, ALICE.address) == 1000 - 100 - 50

@@ -94,6 +94,28 @@ def test_example_own_circuit_and_contract(capsys: pytest.CaptureFixture[str]) ->
     assert out["ok"] and out["qualified"], out
     with pytest.raises(ProofError):  # a score below the threshold has no proof
         mod.main(["--score", "650"])
+    # What the example binds (the review's attacks): the bureau signs the score, the proof is
+    # bound to the sender and the chain, and records are keyed by the sender.
+    from accord.crypto.ed25519 import AccountKey
+
+    keys, genesis, rt, state = mod.setup()
+    alice, mallory = AccountKey.from_name("credit-alice"), AccountKey.from_name("credit-mallory")
+    proof = mod.prove(keys, alice.address, 760, 7, genesis.chain_id)
+    r = mod.register(rt, state, genesis, mallory, 7, proof)  # replayed by someone else
+    assert not r.ok and "no valid proof" in r.error, r.error
+    assert mod.register(rt, state, genesis, alice, 7, proof).ok
+    r = mod.register(rt, state, genesis, alice, 8, proof, nonce=1)  # another epoch
+    assert not r.ok and "no valid proof" in r.error, r.error
+    other_chain = mod.prove(keys, mallory.address, 760, 7, "another-chain")
+    r = mod.register(rt, state, genesis, mallory, 7, other_chain, nonce=1)
+    assert not r.ok and "no valid proof" in r.error, r.error
+    # the borrower cannot score itself: a signature by any key but the bureau's has no proof
+    with pytest.raises(ProofError):
+        mod.prove(keys, mallory.address, 800, 7, genesis.chain_id, bureau_secret=b"m" * 32)
+    # Mallory's own valid registration cannot overwrite Alice's record
+    own = mod.prove(keys, mallory.address, 720, 7, genesis.chain_id)
+    assert mod.register(rt, state, genesis, mallory, 7, own, nonce=2).ok
+    assert rt.query(state, "credit_gate", "qualified", {"borrower": alice.address})
     sys.modules.pop("contract", None)
 
 

@@ -19,13 +19,14 @@ from accord.config import builtin_contract_entries
 from accord.contracts import BUILTINS, Runtime, contract_address
 from accord.contracts.shielded_pool import ShieldedPool
 from accord.crypto.ed25519 import AccountKey
-from accord.errors import AccordError, ProofError
+from accord.errors import AccordError, ProofError, ValidationError
 from accord.genesis import Genesis
 from accord.storage import Store
 from accord.types import Receipt, Tx
 from accord.zk import artifacts, groth16
 from accord.zk import audit as zaudit
 from accord.zk import notes as zk
+from accord.zk.poseidon import poseidon
 from accord.zk.verifier import FastProofVerifier
 
 from .conftest import make_genesis
@@ -71,6 +72,17 @@ class Ledger:
         self.rng = random.Random(5)
 
     def send(self, key: AccountKey, contract: str, method: str, **args: Any) -> Receipt:
+        if contract == "shielded_pool" and method == "transact":
+            # A wallet's deposit is two signed transactions: approve the pool for exactly the
+            # deposit, then transact (the pool pulls only within that approval).
+            deposit = int.from_bytes(args["inputs"][zk.PUB_DEPOSIT], "big")
+            if 0 < deposit < 2**63:
+                approve = self._send(key, "token", "approve",
+                                     spender=contract_address("shielded_pool"), amount=deposit)
+                assert approve.ok, approve.error
+        return self._send(key, contract, method, **args)
+
+    def _send(self, key: AccountKey, contract: str, method: str, **args: Any) -> Receipt:
         n = self.nonces.get(key.address, 0)
         tx = Tx.create(key, chain_id=self.g.chain_id, contract=contract, method=method,
                        args=args, nonce=n, gas_limit=5_000_000)
@@ -92,7 +104,8 @@ class Ledger:
 
     def plan(self, key: zk.SpendingKey, spends: list[zk.SpendInput],
              outs: list[tuple[zk.Address, int]], **kw: Any) -> zk.TransferPlan:
-        return zk.plan_transfer(key, spends, outs, self.tree, REG.public, rng=self.rng, **kw)
+        return zk.plan_transfer(key, spends, outs, self.tree, REG.public, rng=self.rng,
+                                chain_id=self.g.chain_id, **kw)
 
     def args(self, plan: zk.TransferPlan, recipient: bytes = b"") -> dict[str, Any]:
         proof, public = self.keys.prove(plan.circuit_input)
@@ -161,6 +174,22 @@ def test_deposit_transfer_withdraw_and_audit(ledger: Ledger) -> None:
     assert [(r.sender, r.value_1) for r in other] != [(r.sender, r.value_1) for r in rows]
 
 
+def test_deposit_needs_an_explicit_approval(ledger: Ledger) -> None:
+    """The pool pulls a deposit only within the allowance its caller signed (no implicit pull
+    from the transaction's signer): without one the deposit reverts and nothing moves."""
+    plan = ledger.plan(A_KEY, [], [(A_KEY.address, 9)], deposit=9)
+    args = ledger.args(plan)
+    pool = contract_address("shielded_pool")
+    assert ledger._send(ALICE, "token", "approve", spender=pool, amount=8).ok  # one too few
+    before = (ledger.pool_state()[:2], ledger.balance(ALICE.address))
+    r = ledger._send(ALICE, "shielded_pool", "transact", **args)
+    assert not r.ok and "allowance too small" in r.error, r.error
+    assert (ledger.pool_state()[:2], ledger.balance(ALICE.address)) == before
+    assert ledger._send(ALICE, "token", "approve", spender=pool, amount=9).ok
+    assert ledger._send(ALICE, "shielded_pool", "transact", **args).ok
+    assert ledger.query("token", "allowance", owner=ALICE.address, spender=pool) == 0
+
+
 def test_nodes_serve_merkle_paths_that_match_the_wallet(ledger: Ledger) -> None:
     if ledger.query("shielded_pool", "size") == 0:
         plan = ledger.plan(A_KEY, [], [(A_KEY.address, 7)], deposit=7)
@@ -206,7 +235,7 @@ def test_unknown_root_is_rejected(ledger: Ledger) -> None:
     fake = zk.Note(1_000_000, A_KEY.owner, 77, 88)
     idx = fake_tree.append(fake.commitment)
     plan = zk.plan_transfer(A_KEY, [zk.SpendInput(fake, idx)], [(A_KEY.address, 1_000_000)],
-                            fake_tree, REG.public, rng=ledger.rng)
+                            fake_tree, REG.public, rng=ledger.rng, chain_id=ledger.g.chain_id)
     _rejected(ledger, ALICE, ledger.args(plan), "unknown or too old Merkle root")
 
 
@@ -255,7 +284,7 @@ def test_circuit_refuses_bad_witnesses(keys: artifacts.CircuitKeys) -> None:
     note = zk.Note(50, A_KEY.owner, 1, 2)
     idx = tree.append(note.commitment)
     plan = zk.plan_transfer(A_KEY, [zk.SpendInput(note, idx)], [(B_KEY.address, 50)], tree,
-                            REG.public, rng=random.Random(3))
+                            REG.public, rng=random.Random(3), chain_id="test")
     good = plan.circuit_input
     # value not conserved: 50 in, 51 out
     bad = {**good, "outValue": [51, 0]}
@@ -274,6 +303,31 @@ def test_circuit_refuses_bad_witnesses(keys: artifacts.CircuitKeys) -> None:
     # a nullifier that is not Poseidon(sk, rho)
     with pytest.raises(ProofError):
         keys.prove({**good, "nullifier": [1, good["nullifier"][1]]})
+    # the same note as both inputs (counted twice): the wallet and the circuit refuse it
+    with pytest.raises(ValidationError, match="same note"):
+        zk.plan_transfer(A_KEY, [zk.SpendInput(note, idx), zk.SpendInput(note, idx)],
+                         [(B_KEY.address, 100)], tree, REG.public, chain_id="test")
+    # forced past the wallet: a witness right in every other respect (outputs, commitments,
+    # regulator ciphertext recomputed for 50 + 50 in, 100 out)
+    nf = good["nullifier"][0]
+    owners, rs = good["outOwner"], good["outR"]
+    rhos = [poseidon(nf, nf, j) for j in range(2)]
+    values = [100, 0]
+    cms = [zk.Note(v, o, rho, r).commitment for v, o, rho, r in zip(values, owners, rhos, rs, strict=True)]
+    _, cipher = zk.regulator_encrypt(REG.public, [A_KEY.owner, owners[0], 100, owners[1], 0],
+                                     good["e"])
+    twice = {**good, "inValue": [50, 50], "inRho": [good["inRho"][0]] * 2,
+             "inR": [good["inR"][0]] * 2, "pathElements": [good["pathElements"][0]] * 2,
+             "pathIndices": [good["pathIndices"][0]] * 2, "nullifier": [nf, nf],
+             "outValue": values, "commitment": cms, "ciphertext": cipher}
+    with pytest.raises(ProofError):
+        keys.prove(twice)
+
+
+def test_a_proof_for_another_chain_is_rejected(ledger: Ledger) -> None:
+    plan = zk.plan_transfer(A_KEY, [], [(A_KEY.address, 2)], ledger.tree, REG.public,
+                            rng=ledger.rng, deposit=2, chain_id="another-chain")
+    _rejected(ledger, ALICE, ledger.args(plan), "bound to another")
 
 
 def test_regulator_cli_audit(ledger: Ledger, tmp_path: Path,

@@ -175,14 +175,14 @@ def test_plan_transfer_refuses_unbalanced_and_foreign_notes() -> None:
     note = zk.Note(10, key.owner, 1, 2)
     idx = tree.append(note.commitment)
     with pytest.raises(ValidationError):
-        zk.plan_transfer(key, [zk.SpendInput(note, idx)], [(key.address, 11)], tree, reg)
+        zk.plan_transfer(key, [zk.SpendInput(note, idx)], [(key.address, 11)], tree, reg, chain_id="t")
     foreign = zk.SpendingKey.from_seed(b"f")
     with pytest.raises(ValidationError):
-        zk.plan_transfer(foreign, [zk.SpendInput(note, idx)], [(key.address, 10)], tree, reg)
+        zk.plan_transfer(foreign, [zk.SpendInput(note, idx)], [(key.address, 10)], tree, reg, chain_id="t")
     with pytest.raises(ValidationError):
-        zk.plan_transfer(key, [zk.SpendInput(note, idx + 1)], [(key.address, 10)], tree, reg)
+        zk.plan_transfer(key, [zk.SpendInput(note, idx + 1)], [(key.address, 10)], tree, reg, chain_id="t")
     plan = zk.plan_transfer(key, [zk.SpendInput(note, idx)], [(key.address, 10)], tree, reg,
-                            rng=random.Random(1))
+                            rng=random.Random(1), chain_id="t")
     assert len(plan.public) == zk.N_TRANSFER_PUBLIC
     assert plan.public[zk.PUB_ROOT] == tree.root
     assert plan.public[zk.PUB_NF] == key.nullifier(note.rho)

@@ -31,7 +31,7 @@ def sample() -> tuple[artifacts.CircuitKeys, dict[str, Any], list[int]]:
     tree = zk.MerkleTree(artifacts.TEST_DEPTH)
     plan = zk.plan_transfer(key, [], [(key.address, 9)], tree,
                             zk.RegulatorKey.from_seed(b"r").public, deposit=9,
-                            rng=random.Random(11))
+                            rng=random.Random(11), chain_id="test")
     proof, public = keys.prove(plan.circuit_input)
     return keys, proof, public
 
@@ -130,7 +130,7 @@ def test_cli_prove_and_verify(sample: Any, tmp_path: Path, capsys: pytest.Captur
     key = zk.SpendingKey.from_seed(b"cli")
     plan = zk.plan_transfer(key, [], [(key.address, 4)], zk.MerkleTree(artifacts.TEST_DEPTH),
                             zk.RegulatorKey.from_seed(b"r").public, deposit=4,
-                            rng=random.Random(2))
+                            rng=random.Random(2), chain_id="test")
     inp = tmp_path / "input.json"
     inp.write_text(json.dumps({k: _str(v) for k, v in plan.circuit_input.items()}))
     out = tmp_path / "proof.json"
@@ -184,7 +184,7 @@ def light_sample() -> tuple[artifacts.CircuitKeys, dict[str, Any], list[int]]:
     alice = zk.SpendingKey.from_seed(b"light-alice")
     reg = zk.RegulatorKey.from_seed(b"light-regulator")
     plan = zk.plan_transfer(alice, [], [(alice.address, 100)], zk.MerkleTree(artifacts.TEST_DEPTH),
-                            reg.public, rng=random.Random(3), deposit=100)
+                            reg.public, rng=random.Random(3), deposit=100, chain_id="test")
     proof, public = keys.prove(plan.circuit_input)
     return keys, proof, public
 

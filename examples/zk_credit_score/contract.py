@@ -1,29 +1,70 @@
-"""A lender's own contract: records borrowers who proved a credit score above a threshold.
+"""A lender's own contract: records borrowers who proved a bureau-signed credit score above a
+threshold.
 
 It calls ``ctx.verify_proof("credit_score", proof, public_inputs)`` exactly as the built-in
-contracts do; the verification key comes from genesis (``zk_circuits["credit_score"]``).
+contracts do; the verification key comes from genesis (``zk_circuits["credit_score"]``), the
+credit bureau's EdDSA-Poseidon key from ``zk_params["credit_gate"]["bureau"]``.
+
+What binds what (the pattern to copy):
+
+* the score is the bureau's statement, signed for a subject and an epoch, not a commitment
+  the borrower made up;
+* the subject public input is the transaction's sender, set here, so a proof registers only
+  the account the bureau scored: someone replaying it from another account fails;
+* the bind public input is derived from the chain id, so a proof from another chain fails;
+* records are keyed by the sender: nobody can overwrite another account's record.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from accord import encoding
 from accord.contracts import Context, Contract, method
+from accord.errors import GenesisError
+from accord.zk.babyjub import check_key
+from accord.zk.poseidon import FIELD, poseidon
 
 THRESHOLD = 700
+SCORE_TAG = int.from_bytes(b"accord-example/credit-score/v1", "big")
+BIND_DOMAIN = "accord-example/credit-bind/v1"
+
+
+def score_message(subject: bytes, score: int, epoch: int) -> int:
+    """What the bureau signs: Poseidon(SCORE_TAG, subject, score, epoch)."""
+    return poseidon(SCORE_TAG, int.from_bytes(subject, "big"), score, epoch)
+
+
+def credit_bind(chain_id: str) -> int:
+    return int.from_bytes(encoding.hash_value([BIND_DOMAIN, chain_id]), "big") % FIELD
+
+
+def public_inputs(bureau: tuple[int, int], subject: bytes, epoch: int, chain_id: str) -> list[int]:
+    return [bureau[0], bureau[1], THRESHOLD, int.from_bytes(subject, "big"), epoch,
+            credit_bind(chain_id)]
 
 
 class CreditGate(Contract):
     name = "credit_gate"
 
+    def __init__(self, genesis: Any) -> None:
+        super().__init__(genesis)
+        raw: Any = (genesis.zk_params.get("credit_gate") or {}).get("bureau")
+        try:
+            self.bureau = check_key((int(str(raw[0])), int(str(raw[1]))), "the bureau key")
+        except (TypeError, ValueError, IndexError) as e:
+            raise GenesisError(f"zk_params.credit_gate.bureau: {e}") from None
+
     @method
-    def register(self, ctx: Context, commitment: bytes, proof: bytes) -> bool:
-        ctx.require(len(commitment) == 32, "the commitment is a 32-byte field element")
-        public = [int.from_bytes(commitment, "big"), THRESHOLD]
-        ctx.require(ctx.verify_proof("credit_score", proof, public),  # type: ignore[arg-type]
-                    "no valid proof of a score above the threshold")
-        ctx.set(commitment, ctx.sender)
-        ctx.emit("Qualified", commitment=commitment, borrower=ctx.sender)
+    def register(self, ctx: Context, epoch: int, proof: bytes) -> bool:
+        ctx.require(0 <= epoch < 2**32, "epoch out of range")
+        public = public_inputs(self.bureau, ctx.sender, epoch, ctx.chain_id)
+        ctx.require(ctx.verify_proof("credit_score", proof, public),
+                    "no valid proof of a bureau-signed score above the threshold")
+        ctx.set(ctx.sender, epoch)
+        ctx.emit("Qualified", borrower=ctx.sender, epoch=epoch)
         return True
 
     @method(readonly=True)
-    def qualified(self, ctx: Context, commitment: bytes) -> bool:
-        return ctx.has(commitment)
+    def qualified(self, ctx: Context, borrower: bytes) -> bool:
+        return ctx.has(borrower)

@@ -53,7 +53,7 @@ def _transfer_input(depth: int) -> dict[str, Any]:
         tree.append(zk.poseidon(i + 1))
     idx = tree.append(note.commitment)
     plan = zk.plan_transfer(key, [zk.SpendInput(note, idx)], [(bob, 600), (key.address, 400)],
-                            tree, reg.public, rng=rng)
+                            tree, reg.public, rng=rng, chain_id="bench")
     return plan.circuit_input
 
 
@@ -66,8 +66,9 @@ def _anti_stacking_input(slots: int) -> dict[str, Any]:
     keys = [babyjub.eddsa_public_key(s) for s in secrets_]
     atts = [(100 * (i + 1), zk.attest(s, borrower, 100 * (i + 1), epoch))
             for i, s in enumerate(secrets_)]
+    bind = zk.loan_bind("bench", bytes(20), borrower, 1_000, epoch)
     inp, _ = zk.plan_anti_stacking(keys, atts, borrower=borrower, epoch=epoch, limit=10**6,
-                                   slots=slots)
+                                   slots=slots, bind=bind)
     return inp
 
 

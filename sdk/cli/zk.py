@@ -5,6 +5,14 @@
     accord zk ceremony --power 15 --members bank-a,bank-b,regulator [--circuit ...]
                        [--file my.circom] [--beacon HEX] [--dir FOLDER] [--seed S]
                        [--genesis genesis.json] [--regulator-public X,Y]
+        (one process plays every member: tests and demos only, see accord.zk.ceremony)
+
+    The ceremony across machines (accord.zk.transcript), each member on its own machine:
+    accord zk ceremony init --out DIR --power 15 --members a,b,c --circuit ... \
+                            --beacon-source "hash of block H of chain X" [--iterations 20]
+    accord zk ceremony contribute --in PREV_DIR --out MY_DIR --name a     (phase 1, then 2)
+    accord zk ceremony beacon --in PREV_DIR --out DIR --value VALUE       (after each phase)
+    accord zk ceremony verify --dir DIR [--dir DIR2 ...] [--genesis genesis.json]
     accord zk prove --circuit NAME --input input.json --out proof.json  (same key options)
     accord zk verify --vk vk.json|--genesis genesis.json --circuit NAME --proof proof.json
                      --public public.json [--fast]
@@ -57,6 +65,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--genesis", help="write the verification keys into this genesis.json")
     c.add_argument("--regulator-public", help="the regulator's key X,Y (accord regulator keygen)")
     c.set_defaults(func=_ceremony)
+    steps = c.add_subparsers(dest="ceremony_cmd", metavar="STEP", required=False)
+    ci = steps.add_parser("init", help="start a ceremony across machines (coordinator)")
+    _circuit_args(ci)
+    ci.add_argument("--out", required=True, help="folder to publish")
+    ci.add_argument("--power", type=int, required=True, help="2^power constraints")
+    ci.add_argument("--members", required=True, help="comma-separated contributors, in order")
+    ci.add_argument("--beacon-source", required=True,
+                    help="where each phase's beacon value will come from, fixed now (e.g. "
+                         "'hash of block 900000 of chain X' and a second height)")
+    ci.add_argument("--iterations", type=int, default=None, help="beacon hash iterations 2^N")
+    ci.set_defaults(func=_ceremony_init)
+    cc = steps.add_parser("contribute", help="add this member's contribution (own machine)")
+    cc.add_argument("--in", dest="src", required=True, help="the previous step's folder")
+    cc.add_argument("--out", required=True, help="folder to publish")
+    cc.add_argument("--name", required=True, help="this member's name in the ceremony")
+    cc.set_defaults(func=_ceremony_contribute)
+    cb = steps.add_parser("beacon", help="close a phase with the beacon source's value")
+    cb.add_argument("--in", dest="src", required=True, help="the last contribution's folder")
+    cb.add_argument("--out", required=True, help="folder to publish")
+    cb.add_argument("--value", required=True, help="the beacon source's value (public)")
+    cb.set_defaults(func=_ceremony_beacon)
+    cv = steps.add_parser("verify", help="re-check a finished ceremony, every step")
+    cv.add_argument("--dir", action="append", required=True,
+                    help="folder(s) holding the transcript and the step files")
+    cv.add_argument("--genesis", help="write the keys and the transcript record into it")
+    cv.add_argument("--regulator-public", help="the regulator's key X,Y")
+    cv.set_defaults(func=_ceremony_verify)
 
     pr = cmds.add_parser("prove", help="prove with a circuit's keys from the ceremony")
     _circuit_args(pr)
@@ -124,8 +159,64 @@ def _keys(args: argparse.Namespace, progress: Any = None) -> list[Any]:
     return [setup_circuit(s, params, folder=folder, progress=progress) for s in specs(args)]
 
 
+def _ceremony_init(args: argparse.Namespace) -> int:
+    from ..zk import build as zb
+    from ..zk import transcript as zt
+
+    members = [m.strip() for m in args.members.split(",") if m.strip()]
+    circuits = [(s.name, zb.build(s).r1cs) for s in specs(args)]
+    t = zt.init(Path(args.out), args.power, members, circuits, args.beacon_source,
+                args.iterations or zt.DEFAULT_ITERATIONS)
+    print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
+    return 0
+
+
+def _ceremony_contribute(args: argparse.Namespace) -> int:
+    from ..zk import transcript as zt
+
+    t = zt.contribute(Path(args.src), Path(args.out), args.name)
+    print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
+    return 0
+
+
+def _ceremony_beacon(args: argparse.Namespace) -> int:
+    from ..zk import transcript as zt
+
+    t = zt.beacon(Path(args.src), Path(args.out), args.value)
+    print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
+    return 0
+
+
+def _ceremony_verify(args: argparse.Namespace) -> int:
+    from ..zk import transcript as zt
+
+    v = zt.verify([Path(d) for d in args.dir])
+    print(json.dumps({"ok": True, "transcript": v.transcript_hash,
+                      "circuits": sorted(v.vks)}))
+    if args.genesis:
+        from ..genesis import Genesis
+
+        g = Genesis.load(args.genesis)
+        params = dict(g.zk_params)
+        params["ceremony"] = zt.genesis_record(v)
+        if args.regulator_public:
+            from ..zk.babyjub import check_key
+
+            x, y = (int(c) for c in args.regulator_public.split(","))
+            check_key((x, y), "the regulator key")
+            params["regulator"] = [str(x), str(y)]
+        g.model_copy(update={"zk_circuits": {**dict(g.zk_circuits), **v.vks},
+                             "zk_params": params}).save(args.genesis)
+        print(f"verification keys and the transcript hash written to {args.genesis}",
+              file=sys.stderr)
+    return 0
+
+
 def _ceremony(args: argparse.Namespace) -> int:
     from ..zk.ceremony import RichProgress
+
+    print("accord zk ceremony: one process plays every member (tests and demos only); a real "
+          "chain runs `accord zk ceremony init|contribute|beacon|verify`", file=sys.stderr)
 
     with RichProgress() as progress:
         keys = _keys(args, progress)
@@ -145,6 +236,8 @@ def _ceremony(args: argparse.Namespace) -> int:
                                            "depth": extra["depth"]}
             if k.name == "anti_stacking":
                 params["loans"] = {**dict(params.get("loans") or {}), "slots": extra["lenders"]}
+        # One process made these keys: validators accept them only as such (see transcript.py).
+        params["ceremony"] = "insecure-dev"
         if args.regulator_public:
             from ..zk.babyjub import check_key
 

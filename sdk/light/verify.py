@@ -294,12 +294,12 @@ class Checker:
         if not vt.receipt.ok:
             raise ProofError(f"transaction {vt.tx_hash.hex()[:16]} was reverted: it moved no notes")
         return shielded_transfer(self.genesis.zk_circuits, self.genesis.zk_params, tx.args, vt,
-                                 verifier=self.zk_verifier())
+                                 verifier=self.zk_verifier(), chain_id=self.genesis.chain_id)
 
 
 def shielded_transfer(
     vks: dict[str, Any], zk_params: dict[str, Any], args: dict[str, Value], vt: VerifiedTx | None = None,
-    *, verifier: Any = None,
+    *, verifier: Any = None, chain_id: str,
 ) -> VerifiedShieldedTransfer:
     """Check the arguments of a ``shielded_pool.transact`` call as the pool does, then its proof.
 
@@ -322,7 +322,7 @@ def shielded_transfer(
     if type(recipient) is not bytes:
         raise ProofError("the recipient must be bytes")
     pub = [int.from_bytes(x, "big") for x in inputs]
-    if pub[zk.PUB_BIND] != zk.transfer_bind(recipient, notes_):
+    if pub[zk.PUB_BIND] != zk.transfer_bind(chain_id, recipient, notes_):
         raise ProofError("the proof is bound to another recipient or other notes")
     if "regulator" in zk_params:
         reg = regulator_key_of(zk_params)

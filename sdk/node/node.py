@@ -346,8 +346,14 @@ class Node:
         """Proof verifier and MPC oracle hooks for contracts, when genesis configures them."""
         hooks: dict[str, Any] = {}
         if self.genesis.zk_circuits:
+            from accord.zk.transcript import check_genesis
             from accord.zk.verifier import verifier_from_genesis
 
+            # Refuse keys that no verified ceremony produced (see accord.zk.transcript).
+            check_genesis(dict(self.genesis.zk_circuits), dict(self.genesis.zk_params))
+            if self.genesis.zk_params.get("ceremony") == "insecure-dev":
+                log.warning("%s: genesis marks its proving keys insecure-dev (a one-machine "
+                            "ceremony): never hold real value on this chain", self.name)
             hooks["proof_verifier"] = verifier_from_genesis(self.genesis)
         if self.genesis.mpc:
             from accord.mpc.oracle import oracle_from_genesis

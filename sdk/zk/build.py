@@ -31,7 +31,7 @@ ANTI_STACKING_LENDERS = 6  # 6 EdDSA checks fit a 2^15 ceremony
 
 TRANSFER_PUBLIC = ("root", "nullifier", "commitment", "deposit", "withdrawal", "bind",
                    "regulator", "ephemeral", "ciphertext")
-ANTI_STACKING_PUBLIC = ("limit", "borrower", "epoch", "lenderKey")
+ANTI_STACKING_PUBLIC = ("limit", "borrower", "epoch", "lenderKey", "bind")
 
 
 @dataclass(frozen=True)

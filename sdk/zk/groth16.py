@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,12 +61,18 @@ G2Point = tuple[FQ2, FQ2, FQ2]
 # --- parsing ------------------------------------------------------------------------------
 
 
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,79}")
+
+
 def _int(v: Any, what: str, bound: int) -> int:
+    """A number as an int or its one canonical decimal text: ASCII digits, no sign, no leading
+    zero, no whitespace (``str.isdigit`` would let in '0012' and other scripts' digits, giving
+    one proof several encodings)."""
     if isinstance(v, bool) or not isinstance(v, int | str):
         raise ProofError(f"{what}: expected a decimal number")
     if isinstance(v, str):
-        if not v.isdigit() or len(v) > 80:
-            raise ProofError(f"{what}: expected a decimal number")
+        if not _DECIMAL.fullmatch(v):
+            raise ProofError(f"{what}: expected a canonical decimal number")
         v = int(v)
     if not 0 <= v < bound:
         raise ProofError(f"{what}: not a canonical field element")
@@ -89,7 +96,15 @@ def parse_g1(v: Any, what: str, allow_inf: bool = False) -> G1Point:
     return pt
 
 
-def parse_g2(v: Any, what: str) -> G2Point:
+SUBGROUP_ERROR = "proof: B is not in the prime-order subgroup of G2"
+"""The one message for a B outside G2's subgroup, whichever encoding or verifier found it."""
+
+
+def in_g2_subgroup(pt: G2Point) -> bool:
+    return bool(is_inf(multiply(pt, R)))
+
+
+def parse_g2(v: Any, what: str, subgroup: bool = True) -> G2Point:
     if not isinstance(v, list) or len(v) not in (2, 3):
         raise ProofError(f"{what}: expected [[x0, x1], [y0, y1], [z0, z1]]")
     coords = []
@@ -102,7 +117,7 @@ def parse_g2(v: Any, what: str) -> G2Point:
     pt = (FQ2(list(coords[0])), FQ2(list(coords[1])), FQ2.one())
     if not is_on_curve(pt, b2):
         raise ProofError(f"{what}: not on the curve (coordinate order is [c0, c1])")
-    if not is_inf(multiply(pt, R)):
+    if subgroup and not in_g2_subgroup(pt):
         raise ProofError(f"{what}: not in the prime-order subgroup of G2")
     return pt
 
@@ -182,25 +197,47 @@ def parse_vk(vk: Any) -> VerifyingKey:
     )
 
 
-def parse_proof(proof: Any, parse_b: Callable[[Any, str], Any] | None = None) -> Proof:
-    """A snarkjs proof (dict or JSON text) or 128 compressed bytes.
-
-    ``parse_b`` replaces :func:`parse_g2` for ``pi_b`` of a JSON proof (the validators' fast
-    path leaves the G2 subgroup check to the snarkjs worker); compressed proofs always get the
-    full check, which decompression includes."""
+def parse_proof(proof: Any, subgroup: bool = True) -> Proof:
+    """A snarkjs proof (dict or JSON text) or 128 compressed bytes, checked in THE order (the
+    verification outcome, error message included, enters receipts, so every verifier must find
+    the same first fault): the encoding; A, B, C in that order (canonical coordinates, on
+    their curves, not infinity); then, last, B in G2's prime-order subgroup (the costly check;
+    ``subgroup=False`` leaves it to the caller, who must do it next, before any pairing: the
+    validators' fast path has the snarkjs worker do it). See :func:`precheck`."""
     if isinstance(proof, bytes | bytearray):
-        return decompress_proof(bytes(proof))
-    if isinstance(proof, str):
-        try:
-            proof = json.loads(proof)
-        except ValueError as e:
-            raise ProofError(f"proof is not JSON: {e}") from None
-    if not isinstance(proof, dict):
-        raise ProofError("proof must be a JSON object")
-    if proof.get("protocol", "groth16") != "groth16":
-        raise ProofError("only groth16 proofs are supported")
-    return Proof(parse_g1(proof.get("pi_a"), "pi_a"), (parse_b or parse_g2)(proof.get("pi_b"), "pi_b"),
-                 parse_g1(proof.get("pi_c"), "pi_c"))
+        p = decompress_proof(bytes(proof), subgroup=False)
+    else:
+        if isinstance(proof, str):
+            try:
+                proof = json.loads(proof)
+            except ValueError as e:
+                raise ProofError(f"proof is not JSON: {e}") from None
+        if not isinstance(proof, dict):
+            raise ProofError("proof must be a JSON object")
+        if proof.get("protocol", "groth16") != "groth16":
+            raise ProofError("only groth16 proofs are supported")
+        p = Proof(parse_g1(proof.get("pi_a"), "pi_a"),
+                  parse_g2(proof.get("pi_b"), "pi_b", subgroup=False),
+                  parse_g1(proof.get("pi_c"), "pi_c"))
+    if subgroup:
+        check_subgroup(p)
+    return p
+
+
+def check_subgroup(p: Proof) -> None:
+    if not in_g2_subgroup(p.b):
+        raise ProofError(SUBGROUP_ERROR)
+
+
+def precheck(vk: VerifyingKey, proof: Any, public: Sequence[Any], *,
+             subgroup: bool = True) -> tuple[Proof, list[int]]:
+    """Every check before the pairing, in the one order all verifiers follow: (1) the public
+    inputs (a list of ``vk.n_public`` canonical scalars below r), (2) the proof's encoding and
+    points (:func:`parse_proof`), (3) B's subgroup (skipped with ``subgroup=False``: the
+    caller's next step). A fault raises :class:`ProofError` with the same message whichever
+    verifier runs; a test compares receipts of both over tampered proofs."""
+    inputs = parse_public(public, vk.n_public)
+    return parse_proof(proof, subgroup=subgroup), inputs
 
 
 def parse_public(public: Sequence[Any], n: int) -> list[int]:
@@ -267,8 +304,7 @@ def verify(vk: Any, proof: Any, public: Sequence[Any]) -> bool:
     """True iff ``proof`` is valid for ``public`` under ``vk``. Malformed input raises
     :class:`ProofError` (a clear reason); a well-formed wrong proof returns False."""
     key = vk if isinstance(vk, VerifyingKey) else parse_vk(vk)
-    p = parse_proof(proof)
-    inputs = parse_public(public, key.n_public)
+    p, inputs = precheck(key, proof, public)
     return verify_parsed(key, p, inputs)
 
 
@@ -358,7 +394,7 @@ def compress_g2(pt: G2Point) -> bytes:
 _B2 = (int(b2.coeffs[0]), int(b2.coeffs[1]))
 
 
-def decompress_g2(data: bytes, what: str) -> G2Point:
+def decompress_g2(data: bytes, what: str, subgroup: bool = True) -> G2Point:
     if len(data) != 64:
         raise ProofError(f"{what}: a compressed G2 point has 64 bytes")
     flags = data[0] & 0xC0
@@ -377,7 +413,7 @@ def decompress_g2(data: bytes, what: str) -> G2Point:
     if _big2(y) != bool(flags & _FLAG_NEG):
         y = ((Q - y[0]) % Q, (Q - y[1]) % Q)
     pt = (FQ2([x0, x1]), FQ2([y[0], y[1]]), FQ2.one())
-    if not is_inf(multiply(pt, R)):
+    if subgroup and not in_g2_subgroup(pt):
         raise ProofError(f"{what}: not in the prime-order subgroup of G2")
     return pt
 
@@ -388,11 +424,15 @@ def compress_proof(proof: Any) -> bytes:
     return compress_g1(p.a) + compress_g2(p.b) + compress_g1(p.c)
 
 
-def decompress_proof(data: bytes) -> Proof:
+def decompress_proof(data: bytes, subgroup: bool = True) -> Proof:
+    """A || B || C; B's subgroup is checked after all three parse (see :func:`parse_proof`)."""
     if len(data) != 128:
         raise ProofError("a compressed proof has 128 bytes")
-    return Proof(decompress_g1(data[:32], "A"), decompress_g2(data[32:96], "B"),
-                 decompress_g1(data[96:], "C"))
+    p = Proof(decompress_g1(data[:32], "A"), decompress_g2(data[32:96], "B", subgroup=False),
+              decompress_g1(data[96:], "C"))
+    if subgroup:
+        check_subgroup(p)
+    return p
 
 
 def proof_to_json(proof: Proof) -> dict[str, Any]:

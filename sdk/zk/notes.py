@@ -11,8 +11,10 @@ the pool's Merkle tree. A new note travels to its recipient as a sealed box to t
 (event data on chain): the recipient scans events and keeps the notes that open.
 
 Regulator. The circuit encrypts (sender owner key, receiver 1, value 1, receiver 2, value 2) to
-the regulator's BabyJubJub key: E = e*B8, S = e*R, c_i = m_i + pad_i with
-pad = PoseidonEx(Sx, Sy, 5, 0)[0..4]. :class:`RegulatorKey` reverses it with S = s*E.
+the regulator's BabyJubJub key: E = e*B8 with e != 0 mod l (E is never the identity), S = e*R,
+c_i = m_i + pad_i with the pads the rate lanes of one width-6 Poseidon permutation of
+(0; Sx, Sy, PAD_TAG, 0, 0), its capacity lane kept secret, so an observer who guesses the
+plaintext gets no whole permutation state to invert and check (see :func:`regulator_pads`). :class:`RegulatorKey` reverses it with S = s*E.
 
 Every value hashed here is a field element below :data:`FIELD`; bytes on the wire are 32-byte
 big-endian (:func:`fe_bytes`, :func:`fe_from_bytes`).
@@ -36,7 +38,7 @@ from .poseidon import FIELD, hash2, poseidon, poseidon_ex
 
 NOTE_VALUE_MAX = 2**64 - 1
 N_CIPHER = 5
-BIND_DOMAIN = "accord/zk-bind/v1"
+BIND_DOMAIN = "accord/zk-bind/v2"
 
 
 def fe_bytes(x: int) -> bytes:
@@ -234,15 +236,40 @@ def root_from_path(leaf: int, elements: Sequence[int], bits: Sequence[int]) -> i
 # --- the regulator --------------------------------------------------------------------------
 
 
+PAD_TAG = int.from_bytes(b"accord/regulator-pad/v2", "big")
+"""Domain tag of the regulator's pads (the circuit's ``PAD_TAG``)."""
+
+
 def regulator_pads(shared: babyjub.Point) -> list[int]:
-    return poseidon_ex((shared[0], shared[1], N_CIPHER, 0), 0, N_CIPHER)
+    """Lanes 1..5 of the width-6 Poseidon permutation of (0; Sx, Sy, PAD_TAG, 0, 0).
+
+    A sponge keyed by the shared point S, squeezed once: the five rate lanes are the pads and
+    the capacity lane 0 is never published. (Version 1 published all five lanes of a width-5
+    permutation of (0, Sx, Sy, 5, 0), capacity included: since the permutation is public and
+    invertible, ``ciphertext - guess`` inverted showed whether a guess was right.) Here a guess
+    yields five of six lanes; running the permutation backwards needs the sixth, a field
+    element nobody but the sender and the regulator can compute."""
+    return poseidon_ex((shared[0], shared[1], PAD_TAG, 0, 0), 0, N_CIPHER + 1)[1:]
+
+
+def check_ephemeral(ephemeral: babyjub.Point) -> babyjub.Point:
+    """Refuse an ephemeral key that is off the curve, outside the prime-order subgroup or the
+    identity (a scalar e = 0 mod l): with it the pads would be public constants."""
+    if (len(ephemeral) != 2 or not babyjub.in_subgroup(ephemeral)
+            or ephemeral[0] == 0):
+        raise ValidationError("the regulator's ephemeral key is not a non-identity subgroup point")
+    return ephemeral
 
 
 def regulator_encrypt(regulator: babyjub.Point, plain: Sequence[int], e: int) -> tuple[
         babyjub.Point, list[int]]:
-    """What the circuit computes: (E, ciphertext) for the 5 plaintext field elements."""
+    """What the circuit computes: (E, ciphertext) for the 5 plaintext field elements. ``e``
+    must be nonzero modulo the subgroup order (the circuit has no proof otherwise)."""
     if len(plain) != N_CIPHER:
         raise ValidationError(f"the regulator's plaintext has {N_CIPHER} elements")
+    if e % babyjub.SUBORDER == 0:
+        raise ValidationError("the ephemeral scalar is 0 modulo the subgroup order: "
+                              "the transfer would be readable by anyone")
     eph = babyjub.mul(babyjub.BASE8, e)
     pads = regulator_pads(babyjub.mul(regulator, e))
     return eph, [(m + p) % FIELD for m, p in zip(plain, pads, strict=True)]
@@ -272,8 +299,9 @@ class RegulatorKey:
         return babyjub.mul(babyjub.BASE8, self.secret)
 
     def decrypt(self, ephemeral: babyjub.Point, ciphertext: Sequence[int]) -> AuditRecord:
-        if len(ciphertext) != N_CIPHER or not babyjub.on_curve(ephemeral):
+        if len(ciphertext) != N_CIPHER:
             raise ValidationError("malformed regulator ciphertext")
+        check_ephemeral(ephemeral)
         pads = regulator_pads(babyjub.mul(ephemeral, self.secret))
         m = [(c - p) % FIELD for c, p in zip(ciphertext, pads, strict=True)]
         return AuditRecord(m[0], (m[1], m[3]), (m[2], m[4]))
@@ -282,11 +310,11 @@ class RegulatorKey:
 # --- a shielded transfer --------------------------------------------------------------------
 
 
-def transfer_bind(recipient: bytes, note_ciphertexts: Sequence[bytes]) -> int:
+def transfer_bind(chain_id: str, recipient: bytes, note_ciphertexts: Sequence[bytes]) -> int:
     """The ``bind`` public input: the transaction data the proof must not be detached from
-    (who receives a withdrawal, the recipients' note ciphertexts)."""
-    return int.from_bytes(
-        encoding.hash_value([BIND_DOMAIN, recipient, list(note_ciphertexts)]), "big") % FIELD
+    (the chain, who receives a withdrawal, the recipients' note ciphertexts)."""
+    return int.from_bytes(encoding.hash_value(
+        [BIND_DOMAIN, chain_id, recipient, list(note_ciphertexts)]), "big") % FIELD
 
 
 @dataclass(frozen=True)
@@ -320,9 +348,11 @@ def plan_transfer(
     withdrawal: int = 0,
     recipient: bytes = b"",
     rng: Any = None,
+    chain_id: str,
 ) -> TransferPlan:
-    """Build the witness of a 2-in-2-out transfer. Missing inputs become zero-value dummies;
-    a missing output becomes a zero-value note to the sender."""
+    """Build the witness of a 2-in-2-out transfer on chain ``chain_id``. Missing inputs become
+    zero-value dummies; a missing output becomes a zero-value note to the sender. The two
+    inputs must be different notes (the circuit refuses equal nullifiers)."""
     rnd = rng.randrange if rng is not None else (lambda n: secrets.randbelow(n))
     if len(inputs) > 2 or len(outputs) > 2:
         raise ValidationError("a transfer has at most 2 inputs and 2 outputs")
@@ -352,7 +382,9 @@ def plan_transfer(
     out_notes = [Note(v, addr.owner, poseidon(nfs[0], nfs[1], j), rnd(FIELD))
                  for j, (addr, v) in enumerate(outs)]
     blobs = [n.encrypt(addr.viewing) for n, (addr, _) in zip(out_notes, outs, strict=True)]
-    bind = transfer_bind(recipient, blobs)
+    if nfs[0] == nfs[1]:
+        raise ValidationError("the two inputs are the same note")
+    bind = transfer_bind(chain_id, recipient, blobs)
     e = 1 + rnd(babyjub.SUBORDER - 1)
     plain = [key.owner, out_notes[0].owner, out_notes[0].value, out_notes[1].owner,
              out_notes[1].value]
@@ -399,8 +431,23 @@ NULL_LENDER_SECRET = hashlib.sha256(b"accord/null-lender").digest()
 can sign for it, but a signed balance only raises the sum, so 0 is the only useful value."""
 
 
+ATTEST_TAG = int.from_bytes(b"accord/attestation/v2", "big")
+"""Domain tag of a lender's attestation (the anti-stacking circuit's first message input)."""
+LOAN_BIND_DOMAIN = "accord/loan-bind/v1"
+
+
 def attestation_message(borrower: int, balance: int, epoch: int) -> int:
-    return poseidon(borrower, balance, epoch)
+    """Poseidon(ATTEST_TAG, borrower, balance, epoch): tagged, so that no other message a
+    lender's key signs can pass for an attestation."""
+    return poseidon(ATTEST_TAG, borrower, balance, epoch)
+
+
+def loan_bind(chain_id: str, lender: bytes, borrower: int, amount: int, epoch: int) -> int:
+    """The anti-stacking proof's ``bind`` input: the one loan (chain, applying lender's
+    account, borrower, amount, epoch) the proof was made for. ``loans.apply`` derives it from
+    the transaction, so another caller, amount, epoch or chain makes the proof fail."""
+    return int.from_bytes(encoding.hash_value(
+        [LOAN_BIND_DOMAIN, chain_id, lender, fe_bytes(borrower), amount, epoch]), "big") % FIELD
 
 
 def attest(lender_secret: bytes, borrower: int, balance: int, epoch: int) -> babyjub.Signature:
@@ -416,9 +463,11 @@ def plan_anti_stacking(
     epoch: int,
     limit: int,
     slots: int,
+    bind: int,
 ) -> tuple[dict[str, Any], list[int]]:
     """Circuit input and public signals. ``attestations[i]`` is (balance, signature) from
-    ``lender_keys[i]``; unused slots are filled with the null lender and balance 0."""
+    ``lender_keys[i]``; unused slots are filled with the null lender and balance 0. ``bind``
+    is :func:`loan_bind` of the loan the proof is for."""
     if len(lender_keys) != len(attestations) or len(lender_keys) > slots:
         raise ValidationError("one attestation per lender, at most `slots` lenders")
     if sum(b for b, _ in attestations) >= limit:
@@ -437,8 +486,9 @@ def plan_anti_stacking(
         "balance": [b for b, _ in atts],
         "sigS": [s.s for _, s in atts],
         "sigR8": [list(s.r8) for _, s in atts],
+        "bind": bind,
     }
-    public = [limit, borrower, epoch, *[c for k in keys for c in k]]
+    public = [limit, borrower, epoch, *[c for k in keys for c in k], bind]
     return circuit_input, public
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import ProofError
 from . import tools
+from .groth16 import SUBGROUP_ERROR
 from .tools import ZkToolError
 
 WORKER_JS = Path(__file__).with_name("worker.js")
@@ -109,8 +110,8 @@ class SnarkjsWorker:
         if not reply.get("ok"):
             raise ProofError(f"verification failed: {reply.get('error', '')[:500]}")
         if reply.get("reason") == "B not in G2":
-            # The Python verifier refuses this point while parsing: same answer, same error.
-            raise ProofError("pi_b: not in the prime-order subgroup of G2")
+            # The Python verifier refuses this point at the same step: same answer, same error.
+            raise ProofError(SUBGROUP_ERROR)
         return bool(reply["valid"])
 
     def close(self) -> None:

@@ -60,26 +60,27 @@ class PyProofVerifier(_Base):
 
     def verify(self, circuit: str, proof: Any, public_inputs: Sequence[Any]) -> bool:
         vk = self.key(circuit)
-        p = groth16.parse_proof(proof)
-        inputs = groth16.parse_public(list(public_inputs), vk.n_public)
+        p, inputs = groth16.precheck(vk, proof, list(public_inputs))
         return groth16.verify_parsed(vk, p, inputs)
 
 
 class FastProofVerifier(_Base):
-    """Python parsing and checks, then snarkjs (WebAssembly) for the pairings."""
+    """Python parsing and checks, then snarkjs (WebAssembly) for the subgroup and pairings."""
 
     def __init__(self, vks: Mapping[str, Any], worker: SnarkjsWorker | None = None) -> None:
         super().__init__(vks)
         self._worker = worker
         self._ids: dict[str, str] = {}  # circuit -> the worker's name for its key
-        #: Proofs with B in G2 that the worker refused or could not decide, decided in Python
-        #: instead (the worker is only a fast path: the answer must be the pure-Python one).
+        #: Proofs that the worker refused or could not decide, decided in Python instead (the
+        #: worker is only a fast path: the answer must be the pure-Python one).
         self.fallbacks = 0
 
     def verify(self, circuit: str, proof: Any, public_inputs: Sequence[Any]) -> bool:
         vk = self.key(circuit)
-        p = _parse_proof_light(proof)
-        inputs = groth16.parse_public(list(public_inputs), vk.n_public)
+        # Steps (1) and (2) of groth16.precheck, exactly as PyProofVerifier runs them; step (3),
+        # B's subgroup, is the worker's first check, then the pairing. So both verifiers meet
+        # the faults of a proof in the same order and report the first one with the same text.
+        p, inputs = groth16.precheck(vk, proof, list(public_inputs), subgroup=False)
         worker = self._worker or shared_worker()
         try:
             vid = self._ids.get(circuit)
@@ -92,35 +93,12 @@ class FastProofVerifier(_Base):
             # way the pure-Python checks decide: a genuine subgroup failure raises the same
             # ProofError as PyProofVerifier, anything else gets the reference pairing check.
             # A validator whose worker misbehaves thus still agrees with one without Node.js.
-            strict = groth16.parse_proof(groth16.proof_to_json(p))  # includes the subgroup check
+            groth16.check_subgroup(p)  # a genuine "B not in G2": the same error as Python's
             with self._lock:
                 self.fallbacks += 1
-            log.warning("snarkjs worker did not accept a proof whose B is in G2 (%s): verifying in Python", e)
-            return groth16.verify_parsed(vk, strict, inputs)
-
-
-def _parse_proof_light(proof: Any) -> groth16.Proof:
-    """Like :func:`groth16.parse_proof` but without the G2 subgroup multiplication for a JSON
-    proof's B (the worker does that in WebAssembly): canonical coordinates and on-curve only."""
-    return groth16.parse_proof(proof, parse_b=lambda b, _name: _parse_g2_on_curve(b))
-
-
-def _parse_g2_on_curve(v: Any) -> groth16.G2Point:
-    from py_ecc.optimized_bn128 import FQ2, b2, is_on_curve
-
-    if not isinstance(v, list) or len(v) not in (2, 3):
-        raise ProofError("pi_b: expected [[x0, x1], [y0, y1], [z0, z1]]")
-    coords = []
-    for c in v:
-        if not isinstance(c, list) or len(c) != 2:
-            raise ProofError("pi_b: expected pairs of coordinates")
-        coords.append((groth16._int(c[0], "pi_b", groth16.Q), groth16._int(c[1], "pi_b", groth16.Q)))
-    if len(coords) == 3 and coords[2] != (1, 0):
-        raise ProofError("pi_b: expected affine coordinates (z = 1) and not infinity")
-    pt = (FQ2(list(coords[0])), FQ2(list(coords[1])), FQ2.one())
-    if not is_on_curve(pt, b2):
-        raise ProofError("pi_b: not on the curve (coordinate order is [c0, c1])")
-    return pt
+            log.warning("snarkjs worker did not accept a proof whose B is in G2 (%s): "
+                        "verifying in Python", e)
+            return groth16.verify_parsed(vk, p, inputs)
 
 
 def verifier_from_genesis(genesis: Any, fast: bool | None = None) -> PyProofVerifier | FastProofVerifier:

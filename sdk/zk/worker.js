@@ -122,18 +122,21 @@ function publicMsm(curve, vk, signals) {
   }
 }
 
+// One text per number, as the Python verifier reads them: ASCII digits, no leading zero.
+const DECIMAL = /^(0|[1-9][0-9]{0,79})$/;
+
 function verifyPrepared(curve, vk, signals, proof) {
   const { G1, G2, Gt } = curve;
   if (!Array.isArray(signals) || signals.length !== vk.n) {
     return { ok: false, error: `expected ${vk.n} public inputs, got ${Array.isArray(signals) ? signals.length : "none"}` };
   }
   for (const s of signals) {
-    if (!/^[0-9]+$/.test(String(s)) || BigInt(s) >= curve.r) return { ok: false, error: "public input not in [0, r)" };
+    if (!DECIMAL.test(String(s)) || BigInt(s) >= curve.r) return { ok: false, error: "public input not in [0, r)" };
   }
-  // Coordinates as the Python verifier reads them: decimal strings below q, nothing else
+  // Coordinates as the Python verifier reads them: canonical decimal strings below q, nothing else
   // (the field would quietly reduce x + q to x, giving one proof several encodings).
   const coords = [proof && proof.pi_a, proof && proof.pi_b, proof && proof.pi_c].flat(2);
-  if (coords.length !== 12 || !coords.every((v) => /^[0-9]+$/.test(String(v)) && BigInt(v) < curve.q)) {
+  if (coords.length !== 12 || !coords.every((v) => DECIMAL.test(String(v)) && BigInt(v) < curve.q)) {
     return { ok: false, error: "proof: coordinates must be decimal integers below q" };
   }
   let A, B, C;

@@ -1,0 +1,201 @@
+"""The ceremony across machines: three members in three separate processes with separate
+folders (nothing shared but the published files), a beacon fixed after the last contribution,
+a transcript anyone re-verifies, and refusals of a tampered step file or transcript.
+
+Also: genesis keeps the transcript hash next to each key's hash, and a validator refuses a
+genesis whose keys are not the ceremony's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from accord.errors import ValidationError
+from accord.zk import transcript as zt
+from accord.zk.tools import ZkToolError
+
+pytestmark = pytest.mark.timeout(900)
+MEMBERS = ("bank-a", "bank-b", "regulator")
+CIRCUIT = ('pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;'
+           ' signal output c; c <== a * b; }\ncomponent main {public [a]} = M();\n')
+
+
+def _accord(*args: str, cwd: Path) -> dict:
+    """One member's command, in its own process and working folder (its own "machine")."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    proc = subprocess.run([sys.executable, "-m", "accord.cli.main", "zk", "ceremony", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _publish(src: Path, dst: Path) -> Path:
+    """What a member receives: a copy of the previous member's published folder."""
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def ceremony(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("members")
+    coord = root / "coordinator"
+    coord.mkdir()
+    (coord / "mul.circom").write_text(CIRCUIT)
+    folders: dict[str, Path] = {}
+    out = _accord("init", "--out", str(coord / "published"), "--power", "8",
+                  "--members", ",".join(MEMBERS), "--file", str(coord / "mul.circom"),
+                  "--beacon-source", "hash of blocks 100 and 200 of the test chain",
+                  "--iterations", "10", cwd=coord)
+    assert out["next"][0] == "contribute"
+    prev = coord / "published"
+    folders["init"] = prev
+    for phase, value in ((1, "block-100-hash"), (2, "block-200-hash")):
+        for m in MEMBERS:
+            machine = root / f"{m}-machine-{phase}"
+            inbox = _publish(prev, machine / "inbox")
+            out = _accord("contribute", "--in", str(inbox), "--out", str(machine / "published"),
+                          "--name", m, cwd=machine)
+            prev = machine / "published"
+            folders[f"{m}-{phase}"] = prev
+        machine = root / f"beacon-{phase}"
+        inbox = _publish(prev, machine / "inbox")
+        _accord("beacon", "--in", str(inbox), "--out", str(machine / "published"),
+                "--value", value, cwd=machine)
+        prev = machine / "published"
+        folders[f"beacon-{phase}"] = prev
+    folders["final"] = prev
+    return folders
+
+
+def _all(folders: dict[str, Path]) -> list[Path]:
+    return [folders["final"], *(v for k, v in folders.items() if k != "final")]
+
+
+def test_three_members_and_the_verifier(ceremony: dict[str, Path], tmp_path: Path) -> None:
+    v = zt.verify(_all(ceremony))
+    assert set(v.vks) == {"mul"} and v.vks["mul"]["nPublic"] == 2
+    t = zt.Transcript.load(ceremony["final"])
+    assert t.hash == v.transcript_hash and t.next_step() is None
+    contributors = [(e["phase"], e["member"]) for e in t.entries if e["step"] == "contribute"]
+    assert contributors == [(1, m) for m in MEMBERS] + [(2, m) for m in MEMBERS]
+    # each beacon is derived from the transcript after the last contribution and the value
+    beacons = [(i, e) for i, e in enumerate(t.entries) if e["step"] == "beacon"]
+    for i, e in beacons:
+        assert e["beacon"] == zt.derive_beacon(t.entries[i - 1]["hash"], e["value"])
+    # no entropy anywhere in what was published
+    text = (ceremony["final"] / zt.TRANSCRIPT).read_text()
+    assert "entropy" not in text
+    # the CLI's verify writes genesis: the keys, the transcript hash and the keys' hashes
+    from accord.cli.main import main as cli
+
+    from .conftest import make_genesis
+
+    gpath = tmp_path / "genesis.json"
+    make_genesis(1).save(gpath)
+    assert cli(["zk", "ceremony", "verify", *sum((["--dir", str(d)] for d in _all(ceremony)), []),
+                "--genesis", str(gpath)]) == 0
+    from accord.genesis import Genesis
+
+    g = Genesis.load(gpath)
+    assert g.zk_params["ceremony"]["transcript"] == v.transcript_hash
+    zt.check_genesis(dict(g.zk_circuits), dict(g.zk_params))
+
+
+def test_a_tampered_contribution_is_refused(ceremony: dict[str, Path], tmp_path: Path) -> None:
+    """bank-b's phase-1 file replaced by one byte changed, then by a genuine contribution of
+    someone else on the same input: both refused."""
+    copy = {k: shutil.copytree(v, tmp_path / k) for k, v in ceremony.items()}
+    t = zt.Transcript.load(copy["final"])
+    entry = next(e for e in t.entries if e["step"] == "contribute" and e["member"] == "bank-b")
+    victims = [d / entry["file"] for d in copy.values() if (d / entry["file"]).exists()]
+    for f in victims:
+        data = bytearray(f.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        f.write_bytes(bytes(data))
+    with pytest.raises(zt.CeremonyError, match="SHA-256"):
+        zt.verify(_all(copy))
+
+
+def test_a_tampered_transcript_is_refused(ceremony: dict[str, Path], tmp_path: Path) -> None:
+    final = shutil.copytree(ceremony["final"], tmp_path / "final")
+    path = final / zt.TRANSCRIPT
+    doc = json.loads(path.read_text())
+    # rename a contributor (and fix the hash of that entry only): the chain breaks
+    good = json.dumps(doc)
+    doc["entries"][2]["member"] = "mallory"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(zt.CeremonyError, match="hash chain"):
+        zt.Transcript.load(final)
+    # a re-hashed transcript that lists other contributors than the files: snarkjs's list of
+    # contributions in each file does not match
+    doc = json.loads(good)
+    doc["params"]["members"][1] = "mallory"
+    t = zt.Transcript(zt.Params.from_json(doc["params"]), [])
+    for e in doc["entries"]:
+        body = {k: v for k, v in e.items() if k not in ("prev", "hash")}
+        if body.get("member") == "bank-b":
+            body["member"] = "mallory"
+        t.append(**body)
+    t.save(final)
+    others = [v for k, v in ceremony.items() if k != "final"]
+    with pytest.raises(zt.CeremonyError, match="contributions"):
+        zt.verify([final, *others])
+    # a beacon value changed after the fact (re-hashed): the derivation check fails
+    doc = json.loads(good)
+    t = zt.Transcript(zt.Params.from_json(doc["params"]), [])
+    for e in doc["entries"]:
+        body = {k: v for k, v in e.items() if k not in ("prev", "hash")}
+        if body.get("step") == "beacon" and body.get("phase") == 1:
+            body["value"] = "a value chosen later"
+        t.append(**body)
+    t.save(final)
+    with pytest.raises(zt.CeremonyError, match="beacon"):
+        zt.verify([final, *others])
+
+
+def test_steps_out_of_turn_and_tampered_inputs_are_refused(ceremony: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    # bank-b cannot contribute before bank-a (the transcript names the next member)
+    with pytest.raises(zt.CeremonyError, match="bank-a"):
+        zt.contribute(ceremony["init"], tmp_path / "b", "bank-b")
+    # a beacon before the last contribution is refused
+    with pytest.raises(zt.CeremonyError, match="not a beacon"):
+        zt.beacon(ceremony["bank-b-1"], tmp_path / "early", "x")
+    # a member given a tampered previous file refuses to build on it
+    inbox = shutil.copytree(ceremony["bank-a-1"], tmp_path / "inbox")
+    t = zt.Transcript.load(inbox)
+    f = inbox / t.entries[-1]["file"]
+    data = bytearray(f.read_bytes())
+    data[-100] ^= 0x01
+    f.write_bytes(bytes(data))
+    with pytest.raises(zt.CeremonyError, match="SHA-256"):
+        zt.contribute(inbox, tmp_path / "b2", "bank-b")
+    # ... and a file whose hash was re-recorded still fails snarkjs's own check
+    doc = json.loads((inbox / zt.TRANSCRIPT).read_text())
+    t2 = zt.Transcript(zt.Params.from_json(doc["params"]), [])
+    for e in doc["entries"]:
+        body = {k: v for k, v in e.items() if k not in ("prev", "hash")}
+        if body["file"] == f.name:
+            body["sha256"] = zt.tools.file_hash(f)
+        t2.append(**body)
+    t2.save(inbox)
+    with pytest.raises((zt.CeremonyError, ZkToolError)):
+        zt.contribute(inbox, tmp_path / "b3", "bank-b")
+
+
+def test_genesis_keys_must_be_the_ceremonys() -> None:
+    vk = {"protocol": "groth16", "IC": [1]}
+    rec = {"transcript": "ab" * 32, "vks": {"c": zt.vk_hash(vk)}}
+    zt.check_genesis({"c": vk}, {"ceremony": rec})
+    zt.check_genesis({}, {})
+    with pytest.raises(ValidationError, match="not the ceremony's"):
+        zt.check_genesis({"c": {**vk, "IC": [2]}}, {"ceremony": rec})
+    with pytest.raises(ValidationError, match="no ceremony"):
+        zt.check_genesis({"c": vk}, {})
