@@ -10,10 +10,21 @@ a node plays in production (transport, clock, disk, application) with virtual ve
   messages may be lost, duplicated and therefore reordered; partitions (static or chosen
   adaptively by the adversary from the nodes' state) drop messages between groups until the
   network heals.
+* **Bandwidth.** With ``bandwidth_mbps`` > 0 every node has an uplink of that many Mbit/s:
+  its messages leave one after another, each taking (payload + framing) / bandwidth, and
+  arrive a latency after their last byte left. A broadcast or gossip of a big block so costs
+  its size over the bandwidth per copy, and everything the node sends after it waits. Block
+  bodies served to fetching peers go through the server's uplink the same way. Downlinks are
+  not modelled (with gossip, a node receives about as much as it sends).
+* **Blocks.** With ``block_txs`` > 0 the simulated application fills each block with that
+  many transactions of ``tx_bytes`` bytes (:func:`accord.sim.costs.tx_pool`), so proposals
+  have their real size on the wire.
 * **CPU.** Each signature check the core makes costs ``verify_ms`` of virtual time on that node
   (messages that arrive while it is busy wait), which is what makes aggregation matter at
-  10,000 nodes. With ``crypto="bls"`` the checks are real BLS; with ``crypto="model"`` they are
-  :class:`accord.consensus.CostModelCrypto`'s symbolic checks.
+  10,000 nodes. ``verify_cost`` (:mod:`accord.sim.costs`) charges instead by signer count,
+  as measured with blspy: key aggregation is O(signers). With ``crypto="bls"`` the checks are
+  real BLS; with ``crypto="model"`` they are :class:`accord.consensus.CostModelCrypto`'s
+  symbolic checks.
 * **Execution.** With ``exec_ms`` > 0, building or validating a block takes that long on the
   node's own chain thread and its answer arrives when it ends; the core stays responsive
   meanwhile. Like the node, the thread runs one job at a time and picks its next one when
@@ -30,6 +41,11 @@ a node plays in production (transport, clock, disk, application) with virtual ve
 Everything random comes from one ``random.Random(seed)``: a run is a function of its
 configuration, so the same seed gives byte-identical committed chains.
 
+Two latencies are measured per (honest validator, committed block): *agreement* from the
+nominal start of stage II of the certificate's round, and *commit latency* from the nominal
+start of the round the block was first proposed in (its header's round), which is what a
+user whose transaction is in that block waits at least.
+
 The safety checker records, across all honest nodes: the block committed at each height
 (two different ones is a violation), every vote an honest validator persisted (two different
 blocks for one (round, phase) is a violation), and verifies every commit certificate.
@@ -44,6 +60,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from ..consensus import (
     BlockBuilt,
     BlockFetched,
@@ -57,6 +75,7 @@ from ..consensus import (
     MessageReceived,
     Params,
     Persist,
+    Proposal,
     SafetyState,
     Send,
     Tick,
@@ -67,9 +86,12 @@ from ..consensus import (
 from ..consensus.crypto import BlsCrypto, BlsSigner, Crypto, Signer
 from ..errors import AccordError
 from ..types import Block, Certificate, Header
+from .costs import FRAME_OVERHEAD, MeteredCrypto, parse_verify_cost, tx_pool
 
 INVALID_ROOT = b"\xee" * 32  # state root the simulated application rejects
 ZERO = bytes(32)
+
+PROPOSAL_PREFIX = bytes([0x97, 1])  # a proposal's first bytes (accord.consensus.messages)
 
 DELIVER, TICK, FETCHED, ADVERSARY, CRASH, RESTART, EXECUTED = range(7)
 
@@ -88,6 +110,10 @@ class SimConfig:
     duplicate: float = 0.0
     drift_ms: float = 0.0
     verify_ms: float = 0.0
+    verify_cost: str = ""  # "" (off) | "measured" | five numbers in us (accord.sim.costs)
+    bandwidth_mbps: float = 0.0  # each node's uplink (0: unlimited)
+    block_txs: int = 0  # transactions per simulated block (0: empty blocks)
+    tx_bytes: int = 250  # encoded size of each of them
     exec_ms: float = 0.0  # virtual time to build or validate a block (0: instant)
     round_ms: int = 0  # 0: derived from the latency
     stage2_ms: int = 0
@@ -109,7 +135,11 @@ class SimConfig:
         hops = 2 if c.nodes <= c.broadcast_max else _gossip_hops(c.nodes, c.fanout)
         if c.round_ms <= 0:
             hop = c.latency_ms * (1 + c.jitter) + 2 * c.verify_ms
-            stage1 = hops * hop * 1.5 + c.drift_ms * 2 + 20
+            block_hop = 0.0
+            if c.bandwidth_mbps > 0 and c.block_txs > 0:  # fanout copies of the block per hop
+                copies = c.fanout if c.nodes > c.broadcast_max else c.nodes - 1
+                block_hop = copies * c.block_txs * c.tx_bytes * 8 / (c.bandwidth_mbps * 1000)
+            stage1 = hops * (hop + block_hop) * 1.5 + c.drift_ms * 2 + 20
             stage2 = 2 * hops * hop * 1.5 + c.drift_ms * 2 + 50
             c.stage2_ms = int(stage2) if c.stage2_ms <= 0 else c.stage2_ms
             c.round_ms = int(stage1 + c.stage2_ms)
@@ -166,17 +196,24 @@ class SimResult:
     heights_after_heal: int
     stats: dict[str, int]
     honest_chains: dict[int, list[bytes]]
+    commit_s: list[float] = field(default_factory=list)  # from the block's round start
+    uplink_bytes: int = 0  # sent through modelled uplinks (0 without bandwidth)
+    block_bytes: int = 0  # encoded size of a simulated block's body of transactions
+    spread_s: list[float] = field(default_factory=list)  # round start -> committed block arrives
 
-    def percentile(self, p: float) -> float | None:
-        if not self.agreement_s:
+    def percentile(self, p: float, xs: list[float] | None = None) -> float | None:
+        """Percentile ``p`` of agreement times, or of ``xs`` (e.g. :attr:`commit_s`)."""
+        xs = sorted(self.agreement_s if xs is None else xs)
+        if not xs:
             return None
-        xs = sorted(self.agreement_s)
         k = min(len(xs) - 1, max(0, int(round(p / 100 * (len(xs) - 1)))))
         return xs[k]
 
     def summary(self) -> dict[str, Any]:
         c = self.config
         p50, p99 = self.percentile(50), self.percentile(99)
+        c50, c99 = self.percentile(50, self.commit_s), self.percentile(99, self.commit_s)
+        s50, s99 = self.percentile(50, self.spread_s), self.percentile(99, self.spread_s)
         return {
             "nodes": c.nodes, "byzantine": c.byzantine, "strategy": c.strategy, "seed": c.seed,
             "rounds": c.rounds, "round_ms": c.round_ms, "stage2_ms": c.stage2_ms,
@@ -188,6 +225,15 @@ class SimResult:
             "safety_violations": self.safety_violations,
             "agreement_s_p50": None if p50 is None else round(p50, 3),
             "agreement_s_p99": None if p99 is None else round(p99, 3),
+            "commit_s_p50": None if c50 is None else round(c50, 3),
+            "commit_s_p99": None if c99 is None else round(c99, 3),
+            "block_spread_s_p50": None if s50 is None else round(s50, 3),
+            "block_spread_s_p99": None if s99 is None else round(s99, 3),
+            "verify_cost": c.verify_cost or "off", "bandwidth_mbps": c.bandwidth_mbps,
+            "block_txs": c.block_txs, "tx_bytes": c.tx_bytes, "block_bytes": self.block_bytes,
+            "fanout": c.fanout,
+            "gossip_interval_ms": int(c.latency_ms) if c.gossip_interval_ms < 0 else c.gossip_interval_ms,
+            "uplink_mb_per_node_per_round": round(self.uplink_bytes / 1e6 / max(1, c.nodes * c.rounds), 3),
             "messages_per_node_per_round": round(self.messages_per_node_per_round, 2),
             "chain_digest": self.chain_digest,
             "stats": self.stats,
@@ -223,6 +269,19 @@ class Simulator:
             self.crypto = model
             signers = [model.signer(i) for i in range(c.nodes)]
         self.signers = signers
+        # Signature checks metered by signer count (accord.sim.costs); checks still counts them.
+        cost = parse_verify_cost(c.verify_cost)
+        self.metered: MeteredCrypto | None = None
+        if cost is not None:
+            self.metered = MeteredCrypto(self.crypto, cost)
+            self.crypto = self.metered
+        self.tx_pool = tx_pool(c.block_txs, c.tx_bytes, "accord-sim", c.seed)
+        # Every validator has the block's transactions in its mempool (they gossip before
+        # blocks do), so proposals take them from there, as nodes do (messages._decode_proposal).
+        by_hash = {hashlib.sha256(tx.encode()).digest(): tx for tx in self.tx_pool}
+        self._known_txs = by_hash.get if by_hash else None
+        # Bandwidth: bits per virtual microsecond, and when each node's uplink is next free.
+        self.bits_per_us = c.bandwidth_mbps
         self.genesis_hash = hashlib.sha256(b"accord-sim-genesis").digest()
         self.decode_cache: dict[bytes, Any] = {}
 
@@ -251,6 +310,10 @@ class Simulator:
         self.committed: dict[int, bytes] = {}
         self.votes: dict[tuple[int, int, int], bytes] = {}
         self.agreement: list[float] = []
+        self.commit_latency: list[float] = []
+        self.block_seen: dict[tuple[int, bytes], int] = {}  # (nid, block hash) -> first arrival
+        self.uplink_free = [0] * len(self.nodes)
+        self.uplink_bytes = 0
         self.heal_height: int | None = None
         self.crash_count = 0
         self.builds = 0  # BuildBlock actions performed (blocks executed to propose)
@@ -260,7 +323,7 @@ class Simulator:
         c = self.c
         offset = int(self.rng.uniform(-c.drift_ms, c.drift_ms) * 1000) if c.drift_ms else 0
         core = Core(self.params, self.signers[index], self.crypto, head=(0, self.genesis_hash),
-                    decode_cache=self.decode_cache)
+                    decode_cache=self.decode_cache, known_txs=self._known_txs)
         return SimNode(nid, index, strategy == "honest", strategy, core, self.signers[index], offset)
 
     # --- event queue -------------------------------------------------------------------
@@ -335,6 +398,10 @@ class Simulator:
             return
         self.strategies.observe(self, nd, frm, payload)
         self._run_core(nd, MessageReceived(frm, payload))
+        if payload[:2] == PROPOSAL_PREFIX and nd.honest:
+            prop = self.decode_cache.get(payload)  # decoded by the core just now, if well-formed
+            if isinstance(prop, Proposal):
+                self.block_seen.setdefault((nd.nid, prop.block.hash), self.now)
 
     def _answer(self, nd: SimNode, a: BuildBlock | ValidateBlock) -> Any:
         if isinstance(a, BuildBlock):
@@ -378,8 +445,11 @@ class Simulator:
         while queue:
             ev = queue.pop(0)
             before = self.crypto.checks
+            before_us = self.metered.cost_us if self.metered is not None else 0.0
             actions = nd.core.handle(ev)
             busy_us += int((self.crypto.checks - before) * self.c.verify_ms * 1000)
+            if self.metered is not None:
+                busy_us += int(self.metered.cost_us - before_us)
             actions = self.strategies.transform(self, nd, actions)
             send_at = start + busy_us
             for i, a in enumerate(actions):
@@ -419,8 +489,22 @@ class Simulator:
             return False
         return not self.partitioned or self.group[a.nid] == self.group[b.nid]
 
+    def uplink(self, frm: SimNode, size: int, at: int) -> int:
+        """When a message of ``size`` payload bytes, ready at ``at``, has left ``frm``'s uplink
+        (messages leave one after another; unlimited bandwidth: at once)."""
+        if self.bits_per_us <= 0:
+            return at
+        start = max(at, self.uplink_free[frm.nid])
+        done = start + max(1, int((size + FRAME_OVERHEAD) * 8 / self.bits_per_us))
+        self.uplink_free[frm.nid] = done
+        self.uplink_bytes += size + FRAME_OVERHEAD
+        return done
+
     def transmit(self, frm: SimNode, to: SimNode, payload: bytes, at: int) -> None:
         self.messages += 1
+        if frm.link is not None and to.nid not in frm.link:
+            return  # twins: a link that does not exist carries nothing
+        at = self.uplink(frm, len(payload), at)  # sent even if a partition then drops it
         if not self.linked(frm, to):
             return
         c = self.c
@@ -448,9 +532,10 @@ class Simulator:
         header = Header(
             chain_id=self.params.chain_id, height=a.height, round=a.round, parent_hash=a.parent_hash,
             tx_root=hashlib.sha256(b"tx" + seed).digest(), state_root=hashlib.sha256(b"state" + seed).digest(),
-            tx_count=0, proposer=a.proposer_index, time_ms=max(0, self.local_ms(nd)), sortition=a.sortition,
+            tx_count=len(self.tx_pool), proposer=a.proposer_index, time_ms=max(0, self.local_ms(nd)),
+            sortition=a.sortition,
         )
-        return self.strategies.build(self, nd, Block(header, ()))
+        return self.strategies.build(self, nd, Block(header, self.tx_pool))
 
     def _fetch(self, nd: SimNode, a: FetchBlock, at: int) -> None:
         for peer in self.by_index.get(a.from_index, ()):
@@ -465,7 +550,10 @@ class Simulator:
                     continue
                 block, cert = b, None
             self.messages += 2
-            self.push(at + self.latency_us() + self.latency_us(), FETCHED, (nd.nid, block, cert))
+            # The request travels to the peer, the body leaves through the peer's uplink.
+            sent = self.uplink(peer, len(block.encode()) + (0 if cert is None else len(cert.encode())),
+                               at + self.latency_us())
+            self.push(sent + self.latency_us(), FETCHED, (nd.nid, block, cert))
             return
 
     def _on_commit(self, nd: SimNode, block: Block, cert: Certificate, at: int) -> None:
@@ -479,20 +567,31 @@ class Simulator:
         if not nd.honest:
             return
         saved = self.crypto.checks
+        saved_us = self.metered.cost_us if self.metered is not None else 0.0
         try:
             verify_certificate(self.crypto, self.params.chain_id, cert, self.params.quorum)
         except AccordError as e:
             self.violations.append(f"node {nd.nid} committed height {block.height} with a bad certificate: {e}")
-        self.crypto.checks = saved
+        self.crypto.checks = saved  # the checker's own check costs the validator nothing
+        if self.metered is not None:
+            self.metered.cost_us = saved_us
         prev = self.committed.setdefault(block.height, block.hash)
         if prev != block.hash:
             self.violations.append(f"two blocks committed at height {block.height}")
         stage2 = (cert.round * self.c.round_ms + self.c.round_ms - self.c.stage2_ms) * 1000
         self.agreement.append((at - stage2) / 1e6)
+        self.commit_latency.append((at - block.header.round * self.c.round_ms * 1000) / 1e6)
 
     def _record_votes(self, nd: SimNode, value: bytes) -> None:
-        s = SafetyState.decode(value, self.params.n)
-        for phase, rnd, bh in ((1, s.p_round, s.p_hash), (2, s.c_round, s.c_hash)):
+        # The votes are the first six fields of the persisted SafetyState (see its encode);
+        # they are read from the bytes without decoding the locked block behind them.
+        u = msgpack.Unpacker(raw=False, max_buffer_size=len(value))
+        u.feed(value)
+        if u.read_array_header() != 8:
+            self.violations.append(f"node {nd.nid} persisted something that is not a safety state")
+            return
+        p_round, _, p_hash, c_round, _, c_hash = (u.unpack() for _ in range(6))
+        for phase, rnd, bh in ((1, p_round, p_hash), (2, c_round, c_hash)):
             if rnd < 0 or not bh:
                 continue
             prev = self.votes.setdefault((nd.index, rnd, phase), bh)
@@ -523,7 +622,7 @@ class Simulator:
         head = (len(nd.chain), nd.chain[-1][0].hash if nd.chain else self.genesis_hash)
         cert = nd.chain[-1][1] if nd.chain else None
         nd.core = Core(self.params, nd.signer, self.crypto, head=head, head_cert=cert, safety=safety,
-                       decode_cache=self.decode_cache)
+                       decode_cache=self.decode_cache, known_txs=self._known_txs)
         nd.up = True
         nd.busy_until = self.now
         nd.exec_busy, nd.jobs = False, []
@@ -609,7 +708,22 @@ class Simulator:
             heights_after_heal=(min(heights) - base) if heights else 0,
             stats=stats,
             honest_chains=chains,
+            commit_s=self.commit_latency,
+            uplink_bytes=self.uplink_bytes,
+            block_bytes=sum(len(tx.encode()) for tx in self.tx_pool),
+            spread_s=self._spread_times(honest),
         )
+
+    def _spread_times(self, honest: list[SimNode]) -> list[float]:
+        """Per (honest node, committed block proposed in a round): from the round's start to
+        the block's first arrival as a proposal (blocks a node only fetched are left out)."""
+        out = []
+        for nd in honest:
+            for block, _ in nd.chain:
+                t = self.block_seen.get((nd.nid, block.hash))
+                if t is not None:
+                    out.append((t - block.header.round * self.c.round_ms * 1000) / 1e6)
+        return out
 
 
 def simulate(config: SimConfig) -> SimResult:
