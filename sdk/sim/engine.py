@@ -158,6 +158,20 @@ def _gossip_hops(n: int, fanout: int) -> int:
     return h + 3
 
 
+class _DecodeCache(dict[bytes, Any]):
+    """The cores' shared cache of decoded messages (payload -> message).
+
+    A decoded proposal's ``encode()`` is the payload it was decoded from (strict decoding
+    checked that they are equal), made the very same object here: validators forward that
+    object, so every later lookup of a megabyte block hits by identity instead of comparing
+    a megabyte of bytes. Lookups stay the plain dict's."""
+
+    def __setitem__(self, payload: bytes, msg: Any) -> None:
+        if isinstance(msg, Proposal) and msg.encode() == payload:
+            msg.__dict__["_encoded"] = payload  # the cached_property's slot; equal bytes
+        super().__setitem__(payload, msg)
+
+
 @dataclass
 class SimNode:
     nid: int
@@ -283,7 +297,7 @@ class Simulator:
         # Bandwidth: bits per virtual microsecond, and when each node's uplink is next free.
         self.bits_per_us = c.bandwidth_mbps
         self.genesis_hash = hashlib.sha256(b"accord-sim-genesis").digest()
-        self.decode_cache: dict[bytes, Any] = {}
+        self.decode_cache: dict[bytes, Any] = _DecodeCache()
 
         # Byzantine validators are a seeded random choice of indices.
         byz = set(self.rng.sample(range(c.nodes), c.byzantine)) if c.byzantine else set()
@@ -679,9 +693,13 @@ class Simulator:
         heights = [len(nd.chain) for nd in honest]
         chains = {nd.nid: [b.hash for b, _ in nd.chain] for nd in honest}
         h = hashlib.sha256()
+        block_digest: dict[bytes, bytes] = {}  # each distinct block hashed once (1 MB blocks)
         for nd in honest:
             for b, cert in nd.chain:
-                h.update(b.encode())
+                d = block_digest.get(b.hash)
+                if d is None:
+                    d = block_digest[b.hash] = hashlib.sha256(b.encode()).digest()
+                h.update(d)
                 h.update(cert.encode())
         stats: dict[str, int] = {}
         for nd in self.nodes:
