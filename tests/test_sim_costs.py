@@ -16,7 +16,15 @@ from accord.consensus import CostModelCrypto
 from accord.consensus.aggregate import Aggregate
 from accord.errors import AccordError
 from accord.sim import SimConfig, Simulator, simulate
-from accord.sim.costs import FRAME_OVERHEAD, MEASURED, MeteredCrypto, VerifyCost, parse_verify_cost, tx_pool
+from accord.sim.costs import (
+    FRAME_OVERHEAD,
+    MEASURED,
+    MeteredCrypto,
+    VerifyCost,
+    parse_verify_cost,
+    tx_pool,
+)
+from accord.sim.engine import SimResult
 from accord.types import vote_message
 
 N = 1000
@@ -130,12 +138,12 @@ def test_bandwidth_serialises_sends_on_the_uplink() -> None:
     assert unlimited.uplink(unlimited.nodes[0], 10**6, at=5) == 5
 
 
-def _spread(block_txs: int, nodes: int = 4, **kw: object) -> object:
+def _spread(block_txs: int, nodes: int = 4, **kw: object) -> SimResult:
     # Fixed rounds, so only the block's size differs; a stage I long enough for any of these
     # blocks to arrive before validators prepare.
     cfg = {"nodes": nodes, "rounds": 3, "seed": 2, "latency_ms": 20, "jitter": 0.0, "tail": 0.0, "round_ms": 3000,
            "stage2_ms": 1500, "bandwidth_mbps": 10.0, "block_txs": block_txs, **kw}
-    return simulate(SimConfig(**cfg))  # type: ignore[arg-type]
+    return simulate(SimConfig(**cfg))
 
 
 def test_a_big_block_takes_longer_to_spread_than_a_small_one() -> None:
@@ -185,8 +193,30 @@ def test_signer_count_costs_slow_agreement_in_gossip_mode() -> None:
     of the fixed part alone: the per-signer part is what grows with the validator set."""
     base = dict(nodes=120, rounds=2, seed=1, latency_ms=50, broadcast_max=16)
     flat = simulate(SimConfig(**base, verify_cost=f"{MEASURED.fixed_us},0,{MEASURED.weighted_fixed_us},0,"
-                                                  f"{MEASURED.single_us}"))  # type: ignore[arg-type]
-    by_signers = simulate(SimConfig(**base, verify_cost="measured"))  # type: ignore[arg-type]
+                                                  f"{MEASURED.single_us}"))
+    by_signers = simulate(SimConfig(**base, verify_cost="measured"))
     assert flat.safety_violations == by_signers.safety_violations == 0
     assert flat.committed_heights >= 1 and by_signers.committed_heights >= 1
     assert by_signers.percentile(50) > flat.percentile(50)
+
+
+def test_a_restarted_node_gets_its_exact_safety_state_back_with_big_blocks() -> None:
+    """Persisted states are kept without a copy of the locked block; the bytes come back whole."""
+    from accord.consensus import SafetyState
+
+    sim = Simulator(SimConfig(nodes=4, rounds=2, latency_ms=20, block_txs=200, crashes=[(1, 150, 400)]))
+    seen: list[bytes] = []
+    store = sim._store
+
+    def spy(nd: object, value: bytes) -> None:
+        seen.append(value)
+        store(nd, value)  # type: ignore[arg-type]
+
+    sim._store = spy  # type: ignore[method-assign]
+    r = sim.run()
+    assert r.safety_violations == 0 and seen
+    nd = sim.nodes[0]
+    kept = nd.persisted + (b"" if nd.persisted_block is None else nd.persisted_block.encode())
+    assert nd.persisted is not None and kept in seen
+    assert any(x.persisted_block is not None for x in sim.nodes)  # a lock on a 50 KB block was kept lean
+    SafetyState.decode(kept, 4)

@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print only the JSON line (no progress bar)")
     p.add_argument("--plot", metavar="FILE.png", help="sweep node counts and plot agreement time")
     p.add_argument("--sweep", default=DEFAULT_SWEEP, help="node counts for --plot")
+    p.add_argument("--rows", metavar="FILE.jsonl", help="with --plot: draw these saved JSON lines of accord sim "
+                   "(one run per line, e.g. runs made one at a time) instead of sweeping")
     p.set_defaults(func=run)
 
 
@@ -122,12 +124,19 @@ def _plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    counts = [int(x) for x in args.sweep.split(",") if x.strip()]
     rows = []
-    for n in counts:
-        row = _run_one(args, n)
-        rows.append(row)
-        print(json.dumps(row, sort_keys=True), file=sys.stderr)
+    if args.rows:
+        with open(args.rows) as f:
+            rows = sorted((json.loads(line) for line in f if line.strip()), key=lambda r: r["nodes"])
+    else:
+        for n in [int(x) for x in args.sweep.split(",") if x.strip()]:
+            row = _run_one(args, n)
+            rows.append(row)
+            print(json.dumps(row, sort_keys=True), file=sys.stderr)
+    if not rows or any(r.get("commit_s_p50") is None for r in rows):
+        print(json.dumps({"error": "a run committed nothing (or a row lacks commit latency): nothing to plot"}),
+              file=sys.stderr)
+        return 1
     xs = [r["nodes"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(xs, [r["commit_s_p50"] for r in rows], "o-", color="tab:red", label="commit from round start, p50")

@@ -135,11 +135,16 @@ class SimConfig:
         hops = 2 if c.nodes <= c.broadcast_max else _gossip_hops(c.nodes, c.fanout)
         if c.round_ms <= 0:
             hop = c.latency_ms * (1 + c.jitter) + 2 * c.verify_ms
-            block_hop = 0.0
-            if c.bandwidth_mbps > 0 and c.block_txs > 0:  # fanout copies of the block per hop
-                copies = c.fanout if c.nodes > c.broadcast_max else c.nodes - 1
+            stage1 = hops * hop * 1.5 + c.drift_ms * 2 + 20
+            if c.bandwidth_mbps > 0 and c.block_txs > 0:
+                # Stage I is for the block to reach the validators: each gossip hop (push
+                # gossip needs about log_fanout(n) + 2) is a mean latency plus the copies of
+                # the block leaving one after another; in broadcast mode one hop of n - 1 copies.
+                gossip = c.nodes > c.broadcast_max
+                copies = c.fanout if gossip else c.nodes - 1
                 block_hop = copies * c.block_txs * c.tx_bytes * 8 / (c.bandwidth_mbps * 1000)
-            stage1 = hops * (hop + block_hop) * 1.5 + c.drift_ms * 2 + 20
+                push_hops = _gossip_hops(c.nodes, c.fanout) - 1 if gossip else 1
+                stage1 = push_hops * (c.latency_ms + block_hop) + c.drift_ms * 2 + 20
             stage2 = 2 * hops * hop * 1.5 + c.drift_ms * 2 + 50
             c.stage2_ms = int(stage2) if c.stage2_ms <= 0 else c.stage2_ms
             c.round_ms = int(stage1 + c.stage2_ms)
@@ -191,6 +196,7 @@ class SimNode:
     chain: list[tuple[Block, Certificate]] = field(default_factory=list)
     by_hash: dict[bytes, tuple[Block, Certificate]] = field(default_factory=dict)
     persisted: bytes | None = None
+    persisted_block: Block | None = None  # the stored state's locked block (see _store)
     crash_pending: bool = False
     link: set[int] | None = None  # twins: the nids this node can talk to
     state: dict[str, Any] = field(default_factory=dict)  # strategy scratch space
@@ -468,7 +474,7 @@ class Simulator:
             send_at = start + busy_us
             for i, a in enumerate(actions):
                 if isinstance(a, Persist):
-                    nd.persisted = a.value
+                    self._store(nd, a.value)
                     if nd.honest:
                         self._record_votes(nd, a.value)
                     if nd.crash_pending:
@@ -596,6 +602,19 @@ class Simulator:
         self.agreement.append((at - stage2) / 1e6)
         self.commit_latency.append((at - block.header.round * self.c.round_ms * 1000) / 1e6)
 
+    def _store(self, nd: SimNode, value: bytes) -> None:
+        """Keep a node's persisted safety state. Its bytes end with the locked block's
+        encoding (SafetyState.encode); a megabyte block persisted by 10,000 validators would
+        take 10 GB, so when the tail is that of the core's locked block, the block object is
+        kept instead of a copy of its bytes. The stored bytes are restored exactly."""
+        block = nd.core.safety.lock_block
+        if block is not None:
+            enc = block.encode()
+            if len(enc) < len(value) and value.endswith(enc):
+                nd.persisted, nd.persisted_block = value[: len(value) - len(enc)], block
+                return
+        nd.persisted, nd.persisted_block = value, None
+
     def _record_votes(self, nd: SimNode, value: bytes) -> None:
         # The votes are the first six fields of the persisted SafetyState (see its encode);
         # they are read from the bytes without decoding the locked block behind them.
@@ -632,7 +651,8 @@ class Simulator:
             nd.crash_pending = False
         safety = None
         if nd.persisted is not None and not self.c.amnesia:
-            safety = SafetyState.decode(nd.persisted, self.params.n)
+            value = nd.persisted + (b"" if nd.persisted_block is None else nd.persisted_block.encode())
+            safety = SafetyState.decode(value, self.params.n)
         head = (len(nd.chain), nd.chain[-1][0].hash if nd.chain else self.genesis_hash)
         cert = nd.chain[-1][1] if nd.chain else None
         nd.core = Core(self.params, nd.signer, self.crypto, head=head, head_cert=cert, safety=safety,
