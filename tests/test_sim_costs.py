@@ -210,9 +210,9 @@ def test_a_restarted_node_gets_its_exact_safety_state_back_with_big_blocks() -> 
 
     def spy(nd: object, value: bytes) -> None:
         seen.append(value)
-        store(nd, value)  # type: ignore[arg-type]
+        store(nd, value)
 
-    sim._store = spy  # type: ignore[method-assign]
+    sim._store = spy
     r = sim.run()
     assert r.safety_violations == 0 and seen
     nd = sim.nodes[0]
