@@ -220,3 +220,24 @@ def test_a_restarted_node_gets_its_exact_safety_state_back_with_big_blocks() -> 
     assert nd.persisted is not None and kept in seen
     assert any(x.persisted_block is not None for x in sim.nodes)  # a lock on a 50 KB block was kept lean
     SafetyState.decode(kept, 4)
+
+
+def test_plot_redraws_saved_runs_with_both_latencies(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    from accord.cli.main import main
+
+    d = Path(str(tmp_path))
+    rows = []
+    for n in (4, 8):
+        assert main(["sim", "--nodes", str(n), "--rounds", "2", "--latency-ms", "20", "--json"]) == 0
+        rows.append(capsys.readouterr().out.strip())
+    (d / "rows.jsonl").write_text("\n".join(rows) + "\n")
+    assert main(["sim", "--plot", str(d / "p.png"), "--rows", str(d / "rows.jsonl")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["nodes"] for r in out["sweep"]] == [4, 8]
+    assert all(r["commit_s_p50"] >= r["agreement_s_p50"] for r in out["sweep"])
+    assert (d / "p.png").stat().st_size > 0
+    (d / "bad.jsonl").write_text(rows[0].replace('"commit_s_p50": ', '"old_p50": ') + "\n")
+    assert main(["sim", "--plot", str(d / "q.png"), "--rows", str(d / "bad.jsonl")]) == 1
+    assert "nothing to plot" in capsys.readouterr().err

@@ -161,7 +161,8 @@ def _plot(args: argparse.Namespace) -> int:
     blocks = f", blocks of {args.block_txs} x {args.tx_bytes} B" if args.block_txs else ", empty blocks"
     ax.set_title(f"latency {args.latency_ms:g} ms{net}{blocks}\n{checks}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)
     print(json.dumps({"plot": args.plot, "sweep": rows}, sort_keys=True))
