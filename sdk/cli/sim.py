@@ -138,7 +138,7 @@ def _plot(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     xs = [r["nodes"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
     ax.plot(xs, [r["commit_s_p50"] for r in rows], "o-", color="tab:red", label="commit from round start, p50")
     ax.plot(xs, [r["commit_s_p99"] for r in rows], "s--", color="tab:red", label="commit from round start, p99")
     ax.plot(xs, [r["agreement_s_p50"] for r in rows], "o-", color="tab:blue", label="agreement from stage II, p50")
@@ -162,7 +162,7 @@ def _plot(args: argparse.Namespace) -> int:
     ax.set_title(f"latency {args.latency_ms:g} ms{net}{blocks}\n{checks}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)
     print(json.dumps({"plot": args.plot, "sweep": rows}, sort_keys=True))
