@@ -22,6 +22,7 @@ AREAS = {
     "zk": "constraints, proving and verification per circuit",
     "mpc": "three MPC servers on loopback: mul, cmp, matmul, logistic regression",
     "light": "light-client header, state-proof and tx-proof checks",
+    "aggverify": "BLS vote-aggregate verification cost by signer count (the simulator's cost model)",
 }
 
 

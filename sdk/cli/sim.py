@@ -2,10 +2,16 @@
 
 Agreement time is measured per (honest validator, committed block) as the virtual time from the
 nominal start of stage II of the round the block's certificate belongs to, to the moment that
-validator commits it; ``agreement_s_p50``/``_p99`` are over all such pairs.
+validator commits it; ``agreement_s_p50``/``_p99`` are over all such pairs. Commit latency
+(``commit_s_p50``/``_p99``) is measured from the nominal start of the round the block was
+first proposed in: stage I (building and spreading the block) included, what a user waits.
+
+The cost model (``--verify-cost measured``: signature checks by signer count as measured by
+``accord bench aggverify``; ``--bandwidth-mbps``: each node's uplink; ``--block-txs`` and
+``--tx-bytes``: block contents) is off by default, which keeps small simulations fast.
 
 ``--plot FILE.png`` sweeps node counts (``--sweep``, default 16 to 10,000) with the same
-settings and draws agreement time against node count.
+settings and draws agreement time and commit latency against node count.
 
 ``--adversary NAME`` runs the delivery-order adversary (:mod:`accord.sim.adversary`) on n = 4
 (``--twins``: with one twin) instead: a seeded strategy once per seed (``--schedules`` seeds
@@ -34,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=None, help="rounds simulated (default 10; 4 with --adversary)")
     p.add_argument("--latency-ms", type=float, default=50.0)
     p.add_argument("--verify-ms", type=float, default=0.0, help="virtual cost of one signature check")
+    p.add_argument("--verify-cost", default="", help="checks charged by signer count: 'measured' "
+                   "(accord bench aggverify) or fixed,per_signer,weighted_fixed,per_weighted_signer,single in us")
+    p.add_argument("--bandwidth-mbps", type=float, default=0.0, help="each node's uplink in Mbit/s (0: unlimited)")
+    p.add_argument("--block-txs", type=int, default=0, help="transactions per simulated block (0: empty)")
+    p.add_argument("--tx-bytes", type=int, default=250, help="encoded size of each simulated transaction")
     p.add_argument("--exec-ms", type=float, default=0.0, help="virtual time to build or validate a block")
     p.add_argument("--loss", type=float, default=0.0)
     p.add_argument("--duplicate", type=float, default=0.0)
@@ -43,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--round-ms", type=int, default=0, help="0: derived from latency and node count")
     p.add_argument("--stage2-ms", type=int, default=0)
     p.add_argument("--fanout", type=int, default=3)
+    p.add_argument("--gossip-interval-ms", type=int, default=-1, help="aggregate forwarding interval (-1: the latency)")
     p.add_argument("--broadcast-max", type=int, default=64, help="gossip above this many validators")
     p.add_argument("--crypto", default="model", choices=["model", "bls"])
     p.add_argument("--json", action="store_true", help="print only the JSON line (no progress bar)")
@@ -61,6 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labelled", action="store_true",
                    help="--adversary exhaustive: every labelled schedule, not one per symmetry orbit")
     p.add_argument("--stop-at-first", action="store_true", help="--adversary: stop at the first violation")
+    p.add_argument("--rows", metavar="FILE.jsonl", help="with --plot: draw these saved JSON lines of accord sim "
+                   "(one run per line, e.g. runs made one at a time) instead of sweeping")
     p.set_defaults(func=run)
 
 
@@ -72,8 +86,9 @@ def _config(args: argparse.Namespace, nodes: int, progress: Any = None) -> Any:
         seed=args.seed, rounds=args.rounds or 10, latency_ms=args.latency_ms, verify_ms=args.verify_ms, exec_ms=args.exec_ms,
         loss=args.loss, duplicate=args.duplicate, drift_ms=args.drift_ms, partition=args.partition,
         heal_ms=args.heal_ms, round_ms=args.round_ms, stage2_ms=args.stage2_ms, fanout=args.fanout,
-        broadcast_max=args.broadcast_max,
-        crypto=args.crypto, progress=progress,
+        broadcast_max=args.broadcast_max, gossip_interval_ms=args.gossip_interval_ms,
+        verify_cost=args.verify_cost, bandwidth_mbps=args.bandwidth_mbps, block_txs=args.block_txs,
+        tx_bytes=args.tx_bytes, crypto=args.crypto, progress=progress,
     )
 
 
@@ -143,6 +158,16 @@ def _names(text: str) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     if args.adversary:
         return _adversary(args)
+    from ..errors import AccordError
+    from ..sim.costs import parse_verify_cost
+
+    try:
+        parse_verify_cost(args.verify_cost)
+        if args.bandwidth_mbps < 0 or args.block_txs < 0:
+            raise AccordError("--bandwidth-mbps and --block-txs must not be negative")
+    except AccordError as e:
+        print(json.dumps({"error": str(e)}), file=sys.stderr)
+        return 2
     if args.plot:
         return _plot(args)
     out = _run_one(args, args.nodes)
@@ -156,29 +181,45 @@ def _plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    counts = [int(x) for x in args.sweep.split(",") if x.strip()]
     rows = []
-    for n in counts:
-        row = _run_one(args, n)
-        rows.append(row)
-        print(json.dumps(row, sort_keys=True), file=sys.stderr)
+    if args.rows:
+        with open(args.rows) as f:
+            rows = sorted((json.loads(line) for line in f if line.strip()), key=lambda r: r["nodes"])
+    else:
+        for n in [int(x) for x in args.sweep.split(",") if x.strip()]:
+            row = _run_one(args, n)
+            rows.append(row)
+            print(json.dumps(row, sort_keys=True), file=sys.stderr)
+    if not rows or any(r.get("commit_s_p50") is None for r in rows):
+        print(json.dumps({"error": "a run committed nothing (or a row lacks commit latency): nothing to plot"}),
+              file=sys.stderr)
+        return 1
     xs = [r["nodes"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(xs, [r["agreement_s_p50"] for r in rows], "o-", label="Accord Gosig sim, p50")
-    ax.plot(xs, [r["agreement_s_p99"] for r in rows], "s--", label="Accord Gosig sim, p99")
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
+    ax.plot(xs, [r["commit_s_p50"] for r in rows], "o-", color="tab:red", label="commit from round start, p50")
+    ax.plot(xs, [r["commit_s_p99"] for r in rows], "s--", color="tab:red", label="commit from round start, p99")
+    ax.plot(xs, [r["agreement_s_p50"] for r in rows], "o-", color="tab:blue", label="agreement from stage II, p50")
+    ax.plot(xs, [r["agreement_s_p99"] for r in rows], "s--", color="tab:blue", label="agreement from stage II, p99")
     ax.axhline(11.0, color="grey", linestyle=":", label="Gosig paper, 10,000 nodes (11 s)")
     ax.axhline(12.0, color="silver", linestyle="-.", label="Algorand, 10,000 nodes (12 s)")
     bmax = args.broadcast_max
     if any(n <= bmax for n in xs):
         ax.axvspan(min(xs) * 0.8, bmax * 1.1, color="tab:green", alpha=0.08)
-        ax.text(min(xs), max(r["agreement_s_p99"] or 0 for r in rows) * 0.5 + 1,
+        ax.text(min(xs), max(r["commit_s_p99"] or 0 for r in rows) * 0.5 + 1,
                 f"broadcast mode\n(n <= {bmax})", fontsize=8, color="tab:green")
     ax.set_xscale("log")
     ax.set_xlabel("validators")
-    ax.set_ylabel("agreement time (s, stage II start to commit)")
-    ax.set_title(f"latency {args.latency_ms:g} ms, {args.verify_ms:g} ms per signature check")
+    ax.set_ylabel("seconds (virtual)")
+    if args.verify_cost:
+        checks = f"checks by signer count ({args.verify_cost})"
+    else:
+        checks = f"{args.verify_ms:g} ms per signature check"
+    net = f", {args.bandwidth_mbps:g} Mbit/s uplink" if args.bandwidth_mbps else ""
+    blocks = f", blocks of {args.block_txs} x {args.tx_bytes} B" if args.block_txs else ", empty blocks"
+    ax.set_title(f"latency {args.latency_ms:g} ms{net}{blocks}\n{checks}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)
     print(json.dumps({"plot": args.plot, "sweep": rows}, sort_keys=True))

@@ -126,8 +126,9 @@ def _equivocate(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
         bad = sim.rng.random() < 0.5
         root = b"\xee" * 32 if bad else hashlib.sha256(b"alt" + h.state_root).digest()
         alt_h = Header(h.chain_id, h.height, h.round, h.parent_hash, h.tx_root, root, h.tx_count,
-                       h.proposer, h.time_ms, h.sortition)
-        alt = Proposal(msg.round, msg.proposer, msg.sortition, Block(alt_h, ()), None, msg.parent_cert).encode()
+                       h.proposer, h.time_ms, h.sortition, h.body_hash)
+        alt = Proposal(msg.round, msg.proposer, msg.sortition, Block(alt_h, msg.block.txs), None,
+                       msg.parent_cert).encode()
         targets = _others(sim, nd) if isinstance(a, Broadcast) else [a.to_index]
         for k, j in enumerate(targets):
             out.append(Send(j, payload if (k + j) % 2 == 0 else alt))

@@ -10,10 +10,21 @@ a node plays in production (transport, clock, disk, application) with virtual ve
   messages may be lost, duplicated and therefore reordered; partitions (static or chosen
   adaptively by the adversary from the nodes' state) drop messages between groups until the
   network heals.
+* **Bandwidth.** With ``bandwidth_mbps`` > 0 every node has an uplink of that many Mbit/s:
+  its messages leave one after another, each taking (payload + framing) / bandwidth, and
+  arrive a latency after their last byte left. A broadcast or gossip of a big block so costs
+  its size over the bandwidth per copy, and everything the node sends after it waits. Block
+  bodies served to fetching peers go through the server's uplink the same way. Downlinks are
+  not modelled (with gossip, a node receives about as much as it sends).
+* **Blocks.** With ``block_txs`` > 0 the simulated application fills each block with that
+  many transactions of ``tx_bytes`` bytes (:func:`accord.sim.costs.tx_pool`), so proposals
+  have their real size on the wire.
 * **CPU.** Each signature check the core makes costs ``verify_ms`` of virtual time on that node
   (messages that arrive while it is busy wait), which is what makes aggregation matter at
-  10,000 nodes. With ``crypto="bls"`` the checks are real BLS; with ``crypto="model"`` they are
-  :class:`accord.consensus.CostModelCrypto`'s symbolic checks.
+  10,000 nodes. ``verify_cost`` (:mod:`accord.sim.costs`) charges instead by signer count,
+  as measured with blspy: key aggregation is O(signers). With ``crypto="bls"`` the checks are
+  real BLS; with ``crypto="model"`` they are :class:`accord.consensus.CostModelCrypto`'s
+  symbolic checks.
 * **Execution.** With ``exec_ms`` > 0, building or validating a block takes that long on the
   node's own chain thread and its answer arrives when it ends; the core stays responsive
   meanwhile. Like the node, the thread runs one job at a time and picks its next one when
@@ -33,6 +44,11 @@ a node plays in production (transport, clock, disk, application) with virtual ve
 Everything random comes from one ``random.Random(seed)``: a run is a function of its
 configuration, so the same seed gives byte-identical committed chains.
 
+Two latencies are measured per (honest validator, committed block): *agreement* from the
+nominal start of stage II of the certificate's round, and *commit latency* from the nominal
+start of the round the block was first proposed in (its header's round), which is what a
+user whose transaction is in that block waits at least.
+
 The safety checker records, across all honest nodes: the block committed at each height
 (two different ones is a violation), every vote an honest validator persisted (two different
 blocks for one (round, phase) is a violation), and verifies every commit certificate.
@@ -47,6 +63,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgpack
+
 from ..consensus import (
     BlockBuilt,
     BlockFetched,
@@ -60,6 +78,7 @@ from ..consensus import (
     MessageReceived,
     Params,
     Persist,
+    Proposal,
     SafetyState,
     Send,
     Tick,
@@ -69,10 +88,13 @@ from ..consensus import (
 )
 from ..consensus.crypto import BlsCrypto, BlsSigner, Crypto, Signer
 from ..errors import AccordError
-from ..types import Block, Certificate, Header
+from ..types import Block, Certificate, Header, body_hash
+from .costs import FRAME_OVERHEAD, MeteredCrypto, parse_verify_cost, tx_pool
 
 INVALID_ROOT = b"\xee" * 32  # state root the simulated application rejects
 ZERO = bytes(32)
+
+PROPOSAL_PREFIX = bytes([0x97, 1])  # a proposal's first bytes (accord.consensus.messages)
 
 DELIVER, TICK, FETCHED, ADVERSARY, CRASH, RESTART, EXECUTED = range(7)
 
@@ -102,6 +124,10 @@ class SimConfig:
     duplicate: float = 0.0
     drift_ms: float = 0.0
     verify_ms: float = 0.0
+    verify_cost: str = ""  # "" (off) | "measured" | five numbers in us (accord.sim.costs)
+    bandwidth_mbps: float = 0.0  # each node's uplink (0: unlimited)
+    block_txs: int = 0  # transactions per simulated block (0: empty blocks)
+    tx_bytes: int = 250  # encoded size of each of them
     exec_ms: float = 0.0  # virtual time to build or validate a block (0: instant)
     round_ms: int = 0  # 0: derived from the latency
     stage2_ms: int = 0
@@ -129,6 +155,15 @@ class SimConfig:
         if c.round_ms <= 0:
             hop = c.latency_ms * (1 + c.jitter) + 2 * c.verify_ms
             stage1 = hops * hop * 1.5 + c.drift_ms * 2 + 20
+            if c.bandwidth_mbps > 0 and c.block_txs > 0:
+                # Stage I is for the block to reach the validators: each gossip hop (push
+                # gossip needs about log_fanout(n) + 2) is a mean latency plus the copies of
+                # the block leaving one after another; in broadcast mode one hop of n - 1 copies.
+                gossip = c.nodes > c.broadcast_max
+                copies = c.fanout if gossip else c.nodes - 1
+                block_hop = copies * c.block_txs * c.tx_bytes * 8 / (c.bandwidth_mbps * 1000)
+                push_hops = _gossip_hops(c.nodes, c.fanout) - 1 if gossip else 1
+                stage1 = push_hops * (c.latency_ms + block_hop) + c.drift_ms * 2 + 20
             stage2 = 2 * hops * hop * 1.5 + c.drift_ms * 2 + 50
             c.stage2_ms = int(stage2) if c.stage2_ms <= 0 else c.stage2_ms
             c.round_ms = int(stage1 + c.stage2_ms)
@@ -145,6 +180,20 @@ def _gossip_hops(n: int, fanout: int) -> int:
         reach *= fanout
         h += 1
     return h + 3
+
+
+class _DecodeCache(dict[bytes, Any]):
+    """The cores' shared cache of decoded messages (payload -> message).
+
+    A decoded proposal's ``encode()`` is the payload it was decoded from (strict decoding
+    checked that they are equal), made the very same object here: validators forward that
+    object, so every later lookup of a megabyte block hits by identity instead of comparing
+    a megabyte of bytes. Lookups stay the plain dict's."""
+
+    def __setitem__(self, payload: bytes, msg: Any) -> None:
+        if isinstance(msg, Proposal) and msg.encode() == payload:
+            msg.__dict__["_encoded"] = payload  # the cached_property's slot; equal bytes
+        super().__setitem__(payload, msg)
 
 
 @dataclass
@@ -166,6 +215,7 @@ class SimNode:
     chain: list[tuple[Block, Certificate]] = field(default_factory=list)
     by_hash: dict[bytes, tuple[Block, Certificate]] = field(default_factory=dict)
     persisted: bytes | None = None
+    persisted_block: Block | None = None  # the stored state's locked block (see _store)
     crash_pending: bool = False
     link: set[int] | None = None  # twins: the nids this node can talk to
     state: dict[str, Any] = field(default_factory=dict)  # strategy scratch space
@@ -185,17 +235,24 @@ class SimResult:
     heights_after_heal: int
     stats: dict[str, int]
     honest_chains: dict[int, list[bytes]]
+    commit_s: list[float] = field(default_factory=list)  # from the block's round start
+    uplink_bytes: int = 0  # sent through modelled uplinks (0 without bandwidth)
+    block_bytes: int = 0  # encoded size of a simulated block's body of transactions
+    spread_s: list[float] = field(default_factory=list)  # round start -> committed block arrives
 
-    def percentile(self, p: float) -> float | None:
-        if not self.agreement_s:
+    def percentile(self, p: float, xs: list[float] | None = None) -> float | None:
+        """Percentile ``p`` of agreement times, or of ``xs`` (e.g. :attr:`commit_s`)."""
+        xs = sorted(self.agreement_s if xs is None else xs)
+        if not xs:
             return None
-        xs = sorted(self.agreement_s)
         k = min(len(xs) - 1, max(0, int(round(p / 100 * (len(xs) - 1)))))
         return xs[k]
 
     def summary(self) -> dict[str, Any]:
         c = self.config
         p50, p99 = self.percentile(50), self.percentile(99)
+        c50, c99 = self.percentile(50, self.commit_s), self.percentile(99, self.commit_s)
+        s50, s99 = self.percentile(50, self.spread_s), self.percentile(99, self.spread_s)
         return {
             "nodes": c.nodes, "byzantine": c.byzantine, "strategy": c.strategy, "seed": c.seed,
             "rounds": c.rounds, "round_ms": c.round_ms, "stage2_ms": c.stage2_ms,
@@ -207,6 +264,15 @@ class SimResult:
             "safety_violations": self.safety_violations,
             "agreement_s_p50": None if p50 is None else round(p50, 3),
             "agreement_s_p99": None if p99 is None else round(p99, 3),
+            "commit_s_p50": None if c50 is None else round(c50, 3),
+            "commit_s_p99": None if c99 is None else round(c99, 3),
+            "block_spread_s_p50": None if s50 is None else round(s50, 3),
+            "block_spread_s_p99": None if s99 is None else round(s99, 3),
+            "verify_cost": c.verify_cost or "off", "bandwidth_mbps": c.bandwidth_mbps,
+            "block_txs": c.block_txs, "tx_bytes": c.tx_bytes, "block_bytes": self.block_bytes,
+            "fanout": c.fanout,
+            "gossip_interval_ms": int(c.latency_ms) if c.gossip_interval_ms < 0 else c.gossip_interval_ms,
+            "uplink_mb_per_node_per_round": round(self.uplink_bytes / 1e6 / max(1, c.nodes * c.rounds), 3),
             "messages_per_node_per_round": round(self.messages_per_node_per_round, 2),
             "chain_digest": self.chain_digest,
             "stats": self.stats,
@@ -242,8 +308,22 @@ class Simulator:
             self.crypto = model
             signers = [model.signer(i) for i in range(c.nodes)]
         self.signers = signers
+        # Signature checks metered by signer count (accord.sim.costs); checks still counts them.
+        cost = parse_verify_cost(c.verify_cost)
+        self.metered: MeteredCrypto | None = None
+        if cost is not None:
+            self.metered = MeteredCrypto(self.crypto, cost)
+            self.crypto = self.metered
+        self.tx_pool = tx_pool(c.block_txs, c.tx_bytes, "accord-sim", c.seed)
+        self.tx_pool_body = body_hash(self.tx_pool)  # every simulated block carries the pool
+        # Every validator has the block's transactions in its mempool (they gossip before
+        # blocks do), so proposals take them from there, as nodes do (messages._decode_proposal).
+        by_hash = {hashlib.sha256(tx.encode()).digest(): tx for tx in self.tx_pool}
+        self._known_txs = by_hash.get if by_hash else None
+        # Bandwidth: bits per virtual microsecond, and when each node's uplink is next free.
+        self.bits_per_us = c.bandwidth_mbps
         self.genesis_hash = hashlib.sha256(b"accord-sim-genesis").digest()
-        self.decode_cache: dict[bytes, Any] = {}
+        self.decode_cache: dict[bytes, Any] = _DecodeCache()
 
         # Byzantine validators are a seeded random choice of indices.
         byz = set(self.rng.sample(range(c.nodes), c.byzantine)) if c.byzantine else set()
@@ -270,6 +350,10 @@ class Simulator:
         self.committed: dict[int, bytes] = {}
         self.votes: dict[tuple[int, int, int], bytes] = {}
         self.agreement: list[float] = []
+        self.commit_latency: list[float] = []
+        self.block_seen: dict[tuple[int, bytes], int] = {}  # (nid, block hash) -> first arrival
+        self.uplink_free = [0] * len(self.nodes)
+        self.uplink_bytes = 0
         self.heal_height: int | None = None
         self.crash_count = 0
         self.builds = 0  # BuildBlock actions performed (blocks executed to propose)
@@ -280,7 +364,7 @@ class Simulator:
         c = self.c
         offset = int(self.rng.uniform(-c.drift_ms, c.drift_ms) * 1000) if c.drift_ms else 0
         core = c.core_class(self.params, self.signers[index], self.crypto, head=(0, self.genesis_hash),
-                            decode_cache=self.decode_cache)
+                            decode_cache=self.decode_cache, known_txs=self._known_txs)
         return SimNode(nid, index, strategy == "honest", strategy, core, self.signers[index], offset)
 
     # --- event queue -------------------------------------------------------------------
@@ -360,6 +444,10 @@ class Simulator:
             # messages come by its own clock, so that clock must be current when they arrive.
             self._run_core(nd, Tick(local))
         self._run_core(nd, MessageReceived(frm, payload))
+        if payload[:2] == PROPOSAL_PREFIX and nd.honest:
+            prop = self.decode_cache.get(payload)  # decoded by the core just now, if well-formed
+            if isinstance(prop, Proposal):
+                self.block_seen.setdefault((nd.nid, prop.block.hash), self.now)
 
     def _answer(self, nd: SimNode, a: BuildBlock | ValidateBlock) -> Any:
         if isinstance(a, BuildBlock):
@@ -403,13 +491,16 @@ class Simulator:
         while queue:
             ev = queue.pop(0)
             before = self.crypto.checks
+            before_us = self.metered.cost_us if self.metered is not None else 0.0
             actions = nd.core.handle(ev)
             busy_us += int((self.crypto.checks - before) * self.c.verify_ms * 1000)
+            if self.metered is not None:
+                busy_us += int(self.metered.cost_us - before_us)
             actions = self.strategies.transform(self, nd, actions)
             send_at = start + busy_us
             for i, a in enumerate(actions):
                 if isinstance(a, Persist):
-                    nd.persisted = a.value
+                    self._store(nd, a.value)
                     if nd.honest:
                         self._record_votes(nd, a.value)
                     if nd.crash_pending:
@@ -444,8 +535,22 @@ class Simulator:
             return False
         return not self.partitioned or self.group[a.nid] == self.group[b.nid]
 
+    def uplink(self, frm: SimNode, size: int, at: int) -> int:
+        """When a message of ``size`` payload bytes, ready at ``at``, has left ``frm``'s uplink
+        (messages leave one after another; unlimited bandwidth: at once)."""
+        if self.bits_per_us <= 0:
+            return at
+        start = max(at, self.uplink_free[frm.nid])
+        done = start + max(1, int((size + FRAME_OVERHEAD) * 8 / self.bits_per_us))
+        self.uplink_free[frm.nid] = done
+        self.uplink_bytes += size + FRAME_OVERHEAD
+        return done
+
     def transmit(self, frm: SimNode, to: SimNode, payload: bytes, at: int) -> None:
         self.messages += 1
+        if frm.link is not None and to.nid not in frm.link:
+            return  # twins: a link that does not exist carries nothing
+        at = self.uplink(frm, len(payload), at)  # sent even if a partition then drops it
         if not self.linked(frm, to):
             return
         if self.network is not None:
@@ -476,9 +581,10 @@ class Simulator:
         header = Header(
             chain_id=self.params.chain_id, height=a.height, round=a.round, parent_hash=a.parent_hash,
             tx_root=hashlib.sha256(b"tx" + seed).digest(), state_root=hashlib.sha256(b"state" + seed).digest(),
-            tx_count=0, proposer=a.proposer_index, time_ms=max(0, self.local_ms(nd)), sortition=a.sortition,
+            tx_count=len(self.tx_pool), proposer=a.proposer_index, time_ms=max(0, self.local_ms(nd)),
+            sortition=a.sortition, body_hash=self.tx_pool_body,
         )
-        return self.strategies.build(self, nd, Block(header, ()))
+        return self.strategies.build(self, nd, Block(header, self.tx_pool))
 
     def _fetch(self, nd: SimNode, a: FetchBlock, at: int) -> None:
         for peer in self.by_index.get(a.from_index, ()):
@@ -493,7 +599,10 @@ class Simulator:
                     continue
                 block, cert = b, None
             self.messages += 2
-            self.push(at + self.latency_us() + self.latency_us(), FETCHED, (nd.nid, block, cert))
+            # The request travels to the peer, the body leaves through the peer's uplink.
+            sent = self.uplink(peer, len(block.encode()) + (0 if cert is None else len(cert.encode())),
+                               at + self.latency_us())
+            self.push(sent + self.latency_us(), FETCHED, (nd.nid, block, cert))
             return
 
     def _on_commit(self, nd: SimNode, block: Block, cert: Certificate, at: int) -> None:
@@ -507,31 +616,55 @@ class Simulator:
         if not nd.honest:
             return
         saved = self.crypto.checks
+        saved_us = self.metered.cost_us if self.metered is not None else 0.0
         try:
             verify_certificate(self.crypto, self.params.chain_id, cert, self.params.quorum)
         except AccordError as e:
             self.violations.append(f"node {nd.nid} committed height {block.height} with a bad certificate: {e}")
-        self.crypto.checks = saved
+        self.crypto.checks = saved  # the checker's own check costs the validator nothing
+        if self.metered is not None:
+            self.metered.cost_us = saved_us
         prev = self.committed.setdefault(block.height, block.hash)
         if prev != block.hash:
             self.violations.append(f"two blocks committed at height {block.height}")
         stage2 = (cert.round * self.c.round_ms + self.c.round_ms - self.c.stage2_ms) * 1000
         self.agreement.append((at - stage2) / 1e6)
+        self.commit_latency.append((at - block.header.round * self.c.round_ms * 1000) / 1e6)
+
+    def _store(self, nd: SimNode, value: bytes) -> None:
+        """Keep a node's persisted safety state. Its bytes end with the locked block's
+        encoding (SafetyState.encode); a megabyte block persisted by 10,000 validators would
+        take 10 GB, so when the tail is that of the core's locked block, the block object is
+        kept instead of a copy of its bytes. The stored bytes are restored exactly."""
+        block = nd.core.safety.lock_block
+        if block is not None:
+            enc = block.encode()
+            if len(enc) < len(value) and value.endswith(enc):
+                nd.persisted, nd.persisted_block = value[: len(value) - len(enc)], block
+                return
+        nd.persisted, nd.persisted_block = value, None
 
     def _record_votes(self, nd: SimNode, value: bytes) -> None:
-        s = SafetyState.decode(value, self.params.n)
-        for phase, rnd, bh in ((1, s.p_round, s.p_hash), (2, s.c_round, s.c_hash)):
+        # The votes are the first six fields of the persisted SafetyState (see its encode);
+        # they are read from the bytes without decoding the locked block behind them.
+        u = msgpack.Unpacker(raw=False, max_buffer_size=len(value))
+        u.feed(value)
+        if u.read_array_header() != 8:
+            self.violations.append(f"node {nd.nid} persisted something that is not a safety state")
+            return
+        p_round, _, p_hash, c_round, _, c_hash = (u.unpack() for _ in range(6))
+        for phase, rnd, bh in ((1, p_round, p_hash), (2, c_round, c_hash)):
             if rnd < 0 or not bh:
                 continue
             key = (nd.index, rnd, phase)
             prev = self.votes.get(key)
             if prev is None:
                 self.votes[key] = bh
-                if phase == 2 and s.p_round > rnd:
+                if phase == 2 and p_round > rnd:
                     # Rule 5 of the core: C for round r only while no round above r is closed
                     # for P. The state that reveals a new C vote is the one it was signed in.
                     self.violations.append(
-                        f"validator {nd.index} signed C in round {rnd} after closing round {s.p_round} for P")
+                        f"validator {nd.index} signed C in round {rnd} after closing round {p_round} for P")
             elif prev != bh:
                 self.violations.append(f"validator {nd.index} signed two {('P', 'C')[phase - 1]} votes in round {rnd}")
 
@@ -555,12 +688,14 @@ class Simulator:
             nd.crash_pending = False
         safety = None
         if nd.persisted is not None and not self.c.amnesia:
-            safety = SafetyState.decode(nd.persisted, self.params.n)
+            value = nd.persisted + (b"" if nd.persisted_block is None else nd.persisted_block.encode())
+            safety = SafetyState.decode(value, self.params.n)
         head = (len(nd.chain), nd.chain[-1][0].hash if nd.chain else self.genesis_hash)
         cert = nd.chain[-1][1] if nd.chain else None
         sortition = nd.chain[-1][0].header.sortition if nd.chain else b""
         nd.core = self.c.core_class(self.params, nd.signer, self.crypto, head=head, head_cert=cert,
-                                    head_sortition=sortition, safety=safety, decode_cache=self.decode_cache)
+                                    head_sortition=sortition, safety=safety, decode_cache=self.decode_cache,
+                                    known_txs=self._known_txs)
         nd.up = True
         nd.busy_until = self.now
         nd.exec_busy, nd.jobs = False, []
@@ -617,9 +752,13 @@ class Simulator:
         heights = [len(nd.chain) for nd in honest]
         chains = {nd.nid: [b.hash for b, _ in nd.chain] for nd in honest}
         h = hashlib.sha256()
+        block_digest: dict[bytes, bytes] = {}  # each distinct block hashed once (1 MB blocks)
         for nd in honest:
             for b, cert in nd.chain:
-                h.update(b.encode())
+                d = block_digest.get(b.hash)
+                if d is None:
+                    d = block_digest[b.hash] = hashlib.sha256(b.encode()).digest()
+                h.update(d)
                 h.update(cert.encode())
         stats: dict[str, int] = {}
         for nd in self.nodes:
@@ -646,7 +785,22 @@ class Simulator:
             heights_after_heal=(min(heights) - base) if heights else 0,
             stats=stats,
             honest_chains=chains,
+            commit_s=self.commit_latency,
+            uplink_bytes=self.uplink_bytes,
+            block_bytes=sum(len(tx.encode()) for tx in self.tx_pool),
+            spread_s=self._spread_times(honest),
         )
+
+    def _spread_times(self, honest: list[SimNode]) -> list[float]:
+        """Per (honest node, committed block proposed in a round): from the round's start to
+        the block's first arrival as a proposal (blocks a node only fetched are left out)."""
+        out = []
+        for nd in honest:
+            for block, _ in nd.chain:
+                t = self.block_seen.get((nd.nid, block.hash))
+                if t is not None:
+                    out.append((t - block.header.round * self.c.round_ms * 1000) / 1e6)
+        return out
 
 
 def simulate(config: SimConfig) -> SimResult:
