@@ -899,10 +899,15 @@ class Node:
 
         def check() -> tuple[bool, float, int]:
             t = time.monotonic()
+            # The block's time is judged against this validator's clock when it votes (a
+            # proposal stamped years ahead is refused); a certified block is committed
+            # whatever its time (see _commit: no clock there).
+            now_ms = self._now_ms()
             try:
                 if chain.execution(block.hash) is not None:
+                    chain.check_time(block.header, now_ms)
                     return True, 0.0, 0  # executed before: nothing to measure
-                ex = chain.validate(block, verified=verified)
+                ex = chain.validate(block, verified=verified, now_ms=now_ms)
                 return True, time.monotonic() - t, ex.gas_used
             except InvalidProposal as e:
                 log.info("%s: proposal %s refused: %s", self.name, block.hash.hex()[:12], e)
