@@ -43,7 +43,7 @@ async def _main(args: argparse.Namespace) -> int:
     from rich.live import Live
     from rich.table import Table
 
-    from accord.devnet import Devnet, Load, devnet_summary, ensure_network
+    from accord.devnet import Devnet, Load, _last_error, devnet_summary, ensure_network
 
     console = Console(stderr=True)
     genesis = ensure_network(args.dir, validators=args.validators, round_ms=args.round_ms,
@@ -91,7 +91,8 @@ async def _main(args: argparse.Namespace) -> int:
                     break
                 for v in net.validators:
                     if not v.alive:
-                        raise RuntimeError(f"{v.name} exited; see {v.dir / 'node.log'}")
+                        raise RuntimeError(f"{v.name} exited{_last_error(v.dir / 'node.log')}; "
+                                           f"see {v.dir / 'node.log'}")
         load.stop()
         elapsed = time.monotonic() - started
         await asyncio.sleep(1.0)  # let the watcher see the last commits of submitted txs

@@ -5,31 +5,50 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import threading
 from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("node", help="run one validator from its folder")
     p.add_argument("dir", type=Path, help="the validator's folder (node.json, validator.key)")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    p.add_argument("--lifeline", type=int, default=None, metavar="FD",
+                   help="stop cleanly when this inherited pipe closes (used by supervisors such as "
+                   "accord devnet, so that a validator never outlives the process that started it)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return asyncio.run(_serve(args.dir))
+    return asyncio.run(_serve(args.dir, args.lifeline))
 
 
-async def _serve(path: Path) -> int:
+HARD_STOP_S = 30.0
+"""After the supervisor is gone, a clean stop that takes longer than this ends the process."""
+
+
+async def _serve(path: Path, lifeline: int | None = None) -> int:
     from accord.node import Node
     from accord.node.collector import tune_collector
+    from accord.node.lock import watch_lifeline
 
-    node = Node.from_dir(path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if lifeline is not None:
+        def orphaned() -> None:
+            logging.getLogger("accord.node").warning("supervisor gone (lifeline closed): stopping")
+            loop.call_soon_threadsafe(stop.set)
+            timer = threading.Timer(HARD_STOP_S, os._exit, (1,))
+            timer.daemon = True
+            timer.start()
+
+        watch_lifeline(lifeline, orphaned)
+    node = Node.from_dir(path)
     await node.start()
     tune_collector()  # this process is the validator's own: rare full collections
     try:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import logging
 import threading
 import time
@@ -83,6 +84,7 @@ from ..net.frames import Kind
 from ..net.transport import NetConfig, Transport
 from ..types import Block, Certificate, Event, Receipt, Tx
 from .api import ApiConfig, ApiServer
+from .lock import FolderLock
 
 log = logging.getLogger("accord.node")
 
@@ -242,6 +244,7 @@ class Node:
         self._sync_inflight: dict[int, float] = {}
         self._submitted_at: dict[bytes, float] = {}
         self.running = False
+        self._folder_lock: FolderLock | None = None
 
     # --- construction -------------------------------------------------------------------
 
@@ -300,18 +303,31 @@ class Node:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open storage, restore safety state, connect to peers, serve the API, start rounds."""
+        """Lock the folder, open storage, restore safety state, connect to peers, serve the
+        API, start rounds. A start that fails part-way closes what it opened."""
+        if self.running:
+            return
+        data = self.home / self.config.data_dir
+        # One process per validator folder, taken before anything else is opened: a second
+        # start is refused here (FolderInUse, naming the holder) and touches nothing.
+        folder_lock = FolderLock(data)
+        folder_lock.acquire()
+        self._folder_lock = folder_lock
+        try:
+            await self._start(data)
+        except BaseException:
+            await self._abort_start()
+            raise
+
+    async def _start(self, data: Path) -> None:
         from accord.contracts.runtime import Runtime
         from accord.storage import Store
 
-        if self.running:
-            return
         self._loop = asyncio.get_running_loop()
         self._chain_lock = asyncio.Lock()
         self._validation_wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chain-{self.name}")
         self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"verify-{self.name}")
-        data = self.home / self.config.data_dir
         self.store = Store(data, sync=self.config.sync)
         runtime = Runtime(self.genesis, self._contracts, **self._runtime_hooks())
         self.chain = Chain(self.genesis, self.store, runtime)
@@ -334,15 +350,36 @@ class Node:
             addresses=self._addresses, config=self._net_config, metrics=self.metrics,
             on_message=self._on_message, on_peer=self._on_peer, on_request=self._on_request,
         )
-        await self.transport.start()
+        await _listen("validator transport", self.config.host, self.config.port, self.transport.start())
         self.api = ApiServer(self, self.config.api_host, self.config.api_port, self._api_config)
-        await self.api.start()
+        await _listen("client API", self.config.api_host, self.config.api_port, self.api.start())
         self.running = True
         self._tasks = [
             asyncio.create_task(self._status_loop(), name=f"{self.name}-status"),
         ]
         self._tick()
         log.info("%s started at height %d (api %s)", self.name, height, self.api.url)
+
+    async def _abort_start(self) -> None:
+        """Undo a start that failed part-way: close what was opened, release the folder."""
+        with contextlib.suppress(Exception):
+            if self.api is not None:
+                await self.api.stop()
+        with contextlib.suppress(Exception):
+            if self.transport is not None:
+                await self.transport.stop()
+        for pool in (self._executor, self._verify_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self.metrics.remove_collector(self._collect)
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                self.store.close()
+        self.store = self.chain = self.mempool = self.core = self.transport = self.api = None
+        self._executor = self._verify_pool = None
+        if self._folder_lock is not None:
+            self._folder_lock.release()
+            self._folder_lock = None
 
     def _runtime_hooks(self) -> dict[str, Any]:
         """Proof verifier and MPC oracle hooks for contracts, when genesis configures them."""
@@ -398,6 +435,9 @@ class Node:
         self.metrics.remove_collector(self._collect)
         if self.store is not None:
             self.store.close()
+        if self._folder_lock is not None:  # only once LMDB is closed: then another may start
+            self._folder_lock.release()
+            self._folder_lock = None
         log.info("%s stopped", self.name)
 
     async def __aenter__(self) -> Node:
@@ -1141,6 +1181,25 @@ class Node:
                 break
             out.append(raw)
         return out
+
+
+class CannotListen(AccordError):
+    """A port this validator must listen on is taken (or not available to it)."""
+
+    code = "cannot_listen"
+
+
+async def _listen(what: str, host: str, port: int, starting: Awaitable[None]) -> None:
+    """Await a listener's start; a port already taken becomes one clear error, not a traceback."""
+    try:
+        await starting
+    except OSError as e:
+        if e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            reason = {errno.EADDRINUSE: "address already in use", errno.EACCES: "permission denied",
+                      errno.EADDRNOTAVAIL: "address not available on this machine"}[e.errno]
+            raise CannotListen(f"cannot listen on {host}:{port} for the {what}: {reason} "
+                            f"(is another validator or program using it?)") from None
+        raise
 
 
 class _Admission:
