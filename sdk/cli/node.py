@@ -18,10 +18,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lifeline", type=int, default=None, metavar="FD",
                    help="stop cleanly when this inherited pipe closes (used by supervisors such as "
                    "accord devnet, so that a validator never outlives the process that started it)")
+    p.add_argument("--verify", action="store_true",
+                   help="do not start: check the stopped validator's data folder (every block against its "
+                   "header, certificate and receipts, every state entry against the state root), print one "
+                   "JSON line and exit 0 if it is intact, 1 if damaged")
     p.set_defaults(func=_run)
 
 
+def _verify(path: Path) -> int:
+    """``accord node DIR --verify``: a full check of a validator's store (see accord.storage.verify)."""
+    import json
+
+    from accord.config import NodeConfig
+    from accord.consensus import verify_certificate
+    from accord.genesis import Genesis
+    from accord.node.lock import FolderLock
+    from accord.storage import Store
+    from accord.storage.verify import verify_store
+
+    config = NodeConfig.load(path)
+    genesis = Genesis.load(path / config.genesis)
+    keys = genesis.validator_keys()
+    data = path / config.data_dir
+    if not (data / "data.mdb").exists():
+        print(json.dumps({"ok": False, "problems": [f"{data} holds no store"]}))
+        return 1
+    with FolderLock(data), Store(data, sync=False) as store:  # refused while the validator runs
+        report = verify_store(
+            store, lambda c: verify_certificate(keys, genesis.chain_id, c, genesis.quorum))
+    print(json.dumps(report.to_json()))
+    return 0 if report.ok else 1
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.verify:
+        return _verify(args.dir)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return asyncio.run(_serve(args.dir, args.lifeline))
 

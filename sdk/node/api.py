@@ -188,6 +188,7 @@ _STATUS: dict[str, int] = {
     "rate_limited": 429,
     "mempool_full": 503,
     "unavailable": 503,
+    "storage_damaged": 503,  # the node halted: its data folder needs repair (see accord.storage.verify)
     "invalid_request": 422,
     "invalid_signature": 422,
     "wrong_chain": 422,

@@ -71,11 +71,12 @@ from ..consensus import (
     Tick,
     ValidateBlock,
     sortition_value,
+    verify_certificate,
 )
 from ..contracts.runtime import ExecutionInterrupted
 from ..crypto import bls
 from ..encoding import Value
-from ..errors import AccordError, DecodeError, MempoolFull, TooLarge, ValidationError
+from ..errors import AccordError, DecodeError, MempoolFull, StorageError, TooLarge, ValidationError
 from ..genesis import Genesis
 from ..keys import load_validator_key
 from ..mempool import Mempool, verify_signatures
@@ -244,6 +245,8 @@ class Node:
         self._sync_inflight: dict[int, float] = {}
         self._submitted_at: dict[bytes, float] = {}
         self.running = False
+        self.fault: str | None = None
+        """Why this node halted (see _fail), None while healthy."""
         self._folder_lock: FolderLock | None = None
 
     # --- construction -------------------------------------------------------------------
@@ -260,6 +263,9 @@ class Node:
     def _define_metrics(self) -> None:
         m = self.metrics
         self.m_height = m.gauge("accord_height", "height of the last committed block")
+        self.m_healthy = m.gauge("accord_healthy", "1 while the node takes part; 0 once it halted on a fault "
+                                 "(damaged storage, a certified block that does not apply)")
+        self.m_healthy.set(1)
         self.m_txs = m.counter("accord_txs_committed_total", "transactions committed")
         self.m_blocks = m.counter("accord_blocks_committed_total", "blocks committed")
         self.m_mempool = m.gauge("accord_mempool_txs", "transactions waiting in the mempool")
@@ -322,6 +328,7 @@ class Node:
     async def _start(self, data: Path) -> None:
         from accord.contracts.runtime import Runtime
         from accord.storage import Store
+        from accord.storage.verify import StorageDamaged, check_head
 
         self._loop = asyncio.get_running_loop()
         self._chain_lock = asyncio.Lock()
@@ -331,6 +338,13 @@ class Node:
         self.store = Store(data, sync=self.config.sync)
         runtime = Runtime(self.genesis, self._contracts, **self._runtime_hooks())
         self.chain = Chain(self.genesis, self.store, runtime)
+        # Before anything is served or signed: the head header, its certificate, the block
+        # and the state root must agree (a damaged folder stops here, with what is wrong).
+        try:
+            check_head(self.store, self._verify_cert)
+        except StorageDamaged as e:
+            raise StorageDamaged(f"{data}: {e.message}; run `accord node {self.home} --verify`, then restore "
+                                 f"the folder from a backup or start from an empty data folder to catch up") from None
         self.mempool = Mempool(
             self.genesis.chain_id, self.chain.nonce_of, max_txs=self.config.mempool_size,
             max_gas=self.genesis.consensus.max_block_gas,
@@ -380,6 +394,34 @@ class Node:
         if self._folder_lock is not None:
             self._folder_lock.release()
             self._folder_lock = None
+
+    def _verify_cert(self, cert: Certificate) -> None:
+        verify_certificate(self.genesis.validator_keys(), self.genesis.chain_id, cert, self.genesis.quorum)
+
+    @property
+    def healthy(self) -> bool:
+        return self.fault is None
+
+    def _fail(self, reason: str) -> None:
+        """Stop taking part (no votes, no proposals, no catch-up) and say why, once.
+
+        For faults that retrying cannot fix: the store's bytes do not match their hashes,
+        or a block that a quorum certified does not execute to its header here. Before, such
+        a node looped on catch-up (hundreds of thousands of block requests in seconds) while
+        reporting itself running; now it halts and reports unhealthy (``/v1/status``,
+        ``accord_healthy`` in ``/metrics``) until the operator repairs it.
+        """
+        if self.fault is not None:
+            return
+        self.fault = reason
+        self.m_healthy.set(0)
+        log.error("%s: halted: %s", self.name, reason)
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        for t in self._tasks:
+            t.cancel()
+        self._to_validate.clear()
 
     def _runtime_hooks(self) -> dict[str, Any]:
         """Proof verifier and MPC oracle hooks for contracts, when genesis configures them."""
@@ -660,7 +702,9 @@ class Node:
             "round": self.core.round if self.core is not None else -1,
             "peers": self.transport.peers() if self.transport is not None else [],
             "mempool": len(self.mempool) if self.mempool is not None else 0,
-            "running": self.running,
+            "running": self.running and self.fault is None,
+            "healthy": self.fault is None,
+            "fault": self.fault,
         }
 
     def subscribe(self) -> Subscription:
@@ -686,9 +730,17 @@ class Node:
                         yield block.height, tx.hash, ev
 
     def query(self, contract: str, method: str, args: dict[str, Value]) -> Value:
+        """A read-only contract call on committed state; every state value it reads is checked
+        by a Merkle proof against the state root (a damaged value is an error, not an answer)."""
+        from accord.storage.verify import StorageDamaged, VerifiedSnapshot
+
         assert self.chain is not None
-        with self.store.snapshot() as snap:
-            return self.chain.runtime.query(snap, contract, method, args)
+        try:
+            with VerifiedSnapshot(self.store) as snap:
+                return self.chain.runtime.query(snap, contract, method, args)
+        except StorageDamaged as e:
+            self._fail(f"storage damaged: {e.message}")
+            raise
 
     def next_nonce(self, address: bytes) -> int:
         """The nonce the account's next transaction must carry here (pending ones counted)."""
@@ -703,7 +755,7 @@ class Node:
 
     def _step(self, event: Any) -> None:
         """Feed one event to the core and perform its actions in order (see module rules)."""
-        if not self.running or self.core is None:
+        if not self.running or self.core is None or self.fault is not None:
             return
         if not isinstance(event, Tick) and self._now_ms() - self._last_tick_ms >= self.tick_ms:
             self._tick()  # the core judges lateness by its clock: keep it within tick_ms
@@ -983,6 +1035,11 @@ class Node:
 
         try:
             receipts = await self._chain_op(commit, "commit")
+        except (InvalidProposal, StorageError) as e:
+            # A quorum certified this block; if it does not execute to its header here, this
+            # node's state is damaged (or runs other code): asking peers again cannot help.
+            self._fail(f"block {block.height} carries a valid certificate but does not apply here: {e}")
+            return
         except AccordError as e:
             log.error("%s: commit of block %d failed: %s", self.name, block.height, e)
             return
@@ -1091,7 +1148,8 @@ class Node:
 
     def _maybe_sync(self) -> None:
         """Ask the most advanced peer for the blocks we miss (one request per peer at a time)."""
-        if not self.running or self.chain is None or self.transport is None or not self._peer_heads:
+        if (not self.running or self.chain is None or self.transport is None or not self._peer_heads
+                or self.fault is not None):
             return
         height, _ = self.chain.head()
         peer, best = max(self._peer_heads.items(), key=lambda kv: kv[1])

@@ -428,6 +428,9 @@ class StatusResponse(_Open):
     height: int
     head_hash: str
     state_root: str
+    healthy: bool = Field(default=True, description="false once the node halted on a fault it cannot retry "
+                          "(damaged storage, a certified block that does not apply here)")
+    fault: str | None = Field(default=None, description="why the node halted, while it is unhealthy")
 
 
 class GenesisResponse(_Model):
