@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,7 +69,7 @@ def _balance(node: Node, who: bytes) -> object:
     return node.query("token", "balance_of", {"account": who})
 
 
-def _verify_cli(home: Path) -> tuple[int, dict[str, object]]:
+def _verify_cli(home: Path) -> tuple[int, dict[str, Any]]:
     out = subprocess.run([sys.executable, "-m", "accord.cli.main", "node", str(home), "--verify"],
                          capture_output=True, timeout=120, check=False)
     assert "Traceback" not in out.stderr.decode(), out.stderr.decode()
@@ -108,7 +109,7 @@ def test_a_flipped_balance_is_refused_not_served_and_the_node_reports_unhealthy(
     asyncio.run(main())
     code, doc = _verify_cli(home)
     assert code == 1 and doc["ok"] is False
-    assert any(key.hex()[:32] in str(p) for p in doc["problems"]), doc  # type: ignore[union-attr]
+    assert any(key.hex()[:32] in str(p) for p in doc["problems"]), doc
 
 
 def test_a_flipped_head_header_stops_the_start_with_one_clear_line(tmp_path: Path) -> None:
@@ -135,7 +136,7 @@ def test_a_flipped_head_header_stops_the_start_with_one_clear_line(tmp_path: Pat
     assert out.returncode == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "storage_damaged" in err and "--verify" in err
     code, doc = _verify_cli(home)
-    assert code == 1 and any("head" in str(p) for p in doc["problems"]), doc  # type: ignore[union-attr]
+    assert code == 1 and any("head" in str(p) for p in doc["problems"]), doc
 
 
 def test_verify_report_on_every_single_byte_flip_of_the_head_records(tmp_path: Path) -> None:
