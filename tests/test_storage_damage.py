@@ -161,3 +161,48 @@ def test_verify_report_on_every_single_byte_flip_of_the_head_records(tmp_path: P
         if report.ok:
             silent.append(i)
     assert silent == []
+
+
+@pytest.mark.timeout(240)
+def test_a_validator_whose_state_is_damaged_halts_instead_of_looping_on_catch_up(tmp_path: Path) -> None:
+    """One of four validators gets a flipped balance while stopped; the next certified block
+    that touches it does not apply there. Before: it asked its peers for blocks again and
+    again (hundreds of thousands of requests in seconds) while reporting itself running. Now
+    it halts, says why, and the other three go on."""
+    from .inproc import ThreadedNetwork
+
+    net = ThreadedNetwork(tmp_path, validators=4, round_ms=400, stage2_ms=200, name="damage-net")
+    try:
+        def wait(cond, what: str, timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
+            deadline = time.monotonic() + timeout
+            while not cond():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}"
+                time.sleep(0.1)
+
+        wait(lambda: min(n.chain.head()[0] for n in net.nodes if n.chain) >= 2, "the first blocks")
+        victim = net.nodes[3]
+        home = victim.home
+        net.run(victim.stop())
+        with Store(home / "data", sync=False) as store:
+            key, value = next((k, v) for k, v in store.iter_state() if k.endswith(ALICE.address))
+        _flip(home / "data" / "data.mdb", key + value, len(key) + len(value) - 1)
+        victim = Node.from_dir(home)
+        net.nodes[3] = victim
+        net.run(victim.start())
+        first = net.nodes[0]
+        tx = Tx.create(ALICE, chain_id=net.genesis.chain_id, contract="token", method="transfer",
+                       args={"to": BOB.address, "amount": 5}, nonce=first.next_nonce(ALICE.address))
+        first.submit(tx)
+        wait(lambda: victim.fault is not None, "the damaged validator to halt")
+        assert "does not apply here" in str(victim.fault)
+        st = victim.status()
+        assert st["healthy"] is False and st["running"] is False
+        assert victim.m_healthy.get() == 0
+        time.sleep(2 * victim.status_interval)  # let any request in flight finish
+        asked = victim.m_sync.get()
+        top = first.chain.head()[0] if first.chain else 0
+        # the others go on; the halted one asks for nothing more (before: it looped)
+        wait(lambda: (first.chain.head()[0] if first.chain else 0) >= top + 3, "the others to go on")
+        assert victim.m_sync.get() == asked
+    finally:
+        net.close()
