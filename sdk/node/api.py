@@ -529,6 +529,8 @@ class ClientApi:
             return json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise DecodeError(f"body is not valid JSON: {e}") from None
+        except RecursionError:  # the stdlib parser recurses per level; the body size bounds the cost
+            raise DecodeError("body nests too deeply") from None
 
     # --- transactions ------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from ..encoding import Value
+from ..encoding import MAX_VALUE_DEPTH, Value
 from ..errors import DecodeError
 from ..genesis import Genesis
 from ..types import Block, Certificate, Event, Header, Receipt, Tx
@@ -33,18 +33,25 @@ HASH_HEX_PATTERN = r"^[0-9a-fA-F]{64}$"
 
 # --- contract values <-> JSON ---------------------------------------------------------------
 
-_MAX_JSON_DEPTH = 64
+_MAX_JSON_DEPTH = MAX_VALUE_DEPTH  # one limit with admission (accord.encoding.MAX_VALUE_DEPTH)
+
+
+def _too_deep() -> DecodeError:
+    return DecodeError(f"value nests too deeply (more than {_MAX_JSON_DEPTH} levels of lists and maps)")
 
 
 def value_to_json(v: Value, _depth: int = 0) -> Any:
-    """The JSON view of a canonical value (the tagged mapping described in the module doc)."""
-    if _depth > _MAX_JSON_DEPTH:
-        raise DecodeError("value nests too deeply")
+    """The JSON view of a canonical value (the tagged mapping described in the module doc).
+
+    Lists and maps nest at most ``MAX_VALUE_DEPTH`` levels, counted as admission counts
+    them, so every admitted transaction's arguments have a JSON view."""
     t = type(v)
     if v is None or t is bool or t is int or t is str:
         return v
     if t is bytes:
         return {"$bytes": v.hex()}
+    if (t is list or t is tuple or t is dict) and _depth >= _MAX_JSON_DEPTH:
+        raise _too_deep()
     if t is list or t is tuple:
         return [value_to_json(x, _depth + 1) for x in v]
     if t is dict:
@@ -57,13 +64,13 @@ def value_to_json(v: Value, _depth: int = 0) -> Any:
 
 def value_from_json(j: Any, _depth: int = 0) -> Value:
     """Inverse of :func:`value_to_json`; raises :class:`DecodeError` for anything else."""
-    if _depth > _MAX_JSON_DEPTH:
-        raise DecodeError("value nests too deeply")
     t = type(j)
     if j is None or t is bool or t is int or t is str:
         return j
     if t is float:
         raise DecodeError("floats are not contract values; use integers (e.g. cents)")
+    if (t is list or (t is dict and set(j) != {"$bytes"})) and _depth >= _MAX_JSON_DEPTH:
+        raise _too_deep()
     if t is list:
         return [value_from_json(x, _depth + 1) for x in j]
     if t is dict:
