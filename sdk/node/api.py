@@ -245,12 +245,7 @@ async def _resolve(value: Any) -> Any:
 
 
 def _parse_height(text: str) -> int:
-    if not text.isdigit() or len(text) > 20:
-        raise DecodeError(f"height must be a non-negative integer, got {text[:32]!r}")
-    h = int(text)
-    if h >= 2**64:
-        raise DecodeError("height out of range")
-    return h
+    return s.parse_uint(text, "height")
 
 
 def _json(model: pydantic.BaseModel, status: int = 200) -> web.Response:

@@ -18,9 +18,9 @@ JSON conventions (one rule each, so any client can follow them):
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from ..encoding import MAX_VALUE_DEPTH, Value
@@ -92,6 +92,31 @@ def value_from_json(j: Any, _depth: int = 0) -> Value:
             raise DecodeError(f"unknown tag {tagged[0]!r} (wrap maps with $-keys in $map)")
         return {k: value_from_json(x, _depth + 1) for k, x in j.items()}
     raise DecodeError(f"JSON {t.__name__} is not a contract value")
+
+
+MAX_UINT_DIGITS = 20  # 2**64 - 1 has 20 digits
+
+
+def parse_uint(text: str, what: str) -> int:
+    """The one integer parser for path and query parameters: ASCII digits only, below 2**64.
+
+    ``int()`` alone reads ``"1_0"`` as 10, ``"١"`` (Arabic-Indic one) and ``"１"`` (full-width)
+    as 1, and ``str.isdigit`` accepts ``"²"``, which ``int`` then refuses with a ValueError
+    (a 500): one spelling per number, like the canonical encoding's one encoding per value."""
+    if not (0 < len(text) <= MAX_UINT_DIGITS and text.isascii() and text.isdigit()):
+        raise DecodeError(f"{what} must be a non-negative integer in ASCII digits, got {text[:32]!r}")
+    n = int(text)
+    if n >= 2**64:
+        raise DecodeError(f"{what} is out of range")
+    return n
+
+
+def _query_uint(v: Any) -> Any:
+    """Query values arrive as strings: parse them strictly (pydantic's lax int would not)."""
+    return parse_uint(v, "integer parameter") if isinstance(v, str) else v
+
+
+QueryUint = Annotated[int, BeforeValidator(_query_uint)]
 
 
 def parse_hex(s: str, what: str, size: int | None = None) -> bytes:
@@ -167,8 +192,8 @@ class HeadersQuery(_Model):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: int = Field(alias="from", ge=0, description="first height")
-    limit: int = Field(default=100, ge=1, le=1000, description="at most this many headers")
+    from_: QueryUint = Field(alias="from", ge=0, description="first height")
+    limit: QueryUint = Field(default=100, ge=1, le=1000, description="at most this many headers")
 
 
 class StateQuery(_Model):
@@ -184,7 +209,7 @@ class StreamQuery(_Model):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: int | None = Field(
+    from_: QueryUint | None = Field(
         default=None, alias="from", ge=0,
         description="replay committed blocks from this height before following new ones",
     )
