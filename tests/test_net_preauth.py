@@ -86,3 +86,32 @@ def test_authenticated_peers_still_exchange_frames_of_megabytes() -> None:
             await stop_all(ts)
 
     run(main())
+
+
+def test_a_deeply_nested_frame_is_counted_garbage_not_a_recursion_error() -> None:
+    """Before: a 1 KB frame nested 1,000 levels raised an uncaught RecursionError in the
+    handshake (not counted), and from an authenticated peer only closed the connection."""
+    g = make_genesis(4)
+    deep = b"\x92\x01" + b"\x91" * 1000 + b"\xc0"  # [1, [[[...]]]]: 1,000 levels in ~1 KB
+
+    async def main() -> None:
+        ts = await start_mesh(g, [1], {1: Inbox()})
+        t1 = ts[0]
+        try:
+            async with aiohttp.ClientSession() as s:
+                raw = RawPeer(s, t1)
+                ws = await raw.connect()
+                await ws.send_bytes(deep)
+                assert await raw.recv() is None
+                assert t1.m_hs_fail.get(reason="malformed") == 1
+                peer = RawPeer(s, t1)
+                assert (await peer.handshake(index=0))["ready"] is True
+                assert peer.ws is not None
+                for _ in range(3):
+                    await peer.ws.send_bytes(deep)
+                await until(lambda: t1.m_dropped.get(reason="garbage") == 3, 10.0, "three garbage frames")
+                assert 0 in t1.peers()  # counted, below the ban threshold: still connected
+        finally:
+            await stop_all(ts)
+
+    run(main())
