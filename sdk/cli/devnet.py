@@ -22,11 +22,12 @@ from typing import Any
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("devnet", help="run a local validator network with a demo workload")
     p.add_argument("--dir", type=Path, default=Path(".devnet"), help="network folder (created if missing)")
-    p.add_argument("--validators", type=int, default=4)
+    p.add_argument("--validators", type=int, default=4, help="validators in a new network (default 4)")
     p.add_argument("--rate", type=float, default=200.0, help="transfers per second submitted")
     p.add_argument("--blocks", type=int, default=None, help="stop after this many committed blocks")
-    p.add_argument("--round-ms", type=int, default=1000)
-    p.add_argument("--stage2-ms", type=int, default=500)
+    p.add_argument("--round-ms", type=int, default=1000, help="round length of a new network, ms (default 1000)")
+    p.add_argument("--stage2-ms", type=int, default=500,
+                   help="length of a round's agreement stage in a new network, ms (default 500)")
     p.add_argument("--fresh", action="store_true", help="delete the network folder first")
     p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
     p.set_defaults(func=_run)
