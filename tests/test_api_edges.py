@@ -1,4 +1,4 @@
-"""One strict integer parser for every path and query parameter.
+"""API edges: one strict integer parser for every path and query parameter, and stream slots per client.
 
 Before: ``/v1/blocks/²`` was a 500 (``str.isdigit`` accepts it, ``int`` does not), ``/v1/blocks/١``
 and ``/v1/blocks/１`` returned block 1, and ``?from=1_0`` read as 10.
@@ -71,3 +71,39 @@ def test_odd_numbers_in_queries_are_400s(served: ServedNode, text: str) -> None:
     assert status == 400 or json.loads(data)["error"]["code"] == "invalid_request"
     status, _, data = http_call(served.url, "GET", "/v1/headers?from=1&limit=1")
     assert status == 200 and [h["header"]["height"] for h in json.loads(data)["headers"]] == [1]
+
+
+def test_one_client_cannot_take_every_stream_slot(tmp_path: Path) -> None:
+    """Before: one client could open all 256 stream slots and lock every other one out."""
+    import asyncio
+
+    import aiohttp
+
+    from accord.node.api import ApiConfig
+
+    sn = ServedNode(tmp_path / "streams", ApiConfig(max_streams_per_client=2))
+
+    async def main() -> None:
+        async with aiohttp.ClientSession() as s:
+            a = await s.ws_connect(f"{sn.url}/v1/stream")
+            b = await s.ws_connect(f"{sn.url}/v1/stream")
+            async with s.get(f"{sn.url}/v1/stream", headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                                              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                                                              "Sec-WebSocket-Version": "13"}) as r:
+                assert r.status == 429 and (await r.json())["error"]["code"] == "rate_limited"
+            await a.close()
+            for _ in range(100):  # the server sees the close, then the slot is free again
+                c = None
+                try:
+                    c = await s.ws_connect(f"{sn.url}/v1/stream")
+                    break
+                except aiohttp.WSServerHandshakeError:
+                    await asyncio.sleep(0.05)
+            assert c is not None
+            await c.close()
+            await b.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        sn.close()
