@@ -43,6 +43,13 @@ class InvalidProposal(AccordError):
     code = "invalid_block"
 
 
+class StateRootMismatch(InvalidProposal):
+    """A block whose transactions and receipts match its header's tx root but whose execution
+    here gives another state root. For a certified block that means this node's state (or
+    code) differs from the quorum's, not that the block is bad: whoever sent the body sent
+    the genuine transactions."""
+
+
 @dataclass(frozen=True)
 class Execution:
     """What executing a block on its parent's state produced (not yet written)."""
@@ -282,7 +289,7 @@ class Chain:
             if ex.tx_root != h.tx_root:
                 raise InvalidProposal("tx root does not match the executed transactions")
             if ex.state_root != h.state_root:
-                raise InvalidProposal("state root does not match the executed transactions")
+                raise StateRootMismatch("state root does not match the executed transactions")
             self._remember(block.hash, ex)
             return ex
 

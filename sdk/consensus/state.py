@@ -20,7 +20,17 @@ Rules this file keeps
 4. **Locks only move up.** At a height, the lock is the P-quorum aggregate of the highest round
    seen; it is replaced only by a P-quorum of a higher round. Moving to the next height (by
    committing) is the only way a lock stops mattering.
-5. **Bad input changes nothing.** Undecodable bytes, bad signatures, bad sortition tickets,
+5. **C only above every P.** C for (B, r) is signed only while the lock is (B, r) and no round
+   above r is closed for P (``p_round <= r``: no P vote, no abstention there). A P-quorum may
+   reach a validator long after it voted P in later rounds (late votes, reordered delivery);
+   such a validator locks on it but does not commit-vote for it.
+6. **Behind your own votes, only catch up.** At a height below one this validator already
+   voted or locked at (``p_height``, ``c_height``, the lock's height), it neither locks nor
+   votes: it commits there by certificate only. The block store can lag the persisted safety
+   state (commits run after the vote that follows them; a crash or a rebuild of the core from
+   the store comes back at an older head), and a lock of a later height must not be replaced
+   by a quorum of an earlier one, nor be ignored there.
+7. **Bad input changes nothing.** Undecodable bytes, bad signatures, bad sortition tickets,
    wrong heights or parents are counted in :attr:`Core.stats` and dropped.
 
 Theory of operation
@@ -60,7 +70,12 @@ stage I (proposal) and, for its last ``stage2_ms``, stage II (agreement).
   monotone (rule 3), so a late vote is exactly what a validator whose clock runs slow would
   sign.
 * **P-quorum (2f+1 P votes on B in round r): lock and commit-vote.** Lock on (B, r) if r is
-  above the current lock's round, persist, and if r > ``c_round`` sign C for B.
+  above the current lock's round, persist, and if r > ``c_round`` and rule 5 allows, sign C
+  for B. A lock on a block whose body never arrived fetches the body from a signer of the
+  quorum (and validates it: a block's hash covers only its header, so a peer can put other
+  transactions under it; a body that fails under a P-quorum is dropped and fetched again,
+  never the block). A P-quorum above our lock is never stale, however old its round: it is
+  what unlocks validators after a long partition.
 * **C-quorum: commit.** Emit :class:`Commit` with the certificate (fetching the block body
   first if it is missing) and move to the next height.
 * **Aggregation.** Votes travel as weighted aggregates (:mod:`.aggregate`). With at most
@@ -82,28 +97,56 @@ Safety argument (f < n/3 Byzantine, any message schedule)
 =========================================================
 
 Quorums have ``q = n - f`` validators, so two quorums share ``2q - n >= f + 1`` validators, at
-least one honest.
+least one honest. Nothing below assumes an order in which votes arrive, rounds end or
+quorums form: a P-quorum of round r may form at a validator before, during or long after its
+rounds r + 1, r + 2, ... (late prepares make "during r + 1" routine; a scheduler can make it
+"after r + 5"). Only the order of each honest validator's *own* signatures matters, and rule
+2 makes that order survive crashes.
 
-*Invariant I1 (one P-quorum per round).* Two P-quorums of round r for different blocks would
-share an honest validator that signed P twice in r, which rule 3 forbids (and rule 2 keeps
-true across crashes). So each round has at most one P-certified block.
+*I1 (one P-quorum per round).* Two P-quorums of round r for different blocks would share an
+honest validator that signed P twice in r, which rule 3 forbids. So each round has at most one
+P-certified block, whenever its votes arrive.
 
-*Invariant I2 (no conflicting certificate above a commit).* Suppose B is committed at height h
-with a C-quorum of round r. Its C signers include at least f+1 honest validators, each of
-which locked on (B, r) at height h before signing (rule 2). Let r' > r be the first round in
-which a P-quorum forms for a block B' != B at height h. It contains an honest validator of that
-locked set (quorum intersection); it signed P for B' at height h in r', so it was still at
-height h, and its lock was then on a round >= r. By minimality of r', every P-quorum between r
-and r' is for B, so its lock was on B (rule 4). The lock rules let it prepare B' only with a
-justification from a round above its lock, i.e. a P-quorum for B' in a round in (r, r'):
-contradicting the choice of r'. Hence every P-quorum at height h above round r is for B, and
-since a C vote in round r'' needs a P-quorum in r'' (I1), every C-quorum above r is for B; a
-C-quorum below r for B' != B is excluded symmetrically. So at most one block commits at each
-height. The argument counts signatures only; timing never enters it.
+*I2 (an honest C vote binds every later P vote).* An honest validator v signs C(B, r) only
+while locked on (B, r) and with no round above r closed for P (rule 5). So every P vote v
+casts in a round above r comes after that lock, under the lock rules, with v's lock on a
+round >= r from then on (rule 4). (Without rule 5 this fails: v may have voted P(B', r + 1)
+unlocked, then received the round-r quorum, locked and signed C(B, r). The old core did, and
+four honest validators forked.)
 
-The simulator (:mod:`accord.sim`) asserts these invariants on every run: no two honest
-validators commit different blocks at a height, no honest validator signs two different votes
-for one (round, phase), and every commit certificate verifies.
+*I3 (nothing but B is P-certified above a commit).* Suppose B commits at height h with a
+C-quorum of round r: at least f + 1 honest signers, each bound as in I2. Among the P-quorums
+at height h of rounds above r for blocks other than B, take Q, the first whose signatures all
+exist in real time (not the lowest round: with late votes and any delivery order they need
+not come in round order). Q shares an honest validator v with the C-quorum. v's P vote in Q
+came after its C(B, r) (I2), when v held a lock at height h of a round >= r; rule 6 keeps that
+lock through restarts, since v never locks or votes below h again. That lock is a P-quorum
+whose signatures all existed before v's vote: for a block other than B above r it would be
+a complete quorum before Q, so (with I1 at round r) it is for B. v prepares a block B' != B
+only under a justification, a P-quorum for B' from a round above its lock, hence above r,
+which v verified before voting: again complete before Q. Contradiction: every P-quorum above
+round r at height h is for B.
+
+*I4 (at most one block commits per height).* A C-quorum of round r'' for B'' needs an honest
+C signer, which was locked on a P-quorum of r'' for B'' (rule 5). If r'' > r, I3 makes B'' = B;
+if r'' < r, I3 applied to B'' makes B = B''; if r'' = r, I1 does. Fetched blocks commit only
+with a C-quorum certificate for their header hash, so catch-up adds no other way to commit.
+
+A restart (or the node rebuilding its core from the store) may come back at an older head
+than the persisted safety state; rule 6 makes such a validator a pure follower until its
+store reaches its own votes, so the argument above, which only counts each honest
+validator's signatures in the order it made them, is unchanged.
+
+Liveness is not part of the argument (a round may commit nothing), but every rule above that
+restricts votes has its way out: a lock on a body never received fetches it, the highest lock
+is accepted however old, locked leaders re-propose with their quorum as justification, and a
+validator barred from C by rule 5 locks anyway and commits in a later round's quorum.
+
+The simulator (:mod:`accord.sim`) asserts on every run what the argument rests on and
+concludes: no honest validator signs two different votes for one (height, round, phase) (I1's
+premise), no honest validator signs C for a round below one it closed for P (rule 5, I2), no
+two honest validators commit different blocks at a height (I4), and every commit certificate
+verifies.
 """
 
 from __future__ import annotations
@@ -117,7 +160,7 @@ from ..types import Block, Certificate, vote_message
 from .aggregate import PHASE_C, PHASE_P, Aggregate, certificate_counts, verify_certificate
 from .crypto import Crypto, Signer, sortition_value
 from .messages import KnownTxs, Proposal, ProposalCache, Ticket, decode_message
-from .sortition import sortition_message, threshold
+from .sortition import sortition_message, sortition_seed, threshold
 
 SAFETY_KEY = b"consensus/safety"
 KEEP_ROUNDS = 8  # aggregates of older rounds (at the current height) are forgotten
@@ -125,7 +168,6 @@ LATE_ROUNDS = 2
 """A block may get P votes this many rounds after its own (late prepare). In the simulator,
 with every build and validation taking 0.8 of a round, 6-7 of 20 rounds commit with 2 and
 2 with 1 (none without late prepares)."""
-MAX_BLOCKS_PER_SLOT = 16  # distinct blocks voted on per (height, round, phase) kept below f+1 votes
 
 
 # --- events --------------------------------------------------------------------------------
@@ -364,6 +406,7 @@ class Core:
         *,
         head: tuple[int, bytes],
         head_cert: Certificate | None = None,
+        head_sortition: bytes = b"",
         safety: SafetyState | None = None,
         decode_cache: dict[bytes, Any] | None = None,
         known_txs: KnownTxs | None = None,
@@ -385,6 +428,7 @@ class Core:
 
         self.height = head[0] + 1  # the height being decided
         self.head_hash = head[1]
+        self.seed = sortition_seed(head[1], head_sortition)  # this height's sortition seed
         self.head_cert = head_cert
         self.safety = safety if safety is not None else SafetyState()
 
@@ -402,7 +446,12 @@ class Core:
         self.aggs: dict[tuple[int, int, int, bytes], Aggregate] = {}
         self.singles: dict[tuple[int, int, int, bytes], dict[int, bytes]] = {}
         self.pure: dict[tuple[int, int, int, bytes], Aggregate] = {}
+        # Per (height, round, phase) slot: how many blocks have aggregates, and the union of
+        # their signers. A block enters a slot only with a signer the slot has not seen
+        # (_on_aggregate_verified), so a slot holds at most n blocks and a Byzantine
+        # validator's junk votes cost it its own place in the slot, never an honest one's.
         self._keys_per_slot: dict[tuple[int, int, int], int] = {}
+        self._slot_signers: dict[tuple[int, int, int], int] = {}
         self.quorum_seen: set[tuple[int, int, int, bytes]] = set()
         self.pending_commit: dict[bytes, Certificate] = {}
         self.future: dict[int, tuple[Block, Certificate]] = {}
@@ -412,8 +461,21 @@ class Core:
         # Tickets first (see the theory of operation): the best ticket value announced per
         # round at this height, and our own build while it waits.
         self.tickets: dict[int, int] = {}
+        self._ticket_by: dict[int, int] = {}  # who announced the best ticket of each round
+        # Leaders that announced the best ticket of a round and never delivered its proposal
+        # (_judge_announcements): their tickets are not waited for until the given round.
+        self._silent_until: dict[int, int] = {}
+        self._silent_count: dict[int, int] = {}
         self._waiting: _WaitingBuild | None = None
         self._lag_ms = 0  # how late into a round fresh proposals arrive (_note_proposal_lag)
+        # How long the application takes to build and to validate a block, as this core saw
+        # it (from the request to the answer, in its own clock): the fallback of tickets
+        # first must leave that much of the round (_fallback_ms).
+        self._build_ms = 0
+        self._validate_ms = 0
+        self._hop_ms = 0  # how late into their round verified tickets arrive: one message's trip
+        self._build_started: tuple[int, int, int] | None = None
+        self._validate_started: dict[bytes, int] = {}
         self._last_sent: dict[tuple[int, int, int, bytes], tuple[int, int]] = {}  # time, signers
         self._due: dict[tuple[int, int, int, bytes], int] = {}
         self.stats = Stats()
@@ -539,8 +601,10 @@ class Core:
         self.my_proposal = None
         for old in [k for k in self.cands if k < r - LATE_ROUNDS]:
             del self.cands[old]
+        self._judge_announcements(r - 1)
         for old in [k for k in self.tickets if k < r - 1]:
             del self.tickets[old]
+            self._ticket_by.pop(old, None)
         if len(self.aggs) > 4:
             for k in [k for k in self.aggs if k[1] < r - KEEP_ROUNDS]:
                 self._drop_agg(k)
@@ -551,7 +615,7 @@ class Core:
         if key in self.led:
             return
         self.led.add(key)
-        ticket = self.signer.sign(sortition_message(self.p.chain_id, self.height, self.round, self.head_hash))
+        ticket = self.signer.sign(sortition_message(self.p.chain_id, self.height, self.round, self.seed))
         if sortition_value(ticket) >= self.d:
             return
         lock = self.lock
@@ -562,16 +626,48 @@ class Core:
         elif self.p.ticket_wait_ms > 0 and not self.gossip:
             value = sortition_value(ticket)
             self._out.append(Broadcast(Ticket(self.height, self.round, self.index, ticket).encode()))
-            self._note_ticket(self.round, value)
+            self._note_ticket(self.round, value, self.index)
             until = min(self.now + self.p.ticket_wait_ms, self.stage2_start_ms(self.round))
             self._waiting = _WaitingBuild(self.height, self.round, ticket, value, until)
         else:
-            self._out.append(BuildBlock(self.height, self.round, self.head_hash, self.index, ticket))
+            self._build(self.height, self.round, ticket)
 
-    def _note_ticket(self, r: int, value: int) -> None:
+    def _build(self, height: int, r: int, ticket: bytes) -> None:
+        self._build_started = (height, r, self.now)
+        self._out.append(BuildBlock(height, r, self.head_hash, self.index, ticket))
+
+    def _validate(self, block: Block) -> None:
+        self._validate_started[block.hash] = self.now
+        self._out.append(ValidateBlock(block))
+
+    @staticmethod
+    def _track(old: int, sample: int) -> int:
+        """A duration estimate: up at once, down slowly (a slow block is what must fit)."""
+        return sample if sample >= old else (7 * old + sample) // 8
+
+    def _note_ticket(self, r: int, value: int, proposer: int) -> None:
         best = self.tickets.get(r)
         if best is None or value < best:
             self.tickets[r] = value
+            self._ticket_by[r] = proposer
+
+    def _judge_announcements(self, r: int) -> None:
+        """Round ``r`` ended at this height: if the leader that announced its best ticket
+        never delivered a proposal, stop waiting for that leader's tickets for a while (4
+        rounds, doubling with each repeat, at most 256). A leader that announces and goes
+        silent (Byzantine, or cut off) otherwise makes every other leader of the round stand
+        back until the fallback, which with slow blocks is too late to commit; now it can
+        cost a round once, then seldom. Distrust only changes who builds and when, never a
+        vote, so a wrongly distrusted honest leader costs some wasted builds at most."""
+        who = self._ticket_by.get(r)
+        if who is None or who == self.index:
+            return
+        if any(c.proposal.proposer == who for c in self.cands.get(r, {}).values()):
+            return
+        count = self._silent_count.get(who, 0) + 1
+        self._silent_count[who] = count
+        self._silent_until[who] = r + 1 + min(4 << (count - 1), 256)
+        self.stats.extra["silent_leader"] = self.stats.extra.get("silent_leader", 0) + 1
 
     def _note_proposal_lag(self, lag_ms: int) -> None:
         """Track how late into a round fresh proposals arrive here (they are built after the
@@ -588,13 +684,20 @@ class Core:
         Half of what is left of stage I after the ticket wait, or later when proposals have
         lately been arriving later than that (the better leader's build is slow under load:
         a fallback just before its proposal lands makes every other leader build too), but
-        no later than three quarters of it, so that a block still arrives around stage II
-        when the better leader went silent."""
+        no later than three quarters of it, and no later than leaves time for our own
+        build (as long as builds lately took here) and two message trips before stage II,
+        down to half of it: when the better leader went silent our block must be there when
+        stage II starts, or validators prepare whatever they hold and split their votes. The
+        old fallback ignored build time and cost the round whenever a leader announced and
+        went silent (19.8 -> 13.8 heights in 20 rounds with 300 ms blocks). Earlier than
+        half would make every leader build whenever blocks are slow; leaders that went
+        silent are not waited for at all after their first time (_judge_announcements)."""
         stage2 = self.stage2_start_ms(r)
         half = until + (stage2 - until) // 2
         late = until + 3 * (stage2 - until) // 4
         expected = self.p.genesis_time_ms + r * self.p.round_ms + self._lag_ms
-        return min(late, max(half, expected))
+        deadline = stage2 - 2 * self._hop_ms - self._build_ms
+        return min(late, max(half, expected), max(half, deadline))
 
     def _check_waiting(self) -> None:
         """Build the held-back block once its wait is over, unless a better leader of the
@@ -623,12 +726,15 @@ class Core:
                 w.until, w.deferred = fallback, True  # a better leader announced itself
                 return
         self._waiting = None
-        self._out.append(BuildBlock(w.height, w.round, self.head_hash, self.index, w.ticket))
+        self._build(w.height, w.round, w.ticket)
 
     def _on_ticket(self, t: Ticket) -> None:
         if t.height != self.height or not self.round - 1 <= t.round <= self.round + 1 or t.proposer == self.index:
             self.stats.stale += 1
             return
+        if self._silent_until.get(t.proposer, -1) > t.round:
+            self.stats.extra["ticket_ignored"] = self.stats.extra.get("ticket_ignored", 0) + 1
+            return  # it announced and went silent lately: do not stand back for it
         value = sortition_value(t.sortition)
         if value >= self.d:
             self.stats.bad_proposal += 1
@@ -636,14 +742,20 @@ class Core:
         best = self.tickets.get(t.round)
         if best is not None and value >= best:
             return  # not better than what we know: no need to check the signature
-        msg = sortition_message(self.p.chain_id, self.height, t.round, self.head_hash)
+        msg = sortition_message(self.p.chain_id, self.height, t.round, self.seed)
         if not self.crypto.verify(t.proposer, msg, t.sortition):
             self.stats.bad_signature += 1
             return
-        self._note_ticket(t.round, value)
+        if t.round == self.round:  # announced at its round's start: the lag is one trip
+            self._hop_ms = self._track(self._hop_ms, self.now - self.p.genesis_time_ms - t.round * self.p.round_ms)
+        self._note_ticket(t.round, value, t.proposer)
 
     def _on_built(self, block: Block) -> None:
         h = block.header
+        started = self._build_started
+        if started is not None and started[:2] == (h.height, h.round):  # stale or not: it took this long
+            self._build_ms = self._track(self._build_ms, self.now - started[2])
+            self._build_started = None
         if (h.height != self.height or not self.round - LATE_ROUNDS <= h.round <= self.round or h.proposer != self.index
                 or h.parent_hash != self.head_hash):
             self.stats.stale += 1  # built too late (height moved on, or more than LATE_ROUNDS late)
@@ -747,7 +859,7 @@ class Core:
                 return False
         if sortition_value(prop.sortition) >= self.d:
             return False
-        msg = sortition_message(self.p.chain_id, self.height, prop.round, self.head_hash)
+        msg = sortition_message(self.p.chain_id, self.height, prop.round, self.seed)
         return self.crypto.verify(prop.proposer, msg, prop.sortition)
 
     def _add_candidate(self, prop: Proposal, value: int) -> None:
@@ -797,7 +909,7 @@ class Core:
                 self._helped.add(frm)
                 self._out.append(Send(frm, head.encode()))
             return
-        if not self.round - KEEP_ROUNDS <= agg.round <= self.round + 2:
+        if not self.round - KEEP_ROUNDS <= agg.round <= self.round + 2 and not self._unlocks(agg):
             self.stats.stale += 1
             return
         if agg.height > self.height and (agg.phase != PHASE_C or agg.signers < self.quorum):
@@ -816,18 +928,34 @@ class Core:
             return
         self._on_aggregate_verified(frm, agg, forward=True)
 
+    def _unlocks(self, agg: Aggregate) -> bool:
+        """Whether ``agg`` (of any age) is a P-quorum at this height above our lock.
+
+        Such a quorum is what moves a stuck lock up (rule 4), so it is never stale however
+        old its round: after a long partition the highest lock may be many rounds old, and
+        the validators locked below it wait for exactly this message (its holders re-send it).
+        At most one per round can verify (I1), and each must beat the last, so this admits
+        little work."""
+        if agg.phase != PHASE_P or agg.height != self.height or agg.signers < self.quorum:
+            return False
+        lock = self.lock
+        return agg.round < self.round + 2 and (lock is None or agg.round > lock.round)
+
     def _on_aggregate_verified(self, frm: int, agg: Aggregate, *, forward: bool) -> None:
         key = agg.key
         mine = self.aggs.get(key)
         if mine is None:
             slot = key[:3]
-            count = self._keys_per_slot.get(slot, 0)
-            if count >= MAX_BLOCKS_PER_SLOT and agg.signers <= self.p.f:
-                # Byzantine validators can sign any number of blocks: beyond a few per
-                # (height, round, phase), only aggregates that include an honest vote count.
+            seen = self._slot_signers.get(slot, 0)
+            if agg.mask & ~seen == 0:
+                # Every signer already voted for another block in this slot: only an
+                # equivocating (Byzantine) validator does that, since an honest one signs one
+                # block per (height, round, phase) (rule 3). An honest vote always brings a
+                # signer the slot has not seen, however many junk blocks came first.
                 self.stats.extra["dropped_votes"] = self.stats.extra.get("dropped_votes", 0) + 1
                 return
-            self._keys_per_slot[slot] = count + 1
+            self._slot_signers[slot] = seen | agg.mask
+            self._keys_per_slot[slot] = self._keys_per_slot.get(slot, 0) + 1
         if agg.signers == 1:
             i = int(agg.counts.nonzero()[0][0])
             if agg.counts[i] == 1:
@@ -904,9 +1032,18 @@ class Core:
         else:
             self._due.pop(key, None)
 
+    def _behind_own_votes(self) -> bool:
+        """Whether this validator already voted or locked at a later height than the one
+        being decided (rule 6): the store lags the persisted safety state after a crash that
+        lost commits in flight, or a rebuild of the core from the store. That height is
+        decided for it; it catches up there by certificate only."""
+        s = self.safety
+        top = max(s.p_height, s.c_height, s.lock.height if s.lock is not None else 0)
+        return self.height < top
+
     def _on_p_quorum(self, agg: Aggregate) -> None:
-        if agg.height != self.height:
-            return
+        if agg.height != self.height or self._behind_own_votes():
+            return  # rule 6: never lock (over a later height's lock) or vote below our votes
         lock = self.lock
         changed = False
         if lock is None or agg.round > lock.round:
@@ -917,7 +1054,12 @@ class Core:
             changed = True
         lock = self.safety.lock
         assert lock is not None
-        if agg.round > self.safety.c_round and lock.key == agg.key:
+        if lock.block_hash not in self.blocks:
+            self._fetch_lock_body()
+        # Rule 5: C for (B, r) only if this validator closed no round above r for P. A P vote
+        # of a later round cast before this lock existed is not bound by it, and with it a
+        # second C-quorum could form above a commit (the fork of the safety argument's I2).
+        if agg.round > self.safety.c_round and lock.key == agg.key and self.safety.p_round <= agg.round:
             self.safety.c_round = agg.round
             self.safety.c_height = agg.height
             self.safety.c_hash = agg.block_hash
@@ -957,6 +1099,8 @@ class Core:
         first, since each vote forbids every older round (rule 3); they need no other rule:
         votes stay monotone, so a late one is what a validator whose clock runs slow would
         sign."""
+        if self._behind_own_votes():
+            return False  # rule 6
         best = self._best(r)
         if best is None:
             return False
@@ -974,6 +1118,7 @@ class Core:
         if not self._lock_allows(best.proposal):
             self.stats.extra["abstain"] = self.stats.extra.get("abstain", 0) + 1
             self.safety.p_round = r  # abstaining is final for this round
+            self._persist()  # and survives a crash, like a vote (rule 2)
             return True
         self.safety.p_round = r
         self.safety.p_height = self.height
@@ -1006,14 +1151,14 @@ class Core:
             bh = c.proposal.block.hash
             if lock is not None and bh == lock.block_hash and bh not in self.valid:
                 self.valid[bh] = None
-                self._out.append(ValidateBlock(c.proposal.block))
+                self._validate(c.proposal.block)
         for c in sorted(cs.values(), key=lambda c: c.order):
             bh = c.proposal.block.hash
             if bh not in self.valid:
                 if self._hold_for_better(r, c):
                     return
                 self.valid[bh] = None
-                self._out.append(ValidateBlock(c.proposal.block))
+                self._validate(c.proposal.block)
                 return
             if self.valid[bh] is not False:
                 return  # the best not known invalid is valid or being validated
@@ -1035,10 +1180,58 @@ class Core:
         self.stats.extra["validation_held"] = self.stats.extra.get("validation_held", 0) + 1
         return True
 
+    def _p_certified(self, bh: bytes) -> Aggregate | None:
+        """A P-quorum at this height for block ``bh``, if we hold one."""
+        lock = self.lock
+        if lock is not None and lock.block_hash == bh:
+            return lock
+        for k in self.quorum_seen:
+            if k[0] == self.height and k[2] == PHASE_P and k[3] == bh:
+                return self.aggs.get(k)
+        return None
+
+    def _fetch_body(self, bh: bytes, quorum: Aggregate) -> None:
+        """Ask a signer of a P-quorum for the block's body: each of them validated it."""
+        signers = [int(i) for i in quorum.counts.nonzero()[0] if int(i) != self.index]
+        peer = signers[self._next_rand() % len(signers)] if signers else self._random_peer()
+        self._fetch(bh, peer)
+
+    def _fetch_lock_body(self) -> None:
+        """Locked on a block whose body never reached us (its quorum did, its proposal did
+        not): fetch it. Without it we could neither re-propose the locked block nor check a
+        re-proposal of it, and we would abstain on everything else at this height."""
+        lock = self.lock
+        if lock is not None and lock.block_hash not in self.blocks:
+            self._fetch_body(lock.block_hash, lock)
+
     def _on_validated(self, bh: bytes, ok: bool) -> None:
+        started = self._validate_started.pop(bh, None)
+        if started is not None:
+            self._validate_ms = self._track(self._validate_ms, self.now - started)
         if bh not in self.valid:
             return
+        quorum = self._p_certified(bh)
+        if not ok and quorum is not None:
+            # A P-quorum means f+1 honest validators found this block valid, so the body we
+            # checked is not the block's (a block's hash covers its header, and a lying peer
+            # can put other transactions under it): drop that body, never the block, and
+            # fetch it again from a signer.
+            self.stats.extra["bad_body"] = self.stats.extra.get("bad_body", 0) + 1
+            self.valid.pop(bh, None)
+            self.blocks.pop(bh, None)
+            for cs in self.cands.values():
+                cs.pop(bh, None)
+            if self.safety.lock_block is not None and self.safety.lock_block.hash == bh:
+                self.safety.lock_block = None
+                self._persist()
+            self.fetch_from.pop(bh, None)
+            self._fetch_body(bh, quorum)
+            return
         self.valid[bh] = ok
+        lock = self.lock
+        if ok and lock is not None and lock.block_hash == bh and self.safety.lock_block is None:
+            self.safety.lock_block = self.blocks.get(bh)
+            self._persist()  # the locked block survives a restart, to be re-proposed
         if not ok:
             for r in sorted(self.cands):
                 if any(c.proposal.block.hash == bh for c in self.cands[r].values()):
@@ -1058,6 +1251,7 @@ class Core:
         self._helped = set()
         self.height = block.height + 1
         self.head_hash = block.hash
+        self.seed = sortition_seed(block.hash, block.header.sortition)
         self.head_cert = cert
         if self.safety.lock is not None and self.safety.lock.height < self.height:
             # A lock binds only at its own height, now decided: dropping it keeps the next
@@ -1067,9 +1261,11 @@ class Core:
         self.pending_commit.clear()
         self.cands.clear()
         self.tickets.clear()
+        self._ticket_by.clear()
         self._waiting = None
         self.blocks = {}
         self.valid = {}
+        self._validate_started = {}
         for k in [k for k in self.aggs if k[0] < self.height]:
             self._drop_agg(k)
         nxt = self.future.pop(self.height, None)
@@ -1085,6 +1281,7 @@ class Core:
                 self._keys_per_slot[k[:3]] = left
             else:
                 self._keys_per_slot.pop(k[:3], None)
+                self._slot_signers.pop(k[:3], None)
         self._due.pop(k, None)
         self._last_sent.pop(k, None)
         self.singles.pop(k, None)
@@ -1109,6 +1306,7 @@ class Core:
         if cert is None:
             cert = self.pending_commit.get(bh)
             if cert is None:
+                self._on_fetched_body(block)
                 return
         elif cert.block_hash != bh or cert.height != block.height or not self._cert_ok(cert):
             return
@@ -1119,6 +1317,18 @@ class Core:
         if len(self.future) < 1024:
             self.future[block.height] = (block, cert)
         self._fetch(block.header.parent_hash, self._random_peer())
+
+    def _on_fetched_body(self, block: Block) -> None:
+        """A body we asked for because a P-quorum (our lock, say) names it: check it like a
+        proposal's before it can be re-proposed or voted for."""
+        bh = block.hash
+        h = block.header
+        if (h.height != self.height or h.parent_hash != self.head_hash or h.chain_id != self.p.chain_id
+                or bh in self.blocks or self._p_certified(bh) is None):
+            return
+        self.blocks[bh] = block
+        self.valid[bh] = None
+        self._validate(block)
 
     # --- sending -----------------------------------------------------------------------
 
@@ -1165,6 +1375,9 @@ class Core:
         lock = self.lock
         if lock is not None:
             self._spread(lock.encode())
+            if lock.block_hash not in self.blocks:
+                self.fetch_from.pop(lock.block_hash, None)
+                self._fetch_lock_body()
         for bh in list(self.pending_commit)[:4]:
             self.fetch_from.pop(bh, None)
             self._fetch(bh, self._random_peer())

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import encoding
-from ..chain import Chain, InvalidProposal
+from ..chain import Chain, InvalidProposal, StateRootMismatch
 from ..config import NodeConfig
 from ..consensus import (
     SAFETY_KEY,
@@ -114,6 +114,8 @@ COST_SAMPLE_GAS = 250_000
 
 MIN_TICK_MS = 1
 """Ticks are at least this far apart (the core ignores a tick that does not advance its clock)."""
+DISTRUST_S = 30.0
+"""How long catch-up avoids a peer that sent a block body that did not apply."""
 
 MAX_TICK_MS = 1_000
 """The core is ticked at least this often, whatever it says it waits for."""
@@ -236,6 +238,9 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._recent: OrderedDict[bytes, Block] = OrderedDict()
+        self._body_source: dict[bytes, int] = {}  # who sent a fetched block (a bad body is theirs)
+        self._distrusted: dict[int, float] = {}  # peer -> monotonic time until which sync avoids it
+        self._bad_body_sources: dict[int, set[int]] = {}  # height -> peers whose body failed there
         self._to_validate: dict[bytes, tuple[Block, float]] = {}
         self._valid_best: dict[tuple[int, int], int] = {}  # (height, round) -> best valid ticket
         # The build in progress: (height, round, its ticket value, stop flag). _step sets the
@@ -352,14 +357,8 @@ class Node:
             self.genesis.chain_id, self.chain.nonce_of, max_txs=self.config.mempool_size,
             max_gas=self.genesis.consensus.max_block_gas,
         )
-        height, head_hash = self.chain.head()
-        raw = self.store.get_safety(SAFETY_KEY)
-        safety = SafetyState.decode(raw, self.genesis.n) if raw is not None else None
-        self.core = Core.from_genesis(
-            self.genesis, BlsSigner(self.index, self._secret),
-            head=(height, head_hash), head_cert=self.store.get_certificate(height), safety=safety,
-            known_txs=self.mempool.get,
-        )
+        height, _ = self.chain.head()
+        self.core = self._new_core()
         self.m_height.set(height)
         self.metrics.add_collector(self._collect)
         self.transport = Transport(
@@ -1083,19 +1082,27 @@ class Node:
             height, head = chain.head()
             if block.height <= height:
                 return None  # already committed (e.g. through catch-up)
+            if block.height > height + 1:
+                raise _NotNext(f"block {block.height} is not next after {height}")
             with contextlib.suppress(InvalidProposal):  # commit() below raises it again
                 chain.validate(block, verified=verified)  # a cached result if validated before
             return chain.commit(block, cert)
 
         try:
             receipts = await self._chain_op(commit, "commit")
-        except (InvalidProposal, StorageError) as e:
-            # A quorum certified this block; if it does not execute to its header here, this
-            # node's state is damaged (or runs other code): asking peers again cannot help.
+        except _NotNext:
+            return  # an earlier commit failed and the core was reset: it commits this again
+        except StateRootMismatch as e:
+            # The transactions and receipts match the certified header (the tx root checks
+            # out), so the body is the genuine one; executing it gave another state: this
+            # node's state is damaged (or it runs other code). Asking peers again cannot help.
             self._fail(f"block {block.height} carries a valid certificate but does not apply here: {e}")
             return
+        except StorageError as e:
+            self._fail(f"storage error while committing block {block.height}: {e}")
+            return
         except AccordError as e:
-            log.error("%s: commit of block %d failed: %s", self.name, block.height, e)
+            self._on_bad_body(block, e)
             return
         if receipts is None:
             return
@@ -1111,6 +1118,59 @@ class Node:
                 self.m_latency.observe(now - at)
         for sub in list(self._subscribers):
             sub._put((block, receipts))
+
+    def _new_core(self) -> Core:
+        """A Gosig core at the store's head with the persisted safety state: on start, and
+        after a certified block's body failed to apply (see ``_commit``)."""
+        assert self.chain is not None and self.mempool is not None
+        height, head_hash = self.chain.head()
+        raw = self.store.get_safety(SAFETY_KEY)
+        safety = SafetyState.decode(raw, self.genesis.n) if raw is not None else None
+        return Core.from_genesis(
+            self.genesis, BlsSigner(self.index, self._secret),
+            head=(height, head_hash), head_cert=self.store.get_certificate(height),
+            head_sortition=self._head_sortition(height), safety=safety, known_txs=self.mempool.get,
+        )
+
+    def _head_sortition(self, height: int) -> bytes:
+        """The sortition ticket of the block at ``height`` (empty at genesis): the next
+        height's lottery seed comes from it (see :mod:`accord.consensus.sortition`)."""
+        if height == 0:
+            return b""
+        header = self.store.get_header(height)
+        if header is None:
+            raise StorageError(f"the head header at height {height} is missing")
+        return header.sortition
+
+    def _on_bad_body(self, block: Block, error: AccordError) -> None:
+        """A certified block did not apply: its header is genuine (the core checked the
+        certificate) but the body is not the one the validators executed, since a block's
+        hash covers only its header and whoever sent the body put other transactions under
+        it. The core has moved past that height, so it is rebuilt from the store (what a
+        restart does: same persisted safety state, head at the last block that applied), and
+        catch-up fetches the block again, from another peer than the one that sent it."""
+        source = self._body_source.pop(block.hash, None)
+        self.m_bad_msgs.inc(kind="block_body")
+        log.error("%s: block %d (%s) has a certificate but its body does not apply (%s)%s; fetching it again",
+                  self.name, block.height, block.hash.hex()[:16], error,
+                  "" if source is None else f", sent by validator {source}")
+        if source is not None:
+            self._distrusted[source] = time.monotonic() + DISTRUST_S
+            # More than f peers cannot all be lying: if bodies from f+1 distinct peers fail at
+            # one height, the fault is here (damaged state, other code). Halt, do not loop.
+            head = self.chain.head()[0] if self.chain is not None else 0
+            for h in [h for h in self._bad_body_sources if h <= head]:
+                del self._bad_body_sources[h]
+            sources = self._bad_body_sources.setdefault(block.height, set())
+            sources.add(source)
+            if len(sources) > self.genesis.f:
+                self._fail(f"block {block.height}: the bodies {len(sources)} validators sent all fail to "
+                           f"apply here ({error}): this node's state or code differs from theirs")
+                return
+        self._recent.pop(block.hash, None)
+        self.core = self._new_core()
+        self._maybe_sync()
+        self._tick()
 
     def _remember(self, block: Block) -> None:
         self._recent[block.hash] = block
@@ -1206,7 +1266,10 @@ class Node:
                 or self.fault is not None):
             return
         height, _ = self.chain.head()
-        peer, best = max(self._peer_heads.items(), key=lambda kv: kv[1])
+        now = time.monotonic()
+        # Peers that lately sent a body that did not apply are asked only if nobody else can.
+        trusted = {p: h for p, h in self._peer_heads.items() if self._distrusted.get(p, 0.0) <= now}
+        peer, best = max((trusted or self._peer_heads).items(), key=lambda kv: kv[1])
         # One height behind is the normal state while a commit propagates; the core catches
         # that up from the next proposal. Two or more means we missed commits.
         if best <= height + 1:
@@ -1231,7 +1294,7 @@ class Node:
                 self._sync_inflight.pop(peer, None)
             return
         try:
-            fetched = self._apply_fetched(answer)
+            fetched = self._apply_fetched(answer, peer)
         except AccordError as e:
             self.m_bad_msgs.inc(kind="block_response")
             log.info("%s: bad catch-up answer from validator %d: %s", self.name, peer, e)
@@ -1248,7 +1311,7 @@ class Node:
             pass
         self._maybe_sync()
 
-    def _apply_fetched(self, payload: Value) -> int:
+    def _apply_fetched(self, payload: Value, peer: int) -> int:
         if type(payload) is not list or len(payload) > MAX_SYNC_BLOCKS:
             raise DecodeError(f"block response is a list of at most {MAX_SYNC_BLOCKS} items")
         items: list[tuple[Block, Certificate | None]] = []
@@ -1260,6 +1323,9 @@ class Node:
             items.append((block, cert))
         for block, cert in items:
             self._remember(block)
+            self._body_source[block.hash] = peer
+            while len(self._body_source) > 4 * MAX_SYNC_BLOCKS:
+                self._body_source.pop(next(iter(self._body_source)))
             self._step(BlockFetched(block, cert))  # the core verifies the certificate
         self.m_sync.inc(len(items))
         return len(items)
@@ -1293,6 +1359,10 @@ class Node:
                 break
             out.append(raw)
         return out
+
+
+class _NotNext(AccordError):
+    """A commit for a height above the store's next one (an earlier commit failed)."""
 
 
 class CannotListen(AccordError):

@@ -208,9 +208,9 @@ def _bad_sortition(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]
     if kind == 0:
         ticket = bytes(sim.rng.getrandbits(8) for _ in range(96))
     elif kind == 1:  # a real signature, but over another round's message
-        ticket = nd.signer.sign(sortition_message(sim.params.chain_id, core.height, core.round + 7, core.head_hash))
+        ticket = nd.signer.sign(sortition_message(sim.params.chain_id, core.height, core.round + 7, core.seed))
     else:  # the real ticket, whether or not it wins
-        ticket = nd.signer.sign(sortition_message(sim.params.chain_id, core.height, core.round, core.head_hash))
+        ticket = nd.signer.sign(sortition_message(sim.params.chain_id, core.height, core.round, core.seed))
     header = Header(sim.params.chain_id, core.height, core.round, core.head_hash, bytes(32), bytes(32), 0,
                     nd.index, 0, ticket)
     prop = Proposal(core.round, nd.index, ticket, Block(header, ()), None, core.head_cert)

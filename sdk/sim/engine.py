@@ -335,6 +335,11 @@ class Simulator:
             self.push(nd.busy_until, DELIVER, data)
             return
         self.strategies.observe(self, nd, frm, payload)
+        local = self.local_ms(nd)
+        if local > nd.core.now:
+            # As the node does (a lazy tick before other events): the core judges how late
+            # messages come by its own clock, so that clock must be current when they arrive.
+            self._run_core(nd, Tick(local))
         self._run_core(nd, MessageReceived(frm, payload))
 
     def _answer(self, nd: SimNode, a: BuildBlock | ValidateBlock) -> Any:
@@ -514,8 +519,16 @@ class Simulator:
         for phase, rnd, bh in ((1, s.p_round, s.p_hash), (2, s.c_round, s.c_hash)):
             if rnd < 0 or not bh:
                 continue
-            prev = self.votes.setdefault((nd.index, rnd, phase), bh)
-            if prev != bh:
+            key = (nd.index, rnd, phase)
+            prev = self.votes.get(key)
+            if prev is None:
+                self.votes[key] = bh
+                if phase == 2 and s.p_round > rnd:
+                    # Rule 5 of the core: C for round r only while no round above r is closed
+                    # for P. The state that reveals a new C vote is the one it was signed in.
+                    self.violations.append(
+                        f"validator {nd.index} signed C in round {rnd} after closing round {s.p_round} for P")
+            elif prev != bh:
                 self.violations.append(f"validator {nd.index} signed two {('P', 'C')[phase - 1]} votes in round {rnd}")
 
     # --- faults ------------------------------------------------------------------------
@@ -541,8 +554,9 @@ class Simulator:
             safety = SafetyState.decode(nd.persisted, self.params.n)
         head = (len(nd.chain), nd.chain[-1][0].hash if nd.chain else self.genesis_hash)
         cert = nd.chain[-1][1] if nd.chain else None
-        nd.core = Core(self.params, nd.signer, self.crypto, head=head, head_cert=cert, safety=safety,
-                       decode_cache=self.decode_cache)
+        sortition = nd.chain[-1][0].header.sortition if nd.chain else b""
+        nd.core = Core(self.params, nd.signer, self.crypto, head=head, head_cert=cert, head_sortition=sortition,
+                       safety=safety, decode_cache=self.decode_cache)
         nd.up = True
         nd.busy_until = self.now
         nd.exec_busy, nd.jobs = False, []

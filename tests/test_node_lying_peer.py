@@ -1,0 +1,88 @@
+"""A lying peer cannot wedge a validator that catches up.
+
+A block's hash covers its header only, so a peer can serve a genuine header and certificate
+with other transactions in the body. The core accepts the block on its certificate and moves
+on; the body then fails to apply. The old node only logged that, while its core had moved
+past the height and ignored every later copy of it: the validator never committed again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from accord.config import demo_account
+from accord.encoding import Value
+from accord.node import Node
+from accord.types import Block, Tx
+
+from .inproc import ThreadedNetwork
+
+
+def _wait(cond: Any, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _lie(node: Node, chain_id: str) -> list[int]:
+    """Make ``node`` answer catch-up requests by height with a tampered body under each
+    genuine header and certificate; return a list that counts the lies told."""
+    transport = node.transport
+    assert transport is not None
+    honest = transport.on_request
+    assert honest is not None
+    other = Tx.create(demo_account(2), chain_id=chain_id, contract="token", method="transfer",
+                      args={"to": demo_account(3).address, "amount": 7}, nonce=0)
+    told: list[int] = []
+
+    async def lying(frm: int, body: Value) -> Value:
+        out = await honest(frm, body)
+        if type(body) is list and body and body[0] == "height" and type(out) is list:
+            for item in out:
+                assert type(item) is list
+                block = Block.from_obj(item[0])
+                if block.txs:  # same count, one transaction swapped: only executing tells
+                    item[0] = Block(block.header, (*block.txs[:-1], other)).to_obj()
+                    told.append(block.height)
+        return out
+
+    transport.on_request = lying
+    return told
+
+
+def test_a_catching_up_validator_gets_past_peers_that_serve_bad_bodies(tmp_path: Path) -> None:
+    net = ThreadedNetwork(tmp_path / "net", round_ms=300, stage2_ms=150, name="lying-peer")
+    try:
+        heights = lambda: [n.chain.head()[0] if n.running and n.chain is not None else 0  # noqa: E731
+                           for n in net.nodes]
+        _wait(lambda: min(heights()) >= 2, 60, "height 2 everywhere")
+        stopped_at = heights()[3]
+        net.run(net.nodes[3].stop())
+        alice, bob = demo_account(0), demo_account(1)
+        for nonce in range(4):  # blocks with transactions while validator 3 is away
+            net.nodes[0].submit(Tx.create(alice, chain_id=net.genesis.chain_id, contract="token",
+                                          method="transfer", args={"to": bob.address, "amount": 1}, nonce=nonce))
+            time.sleep(0.4)
+        _wait(lambda: min(heights()[:3]) >= stopped_at + 5, 60, "the others to move on")
+        # Two of the three peers lie; catch-up asks the most advanced peer first, and the
+        # liars are first among equals.
+        told = [_lie(net.nodes[i], net.genesis.chain_id) for i in (0, 1)]
+        late = Node.from_dir(net.root / "validator-3")
+        net.nodes[3] = late
+        net.run(late.start())
+        _wait(lambda: heights()[3] >= min(heights()[:3]), 90, "validator 3 to catch up")
+        assert sum(len(t) for t in told) > 0, "the liars were never asked: the test proves nothing"
+        top = heights()[3]
+        for h in range(1, top + 1):
+            hashes = {n.store.get_block(h).hash for n in net.nodes}  # type: ignore[union-attr]
+            assert len(hashes) == 1, f"validators disagree at height {h}"
+        # And it keeps committing with the others afterwards.
+        _wait(lambda: heights()[3] >= top + 2, 30, "validator 3 to commit new blocks")
+        assert late.metrics.render().count("block_body") >= 1
+    finally:
+        net.close()
