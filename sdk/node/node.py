@@ -240,7 +240,6 @@ class Node:
         self._recent: OrderedDict[bytes, Block] = OrderedDict()
         self._body_source: dict[bytes, int] = {}  # who sent a fetched block (a bad body is theirs)
         self._distrusted: dict[int, float] = {}  # peer -> monotonic time until which sync avoids it
-        self._bad_body_sources: dict[int, set[int]] = {}  # height -> peers whose body failed there
         self._to_validate: dict[bytes, tuple[Block, float]] = {}
         self._valid_best: dict[tuple[int, int], int] = {}  # (height, round) -> best valid ticket
         # The build in progress: (height, round, its ticket value, stop flag). _step sets the
@@ -1156,17 +1155,6 @@ class Node:
                   "" if source is None else f", sent by validator {source}")
         if source is not None:
             self._distrusted[source] = time.monotonic() + DISTRUST_S
-            # More than f peers cannot all be lying: if bodies from f+1 distinct peers fail at
-            # one height, the fault is here (damaged state, other code). Halt, do not loop.
-            head = self.chain.head()[0] if self.chain is not None else 0
-            for h in [h for h in self._bad_body_sources if h <= head]:
-                del self._bad_body_sources[h]
-            sources = self._bad_body_sources.setdefault(block.height, set())
-            sources.add(source)
-            if len(sources) > self.genesis.f:
-                self._fail(f"block {block.height}: the bodies {len(sources)} validators sent all fail to "
-                           f"apply here ({error}): this node's state or code differs from theirs")
-                return
         self._recent.pop(block.hash, None)
         self.core = self._new_core()
         self._maybe_sync()
