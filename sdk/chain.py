@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import merkle
+from .blocktime import block_time_error
 from .errors import AccordError, GenesisError, ValidationError
 from .genesis import Genesis
 from .types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
@@ -40,6 +41,13 @@ class InvalidProposal(AccordError):
     """A proposed block that honest validators must not vote for."""
 
     code = "invalid_block"
+
+
+class StateRootMismatch(InvalidProposal):
+    """A block whose transactions and receipts match its header's tx root but whose execution
+    here gives another state root. For a certified block that means this node's state (or
+    code) differs from the quorum's, not that the block is bad: whoever sent the body sent
+    the genuine transactions."""
 
 
 @dataclass(frozen=True)
@@ -219,16 +227,42 @@ class Chain:
                 kept.append(tx)
         return kept
 
-    def validate(self, block: Block, *, verified: Container[bytes] = ()) -> Execution:
+    def check_time(self, header: Header, now_ms: int) -> None:
+        """Refuse (InvalidProposal) a proposal whose time an honest validator must not vote
+        for at local time ``now_ms``: too far ahead of that clock or outside its round's slot
+        (see :mod:`accord.blocktime`). A vote-time check only: it depends on the local clock,
+        so :meth:`commit` and catch-up never apply it to a certified block. A header that
+        does not extend the head is left to :meth:`validate`, which refuses it."""
+        params = self.genesis.consensus
+        with self._lock:
+            height, parent = self.head()
+            if header.height != height + 1 or header.parent_hash != parent:
+                return
+            error = block_time_error(
+                time_ms=header.time_ms, round=header.round, parent_time_ms=self.head_header().time_ms,
+                now_ms=now_ms, genesis_time_ms=self.genesis.genesis_time_ms, round_ms=params.round_ms,
+                drift_ms=params.time_drift(),
+            )
+        if error is not None:
+            raise InvalidProposal(error)
+
+    def validate(self, block: Block, *, verified: Container[bytes] = (), now_ms: int | None = None) -> Execution:
         """Check a proposed block against the head and re-execute it; raise InvalidProposal.
 
         Header rules checked before the (expensive) execution: chain id, height, parent,
         time not before the parent's, tx count and size limits. The block gas limit is
         checked while executing, which stops at the transaction that passes it.
+
+        With ``now_ms`` (deciding this validator's vote) the block's time is also checked
+        against that clock and the round schedule (:meth:`check_time`), before any cached
+        result is returned. Without it (committing a certified block) it is not: that check
+        depends on the local clock, and execution of an agreed block must not.
         """
         from accord.contracts.runtime import InvalidBlock
 
         with self._lock:
+            if now_ms is not None:
+                self.check_time(block.header, now_ms)
             cached = self._results.get(block.hash)
             if cached is not None:
                 return cached
@@ -255,7 +289,7 @@ class Chain:
             if ex.tx_root != h.tx_root:
                 raise InvalidProposal("tx root does not match the executed transactions")
             if ex.state_root != h.state_root:
-                raise InvalidProposal("state root does not match the executed transactions")
+                raise StateRootMismatch("state root does not match the executed transactions")
             self._remember(block.hash, ex)
             return ex
 

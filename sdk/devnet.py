@@ -34,6 +34,7 @@ from .crypto.ed25519 import AccountKey
 from .errors import AccordError, CodeMismatch, Unavailable
 from .genesis import ConsensusParams, Genesis
 from .metrics import parse_text
+from .node.lock import FolderInUse, FolderLock
 from .types import Tx
 
 T = TypeVar("T")
@@ -48,14 +49,45 @@ MAX_ATTEMPTS = 200
 """A transfer refused this many times is given up (counted as rejected)."""
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports the OS says are free right now (bound together so they are distinct)."""
-    socks = []
+PORT_FLOOR = 10_000
+"""Listening ports are chosen at or above this (below are well-known and registered services)."""
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux: 32768-60999)."""
     try:
-        for _ in range(count):
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct ports free right now, outside the kernel's ephemeral range.
+
+    A listening port inside that range can be taken at any time by an outgoing connection's
+    local port (a validator's own dial to a peer, a client): a validator restarted later would
+    then fail to bind. So ports are drawn at random from below the range (or above it), each
+    one checked by binding it; they are held together until all are found, so they differ."""
+    import random
+
+    lo, hi = ephemeral_range()
+    pool = list(range(PORT_FLOOR, lo)) if lo - PORT_FLOOR >= 1000 else list(range(hi + 1, 65536))
+    random.shuffle(pool)
+    socks: list[socket.socket] = []
+    try:
+        for port in pool:
+            if len(socks) == count:
+                break
             s = socket.socket()
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
             socks.append(s)
+        if len(socks) < count:
+            raise AccordError(f"found only {len(socks)} free ports of {count} outside the ephemeral range")
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
@@ -97,7 +129,10 @@ def ensure_network(
             if stale:  # the validators would refuse to start (CodeMismatch)
                 raise CodeMismatch(f"its genesis registers other code for {', '.join(stale)}")
             for data in sorted(root.glob("*/data")):
-                Store(data).close()
+                with FolderLock(data):  # a validator still running here is named, not opened twice
+                    Store(data).close()
+        except FolderInUse as e:
+            raise AccordError(f"a validator of {root} is still running: {e.message}") from None
         except AccordError as e:
             raise AccordError(f"{root} holds a network this version cannot reuse ({e.message}); "
                               f"start from a fresh folder (accord devnet --fresh)") from None
@@ -114,6 +149,17 @@ def ensure_network(
         ),
         ports=ports[:validators], api_ports=ports[validators:],
     )
+
+
+def _last_error(log: Path) -> str:
+    """The last line a validator wrote (its one-line reason for exiting), as ': <line>'."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return f": {lines[-1][:300]}" if lines else ""
 
 
 @dataclass
@@ -136,6 +182,9 @@ class Devnet:
         self.log_level = log_level
         self.genesis = genesis or Genesis.load(self.root / "genesis.json")
         self.validators: list[Validator] = []
+        # The lifeline (see accord.node.lock): children get the read end, this process keeps
+        # the only write end, so when it dies (SIGKILL included) every validator stops.
+        self._lifeline_r, self._lifeline_w = os.pipe()
         for v in self.genesis.validators:
             cfg = NodeConfig.load(self.root / v.name)
             self.validators.append(Validator(v.name, self.root / v.name, f"http://{cfg.api_host}:{cfg.api_port}"))
@@ -146,8 +195,10 @@ class Devnet:
             if (i is None or i == j) and not v.alive:
                 with open(v.dir / "node.log", "ab") as log:  # the child keeps its own descriptor
                     v.proc = subprocess.Popen(
-                        [sys.executable, "-m", "accord.cli.main", "node", str(v.dir), "--log-level", self.log_level],
+                        [sys.executable, "-m", "accord.cli.main", "node", str(v.dir), "--log-level", self.log_level,
+                         "--lifeline", str(self._lifeline_r)],
                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                        pass_fds=(self._lifeline_r,),
                     )
 
     def kill(self, i: int, sig: int = signal.SIGKILL) -> None:
@@ -179,7 +230,8 @@ class Devnet:
                         break
                     except (TimeoutError, AccordError, OSError):
                         if not v.alive:
-                            raise AccordError(f"{v.name} exited; see {v.dir / 'node.log'}") from None
+                            raise AccordError(f"{v.name} exited{_last_error(v.dir / 'node.log')}; "
+                                              f"see {v.dir / 'node.log'}") from None
                         if time.monotonic() > deadline:
                             raise AccordError(f"{v.name} did not answer in {timeout:g} s") from None
                         await asyncio.sleep(0.2)

@@ -28,20 +28,58 @@ Value: TypeAlias = Any  # None | bool | int | bytes | str | list[Value] | dict[s
 MAX_MESSAGE = 16 * 1024 * 1024
 """Default ceiling for one decoded message (a block of 5,000 transfers is about 1.3 MB)."""
 
+MAX_DEPTH = 100
+"""Lists and maps nest at most this deep in any encoded message (a block holds transactions
+that hold arguments: the messages that carry a value add a few levels to its own). Deeper is
+refused by :func:`encode` and :func:`decode` with a DecodeError, long before Python's
+recursion limit: no input reaches a RecursionError."""
+
+MAX_VALUE_DEPTH = 64
+"""Lists and maps nest at most this deep in a contract value (a transaction's arguments count
+as level 1). One limit for everything that carries one: transaction admission
+(:func:`check_value_depth` in ``Tx.from_obj``) and the API's JSON view of values, so that
+nothing admitted is unreadable through the API."""
+
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
 
-def _canon(v: Value) -> Value:
+def _too_deep(limit: int) -> DecodeError:
+    return DecodeError(f"value nests too deeply (more than {limit} levels of lists and maps)")
+
+
+def check_value_depth(v: Value, limit: int = MAX_VALUE_DEPTH, _level: int = 1) -> None:
+    """Raise DecodeError if the lists and maps of ``v`` nest more than ``limit`` levels
+    (``v`` itself, if a container, is level ``_level``). Flat values cost one pass."""
+    t = type(v)
+    if t is dict:
+        items = v.values()
+    elif t is list or t is tuple:
+        items = v
+    else:
+        return
+    if _level > limit:
+        raise _too_deep(limit)
+    for x in items:
+        tx = type(x)
+        if tx is dict or tx is list or tx is tuple:
+            check_value_depth(x, limit, _level + 1)
+
+
+def _canon(v: Value, depth: int = 0) -> Value:
     """Return ``v`` with maps sorted by key and tuples made lists; reject what we do not encode."""
     t = type(v)
     if t is dict:
+        if depth >= MAX_DEPTH:
+            raise _too_deep(MAX_DEPTH)
         out = {}
         for k in sorted(v, key=_key_bytes):
-            out[k] = _canon(v[k])
+            out[k] = _canon(v[k], depth + 1)
         return out
     if t is list or t is tuple:
-        return [_canon(x) for x in v]
+        if depth >= MAX_DEPTH:
+            raise _too_deep(MAX_DEPTH)
+        return [_canon(x, depth + 1) for x in v]
     if t is int:
         if not _INT_MIN <= v <= _INT_MAX:
             raise DecodeError(f"integer {v} is outside the 64-bit range; encode it as bytes or str")
@@ -64,7 +102,7 @@ def _key_bytes(k: object) -> bytes:
 _packer_opts: dict[str, Any] = {"use_bin_type": True, "strict_types": False, "autoreset": True}
 
 
-def _shape(v: Value) -> Value:
+def _shape(v: Value, depth: int = 0) -> Value:
     """``v`` in canonical shape for packing, *without copying* what is already canonical.
 
     Same result as :func:`_canon` (and the same errors), but a list or map whose items are
@@ -74,6 +112,8 @@ def _shape(v: Value) -> Value:
     """
     t = type(v)
     if t is list:
+        if depth >= MAX_DEPTH:
+            raise _too_deep(MAX_DEPTH)
         for i, x in enumerate(v):
             tx = type(x)
             if tx is bytes or tx is str or tx is bool or x is None:
@@ -82,14 +122,16 @@ def _shape(v: Value) -> Value:
                 if not _INT_MIN <= x <= _INT_MAX:
                     raise DecodeError(f"integer {x} is outside the 64-bit range; encode it as bytes or str")
                 continue
-            y = _shape(x)
+            y = _shape(x, depth + 1)
             if y is not x:  # first item that changes: build a new list from here on
                 out = v[:i]
                 out.append(y)
-                out.extend([_shape(z) for z in v[i + 1:]])
+                out.extend([_shape(z, depth + 1) for z in v[i + 1:]])
                 return out
         return v
     if t is dict:
+        if depth >= MAX_DEPTH:
+            raise _too_deep(MAX_DEPTH)
         keys = list(v)
         for k in keys:
             if type(k) is not str:
@@ -101,14 +143,14 @@ def _shape(v: Value) -> Value:
         vals = []
         for k in ordered:
             x = v[k]
-            y = _shape(x)
+            y = _shape(x, depth + 1)
             if y is not x:
                 changed = True
             vals.append(y)
         return dict(zip(ordered, vals, strict=True)) if changed else v
     if t is bytes or t is str or t is bool or v is None:
         return v
-    return _canon(v)  # tuples, int range checks, bytearray/memoryview, int subclasses, errors
+    return _canon(v, depth)  # tuples, int range checks, bytearray/memoryview, int subclasses, errors
 
 
 def encode(value: Value) -> bytes:

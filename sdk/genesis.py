@@ -79,6 +79,17 @@ class ConsensusParams(_Model):
         "network delay) before building; only the best-ticket leader then builds (0: every "
         "leader builds at once)",
     )
+    max_time_drift_ms: int = Field(
+        default=0, ge=0,
+        description="how far a proposed block's time may be ahead of a validator's clock, or "
+        "outside its round's slot of the schedule (genesis_time_ms + round * round_ms), for "
+        "that validator to vote for it; this bounds how far one proposer can move the chain's "
+        "clock (0: three rounds, 3 * round_ms)",
+    )
+
+    def time_drift(self) -> int:
+        """The block time tolerance in milliseconds (see ``max_time_drift_ms``)."""
+        return self.max_time_drift_ms or 3 * self.round_ms
 
 
 class ContractEntry(_Model):

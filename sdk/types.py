@@ -140,10 +140,13 @@ class Tx:
                 and type(gas_limit) is int and 0 <= gas_limit <= _U64
                 and type(signature) is bytes and len(signature) == ed25519.SIGNATURE_SIZE
             ):
+                # one depth limit with the API's JSON view: nothing admitted is unreadable there
+                encoding.check_value_depth(args)
                 return cls(chain_id, contract, method, args, public_key, nonce, gas_limit, signature)
         f = _list(obj, 8, "tx")
         args = f[3]
         _expect(type(args) is dict, "tx args must be a map")
+        encoding.check_value_depth(args)
         return cls(
             chain_id=_str(f[0], "chain id"),
             contract=_str(f[1], "contract"),

@@ -22,11 +22,12 @@ from typing import Any
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("devnet", help="run a local validator network with a demo workload")
     p.add_argument("--dir", type=Path, default=Path(".devnet"), help="network folder (created if missing)")
-    p.add_argument("--validators", type=int, default=4)
+    p.add_argument("--validators", type=int, default=4, help="validators in a new network (default 4)")
     p.add_argument("--rate", type=float, default=200.0, help="transfers per second submitted")
     p.add_argument("--blocks", type=int, default=None, help="stop after this many committed blocks")
-    p.add_argument("--round-ms", type=int, default=1000)
-    p.add_argument("--stage2-ms", type=int, default=500)
+    p.add_argument("--round-ms", type=int, default=1000, help="round length of a new network, ms (default 1000)")
+    p.add_argument("--stage2-ms", type=int, default=500,
+                   help="length of a round's agreement stage in a new network, ms (default 500)")
     p.add_argument("--fresh", action="store_true", help="delete the network folder first")
     p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
     p.set_defaults(func=_run)
@@ -43,7 +44,7 @@ async def _main(args: argparse.Namespace) -> int:
     from rich.live import Live
     from rich.table import Table
 
-    from accord.devnet import Devnet, Load, devnet_summary, ensure_network
+    from accord.devnet import Devnet, Load, _last_error, devnet_summary, ensure_network
 
     console = Console(stderr=True)
     genesis = ensure_network(args.dir, validators=args.validators, round_ms=args.round_ms,
@@ -91,7 +92,8 @@ async def _main(args: argparse.Namespace) -> int:
                     break
                 for v in net.validators:
                     if not v.alive:
-                        raise RuntimeError(f"{v.name} exited; see {v.dir / 'node.log'}")
+                        raise RuntimeError(f"{v.name} exited{_last_error(v.dir / 'node.log')}; "
+                                           f"see {v.dir / 'node.log'}")
         load.stop()
         elapsed = time.monotonic() - started
         await asyncio.sleep(1.0)  # let the watcher see the last commits of submitted txs

@@ -13,12 +13,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keys", help="create and show account keys")
     ks = p.add_subparsers(dest="keys_cmd", metavar="ACTION", required=True)
     new = ks.add_parser("new", help="create a new account key file (mode 0600)")
-    new.add_argument("path", type=Path)
+    new.add_argument("path", type=Path, help="file to write the new key to")
     new.add_argument("--force", action="store_true", help="overwrite an existing file")
     new.set_defaults(func=_new)
     show = ks.add_parser("show", help="print the public key and address of a key file")
-    show.add_argument("path", type=Path)
-    show.add_argument("--json", action="store_true")
+    show.add_argument("path", type=Path, help="key file to read")
+    show.add_argument("--json", action="store_true", help="print one JSON line")
     show.set_defaults(func=_show)
 
 

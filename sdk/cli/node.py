@@ -5,31 +5,81 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import threading
 from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("node", help="run one validator from its folder")
     p.add_argument("dir", type=Path, help="the validator's folder (node.json, validator.key)")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    p.add_argument("--lifeline", type=int, default=None, metavar="FD",
+                   help="stop cleanly when this inherited pipe closes (used by supervisors such as "
+                   "accord devnet, so that a validator never outlives the process that started it)")
+    p.add_argument("--verify", action="store_true",
+                   help="do not start: check the stopped validator's data folder (every block against its "
+                   "header, certificate and receipts, every state entry against the state root), print one "
+                   "JSON line and exit 0 if it is intact, 1 if damaged")
     p.set_defaults(func=_run)
 
 
+def _verify(path: Path) -> int:
+    """``accord node DIR --verify``: a full check of a validator's store (see accord.storage.verify)."""
+    import json
+
+    from accord.config import NodeConfig
+    from accord.consensus import verify_certificate
+    from accord.genesis import Genesis
+    from accord.node.lock import FolderLock
+    from accord.storage import Store
+    from accord.storage.verify import verify_store
+
+    config = NodeConfig.load(path)
+    genesis = Genesis.load(path / config.genesis)
+    keys = genesis.validator_keys()
+    data = path / config.data_dir
+    if not (data / "data.mdb").exists():
+        print(json.dumps({"ok": False, "problems": [f"{data} holds no store"]}))
+        return 1
+    with FolderLock(data), Store(data, sync=False) as store:  # refused while the validator runs
+        report = verify_store(
+            store, lambda c: verify_certificate(keys, genesis.chain_id, c, genesis.quorum))
+    print(json.dumps(report.to_json()))
+    return 0 if report.ok else 1
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.verify:
+        return _verify(args.dir)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return asyncio.run(_serve(args.dir))
+    return asyncio.run(_serve(args.dir, args.lifeline))
 
 
-async def _serve(path: Path) -> int:
+HARD_STOP_S = 30.0
+"""After the supervisor is gone, a clean stop that takes longer than this ends the process."""
+
+
+async def _serve(path: Path, lifeline: int | None = None) -> int:
     from accord.node import Node
     from accord.node.collector import tune_collector
+    from accord.node.lock import watch_lifeline
 
-    node = Node.from_dir(path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if lifeline is not None:
+        def orphaned() -> None:
+            logging.getLogger("accord.node").warning("supervisor gone (lifeline closed): stopping")
+            loop.call_soon_threadsafe(stop.set)
+            timer = threading.Timer(HARD_STOP_S, os._exit, (1,))
+            timer.daemon = True
+            timer.start()
+
+        watch_lifeline(lifeline, orphaned)
+    node = Node.from_dir(path)
     await node.start()
     tune_collector()  # this process is the validator's own: rare full collections
     try:

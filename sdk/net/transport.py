@@ -59,6 +59,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -83,6 +84,46 @@ from .frames import (
 
 log = logging.getLogger("accord.net")
 
+_WsReader: Any = None
+try:  # aiohttp's frame parser, to raise a connection's frame limit once its peer is authenticated
+    from aiohttp._websocket.reader import WebSocketReader as _WsReader
+except ImportError:  # pragma: no cover - older aiohttp
+    with contextlib.suppress(ImportError):
+        from aiohttp.http_websocket import WebSocketReader as _WsReader
+
+_widening_works = _WsReader is not None
+"""Whether accepted connections start at the handshake's frame limit (see _widen_frame_limit)."""
+
+
+def _widen_frame_limit(ws: web.WebSocketResponse, limit: int) -> bool:
+    """Give an accepted connection, now authenticated, the transport's full frame limit.
+
+    An unauthenticated peer must not make a validator buffer more than a handshake frame
+    (before: up to ``max_frame``, 33 MB per connection; eight parallel ones took a validator
+    from 72 to 865 MB, never given back). aiohttp fixes a WebSocket's size limit when the
+    connection opens, so accepted connections open at ``HANDSHAKE_MAX`` and their frame
+    parser is replaced by one with ``limit`` right before READY is sent: the dialer sends
+    nothing between its AUTH and our READY, so no partial frame is lost in the swap. This
+    reaches into aiohttp's internals (checked here, and by the transport tests); if they are
+    not as expected it returns False, and later connections open at the full limit.
+    """
+    req = getattr(ws, "_req", None)
+    proto = getattr(req, "protocol", None)
+    queue = getattr(ws, "_reader", None)
+    if _WsReader is None or proto is None or queue is None or getattr(proto, "_payload_parser", None) is None:
+        return False
+    try:
+        parser = _WsReader(queue, limit, compress=False, decode_text=getattr(ws, "_decode_text", True))
+    except TypeError:
+        try:
+            parser = _WsReader(queue, limit, compress=False)
+        except TypeError:
+            return False
+    proto._payload_parser = parser
+    if hasattr(ws, "_parser"):
+        ws._parser = parser
+    return True
+
 MessageHandler = Callable[[int, Kind, encoding.Value], Awaitable[None] | None]
 PeerHandler = Callable[[int, bool], Awaitable[None] | None]
 RequestHandler = Callable[[int, encoding.Value], Awaitable[encoding.Value]]
@@ -92,6 +133,13 @@ GOSSIP = "gossip"
 _CLOSE_REFUSED = 4001
 _CLOSE_MISBEHAVING = 4002
 _TX_OVERHEAD = 8  # generous msgpack framing per transaction inside a batch
+
+
+def _disable_widening() -> None:
+    global _widening_works
+    log.error("this aiohttp version's frame parser cannot be replaced: accepted connections now open "
+              "at the full frame limit (unauthenticated peers can make this validator buffer more)")
+    _widening_works = False
 
 
 @dataclass
@@ -640,6 +688,9 @@ class Transport:
         hs.verify(self._keys[j], hs.field(p, "sig", bytes), gh, n_d, n_a, j, self.index)
         if j in self._peers or self._stopping:
             raise HandshakeRefused(f"validator {j} is already connected", reason="duplicate")
+        if _widening_works and not _widen_frame_limit(ws, self.max_frame):
+            _disable_widening()
+            raise HandshakeRefused("cannot raise the frame limit of this connection", reason="internal")
         peer = _Peer(j, ws, self.config, dialed=False)
         self._peers[j] = peer  # registered before READY leaves: no await in between
         await ws.send_bytes(encode_frame(Kind.READY, {}))
@@ -661,7 +712,8 @@ class Transport:
         self._pending_handshakes += 1
         self._pending_by_ip[ip] = self._pending_by_ip.get(ip, 0) + 1
         ws = web.WebSocketResponse(
-            max_msg_size=self.max_frame, heartbeat=self.config.heartbeat, compress=False
+            max_msg_size=HANDSHAKE_MAX + 1 if _widening_works else self.max_frame,
+            heartbeat=self.config.heartbeat, compress=False,
         )
         try:
             try:

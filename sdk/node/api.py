@@ -131,6 +131,8 @@ class ApiConfig:
     max_batch_txs: int = 20_000
     max_headers: int = 1000
     max_streams: int = 256
+    max_streams_per_client: int = 16
+    """Open streams per client IP, so that one client cannot take every stream slot (429)."""
     rate_per_s: float = 5000.0
     """Requests per second per client IP (a batch counts once); <= 0 disables the limit."""
     burst: float = 10_000.0
@@ -188,6 +190,7 @@ _STATUS: dict[str, int] = {
     "rate_limited": 429,
     "mempool_full": 503,
     "unavailable": 503,
+    "storage_damaged": 503,  # the node halted: its data folder needs repair (see accord.storage.verify)
     "invalid_request": 422,
     "invalid_signature": 422,
     "wrong_chain": 422,
@@ -244,12 +247,7 @@ async def _resolve(value: Any) -> Any:
 
 
 def _parse_height(text: str) -> int:
-    if not text.isdigit() or len(text) > 20:
-        raise DecodeError(f"height must be a non-negative integer, got {text[:32]!r}")
-    h = int(text)
-    if h >= 2**64:
-        raise DecodeError("height out of range")
-    return h
+    return s.parse_uint(text, "height")
 
 
 def _json(model: pydantic.BaseModel, status: int = 200) -> web.Response:
@@ -389,7 +387,7 @@ ROUTES: list[s.Route] = [
     s.Route(method="get", path="/v1/stream",
             summary="WebSocket: StreamHello, then StreamBlock and StreamEvent messages (JSON text frames)",
             operation_id="stream", response=None, status=101, content_type="application/json",
-            errors=[422, 503],
+            errors=[422, 429, 503],
             params=[_p("from", "query", _HEIGHT, "replay from this height first", False),
                     _p("blocks", "query", _BOOL, "", False), _p("events", "query", _BOOL, "", False),
                     _p("contract", "query", {"type": "string"}, "only this contract's events", False)]),
@@ -419,6 +417,8 @@ class ClientApi:
         self._blocks: OrderedDict[int, _CachedBlock] = OrderedDict()
         self._blocks_lock = threading.Lock()  # filled from worker threads; one decode per miss
         self._streams: set[web.WebSocketResponse] = set()
+        self._streams_by_ip: dict[str, int] = {}
+        self._streams_opening = 0
         self._openapi: bytes | None = None
         reg = node.metrics if isinstance(node.metrics, Registry) else Registry()
         self.registry = reg
@@ -528,6 +528,8 @@ class ClientApi:
             return json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise DecodeError(f"body is not valid JSON: {e}") from None
+        except RecursionError:  # the stdlib parser recurses per level; the body size bounds the cost
+            raise DecodeError("body nests too deeply") from None
 
     # --- transactions ------------------------------------------------------------------
 
@@ -893,17 +895,32 @@ class ClientApi:
         loop notices the client leaving and cancels the forwarder.
         """
         q = _model(s.StreamQuery, _query_dict(request))
-        if len(self._streams) >= self.config.max_streams:
+        if len(self._streams) + self._streams_opening >= self.config.max_streams:
             raise Unavailable(f"at most {self.config.max_streams} streams are open")
+        ip = request.remote or "?"
+        mine = self._streams_by_ip.get(ip, 0)
+        if mine >= self.config.max_streams_per_client:
+            raise RateLimited(f"this client has {mine} streams open (at most {self.config.max_streams_per_client})")
+        # counted before the first await, so that concurrent upgrades cannot all pass the checks
+        self._streams_by_ip[ip] = mine + 1
+        self._streams_opening += 1
         ws = web.WebSocketResponse(heartbeat=self.config.stream_heartbeat_s, max_msg_size=4096)
-        await ws.prepare(request)
-        self._streams.add(ws)
-        self.m_streams.set(len(self._streams))
         try:
+            try:
+                await ws.prepare(request)
+            finally:
+                self._streams_opening -= 1
+            self._streams.add(ws)
+            self.m_streams.set(len(self._streams))
             return await self._serve_stream(ws, q)
         finally:
             self._streams.discard(ws)
             self.m_streams.set(len(self._streams))
+            left = self._streams_by_ip.get(ip, 1) - 1
+            if left > 0:
+                self._streams_by_ip[ip] = left
+            else:
+                self._streams_by_ip.pop(ip, None)
             if not ws.closed:
                 await ws.close()
 

@@ -38,9 +38,13 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import contextlib
+import errno
 import logging
+import os
+import signal
 import threading
 import time
 from collections import OrderedDict
@@ -50,7 +54,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import encoding
-from ..chain import Chain, InvalidProposal
+from ..chain import Chain, InvalidProposal, StateRootMismatch
 from ..config import NodeConfig
 from ..consensus import (
     SAFETY_KEY,
@@ -70,6 +74,7 @@ from ..consensus import (
     Tick,
     ValidateBlock,
     sortition_value,
+    verify_certificate,
 )
 from ..contracts.runtime import ExecutionInterrupted
 from ..crypto import bls
@@ -83,6 +88,7 @@ from ..net.frames import Kind
 from ..net.transport import NetConfig, Transport
 from ..types import Block, Certificate, Event, Receipt, Tx
 from .api import ApiConfig, ApiServer
+from .lock import FolderLock
 
 log = logging.getLogger("accord.node")
 
@@ -246,6 +252,9 @@ class Node:
         self._sync_inflight: dict[int, float] = {}
         self._submitted_at: dict[bytes, float] = {}
         self.running = False
+        self.fault: str | None = None
+        """Why this node halted (see _fail), None while healthy."""
+        self._folder_lock: FolderLock | None = None
 
     # --- construction -------------------------------------------------------------------
 
@@ -261,6 +270,9 @@ class Node:
     def _define_metrics(self) -> None:
         m = self.metrics
         self.m_height = m.gauge("accord_height", "height of the last committed block")
+        self.m_healthy = m.gauge("accord_healthy", "1 while the node takes part; 0 once it halted on a fault "
+                                 "(damaged storage, a certified block that does not apply)")
+        self.m_healthy.set(1)
         self.m_txs = m.counter("accord_txs_committed_total", "transactions committed")
         self.m_blocks = m.counter("accord_blocks_committed_total", "blocks committed")
         self.m_mempool = m.gauge("accord_mempool_txs", "transactions waiting in the mempool")
@@ -304,21 +316,42 @@ class Node:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open storage, restore safety state, connect to peers, serve the API, start rounds."""
-        from accord.contracts.runtime import Runtime
-        from accord.storage import Store
-
+        """Lock the folder, open storage, restore safety state, connect to peers, serve the
+        API, start rounds. A start that fails part-way closes what it opened."""
         if self.running:
             return
+        data = self.home / self.config.data_dir
+        # One process per validator folder, taken before anything else is opened: a second
+        # start is refused here (FolderInUse, naming the holder) and touches nothing.
+        folder_lock = FolderLock(data)
+        folder_lock.acquire()
+        self._folder_lock = folder_lock
+        try:
+            await self._start(data)
+        except BaseException:
+            await self._abort_start()
+            raise
+
+    async def _start(self, data: Path) -> None:
+        from accord.contracts.runtime import Runtime
+        from accord.storage import Store
+        from accord.storage.verify import StorageDamaged, check_head
+
         self._loop = asyncio.get_running_loop()
         self._chain_lock = asyncio.Lock()
         self._validation_wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chain-{self.name}")
         self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"verify-{self.name}")
-        data = self.home / self.config.data_dir
         self.store = Store(data, sync=self.config.sync)
         runtime = Runtime(self.genesis, self._contracts, **self._runtime_hooks())
         self.chain = Chain(self.genesis, self.store, runtime)
+        # Before anything is served or signed: the head header, its certificate, the block
+        # and the state root must agree (a damaged folder stops here, with what is wrong).
+        try:
+            check_head(self.store, self._verify_cert)
+        except StorageDamaged as e:
+            raise StorageDamaged(f"{data}: {e.message}; run `accord node {self.home} --verify`, then restore "
+                                 f"the folder from a backup or start from an empty data folder to catch up") from None
         self.mempool = Mempool(
             self.genesis.chain_id, self.chain.nonce_of, max_txs=self.config.mempool_size,
             max_gas=self.genesis.consensus.max_block_gas,
@@ -332,15 +365,64 @@ class Node:
             addresses=self._addresses, config=self._net_config, metrics=self.metrics,
             on_message=self._on_message, on_peer=self._on_peer, on_request=self._on_request,
         )
-        await self.transport.start()
+        await _listen("validator transport", self.config.host, self.config.port, self.transport.start())
         self.api = ApiServer(self, self.config.api_host, self.config.api_port, self._api_config)
-        await self.api.start()
+        await _listen("client API", self.config.api_host, self.config.api_port, self.api.start())
         self.running = True
         self._tasks = [
             asyncio.create_task(self._status_loop(), name=f"{self.name}-status"),
         ]
         self._tick()
         log.info("%s started at height %d (api %s)", self.name, height, self.api.url)
+
+    async def _abort_start(self) -> None:
+        """Undo a start that failed part-way: close what was opened, release the folder."""
+        with contextlib.suppress(Exception):
+            if self.api is not None:
+                await self.api.stop()
+        with contextlib.suppress(Exception):
+            if self.transport is not None:
+                await self.transport.stop()
+        for pool in (self._executor, self._verify_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self.metrics.remove_collector(self._collect)
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                self.store.close()
+        self.store = self.chain = self.mempool = self.core = self.transport = self.api = None
+        self._executor = self._verify_pool = None
+        if self._folder_lock is not None:
+            self._folder_lock.release()
+            self._folder_lock = None
+
+    def _verify_cert(self, cert: Certificate) -> None:
+        verify_certificate(self.genesis.validator_keys(), self.genesis.chain_id, cert, self.genesis.quorum)
+
+    @property
+    def healthy(self) -> bool:
+        return self.fault is None
+
+    def _fail(self, reason: str) -> None:
+        """Stop taking part (no votes, no proposals, no catch-up) and say why, once.
+
+        For faults that retrying cannot fix: the store's bytes do not match their hashes,
+        or a block that a quorum certified does not execute to its header here. Before, such
+        a node looped on catch-up (hundreds of thousands of block requests in seconds) while
+        reporting itself running; now it halts and reports unhealthy (``/v1/status``,
+        ``accord_healthy`` in ``/metrics``) until the operator repairs it.
+        """
+        if self.fault is not None:
+            return
+        self.fault = reason
+        self.m_healthy.set(0)
+        log.error("%s: halted: %s", self.name, reason)
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        for t in self._tasks:
+            t.cancel()
+        self._to_validate.clear()
 
     def _runtime_hooks(self) -> dict[str, Any]:
         """Proof verifier and MPC oracle hooks for contracts, when genesis configures them."""
@@ -402,6 +484,9 @@ class Node:
         self.metrics.remove_collector(self._collect)
         if self.store is not None:
             self.store.close()
+        if self._folder_lock is not None:  # only once LMDB is closed: then another may start
+            self._folder_lock.release()
+            self._folder_lock = None
         log.info("%s stopped", self.name)
 
     async def __aenter__(self) -> Node:
@@ -413,8 +498,14 @@ class Node:
 
     # --- background-thread mode (synchronous hosts: Flask, Django) ------------------------
 
-    def start_background(self, timeout: float = 30.0) -> None:
-        """Run the node on its own event loop in a daemon thread; return once it started."""
+    def start_background(self, timeout: float = 30.0, *, handle_sigterm: bool = True) -> None:
+        """Run the node on its own event loop in a daemon thread; return once it started.
+
+        The node is stopped cleanly (last commit finished, LMDB closed, folder unlocked) when
+        the interpreter exits, and, with ``handle_sigterm`` and no SIGTERM handler installed
+        yet, on SIGTERM (what systemd, Docker and process managers send): the handler stops
+        the node, then lets SIGTERM end the process as it would have. A daemon thread alone
+        dies with the process without any of that (before: the Flask host died mid-write)."""
         started = threading.Event()
         errors: list[BaseException] = []
 
@@ -438,10 +529,24 @@ class Node:
             raise TimeoutError("node did not start in time")
         if errors:
             raise errors[0]
+        atexit.register(self.stop_background)
+        if (handle_sigterm and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)):
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        """Stop cleanly, then end the process the way SIGTERM would have (see start_background)."""
+        log.info("%s: SIGTERM: stopping", self.name)
+        self.stop_background()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def stop_background(self, timeout: float = 30.0) -> None:
+        """Stop a node started with :meth:`start_background` and wait for it (idempotent)."""
         if self._thread is None or self._loop is None:
             return
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop_background)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
         self._thread = None
@@ -624,20 +729,53 @@ class Node:
             "round": self.core.round if self.core is not None else -1,
             "peers": self.transport.peers() if self.transport is not None else [],
             "mempool": len(self.mempool) if self.mempool is not None else 0,
-            "running": self.running,
+            "running": self.running and self.fault is None,
+            "healthy": self.fault is None,
+            "fault": self.fault,
         }
 
     def subscribe(self) -> Subscription:
         return Subscription(self)
 
-    async def blocks(self) -> AsyncIterator[tuple[Block, list[Receipt]]]:
-        """Committed blocks with their receipts, as they commit."""
-        sub = self.subscribe()
+    async def blocks(self, from_height: int | None = None) -> AsyncIterator[tuple[Block, list[Receipt]]]:
+        """Committed blocks with their receipts, in height order, as they commit.
+
+        With ``from_height``, first the blocks already committed from that height on (read
+        from the store), then the new ones: an embedded application that was down resumes
+        at the height after the last one it processed and misses nothing. Blocks a slow
+        consumer dropped from its subscription queue are read back from the store too, so
+        the sequence has no gaps and no repeats.
+        """
+        sub = self.subscribe()  # registered first: nothing committed from here on is missed
         try:
-            async for item in sub:
-                yield item
+            nxt = from_height
+            if nxt is not None:
+                async for item in self._stored_blocks(nxt, None):
+                    yield item
+                    nxt += 1
+            async for block, receipts in sub:
+                if nxt is None:
+                    nxt = block.height
+                if block.height < nxt:
+                    continue  # read from the store already
+                async for item in self._stored_blocks(nxt, block.height):  # ones the queue dropped
+                    yield item
+                    nxt += 1
+                if block.height == nxt:
+                    yield block, receipts
+                    nxt += 1
         finally:
             await sub.aclose()
+
+    async def _stored_blocks(self, start: int, stop: int | None) -> AsyncIterator[tuple[Block, list[Receipt]]]:
+        """Committed blocks ``start <= height < stop`` (None: up to the head) from the store."""
+        height = start
+        while stop is None or height < stop:
+            block = self.store.get_block(height) if self.store is not None else None
+            if block is None:
+                return
+            yield block, self.store.get_receipts(height)
+            height += 1
 
     async def events(self, contract: str | None = None) -> AsyncIterator[tuple[int, bytes, Event]]:
         """Contract events of successful transactions as they commit: (height, tx hash, event)."""
@@ -650,9 +788,17 @@ class Node:
                         yield block.height, tx.hash, ev
 
     def query(self, contract: str, method: str, args: dict[str, Value]) -> Value:
+        """A read-only contract call on committed state; every state value it reads is checked
+        by a Merkle proof against the state root (a damaged value is an error, not an answer)."""
+        from accord.storage.verify import StorageDamaged, VerifiedSnapshot
+
         assert self.chain is not None
-        with self.store.snapshot() as snap:
-            return self.chain.runtime.query(snap, contract, method, args)
+        try:
+            with VerifiedSnapshot(self.store) as snap:
+                return self.chain.runtime.query(snap, contract, method, args)
+        except StorageDamaged as e:
+            self._fail(f"storage damaged: {e.message}")
+            raise
 
     def next_nonce(self, address: bytes) -> int:
         """The nonce the account's next transaction must carry here (pending ones counted)."""
@@ -667,7 +813,7 @@ class Node:
 
     def _step(self, event: Any) -> None:
         """Feed one event to the core and perform its actions in order (see module rules)."""
-        if not self.running or self.core is None:
+        if not self.running or self.core is None or self.fault is not None:
             return
         if not isinstance(event, Tick) and self._now_ms() - self._last_tick_ms >= self.tick_ms:
             self._tick()  # the core judges lateness by its clock: keep it within tick_ms
@@ -903,10 +1049,15 @@ class Node:
 
         def check() -> tuple[bool, float, int]:
             t = time.monotonic()
+            # The block's time is judged against this validator's clock when it votes (a
+            # proposal stamped years ahead is refused); a certified block is committed
+            # whatever its time (see _commit: no clock there).
+            now_ms = self._now_ms()
             try:
                 if chain.execution(block.hash) is not None:
+                    chain.check_time(block.header, now_ms)
                     return True, 0.0, 0  # executed before: nothing to measure
-                ex = chain.validate(block, verified=verified)
+                ex = chain.validate(block, verified=verified, now_ms=now_ms)
                 return True, time.monotonic() - t, ex.gas_used
             except InvalidProposal as e:
                 log.info("%s: proposal %s refused: %s", self.name, block.hash.hex()[:12], e)
@@ -946,6 +1097,15 @@ class Node:
             receipts = await self._chain_op(commit, "commit")
         except _NotNext:
             return  # an earlier commit failed and the core was reset: it commits this again
+        except StateRootMismatch as e:
+            # The transactions and receipts match the certified header (the tx root checks
+            # out), so the body is the genuine one; executing it gave another state: this
+            # node's state is damaged (or it runs other code). Asking peers again cannot help.
+            self._fail(f"block {block.height} carries a valid certificate but does not apply here: {e}")
+            return
+        except StorageError as e:
+            self._fail(f"storage error while committing block {block.height}: {e}")
+            return
         except AccordError as e:
             self._on_bad_body(block, e)
             return
@@ -1096,7 +1256,8 @@ class Node:
 
     def _maybe_sync(self) -> None:
         """Ask the most advanced peer for the blocks we miss (one request per peer at a time)."""
-        if not self.running or self.chain is None or self.transport is None or not self._peer_heads:
+        if (not self.running or self.chain is None or self.transport is None or not self._peer_heads
+                or self.fault is not None):
             return
         height, _ = self.chain.head()
         now = time.monotonic()
@@ -1197,6 +1358,25 @@ class Node:
 
 class _NotNext(AccordError):
     """A commit for a height above the store's next one (an earlier commit failed)."""
+
+
+class CannotListen(AccordError):
+    """A port this validator must listen on is taken (or not available to it)."""
+
+    code = "cannot_listen"
+
+
+async def _listen(what: str, host: str, port: int, starting: Awaitable[None]) -> None:
+    """Await a listener's start; a port already taken becomes one clear error, not a traceback."""
+    try:
+        await starting
+    except OSError as e:
+        if e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            reason = {errno.EADDRINUSE: "address already in use", errno.EACCES: "permission denied",
+                      errno.EADDRNOTAVAIL: "address not available on this machine"}[e.errno]
+            raise CannotListen(f"cannot listen on {host}:{port} for the {what}: {reason} "
+                            f"(is another validator or program using it?)") from None
+        raise
 
 
 class _Admission:

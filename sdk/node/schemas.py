@@ -18,12 +18,12 @@ JSON conventions (one rule each, so any client can follow them):
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from ..encoding import Value
+from ..encoding import MAX_VALUE_DEPTH, Value
 from ..errors import DecodeError
 from ..genesis import Genesis
 from ..types import Block, Certificate, Event, Header, Receipt, Tx
@@ -33,18 +33,25 @@ HASH_HEX_PATTERN = r"^[0-9a-fA-F]{64}$"
 
 # --- contract values <-> JSON ---------------------------------------------------------------
 
-_MAX_JSON_DEPTH = 64
+_MAX_JSON_DEPTH = MAX_VALUE_DEPTH  # one limit with admission (accord.encoding.MAX_VALUE_DEPTH)
+
+
+def _too_deep() -> DecodeError:
+    return DecodeError(f"value nests too deeply (more than {_MAX_JSON_DEPTH} levels of lists and maps)")
 
 
 def value_to_json(v: Value, _depth: int = 0) -> Any:
-    """The JSON view of a canonical value (the tagged mapping described in the module doc)."""
-    if _depth > _MAX_JSON_DEPTH:
-        raise DecodeError("value nests too deeply")
+    """The JSON view of a canonical value (the tagged mapping described in the module doc).
+
+    Lists and maps nest at most ``MAX_VALUE_DEPTH`` levels, counted as admission counts
+    them, so every admitted transaction's arguments have a JSON view."""
     t = type(v)
     if v is None or t is bool or t is int or t is str:
         return v
     if t is bytes:
         return {"$bytes": v.hex()}
+    if (t is list or t is tuple or t is dict) and _depth >= _MAX_JSON_DEPTH:
+        raise _too_deep()
     if t is list or t is tuple:
         return [value_to_json(x, _depth + 1) for x in v]
     if t is dict:
@@ -57,13 +64,13 @@ def value_to_json(v: Value, _depth: int = 0) -> Any:
 
 def value_from_json(j: Any, _depth: int = 0) -> Value:
     """Inverse of :func:`value_to_json`; raises :class:`DecodeError` for anything else."""
-    if _depth > _MAX_JSON_DEPTH:
-        raise DecodeError("value nests too deeply")
     t = type(j)
     if j is None or t is bool or t is int or t is str:
         return j
     if t is float:
         raise DecodeError("floats are not contract values; use integers (e.g. cents)")
+    if (t is list or (t is dict and set(j) != {"$bytes"})) and _depth >= _MAX_JSON_DEPTH:
+        raise _too_deep()
     if t is list:
         return [value_from_json(x, _depth + 1) for x in j]
     if t is dict:
@@ -85,6 +92,31 @@ def value_from_json(j: Any, _depth: int = 0) -> Value:
             raise DecodeError(f"unknown tag {tagged[0]!r} (wrap maps with $-keys in $map)")
         return {k: value_from_json(x, _depth + 1) for k, x in j.items()}
     raise DecodeError(f"JSON {t.__name__} is not a contract value")
+
+
+MAX_UINT_DIGITS = 20  # 2**64 - 1 has 20 digits
+
+
+def parse_uint(text: str, what: str) -> int:
+    """The one integer parser for path and query parameters: ASCII digits only, below 2**64.
+
+    ``int()`` alone reads ``"1_0"`` as 10, ``"١"`` (Arabic-Indic one) and ``"１"`` (full-width)
+    as 1, and ``str.isdigit`` accepts ``"²"``, which ``int`` then refuses with a ValueError
+    (a 500): one spelling per number, like the canonical encoding's one encoding per value."""
+    if not (0 < len(text) <= MAX_UINT_DIGITS and text.isascii() and text.isdigit()):
+        raise DecodeError(f"{what} must be a non-negative integer in ASCII digits, got {text[:32]!r}")
+    n = int(text)
+    if n >= 2**64:
+        raise DecodeError(f"{what} is out of range")
+    return n
+
+
+def _query_uint(v: Any) -> Any:
+    """Query values arrive as strings: parse them strictly (pydantic's lax int would not)."""
+    return parse_uint(v, "integer parameter") if isinstance(v, str) else v
+
+
+QueryUint = Annotated[int, BeforeValidator(_query_uint)]
 
 
 def parse_hex(s: str, what: str, size: int | None = None) -> bytes:
@@ -160,8 +192,8 @@ class HeadersQuery(_Model):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: int = Field(alias="from", ge=0, description="first height")
-    limit: int = Field(default=100, ge=1, le=1000, description="at most this many headers")
+    from_: QueryUint = Field(alias="from", ge=0, description="first height")
+    limit: QueryUint = Field(default=100, ge=1, le=1000, description="at most this many headers")
 
 
 class StateQuery(_Model):
@@ -177,7 +209,7 @@ class StreamQuery(_Model):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: int | None = Field(
+    from_: QueryUint | None = Field(
         default=None, alias="from", ge=0,
         description="replay committed blocks from this height before following new ones",
     )
@@ -429,6 +461,9 @@ class StatusResponse(_Open):
     height: int
     head_hash: str
     state_root: str
+    healthy: bool = Field(default=True, description="false once the node halted on a fault it cannot retry "
+                          "(damaged storage, a certified block that does not apply here)")
+    fault: str | None = Field(default=None, description="why the node halted, while it is unhealthy")
 
 
 class GenesisResponse(_Model):

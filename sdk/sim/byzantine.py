@@ -18,11 +18,14 @@ honest one) and the strategy rewrites what it sends, or adds messages of its own
   must build at stage II, and forged tickets must be refused.
 * ``twins``: two instances hold the same validator's keys, each connected to a different half
   of the network; each behaves honestly, together they equivocate.
+* ``future_time``: as a leader, proposes blocks stamped ten years ahead (a proposer that
+  would move the chain's clock forward for good); honest validators refuse to vote for them.
 * ``mixed``: every Byzantine validator draws one of the above.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from typing import TYPE_CHECKING, Any
@@ -48,8 +51,11 @@ if TYPE_CHECKING:
 
 STRATEGIES = (
     "equivocate", "double_vote", "withhold", "replay", "bad_sortition", "bad_signature", "garbage", "twins",
-    "ticket_only",
+    "ticket_only", "future_time",
 )
+
+FUTURE_MS = 10 * 365 * 24 * 3600 * 1000
+"""How far ahead a ``future_time`` leader stamps its blocks."""
 
 
 def assign(strategy: str, byz: list[int], rng: random.Random) -> dict[int, str]:
@@ -84,6 +90,9 @@ def observe(sim: Simulator, nd: SimNode, frm: int, payload: bytes) -> None:
 
 
 def build(sim: Simulator, nd: SimNode, block: Block) -> Block:
+    if not nd.honest and nd.strategy == "future_time":
+        nd.state["future_blocks"] = nd.state.get("future_blocks", 0) + 1
+        return Block(dataclasses.replace(block.header, time_ms=block.header.time_ms + FUTURE_MS), block.txs)
     return block
 
 

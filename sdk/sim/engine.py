@@ -65,6 +65,7 @@ from typing import Any, Protocol
 
 import msgpack
 
+from ..blocktime import block_time_error
 from ..consensus import (
     BlockBuilt,
     BlockFetched,
@@ -453,7 +454,24 @@ class Simulator:
         if isinstance(a, BuildBlock):
             self.builds += 1
             return BlockBuilt(self.build_block(nd, a))
-        return BlockValidated(a.block.hash, a.block.header.state_root != INVALID_ROOT)
+        return BlockValidated(a.block.hash, a.block.header.state_root != INVALID_ROOT and self._time_ok(nd, a.block))
+
+    def _parent_time(self, nd: SimNode) -> int:
+        return nd.chain[-1][0].header.time_ms if nd.chain else self.params.genesis_time_ms
+
+    def _time_ok(self, nd: SimNode, block: Block) -> bool:
+        """The node's vote-time rule (accord.blocktime) on this node's clock: a proposal
+        stamped too far ahead of it, or outside its round's slot, is refused."""
+        h = block.header
+        if not nd.chain and h.parent_hash != self.genesis_hash:
+            return True  # not on this node's head: the core decides what to do with it
+        if nd.chain and h.parent_hash != nd.chain[-1][0].hash:
+            return True
+        return block_time_error(
+            time_ms=h.time_ms, round=h.round, parent_time_ms=self._parent_time(nd), now_ms=self.local_ms(nd),
+            genesis_time_ms=self.params.genesis_time_ms, round_ms=self.params.round_ms,
+            drift_ms=3 * self.params.round_ms,
+        ) is None
 
     def _next_job(self, nd: SimNode) -> None:
         """Start the chain thread's next job, chosen as the node chooses (see the docstring)."""
@@ -581,8 +599,9 @@ class Simulator:
         header = Header(
             chain_id=self.params.chain_id, height=a.height, round=a.round, parent_hash=a.parent_hash,
             tx_root=hashlib.sha256(b"tx" + seed).digest(), state_root=hashlib.sha256(b"state" + seed).digest(),
-            tx_count=len(self.tx_pool), proposer=a.proposer_index, time_ms=max(0, self.local_ms(nd)),
-            sortition=a.sortition, body_hash=self.tx_pool_body,
+            tx_count=len(self.tx_pool), proposer=a.proposer_index,
+            time_ms=max(self._parent_time(nd), self.local_ms(nd)), sortition=a.sortition,
+            body_hash=self.tx_pool_body,
         )
         return self.strategies.build(self, nd, Block(header, self.tx_pool))
 

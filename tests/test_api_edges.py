@@ -1,0 +1,109 @@
+"""API edges: one strict integer parser for every path and query parameter, and stream slots per client.
+
+Before: ``/v1/blocks/²`` was a 500 (``str.isdigit`` accepts it, ``int`` does not), ``/v1/blocks/١``
+and ``/v1/blocks/１`` returned block 1, and ``?from=1_0`` read as 10.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from accord.errors import DecodeError
+from accord.node.schemas import parse_uint
+
+from .test_api_support import ALICE, BOB, ServedNode, transfer
+from .test_api_support import http as http_call
+
+ODD = ["²", "١", "１", "1_0", "+1", "-0", " 1", "1 ", "0x1", "1e3", "", "٣٤", "99999999999999999999999"]
+
+
+@given(st.integers(0, 2**64 - 1))
+def test_every_canonical_number_parses(n: int) -> None:
+    assert parse_uint(str(n), "x") == n
+
+
+@given(st.text(max_size=24))
+def test_anything_else_is_a_decode_error_never_another_exception(text: str) -> None:
+    ok = text.isascii() and text.isdigit() and 0 < len(text) <= 20 and int(text) < 2**64
+    try:
+        n = parse_uint(text, "x")
+    except DecodeError:
+        assert not ok
+    else:
+        assert ok and n == int(text)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedNode]:
+    sn = ServedNode(Path(tmp_path_factory.mktemp("api-ints")))
+    for nonce in range(2):
+        sn.submit_direct(transfer(ALICE, nonce, BOB.address, 1))
+        sn.commit()
+    try:
+        yield sn
+    finally:
+        sn.close()
+
+
+@pytest.mark.parametrize("text", ODD)
+def test_odd_heights_in_paths_are_400s(served: ServedNode, text: str) -> None:
+    for path in (f"/v1/blocks/{urllib.parse.quote(text)}", f"/v1/headers/{urllib.parse.quote(text)}"):
+        status, headers, data = http_call(served.url, "GET", path)
+        if text == "":
+            assert status in (404, 405), (path, status)  # another route, or none
+            continue
+        assert status == 400, (path, status, data[:200])
+        assert json.loads(data)["error"]["code"] == "decode_error"
+
+
+@pytest.mark.parametrize("text", [t for t in ODD if t])
+def test_odd_numbers_in_queries_are_400s(served: ServedNode, text: str) -> None:
+    q = urllib.parse.urlencode({"from": text})
+    status, _, data = http_call(served.url, "GET", f"/v1/headers?{q}")
+    assert status in (400, 422), (text, status, data[:200])
+    assert status == 400 or json.loads(data)["error"]["code"] == "invalid_request"
+    status, _, data = http_call(served.url, "GET", "/v1/headers?from=1&limit=1")
+    assert status == 200 and [h["header"]["height"] for h in json.loads(data)["headers"]] == [1]
+
+
+def test_one_client_cannot_take_every_stream_slot(tmp_path: Path) -> None:
+    """Before: one client could open all 256 stream slots and lock every other one out."""
+    import asyncio
+
+    import aiohttp
+
+    from accord.node.api import ApiConfig
+
+    sn = ServedNode(tmp_path / "streams", ApiConfig(max_streams_per_client=2))
+
+    async def main() -> None:
+        async with aiohttp.ClientSession() as s:
+            a = await s.ws_connect(f"{sn.url}/v1/stream")
+            b = await s.ws_connect(f"{sn.url}/v1/stream")
+            async with s.get(f"{sn.url}/v1/stream", headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                                              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                                                              "Sec-WebSocket-Version": "13"}) as r:
+                assert r.status == 429 and (await r.json())["error"]["code"] == "rate_limited"
+            await a.close()
+            for _ in range(100):  # the server sees the close, then the slot is free again
+                c = None
+                try:
+                    c = await s.ws_connect(f"{sn.url}/v1/stream")
+                    break
+                except aiohttp.WSServerHandshakeError:
+                    await asyncio.sleep(0.05)
+            assert c is not None
+            await c.close()
+            await b.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        sn.close()

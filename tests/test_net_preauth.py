@@ -1,0 +1,117 @@
+"""Before authentication a peer can make a validator buffer one handshake frame, no more.
+
+Before: an unauthenticated connection could declare a 33 MB frame and dribble it (eight in
+parallel took a validator from 72 to 865 MB, never released); the frame was refused only once
+all of it had arrived, or when the handshake timed out. Now accepted connections open at the
+handshake's frame size and get the full size only once the peer has authenticated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import struct
+
+import aiohttp
+
+from accord.net import Kind
+from accord.net.frames import HANDSHAKE_MAX
+
+from .conftest import make_genesis
+from .test_net_transport import Inbox, RawPeer, run, start_mesh, stop_all, until
+
+
+async def _raw_upgrade(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /accord/p2p HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head[:100]
+    return reader, writer
+
+
+def test_an_unauthenticated_peer_cannot_announce_a_big_frame() -> None:
+    g = make_genesis(4)
+
+    async def main() -> None:
+        ts = await start_mesh(g, [1], {1: Inbox()}, handshake_timeout=30.0)
+        t1 = ts[0]
+        try:
+            assert t1.bound_port
+            reader, writer = await _raw_upgrade(t1.bound_port)
+            # a binary frame announcing 30 MB, masked as clients must, and only its first bytes
+            writer.write(b"\x82\xff" + struct.pack(">Q", 30 * 1024 * 1024) + os.urandom(4) + b"\x00" * 1024)
+            await writer.drain()
+            # refused at the header: the server closes long before the handshake timeout (30 s)
+            # and before we sent the rest (before: it waited for all 30 MB)
+            closed = await asyncio.wait_for(reader.read(), 20.0)
+            assert closed[:1] == b"\x88"  # a close frame, then EOF
+            writer.close()
+            await until(lambda: t1.m_hs_fail.get(reason="malformed") == 1, 10.0, "the refusal to be counted")
+            assert t1.m_hs_fail.get(reason="timeout") == 0
+            # a handshake-sized frame is still read and judged (a garbage HELLO: malformed)
+            async with aiohttp.ClientSession() as s:
+                raw = RawPeer(s, t1)
+                ws = await raw.connect()
+                await ws.send_bytes(b"\xc1" * HANDSHAKE_MAX)
+                assert await raw.recv() is None
+            assert t1.m_hs_fail.get(reason="malformed") == 2
+        finally:
+            await stop_all(ts)
+
+    run(main())
+
+
+def test_authenticated_peers_still_exchange_frames_of_megabytes() -> None:
+    g = make_genesis(4)
+
+    async def main() -> None:
+        inboxes = {1: Inbox(), 2: Inbox()}
+        ts = await start_mesh(g, [1, 2], inboxes)
+        try:
+            await ts[0].wait_connected(1)
+            await ts[1].wait_connected(1)
+            # distinct payloads: a transport drops a frame identical to one it sent (gossip echo)
+            big1, big2 = os.urandom(3 * 1024 * 1024), os.urandom(3 * 1024 * 1024)
+            ts[0].send(2, Kind.CONSENSUS, big1)  # to the acceptor (2 accepted 1's dial)
+            ts[1].send(1, Kind.CONSENSUS, big2)  # from it
+            await until(lambda: inboxes[2].of(Kind.CONSENSUS) == [(1, big1)], 30.0, "1 -> 2")
+            await until(lambda: inboxes[1].of(Kind.CONSENSUS) == [(2, big2)], 30.0, "2 -> 1")
+        finally:
+            await stop_all(ts)
+
+    run(main())
+
+
+def test_a_deeply_nested_frame_is_counted_garbage_not_a_recursion_error() -> None:
+    """Before: a 1 KB frame nested 1,000 levels raised an uncaught RecursionError in the
+    handshake (not counted), and from an authenticated peer only closed the connection."""
+    g = make_genesis(4)
+    deep = b"\x92\x01" + b"\x91" * 1000 + b"\xc0"  # [1, [[[...]]]]: 1,000 levels in ~1 KB
+
+    async def main() -> None:
+        ts = await start_mesh(g, [1], {1: Inbox()})
+        t1 = ts[0]
+        try:
+            async with aiohttp.ClientSession() as s:
+                raw = RawPeer(s, t1)
+                ws = await raw.connect()
+                await ws.send_bytes(deep)
+                assert await raw.recv() is None
+                assert t1.m_hs_fail.get(reason="malformed") == 1
+                peer = RawPeer(s, t1)
+                assert (await peer.handshake(index=0))["ready"] is True
+                assert peer.ws is not None
+                for _ in range(3):
+                    await peer.ws.send_bytes(deep)
+                await until(lambda: t1.m_dropped.get(reason="garbage") == 3, 10.0, "three garbage frames")
+                assert 0 in t1.peers()  # counted, below the ban threshold: still connected
+        finally:
+            await stop_all(ts)
+
+    run(main())
