@@ -32,8 +32,8 @@ def _wait(cond: Any, timeout: float, what: str) -> None:
 
 
 def _lie(node: Node, chain_id: str) -> list[int]:
-    """Make ``node`` answer catch-up requests by height with a tampered body under each
-    genuine header and certificate; return a list that counts the lies told."""
+    """Make ``node`` answer block requests (by height or by hash) with a tampered body under
+    each genuine header and certificate; return a list that counts the lies told."""
     transport = node.transport
     assert transport is not None
     honest = transport.on_request
@@ -44,7 +44,7 @@ def _lie(node: Node, chain_id: str) -> list[int]:
 
     async def lying(frm: int, body: Value) -> Value:
         out = await honest(frm, body)
-        if type(body) is list and body and body[0] == "height" and type(out) is list:
+        if type(body) is list and body and body[0] in ("height", "hash") and type(out) is list:
             for item in out:
                 assert type(item) is list
                 block = Block.from_obj(item[0])

@@ -112,8 +112,14 @@ def parse_uint(text: str, what: str) -> int:
 
 
 def _query_uint(v: Any) -> Any:
-    """Query values arrive as strings: parse them strictly (pydantic's lax int would not)."""
-    return parse_uint(v, "integer parameter") if isinstance(v, str) else v
+    """Query values arrive as strings: parse them strictly (pydantic's lax int would not).
+    A bad one is an invalid request (422) like any other bad query field, not a decode error."""
+    if not isinstance(v, str):
+        return v
+    try:
+        return parse_uint(v, "integer parameter")
+    except DecodeError as e:
+        raise ValueError(e.message) from None
 
 
 QueryUint = Annotated[int, BeforeValidator(_query_uint)]
