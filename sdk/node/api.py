@@ -525,11 +525,21 @@ class ClientApi:
         if not data:
             raise DecodeError("empty body; expected JSON")
         try:
-            return json.loads(data)
+            value = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise DecodeError(f"body is not valid JSON: {e}") from None
         except RecursionError:  # the stdlib parser recurses per level; the body size bounds the cost
             raise DecodeError("body nests too deeply") from None
+        # The parser's own limit is the interpreter's recursion limit, which a host (or a test
+        # run) may have raised: bound the depth explicitly, without recursing.
+        stack: list[tuple[Any, int]] = [(value, 1)]
+        while stack:
+            v, depth = stack.pop()
+            if isinstance(v, dict | list):
+                if depth > encoding.MAX_DEPTH:
+                    raise DecodeError("body nests too deeply")
+                stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
+        return value
 
     # --- transactions ------------------------------------------------------------------
 
