@@ -20,12 +20,10 @@ from accord.consensus import (
     PHASE_C,
     PHASE_P,
     Aggregate,
-    BlockBuilt,
     BlockFetched,
     BlockValidated,
     Broadcast,
     BuildBlock,
-    Commit,
     Core,
     CostModelCrypto,
     FetchBlock,
@@ -34,7 +32,6 @@ from accord.consensus import (
     Persist,
     Proposal,
     SafetyState,
-    Send,
     Tick,
     ValidateBlock,
     decode_message,
@@ -43,6 +40,8 @@ from accord.consensus.sortition import sortition_message, sortition_seed
 from accord.consensus.state import KEEP_ROUNDS
 from accord.types import Block, Header, vote_message
 
+from .consensus_harness import Net
+
 GENESIS_HASH = hashlib.sha256(b"g").digest()
 N = 4
 
@@ -50,54 +49,6 @@ N = 4
 def _block(a: BuildBlock) -> Block:
     h = Header("c", a.height, a.round, a.parent_hash, bytes(32), bytes(32), 0, a.proposer_index, 0, a.sortition)
     return Block(h, ())
-
-
-class Net:
-    """Four cores; every message waits in ``pending`` until the test delivers it."""
-
-    def __init__(self, params: Params) -> None:
-        self.crypto = CostModelCrypto(N)
-        self.cores = [Core(params, self.crypto.signer(i), self.crypto, head=(0, GENESIS_HASH)) for i in range(N)]
-        self.pending: list[tuple[int, int, bytes]] = []  # (from, to, payload)
-        self.commits: dict[int, list[Block]] = {i: [] for i in range(N)}
-        self.persisted: dict[int, SafetyState] = {}
-        self.now = 0
-
-    def run(self, i: int, event: object) -> None:
-        queue = [event]
-        while queue:
-            for a in self.cores[i].handle(queue.pop(0)):  # type: ignore[arg-type]
-                if isinstance(a, Broadcast):
-                    self.pending += [(i, j, a.payload) for j in range(N) if j != i]
-                elif isinstance(a, Send):
-                    self.pending.append((i, a.to_index, a.payload))
-                elif isinstance(a, BuildBlock):
-                    queue.append(BlockBuilt(_block(a)))
-                elif isinstance(a, ValidateBlock):
-                    queue.append(BlockValidated(a.block.hash, True))
-                elif isinstance(a, Commit):
-                    self.commits[i].append(a.block)
-                elif isinstance(a, Persist):
-                    self.persisted[i] = SafetyState.decode(a.value, N)
-
-    def tick(self, t: int) -> None:
-        self.now = t
-        for i in range(N):
-            self.run(i, Tick(t))
-
-    def deliver(self, keep: Callable[[int, int, object], bool]) -> int:
-        """Deliver every pending message for which ``keep(from, to, decoded)`` holds (and
-        whatever those deliveries cause, under the same filter); the rest stays pending."""
-        done = 0
-        while True:
-            for k, (frm, to, payload) in enumerate(self.pending):
-                if keep(frm, to, decode_message(payload, N, 1 << 20)):
-                    del self.pending[k]
-                    self.run(to, MessageReceived(frm, payload))
-                    done += 1
-                    break
-            else:
-                return done
 
 
 def is_vote(phase: int, rnd: int) -> Callable[[int, int, object], bool]:
@@ -114,7 +65,7 @@ def test_late_p_votes_of_an_earlier_round_cannot_fork_four_honest_validators() -
     only; then the round-1 votes reach validators 1-3. The old core signed C(B0, 0) after
     having voted P in round 1, so validator 0 committed B0 and validators 1-3 committed B1."""
     params = Params(chain_id="c", n=N, round_ms=100, stage2_ms=50, expected_leaders=4.0)
-    net = Net(params)
+    net = Net(params, N, honest=range(N))
     net.tick(1)  # round 0: every validator is a leader (expected_leaders = n)
     net.deliver(proposals)
     net.tick(60)  # stage II: P votes for round 0's best block, held
@@ -138,7 +89,7 @@ def test_late_p_votes_of_an_earlier_round_cannot_fork_four_honest_validators() -
     assert all(blocks and blocks[0].height == 1 for blocks in net.commits.values())
     assert len({blocks[0].hash for blocks in net.commits.values()}) == 1
     # Nobody signed C for round 0 after its P vote of round 1.
-    assert all(c.safety.c_round != 0 or c.safety.c_hash not in p0 for c in net.cores) or all(
+    assert all(c.safety.c_round != 0 or c.safety.c_hash not in p0 for c in net.cores.values()) or all(
         b[0].hash in p0 for b in net.commits.values())
 
 
