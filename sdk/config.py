@@ -7,7 +7,6 @@ member of a real consortium holds only its own validator folder and the shared g
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -120,11 +119,3 @@ def init_network(
     )
     return genesis
 
-
-def network_summary(root: str | Path) -> dict[str, object]:
-    g = Genesis.load(Path(root) / "genesis.json")
-    return {"chain_id": g.chain_id, "validators": [v.name for v in g.validators], "genesis_hash": g.hash.hex()}
-
-
-def dump_json(obj: object) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True)

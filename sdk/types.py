@@ -384,9 +384,6 @@ class Certificate:
     def decode(cls, data: bytes) -> Certificate:
         return cls.from_obj(encoding.decode(data))
 
-    def signer_indices(self) -> list[int]:
-        return bitmap_indices(self.signers)
-
 
 def bitmap_indices(bitmap: bytes) -> list[int]:
     return [i * 8 + b for i, byte in enumerate(bitmap) if byte for b in range(8) if byte >> b & 1]

@@ -17,14 +17,14 @@ import pytest
 
 from accord import encoding, merkle
 from accord.client import AsyncClient, BlockCommitted, Client, EventCommitted
+from accord.consensus import verify_certificate as consensus_verify_certificate
 from accord.contracts.base import state_key
-from accord.crypto import bls
 from accord.errors import ProofError
 from accord.merkle import StateProof
 from accord.metrics import parse_text
 from accord.node.api import ApiConfig, openapi
 from accord.node.schemas import value_from_json, value_to_json
-from accord.types import Block, Certificate, Header, Receipt, Tx, vote_message
+from accord.types import Block, Certificate, Header, Receipt, Tx
 
 from .test_api_support import ALICE, BOB, START_BALANCE, ServedNode, http, http_json, transfer
 
@@ -60,10 +60,8 @@ def nonce(served: ServedNode, key: object) -> int:
 
 def verify_certificate(served: ServedNode, header: Header, cert: Certificate) -> None:
     g = served.node.genesis
-    keys = [g.validator_keys()[i] for i in cert.signer_indices()]
-    assert len(keys) >= g.quorum
-    msg = vote_message(g.chain_id, header.height, cert.round, cert.phase, header.hash)
-    assert bls.fast_aggregate_verify(keys, msg, cert.signature)
+    assert cert.block_hash == header.hash and cert.height == header.height
+    consensus_verify_certificate(g, g.chain_id, cert, g.quorum)
 
 
 # --- transactions ----------------------------------------------------------------------------

@@ -40,8 +40,8 @@ Pure helpers: ``verify_certificate(genesis | bls_keys | crypto, chain_id, cert, 
 Certificates come in two forms (see :mod:`accord.consensus.aggregate`): a signer bitmap plus
 one signature (what broadcast mode, n <= 64, stores), or, in gossip mode when no pure quorum
 was seen, per-signer counts (``signers`` of length ``2 * n``) plus the weighted sum. Read the
-signers with ``certificate_signers(cert, n)``, not ``Certificate.signer_indices()``, which
-only understands bitmaps. ``verify_certificate`` accepts both.
+signers with ``certificate_signers(cert, n)``, which understands both; ``verify_certificate``
+accepts both.
 
 Counters for metrics: ``core.stats`` (garbage, bad_signature, bad_proposal, stale, received,
 and ``extra``: abstain, repropose, unlock, dropped_votes).

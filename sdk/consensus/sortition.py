@@ -17,7 +17,6 @@ over the previous seed, fixed before it chose anything. Height 1 uses the genesi
 from __future__ import annotations
 
 from .. import encoding
-from .crypto import sortition_value
 
 SORTITION_DOMAIN = "accord/sortition/v1"
 _SPACE = 1 << 256
@@ -45,6 +44,3 @@ def threshold(n: int, expected_leaders: float) -> int:
     milli = int(round(expected_leaders * 1_000_000))
     return min(_SPACE, _SPACE * milli // (n * 1_000_000))
 
-
-def wins(signature: bytes, d: int) -> bool:
-    return sortition_value(signature) < d

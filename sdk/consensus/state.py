@@ -383,7 +383,6 @@ class Stats:
     bad_proposal: int = 0
     stale: int = 0
     received: int = 0
-    sent: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -492,7 +491,6 @@ class Core:
         # only; the decoded proposal is the same with or without it.
         self._known_txs = known_txs
         self._head_agg: Aggregate | None = None  # the C-quorum of our last commit, for laggards
-        self._head_time = 0
         self._helped: set[int] = set()
 
     @classmethod
@@ -1255,7 +1253,6 @@ class Core:
             head = Aggregate(cert.height, cert.round, PHASE_C, cert.block_hash,
                              certificate_counts(cert, self.n), cert.signature)
         self._head_agg = head
-        self._head_time = self.now
         self._helped = set()
         self.height = block.height + 1
         self.head_hash = block.hash

@@ -308,7 +308,7 @@ class Node:
                 self.m_rejected.set(count, code=code)
         if self.core is not None:
             s = self.core.stats
-            for kind in ("garbage", "bad_signature", "bad_proposal", "stale", "received", "sent"):
+            for kind in ("garbage", "bad_signature", "bad_proposal", "stale", "received"):
                 self.m_consensus.set(getattr(s, kind), kind=kind)
             for kind, v in s.extra.items():
                 self.m_consensus.set(v, kind=kind)
