@@ -35,8 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import msgpack
-
 from accord import encoding
 from accord.encoding import Value
 from accord.errors import (
@@ -325,15 +323,15 @@ class _MpcHandle:
 
 
 _MISSING: Any = object()
-_unpack = msgpack.unpackb
+_unpack = encoding.decode_stored
 _encode = encoding.encode
-_packb = msgpack.packb
+_packb = encoding.encode_shaped
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
 
 def _is_scalar(v: Any) -> bool:
-    """True for values whose canonical encoding is msgpack's plain encoding (the hot path)."""
+    """True for values whose canonical encoding is the plain one (encoding.encode_shaped) (the hot path)."""
     t = type(v)
     if t is int:
         return bool(_INT_MIN <= v <= _INT_MAX)

@@ -41,8 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from accord import encoding
 from accord.encoding import Value
 from accord.errors import (
@@ -200,7 +198,7 @@ class Runtime:
     def nonce_of(self, state: StateReader, address: bytes) -> int:
         """The next nonce ``address`` must use, as of ``state``."""
         raw = state.get_state(NONCE_PREFIX + address)
-        return 0 if raw is None else int(msgpack.unpackb(raw))
+        return 0 if raw is None else int(encoding.decode_stored(raw))
 
     # --- genesis -------------------------------------------------------------------------
 
@@ -290,7 +288,7 @@ class Runtime:
         receipts: list[Receipt] = []
         senders: dict[bytes, bytes] = {}
         get_state = state.get_state
-        pack = msgpack.packb
+        pack = encoding.encode_shaped
         gas = 0
         for i, tx in enumerate(txs):
             if interrupt is not None and i % INTERRUPT_EVERY == 0 and i and interrupt():
@@ -303,7 +301,7 @@ class Runtime:
             raw = block.get(nk, _MISSING)
             if raw is _MISSING:
                 raw = get_state(nk)
-            expected = 0 if raw is None else msgpack.unpackb(raw)
+            expected = 0 if raw is None else encoding.decode_stored(raw)
             self._check_tx(tx, i, expected, verified)
             receipt, writes = self._run(state, block, tx, sender, height, time_ms)
             total = gas + receipt.gas_used

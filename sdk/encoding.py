@@ -214,6 +214,112 @@ def decode(data: bytes, max_size: int = MAX_MESSAGE) -> Value:
     return value
 
 
+# --- fast paths -------------------------------------------------------------------------------
+#
+# Each function below does what ``encode``/``decode`` do for a narrower input and says which;
+# tests/test_encoding.py checks each against its reference with hypothesis. Other modules use
+# these instead of MessagePack directly, so this file is the only one that knows the format.
+
+
+def encode_shaped(value: Value) -> bytes:
+    """``encode(value)`` for a value already in canonical shape: no maps, or maps built with
+    their keys in sorted order, lists (not tuples), integers within 64 bits.
+
+    Skips the canonical walk (the hot path of receipts, vote aggregates and contract scalars,
+    whose shapes their builders guarantee). A value not in shape gives other bytes than
+    ``encode``, so use it only where the builder owns the shape.
+    """
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def decode_stored(data: bytes) -> Value:
+    """Decode bytes this process wrote with :func:`encode` (the state store, persisted state).
+
+    No size limit and no canonical re-check: those guard untrusted input, and the state store
+    only ever holds canonical encodings (storage damage is caught by the store's own hashes).
+    """
+    return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True, ext_hook=_no_ext)
+
+
+def decode_mapless(data: bytes) -> Value:
+    """``decode(data)`` for messages whose values hold no maps (vote aggregates, tickets).
+
+    A value without maps has one MessagePack encoding that the packer picks, so strict
+    decoding is unpack and re-pack-compare, without ``decode``'s shape walk. A map anywhere
+    is refused (as :class:`NonCanonical` if sorted, which callers treat like any DecodeError).
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError("expected bytes")
+    if len(data) == 0:
+        raise DecodeError("empty message")
+    try:
+        value = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True, ext_hook=_no_ext)
+    except msgpack.ExtraData as e:
+        raise TrailingBytes(f"{len(e.extra)} trailing bytes after the value") from None
+    except DecodeError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException, UnicodeDecodeError) as e:
+        raise DecodeError(f"malformed encoding: {e}") from None
+    if _has_map(value, 0):
+        raise NonCanonical("a map where none is expected")
+    if msgpack.packb(value, use_bin_type=True) != bytes(data):
+        raise NonCanonical("bytes are not the canonical encoding of their value")
+    return value
+
+
+def _has_map(v: Value, depth: int) -> bool:
+    if type(v) is dict:
+        return True
+    if type(v) is list:
+        if depth >= MAX_DEPTH:
+            raise _too_deep(MAX_DEPTH)
+        return any(type(x) in (dict, list) and _has_map(x, depth + 1) for x in v)
+    return False
+
+
+class Reader:
+    """Reads one payload value by value without decoding all of it (a proposal's thousands of
+    transactions are cut out as byte ranges and looked up by hash).
+
+    It checks nothing about canonical form: a caller re-encodes what it assembled and compares
+    with the payload, as :func:`decode` does. Errors of the format are :class:`DecodeError`.
+    """
+
+    def __init__(self, payload: bytes) -> None:
+        self._u = msgpack.Unpacker(
+            None, raw=False, strict_map_key=True, use_list=True, ext_hook=_no_ext,
+            max_buffer_size=max(len(payload), 1),
+        )
+        self._u.feed(payload)
+
+    def array_header(self) -> int:
+        """The length of the list that starts here."""
+        return self._call(self._u.read_array_header)
+
+    def value(self) -> Value:
+        """The next whole value."""
+        return self._call(self._u.unpack)
+
+    def skip(self) -> None:
+        """Step over the next value (its bytes are ``payload[before:self.offset()]``)."""
+        self._call(self._u.skip)
+
+    def offset(self) -> int:
+        """How many bytes of the payload have been read."""
+        return self._u.tell()
+
+    @staticmethod
+    def _call(f: Any) -> Any:
+        try:
+            return f()
+        except DecodeError:
+            raise
+        except msgpack.OutOfData:
+            raise DecodeError("the payload ends inside a value") from None
+        except (ValueError, TypeError, msgpack.UnpackException, UnicodeDecodeError) as e:
+            raise DecodeError(f"malformed encoding: {e}") from None
+
+
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 

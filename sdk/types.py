@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-import msgpack
-
 from . import encoding
 from .crypto import ed25519
 from .encoding import Value
@@ -266,7 +264,7 @@ class Receipt:
         test compares them); anything built from outside data goes through the constructor.
         """
         r = cls(tx_hash, ok, gas_used, result, error_code, error, events)
-        r.__dict__["_encoded"] = msgpack.packb(r.to_obj(), use_bin_type=True)
+        r.__dict__["_encoded"] = encoding.encode_shaped(r.to_obj())
         return r
 
     @classmethod

@@ -78,3 +78,78 @@ def test_encoded_list_concatenation(items: list[Any]) -> None:
 @pytest.mark.parametrize("n", [0, 1, 15, 16, 65535, 65536])
 def test_array_header_is_shortest(n: int) -> None:
     assert encoding.encode_encoded_list([b"\xc0"] * n) == encoding.encode([None] * n)
+
+
+# --- the narrower fast paths other modules use (encode_shaped, decode_mapless, decode_stored,
+# Reader): each agrees with encode/decode on the inputs it is for --------------------------
+
+mapless = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.binary(max_size=40) | st.text(max_size=16),
+    lambda inner: st.lists(inner, max_size=12),
+    max_leaves=30,
+)
+
+
+@given(values)
+def test_encode_shaped_equals_encode_on_canonical_shapes(v: Any) -> None:
+    canon = encoding.canonical(v)
+    assert encoding.encode_shaped(canon) == encoding.encode(v)
+
+
+@given(mapless)
+def test_decode_mapless_equals_decode(v: Any) -> None:
+    data = encoding.encode(v)
+    assert encoding.decode_mapless(data) == encoding.decode(data) == v
+    assert encoding.decode_stored(data) == v
+
+
+@given(mapless, st.integers(min_value=0, max_value=200), st.integers(min_value=0, max_value=255))
+def test_decode_mapless_refuses_what_decode_refuses(v: Any, at: int, byte: int) -> None:
+    data = bytearray(encoding.encode(v))
+    data[at % len(data)] = byte
+    try:
+        expected: Any = encoding.decode(bytes(data))
+    except DecodeError:
+        with pytest.raises(DecodeError):
+            encoding.decode_mapless(bytes(data))
+        return
+    if isinstance(expected, list) and encoding._has_map(expected, 0) or isinstance(expected, dict):
+        with pytest.raises(DecodeError):  # a map is outside what it reads
+            encoding.decode_mapless(bytes(data))
+    else:
+        assert encoding.decode_mapless(bytes(data)) == expected
+
+
+def test_decode_mapless_refuses_maps_and_non_minimal_forms() -> None:
+    with pytest.raises(DecodeError):
+        encoding.decode_mapless(encoding.encode([1, {"a": 1}]))
+    with pytest.raises(DecodeError):
+        encoding.decode_mapless(b"\x91\xcc\x01")  # [1] with a one-byte uint form
+    with pytest.raises(DecodeError):
+        encoding.decode_mapless(encoding.encode([1]) + b"\x00")
+    with pytest.raises(DecodeError):
+        encoding.decode_mapless(b"")
+
+
+@given(st.lists(values, min_size=1, max_size=8))
+def test_reader_cuts_a_list_into_its_items_bytes(items: list[Any]) -> None:
+    payload = encoding.encode(items)
+    r = encoding.Reader(payload)
+    assert r.array_header() == len(items)
+    start = r.offset()
+    for item in items:
+        r.skip()
+        assert payload[start:r.offset()] == encoding.encode(item)
+        start = r.offset()
+    assert r.offset() == len(payload)
+
+
+def test_reader_errors_are_decode_errors() -> None:
+    r = encoding.Reader(encoding.encode([1, 2])[:-1])
+    assert r.array_header() == 2
+    r.value()
+    with pytest.raises(DecodeError):
+        r.value()
+    with pytest.raises(DecodeError):
+        encoding.Reader(b"\xc1").value()  # a byte MessagePack never uses

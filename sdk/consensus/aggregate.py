@@ -30,9 +30,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import msgpack
 import numpy as np
 
+from .. import encoding
 from ..errors import DecodeError, InvalidSignature, ValidationError
 from ..types import HASH_SIZE, Certificate, bitmap_from, bitmap_indices, vote_message
 from .crypto import Crypto
@@ -116,7 +116,7 @@ class Aggregate:
     def encode(self) -> bytes:
         # to_obj() holds only ints and bytes, whose MessagePack form is already canonical.
         if self._enc is None:
-            self._enc = msgpack.packb(self.to_obj(), use_bin_type=True)
+            self._enc = encoding.encode_shaped(self.to_obj())
         return self._enc
 
     @classmethod

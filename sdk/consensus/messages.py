@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-import msgpack
-
 from .. import encoding
 from ..errors import AccordError, DecodeError
 from ..types import Block, Certificate, Header, Tx
@@ -195,38 +193,36 @@ def _decode_proposal(payload: bytes, n: int, known: KnownTxs | None) -> Proposal
     The result is the value ``_decode_other`` returns for the same payload, only cheaper.
     """
     try:
-        u = msgpack.Unpacker(None, raw=False, strict_map_key=True, use_list=True, ext_hook=_no_ext,
-                             max_buffer_size=len(payload))
-        u.feed(payload)
-        if u.read_array_header() != 7:
+        u = encoding.Reader(payload)
+        if u.array_header() != 7:
             raise DecodeError("proposal must have 7 fields")
-        _, rnd, proposer, sortition = u.unpack(), u.unpack(), u.unpack(), u.unpack()
+        _, rnd, proposer, sortition = u.value(), u.value(), u.value(), u.value()
         _check_leader(rnd, proposer, sortition, n)
-        if u.read_array_header() != 2:
+        if u.array_header() != 2:
             raise DecodeError("block must have 2 fields")
-        header = Header.from_obj(u.unpack())
-        count = u.read_array_header()
+        header = Header.from_obj(u.value())
+        count = u.array_header()
         if count != header.tx_count:
             raise DecodeError("tx count does not match the header")
         txs: list[Tx] = []
         sha256 = hashlib.sha256
-        start = u.tell()
+        start = u.offset()
         for _ in range(count):
             u.skip()
-            end = u.tell()
+            end = u.offset()
             raw = payload[start:end]
             start = end
             tx = known(sha256(raw).digest()) if known is not None else None
             txs.append(tx if tx is not None else Tx.decode(raw))
-        justify, parent = u.unpack(), u.unpack()
-        if u.tell() != len(payload):
+        justify, parent = u.value(), u.value()
+        if u.offset() != len(payload):
             raise DecodeError("trailing bytes after the proposal")
         prop = Proposal._from_parts(rnd, proposer, sortition, Block(header, tuple(txs)).checked(), justify, parent, n)
     except DecodeError:
         raise
     except AccordError as e:  # ValidationError from nested types: still a malformed message
         raise DecodeError(str(e)) from None
-    except (ValueError, TypeError, IndexError, msgpack.UnpackException, UnicodeDecodeError) as e:
+    except (ValueError, TypeError, IndexError) as e:
         raise DecodeError(f"malformed message: {e}") from None
     if prop.encode() != payload:
         raise DecodeError("bytes are not the canonical encoding of their value")
@@ -260,15 +256,4 @@ _PROPOSAL_PREFIX = bytes([0x97, TAG_PROPOSAL])
 def _decode_votes(payload: bytes, n: int) -> Aggregate:
     """Fast path for the most frequent message: a vote aggregate holds only integers and byte
     strings, so strict decoding is unpack, type-check (in ``from_obj``) and re-pack-compare."""
-    try:
-        obj = msgpack.unpackb(payload, raw=False, strict_map_key=True, use_list=True, ext_hook=_no_ext)
-    except (ValueError, TypeError, msgpack.UnpackException, UnicodeDecodeError) as e:
-        raise DecodeError(f"malformed encoding: {e}") from None
-    agg = Aggregate.from_obj(obj, n)
-    if msgpack.packb(obj, use_bin_type=True) != payload:
-        raise DecodeError("bytes are not the canonical encoding of their value")
-    return agg
-
-
-def _no_ext(code: int, data: bytes) -> Any:
-    raise DecodeError(f"extension type {code} is not allowed")
+    return Aggregate.from_obj(encoding.decode_mapless(payload), n)

@@ -63,8 +63,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import msgpack
-
+from .. import encoding
 from ..blocktime import block_time_error
 from ..consensus import (
     BlockBuilt,
@@ -666,12 +665,11 @@ class Simulator:
     def _record_votes(self, nd: SimNode, value: bytes) -> None:
         # The votes are the first six fields of the persisted SafetyState (see its encode);
         # they are read from the bytes without decoding the locked block behind them.
-        u = msgpack.Unpacker(raw=False, max_buffer_size=len(value))
-        u.feed(value)
-        if u.read_array_header() != 8:
+        u = encoding.Reader(value)
+        if u.array_header() != 8:
             self.violations.append(f"node {nd.nid} persisted something that is not a safety state")
             return
-        p_round, _, p_hash, c_round, _, c_hash = (u.unpack() for _ in range(6))
+        p_round, _, p_hash, c_round, _, c_hash = (u.value() for _ in range(6))
         for phase, rnd, bh in ((1, p_round, p_hash), (2, c_round, c_hash)):
             if rnd < 0 or not bh:
                 continue
