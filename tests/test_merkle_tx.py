@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from accord import encoding
 from accord.errors import ProofError
-from accord.merkle import EMPTY_TX_ROOT, merkle_proof, merkle_root, tx_leaf, verify_merkle_proof
+from accord.merkle import (
+    EMPTY_TX_ROOT,
+    TxTree,
+    merkle_proof,
+    merkle_root,
+    tx_leaf,
+    verify_merkle_proof,
+)
 
 
 def H(b: bytes) -> bytes:
@@ -114,3 +121,14 @@ def test_tx_leaf_is_hash_of_canonical_pair() -> None:
     t, r = H(b"tx"), H(b"receipt")
     assert tx_leaf(t, r) == H(encoding.encode([t, r]))
     assert tx_leaf(t, r) != tx_leaf(r, t)
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=0, max_size=70), st.data())
+def test_tx_tree_is_merkle_root_and_merkle_proof(leaves: list[bytes], data: st.DataObject) -> None:
+    tree = TxTree(leaves)
+    assert tree.root == merkle_root(leaves)
+    if leaves:
+        i = data.draw(st.integers(min_value=0, max_value=len(leaves) - 1))
+        assert tree.proof(i) == merkle_proof(leaves, i)
+    with pytest.raises(ProofError):
+        tree.proof(len(leaves))
