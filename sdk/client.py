@@ -36,8 +36,8 @@ from .encoding import Value
 from .errors import AccordError, DecodeError, WaitTimeout
 from .genesis import Genesis
 from .merkle import StateProof
-from .node.schemas import value_from_json
 from .types import Block, Certificate, Event, Header, Receipt, Tx
+from .wire import value_from_json
 
 __all__ = [
     "AsyncClient", "BlockCommitted", "Client", "EventCommitted", "HeaderWithCertificate",

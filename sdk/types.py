@@ -382,6 +382,24 @@ class Certificate:
     def decode(cls, data: bytes) -> Certificate:
         return cls.from_obj(encoding.decode(data))
 
+    def signer_indices(self, n: int) -> list[int]:
+        """The validators (of ``n`` in genesis) whose votes the certificate carries.
+
+        ``signers`` is a bitmap of ``ceil(n / 8)`` bytes, or in the weighted form that gossip
+        mode stores, ``n`` little-endian 16-bit counts; either way a validator signed when its
+        entry is non-zero. Shapes are checked (:func:`accord.consensus.certificate_counts` is the
+        full check, with the signature). Pure Python so that clients need no numpy and no core.
+        """
+        s = self.signers
+        if len(s) == 2 * n:
+            return [i for i in range(n) if s[2 * i] or s[2 * i + 1]]
+        if len(s) != (n + 7) // 8:
+            raise ValidationError("certificate signer field has the wrong size")
+        idx = bitmap_indices(s)
+        if idx and idx[-1] >= n:
+            raise ValidationError("certificate names a validator that does not exist")
+        return idx
+
 
 def bitmap_indices(bitmap: bytes) -> list[int]:
     return [i * 8 + b for i, byte in enumerate(bitmap) if byte for b in range(8) if byte >> b & 1]

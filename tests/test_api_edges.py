@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accord.errors import DecodeError
-from accord.node.schemas import parse_uint
+from accord.wire import parse_uint
 
 from .test_api_support import ALICE, BOB, ServedNode, transfer
 from .test_api_support import http as http_call

@@ -23,8 +23,8 @@ from accord.errors import ProofError
 from accord.merkle import StateProof
 from accord.metrics import parse_text
 from accord.node.api import ApiConfig, openapi
-from accord.node.schemas import value_from_json, value_to_json
 from accord.types import Block, Certificate, Header, Receipt, Tx
+from accord.wire import value_from_json, value_to_json
 
 from .test_api_support import ALICE, BOB, START_BALANCE, ServedNode, http, http_json, transfer
 

@@ -25,7 +25,7 @@ from accord.errors import (
     WaitTimeout,
 )
 from accord.node.api import ApiConfig
-from accord.node.schemas import value_from_json, value_to_json
+from accord.wire import value_from_json, value_to_json
 
 from .test_api_support import ALICE, BOB, ServedNode, transfer
 

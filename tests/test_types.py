@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from accord import encoding
 from accord.crypto import bls
 from accord.crypto.ed25519 import AccountKey
-from accord.errors import DecodeError, GenesisError, InvalidSignature, WrongChain
+from accord.errors import DecodeError, GenesisError, InvalidSignature, ValidationError, WrongChain
 from accord.genesis import Genesis, ValidatorInfo
 from accord.types import Block, Certificate, Header, Tx, bitmap_from, bitmap_indices, body_hash
 
@@ -226,3 +226,20 @@ def test_genesis_file_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-d
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(GenesisError):
         Genesis.load(tmp_path / "bad.json")
+
+
+@given(st.integers(min_value=1, max_value=40), st.data())
+def test_signer_indices_agree_with_the_consensus_check(n: int, data: st.DataObject) -> None:
+    from accord.consensus import certificate_signers
+
+    weighted = data.draw(st.booleans())
+    if weighted:
+        counts = data.draw(st.lists(st.integers(min_value=0, max_value=50_000), min_size=n, max_size=n))
+        signers = b"".join(c.to_bytes(2, "little") for c in counts)
+    else:
+        chosen = data.draw(st.sets(st.integers(min_value=0, max_value=n - 1)))
+        signers = bitmap_from(chosen, n)
+    cert = Certificate(1, 0, 2, b"\x01" * 32, signers, b"")
+    assert cert.signer_indices(n) == certificate_signers(cert, n)
+    with pytest.raises(ValidationError):
+        Certificate(1, 0, 2, b"\x01" * 32, b"\x00" * (2 * n + 1), b"").signer_indices(n)

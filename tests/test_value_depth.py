@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accord import encoding
+from accord import wire as schemas
 from accord.errors import DecodeError
-from accord.node import schemas
 from accord.types import Tx
 
 from .test_api_support import ALICE, BOB, ServedNode

@@ -201,11 +201,11 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 def plot(log: list[tuple[float, float]], duration: float, rate: float, path: Path) -> None:
     """Committed transactions per second and their median/p99 latency, per one-second bin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from ..plotting import pyplot
+
+    plt = pyplot()
 
     if not log:
         return

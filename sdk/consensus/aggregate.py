@@ -202,6 +202,8 @@ def certificate_counts(cert: Certificate, n: int) -> np.ndarray:
 
 
 def certificate_signers(cert: Certificate, n: int) -> list[int]:
+    """The signers, with the count range checked (``Certificate.signer_indices`` is the same
+    list without that check: tests/test_types.py compares them)."""
     return np.nonzero(certificate_counts(cert, n))[0].tolist()
 
 

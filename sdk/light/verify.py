@@ -96,7 +96,7 @@ class VerifiedState:
         return self.value is not None
 
     def to_json(self) -> dict[str, Any]:
-        from ..node.schemas import value_to_json
+        from ..wire import value_to_json
 
         return {
             "contract": self.contract,

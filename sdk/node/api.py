@@ -6,7 +6,7 @@ validators talk to each other through :mod:`accord.net`, never through here.
 What it guarantees:
 
 * **Bad input changes nothing.** Every request is parsed and validated (pydantic models from
-  :mod:`accord.node.schemas`, strict canonical decoding for transactions) before anything is
+  :mod:`accord.wire`, strict canonical decoding for transactions) before anything is
   handed to the node; a rejection is a JSON ``{"error": {"code", "message"}}`` with a stable
   code and a 4xx status (5xx only for a node-side failure, which is logged).
 * **Bounded cost per client.** Bodies are capped (``client_max_size`` plus a tighter cap for a
@@ -60,6 +60,7 @@ import pydantic
 from aiohttp import WSMsgType, web
 
 from .. import encoding, merkle
+from .. import wire as s
 from ..encoding import Value
 from ..errors import (
     AccordError,
@@ -75,7 +76,6 @@ from ..genesis import Genesis
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import Registry
 from ..types import MAX_TX_BYTES, Block, Receipt, Tx
-from . import schemas as s
 
 log = logging.getLogger(__name__)
 
@@ -256,12 +256,12 @@ def _json(model: pydantic.BaseModel, status: int = 200) -> web.Response:
     )
 
 
-class BlockQuery(s._Model):
+class BlockQuery(s.WireModel):
     format: str = pydantic.Field(default="json", pattern="^(json|raw)$")
     receipts: bool = False
 
 
-class TxQuery(s._Model):
+class TxQuery(s.WireModel):
     proof: bool = True
     tx: bool = False
 

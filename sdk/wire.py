@@ -23,10 +23,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from ..encoding import MAX_VALUE_DEPTH, Value
-from ..errors import DecodeError
-from ..genesis import Genesis
-from ..types import Block, Certificate, Event, Header, Receipt, Tx
+from .encoding import MAX_VALUE_DEPTH, Value
+from .errors import DecodeError
+from .genesis import Genesis
+from .types import Block, Certificate, Event, Header, Receipt, Tx
 
 HEX_PATTERN = r"^([0-9a-fA-F]{2})*$"
 HASH_HEX_PATTERN = r"^[0-9a-fA-F]{64}$"
@@ -141,7 +141,9 @@ def parse_hex(s: str, what: str, size: int | None = None) -> bytes:
 # --- base ------------------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
+class WireModel(BaseModel):
+    """A request or response shape: unknown fields are refused (a typo is an error, not ignored)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -157,12 +159,12 @@ JsonValue = Any
 # --- errors ------------------------------------------------------------------------------------
 
 
-class ErrorBody(_Model):
+class ErrorBody(WireModel):
     code: str = Field(description="stable machine-readable code, e.g. bad_nonce, too_large")
     message: str = Field(description="what was wrong, for humans")
 
 
-class ErrorResponse(_Model):
+class ErrorResponse(WireModel):
     """Every 4xx/5xx answer of the API has this shape."""
 
     error: ErrorBody
@@ -171,14 +173,14 @@ class ErrorResponse(_Model):
 # --- requests --------------------------------------------------------------------------------
 
 
-class SubmitTxRequest(_Model):
+class SubmitTxRequest(WireModel):
     """One signed transaction, as the hex of its canonical encoding (``Tx.encode()``)."""
 
     # Hex is checked by the handler (bad hex is a 400 decode_error, like undecodable bytes).
     tx: str = Field(description="canonical tx bytes, hex", json_schema_extra={"pattern": HEX_PATTERN})
 
 
-class SubmitTxBatchRequest(_Model):
+class SubmitTxBatchRequest(WireModel):
     """Many signed transactions in one request (what load generators and gateways use)."""
 
     txs: list[str] = Field(
@@ -187,13 +189,13 @@ class SubmitTxBatchRequest(_Model):
     )
 
 
-class QueryRequest(_Model):
+class QueryRequest(WireModel):
     """Arguments of a read-only contract call, in the tagged JSON mapping."""
 
     args: dict[str, JsonValue] = Field(default_factory=dict)
 
 
-class HeadersQuery(_Model):
+class HeadersQuery(WireModel):
     """Query string of ``GET /v1/headers``."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -202,7 +204,7 @@ class HeadersQuery(_Model):
     limit: QueryUint = Field(default=100, ge=1, le=1000, description="at most this many headers")
 
 
-class StateQuery(_Model):
+class StateQuery(WireModel):
     """Query string of ``GET /v1/state/{contract}/{key}``."""
 
     key_type: Literal["hex", "str"] = Field(
@@ -210,7 +212,7 @@ class StateQuery(_Model):
     )
 
 
-class StreamQuery(_Model):
+class StreamQuery(WireModel):
     """Query string of ``GET /v1/stream``."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -227,7 +229,7 @@ class StreamQuery(_Model):
 # --- ledger objects ------------------------------------------------------------------------
 
 
-class EventModel(_Model):
+class EventModel(WireModel):
     contract: str
     name: str
     data: dict[str, JsonValue]
@@ -237,7 +239,7 @@ class EventModel(_Model):
         return cls(contract=e.contract, name=e.name, data=value_to_json(e.data))
 
 
-class ReceiptModel(_Model):
+class ReceiptModel(WireModel):
     tx_hash: str
     ok: bool
     gas_used: int
@@ -250,7 +252,7 @@ class ReceiptModel(_Model):
 
     @classmethod
     def of(cls, r: Receipt) -> ReceiptModel:
-        from .. import encoding
+        from . import encoding
 
         return cls(
             tx_hash=r.tx_hash.hex(), ok=r.ok, gas_used=r.gas_used, result=value_to_json(r.result),
@@ -259,7 +261,7 @@ class ReceiptModel(_Model):
         )
 
 
-class TxModel(_Model):
+class TxModel(WireModel):
     hash: str
     chain_id: str
     contract: str
@@ -281,7 +283,7 @@ class TxModel(_Model):
         )
 
 
-class HeaderModel(_Model):
+class HeaderModel(WireModel):
     hash: str
     chain_id: str
     height: int
@@ -306,7 +308,7 @@ class HeaderModel(_Model):
         )
 
 
-class CertificateModel(_Model):
+class CertificateModel(WireModel):
     height: int
     round: int
     phase: int
@@ -320,28 +322,26 @@ class CertificateModel(_Model):
     def of(cls, c: Certificate, n: int) -> CertificateModel:
         """``n``: validators in genesis (a certificate's signer field is a bitmap, or per-signer
         counts in the weighted form large networks store; see accord.consensus)."""
-        from accord.consensus import certificate_signers
-
         return cls(
             height=c.height, round=c.round, phase=c.phase, block_hash=c.block_hash.hex(),
-            signers=c.signers.hex(), signer_indices=certificate_signers(c, n), signature=c.signature.hex(),
+            signers=c.signers.hex(), signer_indices=c.signer_indices(n), signature=c.signature.hex(),
             raw=c.encode().hex(),
         )
 
 
-class HeaderResponse(_Model):
+class HeaderResponse(WireModel):
     """A header with the certificate that commits it (null for genesis or not yet attached)."""
 
     header: HeaderModel
     certificate: CertificateModel | None
 
 
-class HeadersResponse(_Model):
+class HeadersResponse(WireModel):
     headers: list[HeaderResponse]
     head_height: int = Field(description="the node's head height when answering")
 
 
-class BlockResponse(_Model):
+class BlockResponse(WireModel):
     hash: str
     height: int
     header: HeaderModel
@@ -366,23 +366,23 @@ class BlockResponse(_Model):
 # --- transactions -------------------------------------------------------------------------
 
 
-class SubmitTxResponse(_Model):
+class SubmitTxResponse(WireModel):
     tx_hash: str
 
 
-class BatchItem(_Model):
+class BatchItem(WireModel):
     tx_hash: str | None = None
     error: ErrorBody | None = None
 
 
-class SubmitTxBatchResponse(_Model):
+class SubmitTxBatchResponse(WireModel):
     """Per-transaction outcome, in request order: each item has ``tx_hash`` or ``error``."""
 
     accepted: int
     results: list[BatchItem]
 
 
-class InclusionProof(_Model):
+class InclusionProof(WireModel):
     """Merkle proof that ``leaf`` = tx_leaf(tx hash, receipt hash) is at ``index`` of ``count``
     leaves under ``tx_root`` (the committed header's); verify with
     ``accord.merkle.verify_merkle_proof(tx_root, leaf, index, count, siblings)``."""
@@ -394,7 +394,7 @@ class InclusionProof(_Model):
     tx_root: str
 
 
-class TxStatusResponse(_Model):
+class TxStatusResponse(WireModel):
     tx_hash: str
     status: Literal["pending", "committed", "unknown"]
     height: int | None = None
@@ -408,7 +408,7 @@ class TxStatusResponse(_Model):
 # --- state and queries --------------------------------------------------------------------
 
 
-class StateResponse(_Model):
+class StateResponse(WireModel):
     """A state value proved against the state root of the header at ``height``.
 
     ``value`` is null when the key is absent; ``proof`` is then a non-membership proof.
@@ -427,7 +427,7 @@ class StateResponse(_Model):
     header: HeaderModel
 
 
-class QueryResponse(_Model):
+class QueryResponse(WireModel):
     result: JsonValue
     raw: str = Field(description="canonical encoding of the result, hex")
     height: int = Field(description="head height when the call ran (best effort)")
@@ -436,7 +436,7 @@ class QueryResponse(_Model):
 # --- node --------------------------------------------------------------------------------------
 
 
-class ValidatorModel(_Model):
+class ValidatorModel(WireModel):
     index: int
     name: str
     bls_public_key: str
@@ -446,13 +446,13 @@ class ValidatorModel(_Model):
     api_port: int
 
 
-class AccountResponse(_Model):
+class AccountResponse(WireModel):
     address: str
     nonce: int = Field(description="transactions of this account committed so far")
     next_nonce: int = Field(description="the nonce the next transaction must carry (pending ones counted)")
 
 
-class ValidatorsResponse(_Model):
+class ValidatorsResponse(WireModel):
     validators: list[ValidatorModel]
     n: int
     f: int = Field(description="Byzantine validators tolerated")
@@ -472,7 +472,7 @@ class StatusResponse(_Open):
     fault: str | None = Field(default=None, description="why the node halted, while it is unhealthy")
 
 
-class GenesisResponse(_Model):
+class GenesisResponse(WireModel):
     hash: str
     genesis: Genesis
 
@@ -480,14 +480,14 @@ class GenesisResponse(_Model):
 # --- stream ------------------------------------------------------------------------------------
 
 
-class StreamHello(_Model):
+class StreamHello(WireModel):
     """First message on ``/v1/stream``: the subscription is live from here on."""
 
     type: Literal["subscribed"] = "subscribed"
     height: int = Field(description="head height at subscription time")
 
 
-class StreamBlock(_Model):
+class StreamBlock(WireModel):
     type: Literal["block"] = "block"
     height: int
     hash: str
@@ -497,7 +497,7 @@ class StreamBlock(_Model):
     receipts_ok: list[bool]
 
 
-class StreamEvent(_Model):
+class StreamEvent(WireModel):
     type: Literal["event"] = "event"
     height: int
     tx_hash: str
@@ -505,7 +505,7 @@ class StreamEvent(_Model):
     event: EventModel
 
 
-class StreamLagged(_Model):
+class StreamLagged(WireModel):
     """Sent (then the socket closes) when the client reads too slowly to keep up."""
 
     type: Literal["lagged"] = "lagged"
@@ -522,7 +522,7 @@ ALL_MODELS: list[type[BaseModel]] = [
 ]
 
 
-class Param(_Model):
+class Param(WireModel):
     name: str
     where: Literal["path", "query"]
     schema_: dict[str, Any]
@@ -530,7 +530,7 @@ class Param(_Model):
     required: bool = True
 
 
-class Route(_Model):
+class Route(WireModel):
     """One documented endpoint (the server's route table is built from the same list)."""
 
     method: Literal["get", "post"]
