@@ -1,48 +1,19 @@
-"""Shared fixtures: demo genesis documents and keys for tests."""
+"""pytest configuration: the hypothesis profile and fixtures. Helpers live in tests/support/
+(test modules import them from there, never from here or from each other)."""
 
 from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from accord.crypto import bls
-from accord.crypto.ed25519 import AccountKey
-from accord.genesis import ConsensusParams, Genesis, TokenGenesis, ValidatorInfo
+from accord.genesis import Genesis
+
+from .support.genesis import make_genesis
 
 settings.register_profile(
     "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("ci")
-
-
-def make_genesis(
-    n: int = 4,
-    *,
-    chain_id: str = "accord-test",
-    balances: dict[str, int] | None = None,
-    contracts: list | None = None,
-    **consensus: object,
-) -> Genesis:
-    """A genesis with ``n`` deterministic demo validators (public seeds: tests only)."""
-    validators = []
-    for i in range(n):
-        sk = bls.demo_secret(f"v{i}")
-        validators.append(
-            ValidatorInfo(
-                name=f"v{i}",
-                bls_public_key=bls.public_key(sk).hex(),
-                pop=bls.pop_prove(sk).hex(),
-            )
-        )
-    authority = AccountKey.from_name("authority")
-    return Genesis(
-        chain_id=chain_id,
-        genesis_time_ms=0,
-        validators=validators,
-        consensus=ConsensusParams(**consensus),  # type: ignore[arg-type]
-        contracts=contracts or [],
-        token=TokenGenesis(authority=authority.address.hex(), balances=balances or {}),
-    )
 
 
 @pytest.fixture

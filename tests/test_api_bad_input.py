@@ -26,8 +26,8 @@ from accord.metrics import parse_text
 from accord.node.api import ApiConfig, TokenBuckets
 from accord.types import MAX_TX_BYTES, Tx
 
-from .test_api_support import ALICE, BOB, ServedNode, transfer
-from .test_api_support import http as http_call
+from .support.api import ALICE, BOB, ServedNode, transfer
+from .support.api import http as http_call
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from accord.errors import DecodeError
 from accord.wire import parse_uint
 
-from .test_api_support import ALICE, BOB, ServedNode, transfer
-from .test_api_support import http as http_call
+from .support.api import ALICE, BOB, ServedNode, transfer
+from .support.api import http as http_call
 
 ODD = ["²", "١", "１", "1_0", "+1", "-0", " 1", "1 ", "0x1", "1e3", "", "٣٤", "99999999999999999999999"]
 

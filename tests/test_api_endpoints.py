@@ -26,7 +26,7 @@ from accord.node.api import ApiConfig, openapi
 from accord.types import Block, Certificate, Header, Receipt, Tx
 from accord.wire import value_from_json, value_to_json
 
-from .test_api_support import ALICE, BOB, START_BALANCE, ServedNode, http, http_json, transfer
+from .support.api import ALICE, BOB, START_BALANCE, ServedNode, http, http_json, transfer
 
 CAROL = bytes(range(1, 21))
 
@@ -255,7 +255,7 @@ def test_validators_status_genesis(served: ServedNode, client: Client) -> None:
     head_height, head_hash = served.head()
     assert st["height"] == head_height and st["head_hash"] == head_hash.hex()
     assert st["chain_id"] == g.chain_id and st["genesis_hash"] == g.hash.hex()
-    assert st["mempool_size"] == served.mempool_size() and st["name"] == "v0"
+    assert st["mempool"] == served.mempool_size() and st["name"] == "v0"
     got = client.genesis()
     assert got == g and got.hash == g.hash
 

@@ -27,8 +27,8 @@ from accord.sim import SimConfig, Simulator
 from accord.storage import Store
 from accord.types import Block, Certificate, Tx, bitmap_from, vote_message
 
-from .conftest import make_genesis
-from .inproc import ThreadedNetwork
+from .support.genesis import make_genesis
+from .support.inproc import ThreadedNetwork
 
 ALICE = AccountKey.from_name("alice")
 BOB = AccountKey.from_name("bob")

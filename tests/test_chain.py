@@ -17,7 +17,7 @@ from accord.genesis import ContractEntry
 from accord.storage import Store
 from accord.types import Block, Certificate, Tx, bitmap_from, vote_message
 
-from .conftest import make_genesis
+from .support.genesis import make_genesis
 
 ALICE = AccountKey.from_name("alice")
 BOB = AccountKey.from_name("bob")

@@ -27,7 +27,7 @@ from accord.errors import (
 from accord.node.api import ApiConfig
 from accord.wire import value_from_json, value_to_json
 
-from .test_api_support import ALICE, BOB, ServedNode, transfer
+from .support.api import ALICE, BOB, ServedNode, transfer
 
 DAVE = bytes([7] * 20)
 

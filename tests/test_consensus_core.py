@@ -40,7 +40,8 @@ from accord.consensus import (
 from accord.crypto import bls
 from accord.errors import GenesisError, InvalidSignature, ValidationError
 from accord.types import Block, Certificate, Header, vote_message
-from tests.conftest import make_genesis
+
+from .support.genesis import make_genesis
 
 GENESIS_HASH = hashlib.sha256(b"g").digest()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from accord.consensus import PHASE_C, PHASE_P, Aggregate, BlockFetched, Params, decode_message
 
-from .consensus_harness import GENESIS_HASH, Net, is_prop
+from .support.consensus import GENESIS_HASH, Net, is_prop
 
 
 def test_a_validator_restarted_below_its_own_votes_cannot_fork_four_honest_ones() -> None:

@@ -40,7 +40,7 @@ from accord.consensus.sortition import sortition_message, sortition_seed
 from accord.consensus.state import KEEP_ROUNDS
 from accord.types import Block, Header, vote_message
 
-from .consensus_harness import Net
+from .support.consensus import Net
 
 GENESIS_HASH = hashlib.sha256(b"g").digest()
 N = 4

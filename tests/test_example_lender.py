@@ -20,7 +20,7 @@ from accord.client import Client
 from accord.config import DEMO_BALANCE, demo_account
 from accord.devnet import Devnet, ensure_network, free_ports
 
-from .test_node_embed import check_store
+from .support.network import check_store
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -15,12 +15,12 @@ from accord.errors import NodeLied
 from accord.light import LightClient
 from accord.types import Receipt
 
-from . import test_light_lying as lying
-from .test_light_lying import Doc, Ledger, Mutator, Proxy
+from .support import light
+from .support.light import Doc, Ledger, Mutator, Proxy
 
 # The honest single-validator ledger and the tampering proxy of the lying-node tests.
-ledger = lying.ledger
-proxy = lying.proxy
+ledger = light.ledger
+proxy = light.proxy
 
 
 def on_block(height: int, fn: Callable[[Doc], None]) -> Mutator:

@@ -18,7 +18,7 @@ from accord.config import demo_account
 from accord.light import LightClient
 from accord.types import Tx
 
-from .inproc import ThreadedNetwork
+from .support.inproc import ThreadedNetwork
 
 pytestmark = pytest.mark.timeout(180)
 T = TypeVar("T")

@@ -42,8 +42,8 @@ from accord.zk import artifacts, groth16
 from accord.zk import notes as zk
 from accord.zk.verifier import verifier_from_genesis
 
-from .conftest import make_genesis
-from .test_api_support import LocalNode
+from .support.api import LocalNode
+from .support.genesis import make_genesis
 
 pytestmark = pytest.mark.timeout(900)
 

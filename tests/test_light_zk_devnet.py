@@ -29,7 +29,7 @@ from accord.types import Receipt, Tx
 from accord.zk import artifacts, groth16
 from accord.zk import notes as zk
 
-from .inproc import ThreadedNetwork
+from .support.inproc import ThreadedNetwork
 
 pytestmark = pytest.mark.timeout(300)
 T = TypeVar("T")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from accord import encoding
-from accord.crypto.ed25519 import AccountKey
 from accord.errors import (
     DecodeError,
     DuplicateTx,
@@ -21,33 +20,7 @@ from accord.errors import (
 from accord.mempool import Mempool
 from accord.types import Tx
 
-CHAIN = "accord-test"
-KEYS = {name: AccountKey.from_name(name) for name in ["a", "b", "c", "d"]}
-
-
-class Nonces:
-    """Committed nonces, as the chain would report them."""
-
-    def __init__(self) -> None:
-        self.n: dict[bytes, int] = {}
-
-    def __call__(self, address: bytes) -> int:
-        return self.n.get(address, 0)
-
-
-def tx(name: str, nonce: int, *, chain_id: str = CHAIN, pad: int = 0, gas_limit: int = 1_000_000) -> Tx:
-    return Tx.create(KEYS[name], chain_id=chain_id, contract="token", method="transfer",
-                     args={"to": b"\x01" * 20, "amount": 1, "memo": "x" * pad}, nonce=nonce,
-                     gas_limit=gas_limit)
-
-
-def pool(**kw: int) -> tuple[Mempool, Nonces]:
-    nonces = Nonces()
-    return Mempool(CHAIN, nonces, **kw), nonces
-
-
-def snapshot(mp: Mempool) -> tuple[int, list[bytes]]:
-    return len(mp), sorted(mp.verified)
+from .support.mempool import CHAIN, KEYS, pool, snapshot, tx
 
 
 def test_add_object_and_bytes() -> None:
@@ -199,7 +172,7 @@ def test_verified_is_accepted_by_runtime() -> None:
     from accord.config import builtin_contract_entries
     from accord.contracts import Runtime
 
-    from .conftest import make_genesis
+    from .support.genesis import make_genesis
 
     g = make_genesis(1, chain_id=CHAIN, balances={KEYS["a"].address.hex(): 10},
                      contracts=builtin_contract_entries())

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from accord.errors import AccordError, InvalidSignature
 from accord.mempool import Mempool, verify_signatures
 from accord.types import Tx
-from tests.test_mempool_admission import CHAIN, KEYS, Nonces, tx
+
+from .support.mempool import CHAIN, KEYS, Nonces, tx
 
 
 def forged(t: Tx) -> Tx:

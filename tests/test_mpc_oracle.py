@@ -30,7 +30,7 @@ from accord.mpc.programs import code_hash as program_hash
 from accord.mpc.server import MpcServer, ServerInfo
 from accord.types import Tx
 
-from .conftest import make_genesis
+from .support.genesis import make_genesis
 
 CONTRACTS: dict[str, type[Contract]] = {"mpc_oracle": MpcOracle, "mpc_loans": MpcLoans}
 

@@ -18,8 +18,8 @@ import aiohttp
 from accord.net import Kind
 from accord.net.frames import HANDSHAKE_MAX
 
-from .conftest import make_genesis
-from .test_net_transport import Inbox, RawPeer, run, start_mesh, stop_all, until
+from .support.genesis import make_genesis
+from .support.mesh import Inbox, RawPeer, run, start_mesh, stop_all, until
 
 
 async def _raw_upgrade(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

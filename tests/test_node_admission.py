@@ -14,7 +14,8 @@ from accord.client import AsyncClient
 from accord.errors import AccordError, InvalidSignature
 from accord.node import Node
 from accord.types import Tx
-from tests.test_node_embed import make_net, transfer, wait_for
+
+from .support.network import make_net, transfer, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -19,8 +19,8 @@ from accord.crypto import bls
 from accord.errors import AccordError
 from accord.net.frames import Kind, encode_frame, kind_specs
 
-from .rawpeer import RawPeer
-from .test_node_support import FaultNet, until
+from .support.faults import FaultNet, until
+from .support.rawpeer import RawPeer
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -21,7 +21,7 @@ from accord.genesis import ContractEntry, Genesis
 from accord.node.node import TRANSFER_GAS
 from accord.types import Tx
 
-from .inproc import ThreadedNetwork
+from .support.inproc import ThreadedNetwork
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -19,7 +19,7 @@ from accord.encoding import Value
 from accord.node import Node
 from accord.types import Block, Tx
 
-from .inproc import ThreadedNetwork
+from .support.inproc import ThreadedNetwork
 
 
 def _wait(cond: Any, timeout: float, what: str) -> None:

@@ -43,7 +43,7 @@ from accord.errors import (
 from accord.genesis import ContractEntry, Genesis
 from accord.types import Tx
 
-from .conftest import make_genesis
+from .support.genesis import make_genesis
 
 ALICE = AccountKey.from_name("alice")
 BOB = AccountKey.from_name("bob")

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from accord import merkle
 from accord.storage import Store
-from tests.test_merkle_state import ref_root
 
-WRITER = Path(__file__).with_name("crash_writer.py")
+from .support.merkle_ref import ref_root
+
+WRITER = Path(__file__).parent / "support" / "crash_writer.py"
 KILLS = 22
 
 

@@ -169,7 +169,7 @@ def test_a_validator_whose_state_is_damaged_halts_instead_of_looping_on_catch_up
     that touches it does not apply there. Before: it asked its peers for blocks again and
     again (hundreds of thousands of requests in seconds) while reporting itself running. Now
     it halts, says why, and the other three go on."""
-    from .inproc import ThreadedNetwork
+    from .support.inproc import ThreadedNetwork
 
     net = ThreadedNetwork(tmp_path, validators=4, round_ms=400, stage2_ms=200, name="damage-net")
     try:

@@ -20,8 +20,9 @@ from accord.errors import StorageError
 from accord.merkle import EMPTY, verify_state_proof
 from accord.storage import Store, tree
 from accord.types import Block, Receipt
-from tests.test_merkle_state import DictTree, ref_root
-from tests.test_storage_store import KEY, make_block
+
+from .support.merkle_ref import DictTree, ref_root
+from .support.store import KEY, make_block
 
 
 def reachable(nodes: dict[bytes, bytes], root: bytes, version: int = 0) -> set[bytes]:
@@ -211,7 +212,7 @@ def test_versioned_updates_and_history(n: int, batches: list[list[tuple[int, byt
 def test_store_keys_nodes_by_height_and_proves_history(tmp_path: Path) -> None:
     """Each block's tree records are keyed at its height, after all older ones; an update
     computed for another height is refused; old roots stay provable after a reopen."""
-    from tests.test_storage_store import commit
+    from .support.store import commit
 
     store = Store(tmp_path, sync=False)
     roots = []
@@ -255,7 +256,7 @@ def test_paths_sharing_more_than_16_nibbles() -> None:
     """Paths sharing more than the 16 nibbles a key's position holds (about 2**64 work to find
     with real keys, so crafted here below the key hashing): still one record per node, the
     reference root, readable records; only the emission order is no longer key order."""
-    from tests.test_merkle_state import _ref
+    from .support.merkle_ref import _ref
 
     base = bytes.fromhex("ab" * 10) + bytes(22)  # 20 shared nibbles, then they differ
     paths = sorted([base, base[:10] + b"\x01" + base[11:], base[:10] + b"\xf0" + base[11:], bytes(32)])

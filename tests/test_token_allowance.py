@@ -20,7 +20,7 @@ from accord.crypto.ed25519 import AccountKey
 from accord.genesis import ContractEntry, Genesis
 from accord.types import Tx
 
-from .conftest import make_genesis
+from .support.genesis import make_genesis
 
 ALICE = AccountKey.from_name("allowance-alice")
 MALLORY = AccountKey.from_name("allowance-mallory")

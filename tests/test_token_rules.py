@@ -18,7 +18,7 @@ from accord.errors import GenesisError, Revert
 from accord.genesis import Genesis
 from accord.types import Tx
 
-from .conftest import make_genesis
+from .support.genesis import make_genesis
 
 KEYS = [AccountKey.from_name(f"holder-{i}") for i in range(4)]
 AUTH = AccountKey.from_name("authority")  # conftest's genesis authority

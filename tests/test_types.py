@@ -15,7 +15,7 @@ from accord.errors import DecodeError, GenesisError, InvalidSignature, Validatio
 from accord.genesis import Genesis, ValidatorInfo
 from accord.types import Block, Certificate, Header, Tx, bitmap_from, bitmap_indices, body_hash
 
-from .conftest import make_genesis
+from .support.genesis import make_genesis
 
 KEY = AccountKey.from_name("alice")
 

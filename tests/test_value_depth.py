@@ -21,8 +21,8 @@ from accord import wire as schemas
 from accord.errors import DecodeError
 from accord.types import Tx
 
-from .test_api_support import ALICE, BOB, ServedNode
-from .test_api_support import http as http_call
+from .support.api import ALICE, BOB, ServedNode
+from .support.api import http as http_call
 
 
 def _nested(levels: int) -> dict[str, Any]:

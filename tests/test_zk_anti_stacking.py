@@ -21,7 +21,7 @@ from accord.zk import artifacts, babyjub, groth16
 from accord.zk import notes as zk
 from accord.zk.verifier import PyProofVerifier
 
-from .conftest import make_genesis
+from .support.genesis import make_genesis
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -124,7 +124,7 @@ def test_cli_ceremony_writes_genesis(tmp_path: Path) -> None:
     from accord.genesis import Genesis
     from accord.zk import notes as zk
 
-    from .conftest import make_genesis
+    from .support.genesis import make_genesis
 
     path = tmp_path / "genesis.json"
     make_genesis(1).save(path)

@@ -95,7 +95,7 @@ def test_three_members_and_the_verifier(ceremony: dict[str, Path], tmp_path: Pat
     # the CLI's verify writes genesis: the keys, the transcript hash and the keys' hashes
     from accord.cli.main import main as cli
 
-    from .conftest import make_genesis
+    from .support.genesis import make_genesis
 
     gpath = tmp_path / "genesis.json"
     make_genesis(1).save(gpath)

@@ -29,7 +29,7 @@ from accord.zk import notes as zk
 from accord.zk.poseidon import poseidon
 from accord.zk.verifier import FastProofVerifier
 
-from .conftest import make_genesis
+from .support.genesis import make_genesis
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -32,8 +32,8 @@ from accord.zk import artifacts, groth16
 from accord.zk import notes as zk
 from accord.zk.verifier import FastProofVerifier, PyProofVerifier
 
-from .conftest import make_genesis
-from .test_zk_verifiers import _g2_outside_subgroup
+from .support.genesis import make_genesis
+from .support.zk_points import g2_outside_subgroup
 
 pytestmark = pytest.mark.timeout(900)
 CIRCUIT = "shielded_transfer"
@@ -116,7 +116,7 @@ def test_valid_proofs_pass_on_both(sample: Any) -> None:
 
 def _several_faults(proof: dict[str, Any], public: list[str]) -> list[tuple[str, Any, list[str]]]:
     """Proofs with two faults each: a verifier with another check order reports another one."""
-    bad_b = _g2_outside_subgroup()
+    bad_b = g2_outside_subgroup()
     over_r = list(public)
     over_r[0] = str(int(public[0]) + groth16.R)
     off_c = [proof["pi_c"][0], str((int(proof["pi_c"][1]) + 1) % groth16.Q), "1"]
@@ -190,7 +190,7 @@ def test_tampered_json_proofs_give_the_same_receipt(sample: Any, changes: list[t
     p = copy.deepcopy(proof)
     pub: list[Any] = list(public)
     if swap_b:
-        p["pi_b"] = _g2_outside_subgroup()
+        p["pi_b"] = g2_outside_subgroup()
     for path_i, how, rnd in changes:
         field, idx = _PATHS[path_i]
         if field == "public":

@@ -20,6 +20,8 @@ from accord.zk import notes as zk
 from accord.zk.prover import SnarkjsWorker
 from accord.zk.verifier import FastProofVerifier, PyProofVerifier
 
+from .support.zk_points import g2_outside_subgroup
+
 pytestmark = pytest.mark.timeout(900)
 CIRCUIT = "shielded_transfer"
 
@@ -43,19 +45,6 @@ def _outcome(verifier: Any, proof: Any, public: Any) -> str:
         return "error"
 
 
-def _g2_outside_subgroup() -> list[list[str]]:
-    """A point on the G2 curve (the twist) that is not in the order-r subgroup."""
-    x0 = 1
-    while True:
-        x = (x0, 2)
-        rhs = groth16._fq2_mul(groth16._fq2_mul(x, x), x)
-        rhs = ((rhs[0] + groth16._B2[0]) % groth16.Q, (rhs[1] + groth16._B2[1]) % groth16.Q)
-        y = groth16._sqrt_fq2(rhs)
-        if y is not None:
-            return [[str(x[0]), str(x[1])], [str(y[0]), str(y[1])], ["1", "0"]]
-        x0 += 1
-
-
 def corpus(proof: dict[str, Any], public: list[int]) -> list[tuple[str, Any, Any, str]]:
     """(name, proof, public, expected outcome)."""
     cases: list[tuple[str, Any, Any, str]] = [("valid", proof, public, "valid")]
@@ -74,7 +63,7 @@ def corpus(proof: dict[str, Any], public: list[int]) -> list[tuple[str, Any, Any
     p["pi_b"] = [list(reversed(c)) for c in proof["pi_b"][:2]] + [["1", "0"]]
     cases.append(("B in EVM coordinate order", p, public, "error"))
     p = copy.deepcopy(proof)
-    p["pi_b"] = _g2_outside_subgroup()
+    p["pi_b"] = g2_outside_subgroup()
     cases.append(("B outside the G2 subgroup", p, public, "error"))
     p = copy.deepcopy(proof)
     p["pi_c"] = [str(int(proof["pi_c"][0]) + groth16.Q), proof["pi_c"][1], "1"]
@@ -217,7 +206,7 @@ def test_fast_verifier_overrules_a_worker_that_refuses_a_valid_b(light_sample: A
     assert fast.verify(CIRCUIT, proof, changed) is False  # Python's pairing check, not the worker's word
     # A B really outside the subgroup is still refused, with PyProofVerifier's error.
     p = copy.deepcopy(proof)
-    p["pi_b"] = _g2_outside_subgroup()
+    p["pi_b"] = g2_outside_subgroup()
     with pytest.raises(ProofError, match="subgroup"):
         fast.verify(CIRCUIT, p, public)
     assert fast.fallbacks == 3
@@ -315,7 +304,7 @@ def test_worker_checks_points_and_inputs_itself(sample: Any) -> None:
                 w.verify(keys.vk, p, pub)
                 pytest.fail(name)
         p = copy.deepcopy(proof)
-        p["pi_b"] = _g2_outside_subgroup()
+        p["pi_b"] = g2_outside_subgroup()
         with pytest.raises(ProofError, match="subgroup"):
             w.verify(keys.vk, p, public)
     finally:

@@ -82,6 +82,13 @@ log = logging.getLogger(__name__)
 API_VERSION = "1"
 
 
+STATUS_KEYS = frozenset({
+    "name", "index", "chain_id", "height", "head_hash", "round", "peers", "mempool", "running",
+    "healthy", "fault",
+})
+"""What ``NodeView.status()`` answers; ``/v1/status`` adds the genesis hash and state root."""
+
+
 class NodeView(Protocol):
     """What the API needs from a node. ``accord.node.Node`` implements it.
 
@@ -102,12 +109,17 @@ class NodeView(Protocol):
         """Admit ``tx`` into the mempool (and gossip it); its hash, or an AccordError."""
         ...
 
+    def submit_batch(self, items: list[Tx | bytes]) -> Any:
+        """Admit each item in order, as ``submit`` would (same checks, same errors); per item
+        its hash or the AccordError refusing it. May return an awaitable of that list."""
+        ...
+
     def has_pending(self, tx_hash: bytes) -> bool:
         """Whether the transaction waits in this node's mempool."""
         ...
 
     def status(self) -> dict[str, Any]:
-        """Name, height, head hash, peers, mempool size, ... (JSON-able; bytes become hex)."""
+        """The keys of :data:`STATUS_KEYS` (JSON-able: hashes as hex)."""
         ...
 
     def subscribe(self) -> AsyncIterator[tuple[Block, list[Receipt]]]:
@@ -572,35 +584,14 @@ class ClientApi:
                     items.append(e)
         if len(items) > self.config.max_batch_txs:
             raise TooLarge(f"a batch holds at most {self.config.max_batch_txs} transactions")
-        batch = getattr(self.node, "submit_batch", None)
-        if batch is not None:
-            return await self._submit_batch_fast(batch, items)
-        results: list[s.BatchItem] = []
-        accepted = 0
-        for i, item in enumerate(items):
-            if i and i % 256 == 0:
-                # Admission costs ~0.1 ms per tx (signature check); let consensus and other
-                # requests on this event loop run between slices of a large batch.
-                await asyncio.sleep(0)
-            try:
-                if isinstance(item, AccordError):
-                    raise item
-                h = await _resolve(self.node.submit(Tx.decode(item)))
-            except AccordError as e:
-                self.m_rejected.inc(code=e.code)
-                results.append(s.BatchItem(error=s.ErrorBody(code=e.code, message=e.message)))
-                continue
-            accepted += 1
-            results.append(s.BatchItem(tx_hash=h.hex()))
-        self.m_txs.inc(accepted)
-        return _json(s.SubmitTxBatchResponse(accepted=accepted, results=results))
+        return await self._submit_many(items)
 
-    async def _submit_batch_fast(self, batch: Any, items: list[bytes | AccordError]) -> web.Response:
+    async def _submit_many(self, items: list[bytes | AccordError]) -> web.Response:
         """The node admits the whole batch in one call (signatures checked in bulk, off the
-        loop for large batches); the answer is the same JSON as the per-item path, written
+        loop for large batches); the answer is :class:`SubmitTxBatchResponse`'s JSON, written
         without a pydantic model per transaction."""
-        raw = [x for x in items if not isinstance(x, AccordError)]
-        admitted = iter(await _resolve(batch(raw)))
+        raw: list[Tx | bytes] = [x for x in items if not isinstance(x, AccordError)]
+        admitted = iter(await _resolve(self.node.submit_batch(raw)))
         results: list[dict[str, Any]] = []
         accepted = 0
         for item in items:

@@ -21,6 +21,7 @@ from accord.contracts.runtime import Runtime
 from accord.crypto import bls
 from accord.crypto.ed25519 import AccountKey
 from accord.encoding import Value
+from accord.errors import AccordError
 from accord.genesis import Genesis
 from accord.mempool import Mempool
 from accord.metrics import Registry
@@ -28,7 +29,7 @@ from accord.node.api import ApiConfig, ApiServer
 from accord.storage import Store
 from accord.types import Block, Certificate, Receipt, Tx, bitmap_from, vote_message
 
-from .conftest import make_genesis
+from .genesis import make_genesis
 
 T = TypeVar("T")
 
@@ -84,12 +85,19 @@ class LocalNode:
     def submit(self, tx: Tx) -> bytes:
         return self.mempool.add(tx)
 
+    def submit_batch(self, items: list[Tx | bytes]) -> list[bytes | AccordError]:
+        return self.mempool.add_many(items)
+
     def has_pending(self, tx_hash: bytes) -> bool:
         return self.mempool.contains(tx_hash)
 
     def status(self) -> dict[str, Any]:
         height, head = self.chain.head()
-        return {"name": "v0", "peers": 0, "mempool_size": len(self.mempool), "head_hash": head, "height": height}
+        return {
+            "name": "v0", "index": 0, "chain_id": self.genesis.chain_id, "height": height,
+            "head_hash": head.hex(), "round": -1, "peers": [], "mempool": len(self.mempool),
+            "running": True, "healthy": True, "fault": None,
+        }
 
     def subscribe(self) -> AsyncIterator[tuple[Block, list[Receipt]]]:
         return _Subscription(self)
