@@ -279,89 +279,72 @@ class MaliciousParty(Party):
         self._ands, self._muls = [], []
         if not ands and not muls:
             return
-        X = [np.concatenate([r[k] for r in ands]) if ands else np.zeros(0, np.uint64) for k in range(6)]
-        Y = [np.concatenate([r[k] for r in muls]) if muls else np.zeros(0, np.uint64) for k in range(6)]
+        empty = np.zeros(0, np.uint64)
+        X = [np.concatenate([r[k] for r in ands]) if ands else empty for k in range(6)]
+        Y = [np.concatenate([r[k] for r in muls]) if muls else empty for k in range(6)]
         nb, na = X[0].size, Y[0].size
         kb, bb, cb = bucket_plan(nb, 64, self.stat_bits)
         ka, ba, ca = bucket_plan(na, 1, self.stat_bits)
         tb, ta = kb * bb + cb, ka * ba + ca
         # triples with the semi-honest protocols (they may be wrong: that is what we check)
-        ra_, rb_ = self._random(ta), self._random(ta)
-        t = ra_[0] * (rb_[0] + rb_[1]) + ra_[1] * rb_[0]
-        rc_ = Party.reshare(self, t)
-        ba_, bb_ = self._random(tb), self._random(tb)
-        bc_ = Party.and_(self, ba_[0], ba_[1], bb_[0], bb_[1])
+        ra, rb = self._random(ta), self._random(ta)
+        rc = Party.reshare(self, ra[0] * (rb[0] + rb[1]) + ra[1] * rb[0])
+        qa, qb = self._random(tb), self._random(tb)
+        qc = Party.and_(self, qa[0], qa[1], qb[0], qb[1])
         # a coin no server can predict (each lacks one key) or bias (checked opening), tossed
-        # only after the triples are fixed
-        coin, _ = self._open_checked(self._random(2), (np.zeros(0, np.uint64), np.zeros(0, np.uint64)))
+        # only after the triples are fixed; it permutes the triples
+        coin, _ = self._open_checked(self._random(2), (empty, empty))
         prf = Prf(coin.tobytes())
-        perm_a = np.argsort(prf.words(1, 0, ta), kind="stable")
-        perm_b = np.argsort(prf.words(2, 0, tb), kind="stable")
+        perm_a = np.argsort(prf.words(1, 0, ta))
+        perm_b = np.argsort(prf.words(2, 0, tb))
 
-        def plan(perm: Any, kept: int, bsize: int, c: int) -> tuple[Any, Any, Any]:
-            rest = perm[c:].reshape(kept, bsize)
-            return perm[:c], rest[:, 0], rest[:, 1:].reshape(-1)
+        def arrange(arr: Ring, perm: Any, kept: int, size: int, c: int) -> tuple[Ring, Ring, Ring]:
+            """(opened, kept of each bucket, the others of each bucket as kept x (size-1))."""
+            q = arr[perm]
+            rest = q[c:].reshape(kept, size)
+            return q[:c], rest[:, 0], rest[:, 1:]
 
-        oa, keep_a, sac_a = plan(perm_a, ka, ba, ca)
-        ob, keep_b, sac_b = plan(perm_b, kb, bb, cb)
-        rep_a = np.repeat(keep_a, ba - 1)  # the kept triple of each sacrificed one
-        rep_b = np.repeat(keep_b, bb - 1)
-        use_a, use_b = keep_a[:na], keep_b[:nb]
+        A = [[arrange(t[s], perm_a, ka, ba, ca) for s in (0, 1)] for t in (ra, rb, rc)]
+        Q = [[arrange(t[s], perm_b, kb, bb, cb) for s in (0, 1)] for t in (qa, qb, qc)]
+        # A[t][s] = (opened, kept, sacrificed) of share s of triple part t (0: a, 1: b, 2: c)
 
-        def parts(arr: tuple[Ring, Ring], *idx: Any) -> list[Ring]:
-            return [arr[s][i] for i in idx for s in (0, 1)]
+        def cols(parts: list[list[tuple[Ring, Ring, Ring]]], pend: list[Ring], n: int,
+                 sub: Any) -> list[tuple[Ring, Ring]]:
+            out = [(parts[t][0][0], parts[t][1][0]) for t in range(3)]  # opened a, b, c
+            for t in (0, 1):  # kept - sacrificed: a - a', b - b'
+                out.append(tuple(sub(parts[t][s][1][:, None], parts[t][s][2]).reshape(-1)
+                                 for s in (0, 1)))
+            for t, k in ((0, 0), (1, 2)):  # x - a, y - b for the recorded products
+                out.append(tuple(sub(pend[k + s], parts[t][s][1][:n]) for s in (0, 1)))
+            return out
 
-        # everything to open, as (share a, share b) columns
-        arith_cols = [
-            (ra_[0][oa], ra_[1][oa]), (rb_[0][oa], rb_[1][oa]), (rc_[0][oa], rc_[1][oa]),
-            (ra_[0][rep_a] - ra_[0][sac_a], ra_[1][rep_a] - ra_[1][sac_a]),
-            (rb_[0][rep_a] - rb_[0][sac_a], rb_[1][rep_a] - rb_[1][sac_a]),
-            (Y[0] - ra_[0][use_a], Y[1] - ra_[1][use_a]),
-            (Y[2] - rb_[0][use_a], Y[3] - rb_[1][use_a]),
-        ]
-        bool_cols = [
-            (ba_[0][ob], ba_[1][ob]), (bb_[0][ob], bb_[1][ob]), (bc_[0][ob], bc_[1][ob]),
-            (ba_[0][rep_b] ^ ba_[0][sac_b], ba_[1][rep_b] ^ ba_[1][sac_b]),
-            (bb_[0][rep_b] ^ bb_[0][sac_b], bb_[1][rep_b] ^ bb_[1][sac_b]),
-            (X[0] ^ ba_[0][use_b], X[1] ^ ba_[1][use_b]),
-            (X[2] ^ bb_[0][use_b], X[3] ^ bb_[1][use_b]),
-        ]
+        arith_cols = cols(A, Y, na, np.subtract)
+        bool_cols = cols(Q, X, nb, np.bitwise_xor)
         av, bv = self._open_checked(
             (np.concatenate([c[0] for c in arith_cols]), np.concatenate([c[1] for c in arith_cols])),
             (np.concatenate([c[0] for c in bool_cols]), np.concatenate([c[1] for c in bool_cols])),
         )
-        asz = [c[0].size for c in arith_cols]
-        bsz = [c[0].size for c in bool_cols]
-        o_a, o_b, o_c, rho_s, sig_s, rho_v, sig_v = np.split(av, np.cumsum(asz)[:-1])
-        q_a, q_b, q_c, brho_s, bsig_s, brho_v, bsig_v = np.split(bv, np.cumsum(bsz)[:-1])
+        o_a, o_b, o_c, rho_s, sig_s, rho_v, sig_v = np.split(av, np.cumsum([c[0].size for c in arith_cols])[:-1])
+        q_a, q_b, q_c, brho_s, bsig_s, brho_v, bsig_v = np.split(bv, np.cumsum([c[0].size for c in bool_cols])[:-1])
         if not (np.array_equal(o_c, o_a * o_b) and np.array_equal(q_c, q_a & q_b)):
             self._fail("an opened multiplication triple is wrong")
+        rho_s, sig_s = rho_s.reshape(ka, ba - 1), sig_s.reshape(ka, ba - 1)
+        brho_s, bsig_s = brho_s.reshape(kb, bb - 1), bsig_s.reshape(kb, bb - 1)
 
-        def pub(v: Ring) -> tuple[Ring, Ring]:
-            return self.public(v)
-
-        # d = c_kept - (rho sigma + rho b' + sigma a' + c') for each sacrificed triple (a', b', c')
-        p = pub(rho_s * sig_s)
-        d_sac = tuple(
-            rc_[s][rep_a] - rc_[s][sac_a] - rho_s * rb_[s][sac_a] - sig_s * ra_[s][sac_a] - p[s]
-            for s in (0, 1)
-        )
-        p = pub(brho_s & bsig_s)
-        e_sac = tuple(
-            bc_[s][rep_b] ^ bc_[s][sac_b] ^ (brho_s & bb_[s][sac_b]) ^ (bsig_s & ba_[s][sac_b]) ^ p[s]
-            for s in (0, 1)
-        )
-        # d = z - (rho sigma + rho b + sigma a + c) for each recorded product z = x y
-        p = pub(rho_v * sig_v)
-        d_use = tuple(
-            Y[4 + s] - rc_[s][use_a] - rho_v * rb_[s][use_a] - sig_v * ra_[s][use_a] - p[s]
-            for s in (0, 1)
-        )
-        p = pub(brho_v & bsig_v)
-        e_use = tuple(
-            X[4 + s] ^ bc_[s][use_b] ^ (brho_v & bb_[s][use_b]) ^ (bsig_v & ba_[s][use_b]) ^ p[s]
-            for s in (0, 1)
-        )
+        # each bucket: c - (rho sigma + rho b' + sigma a' + c') with a = rho + a', b = sigma + b'
+        p = self.public(rho_s * sig_s)
+        d_sac = [(A[2][s][1][:, None] - A[2][s][2] - rho_s * A[1][s][2] - sig_s * A[0][s][2]
+                  - p[s]).reshape(-1) for s in (0, 1)]
+        p = self.public(brho_s & bsig_s)
+        e_sac = [(Q[2][s][1][:, None] ^ Q[2][s][2] ^ (brho_s & Q[1][s][2]) ^ (bsig_s & Q[0][s][2])
+                  ^ p[s]).reshape(-1) for s in (0, 1)]
+        # each recorded product: z - (rho sigma + rho b + sigma a + c) with x = rho + a, y = sigma + b
+        p = self.public(rho_v * sig_v)
+        d_use = [Y[4 + s] - A[2][s][1][:na] - rho_v * A[1][s][1][:na] - sig_v * A[0][s][1][:na] - p[s]
+                 for s in (0, 1)]
+        p = self.public(brho_v & bsig_v)
+        e_use = [X[4 + s] ^ Q[2][s][1][:nb] ^ (brho_v & Q[1][s][1][:nb]) ^ (bsig_v & Q[0][s][1][:nb])
+                 ^ p[s] for s in (0, 1)]
         self._zero_check(
             (np.concatenate([d_sac[0], d_use[0]]), np.concatenate([d_sac[1], d_use[1]])),
             (np.concatenate([e_sac[0], e_use[0]]), np.concatenate([e_sac[1], e_use[1]])),
