@@ -323,3 +323,11 @@ def test_peer_gone_is_not_an_abort() -> None:
     with pytest.raises(PeerGone):
         run_local(checked_program(), _inputs([1, 2]), party_class=MaliciousParty, fail={1: 3},
                   timeout=5)
+
+
+def test_serve_flag_names_the_checked_programs() -> None:
+    from accord.cli.mpc import malicious_programs
+
+    assert malicious_programs(None) is None  # the default set (anti_stacking)
+    assert malicious_programs("none") == [] and malicious_programs("") == []
+    assert malicious_programs("anti_stacking, compare") == ["anti_stacking", "compare"]
