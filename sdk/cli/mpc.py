@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--account", help="with --node: this server's account key file (signs answers)")
     s.add_argument("--max-store-mb", type=int, default=2048, help="memory for stored shares, all clients")
     s.add_argument("--max-client-mb", type=int, default=512, help="memory for stored shares, per client")
+    s.add_argument("--malicious", default=None, metavar="PROGRAMS",
+                   help="programs run with security with abort against a malicious server, comma-"
+                        "separated ('none': no program); default: anti_stacking")
     s.set_defaults(func=serve)
     k = cmds.add_parser("keygen", help="create a server key")
     k.add_argument("--out", required=True)
@@ -62,6 +65,14 @@ def keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def malicious_programs(spec: str | None) -> list[str] | None:
+    """``--malicious``: None keeps the default set, 'none' (or '') checks no program."""
+    if spec is None:
+        return None
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    return [] if names == ["none"] else names
+
+
 def serve(args: argparse.Namespace) -> int:
     from ..mpc.channel import private_from_bytes
     from ..mpc.ring import FixedPoint
@@ -70,7 +81,8 @@ def serve(args: argparse.Namespace) -> int:
     servers = load_cluster(args.cluster)
     key = private_from_bytes(bytes.fromhex(Path(args.key).read_text().strip()))
     server = MpcServer(args.index, servers, key, fp=FixedPoint(args.frac_bits), timeout=args.timeout,
-                       max_store_bytes=args.max_store_mb << 20, max_client_bytes=args.max_client_mb << 20)
+                       max_store_bytes=args.max_store_mb << 20, max_client_bytes=args.max_client_mb << 20,
+                       malicious=malicious_programs(args.malicious))
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     server.start()
     print(f"mpc server {args.index} listening on {servers[args.index].host}:{servers[args.index].port}",

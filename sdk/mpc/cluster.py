@@ -41,7 +41,8 @@ def free_port() -> int:
 class LocalCluster:
     """Three ``accord mpc serve`` processes on 127.0.0.1 with fresh keys; a context manager."""
 
-    def __init__(self, timeout: float = 30.0, frac_bits: int = 16, max_client_mb: int | None = None) -> None:
+    def __init__(self, timeout: float = 30.0, frac_bits: int = 16, max_client_mb: int | None = None,
+                 malicious: list[str] | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="accord-mpc-"))
         keys = [X25519PrivateKey.generate() for _ in range(3)]
         self.infos = [ServerInfo("127.0.0.1", free_port(), public_bytes(k)) for k in keys]
@@ -61,6 +62,8 @@ class LocalCluster:
                    "--timeout", str(timeout), "--frac-bits", str(frac_bits)]
             if max_client_mb is not None:
                 cmd += ["--max-client-mb", str(max_client_mb)]
+            if malicious is not None:  # programs checked against a malicious server
+                cmd += ["--malicious", ",".join(malicious) or "none"]
             # One BLAS thread per server: three servers share two cores.
             env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
             self.procs.append(subprocess.Popen(cmd, stderr=subprocess.DEVNULL, env=env))

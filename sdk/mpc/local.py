@@ -114,6 +114,8 @@ def run_local(
     fail: dict[int, int] | None = None,
     keys: list[bytes] | None = None,
     session: str = "local",
+    party_class: type[Party] = Party,
+    wrap: dict[int, Callable[[Any], Any]] | None = None,
 ) -> list[Any]:
     """Run ``program(party, **shared_inputs, **params)`` on three in-process servers.
 
@@ -121,6 +123,8 @@ def run_local(
     Returns the three servers' return values (an exception in any server is raised).
     ``fail`` maps a server to the number of messages after which it dies (tests). ``keys``
     are the three static pair keys (fresh unless given: a test of restarts passes the same).
+    ``party_class`` is the protocol side (``MaliciousParty`` for checked runs); ``wrap`` maps a
+    server to a function of its transport (tests: a server that tampers with its messages).
     """
     fp = fp or FixedPoint()
     keys = keys or [fresh_key() for _ in range(3)]
@@ -136,7 +140,9 @@ def run_local(
     for i in range(3):
         t = net.transport(i)
         transport: Any = t if not fail or i not in fail else _Dying(t, fail[i])
-        p = Party(i, (keys[i], keys[(i + 1) % 3]), transport, fp, session=session)
+        if wrap and i in wrap:
+            transport = wrap[i](transport)
+        p = party_class(i, (keys[i], keys[(i + 1) % 3]), transport, fp, session=session)
         p.stats.keep_views = keep_views
         parties.append(p)
 

@@ -38,6 +38,7 @@ from ..types import Event, Receipt, Tx
 from .channel import public_bytes
 from .engine import decode
 from .local import combine
+from .malicious import MpcAbort
 from .programs import PROGRAMS, code_hash
 from .ring import Ring
 from .server import MpcServer
@@ -174,6 +175,7 @@ class OracleWorker:
         self.gas_limit = gas_limit
         self.failures = 0  # requests answered ok=False (bad inputs, a dead server, ...)
         self.submit_errors = 0  # answers the node refused to take
+        self.aborts = 0  # failures where a malicious-security check caught a lying server
         self.check_programs()
 
     def check_programs(self) -> None:
@@ -233,6 +235,8 @@ class OracleWorker:
             args: dict[str, Value] = {"request_id": req.id, "ok": True, "outputs": sealed, "error": ""}
         except Exception as e:  # noqa: BLE001 - any failure is this request's, never the worker's
             self.failures += 1
+            if isinstance(e, MpcAbort):
+                self.aborts += 1
             code, msg = (e.code, e.message) if isinstance(e, AccordError) else (
                 "mpc_error", f"{type(e).__name__}: {e}")
             log.warning("server %d: request %s failed: %s: %s", i, req.id.hex(), code, msg)

@@ -29,7 +29,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ from .. import encoding
 from ..errors import AccordError, MpcError, PeerGone
 from .channel import Channel, pair_secret
 from .engine import Party, SharedArray
+from .malicious import MALICIOUS_PROGRAMS, MaliciousParty, MpcAbort
 from .programs import PROGRAMS
 from .ring import FixedPoint, Ring
 
@@ -192,6 +193,7 @@ class MpcServer:
         max_store_bytes: int = 2 << 30,
         max_client_bytes: int = 512 << 20,
         max_clients: int = 64,
+        malicious: Collection[str] | None = None,
     ) -> None:
         if len(servers) != 3 or index not in (0, 1, 2):
             raise MpcError("a cluster has exactly three servers")
@@ -234,6 +236,10 @@ class MpcServer:
             pair_secret(private_key, next_pub, "prf"),
         )
         self.hooks: dict[str, Callable[..., Any]] = {}
+        # Programs run with security with abort against a malicious server
+        # (accord.mpc.malicious); by default the anti-stacking check.
+        self.malicious = set(MALICIOUS_PROGRAMS if malicious is None else malicious)
+        self.aborts = 0  # runs a malicious-security check stopped (also in failed_runs)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -503,6 +509,11 @@ class MpcServer:
             else:
                 self.client_bytes.pop(owner, None)
 
+    def party_for(self, program: str, session: str) -> Party:
+        """This server's side of one session: checked if ``program`` runs in malicious mode."""
+        cls = MaliciousParty if program in self.malicious else Party
+        return cls(self.i, self.pair_keys, _SessionTransport(self, session), self.fp, session)
+
     def run(
         self, session: str, program: str, inputs: list[str] | list[tuple[str, str]],
         params: dict[str, Any],
@@ -526,8 +537,7 @@ class MpcServer:
                 fn = self.programs.get(program)
                 if fn is None:
                     raise MpcError(f"unknown program {program!r}")
-                party = Party(self.i, self.pair_keys, _SessionTransport(self, session), self.fp,
-                              session)
+                party = self.party_for(program, session)
                 shared = {}
                 for item in inputs:
                     shown, full = item if isinstance(item, tuple) else (item, item)
@@ -545,13 +555,18 @@ class MpcServer:
                 result = fn(party, shared, **params)
                 if not isinstance(result, dict):
                     raise MpcError(f"program {program!r} returned no result map")
-                result = _rerandomise(party, result)
+                if isinstance(party, MaliciousParty):
+                    result = party.release(result)  # every check passes before any output
+                else:
+                    result = _rerandomise(party, result)
             except AccordError:
                 raise
             except Exception as e:  # noqa: BLE001 - bad inputs or params must not escape raw
                 raise MpcError(f"program {program!r} failed: {type(e).__name__}: {e}"[:300]) from None
-        except BaseException:
+        except BaseException as e:
             self.failed_runs += 1
+            if isinstance(e, MpcAbort):
+                self.aborts += 1
             self._abort(session)
             raise
         finally:
