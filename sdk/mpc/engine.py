@@ -925,7 +925,9 @@ def _normalized(x: SharedArray, bk: _Buckets) -> SharedArray:
     return x.reshape(x.size) * s
 
 
-def _times_factor(y: SharedArray, bk: _Buckets, factors: Sequence[float], bound: float) -> SharedArray:
+def _times_factor(
+    y: SharedArray, bk: _Buckets, factors: Sequence[float], bound: float, fshape: tuple[int, ...] | None = None
+) -> SharedArray:
     """``y * factors[k]`` for each element's bucket k, with ``|y| <= bound``.
 
     The factors at least 1 are multiplied at the engine's precision (no truncation needed for
@@ -938,12 +940,12 @@ def _times_factor(y: SharedArray, bk: _Buckets, factors: Sequence[float], bound:
     out: SharedArray | None = None
     if any(big):
         whole = all(float(v).is_integer() for v in big)
-        part = y * bk.combo(big, 0 if whole else f)
+        part = y * bk.combo(big, 0 if whole else f).reshape(fshape or (-1,))
         out = part
     if any(small):
         least = min(v for v in small if v > 0)
         extra = min(max(0, math.ceil(-math.log2(least))), 61 - 2 * f - max(0, math.ceil(math.log2(bound))))
-        part = y * bk.combo(small, f + max(0, extra))
+        part = y * bk.combo(small, f + max(0, extra)).reshape(fshape or (-1,))
         out = part if out is None else out + part
     if out is None:
         raise MpcError("no factor to apply")
@@ -972,7 +974,8 @@ def reciprocal(x: SharedArray, lo: float, hi: float) -> SharedArray:
 
 
 def divide(x: Any, y: SharedArray, lo: float, hi: float) -> SharedArray:
-    """x / y for a shared divisor y known to lie in [lo, hi] (as for :func:`reciprocal`).
+    """x / y for a shared divisor y known to lie in [lo, hi] (as for :func:`reciprocal`);
+    x (shared or public) broadcasts against y.
 
     Computed as (x / y') * 2^-(k+1) with y' = y / 2^(k+1) in [1/2, 1), so the quotient is
     rounded once at the end rather than x times a rounded 1/y: absolute error at most
@@ -980,18 +983,17 @@ def divide(x: Any, y: SharedArray, lo: float, hi: float) -> SharedArray:
     truncated product x / y * 2^(2f) * 2^(k+1) stays below 2^62).
     """
     y = y.as_fixed()
-    shape = y.shape
+    yshape = y.shape
     bk = _buckets(y, lo, hi)
     yn = _normalized(y, bk)
     r = 2.9142 - 2 * yn
     for _ in range(3):
         r = r * (2.0 - yn * r)
-    if isinstance(x, SharedArray):
-        x = x.as_fixed()
-        q = (x.reshape(x.size) if x.shape == shape else x.broadcast_to(shape).reshape(y.size)) * r
-    else:
-        q = r * np.broadcast_to(np.asarray(x, dtype=np.float64), shape).reshape(y.size)
-    return _times_factor(q, bk, [2.0 ** -(k + 1) for k in bk.ks()], 2.0**20).reshape(shape)
+    r = r.reshape(yshape)
+    # x broadcasts against y (a matrix divided by a column of counts): each y is
+    # normalised once, and its factor broadcasts as r does.
+    q = x.as_fixed() * r if isinstance(x, SharedArray) else r * np.asarray(x, dtype=np.float64)
+    return _times_factor(q, bk, [2.0 ** -(k + 1) for k in bk.ks()], 2.0**20, yshape)
 
 
 def sqrt(x: SharedArray, lo: float = 2.0**-16, hi: float = 2.0**29 - 1) -> SharedArray:

@@ -118,6 +118,33 @@ def bench(party: Party, inputs: Inputs, n: int = 1_000_000, m: int = 500) -> dic
     return out
 
 
+def kmeans(party: Party, inputs: Inputs, iters: int = 10) -> dict[str, Any]:
+    """K-means on shared points ``X`` (n, d) from shared initial centres ``C`` (k, d)."""
+    from .workloads import kmeans as run
+
+    x, c = _need(inputs, "X", "C")
+    if x.ndim != 2 or c.ndim != 2 or x.shape[1] != c.shape[1] or not 1 <= c.shape[0] <= 16:
+        raise MpcError("kmeans needs X (n, d) and C (k, d) with 1 <= k <= 16")
+    if type(iters) is not int or not 1 <= iters <= 100:
+        raise MpcError("kmeans needs 1 <= iters <= 100")
+    box: list[Any] = []
+    ns = timed_until_all(party, lambda: box.append(run(x, c, iters)))
+    centers, onehot = box[0]
+    return {"centers": centers, "onehot": onehot, "train_ns": ns}
+
+
+def cnn_infer(party: Party, inputs: Inputs) -> dict[str, Any]:
+    """Labels of shared 8x8 images ``X`` (n, 8, 8) under shared CNN weights ``W1`` .. ``b3``."""
+    from .workloads import CNN_PARAMS
+    from .workloads import cnn_infer as run
+
+    (x,) = _need(inputs, "X")
+    weights = dict(zip(CNN_PARAMS, _need(inputs, *CNN_PARAMS), strict=True))
+    box: list[Any] = []
+    ns = timed_until_all(party, lambda: box.append(run(x, weights)))
+    return {"labels": box[0], "infer_ns": ns}
+
+
 def timed_until_all(party: Party, fn: Callable[[], Any]) -> int:
     """Nanoseconds from a common start until all three servers are done with ``fn``.
 
@@ -142,6 +169,8 @@ PROGRAMS: dict[str, Callable[..., dict[str, Any]]] = {
     "lr_train": lr_train,
     "lr_predict": lr_predict,
     "bench": bench,
+    "kmeans": kmeans,
+    "cnn_infer": cnn_infer,
 }
 
 
