@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from accord.mpc import local
-from accord.mpc.engine import append, dot, mulv, sigmoid, zeros
+from accord.mpc.engine import append, dot, sigmoid, zeros
 from accord.mpc.local import run_local
-from accord.mpc.ml import load_breast_cancer
+from accord.mpc.ml import load_breast_cancer, train_listing
 from accord.mpc.vectorize import VectorizeError, VectorizeWarning, vectorize
 
 F = 2.0**-16
@@ -35,21 +35,11 @@ def run(fn, inputs, **params):
 
 
 def lr_listing(party, x, y, w, round_cnt, batch, eta):
-    n, dimension = x.shape
-    xy = [x[i] * y[i] for i in range(n)]
-    for _ in range(round_cnt):
-        for i in range(n // batch):
-            start = i * batch
-            end = (i + 1) * batch
-            grads = zeros(party, dimension + 1)
-            wTx = dot(x[start:end], w[:-1]) + w[-1]
-            coeff = sigmoid(-y[start:end] * wTx)
-            coexy = mulv(coeff, xy[start:end])
-            coey = coeff * y[start:end]
-            for j in range(batch):
-                grads += append(coexy[j], coey[j])
-            w += eta * grads / batch
-    return w.reveal()
+    return train_listing(party, x, y, w, round_cnt, batch, eta).reveal()
+
+
+def lr_listing_as_written(party, x, y, w, round_cnt, batch, eta):
+    return train_listing.__wrapped__(party, x, y, w, round_cnt, batch, eta).reveal()
 
 
 def lr_numpy(x, y, w, round_cnt, batch, eta):
@@ -73,12 +63,11 @@ def test_lr_listing_is_rewritten_and_matches_the_loop_and_numpy():
     w0 = np.zeros(x.shape[1] + 1)
     inputs = {"x": (x, 16), "y": (y, 0), "w": (w0, 16)}
     params = {"round_cnt": 2, "batch": 8, "eta": 0.5}
-    fast = vectorize(lr_listing)
-    kinds = {r.kind for r in fast.vectorize_report}
+    kinds = {r.kind for r in train_listing.vectorize_report}
     assert {"comprehension", "accumulate"} <= kinds
-    assert not [r for r in fast.vectorize_report if r.kind == "not rewritten"]
-    w_loop, ops_loop = run(lr_listing, inputs, **params)
-    w_fast, ops_fast = run(fast, inputs, **params)
+    assert not [r for r in train_listing.vectorize_report if r.kind == "not rewritten"]
+    w_loop, ops_loop = run(lr_listing_as_written, inputs, **params)
+    w_fast, ops_fast = run(lr_listing, inputs, **params)
     ref = lr_numpy(x, y, w0, **params)
     # the sigmoid polynomial is within 0.003 of the exact one; 12 small steps of eta/batch
     assert np.max(np.abs(w_fast - ref)) < 0.02
@@ -231,6 +220,64 @@ def test_strict_mode_raises_instead():
 def test_sequential_loops_are_left_alone_silently():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fast = vectorize(lr_listing)
+        fast = vectorize(train_listing.__wrapped__)
     seq = [r for r in fast.vectorize_report if r.kind == "sequential"]
     assert len(seq) == 2  # the epochs and the mini-batches
+
+
+# --- Python's semantics are kept where the rewrite could change them ------------------------
+
+
+def test_offsets_wrap_and_overrun_as_in_the_loop():
+    def wraps(party, x):
+        return [x[i - 1] * 2 for i in range(len(x))]  # x[-1] first, as Python does
+
+    x = np.array([1.0, 2.0, 3.0])
+    got = run_local(lambda p, x: vectorize(wraps)(p, x).reveal(), {"x": (x, 16)})[0]
+    assert np.allclose(got, 2 * np.roll(x, 1))
+
+    def overruns(party, x):
+        return [x[i + 1] for i in range(len(x))]
+
+    with pytest.raises(IndexError):
+        run_local(lambda p, x: vectorize(overruns)(p, x), {"x": (x, 16)})
+    with pytest.raises(IndexError):
+        run_local(lambda p, x: overruns(p, x), {"x": (x, 16)})
+
+
+def test_the_loop_variable_and_closures_behave_as_in_the_loop():
+    scale = 3
+
+    def prog(party, x):
+        acc = 0
+        for i in range(1, len(x), 2):
+            acc += x[i] * scale + i
+        return acc.reveal(), i
+
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    fast = vectorize(prog)
+    assert [r.kind for r in fast.vectorize_report] == ["accumulate"]
+    acc, last = run_local(fast, {"x": (x, 16)})[0]
+    assert last == 3 and abs(acc - (3 * (2 + 4) + 1 + 3)) < 1e-3
+
+
+def test_a_registered_function_is_batched_and_an_unregistered_one_is_not():
+    from accord.mpc.engine import relu
+    from accord.mpc.vectorize import register
+
+    def clip1(v):
+        return relu(v) - relu(v - 1)
+
+    def prog(party, x):
+        return [clip1(x[i]) for i in range(len(x))]
+
+    with pytest.warns(VectorizeWarning, match="clip1"):
+        slow = vectorize(prog)
+    register(clip1)
+    fast = vectorize(prog)
+    x = np.array([-2.0, 0.25, 0.5, 3.0])
+    got = run_local(lambda p, x: fast(p, x).reveal(), {"x": (x, 16)})[0]
+    assert np.allclose(got, np.clip(x, 0, 1), atol=4 * F)
+    n_fast = ops()
+    got_slow = run_local(lambda p, x: [v.reveal() for v in slow(p, x)], {"x": (x, 16)})[0]
+    assert np.allclose(got_slow, np.clip(x, 0, 1), atol=4 * F) and ops() > n_fast
