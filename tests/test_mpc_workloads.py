@@ -75,6 +75,9 @@ def test_cnn_program_refuses_bad_shapes(cnn):
     inputs = {"X": (xte[:2].reshape(2, 64), 16), **{k: (v, 16) for k, v in params.items()}}
     with pytest.raises(MpcError, match="shape"):
         run_local(lambda p, **kw: PROGRAMS["cnn_infer"](p, kw), inputs)
+    bad = dict(inputs, X=(xte[:2], 16), W2=(np.zeros((16, 54)), 16))
+    with pytest.raises(MpcError, match="W2"):
+        run_local(lambda p, **kw: PROGRAMS["cnn_infer"](p, kw), bad)
     with pytest.raises(MpcError, match="missing"):
         run_local(lambda p, X: PROGRAMS["cnn_infer"](p, {"X": X}), {"X": (xte[:2], 16)})
 

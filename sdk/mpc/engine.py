@@ -961,7 +961,7 @@ def reciprocal(x: SharedArray, lo: float, hi: float) -> SharedArray:
     2^-(f-2) + 2^-(f-3) / x (4 ulp of the encoding plus 8 ulp relative to 1/x; the tests
     check the whole of [1, 1000], where the old Newton-from-a-constant returned 0 above 997).
     Values outside [lo, hi] give a wrong result. Cost: one comparison call of
-    log2(hi/lo) comparisons per element and twelve multiplications.
+    log2(hi/lo) comparisons per element and nine multiplications.
     """
     x = x.as_fixed()
     shape = x.shape
@@ -1002,8 +1002,8 @@ def sqrt(x: SharedArray, lo: float = 2.0**-16, hi: float = 2.0**29 - 1) -> Share
     sqrt(x) = sqrt(x') * 2^((k+1)/2) with x' = x / 2^(k+1) in [1/2, 1) and a degree-6
     polynomial for sqrt(x') (error below 1e-7). Absolute error at most 2^-(f-2) +
     sqrt(x) 2^-(f-3) inside the range (for x as encoded); x <= 0 gives an unspecified
-    result. Cost: one comparison call (log2(hi/lo) comparisons per element: 45 for the
-    default range) and about twelve multiplications.
+    result. Cost: one comparison call (log2(hi/lo) comparisons per element: 44 for the
+    default range) and about ten multiplications.
     """
     x = x.as_fixed()
     shape = x.shape

@@ -35,6 +35,7 @@ from .engine import SharedArray, concatenate, divide, maximum, where
 
 Params = dict[str, npt.NDArray[np.float64]]
 CNN_PARAMS = ("W1", "b1", "W2", "b2", "W3", "b3")
+CNN_SHAPES = {"W1": (9, 6), "b1": (6,), "W2": (54, 16), "b2": (16,), "W3": (16, 10), "b3": (10,)}
 
 
 # --- helpers on shared arrays ----------------------------------------------------------------
@@ -228,6 +229,9 @@ def cnn_infer(images: SharedArray, p: dict[str, SharedArray]) -> SharedArray:
     missing = [k for k in CNN_PARAMS if k not in p]
     if missing:
         raise MpcError(f"missing weights: {', '.join(missing)}")
+    wrong = [f"{k} {p[k].shape} (expected {CNN_SHAPES[k]})" for k in CNN_PARAMS if p[k].shape != CNN_SHAPES[k]]
+    if wrong:
+        raise MpcError(f"weights of the wrong shape: {', '.join(wrong)}")
     if images.ndim != 3 or images.shape[1:] != (8, 8):
         raise MpcError(f"images must have shape (n, 8, 8), not {images.shape}")
     n = images.shape[0]
