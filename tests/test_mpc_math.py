@@ -75,3 +75,13 @@ def test_bad_ranges_are_refused():
             run_local(lambda p, x, lo=lo, hi=hi: E.reciprocal(x, lo, hi), {"x": ([1.0], 16)})
     with pytest.raises(MpcError, match="divide"):
         run_local(lambda p, x: x / x, {"x": ([1.0], 16)})
+
+
+def test_divide_at_the_edges_of_its_range():
+    rng = np.random.default_rng(2)
+    y = q(np.geomspace(2**-16, 2**25 - 1, 1200))
+    x = q(rng.uniform(-(2**20) + 1, 2**20 - 1, y.size))
+    got = run_local(lambda p, x, y: E.divide(x, y, 2**-16, 2**25 - 1).reveal(), {"x": (x, 16), "y": (y, 16)})[0]
+    assert np.all(np.abs(got - x / y) <= 4 * F + np.abs(x / y) * 8 * F)
+    with pytest.raises(MpcError, match="too wide"):
+        run_local(lambda p, x, y: E.divide(x, y, 1, 2**26), {"x": ([1.0], 16), "y": ([2.0], 16)})

@@ -945,6 +945,8 @@ def _times_factor(
     if any(small):
         least = min(v for v in small if v > 0)
         extra = min(max(0, math.ceil(-math.log2(least))), 61 - 2 * f - max(0, math.ceil(math.log2(bound))))
+        if least * 2.0 ** (f + max(0, extra)) < 1.0:
+            raise MpcError("the range is too wide for this operation at this precision")
         part = y * bk.combo(small, f + max(0, extra)).reshape(fshape or (-1,))
         out = part if out is None else out + part
     if out is None:
@@ -979,8 +981,9 @@ def divide(x: Any, y: SharedArray, lo: float, hi: float) -> SharedArray:
 
     Computed as (x / y') * 2^-(k+1) with y' = y / 2^(k+1) in [1/2, 1), so the quotient is
     rounded once at the end rather than x times a rounded 1/y: absolute error at most
-    2^-(f-2) + |x / y| 2^-(f-3). Needs |x| < 2^(29 - max(0, log2 hi + 1)) at f = 16 (the
-    truncated product x / y * 2^(2f) * 2^(k+1) stays below 2^62).
+    2^-(f-2) + |x / y| 2^-(f-3). Needs |x| < 2^20 and hi < 2^25 at f = 16 (the truncated
+    product of x / y' with the factor 2^-(k+1), carried at f + 9 fractional bits, stays below
+    2^62 and the factor stays exact); a wider range is refused.
     """
     y = y.as_fixed()
     yshape = y.shape

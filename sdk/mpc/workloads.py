@@ -82,7 +82,8 @@ def kmeans(x: SharedArray, centers: SharedArray, iters: int) -> tuple[SharedArra
     per point in one call and ceil(log2(k-1)) rounds of bit products for the one-hot rows, a
     matrix product for the sums, and the division (k comparisons per centre for the
     counts' power of two, in one call). Counts range over [1, n] (0 is mapped to 1 and the
-    centre kept), so the sums must stay below 2^(28 - log2 n) at 16 fractional bits.
+    centre kept), so the coordinate sums must stay below 2^20 and n below 2^25 (the bounds of
+    :func:`~accord.mpc.engine.divide` at 16 fractional bits).
     """
     n, d = x.shape
     k = centers.shape[0]
