@@ -281,3 +281,19 @@ def test_a_registered_function_is_batched_and_an_unregistered_one_is_not():
     n_fast = ops()
     got_slow = run_local(lambda p, x: [v.reveal() for v in slow(p, x)], {"x": (x, 16)})[0]
     assert np.allclose(got_slow, np.clip(x, 0, 1), atol=4 * F) and ops() > n_fast
+
+
+def test_the_listing_runs_as_a_server_program():
+    from accord.errors import MpcError
+    from accord.mpc.programs import PROGRAMS
+
+    x, y = _data(n=32)
+    w0 = np.zeros(x.shape[1] + 1)
+    inputs = {"X": (x, 16), "y": (y, 0), "w": (w0, 16)}
+    got = run_local(lambda p, **kw: PROGRAMS["lr_listing"](p, kw, round_cnt=2, batch=8, eta="0.5")["w"].reveal(),
+                    inputs)[0]
+    assert np.max(np.abs(got - lr_numpy(x, y, w0, 2, 8, 0.5))) < 0.02
+    with pytest.raises(MpcError, match="batch"):
+        run_local(lambda p, **kw: PROGRAMS["lr_listing"](p, kw, batch=0), inputs)
+    with pytest.raises(MpcError, match="weights"):
+        run_local(lambda p, **kw: PROGRAMS["lr_listing"](p, dict(kw, w=kw["X"][0])), inputs)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import MpcError
 from .engine import Party, SharedArray, concatenate
-from .ml import predict_proba, train_logistic
+from .ml import predict_proba, train_listing, train_logistic
 
 Inputs = dict[str, SharedArray]
 
@@ -81,6 +81,17 @@ def lr_train(party: Party, inputs: Inputs, epochs: int = 5, lr: str = "0.5", bat
     t0 = time.perf_counter()
     w, b = train_logistic(x, y, epochs=int(epochs), lr=float(lr), batch=int(batch))
     return {"w": w, "b": b, "train_ns": int((time.perf_counter() - t0) * 1e9)}
+
+
+def lr_listing(party: Party, inputs: Inputs, round_cnt: int = 5, batch: int = 16, eta: str = "0.5") -> dict[str, Any]:
+    """The PrivPy talk's LR listing (:func:`accord.mpc.ml.train_listing`, loops rewritten):
+    rows ``X``, labels ``y`` in {-1, 1} (integers), initial weights and bias ``w``."""
+    x, y, w = _need(inputs, "X", "y", "w")
+    if x.ndim != 2 or y.shape != (x.shape[0],) or w.shape != (x.shape[1] + 1,) or y.frac != 0:
+        raise MpcError("lr_listing needs X (n, d), integer labels y (n,) and weights w (d + 1,)")
+    if type(round_cnt) is not int or type(batch) is not int or not (1 <= round_cnt <= 1000 and 1 <= batch <= x.shape[0]):
+        raise MpcError("lr_listing needs 1 <= round_cnt <= 1000 and 1 <= batch <= n")
+    return {"w": train_listing(party, x, y, w, round_cnt, batch, float(eta))}
 
 
 def lr_predict(party: Party, inputs: Inputs) -> dict[str, Any]:
@@ -167,6 +178,7 @@ PROGRAMS: dict[str, Callable[..., dict[str, Any]]] = {
     "mul": mul,
     "compare": compare,
     "lr_train": lr_train,
+    "lr_listing": lr_listing,
     "lr_predict": lr_predict,
     "bench": bench,
     "kmeans": kmeans,
