@@ -22,6 +22,11 @@ from rich.progress import Progress
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from . import mpc_privpy
+
+    p.add_argument("workload", nargs="?", default="core", choices=["core", *mpc_privpy.WORKLOADS],
+                   help="core (mul, cmp, matmul, LR; the default) or one of PrivPy's workloads")
+    mpc_privpy.add_arguments(p)
     p.add_argument("--n", type=int, default=1_000_000, help="vector length for mul and cmp")
     p.add_argument("--m", type=int, default=500, help="matrix size for matmul")
     p.add_argument("--epochs", type=int, default=5)
@@ -117,6 +122,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.malicious:
         return malicious_run(args)
+    if getattr(args, "workload", "core") != "core":
+        from . import mpc_privpy
+
+        return mpc_privpy.run(args)
     out: dict[str, Any] = {"n": args.n, "m": args.m}
     with Progress(transient=True) as prog, LocalCluster(timeout=300) as cl:
         task = prog.add_task("mpc bench", total=args.repeat + 2)

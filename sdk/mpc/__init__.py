@@ -20,22 +20,29 @@ from .client import Cluster, share
 from .engine import (
     Party,
     SharedArray,
+    append,
     concatenate,
+    divide,
     dot,
+    exp,
+    log,
     maximum,
+    mulv,
     reciprocal,
     relu,
     select,
     sigmoid,
+    sqrt,
     stack,
     where,
     zeros,
 )
 from .local import combine, run_local, split
 from .ring import FixedPoint
+from .vectorize import vectorize
 
 __all__ = [
-    "Cluster", "FixedPoint", "Party", "SharedArray", "combine", "concatenate", "dot", "maximum",
-    "reciprocal", "relu", "run_local", "select", "share", "sigmoid", "split", "stack", "where",
-    "zeros",
+    "Cluster", "FixedPoint", "Party", "SharedArray", "append", "combine", "concatenate", "divide",
+    "dot", "exp", "log", "maximum", "mulv", "reciprocal", "relu", "run_local", "select", "share",
+    "sigmoid", "split", "sqrt", "stack", "vectorize", "where", "zeros",
 ]

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from .engine import SharedArray, sigmoid, zeros
+from .engine import Party, SharedArray, append, dot, mulv, sigmoid, zeros
+from .vectorize import vectorize
 
 DATA = Path(__file__).with_name("breast_cancer.csv")
 
@@ -54,6 +55,35 @@ def train_logistic(
             w = w - (xb.T @ err) * step
             b = b - err.sum(axis=0, keepdims=True) * step
     return w, b
+
+
+@vectorize
+def train_listing(
+    party: Party, x: SharedArray, y: SharedArray, w: SharedArray, round_cnt: int, batch: int, eta: float
+) -> SharedArray:
+    """The PrivPy talk's logistic-regression listing, line for line in this API.
+
+    Labels ``y`` are -1/1 (shared integers), ``w`` holds the weights and, last, the bias. The
+    element-wise loops are rewritten by :func:`~accord.mpc.vectorize.vectorize`: ``xy`` is one
+    vector multiply instead of one per row, the gradient sum one local sum; the epoch and
+    mini-batch loops stay as written (each step needs the previous weights).
+    ``train_listing.__wrapped__`` is the same code run as written (the tests compare both).
+    """
+    n, dimension = x.shape
+    xy = [x[i] * y[i] for i in range(n)]
+    for _ in range(round_cnt):
+        for i in range(n // batch):
+            start = i * batch
+            end = (i + 1) * batch
+            grads = zeros(party, dimension + 1)
+            wTx = dot(x[start:end], w[:-1]) + w[-1]  # noqa: N806 - the talk's name
+            coeff = sigmoid(-y[start:end] * wTx)
+            coexy = mulv(coeff, xy[start:end])
+            coey = coeff * y[start:end]
+            for j in range(batch):
+                grads += append(coexy[j], coey[j])
+            w += eta * grads / batch
+    return w
 
 
 def predict_proba(x: SharedArray, w: SharedArray, b: SharedArray) -> SharedArray:

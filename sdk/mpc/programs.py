@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import MpcError
 from .engine import Party, SharedArray, concatenate
-from .ml import predict_proba, train_logistic
+from .ml import predict_proba, train_listing, train_logistic
 
 Inputs = dict[str, SharedArray]
 
@@ -83,6 +83,17 @@ def lr_train(party: Party, inputs: Inputs, epochs: int = 5, lr: str = "0.5", bat
     return {"w": w, "b": b, "train_ns": int((time.perf_counter() - t0) * 1e9)}
 
 
+def lr_listing(party: Party, inputs: Inputs, round_cnt: int = 5, batch: int = 16, eta: str = "0.5") -> dict[str, Any]:
+    """The PrivPy talk's LR listing (:func:`accord.mpc.ml.train_listing`, loops rewritten):
+    rows ``X``, labels ``y`` in {-1, 1} (integers), initial weights and bias ``w``."""
+    x, y, w = _need(inputs, "X", "y", "w")
+    if x.ndim != 2 or y.shape != (x.shape[0],) or w.shape != (x.shape[1] + 1,) or y.frac != 0:
+        raise MpcError("lr_listing needs X (n, d), integer labels y (n,) and weights w (d + 1,)")
+    if type(round_cnt) is not int or type(batch) is not int or not (1 <= round_cnt <= 1000 and 1 <= batch <= x.shape[0]):
+        raise MpcError("lr_listing needs 1 <= round_cnt <= 1000 and 1 <= batch <= n")
+    return {"w": train_listing(party, x, y, w, round_cnt, batch, float(eta))}
+
+
 def lr_predict(party: Party, inputs: Inputs) -> dict[str, Any]:
     x, w, b = _need(inputs, "X", "w", "b")
     return {"p": predict_proba(x, w, b)}
@@ -118,6 +129,33 @@ def bench(party: Party, inputs: Inputs, n: int = 1_000_000, m: int = 500) -> dic
     return out
 
 
+def kmeans(party: Party, inputs: Inputs, iters: int = 10) -> dict[str, Any]:
+    """K-means on shared points ``X`` (n, d) from shared initial centres ``C`` (k, d)."""
+    from .workloads import kmeans as run
+
+    x, c = _need(inputs, "X", "C")
+    if x.ndim != 2 or c.ndim != 2 or x.shape[1] != c.shape[1] or not 1 <= c.shape[0] <= 16:
+        raise MpcError("kmeans needs X (n, d) and C (k, d) with 1 <= k <= 16")
+    if type(iters) is not int or not 1 <= iters <= 100:
+        raise MpcError("kmeans needs 1 <= iters <= 100")
+    box: list[Any] = []
+    ns = timed_until_all(party, lambda: box.append(run(x, c, iters)))
+    centers, onehot = box[0]
+    return {"centers": centers, "onehot": onehot, "train_ns": ns}
+
+
+def cnn_infer(party: Party, inputs: Inputs) -> dict[str, Any]:
+    """Labels of shared 8x8 images ``X`` (n, 8, 8) under shared CNN weights ``W1`` .. ``b3``."""
+    from .workloads import CNN_PARAMS
+    from .workloads import cnn_infer as run
+
+    (x,) = _need(inputs, "X")
+    weights = dict(zip(CNN_PARAMS, _need(inputs, *CNN_PARAMS), strict=True))
+    box: list[Any] = []
+    ns = timed_until_all(party, lambda: box.append(run(x, weights)))
+    return {"labels": box[0], "infer_ns": ns}
+
+
 def timed_until_all(party: Party, fn: Callable[[], Any]) -> int:
     """Nanoseconds from a common start until all three servers are done with ``fn``.
 
@@ -140,8 +178,11 @@ PROGRAMS: dict[str, Callable[..., dict[str, Any]]] = {
     "mul": mul,
     "compare": compare,
     "lr_train": lr_train,
+    "lr_listing": lr_listing,
     "lr_predict": lr_predict,
     "bench": bench,
+    "kmeans": kmeans,
+    "cnn_infer": cnn_infer,
 }
 
 
