@@ -16,7 +16,7 @@ registered programs (:mod:`accord.mpc.programs`); contracts reach them through t
 
 from __future__ import annotations
 
-from .client import Cluster, share
+from .client import Cluster, ref, share
 from .engine import (
     Party,
     SharedArray,
@@ -36,6 +36,6 @@ from .ring import FixedPoint
 
 __all__ = [
     "Cluster", "FixedPoint", "Party", "SharedArray", "combine", "concatenate", "dot", "maximum",
-    "reciprocal", "relu", "run_local", "select", "share", "sigmoid", "split", "stack", "where",
+    "reciprocal", "ref", "relu", "run_local", "select", "share", "sigmoid", "split", "stack", "where",
     "zeros",
 ]
