@@ -3,6 +3,7 @@ survive a restart (persisted in LMDB)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import threading
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from accord.errors import MpcError
+from accord.errors import MpcError, PeerGone
 from accord.mpc.channel import public_bytes
 from accord.mpc.client import Cluster
 from accord.mpc.cluster import LocalCluster, free_port
@@ -120,8 +121,12 @@ def test_a_restarted_server_process_keeps_its_shares():
         cl.restart(1)  # killed between the store and the run: no clean shutdown
         with cl.connect() as c:
             _mul_ok(c)
-        cl.restart(0)
-        with cl.connect() as c:
+            cl.restart(0)
+            cl.connect().close()  # the mesh is whole again
+            # the long-lived client reconnects to the restarted server by itself: a request
+            # may fail once on the old connection (it learns the server went), then works
+            with contextlib.suppress(PeerGone):
+                _mul_ok(c)
             _mul_ok(c)
 
 

@@ -44,21 +44,33 @@ class Cluster:
         self.channels: list[Channel] = []
         self.identity = ""  # the name the cluster registered this key under
         try:
-            for info in servers:
-                sock = socket.create_connection((info.host, info.port), timeout=timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.sendall(b"C")
-                ch, _ = Channel.handshake(sock, self.key, info.public_key, True, prologue=b"C")
-                self.channels.append(ch)
-                # the server's first word: welcome (registered, within quota) or why not
-                header, _ = unpack(ch.recv())
-                if header.get("t") != "welcome":
-                    raise MpcError(f"server {len(self.channels) - 1} refused this client: "
-                                   f"{header.get('code')}: {header.get('message')}")
-                self.identity = str(header.get("identity", ""))
+            for i in range(3):
+                self.channels.append(self._connect(i))
         except BaseException:
             self.close()
             raise
+
+    def _connect(self, i: int) -> Channel:
+        info = self.servers[i]
+        sock = socket.create_connection((info.host, info.port), timeout=self.timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(b"C")
+            ch, _ = Channel.handshake(sock, self.key, info.public_key, True, prologue=b"C")
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            # the server's first word: welcome (registered, within quota) or why not
+            header, _ = unpack(ch.recv())
+            if header.get("t") != "welcome":
+                raise MpcError(f"server {i} refused this client: "
+                               f"{header.get('code')}: {header.get('message')}")
+        except BaseException:
+            ch.close()
+            raise
+        self.identity = str(header.get("identity", ""))
+        return ch
 
     @property
     def public_key(self) -> bytes:
@@ -85,6 +97,10 @@ class Cluster:
 
         def one(i: int) -> None:
             try:
+                if self.channels[i].closed:
+                    # that server went away (restarted, or the link broke): one new
+                    # connection per request; the request fails if it is not back yet
+                    self.channels[i] = self._connect(i)
                 self.channels[i].send(frames[i])
                 replies[i] = unpack(self.channels[i].recv())
             except Exception as e:  # noqa: BLE001 - reported below with the server's index

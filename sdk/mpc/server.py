@@ -507,6 +507,8 @@ class MpcServer:
         except AccordError as e:
             if not self._stop.is_set():
                 log.warning("server %d: link to server %d ended: %s", self.i, j, e)
+        except Exception as e:  # noqa: BLE001 - a frame no check foresaw ends the link, not the thread silently
+            log.warning("server %d: link to server %d ended: %s: %s", self.i, j, type(e).__name__, e)
         finally:
             ch.close()
             with self._plock:
