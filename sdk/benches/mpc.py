@@ -47,11 +47,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         task = prog.add_task("mpc bench", total=args.repeat + 2 + (0 if args.no_adult else 2))
         c = cl.connect()
         best: dict[str, int] = {}
+        cpu0 = _cpu_seconds([p.pid for p in cl.procs])
+        wall0 = time.perf_counter()
         for _ in range(args.repeat):
             _, pub = c.run("bench", [], {"n": args.n, "m": args.m})
             for k, v in pub.items():
                 best[k] = min(best.get(k, v), v)
             prog.advance(task)
+        cpu1 = _cpu_seconds([p.pid for p in cl.procs])
+        if cpu0 is not None and cpu1 is not None:
+            # CPU the busiest server used per run of the bench program (its inputs, mul, cmp,
+            # matmul), against the wall time
+            # of a run: far apart means the servers waited for the scheduler (a loaded host)
+            out["server_cpu_s_per_run"] = round(max(b - a for a, b in zip(cpu0, cpu1, strict=True))
+                                                / args.repeat, 3)
+            out["wall_s_per_run"] = round((time.perf_counter() - wall0) / args.repeat, 3)
         out["mul_per_s"] = round(args.n / (best["mul_ns"] / 1e9))
         out["cmp_per_s"] = round(args.n / (best["cmp_ns"] / 1e9))
         out["matmul_gflops"] = round(2 * args.m**3 / best["matmul_ns"], 3)
@@ -107,6 +117,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "cmp": round(out["cmp_per_s"] / figs["cmp_per_s"], 1),
                 }
     return out
+
+
+def _cpu_seconds(pids: list[int]) -> list[float] | None:
+    """User + system CPU seconds of each process so far (Linux ``/proc``), else None."""
+    import os
+
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        out = []
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            out.append((int(fields[11]) + int(fields[12])) / tick)
+        return out
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 _MPYC = textwrap.dedent(
