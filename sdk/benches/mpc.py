@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cpu1 = _cpu_seconds([p.pid for p in cl.procs])
         if cpu0 is not None and cpu1 is not None:
             # CPU the busiest server used per run of the bench program (its inputs, mul, cmp,
-            # matmul), against the wall time
-            # of a run: far apart means the servers waited for the scheduler (a loaded host)
+            # matmul), against a run's wall time: far apart means the servers waited for the
+            # scheduler (a loaded host)
             out["server_cpu_s_per_run"] = round(max(b - a for a, b in zip(cpu0, cpu1, strict=True))
                                                 / args.repeat, 3)
             out["wall_s_per_run"] = round((time.perf_counter() - wall0) / args.repeat, 3)
