@@ -118,6 +118,9 @@ def test_a_restarted_server_process_keeps_its_shares():
         with cl.connect() as c:
             c.share("x", np.array([3, 5, 0]), 0)
             c.share("y", np.array([4, -2, 7]), 0)
+        # the serve command serves the cluster file's registered clients only
+        with pytest.raises(MpcError, match="not registered"):
+            Cluster(cl.infos, key=X25519PrivateKey.generate())
         cl.restart(1)  # killed between the store and the run: no clean shutdown
         with cl.connect() as c:
             _mul_ok(c)
