@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from accord.errors import ChannelAuthError, MpcError, PeerGone
 from accord.mpc.channel import Channel, public_bytes
-from accord.mpc.client import Cluster, share
+from accord.mpc.client import share
 from accord.mpc.cluster import LocalCluster
 from accord.mpc.local import run_local
 from accord.mpc.ml import load_breast_cancer
@@ -20,7 +20,7 @@ from accord.mpc.ml import load_breast_cancer
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(timeout=5) as cl:
+    with LocalCluster(timeout=5, clients=("default", "other")) as cl:
         c = cl.connect()
         yield cl, c
         c.close()
@@ -135,7 +135,7 @@ def test_in_process_crash_fails_the_other_servers():
 def test_clients_cannot_read_or_overwrite_each_others_inputs(cluster):
     cl, owner = cluster
     owner.share("private_balance", np.array(1234), 0)
-    with Cluster(cl.infos) as other:
+    with cl.connect("other") as other:
         # names are namespaced by the storing key: the other client reaches only its own
         with pytest.raises(MpcError, match="no input named"):
             other.run("anti_stacking", ["private_balance"], {"limit": 2000})
@@ -169,7 +169,7 @@ def test_malformed_requests_are_refused_and_change_nothing(cluster):
 def test_stored_shares_are_bounded_per_client_and_freed_by_delete():
     """A client cannot fill a server's memory: past its quota a store is refused (and changes
     nothing); replacing an input reuses its bytes; delete gives them back."""
-    with LocalCluster(timeout=5, max_client_mb=1) as cl, cl.connect() as c:
+    with LocalCluster(timeout=5, max_client_mb=1, clients=("default", "other")) as cl, cl.connect() as c:
         half = np.ones(30_000, dtype=np.int64)  # 30,000 elements x 2 shares x 8 B = 480 KB
         c.share("x", half, 0)
         c.share("x", half, 0)  # replacing: the old bytes are freed first
@@ -178,7 +178,7 @@ def test_stored_shares_are_bounded_per_client_and_freed_by_delete():
             c.share("z", half, 0)
         with pytest.raises(MpcError, match="no input named"):
             c.delete("z")  # the refused store left nothing behind
-        with Cluster(cl.infos) as other:  # the quota is per client
+        with cl.connect("other") as other:  # the quota is per identity
             other.share("w", np.array([2.0]), 16)
             with pytest.raises(MpcError, match="no input named"):
                 other.delete("x")

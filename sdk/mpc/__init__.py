@@ -16,7 +16,7 @@ registered programs (:mod:`accord.mpc.programs`); contracts reach them through t
 
 from __future__ import annotations
 
-from .client import Cluster, share
+from .client import Cluster, ref, share
 from .engine import (
     Party,
     SharedArray,
@@ -43,6 +43,6 @@ from .vectorize import vectorize
 
 __all__ = [
     "Cluster", "FixedPoint", "Party", "SharedArray", "append", "combine", "concatenate", "divide",
-    "dot", "exp", "log", "maximum", "mulv", "reciprocal", "relu", "run_local", "select", "share",
-    "sigmoid", "split", "sqrt", "stack", "vectorize", "where", "zeros",
+    "dot", "exp", "log", "maximum", "mulv", "reciprocal", "ref", "relu", "run_local", "select",
+    "share", "sigmoid", "split", "sqrt", "stack", "vectorize", "where", "zeros",
 ]

@@ -190,6 +190,9 @@ class Channel:
                 self.closed = True
                 raise ChannelAuthError(f"frame of {n} bytes exceeds the limit of {self.max_frame}")
             ct = _recv_frame(self.sock, n)
+        except PeerGone:
+            self.closed = True  # the peer closed: a later send must not reuse this channel
+            raise
         except OSError as e:
             self.closed = True
             raise PeerGone(f"receive failed: {e}") from None

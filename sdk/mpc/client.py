@@ -4,6 +4,11 @@
 server receives only its own share pair, over a channel that authenticates the server's key.
 ``Cluster.run`` asks all three servers to run a program and reconstructs the outputs from
 their share pairs; if any server fails, it raises and returns nothing (never a partial result).
+
+Several owners compute together: each stores its own inputs (namespaced by its key), then
+``grant(name, programs, receivers)`` lets those programs, run by those receivers, read them;
+a receiver names another owner's input with :func:`ref`. The servers serve registered keys
+only: a key the cluster does not list is refused when the client connects.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,12 +43,40 @@ class Cluster:
         self.key = key or X25519PrivateKey.generate()
         self.timeout = timeout
         self.channels: list[Channel] = []
-        for info in servers:
-            sock = socket.create_connection((info.host, info.port), timeout=timeout)
+        self.identity = ""  # the name the cluster registered this key under
+        try:
+            for i in range(3):
+                self.channels.append(self._connect(i))
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, i: int) -> Channel:
+        info = self.servers[i]
+        sock = socket.create_connection((info.host, info.port), timeout=self.timeout)
+        try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.sendall(b"C")
             ch, _ = Channel.handshake(sock, self.key, info.public_key, True, prologue=b"C")
-            self.channels.append(ch)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            # the server's first word: welcome (registered, within quota) or why not
+            header, _ = unpack(ch.recv())
+            if header.get("t") != "welcome":
+                raise MpcError(f"server {i} refused this client: "
+                               f"{header.get('code')}: {header.get('message')}")
+        except BaseException:
+            ch.close()
+            raise
+        self.identity = str(header.get("identity", ""))
+        return ch
+
+    @property
+    def public_key(self) -> bytes:
+        """This client's key: what owners name as a receiver in their grants."""
+        return public_bytes(self.key)
 
     def qualified(self, name: str) -> str:
         """The server-wide name of this client's input ``name`` (what oracle requests use)."""
@@ -64,6 +98,10 @@ class Cluster:
 
         def one(i: int) -> None:
             try:
+                if self.channels[i].closed:
+                    # that server went away (restarted, or the link broke): one new
+                    # connection per request; the request fails if it is not back yet
+                    self.channels[i] = self._connect(i)
                 self.channels[i].send(frames[i])
                 replies[i] = unpack(self.channels[i].recv())
             except Exception as e:  # noqa: BLE001 - reported below with the server's index
@@ -100,14 +138,31 @@ class Cluster:
         """Free an input of this client's on every server (its bytes leave the quotas)."""
         self._all([pack({"t": "delete", "name": name})] * 3)
 
+    def grant(self, name: str, programs: list[str], receivers: list[bytes]) -> None:
+        """Let ``programs``, run by any of ``receivers``, read this client's input ``name``.
+
+        The receivers get the program's outputs, computed on this input and on whatever other
+        inputs and public params they choose: grant only programs whose outputs you accept
+        to release to them.
+        """
+        self._all([pack({"t": "grant", "name": name, "programs": list(programs),
+                         "receivers": list(receivers)})] * 3)
+
+    def revoke(self, name: str, programs: list[str], receivers: list[bytes]) -> None:
+        self._all([pack({"t": "revoke", "name": name, "programs": list(programs),
+                         "receivers": list(receivers)})] * 3)
+
     def share(self, name: str, values: npt.ArrayLike, frac: int = 16) -> None:
         """Split ``values`` here and send each server only its share pair."""
         self.store_shares(name, split(values, frac), frac)
 
     def run(
-        self, program: str, inputs: list[str], params: dict[str, Any] | None = None
+        self, program: str, inputs: Sequence[str | dict[str, Any]], params: dict[str, Any] | None = None
     ) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any]]:
-        """Run ``program``; returns (outputs reconstructed here, public results of server 0)."""
+        """Run ``program``; returns (outputs reconstructed here, public results of server 0).
+
+        ``inputs`` are names of this client's inputs, or :func:`ref` to another owner's.
+        """
         session = os.urandom(8).hex()
         header = {"t": "run", "s": session, "program": program, "inputs": inputs,
                   "params": params or {}}
@@ -124,6 +179,11 @@ class Cluster:
             raw = combine([(s[2 * k], s[2 * k + 1]) for s in per_server])
             out[name] = decode(raw, int(meta[name]["frac"]))
         return out, dict(replies[0][0].get("public", {}))
+
+
+def ref(owner: bytes, name: str, as_: str | None = None) -> dict[str, Any]:
+    """Another owner's input ``name`` in a run request, seen by the program as ``as_``."""
+    return {"owner": bytes(owner), "name": name, "as": as_ or name}
 
 
 def share(values: npt.ArrayLike, servers: Cluster, name: str | None = None, frac: int = 16) -> str:

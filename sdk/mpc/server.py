@@ -4,12 +4,24 @@ Servers connect to each other over TCP through :class:`~accord.mpc.channel.Chann
 server with the higher index dials the lower one), derive their PRF pair keys from their
 static keys (``k_j`` is known to servers j-1 and j only) and then serve clients:
 
+* only registered identities (:mod:`accord.mpc.registry`): an unknown key is refused after
+  the handshake, with an error frame instead of the welcome; each identity has its own byte
+  quota and number of connections;
 * ``store``: a data owner uploads its share pair of a named input (only shares ever arrive),
-  within byte quotas per client and per server (a full store refuses, counted in
+  within byte quotas per identity and per server (a full store refuses, counted in
   ``refused_stores``); ``delete`` frees an input of the client's own;
-* ``run``: run a registered program on named inputs; the three servers run it in step, each
-  in its own session, and each returns its share pair of every output to the requester, who
-  reconstructs (:class:`accord.mpc.client.Cluster`).
+* ``grant`` / ``revoke``: an owner lets named programs, run by named receivers, read one of
+  its inputs (names are namespaced by owner, so only the owner can grant its own);
+* ``run``: run a registered program on named inputs (the requester's own, or other owners'
+  that they granted to this program and this requester); the three servers run it in step,
+  each in its own session, and each returns its share pair of every output to the requester,
+  who reconstructs (:class:`accord.mpc.client.Cluster`).
+
+With a data folder, stored shares and grants live in LMDB (:mod:`accord.mpc.sharestore`) and
+are reloaded at start, so a restarted server rejoins with everything it held. Links between
+servers heal: a link that ends (the peer restarted, or sent an oversized or malformed frame)
+is closed and dialled again with backoff by the server with the higher index, and a new
+connection from a peer replaces its old one.
 
 Every computation has a session id; peer messages carry it, and each (session, peer) has a
 bounded queue, so a slow computation pushes back on its peer instead of growing memory. A
@@ -29,8 +41,9 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,11 +51,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from .. import encoding
 from ..errors import AccordError, MpcError, PeerGone
-from .channel import Channel, pair_secret
+from .channel import HANDSHAKE_TIMEOUT, Channel, pair_secret
 from .engine import Party, SharedArray
 from .malicious import MALICIOUS_PROGRAMS, MaliciousParty, MpcAbort
 from .programs import PROGRAMS
+from .registry import Identity
 from .ring import FixedPoint, Ring
+from .sharestore import Grant, ShareStore, StoredInput
 
 log = logging.getLogger("accord.mpc.server")
 
@@ -100,6 +115,9 @@ MAX_DIMS = 8
 MAX_ELEMENTS = 1 << 28  # one stored input or output: 2^28 elements (4 GiB of share pairs)
 MAX_NAME = 256
 MAX_SESSION = 128
+MAX_INPUTS = 256  # inputs named by one run request
+MAX_GRANTS = 1024  # (program, receiver) pairs per input
+_BACKOFF_MAX = 2.0  # seconds between attempts to re-establish a link, at most
 
 
 def check_shape(shape: Any) -> tuple[int, ...]:
@@ -177,6 +195,19 @@ def _rerandomise(party: Party, result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _keepalive(sock: socket.socket) -> None:
+    """Probe an idle link: a peer whose machine vanished (no FIN) is noticed in ~25 s.
+
+    Without it the higher-index server would keep a dead link "up" and never dial again,
+    while the restarted lower-index one waits for that dial.
+    """
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for opt, val in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+            if hasattr(socket, opt):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)
+
+
 class MpcServer:
     """One MPC server. ``start()`` binds, connects the mesh and returns; ``stop()`` ends it."""
 
@@ -194,7 +225,13 @@ class MpcServer:
         max_client_bytes: int = 512 << 20,
         max_clients: int = 64,
         malicious: Collection[str] | None = None,
+        clients: Mapping[bytes, Identity] | None = None,
+        data_dir: str | Path | None = None,
     ) -> None:
+        """``clients`` is the registry of identities this server serves (``None``: any key,
+        each with the default quota: in-process clusters of tests and examples only; the
+        ``accord mpc serve`` command requires a registry). ``data_dir`` persists stored shares
+        and grants (``None``: memory only, lost when the process ends)."""
         if len(servers) != 3 or index not in (0, 1, 2):
             raise MpcError("a cluster has exactly three servers")
         self.i = index
@@ -206,8 +243,18 @@ class MpcServer:
         self.programs = programs if programs is not None else PROGRAMS
         self.peers: dict[int, Channel] = {}
         self.dead: set[int] = set()
+        self._plock = threading.Lock()  # peers and dead change together
+        self.link_failures = 0  # inter-server links that ended while the server ran
+        self.reconnects = 0  # links this server dialled again after one ended
         self.store: dict[str, tuple[Ring, Ring, int]] = {}
         self.owners: dict[str, bytes] = {}  # input name -> the client key that stored it
+        self.grants: dict[str, set[Grant]] = {}  # input name -> (program, receiver) allowed
+        self.clients_registry = dict(clients) if clients is not None else None
+        self.refused_identities = 0  # connections of keys that are not registered
+        self.refused_grants = 0  # runs that named another owner's input without its grant
+        self._conns: dict[bytes, int] = {}  # open connections per identity
+        self._client_channels: set[Channel] = set()  # closed by stop()
+        self._slock = threading.Lock()  # store, owners, grants and quotas change together
         # Share pairs live in memory for as long as their owner wants them: quotas keep one
         # client (or all of them together) from exhausting the server's memory.
         self.max_store_bytes = max_store_bytes
@@ -240,6 +287,30 @@ class MpcServer:
         # (accord.mpc.malicious); by default the anti-stacking check.
         self.malicious = set(MALICIOUS_PROGRAMS if malicious is None else malicious)
         self.aborts = 0  # runs a malicious-security check stopped (also in failed_runs)
+        self.shares: ShareStore | None = None
+        if data_dir is not None:
+            self.shares = ShareStore(data_dir, max_bytes=max_store_bytes)
+            self._load()
+
+    def _load(self) -> None:
+        """Everything this server held before it stopped, with its quotas recounted."""
+        assert self.shares is not None
+        inputs, grants = self.shares.load()
+        for it in inputs:
+            size = 16 * int(it.a.size)
+            self.store[it.name] = (it.a, it.b, it.frac)
+            self.owners[it.name] = it.owner
+            self.stored_bytes += size
+            self.client_bytes[it.owner] = self.client_bytes.get(it.owner, 0) + size
+        self.grants = {k: v for k, v in grants.items() if k in self.store}
+        if inputs:
+            log.info("server %d: reloaded %d inputs (%d bytes) and %d grants", self.i,
+                     len(inputs), self.stored_bytes, sum(len(g) for g in self.grants.values()))
+
+    def identity(self, key: bytes) -> Identity | None:
+        if self.clients_registry is None:
+            return Identity("key " + key.hex()[:16], key, self.max_client_bytes, self.max_clients)
+        return self.clients_registry.get(key)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -253,39 +324,84 @@ class MpcServer:
         self._spawn(self._accept_loop)
         deadline = time.monotonic() + connect_timeout
         for j in range(self.i):
-            self._dial(j, deadline)
+            while True:
+                try:
+                    self._dial(j)
+                    break
+                except (AccordError, OSError):
+                    if time.monotonic() > deadline:
+                        raise PeerGone(f"cannot reach server {j}") from None
+                    time.sleep(0.05)
         while len(self.peers) < 2:
             if time.monotonic() > deadline:
                 raise PeerGone("the other servers did not connect in time")
             time.sleep(0.01)
 
-    def _dial(self, j: int, deadline: float) -> None:
+    def _dial(self, j: int) -> None:
+        """One attempt to open the link to server ``j`` (lower index: this server dials)."""
         info = self.servers[j]
-        while True:
-            try:
-                sock = socket.create_connection((info.host, info.port), timeout=5.0)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise PeerGone(f"cannot reach server {j}") from None
-                time.sleep(0.05)
-        sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(b"S" + bytes([self.i]))
-        ch, _ = Channel.handshake(sock, self.key, info.public_key, initiator=True, prologue=b"S")
+        sock = socket.create_connection((info.host, info.port), timeout=5.0)
+        try:
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(b"S" + bytes([self.i]))
+            ch, _ = Channel.handshake(sock, self.key, info.public_key, initiator=True, prologue=b"S")
+        except BaseException:
+            sock.close()
+            raise
         self._add_peer(j, ch)
 
+    def _redial(self, j: int) -> None:
+        """Re-establish the link to server ``j`` with exponential backoff, until it is up.
+
+        Runs until the link is back (dialled here, or the peer is known alive again) or the
+        server stops: a peer that restarts minutes later is still found.
+        """
+        delay = 0.05
+        while not self._stop.is_set():
+            with self._plock:
+                if j not in self.dead:
+                    return
+            try:
+                self._dial(j)
+                self.reconnects += 1
+                log.info("server %d: link to server %d re-established", self.i, j)
+                return
+            except (AccordError, OSError) as e:
+                log.debug("server %d: server %d not reachable yet: %s", self.i, j, e)
+            self._stop.wait(delay)
+            delay = min(2 * delay, _BACKOFF_MAX)
+
     def _add_peer(self, j: int, ch: Channel) -> None:
-        self.peers[j] = ch
+        """Make ``ch`` the link to server ``j``; a link it replaces is closed."""
+        _keepalive(ch.sock)
+        with self._plock:
+            old = self.peers.get(j)
+            self.peers[j] = ch
+            self.dead.discard(j)
+        if old is not None and old is not ch:
+            old.close()
         self._spawn(self._peer_loop, j, ch)
 
     def stop(self) -> None:
         self._stop.set()
         if self._listener is not None:
             with contextlib.suppress(OSError):
+                # shutdown wakes the accept() in progress: a closed fd alone would keep the
+                # socket listening (and the port taken) until that call returned
+                self._listener.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
                 self._listener.close()
         for ch in list(self.peers.values()):
             ch.close()
+        with self._qlock:
+            open_clients = list(self._client_channels)
+        for ch in open_clients:
+            ch.close()
+        if self.shares is not None:
+            with self._slock:
+                self.shares.close()
+                self.shares = None
 
     def serve_forever(self) -> None:
         while not self._stop.wait(0.5):
@@ -294,6 +410,8 @@ class MpcServer:
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         th = threading.Thread(target=fn, args=args, daemon=True)
         th.start()
+        # connections and re-dials come and go for as long as the server runs
+        self._threads = [t for t in self._threads if t.is_alive()]
         self._threads.append(th)
 
     # --- connections -------------------------------------------------------------------------
@@ -310,11 +428,13 @@ class MpcServer:
 
     def _handle_incoming(self, sock: socket.socket) -> None:
         try:
+            sock.settimeout(HANDSHAKE_TIMEOUT)  # a silent connection does not hold a thread
             kind = sock.recv(1)
             if kind == b"S":
                 j = sock.recv(1)
                 if len(j) != 1 or j[0] not in (0, 1, 2) or j[0] <= self.i:
                     raise MpcError("bad server hello")
+                sock.settimeout(None)
                 ch, _ = Channel.handshake(
                     sock, self.key, self.servers[j[0]].public_key, initiator=False, prologue=b"S"
                 )
@@ -329,12 +449,11 @@ class MpcServer:
                 if full:
                     raise MpcError(f"too many client connections ({self.max_clients})")
                 try:
-                    # a client frame is at most one store of the client's whole quota
+                    sock.settimeout(None)
                     ch, client_key = Channel.handshake(
-                        sock, self.key, None, False, prologue=b"C",
-                        max_frame=self.max_client_bytes + (1 << 20),
+                        sock, self.key, None, False, prologue=b"C", max_frame=1 << 20
                     )
-                    self._client_loop(ch, client_key)
+                    self._serve_client(ch, client_key)
                 finally:
                     with self._qlock:
                         self.clients -= 1
@@ -394,9 +513,19 @@ class MpcServer:
         except AccordError as e:
             if not self._stop.is_set():
                 log.warning("server %d: link to server %d ended: %s", self.i, j, e)
+        except Exception as e:  # noqa: BLE001 - a frame no check foresaw ends the link, not the thread silently
+            log.warning("server %d: link to server %d ended: %s: %s", self.i, j, type(e).__name__, e)
         finally:
-            self.dead.add(j)
             ch.close()
+            with self._plock:
+                current = self.peers.get(j) is ch  # else a newer link replaced this one
+                if current:
+                    self.dead.add(j)
+            if current and not self._stop.is_set():
+                self.link_failures += 1
+                if j < self.i:  # this server dials the lower ones: it re-establishes the link
+                    self._spawn(self._redial, j)
+            # Sessions in flight lost whatever this link still carried: they fail now.
             with self._qlock:
                 qs = [q for (s, p), q in self._queues.items() if p == j]
             for q in qs:
@@ -409,6 +538,48 @@ class MpcServer:
                     q.put_nowait(_DEAD)
 
     # --- client requests ----------------------------------------------------------------------
+
+    def _serve_client(self, ch: Channel, client_key: bytes) -> None:
+        """Welcome a registered identity within its connection quota, refuse anyone else.
+
+        The refusal comes after the handshake (the key is proven, not just claimed) as an
+        error frame, so the client learns why instead of seeing a closed socket.
+        """
+        ident = self.identity(client_key)
+        refusal = None
+        with self._qlock:
+            if ident is None:
+                self.refused_identities += 1
+                refusal = ("mpc_unregistered", "this client key is not registered with the cluster")
+            elif self._conns.get(client_key, 0) >= ident.max_connections:
+                self.refused_clients += 1
+                refusal = ("mpc_quota", f"identity {ident.name!r} has its {ident.max_connections} "
+                           "connections open already")
+            else:
+                self._conns[client_key] = self._conns.get(client_key, 0) + 1
+                self._client_channels.add(ch)
+        if refusal is not None or ident is None:
+            code, message = refusal or ("mpc_unregistered", "")
+            log.info("server %d: client refused: %s", self.i, message)
+            with contextlib.suppress(AccordError):
+                ch.send(pack({"t": "error", "code": code, "message": message}))
+            ch.close()
+            return
+        try:
+            # a client frame is at most one store of the identity's whole quota
+            ch.max_frame = ident.quota_bytes + (1 << 20)
+            ch.send(pack({"t": "welcome", "identity": ident.name, "quota": ident.quota_bytes}))
+            self._client_loop(ch, client_key)
+        except AccordError:
+            ch.close()
+        finally:
+            with self._qlock:
+                self._client_channels.discard(ch)
+                left = self._conns.get(client_key, 0) - 1
+                if left > 0:
+                    self._conns[client_key] = left
+                else:
+                    self._conns.pop(client_key, None)
 
     def _client_loop(self, ch: Channel, client_key: bytes) -> None:
         try:
@@ -447,26 +618,37 @@ class MpcServer:
             size = 16 * math.prod(shp)  # two uint64 shares per element
             if len(payload) != size:
                 raise MpcError(f"bad store request: payload of {len(payload)} bytes, {size} announced")
-            old = self._stored_size(full)
-            mine = self.client_bytes.get(client_key, 0) - old + size
-            total = self.stored_bytes - old + size
-            if mine > self.max_client_bytes or total > self.max_store_bytes:
-                self.refused_stores += 1
-                which = "this client's" if mine > self.max_client_bytes else "the server's"
-                raise MpcError(f"store full: {name!r} ({size} bytes) exceeds {which} quota; delete inputs first")
+            ident = self.identity(client_key)
+            quota = self.max_client_bytes if ident is None else ident.quota_bytes
             a, b = payload_arrays(payload, [(shp, 0), (shp, 0)])
-            self._forget(full)
-            self.store[full] = (a, b, int(frac))
-            self.owners[full] = client_key
-            self.stored_bytes += size
-            self.client_bytes[client_key] = self.client_bytes.get(client_key, 0) + size
+            with self._slock:
+                old = self._stored_size(full)
+                mine = self.client_bytes.get(client_key, 0) - old + size
+                total = self.stored_bytes - old + size
+                if mine > quota or total > self.max_store_bytes:
+                    self.refused_stores += 1
+                    which = "this identity's" if mine > quota else "the server's"
+                    raise MpcError(f"store full: {name!r} ({size} bytes) exceeds {which} quota; "
+                                   "delete inputs first")
+                if self.shares is not None:  # on disk before it counts as stored
+                    self.shares.put_input(StoredInput(full, client_key, int(frac), a, b))
+                self._forget(full, keep_grants=True)
+                self.store[full] = (a, b, int(frac))
+                self.owners[full] = client_key
+                self.stored_bytes += size
+                self.client_bytes[client_key] = self.client_bytes.get(client_key, 0) + size
             return pack({"t": "stored", "name": name, "qualified": full})
         if t == "delete":
             name = header.get("name")
-            if not isinstance(name, str) or qualify(client_key, name) not in self.store:
-                raise MpcError(f"no input named {name!r} of this client on server {self.i}")
-            self._forget(qualify(client_key, name))
+            with self._slock:
+                if not isinstance(name, str) or qualify(client_key, name) not in self.store:
+                    raise MpcError(f"no input named {name!r} of this client on server {self.i}")
+                if self.shares is not None:
+                    self.shares.delete_input(qualify(client_key, name))
+                self._forget(qualify(client_key, name))
             return pack({"t": "deleted", "name": name})
+        if t in ("grant", "revoke"):
+            return self._grant(t, header, client_key)
         if t == "run":
             # A client computes only on its own inputs: its names are looked up in its own
             # namespace, so it cannot address anyone else's. Oracle requests (filed on the
@@ -475,12 +657,10 @@ class MpcServer:
             inputs, params = header.get("inputs", []), header.get("params", {})
             if not isinstance(session, str) or not isinstance(program, str):
                 raise MpcError("bad run request: session and program are strings")
-            if not isinstance(inputs, list) or not all(isinstance(n, str) for n in inputs):
-                raise MpcError("bad run request: inputs is a list of names")
             if not isinstance(params, dict):
                 raise MpcError("bad run request: params is a map")
             outputs, public = self.run(
-                session, program, [(n, qualify(client_key, n)) for n in inputs], params
+                session, program, self._resolve(inputs, program, client_key), params
             )
             names = sorted(outputs)
             meta = {n: {"shape": list(outputs[n].shape), "frac": outputs[n].frac} for n in names}
@@ -492,15 +672,91 @@ class MpcServer:
             return pack({"t": "result", "outputs": meta, "public": public}, body)
         raise MpcError(f"unknown request type {t!r}")
 
+    def _grant(self, t: str, header: dict[str, Any], client_key: bytes) -> bytearray:
+        """Add (``grant``) or remove (``revoke``) every (program, receiver) pair listed.
+
+        Only the owner reaches its input: the name is qualified by the key of this
+        authenticated connection. A grant names programs and receivers, never "anyone".
+        """
+        name, programs, receivers = header.get("name"), header.get("programs"), header.get("receivers")
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
+            raise MpcError(f"bad {t} request: a name has 1..{MAX_NAME} characters")
+        if not (isinstance(programs, list) and 0 < len(programs) <= 64
+                and all(isinstance(p, str) for p in programs)):
+            raise MpcError(f"bad {t} request: programs is a list of 1..64 program names")
+        if not (isinstance(receivers, list) and 0 < len(receivers) <= 256
+                and all(isinstance(r, bytes) and len(r) == 32 for r in receivers)):
+            raise MpcError(f"bad {t} request: receivers is a list of 1..256 32-byte keys")
+        unknown = [p for p in programs if p not in self.programs]
+        if unknown:
+            raise MpcError(f"bad {t} request: unknown program {unknown[0]!r}")
+        full = qualify(client_key, name)
+        pairs = {(p, r) for p in programs for r in receivers}
+        with self._slock:
+            if full not in self.store:
+                raise MpcError(f"no input named {name!r} of this client on server {self.i}")
+            now = set(self.grants.get(full, set()))
+            now = now | pairs if t == "grant" else now - pairs
+            if len(now) > MAX_GRANTS:
+                raise MpcError(f"an input has at most {MAX_GRANTS} (program, receiver) grants")
+            if self.shares is not None:
+                self.shares.put_grants(full, now)
+            if now:
+                self.grants[full] = now
+            else:
+                self.grants.pop(full, None)
+        return pack({"t": "granted" if t == "grant" else "revoked", "name": name, "grants": len(now)})
+
+    def _resolve(self, items: Any, program: str, client_key: bytes) -> list[tuple[str, str]]:
+        """A run request's inputs as (name the program sees, qualified name) pairs.
+
+        An item is a name of the requester's own input, or ``{"owner": key, "name": name,
+        "as": name the program sees}`` for any owner's. Another owner's input needs that
+        owner's grant of this program to this requester; without one the run is refused
+        before anything is read or sent (the same answer whether or not the input exists).
+        """
+        if not isinstance(items, list) or len(items) > MAX_INPUTS:
+            raise MpcError(f"bad run request: inputs is a list of at most {MAX_INPUTS} items")
+        out = []
+        for it in items:
+            if isinstance(it, str):
+                out.append((it, qualify(client_key, it)))
+                continue
+            if not isinstance(it, dict) or set(it) - {"owner", "name", "as"}:
+                raise MpcError("bad run request: an input is a name or {owner, name, as}")
+            owner, name = it.get("owner"), it.get("name")
+            shown = it.get("as", name)
+            if not (isinstance(owner, bytes) and len(owner) == 32):
+                raise MpcError("bad run request: an input's owner is a 32-byte key")
+            if not (isinstance(name, str) and isinstance(shown, str)
+                    and 0 < len(name) <= MAX_NAME and 0 < len(shown) <= MAX_NAME):
+                raise MpcError(f"bad run request: input names have 1..{MAX_NAME} characters")
+            full = qualify(owner, name)
+            if owner != client_key:
+                with self._slock:
+                    allowed = (program, client_key) in self.grants.get(full, set())
+                if not allowed:
+                    self.refused_grants += 1
+                    raise MpcError(f"input {name!r} of owner {owner.hex()[:16]} is not granted to "
+                                   f"this key for program {program!r}")
+            out.append((shown, full))
+        return out
+
     def _stored_size(self, name: str) -> int:
         held = self.store.get(name)
         return 0 if held is None else 16 * int(held[0].size)
 
-    def _forget(self, name: str) -> None:
-        """Drop an input and give its bytes back to its owner's quota."""
+    def _forget(self, name: str, keep_grants: bool = False) -> None:
+        """Drop an input and give its bytes back to its owner's quota (caller holds _slock).
+
+        Replacing an input keeps its grants (they name the input, the owner chose them);
+        deleting it drops them, so a later input of the same name starts with none.
+        """
         size = self._stored_size(name)
         owner = self.owners.pop(name, None)
         self.store.pop(name, None)
+        if not keep_grants:
+            self.grants.pop(name, None)
         self.stored_bytes -= size
         if owner is not None:
             left = self.client_bytes.get(owner, 0) - size
