@@ -21,6 +21,9 @@ live validators and faults are injected one at a time, at most one validator dow
   --verify`` on it, start it; if it is refused or reports itself unhealthy the folder is put
   back from the copy taken before the flips (as an operator restores a backup).
 
+``--skew 3=+0.8s`` runs validator 3 under ``faketime`` with its clock 0.8 s ahead (repeatable),
+and the report counts the blocks each validator proposed; ``--faults ""`` runs load only.
+
 At the end the load stops, the validators catch up, and the campaign checks every transaction
 it saw committed against every validator (same height, same block) and every height's block
 hash across validators. It prints one JSON line: what it tried, how many times, and what was
@@ -103,8 +106,8 @@ class Net:
 
 
 class Cluster:
-    def __init__(self, root: Path, net: Net, n: int) -> None:
-        self.root, self.net, self.n = root, net, n
+    def __init__(self, root: Path, net: Net, n: int, skew: dict[int, str]) -> None:
+        self.root, self.net, self.n, self.skew = root, net, n, skew
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * n
         self.down: set[int] = set()  # validators a fault has taken out (not for load)
         ports = free_ports(2 * n)
@@ -127,7 +130,8 @@ class Cluster:
 
     def start(self, i: int) -> None:
         log = open(self.dir(i) / "node.log", "ab")  # noqa: SIM115 - the child holds it
-        self.procs[i] = subprocess.Popen([*self.net.prefix(i), str(BIN), "node", str(self.dir(i))],
+        faked = ["faketime", "-f", self.skew[i]] if i in self.skew else []
+        self.procs[i] = subprocess.Popen([*self.net.prefix(i), *faked, str(BIN), "node", str(self.dir(i))],
                                          stdout=log, stderr=log, start_new_session=True)
         self.down.discard(i)
 
@@ -184,6 +188,10 @@ class Load(threading.Thread):
         self.accepted: dict[str, int] = {}  # tx hash -> validator that accepted it
         self.errors: dict[str, int] = {}
         self.committed: dict[str, tuple[int, str]] = {}  # tx hash -> (height, block hash)
+        # Each sender's next nonce, counted here: asking a validator that has not yet received
+        # the sender's previous transaction by gossip would sign two transactions with one
+        # nonce, and one of them could never commit. Re-read after a nonce error.
+        self.nonces: dict[bytes, int] = {}
 
     def run(self) -> None:
         k = 0
@@ -195,16 +203,21 @@ class Load(threading.Thread):
                 k += 1
                 try:
                     with Client(self.c.urls[i], timeout=5) as cl:
-                        nonce = int(cl.account(sender.address)["next_nonce"])
+                        nonce = self.nonces.get(sender.address)
+                        if nonce is None:
+                            nonce = int(cl.account(sender.address)["next_nonce"])
                         tx = Tx.create(sender, chain_id=self.chain_id, contract="token", method="transfer",
                                        args={"to": demo_account(50 + k % 50).address, "amount": 1}, nonce=nonce,
                                        gas_limit=100_000)
                         self.submitted += 1
                         self.accepted[cl.submit(tx).hex()] = i
+                        self.nonces[sender.address] = nonce + 1
                 except AccordError as e:
                     self.errors[e.code] = self.errors.get(e.code, 0) + 1
+                    self.nonces.pop(sender.address, None)
                 except (OSError, ValueError):
                     self.errors["unreachable"] = self.errors.get("unreachable", 0) + 1
+                    self.nonces.pop(sender.address, None)  # it may or may not have been admitted
             self.observe(3)
             time.sleep(1 / self.tps)
 
@@ -241,6 +254,10 @@ def main() -> int:
     ap.add_argument("--tps", type=float, default=10.0, help="transfers submitted per second (default 10)")
     ap.add_argument("--every", type=float, default=8.0, help="seconds between faults (default 8)")
     ap.add_argument("--no-netns", action="store_true", help="run on loopback, without network namespaces")
+    ap.add_argument("--skew", action="append", default=[], metavar="I=OFFSET",
+                    help="run validator I under faketime with this clock offset, e.g. 3=+0.8s (repeatable)")
+    ap.add_argument("--faults", default="kill,stop,cluster,flip,partition",
+                    help="comma-separated faults to draw from ('' for none: load and skew only)")
     ap.add_argument("--netem", default="delay 20ms 5ms loss 1%", help="tc netem arguments per validator link ('' for none)")
     args = ap.parse_args()
     from rich.progress import Progress
@@ -252,23 +269,30 @@ def main() -> int:
     use_netns = not args.no_netns and os.geteuid() == 0 and shutil.which("ip") is not None
     net = Net(args.validators, use_netns, args.netem if use_netns else "")
     faults: dict[str, int] = {}
+    skew = {int(k): v for k, _, v in (x.partition("=") for x in args.skew)}
+    if skew and shutil.which("faketime") is None:
+        raise SystemExit("--skew needs faketime (apt-get install faketime)")
     flips = {"rounds": 0, "bytes": 0, "verify_found_damage": 0, "refused_or_unhealthy": 0, "restored": 0,
              "silent": 0}
     cluster: Cluster | None = None
     try:
-        cluster = Cluster(root, net, args.validators)
+        cluster = Cluster(root, net, args.validators, skew)
         for i in range(args.validators):
             cluster.start(i)
         if not all(cluster.wait_healthy(i, 60) for i in range(args.validators)):
             raise SystemExit("the network did not start")
         load = Load(cluster, Genesis.load(root / "genesis.json").chain_id, args.tps, rng)
         load.start()
-        kinds = ["kill", "stop", "cluster", "flip"] + (["partition"] if use_netns else [])
+        kinds = [k for k in args.faults.split(",") if k and (k != "partition" or use_netns)]
         end = time.monotonic() + args.minutes * 60
         with Progress(transient=True) as bar:
             task = bar.add_task("faults", total=args.minutes * 60)
             while time.monotonic() < end:
-                time.sleep(args.every)
+                time.sleep(min(args.every, max(0.0, end - time.monotonic())))
+                if not kinds:
+                    bar.update(task, completed=args.minutes * 60 - (end - time.monotonic()),
+                               description=f"load only: {len(load.committed)} committed seen")
+                    continue
                 kind = rng.choice(kinds)
                 i = rng.randrange(args.validators)
                 faults[kind] = faults.get(kind, 0) + 1
@@ -334,11 +358,14 @@ def main() -> int:
             if min(heights) >= 0 and max(heights) - min(heights) <= 1:
                 break
             time.sleep(1)
-        for _ in range(30):
+        idle = 0
+        for _ in range(120):  # until three passes a second apart see nothing new
             before = len(load.committed)
             load.observe(500)
-            if len(load.committed) == before:
+            idle = idle + 1 if len(load.committed) == before else 0
+            if idle >= 3 or len(load.committed) == len(load.accepted):
                 break
+            time.sleep(1)
         lost, diverged = 0, 0
         clients = [Client(u, timeout=10) for u in cluster.urls]
         for h, (height, block) in load.committed.items():
@@ -347,15 +374,19 @@ def main() -> int:
                 if not st.committed or st.height != height or st.block_hash is None or st.block_hash.hex() != block:
                     lost += 1
         top = min(int((cluster.status(i) or {}).get("height", 0)) for i in range(args.validators))
+        proposed = [0] * args.validators
         for start in range(1, top + 1, 100):
-            views = [[x.header.hash for x in c.headers(start, min(100, top - start + 1))] for c in clients]
-            diverged += sum(1 for col in zip(*views, strict=True) if len(set(col)) > 1)
+            views = [c.headers(start, min(100, top - start + 1)) for c in clients]
+            diverged += sum(1 for col in zip(*views, strict=True) if len({x.header.hash for x in col}) > 1)
+            for x in views[0]:
+                proposed[x.header.proposer] += 1
         report = {
             "minutes": args.minutes, "validators": args.validators, "netns": use_netns, "netem": net.netem_status,
             "faults": faults, "flips": flips,
             "txs": {"submitted": load.submitted, "accepted": len(load.accepted), "committed_seen": len(load.committed),
                     "refused": load.errors, "lost": lost},
-            "height": top, "diverged_heights": diverged,
+            "height": top, "diverged_heights": diverged, "proposed": proposed,
+            "skew": {str(k): v for k, v in skew.items()},
         }
         print(json.dumps(report, sort_keys=True))
         return 0 if lost == 0 and diverged == 0 else 1

@@ -37,7 +37,12 @@ Theory of operation
 ===================
 
 Rounds come from the local clock: ``round = (now - genesis_time) // round_ms``. Each round has
-stage I (proposal) and, for its last ``stage2_ms``, stage II (agreement).
+stage I (proposal) and, for its last ``stage2_ms``, stage II (agreement). A core whose clock
+is behind runs it ahead by what f+1 validators' own messages prove about theirs
+(``_observe_clock``), and one whose clock is ahead leads at a height committed during its
+stage I (``_commit``), so skewed validators still lead their share. With
+``Params.skip_empty`` a leader leads only while the driver reports transactions pending
+(:class:`TxsPending`).
 
 * **Round start.** The validator signs the sortition message for (height, round, parent); if
   the ticket wins (value below D) it is a potential leader: if locked at this height it
