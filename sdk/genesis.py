@@ -87,6 +87,14 @@ class ConsensusParams(_Model):
         "clock (0: three rounds, 3 * round_ms)",
     )
 
+    skip_empty_blocks: bool = Field(
+        default=False,
+        description="leaders propose only while their mempool holds transactions, so an idle "
+        "chain makes no empty block every round (validators still advance rounds and vote); "
+        "a consensus parameter, in genesis, so that every validator follows it: with only "
+        "some validators skipping, the others would still make empty blocks",
+    )
+
     def time_drift(self) -> int:
         """The block time tolerance in milliseconds (see ``max_time_drift_ms``)."""
         return self.max_time_drift_ms or 3 * self.round_ms

@@ -184,8 +184,8 @@ class SubmitTxBatchRequest(WireModel):
     """Many signed transactions in one request (what load generators and gateways use)."""
 
     txs: list[str] = Field(
-        min_length=1, description="canonical tx bytes, hex, one per tx (a bad item rejects only itself)",
-        json_schema_extra={"items": {"type": "string", "pattern": HEX_PATTERN}},
+        min_length=1, description="canonical tx bytes, hex, one per tx (a bad item, bad hex included, "
+        "rejects only itself: its result holds the error)",
     )
 
 
@@ -585,11 +585,18 @@ def openapi_document(routes: list[Route], *, title: str, version: str) -> dict[s
                 "description": "success",
                 "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.response}"}}},
             }
+            if any(p.name == "format" for p in r.params):  # format=raw: the canonical bytes
+                op["responses"][str(r.status)]["content"]["application/octet-stream"] = {
+                    "schema": {"type": "string", "contentMediaType": "application/octet-stream"}
+                }
         else:
             op["responses"][str(r.status)] = {
                 "description": "success", "content": {r.content_type: {"schema": {"type": "string"}}},
             }
-        for code in sorted({*r.errors, 429}):
+        # Every parameter and body goes through the strict parsers: malformed is 400, well
+        # formed but invalid 422, whatever each route lists besides.
+        checked = (400, 422) if r.params or r.request else ()
+        for code in sorted({*r.errors, *checked, 429}):
             op["responses"][str(code)] = {
                 "description": _ERROR_TEXT.get(code, "error"),
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
@@ -614,6 +621,7 @@ _ERROR_TEXT = {
     409: "the transaction is already pending",
     413: "body too large",
     422: "well-formed but rejected (validation, signature, chain, nonce, revert)",
+    426: "a WebSocket endpoint asked without Upgrade: websocket",
     429: "rate limit exceeded",
     503: "mempool full or node unavailable",
 }

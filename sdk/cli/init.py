@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--round-ms", type=int, default=1000, help="round length, ms (default 1000)")
     p.add_argument("--stage2-ms", type=int, default=500, help="agreement stage of each round, ms (default 500)")
     p.add_argument("--genesis-time-ms", type=int, default=None, help="default: now")
+    p.add_argument("--skip-empty-blocks", action="store_true",
+                   help="leaders propose only with transactions pending: an idle chain makes no empty "
+                   "blocks (consensus.skip_empty_blocks in genesis)")
     p.set_defaults(func=_run)
 
 
@@ -35,7 +38,8 @@ def _run(args: argparse.Namespace) -> int:
         base_port=args.base_port,
         base_api_port=args.base_api_port,
         demo_accounts=args.accounts,
-        consensus=ConsensusParams(round_ms=args.round_ms, stage2_ms=args.stage2_ms),
+        consensus=ConsensusParams(round_ms=args.round_ms, stage2_ms=args.stage2_ms,
+                                  skip_empty_blocks=args.skip_empty_blocks),
     )
     print(json.dumps({"dir": str(args.dir), "chain_id": g.chain_id, "validators": g.n,
                       "genesis_hash": g.hash.hex()}))

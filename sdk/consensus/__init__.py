@@ -15,7 +15,8 @@ Driving it: ``actions = core.handle(event)``; perform the actions IN ORDER. Tick
 ``core.next_wakeup_ms()`` (ticking more often, e.g. every 20-50 ms, is fine).
 
 Events (in): ``Tick(now_ms)``, ``MessageReceived(from_index, payload: bytes)``,
-``BlockBuilt(block)``, ``BlockValidated(block_hash, ok)``, ``BlockFetched(block, certificate|None)``.
+``BlockBuilt(block)``, ``BlockValidated(block_hash, ok)``, ``BlockFetched(block, certificate|None)``,
+``TxsPending(pending)`` (whether the mempool holds transactions; read with ``Params.skip_empty``).
 
 Actions (out):
 
@@ -87,6 +88,7 @@ from .state import (
     SafetyState,
     Send,
     Tick,
+    TxsPending,
     ValidateBlock,
 )
 
@@ -94,7 +96,8 @@ __all__ = [
     "PHASE_C", "PHASE_P", "SAFETY_KEY", "Action", "Aggregate", "BlockBuilt", "BlockFetched",
     "BlockValidated", "BlsCrypto", "BlsSigner", "Broadcast", "BuildBlock", "Commit", "Core",
     "CostModelCrypto", "CostModelSigner", "Crypto", "Event", "FetchBlock", "MessageReceived",
-    "Params", "Persist", "Proposal", "SafetyState", "Send", "Signer", "Tick", "Ticket", "ValidateBlock",
+    "Params", "Persist", "Proposal", "SafetyState", "Send", "Signer", "Tick", "Ticket", "TxsPending",
+    "ValidateBlock",
     "certificate_counts", "certificate_signers", "decode_message", "sortition_message",
     "sortition_value", "threshold", "verify_certificate",
 ]

@@ -321,6 +321,22 @@ class _CachedBlock:
         return proof
 
 
+def _allowed_methods(path: str, *, literal_only: bool = False) -> str:
+    """The documented methods of the resource at ``path`` (for ``Allow``). A literal route
+    wins over a template that also matches it (``/v1/txs/batch`` is not a ``/v1/txs/{hash}``),
+    so ``Allow`` lists what the OpenAPI document says, not every route the path would reach."""
+    literal = sorted({r.method.upper() for r in ROUTES if r.path == path})
+    if literal or literal_only:
+        return ", ".join(literal)
+    segs = path.split("/")
+    found = set()
+    for r in ROUTES:
+        tpl = r.path.split("/")
+        if len(tpl) == len(segs) and all(t == x or (t.startswith("{") and x) for t, x in zip(tpl, segs, strict=True)):
+            found.add(r.method.upper())
+    return ", ".join(sorted(found))
+
+
 class _Lagged(Exception):
     """A stream client stopped reading."""
 
@@ -329,7 +345,7 @@ class _Lagged(Exception):
 
 _HEX = {"type": "string", "pattern": s.HEX_PATTERN}
 _HASH = {"type": "string", "pattern": s.HASH_HEX_PATTERN}
-_HEIGHT = {"type": "integer", "minimum": 0}
+_HEIGHT = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}  # what parse_uint reads
 _BOOL = {"type": "boolean"}
 
 
@@ -393,7 +409,7 @@ ROUTES: list[s.Route] = [
     s.Route(method="get", path="/v1/stream",
             summary="WebSocket: StreamHello, then StreamBlock and StreamEvent messages (JSON text frames)",
             operation_id="stream", response=None, status=101, content_type="application/json",
-            errors=[422, 429, 503],
+            errors=[422, 426, 429, 503],
             params=[_p("from", "query", _HEIGHT, "replay from this height first", False),
                     _p("blocks", "query", _BOOL, "", False), _p("events", "query", _BOOL, "", False),
                     _p("contract", "query", {"type": "string"}, "only this contract's events", False)]),
@@ -471,7 +487,11 @@ class ClientApi:
         """Every failure becomes the JSON error shape; every request is counted."""
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
         started = time.perf_counter()
+        literal = _allowed_methods(request.path, literal_only=True)
         try:
+            if literal and request.method not in literal.split(", "):
+                # e.g. GET /v1/txs/batch, which the /v1/txs/{hash} template would take
+                raise web.HTTPMethodNotAllowed(request.method, literal.split(", "))
             resp = await handler(request)
         except AccordError as e:
             self.m_rejected.inc(code=e.code)
@@ -485,6 +505,8 @@ class ClientApi:
             code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, f"http_{e.status}")
             self.m_rejected.inc(code=code)
             resp = error_response(e.status, code, e.reason)
+            if e.status == 405:  # a 405 must say which methods the resource has (RFC 9110)
+                resp.headers["Allow"] = _allowed_methods(request.path) or e.headers.get("Allow", "")
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -900,6 +922,15 @@ class ClientApi:
         self._streams_by_ip[ip] = mine + 1
         self._streams_opening += 1
         ws = web.WebSocketResponse(heartbeat=self.config.stream_heartbeat_s, max_msg_size=4096)
+        if not ws.can_prepare(request).ok:
+            self._streams_opening -= 1  # nothing opened
+            if mine:
+                self._streams_by_ip[ip] = mine
+            else:
+                self._streams_by_ip.pop(ip, None)
+            resp = error_response(426, "upgrade_required", "this endpoint is a WebSocket: send Upgrade: websocket")
+            resp.headers["Upgrade"] = "websocket"
+            return resp
         try:
             try:
                 await ws.prepare(request)
@@ -916,7 +947,7 @@ class ClientApi:
                 self._streams_by_ip[ip] = left
             else:
                 self._streams_by_ip.pop(ip, None)
-            if not ws.closed:
+            if ws.prepared and not ws.closed:
                 await ws.close()
 
     async def _serve_stream(self, ws: web.WebSocketResponse, q: s.StreamQuery) -> web.WebSocketResponse:

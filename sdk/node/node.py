@@ -72,6 +72,7 @@ from ..consensus import (
     SafetyState,
     Send,
     Tick,
+    TxsPending,
     ValidateBlock,
     sortition_value,
     verify_certificate,
@@ -587,6 +588,7 @@ class Node:
             self.m_shed.inc()
             raise MempoolFull(f"{backlog} transactions are waiting (limit {limit}); try again later")
         h = self.mempool.add(tx)
+        self._sync_pending()
         self._submitted_at[h] = time.monotonic()
         if len(self._submitted_at) > 4 * self.config.mempool_size:
             self._submitted_at.clear()  # bounded: only latency accounting is lost
@@ -714,6 +716,20 @@ class Node:
                 job.done.set_result([])
             return
         job.done.set_result(result)
+        self._sync_pending()
+
+    def _sync_pending(self) -> None:
+        """With ``skip_empty_blocks``, tell the core whether the mempool holds transactions
+        whenever that changes (a leader proposes only then): at once after admissions, so a
+        transaction on an idle chain gets the current round's stage I if there is time."""
+        core, mempool = self.core, self.mempool
+        if core is None or mempool is None or not core.p.skip_empty or not self.running or self.fault is not None:
+            return
+        pending = len(mempool) > 0
+        if pending != core.txs_pending:
+            for action in core.handle(TxsPending(pending)):
+                self._perform(action)
+            self._arm_tick()
 
     def has_pending(self, tx_hash: bytes) -> bool:
         return self.mempool is not None and self.mempool.contains(tx_hash)
@@ -817,6 +833,7 @@ class Node:
             return
         if not isinstance(event, Tick) and self._now_ms() - self._last_tick_ms >= self.tick_ms:
             self._tick()  # the core judges lateness by its clock: keep it within tick_ms
+        self._sync_pending()  # commits empty the mempool; the core must know before it leads
         for action in self.core.handle(event):
             self._perform(action)
         building = self._building

@@ -82,6 +82,7 @@ from ..consensus import (
     SafetyState,
     Send,
     Tick,
+    TxsPending,
     ValidateBlock,
     sortition_value,
     verify_certificate,
@@ -96,7 +97,7 @@ ZERO = bytes(32)
 
 PROPOSAL_PREFIX = bytes([0x97, 1])  # a proposal's first bytes (accord.consensus.messages)
 
-DELIVER, TICK, FETCHED, ADVERSARY, CRASH, RESTART, EXECUTED = range(7)
+DELIVER, TICK, FETCHED, ADVERSARY, CRASH, RESTART, EXECUTED, TX_ARRIVAL = range(8)
 
 
 class Network(Protocol):
@@ -123,6 +124,12 @@ class SimConfig:
     loss: float = 0.0
     duplicate: float = 0.0
     drift_ms: float = 0.0
+    clock_offsets_ms: list[float] = field(default_factory=list)  # per validator index; overrides drift_ms
+    skip_empty: bool = False  # leaders propose only with transactions pending (Params.skip_empty)
+    # Transactions arriving in mempools: (time_ms, node nid or -1 for every node). A block
+    # holds the transactions its builder had pending; with skip_empty, nodes tell their core
+    # (TxsPending) when their pending set becomes empty or not.
+    txs: list[tuple[int, int]] = field(default_factory=list)
     verify_ms: float = 0.0
     verify_cost: str = ""  # "" (off) | "measured" | five numbers in us (accord.sim.costs)
     bandwidth_mbps: float = 0.0  # each node's uplink (0: unlimited)
@@ -219,6 +226,7 @@ class SimNode:
     crash_pending: bool = False
     link: set[int] | None = None  # twins: the nids this node can talk to
     state: dict[str, Any] = field(default_factory=dict)  # strategy scratch space
+    pending: set[int] = field(default_factory=set)  # simulated transactions in its mempool
 
 
 @dataclass
@@ -239,6 +247,8 @@ class SimResult:
     uplink_bytes: int = 0  # sent through modelled uplinks (0 without bandwidth)
     block_bytes: int = 0  # encoded size of a simulated block's body of transactions
     spread_s: list[float] = field(default_factory=list)  # round start -> committed block arrives
+    proposers: list[int] = field(default_factory=list)  # proposer of each height of the longest honest chain
+    tx_commit_ms: dict[int, int] = field(default_factory=dict)  # transaction -> first honest commit (virtual ms)
 
     def percentile(self, p: float, xs: list[float] | None = None) -> float | None:
         """Percentile ``p`` of agreement times, or of ``xs`` (e.g. :attr:`commit_s`)."""
@@ -290,7 +300,7 @@ class Simulator:
         self.params = Params(
             chain_id="accord-sim", n=c.nodes, genesis_time_ms=0, round_ms=c.round_ms,
             stage2_ms=c.stage2_ms, expected_leaders=c.expected_leaders, gossip_fanout=c.fanout,
-            broadcast_max=c.broadcast_max, ticket_wait_ms=c.ticket_wait_ms,
+            broadcast_max=c.broadcast_max, ticket_wait_ms=c.ticket_wait_ms, skip_empty=c.skip_empty,
             gossip_interval_ms=int(c.latency_ms) if c.gossip_interval_ms < 0 else c.gossip_interval_ms,
         )
         self.crypto: Crypto
@@ -359,10 +369,14 @@ class Simulator:
         self.builds = 0  # BuildBlock actions performed (blocks executed to propose)
         self.skipped_builds = 0  # builds whose round had passed when the chain thread was free
         self.network: Network | None = c.network(self) if c.network is not None else None
+        self.block_txs_ids: dict[bytes, frozenset[int]] = {}  # block hash -> simulated transactions
+        self.tx_commit_ms: dict[int, int] = {}
 
     def _make_node(self, nid: int, index: int, strategy: str) -> SimNode:
         c = self.c
         offset = int(self.rng.uniform(-c.drift_ms, c.drift_ms) * 1000) if c.drift_ms else 0
+        if index < len(c.clock_offsets_ms):
+            offset = int(c.clock_offsets_ms[index] * 1000)
         core = c.core_class(self.params, self.signers[index], self.crypto, head=(0, self.genesis_hash),
                             decode_cache=self.decode_cache, known_txs=self._known_txs)
         return SimNode(nid, index, strategy == "honest", strategy, core, self.signers[index], offset)
@@ -395,6 +409,8 @@ class Simulator:
         for nid, crash_ms, restart_ms in c.crashes:
             self.push(crash_ms * 1000, CRASH, nid)
             self.push(restart_ms * 1000, RESTART, nid)
+        for tx_id, (at_ms, nid) in enumerate(c.txs):
+            self.push(at_ms * 1000, TX_ARRIVAL, (tx_id, nid))
         last_report = 0
         while self.heap:
             t, _, kind, data = heapq.heappop(self.heap)
@@ -418,6 +434,13 @@ class Simulator:
                     nd.exec_busy = False
                     self._run_core(nd, data[2])
                     self._next_job(nd)
+            elif kind == TX_ARRIVAL:
+                tx_id, target = data
+                for nd in self.nodes if target < 0 else [self.nodes[target]]:
+                    if tx_id not in self.tx_commit_ms:
+                        nd.pending.add(tx_id)
+                        if nd.up and not nd.core.txs_pending:
+                            self._run_core(nd, TxsPending(True))
             elif kind == ADVERSARY:
                 self._adversary_step()
             elif kind == CRASH:
@@ -439,7 +462,7 @@ class Simulator:
             return
         self.strategies.observe(self, nd, frm, payload)
         local = self.local_ms(nd)
-        if local > nd.core.now:
+        if local > nd.core.raw_now:
             # As the node does (a lazy tick before other events): the core judges how late
             # messages come by its own clock, so that clock must be current when they arrive.
             self._run_core(nd, Tick(local))
@@ -535,6 +558,8 @@ class Simulator:
                         queue.append(self._answer(nd, a))
                 elif isinstance(a, Commit):
                     self._on_commit(nd, a.block, a.certificate, send_at)
+                    if nd.core.txs_pending != bool(nd.pending):
+                        queue.append(TxsPending(bool(nd.pending)))
                 elif isinstance(a, FetchBlock):
                     self._fetch(nd, a, send_at)
                 del i
@@ -602,7 +627,10 @@ class Simulator:
             time_ms=max(self._parent_time(nd), self.local_ms(nd)), sortition=a.sortition,
             body_hash=self.tx_pool_body,
         )
-        return self.strategies.build(self, nd, Block(header, self.tx_pool))
+        block = self.strategies.build(self, nd, Block(header, self.tx_pool))
+        if nd.pending:
+            self.block_txs_ids[block.hash] = frozenset(nd.pending)
+        return block
 
     def _fetch(self, nd: SimNode, a: FetchBlock, at: int) -> None:
         for peer in self.by_index.get(a.from_index, ()):
@@ -631,6 +659,12 @@ class Simulator:
             return
         nd.chain.append((block, cert))
         nd.by_hash[block.hash] = (block, cert)
+        ids = self.block_txs_ids.get(block.hash, frozenset())
+        if ids:
+            nd.pending -= ids
+            if nd.honest:
+                for tx_id in ids:
+                    self.tx_commit_ms.setdefault(tx_id, at // 1000)
         if not nd.honest:
             return
         saved = self.crypto.checks
@@ -789,6 +823,7 @@ class Simulator:
         if self.skipped_builds:
             stats["skipped_builds"] = self.skipped_builds
         base = self.heal_height if self.heal_height is not None else 0
+        longest = max(honest, key=lambda nd: len(nd.chain), default=None)
         return SimResult(
             config=self.c,
             committed_heights=min(heights) if heights else 0,
@@ -805,6 +840,8 @@ class Simulator:
             commit_s=self.commit_latency,
             uplink_bytes=self.uplink_bytes,
             block_bytes=sum(len(tx.encode()) for tx in self.tx_pool),
+            proposers=[] if longest is None else [b.header.proposer for b, _ in longest.chain],
+            tx_commit_ms=dict(self.tx_commit_ms),
             spread_s=self._spread_times(honest),
         )
 

@@ -1,0 +1,88 @@
+"""``accord send``: sign a transaction with an account key file, submit it, wait for its
+receipt (with a progress indicator on stderr) and print what it did.
+
+The nonce is the account's next one as the node counts it (pending transactions included),
+unless ``--nonce`` says otherwise. Exit status: 0 committed and ok, 1 refused or failed
+(the receipt says why), 3 not committed within ``--wait``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..client import TxStatus
+from ..crypto.ed25519 import AccountKey
+from ..errors import WaitTimeout
+from ..types import Tx
+from .query import _receipt_doc, _receipt_lines
+from .remote import Remote, add_target, emit, parse_args_list
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("send", help="sign a transaction with a key file, submit it and wait for its receipt")
+    p.add_argument("contract", help="contract name, e.g. token")
+    p.add_argument("method", help="method to call, e.g. transfer")
+    p.add_argument("arg", nargs="*", metavar="NAME=VALUE",
+                   help="method arguments: 0x.. is bytes, digits an integer, true/false/null, else text")
+    p.add_argument("--key", type=Path, required=True, metavar="FILE",
+                   help="account key file that signs (made by accord keys new; must be mode 600)")
+    p.add_argument("--args-json", default=None, metavar="JSON",
+                   help="method arguments as one JSON object (0x.. strings are bytes)")
+    p.add_argument("--gas-limit", type=int, default=1_000_000, metavar="GAS",
+                   help="most gas the call may use (default 1,000,000; unused gas is not charged)")
+    p.add_argument("--nonce", type=int, default=None,
+                   help="nonce to sign with (default: the account's next one, as the node counts it)")
+    p.add_argument("--wait", type=float, default=60.0, metavar="S",
+                   help="seconds to wait for the receipt; 0 submits and returns at once (default 60)")
+    add_target(p)
+    p.set_defaults(func=_send)
+
+
+def _send(args: argparse.Namespace) -> int:
+    key = AccountKey.load(args.key)
+    kw = parse_args_list(args.arg, args.args_json)
+    r = Remote(args)
+    try:
+        chain_id = r(r.client.status)["chain_id"]
+        nonce = args.nonce if args.nonce is not None else int(r(r.client.account, key.address)["next_nonce"])
+        tx = Tx.create(key, chain_id=chain_id, contract=args.contract, method=args.method, args=kw,
+                       nonce=nonce, gas_limit=args.gas_limit)
+        h = r(r.client.submit, tx)
+        doc = {"tx_hash": h.hex(), "sender": key.address.hex(), "nonce": nonce, "status": "pending"}
+        if args.wait <= 0:
+            emit(args, doc, [f"submitted   {h.hex()}  (nonce {nonce}; not waiting)"])
+            return 0
+        try:
+            st = _wait(r, h, args.wait)
+        except WaitTimeout as e:
+            doc["error"] = e.message
+            emit(args, doc, [f"submitted   {h.hex()}", f"not committed after {args.wait:g} s: {e.message}"])
+            return 3
+    finally:
+        r.close()
+    rc = st.receipt
+    doc.update(status="committed", height=st.height, index=st.index, receipt=_receipt_doc(rc))
+    emit(args, doc, [f"transaction {h.hex()}", f"block       {st.height} (index {st.index})", *_receipt_lines(rc)])
+    return 0 if rc is not None and rc.ok else 1
+
+
+def _wait(r: Remote, h: bytes, timeout: float) -> TxStatus:
+    """Poll until committed; the spinner goes to stderr so stdout stays the result."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    with console.status("waiting for the transaction to commit", spinner="dots") as live:
+        while True:
+            st = r(r.client.tx, h, proof=False)
+            if st.committed and st.receipt is not None:
+                return st
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(f"still {st.status}")
+            if console.is_terminal:
+                live.update(f"waiting for the transaction to commit ({st.status}, {left:.0f} s left)")
+            time.sleep(min(delay, left))
+            delay = min(delay * 1.5, 0.5)
