@@ -21,6 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--round-ms", type=int, default=1000, help="round length, ms (default 1000)")
     p.add_argument("--stage2-ms", type=int, default=500, help="agreement stage of each round, ms (default 500)")
     p.add_argument("--genesis-time-ms", type=int, default=None, help="default: now")
+    p.add_argument("--no-p2p-tls", dest="p2p_tls", action="store_false",
+                   help="plaintext validator links (default: TLS, with a link certificate per validator)")
+    p.add_argument("--api-tls", action="store_true",
+                   help="serve each client API over https with a self-signed certificate (api-tls.crt)")
     p.set_defaults(func=_run)
 
 
@@ -36,6 +40,8 @@ def _run(args: argparse.Namespace) -> int:
         base_api_port=args.base_api_port,
         demo_accounts=args.accounts,
         consensus=ConsensusParams(round_ms=args.round_ms, stage2_ms=args.stage2_ms),
+        p2p_tls=args.p2p_tls,
+        api_tls=args.api_tls,
     )
     print(json.dumps({"dir": str(args.dir), "chain_id": g.chain_id, "validators": g.n,
                       "genesis_hash": g.hash.hex()}))
