@@ -208,3 +208,30 @@ def test_tls_needs_both_files_and_says_so(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="cannot load the TLS certificate"):
         (tmp_path / "x.crt").write_text("not a certificate")
         Transport(g, 0, secret(0), config=NetConfig(tls_cert=str(tmp_path / "x.crt"), tls_key=str(tmp_path / "k")))
+
+
+def test_the_acceptor_refuses_an_auth_signed_for_another_channel(tmp_path: Path) -> None:
+    """The listener checks the binding too: a dialer's AUTH made for another TLS session (a
+    relay's certificate) or for a plaintext link is refused, even from the right key."""
+    from . import rawpeer
+
+    g = make_genesis(4)
+
+    async def main() -> None:
+        t1 = await start(g, 1, tmp_path)
+        url = f"https://127.0.0.1:{t1.bound_port}/accord/p2p"
+        try:
+            async with aiohttp.ClientSession() as s:
+                for wrong in (lambda: nettls.channel_binding(b"another certificate"), lambda: None):
+                    raw = rawpeer.RawPeer(s, url, g.hash, 1)
+                    raw.binding = wrong  # type: ignore[method-assign]
+                    assert (await raw.handshake(index=0, sk=secret(0)))["ready"] is False
+                    await raw.close()
+                assert t1.m_hs_fail.get(reason="bad_signature") == 2
+                good = rawpeer.RawPeer(s, url, g.hash, 1)
+                assert (await good.handshake(index=0, sk=secret(0)))["ready"] is True
+                await good.close()
+        finally:
+            await t1.stop()
+
+    run(main())

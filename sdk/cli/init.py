@@ -44,5 +44,5 @@ def _run(args: argparse.Namespace) -> int:
         api_tls=args.api_tls,
     )
     print(json.dumps({"dir": str(args.dir), "chain_id": g.chain_id, "validators": g.n,
-                      "genesis_hash": g.hash.hex()}))
+                      "genesis_hash": g.hash.hex(), "p2p_tls": args.p2p_tls, "api_tls": args.api_tls}))
     return 0

@@ -129,6 +129,8 @@ class AsyncLightClient:
     ) -> None:
         if not nodes:
             raise LightClientError("a light client needs at least one node URL")
+        if ca_file is not None and cert_sha256 is not None:
+            raise LightClientError("give ca_file or cert_sha256, not both (a pin replaces the CA check)")
         self.genesis = _load_genesis(genesis)
         self.checker = Checker(self.genesis)
         self.store = TrustStore(self.genesis.chain_id, self.genesis.hash, store, keep=keep)

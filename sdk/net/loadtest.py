@@ -60,6 +60,7 @@ async def _worker(
     per_sender = [0] * n  # transactions received from each validator (no relaying here)
     ready: set[int] = set()
     done: dict[int, int] = {}
+    finished: set[int] = set()
 
     def on_message(frm: int, kind: Kind, payload: Any) -> None:
         if kind is Kind.TX_BATCH and isinstance(payload, list):
@@ -70,6 +71,8 @@ async def _worker(
                 ready.add(frm)
             if "done" in payload and isinstance(payload["done"], int):
                 done[frm] = payload["done"]
+            if "finished" in payload:
+                finished.add(frm)
 
     async def wait(cond: Any, timeout: float) -> bool:
         end = loop.time() + timeout
@@ -110,6 +113,10 @@ async def _worker(
         )
         elapsed = loop.time() - start
         cpu_s = time.process_time() - cpu0  # this validator's CPU over the load (TLS included)
+        # stop only once every peer has what we sent: a worker that stopped as soon as it had
+        # its own share cut off frames still in flight toward slower peers
+        t.broadcast(Kind.CONSENSUS, {"finished": index})
+        await wait(lambda: len(finished) == n - 1, 30)
         await t.drain(10)
         got = sum(per_sender)
         return {
@@ -118,6 +125,7 @@ async def _worker(
             "received_tps": got / elapsed, "cpu_s": round(cpu_s, 3),
             "frames_out": t.m_frames_out.total(), "bytes_out": t.m_bytes_out.total(),
             "dropped": {k: v for k, v in _dropped(t).items() if v},
+            "disconnects": t.m_disconnects.samples(), "drop_reasons": t.m_dropped.samples(),
         }
     finally:
         await t.stop()
