@@ -195,6 +195,13 @@ RELIABLE = "reliable"
 GOSSIP = "gossip"
 _CLOSE_REFUSED = 4001
 _CLOSE_MISBEHAVING = 4002
+_PLAINTEXT_REFUSAL_TEXT = (
+    b"this validator requires TLS on validator links: dial wss:// (set p2p_tls in node.json, or upgrade Accord)\n"
+)
+_PLAINTEXT_REFUSAL = (
+    b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: TLS/1.3\r\nConnection: close\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n" % len(_PLAINTEXT_REFUSAL_TEXT)
+) + _PLAINTEXT_REFUSAL_TEXT
 _TLS_ALERT_HANDSHAKE_FAILURE = b"\x15\x03\x03\x00\x02\x02\x28"
 """A fatal TLS alert record (handshake_failure): what a plaintext listener answers a ClientHello."""
 _TX_OVERHEAD = 8  # generous msgpack framing per transaction inside a batch
@@ -380,7 +387,6 @@ class Transport:
         self._pending_by_ip: dict[str, int] = {}
         self._open_ws: set[web.WebSocketResponse] = set()
         self._runner: web.AppRunner | None = None
-        self._refusal: web.Server | None = None
         self._listeners: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         self._opening: set[asyncio.Task[None]] = set()
@@ -456,7 +462,6 @@ class Transport:
         app.router.add_get(self.config.path, self._accept)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        self._refusal = web.Server(self._refuse_plaintext, access_log=None)
         await self._listen()
         self._session = aiohttp.ClientSession()
         for j in range(self.index + 1, self.genesis.n):
@@ -489,8 +494,6 @@ class Transport:
         await asyncio.gather(*self._dialers, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
-        if self._refusal is not None:
-            await self._refusal.shutdown(1.0)
         if self._session is not None:
             await self._session.close()
         self.metrics.remove_collector(self._collect)
@@ -752,7 +755,7 @@ class Transport:
         most ``handshake_timeout`` (first byte and TLS handshake included)."""
         loop = asyncio.get_running_loop()
         handed = False
-        assert self._runner is not None and self._refusal is not None
+        assert self._runner is not None
         server = self._runner.server
         assert server is not None
         try:
@@ -792,9 +795,10 @@ class Transport:
                 level = logging.WARNING if self._warned_plaintext.add(ip.encode()) else logging.INFO
                 log.log(level, "validator %d: refused a plaintext connection from %s: this validator requires "
                         "TLS on its links (an old version, or a peer without p2p_tls in node.json)", self.index, ip)
-                await loop.connect_accepted_socket(self._refusal, conn)
+                await self._refuse_plaintext(conn)
+                return
             handed = True
-        except OSError as e:
+        except (OSError, TimeoutError) as e:
             log.info("validator %d: connection from %s lost while opening: %r", self.index, ip, e)
         finally:
             if not handed:
@@ -805,14 +809,29 @@ class Transport:
             else:
                 self._opening_by_ip.pop(ip, None)
 
-    async def _refuse_plaintext(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _refuse_plaintext(self, conn: socket.socket) -> None:
         """What a plaintext dialer gets from a validator that requires TLS: one clear answer
-        (its own transport reports the HTTP status), then the connection closes."""
-        return web.Response(
-            status=426, headers={"Upgrade": "TLS/1.3", "Connection": "close"},
-            text="this validator requires TLS on validator links: dial wss:// (set p2p_tls in node.json, "
-                 "or upgrade Accord)\n",
-        )
+        (its transport reports the HTTP status), then the connection closes. Written on the
+        socket directly, within the opening slot and ``handshake_timeout``: no HTTP server
+        holds such a connection, however slowly it sends its request."""
+        loop = asyncio.get_running_loop()
+        got = b""
+
+        async def read_request() -> None:
+            nonlocal got
+            # read the request first: closing with unread bytes would reset the connection
+            # before the answer arrives
+            while b"\r\n\r\n" not in got and len(got) < 8192:
+                chunk = await loop.sock_recv(conn, 8192 - len(got))
+                if not chunk:
+                    return
+                got += chunk
+
+        try:
+            await asyncio.wait_for(read_request(), self.config.handshake_timeout)
+        except TimeoutError:
+            return
+        await asyncio.wait_for(loop.sock_sendall(conn, _PLAINTEXT_REFUSAL), self.config.handshake_timeout)
 
     # --- connections ---------------------------------------------------------------------
 
