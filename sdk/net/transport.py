@@ -111,7 +111,8 @@ except ImportError:  # pragma: no cover - older aiohttp
         from aiohttp.http_websocket import WebSocketReader as _WsReader
 
 _widening_works = _WsReader is not None
-"""Whether accepted connections start at the handshake's frame limit (see _widen_frame_limit)."""
+"""Whether connections (accepted and dialed) start at the handshake's frame limit (see
+_widen_frame_limit and _widen_dialer_frame_limit)."""
 
 
 def _widen_frame_limit(ws: web.WebSocketResponse, limit: int) -> bool:
@@ -142,6 +143,7 @@ def _widen_frame_limit(ws: web.WebSocketResponse, limit: int) -> bool:
     if hasattr(ws, "_parser"):
         ws._parser = parser
     return True
+
 
 def _widen_dialer_frame_limit(ws: aiohttp.ClientWebSocketResponse, limit: int) -> bool:
     """Give a dialed connection, whose acceptor has proven its key, the full frame limit.
@@ -209,8 +211,8 @@ _TX_OVERHEAD = 8  # generous msgpack framing per transaction inside a batch
 
 def _disable_widening() -> None:
     global _widening_works
-    log.error("this aiohttp version's frame parser cannot be replaced: accepted connections now open "
-              "at the full frame limit (unauthenticated peers can make this validator buffer more)")
+    log.error("this aiohttp version's frame parser cannot be replaced: connections now open at the full "
+              "frame limit (unauthenticated peers can make this validator buffer more)")
     _widening_works = False
 
 
