@@ -70,6 +70,10 @@ def test_the_api_over_tls_with_a_ca_file_or_a_pin_and_a_wrong_ca_is_refused(tmp_
                 assert (await c.status())["chain_id"] == node.genesis.chain_id
             async with AsyncClient(url, cert_sha256=pin) as c:
                 assert (await c.status())["chain_id"] == node.genesis.chain_id
+                # the block stream (a WebSocket) over TLS too: replayed from height 1
+                async for item in c.stream(from_height=1, events=False):
+                    assert getattr(item, "height", None) == 1
+                    break
             async with AsyncClient(url, ca_file=other) as c:
                 with pytest.raises(aiohttp.ClientConnectorCertificateError):
                     await c.status()
