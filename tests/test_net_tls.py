@@ -235,3 +235,32 @@ def test_the_acceptor_refuses_an_auth_signed_for_another_channel(tmp_path: Path)
             await t1.stop()
 
     run(main())
+
+
+def test_garbage_tls_and_silent_connections_are_counted_and_closed(tmp_path: Path) -> None:
+    """Before anything is authenticated, a connection costs one bounded slot: a broken TLS
+    ClientHello is counted (``tls_handshake``), a connection that never sends a byte is closed
+    at the handshake timeout (``timeout``), and the listener keeps serving real validators."""
+    g = make_genesis(4)
+
+    async def main() -> None:
+        t1 = await start(g, 1, tmp_path, handshake_timeout=1.0)
+        t0 = await start(g, 0, tmp_path)
+        assert t1.bound_port
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", t1.bound_port)
+            w.write(b"\x16\x03\x01\x00\x08not-a-hello" + os.urandom(64))
+            await w.drain()
+            assert await asyncio.wait_for(r.read(), 10) is not None  # closed by the listener
+            w.close()
+            silent_r, silent_w = await asyncio.open_connection("127.0.0.1", t1.bound_port)
+            assert await asyncio.wait_for(silent_r.read(), 10) == b""  # closed at the timeout
+            silent_w.close()
+            await until(lambda: t1.m_hs_fail.get(reason="tls_handshake") == 1, 10, "the bad hello counted")
+            await until(lambda: t1.m_hs_fail.get(reason="timeout") == 1, 10, "the silent one counted")
+            t0.set_address(1, "127.0.0.1", t1.bound_port)
+            await t0.wait_connected(1)
+        finally:
+            await stop_all([t0, t1])
+
+    run(main())
