@@ -22,18 +22,20 @@ import contextlib
 import http.client
 import json
 import queue
+import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from . import encoding
 from .encoding import Value
-from .errors import AccordError, DecodeError, WaitTimeout
+from .errors import AccordError, DecodeError, ValidationError, WaitTimeout
 from .genesis import Genesis
 from .merkle import StateProof
 from .types import Block, Certificate, Event, Header, Receipt, Tx
@@ -286,6 +288,44 @@ def _stream_query(from_height: int | None, blocks: bool, events: bool, contract:
 
 _RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.BadStatusLine)
 
+# --- TLS ---------------------------------------------------------------------------------------
+
+
+def _tls_options(
+    scheme: str, ca_file: str | Path | None, cert_sha256: str | None,
+) -> tuple[ssl.SSLContext | None, bytes | None]:
+    """The TLS context and pin for a client URL (clear errors for options that cannot apply)."""
+    if scheme != "https":
+        if ca_file is not None or cert_sha256 is not None:
+            raise ValidationError("ca_file and cert_sha256 apply to https URLs only")
+        return None, None
+    if ca_file is not None and cert_sha256 is not None:
+        raise ValidationError("give ca_file or cert_sha256, not both (a pin replaces the CA check)")
+    from .net.tls import client_context, normalize_pin
+
+    pin = normalize_pin(cert_sha256) if cert_sha256 is not None else None
+    return client_context(ca_file, cert_sha256), pin
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """An HTTPS connection that also requires the server's certificate to match a pin."""
+
+    def __init__(self, *args: Any, pin: bytes | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._pin = pin
+
+    def connect(self) -> None:
+        super().connect()
+        if self._pin is not None:
+            from .net.tls import check_pin
+
+            try:
+                check_pin(self.sock.getpeercert(binary_form=True), self._pin)
+            except ssl.SSLError:
+                self.close()
+                raise
+
+
 # --- sync client ----------------------------------------------------------------------------
 
 
@@ -294,12 +334,21 @@ class Client:
 
     >>> c = Client("http://127.0.0.1:8650")
     >>> h = c.submit(tx); receipt = c.wait(h)
+
+    For an https URL the server's certificate is checked against ``ca_file`` (a CA bundle, or
+    the server's own self-signed certificate), or, with ``cert_sha256`` instead, must be the
+    certificate with that SHA-256 (a pin; no CA involved); neither: the system's CAs. A
+    certificate that does not pass raises ``ssl.SSLError`` before any request is sent.
     """
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 30.0, ca_file: str | Path | None = None,
+        cert_sha256: str | None = None,
+    ) -> None:
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise DecodeError(f"not an http(s) URL: {url!r}")
+        self._ssl, self._pin = _tls_options(u.scheme, ca_file, cert_sha256)
         self.url = url.rstrip("/")
         self._scheme = u.scheme
         self._host = u.hostname
@@ -323,8 +372,11 @@ class Client:
     def _conn(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=self.timeout)
+            if self._scheme == "https":
+                conn = _PinnedHTTPSConnection(self._host, self._port, timeout=self.timeout, context=self._ssl,
+                                              pin=self._pin)
+            else:
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
             self._local.conn = conn
         return conn
 
@@ -530,10 +582,18 @@ class Client:
 class AsyncClient:
     """aiohttp client of one node's API; use as ``async with AsyncClient(url) as c``."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 30.0, session: aiohttp.ClientSession | None = None,
+        ca_file: str | Path | None = None, cert_sha256: str | None = None,
+    ) -> None:
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise DecodeError(f"not an http(s) URL: {url!r}")
+        ctx, pin = _tls_options(u.scheme, ca_file, cert_sha256)
+        # aiohttp checks a pin itself (Fingerprint: SHA-256 of the DER certificate)
+        self._ssl: ssl.SSLContext | aiohttp.Fingerprint | bool = (
+            aiohttp.Fingerprint(pin) if pin is not None else ctx if ctx is not None else True
+        )
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._session = session
@@ -566,7 +626,7 @@ class AsyncClient:
             kw["headers"] = {"Content-Type": "application/octet-stream"}
         elif json_body is not None:
             kw["json"] = json_body
-        async with self._sess().request(method, self.url + path, **kw) as resp:
+        async with self._sess().request(method, self.url + path, ssl=self._ssl, **kw) as resp:
             data = await resp.read()
             if resp.status >= 400:
                 _raise_for(resp.status, data)
@@ -662,7 +722,7 @@ class AsyncClient:
     ) -> aiohttp.ClientWebSocketResponse:
         q = _stream_query(from_height, blocks, events, contract)
         try:
-            return await self._sess().ws_connect(self.url + "/v1/stream", params=q, heartbeat=30.0)
+            return await self._sess().ws_connect(self.url + "/v1/stream", params=q, heartbeat=30.0, ssl=self._ssl)
         except aiohttp.WSServerHandshakeError as e:
             raise error_from("unavailable" if e.status == 503 else f"http_{e.status}", e.message) from None
 

@@ -16,8 +16,25 @@ from .crypto.ed25519 import AccountKey
 from .errors import ValidationError
 from .genesis import ConsensusParams, ContractEntry, Genesis, TokenGenesis, ValidatorInfo
 from .keys import save_validator_key
+from .net.tls import make_self_signed
 
 DEMO_BALANCE = 10**12
+
+
+class TlsFiles(BaseModel):
+    """A PEM certificate and its private key, paths relative to the node folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cert: str = Field(description="PEM certificate (chain) file")
+    key: str = Field(description="PEM private key file (mode 0600)")
+
+
+P2P_TLS = TlsFiles(cert="p2p-tls.crt", key="p2p-tls.key")
+"""Where ``accord init`` puts a validator's link certificate (self-signed: the handshake, not a
+CA, decides who a peer is; see accord.net.tls)."""
+
+API_TLS = TlsFiles(cert="api-tls.crt", key="api-tls.key")
 
 
 class NodeConfig(BaseModel):
@@ -35,6 +52,12 @@ class NodeConfig(BaseModel):
     api_port: int = 0
     mempool_size: int = 200_000
     sync: bool = True
+    p2p_tls: TlsFiles | None = Field(
+        default=None,
+        description="TLS on the validator links (required of every peer once set); written by accord init. "
+                    "Absent: plaintext links, as networks made before encryption existed",
+    )
+    api_tls: TlsFiles | None = Field(default=None, description="serve the client API over https with these files")
 
     @classmethod
     def load(cls, node_dir: str | Path) -> NodeConfig:
@@ -72,11 +95,15 @@ def init_network(
     deterministic: bool = False,
     ports: list[int] | None = None,
     api_ports: list[int] | None = None,
+    p2p_tls: bool = True,
+    api_tls: bool = False,
 ) -> Genesis:
     """Create a network folder for ``validators`` members and return its genesis.
 
     ``deterministic`` derives validator keys from their names (for tests and demos only:
-    anyone can recompute them).
+    anyone can recompute them). ``p2p_tls`` gives every validator a link certificate (links
+    are encrypted, and encryption required); ``api_tls`` a self-signed API certificate for
+    127.0.0.1/localhost (clients pin it or use it as their CA file).
     """
     root = Path(root)
     if (root / "genesis.json").exists():
@@ -97,7 +124,15 @@ def init_network(
                 host="127.0.0.1", port=ports[i], api_port=api_ports[i],
             )
         )
-        NodeConfig(name=name, genesis="../genesis.json", port=ports[i], api_port=api_ports[i]).save(node_dir)
+        config = NodeConfig(name=name, genesis="../genesis.json", port=ports[i], api_port=api_ports[i])
+        if p2p_tls:
+            make_self_signed(node_dir / P2P_TLS.cert, node_dir / P2P_TLS.key, name=name)
+            config.p2p_tls = P2P_TLS
+        if api_tls:
+            make_self_signed(node_dir / API_TLS.cert, node_dir / API_TLS.key, name=f"{name} API",
+                             hosts=[config.api_host, "localhost"])
+            config.api_tls = API_TLS
+        config.save(node_dir)
     authority = AccountKey.from_name("authority") if deterministic else AccountKey.generate()
     authority.save(root / "accounts" / "authority.json")
     balances = {}

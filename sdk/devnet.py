@@ -113,8 +113,10 @@ def ensure_network(
     max_block_txs: int = 5000,
     expected_leaders: float | None = None,
     ticket_wait_ms: int | None = None,
+    p2p_tls: bool = True,
 ) -> Genesis:
-    """Reuse the network in ``root`` or create one (fresh keys, ports that are free now).
+    """Reuse the network in ``root`` or create one (fresh keys, ports that are free now;
+    encrypted validator links unless ``p2p_tls`` is False).
 
     A folder this version cannot reuse (another store schema, a genesis it reads differently)
     is refused here with a clear message, instead of showing up as validators that exit.
@@ -147,7 +149,7 @@ def ensure_network(
             expected_leaders=ConsensusParams().expected_leaders if expected_leaders is None else expected_leaders,
             ticket_wait_ms=ConsensusParams().ticket_wait_ms if ticket_wait_ms is None else ticket_wait_ms,
         ),
-        ports=ports[:validators], api_ports=ports[validators:],
+        ports=ports[:validators], api_ports=ports[validators:], p2p_tls=p2p_tls,
     )
 
 

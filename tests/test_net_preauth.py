@@ -12,14 +12,16 @@ import asyncio
 import base64
 import os
 import struct
+from pathlib import Path
 
 import aiohttp
+import pytest
 
 from accord.net import Kind
 from accord.net.frames import HANDSHAKE_MAX
 
 from .support.genesis import make_genesis
-from .support.mesh import Inbox, RawPeer, run, start_mesh, stop_all, until
+from .support.mesh import Inbox, RawPeer, run, secret, start_mesh, stop_all, until
 
 
 async def _raw_upgrade(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -52,7 +54,7 @@ def test_an_unauthenticated_peer_cannot_announce_a_big_frame() -> None:
             closed = await asyncio.wait_for(reader.read(), 20.0)
             assert closed[:1] == b"\x88"  # a close frame, then EOF
             writer.close()
-            await until(lambda: t1.m_hs_fail.get(reason="malformed") == 1, 10.0, "the refusal to be counted")
+            await until(lambda: t1.m_hs_fail.get(reason="oversized") == 1, 10.0, "the refusal to be counted")
             assert t1.m_hs_fail.get(reason="timeout") == 0
             # a handshake-sized frame is still read and judged (a garbage HELLO: malformed)
             async with aiohttp.ClientSession() as s:
@@ -60,7 +62,7 @@ def test_an_unauthenticated_peer_cannot_announce_a_big_frame() -> None:
                 ws = await raw.connect()
                 await ws.send_bytes(b"\xc1" * HANDSHAKE_MAX)
                 assert await raw.recv() is None
-            assert t1.m_hs_fail.get(reason="malformed") == 2
+            assert t1.m_hs_fail.get(reason="malformed") == 1
         finally:
             await stop_all(ts)
 
@@ -113,5 +115,73 @@ def test_a_deeply_nested_frame_is_counted_garbage_not_a_recursion_error() -> Non
                 assert 0 in t1.peers()  # counted, below the ban threshold: still connected
         finally:
             await stop_all(ts)
+
+    run(main())
+
+
+class _HostileListener:
+    """Answers a validator's dial with a WebSocket upgrade, then announces a 30 MB frame and
+    dribbles its first kilobyte (what a hostile or hijacked address in genesis could do)."""
+
+    def __init__(self) -> None:
+        self.dials = 0
+        self.closed_by_dialer = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import hashlib
+
+        self.dials += 1
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            key = next(ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n")
+                       if ln.lower().startswith(b"sec-websocket-key:"))
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            await reader.read(1)  # the dialer's HELLO has started to arrive
+            writer.write(b"\x82\x7f" + struct.pack(">Q", 30 * 1024 * 1024) + b"\x00" * 1024)
+            await writer.drain()
+            while await reader.read(65536):
+                pass
+            self.closed_by_dialer += 1
+        except (OSError, asyncio.IncompleteReadError):
+            self.closed_by_dialer += 1
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_dialer_refuses_a_big_frame_from_a_listener_that_has_proven_nothing(tmp_path: Path, encrypted: bool) -> None:
+    """Before: only the accepting side capped pre-authentication frames; a dialer opened at
+    the full limit (33 MB) and buffered the hostile listener's frame until the handshake timed
+    out (30 s here), so this test timed out waiting for the refusal."""
+    from accord.net import NetConfig, Transport
+    from accord.net import tls as nettls
+
+    g = make_genesis(4)
+
+    async def main() -> None:
+        hostile = _HostileListener()
+        ssl_ctx = None
+        cfg: dict[str, str] = {}
+        if encrypted:
+            nettls.make_self_signed(tmp_path / "h.crt", tmp_path / "h.key", name="v1")
+            nettls.make_self_signed(tmp_path / "v0.crt", tmp_path / "v0.key", name="v0")
+            ssl_ctx = nettls.server_context(tmp_path / "h.crt", tmp_path / "h.key")
+            cfg = {"tls_cert": str(tmp_path / "v0.crt"), "tls_key": str(tmp_path / "v0.key")}
+        server = await asyncio.start_server(hostile.handle, "127.0.0.1", 0, ssl=ssl_ctx)
+        port = server.sockets[0].getsockname()[1]
+        t0 = Transport(g, 0, secret(0), host="127.0.0.1", port=0,
+                       config=NetConfig(handshake_timeout=30.0, backoff_max=0.2, **cfg))  # type: ignore[arg-type]
+        await t0.start()
+        t0.set_address(1, "127.0.0.1", port)
+        try:
+            await until(lambda: t0.m_hs_fail.get(reason="oversized") >= 2, 10.0, "the dialer to refuse the frame")
+            await until(lambda: hostile.closed_by_dialer >= 2, 10.0, "the dialer to close")
+            assert t0.m_hs_fail.get(reason="timeout") == 0
+            assert t0.peers() == []
+        finally:
+            await t0.stop()
+            server.close()
 
     run(main())

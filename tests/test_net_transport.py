@@ -487,12 +487,12 @@ def test_one_host_cannot_take_every_handshake_slot() -> None:
 
 
 def test_loadtest_runs_real_processes() -> None:
-    """The transport load test (separate OS processes on loopback) delivers every transaction."""
+    """The transport load test (separate OS processes on loopback, TLS links) delivers every transaction."""
     import argparse
 
     from accord.net import loadtest
 
-    args = argparse.Namespace(validators=2, duration=1.0, rate=2000, tx_size=250, fanout=3)
+    args = argparse.Namespace(validators=2, duration=1.0, rate=2000, tx_size=250, fanout=3, tls=True)
     res = loadtest.run(args)
     assert res["validators"] == 2 and len(res["workers"]) == 2
     for w in res["workers"]:

@@ -40,6 +40,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..config import NodeConfig
 from ..devnet import Devnet, ensure_network
 from ..errors import AccordError
 
@@ -58,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="leaders announce tickets and wait this long before building (default: genesis default)")
     p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for commits after the load")
     p.add_argument("--dir", type=Path, default=None, help="network folder (default: a fresh temporary one)")
+    p.add_argument("--p2p-tls", action=argparse.BooleanOptionalAction, default=True,
+                   help="encrypted validator links in a new network (default: on)")
     p.add_argument("--plot", type=Path, default=None, help="draw throughput and latency to this PNG")
 
 
@@ -75,7 +78,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     genesis = ensure_network(root, validators=args.validators, round_ms=args.round_ms,
                              stage2_ms=args.stage2_ms, accounts=args.accounts,
                              max_block_txs=args.max_block_txs, expected_leaders=args.expected_leaders,
-                             ticket_wait_ms=args.ticket_wait_ms)
+                             ticket_wait_ms=args.ticket_wait_ms, p2p_tls=args.p2p_tls)
     net = Devnet(root, genesis)
     load: subprocess.Popen[bytes] | None = None
     try:
@@ -124,6 +127,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             plot(log, args.duration, args.rate, args.plot)
         return {
             "validators": genesis.n,
+            "p2p_tls": NodeConfig.load(root / genesis.validators[0].name).p2p_tls is not None,
             "tps": result["tps"],
             "p50_latency_s": result["p50_latency_s"],
             "p99_latency_s": result["p99_latency_s"],

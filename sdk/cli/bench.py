@@ -19,6 +19,7 @@ from typing import Any
 AREAS = {
     "storage": "execute and commit signed transfers over a large state",
     "consensus": "a 4-validator network on loopback under open-loop load",
+    "net": "the validator transport alone: transaction gossip between processes, TLS or plaintext",
     "zk": "constraints, proving and verification per circuit",
     "mpc": "three MPC servers on loopback: mul, cmp, matmul, logistic regression",
     "light": "light-client header, state-proof and tx-proof checks",

@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stage2-ms", type=int, default=500,
                    help="length of a round's agreement stage in a new network, ms (default 500)")
     p.add_argument("--fresh", action="store_true", help="delete the network folder first")
+    p.add_argument("--no-p2p-tls", dest="p2p_tls", action="store_false",
+                   help="plaintext validator links in a new network (default: TLS)")
     p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
     p.set_defaults(func=_run)
 
@@ -48,7 +50,7 @@ async def _main(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     genesis = ensure_network(args.dir, validators=args.validators, round_ms=args.round_ms,
-                             stage2_ms=args.stage2_ms)
+                             stage2_ms=args.stage2_ms, p2p_tls=args.p2p_tls)
     net = Devnet(args.dir, genesis)
     console.print(f"[bold]Accord devnet[/] {genesis.chain_id}: {genesis.n} validators in {args.dir}")
     net.start()

@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-empty-blocks", action="store_true",
                    help="leaders propose only with transactions pending: an idle chain makes no empty "
                    "blocks (consensus.skip_empty_blocks in genesis)")
+    p.add_argument("--no-p2p-tls", dest="p2p_tls", action="store_false",
+                   help="plaintext validator links (default: TLS, with a link certificate per validator)")
+    p.add_argument("--api-tls", action="store_true",
+                   help="serve each client API over https with a self-signed certificate (api-tls.crt)")
     p.set_defaults(func=_run)
 
 
@@ -40,7 +44,9 @@ def _run(args: argparse.Namespace) -> int:
         demo_accounts=args.accounts,
         consensus=ConsensusParams(round_ms=args.round_ms, stage2_ms=args.stage2_ms,
                                   skip_empty_blocks=args.skip_empty_blocks),
+        p2p_tls=args.p2p_tls,
+        api_tls=args.api_tls,
     )
     print(json.dumps({"dir": str(args.dir), "chain_id": g.chain_id, "validators": g.n,
-                      "genesis_hash": g.hash.hex()}))
+                      "genesis_hash": g.hash.hex(), "p2p_tls": args.p2p_tls, "api_tls": args.api_tls}))
     return 0

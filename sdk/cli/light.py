@@ -31,7 +31,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         sp.add_argument("--node", action="append", default=[], metavar="URL",
                         help="an untrusted node's API URL (repeat for several; default: genesis validators)")
         sp.add_argument("--store", type=Path, default=None, help="the trusted-state file")
-        sp.add_argument("--timeout", type=float, default=10.0)
+        sp.add_argument("--timeout", type=float, default=10.0, help="seconds per request to a node")
+        sp.add_argument("--ca-file", type=Path, default=None,
+                        help="for https nodes: the CA (or the node's own certificate) to check them against")
+        sp.add_argument("--cert-sha256", default=None, metavar="HEX",
+                        help="for https nodes: the SHA-256 pin of their certificate (instead of a CA)")
         sp.add_argument("--json", action="store_true", help="print one JSON document")
 
     s = cmds.add_parser("sync", help="verify headers up to the nodes' newest certified one")
@@ -72,7 +76,8 @@ def _client(args: argparse.Namespace) -> Any:
     if store is None:
         base = Path(os.environ.get("ACCORD_CACHE") or Path.home() / ".cache" / "accord")
         store = base / "light" / f"{genesis.chain_id}.json"
-    return LightClient(genesis, nodes, store=store, timeout=args.timeout)
+    return LightClient(genesis, nodes, store=store, timeout=args.timeout, ca_file=args.ca_file,
+                       cert_sha256=args.cert_sha256)
 
 
 def _hash(text: str) -> bytes:

@@ -109,7 +109,9 @@ class AsyncLightClient:
     ``genesis``: a :class:`Genesis` or the path of a genesis file. ``nodes``: API URLs of
     untrusted full nodes, asked in order. ``store``: the JSON file of the trusted state (None:
     memory only). ``trusted_header``: a checkpoint header to start from instead of height 0
-    (used only when the store has no head yet; the caller vouches for it).
+    (used only when the store has no head yet; the caller vouches for it). ``ca_file`` /
+    ``cert_sha256``: how https node URLs are checked (see :class:`accord.Client`); a node whose
+    certificate does not pass is unreachable, like one that is down.
     """
 
     def __init__(
@@ -122,15 +124,22 @@ class AsyncLightClient:
         batch: int = 100,
         timeout: float = 10.0,
         keep: int = 1024,
+        ca_file: str | Path | None = None,
+        cert_sha256: str | None = None,
     ) -> None:
         if not nodes:
             raise LightClientError("a light client needs at least one node URL")
+        if ca_file is not None and cert_sha256 is not None:
+            raise LightClientError("give ca_file or cert_sha256, not both (a pin replaces the CA check)")
         self.genesis = _load_genesis(genesis)
         self.checker = Checker(self.genesis)
         self.store = TrustStore(self.genesis.chain_id, self.genesis.hash, store, keep=keep)
         self.nodes = list(dict.fromkeys(n.rstrip("/") for n in nodes))
         self.batch = max(1, min(batch, 1000))
         self.timeout = timeout
+        self.ca_file = ca_file
+        self.cert_sha256 = cert_sha256
+        """TLS for https node URLs, as :class:`accord.Client` takes them (a CA file, or a pin)."""
         self.faults: list[NodeLied] = []
         self.certificates_checked = 0
         self._clients: dict[str, AsyncClient] = {}
@@ -169,7 +178,10 @@ class AsyncLightClient:
     def _client(self, node: str) -> AsyncClient:
         c = self._clients.get(node)
         if c is None:
-            c = self._clients[node] = AsyncClient(node, timeout=self.timeout)
+            tls: dict[str, Any] = {}
+            if node.startswith("https:"):
+                tls = {"ca_file": self.ca_file, "cert_sha256": self.cert_sha256}
+            c = self._clients[node] = AsyncClient(node, timeout=self.timeout, **tls)
         return c
 
     def _guard(self) -> asyncio.Lock:
@@ -190,10 +202,12 @@ class AsyncLightClient:
             raise
         except DecodeError as e:
             raise lie(node, "response", f"malformed reply: {e.message}") from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            # before ValueError: a certificate that fails the check is an ssl.CertificateError,
+            # a ValueError, and says nothing about what the node serves (not a lie)
+            raise _Unreachable(f"{node}: unreachable: {type(e).__name__}: {e}") from None
         except (KeyError, ValueError, TypeError) as e:
             raise lie(node, "response", f"malformed reply: {type(e).__name__}: {e}") from None
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            raise _Unreachable(f"{node}: unreachable: {type(e).__name__}: {e}") from None
         except AccordError as e:
             raise _Unreachable(f"{node}: refused: {e.code}: {e.message}") from None
 

@@ -8,7 +8,7 @@ Protocol (D dials A; every message is a frame, see :mod:`accord.net.frames`)::
     A -> D  READY      {}
 
 ``transcript`` is the canonical encoding of (domain tag, genesis hash, nD, nA, signer index,
-peer index). Why each part is there:
+peer index[, channel binding]). Why each part is there:
 
 * the domain tag keeps these signatures apart from every other BLS signature a validator
   makes (votes, sortition);
@@ -17,7 +17,12 @@ peer index). Why each part is there:
   AUTH fails against a new nA, and a recorded CHALLENGE fails against a new nD. The acceptor
   also remembers recent nD values, so a replayed HELLO is refused before any signing work;
 * signer and peer indexes differ between the two signatures, so one side cannot reflect the
-  other's signature back.
+  other's signature back;
+* on an encrypted link, the channel binding (:func:`accord.net.tls.channel_binding`, the
+  SHA-256 of the listener's TLS certificate as each side saw it) ties both signatures to this
+  TLS session: a man in the middle terminating TLS with a certificate of its own makes the two
+  sides sign different bindings, so neither accepts the other's signature. Plaintext links
+  (networks configured without TLS) sign the transcript without it, as before.
 
 Once READY is sent, the WebSocket connection is bound to the peer's validator index; frames on
 it need no signature of their own (consensus messages carry their own BLS signatures).
@@ -41,24 +46,36 @@ def new_nonce() -> bytes:
     return os.urandom(NONCE_SIZE)
 
 
-def transcript(genesis_hash: bytes, dialer_nonce: bytes, acceptor_nonce: bytes, signer: int, peer: int) -> bytes:
-    return encoding.encode([DOMAIN, genesis_hash, dialer_nonce, acceptor_nonce, signer, peer])
+def transcript(
+    genesis_hash: bytes, dialer_nonce: bytes, acceptor_nonce: bytes, signer: int, peer: int,
+    binding: bytes | None = None,
+) -> bytes:
+    parts: list[encoding.Value] = [DOMAIN, genesis_hash, dialer_nonce, acceptor_nonce, signer, peer]
+    if binding is not None:
+        parts.append(binding)
+    return encoding.encode(parts)
 
 
-def sign(secret: bytes, genesis_hash: bytes, dialer_nonce: bytes, acceptor_nonce: bytes, signer: int, peer: int) -> bytes:
-    return bls.sign(secret, transcript(genesis_hash, dialer_nonce, acceptor_nonce, signer, peer))
+def sign(
+    secret: bytes, genesis_hash: bytes, dialer_nonce: bytes, acceptor_nonce: bytes, signer: int, peer: int,
+    binding: bytes | None = None,
+) -> bytes:
+    return bls.sign(secret, transcript(genesis_hash, dialer_nonce, acceptor_nonce, signer, peer, binding))
 
 
 def verify(
     public_key: bytes, signature: object, genesis_hash: bytes, dialer_nonce: bytes,
-    acceptor_nonce: bytes, signer: int, peer: int,
+    acceptor_nonce: bytes, signer: int, peer: int, binding: bytes | None = None,
 ) -> None:
     """Raise :class:`HandshakeRefused` (reason ``bad_signature``) unless it verifies."""
     if type(signature) is not bytes or len(signature) != bls.SIGNATURE_SIZE:
         raise HandshakeRefused("handshake signature has the wrong shape", reason="malformed")
-    msg = transcript(genesis_hash, dialer_nonce, acceptor_nonce, signer, peer)
+    msg = transcript(genesis_hash, dialer_nonce, acceptor_nonce, signer, peer, binding)
     if not bls.verify(public_key, msg, signature):
-        raise HandshakeRefused("handshake signature does not verify", reason="bad_signature")
+        why = ("handshake signature does not verify (on TLS: it does not cover the certificate this "
+               "connection runs under, e.g. a man in the middle)" if binding is not None
+               else "handshake signature does not verify")
+        raise HandshakeRefused(why, reason="bad_signature")
 
 
 def field(payload: object, name: str, typ: type, size: int | None = None) -> object:

@@ -53,11 +53,14 @@ def _genesis(n: int, fanout: int) -> Genesis:
                    consensus=ConsensusParams(gossip_fanout=fanout))
 
 
-async def _worker(genesis: Genesis, index: int, duration: float, rate: int, tx_size: int) -> dict[str, Any]:
+async def _worker(
+    genesis: Genesis, index: int, duration: float, rate: int, tx_size: int, tls_dir: str | None = None,
+) -> dict[str, Any]:
     n = genesis.n
     per_sender = [0] * n  # transactions received from each validator (no relaying here)
     ready: set[int] = set()
     done: dict[int, int] = {}
+    finished: set[int] = set()
 
     def on_message(frm: int, kind: Kind, payload: Any) -> None:
         if kind is Kind.TX_BATCH and isinstance(payload, list):
@@ -68,6 +71,8 @@ async def _worker(genesis: Genesis, index: int, duration: float, rate: int, tx_s
                 ready.add(frm)
             if "done" in payload and isinstance(payload["done"], int):
                 done[frm] = payload["done"]
+            if "finished" in payload:
+                finished.add(frm)
 
     async def wait(cond: Any, timeout: float) -> bool:
         end = loop.time() + timeout
@@ -77,8 +82,10 @@ async def _worker(genesis: Genesis, index: int, duration: float, rate: int, tx_s
             await asyncio.sleep(0.01)
         return True
 
-    t = Transport(genesis, index, bls.demo_secret(f"load-{index}"), on_message=on_message,
-                  config=NetConfig())
+    config = NetConfig()
+    if tls_dir is not None:
+        config = NetConfig(tls_cert=f"{tls_dir}/load-{index}.crt", tls_key=f"{tls_dir}/load-{index}.key")
+    t = Transport(genesis, index, bls.demo_secret(f"load-{index}"), on_message=on_message, config=config)
     loop = asyncio.get_running_loop()
     await t.start()
     try:
@@ -88,6 +95,7 @@ async def _worker(genesis: Genesis, index: int, duration: float, rate: int, tx_s
             raise RuntimeError("peers did not get ready")
         base = os.urandom(tx_size)
         start = loop.time()
+        cpu0 = time.process_time()
         sent = 0
         while (now := loop.time()) - start < duration:
             due = int((now - start) * rate)
@@ -104,14 +112,20 @@ async def _worker(genesis: Genesis, index: int, duration: float, rate: int, tx_s
             lambda: len(done) == n - 1 and (not full or all(per_sender[j] >= done[j] for j in done)), 30
         )
         elapsed = loop.time() - start
+        cpu_s = time.process_time() - cpu0  # this validator's CPU over the load (TLS included)
+        # stop only once every peer has what we sent: a worker that stopped as soon as it had
+        # its own share cut off frames still in flight toward slower peers
+        t.broadcast(Kind.CONSENSUS, {"finished": index})
+        await wait(lambda: len(finished) == n - 1, 30)
         await t.drain(10)
         got = sum(per_sender)
         return {
             "index": index, "sent": sent, "received": got, "complete": complete,
             "elapsed_s": round(elapsed, 3), "offered_window_s": duration,
-            "received_tps": got / elapsed,
+            "received_tps": got / elapsed, "cpu_s": round(cpu_s, 3),
             "frames_out": t.m_frames_out.total(), "bytes_out": t.m_bytes_out.total(),
             "dropped": {k: v for k, v in _dropped(t).items() if v},
+            "disconnects": t.m_disconnects.samples(), "drop_reasons": t.m_dropped.samples(),
         }
     finally:
         await t.stop()
@@ -130,6 +144,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=int, default=5000, help="transactions per second offered by EACH validator")
     p.add_argument("--tx-size", type=int, default=250)
     p.add_argument("--fanout", type=int, default=3)
+    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True,
+                   help="encrypted links (TLS 1.3, as validators of a new network run them; default: on)")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,14 +153,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "genesis.json"
         genesis.save(path)
+        tls_args: list[str] = []
+        if args.tls:
+            from .tls import make_self_signed
+
+            for i in range(args.validators):
+                make_self_signed(Path(d) / f"load-{i}.crt", Path(d) / f"load-{i}.key", name=f"load-{i}")
+            tls_args = ["--tls-dir", d]
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "accord.net.loadtest", "--worker", str(i), "--genesis", str(path),
-                 "--duration", str(args.duration), "--rate", str(args.rate), "--tx-size", str(args.tx_size)],
+                 "--duration", str(args.duration), "--rate", str(args.rate), "--tx-size", str(args.tx_size),
+                 *tls_args],
                 stdout=subprocess.PIPE, text=True,
             )
             for i in range(args.validators)
         ]
+        _progress(procs, args.duration)
         results = []
         for p in procs:
             out, _ = p.communicate(timeout=args.duration + 120)
@@ -152,13 +177,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError(f"load worker exited with {p.returncode}")
             results.append(json.loads(out.strip().splitlines()[-1]))
     offered = args.rate * args.validators
+    received = sum(r["received"] for r in results)
+    cpu = sum(r["cpu_s"] for r in results)
     return {
-        "bench": "net", "validators": args.validators, "tx_size": args.tx_size, "fanout": args.fanout,
+        "bench": "net", "validators": args.validators, "tls": args.tls, "tx_size": args.tx_size,
+        "fanout": args.fanout,
         "offered_tps_total": offered,
         "min_received_tps": min(r["received_tps"] for r in results),
         "mean_received_tps": sum(r["received_tps"] for r in results) / len(results),
+        "cpu_s_total": round(cpu, 2),
+        "cpu_us_per_tx_received": round(1e6 * cpu / received, 2) if received else None,
         "workers": results,
     }
+
+
+def _progress(procs: list[subprocess.Popen[str]], duration: float) -> None:
+    """A progress bar on stderr while the workers run (their JSON comes on stdout at the end)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    started = time.monotonic()
+    with Progress(TextColumn("[bold]net load"), BarColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("load", total=duration)
+        while any(p.poll() is None for p in procs) and time.monotonic() - started < duration + 120:
+            progress.update(task, completed=min(duration, time.monotonic() - started))
+            time.sleep(0.25)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,10 +210,11 @@ def main(argv: list[str] | None = None) -> None:
     add_arguments(p)
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--genesis", help=argparse.SUPPRESS)
+    p.add_argument("--tls-dir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker is not None:
         g = Genesis.load(args.genesis)
-        res = asyncio.run(_worker(g, args.worker, args.duration, args.rate, args.tx_size))
+        res = asyncio.run(_worker(g, args.worker, args.duration, args.rate, args.tx_size, args.tls_dir))
         print(json.dumps(res))
         return
     started = time.time()

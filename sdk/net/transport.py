@@ -35,6 +35,22 @@ text frames are dropped; gossip kinds already seen (by SHA-256 of the frame; ech
 replays) are dropped as ``duplicate``. After ``max_bad_frames`` bad frames the connection is
 closed (``misbehaving``); the peer may reconnect, but its frames never reach the node.
 
+Encryption (``NetConfig.tls_cert``/``tls_key`` set): the listener speaks TLS 1.3 only and the
+dialer dials ``wss://``; both handshake signatures cover the listener's certificate as the TLS
+session showed it (see :mod:`accord.net.tls`), so a man in the middle holding a certificate of
+its own is refused (``bad_signature``). The listener reads the first byte of every connection
+before choosing: a TLS ClientHello goes to TLS, anything else (an old plaintext dialer) gets an
+HTTP ``426`` saying that this validator requires TLS, counted as
+``accord_net_handshake_failures_total{reason="plaintext"}``; on a plaintext validator a TLS
+ClientHello is closed and counted as ``tls_not_enabled``. A dialer refused that way counts
+``accord_net_dial_failures_total{reason="tls_required"}`` (or ``tls``).
+
+Pre-authentication frames are capped at the handshake's size on both sides: accepted
+connections open at ``HANDSHAKE_MAX`` and are widened just before READY; dialed connections
+open at ``HANDSHAKE_MAX`` too and are widened once the acceptor's CHALLENGE signature has
+verified (a hostile listener answering a dial with a huge frame is refused at its header,
+``oversized``).
+
 Request/response (catch-up): :meth:`Transport.request` sends ``BLOCK_REQUEST`` ``{id, body}``
 to one peer and waits for the matching ``BLOCK_RESPONSE``; the peer answers with its
 ``on_request`` handler in a separate task (at most ``max_served_requests`` per peer). Answers
@@ -56,6 +72,8 @@ import contextlib
 import inspect
 import logging
 import random
+import socket
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -70,6 +88,7 @@ from ..errors import AccordError, BadFrame, HandshakeRefused, NetError, Validati
 from ..genesis import Genesis
 from ..metrics import Registry
 from . import handshake as hs
+from . import tls as _tls
 from .frames import (
     HANDSHAKE_KINDS,
     HANDSHAKE_MAX,
@@ -92,7 +111,8 @@ except ImportError:  # pragma: no cover - older aiohttp
         from aiohttp.http_websocket import WebSocketReader as _WsReader
 
 _widening_works = _WsReader is not None
-"""Whether accepted connections start at the handshake's frame limit (see _widen_frame_limit)."""
+"""Whether connections (accepted and dialed) start at the handshake's frame limit (see
+_widen_frame_limit and _widen_dialer_frame_limit)."""
 
 
 def _widen_frame_limit(ws: web.WebSocketResponse, limit: int) -> bool:
@@ -124,6 +144,51 @@ def _widen_frame_limit(ws: web.WebSocketResponse, limit: int) -> bool:
         ws._parser = parser
     return True
 
+
+def _widen_dialer_frame_limit(ws: aiohttp.ClientWebSocketResponse, limit: int) -> bool:
+    """Give a dialed connection, whose acceptor has proven its key, the full frame limit.
+
+    Dialed connections open at ``HANDSHAKE_MAX`` so that a hostile listener cannot make the
+    dialer buffer a big frame before it has proven anything. The swap happens after the
+    CHALLENGE verified and before AUTH leaves: an honest acceptor sends nothing in between
+    (READY answers AUTH), so no frame is split across the two parsers. Same caveat as
+    :func:`_widen_frame_limit` about aiohttp's internals (False if they are not as expected).
+    """
+    resp = getattr(ws, "_response", None)
+    conn = getattr(resp, "connection", None)
+    proto = getattr(conn, "protocol", None)
+    queue = getattr(ws, "_reader", None)
+    if _WsReader is None or proto is None or queue is None or getattr(proto, "_payload_parser", None) is None:
+        return False
+    try:
+        parser = _WsReader(queue, limit, compress=False, decode_text=True)
+    except TypeError:
+        try:
+            parser = _WsReader(queue, limit, compress=False)
+        except TypeError:
+            return False
+    proto._payload_parser = parser
+    if hasattr(ws, "_parser"):
+        ws._parser = parser
+    return True
+
+
+def _set_once(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _is_tls_error(e: BaseException) -> bool:
+    seen: BaseException | None = e
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, (ssl.SSLError, aiohttp.ClientSSLError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 MessageHandler = Callable[[int, Kind, encoding.Value], Awaitable[None] | None]
 PeerHandler = Callable[[int, bool], Awaitable[None] | None]
 RequestHandler = Callable[[int, encoding.Value], Awaitable[encoding.Value]]
@@ -132,13 +197,22 @@ RELIABLE = "reliable"
 GOSSIP = "gossip"
 _CLOSE_REFUSED = 4001
 _CLOSE_MISBEHAVING = 4002
+_PLAINTEXT_REFUSAL_TEXT = (
+    b"this validator requires TLS on validator links: dial wss:// (set p2p_tls in node.json, or upgrade Accord)\n"
+)
+_PLAINTEXT_REFUSAL = (
+    b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: TLS/1.3\r\nConnection: close\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n" % len(_PLAINTEXT_REFUSAL_TEXT)
+) + _PLAINTEXT_REFUSAL_TEXT
+_TLS_ALERT_HANDSHAKE_FAILURE = b"\x15\x03\x03\x00\x02\x02\x28"
+"""A fatal TLS alert record (handshake_failure): what a plaintext listener answers a ClientHello."""
 _TX_OVERHEAD = 8  # generous msgpack framing per transaction inside a batch
 
 
 def _disable_widening() -> None:
     global _widening_works
-    log.error("this aiohttp version's frame parser cannot be replaced: accepted connections now open "
-              "at the full frame limit (unauthenticated peers can make this validator buffer more)")
+    log.error("this aiohttp version's frame parser cannot be replaced: connections now open at the full "
+              "frame limit (unauthenticated peers can make this validator buffer more)")
     _widening_works = False
 
 
@@ -175,6 +249,10 @@ class NetConfig:
     CPU whatever its size (~0.5 ms on a slow 2-core machine), and 50 ms instead of 5 ms cut the
     validators' CPU per transaction by ~10% at 900 tx/s; rounds are a second long"""
     tx_batch_bytes: int = 256 * 1024
+    tls_cert: str | None = None
+    """PEM certificate of this validator's listener; with ``tls_key``, links are encrypted
+    (TLS 1.3) and TLS is required of every peer. Both None: plaintext links (older networks)."""
+    tls_key: str | None = None
 
 
 async def _close_quietly(
@@ -286,6 +364,16 @@ class Transport:
         }
         if addresses:
             self._addresses.update(addresses)
+        self._tls_server: ssl.SSLContext | None = None
+        self._tls_client: ssl.SSLContext | None = None
+        self._own_binding: bytes | None = None
+        cfg = self.config
+        if (cfg.tls_cert is None) != (cfg.tls_key is None):
+            raise ValidationError("validator TLS needs both a certificate and its key (tls_cert, tls_key)")
+        if cfg.tls_cert is not None and cfg.tls_key is not None:
+            self._tls_server = _tls.link_server_context(cfg.tls_cert, cfg.tls_key)
+            self._tls_client = _tls.link_client_context()
+            self._own_binding = _tls.channel_binding(_tls.cert_der(cfg.tls_cert))
         self.specs: dict[Kind, KindSpec] = kind_specs(genesis.consensus)
         self.max_frame = max_frame(self.specs)
         self.on_message = on_message
@@ -301,6 +389,11 @@ class Transport:
         self._pending_by_ip: dict[str, int] = {}
         self._open_ws: set[web.WebSocketResponse] = set()
         self._runner: web.AppRunner | None = None
+        self._listeners: list[socket.socket] = []
+        self._accepting: list[asyncio.Task[None]] = []
+        self._opening: set[asyncio.Task[None]] = set()
+        self._opening_by_ip: dict[str, int] = {}
+        self._warned_plaintext = hs.RecentSet(256)
         self._session: aiohttp.ClientSession | None = None
         self._dialers: list[asyncio.Task[None]] = []
         self._addr_changed: asyncio.Event | None = None
@@ -371,9 +464,7 @@ class Transport:
         app.router.add_get(self.config.path, self._accept)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.bound_port = int(self._runner.addresses[0][1])
+        await self._listen()
         self._session = aiohttp.ClientSession()
         for j in range(self.index + 1, self.genesis.n):
             self._dialers.append(asyncio.create_task(self._dial_loop(j), name=f"accord-dial-{j}"))
@@ -388,6 +479,11 @@ class Transport:
             self._tx_timer = None
         for t in self._dialers:
             t.cancel()
+        for t in [*self._accepting, *self._opening]:
+            t.cancel()
+        await asyncio.gather(*self._accepting, *self._opening, return_exceptions=True)
+        for sock in self._listeners:
+            sock.close()
         for tasks in self._serving.values():
             for t in tasks:
                 t.cancel()
@@ -574,6 +670,171 @@ class Transport:
         batch, self._tx_pending, self._tx_bytes = self._tx_pending, [], 0
         self.gossip(Kind.TX_BATCH, batch)
 
+    # --- listening -----------------------------------------------------------------------
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether this transport's links are TLS (and TLS is required of its peers)."""
+        return self._tls_server is not None
+
+    async def _listen(self) -> None:
+        """Bind the listener's sockets (every address ``host`` resolves to, as aiohttp's own
+        site would) and accept on them. Our own accept loop, not aiohttp's, so that the first
+        byte of each connection decides between TLS and a clear refusal (see _open)."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(self.host or None, self.port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+        seen: set[tuple[int, Any]] = set()
+        port = self.port
+        try:
+            for family, type_, proto, _, addr in infos:
+                if (family, addr) in seen:
+                    continue
+                seen.add((family, addr))
+                sock = socket.socket(family, type_, proto)
+                self._listeners.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                if port and not self.port:  # port 0 on several addresses: the same port on all
+                    addr = (addr[0], port, *addr[2:])
+                sock.bind(addr)
+                sock.listen(128)
+                sock.setblocking(False)
+                port = sock.getsockname()[1]
+        except BaseException:
+            for sock in self._listeners:
+                sock.close()
+            self._listeners.clear()
+            raise
+        self.bound_port = int(port)
+        self._accepting = [asyncio.create_task(self._accept_loop(s), name="accord-accept") for s in self._listeners]
+
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, addr = await loop.sock_accept(sock)
+            except OSError as e:  # out of descriptors and the like: wait, do not spin
+                log.warning("validator %d: accept failed: %r", self.index, e)
+                await asyncio.sleep(0.1)
+                continue
+            conn.setblocking(False)
+            ip = str(addr[0]) if addr else "?"
+            if len(self._opening) >= self.config.max_pending_handshakes:
+                self.m_hs_fail.inc(reason="busy")
+                conn.close()
+                continue
+            if self._opening_by_ip.get(ip, 0) >= self.config.max_pending_handshakes_per_ip:
+                self.m_hs_fail.inc(reason="busy_ip")
+                conn.close()
+                continue
+            self._opening_by_ip[ip] = self._opening_by_ip.get(ip, 0) + 1
+            task = asyncio.create_task(self._open(conn, ip))
+            self._opening.add(task)
+            task.add_done_callback(self._opening.discard)
+
+    @staticmethod
+    async def _peek(conn: socket.socket) -> bytes:
+        """The connection's first byte, left in the socket for whoever reads it next."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                return conn.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                ready: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(conn.fileno(), _set_once, ready)
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(conn.fileno())
+
+    async def _open(self, conn: socket.socket, ip: str) -> None:
+        """Hand an accepted connection to the WebSocket server, over TLS or not, or refuse it.
+
+        Bounded like the handshake: ``max_pending_handshakes`` connections (and
+        ``max_pending_handshakes_per_ip`` from one address) may be here at once, each for at
+        most ``handshake_timeout`` (first byte and TLS handshake included)."""
+        loop = asyncio.get_running_loop()
+        handed = False
+        assert self._runner is not None
+        server = self._runner.server
+        assert server is not None
+        try:
+            try:
+                first = await asyncio.wait_for(self._peek(conn), self.config.handshake_timeout)
+            except TimeoutError:
+                self.m_hs_fail.inc(reason="timeout")
+                return
+            if not first:
+                return
+            tls_hello = first[0] == 0x16  # a TLS handshake record: ClientHello
+            if self._tls_server is None:
+                if tls_hello:
+                    self.m_hs_fail.inc(reason="tls_not_enabled")
+                    log.info("validator %d: refused a TLS connection from %s: this validator's links are "
+                             "plaintext (no p2p_tls in its node.json)", self.index, ip)
+                    # a TLS alert, so that the dialer's TLS layer reports a TLS failure rather
+                    # than a reset; the ClientHello is read first (closing with unread bytes
+                    # would reset the connection before the alert arrives)
+                    with contextlib.suppress(OSError):
+                        conn.recv(65536)
+                        conn.send(_TLS_ALERT_HANDSHAKE_FAILURE)
+                    return
+                await loop.connect_accepted_socket(server, conn)
+            elif tls_hello:
+                try:
+                    await loop.connect_accepted_socket(
+                        server, conn, ssl=self._tls_server,
+                        ssl_handshake_timeout=self.config.handshake_timeout,
+                    )
+                except (OSError, TimeoutError) as e:  # ssl.SSLError is an OSError
+                    self.m_hs_fail.inc(reason="tls_handshake")
+                    log.info("validator %d: TLS handshake with %s failed: %r", self.index, ip, e)
+                    return
+            else:
+                self.m_hs_fail.inc(reason="plaintext")
+                level = logging.WARNING if self._warned_plaintext.add(ip.encode()) else logging.INFO
+                log.log(level, "validator %d: refused a plaintext connection from %s: this validator requires "
+                        "TLS on its links (an old version, or a peer without p2p_tls in node.json)", self.index, ip)
+                await self._refuse_plaintext(conn)
+                return
+            handed = True
+        except (OSError, TimeoutError) as e:
+            log.info("validator %d: connection from %s lost while opening: %r", self.index, ip, e)
+        finally:
+            if not handed:
+                conn.close()
+            left = self._opening_by_ip.get(ip, 1) - 1
+            if left > 0:
+                self._opening_by_ip[ip] = left
+            else:
+                self._opening_by_ip.pop(ip, None)
+
+    async def _refuse_plaintext(self, conn: socket.socket) -> None:
+        """What a plaintext dialer gets from a validator that requires TLS: one clear answer
+        (its transport reports the HTTP status), then the connection closes. Written on the
+        socket directly, within the opening slot and ``handshake_timeout``: no HTTP server
+        holds such a connection, however slowly it sends its request."""
+        loop = asyncio.get_running_loop()
+        got = b""
+
+        async def read_request() -> None:
+            nonlocal got
+            # read the request first: closing with unread bytes would reset the connection
+            # before the answer arrives
+            while b"\r\n\r\n" not in got and len(got) < 8192:
+                chunk = await loop.sock_recv(conn, 8192 - len(got))
+                if not chunk:
+                    return
+                got += chunk
+
+        try:
+            await asyncio.wait_for(read_request(), self.config.handshake_timeout)
+        except TimeoutError:
+            return
+        await asyncio.wait_for(loop.sock_sendall(conn, _PLAINTEXT_REFUSAL), self.config.handshake_timeout)
+
     # --- connections ---------------------------------------------------------------------
 
     async def _dial_loop(self, j: int) -> None:
@@ -588,21 +849,25 @@ class Transport:
                 self._addr_changed.clear()
                 await self._addr_changed.wait()
                 continue
-            url = f"http://{host}:{port}{self.config.path}"
+            scheme = "https" if self._tls_client is not None else "http"
+            url = f"{scheme}://{host}:{port}{self.config.path}"
             try:
                 # bounded: a listener that accepts TCP but never answers must not stall us
                 ws = await asyncio.wait_for(
                     self._session.ws_connect(
                         url,
-                        max_msg_size=self.max_frame,
+                        # the handshake's size until the acceptor has proven its key (see
+                        # _widen_dialer_frame_limit); the full limit if widening is broken
+                        max_msg_size=HANDSHAKE_MAX + 1 if _widening_works else self.max_frame,
                         heartbeat=self.config.heartbeat,
                         compress=0,
                         timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+                        ssl=self._tls_client if self._tls_client is not None else True,
                     ),
                     self.config.connect_timeout,
                 )
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
-                self.m_dial_fail.inc(reason="connect" if not isinstance(e, aiohttp.WSServerHandshakeError) else "http")
+                self._count_dial_failure(j, e)
                 ws = None
             if ws is not None:
                 try:
@@ -621,12 +886,32 @@ class Transport:
             delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** (attempt - 1))
             await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
 
+    def _count_dial_failure(self, j: int, e: BaseException) -> None:
+        if isinstance(e, aiohttp.WSServerHandshakeError) and e.status == 426:
+            self.m_dial_fail.inc(reason="tls_required")
+            level = logging.WARNING if self._warned_plaintext.add(b"peer-%d" % j) else logging.INFO
+            log.log(level, "validator %d: validator %d requires TLS on validator links; this validator has none "
+                        "(set p2p_tls in node.json)", self.index, j)
+        elif isinstance(e, aiohttp.WSServerHandshakeError):
+            self.m_dial_fail.inc(reason="http")
+        elif self._tls_client is not None and _is_tls_error(e):
+            self.m_dial_fail.inc(reason="tls")
+            log.info("validator %d: TLS with validator %d failed (does it run without p2p_tls, or an old "
+                     "version?): %r", self.index, j, e)
+        else:
+            self.m_dial_fail.inc(reason="connect")
+
     async def _recv_handshake(
         self, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse, expected: Kind
     ) -> encoding.Value:
         msg = await ws.receive()
         if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
             raise HandshakeRefused(f"peer closed the handshake: {msg.extra}", reason="closed_by_peer")
+        if msg.type is aiohttp.WSMsgType.ERROR:
+            err = msg.data
+            if isinstance(err, aiohttp.WebSocketError) and err.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                raise HandshakeRefused("handshake frame too large (refused at its header)", reason="oversized")
+            raise HandshakeRefused(f"bad handshake frame: {err!r}", reason="malformed")
         if msg.type is not aiohttp.WSMsgType.BINARY:
             raise HandshakeRefused("handshake frames are binary", reason="malformed")
         if len(msg.data) > HANDSHAKE_MAX:
@@ -641,6 +926,13 @@ class Transport:
 
     async def _handshake_dial(self, ws: aiohttp.ClientWebSocketResponse, j: int) -> _Peer:
         gh = self.genesis_hash
+        binding: bytes | None = None
+        if self._tls_client is not None:
+            ssl_object = ws.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            if not der:
+                raise HandshakeRefused("the link is not TLS, or the listener showed no certificate", reason="tls")
+            binding = _tls.channel_binding(der)
         n_d = hs.new_nonce()
         hello = {"version": hs.VERSION, "genesis": gh, "key": self._keys[self.index], "to": j, "nonce": n_d}
         await ws.send_bytes(encode_frame(Kind.HELLO, hello))
@@ -648,8 +940,11 @@ class Transport:
         n_a = hs.field(p, "nonce", bytes, hs.NONCE_SIZE)
         sig = hs.field(p, "sig", bytes)
         assert isinstance(n_a, bytes)
-        hs.verify(self._keys[j], sig, gh, n_d, n_a, j, self.index)
-        my_sig = hs.sign(self._secret, gh, n_d, n_a, self.index, j)
+        hs.verify(self._keys[j], sig, gh, n_d, n_a, j, self.index, binding)
+        if _widening_works and not _widen_dialer_frame_limit(ws, self.max_frame):
+            _disable_widening()
+            raise HandshakeRefused("cannot raise the frame limit of this connection", reason="internal")
+        my_sig = hs.sign(self._secret, gh, n_d, n_a, self.index, j, binding)
         await ws.send_bytes(encode_frame(Kind.AUTH, {"sig": my_sig}))
         await self._recv_handshake(ws, Kind.READY)
         if j in self._peers or self._stopping:
@@ -659,7 +954,7 @@ class Transport:
         self.m_hs_ok.inc(role="dialer")
         return peer
 
-    async def _handshake_accept(self, ws: web.WebSocketResponse) -> _Peer:
+    async def _handshake_accept(self, ws: web.WebSocketResponse, binding: bytes | None) -> _Peer:
         gh = self.genesis_hash
         p = await self._recv_handshake(ws, Kind.HELLO)
         if hs.field(p, "version", int) != hs.VERSION:
@@ -682,10 +977,10 @@ class Transport:
         if j in self._peers:
             raise HandshakeRefused(f"validator {j} is already connected", reason="duplicate")
         n_a = hs.new_nonce()
-        sig = hs.sign(self._secret, gh, n_d, n_a, self.index, j)
+        sig = hs.sign(self._secret, gh, n_d, n_a, self.index, j, binding)
         await ws.send_bytes(encode_frame(Kind.CHALLENGE, {"nonce": n_a, "sig": sig}))
         p = await self._recv_handshake(ws, Kind.AUTH)
-        hs.verify(self._keys[j], hs.field(p, "sig", bytes), gh, n_d, n_a, j, self.index)
+        hs.verify(self._keys[j], hs.field(p, "sig", bytes), gh, n_d, n_a, j, self.index, binding)
         if j in self._peers or self._stopping:
             raise HandshakeRefused(f"validator {j} is already connected", reason="duplicate")
         if _widening_works and not _widen_frame_limit(ws, self.max_frame):
@@ -736,7 +1031,12 @@ class Transport:
         await ws.prepare(request)
         self._open_ws.add(ws)
         try:
-            return await asyncio.wait_for(self._handshake_accept(ws), self.config.handshake_timeout)
+            binding = None
+            if self._tls_server is not None:
+                if request.transport is None or request.transport.get_extra_info("ssl_object") is None:
+                    raise HandshakeRefused("this validator requires TLS on its links", reason="plaintext")
+                binding = self._own_binding
+            return await asyncio.wait_for(self._handshake_accept(ws, binding), self.config.handshake_timeout)
         except HandshakeRefused as e:
             self.m_hs_fail.inc(reason=e.reason)
             log.info("validator %d: refused a connection: %s", self.index, e.message)

@@ -49,11 +49,13 @@ import contextlib
 import inspect
 import json
 import logging
+import ssl
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import pydantic
@@ -1044,11 +1046,19 @@ class ApiServer:
     ``port=0`` picks a free port; read it from :attr:`port` after :meth:`start`.
     """
 
-    def __init__(self, node: NodeView, host: str = "127.0.0.1", port: int = 0, config: ApiConfig | None = None) -> None:
+    def __init__(
+        self, node: NodeView, host: str = "127.0.0.1", port: int = 0, config: ApiConfig | None = None,
+        *, tls: tuple[str | Path, str | Path] | None = None,
+    ) -> None:
         self.node = node
         self.host = host
         self._port = port
         self.config = config
+        self._ssl: ssl.SSLContext | None = None
+        if tls is not None:  # loaded here so that a bad file fails before anything listens
+            from ..net.tls import server_context
+
+            self._ssl = server_context(*tls)
         self.app = create_app(node, config)
         self._runner: web.AppRunner | None = None
 
@@ -1059,7 +1069,7 @@ class ApiServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._port, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, self._port, reuse_address=True, ssl_context=self._ssl)
         await site.start()
         addresses = self._runner.addresses
         if addresses:
@@ -1071,7 +1081,7 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self._port}"
+        return f"{'https' if self._ssl is not None else 'http'}://{self.host}:{self._port}"
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -41,6 +41,7 @@ import asyncio
 import atexit
 import collections
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -363,11 +364,15 @@ class Node:
         self.metrics.add_collector(self._collect)
         self.transport = Transport(
             self.genesis, self.index, self._secret, host=self.config.host, port=self.config.port,
-            addresses=self._addresses, config=self._net_config, metrics=self.metrics,
+            addresses=self._addresses, config=self._link_config(), metrics=self.metrics,
             on_message=self._on_message, on_peer=self._on_peer, on_request=self._on_request,
         )
         await _listen("validator transport", self.config.host, self.config.port, self.transport.start())
-        self.api = ApiServer(self, self.config.api_host, self.config.api_port, self._api_config)
+        api_tls = self.config.api_tls
+        self.api = ApiServer(
+            self, self.config.api_host, self.config.api_port, self._api_config,
+            tls=None if api_tls is None else (self.home / api_tls.cert, self.home / api_tls.key),
+        )
         await _listen("client API", self.config.api_host, self.config.api_port, self.api.start())
         self.running = True
         self._tasks = [
@@ -375,6 +380,17 @@ class Node:
         ]
         self._tick()
         log.info("%s started at height %d (api %s)", self.name, height, self.api.url)
+
+    def _link_config(self) -> NetConfig:
+        """The transport's settings with node.json's link certificate (paths from the folder)."""
+        cfg = self._net_config or NetConfig()
+        tls = self.config.p2p_tls
+        if tls is not None and cfg.tls_cert is None:
+            cfg = dataclasses.replace(cfg, tls_cert=str(self.home / tls.cert), tls_key=str(self.home / tls.key))
+        if cfg.tls_cert is None:
+            log.warning("%s: validator links are NOT encrypted (no p2p_tls in node.json); see docs/operations.md",
+                        self.name)
+        return cfg
 
     async def _abort_start(self) -> None:
         """Undo a start that failed part-way: close what was opened, release the folder."""

@@ -119,7 +119,8 @@ class FaultNet:
 
     def p2p_url(self, i: int) -> str:
         cfg = NodeConfig.load(self.net.validators[i].dir)
-        return f"http://127.0.0.1:{cfg.port}/accord/p2p"
+        scheme = "https" if cfg.p2p_tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{cfg.port}/accord/p2p"
 
     def secret(self, i: int) -> bytes:
         v = self.net.validators[i]

@@ -1,5 +1,6 @@
 """A hand-driven validator dialer for tests: it speaks the handshake step by step, so a test
-can forge any part of it (key, signature, genesis, nonce), then send raw frames."""
+can forge any part of it (key, signature, genesis, nonce), then send raw frames. An https URL
+dials over TLS and signs the channel binding, as a validator of an encrypted network does."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import aiohttp
 from accord import encoding
 from accord.crypto import bls
 from accord.net import handshake as hs
+from accord.net import tls as nettls
 from accord.net.frames import Kind, encode_frame
 
 
@@ -23,8 +25,17 @@ class RawPeer:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
 
     async def connect(self) -> aiohttp.ClientWebSocketResponse:
-        self.ws = await self.session.ws_connect(self.url, max_msg_size=64 * 1024 * 1024)
+        tls = nettls.link_client_context() if self.url.startswith("https:") else True
+        self.ws = await self.session.ws_connect(self.url, max_msg_size=64 * 1024 * 1024, ssl=tls)
         return self.ws
+
+    def binding(self) -> bytes | None:
+        """The channel binding of this connection (None on a plaintext link)."""
+        assert self.ws is not None
+        ssl_object = self.ws.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return None
+        return nettls.channel_binding(ssl_object.getpeercert(binary_form=True))
 
     async def send(self, kind: Kind, payload: Any) -> None:
         assert self.ws is not None
@@ -55,7 +66,8 @@ class RawPeer:
         if got is None:
             return out
         assert got[0] is Kind.CHALLENGE
-        sig = auth_sig if auth_sig is not None else hs.sign(sk, gh, n_d, got[1]["nonce"], index, self.target)
+        sig = auth_sig if auth_sig is not None else hs.sign(
+            sk, gh, n_d, got[1]["nonce"], index, self.target, self.binding())
         out["auth"] = sig
         await self.send(Kind.AUTH, {"sig": sig})
         got = await self.recv()
