@@ -345,11 +345,15 @@ def build(store: Store, out_dir: str | Path, *, progress: Callable[[int, int], N
         finally:
             for f in files:
                 f.close()
-    block, cert = store.get_block(height), store.get_certificate(height)
-    if block is None or cert is None:
+        # From the same read transaction: pruning may remove this height meanwhile.
+        txn, hk = snap._txn, struct.pack(">Q", height)
+        raw_block, raw_cert, raw_receipts = (txn.get(hk, db=store._db[n]) for n in ("blocks", "certs", "receipts"))
+    if raw_block is None or raw_cert is None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise AccordError(f"the head block {height} or its certificate is missing: no snapshot")
-    receipts = tuple(store.get_receipts(height))
+    block, cert = Block.decode(raw_block), Certificate.decode(raw_cert)
+    decoded = encoding.decode(raw_receipts) if raw_receipts is not None else []
+    receipts = tuple(Receipt.from_obj(r) for r in decoded) if isinstance(decoded, list) else ()
     cells: list[Cell] = []
     done = 0
     try:

@@ -89,6 +89,7 @@ from ..net.transport import NetConfig, Transport
 from ..types import Block, Certificate, Event, Receipt, Tx
 from .api import ApiConfig, ApiServer
 from .lock import FolderLock
+from .statesync import NodeOps
 
 log = logging.getLogger("accord.node")
 
@@ -255,6 +256,8 @@ class Node:
         self.fault: str | None = None
         """Why this node halted (see _fail), None while healthy."""
         self._folder_lock: FolderLock | None = None
+        self.ops = NodeOps(self)
+        """State sync, snapshots and pruning (see :mod:`accord.node.statesync`)."""
 
     # --- construction -------------------------------------------------------------------
 
@@ -343,6 +346,7 @@ class Node:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chain-{self.name}")
         self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"verify-{self.name}")
         self.store = Store(data, sync=self.config.sync)
+        self.ops.recover(self.store)
         runtime = Runtime(self.genesis, self._contracts, **self._runtime_hooks())
         self.chain = Chain(self.genesis, self.store, runtime)
         # Before anything is served or signed: the head header, its certificate, the block
@@ -373,6 +377,7 @@ class Node:
             asyncio.create_task(self._status_loop(), name=f"{self.name}-status"),
         ]
         self._tick()
+        self.ops.start()
         log.info("%s started at height %d (api %s)", self.name, height, self.api.url)
 
     async def _abort_start(self) -> None:
@@ -448,6 +453,7 @@ class Node:
         if not self.running:
             return
         self.running = False
+        await self.ops.stop()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
@@ -813,7 +819,7 @@ class Node:
 
     def _step(self, event: Any) -> None:
         """Feed one event to the core and perform its actions in order (see module rules)."""
-        if not self.running or self.core is None or self.fault is not None:
+        if not self.running or self.core is None or self.fault is not None or self.ops.syncing:
             return
         if not isinstance(event, Tick) and self._now_ms() - self._last_tick_ms >= self.tick_ms:
             self._tick()  # the core judges lateness by its clock: keep it within tick_ms
@@ -1123,6 +1129,13 @@ class Node:
                 self.m_latency.observe(now - at)
         for sub in list(self._subscribers):
             sub._put((block, receipts))
+        self.ops.after_commit(block.height)
+
+    def _after_state_sync(self, height: int) -> None:
+        """A snapshot of ``height`` is now the store's state: follow the chain from there."""
+        self.core = self._new_core()
+        self.m_height.set(height)
+        self._tick()
 
     def _new_core(self) -> Core:
         """A Gosig core at the store's head with the persisted safety state: on start, and
@@ -1257,7 +1270,7 @@ class Node:
     def _maybe_sync(self) -> None:
         """Ask the most advanced peer for the blocks we miss (one request per peer at a time)."""
         if (not self.running or self.chain is None or self.transport is None or not self._peer_heads
-                or self.fault is not None):
+                or self.fault is not None or self.ops.holds_catch_up):
             return
         height, _ = self.chain.head()
         now = time.monotonic()
@@ -1326,7 +1339,9 @@ class Node:
         return len(items)
 
     async def _on_request(self, frm: int, body: Value) -> Value:
-        """Answer a peer's catch-up request: blocks with their certificates."""
+        """Answer a peer's catch-up request: blocks with their certificates (or snapshot parts)."""
+        if type(body) is list and body and body[0] == "snap":
+            return await self.ops.serve(body)
         if type(body) is not list or not body or body[0] not in ("height", "hash"):
             raise DecodeError("block request is ['height', from, count] or ['hash', hash]")
         out: list[Value] = []
