@@ -774,7 +774,11 @@ class Node:
             await sub.aclose()
 
     async def _stored_blocks(self, start: int, stop: int | None) -> AsyncIterator[tuple[Block, list[Receipt]]]:
-        """Committed blocks ``start <= height < stop`` (None: up to the head) from the store."""
+        """Committed blocks ``start <= height < stop`` (None: up to the head) from the store;
+        :class:`~accord.storage.store.Pruned` for a start below what the store keeps (a
+        silent gap would lose blocks for the application)."""
+        if self.store is not None:
+            self.store.require_height(start)
         height = start
         while stop is None or height < stop:
             block = self.store.get_block(height) if self.store is not None else None
