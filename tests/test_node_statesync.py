@@ -29,13 +29,13 @@ from accord.storage import snapshot as snap
 from accord.types import Tx
 
 
-def _wait(cond: Any, timeout: float, what: str) -> None:
+def _wait(cond: Any, timeout: float, what: str, detail: Any = None) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail else ""))
 
 
 def _lie(node: Node, how: str) -> list[int]:
@@ -129,7 +129,9 @@ def test_a_new_validator_joins_by_state_sync_past_lying_peers_and_commits(networ
     nodes.append(late)
     run(late.start())
     _wait(lambda: late.ops.synced_height is not None and _height(late) >= min(_height(n) for n in nodes[:3]) - 1,
-          90, "validator 3 to sync and catch up")
+          90, "validator 3 to sync and catch up",
+          lambda: (late.ops.synced_height, late.ops.deciding, late.ops.syncing, late.ops.refused,
+                   [_height(n) for n in nodes], late._peer_heads))
     synced = late.ops.synced_height
     assert synced is not None and synced >= 8
     # It took the snapshot, not the chain from genesis.

@@ -823,8 +823,10 @@ class Node:
 
     def _step(self, event: Any) -> None:
         """Feed one event to the core and perform its actions in order (see module rules)."""
-        if not self.running or self.core is None or self.fault is not None or self.ops.syncing:
+        if not self.running or self.core is None or self.fault is not None:
             return
+        if self.ops.syncing or (self.ops.deciding and isinstance(event, MessageReceived)):
+            return  # see accord.node.statesync: the core waits while a snapshot may be installed
         if not isinstance(event, Tick) and self._now_ms() - self._last_tick_ms >= self.tick_ms:
             self._tick()  # the core judges lateness by its clock: keep it within tick_ms
         for action in self.core.handle(event):
@@ -1192,6 +1194,9 @@ class Node:
 
     async def _status_loop(self) -> None:
         while self.running:
+            if self.ops.syncing:  # no head to tell while a snapshot installs
+                await asyncio.sleep(self.status_interval)
+                continue
             height, head = self.chain.head()  # type: ignore[union-attr]
             self.transport.broadcast(Kind.STATUS, [height, head])  # type: ignore[union-attr]
             self._maybe_sync()
@@ -1200,7 +1205,7 @@ class Node:
     # --- messages from peers ------------------------------------------------------------
 
     async def _on_peer(self, index: int, connected: bool) -> None:
-        if connected and self.chain is not None and self.transport is not None:
+        if connected and self.chain is not None and self.transport is not None and not self.ops.syncing:
             height, head = self.chain.head()
             self.transport.send(index, Kind.STATUS, [height, head])
         if not connected:

@@ -13,7 +13,10 @@ state is dropped and the node replays blocks from genesis as before. Once instal
 is rebuilt at the snapshot's height and ordinary catch-up fetches the blocks after it.
 
 While the sync runs the node does not vote or propose (its core is at the old head and
-would only sign for heights that are long decided), and block catch-up waits.
+would only sign for heights that are long decided), and block catch-up waits; while it finds
+out whether to sync (until its first peer reports a head, or :data:`DECIDE_S`), block catch-up
+and peers' consensus messages wait too, so that the core does not start fetching the chain
+block by block meanwhile (a network that starts together decides at once: no peer is ahead).
 
 **Snapshots** are built every ``snapshot_interval`` blocks on a thread of their own (one
 read transaction: commits go on), and the last ``snapshot_keep`` are kept in
@@ -191,13 +194,15 @@ class NodeOps:
             end = time.monotonic() + DECIDE_S
             while not node._peer_heads and time.monotonic() < end:
                 await asyncio.sleep(0.1)
+            assert node.chain is not None and node.transport is not None
+            own = node.chain.head()[0]
+            if max(node._peer_heads.values(), default=0) <= own + 1:
+                return  # the network is starting too (or no peer answered): nothing to sync
             # Then give the other peers a moment to report too: one peer alone may be a liar.
             others = node.genesis.n - 1
             end = min(end, time.monotonic() + 2 * node.status_interval)
             while len(node._peer_heads) < others and time.monotonic() < end:
                 await asyncio.sleep(0.1)
-            assert node.chain is not None and node.transport is not None
-            own = node.chain.head()[0]
             offers: dict[int, list[int]] = {}
             for peer, head in sorted(node._peer_heads.items()):
                 if head <= own + 1:
