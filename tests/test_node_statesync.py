@@ -151,3 +151,22 @@ def test_a_new_validator_joins_by_state_sync_past_lying_peers_and_commits(networ
           "three blocks committed by validators 0, 1 and 3")
     cert = late.store.get_certificate(start + 3)
     assert cert is not None and cert.signers[0] & 0b1000, "validator 3 signed the certificate"
+
+
+def test_when_every_peer_lies_nothing_is_installed_and_the_node_replays(network: Any) -> None:
+    root, genesis, nodes, run = network
+    _wait(lambda: all(snap.available(n.ops.dir) and snap.available(n.ops.dir)[0] >= 4 for n in nodes),
+          90, "snapshots on the running validators")
+    told = [_lie(n, "chunk") for n in nodes]
+    late = Node.from_dir(root / "validator-3")
+    nodes.append(late)
+    run(late.start())
+    _wait(lambda: not late.ops.holds_catch_up and _height(late) >= min(_height(n) for n in nodes[:3]) - 1,
+          120, "validator 3 to give up on the snapshot and replay",
+          lambda: (late.ops.synced_height, late.ops.refused, [_height(n) for n in nodes]))
+    assert late.ops.synced_height is None and any(told)
+    assert {what for _, what, _ in late.ops.refused} == {"chunk"}
+    # The tampered state never became the store's: it replayed from genesis instead.
+    assert late.store.base() == 0 and late.store.get_block(1) is not None
+    head = late.chain.head()[0]
+    assert late.store.get_header(head).state_root == nodes[2].store.get_header(head).state_root

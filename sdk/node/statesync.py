@@ -284,7 +284,14 @@ class NodeOps:
                     self.m_chunks.inc()
                     bar.advance(manifest.cells[i].count)
 
-            await asyncio.gather(*(worker(s) for s in range(min(CHUNKS_IN_FLIGHT, len(pending)) or 1)))
+            workers = [asyncio.ensure_future(worker(s)) for s in range(min(CHUNKS_IN_FLIGHT, len(pending)) or 1)]
+            try:
+                await asyncio.gather(*workers)
+            except BaseException:  # one failed: stop the others before the install is dropped
+                for w in workers:
+                    w.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                raise
             await node._chain_op(installer.finish, "statesync")
         except BaseException as e:
             bar.close()
