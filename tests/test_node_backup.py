@@ -110,3 +110,21 @@ def test_a_backup_without_its_manifest_or_with_a_wrong_head_is_refused(tmp_path:
         assert "not a complete backup" in e.message
     else:
         raise AssertionError("a backup without a manifest was restored")
+
+
+def test_an_embedded_store_is_backed_up_through_its_own_handle(tmp_path: Path) -> None:
+    """backup_store copies a store this process has open (LMDB must not be opened twice here)."""
+    import random
+
+    from accord.storage import Store
+
+    from .test_state_snapshot import make_chain
+
+    with Store(tmp_path / "live", sync=False) as store:
+        make_chain(store, 3, 200, random.Random(7))
+        manifest = b.backup_store(store, tmp_path / "bk")
+        head = store.head()
+        assert head is not None and manifest["head_height"] == head[0] == 3
+        b.restore(tmp_path / "bk", tmp_path / "restored")
+        with Store(tmp_path / "restored", sync=False) as copy:
+            assert copy.head() == head and dict(copy.iter_state()) == dict(store.iter_state())
