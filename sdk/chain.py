@@ -99,7 +99,10 @@ class Chain:
 
     def head(self) -> tuple[int, bytes]:
         head = self.store.head()
-        assert head is not None, "the genesis block is committed at construction"
+        if head is None:  # genesis is committed at construction: only a snapshot install empties it
+            from .errors import Unavailable
+
+            raise Unavailable("the node is installing a state snapshot: no head yet")
         return head
 
     def head_header(self) -> Header:

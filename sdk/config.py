@@ -58,6 +58,14 @@ class NodeConfig(BaseModel):
                     "Absent: plaintext links, as networks made before encryption existed",
     )
     api_tls: TlsFiles | None = Field(default=None, description="serve the client API over https with these files")
+    state_sync: bool = Field(default=True, description=(
+        "a node with an empty data folder takes a peer's state snapshot (checked against its "
+        "certified header) instead of replaying the chain from genesis, when one is offered"))
+    snapshot_interval: int = Field(default=1000, ge=0, description=(
+        "build a state snapshot for joining nodes every this many blocks (0: never)"))
+    snapshot_keep: int = Field(default=2, ge=1, description="state snapshots kept on disk")
+    prune_keep: int = Field(default=0, ge=0, description=(
+        "keep only the last this many blocks and state versions (0: keep everything)"))
 
     @classmethod
     def load(cls, node_dir: str | Path) -> NodeConfig:

@@ -58,6 +58,8 @@ SCHEMA_VERSION = 3
 _HEAD = b"accord/head"  # height (8) || block hash (32)
 _ROOT = b"accord/state_root"
 _SCHEMA = b"accord/schema"
+_BASE = b"accord/base"  # lowest height whose block and state tree are kept (8) || its root's version (8)
+_INSTALL = b"accord/installing"  # a state snapshot install in progress, for this height (8)
 
 _DBS = ("blocks", "headers", "hashes", "txs", "receipts", "certs", "state", "nodes", "roots", "safety", "meta")
 _ITER_CHUNK = 1024
@@ -85,6 +87,12 @@ class StateUpdate:
     nodes: Mapping[bytes, bytes] = field(repr=False)
     version: int = 0
     """Tree version of the new nodes: the height of the block the update is for."""
+
+
+class Pruned(StorageError):
+    """A height below what this store keeps (pruned, or before the snapshot it started from)."""
+
+    code = "pruned"
 
 
 class _ResizeGate:
@@ -292,10 +300,27 @@ class Store:
             return 0
         raw = txn.get(root, db=self._db["roots"])
         if raw is None:
-            raise StorageError(f"unknown state root {root.hex()[:16]}")
+            raise StorageError(f"unknown state root {root.hex()[:16]} (never committed here, or pruned: "
+                               f"this store keeps the state from height {self._base_in(txn)[0]} on)")
         return int.from_bytes(raw, "big")
 
+    def _base_in(self, txn: Txn) -> tuple[int, int]:
+        raw = txn.get(_BASE, db=self._db["meta"])
+        return (0, 0) if raw is None else struct.unpack(">QQ", raw)
+
     # --- reading ------------------------------------------------------------------------
+
+    def base(self) -> int:
+        """The lowest height whose block, certificate and state tree this store holds: 0
+        unless pruned (:meth:`prune`) or started from a snapshot (:meth:`begin_install`)."""
+        return self._read(self._base_in)[0]
+
+    def require_height(self, height: int) -> None:
+        """Raise :class:`Pruned` for a height below :meth:`base`, with what is kept."""
+        base = self.base()
+        if height < base:
+            raise Pruned(f"height {height} is not kept here: this node keeps blocks and state from "
+                         f"height {base} on (pruned, or started from a state snapshot)")
 
     def head(self) -> tuple[int, bytes] | None:
         """(height, block hash) of the last committed block, None before the first."""
@@ -546,3 +571,190 @@ class Store:
             return {name: txn.stat(db)["entries"] for name, db in self._db.items()}
 
         return {**self._read(read), "map_size": self.map_size}
+
+    # --- state snapshot install (see accord.storage.snapshot) ---------------------------
+
+    _REPLACED = ("blocks", "headers", "hashes", "txs", "receipts", "certs", "state", "nodes", "roots")
+
+    def installing(self) -> int | None:
+        """The height of a snapshot install begun and not finished (a crash mid-sync), or None."""
+        raw = self._read(lambda t: t.get(_INSTALL, db=self._db["meta"]))
+        return None if raw is None else int(struct.unpack(">Q", raw)[0])
+
+    def begin_install(self, height: int) -> None:
+        """Empty the chain and state (safety state and caller meta stay) to take a snapshot of
+        ``height``. Until :meth:`finish_install` the store has no head and is marked as
+        installing, so a crash in between is seen at the next start (:meth:`abort_install`)."""
+
+        def write(txn: Txn) -> None:
+            for name in self._REPLACED:
+                txn.drop(self._db[name], delete=False)
+            meta = self._db["meta"]
+            for key in (_HEAD, _ROOT, _BASE):
+                txn.delete(key, db=meta)
+            txn.put(_INSTALL, _h(height), db=meta)
+
+        self._write(write, durable=True)
+
+    def install_chunk(self, entries: Sequence[tuple[bytes, bytes]], nodes: Mapping[bytes, bytes]) -> None:
+        """Write one verified chunk: its state entries and its subtree's records."""
+
+        def write(txn: Txn) -> None:
+            if txn.get(_INSTALL, db=self._db["meta"]) is None:
+                raise StorageError("no snapshot install in progress")
+            if entries:
+                txn.cursor(db=self._db["state"]).putmulti(sorted(entries))
+            if nodes:
+                txn.cursor(db=self._db["nodes"]).putmulti(sorted(nodes.items()))
+
+        self._write(write)
+
+    def finish_install(
+        self, block: Block, certificate: Certificate, receipts: Sequence[Receipt],
+        nodes: Mapping[bytes, bytes], entries: int,
+    ) -> None:
+        """Make the installed snapshot the store's state at ``block``, which becomes head and
+        base, in one transaction; refused (nothing changes) unless the state holds exactly
+        ``entries`` entries and the root record of the header's state root is stored."""
+        header = block.header
+        hk = _h(header.height)
+        root = header.state_root
+
+        def write(txn: Txn) -> None:
+            db = self._db
+            if txn.get(_INSTALL, db=db["meta"]) != hk:
+                raise StorageError(f"no snapshot install in progress for height {header.height}")
+            if nodes:
+                txn.cursor(db=db["nodes"]).putmulti(sorted(nodes.items()))
+            have = txn.stat(db["state"])["entries"]
+            if have != entries:
+                raise StorageError(f"the installed state holds {have} entries, the snapshot {entries}")
+            if root != merkle.EMPTY:
+                rec = txn.get(tree.node_key(header.height, 0, 0, root), db=db["nodes"])
+                if rec is None or tree.record_hash(rec) != root:
+                    raise StorageError("the installed state tree has no record for the header's state root")
+                txn.put(root, hk, db=db["roots"])
+            txn.put(hk, block.encode(), db=db["blocks"])
+            txn.put(hk, header.encode(), db=db["headers"])
+            txn.put(block.hash, hk, db=db["hashes"])
+            for i, tx in enumerate(block.txs):
+                txn.put(tx.hash, struct.pack(">QI", header.height, i), db=db["txs"])
+            txn.put(hk, encoding.encode_encoded_list([r.encode() for r in receipts]), db=db["receipts"])
+            txn.put(hk, certificate.encode(), db=db["certs"])
+            meta = db["meta"]
+            txn.put(_HEAD, hk + block.hash, db=meta)
+            txn.put(_ROOT, root, db=meta)
+            txn.put(_BASE, hk + hk, db=meta)
+            txn.delete(_INSTALL, db=meta)
+
+        self._write(write, durable=True)
+
+    def abort_install(self) -> None:
+        """Drop a half-installed snapshot: the store is empty again (safety state kept), and
+        the chain commits its genesis anew when it opens it."""
+
+        def write(txn: Txn) -> None:
+            for name in self._REPLACED:
+                txn.drop(self._db[name], delete=False)
+            meta = self._db["meta"]
+            keep = {_SCHEMA}
+            for key in [k for k, _ in txn.cursor(db=meta) if k not in keep]:
+                txn.delete(key, db=meta)
+
+        self._write(write, durable=True)
+
+    # --- pruning ------------------------------------------------------------------------
+
+    def prune(self, keep: int, *, batch: int = 32) -> int:
+        """Remove blocks and state versions below the last ``keep`` heights; return the new base.
+
+        A block's certificate, receipts, hash and tx index entries go with it. A tree record
+        goes once no kept root reaches it: an old record that a newer tree still uses was
+        used by every tree in between (an update only copies references it read), so the
+        records to drop are, per height ``u``, those of tree ``u - 1`` that tree ``u`` lacks,
+        found by walking both trees where they differ (cost: the records a block changed).
+        Each batch of heights is one write transaction that also moves the base, so a crash
+        leaves a consistent, partly pruned store; LMDB reuses the freed pages.
+        """
+        if keep < 1:
+            raise StorageError("prune must keep at least the head")
+        target: int | None = None
+        while True:
+            def write(txn: Txn, target: int | None = target) -> int | None:
+                head = self._head_in(txn)
+                if head is None:
+                    return None
+                goal = head[0] - keep + 1 if target is None else target
+                base, version = self._base_in(txn)
+                if goal <= base:
+                    return None
+                stop = min(goal, base + batch)
+                for u in range(base + 1, stop + 1):
+                    version = self._prune_height(txn, u, version)
+                self._put_base(txn, stop, version)
+                return goal if stop < goal else None
+
+            target = self._write(write)
+            if target is None:
+                return self.base()
+
+    def _put_base(self, txn: Txn, height: int, version: int) -> None:
+        txn.put(_BASE, _h(height) + _h(version), db=self._db["meta"])
+
+    def _prune_height(self, txn: Txn, u: int, old_version: int) -> int:
+        """Drop block ``u - 1`` and the records of tree ``u - 1`` that tree ``u`` does not use;
+        return the version of tree ``u``'s root record."""
+        db = self._db
+        old_raw = txn.get(_h(u - 1), db=db["headers"])
+        new_raw = txn.get(_h(u), db=db["headers"])
+        if old_raw is None or new_raw is None:
+            raise StorageError(f"cannot prune: the header at height {u - 1 if old_raw is None else u} is missing")
+        old_root, new_root = Header.decode(old_raw).state_root, Header.decode(new_raw).state_root
+        nodes = db["nodes"]
+        if new_root == merkle.EMPTY:
+            new_version = 0
+        elif txn.get(tree.node_key(u, 0, 0, new_root), db=nodes) is not None:
+            new_version = u
+        elif new_root == old_root:
+            new_version = old_version
+        else:
+            raise StorageError(f"cannot prune: the state root record of height {u} is missing")
+        if (old_root, old_version) != (new_root, new_version):
+            get = txn.cursor(db=nodes).get
+            stale: list[bytes] = []
+            _stale(get, (old_root, old_version), (new_root, new_version), 0, 0, stale)
+            for key in stale:
+                txn.delete(key, db=nodes)
+            roots = db["roots"]
+            if old_root != new_root and txn.get(old_root, db=roots) == _h(old_version):
+                txn.delete(old_root, db=roots)
+        raw_block = txn.get(_h(u - 1), db=db["blocks"])
+        if raw_block is not None:
+            block = Block.decode(raw_block)
+            txn.delete(block.hash, db=db["hashes"])
+            for tx in block.txs:
+                txn.delete(tx.hash, db=db["txs"])
+        for name in ("blocks", "headers", "receipts", "certs"):
+            txn.delete(_h(u - 1), db=db[name])
+        return new_version
+
+
+def _stale(get: Callable[[bytes], bytes | None], old: tuple[bytes, int], new: tuple[bytes, int] | None,
+           depth: int, path: int, out: list[bytes]) -> None:
+    """Keys of the records under ``old`` (at ``depth`` on ``path``) that ``new``, the subtree
+    at the same place in the next tree (None: nothing there), does not share."""
+    if new == old or old[0] == merkle.EMPTY:
+        return
+    key = tree.node_key(old[1], depth, path, old[0])
+    out.append(key)
+    rec = get(key)
+    if rec is None or rec[0] != merkle.STATE_NODE_PREFIX[0]:
+        return  # a leaf (or a record already gone): nothing below it
+    kept: dict[int, tuple[bytes, int]] = {}
+    if new is not None and new[0] != merkle.EMPTY:
+        new_rec = get(tree.node_key(new[1], depth, path, new[0]))
+        if new_rec is not None and new_rec[0] == merkle.STATE_NODE_PREFIX[0]:
+            kept = {nib: (h, int.from_bytes(v, "big")) for nib, h, v in tree.node_children(new_rec)}
+    shift = 252 - 4 * depth
+    for nib, h, v in tree.node_children(rec):
+        _stale(get, (h, int.from_bytes(v, "big")), kept.get(nib), depth + 1, path | (nib << shift), out)

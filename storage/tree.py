@@ -478,3 +478,24 @@ def prove(get: NodeGetter, root: bytes, key: bytes, root_version: int = 0) -> tu
         levels.append((bitmap, tuple(hashes)))
         depth += 1
     return None, StateProof(tuple(levels))
+
+
+def build_subtree(
+    paths: list[bytes], values: list[bytes], depth: int, version: int,
+) -> tuple[bytes, dict[bytes, bytes]]:
+    """Hash and records (keyed at ``version``) of the subtree at ``depth`` holding exactly
+    these entries: ``paths`` strictly ascending, all sharing their first ``depth`` nibbles.
+
+    The subtree's shape is the one the full tree gives it, so a snapshot chunk built here
+    hashes to what its parent node names (:mod:`accord.storage.snapshot`). A lone entry is
+    its leaf, stored at ``depth``; the caller moves it if the leaf is promoted higher up.
+    """
+    if not paths or len(paths) != len(values):
+        raise StorageError("a subtree needs one value per path, and at least one entry")
+    if any(a >= b for a, b in zip(paths, paths[1:], strict=False)):
+        raise StorageError("subtree entries must be in strictly ascending path order")
+    recs: list[bytes | None] = [STATE_LEAF_PREFIX + p + _sha(v).digest() + v for p, v in zip(paths, values, strict=True)]
+    up = _Updater(lambda k: None, paths, recs, version_bytes(version))
+    h, _ = up._build(depth, 0, len(paths))
+    return h, up.nodes
+

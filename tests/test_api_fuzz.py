@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.inproc import ThreadedNetwork
+from .support.inproc import ThreadedNetwork
 
 ROOT = Path(__file__).resolve().parent.parent
 

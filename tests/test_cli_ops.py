@@ -15,7 +15,8 @@ from accord.cli.main import main
 from accord.client import Client
 from accord.config import DEMO_BALANCE, demo_account
 from accord.genesis import Genesis
-from tests.inproc import ThreadedNetwork
+
+from .support.inproc import ThreadedNetwork
 
 
 def _skip_empty(g: Genesis) -> Genesis:

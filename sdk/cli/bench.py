@@ -24,6 +24,7 @@ AREAS = {
     "mpc": "three MPC servers on loopback: mul, cmp, matmul, logistic regression",
     "light": "light-client header, state-proof and tx-proof checks",
     "aggverify": "BLS vote-aggregate verification cost by signer count (the simulator's cost model)",
+    "statesync": "a joining node takes a state of N accounts by snapshot: build, transfer, verify and install",
 }
 
 

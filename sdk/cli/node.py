@@ -13,7 +13,12 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("node", help="run one validator from its folder")
-    p.add_argument("dir", type=Path, help="the validator's folder (node.json, validator.key)")
+    p.add_argument("dir", type=Path, help="the validator's folder (node.json, validator.key); or `backup` "
+                   "(then: DIR DEST, a consistent copy of DIR's data folder, running or not) or `restore` "
+                   "(then: BACKUP DIR, into DIR's empty data folder, checked, then verified)")
+    p.add_argument("paths", type=Path, nargs="*", metavar="PATH",
+                   help="for backup: the validator's folder and the new backup folder; for restore: the "
+                   "backup folder and the validator's folder")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     p.add_argument("--lifeline", type=int, default=None, metavar="FD",
                    help="stop cleanly when this inherited pipe closes (used by supervisors such as "
@@ -51,6 +56,14 @@ def _verify(path: Path) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if str(args.dir) in ("backup", "restore") and not (args.dir / "node.json").exists():
+        from accord.cli.backup import run
+
+        return run(str(args.dir), args.paths)
+    if args.paths:
+        from accord.errors import ValidationError
+
+        raise ValidationError(f"unexpected arguments {' '.join(map(str, args.paths))} (see accord node --help)")
     if args.verify:
         return _verify(args.dir)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -690,7 +690,7 @@ class ClientApi:
     async def _block_response(self, request: web.Request, height: int | None, block: Block | None) -> web.Response:
         q = _model(BlockQuery, _query_dict(request))
         if block is None:
-            raise NotFound(f"no block at height {height}" if height is not None else "no such block")
+            raise NotFound(self._missing("block", height) if height is not None else "no such block")
         if q.format == "raw":
             return web.Response(body=block.encode(), content_type="application/octet-stream")
         store = self.node.store
@@ -702,6 +702,12 @@ class ClientApi:
 
         body = await asyncio.to_thread(build)
         return web.Response(body=body, content_type="application/json")
+
+    def _missing(self, what: str, height: int) -> str:
+        base = self.node.store.base()
+        if height < base:  # pruned, or before the snapshot this node started from
+            return f"no {what} at height {height}: this node keeps blocks from height {base} on (pruned)"
+        return f"no {what} at height {height}"
 
     async def get_block(self, request: web.Request) -> web.Response:
         height = _parse_height(request.match_info["height"])
@@ -734,7 +740,7 @@ class ClientApi:
             raise InvalidRequest("this endpoint takes no query parameters")
         resp = self._header_response(height)
         if resp is None:
-            raise NotFound(f"no header at height {height}")
+            raise NotFound(self._missing("header", height))
         return _json(resp)
 
     async def get_headers(self, request: web.Request) -> web.Response:

@@ -91,6 +91,7 @@ from ..net.transport import NetConfig, Transport
 from ..types import Block, Certificate, Event, Receipt, Tx
 from .api import ApiConfig, ApiServer
 from .lock import FolderLock
+from .statesync import NodeOps
 
 log = logging.getLogger("accord.node")
 
@@ -257,6 +258,8 @@ class Node:
         self.fault: str | None = None
         """Why this node halted (see _fail), None while healthy."""
         self._folder_lock: FolderLock | None = None
+        self.ops = NodeOps(self)
+        """State sync, snapshots and pruning (see :mod:`accord.node.statesync`)."""
 
     # --- construction -------------------------------------------------------------------
 
@@ -345,6 +348,7 @@ class Node:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chain-{self.name}")
         self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"verify-{self.name}")
         self.store = Store(data, sync=self.config.sync)
+        self.ops.recover(self.store)
         runtime = Runtime(self.genesis, self._contracts, **self._runtime_hooks())
         self.chain = Chain(self.genesis, self.store, runtime)
         # Before anything is served or signed: the head header, its certificate, the block
@@ -379,6 +383,7 @@ class Node:
             asyncio.create_task(self._status_loop(), name=f"{self.name}-status"),
         ]
         self._tick()
+        self.ops.start()
         log.info("%s started at height %d (api %s)", self.name, height, self.api.url)
 
     def _link_config(self) -> NetConfig:
@@ -465,6 +470,7 @@ class Node:
         if not self.running:
             return
         self.running = False
+        await self.ops.stop()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
@@ -800,7 +806,11 @@ class Node:
             await sub.aclose()
 
     async def _stored_blocks(self, start: int, stop: int | None) -> AsyncIterator[tuple[Block, list[Receipt]]]:
-        """Committed blocks ``start <= height < stop`` (None: up to the head) from the store."""
+        """Committed blocks ``start <= height < stop`` (None: up to the head) from the store;
+        :class:`~accord.storage.store.Pruned` for a start below what the store keeps (a
+        silent gap would lose blocks for the application)."""
+        if self.store is not None:
+            self.store.require_height(start)
         height = start
         while stop is None or height < stop:
             block = self.store.get_block(height) if self.store is not None else None
@@ -847,6 +857,8 @@ class Node:
         """Feed one event to the core and perform its actions in order (see module rules)."""
         if not self.running or self.core is None or self.fault is not None:
             return
+        if self.ops.syncing or (self.ops.deciding and isinstance(event, MessageReceived)):
+            return  # see accord.node.statesync: the core waits while a snapshot may be installed
         if not isinstance(event, Tick) and self._now_ms() - self._last_tick_ms >= self.tick_ms:
             self._tick()  # the core judges lateness by its clock: keep it within tick_ms
         self._sync_pending()  # commits empty the mempool; the core must know before it leads
@@ -1156,6 +1168,13 @@ class Node:
                 self.m_latency.observe(now - at)
         for sub in list(self._subscribers):
             sub._put((block, receipts))
+        self.ops.after_commit(block.height)
+
+    def _after_state_sync(self, height: int) -> None:
+        """A snapshot of ``height`` is now the store's state: follow the chain from there."""
+        self.core = self._new_core()
+        self.m_height.set(height)
+        self._tick()
 
     def _new_core(self) -> Core:
         """A Gosig core at the store's head with the persisted safety state: on start, and
@@ -1208,6 +1227,9 @@ class Node:
 
     async def _status_loop(self) -> None:
         while self.running:
+            if self.ops.syncing:  # no head to tell while a snapshot installs
+                await asyncio.sleep(self.status_interval)
+                continue
             height, head = self.chain.head()  # type: ignore[union-attr]
             self.transport.broadcast(Kind.STATUS, [height, head])  # type: ignore[union-attr]
             self._maybe_sync()
@@ -1216,7 +1238,7 @@ class Node:
     # --- messages from peers ------------------------------------------------------------
 
     async def _on_peer(self, index: int, connected: bool) -> None:
-        if connected and self.chain is not None and self.transport is not None:
+        if connected and self.chain is not None and self.transport is not None and not self.ops.syncing:
             height, head = self.chain.head()
             self.transport.send(index, Kind.STATUS, [height, head])
         if not connected:
@@ -1290,7 +1312,7 @@ class Node:
     def _maybe_sync(self) -> None:
         """Ask the most advanced peer for the blocks we miss (one request per peer at a time)."""
         if (not self.running or self.chain is None or self.transport is None or not self._peer_heads
-                or self.fault is not None):
+                or self.fault is not None or self.ops.holds_catch_up):
             return
         height, _ = self.chain.head()
         now = time.monotonic()
@@ -1359,7 +1381,9 @@ class Node:
         return len(items)
 
     async def _on_request(self, frm: int, body: Value) -> Value:
-        """Answer a peer's catch-up request: blocks with their certificates."""
+        """Answer a peer's catch-up request: blocks with their certificates (or snapshot parts)."""
+        if type(body) is list and body and body[0] == "snap":
+            return await self.ops.serve(body)
         if type(body) is not list or not body or body[0] not in ("height", "hash"):
             raise DecodeError("block request is ['height', from, count] or ['hash', hash]")
         out: list[Value] = []

@@ -1,0 +1,172 @@
+"""A new member joins a running network by state sync, past lying peers, and then commits.
+
+Three of four validators run (a quorum); the fourth starts from an empty folder. Its peers
+build snapshots every few blocks; one serves a manifest whose cells do not recombine to the
+certified root, another tampers the chunks it serves. The newcomer must refuse both, count
+them, take the snapshot from the honest peer, never replay from genesis, and then take part:
+with the honest peer stopped, blocks only commit with the newcomer's votes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from accord import encoding
+from accord.config import demo_account, init_network
+from accord.devnet import free_ports
+from accord.encoding import Value
+from accord.genesis import ConsensusParams
+from accord.node import Node
+from accord.storage import snapshot as snap
+from accord.types import Tx
+
+
+def _wait(cond: Any, timeout: float, what: str, detail: Any = None) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail else ""))
+
+
+def _lie(node: Node, how: str) -> list[int]:
+    """Make ``node`` serve bad snapshot parts; return a list counting the lies told."""
+    transport = node.transport
+    assert transport is not None
+    honest = transport.on_request
+    assert honest is not None
+    told: list[int] = []
+
+    async def lying(frm: int, body: Value) -> Value:
+        out = await honest(frm, body)
+        if type(body) is not list or body[:1] != ["snap"] or type(out) is not bytes:
+            return out
+        if how == "root" and body[1] == "manifest":
+            m = snap.Manifest.decode(out)
+            c = m.cells[0]
+            cells = (snap.Cell(c.depth, c.prefix, c.count, bytes(32)), *m.cells[1:])
+            told.append(0)
+            return snap.Manifest(m.block, m.certificate, m.receipts, cells).encode()
+        if how == "chunk" and body[1] == "chunk":
+            items = encoding.decode(out)
+            assert isinstance(items, list)
+            first = items[0]
+            assert isinstance(first, list)
+            items[0] = [first[0], bytes(first[1]) + b"\x00"]
+            told.append(int(body[3]))  # type: ignore[arg-type]
+            return encoding.encode(items)
+        return out
+
+    transport.on_request = lying
+    return told
+
+
+@pytest.fixture
+def network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(snap, "MAX_CHUNK_ENTRIES", 16)  # a handful of chunks from a small state
+    root = tmp_path / "net"
+    ports = free_ports(8)
+    genesis = init_network(root, validators=4, genesis_time_ms=int(time.time() * 1000), deterministic=True,
+                           ports=ports[:4], api_ports=ports[4:], demo_accounts=60,
+                           consensus=ConsensusParams(round_ms=300, stage2_ms=150))
+    for i in range(4):
+        cfg = root / f"validator-{i}" / "node.json"
+        data = json.loads(cfg.read_text())
+        data.update(snapshot_interval=4, sync=False)
+        cfg.write_text(json.dumps(data))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="statesync-net", daemon=True)
+    thread.start()
+
+    def run(coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+    nodes: list[Node] = [Node.from_dir(root / f"validator-{i}") for i in range(3)]
+    for n in nodes:
+        run(n.start())
+    try:
+        yield root, genesis, nodes, run
+    finally:
+        for n in nodes:
+            run(n.stop())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def _height(n: Node) -> int:
+    return n.chain.head()[0] if n.running and n.chain is not None and not n.ops.syncing else 0
+
+
+def test_a_new_validator_joins_by_state_sync_past_lying_peers_and_commits(network: Any) -> None:
+    root, genesis, nodes, run = network
+    alice, bob = demo_account(0), demo_account(1)
+    for nonce in range(3):
+        nodes[0].submit(Tx.create(alice, chain_id=genesis.chain_id, contract="token", method="transfer",
+                                  args={"to": bob.address, "amount": 5}, nonce=nonce))
+    _wait(lambda: all(len(snap.available(n.ops.dir)) >= 1 and snap.available(n.ops.dir)[0] >= 8 for n in nodes),
+          90, "snapshots at height 8 on the running validators")
+    for n in nodes:  # no more snapshots: all three then offer the same heights
+        n.config.snapshot_interval = 0
+    _wait(lambda: all(n.ops._builder is None for n in nodes), 30, "snapshot builds to end")
+    common = min(snap.available(n.ops.dir)[0] for n in nodes)
+    for n in nodes:
+        for h in snap.available(n.ops.dir):
+            if h > common:
+                shutil.rmtree(n.ops.dir / str(h))
+    bad_root = _lie(nodes[0], "root")
+    bad_chunks = _lie(nodes[1], "chunk")
+    late = Node.from_dir(root / "validator-3")
+    nodes.append(late)
+    run(late.start())
+    _wait(lambda: late.ops.synced_height is not None and _height(late) >= min(_height(n) for n in nodes[:3]) - 1,
+          90, "validator 3 to sync and catch up",
+          lambda: (late.ops.synced_height, late.ops.deciding, late.ops.syncing, late.ops.refused,
+                   [_height(n) for n in nodes], late._peer_heads))
+    synced = late.ops.synced_height
+    assert synced is not None and synced >= 8
+    # It took the snapshot, not the chain from genesis.
+    assert late.store.base() == synced and late.store.get_block(1) is None
+    assert late.store.get_header(synced).state_root == nodes[2].store.get_header(synced).state_root
+    # Both liars were caught, counted, and nothing they sent was installed.
+    assert bad_root and bad_chunks
+    refused = {(peer, what) for peer, what, _ in late.ops.refused}
+    assert (0, "manifest") in refused and (1, "chunk") in refused
+    assert late.ops.m_refused.get(what="manifest") >= 1 and late.ops.m_refused.get(what="chunk") >= 1
+    assert late.chain.nonce_of(alice.address) == 3
+    assert late.healthy
+    # Now it takes part: with the honest peer stopped, nothing commits without validator 3.
+    run(nodes[2].stop())
+    start = _height(late)
+    _wait(lambda: min(_height(late), _height(nodes[0]), _height(nodes[1])) >= start + 3, 60,
+          "three blocks committed by validators 0, 1 and 3")
+    cert = late.store.get_certificate(start + 3)
+    assert cert is not None and cert.signers[0] & 0b1000, "validator 3 signed the certificate"
+
+
+def test_when_every_peer_lies_nothing_is_installed_and_the_node_replays(network: Any) -> None:
+    root, genesis, nodes, run = network
+    _wait(lambda: all(snap.available(n.ops.dir) and snap.available(n.ops.dir)[0] >= 4 for n in nodes),
+          90, "snapshots on the running validators")
+    told = [_lie(n, "chunk") for n in nodes]
+    late = Node.from_dir(root / "validator-3")
+    nodes.append(late)
+    run(late.start())
+    _wait(lambda: not late.ops.holds_catch_up and _height(late) >= min(_height(n) for n in nodes[:3]) - 1,
+          120, "validator 3 to give up on the snapshot and replay",
+          lambda: (late.ops.synced_height, late.ops.refused, [_height(n) for n in nodes]))
+    assert late.ops.synced_height is None and any(told)
+    assert {what for _, what, _ in late.ops.refused} == {"chunk"}
+    # The tampered state never became the store's: it replayed from genesis instead.
+    assert late.store.base() == 0 and late.store.get_block(1) is not None
+    head = late.chain.head()[0]
+    assert late.store.get_header(head).state_root == nodes[2].store.get_header(head).state_root
