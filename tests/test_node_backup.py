@@ -65,8 +65,11 @@ def test_backup_a_running_validator_restore_verify_and_catch_up(tmp_path: Path) 
         net.run(net.nodes[3].stop())
         new = tmp_path / "validator-3-restored"
         new.mkdir()
-        for name in ("node.json", "validator.key"):
-            shutil.copy(v3 / name, new / name)
+        # the node folder's configuration and secrets (validator key, link certificate) are
+        # the operator's to keep; the backup is the data folder
+        for f in v3.iterdir():
+            if f.is_file():
+                shutil.copy(f, new / f.name)
         cfg = json.loads((new / "node.json").read_text())
         cfg["genesis"] = str(net.root / "genesis.json")
         (new / "node.json").write_text(json.dumps(cfg))
@@ -118,7 +121,7 @@ def test_an_embedded_store_is_backed_up_through_its_own_handle(tmp_path: Path) -
 
     from accord.storage import Store
 
-    from .test_state_snapshot import make_chain
+    from .support.chains import make_chain
 
     with Store(tmp_path / "live", sync=False) as store:
         make_chain(store, 3, 200, random.Random(7))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from accord import encoding, merkle
-from accord.benches.light import bench_genesis, certify
+from accord.benches.light import certify
 from accord.consensus import verify_certificate
 from accord.crypto import bls
 from accord.storage import Store
@@ -22,36 +22,11 @@ from accord.storage.store import Pruned
 from accord.storage.verify import check_head, verify_store
 from accord.types import ZERO_HASH, Block, Header
 
-SECRETS = [bls.demo_secret(f"snap-test-{i}") for i in range(4)]
-GENESIS = bench_genesis(SECRETS)
-KEYS = GENESIS.validator_keys()
+from .support.chains import GENESIS, KEYS, SECRETS, make_chain
 
 
 def _verify_cert(cert: object) -> None:
     verify_certificate(KEYS, GENESIS.chain_id, cert, GENESIS.quorum)  # type: ignore[arg-type]
-
-
-def make_chain(store: Store, heights: int, entries: int, rng: random.Random, *, churn: int = 20) -> None:
-    """Genesis with ``entries`` state entries, then ``heights`` certified blocks that each
-    rewrite, add and delete a few entries."""
-    keys = [b"k/%d" % i for i in range(entries)]
-    parent = ZERO_HASH
-    live = set(keys)
-    for h in range(heights + 1):
-        if h == 0:
-            writes: dict[bytes, bytes | None] = {k: b"v0/" + k for k in keys}
-        else:
-            writes = {rng.choice(keys): b"v%d/%d" % (h, rng.randrange(10**6)) for _ in range(churn)}
-            gone = rng.choice(sorted(live))
-            writes[gone] = None
-            writes[b"new/%d" % h] = b"n"
-        for k, v in writes.items():
-            (live.discard if v is None else live.add)(k)
-        update = store.compute_state_update(writes)
-        header = Header(GENESIS.chain_id, h, 0, parent, merkle.EMPTY_TX_ROOT, update.root, 0, 0, 1000 * h)
-        cert = certify(header, SECRETS, [0, 1, 2]) if h else None
-        store.commit_block(Block(header, ()), cert, [], writes, update)
-        parent = header.hash
 
 
 def _served(store: Store, out: Path) -> tuple[snap.Manifest, dict[int, bytes]]:
