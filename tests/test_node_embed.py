@@ -127,8 +127,12 @@ def test_safety_state_is_persisted_before_each_vote_and_a_restart_never_double_v
     checked = {"votes": 0, "restarts": 0}
     violations: list[str] = []  # collected, not raised: the tap runs inside transport handlers
 
+    # Every vote any run of validator 0 persisted. Shared across its restarts: a restarted
+    # validator legitimately forwards aggregates holding its own vote of an earlier run (peers
+    # merged it), which that run persisted; a vote no run persisted is the violation.
+    durable: dict[tuple[int, int, int], bytes] = {}
+
     def tap(node: Node) -> None:
-        durable: dict[tuple[int, int, int], bytes] = {}
         store, transport = node.store, node.transport
         assert transport is not None
         put_safety, broadcast, send = store.put_safety, transport.broadcast, transport.send
@@ -162,7 +166,8 @@ def test_safety_state_is_persisted_before_each_vote_and_a_restart_never_double_v
         store.put_safety = on_persist
         transport.broadcast = on_broadcast  # type: ignore[method-assign]
         transport.send = on_send  # type: ignore[method-assign]
-        # the restored safety state is the one on disk
+        # what is on disk already (restored from the last run, or persisted by this run's
+        # start before the tap was in place) is durable
         raw = store.get_safety(SAFETY_KEY)
         if raw is not None:
             s = SafetyState.decode(raw, g.n)
