@@ -60,14 +60,13 @@ def test_ceremony_resumes_and_verifies_contributions(tmp_path: Path) -> None:
     mtimes = {p: p.stat().st_mtime_ns for p in steps}
     # kill the last steps: a re-run redoes only those
     (folder / "phase1" / "final.ptau").unlink()
-    (folder / "phase1" / "verified.ok").unlink()
     for p in (folder / "phase2").rglob("*"):
         if p.name in ("final.zkey", "vk.json"):
             p.unlink()
     again = artifacts.setup_circuit(spec, params, folder=folder)
     assert again.vk == keys.vk  # deterministic entropy: the same keys
     for p in steps:
-        if p.name not in ("final.ptau", "verified.ok", "final.zkey", "vk.json"):
+        if p.name not in ("final.ptau", "verified.json", "final.zkey", "vk.json"):
             assert p.stat().st_mtime_ns == mtimes[p], p
     # another ceremony's parameters in this folder are refused
     with pytest.raises(ValidationError):
@@ -76,7 +75,6 @@ def test_ceremony_resumes_and_verifies_contributions(tmp_path: Path) -> None:
     (folder / "phase1" / "02_b.ptau").unlink()
     (folder / "phase1" / "beacon.ptau").unlink()
     (folder / "phase1" / "final.ptau").unlink()
-    (folder / "phase1" / "verified.ok").unlink()
     first = folder / "phase1" / "01_a.ptau"
     data = bytearray(first.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -1,5 +1,6 @@
 """``accord zk ...``: build circuits, run the ceremony, prove and verify.
 
+    accord zk setup                  install the pinned npm tools into the cache (no checkout needed)
     accord zk build [--circuit shielded_transfer|anti_stacking|all] [--file my.circom]
                     [--depth 32] [--lenders 6]
     accord zk ceremony --power 15 --members bank-a,bank-b,regulator [--circuit ...]
@@ -54,6 +55,11 @@ def _ceremony_args(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zk", help="build circuits, run the trusted-setup ceremony, prove, verify")
     cmds = p.add_subparsers(dest="zk_cmd", metavar="CMD", required=True)
+
+    su = cmds.add_parser("setup", help="install the pinned npm tools (circom2, snarkjs, "
+                         "circomlib) into the cache, from the lock file in the package")
+    su.add_argument("--force", action="store_true", help="install again even if present")
+    su.set_defaults(func=_setup)
 
     b = cmds.add_parser("build", help="compile circuits (r1cs + wasm) into the cache")
     _circuit_args(b)
@@ -128,6 +134,25 @@ def specs(args: argparse.Namespace) -> list[Any]:
     for f in args.file:
         out.append(zb.file_spec(Path(f)))
     return out
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..zk import npm, tools
+
+    with Progress(TextColumn("npm ci (pinned circom2, snarkjs, circomlib)"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=tools.stderr_console()) as bar:  # type: ignore[arg-type]
+        task = bar.add_task("npm", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        folder = npm.install(progress, force=args.force)
+    print(json.dumps({"installed": str(folder), "used": str(tools.project_root()),
+                      **{n: tools.package_version(n) for n in ("circom2", "snarkjs", "circomlib")}}))
+    return 0
 
 
 def _build(args: argparse.Namespace) -> int:

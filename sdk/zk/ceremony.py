@@ -6,9 +6,15 @@ each contribution is verified before the next builds on it, and a public random 
 each phase (so the last contributor cannot bias the result either).
 
 Resumable by construction: every step writes one file in the ceremony folder (temporary name,
-then rename), and a re-run skips the steps whose output already exists. Preparing phase 2 of a
-2^15 ceremony takes about 13 minutes on 2 cores; a killed run loses at most the step it was in.
+then rename), and a re-run resumes after the last file there. Preparing phase 2 of a 2^15
+ceremony takes about 13 minutes on 2 cores; a killed run loses at most the step it was in.
 Progress goes to stderr as rich progress bars.
+
+A resumed run trusts no cached file unchecked: every file is verified by snarkjs (its whole
+chain of contributions, and the contributor names of this ceremony in order) before it is
+recorded in the folder's ``verified.json`` with its SHA-256; a re-run uses a cached file only
+if its bytes still hash to that record, verifies in full a file without one, and refuses a file
+that changed (see :class:`_Records` for what this does and does not stop).
 
 Entropy: random by default (``secrets``); tests pass a ``seed`` to make contributions
 deterministic (and their cache reusable) -- never do that for a real chain.
@@ -17,7 +23,9 @@ Folder layout (``<cache>/ceremony/<id>/``)::
 
     ceremony.json                  parameters, checked on every re-run
     phase1/00_new.ptau, 01_<member>.ptau, ..., beacon.ptau, final.ptau (prepared for phase 2)
-    phase2/<circuit>-<r1cs hash>/00_setup.zkey, 01_<member>.zkey, ..., final.zkey, vk.json
+    phase1/verified.json           SHA-256 of each file that passed its verification
+    phase2/<circuit>-<r1cs hash>/00_setup.zkey, 01_<member>.zkey, ..., final.zkey, vk.json,
+                                   verified.json
 """
 
 from __future__ import annotations
@@ -28,13 +36,14 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ValidationError
 from . import tools
 from .tools import ZkToolError
+from .transcript import contributors
 
 DEFAULT_BEACON = "0d4b8e5a1b3c1f7e2a9d6c4b8f0e3a5d7c9b1e2f4a6c8d0e1f3a5b7c9d0e2f41"
 """A public beacon value. A real ceremony uses a value nobody could predict when the last
@@ -123,8 +132,8 @@ class Ceremony:
         return self.phase1_dir / "final.ptau"
 
     def run_phase1(self, progress: ProgressFn | None = None) -> Path:
-        """Powers of tau: new, one verified contribution per member, beacon, prepare phase 2,
-        verify the prepared file. Returns the final ptau path."""
+        """Powers of tau: new, one verified contribution per member, beacon, prepare phase 2.
+        Returns the final ptau path, checked against its record (see :class:`_Records`)."""
         with tools.folder_lock(self.folder / "phase1.lock"):
             return self._run_phase1(progress)
 
@@ -133,42 +142,69 @@ class Ceremony:
         d.mkdir(parents=True, exist_ok=True)
         p = self.params
         cli = tools.snarkjs_cli()
-        done_marker = d / "verified.ok"
-        prev = d / "00_new.ptau"
-        _step(prev, progress, "phase 1: new", lambda out, cb: tools.run(
-            [*cli, "powersoftau", "new", "bn128", str(p.power), str(out), "-v"], on_line=cb,
-            what="powersoftau new"), _linear_progress())
-        for i, member in enumerate(p.members, start=1):
-            out_file = d / f"{i:02d}_{member}.ptau"
-            src = prev
+        records = _Records(d)
+        steps: list[_Step] = []
 
-            def contribute(out: Path, cb: Callable[[str], None], src: Path = src,
-                           member: str = member) -> str:
-                tools.run([*cli, "powersoftau", "contribute", str(src), str(out),
+        def new(out: Path, cb: Callable[[str], None]) -> None:
+            tools.run([*cli, "powersoftau", "new", "bn128", str(p.power), str(out), "-v"],
+                      on_line=cb, what="powersoftau new")
+
+        def same_as_new(path: Path) -> None:
+            # "new" holds no secret and snarkjs will not verify a file without contributions:
+            # it is checked by making it again (deterministic) and comparing the bytes.
+            again = tools.tmp_path(path.with_name(path.name + ".again"))
+            try:
+                new(again, lambda line: None)
+                if tools.file_hash(again) != tools.file_hash(path):
+                    raise CeremonyCacheError(f"{path} is not the file `powersoftau new` makes")
+            finally:
+                again.unlink(missing_ok=True)
+
+        steps.append(_Step(d / "00_new.ptau", "phase 1: new", new, same_as_new))
+        for i, member in enumerate(p.members, start=1):
+
+            def contribute(out: Path, cb: Callable[[str], None], i: int = i,
+                           member: str = member) -> None:
+                tools.run([*cli, "powersoftau", "contribute", str(steps[i - 1].out), str(out),
                            f"--name={member}", f"-e={self._entropy('phase1', member)}", "-v"],
                           on_line=cb, what=f"powersoftau contribute ({member})")
-                # Each contribution is checked before anyone builds on it.
-                return tools.run([*cli, "powersoftau", "verify", str(out)],
-                                 what=f"powersoftau verify ({member})")
 
-            _step(out_file, progress, f"phase 1: contribution of {member} (+ verify)", contribute,
-                  _linear_progress())
-            prev = out_file
-        beacon = d / "beacon.ptau"
-        _step(beacon, progress, "phase 1: beacon", lambda out, cb: tools.run(
-            [*cli, "powersoftau", "beacon", str(prev), str(out), p.beacon.lower(),
-             str(BEACON_ITERATIONS), "-n=final beacon", "-v"], on_line=cb,
-            what="powersoftau beacon"), _linear_progress())
-        _step(self.ptau_final, progress, "phase 1: prepare phase 2", lambda out, cb: tools.run(
-            [*cli, "powersoftau", "prepare", "phase2", str(beacon), str(out), "-v"], on_line=cb,
-            what="powersoftau prepare phase2"), _prepare_progress(p.power))
-        if not done_marker.exists():
-            _report(progress, "phase 1: verify the prepared file", 0.0)
-            tools.run([*cli, "powersoftau", "verify", str(self.ptau_final)],
-                      what="powersoftau verify (final)")
-            _write_atomic(done_marker, b"ok\n")
-            _report(progress, "phase 1: verify the prepared file", 1.0)
+            steps.append(_Step(d / f"{i:02d}_{member}.ptau",
+                               f"phase 1: contribution of {member} (+ verify)", contribute,
+                               self._ptau_verifier(cli, p.members[:i], None)))
+
+        last_contribution = steps[-1].out
+
+        def beacon(out: Path, cb: Callable[[str], None]) -> None:
+            tools.run([*cli, "powersoftau", "beacon", str(last_contribution), str(out),
+                       p.beacon.lower(), str(BEACON_ITERATIONS), "-n=final beacon", "-v"],
+                      on_line=cb, what="powersoftau beacon")
+
+        everyone = self._ptau_verifier(cli, p.members, p.beacon.lower())
+        steps.append(_Step(d / "beacon.ptau", "phase 1: beacon (+ verify)", beacon, everyone))
+        beacon_out = steps[-1].out
+
+        def prepare(out: Path, cb: Callable[[str], None]) -> None:
+            tools.run([*cli, "powersoftau", "prepare", "phase2", str(beacon_out), str(out), "-v"],
+                      on_line=cb, what="powersoftau prepare phase2")
+
+        steps.append(_Step(self.ptau_final, "phase 1: prepare phase 2 (+ verify)", prepare,
+                           everyone, parse=_prepare_progress(p.power), ships=True))
+        _run_steps(steps, records, progress)
         return self.ptau_final
+
+    def _ptau_verifier(self, cli: list[str], members: Sequence[str],
+                       beacon: str | None) -> Callable[[Path], None]:
+        want = _expected(members, beacon)
+
+        def check(path: Path) -> None:
+            out = tools.run([*cli, "powersoftau", "verify", str(path)],
+                            what=f"powersoftau verify ({path.name})")
+            if "Powers of Tau Ok!" not in out:
+                raise CeremonyCacheError(f"{path}: snarkjs did not confirm the powers of tau")
+            _check_contributors(path, contributors(out, 1), want)
+
+        return check
 
     # --- phase 2 ------------------------------------------------------------------------
 
@@ -188,45 +224,100 @@ class Ceremony:
     def _run_phase2(self, circuit: str, r1cs: Path, ptau: Path, d: Path,
                     progress: ProgressFn | None) -> None:
         cli = tools.snarkjs_cli()
-        prev = d / "00_setup.zkey"
-        _step(prev, progress, f"phase 2 ({circuit}): setup", lambda out, cb: tools.run(
-            [*cli, "groth16", "setup", str(r1cs), str(ptau), str(out), "-v"], on_line=cb,
-            what="groth16 setup"), _linear_progress())
-        for i, member in enumerate(self.params.members, start=1):
-            out_file = d / f"{i:02d}_{member}.zkey"
-            src = prev
+        p = self.params
+        # A zkey is only as good as the ptau and r1cs it was verified against: a record made
+        # against other inputs does not count (the file is verified again).
+        against = {"r1cs": tools.file_hash(r1cs), "ptau": tools.file_hash(ptau)}
+        records = _Records(d)
+        steps: list[_Step] = []
 
-            def contribute(out: Path, cb: Callable[[str], None], src: Path = src,
-                           member: str = member) -> str:
-                tools.run([*cli, "zkey", "contribute", str(src), str(out), f"--name={member}",
+        def setup(out: Path, cb: Callable[[str], None]) -> None:
+            tools.run([*cli, "groth16", "setup", str(r1cs), str(ptau), str(out), "-v"],
+                      on_line=cb, what="groth16 setup")
+
+        steps.append(_Step(d / "00_setup.zkey", f"phase 2 ({circuit}): setup (+ verify)", setup,
+                           _zkey_verifier(cli, r1cs, ptau, [], None), against=against))
+        for i, member in enumerate(p.members, start=1):
+
+            def contribute(out: Path, cb: Callable[[str], None], i: int = i,
+                           member: str = member) -> None:
+                tools.run([*cli, "zkey", "contribute", str(steps[i - 1].out), str(out),
+                           f"--name={member}",
                            f"-e={self._entropy('phase2/' + circuit, member)}", "-v"],
                           on_line=cb, what=f"zkey contribute ({member})")
-                return _zkey_verify(cli, r1cs, ptau, out, member)
 
-            _step(out_file, progress, f"phase 2 ({circuit}): contribution of {member} (+ verify)",
-                  contribute, _linear_progress())
-            prev = out_file
+            steps.append(_Step(d / f"{i:02d}_{member}.zkey",
+                               f"phase 2 ({circuit}): contribution of {member} (+ verify)",
+                               contribute, _zkey_verifier(cli, r1cs, ptau, p.members[:i], None),
+                               against=against))
+        last_contribution = steps[-1].out
         final = d / "final.zkey"
 
-        def beacon(out: Path, cb: Callable[[str], None]) -> str:
-            tools.run([*cli, "zkey", "beacon", str(prev), str(out), self.params.beacon.lower(),
-                       str(BEACON_ITERATIONS), "-n=final beacon", "-v"], on_line=cb,
-                      what="zkey beacon")
-            return _zkey_verify(cli, r1cs, ptau, out, "beacon")
+        def beacon(out: Path, cb: Callable[[str], None]) -> None:
+            tools.run([*cli, "zkey", "beacon", str(last_contribution), str(out),
+                       p.beacon.lower(), str(BEACON_ITERATIONS), "-n=final beacon", "-v"],
+                      on_line=cb, what="zkey beacon")
 
-        _step(final, progress, f"phase 2 ({circuit}): beacon (+ verify)", beacon, _linear_progress())
-        vk = d / "vk.json"
-        _step(vk, progress, f"phase 2 ({circuit}): export verification key", lambda out, cb:
-              tools.run([*cli, "zkey", "export", "verificationkey", str(final), str(out)],
-                        on_line=cb, what="zkey export verificationkey"), _linear_progress())
+        steps.append(_Step(final, f"phase 2 ({circuit}): beacon (+ verify)", beacon,
+                           _zkey_verifier(cli, r1cs, ptau, p.members, p.beacon.lower()),
+                           against=against, ships=True))
+
+        def export(out: Path, cb: Callable[[str], None]) -> None:
+            tools.run([*cli, "zkey", "export", "verificationkey", str(final), str(out)],
+                      on_line=cb, what="zkey export verificationkey")
+
+        def same_as_export(path: Path) -> None:
+            again = tools.tmp_path(path.with_name(path.name + ".again"))
+            try:
+                export(again, lambda line: None)
+                try:
+                    same = json.loads(again.read_text()) == json.loads(path.read_text())
+                except ValueError:
+                    same = False
+                if not same:
+                    raise CeremonyCacheError(f"{path} is not the verification key of {final}")
+            finally:
+                again.unlink(missing_ok=True)
+
+        # The key's record names the zkey it was exported from, so a re-made final.zkey makes
+        # the cached vk.json be compared again rather than trusted.
+        steps.append(_Step(d / "vk.json", f"phase 2 ({circuit}): export verification key",
+                           export, same_as_export, ships=True,
+                           against=lambda: {"zkey": records.sha256_of(final)}))
+        _run_steps(steps, records, progress)
 
 
-def _zkey_verify(cli: list[str], r1cs: Path, ptau: Path, zkey: Path, who: str) -> str:
-    out = tools.run([*cli, "zkey", "verify", str(r1cs), str(ptau), str(zkey)],
-                    what=f"zkey verify ({who})")
-    if "ZKey Ok!" not in out:
-        raise ZkToolError(f"zkey verify ({who}) did not confirm the key")
-    return out
+class CeremonyCacheError(ZkToolError):
+    """A cached ceremony file that does not check out: changed since it was verified, or not
+    what its step makes. Nothing built on it is used."""
+
+
+def _expected(members: Sequence[str], beacon: str | None) -> list[tuple[str, str | None]]:
+    want: list[tuple[str, str | None]] = [(m, None) for m in members]
+    return want + [("final beacon", beacon)] if beacon else want
+
+
+def _check_contributors(path: Path, got: list[tuple[str, str | None]],
+                        want: list[tuple[str, str | None]]) -> None:
+    if got != want:
+        raise CeremonyCacheError(
+            f"{path}: its contributions {got} are not this ceremony's {want}")
+
+
+def _zkey_verifier(cli: list[str], r1cs: Path, ptau: Path, members: Sequence[str],
+                   beacon: str | None) -> Callable[[Path], None]:
+    """``zkey verify`` checks the file's whole chain of contributions (each with its proof)
+    against the r1cs and the ptau; the contributor names must be this ceremony's, in order."""
+    want = _expected(members, beacon)
+
+    def check(path: Path) -> None:
+        out = tools.run([*cli, "zkey", "verify", str(r1cs), str(ptau), str(path)],
+                        what=f"zkey verify ({path.name})")
+        if "ZKey Ok!" not in out:
+            raise CeremonyCacheError(f"{path}: snarkjs did not confirm the key")
+        _check_contributors(path, contributors(out, 2), want)
+
+    return check
 
 
 def _report(progress: ProgressFn | None, what: str, frac: float) -> None:
@@ -260,31 +351,150 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _step(
-    out: Path,
-    progress: ProgressFn | None,
-    what: str,
-    action: Callable[[Path, Callable[[str], None]], str],
-    parse: Callable[[str], float | None],
-) -> None:
-    """Run ``action`` to produce ``out`` unless it exists (the resume rule)."""
-    if out.exists():
-        _report(progress, what + " (cached)", 1.0)
+class _Records:
+    """``verified.json`` of one step folder: for each step file, the SHA-256 of the bytes that
+    passed its verification and what it was verified against.
+
+    This is what makes resuming cheap and still checked: a cached file is used only if its
+    bytes hash to its record (a SHA-256 of a few MB, not a snarkjs verification); a file with
+    no record (a cache from before the records, a crash between rename and record) is verified
+    in full once, then recorded; a file whose bytes differ from its record is refused.
+
+    What this does and does not stop. Someone who can write the cache folder can swap, truncate
+    or damage a step file, or put a valid file of another ceremony in its place (one that
+    snarkjs alone would accept, and that a later step would happily build on): each of these
+    is refused. The same person can also rewrite ``verified.json``, or replace the whole folder
+    with a ceremony of their own that verifies: a record kept next to the files cannot tell
+    that apart, and no check on one machine can, because whoever owns the machine sees (or
+    chooses) every member's entropy anyway. That is why keys from this one-process ceremony
+    are marked ``insecure-dev`` in genesis; real chains use the ceremony across machines
+    (:mod:`accord.zk.transcript`), whose transcript anyone verifies from the published files.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "verified.json"
+        self._hashes: dict[Path, str] = {}
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            data = {}
+        except (OSError, ValueError) as e:
+            raise CeremonyCacheError(f"{self.path} is unreadable ({e}): delete the ceremony "
+                                     f"folder {folder.parent} to rebuild it") from None
+        if not isinstance(data, dict):
+            raise CeremonyCacheError(f"{self.path} is not a record of verified files")
+        self.data: dict[str, Any] = data
+
+    def sha256_of(self, path: Path) -> str:
+        """The file's hash, computed at most once per run (files do not change under the
+        folder lock, except by the steps themselves, which call :meth:`forget`)."""
+        h = self._hashes.get(path)
+        if h is None:
+            h = self._hashes[path] = tools.file_hash(path)
+        return h
+
+    def forget(self, path: Path) -> None:
+        self._hashes.pop(path, None)
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        rec = self.data.get(name)
+        return rec if isinstance(rec, dict) else None
+
+    def put(self, name: str, sha256: str, against: dict[str, str]) -> None:
+        self.data[name] = {"sha256": sha256, "against": against}
+        _write_atomic(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode())
+
+
+@dataclass
+class _Step:
+    """One step of a phase: ``make`` writes ``out`` (from the step before it), ``verify``
+    raises unless a file is what this step of this ceremony makes. ``ships`` marks the files
+    that leave the phase (the prepared ptau, the final zkey and its verification key): they
+    are checked on every run, even when nothing is built."""
+
+    out: Path
+    what: str
+    make: Callable[[Path, Callable[[str], None]], None]
+    verify: Callable[[Path], None]
+    parse: Callable[[str], float | None] = field(default_factory=_linear_progress)
+    ships: bool = False
+    against: dict[str, str] | Callable[[], dict[str, str]] = field(default_factory=dict)
+
+    def inputs(self) -> dict[str, str]:
+        return self.against() if callable(self.against) else dict(self.against)
+
+
+def _run_steps(steps: Sequence[_Step], records: _Records, progress: ProgressFn | None) -> None:
+    """Run a phase's steps, resuming after the last file already there.
+
+    Only the files still in use are checked: the last existing one (the next step builds on
+    it) and those that ship. An earlier cached file needs no check: snarkjs's verification of
+    a later file covers every contribution before it (each ptau or zkey carries the whole
+    chain with its proofs), and the later file is checked instead.
+    """
+    last = max((i for i, s in enumerate(steps) if s.out.exists()), default=-1)
+    checked: set[int] = set()
+
+    def check_cached(i: int) -> None:
+        if i in checked:
+            return
+        s = steps[i]
+        _check_cached(s, records, progress)
+        checked.add(i)
+
+    for i, s in enumerate(steps):
+        if s.out.exists():
+            if i == last or s.ships:
+                check_cached(i)
+            else:
+                _report(progress, s.what + " (cached)", 1.0)
+            continue
+        if i < last and not s.ships:
+            continue  # superseded: a later file already holds (and proves) this step
+        if i > 0:
+            check_cached(i - 1)  # what this step builds on
+        _build(s, records, progress)
+        checked.add(i)
+
+
+def _check_cached(s: _Step, records: _Records, progress: ProgressFn | None) -> None:
+    rec = records.get(s.out.name)
+    h = records.sha256_of(s.out)
+    if rec is not None and rec.get("sha256") != h:
+        raise CeremonyCacheError(
+            f"{s.out} changed after it was verified (its SHA-256 is not the recorded one): "
+            f"nothing is built on it or shipped from it. Delete {s.out.parent} (or this file "
+            "and every later step) to run these steps again.")
+    if rec is not None and rec.get("against") == s.inputs():
+        _report(progress, s.what + " (cached, checked)", 1.0)
         return
-    tmp = tools.tmp_path(out)
+    # No record (an older cache) or one made against other inputs: verify in full, once.
+    _report(progress, s.what + " (cached: verifying)", 0.0)
+    s.verify(s.out)
+    records.put(s.out.name, h, s.inputs())
+    _report(progress, s.what + " (cached: verifying)", 1.0)
+
+
+def _build(s: _Step, records: _Records, progress: ProgressFn | None) -> None:
+    tmp = tools.tmp_path(s.out)
     tmp.unlink(missing_ok=True)
-    _report(progress, what, 0.0)
+    _report(progress, s.what, 0.0)
 
     def on_line(line: str) -> None:
-        frac = parse(line)
+        frac = s.parse(line)
         if frac is not None:
-            _report(progress, what, frac)
+            _report(progress, s.what, frac)
 
-    action(tmp, on_line)
+    s.make(tmp, on_line)
     if not tmp.exists():
-        raise ZkToolError(f"{what}: the tool wrote no output")
-    tmp.replace(out)
-    _report(progress, what, 1.0)
+        raise ZkToolError(f"{s.what}: the tool wrote no output")
+    # Each output is verified before anyone builds on it (and before it is recorded).
+    s.verify(tmp)
+    records.forget(s.out)
+    h = tools.file_hash(tmp)
+    tmp.replace(s.out)
+    records.put(s.out.name, h, s.inputs())
+    _report(progress, s.what, 1.0)
 
 
 class RichProgress:

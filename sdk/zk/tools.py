@@ -1,9 +1,15 @@
 """Where the zero-knowledge tools and artefacts live, and how we run them.
 
-The pinned npm tools (circom2, snarkjs, circomlib; see ``package.json``) sit in the project's
-``node_modules``. Slow artefacts (r1cs/wasm, powers of tau, zkeys) go to a cache folder outside
-git, ``$ACCORD_CACHE`` or ``~/.cache/accord``, in sub-folders named after a hash of their
-inputs, so that a changed source or parameter never reuses a stale artefact.
+The pinned npm tools (circom2, snarkjs, circomlib; see ``package.json`` and its lock file) are
+looked up in an Accord checkout's ``node_modules`` when run from one (``npm ci`` there, as
+``scripts/dev setup`` does), else in the cache folder that ``accord zk setup`` installs them
+into from the lock file shipped in the package: ``<cache>/npm-<hash of the lock file>``. The
+circuit sources and that lock file come with the package (``accord/zk/assets`` in a wheel, the
+checkout's root in an editable install), so an installed SDK needs no checkout.
+
+Slow artefacts (r1cs/wasm, powers of tau, zkeys) go to a cache folder outside git,
+``$ACCORD_CACHE`` or ``~/.cache/accord``, in sub-folders named after a hash of their inputs, so
+that a changed source or parameter never reuses a stale artefact.
 
 Every file in the cache is written to a temporary name first and renamed when complete: a
 process killed half-way never leaves a truncated artefact that a later run would trust.
@@ -14,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -31,26 +38,67 @@ class ZkToolError(AccordError):
 
 
 _HERE = Path(__file__).resolve().parent
+_PACKAGED = _HERE / "assets"  # in a built wheel (see setup.py)
+_CHECKOUT = _HERE.parents[1]  # sdk/zk -> the repository root, in an editable install
+NPM_PROJECT = "accord-circuits"  # the name in package.json, to recognise a checkout
+NPM_DONE = ".accord-npm-complete"
+SETUP_HINT = "run `accord zk setup` (or `npm ci` in an Accord checkout)"
+
+
+def assets_dir() -> Path:
+    """The circuit sources and the npm lock file this package was built with."""
+    for d in (_PACKAGED, _CHECKOUT):
+        if (d / "package-lock.json").is_file() and (d / "circuits").is_dir():
+            return d
+    raise ZkToolError(f"this accord install has neither {_PACKAGED} nor a checkout at "
+                      f"{_CHECKOUT}: reinstall the package")
+
+
+def lock_file() -> Path:
+    return assets_dir() / "package-lock.json"
+
+
+def npm_dir() -> Path:
+    """Where ``accord zk setup`` installs the npm tools: keyed by the lock file, so another
+    Accord version with other pins gets its own folder and never a stale tool."""
+    return cache_dir() / f"npm-{file_hash(lock_file())[:16]}"
+
+
+def _is_checkout(d: Path) -> bool:
+    if not (d / "node_modules" / "snarkjs").is_dir():
+        return False
+    try:
+        return bool(json.loads((d / "package.json").read_text()).get("name") == NPM_PROJECT)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def project_root() -> Path:
-    """The folder holding ``node_modules/snarkjs``: ``$ACCORD_ROOT``, else the first ancestor of
-    the working directory or of this package that has it."""
+    """The folder whose ``node_modules`` holds the pinned tools: ``$ACCORD_ROOT``, else the
+    first Accord checkout among the ancestors of the working directory and of this package,
+    else the cache folder of ``accord zk setup`` once that install completed."""
     env = os.environ.get("ACCORD_ROOT")
     if env:
         return Path(env).resolve()
     for start in (Path.cwd().resolve(), _HERE):
         for d in (start, *start.parents):
-            if (d / "node_modules" / "snarkjs").is_dir():
+            if _is_checkout(d):
                 return d
-    raise ZkToolError(
-        "node_modules/snarkjs not found: run `npm ci` in the project root or set ACCORD_ROOT"
-    )
+    try:
+        installed: Path | None = npm_dir()
+    except ZkToolError:
+        installed = None
+    if installed is not None and (installed / NPM_DONE).is_file() and (
+            installed / "node_modules" / "snarkjs").is_dir():
+        return installed
+    raise ZkToolError(f"the zero-knowledge tools (circom2, snarkjs, circomlib) are not "
+                      f"installed: {SETUP_HINT}")
 
 
 def circuits_dir() -> Path:
-    """The folder of Accord's own circuit sources."""
-    return project_root() / "circuits"
+    """The folder of Accord's own circuit sources: the ones this package's witness code was
+    written for, wherever the npm tools come from."""
+    return assets_dir() / "circuits"
 
 
 def cache_dir() -> Path:
@@ -72,8 +120,6 @@ def circom_cli() -> list[str]:
 
 
 def package_version(name: str) -> str:
-    import json
-
     meta = project_root() / "node_modules" / name / "package.json"
     try:
         return str(json.loads(meta.read_text())["version"])

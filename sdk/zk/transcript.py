@@ -236,7 +236,7 @@ def _file_name(step: str, phase: int, circuit: str | None, member: str | None, i
         f"{index:03d}_vk_{circuit}.json"
 
 
-def _contributors(out: str, phase: int) -> list[tuple[str, str | None]]:
+def contributors(out: str, phase: int) -> list[tuple[str, str | None]]:
     """(name, beacon generator or None) per contribution, from snarkjs's verify log."""
     lines = out.splitlines()
     found: list[tuple[str, str | None]] = []
@@ -274,7 +274,7 @@ def _verify_file(t: Transcript, entry_index: int, path: Path, folder_of: dict[st
             want.append((prior["member"], None))
         elif prior["step"] == "beacon":
             want.append(("final beacon", prior["beacon"]))
-    got = _contributors(out, phase)
+    got = contributors(out, phase)
     if got != want:
         raise CeremonyError(f"{path.name}: its contributions {got} are not the transcript's {want}")
 
