@@ -14,7 +14,7 @@ from accord.mpc.oracle import OracleRequest, requests_from
 from accord.mpc.server import pack, unpack
 from accord.types import Event
 
-from .test_mpc_oracle import setup  # noqa: F401 - the oracle fixture (three servers, a chain)
+from .support.oracle import setup  # noqa: F401 - the oracle fixture (three servers, a chain)
 
 
 def _answer_all(workers, req):

@@ -17,7 +17,7 @@ from accord.mpc.local import run_local
 from accord.mpc.oracle import open_result, requests_in
 from accord.mpc.programs import PROGRAMS
 
-from .test_mpc_oracle import (  # noqa: F401 - setup is the fixture
+from .support.oracle import (  # noqa: F401 - setup is the fixture
     LENDERS,
     _apply,
     _next_epoch,

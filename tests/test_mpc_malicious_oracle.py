@@ -15,8 +15,8 @@ from accord.mpc.malicious import MaliciousParty
 from accord.mpc.oracle import open_result
 from accord.mpc.server import _SessionTransport
 
-from .test_mpc_malicious import Liar, _party_class
-from .test_mpc_oracle import _apply, _next_epoch, _record_balances, run_workers, setup  # noqa: F401
+from .support.mpc_liars import Liar, _party_class
+from .support.oracle import _apply, _next_epoch, _record_balances, run_workers, setup  # noqa: F401
 
 
 def _make_liar(server, place: str) -> None:

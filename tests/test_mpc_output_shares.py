@@ -11,7 +11,7 @@ from accord.mpc.cluster import free_port
 from accord.mpc.local import combine
 from accord.mpc.server import qualify
 
-from .test_mpc_sessions import _on_all, _start
+from .support.mpc_sessions import _on_all, _start
 
 
 def _echo(party, inputs):

@@ -8,8 +8,6 @@ runs give role 0 ``c1 - c2 = z1 - z2``: the difference of two secret products, i
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -17,43 +15,11 @@ from accord.errors import MpcError
 from accord.mpc.channel import public_bytes
 from accord.mpc.client import Cluster
 from accord.mpc.cluster import free_port
-from accord.mpc.engine import Party, SharedArray
 from accord.mpc.local import run_local
 from accord.mpc.prf import fresh_key
-from accord.mpc.server import MpcServer, ServerInfo, qualify
+from accord.mpc.server import qualify
 
-F = 16
-
-
-def _opened_by_role0(p: Party, x: SharedArray, y: SharedArray) -> tuple[int, np.ndarray | None]:
-    """Truncate x*y and rebuild what the server in role 0 opens from its own view: its local
-    product term, the two words it receives in the first round, minus the zero-sharing mask
-    it knows (the protocol's round one; see ``Party.trunc``)."""
-    t = x.a * (y.a + y.b) + x.b * y.a
-    t0 = t.copy()
-    op = p._op + 1
-    seen = len(p.stats.views)
-    p.stats.keep_views = True
-    p.trunc(t, F)
-    if p.role(op) != 0:
-        return p.i, None
-    u1, u2 = p.stats.views[seen], p.stats.views[seen + 1]
-    return p.i, t0 + u1 + u2 - p.next.words(op, 0, t0.size)
-
-
-def _probe(party, inputs):
-    _, c = _opened_by_role0(party, inputs["x"], inputs["y"])
-    return {"c": [] if c is None else [int(v) for v in c]}
-
-
-def _filler(party, inputs):
-    return {}
-
-
-def _z(x, y):
-    enc = lambda v: np.rint(np.asarray(v) * 2**F).astype(np.int64).view(np.uint64)  # noqa: E731
-    return enc(x) * enc(y)
-
+from .support.mpc_sessions import F, _on_all, _opened_by_role0, _start, _z
 
 X1, Y1 = np.array([3.0, -1.5, 1000.0, 7.25]), np.array([2.0, 4.0, -999.0, 0.5])
 X2, Y2 = np.array([-8.0, 2.5, 12.0, 100.0]), np.array([1.0, 1.0, 11.0, -64.0])
@@ -74,35 +40,6 @@ def test_replayed_local_session_with_the_same_static_keys_uses_new_streams():
     assert not np.array_equal(leak, _z(X1, Y1) - _z(X2, Y2)), "role 0 learned z1 - z2"
     # the difference looks uniform, not like a small difference of products
     assert np.all((leak >> np.uint64(40)) != 0)
-
-
-def _start(keys, ports):
-    infos = [ServerInfo("127.0.0.1", ports[i], public_bytes(keys[i])) for i in range(3)]
-    servers = [MpcServer(i, infos, keys[i], timeout=5, programs={"probe": _probe, "filler": _filler})
-               for i in range(3)]
-    ts = [threading.Thread(target=s.start) for s in servers]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return infos, servers
-
-
-def _on_all(servers, fn):
-    out: list = [None, None, None]
-
-    def go(i):
-        try:
-            out[i] = fn(servers[i])
-        except BaseException as e:  # noqa: BLE001 - checked by the caller
-            out[i] = e
-
-    ts = [threading.Thread(target=go, args=(i,)) for i in range(3)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(120)
-    return out
 
 
 def _probe_run(servers, owner, names, session="the-same-id"):

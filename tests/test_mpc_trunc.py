@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from accord.mpc import engine as E
 from accord.mpc.local import run_local
 
-from .test_mpc_sessions import F, _opened_by_role0
+from .support.mpc_sessions import F, _opened_by_role0
 
 N = 40_000
 
