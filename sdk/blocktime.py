@@ -24,6 +24,14 @@ it when it was proposed, and a node must accept the chain whatever its own clock
 from __future__ import annotations
 
 
+def ahead_of_clock_ms(*, time_ms: int, now_ms: int, drift_ms: int) -> int:
+    """How long until a block stamped ``time_ms`` is no longer too far ahead of a clock that
+    reads ``now_ms`` (0: it is not). The one refusal of :func:`block_time_error` that waiting
+    cures: a validator whose clock is a little behind the proposer's judges the block again
+    once its clock has moved on, instead of refusing it for the whole height."""
+    return max(0, time_ms - (now_ms + drift_ms))
+
+
 def block_time_error(
     *, time_ms: int, round: int, parent_time_ms: int, now_ms: int,
     genesis_time_ms: int, round_ms: int, drift_ms: int,

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import encoding
+from ..blocktime import ahead_of_clock_ms
 from ..chain import Chain, InvalidProposal, StateRootMismatch
 from ..config import NodeConfig
 from ..consensus import (
@@ -118,6 +119,10 @@ COST_SAMPLE_GAS = 250_000
 MIN_TICK_MS = 1
 """Ticks are at least this far apart (the core ignores a tick that does not advance its clock)."""
 DISTRUST_S = 30.0
+RETRY_AHEAD_MS_ROUNDS = 2
+"""A proposal stamped ahead of this validator's clock by at most this many rounds (past the
+drift tolerance) is judged again once the clock has caught up, instead of refused for the
+height; further ahead, it is refused."""
 """How long catch-up avoids a peer that sent a block body that did not apply."""
 
 MAX_TICK_MS = 1_000
@@ -283,6 +288,8 @@ class Node:
         self.m_mempool = m.gauge("accord_mempool_txs", "transactions waiting in the mempool")
         self.m_rejected = m.gauge("accord_mempool_rejected", "transactions the mempool refused, by reason", ["code"])
         self.m_invalid = m.counter("accord_invalid_proposals_total", "proposed blocks that failed validation")
+        self.m_time_retry = m.counter("accord_proposals_time_retried_total",
+                                      "proposals a little ahead of this clock, judged again once it caught up")
         self.m_commit_s = m.histogram("accord_commit_seconds", "time to commit one block")
         self.m_latency = m.histogram(
             "accord_tx_latency_seconds", "submit-to-commit latency of transactions submitted here",
@@ -1092,7 +1099,7 @@ class Node:
         known = self._sig_ok
         verified = frozenset(t.hash for t in block.txs if mempool.contains(t.hash) or t.hash in known)
 
-        def check() -> tuple[bool, float, int]:
+        def check() -> tuple[bool, float, int, int]:
             t = time.monotonic()
             # The block's time is judged against this validator's clock when it votes (a
             # proposal stamped years ahead is refused); a certified block is committed
@@ -1101,14 +1108,24 @@ class Node:
             try:
                 if chain.execution(block.hash) is not None:
                     chain.check_time(block.header, now_ms)
-                    return True, 0.0, 0  # executed before: nothing to measure
+                    return True, 0.0, 0, 0  # executed before: nothing to measure
                 ex = chain.validate(block, verified=verified, now_ms=now_ms)
-                return True, time.monotonic() - t, ex.gas_used
+                return True, time.monotonic() - t, ex.gas_used, 0
             except InvalidProposal as e:
+                wait = ahead_of_clock_ms(time_ms=block.header.time_ms, now_ms=now_ms,
+                                         drift_ms=self.genesis.consensus.time_drift())
                 log.info("%s: proposal %s refused: %s", self.name, block.hash.hex()[:12], e)
-                return False, 0.0, 0
+                return False, 0.0, 0, wait
 
-        ok, seconds, gas = await self._chain_op(check, "validate")
+        ok, seconds, gas, wait_ms = await self._chain_op(check, "validate")
+        if not ok and 0 < wait_ms <= RETRY_AHEAD_MS_ROUNDS * self.genesis.consensus.round_ms:
+            # Only a little ahead of this clock: the core is not told "invalid" (it would
+            # not ask again at this height, even once locked on the block); the block is
+            # judged again when this clock has caught up.
+            self.m_time_retry.inc()
+            assert self._loop is not None
+            self._loop.call_later((wait_ms + 1) / 1000, self._revalidate, block)
+            return
         if ok:
             self._observe_cost(seconds, len(block.txs), gas)
             self._note_verified(t.hash for t in block.txs)
@@ -1118,6 +1135,14 @@ class Node:
         else:
             self.m_invalid.inc()
         self._step(BlockValidated(block.hash, ok))
+
+    def _revalidate(self, block: Block) -> None:
+        """Judge ``block`` again (its time was a little ahead of this clock), unless the
+        height has moved on or the node stopped."""
+        if not self.running or self.chain is None or self.fault is not None:
+            return
+        if block.height == self.chain.head()[0] + 1:
+            self._queue_validation(block)
 
     async def _commit(self, block: Block, cert: Certificate) -> None:
         assert self.chain is not None and self.mempool is not None
