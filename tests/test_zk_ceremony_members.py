@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from accord.crypto.ed25519 import AccountKey
 from accord.errors import ValidationError
+from accord.zk import build as zb
 from accord.zk import transcript as zt
 from accord.zk.tools import ZkToolError
 
@@ -25,6 +27,16 @@ pytestmark = pytest.mark.timeout(900)
 MEMBERS = ("bank-a", "bank-b", "regulator")
 CIRCUIT = ('pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;'
            ' signal output c; c <== a * b; }\ncomponent main {public [a]} = M();\n')
+# The review's backdoor: same name and public interface, c unconstrained (any c "proves").
+EVIL = ('pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;'
+        ' signal output c; c <-- a * b; signal t <== a * a; }\ncomponent main {public [a]} = M();\n')
+
+
+def _source(folder: Path, text: str = CIRCUIT) -> Path:
+    """A member's own copy of the circuit source (from its checkout of the agreed release)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mul.circom").write_text(text)
+    return folder / "mul.circom"
 
 
 def _accord(*args: str, cwd: Path) -> dict:
@@ -46,11 +58,15 @@ def _publish(src: Path, dst: Path) -> Path:
 def ceremony(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("members")
     coord = root / "coordinator"
-    coord.mkdir()
-    (coord / "mul.circom").write_text(CIRCUIT)
+    src = _source(coord / "src")
+    keys: dict[str, Path] = {}
+    for m in MEMBERS:  # each member makes its key on its own machine, publishes the public key
+        keys[m] = root / f"{m}-keys" / "member.key"
+        AccountKey.generate().save(keys[m])
+    pubs = ",".join(f"{m}={AccountKey.load(keys[m]).public_key.hex()}" for m in MEMBERS)
     folders: dict[str, Path] = {}
     out = _accord("init", "--out", str(coord / "published"), "--power", "8",
-                  "--members", ",".join(MEMBERS), "--file", str(coord / "mul.circom"),
+                  "--members", pubs, "--file", str(src),
                   "--beacon-source", "hash of blocks 100 and 200 of the test chain",
                   "--iterations", "10", cwd=coord)
     assert out["next"][0] == "contribute"
@@ -60,26 +76,34 @@ def ceremony(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         for m in MEMBERS:
             machine = root / f"{m}-machine-{phase}"
             inbox = _publish(prev, machine / "inbox")
+            mine = _source(machine / "src")
             out = _accord("contribute", "--in", str(inbox), "--out", str(machine / "published"),
-                          "--name", m, cwd=machine)
+                          "--name", m, "--key", str(keys[m]), "--file", str(mine), cwd=machine)
+            assert len(out["contributions"]) == phase  # phase 1: one; phase 2: one more (1 circuit)
+            (root / f"{m}-keys" / "hashes.json").write_text(json.dumps(out["contributions"]))
             prev = machine / "published"
             folders[f"{m}-{phase}"] = prev
         machine = root / f"beacon-{phase}"
         inbox = _publish(prev, machine / "inbox")
         _accord("beacon", "--in", str(inbox), "--out", str(machine / "published"),
-                "--value", value, cwd=machine)
+                "--value", value, "--file", str(_source(machine / "src")), cwd=machine)
         prev = machine / "published"
         folders[f"beacon-{phase}"] = prev
     folders["final"] = prev
+    folders["root"] = root
     return folders
 
 
+def _specs(folder: Path, text: str = CIRCUIT) -> list[zb.CircuitSpec]:
+    return [zb.file_spec(_source(folder, text))]
+
+
 def _all(folders: dict[str, Path]) -> list[Path]:
-    return [folders["final"], *(v for k, v in folders.items() if k != "final")]
+    return [folders["final"], *(v for k, v in folders.items() if k not in ("final", "root"))]
 
 
 def test_three_members_and_the_verifier(ceremony: dict[str, Path], tmp_path: Path) -> None:
-    v = zt.verify(_all(ceremony))
+    v = zt.verify(_all(ceremony), _specs(tmp_path / "src"))
     assert set(v.vks) == {"mul"} and v.vks["mul"]["nPublic"] == 2
     t = zt.Transcript.load(ceremony["final"])
     assert t.hash == v.transcript_hash and t.next_step() is None
@@ -99,8 +123,15 @@ def test_three_members_and_the_verifier(ceremony: dict[str, Path], tmp_path: Pat
 
     gpath = tmp_path / "genesis.json"
     make_genesis(1).save(gpath)
-    assert cli(["zk", "ceremony", "verify", *sum((["--dir", str(d)] for d in _all(ceremony)), []),
-                "--genesis", str(gpath)]) == 0
+    dirs = sum((["--dir", str(d)] for d in _all(ceremony)), [])
+    src = str(_source(tmp_path / "src"))
+    assert cli(["zk", "ceremony", "verify", *dirs, "--file", src, "--genesis", str(gpath)]) == 0
+    # every member finds its own contributions (the hashes contribute printed to it)
+    for m in MEMBERS:
+        hashes = json.loads((ceremony["root"] / f"{m}-keys" / "hashes.json").read_text())
+        assert v.contributions[m] == hashes
+        assert cli(["zk", "ceremony", "verify", *dirs, "--file", src, "--member", m,
+                    *sum((["--hash", h] for h in hashes), [])]) == 0
     from accord.genesis import Genesis
 
     g = Genesis.load(gpath)
@@ -120,7 +151,7 @@ def test_a_tampered_contribution_is_refused(ceremony: dict[str, Path], tmp_path:
         data[len(data) // 2] ^= 0x01
         f.write_bytes(bytes(data))
     with pytest.raises(zt.CeremonyError, match="SHA-256"):
-        zt.verify(_all(copy))
+        zt.verify(_all(copy), _specs(tmp_path / "src"))
 
 
 def test_a_tampered_transcript_is_refused(ceremony: dict[str, Path], tmp_path: Path) -> None:
@@ -136,7 +167,7 @@ def test_a_tampered_transcript_is_refused(ceremony: dict[str, Path], tmp_path: P
     # a re-hashed transcript that lists other contributors than the files: snarkjs's list of
     # contributions in each file does not match
     doc = json.loads(good)
-    doc["params"]["members"][1] = "mallory"
+    doc["params"]["members"][1][0] = "mallory"
     t = zt.Transcript(zt.Params.from_json(doc["params"]), [])
     for e in doc["entries"]:
         body = {k: v for k, v in e.items() if k not in ("prev", "hash")}
@@ -144,30 +175,32 @@ def test_a_tampered_transcript_is_refused(ceremony: dict[str, Path], tmp_path: P
             body["member"] = "mallory"
         t.append(**body)
     t.save(final)
-    others = [v for k, v in ceremony.items() if k != "final"]
-    with pytest.raises(zt.CeremonyError, match="contributions"):
-        zt.verify([final, *others])
+    others = [v for k, v in ceremony.items() if k not in ("final", "root")]
+    with pytest.raises(zt.CeremonyError, match="signature"):
+        zt.verify([final, *others], _specs(tmp_path / "src"))
     # a beacon value changed after the fact (re-hashed): the derivation check fails
     doc = json.loads(good)
     t = zt.Transcript(zt.Params.from_json(doc["params"]), [])
     for e in doc["entries"]:
         body = {k: v for k, v in e.items() if k not in ("prev", "hash")}
-        if body.get("step") == "beacon" and body.get("phase") == 1:
+        if body.get("step") == "beacon" and body.get("phase") == 2:
             body["value"] = "a value chosen later"
         t.append(**body)
     t.save(final)
     with pytest.raises(zt.CeremonyError, match="beacon"):
-        zt.verify([final, *others])
+        zt.verify([final, *others], _specs(tmp_path / "src"))
 
 
 def test_steps_out_of_turn_and_tampered_inputs_are_refused(ceremony: dict[str, Path],
                                                           tmp_path: Path) -> None:
+    specs = _specs(tmp_path / "src")
+    bank_b = AccountKey.load(ceremony["root"] / "bank-b-keys" / "member.key")
     # bank-b cannot contribute before bank-a (the transcript names the next member)
     with pytest.raises(zt.CeremonyError, match="bank-a"):
-        zt.contribute(ceremony["init"], tmp_path / "b", "bank-b")
+        zt.contribute(ceremony["init"], tmp_path / "b", "bank-b", bank_b, specs)
     # a beacon before the last contribution is refused
     with pytest.raises(zt.CeremonyError, match="not a beacon"):
-        zt.beacon(ceremony["bank-b-1"], tmp_path / "early", "x")
+        zt.beacon(ceremony["bank-b-1"], tmp_path / "early", "x", specs)
     # a member given a tampered previous file refuses to build on it
     inbox = shutil.copytree(ceremony["bank-a-1"], tmp_path / "inbox")
     t = zt.Transcript.load(inbox)
@@ -176,7 +209,7 @@ def test_steps_out_of_turn_and_tampered_inputs_are_refused(ceremony: dict[str, P
     data[-100] ^= 0x01
     f.write_bytes(bytes(data))
     with pytest.raises(zt.CeremonyError, match="SHA-256"):
-        zt.contribute(inbox, tmp_path / "b2", "bank-b")
+        zt.contribute(inbox, tmp_path / "b2", "bank-b", bank_b, specs)
     # ... and a file whose hash was re-recorded still fails snarkjs's own check
     doc = json.loads((inbox / zt.TRANSCRIPT).read_text())
     t2 = zt.Transcript(zt.Params.from_json(doc["params"]), [])
@@ -187,7 +220,84 @@ def test_steps_out_of_turn_and_tampered_inputs_are_refused(ceremony: dict[str, P
         t2.append(**body)
     t2.save(inbox)
     with pytest.raises((zt.CeremonyError, ZkToolError)):
-        zt.contribute(inbox, tmp_path / "b3", "bank-b")
+        zt.contribute(inbox, tmp_path / "b3", "bank-b", bank_b, specs)
+
+
+def test_a_backdoored_circuit_is_refused(ceremony: dict[str, Path], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The review's C2: the coordinator runs the ceremony on an r1cs that is not the source
+    circuit (c unconstrained, same name and public inputs). Before: verify said OK and a proof
+    of "0 * b = 16" verified. Now every member and verifier compiles its own sources."""
+    honest = _specs(tmp_path / "honest")
+    evil = _specs(tmp_path / "evil", EVIL)
+    evil_r1cs = zb.build(evil[0]).r1cs
+    keys = {m: AccountKey.load(ceremony["root"] / f"{m}-keys" / "member.key") for m in MEMBERS}
+    members = tuple((m, keys[m].public_key.hex()) for m in MEMBERS)
+    # (a) a ceremony honestly labelled with the evil source: its source hash is not the
+    # members' source, so the first member refuses to contribute
+    zt.init(tmp_path / "a", 8, [(m, keys[m].public_key) for m in MEMBERS], evil, "blocks", 10)
+    with pytest.raises(zt.CeremonyError, match="not the ones the ceremony was started for"):
+        zt.contribute(tmp_path / "a", tmp_path / "a1", "bank-a", keys["bank-a"], honest)
+    # (b) the coordinator records the honest source hash next to the evil r1cs
+    params = zt.Params(8, members, (("mul", zt.source_hash(honest[0]), zt.tools.file_hash(evil_r1cs)),),
+                       zt.compiler_versions(), "blocks", 10)
+    zt._init_with(tmp_path / "b", params, {"mul": evil_r1cs})
+    with pytest.raises(zt.CeremonyError, match="not what its sources compile to"):
+        zt.contribute(tmp_path / "b", tmp_path / "b1", "bank-a", keys["bank-a"], honest)
+    # ... and a whole ceremony on it, run by members who skipped the check (a patched
+    # client), is refused by any verifier who compiles the honest source
+    with monkeypatch.context() as mp:
+        mp.setattr(zt, "compile_circuits", lambda p, s: {"mul": evil_r1cs})
+        prev = tmp_path / "b"
+        folders = [prev]
+        for phase in (1, 2):
+            for m in MEMBERS:
+                nxt = tmp_path / f"b-{m}-{phase}"
+                zt.contribute(prev, nxt, m, keys[m], honest)
+                folders.append(nxt)
+                prev = nxt
+            nxt = tmp_path / f"b-beacon-{phase}"
+            zt.beacon(prev, nxt, f"value {phase}", honest)
+            folders.append(nxt)
+            prev = nxt
+        assert set(zt.verify([prev, *folders], honest).vks) == {"mul"}  # the old behaviour
+    with pytest.raises(zt.CeremonyError, match="not what its sources compile to"):
+        zt.verify([prev, *folders], honest)
+
+
+def test_a_relay_cannot_contribute_in_a_members_name(ceremony: dict[str, Path],
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The review's C1: the relay drops bank-b's phase-1 file and contributes as "bank-b"
+    itself. Before: verify passed. Now the entry is bank-b's only with bank-b's signature."""
+    specs = _specs(tmp_path / "src")
+    relay = AccountKey.generate()
+    with pytest.raises(zt.CeremonyError, match="not bank-b's"):
+        zt.contribute(ceremony["bank-a-1"], tmp_path / "r0", "bank-b", relay, specs)
+    # a relay with a patched client signs the entry with its own key
+    with monkeypatch.context() as mp:
+        real = zt.Params.member_key
+        mp.setattr(zt.Params, "member_key",
+                   lambda self, name: relay.public_key if name == "bank-b" else real(self, name))
+        zt.contribute(ceremony["bank-a-1"], tmp_path / "r1", "bank-b", relay, specs)
+    with pytest.raises(zt.CeremonyError, match="bank-b's signature does not verify"):
+        zt.Transcript.load(tmp_path / "r1")
+    # ... or copies honest bank-b's signature onto its own file: it does not cover that file
+    doc = json.loads((tmp_path / "r1" / zt.TRANSCRIPT).read_text())
+    honest = zt.Transcript.load(ceremony["bank-b-1"]).entries[-1]
+    doc["entries"][-1]["signature"] = honest["signature"]
+    t = zt.Transcript(zt.Params.from_json(doc["params"]), [])
+    for e in doc["entries"]:
+        t.append(**{k: v for k, v in e.items() if k not in ("prev", "hash")})
+    t.save(tmp_path / "r1")
+    with pytest.raises(zt.CeremonyError, match="bank-b's signature does not verify"):
+        zt.Transcript.load(tmp_path / "r1")
+    # and bank-b's own check of a final transcript finds its hash, not the relay's
+    v = zt.verify(_all(ceremony), specs)
+    mine = json.loads((ceremony["root"] / "bank-b-keys" / "hashes.json").read_text())
+    zt.check_member(v, "bank-b", mine)
+    with pytest.raises(zt.CeremonyError, match="not in the transcript"):
+        zt.check_member(v, "bank-b", [doc["entries"][-1]["contribution"]])
 
 
 def test_genesis_keys_must_be_the_ceremonys() -> None:

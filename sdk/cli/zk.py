@@ -8,11 +8,15 @@
         (one process plays every member: tests and demos only, see accord.zk.ceremony)
 
     The ceremony across machines (accord.zk.transcript), each member on its own machine:
-    accord zk ceremony init --out DIR --power 15 --members a,b,c --circuit ... \
-                            --beacon-source "hash of block H of chain X" [--iterations 20]
-    accord zk ceremony contribute --in PREV_DIR --out MY_DIR --name a     (phase 1, then 2)
-    accord zk ceremony beacon --in PREV_DIR --out DIR --value VALUE       (after each phase)
-    accord zk ceremony verify --dir DIR [--dir DIR2 ...] [--genesis genesis.json]
+    accord zk ceremony init --out DIR --power 15 --members a=PUBKEY,b=PUBKEY,c=PUBKEY \
+                            --circuit ... --beacon-source "hash of block H of chain X"
+    accord zk ceremony contribute --in PREV_DIR --out MY_DIR --name a --key a.key --circuit ...
+                                                                          (phase 1, then 2)
+    accord zk ceremony beacon --in PREV_DIR --out DIR --value VALUE --circuit ...
+    accord zk ceremony verify --dir DIR [--dir DIR2 ...] --circuit ... [--genesis genesis.json]
+                              [--member NAME --hash H ...]
+    (every step compiles the circuits from the sources it is given and refuses a ceremony
+    whose r1cs they do not compile to; PUBKEY is `accord keys show`'s public key)
     accord zk prove --circuit NAME --input input.json --out proof.json  (same key options)
     accord zk verify --vk vk.json|--genesis genesis.json --circuit NAME --proof proof.json
                      --public public.json [--fast]
@@ -70,7 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _circuit_args(ci)
     ci.add_argument("--out", required=True, help="folder to publish")
     ci.add_argument("--power", type=int, required=True, help="2^power constraints")
-    ci.add_argument("--members", required=True, help="comma-separated contributors, in order")
+    ci.add_argument("--members", required=True,
+                    help="comma-separated NAME=PUBLIC_KEY (hex Ed25519, `accord keys show`), "
+                         "in contribution order")
     ci.add_argument("--beacon-source", required=True,
                     help="where each phase's beacon value will come from, fixed now (e.g. "
                          "'hash of block 900000 of chain X' and a second height)")
@@ -80,17 +86,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     cc.add_argument("--in", dest="src", required=True, help="the previous step's folder")
     cc.add_argument("--out", required=True, help="folder to publish")
     cc.add_argument("--name", required=True, help="this member's name in the ceremony")
+    cc.add_argument("--key", required=True, help="this member's key file (accord keys new)")
+    _circuit_args(cc)
     cc.set_defaults(func=_ceremony_contribute)
     cb = steps.add_parser("beacon", help="close a phase with the beacon source's value")
     cb.add_argument("--in", dest="src", required=True, help="the last contribution's folder")
     cb.add_argument("--out", required=True, help="folder to publish")
     cb.add_argument("--value", required=True, help="the beacon source's value (public)")
+    _circuit_args(cb)
     cb.set_defaults(func=_ceremony_beacon)
     cv = steps.add_parser("verify", help="re-check a finished ceremony, every step")
     cv.add_argument("--dir", action="append", required=True,
                     help="folder(s) holding the transcript and the step files")
     cv.add_argument("--genesis", help="write the keys and the transcript record into it")
     cv.add_argument("--regulator-public", help="the regulator's key X,Y")
+    cv.add_argument("--member", help="check this member's own contributions are in it")
+    cv.add_argument("--hash", action="append", default=[],
+                    help="a contribution hash `contribute` printed to --member (repeatable)")
+    _circuit_args(cv)
     cv.set_defaults(func=_ceremony_verify)
 
     pr = cmds.add_parser("prove", help="prove with a circuit's keys from the ceremony")
@@ -160,29 +173,43 @@ def _keys(args: argparse.Namespace, progress: Any = None) -> list[Any]:
 
 
 def _ceremony_init(args: argparse.Namespace) -> int:
-    from ..zk import build as zb
     from ..zk import transcript as zt
 
-    members = [m.strip() for m in args.members.split(",") if m.strip()]
-    circuits = [(s.name, zb.build(s).r1cs) for s in specs(args)]
-    t = zt.init(Path(args.out), args.power, members, circuits, args.beacon_source,
+    members = []
+    for item in (m.strip() for m in args.members.split(",") if m.strip()):
+        name, _, key = item.partition("=")
+        try:
+            pub = bytes.fromhex(key)
+        except ValueError:
+            pub = b""
+        if len(pub) != 32:
+            raise ValidationError(f"member {name!r}: give NAME=PUBLIC_KEY (64 hex digits)")
+        members.append((name, pub))
+    t = zt.init(Path(args.out), args.power, members, specs(args), args.beacon_source,
                 args.iterations or zt.DEFAULT_ITERATIONS)
     print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
     return 0
 
 
 def _ceremony_contribute(args: argparse.Namespace) -> int:
+    from ..crypto.ed25519 import AccountKey
     from ..zk import transcript as zt
 
-    t = zt.contribute(Path(args.src), Path(args.out), args.name)
-    print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
+    t = zt.contribute(Path(args.src), Path(args.out), args.name, AccountKey.load(args.key),
+                      specs(args))
+    mine = [e["contribution"] for e in t.entries
+            if e["step"] == "contribute" and e["member"] == args.name]
+    print(f"{args.name}: keep your contribution hashes and check them in the final ceremony "
+          "with `accord zk ceremony verify --member NAME --hash H`", file=sys.stderr)
+    print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out,
+                      "contributions": mine}))
     return 0
 
 
 def _ceremony_beacon(args: argparse.Namespace) -> int:
     from ..zk import transcript as zt
 
-    t = zt.beacon(Path(args.src), Path(args.out), args.value)
+    t = zt.beacon(Path(args.src), Path(args.out), args.value, specs(args))
     print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
     return 0
 
@@ -190,9 +217,11 @@ def _ceremony_beacon(args: argparse.Namespace) -> int:
 def _ceremony_verify(args: argparse.Namespace) -> int:
     from ..zk import transcript as zt
 
-    v = zt.verify([Path(d) for d in args.dir])
+    v = zt.verify([Path(d) for d in args.dir], specs(args))
+    if args.member:
+        zt.check_member(v, args.member, args.hash)
     print(json.dumps({"ok": True, "transcript": v.transcript_hash,
-                      "circuits": sorted(v.vks)}))
+                      "circuits": sorted(v.vks), "contributions": v.contributions}))
     if args.genesis:
         from ..genesis import Genesis
 

@@ -297,8 +297,9 @@ def _expected(members: Sequence[str], beacon: str | None) -> list[tuple[str, str
     return want + [("final beacon", beacon)] if beacon else want
 
 
-def _check_contributors(path: Path, got: list[tuple[str, str | None]],
+def _check_contributors(path: Path, listed: list[tuple[str, str | None, str | None]],
                         want: list[tuple[str, str | None]]) -> None:
+    got = [(name, beacon) for name, beacon, _ in listed]
     if got != want:
         raise CeremonyCacheError(
             f"{path}: its contributions {got} are not this ceremony's {want}")
