@@ -113,7 +113,37 @@ def test_example_own_circuit_and_contract(capsys: pytest.CaptureFixture[str]) ->
     # Mallory's own valid registration cannot overwrite Alice's record
     own = mod.prove(keys, mallory.address, 720, 7, genesis.chain_id)
     assert mod.register(rt, state, genesis, mallory, 7, own, nonce=2).ok
-    assert rt.query(state, "credit_gate", "qualified", {"borrower": alice.address})
+    assert rt.query(state, "credit_gate", "qualified", {"borrower": alice.address},
+                    time_ms=mod.epoch_time(7))
+    sys.modules.pop("contract", None)
+
+
+def test_example_credit_scores_are_current_only() -> None:
+    """The review's stale-epoch attack: a 760 score of epoch 1 registered in epoch 50 and
+    stayed qualified; a borrower could overwrite its record with an older epoch. Now only the
+    current epoch's score registers, and qualified() answers for the current epoch only."""
+    spec = importlib.util.spec_from_file_location("zk_credit_run", EXAMPLE / "run.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from accord.crypto.ed25519 import AccountKey
+
+    keys, genesis, rt, state = mod.setup()
+    alice = AccountKey.from_name("credit-stale-alice")
+    old = mod.prove(keys, alice.address, 760, 1, genesis.chain_id)  # the bureau's epoch-1 score
+    r = mod.register(rt, state, genesis, alice, 1, old, time_ms=mod.epoch_time(50))
+    assert not r.ok and "current epoch 50" in r.error, r.error
+    # a current score registers and qualifies in its epoch, and no longer in the next one
+    now = mod.prove(keys, alice.address, 720, 50, genesis.chain_id)
+    assert mod.register(rt, state, genesis, alice, 50, now, nonce=1).ok
+    query = {"borrower": alice.address}
+    assert rt.query(state, "credit_gate", "qualified", query, time_ms=mod.epoch_time(50))
+    assert not rt.query(state, "credit_gate", "qualified", query, time_ms=mod.epoch_time(51))
+    # an older epoch never replaces the record, even sent in its own epoch's time (a clock
+    # the contract cannot see going back is refused by the record itself)
+    r = mod.register(rt, state, genesis, alice, 1, old, nonce=2, time_ms=mod.epoch_time(1))
+    assert not r.ok and "newer score is recorded" in r.error, r.error
+    assert rt.query(state, "credit_gate", "qualified", query, time_ms=mod.epoch_time(50))
     sys.modules.pop("contract", None)
 
 
