@@ -36,6 +36,12 @@ class NodeConfig(BaseModel):
     api_port: int = 0
     mempool_size: int = 200_000
     sync: bool = True
+    ceremony_transcript: str | None = Field(
+        default=None, description="the ZK ceremony's transcript.json, relative to the node folder "
+        "(default: transcript.json next to genesis); checked against genesis at start-up")
+    allow_insecure_zk: bool = Field(
+        default=False, description="start on a genesis whose ZK keys are marked insecure-dev "
+        "(one-machine keys: test and demo chains only)")
 
     @classmethod
     def load(cls, node_dir: str | Path) -> NodeConfig:

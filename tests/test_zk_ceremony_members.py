@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,7 +137,7 @@ def test_three_members_and_the_verifier(ceremony: dict[str, Path], tmp_path: Pat
 
     g = Genesis.load(gpath)
     assert g.zk_params["ceremony"]["transcript"] == v.transcript_hash
-    zt.check_genesis(dict(g.zk_circuits), dict(g.zk_params))
+    zt.check_genesis(dict(g.zk_circuits), dict(g.zk_params), t)
 
 
 def test_a_tampered_contribution_is_refused(ceremony: dict[str, Path], tmp_path: Path) -> None:
@@ -300,10 +301,68 @@ def test_a_relay_cannot_contribute_in_a_members_name(ceremony: dict[str, Path],
         zt.check_member(v, "bank-b", [doc["entries"][-1]["contribution"]])
 
 
+def _validator(tmp_path: Path, zk_circuits: dict, zk_params: dict, **config: object) -> Any:
+    """A validator's folder with this genesis, and the Node made from it (not started: the
+    ZK start-up check runs where the node builds its runtime)."""
+    from accord.config import NodeConfig
+    from accord.crypto import bls
+    from accord.node.node import Node
+
+    from .conftest import make_genesis
+
+    g = make_genesis(1).model_copy(update={"zk_circuits": zk_circuits, "zk_params": zk_params})
+    home = tmp_path / "validator"
+    home.mkdir(exist_ok=True)
+    g.save(tmp_path / "genesis.json")
+    cfg = NodeConfig(name="v0", genesis="../genesis.json", **config)  # type: ignore[arg-type]
+    return Node(cfg, g, bls.demo_secret("v0"), home)
+
+
+def test_a_validator_checks_the_transcript_at_start_up(ceremony: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """The review's C4: a made-up transcript hash next to matching key hashes passed, and an
+    insecure-dev genesis only logged a warning. Now the validator checks the transcript file
+    (hash, chain, signatures, the keys it exports) and refuses insecure-dev unless allowed."""
+    final = ceremony["final"]
+    t = zt.Transcript.load(final)
+    vk = json.loads(next(final.glob("*_vk_mul.json")).read_text())
+    real = {"transcript": t.hash, "vks": {"mul": zt.vk_hash(vk)}}
+    shutil.copyfile(final / zt.TRANSCRIPT, tmp_path / zt.TRANSCRIPT)  # next to genesis
+    assert "proof_verifier" in _validator(tmp_path, {"mul": vk}, {"ceremony": real})._runtime_hooks()
+    made_up = {"transcript": "00" * 32, "vks": {"mul": zt.vk_hash(vk)}}
+    with pytest.raises(ValidationError, match="not the one genesis records"):
+        _validator(tmp_path, {"mul": vk}, {"ceremony": made_up})._runtime_hooks()
+    # a self-made key with its own hash in the record: the transcript exports another key
+    own = {**vk, "vk_alpha_1": vk["vk_beta_2"][0] + ["1"]}
+    with pytest.raises(ValidationError, match="does not produce the keys"):
+        _validator(tmp_path, {"mul": own},
+                   {"ceremony": {**real, "vks": {"mul": zt.vk_hash(own)}}})._runtime_hooks()
+    # a transcript whose signatures do not hold (re-hashed after an edit) is refused by name
+    doc = json.loads((final / zt.TRANSCRIPT).read_text())
+    doc["entries"][1]["sha256"] = "ab" * 32
+    forged = zt.Transcript(zt.Params.from_json(doc["params"]), [])
+    for e in doc["entries"]:
+        forged.append(**{k: v for k, v in e.items() if k not in ("prev", "hash")})
+    forged.save(tmp_path / "forged")
+    with pytest.raises(zt.CeremonyError, match="signature"):
+        _validator(tmp_path, {"mul": vk}, {"ceremony": {**real, "transcript": forged.hash}},
+                   ceremony_transcript="../forged/transcript.json")._runtime_hooks()
+    # no transcript at all: refused, saying what is missing
+    (tmp_path / zt.TRANSCRIPT).unlink()
+    with pytest.raises(ValidationError, match="give the validator its transcript"):
+        _validator(tmp_path, {"mul": vk}, {"ceremony": real})._runtime_hooks()
+    # insecure-dev: only with the explicit option
+    with pytest.raises(ValidationError, match="insecure-dev"):
+        _validator(tmp_path, {"mul": vk}, {"ceremony": "insecure-dev"})._runtime_hooks()
+    node = _validator(tmp_path, {"mul": vk}, {"ceremony": "insecure-dev"}, allow_insecure_zk=True)
+    assert "proof_verifier" in node._runtime_hooks()
+
+
 def test_genesis_keys_must_be_the_ceremonys() -> None:
     vk = {"protocol": "groth16", "IC": [1]}
     rec = {"transcript": "ab" * 32, "vks": {"c": zt.vk_hash(vk)}}
-    zt.check_genesis({"c": vk}, {"ceremony": rec})
+    with pytest.raises(ValidationError, match="give the validator its transcript"):
+        zt.check_genesis({"c": vk}, {"ceremony": rec})  # a record alone proves nothing
     zt.check_genesis({}, {})
     with pytest.raises(ValidationError, match="not the ceremony's"):
         zt.check_genesis({"c": {**vk, "IC": [2]}}, {"ceremony": rec})

@@ -219,7 +219,12 @@ class Transcript:
 
     @classmethod
     def load(cls, folder: Path) -> Transcript:
-        path = Path(folder) / TRANSCRIPT
+        return cls.from_file(Path(folder) / TRANSCRIPT)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Transcript:
+        """A transcript with its hash chain, plan and members' signatures checked."""
+        path = Path(path)
         try:
             doc = json.loads(path.read_text())
         except (OSError, ValueError) as e:
@@ -588,7 +593,7 @@ def beacon(src: Path, out: Path, value: str, specs: Sequence[build.CircuitSpec])
             final = _find(files, t.last_file(2, circuit)["file"])
             _snarkjs(["zkey", "export", "verificationkey", str(final), str(out / name)],
                      "zkey export verificationkey")
-            record(kind, phase, circuit, name)
+            record(kind, phase, circuit, name, vk_hash=vk_hash(json.loads((out / name).read_text())))
     t.save(out)
     return t
 
@@ -631,7 +636,7 @@ def verify(folders: Sequence[Path], specs: Sequence[build.CircuitSpec]) -> Verif
             finally:
                 tmp.unlink(missing_ok=True)
             vk = json.loads(path.read_text())
-            if vk != again:
+            if vk != again or e.get("vk_hash") != vk_hash(vk):
                 raise CeremonyError(f"{path.name} is not the key of the final zkey")
             vks[e["circuit"]] = vk
         elif e["step"] != "new":
@@ -667,16 +672,24 @@ def genesis_record(v: Verified) -> dict[str, Any]:
     return {"transcript": v.transcript_hash, "vks": {n: vk_hash(vk) for n, vk in sorted(v.vks.items())}}
 
 
-def check_genesis(zk_circuits: dict[str, Any], zk_params: dict[str, Any]) -> None:
-    """A validator's start-up check: every verification key in genesis is one a verified
-    ceremony produced (its hash is in ``zk_params["ceremony"]``, next to that ceremony's
-    transcript hash, which anyone can re-verify with ``accord zk ceremony verify``).
-    A genesis without circuits needs no record; one with circuits and no record is refused
-    unless it says ``"ceremony": "insecure-dev"`` (test chains with local keys)."""
+def check_genesis(zk_circuits: dict[str, Any], zk_params: dict[str, Any],
+                  transcript: Transcript | None = None, *, allow_insecure: bool = False) -> None:
+    """A validator's start-up check of genesis's verification keys.
+
+    A genesis without circuits needs no record. ``"ceremony": "insecure-dev"`` (one-machine
+    keys) is refused unless the node was started with ``allow_insecure`` (test and demo
+    chains). Otherwise genesis records a transcript hash and each key's hash, and the
+    validator must have the transcript itself: its hash is genesis's, its hash chain and every
+    member's signature hold, it is finished, and its exported keys are genesis's keys. These
+    are the cheap checks; re-running snarkjs over every step file is ``accord zk ceremony
+    verify``, which each member runs once."""
     if not zk_circuits:
         return
     rec = zk_params.get("ceremony")
     if rec == "insecure-dev":
+        if not allow_insecure:
+            raise ValidationError("genesis marks its ZK keys insecure-dev (a one-machine ceremony): "
+                                  "a validator starts on it only with allow_insecure_zk (test chains)")
         return
     if not isinstance(rec, dict) or not re.fullmatch(r"[0-9a-f]{64}", str(rec.get("transcript"))):
         raise ValidationError("genesis has verification keys but no ceremony transcript hash "
@@ -687,3 +700,13 @@ def check_genesis(zk_circuits: dict[str, Any], zk_params: dict[str, Any]) -> Non
     for name, vk in zk_circuits.items():
         if vks.get(name) != vk_hash(vk):
             raise ValidationError(f"the verification key of {name!r} is not the ceremony's")
+    if transcript is None:
+        raise ValidationError("genesis records a ceremony: give the validator its transcript "
+                              "(node.json ceremony_transcript, or transcript.json next to genesis)")
+    if transcript.hash != rec["transcript"]:
+        raise ValidationError("the ceremony transcript is not the one genesis records (hash differs)")
+    if transcript.next_step() is not None:
+        raise ValidationError("the ceremony transcript is not finished")
+    derived = {e["circuit"]: e.get("vk_hash") for e in transcript.entries if e["step"] == "export"}
+    if derived != dict(vks) or set(derived) != set(zk_circuits):
+        raise ValidationError("the ceremony transcript does not produce the keys genesis records")
