@@ -33,6 +33,32 @@ EVIL = ('pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;'
         ' signal output c; c <-- a * b; signal t <== a * a; }\ncomponent main {public [a]} = M();\n')
 
 
+BEACON_HEIGHT = 200
+
+
+def _beacon_chain() -> Any:
+    """The chain whose block at BEACON_HEIGHT gives the beacon (4 demo validators)."""
+    from .conftest import make_genesis
+
+    return make_genesis(4, chain_id="beacon-chain")
+
+
+def _certificate(height: int = BEACON_HEIGHT, signers: tuple[str, ...] = ("v0", "v1", "v2"),
+                 block: bytes = b"block 200", chain_id: str = "beacon-chain") -> str:
+    """A commit certificate of that chain (signed by the demo validators' public seeds)."""
+    import hashlib
+
+    from accord.consensus.aggregate import PHASE_C, vote_message
+    from accord.crypto import bls
+    from accord.types import Certificate, bitmap_from
+
+    block_hash = hashlib.sha256(block).digest()
+    msg = vote_message(chain_id, height, 1, PHASE_C, block_hash)
+    sig = bls.aggregate([bls.sign(bls.demo_secret(v), msg) for v in signers])
+    idx = [int(v[1:]) for v in signers if v.startswith("v")] or [0, 1, 2]
+    return Certificate(height, 1, PHASE_C, block_hash, bitmap_from(idx, 4), sig).encode().hex()
+
+
 def _source(folder: Path, text: str = CIRCUIT) -> Path:
     """A member's own copy of the circuit source (from its checkout of the agreed release)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,14 +92,16 @@ def ceremony(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         AccountKey.generate().save(keys[m])
     pubs = ",".join(f"{m}={AccountKey.load(keys[m]).public_key.hex()}" for m in MEMBERS)
     folders: dict[str, Path] = {}
+    chain = root / "beacon-chain.json"  # every participant has the beacon chain's genesis
+    _beacon_chain().save(chain)
+    (root / "certificate.hex").write_text(_certificate())
     out = _accord("init", "--out", str(coord / "published"), "--power", "8",
-                  "--members", pubs, "--file", str(src),
-                  "--beacon-source", "hash of blocks 100 and 200 of the test chain",
-                  "--iterations", "10", cwd=coord)
+                  "--members", pubs, "--file", str(src), "--beacon-chain", str(chain),
+                  "--beacon-height", str(BEACON_HEIGHT), "--iterations", "10", cwd=coord)
     assert out["next"][0] == "contribute"
     prev = coord / "published"
     folders["init"] = prev
-    for phase, value in ((1, "block-100-hash"), (2, "block-200-hash")):
+    for phase in (1, 2):
         for m in MEMBERS:
             machine = root / f"{m}-machine-{phase}"
             inbox = _publish(prev, machine / "inbox")
@@ -84,12 +112,14 @@ def ceremony(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             (root / f"{m}-keys" / "hashes.json").write_text(json.dumps(out["contributions"]))
             prev = machine / "published"
             folders[f"{m}-{phase}"] = prev
-        machine = root / f"beacon-{phase}"
+        machine = root / f"close-{phase}"
         inbox = _publish(prev, machine / "inbox")
-        _accord("beacon", "--in", str(inbox), "--out", str(machine / "published"),
-                "--value", value, "--file", str(_source(machine / "src")), cwd=machine)
+        close = (["prepare"] if phase == 1 else
+                 ["beacon", "--certificate", str(root / "certificate.hex"), "--beacon-chain", str(chain)])
+        _accord(*close, "--in", str(inbox), "--out", str(machine / "published"),
+                "--file", str(_source(machine / "src")), cwd=machine)
         prev = machine / "published"
-        folders[f"beacon-{phase}"] = prev
+        folders[f"close-{phase}"] = prev
     folders["final"] = prev
     folders["root"] = root
     return folders
@@ -104,16 +134,18 @@ def _all(folders: dict[str, Path]) -> list[Path]:
 
 
 def test_three_members_and_the_verifier(ceremony: dict[str, Path], tmp_path: Path) -> None:
-    v = zt.verify(_all(ceremony), _specs(tmp_path / "src"))
+    v = zt.verify(_all(ceremony), _specs(tmp_path / "src"), _beacon_chain())
     assert set(v.vks) == {"mul"} and v.vks["mul"]["nPublic"] == 2
     t = zt.Transcript.load(ceremony["final"])
     assert t.hash == v.transcript_hash and t.next_step() is None
     contributors = [(e["phase"], e["member"]) for e in t.entries if e["step"] == "contribute"]
     assert contributors == [(1, m) for m in MEMBERS] + [(2, m) for m in MEMBERS]
-    # each beacon is derived from the transcript after the last contribution and the value
-    beacons = [(i, e) for i, e in enumerate(t.entries) if e["step"] == "beacon"]
-    for i, e in beacons:
-        assert e["beacon"] == zt.derive_beacon(t.entries[i - 1]["hash"], e["value"])
+    # one beacon: from the transcript after the last contribution and the certified block
+    beacons = [e for e in t.entries if e["step"] == "beacon"]
+    last = max(i for i, e in enumerate(t.entries) if e["step"] == "contribute")
+    for e in beacons:
+        assert e["beacon"] == zt.derive_beacon(t.entries[last]["hash"], e["value"])
+        assert e["value"] == zt.certified_beacon(t.params, _beacon_chain(), _certificate())
     # no entropy anywhere in what was published
     text = (ceremony["final"] / zt.TRANSCRIPT).read_text()
     assert "entropy" not in text
@@ -126,6 +158,7 @@ def test_three_members_and_the_verifier(ceremony: dict[str, Path], tmp_path: Pat
     make_genesis(1).save(gpath)
     dirs = sum((["--dir", str(d)] for d in _all(ceremony)), [])
     src = str(_source(tmp_path / "src"))
+    dirs += ["--beacon-chain", str(ceremony["root"] / "beacon-chain.json")]
     assert cli(["zk", "ceremony", "verify", *dirs, "--file", src, "--genesis", str(gpath)]) == 0
     # every member finds its own contributions (the hashes contribute printed to it)
     for m in MEMBERS:
@@ -152,7 +185,7 @@ def test_a_tampered_contribution_is_refused(ceremony: dict[str, Path], tmp_path:
         data[len(data) // 2] ^= 0x01
         f.write_bytes(bytes(data))
     with pytest.raises(zt.CeremonyError, match="SHA-256"):
-        zt.verify(_all(copy), _specs(tmp_path / "src"))
+        zt.verify(_all(copy), _specs(tmp_path / "src"), _beacon_chain())
 
 
 def test_a_tampered_transcript_is_refused(ceremony: dict[str, Path], tmp_path: Path) -> None:
@@ -178,7 +211,7 @@ def test_a_tampered_transcript_is_refused(ceremony: dict[str, Path], tmp_path: P
     t.save(final)
     others = [v for k, v in ceremony.items() if k not in ("final", "root")]
     with pytest.raises(zt.CeremonyError, match="signature"):
-        zt.verify([final, *others], _specs(tmp_path / "src"))
+        zt.verify([final, *others], _specs(tmp_path / "src"), _beacon_chain())
     # a beacon value changed after the fact (re-hashed): the derivation check fails
     doc = json.loads(good)
     t = zt.Transcript(zt.Params.from_json(doc["params"]), [])
@@ -189,7 +222,7 @@ def test_a_tampered_transcript_is_refused(ceremony: dict[str, Path], tmp_path: P
         t.append(**body)
     t.save(final)
     with pytest.raises(zt.CeremonyError, match="beacon"):
-        zt.verify([final, *others], _specs(tmp_path / "src"))
+        zt.verify([final, *others], _specs(tmp_path / "src"), _beacon_chain())
 
 
 def test_steps_out_of_turn_and_tampered_inputs_are_refused(ceremony: dict[str, Path],
@@ -199,9 +232,9 @@ def test_steps_out_of_turn_and_tampered_inputs_are_refused(ceremony: dict[str, P
     # bank-b cannot contribute before bank-a (the transcript names the next member)
     with pytest.raises(zt.CeremonyError, match="bank-a"):
         zt.contribute(ceremony["init"], tmp_path / "b", "bank-b", bank_b, specs)
-    # a beacon before the last contribution is refused
-    with pytest.raises(zt.CeremonyError, match="not a beacon"):
-        zt.beacon(ceremony["bank-b-1"], tmp_path / "early", "x", specs)
+    # closing a phase before its last contribution is refused
+    with pytest.raises(zt.CeremonyError, match="not prepare"):
+        zt.prepare(ceremony["bank-b-1"], tmp_path / "early", specs)
     # a member given a tampered previous file refuses to build on it
     inbox = shutil.copytree(ceremony["bank-a-1"], tmp_path / "inbox")
     t = zt.Transcript.load(inbox)
@@ -236,12 +269,14 @@ def test_a_backdoored_circuit_is_refused(ceremony: dict[str, Path], tmp_path: Pa
     members = tuple((m, keys[m].public_key.hex()) for m in MEMBERS)
     # (a) a ceremony honestly labelled with the evil source: its source hash is not the
     # members' source, so the first member refuses to contribute
-    zt.init(tmp_path / "a", 8, [(m, keys[m].public_key) for m in MEMBERS], evil, "blocks", 10)
+    chain = _beacon_chain()
+    zt.init(tmp_path / "a", 8, [(m, keys[m].public_key) for m in MEMBERS], evil,
+            chain.hash.hex(), BEACON_HEIGHT, 10)
     with pytest.raises(zt.CeremonyError, match="not the ones the ceremony was started for"):
         zt.contribute(tmp_path / "a", tmp_path / "a1", "bank-a", keys["bank-a"], honest)
     # (b) the coordinator records the honest source hash next to the evil r1cs
     params = zt.Params(8, members, (("mul", zt.source_hash(honest[0]), zt.tools.file_hash(evil_r1cs)),),
-                       zt.compiler_versions(), "blocks", 10)
+                       zt.compiler_versions(), chain.hash.hex(), BEACON_HEIGHT, 10)
     zt._init_with(tmp_path / "b", params, {"mul": evil_r1cs})
     with pytest.raises(zt.CeremonyError, match="not what its sources compile to"):
         zt.contribute(tmp_path / "b", tmp_path / "b1", "bank-a", keys["bank-a"], honest)
@@ -257,13 +292,16 @@ def test_a_backdoored_circuit_is_refused(ceremony: dict[str, Path], tmp_path: Pa
                 zt.contribute(prev, nxt, m, keys[m], honest)
                 folders.append(nxt)
                 prev = nxt
-            nxt = tmp_path / f"b-beacon-{phase}"
-            zt.beacon(prev, nxt, f"value {phase}", honest)
+            nxt = tmp_path / f"b-close-{phase}"
+            if phase == 1:
+                zt.prepare(prev, nxt, honest)
+            else:
+                zt.beacon(prev, nxt, _certificate(), chain, honest)
             folders.append(nxt)
             prev = nxt
-        assert set(zt.verify([prev, *folders], honest).vks) == {"mul"}  # the old behaviour
+        assert set(zt.verify([prev, *folders], honest, chain).vks) == {"mul"}  # the old behaviour
     with pytest.raises(zt.CeremonyError, match="not what its sources compile to"):
-        zt.verify([prev, *folders], honest)
+        zt.verify([prev, *folders], honest, chain)
 
 
 def test_a_relay_cannot_contribute_in_a_members_name(ceremony: dict[str, Path],
@@ -294,11 +332,46 @@ def test_a_relay_cannot_contribute_in_a_members_name(ceremony: dict[str, Path],
     with pytest.raises(zt.CeremonyError, match="bank-b's signature does not verify"):
         zt.Transcript.load(tmp_path / "r1")
     # and bank-b's own check of a final transcript finds its hash, not the relay's
-    v = zt.verify(_all(ceremony), specs)
+    v = zt.verify(_all(ceremony), specs, _beacon_chain())
     mine = json.loads((ceremony["root"] / "bank-b-keys" / "hashes.json").read_text())
     zt.check_member(v, "bank-b", mine)
     with pytest.raises(zt.CeremonyError, match="not in the transcript"):
         zt.check_member(v, "bank-b", [doc["entries"][-1]["contribution"]])
+
+
+def test_the_beacon_is_the_certified_block(ceremony: dict[str, Path], tmp_path: Path) -> None:
+    """The review's C3: the beacon runner ground the value (a beacon starting with 00 in ~140
+    tries) and each circuit got its own. Now the value is the block hash that the beacon
+    chain's validators certified at the height fixed at init: a value of the runner's choice,
+    another height, another chain or a certificate without quorum is refused."""
+    specs = _specs(tmp_path / "src")
+    chain = _beacon_chain()
+    last = ceremony["regulator-2"]
+    for cert, match in ((_certificate(height=BEACON_HEIGHT - 1), "init fixed height 200"),
+                        (_certificate(signers=("v0", "v1")), "does not verify"),
+                        (_certificate(signers=("x0", "x1", "x2")), "does not verify"),
+                        (_certificate(chain_id="another-chain"), "does not verify"),
+                        ("00" * 20, "malformed")):
+        with pytest.raises(zt.CeremonyError, match=match):
+            zt.beacon(last, tmp_path / "b", cert, chain, specs)
+    from .conftest import make_genesis
+
+    with pytest.raises(zt.CeremonyError, match="not the one init fixed"):
+        zt.beacon(last, tmp_path / "b", _certificate(), make_genesis(4, chain_id="x"), specs)
+    # a ground value written into the final transcript (re-hashed, beacon re-derived)
+    final = shutil.copytree(ceremony["final"], tmp_path / "final")
+    doc = json.loads((final / zt.TRANSCRIPT).read_text())
+    t = zt.Transcript(zt.Params.from_json(doc["params"]), [])
+    for e in doc["entries"]:
+        body = {k: v for k, v in e.items() if k not in ("prev", "hash")}
+        if body["step"] == "beacon":
+            body["value"] = "00" + body["value"][2:]
+            body["beacon"] = zt.derive_beacon(t.hash, body["value"])
+        t.append(**body)
+    t.save(final)
+    others = [v for k, v in ceremony.items() if k not in ("final", "root")]
+    with pytest.raises(zt.CeremonyError, match="not the certified block hash"):
+        zt.verify([final, *others], specs, chain)
 
 
 def _validator(tmp_path: Path, zk_circuits: dict, zk_params: dict, **config: object) -> Any:

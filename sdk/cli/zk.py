@@ -9,11 +9,14 @@
 
     The ceremony across machines (accord.zk.transcript), each member on its own machine:
     accord zk ceremony init --out DIR --power 15 --members a=PUBKEY,b=PUBKEY,c=PUBKEY \
-                            --circuit ... --beacon-source "hash of block H of chain X"
+                            --circuit ... --beacon-chain genesis.json --beacon-height H
     accord zk ceremony contribute --in PREV_DIR --out MY_DIR --name a --key a.key --circuit ...
                                                                           (phase 1, then 2)
-    accord zk ceremony beacon --in PREV_DIR --out DIR --value VALUE --circuit ...
-    accord zk ceremony verify --dir DIR [--dir DIR2 ...] --circuit ... [--genesis genesis.json]
+    accord zk ceremony prepare --in PREV_DIR --out DIR --circuit ...     (after phase 1)
+    accord zk ceremony beacon --in PREV_DIR --out DIR --certificate CERT --beacon-chain G \
+                              --circuit ...                              (after phase 2)
+    accord zk ceremony verify --dir DIR [--dir DIR2 ...] --circuit ... --beacon-chain G
+                              [--genesis genesis.json]
                               [--member NAME --hash H ...]
     (every step compiles the circuits from the sources it is given and refuses a ceremony
     whose r1cs they do not compile to; PUBKEY is `accord keys show`'s public key)
@@ -77,9 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ci.add_argument("--members", required=True,
                     help="comma-separated NAME=PUBLIC_KEY (hex Ed25519, `accord keys show`), "
                          "in contribution order")
-    ci.add_argument("--beacon-source", required=True,
-                    help="where each phase's beacon value will come from, fixed now (e.g. "
-                         "'hash of block 900000 of chain X' and a second height)")
+    ci.add_argument("--beacon-chain", required=True,
+                    help="genesis.json of the chain whose block hash will be the beacon")
+    ci.add_argument("--beacon-height", type=int, required=True,
+                    help="that block's height: later than every contribution will be")
     ci.add_argument("--iterations", type=int, default=None, help="beacon hash iterations 2^N")
     ci.set_defaults(func=_ceremony_init)
     cc = steps.add_parser("contribute", help="add this member's contribution (own machine)")
@@ -89,10 +93,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     cc.add_argument("--key", required=True, help="this member's key file (accord keys new)")
     _circuit_args(cc)
     cc.set_defaults(func=_ceremony_contribute)
-    cb = steps.add_parser("beacon", help="close a phase with the beacon source's value")
+    cp = steps.add_parser("prepare", help="after phase 1: prepare phase 2, set up every circuit")
+    cp.add_argument("--in", dest="src", required=True, help="the last phase-1 folder")
+    cp.add_argument("--out", required=True, help="folder to publish")
+    _circuit_args(cp)
+    cp.set_defaults(func=_ceremony_prepare)
+    cb = steps.add_parser("beacon", help="close the ceremony with the certified beacon block")
     cb.add_argument("--in", dest="src", required=True, help="the last contribution's folder")
     cb.add_argument("--out", required=True, help="folder to publish")
-    cb.add_argument("--value", required=True, help="the beacon source's value (public)")
+    cb.add_argument("--certificate", required=True,
+                    help="file with the hex of the beacon block's commit certificate "
+                         "(Certificate.encode(), e.g. from client.header(H).certificate)")
+    cb.add_argument("--beacon-chain", required=True, help="genesis.json of the beacon chain")
     _circuit_args(cb)
     cb.set_defaults(func=_ceremony_beacon)
     cv = steps.add_parser("verify", help="re-check a finished ceremony, every step")
@@ -100,6 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="folder(s) holding the transcript and the step files")
     cv.add_argument("--genesis", help="write the keys and the transcript record into it")
     cv.add_argument("--regulator-public", help="the regulator's key X,Y")
+    cv.add_argument("--beacon-chain", required=True, help="genesis.json of the beacon chain")
     cv.add_argument("--member", help="check this member's own contributions are in it")
     cv.add_argument("--hash", action="append", default=[],
                     help="a contribution hash `contribute` printed to --member (repeatable)")
@@ -185,7 +198,10 @@ def _ceremony_init(args: argparse.Namespace) -> int:
         if len(pub) != 32:
             raise ValidationError(f"member {name!r}: give NAME=PUBLIC_KEY (64 hex digits)")
         members.append((name, pub))
-    t = zt.init(Path(args.out), args.power, members, specs(args), args.beacon_source,
+    from ..genesis import Genesis
+
+    t = zt.init(Path(args.out), args.power, members, specs(args),
+                Genesis.load(args.beacon_chain).hash.hex(), args.beacon_height,
                 args.iterations or zt.DEFAULT_ITERATIONS)
     print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
     return 0
@@ -206,25 +222,38 @@ def _ceremony_contribute(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ceremony_beacon(args: argparse.Namespace) -> int:
+def _ceremony_prepare(args: argparse.Namespace) -> int:
     from ..zk import transcript as zt
 
-    t = zt.beacon(Path(args.src), Path(args.out), args.value, specs(args))
+    t = zt.prepare(Path(args.src), Path(args.out), specs(args))
+    print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
+    return 0
+
+
+def _ceremony_beacon(args: argparse.Namespace) -> int:
+    from ..genesis import Genesis
+    from ..zk import transcript as zt
+
+    try:
+        cert = Path(args.certificate).read_text().strip()
+    except OSError as e:
+        raise ValidationError(f"cannot read {args.certificate}: {e}") from None
+    t = zt.beacon(Path(args.src), Path(args.out), cert, Genesis.load(args.beacon_chain),
+                  specs(args))
     print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
     return 0
 
 
 def _ceremony_verify(args: argparse.Namespace) -> int:
+    from ..genesis import Genesis
     from ..zk import transcript as zt
 
-    v = zt.verify([Path(d) for d in args.dir], specs(args))
+    v = zt.verify([Path(d) for d in args.dir], specs(args), Genesis.load(args.beacon_chain))
     if args.member:
         zt.check_member(v, args.member, args.hash)
     print(json.dumps({"ok": True, "transcript": v.transcript_hash,
                       "circuits": sorted(v.vks), "contributions": v.contributions}))
     if args.genesis:
-        from ..genesis import Genesis
-
         g = Genesis.load(args.genesis)
         params = dict(g.zk_params)
         params["ceremony"] = zt.genesis_record(v)

@@ -10,7 +10,7 @@ The flow, each step on whoever's machine, exchanging folders (a shared drive, ma
 
 1. ``init``: the coordinator fixes the parameters (power; members in order, each with its
    Ed25519 public key; circuits with the hash of their sources, the hash of the r1cs they
-   compile to and the compiler versions; the beacon source and its hash iterations) and runs
+   compile to and the compiler versions; the beacon chain and height, hash iterations) and runs
    ``powersoftau new`` (no secret in it). The folder gets ``transcript.json``, the first ptau
    and the r1cs files (for reference only: every later step compiles its own).
 2. ``contribute`` (each member in turn, phase 1): takes the previous member's folder, compiles
@@ -23,20 +23,23 @@ The flow, each step on whoever's machine, exchanging folders (a shared drive, ma
    signed with the member's key (over the file's hash, snarkjs's contribution hash and the
    transcript hash before it), so a relay cannot put its own file under a member's name; the
    member keeps the contribution hash it was shown and finds it in the final transcript.
-3. ``beacon`` (anyone, phase 1): once the last contribution is published, the value named by the
-   beacon source (e.g. the hash of a public chain's block at a height fixed at ``init``, so in
-   the future of every contribution) is mixed with the transcript hash so far:
-   ``beacon = SHA-256(domain || transcript hash || value)``, iterated 2^k times by snarkjs. No
-   member could know it when contributing, and nobody chooses it. Then ``prepare phase2`` and
-   the Groth16 ``setup`` of every circuit follow (deterministic: anyone can redo them).
+3. ``prepare`` (anyone, after the last phase-1 contribution): ``prepare phase2`` and the
+   Groth16 ``setup`` of every circuit (deterministic: anyone can redo them).
 4. ``contribute`` again (each member, phase 2: one contribution per circuit), then ``beacon``
-   again (a second value of the beacon source), which also exports the verification keys.
+   (anyone): the ceremony's one beacon. ``init`` fixed a chain (its genesis hash) and a height
+   in the future of every contribution; the value is that block's hash, taken with its commit
+   certificate, which ``beacon`` and ``verify`` check against that chain's validators. It is
+   mixed with the transcript hash after the last contribution,
+   ``beacon = SHA-256(domain || transcript hash || block hash)``, the same for every circuit,
+   iterated 2^k times by snarkjs; then the verification keys are exported. Nobody chooses
+   the value and no member knew it when contributing.
 5. ``verify`` (anyone, any time, with its own copy of the sources): the circuits compile to the
    recorded r1cs; every member signed its entries, in init's order, once each; the
    transcript's hash chain; every file's SHA-256; snarkjs's
    own verification of every step file (each ptau/zkey file carries all contributions so far
    with their proofs); the contributor names and contribution hashes in each file in transcript
-   order; the beacons' derivation; and the verification keys re-exported from the final zkeys.
+   order; the beacon's certificate and derivation; and the verification keys re-exported from
+   the final zkeys.
 
 Genesis records the transcript hash and each verification key's hash in
 ``zk_params["ceremony"]`` (:func:`genesis_record`); a validator refuses to start on a genesis
@@ -90,7 +93,8 @@ class Params:
     members: tuple[tuple[str, str], ...]  # (name, Ed25519 public key hex), in contribution order
     circuits: tuple[tuple[str, str, str], ...]  # (name, source hash, r1cs sha256)
     compiler: tuple[tuple[str, str], ...]  # (npm package, version) the sources compile with
-    beacon_source: str
+    beacon_chain: str  # genesis hash (hex) of the chain whose block gives the beacon
+    beacon_height: int  # that block's height, in the future of every contribution
     beacon_iterations: int = DEFAULT_ITERATIONS
 
     @property
@@ -128,8 +132,10 @@ class Params:
                 raise CeremonyError("source and r1cs hashes must be 64 lowercase hex digits")
         if not self.compiler:
             raise CeremonyError("the ceremony must name the compiler of its circuits")
-        if not 1 <= len(self.beacon_source) <= 500:
-            raise CeremonyError("describe the beacon source (1..500 characters)")
+        if not re.fullmatch(r"[0-9a-f]{64}", self.beacon_chain):
+            raise CeremonyError("the beacon chain is named by its genesis hash (64 hex digits)")
+        if not 1 <= self.beacon_height < 2**63:
+            raise CeremonyError("the beacon height must be a block height (>= 1)")
         if not MIN_ITERATIONS <= self.beacon_iterations <= MAX_ITERATIONS:
             raise CeremonyError(f"beacon iterations: 2^{MIN_ITERATIONS}..2^{MAX_ITERATIONS}")
 
@@ -137,7 +143,8 @@ class Params:
         return {"power": self.power, "members": [[n, k] for n, k in self.members],
                 "circuits": [[n, s, h] for n, s, h in self.circuits],
                 "compiler": [[n, v] for n, v in self.compiler],
-                "beacon_source": self.beacon_source, "beacon_iterations": self.beacon_iterations}
+                "beacon_chain": self.beacon_chain, "beacon_height": self.beacon_height,
+                "beacon_iterations": self.beacon_iterations}
 
     @classmethod
     def from_json(cls, d: Any) -> Params:
@@ -145,7 +152,7 @@ class Params:
             p = cls(int(d["power"]), tuple((str(n), str(k)) for n, k in d["members"]),
                     tuple((str(n), str(s), str(h)) for n, s, h in d["circuits"]),
                     tuple((str(n), str(v)) for n, v in d["compiler"]),
-                    str(d["beacon_source"]), int(d["beacon_iterations"]))
+                    str(d["beacon_chain"]), int(d["beacon_height"]), int(d["beacon_iterations"]))
         except (KeyError, TypeError, ValueError) as e:
             raise CeremonyError(f"malformed ceremony parameters: {e}") from None
         p.check()
@@ -258,12 +265,43 @@ def _plan(p: Params) -> list[tuple[str, int, str | None, str | None]]:
     """The ceremony's steps in order: (step, phase, circuit, member)."""
     steps: list[tuple[str, int, str | None, str | None]] = [("new", 1, None, None)]
     steps += [("contribute", 1, None, m) for m in p.member_names]
-    steps += [("beacon", 1, None, None), ("prepare", 1, None, None)]
+    steps += [("prepare", 1, None, None)]
     steps += [("setup", 2, c, None) for c, _, _ in p.circuits]
     steps += [("contribute", 2, c, m) for m in p.member_names for c, _, _ in p.circuits]
     steps += [("beacon", 2, c, None) for c, _, _ in p.circuits]
     steps += [("export", 2, c, None) for c, _, _ in p.circuits]
     return steps
+
+
+def _PREPARED(t: Transcript) -> int:  # noqa: N802
+    """Index of the phase-2 ptau's entry: after ``new`` and one contribution per member."""
+    return 1 + len(t.params.members)
+
+
+def certified_beacon(p: Params, chain: Any, certificate: str) -> str:
+    """The beacon value: the hash of the block at the height ``init`` fixed on the chain
+    ``init`` fixed, as 2f+1 of its validators certified it. Nobody chooses it, and nobody
+    knew it when contributing. ``chain`` is that chain's :class:`accord.genesis.Genesis`;
+    ``certificate`` the hex of the block's :meth:`accord.types.Certificate.encode`."""
+    from ..consensus.aggregate import verify_certificate
+    from ..errors import AccordError
+    from ..types import Certificate
+
+    if chain.hash.hex() != p.beacon_chain:
+        raise CeremonyError("the beacon chain's genesis is not the one init fixed")
+    try:
+        cert = Certificate.decode(bytes.fromhex(certificate))
+    except (ValueError, AccordError) as e:
+        raise CeremonyError(f"malformed beacon certificate: {e}") from None
+    if cert.height != p.beacon_height:
+        raise CeremonyError(f"the beacon certificate is for height {cert.height}, "
+                            f"init fixed height {p.beacon_height}")
+    try:
+        verify_certificate(chain, chain.chain_id, cert, chain.quorum)
+    except AccordError as e:
+        raise CeremonyError(f"the beacon certificate does not verify against the chain's "
+                            f"validators: {e}") from None
+    return cert.block_hash.hex()
 
 
 def derive_beacon(transcript_hash: str, value: str) -> str:
@@ -353,7 +391,7 @@ def _verify_file(t: Transcript, entry_index: int, path: Path, folder_of: dict[st
             raise CeremonyError(f"{path.name}: snarkjs did not confirm the powers of tau")
     else:
         r1cs = _find(folder_of, f"{e['circuit']}.r1cs")
-        ptau = _find(folder_of, t.entries[len(t.params.members) + 2]["file"])
+        ptau = _find(folder_of, t.entries[_PREPARED(t)]["file"])
         out = _snarkjs(["zkey", "verify", str(r1cs), str(ptau), str(path)], f"zkey verify ({path.name})")
         if "ZKey Ok!" not in out:
             raise CeremonyError(f"{path.name}: snarkjs did not confirm the key")
@@ -441,7 +479,7 @@ def compile_circuits(params: Params, specs: Sequence[build.CircuitSpec]) -> dict
 
 
 def init(out: Path, power: int, members: Sequence[tuple[str, bytes]],
-         circuits: Sequence[build.CircuitSpec], beacon_source: str,
+         circuits: Sequence[build.CircuitSpec], beacon_chain: str, beacon_height: int,
          beacon_iterations: int = DEFAULT_ITERATIONS) -> Transcript:
     """Fix the parameters (members with their public keys; each circuit's source hash, the
     r1cs it compiles to and the compiler), run ``powersoftau new``."""
@@ -451,7 +489,7 @@ def init(out: Path, power: int, members: Sequence[tuple[str, bytes]],
     built = [(spec, build.build(spec).r1cs) for spec in circuits]
     params = Params(power, tuple((n, bytes(k).hex()) for n, k in members),
                     tuple((spec.name, source_hash(spec), tools.file_hash(r)) for spec, r in built),
-                    compiler_versions(), beacon_source, beacon_iterations)
+                    compiler_versions(), beacon_chain, beacon_height, beacon_iterations)
     params.check()
     return _init_with(out, params, {spec.name: r for spec, r in built})
 
@@ -500,8 +538,8 @@ def _carry(t: Transcript, files: dict[str, Path], out: Path) -> None:
     step files: the r1cs files (for reference: each member compiles its own) and, in phase 2,
     the prepared ptau."""
     names = [f"{c}.r1cs" for c, _, _ in t.params.circuits]
-    if len(t.entries) > len(t.params.members) + 2:
-        names.append(t.entries[len(t.params.members) + 2]["file"])
+    if len(t.entries) > _PREPARED(t):
+        names.append(t.entries[_PREPARED(t)]["file"])
     for name in names:
         if not (out / name).exists():
             shutil.copyfile(_find(files, name), out / name)
@@ -548,35 +586,48 @@ def contribute(src: Path, out: Path, member: str, key: ed25519.AccountKey,
     return t
 
 
-def beacon(src: Path, out: Path, value: str, specs: Sequence[build.CircuitSpec]) -> Transcript:
-    """Close the current phase with the beacon source's ``value`` (see the module); phase 1 then
-    prepares phase 2 and sets up every circuit, phase 2 exports the verification keys."""
-    t, files = _load_and_check_inputs(Path(src), specs)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not 1 <= len(value) <= 200:
-        raise CeremonyError("the beacon value must be 1..200 characters")
+def prepare(src: Path, out: Path, specs: Sequence[build.CircuitSpec]) -> Transcript:
+    """After the last phase-1 contribution (anyone; deterministic, so anyone can redo it):
+    ``prepare phase2`` and the Groth16 ``setup`` of every circuit. Phase 1 has no beacon of
+    its own: the ceremony's one beacon closes phase 2, after every contribution."""
+    return _close(Path(src), Path(out), specs, "prepare", None)
+
+
+def beacon(src: Path, out: Path, certificate: str, chain: Any,
+           specs: Sequence[build.CircuitSpec]) -> Transcript:
+    """Close the ceremony with its one beacon: the block hash that ``certificate`` (hex of
+    :meth:`accord.types.Certificate.encode`) certifies at the height fixed at ``init`` on the
+    chain ``chain`` (its genesis); then export the verification keys."""
+    return _close(Path(src), Path(out), specs, "beacon", certificate, chain)
+
+
+def _close(src: Path, out: Path, specs: Sequence[build.CircuitSpec], first: str,
+           certificate: str | None, chain: Any = None) -> Transcript:
+    t, files = _load_and_check_inputs(src, specs)
     step = t.next_step()
-    if step is None or step[0] != "beacon":
-        raise CeremonyError(f"the ceremony's next step is {step}, not a beacon")
+    if step is None or step[0] != first:
+        raise CeremonyError(f"the ceremony's next step is {step}, not {first}")
+    value = "" if certificate is None else certified_beacon(t.params, chain, certificate)
+    out.mkdir(parents=True, exist_ok=True)
     _carry(t, files, out)
     it = str(t.params.beacon_iterations)
+    # One beacon for every circuit, bound to the transcript after the last contribution.
+    b = derive_beacon(t.hash, value) if value else ""
 
     def record(step: str, phase: int, circuit: str | None, name: str, **kw: Any) -> None:
         t.append(step=step, phase=phase, circuit=circuit, member=None, file=name,
                  sha256=tools.file_hash(out / name), **kw)
         files[name] = out / name
 
-    while (step := t.next_step()) is not None and step[0] in ("beacon", "prepare", "setup", "export"):
+    kinds = ("prepare", "setup") if first == "prepare" else ("beacon", "export")
+    while (step := t.next_step()) is not None and step[0] in kinds:
         kind, phase, circuit, _ = step
         name = _file_name(kind, phase, circuit, None, len(t.entries))
         if kind == "beacon":
-            b = derive_beacon(t.hash, value)
             prev = _find(files, t.last_file(phase, circuit)["file"])
-            tool = "powersoftau" if phase == 1 else "zkey"
-            _snarkjs([tool, "beacon", str(prev), str(out / name), b, it, "-n=final beacon"],
-                     f"{tool} beacon")
-            record(kind, phase, circuit, name, beacon=b, value=value)
+            _snarkjs(["zkey", "beacon", str(prev), str(out / name), b, it, "-n=final beacon"],
+                     "zkey beacon")
+            record(kind, phase, circuit, name, beacon=b, value=value, certificate=certificate)
             _verify_file(t, len(t.entries) - 1, out / name, files)
         elif kind == "prepare":
             prev = _find(files, t.last_file(1, None)["file"])
@@ -607,10 +658,11 @@ class Verified:
     contributions: dict[str, list[str]]
 
 
-def verify(folders: Sequence[Path], specs: Sequence[build.CircuitSpec]) -> Verified:
+def verify(folders: Sequence[Path], specs: Sequence[build.CircuitSpec], chain: Any) -> Verified:
     """Check a finished ceremony from its published folders (the transcript is taken from the
     first folder), against circuits compiled here from ``specs`` (the verifier's own copy of
-    the sources). Raises :class:`CeremonyError` (or ``ZkToolError``) at the first fault."""
+    the sources) and with ``chain``, the genesis of the chain that gave the beacon. Raises
+    :class:`CeremonyError` (or ``ZkToolError``) at the first fault."""
     if not folders:
         raise CeremonyError("no ceremony folder given")
     t = Transcript.load(Path(folders[0]))
@@ -623,9 +675,13 @@ def verify(folders: Sequence[Path], specs: Sequence[build.CircuitSpec]) -> Verif
     for i, e in enumerate(t.entries):
         path = _find(files, e["file"])
         _check_hash(e, path)
-        if e["step"] == "beacon" and e.get("beacon") != derive_beacon(
-                t.entries[i - 1]["hash"], str(e.get("value"))):
-            raise CeremonyError(f"entry {i}: the beacon is not derived from the transcript")
+        if e["step"] == "beacon":
+            last = max(j for j, c in enumerate(t.entries) if c["step"] == "contribute")
+            if certified_beacon(t.params, chain, str(e.get("certificate"))) != e.get("value"):
+                raise CeremonyError(f"entry {i}: the beacon value is not the certified block hash")
+            if e.get("beacon") != derive_beacon(t.entries[last]["hash"], str(e.get("value"))):
+                raise CeremonyError(f"entry {i}: the beacon is not derived from the transcript "
+                                    "after the last contribution and the certified block")
         if e["step"] == "export":
             final = _find(files, t.last_file(2, e["circuit"])["file"])
             tmp = Path(tools.cache_dir()) / f"ceremony-verify-{secrets.token_hex(6)}.json"
