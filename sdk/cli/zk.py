@@ -124,6 +124,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _ceremony_args(pr)
     pr.add_argument("--input", required=True, help="circuit input JSON")
     pr.add_argument("--out", required=True, help="proof JSON (proof, public, compressed hex)")
+    pr.add_argument("--zkey", help="the circuit's final zkey from the ceremony across machines "
+                                   "(default: the one-process dev ceremony's, insecure-dev)")
+    pr.add_argument("--genesis", help="refuse a proving key whose verification key is not the "
+                                      "one this genesis names for the circuit")
     pr.set_defaults(func=_prove)
 
     v = cmds.add_parser("verify", help="verify a proof (pure Python, or --fast with snarkjs)")
@@ -307,12 +311,47 @@ def _ceremony(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zkey_keys(spec: Any, zkey: Path) -> Any:
+    """A circuit's keys from a ceremony's final zkey (its verification key exported again)."""
+    import secrets
+
+    from ..zk import build as zb
+    from ..zk import tools
+    from ..zk.artifacts import CircuitKeys
+    from ..zk.transcript import _snarkjs
+
+    if not zkey.is_file():
+        raise ValidationError(f"{zkey} not found")
+    tmp = tools.cache_dir() / f"prove-vk-{secrets.token_hex(6)}.json"
+    try:
+        _snarkjs(["zkey", "export", "verificationkey", str(zkey), str(tmp)], "zkey export")
+        vk = json.loads(tmp.read_text())
+    finally:
+        tmp.unlink(missing_ok=True)
+    return CircuitKeys(spec.name, zb.build(spec), zkey, vk)
+
+
 def _prove(args: argparse.Namespace) -> int:
     from ..zk import groth16
 
-    keys = _keys(args)
-    if len(keys) != 1:
+    wanted = specs(args)
+    if len(wanted) != 1:
         raise ValidationError("prove one circuit: pass --circuit NAME or one --file")
+    if args.zkey:
+        keys = [_zkey_keys(wanted[0], Path(args.zkey))]
+        print(f"accord zk prove: proving key {args.zkey}", file=sys.stderr)
+    else:
+        keys = _keys(args)
+        print(f"accord zk prove: no --zkey, so the one-process dev ceremony's key {keys[0].zkey} "
+              "(insecure-dev: tests and demos only)", file=sys.stderr)
+    if args.genesis:
+        from ..genesis import Genesis
+        from ..zk.transcript import vk_hash
+
+        named = dict(Genesis.load(args.genesis).zk_circuits).get(keys[0].name)
+        if named is None or vk_hash(named) != vk_hash(keys[0].vk):
+            raise ValidationError(f"the proving key {keys[0].zkey} is not the one {args.genesis} "
+                                  f"names for {keys[0].name!r}: its proofs would not verify there")
     try:
         inputs = json.loads(Path(args.input).read_text())
     except (OSError, ValueError) as e:

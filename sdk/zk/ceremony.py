@@ -166,7 +166,7 @@ class Ceremony:
             def contribute(out: Path, cb: Callable[[str], None], i: int = i,
                            member: str = member) -> None:
                 tools.run([*cli, "powersoftau", "contribute", str(steps[i - 1].out), str(out),
-                           f"--name={member}", f"-e={self._entropy('phase1', member)}", "-v"],
+                           f"--name={member}", "-v"], stdin=self._entropy("phase1", member) + "\n",
                           on_line=cb, what=f"powersoftau contribute ({member})")
 
             steps.append(_Step(d / f"{i:02d}_{member}.ptau",
@@ -242,8 +242,8 @@ class Ceremony:
             def contribute(out: Path, cb: Callable[[str], None], i: int = i,
                            member: str = member) -> None:
                 tools.run([*cli, "zkey", "contribute", str(steps[i - 1].out), str(out),
-                           f"--name={member}",
-                           f"-e={self._entropy('phase2/' + circuit, member)}", "-v"],
+                           f"--name={member}", "-v"],
+                          stdin=self._entropy("phase2/" + circuit, member) + "\n",
                           on_line=cb, what=f"zkey contribute ({member})")
 
             steps.append(_Step(d / f"{i:02d}_{member}.zkey",
