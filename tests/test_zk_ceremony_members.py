@@ -441,3 +441,18 @@ def test_genesis_keys_must_be_the_ceremonys() -> None:
         zt.check_genesis({"c": {**vk, "IC": [2]}}, {"ceremony": rec})
     with pytest.raises(ValidationError, match="no ceremony"):
         zt.check_genesis({"c": vk}, {})
+
+
+def test_a_validator_without_the_fast_verifier_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """Validators must run the fast verifier (pure Python is ~13x slower and leaders size
+    blocks by their own speed): one that cannot says so at start-up."""
+    from accord.zk.verifier import PyProofVerifier
+
+    monkeypatch.setenv("ACCORD_NODE", str(tmp_path / "no-node-here"))
+    node = _validator(tmp_path, {"mul": {"protocol": "groth16"}}, {"ceremony": "insecure-dev"},
+                      allow_insecure_zk=True)
+    with caplog.at_level("WARNING", logger="accord.node"):
+        hooks = node._runtime_hooks()
+    assert isinstance(hooks["proof_verifier"], PyProofVerifier)
+    assert "may not keep up with proof-heavy blocks" in caplog.text
