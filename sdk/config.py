@@ -66,6 +66,12 @@ class NodeConfig(BaseModel):
     snapshot_keep: int = Field(default=2, ge=1, description="state snapshots kept on disk")
     prune_keep: int = Field(default=0, ge=0, description=(
         "keep only the last this many blocks and state versions (0: keep everything)"))
+    ceremony_transcript: str | None = Field(
+        default=None, description="the ZK ceremony's transcript.json, relative to the node folder "
+        "(default: transcript.json next to genesis); checked against genesis at start-up")
+    allow_insecure_zk: bool = Field(
+        default=False, description="start on a genesis whose ZK keys are marked insecure-dev "
+        "(one-machine keys: test and demo chains only)")
 
     @classmethod
     def load(cls, node_dir: str | Path) -> NodeConfig:

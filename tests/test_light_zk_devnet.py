@@ -55,7 +55,7 @@ class ZkDevnet(ThreadedNetwork):
             "zk_params": {"regulator": [str(reg[0]), str(reg[1])],
                           "shielded_pool": {"depth": artifacts.TEST_DEPTH},
                           "ceremony": "insecure-dev"},  # the test suite's one-machine keys
-        }))
+        }), node_kw={"allow_insecure_zk": True})
 
 
 @dataclass

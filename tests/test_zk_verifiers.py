@@ -333,3 +333,52 @@ def test_worker_prepares_each_key_once_and_again_after_a_restart(sample: Any) ->
         assert w.keys_sent == 3
     finally:
         w.close()
+
+
+def _fake_node(folder: Path, name: str, body: str) -> str:
+    """An ACCORD_NODE that misbehaves the way the review's wrapper did."""
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_worker_that_prints_a_stray_line_falls_back(light_sample: Any, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The review's wrapper prints one non-JSON line before Node's: the old verifier raised
+    JSONDecodeError (a receipt a pure-Python validator would not write). Now the worker is
+    restarted, the fault counted, and the answer is the pure-Python one."""
+    import shutil
+
+    keys, proof, public = light_sample
+    node = shutil.which("node")
+    assert node is not None
+    monkeypatch.setenv("ACCORD_NODE", _fake_node(tmp_path, "node", f"echo 'stray line'\nexec {node} \"$@\""))
+    worker = SnarkjsWorker()
+    fast = FastProofVerifier({CIRCUIT: keys.vk}, worker=worker)
+    py = PyProofVerifier({CIRCUIT: keys.vk})
+    changed = list(public)
+    changed[zk.PUB_DEPOSIT] += 1
+    for pub in (public, changed):
+        assert fast.verify(CIRCUIT, proof, pub) is py.verify(CIRCUIT, proof, pub)
+    assert worker.faults == 2 and fast.fallbacks == 2
+    # a fixed Node.js: the same worker starts a good process and decides by itself again
+    monkeypatch.setenv("ACCORD_NODE", node)
+    assert fast.verify(CIRCUIT, proof, public) is True
+    assert worker.faults == 2 and fast.fallbacks == 2
+    worker.close()
+
+
+def test_a_hung_or_exiting_worker_falls_back(light_sample: Any, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wedged Node process blocked the old verifier for ever; one that exits at once, or
+    answers garbage, must not change the answer either."""
+    keys, proof, public = light_sample
+    for name, body in (("hang", "exec sleep 100000"), ("exit", "exit 0"),
+                       ("garbage", 'read line; echo \'{"id": 1, "ok": true, "valid": "yes"}\'; sleep 5')):
+        monkeypatch.setenv("ACCORD_NODE", _fake_node(tmp_path, name, body))
+        worker = SnarkjsWorker(verify_timeout=1.0)
+        fast = FastProofVerifier({CIRCUIT: keys.vk}, worker=worker)
+        assert fast.verify(CIRCUIT, proof, public) is True, name
+        assert worker.faults == 1 and fast.fallbacks == 1, name
+        assert worker._proc is None, name  # the faulty process was ended, not left running

@@ -12,7 +12,13 @@ What binds what (the pattern to copy):
 * the subject public input is the transaction's sender, set here, so a proof registers only
   the account the bureau scored: someone replaying it from another account fails;
 * the bind public input is derived from the chain id, so a proof from another chain fails;
-* records are keyed by the sender: nobody can overwrite another account's record.
+* records are keyed by the sender: nobody can overwrite another account's record;
+* a score is current for one epoch, ``time_ms // epoch_ms`` of the block time
+  (``zk_params["credit_gate"]["epoch_ms"]``, default 30 days): ``register`` takes only a
+  proof of the current epoch, never replaces a record with an older one, and ``qualified``
+  answers True only for a record of the current epoch (the block time inside a transaction;
+  in a query, the ``time_ms`` the query runs at). An old good score therefore stops counting
+  when its epoch ends, and the bureau's next statement decides.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from accord.zk.babyjub import check_key
 from accord.zk.poseidon import FIELD, poseidon
 
 THRESHOLD = 700
+EPOCH_MS = 30 * 24 * 3600 * 1000  # default epoch length: the bureau re-scores monthly
 SCORE_TAG = int.from_bytes(b"accord-example/credit-score/v1", "big")
 BIND_DOMAIN = "accord-example/credit-bind/v1"
 
@@ -54,10 +61,22 @@ class CreditGate(Contract):
             self.bureau = check_key((int(str(raw[0])), int(str(raw[1]))), "the bureau key")
         except (TypeError, ValueError, IndexError) as e:
             raise GenesisError(f"zk_params.credit_gate.bureau: {e}") from None
+        epoch_ms: Any = (genesis.zk_params.get("credit_gate") or {}).get("epoch_ms", EPOCH_MS)
+        if not isinstance(epoch_ms, int) or isinstance(epoch_ms, bool) or epoch_ms <= 0:
+            raise GenesisError("zk_params.credit_gate.epoch_ms must be a positive integer")
+        self.epoch_ms = epoch_ms
+
+    def current_epoch(self, ctx: Context) -> int:
+        return ctx.time_ms // self.epoch_ms
 
     @method
     def register(self, ctx: Context, epoch: int, proof: bytes) -> bool:
+        current = self.current_epoch(ctx)
+        ctx.require(epoch == current, f"the score must be of the current epoch {current}")
         ctx.require(0 <= epoch < 2**32, "epoch out of range")
+        recorded = ctx.get(ctx.sender)
+        ctx.require(recorded is None or int(recorded) <= epoch,
+                    "a newer score is recorded: an older one cannot replace it")
         public = public_inputs(self.bureau, ctx.sender, epoch, ctx.chain_id)
         ctx.require(ctx.verify_proof("credit_score", proof, public),
                     "no valid proof of a bureau-signed score above the threshold")
@@ -67,4 +86,5 @@ class CreditGate(Contract):
 
     @method(readonly=True)
     def qualified(self, ctx: Context, borrower: bytes) -> bool:
-        return ctx.has(borrower)
+        recorded = ctx.get(borrower)
+        return recorded is not None and int(recorded) == self.current_epoch(ctx)

@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from contract import CreditGate, public_inputs, score_message  # noqa: E402
+from contract import EPOCH_MS, CreditGate, public_inputs, score_message  # noqa: E402
 
 from accord.config import builtin_contract_entries  # noqa: E402
 from accord.contracts import BUILTINS, Runtime  # noqa: E402
@@ -72,11 +72,18 @@ def prove(keys: artifacts.CircuitKeys, subject: bytes, score: int, epoch: int, c
     return groth16.compress_proof(proof)
 
 
+def epoch_time(epoch: int) -> int:
+    """A block time inside ``epoch`` (the contract's epochs: ``time_ms // EPOCH_MS``)."""
+    return epoch * EPOCH_MS + 1
+
+
 def register(rt: Runtime, state: MemoryState, genesis: Genesis, who: AccountKey, epoch: int,
-             proof: bytes, nonce: int = 0) -> Receipt:
+             proof: bytes, nonce: int = 0, time_ms: int | None = None) -> Receipt:
+    """Send the registration in a block at ``time_ms`` (default: a time in ``epoch``)."""
     tx = Tx.create(who, chain_id=genesis.chain_id, contract="credit_gate", method="register",
                    args={"epoch": epoch, "proof": proof}, nonce=nonce, gas_limit=2_000_000)
-    result = rt.execute_block(state, [tx], height=1, time_ms=1)
+    result = rt.execute_block(state, [tx], height=1,
+                              time_ms=epoch_time(epoch) if time_ms is None else time_ms)
     state.apply(result.writes)
     return result.receipts[0]
 
@@ -97,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     receipt = register(rt, state, genesis, borrower, 7, proof)
     out = {"circuit": "credit_score", "constraints": keys.constraints,
            "ok": receipt.ok, "error": receipt.error,
-           "qualified": rt.query(state, "credit_gate", "qualified", {"borrower": borrower.address})}
+           "qualified": rt.query(state, "credit_gate", "qualified", {"borrower": borrower.address},
+                                 time_ms=epoch_time(7))}
     print(json.dumps(out))
     return out
 

@@ -9,11 +9,18 @@
         (one process plays every member: tests and demos only, see accord.zk.ceremony)
 
     The ceremony across machines (accord.zk.transcript), each member on its own machine:
-    accord zk ceremony init --out DIR --power 15 --members a,b,c --circuit ... \
-                            --beacon-source "hash of block H of chain X" [--iterations 20]
-    accord zk ceremony contribute --in PREV_DIR --out MY_DIR --name a     (phase 1, then 2)
-    accord zk ceremony beacon --in PREV_DIR --out DIR --value VALUE       (after each phase)
-    accord zk ceremony verify --dir DIR [--dir DIR2 ...] [--genesis genesis.json]
+    accord zk ceremony init --out DIR --power 15 --members a=PUBKEY,b=PUBKEY,c=PUBKEY \
+                            --circuit ... --beacon-chain genesis.json --beacon-height H
+    accord zk ceremony contribute --in PREV_DIR --out MY_DIR --name a --key a.key --circuit ...
+                                                                          (phase 1, then 2)
+    accord zk ceremony prepare --in PREV_DIR --out DIR --circuit ...     (after phase 1)
+    accord zk ceremony beacon --in PREV_DIR --out DIR --certificate CERT --beacon-chain G \
+                              --circuit ...                              (after phase 2)
+    accord zk ceremony verify --dir DIR [--dir DIR2 ...] --circuit ... --beacon-chain G
+                              [--genesis genesis.json]
+                              [--member NAME --hash H ...]
+    (every step compiles the circuits from the sources it is given and refuses a ceremony
+    whose r1cs they do not compile to; PUBKEY is `accord keys show`'s public key)
     accord zk prove --circuit NAME --input input.json --out proof.json  (same key options)
     accord zk verify --vk vk.json|--genesis genesis.json --circuit NAME --proof proof.json
                      --public public.json [--fast]
@@ -76,27 +83,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     _circuit_args(ci)
     ci.add_argument("--out", required=True, help="folder to publish")
     ci.add_argument("--power", type=int, required=True, help="2^power constraints")
-    ci.add_argument("--members", required=True, help="comma-separated contributors, in order")
-    ci.add_argument("--beacon-source", required=True,
-                    help="where each phase's beacon value will come from, fixed now (e.g. "
-                         "'hash of block 900000 of chain X' and a second height)")
+    ci.add_argument("--members", required=True,
+                    help="comma-separated NAME=PUBLIC_KEY (hex Ed25519, `accord keys show`), "
+                         "in contribution order")
+    ci.add_argument("--beacon-chain", required=True,
+                    help="genesis.json of the chain whose block hash will be the beacon")
+    ci.add_argument("--beacon-height", type=int, required=True,
+                    help="that block's height: later than every contribution will be")
     ci.add_argument("--iterations", type=int, default=None, help="beacon hash iterations 2^N")
     ci.set_defaults(func=_ceremony_init)
     cc = steps.add_parser("contribute", help="add this member's contribution (own machine)")
     cc.add_argument("--in", dest="src", required=True, help="the previous step's folder")
     cc.add_argument("--out", required=True, help="folder to publish")
     cc.add_argument("--name", required=True, help="this member's name in the ceremony")
+    cc.add_argument("--key", required=True, help="this member's key file (accord keys new)")
+    _circuit_args(cc)
     cc.set_defaults(func=_ceremony_contribute)
-    cb = steps.add_parser("beacon", help="close a phase with the beacon source's value")
+    cp = steps.add_parser("prepare", help="after phase 1: prepare phase 2, set up every circuit")
+    cp.add_argument("--in", dest="src", required=True, help="the last phase-1 folder")
+    cp.add_argument("--out", required=True, help="folder to publish")
+    _circuit_args(cp)
+    cp.set_defaults(func=_ceremony_prepare)
+    cb = steps.add_parser("beacon", help="close the ceremony with the certified beacon block")
     cb.add_argument("--in", dest="src", required=True, help="the last contribution's folder")
     cb.add_argument("--out", required=True, help="folder to publish")
-    cb.add_argument("--value", required=True, help="the beacon source's value (public)")
+    cb.add_argument("--certificate", required=True,
+                    help="file with the hex of the beacon block's commit certificate "
+                         "(Certificate.encode(), e.g. from client.header(H).certificate)")
+    cb.add_argument("--beacon-chain", required=True, help="genesis.json of the beacon chain")
+    _circuit_args(cb)
     cb.set_defaults(func=_ceremony_beacon)
     cv = steps.add_parser("verify", help="re-check a finished ceremony, every step")
     cv.add_argument("--dir", action="append", required=True,
                     help="folder(s) holding the transcript and the step files")
     cv.add_argument("--genesis", help="write the keys and the transcript record into it")
     cv.add_argument("--regulator-public", help="the regulator's key X,Y")
+    cv.add_argument("--beacon-chain", required=True, help="genesis.json of the beacon chain")
+    cv.add_argument("--member", help="check this member's own contributions are in it")
+    cv.add_argument("--hash", action="append", default=[],
+                    help="a contribution hash `contribute` printed to --member (repeatable)")
+    _circuit_args(cv)
     cv.set_defaults(func=_ceremony_verify)
 
     pr = cmds.add_parser("prove", help="prove with a circuit's keys from the ceremony")
@@ -104,6 +130,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _ceremony_args(pr)
     pr.add_argument("--input", required=True, help="circuit input JSON")
     pr.add_argument("--out", required=True, help="proof JSON (proof, public, compressed hex)")
+    pr.add_argument("--zkey", help="the circuit's final zkey from the ceremony across machines "
+                                   "(default: the one-process dev ceremony's, insecure-dev)")
+    pr.add_argument("--genesis", help="refuse a proving key whose verification key is not the "
+                                      "one this genesis names for the circuit")
     pr.set_defaults(func=_prove)
 
     v = cmds.add_parser("verify", help="verify a proof (pure Python, or --fast with snarkjs)")
@@ -185,42 +215,74 @@ def _keys(args: argparse.Namespace, progress: Any = None) -> list[Any]:
 
 
 def _ceremony_init(args: argparse.Namespace) -> int:
-    from ..zk import build as zb
     from ..zk import transcript as zt
 
-    members = [m.strip() for m in args.members.split(",") if m.strip()]
-    circuits = [(s.name, zb.build(s).r1cs) for s in specs(args)]
-    t = zt.init(Path(args.out), args.power, members, circuits, args.beacon_source,
+    members = []
+    for item in (m.strip() for m in args.members.split(",") if m.strip()):
+        name, _, key = item.partition("=")
+        try:
+            pub = bytes.fromhex(key)
+        except ValueError:
+            pub = b""
+        if len(pub) != 32:
+            raise ValidationError(f"member {name!r}: give NAME=PUBLIC_KEY (64 hex digits)")
+        members.append((name, pub))
+    from ..genesis import Genesis
+
+    t = zt.init(Path(args.out), args.power, members, specs(args),
+                Genesis.load(args.beacon_chain).hash.hex(), args.beacon_height,
                 args.iterations or zt.DEFAULT_ITERATIONS)
     print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
     return 0
 
 
 def _ceremony_contribute(args: argparse.Namespace) -> int:
+    from ..crypto.ed25519 import AccountKey
     from ..zk import transcript as zt
 
-    t = zt.contribute(Path(args.src), Path(args.out), args.name)
+    t = zt.contribute(Path(args.src), Path(args.out), args.name, AccountKey.load(args.key),
+                      specs(args))
+    mine = [e["contribution"] for e in t.entries
+            if e["step"] == "contribute" and e["member"] == args.name]
+    print(f"{args.name}: keep your contribution hashes and check them in the final ceremony "
+          "with `accord zk ceremony verify --member NAME --hash H`", file=sys.stderr)
+    print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out,
+                      "contributions": mine}))
+    return 0
+
+
+def _ceremony_prepare(args: argparse.Namespace) -> int:
+    from ..zk import transcript as zt
+
+    t = zt.prepare(Path(args.src), Path(args.out), specs(args))
     print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
     return 0
 
 
 def _ceremony_beacon(args: argparse.Namespace) -> int:
+    from ..genesis import Genesis
     from ..zk import transcript as zt
 
-    t = zt.beacon(Path(args.src), Path(args.out), args.value)
+    try:
+        cert = Path(args.certificate).read_text().strip()
+    except OSError as e:
+        raise ValidationError(f"cannot read {args.certificate}: {e}") from None
+    t = zt.beacon(Path(args.src), Path(args.out), cert, Genesis.load(args.beacon_chain),
+                  specs(args))
     print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
     return 0
 
 
 def _ceremony_verify(args: argparse.Namespace) -> int:
+    from ..genesis import Genesis
     from ..zk import transcript as zt
 
-    v = zt.verify([Path(d) for d in args.dir])
+    v = zt.verify([Path(d) for d in args.dir], specs(args), Genesis.load(args.beacon_chain))
+    if args.member:
+        zt.check_member(v, args.member, args.hash)
     print(json.dumps({"ok": True, "transcript": v.transcript_hash,
-                      "circuits": sorted(v.vks)}))
+                      "circuits": sorted(v.vks), "contributions": v.contributions}))
     if args.genesis:
-        from ..genesis import Genesis
-
         g = Genesis.load(args.genesis)
         params = dict(g.zk_params)
         params["ceremony"] = zt.genesis_record(v)
@@ -274,12 +336,47 @@ def _ceremony(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zkey_keys(spec: Any, zkey: Path) -> Any:
+    """A circuit's keys from a ceremony's final zkey (its verification key exported again)."""
+    import secrets
+
+    from ..zk import build as zb
+    from ..zk import tools
+    from ..zk.artifacts import CircuitKeys
+    from ..zk.transcript import _snarkjs
+
+    if not zkey.is_file():
+        raise ValidationError(f"{zkey} not found")
+    tmp = tools.cache_dir() / f"prove-vk-{secrets.token_hex(6)}.json"
+    try:
+        _snarkjs(["zkey", "export", "verificationkey", str(zkey), str(tmp)], "zkey export")
+        vk = json.loads(tmp.read_text())
+    finally:
+        tmp.unlink(missing_ok=True)
+    return CircuitKeys(spec.name, zb.build(spec), zkey, vk)
+
+
 def _prove(args: argparse.Namespace) -> int:
     from ..zk import groth16
 
-    keys = _keys(args)
-    if len(keys) != 1:
+    wanted = specs(args)
+    if len(wanted) != 1:
         raise ValidationError("prove one circuit: pass --circuit NAME or one --file")
+    if args.zkey:
+        keys = [_zkey_keys(wanted[0], Path(args.zkey))]
+        print(f"accord zk prove: proving key {args.zkey}", file=sys.stderr)
+    else:
+        keys = _keys(args)
+        print(f"accord zk prove: no --zkey, so the one-process dev ceremony's key {keys[0].zkey} "
+              "(insecure-dev: tests and demos only)", file=sys.stderr)
+    if args.genesis:
+        from ..genesis import Genesis
+        from ..zk.transcript import vk_hash
+
+        named = dict(Genesis.load(args.genesis).zk_circuits).get(keys[0].name)
+        if named is None or vk_hash(named) != vk_hash(keys[0].vk):
+            raise ValidationError(f"the proving key {keys[0].zkey} is not the one {args.genesis} "
+                                  f"names for {keys[0].name!r}: its proofs would not verify there")
     try:
         inputs = json.loads(Path(args.input).read_text())
     except (OSError, ValueError) as e:

@@ -189,6 +189,7 @@ class Node:
         build_budget: float = 0.25,
         backlog_rounds: int = 3,
         verify_off_loop: int = 32,
+        allow_insecure_zk: bool | None = None,
     ) -> None:
         genesis.check()
         pk = bls.public_key(secret)
@@ -200,6 +201,8 @@ class Node:
         self.config = config
         self.genesis = genesis
         self.home = Path(home)
+        self.allow_insecure_zk = config.allow_insecure_zk if allow_insecure_zk is None else allow_insecure_zk
+        """Start on one-machine ("insecure-dev") ZK keys: test and demo chains only."""
         self._secret = secret
         self._api_config = api_config
         self._net_config = net_config
@@ -453,19 +456,39 @@ class Node:
             t.cancel()
         self._to_validate.clear()
 
+    def _ceremony_transcript(self) -> Any:
+        """The ZK ceremony transcript the node config names, else ``transcript.json`` next to
+        genesis; None when there is none (check_genesis then says what is missing)."""
+        from accord.zk.transcript import TRANSCRIPT, Transcript
+
+        if self.genesis.zk_params.get("ceremony") in (None, "insecure-dev"):
+            return None
+        if self.config.ceremony_transcript:  # named: it must be there
+            return Transcript.from_file(self.home / self.config.ceremony_transcript)
+        path = (self.home / self.config.genesis).parent / TRANSCRIPT
+        return Transcript.from_file(path) if path.exists() else None
+
     def _runtime_hooks(self) -> dict[str, Any]:
         """Proof verifier and MPC oracle hooks for contracts, when genesis configures them."""
         hooks: dict[str, Any] = {}
         if self.genesis.zk_circuits:
             from accord.zk.transcript import check_genesis
-            from accord.zk.verifier import verifier_from_genesis
+            from accord.zk.verifier import FastProofVerifier, verifier_from_genesis
 
             # Refuse keys that no verified ceremony produced (see accord.zk.transcript).
-            check_genesis(dict(self.genesis.zk_circuits), dict(self.genesis.zk_params))
+            check_genesis(dict(self.genesis.zk_circuits), dict(self.genesis.zk_params),
+                          self._ceremony_transcript(), allow_insecure=self.allow_insecure_zk)
             if self.genesis.zk_params.get("ceremony") == "insecure-dev":
                 log.warning("%s: genesis marks its proving keys insecure-dev (a one-machine "
                             "ceremony): never hold real value on this chain", self.name)
             hooks["proof_verifier"] = verifier_from_genesis(self.genesis)
+            if not isinstance(hooks["proof_verifier"], FastProofVerifier):
+                # Leaders size blocks by their own verification speed: a proof-heavy block a
+                # leader with the worker made in one round can take this node ~13x longer.
+                log.warning("%s: Node.js or the pinned snarkjs is missing: proofs are verified in "
+                            "pure Python (~13x slower); this validator may not keep up with "
+                            "proof-heavy blocks. Validators should run the fast verifier "
+                            "(npm ci in the project root)", self.name)
         if self.genesis.mpc:
             from accord.mpc.oracle import oracle_from_genesis
 

@@ -125,7 +125,9 @@ def _expand(secret: bytes) -> tuple[int, bytes]:
     if len(secret) != 32:
         raise ValidationError("an EdDSA secret has 32 bytes")
     h = hashlib.sha512(b"accord/eddsa-poseidon/" + secret).digest()
-    # Clear the low 3 bits (a multiple of 8, as circomlib's pruning does) and keep it below l*8.
+    # No bits are cleared (this is not circomlib's pruning): the scalar is the hash reduced mod
+    # l, the prime order of B8. Keys are s*B8, in the prime-order subgroup whatever s is, so no
+    # cofactor clearing is needed; a 256-bit hash makes the bias of the reduction negligible.
     s = int.from_bytes(h[:32], "little") % SUBORDER
     return s, h[32:]
 

@@ -166,7 +166,7 @@ class Ceremony:
             def contribute(out: Path, cb: Callable[[str], None], i: int = i,
                            member: str = member) -> None:
                 tools.run([*cli, "powersoftau", "contribute", str(steps[i - 1].out), str(out),
-                           f"--name={member}", f"-e={self._entropy('phase1', member)}", "-v"],
+                           f"--name={member}", "-v"], stdin=self._entropy("phase1", member) + "\n",
                           on_line=cb, what=f"powersoftau contribute ({member})")
 
             steps.append(_Step(d / f"{i:02d}_{member}.ptau",
@@ -242,8 +242,8 @@ class Ceremony:
             def contribute(out: Path, cb: Callable[[str], None], i: int = i,
                            member: str = member) -> None:
                 tools.run([*cli, "zkey", "contribute", str(steps[i - 1].out), str(out),
-                           f"--name={member}",
-                           f"-e={self._entropy('phase2/' + circuit, member)}", "-v"],
+                           f"--name={member}", "-v"],
+                          stdin=self._entropy("phase2/" + circuit, member) + "\n",
                           on_line=cb, what=f"zkey contribute ({member})")
 
             steps.append(_Step(d / f"{i:02d}_{member}.zkey",
@@ -297,8 +297,9 @@ def _expected(members: Sequence[str], beacon: str | None) -> list[tuple[str, str
     return want + [("final beacon", beacon)] if beacon else want
 
 
-def _check_contributors(path: Path, got: list[tuple[str, str | None]],
+def _check_contributors(path: Path, listed: list[tuple[str, str | None, str | None]],
                         want: list[tuple[str, str | None]]) -> None:
+    got = [(name, beacon) for name, beacon, _ in listed]
     if got != want:
         raise CeremonyCacheError(
             f"{path}: its contributions {got} are not this ceremony's {want}")

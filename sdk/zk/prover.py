@@ -14,7 +14,9 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
+import logging
 import os
+import queue
 import subprocess
 import threading
 from pathlib import Path
@@ -26,11 +28,38 @@ from .groth16 import SUBGROUP_ERROR
 from .tools import ZkToolError
 
 WORKER_JS = Path(__file__).with_name("worker.js")
+log = logging.getLogger(__name__)
+MAX_REPLY = 4 << 20  # bytes in one reply line: a proof or a verdict is a few kB
+VERIFY_TIMEOUT = 30.0  # seconds; a verification takes milliseconds, a first key ~1 s
+PROVE_TIMEOUT = 600.0  # seconds; a 2^15 proof takes a few
+
+
+def _pump(out: Any, lines: queue.Queue[str | None]) -> None:
+    """Hand the worker's reply lines to the requester (which waits with a timeout) until the
+    pipe closes; None marks the end."""
+    try:
+        while True:
+            line = out.readline(MAX_REPLY)
+            if not line:
+                break
+            lines.put(line)
+    except (OSError, ValueError):
+        pass
+    lines.put(None)
 
 
 class SnarkjsWorker:
-    def __init__(self) -> None:
+    """Every fault of the Node process (no answer in time, a line that is not its JSON reply,
+    an exit) ends that process and raises :class:`ZkToolError`: the next request starts a
+    fresh one, and the caller decides the request another way. ``faults`` counts them."""
+
+    def __init__(self, verify_timeout: float = VERIFY_TIMEOUT,
+                 prove_timeout: float = PROVE_TIMEOUT) -> None:
         self._proc: subprocess.Popen[str] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.verify_timeout = verify_timeout
+        self.prove_timeout = prove_timeout
+        self.faults = 0
         self._lock = threading.Lock()
         self._next_id = 0
         self._pid = os.getpid()
@@ -61,27 +90,51 @@ class SnarkjsWorker:
                 )
             except OSError as e:
                 raise ZkToolError(f"cannot start the snarkjs worker: {e}") from None
+            # A fresh queue per process: a late line of a replaced process never reaches a
+            # request to its successor.
+            self._lines = queue.Queue()
+            threading.Thread(target=_pump, args=(self._proc.stdout, self._lines),
+                             name="snarkjs-worker-reader", daemon=True).start()
         return self._proc
+
+    def _fault(self, what: str) -> ZkToolError:
+        """End the Node process (its replies can no longer be matched to requests)."""
+        self.faults += 1
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                proc.kill()
+                proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        log.warning("snarkjs worker fault (%d so far): %s; it restarts on the next request",
+                    self.faults, what)
+        return ZkToolError(f"snarkjs worker: {what}")
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
         with self._lock:
             proc = self._ensure()
             self._next_id += 1
             rid = self._next_id
-            assert proc.stdin is not None and proc.stdout is not None
+            assert proc.stdin is not None
             try:
                 proc.stdin.write(json.dumps({"id": rid, "op": op, **fields}) + "\n")
                 proc.stdin.flush()
-                line = proc.stdout.readline()
             except (BrokenPipeError, OSError) as e:
-                self._proc = None
-                raise ZkToolError(f"the snarkjs worker died: {e}") from None
-            if not line:
-                self._proc = None
-                raise ZkToolError("the snarkjs worker exited")
-            reply: dict[str, Any] = json.loads(line)
-            if reply.get("id") != rid:
-                raise ZkToolError("the snarkjs worker answered out of order")
+                raise self._fault(f"died ({e})") from None
+            timeout = self.prove_timeout if op == "prove" else self.verify_timeout
+            try:
+                line = self._lines.get(timeout=timeout)
+            except queue.Empty:
+                raise self._fault(f"no answer in {timeout:g} s") from None
+            if line is None:
+                raise self._fault("exited")
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                raise self._fault(f"answered a line that is not JSON: {line[:80]!r}") from None
+            if not isinstance(reply, dict) or reply.get("id") != rid:
+                raise self._fault("answered out of order or not with an object")
             return reply
 
     def prove(self, wasm: Path, zkey: Path, inputs: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
@@ -112,7 +165,11 @@ class SnarkjsWorker:
         if reply.get("reason") == "B not in G2":
             # The Python verifier refuses this point at the same step: same answer, same error.
             raise ProofError(SUBGROUP_ERROR)
-        return bool(reply["valid"])
+        valid = reply.get("valid")
+        if not isinstance(valid, bool):
+            with self._lock:
+                raise self._fault(f"a verdict that is not true/false: {valid!r}")
+        return valid
 
     def close(self) -> None:
         with self._lock:

@@ -163,8 +163,11 @@ def run(
     cwd: Path | None = None,
     on_line: Callable[[str], None] | None = None,
     what: str = "",
+    stdin: str | None = None,
 ) -> str:
     """Run a tool, streaming its output lines (ANSI colours stripped) to ``on_line``.
+    ``stdin`` is written to its standard input (secrets go there: a command line is visible
+    to every user of the machine).
 
     Returns the whole output; raises :class:`ZkToolError` with its tail on failure.
     """
@@ -172,6 +175,7 @@ def run(
         proc = subprocess.Popen(
             cmd,
             cwd=str(cwd or project_root()),
+            stdin=subprocess.PIPE if stdin is not None else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -179,6 +183,13 @@ def run(
         )
     except OSError as e:
         raise ZkToolError(f"cannot start {cmd[0]}: {e}") from None
+    if stdin is not None:
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        except OSError:
+            pass  # the tool exited early: its exit status says why
     lines: list[str] = []
     assert proc.stdout is not None
     for raw in proc.stdout:

@@ -8,26 +8,38 @@ that protocol (``accord zk ceremony init|contribute|beacon|verify``); the single
 
 The flow, each step on whoever's machine, exchanging folders (a shared drive, mail, git):
 
-1. ``init``: the coordinator fixes the parameters (power, members in order, circuits with their
-   r1cs hashes, the beacon source and its hash iterations) and runs ``powersoftau new`` (no
-   secret in it). The folder gets ``transcript.json``, the first ptau and the r1cs files.
-2. ``contribute`` (each member in turn, phase 1): takes the previous member's folder, verifies
+1. ``init``: the coordinator fixes the parameters (power; members in order, each with its
+   Ed25519 public key; circuits with the hash of their sources, the hash of the r1cs they
+   compile to and the compiler versions; the beacon chain and height, hash iterations) and runs
+   ``powersoftau new`` (no secret in it). The folder gets ``transcript.json``, the first ptau
+   and the r1cs files (for reference only: every later step compiles its own).
+2. ``contribute`` (each member in turn, phase 1): takes the previous member's folder, compiles
+   the circuits from its own copy of the sources and refuses a ceremony whose recorded source
+   or r1cs hash differs (a coordinator cannot run the ceremony on a backdoored r1cs), verifies
    the transcript and the files it builds on, draws 32 bytes from the OS and hands them to
    snarkjs on its standard input (never a command line, which other users of a machine can
    read; snarkjs mixes in 64 bytes of its own randomness), verifies its own output, and
-   writes the new ptau and the extended transcript into its own output folder.
-3. ``beacon`` (anyone, phase 1): once the last contribution is published, the value named by the
-   beacon source (e.g. the hash of a public chain's block at a height fixed at ``init``, so in
-   the future of every contribution) is mixed with the transcript hash so far:
-   ``beacon = SHA-256(domain || transcript hash || value)``, iterated 2^k times by snarkjs. No
-   member could know it when contributing, and nobody chooses it. Then ``prepare phase2`` and
-   the Groth16 ``setup`` of every circuit follow (deterministic: anyone can redo them).
+   writes the new ptau and the extended transcript into its own output folder. Each entry is
+   signed with the member's key (over the file's hash, snarkjs's contribution hash and the
+   transcript hash before it), so a relay cannot put its own file under a member's name; the
+   member keeps the contribution hash it was shown and finds it in the final transcript.
+3. ``prepare`` (anyone, after the last phase-1 contribution): ``prepare phase2`` and the
+   Groth16 ``setup`` of every circuit (deterministic: anyone can redo them).
 4. ``contribute`` again (each member, phase 2: one contribution per circuit), then ``beacon``
-   again (a second value of the beacon source), which also exports the verification keys.
-5. ``verify`` (anyone, any time): the transcript's hash chain; every file's SHA-256; snarkjs's
+   (anyone): the ceremony's one beacon. ``init`` fixed a chain (its genesis hash) and a height
+   in the future of every contribution; the value is that block's hash, taken with its commit
+   certificate, which ``beacon`` and ``verify`` check against that chain's validators. It is
+   mixed with the transcript hash after the last contribution,
+   ``beacon = SHA-256(domain || transcript hash || block hash)``, the same for every circuit,
+   iterated 2^k times by snarkjs; then the verification keys are exported. Nobody chooses
+   the value and no member knew it when contributing.
+5. ``verify`` (anyone, any time, with its own copy of the sources): the circuits compile to the
+   recorded r1cs; every member signed its entries, in init's order, once each; the
+   transcript's hash chain; every file's SHA-256; snarkjs's
    own verification of every step file (each ptau/zkey file carries all contributions so far
-   with their proofs); the contributor names in each file in transcript order; the beacons'
-   derivation; and the verification keys re-exported from the final zkeys.
+   with their proofs); the contributor names and contribution hashes in each file in transcript
+   order; the beacon's certificate and derivation; and the verification keys re-exported from
+   the final zkeys.
 
 Genesis records the transcript hash and each verification key's hash in
 ``zk_params["ceremony"]`` (:func:`genesis_record`); a validator refuses to start on a genesis
@@ -51,13 +63,16 @@ from pathlib import Path
 from typing import Any
 
 from .. import encoding
-from ..errors import ValidationError
-from . import tools
+from ..crypto import ed25519
+from ..errors import InvalidSignature, ValidationError
+from . import build, tools
 from .tools import ZkToolError
 
-VERSION = 1
+VERSION = 2
 TRANSCRIPT = "transcript.json"
-ENTRY_DOMAIN = "accord/ceremony-transcript/v1"
+ENTRY_DOMAIN = "accord/ceremony-transcript/v2"
+SIGN_DOMAIN = "accord/ceremony-contribution/v1"
+SOURCE_DOMAIN = "accord/circuit-source/v1"
 BEACON_DOMAIN = b"accord/ceremony-beacon/v1"
 MIN_ITERATIONS, MAX_ITERATIONS = 10, 30  # snarkjs takes 2^10..2^63; 2^30 takes minutes
 DEFAULT_ITERATIONS = 20
@@ -75,43 +90,69 @@ def _h(value: encoding.Value) -> str:
 @dataclass(frozen=True)
 class Params:
     power: int
-    members: tuple[str, ...]
-    circuits: tuple[tuple[str, str], ...]  # (name, r1cs sha256)
-    beacon_source: str
+    members: tuple[tuple[str, str], ...]  # (name, Ed25519 public key hex), in contribution order
+    circuits: tuple[tuple[str, str, str], ...]  # (name, source hash, r1cs sha256)
+    compiler: tuple[tuple[str, str], ...]  # (npm package, version) the sources compile with
+    beacon_chain: str  # genesis hash (hex) of the chain whose block gives the beacon
+    beacon_height: int  # that block's height, in the future of every contribution
     beacon_iterations: int = DEFAULT_ITERATIONS
+
+    @property
+    def member_names(self) -> tuple[str, ...]:
+        return tuple(m for m, _ in self.members)
+
+    def member_key(self, name: str) -> bytes:
+        for m, k in self.members:
+            if m == name:
+                return bytes.fromhex(k)
+        raise CeremonyError(f"{name!r} is not a member of this ceremony")
 
     def check(self) -> None:
         from .ceremony import MAX_POWER, MIN_POWER
 
         if not MIN_POWER <= self.power <= MAX_POWER:
             raise CeremonyError(f"ceremony power must be in {MIN_POWER}..{MAX_POWER}")
-        if not self.members or len(set(self.members)) != len(self.members):
+        names_m = self.member_names
+        if not names_m or len(set(names_m)) != len(names_m):
             raise CeremonyError("a ceremony needs members with unique names")
-        names = [*self.members, *(c for c, _ in self.circuits)]
+        keys = [k for _, k in self.members]
+        if len(set(keys)) != len(keys):
+            raise CeremonyError("every member needs a public key of its own")
+        for _, k in self.members:
+            if not re.fullmatch(r"[0-9a-f]{64}", k):
+                raise CeremonyError("a member key must be an Ed25519 public key (64 hex digits)")
+        names = [*names_m, *(c for c, _, _ in self.circuits)]
         for m in names:
             if not _NAME.fullmatch(m):
                 raise CeremonyError(f"name {m!r}: use letters, digits, _ . - only")
-        if len({c for c, _ in self.circuits}) != len(self.circuits):
+        if len({c for c, _, _ in self.circuits}) != len(self.circuits):
             raise CeremonyError("circuit names must be unique")
-        for _, h in self.circuits:
-            if not re.fullmatch(r"[0-9a-f]{64}", h):
-                raise CeremonyError("an r1cs hash must be 64 lowercase hex digits")
-        if not 1 <= len(self.beacon_source) <= 500:
-            raise CeremonyError("describe the beacon source (1..500 characters)")
+        for _, src, h in self.circuits:
+            if not (re.fullmatch(r"[0-9a-f]{64}", h) and re.fullmatch(r"[0-9a-f]{64}", src)):
+                raise CeremonyError("source and r1cs hashes must be 64 lowercase hex digits")
+        if not self.compiler:
+            raise CeremonyError("the ceremony must name the compiler of its circuits")
+        if not re.fullmatch(r"[0-9a-f]{64}", self.beacon_chain):
+            raise CeremonyError("the beacon chain is named by its genesis hash (64 hex digits)")
+        if not 1 <= self.beacon_height < 2**63:
+            raise CeremonyError("the beacon height must be a block height (>= 1)")
         if not MIN_ITERATIONS <= self.beacon_iterations <= MAX_ITERATIONS:
             raise CeremonyError(f"beacon iterations: 2^{MIN_ITERATIONS}..2^{MAX_ITERATIONS}")
 
     def to_json(self) -> dict[str, Any]:
-        return {"power": self.power, "members": list(self.members),
-                "circuits": [[n, h] for n, h in self.circuits],
-                "beacon_source": self.beacon_source, "beacon_iterations": self.beacon_iterations}
+        return {"power": self.power, "members": [[n, k] for n, k in self.members],
+                "circuits": [[n, s, h] for n, s, h in self.circuits],
+                "compiler": [[n, v] for n, v in self.compiler],
+                "beacon_chain": self.beacon_chain, "beacon_height": self.beacon_height,
+                "beacon_iterations": self.beacon_iterations}
 
     @classmethod
     def from_json(cls, d: Any) -> Params:
         try:
-            p = cls(int(d["power"]), tuple(str(m) for m in d["members"]),
-                    tuple((str(n), str(h)) for n, h in d["circuits"]), str(d["beacon_source"]),
-                    int(d["beacon_iterations"]))
+            p = cls(int(d["power"]), tuple((str(n), str(k)) for n, k in d["members"]),
+                    tuple((str(n), str(s), str(h)) for n, s, h in d["circuits"]),
+                    tuple((str(n), str(v)) for n, v in d["compiler"]),
+                    str(d["beacon_chain"]), int(d["beacon_height"]), int(d["beacon_iterations"]))
         except (KeyError, TypeError, ValueError) as e:
             raise CeremonyError(f"malformed ceremony parameters: {e}") from None
         p.check()
@@ -148,6 +189,8 @@ class Transcript:
             want = _h([ENTRY_DOMAIN, prev, encoding.canonical(dict(sorted(body.items())))])
             if e.get("prev") != prev or e.get("hash") != want:
                 raise CeremonyError(f"transcript entry {i} ({e.get('step')}) breaks the hash chain")
+            if e.get("step") == "contribute":
+                self._check_signature(i, prev, body)
             prev = want
         expected = list(_plan(self.params))
         if len(self.entries) > len(expected):
@@ -156,6 +199,21 @@ class Transcript:
             got = (e.get("step"), e.get("phase"), e.get("circuit"), e.get("member"))
             if got != want_step:
                 raise CeremonyError(f"transcript entry {i} is {got}, expected {want_step}")
+
+    def _check_signature(self, i: int, prev: str, body: dict[str, Any]) -> None:
+        """A contribution entry is the member's own: signed with the key ``init`` fixed for
+        that name, over the file's hash, its contribution hash and the transcript before it
+        (so a relay can neither swap in a file of its own under a member's name nor move a
+        signed entry elsewhere in the ceremony)."""
+        member = str(body.get("member"))
+        sig = body.get("signature")
+        unsigned = {k: v for k, v in body.items() if k != "signature"}
+        try:
+            ed25519.verify(self.params.member_key(member), signed_message(prev, unsigned),
+                           bytes.fromhex(str(sig)))
+        except (InvalidSignature, ValueError):
+            raise CeremonyError(f"transcript entry {i}: {member}'s signature does not verify "
+                                "(not this member's contribution)") from None
 
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -168,7 +226,12 @@ class Transcript:
 
     @classmethod
     def load(cls, folder: Path) -> Transcript:
-        path = Path(folder) / TRANSCRIPT
+        return cls.from_file(Path(folder) / TRANSCRIPT)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Transcript:
+        """A transcript with its hash chain, plan and members' signatures checked."""
+        path = Path(path)
         try:
             doc = json.loads(path.read_text())
         except (OSError, ValueError) as e:
@@ -193,16 +256,52 @@ class Transcript:
         raise CeremonyError(f"no phase-{phase} file yet")
 
 
+def signed_message(prev: str, body: dict[str, Any]) -> bytes:
+    """What a member signs for one contribution entry (everything but the signature)."""
+    return encoding.encode([SIGN_DOMAIN, prev, encoding.canonical(dict(sorted(body.items())))])
+
+
 def _plan(p: Params) -> list[tuple[str, int, str | None, str | None]]:
     """The ceremony's steps in order: (step, phase, circuit, member)."""
     steps: list[tuple[str, int, str | None, str | None]] = [("new", 1, None, None)]
-    steps += [("contribute", 1, None, m) for m in p.members]
-    steps += [("beacon", 1, None, None), ("prepare", 1, None, None)]
-    steps += [("setup", 2, c, None) for c, _ in p.circuits]
-    steps += [("contribute", 2, c, m) for m in p.members for c, _ in p.circuits]
-    steps += [("beacon", 2, c, None) for c, _ in p.circuits]
-    steps += [("export", 2, c, None) for c, _ in p.circuits]
+    steps += [("contribute", 1, None, m) for m in p.member_names]
+    steps += [("prepare", 1, None, None)]
+    steps += [("setup", 2, c, None) for c, _, _ in p.circuits]
+    steps += [("contribute", 2, c, m) for m in p.member_names for c, _, _ in p.circuits]
+    steps += [("beacon", 2, c, None) for c, _, _ in p.circuits]
+    steps += [("export", 2, c, None) for c, _, _ in p.circuits]
     return steps
+
+
+def _PREPARED(t: Transcript) -> int:  # noqa: N802
+    """Index of the phase-2 ptau's entry: after ``new`` and one contribution per member."""
+    return 1 + len(t.params.members)
+
+
+def certified_beacon(p: Params, chain: Any, certificate: str) -> str:
+    """The beacon value: the hash of the block at the height ``init`` fixed on the chain
+    ``init`` fixed, as 2f+1 of its validators certified it. Nobody chooses it, and nobody
+    knew it when contributing. ``chain`` is that chain's :class:`accord.genesis.Genesis`;
+    ``certificate`` the hex of the block's :meth:`accord.types.Certificate.encode`."""
+    from ..consensus.aggregate import verify_certificate
+    from ..errors import AccordError
+    from ..types import Certificate
+
+    if chain.hash.hex() != p.beacon_chain:
+        raise CeremonyError("the beacon chain's genesis is not the one init fixed")
+    try:
+        cert = Certificate.decode(bytes.fromhex(certificate))
+    except (ValueError, AccordError) as e:
+        raise CeremonyError(f"malformed beacon certificate: {e}") from None
+    if cert.height != p.beacon_height:
+        raise CeremonyError(f"the beacon certificate is for height {cert.height}, "
+                            f"init fixed height {p.beacon_height}")
+    try:
+        verify_certificate(chain, chain.chain_id, cert, chain.quorum)
+    except AccordError as e:
+        raise CeremonyError(f"the beacon certificate does not verify against the chain's "
+                            f"validators: {e}") from None
+    return cert.block_hash.hex()
 
 
 def derive_beacon(transcript_hash: str, value: str) -> str:
@@ -236,24 +335,54 @@ def _file_name(step: str, phase: int, circuit: str | None, member: str | None, i
         f"{index:03d}_vk_{circuit}.json"
 
 
-def contributors(out: str, phase: int) -> list[tuple[str, str | None]]:
-    """(name, beacon generator or None) per contribution, from snarkjs's verify log."""
+_HEX_ROW = re.compile(r"^\s*(?:[0-9a-f]{8}\s+){3}[0-9a-f]{8}\s*$")
+
+
+def _hex_block(lines: Sequence[str], start: int) -> str | None:
+    """The hash snarkjs prints as rows of 4 x 8 hex digits from ``lines[start]`` on."""
+    rows = []
+    for line in lines[start:]:
+        if not _HEX_ROW.match(line):
+            break
+        rows.append("".join(line.split()))
+    return "".join(rows) or None
+
+
+def contribution_hash(out: str) -> str:
+    """The contribution hash snarkjs prints when it makes a contribution (phase 1: the
+    response hash; phase 2: the contribution hash). The member keeps it to find its own
+    contribution in the final transcript and in every later file's list of contributions."""
     lines = out.splitlines()
-    found: list[tuple[str, str | None]] = []
+    for i, line in enumerate(lines):
+        if "Contribution Response Hash" in line or "Contribution Hash:" in line:
+            h = _hex_block(lines, i + 1)
+            if h:
+                return h
+    raise ZkToolError("snarkjs did not print the contribution hash")
+
+
+def contributors(out: str, phase: int) -> list[tuple[str, str | None, str | None]]:
+    """(name, beacon generator or None, contribution hash) per contribution, from snarkjs's
+    verify log, oldest first."""
+    lines = out.splitlines()
+    found: list[list[str | None]] = []
     pat = re.compile(r"Contribution #\d+: ?(.*)$" if phase == 1 else r"contribution #\d+ ?(.*?):\s*$")
-    for line in lines:
+    for i, line in enumerate(lines):
         m = pat.search(line)
         if m:
-            found.append((m.group(1).strip(), None))
+            found.append([m.group(1).strip(), None, _hex_block(lines, i + 1) if phase == 2 else None])
             continue
         b = re.search(r"Beacon generator: ([0-9a-f]+)", line)
         if b and found:
-            found[-1] = (found[-1][0], b.group(1))
-    return found[::-1]  # snarkjs lists the newest first
+            found[-1][1] = b.group(1)
+        if phase == 1 and found and "Response Hash:" in line and found[-1][2] is None:
+            found[-1][2] = _hex_block(lines, i + 1)
+    return [(str(n), bg, h) for n, bg, h in found][::-1]  # snarkjs lists the newest first
 
 
 def _verify_file(t: Transcript, entry_index: int, path: Path, folder_of: dict[str, Path]) -> None:
-    """snarkjs's check of one step file, and the contributors it lists against the transcript."""
+    """snarkjs's check of one step file, and the contributions it lists (names and hashes)
+    against the transcript's signed entries."""
     e = t.entries[entry_index]
     phase = e["phase"]
     if phase == 1:
@@ -262,19 +391,21 @@ def _verify_file(t: Transcript, entry_index: int, path: Path, folder_of: dict[st
             raise CeremonyError(f"{path.name}: snarkjs did not confirm the powers of tau")
     else:
         r1cs = _find(folder_of, f"{e['circuit']}.r1cs")
-        ptau = _find(folder_of, t.entries[len(t.params.members) + 2]["file"])
+        ptau = _find(folder_of, t.entries[_PREPARED(t)]["file"])
         out = _snarkjs(["zkey", "verify", str(r1cs), str(ptau), str(path)], f"zkey verify ({path.name})")
         if "ZKey Ok!" not in out:
             raise CeremonyError(f"{path.name}: snarkjs did not confirm the key")
-    want: list[tuple[str, str | None]] = []
+    want: list[tuple[str, str | None, str | None]] = []
     for prior in t.entries[: entry_index + 1]:
         if prior["phase"] != phase or prior.get("circuit") != e.get("circuit"):
             continue
         if prior["step"] == "contribute":
-            want.append((prior["member"], None))
+            want.append((prior["member"], None, prior.get("contribution")))
         elif prior["step"] == "beacon":
-            want.append(("final beacon", prior["beacon"]))
+            want.append(("final beacon", prior["beacon"], None))
     got = contributors(out, phase)
+    # a beacon's own hash is not recorded (anyone can recompute it from the beacon)
+    got = [(n, bg, None if bg is not None else h) for n, bg, h in got]
     if got != want:
         raise CeremonyError(f"{path.name}: its contributions {got} are not the transcript's {want}")
 
@@ -303,43 +434,96 @@ def _check_hash(entry: dict[str, Any], path: Path) -> None:
 # --- the commands -------------------------------------------------------------------------------
 
 
-def init(out: Path, power: int, members: Sequence[str], circuits: Sequence[tuple[str, Path]],
-         beacon_source: str, beacon_iterations: int = DEFAULT_ITERATIONS) -> Transcript:
-    """Fix the parameters, copy the r1cs files, run ``powersoftau new``."""
+def compiler_versions() -> tuple[tuple[str, str], ...]:
+    """What turns a circuit's sources into its r1cs on this machine: with the same sources and
+    these versions the build is deterministic, so every member can redo it."""
+    return tuple((pkg, tools.package_version(pkg)) for pkg in ("circom2", "circomlib"))
+
+
+def source_hash(spec: build.CircuitSpec) -> str:
+    """The hash of everything a circuit is compiled from, except the compiler (recorded
+    beside it): its name, the generated main file, and every ``.circom`` file of its folder
+    (the includes; the same set :mod:`accord.zk.build` keys its cache on)."""
+    files = sorted(spec.source.parent.glob("*.circom"))
+    return _h([SOURCE_DOMAIN, spec.name, spec.main_source() or spec.source.name,
+               [[f.name, tools.file_hash(f)] for f in files]])
+
+
+def compile_circuits(params: Params, specs: Sequence[build.CircuitSpec]) -> dict[str, Path]:
+    """Compile, on this machine, the sources a member was given (from its own checkout, not
+    from the ceremony's folders) and check they are the ceremony's: same source hash, same
+    compiler, and the r1cs they compile to is the one ``init`` recorded. A coordinator who
+    started the ceremony on another r1cs (a circuit with a constraint removed, same name and
+    public inputs) is caught here. Returns circuit name -> this machine's r1cs."""
+    mine = compiler_versions()
+    if mine != params.compiler:
+        raise CeremonyError(f"this machine compiles circuits with {dict(mine)}, the ceremony "
+                            f"with {dict(params.compiler)}: install the ceremony's versions")
+    given = {s.name: s for s in specs}
+    wanted = {n for n, _, _ in params.circuits}
+    if set(given) != wanted:
+        raise CeremonyError(f"give the sources of exactly the ceremony's circuits {sorted(wanted)} "
+                            f"(--circuit/--file), not {sorted(given)}")
+    out: dict[str, Path] = {}
+    for name, src_h, r1cs_h in params.circuits:
+        spec = given[name]
+        if source_hash(spec) != src_h:
+            raise CeremonyError(f"circuit {name!r}: these sources are not the ones the ceremony "
+                                "was started for (source hash differs)")
+        r1cs = build.build(spec).r1cs
+        if tools.file_hash(r1cs) != r1cs_h:
+            raise CeremonyError(f"circuit {name!r}: the ceremony's r1cs is not what its sources "
+                                "compile to (the ceremony runs on another circuit)")
+        out[name] = r1cs
+    return out
+
+
+def init(out: Path, power: int, members: Sequence[tuple[str, bytes]],
+         circuits: Sequence[build.CircuitSpec], beacon_chain: str, beacon_height: int,
+         beacon_iterations: int = DEFAULT_ITERATIONS) -> Transcript:
+    """Fix the parameters (members with their public keys; each circuit's source hash, the
+    r1cs it compiles to and the compiler), run ``powersoftau new``."""
     out = Path(out)
     if (out / TRANSCRIPT).exists():
         raise CeremonyError(f"{out} already holds a ceremony")
-    out.mkdir(parents=True, exist_ok=True)
-    params = Params(power, tuple(members), tuple((n, tools.file_hash(r)) for n, r in circuits),
-                    beacon_source, beacon_iterations)
+    built = [(spec, build.build(spec).r1cs) for spec in circuits]
+    params = Params(power, tuple((n, bytes(k).hex()) for n, k in members),
+                    tuple((spec.name, source_hash(spec), tools.file_hash(r)) for spec, r in built),
+                    compiler_versions(), beacon_chain, beacon_height, beacon_iterations)
     params.check()
-    for name, r1cs in circuits:
-        shutil.copyfile(r1cs, out / f"{name}.r1cs")
+    return _init_with(out, params, {spec.name: r for spec, r in built})
+
+
+def _init_with(out: Path, params: Params, r1cs: dict[str, Path]) -> Transcript:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, path in r1cs.items():
+        shutil.copyfile(path, out / f"{name}.r1cs")
     t = Transcript(params, [])
     name = _file_name("new", 1, None, None, 0)
-    _snarkjs(["powersoftau", "new", "bn128", str(power), str(out / name)], "powersoftau new")
+    _snarkjs(["powersoftau", "new", "bn128", str(params.power), str(out / name)], "powersoftau new")
     t.append(step="new", phase=1, circuit=None, member=None, file=name,
              sha256=tools.file_hash(out / name))
     t.save(out)
     return t
 
 
-def _load_and_check_inputs(folder: Path, extra: Sequence[Path] = ()) -> tuple[Transcript, dict[str, Path]]:
+def _load_and_check_inputs(folder: Path, specs: Sequence[build.CircuitSpec]
+                           ) -> tuple[Transcript, dict[str, Path]]:
     """The previous step's transcript, with the files the next step builds on hashed and
-    verified again (a resumed or forwarded ceremony never trusts a step file unchecked)."""
+    verified again (a resumed or forwarded ceremony never trusts a step file unchecked), and
+    the circuits compiled here from the member's own sources."""
     t = Transcript.load(folder)
-    files = _index([folder, *extra])
+    files = _index([folder])
+    # The r1cs a step is checked against is this machine's build, never the folder's copy.
+    for name, r1cs in compile_circuits(t.params, specs).items():
+        files[f"{name}.r1cs"] = r1cs
     heads: list[int] = []
-    for phase, circuits in ((1, [None]), (2, [c for c, _ in t.params.circuits])):
+    for phase, circuits in ((1, [None]), (2, [c for c, _, _ in t.params.circuits])):
         for c in circuits:
             idx = [i for i, e in enumerate(t.entries)
                    if e["phase"] == phase and e.get("circuit") == c and e["step"] != "export"]
             if idx:
                 heads.append(idx[-1])
-    for name, h in t.params.circuits:
-        r1cs = _find(files, f"{name}.r1cs")
-        if tools.file_hash(r1cs) != h:
-            raise CeremonyError(f"{r1cs.name} is not the circuit the ceremony was started for")
     for i in heads:
         e = t.entries[i]
         path = _find(files, e["file"])
@@ -351,20 +535,25 @@ def _load_and_check_inputs(folder: Path, extra: Sequence[Path] = ()) -> tuple[Tr
 
 def _carry(t: Transcript, files: dict[str, Path], out: Path) -> None:
     """Copy into the output folder what the next member needs to verify it besides the new
-    step files: the r1cs files and, in phase 2, the prepared ptau."""
-    names = [f"{c}.r1cs" for c, _ in t.params.circuits]
-    if len(t.entries) > len(t.params.members) + 2:
-        names.append(t.entries[len(t.params.members) + 2]["file"])
+    step files: the r1cs files (for reference: each member compiles its own) and, in phase 2,
+    the prepared ptau."""
+    names = [f"{c}.r1cs" for c, _, _ in t.params.circuits]
+    if len(t.entries) > _PREPARED(t):
+        names.append(t.entries[_PREPARED(t)]["file"])
     for name in names:
         if not (out / name).exists():
             shutil.copyfile(_find(files, name), out / name)
 
 
-def contribute(src: Path, out: Path, member: str) -> Transcript:
+def contribute(src: Path, out: Path, member: str, key: ed25519.AccountKey,
+               specs: Sequence[build.CircuitSpec]) -> Transcript:
     """This member's contribution(s) for the current phase (phase 1: the ptau; phase 2: one
-    zkey per circuit). Entropy: 32 bytes from the OS, passed to snarkjs on its stdin, never
-    stored, never on a command line."""
-    t, files = _load_and_check_inputs(Path(src))
+    zkey per circuit), each entry signed with the member's key. Entropy: 32 bytes from the
+    OS, passed to snarkjs on its stdin, never stored, never on a command line."""
+    t = Transcript.load(Path(src))
+    if t.params.member_key(member) != key.public_key:
+        raise CeremonyError(f"this key is not {member}'s (init fixed another public key)")
+    t, files = _load_and_check_inputs(Path(src), specs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     step = t.next_step()
@@ -380,49 +569,65 @@ def contribute(src: Path, out: Path, member: str) -> Transcript:
         dst = out / name
         secret = secrets.token_bytes(32).hex() + "\n"
         if phase == 1:
-            _snarkjs(["powersoftau", "contribute", str(prev), str(dst), f"--name={member}"],
-                     f"powersoftau contribute ({member})", stdin=secret)
+            log = _snarkjs(["powersoftau", "contribute", str(prev), str(dst), f"--name={member}"],
+                           f"powersoftau contribute ({member})", stdin=secret)
         else:
-            _snarkjs(["zkey", "contribute", str(prev), str(dst), f"--name={member}"],
-                     f"zkey contribute ({member})", stdin=secret)
+            log = _snarkjs(["zkey", "contribute", str(prev), str(dst), f"--name={member}"],
+                           f"zkey contribute ({member})", stdin=secret)
         del secret
-        t.append(step="contribute", phase=phase, circuit=circuit, member=member, file=name,
-                 sha256=tools.file_hash(dst))
+        body = {"step": "contribute", "phase": phase, "circuit": circuit, "member": member,
+                "file": name, "sha256": tools.file_hash(dst),
+                "contribution": contribution_hash(log)}
+        body["signature"] = key.sign(signed_message(t.hash, body)).hex()
+        t.append(**body)
         files[name] = dst
         _verify_file(t, len(t.entries) - 1, dst, files)
     t.save(out)
     return t
 
 
-def beacon(src: Path, out: Path, value: str) -> Transcript:
-    """Close the current phase with the beacon source's ``value`` (see the module); phase 1 then
-    prepares phase 2 and sets up every circuit, phase 2 exports the verification keys."""
-    t, files = _load_and_check_inputs(Path(src))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not 1 <= len(value) <= 200:
-        raise CeremonyError("the beacon value must be 1..200 characters")
+def prepare(src: Path, out: Path, specs: Sequence[build.CircuitSpec]) -> Transcript:
+    """After the last phase-1 contribution (anyone; deterministic, so anyone can redo it):
+    ``prepare phase2`` and the Groth16 ``setup`` of every circuit. Phase 1 has no beacon of
+    its own: the ceremony's one beacon closes phase 2, after every contribution."""
+    return _close(Path(src), Path(out), specs, "prepare", None)
+
+
+def beacon(src: Path, out: Path, certificate: str, chain: Any,
+           specs: Sequence[build.CircuitSpec]) -> Transcript:
+    """Close the ceremony with its one beacon: the block hash that ``certificate`` (hex of
+    :meth:`accord.types.Certificate.encode`) certifies at the height fixed at ``init`` on the
+    chain ``chain`` (its genesis); then export the verification keys."""
+    return _close(Path(src), Path(out), specs, "beacon", certificate, chain)
+
+
+def _close(src: Path, out: Path, specs: Sequence[build.CircuitSpec], first: str,
+           certificate: str | None, chain: Any = None) -> Transcript:
+    t, files = _load_and_check_inputs(src, specs)
     step = t.next_step()
-    if step is None or step[0] != "beacon":
-        raise CeremonyError(f"the ceremony's next step is {step}, not a beacon")
+    if step is None or step[0] != first:
+        raise CeremonyError(f"the ceremony's next step is {step}, not {first}")
+    value = "" if certificate is None else certified_beacon(t.params, chain, certificate)
+    out.mkdir(parents=True, exist_ok=True)
     _carry(t, files, out)
     it = str(t.params.beacon_iterations)
+    # One beacon for every circuit, bound to the transcript after the last contribution.
+    b = derive_beacon(t.hash, value) if value else ""
 
     def record(step: str, phase: int, circuit: str | None, name: str, **kw: Any) -> None:
         t.append(step=step, phase=phase, circuit=circuit, member=None, file=name,
                  sha256=tools.file_hash(out / name), **kw)
         files[name] = out / name
 
-    while (step := t.next_step()) is not None and step[0] in ("beacon", "prepare", "setup", "export"):
+    kinds = ("prepare", "setup") if first == "prepare" else ("beacon", "export")
+    while (step := t.next_step()) is not None and step[0] in kinds:
         kind, phase, circuit, _ = step
         name = _file_name(kind, phase, circuit, None, len(t.entries))
         if kind == "beacon":
-            b = derive_beacon(t.hash, value)
             prev = _find(files, t.last_file(phase, circuit)["file"])
-            tool = "powersoftau" if phase == 1 else "zkey"
-            _snarkjs([tool, "beacon", str(prev), str(out / name), b, it, "-n=final beacon"],
-                     f"{tool} beacon")
-            record(kind, phase, circuit, name, beacon=b, value=value)
+            _snarkjs(["zkey", "beacon", str(prev), str(out / name), b, it, "-n=final beacon"],
+                     "zkey beacon")
+            record(kind, phase, circuit, name, beacon=b, value=value, certificate=certificate)
             _verify_file(t, len(t.entries) - 1, out / name, files)
         elif kind == "prepare":
             prev = _find(files, t.last_file(1, None)["file"])
@@ -439,7 +644,7 @@ def beacon(src: Path, out: Path, value: str) -> Transcript:
             final = _find(files, t.last_file(2, circuit)["file"])
             _snarkjs(["zkey", "export", "verificationkey", str(final), str(out / name)],
                      "zkey export verificationkey")
-            record(kind, phase, circuit, name)
+            record(kind, phase, circuit, name, vk_hash=vk_hash(json.loads((out / name).read_text())))
     t.save(out)
     return t
 
@@ -448,27 +653,35 @@ def beacon(src: Path, out: Path, value: str) -> Transcript:
 class Verified:
     transcript_hash: str
     vks: dict[str, dict[str, Any]]
+    #: member -> its contribution hashes in the verified transcript, in order (phase 1, then
+    #: one per circuit): what each member compares with what ``contribute`` printed to it.
+    contributions: dict[str, list[str]]
 
 
-def verify(folders: Sequence[Path]) -> Verified:
+def verify(folders: Sequence[Path], specs: Sequence[build.CircuitSpec], chain: Any) -> Verified:
     """Check a finished ceremony from its published folders (the transcript is taken from the
-    first folder). Raises :class:`CeremonyError` (or ``ZkToolError``) at the first fault."""
+    first folder), against circuits compiled here from ``specs`` (the verifier's own copy of
+    the sources) and with ``chain``, the genesis of the chain that gave the beacon. Raises
+    :class:`CeremonyError` (or ``ZkToolError``) at the first fault."""
     if not folders:
         raise CeremonyError("no ceremony folder given")
     t = Transcript.load(Path(folders[0]))
+    files = _index([Path(f) for f in folders])
+    for name, r1cs in compile_circuits(t.params, specs).items():
+        files[f"{name}.r1cs"] = r1cs
     if t.next_step() is not None:
         raise CeremonyError(f"the ceremony is not finished: next step {t.next_step()}")
-    files = _index([Path(f) for f in folders])
-    for name, h in t.params.circuits:
-        if tools.file_hash(_find(files, f"{name}.r1cs")) != h:
-            raise CeremonyError(f"{name}.r1cs is not the circuit the ceremony was started for")
     vks: dict[str, dict[str, Any]] = {}
     for i, e in enumerate(t.entries):
         path = _find(files, e["file"])
         _check_hash(e, path)
-        if e["step"] == "beacon" and e.get("beacon") != derive_beacon(
-                t.entries[i - 1]["hash"], str(e.get("value"))):
-            raise CeremonyError(f"entry {i}: the beacon is not derived from the transcript")
+        if e["step"] == "beacon":
+            last = max(j for j, c in enumerate(t.entries) if c["step"] == "contribute")
+            if certified_beacon(t.params, chain, str(e.get("certificate"))) != e.get("value"):
+                raise CeremonyError(f"entry {i}: the beacon value is not the certified block hash")
+            if e.get("beacon") != derive_beacon(t.entries[last]["hash"], str(e.get("value"))):
+                raise CeremonyError(f"entry {i}: the beacon is not derived from the transcript "
+                                    "after the last contribution and the certified block")
         if e["step"] == "export":
             final = _find(files, t.last_file(2, e["circuit"])["file"])
             tmp = Path(tools.cache_dir()) / f"ceremony-verify-{secrets.token_hex(6)}.json"
@@ -479,12 +692,28 @@ def verify(folders: Sequence[Path]) -> Verified:
             finally:
                 tmp.unlink(missing_ok=True)
             vk = json.loads(path.read_text())
-            if vk != again:
+            if vk != again or e.get("vk_hash") != vk_hash(vk):
                 raise CeremonyError(f"{path.name} is not the key of the final zkey")
             vks[e["circuit"]] = vk
         elif e["step"] != "new":
             _verify_file(t, i, path, files)
-    return Verified(t.hash, vks)
+    contributions: dict[str, list[str]] = {m: [] for m in t.params.member_names}
+    for e in t.entries:
+        if e["step"] == "contribute":
+            contributions[e["member"]].append(str(e["contribution"]))
+    return Verified(t.hash, vks, contributions)
+
+
+def check_member(v: Verified, member: str, hashes: Sequence[str]) -> None:
+    """A member's own check: every contribution hash ``contribute`` printed to it is in the
+    verified transcript under its name (a relay that replaced its file fails this)."""
+    if member not in v.contributions:
+        raise CeremonyError(f"{member!r} is not a member of this ceremony")
+    mine = v.contributions[member]
+    for h in hashes:
+        if h.strip().lower() not in mine:
+            raise CeremonyError(f"contribution {h[:16]}... of {member} is not in the transcript: "
+                                "the published ceremony does not build on your file")
 
 
 # --- genesis ------------------------------------------------------------------------------------
@@ -499,16 +728,24 @@ def genesis_record(v: Verified) -> dict[str, Any]:
     return {"transcript": v.transcript_hash, "vks": {n: vk_hash(vk) for n, vk in sorted(v.vks.items())}}
 
 
-def check_genesis(zk_circuits: dict[str, Any], zk_params: dict[str, Any]) -> None:
-    """A validator's start-up check: every verification key in genesis is one a verified
-    ceremony produced (its hash is in ``zk_params["ceremony"]``, next to that ceremony's
-    transcript hash, which anyone can re-verify with ``accord zk ceremony verify``).
-    A genesis without circuits needs no record; one with circuits and no record is refused
-    unless it says ``"ceremony": "insecure-dev"`` (test chains with local keys)."""
+def check_genesis(zk_circuits: dict[str, Any], zk_params: dict[str, Any],
+                  transcript: Transcript | None = None, *, allow_insecure: bool = False) -> None:
+    """A validator's start-up check of genesis's verification keys.
+
+    A genesis without circuits needs no record. ``"ceremony": "insecure-dev"`` (one-machine
+    keys) is refused unless the node was started with ``allow_insecure`` (test and demo
+    chains). Otherwise genesis records a transcript hash and each key's hash, and the
+    validator must have the transcript itself: its hash is genesis's, its hash chain and every
+    member's signature hold, it is finished, and its exported keys are genesis's keys. These
+    are the cheap checks; re-running snarkjs over every step file is ``accord zk ceremony
+    verify``, which each member runs once."""
     if not zk_circuits:
         return
     rec = zk_params.get("ceremony")
     if rec == "insecure-dev":
+        if not allow_insecure:
+            raise ValidationError("genesis marks its ZK keys insecure-dev (a one-machine ceremony): "
+                                  "a validator starts on it only with allow_insecure_zk (test chains)")
         return
     if not isinstance(rec, dict) or not re.fullmatch(r"[0-9a-f]{64}", str(rec.get("transcript"))):
         raise ValidationError("genesis has verification keys but no ceremony transcript hash "
@@ -519,3 +756,13 @@ def check_genesis(zk_circuits: dict[str, Any], zk_params: dict[str, Any]) -> Non
     for name, vk in zk_circuits.items():
         if vks.get(name) != vk_hash(vk):
             raise ValidationError(f"the verification key of {name!r} is not the ceremony's")
+    if transcript is None:
+        raise ValidationError("genesis records a ceremony: give the validator its transcript "
+                              "(node.json ceremony_transcript, or transcript.json next to genesis)")
+    if transcript.hash != rec["transcript"]:
+        raise ValidationError("the ceremony transcript is not the one genesis records (hash differs)")
+    if transcript.next_step() is not None:
+        raise ValidationError("the ceremony transcript is not finished")
+    derived = {e["circuit"]: e.get("vk_hash") for e in transcript.entries if e["step"] == "export"}
+    if derived != dict(vks) or set(derived) != set(zk_circuits):
+        raise ValidationError("the ceremony transcript does not produce the keys genesis records")
