@@ -359,9 +359,9 @@ def test_stream_client_that_stops_reading_is_dropped(tmp_path: Path) -> None:
     try:
         # Small fixed send buffers (inherited by accepted sockets) so that a few hundred kB
         # of stream messages fill them; the OS would otherwise auto-tune them to megabytes.
-        for site in sn.server._runner.sites:
-            for lsock in site._server.sockets:
-                lsock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        assert sn.server._listener is not None
+        for lsock in sn.server._listener.sockets:
+            lsock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         with Client(sn.url) as c:
             txs = [transfer(ALICE, i, BOB.address, 1) for i in range(1500)]
             assert all(isinstance(r, bytes) for r in c.submit_many(txs))

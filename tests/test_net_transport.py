@@ -439,7 +439,8 @@ def test_idle_and_excess_handshakes_are_bounded() -> None:
     g = make_genesis(4)
 
     async def main() -> None:
-        ts = await start_mesh(g, [1], handshake_timeout=0.5, max_pending_handshakes=2)
+        # peer_handshake_slots=0: the test client dials from a validator's configured address
+        ts = await start_mesh(g, [1], handshake_timeout=0.5, max_pending_handshakes=2, peer_handshake_slots=0)
         t1 = ts[0]
         try:
             async with aiohttp.ClientSession() as s:
@@ -466,7 +467,7 @@ def test_one_host_cannot_take_every_handshake_slot() -> None:
 
     async def main() -> None:
         ts = await start_mesh(g, [1], handshake_timeout=3.0, max_pending_handshakes=6,
-                              max_pending_handshakes_per_ip=2)
+                              max_pending_handshakes_per_ip=2, peer_handshake_slots=0)
         t1 = ts[0]
         try:
             async with aiohttp.ClientSession() as s:

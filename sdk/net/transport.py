@@ -70,6 +70,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import ipaddress
 import logging
 import random
 import socket
@@ -232,8 +233,18 @@ class NetConfig:
     """seconds during which a peer closed as misbehaving is refused (``banned``)"""
     handshake_timeout: float = 5.0
     max_pending_handshakes: int = 16
-    max_pending_handshakes_per_ip: int = 8
-    """pending handshakes from one remote address: one host cannot take every slot"""
+    """the shared pool of pending handshakes (any source address)"""
+    max_pending_handshakes_per_ip: int = 4
+    """pending handshakes from one remote address in the shared pool: a few hosts cannot take
+    every slot"""
+    peer_handshake_slots: int = 4
+    """pending handshakes reserved for each configured validator address (genesis or node.json),
+    used once the shared pool or its per-address share is full: silent connections from other
+    addresses cannot lock the validators out of each other"""
+    first_byte_timeout: float = 1.0
+    """seconds a connection from an address that is no validator's may stay silent before its
+    first byte (a dialer sends its ClientHello or request at once); configured addresses get
+    ``handshake_timeout``"""
     max_pending_requests: int = 256
     """outstanding :meth:`Transport.request` calls, all peers together"""
     max_served_requests: int = 8
@@ -253,6 +264,18 @@ class NetConfig:
     """PEM certificate of this validator's listener; with ``tls_key``, links are encrypted
     (TLS 1.3) and TLS is required of every peer. Both None: plaintext links (older networks)."""
     tls_key: str | None = None
+
+
+def _norm_ip(ip: str) -> str:
+    """One spelling per address (an IPv4 peer reaching a dual-stack socket shows up as
+    ``::ffff:a.b.c.d``), so that the per-address counts and the validator set agree."""
+    try:
+        a = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+        return str(a.ipv4_mapped)
+    return str(a)
 
 
 async def _close_quietly(
@@ -393,10 +416,14 @@ class Transport:
         self._accepting: list[asyncio.Task[None]] = []
         self._opening: set[asyncio.Task[None]] = set()
         self._opening_by_ip: dict[str, int] = {}
+        self._opening_reserved_by_ip: dict[str, int] = {}
+        self._pending_reserved_by_ip: dict[str, int] = {}
+        self._peer_ips: set[str] = set()
         self._warned_plaintext = hs.RecentSet(256)
         self._session: aiohttp.ClientSession | None = None
         self._dialers: list[asyncio.Task[None]] = []
         self._addr_changed: asyncio.Event | None = None
+        self._refreshing: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._started = False
         self._rng = random.Random()
@@ -422,6 +449,11 @@ class Transport:
         )
         self.m_hs_fail = m.counter(
             "accord_net_handshake_failures_total", "handshakes refused or failed, by reason", ["reason"]
+        )
+        self.m_hs_reserved = m.counter(
+            "accord_net_reserved_handshake_slots_total",
+            "connections from a configured validator address admitted on its reserved slots "
+            "because the shared pool was full", ["stage"],
         )
         self.m_hs_ok = m.counter("accord_net_handshakes_total", "authenticated connections", ["role"])
         self.m_disconnects = m.counter(
@@ -464,6 +496,7 @@ class Transport:
         app.router.add_get(self.config.path, self._accept)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
+        await self._refresh_peer_ips()
         await self._listen()
         self._session = aiohttp.ClientSession()
         for j in range(self.index + 1, self.genesis.n):
@@ -512,6 +545,46 @@ class Transport:
         self._addresses[index] = (host, port)
         if self._addr_changed is not None:
             self._addr_changed.set()
+            task = asyncio.get_running_loop().create_task(self._refresh_peer_ips())
+            self._refreshing.add(task)
+            task.add_done_callback(self._refreshing.discard)
+
+    async def _refresh_peer_ips(self) -> None:
+        """The addresses the other validators are configured at (resolved), which get reserved
+        handshake slots. A name that does not resolve now is skipped (logged): its validator
+        still competes for the shared pool, behind the first-byte deadline, like a NAT'd one."""
+        loop = asyncio.get_running_loop()
+        ips: set[str] = set()
+        for j, (host, _port) in list(self._addresses.items()):
+            if j == self.index or not host:
+                continue
+            try:
+                ips.add(_norm_ip(str(ipaddress.ip_address(host))))
+                continue
+            except ValueError:
+                pass
+            try:
+                infos = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), 5.0)
+            except (OSError, TimeoutError) as e:
+                log.warning("validator %d: cannot resolve validator %d's host %r: %r (no reserved "
+                            "handshake slots for it)", self.index, j, host, e)
+                continue
+            ips.update(_norm_ip(str(info[4][0])) for info in infos)
+        self._peer_ips = ips
+
+    def _admit(self, ip: str, shared: int, shared_by_ip: dict[str, int], reserved_by_ip: dict[str, int],
+               stage: str) -> str | None:
+        """Which pool a new pending connection from ``ip`` takes ("shared", "reserved"), or None
+        (refused and counted). Reserved slots are only for configured validator addresses and
+        only once their shared share is gone, so that the shared limits still mean what they say."""
+        cfg = self.config
+        if shared < cfg.max_pending_handshakes and shared_by_ip.get(ip, 0) < cfg.max_pending_handshakes_per_ip:
+            return "shared"
+        if ip in self._peer_ips and reserved_by_ip.get(ip, 0) < cfg.peer_handshake_slots:
+            self.m_hs_reserved.inc(stage=stage)
+            return "reserved"
+        self.m_hs_fail.inc(reason="busy" if shared >= cfg.max_pending_handshakes else "busy_ip")
+        return None
 
     # --- queries -------------------------------------------------------------------------
 
@@ -720,17 +793,15 @@ class Transport:
                 await asyncio.sleep(0.1)
                 continue
             conn.setblocking(False)
-            ip = str(addr[0]) if addr else "?"
-            if len(self._opening) >= self.config.max_pending_handshakes:
-                self.m_hs_fail.inc(reason="busy")
+            ip = _norm_ip(str(addr[0])) if addr else "?"
+            shared = len(self._opening) - sum(self._opening_reserved_by_ip.values())
+            pool = self._admit(ip, shared, self._opening_by_ip, self._opening_reserved_by_ip, "open")
+            if pool is None:
                 conn.close()
                 continue
-            if self._opening_by_ip.get(ip, 0) >= self.config.max_pending_handshakes_per_ip:
-                self.m_hs_fail.inc(reason="busy_ip")
-                conn.close()
-                continue
-            self._opening_by_ip[ip] = self._opening_by_ip.get(ip, 0) + 1
-            task = asyncio.create_task(self._open(conn, ip))
+            counts = self._opening_by_ip if pool == "shared" else self._opening_reserved_by_ip
+            counts[ip] = counts.get(ip, 0) + 1
+            task = asyncio.create_task(self._open(conn, ip, counts))
             self._opening.add(task)
             task.add_done_callback(self._opening.discard)
 
@@ -749,22 +820,26 @@ class Transport:
                 finally:
                     loop.remove_reader(conn.fileno())
 
-    async def _open(self, conn: socket.socket, ip: str) -> None:
+    async def _open(self, conn: socket.socket, ip: str, counts: dict[str, int]) -> None:
         """Hand an accepted connection to the WebSocket server, over TLS or not, or refuse it.
 
         Bounded like the handshake: ``max_pending_handshakes`` connections (and
         ``max_pending_handshakes_per_ip`` from one address) may be here at once, each for at
-        most ``handshake_timeout`` (first byte and TLS handshake included)."""
+        most ``handshake_timeout`` (first byte and TLS handshake included); a connection from
+        an address that is no validator's must send its first byte within
+        ``first_byte_timeout``, so that silent connections free the shared slots quickly."""
         loop = asyncio.get_running_loop()
         handed = False
         assert self._runner is not None
         server = self._runner.server
         assert server is not None
         try:
+            known = ip in self._peer_ips
+            deadline = self.config.handshake_timeout if known else self.config.first_byte_timeout
             try:
-                first = await asyncio.wait_for(self._peek(conn), self.config.handshake_timeout)
+                first = await asyncio.wait_for(self._peek(conn), deadline)
             except TimeoutError:
-                self.m_hs_fail.inc(reason="timeout")
+                self.m_hs_fail.inc(reason="timeout" if known else "first_byte_timeout")
                 return
             if not first:
                 return
@@ -805,11 +880,11 @@ class Transport:
         finally:
             if not handed:
                 conn.close()
-            left = self._opening_by_ip.get(ip, 1) - 1
+            left = counts.get(ip, 1) - 1
             if left > 0:
-                self._opening_by_ip[ip] = left
+                counts[ip] = left
             else:
-                self._opening_by_ip.pop(ip, None)
+                counts.pop(ip, None)
 
     async def _refuse_plaintext(self, conn: socket.socket) -> None:
         """What a plaintext dialer gets from a validator that requires TLS: one clear answer
@@ -993,19 +1068,22 @@ class Transport:
         return peer
 
     async def _accept(self, request: web.Request) -> web.StreamResponse:
-        if self._stopping or self._pending_handshakes >= self.config.max_pending_handshakes:
+        if self._stopping:
             self.m_hs_fail.inc(reason="busy")
             return web.Response(status=503, text="busy")
-        ip = request.remote or "?"
-        if self._pending_by_ip.get(ip, 0) >= self.config.max_pending_handshakes_per_ip:
-            # Without this, one host opening connections it never authenticates would fill
-            # every slot and lock the real validators out until its handshakes time out.
-            self.m_hs_fail.inc(reason="busy_ip")
+        ip = _norm_ip(request.remote or "?")
+        # Without the per-address share, one host opening connections it never authenticates
+        # would fill every slot and lock the real validators out until its handshakes time out;
+        # without the reserved slots, a few hosts still could.
+        pool = self._admit(ip, self._pending_handshakes, self._pending_by_ip, self._pending_reserved_by_ip, "upgrade")
+        if pool is None:
             return web.Response(status=503, text="busy")
         # Counted from here, before the first await, so that concurrent upgrades cannot all
         # pass the checks above together.
-        self._pending_handshakes += 1
-        self._pending_by_ip[ip] = self._pending_by_ip.get(ip, 0) + 1
+        counts = self._pending_by_ip if pool == "shared" else self._pending_reserved_by_ip
+        if pool == "shared":
+            self._pending_handshakes += 1
+        counts[ip] = counts.get(ip, 0) + 1
         ws = web.WebSocketResponse(
             max_msg_size=HANDSHAKE_MAX + 1 if _widening_works else self.max_frame,
             heartbeat=self.config.heartbeat, compress=False,
@@ -1014,12 +1092,13 @@ class Transport:
             try:
                 peer = await self._upgrade_and_authenticate(request, ws)
             finally:
-                self._pending_handshakes -= 1
-                left = self._pending_by_ip[ip] - 1
+                if pool == "shared":
+                    self._pending_handshakes -= 1
+                left = counts[ip] - 1
                 if left:
-                    self._pending_by_ip[ip] = left
+                    counts[ip] = left
                 else:
-                    del self._pending_by_ip[ip]
+                    del counts[ip]
             if peer is not None:
                 await self._run_peer(peer)
             return ws

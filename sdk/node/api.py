@@ -56,7 +56,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import pydantic
 from aiohttp import WSMsgType, web
@@ -158,6 +158,18 @@ class ApiConfig:
     """Recent blocks kept decoded (with receipts and tx-tree leaves) for tx status and proofs:
     decoding a 5,000-tx block and its receipts costs ~0.25 s, and clients polling for their
     transactions all ask about the same few recent blocks."""
+    request_head_timeout_s: float = 10.0
+    """Seconds from a request's first byte (or the connection's opening) to its complete
+    headers; a slower client is disconnected (``accord_api_connections_refused_total{reason="head_timeout"}``)."""
+    request_body_timeout_s: float = 30.0
+    """Seconds to receive a request's whole body (408)."""
+    keepalive_timeout_s: float = 15.0
+    """Seconds an idle keep-alive connection stays open between requests."""
+    max_connections: int = 2048
+    """Open HTTP connections, all clients together (kept well below the descriptor limit);
+    beyond it new connections are closed at once (``reason="busy"``)."""
+    max_connections_per_client: int = 64
+    """Open HTTP connections from one client IP (``reason="busy_ip"``)."""
     stream_heartbeat_s: float = 30.0
     stream_send_timeout_s: float = 30.0
     """A stream whose client accepts no message for this long is closed (after a ``lagged``
@@ -456,6 +468,13 @@ class ClientApi:
         self.m_stream_lagged = reg.counter(
             "accord_api_stream_lagged_total", "streams closed because the client read too slowly"
         )
+        self.m_conn_refused = reg.counter(
+            "accord_api_connections_refused_total", "HTTP connections closed by the API's limits", ("reason",)
+        )
+        self.m_connections = reg.gauge("accord_api_connections", "open HTTP connections")
+        self._conns_by_ip: dict[str, int] = {}
+        self._conns = 0
+        self._guards: dict[asyncio.BaseTransport, _Guard] = {}
         self.m_latency = reg.histogram("accord_api_request_seconds", "API request handling time", ("route",))
 
     # --- wiring ----------------------------------------------------------------------
@@ -490,6 +509,9 @@ class ClientApi:
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
         started = time.perf_counter()
         literal = _allowed_methods(request.path, literal_only=True)
+        guard = self._guards.get(request.transport) if request.transport is not None else None
+        if guard is not None:
+            guard.head_received()
         try:
             if literal and request.method not in literal.split(", "):
                 # e.g. GET /v1/txs/batch, which the /v1/txs/{hash} template would take
@@ -514,6 +536,9 @@ class ClientApi:
         except Exception:
             log.exception("client API handler failed on %s %s", request.method, request.path)
             resp = error_response(500, "internal", "internal error")
+        finally:
+            if guard is not None:
+                guard.request_done()
         self.m_requests.inc(route=route, status=resp.status)
         if not isinstance(resp, web.WebSocketResponse):
             self.m_latency.observe(time.perf_counter() - started, route=route)
@@ -541,7 +566,13 @@ class ClientApi:
         declared = request.content_length
         if declared is not None and declared > limit:
             raise TooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
-        data = await request.read()  # bounded by client_max_size
+        try:  # bounded by client_max_size, and in time: a dribbled body holds no connection
+            data = await asyncio.wait_for(request.read(), self.config.request_body_timeout_s)
+        except TimeoutError:
+            self.m_conn_refused.inc(reason="body_timeout")
+            raise web.HTTPRequestTimeout(
+                reason=f"request body not received within {self.config.request_body_timeout_s:g} s"
+            ) from None
         if len(data) > limit:
             raise TooLarge(f"body of {len(data)} bytes exceeds the limit of {limit}")
         return data
@@ -1046,6 +1077,98 @@ def create_app(node: NodeView, config: ApiConfig | None = None) -> web.Applicati
     return app
 
 
+class _Guard(asyncio.Protocol):
+    """Wraps aiohttp's per-connection protocol with what aiohttp does not bound: how many
+    connections are open (in total and per client IP: refused at once, before any parsing)
+    and how long a request's headers may take (aiohttp waits for ever, so one header byte
+    every few seconds held a connection and its descriptor indefinitely)."""
+
+    def __init__(self, api: ClientApi, inner: asyncio.Protocol) -> None:
+        self.api = api
+        self.inner = inner
+        self.transport: asyncio.BaseTransport | None = None
+        self.ip = "?"
+        self.admitted = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.in_request = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        api, cfg = self.api, self.api.config
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.ip = str(peer[0]) if peer else "?"
+        reason = None
+        if api._conns >= cfg.max_connections:
+            reason = "busy"
+        elif api._conns_by_ip.get(self.ip, 0) >= cfg.max_connections_per_client:
+            reason = "busy_ip"
+        if reason is not None:
+            api.m_conn_refused.inc(reason=reason)
+            transport.close()
+            return
+        self.admitted = True
+        api._conns += 1
+        api._conns_by_ip[self.ip] = api._conns_by_ip.get(self.ip, 0) + 1
+        api._guards[transport] = self
+        api.m_connections.set(api._conns)
+        self._arm()
+        self.inner.connection_made(transport)
+
+    def _arm(self) -> None:
+        if self.timer is None:
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_later(self.api.config.request_head_timeout_s, self._head_timeout)
+
+    def _head_timeout(self) -> None:
+        self.timer = None
+        if self.transport is not None and not self.in_request:
+            self.api.m_conn_refused.inc(reason="head_timeout")
+            assert isinstance(self.transport, asyncio.WriteTransport)
+            self.transport.abort()
+
+    def head_received(self) -> None:
+        """Called when a request reaches the handlers: its headers are all in."""
+        self.in_request = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def request_done(self) -> None:
+        self.in_request = False
+
+    def data_received(self, data: bytes) -> None:
+        if not self.in_request:
+            self._arm()  # the first bytes of a next request: its headers have the same bound
+        cast(asyncio.Protocol, self.inner).data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.admitted:
+            return
+        api = self.api
+        api._conns -= 1
+        left = api._conns_by_ip.get(self.ip, 1) - 1
+        if left > 0:
+            api._conns_by_ip[self.ip] = left
+        else:
+            api._conns_by_ip.pop(self.ip, None)
+        if self.transport is not None:
+            api._guards.pop(self.transport, None)
+        api.m_connections.set(api._conns)
+        self.inner.connection_lost(exc)
+
+
 class ApiServer:
     """Runs the client API on ``host:port`` inside the caller's event loop.
 
@@ -1067,19 +1190,28 @@ class ApiServer:
             self._ssl = server_context(*tls)
         self.app = create_app(node, config)
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
 
     @property
     def api(self) -> ClientApi:
         return self.app[API_KEY]
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        cfg = self.api.config
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=cfg.keepalive_timeout_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._port, reuse_address=True, ssl_context=self._ssl)
-        await site.start()
-        addresses = self._runner.addresses
-        if addresses:
-            self._port = int(addresses[0][1])
+        server = self._runner.server
+        assert server is not None
+        api = self.api
+        loop = asyncio.get_running_loop()
+        # our own listener rather than TCPSite: each connection's protocol is wrapped in a _Guard
+        self._listener = await loop.create_server(
+            lambda: _Guard(api, server()), self.host, self._port, reuse_address=True, ssl=self._ssl, backlog=128,
+        )
+        socks = self._listener.sockets
+        if socks:
+            self._port = int(socks[0].getsockname()[1])
 
     @property
     def port(self) -> int:
@@ -1090,6 +1222,9 @@ class ApiServer:
         return f"{'https' if self._ssl is not None else 'http'}://{self.host}:{self._port}"
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
