@@ -121,3 +121,119 @@ def test_send_reads_the_chain_id_from_a_local_genesis_and_prints_it(
     assert code == 0, err
     assert "'some-other-production-chain'" in err and "nonce 41" in err
     assert len(server.posted) == 1
+
+
+def _fixed(body: bytes, code: int = 200) -> Handler:
+    return lambda h: send_json(h, body, code)
+
+
+def _huge(h: http.server.BaseHTTPRequestHandler) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(3 * 1024**3))
+    h.end_headers()
+    chunk = b" " * (1 << 20)
+    try:
+        for _ in range(64):  # 64 MiB at most, then hang up: enough to see whether it is read
+            h.wfile.write(chunk)
+    except OSError:
+        pass
+
+
+def _huge_chunked(h: http.server.BaseHTTPRequestHandler) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Transfer-Encoding", "chunked")
+    h.end_headers()
+    chunk = b" " * (1 << 20)
+    try:
+        for _ in range(64):
+            h.wfile.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+    except OSError:
+        pass
+
+
+def _drip(h: http.server.BaseHTTPRequestHandler) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", "1000")
+    h.end_headers()
+    try:
+        for _ in range(1000):
+            h.wfile.write(b" ")
+            h.wfile.flush()
+            threading.Event().wait(0.2)  # each byte well inside the per-read timeout
+    except OSError:
+        pass
+
+
+_TYPES = (b'{"name":1,"peers":5,"healthy":"no","running":true,"height":{"a":1},"head_hash":7,'
+          b'"next_nonce":"x","nonce":[],"tx_hash":5}')
+
+_HOSTILE: dict[str, Handler] = {
+    "deep": _fixed(b"[" * 100_000 + b"]" * 100_000),
+    "deep_map": _fixed(b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+    "list": _fixed(b"[1,2,3]"),
+    "types": _fixed(_TYPES),
+    "not_json": _fixed(b"\xff\xfe<html>"),
+    "err500_deep": _fixed(b"[" * 100_000, 500),
+    "huge": _huge,
+    "huge_chunked": _huge_chunked,
+}
+
+_COMMANDS = {
+    "status": ("status",),
+    "query_account": ("query", "account", "00" * 20),
+    "query_block": ("query", "block", "3"),
+    "query_tx": ("query", "tx", "00" * 32),
+    "query_call": ("query", "call", "token", "balance_of", "account=0x" + "00" * 20),
+    "send": ("send", "token", "transfer", "amount=1", "--chain-id", "c", "--wait", "1", "--nonce", "0"),
+    "send_nonce": ("send", "token", "transfer", "amount=1", "--chain-id", "c", "--wait", "0"),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(_HOSTILE))
+@pytest.mark.parametrize("command", sorted(_COMMANDS))
+def test_hostile_answers_are_one_clear_error_line(
+        server: _Server, capsys: pytest.CaptureFixture[str], tmp_path: Path, mode: str, command: str) -> None:
+    """Old code: RecursionError / AttributeError / TypeError tracebacks, or 64 MiB read into memory."""
+    server.answer = _HOSTILE[mode]
+    argv = list(_COMMANDS[command])
+    if command.startswith("send"):
+        argv += ["--key", str(_key(tmp_path))]
+    code, _, err = _cli(capsys, *argv, "--url", server.url, "--timeout", "5")
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("accord: error: "), err
+
+
+def test_send_with_a_well_formed_chain_but_malformed_account(
+        server: _Server, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def answer(h: http.server.BaseHTTPRequestHandler) -> None:
+        if h.path.startswith("/v1/status"):
+            send_json(h, b'{"chain_id": "c"}')
+        else:
+            send_json(h, b'{"next_nonce": "x"}')
+
+    server.answer = answer
+    code, _, err = _cli(capsys, "send", "token", "transfer", "amount=1", "--chain-id", "c", "--wait", "0",
+                        "--key", str(_key(tmp_path)), "--url", server.url)
+    assert code == 1 and "next_nonce" in err and "Traceback" not in err and server.posted == []
+
+
+def test_huge_answer_is_refused_unread(server: _Server, capsys: pytest.CaptureFixture[str]) -> None:
+    server.answer = _huge
+    code, _, err = _cli(capsys, "status", "--url", server.url)
+    assert code == 1 and "too_large" in err
+
+
+def test_timeout_bounds_the_whole_exchange(server: _Server, capsys: pytest.CaptureFixture[str]) -> None:
+    """A node dripping a byte every 0.2 s never trips a per-read timeout of 1 s; old code waited
+    the full 200 s of the drip. The bound checked is loose (no timing race): far under the drip."""
+    import time
+
+    server.answer = _drip
+    t0 = time.monotonic()
+    code, _, err = _cli(capsys, "status", "--url", server.url, "--timeout", "1")
+    assert code == 1 and "within 1 s" in err
+    assert time.monotonic() - t0 < 60

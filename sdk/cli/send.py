@@ -22,7 +22,7 @@ from ..crypto.ed25519 import AccountKey
 from ..errors import ValidationError, WaitTimeout
 from ..types import Tx
 from .query import _receipt_doc, _receipt_lines
-from .remote import Remote, add_target, emit, parse_args_list
+from .remote import STATUS_FIELDS, Remote, add_target, emit, parse_args_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,12 +82,16 @@ def _send(args: argparse.Namespace) -> int:
     chain_id = _expected_chain_id(args)
     r = Remote(args)
     try:
-        reported = r(r.client.status).get("chain_id")
+        reported = r.doc(r.client.status, fields=STATUS_FIELDS).get("chain_id")
         if reported != chain_id:
             raise ValidationError(
                 f"{r.url} reports chain {str(reported)[:80]!r}, not {chain_id!r}: refusing to sign "
                 f"(wrong node, or a node that lies)")
-        nonce = args.nonce if args.nonce is not None else int(r(r.client.account, key.address)["next_nonce"])
+        if args.nonce is not None:
+            nonce = args.nonce
+        else:
+            nonce = r.doc(r.client.account, key.address, fields={"next_nonce": int}, required=("next_nonce",))[
+                "next_nonce"]
         print(f"signing for chain {chain_id!r} with nonce {nonce}", file=sys.stderr)
         tx = Tx.create(key, chain_id=chain_id, contract=args.contract, method=args.method, args=kw,
                        nonce=nonce, gas_limit=args.gas_limit)
