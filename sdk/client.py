@@ -22,6 +22,7 @@ import contextlib
 import http.client
 import json
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -35,7 +36,7 @@ import aiohttp
 
 from . import encoding
 from .encoding import Value
-from .errors import AccordError, DecodeError, ValidationError, WaitTimeout
+from .errors import AccordError, DecodeError, TooLarge, ValidationError, WaitTimeout
 from .genesis import Genesis
 from .merkle import StateProof
 from .types import Block, Certificate, Event, Header, Receipt, Tx
@@ -152,12 +153,36 @@ def error_from(code: str, message: str) -> AccordError:
         return err
 
 
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+
+
+def loads_json(data: bytes | str) -> Any:
+    """``json.loads`` for a server's answer, with the project's nesting limit
+    (``encoding.MAX_DEPTH``): a hostile body nested 100k deep is a :class:`DecodeError`, never a
+    RecursionError. The stdlib parser recurses per level, so its own limit is the interpreter's
+    recursion limit (which a host may raise); the depth is also checked without recursing."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise DecodeError(f"answer nests more than {encoding.MAX_DEPTH} levels deep") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DecodeError(f"answer is not valid JSON: {str(e)[:200]}") from None
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict | list):
+            if depth > encoding.MAX_DEPTH:
+                raise DecodeError(f"answer nests more than {encoding.MAX_DEPTH} levels deep")
+            stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return value
+
+
 def _raise_for(status: int, body: bytes) -> None:
     try:
-        doc = json.loads(body)
+        doc = loads_json(body)
         e = doc["error"]
         code, message = str(e["code"]), str(e["message"])
-    except (ValueError, KeyError, TypeError):
+    except (DecodeError, KeyError, TypeError):
         code, message = f"http_{status}", body[:200].decode("utf-8", "replace") or f"HTTP {status}"
     raise error_from(code, message)
 
@@ -343,8 +368,13 @@ class Client:
 
     def __init__(
         self, url: str, *, timeout: float = 30.0, ca_file: str | Path | None = None,
-        cert_sha256: str | None = None,
+        cert_sha256: str | None = None, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        whole_request_timeout: bool = False,
     ) -> None:
+        """``max_response_bytes`` bounds the body of one answer (a bigger one is
+        :class:`TooLarge`, read no further); with ``whole_request_timeout`` the ``timeout``
+        bounds the whole exchange, not each socket read, so a node that drips one byte a
+        second cannot hold the caller (a ``TimeoutError`` once it is spent)."""
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise DecodeError(f"not an http(s) URL: {url!r}")
@@ -355,6 +385,8 @@ class Client:
         self._port = u.port or (443 if u.scheme == "https" else 80)
         self._prefix = u.path.rstrip("/")
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
+        self.whole_request_timeout = whole_request_timeout
         self._local = threading.local()
 
     def close(self) -> None:
@@ -392,23 +424,77 @@ class Client:
             body, headers["Content-Type"] = raw_body, "application/octet-stream"
         elif json_body is not None:
             body, headers["Content-Type"] = json.dumps(json_body).encode(), "application/json"
+        expired = threading.Event()
+        current: list[http.client.HTTPConnection] = []  # the timer runs in another thread: no self._local
+        timer: threading.Timer | None = None
+        if self.whole_request_timeout:
+            # http.client's timeout is per socket read; past the deadline the socket is shut
+            # down under the reader, which then fails at once.
+            timer = threading.Timer(self.timeout, self._abort, args=(expired, current))
+            timer.daemon = True
+            timer.start()
+        try:
+            return self._exchange(method, target, body, headers, expired, current)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    @staticmethod
+    def _abort(expired: threading.Event, current: list[http.client.HTTPConnection]) -> None:
+        expired.set()
+        sock = current[-1].sock if current else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _read_body(self, resp: http.client.HTTPResponse) -> bytes:
+        limit = self.max_response_bytes
+        length = resp.getheader("Content-Length", "")
+        if length.isdigit() and int(length) > limit:
+            raise TooLarge(f"answer of {int(length)} bytes exceeds the limit of {limit}")
+        parts: list[bytes] = []
+        got = 0
+        while True:
+            chunk = resp.read(min(1 << 16, limit + 1 - got))
+            if not chunk:
+                return b"".join(parts)
+            got += len(chunk)
+            if got > limit:
+                raise TooLarge(f"answer exceeds the limit of {limit} bytes")
+            parts.append(chunk)
+
+    def _exchange(
+        self, method: str, target: str, body: bytes | None, headers: dict[str, str], expired: threading.Event,
+        current: list[http.client.HTTPConnection],
+    ) -> tuple[int, str, bytes]:
         for attempt in (0, 1):
             conn = self._conn()
+            current.append(conn)
             reused = conn.sock is not None
             try:
                 conn.request(method, target, body=body, headers=headers)
                 resp = conn.getresponse()
-                data = resp.read()
+                data = self._read_body(resp)
             except _RETRYABLE:
                 # A keep-alive connection the server closed while idle: the request never
                 # reached a handler, so sending it again on a fresh connection is safe.
                 self.close()
+                if expired.is_set():
+                    raise TimeoutError(f"no complete answer within {self.timeout:g} s") from None
                 if attempt == 0 and reused:
                     continue
                 raise
             except (OSError, http.client.HTTPException):
                 self.close()
+                if expired.is_set():
+                    raise TimeoutError(f"no complete answer within {self.timeout:g} s") from None
                 raise
+            except TooLarge:
+                self.close()  # the rest of the body is never read: the connection is unusable
+                raise
+            if expired.is_set():
+                self.close()
+                raise TimeoutError(f"no complete answer within {self.timeout:g} s")
             if resp.getheader("Connection", "").lower() == "close":
                 self.close()
             if resp.status >= 400:
@@ -417,20 +503,20 @@ class Client:
         raise AssertionError("unreachable")
 
     def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
-        return json.loads(self.request("GET", path, query=query)[2])
+        return loads_json(self.request("GET", path, query=query)[2])
 
     # --- transactions ------------------------------------------------------------------
 
     def submit(self, tx: Tx | bytes) -> bytes:
         """Submit a signed transaction; its hash (raises e.g. NonceError, InvalidSignature)."""
         _, _, data = self.request("POST", "/v1/txs", raw_body=_tx_bytes(tx))
-        return bytes.fromhex(json.loads(data)["tx_hash"])
+        return bytes.fromhex(loads_json(data)["tx_hash"])
 
     def submit_many(self, txs: list[Tx] | list[bytes]) -> list[bytes | AccordError]:
         """Submit a batch; per transaction its hash or the error that rejected it."""
         body = encoding.encode([_tx_bytes(t) for t in txs])
         _, _, data = self.request("POST", "/v1/txs/batch", raw_body=body)
-        return _batch_results(json.loads(data))
+        return _batch_results(loads_json(data))
 
     def tx(self, tx_hash: bytes, *, proof: bool = True, include_tx: bool = False) -> TxStatus:
         q = {"proof": str(proof).lower(), "tx": str(include_tx).lower()}
@@ -483,7 +569,7 @@ class Client:
         _, _, data = self.request(
             "POST", f"/v1/query/{contract}/{method}", raw_body=encoding.encode(args)
         )
-        return encoding.decode(bytes.fromhex(json.loads(data)["raw"]))
+        return encoding.decode(bytes.fromhex(loads_json(data)["raw"]))
 
     # --- node --------------------------------------------------------------------------
 

@@ -89,6 +89,41 @@ class StateUpdate:
     """Tree version of the new nodes: the height of the block the update is for."""
 
 
+class SafetyRecordDamaged(StorageError):
+    """The persisted safety state (votes, lock) fails its checksum: a validator must never vote
+    from it (a lowered round could sign a second, conflicting vote), so it halts instead."""
+
+    code = "safety_damaged"
+
+
+# A safety record is ``_SAFETY_MAGIC || sha256(value) || value``. LMDB checks no content, and a
+# single flipped bit in a vote round still decodes canonically; the hash catches it.
+_SAFETY_MAGIC = b"ASF1"
+_SAFETY_FRAME = len(_SAFETY_MAGIC) + 32
+
+
+def seal_safety(value: bytes) -> bytes:
+    import hashlib
+
+    return _SAFETY_MAGIC + hashlib.sha256(value).digest() + value
+
+
+def open_safety(key: bytes, record: bytes) -> bytes:
+    """The value inside a sealed safety record, or :class:`SafetyRecordDamaged`. A record
+    without the frame is one written before records were sealed: returned as it is (its own
+    canonical decoding is its only check) and sealed on the next vote."""
+    import hashlib
+
+    if not record.startswith(_SAFETY_MAGIC):
+        return record
+    digest, value = record[len(_SAFETY_MAGIC):_SAFETY_FRAME], record[_SAFETY_FRAME:]
+    if len(digest) != 32 or hashlib.sha256(value).digest() != digest:
+        raise SafetyRecordDamaged(
+            f"the safety record {key!r} fails its checksum (damaged on disk): refusing to vote "
+            f"from it; restore the node folder from a backup or re-create it (see docs/operations.md)")
+    return value
+
+
 class Pruned(StorageError):
     """A height below what this store keeps (pruned, or before the snapshot it started from)."""
 
@@ -551,10 +586,17 @@ class Store:
 
     def put_safety(self, key: bytes, value: bytes) -> None:
         """Store consensus safety state; it is on disk (synced) when this returns."""
-        self._write(lambda t: t.put(key, value, db=self._db["safety"]), durable=True)
+        sealed = seal_safety(value)
+        self._write(lambda t: t.put(key, sealed, db=self._db["safety"]), durable=True)
 
     def get_safety(self, key: bytes) -> bytes | None:
-        return self._read(lambda t: t.get(key, db=self._db["safety"]))
+        """The stored safety value; :class:`SafetyRecordDamaged` if it fails its checksum."""
+        record = self._read(lambda t: t.get(key, db=self._db["safety"]))
+        return None if record is None else open_safety(key, bytes(record))
+
+    def iter_safety(self) -> list[tuple[bytes, bytes]]:
+        """Every raw (sealed) safety record, for ``--verify``."""
+        return self._read(lambda t: [(bytes(k), bytes(v)) for k, v in t.cursor(db=self._db["safety"])])
 
     def put_meta(self, key: bytes, value: bytes) -> None:
         if key.startswith(b"accord/"):

@@ -211,6 +211,16 @@ def verify_store(
         except Exception as e:  # damaged bytes can break any reader: report, go on
             problem(f"height {height}: unreadable ({type(e).__name__})")
             parent = None
+    from .store import open_safety
+
+    try:
+        for key, record in store.iter_safety():
+            try:
+                open_safety(key, record)
+            except StorageError as e:
+                problem(f"safety: {e.message}")
+    except Exception as e:
+        problem(f"safety: unreadable ({type(e).__name__})")
     try:
         snap = VerifiedSnapshot(store)
     except StorageError as e:

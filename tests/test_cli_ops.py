@@ -85,7 +85,7 @@ def test_idle_then_send_commits_and_status_query_report_it(
 
     # A transfer beyond the balance commits with a failed receipt: exit 1, the reason printed.
     code, out, _ = _cli(capsys, "send", "token", "transfer", f"to=0x{to.hex()}", f"amount={DEMO_BALANCE + 1}",
-                        "--key", str(key_file), "--url", net.urls[0])
+                        "--key", str(key_file), "--url", net.urls[0], "--chain-id", c.status()["chain_id"])
     assert code == 1 and "FAILED" in out
 
 

@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from ..errors import ValidationError
-from .remote import Remote, add_target, emit, jsonable, parse_args_list
+from .remote import Remote, add_target, emit, expect_object, jsonable, parse_args_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -100,10 +100,11 @@ def _block(args: argparse.Namespace) -> int:
         height = int(height)
     r = Remote(args)
     try:
-        d = r(r.client.block_json, height)
+        d = r.doc(r.client.block_json, height, fields={"hash": str, "header": dict, "txs": list},
+                  required=("header",))
     finally:
         r.close()
-    hdr = d.get("header", {})
+    hdr = expect_object(d["header"], r.url, {"height": int, "round": int, "proposer": (int, str), "time_ms": int})
     txs = d.get("txs") or []
     doc = {"hash": d.get("hash"), "header": hdr, "tx_count": len(txs)}
     lines = [f"block     {hdr.get('height')}  {str(d.get('hash', ''))[:16]}",
@@ -118,7 +119,7 @@ def _account(args: argparse.Namespace) -> int:
     addr = _hex_arg(args.address, 20, "address")
     r = Remote(args)
     try:
-        d = r(r.client.account, addr)
+        d = r.doc(r.client.account, addr, fields={"nonce": int, "next_nonce": int}, required=("nonce", "next_nonce"))
     finally:
         r.close()
     emit(args, d, [f"account     {addr.hex()}", f"nonce       {d.get('nonce')}", f"next nonce  {d.get('next_nonce')}"])

@@ -10,6 +10,7 @@ a JSON object instead, with the same rule for ``0x`` strings.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -17,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client
-from ..errors import AccordError, Unavailable, ValidationError
+from ..errors import AccordError, DecodeError, Unavailable, ValidationError
 
 DEFAULT_URL = "http://127.0.0.1:8650"
+# The node is not trusted: no answer these commands need comes near this size, and a bigger one
+# is refused unread rather than held in memory.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 _INT = re.compile(r"-?(0|[1-9][0-9]*)\Z")
 
 
@@ -30,7 +34,7 @@ def add_target(p: argparse.ArgumentParser) -> None:
     g.add_argument("--node", type=Path, default=None, metavar="DIR",
                    help="a validator's folder: its API address is read from DIR/node.json")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                   help="seconds to wait for each answer of the node (default 10)")
+                   help="seconds the whole of each exchange with the node may take (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
 
@@ -51,22 +55,68 @@ def resolve_url(args: argparse.Namespace) -> str:
 
 
 class Remote:
-    """A client whose transport failures become one clear AccordError (no traceback)."""
+    """A client of an untrusted node whose every failure becomes one clear AccordError (no
+    traceback): transport failures, answers past :data:`MAX_ANSWER_BYTES` or the whole-exchange
+    ``--timeout``, JSON nested too deep, and answers of the wrong shape."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.url = resolve_url(args)
-        self.client = Client(self.url, timeout=args.timeout)
+        if not args.timeout > 0:
+            raise ValidationError("--timeout must be a positive number of seconds")
+        self.client = Client(self.url, timeout=args.timeout, max_response_bytes=MAX_ANSWER_BYTES,
+                             whole_request_timeout=True)
 
     def __call__(self, fn: Any, *a: Any, **kw: Any) -> Any:
         try:
             return fn(*a, **kw)
-        except AccordError:
+        except AccordError as e:
+            if isinstance(e, DecodeError):
+                raise type(e)(f"bad answer from {self.url}: {e.message}") from None
             raise
-        except (OSError, ValueError) as e:  # refused, reset, timed out, not HTTP
-            raise Unavailable(f"no answer from {self.url}: {e}") from None
+        except TimeoutError as e:
+            raise Unavailable(f"no answer from {self.url} within {self.client.timeout:g} s: {e}") from None
+        except (OSError, http.client.HTTPException) as e:  # refused, reset, not HTTP
+            raise Unavailable(f"no answer from {self.url}: {type(e).__name__}: {str(e)[:200]}") from None
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as e:
+            # the client's parsing met an answer of another shape than the API's
+            raise DecodeError(f"malformed answer from {self.url}: {type(e).__name__}: {str(e)[:200]}") from None
+
+    def doc(self, fn: Any, *a: Any, fields: dict[str, type | tuple[type, ...]], required: tuple[str, ...] = (),
+            **kw: Any) -> dict[str, Any]:
+        """A JSON object answer, checked against ``fields`` (name -> allowed types; absent or
+        null is allowed unless the name is ``required``)."""
+        return expect_object(self(fn, *a, **kw), self.url, fields, required)
 
     def close(self) -> None:
         self.client.close()
+
+
+def _type_ok(v: Any, types: type | tuple[type, ...]) -> bool:
+    allowed = types if isinstance(types, tuple) else (types,)
+    if isinstance(v, bool):  # JSON true is not a height
+        return bool in allowed
+    return isinstance(v, allowed)
+
+
+def expect_object(doc: Any, url: str, fields: dict[str, type | tuple[type, ...]],
+                  required: tuple[str, ...] = ()) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise DecodeError(f"malformed answer from {url}: expected a JSON object, got {type(doc).__name__}")
+    for name, types in fields.items():
+        v = doc.get(name)
+        if v is None:
+            if name in required:
+                raise DecodeError(f"malformed answer from {url}: no {name!r}")
+            continue
+        if not _type_ok(v, types):
+            raise DecodeError(f"malformed answer from {url}: {name!r} is a {type(v).__name__}")
+    return doc
+
+
+STATUS_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "index": int, "chain_id": str, "height": int, "head_hash": str, "round": int,
+    "peers": list, "mempool": int, "healthy": bool, "running": bool, "fault": str,
+}
 
 
 def parse_value(text: str) -> Any:

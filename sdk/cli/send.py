@@ -1,22 +1,28 @@
 """``accord send``: sign a transaction with an account key file, submit it, wait for its
 receipt (with a progress indicator on stderr) and print what it did.
 
-The nonce is the account's next one as the node counts it (pending transactions included),
-unless ``--nonce`` says otherwise. Exit status: 0 committed and ok, 1 refused or failed
+The chain a transaction is signed for comes from the operator, never from the node: the node's
+answers are unauthenticated, and a signature for the chain id a (phishing) node reports would be
+a valid transfer on that other chain. So the chain id is ``--chain-id``, or read from a local
+genesis (``--genesis FILE``, or the genesis of the ``--node DIR`` folder); a node that reports
+another chain is refused before anything is signed. The nonce is the account's next one as the
+node counts it (pending transactions included), unless ``--nonce`` says otherwise; a lying node
+can at worst make the transaction fail (wrong nonce), never move it to another chain. Exit status: 0 committed and ok, 1 refused or failed
 (the receipt says why), 3 not committed within ``--wait``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from ..client import TxStatus
 from ..crypto.ed25519 import AccountKey
-from ..errors import WaitTimeout
+from ..errors import ValidationError, WaitTimeout
 from ..types import Tx
 from .query import _receipt_doc, _receipt_lines
-from .remote import Remote, add_target, emit, parse_args_list
+from .remote import STATUS_FIELDS, Remote, add_target, emit, parse_args_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,21 +41,63 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="nonce to sign with (default: the account's next one, as the node counts it)")
     p.add_argument("--wait", type=float, default=60.0, metavar="S",
                    help="seconds to wait for the receipt; 0 submits and returns at once (default 60)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--chain-id", default=None, metavar="ID",
+                     help="the chain to sign for (else read from --genesis, or from the --node folder's genesis)")
+    src.add_argument("--genesis", type=Path, default=None, metavar="FILE",
+                     help="a local genesis.json whose chain id the transaction is signed for")
     add_target(p)
     p.set_defaults(func=_send)
+
+
+def _expected_chain_id(args: argparse.Namespace) -> str:
+    """The chain id from the operator's own files or flags (never from the node's answer)."""
+    from ..genesis import Genesis
+
+    if args.chain_id is not None:
+        if not args.chain_id:
+            raise ValidationError("--chain-id is empty")
+        return str(args.chain_id)
+    path: Path | None = args.genesis
+    if path is None and args.node is not None:
+        from ..config import NodeConfig
+
+        try:
+            path = args.node / NodeConfig.load(args.node).genesis
+        except (OSError, ValueError) as e:
+            raise ValidationError(f"cannot read {args.node / 'node.json'}: {e}") from None
+    if path is None:
+        raise ValidationError(
+            "which chain to sign for? give --chain-id ID, --genesis FILE or --node DIR "
+            "(the node's own answer is not trusted for this)")
+    try:
+        return Genesis.load(path).chain_id
+    except (OSError, ValueError) as e:
+        raise ValidationError(f"cannot read genesis {path}: {e}") from None
 
 
 def _send(args: argparse.Namespace) -> int:
     key = AccountKey.load(args.key)
     kw = parse_args_list(args.arg, args.args_json)
+    chain_id = _expected_chain_id(args)
     r = Remote(args)
     try:
-        chain_id = r(r.client.status)["chain_id"]
-        nonce = args.nonce if args.nonce is not None else int(r(r.client.account, key.address)["next_nonce"])
+        reported = r.doc(r.client.status, fields=STATUS_FIELDS).get("chain_id")
+        if reported != chain_id:
+            raise ValidationError(
+                f"{r.url} reports chain {str(reported)[:80]!r}, not {chain_id!r}: refusing to sign "
+                f"(wrong node, or a node that lies)")
+        if args.nonce is not None:
+            nonce = args.nonce
+        else:
+            nonce = r.doc(r.client.account, key.address, fields={"next_nonce": int}, required=("next_nonce",))[
+                "next_nonce"]
+        print(f"signing for chain {chain_id!r} with nonce {nonce}", file=sys.stderr)
         tx = Tx.create(key, chain_id=chain_id, contract=args.contract, method=args.method, args=kw,
                        nonce=nonce, gas_limit=args.gas_limit)
         h = r(r.client.submit, tx)
-        doc = {"tx_hash": h.hex(), "sender": key.address.hex(), "nonce": nonce, "status": "pending"}
+        doc = {"tx_hash": h.hex(), "sender": key.address.hex(), "chain_id": chain_id, "nonce": nonce,
+               "status": "pending"}
         if args.wait <= 0:
             emit(args, doc, [f"submitted   {h.hex()}  (nonce {nonce}; not waiting)"])
             return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .remote import Remote, add_target, emit
+from .remote import STATUS_FIELDS, Remote, add_target, emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _status(args: argparse.Namespace) -> int:
     r = Remote(args)
     try:
-        st = r(r.client.status)
+        st = r.doc(r.client.status, fields=STATUS_FIELDS)
     finally:
         r.close()
     healthy = bool(st.get("healthy", True)) and bool(st.get("running", True))
