@@ -144,6 +144,23 @@ def qualify(owner: bytes, name: str) -> str:
     return owner.hex() + "/" + name
 
 
+def client_session(client_key: bytes, session: str) -> str:
+    """The server-side id of a client's run: its own namespace, derived from its identity.
+
+    A client names its runs freely; the servers key them by ``(authenticated key, name)``,
+    so no client can take, replay against or burn a session id another client or the oracle
+    will use (a failed run still marks its id as used, but only in the client's namespace).
+    All three servers derive the same id, so the three sides of a run still meet.
+    """
+    digest = encoding.sha256(encoding.encode(["accord/mpc/client-session", client_key, session]))
+    return "c:" + digest.hex()
+
+
+def oracle_session(request_id: bytes) -> str:
+    """The server-side id of an oracle request's run: no client's derived id has this prefix."""
+    return "o:" + request_id.hex()
+
+
 class _SessionTransport:
     def __init__(self, server: MpcServer, session: str) -> None:
         self.server = server
@@ -657,10 +674,13 @@ class MpcServer:
             inputs, params = header.get("inputs", []), header.get("params", {})
             if not isinstance(session, str) or not isinstance(program, str):
                 raise MpcError("bad run request: session and program are strings")
+            if not session or len(session) > MAX_SESSION:
+                raise MpcError(f"a run needs a session id of 1..{MAX_SESSION} characters")
             if not isinstance(params, dict):
                 raise MpcError("bad run request: params is a map")
             outputs, public = self.run(
-                session, program, self._resolve(inputs, program, client_key), params
+                client_session(client_key, session), program,
+                self._resolve(inputs, program, client_key), params,
             )
             names = sorted(outputs)
             meta = {n: {"shape": list(outputs[n].shape), "frac": outputs[n].frac} for n in names}
