@@ -41,7 +41,7 @@ from .local import combine
 from .malicious import MpcAbort
 from .programs import PROGRAMS, code_hash
 from .ring import Ring
-from .server import MpcServer
+from .server import MpcServer, oracle_session
 
 log = logging.getLogger("accord.mpc.oracle")
 
@@ -222,7 +222,7 @@ class OracleWorker:
         try:
             if req.program not in self.genesis.mpc.get("programs", {}):
                 raise MpcError(f"program {req.program!r} is not registered in genesis")
-            outputs, _public = self.server.run(req.id.hex(), req.program, req.shares, req.params)
+            outputs, _public = self.server.run(oracle_session(req.id), req.program, req.shares, req.params)
             payload = encoding.encode(
                 {
                     name: {"shape": list(x.shape), "frac": x.frac,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,28 @@ def _need(inputs: Inputs, *names: str) -> list[SharedArray]:
         raise MpcError(f"missing inputs: {', '.join(missing)}")
     return [inputs[n] for n in names]
 
+
+def _rate(program: str, name: str, value: Any) -> float:
+    """A learning rate from public params: a finite number in (0, 16].
+
+    Reals travel as decimal strings; ``nan``, ``inf`` or a huge rate would only overflow the
+    fixed-point encoding deep inside a run, after every server has started it.
+    """
+    if type(value) not in (str, int, float):
+        raise MpcError(f"{program} needs {name} as a decimal string")
+    try:
+        rate = float(value)
+    except ValueError:
+        raise MpcError(f"{program} needs {name} as a decimal string, not {str(value)[:32]!r}") from None
+    if not (math.isfinite(rate) and 0 < rate <= 16):
+        raise MpcError(f"{program} needs 0 < {name} <= 16")
+    return rate
+
+
+# Gradient steps one lr_train run may take (epochs x batches per epoch): each step is a few
+# dozen rounds on all three servers, so an unbounded count lets one client pin the cluster.
+MAX_LR_EPOCHS = 10_000
+MAX_LR_STEPS = 100_000
 
 BALANCE_BITS = 40  # a recorded balance must lie in [0, 2^40): checked in MPC
 
@@ -73,14 +96,28 @@ def lr_train(party: Party, inputs: Inputs, epochs: int = 5, lr: str = "0.5", bat
     rows = sorted(k for k in inputs if k.startswith("X"))
     cols = sorted(k for k in inputs if k.startswith("F"))
     labels = sorted(k for k in inputs if k.startswith("y"))
+    if not (rows or cols) or not labels:
+        raise MpcError("lr_train needs row blocks X* or column blocks F*, and labels y*")
     if cols:
         x = concatenate([inputs[k] for k in cols], axis=1)
     else:
         x = concatenate([inputs[k] for k in rows], axis=0)
     y = concatenate([inputs[k] for k in labels], axis=0)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise MpcError("lr_train needs rows X (n, d) and labels y (n,)")
+    n = x.shape[0]
+    if type(epochs) is not int or not 1 <= epochs <= MAX_LR_EPOCHS:
+        raise MpcError(f"lr_train needs an integer 1 <= epochs <= {MAX_LR_EPOCHS}")
+    if type(batch) is not int or batch < 1:
+        raise MpcError("lr_train needs an integer batch >= 1")
+    steps = epochs * -(-n // batch)
+    if steps > MAX_LR_STEPS:
+        raise MpcError(f"lr_train: epochs x ceil(n / batch) = {steps} gradient steps, at most "
+                       f"{MAX_LR_STEPS}; use fewer epochs or a larger batch")
+    rate = _rate("lr_train", "lr", lr)
     held: list[tuple[SharedArray, SharedArray]] = []
     ns = timed_until_all(party, lambda: held.append(
-        train_logistic(x, y, epochs=int(epochs), lr=float(lr), batch=int(batch))))
+        train_logistic(x, y, epochs=epochs, lr=rate, batch=batch)))
     w, b = held[0]
     return {"w": w, "b": b, "train_ns": ns}  # until the last server holds its model shares
 
@@ -93,7 +130,7 @@ def lr_listing(party: Party, inputs: Inputs, round_cnt: int = 5, batch: int = 16
         raise MpcError("lr_listing needs X (n, d), integer labels y (n,) and weights w (d + 1,)")
     if type(round_cnt) is not int or type(batch) is not int or not (1 <= round_cnt <= 1000 and 1 <= batch <= x.shape[0]):
         raise MpcError("lr_listing needs 1 <= round_cnt <= 1000 and 1 <= batch <= n")
-    return {"w": train_listing(party, x, y, w, round_cnt, batch, float(eta))}
+    return {"w": train_listing(party, x, y, w, round_cnt, batch, _rate("lr_listing", "eta", eta))}
 
 
 def lr_predict(party: Party, inputs: Inputs) -> dict[str, Any]:

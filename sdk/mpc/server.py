@@ -144,6 +144,23 @@ def qualify(owner: bytes, name: str) -> str:
     return owner.hex() + "/" + name
 
 
+def client_session(client_key: bytes, session: str) -> str:
+    """The server-side id of a client's run: its own namespace, derived from its identity.
+
+    A client names its runs freely; the servers key them by ``(authenticated key, name)``,
+    so no client can take, replay against or burn a session id another client or the oracle
+    will use (a failed run still marks its id as used, but only in the client's namespace).
+    All three servers derive the same id, so the three sides of a run still meet.
+    """
+    digest = encoding.sha256(encoding.encode(["accord/mpc/client-session", client_key, session]))
+    return "c:" + digest.hex()
+
+
+def oracle_session(request_id: bytes) -> str:
+    """The server-side id of an oracle request's run: no client's derived id has this prefix."""
+    return "o:" + request_id.hex()
+
+
 class _SessionTransport:
     def __init__(self, server: MpcServer, session: str) -> None:
         self.server = server
@@ -271,6 +288,8 @@ class MpcServer:
         self.failed_runs = 0  # runs that ended with an error (on this server)
         self._active: set[str] = set()  # sessions running now: an id cannot run twice at once
         self._queues: dict[tuple[str, int], queue.Queue[Any]] = {}
+        self._queue_born: dict[tuple[str, int], float] = {}  # when each queue was created
+        self.expired_queues = 0  # peer-created queues no local run claimed in time
         self._finished: dict[str, None] = {}  # recent sessions (insertion-ordered, bounded)
         self._qlock = threading.Lock()
         self._stop = threading.Event()
@@ -322,6 +341,7 @@ class MpcServer:
         ls.listen(16)
         self._listener = ls
         self._spawn(self._accept_loop)
+        self._spawn(self._expire_loop)
         deadline = time.monotonic() + connect_timeout
         for j in range(self.i):
             while True:
@@ -473,12 +493,39 @@ class MpcServer:
                 if peer in self.dead:
                     q.put(_DEAD)
                 self._queues[(session, peer)] = q
+                self._queue_born[(session, peer)] = time.monotonic()
             return q
+
+    def _expire_loop(self) -> None:
+        while not self._stop.wait(max(self.timeout / 2, 0.05)):
+            self.expire_orphans()
+
+    def expire_orphans(self) -> int:
+        """Drop peer-created session queues that no local run claimed within ``timeout``.
+
+        A peer's messages create a session's queue before (or without) the matching run
+        here: a run sent to one server only, or one this server refused. Once ``timeout`` has
+        passed unclaimed, the peer has given up on it (it waits at most that long for this
+        server), so nothing will read the queue; kept, every such run would leak one queue
+        per peer for the server's lifetime. Returns how many were dropped.
+        """
+        cutoff = time.monotonic() - self.timeout
+        with self._qlock:
+            stale = [k for k, born in self._queue_born.items()
+                     if born < cutoff and k[0] not in self._active]
+            for k in stale:
+                self._queues.pop(k, None)
+                self._queue_born.pop(k, None)
+            self.expired_queues += len(stale)
+        if stale:
+            log.info("server %d: dropped %d session queues no run claimed", self.i, len(stale))
+        return len(stale)
 
     def end_session(self, session: str) -> None:
         with self._qlock:
             for j in (0, 1, 2):
                 self._queues.pop((session, j), None)
+                self._queue_born.pop((session, j), None)
             self._finished[session] = None
             while len(self._finished) > _FINISHED_KEPT:
                 del self._finished[next(iter(self._finished))]
@@ -657,10 +704,13 @@ class MpcServer:
             inputs, params = header.get("inputs", []), header.get("params", {})
             if not isinstance(session, str) or not isinstance(program, str):
                 raise MpcError("bad run request: session and program are strings")
+            if not session or len(session) > MAX_SESSION:
+                raise MpcError(f"a run needs a session id of 1..{MAX_SESSION} characters")
             if not isinstance(params, dict):
                 raise MpcError("bad run request: params is a map")
             outputs, public = self.run(
-                session, program, self._resolve(inputs, program, client_key), params
+                client_session(client_key, session), program,
+                self._resolve(inputs, program, client_key), params,
             )
             names = sorted(outputs)
             meta = {n: {"shape": list(outputs[n].shape), "frac": outputs[n].frac} for n in names}
