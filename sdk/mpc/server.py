@@ -118,6 +118,11 @@ MAX_SESSION = 128
 MAX_INPUTS = 256  # inputs named by one run request
 MAX_GRANTS = 1024  # (program, receiver) pairs per input
 _BACKOFF_MAX = 2.0  # seconds between attempts to re-establish a link, at most
+# Before authentication a connection is anyone's: it gets a short deadline for the whole
+# handshake (a trickled handshake cannot stretch it), and one source address may hold only
+# a few such connections, so one host cannot take every slot from the registered clients.
+PREAUTH_TIMEOUT = 3.0
+MAX_PREAUTH_PER_IP = 8
 
 
 def check_shape(shape: Any) -> tuple[int, ...]:
@@ -241,6 +246,9 @@ class MpcServer:
         max_store_bytes: int = 2 << 30,
         max_client_bytes: int = 512 << 20,
         max_clients: int = 64,
+        max_preauth: int = 64,
+        max_preauth_per_ip: int = MAX_PREAUTH_PER_IP,
+        preauth_timeout: float = PREAUTH_TIMEOUT,
         malicious: Collection[str] | None = None,
         clients: Mapping[bytes, Identity] | None = None,
         data_dir: str | Path | None = None,
@@ -284,6 +292,13 @@ class MpcServer:
         self.max_clients = max_clients
         self.clients = 0
         self.refused_clients = 0
+        # Connections not yet authenticated, counted apart from the clients they may become.
+        self.max_preauth = max_preauth
+        self.max_preauth_per_ip = max_preauth_per_ip
+        self.preauth_timeout = preauth_timeout
+        self._preauth: dict[str, int] = {}  # source address -> connections before authentication
+        self.refused_preauth = 0  # connections refused at accept (their address, or all, full)
+        self.expired_preauth = 0  # connections closed for not authenticating in time
         self.bad_requests = 0  # requests answered with an error (malformed, refused, failed)
         self.failed_runs = 0  # runs that ended with an error (on this server)
         self._active: set[str] = set()  # sessions running now: an id cannot run twice at once
@@ -440,13 +455,67 @@ class MpcServer:
         assert self._listener is not None
         while not self._stop.is_set():
             try:
-                sock, _ = self._listener.accept()
+                sock, addr = self._listener.accept()
             except OSError:
                 return
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._spawn(self._handle_incoming, sock)
+            ip = str(addr[0])
+            with self._qlock:
+                held = self._preauth.get(ip, 0)
+                admit = held < self.max_preauth_per_ip and sum(self._preauth.values()) < self.max_preauth
+                if admit:
+                    self._preauth[ip] = held + 1
+                else:
+                    self.refused_preauth += 1
+            if not admit:
+                log.info("server %d: connection from %s refused: too many unauthenticated", self.i, ip)
+                sock.close()
+                continue
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._spawn(self._handle_incoming, sock, ip)
 
-    def _handle_incoming(self, sock: socket.socket) -> None:
+    def _release_preauth(self, ip: str) -> None:
+        with self._qlock:
+            left = self._preauth.get(ip, 0) - 1
+            if left > 0:
+                self._preauth[ip] = left
+            else:
+                self._preauth.pop(ip, None)
+
+    def _handle_incoming(self, sock: socket.socket, ip: str = "") -> None:
+        """One accepted connection: a peer server or a client, each authenticated first.
+
+        Until its handshake completes, the connection holds one of its source address's
+        pre-authentication slots and runs against ``preauth_timeout`` for the whole
+        exchange (a timer shuts the socket down), whatever pace its bytes arrive at.
+        """
+        guard = threading.Lock()
+        state = {"authenticated": False, "expired": False}
+
+        def expire() -> None:
+            with guard:
+                if state["authenticated"]:
+                    return
+                state["expired"] = True
+            self.expired_preauth += 1
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+        timer = threading.Timer(self.preauth_timeout, expire)
+        timer.daemon = True
+        timer.start()
+        released = False
+
+        def authenticated() -> None:
+            nonlocal released
+            timer.cancel()
+            with guard:
+                if state["expired"]:
+                    raise PeerGone("the handshake did not complete in time")
+                state["authenticated"] = True
+            released = True
+            self._release_preauth(ip)
+
         try:
             sock.settimeout(HANDSHAKE_TIMEOUT)  # a silent connection does not hold a thread
             kind = sock.recv(1)
@@ -458,8 +527,14 @@ class MpcServer:
                 ch, _ = Channel.handshake(
                     sock, self.key, self.servers[j[0]].public_key, initiator=False, prologue=b"S"
                 )
+                authenticated()
                 self._add_peer(j[0], ch)
             elif kind == b"C":
+                sock.settimeout(None)
+                ch, client_key = Channel.handshake(
+                    sock, self.key, None, False, prologue=b"C", max_frame=1 << 20
+                )
+                authenticated()
                 with self._qlock:
                     full = self.clients >= self.max_clients
                     if full:
@@ -467,12 +542,13 @@ class MpcServer:
                     else:
                         self.clients += 1
                 if full:
-                    raise MpcError(f"too many client connections ({self.max_clients})")
+                    log.info("server %d: client refused: %d connections open", self.i, self.max_clients)
+                    with contextlib.suppress(AccordError):
+                        ch.send(pack({"t": "error", "code": "mpc_busy",
+                                      "message": f"too many client connections ({self.max_clients})"}))
+                    ch.close()
+                    return
                 try:
-                    sock.settimeout(None)
-                    ch, client_key = Channel.handshake(
-                        sock, self.key, None, False, prologue=b"C", max_frame=1 << 20
-                    )
                     self._serve_client(ch, client_key)
                 finally:
                     with self._qlock:
@@ -484,6 +560,10 @@ class MpcServer:
             sock.close()
         except OSError:
             sock.close()
+        finally:
+            timer.cancel()
+            if not released:
+                self._release_preauth(ip)
 
     def queue_for(self, session: str, peer: int) -> queue.Queue[Any]:
         with self._qlock:
