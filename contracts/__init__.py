@@ -35,7 +35,21 @@ BUILTINS: dict[str, type[Contract]] = {
 }
 
 __all__ = [
-    "BUILTINS", "GAS", "BlockResult", "Context", "Contract", "GasSchedule", "HookUnavailable",
-    "InvalidBlock", "OracleUnavailable", "ProofVerifierUnavailable", "ReadOnlyViolation",
-    "Runtime", "Token", "code_hash", "contract_address", "method", "state_key",
+    "BUILTINS",
+    "GAS",
+    "BlockResult",
+    "Context",
+    "Contract",
+    "GasSchedule",
+    "HookUnavailable",
+    "InvalidBlock",
+    "OracleUnavailable",
+    "ProofVerifierUnavailable",
+    "ReadOnlyViolation",
+    "Runtime",
+    "Token",
+    "code_hash",
+    "contract_address",
+    "method",
+    "state_key",
 ]

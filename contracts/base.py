@@ -248,7 +248,9 @@ def _build_spec(cls: type, name: str, fn: Callable[..., Any], readonly: bool) ->
     params = []
     for p in ps[2:]:
         if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) or p.default is not p.empty:
-            raise TypeError(f"{owner}: parameter {p.name!r} must be a plain parameter without default")
+            raise TypeError(
+                f"{owner}: parameter {p.name!r} must be a plain parameter without default"
+            )
         if p.name not in hints:
             raise TypeError(f"{owner}: parameter {p.name!r} needs a type annotation")
         t, optional = _param_type(owner, p.name, hints[p.name])
@@ -294,7 +296,9 @@ class StateReader(Protocol):
 
 
 class ProofVerifier(Protocol):
-    def verify(self, circuit: str, proof: dict[str, Any] | bytes, public_inputs: list[int]) -> bool: ...
+    def verify(
+        self, circuit: str, proof: dict[str, Any] | bytes, public_inputs: list[int]
+    ) -> bool: ...
 
 
 class Oracle(Protocol):
@@ -351,9 +355,25 @@ class Context:
     """
 
     __slots__ = (
-        "sender", "origin", "height", "time_ms", "tx_hash", "contract", "address", "caller",
-        "_rt", "_state", "_block", "_writes", "_events", "_gas", "_gas_limit", "_prefix",
-        "_readonly", "_depth", "out_of_gas",
+        "sender",
+        "origin",
+        "height",
+        "time_ms",
+        "tx_hash",
+        "contract",
+        "address",
+        "caller",
+        "_rt",
+        "_state",
+        "_block",
+        "_writes",
+        "_events",
+        "_gas",
+        "_gas_limit",
+        "_prefix",
+        "_readonly",
+        "_depth",
+        "out_of_gas",
     )
 
     def __init__(
@@ -468,7 +488,9 @@ class Context:
         if self._readonly:
             raise ReadOnlyViolation(f"{self.contract}: a readonly call cannot emit events")
         if type(name) is not str or not 0 < len(name) <= MAX_EVENT_NAME:
-            raise BadArguments(f"event names are non-empty str of at most {MAX_EVENT_NAME} characters")
+            raise BadArguments(
+                f"event names are non-empty str of at most {MAX_EVENT_NAME} characters"
+            )
         if all(_is_scalar(v) for v in data.values()):
             # Scalars cannot be mutated later by the contract, and sorting str keys by code
             # point is sorting them by UTF-8 bytes: this is the canonical shape, so receipts
@@ -501,7 +523,14 @@ class Context:
             raise Revert(f"contract calls nested deeper than {MAX_CALL_DEPTH}")
         instance, spec = self._rt.resolve(contract, method)
         spec.check(args)
-        saved = (self.sender, self.contract, self.address, self.caller, self._prefix, self._readonly)
+        saved = (
+            self.sender,
+            self.contract,
+            self.address,
+            self.caller,
+            self._prefix,
+            self._readonly,
+        )
         journal = dict(self._writes)
         n_events = len(self._events)
         self.sender = self.address
@@ -519,9 +548,18 @@ class Context:
             raise
         finally:
             self._depth -= 1
-            (self.sender, self.contract, self.address, self.caller, self._prefix, self._readonly) = saved
+            (
+                self.sender,
+                self.contract,
+                self.address,
+                self.caller,
+                self._prefix,
+                self._readonly,
+            ) = saved
 
-    def verify_proof(self, circuit: str, proof: dict[str, Any] | bytes, public_inputs: list[int]) -> bool:
+    def verify_proof(
+        self, circuit: str, proof: dict[str, Any] | bytes, public_inputs: list[int]
+    ) -> bool:
         """Check a zero-knowledge proof with the runtime's verifier (a pure function)."""
         verifier = self._rt.proof_verifier
         if verifier is None:
@@ -538,8 +576,25 @@ class Context:
 
 
 __all__ = [
-    "GAS", "BadStateKey", "Context", "Contract", "ContractError", "GasSchedule", "HookUnavailable",
-    "MethodSpec", "Oracle", "OracleUnavailable", "ProofVerifier", "ProofVerifierUnavailable",
-    "ReadOnlyViolation", "StateReader", "UnknownContract", "UnknownMethod", "contract_address",
-    "contract_prefix", "method", "state_key", "user_key",
+    "GAS",
+    "BadStateKey",
+    "Context",
+    "Contract",
+    "ContractError",
+    "GasSchedule",
+    "HookUnavailable",
+    "MethodSpec",
+    "Oracle",
+    "OracleUnavailable",
+    "ProofVerifier",
+    "ProofVerifierUnavailable",
+    "ReadOnlyViolation",
+    "StateReader",
+    "UnknownContract",
+    "UnknownMethod",
+    "contract_address",
+    "contract_prefix",
+    "method",
+    "state_key",
+    "user_key",
 ]

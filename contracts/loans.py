@@ -89,8 +89,10 @@ class Loans(Contract):
         (a registered lender account; the proof must be bound to it and to this loan)."""
         ctx.require(len(self.keys) > 0, "no lenders registered in genesis")
         ctx.require(ctx.sender in self.accounts, "only a registered lender may apply")
-        ctx.require(len(borrower) == 32 and int.from_bytes(borrower, "big") < zk.FIELD,
-                    "borrower must be a 32-byte field element")
+        ctx.require(
+            len(borrower) == 32 and int.from_bytes(borrower, "big") < zk.FIELD,
+            "borrower must be a 32-byte field element",
+        )
         ctx.require(0 < amount < 2**63, "amount must be positive")
         current = ctx.time_ms // self.epoch_ms
         ctx.require(epoch == current, f"attestations must be for the current epoch {current}")
@@ -99,17 +101,33 @@ class Loans(Contract):
         approved = int(ctx.get(key, 0))
         limit = self.max_exposure - amount - approved
         ctx.require(limit > 0, "the amount alone exceeds the borrower's remaining exposure")
-        bind = zk.loan_bind(ctx.chain_id, ctx.sender, int.from_bytes(borrower, "big"), amount,
-                            epoch)
-        public = [limit, int.from_bytes(borrower, "big"), epoch,
-                  *[c for k in self.keys for c in k], bind]
-        ctx.require(ctx.verify_proof(CIRCUIT, proof, public),
-                    "invalid anti-stacking proof: balances not shown below the limit")
+        bind = zk.loan_bind(
+            ctx.chain_id, ctx.sender, int.from_bytes(borrower, "big"), amount, epoch
+        )
+        public = [
+            limit,
+            int.from_bytes(borrower, "big"),
+            epoch,
+            *[c for k in self.keys for c in k],
+            bind,
+        ]
+        ctx.require(
+            ctx.verify_proof(CIRCUIT, proof, public),
+            "invalid anti-stacking proof: balances not shown below the limit",
+        )
         ctx.set(key, approved + amount)
-        ctx.set(b"l" + ctx.tx_hash, {"borrower": borrower, "amount": amount, "epoch": epoch,
-                                     "lender": ctx.sender})
-        ctx.emit("LoanApproved", borrower=borrower, amount=amount, epoch=epoch,
-                 lender=ctx.sender, limit=limit)
+        ctx.set(
+            b"l" + ctx.tx_hash,
+            {"borrower": borrower, "amount": amount, "epoch": epoch, "lender": ctx.sender},
+        )
+        ctx.emit(
+            "LoanApproved",
+            borrower=borrower,
+            amount=amount,
+            epoch=epoch,
+            lender=ctx.sender,
+            limit=limit,
+        )
         return {"limit": limit}
 
     @method(readonly=True)

@@ -75,8 +75,10 @@ class MpcLoans(Contract):
             if not isinstance(entry, dict):
                 raise GenesisError("mpc.loans.lenders: every lender is an object")
             addr = _hex(entry.get("address"), 20, "a lender address")
-            out[b"L" + addr] = {"mpc_key": _hex(entry.get("mpc_key"), 32, "mpc_key"),
-                                "receiver_key": _hex(entry.get("receiver_key"), 32, "receiver_key")}
+            out[b"L" + addr] = {
+                "mpc_key": _hex(entry.get("mpc_key"), 32, "mpc_key"),
+                "receiver_key": _hex(entry.get("receiver_key"), 32, "receiver_key"),
+            }
         exposure = cfg.get("max_exposure", 0)
         epoch = cfg.get("epoch_blocks", 100)
         per_epoch = cfg.get("applications_per_epoch", 1)
@@ -86,19 +88,26 @@ class MpcLoans(Contract):
             raise GenesisError("mpc.loans.epoch_blocks must be a positive integer")
         if type(per_epoch) is not int or not 1 <= per_epoch <= 16:
             raise GenesisError("mpc.loans.applications_per_epoch must be in [1, 16]")
-        policy: dict[str, Value] = {"max_exposure": exposure, "epoch_blocks": epoch,
-                                    "per_epoch": per_epoch}
+        policy: dict[str, Value] = {
+            "max_exposure": exposure,
+            "epoch_blocks": epoch,
+            "per_epoch": per_epoch,
+        }
         if cfg.get("admin") is not None:
             policy["admin"] = _hex(cfg["admin"], 20, "admin")
         out["policy"] = policy
         return out
 
     @method
-    def register_lender(self, ctx: Context, lender: bytes, mpc_key: bytes, receiver_key: bytes) -> None:
+    def register_lender(
+        self, ctx: Context, lender: bytes, mpc_key: bytes, receiver_key: bytes
+    ) -> None:
         """The consortium's admin (genesis ``mpc.loans.admin``) registers a lender."""
         policy = ctx.get("policy", {})
-        ctx.require(policy.get("admin") is not None and ctx.sender == policy["admin"],
-                    "only the admin named in genesis registers lenders")
+        ctx.require(
+            policy.get("admin") is not None and ctx.sender == policy["admin"],
+            "only the admin named in genesis registers lenders",
+        )
         ctx.require(len(lender) == 20, "lender must be a 20-byte address")
         ctx.require(len(mpc_key) == 32 and len(receiver_key) == 32, "keys have 32 bytes")
         ctx.set(b"L" + lender, {"mpc_key": mpc_key, "receiver_key": receiver_key})
@@ -131,18 +140,24 @@ class MpcLoans(Contract):
         reg = ctx.get(b"L" + lender) if len(lender) == 20 else None
         ctx.require(reg is not None, "lender is not registered")
         assert reg is not None
-        ctx.require(type(amount) is int and 0 < amount < policy.get("max_exposure", 0),
-                    "amount must be positive and below the contract's max exposure")
-        ctx.require(len(borrower_key) == 32 and borrower_key != reg["receiver_key"],
-                    "borrower_key must be the borrower's own 32-byte key")
+        ctx.require(
+            type(amount) is int and 0 < amount < policy.get("max_exposure", 0),
+            "amount must be positive and below the contract's max exposure",
+        )
+        ctx.require(
+            len(borrower_key) == 32 and borrower_key != reg["receiver_key"],
+            "borrower_key must be the borrower's own 32-byte key",
+        )
         lenders = ctx.get(b"l" + ctx.sender, [])
         ctx.require(len(lenders) > 0, "no recorded balances for this borrower")
         epoch = ctx.height // policy["epoch_blocks"]
         used_key = b"n" + ctx.sender + epoch.to_bytes(8, "big")
         used = ctx.get(used_key, 0)
-        ctx.require(used < policy["per_epoch"],
-                    f"at most {policy['per_epoch']} applications per epoch of "
-                    f"{policy['epoch_blocks']} blocks")
+        ctx.require(
+            used < policy["per_epoch"],
+            f"at most {policy['per_epoch']} applications per epoch of "
+            f"{policy['epoch_blocks']} blocks",
+        )
         ctx.set(used_key, used + 1)
         # a lender stays in the registry once registered (there is no removal), so every
         # recorded lender has its key; names come from the registry, never from the borrower
@@ -153,13 +168,17 @@ class MpcLoans(Contract):
             [borrower_key, reg["receiver_key"]],
             "on_answer",
         )
-        ctx.set(b"a" + request_id, {"borrower": ctx.sender, "lender": lender, "amount": amount,
-                                    "status": "pending"})
+        ctx.set(
+            b"a" + request_id,
+            {"borrower": ctx.sender, "lender": lender, "amount": amount, "status": "pending"},
+        )
         ctx.emit("LoanApplied", id=request_id, borrower=ctx.sender, lender=lender)
         return request_id
 
     @method
-    def on_answer(self, ctx: Context, request_id: bytes, ok: bool, outputs: list | None, error: str) -> None:
+    def on_answer(
+        self, ctx: Context, request_id: bytes, ok: bool, outputs: list | None, error: str
+    ) -> None:
         """The oracle's callback: keep the sealed answer for B and L, or the failure."""
         ctx.require(ctx.caller == "mpc_oracle", "only the MPC oracle answers")
         app = ctx.get(b"a" + request_id)

@@ -104,12 +104,23 @@ class MpcOracle(Contract):
         assert ctx.caller is not None
         ctx.set(
             _request_key(request_id),
-            {"contract": ctx.caller, "callback": callback, "deadline": deadline,
-             "reveal_to": reveal_to, "parts": [None, None, None]},
+            {
+                "contract": ctx.caller,
+                "callback": callback,
+                "deadline": deadline,
+                "reveal_to": reveal_to,
+                "parts": [None, None, None],
+            },
         )
         ctx.emit(
-            "OracleRequest", id=request_id, program=program, shares=shares, params=params,
-            reveal_to=reveal_to, contract=ctx.caller, deadline=deadline,
+            "OracleRequest",
+            id=request_id,
+            program=program,
+            shares=shares,
+            params=params,
+            reveal_to=reveal_to,
+            contract=ctx.caller,
+            deadline=deadline,
         )
         return request_id
 
@@ -155,5 +166,11 @@ class MpcOracle(Contract):
     ) -> None:
         ctx.delete(_request_key(request_id))
         ctx.emit("OracleAnswered", id=request_id, ok=ok, error=error)
-        ctx.call(req["contract"], req["callback"], request_id=request_id, ok=ok, outputs=outputs,
-                 error=error)
+        ctx.call(
+            req["contract"],
+            req["callback"],
+            request_id=request_id,
+            ok=ok,
+            outputs=outputs,
+            error=error,
+        )

@@ -220,9 +220,7 @@ class Runtime:
         except ValidationError:  # a malformed key: only possible for a Tx built in-process
             raise InvalidBlock(f"transaction {index} has a malformed public key", index) from None
 
-    def _check_tx(
-        self, tx: Tx, index: int, expected: int, verified: Container[bytes]
-    ) -> None:
+    def _check_tx(self, tx: Tx, index: int, expected: int, verified: Container[bytes]) -> None:
         if tx.chain_id != self.chain_id:
             raise InvalidBlock(
                 f"transaction {index} is for chain {tx.chain_id!r}, not {self.chain_id!r}", index
@@ -309,7 +307,8 @@ class Runtime:
                 break  # cut here: nothing of this transaction was merged into ``block``
             if max_gas is not None and total > max_gas:
                 raise InvalidBlock(
-                    f"transaction {i} takes the block's gas to {total}, past the limit of {max_gas}", i
+                    f"transaction {i} takes the block's gas to {total}, past the limit of {max_gas}",
+                    i,
                 )
             gas = total
             if writes:
@@ -332,11 +331,25 @@ class Runtime:
         limit = tx.gas_limit
         intrinsic = GAS.tx_base + GAS.tx_byte * len(tx.encode())
         if intrinsic > limit:
-            return Receipt(tx_hash, False, limit, None, OutOfGas.code,
-                           f"gas limit {limit} is below the intrinsic cost {intrinsic}"), None
+            return Receipt(
+                tx_hash,
+                False,
+                limit,
+                None,
+                OutOfGas.code,
+                f"gas limit {limit} is below the intrinsic cost {intrinsic}",
+            ), None
         ctx = Context(
-            self, state, block, sender=sender, height=height, time_ms=time_ms, tx_hash=tx_hash,
-            contract=tx.contract, gas_limit=limit, gas_used=intrinsic,
+            self,
+            state,
+            block,
+            sender=sender,
+            height=height,
+            time_ms=time_ms,
+            tx_hash=tx_hash,
+            contract=tx.contract,
+            gas_limit=limit,
+            gas_used=intrinsic,
         )
         try:
             instance, spec = self.resolve(tx.contract, tx.method)
@@ -359,7 +372,9 @@ class Runtime:
             err = ContractError(f"{tx.contract}.{tx.method} raised {type(e).__name__}")
             return self._failed(tx_hash, ctx, err), None
         # Canonical shapes throughout (result canonicalised above, event data by emit).
-        return Receipt.canonical(tx_hash, True, ctx._gas, result, "", "", tuple(ctx._events)), ctx._writes
+        return Receipt.canonical(
+            tx_hash, True, ctx._gas, result, "", "", tuple(ctx._events)
+        ), ctx._writes
 
     @staticmethod
     def _failed(tx_hash: bytes, ctx: Context, err: AccordError) -> Receipt:
@@ -386,8 +401,16 @@ class Runtime:
             raise UnknownMethod(f"{contract}.{method} is not a readonly method; send a transaction")
         spec.check(args)
         ctx = Context(
-            self, state, {}, sender=sender, height=height, time_ms=time_ms, tx_hash=bytes(32),
-            contract=contract, gas_limit=QUERY_GAS, readonly=True,
+            self,
+            state,
+            {},
+            sender=sender,
+            height=height,
+            time_ms=time_ms,
+            tx_hash=bytes(32),
+            contract=contract,
+            gas_limit=QUERY_GAS,
+            readonly=True,
         )
         result = spec.fn(instance, ctx, **args)
         return None if result is None else encoding.canonical(result)

@@ -126,47 +126,56 @@ class ShieldedPool(Contract):
     # --- methods ----------------------------------------------------------------------------
 
     @method
-    def transact(self, ctx: Context, proof: bytes, inputs: list, notes: list,
-                 recipient: bytes) -> dict:
+    def transact(
+        self, ctx: Context, proof: bytes, inputs: list, notes: list, recipient: bytes
+    ) -> dict:
         """Deposit, transfer or withdraw with one shielded-transfer proof (see the module)."""
         ctx.require(self.regulator is not None, "no regulator key in genesis: the pool is closed")
         ctx.require(len(proof) == 128, "the proof must be 128 compressed bytes")
-        ctx.require(len(inputs) == zk.N_TRANSFER_PUBLIC,
-                    f"expected {zk.N_TRANSFER_PUBLIC} public inputs")
+        ctx.require(
+            len(inputs) == zk.N_TRANSFER_PUBLIC, f"expected {zk.N_TRANSFER_PUBLIC} public inputs"
+        )
         for x in inputs:
             ctx.require(type(x) is bytes and len(x) == 32, "public inputs are 32-byte values")
             ctx.require(_fe(x) < zk.FIELD, "a public input is not below the field size")
         ctx.require(len(notes) == 2, "two note ciphertexts, one per output")
         for blob in notes:
-            ctx.require(type(blob) is bytes and 0 < len(blob) <= MAX_NOTE_BLOB,
-                        f"note ciphertexts are 1..{MAX_NOTE_BLOB} bytes")
+            ctx.require(
+                type(blob) is bytes and 0 < len(blob) <= MAX_NOTE_BLOB,
+                f"note ciphertexts are 1..{MAX_NOTE_BLOB} bytes",
+            )
         pub = [_fe(x) for x in inputs]
         root = inputs[zk.PUB_ROOT]
-        nf = inputs[zk.PUB_NF:zk.PUB_NF + 2]
-        cm = pub[zk.PUB_CM:zk.PUB_CM + 2]
+        nf = inputs[zk.PUB_NF : zk.PUB_NF + 2]
+        cm = pub[zk.PUB_CM : zk.PUB_CM + 2]
         deposit, withdrawal = pub[zk.PUB_DEPOSIT], pub[zk.PUB_WITHDRAWAL]
 
         ctx.require(root in ctx.get("roots"), "unknown or too old Merkle root")
         ctx.require(nf[0] != nf[1], "the two nullifiers are equal")
         for n in nf:
             ctx.require(not ctx.has(b"n" + n), "double spend: nullifier already used")
-        ctx.require(tuple(pub[zk.PUB_REGULATOR:zk.PUB_REGULATOR + 2]) == self.regulator,
-                    "the transfer is not encrypted to this chain's regulator")
+        ctx.require(
+            tuple(pub[zk.PUB_REGULATOR : zk.PUB_REGULATOR + 2]) == self.regulator,
+            "the transfer is not encrypted to this chain's regulator",
+        )
         # An identity ephemeral key (scalar 0 mod l) would make the regulator's pads public
         # constants; the circuit refuses it too. In the subgroup (the proof shows E = e*Base8),
         # x = 0 exactly at the identity.
-        ctx.require(pub[zk.PUB_EPHEMERAL] != 0,
-                    "the regulator's ephemeral key is the identity: the transfer would be public")
+        ctx.require(
+            pub[zk.PUB_EPHEMERAL] != 0,
+            "the regulator's ephemeral key is the identity: the transfer would be public",
+        )
         ctx.require(deposit < 2**63 and withdrawal < 2**63, "amount too large")
         if withdrawal:
             ctx.require(len(recipient) == 20, "a withdrawal needs a 20-byte recipient address")
         else:
             ctx.require(recipient == b"", "no withdrawal: the recipient must be empty")
-        ctx.require(pub[zk.PUB_BIND] == zk.transfer_bind(ctx.chain_id, recipient, notes),
-                    "the proof is bound to another recipient or other notes")
+        ctx.require(
+            pub[zk.PUB_BIND] == zk.transfer_bind(ctx.chain_id, recipient, notes),
+            "the proof is bound to another recipient or other notes",
+        )
         # Compressed proof bytes: accord.zk verifiers take them as well as snarkjs JSON.
-        ctx.require(ctx.verify_proof(CIRCUIT, proof, pub),
-                    "invalid shielded-transfer proof")
+        ctx.require(ctx.verify_proof(CIRCUIT, proof, pub), "invalid shielded-transfer proof")
 
         # Effects, after every check.
         for n in nf:
@@ -183,8 +192,8 @@ class ShieldedPool(Contract):
             commitments=[_b(c) for c in cm],
             indices=indices,
             notes=list(notes),
-            ephemeral=list(inputs[zk.PUB_EPHEMERAL:zk.PUB_EPHEMERAL + 2]),
-            ciphertext=list(inputs[zk.PUB_CIPHER:zk.PUB_CIPHER + 5]),
+            ephemeral=list(inputs[zk.PUB_EPHEMERAL : zk.PUB_EPHEMERAL + 2]),
+            ciphertext=list(inputs[zk.PUB_CIPHER : zk.PUB_CIPHER + 5]),
             deposit=deposit,
             withdrawal=withdrawal,
             root=_b(new_root),
@@ -213,8 +222,12 @@ class ShieldedPool(Contract):
             siblings.append(bytes(node) if node is not None else _b(self.zeros[level]))
             bits.append(i & 1)
             i //= 2
-        return {"siblings": siblings, "bits": bits, "root": bytes(ctx.get("roots")[-1]),
-                "leaf": bytes(ctx.get(_node_key(0, index)))}
+        return {
+            "siblings": siblings,
+            "bits": bits,
+            "root": bytes(ctx.get("roots")[-1]),
+            "leaf": bytes(ctx.get(_node_key(0, index))),
+        }
 
     @method(readonly=True)
     def size(self, ctx: Context) -> int:

@@ -79,7 +79,9 @@ class Token(Contract):
     # --- internal moves --------------------------------------------------------------------
 
     @staticmethod
-    def _move(ctx: Context, src: bytes, dst: bytes, amount: int, reference: bytes | None = None) -> None:
+    def _move(
+        ctx: Context, src: bytes, dst: bytes, amount: int, reference: bytes | None = None
+    ) -> None:
         balance = ctx.get(src, 0)
         ctx.require(balance >= amount, f"insufficient balance: {balance} < {amount}")
         if src != dst:
@@ -91,7 +93,9 @@ class Token(Contract):
         if reference is None:
             ctx.emit("Transfer", **{"from": src, "to": dst, "amount": amount})
         else:
-            ctx.emit("Transfer", **{"from": src, "to": dst, "amount": amount, "reference": reference})
+            ctx.emit(
+                "Transfer", **{"from": src, "to": dst, "amount": amount, "reference": reference}
+            )
 
     # --- methods -------------------------------------------------------------------------
 
@@ -102,7 +106,9 @@ class Token(Contract):
         _check_address(ctx, to, "recipient")
         _check_amount(ctx, amount)
         supply = ctx.get("supply", 0)
-        ctx.require(supply + amount <= MAX_AMOUNT, f"mint would raise the supply above {MAX_AMOUNT}")
+        ctx.require(
+            supply + amount <= MAX_AMOUNT, f"mint would raise the supply above {MAX_AMOUNT}"
+        )
         ctx.set("supply", supply + amount)
         ctx.set(to, ctx.get(to, 0) + amount)
         ctx.emit("Mint", to=to, amount=amount)
@@ -121,7 +127,9 @@ class Token(Contract):
         the payment without a side channel."""
         _check_address(ctx, to, "recipient")
         _check_amount(ctx, amount)
-        ctx.require(len(reference) <= MAX_REFERENCE, f"reference must be at most {MAX_REFERENCE} bytes")
+        ctx.require(
+            len(reference) <= MAX_REFERENCE, f"reference must be at most {MAX_REFERENCE} bytes"
+        )
         self._move(ctx, ctx.sender, to, amount, reference)
 
     @method

@@ -75,9 +75,15 @@ class LoanBook:
         The lock keeps nonces in order when two requests book at once."""
         async with self._lock:
             nonce = self.node.next_nonce(self.lender.address)
-            tx = Tx.create(self.lender, chain_id=self.node.genesis.chain_id, contract="token",
-                           method="transfer", args={"to": borrower, "amount": amount}, nonce=nonce,
-                           gas_limit=100_000)
+            tx = Tx.create(
+                self.lender,
+                chain_id=self.node.genesis.chain_id,
+                contract="token",
+                method="transfer",
+                args={"to": borrower, "amount": amount},
+                nonce=nonce,
+                gas_limit=100_000,
+            )
             tx_hash = self.node.submit(tx)  # raises an AccordError if the ledger refuses it
             loan = Loan(len(self.loans) + 1, borrower.hex(), amount, tx_hash.hex())
             self.loans[loan.id] = loan
@@ -104,12 +110,15 @@ async def loan_page(request: web.Request) -> web.Response:
     book = request.app[BOOK_KEY]
     rows = "".join(
         f"<tr><td>{loan.id}</td><td>{html.escape(loan.borrower)}</td><td>{loan.amount}</td>"
-        f"<td>{loan.status}</td></tr>" for loan in book.loans.values()
+        f"<td>{loan.status}</td></tr>"
+        for loan in book.loans.values()
     )
     status = book.node.status()
-    body = (f"<html><body><h1>Loan book</h1><p>validator {html.escape(status['name'])} at height "
-            f"{status['height']}</p><table><tr><th>id</th><th>borrower</th><th>amount</th>"
-            f"<th>status</th></tr>{rows}</table></body></html>")
+    body = (
+        f"<html><body><h1>Loan book</h1><p>validator {html.escape(status['name'])} at height "
+        f"{status['height']}</p><table><tr><th>id</th><th>borrower</th><th>amount</th>"
+        f"<th>status</th></tr>{rows}</table></body></html>"
+    )
     return web.Response(text=body, content_type="text/html")
 
 
@@ -144,7 +153,9 @@ async def create_loan(request: web.Request) -> web.Response:
 # --- wiring the validator into the app's lifecycle --------------------------------------------
 
 
-def create_lender_app(node: Node, lender: AccountKey, *, mount_api: bool = False) -> web.Application:
+def create_lender_app(
+    node: Node, lender: AccountKey, *, mount_api: bool = False
+) -> web.Application:
     """The lender's app with ``node`` started on startup and stopped on cleanup."""
     app = web.Application()
     app[NODE_KEY] = node
@@ -200,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8080)
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--account-key", type=Path, help="the lender's account key (JSON)")
-    who.add_argument("--demo-account", type=int, help="use public demo account demo-N (demo networks)")
+    who.add_argument(
+        "--demo-account", type=int, help="use public demo account demo-N (demo networks)"
+    )
     p.add_argument("--mount-api", action="store_true", help="serve the client API under /ledger")
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)

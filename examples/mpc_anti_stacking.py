@@ -55,8 +55,13 @@ class LocalLedger:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.nodes = [
-            Node(NodeConfig(name=v.name, genesis="genesis.json", port=v.port, sync=False),
-                 genesis, secrets[i], home / v.name, contracts=CONTRACTS)
+            Node(
+                NodeConfig(name=v.name, genesis="genesis.json", port=v.port, sync=False),
+                genesis,
+                secrets[i],
+                home / v.name,
+                contracts=CONTRACTS,
+            )
             for i, v in enumerate(genesis.validators)
         ]
         for node in self.nodes:
@@ -76,29 +81,48 @@ class LocalLedger:
 
 
 def make_genesis(
-    accounts: list[AccountKey], lenders: list[dict[str, str]], max_exposure: int, n_validators: int = 4
+    accounts: list[AccountKey],
+    lenders: list[dict[str, str]],
+    max_exposure: int,
+    n_validators: int = 4,
 ) -> tuple[Genesis, list[bytes]]:
     secrets = [bls.demo_secret(f"mpc-demo-v{i}") for i in range(n_validators)]
     validators = [
-        ValidatorInfo(name=f"v{i}", bls_public_key=bls.public_key(s).hex(), pop=bls.pop_prove(s).hex(),
-                      port=free_port())
+        ValidatorInfo(
+            name=f"v{i}",
+            bls_public_key=bls.public_key(s).hex(),
+            pop=bls.pop_prove(s).hex(),
+            port=free_port(),
+        )
         for i, s in enumerate(secrets)
     ]
     genesis = Genesis(
-        chain_id="accord-mpc-demo", genesis_time_ms=int(time.time() * 1000), validators=validators,
+        chain_id="accord-mpc-demo",
+        genesis_time_ms=int(time.time() * 1000),
+        validators=validators,
         consensus=ConsensusParams(round_ms=300, stage2_ms=150),
-        contracts=[ContractEntry(name=n, code_hash=code_hash(c).hex()) for n, c in CONTRACTS.items()],
-        mpc={"servers": [{"address": a.address.hex()} for a in accounts],
-             "programs": {"anti_stacking": program_hash("anti_stacking")}, "timeout_blocks": 30,
-             # one application per borrower per block: a demo; a real epoch is a day of blocks
-             "loans": {"lenders": lenders, "max_exposure": max_exposure, "epoch_blocks": 1,
-                       "applications_per_epoch": 1}},
+        contracts=[
+            ContractEntry(name=n, code_hash=code_hash(c).hex()) for n, c in CONTRACTS.items()
+        ],
+        mpc={
+            "servers": [{"address": a.address.hex()} for a in accounts],
+            "programs": {"anti_stacking": program_hash("anti_stacking")},
+            "timeout_blocks": 30,
+            # one application per borrower per block: a demo; a real epoch is a day of blocks
+            "loans": {
+                "lenders": lenders,
+                "max_exposure": max_exposure,
+                "epoch_blocks": 1,
+                "applications_per_epoch": 1,
+            },
+        },
     )
     return genesis, secrets
 
 
-def run(home: Path, balances: list[int], amounts: list[int], max_exposure: int,
-        n_validators: int = 4) -> list[tuple[str, int, int]]:
+def run(
+    home: Path, balances: list[int], amounts: list[int], max_exposure: int, n_validators: int = 4
+) -> list[tuple[str, int, int]]:
     """Run the scenario; returns (status, bit read by B, bit read by L) per application."""
     accounts = [AccountKey.from_name(f"mpc-server-{i}") for i in range(3)]
     channel_keys = [X25519PrivateKey.generate() for _ in range(3)]
@@ -106,9 +130,14 @@ def run(home: Path, balances: list[int], amounts: list[int], max_exposure: int,
     lenders = [AccountKey.from_name(f"lender-{i}") for i in range(len(balances))]
     mpc_keys = [X25519PrivateKey.generate() for _ in lenders]  # each lender's MPC client key
     receiver_keys = [X25519PrivateKey.generate() for _ in lenders]  # opens answers for it
-    registry = [{"address": a.address.hex(), "mpc_key": public_bytes(m).hex(),
-                 "receiver_key": public_bytes(r).hex()}
-                for a, m, r in zip(lenders, mpc_keys, receiver_keys, strict=True)]
+    registry = [
+        {
+            "address": a.address.hex(),
+            "mpc_key": public_bytes(m).hex(),
+            "receiver_key": public_bytes(r).hex(),
+        }
+        for a, m, r in zip(lenders, mpc_keys, receiver_keys, strict=True)
+    ]
     genesis, secrets = make_genesis(accounts, registry, max_exposure, n_validators)
     ledger = LocalLedger(genesis, secrets, home)
     servers = [MpcServer(i, infos, channel_keys[i]) for i in range(3)]
@@ -120,24 +149,40 @@ def run(home: Path, balances: list[int], amounts: list[int], max_exposure: int,
             t.join()
         for i in range(3):  # member i's MPC server follows member i's validator
             worker = OracleWorker(servers[i], accounts[i], genesis)
-            threading.Thread(target=worker.watch, args=(Client(ledger.url(i)),), daemon=True).start()
+            threading.Thread(
+                target=worker.watch, args=(Client(ledger.url(i)),), daemon=True
+            ).start()
 
         client = Client(ledger.url(3 % n_validators))
         borrower = AccountKey.from_name("borrower")
         for lender, mkey, s in zip(lenders, mpc_keys, balances, strict=True):
             with Cluster(infos, key=mkey) as c:  # on the lender's own machine: only shares leave it
                 c.share(f"loan/{borrower.address.hex()}", np.array(s), 0)
-            tx = Tx.create(lender, chain_id=genesis.chain_id, contract="mpc_loans", method="record",
-                           args={"borrower": borrower.address}, nonce=0)
+            tx = Tx.create(
+                lender,
+                chain_id=genesis.chain_id,
+                contract="mpc_loans",
+                method="record",
+                args={"borrower": borrower.address},
+                nonce=0,
+            )
             receipt = client.wait(client.submit(tx), timeout=60)
             assert receipt.ok, receipt.error
         b_key, l_key = X25519PrivateKey.generate(), receiver_keys[0]
         results = []
         for nonce, amount in enumerate(amounts):
-            tx = Tx.create(borrower, chain_id=genesis.chain_id, contract="mpc_loans", method="apply",
-                           args={"lender": lenders[0].address, "amount": amount,
-                                 "borrower_key": public_bytes(b_key)},
-                           nonce=nonce)
+            tx = Tx.create(
+                borrower,
+                chain_id=genesis.chain_id,
+                contract="mpc_loans",
+                method="apply",
+                args={
+                    "lender": lenders[0].address,
+                    "amount": amount,
+                    "borrower_key": public_bytes(b_key),
+                },
+                nonce=nonce,
+            )
             receipt = client.wait(client.submit(tx), timeout=60)
             assert receipt.ok, receipt.error
             request_id = receipt.result
@@ -168,9 +213,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="accord-mpc-demo-") as home:
         results = run(Path(home), balances, amounts, max_exposure)
         for amount, (status, bit_b, bit_l) in zip(amounts, results, strict=True):
-            print(f"apply for {amount / 100:,.0f}: {status}; borrower reads {bit_b}, lender reads "
-                  f"{bit_l} (1 = debt + amount below {max_exposure / 100:,.0f}); the chain holds "
-                  "only sealed shares")
+            print(
+                f"apply for {amount / 100:,.0f}: {status}; borrower reads {bit_b}, lender reads "
+                f"{bit_l} (1 = debt + amount below {max_exposure / 100:,.0f}); the chain holds "
+                "only sealed shares"
+            )
 
 
 if __name__ == "__main__":

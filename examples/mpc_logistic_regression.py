@@ -31,8 +31,12 @@ def two_hospitals(cluster: LocalCluster, x: np.ndarray, y: np.ndarray, epochs: i
             h.share("rows", x[rows])
             h.share("labels", y[rows].astype(float))
             keys[name] = h.public_key
-    inputs = [ref(keys["hospital_a"], "rows", "X_a"), ref(keys["hospital_a"], "labels", "y_a"),
-              ref(keys["hospital_b"], "rows", "X_b"), ref(keys["hospital_b"], "labels", "y_b")]
+    inputs = [
+        ref(keys["hospital_a"], "rows", "X_a"),
+        ref(keys["hospital_a"], "labels", "y_a"),
+        ref(keys["hospital_b"], "rows", "X_b"),
+        ref(keys["hospital_b"], "labels", "y_b"),
+    ]
     try:
         analyst.run("lr_train", inputs, {"epochs": epochs})
         raise AssertionError("a run without the hospitals' grants must be refused")
@@ -58,8 +62,12 @@ def main() -> None:
         acc = float((((x @ w + b) > 0).astype(int) == y).mean())
         wp, bp = train_plain(x, y, epochs=5, lr=0.5, batch=128)
         acc_plain = float((((x @ wp + bp) > 0).astype(int) == y).mean())
-        print(f"trained on both hospitals' shares in {out['wall_s']:.2f} s ({out['train_s']:.2f} s on the servers)")
-        print(f"accuracy: MPC {acc:.4f}, plain NumPy {acc_plain:.4f}; max |w - w_plain| = {np.abs(w - wp).max():.4f}")
+        print(
+            f"trained on both hospitals' shares in {out['wall_s']:.2f} s ({out['train_s']:.2f} s on the servers)"
+        )
+        print(
+            f"accuracy: MPC {acc:.4f}, plain NumPy {acc_plain:.4f}; max |w - w_plain| = {np.abs(w - wp).max():.4f}"
+        )
 
         # private inference: the model and the new records stay shared
         analyst: Cluster = out["analyst"]

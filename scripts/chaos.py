@@ -83,9 +83,24 @@ class Net:
             sh("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up")
             sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
             if netem:
-                r = sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", peer, "root", "netem",
-                       *netem.split(), check=False)
-                self.netem_status = netem if r.returncode == 0 else f"unavailable: {r.stderr.strip()}"
+                r = sh(
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "tc",
+                    "qdisc",
+                    "add",
+                    "dev",
+                    peer,
+                    "root",
+                    "netem",
+                    *netem.split(),
+                    check=False,
+                )
+                self.netem_status = (
+                    netem if r.returncode == 0 else f"unavailable: {r.stderr.strip()}"
+                )
 
     def ip(self, i: int) -> str:
         return f"{SUBNET}.{i + 1}" if self.use else "127.0.0.1"
@@ -111,12 +126,22 @@ class Cluster:
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * n
         self.down: set[int] = set()  # validators a fault has taken out (not for load)
         ports = free_ports(2 * n)
-        genesis = init_network(root, validators=n, deterministic=True, genesis_time_ms=int(time.time() * 1000) + 3000,
-                               ports=ports[:n], api_ports=ports[n:],
-                               consensus=ConsensusParams(round_ms=1000, stage2_ms=500))
+        genesis = init_network(
+            root,
+            validators=n,
+            deterministic=True,
+            genesis_time_ms=int(time.time() * 1000) + 3000,
+            ports=ports[:n],
+            api_ports=ports[n:],
+            consensus=ConsensusParams(round_ms=1000, stage2_ms=500),
+        )
         vals = [v.model_copy(update={"host": net.ip(i)}) for i, v in enumerate(genesis.validators)]
-        Genesis.model_validate({**genesis.model_dump(mode="json"), "validators": [v.model_dump(mode="json") for v in vals]}).save(
-            root / "genesis.json")
+        Genesis.model_validate(
+            {
+                **genesis.model_dump(mode="json"),
+                "validators": [v.model_dump(mode="json") for v in vals],
+            }
+        ).save(root / "genesis.json")
         self.urls = []
         for i in range(n):
             d = self.dir(i)
@@ -131,8 +156,12 @@ class Cluster:
     def start(self, i: int) -> None:
         log = open(self.dir(i) / "node.log", "ab")  # noqa: SIM115 - the child holds it
         faked = ["faketime", "-f", self.skew[i]] if i in self.skew else []
-        self.procs[i] = subprocess.Popen([*self.net.prefix(i), *faked, str(BIN), "node", str(self.dir(i))],
-                                         stdout=log, stderr=log, start_new_session=True)
+        self.procs[i] = subprocess.Popen(
+            [*self.net.prefix(i), *faked, str(BIN), "node", str(self.dir(i))],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         self.down.discard(i)
 
     def signal(self, i: int, sig: int) -> None:
@@ -206,9 +235,15 @@ class Load(threading.Thread):
                         nonce = self.nonces.get(sender.address)
                         if nonce is None:
                             nonce = int(cl.account(sender.address)["next_nonce"])
-                        tx = Tx.create(sender, chain_id=self.chain_id, contract="token", method="transfer",
-                                       args={"to": demo_account(50 + k % 50).address, "amount": 1}, nonce=nonce,
-                                       gas_limit=100_000)
+                        tx = Tx.create(
+                            sender,
+                            chain_id=self.chain_id,
+                            contract="token",
+                            method="transfer",
+                            args={"to": demo_account(50 + k % 50).address, "amount": 1},
+                            nonce=nonce,
+                            gas_limit=100_000,
+                        )
                         self.submitted += 1
                         self.accepted[cl.submit(tx).hex()] = i
                         self.nonces[sender.address] = nonce + 1
@@ -246,19 +281,43 @@ def flip_bytes(path: Path, count: int, rng: random.Random) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=5.0, help="how long to inject faults (default 5)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--minutes", type=float, default=5.0, help="how long to inject faults (default 5)"
+    )
     ap.add_argument("--validators", type=int, default=4, help="network size (default 4)")
-    ap.add_argument("--dir", type=Path, default=None, help="network folder (default: a new temporary one)")
-    ap.add_argument("--seed", type=int, default=1, help="seeds the choice of faults, victims and bytes")
-    ap.add_argument("--tps", type=float, default=10.0, help="transfers submitted per second (default 10)")
+    ap.add_argument(
+        "--dir", type=Path, default=None, help="network folder (default: a new temporary one)"
+    )
+    ap.add_argument(
+        "--seed", type=int, default=1, help="seeds the choice of faults, victims and bytes"
+    )
+    ap.add_argument(
+        "--tps", type=float, default=10.0, help="transfers submitted per second (default 10)"
+    )
     ap.add_argument("--every", type=float, default=8.0, help="seconds between faults (default 8)")
-    ap.add_argument("--no-netns", action="store_true", help="run on loopback, without network namespaces")
-    ap.add_argument("--skew", action="append", default=[], metavar="I=OFFSET",
-                    help="run validator I under faketime with this clock offset, e.g. 3=+0.8s (repeatable)")
-    ap.add_argument("--faults", default="kill,stop,cluster,flip,partition",
-                    help="comma-separated faults to draw from ('' for none: load and skew only)")
-    ap.add_argument("--netem", default="delay 20ms 5ms loss 1%", help="tc netem arguments per validator link ('' for none)")
+    ap.add_argument(
+        "--no-netns", action="store_true", help="run on loopback, without network namespaces"
+    )
+    ap.add_argument(
+        "--skew",
+        action="append",
+        default=[],
+        metavar="I=OFFSET",
+        help="run validator I under faketime with this clock offset, e.g. 3=+0.8s (repeatable)",
+    )
+    ap.add_argument(
+        "--faults",
+        default="kill,stop,cluster,flip,partition",
+        help="comma-separated faults to draw from ('' for none: load and skew only)",
+    )
+    ap.add_argument(
+        "--netem",
+        default="delay 20ms 5ms loss 1%",
+        help="tc netem arguments per validator link ('' for none)",
+    )
     args = ap.parse_args()
     from rich.progress import Progress
 
@@ -272,8 +331,14 @@ def main() -> int:
     skew = {int(k): v for k, _, v in (x.partition("=") for x in args.skew)}
     if skew and shutil.which("faketime") is None:
         raise SystemExit("--skew needs faketime (apt-get install faketime)")
-    flips = {"rounds": 0, "bytes": 0, "verify_found_damage": 0, "refused_or_unhealthy": 0, "restored": 0,
-             "silent": 0}
+    flips = {
+        "rounds": 0,
+        "bytes": 0,
+        "verify_found_damage": 0,
+        "refused_or_unhealthy": 0,
+        "restored": 0,
+        "silent": 0,
+    }
     cluster: Cluster | None = None
     try:
         cluster = Cluster(root, net, args.validators, skew)
@@ -290,14 +355,20 @@ def main() -> int:
             while time.monotonic() < end:
                 time.sleep(min(args.every, max(0.0, end - time.monotonic())))
                 if not kinds:
-                    bar.update(task, completed=args.minutes * 60 - (end - time.monotonic()),
-                               description=f"load only: {len(load.committed)} committed seen")
+                    bar.update(
+                        task,
+                        completed=args.minutes * 60 - (end - time.monotonic()),
+                        description=f"load only: {len(load.committed)} committed seen",
+                    )
                     continue
                 kind = rng.choice(kinds)
                 i = rng.randrange(args.validators)
                 faults[kind] = faults.get(kind, 0) + 1
-                bar.update(task, completed=args.minutes * 60 - (end - time.monotonic()),
-                           description=f"{kind} validator-{i}: {len(load.committed)} committed seen")
+                bar.update(
+                    task,
+                    completed=args.minutes * 60 - (end - time.monotonic()),
+                    description=f"{kind} validator-{i}: {len(load.committed)} committed seen",
+                )
                 if kind == "kill":
                     cluster.kill(i)
                     time.sleep(rng.uniform(1, 5))
@@ -329,7 +400,11 @@ def main() -> int:
                     flip_bytes(data, count, rng)
                     flips["rounds"] += 1
                     flips["bytes"] += count
-                    v = subprocess.run([str(BIN), "node", str(cluster.dir(i)), "--verify"], capture_output=True, text=True)
+                    v = subprocess.run(
+                        [str(BIN), "node", str(cluster.dir(i)), "--verify"],
+                        capture_output=True,
+                        text=True,
+                    )
                     damaged = v.returncode != 0
                     flips["verify_found_damage"] += damaged
                     cluster.start(i)
@@ -337,7 +412,9 @@ def main() -> int:
                     if not healthy:
                         flips["refused_or_unhealthy"] += 1
                     elif not damaged:
-                        flips["silent"] += 1  # a flip in free or unread pages; the final check covers the rest
+                        flips["silent"] += (
+                            1  # a flip in free or unread pages; the final check covers the rest
+                        )
                     if damaged or not healthy:
                         cluster.kill(i)
                         shutil.copyfile(backup, data)
@@ -371,21 +448,39 @@ def main() -> int:
         for h, (height, block) in load.committed.items():
             for c in clients:
                 st = c.tx(bytes.fromhex(h), proof=False)
-                if not st.committed or st.height != height or st.block_hash is None or st.block_hash.hex() != block:
+                if (
+                    not st.committed
+                    or st.height != height
+                    or st.block_hash is None
+                    or st.block_hash.hex() != block
+                ):
                     lost += 1
         top = min(int((cluster.status(i) or {}).get("height", 0)) for i in range(args.validators))
         proposed = [0] * args.validators
         for start in range(1, top + 1, 100):
             views = [c.headers(start, min(100, top - start + 1)) for c in clients]
-            diverged += sum(1 for col in zip(*views, strict=True) if len({x.header.hash for x in col}) > 1)
+            diverged += sum(
+                1 for col in zip(*views, strict=True) if len({x.header.hash for x in col}) > 1
+            )
             for x in views[0]:
                 proposed[x.header.proposer] += 1
         report = {
-            "minutes": args.minutes, "validators": args.validators, "netns": use_netns, "netem": net.netem_status,
-            "faults": faults, "flips": flips,
-            "txs": {"submitted": load.submitted, "accepted": len(load.accepted), "committed_seen": len(load.committed),
-                    "refused": load.errors, "lost": lost},
-            "height": top, "diverged_heights": diverged, "proposed": proposed,
+            "minutes": args.minutes,
+            "validators": args.validators,
+            "netns": use_netns,
+            "netem": net.netem_status,
+            "faults": faults,
+            "flips": flips,
+            "txs": {
+                "submitted": load.submitted,
+                "accepted": len(load.accepted),
+                "committed_seen": len(load.committed),
+                "refused": load.errors,
+                "lost": lost,
+            },
+            "height": top,
+            "diverged_heights": diverged,
+            "proposed": proposed,
             "skew": {str(k): v for k, v in skew.items()},
         }
         print(json.dumps(report, sort_keys=True))

@@ -9,7 +9,17 @@ from .errors import AccordError
 from .genesis import Genesis
 from .types import Block, Certificate, Event, Header, Receipt, Tx
 
-__all__ = ["AccordError", "AccountKey", "Block", "Certificate", "Event", "Genesis", "Header", "Receipt", "Tx"]
+__all__ = [
+    "AccordError",
+    "AccountKey",
+    "Block",
+    "Certificate",
+    "Event",
+    "Genesis",
+    "Header",
+    "Receipt",
+    "Tx",
+]
 __version__ = "0.1.0"
 
 

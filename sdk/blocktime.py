@@ -33,8 +33,14 @@ def ahead_of_clock_ms(*, time_ms: int, now_ms: int, drift_ms: int) -> int:
 
 
 def block_time_error(
-    *, time_ms: int, round: int, parent_time_ms: int, now_ms: int,
-    genesis_time_ms: int, round_ms: int, drift_ms: int,
+    *,
+    time_ms: int,
+    round: int,
+    parent_time_ms: int,
+    now_ms: int,
+    genesis_time_ms: int,
+    round_ms: int,
+    drift_ms: int,
 ) -> str | None:
     """Why an honest validator must not vote for a block stamped ``time_ms`` (None: it may).
 
@@ -53,12 +59,18 @@ def block_time_error(
     upper = max(parent_time_ms, min(now_ms, end) + drift_ms)
     if time_ms > upper:
         if time_ms > now_ms + drift_ms:
-            return (f"block time {time_ms} is {time_ms - now_ms} ms ahead of this validator's clock "
-                    f"(tolerance {drift_ms} ms)")
-        return (f"block time {time_ms} is {time_ms - end} ms past the end of round {round} "
-                f"(tolerance {drift_ms} ms)")
+            return (
+                f"block time {time_ms} is {time_ms - now_ms} ms ahead of this validator's clock "
+                f"(tolerance {drift_ms} ms)"
+            )
+        return (
+            f"block time {time_ms} is {time_ms - end} ms past the end of round {round} "
+            f"(tolerance {drift_ms} ms)"
+        )
     lower = max(parent_time_ms, start - drift_ms)
     if time_ms < lower:
-        return (f"block time {time_ms} is {start - time_ms} ms before the start of round {round} "
-                f"(tolerance {drift_ms} ms)")
+        return (
+            f"block time {time_ms} is {start - time_ms} ms before the start of round {round} "
+            f"(tolerance {drift_ms} ms)"
+        )
     return None

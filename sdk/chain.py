@@ -63,7 +63,9 @@ class Execution:
 
 
 def tx_root(txs: Sequence[Tx], receipts: Sequence[Receipt]) -> bytes:
-    return merkle.merkle_root([merkle.tx_leaf(t.hash, r.hash) for t, r in zip(txs, receipts, strict=True)])
+    return merkle.merkle_root(
+        [merkle.tx_leaf(t.hash, r.hash) for t, r in zip(txs, receipts, strict=True)]
+    )
 
 
 class Chain:
@@ -73,7 +75,9 @@ class Chain:
     through :attr:`store` may come from anywhere.
     """
 
-    def __init__(self, genesis: Genesis, store: Store, runtime: Runtime, *, cache_size: int = 64) -> None:
+    def __init__(
+        self, genesis: Genesis, store: Store, runtime: Runtime, *, cache_size: int = 64
+    ) -> None:
         self.genesis = genesis
         self.store: Store = store
         self.runtime: Runtime = runtime
@@ -120,8 +124,14 @@ class Chain:
         writes = self.runtime.genesis_writes()
         update = self.store.compute_state_update(writes)
         header = Header(
-            chain_id=self.genesis.chain_id, height=0, round=0, parent_hash=ZERO_HASH,
-            tx_root=merkle.merkle_root([]), state_root=update.root, tx_count=0, proposer=0,
+            chain_id=self.genesis.chain_id,
+            height=0,
+            round=0,
+            parent_hash=ZERO_HASH,
+            tx_root=merkle.merkle_root([]),
+            state_root=update.root,
+            tx_count=0,
+            proposer=0,
             time_ms=self.genesis.genesis_time_ms,
         )
         self.store.commit_block(Block(header, ()), None, [], writes, update)
@@ -130,20 +140,37 @@ class Chain:
     # --- execution ----------------------------------------------------------------------
 
     def _execute(
-        self, txs: Sequence[Tx], height: int, time_ms: int, verified: Container[bytes],
+        self,
+        txs: Sequence[Tx],
+        height: int,
+        time_ms: int,
+        verified: Container[bytes],
         interrupt: Callable[[], bool] | None = None,
         gas_budget: int | None = None,
     ) -> Execution:
         """Execute on the head state. With ``gas_budget`` only a prefix of ``txs`` may run
         (``len(receipts)`` of them): the caller cuts the block to match."""
         with self.store.snapshot() as snap:
-            result = self.runtime.execute_block(snap, txs, height=height, time_ms=time_ms, verified=verified,
-                                                interrupt=interrupt, max_gas=self.genesis.consensus.max_block_gas,
-                                                gas_budget=gas_budget)
+            result = self.runtime.execute_block(
+                snap,
+                txs,
+                height=height,
+                time_ms=time_ms,
+                verified=verified,
+                interrupt=interrupt,
+                max_gas=self.genesis.consensus.max_block_gas,
+                gas_budget=gas_budget,
+            )
         update = self.store.compute_state_update(result.writes)
         ran = txs if len(result.receipts) == len(txs) else txs[: len(result.receipts)]
-        return Execution(result.receipts, result.writes, update, update.root, tx_root(ran, result.receipts),
-                         result.gas_used)
+        return Execution(
+            result.receipts,
+            result.writes,
+            update,
+            update.root,
+            tx_root(ran, result.receipts),
+            result.gas_used,
+        )
 
     def execution(self, block_hash: bytes) -> Execution | None:
         """The cached outcome of a block built or validated on the current head, if any."""
@@ -198,11 +225,19 @@ class Chain:
                     if e.index is None or not 0 <= e.index < len(txs):
                         raise
                     txs.pop(e.index)
-            del txs[len(ex.receipts):]
+            del txs[len(ex.receipts) :]
             header = Header(
-                chain_id=self.chain_id, height=height + 1, round=round, parent_hash=parent,
-                tx_root=ex.tx_root, state_root=ex.state_root, tx_count=len(txs), proposer=proposer,
-                time_ms=time_ms, sortition=sortition, body_hash=body_hash(txs),
+                chain_id=self.chain_id,
+                height=height + 1,
+                round=round,
+                parent_hash=parent,
+                tx_root=ex.tx_root,
+                state_root=ex.state_root,
+                tx_count=len(txs),
+                proposer=proposer,
+                time_ms=time_ms,
+                sortition=sortition,
+                body_hash=body_hash(txs),
             )
             block = Block(header, tuple(txs))
             self._remember(block.hash, ex)
@@ -242,14 +277,20 @@ class Chain:
             if header.height != height + 1 or header.parent_hash != parent:
                 return
             error = block_time_error(
-                time_ms=header.time_ms, round=header.round, parent_time_ms=self.head_header().time_ms,
-                now_ms=now_ms, genesis_time_ms=self.genesis.genesis_time_ms, round_ms=params.round_ms,
+                time_ms=header.time_ms,
+                round=header.round,
+                parent_time_ms=self.head_header().time_ms,
+                now_ms=now_ms,
+                genesis_time_ms=self.genesis.genesis_time_ms,
+                round_ms=params.round_ms,
                 drift_ms=params.time_drift(),
             )
         if error is not None:
             raise InvalidProposal(error)
 
-    def validate(self, block: Block, *, verified: Container[bytes] = (), now_ms: int | None = None) -> Execution:
+    def validate(
+        self, block: Block, *, verified: Container[bytes] = (), now_ms: int | None = None
+    ) -> Execution:
         """Check a proposed block against the head and re-execute it; raise InvalidProposal.
 
         Header rules checked before the (expensive) execution: chain id, height, parent,

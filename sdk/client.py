@@ -43,8 +43,15 @@ from .types import Block, Certificate, Event, Header, Receipt, Tx
 from .wire import value_from_json
 
 __all__ = [
-    "AsyncClient", "BlockCommitted", "Client", "EventCommitted", "HeaderWithCertificate",
-    "InclusionProof", "StateValue", "TxStatus", "error_from",
+    "AsyncClient",
+    "BlockCommitted",
+    "Client",
+    "EventCommitted",
+    "HeaderWithCertificate",
+    "InclusionProof",
+    "StateValue",
+    "TxStatus",
+    "error_from",
 ]
 
 # --- results --------------------------------------------------------------------------------
@@ -211,14 +218,22 @@ def _tx_status(d: dict[str, Any]) -> TxStatus:
     proof = None
     if p is not None:
         proof = InclusionProof(
-            leaf=bytes.fromhex(p["leaf"]), index=p["index"], count=p["count"],
-            siblings=[bytes.fromhex(x) for x in p["siblings"]], tx_root=bytes.fromhex(p["tx_root"]),
+            leaf=bytes.fromhex(p["leaf"]),
+            index=p["index"],
+            count=p["count"],
+            siblings=[bytes.fromhex(x) for x in p["siblings"]],
+            tx_root=bytes.fromhex(p["tx_root"]),
         )
     t = d.get("tx")
     return TxStatus(
-        tx_hash=bytes.fromhex(d["tx_hash"]), status=d["status"], height=d.get("height"),
-        index=d.get("index"), block_hash=_hex(d.get("block_hash")), receipt=_receipt(d.get("receipt")),
-        proof=proof, tx=Tx.decode(bytes.fromhex(t["raw"])) if t is not None else None,
+        tx_hash=bytes.fromhex(d["tx_hash"]),
+        status=d["status"],
+        height=d.get("height"),
+        index=d.get("index"),
+        block_hash=_hex(d.get("block_hash")),
+        receipt=_receipt(d.get("receipt")),
+        proof=proof,
+        tx=Tx.decode(bytes.fromhex(t["raw"])) if t is not None else None,
     )
 
 
@@ -229,16 +244,21 @@ def _hwc(d: dict[str, Any]) -> HeaderWithCertificate:
 def _block_receipts(d: dict[str, Any]) -> tuple[Block, list[Receipt]]:
     """A block and its receipts from their canonical bytes (the JSON's ``raw`` fields)."""
     block = Block(_header(d["header"]), tuple(Tx.decode(bytes.fromhex(t["raw"])) for t in d["txs"]))
-    receipts = [Receipt.from_obj(encoding.decode(bytes.fromhex(r["raw"]))) for r in d.get("receipts") or []]
+    receipts = [
+        Receipt.from_obj(encoding.decode(bytes.fromhex(r["raw"]))) for r in d.get("receipts") or []
+    ]
     return block, receipts
 
 
 def _state(d: dict[str, Any]) -> StateValue:
     value = _hex(d.get("value"))
     return StateValue(
-        contract=d["contract"], state_key=bytes.fromhex(d["state_key"]), value=value,
+        contract=d["contract"],
+        state_key=bytes.fromhex(d["state_key"]),
+        value=value,
         decoded=encoding.decode(value) if value is not None else None,
-        proof=StateProof.decode(bytes.fromhex(d["proof_raw"])), height=d["height"],
+        proof=StateProof.decode(bytes.fromhex(d["proof_raw"])),
+        height=d["height"],
         header=_header(d["header"]),
     )
 
@@ -247,14 +267,19 @@ def _stream_item(d: dict[str, Any]) -> StreamItem | None:
     t = d.get("type")
     if t == "block":
         return BlockCommitted(
-            height=d["height"], hash=bytes.fromhex(d["hash"]), header=_header(d["header"]),
+            height=d["height"],
+            hash=bytes.fromhex(d["hash"]),
+            header=_header(d["header"]),
             certificate=_certificate(d.get("certificate")),
-            tx_hashes=[bytes.fromhex(x) for x in d["tx_hashes"]], receipts_ok=list(d["receipts_ok"]),
+            tx_hashes=[bytes.fromhex(x) for x in d["tx_hashes"]],
+            receipts_ok=list(d["receipts_ok"]),
         )
     if t == "event":
         e = d["event"]
         return EventCommitted(
-            height=d["height"], tx_hash=bytes.fromhex(d["tx_hash"]), index=d["index"],
+            height=d["height"],
+            tx_hash=bytes.fromhex(d["tx_hash"]),
+            index=d["index"],
             event=Event(e["contract"], e["name"], value_from_json(e["data"])),
         )
     if t == "lagged":
@@ -302,7 +327,9 @@ def _height_path(height: int | str) -> str:
     return str(height)
 
 
-def _stream_query(from_height: int | None, blocks: bool, events: bool, contract: str | None) -> dict[str, str]:
+def _stream_query(
+    from_height: int | None, blocks: bool, events: bool, contract: str | None
+) -> dict[str, str]:
     q = {"blocks": str(blocks).lower(), "events": str(events).lower()}
     if from_height is not None:
         q["from"] = str(from_height)
@@ -311,13 +338,20 @@ def _stream_query(from_height: int | None, blocks: bool, events: bool, contract:
     return q
 
 
-_RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.BadStatusLine)
+_RETRYABLE = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    http.client.BadStatusLine,
+)
 
 # --- TLS ---------------------------------------------------------------------------------------
 
 
 def _tls_options(
-    scheme: str, ca_file: str | Path | None, cert_sha256: str | None,
+    scheme: str,
+    ca_file: str | Path | None,
+    cert_sha256: str | None,
 ) -> tuple[ssl.SSLContext | None, bytes | None]:
     """The TLS context and pin for a client URL (clear errors for options that cannot apply)."""
     if scheme != "https":
@@ -367,8 +401,13 @@ class Client:
     """
 
     def __init__(
-        self, url: str, *, timeout: float = 30.0, ca_file: str | Path | None = None,
-        cert_sha256: str | None = None, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        ca_file: str | Path | None = None,
+        cert_sha256: str | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         whole_request_timeout: bool = False,
     ) -> None:
         """``max_response_bytes`` bounds the body of one answer (a bigger one is
@@ -405,15 +444,21 @@ class Client:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self._scheme == "https":
-                conn = _PinnedHTTPSConnection(self._host, self._port, timeout=self.timeout, context=self._ssl,
-                                              pin=self._pin)
+                conn = _PinnedHTTPSConnection(
+                    self._host, self._port, timeout=self.timeout, context=self._ssl, pin=self._pin
+                )
             else:
                 conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
             self._local.conn = conn
         return conn
 
     def request(
-        self, method: str, path: str, *, query: dict[str, str] | None = None, json_body: Any = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        json_body: Any = None,
         raw_body: bytes | None = None,
     ) -> tuple[int, str, bytes]:
         """One HTTP exchange; returns (status, content type, body). Raises for 4xx/5xx."""
@@ -425,7 +470,9 @@ class Client:
         elif json_body is not None:
             body, headers["Content-Type"] = json.dumps(json_body).encode(), "application/json"
         expired = threading.Event()
-        current: list[http.client.HTTPConnection] = []  # the timer runs in another thread: no self._local
+        current: list[
+            http.client.HTTPConnection
+        ] = []  # the timer runs in another thread: no self._local
         timer: threading.Timer | None = None
         if self.whole_request_timeout:
             # http.client's timeout is per socket read; past the deadline the socket is shut
@@ -464,7 +511,12 @@ class Client:
             parts.append(chunk)
 
     def _exchange(
-        self, method: str, target: str, body: bytes | None, headers: dict[str, str], expired: threading.Event,
+        self,
+        method: str,
+        target: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        expired: threading.Event,
         current: list[http.client.HTTPConnection],
     ) -> tuple[int, str, bytes]:
         for attempt in (0, 1):
@@ -532,23 +584,31 @@ class Client:
                 return st.receipt
             left = deadline - time.monotonic()
             if left <= 0:
-                raise WaitTimeout(f"transaction {tx_hash.hex()[:16]} not committed after {timeout:g} s ({st.status})")
+                raise WaitTimeout(
+                    f"transaction {tx_hash.hex()[:16]} not committed after {timeout:g} s ({st.status})"
+                )
             time.sleep(min(delay, left))
             delay = min(delay * 1.5, 0.5)
 
     # --- blocks, headers, state ------------------------------------------------------------
 
     def block(self, height: int | str = "latest") -> Block:
-        _, _, data = self.request("GET", f"/v1/blocks/{_height_path(height)}", query={"format": "raw"})
+        _, _, data = self.request(
+            "GET", f"/v1/blocks/{_height_path(height)}", query={"format": "raw"}
+        )
         return Block.decode(data)
 
     def block_by_hash(self, block_hash: bytes) -> Block:
-        _, _, data = self.request("GET", f"/v1/blocks/hash/{block_hash.hex()}", query={"format": "raw"})
+        _, _, data = self.request(
+            "GET", f"/v1/blocks/hash/{block_hash.hex()}", query={"format": "raw"}
+        )
         return Block.decode(data)
 
     def block_receipts(self, height: int | str = "latest") -> tuple[Block, list[Receipt]]:
         """A committed block and its receipts (decoded from their canonical bytes)."""
-        return _block_receipts(self._get(f"/v1/blocks/{_height_path(height)}", {"receipts": "true"}))
+        return _block_receipts(
+            self._get(f"/v1/blocks/{_height_path(height)}", {"receipts": "true"})
+        )
 
     def block_json(self, height: int | str = "latest", *, receipts: bool = False) -> dict[str, Any]:
         """The block's JSON view (with receipts if asked), as the server sends it."""
@@ -593,8 +653,13 @@ class Client:
         return self._get("/openapi.json")
 
     def stream(
-        self, *, from_height: int | None = None, blocks: bool = True, events: bool = True,
-        contract: str | None = None, max_queue: int = 1024,
+        self,
+        *,
+        from_height: int | None = None,
+        blocks: bool = True,
+        events: bool = True,
+        contract: str | None = None,
+        max_queue: int = 1024,
     ) -> Iterator[StreamItem]:
         """Committed blocks and events as they come (a blocking generator).
 
@@ -669,8 +734,13 @@ class AsyncClient:
     """aiohttp client of one node's API; use as ``async with AsyncClient(url) as c``."""
 
     def __init__(
-        self, url: str, *, timeout: float = 30.0, session: aiohttp.ClientSession | None = None,
-        ca_file: str | Path | None = None, cert_sha256: str | None = None,
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
+        ca_file: str | Path | None = None,
+        cert_sha256: str | None = None,
     ) -> None:
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
@@ -703,7 +773,12 @@ class AsyncClient:
         return self._session
 
     async def request(
-        self, method: str, path: str, *, query: dict[str, str] | None = None, json_body: Any = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        json_body: Any = None,
         raw_body: bytes | None = None,
     ) -> tuple[int, str, bytes]:
         kw: dict[str, Any] = {"params": query or None}
@@ -743,21 +818,29 @@ class AsyncClient:
                 return st.receipt
             left = deadline - time.monotonic()
             if left <= 0:
-                raise WaitTimeout(f"transaction {tx_hash.hex()[:16]} not committed after {timeout:g} s ({st.status})")
+                raise WaitTimeout(
+                    f"transaction {tx_hash.hex()[:16]} not committed after {timeout:g} s ({st.status})"
+                )
             await asyncio.sleep(min(delay, left))
             delay = min(delay * 1.5, 0.5)
 
     async def block(self, height: int | str = "latest") -> Block:
-        _, _, data = await self.request("GET", f"/v1/blocks/{_height_path(height)}", query={"format": "raw"})
+        _, _, data = await self.request(
+            "GET", f"/v1/blocks/{_height_path(height)}", query={"format": "raw"}
+        )
         return Block.decode(data)
 
     async def block_by_hash(self, block_hash: bytes) -> Block:
-        _, _, data = await self.request("GET", f"/v1/blocks/hash/{block_hash.hex()}", query={"format": "raw"})
+        _, _, data = await self.request(
+            "GET", f"/v1/blocks/hash/{block_hash.hex()}", query={"format": "raw"}
+        )
         return Block.decode(data)
 
     async def block_receipts(self, height: int | str = "latest") -> tuple[Block, list[Receipt]]:
         """A committed block and its receipts (decoded from their canonical bytes)."""
-        return _block_receipts(await self._get(f"/v1/blocks/{_height_path(height)}", {"receipts": "true"}))
+        return _block_receipts(
+            await self._get(f"/v1/blocks/{_height_path(height)}", {"receipts": "true"})
+        )
 
     async def header(self, height: int) -> HeaderWithCertificate:
         return _hwc(await self._get(f"/v1/headers/{_height_path(height)}"))
@@ -768,10 +851,14 @@ class AsyncClient:
 
     async def state(self, contract: str, key: bytes | str) -> StateValue:
         path, q = _key_path(key)
-        return _state(await self._get(f"/v1/state/{urllib.parse.quote(contract, safe='')}/{path}", q))
+        return _state(
+            await self._get(f"/v1/state/{urllib.parse.quote(contract, safe='')}/{path}", q)
+        )
 
     async def query(self, contract: str, method: str, **args: Value) -> Value:
-        _, _, data = await self.request("POST", f"/v1/query/{contract}/{method}", raw_body=encoding.encode(args))
+        _, _, data = await self.request(
+            "POST", f"/v1/query/{contract}/{method}", raw_body=encoding.encode(args)
+        )
         return encoding.decode(bytes.fromhex(json.loads(data)["raw"]))
 
     async def status(self) -> dict[str, Any]:
@@ -791,7 +878,11 @@ class AsyncClient:
         return (await self.request("GET", "/metrics"))[2].decode()
 
     async def stream(
-        self, *, from_height: int | None = None, blocks: bool = True, events: bool = True,
+        self,
+        *,
+        from_height: int | None = None,
+        blocks: bool = True,
+        events: bool = True,
         contract: str | None = None,
     ) -> AsyncIterator[StreamItem]:
         """Committed blocks and events, in height order, until the node closes the stream.
@@ -808,12 +899,20 @@ class AsyncClient:
     ) -> aiohttp.ClientWebSocketResponse:
         q = _stream_query(from_height, blocks, events, contract)
         try:
-            return await self._sess().ws_connect(self.url + "/v1/stream", params=q, heartbeat=30.0, ssl=self._ssl)
+            return await self._sess().ws_connect(
+                self.url + "/v1/stream", params=q, heartbeat=30.0, ssl=self._ssl
+            )
         except aiohttp.WSServerHandshakeError as e:
-            raise error_from("unavailable" if e.status == 503 else f"http_{e.status}", e.message) from None
+            raise error_from(
+                "unavailable" if e.status == 503 else f"http_{e.status}", e.message
+            ) from None
 
     async def stream_ready(
-        self, *, from_height: int | None = None, blocks: bool = True, events: bool = True,
+        self,
+        *,
+        from_height: int | None = None,
+        blocks: bool = True,
+        events: bool = True,
         contract: str | None = None,
     ) -> tuple[int, AsyncIterator[StreamItem]]:
         """Like :meth:`stream`, but returns once the subscription is live: (head height at
@@ -828,4 +927,3 @@ class AsyncClient:
             await ws.close()
             raise DecodeError(f"unexpected first stream message {hello.get('type')!r}")
         return int(hello["height"]), _stream_items(ws)
-

@@ -55,23 +55,39 @@ class NodeConfig(BaseModel):
     p2p_tls: TlsFiles | None = Field(
         default=None,
         description="TLS on the validator links (required of every peer once set); written by accord init. "
-                    "Absent: plaintext links, as networks made before encryption existed",
+        "Absent: plaintext links, as networks made before encryption existed",
     )
-    api_tls: TlsFiles | None = Field(default=None, description="serve the client API over https with these files")
-    state_sync: bool = Field(default=True, description=(
-        "a node with an empty data folder takes a peer's state snapshot (checked against its "
-        "certified header) instead of replaying the chain from genesis, when one is offered"))
-    snapshot_interval: int = Field(default=1000, ge=0, description=(
-        "build a state snapshot for joining nodes every this many blocks (0: never)"))
+    api_tls: TlsFiles | None = Field(
+        default=None, description="serve the client API over https with these files"
+    )
+    state_sync: bool = Field(
+        default=True,
+        description=(
+            "a node with an empty data folder takes a peer's state snapshot (checked against its "
+            "certified header) instead of replaying the chain from genesis, when one is offered"
+        ),
+    )
+    snapshot_interval: int = Field(
+        default=1000,
+        ge=0,
+        description=("build a state snapshot for joining nodes every this many blocks (0: never)"),
+    )
     snapshot_keep: int = Field(default=2, ge=1, description="state snapshots kept on disk")
-    prune_keep: int = Field(default=0, ge=0, description=(
-        "keep only the last this many blocks and state versions (0: keep everything)"))
+    prune_keep: int = Field(
+        default=0,
+        ge=0,
+        description=("keep only the last this many blocks and state versions (0: keep everything)"),
+    )
     ceremony_transcript: str | None = Field(
-        default=None, description="the ZK ceremony's transcript.json, relative to the node folder "
-        "(default: transcript.json next to genesis); checked against genesis at start-up")
+        default=None,
+        description="the ZK ceremony's transcript.json, relative to the node folder "
+        "(default: transcript.json next to genesis); checked against genesis at start-up",
+    )
     allow_insecure_zk: bool = Field(
-        default=False, description="start on a genesis whose ZK keys are marked insecure-dev "
-        "(one-machine keys: test and demo chains only)")
+        default=False,
+        description="start on a genesis whose ZK keys are marked insecure-dev "
+        "(one-machine keys: test and demo chains only)",
+    )
 
     @classmethod
     def load(cls, node_dir: str | Path) -> NodeConfig:
@@ -89,7 +105,10 @@ def builtin_contract_entries() -> list[ContractEntry]:
     from accord.contracts import BUILTINS
     from accord.contracts.runtime import code_hash
 
-    return [ContractEntry(name=name, code_hash=code_hash(cls).hex()) for name, cls in sorted(BUILTINS.items())]
+    return [
+        ContractEntry(name=name, code_hash=code_hash(cls).hex())
+        for name, cls in sorted(BUILTINS.items())
+    ]
 
 
 def demo_account(i: int) -> AccountKey:
@@ -134,17 +153,27 @@ def init_network(
         save_validator_key(node_dir / "validator.key", secret)
         infos.append(
             ValidatorInfo(
-                name=name, bls_public_key=bls.public_key(secret).hex(), pop=bls.pop_prove(secret).hex(),
-                host="127.0.0.1", port=ports[i], api_port=api_ports[i],
+                name=name,
+                bls_public_key=bls.public_key(secret).hex(),
+                pop=bls.pop_prove(secret).hex(),
+                host="127.0.0.1",
+                port=ports[i],
+                api_port=api_ports[i],
             )
         )
-        config = NodeConfig(name=name, genesis="../genesis.json", port=ports[i], api_port=api_ports[i])
+        config = NodeConfig(
+            name=name, genesis="../genesis.json", port=ports[i], api_port=api_ports[i]
+        )
         if p2p_tls:
             make_self_signed(node_dir / P2P_TLS.cert, node_dir / P2P_TLS.key, name=name)
             config.p2p_tls = P2P_TLS
         if api_tls:
-            make_self_signed(node_dir / API_TLS.cert, node_dir / API_TLS.key, name=f"{name} API",
-                             hosts=[config.api_host, "localhost"])
+            make_self_signed(
+                node_dir / API_TLS.cert,
+                node_dir / API_TLS.key,
+                name=f"{name} API",
+                hosts=[config.api_host, "localhost"],
+            )
             config.api_tls = API_TLS
         config.save(node_dir)
     authority = AccountKey.from_name("authority") if deterministic else AccountKey.generate()
@@ -167,4 +196,3 @@ def init_network(
         "they exist for demos and benchmarks only. authority.json may mint tokens.\n"
     )
     return genesis
-

@@ -87,7 +87,9 @@ def free_ports(count: int) -> list[int]:
                 continue
             socks.append(s)
         if len(socks) < count:
-            raise AccordError(f"found only {len(socks)} free ports of {count} outside the ephemeral range")
+            raise AccordError(
+                f"found only {len(socks)} free ports of {count} outside the ephemeral range"
+            )
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
@@ -127,7 +129,9 @@ def ensure_network(
         try:
             genesis = Genesis.load(root / "genesis.json")
             ours = {e.name: e.code_hash for e in builtin_contract_entries()}
-            stale = sorted(e.name for e in genesis.contracts if ours.get(e.name, e.code_hash) != e.code_hash)
+            stale = sorted(
+                e.name for e in genesis.contracts if ours.get(e.name, e.code_hash) != e.code_hash
+            )
             if stale:  # the validators would refuse to start (CodeMismatch)
                 raise CodeMismatch(f"its genesis registers other code for {', '.join(stale)}")
             for data in sorted(root.glob("*/data")):
@@ -136,20 +140,34 @@ def ensure_network(
         except FolderInUse as e:
             raise AccordError(f"a validator of {root} is still running: {e.message}") from None
         except AccordError as e:
-            raise AccordError(f"{root} holds a network this version cannot reuse ({e.message}); "
-                              f"start from a fresh folder (accord devnet --fresh)") from None
+            raise AccordError(
+                f"{root} holds a network this version cannot reuse ({e.message}); "
+                f"start from a fresh folder (accord devnet --fresh)"
+            ) from None
         return genesis
     ports = free_ports(2 * validators)
     return init_network(
-        root, validators=validators, chain_id="accord-devnet",
-        genesis_time_ms=int(time.time() * 1000), base_port=0, base_api_port=0,
+        root,
+        validators=validators,
+        chain_id="accord-devnet",
+        genesis_time_ms=int(time.time() * 1000),
+        base_port=0,
+        base_api_port=0,
         demo_accounts=accounts,
         consensus=ConsensusParams(
-            round_ms=round_ms, stage2_ms=stage2_ms, max_block_txs=max_block_txs,
-            expected_leaders=ConsensusParams().expected_leaders if expected_leaders is None else expected_leaders,
-            ticket_wait_ms=ConsensusParams().ticket_wait_ms if ticket_wait_ms is None else ticket_wait_ms,
+            round_ms=round_ms,
+            stage2_ms=stage2_ms,
+            max_block_txs=max_block_txs,
+            expected_leaders=ConsensusParams().expected_leaders
+            if expected_leaders is None
+            else expected_leaders,
+            ticket_wait_ms=ConsensusParams().ticket_wait_ms
+            if ticket_wait_ms is None
+            else ticket_wait_ms,
         ),
-        ports=ports[:validators], api_ports=ports[validators:], p2p_tls=p2p_tls,
+        ports=ports[:validators],
+        api_ports=ports[validators:],
+        p2p_tls=p2p_tls,
     )
 
 
@@ -158,7 +176,9 @@ def _last_error(log: Path) -> str:
     try:
         with open(log, "rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
-            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+            lines = [
+                ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()
+            ]
     except OSError:
         return ""
     return f": {lines[-1][:300]}" if lines else ""
@@ -179,7 +199,9 @@ class Validator:
 class Devnet:
     """Start, watch, kill and restart the validator processes of a network folder."""
 
-    def __init__(self, root: str | Path, genesis: Genesis | None = None, *, log_level: str = "WARNING") -> None:
+    def __init__(
+        self, root: str | Path, genesis: Genesis | None = None, *, log_level: str = "WARNING"
+    ) -> None:
         self.root = Path(root)
         self.log_level = log_level
         self.genesis = genesis or Genesis.load(self.root / "genesis.json")
@@ -189,7 +211,9 @@ class Devnet:
         self._lifeline_r, self._lifeline_w = os.pipe()
         for v in self.genesis.validators:
             cfg = NodeConfig.load(self.root / v.name)
-            self.validators.append(Validator(v.name, self.root / v.name, f"http://{cfg.api_host}:{cfg.api_port}"))
+            self.validators.append(
+                Validator(v.name, self.root / v.name, f"http://{cfg.api_host}:{cfg.api_port}")
+            )
 
     def start(self, i: int | None = None) -> None:
         """Start validator ``i`` (or all) as ``accord node DIR``; output goes to node.log."""
@@ -197,9 +221,20 @@ class Devnet:
             if (i is None or i == j) and not v.alive:
                 with open(v.dir / "node.log", "ab") as log:  # the child keeps its own descriptor
                     v.proc = subprocess.Popen(
-                        [sys.executable, "-m", "accord.cli.main", "node", str(v.dir), "--log-level", self.log_level,
-                         "--lifeline", str(self._lifeline_r)],
-                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                        [
+                            sys.executable,
+                            "-m",
+                            "accord.cli.main",
+                            "node",
+                            str(v.dir),
+                            "--log-level",
+                            self.log_level,
+                            "--lifeline",
+                            str(self._lifeline_r),
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
                         pass_fds=(self._lifeline_r,),
                     )
 
@@ -232,14 +267,19 @@ class Devnet:
                         break
                     except (TimeoutError, AccordError, OSError):
                         if not v.alive:
-                            raise AccordError(f"{v.name} exited{_last_error(v.dir / 'node.log')}; "
-                                              f"see {v.dir / 'node.log'}") from None
+                            raise AccordError(
+                                f"{v.name} exited{_last_error(v.dir / 'node.log')}; "
+                                f"see {v.dir / 'node.log'}"
+                            ) from None
                         if time.monotonic() > deadline:
                             raise AccordError(f"{v.name} did not answer in {timeout:g} s") from None
                         await asyncio.sleep(0.2)
 
-    async def _ask_each(self, fn: Callable[[AsyncClient], Awaitable[T]], timeout: float) -> list[T | None]:
+    async def _ask_each(
+        self, fn: Callable[[AsyncClient], Awaitable[T]], timeout: float
+    ) -> list[T | None]:
         """``fn`` on each validator's API at once; None for a validator that is down or silent."""
+
         async def one(v: Validator) -> T | None:
             if not v.alive:
                 return None
@@ -313,8 +353,15 @@ class Load:
     reused network continues where it stopped.
     """
 
-    def __init__(self, genesis: Genesis, urls: list[str], *, rate: float, accounts: int = 100,
-                 presign_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        genesis: Genesis,
+        urls: list[str],
+        *,
+        rate: float,
+        accounts: int = 100,
+        presign_s: float = 0.0,
+    ) -> None:
         self.genesis = genesis
         self.urls = urls
         self.rate = rate
@@ -335,9 +382,18 @@ class Load:
         paper's benchmark transactions (a bare transfer is ~170)."""
         nonce = self.nonces[key.address]
         self.nonces[key.address] = nonce + 1
-        reference = f"devnet payment {key.address.hex()[:16]} #{nonce:010d}".encode().ljust(REFERENCE_BYTES, b".")
-        return Tx.create(key, chain_id=self.genesis.chain_id, contract="token", method="remit",
-                         args={"to": to, "amount": 1, "reference": reference}, nonce=nonce, gas_limit=100_000)
+        reference = f"devnet payment {key.address.hex()[:16]} #{nonce:010d}".encode().ljust(
+            REFERENCE_BYTES, b"."
+        )
+        return Tx.create(
+            key,
+            chain_id=self.genesis.chain_id,
+            contract="token",
+            method="remit",
+            args={"to": to, "amount": 1, "reference": reference},
+            nonce=nonce,
+            gas_limit=100_000,
+        )
 
     async def init_nonces(self) -> None:
         clients = [AsyncClient(u) for u in self.urls]
@@ -422,7 +478,9 @@ class Load:
                     t = asyncio.create_task(self._send(clients[node], txs, now))
                     pending.add(t)
                     t.add_done_callback(pending.discard)
-                await asyncio.sleep(max(0.0, start + tick * (int((now - start) / tick) + 1) - time.monotonic()))
+                await asyncio.sleep(
+                    max(0.0, start + tick * (int((now - start) / tick) + 1) - time.monotonic())
+                )
             if pending:
                 await asyncio.wait(pending, timeout=10)
             for q in self._queues.values():  # refused and never accepted: not "submitted"
@@ -445,7 +503,11 @@ class Load:
         for tx, r in zip(txs, results, strict=True):
             if not isinstance(r, AccordError) or r.code == "duplicate_tx":
                 self.stats.submitted += 1
-            elif r.code in RETRYABLE and not self._stop.is_set() and self._attempts[tx.hash] < MAX_ATTEMPTS:
+            elif (
+                r.code in RETRYABLE
+                and not self._stop.is_set()
+                and self._attempts[tx.hash] < MAX_ATTEMPTS
+            ):
                 self.stats.rejected += 1
                 retry.append(tx)
             else:
@@ -477,8 +539,9 @@ class Load:
                 )
 
 
-def devnet_summary(genesis: Genesis, heads: dict[str, str], height: int, stats: LoadStats,
-                   elapsed: float) -> dict[str, Any]:
+def devnet_summary(
+    genesis: Genesis, heads: dict[str, str], height: int, stats: LoadStats, elapsed: float
+) -> dict[str, Any]:
     return {
         "validators": genesis.n,
         "height": height,

@@ -120,13 +120,15 @@ def _shape(v: Value, depth: int = 0) -> Value:
                 continue
             if tx is int:
                 if not _INT_MIN <= x <= _INT_MAX:
-                    raise DecodeError(f"integer {x} is outside the 64-bit range; encode it as bytes or str")
+                    raise DecodeError(
+                        f"integer {x} is outside the 64-bit range; encode it as bytes or str"
+                    )
                 continue
             y = _shape(x, depth + 1)
             if y is not x:  # first item that changes: build a new list from here on
                 out = v[:i]
                 out.append(y)
-                out.extend([_shape(z, depth + 1) for z in v[i + 1:]])
+                out.extend([_shape(z, depth + 1) for z in v[i + 1 :]])
                 return out
         return v
     if t is dict:
@@ -150,7 +152,9 @@ def _shape(v: Value, depth: int = 0) -> Value:
         return dict(zip(ordered, vals, strict=True)) if changed else v
     if t is bytes or t is str or t is bool or v is None:
         return v
-    return _canon(v, depth)  # tuples, int range checks, bytearray/memoryview, int subclasses, errors
+    return _canon(
+        v, depth
+    )  # tuples, int range checks, bytearray/memoryview, int subclasses, errors
 
 
 def encode(value: Value) -> bytes:
@@ -253,7 +257,9 @@ def decode_mapless(data: bytes) -> Value:
     if len(data) == 0:
         raise DecodeError("empty message")
     try:
-        value = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True, ext_hook=_no_ext)
+        value = msgpack.unpackb(
+            data, raw=False, strict_map_key=True, use_list=True, ext_hook=_no_ext
+        )
     except msgpack.ExtraData as e:
         raise TrailingBytes(f"{len(e.extra)} trailing bytes after the value") from None
     except DecodeError:
@@ -287,7 +293,11 @@ class Reader:
 
     def __init__(self, payload: bytes) -> None:
         self._u = msgpack.Unpacker(
-            None, raw=False, strict_map_key=True, use_list=True, ext_hook=_no_ext,
+            None,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            ext_hook=_no_ext,
             max_buffer_size=max(len(payload), 1),
         )
         self._u.feed(payload)

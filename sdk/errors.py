@@ -194,7 +194,9 @@ class NodeLied(LightClientError):
     code = "node_lied"
 
     def __init__(self, message: str = "", node: str = "", check: str = "") -> None:
-        super().__init__(f"node {node}: {check} check failed: {message}" if node or check else message)
+        super().__init__(
+            f"node {node}: {check} check failed: {message}" if node or check else message
+        )
         self.node = node
         self.check = check
 

@@ -66,7 +66,8 @@ class ConsensusParams(_Model):
     max_block_txs: int = Field(default=5000, ge=1)
     max_block_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_block_gas: int = Field(
-        default=50_000_000, ge=1,
+        default=50_000_000,
+        ge=1,
         description="a block's transactions may use at most this much gas in total (a "
         "consensus rule that bounds the work any proposal costs every validator: about "
         "10,000 token transfers or 240 proof checks); a transaction whose gas limit is "
@@ -74,13 +75,15 @@ class ConsensusParams(_Model):
     )
     gossip_fanout: int = Field(default=3, ge=1)
     ticket_wait_ms: int = Field(
-        default=30, ge=0,
+        default=30,
+        ge=0,
         description="leaders announce their sortition ticket and wait this long (about one "
         "network delay) before building; only the best-ticket leader then builds (0: every "
         "leader builds at once)",
     )
     max_time_drift_ms: int = Field(
-        default=0, ge=0,
+        default=0,
+        ge=0,
         description="how far a proposed block's time may be ahead of a validator's clock, or "
         "outside its round's slot of the schedule (genesis_time_ms + round * round_ms), for "
         "that validator to vote for it; this bounds how far one proposer can move the chain's "
@@ -149,8 +152,14 @@ class Genesis(_Model):
         # The token section is the token contract's initial state: without the contract in
         # ``contracts`` nothing would ever read it, and balances the operator meant to grant
         # would silently not exist.
-        if self.token is not None and self.token.balances and all(c.name != "token" for c in self.contracts):
-            raise ValueError("the genesis grants token balances but has no 'token' contract in contracts")
+        if (
+            self.token is not None
+            and self.token.balances
+            and all(c.name != "token" for c in self.contracts)
+        ):
+            raise ValueError(
+                "the genesis grants token balances but has no 'token' contract in contracts"
+            )
         return self
 
     # --- derived facts -------------------------------------------------------------------
@@ -197,7 +206,9 @@ class Genesis(_Model):
         return g
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+        Path(path).write_text(
+            json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        )
 
 
 def _jsonable_ints(v: Any) -> Any:

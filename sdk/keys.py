@@ -30,7 +30,9 @@ def read_private(path: str | Path) -> str:
     path = Path(path)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
-        raise ValidationError(f"key file {path} is readable by others (mode {mode:o}); chmod 600 it")
+        raise ValidationError(
+            f"key file {path} is readable by others (mode {mode:o}); chmod 600 it"
+        )
     return path.read_text()
 
 

@@ -120,7 +120,9 @@ class Mempool:
             raise
 
     def add_many(
-        self, items: Iterable[Tx | bytes], signature_ok: Callable[[bytes], bool | None] | None = None
+        self,
+        items: Iterable[Tx | bytes],
+        signature_ok: Callable[[bytes], bool | None] | None = None,
     ) -> list[bytes | AccordError]:
         """Admit a batch in order; per item its hash or the :class:`AccordError` refusing it.
 
@@ -139,7 +141,9 @@ class Mempool:
                 out.append(e)
         return out
 
-    def _add(self, tx: Tx | bytes, signature_ok: Callable[[bytes], bool | None] | None = None) -> bytes:
+    def _add(
+        self, tx: Tx | bytes, signature_ok: Callable[[bytes], bool | None] | None = None
+    ) -> bytes:
         if isinstance(tx, bytes | bytearray | memoryview):
             data = bytes(tx)
             if len(data) > self.max_tx_bytes:
@@ -152,7 +156,9 @@ class Mempool:
         if tx.chain_id != self.chain_id:
             raise WrongChain(f"transaction is for chain {tx.chain_id!r}, this is {self.chain_id!r}")
         if self.max_gas is not None and tx.gas_limit > self.max_gas:
-            raise GasLimitTooHigh(f"gas limit {tx.gas_limit} is above the block gas limit {self.max_gas}")
+            raise GasLimitTooHigh(
+                f"gas limit {tx.gas_limit} is above the block gas limit {self.max_gas}"
+            )
         h = tx.hash
         if h in self._by_hash:
             raise DuplicateTx(f"transaction {h.hex()[:16]} is already pending")
@@ -164,7 +170,9 @@ class Mempool:
         q = self._queues.get(sender)
         expected = q[-1].nonce + 1 if q else state_nonce
         if tx.nonce < state_nonce:
-            raise NonceError(f"nonce {tx.nonce} was already used (the account's next is {state_nonce})")
+            raise NonceError(
+                f"nonce {tx.nonce} was already used (the account's next is {state_nonce})"
+            )
         if tx.nonce < expected:
             raise NonceError(f"nonce {tx.nonce} is already taken by a pending transaction")
         if tx.nonce > expected:

@@ -95,7 +95,11 @@ _sha = hashlib.sha256
 
 def tx_leaf(tx_hash: bytes, receipt_hash: bytes) -> bytes:
     """The 32-byte leaf for one transaction: the hash of the canonical (tx hash, receipt hash)."""
-    if type(tx_hash) is bytes and type(receipt_hash) is bytes and len(tx_hash) == len(receipt_hash) == HASH_SIZE:
+    if (
+        type(tx_hash) is bytes
+        and type(receipt_hash) is bytes
+        and len(tx_hash) == len(receipt_hash) == HASH_SIZE
+    ):
         # encode([a, b]) for two 32-byte strings, written out: fixarray(2), bin8(32) twice.
         return _sha(_PAIR + tx_hash + _BIN32 + receipt_hash).digest()
     return encoding.hash_value([tx_hash, receipt_hash])
@@ -118,7 +122,10 @@ def _levels(leaves: list[bytes]) -> list[list[bytes]]:
         level.append(_sha(LEAF_PREFIX + x).digest())
     out = [level]
     while len(level) > 1:
-        nxt = [_sha(NODE_PREFIX + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        nxt = [
+            _sha(NODE_PREFIX + level[i] + level[i + 1]).digest()
+            for i in range(0, len(level) - 1, 2)
+        ]
         if len(level) % 2:
             nxt.append(level[-1])  # promoted, not paired with itself
         level = nxt
@@ -176,7 +183,9 @@ def merkle_proof(leaves: list[bytes], index: int) -> list[bytes]:
     return proof
 
 
-def verify_merkle_proof(root: bytes, leaf: bytes, index: int, count: int, proof: list[bytes]) -> None:
+def verify_merkle_proof(
+    root: bytes, leaf: bytes, index: int, count: int, proof: list[bytes]
+) -> None:
     """Check that ``leaf`` is entry ``index`` of a ``count``-leaf tree with ``root``; else ProofError."""
     if type(index) is not int or type(count) is not int or not 0 <= index < count:
         raise ProofError(f"leaf index {index} outside a tree of {count} leaves")
@@ -192,7 +201,11 @@ def verify_merkle_proof(root: bytes, leaf: bytes, index: int, count: int, proof:
             if type(s) is not bytes or len(s) != HASH_SIZE:
                 raise ProofError("Merkle proof sibling must be 32 bytes")
             used += 1
-            h = _sha(NODE_PREFIX + s + h).digest() if index & 1 else _sha(NODE_PREFIX + h + s).digest()
+            h = (
+                _sha(NODE_PREFIX + s + h).digest()
+                if index & 1
+                else _sha(NODE_PREFIX + h + s).digest()
+            )
         index //= 2
         n = (n + 1) // 2
     if used != len(proof):
@@ -256,7 +269,10 @@ class StateProof:
     other: tuple[bytes, bytes] | None = None
 
     def to_obj(self) -> list[Any]:
-        return [[[b, list(s)] for b, s in self.levels], None if self.other is None else list(self.other)]
+        return [
+            [[b, list(s)] for b, s in self.levels],
+            None if self.other is None else list(self.other),
+        ]
 
     def encode(self) -> bytes:
         return encoding.encode(self.to_obj())
@@ -284,7 +300,9 @@ class StateProof:
             return cls(tuple(levels), None)
         if type(other) is not list or len(other) != 2:
             raise DecodeError("state proof leaf must be [path, value hash]")
-        return cls(tuple(levels), (_hash32(other[0], "leaf path"), _hash32(other[1], "leaf value hash")))
+        return cls(
+            tuple(levels), (_hash32(other[0], "leaf path"), _hash32(other[1], "leaf value hash"))
+        )
 
     @classmethod
     def decode(cls, data: bytes) -> StateProof:
@@ -323,7 +341,12 @@ def verify_state_proof(root: bytes, key: bytes, value: bytes | None, proof: Stat
         if type(proof.other) is not tuple or len(proof.other) != 2:
             raise ProofError("malformed leaf in state proof")
         other_path, other_vh = proof.other
-        if type(other_path) is not bytes or len(other_path) != HASH_SIZE or type(other_vh) is not bytes or len(other_vh) != HASH_SIZE:
+        if (
+            type(other_path) is not bytes
+            or len(other_path) != HASH_SIZE
+            or type(other_vh) is not bytes
+            or len(other_vh) != HASH_SIZE
+        ):
             raise ProofError("malformed leaf in state proof")
         if other_path == path:
             raise ProofError("the leaf in a non-membership proof is the key's own")
@@ -369,6 +392,8 @@ def verify_state_proof(root: bytes, key: bytes, value: bytes | None, proof: Stat
             raise ProofError("state proof has a node whose only child is a leaf")
         before = (bitmap & (bit - 1)).bit_count()  # siblings left of the path's child
         cut = 32 * before
-        h = _sha(STATE_NODE_PREFIX + bitmap.to_bytes(2, "big") + joined[:cut] + h + joined[cut:]).digest()
+        h = _sha(
+            STATE_NODE_PREFIX + bitmap.to_bytes(2, "big") + joined[:cut] + h + joined[cut:]
+        ).digest()
     if h != root:
         raise ProofError("state proof does not lead to the root")

@@ -30,7 +30,19 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The ``Content-Type`` of :meth:`Registry.render` output."""
 
 DEFAULT_BUCKETS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -78,7 +90,9 @@ class _Metric:
         self.max_series = max_series
         self._lock = threading.Lock()
 
-    def _key(self, labels: dict[str, object], series: dict[tuple[str, ...], object]) -> tuple[str, ...]:
+    def _key(
+        self, labels: dict[str, object], series: dict[tuple[str, ...], object]
+    ) -> tuple[str, ...]:
         if set(labels) != set(self.labelnames):
             raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(labels)}")
         key = tuple(str(labels[n]) for n in self.labelnames)
@@ -157,7 +171,11 @@ class Histogram(_Metric):
     kind = "histogram"
 
     def __init__(
-        self, name: str, help: str, labelnames: Sequence[str], max_series: int,
+        self,
+        name: str,
+        help: str,
+        labelnames: Sequence[str],
+        max_series: int,
         buckets: Iterable[float] = DEFAULT_BUCKETS,
     ) -> None:
         super().__init__(name, help, labelnames, max_series)
@@ -197,7 +215,9 @@ class Histogram(_Metric):
             for i, b in enumerate(self.buckets):
                 acc += s[i]
                 le = f'le="{_fmt(b)}"'
-                out.append(f"{self.name}_bucket{_labels_text(self.labelnames, key, le)} {_fmt(acc)}")
+                out.append(
+                    f"{self.name}_bucket{_labels_text(self.labelnames, key, le)} {_fmt(acc)}"
+                )
             out.append(f"{self.name}_sum{_labels_text(self.labelnames, key)} {_fmt(s[-2])}")
             out.append(f"{self.name}_count{_labels_text(self.labelnames, key)} {_fmt(s[-1])}")
         return out
@@ -213,12 +233,16 @@ class Registry:
         self._collectors: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
-    def _get(self, cls: type[_Metric], name: str, help: str, labelnames: Sequence[str], **kw: object) -> _Metric:
+    def _get(
+        self, cls: type[_Metric], name: str, help: str, labelnames: Sequence[str], **kw: object
+    ) -> _Metric:
         with self._lock:
             m = self._metrics.get(name)
             if m is not None:
                 if type(m) is not cls or m.labelnames != tuple(labelnames):
-                    raise ValueError(f"metric {name} already registered with another type or labels")
+                    raise ValueError(
+                        f"metric {name} already registered with another type or labels"
+                    )
                 return m
             m = cls(name, help, labelnames, self.max_series, **kw)
             self._metrics[name] = m
@@ -231,7 +255,10 @@ class Registry:
         return self._get(Gauge, name, help, labelnames)  # type: ignore[return-value]
 
     def histogram(
-        self, name: str, help: str, labelnames: Sequence[str] = (),
+        self,
+        name: str,
+        help: str,
+        labelnames: Sequence[str] = (),
         buckets: Iterable[float] = DEFAULT_BUCKETS,
     ) -> Histogram:
         return self._get(Histogram, name, help, labelnames, buckets=tuple(buckets))  # type: ignore[return-value]

@@ -88,7 +88,15 @@ class Tx:
     signature: bytes = b""
 
     def body(self) -> list[Value]:
-        return [self.chain_id, self.contract, self.method, self.args, self.public_key, self.nonce, self.gas_limit]
+        return [
+            self.chain_id,
+            self.contract,
+            self.method,
+            self.args,
+            self.public_key,
+            self.nonce,
+            self.gas_limit,
+        ]
 
     def signing_bytes(self) -> bytes:
         """``encode([TX_DOMAIN, *body])``: the bytes the account signs.
@@ -129,18 +137,27 @@ class Tx:
         if type(obj) is list and len(obj) == 8:
             chain_id, contract, method, args, public_key, nonce, gas_limit, signature = obj
             if (
-                type(chain_id) is str and len(chain_id) <= MAX_NAME
-                and type(contract) is str and len(contract) <= MAX_NAME
-                and type(method) is str and len(method) <= MAX_NAME
+                type(chain_id) is str
+                and len(chain_id) <= MAX_NAME
+                and type(contract) is str
+                and len(contract) <= MAX_NAME
+                and type(method) is str
+                and len(method) <= MAX_NAME
                 and type(args) is dict
-                and type(public_key) is bytes and len(public_key) == ed25519.PUBLIC_KEY_SIZE
-                and type(nonce) is int and 0 <= nonce <= _U64
-                and type(gas_limit) is int and 0 <= gas_limit <= _U64
-                and type(signature) is bytes and len(signature) == ed25519.SIGNATURE_SIZE
+                and type(public_key) is bytes
+                and len(public_key) == ed25519.PUBLIC_KEY_SIZE
+                and type(nonce) is int
+                and 0 <= nonce <= _U64
+                and type(gas_limit) is int
+                and 0 <= gas_limit <= _U64
+                and type(signature) is bytes
+                and len(signature) == ed25519.SIGNATURE_SIZE
             ):
                 # one depth limit with the API's JSON view: nothing admitted is unreadable there
                 encoding.check_value_depth(args)
-                return cls(chain_id, contract, method, args, public_key, nonce, gas_limit, signature)
+                return cls(
+                    chain_id, contract, method, args, public_key, nonce, gas_limit, signature
+                )
         f = _list(obj, 8, "tx")
         args = f[3]
         _expect(type(args) is dict, "tx args must be a map")
@@ -169,7 +186,9 @@ class Tx:
     def check(self, chain_id: str) -> None:
         """Stateless admission checks: size, chain, signature."""
         if len(self._encoded) > MAX_TX_BYTES:
-            raise ValidationError(f"transaction of {len(self._encoded)} bytes exceeds {MAX_TX_BYTES}")
+            raise ValidationError(
+                f"transaction of {len(self._encoded)} bytes exceeds {MAX_TX_BYTES}"
+            )
         if self.chain_id != chain_id:
             from .errors import WrongChain
 
@@ -190,13 +209,17 @@ class Tx:
     ) -> Tx:
         """Build and sign a transaction (what applications and ``accord.Client`` call)."""
         public_key = key.public_key
-        unsigned = cls(chain_id, contract, method, encoding.canonical(args), public_key, nonce, gas_limit)
+        unsigned = cls(
+            chain_id, contract, method, encoding.canonical(args), public_key, nonce, gas_limit
+        )
         signed = unsigned.signing_bytes()
         signature = key.sign(signed)
         tx = cls(chain_id, contract, method, unsigned.args, public_key, nonce, gas_limit, signature)
         # The wire bytes are the signed bytes with the domain tag taken out and the signature
         # appended (see signing_bytes): no second walk over the arguments to submit it.
-        tx.__dict__["_encoded"] = _LIST_OF_8 + signed[len(_TX_SIGNING_PREFIX):] + _SIGNATURE_HEADER + signature
+        tx.__dict__["_encoded"] = (
+            _LIST_OF_8 + signed[len(_TX_SIGNING_PREFIX) :] + _SIGNATURE_HEADER + signature
+        )
         return tx
 
 
@@ -232,7 +255,12 @@ class Receipt:
 
     def to_obj(self) -> list[Value]:
         return [
-            self.tx_hash, self.ok, self.gas_used, self.result, self.error_code, self.error,
+            self.tx_hash,
+            self.ok,
+            self.gas_used,
+            self.result,
+            self.error_code,
+            self.error,
             [e.to_obj() for e in self.events],
         ]
 
@@ -251,8 +279,14 @@ class Receipt:
 
     @classmethod
     def canonical(
-        cls, tx_hash: bytes, ok: bool, gas_used: int, result: Value = None, error_code: str = "",
-        error: str = "", events: tuple[Event, ...] = (),
+        cls,
+        tx_hash: bytes,
+        ok: bool,
+        gas_used: int,
+        result: Value = None,
+        error_code: str = "",
+        error: str = "",
+        events: tuple[Event, ...] = (),
     ) -> Receipt:
         """A receipt whose fields the caller guarantees to be in canonical shape already:
         ``result`` from :func:`encoding.canonical`, event data built sorted (as
@@ -273,8 +307,12 @@ class Receipt:
         _expect(type(f[1]) is bool, "receipt ok must be a bool")
         _expect(type(f[6]) is list, "receipt events must be a list")
         return cls(
-            _bytes(f[0], HASH_SIZE, "tx hash"), f[1], _int(f[2], "gas used"), f[3],
-            _str(f[4], "error code"), _str(f[5], "error", 4096),
+            _bytes(f[0], HASH_SIZE, "tx hash"),
+            f[1],
+            _int(f[2], "gas used"),
+            f[3],
+            _str(f[4], "error code"),
+            _str(f[5], "error", 4096),
             tuple(Event.from_obj(e) for e in f[6]),
         )
 
@@ -318,8 +356,18 @@ class Header:
 
     def to_obj(self) -> list[Value]:
         return [
-            HEADER_DOMAIN, self.chain_id, self.height, self.round, self.parent_hash, self.tx_root,
-            self.state_root, self.tx_count, self.proposer, self.time_ms, self.sortition, self.body_hash,
+            HEADER_DOMAIN,
+            self.chain_id,
+            self.height,
+            self.round,
+            self.parent_hash,
+            self.tx_root,
+            self.state_root,
+            self.tx_count,
+            self.proposer,
+            self.time_ms,
+            self.sortition,
+            self.body_hash,
         ]
 
     def encode(self) -> bytes:
@@ -336,10 +384,17 @@ class Header:
         sortition = _bytes(f[10], None, "sortition")
         _expect(len(sortition) in (0, 96), "sortition must be empty or a 96-byte BLS signature")
         return cls(
-            _str(f[1], "chain id"), _int(f[2], "height"), _int(f[3], "round"),
-            _bytes(f[4], HASH_SIZE, "parent hash"), _bytes(f[5], HASH_SIZE, "tx root"),
-            _bytes(f[6], HASH_SIZE, "state root"), _int(f[7], "tx count"), _int(f[8], "proposer"),
-            _int(f[9], "time"), sortition, _bytes(f[11], HASH_SIZE, "body hash"),
+            _str(f[1], "chain id"),
+            _int(f[2], "height"),
+            _int(f[3], "round"),
+            _bytes(f[4], HASH_SIZE, "parent hash"),
+            _bytes(f[5], HASH_SIZE, "tx root"),
+            _bytes(f[6], HASH_SIZE, "state root"),
+            _int(f[7], "tx count"),
+            _int(f[8], "proposer"),
+            _int(f[9], "time"),
+            sortition,
+            _bytes(f[11], HASH_SIZE, "body hash"),
         )
 
     @classmethod
@@ -373,8 +428,11 @@ class Certificate:
     def from_obj(cls, obj: Any) -> Certificate:
         f = _list(obj, 6, "certificate")
         return cls(
-            _int(f[0], "height"), _int(f[1], "round"), _int(f[2], "phase", 0, 3),
-            _bytes(f[3], HASH_SIZE, "block hash"), _bytes(f[4], None, "signers"),
+            _int(f[0], "height"),
+            _int(f[1], "round"),
+            _int(f[2], "phase", 0, 3),
+            _bytes(f[3], HASH_SIZE, "block hash"),
+            _bytes(f[4], None, "signers"),
             _bytes(f[5], None, "signature"),
         )
 
@@ -443,7 +501,11 @@ class Block:
         # encodings: a list encodes as its header followed by its items' encodings.
         enc = self._encoded
         if enc is None:
-            enc = b"\x92" + self.header.encode() + encoding.encode_encoded_list([tx.encode() for tx in self.txs])
+            enc = (
+                b"\x92"
+                + self.header.encode()
+                + encoding.encode_encoded_list([tx.encode() for tx in self.txs])
+            )
             object.__setattr__(self, "_encoded", enc)
         return enc
 

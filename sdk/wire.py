@@ -37,7 +37,9 @@ _MAX_JSON_DEPTH = MAX_VALUE_DEPTH  # one limit with admission (accord.encoding.M
 
 
 def _too_deep() -> DecodeError:
-    return DecodeError(f"value nests too deeply (more than {_MAX_JSON_DEPTH} levels of lists and maps)")
+    return DecodeError(
+        f"value nests too deeply (more than {_MAX_JSON_DEPTH} levels of lists and maps)"
+    )
 
 
 def value_to_json(v: Value, _depth: int = 0) -> Any:
@@ -104,7 +106,9 @@ def parse_uint(text: str, what: str) -> int:
     as 1, and ``str.isdigit`` accepts ``"²"``, which ``int`` then refuses with a ValueError
     (a 500): one spelling per number, like the canonical encoding's one encoding per value."""
     if not (0 < len(text) <= MAX_UINT_DIGITS and text.isascii() and text.isdigit()):
-        raise DecodeError(f"{what} must be a non-negative integer in ASCII digits, got {text[:32]!r}")
+        raise DecodeError(
+            f"{what} must be a non-negative integer in ASCII digits, got {text[:32]!r}"
+        )
     n = int(text)
     if n >= 2**64:
         raise DecodeError(f"{what} is out of range")
@@ -177,14 +181,17 @@ class SubmitTxRequest(WireModel):
     """One signed transaction, as the hex of its canonical encoding (``Tx.encode()``)."""
 
     # Hex is checked by the handler (bad hex is a 400 decode_error, like undecodable bytes).
-    tx: str = Field(description="canonical tx bytes, hex", json_schema_extra={"pattern": HEX_PATTERN})
+    tx: str = Field(
+        description="canonical tx bytes, hex", json_schema_extra={"pattern": HEX_PATTERN}
+    )
 
 
 class SubmitTxBatchRequest(WireModel):
     """Many signed transactions in one request (what load generators and gateways use)."""
 
     txs: list[str] = Field(
-        min_length=1, description="canonical tx bytes, hex, one per tx (a bad item, bad hex included, "
+        min_length=1,
+        description="canonical tx bytes, hex, one per tx (a bad item, bad hex included, "
         "rejects only itself: its result holds the error)",
     )
 
@@ -218,12 +225,16 @@ class StreamQuery(WireModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     from_: QueryUint | None = Field(
-        default=None, alias="from", ge=0,
+        default=None,
+        alias="from",
+        ge=0,
         description="replay committed blocks from this height before following new ones",
     )
     blocks: bool = Field(default=True, description="send block messages")
     events: bool = Field(default=True, description="send event messages")
-    contract: str | None = Field(default=None, max_length=64, description="only events of this contract")
+    contract: str | None = Field(
+        default=None, max_length=64, description="only events of this contract"
+    )
 
 
 # --- ledger objects ------------------------------------------------------------------------
@@ -255,9 +266,15 @@ class ReceiptModel(WireModel):
         from . import encoding
 
         return cls(
-            tx_hash=r.tx_hash.hex(), ok=r.ok, gas_used=r.gas_used, result=value_to_json(r.result),
-            error_code=r.error_code, error=r.error, events=[EventModel.of(e) for e in r.events],
-            hash=r.hash.hex(), raw=encoding.encode(r.to_obj()).hex(),
+            tx_hash=r.tx_hash.hex(),
+            ok=r.ok,
+            gas_used=r.gas_used,
+            result=value_to_json(r.result),
+            error_code=r.error_code,
+            error=r.error,
+            events=[EventModel.of(e) for e in r.events],
+            hash=r.hash.hex(),
+            raw=encoding.encode(r.to_obj()).hex(),
         )
 
 
@@ -277,9 +294,17 @@ class TxModel(WireModel):
     @classmethod
     def of(cls, t: Tx) -> TxModel:
         return cls(
-            hash=t.hash.hex(), chain_id=t.chain_id, contract=t.contract, method=t.method,
-            args=value_to_json(t.args), public_key=t.public_key.hex(), sender=t.sender.hex(),
-            nonce=t.nonce, gas_limit=t.gas_limit, signature=t.signature.hex(), raw=t.encode().hex(),
+            hash=t.hash.hex(),
+            chain_id=t.chain_id,
+            contract=t.contract,
+            method=t.method,
+            args=value_to_json(t.args),
+            public_key=t.public_key.hex(),
+            sender=t.sender.hex(),
+            nonce=t.nonce,
+            gas_limit=t.gas_limit,
+            signature=t.signature.hex(),
+            raw=t.encode().hex(),
         )
 
 
@@ -295,16 +320,27 @@ class HeaderModel(WireModel):
     proposer: int
     time_ms: int
     sortition: str
-    body_hash: str = Field(description="hash over the block's transaction hashes, in order (accord.types.body_hash)")
+    body_hash: str = Field(
+        description="hash over the block's transaction hashes, in order (accord.types.body_hash)"
+    )
     raw: str = Field(description="canonical encoding of the header (what is hashed), hex")
 
     @classmethod
     def of(cls, h: Header) -> HeaderModel:
         return cls(
-            hash=h.hash.hex(), chain_id=h.chain_id, height=h.height, round=h.round,
-            parent_hash=h.parent_hash.hex(), tx_root=h.tx_root.hex(), state_root=h.state_root.hex(),
-            tx_count=h.tx_count, proposer=h.proposer, time_ms=h.time_ms, sortition=h.sortition.hex(),
-            body_hash=h.body_hash.hex(), raw=h.encode().hex(),
+            hash=h.hash.hex(),
+            chain_id=h.chain_id,
+            height=h.height,
+            round=h.round,
+            parent_hash=h.parent_hash.hex(),
+            tx_root=h.tx_root.hex(),
+            state_root=h.state_root.hex(),
+            tx_count=h.tx_count,
+            proposer=h.proposer,
+            time_ms=h.time_ms,
+            sortition=h.sortition.hex(),
+            body_hash=h.body_hash.hex(),
+            raw=h.encode().hex(),
         )
 
 
@@ -323,8 +359,13 @@ class CertificateModel(WireModel):
         """``n``: validators in genesis (a certificate's signer field is a bitmap, or per-signer
         counts in the weighted form large networks store; see accord.consensus)."""
         return cls(
-            height=c.height, round=c.round, phase=c.phase, block_hash=c.block_hash.hex(),
-            signers=c.signers.hex(), signer_indices=c.signer_indices(n), signature=c.signature.hex(),
+            height=c.height,
+            round=c.round,
+            phase=c.phase,
+            block_hash=c.block_hash.hex(),
+            signers=c.signers.hex(),
+            signer_indices=c.signer_indices(n),
+            signature=c.signature.hex(),
             raw=c.encode().hex(),
         )
 
@@ -353,10 +394,17 @@ class BlockResponse(WireModel):
 
     @classmethod
     def of(
-        cls, block: Block, cert: Certificate | None, receipts: list[Receipt] | None = None, *, n: int
+        cls,
+        block: Block,
+        cert: Certificate | None,
+        receipts: list[Receipt] | None = None,
+        *,
+        n: int,
     ) -> BlockResponse:
         return cls(
-            hash=block.hash.hex(), height=block.height, header=HeaderModel.of(block.header),
+            hash=block.hash.hex(),
+            height=block.height,
+            header=HeaderModel.of(block.header),
             certificate=CertificateModel.of(cert, n) if cert is not None else None,
             txs=[TxModel.of(t) for t in block.txs],
             receipts=[ReceiptModel.of(r) for r in receipts] if receipts is not None else None,
@@ -449,7 +497,9 @@ class ValidatorModel(WireModel):
 class AccountResponse(WireModel):
     address: str
     nonce: int = Field(description="transactions of this account committed so far")
-    next_nonce: int = Field(description="the nonce the next transaction must carry (pending ones counted)")
+    next_nonce: int = Field(
+        description="the nonce the next transaction must carry (pending ones counted)"
+    )
 
 
 class ValidatorsResponse(WireModel):
@@ -467,9 +517,14 @@ class StatusResponse(_Open):
     height: int
     head_hash: str
     state_root: str
-    healthy: bool = Field(default=True, description="false once the node halted on a fault it cannot retry "
-                          "(damaged storage, a certified block that does not apply here)")
-    fault: str | None = Field(default=None, description="why the node halted, while it is unhealthy")
+    healthy: bool = Field(
+        default=True,
+        description="false once the node halted on a fault it cannot retry "
+        "(damaged storage, a certified block that does not apply here)",
+    )
+    fault: str | None = Field(
+        default=None, description="why the node halted, while it is unhealthy"
+    )
 
 
 class GenesisResponse(WireModel):
@@ -515,10 +570,26 @@ class StreamLagged(WireModel):
 # --- OpenAPI -----------------------------------------------------------------------------------
 
 ALL_MODELS: list[type[BaseModel]] = [
-    ErrorResponse, SubmitTxRequest, SubmitTxBatchRequest, QueryRequest, SubmitTxResponse,
-    SubmitTxBatchResponse, TxStatusResponse, BlockResponse, HeaderResponse, HeadersResponse,
-    StateResponse, QueryResponse, ValidatorsResponse, AccountResponse, StatusResponse, GenesisResponse,
-    StreamHello, StreamBlock, StreamEvent, StreamLagged,
+    ErrorResponse,
+    SubmitTxRequest,
+    SubmitTxBatchRequest,
+    QueryRequest,
+    SubmitTxResponse,
+    SubmitTxBatchResponse,
+    TxStatusResponse,
+    BlockResponse,
+    HeaderResponse,
+    HeadersResponse,
+    StateResponse,
+    QueryResponse,
+    ValidatorsResponse,
+    AccountResponse,
+    StatusResponse,
+    GenesisResponse,
+    StreamHello,
+    StreamBlock,
+    StreamEvent,
+    StreamLagged,
 ]
 
 
@@ -564,8 +635,11 @@ def openapi_document(routes: list[Route], *, title: str, version: str) -> dict[s
         if r.params:
             op["parameters"] = [
                 {
-                    "name": p.name, "in": p.where, "required": p.required or p.where == "path",
-                    "description": p.description, "schema": p.schema_,
+                    "name": p.name,
+                    "in": p.where,
+                    "required": p.required or p.where == "path",
+                    "description": p.description,
+                    "schema": p.schema_,
                 }
                 for p in r.params
             ]
@@ -583,7 +657,9 @@ def openapi_document(routes: list[Route], *, title: str, version: str) -> dict[s
             assert r.response in names, r.response
             op["responses"][str(r.status)] = {
                 "description": "success",
-                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.response}"}}},
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{r.response}"}}
+                },
             }
             if any(p.name == "format" for p in r.params):  # format=raw: the canonical bytes
                 op["responses"][str(r.status)]["content"]["application/octet-stream"] = {
@@ -591,7 +667,8 @@ def openapi_document(routes: list[Route], *, title: str, version: str) -> dict[s
                 }
         else:
             op["responses"][str(r.status)] = {
-                "description": "success", "content": {r.content_type: {"schema": {"type": "string"}}},
+                "description": "success",
+                "content": {r.content_type: {"schema": {"type": "string"}}},
             }
         # Every parameter and body goes through the strict parsers: malformed is 400, well
         # formed but invalid 422, whatever each route lists besides.
@@ -599,16 +676,19 @@ def openapi_document(routes: list[Route], *, title: str, version: str) -> dict[s
         for code in sorted({*r.errors, *checked, 429}):
             op["responses"][str(code)] = {
                 "description": _ERROR_TEXT.get(code, "error"),
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+                },
             }
         paths.setdefault(r.path, {})[r.method] = op
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": title, "version": version,
+            "title": title,
+            "version": version,
             "description": "Client API of one Accord validator. Byte strings are hex; `raw` "
             "fields hold canonical encodings; contract values use the tagged JSON mapping "
-            "({\"$bytes\": hex}, {\"$map\": {...}}).",
+            '({"$bytes": hex}, {"$map": {...}}).',
         },
         "paths": paths,
         "components": {"schemas": schemas},
@@ -625,4 +705,3 @@ _ERROR_TEXT = {
     429: "rate limit exceeded",
     503: "mempool full or node unavailable",
 }
-

@@ -67,7 +67,8 @@ def _describe(env_dir: Path) -> dict[str, Any]:
     if head is None or len(head) != 40:
         raise BackupError(f"{env_dir} holds no chain (no head)")
     return {
-        "head_height": struct.unpack(">Q", head[:8])[0], "head_hash": head[8:].hex(),
+        "head_height": struct.unpack(">Q", head[:8])[0],
+        "head_hash": head[8:].hex(),
         "state_root": (root or bytes(32)).hex(),
         "base": struct.unpack(">Q", base[:8])[0] if base else 0,
         "schema": struct.unpack(">Q", schema)[0] if schema and len(schema) == 8 else None,
@@ -77,11 +78,19 @@ def _describe(env_dir: Path) -> dict[str, Any]:
 def _finish(tmp: Path, dest: Path, source: str) -> dict[str, Any]:
     info = _describe(tmp)
     data = tmp / DATA
-    manifest = {"format": FORMAT, **info, "bytes": data.stat().st_size, "sha256": _sha256(data),
-                "created_ms": int(time.time() * 1000), "source": source}
+    manifest = {
+        "format": FORMAT,
+        **info,
+        "bytes": data.stat().st_size,
+        "sha256": _sha256(data),
+        "created_ms": int(time.time() * 1000),
+        "source": source,
+    }
     os.replace(data, dest / DATA)
     (dest / (MANIFEST + ".tmp")).write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(dest / (MANIFEST + ".tmp"), dest / MANIFEST)  # the manifest last: its presence means complete
+    os.replace(
+        dest / (MANIFEST + ".tmp"), dest / MANIFEST
+    )  # the manifest last: its presence means complete
     shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
@@ -158,15 +167,23 @@ def restore(backup_dir: str | Path, data_dir: str | Path) -> dict[str, Any]:
     manifest = read_manifest(backup_dir)
     src = backup_dir / DATA
     if not src.exists() or src.stat().st_size != manifest["bytes"]:
-        raise BackupError(f"{src} is missing or not {manifest['bytes']} bytes: the backup is incomplete")
+        raise BackupError(
+            f"{src} is missing or not {manifest['bytes']} bytes: the backup is incomplete"
+        )
     if manifest.get("schema") not in (None, SCHEMA_VERSION):
-        raise BackupError(f"the backup has store schema {manifest['schema']}, this version reads {SCHEMA_VERSION}")
+        raise BackupError(
+            f"the backup has store schema {manifest['schema']}, this version reads {SCHEMA_VERSION}"
+        )
     if _sha256(src) != manifest["sha256"]:
-        raise BackupError(f"{src} does not match the checksum in its manifest: the backup is damaged")
+        raise BackupError(
+            f"{src} does not match the checksum in its manifest: the backup is damaged"
+        )
     with FolderLock(data_dir):  # refused while a validator runs on this folder
         if (data_dir / DATA).exists():
-            raise BackupError(f"{data_dir} already holds a store: restore only into an empty data folder "
-                              "(move the old one away first)")
+            raise BackupError(
+                f"{data_dir} already holds a store: restore only into an empty data folder "
+                "(move the old one away first)"
+            )
         part = data_dir / (DATA + ".partial")
         try:
             with src.open("rb") as fin, part.open("wb") as fout:
@@ -180,7 +197,10 @@ def restore(backup_dir: str | Path, data_dir: str | Path) -> dict[str, Any]:
             part.unlink(missing_ok=True)
             raise
         info = _describe(data_dir)
-        if info["head_height"] != manifest["head_height"] or info["head_hash"] != manifest["head_hash"]:
+        if (
+            info["head_height"] != manifest["head_height"]
+            or info["head_hash"] != manifest["head_hash"]
+        ):
             (data_dir / DATA).unlink()
             raise BackupError("the restored store's head is not the one its manifest names")
     return manifest

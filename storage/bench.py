@@ -29,7 +29,9 @@ from .store import Store
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accounts", type=int, default=1_000_000, help="state entries to build first")
     p.add_argument("--batch", type=int, default=10_000, help="keys per tree batch update")
-    p.add_argument("--block-writes", type=int, default=5_000, help="state writes per committed block")
+    p.add_argument(
+        "--block-writes", type=int, default=5_000, help="state writes per committed block"
+    )
     p.add_argument("--repeat", type=int, default=5, help="runs per measured figure (median)")
     p.add_argument("--proofs", type=int, default=2_000, help="state proofs to generate and verify")
     p.add_argument("--dir", default=None, help="store directory (default: a fresh temp dir)")
@@ -84,7 +86,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # CPU time is reported too: on a shared machine it is the steadier figure.
         times, cpu = [], []
         for _ in range(args.repeat):
-            writes = {_key(rng.randrange(args.accounts)): rng.randbytes(8) for _ in range(args.batch)}
+            writes = {
+                _key(rng.randrange(args.accounts)): rng.randbytes(8) for _ in range(args.batch)
+            }
             t0, c0 = time.perf_counter(), time.process_time()
             update = store.compute_state_update(writes)
             times.append(time.perf_counter() - t0)
@@ -100,13 +104,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             store = Store(path, map_size=1 << 32, sync=sync)
             comp, comm = [], []
             for _ in range(args.repeat):
-                writes = {_key(rng.randrange(args.accounts)): rng.randbytes(8) for _ in range(args.block_writes)}
+                writes = {
+                    _key(rng.randrange(args.accounts)): rng.randbytes(8)
+                    for _ in range(args.block_writes)
+                }
                 c, w = _commit(store, writes)
                 comp.append(c)
                 comm.append(w)
             tag = "sync" if sync else "nosync"
             out[f"block_{args.block_writes}_writes_compute_s"] = round(statistics.median(comp), 4)
-            out[f"block_{args.block_writes}_writes_commit_{tag}_s"] = round(statistics.median(comm), 4)
+            out[f"block_{args.block_writes}_writes_commit_{tag}_s"] = round(
+                statistics.median(comm), 4
+            )
 
         # State proofs: generation from the store, verification by the pure verifier.
         root = store.state_root()
@@ -119,7 +128,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             merkle.verify_state_proof(root, k, v, p)
         t2 = time.perf_counter()
         out["state_proof_depth_mean"] = round(statistics.mean(len(p.levels) for _, p in proofs), 1)
-        out["state_proof_bytes_mean"] = round(statistics.mean(len(p.encode()) for v, p in proofs if v is not None))
+        out["state_proof_bytes_mean"] = round(
+            statistics.mean(len(p.encode()) for v, p in proofs if v is not None)
+        )
         out["state_proofs_generated_per_s"] = round(len(keys) / (t1 - t0))
         out["state_proofs_verified_per_s"] = round(len(keys) / (t2 - t1))
         out["store_bytes"] = sum(f.stat().st_size for f in path.iterdir())

@@ -89,7 +89,11 @@ class Cell:
         depth, prefix, count, h = obj
         if type(depth) is not int or not 0 <= depth <= merkle.MAX_DEPTH:
             raise SnapshotInvalid("cell depth outside 0..64")
-        if type(prefix) is not bytes or len(prefix) != 32 or int.from_bytes(prefix, "big") & _mask(depth):
+        if (
+            type(prefix) is not bytes
+            or len(prefix) != 32
+            or int.from_bytes(prefix, "big") & _mask(depth)
+        ):
             raise SnapshotInvalid("cell prefix is not a 32-byte path cut to its depth")
         if type(count) is not int or count < 1:
             raise SnapshotInvalid("cell count must be positive")
@@ -124,8 +128,13 @@ class Manifest:
         return sum(c.count for c in self.cells)
 
     def to_obj(self) -> list[encoding.Value]:
-        return [FORMAT, self.block.to_obj(), self.certificate.to_obj(), [r.to_obj() for r in self.receipts],
-                [c.to_obj() for c in self.cells]]
+        return [
+            FORMAT,
+            self.block.to_obj(),
+            self.certificate.to_obj(),
+            [r.to_obj() for r in self.receipts],
+            [c.to_obj() for c in self.cells],
+        ]
 
     def encode(self) -> bytes:
         return encoding.encode(self.to_obj())
@@ -158,8 +167,9 @@ class Manifest:
 # --- the partition's root --------------------------------------------------------------------
 
 
-def combine(cells: Sequence[Cell], version: int = 0,
-            leaves: Callable[[int], bytes] | None = None) -> tuple[bytes, dict[bytes, bytes]]:
+def combine(
+    cells: Sequence[Cell], version: int = 0, leaves: Callable[[int], bytes] | None = None
+) -> tuple[bytes, dict[bytes, bytes]]:
     """The state root of a tree cut into ``cells`` and, with ``leaves`` (cell index -> the
     leaf record of a one-entry cell), the records of the nodes above the cells at ``version``.
 
@@ -227,15 +237,20 @@ def verify_manifest(manifest: Manifest, verify_cert: Callable[[Certificate], Non
     except AccordError as e:
         raise SnapshotInvalid(f"the certificate does not verify: {e.message}") from None
     if len(manifest.receipts) != len(block.txs) or any(
-            r.tx_hash != t.hash for r, t in zip(manifest.receipts, block.txs, strict=True)):
+        r.tx_hash != t.hash for r, t in zip(manifest.receipts, block.txs, strict=True)
+    ):
         raise SnapshotInvalid("the receipts do not match the block's transactions")
-    leaves = [merkle.tx_leaf(t.hash, r.hash) for t, r in zip(block.txs, manifest.receipts, strict=True)]
+    leaves = [
+        merkle.tx_leaf(t.hash, r.hash) for t, r in zip(block.txs, manifest.receipts, strict=True)
+    ]
     if merkle.merkle_root(leaves) != block.header.tx_root:
         raise SnapshotInvalid("the block's transactions and receipts do not match its tx root")
     root, _ = combine(manifest.cells)
     if root != manifest.state_root:
-        raise SnapshotInvalid(f"the cells combine to root {root.hex()[:16]}, not the header's "
-                              f"{manifest.state_root.hex()[:16]}")
+        raise SnapshotInvalid(
+            f"the cells combine to root {root.hex()[:16]}, not the header's "
+            f"{manifest.state_root.hex()[:16]}"
+        )
 
 
 @dataclass
@@ -261,7 +276,12 @@ def verify_chunk(cell: Cell, raw: bytes, version: int) -> Chunk:
     entries: list[tuple[bytes, bytes]] = []
     paths: list[bytes] = []
     for item in obj:
-        if type(item) is not list or len(item) != 2 or type(item[0]) is not bytes or type(item[1]) is not bytes:
+        if (
+            type(item) is not list
+            or len(item) != 2
+            or type(item[0]) is not bytes
+            or type(item[1]) is not bytes
+        ):
             raise SnapshotInvalid("a chunk entry is [key, value] (bytes)")
         k, v = item
         if not 0 < len(k) <= 511:
@@ -291,8 +311,14 @@ def _bucket_depth(count: int) -> int:
     return d
 
 
-def _split(items: list[tuple[bytes, bytes, bytes]], sizes: list[int], depth: int, lo: int, hi: int,
-           out: list[tuple[int, int, int]]) -> None:
+def _split(
+    items: list[tuple[bytes, bytes, bytes]],
+    sizes: list[int],
+    depth: int,
+    lo: int,
+    hi: int,
+    out: list[tuple[int, int, int]],
+) -> None:
     n = hi - lo
     if n == 1 or (n <= MAX_CHUNK_ENTRIES and sizes[hi] - sizes[lo] <= MAX_CHUNK_BYTES):
         out.append((depth, lo, hi))
@@ -310,7 +336,9 @@ def _split(items: list[tuple[bytes, bytes, bytes]], sizes: list[int], depth: int
         i = j
 
 
-def build(store: Store, out_dir: str | Path, *, progress: Callable[[int, int], None] | None = None) -> Manifest:
+def build(
+    store: Store, out_dir: str | Path, *, progress: Callable[[int, int], None] | None = None
+) -> Manifest:
     """Write a snapshot of the store's head (which must be certified) under ``out_dir/<height>``.
 
     The state is read in one read transaction (a consistent view while blocks keep being
@@ -347,7 +375,9 @@ def build(store: Store, out_dir: str | Path, *, progress: Callable[[int, int], N
                 f.close()
         # From the same read transaction: pruning may remove this height meanwhile.
         txn, hk = snap._txn, struct.pack(">Q", height)
-        raw_block, raw_cert, raw_receipts = (txn.get(hk, db=store._db[n]) for n in ("blocks", "certs", "receipts"))
+        raw_block, raw_cert, raw_receipts = (
+            txn.get(hk, db=store._db[n]) for n in ("blocks", "certs", "receipts")
+        )
     if raw_block is None or raw_cert is None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise AccordError(f"the head block {height} or its certificate is missing: no snapshot")
@@ -372,7 +402,9 @@ def build(store: Store, out_dir: str | Path, *, progress: Callable[[int, int], N
                 part = items[lo:hi]
                 h, _ = tree.build_subtree([p for p, _, _ in part], [v for _, _, v in part], d, 0)
                 prefix = (int.from_bytes(part[0][0], "big") & ~_mask(d)).to_bytes(32, "big")
-                (tmp / f"chunk-{len(cells):06d}").write_bytes(encoding.encode([[k, v] for _, k, v in part]))
+                (tmp / f"chunk-{len(cells):06d}").write_bytes(
+                    encoding.encode([[k, v] for _, k, v in part])
+                )
                 cells.append(Cell(d, prefix, hi - lo, h))
             done += len(items)
             if progress is not None:
@@ -380,8 +412,10 @@ def build(store: Store, out_dir: str | Path, *, progress: Callable[[int, int], N
         manifest = Manifest(block, cert, receipts, tuple(cells))
         root, _ = combine(manifest.cells)
         if root != manifest.state_root:
-            raise AccordError(f"the state read ({root.hex()[:16]}) does not match the head's root "
-                              f"{manifest.state_root.hex()[:16]}: the store is damaged, no snapshot")
+            raise AccordError(
+                f"the state read ({root.hex()[:16]}) does not match the head's root "
+                f"{manifest.state_root.hex()[:16]}: the store is damaged, no snapshot"
+            )
         (tmp / "manifest.bin").write_bytes(manifest.encode())
         os.replace(tmp, final)
     except BaseException:
@@ -467,8 +501,12 @@ class Installer:
         self.store.abort_install()
 
 
-def install(store: Store, manifest: Manifest, chunks: Callable[[int, Cell], Chunk],
-            progress: Callable[[int], None] | None = None) -> None:
+def install(
+    store: Store,
+    manifest: Manifest,
+    chunks: Callable[[int, Cell], Chunk],
+    progress: Callable[[int], None] | None = None,
+) -> None:
     """Install a verified manifest, with ``chunks(i, cell)`` giving cell ``i``'s verified chunk
     (it raises to give up: the half-installed state is then dropped)."""
     inst = Installer(store, manifest)
@@ -484,5 +522,16 @@ def install(store: Store, manifest: Manifest, chunks: Callable[[int, Cell], Chun
         raise
 
 
-__all__ = ["Cell", "Chunk", "Installer", "Manifest", "SnapshotInvalid", "available", "build", "combine", "install",
-           "verify_chunk", "verify_manifest"]
+__all__ = [
+    "Cell",
+    "Chunk",
+    "Installer",
+    "Manifest",
+    "SnapshotInvalid",
+    "available",
+    "build",
+    "combine",
+    "install",
+    "verify_chunk",
+    "verify_manifest",
+]

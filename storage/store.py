@@ -61,7 +61,19 @@ _SCHEMA = b"accord/schema"
 _BASE = b"accord/base"  # lowest height whose block and state tree are kept (8) || its root's version (8)
 _INSTALL = b"accord/installing"  # a state snapshot install in progress, for this height (8)
 
-_DBS = ("blocks", "headers", "hashes", "txs", "receipts", "certs", "state", "nodes", "roots", "safety", "meta")
+_DBS = (
+    "blocks",
+    "headers",
+    "hashes",
+    "txs",
+    "receipts",
+    "certs",
+    "state",
+    "nodes",
+    "roots",
+    "safety",
+    "meta",
+)
 _ITER_CHUNK = 1024
 
 T = TypeVar("T")
@@ -116,11 +128,12 @@ def open_safety(key: bytes, record: bytes) -> bytes:
 
     if not record.startswith(_SAFETY_MAGIC):
         return record
-    digest, value = record[len(_SAFETY_MAGIC):_SAFETY_FRAME], record[_SAFETY_FRAME:]
+    digest, value = record[len(_SAFETY_MAGIC) : _SAFETY_FRAME], record[_SAFETY_FRAME:]
     if len(digest) != 32 or hashlib.sha256(value).digest() != digest:
         raise SafetyRecordDamaged(
             f"the safety record {key!r} fails its checksum (damaged on disk): refusing to vote "
-            f"from it; restore the node folder from a backup or re-create it (see docs/operations.md)")
+            f"from it; restore the node folder from a backup or re-create it (see docs/operations.md)"
+        )
     return value
 
 
@@ -160,7 +173,9 @@ class _ResizeGate:
 
     def resize(self, fn: Callable[[], None]) -> None:
         if getattr(self._local, "depth", 0):
-            raise StorageError("the map is full and this thread holds a read snapshot; close it first")
+            raise StorageError(
+                "the map is full and this thread holds a read snapshot; close it first"
+            )
         with self._cond:
             self._resizing = True
             try:
@@ -193,7 +208,9 @@ class Snapshot:
     def __enter__(self) -> Snapshot:
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -241,7 +258,9 @@ class Snapshot:
         nodes = self._store._db["nodes"]
         txn = self._txn
         root = self._store._root_in(txn)
-        return tree.prove(lambda h: txn.get(h, db=nodes), root, key, self._store._root_version_in(txn, root))
+        return tree.prove(
+            lambda h: txn.get(h, db=nodes), root, key, self._store._root_version_in(txn, root)
+        )
 
 
 class Store:
@@ -252,8 +271,13 @@ class Store:
         self.path.mkdir(parents=True, exist_ok=True)
         self.sync = sync
         self._env = lmdb.open(
-            str(self.path), map_size=map_size, max_dbs=len(_DBS) + 2, sync=sync, metasync=sync,
-            readahead=False, max_readers=256,
+            str(self.path),
+            map_size=map_size,
+            max_dbs=len(_DBS) + 2,
+            sync=sync,
+            metasync=sync,
+            readahead=False,
+            max_readers=256,
         )
         self._db = {name: self._env.open_db(name.encode()) for name in _DBS}
         self._wlock = threading.Lock()
@@ -335,8 +359,10 @@ class Store:
             return 0
         raw = txn.get(root, db=self._db["roots"])
         if raw is None:
-            raise StorageError(f"unknown state root {root.hex()[:16]} (never committed here, or pruned: "
-                               f"this store keeps the state from height {self._base_in(txn)[0]} on)")
+            raise StorageError(
+                f"unknown state root {root.hex()[:16]} (never committed here, or pruned: "
+                f"this store keeps the state from height {self._base_in(txn)[0]} on)"
+            )
         return int.from_bytes(raw, "big")
 
     def _base_in(self, txn: Txn) -> tuple[int, int]:
@@ -354,8 +380,10 @@ class Store:
         """Raise :class:`Pruned` for a height below :meth:`base`, with what is kept."""
         base = self.base()
         if height < base:
-            raise Pruned(f"height {height} is not kept here: this node keeps blocks and state from "
-                         f"height {base} on (pruned, or started from a state snapshot)")
+            raise Pruned(
+                f"height {height} is not kept here: this node keeps blocks and state from "
+                f"height {base} on (pruned, or started from a state snapshot)"
+            )
 
     def head(self) -> tuple[int, bytes] | None:
         """(height, block hash) of the last committed block, None before the first."""
@@ -410,7 +438,9 @@ class Store:
 
         return self._read(read)
 
-    def prove_state(self, key: bytes, root: bytes | None = None) -> tuple[bytes | None, merkle.StateProof]:
+    def prove_state(
+        self, key: bytes, root: bytes | None = None
+    ) -> tuple[bytes | None, merkle.StateProof]:
         """The value of ``key`` under ``root`` (default: the current root) and its proof.
 
         Any root the store ever committed can be used: tree nodes are never deleted.
@@ -419,7 +449,9 @@ class Store:
         def read(txn: Txn) -> tuple[bytes | None, merkle.StateProof]:
             nodes = self._db["nodes"]
             at = self._root_in(txn) if root is None else root
-            return tree.prove(lambda h: txn.get(h, db=nodes), at, key, self._root_version_in(txn, at))
+            return tree.prove(
+                lambda h: txn.get(h, db=nodes), at, key, self._root_version_in(txn, at)
+            )
 
         return self._read(read)
 
@@ -435,7 +467,10 @@ class Store:
         start = prefix
         skip_first = False
         while True:
-            def chunk(txn: Txn, start: bytes = start, skip: bool = skip_first) -> list[tuple[bytes, bytes]]:
+
+            def chunk(
+                txn: Txn, start: bytes = start, skip: bool = skip_first
+            ) -> list[tuple[bytes, bytes]]:
                 cur = txn.cursor(db=self._db["state"])
                 out: list[tuple[bytes, bytes]] = []
                 if not cur.set_range(start):
@@ -459,7 +494,11 @@ class Store:
     def compute_state_update(self, writes: Mapping[bytes, bytes | None]) -> StateUpdate:
         """The state root after ``writes`` (None deletes) on the current state; writes nothing."""
         for k, v in writes.items():
-            if type(k) is not bytes or not 0 < len(k) <= 511 or (v is not None and type(v) is not bytes):
+            if (
+                type(k) is not bytes
+                or not 0 < len(k) <= 511
+                or (v is not None and type(v) is not bytes)
+            ):
                 raise StorageError("state keys must be 1..511 bytes and values bytes or None")
         frozen = dict(writes)
 
@@ -470,8 +509,11 @@ class Store:
             version = 0 if head is None else head[0] + 1
             # A cursor's get: positional, so cheaper per call than txn.get(k, db=...).
             root, new = tree.compute_update(
-                txn.cursor(db=nodes).get, base, frozen,
-                version=version, root_version=self._root_version_in(txn, base),
+                txn.cursor(db=nodes).get,
+                base,
+                frozen,
+                version=version,
+                root_version=self._root_version_in(txn, base),
             )
             return StateUpdate(root, base, frozen, new, version)
 
@@ -501,13 +543,19 @@ class Store:
             raise StorageError("state update was computed for another height")
         if dict(writes) != update.writes:
             raise StorageError("state writes differ from those the state update was computed from")
-        if len(receipts) != len(block.txs) or any(r.tx_hash != t.hash for r, t in zip(receipts, block.txs, strict=True)):
+        if len(receipts) != len(block.txs) or any(
+            r.tx_hash != t.hash for r, t in zip(receipts, block.txs, strict=True)
+        ):
             raise StorageError("receipts do not match the block's transactions")
         leaves = [merkle.tx_leaf(t.hash, r.hash) for t, r in zip(block.txs, receipts, strict=True)]
         if merkle.merkle_root(leaves) != header.tx_root:
-            raise StorageError("header tx root does not cover the block's transactions and receipts")
+            raise StorageError(
+                "header tx root does not cover the block's transactions and receipts"
+            )
         block_hash = block.hash
-        if certificate is not None and (certificate.height != header.height or certificate.block_hash != block_hash):
+        if certificate is not None and (
+            certificate.height != header.height or certificate.block_hash != block_hash
+        ):
             raise StorageError("certificate is for another block")
         block_bytes = block.encode()
         header_bytes = header.encode()
@@ -535,7 +583,9 @@ class Store:
                     raise StorageError("the first block must have height 0 and a zero parent hash")
             else:
                 if header.height != head[0] + 1:
-                    raise StorageError(f"block height {header.height} does not follow head {head[0]}")
+                    raise StorageError(
+                        f"block height {header.height} does not follow head {head[0]}"
+                    )
                 if header.parent_hash != head[1]:
                     raise StorageError("block parent hash is not the head's hash")
             if self._root_in(txn) != update.base_root:
@@ -548,7 +598,9 @@ class Store:
                 _, added = txn.cursor(db=db["txs"]).putmulti(tx_items, overwrite=False)
                 if added != len(tx_items):
                     txs_db = db["txs"]
-                    again = next((k.hex()[:16] for k, v in tx_items if txn.get(k, db=txs_db) != v), "")
+                    again = next(
+                        (k.hex()[:16] for k, v in tx_items if txn.get(k, db=txs_db) != v), ""
+                    )
                     raise StorageError(f"transaction {again} was committed before")
             txn.put(hk, receipts_bytes, db=db["receipts"])
             if cert_bytes is not None:
@@ -596,7 +648,9 @@ class Store:
 
     def iter_safety(self) -> list[tuple[bytes, bytes]]:
         """Every raw (sealed) safety record, for ``--verify``."""
-        return self._read(lambda t: [(bytes(k), bytes(v)) for k, v in t.cursor(db=self._db["safety"])])
+        return self._read(
+            lambda t: [(bytes(k), bytes(v)) for k, v in t.cursor(db=self._db["safety"])]
+        )
 
     def put_meta(self, key: bytes, value: bytes) -> None:
         if key.startswith(b"accord/"):
@@ -616,7 +670,17 @@ class Store:
 
     # --- state snapshot install (see accord.storage.snapshot) ---------------------------
 
-    _REPLACED = ("blocks", "headers", "hashes", "txs", "receipts", "certs", "state", "nodes", "roots")
+    _REPLACED = (
+        "blocks",
+        "headers",
+        "hashes",
+        "txs",
+        "receipts",
+        "certs",
+        "state",
+        "nodes",
+        "roots",
+    )
 
     def installing(self) -> int | None:
         """The height of a snapshot install begun and not finished (a crash mid-sync), or None."""
@@ -638,7 +702,9 @@ class Store:
 
         self._write(write, durable=True)
 
-    def install_chunk(self, entries: Sequence[tuple[bytes, bytes]], nodes: Mapping[bytes, bytes]) -> None:
+    def install_chunk(
+        self, entries: Sequence[tuple[bytes, bytes]], nodes: Mapping[bytes, bytes]
+    ) -> None:
         """Write one verified chunk: its state entries and its subtree's records."""
 
         def write(txn: Txn) -> None:
@@ -652,8 +718,12 @@ class Store:
         self._write(write)
 
     def finish_install(
-        self, block: Block, certificate: Certificate, receipts: Sequence[Receipt],
-        nodes: Mapping[bytes, bytes], entries: int,
+        self,
+        block: Block,
+        certificate: Certificate,
+        receipts: Sequence[Receipt],
+        nodes: Mapping[bytes, bytes],
+        entries: int,
     ) -> None:
         """Make the installed snapshot the store's state at ``block``, which becomes head and
         base, in one transaction; refused (nothing changes) unless the state holds exactly
@@ -670,18 +740,24 @@ class Store:
                 txn.cursor(db=db["nodes"]).putmulti(sorted(nodes.items()))
             have = txn.stat(db["state"])["entries"]
             if have != entries:
-                raise StorageError(f"the installed state holds {have} entries, the snapshot {entries}")
+                raise StorageError(
+                    f"the installed state holds {have} entries, the snapshot {entries}"
+                )
             if root != merkle.EMPTY:
                 rec = txn.get(tree.node_key(header.height, 0, 0, root), db=db["nodes"])
                 if rec is None or tree.record_hash(rec) != root:
-                    raise StorageError("the installed state tree has no record for the header's state root")
+                    raise StorageError(
+                        "the installed state tree has no record for the header's state root"
+                    )
                 txn.put(root, hk, db=db["roots"])
             txn.put(hk, block.encode(), db=db["blocks"])
             txn.put(hk, header.encode(), db=db["headers"])
             txn.put(block.hash, hk, db=db["hashes"])
             for i, tx in enumerate(block.txs):
                 txn.put(tx.hash, struct.pack(">QI", header.height, i), db=db["txs"])
-            txn.put(hk, encoding.encode_encoded_list([r.encode() for r in receipts]), db=db["receipts"])
+            txn.put(
+                hk, encoding.encode_encoded_list([r.encode() for r in receipts]), db=db["receipts"]
+            )
             txn.put(hk, certificate.encode(), db=db["certs"])
             meta = db["meta"]
             txn.put(_HEAD, hk + block.hash, db=meta)
@@ -722,6 +798,7 @@ class Store:
             raise StorageError("prune must keep at least the head")
         target: int | None = None
         while True:
+
             def write(txn: Txn, target: int | None = target) -> int | None:
                 head = self._head_in(txn)
                 if head is None:
@@ -750,7 +827,9 @@ class Store:
         old_raw = txn.get(_h(u - 1), db=db["headers"])
         new_raw = txn.get(_h(u), db=db["headers"])
         if old_raw is None or new_raw is None:
-            raise StorageError(f"cannot prune: the header at height {u - 1 if old_raw is None else u} is missing")
+            raise StorageError(
+                f"cannot prune: the header at height {u - 1 if old_raw is None else u} is missing"
+            )
         old_root, new_root = Header.decode(old_raw).state_root, Header.decode(new_raw).state_root
         nodes = db["nodes"]
         if new_root == merkle.EMPTY:
@@ -781,8 +860,14 @@ class Store:
         return new_version
 
 
-def _stale(get: Callable[[bytes], bytes | None], old: tuple[bytes, int], new: tuple[bytes, int] | None,
-           depth: int, path: int, out: list[bytes]) -> None:
+def _stale(
+    get: Callable[[bytes], bytes | None],
+    old: tuple[bytes, int],
+    new: tuple[bytes, int] | None,
+    depth: int,
+    path: int,
+    out: list[bytes],
+) -> None:
     """Keys of the records under ``old`` (at ``depth`` on ``path``) that ``new``, the subtree
     at the same place in the next tree (None: nothing there), does not share."""
     if new == old or old[0] == merkle.EMPTY:
@@ -799,4 +884,6 @@ def _stale(get: Callable[[bytes], bytes | None], old: tuple[bytes, int], new: tu
             kept = {nib: (h, int.from_bytes(v, "big")) for nib, h, v in tree.node_children(new_rec)}
     shift = 252 - 4 * depth
     for nib, h, v in tree.node_children(rec):
-        _stale(get, (h, int.from_bytes(v, "big")), kept.get(nib), depth + 1, path | (nib << shift), out)
+        _stale(
+            get, (h, int.from_bytes(v, "big")), kept.get(nib), depth + 1, path | (nib << shift), out
+        )

@@ -125,13 +125,18 @@ def node_children(record: bytes) -> list[tuple[int, bytes, bytes]]:
     if n == 0 or len(record) != 3 + 40 * n:
         raise StorageError("malformed inner state tree node")
     e = 3 + 32 * n
-    return [(nib, record[3 + 32 * j : 35 + 32 * j], record[e + 8 * j : e + 8 * j + 8]) for j, nib in enumerate(_nibs(bitmap))]
+    return [
+        (nib, record[3 + 32 * j : 35 + 32 * j], record[e + 8 * j : e + 8 * j + 8])
+        for j, nib in enumerate(_nibs(bitmap))
+    ]
 
 
 def _split(rec: bytes, e: int) -> tuple[list[bytes], list[bytes]]:
     """An inner node record's child hashes and child versions (hashes end at ``e``), as lists
     to edit; unchecked (records come from this module)."""
-    return [rec[k : k + 32] for k in range(3, e, 32)], [rec[k : k + 8] for k in range(e, len(rec), 8)]
+    return [rec[k : k + 32] for k in range(3, e, 32)], [
+        rec[k : k + 8] for k in range(e, len(rec), 8)
+    ]
 
 
 class _Updater:
@@ -144,7 +149,9 @@ class _Updater:
 
     __slots__ = ("get", "nodes", "ints", "paths", "recs", "ver", "deletes")
 
-    def __init__(self, get: NodeGetter, paths: list[bytes], recs: list[bytes | None], ver: bytes) -> None:
+    def __init__(
+        self, get: NodeGetter, paths: list[bytes], recs: list[bytes | None], ver: bytes
+    ) -> None:
         self.get = get
         self.nodes: dict[bytes, bytes] = {}
         self.paths = paths
@@ -159,7 +166,9 @@ class _Updater:
             raise StorageError(f"state tree node {k.hex()} is missing")
         return rec
 
-    def node(self, depth: int, path: int, bitmap: int, hs: list[bytes], vs: list[bytes]) -> tuple[bytes, bytes]:
+    def node(
+        self, depth: int, path: int, bitmap: int, hs: list[bytes], vs: list[bytes]
+    ) -> tuple[bytes, bytes]:
         """The subtree at (depth, path) with these non-empty children, in its unique shape:
         empty without children, the child itself if it is a lone leaf (promoted), else a node."""
         n = len(hs)
@@ -189,7 +198,11 @@ class _Updater:
         i = lo
         while i < hi:
             top = ints[i] >> shift
-            j = i + 1 if i + 1 == hi or ints[i + 1] >> shift != top else bisect_left(ints, (top + 1) << shift, i, hi)
+            j = (
+                i + 1
+                if i + 1 == hi or ints[i + 1] >> shift != top
+                else bisect_left(ints, (top + 1) << shift, i, hi)
+            )
             out.append((top & 15, i, j))
             i = j
         return out
@@ -209,8 +222,12 @@ class _Updater:
             at = bisect_left(self.paths, lpath, lo, hi)
             if at < hi and self.paths[at] == lpath:
                 return self.build(depth, lo, hi)  # the leaf itself is written or deleted
-            sub = _Updater(self.get, [*self.paths[lo:at], lpath, *self.paths[at:hi]],
-                           [*self.recs[lo:at], rec, *self.recs[at:hi]], self.ver)
+            sub = _Updater(
+                self.get,
+                [*self.paths[lo:at], lpath, *self.paths[at:hi]],
+                [*self.recs[lo:at], rec, *self.recs[at:hi]],
+                self.ver,
+            )
             sub.nodes = self.nodes
             return sub.build(depth, 0, len(sub.paths))
         if depth >= MAX_DEPTH:
@@ -229,7 +246,11 @@ class _Updater:
                 b = e + 8 * idx
                 oh = rec[a : a + 32]
                 ov = rec[b : b + 8]
-                ch, cv = self.update(oh, ov, depth + 1, i, j) if j - i > 1 else self.update_one(oh, ov, depth + 1, i)
+                ch, cv = (
+                    self.update(oh, ov, depth + 1, i, j)
+                    if j - i > 1
+                    else self.update_one(oh, ov, depth + 1, i)
+                )
                 if ch != oh or cv != ov:
                     results.append((bit, idx, True, ch, cv))
                     if ch == EMPTY:
@@ -339,9 +360,15 @@ class _Updater:
             a = 3 + 32 * idx
             b = e + 8 * idx
             if not bitmap & bit:  # a new child (nh is not empty here)
-                pre = STATE_NODE_PREFIX + (bitmap | bit).to_bytes(2, "big") + rec[3:a] + nh + rec[a:e]
+                pre = (
+                    STATE_NODE_PREFIX + (bitmap | bit).to_bytes(2, "big") + rec[3:a] + nh + rec[a:e]
+                )
                 vs = rec[e:b] + nv + rec[b:]
-            elif nh == EMPTY or (e == 35 and nv == ver and nodes.get(ver + _at(depth + 1, path) + nh, b"\x03")[0] == _LEAF):
+            elif nh == EMPTY or (
+                e == 35
+                and nv == ver
+                and nodes.get(ver + _at(depth + 1, path) + nh, b"\x03")[0] == _LEAF
+            ):
                 # The child went away, or this node's only child (e == 35) became a leaf:
                 # the node may shrink to a lone leaf (promoted) or to nothing.
                 hs, vl = _split(rec, e)
@@ -379,7 +406,9 @@ class _Updater:
             if not live:
                 return EMPTY, _NOVER
             if len(live) < hi - lo:
-                sub = _Updater(self.get, [self.paths[i] for i in live], [self.recs[i] for i in live], self.ver)
+                sub = _Updater(
+                    self.get, [self.paths[i] for i in live], [self.recs[i] for i in live], self.ver
+                )
                 sub.nodes = self.nodes
                 return sub._build(depth, 0, len(live))
         return self._build(depth, lo, hi)
@@ -390,7 +419,12 @@ class _Updater:
         if hi - lo == 1:
             rec: bytes = self.recs[lo]  # type: ignore[assignment]
             h = _sha(rec[:65]).digest()
-            self.nodes[self.ver + ((ints[lo] | _MASK[depth]) >> _CUT).to_bytes(8, "big") + _DEPTH[depth] + h] = rec
+            self.nodes[
+                self.ver
+                + ((ints[lo] | _MASK[depth]) >> _CUT).to_bytes(8, "big")
+                + _DEPTH[depth]
+                + h
+            ] = rec
             return h, self.ver
         if depth >= MAX_DEPTH:
             raise StorageError("two state entries share a full 256-bit path")
@@ -444,7 +478,9 @@ def compute_update(
     return new_root, up.nodes
 
 
-def prove(get: NodeGetter, root: bytes, key: bytes, root_version: int = 0) -> tuple[bytes | None, StateProof]:
+def prove(
+    get: NodeGetter, root: bytes, key: bytes, root_version: int = 0
+) -> tuple[bytes | None, StateProof]:
     """The value of ``key`` under ``root`` (stored at ``root_version``; None if absent) and its proof."""
     path = state_path(key)
     p = int.from_bytes(path, "big")
@@ -481,7 +517,10 @@ def prove(get: NodeGetter, root: bytes, key: bytes, root_version: int = 0) -> tu
 
 
 def build_subtree(
-    paths: list[bytes], values: list[bytes], depth: int, version: int,
+    paths: list[bytes],
+    values: list[bytes],
+    depth: int,
+    version: int,
 ) -> tuple[bytes, dict[bytes, bytes]]:
     """Hash and records (keyed at ``version``) of the subtree at ``depth`` holding exactly
     these entries: ``paths`` strictly ascending, all sharing their first ``depth`` nibbles.
@@ -494,8 +533,9 @@ def build_subtree(
         raise StorageError("a subtree needs one value per path, and at least one entry")
     if any(a >= b for a, b in zip(paths, paths[1:], strict=False)):
         raise StorageError("subtree entries must be in strictly ascending path order")
-    recs: list[bytes | None] = [STATE_LEAF_PREFIX + p + _sha(v).digest() + v for p, v in zip(paths, values, strict=True)]
+    recs: list[bytes | None] = [
+        STATE_LEAF_PREFIX + p + _sha(v).digest() + v for p, v in zip(paths, values, strict=True)
+    ]
     up = _Updater(lambda k: None, paths, recs, version_bytes(version))
     h, _ = up._build(depth, 0, len(paths))
     return h, up.nodes
-

@@ -49,7 +49,9 @@ def _decode(what: str, fn: Callable[[bytes], Any], raw: bytes) -> Any:
         raise StorageDamaged(f"{what} does not decode: {type(e).__name__}") from None
 
 
-def check_head(store: Store, verify_cert: Callable[[Certificate], None] | None = None) -> tuple[int, bytes]:
+def check_head(
+    store: Store, verify_cert: Callable[[Certificate], None] | None = None
+) -> tuple[int, bytes]:
     """The start-up check: head header, its certificate, block body and state root agree.
 
     ``verify_cert`` checks a certificate's signatures (the node passes the validator set's);
@@ -57,14 +59,23 @@ def check_head(store: Store, verify_cert: Callable[[Certificate], None] | None =
     Cost: a few reads and one BLS check, whatever the chain's length.
     """
 
-    def read(txn: Any) -> tuple[tuple[int, bytes] | None, bytes | None, bytes | None, bytes | None,
-                                  bytes | None, bytes]:
+    def read(
+        txn: Any,
+    ) -> tuple[
+        tuple[int, bytes] | None, bytes | None, bytes | None, bytes | None, bytes | None, bytes
+    ]:
         head = store._head_in(txn)
         if head is None:
             return None, None, None, None, None, store._root_in(txn)
         key = _h(head[0])
-        return (head, txn.get(key, db=store._db["headers"]), txn.get(key, db=store._db["blocks"]),
-                txn.get(key, db=store._db["certs"]), txn.get(head[1], db=store._db["hashes"]), store._root_in(txn))
+        return (
+            head,
+            txn.get(key, db=store._db["headers"]),
+            txn.get(key, db=store._db["blocks"]),
+            txn.get(key, db=store._db["certs"]),
+            txn.get(head[1], db=store._db["hashes"]),
+            store._root_in(txn),
+        )
 
     head, raw_header, raw_block, raw_cert, indexed, root = store._read(read)
     if head is None:
@@ -74,8 +85,10 @@ def check_head(store: Store, verify_cert: Callable[[Certificate], None] | None =
         raise StorageDamaged(f"the head block {height} or its header is missing")
     header: Header = _decode(f"the header at height {height}", Header.decode, raw_header)
     if header.hash != head_hash or header.height != height:
-        raise StorageDamaged(f"the header stored at height {height} hashes to {header.hash.hex()[:16]}, "
-                             f"not to the head's {head_hash.hex()[:16]}")
+        raise StorageDamaged(
+            f"the header stored at height {height} hashes to {header.hash.hex()[:16]}, "
+            f"not to the head's {head_hash.hex()[:16]}"
+        )
     block: Block = _decode(f"the block at height {height}", Block.decode, raw_block)
     if block.hash != head_hash:
         raise StorageDamaged(f"the block stored at height {height} is not the head block")
@@ -84,17 +97,25 @@ def check_head(store: Store, verify_cert: Callable[[Certificate], None] | None =
     if height > 0:
         if raw_cert is None:
             raise StorageDamaged(f"the certificate of the head block {height} is missing")
-        cert: Certificate = _decode(f"the certificate at height {height}", Certificate.decode, raw_cert)
+        cert: Certificate = _decode(
+            f"the certificate at height {height}", Certificate.decode, raw_cert
+        )
         if cert.block_hash != head_hash or cert.height != height:
-            raise StorageDamaged(f"the certificate at height {height} does not cover the head block")
+            raise StorageDamaged(
+                f"the certificate at height {height} does not cover the head block"
+            )
         if verify_cert is not None:
             try:
                 verify_cert(cert)
             except AccordError as e:
-                raise StorageDamaged(f"the certificate at height {height} does not verify: {e.message}") from None
+                raise StorageDamaged(
+                    f"the certificate at height {height} does not verify: {e.message}"
+                ) from None
     if root != header.state_root:
-        raise StorageDamaged(f"the stored state root {root.hex()[:16]} is not the head header's "
-                             f"{header.state_root.hex()[:16]}")
+        raise StorageDamaged(
+            f"the stored state root {root.hex()[:16]} is not the head header's "
+            f"{header.state_root.hex()[:16]}"
+        )
     _check_root_record(store, root)
     return height, head_hash
 
@@ -137,14 +158,19 @@ class VerifiedSnapshot(Snapshot):
     def _checked(self, key: bytes, value: bytes | None) -> bytes | None:
         txn, nodes = self._txn, self._nodes
         try:
-            _, proof = tree.prove(lambda k: txn.get(k, db=nodes), self._root, key, self._root_version)
+            _, proof = tree.prove(
+                lambda k: txn.get(k, db=nodes), self._root, key, self._root_version
+            )
             merkle.verify_state_proof(self._root, key, value, proof)
         except (ProofError, StorageError) as e:
-            raise StorageDamaged(f"state entry {key.hex()[:32]} does not match the state root "
-                                 f"{self._root.hex()[:16]}: {e.message}") from None
+            raise StorageDamaged(
+                f"state entry {key.hex()[:32]} does not match the state root "
+                f"{self._root.hex()[:16]}: {e.message}"
+            ) from None
         except Exception as e:  # a damaged tree record can break the descent in any way
-            raise StorageDamaged(f"state entry {key.hex()[:32]}: the state tree is unreadable "
-                                 f"({type(e).__name__})") from None
+            raise StorageDamaged(
+                f"state entry {key.hex()[:32]}: the state tree is unreadable ({type(e).__name__})"
+            ) from None
         return value
 
     def get_state(self, key: bytes) -> bytes | None:
@@ -173,13 +199,22 @@ class VerifyReport:
         return not self.problems
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "height": self.height, "base": self.base, "blocks": self.blocks,
-                "state_entries": self.state_entries, "problems": self.problems[:50],
-                "problem_count": len(self.problems)}
+        return {
+            "ok": self.ok,
+            "height": self.height,
+            "base": self.base,
+            "blocks": self.blocks,
+            "state_entries": self.state_entries,
+            "problems": self.problems[:50],
+            "problem_count": len(self.problems),
+        }
 
 
 def verify_store(
-    store: Store, verify_cert: Callable[[Certificate], None] | None = None, *, max_problems: int = 1000,
+    store: Store,
+    verify_cert: Callable[[Certificate], None] | None = None,
+    *,
+    max_problems: int = 1000,
 ) -> VerifyReport:
     """Check the whole store (see the module docstring); never raises for damage, reports it."""
     report = VerifyReport()
@@ -239,13 +274,19 @@ def verify_store(
     return report
 
 
-def _check_block(store: Store, height: int, parent: bytes | None,
-                 verify_cert: Callable[[Certificate], None] | None) -> bytes:
+def _check_block(
+    store: Store,
+    height: int,
+    parent: bytes | None,
+    verify_cert: Callable[[Certificate], None] | None,
+) -> bytes:
     """One height's block, header, index, certificate and receipts; returns its hash."""
     key = _h(height)
 
     def read(txn: Any) -> tuple[bytes | None, ...]:
-        return tuple(txn.get(key, db=store._db[db]) for db in ("blocks", "headers", "certs", "receipts"))
+        return tuple(
+            txn.get(key, db=store._db[db]) for db in ("blocks", "headers", "certs", "receipts")
+        )
 
     raw_block, raw_header, raw_cert, raw_receipts = store._read(read)
     if raw_block is None or raw_header is None:
@@ -270,7 +311,10 @@ def _check_block(store: Store, height: int, parent: bytes | None,
             except AccordError as e:
                 raise StorageDamaged(f"the certificate does not verify: {e.message}") from None
         receipts: list[Receipt] = _decode(
-            "the receipts", lambda raw: [Receipt.from_obj(r) for r in encoding.decode(raw)], raw_receipts or b"")
+            "the receipts",
+            lambda raw: [Receipt.from_obj(r) for r in encoding.decode(raw)],
+            raw_receipts or b"",
+        )
         if len(receipts) != len(block.txs):
             raise StorageDamaged("receipts missing")
         leaves = [merkle.tx_leaf(t.hash, r.hash) for t, r in zip(block.txs, receipts, strict=True)]

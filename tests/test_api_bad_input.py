@@ -47,7 +47,13 @@ def fingerprint(sn: ServedNode) -> tuple[Any, ...]:
 
 
 def expect_error(
-    sn: ServedNode, method: str, path: str, body: bytes | None, ctype: str | None, status: int, code: str
+    sn: ServedNode,
+    method: str,
+    path: str,
+    body: bytes | None,
+    ctype: str | None,
+    status: int,
+    code: str,
 ) -> dict[str, Any]:
     before = fingerprint(sn)
     got_status, headers, data = http_call(sn.url, method, path, body, ctype)
@@ -86,7 +92,13 @@ SUBMIT_CASES = [
     ("extra field", j({"tx": "00", "extra": 1}), JSON, 422, "invalid_request"),
     ("garbage bytes", b"\xc1", RAW, 400, "decode_error"),
     ("empty raw", b"", RAW, 400, "decode_error"),
-    ("non-canonical int", msgpack.packb([1], use_bin_type=True)[:1] + b"\xcd\x00\x01", RAW, 400, "non_canonical"),
+    (
+        "non-canonical int",
+        msgpack.packb([1], use_bin_type=True)[:1] + b"\xcd\x00\x01",
+        RAW,
+        400,
+        "non_canonical",
+    ),
     ("trailing bytes", encoding.encode([1]) + b"\x00", RAW, 400, "trailing_bytes"),
     ("wrong shape", encoding.encode([1, 2, 3]), RAW, 400, "decode_error"),
     ("raw too large", b"\x00" * (2 * MAX_TX_BYTES + 2048), RAW, 413, "too_large"),
@@ -94,15 +106,23 @@ SUBMIT_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "body", "ctype", "status", "code"), SUBMIT_CASES, ids=[c[0] for c in SUBMIT_CASES])
-def test_submit_malformed(served: ServedNode, name: str, body: bytes, ctype: str, status: int, code: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "body", "ctype", "status", "code"), SUBMIT_CASES, ids=[c[0] for c in SUBMIT_CASES]
+)
+def test_submit_malformed(
+    served: ServedNode, name: str, body: bytes, ctype: str, status: int, code: str
+) -> None:
     expect_error(served, "POST", "/v1/txs", body, ctype, status, code)
 
 
 def test_submit_decoded_but_too_large_tx(served: ServedNode) -> None:
     big = Tx.create(
-        BOB, chain_id="accord-api-test", contract="token", method="transfer",
-        args={"to": ALICE.address, "amount": 1, "memo": b"\x00" * MAX_TX_BYTES}, nonce=1,
+        BOB,
+        chain_id="accord-api-test",
+        contract="token",
+        method="transfer",
+        args={"to": ALICE.address, "amount": 1, "memo": b"\x00" * MAX_TX_BYTES},
+        nonce=1,
     )
     expect_error(served, "POST", "/v1/txs", big.encode(), RAW, 413, "too_large")
 
@@ -119,7 +139,9 @@ def test_submit_rejected_transactions(served: ServedNode) -> None:
     replayed = transfer(ALICE, 0, BOB.address, 1)  # nonce 0 was committed in block 1
     expect_error(served, "POST", "/v1/txs", replayed.encode(), RAW, 422, "bad_nonce")
     skipped = transfer(BOB, bob_next + 5, ALICE.address, 1)
-    expect_error(served, "POST", "/v1/txs", j({"tx": skipped.encode().hex()}), JSON, 422, "bad_nonce")
+    expect_error(
+        served, "POST", "/v1/txs", j({"tx": skipped.encode().hex()}), JSON, 422, "bad_nonce"
+    )
     dup = transfer(ALICE, 1, BOB.address, 1)  # the same bytes as the pending nonce-1 transfer
     expect_error(served, "POST", "/v1/txs", dup.encode(), RAW, 409, "duplicate_tx")
 
@@ -150,8 +172,12 @@ BATCH_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "body", "ctype", "status", "code"), BATCH_CASES, ids=[c[0] for c in BATCH_CASES])
-def test_batch_malformed(served: ServedNode, name: str, body: bytes, ctype: str, status: int, code: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "body", "ctype", "status", "code"), BATCH_CASES, ids=[c[0] for c in BATCH_CASES]
+)
+def test_batch_malformed(
+    served: ServedNode, name: str, body: bytes, ctype: str, status: int, code: str
+) -> None:
     expect_error(served, "POST", "/v1/txs/batch", body, ctype, status, code)
 
 
@@ -161,7 +187,11 @@ def test_batch_of_bad_items_changes_nothing(served: ServedNode) -> None:
     status, _, data = http_call(served.url, "POST", "/v1/txs/batch", j({"txs": items}), JSON)
     doc = json.loads(data)
     assert status == 200 and doc["accepted"] == 0
-    assert [r["error"]["code"] for r in doc["results"]] == ["decode_error", "decode_error", "bad_nonce"]
+    assert [r["error"]["code"] for r in doc["results"]] == [
+        "decode_error",
+        "decode_error",
+        "bad_nonce",
+    ]
     assert fingerprint(served) == before
 
 
@@ -216,13 +246,37 @@ def test_wrong_method(served: ServedNode) -> None:
 QUERY_CASES = [
     ("/v1/query/token/nope", j({"args": {}}), JSON, 404, "unknown_method"),
     ("/v1/query/nope/balance_of", j({"args": {}}), JSON, 404, "unknown_contract"),
-    ("/v1/query/token/transfer", j({"args": {"to": {"$bytes": "00" * 20}, "amount": 1}}), JSON, 404, "unknown_method"),
+    (
+        "/v1/query/token/transfer",
+        j({"args": {"to": {"$bytes": "00" * 20}, "amount": 1}}),
+        JSON,
+        404,
+        "unknown_method",
+    ),
     ("/v1/query/token/balance_of", j({"args": {"account": 5}}), JSON, 400, "bad_arguments"),
     ("/v1/query/token/balance_of", j({"args": {}}), JSON, 400, "bad_arguments"),
-    ("/v1/query/token/balance_of", j({"args": {"account": {"$bytes": "00" * 20}, "x": 1}}), JSON, 400, "bad_arguments"),
+    (
+        "/v1/query/token/balance_of",
+        j({"args": {"account": {"$bytes": "00" * 20}, "x": 1}}),
+        JSON,
+        400,
+        "bad_arguments",
+    ),
     ("/v1/query/token/balance_of", j({"args": {"account": 1.5}}), JSON, 400, "decode_error"),
-    ("/v1/query/token/balance_of", j({"args": {"account": {"$bytes": "zz"}}}), JSON, 400, "decode_error"),
-    ("/v1/query/token/balance_of", j({"args": {"account": {"$weird": "00"}}}), JSON, 400, "decode_error"),
+    (
+        "/v1/query/token/balance_of",
+        j({"args": {"account": {"$bytes": "zz"}}}),
+        JSON,
+        400,
+        "decode_error",
+    ),
+    (
+        "/v1/query/token/balance_of",
+        j({"args": {"account": {"$weird": "00"}}}),
+        JSON,
+        400,
+        "decode_error",
+    ),
     ("/v1/query/token/balance_of", j({"args": 5}), JSON, 422, "invalid_request"),
     ("/v1/query/token/balance_of", j({"argz": {}}), JSON, 422, "invalid_request"),
     ("/v1/query/token/balance_of", b"not json", JSON, 400, "decode_error"),
@@ -233,7 +287,9 @@ QUERY_CASES = [
 
 
 @pytest.mark.parametrize(("path", "body", "ctype", "status", "code"), QUERY_CASES)
-def test_query_malformed(served: ServedNode, path: str, body: bytes, ctype: str, status: int, code: str) -> None:
+def test_query_malformed(
+    served: ServedNode, path: str, body: bytes, ctype: str, status: int, code: str
+) -> None:
     expect_error(served, "POST", path, body, ctype, status, code)
 
 
@@ -250,8 +306,14 @@ def test_arbitrary_raw_bodies_never_change_anything(served: ServedNode, body: by
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -324,7 +386,10 @@ def test_token_buckets_refill_and_bounded_table() -> None:
 
 
 def test_body_limits_declared_and_chunked(tmp_path: Path) -> None:
-    sn = ServedNode(tmp_path, ApiConfig(max_body_bytes=1024, rate_exempt=("127.0.0.1",), rate_per_s=0.001, burst=1))
+    sn = ServedNode(
+        tmp_path,
+        ApiConfig(max_body_bytes=1024, rate_exempt=("127.0.0.1",), rate_per_s=0.001, burst=1),
+    )
     try:
         big = j({"txs": ["00" * 600]})
         expect_error(sn, "POST", "/v1/txs/batch", big, JSON, 413, "too_large")
@@ -334,8 +399,11 @@ def test_body_limits_declared_and_chunked(tmp_path: Path) -> None:
         conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=30)
         try:
             conn.request(
-                "POST", "/v1/txs/batch", body=iter([big[:700], big[700:]]),
-                headers={"Content-Type": JSON}, encode_chunked=True,
+                "POST",
+                "/v1/txs/batch",
+                body=iter([big[:700], big[700:]]),
+                headers={"Content-Type": JSON},
+                encode_chunked=True,
             )
             resp = conn.getresponse()
             doc = json.loads(resp.read())

@@ -20,8 +20,12 @@ from .support.api import ServedNode
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedNode]:
-    cfg = ApiConfig(request_head_timeout_s=0.5, request_body_timeout_s=0.5, max_connections_per_client=4,
-                    max_connections=6)
+    cfg = ApiConfig(
+        request_head_timeout_s=0.5,
+        request_body_timeout_s=0.5,
+        max_connections_per_client=4,
+        max_connections=6,
+    )
     sn = ServedNode(Path(tmp_path_factory.mktemp("api-conns")), cfg)
     try:
         yield sn
@@ -41,7 +45,9 @@ def _closed(s: socket.socket) -> bool:
             if not d:
                 return True
     except (ConnectionResetError, TimeoutError):
-        return isinstance(s, socket.socket)  # reset is closed too; timeout is reported by the caller
+        return isinstance(
+            s, socket.socket
+        )  # reset is closed too; timeout is reported by the caller
 
 
 def test_a_dribbled_header_is_cut_off(served: ServedNode) -> None:
@@ -66,7 +72,9 @@ def test_a_dribbled_header_is_cut_off(served: ServedNode) -> None:
 
 def test_a_dribbled_body_gets_a_json_408(served: ServedNode) -> None:
     s = _conn(served)
-    s.sendall(b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+    s.sendall(
+        b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
     data = b""
     while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
         chunk = s.recv(4096)

@@ -21,7 +21,21 @@ from accord.wire import parse_uint
 from .support.api import ALICE, BOB, ServedNode, transfer
 from .support.api import http as http_call
 
-ODD = ["²", "١", "１", "1_0", "+1", "-0", " 1", "1 ", "0x1", "1e3", "", "٣٤", "99999999999999999999999"]
+ODD = [
+    "²",
+    "١",
+    "１",
+    "1_0",
+    "+1",
+    "-0",
+    " 1",
+    "1 ",
+    "0x1",
+    "1e3",
+    "",
+    "٣٤",
+    "99999999999999999999999",
+]
 
 
 @given(st.integers(0, 2**64 - 1))
@@ -54,7 +68,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedNode]:
 
 @pytest.mark.parametrize("text", ODD)
 def test_odd_heights_in_paths_are_400s(served: ServedNode, text: str) -> None:
-    for path in (f"/v1/blocks/{urllib.parse.quote(text)}", f"/v1/headers/{urllib.parse.quote(text)}"):
+    for path in (
+        f"/v1/blocks/{urllib.parse.quote(text)}",
+        f"/v1/headers/{urllib.parse.quote(text)}",
+    ):
         status, headers, data = http_call(served.url, "GET", path)
         if text == "":
             assert status in (404, 405), (path, status)  # another route, or none
@@ -87,9 +104,15 @@ def test_one_client_cannot_take_every_stream_slot(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as s:
             a = await s.ws_connect(f"{sn.url}/v1/stream")
             b = await s.ws_connect(f"{sn.url}/v1/stream")
-            async with s.get(f"{sn.url}/v1/stream", headers={"Upgrade": "websocket", "Connection": "Upgrade",
-                                                              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-                                                              "Sec-WebSocket-Version": "13"}) as r:
+            async with s.get(
+                f"{sn.url}/v1/stream",
+                headers={
+                    "Upgrade": "websocket",
+                    "Connection": "Upgrade",
+                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                    "Sec-WebSocket-Version": "13",
+                },
+            ) as r:
                 assert r.status == 429 and (await r.json())["error"]["code"] == "rate_limited"
             await a.close()
             for _ in range(100):  # the server sees the close, then the slot is free again

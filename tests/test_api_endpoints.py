@@ -90,10 +90,17 @@ def test_batch_submit_per_item_results(served: ServedNode, client: Client) -> No
     assert results[0] == good[0].hash and results[1] == good[1].hash and results[3] == good[2].hash
     assert getattr(results[2], "code", None) == "duplicate_tx"
     status, doc = http_json(
-        served.url, "POST", "/v1/txs/batch", {"txs": [bad_sig.encode().hex(), "zz", transfer(BOB, n + 9, CAROL, 1).encode().hex()]}
+        served.url,
+        "POST",
+        "/v1/txs/batch",
+        {"txs": [bad_sig.encode().hex(), "zz", transfer(BOB, n + 9, CAROL, 1).encode().hex()]},
     )
     assert status == 200 and doc["accepted"] == 0
-    assert [r["error"]["code"] for r in doc["results"]] == ["invalid_signature", "decode_error", "bad_nonce"]
+    assert [r["error"]["code"] for r in doc["results"]] == [
+        "invalid_signature",
+        "decode_error",
+        "bad_nonce",
+    ]
     served.commit()
     for t in good:
         assert client.tx(t.hash).committed
@@ -199,13 +206,17 @@ def test_state_membership_proof_against_header(served: ServedNode, client: Clien
     with pytest.raises(ProofError):
         merkle.verify_state_proof(sv.header.state_root, sv.state_key, None, sv.proof)
     with pytest.raises(ProofError):
-        merkle.verify_state_proof(sv.header.state_root, state_key("token", CAROL), sv.value, sv.proof)
+        merkle.verify_state_proof(
+            sv.header.state_root, state_key("token", CAROL), sv.value, sv.proof
+        )
     with pytest.raises(ProofError):
         merkle.verify_state_proof(bytes(32), sv.state_key, sv.value, sv.proof)
     # A str key (the token's total supply) through key_type=str.
     supply = client.state("token", "supply")
     assert supply.decoded == 2 * START_BALANCE
-    merkle.verify_state_proof(supply.header.state_root, supply.state_key, supply.value, supply.proof)
+    merkle.verify_state_proof(
+        supply.header.state_root, supply.state_key, supply.value, supply.proof
+    )
 
 
 def test_state_absent_key_non_membership(served: ServedNode, client: Client) -> None:
@@ -226,18 +237,28 @@ def test_state_proof_stays_valid_as_chain_grows(served: ServedNode, client: Clie
     after = client.state("token", CAROL)
     assert after.height > before.height and after.decoded == before.decoded + 5
     # The old answer still verifies against its own header (roots are never forgotten).
-    merkle.verify_state_proof(before.header.state_root, before.state_key, before.value, before.proof)
+    merkle.verify_state_proof(
+        before.header.state_root, before.state_key, before.value, before.proof
+    )
     merkle.verify_state_proof(after.header.state_root, after.state_key, after.value, after.proof)
 
 
 def test_query_json_and_raw(served: ServedNode, client: Client) -> None:
     status, doc = http_json(
-        served.url, "POST", "/v1/query/token/balance_of", {"args": {"account": {"$bytes": BOB.address.hex()}}}
+        served.url,
+        "POST",
+        "/v1/query/token/balance_of",
+        {"args": {"account": {"$bytes": BOB.address.hex()}}},
     )
-    assert status == 200 and doc["result"] == client.query("token", "balance_of", account=BOB.address)
+    assert status == 200 and doc["result"] == client.query(
+        "token", "balance_of", account=BOB.address
+    )
     assert encoding.decode(bytes.fromhex(doc["raw"])) == doc["result"]
     status, _, body = http(
-        served.url, "POST", "/v1/query/token/balance_of", encoding.encode({"account": CAROL}),
+        served.url,
+        "POST",
+        "/v1/query/token/balance_of",
+        encoding.encode({"account": CAROL}),
         "application/octet-stream",
     )
     assert status == 200 and json.loads(body)["result"] > 0
@@ -279,13 +300,28 @@ def test_openapi_document_validates(served: ServedNode, client: Client) -> None:
     validate(doc)  # raises on an invalid document
     assert doc["openapi"].startswith("3.1")
     paths = doc["paths"]
-    for p in ("/v1/txs", "/v1/txs/{hash}", "/v1/blocks/{height}", "/v1/headers", "/v1/state/{contract}/{key}",
-              "/v1/query/{contract}/{method}", "/v1/validators", "/v1/status", "/v1/genesis", "/v1/stream", "/metrics"):
+    for p in (
+        "/v1/txs",
+        "/v1/txs/{hash}",
+        "/v1/blocks/{height}",
+        "/v1/headers",
+        "/v1/state/{contract}/{key}",
+        "/v1/query/{contract}/{method}",
+        "/v1/validators",
+        "/v1/status",
+        "/v1/genesis",
+        "/v1/stream",
+        "/metrics",
+    ):
         assert p in paths
     schemas = doc["components"]["schemas"]
     # Generated from the pydantic models, so the served document matches the code.
     assert "TxStatusResponse" in schemas and "ErrorResponse" in schemas
-    assert set(schemas["TxStatusResponse"]["properties"]["status"]["enum"]) == {"pending", "committed", "unknown"}
+    assert set(schemas["TxStatusResponse"]["properties"]["status"]["enum"]) == {
+        "pending",
+        "committed",
+        "unknown",
+    }
     validate(openapi())
     # The document lists exactly the routes the server serves.
     served_routes = {
@@ -322,7 +358,11 @@ def test_stream_receives_blocks_and_events_committed_after_subscribing(served: S
     assert blk.height == head_height and blk.hash == head_hash and blk.receipts_ok == [True]
     assert blk.certificate is not None
     verify_certificate(served, blk.header, blk.certificate)
-    assert ev.event.name == "Transfer" and ev.event.data["to"] == CAROL and ev.tx_hash == blk.tx_hashes[0]
+    assert (
+        ev.event.name == "Transfer"
+        and ev.event.data["to"] == CAROL
+        and ev.tx_hash == blk.tx_hashes[0]
+    )
 
 
 def test_stream_replays_from_height_then_follows(served: ServedNode) -> None:
@@ -370,9 +410,13 @@ def test_stream_contract_filter_and_close_unsubscribes(served: ServedNode) -> No
     assert wait_until(lambda: not served.node._subs)
 
 
-def test_inclusion_proofs_for_every_index_of_an_odd_block(served: ServedNode, client: Client) -> None:
+def test_inclusion_proofs_for_every_index_of_an_odd_block(
+    served: ServedNode, client: Client
+) -> None:
     n = nonce(served, ALICE)
-    txs = [transfer(ALICE, n + i, CAROL, 1) for i in range(7)]  # 7 leaves: promoted nodes on two levels
+    txs = [
+        transfer(ALICE, n + i, CAROL, 1) for i in range(7)
+    ]  # 7 leaves: promoted nodes on two levels
     assert all(isinstance(r, bytes) for r in client.submit_many(txs))
     block = served.commit()
     receipts = served.node.store.get_receipts(block.height)
@@ -388,4 +432,6 @@ def test_inclusion_proofs_for_every_index_of_an_odd_block(served: ServedNode, cl
             with pytest.raises(ProofError):
                 merkle.verify_merkle_proof(block.header.tx_root, st.proof.leaf, i, 7, bad)
         with pytest.raises(ProofError):
-            merkle.verify_merkle_proof(block.header.tx_root, st.proof.leaf, (i + 1) % 7, 7, st.proof.siblings)
+            merkle.verify_merkle_proof(
+                block.header.tx_root, st.proof.leaf, (i + 1) % 7, 7, st.proof.siblings
+            )

@@ -35,9 +35,22 @@ def test_schemathesis_finds_no_failure(tmp_path: Path) -> None:
     try:
         url = net.urls[0]
         proc = subprocess.run(
-            [*cmd, "run", f"{url}/openapi.json", "--checks", "all", "--max-examples", "8", "--no-color",
-             "--seed", "17"],
-            cwd=ROOT, capture_output=True, text=True, timeout=280,
+            [
+                *cmd,
+                "run",
+                f"{url}/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                "8",
+                "--no-color",
+                "--seed",
+                "17",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=280,
         )
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
         assert "passed" in proc.stdout and "failures" not in proc.stdout.split("SUMMARY")[-1]

@@ -28,8 +28,16 @@ pytestmark = pytest.mark.timeout(120)
 
 def _network(root: Path) -> Path:
     ports = free_ports(2)
-    init_network(root, validators=1, genesis_time_ms=int(time.time() * 1000), deterministic=True,
-                 ports=ports[:1], api_ports=ports[1:], demo_accounts=2, api_tls=True)
+    init_network(
+        root,
+        validators=1,
+        genesis_time_ms=int(time.time() * 1000),
+        deterministic=True,
+        ports=ports[:1],
+        api_ports=ports[1:],
+        demo_accounts=2,
+        api_tls=True,
+    )
     return root / "validator-0"
 
 
@@ -58,9 +66,15 @@ def test_the_api_over_tls_with_a_ca_file_or_a_pin_and_a_wrong_ca_is_refused(tmp_
             assert c.status()["chain_id"] == node.genesis.chain_id
         with Client(url, ca_file=other) as c, pytest.raises(ssl.SSLCertVerificationError):
             c.status()
-        with Client(url, cert_sha256="00" * 32) as c, pytest.raises(ssl.SSLError, match="not the pinned one"):
+        with (
+            Client(url, cert_sha256="00" * 32) as c,
+            pytest.raises(ssl.SSLError, match="not the pinned one"),
+        ):
             c.status()
-        with Client(url) as c, pytest.raises(ssl.SSLCertVerificationError):  # not in the system's CAs
+        with (
+            Client(url) as c,
+            pytest.raises(ssl.SSLCertVerificationError),
+        ):  # not in the system's CAs
             c.status()
         with pytest.raises(Exception, match="https URLs only"):
             Client(f"http://127.0.0.1:{cfg.api_port}", ca_file=api_cert)
@@ -89,7 +103,10 @@ def test_the_api_over_tls_with_a_ca_file_or_a_pin_and_a_wrong_ca_is_refused(tmp_
         genesis = home.parent / "genesis.json"
         with LightClient(genesis, [url], ca_file=api_cert) as lc:
             assert lc.sync().certificates_checked >= 1  # headers fetched and checked over https
-        with LightClient(genesis, [url], ca_file=other) as lc, pytest.raises(LightClientError, match="unreachable"):
+        with (
+            LightClient(genesis, [url], ca_file=other) as lc,
+            pytest.raises(LightClientError, match="unreachable"),
+        ):
             lc.sync()
     finally:
         asyncio.run_coroutine_threadsafe(node.stop(), loop).result(30)
@@ -99,8 +116,16 @@ def test_the_api_over_tls_with_a_ca_file_or_a_pin_and_a_wrong_ca_is_refused(tmp_
 
 def test_init_can_leave_links_plaintext_and_old_node_json_still_loads(tmp_path: Path) -> None:
     ports = free_ports(2)
-    init_network(tmp_path / "n", validators=1, genesis_time_ms=0, deterministic=True, ports=ports[:1],
-                 api_ports=ports[1:], demo_accounts=1, p2p_tls=False)
+    init_network(
+        tmp_path / "n",
+        validators=1,
+        genesis_time_ms=0,
+        deterministic=True,
+        ports=ports[:1],
+        api_ports=ports[1:],
+        demo_accounts=1,
+        p2p_tls=False,
+    )
     cfg = NodeConfig.load(tmp_path / "n" / "validator-0")
     assert cfg.p2p_tls is None and cfg.api_tls is None
     doc = json.loads((tmp_path / "n" / "validator-0" / "node.json").read_text())

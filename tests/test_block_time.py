@@ -38,13 +38,27 @@ TEN_YEARS = 10 * 365 * 24 * 3600 * 1000
 
 
 def _rule(time_ms: int, rnd: int, parent: int, now: int) -> str | None:
-    return block_time_error(time_ms=time_ms, round=rnd, parent_time_ms=parent, now_ms=now,
-                            genesis_time_ms=0, round_ms=ROUND_MS, drift_ms=DRIFT)
+    return block_time_error(
+        time_ms=time_ms,
+        round=rnd,
+        parent_time_ms=parent,
+        now_ms=now,
+        genesis_time_ms=0,
+        round_ms=ROUND_MS,
+        drift_ms=DRIFT,
+    )
 
 
-@given(rnd=st.integers(0, 10**9), into=st.integers(0, ROUND_MS - 1), skew=st.integers(-DRIFT // 2, DRIFT // 2),
-       delay=st.integers(0, 3 * ROUND_MS), parent_back=st.integers(0, 10**7))
-def test_an_honest_stamp_is_always_accepted(rnd: int, into: int, skew: int, delay: int, parent_back: int) -> None:
+@given(
+    rnd=st.integers(0, 10**9),
+    into=st.integers(0, ROUND_MS - 1),
+    skew=st.integers(-DRIFT // 2, DRIFT // 2),
+    delay=st.integers(0, 3 * ROUND_MS),
+    parent_back=st.integers(0, 10**7),
+)
+def test_an_honest_stamp_is_always_accepted(
+    rnd: int, into: int, skew: int, delay: int, parent_back: int
+) -> None:
     """An honest proposer stamps max(its clock, parent's time), its clock inside the round it
     builds for; a validator whose clock differs by up to half the tolerance, validating up to
     three rounds later, accepts it."""
@@ -62,7 +76,9 @@ def test_a_stamp_far_ahead_is_refused(rnd: int, ahead: int) -> None:
 
 
 @given(rnd=st.integers(5, 10**9), behind=st.integers(DRIFT + 1, 10**9))
-def test_a_stamp_behind_its_round_is_refused_unless_it_is_the_parents(rnd: int, behind: int) -> None:
+def test_a_stamp_behind_its_round_is_refused_unless_it_is_the_parents(
+    rnd: int, behind: int
+) -> None:
     """A proposer cannot freeze the clock by stamping old times (below its round's slot)..."""
     now = rnd * ROUND_MS
     parent = max(0, now - behind - ROUND_MS)
@@ -77,20 +93,33 @@ def test_a_stamp_behind_its_round_is_refused_unless_it_is_the_parents(rnd: int, 
 
 
 def _chain(tmp_path: Path) -> Chain:
-    g = make_genesis(1, balances={ALICE.address.hex(): 1000}, contracts=builtin_contract_entries(),
-                     round_ms=ROUND_MS, stage2_ms=500)
+    g = make_genesis(
+        1,
+        balances={ALICE.address.hex(): 1000},
+        contracts=builtin_contract_entries(),
+        round_ms=ROUND_MS,
+        stage2_ms=500,
+    )
     return Chain(g, Store(tmp_path / "db", sync=False), Runtime(g))
 
 
 def _certificate(chain: Chain, block: Block) -> Certificate:
     sk = bls.demo_secret("v0")
     msg = vote_message(chain.chain_id, block.height, block.header.round, 2, block.hash)
-    return Certificate(block.height, block.header.round, 2, block.hash, bitmap_from([0], 1), bls.sign(sk, msg))
+    return Certificate(
+        block.height, block.header.round, 2, block.hash, bitmap_from([0], 1), bls.sign(sk, msg)
+    )
 
 
 def _transfer(nonce: int) -> Tx:
-    return Tx.create(ALICE, chain_id="accord-test", contract="token", method="transfer",
-                     args={"to": BOB.address, "amount": 1}, nonce=nonce)
+    return Tx.create(
+        ALICE,
+        chain_id="accord-test",
+        contract="token",
+        method="transfer",
+        args={"to": BOB.address, "amount": 1},
+        nonce=nonce,
+    )
 
 
 def test_a_validator_refuses_to_vote_for_a_block_ten_years_ahead(tmp_path: Path) -> None:
@@ -139,8 +168,17 @@ def test_a_certified_block_commits_whatever_its_time(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_simulated_future_stamping_leader_cannot_move_the_chain_clock(seed: int) -> None:
-    sim = Simulator(SimConfig(nodes=4, byzantine=1, strategy="future_time", rounds=30, seed=seed, latency_ms=20,
-                              drift_ms=10))
+    sim = Simulator(
+        SimConfig(
+            nodes=4,
+            byzantine=1,
+            strategy="future_time",
+            rounds=30,
+            seed=seed,
+            latency_ms=20,
+            drift_ms=10,
+        )
+    )
     r = sim.run()
     assert r.safety_violations == 0, r.violations
     assert r.committed_heights >= 10, r.summary()
@@ -194,10 +232,14 @@ def test_a_byzantine_proposer_cannot_move_a_real_chain_clock(tmp_path: Path) -> 
         net.close()
 
 
-
-@given(st.integers(min_value=0, max_value=10**13), st.integers(min_value=0, max_value=10**13),
-       st.integers(min_value=0, max_value=10**6))
-def test_only_a_stamp_ahead_of_the_clock_is_cured_by_waiting(time_ms: int, now_ms: int, drift_ms: int) -> None:
+@given(
+    st.integers(min_value=0, max_value=10**13),
+    st.integers(min_value=0, max_value=10**13),
+    st.integers(min_value=0, max_value=10**6),
+)
+def test_only_a_stamp_ahead_of_the_clock_is_cured_by_waiting(
+    time_ms: int, now_ms: int, drift_ms: int
+) -> None:
     """``ahead_of_clock_ms`` is the wait after which the clock bound no longer refuses the
     stamp (the node judges such a proposal again then, instead of telling its core it is
     invalid for the height): zero exactly when the stamp is within the tolerance now."""

@@ -24,13 +24,23 @@ BOB = AccountKey.from_name("bob")
 
 
 def _genesis(chain_id: str = "accord-test"):  # type: ignore[no-untyped-def]
-    return make_genesis(1, chain_id=chain_id, balances={ALICE.address.hex(): 1000},
-                        contracts=builtin_contract_entries())
+    return make_genesis(
+        1,
+        chain_id=chain_id,
+        balances={ALICE.address.hex(): 1000},
+        contracts=builtin_contract_entries(),
+    )
 
 
 def _transfer(key: AccountKey, nonce: int, amount: int = 10, chain_id: str = "accord-test") -> Tx:
-    return Tx.create(key, chain_id=chain_id, contract="token", method="transfer",
-                     args={"to": BOB.address, "amount": amount}, nonce=nonce)
+    return Tx.create(
+        key,
+        chain_id=chain_id,
+        contract="token",
+        method="transfer",
+        args={"to": BOB.address, "amount": amount},
+        nonce=nonce,
+    )
 
 
 @pytest.fixture
@@ -44,7 +54,9 @@ def chain(tmp_path):  # type: ignore[no-untyped-def]
 def _certificate(chain: Chain, block: Block) -> Certificate:
     sk = bls.demo_secret("v0")
     msg = vote_message(chain.chain_id, block.height, block.header.round, 2, block.hash)
-    return Certificate(block.height, block.header.round, 2, block.hash, bitmap_from([0], 1), bls.sign(sk, msg))
+    return Certificate(
+        block.height, block.header.round, 2, block.hash, bitmap_from([0], 1), bls.sign(sk, msg)
+    )
 
 
 def _balance(chain: Chain, who: AccountKey) -> int:
@@ -69,7 +81,9 @@ def test_build_commit_and_receipts(chain: Chain) -> None:
     assert chain.store.get_certificate(1) is not None
     # the header's tx root covers (tx, receipt) pairs: a proof of the failed tx verifies
     leaves = [merkle.tx_leaf(t.hash, r.hash) for t, r in zip(block.txs, receipts, strict=True)]
-    merkle.verify_merkle_proof(block.header.tx_root, leaves[1], 1, 3, merkle.merkle_proof(leaves, 1))
+    merkle.verify_merkle_proof(
+        block.header.tx_root, leaves[1], 1, 3, merkle.merkle_proof(leaves, 1)
+    )
 
 
 def test_a_build_can_be_stopped_part_way_and_leaves_nothing_behind(chain: Chain) -> None:
@@ -114,8 +128,13 @@ def test_blocks_are_cut_by_gas_and_heavier_ones_refused(tmp_path) -> None:  # ty
     assert roomy.execution(cut.hash).gas_used <= 4 * per_tx + per_tx // 2  # type: ignore[union-attr]
     # A chain whose genesis allows less gas per block refuses the heavier block as a whole,
     # and builds within its limit even when no budget is given.
-    small = make_genesis(1, chain_id="accord-test", balances={ALICE.address.hex(): 1000},
-                         contracts=builtin_contract_entries(), max_block_gas=5 * per_tx + 10)
+    small = make_genesis(
+        1,
+        chain_id="accord-test",
+        balances={ALICE.address.hex(): 1000},
+        contracts=builtin_contract_entries(),
+        max_block_gas=5 * per_tx + 10,
+    )
     strict = Chain(small, Store(tmp_path / "strict", sync=False), Runtime(small))
     assert strict.head() == roomy.head()  # same genesis block: only the rule differs
     with pytest.raises(InvalidProposal, match="past the limit"):
@@ -145,8 +164,12 @@ def test_validate_rejects_bad_proposals(chain: Chain, tmp_path) -> None:  # type
         assert chain.head() == head_before, name
     replayed = other.build([], time_ms=6)
     with pytest.raises(InvalidProposal):  # a block with a stale-nonce tx is invalid as a whole
-        chain.validate(Block(dataclasses.replace(replayed.header, tx_count=2),
-                             (_transfer(ALICE, 0), _transfer(ALICE, 0))))
+        chain.validate(
+            Block(
+                dataclasses.replace(replayed.header, tx_count=2),
+                (_transfer(ALICE, 0), _transfer(ALICE, 0)),
+            )
+        )
     chain.validate(good)  # the honest block from an identical chain is accepted
     chain.commit(good, None)
     assert chain.head()[1] == good.hash

@@ -89,35 +89,80 @@ def _phish(h: http.server.BaseHTTPRequestHandler) -> None:
 
 
 def test_send_refuses_a_node_that_reports_another_chain(
-        server: _Server, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    server: _Server, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """Old code signed for whatever chain the node reported and posted the signed transfer."""
     server.answer = _phish
     key = _key(tmp_path)
-    code, _, err = _cli(capsys, "send", "token", "transfer", "amount=1", "--key", str(key),
-                        "--url", server.url, "--chain-id", "accord-devnet", "--wait", "0")
+    code, _, err = _cli(
+        capsys,
+        "send",
+        "token",
+        "transfer",
+        "amount=1",
+        "--key",
+        str(key),
+        "--url",
+        server.url,
+        "--chain-id",
+        "accord-devnet",
+        "--wait",
+        "0",
+    )
     assert code == 1 and "some-other-production-chain" in err and "refusing" in err
     assert "Traceback" not in err
     assert server.posted == [], "a transaction was signed and sent to the phishing node"
 
 
 def test_send_needs_a_chain_id_from_the_operator(
-        server: _Server, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    server: _Server, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     server.answer = _phish
-    code, _, err = _cli(capsys, "send", "token", "transfer", "amount=1", "--key", str(_key(tmp_path)),
-                        "--url", server.url, "--wait", "0")
+    code, _, err = _cli(
+        capsys,
+        "send",
+        "token",
+        "transfer",
+        "amount=1",
+        "--key",
+        str(_key(tmp_path)),
+        "--url",
+        server.url,
+        "--wait",
+        "0",
+    )
     assert code == 1 and "--chain-id" in err and server.posted == []
 
 
 def test_send_reads_the_chain_id_from_a_local_genesis_and_prints_it(
-        server: _Server, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    server: _Server, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     from accord.config import init_network
 
-    init_network(tmp_path / "net", validators=4, chain_id="some-other-production-chain", deterministic=True,
-                 p2p_tls=False, demo_accounts=1)
+    init_network(
+        tmp_path / "net",
+        validators=4,
+        chain_id="some-other-production-chain",
+        deterministic=True,
+        p2p_tls=False,
+        demo_accounts=1,
+    )
     server.answer = _phish
-    code, out, err = _cli(capsys, "send", "token", "transfer", "amount=1", "--key", str(_key(tmp_path)),
-                          "--url", server.url, "--genesis", str(tmp_path / "net" / "genesis.json"),
-                          "--wait", "0")
+    code, out, err = _cli(
+        capsys,
+        "send",
+        "token",
+        "transfer",
+        "amount=1",
+        "--key",
+        str(_key(tmp_path)),
+        "--url",
+        server.url,
+        "--genesis",
+        str(tmp_path / "net" / "genesis.json"),
+        "--wait",
+        "0",
+    )
     assert code == 0, err
     assert "'some-other-production-chain'" in err and "nonce 41" in err
     assert len(server.posted) == 1
@@ -167,8 +212,10 @@ def _drip(h: http.server.BaseHTTPRequestHandler) -> None:
         pass
 
 
-_TYPES = (b'{"name":1,"peers":5,"healthy":"no","running":true,"height":{"a":1},"head_hash":7,'
-          b'"next_nonce":"x","nonce":[],"tx_hash":5}')
+_TYPES = (
+    b'{"name":1,"peers":5,"healthy":"no","running":true,"height":{"a":1},"head_hash":7,'
+    b'"next_nonce":"x","nonce":[],"tx_hash":5}'
+)
 
 _HOSTILE: dict[str, Handler] = {
     "deep": _fixed(b"[" * 100_000 + b"]" * 100_000),
@@ -187,7 +234,18 @@ _COMMANDS = {
     "query_block": ("query", "block", "3"),
     "query_tx": ("query", "tx", "00" * 32),
     "query_call": ("query", "call", "token", "balance_of", "account=0x" + "00" * 20),
-    "send": ("send", "token", "transfer", "amount=1", "--chain-id", "c", "--wait", "1", "--nonce", "0"),
+    "send": (
+        "send",
+        "token",
+        "transfer",
+        "amount=1",
+        "--chain-id",
+        "c",
+        "--wait",
+        "1",
+        "--nonce",
+        "0",
+    ),
     "send_nonce": ("send", "token", "transfer", "amount=1", "--chain-id", "c", "--wait", "0"),
 }
 
@@ -195,7 +253,8 @@ _COMMANDS = {
 @pytest.mark.parametrize("mode", sorted(_HOSTILE))
 @pytest.mark.parametrize("command", sorted(_COMMANDS))
 def test_hostile_answers_are_one_clear_error_line(
-        server: _Server, capsys: pytest.CaptureFixture[str], tmp_path: Path, mode: str, command: str) -> None:
+    server: _Server, capsys: pytest.CaptureFixture[str], tmp_path: Path, mode: str, command: str
+) -> None:
     """Old code: RecursionError / AttributeError / TypeError tracebacks, or 64 MiB read into memory."""
     server.answer = _HOSTILE[mode]
     argv = list(_COMMANDS[command])
@@ -208,7 +267,8 @@ def test_hostile_answers_are_one_clear_error_line(
 
 
 def test_send_with_a_well_formed_chain_but_malformed_account(
-        server: _Server, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    server: _Server, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     def answer(h: http.server.BaseHTTPRequestHandler) -> None:
         if h.path.startswith("/v1/status"):
             send_json(h, b'{"chain_id": "c"}')
@@ -216,8 +276,21 @@ def test_send_with_a_well_formed_chain_but_malformed_account(
             send_json(h, b'{"next_nonce": "x"}')
 
     server.answer = answer
-    code, _, err = _cli(capsys, "send", "token", "transfer", "amount=1", "--chain-id", "c", "--wait", "0",
-                        "--key", str(_key(tmp_path)), "--url", server.url)
+    code, _, err = _cli(
+        capsys,
+        "send",
+        "token",
+        "transfer",
+        "amount=1",
+        "--chain-id",
+        "c",
+        "--wait",
+        "0",
+        "--key",
+        str(_key(tmp_path)),
+        "--url",
+        server.url,
+    )
     assert code == 1 and "next_nonce" in err and "Traceback" not in err and server.posted == []
 
 
@@ -227,7 +300,9 @@ def test_huge_answer_is_refused_unread(server: _Server, capsys: pytest.CaptureFi
     assert code == 1 and "too_large" in err
 
 
-def test_timeout_bounds_the_whole_exchange(server: _Server, capsys: pytest.CaptureFixture[str]) -> None:
+def test_timeout_bounds_the_whole_exchange(
+    server: _Server, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A node dripping a byte every 0.2 s never trips a per-read timeout of 1 s; old code waited
     the full 200 s of the drip. The bound checked is loose (no timing race): far under the drip."""
     import time

@@ -69,7 +69,9 @@ def test_sync_submit_wait_and_read_back(served: ServedNode) -> None:
         assert [e.name for e in receipt.events] == ["Transfer"]
         st = c.tx(h)
         assert st.height is not None and st.proof is not None
-        merkle.verify_merkle_proof(st.proof.tx_root, st.proof.leaf, st.proof.index, st.proof.count, st.proof.siblings)
+        merkle.verify_merkle_proof(
+            st.proof.tx_root, st.proof.leaf, st.proof.index, st.proof.count, st.proof.siblings
+        )
         block = c.block(st.height)
         assert block.txs[st.index or 0].hash == h
         assert c.header(st.height).header == block.header
@@ -79,7 +81,11 @@ def test_sync_submit_wait_and_read_back(served: ServedNode) -> None:
 def test_sync_submit_many_mixed(served: ServedNode) -> None:
     with Client(served.url) as c:
         n = next_nonce(served, BOB)
-        txs = [transfer(BOB, n, DAVE, 1), transfer(BOB, n + 1, DAVE, 1), transfer(BOB, n + 7, DAVE, 1)]
+        txs = [
+            transfer(BOB, n, DAVE, 1),
+            transfer(BOB, n + 1, DAVE, 1),
+            transfer(BOB, n + 7, DAVE, 1),
+        ]
         out = c.submit_many([t.encode() for t in txs])
         assert out[:2] == [txs[0].hash, txs[1].hash]
         assert isinstance(out[2], NonceError)
@@ -165,7 +171,11 @@ def test_async_client_end_to_end(served: ServedNode) -> None:
             await commit
             assert receipt.ok
             item = await asyncio.wait_for(items.__anext__(), 10)
-            assert isinstance(item, BlockCommitted) and item.height == height + 1 and h in item.tx_hashes
+            assert (
+                isinstance(item, BlockCommitted)
+                and item.height == height + 1
+                and h in item.tx_hashes
+            )
             await items.aclose()
             st = await ac.tx(h, include_tx=True)
             assert st.tx == tx and st.receipt == receipt
@@ -215,8 +225,14 @@ def test_error_from_maps_codes_to_classes() -> None:
 
 
 contract_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=16) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.binary(max_size=16)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=15,
 )
 

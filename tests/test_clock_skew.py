@@ -28,8 +28,17 @@ class _OldCore(Core):
 def _share(offset_ms: float, core_class: type[Core] = Core, skewed: int = 3) -> tuple[int, int]:
     offsets = [0.0] * 4
     offsets[skewed] = offset_ms
-    cfg = SimConfig(nodes=4, rounds=ROUNDS, round_ms=1000, stage2_ms=500, latency_ms=5, ticket_wait_ms=30,
-                    clock_offsets_ms=offsets, seed=1, core_class=core_class)
+    cfg = SimConfig(
+        nodes=4,
+        rounds=ROUNDS,
+        round_ms=1000,
+        stage2_ms=500,
+        latency_ms=5,
+        ticket_wait_ms=30,
+        clock_offsets_ms=offsets,
+        seed=1,
+        core_class=core_class,
+    )
     r = Simulator(cfg).run()
     assert r.safety_violations == 0, r.violations
     return Counter(r.proposers)[skewed], len(r.proposers)
@@ -39,7 +48,9 @@ def _share(offset_ms: float, core_class: type[Core] = Core, skewed: int = 3) -> 
 def test_skewed_validator_leads_about_its_share(offset_ms: float) -> None:
     before, total_before = _share(offset_ms, _OldCore)
     after, total = _share(offset_ms)
-    print(f"offset {offset_ms:+.0f} ms: proposed {before}/{total_before} before, {after}/{total} now")
+    print(
+        f"offset {offset_ms:+.0f} ms: proposed {before}/{total_before} before, {after}/{total} now"
+    )
     assert total >= ROUNDS - 3
     assert after >= total // 4 // 2, (after, total)  # at least half of a fair 1/n share
     if abs(offset_ms) == 800.0:
@@ -48,7 +59,9 @@ def test_skewed_validator_leads_about_its_share(offset_ms: float) -> None:
 
 def test_no_skew_changes_nothing() -> None:
     """Validators on one clock estimate every peer behind (messages take time): no skew."""
-    cfg = SimConfig(nodes=4, rounds=20, round_ms=1000, stage2_ms=500, latency_ms=20, ticket_wait_ms=30, seed=3)
+    cfg = SimConfig(
+        nodes=4, rounds=20, round_ms=1000, stage2_ms=500, latency_ms=20, ticket_wait_ms=30, seed=3
+    )
     sim = Simulator(cfg)
     sim.run()
     assert all(nd.core.skew_ms == 0 for nd in sim.nodes)
@@ -74,7 +87,9 @@ def test_f_byzantine_peers_cannot_drag_the_clock() -> None:
     core.handle(Tick(10_000))
     core.handle(MessageReceived(1, _ticket(core, model, 1, 11)))  # round 11 starts at 11,000
     assert core.skew_ms == 0
-    core.handle(MessageReceived(1, _ticket(core, model, 1, 30)))  # far in the future: still one peer
+    core.handle(
+        MessageReceived(1, _ticket(core, model, 1, 30))
+    )  # far in the future: still one peer
     assert core.skew_ms == 0
     core.handle(MessageReceived(2, _ticket(core, model, 2, 11)))
     assert core.skew_ms == 1_000

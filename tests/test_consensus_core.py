@@ -47,7 +47,18 @@ GENESIS_HASH = hashlib.sha256(b"g").digest()
 
 
 def _block_for(a: BuildBlock, chain_id: str) -> Block:
-    h = Header(chain_id, a.height, a.round, a.parent_hash, bytes(32), bytes(32), 0, a.proposer_index, 0, a.sortition)
+    h = Header(
+        chain_id,
+        a.height,
+        a.round,
+        a.parent_hash,
+        bytes(32),
+        bytes(32),
+        0,
+        a.proposer_index,
+        0,
+        a.sortition,
+    )
     return Block(h, ())
 
 
@@ -119,11 +130,18 @@ def test_persisted_lock_is_dropped_once_its_height_commits() -> None:
             height = a.block.height + 1
         elif isinstance(a, Persist):
             st = SafetyState.decode(a.value, 1)
-            assert a.value == encoding.encode([
-                st.p_round, st.p_height, st.p_hash, st.c_round, st.c_height, st.c_hash,
-                None if st.lock is None else st.lock.to_obj(),
-                None if st.lock_block is None else st.lock_block.to_obj(),
-            ])
+            assert a.value == encoding.encode(
+                [
+                    st.p_round,
+                    st.p_height,
+                    st.p_hash,
+                    st.c_round,
+                    st.c_height,
+                    st.c_hash,
+                    None if st.lock is None else st.lock.to_obj(),
+                    None if st.lock_block is None else st.lock_block.to_obj(),
+                ]
+            )
             if st.lock is not None:
                 saw_lock += 1
                 assert st.lock.height == height and st.lock_block is not None
@@ -193,7 +211,9 @@ def test_tickets_first_and_bad_tickets() -> None:
 
     n = 4
     crypto = CostModelCrypto(n)
-    params = Params(chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=4.0, ticket_wait_ms=20)
+    params = Params(
+        chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=4.0, ticket_wait_ms=20
+    )
 
     def fresh() -> tuple[Core, list[object]]:
         core = Core(params, crypto.signer(0), crypto, head=(0, GENESIS_HASH))
@@ -207,7 +227,9 @@ def test_tickets_first_and_bad_tickets() -> None:
     mine = sortition_value(own[0].sortition)
 
     def ticket(i: int, height: int = 1, rnd: int = 0) -> Ticket:
-        return Ticket(height, rnd, i, crypto.signer(i).sign(sortition_message("c", height, rnd, GENESIS_HASH)))
+        return Ticket(
+            height, rnd, i, crypto.signer(i).sign(sortition_message("c", height, rnd, GENESIS_HASH))
+        )
 
     k = 0
     while sortition_value(fake := hashlib.sha256(b"forged%d" % k).digest() * 3) >= mine:
@@ -216,9 +238,14 @@ def test_tickets_first_and_bad_tickets() -> None:
     before = core.stats.bad_signature, core.stats.stale, core.stats.garbage
     core.handle(MessageReceived(1, forged.encode()))
     core.handle(MessageReceived(2, ticket(2, height=5).encode()))
-    core.handle(MessageReceived(3, b"\x95\x03\x01\x00\x09" + b"\xc4\x60" + bytes(96)))  # proposer 9 of 4
+    core.handle(
+        MessageReceived(3, b"\x95\x03\x01\x00\x09" + b"\xc4\x60" + bytes(96))
+    )  # proposer 9 of 4
     assert (core.stats.bad_signature, core.stats.stale, core.stats.garbage) == (
-        before[0] + 1, before[1] + 1, before[2] + 1)
+        before[0] + 1,
+        before[1] + 1,
+        before[2] + 1,
+    )
     assert core.tickets == {0: mine}
     assert any(isinstance(a, BuildBlock) for a in core.handle(Tick(21)))  # nothing held us back
 
@@ -247,7 +274,9 @@ def test_validation_waits_for_an_announced_better_leader() -> None:
 
     n = 4
     crypto = CostModelCrypto(n)
-    params = Params(chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=4.0, ticket_wait_ms=20)
+    params = Params(
+        chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=4.0, ticket_wait_ms=20
+    )
     sigs = {i: crypto.signer(i).sign(sortition_message("c", 1, 0, GENESIS_HASH)) for i in range(n)}
     order = sorted(range(n), key=lambda i: sortition_value(sigs[i]))
     best, worse, me = order[0], order[1], order[-1]
@@ -296,7 +325,9 @@ def test_a_block_validated_after_its_round_still_gets_a_late_prepare() -> None:
 
     n = 4
     crypto = CostModelCrypto(n)
-    params = Params(chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=4.0, ticket_wait_ms=0)
+    params = Params(
+        chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=4.0, ticket_wait_ms=0
+    )
 
     def proposal(i: int, r: int) -> Proposal:
         sig = crypto.signer(i).sign(sortition_message("c", 1, r, GENESIS_HASH))
@@ -318,7 +349,9 @@ def test_a_block_validated_after_its_round_still_gets_a_late_prepare() -> None:
             nxt = proposal(leader, 1)
             core.handle(MessageReceived(leader, nxt.encode()))
             core.handle(BlockValidated(nxt.block.hash, True))
-            assert set(_p_votes(core.handle(Tick(160)), n)) == {(1, nxt.block.hash)}  # (and its resend)
+            assert set(_p_votes(core.handle(Tick(160)), n)) == {
+                (1, nxt.block.hash)
+            }  # (and its resend)
         out = core.handle(BlockValidated(late.block.hash, True))
         if already_voted_next_round:
             assert _p_votes(out, n) == []  # P in round 1 already: round 0 is closed for good
@@ -335,8 +368,14 @@ def test_a_block_validated_after_its_round_still_gets_a_late_prepare() -> None:
         assert len(build) == 1 and build[0].round == 0
         core.handle(Tick(1 + 100 * rounds_late))
         out = core.handle(BlockBuilt(_block_for(build[0], "c")))
-        assert any(isinstance(a, Broadcast) and isinstance(decode_message(a.payload, n, 1 << 20), Proposal)
-                   for a in out) is proposed
+        assert (
+            any(
+                isinstance(a, Broadcast)
+                and isinstance(decode_message(a.payload, n, 1 << 20), Proposal)
+                for a in out
+            )
+            is proposed
+        )
 
 
 def test_fallback_build_waits_longer_when_proposals_arrive_late() -> None:
@@ -346,7 +385,9 @@ def test_fallback_build_waits_longer_when_proposals_arrive_late() -> None:
 
     n = 4
     crypto = CostModelCrypto(n)
-    params = Params(chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=4.0, ticket_wait_ms=20)
+    params = Params(
+        chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=4.0, ticket_wait_ms=20
+    )
     core = Core(params, crypto.signer(0), crypto, head=(0, GENESIS_HASH))
     core.handle(Tick(1))
     until = 21
@@ -385,7 +426,10 @@ def test_verify_certificate_accepts_good_and_rejects_tampered() -> None:
         (Certificate(3, 2, PHASE_C, bh, bytes([0b0011]), good.signature), ValidationError),
         (Certificate(3, 2, PHASE_P, bh, good.signers, good.signature), ValidationError),
         (Certificate(3, 2, PHASE_C, bh, b"\x0b\x00", good.signature), ValidationError),
-        (Certificate(3, 2, PHASE_C, bh, good.signers, good.signature[:-1] + b"\x00"), InvalidSignature),
+        (
+            Certificate(3, 2, PHASE_C, bh, good.signers, good.signature[:-1] + b"\x00"),
+            InvalidSignature,
+        ),
         (Certificate(3, 2, PHASE_C, bh, good.signers, b"\x00" * 96), InvalidSignature),
         (_bls_cert(4, [0, 1, 3], bh, PHASE_P), ValidationError),
     ]
@@ -415,7 +459,9 @@ def test_weighted_certificate_form_verifies_with_real_bls() -> None:
     reduced = a.to_certificate(dict(enumerate(sigs)), crypto, g.quorum)
     assert certificate_signers(reduced, 4) == [0, 1, 2, 3] and len(reduced.signers) == 1
     verify_certificate(g, g.chain_id, reduced, g.quorum)
-    forged = Certificate(3, 2, PHASE_C, bh, np.array([1, 1, 1, 1], dtype="<u2").tobytes(), a.signature)
+    forged = Certificate(
+        3, 2, PHASE_C, bh, np.array([1, 1, 1, 1], dtype="<u2").tobytes(), a.signature
+    )
     with pytest.raises(InvalidSignature):
         verify_certificate(g, g.chain_id, forged, g.quorum)
 
@@ -462,7 +508,9 @@ def test_votes_for_many_blocks_from_one_validator_are_capped() -> None:
         for k in range(40):
             bh = hashlib.sha256(k.to_bytes(2, "big")).digest()
             sig = crypto.signer(1).sign(vote_message("c", 1, rnd, PHASE_P, bh))
-            core.handle(MessageReceived(1, Aggregate.single(n, 1, rnd, PHASE_P, bh, 1, sig).encode()))
+            core.handle(
+                MessageReceived(1, Aggregate.single(n, 1, rnd, PHASE_P, bh, 1, sig).encode())
+            )
     assert len(core.aggs) == 3
     assert core.stats.extra["dropped_votes"] == 3 * 39
     # Honest singletons for a block of their own are still counted, in every flooded slot:
@@ -471,6 +519,8 @@ def test_votes_for_many_blocks_from_one_validator_are_capped() -> None:
     for rnd in (0, 1, 2):
         for i in (2, 3):
             sig = crypto.signer(i).sign(vote_message("c", 1, rnd, PHASE_P, good))
-            core.handle(MessageReceived(i, Aggregate.single(n, 1, rnd, PHASE_P, good, i, sig).encode()))
+            core.handle(
+                MessageReceived(i, Aggregate.single(n, 1, rnd, PHASE_P, good, i, sig).encode())
+            )
         assert core.aggs[(1, rnd, PHASE_P, good)].signers == 2
     assert core.stats.extra["dropped_votes"] == 3 * 39

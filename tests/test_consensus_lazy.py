@@ -54,9 +54,13 @@ def validations(actions: list[object]) -> list[bytes]:
 def test_worse_proposal_is_not_validated_while_the_best_is_valid() -> None:
     core, (best, mid, worst) = setup()
     # The worst arrives first: it is the best known, so it is validated.
-    assert validations(core.handle(MessageReceived(worst.proposer, worst.encode()))) == [worst.block.hash]
+    assert validations(core.handle(MessageReceived(worst.proposer, worst.encode()))) == [
+        worst.block.hash
+    ]
     # The best arrives: validated too.
-    assert validations(core.handle(MessageReceived(best.proposer, best.encode()))) == [best.block.hash]
+    assert validations(core.handle(MessageReceived(best.proposer, best.encode()))) == [
+        best.block.hash
+    ]
     # A proposal worse than the current best is not validated.
     assert validations(core.handle(MessageReceived(mid.proposer, mid.encode()))) == []
     core.handle(BlockValidated(best.block.hash, True))
@@ -119,6 +123,8 @@ def test_identical_proposal_bytes_decode_once_and_tampered_bytes_do_not_hit() ->
 
 def test_resent_proposal_is_handled_once() -> None:
     core, (best, _, _) = setup()
-    assert validations(core.handle(MessageReceived(best.proposer, best.encode()))) == [best.block.hash]
+    assert validations(core.handle(MessageReceived(best.proposer, best.encode()))) == [
+        best.block.hash
+    ]
     assert core.handle(MessageReceived(best.proposer, best.encode())) == []
     assert core._proposals is not None and core._proposals.hits == 1

@@ -18,6 +18,7 @@ def test_a_validator_restarted_below_its_own_votes_cannot_fork_four_honest_ones(
     N = 4
     params = Params(chain_id="c", n=N, round_ms=100, stage2_ms=50, expected_leaders=4.0)
     net = Net(params, N, honest=[0, 1, 2, 3])
+
     def everyone(f, t, m):
         return True
 
@@ -28,10 +29,22 @@ def test_a_validator_restarted_below_its_own_votes_cannot_fork_four_honest_ones(
     net.deliver(everyone)
     K1 = net.commits[0][0]
     assert all(net.commits[i] and net.commits[i][0].hash == K1.hash for i in range(4))
-    p1_quorum = next(p for _, p in net.seen if isinstance(m := decode_message(p, N, 1 << 22), Aggregate)
-                     and m.height == 1 and m.phase == PHASE_P and m.signers >= 3)
-    c1_quorum = next(p for _, p in net.seen if isinstance(m := decode_message(p, N, 1 << 22), Aggregate)
-                     and m.height == 1 and m.phase == PHASE_C and m.signers >= 3)
+    p1_quorum = next(
+        p
+        for _, p in net.seen
+        if isinstance(m := decode_message(p, N, 1 << 22), Aggregate)
+        and m.height == 1
+        and m.phase == PHASE_P
+        and m.signers >= 3
+    )
+    c1_quorum = next(
+        p
+        for _, p in net.seen
+        if isinstance(m := decode_message(p, N, 1 << 22), Aggregate)
+        and m.height == 1
+        and m.phase == PHASE_C
+        and m.signers >= 3
+    )
     net.pending.clear()
 
     net.tick(101)
@@ -43,17 +56,22 @@ def test_a_validator_restarted_below_its_own_votes_cannot_fork_four_honest_ones(
     net.deliver(lambda f, t, m: isinstance(m, Aggregate) and m.phase == PHASE_C and t == 1)
     assert [b.hash for b in net.commits[1] if b.height == 2] == [B]
     net.pending.clear()
-    for v in (0, 3):  # power loss: the store lost K1's (non-durable) commit, the safety state survived
+    for v in (
+        0,
+        3,
+    ):  # power loss: the store lost K1's (non-durable) commit, the safety state survived
         net.restart(v, head=(0, GENESIS_HASH))
         net.tick(201, who=[v])
-        net.inject(1, v, p1_quorum)   # the delayed honest broadcast of height 1's P-quorum
+        net.inject(1, v, p1_quorum)  # the delayed honest broadcast of height 1's P-quorum
         net.inject(1, v, c1_quorum)
         for i, fb in list(net.fetches):
             if i == v and fb.block_hash == K1.hash:
                 net.run(v, BlockFetched(K1, None))
     net.tick(201, who=[2])
+
     def keep(f, t, m):
         return f in (0, 2, 3) and t in (0, 2, 3)
+
     net.deliver(keep)
     net.tick(260, who=[0, 2, 3])
     net.deliver(keep)

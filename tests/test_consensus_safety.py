@@ -47,7 +47,18 @@ N = 4
 
 
 def _block(a: BuildBlock) -> Block:
-    h = Header("c", a.height, a.round, a.parent_hash, bytes(32), bytes(32), 0, a.proposer_index, 0, a.sortition)
+    h = Header(
+        "c",
+        a.height,
+        a.round,
+        a.parent_hash,
+        bytes(32),
+        bytes(32),
+        0,
+        a.proposer_index,
+        0,
+        a.sortition,
+    )
     return Block(h, ())
 
 
@@ -70,13 +81,19 @@ def test_late_p_votes_of_an_earlier_round_cannot_fork_four_honest_validators() -
     net.deliver(proposals)
     net.tick(60)  # stage II: P votes for round 0's best block, held
     assert net.deliver(lambda f, t, m: False) == 0
-    p0 = {m.block_hash for _, _, raw in net.pending if isinstance(m := decode_message(raw, N, 1 << 20), Aggregate)}
+    p0 = {
+        m.block_hash
+        for _, _, raw in net.pending
+        if isinstance(m := decode_message(raw, N, 1 << 20), Aggregate)
+    }
     assert len(p0) == 1
     net.tick(110)  # round 1
     net.deliver(proposals)
     net.tick(160)  # P votes for round 1's best block, held too
     # The round-0 votes arrive everywhere; whatever C votes they cause reach validator 0 only.
-    net.deliver(lambda f, t, m: is_vote(PHASE_P, 0)(f, t, m) or (is_vote(PHASE_C, 0)(f, t, m) and t == 0))
+    net.deliver(
+        lambda f, t, m: is_vote(PHASE_P, 0)(f, t, m) or (is_vote(PHASE_C, 0)(f, t, m) and t == 0)
+    )
     # Then the round-1 votes reach validators 1-3, and the C votes they cause too.
     net.deliver(lambda f, t, m: t != 0 and isinstance(m, Aggregate) and m.round == 1)
     committed = {b.hash for blocks in net.commits.values() for b in blocks if b.height == 1}
@@ -89,8 +106,9 @@ def test_late_p_votes_of_an_earlier_round_cannot_fork_four_honest_validators() -
     assert all(blocks and blocks[0].height == 1 for blocks in net.commits.values())
     assert len({blocks[0].hash for blocks in net.commits.values()}) == 1
     # Nobody signed C for round 0 after its P vote of round 1.
-    assert all(c.safety.c_round != 0 or c.safety.c_hash not in p0 for c in net.cores.values()) or all(
-        b[0].hash in p0 for b in net.commits.values())
+    assert all(
+        c.safety.c_round != 0 or c.safety.c_hash not in p0 for c in net.cores.values()
+    ) or all(b[0].hash in p0 for b in net.commits.values())
 
 
 def test_a_validator_that_voted_p_in_a_later_round_does_not_sign_c_for_an_earlier_one() -> None:
@@ -105,10 +123,17 @@ def test_a_validator_that_voted_p_in_a_later_round_does_not_sign_c_for_an_earlie
     out: list[object] = []
     for i in (1, 2, 3):
         sig = crypto.signer(i).sign(vote_message("c", 1, 0, PHASE_P, b0.hash))
-        out += core.handle(MessageReceived(i, Aggregate.single(N, 1, 0, PHASE_P, b0.hash, i, sig).encode()))
+        out += core.handle(
+            MessageReceived(i, Aggregate.single(N, 1, 0, PHASE_P, b0.hash, i, sig).encode())
+        )
     assert core.lock is not None and core.lock.round == 0
-    c_votes = [a for a in out if isinstance(a, Broadcast) and isinstance(m := decode_message(a.payload, N, 1 << 20),
-                                                                       Aggregate) and m.phase == PHASE_C]
+    c_votes = [
+        a
+        for a in out
+        if isinstance(a, Broadcast)
+        and isinstance(m := decode_message(a.payload, N, 1 << 20), Aggregate)
+        and m.phase == PHASE_C
+    ]
     assert c_votes == [] and core.safety.c_round == -1
 
 
@@ -151,7 +176,12 @@ def test_a_lock_on_a_block_never_received_fetches_its_body_and_can_repropose_it(
     assert persisted and persisted[-1].lock_block is not None  # it survives a restart
     # As a leader of the next round it re-proposes the locked block with its quorum.
     out = core.handle(Tick(101))
-    props = [m for a in out if isinstance(a, Broadcast) and isinstance(m := decode_message(a.payload, N, 1 << 20), Proposal)]
+    props = [
+        m
+        for a in out
+        if isinstance(a, Broadcast)
+        and isinstance(m := decode_message(a.payload, N, 1 << 20), Proposal)
+    ]
     assert props and props[0].block.hash == body.hash and props[0].justify is not None
 
 
@@ -205,9 +235,16 @@ def test_the_sortition_seed_is_not_the_parent_hash() -> None:
     assert sortition_seed(b1.hash, ticket) == sortition_seed(b2.hash, ticket) != b1.hash
     # The core uses it: after committing a block its tickets are signed over the seed.
     crypto = CostModelCrypto(1)
-    core = Core(Params(chain_id="c", n=1, round_ms=100, stage2_ms=50), crypto.signer(0), crypto,
-                head=(1, b1.hash), head_sortition=ticket)
+    core = Core(
+        Params(chain_id="c", n=1, round_ms=100, stage2_ms=50),
+        crypto.signer(0),
+        crypto,
+        head=(1, b1.hash),
+        head_sortition=ticket,
+    )
     out = core.handle(Tick(1))
     build = [a for a in out if isinstance(a, BuildBlock)][0]
-    assert crypto.verify(0, sortition_message("c", 2, 0, sortition_seed(b1.hash, ticket)), build.sortition)
+    assert crypto.verify(
+        0, sortition_message("c", 2, 0, sortition_seed(b1.hash, ticket)), build.sortition
+    )
     assert not crypto.verify(0, sortition_message("c", 2, 0, b1.hash), build.sortition)

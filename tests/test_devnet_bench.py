@@ -17,15 +17,31 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def accord(*args: str, timeout: float = 180) -> dict[str, object]:
-    out = subprocess.run([sys.executable, "-m", "accord.cli.main", *args], capture_output=True,
-                         timeout=timeout, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "accord.cli.main", *args],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     return json.loads(out.stdout.decode().strip().splitlines()[-1])
 
 
 def test_devnet_blocks_json(tmp_path: Path) -> None:
-    doc = accord("devnet", "--dir", str(tmp_path / "net"), "--blocks", "4", "--json", "--rate", "50",
-                 "--round-ms", "500", "--stage2-ms", "250")
+    doc = accord(
+        "devnet",
+        "--dir",
+        str(tmp_path / "net"),
+        "--blocks",
+        "4",
+        "--json",
+        "--rate",
+        "50",
+        "--round-ms",
+        "500",
+        "--stage2-ms",
+        "250",
+    )
     assert doc["validators"] == 4
     assert isinstance(doc["height"], int) and doc["height"] >= 4
     heads = doc["head_hashes"]
@@ -33,8 +49,20 @@ def test_devnet_blocks_json(tmp_path: Path) -> None:
     assert isinstance(doc["txs_committed"], int) and doc["txs_committed"] > 0
     assert isinstance(doc["tps"], float) and doc["tps"] > 0
     # reusing the folder continues the same chain
-    again = accord("devnet", "--dir", str(tmp_path / "net"), "--blocks", "2", "--json", "--rate", "20",
-                   "--round-ms", "500", "--stage2-ms", "250")
+    again = accord(
+        "devnet",
+        "--dir",
+        str(tmp_path / "net"),
+        "--blocks",
+        "2",
+        "--json",
+        "--rate",
+        "20",
+        "--round-ms",
+        "500",
+        "--stage2-ms",
+        "250",
+    )
     assert again["height"] > doc["height"]  # type: ignore[operator]
     # A folder this version cannot reuse (here: a store of an older schema) is named before
     # any validator starts, and --fresh recreates it.
@@ -47,18 +75,61 @@ def test_devnet_blocks_json(tmp_path: Path) -> None:
     with env.begin(write=True) as txn:
         txn.put(b"accord/schema", struct.pack(">Q", 2), db=meta)
     env.close()
-    out = subprocess.run([sys.executable, "-m", "accord.cli.main", "devnet", "--dir", str(tmp_path / "net"),
-                          "--blocks", "1"], capture_output=True, timeout=60, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accord.cli.main",
+            "devnet",
+            "--dir",
+            str(tmp_path / "net"),
+            "--blocks",
+            "1",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode != 0 and b"--fresh" in out.stderr and b"schema 2" in out.stderr
-    fresh = accord("devnet", "--dir", str(tmp_path / "net"), "--blocks", "2", "--json", "--rate", "20",
-                   "--round-ms", "500", "--stage2-ms", "250", "--fresh")
+    fresh = accord(
+        "devnet",
+        "--dir",
+        str(tmp_path / "net"),
+        "--blocks",
+        "2",
+        "--json",
+        "--rate",
+        "20",
+        "--round-ms",
+        "500",
+        "--stage2-ms",
+        "250",
+        "--fresh",
+    )
     assert fresh["height"] >= 2 and len(set(fresh["head_hashes"].values())) == 1  # type: ignore[union-attr, arg-type]
 
 
 def test_bench_consensus_short_run_with_plot(tmp_path: Path) -> None:
     plot = tmp_path / "consensus.png"
-    doc = accord("bench", "consensus", "--duration", "4", "--rate", "100", "--accounts", "40",
-                 "--round-ms", "500", "--stage2-ms", "250", "--drain", "8", "--json", "--plot", str(plot))
+    doc = accord(
+        "bench",
+        "consensus",
+        "--duration",
+        "4",
+        "--rate",
+        "100",
+        "--accounts",
+        "40",
+        "--round-ms",
+        "500",
+        "--stage2-ms",
+        "250",
+        "--drain",
+        "8",
+        "--json",
+        "--plot",
+        str(plot),
+    )
     assert doc["bench"] == "consensus" and doc["validators"] == 4
     assert doc["submitted"] == 400 and doc["rejected"] == 0
     assert doc["txs_committed"] == doc["submitted"] and doc["uncommitted"] == 0
@@ -69,11 +140,16 @@ def test_bench_consensus_short_run_with_plot(tmp_path: Path) -> None:
     speed = doc["machine"]["speed_before"]  # type: ignore[index]
     assert speed["sha256_100b_per_s"] > 0 and speed["ed25519_verify_per_s"] > 0
     assert doc["machine"]["speed_after"].keys() == speed.keys()  # type: ignore[index]
-    assert type(doc["rounds_without_commit"]) is int and 0 <= doc["rounds_without_commit"] < doc["blocks"]  # type: ignore[operator]
+    assert (
+        type(doc["rounds_without_commit"]) is int
+        and 0 <= doc["rounds_without_commit"] < doc["blocks"]
+    )  # type: ignore[operator]
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_folder_whose_genesis_registers_other_contract_code_is_named_before_starting(tmp_path: Path) -> None:
+def test_a_folder_whose_genesis_registers_other_contract_code_is_named_before_starting(
+    tmp_path: Path,
+) -> None:
     """After a contract changes (its code hash with it), an old devnet folder would start four
     validators that each exit with CodeMismatch; it is refused up front with the way out."""
     import pytest
@@ -85,7 +161,10 @@ def test_a_folder_whose_genesis_registers_other_contract_code_is_named_before_st
     root = tmp_path / "net"
     g = ensure_network(root)
     assert ensure_network(root).hash == g.hash  # an up-to-date folder is reused as it is
-    old = [e.model_copy(update={"code_hash": "00" * 32}) if e.name == "token" else e for e in g.contracts]
+    old = [
+        e.model_copy(update={"code_hash": "00" * 32}) if e.name == "token" else e
+        for e in g.contracts
+    ]
     g.model_copy(update={"contracts": old}).save(root / "genesis.json")
     with pytest.raises(AccordError, match=r"other code for token.*--fresh"):
         ensure_network(root)

@@ -35,11 +35,15 @@ scalars = (
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=20)
-    | st.lists(inner, max_size=5).map(tuple)
-    | st.dictionaries(st.text(max_size=6), inner, max_size=6)
-    # maps built in reverse key order: not canonical as given
-    | st.dictionaries(st.text(max_size=6), inner, max_size=6).map(lambda d: dict(reversed(list(d.items())))),
+    lambda inner: (
+        st.lists(inner, max_size=20)
+        | st.lists(inner, max_size=5).map(tuple)
+        | st.dictionaries(st.text(max_size=6), inner, max_size=6)
+        # maps built in reverse key order: not canonical as given
+        | st.dictionaries(st.text(max_size=6), inner, max_size=6).map(
+            lambda d: dict(reversed(list(d.items())))
+        )
+    ),
     max_leaves=40,
 )
 
@@ -56,7 +60,9 @@ def test_fast_path_does_not_mutate(v: Any) -> None:
     assert reference(v) == before
 
 
-bad = st.sampled_from([1.5, 2**64, -(2**63) - 1, {1: 2}, object(), {"a": [1, {"b": 2**70}]}, [1, (2, 3.0)]])
+bad = st.sampled_from(
+    [1.5, 2**64, -(2**63) - 1, {1: 2}, object(), {"a": [1, {"b": 2**70}]}, [1, (2, 3.0)]]
+)
 
 
 @given(st.lists(scalars, max_size=5), bad, st.integers(0, 5))
@@ -72,7 +78,9 @@ def test_fast_path_rejects_what_reference_rejects(items: list[Any], b: Any, at: 
 
 @given(st.lists(values, max_size=40))
 def test_encoded_list_concatenation(items: list[Any]) -> None:
-    assert encoding.encode_encoded_list([encoding.encode(x) for x in items]) == encoding.encode(items)
+    assert encoding.encode_encoded_list([encoding.encode(x) for x in items]) == encoding.encode(
+        items
+    )
 
 
 @pytest.mark.parametrize("n", [0, 1, 15, 16, 65535, 65536])
@@ -84,8 +92,11 @@ def test_array_header_is_shortest(n: int) -> None:
 # Reader): each agrees with encode/decode on the inputs it is for --------------------------
 
 mapless = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.binary(max_size=40) | st.text(max_size=16),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.binary(max_size=40)
+    | st.text(max_size=16),
     lambda inner: st.lists(inner, max_size=12),
     max_leaves=30,
 )
@@ -140,7 +151,7 @@ def test_reader_cuts_a_list_into_its_items_bytes(items: list[Any]) -> None:
     start = r.offset()
     for item in items:
         r.skip()
-        assert payload[start:r.offset()] == encoding.encode(item)
+        assert payload[start : r.offset()] == encoding.encode(item)
         start = r.offset()
     assert r.offset() == len(payload)
 

@@ -29,7 +29,9 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "lender_app.py"
 
 def http(method: str, url: str, doc: Any = None) -> tuple[int, Any]:
     data = None if doc is None else json.dumps(doc).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             body = resp.read()
@@ -51,9 +53,19 @@ def test_lender_app_embeds_a_validator_and_disburses_a_loan(tmp_path: Path) -> N
         net.start(2)
         net.start(3)
         app = subprocess.Popen(
-            [sys.executable, str(EXAMPLE), "--node-dir", str(root / "validator-0"), "--port", str(port),
-             "--demo-account", "0", "--mount-api"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                str(EXAMPLE),
+                "--node-dir",
+                str(root / "validator-0"),
+                "--port",
+                str(port),
+                "--demo-account",
+                "0",
+                "--mount-api",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         asyncio.run(net.wait_ready(60.0, [1, 2, 3]))
         deadline = time.monotonic() + 60

@@ -14,8 +14,18 @@ ROUND_MS = 1000
 
 
 def _run(skip: bool, txs: list[tuple[int, int]], rounds: int = 30, **kw: object) -> Simulator:
-    cfg = SimConfig(nodes=4, rounds=rounds, round_ms=ROUND_MS, stage2_ms=500, latency_ms=10,
-                    ticket_wait_ms=30, skip_empty=skip, txs=txs, seed=5, **kw)  # type: ignore[arg-type]
+    cfg = SimConfig(
+        nodes=4,
+        rounds=rounds,
+        round_ms=ROUND_MS,
+        stage2_ms=500,
+        latency_ms=10,
+        ticket_wait_ms=30,
+        skip_empty=skip,
+        txs=txs,
+        seed=5,
+        **kw,
+    )  # type: ignore[arg-type]
     sim = Simulator(cfg)
     result = sim.run()
     assert result.safety_violations == 0, result.violations

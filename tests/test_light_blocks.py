@@ -57,15 +57,23 @@ CASES: list[tuple[str, Callable[[Ledger], Mutator], str]] = [
     ("a receipt altered", lambda lg: on_block(1, _receipt_gas), "block_tx_root"),
     ("two transactions swapped", lambda lg: on_block(1, _swap), "block_body"),
     ("a receipt hidden", lambda lg: on_block(1, _hide_last), "block_receipts"),
-    ("a transfer hidden with its receipt",
-     lambda lg: on_block(1, lambda d: (d["txs"].pop(), d["receipts"].pop())), "block_body"),
+    (
+        "a transfer hidden with its receipt",
+        lambda lg: on_block(1, lambda d: (d["txs"].pop(), d["receipts"].pop())),
+        "block_body",
+    ),
     ("another block's header", lambda lg: on_block(1, _other_header(lg)), "block_header"),
 ]
 
 
 @pytest.mark.parametrize(("name", "make", "check"), CASES, ids=[c[0] for c in CASES])
 def test_every_block_tampering_is_caught(
-    ledger: Ledger, proxy: Proxy, tmp_path: Path, name: str, make: Callable[[Ledger], Mutator], check: str
+    ledger: Ledger,
+    proxy: Proxy,
+    tmp_path: Path,
+    name: str,
+    make: Callable[[Ledger], Mutator],
+    check: str,
 ) -> None:
     proxy.mutate = make(ledger)
     try:
@@ -83,7 +91,9 @@ def test_verified_block_equals_the_stored_one_and_skips_a_liar(
 ) -> None:
     proxy.mutate = on_block(1, _receipt_gas)
     try:
-        with LightClient(ledger.genesis, [proxy.url, ledger.served.url], store=tmp_path / "l.json") as lc:
+        with LightClient(
+            ledger.genesis, [proxy.url, ledger.served.url], store=tmp_path / "l.json"
+        ) as lc:
             lc.sync()
             vb = lc.verify_block(1)
             store = ledger.served.node.store

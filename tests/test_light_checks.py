@@ -97,7 +97,17 @@ def test_link_checks() -> None:
     with pytest.raises(NodeLied) as info:
         CHECKER.check_shape("n", dataclasses.replace(HEADERS[0], chain_id="x"), 1)
     assert info.value.check == "header_chain_id"
-    g0 = Header(GENESIS.chain_id, 0, 0, ZERO_HASH, merkle.EMPTY_TX_ROOT, bytes(32), 0, 0, GENESIS.genesis_time_ms)
+    g0 = Header(
+        GENESIS.chain_id,
+        0,
+        0,
+        ZERO_HASH,
+        merkle.EMPTY_TX_ROOT,
+        bytes(32),
+        0,
+        0,
+        GENESIS.genesis_time_ms,
+    )
     CHECKER.check_shape("n", g0, 0)
     with pytest.raises(NodeLied) as info:
         CHECKER.check_shape("n", dataclasses.replace(g0, parent_hash=b"\x01" * 32), 0)
@@ -152,10 +162,15 @@ def test_stored_head_is_rechecked(tmp_path: Path) -> None:
 
 
 def test_checkpoint_header_starts_the_client(tmp_path: Path) -> None:
-    lc = AsyncLightClient(GENESIS, ["http://127.0.0.1:9"], store=tmp_path / "l.json", trusted_header=HEADERS[3])
+    lc = AsyncLightClient(
+        GENESIS, ["http://127.0.0.1:9"], store=tmp_path / "l.json", trusted_header=HEADERS[3]
+    )
     assert lc.head is not None and lc.head.hash == HEADERS[3].hash and lc.head.certificate is None
     with pytest.raises(LightClientError, match="chain"):
-        AsyncLightClient(GENESIS, ["http://127.0.0.1:9"],
-                         trusted_header=dataclasses.replace(HEADERS[3], chain_id="elsewhere"))
+        AsyncLightClient(
+            GENESIS,
+            ["http://127.0.0.1:9"],
+            trusted_header=dataclasses.replace(HEADERS[3], chain_id="elsewhere"),
+        )
     with pytest.raises(LightClientError, match="at least one node"):
         AsyncLightClient(GENESIS, [])

@@ -45,8 +45,14 @@ def committed(devnet: Devnet) -> tuple[bytes, bytes, int]:
     """A real transfer committed by the devnet: (tx hash, recipient, recipient balance)."""
     sender, recipient = demo_account(0), demo_account(1)
     with Client(devnet.urls[1]) as c:
-        tx = Tx.create(sender, chain_id=devnet.genesis.chain_id, contract="token", method="transfer",
-                       args={"to": recipient.address, "amount": 1234}, nonce=c.account(sender.address)["next_nonce"])
+        tx = Tx.create(
+            sender,
+            chain_id=devnet.genesis.chain_id,
+            contract="token",
+            method="transfer",
+            args={"to": recipient.address, "amount": 1234},
+            nonce=c.account(sender.address)["next_nonce"],
+        )
         h = c.submit(tx)
         assert c.wait(h, timeout=30).ok
         # Wait for one more block so every node has the transfer's block and a later head.
@@ -60,7 +66,9 @@ def committed(devnet: Devnet) -> tuple[bytes, bytes, int]:
     return h, recipient.address, balance
 
 
-def test_sync_then_verify_tx_and_state(devnet: Devnet, committed: tuple[bytes, bytes, int], tmp_path: Path) -> None:
+def test_sync_then_verify_tx_and_state(
+    devnet: Devnet, committed: tuple[bytes, bytes, int], tmp_path: Path
+) -> None:
     tx_hash, recipient, balance = committed
     store = tmp_path / "light.json"
     with LightClient(devnet.root / "genesis.json", devnet.urls, store=store) as lc:
@@ -88,7 +96,9 @@ def test_sync_then_verify_tx_and_state(devnet: Devnet, committed: tuple[bytes, b
         assert lc.faults == []
 
 
-def test_restart_resumes_from_the_stored_head(devnet: Devnet, committed: tuple[bytes, bytes, int], tmp_path: Path) -> None:
+def test_restart_resumes_from_the_stored_head(
+    devnet: Devnet, committed: tuple[bytes, bytes, int], tmp_path: Path
+) -> None:
     store = tmp_path / "light.json"
     with LightClient(devnet.genesis, devnet.urls[:2], store=store) as lc:
         first = lc.sync()
@@ -108,7 +118,9 @@ def test_restart_resumes_from_the_stored_head(devnet: Devnet, committed: tuple[b
         assert lc.verify_tx(committed[0]).receipt.ok
 
 
-def test_skip_ahead_checks_one_certificate(devnet: Devnet, committed: tuple[bytes, bytes, int]) -> None:
+def test_skip_ahead_checks_one_certificate(
+    devnet: Devnet, committed: tuple[bytes, bytes, int]
+) -> None:
     with LightClient(devnet.genesis, devnet.urls[:1]) as lc:
         report = lc.sync(skip=True)
         assert report.skipped and report.headers_verified == 1 and report.certificates_checked == 1
@@ -119,8 +131,12 @@ def test_skip_ahead_checks_one_certificate(devnet: Devnet, committed: tuple[byte
         assert lc.store.get(vt.height) is not None
 
 
-def test_cli_sync_tx_state(devnet: Devnet, committed: tuple[bytes, bytes, int], tmp_path: Path,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_sync_tx_state(
+    devnet: Devnet,
+    committed: tuple[bytes, bytes, int],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from accord.cli.main import main
 
     tx_hash, recipient, balance = committed
@@ -131,7 +147,9 @@ def test_cli_sync_tx_state(devnet: Devnet, committed: tuple[bytes, bytes, int], 
 
     assert main(["light", "tx", tx_hash.hex(), *common, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["tx_hash"] == tx_hash.hex() and doc["ok"] is True and "tx_inclusion" in doc["verified"]
+    assert (
+        doc["tx_hash"] == tx_hash.hex() and doc["ok"] is True and "tx_inclusion" in doc["verified"]
+    )
 
     assert main(["light", "state", "token", recipient.hex(), *common, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)

@@ -74,7 +74,9 @@ def on_headers(height: int, fn: Callable[[Doc], None]) -> Mutator:
 
 
 def header_field(at: int, **changes: Any) -> Mutator:
-    return on_headers(at, lambda e: _set_header(e["header"], dataclasses.replace(_header(e["header"]), **changes)))
+    return on_headers(
+        at, lambda e: _set_header(e["header"], dataclasses.replace(_header(e["header"]), **changes))
+    )
 
 
 def cert_change(height: int, fn: Callable[[Certificate], Certificate | None]) -> Mutator:
@@ -166,7 +168,9 @@ def _state_value(d: Doc) -> None:
 
 def _state_proof_flip(d: Doc) -> None:
     obj = encoding.decode(bytes.fromhex(d["proof_raw"]))
-    sibs = next(level[1] for level in obj[0] if level[1])  # [levels, other]; level = [bitmap, siblings]
+    sibs = next(
+        level[1] for level in obj[0] if level[1]
+    )  # [levels, other]; level = [bitmap, siblings]
     sibs[0] = bytes([sibs[0][0] ^ 1]) + sibs[0][1:]
     d["proof_raw"] = encoding.encode(obj).hex()
 
@@ -194,32 +198,73 @@ CASES: list[tuple[str, Mutator, str, str]] = [
     ("header parent", header_field(3, parent_hash=bytes(32)), "sync", "certificate"),
     ("header height", header_field(2, height=3), "sync", "header_height"),
     ("header chain id", header_field(2, chain_id="other-chain"), "sync", "header_chain_id"),
-    ("genesis header tampered (does not chain)", header_field(0, state_root=bytes(32)), "sync", "header_chain"),
+    (
+        "genesis header tampered (does not chain)",
+        header_field(0, state_root=bytes(32)),
+        "sync",
+        "header_chain",
+    ),
     ("a height left out (does not chain)", drop_height(2), "sync", "header_height"),
     ("certificate signature", cert_change(2, _other_signature), "sync", "certificate"),
-    ("certificate signature garbage", cert_change(2, lambda c: dataclasses.replace(c, signature=b"\x01" * 96)),
-     "sync", "certificate"),
-    ("certificate empty bitmap", cert_change(2, lambda c: dataclasses.replace(c, signers=bitmap_from([], 1))),
-     "sync", "certificate"),
-    ("certificate wrong bitmap size", cert_change(2, lambda c: dataclasses.replace(c, signers=b"\x01\x00\x00")),
-     "sync", "certificate"),
-    ("certificate phase P", cert_change(2, lambda c: dataclasses.replace(c, phase=1)), "sync", "certificate"),
-    ("certificate for another block", cert_change(2, lambda c: dataclasses.replace(c, block_hash=bytes(32))),
-     "sync", "certificate"),
+    (
+        "certificate signature garbage",
+        cert_change(2, lambda c: dataclasses.replace(c, signature=b"\x01" * 96)),
+        "sync",
+        "certificate",
+    ),
+    (
+        "certificate empty bitmap",
+        cert_change(2, lambda c: dataclasses.replace(c, signers=bitmap_from([], 1))),
+        "sync",
+        "certificate",
+    ),
+    (
+        "certificate wrong bitmap size",
+        cert_change(2, lambda c: dataclasses.replace(c, signers=b"\x01\x00\x00")),
+        "sync",
+        "certificate",
+    ),
+    (
+        "certificate phase P",
+        cert_change(2, lambda c: dataclasses.replace(c, phase=1)),
+        "sync",
+        "certificate",
+    ),
+    (
+        "certificate for another block",
+        cert_change(2, lambda c: dataclasses.replace(c, block_hash=bytes(32))),
+        "sync",
+        "certificate",
+    ),
     ("garbage reply", lambda p, d: d, "garbage", "response"),
     ("tx bytes", on_tx(_tx_change), "tx", "tx_hash"),
     ("receipt gas", on_tx(_receipt_change(gas_used=1)), "tx", "tx_inclusion"),
     ("receipt ok flag", on_tx(_receipt_change(ok=False)), "tx", "tx_inclusion"),
     ("receipt names another tx", on_tx(_receipt_change(tx_hash=bytes(32))), "tx", "receipt"),
     ("proof sibling", on_tx(_sibling_flip), "tx", "tx_inclusion"),
-    ("proof leaf", on_tx(lambda d: d["proof"].__setitem__("leaf", _flip(d["proof"]["leaf"]))), "tx", "tx_inclusion"),
+    (
+        "proof leaf",
+        on_tx(lambda d: d["proof"].__setitem__("leaf", _flip(d["proof"]["leaf"]))),
+        "tx",
+        "tx_inclusion",
+    ),
     ("proof count", on_tx(lambda d: d["proof"].__setitem__("count", 4)), "tx", "tx_inclusion"),
     ("proof index", on_tx(_index_change), "tx", "tx_inclusion"),
-    ("proof tx_root", on_tx(lambda d: d["proof"].__setitem__("tx_root", "00" * 32)), "tx", "tx_inclusion"),
+    (
+        "proof tx_root",
+        on_tx(lambda d: d["proof"].__setitem__("tx_root", "00" * 32)),
+        "tx",
+        "tx_inclusion",
+    ),
     ("tx height", on_tx(lambda d: d.__setitem__("height", 2)), "tx", "tx_block"),
     ("tx block hash", on_tx(lambda d: d.__setitem__("block_hash", "00" * 32)), "tx", "tx_block"),
     ("state value", on_state(_state_value), "state", "state_proof"),
-    ("state value hidden", on_state(lambda d: d.__setitem__("value", None)), "state", "state_proof"),
+    (
+        "state value hidden",
+        on_state(lambda d: d.__setitem__("value", None)),
+        "state",
+        "state_proof",
+    ),
     ("absent value invented", on_state(_state_value), "absent", "state_proof"),
     ("state proof sibling", on_state(_state_proof_flip), "state", "state_proof"),
     ("state proof sibling (absent)", on_state(_state_proof_flip), "absent", "state_proof"),
@@ -269,11 +314,15 @@ def test_every_tampering_is_caught(
 def test_honest_node_next_to_a_liar(ledger: Ledger, proxy: Proxy, tmp_path: Path) -> None:
     proxy.mutate = on_tx(_sibling_flip)
     try:
-        with LightClient(ledger.genesis, [proxy.url, ledger.served.url], store=tmp_path / "l.json") as lc:
+        with LightClient(
+            ledger.genesis, [proxy.url, ledger.served.url], store=tmp_path / "l.json"
+        ) as lc:
             report = lc.sync()
             assert report.to_height == ledger.served.head()[0]
             vt = lc.verify_tx(ledger.target.hash)
-            assert vt.node == ledger.served.url and vt.receipt.ok and vt.index == 1 and vt.height == 1
+            assert (
+                vt.node == ledger.served.url and vt.receipt.ok and vt.index == 1 and vt.height == 1
+            )
             assert [(f.node, f.check) for f in lc.faults] == [(proxy.url, "tx_inclusion")]
     finally:
         proxy.mutate = lambda p, d: d
@@ -310,7 +359,9 @@ def _serve(header: Header, cert: Certificate) -> Callable[[Doc], None]:
     return fn
 
 
-def test_conflicting_certified_headers_stop_the_client(ledger: Ledger, proxy: Proxy, tmp_path: Path) -> None:
+def test_conflicting_certified_headers_stop_the_client(
+    ledger: Ledger, proxy: Proxy, tmp_path: Path
+) -> None:
     head = ledger.served.head()[0]
     forged, cert = _forged(ledger, head, state_root=b"\x07" * 32)
     proxy.mutate = on_headers(head, _serve(forged, cert))
@@ -336,7 +387,9 @@ def test_conflicting_certified_headers_stop_the_client(ledger: Ledger, proxy: Pr
         proxy.mutate = lambda p, d: d
 
 
-def test_certified_header_that_does_not_chain_is_a_fork(ledger: Ledger, proxy: Proxy, tmp_path: Path) -> None:
+def test_certified_header_that_does_not_chain_is_a_fork(
+    ledger: Ledger, proxy: Proxy, tmp_path: Path
+) -> None:
     """A validly certified header whose parent is not the trusted header below it."""
     head = ledger.served.head()[0]
     with LightClient(ledger.genesis, [ledger.served.url], store=tmp_path / "l.json") as lc:
@@ -393,7 +446,10 @@ def test_headers_without_certificates_are_not_trusted(ledger: Ledger, proxy: Pro
         with LightClient(ledger.genesis, [proxy.url]) as lc:
             report = lc.sync()
             assert lc.head is None and report.headers_verified == 0
-            assert "no certificate" in report.nodes[proxy.url] and "not trusted" in report.nodes[proxy.url]
+            assert (
+                "no certificate" in report.nodes[proxy.url]
+                and "not trusted" in report.nodes[proxy.url]
+            )
             with pytest.raises(LightClientError, match="no certified header") as info:
                 lc.header(1)
             assert not isinstance(info.value, NodeLied) and lc.store.get(1) is None
@@ -401,8 +457,9 @@ def test_headers_without_certificates_are_not_trusted(ledger: Ledger, proxy: Pro
         proxy.mutate = lambda p, d: d
 
 
-def test_cli_reports_the_liar_and_the_fork(ledger: Ledger, proxy: Proxy, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_the_liar_and_the_fork(
+    ledger: Ledger, proxy: Proxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from accord.cli.main import main
     from accord.light import TrustStore
 
@@ -410,16 +467,35 @@ def test_cli_reports_the_liar_and_the_fork(ledger: Ledger, proxy: Proxy, tmp_pat
     common = ["--genesis", str(tmp_path / "genesis.json"), "--store", str(tmp_path / "cli.json")]
     proxy.mutate = on_state(_state_value)
     try:
-        assert main(["light", "state", "token", BOB.address.hex(), *common, "--node", proxy.url]) == 1
+        assert (
+            main(["light", "state", "token", BOB.address.hex(), *common, "--node", proxy.url]) == 1
+        )
         err = capsys.readouterr().err
         assert "NOT VERIFIED" in err and proxy.url in err and "state_proof" in err
         # With an honest node as well: verified, and the liar is listed.
-        assert main(["light", "state", "token", BOB.address.hex(), *common, "--node", proxy.url,
-                     "--node", ledger.served.url, "--json"]) == 0
+        assert (
+            main(
+                [
+                    "light",
+                    "state",
+                    "token",
+                    BOB.address.hex(),
+                    *common,
+                    "--node",
+                    proxy.url,
+                    "--node",
+                    ledger.served.url,
+                    "--json",
+                ]
+            )
+            == 0
+        )
         doc = json.loads(capsys.readouterr().out)
         assert doc["present"] is True and doc["faults"][0]["node"] == proxy.url
     finally:
         proxy.mutate = lambda p, d: d
-    TrustStore(ledger.genesis.chain_id, ledger.genesis.hash, tmp_path / "cli.json").set_fork({"height": 1})
+    TrustStore(ledger.genesis.chain_id, ledger.genesis.hash, tmp_path / "cli.json").set_fork(
+        {"height": 1}
+    )
     assert main(["light", "sync", *common, "--node", ledger.served.url, "--json"]) == 3
     assert json.loads(capsys.readouterr().err)["error"]["code"] == "fork_detected"

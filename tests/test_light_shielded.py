@@ -54,13 +54,22 @@ B_KEY = zk.SpendingKey.from_seed(b"light-bob")
 
 
 def pool_genesis(keys: artifacts.CircuitKeys) -> Genesis:
-    g = make_genesis(1, chain_id="accord-light-zk", balances={ALICE.address.hex(): 1_000},
-                     contracts=builtin_contract_entries())
+    g = make_genesis(
+        1,
+        chain_id="accord-light-zk",
+        balances={ALICE.address.hex(): 1_000},
+        contracts=builtin_contract_entries(),
+    )
     reg = REG.public
-    return g.model_copy(update={
-        "zk_circuits": {"shielded_transfer": keys.vk},
-        "zk_params": {"regulator": [str(reg[0]), str(reg[1])], "shielded_pool": {"depth": artifacts.TEST_DEPTH}},
-    })
+    return g.model_copy(
+        update={
+            "zk_circuits": {"shielded_transfer": keys.vk},
+            "zk_params": {
+                "regulator": [str(reg[0]), str(reg[1])],
+                "shielded_pool": {"depth": artifacts.TEST_DEPTH},
+            },
+        }
+    )
 
 
 class PoolNode(LocalNode):
@@ -70,8 +79,11 @@ class PoolNode(LocalNode):
         self.genesis = genesis
         self.secret = bls.demo_secret("v0")
         self.store = Store(path, sync=False)
-        self.runtime = Runtime(genesis, {**BUILTINS, "shielded_pool": ShieldedPool},
-                               proof_verifier=verifier_from_genesis(genesis))
+        self.runtime = Runtime(
+            genesis,
+            {**BUILTINS, "shielded_pool": ShieldedPool},
+            proof_verifier=verifier_from_genesis(genesis),
+        )
         self.chain = Chain(genesis, self.store, self.runtime)
         self.mempool = Mempool(genesis.chain_id, self.chain.nonce_of)
         self.metrics = Registry()
@@ -101,13 +113,22 @@ class PoolLedger:
         return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(120)
 
     def send(self, args: dict[str, Any]) -> Tx:
-        tx = Tx.create(ALICE, chain_id=self.genesis.chain_id, contract="shielded_pool", method="transact",
-                       args=args, nonce=self.nonce, gas_limit=5_000_000)
+        tx = Tx.create(
+            ALICE,
+            chain_id=self.genesis.chain_id,
+            contract="shielded_pool",
+            method="transact",
+            args=args,
+            nonce=self.nonce,
+            gas_limit=5_000_000,
+        )
         self.nonce += 1
         self._call(lambda: self.node.submit(tx))
         block = self._call(self.node.commit_pending)
         assert tx.hash in [t.hash for t in block.txs]
-        receipt = self.node.store.get_receipts(block.height)[[t.hash for t in block.txs].index(tx.hash)]
+        receipt = self.node.store.get_receipts(block.height)[
+            [t.hash for t in block.txs].index(tx.hash)
+        ]
         self.last_receipt = receipt
         if receipt.ok:
             for ev in receipt.events:
@@ -117,9 +138,14 @@ class PoolLedger:
         return tx
 
     def approve(self, amount: int) -> None:
-        tx = Tx.create(ALICE, chain_id=self.genesis.chain_id, contract="token", method="approve",
-                       args={"spender": contract_address("shielded_pool"), "amount": amount},
-                       nonce=self.nonce)
+        tx = Tx.create(
+            ALICE,
+            chain_id=self.genesis.chain_id,
+            contract="token",
+            method="approve",
+            args={"spender": contract_address("shielded_pool"), "amount": amount},
+            nonce=self.nonce,
+        )
         self.nonce += 1
         self._call(lambda: self.node.submit(tx))
         block = self._call(self.node.commit_pending)
@@ -127,8 +153,12 @@ class PoolLedger:
 
     def args(self, plan: zk.TransferPlan, recipient: bytes = b"") -> dict[str, Any]:
         proof, public = self.keys.prove(plan.circuit_input)
-        return {"proof": groth16.compress_proof(proof), "inputs": [x.to_bytes(32, "big") for x in public],
-                "notes": plan.note_ciphertexts, "recipient": recipient}
+        return {
+            "proof": groth16.compress_proof(proof),
+            "inputs": [x.to_bytes(32, "big") for x in public],
+            "notes": plan.note_ciphertexts,
+            "recipient": recipient,
+        }
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
@@ -140,20 +170,36 @@ class PoolLedger:
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PoolLedger, Tx, Tx, Tx]]:
-    ledger = PoolLedger(artifacts.test_keys("shielded_transfer"), tmp_path_factory.mktemp("light-zk"))
+    ledger = PoolLedger(
+        artifacts.test_keys("shielded_transfer"), tmp_path_factory.mktemp("light-zk")
+    )
     try:
         # A deposit of 100 into a note for Alice, then a private transfer of 60 to Bob.
-        plan = zk.plan_transfer(A_KEY, [], [(A_KEY.address, 100)], ledger.tree, REG.public,
-                                rng=ledger.rng, deposit=100, chain_id=ledger.genesis.chain_id)
+        plan = zk.plan_transfer(
+            A_KEY,
+            [],
+            [(A_KEY.address, 100)],
+            ledger.tree,
+            REG.public,
+            rng=ledger.rng,
+            deposit=100,
+            chain_id=ledger.genesis.chain_id,
+        )
         deposit_args = ledger.args(plan)
         ledger.approve(100)  # the pool pulls a deposit only within an approval Alice signed
         deposit = ledger.send(deposit_args)
         assert ledger.last_receipt.ok, ledger.last_receipt.error
         note = zk.Note.decrypt(A_KEY, plan.note_ciphertexts[0])
         assert note is not None and note.value == 100
-        plan2 = zk.plan_transfer(A_KEY, [zk.SpendInput(note, 0)], [(B_KEY.address, 60), (A_KEY.address, 40)],
-                                 ledger.tree, REG.public, rng=ledger.rng,
-                                 chain_id=ledger.genesis.chain_id)
+        plan2 = zk.plan_transfer(
+            A_KEY,
+            [zk.SpendInput(note, 0)],
+            [(B_KEY.address, 60), (A_KEY.address, 40)],
+            ledger.tree,
+            REG.public,
+            rng=ledger.rng,
+            chain_id=ledger.genesis.chain_id,
+        )
         transfer = ledger.send(ledger.args(plan2))
         replay = ledger.send(deposit_args)  # same nullifiers again: the pool reverts it
         yield ledger, deposit, transfer, replay
@@ -161,7 +207,9 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PoolLedger,
         ledger.close()
 
 
-def test_light_client_verifies_shielded_proofs(pool: tuple[PoolLedger, Tx, Tx, Tx], tmp_path: Path) -> None:
+def test_light_client_verifies_shielded_proofs(
+    pool: tuple[PoolLedger, Tx, Tx, Tx], tmp_path: Path
+) -> None:
     ledger, deposit, transfer, replay = pool
     with LightClient(ledger.genesis, [ledger.url], store=tmp_path / "l.json") as lc:
         lc.sync()
@@ -181,26 +229,45 @@ def test_tampered_shielded_arguments_are_refused(pool: tuple[PoolLedger, Tx, Tx,
     ledger, deposit, transfer, _ = pool
     g = ledger.genesis
     args = dict(transfer.args)
-    assert shielded_transfer(g.zk_circuits, g.zk_params, args, chain_id=g.chain_id).deposit == 0  # the genuine one
+    assert (
+        shielded_transfer(g.zk_circuits, g.zk_params, args, chain_id=g.chain_id).deposit == 0
+    )  # the genuine one
 
     proof = bytearray(args["proof"])
     proof[5] ^= 0x01
     with pytest.raises(ProofError):
-        shielded_transfer(g.zk_circuits, g.zk_params, {**args, "proof": bytes(proof)}, chain_id=g.chain_id)
+        shielded_transfer(
+            g.zk_circuits, g.zk_params, {**args, "proof": bytes(proof)}, chain_id=g.chain_id
+        )
     # A proof moved onto another transfer's public inputs (both genuine) does not verify.
     with pytest.raises(ProofError, match="does not verify|bound"):
-        shielded_transfer(g.zk_circuits, g.zk_params,
-                          {**args, "inputs": deposit.args["inputs"], "notes": deposit.args["notes"]}, chain_id=g.chain_id)
+        shielded_transfer(
+            g.zk_circuits,
+            g.zk_params,
+            {**args, "inputs": deposit.args["inputs"], "notes": deposit.args["notes"]},
+            chain_id=g.chain_id,
+        )
     with pytest.raises(ProofError, match="bound"):
-        shielded_transfer(g.zk_circuits, g.zk_params, {**args, "recipient": b"\x01" * 20}, chain_id=g.chain_id)
+        shielded_transfer(
+            g.zk_circuits, g.zk_params, {**args, "recipient": b"\x01" * 20}, chain_id=g.chain_id
+        )
     other_reg = zk.RegulatorKey.from_seed(b"not-the-regulator").public
     with pytest.raises(ProofError, match="regulator"):
-        shielded_transfer(g.zk_circuits, {"regulator": [str(other_reg[0]), str(other_reg[1])]}, args, chain_id=g.chain_id)
+        shielded_transfer(
+            g.zk_circuits,
+            {"regulator": [str(other_reg[0]), str(other_reg[1])]},
+            args,
+            chain_id=g.chain_id,
+        )
     with pytest.raises(ProofError):
-        shielded_transfer(g.zk_circuits, g.zk_params, {**args, "inputs": args["inputs"][:-1]}, chain_id=g.chain_id)
+        shielded_transfer(
+            g.zk_circuits, g.zk_params, {**args, "inputs": args["inputs"][:-1]}, chain_id=g.chain_id
+        )
 
 
-def test_non_pool_transaction_is_not_a_shielded_transfer(pool: tuple[PoolLedger, Tx, Tx, Tx]) -> None:
+def test_non_pool_transaction_is_not_a_shielded_transfer(
+    pool: tuple[PoolLedger, Tx, Tx, Tx],
+) -> None:
     ledger, deposit, _, _ = pool
     from accord.light import Checker
     from accord.light.verify import VerifiedTx
@@ -214,8 +281,9 @@ def test_non_pool_transaction_is_not_a_shielded_transfer(pool: tuple[PoolLedger,
         checker.check_shielded(fake)
 
 
-def test_regulator_audit_through_a_light_client(pool: tuple[PoolLedger, Tx, Tx, Tx], tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_regulator_audit_through_a_light_client(
+    pool: tuple[PoolLedger, Tx, Tx, Tx], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A regulator without a validator of its own audits through any node's API: every block
     is checked against its certified header, and the rows equal those read from LMDB."""
     import json
@@ -233,7 +301,25 @@ def test_regulator_audit_through_a_light_client(pool: tuple[PoolLedger, Tx, Tx, 
     key.write_text(json.dumps({"secret": str(REG.secret), "public": [str(pub[0]), str(pub[1])]}))
     genesis = tmp_path / "genesis.json"
     genesis.write_text(ledger.genesis.model_dump_json())
-    assert cli(["regulator", "audit", "--node", ledger.url, "--genesis", str(genesis), "--key", str(key),
-                "--format", "json"]) == 0
+    assert (
+        cli(
+            [
+                "regulator",
+                "audit",
+                "--node",
+                ledger.url,
+                "--genesis",
+                str(genesis),
+                "--key",
+                str(key),
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["value_1"], r["value_2"], r["deposit"]) for r in rows] == [(100, 0, 100), (60, 40, 0)]
+    assert [(r["value_1"], r["value_2"], r["deposit"]) for r in rows] == [
+        (100, 0, 100),
+        (60, 40, 0),
+    ]

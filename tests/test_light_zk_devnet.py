@@ -49,13 +49,23 @@ class ZkDevnet(ThreadedNetwork):
         # share this process's GIL, so their executions of it run one after another (0.3-1.2 s
         # per build or validation seen on a slow 2-core machine, against 200 ms of stage I in
         # 400 ms rounds: such a block never committed there).
-        super().__init__(root, name="light-zk-devnet", round_ms=2000, stage2_ms=500,
-                         customize=lambda g: g.model_copy(update={
-            "zk_circuits": {"shielded_transfer": keys.vk},
-            "zk_params": {"regulator": [str(reg[0]), str(reg[1])],
-                          "shielded_pool": {"depth": artifacts.TEST_DEPTH},
-                          "ceremony": "insecure-dev"},  # the test suite's one-machine keys
-        }), node_kw={"allow_insecure_zk": True})
+        super().__init__(
+            root,
+            name="light-zk-devnet",
+            round_ms=2000,
+            stage2_ms=500,
+            customize=lambda g: g.model_copy(
+                update={
+                    "zk_circuits": {"shielded_transfer": keys.vk},
+                    "zk_params": {
+                        "regulator": [str(reg[0]), str(reg[1])],
+                        "shielded_pool": {"depth": artifacts.TEST_DEPTH},
+                        "ceremony": "insecure-dev",
+                    },  # the test suite's one-machine keys
+                }
+            ),
+            node_kw={"allow_insecure_zk": True},
+        )
 
 
 @dataclass
@@ -68,16 +78,27 @@ class Committed:
 
 
 def _submit(c: Client, devnet: ZkDevnet, args: dict[str, Any]) -> tuple[Tx, Receipt]:
-    tx = Tx.create(SENDER, chain_id=devnet.genesis.chain_id, contract="shielded_pool", method="transact",
-                   args=args, nonce=c.account(SENDER.address)["next_nonce"], gas_limit=5_000_000)
+    tx = Tx.create(
+        SENDER,
+        chain_id=devnet.genesis.chain_id,
+        contract="shielded_pool",
+        method="transact",
+        args=args,
+        nonce=c.account(SENDER.address)["next_nonce"],
+        gas_limit=5_000_000,
+    )
     h = c.submit(tx)
     return tx, c.wait(h, timeout=60)
 
 
 def _args(keys: artifacts.CircuitKeys, plan: zk.TransferPlan) -> dict[str, Any]:
     proof, public = keys.prove(plan.circuit_input)
-    return {"proof": groth16.compress_proof(proof), "inputs": [x.to_bytes(32, "big") for x in public],
-            "notes": plan.note_ciphertexts, "recipient": b""}
+    return {
+        "proof": groth16.compress_proof(proof),
+        "inputs": [x.to_bytes(32, "big") for x in public],
+        "notes": plan.note_ciphertexts,
+        "recipient": b"",
+    }
 
 
 def _track(tree: zk.MerkleTree, receipt: Receipt) -> None:
@@ -97,13 +118,25 @@ def committed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Committed]:
         rng = random.Random(7)
         with Client(devnet.urls[1]) as c:
             # A deposit of 100 into a note for Alice.
-            plan = zk.plan_transfer(A_KEY, [], [(A_KEY.address, 100)], tree, REG.public, rng=rng, deposit=100,
-                                    chain_id=devnet.genesis.chain_id)
+            plan = zk.plan_transfer(
+                A_KEY,
+                [],
+                [(A_KEY.address, 100)],
+                tree,
+                REG.public,
+                rng=rng,
+                deposit=100,
+                chain_id=devnet.genesis.chain_id,
+            )
             # The pool pulls a deposit only within an approval Alice signed beforehand.
-            approve = Tx.create(SENDER, chain_id=devnet.genesis.chain_id, contract="token",
-                                method="approve", args={"spender": contract_address("shielded_pool"),
-                                                        "amount": 100},
-                                nonce=c.account(SENDER.address)["next_nonce"])
+            approve = Tx.create(
+                SENDER,
+                chain_id=devnet.genesis.chain_id,
+                contract="token",
+                method="approve",
+                args={"spender": contract_address("shielded_pool"), "amount": 100},
+                nonce=c.account(SENDER.address)["next_nonce"],
+            )
             assert c.wait(c.submit(approve), timeout=60).ok
             deposit, r1 = _submit(c, devnet, _args(keys, plan))
             assert r1.ok, r1.error
@@ -111,8 +144,15 @@ def committed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Committed]:
             note = zk.Note.decrypt(A_KEY, plan.note_ciphertexts[0])
             assert note is not None and note.value == 100
             # A private transfer of 60 to Bob, 40 back to Alice, spending that note.
-            plan2 = zk.plan_transfer(A_KEY, [zk.SpendInput(note, 0)], [(B_KEY.address, 60), (A_KEY.address, 40)],
-                                     tree, REG.public, rng=rng, chain_id=devnet.genesis.chain_id)
+            plan2 = zk.plan_transfer(
+                A_KEY,
+                [zk.SpendInput(note, 0)],
+                [(B_KEY.address, 60), (A_KEY.address, 40)],
+                tree,
+                REG.public,
+                rng=rng,
+                chain_id=devnet.genesis.chain_id,
+            )
             args2 = _args(keys, plan2)
             # First a tampered copy: A negated (its sign flag flipped), a well-formed point, so
             # the pairing check itself must fail on every validator; the transaction commits
@@ -134,9 +174,13 @@ def committed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Committed]:
         devnet.close()
 
 
-def test_light_client_verifies_devnet_shielded_transfers(committed: Committed, tmp_path: Path) -> None:
+def test_light_client_verifies_devnet_shielded_transfers(
+    committed: Committed, tmp_path: Path
+) -> None:
     devnet = committed.devnet
-    with LightClient(devnet.root / "genesis.json", devnet.urls, store=tmp_path / "light.json") as lc:
+    with LightClient(
+        devnet.root / "genesis.json", devnet.urls, store=tmp_path / "light.json"
+    ) as lc:
         report = lc.sync()
         assert report.to_height is not None and report.certificates_checked >= report.to_height
         assert set(report.nodes.values()) == {"ok"}
@@ -160,18 +204,31 @@ def test_light_client_verifies_devnet_shielded_transfers(committed: Committed, t
 def test_tampered_proof_is_refused_by_the_light_checks(committed: Committed) -> None:
     g = committed.devnet.genesis
     args = dict(committed.transfer.args)
-    assert shielded_transfer(g.zk_circuits, g.zk_params, args, chain_id=g.chain_id).deposit == 0  # the genuine one
+    assert (
+        shielded_transfer(g.zk_circuits, g.zk_params, args, chain_id=g.chain_id).deposit == 0
+    )  # the genuine one
     # The reverted transaction's proof, checked directly: refused in pure Python.
     with pytest.raises(ProofError, match="does not verify"):
-        shielded_transfer(g.zk_circuits, g.zk_params, dict(committed.tampered.args), chain_id=g.chain_id)
+        shielded_transfer(
+            g.zk_circuits, g.zk_params, dict(committed.tampered.args), chain_id=g.chain_id
+        )
     # A byte flipped inside A's coordinate: not even a point.
     bad = bytearray(args["proof"])
     bad[5] ^= 0x01
     with pytest.raises(ProofError):
-        shielded_transfer(g.zk_circuits, g.zk_params, {**args, "proof": bytes(bad)}, chain_id=g.chain_id)
+        shielded_transfer(
+            g.zk_circuits, g.zk_params, {**args, "proof": bytes(bad)}, chain_id=g.chain_id
+        )
     # A genuine proof moved onto the deposit's public inputs does not verify either.
     with pytest.raises(ProofError, match="does not verify|bound"):
-        shielded_transfer(g.zk_circuits, g.zk_params,
-                          {**args, "inputs": committed.deposit.args["inputs"],
-                           "notes": committed.deposit.args["notes"]}, chain_id=g.chain_id)
+        shielded_transfer(
+            g.zk_circuits,
+            g.zk_params,
+            {
+                **args,
+                "inputs": committed.deposit.args["inputs"],
+                "notes": committed.deposit.args["notes"],
+            },
+            chain_id=g.chain_id,
+        )
     assert "proof" in committed.tampered_receipt.error

@@ -53,8 +53,11 @@ def test_rejections_change_nothing() -> None:
         (tx("a", 1, gas_limit=2_000_001), GasLimitTooHigh, "above the block gas limit 2000000"),
         (tx("a", 0), DuplicateTx, "already pending"),
         (tx("a", 0).encode(), DuplicateTx, "already pending"),
-        (Tx.create(KEYS["a"], chain_id=CHAIN, contract="token", method="mint", args={}, nonce=0),
-         NonceError, "already taken by a pending"),
+        (
+            Tx.create(KEYS["a"], chain_id=CHAIN, contract="token", method="mint", args={}, nonce=0),
+            NonceError,
+            "already taken by a pending",
+        ),
         (tx("a", 2), NonceError, "skips ahead: the next accepted nonce is 1"),
         (tx("b", 4), NonceError, "already used"),
         (tx("b", 6), NonceError, "skips ahead: the next accepted nonce is 5"),
@@ -125,7 +128,9 @@ def test_on_commit_drops_committed_and_stale() -> None:
     committed = [tx("a", 0), tx("a", 1)]
     nonces.n[KEYS["a"].address] = 2
     mp.on_commit(committed)
-    assert len(mp) == 2 and not mp.contains(committed[0].hash) and committed[0].hash not in mp.verified
+    assert (
+        len(mp) == 2 and not mp.contains(committed[0].hash) and committed[0].hash not in mp.verified
+    )
     assert [t.nonce for t in mp.take(10, 10**9)] == [2, 0]
     # Another node's transaction with b's nonce 0 committed: ours is stale now.
     nonces.n[KEYS["b"].address] = 1
@@ -160,7 +165,8 @@ def test_remove_drops_later_nonces_of_the_sender() -> None:
     mp.add(tx("b", 0))
     assert mp.remove([tx("a", 1).hash, b"\x00" * 32]) == 3
     assert [(t.sender, t.nonce) for t in mp.take(10, 10**9)] == [
-        (KEYS["a"].address, 0), (KEYS["b"].address, 0),
+        (KEYS["a"].address, 0),
+        (KEYS["b"].address, 0),
     ]
     assert mp.next_nonce(KEYS["a"].address) == 1
     mp.add(tx("a", 1))
@@ -174,8 +180,12 @@ def test_verified_is_accepted_by_runtime() -> None:
 
     from .support.genesis import make_genesis
 
-    g = make_genesis(1, chain_id=CHAIN, balances={KEYS["a"].address.hex(): 10},
-                     contracts=builtin_contract_entries())
+    g = make_genesis(
+        1,
+        chain_id=CHAIN,
+        balances={KEYS["a"].address.hex(): 10},
+        contracts=builtin_contract_entries(),
+    )
     rt = Runtime(g)
     state = {k: v for k, v in rt.genesis_writes().items() if v is not None}
 
@@ -184,8 +194,14 @@ def test_verified_is_accepted_by_runtime() -> None:
             return state.get(key)
 
     mp = Mempool(CHAIN, lambda addr: rt.nonce_of(S(), addr))
-    t = Tx.create(KEYS["a"], chain_id=CHAIN, contract="token", method="transfer",
-                  args={"to": KEYS["b"].address, "amount": 3}, nonce=0)
+    t = Tx.create(
+        KEYS["a"],
+        chain_id=CHAIN,
+        contract="token",
+        method="transfer",
+        args={"to": KEYS["b"].address, "amount": 3},
+        nonce=0,
+    )
     mp.add(t)
     r = rt.execute_block(S(), mp.take(10, 10**6), height=1, time_ms=0, verified=mp.verified)
     assert r.receipts[0].ok

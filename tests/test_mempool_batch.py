@@ -23,14 +23,15 @@ def forged(t: Tx) -> Tx:
 
 def mixed_batch() -> list[Tx | bytes]:
     return [
-        tx("a", 0), tx("a", 0),            # duplicate
-        tx("a", 2),                        # skips ahead
-        tx("b", 0, chain_id="other"),      # wrong chain
-        forged(tx("c", 0)),                # bad signature
-        tx("c", 0),                        # then the genuine one
-        b"\x00garbage",                    # undecodable
-        tx("a", 1).encode(),               # bytes, in order
-        tx("d", 0, pad=70_000).encode(),   # too large
+        tx("a", 0),
+        tx("a", 0),  # duplicate
+        tx("a", 2),  # skips ahead
+        tx("b", 0, chain_id="other"),  # wrong chain
+        forged(tx("c", 0)),  # bad signature
+        tx("c", 0),  # then the genuine one
+        b"\x00garbage",  # undecodable
+        tx("a", 1).encode(),  # bytes, in order
+        tx("d", 0, pad=70_000).encode(),  # too large
     ]
 
 

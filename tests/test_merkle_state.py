@@ -19,11 +19,15 @@ from .support.merkle_ref import DictTree, H, _nib, ref_prove, ref_root
 
 keys = st.binary(min_size=1, max_size=6)
 values = st.binary(min_size=0, max_size=8)
-batches = st.lists(st.dictionaries(keys, st.one_of(st.none(), values), max_size=30), min_size=1, max_size=6)
+batches = st.lists(
+    st.dictionaries(keys, st.one_of(st.none(), values), max_size=30), min_size=1, max_size=6
+)
 
 
 @given(batches, st.lists(keys, max_size=5))
-def test_batches_match_reference(batch_list: list[dict[bytes, bytes | None]], probes: list[bytes]) -> None:
+def test_batches_match_reference(
+    batch_list: list[dict[bytes, bytes | None]], probes: list[bytes]
+) -> None:
     t = DictTree()
     state: dict[bytes, bytes] = {}
     history = []
@@ -86,24 +90,31 @@ def _level_tampers(p: StateProof, path: bytes, bit: int, extra: bytes) -> list[S
         free = [i for i in range(16) if not bitmap >> i & 1 and 1 << i != nib]
         if sibs:
             j = bit % len(sibs)
-            out.append(_with_level(p, d, bitmap, (*sibs[:j], _flip(sibs[j], bit), *sibs[j + 1 :])))  # sibling bit
-            out.append(_with_level(p, d, bitmap, sibs[:j] + sibs[j + 1 :]))                          # sibling dropped
-            out.append(_with_level(p, d, bitmap, tuple(reversed(sibs))) if len(set(sibs)) > 1 else
-                       _with_level(p, d, bitmap, (*sibs, extra)))                                   # reordered
-        out.append(_with_level(p, d, bitmap, (*sibs, extra)))                                        # sibling added
-        out.append(_with_level(p, d, bitmap ^ nib, sibs))                                            # path's bit toggled
+            out.append(
+                _with_level(p, d, bitmap, (*sibs[:j], _flip(sibs[j], bit), *sibs[j + 1 :]))
+            )  # sibling bit
+            out.append(_with_level(p, d, bitmap, sibs[:j] + sibs[j + 1 :]))  # sibling dropped
+            out.append(
+                _with_level(p, d, bitmap, tuple(reversed(sibs)))
+                if len(set(sibs)) > 1
+                else _with_level(p, d, bitmap, (*sibs, extra))
+            )  # reordered
+        out.append(_with_level(p, d, bitmap, (*sibs, extra)))  # sibling added
+        out.append(_with_level(p, d, bitmap ^ nib, sibs))  # path's bit toggled
         if free:
-            out.append(_with_level(p, d, bitmap | 1 << free[bit % len(free)], sibs))                 # extra bit
-            out.append(_with_level(p, d, bitmap | 1 << free[bit % len(free)], (*sibs, extra)))       # extra child
+            out.append(_with_level(p, d, bitmap | 1 << free[bit % len(free)], sibs))  # extra bit
+            out.append(
+                _with_level(p, d, bitmap | 1 << free[bit % len(free)], (*sibs, extra))
+            )  # extra child
         if bitmap.bit_count() > 1:
             low = bitmap & -bitmap
             moved = (bitmap ^ low) | (1 << free[0]) if free and low != nib else bitmap
             if moved != bitmap:
-                out.append(_with_level(p, d, moved, sibs))                                           # child moved
+                out.append(_with_level(p, d, moved, sibs))  # child moved
     if p.levels:
-        out.append(StateProof(p.levels[:-1], p.other))                                               # truncated
-        out.append(StateProof(p.levels[1:], p.other))                                                # missing the top
-    out.append(StateProof((*p.levels, (0xFFFF, (extra,) * 15)), p.other))                           # extended
+        out.append(StateProof(p.levels[:-1], p.other))  # truncated
+        out.append(StateProof(p.levels[1:], p.other))  # missing the top
+    out.append(StateProof((*p.levels, (0xFFFF, (extra,) * 15)), p.other))  # extended
     return out
 
 
@@ -116,7 +127,9 @@ def populated() -> tuple[DictTree, dict[bytes, bytes]]:
 
 
 @given(st.integers(0, 299), st.integers(0, 255))
-def test_tampered_membership_rejected(populated: tuple[DictTree, dict[bytes, bytes]], i: int, bit: int) -> None:
+def test_tampered_membership_rejected(
+    populated: tuple[DictTree, dict[bytes, bytes]], i: int, bit: int
+) -> None:
     t, state = populated
     key = b"acct %d" % i
     value, proof = t.prove(key)
@@ -124,10 +137,10 @@ def test_tampered_membership_rejected(populated: tuple[DictTree, dict[bytes, byt
     verify_state_proof(t.root, key, value, proof)
     cases = [(key, value, p) for p in _level_tampers(proof, H(key), bit, H(b"extra"))]
     cases += [
-        (key, value + b"x", proof),                                     # wrong value
-        (key, None, proof),                                             # claims absence
-        (b"acct %d" % ((i + 1) % 300), value, proof),                   # proof of another key
-        (key, value, StateProof(proof.levels, (H(key), H(value)))),     # membership naming a leaf
+        (key, value + b"x", proof),  # wrong value
+        (key, None, proof),  # claims absence
+        (b"acct %d" % ((i + 1) % 300), value, proof),  # proof of another key
+        (key, value, StateProof(proof.levels, (H(key), H(value)))),  # membership naming a leaf
     ]
     for k2, v2, p2 in cases:
         with pytest.raises(ProofError):
@@ -137,7 +150,9 @@ def test_tampered_membership_rejected(populated: tuple[DictTree, dict[bytes, byt
 
 
 @given(st.binary(min_size=1, max_size=8), st.integers(0, 255))
-def test_tampered_absence_rejected(populated: tuple[DictTree, dict[bytes, bytes]], key: bytes, bit: int) -> None:
+def test_tampered_absence_rejected(
+    populated: tuple[DictTree, dict[bytes, bytes]], key: bytes, bit: int
+) -> None:
     t, state = populated
     if key in state:
         return
@@ -162,7 +177,9 @@ def test_tampered_absence_rejected(populated: tuple[DictTree, dict[bytes, bytes]
     else:
         # naming a leaf where the spot is empty: use a real leaf of the tree
         with pytest.raises(ProofError):
-            verify_state_proof(t.root, key, None, StateProof(proof.levels, (H(some), H(state[some]))))
+            verify_state_proof(
+                t.root, key, None, StateProof(proof.levels, (H(some), H(state[some])))
+            )
     # a present key cannot be proven absent with its own leaf as "the other", nor by an empty spot
     v, p = t.prove(some)
     with pytest.raises(ProofError):
@@ -290,7 +307,9 @@ def test_one_by_one_equals_batch_and_rebuild(keys_: list[bytes], data: st.DataOb
     assert batch.root == single.root == rebuilt.root == ref_root(state)
 
 
-def test_malformed_fields_of_a_valid_proof_rejected(populated: tuple[DictTree, dict[bytes, bytes]]) -> None:
+def test_malformed_fields_of_a_valid_proof_rejected(
+    populated: tuple[DictTree, dict[bytes, bytes]],
+) -> None:
     """Fields reshaped without changing the bytes they hash to are still refused."""
     t, state = populated
     key = b"acct 7"
@@ -298,7 +317,11 @@ def test_malformed_fields_of_a_valid_proof_rejected(populated: tuple[DictTree, d
     verify_state_proof(t.root, key, value, proof)
     d = next(i for i, (_, s) in enumerate(proof.levels) if len(s) >= 2)
     bitmap, sibs = proof.levels[d]
-    resplit = (sibs[0][:31], sibs[0][31:] + sibs[1], *sibs[2:])  # same concatenation, sizes 31 and 33
+    resplit = (
+        sibs[0][:31],
+        sibs[0][31:] + sibs[1],
+        *sibs[2:],
+    )  # same concatenation, sizes 31 and 33
     as_text = tuple(s.hex() for s in sibs)
     for bad in [
         _with_level(proof, d, bitmap, resplit),
@@ -306,7 +329,9 @@ def test_malformed_fields_of_a_valid_proof_rejected(populated: tuple[DictTree, d
         _with_level(proof, d, bitmap, list(sibs)),  # type: ignore[arg-type]
         _with_level(proof, d, bool(bitmap), sibs),
         StateProof(list(proof.levels)),  # type: ignore[arg-type]
-        StateProof(tuple([bitmap, list(sibs)] if i == d else lv for i, lv in enumerate(proof.levels))),  # type: ignore[misc]
+        StateProof(
+            tuple([bitmap, list(sibs)] if i == d else lv for i, lv in enumerate(proof.levels))
+        ),  # type: ignore[misc]
     ]:
         with pytest.raises(ProofError):
             verify_state_proof(t.root, key, value, bad)

@@ -43,6 +43,7 @@ def test_small_trees_by_hand() -> None:
     a, b, c = leaves_of(3)
     la, lb, lc = (H(b"\x00" + x) for x in (a, b, c))
     assert merkle_root([]) == EMPTY_TX_ROOT == H(b"")
+
     def fin(n: int, top: bytes) -> bytes:
         return H(b"\x04" + n.to_bytes(8, "big") + top)
 

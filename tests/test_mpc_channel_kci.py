@@ -45,8 +45,9 @@ def test_a_stolen_static_key_does_not_impersonate_others_to_its_owner():
     t = threading.Thread(target=victim)
     t.start()
     with pytest.raises(AccordError):
-        Channel.handshake(s_att, _Impostor(a, public_bytes(b)), public_bytes(a), initiator=True,
-                          prologue=b"S")  # type: ignore[arg-type]
+        Channel.handshake(
+            s_att, _Impostor(a, public_bytes(b)), public_bytes(a), initiator=True, prologue=b"S"
+        )  # type: ignore[arg-type]
     s_att.close()
     t.join(15)
     assert isinstance(result[0], AccordError), "A accepted the impostor as B"
@@ -56,7 +57,9 @@ def test_honest_handshake_still_works():
     a, b = X25519PrivateKey.generate(), X25519PrivateKey.generate()
     s1, s2 = socket.socketpair()
     out: list = [None]
-    t = threading.Thread(target=lambda: out.__setitem__(0, Channel.handshake(s2, b, public_bytes(a), False)))
+    t = threading.Thread(
+        target=lambda: out.__setitem__(0, Channel.handshake(s2, b, public_bytes(a), False))
+    )
     t.start()
     ch, peer = Channel.handshake(s1, a, public_bytes(b), True)
     t.join()

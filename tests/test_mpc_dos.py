@@ -92,8 +92,10 @@ def test_nothing_large_is_read_before_the_key_confirmation():
 def small_server():
     keys = [X25519PrivateKey.generate() for _ in range(3)]
     infos = [ServerInfo("127.0.0.1", free_port(), public_bytes(k)) for k in keys]
-    servers = [MpcServer(i, infos, keys[i], timeout=3, max_clients=2, max_client_bytes=1 << 20)
-               for i in range(3)]
+    servers = [
+        MpcServer(i, infos, keys[i], timeout=3, max_clients=2, max_client_bytes=1 << 20)
+        for i in range(3)
+    ]
     ts = [threading.Thread(target=s.start) for s in servers]
     for t in ts:
         t.start()

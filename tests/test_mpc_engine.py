@@ -30,9 +30,18 @@ def one(prog, **inputs):
 @given(vec, st.data())
 def test_add_sub_mul_match_numpy(x, data):
     y = data.draw(arrays(np.float64, x.shape, elements=reals))
-    r = one(lambda p, x, y: [(x + y).reveal(), (x - y).reveal(), (x * y).reveal(), (-x).reveal(),
-                              (x / 3.0).reveal(), (2.5 - x).reveal()],
-            x=(x, 16), y=(y, 16))
+    r = one(
+        lambda p, x, y: [
+            (x + y).reveal(),
+            (x - y).reveal(),
+            (x * y).reveal(),
+            (-x).reveal(),
+            (x / 3.0).reveal(),
+            (2.5 - x).reveal(),
+        ],
+        x=(x, 16),
+        y=(y, 16),
+    )
     # the constant 1/3 is encoded to ULP/2, so the error grows with |x|; plus one truncation
     assert np.all(np.abs(r[4] - x / 3.0) <= ULP * (np.abs(x) / 2 + 2))
     assert np.abs(r[5] - (2.5 - x)).max() <= 2 * ULP
@@ -49,8 +58,11 @@ def test_add_sub_mul_match_numpy(x, data):
 def test_integer_arithmetic_is_exact_mod_2_64(xs, ys):
     n = min(len(xs), len(ys))
     x, y = np.array(xs[:n], dtype=np.int64), np.array(ys[:n], dtype=np.int64)
-    r = one(lambda p, x, y: [(x * y).reveal(), (x + y).reveal(), (x * 3 - y).reveal()],
-            x=(x, 0), y=(y, 0))
+    r = one(
+        lambda p, x, y: [(x * y).reveal(), (x + y).reveal(), (x * 3 - y).reveal()],
+        x=(x, 0),
+        y=(y, 0),
+    )
     wrap = lambda v: np.array([((int(a) + 2**63) % 2**64) - 2**63 for a in v], dtype=np.int64)  # noqa: E731
     assert np.array_equal(r[0], wrap([int(a) * int(b) for a, b in zip(x, y, strict=True)]))
     assert np.array_equal(r[1], x + y)
@@ -70,9 +82,18 @@ def test_comparisons_match_numpy(x, data):
     y = data.draw(arrays(np.float64, x.shape, elements=reals))
     # values closer than the encoding resolution compare as their encodings do
     y = np.where(np.abs(x - y) < 4 * ULP, x, y)
-    r = one(lambda p, x, y: [(x < y).reveal(), (x > y).reveal(), (x == y).reveal(),
-                              (x <= y).reveal(), (x >= y).reveal(), (x != y).reveal()],
-            x=(x, 16), y=(y, 16))
+    r = one(
+        lambda p, x, y: [
+            (x < y).reveal(),
+            (x > y).reveal(),
+            (x == y).reveal(),
+            (x <= y).reveal(),
+            (x >= y).reveal(),
+            (x != y).reveal(),
+        ],
+        x=(x, 16),
+        y=(y, 16),
+    )
     for got, want in zip(r, [x < y, x > y, x == y, x <= y, x >= y, x != y], strict=True):
         assert np.array_equal(got, want.astype(np.int64))
 
@@ -88,9 +109,15 @@ def test_sign_bit_at_the_edges_of_the_range(xs):
 @fast
 @given(vec)
 def test_relu_select_sigmoid(x):
-    r = one(lambda p, x: [E.relu(x).reveal(), E.sigmoid(x).reveal(),
-                          E.where(x > 1.0, x, x * 2).reveal(), E.maximum(x, 0.5).reveal()],
-            x=(x, 16))
+    r = one(
+        lambda p, x: [
+            E.relu(x).reveal(),
+            E.sigmoid(x).reveal(),
+            E.where(x > 1.0, x, x * 2).reveal(),
+            E.maximum(x, 0.5).reveal(),
+        ],
+        x=(x, 16),
+    )
     assert np.abs(r[0] - np.maximum(x, 0)).max() <= ULP
     assert np.abs(r[1] - 1 / (1 + np.exp(-x))).max() <= 0.003
     assert np.abs(r[2] - np.where(x > 1.0, x, 2 * x)).max() <= 4 * ULP
@@ -112,10 +139,20 @@ def test_matmul_dot_and_broadcasting(n, k, m, data):
     b = data.draw(arrays(np.float64, (k, m), elements=el))
     v = data.draw(arrays(np.float64, (k,), elements=el))
     row = data.draw(arrays(np.float64, (1, k), elements=el))
-    r = one(lambda p, a, b, v, row: [(a @ b).reveal(), E.dot(a, v).reveal(), (a + row).reveal(),
-                                      (a * row).reveal(), (a @ b.T.T).sum(axis=0).reveal(),
-                                      (a.T @ np.ones(n)).reveal()],
-            a=(a, 16), b=(b, 16), v=(v, 16), row=(row, 16))
+    r = one(
+        lambda p, a, b, v, row: [
+            (a @ b).reveal(),
+            E.dot(a, v).reveal(),
+            (a + row).reveal(),
+            (a * row).reveal(),
+            (a @ b.T.T).sum(axis=0).reveal(),
+            (a.T @ np.ones(n)).reveal(),
+        ],
+        a=(a, 16),
+        b=(b, 16),
+        v=(v, 16),
+        row=(row, 16),
+    )
     tol = ULP * (k * 16 + 2)
     assert np.abs(r[0] - a @ b).max() <= tol
     assert np.abs(r[1] - a @ v).max() <= tol
@@ -130,9 +167,16 @@ def test_slicing_concatenate_stack_reshape_sum_mean():
     y = -x[:, :2]
 
     def prog(p, x, y):
-        return [x[1:3, ::2].reveal(), E.concatenate([x, y], axis=1).reveal(),
-                E.stack([x[0], x[1]]).reveal(), x.reshape(6, 4).T.reveal(), x.sum().reveal(),
-                x.mean(axis=0).reveal(), len(x), x.shape]
+        return [
+            x[1:3, ::2].reveal(),
+            E.concatenate([x, y], axis=1).reveal(),
+            E.stack([x[0], x[1]]).reveal(),
+            x.reshape(6, 4).T.reveal(),
+            x.sum().reveal(),
+            x.mean(axis=0).reveal(),
+            len(x),
+            x.shape,
+        ]
 
     r = one(prog, x=(x, 16), y=(y, 16))
     assert np.abs(r[0] - x[1:3, ::2]).max() <= ULP

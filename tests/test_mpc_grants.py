@@ -24,13 +24,18 @@ NAMES = ("hospital_a", "hospital_b", "analyst", "mallory")
 @pytest.fixture
 def consortium(tmp_path):
     keys = {n: X25519PrivateKey.generate() for n in NAMES}
-    registry = parse_clients([{"name": n, "public_key": public_bytes(k).hex()} for n, k in keys.items()],
-                             quota_bytes=64 << 20, max_connections=4)
+    registry = parse_clients(
+        [{"name": n, "public_key": public_bytes(k).hex()} for n, k in keys.items()],
+        quota_bytes=64 << 20,
+        max_connections=4,
+    )
     skeys = [X25519PrivateKey.generate() for _ in range(3)]
     infos = [ServerInfo("127.0.0.1", free_port(), public_bytes(k)) for k in skeys]
 
     def make(i):
-        return MpcServer(i, infos, skeys[i], timeout=10, clients=registry, data_dir=tmp_path / f"s{i}")
+        return MpcServer(
+            i, infos, skeys[i], timeout=10, clients=registry, data_dir=tmp_path / f"s{i}"
+        )
 
     servers = [make(i) for i in range(3)]
     ts = [threading.Thread(target=s.start) for s in servers]
@@ -46,7 +51,12 @@ def consortium(tmp_path):
 
 def _refs(keys):
     a, b = public_bytes(keys["hospital_a"]), public_bytes(keys["hospital_b"])
-    return [ref(a, "rows", "X_a"), ref(a, "labels", "y_a"), ref(b, "rows", "X_b"), ref(b, "labels", "y_b")]
+    return [
+        ref(a, "rows", "X_a"),
+        ref(a, "labels", "y_a"),
+        ref(b, "rows", "X_b"),
+        ref(b, "labels", "y_b"),
+    ]
 
 
 def _accuracy(x, y, w, b):

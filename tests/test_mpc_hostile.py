@@ -36,8 +36,14 @@ def _answer_all(workers, req):
 
 
 def _req(rid: int, shares, params, program="anti_stacking"):
-    return OracleRequest(bytes([rid]) * 32, program, shares, params,
-                         [X25519PrivateKey.generate().public_key().public_bytes_raw()], 100)
+    return OracleRequest(
+        bytes([rid]) * 32,
+        program,
+        shares,
+        params,
+        [X25519PrivateKey.generate().public_key().public_bytes_raw()],
+        100,
+    )
 
 
 def test_a_malformed_lender_share_fails_one_request_not_the_oracle(setup):  # noqa: F811
@@ -72,11 +78,23 @@ def test_a_malformed_lender_share_fails_one_request_not_the_oracle(setup):  # no
 
 
 def test_malformed_request_events_are_skipped_and_counted():
-    good = {"id": b"\x01" * 32, "program": "anti_stacking", "shares": ["a"], "params": {},
-            "reveal_to": [b"\x02" * 32], "deadline": 5}
+    good = {
+        "id": b"\x01" * 32,
+        "program": "anti_stacking",
+        "shares": ["a"],
+        "params": {},
+        "reveal_to": [b"\x02" * 32],
+        "deadline": 5,
+    }
     bad_values = [
-        {"id": "not bytes"}, {"shares": "abc"}, {"shares": [1, 2]}, {"params": ["x"]},
-        {"reveal_to": [b"short"]}, {"deadline": "soon"}, {"program": 7}, {"id": b"\x01" * 5},
+        {"id": "not bytes"},
+        {"shares": "abc"},
+        {"shares": [1, 2]},
+        {"params": ["x"]},
+        {"reveal_to": [b"short"]},
+        {"deadline": "soon"},
+        {"program": 7},
+        {"id": b"\x01" * 5},
     ]
     events = [Event("mpc_oracle", "OracleRequest", {**good, **b}) for b in bad_values]
     events.append(Event("mpc_oracle", "OracleRequest", {"id": b"\x01" * 32}))  # fields missing
@@ -109,7 +127,9 @@ def test_hostile_store_and_run_frames_get_errors_and_change_nothing(setup):  # n
             pack({"t": "run", "s": 12, "program": "mul", "inputs": ["x", "x"], "params": {}}),
             pack({"t": "run", "s": "q", "program": "mul", "inputs": "xx", "params": {}}),
             pack({"t": "run", "s": "q", "program": "mul", "inputs": [1, 2], "params": {}}),
-            pack({"t": "run", "s": "q", "program": "mul", "inputs": ["x", "x"], "params": {"a": 1}}),
+            pack(
+                {"t": "run", "s": "q", "program": "mul", "inputs": ["x", "x"], "params": {"a": 1}}
+            ),
             pack({"t": "delete", "name": ["x"]}),
             b"\xff\xff\xff\xff garbage",
             b"\x00\x00\x00\x03abc",
@@ -117,8 +137,13 @@ def test_hostile_store_and_run_frames_get_errors_and_change_nothing(setup):  # n
         ]
         for frame in bad:
             h = _raw(c, frame)
-            assert h["t"] == "error" and h["code"] in ("mpc_error", "decode_error", "non_canonical",
-                                                        "trailing_bytes", "too_large"), h
+            assert h["t"] == "error" and h["code"] in (
+                "mpc_error",
+                "decode_error",
+                "non_canonical",
+                "trailing_bytes",
+                "too_large",
+            ), h
         assert servers[0].store.keys() == before.keys()
         assert servers[0].bad_requests >= len(bad)
         out, _ = c.run("mul", ["x", "y"])  # the connection and the cluster still work

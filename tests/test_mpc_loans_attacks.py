@@ -100,16 +100,50 @@ def test_the_borrower_chooses_neither_the_limit_nor_the_lenders_key(setup):  # n
     mine = X25519PrivateKey.generate()
     nonce = 0
     for extra in ({"limit": 10**12}, {"lender_key": public_bytes(mine)}):
-        r = chain.commit([_tx(BORROWER, nonce, "mpc_loans", "apply", lender=lenders[0].address,
-                              amount=5, borrower_key=public_bytes(mine), **extra)])
+        r = chain.commit(
+            [
+                _tx(
+                    BORROWER,
+                    nonce,
+                    "mpc_loans",
+                    "apply",
+                    lender=lenders[0].address,
+                    amount=5,
+                    borrower_key=public_bytes(mine),
+                    **extra,
+                )
+            ]
+        )
         assert not r[0].ok
         nonce += 1
     # an unregistered "lender" (the borrower's own account) is refused
-    r = chain.commit([_tx(BORROWER, nonce, "mpc_loans", "apply", lender=BORROWER.address, amount=5,
-                          borrower_key=public_bytes(mine))])
+    r = chain.commit(
+        [
+            _tx(
+                BORROWER,
+                nonce,
+                "mpc_loans",
+                "apply",
+                lender=BORROWER.address,
+                amount=5,
+                borrower_key=public_bytes(mine),
+            )
+        ]
+    )
     assert not r[0].ok and "not registered" in r[0].error
-    r = chain.commit([_tx(BORROWER, nonce + 1, "mpc_loans", "apply", lender=lenders[0].address,
-                          amount=10**7, borrower_key=public_bytes(mine))])
+    r = chain.commit(
+        [
+            _tx(
+                BORROWER,
+                nonce + 1,
+                "mpc_loans",
+                "apply",
+                lender=lenders[0].address,
+                amount=10**7,
+                borrower_key=public_bytes(mine),
+            )
+        ]
+    )
     assert not r[0].ok and "max exposure" in r[0].error
     nonce += 2
     # the request names the contract's limit and the lender's registered receiver key
@@ -129,8 +163,19 @@ def test_binary_search_of_the_sum_is_rate_limited(setup):  # noqa: F811
     key = public_bytes(X25519PrivateKey.generate())
     accepted = 0
     for nonce in range(20):
-        r = chain.commit([_tx(BORROWER, nonce, "mpc_loans", "apply", lender=lenders[nonce % 3].address,
-                              amount=500_000 + nonce, borrower_key=key)])
+        r = chain.commit(
+            [
+                _tx(
+                    BORROWER,
+                    nonce,
+                    "mpc_loans",
+                    "apply",
+                    lender=lenders[nonce % 3].address,
+                    amount=500_000 + nonce,
+                    borrower_key=key,
+                )
+            ]
+        )
         accepted += r[0].ok
         if not r[0].ok:
             assert "applications per epoch" in r[0].error
@@ -141,7 +186,11 @@ def test_only_the_admin_registers_lenders(setup):  # noqa: F811
     g, chain, servers, workers, infos = setup
     newcomer = AccountKey.from_name("new-lender")
     mk, rk = X25519PrivateKey.generate(), X25519PrivateKey.generate()
-    args = {"lender": newcomer.address, "mpc_key": public_bytes(mk), "receiver_key": public_bytes(rk)}
+    args = {
+        "lender": newcomer.address,
+        "mpc_key": public_bytes(mk),
+        "receiver_key": public_bytes(rk),
+    }
     r = chain.commit([_tx(newcomer, 0, "mpc_loans", "register_lender", **args)])
     assert not r[0].ok and "admin" in r[0].error
     admin = AccountKey.from_name("consortium-admin")
@@ -168,14 +217,17 @@ def test_a_malformed_share_fails_one_application_not_the_oracle(setup):  # noqa:
     assert _decide(chain, workers, lenders[0], 900_000, 1) == 1
 
 
-@pytest.mark.parametrize("balances, limit, want", [
-    ([75_000, -(10**9)], 100_000, 0),  # the finding: a negative share hid real debt
-    ([75_000, 2**40], 2**61, 0),  # out of range above
-    ([75_000, 2**40 - 1], 2**61, 1),  # the largest valid balance
-    ([75_000, 0], 75_001, 1),
-    ([75_000, 0], 75_000, 0),
-    ([-1], 100, 0),
-])
+@pytest.mark.parametrize(
+    "balances, limit, want",
+    [
+        ([75_000, -(10**9)], 100_000, 0),  # the finding: a negative share hid real debt
+        ([75_000, 2**40], 2**61, 0),  # out of range above
+        ([75_000, 2**40 - 1], 2**61, 1),  # the largest valid balance
+        ([75_000, 0], 75_001, 1),
+        ([75_000, 0], 75_000, 0),
+        ([-1], 100, 0),
+    ],
+)
 def test_the_program_range_checks_every_balance(balances, limit, want):
     """The program itself (the same code the servers run): no negative or huge balance can
     pull the sum below the limit."""

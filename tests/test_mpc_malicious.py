@@ -62,7 +62,16 @@ def answer(results: list[Any]) -> int:
     return int(combine([(r["ok"].a, r["ok"].b) for r in results]))
 
 
-CASES = [[10, 20, 30], [50, 60], [99], [0, 0, 0, 0], [-5, 3], [1 << 41, 1], [(1 << 40) - 1], [33, 33, 33]]
+CASES = [
+    [10, 20, 30],
+    [50, 60],
+    [99],
+    [0, 0, 0, 0],
+    [-5, 3],
+    [1 << 41, 1],
+    [(1 << 40) - 1],
+    [33, 33, 33],
+]
 
 
 @pytest.mark.parametrize("balances", CASES)
@@ -119,18 +128,28 @@ def test_every_message_of_every_server_is_checked() -> None:
         def wrap(t: Any) -> Any:
             counters[i] = Counting(t)
             return counters[i]
+
         return wrap
 
-    run_local(checked_program(), _inputs(balances), party_class=MaliciousParty,
-              wrap={i: counting(i) for i in range(3)})
+    run_local(
+        checked_program(),
+        _inputs(balances),
+        party_class=MaliciousParty,
+        wrap={i: counting(i) for i in range(3)},
+    )
     for liar in range(3):
         total = counters[liar].sent
         assert total > 20
         for k, last in itertools.product(range(total), (False, True)):
             outcomes: dict[int, Any] = {}
             with pytest.raises(MpcError):
-                run_local(checked_program(outcomes), _inputs(balances), party_class=MaliciousParty,
-                          wrap={liar: lambda t, k=k, last=last: Tamper(t, k, last)}, timeout=30)
+                run_local(
+                    checked_program(outcomes),
+                    _inputs(balances),
+                    party_class=MaliciousParty,
+                    wrap={liar: lambda t, k=k, last=last: Tamper(t, k, last)},
+                    timeout=30,
+                )
             _assert_honest_abort(outcomes, liar)
 
 
@@ -181,8 +200,12 @@ def test_a_lie_in_each_place_aborts(liar: int, place: str) -> None:
     reveal = place == "open"  # a program that opens its answer (the liar lies in the opening)
     outcomes: dict[int, Any] = {}
     with pytest.raises(MpcError):
-        run_local(checked_program(outcomes, reveal=reveal), _inputs(balances),
-                  party_class=_party_class(liar, Liar, place), timeout=30)
+        run_local(
+            checked_program(outcomes, reveal=reveal),
+            _inputs(balances),
+            party_class=_party_class(liar, Liar, place),
+            timeout=30,
+        )
     _assert_honest_abort(outcomes, liar)
 
 
@@ -193,8 +216,12 @@ def test_products_are_checked_before_any_opening(liar: int, place: str) -> None:
     holds the opened (wrong) value."""
     outcomes: dict[int, Any] = {}
     with pytest.raises(MpcError):
-        run_local(checked_program(outcomes, reveal=True), _inputs([40, 25, 10]),
-                  party_class=_party_class(liar, Liar, place), timeout=30)
+        run_local(
+            checked_program(outcomes, reveal=True),
+            _inputs([40, 25, 10]),
+            party_class=_party_class(liar, Liar, place),
+            timeout=30,
+        )
     for i in range(3):
         if i != liar:
             assert isinstance(outcomes[i], MpcError), outcomes
@@ -207,8 +234,11 @@ def test_the_same_lies_fool_the_semi_honest_engine(place: str) -> None:
     reveal = place == "open"
     wrong = 0
     for liar in range(3):
-        res = run_local(checked_program(reveal=reveal), _inputs(balances),
-                        party_class=_party_class(liar, SemiHonestLiar, place))
+        res = run_local(
+            checked_program(reveal=reveal),
+            _inputs(balances),
+            party_class=_party_class(liar, SemiHonestLiar, place),
+        )
         got = [r for r in res] if reveal else answer(res)
         if reveal:
             wrong += any(r not in (0, 1) or r != expected(balances) for r in got)
@@ -227,8 +257,9 @@ def _liar_lies(place: str) -> bool:
             made.append(self)
 
     with pytest.raises(MpcError):
-        run_local(checked_program(reveal=place == "open"), _inputs([1, 2]), party_class=Track,
-                  timeout=30)
+        run_local(
+            checked_program(reveal=place == "open"), _inputs([1, 2]), party_class=Track, timeout=30
+        )
     return made[0].lied
 
 
@@ -265,8 +296,9 @@ def test_bucket_plan_meets_the_bound() -> None:
 def test_peer_gone_is_not_an_abort() -> None:
     """A crashed server is a PeerGone, not a failed check (the counters tell them apart)."""
     with pytest.raises(PeerGone):
-        run_local(checked_program(), _inputs([1, 2]), party_class=MaliciousParty, fail={1: 3},
-                  timeout=5)
+        run_local(
+            checked_program(), _inputs([1, 2]), party_class=MaliciousParty, fail={1: 3}, timeout=5
+        )
 
 
 def test_serve_flag_names_the_checked_programs() -> None:

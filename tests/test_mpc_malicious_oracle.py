@@ -24,7 +24,9 @@ def _make_liar(server, place: str) -> None:
 
     def party_for(program: str, session: str) -> MaliciousParty:
         assert program in server.malicious
-        return cls(server.i, server.pair_keys, _SessionTransport(server, session), server.fp, session)
+        return cls(
+            server.i, server.pair_keys, _SessionTransport(server, session), server.fp, session
+        )
 
     server.party_for = party_for
 

@@ -39,7 +39,9 @@ def test_divide_by_a_shared_value():
     rng = np.random.default_rng(1)
     y = q(np.concatenate([np.linspace(1, 1000, 1500), rng.uniform(1, 1000, 500)]))
     x = q(rng.uniform(-1000, 1000, y.size))
-    got = run_local(lambda p, x, y: E.divide(x, y, 1, 1000).reveal(), {"x": (x, 16), "y": (y, 16)})[0]
+    got = run_local(lambda p, x, y: E.divide(x, y, 1, 1000).reveal(), {"x": (x, 16), "y": (y, 16)})[
+        0
+    ]
     assert np.all(np.abs(got - x / y) <= 4 * F + np.abs(x / y) * 8 * F)
     pub = run_local(lambda p, y: E.divide(3.5, y, 1, 1000).reveal(), {"y": (y, 16)})[0]
     assert np.all(np.abs(pub - 3.5 / y) <= 4 * F + (3.5 / y) * 8 * F)
@@ -64,8 +66,13 @@ def test_exp_inside_and_outside_its_range():
 
 def test_elementary_functions_keep_shapes():
     x = np.array([[1.0, 2.0], [3.0, 4.0]])
-    outs = run_local(lambda p, x: [f(x).reveal().shape for f in (E.exp, E.log, E.sqrt)]
-                     + [E.reciprocal(x, 1, 4).reveal().shape], {"x": (x, 16)})[0]
+    outs = run_local(
+        lambda p, x: (
+            [f(x).reveal().shape for f in (E.exp, E.log, E.sqrt)]
+            + [E.reciprocal(x, 1, 4).reveal().shape]
+        ),
+        {"x": (x, 16)},
+    )[0]
     assert outs == [(2, 2)] * 4
 
 
@@ -81,7 +88,9 @@ def test_divide_at_the_edges_of_its_range():
     rng = np.random.default_rng(2)
     y = q(np.geomspace(2**-16, 2**25 - 1, 1200))
     x = q(rng.uniform(-(2**20) + 1, 2**20 - 1, y.size))
-    got = run_local(lambda p, x, y: E.divide(x, y, 2**-16, 2**25 - 1).reveal(), {"x": (x, 16), "y": (y, 16)})[0]
+    got = run_local(
+        lambda p, x, y: E.divide(x, y, 2**-16, 2**25 - 1).reveal(), {"x": (x, 16), "y": (y, 16)}
+    )[0]
     assert np.all(np.abs(got - x / y) <= 4 * F + np.abs(x / y) * 8 * F)
     with pytest.raises(MpcError, match="too wide"):
         run_local(lambda p, x, y: E.divide(x, y, 1, 2**26), {"x": ([1.0], 16), "y": ([2.0], 16)})

@@ -30,8 +30,12 @@ def test_horizontal_training_matches_numpy():
         w, b = train_logistic(X, Y, epochs=2, lr=0.5, batch=128)
         return w.reveal(), b.reveal()
 
-    inputs = {"xa": (x[:half], 16), "xb": (x[half:], 16),
-              "ya": (y[:half].astype(float), 16), "yb": (y[half:].astype(float), 16)}
+    inputs = {
+        "xa": (x[:half], 16),
+        "xb": (x[half:], 16),
+        "ya": (y[:half].astype(float), 16),
+        "yb": (y[half:].astype(float), 16),
+    }
     w, b = run_local(prog, inputs)[0]
     wp, bp = train_plain(x, y, epochs=2, lr=0.5, batch=128)
     assert np.abs(w - wp).max() < 0.05  # sigmoid approximation + fixed point

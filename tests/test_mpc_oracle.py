@@ -49,7 +49,9 @@ def test_anti_stacking_end_to_end(setup):
         assert req.shares and all(s.split("/")[1] == "loan" for s in req.shares)
         assert req.params == {"limit": MAX_EXPOSURE - amount}
         answers = run_workers(workers, receipts)
-        assert len(answers) == 3 and {tx.sender for tx in answers} == {w.account.address for w in workers}
+        assert len(answers) == 3 and {tx.sender for tx in answers} == {
+            w.account.address for w in workers
+        }
         r2 = chain.commit(answers)
         assert all(r.ok for r in r2), [r.error for r in r2]
         app = chain.rt.query(chain.state, "mpc_loans", "application", {"request_id": rid})
@@ -105,15 +107,32 @@ def test_answers_from_strangers_and_bad_requests_are_refused(setup):
     lenders = _record_balances(chain, infos, borrower, [5])
     receipts, rid = _apply(chain, borrower, lenders[0], 10, X25519PrivateKey.generate())
     stranger = AccountKey.from_name("stranger")
-    r = chain.commit([_tx(stranger, 0, "mpc_oracle", "answer", request_id=rid, ok=True, outputs={}, error="")])
+    r = chain.commit(
+        [_tx(stranger, 0, "mpc_oracle", "answer", request_id=rid, ok=True, outputs={}, error="")]
+    )
     assert not r[0].ok and "only the MPC servers" in r[0].error
     # a server answering without a share for every receiver is refused
     srv = workers[0].account
-    r = chain.commit([_tx(srv, 0, "mpc_oracle", "answer", request_id=rid, ok=True, outputs={}, error="")])
+    r = chain.commit(
+        [_tx(srv, 0, "mpc_oracle", "answer", request_id=rid, ok=True, outputs={}, error="")]
+    )
     assert not r[0].ok and "every receiver" in r[0].error
     # an account cannot file oracle requests directly
-    r = chain.commit([_tx(stranger, 1, "mpc_oracle", "file", program="anti_stacking", shares=[], params={},
-                          reveal_to=[bytes(32)], callback="x")])
+    r = chain.commit(
+        [
+            _tx(
+                stranger,
+                1,
+                "mpc_oracle",
+                "file",
+                program="anti_stacking",
+                shares=[],
+                params={},
+                reveal_to=[bytes(32)],
+                callback="x",
+            )
+        ]
+    )
     assert not r[0].ok and "filed by contracts" in r[0].error
     # an account that is not a registered lender cannot record
     r = chain.commit([_tx(stranger, 2, "mpc_loans", "record", borrower=borrower.address)])
@@ -125,8 +144,19 @@ def test_runtime_without_oracle_refuses_requests(setup):
     rt = Runtime(g, CONTRACTS)  # no oracle hook
     chain2 = Chain(g, rt)
     borrower = AccountKey.from_name("borrower")
-    r = chain2.commit([_tx(borrower, 0, "mpc_loans", "apply", lender=LENDERS[0][0].address, amount=5,
-                           borrower_key=bytes(32))])
+    r = chain2.commit(
+        [
+            _tx(
+                borrower,
+                0,
+                "mpc_loans",
+                "apply",
+                lender=LENDERS[0][0].address,
+                amount=5,
+                borrower_key=bytes(32),
+            )
+        ]
+    )
     assert not r[0].ok  # no recorded balances first
     assert OracleUnavailable.code == "no_oracle"
 

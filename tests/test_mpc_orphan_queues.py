@@ -40,13 +40,23 @@ def test_one_server_runs_leave_no_queues_on_the_peers():
     try:
         with Cluster(infos) as c:
             for _ in range(N):
-                c.channels[0].send(pack({"t": "run", "s": os.urandom(8).hex(), "program": "bench",
-                                         "inputs": [], "params": {"n": 1, "m": 1}}))
+                c.channels[0].send(
+                    pack(
+                        {
+                            "t": "run",
+                            "s": os.urandom(8).hex(),
+                            "program": "bench",
+                            "inputs": [],
+                            "params": {"n": 1, "m": 1},
+                        }
+                    )
+                )
                 reply, _ = unpack(c.channels[0].recv())
                 assert reply["t"] == "error"  # the peers never joined: it fails after the timeout
             # generous deadline (40 timeouts): expiry needs only one timeout plus one sweep
-            assert _wait_until(lambda: all(not s._queues for s in servers), 40 * TIMEOUT), \
-                [len(s._queues) for s in servers]
+            assert _wait_until(lambda: all(not s._queues for s in servers), 40 * TIMEOUT), [
+                len(s._queues) for s in servers
+            ]
             # the peers got server 0's first messages (that created their queues), and dropped them
             assert servers[1].expired_queues >= 1 and servers[2].expired_queues >= 1
             # the cluster still runs on all three servers afterwards

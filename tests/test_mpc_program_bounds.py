@@ -55,8 +55,11 @@ def test_unbounded_parameters_are_refused_at_once_and_the_cluster_keeps_serving(
         m.share("w", np.zeros(3))
         m.share("labels", np.ones(16, dtype=np.int64), 0)  # lr_listing's labels are integers
         for program, params, word in BAD:
-            inputs = (["X", ref(public_bytes(key), "labels", "y"), "w"] if program == "lr_listing"
-                      else ["X", "y"])
+            inputs = (
+                ["X", ref(public_bytes(key), "labels", "y"), "w"]
+                if program == "lr_listing"
+                else ["X", "y"]
+            )
             err: list[BaseException] = []
 
             def go(program=program, params=params, inputs=inputs, err=err) -> None:

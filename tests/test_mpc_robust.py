@@ -88,7 +88,9 @@ def test_bad_inter_server_frames_close_the_link_and_it_comes_back(mesh):
 def test_in_process_server_restart_rejoins_with_its_shares(tmp_path):
     keys = [X25519PrivateKey.generate() for _ in range(3)]
     infos = [ServerInfo("127.0.0.1", free_port(), public_bytes(k)) for k in keys]
-    servers = [MpcServer(i, infos, keys[i], timeout=5, data_dir=tmp_path / f"d{i}") for i in range(3)]
+    servers = [
+        MpcServer(i, infos, keys[i], timeout=5, data_dir=tmp_path / f"d{i}") for i in range(3)
+    ]
     ts = [threading.Thread(target=s.start) for s in servers]
     for t in ts:
         t.start()
@@ -135,8 +137,10 @@ def test_a_restarted_server_process_keeps_its_shares():
 
 def _registry(**quota_mb):
     keys = {n: X25519PrivateKey.generate() for n in quota_mb}
-    entries = [{"name": n, "public_key": public_bytes(keys[n]).hex(), "quota_mb": q, "connections": 1}
-               for n, q in quota_mb.items()]
+    entries = [
+        {"name": n, "public_key": public_bytes(keys[n]).hex(), "quota_mb": q, "connections": 1}
+        for n, q in quota_mb.items()
+    ]
     return keys, parse_clients(entries, quota_bytes=512 << 20, max_connections=4)
 
 
@@ -177,9 +181,15 @@ def test_unregistered_keys_are_refused_and_registered_ones_have_their_own_quotas
 
 def test_registry_entries_are_checked():
     good = {"name": "a", "public_key": "11" * 32}
-    for bad in ([], [{"name": "a"}], [{**good, "public_key": "zz"}], [good, {**good, "name": "b"}],
-                [good, {"name": "a", "public_key": "22" * 32}], [{**good, "quota_mb": -1}],
-                [{**good, "extra": 1}]):
+    for bad in (
+        [],
+        [{"name": "a"}],
+        [{**good, "public_key": "zz"}],
+        [good, {**good, "name": "b"}],
+        [good, {"name": "a", "public_key": "22" * 32}],
+        [{**good, "quota_mb": -1}],
+        [{**good, "extra": 1}],
+    ):
         with pytest.raises(MpcError):
             parse_clients(bad, quota_bytes=1, max_connections=1)
     (ident,) = parse_clients([good], quota_bytes=5, max_connections=2).values()
@@ -221,8 +231,12 @@ def test_a_malformed_grant_or_reference_is_refused_and_changes_nothing(mesh):
         for frame in (
             pack({"t": "grant", "name": "x", "programs": ["mul"], "receivers": [b"short"]}),
             pack({"t": "grant", "name": "x", "programs": ["no_such"], "receivers": [b"\x00" * 32]}),
-            pack({"t": "grant", "name": "missing", "programs": ["mul"], "receivers": [b"\x00" * 32]}),
-            pack({"t": "run", "s": "s1", "program": "mul", "inputs": [{"owner": b"x", "name": "x"}]}),
+            pack(
+                {"t": "grant", "name": "missing", "programs": ["mul"], "receivers": [b"\x00" * 32]}
+            ),
+            pack(
+                {"t": "run", "s": "s1", "program": "mul", "inputs": [{"owner": b"x", "name": "x"}]}
+            ),
             pack({"t": "run", "s": "s2", "program": "mul", "inputs": [7]}),
         ):
             c.channels[0].send(frame)

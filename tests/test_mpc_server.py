@@ -120,7 +120,9 @@ def test_server_dying_mid_computation_fails_cleanly():
         assert not th.is_alive()
         assert "r" not in result  # no partial result
         assert isinstance(err.get("e"), PeerGone | MpcError)
-        assert "server 2" in str(err["e"]) or "gone" in str(err["e"]) or "disconnect" in str(err["e"])
+        assert (
+            "server 2" in str(err["e"]) or "gone" in str(err["e"]) or "disconnect" in str(err["e"])
+        )
         c.close()
 
 
@@ -169,7 +171,10 @@ def test_malformed_requests_are_refused_and_change_nothing(cluster):
 def test_stored_shares_are_bounded_per_client_and_freed_by_delete():
     """A client cannot fill a server's memory: past its quota a store is refused (and changes
     nothing); replacing an input reuses its bytes; delete gives them back."""
-    with LocalCluster(timeout=5, max_client_mb=1, clients=("default", "other")) as cl, cl.connect() as c:
+    with (
+        LocalCluster(timeout=5, max_client_mb=1, clients=("default", "other")) as cl,
+        cl.connect() as c,
+    ):
         half = np.ones(30_000, dtype=np.int64)  # 30,000 elements x 2 shares x 8 B = 480 KB
         c.share("x", half, 0)
         c.share("x", half, 0)  # replacing: the old bytes are freed first

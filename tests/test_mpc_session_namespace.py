@@ -27,7 +27,9 @@ BORROWER = AccountKey.from_name("borrower")
 
 def _burn(c: Cluster, session: str) -> list[dict]:
     """A run that fails on every server (unknown program) under a chosen session id."""
-    frame = pack({"t": "run", "s": session, "program": "no-such-program", "inputs": [], "params": {}})
+    frame = pack(
+        {"t": "run", "s": session, "program": "no-such-program", "inputs": [], "params": {}}
+    )
     replies = []
     for ch in c.channels:
         ch.send(frame)
@@ -40,15 +42,26 @@ def test_a_client_cannot_squat_an_oracle_requests_session(setup):
     lenders = _record_balances(chain, infos, BORROWER, [40_000, 25_000, 10_000])
     _next_epoch(chain)
     bkey = X25519PrivateKey.generate()
-    tx = _tx(BORROWER, 0, "mpc_loans", "apply", lender=lenders[0].address, amount=10,
-             borrower_key=public_bytes(bkey))
+    tx = _tx(
+        BORROWER,
+        0,
+        "mpc_loans",
+        "apply",
+        lender=lenders[0].address,
+        amount=10,
+        borrower_key=public_bytes(bkey),
+    )
     # the attacker sees tx in the mempool and predicts the request id (tx hash, oracle count)
     cands = [encoding.sha256(encoding.encode(["accord/mpc/request", tx.hash, k])) for k in range(8)]
     attacker = X25519PrivateKey.generate()  # any served identity
     with Cluster(infos, key=attacker) as c:
         for rid in cands:
             # the old id, the oracle's new one, and the attacker's own derived form of it
-            for s in (rid.hex(), oracle_session(rid), client_session(public_bytes(attacker), rid.hex())):
+            for s in (
+                rid.hex(),
+                oracle_session(rid),
+                client_session(public_bytes(attacker), rid.hex()),
+            ):
                 assert all(r["t"] == "error" for r in _burn(c, s))
     receipts = chain.commit([tx])
     assert receipts[0].ok, receipts[0].error
@@ -66,8 +79,15 @@ def test_a_client_cannot_burn_another_clients_session(setup):
     with Cluster(infos, key=mallory) as m:
         assert all(r["t"] == "error" for r in _burn(m, "alice-run-1"))
     with Cluster(infos, key=alice) as a:
-        frame = pack({"t": "run", "s": "alice-run-1", "program": "bench", "inputs": [],
-                      "params": {"n": 1, "m": 1}})
+        frame = pack(
+            {
+                "t": "run",
+                "s": "alice-run-1",
+                "program": "bench",
+                "inputs": [],
+                "params": {"n": 1, "m": 1},
+            }
+        )
         replies = a._all([frame] * 3)
         assert all(h["t"] == "result" for h, _ in replies), replies
         # the id is now used in alice's own namespace: her replay is refused

@@ -17,6 +17,7 @@ N = 40_000
 
 def _opened(x_val: float, y_val: float) -> np.ndarray:
     """What the server in role 0 opens when truncating x * y, for N equal elements."""
+
     def prog(p, x, y):
         return _opened_by_role0(p, x, y)
 
@@ -50,6 +51,7 @@ def test_role0_opened_values_do_not_depend_on_the_product():
 def test_opened_values_are_independent_of_z_across_magnitudes():
     """Role 0's opened top bit against |z| over products from 0 to 2^58: no correlation."""
     mags = np.linspace(0, 2**14, N)  # x in [0, 2^14], y = 2^12: |z| up to 2^58
+
     def prog(p, x, y):
         return _opened_by_role0(p, x, y)
 
@@ -83,17 +85,20 @@ def test_truncation_is_exact_over_the_whole_range(zs):
 
 
 def test_truncation_at_the_edges_and_large_negative_products():
-    z = np.array([-(2**62), 2**62 - 1, -(2**44) - 1, -(2**50), -(2**61), 0, -1, 1, 2**57],
-                 dtype=np.int64)
+    z = np.array(
+        [-(2**62), 2**62 - 1, -(2**44) - 1, -(2**50), -(2**61), 0, -1, 1, 2**57], dtype=np.int64
+    )
     assert np.abs(_trunc_of(z) - (z >> F)).max() <= 1
     # a product of reals below -4096 (z < -2^44): wrong before, exact now
-    out = run_local(lambda p, x, y: (x * y).reveal(), {"x": (np.array([-5000.0, -1e6]), F),
-                                                         "y": (np.array([1000.0, 900.0]), F)})
+    out = run_local(
+        lambda p, x, y: (x * y).reveal(),
+        {"x": (np.array([-5000.0, -1e6]), F), "y": (np.array([1000.0, 900.0]), F)},
+    )
     assert np.allclose(out[0], [-5e6, -9e8], rtol=1e-6)
 
 
 def test_sigmoid_clamps_before_its_polynomial():
-    x = np.array([-2.0**28, -1e5, -7.0, -6.5, -3.0, 0.0, 2.5, 6.5, 1e5, 2.0**28])
+    x = np.array([-(2.0**28), -1e5, -7.0, -6.5, -3.0, 0.0, 2.5, 6.5, 1e5, 2.0**28])
     out = run_local(lambda p, x: E.sigmoid(x).reveal(), {"x": (x, F)})
     want = 1 / (1 + np.exp(-np.clip(x, -50, 50)))
     assert np.abs(out[0] - want).max() < 0.003
@@ -101,6 +106,7 @@ def test_sigmoid_clamps_before_its_polynomial():
 
 def test_mean_and_division_by_a_public_constant_are_precise():
     """Finding 7: 1/c was encoded with 16 fractional bits (the mean of 10^5 ones was 1.526)."""
+
     def prog(p, x, y):
         return x.mean().reveal(), (y / 3).reveal(), (y / 1000).reveal(), (y / 0.5).reveal()
 

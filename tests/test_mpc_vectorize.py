@@ -46,7 +46,7 @@ def lr_numpy(x, y, w, round_cnt, batch, eta):
     n = len(x)
     for _ in range(round_cnt):
         for i in range(n // batch):
-            xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
+            xb, yb = x[i * batch : (i + 1) * batch], y[i * batch : (i + 1) * batch]
             coeff = 1 / (1 + np.exp(yb * (xb @ w[:-1] + w[-1])))
             g = np.concatenate([(coeff * yb) @ xb, [np.sum(coeff * yb)]])
             w = w + eta * g / batch
@@ -138,7 +138,9 @@ def forms(party, x, y, m):
     for i in range(1, n):
         out.append(x[i] > y[i - 1])
     rows = [dot(m[i], y) for i in range(n)]
-    return [_reveal(v) for v in (prods, lt, shifted, scaled, s1, s2, rows, out)] + [type(out).__name__]
+    return [_reveal(v) for v in (prods, lt, shifted, scaled, s1, s2, rows, out)] + [
+        type(out).__name__
+    ]
 
 
 def _reveal(v):
@@ -290,8 +292,12 @@ def test_the_listing_runs_as_a_server_program():
     x, y = _data(n=32)
     w0 = np.zeros(x.shape[1] + 1)
     inputs = {"X": (x, 16), "y": (y, 0), "w": (w0, 16)}
-    got = run_local(lambda p, **kw: PROGRAMS["lr_listing"](p, kw, round_cnt=2, batch=8, eta="0.5")["w"].reveal(),
-                    inputs)[0]
+    got = run_local(
+        lambda p, **kw: PROGRAMS["lr_listing"](p, kw, round_cnt=2, batch=8, eta="0.5")[
+            "w"
+        ].reveal(),
+        inputs,
+    )[0]
     assert np.max(np.abs(got - lr_numpy(x, y, w0, 2, 8, 0.5))) < 0.02
     with pytest.raises(MpcError, match="batch"):
         run_local(lambda p, **kw: PROGRAMS["lr_listing"](p, kw, batch=0), inputs)

@@ -47,14 +47,18 @@ def test_an_unauthenticated_peer_cannot_announce_a_big_frame() -> None:
             assert t1.bound_port
             reader, writer = await _raw_upgrade(t1.bound_port)
             # a binary frame announcing 30 MB, masked as clients must, and only its first bytes
-            writer.write(b"\x82\xff" + struct.pack(">Q", 30 * 1024 * 1024) + os.urandom(4) + b"\x00" * 1024)
+            writer.write(
+                b"\x82\xff" + struct.pack(">Q", 30 * 1024 * 1024) + os.urandom(4) + b"\x00" * 1024
+            )
             await writer.drain()
             # refused at the header: the server closes long before the handshake timeout (30 s)
             # and before we sent the rest (before: it waited for all 30 MB)
             closed = await asyncio.wait_for(reader.read(), 20.0)
             assert closed[:1] == b"\x88"  # a close frame, then EOF
             writer.close()
-            await until(lambda: t1.m_hs_fail.get(reason="oversized") == 1, 10.0, "the refusal to be counted")
+            await until(
+                lambda: t1.m_hs_fail.get(reason="oversized") == 1, 10.0, "the refusal to be counted"
+            )
             assert t1.m_hs_fail.get(reason="timeout") == 0
             # a handshake-sized frame is still read and judged (a garbage HELLO: malformed)
             async with aiohttp.ClientSession() as s:
@@ -111,7 +115,9 @@ def test_a_deeply_nested_frame_is_counted_garbage_not_a_recursion_error() -> Non
                 assert peer.ws is not None
                 for _ in range(3):
                     await peer.ws.send_bytes(deep)
-                await until(lambda: t1.m_dropped.get(reason="garbage") == 3, 10.0, "three garbage frames")
+                await until(
+                    lambda: t1.m_dropped.get(reason="garbage") == 3, 10.0, "three garbage frames"
+                )
                 assert 0 in t1.peers()  # counted, below the ban threshold: still connected
         finally:
             await stop_all(ts)
@@ -133,11 +139,18 @@ class _HostileListener:
         self.dials += 1
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-            key = next(ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n")
-                       if ln.lower().startswith(b"sec-websocket-key:"))
-            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            key = next(
+                ln.split(b":", 1)[1].strip()
+                for ln in head.split(b"\r\n")
+                if ln.lower().startswith(b"sec-websocket-key:")
+            )
+            accept = base64.b64encode(
+                hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+            )
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
             await reader.read(1)  # the dialer's HELLO has started to arrive
             writer.write(b"\x82\x7f" + struct.pack(">Q", 30 * 1024 * 1024) + b"\x00" * 1024)
             await writer.drain()
@@ -151,7 +164,9 @@ class _HostileListener:
 
 
 @pytest.mark.parametrize("encrypted", [False, True])
-def test_a_dialer_refuses_a_big_frame_from_a_listener_that_has_proven_nothing(tmp_path: Path, encrypted: bool) -> None:
+def test_a_dialer_refuses_a_big_frame_from_a_listener_that_has_proven_nothing(
+    tmp_path: Path, encrypted: bool
+) -> None:
     """Before: only the accepting side capped pre-authentication frames; a dialer opened at
     the full limit (33 MB) and buffered the hostile listener's frame until the handshake timed
     out (30 s here), so this test timed out waiting for the refusal."""
@@ -171,12 +186,22 @@ def test_a_dialer_refuses_a_big_frame_from_a_listener_that_has_proven_nothing(tm
             cfg = {"tls_cert": str(tmp_path / "v0.crt"), "tls_key": str(tmp_path / "v0.key")}
         server = await asyncio.start_server(hostile.handle, "127.0.0.1", 0, ssl=ssl_ctx)
         port = server.sockets[0].getsockname()[1]
-        t0 = Transport(g, 0, secret(0), host="127.0.0.1", port=0,
-                       config=NetConfig(handshake_timeout=30.0, backoff_max=0.2, **cfg))  # type: ignore[arg-type]
+        t0 = Transport(
+            g,
+            0,
+            secret(0),
+            host="127.0.0.1",
+            port=0,
+            config=NetConfig(handshake_timeout=30.0, backoff_max=0.2, **cfg),
+        )  # type: ignore[arg-type]
         await t0.start()
         t0.set_address(1, "127.0.0.1", port)
         try:
-            await until(lambda: t0.m_hs_fail.get(reason="oversized") >= 2, 10.0, "the dialer to refuse the frame")
+            await until(
+                lambda: t0.m_hs_fail.get(reason="oversized") >= 2,
+                10.0,
+                "the dialer to refuse the frame",
+            )
             await until(lambda: hostile.closed_by_dialer >= 2, 10.0, "the dialer to close")
             assert t0.m_hs_fail.get(reason="timeout") == 0
             assert t0.peers() == []

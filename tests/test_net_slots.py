@@ -56,8 +56,15 @@ def test_a_full_shared_pool_leaves_the_reserved_slots_to_configured_validators()
     g = make_genesis(4)
 
     async def main() -> None:
-        ts = await start_mesh(g, [1], first_byte_timeout=30.0, handshake_timeout=30.0,
-                              max_pending_handshakes=4, max_pending_handshakes_per_ip=2, peer_handshake_slots=2)
+        ts = await start_mesh(
+            g,
+            [1],
+            first_byte_timeout=30.0,
+            handshake_timeout=30.0,
+            max_pending_handshakes=4,
+            max_pending_handshakes_per_ip=2,
+            peer_handshake_slots=2,
+        )
         t1 = ts[0]
         assert t1.bound_port
         held = []
@@ -78,7 +85,9 @@ def test_a_full_shared_pool_leaves_the_reserved_slots_to_configured_validators()
             # the reserved slots are bounded too: the validator's address gets two, not more
             extra = [await _silent("127.0.0.1", t1.bound_port) for _ in range(3)]
             held.extend(extra)
-            await until(lambda: t1.m_hs_fail.get(reason="busy") == 2, 10.0, "the third reserved refused")
+            await until(
+                lambda: t1.m_hs_fail.get(reason="busy") == 2, 10.0, "the third reserved refused"
+            )
         finally:
             for _, w in held:
                 w.close()
@@ -87,7 +96,9 @@ def test_a_full_shared_pool_leaves_the_reserved_slots_to_configured_validators()
     run(main())
 
 
-def test_a_silent_connection_from_an_unknown_address_is_dropped_at_the_first_byte_deadline() -> None:
+def test_a_silent_connection_from_an_unknown_address_is_dropped_at_the_first_byte_deadline() -> (
+    None
+):
     """Fails on the old code (no first-byte deadline: such a connection held a slot for the
     whole handshake timeout)."""
     g = make_genesis(4)

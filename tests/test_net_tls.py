@@ -33,7 +33,9 @@ def tls_config(tmp: Path, i: int, **cfg: Any) -> NetConfig:
     return NetConfig(tls_cert=str(cert), tls_key=str(key), **cfg)
 
 
-async def start(g: Genesis, i: int, tmp: Path | None, inbox: Inbox | None = None, **cfg: Any) -> Transport:
+async def start(
+    g: Genesis, i: int, tmp: Path | None, inbox: Inbox | None = None, **cfg: Any
+) -> Transport:
     config = tls_config(tmp, i, **cfg) if tmp is not None else NetConfig(**cfg)
     t = Transport(g, i, secret(i), host="127.0.0.1", port=0, config=config, on_message=inbox)
     await t.start()
@@ -49,7 +51,9 @@ class Relay:
         self.server: asyncio.Server | None = None
         self.port = 0
 
-    async def start(self, ssl_in: ssl.SSLContext | None = None, ssl_out: ssl.SSLContext | None = None) -> None:
+    async def start(
+        self, ssl_in: ssl.SSLContext | None = None, ssl_out: ssl.SSLContext | None = None
+    ) -> None:
         self.ssl_out = ssl_out
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=ssl_in)
         self.port = self.server.sockets[0].getsockname()[1]
@@ -79,7 +83,9 @@ class Relay:
 
 
 @pytest.mark.parametrize("encrypted", [True, False])
-def test_a_passive_capture_of_a_link_shows_no_transaction_bytes(tmp_path: Path, encrypted: bool) -> None:
+def test_a_passive_capture_of_a_link_shows_no_transaction_bytes(
+    tmp_path: Path, encrypted: bool
+) -> None:
     """The plaintext run is the control: the same tap does see the transactions there."""
     g = make_genesis(4)
 
@@ -106,8 +112,16 @@ def test_a_passive_capture_of_a_link_shows_no_transaction_bytes(tmp_path: Path, 
             big = os.urandom(2 * 1024 * 1024)  # past the handshake limit, both directions
             t0.send(1, Kind.CONSENSUS, big)
             t1.send(0, Kind.CONSENSUS, big[::-1])
-            await until(lambda: [tx for _, b in inboxes[1].of(Kind.TX_BATCH) for tx in b] == txs0, 20, "0 -> 1")
-            await until(lambda: [tx for _, b in inboxes[0].of(Kind.TX_BATCH) for tx in b] == txs1, 20, "1 -> 0")
+            await until(
+                lambda: [tx for _, b in inboxes[1].of(Kind.TX_BATCH) for tx in b] == txs0,
+                20,
+                "0 -> 1",
+            )
+            await until(
+                lambda: [tx for _, b in inboxes[0].of(Kind.TX_BATCH) for tx in b] == txs1,
+                20,
+                "1 -> 0",
+            )
             await until(lambda: inboxes[1].of(Kind.CONSENSUS) == [(0, big)], 20, "big 0 -> 1")
             await until(lambda: inboxes[0].of(Kind.CONSENSUS) == [(1, big[::-1])], 20, "big 1 -> 0")
             captured = bytes(tap.captured)
@@ -126,7 +140,9 @@ def test_a_passive_capture_of_a_link_shows_no_transaction_bytes(tmp_path: Path, 
     run(main())
 
 
-def test_a_man_in_the_middle_with_its_own_certificate_is_refused(tmp_path: Path, monkeypatch: Any) -> None:
+def test_a_man_in_the_middle_with_its_own_certificate_is_refused(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
     """A relay that terminates TLS on both sides (its own certificate toward the dialer) and
     forwards the decrypted WebSocket bytes. Without the channel binding the two validators
     would authenticate each other through it and it would read everything: the second half
@@ -140,14 +156,18 @@ def test_a_man_in_the_middle_with_its_own_certificate_is_refused(tmp_path: Path,
         t1 = await start(g, 1, tmp_path, Inbox())
         assert t1.bound_port
         mitm = Relay(t1.bound_port)
-        await mitm.start(ssl_in=nettls.server_context(mitm_cert, mitm_key), ssl_out=nettls.link_client_context())
+        await mitm.start(
+            ssl_in=nettls.server_context(mitm_cert, mitm_key), ssl_out=nettls.link_client_context()
+        )
         t0.set_address(1, "127.0.0.1", mitm.port)
         return t0, t1, mitm
 
     async def main() -> None:
         t0, t1, mitm = await attempt()
         try:
-            await until(lambda: t0.m_hs_fail.get(reason="bad_signature") >= 3, 20, "refusals at the dialer")
+            await until(
+                lambda: t0.m_hs_fail.get(reason="bad_signature") >= 3, 20, "refusals at the dialer"
+            )
             assert t0.peers() == [] and t1.peers() == []
             assert t0.m_hs_ok.total() == 0 and t1.m_hs_ok.total() == 0
             # it really sat inside the TLS sessions: it read the WebSocket upgrade in the clear
@@ -162,7 +182,9 @@ def test_a_man_in_the_middle_with_its_own_certificate_is_refused(tmp_path: Path,
         try:
             await t0.wait_connected(1)
             t1.send(0, Kind.CONSENSUS, b"SECRET-VOTE")
-            await until(lambda: b"SECRET-VOTE" in bytes(mitm.captured), 10, "the relay reading traffic")
+            await until(
+                lambda: b"SECRET-VOTE" in bytes(mitm.captured), 10, "the relay reading traffic"
+            )
         finally:
             await mitm.stop()
             await stop_all([t0, t1])
@@ -182,9 +204,19 @@ def test_an_old_plaintext_dialer_is_refused_with_a_clear_counted_error(tmp_path:
         old.set_address(1, "127.0.0.1", t1.bound_port)
         t1.set_address(2, "127.0.0.1", plain2.bound_port)
         try:
-            await until(lambda: t1.m_hs_fail.get(reason="plaintext") >= 2, 20, "refusals counted by the listener")
-            await until(lambda: old.m_dial_fail.get(reason="tls_required") >= 2, 20, "the dialer told why")
-            await until(lambda: plain2.m_hs_fail.get(reason="tls_not_enabled") >= 1, 20, "TLS refused by plaintext")
+            await until(
+                lambda: t1.m_hs_fail.get(reason="plaintext") >= 2,
+                20,
+                "refusals counted by the listener",
+            )
+            await until(
+                lambda: old.m_dial_fail.get(reason="tls_required") >= 2, 20, "the dialer told why"
+            )
+            await until(
+                lambda: plain2.m_hs_fail.get(reason="tls_not_enabled") >= 1,
+                20,
+                "TLS refused by plaintext",
+            )
             await until(lambda: t1.m_dial_fail.get(reason="tls") >= 1, 20, "TLS dialer told why")
             assert old.peers() == [] and t1.peers() == [] and plain2.peers() == []
             # what any plaintext client sees: a 426 that says what to do
@@ -207,7 +239,12 @@ def test_tls_needs_both_files_and_says_so(tmp_path: Path) -> None:
         Transport(g, 0, secret(0), config=NetConfig(tls_cert=str(tmp_path / "x.crt")))
     with pytest.raises(Exception, match="cannot load the TLS certificate"):
         (tmp_path / "x.crt").write_text("not a certificate")
-        Transport(g, 0, secret(0), config=NetConfig(tls_cert=str(tmp_path / "x.crt"), tls_key=str(tmp_path / "k")))
+        Transport(
+            g,
+            0,
+            secret(0),
+            config=NetConfig(tls_cert=str(tmp_path / "x.crt"), tls_key=str(tmp_path / "k")),
+        )
 
 
 def test_the_acceptor_refuses_an_auth_signed_for_another_channel(tmp_path: Path) -> None:
@@ -256,8 +293,12 @@ def test_garbage_tls_and_silent_connections_are_counted_and_closed(tmp_path: Pat
             silent_r, silent_w = await asyncio.open_connection("127.0.0.1", t1.bound_port)
             assert await asyncio.wait_for(silent_r.read(), 10) == b""  # closed at the timeout
             silent_w.close()
-            await until(lambda: t1.m_hs_fail.get(reason="tls_handshake") == 1, 10, "the bad hello counted")
-            await until(lambda: t1.m_hs_fail.get(reason="timeout") == 1, 10, "the silent one counted")
+            await until(
+                lambda: t1.m_hs_fail.get(reason="tls_handshake") == 1, 10, "the bad hello counted"
+            )
+            await until(
+                lambda: t1.m_hs_fail.get(reason="timeout") == 1, 10, "the silent one counted"
+            )
             t0.set_address(1, "127.0.0.1", t1.bound_port)
             await t0.wait_connected(1)
         finally:

@@ -47,11 +47,15 @@ def test_four_transports_connect_and_exchange() -> None:
                 assert t.broadcast(Kind.CONSENSUS, {"vote": t.index}) == 3
             await until(lambda: all(len(inboxes[i].of(Kind.CONSENSUS)) == 3 for i in range(4)))
             for i in range(4):
-                assert sorted(f for f, _ in inboxes[i].of(Kind.CONSENSUS)) == [j for j in range(4) if j != i]
+                assert sorted(f for f, _ in inboxes[i].of(Kind.CONSENSUS)) == [
+                    j for j in range(4) if j != i
+                ]
                 assert all(p == {"vote": f} for f, p in inboxes[i].of(Kind.CONSENSUS))
             # send to one
             assert ts[2].send(1, Kind.BLOCK_REQUEST, {"from_height": 5, "id": 1})
-            await until(lambda: inboxes[1].of(Kind.BLOCK_REQUEST) == [(2, {"from_height": 5, "id": 1})])
+            await until(
+                lambda: inboxes[1].of(Kind.BLOCK_REQUEST) == [(2, {"from_height": 5, "id": 1})]
+            )
             assert inboxes[0].of(Kind.BLOCK_REQUEST) == []
             # fanout limits the number of targets
             assert ts[0].broadcast(Kind.STATUS, {"h": 1}, fanout=2) == 2
@@ -112,7 +116,9 @@ def test_unknown_key_and_forged_handshakes_are_refused() -> None:
                 assert r["ready"] is False and "auth" not in r
                 assert fails.get(reason="unknown_key") == 1
                 # 2. a genesis key (validator 0) but a signature by someone else
-                r = await RawPeer(s, t1).handshake(index=0, auth_sig=bls.sign(outsider, b"whatever"))
+                r = await RawPeer(s, t1).handshake(
+                    index=0, auth_sig=bls.sign(outsider, b"whatever")
+                )
                 assert r["ready"] is False
                 assert fails.get(reason="bad_signature") == 1
                 # 2b. a right key signing the wrong transcript (claims to be validator 3)
@@ -120,7 +126,9 @@ def test_unknown_key_and_forged_handshakes_are_refused() -> None:
                 assert r["ready"] is False
                 assert fails.get(reason="bad_signature") == 2
                 # 3. another chain's genesis
-                r = await RawPeer(s, t1).handshake(index=0, genesis_hash=make_genesis(4, chain_id="other").hash)
+                r = await RawPeer(s, t1).handshake(
+                    index=0, genesis_hash=make_genesis(4, chain_id="other").hash
+                )
                 assert r["ready"] is False and "auth" not in r
                 assert fails.get(reason="wrong_genesis") == 1
                 # 4. replay: record a good handshake of validator 0, then replay it
@@ -149,7 +157,12 @@ def test_unknown_key_and_forged_handshakes_are_refused() -> None:
                 await ws.send_bytes(b"\xc1garbage")
                 assert await raw.recv() is None
                 assert fails.get(reason="malformed") == 1
-            assert parse_text(t1.metrics.render())['accord_net_handshake_failures_total{reason="replay"}'] == 1
+            assert (
+                parse_text(t1.metrics.render())[
+                    'accord_net_handshake_failures_total{reason="replay"}'
+                ]
+                == 1
+            )
             # the node kept running: its real peer still talks to it
             assert t1.peers() == [2]
             ts[1].send(1, Kind.STATUS, {"alive": True})
@@ -186,7 +199,9 @@ def test_dialer_refuses_an_impostor_acceptor() -> None:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]
-        t0 = Transport(g, 0, secret(0), host="127.0.0.1", port=0, addresses={1: ("127.0.0.1", port)})
+        t0 = Transport(
+            g, 0, secret(0), host="127.0.0.1", port=0, addresses={1: ("127.0.0.1", port)}
+        )
         await t0.start()
         try:
             await until(lambda: t0.m_hs_fail.get(reason="bad_signature") >= 1)
@@ -229,7 +244,9 @@ def test_garbage_oversized_and_replayed_frames_are_dropped() -> None:
                 await ws.send_bytes(encoding.encode({"kind": 17}))  # wrong shape
                 await ws.send_str("text frames are not allowed")
                 # over its kind's limit but under the WebSocket limit: dropped, connection stays
-                await ws.send_bytes(encode_frame(Kind.STATUS, b"x" * (specs[Kind.STATUS].max_bytes + 10)))
+                await ws.send_bytes(
+                    encode_frame(Kind.STATUS, b"x" * (specs[Kind.STATUS].max_bytes + 10))
+                )
                 after = encode_frame(Kind.CONSENSUS, {"vote": 2})
                 await ws.send_bytes(after)
                 await until(lambda: len(inboxes[1].of(Kind.CONSENSUS)) == 2, what="good frames")
@@ -252,7 +269,9 @@ def test_garbage_oversized_and_replayed_frames_are_dropped() -> None:
                 assert peer2.ws is not None
                 for _ in range(11):
                     await peer2.ws.send_bytes(b"\xc1")
-                await until(lambda: t1.m_disconnects.get(reason="misbehaving") == 1, what="misbehaving")
+                await until(
+                    lambda: t1.m_disconnects.get(reason="misbehaving") == 1, what="misbehaving"
+                )
                 assert 0 not in t1.peers()
                 # and is refused for a while (misbehaving_ban) before it may come back
                 assert (await RawPeer(s, t1).handshake(index=0))["ready"] is False
@@ -318,7 +337,9 @@ def test_reconnects_after_peer_restart() -> None:
 
     async def main() -> None:
         inbox0 = Inbox()
-        ts = await start_mesh(g, [0, 1, 2], {0: inbox0}, backoff_base=0.05, backoff_max=0.5, connect_timeout=1.0)
+        ts = await start_mesh(
+            g, [0, 1, 2], {0: inbox0}, backoff_base=0.05, backoff_max=0.5, connect_timeout=1.0
+        )
         t0, t1, t2 = ts
         restarted: Transport | None = None
         events: list[tuple[int, bool]] = []
@@ -335,8 +356,14 @@ def test_reconnects_after_peer_restart() -> None:
             await until(lambda: (1, False) in events, what="disconnect event")
             # the dialer keeps retrying (and failing) meanwhile
             await until(lambda: t0.m_dial_fail.get(reason="connect") >= 2, what="dial failures")
-            restarted = Transport(g, 1, secret(1), host="127.0.0.1", port=port,
-                                  config=NetConfig(backoff_base=0.05, backoff_max=0.5))
+            restarted = Transport(
+                g,
+                1,
+                secret(1),
+                host="127.0.0.1",
+                port=port,
+                config=NetConfig(backoff_base=0.05, backoff_max=0.5),
+            )
             restarted.set_address(2, "127.0.0.1", t2.bound_port or 0)
             await restarted.start()
             await until(lambda: 1 in t0.peers() and 1 in t2.peers(), what="reconnect")
@@ -373,8 +400,11 @@ def test_bounded_queues_under_a_slow_consumer() -> None:
                     await asyncio.sleep(0)
             assert t0.m_dropped.get(reason="queue_drop_oldest") > 0
             # the newest batch is never the one dropped
-            await until(lambda: any(p[-1] == (2999).to_bytes(4, "big") for _, p in slow.of(Kind.TX_BATCH)),
-                        timeout=30, what="newest batch")
+            await until(
+                lambda: any(p[-1] == (2999).to_bytes(4, "big") for _, p in slow.of(Kind.TX_BATCH)),
+                timeout=30,
+                what="newest batch",
+            )
             assert len(slow.of(Kind.TX_BATCH)) < 3000
 
             # reliable lane: send_wait blocks the producer instead of dropping; all arrive in order
@@ -382,7 +412,9 @@ def test_bounded_queues_under_a_slow_consumer() -> None:
             for n in range(300):
                 assert await t0.send_wait(1, Kind.CONSENSUS, {"seq": n, "pad": b"y" * 2048})
                 assert t0.peer_stats()[1]["queue_frames"]["reliable"] <= bound  # type: ignore[index]
-            await until(lambda: len(slow.of(Kind.CONSENSUS)) - before == 300, timeout=30, what="reliable")
+            await until(
+                lambda: len(slow.of(Kind.CONSENSUS)) - before == 300, timeout=30, what="reliable"
+            )
             assert [p["seq"] for _, p in slow.of(Kind.CONSENSUS)] == list(range(300))
             # the non-blocking send refuses (and counts) when the reliable lane is full
             refused = 0
@@ -440,7 +472,9 @@ def test_idle_and_excess_handshakes_are_bounded() -> None:
 
     async def main() -> None:
         # peer_handshake_slots=0: the test client dials from a validator's configured address
-        ts = await start_mesh(g, [1], handshake_timeout=0.5, max_pending_handshakes=2, peer_handshake_slots=0)
+        ts = await start_mesh(
+            g, [1], handshake_timeout=0.5, max_pending_handshakes=2, peer_handshake_slots=0
+        )
         t1 = ts[0]
         try:
             async with aiohttp.ClientSession() as s:
@@ -466,13 +500,21 @@ def test_one_host_cannot_take_every_handshake_slot() -> None:
     g = make_genesis(4)
 
     async def main() -> None:
-        ts = await start_mesh(g, [1], handshake_timeout=3.0, max_pending_handshakes=6,
-                              max_pending_handshakes_per_ip=2, peer_handshake_slots=0)
+        ts = await start_mesh(
+            g,
+            [1],
+            handshake_timeout=3.0,
+            max_pending_handshakes=6,
+            max_pending_handshakes_per_ip=2,
+            peer_handshake_slots=0,
+        )
         t1 = ts[0]
         try:
             async with aiohttp.ClientSession() as s:
                 idle = await fill_handshake_slots(s, t1, 2)
-                assert t1.m_hs_fail.get(reason="busy_ip") == 1 and t1.m_hs_fail.get(reason="busy") == 0
+                assert (
+                    t1.m_hs_fail.get(reason="busy_ip") == 1 and t1.m_hs_fail.get(reason="busy") == 0
+                )
                 other = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
                 async with aiohttp.ClientSession(connector=other) as s2:
                     ok = RawPeer(s2, t1)
@@ -493,7 +535,9 @@ def test_loadtest_runs_real_processes() -> None:
 
     from accord.net import loadtest
 
-    args = argparse.Namespace(validators=2, duration=1.0, rate=2000, tx_size=250, fanout=3, tls=True)
+    args = argparse.Namespace(
+        validators=2, duration=1.0, rate=2000, tx_size=250, fanout=3, tls=True
+    )
     res = loadtest.run(args)
     assert res["validators"] == 2 and len(res["workers"]) == 2
     for w in res["workers"]:

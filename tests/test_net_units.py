@@ -20,7 +20,11 @@ from accord.net.frames import HANDSHAKE_KINDS, max_frame
 SPECS = kind_specs(ConsensusParams())
 
 values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=64) | st.text(max_size=32),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.binary(max_size=64)
+    | st.text(max_size=32),
     lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(max_size=8), c, max_size=5),
     max_leaves=20,
 )
@@ -201,8 +205,16 @@ def test_counter_totals_match_increments(incs: list[tuple[str, int]]) -> None:
 # --- per-peer send lanes --------------------------------------------------------------------------
 
 
-@given(st.lists(st.tuples(st.sampled_from(["send", "pop"]), st.sampled_from([Kind.TX_BATCH, Kind.CONSENSUS]),
-                          st.integers(1, 400)), max_size=200))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["send", "pop"]),
+            st.sampled_from([Kind.TX_BATCH, Kind.CONSENSUS]),
+            st.integers(1, 400),
+        ),
+        max_size=200,
+    )
+)
 def test_send_lanes_stay_bounded(ops: list[tuple[str, Kind, int]]) -> None:
     """Whatever the mix of sends and writes, a lane never exceeds its frame and byte bounds
     (except one oversized frame alone in an empty lane), byte accounting is exact, reliable
@@ -213,8 +225,15 @@ def test_send_lanes_stay_bounded(ops: list[tuple[str, Kind, int]]) -> None:
     from accord.net.transport import GOSSIP, RELIABLE, _Peer
 
     sk = bls.demo_secret("v0")
-    g = Genesis(chain_id="c", genesis_time_ms=0, validators=[
-        ValidatorInfo(name="v0", bls_public_key=bls.public_key(sk).hex(), pop=bls.pop_prove(sk).hex())])
+    g = Genesis(
+        chain_id="c",
+        genesis_time_ms=0,
+        validators=[
+            ValidatorInfo(
+                name="v0", bls_public_key=bls.public_key(sk).hex(), pop=bls.pop_prove(sk).hex()
+            )
+        ],
+    )
     from accord.net import NetConfig, Transport
 
     async def main() -> None:

@@ -54,7 +54,9 @@ def test_batches_keep_order_and_every_rejection(tmp_path: Path) -> None:
             assert transfer(g, 1, 11).hash in node._sig_ok  # verdicts of the verify thread
             # Through the HTTP API: the same per-item answers, in order.
             async with AsyncClient(node.api.url) as c:  # type: ignore[union-attr]
-                got = await c.submit_many([transfer(g, 2, 0), forged(transfer(g, 2, 1)), transfer(g, 2, 1)])
+                got = await c.submit_many(
+                    [transfer(g, 2, 0), forged(transfer(g, 2, 1)), transfer(g, 2, 1)]
+                )
             assert codes(got) == ["ok", "invalid_signature", "ok"]
             assert got[0] == transfer(g, 2, 0).hash
         finally:

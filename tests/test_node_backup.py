@@ -22,8 +22,13 @@ from .support.inproc import ThreadedNetwork
 
 def _cli(*args: str) -> tuple[int, dict[str, Any] | None, str]:
     """Run ``accord`` in its own process (LMDB must not be opened twice in one process)."""
-    p = subprocess.run([sys.executable, "-m", "accord.cli.main", *args], capture_output=True, text=True,
-                       timeout=120, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    p = subprocess.run(
+        [sys.executable, "-m", "accord.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
     return p.returncode, (json.loads(lines[-1]) if lines else None), p.stderr
 
@@ -40,12 +45,21 @@ def _wait(cond: Any, timeout: float, what: str) -> None:
 def test_backup_a_running_validator_restore_verify_and_catch_up(tmp_path: Path) -> None:
     net = ThreadedNetwork(tmp_path / "net", round_ms=300, stage2_ms=150, name="backup-net")
     try:
-        heights = lambda: [n.chain.head()[0] if n.running and n.chain is not None else 0  # noqa: E731
-                           for n in net.nodes]
+        heights = lambda: [  # noqa: E731
+            n.chain.head()[0] if n.running and n.chain is not None else 0 for n in net.nodes
+        ]
         alice, bob = demo_account(0), demo_account(1)
         for nonce in range(3):
-            net.nodes[0].submit(Tx.create(alice, chain_id=net.genesis.chain_id, contract="token",
-                                          method="transfer", args={"to": bob.address, "amount": 2}, nonce=nonce))
+            net.nodes[0].submit(
+                Tx.create(
+                    alice,
+                    chain_id=net.genesis.chain_id,
+                    contract="token",
+                    method="transfer",
+                    args={"to": bob.address, "amount": 2},
+                    nonce=nonce,
+                )
+            )
         _wait(lambda: min(heights()) >= 4, 60, "height 4 everywhere")
         v3 = net.root / "validator-3"
         rc, out, err = _cli("node", "backup", str(v3), str(tmp_path / "bk"))
@@ -84,8 +98,11 @@ def test_backup_a_running_validator_restore_verify_and_catch_up(tmp_path: Path) 
         restored = Node.from_dir(new)
         net.nodes[3] = restored
         net.run(restored.start())
-        _wait(lambda: heights()[3] >= max(heights()[:3]) - 1 and heights()[3] > taken_at + 2, 90,
-              "the restored validator to catch up")
+        _wait(
+            lambda: heights()[3] >= max(heights()[:3]) - 1 and heights()[3] > taken_at + 2,
+            90,
+            "the restored validator to catch up",
+        )
         assert restored.chain is not None and restored.chain.nonce_of(alice.address) == 3
         assert restored.healthy
     finally:

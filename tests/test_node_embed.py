@@ -43,9 +43,16 @@ def test_nodes_in_the_host_loop_subscribe_stop_reopen_restart(tmp_path: Path) ->
             collector = asyncio.create_task(collect())
             await asyncio.sleep(0)
             txs = [transfer(g, 0, 0), transfer(g, 0, 1), transfer(g, 2, 0, to=3, amount=11)]
-            hashes = [nodes[2].submit(txs[0]), nodes[2].submit(txs[1].encode()), nodes[3].submit(txs[2])]
+            hashes = [
+                nodes[2].submit(txs[0]),
+                nodes[2].submit(txs[1].encode()),
+                nodes[3].submit(txs[2]),
+            ]
             assert hashes == [t.hash for t in txs]
-            assert nodes[0].next_nonce(demo_account(0).address) in (0, 2)  # gossip may not have arrived
+            assert nodes[0].next_nonce(demo_account(0).address) in (
+                0,
+                2,
+            )  # gossip may not have arrived
             seen: dict[bytes, bool] = {}
             committed_at = 0
             async with asyncio.timeout(30):
@@ -57,13 +64,21 @@ def test_nodes_in_the_host_loop_subscribe_stop_reopen_restart(tmp_path: Path) ->
                         break
             assert all(seen[h] for h in hashes)
             await wait_for(lambda: len(events) >= 3, 10, "three Transfer events")
-            assert {(ev.name, ev.data["amount"]) for _, _, ev in events} >= {("Transfer", 7), ("Transfer", 11)}
+            assert {(ev.name, ev.data["amount"]) for _, _, ev in events} >= {
+                ("Transfer", 7),
+                ("Transfer", 11),
+            }
             assert {h for _, h, _ in events} >= set(hashes)
             # every validator reaches the height that committed the transfers (node 0 saw it first;
             # the others may still be applying it), and then they all answer the same balance
-            await wait_for(lambda: all(n.status()["height"] >= committed_at for n in nodes),
-                           10, "every node at the commit height")
-            balances = {n.query("token", "balance_of", {"account": demo_account(3).address}) for n in nodes}
+            await wait_for(
+                lambda: all(n.status()["height"] >= committed_at for n in nodes),
+                10,
+                "every node at the commit height",
+            )
+            balances = {
+                n.query("token", "balance_of", {"account": demo_account(3).address}) for n in nodes
+            }
             assert len(balances) == 1
             await sub.aclose()
             collector.cancel()
@@ -79,7 +94,9 @@ def test_nodes_in_the_host_loop_subscribe_stop_reopen_restart(tmp_path: Path) ->
             assert all(n.status()["height"] >= heads[i][0] for i, n in enumerate(nodes))
             top = max(h for h, _ in heads)
             h = nodes[1].submit(transfer(g, 1, 0))
-            await wait_for(lambda: all(n.status()["height"] >= top + 2 for n in nodes), 30, "new commits")
+            await wait_for(
+                lambda: all(n.status()["height"] >= top + 2 for n in nodes), 30, "new commits"
+            )
             await wait_for(lambda: not nodes[1].has_pending(h), 10, "tx committed")
         finally:
             for n in nodes:
@@ -117,7 +134,9 @@ def test_background_thread_mode_from_synchronous_code(tmp_path: Path) -> None:
         check_store(root / v.name / "data", g)
 
 
-def test_safety_state_is_persisted_before_each_vote_and_a_restart_never_double_votes(tmp_path: Path) -> None:
+def test_safety_state_is_persisted_before_each_vote_and_a_restart_never_double_votes(
+    tmp_path: Path,
+) -> None:
     """Tap validator 0's LMDB safety writes and its outgoing consensus messages: every vote of
     its own that leaves the node was durably recorded first. Restart it mid-round (several
     times): across all runs it never signs two blocks for one (height, round, phase)."""
@@ -189,7 +208,9 @@ def test_safety_state_is_persisted_before_each_vote_and_a_restart_never_double_v
                 tap(nodes[0])
                 checked["restarts"] += 1
                 h = nodes[1].status()["height"]
-                await wait_for(lambda h=h: nodes[0].status()["height"] >= h + 1, 30, "commits after restart")
+                await wait_for(
+                    lambda h=h: nodes[0].status()["height"] >= h + 1, 30, "commits after restart"
+                )
         finally:
             for n in nodes:
                 await n.stop()

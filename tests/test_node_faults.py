@@ -81,7 +81,9 @@ def test_two_of_four_stopped_no_quorum_then_commits_resume(tmp_path: Path) -> No
             # nothing diverged: the two survivors agree on every block they both hold
             common = min(after[0] or 0, after[1] or 0)
             assert common >= 3
-            assert await fn.block_hashes(0, range(1, common + 1)) == await fn.block_hashes(1, range(1, common + 1))
+            assert await fn.block_hashes(0, range(1, common + 1)) == await fn.block_hashes(
+                1, range(1, common + 1)
+            )
             stalled_committed = load.stats.committed
             # restart both: commits resume and all four converge
             fn.net.start(2)
@@ -120,8 +122,9 @@ def test_bad_peers_and_bad_requests_against_a_running_node(tmp_path: Path) -> No
                 r = await RawPeer(s, url, gh, target).handshake(index=3, sk=outsider)
                 assert r["ready"] is False and "auth" not in r
                 # validator 3's key, but an AUTH signature by someone else (forged)
-                r = await RawPeer(s, url, gh, target).handshake(index=3, sk=sk3,
-                                                               auth_sig=bls.sign(outsider, b"forged"))
+                r = await RawPeer(s, url, gh, target).handshake(
+                    index=3, sk=sk3, auth_sig=bls.sign(outsider, b"forged")
+                )
                 assert r["ready"] is False
                 # a good handshake, recorded, then replayed on a new connection
                 good = RawPeer(s, url, gh, target)
@@ -131,25 +134,30 @@ def test_bad_peers_and_bad_requests_against_a_running_node(tmp_path: Path) -> No
                 # authenticated as validator 3: bad frames
                 specs = kind_specs(fn.genesis.consensus)
                 await good.ws.send_bytes(b"\xc1 garbage")
-                await good.ws.send_bytes(encode_frame(Kind.STATUS, b"x" * (specs[Kind.STATUS].max_bytes + 10)))
+                await good.ws.send_bytes(
+                    encode_frame(Kind.STATUS, b"x" * (specs[Kind.STATUS].max_bytes + 10))
+                )
                 junk_vote = encode_frame(Kind.CONSENSUS, b"\x92\x02not a vote")
                 await good.ws.send_bytes(junk_vote)
                 await good.ws.send_bytes(junk_vote)  # replayed frame: a duplicate
                 await good.ws.send_bytes(encode_frame(Kind.TX_BATCH, [b"not a transaction"]))
                 await good.close()
                 replay = await RawPeer(s, url, gh, target).handshake(
-                    index=3, sk=sk3, nonce=rec["hello"]["nonce"], auth_sig=rec["auth"])
+                    index=3, sk=sk3, nonce=rec["hello"]["nonce"], auth_sig=rec["auth"]
+                )
                 assert replay["ready"] is False and "auth" not in replay
 
             async def counted() -> bool:
                 m = await fn.metrics(target)
-                return (m.get('accord_net_handshake_failures_total{reason="unknown_key"}', 0) >= 1
-                        and m.get('accord_net_handshake_failures_total{reason="bad_signature"}', 0) >= 1
-                        and m.get('accord_net_handshake_failures_total{reason="replay"}', 0) >= 1
-                        and m.get('accord_net_dropped_total{reason="garbage"}', 0) >= 1
-                        and m.get('accord_net_dropped_total{reason="oversized"}', 0) >= 1
-                        and m.get('accord_net_dropped_total{reason="duplicate"}', 0) >= 1
-                        and m.get('accord_consensus_events{kind="garbage"}', 0) >= 1)
+                return (
+                    m.get('accord_net_handshake_failures_total{reason="unknown_key"}', 0) >= 1
+                    and m.get('accord_net_handshake_failures_total{reason="bad_signature"}', 0) >= 1
+                    and m.get('accord_net_handshake_failures_total{reason="replay"}', 0) >= 1
+                    and m.get('accord_net_dropped_total{reason="garbage"}', 0) >= 1
+                    and m.get('accord_net_dropped_total{reason="oversized"}', 0) >= 1
+                    and m.get('accord_net_dropped_total{reason="duplicate"}', 0) >= 1
+                    and m.get('accord_consensus_events{kind="garbage"}', 0) >= 1
+                )
 
             await until(counted, 10, "bad peer traffic counted in /metrics")
 

@@ -59,12 +59,28 @@ def _rounds_for(seconds: float) -> int:
 
 
 def test_costly_transactions_commit_in_blocks_cut_by_gas(tmp_path: Path) -> None:
-    net = ThreadedNetwork(tmp_path / "net", round_ms=1000, stage2_ms=500, customize=_with_burner,
-                          node_kw={"contracts": {**BUILTINS, "burner": Burner}}, name="gas-net")
+    net = ThreadedNetwork(
+        tmp_path / "net",
+        round_ms=1000,
+        stage2_ms=500,
+        customize=_with_burner,
+        node_kw={"contracts": {**BUILTINS, "burner": Burner}},
+        name="gas-net",
+    )
     try:
         rounds = _rounds_for(0.04)
-        txs = [Tx.create(SENDER, chain_id=net.genesis.chain_id, contract="burner", method="burn",
-                         args={"rounds": rounds}, nonce=i, gas_limit=2 * BURN_GAS) for i in range(CALLS)]
+        txs = [
+            Tx.create(
+                SENDER,
+                chain_id=net.genesis.chain_id,
+                contract="burner",
+                method="burn",
+                args={"rounds": rounds},
+                nonce=i,
+                gas_limit=2 * BURN_GAS,
+            )
+            for i in range(CALLS)
+        ]
 
         async def submit() -> None:
             for t in txs:
@@ -74,7 +90,9 @@ def test_costly_transactions_commit_in_blocks_cut_by_gas(tmp_path: Path) -> None
         deadline = time.monotonic() + 120
         nodes = net.nodes
         while time.monotonic() < deadline:
-            if all(n.chain is not None and n.chain.nonce_of(SENDER.address) == CALLS for n in nodes):
+            if all(
+                n.chain is not None and n.chain.nonce_of(SENDER.address) == CALLS for n in nodes
+            ):
                 break
             time.sleep(0.2)
         done = [n.chain.nonce_of(SENDER.address) for n in nodes if n.chain is not None]

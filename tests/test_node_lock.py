@@ -31,8 +31,14 @@ ACCORD = [sys.executable, "-m", "accord.cli.main"]
 
 def _one_validator(root: Path) -> Path:
     ports = free_ports(2)
-    init_network(root, validators=1, genesis_time_ms=int(time.time() * 1000), deterministic=True,
-                 ports=ports[:1], api_ports=ports[1:])
+    init_network(
+        root,
+        validators=1,
+        genesis_time_ms=int(time.time() * 1000),
+        deterministic=True,
+        ports=ports[:1],
+        api_ports=ports[1:],
+    )
     return root / "validator-0"
 
 
@@ -87,17 +93,28 @@ def test_a_second_node_on_the_same_folder_is_refused_in_process(tmp_path: Path) 
 
 
 def _run_once(home: Path, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([*ACCORD, "node", str(home)], capture_output=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [*ACCORD, "node", str(home)], capture_output=True, timeout=timeout, check=False
+    )
 
 
 def test_a_second_accord_node_is_refused_with_one_line_naming_the_first(tmp_path: Path) -> None:
     home = _one_validator(tmp_path / "net")
-    first = subprocess.Popen([*ACCORD, "node", str(home), "--log-level", "WARNING"], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [*ACCORD, "node", str(home), "--log-level", "WARNING"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         lock = home / "data" / LOCK_NAME
-        _wait(lambda: lock.exists() and lock.read_text().strip() == str(first.pid), 60, "the first to lock")
-        out = subprocess.run([*ACCORD, "node", str(home)], capture_output=True, timeout=60, check=False)
+        _wait(
+            lambda: lock.exists() and lock.read_text().strip() == str(first.pid),
+            60,
+            "the first to lock",
+        )
+        out = subprocess.run(
+            [*ACCORD, "node", str(home)], capture_output=True, timeout=60, check=False
+        )
         err = out.stderr.decode()
         assert out.returncode == 1, err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
@@ -120,11 +137,18 @@ def test_a_busy_port_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert f"cannot listen on {cfg.host}:{cfg.port}" in err and "already in use" in err
     # nothing was left locked: the port free again, the node starts and stops
-    first = subprocess.Popen([*ACCORD, "node", str(home), "--log-level", "WARNING"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [*ACCORD, "node", str(home), "--log-level", "WARNING"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         lock = home / "data" / LOCK_NAME
-        _wait(lambda: lock.exists() and lock.read_text().strip() == str(first.pid), 60, "the node to lock")
+        _wait(
+            lambda: lock.exists() and lock.read_text().strip() == str(first.pid),
+            60,
+            "the node to lock",
+        )
     finally:
         first.send_signal(signal.SIGTERM)
         assert first.wait(30) == 0
@@ -136,10 +160,24 @@ def test_ports_are_chosen_outside_the_ephemeral_range() -> None:
         assert not lo <= p <= hi
 
 
-def test_sigkill_of_devnet_leaves_no_validator_running_and_a_rerun_reuses_the_chain(tmp_path: Path) -> None:
+def test_sigkill_of_devnet_leaves_no_validator_running_and_a_rerun_reuses_the_chain(
+    tmp_path: Path,
+) -> None:
     root = tmp_path / "net"
-    args = [*ACCORD, "devnet", "--dir", str(root), "--validators", "1", "--rate", "5",
-            "--round-ms", "500", "--stage2-ms", "250"]
+    args = [
+        *ACCORD,
+        "devnet",
+        "--dir",
+        str(root),
+        "--validators",
+        "1",
+        "--rate",
+        "5",
+        "--round-ms",
+        "500",
+        "--stage2-ms",
+        "250",
+    ]
     devnet = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pid: int | None = None
     try:
@@ -163,7 +201,9 @@ def test_sigkill_of_devnet_leaves_no_validator_running_and_a_rerun_reuses_the_ch
         if pid is not None and _alive(pid):
             os.kill(pid, signal.SIGKILL)
     # the folder is reusable at once: same chain, further blocks
-    out = subprocess.run([*args, "--blocks", "2", "--json"], capture_output=True, timeout=180, check=False)
+    out = subprocess.run(
+        [*args, "--blocks", "2", "--json"], capture_output=True, timeout=180, check=False
+    )
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     doc = json.loads(out.stdout.decode().strip().splitlines()[-1])
     assert doc["height"] >= 2

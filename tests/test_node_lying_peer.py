@@ -38,8 +38,14 @@ def _lie(node: Node, chain_id: str) -> list[int]:
     assert transport is not None
     honest = transport.on_request
     assert honest is not None
-    other = Tx.create(demo_account(2), chain_id=chain_id, contract="token", method="transfer",
-                      args={"to": demo_account(3).address, "amount": 7}, nonce=0)
+    other = Tx.create(
+        demo_account(2),
+        chain_id=chain_id,
+        contract="token",
+        method="transfer",
+        args={"to": demo_account(3).address, "amount": 7},
+        nonce=0,
+    )
     told: list[int] = []
 
     async def lying(frm: int, body: Value) -> Value:
@@ -60,15 +66,24 @@ def _lie(node: Node, chain_id: str) -> list[int]:
 def test_a_catching_up_validator_gets_past_peers_that_serve_bad_bodies(tmp_path: Path) -> None:
     net = ThreadedNetwork(tmp_path / "net", round_ms=300, stage2_ms=150, name="lying-peer")
     try:
-        heights = lambda: [n.chain.head()[0] if n.running and n.chain is not None else 0  # noqa: E731
-                           for n in net.nodes]
+        heights = lambda: [  # noqa: E731
+            n.chain.head()[0] if n.running and n.chain is not None else 0 for n in net.nodes
+        ]
         _wait(lambda: min(heights()) >= 2, 60, "height 2 everywhere")
         stopped_at = heights()[3]
         net.run(net.nodes[3].stop())
         alice, bob = demo_account(0), demo_account(1)
         for nonce in range(4):  # blocks with transactions while validator 3 is away
-            net.nodes[0].submit(Tx.create(alice, chain_id=net.genesis.chain_id, contract="token",
-                                          method="transfer", args={"to": bob.address, "amount": 1}, nonce=nonce))
+            net.nodes[0].submit(
+                Tx.create(
+                    alice,
+                    chain_id=net.genesis.chain_id,
+                    contract="token",
+                    method="transfer",
+                    args={"to": bob.address, "amount": 1},
+                    nonce=nonce,
+                )
+            )
             time.sleep(0.4)
         _wait(lambda: min(heights()[:3]) >= stopped_at + 5, 60, "the others to move on")
         # Two of the three peers lie; catch-up asks the most advanced peer first, and the

@@ -23,8 +23,15 @@ pytestmark = pytest.mark.timeout(180)
 
 def _network(root: Path) -> Path:
     ports = free_ports(2)
-    init_network(root, validators=1, genesis_time_ms=int(time.time() * 1000), deterministic=True,
-                 ports=ports[:1], api_ports=ports[1:], demo_accounts=2)
+    init_network(
+        root,
+        validators=1,
+        genesis_time_ms=int(time.time() * 1000),
+        deterministic=True,
+        ports=ports[:1],
+        api_ports=ports[1:],
+        demo_accounts=2,
+    )
     return root / "validator-0"
 
 
@@ -39,8 +46,14 @@ def test_blocks_from_height_replays_what_was_missed_then_follows(tmp_path: Path)
             while node.store.head()[0] < 4:  # an application that was down for these
                 await asyncio.sleep(0.05)
             seen: list[int] = []
-            tx = Tx.create(alice, chain_id=node.genesis.chain_id, contract="token", method="transfer",
-                           args={"to": bob.address, "amount": 1}, nonce=0)
+            tx = Tx.create(
+                alice,
+                chain_id=node.genesis.chain_id,
+                contract="token",
+                method="transfer",
+                args={"to": bob.address, "amount": 1},
+                nonce=0,
+            )
             got_tx = False
             async for block, receipts in node.blocks(from_height=2):
                 seen.append(block.height)
@@ -70,7 +83,9 @@ def test_sigterm_stops_a_background_node_cleanly(tmp_path: Path) -> None:
         print("ready", flush=True)
         time.sleep(120)  # a synchronous host (a Flask app) doing its own work
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == b"ready"

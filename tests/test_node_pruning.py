@@ -31,7 +31,9 @@ def _wait(cond: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_pruning_validator_keeps_what_it_must(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_pruning_validator_keeps_what_it_must(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(statesync, "PRUNE_EVERY", 4)
     net = ThreadedNetwork(tmp_path / "net", round_ms=500, stage2_ms=250, name="prune-net")
     try:
@@ -58,12 +60,27 @@ def test_a_pruning_validator_keeps_what_it_must(tmp_path: Path, monkeypatch: pyt
         assert net.run(_first_from(node, base))[0].height == base
         # The stopped, pruned folder passes the full check, and the node starts on it again.
         net.run(node.stop())
-        p = subprocess.run([sys.executable, "-m", "accord.cli.main", "node", str(net.root / "validator-0"),
-                            "--verify"], capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "accord.cli.main",
+                "node",
+                str(net.root / "validator-0"),
+                "--verify",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         report = json.loads(p.stdout.strip().splitlines()[-1])
         assert p.returncode == 0 and report["ok"] and report["base"] >= base, p.stdout + p.stderr
         net.run(node.start())
-        _wait(lambda: node.chain.head()[0] > report["height"] + 2, 60, "the pruned node to commit again")
+        _wait(
+            lambda: node.chain.head()[0] > report["height"] + 2,
+            60,
+            "the pruned node to commit again",
+        )
     finally:
         net.close()
 

@@ -75,9 +75,16 @@ def network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(snap, "MAX_CHUNK_ENTRIES", 16)  # a handful of chunks from a small state
     root = tmp_path / "net"
     ports = free_ports(8)
-    genesis = init_network(root, validators=4, genesis_time_ms=int(time.time() * 1000), deterministic=True,
-                           ports=ports[:4], api_ports=ports[4:], demo_accounts=60,
-                           consensus=ConsensusParams(round_ms=300, stage2_ms=150))
+    genesis = init_network(
+        root,
+        validators=4,
+        genesis_time_ms=int(time.time() * 1000),
+        deterministic=True,
+        ports=ports[:4],
+        api_ports=ports[4:],
+        demo_accounts=60,
+        consensus=ConsensusParams(round_ms=300, stage2_ms=150),
+    )
     for i in range(4):
         cfg = root / f"validator-{i}" / "node.json"
         data = json.loads(cfg.read_text())
@@ -111,10 +118,23 @@ def test_a_new_validator_joins_by_state_sync_past_lying_peers_and_commits(networ
     root, genesis, nodes, run = network
     alice, bob = demo_account(0), demo_account(1)
     for nonce in range(3):
-        nodes[0].submit(Tx.create(alice, chain_id=genesis.chain_id, contract="token", method="transfer",
-                                  args={"to": bob.address, "amount": 5}, nonce=nonce))
-    _wait(lambda: all(len(snap.available(n.ops.dir)) >= 1 and snap.available(n.ops.dir)[0] >= 8 for n in nodes),
-          90, "snapshots at height 8 on the running validators")
+        nodes[0].submit(
+            Tx.create(
+                alice,
+                chain_id=genesis.chain_id,
+                contract="token",
+                method="transfer",
+                args={"to": bob.address, "amount": 5},
+                nonce=nonce,
+            )
+        )
+    _wait(
+        lambda: all(
+            len(snap.available(n.ops.dir)) >= 1 and snap.available(n.ops.dir)[0] >= 8 for n in nodes
+        ),
+        90,
+        "snapshots at height 8 on the running validators",
+    )
     for n in nodes:  # no more snapshots: all three then offer the same heights
         n.config.snapshot_interval = 0
     _wait(lambda: all(n.ops._builder is None for n in nodes), 30, "snapshot builds to end")
@@ -128,10 +148,22 @@ def test_a_new_validator_joins_by_state_sync_past_lying_peers_and_commits(networ
     late = Node.from_dir(root / "validator-3")
     nodes.append(late)
     run(late.start())
-    _wait(lambda: late.ops.synced_height is not None and _height(late) >= min(_height(n) for n in nodes[:3]) - 1,
-          90, "validator 3 to sync and catch up",
-          lambda: (late.ops.synced_height, late.ops.deciding, late.ops.syncing, late.ops.refused,
-                   [_height(n) for n in nodes], late._peer_heads))
+    _wait(
+        lambda: (
+            late.ops.synced_height is not None
+            and _height(late) >= min(_height(n) for n in nodes[:3]) - 1
+        ),
+        90,
+        "validator 3 to sync and catch up",
+        lambda: (
+            late.ops.synced_height,
+            late.ops.deciding,
+            late.ops.syncing,
+            late.ops.refused,
+            [_height(n) for n in nodes],
+            late._peer_heads,
+        ),
+    )
     synced = late.ops.synced_height
     assert synced is not None and synced >= 8
     # It took the snapshot, not the chain from genesis.
@@ -141,29 +173,42 @@ def test_a_new_validator_joins_by_state_sync_past_lying_peers_and_commits(networ
     assert bad_root and bad_chunks
     refused = {(peer, what) for peer, what, _ in late.ops.refused}
     assert (0, "manifest") in refused and (1, "chunk") in refused
-    assert late.ops.m_refused.get(what="manifest") >= 1 and late.ops.m_refused.get(what="chunk") >= 1
+    assert (
+        late.ops.m_refused.get(what="manifest") >= 1 and late.ops.m_refused.get(what="chunk") >= 1
+    )
     assert late.chain.nonce_of(alice.address) == 3
     assert late.healthy
     # Now it takes part: with the honest peer stopped, nothing commits without validator 3.
     run(nodes[2].stop())
     start = _height(late)
-    _wait(lambda: min(_height(late), _height(nodes[0]), _height(nodes[1])) >= start + 3, 60,
-          "three blocks committed by validators 0, 1 and 3")
+    _wait(
+        lambda: min(_height(late), _height(nodes[0]), _height(nodes[1])) >= start + 3,
+        60,
+        "three blocks committed by validators 0, 1 and 3",
+    )
     cert = late.store.get_certificate(start + 3)
     assert cert is not None and cert.signers[0] & 0b1000, "validator 3 signed the certificate"
 
 
 def test_when_every_peer_lies_nothing_is_installed_and_the_node_replays(network: Any) -> None:
     root, genesis, nodes, run = network
-    _wait(lambda: all(snap.available(n.ops.dir) and snap.available(n.ops.dir)[0] >= 4 for n in nodes),
-          90, "snapshots on the running validators")
+    _wait(
+        lambda: all(snap.available(n.ops.dir) and snap.available(n.ops.dir)[0] >= 4 for n in nodes),
+        90,
+        "snapshots on the running validators",
+    )
     told = [_lie(n, "chunk") for n in nodes]
     late = Node.from_dir(root / "validator-3")
     nodes.append(late)
     run(late.start())
-    _wait(lambda: not late.ops.holds_catch_up and _height(late) >= min(_height(n) for n in nodes[:3]) - 1,
-          120, "validator 3 to give up on the snapshot and replay",
-          lambda: (late.ops.synced_height, late.ops.refused, [_height(n) for n in nodes]))
+    _wait(
+        lambda: (
+            not late.ops.holds_catch_up and _height(late) >= min(_height(n) for n in nodes[:3]) - 1
+        ),
+        120,
+        "validator 3 to give up on the snapshot and replay",
+        lambda: (late.ops.synced_height, late.ops.refused, [_height(n) for n in nodes]),
+    )
     assert late.ops.synced_height is None and any(told)
     assert {what for _, what, _ in late.ops.refused} == {"chunk"}
     # The tampered state never became the store's: it replayed from genesis instead.

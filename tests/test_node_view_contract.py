@@ -71,18 +71,34 @@ def test_the_node_view_contract(tmp_path: Path, make: Maker) -> None:
             assert status["chain_id"] == node.genesis.chain_id
 
             def tx(nonce: int, amount: int = 5) -> Tx:
-                return Tx.create(key, chain_id=node.genesis.chain_id, contract="token", method="transfer",
-                                 args={"to": to, "amount": amount}, nonce=nonce, gas_limit=100_000)
+                return Tx.create(
+                    key,
+                    chain_id=node.genesis.chain_id,
+                    contract="token",
+                    method="transfer",
+                    args={"to": to, "amount": amount},
+                    nonce=nonce,
+                    gas_limit=100_000,
+                )
 
             first = tx(0)
             assert await _resolve(node.submit(first)) == first.hash
             with pytest.raises(AccordError) as dup:
                 await _resolve(node.submit(first))
             forged = replace(tx(2), signature=bytes(64))
-            wrong_chain = Tx.create(key, chain_id="another-chain", contract="token", method="transfer",
-                                    args={"to": to, "amount": 1}, nonce=1, gas_limit=100_000)
+            wrong_chain = Tx.create(
+                key,
+                chain_id="another-chain",
+                contract="token",
+                method="transfer",
+                args={"to": to, "amount": 1},
+                nonce=1,
+                gas_limit=100_000,
+            )
             good = tx(1)
-            results = await _resolve(node.submit_batch([good.encode(), good, forged, wrong_chain, b"\x00garbage"]))
+            results = await _resolve(
+                node.submit_batch([good.encode(), good, forged, wrong_chain, b"\x00garbage"])
+            )
             assert len(results) == 5
             assert results[0] == good.hash
             codes = [r.code if isinstance(r, AccordError) else "ok" for r in results]

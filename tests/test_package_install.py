@@ -28,12 +28,15 @@ import pytest
 # also pays for `npm ci` and the small ceremony.
 pytestmark = pytest.mark.timeout(900)
 ROOT = Path(__file__).resolve().parents[1]
-CIRCUIT = ("pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;"
-           " signal output c; c <== a * b; }\ncomponent main {public [a]} = M();\n")
+CIRCUIT = (
+    "pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;"
+    " signal output c; c <== a * b; }\ncomponent main {public [a]} = M();\n"
+)
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], ok: bool = True,
-         timeout: int = 600) -> subprocess.CompletedProcess[str]:
+def _run(
+    cmd: list[str], cwd: Path, env: dict[str, str], ok: bool = True, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if ok:
         assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
@@ -45,33 +48,55 @@ def _last_json(proc: subprocess.CompletedProcess[str]) -> dict:
 
 
 def test_installed_wheel_runs_devnet_proves_and_verifies(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTEST", "ACCORD_ROOT", "VIRTUAL_ENV", "PYTHONPATH"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST", "ACCORD_ROOT", "VIRTUAL_ENV", "PYTHONPATH"))
+    }
     home = tmp_path / "host-app"
     home.mkdir()
     # Built from a copy of the tree's files (tracked, or new and not ignored): what a release
     # builds from, without a checkout's build/ leftovers or node_modules.
     src = tmp_path / "src"
-    listed = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                  cwd=ROOT, env=env).stdout.split("\0")
+    listed = _run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, env=env
+    ).stdout.split("\0")
     for name in filter(None, listed):
         if (ROOT / name).is_file():
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, src / name)
     wheels = tmp_path / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-q", "-w", str(wheels)],
-         cwd=home, env=env)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-q", "-w", str(wheels)],
+        cwd=home,
+        env=env,
+    )
     (wheel,) = wheels.glob("accord-*.whl")
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], cwd=home, env=env)
     py = venv / "bin" / "python"
-    _run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-         cwd=home, env=env)
-    site = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                     cwd=home, env=env).stdout.strip())
+    _run(
+        [str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        cwd=home,
+        env=env,
+    )
+    site = Path(
+        _run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            cwd=home,
+            env=env,
+        ).stdout.strip()
+    )
     (site / "zz_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    where = _run([str(py), "-c", "import accord, accord.zk.tools as t; print(accord.__file__);"
-                  " print(t.assets_dir())"], cwd=home, env=env).stdout.split()
+    where = _run(
+        [
+            str(py),
+            "-c",
+            "import accord, accord.zk.tools as t; print(accord.__file__); print(t.assets_dir())",
+        ],
+        cwd=home,
+        env=env,
+    ).stdout.split()
     assert all(Path(p).is_relative_to(venv) for p in where), where  # the wheel, not the checkout
     accord = [str(venv / "bin" / "accord")]
 
@@ -93,17 +118,39 @@ def test_installed_wheel_runs_devnet_proves_and_verifies(tmp_path: Path) -> None
     cer = _last_json(_run([*accord, "zk", "ceremony", *key_args], cwd=home, env=env))
     vk_args = ["--vk", str(Path(cer["zkey"]).with_name("vk.json"))]
     (home / "input.json").write_text(json.dumps({"a": 3, "b": 11}))
-    _run([*accord, "zk", "prove", *key_args, "--input", "input.json", "--out", "proof.json"],
-         cwd=home, env=env)
+    _run(
+        [*accord, "zk", "prove", *key_args, "--input", "input.json", "--out", "proof.json"],
+        cwd=home,
+        env=env,
+    )
     proof = json.loads((home / "proof.json").read_text())
     assert proof["public"] == ["33", "3"] and len(bytes.fromhex(proof["compressed"])) == 128
     for fast in ([], ["--fast"]):  # pure Python, and the snarkjs worker shipped in the wheel
-        out = _last_json(_run([*accord, "zk", "verify", *vk_args, "--circuit", "mul",
-                               "--proof", "proof.json", *fast], cwd=home, env=env))
+        out = _last_json(
+            _run(
+                [
+                    *accord,
+                    "zk",
+                    "verify",
+                    *vk_args,
+                    "--circuit",
+                    "mul",
+                    "--proof",
+                    "proof.json",
+                    *fast,
+                ],
+                cwd=home,
+                env=env,
+            )
+        )
         assert out == {"circuit": "mul", "valid": True}, out
     # A proof of another statement is refused from the installed package too.
     proof["public"] = ["34", "3"]
     (home / "forged.json").write_text(json.dumps(proof))
-    bad = _run([*accord, "zk", "verify", *vk_args, "--circuit", "mul", "--proof", "forged.json",
-                "--fast"], cwd=home, env=env, ok=False)
+    bad = _run(
+        [*accord, "zk", "verify", *vk_args, "--circuit", "mul", "--proof", "forged.json", "--fast"],
+        cwd=home,
+        env=env,
+        ok=False,
+    )
     assert bad.returncode == 1 and _last_json(bad)["valid"] is False

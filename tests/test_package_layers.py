@@ -13,17 +13,21 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [p for d in ("sdk", "storage", "contracts") for p in (ROOT / d).rglob("*.py")]
 
 VALIDATOR_MODULES = (
-    "accord.node", "accord.consensus", "accord.chain", "accord.contracts", "accord.mempool",
-    "accord.net", "accord.zk", "accord.mpc", "accord.sim", "accord.storage",
+    "accord.node",
+    "accord.consensus",
+    "accord.chain",
+    "accord.contracts",
+    "accord.mempool",
+    "accord.net",
+    "accord.zk",
+    "accord.mpc",
+    "accord.sim",
+    "accord.storage",
 )
 
 
 def _loaded_after(statement: str) -> list[str]:
-    code = (
-        "import json, sys\n"
-        f"{statement}\n"
-        "print(json.dumps(sorted(sys.modules)))\n"
-    )
+    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return list(json.loads(out.stdout))
 
@@ -57,11 +61,22 @@ def test_no_module_reaches_into_another_modules_private_names() -> None:
     offenders = []
     for path in SOURCES:
         tree = ast.parse(path.read_text(), filename=str(path))
-        imported = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-                    for a in n.names if n.module is None or n.level > 0 or n.module.startswith("accord")}
+        imported = {
+            a.asname or a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom)
+            for a in n.names
+            if n.module is None or n.level > 0 or n.module.startswith("accord")
+        }
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id in imported and node.attr.startswith("_")
-                    and not node.attr.startswith("__")):
-                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value.id}.{node.attr}")
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in imported
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                offenders.append(
+                    f"{path.relative_to(ROOT)}:{node.lineno} {node.value.id}.{node.attr}"
+                )
     assert offenders == []

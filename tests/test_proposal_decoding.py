@@ -25,15 +25,33 @@ KEY = AccountKey.from_name("proposal-decoding")
 
 def _txs(count: int, salt: int = 0) -> list[Tx]:
     return [
-        Tx.create(KEY, chain_id="c", contract="token", method="transfer",
-                  args={"to": bytes(20), "amount": salt + i}, nonce=i, gas_limit=100_000)
+        Tx.create(
+            KEY,
+            chain_id="c",
+            contract="token",
+            method="transfer",
+            args={"to": bytes(20), "amount": salt + i},
+            nonce=i,
+            gas_limit=100_000,
+        )
         for i in range(count)
     ]
 
 
 def _proposal(txs: list[Tx], *, cert: bool = False) -> Proposal:
-    header = Header("c", 5, 2, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, len(txs), 1, 1000, b"\x04" * 96,
-                    body_hash(txs))
+    header = Header(
+        "c",
+        5,
+        2,
+        b"\x01" * 32,
+        b"\x02" * 32,
+        b"\x03" * 32,
+        len(txs),
+        1,
+        1000,
+        b"\x04" * 96,
+        body_hash(txs),
+    )
     parent = Certificate(4, 0, 2, b"\x05" * 32, b"\x0f", b"\x06" * 96) if cert else None
     return Proposal(2, 1, b"\x04" * 96, Block(header, tuple(txs)), None, parent)
 

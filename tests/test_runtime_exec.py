@@ -79,8 +79,17 @@ class Probe(Contract):
         _ = 1 // 0
 
     @method
-    def typed(self, ctx: Context, i: int, s: str, b: bytes, flag: bool, xs: list, m: dict,
-              maybe: int | None) -> list:
+    def typed(
+        self,
+        ctx: Context,
+        i: int,
+        s: str,
+        b: bytes,
+        flag: bool,
+        xs: list,
+        m: dict,
+        maybe: int | None,
+    ) -> list:
         return [i, s, b, flag, xs, m, maybe]
 
     @method(readonly=True)
@@ -167,7 +176,9 @@ CONTRACTS = {**BUILTINS, "probe": Probe}
 
 
 def genesis(**kw: Any) -> Genesis:
-    entries = [ContractEntry(name=n, code_hash=code_hash(c).hex()) for n, c in sorted(CONTRACTS.items())]
+    entries = [
+        ContractEntry(name=n, code_hash=code_hash(c).hex()) for n, c in sorted(CONTRACTS.items())
+    ]
     balances = {ALICE.address.hex(): 1_000, BOB.address.hex(): 500}
     return make_genesis(1, balances=balances, contracts=entries, **kw)
 
@@ -184,10 +195,25 @@ def fresh() -> tuple[Runtime, DictState]:
     return rt, DictState({k: v for k, v in rt.genesis_writes().items() if v is not None})
 
 
-def tx(key: AccountKey, method: str, args: dict[str, Any], nonce: int, *, contract: str = "probe",
-       gas_limit: int = 1_000_000, chain_id: str | None = None) -> Tx:
-    return Tx.create(key, chain_id=chain_id or G.chain_id, contract=contract, method=method,
-                     args=args, nonce=nonce, gas_limit=gas_limit)
+def tx(
+    key: AccountKey,
+    method: str,
+    args: dict[str, Any],
+    nonce: int,
+    *,
+    contract: str = "probe",
+    gas_limit: int = 1_000_000,
+    chain_id: str | None = None,
+) -> Tx:
+    return Tx.create(
+        key,
+        chain_id=chain_id or G.chain_id,
+        contract=contract,
+        method=method,
+        args=args,
+        nonce=nonce,
+        gas_limit=gas_limit,
+    )
 
 
 def run(rt: Runtime, st: DictState, txs: list[Tx], height: int = 1) -> BlockResult:
@@ -208,7 +234,9 @@ def test_success_writes_events_result_and_nonce() -> None:
     r = run(rt, st, [tx(ALICE, "put", {"key": "a", "value": 7}, 0)])
     (rc,) = r.receipts
     assert rc.ok and rc.result == 7 and rc.error_code == ""
-    assert [(e.contract, e.name, e.data) for e in rc.events] == [("probe", "Put", {"key": "a", "value": 7})]
+    assert [(e.contract, e.name, e.data) for e in rc.events] == [
+        ("probe", "Put", {"key": "a", "value": 7})
+    ]
     assert probe_value(r.writes, "a") == 7
     assert r.writes[nonce_key(ALICE.address)] == encoding.encode(1)
     st.apply(r.writes)
@@ -249,7 +277,9 @@ def test_contract_exception_is_a_failed_receipt_with_stable_message() -> None:
 
 def test_later_tx_sees_earlier_writes_in_block() -> None:
     rt, st = fresh()
-    r = run(rt, st, [tx(ALICE, "put", {"key": "a", "value": 5}, 0), tx(BOB, "read", {"key": "a"}, 0)])
+    r = run(
+        rt, st, [tx(ALICE, "put", {"key": "a", "value": 5}, 0), tx(BOB, "read", {"key": "a"}, 0)]
+    )
     assert r.receipts[1].ok and r.receipts[1].result == 5
 
 
@@ -303,11 +333,26 @@ def test_unknown_contract_and_method(contract: str, method_: str, code: str, msg
 
 
 def test_contract_not_in_genesis_is_not_callable() -> None:
-    g = make_genesis(1, contracts=[ContractEntry(name="token", code_hash=code_hash(BUILTINS["token"]).hex())])
+    g = make_genesis(
+        1, contracts=[ContractEntry(name="token", code_hash=code_hash(BUILTINS["token"]).hex())]
+    )
     rt = Runtime(g, CONTRACTS)  # probe is available locally but not registered
     assert rt.contract_names == ["token"]
-    r = rt.execute_block(DictState(), [Tx.create(ALICE, chain_id=g.chain_id, contract="probe", method="put",
-                                                 args={"key": "a", "value": 1}, nonce=0)], height=1, time_ms=0)
+    r = rt.execute_block(
+        DictState(),
+        [
+            Tx.create(
+                ALICE,
+                chain_id=g.chain_id,
+                contract="probe",
+                method="put",
+                args={"key": "a", "value": 1},
+                nonce=0,
+            )
+        ],
+        height=1,
+        time_ms=0,
+    )
     assert r.receipts[0].error_code == UnknownContract.code
 
 
@@ -341,20 +386,26 @@ def test_good_arguments_with_optional() -> None:
     rt, st = fresh()
     r = run(rt, st, [tx(ALICE, "typed", GOOD, 0), tx(ALICE, "typed", {**GOOD, "maybe": 3}, 1)])
     assert [rc.result for rc in r.receipts] == [
-        [1, "x", b"y", True, [1], {"k": 1}, None], [1, "x", b"y", True, [1], {"k": 1}, 3],
+        [1, "x", b"y", True, [1], {"k": 1}, None],
+        [1, "x", b"y", True, [1], {"k": 1}, 3],
     ]
 
 
 def test_method_declarations_are_checked_at_class_creation() -> None:
     with pytest.raises(TypeError, match="unsupported type"):
+
         class BadType(Contract):
             @method
             def m(self, ctx: Context, x: float) -> None: ...
+
     with pytest.raises(TypeError, match="needs a type annotation"):
+
         class NoAnn(Contract):
             @method
             def m(self, ctx: Context, x) -> None: ...  # type: ignore[no-untyped-def]
+
     with pytest.raises(TypeError, match="without default"):
+
         class Default(Contract):
             @method
             def m(self, ctx: Context, x: int = 1) -> None: ...
@@ -439,12 +490,16 @@ def token_balance(rt: Runtime, st: DictState, who: bytes) -> int:
 def test_contract_call_uses_contract_address_as_sender() -> None:
     rt, st = fresh()
     pool = contract_address("probe")
-    r = run(rt, st, [
-        tx(ALICE, "transfer", {"to": pool, "amount": 100}, 0, contract="token"),
-        tx(BOB, "pay", {"to": BOB.address, "amount": 30}, 0),
-        tx(ALICE, "approve", {"spender": pool, "amount": 50}, 1, contract="token"),
-        tx(ALICE, "pull", {"amount": 50}, 2),
-    ])
+    r = run(
+        rt,
+        st,
+        [
+            tx(ALICE, "transfer", {"to": pool, "amount": 100}, 0, contract="token"),
+            tx(BOB, "pay", {"to": BOB.address, "amount": 30}, 0),
+            tx(ALICE, "approve", {"spender": pool, "amount": 50}, 1, contract="token"),
+            tx(ALICE, "pull", {"amount": 50}, 2),
+        ],
+    )
     assert all(rc.ok for rc in r.receipts), r.receipts
     # The token's event is attributed to the token contract, inside the probe's receipt.
     assert [(e.contract, e.name) for e in r.receipts[1].events] == [("token", "Transfer")]
@@ -465,7 +520,14 @@ def test_contract_call_context_fields() -> None:
     rc = run(rt, st, [t], height=9).receipts[0]
     assert rc.result == [contract_address("probe"), ALICE.address, "probe", 9, 1234, t.hash]
     t2 = tx(ALICE, "whoami", {}, 0)
-    assert run(rt, st, [t2], height=9).receipts[0].result == [ALICE.address, ALICE.address, None, 9, 1234, t2.hash]
+    assert run(rt, st, [t2], height=9).receipts[0].result == [
+        ALICE.address,
+        ALICE.address,
+        None,
+        9,
+        1234,
+        t2.hash,
+    ]
 
 
 def test_failed_callee_is_undone_even_if_caller_catches() -> None:
@@ -487,8 +549,19 @@ def test_call_depth_limit_and_unknown_callee() -> None:
 
 def test_transfer_from_without_allowance_by_account_fails() -> None:
     rt, st = fresh()
-    rc = run(rt, st, [tx(BOB, "transfer_from", {"owner": ALICE.address, "to": BOB.address, "amount": 1}, 0,
-                        contract="token")]).receipts[0]
+    rc = run(
+        rt,
+        st,
+        [
+            tx(
+                BOB,
+                "transfer_from",
+                {"owner": ALICE.address, "to": BOB.address, "amount": 1},
+                0,
+                contract="token",
+            )
+        ],
+    ).receipts[0]
     assert not rc.ok and "allowance too small" in rc.error
 
 
@@ -507,7 +580,9 @@ class FakeVerifier:
 
 
 class RecordingOracle:
-    def request(self, ctx: Context, program: str, inputs: Any, reveal_to: list[bytes], callback: str) -> Any:
+    def request(
+        self, ctx: Context, program: str, inputs: Any, reveal_to: list[bytes], callback: str
+    ) -> Any:
         ctx.set("oracle/" + program, inputs)
         return program + ":" + callback
 
@@ -516,8 +591,14 @@ def test_verify_proof_hook() -> None:
     v = FakeVerifier()
     rt = runtime(proof_verifier=v)
     st = DictState(rt.genesis_writes())  # type: ignore[arg-type]
-    r = run(rt, st, [tx(ALICE, "prove", {"circuit": "ok", "inputs": [4, 6]}, 0),
-                     tx(ALICE, "prove", {"circuit": "ok", "inputs": [4, 7]}, 1)])
+    r = run(
+        rt,
+        st,
+        [
+            tx(ALICE, "prove", {"circuit": "ok", "inputs": [4, 6]}, 0),
+            tx(ALICE, "prove", {"circuit": "ok", "inputs": [4, 7]}, 1),
+        ],
+    )
     assert [rc.result for rc in r.receipts] == [True, False]
     assert r.receipts[0].gas_used >= GAS.proof_base + 2 * GAS.proof_input
     assert v.calls == [("ok", [4, 6]), ("ok", [4, 7])]
@@ -525,7 +606,14 @@ def test_verify_proof_hook() -> None:
 
 def test_missing_hooks_give_clear_errors() -> None:
     rt, st = fresh()
-    r = run(rt, st, [tx(ALICE, "prove", {"circuit": "ok", "inputs": []}, 0), tx(ALICE, "ask", {"program": "p"}, 1)])
+    r = run(
+        rt,
+        st,
+        [
+            tx(ALICE, "prove", {"circuit": "ok", "inputs": []}, 0),
+            tx(ALICE, "ask", {"program": "p"}, 1),
+        ],
+    )
     assert r.receipts[0].error_code == ProofVerifierUnavailable.code
     assert "no proof verifier" in r.receipts[0].error
     assert r.receipts[1].error_code == OracleUnavailable.code
@@ -552,7 +640,11 @@ def test_invalid_block_cases() -> None:
     cases = [
         ([forged], "invalid signature", 0),
         ([tampered], "invalid signature", 0),
-        ([good, tx(ALICE, "put", {"key": "a", "value": 1}, 0, chain_id="other")], "is for chain 'other'", 1),
+        (
+            [good, tx(ALICE, "put", {"key": "a", "value": 1}, 0, chain_id="other")],
+            "is for chain 'other'",
+            1,
+        ),
         ([tx(ALICE, "put", {"key": "a", "value": 1}, 1)], "skips a nonce", 0),
         ([good, good], "replays a nonce", 1),
         ([good, tx(ALICE, "put", {"key": "b", "value": 1}, 2)], "skips a nonce", 1),
@@ -582,11 +674,15 @@ def test_invalid_block_cases() -> None:
 
 def _puts(sizes: list[int]) -> list[Tx]:
     """Transactions whose gas differs with ``size`` (bytes written and logged)."""
-    return [tx(ALICE, "put", {"key": "k" * (1 + size), "value": i}, i) for i, size in enumerate(sizes)]
+    return [
+        tx(ALICE, "put", {"key": "k" * (1 + size), "value": i}, i) for i, size in enumerate(sizes)
+    ]
 
 
 @given(st.lists(st.integers(0, 300), min_size=1, max_size=8), st.integers(0, 60_000))
-def test_gas_budget_cuts_before_the_transaction_that_passes_it(sizes: list[int], budget: int) -> None:
+def test_gas_budget_cuts_before_the_transaction_that_passes_it(
+    sizes: list[int], budget: int
+) -> None:
     rt, state = fresh()
     txs = _puts(sizes)
     full = run(rt, state, txs)
@@ -613,7 +709,14 @@ def test_block_gas_limit_makes_a_heavy_block_invalid() -> None:
     assert ei.value.index == 1
     # Building with a budget below the limit never trips the limit, except for a first
     # transaction that passes it alone (the builder drops it by its index).
-    assert len(rt.execute_block(state, txs, height=1, time_ms=0, max_gas=gas[0], gas_budget=gas[0]).receipts) == 1
+    assert (
+        len(
+            rt.execute_block(
+                state, txs, height=1, time_ms=0, max_gas=gas[0], gas_budget=gas[0]
+            ).receipts
+        )
+        == 1
+    )
     with pytest.raises(InvalidBlock) as ei:
         rt.execute_block(state, txs, height=1, time_ms=0, max_gas=gas[0] - 1, gas_budget=gas[0] - 1)
     assert ei.value.index == 0
@@ -637,9 +740,14 @@ def test_code_hash_mismatch_refuses_to_start() -> None:
 def test_genesis_contract_name_and_duplicates() -> None:
     h = code_hash(Probe).hex()
     with pytest.raises(GenesisError, match="registered twice"):
-        Runtime(make_genesis(1, contracts=[ContractEntry(name="probe", code_hash=h)] * 2), CONTRACTS)
+        Runtime(
+            make_genesis(1, contracts=[ContractEntry(name="probe", code_hash=h)] * 2), CONTRACTS
+        )
     with pytest.raises(GenesisError, match="must match"):
-        Runtime(make_genesis(1, contracts=[ContractEntry(name="Pro/be", code_hash=h)]), {"Pro/be": Probe})
+        Runtime(
+            make_genesis(1, contracts=[ContractEntry(name="Pro/be", code_hash=h)]),
+            {"Pro/be": Probe},
+        )
 
 
 def test_code_hash_is_sha256_of_module_source() -> None:
@@ -668,23 +776,30 @@ def test_same_block_twice_gives_identical_bytes() -> None:
     for _ in range(2):
         rt, st = fresh()  # a fresh runtime too: nothing may carry over between instances
         r = run(rt, st, block())
-        outs.append((
-            encoding.encode([rc.to_obj() for rc in r.receipts]),
-            encoding.encode(sorted([k, v] for k, v in r.writes.items())),
-            list(r.writes),
-        ))
+        outs.append(
+            (
+                encoding.encode([rc.to_obj() for rc in r.receipts]),
+                encoding.encode(sorted([k, v] for k, v in r.writes.items())),
+                list(r.writes),
+            )
+        )
     assert outs[0] == outs[1]
 
 
 # --- the encoding fast path --------------------------------------------------------------------
 
 scalars = st.one_of(
-    st.integers(-(2**63), 2**64 - 1), st.binary(max_size=300), st.text(max_size=300), st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.binary(max_size=300),
+    st.text(max_size=300),
+    st.booleans(),
     st.none(),
 )
 
 
-@given(st.one_of(scalars, st.lists(scalars, max_size=5), st.dictionaries(st.text(max_size=5), scalars)))
+@given(
+    st.one_of(scalars, st.lists(scalars, max_size=5), st.dictionaries(st.text(max_size=5), scalars))
+)
 def test_state_value_fast_path_is_canonical(v: Any) -> None:
     assert _encode_value(v) == encoding.encode(v)
 
@@ -700,8 +815,15 @@ def test_receipts_are_in_canonical_shape() -> None:
     import msgpack
 
     rt, st = fresh()
-    r = run(rt, st, [tx(ALICE, "transfer", {"to": BOB.address, "amount": 2}, 0, contract="token"),
-                     tx(ALICE, "typed", {**GOOD, "m": {"z": 1, "a": [2]}}, 1), tx(ALICE, "boom", {}, 2)])
+    r = run(
+        rt,
+        st,
+        [
+            tx(ALICE, "transfer", {"to": BOB.address, "amount": 2}, 0, contract="token"),
+            tx(ALICE, "typed", {**GOOD, "m": {"z": 1, "a": [2]}}, 1),
+            tx(ALICE, "boom", {}, 2),
+        ],
+    )
     for rc in r.receipts:
         assert msgpack.packb(rc.to_obj()) == encoding.encode(rc.to_obj())
     assert list(r.receipts[0].events[0].data) == ["amount", "from", "to"]
@@ -714,8 +836,20 @@ def test_receipts_of_every_kind_encode_canonically() -> None:
     rt, st = fresh()
     txs = [
         tx(ALICE, "put", {"key": "a", "value": 7}, 0),
-        tx(ALICE, "typed", {"i": -5, "s": "é", "b": b"\x00", "flag": True, "xs": [3, [1, "x"]],
-                            "m": {"z": 1, "a": {"y": b"", "b": None}}, "maybe": None}, 1),
+        tx(
+            ALICE,
+            "typed",
+            {
+                "i": -5,
+                "s": "é",
+                "b": b"\x00",
+                "flag": True,
+                "xs": [3, [1, "x"]],
+                "m": {"z": 1, "a": {"y": b"", "b": None}},
+                "maybe": None,
+            },
+            1,
+        ),
         tx(ALICE, "put_then_fail", {"key": "b"}, 2),
         tx(ALICE, "boom", {}, 3),
         tx(ALICE, "pay", {"to": BOB.address, "amount": 1}, 4),
@@ -736,7 +870,9 @@ def test_token_balances_without_the_token_contract_are_refused() -> None:
     g = make_genesis(1)
     data = g.model_dump(mode="json")
     data["contracts"] = [c for c in data["contracts"] if c["name"] != "token"]
-    data["token"] = TokenGenesis(authority=ALICE.address.hex(), balances={BOB.address.hex(): 5}).model_dump(mode="json")
+    data["token"] = TokenGenesis(
+        authority=ALICE.address.hex(), balances={BOB.address.hex(): 5}
+    ).model_dump(mode="json")
     with pytest.raises(ValidationError, match="no 'token' contract"):
         Genesis.model_validate(data)
     data["token"]["balances"] = {}

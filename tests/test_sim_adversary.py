@@ -91,7 +91,10 @@ def test_exhaustive_mode_finds_the_fork_of_the_old_rule() -> None:
     assert report.first is not None and report.violations >= report.forks
     # The reproducer replays: the same index gives the same violations.
     again = exhaustive(space, start=report.first_fork["index"], limit=1, core_class=OldRuleCore)
-    assert again.first_fork is not None and again.first_fork["violations"] == report.first_fork["violations"]
+    assert (
+        again.first_fork is not None
+        and again.first_fork["violations"] == report.first_fork["violations"]
+    )
 
 
 @pytest.mark.parametrize("strategy", ["late_prepare", "split_order"])
@@ -100,7 +103,10 @@ def test_seeded_search_finds_the_fork_of_the_old_rule(strategy: str) -> None:
     assert report.forks == 1 and report.first_fork is not None, report.to_obj()
     seed = report.first_fork["seed"]
     again = search(strategy, seeds=[seed], core_class=OldRuleCore)
-    assert again.first_fork is not None and again.first_fork["violations"] == report.first_fork["violations"]
+    assert (
+        again.first_fork is not None
+        and again.first_fork["violations"] == report.first_fork["violations"]
+    )
     assert search(strategy, seeds=[seed]).violations == 0  # the real core, same schedule
 
 
@@ -113,7 +119,10 @@ def test_the_cost_model_crypto_changes_no_verdict() -> None:
         model = run_plan(space.setup(core, "model"), plan)
         bls = run_plan(space.setup(core, "bls"), plan)
         assert model.violations == bls.violations
-        assert (model.committed_heights, model.committed_heights_max) == (bls.committed_heights, bls.committed_heights_max)
+        assert (model.committed_heights, model.committed_heights_max) == (
+            bls.committed_heights,
+            bls.committed_heights_max,
+        )
     assert model.safety_violations == 0
 
 
@@ -128,7 +137,10 @@ def test_relabelling_validators_changes_no_outcome() -> None:
         a = run_plan(space.setup(OldRuleCore), space.plan(s))
         b = run_plan(space.setup(OldRuleCore), space.plan(space.canonical(s)))
         assert (a.safety_violations > 0, a.committed_heights, a.committed_heights_max) == (
-            b.safety_violations > 0, b.committed_heights, b.committed_heights_max), s
+            b.safety_violations > 0,
+            b.committed_heights,
+            b.committed_heights_max,
+        ), s
 
 
 def test_the_twin_space_forks_the_old_rule_too() -> None:
@@ -198,7 +210,9 @@ def test_held_votes_are_delivered_at_their_release_and_dropped_ones_never() -> N
     held_sim = Simulator(Setup(rounds=3).config(Plan((Hold("P", 0, every, 1.625),))))
     held = held_sim.run()
     assert isinstance(held_sim.network, Scheduler) and held_sim.network.held > 0
-    dropped_sim = Simulator(Setup(rounds=3).config(Plan((Hold("P", 0, every, NEVER), Hold("P", 1, every, NEVER)))))
+    dropped_sim = Simulator(
+        Setup(rounds=3).config(Plan((Hold("P", 0, every, NEVER), Hold("P", 1, every, NEVER))))
+    )
     dropped = dropped_sim.run()
     assert held.safety_violations == dropped.safety_violations == 0
     net = dropped_sim.network
@@ -276,7 +290,10 @@ def test_cli_adversary_prints_one_json_line(capsys: pytest.CaptureFixture[str]) 
     assert len(out) == 1
     data = json.loads(out[0])
     assert data["schedules"] == 3 and data["violations"] == 0 and data["first_violation"] is None
-    assert main(["sim", "--adversary", "exhaustive", "--schedules", "2", "--start", "10", "--twins"]) == 0
+    assert (
+        main(["sim", "--adversary", "exhaustive", "--schedules", "2", "--start", "10", "--twins"])
+        == 0
+    )
     data = json.loads(capsys.readouterr().out.strip())
     assert data["schedules"] == 2 and data["space_size"] == 1800 and data["twins"] is True
     assert main(["sim", "--adversary", "exhaustive", "--p-releases", "now,soon"]) == 2

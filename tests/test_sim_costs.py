@@ -53,7 +53,9 @@ def test_verification_cost_grows_with_signer_count() -> None:
     assert all_ == pytest.approx(MEASURED.fixed_us + MEASURED.per_signer_us * N)
     # Counts above 1 (merged overlapping aggregates) take the slower weighted path.
     weighted = _charge(m, _aggregate(inner, list(range(N)), counts=2))
-    assert weighted == pytest.approx(MEASURED.weighted_fixed_us + MEASURED.per_weighted_signer_us * N)
+    assert weighted == pytest.approx(
+        MEASURED.weighted_fixed_us + MEASURED.per_weighted_signer_us * N
+    )
     assert weighted > all_
     assert m.checks == 4
 
@@ -73,7 +75,14 @@ def test_metering_changes_no_verdict() -> None:
     inner = CostModelCrypto(N)
     m = MeteredCrypto(inner, MEASURED)
     agg = _aggregate(inner, [1, 2, 3])
-    bad = Aggregate(agg.height, agg.round, agg.phase, agg.block_hash, agg.counts, inner.add(agg.signature, agg.signature))
+    bad = Aggregate(
+        agg.height,
+        agg.round,
+        agg.phase,
+        agg.block_hash,
+        agg.counts,
+        inner.add(agg.signature, agg.signature),
+    )
     assert not bad.verify(m, CHAIN)
     assert not m.verify(0, b"m", inner.signer(1).sign(b"m"))
     assert m.verify(1, b"m", inner.signer(1).sign(b"m"))
@@ -89,7 +98,9 @@ def test_verify_cost_parsing_rejects_bad_input() -> None:
             parse_verify_cost(bad)
 
 
-def test_cli_rejects_a_bad_cost_model_with_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rejects_a_bad_cost_model_with_a_clear_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from accord.cli.main import main
 
     assert main(["sim", "--nodes", "4", "--rounds", "1", "--verify-cost", "cheap", "--json"]) == 2
@@ -141,8 +152,19 @@ def test_bandwidth_serialises_sends_on_the_uplink() -> None:
 def _spread(block_txs: int, nodes: int = 4, **kw: object) -> SimResult:
     # Fixed rounds, so only the block's size differs; a stage I long enough for any of these
     # blocks to arrive before validators prepare.
-    cfg = {"nodes": nodes, "rounds": 3, "seed": 2, "latency_ms": 20, "jitter": 0.0, "tail": 0.0, "round_ms": 3000,
-           "stage2_ms": 1500, "bandwidth_mbps": 10.0, "block_txs": block_txs, **kw}
+    cfg = {
+        "nodes": nodes,
+        "rounds": 3,
+        "seed": 2,
+        "latency_ms": 20,
+        "jitter": 0.0,
+        "tail": 0.0,
+        "round_ms": 3000,
+        "stage2_ms": 1500,
+        "bandwidth_mbps": 10.0,
+        "block_txs": block_txs,
+        **kw,
+    }
     return simulate(SimConfig(**cfg))
 
 
@@ -164,7 +186,10 @@ def test_gossip_of_big_blocks_costs_bandwidth_too() -> None:
     kw = {"broadcast_max": 4, "round_ms": 8000, "stage2_ms": 4000}
     small, big = _spread(4, nodes=12, **kw), _spread(400, nodes=12, **kw)
     assert small.safety_violations == big.safety_violations == 0
-    assert big.committed_heights >= 2 and small.committed_heights >= 2, (small.summary(), big.summary())
+    assert big.committed_heights >= 2 and small.committed_heights >= 2, (
+        small.summary(),
+        big.summary(),
+    )
     # Gossip hops each add the copies' serialisation: several hops of ~80-240 ms.
     assert big.percentile(50, big.spread_s) > small.percentile(50, small.spread_s) + 0.2
 
@@ -184,7 +209,11 @@ def test_cost_model_is_off_by_default() -> None:
     assert (c.verify_cost, c.bandwidth_mbps, c.block_txs) == ("", 0.0, 0)
     r = simulate(SimConfig(nodes=4, rounds=2))
     s = r.summary()
-    assert s["block_bytes"] == 0 and s["uplink_mb_per_node_per_round"] == 0 and s["verify_cost"] == "off"
+    assert (
+        s["block_bytes"] == 0
+        and s["uplink_mb_per_node_per_round"] == 0
+        and s["verify_cost"] == "off"
+    )
     json.dumps(s)
 
 
@@ -194,10 +223,20 @@ def test_signer_count_costs_slow_agreement_in_gossip_mode() -> None:
     120 validators the measured per-signer part is below a millisecond, within what other
     scheduling differences move the median; 100 us per signer makes the effect the point.)"""
     base = dict(nodes=120, rounds=2, seed=1, latency_ms=50, broadcast_max=16)
-    flat = simulate(SimConfig(**base, verify_cost=f"{MEASURED.fixed_us},0,{MEASURED.weighted_fixed_us},0,"
-                                                  f"{MEASURED.single_us}"))
-    by_signers = simulate(SimConfig(**base, verify_cost=f"{MEASURED.fixed_us},100,{MEASURED.weighted_fixed_us},100,"
-                                                        f"{MEASURED.single_us}"))
+    flat = simulate(
+        SimConfig(
+            **base,
+            verify_cost=f"{MEASURED.fixed_us},0,{MEASURED.weighted_fixed_us},0,"
+            f"{MEASURED.single_us}",
+        )
+    )
+    by_signers = simulate(
+        SimConfig(
+            **base,
+            verify_cost=f"{MEASURED.fixed_us},100,{MEASURED.weighted_fixed_us},100,"
+            f"{MEASURED.single_us}",
+        )
+    )
     assert flat.safety_violations == by_signers.safety_violations == 0
     assert flat.committed_heights >= 1 and by_signers.committed_heights >= 1
     assert by_signers.percentile(50) > flat.percentile(50)
@@ -207,7 +246,9 @@ def test_a_restarted_node_gets_its_exact_safety_state_back_with_big_blocks() -> 
     """Persisted states are kept without a copy of the locked block; the bytes come back whole."""
     from accord.consensus import SafetyState
 
-    sim = Simulator(SimConfig(nodes=4, rounds=2, latency_ms=20, block_txs=200, crashes=[(1, 150, 400)]))
+    sim = Simulator(
+        SimConfig(nodes=4, rounds=2, latency_ms=20, block_txs=200, crashes=[(1, 150, 400)])
+    )
     seen: list[bytes] = []
     store = sim._store
 
@@ -221,11 +262,15 @@ def test_a_restarted_node_gets_its_exact_safety_state_back_with_big_blocks() -> 
     nd = sim.nodes[0]
     kept = nd.persisted + (b"" if nd.persisted_block is None else nd.persisted_block.encode())
     assert nd.persisted is not None and kept in seen
-    assert any(x.persisted_block is not None for x in sim.nodes)  # a lock on a 50 KB block was kept lean
+    assert any(
+        x.persisted_block is not None for x in sim.nodes
+    )  # a lock on a 50 KB block was kept lean
     SafetyState.decode(kept, 4)
 
 
-def test_plot_redraws_saved_runs_with_both_latencies(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plot_redraws_saved_runs_with_both_latencies(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
     from pathlib import Path
 
     from accord.cli.main import main
@@ -233,7 +278,9 @@ def test_plot_redraws_saved_runs_with_both_latencies(tmp_path: object, capsys: p
     d = Path(str(tmp_path))
     rows = []
     for n in (4, 8):
-        assert main(["sim", "--nodes", str(n), "--rounds", "2", "--latency-ms", "20", "--json"]) == 0
+        assert (
+            main(["sim", "--nodes", str(n), "--rounds", "2", "--latency-ms", "20", "--json"]) == 0
+        )
         rows.append(capsys.readouterr().out.strip())
     (d / "rows.jsonl").write_text("\n".join(rows) + "\n")
     assert main(["sim", "--plot", str(d / "p.png"), "--rows", str(d / "rows.jsonl")]) == 0

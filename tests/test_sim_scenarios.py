@@ -48,8 +48,15 @@ def test_tickets_first_leaves_one_build_per_block() -> None:
 def test_a_leader_that_announces_and_goes_silent_costs_no_height(seed: int) -> None:
     """``ticket_only``: the Byzantine leader announces its winning tickets (and forged ones)
     and never proposes; the honest leaders that stood back build in time."""
-    r = _run(nodes=4, byzantine=1, strategy="ticket_only", rounds=20, latency_ms=20, ticket_wait_ms=30,
-             seed=seed)
+    r = _run(
+        nodes=4,
+        byzantine=1,
+        strategy="ticket_only",
+        rounds=20,
+        latency_ms=20,
+        ticket_wait_ms=30,
+        seed=seed,
+    )
     assert r.safety_violations == 0, r.violations
     assert r.committed_heights == 20, r.summary()
     assert r.stats["bad_signature"] > 0
@@ -62,8 +69,17 @@ def test_a_silent_announced_leader_costs_little_when_blocks_are_slow() -> None:
     about the rounds in which the silent leader is the only one (71 here)."""
     heights = []
     for seed in range(4):
-        r = _run(nodes=4, byzantine=1, strategy="ticket_only", rounds=20, latency_ms=20, ticket_wait_ms=30,
-                 seed=seed, exec_ms=300, round_ms=1000)
+        r = _run(
+            nodes=4,
+            byzantine=1,
+            strategy="ticket_only",
+            rounds=20,
+            latency_ms=20,
+            ticket_wait_ms=30,
+            seed=seed,
+            exec_ms=300,
+            round_ms=1000,
+        )
         assert r.safety_violations == 0, r.violations
         heights.append(r.committed_heights)
     assert sum(heights) >= 66, heights
@@ -78,8 +94,10 @@ def test_twins_really_equivocate_yet_safety_holds() -> None:
     twins = [nd for nd in sim.nodes if nd.strategy == "twins"]
     assert len(twins) == 6 and len({nd.index for nd in twins}) == 3
     # Each twin hears only its half of the network, so the pair disagrees somewhere.
-    assert any(a.core.safety.encode() != b.core.safety.encode() or a.chain != b.chain
-               for a, b in zip(twins[::2], twins[1::2], strict=True))
+    assert any(
+        a.core.safety.encode() != b.core.safety.encode() or a.chain != b.chain
+        for a, b in zip(twins[::2], twins[1::2], strict=True)
+    )
 
 
 def test_equivocating_leader_cannot_split_honest_validators() -> None:
@@ -95,7 +113,9 @@ def test_crash_and_restart_mid_batch_never_double_votes() -> None:
     # round without a live leader (no vote to persist) cannot use up the window.
     for seed in range(8):
         crashes = [(i, 300 + 170 * i + 37 * seed, 1200 + 170 * i + 53 * seed) for i in range(3)]
-        r = _run(nodes=7, byzantine=0, seed=seed, crashes=crashes, rounds=14, round_ms=400, stage2_ms=250)
+        r = _run(
+            nodes=7, byzantine=0, seed=seed, crashes=crashes, rounds=14, round_ms=400, stage2_ms=250
+        )
         assert r.safety_violations == 0, r.violations
         assert r.stats["crashes"] == 3  # each crash hit right after a Persist
         assert r.committed_heights >= 4
@@ -106,15 +126,32 @@ def test_the_checker_catches_double_votes_of_an_amnesic_restart() -> None:
     found = 0
     for seed in range(10):
         crashes = [(i, 320 + 7 * seed, 330 + 7 * seed) for i in range(2)]
-        r = _run(nodes=4, seed=seed, crashes=crashes, rounds=3, round_ms=400, stage2_ms=250, amnesia=True,
-                 latency_ms=20)
+        r = _run(
+            nodes=4,
+            seed=seed,
+            crashes=crashes,
+            rounds=3,
+            round_ms=400,
+            stage2_ms=250,
+            amnesia=True,
+            latency_ms=20,
+        )
         found += r.safety_violations
     assert found > 0
 
 
 def test_same_seed_gives_byte_identical_chains() -> None:
-    kw = dict(nodes=10, byzantine=3, strategy="mixed", loss=0.05, duplicate=0.05, drift_ms=20,
-              partition="adaptive", rounds=12, seed=42)
+    kw = dict(
+        nodes=10,
+        byzantine=3,
+        strategy="mixed",
+        loss=0.05,
+        duplicate=0.05,
+        drift_ms=20,
+        partition="adaptive",
+        rounds=12,
+        seed=42,
+    )
     a, b = _run(**kw), _run(**kw)
     assert a.chain_digest == b.chain_digest and a.honest_chains == b.honest_chains
     assert a.summary() == b.summary()
@@ -123,7 +160,9 @@ def test_same_seed_gives_byte_identical_chains() -> None:
 
 
 def test_real_bls_network_commits_with_bitmap_certificates() -> None:
-    sim = Simulator(SimConfig(nodes=4, byzantine=1, strategy="bad_signature", rounds=6, crypto="bls", seed=5))
+    sim = Simulator(
+        SimConfig(nodes=4, byzantine=1, strategy="bad_signature", rounds=6, crypto="bls", seed=5)
+    )
     r = sim.run()
     assert r.safety_violations == 0, r.violations
     assert r.committed_heights >= 3
@@ -133,7 +172,9 @@ def test_real_bls_network_commits_with_bitmap_certificates() -> None:
 
 
 def test_gossip_mode_at_a_few_hundred_validators() -> None:
-    r = _run(nodes=200, byzantine=20, strategy="mixed", rounds=3, latency_ms=100, verify_ms=0.5, seed=1)
+    r = _run(
+        nodes=200, byzantine=20, strategy="mixed", rounds=3, latency_ms=100, verify_ms=0.5, seed=1
+    )
     assert r.safety_violations == 0, r.violations
     assert r.committed_heights >= 2
     assert r.percentile(50) is not None
@@ -142,12 +183,20 @@ def test_gossip_mode_at_a_few_hundred_validators() -> None:
 def test_cli_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
     from accord.cli.main import main
 
-    assert main(["sim", "--nodes", "7", "--byzantine", "2", "--rounds", "5", "--seed", "1", "--json"]) == 0
+    assert (
+        main(["sim", "--nodes", "7", "--byzantine", "2", "--rounds", "5", "--seed", "1", "--json"])
+        == 0
+    )
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1
     data = json.loads(out[0])
-    for key in ("committed_heights", "safety_violations", "agreement_s_p50", "agreement_s_p99",
-                "messages_per_node_per_round"):
+    for key in (
+        "committed_heights",
+        "safety_violations",
+        "agreement_s_p50",
+        "agreement_s_p99",
+        "messages_per_node_per_round",
+    ):
         assert key in data
     assert data["safety_violations"] == 0 and data["committed_heights"] >= 2
 
@@ -158,8 +207,16 @@ def test_locks_diverge_under_adaptive_partitions_and_liveness_returns_after_heal
     every honest validator commit again."""
     reproposals = 0
     for seed in range(6):
-        r = _run(nodes=10, byzantine=3, strategy="withhold", partition="adaptive", seed=seed, rounds=15,
-                 loss=0.05, drift_ms=15)
+        r = _run(
+            nodes=10,
+            byzantine=3,
+            strategy="withhold",
+            partition="adaptive",
+            seed=seed,
+            rounds=15,
+            loss=0.05,
+            drift_ms=15,
+        )
         assert r.safety_violations == 0, r.violations
         assert r.heights_after_heal >= 2, r.summary()
         reproposals += r.stats.get("repropose", 0)
@@ -169,8 +226,17 @@ def test_locks_diverge_under_adaptive_partitions_and_liveness_returns_after_heal
 def test_real_bls_gossip_mode_with_weighted_aggregates() -> None:
     """Gossip mode (forced for 7 validators) with real BLS: overlapping aggregates are merged
     with per-signer counts and verified as weighted sums; every stored certificate verifies."""
-    sim = Simulator(SimConfig(nodes=7, byzantine=2, strategy="bad_signature", rounds=4, crypto="bls",
-                              broadcast_max=2, seed=2))
+    sim = Simulator(
+        SimConfig(
+            nodes=7,
+            byzantine=2,
+            strategy="bad_signature",
+            rounds=4,
+            crypto="bls",
+            broadcast_max=2,
+            seed=2,
+        )
+    )
     r = sim.run()
     assert r.safety_violations == 0, r.violations  # the checker verified every certificate
     assert r.committed_heights >= 2
@@ -183,13 +249,30 @@ def test_blocks_slower_than_their_round_commit_through_late_prepares() -> None:
     rounds (late prepares) commit it anyway; without them no height committed in these runs
     (0 of 20 rounds, measured on the core before late prepares)."""
     for exec_ms, heights in ((600, 8), (800, 4)):
-        r = _run(nodes=4, rounds=20, latency_ms=20, round_ms=1000, stage2_ms=500, ticket_wait_ms=30,
-                 exec_ms=exec_ms)
+        r = _run(
+            nodes=4,
+            rounds=20,
+            latency_ms=20,
+            round_ms=1000,
+            stage2_ms=500,
+            ticket_wait_ms=30,
+            exec_ms=exec_ms,
+        )
         assert r.safety_violations == 0, r.violations
         assert r.committed_heights >= heights, r.summary()
         assert r.stats["late_prepare"] > 0 and r.stats["skipped_builds"] > 0
-    quick = _run(nodes=4, rounds=20, latency_ms=20, round_ms=1000, stage2_ms=500, ticket_wait_ms=30, exec_ms=100)
-    assert quick.committed_heights == 20 and "late_prepare" not in quick.stats  # blocks that fit need none
+    quick = _run(
+        nodes=4,
+        rounds=20,
+        latency_ms=20,
+        round_ms=1000,
+        stage2_ms=500,
+        ticket_wait_ms=30,
+        exec_ms=100,
+    )
+    assert (
+        quick.committed_heights == 20 and "late_prepare" not in quick.stats
+    )  # blocks that fit need none
 
 
 @pytest.mark.parametrize("strategy", ["equivocate", "double_vote", "twins"])
@@ -197,7 +280,19 @@ def test_late_prepares_stay_safe_against_byzantine_validators(strategy: str) -> 
     """Slow blocks (0.6 of a round to build and to validate) make most P votes late ones;
     with 2 of 7 validators Byzantine, no two honest validators commit different blocks and
     none signs two votes for one (round, phase)."""
-    r = _run(nodes=7, byzantine=2, strategy=strategy, rounds=16, seed=5, loss=0.02, duplicate=0.05,
-             drift_ms=10, round_ms=1000, stage2_ms=500, ticket_wait_ms=30, exec_ms=600)
+    r = _run(
+        nodes=7,
+        byzantine=2,
+        strategy=strategy,
+        rounds=16,
+        seed=5,
+        loss=0.02,
+        duplicate=0.05,
+        drift_ms=10,
+        round_ms=1000,
+        stage2_ms=500,
+        ticket_wait_ms=30,
+        exec_ms=600,
+    )
     assert r.safety_violations == 0, r.violations
     assert r.stats["late_prepare"] > 0

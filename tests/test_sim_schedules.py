@@ -29,10 +29,16 @@ def schedule(seed: int) -> SimConfig:
     f = (n - 1) // 3
     byz = rng.choice([f, f, rng.randint(0, f)])
     cfg = SimConfig(
-        nodes=n, byzantine=byz, strategy=rng.choice((*STRATEGIES, "mixed")), seed=seed, rounds=ROUNDS,
+        nodes=n,
+        byzantine=byz,
+        strategy=rng.choice((*STRATEGIES, "mixed")),
+        seed=seed,
+        rounds=ROUNDS,
         partition=rng.choice(["none", "split", "isolate", "adaptive"]),
-        loss=rng.choice([0.0, 0.02, 0.1]), duplicate=rng.choice([0.0, 0.05]),
-        drift_ms=rng.choice([0.0, 10.0, 25.0]), latency_ms=rng.choice([20.0, 50.0, 100.0]),
+        loss=rng.choice([0.0, 0.02, 0.1]),
+        duplicate=rng.choice([0.0, 0.05]),
+        drift_ms=rng.choice([0.0, 10.0, 25.0]),
+        latency_ms=rng.choice([20.0, 50.0, 100.0]),
     )
     # Half the schedules have leaders announce tickets before building (ticket_wait_ms).
     cfg.ticket_wait_ms = int(cfg.latency_ms / 2) if rng.random() < 0.5 else 0

@@ -34,7 +34,9 @@ def _served(store: Store, out: Path) -> tuple[snap.Manifest, dict[int, bytes]]:
     return m, {i: snap.read_chunk(out, m.height, i) or b"" for i in range(len(m.cells))}
 
 
-def test_snapshot_roundtrip_installs_the_same_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_snapshot_roundtrip_installs_the_same_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(snap, "MAX_CHUNK_ENTRIES", 64)  # many cells, several split levels
     rng = random.Random(1)
     with Store(tmp_path / "src", sync=False) as src:
@@ -94,7 +96,9 @@ def _tampered(raw: bytes, how: str) -> bytes:
 
 
 @pytest.mark.parametrize("how", ["value", "truncated", "swapped", "foreign", "bytes"])
-def test_a_tampered_chunk_is_refused(tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_tampered_chunk_is_refused(
+    tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(snap, "MAX_CHUNK_ENTRIES", 64)
     with Store(tmp_path / "src", sync=False) as src:
         make_chain(src, 2, 1000, random.Random(2))
@@ -113,24 +117,49 @@ def test_a_manifest_that_does_not_match_its_certified_root_is_refused(tmp_path: 
     c = cells[0]
     lies = [
         # a cell's hash changed (as a liar would to pass off other entries)
-        snap.Manifest(m.block, m.certificate, m.receipts,
-                      (snap.Cell(c.depth, c.prefix, c.count, bytes(32)), *cells[1:])),
+        snap.Manifest(
+            m.block,
+            m.certificate,
+            m.receipts,
+            (snap.Cell(c.depth, c.prefix, c.count, bytes(32)), *cells[1:]),
+        ),
         # a cell left out (its entries never fetched)
         snap.Manifest(m.block, m.certificate, m.receipts, tuple(cells[:-1] or [])),
         # a genuine certificate, another block's header (wrong root)
-        snap.Manifest(Block(Header(GENESIS.chain_id, m.height, 0, ZERO_HASH, merkle.EMPTY_TX_ROOT,
-                                   bytes(range(32)), 0, 0, 0), ()), m.certificate, m.receipts, m.cells),
+        snap.Manifest(
+            Block(
+                Header(
+                    GENESIS.chain_id,
+                    m.height,
+                    0,
+                    ZERO_HASH,
+                    merkle.EMPTY_TX_ROOT,
+                    bytes(range(32)),
+                    0,
+                    0,
+                    0,
+                ),
+                (),
+            ),
+            m.certificate,
+            m.receipts,
+            m.cells,
+        ),
     ]
     for lie in lies:
         with pytest.raises(snap.SnapshotInvalid):
             snap.verify_manifest(snap.Manifest.decode(lie.encode()), _verify_cert)
-    forged = certify(m.block.header, [bls.demo_secret(f"outsider-{i}") for i in range(4)], [0, 1, 2])
+    forged = certify(
+        m.block.header, [bls.demo_secret(f"outsider-{i}") for i in range(4)], [0, 1, 2]
+    )
     with pytest.raises(snap.SnapshotInvalid):
         snap.verify_manifest(snap.Manifest(m.block, forged, m.receipts, m.cells), _verify_cert)
     snap.verify_manifest(m, _verify_cert)  # the genuine one passes
 
 
-def test_an_interrupted_install_leaves_nothing_half_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_install_leaves_nothing_half_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(snap, "MAX_CHUNK_ENTRIES", 64)
     with Store(tmp_path / "src", sync=False) as src:
         make_chain(src, 2, 500, random.Random(4))
@@ -210,7 +239,9 @@ def _reachable(store: Store, heights: range) -> int:
                 assert rec is not None
                 if rec[0] == 3:
                     for nib, ch, cv in tree.node_children(rec):
-                        stack.append((ch, int.from_bytes(cv, "big"), d + 1, p | nib << (252 - 4 * d)))
+                        stack.append(
+                            (ch, int.from_bytes(cv, "big"), d + 1, p | nib << (252 - 4 * d))
+                        )
 
         store._read(read)
     return len(seen)
@@ -228,10 +259,16 @@ def test_pruned_space_is_reused(tmp_path: Path) -> None:
         assert head is not None
         parent, start = head[1], head[0] + 1
         for h in range(start, start + 30):
-            writes: dict[bytes, bytes | None] = {rng.choice(keys): b"w%d" % rng.randrange(10**9) for _ in range(200)}
+            writes: dict[bytes, bytes | None] = {
+                rng.choice(keys): b"w%d" % rng.randrange(10**9) for _ in range(200)
+            }
             update = store.compute_state_update(writes)
-            header = Header(GENESIS.chain_id, h, 0, parent, merkle.EMPTY_TX_ROOT, update.root, 0, 0, 1000 * h)
-            store.commit_block(Block(header, ()), certify(header, SECRETS, [0, 1, 2]), [], writes, update)
+            header = Header(
+                GENESIS.chain_id, h, 0, parent, merkle.EMPTY_TX_ROOT, update.root, 0, 0, 1000 * h
+            )
+            store.commit_block(
+                Block(header, ()), certify(header, SECRETS, [0, 1, 2]), [], writes, update
+            )
             parent = header.hash
             store.prune(5)
         grown = store._env.info()["last_pgno"] - pages

@@ -63,7 +63,10 @@ def test_sigkill_during_commits(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     for i in range(KILLS):
         proc = subprocess.Popen(
-            [sys.executable, str(WRITER), str(path), str(i)], stdout=subprocess.PIPE, env=env, text=True
+            [sys.executable, str(WRITER), str(path), str(i)],
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
         )
         try:
             assert proc.stdout is not None

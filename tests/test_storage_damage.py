@@ -35,8 +35,15 @@ ALICE, BOB = demo_account(0), demo_account(1)
 
 def _network(root: Path) -> Path:
     ports = free_ports(2)
-    init_network(root, validators=1, genesis_time_ms=int(time.time() * 1000), deterministic=True,
-                 ports=ports[:1], api_ports=ports[1:], demo_accounts=2)
+    init_network(
+        root,
+        validators=1,
+        genesis_time_ms=int(time.time() * 1000),
+        deterministic=True,
+        ports=ports[:1],
+        api_ports=ports[1:],
+        demo_accounts=2,
+    )
     return root / "validator-0"
 
 
@@ -45,8 +52,14 @@ async def _run_transfers(home: Path, count: int = 3) -> None:
     await node.start()
     try:
         for nonce in range(count):
-            tx = Tx.create(ALICE, chain_id=node.genesis.chain_id, contract="token", method="transfer",
-                           args={"to": BOB.address, "amount": 7}, nonce=nonce)
+            tx = Tx.create(
+                ALICE,
+                chain_id=node.genesis.chain_id,
+                contract="token",
+                method="transfer",
+                args={"to": BOB.address, "amount": 7},
+                nonce=nonce,
+            )
             h = node.submit(tx)
             deadline = time.monotonic() + 60
             while node.store.get_tx_location(h) is None:
@@ -70,8 +83,12 @@ def _balance(node: Node, who: bytes) -> object:
 
 
 def _verify_cli(home: Path) -> tuple[int, dict[str, Any]]:
-    out = subprocess.run([sys.executable, "-m", "accord.cli.main", "node", str(home), "--verify"],
-                         capture_output=True, timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "accord.cli.main", "node", str(home), "--verify"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     assert "Traceback" not in out.stderr.decode(), out.stderr.decode()
     return out.returncode, json.loads(out.stdout.decode().strip().splitlines()[-1])
 
@@ -85,12 +102,16 @@ def test_an_intact_folder_verifies(tmp_path: Path) -> None:
     assert isinstance(doc["state_entries"], int) and doc["state_entries"] >= 3
 
 
-def test_a_flipped_balance_is_refused_not_served_and_the_node_reports_unhealthy(tmp_path: Path) -> None:
+def test_a_flipped_balance_is_refused_not_served_and_the_node_reports_unhealthy(
+    tmp_path: Path,
+) -> None:
     home = _network(tmp_path / "net")
     asyncio.run(_run_transfers(home))
     with Store(home / "data", sync=False) as store:
         key, value = next((k, v) for k, v in store.iter_state() if k.endswith(BOB.address))
-    _flip(home / "data" / "data.mdb", key + value, len(key) + len(value) - 1)  # the value's last byte
+    _flip(
+        home / "data" / "data.mdb", key + value, len(key) + len(value) - 1
+    )  # the value's last byte
 
     async def main() -> None:
         node = Node.from_dir(home)
@@ -100,7 +121,11 @@ def test_a_flipped_balance_is_refused_not_served_and_the_node_reports_unhealthy(
             with pytest.raises(StorageDamaged, match="does not match the state root"):
                 _balance(node, BOB.address)  # before: a wrong balance, silently
             st = node.status()
-            assert st["healthy"] is False and st["running"] is False and "storage damaged" in st["fault"]
+            assert (
+                st["healthy"] is False
+                and st["running"] is False
+                and "storage damaged" in st["fault"]
+            )
             assert node.m_healthy.get() == 0
             assert "accord_healthy 0" in node.metrics.render()
         finally:
@@ -119,21 +144,33 @@ def test_a_flipped_head_header_stops_the_start_with_one_clear_line(tmp_path: Pat
         head = store.head()
         assert head is not None
         height = head[0]
-        raw_header = store._read(lambda t: t.get(height.to_bytes(8, "big"), db=store._db["headers"]))
+        raw_header = store._read(
+            lambda t: t.get(height.to_bytes(8, "big"), db=store._db["headers"])
+        )
     # the sortition signature's last byte: the header still decodes, but hashes otherwise
-    _flip(home / "data" / "data.mdb", height.to_bytes(8, "big") + raw_header, 8 + len(raw_header) - 1)
+    _flip(
+        home / "data" / "data.mdb", height.to_bytes(8, "big") + raw_header, 8 + len(raw_header) - 1
+    )
 
     async def main() -> None:
         node = Node.from_dir(home)
         with pytest.raises(StorageDamaged, match=f"header stored at height {height} hashes to"):
-            await node.start()  # before: it started and served a head its certificate does not cover
+            await (
+                node.start()
+            )  # before: it started and served a head its certificate does not cover
         assert not node.running
 
     asyncio.run(main())
-    out = subprocess.run([sys.executable, "-m", "accord.cli.main", "node", str(home)], capture_output=True,
-                         timeout=60, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "accord.cli.main", "node", str(home)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     err = out.stderr.decode()
-    assert out.returncode == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert out.returncode == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, (
+        err
+    )
     assert "storage_damaged" in err and "--verify" in err
     code, doc = _verify_cli(home)
     assert code == 1 and any("head" in str(p) for p in doc["problems"]), doc
@@ -164,7 +201,9 @@ def test_verify_report_on_every_single_byte_flip_of_the_head_records(tmp_path: P
 
 
 @pytest.mark.timeout(240)
-def test_a_validator_whose_state_is_damaged_halts_instead_of_looping_on_catch_up(tmp_path: Path) -> None:
+def test_a_validator_whose_state_is_damaged_halts_instead_of_looping_on_catch_up(
+    tmp_path: Path,
+) -> None:
     """One of four validators gets a flipped balance while stopped; the next certified block
     that touches it does not apply there. Before: it asked its peers for blocks again and
     again (hundreds of thousands of requests in seconds) while reporting itself running. Now
@@ -173,6 +212,7 @@ def test_a_validator_whose_state_is_damaged_halts_instead_of_looping_on_catch_up
 
     net = ThreadedNetwork(tmp_path, validators=4, round_ms=400, stage2_ms=200, name="damage-net")
     try:
+
         def wait(cond, what: str, timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
             deadline = time.monotonic() + timeout
             while not cond():
@@ -190,8 +230,14 @@ def test_a_validator_whose_state_is_damaged_halts_instead_of_looping_on_catch_up
         net.nodes[3] = victim
         net.run(victim.start())
         first = net.nodes[0]
-        tx = Tx.create(ALICE, chain_id=net.genesis.chain_id, contract="token", method="transfer",
-                       args={"to": BOB.address, "amount": 5}, nonce=first.next_nonce(ALICE.address))
+        tx = Tx.create(
+            ALICE,
+            chain_id=net.genesis.chain_id,
+            contract="token",
+            method="transfer",
+            args={"to": BOB.address, "amount": 5},
+            nonce=first.next_nonce(ALICE.address),
+        )
         first.submit(tx)
         wait(lambda: victim.fault is not None, "the damaged validator to halt")
         assert "does not apply here" in str(victim.fault)
@@ -202,7 +248,9 @@ def test_a_validator_whose_state_is_damaged_halts_instead_of_looping_on_catch_up
         asked = victim.m_sync.get()
         top = first.chain.head()[0] if first.chain else 0
         # the others go on; the halted one asks for nothing more (before: it looped)
-        wait(lambda: (first.chain.head()[0] if first.chain else 0) >= top + 3, "the others to go on")
+        wait(
+            lambda: (first.chain.head()[0] if first.chain else 0) >= top + 3, "the others to go on"
+        )
         assert victim.m_sync.get() == asked
     finally:
         net.close()

@@ -51,14 +51,21 @@ def reachable(nodes: dict[bytes, bytes], root: bytes, version: int = 0) -> set[b
 
 base_keys = st.integers(0, 400)
 ops = st.lists(
-    st.lists(st.tuples(st.integers(0, 600), st.one_of(st.none(), st.binary(max_size=6))), min_size=1, max_size=4),
-    min_size=1, max_size=8,
+    st.lists(
+        st.tuples(st.integers(0, 600), st.one_of(st.none(), st.binary(max_size=6))),
+        min_size=1,
+        max_size=4,
+    ),
+    min_size=1,
+    max_size=8,
 )
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 400), ops)
-def test_small_batches_over_a_big_tree(n: int, batches: list[list[tuple[int, bytes | None]]]) -> None:
+def test_small_batches_over_a_big_tree(
+    n: int, batches: list[list[tuple[int, bytes | None]]]
+) -> None:
     """Batches of 1-4 writes (each mostly alone in its subtree) over a tree of n entries.
 
     Single-version (the DictTree keeps version 0): the records reachable from the root
@@ -135,7 +142,11 @@ def test_chains_of_single_inner_children(one_by_one: bool) -> None:
 def test_missing_node_is_reported() -> None:
     t = DictTree()
     t.apply({b"k%d" % i: b"v" for i in range(50)})
-    some = next(k for k, r in t.nodes.items() if r[0] == merkle.STATE_NODE_PREFIX[0] and tree.record_hash(r) != t.root)
+    some = next(
+        k
+        for k, r in t.nodes.items()
+        if r[0] == merkle.STATE_NODE_PREFIX[0] and tree.record_hash(r) != t.root
+    )
     del t.nodes[some]
     with pytest.raises(StorageError):
         for i in range(50):
@@ -152,8 +163,13 @@ def test_repeated_transactions_are_refused(tmp_path: Path) -> None:
     rs = [Receipt(t.hash, True, 1) for t in twice]
     from dataclasses import replace
 
-    hdr = replace(nb.header, tx_count=2,
-                  tx_root=merkle.merkle_root([merkle.tx_leaf(t.hash, r.hash) for t, r in zip(twice, rs, strict=True)]))
+    hdr = replace(
+        nb.header,
+        tx_count=2,
+        tx_root=merkle.merkle_root(
+            [merkle.tx_leaf(t.hash, r.hash) for t, r in zip(twice, rs, strict=True)]
+        ),
+    )
     before = dict(store.iter_state()), store.head(), store.stats()
     with pytest.raises(StorageError, match="committed before"):
         store.commit_block(Block(hdr, twice), None, rs, {b"b": b"2"}, up)
@@ -175,7 +191,9 @@ def test_repeated_transactions_are_refused(tmp_path: Path) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 300), ops, st.integers(0, 3))
-def test_versioned_updates_and_history(n: int, batches: list[list[tuple[int, bytes | None]]], gap: int) -> None:
+def test_versioned_updates_and_history(
+    n: int, batches: list[list[tuple[int, bytes | None]]], gap: int
+) -> None:
     """One version per batch (as the store does per block): roots match the reference,
     every new record is keyed at its batch's version, and proofs work under every old root
     from the version its root is stored at."""
@@ -189,7 +207,9 @@ def test_versioned_updates_and_history(n: int, batches: list[list[tuple[int, byt
         writes = {b"k%d" % i: v for i, v in batch}
         base_version = version
         version += 1 + gap  # versions only grow; heights without writes leave gaps
-        root, new = tree.compute_update(nodes.get, root, writes, version=version, root_version=history[-1][1])
+        root, new = tree.compute_update(
+            nodes.get, root, writes, version=version, root_version=history[-1][1]
+        )
         assert all(k[:8] == tree.version_bytes(version) for k in new)
         assert list(new) == sorted(new)  # post-order emission is key order
         assert not set(new) & set(nodes)  # append-only: nothing overwritten
@@ -259,9 +279,13 @@ def test_paths_sharing_more_than_16_nibbles() -> None:
     from .support.merkle_ref import _ref
 
     base = bytes.fromhex("ab" * 10) + bytes(22)  # 20 shared nibbles, then they differ
-    paths = sorted([base, base[:10] + b"\x01" + base[11:], base[:10] + b"\xf0" + base[11:], bytes(32)])
+    paths = sorted(
+        [base, base[:10] + b"\x01" + base[11:], base[:10] + b"\xf0" + base[11:], bytes(32)]
+    )
     vhs = [hashlib.sha256(b"%d" % i).digest() for i in range(len(paths))]
-    recs: list[bytes | None] = [merkle.STATE_LEAF_PREFIX + p + vh + b"v" for p, vh in zip(paths, vhs, strict=True)]
+    recs: list[bytes | None] = [
+        merkle.STATE_LEAF_PREFIX + p + vh + b"v" for p, vh in zip(paths, vhs, strict=True)
+    ]
     up = tree._Updater({}.get, paths, recs, tree.version_bytes(7))
     root, ver = up.build(0, 0, len(paths))
     assert root == _ref(list(zip(paths, vhs, strict=True)), 0)

@@ -29,7 +29,9 @@ def _flip_p_round(data: Path, raw: bytes, s: SafetyState) -> int:
 def test_a_flipped_vote_round_is_refused_and_reported(tmp_path: Path) -> None:
     """Old code: get_safety returned the damaged record (p_round 732) and verify found nothing."""
     data = tmp_path / "data"
-    s = SafetyState(p_round=733, p_height=5, p_hash=b"\x11" * 32, c_round=730, c_height=5, c_hash=b"\x22" * 32)
+    s = SafetyState(
+        p_round=733, p_height=5, p_hash=b"\x11" * 32, c_round=730, c_height=5, c_hash=b"\x22" * 32
+    )
     raw = s.encode()
     with Store(data) as st:
         st.put_safety(SAFETY_KEY, raw)

@@ -78,17 +78,31 @@ def test_refused_commits_write_nothing(tmp_path: Path) -> None:
         (with_header(height=h.height - 1), None, receipts, {b"c": b"3"}, update),
         (with_header(parent_hash=b"\x01" * 32), None, receipts, {b"c": b"3"}, update),
         (with_header(state_root=b"\x01" * 32), None, receipts, {b"c": b"3"}, update),
-        (block, cert, receipts, {b"c": b"4"}, update),               # writes differ from the update
-        (block, cert, receipts, {b"c": b"4"}, other),                # root differs from the header
-        (block, cert, receipts[:1], {b"c": b"3"}, update),           # receipts missing
-        (block, cert, receipts[::-1], {b"c": b"3"}, update),         # receipts out of order
+        (block, cert, receipts, {b"c": b"4"}, update),  # writes differ from the update
+        (block, cert, receipts, {b"c": b"4"}, other),  # root differs from the header
+        (block, cert, receipts[:1], {b"c": b"3"}, update),  # receipts missing
+        (block, cert, receipts[::-1], {b"c": b"3"}, update),  # receipts out of order
         (with_header(tx_root=b"\x02" * 32), None, receipts, {b"c": b"3"}, update),
-        (block, Certificate(h.height, 0, 2, b"\x03" * 32, b"", b""), receipts, {b"c": b"3"}, update),
+        (
+            block,
+            Certificate(h.height, 0, 2, b"\x03" * 32, b"", b""),
+            receipts,
+            {b"c": b"3"},
+            update,
+        ),
     ]
     # a transaction committed before
     old_tx_block = Block(block.header, (store.get_block(1).txs[0], block.txs[1]))  # type: ignore[union-attr]
     old_receipts = [Receipt(t.hash, True, 1) for t in old_tx_block.txs]
-    old_hdr = replace(h, tx_root=merkle.merkle_root([merkle.tx_leaf(t.hash, r.hash) for t, r in zip(old_tx_block.txs, old_receipts, strict=True)]))
+    old_hdr = replace(
+        h,
+        tx_root=merkle.merkle_root(
+            [
+                merkle.tx_leaf(t.hash, r.hash)
+                for t, r in zip(old_tx_block.txs, old_receipts, strict=True)
+            ]
+        ),
+    )
     refused.append((Block(old_hdr, old_tx_block.txs), None, old_receipts, {b"c": b"3"}, update))
     for args in refused:
         with pytest.raises(StorageError):
@@ -147,7 +161,9 @@ def test_map_grows(tmp_path: Path) -> None:
     start = store.map_size
     state: dict[bytes, bytes] = {}
     for b in range(6):
-        writes: dict[bytes, bytes | None] = {b"key %d %d" % (b, i): bytes(200) + b"%d" % i for i in range(400)}
+        writes: dict[bytes, bytes | None] = {
+            b"key %d %d" % (b, i): bytes(200) + b"%d" % i for i in range(400)
+        }
         state.update(writes)  # type: ignore[arg-type]
         commit(store, writes)
     assert store.map_size > start
@@ -201,7 +217,9 @@ def test_reads_from_other_threads_while_writing(tmp_path: Path) -> None:
         t.start()
     for i in range(1, 60):
         writes: dict[bytes, bytes | None] = {b"counter": b"%d" % i}
-        writes.update({b"fill %d %d" % (i, j): bytes(100) for j in range(50)})  # forces map growth too
+        writes.update(
+            {b"fill %d %d" % (i, j): bytes(100) for j in range(50)}
+        )  # forces map growth too
         commit(store, writes)
     stop.set()
     for t in threads:
@@ -217,7 +235,9 @@ def test_proofs_against_unknown_root_and_deep_history(tmp_path: Path) -> None:
     states: list[tuple[bytes, dict[bytes, bytes]]] = []
     state: dict[bytes, bytes] = {}
     for h in range(8):
-        writes: dict[bytes, bytes | None] = {b"k%d" % i: b"%d/%d" % (h, i) for i in range(h, h + 30)}
+        writes: dict[bytes, bytes | None] = {
+            b"k%d" % i: b"%d/%d" % (h, i) for i in range(h, h + 30)
+        }
         writes.update({b"k%d" % i: None for i in range(h)})  # deletes move leaves up the tree
         for k, v in writes.items():
             if v is None:

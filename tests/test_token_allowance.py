@@ -40,8 +40,7 @@ class Guestbook(Contract):
         # 1. pull from the signer straight to the attacker (the old origin exception)
         for owner in (ctx.origin, ctx.sender):
             try:
-                ctx.call("token", "transfer_from", owner=owner, to=MALLORY.address,
-                         amount=balance)
+                ctx.call("token", "transfer_from", owner=owner, to=MALLORY.address, amount=balance)
                 stolen.append("transfer_from")
             except Exception:  # noqa: BLE001 - a refused pull is what we want to see
                 pass
@@ -58,8 +57,10 @@ CONTRACTS = {**BUILTINS, "guestbook": Guestbook}
 
 
 def genesis() -> Genesis:
-    entries = [*builtin_contract_entries(),
-               ContractEntry(name="guestbook", code_hash=code_hash(Guestbook).hex())]
+    entries = [
+        *builtin_contract_entries(),
+        ContractEntry(name="guestbook", code_hash=code_hash(Guestbook).hex()),
+    ]
     return make_genesis(1, balances={ALICE.address.hex(): 1_000}, contracts=entries)
 
 
@@ -73,8 +74,9 @@ class Ledger:
 
     def send(self, key: AccountKey, contract: str, method: str, **args: Any) -> BlockResult:
         n = self.nonces.get(key.address, 0)
-        t = Tx.create(key, chain_id=self.g.chain_id, contract=contract, method=method,
-                      args=args, nonce=n)
+        t = Tx.create(
+            key, chain_id=self.g.chain_id, contract=contract, method=method, args=args, nonce=n
+        )
         self.height += 1
         r = self.rt.execute_block(self.st, [t], height=self.height, time_ms=0)
         self.st.apply(r.writes)
@@ -102,8 +104,9 @@ def test_guestbook_cannot_spend_an_approval_to_another_contract() -> None:
     rc = led.send(ALICE, "guestbook", "sign", message="hi").receipts[0]
     assert rc.ok and rc.result == "nothing"
     assert led.balance(ALICE.address) == 1_000
-    assert led.rt.query(led.st, "token", "allowance",
-                        {"owner": ALICE.address, "spender": pool}) == 500
+    assert (
+        led.rt.query(led.st, "token", "allowance", {"owner": ALICE.address, "spender": pool}) == 500
+    )
 
 
 def test_an_approval_to_the_contract_is_what_lets_it_pull() -> None:

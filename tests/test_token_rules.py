@@ -30,7 +30,8 @@ DictState = MemoryState
 
 def genesis(balances: list[int] = START) -> Genesis:
     return make_genesis(
-        1, balances={k.address.hex(): b for k, b in zip(KEYS, balances, strict=False)},
+        1,
+        balances={k.address.hex(): b for k, b in zip(KEYS, balances, strict=False)},
         contracts=builtin_contract_entries(),
     )
 
@@ -50,7 +51,9 @@ class Ledger:
 
     def send(self, key: AccountKey, method: str, **args: Any) -> BlockResult:
         n = self.nonces.get(key.address, 0)
-        t = Tx.create(key, chain_id=self.g.chain_id, contract="token", method=method, args=args, nonce=n)
+        t = Tx.create(
+            key, chain_id=self.g.chain_id, contract="token", method=method, args=args, nonce=n
+        )
         self.height += 1
         r = self.rt.execute_block(self.st, [t], height=self.height, time_ms=0)
         self.st.apply(r.writes)
@@ -99,18 +102,29 @@ def test_remit_is_a_transfer_with_its_reference_in_the_event() -> None:
     rc = led.send(KEYS[0], "remit", to=KEYS[2].address, amount=300, reference=ref).receipts[0]
     assert rc.ok
     assert [(e.name, e.data) for e in rc.events] == [
-        ("Transfer", {"from": KEYS[0].address, "to": KEYS[2].address, "amount": 300, "reference": ref})
+        (
+            "Transfer",
+            {"from": KEYS[0].address, "to": KEYS[2].address, "amount": 300, "reference": ref},
+        )
     ]
     assert led.balances() == [700, 500, 300, 7]
     assert led.send(KEYS[0], "remit", to=KEYS[2].address, amount=1, reference=b"").receipts[0].ok
     before = dict(led.st.data)
-    for bad in [dict(reference=b"x" * (MAX_REFERENCE + 1)), dict(amount=10_000), dict(to=bytes(20))]:
+    for bad in [
+        dict(reference=b"x" * (MAX_REFERENCE + 1)),
+        dict(amount=10_000),
+        dict(to=bytes(20)),
+    ]:
         args = {"to": KEYS[2].address, "amount": 1, "reference": b"r", **bad}
         rc = led.send(KEYS[0], "remit", **args).receipts[0]
         assert not rc.ok and rc.error_code == Revert.code
     changed = {k for k in led.st.data if before.get(k) != led.st.data[k]}
     assert changed == {b"n/" + KEYS[0].address}  # only the nonce moved
-    assert led.send(KEYS[0], "remit", to=KEYS[2].address, amount=1, reference=b"r" * MAX_REFERENCE).receipts[0].ok
+    assert (
+        led.send(KEYS[0], "remit", to=KEYS[2].address, amount=1, reference=b"r" * MAX_REFERENCE)
+        .receipts[0]
+        .ok
+    )
 
 
 @pytest.mark.parametrize(
@@ -150,7 +164,9 @@ def test_mint_authority_only() -> None:
     assert not rc.ok and "only the token authority" in rc.error
     assert led.supply() == sum(START)
     rc = led.send(AUTH, "mint", to=KEYS[2].address, amount=10).receipts[0]
-    assert rc.ok and [(e.name, e.data) for e in rc.events] == [("Mint", {"to": KEYS[2].address, "amount": 10})]
+    assert rc.ok and [(e.name, e.data) for e in rc.events] == [
+        ("Mint", {"to": KEYS[2].address, "amount": 10})
+    ]
     assert led.balance(KEYS[2].address) == 10 and led.supply() == sum(START) + 10
 
 
@@ -174,15 +190,38 @@ def test_mint_rejects_bad_recipient_and_amount() -> None:
 def test_allowances() -> None:
     led = Ledger()
     spender = KEYS[1]
-    rc = led.send(spender, "transfer_from", owner=KEYS[0].address, to=KEYS[2].address, amount=5).receipts[0]
+    rc = led.send(
+        spender, "transfer_from", owner=KEYS[0].address, to=KEYS[2].address, amount=5
+    ).receipts[0]
     assert not rc.ok and "allowance too small: 0 < 5" in rc.error
     assert led.send(KEYS[0], "approve", spender=spender.address, amount=8).receipts[0].ok
-    assert led.rt.query(led.st, "token", "allowance", {"owner": KEYS[0].address, "spender": spender.address}) == 8
-    assert led.send(spender, "transfer_from", owner=KEYS[0].address, to=KEYS[2].address, amount=5).receipts[0].ok
-    assert not led.send(spender, "transfer_from", owner=KEYS[0].address, to=KEYS[2].address,
-                        amount=4).receipts[0].ok
-    assert led.send(spender, "transfer_from", owner=KEYS[0].address, to=KEYS[2].address, amount=3).receipts[0].ok
-    assert led.rt.query(led.st, "token", "allowance", {"owner": KEYS[0].address, "spender": spender.address}) == 0
+    assert (
+        led.rt.query(
+            led.st, "token", "allowance", {"owner": KEYS[0].address, "spender": spender.address}
+        )
+        == 8
+    )
+    assert (
+        led.send(spender, "transfer_from", owner=KEYS[0].address, to=KEYS[2].address, amount=5)
+        .receipts[0]
+        .ok
+    )
+    assert (
+        not led.send(spender, "transfer_from", owner=KEYS[0].address, to=KEYS[2].address, amount=4)
+        .receipts[0]
+        .ok
+    )
+    assert (
+        led.send(spender, "transfer_from", owner=KEYS[0].address, to=KEYS[2].address, amount=3)
+        .receipts[0]
+        .ok
+    )
+    assert (
+        led.rt.query(
+            led.st, "token", "allowance", {"owner": KEYS[0].address, "spender": spender.address}
+        )
+        == 0
+    )
     assert led.balances() == [992, 500, 8, 7]
 
 
@@ -193,8 +232,13 @@ def test_balance_of_short_address_is_refused() -> None:
 
 
 def test_bad_genesis_balances() -> None:
-    for balances, msg in [({"zz": 1}, "not hex"), ({"01" * 19: 1}, "20-byte"), ({"00" * 20: 1}, "20-byte"),
-                          ({"01" * 20: -1}, "non-negative"), ({"01" * 20: MAX_AMOUNT, "02" * 20: 1}, "exceeds")]:
+    for balances, msg in [
+        ({"zz": 1}, "not hex"),
+        ({"01" * 19: 1}, "20-byte"),
+        ({"00" * 20: 1}, "20-byte"),
+        ({"01" * 20: -1}, "non-negative"),
+        ({"01" * 20: MAX_AMOUNT, "02" * 20: 1}, "exceeds"),
+    ]:
         g = make_genesis(1, balances=balances, contracts=builtin_contract_entries())
         with pytest.raises(GenesisError, match=msg):
             Runtime(g).genesis_writes()
@@ -225,8 +269,16 @@ def test_supply_is_conserved(blocks: list[list[tuple[str, int, int, int]]]) -> N
             key = AUTH if kind == "mint" else KEYS[s]
             n = led.nonces.get(key.address, 0)
             led.nonces[key.address] = n + 1
-            txs.append(Tx.create(key, chain_id=G.chain_id, contract="token", method=kind,
-                                 args={"to": KEYS[r].address, "amount": amount}, nonce=n))
+            txs.append(
+                Tx.create(
+                    key,
+                    chain_id=G.chain_id,
+                    contract="token",
+                    method=kind,
+                    args={"to": KEYS[r].address, "amount": amount},
+                    nonce=n,
+                )
+            )
         result = led.rt.execute_block(led.st, txs, height=height, time_ms=0)
         led.st.apply(result.writes)
         for (kind, _, _, amount), rc in zip(ops, result.receipts, strict=True):

@@ -21,8 +21,14 @@ KEY = AccountKey.from_name("alice")
 
 
 def tx(nonce: int = 0, **args: object) -> Tx:
-    return Tx.create(KEY, chain_id="c", contract="token", method="transfer",
-                     args=args or {"to": b"\x01" * 20, "amount": 5}, nonce=nonce)
+    return Tx.create(
+        KEY,
+        chain_id="c",
+        contract="token",
+        method="transfer",
+        args=args or {"to": b"\x01" * 20, "amount": 5},
+        nonce=nonce,
+    )
 
 
 @given(st.integers(0, 2**64 - 1), st.integers(1, 10**9), st.binary(max_size=40))
@@ -37,17 +43,35 @@ _names = st.text(max_size=70)
 _u64ish = st.one_of(st.integers(-2, 2**64 + 1), st.booleans(), st.none(), st.binary(max_size=2))
 
 
-@given(_names, _names, _names, st.dictionaries(st.text(max_size=8), st.integers(0, 2**63), max_size=4),
-       st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1))
+@given(
+    _names,
+    _names,
+    _names,
+    st.dictionaries(st.text(max_size=8), st.integers(0, 2**63), max_size=4),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**64 - 1),
+)
 def test_tx_signing_bytes_cut_from_the_encoding_equal_the_generic_encoding(
-    chain_id: str, contract: str, method: str, args: dict[str, int], nonce: int, gas: int,
+    chain_id: str,
+    contract: str,
+    method: str,
+    args: dict[str, int],
+    nonce: int,
+    gas: int,
 ) -> None:
     """The signed bytes taken out of a transaction's encoding are exactly
     ``encode([TX_DOMAIN, *body])``, for created and for decoded transactions."""
     from accord.types import TX_DOMAIN
 
-    made = Tx.create(KEY, chain_id=chain_id, contract=contract, method=method, args=args,
-                     nonce=nonce, gas_limit=gas)
+    made = Tx.create(
+        KEY,
+        chain_id=chain_id,
+        contract=contract,
+        method=method,
+        args=args,
+        nonce=nonce,
+        gas_limit=gas,
+    )
     assert made.encode() == encoding.encode(made.to_obj())  # the encoding create() assembled
     t = Tx(chain_id, contract, method, args, KEY.public_key, nonce, gas, b"\x07" * 64)
     generic = encoding.encode([TX_DOMAIN, *t.body()])
@@ -58,17 +82,31 @@ def test_tx_signing_bytes_cut_from_the_encoding_equal_the_generic_encoding(
         assert Tx.decode(t.encode()).signing_bytes() == generic
 
 
-@given(st.lists(st.one_of(_names, st.binary(max_size=70), _u64ish,
-                          st.dictionaries(st.text(max_size=3), st.integers(0, 9), max_size=2)),
-                min_size=7, max_size=9),
-       st.integers(0, 7))
+@given(
+    st.lists(
+        st.one_of(
+            _names,
+            st.binary(max_size=70),
+            _u64ish,
+            st.dictionaries(st.text(max_size=3), st.integers(0, 9), max_size=2),
+        ),
+        min_size=7,
+        max_size=9,
+    ),
+    st.integers(0, 7),
+)
 def test_tx_from_obj_fast_path_accepts_exactly_what_the_field_checks_accept(
-    fields: list[object], keep: int,
+    fields: list[object],
+    keep: int,
 ) -> None:
     """Mutate a valid transaction's fields at random: the one-pass check and the field by
     field checks agree on every input (same transaction, or a DecodeError)."""
     valid = tx().to_obj()
-    obj = list(fields) if len(fields) != 8 else [valid[i] if i <= keep else fields[i] for i in range(8)]
+    obj = (
+        list(fields)
+        if len(fields) != 8
+        else [valid[i] if i <= keep else fields[i] for i in range(8)]
+    )
     try:
         fast = Tx.from_obj(obj)
     except DecodeError:
@@ -87,9 +125,16 @@ def _slow_from_obj(obj: list[object]) -> Tx:
 
     f = types._list(obj, 8, "tx")
     types._expect(type(f[3]) is dict, "tx args must be a map")
-    return Tx(types._str(f[0], "chain id"), types._str(f[1], "contract"), types._str(f[2], "method"),
-              f[3], types._bytes(f[4], 32, "public key"), types._int(f[5], "nonce"),
-              types._int(f[6], "gas limit"), types._bytes(f[7], 64, "signature"))
+    return Tx(
+        types._str(f[0], "chain id"),
+        types._str(f[1], "contract"),
+        types._str(f[2], "method"),
+        f[3],
+        types._bytes(f[4], 32, "public key"),
+        types._int(f[5], "nonce"),
+        types._int(f[6], "gas limit"),
+        types._bytes(f[7], 64, "signature"),
+    )
 
 
 def test_tx_signature_covers_every_field() -> None:
@@ -140,10 +185,11 @@ def test_keys_of_small_order_sign_nothing() -> None:
 
     from accord.crypto import ed25519
 
-    assert {"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
-            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
-            "0100000000000000000000000000000000000000000000000000000000000000"} <= {
-        e.hex() for e in ed25519._SMALL_ORDER}
+    assert {
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+    } <= {e.hex() for e in ed25519._SMALL_ORDER}
     s = crypto_core_ed25519_scalar_reduce(os.urandom(64))
     forged = crypto_scalarmult_ed25519_base_noclamp(s) + s
     accepted_by_zip215 = 0
@@ -181,7 +227,19 @@ def test_tx_malformed_rejected(mutate) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_header_and_block_round_trip() -> None:
-    h = Header("c", 3, 7, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 1, 2, 1000, b"\x04" * 96, body_hash((tx(),)))
+    h = Header(
+        "c",
+        3,
+        7,
+        b"\x01" * 32,
+        b"\x02" * 32,
+        b"\x03" * 32,
+        1,
+        2,
+        1000,
+        b"\x04" * 96,
+        body_hash((tx(),)),
+    )
     assert Header.decode(h.encode()) == h
     b = Block(h, (tx(),))
     assert Block.decode(b.encode()) == b
@@ -190,13 +248,22 @@ def test_header_and_block_round_trip() -> None:
         Block.decode(bad.encode())
     # Other transactions under a genuine header (a block's hash is its header's) are refused
     # on decoding, whatever the count: a lying peer cannot swap a body.
-    other = Tx.create(AccountKey.from_name("mallory"), chain_id="c", contract="token", method="transfer",
-                      args={"to": bytes(20), "amount": 9}, nonce=0)
+    other = Tx.create(
+        AccountKey.from_name("mallory"),
+        chain_id="c",
+        contract="token",
+        method="transfer",
+        args={"to": bytes(20), "amount": 9},
+        nonce=0,
+    )
     swapped = Block(h, (other,))
     assert swapped.hash == b.hash
     with pytest.raises(DecodeError, match="body hash"):
         Block.decode(swapped.encode())
-    assert Block.decode(Block(replace(h, body_hash=body_hash((other,))), (other,)).encode()).hash != b.hash
+    assert (
+        Block.decode(Block(replace(h, body_hash=body_hash((other,))), (other,)).encode()).hash
+        != b.hash
+    )
 
 
 def test_certificate_bitmap() -> None:
@@ -213,7 +280,9 @@ def test_genesis_hash_is_stable_and_pop_checked() -> None:
     assert (g.n, g.f, g.quorum) == (4, 1, 3)
     sk = bls.demo_secret("intruder")
     other = bls.demo_secret("someone-else")
-    bad_v = ValidatorInfo(name="x", bls_public_key=bls.public_key(sk).hex(), pop=bls.pop_prove(other).hex())
+    bad_v = ValidatorInfo(
+        name="x", bls_public_key=bls.public_key(sk).hex(), pop=bls.pop_prove(other).hex()
+    )
     g2 = g.model_copy(update={"validators": [*g.validators, bad_v]})
     with pytest.raises(GenesisError):
         g2.check()
@@ -234,7 +303,9 @@ def test_signer_indices_agree_with_the_consensus_check(n: int, data: st.DataObje
 
     weighted = data.draw(st.booleans())
     if weighted:
-        counts = data.draw(st.lists(st.integers(min_value=0, max_value=50_000), min_size=n, max_size=n))
+        counts = data.draw(
+            st.lists(st.integers(min_value=0, max_value=50_000), min_size=n, max_size=n)
+        )
         signers = b"".join(c.to_bytes(2, "little") for c in counts)
     else:
         chosen = data.draw(st.sets(st.integers(min_value=0, max_value=n - 1)))

@@ -34,8 +34,14 @@ def _nested(levels: int) -> dict[str, Any]:
 
 
 def _tx(levels: int, nonce: int = 0) -> Tx:
-    return Tx.create(ALICE, chain_id="accord-api-test", contract="token", method="transfer", args=_nested(levels),
-                     nonce=nonce)
+    return Tx.create(
+        ALICE,
+        chain_id="accord-api-test",
+        contract="token",
+        method="transfer",
+        args=_nested(levels),
+        nonce=nonce,
+    )
 
 
 @given(levels=st.integers(1, 80))
@@ -85,12 +91,21 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedNode]:
         sn.close()
 
 
-def test_the_api_refuses_a_65_level_transaction_and_serves_a_64_level_one(served: ServedNode) -> None:
+def test_the_api_refuses_a_65_level_transaction_and_serves_a_64_level_one(
+    served: ServedNode,
+) -> None:
     deep = _tx(encoding.MAX_VALUE_DEPTH + 1)
-    status, headers, data = http_call(served.url, "POST", "/v1/txs", deep.encode(), "application/octet-stream")
-    assert status == 400 and json.loads(data)["error"]["code"] in ("decode_error", "non_canonical"), data[:300]
+    status, headers, data = http_call(
+        served.url, "POST", "/v1/txs", deep.encode(), "application/octet-stream"
+    )
+    assert status == 400 and json.loads(data)["error"]["code"] in (
+        "decode_error",
+        "non_canonical",
+    ), data[:300]
     ok = _tx(encoding.MAX_VALUE_DEPTH)
-    status, _, data = http_call(served.url, "POST", "/v1/txs", ok.encode(), "application/octet-stream")
+    status, _, data = http_call(
+        served.url, "POST", "/v1/txs", ok.encode(), "application/octet-stream"
+    )
     assert status == 202, data[:300]
     block = served.commit()
     status, _, data = http_call(served.url, "GET", f"/v1/blocks/{block.height}")
@@ -101,8 +116,13 @@ def test_the_api_refuses_a_65_level_transaction_and_serves_a_64_level_one(served
 @pytest.mark.parametrize("levels", [1_000, 60_000])  # 60,000: near the body size limit
 def test_a_deeply_nested_json_body_is_a_400_not_a_500(served: ServedNode, levels: int) -> None:
     body = b'{"args": ' + b"[" * levels + b"]" * levels + b"}"
-    status, headers, data = http_call(served.url, "POST", "/v1/query/token/balance_of", body, "application/json")
-    assert status == 400 and headers.get("content-type", "").startswith("application/json"), (status, data[:200])
+    status, headers, data = http_call(
+        served.url, "POST", "/v1/query/token/balance_of", body, "application/json"
+    )
+    assert status == 400 and headers.get("content-type", "").startswith("application/json"), (
+        status,
+        data[:200],
+    )
     assert json.loads(data)["error"]["code"] == "decode_error"
 
 

@@ -54,16 +54,36 @@ def _valid_messages() -> list[bytes]:
 
 MESSAGES = _valid_messages()
 KEY = AccountKey.from_name("fuzz")
-TX = Tx.create(KEY, chain_id="c", contract="token", method="transfer",
-               args={"to": bytes(20), "amount": 5, "memo": [1, {"a": b"x"}]}, nonce=0, gas_limit=10_000).encode()
+TX = Tx.create(
+    KEY,
+    chain_id="c",
+    contract="token",
+    method="transfer",
+    args={"to": bytes(20), "amount": 5, "memo": [1, {"a": b"x"}]},
+    nonce=0,
+    gas_limit=10_000,
+).encode()
 SPECS = kind_specs(ConsensusParams())
-HELLO = encode_frame(Kind.HELLO, {"version": hs.VERSION, "genesis": bytes(32), "key": bytes(48), "to": 1,
-                                  "nonce": bytes(hs.NONCE_SIZE)})
+HELLO = encode_frame(
+    Kind.HELLO,
+    {
+        "version": hs.VERSION,
+        "genesis": bytes(32),
+        "key": bytes(48),
+        "to": 1,
+        "nonce": bytes(hs.NONCE_SIZE),
+    },
+)
 
 values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.binary(max_size=80)
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.binary(max_size=80)
     | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=30,
 )
 
@@ -77,11 +97,13 @@ def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
         if op == "flip" and data:
             data[i] ^= 1 << draw(st.integers(0, 7))
         elif op == "set" and data:
-            data[i] = draw(st.sampled_from([0x00, 0x7F, 0x80, 0xC0, 0xC4, 0xCF, 0xDC, 0xDD, 0xDE, 0xDF, 0xFF]))
+            data[i] = draw(
+                st.sampled_from([0x00, 0x7F, 0x80, 0xC0, 0xC4, 0xCF, 0xDC, 0xDD, 0xDE, 0xDF, 0xFF])
+            )
         elif op == "insert":
             data[i:i] = draw(st.binary(min_size=1, max_size=8))
         elif op == "delete" and data:
-            del data[i:i + draw(st.integers(1, 8))]
+            del data[i : i + draw(st.integers(1, 8))]
         elif op == "truncate":
             del data[i:]
     return bytes(data)
@@ -95,11 +117,17 @@ def _clean(fn: Any, data: bytes, errors: tuple[type[BaseException], ...] = (Acco
     try:
         fn(data)
     except errors as e:
-        assert isinstance(e, AccordError) and e.code, e  # a code for the metrics, a message for logs
+        assert isinstance(e, AccordError) and e.code, (
+            e
+        )  # a code for the metrics, a message for logs
 
 
-wire = st.one_of(mutated(MESSAGES), st.binary(max_size=300), values.map(encoding.encode),
-                 st.integers(1, 3000).map(_nested))
+wire = st.one_of(
+    mutated(MESSAGES),
+    st.binary(max_size=300),
+    values.map(encoding.encode),
+    st.integers(1, 3000).map(_nested),
+)
 
 
 @FUZZ
@@ -109,7 +137,14 @@ def test_consensus_decoder_raises_only_decode_errors(data: bytes) -> None:
 
 
 @FUZZ
-@given(st.one_of(mutated([TX]), st.binary(max_size=300), values.map(encoding.encode), st.integers(1, 3000).map(_nested)))
+@given(
+    st.one_of(
+        mutated([TX]),
+        st.binary(max_size=300),
+        values.map(encoding.encode),
+        st.integers(1, 3000).map(_nested),
+    )
+)
 def test_transaction_decoder_raises_only_decode_errors(data: bytes) -> None:
     _clean(Tx.decode, data)
 
@@ -122,16 +157,28 @@ def test_block_and_certificate_decoders_raise_only_decode_errors(data: bytes) ->
 
 
 @FUZZ
-@given(st.one_of(mutated([HELLO, encode_frame(Kind.CONSENSUS, MESSAGES[1])]), st.binary(max_size=200),
-                 values.map(encoding.encode), st.integers(1, 3000).map(_nested)))
+@given(
+    st.one_of(
+        mutated([HELLO, encode_frame(Kind.CONSENSUS, MESSAGES[1])]),
+        st.binary(max_size=200),
+        values.map(encoding.encode),
+        st.integers(1, 3000).map(_nested),
+    )
+)
 def test_frames_and_handshake_fields_raise_only_their_errors(data: bytes) -> None:
     try:
         kind, payload = decode_frame(data, SPECS)
     except BadFrame as e:
         assert e.code and e.reason
         return
-    for name, typ, size in (("version", int, None), ("genesis", bytes, 32), ("key", bytes, 48), ("to", int, None),
-                            ("nonce", bytes, hs.NONCE_SIZE), ("sig", bytes, None)):
+    for name, typ, size in (
+        ("version", int, None),
+        ("genesis", bytes, 32),
+        ("key", bytes, 48),
+        ("to", int, None),
+        ("nonce", bytes, hs.NONCE_SIZE),
+        ("sig", bytes, None),
+    ):
         try:
             hs.field(payload, name, typ, size)
         except HandshakeRefused as e:
@@ -146,8 +193,12 @@ def test_frames_and_handshake_fields_raise_only_their_errors(data: bytes) -> Non
 @given(st.lists(wire, min_size=1, max_size=8))
 def test_a_core_fed_garbage_counts_it_and_keeps_its_votes(batch: list[bytes]) -> None:
     model = CostModelCrypto(N, seed=b"fuzz")
-    core = Core(Params(chain_id="accord-sim", n=N), model.signer(0), model,
-                head=(0, hashlib.sha256(b"accord-sim-genesis").digest()))
+    core = Core(
+        Params(chain_id="accord-sim", n=N),
+        model.signer(0),
+        model,
+        head=(0, hashlib.sha256(b"accord-sim-genesis").digest()),
+    )
     core.handle(Tick(100))
     before = core.safety.encode()
     for data in batch:

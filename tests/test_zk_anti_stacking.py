@@ -38,12 +38,23 @@ def keys() -> artifacts.CircuitKeys:
     return artifacts.test_keys("anti_stacking")
 
 
-def _proof(keys: artifacts.CircuitKeys, balance: int, limit: int, epoch: int,
-           secret: bytes = LENDER_SECRET, bind: int = 0) -> tuple[bytes, list[int]]:
-    inp, public = zk.plan_anti_stacking([LENDER_KEY], [(balance, zk.attest(secret, BORROWER,
-                                                                            balance, epoch))],
-                                        borrower=BORROWER, epoch=epoch, limit=limit,
-                                        slots=artifacts.TEST_LENDERS, bind=bind)
+def _proof(
+    keys: artifacts.CircuitKeys,
+    balance: int,
+    limit: int,
+    epoch: int,
+    secret: bytes = LENDER_SECRET,
+    bind: int = 0,
+) -> tuple[bytes, list[int]]:
+    inp, public = zk.plan_anti_stacking(
+        [LENDER_KEY],
+        [(balance, zk.attest(secret, BORROWER, balance, epoch))],
+        borrower=BORROWER,
+        epoch=epoch,
+        limit=limit,
+        slots=artifacts.TEST_LENDERS,
+        bind=bind,
+    )
     proof, pub = keys.prove(inp)
     assert pub == public
     return groth16.compress_proof(proof), pub
@@ -64,9 +75,15 @@ def test_no_proof_for_a_sum_at_or_over_the_limit(keys: artifacts.CircuitKeys) ->
     with pytest.raises(ValidationError):
         _proof(keys, 1_000, 1_000, 3)
     # force the witness past the Python check: the circuit itself refuses
-    inp, _ = zk.plan_anti_stacking([LENDER_KEY], [(999, zk.attest(LENDER_SECRET, BORROWER, 999, 3))],
-                                   borrower=BORROWER, epoch=3, limit=1_000,
-                                   slots=artifacts.TEST_LENDERS, bind=0)
+    inp, _ = zk.plan_anti_stacking(
+        [LENDER_KEY],
+        [(999, zk.attest(LENDER_SECRET, BORROWER, 999, 3))],
+        borrower=BORROWER,
+        epoch=3,
+        limit=1_000,
+        slots=artifacts.TEST_LENDERS,
+        bind=0,
+    )
     with pytest.raises(ProofError):
         keys.prove({**inp, "limit": 999})
 
@@ -74,9 +91,15 @@ def test_no_proof_for_a_sum_at_or_over_the_limit(keys: artifacts.CircuitKeys) ->
 def test_no_proof_with_a_forged_or_altered_attestation(keys: artifacts.CircuitKeys) -> None:
     with pytest.raises(ProofError):  # signed by someone else than the registered lender
         _proof(keys, 10, 1_000, 3, secret=OTHER_SECRET)
-    inp, _ = zk.plan_anti_stacking([LENDER_KEY], [(500, zk.attest(LENDER_SECRET, BORROWER, 500, 3))],
-                                   borrower=BORROWER, epoch=3, limit=1_000,
-                                   slots=artifacts.TEST_LENDERS, bind=0)
+    inp, _ = zk.plan_anti_stacking(
+        [LENDER_KEY],
+        [(500, zk.attest(LENDER_SECRET, BORROWER, 500, 3))],
+        borrower=BORROWER,
+        epoch=3,
+        limit=1_000,
+        slots=artifacts.TEST_LENDERS,
+        bind=0,
+    )
     with pytest.raises(ProofError):  # the borrower lowers the attested balance
         keys.prove({**inp, "balance": [100]})
 
@@ -92,24 +115,40 @@ class LoanLedger:
     def __init__(self, keys: artifacts.CircuitKeys) -> None:
         self.keys = keys
         g = make_genesis(1, contracts=builtin_contract_entries())
-        self.g = g.model_copy(update={
-            "zk_circuits": {"anti_stacking": keys.vk},
-            "zk_params": {"loans": {"lenders": [[str(LENDER_KEY[0]), str(LENDER_KEY[1])]],
-                                    "accounts": [LENDER_ACCOUNT.address.hex(),
-                                                 OTHER_LENDER.address.hex()],
-                                    "slots": artifacts.TEST_LENDERS, "max_exposure": 10_000,
-                                    "epoch_ms": EPOCH_MS}},
-        })
-        self.rt = Runtime(self.g, {**BUILTINS, "loans": Loans},
-                          proof_verifier=PyProofVerifier.from_genesis(self.g))
+        self.g = g.model_copy(
+            update={
+                "zk_circuits": {"anti_stacking": keys.vk},
+                "zk_params": {
+                    "loans": {
+                        "lenders": [[str(LENDER_KEY[0]), str(LENDER_KEY[1])]],
+                        "accounts": [LENDER_ACCOUNT.address.hex(), OTHER_LENDER.address.hex()],
+                        "slots": artifacts.TEST_LENDERS,
+                        "max_exposure": 10_000,
+                        "epoch_ms": EPOCH_MS,
+                    }
+                },
+            }
+        )
+        self.rt = Runtime(
+            self.g,
+            {**BUILTINS, "loans": Loans},
+            proof_verifier=PyProofVerifier.from_genesis(self.g),
+        )
         self.st = DictState(self.rt.genesis_writes())
         self.nonces: dict[bytes, int] = {}
         self.height = 0
 
     def apply(self, key: AccountKey = LENDER_ACCOUNT, **args: Any) -> Any:
         n = self.nonces.get(key.address, 0)
-        tx = Tx.create(key, chain_id=self.g.chain_id, contract="loans", method="apply",
-                       args=args, nonce=n, gas_limit=5_000_000)
+        tx = Tx.create(
+            key,
+            chain_id=self.g.chain_id,
+            contract="loans",
+            method="apply",
+            args=args,
+            nonce=n,
+            gas_limit=5_000_000,
+        )
         self.nonces[key.address] = n + 1
         self.height += 1
         r = self.rt.execute_block(self.st, [tx], height=self.height, time_ms=3 * EPOCH_MS + 5)
@@ -117,11 +156,20 @@ class LoanLedger:
         return r.receipts[0]
 
     def approved(self) -> int:
-        return int(self.rt.query(self.st, "loans", "approved",
-                                 {"borrower": BORROWER.to_bytes(32, "big"), "epoch": 3}))
+        return int(
+            self.rt.query(
+                self.st, "loans", "approved", {"borrower": BORROWER.to_bytes(32, "big"), "epoch": 3}
+            )
+        )
 
-    def proof(self, balance: int, amount: int, epoch: int = 3, lender: AccountKey = LENDER_ACCOUNT,
-              chain_id: str | None = None) -> bytes:
+    def proof(
+        self,
+        balance: int,
+        amount: int,
+        epoch: int = 3,
+        lender: AccountKey = LENDER_ACCOUNT,
+        chain_id: str | None = None,
+    ) -> bytes:
         """The borrower's proof for `lender`'s loan of `amount`, against today's approvals."""
         limit = 10_000 - amount - self.approved()
         bind = zk.loan_bind(chain_id or self.g.chain_id, lender.address, BORROWER, amount, epoch)
@@ -179,7 +227,11 @@ def test_a_stale_proof_is_not_replayed_for_another_amount(keys: artifacts.Circui
     r = led.apply(borrower=borrower, amount=4_000, epoch=3, proof=stale)
     assert not r.ok and "invalid anti-stacking proof" in r.error, r.error
     # a proof bound to another chain fails too
-    r = led.apply(borrower=borrower, amount=4_000, epoch=3,
-                  proof=led.proof(3_000, 4_000, chain_id="another-chain"))
+    r = led.apply(
+        borrower=borrower,
+        amount=4_000,
+        epoch=3,
+        proof=led.proof(3_000, 4_000, chain_id="another-chain"),
+    )
     assert not r.ok and "invalid anti-stacking proof" in r.error, r.error
     assert led.approved() == 1_000

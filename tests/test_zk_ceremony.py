@@ -25,7 +25,8 @@ def test_build_is_cached_by_source(tmp_path: Path) -> None:
     src.write_text(
         'pragma circom 2.1.0;\ninclude "poseidon.circom";\n'
         "template T() { signal input a; signal output h; component p = Poseidon(1);"
-        " p.inputs[0] <== a; h <== p.out; }\ncomponent main = T();\n")
+        " p.inputs[0] <== a; h <== p.out; }\ncomponent main = T();\n"
+    )
     first = build.build(build.file_spec(src))
     assert first.r1cs.exists() and first.wasm.exists() and first.constraints > 0
     assert build.build(build.file_spec(src)).folder == first.folder  # cached
@@ -50,8 +51,10 @@ def test_power_for_counts_public_inputs() -> None:
 
 def test_ceremony_resumes_and_verifies_contributions(tmp_path: Path) -> None:
     src = tmp_path / "mul.circom"
-    src.write_text("pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;"
-                   " signal output c; c <== a * b; }\ncomponent main {public [a]} = M();\n")
+    src.write_text(
+        "pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;"
+        " signal output c; c <== a * b; }\ncomponent main {public [a]} = M();\n"
+    )
     spec = build.file_spec(src)
     params = CeremonyParams(power=8, members=("a", "b"), seed="resume-test")
     folder = tmp_path / "ceremony"
@@ -114,8 +117,9 @@ def test_example_own_circuit_and_contract(capsys: pytest.CaptureFixture[str]) ->
     # Mallory's own valid registration cannot overwrite Alice's record
     own = mod.prove(keys, mallory.address, 720, 7, genesis.chain_id)
     assert mod.register(rt, state, genesis, mallory, 7, own, nonce=2).ok
-    assert rt.query(state, "credit_gate", "qualified", {"borrower": alice.address},
-                    time_ms=mod.epoch_time(7))
+    assert rt.query(
+        state, "credit_gate", "qualified", {"borrower": alice.address}, time_ms=mod.epoch_time(7)
+    )
     sys.modules.pop("contract", None)
 
 
@@ -158,9 +162,22 @@ def test_cli_ceremony_writes_genesis(tmp_path: Path) -> None:
     path = tmp_path / "genesis.json"
     make_genesis(1).save(path)
     reg = zk.RegulatorKey.from_seed(b"cli-regulator").public
-    args = ["zk", "ceremony", "--circuit", "shielded_transfer", "--depth",
-            str(artifacts.TEST_DEPTH), "--power", str(artifacts.TEST_POWER), "--members",
-            ",".join(artifacts.TEST_MEMBERS), "--seed", "accord-tests", "--genesis", str(path)]
+    args = [
+        "zk",
+        "ceremony",
+        "--circuit",
+        "shielded_transfer",
+        "--depth",
+        str(artifacts.TEST_DEPTH),
+        "--power",
+        str(artifacts.TEST_POWER),
+        "--members",
+        ",".join(artifacts.TEST_MEMBERS),
+        "--seed",
+        "accord-tests",
+        "--genesis",
+        str(path),
+    ]
     assert cli([*args, "--regulator-public", f"{reg[0]},{reg[1]}"]) == 0
     g = Genesis.load(path)
     assert g.zk_circuits["shielded_transfer"] == artifacts.test_keys("shielded_transfer").vk
@@ -169,8 +186,9 @@ def test_cli_ceremony_writes_genesis(tmp_path: Path) -> None:
     assert cli([*args, "--regulator-public", "1,2"]) == 1  # not a subgroup point
 
 
-def test_cli_prove_says_which_key_and_checks_genesis(tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prove_says_which_key_and_checks_genesis(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`accord zk prove` used (or made) the dev ceremony's keys without a word. Now it proves
     with --zkey (a ceremony's final key) or says it uses the dev key, and with --genesis it
     refuses a key whose verification key is not the one genesis names."""
@@ -185,15 +203,33 @@ def test_cli_prove_says_which_key_and_checks_genesis(tmp_path: Path,
     keys = artifacts.test_keys("shielded_transfer")
     alice = zk.SpendingKey.from_seed(b"prove-cli-alice")
     reg = zk.RegulatorKey.from_seed(b"prove-cli-regulator")
-    plan = zk.plan_transfer(alice, [], [(alice.address, 5)], zk.MerkleTree(artifacts.TEST_DEPTH),
-                            reg.public, rng=random.Random(5), deposit=5, chain_id="test")
+    plan = zk.plan_transfer(
+        alice,
+        [],
+        [(alice.address, 5)],
+        zk.MerkleTree(artifacts.TEST_DEPTH),
+        reg.public,
+        rng=random.Random(5),
+        deposit=5,
+        chain_id="test",
+    )
     (tmp_path / "in.json").write_text(json.dumps(plan.circuit_input))
     right, wrong = tmp_path / "right.json", tmp_path / "wrong.json"
     make_genesis(1).model_copy(update={"zk_circuits": {"shielded_transfer": keys.vk}}).save(right)
     other = {**keys.vk, "IC": keys.vk["IC"][::-1]}
     make_genesis(1).model_copy(update={"zk_circuits": {"shielded_transfer": other}}).save(wrong)
-    base = ["zk", "prove", "--circuit", "shielded_transfer", "--depth", str(artifacts.TEST_DEPTH),
-            "--input", str(tmp_path / "in.json"), "--out", str(tmp_path / "proof.json")]
+    base = [
+        "zk",
+        "prove",
+        "--circuit",
+        "shielded_transfer",
+        "--depth",
+        str(artifacts.TEST_DEPTH),
+        "--input",
+        str(tmp_path / "in.json"),
+        "--out",
+        str(tmp_path / "proof.json"),
+    ]
     assert cli([*base, "--zkey", str(keys.zkey), "--genesis", str(wrong)]) == 1
     said = capsys.readouterr()
     assert "is not the one" in said.out + said.err
@@ -202,16 +238,24 @@ def test_cli_prove_says_which_key_and_checks_genesis(tmp_path: Path,
     assert f"proving key {keys.zkey}" in capsys.readouterr().err
     doc = json.loads((tmp_path / "proof.json").read_text())
     assert PyProofVerifier({"shielded_transfer": keys.vk}).verify(
-        "shielded_transfer", doc["proof"], doc["public"])
+        "shielded_transfer", doc["proof"], doc["public"]
+    )
     # without --zkey: the dev ceremony's key, and it says so
-    dev = ["--power", str(artifacts.TEST_POWER), "--members", ",".join(artifacts.TEST_MEMBERS),
-           "--seed", "accord-tests"]
+    dev = [
+        "--power",
+        str(artifacts.TEST_POWER),
+        "--members",
+        ",".join(artifacts.TEST_MEMBERS),
+        "--seed",
+        "accord-tests",
+    ]
     assert cli([*base, *dev, "--genesis", str(right)]) == 0
     assert "dev ceremony" in capsys.readouterr().err
 
 
-def test_dev_ceremony_entropy_is_not_on_a_command_line(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dev_ceremony_entropy_is_not_on_a_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The one-process ceremony passed `-e=<entropy>` to snarkjs, visible in `ps` to every
     user of the machine; it now goes on standard input, as in the ceremony across machines."""
     from accord.zk import tools
@@ -225,8 +269,10 @@ def test_dev_ceremony_entropy_is_not_on_a_command_line(tmp_path: Path,
 
     monkeypatch.setattr(tools, "run", spy)
     src = tmp_path / "mul.circom"
-    src.write_text("pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;"
-                   " signal output c; c <== a * b; }\ncomponent main {public [a]} = M();\n")
+    src.write_text(
+        "pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;"
+        " signal output c; c <== a * b; }\ncomponent main {public [a]} = M();\n"
+    )
     params = CeremonyParams(power=8, members=("a",), seed=None)
     keys = artifacts.setup_circuit(build.file_spec(src), params, folder=tmp_path / "c")
     assert keys.zkey.exists()

@@ -21,8 +21,10 @@ from accord.zk.ceremony import Ceremony, CeremonyCacheError, CeremonyParams
 from accord.zk.tools import ZkToolError
 
 pytestmark = pytest.mark.timeout(900)
-CIRCUIT = ("pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;"
-           " signal output c; c <== a * b; }\ncomponent main {public [a]} = M();\n")
+CIRCUIT = (
+    "pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;"
+    " signal output c; c <== a * b; }\ncomponent main {public [a]} = M();\n"
+)
 PARAMS = CeremonyParams(power=8, members=("a", "b"), seed="cache-tamper-test")
 
 
@@ -34,8 +36,9 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     spec = build.file_spec(src)
     keys = artifacts.setup_circuit(spec, PARAMS, folder=root / "good")
     # A valid phase 1 of another ceremony (same power, another second member).
-    other = Ceremony(root / "other", CeremonyParams(power=8, members=("a", "mallory"),
-                                                    seed="cache-tamper-test"))
+    other = Ceremony(
+        root / "other", CeremonyParams(power=8, members=("a", "mallory"), seed="cache-tamper-test")
+    )
     other.run_phase1()
     return {"root": root, "spec": spec, "keys": keys, "other_ptau": other.ptau_final}
 
@@ -60,8 +63,9 @@ def _setup(made: dict[str, Any], folder: Path) -> artifacts.CircuitKeys:
     return artifacts.setup_circuit(made["spec"], PARAMS, folder=folder)
 
 
-def test_untouched_cache_resumes_without_running_snarkjs(made: dict[str, Any],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_untouched_cache_resumes_without_running_snarkjs(
+    made: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = _copy(made, "untouched")
     calls: list[list[str]] = []
     real = tools.run

@@ -26,11 +26,15 @@ from accord.zk.tools import ZkToolError
 
 pytestmark = pytest.mark.timeout(900)
 MEMBERS = ("bank-a", "bank-b", "regulator")
-CIRCUIT = ('pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;'
-           ' signal output c; c <== a * b; }\ncomponent main {public [a]} = M();\n')
+CIRCUIT = (
+    "pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;"
+    " signal output c; c <== a * b; }\ncomponent main {public [a]} = M();\n"
+)
 # The review's backdoor: same name and public interface, c unconstrained (any c "proves").
-EVIL = ('pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;'
-        ' signal output c; c <-- a * b; signal t <== a * a; }\ncomponent main {public [a]} = M();\n')
+EVIL = (
+    "pragma circom 2.1.0;\ntemplate M() { signal input a; signal input b;"
+    " signal output c; c <-- a * b; signal t <== a * a; }\ncomponent main {public [a]} = M();\n"
+)
 
 
 BEACON_HEIGHT = 200
@@ -43,8 +47,12 @@ def _beacon_chain() -> Any:
     return make_genesis(4, chain_id="beacon-chain")
 
 
-def _certificate(height: int = BEACON_HEIGHT, signers: tuple[str, ...] = ("v0", "v1", "v2"),
-                 block: bytes = b"block 200", chain_id: str = "beacon-chain") -> str:
+def _certificate(
+    height: int = BEACON_HEIGHT,
+    signers: tuple[str, ...] = ("v0", "v1", "v2"),
+    block: bytes = b"block 200",
+    chain_id: str = "beacon-chain",
+) -> str:
     """A commit certificate of that chain (signed by the demo validators' public seeds)."""
     import hashlib
 
@@ -69,8 +77,14 @@ def _source(folder: Path, text: str = CIRCUIT) -> Path:
 def _accord(*args: str, cwd: Path) -> dict:
     """One member's command, in its own process and working folder (its own "machine")."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    proc = subprocess.run([sys.executable, "-m", "accord.cli.main", "zk", "ceremony", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "accord.cli.main", "zk", "ceremony", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -95,9 +109,24 @@ def ceremony(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     chain = root / "beacon-chain.json"  # every participant has the beacon chain's genesis
     _beacon_chain().save(chain)
     (root / "certificate.hex").write_text(_certificate())
-    out = _accord("init", "--out", str(coord / "published"), "--power", "8",
-                  "--members", pubs, "--file", str(src), "--beacon-chain", str(chain),
-                  "--beacon-height", str(BEACON_HEIGHT), "--iterations", "10", cwd=coord)
+    out = _accord(
+        "init",
+        "--out",
+        str(coord / "published"),
+        "--power",
+        "8",
+        "--members",
+        pubs,
+        "--file",
+        str(src),
+        "--beacon-chain",
+        str(chain),
+        "--beacon-height",
+        str(BEACON_HEIGHT),
+        "--iterations",
+        "10",
+        cwd=coord,
+    )
     assert out["next"][0] == "contribute"
     prev = coord / "published"
     folders["init"] = prev
@@ -106,18 +135,47 @@ def ceremony(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             machine = root / f"{m}-machine-{phase}"
             inbox = _publish(prev, machine / "inbox")
             mine = _source(machine / "src")
-            out = _accord("contribute", "--in", str(inbox), "--out", str(machine / "published"),
-                          "--name", m, "--key", str(keys[m]), "--file", str(mine), cwd=machine)
+            out = _accord(
+                "contribute",
+                "--in",
+                str(inbox),
+                "--out",
+                str(machine / "published"),
+                "--name",
+                m,
+                "--key",
+                str(keys[m]),
+                "--file",
+                str(mine),
+                cwd=machine,
+            )
             assert len(out["contributions"]) == phase  # phase 1: one; phase 2: one more (1 circuit)
             (root / f"{m}-keys" / "hashes.json").write_text(json.dumps(out["contributions"]))
             prev = machine / "published"
             folders[f"{m}-{phase}"] = prev
         machine = root / f"close-{phase}"
         inbox = _publish(prev, machine / "inbox")
-        close = (["prepare"] if phase == 1 else
-                 ["beacon", "--certificate", str(root / "certificate.hex"), "--beacon-chain", str(chain)])
-        _accord(*close, "--in", str(inbox), "--out", str(machine / "published"),
-                "--file", str(_source(machine / "src")), cwd=machine)
+        close = (
+            ["prepare"]
+            if phase == 1
+            else [
+                "beacon",
+                "--certificate",
+                str(root / "certificate.hex"),
+                "--beacon-chain",
+                str(chain),
+            ]
+        )
+        _accord(
+            *close,
+            "--in",
+            str(inbox),
+            "--out",
+            str(machine / "published"),
+            "--file",
+            str(_source(machine / "src")),
+            cwd=machine,
+        )
         prev = machine / "published"
         folders[f"close-{phase}"] = prev
     folders["final"] = prev
@@ -164,8 +222,22 @@ def test_three_members_and_the_verifier(ceremony: dict[str, Path], tmp_path: Pat
     for m in MEMBERS:
         hashes = json.loads((ceremony["root"] / f"{m}-keys" / "hashes.json").read_text())
         assert v.contributions[m] == hashes
-        assert cli(["zk", "ceremony", "verify", *dirs, "--file", src, "--member", m,
-                    *sum((["--hash", h] for h in hashes), [])]) == 0
+        assert (
+            cli(
+                [
+                    "zk",
+                    "ceremony",
+                    "verify",
+                    *dirs,
+                    "--file",
+                    src,
+                    "--member",
+                    m,
+                    *sum((["--hash", h] for h in hashes), []),
+                ]
+            )
+            == 0
+        )
     from accord.genesis import Genesis
 
     g = Genesis.load(gpath)
@@ -225,8 +297,9 @@ def test_a_tampered_transcript_is_refused(ceremony: dict[str, Path], tmp_path: P
         zt.verify([final, *others], _specs(tmp_path / "src"), _beacon_chain())
 
 
-def test_steps_out_of_turn_and_tampered_inputs_are_refused(ceremony: dict[str, Path],
-                                                          tmp_path: Path) -> None:
+def test_steps_out_of_turn_and_tampered_inputs_are_refused(
+    ceremony: dict[str, Path], tmp_path: Path
+) -> None:
     specs = _specs(tmp_path / "src")
     bank_b = AccountKey.load(ceremony["root"] / "bank-b-keys" / "member.key")
     # bank-b cannot contribute before bank-a (the transcript names the next member)
@@ -257,8 +330,9 @@ def test_steps_out_of_turn_and_tampered_inputs_are_refused(ceremony: dict[str, P
         zt.contribute(inbox, tmp_path / "b3", "bank-b", bank_b, specs)
 
 
-def test_a_backdoored_circuit_is_refused(ceremony: dict[str, Path], tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_backdoored_circuit_is_refused(
+    ceremony: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The review's C2: the coordinator runs the ceremony on an r1cs that is not the source
     circuit (c unconstrained, same name and public inputs). Before: verify said OK and a proof
     of "0 * b = 16" verified. Now every member and verifier compiles its own sources."""
@@ -270,13 +344,27 @@ def test_a_backdoored_circuit_is_refused(ceremony: dict[str, Path], tmp_path: Pa
     # (a) a ceremony honestly labelled with the evil source: its source hash is not the
     # members' source, so the first member refuses to contribute
     chain = _beacon_chain()
-    zt.init(tmp_path / "a", 8, [(m, keys[m].public_key) for m in MEMBERS], evil,
-            chain.hash.hex(), BEACON_HEIGHT, 10)
+    zt.init(
+        tmp_path / "a",
+        8,
+        [(m, keys[m].public_key) for m in MEMBERS],
+        evil,
+        chain.hash.hex(),
+        BEACON_HEIGHT,
+        10,
+    )
     with pytest.raises(zt.CeremonyError, match="not the ones the ceremony was started for"):
         zt.contribute(tmp_path / "a", tmp_path / "a1", "bank-a", keys["bank-a"], honest)
     # (b) the coordinator records the honest source hash next to the evil r1cs
-    params = zt.Params(8, members, (("mul", zt.source_hash(honest[0]), zt.tools.file_hash(evil_r1cs)),),
-                       zt.compiler_versions(), chain.hash.hex(), BEACON_HEIGHT, 10)
+    params = zt.Params(
+        8,
+        members,
+        (("mul", zt.source_hash(honest[0]), zt.tools.file_hash(evil_r1cs)),),
+        zt.compiler_versions(),
+        chain.hash.hex(),
+        BEACON_HEIGHT,
+        10,
+    )
     zt._init_with(tmp_path / "b", params, {"mul": evil_r1cs})
     with pytest.raises(zt.CeremonyError, match="not what its sources compile to"):
         zt.contribute(tmp_path / "b", tmp_path / "b1", "bank-a", keys["bank-a"], honest)
@@ -304,9 +392,9 @@ def test_a_backdoored_circuit_is_refused(ceremony: dict[str, Path], tmp_path: Pa
         zt.verify([prev, *folders], honest, chain)
 
 
-def test_a_relay_cannot_contribute_in_a_members_name(ceremony: dict[str, Path],
-                                                     tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_relay_cannot_contribute_in_a_members_name(
+    ceremony: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The review's C1: the relay drops bank-b's phase-1 file and contributes as "bank-b"
     itself. Before: verify passed. Now the entry is bank-b's only with bank-b's signature."""
     specs = _specs(tmp_path / "src")
@@ -316,8 +404,11 @@ def test_a_relay_cannot_contribute_in_a_members_name(ceremony: dict[str, Path],
     # a relay with a patched client signs the entry with its own key
     with monkeypatch.context() as mp:
         real = zt.Params.member_key
-        mp.setattr(zt.Params, "member_key",
-                   lambda self, name: relay.public_key if name == "bank-b" else real(self, name))
+        mp.setattr(
+            zt.Params,
+            "member_key",
+            lambda self, name: relay.public_key if name == "bank-b" else real(self, name),
+        )
         zt.contribute(ceremony["bank-a-1"], tmp_path / "r1", "bank-b", relay, specs)
     with pytest.raises(zt.CeremonyError, match="bank-b's signature does not verify"):
         zt.Transcript.load(tmp_path / "r1")
@@ -347,11 +438,13 @@ def test_the_beacon_is_the_certified_block(ceremony: dict[str, Path], tmp_path: 
     specs = _specs(tmp_path / "src")
     chain = _beacon_chain()
     last = ceremony["regulator-2"]
-    for cert, match in ((_certificate(height=BEACON_HEIGHT - 1), "init fixed height 200"),
-                        (_certificate(signers=("v0", "v1")), "does not verify"),
-                        (_certificate(signers=("x0", "x1", "x2")), "does not verify"),
-                        (_certificate(chain_id="another-chain"), "does not verify"),
-                        ("00" * 20, "malformed")):
+    for cert, match in (
+        (_certificate(height=BEACON_HEIGHT - 1), "init fixed height 200"),
+        (_certificate(signers=("v0", "v1")), "does not verify"),
+        (_certificate(signers=("x0", "x1", "x2")), "does not verify"),
+        (_certificate(chain_id="another-chain"), "does not verify"),
+        ("00" * 20, "malformed"),
+    ):
         with pytest.raises(zt.CeremonyError, match=match):
             zt.beacon(last, tmp_path / "b", cert, chain, specs)
     from .support.genesis import make_genesis
@@ -391,8 +484,9 @@ def _validator(tmp_path: Path, zk_circuits: dict, zk_params: dict, **config: obj
     return Node(cfg, g, bls.demo_secret("v0"), home)
 
 
-def test_a_validator_checks_the_transcript_at_start_up(ceremony: dict[str, Path],
-                                                       tmp_path: Path) -> None:
+def test_a_validator_checks_the_transcript_at_start_up(
+    ceremony: dict[str, Path], tmp_path: Path
+) -> None:
     """The review's C4: a made-up transcript hash next to matching key hashes passed, and an
     insecure-dev genesis only logged a warning. Now the validator checks the transcript file
     (hash, chain, signatures, the keys it exports) and refuses insecure-dev unless allowed."""
@@ -401,15 +495,18 @@ def test_a_validator_checks_the_transcript_at_start_up(ceremony: dict[str, Path]
     vk = json.loads(next(final.glob("*_vk_mul.json")).read_text())
     real = {"transcript": t.hash, "vks": {"mul": zt.vk_hash(vk)}}
     shutil.copyfile(final / zt.TRANSCRIPT, tmp_path / zt.TRANSCRIPT)  # next to genesis
-    assert "proof_verifier" in _validator(tmp_path, {"mul": vk}, {"ceremony": real})._runtime_hooks()
+    assert (
+        "proof_verifier" in _validator(tmp_path, {"mul": vk}, {"ceremony": real})._runtime_hooks()
+    )
     made_up = {"transcript": "00" * 32, "vks": {"mul": zt.vk_hash(vk)}}
     with pytest.raises(ValidationError, match="not the one genesis records"):
         _validator(tmp_path, {"mul": vk}, {"ceremony": made_up})._runtime_hooks()
     # a self-made key with its own hash in the record: the transcript exports another key
     own = {**vk, "vk_alpha_1": vk["vk_beta_2"][0] + ["1"]}
     with pytest.raises(ValidationError, match="does not produce the keys"):
-        _validator(tmp_path, {"mul": own},
-                   {"ceremony": {**real, "vks": {"mul": zt.vk_hash(own)}}})._runtime_hooks()
+        _validator(
+            tmp_path, {"mul": own}, {"ceremony": {**real, "vks": {"mul": zt.vk_hash(own)}}}
+        )._runtime_hooks()
     # a transcript whose signatures do not hold (re-hashed after an edit) is refused by name
     doc = json.loads((final / zt.TRANSCRIPT).read_text())
     doc["entries"][1]["sha256"] = "ab" * 32
@@ -418,8 +515,12 @@ def test_a_validator_checks_the_transcript_at_start_up(ceremony: dict[str, Path]
         forged.append(**{k: v for k, v in e.items() if k not in ("prev", "hash")})
     forged.save(tmp_path / "forged")
     with pytest.raises(zt.CeremonyError, match="signature"):
-        _validator(tmp_path, {"mul": vk}, {"ceremony": {**real, "transcript": forged.hash}},
-                   ceremony_transcript="../forged/transcript.json")._runtime_hooks()
+        _validator(
+            tmp_path,
+            {"mul": vk},
+            {"ceremony": {**real, "transcript": forged.hash}},
+            ceremony_transcript="../forged/transcript.json",
+        )._runtime_hooks()
     # no transcript at all: refused, saying what is missing
     (tmp_path / zt.TRANSCRIPT).unlink()
     with pytest.raises(ValidationError, match="give the validator its transcript"):
@@ -443,15 +544,20 @@ def test_genesis_keys_must_be_the_ceremonys() -> None:
         zt.check_genesis({"c": vk}, {})
 
 
-def test_a_validator_without_the_fast_verifier_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_a_validator_without_the_fast_verifier_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """Validators must run the fast verifier (pure Python is ~13x slower and leaders size
     blocks by their own speed): one that cannot says so at start-up."""
     from accord.zk.verifier import PyProofVerifier
 
     monkeypatch.setenv("ACCORD_NODE", str(tmp_path / "no-node-here"))
-    node = _validator(tmp_path, {"mul": {"protocol": "groth16"}}, {"ceremony": "insecure-dev"},
-                      allow_insecure_zk=True)
+    node = _validator(
+        tmp_path,
+        {"mul": {"protocol": "groth16"}},
+        {"ceremony": "insecure-dev"},
+        allow_insecure_zk=True,
+    )
     with caplog.at_level("WARNING", logger="accord.node"):
         hooks = node._runtime_hooks()
     assert isinstance(hooks["proof_verifier"], PyProofVerifier)

@@ -46,14 +46,17 @@ def keys() -> artifacts.CircuitKeys:
 
 
 def pool_genesis(keys: artifacts.CircuitKeys) -> Genesis:
-    g = make_genesis(1, balances={ALICE.address.hex(): 1_000},
-                     contracts=builtin_contract_entries())
+    g = make_genesis(1, balances={ALICE.address.hex(): 1_000}, contracts=builtin_contract_entries())
     reg = REG.public
-    return g.model_copy(update={
-        "zk_circuits": {"shielded_transfer": keys.vk},
-        "zk_params": {"regulator": [str(reg[0]), str(reg[1])],
-                      "shielded_pool": {"depth": artifacts.TEST_DEPTH}},
-    })
+    return g.model_copy(
+        update={
+            "zk_circuits": {"shielded_transfer": keys.vk},
+            "zk_params": {
+                "regulator": [str(reg[0]), str(reg[1])],
+                "shielded_pool": {"depth": artifacts.TEST_DEPTH},
+            },
+        }
+    )
 
 
 class Ledger:
@@ -62,8 +65,11 @@ class Ledger:
     def __init__(self, keys: artifacts.CircuitKeys, folder: Path) -> None:
         self.keys = keys
         self.g = pool_genesis(keys)
-        self.rt = Runtime(self.g, {**BUILTINS, "shielded_pool": ShieldedPool},
-                          proof_verifier=FastProofVerifier.from_genesis(self.g))
+        self.rt = Runtime(
+            self.g,
+            {**BUILTINS, "shielded_pool": ShieldedPool},
+            proof_verifier=FastProofVerifier.from_genesis(self.g),
+        )
         self.store = Store(folder)
         self.chain = Chain(self.g, self.store, self.rt)
         self.nonces: dict[bytes, int] = {}
@@ -77,15 +83,27 @@ class Ledger:
             # deposit, then transact (the pool pulls only within that approval).
             deposit = int.from_bytes(args["inputs"][zk.PUB_DEPOSIT], "big")
             if 0 < deposit < 2**63:
-                approve = self._send(key, "token", "approve",
-                                     spender=contract_address("shielded_pool"), amount=deposit)
+                approve = self._send(
+                    key,
+                    "token",
+                    "approve",
+                    spender=contract_address("shielded_pool"),
+                    amount=deposit,
+                )
                 assert approve.ok, approve.error
         return self._send(key, contract, method, **args)
 
     def _send(self, key: AccountKey, contract: str, method: str, **args: Any) -> Receipt:
         n = self.nonces.get(key.address, 0)
-        tx = Tx.create(key, chain_id=self.g.chain_id, contract=contract, method=method,
-                       args=args, nonce=n, gas_limit=5_000_000)
+        tx = Tx.create(
+            key,
+            chain_id=self.g.chain_id,
+            contract=contract,
+            method=method,
+            args=args,
+            nonce=n,
+            gas_limit=5_000_000,
+        )
         self.nonces[key.address] = n + 1
         self.time += 1_000
         block = self.chain.build([tx], time_ms=self.time)
@@ -102,21 +120,33 @@ class Ledger:
     def balance(self, who: bytes) -> int:
         return int(self.query("token", "balance_of", account=who))
 
-    def plan(self, key: zk.SpendingKey, spends: list[zk.SpendInput],
-             outs: list[tuple[zk.Address, int]], **kw: Any) -> zk.TransferPlan:
-        return zk.plan_transfer(key, spends, outs, self.tree, REG.public, rng=self.rng,
-                                chain_id=self.g.chain_id, **kw)
+    def plan(
+        self,
+        key: zk.SpendingKey,
+        spends: list[zk.SpendInput],
+        outs: list[tuple[zk.Address, int]],
+        **kw: Any,
+    ) -> zk.TransferPlan:
+        return zk.plan_transfer(
+            key, spends, outs, self.tree, REG.public, rng=self.rng, chain_id=self.g.chain_id, **kw
+        )
 
     def args(self, plan: zk.TransferPlan, recipient: bytes = b"") -> dict[str, Any]:
         proof, public = self.keys.prove(plan.circuit_input)
         assert public == plan.public
-        return {"proof": groth16.compress_proof(proof),
-                "inputs": [x.to_bytes(32, "big") for x in public],
-                "notes": plan.note_ciphertexts, "recipient": recipient}
+        return {
+            "proof": groth16.compress_proof(proof),
+            "inputs": [x.to_bytes(32, "big") for x in public],
+            "notes": plan.note_ciphertexts,
+            "recipient": recipient,
+        }
 
     def pool_state(self) -> tuple[bytes, int, bytes]:
-        return (self.query("shielded_pool", "root"), self.query("shielded_pool", "size"),
-                self.store.state_root())
+        return (
+            self.query("shielded_pool", "root"),
+            self.query("shielded_pool", "size"),
+            self.store.state_root(),
+        )
 
     def find_notes(self, key: zk.SpendingKey) -> list[zk.SpendInput]:
         """Scan the chain's Transfer events for notes this key can open and has not spent."""
@@ -124,8 +154,13 @@ class Ledger:
         for _, _, ev in zaudit.transfer_events(self.store):
             for blob, idx in zip(ev.data["notes"], ev.data["indices"], strict=True):
                 note = zk.Note.decrypt(key, blob)
-                if note is not None and note.value and not self.query(
-                        "shielded_pool", "is_spent", nullifier=zk.fe_bytes(key.nullifier(note.rho))):
+                if (
+                    note is not None
+                    and note.value
+                    and not self.query(
+                        "shielded_pool", "is_spent", nullifier=zk.fe_bytes(key.nullifier(note.rho))
+                    )
+                ):
                     found.append(zk.SpendInput(note, idx))
         return found
 
@@ -152,17 +187,21 @@ def test_deposit_transfer_withdraw_and_audit(ledger: Ledger) -> None:
     # 3. Bob finds his note and withdraws 25 to his account, keeping 35 shielded
     (bob_note,) = ledger.find_notes(B_KEY)
     assert bob_note.note.value == 60
-    plan = ledger.plan(B_KEY, [bob_note], [(B_KEY.address, 35)], withdrawal=25,
-                       recipient=BOB_ACCOUNT.address)
-    r = ledger.send(BOB_ACCOUNT, "shielded_pool", "transact",
-                    **ledger.args(plan, BOB_ACCOUNT.address))
+    plan = ledger.plan(
+        B_KEY, [bob_note], [(B_KEY.address, 35)], withdrawal=25, recipient=BOB_ACCOUNT.address
+    )
+    r = ledger.send(
+        BOB_ACCOUNT, "shielded_pool", "transact", **ledger.args(plan, BOB_ACCOUNT.address)
+    )
     assert r.ok, r.error
     assert ledger.balance(BOB_ACCOUNT.address) == 25 and ledger.balance(pool_addr) == 75
     assert [s.note.value for s in ledger.find_notes(A_KEY)] == [40]
     # 4. the regulator reads exactly these three transfers, and nobody else can
     rows = zaudit.audit(REG, ledger.store)
-    got = [(r.sender, r.receiver_1, r.value_1, r.receiver_2, r.value_2, r.deposit, r.withdrawal)
-           for r in rows]
+    got = [
+        (r.sender, r.receiver_1, r.value_1, r.receiver_2, r.value_2, r.deposit, r.withdrawal)
+        for r in rows
+    ]
     hx = lambda k: f"{k.owner:064x}"  # noqa: E731
     assert got == [
         (hx(A_KEY), hx(A_KEY), 100, hx(A_KEY), 0, 100, 0),
@@ -234,8 +273,15 @@ def test_unknown_root_is_rejected(ledger: Ledger) -> None:
     fake_tree = zk.MerkleTree(artifacts.TEST_DEPTH, [list(r) for r in ledger.tree.levels])
     fake = zk.Note(1_000_000, A_KEY.owner, 77, 88)
     idx = fake_tree.append(fake.commitment)
-    plan = zk.plan_transfer(A_KEY, [zk.SpendInput(fake, idx)], [(A_KEY.address, 1_000_000)],
-                            fake_tree, REG.public, rng=ledger.rng, chain_id=ledger.g.chain_id)
+    plan = zk.plan_transfer(
+        A_KEY,
+        [zk.SpendInput(fake, idx)],
+        [(A_KEY.address, 1_000_000)],
+        fake_tree,
+        REG.public,
+        rng=ledger.rng,
+        chain_id=ledger.g.chain_id,
+    )
     _rejected(ledger, ALICE, ledger.args(plan), "unknown or too old Merkle root")
 
 
@@ -254,7 +300,9 @@ def test_replay_with_other_public_inputs_is_rejected(ledger: Ledger) -> None:
     _rejected(ledger, ALICE, {**args, "inputs": inputs}, "invalid shielded-transfer proof")
     # a public input >= r (x and x + r pair alike): refused before the proof
     inputs = list(args["inputs"])
-    inputs[zk.PUB_BIND] = (int.from_bytes(inputs[zk.PUB_BIND], "big") + zk.FIELD).to_bytes(32, "big")
+    inputs[zk.PUB_BIND] = (int.from_bytes(inputs[zk.PUB_BIND], "big") + zk.FIELD).to_bytes(
+        32, "big"
+    )
     _rejected(ledger, ALICE, {**args, "inputs": inputs}, "not below the field size")
     # the regulator key swapped for the attacker's own: refused
     inputs = list(args["inputs"])
@@ -283,8 +331,15 @@ def test_circuit_refuses_bad_witnesses(keys: artifacts.CircuitKeys) -> None:
     tree = zk.MerkleTree(artifacts.TEST_DEPTH)
     note = zk.Note(50, A_KEY.owner, 1, 2)
     idx = tree.append(note.commitment)
-    plan = zk.plan_transfer(A_KEY, [zk.SpendInput(note, idx)], [(B_KEY.address, 50)], tree,
-                            REG.public, rng=random.Random(3), chain_id="test")
+    plan = zk.plan_transfer(
+        A_KEY,
+        [zk.SpendInput(note, idx)],
+        [(B_KEY.address, 50)],
+        tree,
+        REG.public,
+        rng=random.Random(3),
+        chain_id="test",
+    )
     good = plan.circuit_input
     # value not conserved: 50 in, 51 out
     bad = {**good, "outValue": [51, 0]}
@@ -305,33 +360,60 @@ def test_circuit_refuses_bad_witnesses(keys: artifacts.CircuitKeys) -> None:
         keys.prove({**good, "nullifier": [1, good["nullifier"][1]]})
     # the same note as both inputs (counted twice): the wallet and the circuit refuse it
     with pytest.raises(ValidationError, match="same note"):
-        zk.plan_transfer(A_KEY, [zk.SpendInput(note, idx), zk.SpendInput(note, idx)],
-                         [(B_KEY.address, 100)], tree, REG.public, chain_id="test")
+        zk.plan_transfer(
+            A_KEY,
+            [zk.SpendInput(note, idx), zk.SpendInput(note, idx)],
+            [(B_KEY.address, 100)],
+            tree,
+            REG.public,
+            chain_id="test",
+        )
     # forced past the wallet: a witness right in every other respect (outputs, commitments,
     # regulator ciphertext recomputed for 50 + 50 in, 100 out)
     nf = good["nullifier"][0]
     owners, rs = good["outOwner"], good["outR"]
     rhos = [poseidon(nf, nf, j) for j in range(2)]
     values = [100, 0]
-    cms = [zk.Note(v, o, rho, r).commitment for v, o, rho, r in zip(values, owners, rhos, rs, strict=True)]
-    _, cipher = zk.regulator_encrypt(REG.public, [A_KEY.owner, owners[0], 100, owners[1], 0],
-                                     good["e"])
-    twice = {**good, "inValue": [50, 50], "inRho": [good["inRho"][0]] * 2,
-             "inR": [good["inR"][0]] * 2, "pathElements": [good["pathElements"][0]] * 2,
-             "pathIndices": [good["pathIndices"][0]] * 2, "nullifier": [nf, nf],
-             "outValue": values, "commitment": cms, "ciphertext": cipher}
+    cms = [
+        zk.Note(v, o, rho, r).commitment
+        for v, o, rho, r in zip(values, owners, rhos, rs, strict=True)
+    ]
+    _, cipher = zk.regulator_encrypt(
+        REG.public, [A_KEY.owner, owners[0], 100, owners[1], 0], good["e"]
+    )
+    twice = {
+        **good,
+        "inValue": [50, 50],
+        "inRho": [good["inRho"][0]] * 2,
+        "inR": [good["inR"][0]] * 2,
+        "pathElements": [good["pathElements"][0]] * 2,
+        "pathIndices": [good["pathIndices"][0]] * 2,
+        "nullifier": [nf, nf],
+        "outValue": values,
+        "commitment": cms,
+        "ciphertext": cipher,
+    }
     with pytest.raises(ProofError):
         keys.prove(twice)
 
 
 def test_a_proof_for_another_chain_is_rejected(ledger: Ledger) -> None:
-    plan = zk.plan_transfer(A_KEY, [], [(A_KEY.address, 2)], ledger.tree, REG.public,
-                            rng=ledger.rng, deposit=2, chain_id="another-chain")
+    plan = zk.plan_transfer(
+        A_KEY,
+        [],
+        [(A_KEY.address, 2)],
+        ledger.tree,
+        REG.public,
+        rng=ledger.rng,
+        deposit=2,
+        chain_id="another-chain",
+    )
     _rejected(ledger, ALICE, ledger.args(plan), "bound to another")
 
 
-def test_regulator_cli_audit(ledger: Ledger, tmp_path: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_regulator_cli_audit(
+    ledger: Ledger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`accord regulator audit` on the node's LMDB folder (runs last: it closes the store)."""
     import json
 
@@ -342,15 +424,44 @@ def test_regulator_cli_audit(ledger: Ledger, tmp_path: Path,
     key_file = tmp_path / "regulator.json"
     key_file.write_text(json.dumps({"secret": str(REG.secret)}))
     out = tmp_path / "audit.json"
-    assert cli(["regulator", "audit", "--data", str(ledger.store.path), "--key", str(key_file),
-                "--format", "json", "--out", str(out)]) == 0
+    assert (
+        cli(
+            [
+                "regulator",
+                "audit",
+                "--data",
+                str(ledger.store.path),
+                "--key",
+                str(key_file),
+                "--format",
+                "json",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = json.loads(out.read_text())
-    assert [(r["height"], r["value_1"], r["value_2"]) for r in rows] == \
-        [(r.height, r.value_1, r.value_2) for r in expected]
-    assert cli(["regulator", "audit", "--data", str(ledger.store.path), "--key",
-                str(key_file), "--format", "csv"]) == 0
+    assert [(r["height"], r["value_1"], r["value_2"]) for r in rows] == [
+        (r.height, r.value_1, r.value_2) for r in expected
+    ]
+    assert (
+        cli(
+            [
+                "regulator",
+                "audit",
+                "--data",
+                str(ledger.store.path),
+                "--key",
+                str(key_file),
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.startswith("height,tx_hash,sender")
     assert cli(["regulator", "keygen", "--out", str(tmp_path / "new.json")]) == 0
-    assert cli(["regulator", "audit", "--data", str(tmp_path / "nope"), "--key",
-                str(key_file)]) == 1
-
+    assert (
+        cli(["regulator", "audit", "--data", str(tmp_path / "nope"), "--key", str(key_file)]) == 1
+    )

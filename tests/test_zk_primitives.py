@@ -24,15 +24,21 @@ from accord.zk.poseidon import FIELD, poseidon, poseidon_ex
 
 def test_poseidon_matches_circomlib_vectors() -> None:
     assert poseidon(1, 2) == 0x115CC0F5E7D690413DF64C6B9662E9CF2A3617F2743245519E19607A4417189A
-    assert poseidon(1, 2, 3, 4) == \
-        0x299C867DB6C1FDD79DCEFA40E4510B9837E60EBB1CE0663DBAA525DF65250465
+    assert (
+        poseidon(1, 2, 3, 4) == 0x299C867DB6C1FDD79DCEFA40E4510B9837E60EBB1CE0663DBAA525DF65250465
+    )
     # circomlibjs 0.1.7
-    assert poseidon(0) == \
-        19014214495641488759237505126948346942972912379615652741039992445865937985820
-    assert poseidon(1, 2, 3) == \
-        6542985608222806190361240322586112750744169038454362455181422643027100751666
-    assert poseidon(1, 2, 3, 4, 5) == \
-        6183221330272524995739186171720101788151706631170188140075976616310159254464
+    assert (
+        poseidon(0) == 19014214495641488759237505126948346942972912379615652741039992445865937985820
+    )
+    assert (
+        poseidon(1, 2, 3)
+        == 6542985608222806190361240322586112750744169038454362455181422643027100751666
+    )
+    assert (
+        poseidon(1, 2, 3, 4, 5)
+        == 6183221330272524995739186171720101788151706631170188140075976616310159254464
+    )
 
 
 def test_poseidon_ex_squeezes_like_circomlibjs() -> None:
@@ -59,18 +65,24 @@ def test_poseidon_rejects_bad_inputs() -> None:
 # --- BabyJubJub and EdDSA ---------------------------------------------------------------------
 
 # circomlibjs: eddsa.prv2pub / signPoseidon with prv = 00010203...0001, message 1234
-LIB_A = (13277427435165878497778222415993513565335242147425444199013288855685581939618,
-         13622229784656158136036771217484571176836296686641868549125388198837476602820)
+LIB_A = (
+    13277427435165878497778222415993513565335242147425444199013288855685581939618,
+    13622229784656158136036771217484571176836296686641868549125388198837476602820,
+)
 LIB_SIG = babyjub.Signature(
-    (11220723668893468001994760120794694848178115379170651044669708829805665054484,
-     2367470421002446880004241260470975644531657398480773647535134774673409612366),
-    2010143491207902444122668013146870263468969134090678646686512037244361350365)
+    (
+        11220723668893468001994760120794694848178115379170651044669708829805665054484,
+        2367470421002446880004241260470975644531657398480773647535134774673409612366,
+    ),
+    2010143491207902444122668013146870263468969134090678646686512037244361350365,
+)
 
 
 def test_babyjub_scalar_mul_matches_circomlibjs() -> None:
     assert babyjub.mul(babyjub.BASE8, 123456789) == (
         15919299401931535325513703139194931338293993994510664661086800834970360591752,
-        1645780246786685895560641778865228215443840970280597910012614014295481144366)
+        1645780246786685895560641778865228215443840970280597910012614014295481144366,
+    )
     assert babyjub.mul(babyjub.GENERATOR, 8) == babyjub.BASE8
     assert babyjub.mul(babyjub.BASE8, babyjub.SUBORDER) == babyjub.IDENTITY
     assert babyjub.in_subgroup(babyjub.BASE8)
@@ -175,14 +187,27 @@ def test_plan_transfer_refuses_unbalanced_and_foreign_notes() -> None:
     note = zk.Note(10, key.owner, 1, 2)
     idx = tree.append(note.commitment)
     with pytest.raises(ValidationError):
-        zk.plan_transfer(key, [zk.SpendInput(note, idx)], [(key.address, 11)], tree, reg, chain_id="t")
+        zk.plan_transfer(
+            key, [zk.SpendInput(note, idx)], [(key.address, 11)], tree, reg, chain_id="t"
+        )
     foreign = zk.SpendingKey.from_seed(b"f")
     with pytest.raises(ValidationError):
-        zk.plan_transfer(foreign, [zk.SpendInput(note, idx)], [(key.address, 10)], tree, reg, chain_id="t")
+        zk.plan_transfer(
+            foreign, [zk.SpendInput(note, idx)], [(key.address, 10)], tree, reg, chain_id="t"
+        )
     with pytest.raises(ValidationError):
-        zk.plan_transfer(key, [zk.SpendInput(note, idx + 1)], [(key.address, 10)], tree, reg, chain_id="t")
-    plan = zk.plan_transfer(key, [zk.SpendInput(note, idx)], [(key.address, 10)], tree, reg,
-                            rng=random.Random(1), chain_id="t")
+        zk.plan_transfer(
+            key, [zk.SpendInput(note, idx + 1)], [(key.address, 10)], tree, reg, chain_id="t"
+        )
+    plan = zk.plan_transfer(
+        key,
+        [zk.SpendInput(note, idx)],
+        [(key.address, 10)],
+        tree,
+        reg,
+        rng=random.Random(1),
+        chain_id="t",
+    )
     assert len(plan.public) == zk.N_TRANSFER_PUBLIC
     assert plan.public[zk.PUB_ROOT] == tree.root
     assert plan.public[zk.PUB_NF] == key.nullifier(note.rho)
@@ -263,8 +288,10 @@ def test_fast_pairing_is_bilinear(a: int, b: int) -> None:
     from accord.zk import pairing as fp
 
     # e(aP, bQ) * e(-abP, Q) == 1, and not 1 when the product is off by one
-    pairs = [(_a1(multiply(G1, a)), _a2(multiply(G2, b))),
-             (_a1(neg(multiply(G1, a * b % groth16.R))), _a2(G2))]
+    pairs = [
+        (_a1(multiply(G1, a)), _a2(multiply(G2, b))),
+        (_a1(neg(multiply(G1, a * b % groth16.R))), _a2(G2)),
+    ]
     assert fp.pairing_product(pairs) == fp.ONE
     pairs[1] = (_a1(neg(multiply(G1, (a * b + 1) % groth16.R))), _a2(G2))
     assert fp.pairing_product(pairs) != fp.ONE

@@ -154,14 +154,30 @@ def _identity_input(e: int) -> dict[str, Any]:
     b = zk.SpendingKey.from_seed(b"ben")
     note = zk.Note(50, a.owner, 1, 2)
     idx = tree.append(note.commitment)
-    plan = zk.plan_transfer(a, [zk.SpendInput(note, idx)], [(b.address, 50)], tree, REG.public,
-                            rng=random.Random(3), chain_id="test")
+    plan = zk.plan_transfer(
+        a,
+        [zk.SpendInput(note, idx)],
+        [(b.address, 50)],
+        tree,
+        REG.public,
+        rng=random.Random(3),
+        chain_id="test",
+    )
     good = plan.circuit_input
-    plain = [a.owner, good["outOwner"][0], good["outValue"][0], good["outOwner"][1],
-             good["outValue"][1]]
+    plain = [
+        a.owner,
+        good["outOwner"][0],
+        good["outValue"][0],
+        good["outOwner"][1],
+        good["outValue"][1],
+    ]
     pads = zk.regulator_pads(babyjub.IDENTITY)
-    return {**good, "e": e, "ephemeral": list(babyjub.IDENTITY),
-            "ciphertext": [(m + p) % FIELD for m, p in zip(plain, pads, strict=True)]}
+    return {
+        **good,
+        "e": e,
+        "ephemeral": list(babyjub.IDENTITY),
+        "ciphertext": [(m + p) % FIELD for m, p in zip(plain, pads, strict=True)],
+    }
 
 
 @pytest.mark.parametrize("e", [0, L, 2 * L])

@@ -58,19 +58,30 @@ class Pair:
     """Two runtimes over one genesis: one per verifier."""
 
     def __init__(self, keys: artifacts.CircuitKeys) -> None:
-        entries = [*builtin_contract_entries(),
-                   ContractEntry(name="proofprobe", code_hash=code_hash(ProofProbe).hex())]
+        entries = [
+            *builtin_contract_entries(),
+            ContractEntry(name="proofprobe", code_hash=code_hash(ProofProbe).hex()),
+        ]
         g: Genesis = make_genesis(1, contracts=entries)
         self.g = g.model_copy(update={"zk_circuits": {CIRCUIT: keys.vk}})
         contracts = {**BUILTINS, "proofprobe": ProofProbe}
         self.fast = FastProofVerifier.from_genesis(self.g)
-        self.runtimes = [Runtime(self.g, contracts, proof_verifier=PyProofVerifier.from_genesis(self.g)),
-                         Runtime(self.g, contracts, proof_verifier=self.fast)]
+        self.runtimes = [
+            Runtime(self.g, contracts, proof_verifier=PyProofVerifier.from_genesis(self.g)),
+            Runtime(self.g, contracts, proof_verifier=self.fast),
+        ]
 
     def receipts(self, proof: Any, inputs: list[Any]) -> list[bytes]:
         m = "check_bytes" if isinstance(proof, bytes) else "check_json"
-        tx = Tx.create(USER, chain_id=self.g.chain_id, contract="proofprobe", method=m,
-                       args={"proof": proof, "inputs": inputs}, nonce=0, gas_limit=5_000_000)
+        tx = Tx.create(
+            USER,
+            chain_id=self.g.chain_id,
+            contract="proofprobe",
+            method=m,
+            args={"proof": proof, "inputs": inputs},
+            nonce=0,
+            gas_limit=5_000_000,
+        )
         out = []
         for rt in self.runtimes:
             st_ = MemoryState(rt.genesis_writes())
@@ -88,9 +99,16 @@ class Pair:
 def sample() -> tuple[Pair, dict[str, Any], list[str]]:
     keys = artifacts.test_keys(CIRCUIT)
     key = zk.SpendingKey.from_seed(b"agreement")
-    plan = zk.plan_transfer(key, [], [(key.address, 4)], zk.MerkleTree(artifacts.TEST_DEPTH),
-                            zk.RegulatorKey.from_seed(b"r").public, deposit=4,
-                            rng=random.Random(17), chain_id="test")
+    plan = zk.plan_transfer(
+        key,
+        [],
+        [(key.address, 4)],
+        zk.MerkleTree(artifacts.TEST_DEPTH),
+        zk.RegulatorKey.from_seed(b"r").public,
+        deposit=4,
+        rng=random.Random(17),
+        chain_id="test",
+    )
     proof, public = keys.prove(plan.circuit_input)
     proof = {k: proof[k] for k in ("pi_a", "pi_b", "pi_c", "protocol", "curve")}
     return Pair(keys), proof, [str(x) for x in public]
@@ -122,7 +140,11 @@ def _several_faults(proof: dict[str, Any], public: list[str]) -> list[tuple[str,
     off_c = [proof["pi_c"][0], str((int(proof["pi_c"][1]) + 1) % groth16.Q), "1"]
     return [
         ("B outside the subgroup, a public input >= r", {**proof, "pi_b": bad_b}, over_r),
-        ("B outside the subgroup, C off the curve", {**proof, "pi_b": bad_b, "pi_c": off_c}, public),
+        (
+            "B outside the subgroup, C off the curve",
+            {**proof, "pi_b": bad_b, "pi_c": off_c},
+            public,
+        ),
         ("B outside the subgroup, too few inputs", {**proof, "pi_b": bad_b}, public[:-1]),
         ("A off the curve, a public input >= r", {**proof, "pi_a": off_c}, over_r),
         ("B outside the subgroup", {**proof, "pi_b": bad_b}, public),
@@ -137,7 +159,9 @@ def test_several_faults_give_the_same_receipt(sample: Any) -> None:
         assert not _decoded(py)[0], name
 
 
-@pytest.mark.parametrize("text", ["0012", "+12", " 12", "12 ", "\u0661\u0662", "\u00b2", "1_2", "-1", ""])
+@pytest.mark.parametrize(
+    "text", ["0012", "+12", " 12", "12 ", "\u0661\u0662", "\u00b2", "1_2", "-1", ""]
+)
 def test_non_canonical_number_texts_are_refused_alike(sample: Any, text: str) -> None:
     pair, proof, public = sample
     p = copy.deepcopy(proof)
@@ -162,30 +186,60 @@ def test_leading_zero_coordinate_was_one_proof_with_two_encodings(sample: Any) -
 
 # --- property tests: random tamperings --------------------------------------------------------
 
-_PATHS = [("pi_a", (0,)), ("pi_a", (1,)), ("pi_a", (2,)), ("pi_c", (0,)), ("pi_c", (1,)),
-          ("pi_c", (2,)), ("pi_b", (0, 0)), ("pi_b", (0, 1)), ("pi_b", (1, 0)), ("pi_b", (1, 1)),
-          ("pi_b", (2, 0)), ("public", (0,)), ("public", (5,)), ("public", (16,))]
+_PATHS = [
+    ("pi_a", (0,)),
+    ("pi_a", (1,)),
+    ("pi_a", (2,)),
+    ("pi_c", (0,)),
+    ("pi_c", (1,)),
+    ("pi_c", (2,)),
+    ("pi_b", (0, 0)),
+    ("pi_b", (0, 1)),
+    ("pi_b", (1, 0)),
+    ("pi_b", (1, 1)),
+    ("pi_b", (2, 0)),
+    ("public", (0,)),
+    ("public", (5,)),
+    ("public", (16,)),
+]
 
 
 def _mutate(value: str, how: int, rnd: int) -> Any:
     v = int(value)
     return [
-        str(v + 1), str(v + groth16.Q), str(v + groth16.R), "0", "1", "0" + value, str(rnd),
-        str(groth16.Q - v if v else 0), rnd, str(v ^ (1 << (rnd % 254))),
+        str(v + 1),
+        str(v + groth16.Q),
+        str(v + groth16.R),
+        "0",
+        "1",
+        "0" + value,
+        str(rnd),
+        str(groth16.Q - v if v else 0),
+        rnd,
+        str(v ^ (1 << (rnd % 254))),
     ][how]
 
 
 @st.composite
 def tamperings(draw: st.DrawFn) -> list[tuple[int, int, int]]:
     n = draw(st.integers(1, 3))
-    return [(draw(st.integers(0, len(_PATHS) - 1)), draw(st.integers(0, 9)),
-             draw(st.integers(0, 2**256 - 1))) for _ in range(n)]
+    return [
+        (
+            draw(st.integers(0, len(_PATHS) - 1)),
+            draw(st.integers(0, 9)),
+            draw(st.integers(0, 2**256 - 1)),
+        )
+        for _ in range(n)
+    ]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(changes=tamperings(), swap_b=st.booleans())
-def test_tampered_json_proofs_give_the_same_receipt(sample: Any, changes: list[tuple[int, int, int]],
-                                                    swap_b: bool) -> None:
+def test_tampered_json_proofs_give_the_same_receipt(
+    sample: Any, changes: list[tuple[int, int, int]], swap_b: bool
+) -> None:
     pair, proof, public = sample
     p = copy.deepcopy(proof)
     pub: list[Any] = list(public)
@@ -205,11 +259,16 @@ def test_tampered_json_proofs_give_the_same_receipt(sample: Any, changes: list[t
     pair.agree(p, pub)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(flips=st.lists(st.tuples(st.integers(0, 127), st.integers(0, 7)), min_size=1, max_size=3),
-       input_change=st.sampled_from([None, "+r", "+1", "drop"]))
-def test_tampered_proof_bytes_give_the_same_receipt(sample: Any, flips: list[tuple[int, int]],
-                                                    input_change: str | None) -> None:
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    flips=st.lists(st.tuples(st.integers(0, 127), st.integers(0, 7)), min_size=1, max_size=3),
+    input_change=st.sampled_from([None, "+r", "+1", "drop"]),
+)
+def test_tampered_proof_bytes_give_the_same_receipt(
+    sample: Any, flips: list[tuple[int, int]], input_change: str | None
+) -> None:
     pair, proof, public = sample
     data = bytearray(groth16.compress_proof(proof))
     for pos, bit in flips:

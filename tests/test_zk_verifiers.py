@@ -31,9 +31,16 @@ def sample() -> tuple[artifacts.CircuitKeys, dict[str, Any], list[int]]:
     keys = artifacts.test_keys(CIRCUIT)
     key = zk.SpendingKey.from_seed(b"verifier-tests")
     tree = zk.MerkleTree(artifacts.TEST_DEPTH)
-    plan = zk.plan_transfer(key, [], [(key.address, 9)], tree,
-                            zk.RegulatorKey.from_seed(b"r").public, deposit=9,
-                            rng=random.Random(11), chain_id="test")
+    plan = zk.plan_transfer(
+        key,
+        [],
+        [(key.address, 9)],
+        tree,
+        zk.RegulatorKey.from_seed(b"r").public,
+        deposit=9,
+        rng=random.Random(11),
+        chain_id="test",
+    )
     proof, public = keys.prove(plan.circuit_input)
     return keys, proof, public
 
@@ -114,24 +121,47 @@ def test_unknown_circuit_and_bad_vk(sample: Any) -> None:
         groth16.parse_vk({**keys.vk, "protocol": "plonk"})
 
 
-def test_cli_prove_and_verify(sample: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prove_and_verify(
+    sample: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     keys, proof, public = sample
     key = zk.SpendingKey.from_seed(b"cli")
-    plan = zk.plan_transfer(key, [], [(key.address, 4)], zk.MerkleTree(artifacts.TEST_DEPTH),
-                            zk.RegulatorKey.from_seed(b"r").public, deposit=4,
-                            rng=random.Random(2), chain_id="test")
+    plan = zk.plan_transfer(
+        key,
+        [],
+        [(key.address, 4)],
+        zk.MerkleTree(artifacts.TEST_DEPTH),
+        zk.RegulatorKey.from_seed(b"r").public,
+        deposit=4,
+        rng=random.Random(2),
+        chain_id="test",
+    )
     inp = tmp_path / "input.json"
     inp.write_text(json.dumps({k: _str(v) for k, v in plan.circuit_input.items()}))
     out = tmp_path / "proof.json"
     vk = tmp_path / "vk.json"
     vk.write_text(json.dumps(keys.vk))
-    ceremony = ["--power", str(artifacts.TEST_POWER), "--members", ",".join(artifacts.TEST_MEMBERS),
-                "--seed", "accord-tests", "--depth", str(artifacts.TEST_DEPTH)]
-    assert cli(["zk", "prove", "--circuit", CIRCUIT, *ceremony, "--input", str(inp),
-                "--out", str(out)]) == 0
+    ceremony = [
+        "--power",
+        str(artifacts.TEST_POWER),
+        "--members",
+        ",".join(artifacts.TEST_MEMBERS),
+        "--seed",
+        "accord-tests",
+        "--depth",
+        str(artifacts.TEST_DEPTH),
+    ]
+    assert (
+        cli(
+            ["zk", "prove", "--circuit", CIRCUIT, *ceremony, "--input", str(inp), "--out", str(out)]
+        )
+        == 0
+    )
     assert cli(["zk", "verify", "--circuit", CIRCUIT, "--vk", str(vk), "--proof", str(out)]) == 0
-    assert cli(["zk", "verify", "--circuit", CIRCUIT, "--vk", str(vk), "--proof", str(out),
-                "--fast"]) == 0
+    assert (
+        cli(["zk", "verify", "--circuit", CIRCUIT, "--vk", str(vk), "--proof", str(out), "--fast"])
+        == 0
+    )
     doc = json.loads(out.read_text())
     doc["public"][0] = str(int(doc["public"][0]) + 1)
     out.write_text(json.dumps(doc))
@@ -172,8 +202,16 @@ def light_sample() -> tuple[artifacts.CircuitKeys, dict[str, Any], list[int]]:
     keys = artifacts.test_keys(CIRCUIT)
     alice = zk.SpendingKey.from_seed(b"light-alice")
     reg = zk.RegulatorKey.from_seed(b"light-regulator")
-    plan = zk.plan_transfer(alice, [], [(alice.address, 100)], zk.MerkleTree(artifacts.TEST_DEPTH),
-                            reg.public, rng=random.Random(3), deposit=100, chain_id="test")
+    plan = zk.plan_transfer(
+        alice,
+        [],
+        [(alice.address, 100)],
+        zk.MerkleTree(artifacts.TEST_DEPTH),
+        reg.public,
+        rng=random.Random(3),
+        deposit=100,
+        chain_id="test",
+    )
     proof, public = keys.prove(plan.circuit_input)
     return keys, proof, public
 
@@ -203,7 +241,9 @@ def test_fast_verifier_overrules_a_worker_that_refuses_a_valid_b(light_sample: A
     assert fast.fallbacks == 2
     changed = list(public)
     changed[zk.PUB_DEPOSIT] += 1
-    assert fast.verify(CIRCUIT, proof, changed) is False  # Python's pairing check, not the worker's word
+    assert (
+        fast.verify(CIRCUIT, proof, changed) is False
+    )  # Python's pairing check, not the worker's word
     # A B really outside the subgroup is still refused, with PyProofVerifier's error.
     p = copy.deepcopy(proof)
     p["pi_b"] = g2_outside_subgroup()
@@ -212,7 +252,9 @@ def test_fast_verifier_overrules_a_worker_that_refuses_a_valid_b(light_sample: A
     assert fast.fallbacks == 3
 
 
-def test_fast_verifier_without_a_working_worker(light_sample: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fast_verifier_without_a_working_worker(
+    light_sample: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A validator whose Node.js is gone (the worker cannot start) gives the same answers."""
     keys, proof, public = light_sample
     monkeypatch.setenv("ACCORD_NODE", "/nonexistent/accord-test-node")
@@ -343,8 +385,9 @@ def _fake_node(folder: Path, name: str, body: str) -> str:
     return str(path)
 
 
-def test_a_worker_that_prints_a_stray_line_falls_back(light_sample: Any, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_that_prints_a_stray_line_falls_back(
+    light_sample: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The review's wrapper prints one non-JSON line before Node's: the old verifier raised
     JSONDecodeError (a receipt a pure-Python validator would not write). Now the worker is
     restarted, the fault counted, and the answer is the pure-Python one."""
@@ -353,7 +396,9 @@ def test_a_worker_that_prints_a_stray_line_falls_back(light_sample: Any, tmp_pat
     keys, proof, public = light_sample
     node = shutil.which("node")
     assert node is not None
-    monkeypatch.setenv("ACCORD_NODE", _fake_node(tmp_path, "node", f"echo 'stray line'\nexec {node} \"$@\""))
+    monkeypatch.setenv(
+        "ACCORD_NODE", _fake_node(tmp_path, "node", f"echo 'stray line'\nexec {node} \"$@\"")
+    )
     worker = SnarkjsWorker()
     fast = FastProofVerifier({CIRCUIT: keys.vk}, worker=worker)
     py = PyProofVerifier({CIRCUIT: keys.vk})
@@ -369,13 +414,17 @@ def test_a_worker_that_prints_a_stray_line_falls_back(light_sample: Any, tmp_pat
     worker.close()
 
 
-def test_a_hung_or_exiting_worker_falls_back(light_sample: Any, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hung_or_exiting_worker_falls_back(
+    light_sample: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A wedged Node process blocked the old verifier for ever; one that exits at once, or
     answers garbage, must not change the answer either."""
     keys, proof, public = light_sample
-    for name, body in (("hang", "exec sleep 100000"), ("exit", "exit 0"),
-                       ("garbage", 'read line; echo \'{"id": 1, "ok": true, "valid": "yes"}\'; sleep 5')):
+    for name, body in (
+        ("hang", "exec sleep 100000"),
+        ("exit", "exit 0"),
+        ("garbage", 'read line; echo \'{"id": 1, "ok": true, "valid": "yes"}\'; sleep 5'),
+    ):
         monkeypatch.setenv("ACCORD_NODE", _fake_node(tmp_path, name, body))
         worker = SnarkjsWorker(verify_timeout=1.0)
         fast = FastProofVerifier({CIRCUIT: keys.vk}, worker=worker)

@@ -47,8 +47,14 @@ def credit_bind(chain_id: str) -> int:
 
 
 def public_inputs(bureau: tuple[int, int], subject: bytes, epoch: int, chain_id: str) -> list[int]:
-    return [bureau[0], bureau[1], THRESHOLD, int.from_bytes(subject, "big"), epoch,
-            credit_bind(chain_id)]
+    return [
+        bureau[0],
+        bureau[1],
+        THRESHOLD,
+        int.from_bytes(subject, "big"),
+        epoch,
+        credit_bind(chain_id),
+    ]
 
 
 class CreditGate(Contract):
@@ -75,11 +81,15 @@ class CreditGate(Contract):
         ctx.require(epoch == current, f"the score must be of the current epoch {current}")
         ctx.require(0 <= epoch < 2**32, "epoch out of range")
         recorded = ctx.get(ctx.sender)
-        ctx.require(recorded is None or int(recorded) <= epoch,
-                    "a newer score is recorded: an older one cannot replace it")
+        ctx.require(
+            recorded is None or int(recorded) <= epoch,
+            "a newer score is recorded: an older one cannot replace it",
+        )
         public = public_inputs(self.bureau, ctx.sender, epoch, ctx.chain_id)
-        ctx.require(ctx.verify_proof("credit_score", proof, public),
-                    "no valid proof of a bureau-signed score above the threshold")
+        ctx.require(
+            ctx.verify_proof("credit_score", proof, public),
+            "no valid proof of a bureau-signed score above the threshold",
+        )
         ctx.set(ctx.sender, epoch)
         ctx.emit("Qualified", borrower=ctx.sender, epoch=epoch)
         return True

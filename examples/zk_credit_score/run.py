@@ -36,8 +36,9 @@ MemState = MemoryState
 BUREAU_SECRET = b"credit-demo-bureau-secret-000000"  # demo only: a bureau keeps its own
 
 
-def setup(power: int = artifacts.TEST_POWER, seed: str = "accord-tests") -> tuple[
-        artifacts.CircuitKeys, Genesis, Runtime, MemoryState]:
+def setup(
+    power: int = artifacts.TEST_POWER, seed: str = "accord-tests"
+) -> tuple[artifacts.CircuitKeys, Genesis, Runtime, MemoryState]:
     """Build + ceremony (cached), a genesis with the contract, the key and the bureau."""
     spec = build.file_spec(HERE / "credit_score.circom", "credit_score")
     params = CeremonyParams(power=power, members=artifacts.TEST_MEMBERS, seed=seed)
@@ -46,27 +47,50 @@ def setup(power: int = artifacts.TEST_POWER, seed: str = "accord-tests") -> tupl
     sk = bls.demo_secret("credit-demo")
     bureau = babyjub.eddsa_public_key(BUREAU_SECRET)
     genesis = Genesis(
-        chain_id="credit-demo", genesis_time_ms=0,
-        validators=[ValidatorInfo(name="v0", bls_public_key=bls.public_key(sk).hex(),
-                                  pop=bls.pop_prove(sk).hex())],
-        contracts=[*builtin_contract_entries(),
-                   ContractEntry(name="credit_gate", code_hash=code_hash(CreditGate).hex())],
+        chain_id="credit-demo",
+        genesis_time_ms=0,
+        validators=[
+            ValidatorInfo(
+                name="v0", bls_public_key=bls.public_key(sk).hex(), pop=bls.pop_prove(sk).hex()
+            )
+        ],
+        contracts=[
+            *builtin_contract_entries(),
+            ContractEntry(name="credit_gate", code_hash=code_hash(CreditGate).hex()),
+        ],
         token=TokenGenesis(authority=AccountKey.from_name("authority").address.hex()),
         zk_circuits={"credit_score": keys.vk},
         zk_params={"credit_gate": {"bureau": [str(bureau[0]), str(bureau[1])]}},
     )
-    rt = Runtime(genesis, {**BUILTINS, "credit_gate": CreditGate},
-                 proof_verifier=PyProofVerifier.from_genesis(genesis))
+    rt = Runtime(
+        genesis,
+        {**BUILTINS, "credit_gate": CreditGate},
+        proof_verifier=PyProofVerifier.from_genesis(genesis),
+    )
     return keys, genesis, rt, MemState(rt.genesis_writes())
 
 
-def prove(keys: artifacts.CircuitKeys, subject: bytes, score: int, epoch: int, chain_id: str,
-          bureau_secret: bytes = BUREAU_SECRET) -> bytes:
+def prove(
+    keys: artifacts.CircuitKeys,
+    subject: bytes,
+    score: int,
+    epoch: int,
+    chain_id: str,
+    bureau_secret: bytes = BUREAU_SECRET,
+) -> bytes:
     """The borrower's proof from the bureau's signature on (subject, score, epoch)."""
     sig = babyjub.eddsa_sign(bureau_secret, score_message(subject, score, epoch))
     pub = public_inputs(babyjub.eddsa_public_key(BUREAU_SECRET), subject, epoch, chain_id)
-    inputs = {"bureau": pub[:2], "threshold": pub[2], "subject": pub[3], "epoch": pub[4],
-              "bind": pub[5], "score": score, "sigS": sig.s, "sigR8": list(sig.r8)}
+    inputs = {
+        "bureau": pub[:2],
+        "threshold": pub[2],
+        "subject": pub[3],
+        "epoch": pub[4],
+        "bind": pub[5],
+        "score": score,
+        "sigS": sig.s,
+        "sigR8": list(sig.r8),
+    }
     proof, public = keys.prove(inputs)
     assert public == pub
     return groth16.compress_proof(proof)
@@ -77,13 +101,29 @@ def epoch_time(epoch: int) -> int:
     return epoch * EPOCH_MS + 1
 
 
-def register(rt: Runtime, state: MemoryState, genesis: Genesis, who: AccountKey, epoch: int,
-             proof: bytes, nonce: int = 0, time_ms: int | None = None) -> Receipt:
+def register(
+    rt: Runtime,
+    state: MemoryState,
+    genesis: Genesis,
+    who: AccountKey,
+    epoch: int,
+    proof: bytes,
+    nonce: int = 0,
+    time_ms: int | None = None,
+) -> Receipt:
     """Send the registration in a block at ``time_ms`` (default: a time in ``epoch``)."""
-    tx = Tx.create(who, chain_id=genesis.chain_id, contract="credit_gate", method="register",
-                   args={"epoch": epoch, "proof": proof}, nonce=nonce, gas_limit=2_000_000)
-    result = rt.execute_block(state, [tx], height=1,
-                              time_ms=epoch_time(epoch) if time_ms is None else time_ms)
+    tx = Tx.create(
+        who,
+        chain_id=genesis.chain_id,
+        contract="credit_gate",
+        method="register",
+        args={"epoch": epoch, "proof": proof},
+        nonce=nonce,
+        gas_limit=2_000_000,
+    )
+    result = rt.execute_block(
+        state, [tx], height=1, time_ms=epoch_time(epoch) if time_ms is None else time_ms
+    )
     state.apply(result.writes)
     return result.receipts[0]
 
@@ -102,10 +142,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     proof = prove(keys, borrower.address, args.score, 7, genesis.chain_id)
     # 4. and registers on chain; the contract verifies the proof against the sender
     receipt = register(rt, state, genesis, borrower, 7, proof)
-    out = {"circuit": "credit_score", "constraints": keys.constraints,
-           "ok": receipt.ok, "error": receipt.error,
-           "qualified": rt.query(state, "credit_gate", "qualified", {"borrower": borrower.address},
-                                 time_ms=epoch_time(7))}
+    out = {
+        "circuit": "credit_score",
+        "constraints": keys.constraints,
+        "ok": receipt.ok,
+        "error": receipt.error,
+        "qualified": rt.query(
+            state, "credit_gate", "qualified", {"borrower": borrower.address}, time_ms=epoch_time(7)
+        ),
+    }
     print(json.dumps(out))
     return out
 

@@ -40,7 +40,9 @@ MESSAGE = b"accord-bench-aggverify vote"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--signers", default="1,10,100,1000,10000", help="signer counts to measure")
-    p.add_argument("--min-time", type=float, default=0.3, help="seconds of timing per figure (at least)")
+    p.add_argument(
+        "--min-time", type=float, default=0.3, help="seconds of timing per figure (at least)"
+    )
 
 
 def _sign_weighted(secrets: list[int], counts: np.ndarray) -> bytes:
@@ -80,8 +82,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # The summed-key shortcut is exactly the aggregate of individual votes (checked once).
     small = np.zeros(n, dtype=np.uint16)
     small[:3] = (1, 2, 1)
-    agg = bls.aggregate([bls.sign(raw[0], MESSAGE), bls.sign(raw[1], MESSAGE), bls.sign(raw[1], MESSAGE),
-                         bls.sign(raw[2], MESSAGE)])
+    agg = bls.aggregate(
+        [
+            bls.sign(raw[0], MESSAGE),
+            bls.sign(raw[1], MESSAGE),
+            bls.sign(raw[1], MESSAGE),
+            bls.sign(raw[2], MESSAGE),
+        ]
+    )
     if agg != _sign_weighted(secrets, small):
         raise ValidationError("summed-key signature differs from the aggregate")
 
@@ -99,8 +107,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sig = _sign_weighted(secrets, counts)
             if not crypto.verify_weighted(counts, MESSAGE, sig):
                 raise ValidationError(f"{name} aggregate of {k} signers does not verify")
-            row[f"{name}_ms"] = round(_time(lambda c=counts, s=sig: crypto.verify_weighted(c, MESSAGE, s),
-                                            args.min_time) * 1e3, 3)
+            row[f"{name}_ms"] = round(
+                _time(lambda c=counts, s=sig: crypto.verify_weighted(c, MESSAGE, s), args.min_time)
+                * 1e3,
+                3,
+            )
         rows.append(row)
     single_sig = bls.sign(raw[0], MESSAGE)
     single_ms = _time(lambda: bls.verify(keys[0], MESSAGE, single_sig), args.min_time) * 1e3

@@ -53,15 +53,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--round-ms", type=int, default=1000)
     p.add_argument("--stage2-ms", type=int, default=500)
     p.add_argument("--max-block-txs", type=int, default=5000)
-    p.add_argument("--expected-leaders", type=float, default=None,
-                   help="sortition: leaders per round on average (default: the genesis default)")
-    p.add_argument("--ticket-wait-ms", type=int, default=None,
-                   help="leaders announce tickets and wait this long before building (default: genesis default)")
-    p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for commits after the load")
-    p.add_argument("--dir", type=Path, default=None, help="network folder (default: a fresh temporary one)")
-    p.add_argument("--p2p-tls", action=argparse.BooleanOptionalAction, default=True,
-                   help="encrypted validator links in a new network (default: on)")
-    p.add_argument("--plot", type=Path, default=None, help="draw throughput and latency to this PNG")
+    p.add_argument(
+        "--expected-leaders",
+        type=float,
+        default=None,
+        help="sortition: leaders per round on average (default: the genesis default)",
+    )
+    p.add_argument(
+        "--ticket-wait-ms",
+        type=int,
+        default=None,
+        help="leaders announce tickets and wait this long before building (default: genesis default)",
+    )
+    p.add_argument(
+        "--drain", type=float, default=10.0, help="seconds to wait for commits after the load"
+    )
+    p.add_argument(
+        "--dir", type=Path, default=None, help="network folder (default: a fresh temporary one)"
+    )
+    p.add_argument(
+        "--p2p-tls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="encrypted validator links in a new network (default: on)",
+    )
+    p.add_argument(
+        "--plot", type=Path, default=None, help="draw throughput and latency to this PNG"
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,10 +93,17 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     if root is None:
         tmp = tempfile.mkdtemp(prefix="accord-bench-consensus-")
         root = Path(tmp) / "net"
-    genesis = ensure_network(root, validators=args.validators, round_ms=args.round_ms,
-                             stage2_ms=args.stage2_ms, accounts=args.accounts,
-                             max_block_txs=args.max_block_txs, expected_leaders=args.expected_leaders,
-                             ticket_wait_ms=args.ticket_wait_ms, p2p_tls=args.p2p_tls)
+    genesis = ensure_network(
+        root,
+        validators=args.validators,
+        round_ms=args.round_ms,
+        stage2_ms=args.stage2_ms,
+        accounts=args.accounts,
+        max_block_txs=args.max_block_txs,
+        expected_leaders=args.expected_leaders,
+        ticket_wait_ms=args.ticket_wait_ms,
+        p2p_tls=args.p2p_tls,
+    )
     net = Devnet(root, genesis)
     load: subprocess.Popen[bytes] | None = None
     try:
@@ -86,9 +111,24 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         await net.wait_ready()
         start_height = max(s["height"] for s in await net.statuses() if s)
         load = subprocess.Popen(
-            [sys.executable, "-m", "accord.devnet", "load", "--root", str(root), "--rate", str(args.rate),
-             "--duration", str(args.duration), "--accounts", str(args.accounts), "--drain", str(args.drain)],
-            stdout=subprocess.PIPE, stderr=None,
+            [
+                sys.executable,
+                "-m",
+                "accord.devnet",
+                "load",
+                "--root",
+                str(root),
+                "--rate",
+                str(args.rate),
+                "--duration",
+                str(args.duration),
+                "--accounts",
+                str(args.accounts),
+                "--drain",
+                str(args.drain),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=None,
         )
         assert load.stdout is not None
         loop = asyncio.get_running_loop()
@@ -98,8 +138,14 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         cpu0 = _cpu_seconds([v.proc.pid for v in net.validators if v.proc is not None])
         total = args.duration + args.drain
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(),
-                      TextColumn("{task.fields[info]}"), console=console, transient=True) as progress:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            transient=True,
+        ) as progress:
             task = progress.add_task(f"load at {args.rate:g} tx/s", total=total, info="")
             reader = loop.run_in_executor(None, load.stdout.read)
             while not reader.done():
@@ -107,8 +153,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 sts = await net.statuses()
                 heights = [s["height"] for s in sts if s]
                 pool = sum(s["mempool"] for s in sts if s)
-                progress.update(task, completed=min(total, time.monotonic() - started),
-                                info=f"height {max(heights, default=0)}  mempools {pool}")
+                progress.update(
+                    task,
+                    completed=min(total, time.monotonic() - started),
+                    info=f"height {max(heights, default=0)}  mempools {pool}",
+                )
                 for v in net.validators:
                     if not v.alive:
                         raise RuntimeError(f"{v.name} exited; see {v.dir / 'node.log'}")
@@ -119,7 +168,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
         heads = await net.converged_heads(timeout=20.0)  # a commit may still be landing somewhere
         sts = await net.statuses()
-        ops = await net.metric_sums([f'accord_chain_op_seconds_count{{op="{op}"}}' for op in ("build", "validate")])
+        ops = await net.metric_sums(
+            [f'accord_chain_op_seconds_count{{op="{op}"}}' for op in ("build", "validate")]
+        )
         blocks = max(s["height"] for s in sts if s) - start_height
         missed = await _rounds_without_commit(net, start_height)
         log = result.pop("commit_log")
@@ -142,12 +193,16 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "blocks": blocks,
             # Blocks executed (built or validated) per validator per committed block: every
             # leader of a round builds its own, and each validator validates the best one.
-            "executions_per_block": round(sum(ops.values()) / genesis.n / blocks, 2) if blocks else None,
+            "executions_per_block": round(sum(ops.values()) / genesis.n / blocks, 2)
+            if blocks
+            else None,
             # Rounds that ended without a commit (from the committed headers' round numbers):
             # each one costs a round of latency and leaves a double-sized backlog behind it.
             "rounds_without_commit": missed,
             "validators_cpu_s": round(cpu_s, 1),
-            "cpu_ms_per_tx": round(1000 * cpu_s / result["txs_committed"], 3) if result["txs_committed"] else None,
+            "cpu_ms_per_tx": round(1000 * cpu_s / result["txs_committed"], 3)
+            if result["txs_committed"]
+            else None,
             "heads_agree": len(heads) == genesis.n and len(set(heads.values())) == 1,
             "round_ms": args.round_ms,
             "expected_leaders": genesis.consensus.expected_leaders,
@@ -218,10 +273,17 @@ def plot(log: list[tuple[float, float]], duration: float, rate: float, path: Pat
     bins = np.arange(0, int(np.ceil(t.max())) + 1)
     idx = np.digitize(t, bins) - 1
     counts = np.bincount(idx, minlength=len(bins))
-    p50 = [float(np.median(lat[idx == b])) if (idx == b).any() else np.nan for b in range(len(bins))]
-    p99 = [float(np.percentile(lat[idx == b], 99)) if (idx == b).any() else np.nan for b in range(len(bins))]
+    p50 = [
+        float(np.median(lat[idx == b])) if (idx == b).any() else np.nan for b in range(len(bins))
+    ]
+    p99 = [
+        float(np.percentile(lat[idx == b], 99)) if (idx == b).any() else np.nan
+        for b in range(len(bins))
+    ]
     fig, ax1 = plt.subplots(figsize=(9, 4.5))
-    ax1.bar(bins, counts, width=1.0, align="edge", color="#4c72b0", alpha=0.7, label="committed tx/s")
+    ax1.bar(
+        bins, counts, width=1.0, align="edge", color="#4c72b0", alpha=0.7, label="committed tx/s"
+    )
     ax1.axhline(rate, color="#4c72b0", linestyle=":", label=f"offered {rate:g} tx/s")
     ax1.axvline(duration, color="grey", linestyle="--", linewidth=0.8)
     ax1.set_xlabel("seconds since the load started (dashed: load stops)")

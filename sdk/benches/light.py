@@ -64,9 +64,12 @@ def _secrets(n: int) -> list[bytes]:
 
 def bench_genesis(secrets: list[bytes]) -> Genesis:
     return Genesis(
-        chain_id=CHAIN, genesis_time_ms=0,
+        chain_id=CHAIN,
+        genesis_time_ms=0,
         validators=[
-            ValidatorInfo(name=f"v{i}", bls_public_key=bls.public_key(sk).hex(), pop=bls.pop_prove(sk).hex())
+            ValidatorInfo(
+                name=f"v{i}", bls_public_key=bls.public_key(sk).hex(), pop=bls.pop_prove(sk).hex()
+            )
             for i, sk in enumerate(secrets)
         ],
     )
@@ -76,22 +79,36 @@ def _sum_secret(secrets: list[bytes]) -> bytes:
     return (sum(int.from_bytes(s, "big") for s in secrets) % BLS_ORDER).to_bytes(32, "big")
 
 
-def certify(header: Header, secrets: list[bytes], signers: list[int], round: int = 0) -> Certificate:
+def certify(
+    header: Header, secrets: list[bytes], signers: list[int], round: int = 0
+) -> Certificate:
     """A phase-C certificate on ``header`` by ``signers`` (one signing with the summed key)."""
     msg = vote_message(header.chain_id, header.height, round, 2, header.hash)
     sig = bls.sign(_sum_secret([secrets[i] for i in signers]), msg)
-    return Certificate(header.height, round, 2, header.hash, bitmap_from(signers, len(secrets)), sig)
+    return Certificate(
+        header.height, round, 2, header.hash, bitmap_from(signers, len(secrets)), sig
+    )
 
 
-def make_chain(genesis: Genesis, secrets: list[bytes], count: int, rng: random.Random,
-               advance: Any = None) -> list[tuple[bytes, bytes]]:
+def make_chain(
+    genesis: Genesis, secrets: list[bytes], count: int, rng: random.Random, advance: Any = None
+) -> list[tuple[bytes, bytes]]:
     """``count`` certified headers after a genesis header, as canonical (header, cert) bytes."""
     n, quorum = genesis.n, genesis.quorum
     parent = Header(CHAIN, 0, 0, ZERO_HASH, merkle.EMPTY_TX_ROOT, bytes(32), 0, 0, 0)
     out = []
     for h in range(1, count + 1):
-        header = Header(CHAIN, h, h, parent.hash, merkle.EMPTY_TX_ROOT, rng.randbytes(32), 0,
-                        rng.randrange(n), 1000 * h)
+        header = Header(
+            CHAIN,
+            h,
+            h,
+            parent.hash,
+            merkle.EMPTY_TX_ROOT,
+            rng.randbytes(32),
+            0,
+            rng.randrange(n),
+            1000 * h,
+        )
         signers = sorted(rng.sample(range(n), rng.randint(quorum, n)))
         cert = certify(header, secrets, signers)
         if h == 1:  # the summed-key shortcut gives exactly the aggregate of individual votes
@@ -159,21 +176,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         key = AccountKey.from_name("bench-light")
         txs, receipts = [], []
         for i in range(args.block_txs):
-            tx = Tx.create(key, chain_id=CHAIN, contract="token", method="transfer",
-                           args={"to": rng.randbytes(20), "amount": i + 1}, nonce=i)
+            tx = Tx.create(
+                key,
+                chain_id=CHAIN,
+                contract="token",
+                method="transfer",
+                args={"to": rng.randbytes(20), "amount": i + 1},
+                nonce=i,
+            )
             txs.append(tx)
             receipts.append(Receipt(tx.hash, True, 4000 + i))
             progress.advance(t)
         progress.remove_task(t)
         leaves = [merkle.tx_leaf(tx.hash, r.hash) for tx, r in zip(txs, receipts, strict=True)]
         tx_root = merkle.merkle_root(leaves)
-        bheader = Header(CHAIN, 2, 0, ZERO_HASH, tx_root, root, len(txs), 0, 0, body_hash=body_hash(txs))
+        bheader = Header(
+            CHAIN, 2, 0, ZERO_HASH, tx_root, root, len(txs), 0, 0, body_hash=body_hash(txs)
+        )
         btrusted = TrustedHeader(bheader, None)
         statuses = []
         for j in range(args.tx_proofs):
             i = j % len(txs)
-            inclusion = InclusionProof(leaves[i], i, len(leaves), merkle.merkle_proof(leaves, i), tx_root)
-            statuses.append(TxStatus(txs[i].hash, "committed", 2, i, bheader.hash, receipts[i], inclusion, txs[i]))
+            inclusion = InclusionProof(
+                leaves[i], i, len(leaves), merkle.merkle_proof(leaves, i), tx_root
+            )
+            statuses.append(
+                TxStatus(
+                    txs[i].hash, "committed", 2, i, bheader.hash, receipts[i], inclusion, txs[i]
+                )
+            )
         t0 = time.perf_counter()
         for st in statuses:
             checker.check_tx("bench", st.tx_hash, st, btrusted)
@@ -181,7 +212,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         for st in statuses:
             assert st.proof is not None
-            merkle.verify_merkle_proof(tx_root, st.proof.leaf, st.proof.index, st.proof.count, st.proof.siblings)
+            merkle.verify_merkle_proof(
+                tx_root, st.proof.leaf, st.proof.index, st.proof.count, st.proof.siblings
+            )
         incl_s = time.perf_counter() - t0
 
     return {

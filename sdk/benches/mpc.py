@@ -27,17 +27,27 @@ from rich.progress import Progress
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from . import mpc_privpy
 
-    p.add_argument("workload", nargs="?", default="core", choices=["core", *mpc_privpy.WORKLOADS],
-                   help="core (mul, cmp, matmul, LR; the default) or one of PrivPy's workloads")
+    p.add_argument(
+        "workload",
+        nargs="?",
+        default="core",
+        choices=["core", *mpc_privpy.WORKLOADS],
+        help="core (mul, cmp, matmul, LR; the default) or one of PrivPy's workloads",
+    )
     mpc_privpy.add_arguments(p)
     p.add_argument("--n", type=int, default=1_000_000, help="vector length for mul and cmp")
     p.add_argument("--m", type=int, default=500, help="matrix size for matmul")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     p.add_argument("--no-mpyc", action="store_true")
-    p.add_argument("--malicious", action="store_true",
-                   help="only the cost of security against a malicious server (see malicious_run)")
-    p.add_argument("--lenders", type=int, default=8, help="with --malicious: anti-stacking balances")
+    p.add_argument(
+        "--malicious",
+        action="store_true",
+        help="only the cost of security against a malicious server (see malicious_run)",
+    )
+    p.add_argument(
+        "--lenders", type=int, default=8, help="with --malicious: anti-stacking balances"
+    )
     p.add_argument("--adult-n", type=int, default=32_561, help="instances of the Adult-shaped set")
     p.add_argument("--adult-epochs", type=int, default=1)
     p.add_argument("--no-adult", action="store_true")
@@ -55,9 +65,12 @@ def _anti_stacking_traffic(balances: Any) -> dict[str, dict[str, int]]:
     from ..mpc.programs import anti_stacking
     from ..mpc.server import _rerandomise
 
-    ins: dict[str, tuple[Any, int]] = {f"s{i}": (np.array(int(v)), 0) for i, v in enumerate(balances)}
+    ins: dict[str, tuple[Any, int]] = {
+        f"s{i}": (np.array(int(v)), 0) for i, v in enumerate(balances)
+    }
     out = {}
     for mode, cls in (("checked", MaliciousParty), ("semi_honest", Party)):
+
         def prog(p: Any, **kw: Any) -> Any:
             res = anti_stacking(p, kw, limit=1 << 45)
             return p.release(res) if isinstance(p, MaliciousParty) else _rerandomise(p, res)
@@ -83,12 +96,18 @@ def malicious_run(args: argparse.Namespace) -> dict[str, Any]:
     x = rng.integers(-(1 << 20), 1 << 20, size=n)
     y = rng.integers(-(1 << 20), 1 << 20, size=n)
     checked = ["anti_stacking", "compare", "mul"]
-    jobs = [("anti_stacking", [f"s{i}" for i in range(lenders)], {"limit": 1 << 45}),
-            ("compare", ["x", "y"], {}), ("mul", ["x", "y"], {})]
+    jobs = [
+        ("anti_stacking", [f"s{i}" for i in range(lenders)], {"limit": 1 << 45}),
+        ("compare", ["x", "y"], {}),
+        ("mul", ["x", "y"], {}),
+    ]
     best: dict[str, dict[str, float]] = {"checked": {}, "semi_honest": {}}
     answers: dict[str, Any] = {}
-    with Progress(transient=True) as prog, LocalCluster(timeout=300, malicious=checked) as mal, \
-            LocalCluster(timeout=300, malicious=[]) as semi:
+    with (
+        Progress(transient=True) as prog,
+        LocalCluster(timeout=300, malicious=checked) as mal,
+        LocalCluster(timeout=300, malicious=[]) as semi,
+    ):
         task = prog.add_task("mpc malicious bench", total=args.repeat * 2 * len(jobs))
         clients = {"checked": mal.connect(), "semi_honest": semi.connect()}
         for c in clients.values():
@@ -107,15 +126,20 @@ def malicious_run(args: argparse.Namespace) -> dict[str, Any]:
                     prog.advance(task)
         for c in clients.values():
             c.close()
-    same = all(np.array_equal(answers[f"checked/{j}"][k], answers[f"semi_honest/{j}"][k])
-               for j, _, _ in jobs for k in answers[f"checked/{j}"])
+    same = all(
+        np.array_equal(answers[f"checked/{j}"][k], answers[f"semi_honest/{j}"][k])
+        for j, _, _ in jobs
+        for k in answers[f"checked/{j}"]
+    )
     out: dict[str, Any] = {"malicious": True, "n": n, "lenders": lenders, "same_answers": same}
     out["anti_stacking_ms"] = {m: round(best[m]["anti_stacking"] * 1e3, 2) for m in best}
     out["cmp_per_s"] = {m: round(n / best[m]["compare"]) for m in best}
     out["int_mul_per_s"] = {m: round(n / best[m]["mul"]) for m in best}
     out["anti_stacking_traffic"] = _anti_stacking_traffic(balances)
     out["ratio_checked_vs_semi_honest"] = {
-        "anti_stacking_latency": round(best["checked"]["anti_stacking"] / best["semi_honest"]["anti_stacking"], 2),
+        "anti_stacking_latency": round(
+            best["checked"]["anti_stacking"] / best["semi_honest"]["anti_stacking"], 2
+        ),
         "cmp_time": round(best["checked"]["compare"] / best["semi_honest"]["compare"], 2),
         "int_mul_time": round(best["checked"]["mul"] / best["semi_honest"]["mul"], 2),
     }
@@ -152,8 +176,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # CPU the busiest server used per run of the bench program (its inputs, mul, cmp,
             # matmul), against a run's wall time: far apart means the servers waited for the
             # scheduler (a loaded host)
-            out["server_cpu_s_per_run"] = round(max(b - a for a, b in zip(cpu0, cpu1, strict=True))
-                                                / args.repeat, 3)
+            out["server_cpu_s_per_run"] = round(
+                max(b - a for a, b in zip(cpu0, cpu1, strict=True)) / args.repeat, 3
+            )
             out["wall_s_per_run"] = round((time.perf_counter() - wall0) / args.repeat, 3)
         out["mul_per_s"] = round(args.n / (best["mul_ns"] / 1e9))
         out["cmp_per_s"] = round(args.n / (best["cmp_ns"] / 1e9))
@@ -163,14 +188,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         c.share("y0", y.astype(float), 16)
         prog.advance(task)
         t0 = time.perf_counter()
-        res, pub = c.run("lr_train", ["X0", "y0"], {"epochs": args.epochs, "lr": "0.5", "batch": 128})
+        res, pub = c.run(
+            "lr_train", ["X0", "y0"], {"epochs": args.epochs, "lr": "0.5", "batch": 128}
+        )
         wall = time.perf_counter() - t0
         prog.advance(task)
         w, b = res["w"], res["b"]
         acc = float((((x @ w + b[0]) > 0).astype(int) == y).mean())
         out["lr_instances"] = int(x.shape[0])
         out["lr_epochs"] = args.epochs
-        out["lr_s_per_instance"] = float(f"{pub['train_ns'] / 1e9 / (x.shape[0] * args.epochs):.3e}")
+        out["lr_s_per_instance"] = float(
+            f"{pub['train_ns'] / 1e9 / (x.shape[0] * args.epochs):.3e}"
+        )
         out["lr_total_s"] = round(wall, 3)
         out["lr_train_accuracy"] = round(acc, 4)
         if not args.no_adult:
@@ -180,25 +209,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             c.share("XA", xa, 16)
             c.share("yA", ya.astype(float), 16)
             prog.advance(task)
-            res, pub = c.run("lr_train", ["XA", "yA"],
-                             {"epochs": args.adult_epochs, "lr": "0.5", "batch": 128})
+            res, pub = c.run(
+                "lr_train", ["XA", "yA"], {"epochs": args.adult_epochs, "lr": "0.5", "batch": 128}
+            )
             prog.advance(task)
             wp, bp = train_plain(xa, ya, epochs=args.adult_epochs, lr=0.5, batch=128)
-            out["lr_adult_data"] = (f"synthetic, UCI Adult's shape (a9a: {args.adult_n} x "
-                                    f"{ADULT_FEATURES} binary, 14 one-hot groups); no installable "
-                                    "package ships Adult")
+            out["lr_adult_data"] = (
+                f"synthetic, UCI Adult's shape (a9a: {args.adult_n} x "
+                f"{ADULT_FEATURES} binary, 14 one-hot groups); no installable "
+                "package ships Adult"
+            )
             out["lr_adult_instances"] = int(xa.shape[0])
             out["lr_adult_epochs"] = args.adult_epochs
             out["lr_adult_s_per_instance"] = float(
-                f"{pub['train_ns'] / 1e9 / (xa.shape[0] * args.adult_epochs):.3e}")
+                f"{pub['train_ns'] / 1e9 / (xa.shape[0] * args.adult_epochs):.3e}"
+            )
             out["lr_adult_accuracy"] = round(
-                float((((xa @ res["w"] + res["b"][0]) > 0).astype(int) == ya).mean()), 4)
-            out["lr_adult_plain_accuracy"] = round(float((((xa @ wp + bp) > 0).astype(int) == ya).mean()), 4)
+                float((((xa @ res["w"] + res["b"][0]) > 0).astype(int) == ya).mean()), 4
+            )
+            out["lr_adult_plain_accuracy"] = round(
+                float((((xa @ wp + bp) > 0).astype(int) == ya).mean()), 4
+            )
         c.close()
-    out["privpy_published"] = {"mul_per_s": 2583158, "cmp_per_s": 150125, "lr_s_per_instance": 2.4e-3}
+    out["privpy_published"] = {
+        "mul_per_s": 2583158,
+        "cmp_per_s": 150125,
+        "lr_s_per_instance": 2.4e-3,
+    }
     lr_goal = out.get("lr_adult_s_per_instance", out["lr_s_per_instance"])
-    out["goals"] = {"mul_per_s>=1e7": out["mul_per_s"] >= 1e7, "cmp_per_s>=1e6": out["cmp_per_s"] >= 1e6,
-                    "lr_s_per_instance<=1e-3": lr_goal <= 1e-3}
+    out["goals"] = {
+        "mul_per_s>=1e7": out["mul_per_s"] >= 1e7,
+        "cmp_per_s>=1e6": out["cmp_per_s"] >= 1e6,
+        "lr_s_per_instance<=1e-3": lr_goal <= 1e-3,
+    }
     if not args.no_mpyc:
         out["mpyc"] = mpyc_figures()
         for kind in ("secfxp64", "secint64"):
@@ -270,13 +313,18 @@ def mpyc_figures() -> dict[str, Any]:
         fh.write(_MPYC)
     try:
         proc = subprocess.run(
-            [sys.executable, fh.name, "-M3", "--no-log"], capture_output=True, text=True, timeout=600
+            [sys.executable, fh.name, "-M3", "--no-log"],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
     except subprocess.TimeoutExpired:
         return {"skipped": "mpyc run timed out"}
-    figs: dict[str, Any] = {"version": importlib.metadata.version("mpyc"),
-                            # MPyC is several times slower without gmpy2: say which ran
-                            "gmpy2": importlib.util.find_spec("gmpy2") is not None}
+    figs: dict[str, Any] = {
+        "version": importlib.metadata.version("mpyc"),
+        # MPyC is several times slower without gmpy2: say which ran
+        "gmpy2": importlib.util.find_spec("gmpy2") is not None,
+    }
     for line in proc.stdout.splitlines():
         if line.startswith("{"):
             figs.update(json.loads(line))

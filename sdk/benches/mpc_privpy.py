@@ -65,10 +65,14 @@ def _kmeans(c: Any, args: argparse.Namespace, prog: Progress, task: Any) -> dict
     ref_c, ref_lab = kmeans_plain(x, c0, iters)
     prog.advance(task)
     return {
-        "points": n, "features": 28, "clusters": 5, "iters": iters,
+        "points": n,
+        "features": 28,
+        "clusters": 5,
+        "iters": iters,
         "kmeans_s_per_instance": float(f"{pub['train_ns'] / 1e9 / n:.3e}"),
         "kmeans_s_per_instance_iteration": float(f"{pub['train_ns'] / 1e9 / (n * iters):.3e}"),
-        "kmeans_total_s": round(pub["train_ns"] / 1e9, 3), "wall_s": round(wall, 3),
+        "kmeans_total_s": round(pub["train_ns"] / 1e9, 3),
+        "wall_s": round(wall, 3),
         "max_center_error": float(f"{np.max(np.abs(res['centers'] - ref_c)):.3e}"),
         "assignment_agreement": round(float((res["onehot"].argmax(axis=1) == ref_lab).mean()), 4),
     }
@@ -97,9 +101,12 @@ def _cnn(c: Any, args: argparse.Namespace, prog: Progress, task: Any) -> dict[st
     one, pub1 = c.run("cnn_infer", ["X", *params])
     prog.advance(task)
     return {
-        "images": m, "input_size": 64, "network": "conv3x3x6-maxpool2-relu-conv3x3x16-relu-dense10",
+        "images": m,
+        "input_size": 64,
+        "network": "conv3x3x6-maxpool2-relu-conv3x3x16-relu-dense10",
         "cnn_s_per_instance": float(f"{pub['infer_ns'] / 1e9 / m:.3e}"),
-        "cnn_total_s": round(pub["infer_ns"] / 1e9, 3), "wall_s": round(wall, 3),
+        "cnn_total_s": round(pub["infer_ns"] / 1e9, 3),
+        "wall_s": round(wall, 3),
         "cnn_s_one_image": float(f"{pub1['infer_ns'] / 1e9:.3e}"),
         "secure_accuracy": round(float((secure == y).mean()), 4),
         "plain_accuracy": round(float((plain == y).mean()), 4),

@@ -27,14 +27,26 @@ BATCH = 100_000
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--accounts", type=int, default=1_000_000, help="state entries (token balances) to sync")
-    p.add_argument("--dir", type=Path, default=None,
-                   help="work folder (default: a temporary one, removed afterwards)")
+    p.add_argument(
+        "--accounts", type=int, default=1_000_000, help="state entries (token balances) to sync"
+    )
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="work folder (default: a temporary one, removed afterwards)",
+    )
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
 
 
 def _genesis() -> tuple[Any, list[bytes]]:
@@ -44,12 +56,22 @@ def _genesis() -> tuple[Any, list[bytes]]:
 
     secrets = [bls.demo_secret(f"bench-statesync-{i}") for i in range(2)]
     ports = free_ports(2)
-    vals = [ValidatorInfo(name=f"v{i}", bls_public_key=bls.public_key(sk).hex(), pop=bls.pop_prove(sk).hex(),
-                          host="127.0.0.1", port=ports[i]) for i, sk in enumerate(secrets)]
+    vals = [
+        ValidatorInfo(
+            name=f"v{i}",
+            bls_public_key=bls.public_key(sk).hex(),
+            pop=bls.pop_prove(sk).hex(),
+            host="127.0.0.1",
+            port=ports[i],
+        )
+        for i, sk in enumerate(secrets)
+    ]
     return Genesis(chain_id=CHAIN, genesis_time_ms=0, validators=vals), secrets
 
 
-def _make_source(store: Any, accounts: int, genesis: Any, secrets: list[bytes], progress: Progress) -> None:
+def _make_source(
+    store: Any, accounts: int, genesis: Any, secrets: list[bytes], progress: Progress
+) -> None:
     from accord import encoding, merkle
     from accord.benches.light import certify
     from accord.contracts.base import state_key
@@ -61,7 +83,8 @@ def _make_source(store: Any, accounts: int, genesis: Any, secrets: list[bytes], 
     for start in range(0, max(accounts, 1), BATCH):
         writes: dict[bytes, bytes | None] = {
             state_key("token", b"balance/" + i.to_bytes(20, "big")): encoding.encode(10**9 + i)
-            for i in range(start, min(start + BATCH, accounts))}
+            for i in range(start, min(start + BATCH, accounts))
+        }
         update = store.compute_state_update(writes)
         header = Header(CHAIN, height, 0, parent, merkle.EMPTY_TX_ROOT, update.root, 0, 0, height)
         cert = certify(header, secrets, [0, 1]) if height else None
@@ -70,12 +93,15 @@ def _make_source(store: Any, accounts: int, genesis: Any, secrets: list[bytes], 
         progress.advance(task, len(writes))
     # A certified head without writes of its own, as a chain's usual head.
     update = store.compute_state_update({})
-    header = Header(CHAIN, height, 0, parent, merkle.EMPTY_TX_ROOT, store.state_root(), 0, 0, height)
+    header = Header(
+        CHAIN, height, 0, parent, merkle.EMPTY_TX_ROOT, store.state_root(), 0, 0, height
+    )
     store.commit_block(Block(header, ()), certify(header, secrets, [0, 1]), [], {}, update)
 
 
-async def _transfer_and_install(genesis: Any, secrets: list[bytes], snaps: Path, height: int, dst: Any,
-                                progress: Progress) -> dict[str, Any]:
+async def _transfer_and_install(
+    genesis: Any, secrets: list[bytes], snaps: Path, height: int, dst: Any, progress: Progress
+) -> dict[str, Any]:
     from accord.consensus import verify_certificate
     from accord.encoding import Value
     from accord.net.transport import NetConfig, Transport
@@ -90,7 +116,9 @@ async def _transfer_and_install(genesis: Any, secrets: list[bytes], snaps: Path,
     async def ignore(*_: Any) -> None:
         return None
 
-    server = Transport(genesis, 0, secrets[0], config=NetConfig(), on_message=ignore, on_request=serve)
+    server = Transport(
+        genesis, 0, secrets[0], config=NetConfig(), on_message=ignore, on_request=serve
+    )
     client = Transport(genesis, 1, secrets[1], config=NetConfig(), on_message=ignore)
     await server.start()
     await client.start()
@@ -105,7 +133,9 @@ async def _transfer_and_install(genesis: Any, secrets: list[bytes], snaps: Path,
         nbytes = len(raw)
         t = time.perf_counter()
         manifest = snapshot.Manifest.decode(raw)
-        snapshot.verify_manifest(manifest, lambda c: verify_certificate(keys, CHAIN, c, genesis.quorum))
+        snapshot.verify_manifest(
+            manifest, lambda c: verify_certificate(keys, CHAIN, c, genesis.quorum)
+        )
         installer = snapshot.Installer(dst, manifest)
         installer.begin()
         verify_s += time.perf_counter() - t
@@ -126,8 +156,13 @@ async def _transfer_and_install(genesis: Any, secrets: list[bytes], snaps: Path,
     finally:
         await client.stop()
         await server.stop()
-    return {"transfer_s": round(transfer_s, 2), "verify_install_s": round(verify_s, 2), "bytes": nbytes,
-            "chunks": len(manifest.cells), "entries": manifest.entries}
+    return {
+        "transfer_s": round(transfer_s, 2),
+        "verify_install_s": round(verify_s, 2),
+        "bytes": nbytes,
+        "chunks": len(manifest.cells),
+        "entries": manifest.entries,
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,14 +189,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 build_s = time.perf_counter() - t
                 source_root = src.state_root()
             with Store(work / "dst", sync=False) as dst:
-                result = asyncio.run(_transfer_and_install(genesis, secrets, work / "snaps", manifest.height,
-                                                           dst, progress))
+                result = asyncio.run(
+                    _transfer_and_install(
+                        genesis, secrets, work / "snaps", manifest.height, dst, progress
+                    )
+                )
                 assert dst.state_root() == source_root and dst.head() == head
                 assert len(list(dst.iter_state())) == args.accounts
-        snap_bytes = sum(p.stat().st_size for p in (work / "snaps" / str(manifest.height)).iterdir())
-        return {"accounts": args.accounts, "height": manifest.height, "setup_s": round(setup_s, 2),
-                "build_s": round(build_s, 2), **result, "snapshot_bytes": snap_bytes,
-                "root_matches": True}
+        snap_bytes = sum(
+            p.stat().st_size for p in (work / "snaps" / str(manifest.height)).iterdir()
+        )
+        return {
+            "accounts": args.accounts,
+            "height": manifest.height,
+            "setup_s": round(setup_s, 2),
+            "build_s": round(build_s, 2),
+            **result,
+            "snapshot_bytes": snap_bytes,
+            "root_matches": True,
+        }
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -53,7 +53,11 @@ def _genesis(n_accounts: int, senders: list[AccountKey]) -> Genesis:
     return Genesis(
         chain_id="accord-bench",
         genesis_time_ms=0,
-        validators=[ValidatorInfo(name="bench", bls_public_key=bls.public_key(sk).hex(), pop=bls.pop_prove(sk).hex())],
+        validators=[
+            ValidatorInfo(
+                name="bench", bls_public_key=bls.public_key(sk).hex(), pop=bls.pop_prove(sk).hex()
+            )
+        ],
         contracts=builtin_contract_entries(),
         token=TokenGenesis(authority=senders[0].address.hex(), balances=balances),
     )
@@ -93,8 +97,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     key = senders[(b * args.block_txs + j) % len(senders)]
                     nonce = (b * args.block_txs + j) // len(senders)
                     to = bytes.fromhex(rng.choice(recipients))
-                    txs.append(Tx.create(key, chain_id=genesis.chain_id, contract="token", method="transfer",
-                                         args={"to": to, "amount": 1 + rng.randrange(1000)}, nonce=nonce))
+                    txs.append(
+                        Tx.create(
+                            key,
+                            chain_id=genesis.chain_id,
+                            contract="token",
+                            method="transfer",
+                            args={"to": to, "amount": 1 + rng.randrange(1000)},
+                            nonce=nonce,
+                        )
+                    )
                     progress.advance(sign)
                 blocks.append(txs)
 
@@ -119,7 +131,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 committed += len(block.txs)
                 progress.advance(run_task)
 
-            keys = [k for k, _ in zip(store.iter_state(b"c/token/"), range(args.proofs), strict=False)]
+            keys = [
+                k for k, _ in zip(store.iter_state(b"c/token/"), range(args.proofs), strict=False)
+            ]
             root = store.state_root()
             proofs = [(k[0], *store.prove_state(k[0])) for k in keys]
             t0 = time.perf_counter()

@@ -52,8 +52,15 @@ def _transfer_input(depth: int) -> dict[str, Any]:
     for i in range(3):  # a few other leaves, so the path is not all zeros
         tree.append(zk.poseidon(i + 1))
     idx = tree.append(note.commitment)
-    plan = zk.plan_transfer(key, [zk.SpendInput(note, idx)], [(bob, 600), (key.address, 400)],
-                            tree, reg.public, rng=rng, chain_id="bench")
+    plan = zk.plan_transfer(
+        key,
+        [zk.SpendInput(note, idx)],
+        [(bob, 600), (key.address, 400)],
+        tree,
+        reg.public,
+        rng=rng,
+        chain_id="bench",
+    )
     return plan.circuit_input
 
 
@@ -64,11 +71,14 @@ def _anti_stacking_input(slots: int) -> dict[str, Any]:
     borrower, epoch = 424242, 7
     secrets_ = [bytes([i + 1]) * 32 for i in range(slots)]
     keys = [babyjub.eddsa_public_key(s) for s in secrets_]
-    atts = [(100 * (i + 1), zk.attest(s, borrower, 100 * (i + 1), epoch))
-            for i, s in enumerate(secrets_)]
+    atts = [
+        (100 * (i + 1), zk.attest(s, borrower, 100 * (i + 1), epoch))
+        for i, s in enumerate(secrets_)
+    ]
     bind = zk.loan_bind("bench", bytes(20), borrower, 1_000, epoch)
-    inp, _ = zk.plan_anti_stacking(keys, atts, borrower=borrower, epoch=epoch, limit=10**6,
-                                   slots=slots, bind=bind)
+    inp, _ = zk.plan_anti_stacking(
+        keys, atts, borrower=borrower, epoch=epoch, limit=10**6, slots=slots, bind=bind
+    )
     return inp
 
 
@@ -87,8 +97,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         params = CeremonyParams(power=args.power, members=tuple(args.members.split(",")))
         depth = args.depth or zb.TRANSFER_DEPTH
         lenders = args.lenders or zb.ANTI_STACKING_LENDERS
-    names = (["shielded_transfer", "anti_stacking"] if args.circuit == "all"
-             else args.circuit.split(","))
+    names = (
+        ["shielded_transfer", "anti_stacking"] if args.circuit == "all" else args.circuit.split(",")
+    )
     results: list[dict[str, Any]] = []
     for name in names:
         if name == "shielded_transfer":
@@ -104,25 +115,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fast = FastProofVerifier({name: keys.vk})
         py = PyProofVerifier({name: keys.vk})
         assert fast.verify(name, proof, public) and py.verify(name, proof, public)
-        fast_s, _ = _median_time(lambda f=fast, p=proof, q=public, n=name: f.verify(n, p, q),
-                                 max(args.repeat, 10))
-        py_s, _ = _median_time(lambda v=py, p=proof, q=public, n=name: v.verify(n, p, q),
-                               args.repeat)
+        fast_s, _ = _median_time(
+            lambda f=fast, p=proof, q=public, n=name: f.verify(n, p, q), max(args.repeat, 10)
+        )
+        py_s, _ = _median_time(
+            lambda v=py, p=proof, q=public, n=name: v.verify(n, p, q), args.repeat
+        )
         compressed = groth16.compress_proof(proof)
-        results.append({
-            "circuit": name,
-            "params": spec.extra,
-            "constraints": keys.constraints,
-            "public_inputs": len(public),
-            "ceremony_power": params.power,
-            "prove_s": round(prove_s, 3),
-            "verify_fast_ms": round(fast_s * 1000, 2),
-            "verify_py_ms": round(py_s * 1000, 1),
-            "proof_bytes": len(compressed),
-            "proof_json_bytes": len(json.dumps(proof)),
-            "proving_key_bytes": keys.zkey.stat().st_size,
-            "verification_key_bytes": len(json.dumps(keys.vk)),
-        })
+        results.append(
+            {
+                "circuit": name,
+                "params": spec.extra,
+                "constraints": keys.constraints,
+                "public_inputs": len(public),
+                "ceremony_power": params.power,
+                "prove_s": round(prove_s, 3),
+                "verify_fast_ms": round(fast_s * 1000, 2),
+                "verify_py_ms": round(py_s * 1000, 1),
+                "proof_bytes": len(compressed),
+                "proof_json_bytes": len(json.dumps(proof)),
+                "proving_key_bytes": keys.zkey.stat().st_size,
+                "verification_key_bytes": len(json.dumps(keys.vk)),
+            }
+        )
         if name != names[-1]:  # the runner prints the last line; earlier ones go out now
             print(json.dumps({"bench": "zk", **results[-1], "machine": machine()}), flush=True)
     sys.stdout.flush()

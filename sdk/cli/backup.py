@@ -22,7 +22,11 @@ def run(command: str, paths: list[Path]) -> int:
     from accord.storage import backup as b
 
     if len(paths) != 2:
-        usage = "accord node backup DIR DEST" if command == "backup" else "accord node restore BACKUP DIR"
+        usage = (
+            "accord node backup DIR DEST"
+            if command == "backup"
+            else "accord node restore BACKUP DIR"
+        )
         raise ValidationError(f"usage: {usage}")
     if command == "backup":
         node_dir, dest = paths
@@ -31,8 +35,15 @@ def run(command: str, paths: list[Path]) -> int:
         return 0
     backup_dir, node_dir = paths
     manifest = b.restore(backup_dir, _data_dir(node_dir))
-    print(json.dumps({"restored": str(backup_dir), "head_height": manifest["head_height"],
-                      "head_hash": manifest["head_hash"]}))
+    print(
+        json.dumps(
+            {
+                "restored": str(backup_dir),
+                "head_height": manifest["head_height"],
+                "head_hash": manifest["head_hash"],
+            }
+        )
+    )
     from accord.cli.node import _verify
 
     return _verify(node_dir)  # the full check: every block and state entry of the restored store

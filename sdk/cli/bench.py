@@ -55,8 +55,10 @@ def speed_probe() -> dict[str, int]:
         n, seconds = timeit.Timer(fn).autorange()
         return round(n / seconds)
 
-    return {"sha256_100b_per_s": rate(lambda: hashlib.sha256(data).digest()),
-            "ed25519_verify_per_s": rate(lambda: verify(public_key, data, sig))}
+    return {
+        "sha256_100b_per_s": rate(lambda: hashlib.sha256(data).digest()),
+        "ed25519_verify_per_s": rate(lambda: verify(public_key, data, sig)),
+    }
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -21,16 +21,33 @@ from typing import Any
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("devnet", help="run a local validator network with a demo workload")
-    p.add_argument("--dir", type=Path, default=Path(".devnet"), help="network folder (created if missing)")
-    p.add_argument("--validators", type=int, default=4, help="validators in a new network (default 4)")
+    p.add_argument(
+        "--dir", type=Path, default=Path(".devnet"), help="network folder (created if missing)"
+    )
+    p.add_argument(
+        "--validators", type=int, default=4, help="validators in a new network (default 4)"
+    )
     p.add_argument("--rate", type=float, default=200.0, help="transfers per second submitted")
     p.add_argument("--blocks", type=int, default=None, help="stop after this many committed blocks")
-    p.add_argument("--round-ms", type=int, default=1000, help="round length of a new network, ms (default 1000)")
-    p.add_argument("--stage2-ms", type=int, default=500,
-                   help="length of a round's agreement stage in a new network, ms (default 500)")
+    p.add_argument(
+        "--round-ms",
+        type=int,
+        default=1000,
+        help="round length of a new network, ms (default 1000)",
+    )
+    p.add_argument(
+        "--stage2-ms",
+        type=int,
+        default=500,
+        help="length of a round's agreement stage in a new network, ms (default 500)",
+    )
     p.add_argument("--fresh", action="store_true", help="delete the network folder first")
-    p.add_argument("--no-p2p-tls", dest="p2p_tls", action="store_false",
-                   help="plaintext validator links in a new network (default: TLS)")
+    p.add_argument(
+        "--no-p2p-tls",
+        dest="p2p_tls",
+        action="store_false",
+        help="plaintext validator links in a new network (default: TLS)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
     p.set_defaults(func=_run)
 
@@ -49,10 +66,17 @@ async def _main(args: argparse.Namespace) -> int:
     from accord.devnet import Devnet, Load, _last_error, devnet_summary, ensure_network
 
     console = Console(stderr=True)
-    genesis = ensure_network(args.dir, validators=args.validators, round_ms=args.round_ms,
-                             stage2_ms=args.stage2_ms, p2p_tls=args.p2p_tls)
+    genesis = ensure_network(
+        args.dir,
+        validators=args.validators,
+        round_ms=args.round_ms,
+        stage2_ms=args.stage2_ms,
+        p2p_tls=args.p2p_tls,
+    )
     net = Devnet(args.dir, genesis)
-    console.print(f"[bold]Accord devnet[/] {genesis.chain_id}: {genesis.n} validators in {args.dir}")
+    console.print(
+        f"[bold]Accord devnet[/] {genesis.chain_id}: {genesis.n} validators in {args.dir}"
+    )
     net.start()
     load: Load | None = None
     tasks: list[asyncio.Task[Any]] = []
@@ -63,26 +87,40 @@ async def _main(args: argparse.Namespace) -> int:
         load = Load(genesis, [v.api_url for v in net.validators], rate=args.rate)
         await load.init_nonces()
         started = time.monotonic()
-        tasks = [asyncio.create_task(load.run()), asyncio.create_task(load.watch(net.validators[0].api_url))]
+        tasks = [
+            asyncio.create_task(load.run()),
+            asyncio.create_task(load.watch(net.validators[0].api_url)),
+        ]
 
         def table(statuses: list[dict[str, Any] | None]) -> Table:
-            t = Table(title=f"{genesis.chain_id} — {time.monotonic() - started:5.1f} s", expand=False)
+            t = Table(
+                title=f"{genesis.chain_id} — {time.monotonic() - started:5.1f} s", expand=False
+            )
             for col in ("validator", "height", "head", "round", "peers", "mempool"):
                 t.add_column(col)
             for v, s in zip(net.validators, statuses, strict=True):
                 if s is None:
                     t.add_row(v.name, "down", "", "", "", "")
                 else:
-                    t.add_row(v.name, str(s["height"]), s["head_hash"][:12], str(s["round"]),
-                              str(len(s["peers"])), str(s["mempool"]))
+                    t.add_row(
+                        v.name,
+                        str(s["height"]),
+                        s["head_hash"][:12],
+                        str(s["round"]),
+                        str(len(s["peers"])),
+                        str(s["mempool"]),
+                    )
             summary = load.stats.summary(max(time.monotonic() - started, 1e-9)) if load else {}
-            t.caption = (f"committed {summary.get('txs_committed', 0)} txs · {summary.get('tps', 0)} tps · "
-                         f"p50 latency {summary.get('p50_latency_s')} s · submitted {summary.get('submitted', 0)}")
+            t.caption = (
+                f"committed {summary.get('txs_committed', 0)} txs · {summary.get('tps', 0)} tps · "
+                f"p50 latency {summary.get('p50_latency_s')} s · submitted {summary.get('submitted', 0)}"
+            )
             return t
 
         height = start_height
-        with Live(table(await net.statuses()), console=console, refresh_per_second=4,
-                  transient=args.json) as live:
+        with Live(
+            table(await net.statuses()), console=console, refresh_per_second=4, transient=args.json
+        ) as live:
             while True:
                 await asyncio.sleep(0.5)
                 statuses = await net.statuses()
@@ -94,8 +132,10 @@ async def _main(args: argparse.Namespace) -> int:
                     break
                 for v in net.validators:
                     if not v.alive:
-                        raise RuntimeError(f"{v.name} exited{_last_error(v.dir / 'node.log')}; "
-                                           f"see {v.dir / 'node.log'}")
+                        raise RuntimeError(
+                            f"{v.name} exited{_last_error(v.dir / 'node.log')}; "
+                            f"see {v.dir / 'node.log'}"
+                        )
         load.stop()
         elapsed = time.monotonic() - started
         await asyncio.sleep(1.0)  # let the watcher see the last commits of submitted txs

@@ -35,5 +35,9 @@ def _new(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     key = AccountKey.load(args.path)
     doc = {"address": key.address.hex(), "public_key": key.public_key.hex()}
-    print(json.dumps(doc) if args.json else f"address     {doc['address']}\npublic key  {doc['public_key']}")
+    print(
+        json.dumps(doc)
+        if args.json
+        else f"address     {doc['address']}\npublic key  {doc['public_key']}"
+    )
     return 0

@@ -27,21 +27,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmds = p.add_subparsers(dest="light_cmd", metavar="ACTION", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--genesis", type=Path, default=Path("genesis.json"), help="the trusted genesis file")
-        sp.add_argument("--node", action="append", default=[], metavar="URL",
-                        help="an untrusted node's API URL (repeat for several; default: genesis validators)")
+        sp.add_argument(
+            "--genesis", type=Path, default=Path("genesis.json"), help="the trusted genesis file"
+        )
+        sp.add_argument(
+            "--node",
+            action="append",
+            default=[],
+            metavar="URL",
+            help="an untrusted node's API URL (repeat for several; default: genesis validators)",
+        )
         sp.add_argument("--store", type=Path, default=None, help="the trusted-state file")
         sp.add_argument("--timeout", type=float, default=10.0, help="seconds per request to a node")
-        sp.add_argument("--ca-file", type=Path, default=None,
-                        help="for https nodes: the CA (or the node's own certificate) to check them against")
-        sp.add_argument("--cert-sha256", default=None, metavar="HEX",
-                        help="for https nodes: the SHA-256 pin of their certificate (instead of a CA)")
+        sp.add_argument(
+            "--ca-file",
+            type=Path,
+            default=None,
+            help="for https nodes: the CA (or the node's own certificate) to check them against",
+        )
+        sp.add_argument(
+            "--cert-sha256",
+            default=None,
+            metavar="HEX",
+            help="for https nodes: the SHA-256 pin of their certificate (instead of a CA)",
+        )
         sp.add_argument("--json", action="store_true", help="print one JSON document")
 
     s = cmds.add_parser("sync", help="verify headers up to the nodes' newest certified one")
     common(s)
-    s.add_argument("--skip", action="store_true",
-                   help="check only the newest header's certificate (assumes a fixed validator set)")
+    s.add_argument(
+        "--skip",
+        action="store_true",
+        help="check only the newest header's certificate (assumes a fixed validator set)",
+    )
     s.set_defaults(func=_sync)
 
     h = cmds.add_parser("header", help="verify the header at HEIGHT")
@@ -58,10 +76,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common(st)
     st.add_argument("contract")
     st.add_argument("key")
-    st.add_argument("--key-type", choices=["hex", "str"], default="hex", help="KEY is hex bytes (default) or a str key")
+    st.add_argument(
+        "--key-type",
+        choices=["hex", "str"],
+        default="hex",
+        help="KEY is hex bytes (default) or a str key",
+    )
     st.set_defaults(func=_state)
 
-    z = cmds.add_parser("shielded", help="verify a shielded-pool transaction and re-check its Groth16 proof")
+    z = cmds.add_parser(
+        "shielded", help="verify a shielded-pool transaction and re-check its Groth16 proof"
+    )
     common(z)
     z.add_argument("hash", help="transaction hash (hex)")
     z.set_defaults(func=_shielded)
@@ -71,13 +96,21 @@ def _client(args: argparse.Namespace) -> Any:
     from ..light import LightClient
 
     genesis = Genesis.load(args.genesis)
-    nodes = list(args.node) or [f"http://{v.host}:{v.api_port}" for v in genesis.validators if v.api_port]
+    nodes = list(args.node) or [
+        f"http://{v.host}:{v.api_port}" for v in genesis.validators if v.api_port
+    ]
     store = args.store
     if store is None:
         base = Path(os.environ.get("ACCORD_CACHE") or Path.home() / ".cache" / "accord")
         store = base / "light" / f"{genesis.chain_id}.json"
-    return LightClient(genesis, nodes, store=store, timeout=args.timeout, ca_file=args.ca_file,
-                       cert_sha256=args.cert_sha256)
+    return LightClient(
+        genesis,
+        nodes,
+        store=store,
+        timeout=args.timeout,
+        ca_file=args.ca_file,
+        cert_sha256=args.cert_sha256,
+    )
 
 
 def _hash(text: str) -> bytes:
@@ -97,14 +130,24 @@ def _run(args: argparse.Namespace, work: Any) -> int:
     try:
         with _client(args) as lc:
             doc = work(lc)
-            doc["faults"] = [{"node": f.node, "check": f.check, "message": f.message} for f in lc.faults]
+            doc["faults"] = [
+                {"node": f.node, "check": f.check, "message": f.message} for f in lc.faults
+            ]
     except ForkDetected as e:
-        print(json.dumps({"error": e.to_json(), "evidence": e.evidence}) if args.json
-              else f"FORK: {e.message}\nevidence: {json.dumps(e.evidence, indent=2)}", file=sys.stderr)
+        print(
+            json.dumps({"error": e.to_json(), "evidence": e.evidence})
+            if args.json
+            else f"FORK: {e.message}\nevidence: {json.dumps(e.evidence, indent=2)}",
+            file=sys.stderr,
+        )
         return 3
     except NodeLied as e:
-        print(json.dumps({"error": {**e.to_json(), "node": e.node, "check": e.check}}) if args.json
-              else f"NOT VERIFIED: {e.message}", file=sys.stderr)
+        print(
+            json.dumps({"error": {**e.to_json(), "node": e.node, "check": e.check}})
+            if args.json
+            else f"NOT VERIFIED: {e.message}",
+            file=sys.stderr,
+        )
         return 1
     if args.json:
         print(json.dumps(doc))
@@ -135,8 +178,11 @@ def _sync(args: argparse.Namespace) -> int:
         doc = report.to_json()
         if head is not None:
             doc.update(head_hash=head.hash.hex(), state_root=head.header.state_root.hex())
-        doc["verified"] = (["certificate"] if args.skip else
-                           ["certificate", "header_chain", "header_height", "header_time"])
+        doc["verified"] = (
+            ["certificate"]
+            if args.skip
+            else ["certificate", "header_chain", "header_height", "header_time"]
+        )
         return doc
 
     return _run(args, work)
@@ -152,9 +198,14 @@ def _header(args: argparse.Namespace) -> int:
 
             signers = len(certificate_signers(t.certificate, lc.inner.genesis.n))
         return {
-            "height": h.height, "hash": h.hash.hex(), "parent_hash": h.parent_hash.hex(),
-            "state_root": h.state_root.hex(), "tx_root": h.tx_root.hex(), "tx_count": h.tx_count,
-            "time_ms": h.time_ms, "certificate_signers": signers,
+            "height": h.height,
+            "hash": h.hash.hex(),
+            "parent_hash": h.parent_hash.hex(),
+            "state_root": h.state_root.hex(),
+            "tx_root": h.tx_root.hex(),
+            "tx_count": h.tx_count,
+            "time_ms": h.time_ms,
+            "certificate_signers": signers,
             "verified": ["certificate"] if signers is not None else ["header_chain"],
         }
 

@@ -27,8 +27,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mpc": ("accord.cli.mpc", "run an MPC oracle server"),
     "light": ("accord.cli.light", "a light client that verifies everything it is told"),
     "status": ("accord.cli.status", "show a node's height, head, peers and health"),
-    "query": ("accord.cli.query", "read contract views, transactions, blocks and accounts from a node"),
-    "send": ("accord.cli.send", "sign a transaction with a key file, submit it and wait for its receipt"),
+    "query": (
+        "accord.cli.query",
+        "read contract views, transactions, blocks and accounts from a node",
+    ),
+    "send": (
+        "accord.cli.send",
+        "sign a transaction with a key file, submit it and wait for its receipt",
+    ),
 }
 
 

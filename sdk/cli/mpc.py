@@ -33,16 +33,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--frac-bits", type=int, default=16)
     s.add_argument("--node", help="also answer oracle requests: the node's API URL to follow")
     s.add_argument("--account", help="with --node: this server's account key file (signs answers)")
-    s.add_argument("--max-store-mb", type=int, default=2048, help="memory for stored shares, all clients")
-    s.add_argument("--max-client-mb", type=int, default=512,
-                   help="memory for stored shares, per identity (unless its entry sets quota_mb)")
-    s.add_argument("--max-connections", type=int, default=4,
-                   help="connections at once, per identity (unless its entry sets connections)")
-    s.add_argument("--data", help="folder for stored shares and grants (LMDB); without it they "
-                   "live in memory only and a restart loses them")
-    s.add_argument("--malicious", default=None, metavar="PROGRAMS",
-                   help="programs run with security with abort against a malicious server, comma-"
-                        "separated ('none': no program); default: anti_stacking")
+    s.add_argument(
+        "--max-store-mb", type=int, default=2048, help="memory for stored shares, all clients"
+    )
+    s.add_argument(
+        "--max-client-mb",
+        type=int,
+        default=512,
+        help="memory for stored shares, per identity (unless its entry sets quota_mb)",
+    )
+    s.add_argument(
+        "--max-connections",
+        type=int,
+        default=4,
+        help="connections at once, per identity (unless its entry sets connections)",
+    )
+    s.add_argument(
+        "--data",
+        help="folder for stored shares and grants (LMDB); without it they "
+        "live in memory only and a restart loses them",
+    )
+    s.add_argument(
+        "--malicious",
+        default=None,
+        metavar="PROGRAMS",
+        help="programs run with security with abort against a malicious server, comma-"
+        "separated ('none': no program); default: anti_stacking",
+    )
     s.set_defaults(func=serve)
     k = cmds.add_parser("keygen", help="create a server key")
     k.add_argument("--out", required=True)
@@ -56,7 +73,9 @@ def load_cluster(path: str | Path) -> list[Any]:
     servers = data.get("servers") if isinstance(data, dict) else None
     if not isinstance(servers, list) or len(servers) != 3:
         raise MpcError("the cluster file lists exactly three servers")
-    return [ServerInfo(str(s["host"]), int(s["port"]), bytes.fromhex(s["public_key"])) for s in servers]
+    return [
+        ServerInfo(str(s["host"]), int(s["port"]), bytes.fromhex(s["public_key"])) for s in servers
+    ]
 
 
 def load_clients(path: str | Path, *, quota_bytes: int, max_connections: int) -> dict[bytes, Any]:
@@ -65,8 +84,10 @@ def load_clients(path: str | Path, *, quota_bytes: int, max_connections: int) ->
 
     data = json.loads(Path(path).read_text())
     if not isinstance(data, dict) or "clients" not in data:
-        raise MpcError("the cluster file registers no clients: list the client identities "
-                       "(name, public_key) the servers may serve")
+        raise MpcError(
+            "the cluster file registers no clients: list the client identities "
+            "(name, public_key) the servers may serve"
+        )
     return parse_clients(data["clients"], quota_bytes=quota_bytes, max_connections=max_connections)
 
 
@@ -97,17 +118,29 @@ def serve(args: argparse.Namespace) -> int:
     from ..mpc.server import MpcServer
 
     servers = load_cluster(args.cluster)
-    clients = load_clients(args.cluster, quota_bytes=args.max_client_mb << 20,
-                           max_connections=args.max_connections)
+    clients = load_clients(
+        args.cluster, quota_bytes=args.max_client_mb << 20, max_connections=args.max_connections
+    )
     key = private_from_bytes(bytes.fromhex(Path(args.key).read_text().strip()))
-    server = MpcServer(args.index, servers, key, fp=FixedPoint(args.frac_bits), timeout=args.timeout,
-                       max_store_bytes=args.max_store_mb << 20, max_client_bytes=args.max_client_mb << 20,
-                       malicious=malicious_programs(args.malicious),
-                       clients=clients, data_dir=args.data)
+    server = MpcServer(
+        args.index,
+        servers,
+        key,
+        fp=FixedPoint(args.frac_bits),
+        timeout=args.timeout,
+        max_store_bytes=args.max_store_mb << 20,
+        max_client_bytes=args.max_client_mb << 20,
+        malicious=malicious_programs(args.malicious),
+        clients=clients,
+        data_dir=args.data,
+    )
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     server.start()
-    print(f"mpc server {args.index} listening on {servers[args.index].host}:{servers[args.index].port}",
-          file=sys.stderr, flush=True)
+    print(
+        f"mpc server {args.index} listening on {servers[args.index].host}:{servers[args.index].port}",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         if args.node:
             watch_node(server, args)

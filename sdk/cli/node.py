@@ -13,20 +13,39 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("node", help="run one validator from its folder")
-    p.add_argument("dir", type=Path, help="the validator's folder (node.json, validator.key); or `backup` "
-                   "(then: DIR DEST, a consistent copy of DIR's data folder, running or not) or `restore` "
-                   "(then: BACKUP DIR, into DIR's empty data folder, checked, then verified)")
-    p.add_argument("paths", type=Path, nargs="*", metavar="PATH",
-                   help="for backup: the validator's folder and the new backup folder; for restore: the "
-                   "backup folder and the validator's folder")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
-    p.add_argument("--lifeline", type=int, default=None, metavar="FD",
-                   help="stop cleanly when this inherited pipe closes (used by supervisors such as "
-                   "accord devnet, so that a validator never outlives the process that started it)")
-    p.add_argument("--verify", action="store_true",
-                   help="do not start: check the stopped validator's data folder (every block against its "
-                   "header, certificate and receipts, every state entry against the state root), print one "
-                   "JSON line and exit 0 if it is intact, 1 if damaged")
+    p.add_argument(
+        "dir",
+        type=Path,
+        help="the validator's folder (node.json, validator.key); or `backup` "
+        "(then: DIR DEST, a consistent copy of DIR's data folder, running or not) or `restore` "
+        "(then: BACKUP DIR, into DIR's empty data folder, checked, then verified)",
+    )
+    p.add_argument(
+        "paths",
+        type=Path,
+        nargs="*",
+        metavar="PATH",
+        help="for backup: the validator's folder and the new backup folder; for restore: the "
+        "backup folder and the validator's folder",
+    )
+    p.add_argument(
+        "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
+    )
+    p.add_argument(
+        "--lifeline",
+        type=int,
+        default=None,
+        metavar="FD",
+        help="stop cleanly when this inherited pipe closes (used by supervisors such as "
+        "accord devnet, so that a validator never outlives the process that started it)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="do not start: check the stopped validator's data folder (every block against its "
+        "header, certificate and receipts, every state entry against the state root), print one "
+        "JSON line and exit 0 if it is intact, 1 if damaged",
+    )
     p.set_defaults(func=_run)
 
 
@@ -50,7 +69,8 @@ def _verify(path: Path) -> int:
         return 1
     with FolderLock(data), Store(data, sync=False) as store:  # refused while the validator runs
         report = verify_store(
-            store, lambda c: verify_certificate(keys, genesis.chain_id, c, genesis.quorum))
+            store, lambda c: verify_certificate(keys, genesis.chain_id, c, genesis.quorum)
+        )
     print(json.dumps(report.to_json()))
     return 0 if report.ok else 1
 
@@ -63,10 +83,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.paths:
         from accord.errors import ValidationError
 
-        raise ValidationError(f"unexpected arguments {' '.join(map(str, args.paths))} (see accord node --help)")
+        raise ValidationError(
+            f"unexpected arguments {' '.join(map(str, args.paths))} (see accord node --help)"
+        )
     if args.verify:
         return _verify(args.dir)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     return asyncio.run(_serve(args.dir, args.lifeline))
 
 
@@ -84,6 +108,7 @@ async def _serve(path: Path, lifeline: int | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if lifeline is not None:
+
         def orphaned() -> None:
             logging.getLogger("accord.node").warning("supervisor gone (lifeline closed): stopping")
             loop.call_soon_threadsafe(stop.set)

@@ -1,11 +1,11 @@
 """``accord regulator ...``: the regulator's key and its audit of shielded transfers.
 
-    accord regulator keygen --out regulator.json     # a BabyJubJub key; its public part goes
-                                                     # into genesis zk_params.regulator
-    accord regulator audit --data NODE/data --key regulator.json [--format table|csv|json]
-                           [--out FILE] [--from HEIGHT]
-    accord regulator audit --node URL [--node URL ...] --genesis genesis.json --key ...
-                           # no node trusted: a light client checks every block it reads
+accord regulator keygen --out regulator.json     # a BabyJubJub key; its public part goes
+                                                 # into genesis zk_params.regulator
+accord regulator audit --data NODE/data --key regulator.json [--format table|csv|json]
+                       [--out FILE] [--from HEIGHT]
+accord regulator audit --node URL [--node URL ...] --genesis genesis.json --key ...
+                       # no node trusted: a light client checks every block it reads
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = a.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="a node's LMDB data folder")
     src.add_argument("--node", action="append", help="a node's client API URL (repeat for more)")
-    a.add_argument("--genesis", help="with --node: the chain's genesis.json (the light client's trust root)")
+    a.add_argument(
+        "--genesis", help="with --node: the chain's genesis.json (the light client's trust root)"
+    )
     a.add_argument("--key", required=True, help="the regulator key file (from keygen)")
     a.add_argument("--format", choices=("table", "csv", "json"), default="table")
     a.add_argument("--out", help="write to this file instead of stdout")
@@ -54,8 +56,10 @@ def _keygen(args: argparse.Namespace) -> int:
     key = RegulatorKey.generate()
     pub = key.public
     out = Path(args.out)
-    out.write_text(json.dumps({"secret": str(key.secret),
-                               "public": [str(pub[0]), str(pub[1])]}, indent=2) + "\n")
+    out.write_text(
+        json.dumps({"secret": str(key.secret), "public": [str(pub[0]), str(pub[1])]}, indent=2)
+        + "\n"
+    )
     out.chmod(0o600)
     print(json.dumps({"public": [str(pub[0]), str(pub[1])]}))
     return 0
@@ -71,7 +75,9 @@ def _audit(args: argparse.Namespace) -> int:
         from ..light import LightClient
 
         if not args.genesis:
-            raise ValidationError("--node needs --genesis: the light client checks blocks against it")
+            raise ValidationError(
+                "--node needs --genesis: the light client checks blocks against it"
+            )
         with LightClient(args.genesis, args.node) as light:
             rows = zaudit.audit(key, zaudit.VerifiedSource(light), args.start)  # type: ignore[arg-type]
     else:
@@ -102,12 +108,28 @@ def _table(rows: list) -> str:
     from rich.table import Table
 
     t = Table(title=f"{len(rows)} shielded transfers")
-    for col in ("height", "sender", "receiver 1", "value 1", "receiver 2", "value 2", "deposit",
-                "withdrawal"):
+    for col in (
+        "height",
+        "sender",
+        "receiver 1",
+        "value 1",
+        "receiver 2",
+        "value 2",
+        "deposit",
+        "withdrawal",
+    ):
         t.add_column(col)
     for r in rows:
-        t.add_row(str(r.height), r.sender[:12], r.receiver_1[:12], str(r.value_1),
-                  r.receiver_2[:12], str(r.value_2), str(r.deposit), str(r.withdrawal))
+        t.add_row(
+            str(r.height),
+            r.sender[:12],
+            r.receiver_1[:12],
+            str(r.value_1),
+            r.receiver_2[:12],
+            str(r.value_2),
+            str(r.deposit),
+            str(r.withdrawal),
+        )
     import io
 
     out = io.StringIO()

@@ -29,12 +29,23 @@ _INT = re.compile(r"-?(0|[1-9][0-9]*)\Z")
 
 def add_target(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--url", default=None,
-                   help=f"the node's API URL (default: $ACCORD_URL, else {DEFAULT_URL})")
-    g.add_argument("--node", type=Path, default=None, metavar="DIR",
-                   help="a validator's folder: its API address is read from DIR/node.json")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                   help="seconds the whole of each exchange with the node may take (default 10)")
+    g.add_argument(
+        "--url", default=None, help=f"the node's API URL (default: $ACCORD_URL, else {DEFAULT_URL})"
+    )
+    g.add_argument(
+        "--node",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a validator's folder: its API address is read from DIR/node.json",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds the whole of each exchange with the node may take (default 10)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
 
@@ -63,8 +74,12 @@ class Remote:
         self.url = resolve_url(args)
         if not args.timeout > 0:
             raise ValidationError("--timeout must be a positive number of seconds")
-        self.client = Client(self.url, timeout=args.timeout, max_response_bytes=MAX_ANSWER_BYTES,
-                             whole_request_timeout=True)
+        self.client = Client(
+            self.url,
+            timeout=args.timeout,
+            max_response_bytes=MAX_ANSWER_BYTES,
+            whole_request_timeout=True,
+        )
 
     def __call__(self, fn: Any, *a: Any, **kw: Any) -> Any:
         try:
@@ -74,15 +89,27 @@ class Remote:
                 raise type(e)(f"bad answer from {self.url}: {e.message}") from None
             raise
         except TimeoutError as e:
-            raise Unavailable(f"no answer from {self.url} within {self.client.timeout:g} s: {e}") from None
+            raise Unavailable(
+                f"no answer from {self.url} within {self.client.timeout:g} s: {e}"
+            ) from None
         except (OSError, http.client.HTTPException) as e:  # refused, reset, not HTTP
-            raise Unavailable(f"no answer from {self.url}: {type(e).__name__}: {str(e)[:200]}") from None
+            raise Unavailable(
+                f"no answer from {self.url}: {type(e).__name__}: {str(e)[:200]}"
+            ) from None
         except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as e:
             # the client's parsing met an answer of another shape than the API's
-            raise DecodeError(f"malformed answer from {self.url}: {type(e).__name__}: {str(e)[:200]}") from None
+            raise DecodeError(
+                f"malformed answer from {self.url}: {type(e).__name__}: {str(e)[:200]}"
+            ) from None
 
-    def doc(self, fn: Any, *a: Any, fields: dict[str, type | tuple[type, ...]], required: tuple[str, ...] = (),
-            **kw: Any) -> dict[str, Any]:
+    def doc(
+        self,
+        fn: Any,
+        *a: Any,
+        fields: dict[str, type | tuple[type, ...]],
+        required: tuple[str, ...] = (),
+        **kw: Any,
+    ) -> dict[str, Any]:
         """A JSON object answer, checked against ``fields`` (name -> allowed types; absent or
         null is allowed unless the name is ``required``)."""
         return expect_object(self(fn, *a, **kw), self.url, fields, required)
@@ -98,10 +125,13 @@ def _type_ok(v: Any, types: type | tuple[type, ...]) -> bool:
     return isinstance(v, allowed)
 
 
-def expect_object(doc: Any, url: str, fields: dict[str, type | tuple[type, ...]],
-                  required: tuple[str, ...] = ()) -> dict[str, Any]:
+def expect_object(
+    doc: Any, url: str, fields: dict[str, type | tuple[type, ...]], required: tuple[str, ...] = ()
+) -> dict[str, Any]:
     if not isinstance(doc, dict):
-        raise DecodeError(f"malformed answer from {url}: expected a JSON object, got {type(doc).__name__}")
+        raise DecodeError(
+            f"malformed answer from {url}: expected a JSON object, got {type(doc).__name__}"
+        )
     for name, types in fields.items():
         v = doc.get(name)
         if v is None:
@@ -114,8 +144,17 @@ def expect_object(doc: Any, url: str, fields: dict[str, type | tuple[type, ...]]
 
 
 STATUS_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "name": str, "index": int, "chain_id": str, "height": int, "head_hash": str, "round": int,
-    "peers": list, "mempool": int, "healthy": bool, "running": bool, "fault": str,
+    "name": str,
+    "index": int,
+    "chain_id": str,
+    "height": int,
+    "head_hash": str,
+    "round": int,
+    "peers": list,
+    "mempool": int,
+    "healthy": bool,
+    "running": bool,
+    "fault": str,
 }
 
 
@@ -124,7 +163,9 @@ def parse_value(text: str) -> Any:
         try:
             return bytes.fromhex(text[2:])
         except ValueError:
-            raise ValidationError(f"{text!r}: 0x must be followed by an even number of hex digits") from None
+            raise ValidationError(
+                f"{text!r}: 0x must be followed by an even number of hex digits"
+            ) from None
     if _INT.match(text):
         return int(text)
     if text in ("true", "false", "null"):

@@ -26,26 +26,64 @@ from .remote import STATUS_FIELDS, Remote, add_target, emit, parse_args_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("send", help="sign a transaction with a key file, submit it and wait for its receipt")
+    p = sub.add_parser(
+        "send", help="sign a transaction with a key file, submit it and wait for its receipt"
+    )
     p.add_argument("contract", help="contract name, e.g. token")
     p.add_argument("method", help="method to call, e.g. transfer")
-    p.add_argument("arg", nargs="*", metavar="NAME=VALUE",
-                   help="method arguments: 0x.. is bytes, digits an integer, true/false/null, else text")
-    p.add_argument("--key", type=Path, required=True, metavar="FILE",
-                   help="account key file that signs (made by accord keys new; must be mode 600)")
-    p.add_argument("--args-json", default=None, metavar="JSON",
-                   help="method arguments as one JSON object (0x.. strings are bytes)")
-    p.add_argument("--gas-limit", type=int, default=1_000_000, metavar="GAS",
-                   help="most gas the call may use (default 1,000,000; unused gas is not charged)")
-    p.add_argument("--nonce", type=int, default=None,
-                   help="nonce to sign with (default: the account's next one, as the node counts it)")
-    p.add_argument("--wait", type=float, default=60.0, metavar="S",
-                   help="seconds to wait for the receipt; 0 submits and returns at once (default 60)")
+    p.add_argument(
+        "arg",
+        nargs="*",
+        metavar="NAME=VALUE",
+        help="method arguments: 0x.. is bytes, digits an integer, true/false/null, else text",
+    )
+    p.add_argument(
+        "--key",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="account key file that signs (made by accord keys new; must be mode 600)",
+    )
+    p.add_argument(
+        "--args-json",
+        default=None,
+        metavar="JSON",
+        help="method arguments as one JSON object (0x.. strings are bytes)",
+    )
+    p.add_argument(
+        "--gas-limit",
+        type=int,
+        default=1_000_000,
+        metavar="GAS",
+        help="most gas the call may use (default 1,000,000; unused gas is not charged)",
+    )
+    p.add_argument(
+        "--nonce",
+        type=int,
+        default=None,
+        help="nonce to sign with (default: the account's next one, as the node counts it)",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds to wait for the receipt; 0 submits and returns at once (default 60)",
+    )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--chain-id", default=None, metavar="ID",
-                     help="the chain to sign for (else read from --genesis, or from the --node folder's genesis)")
-    src.add_argument("--genesis", type=Path, default=None, metavar="FILE",
-                     help="a local genesis.json whose chain id the transaction is signed for")
+    src.add_argument(
+        "--chain-id",
+        default=None,
+        metavar="ID",
+        help="the chain to sign for (else read from --genesis, or from the --node folder's genesis)",
+    )
+    src.add_argument(
+        "--genesis",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a local genesis.json whose chain id the transaction is signed for",
+    )
     add_target(p)
     p.set_defaults(func=_send)
 
@@ -69,7 +107,8 @@ def _expected_chain_id(args: argparse.Namespace) -> str:
     if path is None:
         raise ValidationError(
             "which chain to sign for? give --chain-id ID, --genesis FILE or --node DIR "
-            "(the node's own answer is not trusted for this)")
+            "(the node's own answer is not trusted for this)"
+        )
     try:
         return Genesis.load(path).chain_id
     except (OSError, ValueError) as e:
@@ -86,18 +125,32 @@ def _send(args: argparse.Namespace) -> int:
         if reported != chain_id:
             raise ValidationError(
                 f"{r.url} reports chain {str(reported)[:80]!r}, not {chain_id!r}: refusing to sign "
-                f"(wrong node, or a node that lies)")
+                f"(wrong node, or a node that lies)"
+            )
         if args.nonce is not None:
             nonce = args.nonce
         else:
-            nonce = r.doc(r.client.account, key.address, fields={"next_nonce": int}, required=("next_nonce",))[
-                "next_nonce"]
+            nonce = r.doc(
+                r.client.account, key.address, fields={"next_nonce": int}, required=("next_nonce",)
+            )["next_nonce"]
         print(f"signing for chain {chain_id!r} with nonce {nonce}", file=sys.stderr)
-        tx = Tx.create(key, chain_id=chain_id, contract=args.contract, method=args.method, args=kw,
-                       nonce=nonce, gas_limit=args.gas_limit)
+        tx = Tx.create(
+            key,
+            chain_id=chain_id,
+            contract=args.contract,
+            method=args.method,
+            args=kw,
+            nonce=nonce,
+            gas_limit=args.gas_limit,
+        )
         h = r(r.client.submit, tx)
-        doc = {"tx_hash": h.hex(), "sender": key.address.hex(), "chain_id": chain_id, "nonce": nonce,
-               "status": "pending"}
+        doc = {
+            "tx_hash": h.hex(),
+            "sender": key.address.hex(),
+            "chain_id": chain_id,
+            "nonce": nonce,
+            "status": "pending",
+        }
         if args.wait <= 0:
             emit(args, doc, [f"submitted   {h.hex()}  (nonce {nonce}; not waiting)"])
             return 0
@@ -105,13 +158,25 @@ def _send(args: argparse.Namespace) -> int:
             st = _wait(r, h, args.wait)
         except WaitTimeout as e:
             doc["error"] = e.message
-            emit(args, doc, [f"submitted   {h.hex()}", f"not committed after {args.wait:g} s: {e.message}"])
+            emit(
+                args,
+                doc,
+                [f"submitted   {h.hex()}", f"not committed after {args.wait:g} s: {e.message}"],
+            )
             return 3
     finally:
         r.close()
     rc = st.receipt
     doc.update(status="committed", height=st.height, index=st.index, receipt=_receipt_doc(rc))
-    emit(args, doc, [f"transaction {h.hex()}", f"block       {st.height} (index {st.index})", *_receipt_lines(rc)])
+    emit(
+        args,
+        doc,
+        [
+            f"transaction {h.hex()}",
+            f"block       {st.height} (index {st.index})",
+            *_receipt_lines(rc),
+        ],
+    )
     return 0 if rc is not None and rc.ok else 1
 
 
@@ -131,6 +196,8 @@ def _wait(r: Remote, h: bytes, timeout: float) -> TxStatus:
             if left <= 0:
                 raise WaitTimeout(f"still {st.status}")
             if console.is_terminal:
-                live.update(f"waiting for the transaction to commit ({st.status}, {left:.0f} s left)")
+                live.update(
+                    f"waiting for the transaction to commit ({st.status}, {left:.0f} s left)"
+                )
             time.sleep(min(delay, left))
             delay = min(delay * 1.5, 0.5)

@@ -35,46 +35,111 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sim", help="simulate Gosig with a virtual network and adversaries")
     p.add_argument("--nodes", type=int, default=16)
     p.add_argument("--byzantine", type=int, default=0, help="Byzantine validators (f < n/3)")
-    p.add_argument("--strategy", default="mixed", help="Byzantine strategy (see accord.sim.byzantine) or mixed")
+    p.add_argument(
+        "--strategy", default="mixed", help="Byzantine strategy (see accord.sim.byzantine) or mixed"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rounds", type=int, default=None, help="rounds simulated (default 10; 4 with --adversary)")
+    p.add_argument(
+        "--rounds", type=int, default=None, help="rounds simulated (default 10; 4 with --adversary)"
+    )
     p.add_argument("--latency-ms", type=float, default=50.0)
-    p.add_argument("--verify-ms", type=float, default=0.0, help="virtual cost of one signature check")
-    p.add_argument("--verify-cost", default="", help="checks charged by signer count: 'measured' "
-                   "(accord bench aggverify) or fixed,per_signer,weighted_fixed,per_weighted_signer,single in us")
-    p.add_argument("--bandwidth-mbps", type=float, default=0.0, help="each node's uplink in Mbit/s (0: unlimited)")
-    p.add_argument("--block-txs", type=int, default=0, help="transactions per simulated block (0: empty)")
-    p.add_argument("--tx-bytes", type=int, default=250, help="encoded size of each simulated transaction")
-    p.add_argument("--exec-ms", type=float, default=0.0, help="virtual time to build or validate a block")
+    p.add_argument(
+        "--verify-ms", type=float, default=0.0, help="virtual cost of one signature check"
+    )
+    p.add_argument(
+        "--verify-cost",
+        default="",
+        help="checks charged by signer count: 'measured' "
+        "(accord bench aggverify) or fixed,per_signer,weighted_fixed,per_weighted_signer,single in us",
+    )
+    p.add_argument(
+        "--bandwidth-mbps",
+        type=float,
+        default=0.0,
+        help="each node's uplink in Mbit/s (0: unlimited)",
+    )
+    p.add_argument(
+        "--block-txs", type=int, default=0, help="transactions per simulated block (0: empty)"
+    )
+    p.add_argument(
+        "--tx-bytes", type=int, default=250, help="encoded size of each simulated transaction"
+    )
+    p.add_argument(
+        "--exec-ms", type=float, default=0.0, help="virtual time to build or validate a block"
+    )
     p.add_argument("--loss", type=float, default=0.0)
     p.add_argument("--duplicate", type=float, default=0.0)
     p.add_argument("--drift-ms", type=float, default=0.0)
     p.add_argument("--partition", default="none", choices=["none", "split", "isolate", "adaptive"])
-    p.add_argument("--heal-ms", type=int, default=0, help="partitions heal at this time (0: a third of the run)")
+    p.add_argument(
+        "--heal-ms",
+        type=int,
+        default=0,
+        help="partitions heal at this time (0: a third of the run)",
+    )
     p.add_argument("--round-ms", type=int, default=0, help="0: derived from latency and node count")
     p.add_argument("--stage2-ms", type=int, default=0)
     p.add_argument("--fanout", type=int, default=3)
-    p.add_argument("--gossip-interval-ms", type=int, default=-1, help="aggregate forwarding interval (-1: the latency)")
-    p.add_argument("--broadcast-max", type=int, default=64, help="gossip above this many validators")
+    p.add_argument(
+        "--gossip-interval-ms",
+        type=int,
+        default=-1,
+        help="aggregate forwarding interval (-1: the latency)",
+    )
+    p.add_argument(
+        "--broadcast-max", type=int, default=64, help="gossip above this many validators"
+    )
     p.add_argument("--crypto", default="model", choices=["model", "bls"])
     p.add_argument("--json", action="store_true", help="print only the JSON line (no progress bar)")
     p.add_argument("--plot", metavar="FILE.png", help="sweep node counts and plot agreement time")
     p.add_argument("--sweep", default=DEFAULT_SWEEP, help="node counts for --plot")
-    p.add_argument("--adversary", default=None,
-                   help="delivery-order adversary: late_prepare, split_order, partition, shuffle, mixed, exhaustive")
-    p.add_argument("--schedules", type=int, default=None,
-                   help="--adversary: seeds to run (default 100), or exhaustive schedules (default all)")
-    p.add_argument("--start", type=int, default=0, help="--adversary exhaustive: first schedule index")
-    p.add_argument("--twins", action="store_true", help="--adversary: n = 4 with one twin (a Byzantine validator)")
-    p.add_argument("--controlled-rounds", type=int, default=2, help="--adversary exhaustive: rounds enumerated")
-    p.add_argument("--p-releases", default="now,end,next", help="--adversary exhaustive: release points of P votes")
-    p.add_argument("--c-releases", default="now,later", help="--adversary exhaustive: release points of C votes")
+    p.add_argument(
+        "--adversary",
+        default=None,
+        help="delivery-order adversary: late_prepare, split_order, partition, shuffle, mixed, exhaustive",
+    )
+    p.add_argument(
+        "--schedules",
+        type=int,
+        default=None,
+        help="--adversary: seeds to run (default 100), or exhaustive schedules (default all)",
+    )
+    p.add_argument(
+        "--start", type=int, default=0, help="--adversary exhaustive: first schedule index"
+    )
+    p.add_argument(
+        "--twins",
+        action="store_true",
+        help="--adversary: n = 4 with one twin (a Byzantine validator)",
+    )
+    p.add_argument(
+        "--controlled-rounds", type=int, default=2, help="--adversary exhaustive: rounds enumerated"
+    )
+    p.add_argument(
+        "--p-releases",
+        default="now,end,next",
+        help="--adversary exhaustive: release points of P votes",
+    )
+    p.add_argument(
+        "--c-releases",
+        default="now,later",
+        help="--adversary exhaustive: release points of C votes",
+    )
     p.add_argument("--sides", type=int, default=2, help="--adversary exhaustive: groups per round")
-    p.add_argument("--labelled", action="store_true",
-                   help="--adversary exhaustive: every labelled schedule, not one per symmetry orbit")
-    p.add_argument("--stop-at-first", action="store_true", help="--adversary: stop at the first violation")
-    p.add_argument("--rows", metavar="FILE.jsonl", help="with --plot: draw these saved JSON lines of accord sim "
-                   "(one run per line, e.g. runs made one at a time) instead of sweeping")
+    p.add_argument(
+        "--labelled",
+        action="store_true",
+        help="--adversary exhaustive: every labelled schedule, not one per symmetry orbit",
+    )
+    p.add_argument(
+        "--stop-at-first", action="store_true", help="--adversary: stop at the first violation"
+    )
+    p.add_argument(
+        "--rows",
+        metavar="FILE.jsonl",
+        help="with --plot: draw these saved JSON lines of accord sim "
+        "(one run per line, e.g. runs made one at a time) instead of sweeping",
+    )
     p.set_defaults(func=run)
 
 
@@ -82,13 +147,30 @@ def _config(args: argparse.Namespace, nodes: int, progress: Any = None) -> Any:
     from ..sim import SimConfig
 
     return SimConfig(
-        nodes=nodes, byzantine=args.byzantine, strategy=args.strategy if args.byzantine else "none",
-        seed=args.seed, rounds=args.rounds or 10, latency_ms=args.latency_ms, verify_ms=args.verify_ms, exec_ms=args.exec_ms,
-        loss=args.loss, duplicate=args.duplicate, drift_ms=args.drift_ms, partition=args.partition,
-        heal_ms=args.heal_ms, round_ms=args.round_ms, stage2_ms=args.stage2_ms, fanout=args.fanout,
-        broadcast_max=args.broadcast_max, gossip_interval_ms=args.gossip_interval_ms,
-        verify_cost=args.verify_cost, bandwidth_mbps=args.bandwidth_mbps, block_txs=args.block_txs,
-        tx_bytes=args.tx_bytes, crypto=args.crypto, progress=progress,
+        nodes=nodes,
+        byzantine=args.byzantine,
+        strategy=args.strategy if args.byzantine else "none",
+        seed=args.seed,
+        rounds=args.rounds or 10,
+        latency_ms=args.latency_ms,
+        verify_ms=args.verify_ms,
+        exec_ms=args.exec_ms,
+        loss=args.loss,
+        duplicate=args.duplicate,
+        drift_ms=args.drift_ms,
+        partition=args.partition,
+        heal_ms=args.heal_ms,
+        round_ms=args.round_ms,
+        stage2_ms=args.stage2_ms,
+        fanout=args.fanout,
+        broadcast_max=args.broadcast_max,
+        gossip_interval_ms=args.gossip_interval_ms,
+        verify_cost=args.verify_cost,
+        bandwidth_mbps=args.bandwidth_mbps,
+        block_txs=args.block_txs,
+        tx_bytes=args.tx_bytes,
+        crypto=args.crypto,
+        progress=progress,
     )
 
 
@@ -103,8 +185,11 @@ def _run_one(args: argparse.Namespace, nodes: int) -> dict[str, Any]:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(
-            TextColumn(f"sim n={nodes}"), BarColumn(), TextColumn("{task.completed}/{task.total} virtual ms"),
-            TimeElapsedColumn(), console=Console(stderr=True),
+            TextColumn(f"sim n={nodes}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} virtual ms"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
         ) as bar:
             task = bar.add_task("sim", total=1)
 
@@ -127,15 +212,30 @@ def _adversary(args: argparse.Namespace) -> int:
     try:
         if name == "exhaustive":
             space = adv.Space(
-                twins=args.twins, rounds=args.controlled_rounds, p_releases=_names(args.p_releases),
-                c_releases=_names(args.c_releases), sides=args.sides, symmetric=not args.labelled,
+                twins=args.twins,
+                rounds=args.controlled_rounds,
+                p_releases=_names(args.p_releases),
+                c_releases=_names(args.c_releases),
+                sides=args.sides,
+                symmetric=not args.labelled,
             )
-            report = adv.exhaustive(space, start=args.start, limit=args.schedules, crypto=args.crypto,
-                                    stop_at_first=args.stop_at_first)
+            report = adv.exhaustive(
+                space,
+                start=args.start,
+                limit=args.schedules,
+                crypto=args.crypto,
+                stop_at_first=args.stop_at_first,
+            )
         else:
             n = 100 if args.schedules is None else args.schedules
-            report = adv.search(name, seeds=range(args.seed, args.seed + n), twins=args.twins,
-                                rounds=args.rounds or 4, crypto=args.crypto, stop_at_first=args.stop_at_first)
+            report = adv.search(
+                name,
+                seeds=range(args.seed, args.seed + n),
+                twins=args.twins,
+                rounds=args.rounds or 4,
+                crypto=args.crypto,
+                stop_at_first=args.stop_at_first,
+            )
     except ValueError as e:
         print(json.dumps({"error": str(e)}), file=sys.stderr)
         return 2
@@ -183,29 +283,66 @@ def _plot(args: argparse.Namespace) -> int:
     rows = []
     if args.rows:
         with open(args.rows) as f:
-            rows = sorted((json.loads(line) for line in f if line.strip()), key=lambda r: r["nodes"])
+            rows = sorted(
+                (json.loads(line) for line in f if line.strip()), key=lambda r: r["nodes"]
+            )
     else:
         for n in [int(x) for x in args.sweep.split(",") if x.strip()]:
             row = _run_one(args, n)
             rows.append(row)
             print(json.dumps(row, sort_keys=True), file=sys.stderr)
     if not rows or any(r.get("commit_s_p50") is None for r in rows):
-        print(json.dumps({"error": "a run committed nothing (or a row lacks commit latency): nothing to plot"}),
-              file=sys.stderr)
+        print(
+            json.dumps(
+                {
+                    "error": "a run committed nothing (or a row lacks commit latency): nothing to plot"
+                }
+            ),
+            file=sys.stderr,
+        )
         return 1
     xs = [r["nodes"] for r in rows]
     fig, ax = plt.subplots(figsize=(9.5, 4.5))
-    ax.plot(xs, [r["commit_s_p50"] for r in rows], "o-", color="tab:red", label="commit from round start, p50")
-    ax.plot(xs, [r["commit_s_p99"] for r in rows], "s--", color="tab:red", label="commit from round start, p99")
-    ax.plot(xs, [r["agreement_s_p50"] for r in rows], "o-", color="tab:blue", label="agreement from stage II, p50")
-    ax.plot(xs, [r["agreement_s_p99"] for r in rows], "s--", color="tab:blue", label="agreement from stage II, p99")
+    ax.plot(
+        xs,
+        [r["commit_s_p50"] for r in rows],
+        "o-",
+        color="tab:red",
+        label="commit from round start, p50",
+    )
+    ax.plot(
+        xs,
+        [r["commit_s_p99"] for r in rows],
+        "s--",
+        color="tab:red",
+        label="commit from round start, p99",
+    )
+    ax.plot(
+        xs,
+        [r["agreement_s_p50"] for r in rows],
+        "o-",
+        color="tab:blue",
+        label="agreement from stage II, p50",
+    )
+    ax.plot(
+        xs,
+        [r["agreement_s_p99"] for r in rows],
+        "s--",
+        color="tab:blue",
+        label="agreement from stage II, p99",
+    )
     ax.axhline(11.0, color="grey", linestyle=":", label="Gosig paper, 10,000 nodes (11 s)")
     ax.axhline(12.0, color="silver", linestyle="-.", label="Algorand, 10,000 nodes (12 s)")
     bmax = args.broadcast_max
     if any(n <= bmax for n in xs):
         ax.axvspan(min(xs) * 0.8, bmax * 1.1, color="tab:green", alpha=0.08)
-        ax.text(min(xs), max(r["commit_s_p99"] or 0 for r in rows) * 0.5 + 1,
-                f"broadcast mode\n(n <= {bmax})", fontsize=8, color="tab:green")
+        ax.text(
+            min(xs),
+            max(r["commit_s_p99"] or 0 for r in rows) * 0.5 + 1,
+            f"broadcast mode\n(n <= {bmax})",
+            fontsize=8,
+            color="tab:green",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("validators")
     ax.set_ylabel("seconds (virtual)")
@@ -214,7 +351,9 @@ def _plot(args: argparse.Namespace) -> int:
     else:
         checks = f"{args.verify_ms:g} ms per signature check"
     net = f", {args.bandwidth_mbps:g} Mbit/s uplink" if args.bandwidth_mbps else ""
-    blocks = f", blocks of {args.block_txs} x {args.tx_bytes} B" if args.block_txs else ", empty blocks"
+    blocks = (
+        f", blocks of {args.block_txs} x {args.tx_bytes} B" if args.block_txs else ", empty blocks"
+    )
     ax.set_title(f"latency {args.latency_ms:g} ms{net}{blocks}\n{checks}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.set_ylim(bottom=0)

@@ -42,18 +42,26 @@ from ..errors import ValidationError
 
 
 def _circuit_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--circuit", default="all",
-                   help="shielded_transfer, anti_stacking or all (default)")
-    p.add_argument("--file", action="append", default=[],
-                   help="a .circom file of your own with `component main` (repeatable)")
+    p.add_argument(
+        "--circuit", default="all", help="shielded_transfer, anti_stacking or all (default)"
+    )
+    p.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        help="a .circom file of your own with `component main` (repeatable)",
+    )
     p.add_argument("--depth", type=int, default=None, help="tree depth (default 32)")
     p.add_argument("--lenders", type=int, default=None, help="anti-stacking slots (default 6)")
 
 
 def _ceremony_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--power", type=int, default=15, help="2^power constraints (default 15)")
-    p.add_argument("--members", default="member-1,member-2,member-3",
-                   help="comma-separated contributors, in order")
+    p.add_argument(
+        "--members",
+        default="member-1,member-2,member-3",
+        help="comma-separated contributors, in order",
+    )
     p.add_argument("--beacon", default=None, help="32-byte hex beacon (a public random value)")
     p.add_argument("--seed", default=None, help="deterministic entropy: tests and demos ONLY")
     p.add_argument("--dir", default=None, help="ceremony folder (default: in the cache)")
@@ -63,8 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zk", help="build circuits, run the trusted-setup ceremony, prove, verify")
     cmds = p.add_subparsers(dest="zk_cmd", metavar="CMD", required=True)
 
-    su = cmds.add_parser("setup", help="install the pinned npm tools (circom2, snarkjs, "
-                         "circomlib) into the cache, from the lock file in the package")
+    su = cmds.add_parser(
+        "setup",
+        help="install the pinned npm tools (circom2, snarkjs, "
+        "circomlib) into the cache, from the lock file in the package",
+    )
     su.add_argument("--force", action="store_true", help="install again even if present")
     su.set_defaults(func=_setup)
 
@@ -83,13 +94,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     _circuit_args(ci)
     ci.add_argument("--out", required=True, help="folder to publish")
     ci.add_argument("--power", type=int, required=True, help="2^power constraints")
-    ci.add_argument("--members", required=True,
-                    help="comma-separated NAME=PUBLIC_KEY (hex Ed25519, `accord keys show`), "
-                         "in contribution order")
-    ci.add_argument("--beacon-chain", required=True,
-                    help="genesis.json of the chain whose block hash will be the beacon")
-    ci.add_argument("--beacon-height", type=int, required=True,
-                    help="that block's height: later than every contribution will be")
+    ci.add_argument(
+        "--members",
+        required=True,
+        help="comma-separated NAME=PUBLIC_KEY (hex Ed25519, `accord keys show`), "
+        "in contribution order",
+    )
+    ci.add_argument(
+        "--beacon-chain",
+        required=True,
+        help="genesis.json of the chain whose block hash will be the beacon",
+    )
+    ci.add_argument(
+        "--beacon-height",
+        type=int,
+        required=True,
+        help="that block's height: later than every contribution will be",
+    )
     ci.add_argument("--iterations", type=int, default=None, help="beacon hash iterations 2^N")
     ci.set_defaults(func=_ceremony_init)
     cc = steps.add_parser("contribute", help="add this member's contribution (own machine)")
@@ -107,21 +128,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     cb = steps.add_parser("beacon", help="close the ceremony with the certified beacon block")
     cb.add_argument("--in", dest="src", required=True, help="the last contribution's folder")
     cb.add_argument("--out", required=True, help="folder to publish")
-    cb.add_argument("--certificate", required=True,
-                    help="file with the hex of the beacon block's commit certificate "
-                         "(Certificate.encode(), e.g. from client.header(H).certificate)")
+    cb.add_argument(
+        "--certificate",
+        required=True,
+        help="file with the hex of the beacon block's commit certificate "
+        "(Certificate.encode(), e.g. from client.header(H).certificate)",
+    )
     cb.add_argument("--beacon-chain", required=True, help="genesis.json of the beacon chain")
     _circuit_args(cb)
     cb.set_defaults(func=_ceremony_beacon)
     cv = steps.add_parser("verify", help="re-check a finished ceremony, every step")
-    cv.add_argument("--dir", action="append", required=True,
-                    help="folder(s) holding the transcript and the step files")
+    cv.add_argument(
+        "--dir",
+        action="append",
+        required=True,
+        help="folder(s) holding the transcript and the step files",
+    )
     cv.add_argument("--genesis", help="write the keys and the transcript record into it")
     cv.add_argument("--regulator-public", help="the regulator's key X,Y")
     cv.add_argument("--beacon-chain", required=True, help="genesis.json of the beacon chain")
     cv.add_argument("--member", help="check this member's own contributions are in it")
-    cv.add_argument("--hash", action="append", default=[],
-                    help="a contribution hash `contribute` printed to --member (repeatable)")
+    cv.add_argument(
+        "--hash",
+        action="append",
+        default=[],
+        help="a contribution hash `contribute` printed to --member (repeatable)",
+    )
     _circuit_args(cv)
     cv.set_defaults(func=_ceremony_verify)
 
@@ -130,10 +162,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     _ceremony_args(pr)
     pr.add_argument("--input", required=True, help="circuit input JSON")
     pr.add_argument("--out", required=True, help="proof JSON (proof, public, compressed hex)")
-    pr.add_argument("--zkey", help="the circuit's final zkey from the ceremony across machines "
-                                   "(default: the one-process dev ceremony's, insecure-dev)")
-    pr.add_argument("--genesis", help="refuse a proving key whose verification key is not the "
-                                      "one this genesis names for the circuit")
+    pr.add_argument(
+        "--zkey",
+        help="the circuit's final zkey from the ceremony across machines "
+        "(default: the one-process dev ceremony's, insecure-dev)",
+    )
+    pr.add_argument(
+        "--genesis",
+        help="refuse a proving key whose verification key is not the "
+        "one this genesis names for the circuit",
+    )
     pr.set_defaults(func=_prove)
 
     v = cmds.add_parser("verify", help="verify a proof (pure Python, or --fast with snarkjs)")
@@ -150,8 +188,15 @@ def specs(args: argparse.Namespace) -> list[Any]:
     from ..zk import build as zb
 
     out = []
-    names = [] if args.circuit in ("", "none") else (
-        ["shielded_transfer", "anti_stacking"] if args.circuit == "all" else args.circuit.split(","))
+    names = (
+        []
+        if args.circuit in ("", "none")
+        else (
+            ["shielded_transfer", "anti_stacking"]
+            if args.circuit == "all"
+            else args.circuit.split(",")
+        )
+    )
     if args.file and args.circuit == "all":
         names = []
     for n in names:
@@ -171,17 +216,28 @@ def _setup(args: argparse.Namespace) -> int:
 
     from ..zk import npm, tools
 
-    with Progress(TextColumn("npm ci (pinned circom2, snarkjs, circomlib)"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=tools.stderr_console()) as bar:  # type: ignore[arg-type]
+    with Progress(
+        TextColumn("npm ci (pinned circom2, snarkjs, circomlib)"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=tools.stderr_console(),  # type: ignore[arg-type]
+    ) as bar:
         task = bar.add_task("npm", total=None)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
         folder = npm.install(progress, force=args.force)
-    print(json.dumps({"installed": str(folder), "used": str(tools.project_root()),
-                      **{n: tools.package_version(n) for n in ("circom2", "snarkjs", "circomlib")}}))
+    print(
+        json.dumps(
+            {
+                "installed": str(folder),
+                "used": str(tools.project_root()),
+                **{n: tools.package_version(n) for n in ("circom2", "snarkjs", "circomlib")},
+            }
+        )
+    )
     return 0
 
 
@@ -191,10 +247,18 @@ def _build(args: argparse.Namespace) -> int:
     for spec in specs(args):
         built = zb.build(spec)
         info = built.info
-        print(json.dumps({"circuit": spec.name, "constraints": info["constraints"],
-                          "public_inputs": info["public_inputs"],
-                          "power": zb.power_for(info["constraints"], info["public_inputs"]),
-                          "r1cs": str(built.r1cs), "wasm": str(built.wasm)}))
+        print(
+            json.dumps(
+                {
+                    "circuit": spec.name,
+                    "constraints": info["constraints"],
+                    "public_inputs": info["public_inputs"],
+                    "power": zb.power_for(info["constraints"], info["public_inputs"]),
+                    "r1cs": str(built.r1cs),
+                    "wasm": str(built.wasm),
+                }
+            )
+        )
     return 0
 
 
@@ -202,8 +266,9 @@ def _params(args: argparse.Namespace) -> Any:
     from ..zk.ceremony import DEFAULT_BEACON, CeremonyParams
 
     members = tuple(m.strip() for m in args.members.split(",") if m.strip())
-    return CeremonyParams(power=args.power, members=members, beacon=args.beacon or DEFAULT_BEACON,
-                          seed=args.seed)
+    return CeremonyParams(
+        power=args.power, members=members, beacon=args.beacon or DEFAULT_BEACON, seed=args.seed
+    )
 
 
 def _keys(args: argparse.Namespace, progress: Any = None) -> list[Any]:
@@ -229,9 +294,15 @@ def _ceremony_init(args: argparse.Namespace) -> int:
         members.append((name, pub))
     from ..genesis import Genesis
 
-    t = zt.init(Path(args.out), args.power, members, specs(args),
-                Genesis.load(args.beacon_chain).hash.hex(), args.beacon_height,
-                args.iterations or zt.DEFAULT_ITERATIONS)
+    t = zt.init(
+        Path(args.out),
+        args.power,
+        members,
+        specs(args),
+        Genesis.load(args.beacon_chain).hash.hex(),
+        args.beacon_height,
+        args.iterations or zt.DEFAULT_ITERATIONS,
+    )
     print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
     return 0
 
@@ -240,14 +311,24 @@ def _ceremony_contribute(args: argparse.Namespace) -> int:
     from ..crypto.ed25519 import AccountKey
     from ..zk import transcript as zt
 
-    t = zt.contribute(Path(args.src), Path(args.out), args.name, AccountKey.load(args.key),
-                      specs(args))
-    mine = [e["contribution"] for e in t.entries
-            if e["step"] == "contribute" and e["member"] == args.name]
-    print(f"{args.name}: keep your contribution hashes and check them in the final ceremony "
-          "with `accord zk ceremony verify --member NAME --hash H`", file=sys.stderr)
-    print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out,
-                      "contributions": mine}))
+    t = zt.contribute(
+        Path(args.src), Path(args.out), args.name, AccountKey.load(args.key), specs(args)
+    )
+    mine = [
+        e["contribution"]
+        for e in t.entries
+        if e["step"] == "contribute" and e["member"] == args.name
+    ]
+    print(
+        f"{args.name}: keep your contribution hashes and check them in the final ceremony "
+        "with `accord zk ceremony verify --member NAME --hash H`",
+        file=sys.stderr,
+    )
+    print(
+        json.dumps(
+            {"transcript": t.hash, "next": t.next_step(), "out": args.out, "contributions": mine}
+        )
+    )
     return 0
 
 
@@ -267,8 +348,9 @@ def _ceremony_beacon(args: argparse.Namespace) -> int:
         cert = Path(args.certificate).read_text().strip()
     except OSError as e:
         raise ValidationError(f"cannot read {args.certificate}: {e}") from None
-    t = zt.beacon(Path(args.src), Path(args.out), cert, Genesis.load(args.beacon_chain),
-                  specs(args))
+    t = zt.beacon(
+        Path(args.src), Path(args.out), cert, Genesis.load(args.beacon_chain), specs(args)
+    )
     print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
     return 0
 
@@ -280,8 +362,16 @@ def _ceremony_verify(args: argparse.Namespace) -> int:
     v = zt.verify([Path(d) for d in args.dir], specs(args), Genesis.load(args.beacon_chain))
     if args.member:
         zt.check_member(v, args.member, args.hash)
-    print(json.dumps({"ok": True, "transcript": v.transcript_hash,
-                      "circuits": sorted(v.vks), "contributions": v.contributions}))
+    print(
+        json.dumps(
+            {
+                "ok": True,
+                "transcript": v.transcript_hash,
+                "circuits": sorted(v.vks),
+                "contributions": v.contributions,
+            }
+        )
+    )
     if args.genesis:
         g = Genesis.load(args.genesis)
         params = dict(g.zk_params)
@@ -292,18 +382,23 @@ def _ceremony_verify(args: argparse.Namespace) -> int:
             x, y = (int(c) for c in args.regulator_public.split(","))
             check_key((x, y), "the regulator key")
             params["regulator"] = [str(x), str(y)]
-        g.model_copy(update={"zk_circuits": {**dict(g.zk_circuits), **v.vks},
-                             "zk_params": params}).save(args.genesis)
-        print(f"verification keys and the transcript hash written to {args.genesis}",
-              file=sys.stderr)
+        g.model_copy(
+            update={"zk_circuits": {**dict(g.zk_circuits), **v.vks}, "zk_params": params}
+        ).save(args.genesis)
+        print(
+            f"verification keys and the transcript hash written to {args.genesis}", file=sys.stderr
+        )
     return 0
 
 
 def _ceremony(args: argparse.Namespace) -> int:
     from ..zk.ceremony import RichProgress
 
-    print("accord zk ceremony: one process plays every member (tests and demos only); a real "
-          "chain runs `accord zk ceremony init|contribute|beacon|verify`", file=sys.stderr)
+    print(
+        "accord zk ceremony: one process plays every member (tests and demos only); a real "
+        "chain runs `accord zk ceremony init|contribute|beacon|verify`",
+        file=sys.stderr,
+    )
 
     with RichProgress() as progress:
         keys = _keys(args, progress)
@@ -319,8 +414,10 @@ def _ceremony(args: argparse.Namespace) -> int:
             circuits[k.name] = k.vk
             extra = k.built.spec.extra
             if k.name == "shielded_transfer":
-                params["shielded_pool"] = {**dict(params.get("shielded_pool") or {}),
-                                           "depth": extra["depth"]}
+                params["shielded_pool"] = {
+                    **dict(params.get("shielded_pool") or {}),
+                    "depth": extra["depth"],
+                }
             if k.name == "anti_stacking":
                 params["loans"] = {**dict(params.get("loans") or {}), "slots": extra["lenders"]}
         # One process made these keys: validators accept them only as such (see transcript.py).
@@ -367,24 +464,38 @@ def _prove(args: argparse.Namespace) -> int:
         print(f"accord zk prove: proving key {args.zkey}", file=sys.stderr)
     else:
         keys = _keys(args)
-        print(f"accord zk prove: no --zkey, so the one-process dev ceremony's key {keys[0].zkey} "
-              "(insecure-dev: tests and demos only)", file=sys.stderr)
+        print(
+            f"accord zk prove: no --zkey, so the one-process dev ceremony's key {keys[0].zkey} "
+            "(insecure-dev: tests and demos only)",
+            file=sys.stderr,
+        )
     if args.genesis:
         from ..genesis import Genesis
         from ..zk.transcript import vk_hash
 
         named = dict(Genesis.load(args.genesis).zk_circuits).get(keys[0].name)
         if named is None or vk_hash(named) != vk_hash(keys[0].vk):
-            raise ValidationError(f"the proving key {keys[0].zkey} is not the one {args.genesis} "
-                                  f"names for {keys[0].name!r}: its proofs would not verify there")
+            raise ValidationError(
+                f"the proving key {keys[0].zkey} is not the one {args.genesis} "
+                f"names for {keys[0].name!r}: its proofs would not verify there"
+            )
     try:
         inputs = json.loads(Path(args.input).read_text())
     except (OSError, ValueError) as e:
         raise ValidationError(f"cannot read {args.input}: {e}") from None
     proof, public = keys[0].prove(inputs)
-    Path(args.out).write_text(json.dumps({
-        "circuit": keys[0].name, "proof": proof, "public": [str(x) for x in public],
-        "compressed": groth16.compress_proof(proof).hex()}, indent=2) + "\n")
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "circuit": keys[0].name,
+                "proof": proof,
+                "public": [str(x) for x in public],
+                "compressed": groth16.compress_proof(proof).hex(),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(json.dumps({"circuit": keys[0].name, "public": len(public), "out": args.out}))
     return 0
 

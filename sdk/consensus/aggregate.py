@@ -47,10 +47,28 @@ class Aggregate:
     """A mutable weighted aggregate of votes on one (height, round, phase, block hash)."""
 
     __slots__ = (
-        "height", "round", "phase", "block_hash", "counts", "signature", "signers", "mask", "maxc", "_enc", "_ok",
+        "height",
+        "round",
+        "phase",
+        "block_hash",
+        "counts",
+        "signature",
+        "signers",
+        "mask",
+        "maxc",
+        "_enc",
+        "_ok",
     )
 
-    def __init__(self, height: int, round: int, phase: int, block_hash: bytes, counts: np.ndarray, signature: bytes):
+    def __init__(
+        self,
+        height: int,
+        round: int,
+        phase: int,
+        block_hash: bytes,
+        counts: np.ndarray,
+        signature: bytes,
+    ):
         self.height = height
         self.round = round
         self.phase = phase
@@ -61,7 +79,9 @@ class Aggregate:
         self._ok: bool | None = None
         self._set_counts(counts)
 
-    def _set_counts(self, counts: np.ndarray, mask: int | None = None, maxc: int | None = None) -> None:
+    def _set_counts(
+        self, counts: np.ndarray, mask: int | None = None, maxc: int | None = None
+    ) -> None:
         # The signer set as a Python integer bitmask: subset tests on 10,000 validators are
         # then a couple of big-integer operations instead of several array passes.
         self.counts = counts
@@ -78,15 +98,28 @@ class Aggregate:
         return (self.height, self.round, self.phase, self.block_hash)
 
     @classmethod
-    def single(cls, n: int, height: int, round: int, phase: int, block_hash: bytes, index: int, sig: bytes) -> Aggregate:
+    def single(
+        cls, n: int, height: int, round: int, phase: int, block_hash: bytes, index: int, sig: bytes
+    ) -> Aggregate:
         counts = np.zeros(n, dtype=np.uint16)
         counts[index] = 1
         return cls(height, round, phase, block_hash, counts, sig)
 
     def copy(self) -> Aggregate:
         a = Aggregate.__new__(Aggregate)
-        a.height, a.round, a.phase, a.block_hash = self.height, self.round, self.phase, self.block_hash
-        a.counts, a.signature, a.mask, a.maxc, a.signers = self.counts, self.signature, self.mask, self.maxc, self.signers
+        a.height, a.round, a.phase, a.block_hash = (
+            self.height,
+            self.round,
+            self.phase,
+            self.block_hash,
+        )
+        a.counts, a.signature, a.mask, a.maxc, a.signers = (
+            self.counts,
+            self.signature,
+            self.mask,
+            self.maxc,
+            self.signers,
+        )
         a._enc, a._ok = self._enc, self._ok
         return a  # counts arrays are never modified in place, so sharing them is safe
 
@@ -109,8 +142,13 @@ class Aggregate:
 
     def to_obj(self) -> list[Any]:
         return [
-            TAG_VOTES, self.height, self.round, self.phase, self.block_hash,
-            self.counts.astype("<u2", copy=False).tobytes(), self.signature,
+            TAG_VOTES,
+            self.height,
+            self.round,
+            self.phase,
+            self.block_hash,
+            self.counts.astype("<u2", copy=False).tobytes(),
+            self.signature,
         ]
 
     def encode(self) -> bytes:
@@ -173,14 +211,26 @@ class Aggregate:
             if cand is not None and cand.maxc <= 1 and cand.signers >= quorum:
                 idx = np.nonzero(cand.counts)[0].tolist()
                 return Certificate(
-                    self.height, self.round, self.phase, self.block_hash, bitmap_from(idx, n), cand.signature
+                    self.height,
+                    self.round,
+                    self.phase,
+                    self.block_hash,
+                    bitmap_from(idx, n),
+                    cand.signature,
                 )
         held = sorted(i for i in singles)
         if len(held) >= quorum:
             sig = crypto.aggregate([singles[i] for i in held])
-            return Certificate(self.height, self.round, self.phase, self.block_hash, bitmap_from(held, n), sig)
+            return Certificate(
+                self.height, self.round, self.phase, self.block_hash, bitmap_from(held, n), sig
+            )
         return Certificate(
-            self.height, self.round, self.phase, self.block_hash, self.counts.astype("<u2").tobytes(), self.signature
+            self.height,
+            self.round,
+            self.phase,
+            self.block_hash,
+            self.counts.astype("<u2").tobytes(),
+            self.signature,
         )
 
 

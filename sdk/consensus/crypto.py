@@ -81,7 +81,9 @@ class BlsCrypto:
     proof of possession (weighted aggregate verification is only safe against rogue keys
     when each key's owner has proved knowledge of its secret)."""
 
-    def __init__(self, public_keys: Sequence[bytes], *, checked: bool = False, pops: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self, public_keys: Sequence[bytes], *, checked: bool = False, pops: Sequence[bytes] = ()
+    ) -> None:
         if not checked:
             if len(pops) != len(public_keys):
                 raise GenesisError("every validator key needs a proof of possession")
@@ -113,7 +115,9 @@ class BlsCrypto:
             return False
         if all(counts[i] == 1 for i in idx):
             return bls.fast_aggregate_verify([self.keys[i] for i in idx], message, signature)
-        return bls.weighted_aggregate_verify([(self.keys[i], int(counts[i])) for i in idx], message, signature)
+        return bls.weighted_aggregate_verify(
+            [(self.keys[i], int(counts[i])) for i in idx], message, signature
+        )
 
     def add(self, a: bytes, b: bytes) -> bytes:
         return bls.aggregate([a, b])
@@ -158,7 +162,9 @@ class CostModelCrypto:
         self.n = n
         self.checks = 0
         ks = [
-            int.from_bytes(hashlib.sha256(seed + i.to_bytes(4, "big")).digest()[:4], "big") % ((1 << 31) - 2) + 1
+            int.from_bytes(hashlib.sha256(seed + i.to_bytes(4, "big")).digest()[:4], "big")
+            % ((1 << 31) - 2)
+            + 1
             for i in range(n)
         ]
         # k_i < 2**31 and counts < 2**16: a dot product over 10**4 validators stays below 2**63.

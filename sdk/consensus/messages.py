@@ -50,7 +50,11 @@ class Proposal:
 
     def to_obj(self) -> list[Any]:
         return [
-            TAG_PROPOSAL, self.round, self.proposer, self.sortition, self.block.to_obj(),
+            TAG_PROPOSAL,
+            self.round,
+            self.proposer,
+            self.sortition,
+            self.block.to_obj(),
             None if self.justify is None else self.justify.to_obj(),
             None if self.parent_cert is None else self.parent_cert.to_obj(),
         ]
@@ -64,14 +68,19 @@ class Proposal:
         # from the parts (a list encodes as its header and its items' encodings), so the
         # block's transactions contribute their cached encodings instead of being walked:
         # the same bytes as ``encoding.encode(self.to_obj())``.
-        return b"".join((
-            _PROPOSAL_PREFIX, encoding.encode([self.round, self.proposer, self.sortition])[1:],
-            self.block.encode(),
-            encoding.encode([
-                None if self.justify is None else self.justify.to_obj(),
-                None if self.parent_cert is None else self.parent_cert.to_obj(),
-            ])[1:],
-        ))
+        return b"".join(
+            (
+                _PROPOSAL_PREFIX,
+                encoding.encode([self.round, self.proposer, self.sortition])[1:],
+                self.block.encode(),
+                encoding.encode(
+                    [
+                        None if self.justify is None else self.justify.to_obj(),
+                        None if self.parent_cert is None else self.parent_cert.to_obj(),
+                    ]
+                )[1:],
+            )
+        )
 
     @classmethod
     def from_obj(cls, obj: list[Any], n: int) -> Proposal:
@@ -82,10 +91,21 @@ class Proposal:
         return cls._from_parts(rnd, proposer, sortition, Block.from_obj(block), justify, parent, n)
 
     @classmethod
-    def _from_parts(cls, rnd: int, proposer: int, sortition: bytes, block: Block, justify: Any, parent: Any,
-                    n: int) -> Proposal:
+    def _from_parts(
+        cls,
+        rnd: int,
+        proposer: int,
+        sortition: bytes,
+        block: Block,
+        justify: Any,
+        parent: Any,
+        n: int,
+    ) -> Proposal:
         return cls(
-            rnd, proposer, sortition, block,
+            rnd,
+            proposer,
+            sortition,
+            block,
             None if justify is None else Aggregate.from_obj(justify, n),
             None if parent is None else Certificate.from_obj(parent),
         )
@@ -161,7 +181,11 @@ KnownTxs = Callable[[bytes], "Tx | None"]
 
 
 def decode_message(
-    payload: bytes, n: int, max_size: int, cache: ProposalCache | None = None, known: KnownTxs | None = None
+    payload: bytes,
+    n: int,
+    max_size: int,
+    cache: ProposalCache | None = None,
+    known: KnownTxs | None = None,
 ) -> Message:
     """Decode one wire message or raise :class:`DecodeError` (proposals through ``cache``)."""
     if payload[:2] == _VOTES_PREFIX and len(payload) <= max_size:
@@ -217,7 +241,9 @@ def _decode_proposal(payload: bytes, n: int, known: KnownTxs | None) -> Proposal
         justify, parent = u.value(), u.value()
         if u.offset() != len(payload):
             raise DecodeError("trailing bytes after the proposal")
-        prop = Proposal._from_parts(rnd, proposer, sortition, Block(header, tuple(txs)).checked(), justify, parent, n)
+        prop = Proposal._from_parts(
+            rnd, proposer, sortition, Block(header, tuple(txs)).checked(), justify, parent, n
+        )
     except DecodeError:
         raise
     except AccordError as e:  # ValidationError from nested types: still a malformed message

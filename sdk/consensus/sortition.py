@@ -43,4 +43,3 @@ def threshold(n: int, expected_leaders: float) -> int:
     # Integer arithmetic (expected_leaders in millionths) keeps D identical on every platform.
     milli = int(round(expected_leaders * 1_000_000))
     return min(_SPACE, _SPACE * milli // (n * 1_000_000))
-

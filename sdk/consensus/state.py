@@ -304,7 +304,9 @@ class Params:
     broadcast_max: int = 64
     resend_ms: int = 0  # 0: round_ms // 4
     gossip_interval_ms: int = 0  # gossip mode: at most one forward of an aggregate per interval
-    ticket_wait_ms: int = 0  # 0: leaders build at once; else announce tickets and wait (broadcast mode)
+    ticket_wait_ms: int = (
+        0  # 0: leaders build at once; else announce tickets and wait (broadcast mode)
+    )
     skip_empty: bool = False  # leaders propose only with transactions pending (TxsPending)
 
     @property
@@ -323,10 +325,16 @@ class Params:
         if c.stage2_ms >= c.round_ms:
             raise GenesisError("stage2_ms must be shorter than round_ms")
         kw: dict[str, Any] = dict(
-            chain_id=genesis.chain_id, n=genesis.n, genesis_time_ms=genesis.genesis_time_ms,
-            round_ms=c.round_ms, stage2_ms=c.stage2_ms, expected_leaders=c.expected_leaders,
-            gossip_fanout=c.gossip_fanout, max_block_bytes=c.max_block_bytes,
-            ticket_wait_ms=c.ticket_wait_ms, skip_empty=c.skip_empty_blocks,
+            chain_id=genesis.chain_id,
+            n=genesis.n,
+            genesis_time_ms=genesis.genesis_time_ms,
+            round_ms=c.round_ms,
+            stage2_ms=c.stage2_ms,
+            expected_leaders=c.expected_leaders,
+            gossip_fanout=c.gossip_fanout,
+            max_block_bytes=c.max_block_bytes,
+            ticket_wait_ms=c.ticket_wait_ms,
+            skip_empty=c.skip_empty_blocks,
         )
         kw.update(overrides)
         return cls(**kw)
@@ -348,13 +356,23 @@ class SafetyState:
     def encode(self) -> bytes:
         # The locked block goes in as its cached canonical bytes: the same encoding as
         # walking it, without re-checking thousands of transactions on every vote.
-        return encoding.encode_encoded_list([
-            *(encoding.encode(x) for x in (
-                self.p_round, self.p_height, self.p_hash, self.c_round, self.c_height, self.c_hash,
-                None if self.lock is None else self.lock.to_obj(),
-            )),
-            encoding.encode(None) if self.lock_block is None else self.lock_block.encode(),
-        ])
+        return encoding.encode_encoded_list(
+            [
+                *(
+                    encoding.encode(x)
+                    for x in (
+                        self.p_round,
+                        self.p_height,
+                        self.p_hash,
+                        self.c_round,
+                        self.c_height,
+                        self.c_hash,
+                        None if self.lock is None else self.lock.to_obj(),
+                    )
+                ),
+                encoding.encode(None) if self.lock_block is None else self.lock_block.encode(),
+            ]
+        )
 
     @classmethod
     def decode(cls, data: bytes, n: int) -> SafetyState:
@@ -362,7 +380,12 @@ class SafetyState:
         if type(f) is not list or len(f) != 8:
             raise DecodeError("not a safety state")
         return cls(
-            int(f[0]), int(f[1]), bytes(f[2]), int(f[3]), int(f[4]), bytes(f[5]),
+            int(f[0]),
+            int(f[1]),
+            bytes(f[2]),
+            int(f[3]),
+            int(f[4]),
+            bytes(f[5]),
             None if f[6] is None else Aggregate.from_obj(f[6], n),
             None if f[7] is None else Block.from_obj(f[7]),
         )
@@ -455,7 +478,9 @@ class Core:
         self.round = -1
         self._stage2_round = -1
         self._next_resend = 0
-        self._prng = (self.index * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF or 1
+        self._prng = (
+            self.index * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019
+        ) & 0xFFFFFFFFFFFFFFFF or 1
 
         self.blocks: dict[bytes, Block] = {}
         if self.safety.lock_block is not None:
@@ -514,12 +539,16 @@ class Core:
         self._helped: set[int] = set()
 
     @classmethod
-    def from_genesis(cls, genesis: Any, signer: Signer, crypto: Crypto | None = None, **kw: Any) -> Core:
+    def from_genesis(
+        cls, genesis: Any, signer: Signer, crypto: Crypto | None = None, **kw: Any
+    ) -> Core:
         """Build a core for a genesis; refuses one whose proofs of possession fail."""
         from .crypto import BlsCrypto
 
         params = Params.from_genesis(genesis, **kw.pop("overrides", {}))
-        return cls(params, signer, crypto or BlsCrypto(genesis.validator_keys(), checked=True), **kw)
+        return cls(
+            params, signer, crypto or BlsCrypto(genesis.validator_keys(), checked=True), **kw
+        )
 
     # --- public ------------------------------------------------------------------------
 
@@ -571,7 +600,11 @@ class Core:
         return min(nxt, self._next_resend)
 
     def round_of(self, now_ms: int) -> int:
-        return (now_ms - self.p.genesis_time_ms) // self.p.round_ms if now_ms >= self.p.genesis_time_ms else -1
+        return (
+            (now_ms - self.p.genesis_time_ms) // self.p.round_ms
+            if now_ms >= self.p.genesis_time_ms
+            else -1
+        )
 
     def stage2_start_ms(self, round: int) -> int:
         return self.p.genesis_time_ms + round * self.p.round_ms + self.p.round_ms - self.p.stage2_ms
@@ -673,7 +706,9 @@ class Core:
                 continue
             if agg.signers > self._last_sent.get(key, (0, 0))[1]:
                 self._send_agg(key, agg, -1)
-            elif agg.signers < self.quorum and key[1] >= self.round - 1 and self._worth_pulling(key):
+            elif (
+                agg.signers < self.quorum and key[1] >= self.round - 1 and self._worth_pulling(key)
+            ):
                 self._out.append(Send(self._random_peer(), agg.encode()))
                 self._due[key] = now + 2 * max(1, self.p.gossip_interval_ms)
 
@@ -701,17 +736,28 @@ class Core:
             # locked validator always leads: its re-proposal is what commits the lock.
             return
         self.led.add(key)
-        ticket = self.signer.sign(sortition_message(self.p.chain_id, self.height, self.round, self.seed))
+        ticket = self.signer.sign(
+            sortition_message(self.p.chain_id, self.height, self.round, self.seed)
+        )
         if sortition_value(ticket) >= self.d:
             return
         lock = self.lock
         if lock is not None and lock.block_hash in self.blocks:
-            prop = Proposal(self.round, self.index, ticket, self.blocks[lock.block_hash], lock.copy(), self.head_cert)
+            prop = Proposal(
+                self.round,
+                self.index,
+                ticket,
+                self.blocks[lock.block_hash],
+                lock.copy(),
+                self.head_cert,
+            )
             self.stats.extra["repropose"] = self.stats.extra.get("repropose", 0) + 1
             self._propose(prop)
         elif self.p.ticket_wait_ms > 0 and not self.gossip:
             value = sortition_value(ticket)
-            self._out.append(Broadcast(Ticket(self.height, self.round, self.index, ticket).encode()))
+            self._out.append(
+                Broadcast(Ticket(self.height, self.round, self.index, ticket).encode())
+            )
             self._note_ticket(self.round, value, self.index)
             until = min(self.now + self.p.ticket_wait_ms, self.stage2_start_ms(self.round))
             self._waiting = _WaitingBuild(self.height, self.round, ticket, value, until)
@@ -815,7 +861,11 @@ class Core:
         self._build(w.height, w.round, w.ticket)
 
     def _on_ticket(self, t: Ticket) -> None:
-        if t.height != self.height or not self.round - 1 <= t.round <= self.round + 1 or t.proposer == self.index:
+        if (
+            t.height != self.height
+            or not self.round - 1 <= t.round <= self.round + 1
+            or t.proposer == self.index
+        ):
             self.stats.stale += 1
             return
         if self._silent_until.get(t.proposer, -1) > t.round:
@@ -833,17 +883,26 @@ class Core:
             self.stats.bad_signature += 1
             return
         if t.round == self.round:  # announced at its round's start: the lag is one trip
-            self._hop_ms = self._track(self._hop_ms, self.now - self.p.genesis_time_ms - t.round * self.p.round_ms)
+            self._hop_ms = self._track(
+                self._hop_ms, self.now - self.p.genesis_time_ms - t.round * self.p.round_ms
+            )
         self._note_ticket(t.round, value, t.proposer)
 
     def _on_built(self, block: Block) -> None:
         h = block.header
         started = self._build_started
-        if started is not None and started[:2] == (h.height, h.round):  # stale or not: it took this long
+        if started is not None and started[:2] == (
+            h.height,
+            h.round,
+        ):  # stale or not: it took this long
             self._build_ms = self._track(self._build_ms, self.now - started[2])
             self._build_started = None
-        if (h.height != self.height or not self.round - LATE_ROUNDS <= h.round <= self.round or h.proposer != self.index
-                or h.parent_hash != self.head_hash):
+        if (
+            h.height != self.height
+            or not self.round - LATE_ROUNDS <= h.round <= self.round
+            or h.proposer != self.index
+            or h.parent_hash != self.head_hash
+        ):
             self.stats.stale += 1  # built too late (height moved on, or more than LATE_ROUNDS late)
             return
         self.valid[block.hash] = True  # the application executed it while building
@@ -864,7 +923,9 @@ class Core:
         msg = cache.get(payload) if cache is not None else None
         if msg is None:
             try:
-                msg = decode_message(payload, self.n, self.max_msg, self._proposals, self._known_txs)
+                msg = decode_message(
+                    payload, self.n, self.max_msg, self._proposals, self._known_txs
+                )
             except DecodeError:
                 self.stats.garbage += 1
                 return
@@ -904,7 +965,9 @@ class Core:
             # It delivered after all (a slow build, or the network): wait for it again.
             self._silent_count[prop.proposer] = max(0, self._silent_count.get(prop.proposer, 1) - 1)
         if prop.round == self.round and prop.justify is None:
-            self._note_proposal_lag(self.now - self.p.genesis_time_ms - prop.round * self.p.round_ms)
+            self._note_proposal_lag(
+                self.now - self.p.genesis_time_ms - prop.round * self.p.round_ms
+            )
         if prop.justify is not None:
             self._on_aggregate_verified(frm, prop.justify, forward=False)
         self._request_validation(prop.round)
@@ -929,11 +992,17 @@ class Core:
 
     def _proposal_ok(self, prop: Proposal, size: int | None = None) -> bool:
         h = prop.block.header
-        if h.chain_id != self.p.chain_id or h.height != self.height or h.parent_hash != self.head_hash:
+        if (
+            h.chain_id != self.p.chain_id
+            or h.height != self.height
+            or h.parent_hash != self.head_hash
+        ):
             return False
         # The block's canonical bytes are a strict part of the proposal's ``size`` bytes, so a
         # proposal within the limit holds a block within it; only a larger one is re-encoded.
-        if (size is None or size > self.p.max_block_bytes) and len(prop.block.encode()) > self.p.max_block_bytes:
+        if (size is None or size > self.p.max_block_bytes) and len(
+            prop.block.encode()
+        ) > self.p.max_block_bytes:
             return False
         if prop.justify is None:
             if (h.round, h.proposer, h.sortition) != (prop.round, prop.proposer, prop.sortition):
@@ -965,7 +1034,11 @@ class Core:
     def _catch_up_from(self, frm: int, prop: Proposal) -> None:
         """A proposal for a later height: commit its parent from its certificate if we can."""
         cert = prop.parent_cert
-        if cert is None or cert.height != prop.height - 1 or cert.block_hash != prop.block.header.parent_hash:
+        if (
+            cert is None
+            or cert.height != prop.height - 1
+            or cert.block_hash != prop.block.header.parent_hash
+        ):
             return
         if cert.height < self.height:
             return
@@ -991,8 +1064,11 @@ class Core:
             self.stats.stale += 1
             head = self._head_agg
             if (
-                head is not None and agg.height == head.height and agg.signers < self.quorum
-                and 0 <= frm != self.index and frm not in self._helped
+                head is not None
+                and agg.height == head.height
+                and agg.signers < self.quorum
+                and 0 <= frm != self.index
+                and frm not in self._helped
             ):
                 # The sender is still collecting votes for the height we committed: answer
                 # once per peer and height with the commit quorum.
@@ -1154,7 +1230,11 @@ class Core:
         # Rule 5: C for (B, r) only if this validator closed no round above r for P. A P vote
         # of a later round cast before this lock existed is not bound by it, and with it a
         # second C-quorum could form above a commit (the fork of the safety argument's I2).
-        if agg.round > self.safety.c_round and lock.key == agg.key and self.safety.p_round <= agg.round:
+        if (
+            agg.round > self.safety.c_round
+            and lock.key == agg.key
+            and self.safety.p_round <= agg.round
+        ):
             self.safety.c_round = agg.round
             self.safety.c_height = agg.height
             self.safety.c_hash = agg.block_hash
@@ -1166,7 +1246,9 @@ class Core:
     def _on_c_quorum(self, agg: Aggregate) -> None:
         if agg.height != self.height:
             return
-        cert = agg.to_certificate(self.singles.get(agg.key, {}), self.crypto, self.quorum, self.pure.get(agg.key))
+        cert = agg.to_certificate(
+            self.singles.get(agg.key, {}), self.crypto, self.quorum, self.pure.get(agg.key)
+        )
         block = self.blocks.get(agg.block_hash)
         if block is None:
             self.pending_commit[agg.block_hash] = cert
@@ -1205,7 +1287,9 @@ class Core:
             return False  # wait for the application's verdict on the best proposal
         if not ok:
             # The best proposal is invalid: follow the best valid one instead.
-            valid = [c for c in self.cands[r].values() if self.valid.get(c.proposal.block.hash) is True]
+            valid = [
+                c for c in self.cands[r].values() if self.valid.get(c.proposal.block.hash) is True
+            ]
             if not valid:
                 return False
             best = min(valid, key=lambda c: c.order)
@@ -1270,7 +1354,12 @@ class Core:
         then the best proposal held is validated, whatever announced itself. Holding changes
         when a block is validated, never which block is voted for."""
         best = self.tickets.get(r)
-        if r != self.round or best is None or best >= c.value or self.now >= self.stage2_start_ms(r):
+        if (
+            r != self.round
+            or best is None
+            or best >= c.value
+            or self.now >= self.stage2_start_ms(r)
+        ):
             return False
         self.stats.extra["validation_held"] = self.stats.extra.get("validation_held", 0) + 1
         return True
@@ -1339,8 +1428,14 @@ class Core:
         self._out.append(Commit(block, cert))
         head = self.aggs.get((cert.height, cert.round, PHASE_C, cert.block_hash))
         if head is None or head.signers < self.quorum:
-            head = Aggregate(cert.height, cert.round, PHASE_C, cert.block_hash,
-                             certificate_counts(cert, self.n), cert.signature)
+            head = Aggregate(
+                cert.height,
+                cert.round,
+                PHASE_C,
+                cert.block_hash,
+                certificate_counts(cert, self.n),
+                cert.signature,
+            )
         self._head_agg = head
         self._helped = set()
         self.height = block.height + 1
@@ -1426,8 +1521,13 @@ class Core:
         proposal's before it can be re-proposed or voted for."""
         bh = block.hash
         h = block.header
-        if (h.height != self.height or h.parent_hash != self.head_hash or h.chain_id != self.p.chain_id
-                or bh in self.blocks or self._p_certified(bh) is None):
+        if (
+            h.height != self.height
+            or h.parent_hash != self.head_hash
+            or h.chain_id != self.p.chain_id
+            or bh in self.blocks
+            or self._p_certified(bh) is None
+        ):
             return
         self.blocks[bh] = block
         self.valid[bh] = None
@@ -1471,7 +1571,10 @@ class Core:
         if self.my_proposal is not None:
             self._spread(self.my_proposal.encode())
         s = self.safety
-        for phase, rnd, h, bh in ((PHASE_P, s.p_round, s.p_height, s.p_hash), (PHASE_C, s.c_round, s.c_height, s.c_hash)):
+        for phase, rnd, h, bh in (
+            (PHASE_P, s.p_round, s.p_height, s.p_hash),
+            (PHASE_C, s.c_round, s.c_height, s.c_hash),
+        ):
             agg = self.aggs.get((h, rnd, phase, bh))
             if h == self.height and agg is not None:
                 self._spread(agg.encode())

@@ -105,7 +105,9 @@ def fast_aggregate_verify(public_keys: Sequence[bytes], message: bytes, signatur
         return False
     try:
         return bool(
-            PopSchemeMPL.fast_aggregate_verify([_pk(pk) for pk in public_keys], message, _sig(signature))
+            PopSchemeMPL.fast_aggregate_verify(
+                [_pk(pk) for pk in public_keys], message, _sig(signature)
+            )
         )
     except (ValidationError, InvalidSignature):
         return False

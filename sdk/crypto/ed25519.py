@@ -144,7 +144,9 @@ class AccountKey:
         path = Path(path)
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
-            raise ValidationError(f"key file {path} is readable by others (mode {mode:o}); chmod 600 it")
+            raise ValidationError(
+                f"key file {path} is readable by others (mode {mode:o}); chmod 600 it"
+            )
         doc = json.loads(path.read_text())
         if doc.get("type") != "ed25519":
             raise ValidationError(f"{path} is not an Ed25519 account key")

@@ -20,7 +20,18 @@ from .verify import (
 )
 
 __all__ = [
-    "AsyncLightClient", "Checker", "ForkDetected", "LightClient", "LightClientError", "NodeLied",
-    "SyncReport", "TrustStore", "TrustedHeader", "VerifiedBlock", "VerifiedShieldedTransfer", "VerifiedState", "VerifiedTx",
+    "AsyncLightClient",
+    "Checker",
+    "ForkDetected",
+    "LightClient",
+    "LightClientError",
+    "NodeLied",
+    "SyncReport",
+    "TrustStore",
+    "TrustedHeader",
+    "VerifiedBlock",
+    "VerifiedShieldedTransfer",
+    "VerifiedState",
+    "VerifiedTx",
     "shielded_transfer",
 ]

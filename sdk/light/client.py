@@ -93,9 +93,12 @@ class SyncReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "from_height": self.from_height, "to_height": self.to_height,
-            "headers_verified": self.headers_verified, "certificates_checked": self.certificates_checked,
-            "skipped": self.skipped, "nodes": dict(self.nodes),
+            "from_height": self.from_height,
+            "to_height": self.to_height,
+            "headers_verified": self.headers_verified,
+            "certificates_checked": self.certificates_checked,
+            "skipped": self.skipped,
+            "nodes": dict(self.nodes),
         }
 
 
@@ -130,7 +133,9 @@ class AsyncLightClient:
         if not nodes:
             raise LightClientError("a light client needs at least one node URL")
         if ca_file is not None and cert_sha256 is not None:
-            raise LightClientError("give ca_file or cert_sha256, not both (a pin replaces the CA check)")
+            raise LightClientError(
+                "give ca_file or cert_sha256, not both (a pin replaces the CA check)"
+            )
         self.genesis = _load_genesis(genesis)
         self.checker = Checker(self.genesis)
         self.store = TrustStore(self.genesis.chain_id, self.genesis.hash, store, keep=keep)
@@ -154,7 +159,9 @@ class AsyncLightClient:
                 raise LightClientError(f"the stored head does not verify: {e.message}") from None
         if trusted_header is not None and head is None:
             if trusted_header.chain_id != self.genesis.chain_id:
-                raise LightClientError(f"the trusted header is for chain {trusted_header.chain_id!r}")
+                raise LightClientError(
+                    f"the trusted header is for chain {trusted_header.chain_id!r}"
+                )
             self.store.add([TrustedHeader(trusted_header, None)])
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -188,7 +195,8 @@ class AsyncLightClient:
         if self.store.fork is not None:
             raise ForkDetected(
                 f"the light client stopped: fork evidence at height {self.store.fork.get('height')} "
-                f"({self.store.path or 'memory'})", self.store.fork,
+                f"({self.store.path or 'memory'})",
+                self.store.fork,
             )
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -215,21 +223,36 @@ class AsyncLightClient:
         log.warning("light client: %s", e.message)
         self.faults.append(e)
 
-    def _fork(self, height: int, a: TrustedHeader, a_node: str, b: HeaderWithCertificate, b_node: str,
-              reason: str) -> ForkDetected:
+    def _fork(
+        self,
+        height: int,
+        a: TrustedHeader,
+        a_node: str,
+        b: HeaderWithCertificate,
+        b_node: str,
+        reason: str,
+    ) -> ForkDetected:
         assert b.certificate is not None
         evidence: dict[str, Any] = {
             "height": height,
             "reason": reason,
-            "a": {"node": a_node, "header": a.header.encode().hex(),
-                  "certificate": a.certificate.encode().hex() if a.certificate is not None else None},
-            "b": {"node": b_node, "header": b.header.encode().hex(), "certificate": b.certificate.encode().hex()},
+            "a": {
+                "node": a_node,
+                "header": a.header.encode().hex(),
+                "certificate": a.certificate.encode().hex() if a.certificate is not None else None,
+            },
+            "b": {
+                "node": b_node,
+                "header": b.header.encode().hex(),
+                "certificate": b.certificate.encode().hex(),
+            },
         }
         self.store.set_fork(evidence)
         log.error("light client: fork at height %d: %s", height, reason)
         return ForkDetected(
             f"conflicting certified headers at height {height}: {reason}; more than f validators "
-            "misbehaved, the light client stopped", evidence,
+            "misbehaved, the light client stopped",
+            evidence,
         )
 
     def _check(self, node: str, header: Header, cert: Any, height: int) -> TrustedHeader:
@@ -250,8 +273,11 @@ class AsyncLightClient:
         """Verify every header after the trusted head (``skip``: only the newest one)."""
         async with self._guard():
             head = self.store.head
-            report = SyncReport(from_height=head.height if head else None, to_height=head.height if head else None,
-                                skipped=skip)
+            report = SyncReport(
+                from_height=head.height if head else None,
+                to_height=head.height if head else None,
+                skipped=skip,
+            )
             before = self.certificates_checked
             failures: list[NodeLied | str] = []
             for node in self.nodes:
@@ -259,8 +285,12 @@ class AsyncLightClient:
                     self._held_back = 0
                     n = await (self._skip_from(node) if skip else self._sync_from(node))
                     report.headers_verified += n
-                    report.nodes[node] = "ok" if not self._held_back else (
-                        f"ok; its {self._held_back} newest header(s) have no certificate yet: not trusted"
+                    report.nodes[node] = (
+                        "ok"
+                        if not self._held_back
+                        else (
+                            f"ok; its {self._held_back} newest header(s) have no certificate yet: not trusted"
+                        )
                     )
                 except NodeLied as e:
                     self._fault(e)
@@ -288,7 +318,9 @@ class AsyncLightClient:
         if hc.header.hash == head.hash:
             return
         self._check(node, hc.header, hc.certificate, head.height)
-        raise self._fork(head.height, head, "trusted", hc, node, "two certified headers at one height")
+        raise self._fork(
+            head.height, head, "trusted", hc, node, "two certified headers at one height"
+        )
 
     async def _sync_from(self, node: str) -> int:
         await self._cross_check(node)
@@ -323,7 +355,9 @@ class AsyncLightClient:
                     except NodeLied as e:
                         if cert is not None and prev_trusted:
                             # Both ends verify on their own: the validators certified two chains.
-                            raise self._fork(height - 1, prev, "trusted", hc, node, e.message) from None
+                            raise self._fork(
+                                height - 1, prev, "trusted", hc, node, e.message
+                            ) from None
                         raise
                 t = TrustedHeader(header, cert)
                 if cert is not None:
@@ -337,7 +371,11 @@ class AsyncLightClient:
                     pending.append(t)
                     prev_trusted = False
                     if len(pending) > MAX_UNCERTIFIED:
-                        raise lie(node, "certificate", f"more than {MAX_UNCERTIFIED} headers in a row without a certificate")
+                        raise lie(
+                            node,
+                            "certificate",
+                            f"more than {MAX_UNCERTIFIED} headers in a row without a certificate",
+                        )
                 prev = t
             if verified:
                 self.store.add(verified)
@@ -350,6 +388,7 @@ class AsyncLightClient:
 
     async def _skip_from(self, node: str) -> int:
         await self._cross_check(node)
+
         async def head_height(c: AsyncClient) -> int:
             return int((await c.status())["height"])
 
@@ -369,8 +408,9 @@ class AsyncLightClient:
         async with self._guard():
             return await self._header(height)
 
-    async def _first_verified(self, what: str, nodes: Sequence[str],
-                              attempt: Callable[[str], Awaitable[T]]) -> T:
+    async def _first_verified(
+        self, what: str, nodes: Sequence[str], attempt: Callable[[str], Awaitable[T]]
+    ) -> T:
         """Ask ``nodes`` in turn until one answers with something that verifies. A lying node
         is recorded as a fault; an unreachable one, or one that says it does not know, is
         passed over; if every node fails, the error lists them all."""
@@ -393,7 +433,9 @@ class AsyncLightClient:
             return t
         order = ([prefer] if prefer else []) + [n for n in self.nodes if n != prefer]
         return await self._first_verified(
-            f"a verified header at height {height}", order, lambda node: self._fetch_header(node, height)
+            f"a verified header at height {height}",
+            order,
+            lambda node: self._fetch_header(node, height),
         )
 
     async def _fetch_header(self, node: str, height: int) -> TrustedHeader:
@@ -416,13 +458,21 @@ class AsyncLightClient:
                 # The node's newest headers may still wait for their certificate: not a lie,
                 # but nothing to believe either.
                 raise NotFound(f"node {node}: no certified header at or above height {height} yet")
-            raise lie(node, "certificate", f"no certified header within {len(batch)} of height {height}")
+            raise lie(
+                node, "certificate", f"no certified header within {len(batch)} of height {height}"
+            )
         found = [TrustedHeader(x.header, x.certificate) for x in chain]
         for t, hc in zip(found, chain, strict=True):
             mine = self.store.get(t.height)
             if mine is not None and mine.hash != t.hash:
-                raise self._fork(t.height, mine, "trusted", hc if hc.certificate else chain[-1], node,
-                                 "a node served a certified header that conflicts with a trusted one")
+                raise self._fork(
+                    t.height,
+                    mine,
+                    "trusted",
+                    hc if hc.certificate else chain[-1],
+                    node,
+                    "a node served a certified header that conflicts with a trusted one",
+                )
         self.store.add(found)
         return found[0]
 
@@ -443,11 +493,14 @@ class AsyncLightClient:
             trusted = await self._header(st.height, prefer=node)
             return self.checker.check_tx(node, tx_hash, st, trusted)
 
-        return await self._first_verified(f"a verified transaction {tx_hash.hex()[:16]}", self.nodes, attempt)
+        return await self._first_verified(
+            f"a verified transaction {tx_hash.hex()[:16]}", self.nodes, attempt
+        )
 
     async def verify_block(self, height: int) -> VerifiedBlock:
         """A whole committed block with its receipts, checked against the certified header
         (for readers of every transaction, e.g. the regulator's audit)."""
+
         async def attempt(node: str) -> VerifiedBlock:
             block, receipts = await self._ask(node, lambda c: c.block_receipts(height))
             if block.height != height:
@@ -460,6 +513,7 @@ class AsyncLightClient:
 
     async def verify_state(self, contract: str, key: bytes | str) -> VerifiedState:
         """A contract's state value, or its absence, proved against a certified header."""
+
         async def attempt(node: str) -> VerifiedState:
             sv = await self._ask(node, lambda c: c.state(contract, key))
             if sv.height < 0:
@@ -468,7 +522,9 @@ class AsyncLightClient:
             return self.checker.check_state(node, contract, key, sv, trusted)
 
         async with self._guard():
-            return await self._first_verified(f"a verified value of {contract}/{key!r}", self.nodes, attempt)
+            return await self._first_verified(
+                f"a verified value of {contract}/{key!r}", self.nodes, attempt
+            )
 
     async def verify_shielded(self, tx_hash: bytes) -> VerifiedShieldedTransfer:
         """A committed shielded-pool transaction, and its Groth16 proof re-verified here in
@@ -479,7 +535,9 @@ class AsyncLightClient:
         return await asyncio.to_thread(self.checker.check_shielded, vt)
 
 
-def _shutdown(loop: asyncio.AbstractEventLoop, thread: threading.Thread, inner: list[AsyncLightClient]) -> None:
+def _shutdown(
+    loop: asyncio.AbstractEventLoop, thread: threading.Thread, inner: list[AsyncLightClient]
+) -> None:
     """Close a blocking light client's async client and stop its loop thread."""
     if loop.is_closed():
         return
@@ -503,7 +561,9 @@ class LightClient:
 
     def __init__(self, genesis: Genesis | str | Path, nodes: Sequence[str], **kw: Any) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="accord-light", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="accord-light", daemon=True
+        )
         self._thread.start()
         inner: list[AsyncLightClient] = []
         # Runs once: on close(), or when a client nobody closed is collected (or at exit), so
@@ -517,7 +577,9 @@ class LightClient:
         inner.append(self._inner)
 
     @staticmethod
-    async def _make(genesis: Genesis | str | Path, nodes: Sequence[str], kw: dict[str, Any]) -> AsyncLightClient:
+    async def _make(
+        genesis: Genesis | str | Path, nodes: Sequence[str], kw: dict[str, Any]
+    ) -> AsyncLightClient:
         return AsyncLightClient(genesis, nodes, **kw)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:

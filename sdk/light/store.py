@@ -49,7 +49,10 @@ class TrustedHeader:
         return self.header.hash
 
     def to_json(self) -> list[str | None]:
-        return [self.header.encode().hex(), self.certificate.encode().hex() if self.certificate else None]
+        return [
+            self.header.encode().hex(),
+            self.certificate.encode().hex() if self.certificate else None,
+        ]
 
     @classmethod
     def from_json(cls, v: Any) -> TrustedHeader:
@@ -71,7 +74,14 @@ class TrustedHeader:
 class TrustStore:
     """Verified headers of one chain, in memory and (if ``path`` is given) on disk."""
 
-    def __init__(self, chain_id: str, genesis_hash: bytes, path: str | Path | None = None, *, keep: int = 1024) -> None:
+    def __init__(
+        self,
+        chain_id: str,
+        genesis_hash: bytes,
+        path: str | Path | None = None,
+        *,
+        keep: int = 1024,
+    ) -> None:
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash
         self.path = Path(path) if path is not None else None
@@ -152,7 +162,10 @@ class TrustStore:
             raise LightClientError(f"cannot read the light-client store {self.path}: {e}") from None
         if type(doc) is not dict or doc.get("format") != FORMAT:
             raise LightClientError(f"{self.path} is not a light-client store of format {FORMAT}")
-        if doc.get("chain_id") != self.chain_id or doc.get("genesis_hash") != self.genesis_hash.hex():
+        if (
+            doc.get("chain_id") != self.chain_id
+            or doc.get("genesis_hash") != self.genesis_hash.hex()
+        ):
             raise LightClientError(
                 f"{self.path} was made for chain {doc.get('chain_id')!r} with another genesis; "
                 "use a different store file"
@@ -168,11 +181,15 @@ class TrustStore:
             except (DecodeError, ValueError) as e:
                 raise LightClientError(f"{self.path}: stored header {k}: {e}") from None
             if t.height != height or t.header.chain_id != self.chain_id:
-                raise LightClientError(f"{self.path}: stored header {k} is filed under the wrong height or chain")
+                raise LightClientError(
+                    f"{self.path}: stored header {k} is filed under the wrong height or chain"
+                )
             headers[height] = t
         head = doc.get("head")
         if head is not None and (type(head) is not int or head not in headers):
-            raise LightClientError(f"{self.path}: the head {head!r} is not among the stored headers")
+            raise LightClientError(
+                f"{self.path}: the head {head!r} is not among the stored headers"
+            )
         fork = doc.get("fork")
         if fork is not None and type(fork) is not dict:
             raise LightClientError(f"{self.path}: fork evidence must be a map")

@@ -68,11 +68,19 @@ class VerifiedTx:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "tx_hash": self.tx_hash.hex(), "height": self.height, "index": self.index,
-            "block_hash": self.header.hash.hex(), "tx_root": self.header.tx_root.hex(),
-            "contract": self.tx.contract, "method": self.tx.method, "sender": self.tx.sender.hex(),
-            "nonce": self.tx.nonce, "ok": self.receipt.ok, "gas_used": self.receipt.gas_used,
-            "error_code": self.receipt.error_code, "events": [e.name for e in self.receipt.events],
+            "tx_hash": self.tx_hash.hex(),
+            "height": self.height,
+            "index": self.index,
+            "block_hash": self.header.hash.hex(),
+            "tx_root": self.header.tx_root.hex(),
+            "contract": self.tx.contract,
+            "method": self.tx.method,
+            "sender": self.tx.sender.hex(),
+            "nonce": self.tx.nonce,
+            "ok": self.receipt.ok,
+            "gas_used": self.receipt.gas_used,
+            "error_code": self.receipt.error_code,
+            "events": [e.name for e in self.receipt.events],
             "node": self.node,
             "verified": ["certificate", "tx_hash", "tx_signature", "receipt", "tx_inclusion"],
         }
@@ -101,11 +109,14 @@ class VerifiedState:
         return {
             "contract": self.contract,
             "key": self.key.hex() if isinstance(self.key, bytes) else self.key,
-            "state_key": self.state_key.hex(), "present": self.present,
+            "state_key": self.state_key.hex(),
+            "present": self.present,
             "value": self.value.hex() if self.value is not None else None,
             "decoded": value_to_json(self.decoded) if self.value is not None else None,
-            "height": self.height, "block_hash": self.header.hash.hex(),
-            "state_root": self.header.state_root.hex(), "node": self.node,
+            "height": self.height,
+            "block_hash": self.header.hash.hex(),
+            "state_root": self.header.state_root.hex(),
+            "node": self.node,
             "verified": ["certificate", "state_key", "state_header", "state_proof"],
         }
 
@@ -141,7 +152,9 @@ class VerifiedShieldedTransfer:
             **base,
             "nullifiers": [x.hex() for x in self.nullifiers],
             "commitments": [x.hex() for x in self.commitments],
-            "merkle_root": self.root.hex(), "deposit": self.deposit, "withdrawal": self.withdrawal,
+            "merkle_root": self.root.hex(),
+            "deposit": self.deposit,
+            "withdrawal": self.withdrawal,
             "verified": [*base["verified"], "shielded_proof"],
         }
 
@@ -167,11 +180,19 @@ class Checker:
 
     def check_shape(self, node: str, header: Header, height: int) -> None:
         if header.chain_id != self.chain_id:
-            raise lie(node, "header_chain_id", f"header is for chain {header.chain_id!r}, not {self.chain_id!r}")
+            raise lie(
+                node,
+                "header_chain_id",
+                f"header is for chain {header.chain_id!r}, not {self.chain_id!r}",
+            )
         if header.height != height:
-            raise lie(node, "header_height", f"asked for height {height}, got a header at {header.height}")
+            raise lie(
+                node, "header_height", f"asked for height {height}, got a header at {header.height}"
+            )
         if height == 0 and (
-            header.parent_hash != ZERO_HASH or header.tx_count != 0 or header.time_ms != self.genesis.genesis_time_ms
+            header.parent_hash != ZERO_HASH
+            or header.tx_count != 0
+            or header.time_ms != self.genesis.genesis_time_ms
         ):
             raise lie(node, "genesis_header", "the height-0 header is not the genesis block")
 
@@ -180,13 +201,19 @@ class Checker:
         if cert is None:
             raise lie(node, "certificate", f"header {header.height} comes without a certificate")
         if cert.height != header.height or cert.block_hash != header.hash:
-            raise lie(node, "certificate", f"the certificate is not for header {header.height} ({header.hash.hex()[:16]})")
+            raise lie(
+                node,
+                "certificate",
+                f"the certificate is not for header {header.height} ({header.hash.hex()[:16]})",
+            )
         try:
             verify_certificate(self.keys, self.chain_id, cert, self.quorum)
         except (ValidationError, InvalidSignature) as e:
             raise lie(node, "certificate", f"header {header.height}: {e.message}") from None
 
-    def certified(self, node: str, header: Header, cert: Certificate | None, height: int) -> TrustedHeader:
+    def certified(
+        self, node: str, header: Header, cert: Certificate | None, height: int
+    ) -> TrustedHeader:
         """A header checked on its own (skipping ahead): shape, then certificate."""
         self.check_shape(node, header, height)
         self.check_certificate(node, header, cert)
@@ -196,7 +223,8 @@ class Checker:
     def check_link(node: str, parent: Header, child: Header) -> None:
         if child.height != parent.height + 1 or child.parent_hash != parent.hash:
             raise lie(
-                node, "header_chain",
+                node,
+                "header_chain",
                 f"header {child.height} names parent {child.parent_hash.hex()[:16]}, "
                 f"the header at {parent.height} is {parent.hash.hex()[:16]}",
             )
@@ -205,14 +233,22 @@ class Checker:
 
     # --- transactions -----------------------------------------------------------------------
 
-    def check_tx(self, node: str, tx_hash: bytes, st: TxStatus, trusted: TrustedHeader) -> VerifiedTx:
+    def check_tx(
+        self, node: str, tx_hash: bytes, st: TxStatus, trusted: TrustedHeader
+    ) -> VerifiedTx:
         """A committed transaction and its receipt against the certified header at its height."""
         header = trusted.header
         tx, receipt, proof = st.tx, st.receipt, st.proof
         if tx is None or receipt is None or proof is None or st.index is None:
-            raise lie(node, "response", "a committed transaction must come with tx, receipt and proof")
+            raise lie(
+                node, "response", "a committed transaction must come with tx, receipt and proof"
+            )
         if tx.hash != tx_hash:
-            raise lie(node, "tx_hash", f"the transaction served hashes to {tx.hash.hex()[:16]}, not {tx_hash.hex()[:16]}")
+            raise lie(
+                node,
+                "tx_hash",
+                f"the transaction served hashes to {tx.hash.hex()[:16]}, not {tx_hash.hex()[:16]}",
+            )
         if tx.chain_id != self.chain_id:
             raise lie(node, "tx_signature", f"the transaction is for chain {tx.chain_id!r}")
         try:
@@ -222,12 +258,22 @@ class Checker:
         if receipt.tx_hash != tx_hash:
             raise lie(node, "receipt", "the receipt names another transaction")
         if st.height != header.height or st.block_hash != header.hash or st.index != proof.index:
-            raise lie(node, "tx_block", f"block {st.height} / index {st.index} disagree with the certified header")
+            raise lie(
+                node,
+                "tx_block",
+                f"block {st.height} / index {st.index} disagree with the certified header",
+            )
         leaf = tx_leaf(tx.hash, receipt.hash)
         if proof.leaf != leaf or proof.tx_root != header.tx_root or proof.count != header.tx_count:
-            raise lie(node, "tx_inclusion", "the proof's leaf, root or count is not what the tx, receipt and header give")
+            raise lie(
+                node,
+                "tx_inclusion",
+                "the proof's leaf, root or count is not what the tx, receipt and header give",
+            )
         try:
-            verify_merkle_proof(header.tx_root, leaf, proof.index, header.tx_count, list(proof.siblings))
+            verify_merkle_proof(
+                header.tx_root, leaf, proof.index, header.tx_count, list(proof.siblings)
+            )
         except ProofError as e:
             raise lie(node, "tx_inclusion", e.message) from None
         return VerifiedTx(tx_hash, tx, receipt, header.height, proof.index, header, node)
@@ -239,18 +285,32 @@ class Checker:
         exactly these (transaction, receipt) pairs, so nothing was added, dropped, reordered
         or altered. Signatures need no check: the certified validators checked them."""
         if block.header.hash != trusted.hash:
-            raise lie(node, "block_header", f"block {trusted.height} does not carry the certified header")
+            raise lie(
+                node, "block_header", f"block {trusted.height} does not carry the certified header"
+            )
         if body_hash(block.txs) != trusted.header.body_hash:
-            raise lie(node, "block_body", "the transactions are not the ones the certified header commits to")
+            raise lie(
+                node,
+                "block_body",
+                "the transactions are not the ones the certified header commits to",
+            )
         if len(receipts) != len(block.txs):
-            raise lie(node, "block_receipts", f"{len(receipts)} receipts for {len(block.txs)} transactions")
+            raise lie(
+                node,
+                "block_receipts",
+                f"{len(receipts)} receipts for {len(block.txs)} transactions",
+            )
         leaves = []
         for tx, r in zip(block.txs, receipts, strict=True):
             if r.tx_hash != tx.hash:
                 raise lie(node, "block_receipts", "a receipt names another transaction")
             leaves.append(tx_leaf(tx.hash, r.hash))
         if merkle_root(leaves) != trusted.header.tx_root:
-            raise lie(node, "block_tx_root", "the transactions and receipts do not give the certified tx root")
+            raise lie(
+                node,
+                "block_tx_root",
+                "the transactions and receipts do not give the certified tx root",
+            )
         return VerifiedBlock(block, tuple(receipts), trusted.header, node)
 
     # --- state ------------------------------------------------------------------------------
@@ -262,9 +322,17 @@ class Checker:
 
         skey = state_key(contract, key)
         if sv.contract != contract or sv.state_key != skey:
-            raise lie(node, "state_key", f"the proof is for state key {sv.state_key.hex()}, not {skey.hex()}")
+            raise lie(
+                node,
+                "state_key",
+                f"the proof is for state key {sv.state_key.hex()}, not {skey.hex()}",
+            )
         if sv.height != trusted.height or sv.header.hash != trusted.hash:
-            raise lie(node, "state_header", f"the state proof's header at {sv.height} is not the certified one")
+            raise lie(
+                node,
+                "state_header",
+                f"the state proof's header at {sv.height} is not the certified one",
+            )
         try:
             verify_state_proof(trusted.header.state_root, skey, sv.value, sv.proof)
         except ProofError as e:
@@ -275,7 +343,9 @@ class Checker:
                 decoded = encoding.decode(sv.value)
             except AccordError:
                 decoded = None  # proved bytes that are not a canonical value: report raw only
-        return VerifiedState(contract, key, skey, sv.value, decoded, trusted.height, trusted.header, node)
+        return VerifiedState(
+            contract, key, skey, sv.value, decoded, trusted.height, trusted.header, node
+        )
 
     # --- shielded pool ----------------------------------------------------------------------
 
@@ -290,16 +360,29 @@ class Checker:
         """Re-verify a committed shielded-pool transaction's Groth16 proof (pure Python)."""
         tx = vt.tx
         if tx.contract != SHIELDED_CONTRACT or tx.method != "transact":
-            raise ProofError(f"transaction {vt.tx_hash.hex()[:16]} is not a shielded-pool transact call")
+            raise ProofError(
+                f"transaction {vt.tx_hash.hex()[:16]} is not a shielded-pool transact call"
+            )
         if not vt.receipt.ok:
             raise ProofError(f"transaction {vt.tx_hash.hex()[:16]} was reverted: it moved no notes")
-        return shielded_transfer(self.genesis.zk_circuits, self.genesis.zk_params, tx.args, vt,
-                                 verifier=self.zk_verifier(), chain_id=self.genesis.chain_id)
+        return shielded_transfer(
+            self.genesis.zk_circuits,
+            self.genesis.zk_params,
+            tx.args,
+            vt,
+            verifier=self.zk_verifier(),
+            chain_id=self.genesis.chain_id,
+        )
 
 
 def shielded_transfer(
-    vks: dict[str, Any], zk_params: dict[str, Any], args: dict[str, Value], vt: VerifiedTx | None = None,
-    *, verifier: Any = None, chain_id: str,
+    vks: dict[str, Any],
+    zk_params: dict[str, Any],
+    args: dict[str, Value],
+    vt: VerifiedTx | None = None,
+    *,
+    verifier: Any = None,
+    chain_id: str,
 ) -> VerifiedShieldedTransfer:
     """Check the arguments of a ``shielded_pool.transact`` call as the pool does, then its proof.
 
@@ -310,7 +393,12 @@ def shielded_transfer(
     from accord.zk import notes as zk
     from accord.zk.verifier import PyProofVerifier
 
-    proof, inputs, notes_, recipient = args.get("proof"), args.get("inputs"), args.get("notes"), args.get("recipient")
+    proof, inputs, notes_, recipient = (
+        args.get("proof"),
+        args.get("inputs"),
+        args.get("notes"),
+        args.get("recipient"),
+    )
     if type(proof) is not bytes or len(proof) != 128:
         raise ProofError("the shielded proof must be 128 compressed bytes")
     if type(inputs) is not list or len(inputs) != zk.N_TRANSFER_PUBLIC:
@@ -326,15 +414,18 @@ def shielded_transfer(
         raise ProofError("the proof is bound to another recipient or other notes")
     if "regulator" in zk_params:
         reg = regulator_key_of(zk_params)
-        if tuple(pub[zk.PUB_REGULATOR:zk.PUB_REGULATOR + 2]) != reg:
+        if tuple(pub[zk.PUB_REGULATOR : zk.PUB_REGULATOR + 2]) != reg:
             raise ProofError("the transfer is not encrypted to this chain's regulator")
     v = verifier if verifier is not None else PyProofVerifier(vks)
     if not v.verify(SHIELDED_CIRCUIT, proof, pub):
         raise ProofError("the shielded-transfer proof does not verify (pure-Python Groth16)")
-    nf: Sequence[bytes] = inputs[zk.PUB_NF:zk.PUB_NF + 2]
-    cm: Sequence[bytes] = inputs[zk.PUB_CM:zk.PUB_CM + 2]
+    nf: Sequence[bytes] = inputs[zk.PUB_NF : zk.PUB_NF + 2]
+    cm: Sequence[bytes] = inputs[zk.PUB_CM : zk.PUB_CM + 2]
     return VerifiedShieldedTransfer(
         tx=vt,
-        nullifiers=(nf[0], nf[1]), commitments=(cm[0], cm[1]), root=inputs[zk.PUB_ROOT],
-        deposit=pub[zk.PUB_DEPOSIT], withdrawal=pub[zk.PUB_WITHDRAWAL],
+        nullifiers=(nf[0], nf[1]),
+        commitments=(cm[0], cm[1]),
+        root=inputs[zk.PUB_ROOT],
+        deposit=pub[zk.PUB_DEPOSIT],
+        withdrawal=pub[zk.PUB_WITHDRAWAL],
     )

@@ -65,8 +65,9 @@ class Cluster:
             # the server's first word: welcome (registered, within quota) or why not
             header, _ = unpack(ch.recv())
             if header.get("t") != "welcome":
-                raise MpcError(f"server {i} refused this client: "
-                               f"{header.get('code')}: {header.get('message')}")
+                raise MpcError(
+                    f"server {i} refused this client: {header.get('code')}: {header.get('message')}"
+                )
         except BaseException:
             ch.close()
             raise
@@ -92,7 +93,9 @@ class Cluster:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _all(self, frames: list[bytes] | list[bytearray]) -> list[tuple[dict[str, Any], memoryview]]:
+    def _all(
+        self, frames: list[bytes] | list[bytearray]
+    ) -> list[tuple[dict[str, Any], memoryview]]:
         """Send one frame to each server and wait for every reply (in parallel)."""
         replies: list[Any] = [None, None, None]
 
@@ -121,7 +124,9 @@ class Cluster:
             elif r[0].get("t") == "error":
                 errors.append(f"server {i}: {r[0].get('code')}: {r[0].get('message')}")
         if errors:
-            gone = any("gone" in e or "disconnect" in e or "no reply" in e or "closed" in e for e in errors)
+            gone = any(
+                "gone" in e or "disconnect" in e or "no reply" in e or "closed" in e for e in errors
+            )
             cls = PeerGone if gone else MpcError
             raise cls("; ".join(errors))
         return replies
@@ -129,7 +134,10 @@ class Cluster:
     def store_shares(self, name: str, triple: list[tuple[Ring, Ring]], frac: int) -> None:
         shape = list(triple[0][0].shape)
         frames = [
-            pack({"t": "store", "name": name, "shape": shape, "frac": frac}, a.tobytes() + b.tobytes())
+            pack(
+                {"t": "store", "name": name, "shape": shape, "frac": frac},
+                a.tobytes() + b.tobytes(),
+            )
             for a, b in triple
         ]
         self._all(frames)
@@ -145,27 +153,57 @@ class Cluster:
         inputs and public params they choose: grant only programs whose outputs you accept
         to release to them.
         """
-        self._all([pack({"t": "grant", "name": name, "programs": list(programs),
-                         "receivers": list(receivers)})] * 3)
+        self._all(
+            [
+                pack(
+                    {
+                        "t": "grant",
+                        "name": name,
+                        "programs": list(programs),
+                        "receivers": list(receivers),
+                    }
+                )
+            ]
+            * 3
+        )
 
     def revoke(self, name: str, programs: list[str], receivers: list[bytes]) -> None:
-        self._all([pack({"t": "revoke", "name": name, "programs": list(programs),
-                         "receivers": list(receivers)})] * 3)
+        self._all(
+            [
+                pack(
+                    {
+                        "t": "revoke",
+                        "name": name,
+                        "programs": list(programs),
+                        "receivers": list(receivers),
+                    }
+                )
+            ]
+            * 3
+        )
 
     def share(self, name: str, values: npt.ArrayLike, frac: int = 16) -> None:
         """Split ``values`` here and send each server only its share pair."""
         self.store_shares(name, split(values, frac), frac)
 
     def run(
-        self, program: str, inputs: Sequence[str | dict[str, Any]], params: dict[str, Any] | None = None
+        self,
+        program: str,
+        inputs: Sequence[str | dict[str, Any]],
+        params: dict[str, Any] | None = None,
     ) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any]]:
         """Run ``program``; returns (outputs reconstructed here, public results of server 0).
 
         ``inputs`` are names of this client's inputs, or :func:`ref` to another owner's.
         """
         session = os.urandom(8).hex()
-        header = {"t": "run", "s": session, "program": program, "inputs": inputs,
-                  "params": params or {}}
+        header = {
+            "t": "run",
+            "s": session,
+            "program": program,
+            "inputs": inputs,
+            "params": params or {},
+        }
         replies = self._all([pack(header)] * 3)
         meta = replies[0][0].get("outputs", {})
         out: dict[str, npt.NDArray[Any]] = {}

@@ -47,8 +47,12 @@ class LocalCluster:
     """Three ``accord mpc serve`` processes on 127.0.0.1 with fresh keys; a context manager."""
 
     def __init__(
-        self, timeout: float = 30.0, frac_bits: int = 16, max_client_mb: int | None = None,
-        clients: tuple[str, ...] = ("default",), quota_mb: dict[str, int] | None = None,
+        self,
+        timeout: float = 30.0,
+        frac_bits: int = 16,
+        max_client_mb: int | None = None,
+        clients: tuple[str, ...] = ("default",),
+        quota_mb: dict[str, int] | None = None,
         malicious: list[str] | None = None,
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="accord-mpc-"))
@@ -58,11 +62,15 @@ class LocalCluster:
         quota_mb = quota_mb or {}
         cluster = {
             "servers": [
-                {"host": s.host, "port": s.port, "public_key": s.public_key.hex()} for s in self.infos
+                {"host": s.host, "port": s.port, "public_key": s.public_key.hex()}
+                for s in self.infos
             ],
             "clients": [
-                {"name": n, "public_key": public_bytes(k).hex(),
-                 **({"quota_mb": quota_mb[n]} if n in quota_mb else {})}
+                {
+                    "name": n,
+                    "public_key": public_bytes(k).hex(),
+                    **({"quota_mb": quota_mb[n]} if n in quota_mb else {}),
+                }
                 for n, k in self.client_keys.items()
             ],
         }
@@ -72,10 +80,25 @@ class LocalCluster:
             kp = self.dir / f"server{i}.key"
             kp.write_text(private_bytes(k).hex())
             os.chmod(kp, 0o600)
-            cmd = [sys.executable, "-m", "accord.cli.main", "mpc", "serve", "--index", str(i),
-                   "--cluster", str(self.dir / "cluster.json"), "--key", str(kp),
-                   "--timeout", str(timeout), "--frac-bits", str(frac_bits),
-                   "--data", str(self.dir / f"data{i}")]
+            cmd = [
+                sys.executable,
+                "-m",
+                "accord.cli.main",
+                "mpc",
+                "serve",
+                "--index",
+                str(i),
+                "--cluster",
+                str(self.dir / "cluster.json"),
+                "--key",
+                str(kp),
+                "--timeout",
+                str(timeout),
+                "--frac-bits",
+                str(frac_bits),
+                "--data",
+                str(self.dir / f"data{i}"),
+            ]
             if max_client_mb is not None:
                 cmd += ["--max-client-mb", str(max_client_mb)]
             if malicious is not None:  # programs checked against a malicious server

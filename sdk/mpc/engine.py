@@ -208,7 +208,9 @@ class Party:
         self.send((self.i - 1) % 3, z)
         return z, self.recv((self.i + 1) % 3, t.shape)
 
-    def input_from(self, owner: int, value: Ring | None, shape: tuple[int, ...]) -> tuple[Ring, Ring]:
+    def input_from(
+        self, owner: int, value: Ring | None, shape: tuple[int, ...]
+    ) -> tuple[Ring, Ring]:
         """Share a value that server ``owner`` holds in the clear (1 message)."""
         op = self.new_op()
         n = int(np.prod(shape, dtype=np.int64))
@@ -369,12 +371,15 @@ class Party:
                 t = self.and_(p_hi[0], p_hi[1], g_lo[0], g_lo[1])
                 g = (g_hi[0] ^ t[0], g_hi[1] ^ t[1])
                 break
-            t = self.and_(p_hi[0], p_hi[1], np.stack([g_lo[0], p_lo[0]]), np.stack([g_lo[1], p_lo[1]]))
+            t = self.and_(
+                p_hi[0], p_hi[1], np.stack([g_lo[0], p_lo[0]]), np.stack([g_lo[1], p_lo[1]])
+            )
             g = (g_hi[0] ^ t[0][0], g_hi[1] ^ t[1][0])
             p = (t[0][1], t[1][1])
         m_plane = (np.ascontiguousarray(top[0] ^ g[0][0]), np.ascontiguousarray(top[1] ^ g[1][0]))
         m = [
-            np.unpackbits(x.view(np.uint8), bitorder="little")[:n].astype(np.uint64) for x in m_plane
+            np.unpackbits(x.view(np.uint8), bitorder="little")[:n].astype(np.uint64)
+            for x in m_plane
         ]
         ya, yb = self.bit_to_arith(m[0], m[1])
         return ya.reshape(out_shape), yb.reshape(out_shape)
@@ -637,7 +642,9 @@ class SharedArray:
 
     def __truediv__(self, other: Any) -> SharedArray:
         if isinstance(other, SharedArray):
-            raise MpcError("divide by a shared array with divide(x, y, lo, hi), stating the range of y")
+            raise MpcError(
+                "divide by a shared array with divide(x, y, lo, hi), stating the range of y"
+            )
         d = np.asarray(other, dtype=np.float64)
         if d.ndim == 0:
             return self.times_constant(1.0 / float(d))
@@ -879,7 +886,9 @@ def _combine(bits: SharedArray, base: float, steps: Sequence[float], frac: int) 
             w = np.uint64(e & ((1 << 64) - 1))
             a += bits.a[k] * w
             b += bits.b[k] * w
-    pa, pb = p.public(np.full(a.shape, int(round(base * 2.0**frac)), dtype=np.int64).view(np.uint64))
+    pa, pb = p.public(
+        np.full(a.shape, int(round(base * 2.0**frac)), dtype=np.int64).view(np.uint64)
+    )
     return SharedArray(p, a + pa, b + pb, frac)
 
 
@@ -934,7 +943,11 @@ def _normalized(x: SharedArray, bk: _Buckets) -> SharedArray:
 
 
 def _times_factor(
-    y: SharedArray, bk: _Buckets, factors: Sequence[float], bound: float, fshape: tuple[int, ...] | None = None
+    y: SharedArray,
+    bk: _Buckets,
+    factors: Sequence[float],
+    bound: float,
+    fshape: tuple[int, ...] | None = None,
 ) -> SharedArray:
     """``y * factors[k]`` for each element's bucket k, with ``|y| <= bound``.
 
@@ -952,7 +965,9 @@ def _times_factor(
         out = part
     if any(small):
         least = min(v for v in small if v > 0)
-        extra = min(max(0, math.ceil(-math.log2(least))), 61 - 2 * f - max(0, math.ceil(math.log2(bound))))
+        extra = min(
+            max(0, math.ceil(-math.log2(least))), 61 - 2 * f - max(0, math.ceil(math.log2(bound)))
+        )
         if least * 2.0 ** (f + max(0, extra)) < 1.0:
             raise MpcError("the range is too wide for this operation at this precision")
         part = y * bk.combo(small, f + max(0, extra)).reshape(fshape or (-1,))
@@ -1075,7 +1090,9 @@ def mulv(c: SharedArray, m: Any) -> SharedArray:
     if isinstance(m, (list, tuple)):  # a list of rows, as a loop builds it
         m = stack(list(m))
     lead = c.shape
-    return c.reshape(*lead, *([1] * (np.ndim(m.a if isinstance(m, SharedArray) else m) - c.ndim))) * m
+    return (
+        c.reshape(*lead, *([1] * (np.ndim(m.a if isinstance(m, SharedArray) else m) - c.ndim))) * m
+    )
 
 
 def append(x: SharedArray, y: Any) -> SharedArray:

@@ -90,7 +90,9 @@ def bucket_plan(n: int, lanes: int, stat_bits: int = STAT_BITS) -> tuple[int, in
     b = 2
     while True:
         total = kept * b
-        log2_binom = (math.lgamma(total + 1) - math.lgamma(b + 1) - math.lgamma(total - b + 1)) / math.log(2)
+        log2_binom = (
+            math.lgamma(total + 1) - math.lgamma(b + 1) - math.lgamma(total - b + 1)
+        ) / math.log(2)
         if log2_binom >= need:
             return kept, b, b
         b += 1
@@ -128,18 +130,26 @@ class MaliciousParty(Party):
         raise MpcError("truncation is not covered by the malicious-security checks")
 
     def finish(self, t: Ring, frac: int) -> tuple[tuple[Ring, Ring], int]:
-        raise MpcError("products of this kind (matrix products) are not covered by the "
-                       "malicious-security checks")
+        raise MpcError(
+            "products of this kind (matrix products) are not covered by the "
+            "malicious-security checks"
+        )
 
     def reshare(self, t: Ring) -> tuple[Ring, Ring]:
         raise MpcError("an unchecked reshare is not allowed in malicious-security mode")
 
-    def input_from(self, owner: int, value: Ring | None, shape: tuple[int, ...]) -> tuple[Ring, Ring]:
+    def input_from(
+        self, owner: int, value: Ring | None, shape: tuple[int, ...]
+    ) -> tuple[Ring, Ring]:
         raise MpcError("a server's own input cannot be checked in malicious-security mode")
 
     def _fail(self, what: str) -> None:
-        log.warning("server %d: malicious-security check failed (%s) in session %s",
-                    self.i, what, self.session[:32])
+        log.warning(
+            "server %d: malicious-security check failed (%s) in session %s",
+            self.i,
+            what,
+            self.session[:32],
+        )
         raise MpcAbort(f"server {self.i}: check failed: {what}; computation aborted")
 
     # --- recorded products ----------------------------------------------------------------------
@@ -147,8 +157,16 @@ class MaliciousParty(Party):
     def and_(self, xa: Ring, xb: Ring, ya: Ring, yb: Ring) -> tuple[Ring, Ring]:
         za, zb = Party.and_(self, xa, xb, ya, yb)
         shape = za.shape
-        self._ands.append((_flat(xa, shape), _flat(xb, shape), _flat(ya, shape), _flat(yb, shape),
-                           _flat(za, shape), _flat(zb, shape)))
+        self._ands.append(
+            (
+                _flat(xa, shape),
+                _flat(xb, shape),
+                _flat(ya, shape),
+                _flat(yb, shape),
+                _flat(za, shape),
+                _flat(zb, shape),
+            )
+        )
         return za, zb
 
     def _mul(self, xa: Ring, xb: Ring, ya: Ring, yb: Ring) -> tuple[Ring, Ring]:
@@ -157,8 +175,16 @@ class MaliciousParty(Party):
         t += xb * ya
         za, zb = self._reshare(t)
         shape = za.shape
-        self._muls.append((_flat(xa, shape), _flat(xb, shape), _flat(ya, shape), _flat(yb, shape),
-                           _flat(za, shape), _flat(zb, shape)))
+        self._muls.append(
+            (
+                _flat(xa, shape),
+                _flat(xb, shape),
+                _flat(ya, shape),
+                _flat(yb, shape),
+                _flat(za, shape),
+                _flat(zb, shape),
+            )
+        )
         return za, zb
 
     def _reshare(self, t: Ring) -> tuple[Ring, Ring]:
@@ -168,8 +194,10 @@ class MaliciousParty(Party):
     def mul_shared(self, x: SharedArray, y: SharedArray) -> SharedArray | None:
         frac = x.frac + y.frac
         if frac > self.fp.frac_bits:
-            raise MpcError("fixed-point products need truncation, which is not covered by the "
-                           "malicious-security checks")
+            raise MpcError(
+                "fixed-point products need truncation, which is not covered by the "
+                "malicious-security checks"
+            )
         a, b = self._mul(x.a, x.b, y.a, y.b)
         return SharedArray(self, a, b, frac)
 
@@ -211,11 +239,15 @@ class MaliciousParty(Party):
                 t = self.and_(p_hi[0], p_hi[1], g_lo[0], g_lo[1])
                 g = (g_hi[0] ^ t[0], g_hi[1] ^ t[1])
                 break
-            t = self.and_(p_hi[0], p_hi[1], np.stack([g_lo[0], p_lo[0]]), np.stack([g_lo[1], p_lo[1]]))
+            t = self.and_(
+                p_hi[0], p_hi[1], np.stack([g_lo[0], p_lo[0]]), np.stack([g_lo[1], p_lo[1]])
+            )
             g = (g_hi[0] ^ t[0][0], g_hi[1] ^ t[1][0])
             p = (t[0][1], t[1][1])
         plane = (np.ascontiguousarray(top[0] ^ g[0][0]), np.ascontiguousarray(top[1] ^ g[1][0]))
-        bits = [np.unpackbits(q.view(np.uint8), bitorder="little")[:n].astype(np.uint64) for q in plane]
+        bits = [
+            np.unpackbits(q.view(np.uint8), bitorder="little")[:n].astype(np.uint64) for q in plane
+        ]
         ya, yb = self.bit_to_arith(bits[0], bits[1])
         return ya.reshape(out_shape), yb.reshape(out_shape)
 
@@ -223,7 +255,9 @@ class MaliciousParty(Party):
         """m = m_0 xor m_1 xor m_2 in arithmetic form; each m_j (known to two servers) is
         shared without a message, the XORs are ``u + v - 2 u v`` with checked products."""
         zero = np.zeros_like(ma)
-        comps = [(ma if j == self.i else zero, mb if j == (self.i + 1) % 3 else zero) for j in range(3)]
+        comps = [
+            (ma if j == self.i else zero, mb if j == (self.i + 1) % 3 else zero) for j in range(3)
+        ]
 
         def xor(u: tuple[Ring, Ring], v: tuple[Ring, Ring]) -> tuple[Ring, Ring]:
             pa, pb = self._mul(u[0], u[1], v[0], v[1])
@@ -233,7 +267,9 @@ class MaliciousParty(Party):
 
     # --- checked openings and zero tests -------------------------------------------------------
 
-    def _open_checked(self, arith: tuple[Ring, Ring], boolean: tuple[Ring, Ring]) -> tuple[Ring, Ring]:
+    def _open_checked(
+        self, arith: tuple[Ring, Ring], boolean: tuple[Ring, Ring]
+    ) -> tuple[Ring, Ring]:
         """Open flat arithmetic and boolean sharings together (1 round), checking each
         received component against its hash from the other server that holds it."""
         op = self.new_op()
@@ -308,12 +344,14 @@ class MaliciousParty(Party):
         Q = [[arrange(t[s], perm_b, kb, bb, cb) for s in (0, 1)] for t in (qa, qb, qc)]
         # A[t][s] = (opened, kept, sacrificed) of share s of triple part t (0: a, 1: b, 2: c)
 
-        def cols(parts: list[list[tuple[Ring, Ring, Ring]]], pend: list[Ring], n: int,
-                 sub: Any) -> list[tuple[Ring, Ring]]:
+        def cols(
+            parts: list[list[tuple[Ring, Ring, Ring]]], pend: list[Ring], n: int, sub: Any
+        ) -> list[tuple[Ring, Ring]]:
             out = [(parts[t][0][0], parts[t][1][0]) for t in range(3)]  # opened a, b, c
             for t in (0, 1):  # kept - sacrificed: a - a', b - b'
-                out.append(tuple(sub(parts[t][s][1][:, None], parts[t][s][2]).reshape(-1)
-                                 for s in (0, 1)))
+                out.append(
+                    tuple(sub(parts[t][s][1][:, None], parts[t][s][2]).reshape(-1) for s in (0, 1))
+                )
             for t, k in ((0, 0), (1, 2)):  # x - a, y - b for the recorded products
                 out.append(tuple(sub(pend[k + s], parts[t][s][1][:n]) for s in (0, 1)))
             return out
@@ -321,11 +359,18 @@ class MaliciousParty(Party):
         arith_cols = cols(A, Y, na, np.subtract)
         bool_cols = cols(Q, X, nb, np.bitwise_xor)
         av, bv = self._open_checked(
-            (np.concatenate([c[0] for c in arith_cols]), np.concatenate([c[1] for c in arith_cols])),
+            (
+                np.concatenate([c[0] for c in arith_cols]),
+                np.concatenate([c[1] for c in arith_cols]),
+            ),
             (np.concatenate([c[0] for c in bool_cols]), np.concatenate([c[1] for c in bool_cols])),
         )
-        o_a, o_b, o_c, rho_s, sig_s, rho_v, sig_v = np.split(av, np.cumsum([c[0].size for c in arith_cols])[:-1])
-        q_a, q_b, q_c, brho_s, bsig_s, brho_v, bsig_v = np.split(bv, np.cumsum([c[0].size for c in bool_cols])[:-1])
+        o_a, o_b, o_c, rho_s, sig_s, rho_v, sig_v = np.split(
+            av, np.cumsum([c[0].size for c in arith_cols])[:-1]
+        )
+        q_a, q_b, q_c, brho_s, bsig_s, brho_v, bsig_v = np.split(
+            bv, np.cumsum([c[0].size for c in bool_cols])[:-1]
+        )
         if not (np.array_equal(o_c, o_a * o_b) and np.array_equal(q_c, q_a & q_b)):
             self._fail("an opened multiplication triple is wrong")
         rho_s, sig_s = rho_s.reshape(ka, ba - 1), sig_s.reshape(ka, ba - 1)
@@ -333,18 +378,38 @@ class MaliciousParty(Party):
 
         # each bucket: c - (rho sigma + rho b' + sigma a' + c') with a = rho + a', b = sigma + b'
         p = self.public(rho_s * sig_s)
-        d_sac = [(A[2][s][1][:, None] - A[2][s][2] - rho_s * A[1][s][2] - sig_s * A[0][s][2]
-                  - p[s]).reshape(-1) for s in (0, 1)]
+        d_sac = [
+            (
+                A[2][s][1][:, None] - A[2][s][2] - rho_s * A[1][s][2] - sig_s * A[0][s][2] - p[s]
+            ).reshape(-1)
+            for s in (0, 1)
+        ]
         p = self.public(brho_s & bsig_s)
-        e_sac = [(Q[2][s][1][:, None] ^ Q[2][s][2] ^ (brho_s & Q[1][s][2]) ^ (bsig_s & Q[0][s][2])
-                  ^ p[s]).reshape(-1) for s in (0, 1)]
+        e_sac = [
+            (
+                Q[2][s][1][:, None]
+                ^ Q[2][s][2]
+                ^ (brho_s & Q[1][s][2])
+                ^ (bsig_s & Q[0][s][2])
+                ^ p[s]
+            ).reshape(-1)
+            for s in (0, 1)
+        ]
         # each recorded product: z - (rho sigma + rho b + sigma a + c) with x = rho + a, y = sigma + b
         p = self.public(rho_v * sig_v)
-        d_use = [Y[4 + s] - A[2][s][1][:na] - rho_v * A[1][s][1][:na] - sig_v * A[0][s][1][:na] - p[s]
-                 for s in (0, 1)]
+        d_use = [
+            Y[4 + s] - A[2][s][1][:na] - rho_v * A[1][s][1][:na] - sig_v * A[0][s][1][:na] - p[s]
+            for s in (0, 1)
+        ]
         p = self.public(brho_v & bsig_v)
-        e_use = [X[4 + s] ^ Q[2][s][1][:nb] ^ (brho_v & Q[1][s][1][:nb]) ^ (bsig_v & Q[0][s][1][:nb])
-                 ^ p[s] for s in (0, 1)]
+        e_use = [
+            X[4 + s]
+            ^ Q[2][s][1][:nb]
+            ^ (brho_v & Q[1][s][1][:nb])
+            ^ (bsig_v & Q[0][s][1][:nb])
+            ^ p[s]
+            for s in (0, 1)
+        ]
         self._zero_check(
             (np.concatenate([d_sac[0], d_use[0]]), np.concatenate([d_sac[1], d_use[1]])),
             (np.concatenate([e_sac[0], e_use[0]]), np.concatenate([e_sac[1], e_use[1]])),
@@ -359,8 +424,9 @@ class MaliciousParty(Party):
         """Reveal to all three servers, after checking every product so far."""
         self.verify()
         shape = a.shape
-        ar, _ = self._open_checked((a.reshape(-1), b.reshape(-1)),
-                                   (np.zeros(0, np.uint64), np.zeros(0, np.uint64)))
+        ar, _ = self._open_checked(
+            (a.reshape(-1), b.reshape(-1)), (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+        )
         return ar.reshape(shape)
 
     def open_to(self, j: int, a: Ring, b: Ring) -> Ring | None:
@@ -393,14 +459,21 @@ class MaliciousParty(Party):
         old_b = np.concatenate([np.asarray(result[k].b, dtype=np.uint64).ravel() for k in names])
         new_a, new_b = Party.reshare(self, old_a.copy())
         empty = np.zeros(0, np.uint64)
-        self._zero_check((new_a - old_a, new_b - old_b), (empty, empty),
-                         "the re-shared outputs differ from the computed ones")
+        self._zero_check(
+            (new_a - old_a, new_b - old_b),
+            (empty, empty),
+            "the re-shared outputs differ from the computed ones",
+        )
         out = dict(result)
         off = 0
         for k in names:
             v = result[k]
             n = v.size
-            out[k] = SharedArray(self, new_a[off : off + n].reshape(v.shape),
-                                 new_b[off : off + n].reshape(v.shape), v.frac)
+            out[k] = SharedArray(
+                self,
+                new_a[off : off + n].reshape(v.shape),
+                new_b[off : off + n].reshape(v.shape),
+                v.frac,
+            )
             off += n
         return out

@@ -59,7 +59,13 @@ def train_logistic(
 
 @vectorize
 def train_listing(
-    party: Party, x: SharedArray, y: SharedArray, w: SharedArray, round_cnt: int, batch: int, eta: float
+    party: Party,
+    x: SharedArray,
+    y: SharedArray,
+    w: SharedArray,
+    round_cnt: int,
+    batch: int,
+    eta: float,
 ) -> SharedArray:
     """The PrivPy talk's logistic-regression listing, line for line in this API.
 
@@ -92,7 +98,12 @@ def predict_proba(x: SharedArray, w: SharedArray, b: SharedArray) -> SharedArray
 
 
 def train_plain(
-    x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], *, epochs: int = 5, lr: float = 0.5, batch: int = 128
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.int64],
+    *,
+    epochs: int = 5,
+    lr: float = 0.5,
+    batch: int = 128,
 ) -> tuple[npt.NDArray[np.float64], float]:
     """The same algorithm in plain NumPy (exact sigmoid): the reference the tests compare to."""
     n, d = x.shape

@@ -60,8 +60,13 @@ class OracleHook:
         if not isinstance(inputs, dict) or set(inputs) - {"shares", "params"}:
             raise MpcError('oracle inputs are {"shares": [names], "params": {name: value}}')
         return ctx.call(
-            ORACLE_CONTRACT, "file", program=program, shares=list(inputs.get("shares", [])),
-            params=dict(inputs.get("params", {})), reveal_to=list(reveal_to), callback=callback,
+            ORACLE_CONTRACT,
+            "file",
+            program=program,
+            shares=list(inputs.get("shares", [])),
+            params=dict(inputs.get("params", {})),
+            reveal_to=list(reveal_to),
+            callback=callback,
         )
 
 
@@ -73,7 +78,9 @@ def oracle_from_genesis(genesis: Genesis) -> OracleHook:
     requests. A genesis that enables ``mpc`` must register that contract.
     """
     if not any(c.name == ORACLE_CONTRACT for c in genesis.contracts):
-        raise GenesisError(f"genesis configures mpc but does not register the {ORACLE_CONTRACT} contract")
+        raise GenesisError(
+            f"genesis configures mpc but does not register the {ORACLE_CONTRACT} contract"
+        )
     return OracleHook()
 
 
@@ -81,7 +88,9 @@ def oracle_from_genesis(genesis: Genesis) -> OracleHook:
 
 
 def _seal_key(shared: bytes, eph: bytes, receiver: bytes) -> bytes:
-    return HKDF(hashes.SHA256(), 32, salt=None, info=b"accord/mpc/seal" + eph + receiver).derive(shared)
+    return HKDF(hashes.SHA256(), 32, salt=None, info=b"accord/mpc/seal" + eph + receiver).derive(
+        shared
+    )
 
 
 def seal(receiver: bytes, plaintext: bytes, aad: bytes) -> bytes:
@@ -102,7 +111,9 @@ def unseal(key: X25519PrivateKey, blob: bytes, aad: bytes) -> bytes:
     try:
         return AESGCM(k).decrypt(bytes(12), blob[32:], aad)
     except InvalidTag:
-        raise ProofError("sealed share does not open with this key (tampered or not ours)") from None
+        raise ProofError(
+            "sealed share does not open with this key (tampered or not ours)"
+        ) from None
 
 
 def _aad(request_id: bytes, server: int) -> bytes:
@@ -153,8 +164,10 @@ def _parse_request(d: Any) -> OracleRequest:
         raise MpcError("shares must be a list of names")
     if not (isinstance(params, dict) and all(isinstance(k, str) for k in params)):
         raise MpcError("params must be a map with string keys")
-    if not (isinstance(reveal_to, list)
-            and all(isinstance(k, bytes) and len(k) == 32 for k in reveal_to)):
+    if not (
+        isinstance(reveal_to, list)
+        and all(isinstance(k, bytes) and len(k) == 32 for k in reveal_to)
+    ):
         raise MpcError("reveal_to must list 32-byte keys")
     if type(deadline) is not int:
         raise MpcError("deadline must be an integer")
@@ -165,7 +178,12 @@ class OracleWorker:
     """Answers oracle requests for one MPC server (see the module docstring)."""
 
     def __init__(
-        self, server: MpcServer, account: AccountKey, genesis: Genesis, *, nonce: int = 0,
+        self,
+        server: MpcServer,
+        account: AccountKey,
+        genesis: Genesis,
+        *,
+        nonce: int = 0,
         gas_limit: int = 2_000_000,
     ) -> None:
         self.server = server
@@ -200,8 +218,9 @@ class OracleWorker:
         """
         self.nonce = int(client.account(self.account.address)["next_nonce"])
         try:
-            for item in client.stream(from_height=from_height, blocks=False, events=True,
-                                      contract=ORACLE_CONTRACT):
+            for item in client.stream(
+                from_height=from_height, blocks=False, events=True, contract=ORACLE_CONTRACT
+            ):
                 ev = getattr(item, "event", None)
                 if ev is None:
                     continue
@@ -211,8 +230,12 @@ class OracleWorker:
                         client.submit(tx)
                     except AccordError as e:  # one refused answer must not stop the worker
                         self.submit_errors += 1
-                        log.warning("server %d: answer to %s refused: %s", self.server.i,
-                                    req.id.hex(), e.message)
+                        log.warning(
+                            "server %d: answer to %s refused: %s",
+                            self.server.i,
+                            req.id.hex(),
+                            e.message,
+                        )
         except (AccordError, OSError, RuntimeError) as e:
             log.warning("server %d: stopped following the node: %s", self.server.i, e)
 
@@ -222,28 +245,51 @@ class OracleWorker:
         try:
             if req.program not in self.genesis.mpc.get("programs", {}):
                 raise MpcError(f"program {req.program!r} is not registered in genesis")
-            outputs, _public = self.server.run(oracle_session(req.id), req.program, req.shares, req.params)
+            outputs, _public = self.server.run(
+                oracle_session(req.id), req.program, req.shares, req.params
+            )
             payload = encoding.encode(
                 {
-                    name: {"shape": list(x.shape), "frac": x.frac,
-                           "a": np.ascontiguousarray(x.a).tobytes(),
-                           "b": np.ascontiguousarray(x.b).tobytes()}
+                    name: {
+                        "shape": list(x.shape),
+                        "frac": x.frac,
+                        "a": np.ascontiguousarray(x.a).tobytes(),
+                        "b": np.ascontiguousarray(x.b).tobytes(),
+                    }
                     for name, x in sorted(outputs.items())
                 }
             )
             sealed = {k.hex(): seal(k, payload, _aad(req.id, i)) for k in req.reveal_to}
-            args: dict[str, Value] = {"request_id": req.id, "ok": True, "outputs": sealed, "error": ""}
+            args: dict[str, Value] = {
+                "request_id": req.id,
+                "ok": True,
+                "outputs": sealed,
+                "error": "",
+            }
         except Exception as e:  # noqa: BLE001 - any failure is this request's, never the worker's
             self.failures += 1
             if isinstance(e, MpcAbort):
                 self.aborts += 1
-            code, msg = (e.code, e.message) if isinstance(e, AccordError) else (
-                "mpc_error", f"{type(e).__name__}: {e}")
+            code, msg = (
+                (e.code, e.message)
+                if isinstance(e, AccordError)
+                else ("mpc_error", f"{type(e).__name__}: {e}")
+            )
             log.warning("server %d: request %s failed: %s: %s", i, req.id.hex(), code, msg)
-            args = {"request_id": req.id, "ok": False, "outputs": {}, "error": f"{code}: {msg}"[:256]}
+            args = {
+                "request_id": req.id,
+                "ok": False,
+                "outputs": {},
+                "error": f"{code}: {msg}"[:256],
+            }
         tx = Tx.create(
-            self.account, chain_id=self.genesis.chain_id, contract=ORACLE_CONTRACT, method="answer",
-            args=args, nonce=self.nonce, gas_limit=self.gas_limit,
+            self.account,
+            chain_id=self.genesis.chain_id,
+            contract=ORACLE_CONTRACT,
+            method="answer",
+            args=args,
+            nonce=self.nonce,
+            gas_limit=self.gas_limit,
         )
         self.nonce += 1
         return tx
@@ -269,12 +315,17 @@ def open_result(
     out: dict[str, npt.NDArray[Any]] = {}
     for name in names:
         metas = [p.get(name) for p in pairs]
-        if any(m is None for m in metas) or len({(tuple(m["shape"]), m["frac"]) for m in metas}) != 1:  # type: ignore[index]
+        if (
+            any(m is None for m in metas)
+            or len({(tuple(m["shape"]), m["frac"]) for m in metas}) != 1  # type: ignore[index]
+        ):
             raise MpcError(f"servers disagree on output {name!r}")
         shape = tuple(metas[0]["shape"])  # type: ignore[index]
         shares: list[tuple[Ring, Ring] | None] = [
-            (np.frombuffer(m["a"], dtype=np.uint64).reshape(shape),  # type: ignore[index]
-             np.frombuffer(m["b"], dtype=np.uint64).reshape(shape))  # type: ignore[index]
+            (
+                np.frombuffer(m["a"], dtype=np.uint64).reshape(shape),  # type: ignore[index]
+                np.frombuffer(m["b"], dtype=np.uint64).reshape(shape),  # type: ignore[index]
+            )
             for m in metas
         ]
         out[name] = decode(combine(shares), int(metas[0]["frac"]))  # type: ignore[index]

@@ -42,7 +42,9 @@ def _rate(program: str, name: str, value: Any) -> float:
     try:
         rate = float(value)
     except ValueError:
-        raise MpcError(f"{program} needs {name} as a decimal string, not {str(value)[:32]!r}") from None
+        raise MpcError(
+            f"{program} needs {name} as a decimal string, not {str(value)[:32]!r}"
+        ) from None
     if not (math.isfinite(rate) and 0 < rate <= 16):
         raise MpcError(f"{program} needs 0 < {name} <= 16")
     return rate
@@ -91,7 +93,9 @@ def compare(party: Party, inputs: Inputs) -> dict[str, Any]:
     return {"lt": x < y}
 
 
-def lr_train(party: Party, inputs: Inputs, epochs: int = 5, lr: str = "0.5", batch: int = 128) -> dict[str, Any]:
+def lr_train(
+    party: Party, inputs: Inputs, epochs: int = 5, lr: str = "0.5", batch: int = 128
+) -> dict[str, Any]:
     """Train on row blocks ``X*``/``y*`` (horizontal) or column blocks ``F*`` (vertical)."""
     rows = sorted(k for k in inputs if k.startswith("X"))
     cols = sorted(k for k in inputs if k.startswith("F"))
@@ -112,23 +116,32 @@ def lr_train(party: Party, inputs: Inputs, epochs: int = 5, lr: str = "0.5", bat
         raise MpcError("lr_train needs an integer batch >= 1")
     steps = epochs * -(-n // batch)
     if steps > MAX_LR_STEPS:
-        raise MpcError(f"lr_train: epochs x ceil(n / batch) = {steps} gradient steps, at most "
-                       f"{MAX_LR_STEPS}; use fewer epochs or a larger batch")
+        raise MpcError(
+            f"lr_train: epochs x ceil(n / batch) = {steps} gradient steps, at most "
+            f"{MAX_LR_STEPS}; use fewer epochs or a larger batch"
+        )
     rate = _rate("lr_train", "lr", lr)
     held: list[tuple[SharedArray, SharedArray]] = []
-    ns = timed_until_all(party, lambda: held.append(
-        train_logistic(x, y, epochs=epochs, lr=rate, batch=batch)))
+    ns = timed_until_all(
+        party, lambda: held.append(train_logistic(x, y, epochs=epochs, lr=rate, batch=batch))
+    )
     w, b = held[0]
     return {"w": w, "b": b, "train_ns": ns}  # until the last server holds its model shares
 
 
-def lr_listing(party: Party, inputs: Inputs, round_cnt: int = 5, batch: int = 16, eta: str = "0.5") -> dict[str, Any]:
+def lr_listing(
+    party: Party, inputs: Inputs, round_cnt: int = 5, batch: int = 16, eta: str = "0.5"
+) -> dict[str, Any]:
     """The PrivPy talk's LR listing (:func:`accord.mpc.ml.train_listing`, loops rewritten):
     rows ``X``, labels ``y`` in {-1, 1} (integers), initial weights and bias ``w``."""
     x, y, w = _need(inputs, "X", "y", "w")
     if x.ndim != 2 or y.shape != (x.shape[0],) or w.shape != (x.shape[1] + 1,) or y.frac != 0:
         raise MpcError("lr_listing needs X (n, d), integer labels y (n,) and weights w (d + 1,)")
-    if type(round_cnt) is not int or type(batch) is not int or not (1 <= round_cnt <= 1000 and 1 <= batch <= x.shape[0]):
+    if (
+        type(round_cnt) is not int
+        or type(batch) is not int
+        or not (1 <= round_cnt <= 1000 and 1 <= batch <= x.shape[0])
+    ):
         raise MpcError("lr_listing needs 1 <= round_cnt <= 1000 and 1 <= batch <= n")
     return {"w": train_listing(party, x, y, w, round_cnt, batch, _rate("lr_listing", "eta", eta))}
 
@@ -158,7 +171,9 @@ def bench(party: Party, inputs: Inputs, n: int = 1_000_000, m: int = 500) -> dic
     ab = party.input_from(0, None if vals is None else vals.astype(np.uint64), (2 * int(n),))
     xy = SharedArray(party, ab[0], ab[1], f)
     x, y = xy[: int(n)], xy[int(n) :]
-    mm = party.input_from(0, None if mats is None else mats.astype(np.uint64), (2 * int(m) * int(m),))
+    mm = party.input_from(
+        0, None if mats is None else mats.astype(np.uint64), (2 * int(m) * int(m),)
+    )
     mab = SharedArray(party, mm[0], mm[1], f)
     ma = mab[: int(m) * int(m)].reshape(int(m), int(m))
     mb = mab[int(m) * int(m) :].reshape(int(m), int(m))

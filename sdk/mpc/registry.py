@@ -57,7 +57,9 @@ def parse_clients(entries: Any, *, quota_bytes: int, max_connections: int) -> di
             raise MpcError(f"client {name!r}: registered twice (by name or by key)")
         names.add(name)
         out[key] = Identity(
-            name, key, quota_bytes if quota_mb is None else quota_mb << 20,
+            name,
+            key,
+            quota_bytes if quota_mb is None else quota_mb << 20,
             max_connections if conns is None else conns,
         )
     return out

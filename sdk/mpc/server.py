@@ -104,7 +104,9 @@ def payload_arrays(payload: memoryview, specs: list[tuple[tuple[int, ...], int]]
         n = int(np.prod(shape, dtype=np.int64))
         if off + 8 * n > len(payload):
             raise MpcError("payload shorter than announced")
-        out.append(np.frombuffer(payload, dtype=np.uint64, count=n, offset=off).reshape(shape).copy())
+        out.append(
+            np.frombuffer(payload, dtype=np.uint64, count=n, offset=off).reshape(shape).copy()
+        )
         off += 8 * n
     if off != len(payload):
         raise MpcError("payload longer than announced")
@@ -211,8 +213,9 @@ def _rerandomise(party: Party, result: dict[str, Any]) -> dict[str, Any]:
     for k in names:
         v = result[k]
         n = v.size
-        out[k] = SharedArray(party, a[off : off + n].reshape(v.shape),
-                             b[off : off + n].reshape(v.shape), v.frac)
+        out[k] = SharedArray(
+            party, a[off : off + n].reshape(v.shape), b[off : off + n].reshape(v.shape), v.frac
+        )
         off += n
     return out
 
@@ -338,8 +341,13 @@ class MpcServer:
             self.client_bytes[it.owner] = self.client_bytes.get(it.owner, 0) + size
         self.grants = {k: v for k, v in grants.items() if k in self.store}
         if inputs:
-            log.info("server %d: reloaded %d inputs (%d bytes) and %d grants", self.i,
-                     len(inputs), self.stored_bytes, sum(len(g) for g in self.grants.values()))
+            log.info(
+                "server %d: reloaded %d inputs (%d bytes) and %d grants",
+                self.i,
+                len(inputs),
+                self.stored_bytes,
+                sum(len(g) for g in self.grants.values()),
+            )
 
     def identity(self, key: bytes) -> Identity | None:
         if self.clients_registry is None:
@@ -380,7 +388,9 @@ class MpcServer:
             sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.sendall(b"S" + bytes([self.i]))
-            ch, _ = Channel.handshake(sock, self.key, info.public_key, initiator=True, prologue=b"S")
+            ch, _ = Channel.handshake(
+                sock, self.key, info.public_key, initiator=True, prologue=b"S"
+            )
         except BaseException:
             sock.close()
             raise
@@ -461,13 +471,18 @@ class MpcServer:
             ip = str(addr[0])
             with self._qlock:
                 held = self._preauth.get(ip, 0)
-                admit = held < self.max_preauth_per_ip and sum(self._preauth.values()) < self.max_preauth
+                admit = (
+                    held < self.max_preauth_per_ip
+                    and sum(self._preauth.values()) < self.max_preauth
+                )
                 if admit:
                     self._preauth[ip] = held + 1
                 else:
                     self.refused_preauth += 1
             if not admit:
-                log.info("server %d: connection from %s refused: too many unauthenticated", self.i, ip)
+                log.info(
+                    "server %d: connection from %s refused: too many unauthenticated", self.i, ip
+                )
                 sock.close()
                 continue
             with contextlib.suppress(OSError):
@@ -542,10 +557,19 @@ class MpcServer:
                     else:
                         self.clients += 1
                 if full:
-                    log.info("server %d: client refused: %d connections open", self.i, self.max_clients)
+                    log.info(
+                        "server %d: client refused: %d connections open", self.i, self.max_clients
+                    )
                     with contextlib.suppress(AccordError):
-                        ch.send(pack({"t": "error", "code": "mpc_busy",
-                                      "message": f"too many client connections ({self.max_clients})"}))
+                        ch.send(
+                            pack(
+                                {
+                                    "t": "error",
+                                    "code": "mpc_busy",
+                                    "message": f"too many client connections ({self.max_clients})",
+                                }
+                            )
+                        )
                     ch.close()
                     return
                 try:
@@ -591,8 +615,11 @@ class MpcServer:
         """
         cutoff = time.monotonic() - self.timeout
         with self._qlock:
-            stale = [k for k, born in self._queue_born.items()
-                     if born < cutoff and k[0] not in self._active]
+            stale = [
+                k
+                for k, born in self._queue_born.items()
+                if born < cutoff and k[0] not in self._active
+            ]
             for k in stale:
                 self._queues.pop(k, None)
                 self._queue_born.pop(k, None)
@@ -634,14 +661,18 @@ class MpcServer:
                     continue
                 if len(payload) % 8:
                     raise MpcError("payload is not a whole number of words")
-                arr = np.frombuffer(payload, dtype=np.uint64)  # read-only; the engine never writes in place to received words
+                arr = np.frombuffer(
+                    payload, dtype=np.uint64
+                )  # read-only; the engine never writes in place to received words
                 # Blocks when the session is this many messages behind: TCP backpressure.
                 self.queue_for(header["s"], j).put(arr)
         except AccordError as e:
             if not self._stop.is_set():
                 log.warning("server %d: link to server %d ended: %s", self.i, j, e)
         except Exception as e:  # noqa: BLE001 - a frame no check foresaw ends the link, not the thread silently
-            log.warning("server %d: link to server %d ended: %s: %s", self.i, j, type(e).__name__, e)
+            log.warning(
+                "server %d: link to server %d ended: %s: %s", self.i, j, type(e).__name__, e
+            )
         finally:
             ch.close()
             with self._plock:
@@ -680,8 +711,11 @@ class MpcServer:
                 refusal = ("mpc_unregistered", "this client key is not registered with the cluster")
             elif self._conns.get(client_key, 0) >= ident.max_connections:
                 self.refused_clients += 1
-                refusal = ("mpc_quota", f"identity {ident.name!r} has its {ident.max_connections} "
-                           "connections open already")
+                refusal = (
+                    "mpc_quota",
+                    f"identity {ident.name!r} has its {ident.max_connections} "
+                    "connections open already",
+                )
             else:
                 self._conns[client_key] = self._conns.get(client_key, 0) + 1
                 self._client_channels.add(ch)
@@ -722,8 +756,13 @@ class MpcServer:
                 except Exception as e:  # noqa: BLE001 - no request may kill the server
                     self.bad_requests += 1
                     log.warning("server %d: request failed: %s: %s", self.i, type(e).__name__, e)
-                    reply = pack({"t": "error", "code": "mpc_error",
-                                  "message": f"{type(e).__name__}: {e}"[:512]})
+                    reply = pack(
+                        {
+                            "t": "error",
+                            "code": "mpc_error",
+                            "message": f"{type(e).__name__}: {e}"[:512],
+                        }
+                    )
                 ch.send(reply)
         except AccordError:
             pass
@@ -744,7 +783,9 @@ class MpcServer:
             full = qualify(client_key, name)
             size = 16 * math.prod(shp)  # two uint64 shares per element
             if len(payload) != size:
-                raise MpcError(f"bad store request: payload of {len(payload)} bytes, {size} announced")
+                raise MpcError(
+                    f"bad store request: payload of {len(payload)} bytes, {size} announced"
+                )
             ident = self.identity(client_key)
             quota = self.max_client_bytes if ident is None else ident.quota_bytes
             a, b = payload_arrays(payload, [(shp, 0), (shp, 0)])
@@ -755,8 +796,10 @@ class MpcServer:
                 if mine > quota or total > self.max_store_bytes:
                     self.refused_stores += 1
                     which = "this identity's" if mine > quota else "the server's"
-                    raise MpcError(f"store full: {name!r} ({size} bytes) exceeds {which} quota; "
-                                   "delete inputs first")
+                    raise MpcError(
+                        f"store full: {name!r} ({size} bytes) exceeds {which} quota; "
+                        "delete inputs first"
+                    )
                 if self.shares is not None:  # on disk before it counts as stored
                     self.shares.put_input(StoredInput(full, client_key, int(frac), a, b))
                 self._forget(full, keep_grants=True)
@@ -789,8 +832,10 @@ class MpcServer:
             if not isinstance(params, dict):
                 raise MpcError("bad run request: params is a map")
             outputs, public = self.run(
-                client_session(client_key, session), program,
-                self._resolve(inputs, program, client_key), params,
+                client_session(client_key, session),
+                program,
+                self._resolve(inputs, program, client_key),
+                params,
             )
             names = sorted(outputs)
             meta = {n: {"shape": list(outputs[n].shape), "frac": outputs[n].frac} for n in names}
@@ -808,14 +853,24 @@ class MpcServer:
         Only the owner reaches its input: the name is qualified by the key of this
         authenticated connection. A grant names programs and receivers, never "anyone".
         """
-        name, programs, receivers = header.get("name"), header.get("programs"), header.get("receivers")
+        name, programs, receivers = (
+            header.get("name"),
+            header.get("programs"),
+            header.get("receivers"),
+        )
         if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
             raise MpcError(f"bad {t} request: a name has 1..{MAX_NAME} characters")
-        if not (isinstance(programs, list) and 0 < len(programs) <= 64
-                and all(isinstance(p, str) for p in programs)):
+        if not (
+            isinstance(programs, list)
+            and 0 < len(programs) <= 64
+            and all(isinstance(p, str) for p in programs)
+        ):
             raise MpcError(f"bad {t} request: programs is a list of 1..64 program names")
-        if not (isinstance(receivers, list) and 0 < len(receivers) <= 256
-                and all(isinstance(r, bytes) and len(r) == 32 for r in receivers)):
+        if not (
+            isinstance(receivers, list)
+            and 0 < len(receivers) <= 256
+            and all(isinstance(r, bytes) and len(r) == 32 for r in receivers)
+        ):
             raise MpcError(f"bad {t} request: receivers is a list of 1..256 32-byte keys")
         unknown = [p for p in programs if p not in self.programs]
         if unknown:
@@ -835,7 +890,9 @@ class MpcServer:
                 self.grants[full] = now
             else:
                 self.grants.pop(full, None)
-        return pack({"t": "granted" if t == "grant" else "revoked", "name": name, "grants": len(now)})
+        return pack(
+            {"t": "granted" if t == "grant" else "revoked", "name": name, "grants": len(now)}
+        )
 
     def _resolve(self, items: Any, program: str, client_key: bytes) -> list[tuple[str, str]]:
         """A run request's inputs as (name the program sees, qualified name) pairs.
@@ -858,8 +915,12 @@ class MpcServer:
             shown = it.get("as", name)
             if not (isinstance(owner, bytes) and len(owner) == 32):
                 raise MpcError("bad run request: an input's owner is a 32-byte key")
-            if not (isinstance(name, str) and isinstance(shown, str)
-                    and 0 < len(name) <= MAX_NAME and 0 < len(shown) <= MAX_NAME):
+            if not (
+                isinstance(name, str)
+                and isinstance(shown, str)
+                and 0 < len(name) <= MAX_NAME
+                and 0 < len(shown) <= MAX_NAME
+            ):
                 raise MpcError(f"bad run request: input names have 1..{MAX_NAME} characters")
             full = qualify(owner, name)
             if owner != client_key:
@@ -867,8 +928,10 @@ class MpcServer:
                     allowed = (program, client_key) in self.grants.get(full, set())
                 if not allowed:
                     self.refused_grants += 1
-                    raise MpcError(f"input {name!r} of owner {owner.hex()[:16]} is not granted to "
-                                   f"this key for program {program!r}")
+                    raise MpcError(
+                        f"input {name!r} of owner {owner.hex()[:16]} is not granted to "
+                        f"this key for program {program!r}"
+                    )
             out.append((shown, full))
         return out
 
@@ -901,7 +964,10 @@ class MpcServer:
         return cls(self.i, self.pair_keys, _SessionTransport(self, session), self.fp, session)
 
     def run(
-        self, session: str, program: str, inputs: list[str] | list[tuple[str, str]],
+        self,
+        session: str,
+        program: str,
+        inputs: list[str] | list[tuple[str, str]],
         params: dict[str, Any],
     ) -> tuple[dict[str, SharedArray], dict[str, Any]]:
         """Run one program in step with the other two servers; all outputs or an error.
@@ -948,7 +1014,9 @@ class MpcServer:
             except AccordError:
                 raise
             except Exception as e:  # noqa: BLE001 - bad inputs or params must not escape raw
-                raise MpcError(f"program {program!r} failed: {type(e).__name__}: {e}"[:300]) from None
+                raise MpcError(
+                    f"program {program!r} failed: {type(e).__name__}: {e}"[:300]
+                ) from None
         except BaseException as e:
             self.failed_runs += 1
             if isinstance(e, MpcAbort):

@@ -50,8 +50,14 @@ class ShareStore:
         self.path.mkdir(parents=True, exist_ok=True)
         # Copy-on-write needs room for old and new pages of a replaced input until the commit,
         # so the map is twice the quota (a sparse file: unused space costs nothing).
-        self._env = lmdb.open(str(self.path), map_size=2 * max_bytes + (256 << 20), max_dbs=4,
-                              sync=True, metasync=True, readahead=False)
+        self._env = lmdb.open(
+            str(self.path),
+            map_size=2 * max_bytes + (256 << 20),
+            max_dbs=4,
+            sync=True,
+            metasync=True,
+            readahead=False,
+        )
         self._inputs = self._env.open_db(b"inputs")
         self._grants = self._env.open_db(b"grants")
         self._lock = threading.Lock()
@@ -61,9 +67,17 @@ class ShareStore:
         self._env.close()
 
     def put_input(self, item: StoredInput) -> None:
-        head = encoding.encode({"owner": item.owner, "frac": item.frac, "shape": list(item.a.shape)})
-        rec = b"".join((struct.pack(">I", len(head)), head,
-                        np.ascontiguousarray(item.a).tobytes(), np.ascontiguousarray(item.b).tobytes()))
+        head = encoding.encode(
+            {"owner": item.owner, "frac": item.frac, "shape": list(item.a.shape)}
+        )
+        rec = b"".join(
+            (
+                struct.pack(">I", len(head)),
+                head,
+                np.ascontiguousarray(item.a).tobytes(),
+                np.ascontiguousarray(item.b).tobytes(),
+            )
+        )
         self._write(lambda txn: txn.put(item.name.encode(), rec, db=self._inputs))
 
     def delete_input(self, name: str) -> None:
@@ -117,8 +131,13 @@ def _parse_input(name: str, rec: bytes) -> StoredInput:
     if not isinstance(head, dict):
         raise MpcError("record header is not a map")
     owner, frac, shape = head.get("owner"), head.get("frac"), head.get("shape")
-    if not (isinstance(owner, bytes) and len(owner) == 32 and type(frac) is int
-            and isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+    if not (
+        isinstance(owner, bytes)
+        and len(owner) == 32
+        and type(frac) is int
+        and isinstance(shape, list)
+        and all(type(d) is int and d >= 0 for d in shape)
+    ):
         raise MpcError("record header fields are malformed")
     count = math.prod(shape)
     body = rec[4 + n :]
@@ -135,8 +154,13 @@ def _parse_grants(rec: bytes) -> set[Grant]:
         raise MpcError("grant record is not a list")
     out: set[Grant] = set()
     for it in items:
-        if not (isinstance(it, list) and len(it) == 2 and isinstance(it[0], str)
-                and isinstance(it[1], bytes) and len(it[1]) == 32):
+        if not (
+            isinstance(it, list)
+            and len(it) == 2
+            and isinstance(it[0], str)
+            and isinstance(it[1], bytes)
+            and len(it[1]) == 32
+        ):
             raise MpcError("malformed grant")
         out.add((it[0], it[1]))
     return out

@@ -92,7 +92,11 @@ class Batch:
         """The value with ``k`` axes inserted after the loop axis (per-element broadcasting)."""
         if k <= 0:
             return self.v
-        shape = (self.n,) + (1,) * k + tuple(np.shape(self.v.a if isinstance(self.v, SharedArray) else self.v))[1:]
+        shape = (
+            (self.n,)
+            + (1,) * k
+            + tuple(np.shape(self.v.a if isinstance(self.v, SharedArray) else self.v))[1:]
+        )
         return self.v.reshape(shape)
 
     def __getitem__(self, key: Any) -> Batch:
@@ -133,9 +137,16 @@ def _align(args: list[Any]) -> tuple[list[Any], int]:
 
 
 _BINOPS: dict[str, Callable[[Any, Any], Any]] = {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "truediv": operator.truediv,
-    "lt": operator.lt, "gt": operator.gt, "le": operator.le, "ge": operator.ge,
-    "eq": operator.eq, "ne": operator.ne,
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "truediv": operator.truediv,
+    "lt": operator.lt,
+    "gt": operator.gt,
+    "le": operator.le,
+    "ge": operator.ge,
+    "eq": operator.eq,
+    "ne": operator.ne,
 }
 
 
@@ -220,8 +231,19 @@ def register(fn: Callable[..., Any], batched: Callable[..., Any] | None = None) 
     REGISTRY[fn] = batched or _elementwise(fn)
 
 
-for _f in (engine.sigmoid, engine.relu, engine.maximum, engine.where, engine.select,
-           engine.reciprocal, engine.mulv, engine.exp, engine.log, engine.sqrt, engine.divide):
+for _f in (
+    engine.sigmoid,
+    engine.relu,
+    engine.maximum,
+    engine.where,
+    engine.select,
+    engine.reciprocal,
+    engine.mulv,
+    engine.exp,
+    engine.log,
+    engine.sqrt,
+    engine.divide,
+):
     register(_f)
 register(engine.append, _append_batch)
 register(engine.dot, lambda x, y: matmul(x, y))
@@ -236,8 +258,10 @@ def call(fn: Any, *args: Any, **kw: Any) -> Any:
     # The name was rebound since the rewrite: stay correct, one element at a time.
     n = next(a.n for a in (*args, *kw.values()) if isinstance(a, Batch))
     outs = [
-        fn(*[a.lane(k) if isinstance(a, Batch) else a for a in args],
-           **{key: (a.lane(k) if isinstance(a, Batch) else a) for key, a in kw.items()})
+        fn(
+            *[a.lane(k) if isinstance(a, Batch) else a for a in args],
+            **{key: (a.lane(k) if isinstance(a, Batch) else a) for key, a in kw.items()},
+        )
         for k in range(n)
     ]
     return Batch(_stack(outs), n)
@@ -340,8 +364,17 @@ def _hcall(attr: str, *args: ast.expr) -> ast.Call:
 
 
 _OPNAMES: dict[type, str] = {
-    ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "truediv", ast.MatMult: "matmul",
-    ast.Lt: "lt", ast.Gt: "gt", ast.LtE: "le", ast.GtE: "ge", ast.Eq: "eq", ast.NotEq: "ne",
+    ast.Add: "add",
+    ast.Sub: "sub",
+    ast.Mult: "mul",
+    ast.Div: "truediv",
+    ast.MatMult: "matmul",
+    ast.Lt: "lt",
+    ast.Gt: "gt",
+    ast.LtE: "le",
+    ast.GtE: "ge",
+    ast.Eq: "eq",
+    ast.NotEq: "ne",
 }
 
 
@@ -363,10 +396,16 @@ class _Element:
             left_var = isinstance(s.left, ast.Name) and s.left.id == self.var
             right_var = isinstance(s.right, ast.Name) and s.right.id == self.var
             if left_var and not self.uses(s.right):
-                return s.right if isinstance(s.op, ast.Add) else ast.UnaryOp(op=ast.USub(), operand=s.right)
+                return (
+                    s.right
+                    if isinstance(s.op, ast.Add)
+                    else ast.UnaryOp(op=ast.USub(), operand=s.right)
+                )
             if right_var and isinstance(s.op, ast.Add) and not self.uses(s.left):
                 return s.left
-        raise _Unsupported(f"index {ast.unparse(s)!r} is not {self.var}, {self.var} + c or {self.var} - c")
+        raise _Unsupported(
+            f"index {ast.unparse(s)!r} is not {self.var}, {self.var} + c or {self.var} - c"
+        )
 
     def rw(self, node: ast.expr) -> ast.expr:
         if not self.uses(node):
@@ -379,7 +418,9 @@ class _Element:
             if not self.uses(s):
                 return ast.Subscript(value=self.rw(node.value), slice=s, ctx=ast.Load())
             if self.uses(node.value):
-                raise _Unsupported(f"{ast.unparse(node)!r} indexes a value that itself depends on {self.var}")
+                raise _Unsupported(
+                    f"{ast.unparse(node)!r} indexes a value that itself depends on {self.var}"
+                )
             rest: list[ast.expr] = []
             if isinstance(s, ast.Tuple):
                 first, rest = s.elts[0], list(s.elts[1:])
@@ -389,34 +430,64 @@ class _Element:
                 first = s
             out: ast.expr = _hcall("lanes", r, node.value, self.offset(first))
             if rest:
-                out = ast.Subscript(value=out, slice=ast.Tuple(elts=rest, ctx=ast.Load()), ctx=ast.Load())
+                out = ast.Subscript(
+                    value=out, slice=ast.Tuple(elts=rest, ctx=ast.Load()), ctx=ast.Load()
+                )
             return out
         if isinstance(node, ast.BinOp) and type(node.op) in _OPNAMES:
-            return _hcall("bin", ast.Constant(_OPNAMES[type(node.op)]), self.rw(node.left), self.rw(node.right))
+            return _hcall(
+                "bin",
+                ast.Constant(_OPNAMES[type(node.op)]),
+                self.rw(node.left),
+                self.rw(node.right),
+            )
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            return _hcall("un", ast.Constant("neg" if isinstance(node.op, ast.USub) else "pos"), self.rw(node.operand))
+            return _hcall(
+                "un",
+                ast.Constant("neg" if isinstance(node.op, ast.USub) else "pos"),
+                self.rw(node.operand),
+            )
         if isinstance(node, ast.Compare):
             if len(node.ops) != 1 or type(node.ops[0]) not in _OPNAMES:
                 raise _Unsupported("chained or non-arithmetic comparison")
-            return _hcall("bin", ast.Constant(_OPNAMES[type(node.ops[0])]), self.rw(node.left),
-                          self.rw(node.comparators[0]))
+            return _hcall(
+                "bin",
+                ast.Constant(_OPNAMES[type(node.ops[0])]),
+                self.rw(node.left),
+                self.rw(node.comparators[0]),
+            )
         if isinstance(node, ast.Attribute) and node.attr == "T":
             return ast.Attribute(value=self.rw(node.value), attr="T", ctx=ast.Load())
         if isinstance(node, ast.Call):
             f = node.func
-            if isinstance(f, ast.Attribute) and f.attr == "sum" and not node.args and not node.keywords:
-                return ast.Call(func=ast.Attribute(value=self.rw(f.value), attr="sum", ctx=ast.Load()),
-                                args=[], keywords=[])
+            if (
+                isinstance(f, ast.Attribute)
+                and f.attr == "sum"
+                and not node.args
+                and not node.keywords
+            ):
+                return ast.Call(
+                    func=ast.Attribute(value=self.rw(f.value), attr="sum", ctx=ast.Load()),
+                    args=[],
+                    keywords=[],
+                )
             if self.uses(f):
                 raise _Unsupported(f"calls a function that depends on {self.var}")
             target = self.resolve(f)
             if target is None or target not in REGISTRY:
-                raise _Unsupported(f"calls {ast.unparse(f)!r}, which is not a known element-wise "
-                                   "function (see accord.mpc.vectorize.register)")
-            if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+                raise _Unsupported(
+                    f"calls {ast.unparse(f)!r}, which is not a known element-wise "
+                    "function (see accord.mpc.vectorize.register)"
+                )
+            if any(isinstance(a, ast.Starred) for a in node.args) or any(
+                k.arg is None for k in node.keywords
+            ):
                 raise _Unsupported("star arguments")
-            return ast.Call(func=_helper("call"), args=[f, *[self.rw(a) for a in node.args]],
-                            keywords=[ast.keyword(arg=k.arg, value=self.rw(k.value)) for k in node.keywords])
+            return ast.Call(
+                func=_helper("call"),
+                args=[f, *[self.rw(a) for a in node.args]],
+                keywords=[ast.keyword(arg=k.arg, value=self.rw(k.value)) for k in node.keywords],
+            )
         raise _Unsupported(f"{type(node).__name__} expressions that depend on {self.var}")
 
 
@@ -441,10 +512,16 @@ class _Rewriter(ast.NodeTransformer):
         return None
 
     def _range(self, it: ast.expr) -> bool:
-        return (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"
-                and "range" not in self.locals and self.env.get("range", range) is range
-                and 1 <= len(it.args) <= 3 and not it.keywords
-                and not any(isinstance(a, ast.Starred) for a in it.args))
+        return (
+            isinstance(it, ast.Call)
+            and isinstance(it.func, ast.Name)
+            and it.func.id == "range"
+            and "range" not in self.locals
+            and self.env.get("range", range) is range
+            and 1 <= len(it.args) <= 3
+            and not it.keywords
+            and not any(isinstance(a, ast.Starred) for a in it.args)
+        )
 
     def _rname(self) -> str:
         self.count += 1
@@ -454,8 +531,15 @@ class _Rewriter(ast.NodeTransformer):
         new = _Element(var, rname, self.resolve).rw(expr)
         if HELPER in _names(expr) or any(isinstance(n, ast.Lambda) for n in ast.walk(expr)):
             raise _Unsupported("contains a nested loop or lambda")
-        args = ast.arguments(posonlyargs=[], args=[ast.arg(arg=rname)], vararg=None, kwonlyargs=[],
-                             kw_defaults=[], kwarg=None, defaults=[])
+        args = ast.arguments(
+            posonlyargs=[],
+            args=[ast.arg(arg=rname)],
+            vararg=None,
+            kwonlyargs=[],
+            kw_defaults=[],
+            kwarg=None,
+            defaults=[],
+        )
         return ast.Lambda(args=args, body=new)
 
     def _comp_parts(self, node: ast.ListComp | ast.GeneratorExp) -> tuple[str, ast.expr]:
@@ -507,12 +591,22 @@ class _Rewriter(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> Any:
         self.generic_visit(node)
         f = node.func
-        if not (isinstance(f, ast.Name) and f.id == "sum" and self.resolve(f) is builtins.sum
-                and 1 <= len(node.args) <= 2 and not node.keywords):
+        if not (
+            isinstance(f, ast.Name)
+            and f.id == "sum"
+            and self.resolve(f) is builtins.sum
+            and 1 <= len(node.args) <= 2
+            and not node.keywords
+        ):
             return node
         arg = node.args[0]
-        if isinstance(arg, ast.Call) and isinstance(arg.func, ast.Attribute) and arg.func.attr == "comprehension" \
-                and isinstance(arg.func.value, ast.Name) and arg.func.value.id == HELPER:
+        if (
+            isinstance(arg, ast.Call)
+            and isinstance(arg.func, ast.Attribute)
+            and arg.func.attr == "comprehension"
+            and isinstance(arg.func.value, ast.Name)
+            and arg.func.value.id == HELPER
+        ):
             self.report[-1] = LoopReport(self.report[-1].line, "sum")
             return ast.copy_location(_hcall("total", *arg.args, *node.args[1:]), node)
         if isinstance(arg, ast.GeneratorExp):
@@ -549,19 +643,29 @@ class _Rewriter(ast.NodeTransformer):
         if node.orelse:
             raise _Unsupported("for ... else")
         if len(node.body) != 1:
-            raise _Unsupported(f"the body has {len(node.body)} statements (write it as one "
-                               "accumulation, one append or a comprehension)")
+            raise _Unsupported(
+                f"the body has {len(node.body)} statements (write it as one "
+                "accumulation, one append or a comprehension)"
+            )
         st = node.body[0]
         rname = self._rname()
         r_load = ast.Name(id=rname, ctx=ast.Load())
         new: ast.stmt
         kind: str
-        if isinstance(st, ast.AugAssign) and isinstance(st.target, ast.Name) \
-                and isinstance(st.op, (ast.Add, ast.Sub)):
+        if (
+            isinstance(st, ast.AugAssign)
+            and isinstance(st.target, ast.Name)
+            and isinstance(st.op, (ast.Add, ast.Sub))
+        ):
             acc, expr, sign = st.target.id, st.value, 1 if isinstance(st.op, ast.Add) else -1
             kind = "accumulate"
-        elif isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name) \
-                and isinstance(st.value, ast.BinOp) and isinstance(st.value.op, (ast.Add, ast.Sub)):
+        elif (
+            isinstance(st, ast.Assign)
+            and len(st.targets) == 1
+            and isinstance(st.targets[0], ast.Name)
+            and isinstance(st.value, ast.BinOp)
+            and isinstance(st.value.op, (ast.Add, ast.Sub))
+        ):
             acc = st.targets[0].id
             b = st.value
             if isinstance(b.left, ast.Name) and b.left.id == acc:
@@ -571,17 +675,29 @@ class _Rewriter(ast.NodeTransformer):
             else:
                 raise _Unsupported("an assignment that is not acc = acc + E")
             kind = "accumulate"
-        elif isinstance(st, ast.Expr) and isinstance(st.value, ast.Call) \
-                and isinstance(st.value.func, ast.Attribute) and st.value.func.attr == "append" \
-                and isinstance(st.value.func.value, ast.Name) and len(st.value.args) == 1 \
-                and not st.value.keywords:
+        elif (
+            isinstance(st, ast.Expr)
+            and isinstance(st.value, ast.Call)
+            and isinstance(st.value.func, ast.Attribute)
+            and st.value.func.attr == "append"
+            and isinstance(st.value.func.value, ast.Name)
+            and len(st.value.args) == 1
+            and not st.value.keywords
+        ):
             acc, expr, sign = st.value.func.value.id, st.value.args[0], 0
             kind = "append"
-        elif isinstance(st, (ast.Assign, ast.AugAssign)) and any(
+        elif (
+            isinstance(st, (ast.Assign, ast.AugAssign))
+            and any(
                 isinstance(t, ast.Name) and t.id in _names(getattr(st, "value", st))
-                for t in (st.targets if isinstance(st, ast.Assign) else [st.target])) or isinstance(st, ast.AugAssign):
-            raise _Unsupported("each step reads the result of the previous one (only sums are "
-                               "rewritten, not running products or other recurrences)")
+                for t in (st.targets if isinstance(st, ast.Assign) else [st.target])
+            )
+            or isinstance(st, ast.AugAssign)
+        ):
+            raise _Unsupported(
+                "each step reads the result of the previous one (only sums are "
+                "rewritten, not running products or other recurrences)"
+            )
         else:
             raise _Unsupported("the body is not an accumulation (acc += E) or an append")
         if acc == var or acc in _names(expr):
@@ -593,15 +709,27 @@ class _Rewriter(ast.NodeTransformer):
         if kind == "append":
             new = ast.Expr(value=_hcall("extend", acc_load, r_load, lam))
         else:
-            new = ast.Assign(targets=[ast.Name(id=acc, ctx=ast.Store())],
-                             value=_hcall("accumulate", acc_load, ast.Constant(sign), r_load, lam))
+            new = ast.Assign(
+                targets=[ast.Name(id=acc, ctx=ast.Store())],
+                value=_hcall("accumulate", acc_load, ast.Constant(sign), r_load, lam),
+            )
         self._note(node, kind)
         # The loop variable keeps its last value, as after the loop.
-        last = ast.If(test=r_load, body=[ast.Assign(
-            targets=[ast.Name(id=var, ctx=ast.Store())],
-            value=ast.Subscript(value=r_load, slice=ast.Constant(-1), ctx=ast.Load()))], orelse=[])
-        stmts: list[ast.stmt] = [ast.Assign(targets=[ast.Name(id=rname, ctx=ast.Store())], value=node.iter),
-                                 new, last]
+        last = ast.If(
+            test=r_load,
+            body=[
+                ast.Assign(
+                    targets=[ast.Name(id=var, ctx=ast.Store())],
+                    value=ast.Subscript(value=r_load, slice=ast.Constant(-1), ctx=ast.Load()),
+                )
+            ],
+            orelse=[],
+        )
+        stmts: list[ast.stmt] = [
+            ast.Assign(targets=[ast.Name(id=rname, ctx=ast.Store())], value=node.iter),
+            new,
+            last,
+        ]
         for s in stmts:
             ast.copy_location(s, node)
         return stmts
@@ -654,7 +782,13 @@ def vectorize(fn: Callable[..., Any] | None = None, *, strict: bool = False) -> 
     ast.increment_lineno(tree, first - 1)
     fdef.decorator_list = []
     fdef.returns = None
-    for a in (*fdef.args.posonlyargs, *fdef.args.args, *fdef.args.kwonlyargs, fdef.args.vararg, fdef.args.kwarg):
+    for a in (
+        *fdef.args.posonlyargs,
+        *fdef.args.args,
+        *fdef.args.kwonlyargs,
+        fdef.args.vararg,
+        fdef.args.kwarg,
+    ):
         if a is not None:
             a.annotation = None
     fdef.args.defaults = []
@@ -666,17 +800,27 @@ def vectorize(fn: Callable[..., Any] | None = None, *, strict: bool = False) -> 
     rw.visit(fdef)
     problems = [r for r in rw.report if r.kind == "not rewritten"]
     for p in problems:
-        msg = (f"{fn.__qualname__}, line {p.line}: loop not vectorised ({p.detail}); "
-               "it runs as written, one round trip per element")
+        msg = (
+            f"{fn.__qualname__}, line {p.line}: loop not vectorised ({p.detail}); "
+            "it runs as written, one round trip per element"
+        )
         if strict:
             raise VectorizeError(msg)
         warnings.warn(msg, VectorizeWarning, stacklevel=2)
     maker = ast.FunctionDef(
         name="__accord_make__",
-        args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=HELPER), *[ast.arg(arg=v) for v in free]],
-                           vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
+        args=ast.arguments(
+            posonlyargs=[],
+            args=[ast.arg(arg=HELPER), *[ast.arg(arg=v) for v in free]],
+            vararg=None,
+            kwonlyargs=[],
+            kw_defaults=[],
+            kwarg=None,
+            defaults=[],
+        ),
         body=[fdef, ast.Return(value=ast.Name(id=fdef.name, ctx=ast.Load()))],
-        decorator_list=[], returns=None,
+        decorator_list=[],
+        returns=None,
     )
     ast.copy_location(maker, fdef)
     module = ast.fix_missing_locations(ast.Module(body=[maker], type_ignores=[]))

@@ -63,8 +63,10 @@ def argmin_onehot(d: SharedArray) -> SharedArray:
     for p, (j, m) in enumerate(pairs):
         wins[m].append(later[p])
         wins[j].append(1 - later[p])
-    table = concatenate([concatenate([w.reshape(n, 1) for w in ws], axis=1).reshape(n, 1, k - 1)
-                         for ws in wins], axis=1)
+    table = concatenate(
+        [concatenate([w.reshape(n, 1) for w in ws], axis=1).reshape(n, 1, k - 1) for ws in wins],
+        axis=1,
+    )
     return _and_all(table)
 
 
@@ -118,7 +120,9 @@ def kmeans_plain(
     return c, lab
 
 
-def blobs(n: int, d: int = 28, k: int = 5, seed: int = 0) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def blobs(
+    n: int, d: int = 28, k: int = 5, seed: int = 0
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """A synthetic set of PrivPy's K-means shape: n points, d features, k clusters
     (Gaussian blobs, then standardised); returns (points, initial centres = k of the points)."""
     rng = np.random.default_rng(seed)
@@ -130,8 +134,12 @@ def blobs(n: int, d: int = 28, k: int = 5, seed: int = 0) -> tuple[npt.NDArray[n
 
 # --- CNN inference ---------------------------------------------------------------------------
 
-_ROWS = np.array([[[r + i for i in range(3) for _ in range(3)] for _ in range(6)] for r in range(6)])
-_COLS = np.array([[[c + j for _ in range(3) for j in range(3)] for c in range(6)] for _ in range(6)])
+_ROWS = np.array(
+    [[[r + i for i in range(3) for _ in range(3)] for _ in range(6)] for r in range(6)]
+)
+_COLS = np.array(
+    [[[c + j for _ in range(3) for j in range(3)] for c in range(6)] for _ in range(6)]
+)
 
 
 def load_digits() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
@@ -144,7 +152,9 @@ def load_digits() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     return np.asarray(data.images, dtype=np.float64) / 16.0, np.asarray(data.target, dtype=np.int64)
 
 
-def digits_split(seed: int = 0, train: int = 1500) -> tuple[
+def digits_split(
+    seed: int = 0, train: int = 1500
+) -> tuple[
     npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]
 ]:
     """A shuffled train/test split of the digits (the set is ordered by writer, so the last
@@ -165,7 +175,15 @@ def _forward(p: Params, x: npt.NDArray[np.float64]) -> dict[str, Any]:
     z2 = a1 @ p["W2"] + p["b2"]
     a2 = np.maximum(z2, 0.0)
     z3 = a2 @ p["W3"] + p["b3"]
-    return {"patches": patches, "blocks": blocks, "pooled": pooled, "a1": a1, "z2": z2, "a2": a2, "z3": z3}
+    return {
+        "patches": patches,
+        "blocks": blocks,
+        "pooled": pooled,
+        "a1": a1,
+        "z2": z2,
+        "a2": a2,
+        "z3": z3,
+    }
 
 
 def cnn_plain(p: Params, x: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
@@ -179,9 +197,12 @@ def train_cnn(
     """Train the network in NumPy (Adam, mini-batches of 32, softmax cross-entropy)."""
     rng = np.random.default_rng(seed)
     p: Params = {
-        "W1": rng.normal(0, np.sqrt(2 / 9), (9, 6)), "b1": np.zeros(6),
-        "W2": rng.normal(0, np.sqrt(2 / 54), (54, 16)), "b2": np.zeros(16),
-        "W3": rng.normal(0, np.sqrt(2 / 16), (16, 10)), "b3": np.zeros(10),
+        "W1": rng.normal(0, np.sqrt(2 / 9), (9, 6)),
+        "b1": np.zeros(6),
+        "W2": rng.normal(0, np.sqrt(2 / 54), (54, 16)),
+        "b2": np.zeros(16),
+        "W3": rng.normal(0, np.sqrt(2 / 16), (16, 10)),
+        "b3": np.zeros(10),
     }
     m = {k: np.zeros_like(v) for k, v in p.items()}
     v2 = {k: np.zeros_like(v) for k, v in p.items()}
@@ -214,9 +235,12 @@ def _grads(p: Params, x: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> P
     mask = f["blocks"] == f["pooled"][:, :, None, :, None, :]
     dz1 = (mask * da1[:, :, None, :, None, :]).reshape(n, 6, 6, 6)
     return {
-        "W1": f["patches"].reshape(-1, 9).T @ dz1.reshape(-1, 6), "b1": dz1.reshape(-1, 6).sum(axis=0),
-        "W2": f["a1"].T @ dz2, "b2": dz2.sum(axis=0),
-        "W3": f["a2"].T @ dz3, "b3": dz3.sum(axis=0),
+        "W1": f["patches"].reshape(-1, 9).T @ dz1.reshape(-1, 6),
+        "b1": dz1.reshape(-1, 6).sum(axis=0),
+        "W2": f["a1"].T @ dz2,
+        "b2": dz2.sum(axis=0),
+        "W3": f["a2"].T @ dz3,
+        "b3": dz3.sum(axis=0),
     }
 
 
@@ -230,7 +254,11 @@ def cnn_infer(images: SharedArray, p: dict[str, SharedArray]) -> SharedArray:
     missing = [k for k in CNN_PARAMS if k not in p]
     if missing:
         raise MpcError(f"missing weights: {', '.join(missing)}")
-    wrong = [f"{k} {p[k].shape} (expected {CNN_SHAPES[k]})" for k in CNN_PARAMS if p[k].shape != CNN_SHAPES[k]]
+    wrong = [
+        f"{k} {p[k].shape} (expected {CNN_SHAPES[k]})"
+        for k in CNN_PARAMS
+        if p[k].shape != CNN_SHAPES[k]
+    ]
     if wrong:
         raise MpcError(f"weights of the wrong shape: {', '.join(wrong)}")
     if images.ndim != 3 or images.shape[1:] != (8, 8):

@@ -8,7 +8,15 @@ from .frames import Kind, KindSpec, Overflow, decode_frame, encode_frame, kind_s
 from .transport import MessageHandler, NetConfig, PeerHandler, RequestHandler, Transport
 
 __all__ = [
-    "Kind", "KindSpec", "MessageHandler", "NetConfig", "Overflow", "PeerHandler", "RequestHandler",
+    "Kind",
+    "KindSpec",
+    "MessageHandler",
+    "NetConfig",
+    "Overflow",
+    "PeerHandler",
+    "RequestHandler",
     "Transport",
-    "decode_frame", "encode_frame", "kind_specs",
+    "decode_frame",
+    "encode_frame",
+    "kind_specs",
 ]

@@ -47,7 +47,11 @@ def new_nonce() -> bytes:
 
 
 def transcript(
-    genesis_hash: bytes, dialer_nonce: bytes, acceptor_nonce: bytes, signer: int, peer: int,
+    genesis_hash: bytes,
+    dialer_nonce: bytes,
+    acceptor_nonce: bytes,
+    signer: int,
+    peer: int,
     binding: bytes | None = None,
 ) -> bytes:
     parts: list[encoding.Value] = [DOMAIN, genesis_hash, dialer_nonce, acceptor_nonce, signer, peer]
@@ -57,24 +61,40 @@ def transcript(
 
 
 def sign(
-    secret: bytes, genesis_hash: bytes, dialer_nonce: bytes, acceptor_nonce: bytes, signer: int, peer: int,
+    secret: bytes,
+    genesis_hash: bytes,
+    dialer_nonce: bytes,
+    acceptor_nonce: bytes,
+    signer: int,
+    peer: int,
     binding: bytes | None = None,
 ) -> bytes:
-    return bls.sign(secret, transcript(genesis_hash, dialer_nonce, acceptor_nonce, signer, peer, binding))
+    return bls.sign(
+        secret, transcript(genesis_hash, dialer_nonce, acceptor_nonce, signer, peer, binding)
+    )
 
 
 def verify(
-    public_key: bytes, signature: object, genesis_hash: bytes, dialer_nonce: bytes,
-    acceptor_nonce: bytes, signer: int, peer: int, binding: bytes | None = None,
+    public_key: bytes,
+    signature: object,
+    genesis_hash: bytes,
+    dialer_nonce: bytes,
+    acceptor_nonce: bytes,
+    signer: int,
+    peer: int,
+    binding: bytes | None = None,
 ) -> None:
     """Raise :class:`HandshakeRefused` (reason ``bad_signature``) unless it verifies."""
     if type(signature) is not bytes or len(signature) != bls.SIGNATURE_SIZE:
         raise HandshakeRefused("handshake signature has the wrong shape", reason="malformed")
     msg = transcript(genesis_hash, dialer_nonce, acceptor_nonce, signer, peer, binding)
     if not bls.verify(public_key, msg, signature):
-        why = ("handshake signature does not verify (on TLS: it does not cover the certificate this "
-               "connection runs under, e.g. a man in the middle)" if binding is not None
-               else "handshake signature does not verify")
+        why = (
+            "handshake signature does not verify (on TLS: it does not cover the certificate this "
+            "connection runs under, e.g. a man in the middle)"
+            if binding is not None
+            else "handshake signature does not verify"
+        )
         raise HandshakeRefused(why, reason="bad_signature")
 
 

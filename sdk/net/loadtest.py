@@ -47,14 +47,30 @@ def _genesis(n: int, fanout: int) -> Genesis:
     vals = []
     for i in range(n):
         sk = bls.demo_secret(f"load-{i}")
-        vals.append(ValidatorInfo(name=f"load-{i}", bls_public_key=bls.public_key(sk).hex(),
-                                  pop=bls.pop_prove(sk).hex(), host="127.0.0.1", port=ports[i]))
-    return Genesis(chain_id="accord-net-load", genesis_time_ms=0, validators=vals,
-                   consensus=ConsensusParams(gossip_fanout=fanout))
+        vals.append(
+            ValidatorInfo(
+                name=f"load-{i}",
+                bls_public_key=bls.public_key(sk).hex(),
+                pop=bls.pop_prove(sk).hex(),
+                host="127.0.0.1",
+                port=ports[i],
+            )
+        )
+    return Genesis(
+        chain_id="accord-net-load",
+        genesis_time_ms=0,
+        validators=vals,
+        consensus=ConsensusParams(gossip_fanout=fanout),
+    )
 
 
 async def _worker(
-    genesis: Genesis, index: int, duration: float, rate: int, tx_size: int, tls_dir: str | None = None,
+    genesis: Genesis,
+    index: int,
+    duration: float,
+    rate: int,
+    tx_size: int,
+    tls_dir: str | None = None,
 ) -> dict[str, Any]:
     n = genesis.n
     per_sender = [0] * n  # transactions received from each validator (no relaying here)
@@ -84,8 +100,12 @@ async def _worker(
 
     config = NetConfig()
     if tls_dir is not None:
-        config = NetConfig(tls_cert=f"{tls_dir}/load-{index}.crt", tls_key=f"{tls_dir}/load-{index}.key")
-    t = Transport(genesis, index, bls.demo_secret(f"load-{index}"), on_message=on_message, config=config)
+        config = NetConfig(
+            tls_cert=f"{tls_dir}/load-{index}.crt", tls_key=f"{tls_dir}/load-{index}.key"
+        )
+    t = Transport(
+        genesis, index, bls.demo_secret(f"load-{index}"), on_message=on_message, config=config
+    )
     loop = asyncio.get_running_loop()
     await t.start()
     try:
@@ -109,7 +129,10 @@ async def _worker(
         # delivered means: every peer's transactions that fanout sends us have arrived
         full = t.config.fanout is None and genesis.consensus.gossip_fanout >= n - 1
         complete = await wait(
-            lambda: len(done) == n - 1 and (not full or all(per_sender[j] >= done[j] for j in done)), 30
+            lambda: (
+                len(done) == n - 1 and (not full or all(per_sender[j] >= done[j] for j in done))
+            ),
+            30,
         )
         elapsed = loop.time() - start
         cpu_s = time.process_time() - cpu0  # this validator's CPU over the load (TLS included)
@@ -120,12 +143,19 @@ async def _worker(
         await t.drain(10)
         got = sum(per_sender)
         return {
-            "index": index, "sent": sent, "received": got, "complete": complete,
-            "elapsed_s": round(elapsed, 3), "offered_window_s": duration,
-            "received_tps": got / elapsed, "cpu_s": round(cpu_s, 3),
-            "frames_out": t.m_frames_out.total(), "bytes_out": t.m_bytes_out.total(),
+            "index": index,
+            "sent": sent,
+            "received": got,
+            "complete": complete,
+            "elapsed_s": round(elapsed, 3),
+            "offered_window_s": duration,
+            "received_tps": got / elapsed,
+            "cpu_s": round(cpu_s, 3),
+            "frames_out": t.m_frames_out.total(),
+            "bytes_out": t.m_bytes_out.total(),
             "dropped": {k: v for k, v in _dropped(t).items() if v},
-            "disconnects": t.m_disconnects.samples(), "drop_reasons": t.m_dropped.samples(),
+            "disconnects": t.m_disconnects.samples(),
+            "drop_reasons": t.m_dropped.samples(),
         }
     finally:
         await t.stop()
@@ -141,11 +171,17 @@ def _dropped(t: Transport) -> dict[str, float]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--validators", type=int, default=4)
     p.add_argument("--duration", type=float, default=10.0)
-    p.add_argument("--rate", type=int, default=5000, help="transactions per second offered by EACH validator")
+    p.add_argument(
+        "--rate", type=int, default=5000, help="transactions per second offered by EACH validator"
+    )
     p.add_argument("--tx-size", type=int, default=250)
     p.add_argument("--fanout", type=int, default=3)
-    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True,
-                   help="encrypted links (TLS 1.3, as validators of a new network run them; default: on)")
+    p.add_argument(
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="encrypted links (TLS 1.3, as validators of a new network run them; default: on)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -158,14 +194,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             from .tls import make_self_signed
 
             for i in range(args.validators):
-                make_self_signed(Path(d) / f"load-{i}.crt", Path(d) / f"load-{i}.key", name=f"load-{i}")
+                make_self_signed(
+                    Path(d) / f"load-{i}.crt", Path(d) / f"load-{i}.key", name=f"load-{i}"
+                )
             tls_args = ["--tls-dir", d]
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "accord.net.loadtest", "--worker", str(i), "--genesis", str(path),
-                 "--duration", str(args.duration), "--rate", str(args.rate), "--tx-size", str(args.tx_size),
-                 *tls_args],
-                stdout=subprocess.PIPE, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "accord.net.loadtest",
+                    "--worker",
+                    str(i),
+                    "--genesis",
+                    str(path),
+                    "--duration",
+                    str(args.duration),
+                    "--rate",
+                    str(args.rate),
+                    "--tx-size",
+                    str(args.tx_size),
+                    *tls_args,
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
             )
             for i in range(args.validators)
         ]
@@ -180,7 +232,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     received = sum(r["received"] for r in results)
     cpu = sum(r["cpu_s"] for r in results)
     return {
-        "bench": "net", "validators": args.validators, "tls": args.tls, "tx_size": args.tx_size,
+        "bench": "net",
+        "validators": args.validators,
+        "tls": args.tls,
+        "tx_size": args.tx_size,
         "fanout": args.fanout,
         "offered_tps_total": offered,
         "min_received_tps": min(r["received_tps"] for r in results),
@@ -197,8 +252,13 @@ def _progress(procs: list[subprocess.Popen[str]], duration: float) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     started = time.monotonic()
-    with Progress(TextColumn("[bold]net load"), BarColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as progress:
+    with Progress(
+        TextColumn("[bold]net load"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
         task = progress.add_task("load", total=duration)
         while any(p.poll() is None for p in procs) and time.monotonic() - started < duration + 120:
             progress.update(task, completed=min(duration, time.monotonic() - started))
@@ -206,7 +266,9 @@ def _progress(procs: list[subprocess.Popen[str]], duration: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m accord.net.loadtest", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m accord.net.loadtest", description=__doc__.split("\n")[0]
+    )
     add_arguments(p)
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--genesis", help=argparse.SUPPRESS)
@@ -214,7 +276,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.worker is not None:
         g = Genesis.load(args.genesis)
-        res = asyncio.run(_worker(g, args.worker, args.duration, args.rate, args.tx_size, args.tls_dir))
+        res = asyncio.run(
+            _worker(g, args.worker, args.duration, args.rate, args.tx_size, args.tls_dir)
+        )
         print(json.dumps(res))
         return
     started = time.time()

@@ -29,7 +29,12 @@ from ..keys import write_private
 
 
 def make_self_signed(
-    cert_path: str | Path, key_path: str | Path, *, name: str, hosts: Iterable[str] = (), days: int = 3650,
+    cert_path: str | Path,
+    key_path: str | Path,
+    *,
+    name: str,
+    hosts: Iterable[str] = (),
+    days: int = 3650,
 ) -> bytes:
     """Write a new P-256 key (mode 0600) and a self-signed certificate for it; return the
     certificate's DER. ``hosts`` (names or IP addresses) go into subjectAltName, which a
@@ -50,7 +55,9 @@ def make_self_signed(
             sans.append(x509.DNSName(h))
     builder = (
         x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=days))
@@ -59,9 +66,14 @@ def make_self_signed(
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(key, hashes.SHA256())
-    write_private(key_path, key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption(),
-    ).decode())
+    write_private(
+        key_path,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+    )
     Path(cert_path).parent.mkdir(parents=True, exist_ok=True)
     Path(cert_path).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert.public_bytes(serialization.Encoding.DER)
@@ -97,7 +109,9 @@ def server_context(cert_path: str | Path, key_path: str | Path) -> ssl.SSLContex
     try:
         ctx.load_cert_chain(str(cert_path), str(key_path))
     except (OSError, ssl.SSLError) as e:
-        raise ValidationError(f"cannot load the TLS certificate {cert_path} with key {key_path}: {e}") from None
+        raise ValidationError(
+            f"cannot load the TLS certificate {cert_path} with key {key_path}: {e}"
+        ) from None
     return ctx
 
 
@@ -126,7 +140,9 @@ def normalize_pin(pin: str) -> bytes:
     except ValueError:
         raw = b""
     if len(raw) != 32:
-        raise ValidationError(f"a certificate pin is the SHA-256 of the certificate in hex (64 digits): {pin!r}")
+        raise ValidationError(
+            f"a certificate pin is the SHA-256 of the certificate in hex (64 digits): {pin!r}"
+        )
     return raw
 
 

@@ -131,10 +131,17 @@ def _widen_frame_limit(ws: web.WebSocketResponse, limit: int) -> bool:
     req = getattr(ws, "_req", None)
     proto = getattr(req, "protocol", None)
     queue = getattr(ws, "_reader", None)
-    if _WsReader is None or proto is None or queue is None or getattr(proto, "_payload_parser", None) is None:
+    if (
+        _WsReader is None
+        or proto is None
+        or queue is None
+        or getattr(proto, "_payload_parser", None) is None
+    ):
         return False
     try:
-        parser = _WsReader(queue, limit, compress=False, decode_text=getattr(ws, "_decode_text", True))
+        parser = _WsReader(
+            queue, limit, compress=False, decode_text=getattr(ws, "_decode_text", True)
+        )
     except TypeError:
         try:
             parser = _WsReader(queue, limit, compress=False)
@@ -159,7 +166,12 @@ def _widen_dialer_frame_limit(ws: aiohttp.ClientWebSocketResponse, limit: int) -
     conn = getattr(resp, "connection", None)
     proto = getattr(conn, "protocol", None)
     queue = getattr(ws, "_reader", None)
-    if _WsReader is None or proto is None or queue is None or getattr(proto, "_payload_parser", None) is None:
+    if (
+        _WsReader is None
+        or proto is None
+        or queue is None
+        or getattr(proto, "_payload_parser", None) is None
+    ):
         return False
     try:
         parser = _WsReader(queue, limit, compress=False, decode_text=True)
@@ -198,12 +210,11 @@ RELIABLE = "reliable"
 GOSSIP = "gossip"
 _CLOSE_REFUSED = 4001
 _CLOSE_MISBEHAVING = 4002
-_PLAINTEXT_REFUSAL_TEXT = (
-    b"this validator requires TLS on validator links: dial wss:// (set p2p_tls in node.json, or upgrade Accord)\n"
-)
+_PLAINTEXT_REFUSAL_TEXT = b"this validator requires TLS on validator links: dial wss:// (set p2p_tls in node.json, or upgrade Accord)\n"
 _PLAINTEXT_REFUSAL = (
     b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: TLS/1.3\r\nConnection: close\r\n"
-    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n" % len(_PLAINTEXT_REFUSAL_TEXT)
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n"
+    % len(_PLAINTEXT_REFUSAL_TEXT)
 ) + _PLAINTEXT_REFUSAL_TEXT
 _TLS_ALERT_HANDSHAKE_FAILURE = b"\x15\x03\x03\x00\x02\x02\x28"
 """A fatal TLS alert record (handshake_failure): what a plaintext listener answers a ClientHello."""
@@ -212,8 +223,10 @@ _TX_OVERHEAD = 8  # generous msgpack framing per transaction inside a batch
 
 def _disable_widening() -> None:
     global _widening_works
-    log.error("this aiohttp version's frame parser cannot be replaced: connections now open at the full "
-              "frame limit (unauthenticated peers can make this validator buffer more)")
+    log.error(
+        "this aiohttp version's frame parser cannot be replaced: connections now open at the full "
+        "frame limit (unauthenticated peers can make this validator buffer more)"
+    )
     _widening_works = False
 
 
@@ -279,7 +292,9 @@ def _norm_ip(ip: str) -> str:
 
 
 async def _close_quietly(
-    ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse, code: int, message: bytes,
+    ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    code: int,
+    message: bytes,
     timeout: float = 2.0,
 ) -> None:
     """Close a WebSocket within ``timeout``, whatever state its connection is in.
@@ -299,8 +314,13 @@ async def _close_quietly(
 class _Peer:
     """One authenticated connection: its send lanes and state."""
 
-    def __init__(self, index: int, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-                 cfg: NetConfig, dialed: bool) -> None:
+    def __init__(
+        self,
+        index: int,
+        ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+        cfg: NetConfig,
+        dialed: bool,
+    ) -> None:
         self.index = index
         self.ws = ws
         self.dialed = dialed
@@ -392,7 +412,9 @@ class Transport:
         self._own_binding: bytes | None = None
         cfg = self.config
         if (cfg.tls_cert is None) != (cfg.tls_key is None):
-            raise ValidationError("validator TLS needs both a certificate and its key (tls_cert, tls_key)")
+            raise ValidationError(
+                "validator TLS needs both a certificate and its key (tls_cert, tls_key)"
+            )
         if cfg.tls_cert is not None and cfg.tls_key is not None:
             self._tls_server = _tls.link_server_context(cfg.tls_cert, cfg.tls_key)
             self._tls_client = _tls.link_client_context()
@@ -440,24 +462,39 @@ class Transport:
 
     def _define_metrics(self) -> None:
         m = self.metrics
-        self.m_frames_in = m.counter("accord_net_frames_in_total", "frames accepted from peers", ["kind"])
-        self.m_frames_out = m.counter("accord_net_frames_out_total", "frames written to peers", ["kind"])
-        self.m_bytes_in = m.counter("accord_net_bytes_in_total", "bytes of accepted frames", ["kind"])
-        self.m_bytes_out = m.counter("accord_net_bytes_out_total", "bytes of written frames", ["kind"])
+        self.m_frames_in = m.counter(
+            "accord_net_frames_in_total", "frames accepted from peers", ["kind"]
+        )
+        self.m_frames_out = m.counter(
+            "accord_net_frames_out_total", "frames written to peers", ["kind"]
+        )
+        self.m_bytes_in = m.counter(
+            "accord_net_bytes_in_total", "bytes of accepted frames", ["kind"]
+        )
+        self.m_bytes_out = m.counter(
+            "accord_net_bytes_out_total", "bytes of written frames", ["kind"]
+        )
         self.m_dropped = m.counter(
             "accord_net_dropped_total", "frames dropped, inbound or outbound, by reason", ["reason"]
         )
         self.m_hs_fail = m.counter(
-            "accord_net_handshake_failures_total", "handshakes refused or failed, by reason", ["reason"]
+            "accord_net_handshake_failures_total",
+            "handshakes refused or failed, by reason",
+            ["reason"],
         )
         self.m_hs_reserved = m.counter(
             "accord_net_reserved_handshake_slots_total",
             "connections from a configured validator address admitted on its reserved slots "
-            "because the shared pool was full", ["stage"],
+            "because the shared pool was full",
+            ["stage"],
         )
-        self.m_hs_ok = m.counter("accord_net_handshakes_total", "authenticated connections", ["role"])
+        self.m_hs_ok = m.counter(
+            "accord_net_handshakes_total", "authenticated connections", ["role"]
+        )
         self.m_disconnects = m.counter(
-            "accord_net_disconnects_total", "authenticated connections closed, by reason", ["reason"]
+            "accord_net_disconnects_total",
+            "authenticated connections closed, by reason",
+            ["reason"],
         )
         self.m_dial_fail = m.counter(
             "accord_net_dial_failures_total", "dial attempts that did not connect", ["reason"]
@@ -465,7 +502,9 @@ class Transport:
         self.m_handler_errors = m.counter(
             "accord_net_handler_errors_total", "exceptions raised by the message handler"
         )
-        self.m_connected = m.gauge("accord_net_connected_peers", "authenticated peers connected now")
+        self.m_connected = m.gauge(
+            "accord_net_connected_peers", "authenticated peers connected now"
+        )
         self.m_queue_frames = m.gauge(
             "accord_net_queue_frames", "frames waiting in a peer's send lane", ["peer", "lane"]
         )
@@ -525,7 +564,9 @@ class Transport:
             p.close_reason = "stopping"
             sockets.append(p.ws)
         sockets.extend(ws for ws in list(self._open_ws) if ws not in sockets)
-        await asyncio.gather(*(_close_quietly(ws, aiohttp.WSCloseCode.GOING_AWAY, b"stopping") for ws in sockets))
+        await asyncio.gather(
+            *(_close_quietly(ws, aiohttp.WSCloseCode.GOING_AWAY, b"stopping") for ws in sockets)
+        )
         await asyncio.gather(*self._dialers, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
@@ -564,21 +605,38 @@ class Transport:
             except ValueError:
                 pass
             try:
-                infos = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), 5.0)
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), 5.0
+                )
             except (OSError, TimeoutError) as e:
-                log.warning("validator %d: cannot resolve validator %d's host %r: %r (no reserved "
-                            "handshake slots for it)", self.index, j, host, e)
+                log.warning(
+                    "validator %d: cannot resolve validator %d's host %r: %r (no reserved "
+                    "handshake slots for it)",
+                    self.index,
+                    j,
+                    host,
+                    e,
+                )
                 continue
             ips.update(_norm_ip(str(info[4][0])) for info in infos)
         self._peer_ips = ips
 
-    def _admit(self, ip: str, shared: int, shared_by_ip: dict[str, int], reserved_by_ip: dict[str, int],
-               stage: str) -> str | None:
+    def _admit(
+        self,
+        ip: str,
+        shared: int,
+        shared_by_ip: dict[str, int],
+        reserved_by_ip: dict[str, int],
+        stage: str,
+    ) -> str | None:
         """Which pool a new pending connection from ``ip`` takes ("shared", "reserved"), or None
         (refused and counted). Reserved slots are only for configured validator addresses and
         only once their shared share is gone, so that the shared limits still mean what they say."""
         cfg = self.config
-        if shared < cfg.max_pending_handshakes and shared_by_ip.get(ip, 0) < cfg.max_pending_handshakes_per_ip:
+        if (
+            shared < cfg.max_pending_handshakes
+            and shared_by_ip.get(ip, 0) < cfg.max_pending_handshakes_per_ip
+        ):
             return "shared"
         if ip in self._peer_ips and reserved_by_ip.get(ip, 0) < cfg.peer_handshake_slots:
             self.m_hs_reserved.inc(stage=stage)
@@ -614,7 +672,9 @@ class Transport:
         deadline = loop.time() + timeout
         while len(self._peers) < want:
             if loop.time() > deadline:
-                raise TimeoutError(f"validator {self.index}: {len(self._peers)}/{want} peers connected")
+                raise TimeoutError(
+                    f"validator {self.index}: {len(self._peers)}/{want} peers connected"
+                )
             await asyncio.sleep(0.01)
 
     async def drain(self, timeout: float = 10.0) -> bool:
@@ -700,7 +760,10 @@ class Transport:
                 return False
 
     def broadcast(
-        self, kind: Kind, payload: encoding.Value, fanout: int | None = None,
+        self,
+        kind: Kind,
+        payload: encoding.Value,
+        fanout: int | None = None,
         exclude: Iterable[int] = (),
     ) -> int:
         """Send one frame to every connected peer (``fanout=None``) or to ``fanout`` of them
@@ -716,7 +779,11 @@ class Transport:
 
     def gossip(self, kind: Kind, payload: encoding.Value, exclude: Iterable[int] = ()) -> int:
         """:meth:`broadcast` with the configured fanout (``genesis.consensus.gossip_fanout``)."""
-        fanout = self.config.fanout if self.config.fanout is not None else self.genesis.consensus.gossip_fanout
+        fanout = (
+            self.config.fanout
+            if self.config.fanout is not None
+            else self.genesis.consensus.gossip_fanout
+        )
         return self.broadcast(kind, payload, fanout=fanout, exclude=exclude)
 
     def gossip_tx(self, tx: bytes) -> None:
@@ -731,7 +798,9 @@ class Transport:
         self._tx_pending.append(tx)
         self._tx_bytes += len(tx) + _TX_OVERHEAD
         if self._tx_timer is None:
-            self._tx_timer = asyncio.get_running_loop().call_later(self.config.tx_batch_delay, self.flush_txs)
+            self._tx_timer = asyncio.get_running_loop().call_later(
+                self.config.tx_batch_delay, self.flush_txs
+            )
 
     def flush_txs(self) -> None:
         """Send the pending transaction batch now."""
@@ -755,8 +824,9 @@ class Transport:
         site would) and accept on them. Our own accept loop, not aiohttp's, so that the first
         byte of each connection decides between TLS and a clear refusal (see _open)."""
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(self.host or None, self.port, type=socket.SOCK_STREAM,
-                                       flags=socket.AI_PASSIVE)
+        infos = await loop.getaddrinfo(
+            self.host or None, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
         seen: set[tuple[int, Any]] = set()
         port = self.port
         try:
@@ -781,7 +851,9 @@ class Transport:
             self._listeners.clear()
             raise
         self.bound_port = int(port)
-        self._accepting = [asyncio.create_task(self._accept_loop(s), name="accord-accept") for s in self._listeners]
+        self._accepting = [
+            asyncio.create_task(self._accept_loop(s), name="accord-accept") for s in self._listeners
+        ]
 
     async def _accept_loop(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -795,7 +867,9 @@ class Transport:
             conn.setblocking(False)
             ip = _norm_ip(str(addr[0])) if addr else "?"
             shared = len(self._opening) - sum(self._opening_reserved_by_ip.values())
-            pool = self._admit(ip, shared, self._opening_by_ip, self._opening_reserved_by_ip, "open")
+            pool = self._admit(
+                ip, shared, self._opening_by_ip, self._opening_reserved_by_ip, "open"
+            )
             if pool is None:
                 conn.close()
                 continue
@@ -847,8 +921,12 @@ class Transport:
             if self._tls_server is None:
                 if tls_hello:
                     self.m_hs_fail.inc(reason="tls_not_enabled")
-                    log.info("validator %d: refused a TLS connection from %s: this validator's links are "
-                             "plaintext (no p2p_tls in its node.json)", self.index, ip)
+                    log.info(
+                        "validator %d: refused a TLS connection from %s: this validator's links are "
+                        "plaintext (no p2p_tls in its node.json)",
+                        self.index,
+                        ip,
+                    )
                     # a TLS alert, so that the dialer's TLS layer reports a TLS failure rather
                     # than a reset; the ClientHello is read first (closing with unread bytes
                     # would reset the connection before the alert arrives)
@@ -860,7 +938,9 @@ class Transport:
             elif tls_hello:
                 try:
                     await loop.connect_accepted_socket(
-                        server, conn, ssl=self._tls_server,
+                        server,
+                        conn,
+                        ssl=self._tls_server,
                         ssl_handshake_timeout=self.config.handshake_timeout,
                     )
                 except (OSError, TimeoutError) as e:  # ssl.SSLError is an OSError
@@ -870,8 +950,13 @@ class Transport:
             else:
                 self.m_hs_fail.inc(reason="plaintext")
                 level = logging.WARNING if self._warned_plaintext.add(ip.encode()) else logging.INFO
-                log.log(level, "validator %d: refused a plaintext connection from %s: this validator requires "
-                        "TLS on its links (an old version, or a peer without p2p_tls in node.json)", self.index, ip)
+                log.log(
+                    level,
+                    "validator %d: refused a plaintext connection from %s: this validator requires "
+                    "TLS on its links (an old version, or a peer without p2p_tls in node.json)",
+                    self.index,
+                    ip,
+                )
                 await self._refuse_plaintext(conn)
                 return
             handed = True
@@ -908,7 +993,9 @@ class Transport:
             await asyncio.wait_for(read_request(), self.config.handshake_timeout)
         except TimeoutError:
             return
-        await asyncio.wait_for(loop.sock_sendall(conn, _PLAINTEXT_REFUSAL), self.config.handshake_timeout)
+        await asyncio.wait_for(
+            loop.sock_sendall(conn, _PLAINTEXT_REFUSAL), self.config.handshake_timeout
+        )
 
     # --- connections ---------------------------------------------------------------------
 
@@ -946,7 +1033,9 @@ class Transport:
                 ws = None
             if ws is not None:
                 try:
-                    peer = await asyncio.wait_for(self._handshake_dial(ws, j), self.config.handshake_timeout)
+                    peer = await asyncio.wait_for(
+                        self._handshake_dial(ws, j), self.config.handshake_timeout
+                    )
                 except HandshakeRefused as e:
                     self.m_hs_fail.inc(reason=e.reason)
                     log.info("validator %d: handshake with %d failed: %s", self.index, j, e.message)
@@ -965,14 +1054,24 @@ class Transport:
         if isinstance(e, aiohttp.WSServerHandshakeError) and e.status == 426:
             self.m_dial_fail.inc(reason="tls_required")
             level = logging.WARNING if self._warned_plaintext.add(b"peer-%d" % j) else logging.INFO
-            log.log(level, "validator %d: validator %d requires TLS on validator links; this validator has none "
-                        "(set p2p_tls in node.json)", self.index, j)
+            log.log(
+                level,
+                "validator %d: validator %d requires TLS on validator links; this validator has none "
+                "(set p2p_tls in node.json)",
+                self.index,
+                j,
+            )
         elif isinstance(e, aiohttp.WSServerHandshakeError):
             self.m_dial_fail.inc(reason="http")
         elif self._tls_client is not None and _is_tls_error(e):
             self.m_dial_fail.inc(reason="tls")
-            log.info("validator %d: TLS with validator %d failed (does it run without p2p_tls, or an old "
-                     "version?): %r", self.index, j, e)
+            log.info(
+                "validator %d: TLS with validator %d failed (does it run without p2p_tls, or an old "
+                "version?): %r",
+                self.index,
+                j,
+                e,
+            )
         else:
             self.m_dial_fail.inc(reason="connect")
 
@@ -980,12 +1079,23 @@ class Transport:
         self, ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse, expected: Kind
     ) -> encoding.Value:
         msg = await ws.receive()
-        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
-            raise HandshakeRefused(f"peer closed the handshake: {msg.extra}", reason="closed_by_peer")
+        if msg.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSING,
+            aiohttp.WSMsgType.CLOSED,
+        ):
+            raise HandshakeRefused(
+                f"peer closed the handshake: {msg.extra}", reason="closed_by_peer"
+            )
         if msg.type is aiohttp.WSMsgType.ERROR:
             err = msg.data
-            if isinstance(err, aiohttp.WebSocketError) and err.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
-                raise HandshakeRefused("handshake frame too large (refused at its header)", reason="oversized")
+            if (
+                isinstance(err, aiohttp.WebSocketError)
+                and err.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+            ):
+                raise HandshakeRefused(
+                    "handshake frame too large (refused at its header)", reason="oversized"
+                )
             raise HandshakeRefused(f"bad handshake frame: {err!r}", reason="malformed")
         if msg.type is not aiohttp.WSMsgType.BINARY:
             raise HandshakeRefused("handshake frames are binary", reason="malformed")
@@ -996,7 +1106,9 @@ class Transport:
         except BadFrame as e:
             raise HandshakeRefused(e.message, reason="malformed") from None
         if kind is not expected:
-            raise HandshakeRefused(f"expected {expected.name}, got {kind.name}", reason="unexpected_kind")
+            raise HandshakeRefused(
+                f"expected {expected.name}, got {kind.name}", reason="unexpected_kind"
+            )
         return payload
 
     async def _handshake_dial(self, ws: aiohttp.ClientWebSocketResponse, j: int) -> _Peer:
@@ -1006,10 +1118,18 @@ class Transport:
             ssl_object = ws.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
             if not der:
-                raise HandshakeRefused("the link is not TLS, or the listener showed no certificate", reason="tls")
+                raise HandshakeRefused(
+                    "the link is not TLS, or the listener showed no certificate", reason="tls"
+                )
             binding = _tls.channel_binding(der)
         n_d = hs.new_nonce()
-        hello = {"version": hs.VERSION, "genesis": gh, "key": self._keys[self.index], "to": j, "nonce": n_d}
+        hello = {
+            "version": hs.VERSION,
+            "genesis": gh,
+            "key": self._keys[self.index],
+            "to": j,
+            "nonce": n_d,
+        }
         await ws.send_bytes(encode_frame(Kind.HELLO, hello))
         p = await self._recv_handshake(ws, Kind.CHALLENGE)
         n_a = hs.field(p, "nonce", bytes, hs.NONCE_SIZE)
@@ -1018,7 +1138,9 @@ class Transport:
         hs.verify(self._keys[j], sig, gh, n_d, n_a, j, self.index, binding)
         if _widening_works and not _widen_dialer_frame_limit(ws, self.max_frame):
             _disable_widening()
-            raise HandshakeRefused("cannot raise the frame limit of this connection", reason="internal")
+            raise HandshakeRefused(
+                "cannot raise the frame limit of this connection", reason="internal"
+            )
         my_sig = hs.sign(self._secret, gh, n_d, n_a, self.index, j, binding)
         await ws.send_bytes(encode_frame(Kind.AUTH, {"sig": my_sig}))
         await self._recv_handshake(ws, Kind.READY)
@@ -1040,7 +1162,9 @@ class Transport:
         assert isinstance(key, bytes)
         j = self._key_index.get(key)
         if j is None or j == self.index:
-            raise HandshakeRefused("key is not another validator of this genesis", reason="unknown_key")
+            raise HandshakeRefused(
+                "key is not another validator of this genesis", reason="unknown_key"
+            )
         if self._is_banned(j):
             raise HandshakeRefused(f"validator {j} misbehaved recently", reason="banned")
         if hs.field(p, "to", int) != self.index:
@@ -1060,7 +1184,9 @@ class Transport:
             raise HandshakeRefused(f"validator {j} is already connected", reason="duplicate")
         if _widening_works and not _widen_frame_limit(ws, self.max_frame):
             _disable_widening()
-            raise HandshakeRefused("cannot raise the frame limit of this connection", reason="internal")
+            raise HandshakeRefused(
+                "cannot raise the frame limit of this connection", reason="internal"
+            )
         peer = _Peer(j, ws, self.config, dialed=False)
         self._peers[j] = peer  # registered before READY leaves: no await in between
         await ws.send_bytes(encode_frame(Kind.READY, {}))
@@ -1075,7 +1201,13 @@ class Transport:
         # Without the per-address share, one host opening connections it never authenticates
         # would fill every slot and lock the real validators out until its handshakes time out;
         # without the reserved slots, a few hosts still could.
-        pool = self._admit(ip, self._pending_handshakes, self._pending_by_ip, self._pending_reserved_by_ip, "upgrade")
+        pool = self._admit(
+            ip,
+            self._pending_handshakes,
+            self._pending_by_ip,
+            self._pending_reserved_by_ip,
+            "upgrade",
+        )
         if pool is None:
             return web.Response(status=503, text="busy")
         # Counted from here, before the first await, so that concurrent upgrades cannot all
@@ -1086,7 +1218,8 @@ class Transport:
         counts[ip] = counts.get(ip, 0) + 1
         ws = web.WebSocketResponse(
             max_msg_size=HANDSHAKE_MAX + 1 if _widening_works else self.max_frame,
-            heartbeat=self.config.heartbeat, compress=False,
+            heartbeat=self.config.heartbeat,
+            compress=False,
         )
         try:
             try:
@@ -1105,17 +1238,26 @@ class Transport:
         finally:
             self._open_ws.discard(ws)
 
-    async def _upgrade_and_authenticate(self, request: web.Request, ws: web.WebSocketResponse) -> _Peer | None:
+    async def _upgrade_and_authenticate(
+        self, request: web.Request, ws: web.WebSocketResponse
+    ) -> _Peer | None:
         """The acceptor's handshake on ``ws``: the peer, or None if it was refused (counted)."""
         await ws.prepare(request)
         self._open_ws.add(ws)
         try:
             binding = None
             if self._tls_server is not None:
-                if request.transport is None or request.transport.get_extra_info("ssl_object") is None:
-                    raise HandshakeRefused("this validator requires TLS on its links", reason="plaintext")
+                if (
+                    request.transport is None
+                    or request.transport.get_extra_info("ssl_object") is None
+                ):
+                    raise HandshakeRefused(
+                        "this validator requires TLS on its links", reason="plaintext"
+                    )
                 binding = self._own_binding
-            return await asyncio.wait_for(self._handshake_accept(ws, binding), self.config.handshake_timeout)
+            return await asyncio.wait_for(
+                self._handshake_accept(ws, binding), self.config.handshake_timeout
+            )
         except HandshakeRefused as e:
             self.m_hs_fail.inc(reason=e.reason)
             log.info("validator %d: refused a connection: %s", self.index, e.message)
@@ -1151,7 +1293,11 @@ class Transport:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             if not peer.ws.closed:
-                code = _CLOSE_MISBEHAVING if peer.close_reason == "misbehaving" else aiohttp.WSCloseCode.GOING_AWAY
+                code = (
+                    _CLOSE_MISBEHAVING
+                    if peer.close_reason == "misbehaving"
+                    else aiohttp.WSCloseCode.GOING_AWAY
+                )
                 await _close_quietly(peer.ws, code, peer.close_reason.encode())
             if not self._stopping:
                 await self._notify_peer(peer.index, False)
@@ -1190,7 +1336,10 @@ class Transport:
                     return
             elif t is aiohttp.WSMsgType.ERROR:
                 err = msg.data
-                if isinstance(err, aiohttp.WebSocketError) and err.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                if (
+                    isinstance(err, aiohttp.WebSocketError)
+                    and err.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+                ):
                     self.m_dropped.inc(reason="oversized")
                     peer.close_reason = "oversized"
                 else:
@@ -1199,7 +1348,9 @@ class Transport:
                 return
             else:  # CLOSE, CLOSING, CLOSED
                 if peer.close_reason == "closed":
-                    peer.close_reason = "closed_by_peer" if t is aiohttp.WSMsgType.CLOSE else "closed"
+                    peer.close_reason = (
+                        "closed_by_peer" if t is aiohttp.WSMsgType.CLOSE else "closed"
+                    )
                 return
 
     def _is_banned(self, j: int) -> bool:
@@ -1212,8 +1363,12 @@ class Transport:
         peer.bad += 1
         if peer.bad > self.config.max_bad_frames:
             peer.close_reason = "misbehaving"
-            self._banned_until[peer.index] = asyncio.get_running_loop().time() + self.config.misbehaving_ban
-            log.warning("validator %d: closing %d after %d bad frames", self.index, peer.index, peer.bad)
+            self._banned_until[peer.index] = (
+                asyncio.get_running_loop().time() + self.config.misbehaving_ban
+            )
+            log.warning(
+                "validator %d: closing %d after %d bad frames", self.index, peer.index, peer.bad
+            )
             return False
         return True
 
@@ -1224,7 +1379,9 @@ class Transport:
             return self._bad(peer, e.reason)
         if kind in HANDSHAKE_KINDS:
             return self._bad(peer, "unexpected_kind")
-        if kind is Kind.BLOCK_RESPONSE or (kind is Kind.BLOCK_REQUEST and self.on_request is not None):
+        if kind is Kind.BLOCK_RESPONSE or (
+            kind is Kind.BLOCK_REQUEST and self.on_request is not None
+        ):
             return self._handle_rpc(peer, kind, payload, len(data))
         if self.specs[kind].dedup and not self._seen.add(encoding.sha256(data)):
             self.m_dropped.inc(reason="duplicate")
@@ -1239,12 +1396,19 @@ class Transport:
                     await r
             except Exception:
                 self.m_handler_errors.inc()
-                log.exception("validator %d: message handler failed on %s from %d", self.index, kind.name, peer.index)
+                log.exception(
+                    "validator %d: message handler failed on %s from %d",
+                    self.index,
+                    kind.name,
+                    peer.index,
+                )
         return True
 
     # --- request / response (catch-up) ---------------------------------------------------------
 
-    async def request(self, index: int, body: encoding.Value, timeout: float = 10.0) -> encoding.Value:
+    async def request(
+        self, index: int, body: encoding.Value, timeout: float = 10.0
+    ) -> encoding.Value:
         """Ask one peer (``BLOCK_REQUEST``) and wait for its answer (``BLOCK_RESPONSE``).
 
         Frames carry ``{"id", "body"}`` (answers ``{"id", "body"}`` or ``{"id", "error"}``).
@@ -1259,12 +1423,16 @@ class Transport:
         fut: asyncio.Future[encoding.Value] = asyncio.get_running_loop().create_future()
         self._requests[rid] = (index, fut)
         try:
-            if not await self.send_wait(index, Kind.BLOCK_REQUEST, {"id": rid, "body": body}, timeout):
+            if not await self.send_wait(
+                index, Kind.BLOCK_REQUEST, {"id": rid, "body": body}, timeout
+            ):
                 raise NetError(f"validator {index} is not connected", reason="not_connected")
             try:
                 return await asyncio.wait_for(fut, timeout)
             except TimeoutError:
-                raise NetError(f"validator {index} did not answer in {timeout} s", reason="timeout") from None
+                raise NetError(
+                    f"validator {index} did not answer in {timeout} s", reason="timeout"
+                ) from None
         finally:
             self._requests.pop(rid, None)
 
@@ -1281,7 +1449,9 @@ class Transport:
             self.m_frames_in.inc(kind=label)
             self.m_bytes_in.inc(size, kind=label)
             if "error" in payload:
-                entry[1].set_exception(NetError(f"validator {peer.index}: {payload['error']}", reason="remote_error"))
+                entry[1].set_exception(
+                    NetError(f"validator {peer.index}: {payload['error']}", reason="remote_error")
+                )
             else:
                 entry[1].set_result(payload.get("body"))
             return True
@@ -1313,4 +1483,6 @@ class Transport:
             await self.send_wait(frm, Kind.BLOCK_RESPONSE, answer, timeout=30.0)
         except ValidationError:  # the answer is larger than a response may be
             self.m_dropped.inc(reason="response_too_large")
-            await self.send_wait(frm, Kind.BLOCK_RESPONSE, {"id": rid, "error": "too_large"}, timeout=30.0)
+            await self.send_wait(
+                frm, Kind.BLOCK_RESPONSE, {"id": rid, "error": "too_large"}, timeout=30.0
+            )

@@ -84,10 +84,21 @@ log = logging.getLogger(__name__)
 API_VERSION = "1"
 
 
-STATUS_KEYS = frozenset({
-    "name", "index", "chain_id", "height", "head_hash", "round", "peers", "mempool", "running",
-    "healthy", "fault",
-})
+STATUS_KEYS = frozenset(
+    {
+        "name",
+        "index",
+        "chain_id",
+        "height",
+        "head_hash",
+        "round",
+        "peers",
+        "mempool",
+        "running",
+        "healthy",
+        "fault",
+    }
+)
 """What ``NodeView.status()`` answers; ``/v1/status`` adds the genesis hash and state root."""
 
 
@@ -180,7 +191,9 @@ class TokenBuckets:
     """Per-key token buckets with a bounded table (LRU eviction: an evicted client simply
     starts again with a full bucket, which errs on the side of serving)."""
 
-    def __init__(self, rate: float, burst: float, max_keys: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: float, max_keys: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self.max_keys = max_keys
@@ -278,7 +291,9 @@ def _parse_height(text: str) -> int:
 
 def _json(model: pydantic.BaseModel, status: int = 200) -> web.Response:
     return web.Response(
-        body=model.model_dump_json(by_alias=True).encode(), status=status, content_type="application/json"
+        body=model.model_dump_json(by_alias=True).encode(),
+        status=status,
+        content_type="application/json",
     )
 
 
@@ -311,7 +326,8 @@ class _CachedBlock:
     def leaves(self) -> list[bytes]:
         if self._leaves is None:  # a race computes the same list twice: harmless
             self._leaves = [
-                merkle.tx_leaf(t.hash, r.hash) for t, r in zip(self.block.txs, self.receipts, strict=True)
+                merkle.tx_leaf(t.hash, r.hash)
+                for t, r in zip(self.block.txs, self.receipts, strict=True)
             ]
         return self._leaves
 
@@ -326,7 +342,9 @@ class _CachedBlock:
             self._tree = merkle.TxTree(leaves)
         proof = self._tree.proof(index)
         try:
-            merkle.verify_merkle_proof(self.block.header.tx_root, leaves[index], index, len(leaves), proof)
+            merkle.verify_merkle_proof(
+                self.block.header.tx_root, leaves[index], index, len(leaves), proof
+            )
         except AccordError:
             raise Unavailable(
                 f"block {self.block.height}: stored receipts do not match the header's tx root "
@@ -346,7 +364,9 @@ def _allowed_methods(path: str, *, literal_only: bool = False) -> str:
     found = set()
     for r in ROUTES:
         tpl = r.path.split("/")
-        if len(tpl) == len(segs) and all(t == x or (t.startswith("{") and x) for t, x in zip(tpl, segs, strict=True)):
+        if len(tpl) == len(segs) and all(
+            t == x or (t.startswith("{") and x) for t, x in zip(tpl, segs, strict=True)
+        ):
             found.add(r.method.upper())
     return ", ".join(sorted(found))
 
@@ -363,74 +383,234 @@ _HEIGHT = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}  # what parse_
 _BOOL = {"type": "boolean"}
 
 
-def _p(name: str, where: str, schema: dict[str, Any], description: str = "", required: bool = True) -> s.Param:
+def _p(
+    name: str, where: str, schema: dict[str, Any], description: str = "", required: bool = True
+) -> s.Param:
     return s.Param.model_validate(
-        {"name": name, "where": where, "schema_": schema, "description": description, "required": required}
+        {
+            "name": name,
+            "where": where,
+            "schema_": schema,
+            "description": description,
+            "required": required,
+        }
     )
 
 
 ROUTES: list[s.Route] = [
-    s.Route(method="post", path="/v1/txs", summary="Submit one signed transaction",
-            operation_id="submitTx", request="SubmitTxRequest", raw_request=True,
-            response="SubmitTxResponse", status=202, errors=[400, 409, 413, 422, 503]),
-    s.Route(method="post", path="/v1/txs/batch", summary="Submit many signed transactions",
-            operation_id="submitTxBatch", request="SubmitTxBatchRequest", raw_request=True,
-            response="SubmitTxBatchResponse", errors=[400, 413, 422]),
-    s.Route(method="get", path="/v1/txs/{hash}", summary="Transaction status, receipt and inclusion proof",
-            operation_id="getTx", response="TxStatusResponse", errors=[400, 422],
-            params=[_p("hash", "path", _HASH, "tx hash"),
-                    _p("proof", "query", _BOOL, "include the inclusion proof (default true)", False),
-                    _p("tx", "query", _BOOL, "include the transaction itself (default false)", False)]),
-    s.Route(method="get", path="/v1/blocks/latest", summary="The head block", operation_id="getLatestBlock",
-            response="BlockResponse", errors=[404, 422],
-            params=[_p("format", "query", {"type": "string", "enum": ["json", "raw"]}, "raw: canonical bytes", False),
-                    _p("receipts", "query", _BOOL, "include receipts", False)]),
-    s.Route(method="get", path="/v1/blocks/hash/{hash}", summary="A block by its hash",
-            operation_id="getBlockByHash", response="BlockResponse", errors=[400, 404, 422],
-            params=[_p("hash", "path", _HASH, "block hash"),
-                    _p("format", "query", {"type": "string", "enum": ["json", "raw"]}, "raw: canonical bytes", False),
-                    _p("receipts", "query", _BOOL, "include receipts", False)]),
-    s.Route(method="get", path="/v1/blocks/{height}", summary="A block by height", operation_id="getBlock",
-            response="BlockResponse", errors=[400, 404, 422],
-            params=[_p("height", "path", _HEIGHT),
-                    _p("format", "query", {"type": "string", "enum": ["json", "raw"]}, "raw: canonical bytes", False),
-                    _p("receipts", "query", _BOOL, "include receipts", False)]),
-    s.Route(method="get", path="/v1/headers/{height}", summary="A header with its certificate",
-            operation_id="getHeader", response="HeaderResponse", errors=[400, 404],
-            params=[_p("height", "path", _HEIGHT)]),
-    s.Route(method="get", path="/v1/headers", summary="Consecutive headers with certificates (light-client sync)",
-            operation_id="getHeaders", response="HeadersResponse", errors=[422],
-            params=[_p("from", "query", _HEIGHT, "first height"),
-                    _p("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most", False)]),
-    s.Route(method="get", path="/v1/state/{contract}/{key}", summary="A contract state value with its proof",
-            operation_id="getState", response="StateResponse", errors=[400, 404, 422],
-            params=[_p("contract", "path", {"type": "string"}),
-                    _p("key", "path", {"type": "string"}, "hex bytes, or a str key with key_type=str"),
-                    _p("key_type", "query", {"type": "string", "enum": ["hex", "str"]}, "", False)]),
-    s.Route(method="post", path="/v1/query/{contract}/{method}", summary="A read-only contract call",
-            operation_id="query", request="QueryRequest", raw_request=True, response="QueryResponse",
-            errors=[400, 404, 413, 422],
-            params=[_p("contract", "path", {"type": "string"}), _p("method", "path", {"type": "string"})]),
-    s.Route(method="get", path="/v1/accounts/{address}", summary="An account's committed and next nonce",
-            operation_id="getAccount", response="AccountResponse", errors=[400],
-            params=[_p("address", "path", {"type": "string", "pattern": "^[0-9a-fA-F]{40}$"}, "20-byte address")]),
-    s.Route(method="get", path="/v1/validators", summary="The validator set", operation_id="getValidators",
-            response="ValidatorsResponse"),
-    s.Route(method="get", path="/v1/status", summary="Node status", operation_id="getStatus",
-            response="StatusResponse"),
-    s.Route(method="get", path="/v1/genesis", summary="The genesis document and its hash",
-            operation_id="getGenesis", response="GenesisResponse"),
-    s.Route(method="get", path="/v1/stream",
-            summary="WebSocket: StreamHello, then StreamBlock and StreamEvent messages (JSON text frames)",
-            operation_id="stream", response=None, status=101, content_type="application/json",
-            errors=[422, 426, 429, 503],
-            params=[_p("from", "query", _HEIGHT, "replay from this height first", False),
-                    _p("blocks", "query", _BOOL, "", False), _p("events", "query", _BOOL, "", False),
-                    _p("contract", "query", {"type": "string"}, "only this contract's events", False)]),
-    s.Route(method="get", path="/metrics", summary="Prometheus metrics (text format 0.0.4)",
-            operation_id="metrics", response=None, content_type="text/plain"),
-    s.Route(method="get", path="/openapi.json", summary="This document", operation_id="openapi",
-            response=None, content_type="application/json"),
+    s.Route(
+        method="post",
+        path="/v1/txs",
+        summary="Submit one signed transaction",
+        operation_id="submitTx",
+        request="SubmitTxRequest",
+        raw_request=True,
+        response="SubmitTxResponse",
+        status=202,
+        errors=[400, 409, 413, 422, 503],
+    ),
+    s.Route(
+        method="post",
+        path="/v1/txs/batch",
+        summary="Submit many signed transactions",
+        operation_id="submitTxBatch",
+        request="SubmitTxBatchRequest",
+        raw_request=True,
+        response="SubmitTxBatchResponse",
+        errors=[400, 413, 422],
+    ),
+    s.Route(
+        method="get",
+        path="/v1/txs/{hash}",
+        summary="Transaction status, receipt and inclusion proof",
+        operation_id="getTx",
+        response="TxStatusResponse",
+        errors=[400, 422],
+        params=[
+            _p("hash", "path", _HASH, "tx hash"),
+            _p("proof", "query", _BOOL, "include the inclusion proof (default true)", False),
+            _p("tx", "query", _BOOL, "include the transaction itself (default false)", False),
+        ],
+    ),
+    s.Route(
+        method="get",
+        path="/v1/blocks/latest",
+        summary="The head block",
+        operation_id="getLatestBlock",
+        response="BlockResponse",
+        errors=[404, 422],
+        params=[
+            _p(
+                "format",
+                "query",
+                {"type": "string", "enum": ["json", "raw"]},
+                "raw: canonical bytes",
+                False,
+            ),
+            _p("receipts", "query", _BOOL, "include receipts", False),
+        ],
+    ),
+    s.Route(
+        method="get",
+        path="/v1/blocks/hash/{hash}",
+        summary="A block by its hash",
+        operation_id="getBlockByHash",
+        response="BlockResponse",
+        errors=[400, 404, 422],
+        params=[
+            _p("hash", "path", _HASH, "block hash"),
+            _p(
+                "format",
+                "query",
+                {"type": "string", "enum": ["json", "raw"]},
+                "raw: canonical bytes",
+                False,
+            ),
+            _p("receipts", "query", _BOOL, "include receipts", False),
+        ],
+    ),
+    s.Route(
+        method="get",
+        path="/v1/blocks/{height}",
+        summary="A block by height",
+        operation_id="getBlock",
+        response="BlockResponse",
+        errors=[400, 404, 422],
+        params=[
+            _p("height", "path", _HEIGHT),
+            _p(
+                "format",
+                "query",
+                {"type": "string", "enum": ["json", "raw"]},
+                "raw: canonical bytes",
+                False,
+            ),
+            _p("receipts", "query", _BOOL, "include receipts", False),
+        ],
+    ),
+    s.Route(
+        method="get",
+        path="/v1/headers/{height}",
+        summary="A header with its certificate",
+        operation_id="getHeader",
+        response="HeaderResponse",
+        errors=[400, 404],
+        params=[_p("height", "path", _HEIGHT)],
+    ),
+    s.Route(
+        method="get",
+        path="/v1/headers",
+        summary="Consecutive headers with certificates (light-client sync)",
+        operation_id="getHeaders",
+        response="HeadersResponse",
+        errors=[422],
+        params=[
+            _p("from", "query", _HEIGHT, "first height"),
+            _p(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": 1000},
+                "at most",
+                False,
+            ),
+        ],
+    ),
+    s.Route(
+        method="get",
+        path="/v1/state/{contract}/{key}",
+        summary="A contract state value with its proof",
+        operation_id="getState",
+        response="StateResponse",
+        errors=[400, 404, 422],
+        params=[
+            _p("contract", "path", {"type": "string"}),
+            _p("key", "path", {"type": "string"}, "hex bytes, or a str key with key_type=str"),
+            _p("key_type", "query", {"type": "string", "enum": ["hex", "str"]}, "", False),
+        ],
+    ),
+    s.Route(
+        method="post",
+        path="/v1/query/{contract}/{method}",
+        summary="A read-only contract call",
+        operation_id="query",
+        request="QueryRequest",
+        raw_request=True,
+        response="QueryResponse",
+        errors=[400, 404, 413, 422],
+        params=[
+            _p("contract", "path", {"type": "string"}),
+            _p("method", "path", {"type": "string"}),
+        ],
+    ),
+    s.Route(
+        method="get",
+        path="/v1/accounts/{address}",
+        summary="An account's committed and next nonce",
+        operation_id="getAccount",
+        response="AccountResponse",
+        errors=[400],
+        params=[
+            _p(
+                "address",
+                "path",
+                {"type": "string", "pattern": "^[0-9a-fA-F]{40}$"},
+                "20-byte address",
+            )
+        ],
+    ),
+    s.Route(
+        method="get",
+        path="/v1/validators",
+        summary="The validator set",
+        operation_id="getValidators",
+        response="ValidatorsResponse",
+    ),
+    s.Route(
+        method="get",
+        path="/v1/status",
+        summary="Node status",
+        operation_id="getStatus",
+        response="StatusResponse",
+    ),
+    s.Route(
+        method="get",
+        path="/v1/genesis",
+        summary="The genesis document and its hash",
+        operation_id="getGenesis",
+        response="GenesisResponse",
+    ),
+    s.Route(
+        method="get",
+        path="/v1/stream",
+        summary="WebSocket: StreamHello, then StreamBlock and StreamEvent messages (JSON text frames)",
+        operation_id="stream",
+        response=None,
+        status=101,
+        content_type="application/json",
+        errors=[422, 426, 429, 503],
+        params=[
+            _p("from", "query", _HEIGHT, "replay from this height first", False),
+            _p("blocks", "query", _BOOL, "", False),
+            _p("events", "query", _BOOL, "", False),
+            _p("contract", "query", {"type": "string"}, "only this contract's events", False),
+        ],
+    ),
+    s.Route(
+        method="get",
+        path="/metrics",
+        summary="Prometheus metrics (text format 0.0.4)",
+        operation_id="metrics",
+        response=None,
+        content_type="text/plain",
+    ),
+    s.Route(
+        method="get",
+        path="/openapi.json",
+        summary="This document",
+        operation_id="openapi",
+        response=None,
+        content_type="application/json",
+    ),
 ]
 
 
@@ -449,7 +629,9 @@ class ClientApi:
     def __init__(self, node: NodeView, config: ApiConfig | None = None) -> None:
         self.node = node
         self.config = config or ApiConfig()
-        self.buckets = TokenBuckets(self.config.rate_per_s, self.config.burst, self.config.max_clients)
+        self.buckets = TokenBuckets(
+            self.config.rate_per_s, self.config.burst, self.config.max_clients
+        )
         self._blocks: OrderedDict[int, _CachedBlock] = OrderedDict()
         self._blocks_lock = threading.Lock()  # filled from worker threads; one decode per miss
         self._streams: set[web.WebSocketResponse] = set()
@@ -459,23 +641,35 @@ class ClientApi:
         reg = node.metrics if isinstance(node.metrics, Registry) else Registry()
         self.registry = reg
         self.m_requests = reg.counter(
-            "accord_api_requests_total", "API requests by route and HTTP status", ("route", "status")
+            "accord_api_requests_total",
+            "API requests by route and HTTP status",
+            ("route", "status"),
         )
-        self.m_rejected = reg.counter("accord_api_rejected_total", "API rejections by error code", ("code",))
-        self.m_rate_limited = reg.counter("accord_api_rate_limited_total", "requests refused by the rate limiter")
-        self.m_txs = reg.counter("accord_api_txs_submitted_total", "transactions admitted through the API")
+        self.m_rejected = reg.counter(
+            "accord_api_rejected_total", "API rejections by error code", ("code",)
+        )
+        self.m_rate_limited = reg.counter(
+            "accord_api_rate_limited_total", "requests refused by the rate limiter"
+        )
+        self.m_txs = reg.counter(
+            "accord_api_txs_submitted_total", "transactions admitted through the API"
+        )
         self.m_streams = reg.gauge("accord_api_streams", "open WebSocket streams")
         self.m_stream_lagged = reg.counter(
             "accord_api_stream_lagged_total", "streams closed because the client read too slowly"
         )
         self.m_conn_refused = reg.counter(
-            "accord_api_connections_refused_total", "HTTP connections closed by the API's limits", ("reason",)
+            "accord_api_connections_refused_total",
+            "HTTP connections closed by the API's limits",
+            ("reason",),
         )
         self.m_connections = reg.gauge("accord_api_connections", "open HTTP connections")
         self._conns_by_ip: dict[str, int] = {}
         self._conns = 0
         self._guards: dict[asyncio.BaseTransport, _Guard] = {}
-        self.m_latency = reg.histogram("accord_api_request_seconds", "API request handling time", ("route",))
+        self.m_latency = reg.histogram(
+            "accord_api_request_seconds", "API request handling time", ("route",)
+        )
 
     # --- wiring ----------------------------------------------------------------------
 
@@ -488,13 +682,23 @@ class ClientApi:
         # so the document lists exactly what is served (order matters: literal paths such as
         # /v1/blocks/latest come before /v1/blocks/{height}).
         handlers: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
-            "submitTx": self.submit_tx, "submitTxBatch": self.submit_batch, "getTx": self.get_tx,
-            "getLatestBlock": self.get_latest_block, "getBlockByHash": self.get_block_by_hash,
-            "getBlock": self.get_block, "getHeader": self.get_header, "getHeaders": self.get_headers,
-            "getState": self.get_state, "query": self.query, "getValidators": self.validators,
+            "submitTx": self.submit_tx,
+            "submitTxBatch": self.submit_batch,
+            "getTx": self.get_tx,
+            "getLatestBlock": self.get_latest_block,
+            "getBlockByHash": self.get_block_by_hash,
+            "getBlock": self.get_block,
+            "getHeader": self.get_header,
+            "getHeaders": self.get_headers,
+            "getState": self.get_state,
+            "query": self.query,
+            "getValidators": self.validators,
             "getAccount": self.account,
-            "getStatus": self.status, "getGenesis": self.genesis, "stream": self.stream,
-            "metrics": self.metrics, "openapi": self.openapi,
+            "getStatus": self.status,
+            "getGenesis": self.genesis,
+            "stream": self.stream,
+            "metrics": self.metrics,
+            "openapi": self.openapi,
         }
         for route in ROUTES:
             app.router.add_route(route.method.upper(), route.path, handlers[route.operation_id])
@@ -506,7 +710,11 @@ class ClientApi:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         """Every failure becomes the JSON error shape; every request is counted."""
-        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        route = (
+            request.match_info.route.resource.canonical
+            if request.match_info.route.resource
+            else "unmatched"
+        )
         started = time.perf_counter()
         literal = _allowed_methods(request.path, literal_only=True)
         guard = self._guards.get(request.transport) if request.transport is not None else None
@@ -589,7 +797,9 @@ class ClientApi:
             value = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise DecodeError(f"body is not valid JSON: {e}") from None
-        except RecursionError:  # the stdlib parser recurses per level; the body size bounds the cost
+        except (
+            RecursionError
+        ):  # the stdlib parser recurses per level; the body size bounds the cost
             raise DecodeError("body nests too deeply") from None
         # The parser's own limit is the interpreter's recursion limit, which a host (or a test
         # run) may have raised: bound the depth explicitly, without recursing.
@@ -627,7 +837,9 @@ class ClientApi:
         if self._is_raw(request):
             lst = encoding.decode(data, max_size=self.config.max_body_bytes)
             if type(lst) is not list or not lst or any(type(x) is not bytes for x in lst):
-                raise DecodeError("a raw batch is the canonical encoding of a non-empty list of byte strings")
+                raise DecodeError(
+                    "a raw batch is the canonical encoding of a non-empty list of byte strings"
+                )
             items = list(lst)
         else:
             req = _model(s.SubmitTxBatchRequest, self._json_body(data))
@@ -690,7 +902,9 @@ class ClientApi:
         loc = store.get_tx_location(h)
         if loc is None:
             pending = await _resolve(self.node.has_pending(h))
-            return _json(s.TxStatusResponse(tx_hash=h.hex(), status="pending" if pending else "unknown"))
+            return _json(
+                s.TxStatusResponse(tx_hash=h.hex(), status="pending" if pending else "unknown")
+            )
         height, index = loc
 
         def build() -> s.TxStatusResponse:
@@ -703,13 +917,20 @@ class ClientApi:
             if q.proof:
                 leaves = cached.leaves()
                 proof = s.InclusionProof(
-                    leaf=leaves[index].hex(), index=index, count=len(leaves),
+                    leaf=leaves[index].hex(),
+                    index=index,
+                    count=len(leaves),
                     siblings=[x.hex() for x in cached.proof(index)],
                     tx_root=block.header.tx_root.hex(),
                 )
             return s.TxStatusResponse(
-                tx_hash=h.hex(), status="committed", height=height, index=index,
-                block_hash=block.hash.hex(), receipt=s.ReceiptModel.of(receipt), proof=proof,
+                tx_hash=h.hex(),
+                status="committed",
+                height=height,
+                index=index,
+                block_hash=block.hash.hex(),
+                receipt=s.ReceiptModel.of(receipt),
+                proof=proof,
                 tx=s.TxModel.of(tx) if q.tx else None,
             )
 
@@ -718,10 +939,14 @@ class ClientApi:
 
     # --- blocks and headers --------------------------------------------------------------
 
-    async def _block_response(self, request: web.Request, height: int | None, block: Block | None) -> web.Response:
+    async def _block_response(
+        self, request: web.Request, height: int | None, block: Block | None
+    ) -> web.Response:
         q = _model(BlockQuery, _query_dict(request))
         if block is None:
-            raise NotFound(self._missing("block", height) if height is not None else "no such block")
+            raise NotFound(
+                self._missing("block", height) if height is not None else "no such block"
+            )
         if q.format == "raw":
             return web.Response(body=block.encode(), content_type="application/octet-stream")
         store = self.node.store
@@ -729,7 +954,11 @@ class ClientApi:
         def build() -> bytes:
             cert = store.get_certificate(block.height)
             receipts = store.get_receipts(block.height) if q.receipts else None
-            return s.BlockResponse.of(block, cert, receipts, n=self.node.genesis.n).model_dump_json().encode()
+            return (
+                s.BlockResponse.of(block, cert, receipts, n=self.node.genesis.n)
+                .model_dump_json()
+                .encode()
+            )
 
         body = await asyncio.to_thread(build)
         return web.Response(body=body, content_type="application/json")
@@ -762,7 +991,9 @@ class ClientApi:
         cert = store.get_certificate(height)
         return s.HeaderResponse(
             header=s.HeaderModel.of(header),
-            certificate=s.CertificateModel.of(cert, self.node.genesis.n) if cert is not None else None,
+            certificate=s.CertificateModel.of(cert, self.node.genesis.n)
+            if cert is not None
+            else None,
         )
 
     async def get_header(self, request: web.Request) -> web.Response:
@@ -821,10 +1052,15 @@ class ClientApi:
         proof_obj = proof.to_obj()
         return _json(
             s.StateResponse(
-                contract=contract, key=key_text, state_key=skey.hex(),
-                value=value.hex() if value is not None else None, decoded=decoded,
-                proof=s.value_to_json(proof_obj), proof_raw=encoding.encode(proof_obj).hex(),
-                height=header.height, header=s.HeaderModel.of(header),
+                contract=contract,
+                key=key_text,
+                state_key=skey.hex(),
+                value=value.hex() if value is not None else None,
+                decoded=decoded,
+                proof=s.value_to_json(proof_obj),
+                proof_raw=encoding.encode(proof_obj).hex(),
+                height=header.height,
+                header=s.HeaderModel.of(header),
             )
         )
 
@@ -845,7 +1081,8 @@ class ClientApi:
         result = await _resolve(self.node.query(contract, method, args))
         return _json(
             s.QueryResponse(
-                result=s.value_to_json(result), raw=encoding.encode(result).hex(),
+                result=s.value_to_json(result),
+                raw=encoding.encode(result).hex(),
                 height=head[0] if head is not None else 0,
             )
         )
@@ -876,12 +1113,19 @@ class ClientApi:
             s.ValidatorsResponse(
                 validators=[
                     s.ValidatorModel(
-                        index=i, name=v.name, bls_public_key=v.bls_public_key, pop=v.pop, host=v.host,
-                        port=v.port, api_port=v.api_port,
+                        index=i,
+                        name=v.name,
+                        bls_public_key=v.bls_public_key,
+                        pop=v.pop,
+                        host=v.host,
+                        port=v.port,
+                        api_port=v.api_port,
                     )
                     for i, v in enumerate(g.validators)
                 ],
-                n=g.n, f=g.f, quorum=g.quorum,
+                n=g.n,
+                f=g.f,
+                quorum=g.quorum,
             )
         )
 
@@ -926,9 +1170,14 @@ class ClientApi:
             cert = self.node.store.get_certificate(block.height)
             out.append(
                 s.StreamBlock(
-                    height=block.height, hash=block.hash.hex(), header=s.HeaderModel.of(block.header),
-                    certificate=s.CertificateModel.of(cert, self.node.genesis.n) if cert is not None else None,
-                    tx_hashes=[t.hash.hex() for t in block.txs], receipts_ok=[r.ok for r in receipts],
+                    height=block.height,
+                    hash=block.hash.hex(),
+                    header=s.HeaderModel.of(block.header),
+                    certificate=s.CertificateModel.of(cert, self.node.genesis.n)
+                    if cert is not None
+                    else None,
+                    tx_hashes=[t.hash.hex() for t in block.txs],
+                    receipts_ok=[r.ok for r in receipts],
                 ).model_dump_json()
             )
         if q.events:
@@ -938,7 +1187,10 @@ class ClientApi:
                         continue
                     out.append(
                         s.StreamEvent(
-                            height=block.height, tx_hash=r.tx_hash.hex(), index=i, event=s.EventModel.of(e)
+                            height=block.height,
+                            tx_hash=r.tx_hash.hex(),
+                            index=i,
+                            event=s.EventModel.of(e),
                         ).model_dump_json()
                     )
         return out
@@ -956,7 +1208,9 @@ class ClientApi:
         ip = request.remote or "?"
         mine = self._streams_by_ip.get(ip, 0)
         if mine >= self.config.max_streams_per_client:
-            raise RateLimited(f"this client has {mine} streams open (at most {self.config.max_streams_per_client})")
+            raise RateLimited(
+                f"this client has {mine} streams open (at most {self.config.max_streams_per_client})"
+            )
         # counted before the first await, so that concurrent upgrades cannot all pass the checks
         self._streams_by_ip[ip] = mine + 1
         self._streams_opening += 1
@@ -967,7 +1221,9 @@ class ClientApi:
                 self._streams_by_ip[ip] = mine
             else:
                 self._streams_by_ip.pop(ip, None)
-            resp = error_response(426, "upgrade_required", "this endpoint is a WebSocket: send Upgrade: websocket")
+            resp = error_response(
+                426, "upgrade_required", "this endpoint is a WebSocket: send Upgrade: websocket"
+            )
             resp.headers["Upgrade"] = "websocket"
             return resp
         try:
@@ -989,7 +1245,9 @@ class ClientApi:
             if ws.prepared and not ws.closed:
                 await ws.close()
 
-    async def _serve_stream(self, ws: web.WebSocketResponse, q: s.StreamQuery) -> web.WebSocketResponse:
+    async def _serve_stream(
+        self, ws: web.WebSocketResponse, q: s.StreamQuery
+    ) -> web.WebSocketResponse:
         sub = self.node.subscribe()
         store = self.node.store
 
@@ -1000,7 +1258,9 @@ class ClientApi:
                 try:
                     await asyncio.wait_for(ws.send_str(text), self.config.stream_send_timeout_s)
                 except TimeoutError:
-                    raise _Lagged(f"client read nothing for {self.config.stream_send_timeout_s:g} s") from None
+                    raise _Lagged(
+                        f"client read nothing for {self.config.stream_send_timeout_s:g} s"
+                    ) from None
 
         def load(height: int) -> tuple[Block, list[Receipt]] | None:
             block = store.get_block(height)
@@ -1176,8 +1436,13 @@ class ApiServer:
     """
 
     def __init__(
-        self, node: NodeView, host: str = "127.0.0.1", port: int = 0, config: ApiConfig | None = None,
-        *, tls: tuple[str | Path, str | Path] | None = None,
+        self,
+        node: NodeView,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: ApiConfig | None = None,
+        *,
+        tls: tuple[str | Path, str | Path] | None = None,
     ) -> None:
         self.node = node
         self.host = host
@@ -1198,8 +1463,12 @@ class ApiServer:
 
     async def start(self) -> None:
         cfg = self.api.config
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
-                                     keepalive_timeout=cfg.keepalive_timeout_s)
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=cfg.keepalive_timeout_s,
+        )
         await self._runner.setup()
         server = self._runner.server
         assert server is not None
@@ -1207,7 +1476,12 @@ class ApiServer:
         loop = asyncio.get_running_loop()
         # our own listener rather than TCPSite: each connection's protocol is wrapped in a _Guard
         self._listener = await loop.create_server(
-            lambda: _Guard(api, server()), self.host, self._port, reuse_address=True, ssl=self._ssl, backlog=128,
+            lambda: _Guard(api, server()),
+            self.host,
+            self._port,
+            reuse_address=True,
+            ssl=self._ssl,
+            backlog=128,
         )
         socks = self._listener.sockets
         if socks:

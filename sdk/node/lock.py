@@ -78,7 +78,9 @@ class FolderLock:
         if fd is None:
             return
         with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)  # no stale pid for the next reader (the lock itself goes with close)
+            os.ftruncate(
+                fd, 0
+            )  # no stale pid for the next reader (the lock itself goes with close)
         os.close(fd)
 
     def __enter__(self) -> FolderLock:

@@ -201,7 +201,9 @@ class Node:
         self.config = config
         self.genesis = genesis
         self.home = Path(home)
-        self.allow_insecure_zk = config.allow_insecure_zk if allow_insecure_zk is None else allow_insecure_zk
+        self.allow_insecure_zk = (
+            config.allow_insecure_zk if allow_insecure_zk is None else allow_insecure_zk
+        )
         """Start on one-machine ("insecure-dev") ZK keys: test and demo chains only."""
         self._secret = secret
         self._api_config = api_config
@@ -283,36 +285,64 @@ class Node:
     def _define_metrics(self) -> None:
         m = self.metrics
         self.m_height = m.gauge("accord_height", "height of the last committed block")
-        self.m_healthy = m.gauge("accord_healthy", "1 while the node takes part; 0 once it halted on a fault "
-                                 "(damaged storage, a certified block that does not apply)")
+        self.m_healthy = m.gauge(
+            "accord_healthy",
+            "1 while the node takes part; 0 once it halted on a fault "
+            "(damaged storage, a certified block that does not apply)",
+        )
         self.m_healthy.set(1)
         self.m_txs = m.counter("accord_txs_committed_total", "transactions committed")
         self.m_blocks = m.counter("accord_blocks_committed_total", "blocks committed")
         self.m_mempool = m.gauge("accord_mempool_txs", "transactions waiting in the mempool")
-        self.m_rejected = m.gauge("accord_mempool_rejected", "transactions the mempool refused, by reason", ["code"])
-        self.m_invalid = m.counter("accord_invalid_proposals_total", "proposed blocks that failed validation")
-        self.m_time_retry = m.counter("accord_proposals_time_retried_total",
-                                      "proposals a little ahead of this clock, judged again once it caught up")
+        self.m_rejected = m.gauge(
+            "accord_mempool_rejected", "transactions the mempool refused, by reason", ["code"]
+        )
+        self.m_invalid = m.counter(
+            "accord_invalid_proposals_total", "proposed blocks that failed validation"
+        )
+        self.m_time_retry = m.counter(
+            "accord_proposals_time_retried_total",
+            "proposals a little ahead of this clock, judged again once it caught up",
+        )
         self.m_commit_s = m.histogram("accord_commit_seconds", "time to commit one block")
         self.m_latency = m.histogram(
-            "accord_tx_latency_seconds", "submit-to-commit latency of transactions submitted here",
+            "accord_tx_latency_seconds",
+            "submit-to-commit latency of transactions submitted here",
             buckets=(0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30),
         )
         self.m_consensus = m.gauge("accord_consensus_events", "consensus core counters", ["kind"])
-        self.m_sync = m.counter("accord_sync_blocks_total", "blocks fetched from peers while catching up")
-        self.m_bad_msgs = m.counter("accord_bad_messages_total", "malformed messages from peers", ["kind"])
+        self.m_sync = m.counter(
+            "accord_sync_blocks_total", "blocks fetched from peers while catching up"
+        )
+        self.m_bad_msgs = m.counter(
+            "accord_bad_messages_total", "malformed messages from peers", ["kind"]
+        )
         self.m_chain_op = m.histogram(
-            "accord_chain_op_seconds", "chain thread work per operation (build, validate, commit)", ["op"],
+            "accord_chain_op_seconds",
+            "chain thread work per operation (build, validate, commit)",
+            ["op"],
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
         )
-        self.m_shed = m.counter("accord_submissions_shed_total", "client submissions refused: backlog too long")
-        self.m_stale_builds = m.counter("accord_stale_builds_total", "builds skipped: the round had moved on")
+        self.m_shed = m.counter(
+            "accord_submissions_shed_total", "client submissions refused: backlog too long"
+        )
+        self.m_stale_builds = m.counter(
+            "accord_stale_builds_total", "builds skipped: the round had moved on"
+        )
         self.m_stopped_builds = m.counter(
-            "accord_stopped_builds_total", "builds abandoned part-way: a better proposal of the round arrived")
-        self.m_tx_cost = m.gauge("accord_tx_exec_seconds", "measured execution cost per transaction (moving average)")
-        self.m_gas_cost = m.gauge("accord_gas_exec_seconds", "measured execution cost per unit of gas (moving average)")
+            "accord_stopped_builds_total",
+            "builds abandoned part-way: a better proposal of the round arrived",
+        )
+        self.m_tx_cost = m.gauge(
+            "accord_tx_exec_seconds", "measured execution cost per transaction (moving average)"
+        )
+        self.m_gas_cost = m.gauge(
+            "accord_gas_exec_seconds", "measured execution cost per unit of gas (moving average)"
+        )
         self.m_chain_wait = m.histogram(
-            "accord_chain_wait_seconds", "time a chain operation waited for earlier ones", ["op"],
+            "accord_chain_wait_seconds",
+            "time a chain operation waited for earlier ones",
+            ["op"],
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
         )
 
@@ -356,7 +386,9 @@ class Node:
         self._chain_lock = asyncio.Lock()
         self._validation_wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chain-{self.name}")
-        self._verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"verify-{self.name}")
+        self._verify_pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"verify-{self.name}"
+        )
         self.store = Store(data, sync=self.config.sync)
         self.ops.recover(self.store)
         runtime = Runtime(self.genesis, self._contracts, **self._runtime_hooks())
@@ -366,10 +398,14 @@ class Node:
         try:
             check_head(self.store, self._verify_cert)
         except StorageDamaged as e:
-            raise StorageDamaged(f"{data}: {e.message}; run `accord node {self.home} --verify`, then restore "
-                                 f"the folder from a backup or start from an empty data folder to catch up") from None
+            raise StorageDamaged(
+                f"{data}: {e.message}; run `accord node {self.home} --verify`, then restore "
+                f"the folder from a backup or start from an empty data folder to catch up"
+            ) from None
         self.mempool = Mempool(
-            self.genesis.chain_id, self.chain.nonce_of, max_txs=self.config.mempool_size,
+            self.genesis.chain_id,
+            self.chain.nonce_of,
+            max_txs=self.config.mempool_size,
             max_gas=self.genesis.consensus.max_block_gas,
         )
         height, _ = self.chain.head()
@@ -377,14 +413,27 @@ class Node:
         self.m_height.set(height)
         self.metrics.add_collector(self._collect)
         self.transport = Transport(
-            self.genesis, self.index, self._secret, host=self.config.host, port=self.config.port,
-            addresses=self._addresses, config=self._link_config(), metrics=self.metrics,
-            on_message=self._on_message, on_peer=self._on_peer, on_request=self._on_request,
+            self.genesis,
+            self.index,
+            self._secret,
+            host=self.config.host,
+            port=self.config.port,
+            addresses=self._addresses,
+            config=self._link_config(),
+            metrics=self.metrics,
+            on_message=self._on_message,
+            on_peer=self._on_peer,
+            on_request=self._on_request,
         )
-        await _listen("validator transport", self.config.host, self.config.port, self.transport.start())
+        await _listen(
+            "validator transport", self.config.host, self.config.port, self.transport.start()
+        )
         api_tls = self.config.api_tls
         self.api = ApiServer(
-            self, self.config.api_host, self.config.api_port, self._api_config,
+            self,
+            self.config.api_host,
+            self.config.api_port,
+            self._api_config,
             tls=None if api_tls is None else (self.home / api_tls.cert, self.home / api_tls.key),
         )
         await _listen("client API", self.config.api_host, self.config.api_port, self.api.start())
@@ -401,10 +450,14 @@ class Node:
         cfg = self._net_config or NetConfig()
         tls = self.config.p2p_tls
         if tls is not None and cfg.tls_cert is None:
-            cfg = dataclasses.replace(cfg, tls_cert=str(self.home / tls.cert), tls_key=str(self.home / tls.key))
+            cfg = dataclasses.replace(
+                cfg, tls_cert=str(self.home / tls.cert), tls_key=str(self.home / tls.key)
+            )
         if cfg.tls_cert is None:
-            log.warning("%s: validator links are NOT encrypted (no p2p_tls in node.json); see docs/operations.md",
-                        self.name)
+            log.warning(
+                "%s: validator links are NOT encrypted (no p2p_tls in node.json); see docs/operations.md",
+                self.name,
+            )
         return cfg
 
     async def _abort_start(self) -> None:
@@ -429,7 +482,9 @@ class Node:
             self._folder_lock = None
 
     def _verify_cert(self, cert: Certificate) -> None:
-        verify_certificate(self.genesis.validator_keys(), self.genesis.chain_id, cert, self.genesis.quorum)
+        verify_certificate(
+            self.genesis.validator_keys(), self.genesis.chain_id, cert, self.genesis.quorum
+        )
 
     @property
     def healthy(self) -> bool:
@@ -476,19 +531,29 @@ class Node:
             from accord.zk.verifier import FastProofVerifier, verifier_from_genesis
 
             # Refuse keys that no verified ceremony produced (see accord.zk.transcript).
-            check_genesis(dict(self.genesis.zk_circuits), dict(self.genesis.zk_params),
-                          self._ceremony_transcript(), allow_insecure=self.allow_insecure_zk)
+            check_genesis(
+                dict(self.genesis.zk_circuits),
+                dict(self.genesis.zk_params),
+                self._ceremony_transcript(),
+                allow_insecure=self.allow_insecure_zk,
+            )
             if self.genesis.zk_params.get("ceremony") == "insecure-dev":
-                log.warning("%s: genesis marks its proving keys insecure-dev (a one-machine "
-                            "ceremony): never hold real value on this chain", self.name)
+                log.warning(
+                    "%s: genesis marks its proving keys insecure-dev (a one-machine "
+                    "ceremony): never hold real value on this chain",
+                    self.name,
+                )
             hooks["proof_verifier"] = verifier_from_genesis(self.genesis)
             if not isinstance(hooks["proof_verifier"], FastProofVerifier):
                 # Leaders size blocks by their own verification speed: a proof-heavy block a
                 # leader with the worker made in one round can take this node ~13x longer.
-                log.warning("%s: Node.js or the pinned snarkjs is missing: proofs are verified in "
-                            "pure Python (~13x slower); this validator may not keep up with "
-                            "proof-heavy blocks. Validators should run the fast verifier "
-                            "(npm ci in the project root)", self.name)
+                log.warning(
+                    "%s: Node.js or the pinned snarkjs is missing: proofs are verified in "
+                    "pure Python (~13x slower); this validator may not keep up with "
+                    "proof-heavy blocks. Validators should run the fast verifier "
+                    "(npm ci in the project root)",
+                    self.name,
+                )
         if self.genesis.mpc:
             from accord.mpc.oracle import oracle_from_genesis
 
@@ -504,7 +569,10 @@ class Node:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
-        tasks = [*self._tasks, *([self._validation_task] if self._validation_task is not None else [])]
+        tasks = [
+            *self._tasks,
+            *([self._validation_task] if self._validation_task is not None else []),
+        ]
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -583,8 +651,11 @@ class Node:
         if errors:
             raise errors[0]
         atexit.register(self.stop_background)
-        if (handle_sigterm and threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)):
+        if (
+            handle_sigterm
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
+        ):
             signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
@@ -638,7 +709,9 @@ class Node:
             # that consensus and execution need. Measured without it on 2 cores: offered 2,000
             # tx/s, commits fell from ~700 to ~250 tx/s. Refusing early keeps the plateau.
             self.m_shed.inc()
-            raise MempoolFull(f"{backlog} transactions are waiting (limit {limit}); try again later")
+            raise MempoolFull(
+                f"{backlog} transactions are waiting (limit {limit}); try again later"
+            )
         h = self.mempool.add(tx)
         self._sync_pending()
         self._submitted_at[h] = time.monotonic()
@@ -666,7 +739,9 @@ class Node:
                 entries.append(e)
         return self._enqueue_admission(entries, source=None)
 
-    def _admit_submitted(self, entries: list[Tx | AccordError], verdicts: dict[bytes, bool]) -> list[bytes | AccordError]:
+    def _admit_submitted(
+        self, entries: list[Tx | AccordError], verdicts: dict[bytes, bool]
+    ) -> list[bytes | AccordError]:
         """Admission of client transactions on the loop (load shedding, mempool, gossip)."""
         assert self.mempool is not None and self.transport is not None
         mempool, limit = self.mempool, self._admission_limit()
@@ -679,7 +754,11 @@ class Node:
                 continue
             if len(mempool) >= limit:  # load shedding, exactly as in _submit
                 self.m_shed.inc()
-                out.append(MempoolFull(f"{len(mempool)} transactions are waiting (limit {limit}); try again later"))
+                out.append(
+                    MempoolFull(
+                        f"{len(mempool)} transactions are waiting (limit {limit}); try again later"
+                    )
+                )
                 continue
             r = mempool.add_many((e,), verdict)[0]
             out.append(r)
@@ -690,7 +769,9 @@ class Node:
             self._submitted_at.clear()  # bounded: only latency accounting is lost
         return out
 
-    def _enqueue_admission(self, entries: list[Tx | AccordError], source: int | None) -> asyncio.Future[list[bytes | AccordError]]:
+    def _enqueue_admission(
+        self, entries: list[Tx | AccordError], source: int | None
+    ) -> asyncio.Future[list[bytes | AccordError]]:
         """Queue a batch for admission; batches are admitted strictly in arrival order.
 
         Order matters: an account's nonces must reach the mempool in sequence, and a gossip
@@ -699,9 +780,17 @@ class Node:
         assert self._loop is not None and self.mempool is not None
         mempool = self.mempool
         known = self._sig_ok
-        fresh = [e for e in entries if isinstance(e, Tx) and not mempool.contains(e.hash) and e.hash not in known]
+        fresh = [
+            e
+            for e in entries
+            if isinstance(e, Tx) and not mempool.contains(e.hash) and e.hash not in known
+        ]
         verdicts: asyncio.Future[dict[bytes, bool]] | None = None
-        if self.verify_off_loop > 0 and len(fresh) >= self.verify_off_loop and self._verify_pool is not None:
+        if (
+            self.verify_off_loop > 0
+            and len(fresh) >= self.verify_off_loop
+            and self._verify_pool is not None
+        ):
             verdicts = self._loop.run_in_executor(self._verify_pool, verify_signatures, fresh)
         job = _Admission(entries, source, verdicts, self._loop.create_future())
         if not self._admissions and not self._admitting and verdicts is None:
@@ -775,7 +864,13 @@ class Node:
         whenever that changes (a leader proposes only then): at once after admissions, so a
         transaction on an idle chain gets the current round's stage I if there is time."""
         core, mempool = self.core, self.mempool
-        if core is None or mempool is None or not core.p.skip_empty or not self.running or self.fault is not None:
+        if (
+            core is None
+            or mempool is None
+            or not core.p.skip_empty
+            or not self.running
+            or self.fault is not None
+        ):
             return
         pending = len(mempool) > 0
         if pending != core.txs_pending:
@@ -805,7 +900,9 @@ class Node:
     def subscribe(self) -> Subscription:
         return Subscription(self)
 
-    async def blocks(self, from_height: int | None = None) -> AsyncIterator[tuple[Block, list[Receipt]]]:
+    async def blocks(
+        self, from_height: int | None = None
+    ) -> AsyncIterator[tuple[Block, list[Receipt]]]:
         """Committed blocks with their receipts, in height order, as they commit.
 
         With ``from_height``, first the blocks already committed from that height on (read
@@ -835,7 +932,9 @@ class Node:
         finally:
             await sub.aclose()
 
-    async def _stored_blocks(self, start: int, stop: int | None) -> AsyncIterator[tuple[Block, list[Receipt]]]:
+    async def _stored_blocks(
+        self, start: int, stop: int | None
+    ) -> AsyncIterator[tuple[Block, list[Receipt]]]:
         """Committed blocks ``start <= height < stop`` (None: up to the head) from the store;
         :class:`~accord.storage.store.Pruned` for a start below what the store keeps (a
         silent gap would lose blocks for the application)."""
@@ -1000,8 +1099,10 @@ class Node:
                 return  # the round moved on: the core would drop the block; leave the txs pooled
             gas_budget = self._block_gas()
             # a fifth more than the budget should hold: the cut is made by gas, while executing
-            txs = self.mempool.take(min(params.max_block_txs, int(1.2 * gas_budget / self._tx_gas) + 1),
-                                    params.max_block_bytes - 64 * 1024)
+            txs = self.mempool.take(
+                min(params.max_block_txs, int(1.2 * gas_budget / self._tx_gas) + 1),
+                params.max_block_bytes - 64 * 1024,
+            )
             verified = frozenset(t.hash for t in txs)
             assert self._loop is not None
             # A leader that stood back for a better ticket builds after all when that
@@ -1012,9 +1113,16 @@ class Node:
             try:
                 block = await self._loop.run_in_executor(
                     self._executor,
-                    lambda: chain.build(txs, round=a.round, proposer=a.proposer_index, time_ms=self._now_ms(),
-                                        sortition=a.sortition, verified=verified, interrupt=stop.is_set,
-                                        gas_budget=gas_budget),
+                    lambda: chain.build(
+                        txs,
+                        round=a.round,
+                        proposer=a.proposer_index,
+                        time_ms=self._now_ms(),
+                        sortition=a.sortition,
+                        verified=verified,
+                        interrupt=stop.is_set,
+                        gas_budget=gas_budget,
+                    ),
                 )
             except ExecutionInterrupted:
                 self.m_stopped_builds.inc()
@@ -1038,7 +1146,9 @@ class Node:
 
     def _block_cap(self) -> int:
         """About how many transactions a block built now holds (see _block_gas)."""
-        return min(self.genesis.consensus.max_block_txs, max(1, int(self._block_gas() / self._tx_gas)))
+        return min(
+            self.genesis.consensus.max_block_txs, max(1, int(self._block_gas() / self._tx_gas))
+        )
 
     def _block_gas(self) -> int:
         """How much gas this node can execute within its build budget: where it cuts blocks.
@@ -1120,7 +1230,9 @@ class Node:
         assert self.chain is not None and self.mempool is not None
         chain, mempool = self.chain, self.mempool
         known = self._sig_ok
-        verified = frozenset(t.hash for t in block.txs if mempool.contains(t.hash) or t.hash in known)
+        verified = frozenset(
+            t.hash for t in block.txs if mempool.contains(t.hash) or t.hash in known
+        )
 
         def check() -> tuple[bool, float, int, int]:
             t = time.monotonic()
@@ -1135,8 +1247,11 @@ class Node:
                 ex = chain.validate(block, verified=verified, now_ms=now_ms)
                 return True, time.monotonic() - t, ex.gas_used, 0
             except InvalidProposal as e:
-                wait = ahead_of_clock_ms(time_ms=block.header.time_ms, now_ms=now_ms,
-                                         drift_ms=self.genesis.consensus.time_drift())
+                wait = ahead_of_clock_ms(
+                    time_ms=block.header.time_ms,
+                    now_ms=now_ms,
+                    drift_ms=self.genesis.consensus.time_drift(),
+                )
                 log.info("%s: proposal %s refused: %s", self.name, block.hash.hex()[:12], e)
                 return False, 0.0, 0, wait
 
@@ -1174,7 +1289,9 @@ class Node:
         # A committed block this node never validated (validation is lazy: the quorum may
         # form on a proposal it did not need) is executed here; signatures it already knows
         # need no second check.
-        verified = frozenset(t.hash for t in block.txs if mempool.contains(t.hash) or t.hash in known)
+        verified = frozenset(
+            t.hash for t in block.txs if mempool.contains(t.hash) or t.hash in known
+        )
 
         def commit() -> list[Receipt] | None:
             height, head = chain.head()
@@ -1194,7 +1311,9 @@ class Node:
             # The transactions and receipts match the certified header (the tx root checks
             # out), so the body is the genuine one; executing it gave another state: this
             # node's state is damaged (or it runs other code). Asking peers again cannot help.
-            self._fail(f"block {block.height} carries a valid certificate but does not apply here: {e}")
+            self._fail(
+                f"block {block.height} carries a valid certificate but does not apply here: {e}"
+            )
             return
         except StorageError as e:
             self._fail(f"storage error while committing block {block.height}: {e}")
@@ -1232,9 +1351,13 @@ class Node:
         raw = self.store.get_safety(SAFETY_KEY)
         safety = SafetyState.decode(raw, self.genesis.n) if raw is not None else None
         return Core.from_genesis(
-            self.genesis, BlsSigner(self.index, self._secret),
-            head=(height, head_hash), head_cert=self.store.get_certificate(height),
-            head_sortition=self._head_sortition(height), safety=safety, known_txs=self.mempool.get,
+            self.genesis,
+            BlsSigner(self.index, self._secret),
+            head=(height, head_hash),
+            head_cert=self.store.get_certificate(height),
+            head_sortition=self._head_sortition(height),
+            safety=safety,
+            known_txs=self.mempool.get,
         )
 
     def _head_sortition(self, height: int) -> bytes:
@@ -1256,9 +1379,14 @@ class Node:
         catch-up fetches the block again, from another peer than the one that sent it."""
         source = self._body_source.pop(block.hash, None)
         self.m_bad_msgs.inc(kind="block_body")
-        log.error("%s: block %d (%s) has a certificate but its body does not apply (%s)%s; fetching it again",
-                  self.name, block.height, block.hash.hex()[:16], error,
-                  "" if source is None else f", sent by validator {source}")
+        log.error(
+            "%s: block %d (%s) has a certificate but its body does not apply (%s)%s; fetching it again",
+            self.name,
+            block.height,
+            block.hash.hex()[:16],
+            error,
+            "" if source is None else f", sent by validator {source}",
+        )
         if source is not None:
             self._distrusted[source] = time.monotonic() + DISTRUST_S
         self._recent.pop(block.hash, None)
@@ -1286,7 +1414,12 @@ class Node:
     # --- messages from peers ------------------------------------------------------------
 
     async def _on_peer(self, index: int, connected: bool) -> None:
-        if connected and self.chain is not None and self.transport is not None and not self.ops.syncing:
+        if (
+            connected
+            and self.chain is not None
+            and self.transport is not None
+            and not self.ops.syncing
+        ):
             height, head = self.chain.head()
             self.transport.send(index, Kind.STATUS, [height, head])
         if not connected:
@@ -1330,7 +1463,9 @@ class Node:
                 entries.append(e)
         self._enqueue_admission(entries, source=0)
 
-    def _admit_gossiped(self, entries: list[Tx | AccordError], verdicts: dict[bytes, bool]) -> list[bytes | AccordError]:
+    def _admit_gossiped(
+        self, entries: list[Tx | AccordError], verdicts: dict[bytes, bool]
+    ) -> list[bytes | AccordError]:
         assert self.mempool is not None and self.transport is not None
         # With more peers than the gossip fanout, newly admitted transactions travel on; the
         # mempool's duplicate check ends the flood. Otherwise the submitter reached everyone.
@@ -1359,8 +1494,14 @@ class Node:
 
     def _maybe_sync(self) -> None:
         """Ask the most advanced peer for the blocks we miss (one request per peer at a time)."""
-        if (not self.running or self.chain is None or self.transport is None or not self._peer_heads
-                or self.fault is not None or self.ops.holds_catch_up):
+        if (
+            not self.running
+            or self.chain is None
+            or self.transport is None
+            or not self._peer_heads
+            or self.fault is not None
+            or self.ops.holds_catch_up
+        ):
             return
         height, _ = self.chain.head()
         now = time.monotonic()
@@ -1477,10 +1618,15 @@ async def _listen(what: str, host: str, port: int, starting: Awaitable[None]) ->
         await starting
     except OSError as e:
         if e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-            reason = {errno.EADDRINUSE: "address already in use", errno.EACCES: "permission denied",
-                      errno.EADDRNOTAVAIL: "address not available on this machine"}[e.errno]
-            raise CannotListen(f"cannot listen on {host}:{port} for the {what}: {reason} "
-                            f"(is another validator or program using it?)") from None
+            reason = {
+                errno.EADDRINUSE: "address already in use",
+                errno.EACCES: "permission denied",
+                errno.EADDRNOTAVAIL: "address not available on this machine",
+            }[e.errno]
+            raise CannotListen(
+                f"cannot listen on {host}:{port} for the {what}: {reason} "
+                f"(is another validator or program using it?)"
+            ) from None
         raise
 
 

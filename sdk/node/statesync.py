@@ -78,11 +78,20 @@ class NodeOps:
         self._builder: threading.Thread | None = None
         self._stopping = False
         m = node.metrics
-        self.m_refused = m.counter("accord_statesync_refused_total",
-                                   "snapshot manifests and chunks from peers refused (they did not verify)", ["what"])
-        self.m_chunks = m.counter("accord_statesync_chunks_total", "verified snapshot chunks installed")
-        self.m_built = m.counter("accord_snapshots_built_total", "state snapshots built for joining nodes")
-        self.m_base = m.gauge("accord_store_base_height", "lowest height whose block and state this node keeps")
+        self.m_refused = m.counter(
+            "accord_statesync_refused_total",
+            "snapshot manifests and chunks from peers refused (they did not verify)",
+            ["what"],
+        )
+        self.m_chunks = m.counter(
+            "accord_statesync_chunks_total", "verified snapshot chunks installed"
+        )
+        self.m_built = m.counter(
+            "accord_snapshots_built_total", "state snapshots built for joining nodes"
+        )
+        self.m_base = m.gauge(
+            "accord_store_base_height", "lowest height whose block and state this node keeps"
+        )
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -90,8 +99,11 @@ class NodeOps:
         """At start, before the chain opens the store: drop a snapshot install a crash cut off."""
         height = store.installing()
         if height is not None:
-            log.warning("%s: dropping a state snapshot install of height %d that did not finish",
-                        self.node.name, height)
+            log.warning(
+                "%s: dropping a state snapshot install of height %d that did not finish",
+                self.node.name,
+                height,
+            )
             store.abort_install()
         self.m_base.set(store.base())
 
@@ -123,8 +135,14 @@ class NodeOps:
 
     def after_commit(self, height: int) -> None:
         config = self.node.config
-        if config.snapshot_interval and height % config.snapshot_interval == 0 and self._builder is None:
-            self._builder = threading.Thread(target=self._build, name=f"snapshot-{self.node.name}", daemon=True)
+        if (
+            config.snapshot_interval
+            and height % config.snapshot_interval == 0
+            and self._builder is None
+        ):
+            self._builder = threading.Thread(
+                target=self._build, name=f"snapshot-{self.node.name}", daemon=True
+            )
             self._builder.start()
         if config.prune_keep and height % PRUNE_EVERY == 0:
             self.node._spawn(self._prune(config.prune_keep))
@@ -150,8 +168,14 @@ class NodeOps:
             manifest = snapshot.build(self.node.store, self.dir, progress=progress)
             snapshot.keep_latest(self.dir, self.node.config.snapshot_keep)
             self.m_built.inc()
-            log.info("%s: state snapshot of height %d built (%d entries, %d chunks) in %.1f s", self.node.name,
-                     manifest.height, manifest.entries, len(manifest.cells), time.monotonic() - t0)
+            log.info(
+                "%s: state snapshot of height %d built (%d entries, %d chunks) in %.1f s",
+                self.node.name,
+                manifest.height,
+                manifest.entries,
+                len(manifest.cells),
+                time.monotonic() - t0,
+            )
         except _Stopping:
             pass
         except Exception as e:  # a snapshot is a service to others: never take the node down
@@ -172,7 +196,9 @@ class NodeOps:
             return await asyncio.to_thread(snapshot.read_manifest, self.dir, body[2])
         if len(body) == 4 and body[1] == "chunk" and type(body[2]) is int and type(body[3]) is int:
             return await asyncio.to_thread(snapshot.read_chunk, self.dir, body[2], body[3])
-        raise DecodeError("snapshot request is ['snap', 'list' | 'manifest', height | 'chunk', height, index]")
+        raise DecodeError(
+            "snapshot request is ['snap', 'list' | 'manifest', height | 'chunk', height, index]"
+        )
 
     # --- syncing ------------------------------------------------------------------------
 
@@ -182,7 +208,9 @@ class NodeOps:
         self._bad.add(peer)
         if len(self.refused) < 1000:
             self.refused.append((peer, what, why))
-        log.warning("%s: state sync: refused the %s from validator %d: %s", self.node.name, what, peer, why)
+        log.warning(
+            "%s: state sync: refused the %s from validator %d: %s", self.node.name, what, peer, why
+        )
 
     def _order(self, peers: list[int]) -> list[int]:
         """Peers that have not lied first (a liar is asked again only if nobody else answers)."""
@@ -210,9 +238,15 @@ class NodeOps:
                 try:
                     heights = await node.transport.request(peer, ["snap", "list"], timeout=5.0)
                 except AccordError as e:
-                    log.info("%s: state sync: validator %d lists no snapshots: %s", node.name, peer, e)
+                    log.info(
+                        "%s: state sync: validator %d lists no snapshots: %s", node.name, peer, e
+                    )
                     continue
-                if type(heights) is not list or len(heights) > MAX_OFFERS or any(type(h) is not int for h in heights):
+                if (
+                    type(heights) is not list
+                    or len(heights) > MAX_OFFERS
+                    or any(type(h) is not int for h in heights)
+                ):
                     self._refuse(peer, "list", "not a list of heights")
                     continue
                 for h in heights:
@@ -222,7 +256,10 @@ class NodeOps:
                 if await self._sync_to(height, offers[height]):
                     return
             if offers:
-                log.warning("%s: state sync found no verifiable snapshot; replaying blocks instead", node.name)
+                log.warning(
+                    "%s: state sync found no verifiable snapshot; replaying blocks instead",
+                    node.name,
+                )
         except asyncio.CancelledError:
             raise
         except Exception:  # never leave the node waiting: fall back to replay
@@ -240,7 +277,9 @@ class NodeOps:
         assert node.transport is not None
         for peer in self._order(peers):
             try:
-                raw = await node.transport.request(peer, ["snap", "manifest", height], timeout=REQUEST_TIMEOUT_S)
+                raw = await node.transport.request(
+                    peer, ["snap", "manifest", height], timeout=REQUEST_TIMEOUT_S
+                )
             except AccordError as e:
                 log.info("%s: state sync: no manifest from validator %d: %s", node.name, peer, e)
                 continue
@@ -250,7 +289,9 @@ class NodeOps:
             try:
                 manifest = Manifest.decode(raw)
                 if manifest.height != height:
-                    raise SnapshotInvalid(f"manifest of height {manifest.height}, asked for {height}")
+                    raise SnapshotInvalid(
+                        f"manifest of height {manifest.height}, asked for {height}"
+                    )
                 await asyncio.to_thread(verify_manifest, manifest, node._verify_cert)
             except SnapshotInvalid as e:
                 self._refuse(peer, "manifest", e)
@@ -266,8 +307,14 @@ class NodeOps:
         if got is None:
             return False
         manifest, peers = got
-        log.info("%s: state sync: installing the snapshot of height %d (%d entries, %d chunks) from %d peers",
-                 node.name, height, manifest.entries, len(manifest.cells), len(peers))
+        log.info(
+            "%s: state sync: installing the snapshot of height %d (%d entries, %d chunks) from %d peers",
+            node.name,
+            height,
+            manifest.entries,
+            len(manifest.cells),
+            len(peers),
+        )
         t0 = time.monotonic()
         self.syncing = True
         installer = Installer(node.store, manifest)
@@ -284,7 +331,10 @@ class NodeOps:
                     self.m_chunks.inc()
                     bar.advance(manifest.cells[i].count)
 
-            workers = [asyncio.ensure_future(worker(s)) for s in range(min(CHUNKS_IN_FLIGHT, len(pending)) or 1)]
+            workers = [
+                asyncio.ensure_future(worker(s))
+                for s in range(min(CHUNKS_IN_FLIGHT, len(pending)) or 1)
+            ]
             try:
                 await asyncio.gather(*workers)
             except BaseException:  # one failed: stop the others before the install is dropped
@@ -303,13 +353,19 @@ class NodeOps:
             raise
         bar.close()
         self.synced_height = height
-        log.info("%s: state sync: at height %d after %.1f s; following the chain from there",
-                 node.name, height, time.monotonic() - t0)
+        log.info(
+            "%s: state sync: at height %d after %.1f s; following the chain from there",
+            node.name,
+            height,
+            time.monotonic() - t0,
+        )
         node._after_state_sync(height)
         self.m_base.set(height)
         return True
 
-    async def _chunk(self, height: int, index: int, cell: Cell, peers: list[int], slot: int) -> Chunk:
+    async def _chunk(
+        self, height: int, index: int, cell: Cell, peers: list[int], slot: int
+    ) -> Chunk:
         """Chunk ``index``, verified, from the first peer (honest ones first) that has it right."""
         from accord.storage.snapshot import SnapshotInvalid, verify_chunk
 
@@ -318,9 +374,13 @@ class NodeOps:
         start = (index + slot) % len(peers)  # spread the chunks over the peers
         for peer in self._order(peers[start:] + peers[:start]):
             try:
-                raw = await node.transport.request(peer, ["snap", "chunk", height, index], timeout=REQUEST_TIMEOUT_S)
+                raw = await node.transport.request(
+                    peer, ["snap", "chunk", height, index], timeout=REQUEST_TIMEOUT_S
+                )
             except AccordError as e:
-                log.info("%s: state sync: chunk %d not from validator %d: %s", node.name, index, peer, e)
+                log.info(
+                    "%s: state sync: chunk %d not from validator %d: %s", node.name, index, peer, e
+                )
                 continue
             if type(raw) is not bytes:
                 self._refuse(peer, "chunk", "not a chunk")

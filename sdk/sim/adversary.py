@@ -112,7 +112,13 @@ KINDS = ("prop", "P", "C")
 MAX_LABELLED = 2_000_000  # exhaustive spaces larger than this are refused (memory and time)
 STRATEGIES = ("late_prepare", "split_order", "partition", "shuffle", "mixed")
 # Release points of the exhaustive space, in rounds after the start of the held round r.
-RELEASES: dict[str, float] = {"now": 0.0, "end": 0.875, "next": 1.625, "later": 2.875, "never": NEVER}
+RELEASES: dict[str, float] = {
+    "now": 0.0,
+    "end": 0.875,
+    "next": 1.625,
+    "later": 2.875,
+    "never": NEVER,
+}
 
 
 @dataclass(frozen=True)
@@ -128,8 +134,12 @@ class Hold:
     frm: frozenset[int] | None = None
 
     def to_obj(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"kind": self.kind, "round": self.round, "to": sorted(self.to),
-                             "until": "never" if self.until == NEVER else self.until}
+        d: dict[str, Any] = {
+            "kind": self.kind,
+            "round": self.round,
+            "to": sorted(self.to),
+            "until": "never" if self.until == NEVER else self.until,
+        }
         if self.frm is not None:
             d["from"] = sorted(self.frm)
         return d
@@ -168,7 +178,9 @@ class Scheduler:
         self.round_us = sim.c.round_ms * 1000
         self.latency_us = max(1, int(sim.c.latency_ms * 1000))
         self.rng = random.Random(plan.seed)
-        order = [nd.nid for nd in sim.nodes if nd.honest] + [nd.nid for nd in sim.nodes if not nd.honest]
+        order = [nd.nid for nd in sim.nodes if nd.honest] + [
+            nd.nid for nd in sim.nodes if not nd.honest
+        ]
         self.role = {nid: r for r, nid in enumerate(order)}
         for nd in sim.nodes:
             nd.link = None
@@ -214,7 +226,8 @@ class Scheduler:
             if prev != agg.block_hash:
                 self.sim.violations.append(
                     f"validator {i} voted for two blocks at height {agg.height} round {agg.round} "
-                    f"phase {'PC'[agg.phase - 1]} (seen on the wire)")
+                    f"phase {'PC'[agg.phase - 1]} (seen on the wire)"
+                )
 
     def transmit(self, frm: SimNode, to: SimNode, payload: bytes, at: int) -> None:
         t = at + self.latency_us
@@ -251,9 +264,19 @@ class Setup:
 
     def config(self, plan: Plan) -> SimConfig:
         return SimConfig(
-            nodes=self.nodes, byzantine=1 if self.twins else 0, strategy="twins" if self.twins else "none",
-            seed=self.seed, rounds=self.rounds, latency_ms=10.0, jitter=0.0, tail=0.0, round_ms=200,
-            stage2_ms=100, expected_leaders=float(self.nodes), crypto=self.crypto, core_class=self.core_class,
+            nodes=self.nodes,
+            byzantine=1 if self.twins else 0,
+            strategy="twins" if self.twins else "none",
+            seed=self.seed,
+            rounds=self.rounds,
+            latency_ms=10.0,
+            jitter=0.0,
+            tail=0.0,
+            round_ms=200,
+            stage2_ms=100,
+            expected_leaders=float(self.nodes),
+            crypto=self.crypto,
+            core_class=self.core_class,
             network=lambda sim: Scheduler(sim, plan),
         )
 
@@ -281,9 +304,15 @@ def _late_prepare(rng: random.Random, roles: int, rounds: int) -> Plan:
     if rng.random() < 0.8:
         holds.append(Hold("P", r + 1, _subset(rng, roles), rng.uniform(first, r + 2.0)))
     if rng.random() < 0.8:
-        holds.append(Hold("C", r, _subset(rng, roles, full=0.1), rng.choice([NEVER, r + 2 + rng.random()])))
+        holds.append(
+            Hold("C", r, _subset(rng, roles, full=0.1), rng.choice([NEVER, r + 2 + rng.random()]))
+        )
     if rng.random() < 0.3:
-        holds.append(Hold("C", r + 1, _subset(rng, roles, full=0.1), rng.choice([NEVER, r + 2 + rng.random()])))
+        holds.append(
+            Hold(
+                "C", r + 1, _subset(rng, roles, full=0.1), rng.choice([NEVER, r + 2 + rng.random()])
+            )
+        )
     return Plan(tuple(holds))
 
 
@@ -295,7 +324,8 @@ def _split_order(rng: random.Random, roles: int, rounds: int) -> Plan:
     a, b = frozenset(ids[:k]), frozenset(ids[k:])
     x, y = sorted(rng.uniform(r + 1.52, r + 1.98) for _ in range(2))
     holds = [
-        Hold("P", r, a, x), Hold("P", r + 1, a, y),  # group a: r's quorum first, then r + 1's
+        Hold("P", r, a, x),
+        Hold("P", r + 1, a, y),  # group a: r's quorum first, then r + 1's
         Hold("P", r, b, NEVER if rng.random() < 0.5 else y),  # group b: r + 1's first (on time)
         Hold("C", r, b, rng.choice([NEVER, r + 2 + rng.random()])),  # r's commit votes reach a only
     ]
@@ -320,19 +350,28 @@ def _partition(rng: random.Random, roles: int, rounds: int) -> Plan:
 
 
 def _shuffle(rng: random.Random, roles: int, rounds: int) -> Plan:
-    return Plan((), delay_p=rng.choice([0.2, 0.4, 0.6]), delay_rounds=rng.choice([1.0, 2.0]),
-                seed=rng.getrandbits(32))
+    return Plan(
+        (),
+        delay_p=rng.choice([0.2, 0.4, 0.6]),
+        delay_rounds=rng.choice([1.0, 2.0]),
+        seed=rng.getrandbits(32),
+    )
 
 
 _DRAW: dict[str, Callable[[random.Random, int, int], Plan]] = {
-    "late_prepare": _late_prepare, "split_order": _split_order, "partition": _partition, "shuffle": _shuffle,
+    "late_prepare": _late_prepare,
+    "split_order": _split_order,
+    "partition": _partition,
+    "shuffle": _shuffle,
 }
 
 
 def draw_plan(strategy: str, seed: int, roles: int, rounds: int) -> Plan:
     """The plan strategy ``strategy`` draws for ``seed`` (a pure function of its arguments)."""
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown adversary {strategy!r}; choose from {', '.join(STRATEGIES)} or exhaustive")
+        raise ValueError(
+            f"unknown adversary {strategy!r}; choose from {', '.join(STRATEGIES)} or exhaustive"
+        )
     rng = random.Random(f"accord-adversary/{strategy}/{seed}")
     if strategy == "mixed":
         strategy = rng.choice(sorted(_DRAW))
@@ -371,30 +410,44 @@ class Space:
         return 5 if self.twins else 4
 
     def setup(self, core_class: type[Core] = Core, crypto: str = "model") -> Setup:
-        return Setup(nodes=4, twins=self.twins, rounds=self.rounds + self.settle, core_class=core_class,
-                     crypto=crypto)
+        return Setup(
+            nodes=4,
+            twins=self.twins,
+            rounds=self.rounds + self.settle,
+            core_class=core_class,
+            crypto=crypto,
+        )
 
     def _choices(self, r: int) -> list[RoundChoice]:
         cs = self.c_releases if r < self.rounds - 1 or self.last_c else ("now",)
         values = [(p, c) for p in self.p_releases for c in cs]
         split = self.twins and self.split_twins
-        return [a for a in itertools.product(values, repeat=self.roles)
-                if len(set(a)) <= self.sides and not (split and a[3] == a[4])]
+        return [
+            a
+            for a in itertools.product(values, repeat=self.roles)
+            if len(set(a)) <= self.sides and not (split and a[3] == a[4])
+        ]
 
     def _perms(self) -> list[tuple[int, ...]]:
         if not self.symmetric:
             return [tuple(range(self.roles))]
         if not self.twins:
             return list(itertools.permutations(range(4)))
-        return [(*h, *t) for h in itertools.permutations(range(3)) for t in itertools.permutations((3, 4))]
+        return [
+            (*h, *t)
+            for h in itertools.permutations(range(3))
+            for t in itertools.permutations((3, 4))
+        ]
 
     def schedules(self) -> list[tuple[RoundChoice, ...]]:
         """Every schedule of the space (one per orbit if symmetric: the least image under the
         permutations of interchangeable nodes), in a fixed order."""
         labelled = math.prod(len(self._choices(r)) for r in range(self.rounds))
         if labelled > MAX_LABELLED:
-            raise ValueError(f"{labelled} labelled schedules exceed the bound of {MAX_LABELLED}; "
-                             "enumerate fewer rounds, release points or sides")
+            raise ValueError(
+                f"{labelled} labelled schedules exceed the bound of {MAX_LABELLED}; "
+                "enumerate fewer rounds, release points or sides"
+            )
         perms = self._perms()[1:]
         out = []
         for s in itertools.product(*(self._choices(r) for r in range(self.rounds))):
@@ -404,7 +457,10 @@ class Space:
 
     def canonical(self, schedule: tuple[RoundChoice, ...]) -> tuple[RoundChoice, ...]:
         """The representative of a schedule's orbit that :meth:`schedules` lists."""
-        return min(tuple(tuple(a[p[i]] for i in range(self.roles)) for a in schedule) for p in self._perms())
+        return min(
+            tuple(tuple(a[p[i]] for i in range(self.roles)) for a in schedule)
+            for p in self._perms()
+        )
 
     @staticmethod
     def plan(schedule: tuple[RoundChoice, ...]) -> Plan:
@@ -439,9 +495,16 @@ class Report:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_obj(self) -> dict[str, Any]:
-        return {"adversary": self.adversary, "schedules": self.schedules, "violations": self.violations,
-                "first_violation": self.first, "forks": self.forks, "first_fork": self.first_fork,
-                "committed_heights": self.commits, **self.extra}
+        return {
+            "adversary": self.adversary,
+            "schedules": self.schedules,
+            "violations": self.violations,
+            "first_violation": self.first,
+            "forks": self.forks,
+            "first_fork": self.first_fork,
+            "committed_heights": self.commits,
+            **self.extra,
+        }
 
 
 def _note(report: Report, result: SimResult, reproducer: dict[str, Any]) -> None:
@@ -458,34 +521,76 @@ def _note(report: Report, result: SimResult, reproducer: dict[str, Any]) -> None
                 report.first_fork = {**reproducer, "violations": forked[:4]}
 
 
-def search(strategy: str, *, seeds: Iterable[int], twins: bool = False, rounds: int = 4,
-           core_class: type[Core] = Core, crypto: str = "model", stop_at_first: bool = False,
-           stop_at_fork: bool = False) -> Report:
+def search(
+    strategy: str,
+    *,
+    seeds: Iterable[int],
+    twins: bool = False,
+    rounds: int = 4,
+    core_class: type[Core] = Core,
+    crypto: str = "model",
+    stop_at_first: bool = False,
+    stop_at_fork: bool = False,
+) -> Report:
     """Run the seeded strategy once per seed (until the first violation or fork, if asked)."""
     setup = Setup(nodes=4, twins=twins, rounds=rounds, core_class=core_class, crypto=crypto)
     report = Report(strategy, extra={"twins": twins, "rounds": rounds})
     for seed in seeds:
         plan = draw_plan(strategy, seed, 5 if twins else 4, rounds)
-        _note(report, run_plan(setup, plan), {"adversary": strategy, "seed": seed, "twins": twins,
-                                              "rounds": rounds, "plan": plan.to_obj()})
+        _note(
+            report,
+            run_plan(setup, plan),
+            {
+                "adversary": strategy,
+                "seed": seed,
+                "twins": twins,
+                "rounds": rounds,
+                "plan": plan.to_obj(),
+            },
+        )
         if (stop_at_first and report.violations) or (stop_at_fork and report.forks):
             break
     return report
 
 
-def exhaustive(space: Space, *, start: int = 0, limit: int | None = None, core_class: type[Core] = Core,
-               crypto: str = "model", stop_at_first: bool = False, stop_at_fork: bool = False) -> Report:
+def exhaustive(
+    space: Space,
+    *,
+    start: int = 0,
+    limit: int | None = None,
+    core_class: type[Core] = Core,
+    crypto: str = "model",
+    stop_at_first: bool = False,
+    stop_at_fork: bool = False,
+) -> Report:
     """Run schedules ``start`` .. ``start + limit`` of the space (all by default), until the
     first violation or fork if asked."""
     scheds = space.schedules()
     end = len(scheds) if limit is None else min(len(scheds), start + limit)
     setup = space.setup(core_class, crypto)
-    report = Report("exhaustive", extra={"twins": space.twins, "space_size": len(scheds), "start": start,
-                                         "rounds": space.rounds, "symmetric": space.symmetric})
+    report = Report(
+        "exhaustive",
+        extra={
+            "twins": space.twins,
+            "space_size": len(scheds),
+            "start": start,
+            "rounds": space.rounds,
+            "symmetric": space.symmetric,
+        },
+    )
     for i in range(start, end):
         plan = space.plan(scheds[i])
-        _note(report, run_plan(setup, plan), {"adversary": "exhaustive", "index": i, "twins": space.twins,
-                                              "symmetric": space.symmetric, "plan": plan.to_obj()})
+        _note(
+            report,
+            run_plan(setup, plan),
+            {
+                "adversary": "exhaustive",
+                "index": i,
+                "twins": space.twins,
+                "symmetric": space.symmetric,
+                "plan": plan.to_obj(),
+            },
+        )
         if (stop_at_first and report.violations) or (stop_at_fork and report.forks):
             break
     return report

@@ -50,8 +50,16 @@ if TYPE_CHECKING:
     from .engine import SimNode, Simulator
 
 STRATEGIES = (
-    "equivocate", "double_vote", "withhold", "replay", "bad_sortition", "bad_signature", "garbage", "twins",
-    "ticket_only", "future_time",
+    "equivocate",
+    "double_vote",
+    "withhold",
+    "replay",
+    "bad_sortition",
+    "bad_signature",
+    "garbage",
+    "twins",
+    "ticket_only",
+    "future_time",
 )
 
 FUTURE_MS = 10 * 365 * 24 * 3600 * 1000
@@ -64,7 +72,9 @@ def assign(strategy: str, byz: list[int], rng: random.Random) -> dict[int, str]:
     if strategy == "mixed":
         return {i: rng.choice(STRATEGIES) for i in byz}
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)} or mixed")
+        raise ValueError(
+            f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)} or mixed"
+        )
     return {i: strategy for i in byz}
 
 
@@ -92,7 +102,9 @@ def observe(sim: Simulator, nd: SimNode, frm: int, payload: bytes) -> None:
 def build(sim: Simulator, nd: SimNode, block: Block) -> Block:
     if not nd.honest and nd.strategy == "future_time":
         nd.state["future_blocks"] = nd.state.get("future_blocks", 0) + 1
-        return Block(dataclasses.replace(block.header, time_ms=block.header.time_ms + FUTURE_MS), block.txs)
+        return Block(
+            dataclasses.replace(block.header, time_ms=block.header.time_ms + FUTURE_MS), block.txs
+        )
     return block
 
 
@@ -134,10 +146,27 @@ def _equivocate(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
         h = msg.block.header
         bad = sim.rng.random() < 0.5
         root = b"\xee" * 32 if bad else hashlib.sha256(b"alt" + h.state_root).digest()
-        alt_h = Header(h.chain_id, h.height, h.round, h.parent_hash, h.tx_root, root, h.tx_count,
-                       h.proposer, h.time_ms, h.sortition, h.body_hash)
-        alt = Proposal(msg.round, msg.proposer, msg.sortition, Block(alt_h, msg.block.txs), None,
-                       msg.parent_cert).encode()
+        alt_h = Header(
+            h.chain_id,
+            h.height,
+            h.round,
+            h.parent_hash,
+            h.tx_root,
+            root,
+            h.tx_count,
+            h.proposer,
+            h.time_ms,
+            h.sortition,
+            h.body_hash,
+        )
+        alt = Proposal(
+            msg.round,
+            msg.proposer,
+            msg.sortition,
+            Block(alt_h, msg.block.txs),
+            None,
+            msg.parent_cert,
+        ).encode()
         targets = _others(sim, nd) if isinstance(a, Broadcast) else [a.to_index]
         for k, j in enumerate(targets):
             out.append(Send(j, payload if (k + j) % 2 == 0 else alt))
@@ -183,7 +212,11 @@ def _withhold(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
     for a in actions:
         if isinstance(a, Broadcast | Send):
             msg = _message(sim, a)
-            if isinstance(msg, Proposal) and msg.proposer == nd.index and not nd.state.get("sent_" + str(msg.round)):
+            if (
+                isinstance(msg, Proposal)
+                and msg.proposer == nd.index
+                and not nd.state.get("sent_" + str(msg.round))
+            ):
                 nd.state["sent_" + str(msg.round)] = True
                 out.append(Send(sim.rng.choice(_others(sim, nd)), a.payload))
             continue
@@ -209,13 +242,31 @@ def _bad_sortition(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]
     if kind == 0:
         ticket = bytes(sim.rng.getrandbits(8) for _ in range(96))
     elif kind == 1:  # a real signature, but over another round's message
-        ticket = nd.signer.sign(sortition_message(sim.params.chain_id, core.height, core.round + 7, core.seed))
+        ticket = nd.signer.sign(
+            sortition_message(sim.params.chain_id, core.height, core.round + 7, core.seed)
+        )
     else:  # the real ticket, whether or not it wins
-        ticket = nd.signer.sign(sortition_message(sim.params.chain_id, core.height, core.round, core.seed))
-    header = Header(sim.params.chain_id, core.height, core.round, core.head_hash, bytes(32), bytes(32), 0,
-                    nd.index, 0, ticket)
+        ticket = nd.signer.sign(
+            sortition_message(sim.params.chain_id, core.height, core.round, core.seed)
+        )
+    header = Header(
+        sim.params.chain_id,
+        core.height,
+        core.round,
+        core.head_hash,
+        bytes(32),
+        bytes(32),
+        0,
+        nd.index,
+        0,
+        ticket,
+    )
     prop = Proposal(core.round, nd.index, ticket, Block(header, ()), None, core.head_cert)
-    if kind == 2 and ticket == header.sortition and core.d > int.from_bytes(hashlib.sha256(ticket).digest(), "big"):
+    if (
+        kind == 2
+        and ticket == header.sortition
+        and core.d > int.from_bytes(hashlib.sha256(ticket).digest(), "big")
+    ):
         return actions  # it actually won: nothing forged to send
     return [*actions, Broadcast(prop.encode())]
 
@@ -230,11 +281,25 @@ def _bad_signature(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]
     for phase in (1, 2):
         everyone = np.ones(n, dtype=np.uint16)
         forged = bytes(sim.rng.getrandbits(8) for _ in range(96))
-        out.append(Broadcast(Aggregate(core.height, max(0, core.round - 1), phase, target, everyone, forged).encode()))
+        out.append(
+            Broadcast(
+                Aggregate(
+                    core.height, max(0, core.round - 1), phase, target, everyone, forged
+                ).encode()
+            )
+        )
         from ..types import vote_message
 
-        own = nd.signer.sign(vote_message(sim.params.chain_id, core.height, max(0, core.round - 1), phase, target))
-        out.append(Broadcast(Aggregate(core.height, max(0, core.round - 1), phase, target, everyone.copy(), own).encode()))
+        own = nd.signer.sign(
+            vote_message(sim.params.chain_id, core.height, max(0, core.round - 1), phase, target)
+        )
+        out.append(
+            Broadcast(
+                Aggregate(
+                    core.height, max(0, core.round - 1), phase, target, everyone.copy(), own
+                ).encode()
+            )
+        )
     return out
 
 
@@ -244,14 +309,16 @@ def _garbage(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
         return actions
     out = list(actions)
     others = _others(sim, nd)
-    out.append(Send(rng.choice(others), bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 200)))))
+    out.append(
+        Send(rng.choice(others), bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 200))))
+    )
     for a in actions:
         if isinstance(a, Broadcast | Send) and a.payload:
             b = bytearray(a.payload)
             if rng.random() < 0.5:
                 b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
             else:
-                del b[rng.randrange(len(b)):]
+                del b[rng.randrange(len(b)) :]
             out.append(Send(rng.choice(others), bytes(b)))
             break
     return out

@@ -67,8 +67,13 @@ class VerifyCost:
         return self.fixed_us + self.per_signer_us * signers
 
 
-MEASURED = VerifyCost(fixed_us=2828.4, per_signer_us=3.709, weighted_fixed_us=2903.3,
-                      per_weighted_signer_us=16.403, single_us=2338.0)
+MEASURED = VerifyCost(
+    fixed_us=2828.4,
+    per_signer_us=3.709,
+    weighted_fixed_us=2903.3,
+    per_weighted_signer_us=16.403,
+    single_us=2338.0,
+)
 """``accord bench aggverify`` on 2026-12-02 (module docstring): unit fit 2,828 us + 3.71 us
 per signer, weighted fit 2,903 us + 16.4 us per signer, single check 2,338 us."""
 
@@ -87,8 +92,13 @@ def parse_verify_cost(text: str) -> VerifyCost | None:
         raise AccordError(f"bad verify cost {text!r}: 'measured' or five numbers in us") from None
     if len(xs) != 5 or any(x < 0 or x != x for x in xs):
         raise AccordError(f"bad verify cost {text!r}: five non-negative numbers in us")
-    return VerifyCost(fixed_us=xs[0], per_signer_us=xs[1], weighted_fixed_us=xs[2],
-                      per_weighted_signer_us=xs[3], single_us=xs[4])
+    return VerifyCost(
+        fixed_us=xs[0],
+        per_signer_us=xs[1],
+        weighted_fixed_us=xs[2],
+        per_weighted_signer_us=xs[3],
+        single_us=xs[4],
+    )
 
 
 class MeteredCrypto:
@@ -144,10 +154,16 @@ def tx_pool(count: int, size: int, chain_id: str, seed: int = 0) -> tuple[Tx, ..
 
     def make(i: int, memo_len: int) -> Tx:
         h = hashlib.sha256(base + i.to_bytes(8, "big")).digest()
-        return Tx(chain_id=chain_id, contract="token", method="transfer",
-                  args={"amount": 1 + i % 1000, "memo": b"\x00" * memo_len, "to": h},
-                  public_key=hashlib.sha256(h).digest(), nonce=i, gas_limit=100_000,
-                  signature=hashlib.sha512(h).digest())
+        return Tx(
+            chain_id=chain_id,
+            contract="token",
+            method="transfer",
+            args={"amount": 1 + i % 1000, "memo": b"\x00" * memo_len, "to": h},
+            public_key=hashlib.sha256(h).digest(),
+            nonce=i,
+            gas_limit=100_000,
+            signature=hashlib.sha512(h).digest(),
+        )
 
     bare = len(make(0, 0).encode())
     if size < bare:

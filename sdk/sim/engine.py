@@ -124,7 +124,9 @@ class SimConfig:
     loss: float = 0.0
     duplicate: float = 0.0
     drift_ms: float = 0.0
-    clock_offsets_ms: list[float] = field(default_factory=list)  # per validator index; overrides drift_ms
+    clock_offsets_ms: list[float] = field(
+        default_factory=list
+    )  # per validator index; overrides drift_ms
     skip_empty: bool = False  # leaders propose only with transactions pending (Params.skip_empty)
     # Transactions arriving in mempools: (time_ms, node nid or -1 for every node). A block
     # holds the transactions its builder had pending; with skip_empty, nodes tell their core
@@ -146,7 +148,9 @@ class SimConfig:
     partition: str = "none"  # none | split | adaptive | isolate
     heal_ms: int = 0  # partitions last until this time (0: a third of the run)
     crypto: str = "model"  # model | bls
-    crashes: list[tuple[int, int, int]] = field(default_factory=list)  # (node, crash_ms, restart_ms)
+    crashes: list[tuple[int, int, int]] = field(
+        default_factory=list
+    )  # (node, crash_ms, restart_ms)
     crash_mid_batch: bool = True
     amnesia: bool = False
     progress: Callable[[int, int], None] | None = None  # (done_ms, total_ms)
@@ -247,8 +251,12 @@ class SimResult:
     uplink_bytes: int = 0  # sent through modelled uplinks (0 without bandwidth)
     block_bytes: int = 0  # encoded size of a simulated block's body of transactions
     spread_s: list[float] = field(default_factory=list)  # round start -> committed block arrives
-    proposers: list[int] = field(default_factory=list)  # proposer of each height of the longest honest chain
-    tx_commit_ms: dict[int, int] = field(default_factory=dict)  # transaction -> first honest commit (virtual ms)
+    proposers: list[int] = field(
+        default_factory=list
+    )  # proposer of each height of the longest honest chain
+    tx_commit_ms: dict[int, int] = field(
+        default_factory=dict
+    )  # transaction -> first honest commit (virtual ms)
 
     def percentile(self, p: float, xs: list[float] | None = None) -> float | None:
         """Percentile ``p`` of agreement times, or of ``xs`` (e.g. :attr:`commit_s`)."""
@@ -264,9 +272,17 @@ class SimResult:
         c50, c99 = self.percentile(50, self.commit_s), self.percentile(99, self.commit_s)
         s50, s99 = self.percentile(50, self.spread_s), self.percentile(99, self.spread_s)
         return {
-            "nodes": c.nodes, "byzantine": c.byzantine, "strategy": c.strategy, "seed": c.seed,
-            "rounds": c.rounds, "round_ms": c.round_ms, "stage2_ms": c.stage2_ms,
-            "latency_ms": c.latency_ms, "verify_ms": c.verify_ms, "exec_ms": c.exec_ms, "crypto": c.crypto,
+            "nodes": c.nodes,
+            "byzantine": c.byzantine,
+            "strategy": c.strategy,
+            "seed": c.seed,
+            "rounds": c.rounds,
+            "round_ms": c.round_ms,
+            "stage2_ms": c.stage2_ms,
+            "latency_ms": c.latency_ms,
+            "verify_ms": c.verify_ms,
+            "exec_ms": c.exec_ms,
+            "crypto": c.crypto,
             "partition": c.partition,
             "committed_heights": self.committed_heights,
             "committed_heights_max": self.committed_heights_max,
@@ -278,11 +294,18 @@ class SimResult:
             "commit_s_p99": None if c99 is None else round(c99, 3),
             "block_spread_s_p50": None if s50 is None else round(s50, 3),
             "block_spread_s_p99": None if s99 is None else round(s99, 3),
-            "verify_cost": c.verify_cost or "off", "bandwidth_mbps": c.bandwidth_mbps,
-            "block_txs": c.block_txs, "tx_bytes": c.tx_bytes, "block_bytes": self.block_bytes,
+            "verify_cost": c.verify_cost or "off",
+            "bandwidth_mbps": c.bandwidth_mbps,
+            "block_txs": c.block_txs,
+            "tx_bytes": c.tx_bytes,
+            "block_bytes": self.block_bytes,
             "fanout": c.fanout,
-            "gossip_interval_ms": int(c.latency_ms) if c.gossip_interval_ms < 0 else c.gossip_interval_ms,
-            "uplink_mb_per_node_per_round": round(self.uplink_bytes / 1e6 / max(1, c.nodes * c.rounds), 3),
+            "gossip_interval_ms": int(c.latency_ms)
+            if c.gossip_interval_ms < 0
+            else c.gossip_interval_ms,
+            "uplink_mb_per_node_per_round": round(
+                self.uplink_bytes / 1e6 / max(1, c.nodes * c.rounds), 3
+            ),
             "messages_per_node_per_round": round(self.messages_per_node_per_round, 2),
             "chain_digest": self.chain_digest,
             "stats": self.stats,
@@ -298,10 +321,19 @@ class Simulator:
             raise AccordError(f"{c.byzantine} Byzantine validators of {c.nodes} break f < n/3")
         self.rng = random.Random(c.seed)
         self.params = Params(
-            chain_id="accord-sim", n=c.nodes, genesis_time_ms=0, round_ms=c.round_ms,
-            stage2_ms=c.stage2_ms, expected_leaders=c.expected_leaders, gossip_fanout=c.fanout,
-            broadcast_max=c.broadcast_max, ticket_wait_ms=c.ticket_wait_ms, skip_empty=c.skip_empty,
-            gossip_interval_ms=int(c.latency_ms) if c.gossip_interval_ms < 0 else c.gossip_interval_ms,
+            chain_id="accord-sim",
+            n=c.nodes,
+            genesis_time_ms=0,
+            round_ms=c.round_ms,
+            stage2_ms=c.stage2_ms,
+            expected_leaders=c.expected_leaders,
+            gossip_fanout=c.fanout,
+            broadcast_max=c.broadcast_max,
+            ticket_wait_ms=c.ticket_wait_ms,
+            skip_empty=c.skip_empty,
+            gossip_interval_ms=int(c.latency_ms)
+            if c.gossip_interval_ms < 0
+            else c.gossip_interval_ms,
         )
         self.crypto: Crypto
         signers: list[Signer]
@@ -377,9 +409,17 @@ class Simulator:
         offset = int(self.rng.uniform(-c.drift_ms, c.drift_ms) * 1000) if c.drift_ms else 0
         if index < len(c.clock_offsets_ms):
             offset = int(c.clock_offsets_ms[index] * 1000)
-        core = c.core_class(self.params, self.signers[index], self.crypto, head=(0, self.genesis_hash),
-                            decode_cache=self.decode_cache, known_txs=self._known_txs)
-        return SimNode(nid, index, strategy == "honest", strategy, core, self.signers[index], offset)
+        core = c.core_class(
+            self.params,
+            self.signers[index],
+            self.crypto,
+            head=(0, self.genesis_hash),
+            decode_cache=self.decode_cache,
+            known_txs=self._known_txs,
+        )
+        return SimNode(
+            nid, index, strategy == "honest", strategy, core, self.signers[index], offset
+        )
 
     # --- event queue -------------------------------------------------------------------
 
@@ -476,7 +516,9 @@ class Simulator:
         if isinstance(a, BuildBlock):
             self.builds += 1
             return BlockBuilt(self.build_block(nd, a))
-        return BlockValidated(a.block.hash, a.block.header.state_root != INVALID_ROOT and self._time_ok(nd, a.block))
+        return BlockValidated(
+            a.block.hash, a.block.header.state_root != INVALID_ROOT and self._time_ok(nd, a.block)
+        )
 
     def _parent_time(self, nd: SimNode) -> int:
         return nd.chain[-1][0].header.time_ms if nd.chain else self.params.genesis_time_ms
@@ -489,11 +531,18 @@ class Simulator:
             return True  # not on this node's head: the core decides what to do with it
         if nd.chain and h.parent_hash != nd.chain[-1][0].hash:
             return True
-        return block_time_error(
-            time_ms=h.time_ms, round=h.round, parent_time_ms=self._parent_time(nd), now_ms=self.local_ms(nd),
-            genesis_time_ms=self.params.genesis_time_ms, round_ms=self.params.round_ms,
-            drift_ms=3 * self.params.round_ms,
-        ) is None
+        return (
+            block_time_error(
+                time_ms=h.time_ms,
+                round=h.round,
+                parent_time_ms=self._parent_time(nd),
+                now_ms=self.local_ms(nd),
+                genesis_time_ms=self.params.genesis_time_ms,
+                round_ms=self.params.round_ms,
+                drift_ms=3 * self.params.round_ms,
+            )
+            is None
+        )
 
     def _next_job(self, nd: SimNode) -> None:
         """Start the chain thread's next job, chosen as the node chooses (see the docstring)."""
@@ -503,7 +552,13 @@ class Simulator:
             if builds:
                 job: BuildBlock | ValidateBlock = builds[0]
             else:
-                job = max(nd.jobs, key=lambda j: (j.block.header.round, -sortition_value(j.block.header.sortition)))
+                job = max(
+                    nd.jobs,
+                    key=lambda j: (
+                        j.block.header.round,
+                        -sortition_value(j.block.header.sortition),
+                    ),
+                )
             nd.jobs.remove(job)
             if isinstance(job, BuildBlock):
                 if (job.height, job.round) != (core.height, core.round):
@@ -618,13 +673,23 @@ class Simulator:
     # --- the simulated application -----------------------------------------------------
 
     def build_block(self, nd: SimNode, a: BuildBlock) -> Block:
-        seed = hashlib.sha256(a.parent_hash + a.height.to_bytes(8, "big") + a.round.to_bytes(8, "big")
-                              + a.proposer_index.to_bytes(4, "big")).digest()
+        seed = hashlib.sha256(
+            a.parent_hash
+            + a.height.to_bytes(8, "big")
+            + a.round.to_bytes(8, "big")
+            + a.proposer_index.to_bytes(4, "big")
+        ).digest()
         header = Header(
-            chain_id=self.params.chain_id, height=a.height, round=a.round, parent_hash=a.parent_hash,
-            tx_root=hashlib.sha256(b"tx" + seed).digest(), state_root=hashlib.sha256(b"state" + seed).digest(),
-            tx_count=len(self.tx_pool), proposer=a.proposer_index,
-            time_ms=max(self._parent_time(nd), self.local_ms(nd)), sortition=a.sortition,
+            chain_id=self.params.chain_id,
+            height=a.height,
+            round=a.round,
+            parent_hash=a.parent_hash,
+            tx_root=hashlib.sha256(b"tx" + seed).digest(),
+            state_root=hashlib.sha256(b"state" + seed).digest(),
+            tx_count=len(self.tx_pool),
+            proposer=a.proposer_index,
+            time_ms=max(self._parent_time(nd), self.local_ms(nd)),
+            sortition=a.sortition,
             body_hash=self.tx_pool_body,
         )
         block = self.strategies.build(self, nd, Block(header, self.tx_pool))
@@ -646,8 +711,11 @@ class Simulator:
                 block, cert = b, None
             self.messages += 2
             # The request travels to the peer, the body leaves through the peer's uplink.
-            sent = self.uplink(peer, len(block.encode()) + (0 if cert is None else len(cert.encode())),
-                               at + self.latency_us())
+            sent = self.uplink(
+                peer,
+                len(block.encode()) + (0 if cert is None else len(cert.encode())),
+                at + self.latency_us(),
+            )
             self.push(sent + self.latency_us(), FETCHED, (nd.nid, block, cert))
             return
 
@@ -655,7 +723,9 @@ class Simulator:
         expected_parent = nd.chain[-1][0].hash if nd.chain else self.genesis_hash
         if block.height != len(nd.chain) + 1 or block.header.parent_hash != expected_parent:
             if nd.honest:
-                self.violations.append(f"node {nd.nid} committed a block that does not extend its chain")
+                self.violations.append(
+                    f"node {nd.nid} committed a block that does not extend its chain"
+                )
             return
         nd.chain.append((block, cert))
         nd.by_hash[block.hash] = (block, cert)
@@ -672,7 +742,9 @@ class Simulator:
         try:
             verify_certificate(self.crypto, self.params.chain_id, cert, self.params.quorum)
         except AccordError as e:
-            self.violations.append(f"node {nd.nid} committed height {block.height} with a bad certificate: {e}")
+            self.violations.append(
+                f"node {nd.nid} committed height {block.height} with a bad certificate: {e}"
+            )
         self.crypto.checks = saved  # the checker's own check costs the validator nothing
         if self.metered is not None:
             self.metered.cost_us = saved_us
@@ -715,9 +787,12 @@ class Simulator:
                     # Rule 5 of the core: C for round r only while no round above r is closed
                     # for P. The state that reveals a new C vote is the one it was signed in.
                     self.violations.append(
-                        f"validator {nd.index} signed C in round {rnd} after closing round {p_round} for P")
+                        f"validator {nd.index} signed C in round {rnd} after closing round {p_round} for P"
+                    )
             elif prev != bh:
-                self.violations.append(f"validator {nd.index} signed two {('P', 'C')[phase - 1]} votes in round {rnd}")
+                self.violations.append(
+                    f"validator {nd.index} signed two {('P', 'C')[phase - 1]} votes in round {rnd}"
+                )
 
     # --- faults ------------------------------------------------------------------------
 
@@ -739,14 +814,24 @@ class Simulator:
             nd.crash_pending = False
         safety = None
         if nd.persisted is not None and not self.c.amnesia:
-            value = nd.persisted + (b"" if nd.persisted_block is None else nd.persisted_block.encode())
+            value = nd.persisted + (
+                b"" if nd.persisted_block is None else nd.persisted_block.encode()
+            )
             safety = SafetyState.decode(value, self.params.n)
         head = (len(nd.chain), nd.chain[-1][0].hash if nd.chain else self.genesis_hash)
         cert = nd.chain[-1][1] if nd.chain else None
         sortition = nd.chain[-1][0].header.sortition if nd.chain else b""
-        nd.core = self.c.core_class(self.params, nd.signer, self.crypto, head=head, head_cert=cert,
-                                    head_sortition=sortition, safety=safety, decode_cache=self.decode_cache,
-                                    known_txs=self._known_txs)
+        nd.core = self.c.core_class(
+            self.params,
+            nd.signer,
+            self.crypto,
+            head=head,
+            head_cert=cert,
+            head_sortition=sortition,
+            safety=safety,
+            decode_cache=self.decode_cache,
+            known_txs=self._known_txs,
+        )
         nd.up = True
         nd.busy_until = self.now
         nd.exec_busy, nd.jobs = False, []

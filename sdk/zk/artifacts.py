@@ -42,8 +42,9 @@ class CircuitKeys:
     def constraints(self) -> int:
         return self.built.constraints
 
-    def prove(self, inputs: dict[str, Any], worker: SnarkjsWorker | None = None) -> tuple[
-            dict[str, Any], list[int]]:
+    def prove(
+        self, inputs: dict[str, Any], worker: SnarkjsWorker | None = None
+    ) -> tuple[dict[str, Any], list[int]]:
         return (worker or shared_worker()).prove(self.wasm, self.zkey, inputs)
 
 
@@ -77,7 +78,10 @@ def test_keys(name: str, progress: ProgressFn | None = None) -> CircuitKeys:
     """Keys of the test suite's small circuits (depth-4 transfer, 1-slot anti-stacking) from
     the shared 2^13 test ceremony: built on first use (a few minutes), then cached on disk."""
     if name not in _test_keys:
-        spec = (zbuild.transfer_spec(TEST_DEPTH) if name == "shielded_transfer"
-                else zbuild.anti_stacking_spec(TEST_LENDERS))
+        spec = (
+            zbuild.transfer_spec(TEST_DEPTH)
+            if name == "shielded_transfer"
+            else zbuild.anti_stacking_spec(TEST_LENDERS)
+        )
         _test_keys[name] = setup_circuit(spec, test_ceremony(), progress=progress)
     return _test_keys[name]

@@ -83,8 +83,9 @@ def transfer_events(source: ChainSource, start: int = 0) -> Iterator[tuple[int, 
                     yield h, receipt.tx_hash, ev
 
 
-def decrypt_event(key: RegulatorKey, data: dict[str, Any]) -> tuple[int, tuple[int, int], tuple[
-        int, int]]:
+def decrypt_event(
+    key: RegulatorKey, data: dict[str, Any]
+) -> tuple[int, tuple[int, int], tuple[int, int]]:
     eph = data.get("ephemeral")
     cipher = data.get("ciphertext")
     if not isinstance(eph, list) or len(eph) != 2 or not isinstance(cipher, list):
@@ -98,18 +99,20 @@ def audit(key: RegulatorKey, source: ChainSource, start: int = 0) -> list[AuditR
     rows = []
     for height, tx_hash, ev in transfer_events(source, start):
         sender, receivers, values = decrypt_event(key, ev.data)
-        rows.append(AuditRow(
-            height=height,
-            tx_hash=tx_hash.hex(),
-            sender=f"{sender:064x}",
-            receiver_1=f"{receivers[0]:064x}",
-            value_1=values[0],
-            receiver_2=f"{receivers[1]:064x}",
-            value_2=values[1],
-            deposit=int(ev.data.get("deposit", 0)),
-            withdrawal=int(ev.data.get("withdrawal", 0)),
-            nullifiers=",".join(bytes(n).hex() for n in ev.data.get("nullifiers", [])),
-        ))
+        rows.append(
+            AuditRow(
+                height=height,
+                tx_hash=tx_hash.hex(),
+                sender=f"{sender:064x}",
+                receiver_1=f"{receivers[0]:064x}",
+                value_1=values[0],
+                receiver_2=f"{receivers[1]:064x}",
+                value_2=values[1],
+                deposit=int(ev.data.get("deposit", 0)),
+                withdrawal=int(ev.data.get("withdrawal", 0)),
+                nullifiers=",".join(bytes(n).hex() for n in ev.data.get("nullifiers", [])),
+            )
+        )
     return rows
 
 

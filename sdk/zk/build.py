@@ -29,8 +29,17 @@ from .tools import ZkToolError
 TRANSFER_DEPTH = 32
 ANTI_STACKING_LENDERS = 6  # 6 EdDSA checks fit a 2^15 ceremony
 
-TRANSFER_PUBLIC = ("root", "nullifier", "commitment", "deposit", "withdrawal", "bind",
-                   "regulator", "ephemeral", "ciphertext")
+TRANSFER_PUBLIC = (
+    "root",
+    "nullifier",
+    "commitment",
+    "deposit",
+    "withdrawal",
+    "bind",
+    "regulator",
+    "ephemeral",
+    "ciphertext",
+)
 ANTI_STACKING_PUBLIC = ("limit", "borrower", "epoch", "lenderKey", "bind")
 
 
@@ -60,15 +69,27 @@ class CircuitSpec:
 def transfer_spec(depth: int = TRANSFER_DEPTH) -> CircuitSpec:
     if not 1 <= depth <= 32:
         raise ValidationError("tree depth must be in 1..32")
-    return CircuitSpec("shielded_transfer", tools.circuits_dir() / "shielded_transfer.circom",
-                       "ShieldedTransfer", (depth,), TRANSFER_PUBLIC, {"depth": depth})
+    return CircuitSpec(
+        "shielded_transfer",
+        tools.circuits_dir() / "shielded_transfer.circom",
+        "ShieldedTransfer",
+        (depth,),
+        TRANSFER_PUBLIC,
+        {"depth": depth},
+    )
 
 
 def anti_stacking_spec(lenders: int = ANTI_STACKING_LENDERS) -> CircuitSpec:
     if not 1 <= lenders <= 64:
         raise ValidationError("lenders must be in 1..64")
-    return CircuitSpec("anti_stacking", tools.circuits_dir() / "anti_stacking.circom",
-                       "AntiStacking", (lenders,), ANTI_STACKING_PUBLIC, {"lenders": lenders})
+    return CircuitSpec(
+        "anti_stacking",
+        tools.circuits_dir() / "anti_stacking.circom",
+        "AntiStacking",
+        (lenders,),
+        ANTI_STACKING_PUBLIC,
+        {"lenders": lenders},
+    )
 
 
 def file_spec(path: Path, name: str | None = None) -> CircuitSpec:
@@ -104,13 +125,18 @@ class BuiltCircuit:
 
 def _cache_key(spec: CircuitSpec, optimize: str) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({
-        "name": spec.name,
-        "main": spec.main_source(),
-        "circom2": tools.package_version("circom2"),
-        "circomlib": tools.package_version("circomlib"),
-        "optimize": optimize,
-    }, sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            {
+                "name": spec.name,
+                "main": spec.main_source(),
+                "circom2": tools.package_version("circom2"),
+                "circomlib": tools.package_version("circomlib"),
+                "optimize": optimize,
+            },
+            sort_keys=True,
+        ).encode()
+    )
     for f in sorted(spec.source.parent.glob("*.circom")):
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
@@ -148,11 +174,24 @@ def _compile(spec: CircuitSpec, folder: Path, key: str, optimize: str) -> None:
         main = work / "main.circom"
         main.write_text(main_src)
     # ... and circomlib too: WASI path resolution does not climb out with "..".
-    shutil.copytree(tools.project_root() / "node_modules" / "circomlib" / "circuits",
-                    work / "circomlib")
+    shutil.copytree(
+        tools.project_root() / "node_modules" / "circomlib" / "circuits", work / "circomlib"
+    )
     out = tools.run(
-        [*tools.circom_cli(), main.name, "--r1cs", "--wasm", "--sym", optimize,
-         "-l", "circomlib", "-l", ".", "-o", "."],
+        [
+            *tools.circom_cli(),
+            main.name,
+            "--r1cs",
+            "--wasm",
+            "--sym",
+            optimize,
+            "-l",
+            "circomlib",
+            "-l",
+            ".",
+            "-o",
+            ".",
+        ],
         cwd=work,
         what=f"circom2 {spec.name}",
     )
@@ -191,15 +230,15 @@ def _r1cs_header(path: Path) -> tuple[int, int, int]:
     pos = 12
     n_sections = int.from_bytes(data[8:12], "little")
     for _ in range(n_sections):
-        stype = int.from_bytes(data[pos:pos + 4], "little")
-        size = int.from_bytes(data[pos + 4:pos + 12], "little")
-        body = data[pos + 12:pos + 12 + size]
+        stype = int.from_bytes(data[pos : pos + 4], "little")
+        size = int.from_bytes(data[pos + 4 : pos + 12], "little")
+        body = data[pos + 12 : pos + 12 + size]
         if stype == 1:
             fs = int.from_bytes(body[:4], "little")
             o = 4 + fs
-            vals = [int.from_bytes(body[o + 4 * i:o + 4 * i + 4], "little") for i in range(4)]
+            vals = [int.from_bytes(body[o + 4 * i : o + 4 * i + 4], "little") for i in range(4)]
             n_out, n_pub_in = vals[1], vals[2]
-            n_constraints = int.from_bytes(body[o + 24:o + 28], "little")
+            n_constraints = int.from_bytes(body[o + 24 : o + 28], "little")
             return n_out, n_pub_in, n_constraints
         pos += 12 + size
     raise ZkToolError(f"{path}: no header section")

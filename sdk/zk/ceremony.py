@@ -146,8 +146,11 @@ class Ceremony:
         steps: list[_Step] = []
 
         def new(out: Path, cb: Callable[[str], None]) -> None:
-            tools.run([*cli, "powersoftau", "new", "bn128", str(p.power), str(out), "-v"],
-                      on_line=cb, what="powersoftau new")
+            tools.run(
+                [*cli, "powersoftau", "new", "bn128", str(p.power), str(out), "-v"],
+                on_line=cb,
+                what="powersoftau new",
+            )
 
         def same_as_new(path: Path) -> None:
             # "new" holds no secret and snarkjs will not verify a file without contributions:
@@ -163,43 +166,85 @@ class Ceremony:
         steps.append(_Step(d / "00_new.ptau", "phase 1: new", new, same_as_new))
         for i, member in enumerate(p.members, start=1):
 
-            def contribute(out: Path, cb: Callable[[str], None], i: int = i,
-                           member: str = member) -> None:
-                tools.run([*cli, "powersoftau", "contribute", str(steps[i - 1].out), str(out),
-                           f"--name={member}", "-v"], stdin=self._entropy("phase1", member) + "\n",
-                          on_line=cb, what=f"powersoftau contribute ({member})")
+            def contribute(
+                out: Path, cb: Callable[[str], None], i: int = i, member: str = member
+            ) -> None:
+                tools.run(
+                    [
+                        *cli,
+                        "powersoftau",
+                        "contribute",
+                        str(steps[i - 1].out),
+                        str(out),
+                        f"--name={member}",
+                        "-v",
+                    ],
+                    stdin=self._entropy("phase1", member) + "\n",
+                    on_line=cb,
+                    what=f"powersoftau contribute ({member})",
+                )
 
-            steps.append(_Step(d / f"{i:02d}_{member}.ptau",
-                               f"phase 1: contribution of {member} (+ verify)", contribute,
-                               self._ptau_verifier(cli, p.members[:i], None)))
+            steps.append(
+                _Step(
+                    d / f"{i:02d}_{member}.ptau",
+                    f"phase 1: contribution of {member} (+ verify)",
+                    contribute,
+                    self._ptau_verifier(cli, p.members[:i], None),
+                )
+            )
 
         last_contribution = steps[-1].out
 
         def beacon(out: Path, cb: Callable[[str], None]) -> None:
-            tools.run([*cli, "powersoftau", "beacon", str(last_contribution), str(out),
-                       p.beacon.lower(), str(BEACON_ITERATIONS), "-n=final beacon", "-v"],
-                      on_line=cb, what="powersoftau beacon")
+            tools.run(
+                [
+                    *cli,
+                    "powersoftau",
+                    "beacon",
+                    str(last_contribution),
+                    str(out),
+                    p.beacon.lower(),
+                    str(BEACON_ITERATIONS),
+                    "-n=final beacon",
+                    "-v",
+                ],
+                on_line=cb,
+                what="powersoftau beacon",
+            )
 
         everyone = self._ptau_verifier(cli, p.members, p.beacon.lower())
         steps.append(_Step(d / "beacon.ptau", "phase 1: beacon (+ verify)", beacon, everyone))
         beacon_out = steps[-1].out
 
         def prepare(out: Path, cb: Callable[[str], None]) -> None:
-            tools.run([*cli, "powersoftau", "prepare", "phase2", str(beacon_out), str(out), "-v"],
-                      on_line=cb, what="powersoftau prepare phase2")
+            tools.run(
+                [*cli, "powersoftau", "prepare", "phase2", str(beacon_out), str(out), "-v"],
+                on_line=cb,
+                what="powersoftau prepare phase2",
+            )
 
-        steps.append(_Step(self.ptau_final, "phase 1: prepare phase 2 (+ verify)", prepare,
-                           everyone, parse=_prepare_progress(p.power), ships=True))
+        steps.append(
+            _Step(
+                self.ptau_final,
+                "phase 1: prepare phase 2 (+ verify)",
+                prepare,
+                everyone,
+                parse=_prepare_progress(p.power),
+                ships=True,
+            )
+        )
         _run_steps(steps, records, progress)
         return self.ptau_final
 
-    def _ptau_verifier(self, cli: list[str], members: Sequence[str],
-                       beacon: str | None) -> Callable[[Path], None]:
+    def _ptau_verifier(
+        self, cli: list[str], members: Sequence[str], beacon: str | None
+    ) -> Callable[[Path], None]:
         want = _expected(members, beacon)
 
         def check(path: Path) -> None:
-            out = tools.run([*cli, "powersoftau", "verify", str(path)],
-                            what=f"powersoftau verify ({path.name})")
+            out = tools.run(
+                [*cli, "powersoftau", "verify", str(path)], what=f"powersoftau verify ({path.name})"
+            )
             if "Powers of Tau Ok!" not in out:
                 raise CeremonyCacheError(f"{path}: snarkjs did not confirm the powers of tau")
             _check_contributors(path, contributors(out, 1), want)
@@ -221,8 +266,9 @@ class Ceremony:
             self._run_phase2(circuit, r1cs, ptau, d, progress)
         return d
 
-    def _run_phase2(self, circuit: str, r1cs: Path, ptau: Path, d: Path,
-                    progress: ProgressFn | None) -> None:
+    def _run_phase2(
+        self, circuit: str, r1cs: Path, ptau: Path, d: Path, progress: ProgressFn | None
+    ) -> None:
         cli = tools.snarkjs_cli()
         p = self.params
         # A zkey is only as good as the ptau and r1cs it was verified against: a record made
@@ -232,39 +278,87 @@ class Ceremony:
         steps: list[_Step] = []
 
         def setup(out: Path, cb: Callable[[str], None]) -> None:
-            tools.run([*cli, "groth16", "setup", str(r1cs), str(ptau), str(out), "-v"],
-                      on_line=cb, what="groth16 setup")
+            tools.run(
+                [*cli, "groth16", "setup", str(r1cs), str(ptau), str(out), "-v"],
+                on_line=cb,
+                what="groth16 setup",
+            )
 
-        steps.append(_Step(d / "00_setup.zkey", f"phase 2 ({circuit}): setup (+ verify)", setup,
-                           _zkey_verifier(cli, r1cs, ptau, [], None), against=against))
+        steps.append(
+            _Step(
+                d / "00_setup.zkey",
+                f"phase 2 ({circuit}): setup (+ verify)",
+                setup,
+                _zkey_verifier(cli, r1cs, ptau, [], None),
+                against=against,
+            )
+        )
         for i, member in enumerate(p.members, start=1):
 
-            def contribute(out: Path, cb: Callable[[str], None], i: int = i,
-                           member: str = member) -> None:
-                tools.run([*cli, "zkey", "contribute", str(steps[i - 1].out), str(out),
-                           f"--name={member}", "-v"],
-                          stdin=self._entropy("phase2/" + circuit, member) + "\n",
-                          on_line=cb, what=f"zkey contribute ({member})")
+            def contribute(
+                out: Path, cb: Callable[[str], None], i: int = i, member: str = member
+            ) -> None:
+                tools.run(
+                    [
+                        *cli,
+                        "zkey",
+                        "contribute",
+                        str(steps[i - 1].out),
+                        str(out),
+                        f"--name={member}",
+                        "-v",
+                    ],
+                    stdin=self._entropy("phase2/" + circuit, member) + "\n",
+                    on_line=cb,
+                    what=f"zkey contribute ({member})",
+                )
 
-            steps.append(_Step(d / f"{i:02d}_{member}.zkey",
-                               f"phase 2 ({circuit}): contribution of {member} (+ verify)",
-                               contribute, _zkey_verifier(cli, r1cs, ptau, p.members[:i], None),
-                               against=against))
+            steps.append(
+                _Step(
+                    d / f"{i:02d}_{member}.zkey",
+                    f"phase 2 ({circuit}): contribution of {member} (+ verify)",
+                    contribute,
+                    _zkey_verifier(cli, r1cs, ptau, p.members[:i], None),
+                    against=against,
+                )
+            )
         last_contribution = steps[-1].out
         final = d / "final.zkey"
 
         def beacon(out: Path, cb: Callable[[str], None]) -> None:
-            tools.run([*cli, "zkey", "beacon", str(last_contribution), str(out),
-                       p.beacon.lower(), str(BEACON_ITERATIONS), "-n=final beacon", "-v"],
-                      on_line=cb, what="zkey beacon")
+            tools.run(
+                [
+                    *cli,
+                    "zkey",
+                    "beacon",
+                    str(last_contribution),
+                    str(out),
+                    p.beacon.lower(),
+                    str(BEACON_ITERATIONS),
+                    "-n=final beacon",
+                    "-v",
+                ],
+                on_line=cb,
+                what="zkey beacon",
+            )
 
-        steps.append(_Step(final, f"phase 2 ({circuit}): beacon (+ verify)", beacon,
-                           _zkey_verifier(cli, r1cs, ptau, p.members, p.beacon.lower()),
-                           against=against, ships=True))
+        steps.append(
+            _Step(
+                final,
+                f"phase 2 ({circuit}): beacon (+ verify)",
+                beacon,
+                _zkey_verifier(cli, r1cs, ptau, p.members, p.beacon.lower()),
+                against=against,
+                ships=True,
+            )
+        )
 
         def export(out: Path, cb: Callable[[str], None]) -> None:
-            tools.run([*cli, "zkey", "export", "verificationkey", str(final), str(out)],
-                      on_line=cb, what="zkey export verificationkey")
+            tools.run(
+                [*cli, "zkey", "export", "verificationkey", str(final), str(out)],
+                on_line=cb,
+                what="zkey export verificationkey",
+            )
 
         def same_as_export(path: Path) -> None:
             again = tools.tmp_path(path.with_name(path.name + ".again"))
@@ -281,9 +375,16 @@ class Ceremony:
 
         # The key's record names the zkey it was exported from, so a re-made final.zkey makes
         # the cached vk.json be compared again rather than trusted.
-        steps.append(_Step(d / "vk.json", f"phase 2 ({circuit}): export verification key",
-                           export, same_as_export, ships=True,
-                           against=lambda: {"zkey": records.sha256_of(final)}))
+        steps.append(
+            _Step(
+                d / "vk.json",
+                f"phase 2 ({circuit}): export verification key",
+                export,
+                same_as_export,
+                ships=True,
+                against=lambda: {"zkey": records.sha256_of(final)},
+            )
+        )
         _run_steps(steps, records, progress)
 
 
@@ -297,23 +398,26 @@ def _expected(members: Sequence[str], beacon: str | None) -> list[tuple[str, str
     return want + [("final beacon", beacon)] if beacon else want
 
 
-def _check_contributors(path: Path, listed: list[tuple[str, str | None, str | None]],
-                        want: list[tuple[str, str | None]]) -> None:
+def _check_contributors(
+    path: Path, listed: list[tuple[str, str | None, str | None]], want: list[tuple[str, str | None]]
+) -> None:
     got = [(name, beacon) for name, beacon, _ in listed]
     if got != want:
-        raise CeremonyCacheError(
-            f"{path}: its contributions {got} are not this ceremony's {want}")
+        raise CeremonyCacheError(f"{path}: its contributions {got} are not this ceremony's {want}")
 
 
-def _zkey_verifier(cli: list[str], r1cs: Path, ptau: Path, members: Sequence[str],
-                   beacon: str | None) -> Callable[[Path], None]:
+def _zkey_verifier(
+    cli: list[str], r1cs: Path, ptau: Path, members: Sequence[str], beacon: str | None
+) -> Callable[[Path], None]:
     """``zkey verify`` checks the file's whole chain of contributions (each with its proof)
     against the r1cs and the ptau; the contributor names must be this ceremony's, in order."""
     want = _expected(members, beacon)
 
     def check(path: Path) -> None:
-        out = tools.run([*cli, "zkey", "verify", str(r1cs), str(ptau), str(path)],
-                        what=f"zkey verify ({path.name})")
+        out = tools.run(
+            [*cli, "zkey", "verify", str(r1cs), str(ptau), str(path)],
+            what=f"zkey verify ({path.name})",
+        )
         if "ZKey Ok!" not in out:
             raise CeremonyCacheError(f"{path}: snarkjs did not confirm the key")
         _check_contributors(path, contributors(out, 2), want)
@@ -380,8 +484,10 @@ class _Records:
         except FileNotFoundError:
             data = {}
         except (OSError, ValueError) as e:
-            raise CeremonyCacheError(f"{self.path} is unreadable ({e}): delete the ceremony "
-                                     f"folder {folder.parent} to rebuild it") from None
+            raise CeremonyCacheError(
+                f"{self.path} is unreadable ({e}): delete the ceremony "
+                f"folder {folder.parent} to rebuild it"
+            ) from None
         if not isinstance(data, dict):
             raise CeremonyCacheError(f"{self.path} is not a record of verified files")
         self.data: dict[str, Any] = data
@@ -465,7 +571,8 @@ def _check_cached(s: _Step, records: _Records, progress: ProgressFn | None) -> N
         raise CeremonyCacheError(
             f"{s.out} changed after it was verified (its SHA-256 is not the recorded one): "
             f"nothing is built on it or shipped from it. Delete {s.out.parent} (or this file "
-            "and every later step) to run these steps again.")
+            "and every later step) to run these steps again."
+        )
     if rec is not None and rec.get("against") == s.inputs():
         _report(progress, s.what + " (cached, checked)", 1.0)
         return
@@ -511,8 +618,11 @@ class RichProgress:
         )
 
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(), TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
             console=tools.stderr_console(),  # type: ignore[arg-type]
         )
         self._tasks: dict[str, Any] = {}

@@ -216,9 +216,11 @@ def parse_proof(proof: Any, subgroup: bool = True) -> Proof:
             raise ProofError("proof must be a JSON object")
         if proof.get("protocol", "groth16") != "groth16":
             raise ProofError("only groth16 proofs are supported")
-        p = Proof(parse_g1(proof.get("pi_a"), "pi_a"),
-                  parse_g2(proof.get("pi_b"), "pi_b", subgroup=False),
-                  parse_g1(proof.get("pi_c"), "pi_c"))
+        p = Proof(
+            parse_g1(proof.get("pi_a"), "pi_a"),
+            parse_g2(proof.get("pi_b"), "pi_b", subgroup=False),
+            parse_g1(proof.get("pi_c"), "pi_c"),
+        )
     if subgroup:
         check_subgroup(p)
     return p
@@ -229,8 +231,9 @@ def check_subgroup(p: Proof) -> None:
         raise ProofError(SUBGROUP_ERROR)
 
 
-def precheck(vk: VerifyingKey, proof: Any, public: Sequence[Any], *,
-             subgroup: bool = True) -> tuple[Proof, list[int]]:
+def precheck(
+    vk: VerifyingKey, proof: Any, public: Sequence[Any], *, subgroup: bool = True
+) -> tuple[Proof, list[int]]:
     """Every check before the pairing, in the one order all verifiers follow: (1) the public
     inputs (a list of ``vk.n_public`` canonical scalars below r), (2) the proof's encoding and
     points (:func:`parse_proof`), (3) B's subgroup (skipped with ``subgroup=False``: the
@@ -279,8 +282,10 @@ def verify_parsed(vk: VerifyingKey, proof: Proof, inputs: Sequence[int]) -> bool
     """e(A, B) * e(-vk_x, gamma) * e(-C, delta) == e(alpha, beta): one shared Miller loop and
     one final exponentiation (:mod:`accord.zk.pairing`)."""
     vk_x = _vk_x(vk, inputs)
-    pairs = [(_g1_affine(proof.a), _g2_affine(proof.b)),
-             (_g1_affine(neg(proof.c)), vk.delta_affine)]
+    pairs = [
+        (_g1_affine(proof.a), _g2_affine(proof.b)),
+        (_g1_affine(neg(proof.c)), vk.delta_affine),
+    ]
     if not is_inf(vk_x):
         pairs.append((_g1_affine(neg(vk_x)), vk.gamma_affine))
     return pairing.pairing_product(pairs) == vk.alpha_beta
@@ -292,10 +297,10 @@ def verify_parsed_reference(vk: VerifyingKey, proof: Proof, inputs: Sequence[int
     vk_x = _vk_x(vk, inputs)
     f = miller_loop(twist(proof.b), cast_point_to_fq12(proof.a), final_exponentiate=False)
     if not is_inf(vk_x):
-        f = f * miller_loop(twist(vk.gamma), cast_point_to_fq12(neg(vk_x)),
-                            final_exponentiate=False)
-    f = f * miller_loop(twist(vk.delta), cast_point_to_fq12(neg(proof.c)),
-                        final_exponentiate=False)
+        f = f * miller_loop(
+            twist(vk.gamma), cast_point_to_fq12(neg(vk_x)), final_exponentiate=False
+        )
+    f = f * miller_loop(twist(vk.delta), cast_point_to_fq12(neg(proof.c)), final_exponentiate=False)
     ab = final_exponentiate(miller_loop(twist(vk.beta), cast_point_to_fq12(vk.alpha)))
     return bool(final_exponentiate(f) == ab)
 
@@ -428,8 +433,11 @@ def decompress_proof(data: bytes, subgroup: bool = True) -> Proof:
     """A || B || C; B's subgroup is checked after all three parse (see :func:`parse_proof`)."""
     if len(data) != 128:
         raise ProofError("a compressed proof has 128 bytes")
-    p = Proof(decompress_g1(data[:32], "A"), decompress_g2(data[32:96], "B", subgroup=False),
-              decompress_g1(data[96:], "C"))
+    p = Proof(
+        decompress_g1(data[:32], "A"),
+        decompress_g2(data[32:96], "B", subgroup=False),
+        decompress_g1(data[96:], "C"),
+    )
     if subgroup:
         check_subgroup(p)
     return p
@@ -442,8 +450,11 @@ def proof_to_json(proof: Proof) -> dict[str, Any]:
     bx, by = normalize(proof.b)
     return {
         "pi_a": [str(ax.n), str(ay.n), "1"],
-        "pi_b": [[str(bx.coeffs[0]), str(bx.coeffs[1])], [str(by.coeffs[0]), str(by.coeffs[1])],
-                 ["1", "0"]],
+        "pi_b": [
+            [str(bx.coeffs[0]), str(bx.coeffs[1])],
+            [str(by.coeffs[0]), str(by.coeffs[1])],
+            ["1", "0"],
+        ],
         "pi_c": [str(cx.n), str(cy.n), "1"],
         "protocol": "groth16",
         "curve": "bn128",

@@ -138,8 +138,9 @@ class Note:
 
     def encrypt(self, viewing: bytes) -> bytes:
         """A sealed box for the recipient's viewing key (X25519 + XSalsa20-Poly1305)."""
-        body = encoding.encode([self.value, fe_bytes(self.owner), fe_bytes(self.rho),
-                                fe_bytes(self.r)])
+        body = encoding.encode(
+            [self.value, fe_bytes(self.owner), fe_bytes(self.rho), fe_bytes(self.r)]
+        )
         return bytes(SealedBox(PublicKey(viewing)).encrypt(body))
 
     @classmethod
@@ -255,21 +256,23 @@ def regulator_pads(shared: babyjub.Point) -> list[int]:
 def check_ephemeral(ephemeral: babyjub.Point) -> babyjub.Point:
     """Refuse an ephemeral key that is off the curve, outside the prime-order subgroup or the
     identity (a scalar e = 0 mod l): with it the pads would be public constants."""
-    if (len(ephemeral) != 2 or not babyjub.in_subgroup(ephemeral)
-            or ephemeral[0] == 0):
+    if len(ephemeral) != 2 or not babyjub.in_subgroup(ephemeral) or ephemeral[0] == 0:
         raise ValidationError("the regulator's ephemeral key is not a non-identity subgroup point")
     return ephemeral
 
 
-def regulator_encrypt(regulator: babyjub.Point, plain: Sequence[int], e: int) -> tuple[
-        babyjub.Point, list[int]]:
+def regulator_encrypt(
+    regulator: babyjub.Point, plain: Sequence[int], e: int
+) -> tuple[babyjub.Point, list[int]]:
     """What the circuit computes: (E, ciphertext) for the 5 plaintext field elements. ``e``
     must be nonzero modulo the subgroup order (the circuit has no proof otherwise)."""
     if len(plain) != N_CIPHER:
         raise ValidationError(f"the regulator's plaintext has {N_CIPHER} elements")
     if e % babyjub.SUBORDER == 0:
-        raise ValidationError("the ephemeral scalar is 0 modulo the subgroup order: "
-                              "the transfer would be readable by anyone")
+        raise ValidationError(
+            "the ephemeral scalar is 0 modulo the subgroup order: "
+            "the transfer would be readable by anyone"
+        )
     eph = babyjub.mul(babyjub.BASE8, e)
     pads = regulator_pads(babyjub.mul(regulator, e))
     return eph, [(m + p) % FIELD for m, p in zip(plain, pads, strict=True)]
@@ -313,8 +316,12 @@ class RegulatorKey:
 def transfer_bind(chain_id: str, recipient: bytes, note_ciphertexts: Sequence[bytes]) -> int:
     """The ``bind`` public input: the transaction data the proof must not be detached from
     (the chain, who receives a withdrawal, the recipients' note ciphertexts)."""
-    return int.from_bytes(encoding.hash_value(
-        [BIND_DOMAIN, chain_id, recipient, list(note_ciphertexts)]), "big") % FIELD
+    return (
+        int.from_bytes(
+            encoding.hash_value([BIND_DOMAIN, chain_id, recipient, list(note_ciphertexts)]), "big"
+        )
+        % FIELD
+    )
 
 
 @dataclass(frozen=True)
@@ -379,15 +386,22 @@ def plan_transfer(
     if total_in != total_out:
         raise ValidationError(f"inputs ({total_in}) and outputs ({total_out}) differ")
     nfs = [key.nullifier(n.rho) for n, _, _ in ins]
-    out_notes = [Note(v, addr.owner, poseidon(nfs[0], nfs[1], j), rnd(FIELD))
-                 for j, (addr, v) in enumerate(outs)]
+    out_notes = [
+        Note(v, addr.owner, poseidon(nfs[0], nfs[1], j), rnd(FIELD))
+        for j, (addr, v) in enumerate(outs)
+    ]
     blobs = [n.encrypt(addr.viewing) for n, (addr, _) in zip(out_notes, outs, strict=True)]
     if nfs[0] == nfs[1]:
         raise ValidationError("the two inputs are the same note")
     bind = transfer_bind(chain_id, recipient, blobs)
     e = 1 + rnd(babyjub.SUBORDER - 1)
-    plain = [key.owner, out_notes[0].owner, out_notes[0].value, out_notes[1].owner,
-             out_notes[1].value]
+    plain = [
+        key.owner,
+        out_notes[0].owner,
+        out_notes[0].value,
+        out_notes[1].owner,
+        out_notes[1].value,
+    ]
     eph, cipher = regulator_encrypt(regulator, plain, e)
     root = tree.root
     public_named: dict[str, Any] = {
@@ -413,8 +427,17 @@ def plan_transfer(
         "outR": [n.r for n in out_notes],
         "e": e,
     }
-    public = [root, *nfs, *public_named["commitment"], deposit, withdrawal, bind, *regulator,
-              *eph, *cipher]
+    public = [
+        root,
+        *nfs,
+        *public_named["commitment"],
+        deposit,
+        withdrawal,
+        bind,
+        *regulator,
+        *eph,
+        *cipher,
+    ]
     return TransferPlan({**public_named, **private}, public, out_notes, blobs, nfs)
 
 
@@ -446,8 +469,15 @@ def loan_bind(chain_id: str, lender: bytes, borrower: int, amount: int, epoch: i
     """The anti-stacking proof's ``bind`` input: the one loan (chain, applying lender's
     account, borrower, amount, epoch) the proof was made for. ``loans.apply`` derives it from
     the transaction, so another caller, amount, epoch or chain makes the proof fail."""
-    return int.from_bytes(encoding.hash_value(
-        [LOAN_BIND_DOMAIN, chain_id, lender, fe_bytes(borrower), amount, epoch]), "big") % FIELD
+    return (
+        int.from_bytes(
+            encoding.hash_value(
+                [LOAN_BIND_DOMAIN, chain_id, lender, fe_bytes(borrower), amount, epoch]
+            ),
+            "big",
+        )
+        % FIELD
+    )
 
 
 def attest(lender_secret: bytes, borrower: int, balance: int, epoch: int) -> babyjub.Signature:

@@ -31,14 +31,18 @@ def _packages(lock: dict[str, object]) -> list[str]:
     pkgs = lock.get("packages")
     if not isinstance(pkgs, dict):
         raise ZkToolError("package-lock.json has no `packages` (lockfile v2 or later needed)")
-    return [k for k, v in pkgs.items()
-            if k.startswith("node_modules/") and isinstance(v, dict) and not v.get("dev")]
+    return [
+        k
+        for k, v in pkgs.items()
+        if k.startswith("node_modules/") and isinstance(v, dict) and not v.get("dev")
+    ]
 
 
 def installed(folder: Path | None = None) -> bool:
     d = folder or tools.npm_dir()
-    return (d / tools.NPM_DONE).is_file() and all((d / "node_modules" / n).is_file()
-                                                  for n in NEEDED)
+    return (d / tools.NPM_DONE).is_file() and all(
+        (d / "node_modules" / n).is_file() for n in NEEDED
+    )
 
 
 def install(progress: ProgressFn | None = None, *, force: bool = False) -> Path:
@@ -48,8 +52,10 @@ def install(progress: ProgressFn | None = None, *, force: bool = False) -> Path:
         return target
     npm = shutil.which(os.environ.get("ACCORD_NPM", "npm"))
     if npm is None:
-        raise ZkToolError("npm not found: install Node.js 18 or later (with npm), then run "
-                          "`accord zk setup` again")
+        raise ZkToolError(
+            "npm not found: install Node.js 18 or later (with npm), then run "
+            "`accord zk setup` again"
+        )
     lock_path = tools.lock_file()
     try:
         lock = json.loads(lock_path.read_text())
@@ -69,13 +75,18 @@ def install(progress: ProgressFn | None = None, *, force: bool = False) -> Path:
             try:
                 proc = subprocess.Popen(
                     [npm, "ci", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"],
-                    cwd=str(work), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                    cwd=str(work),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
             except OSError as e:
                 raise ZkToolError(f"cannot start npm: {e}") from None
             while proc.poll() is None:
                 if progress is not None:
-                    progress(sum((work / p / "package.json").is_file() for p in wanted),
-                             len(wanted))
+                    progress(
+                        sum((work / p / "package.json").is_file() for p in wanted), len(wanted)
+                    )
                 time.sleep(0.25)
         if proc.returncode != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])

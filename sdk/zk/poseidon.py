@@ -29,8 +29,15 @@ class _Grain:
 
     def __init__(self, t: int, n_rounds_f: int, n_rounds_p: int, n_bits: int = 254) -> None:
         # field = prime (01), S-box x^alpha (0000), field size, width, rounds, then 30 ones.
-        init = "01" + "0000" + format(n_bits, "012b") + format(t, "012b") + \
-            format(n_rounds_f, "010b") + format(n_rounds_p, "010b") + "1" * 30
+        init = (
+            "01"
+            + "0000"
+            + format(n_bits, "012b")
+            + format(t, "012b")
+            + format(n_rounds_f, "010b")
+            + format(n_rounds_p, "010b")
+            + "1" * 30
+        )
         self.bits = [int(b) for b in init]
         self.n_bits = n_bits
         for _ in range(160):

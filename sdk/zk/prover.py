@@ -53,8 +53,9 @@ class SnarkjsWorker:
     an exit) ends that process and raises :class:`ZkToolError`: the next request starts a
     fresh one, and the caller decides the request another way. ``faults`` counts them."""
 
-    def __init__(self, verify_timeout: float = VERIFY_TIMEOUT,
-                 prove_timeout: float = PROVE_TIMEOUT) -> None:
+    def __init__(
+        self, verify_timeout: float = VERIFY_TIMEOUT, prove_timeout: float = PROVE_TIMEOUT
+    ) -> None:
         self._proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.verify_timeout = verify_timeout
@@ -93,8 +94,12 @@ class SnarkjsWorker:
             # A fresh queue per process: a late line of a replaced process never reaches a
             # request to its successor.
             self._lines = queue.Queue()
-            threading.Thread(target=_pump, args=(self._proc.stdout, self._lines),
-                             name="snarkjs-worker-reader", daemon=True).start()
+            threading.Thread(
+                target=_pump,
+                args=(self._proc.stdout, self._lines),
+                name="snarkjs-worker-reader",
+                daemon=True,
+            ).start()
         return self._proc
 
     def _fault(self, what: str) -> ZkToolError:
@@ -107,8 +112,11 @@ class SnarkjsWorker:
                 proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 pass
-        log.warning("snarkjs worker fault (%d so far): %s; it restarts on the next request",
-                    self.faults, what)
+        log.warning(
+            "snarkjs worker fault (%d so far): %s; it restarts on the next request",
+            self.faults,
+            what,
+        )
         return ZkToolError(f"snarkjs worker: {what}")
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
@@ -137,15 +145,18 @@ class SnarkjsWorker:
                 raise self._fault("answered out of order or not with an object")
             return reply
 
-    def prove(self, wasm: Path, zkey: Path, inputs: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+    def prove(
+        self, wasm: Path, zkey: Path, inputs: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[int]]:
         """Witness + Groth16 proof. Returns (snarkjs proof JSON, public signals as ints)."""
         reply = self.request("prove", wasm=str(wasm), zkey=str(zkey), input=_jsonable(inputs))
         if not reply.get("ok"):
             raise ProofError(f"proving failed: {reply.get('error', '')[:500]}")
         return reply["proof"], [int(x) for x in reply["publicSignals"]]
 
-    def verify(self, vk: dict[str, Any], proof: dict[str, Any], public: list[int],
-               vk_id: str | None = None) -> bool:
+    def verify(
+        self, vk: dict[str, Any], proof: dict[str, Any], public: list[int], vk_id: str | None = None
+    ) -> bool:
         """Groth16 check in the worker. ``vk_id`` names ``vk`` (see :func:`vk_id`): the key is
         sent and prepared once per worker process, later requests carry only its id."""
         vid = vk_id or key_id(vk)
@@ -153,8 +164,9 @@ class SnarkjsWorker:
         # If the Node process was replaced since, the worker answers "unknown_vk" and the key
         # goes again (request() restarts the process and forgets the sent keys).
         known = vid in self._vks
-        reply = self.request("verify", vk_id=vid, **({} if known else {"vk": vk}), proof=proof,
-                             publicSignals=signals)
+        reply = self.request(
+            "verify", vk_id=vid, **({} if known else {"vk": vk}), proof=proof, publicSignals=signals
+        )
         if reply.get("unknown_vk"):
             reply = self.request("verify", vk_id=vid, vk=vk, proof=proof, publicSignals=signals)
         if reply.get("vk_ready"):
@@ -185,7 +197,9 @@ class SnarkjsWorker:
 
 def key_id(vk: dict[str, Any]) -> str:
     """A verification key's name for the worker: SHA-256 of its sorted JSON."""
-    return hashlib.sha256(json.dumps(vk, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(vk, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 def _jsonable(v: Any) -> Any:

@@ -50,8 +50,10 @@ def assets_dir() -> Path:
     for d in (_PACKAGED, _CHECKOUT):
         if (d / "package-lock.json").is_file() and (d / "circuits").is_dir():
             return d
-    raise ZkToolError(f"this accord install has neither {_PACKAGED} nor a checkout at "
-                      f"{_CHECKOUT}: reinstall the package")
+    raise ZkToolError(
+        f"this accord install has neither {_PACKAGED} nor a checkout at "
+        f"{_CHECKOUT}: reinstall the package"
+    )
 
 
 def lock_file() -> Path:
@@ -88,11 +90,15 @@ def project_root() -> Path:
         installed: Path | None = npm_dir()
     except ZkToolError:
         installed = None
-    if installed is not None and (installed / NPM_DONE).is_file() and (
-            installed / "node_modules" / "snarkjs").is_dir():
+    if (
+        installed is not None
+        and (installed / NPM_DONE).is_file()
+        and (installed / "node_modules" / "snarkjs").is_dir()
+    ):
         return installed
-    raise ZkToolError(f"the zero-knowledge tools (circom2, snarkjs, circomlib) are not "
-                      f"installed: {SETUP_HINT}")
+    raise ZkToolError(
+        f"the zero-knowledge tools (circom2, snarkjs, circomlib) are not installed: {SETUP_HINT}"
+    )
 
 
 def circuits_dir() -> Path:

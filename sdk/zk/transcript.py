@@ -140,19 +140,28 @@ class Params:
             raise CeremonyError(f"beacon iterations: 2^{MIN_ITERATIONS}..2^{MAX_ITERATIONS}")
 
     def to_json(self) -> dict[str, Any]:
-        return {"power": self.power, "members": [[n, k] for n, k in self.members],
-                "circuits": [[n, s, h] for n, s, h in self.circuits],
-                "compiler": [[n, v] for n, v in self.compiler],
-                "beacon_chain": self.beacon_chain, "beacon_height": self.beacon_height,
-                "beacon_iterations": self.beacon_iterations}
+        return {
+            "power": self.power,
+            "members": [[n, k] for n, k in self.members],
+            "circuits": [[n, s, h] for n, s, h in self.circuits],
+            "compiler": [[n, v] for n, v in self.compiler],
+            "beacon_chain": self.beacon_chain,
+            "beacon_height": self.beacon_height,
+            "beacon_iterations": self.beacon_iterations,
+        }
 
     @classmethod
     def from_json(cls, d: Any) -> Params:
         try:
-            p = cls(int(d["power"]), tuple((str(n), str(k)) for n, k in d["members"]),
-                    tuple((str(n), str(s), str(h)) for n, s, h in d["circuits"]),
-                    tuple((str(n), str(v)) for n, v in d["compiler"]),
-                    str(d["beacon_chain"]), int(d["beacon_height"]), int(d["beacon_iterations"]))
+            p = cls(
+                int(d["power"]),
+                tuple((str(n), str(k)) for n, k in d["members"]),
+                tuple((str(n), str(s), str(h)) for n, s, h in d["circuits"]),
+                tuple((str(n), str(v)) for n, v in d["compiler"]),
+                str(d["beacon_chain"]),
+                int(d["beacon_height"]),
+                int(d["beacon_iterations"]),
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise CeremonyError(f"malformed ceremony parameters: {e}") from None
         p.check()
@@ -209,18 +218,28 @@ class Transcript:
         sig = body.get("signature")
         unsigned = {k: v for k, v in body.items() if k != "signature"}
         try:
-            ed25519.verify(self.params.member_key(member), signed_message(prev, unsigned),
-                           bytes.fromhex(str(sig)))
+            ed25519.verify(
+                self.params.member_key(member),
+                signed_message(prev, unsigned),
+                bytes.fromhex(str(sig)),
+            )
         except (InvalidSignature, ValueError):
-            raise CeremonyError(f"transcript entry {i}: {member}'s signature does not verify "
-                                "(not this member's contribution)") from None
+            raise CeremonyError(
+                f"transcript entry {i}: {member}'s signature does not verify "
+                "(not this member's contribution)"
+            ) from None
 
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / TRANSCRIPT
         tmp = tools.tmp_path(out)
-        tmp.write_text(json.dumps({"version": VERSION, "params": self.params.to_json(),
-                                   "entries": self.entries}, indent=2) + "\n")
+        tmp.write_text(
+            json.dumps(
+                {"version": VERSION, "params": self.params.to_json(), "entries": self.entries},
+                indent=2,
+            )
+            + "\n"
+        )
         tmp.replace(out)
         return out
 
@@ -294,20 +313,25 @@ def certified_beacon(p: Params, chain: Any, certificate: str) -> str:
     except (ValueError, AccordError) as e:
         raise CeremonyError(f"malformed beacon certificate: {e}") from None
     if cert.height != p.beacon_height:
-        raise CeremonyError(f"the beacon certificate is for height {cert.height}, "
-                            f"init fixed height {p.beacon_height}")
+        raise CeremonyError(
+            f"the beacon certificate is for height {cert.height}, "
+            f"init fixed height {p.beacon_height}"
+        )
     try:
         verify_certificate(chain, chain.chain_id, cert, chain.quorum)
     except AccordError as e:
-        raise CeremonyError(f"the beacon certificate does not verify against the chain's "
-                            f"validators: {e}") from None
+        raise CeremonyError(
+            f"the beacon certificate does not verify against the chain's validators: {e}"
+        ) from None
     return cert.block_hash.hex()
 
 
 def derive_beacon(transcript_hash: str, value: str) -> str:
     """The beacon snarkjs gets: bound to everything contributed so far and to the public value
     of the beacon source, which nobody knew when the last contribution was made."""
-    return hashlib.sha256(BEACON_DOMAIN + bytes.fromhex(transcript_hash) + value.encode()).hexdigest()
+    return hashlib.sha256(
+        BEACON_DOMAIN + bytes.fromhex(transcript_hash) + value.encode()
+    ).hexdigest()
 
 
 # --- running snarkjs ----------------------------------------------------------------------------
@@ -317,8 +341,14 @@ def _snarkjs(args: Sequence[str], what: str, stdin: str | None = None) -> str:
     """snarkjs with an optional standard input (the contribution entropy goes there)."""
     cmd = [*tools.snarkjs_cli(), *args]
     try:
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True,
-                              cwd=str(tools.project_root()), check=False)
+        proc = subprocess.run(
+            cmd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=str(tools.project_root()),
+            check=False,
+        )
     except OSError as e:
         raise ZkToolError(f"cannot start {cmd[0]}: {e}") from None
     out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
@@ -331,8 +361,11 @@ def _snarkjs(args: Sequence[str], what: str, stdin: str | None = None) -> str:
 def _file_name(step: str, phase: int, circuit: str | None, member: str | None, index: int) -> str:
     ext = "ptau" if phase == 1 else "zkey"
     parts = [f"{index:03d}", step, circuit, member]
-    return "_".join(p for p in parts if p) + f".{ext}" if step != "export" else \
-        f"{index:03d}_vk_{circuit}.json"
+    return (
+        "_".join(p for p in parts if p) + f".{ext}"
+        if step != "export"
+        else f"{index:03d}_vk_{circuit}.json"
+    )
 
 
 _HEX_ROW = re.compile(r"^\s*(?:[0-9a-f]{8}\s+){3}[0-9a-f]{8}\s*$")
@@ -366,11 +399,15 @@ def contributors(out: str, phase: int) -> list[tuple[str, str | None, str | None
     verify log, oldest first."""
     lines = out.splitlines()
     found: list[list[str | None]] = []
-    pat = re.compile(r"Contribution #\d+: ?(.*)$" if phase == 1 else r"contribution #\d+ ?(.*?):\s*$")
+    pat = re.compile(
+        r"Contribution #\d+: ?(.*)$" if phase == 1 else r"contribution #\d+ ?(.*?):\s*$"
+    )
     for i, line in enumerate(lines):
         m = pat.search(line)
         if m:
-            found.append([m.group(1).strip(), None, _hex_block(lines, i + 1) if phase == 2 else None])
+            found.append(
+                [m.group(1).strip(), None, _hex_block(lines, i + 1) if phase == 2 else None]
+            )
             continue
         b = re.search(r"Beacon generator: ([0-9a-f]+)", line)
         if b and found:
@@ -392,7 +429,9 @@ def _verify_file(t: Transcript, entry_index: int, path: Path, folder_of: dict[st
     else:
         r1cs = _find(folder_of, f"{e['circuit']}.r1cs")
         ptau = _find(folder_of, t.entries[_PREPARED(t)]["file"])
-        out = _snarkjs(["zkey", "verify", str(r1cs), str(ptau), str(path)], f"zkey verify ({path.name})")
+        out = _snarkjs(
+            ["zkey", "verify", str(r1cs), str(ptau), str(path)], f"zkey verify ({path.name})"
+        )
         if "ZKey Ok!" not in out:
             raise CeremonyError(f"{path.name}: snarkjs did not confirm the key")
     want: list[tuple[str, str | None, str | None]] = []
@@ -445,8 +484,14 @@ def source_hash(spec: build.CircuitSpec) -> str:
     beside it): its name, the generated main file, and every ``.circom`` file of its folder
     (the includes; the same set :mod:`accord.zk.build` keys its cache on)."""
     files = sorted(spec.source.parent.glob("*.circom"))
-    return _h([SOURCE_DOMAIN, spec.name, spec.main_source() or spec.source.name,
-               [[f.name, tools.file_hash(f)] for f in files]])
+    return _h(
+        [
+            SOURCE_DOMAIN,
+            spec.name,
+            spec.main_source() or spec.source.name,
+            [[f.name, tools.file_hash(f)] for f in files],
+        ]
+    )
 
 
 def compile_circuits(params: Params, specs: Sequence[build.CircuitSpec]) -> dict[str, Path]:
@@ -457,39 +502,59 @@ def compile_circuits(params: Params, specs: Sequence[build.CircuitSpec]) -> dict
     public inputs) is caught here. Returns circuit name -> this machine's r1cs."""
     mine = compiler_versions()
     if mine != params.compiler:
-        raise CeremonyError(f"this machine compiles circuits with {dict(mine)}, the ceremony "
-                            f"with {dict(params.compiler)}: install the ceremony's versions")
+        raise CeremonyError(
+            f"this machine compiles circuits with {dict(mine)}, the ceremony "
+            f"with {dict(params.compiler)}: install the ceremony's versions"
+        )
     given = {s.name: s for s in specs}
     wanted = {n for n, _, _ in params.circuits}
     if set(given) != wanted:
-        raise CeremonyError(f"give the sources of exactly the ceremony's circuits {sorted(wanted)} "
-                            f"(--circuit/--file), not {sorted(given)}")
+        raise CeremonyError(
+            f"give the sources of exactly the ceremony's circuits {sorted(wanted)} "
+            f"(--circuit/--file), not {sorted(given)}"
+        )
     out: dict[str, Path] = {}
     for name, src_h, r1cs_h in params.circuits:
         spec = given[name]
         if source_hash(spec) != src_h:
-            raise CeremonyError(f"circuit {name!r}: these sources are not the ones the ceremony "
-                                "was started for (source hash differs)")
+            raise CeremonyError(
+                f"circuit {name!r}: these sources are not the ones the ceremony "
+                "was started for (source hash differs)"
+            )
         r1cs = build.build(spec).r1cs
         if tools.file_hash(r1cs) != r1cs_h:
-            raise CeremonyError(f"circuit {name!r}: the ceremony's r1cs is not what its sources "
-                                "compile to (the ceremony runs on another circuit)")
+            raise CeremonyError(
+                f"circuit {name!r}: the ceremony's r1cs is not what its sources "
+                "compile to (the ceremony runs on another circuit)"
+            )
         out[name] = r1cs
     return out
 
 
-def init(out: Path, power: int, members: Sequence[tuple[str, bytes]],
-         circuits: Sequence[build.CircuitSpec], beacon_chain: str, beacon_height: int,
-         beacon_iterations: int = DEFAULT_ITERATIONS) -> Transcript:
+def init(
+    out: Path,
+    power: int,
+    members: Sequence[tuple[str, bytes]],
+    circuits: Sequence[build.CircuitSpec],
+    beacon_chain: str,
+    beacon_height: int,
+    beacon_iterations: int = DEFAULT_ITERATIONS,
+) -> Transcript:
     """Fix the parameters (members with their public keys; each circuit's source hash, the
     r1cs it compiles to and the compiler), run ``powersoftau new``."""
     out = Path(out)
     if (out / TRANSCRIPT).exists():
         raise CeremonyError(f"{out} already holds a ceremony")
     built = [(spec, build.build(spec).r1cs) for spec in circuits]
-    params = Params(power, tuple((n, bytes(k).hex()) for n, k in members),
-                    tuple((spec.name, source_hash(spec), tools.file_hash(r)) for spec, r in built),
-                    compiler_versions(), beacon_chain, beacon_height, beacon_iterations)
+    params = Params(
+        power,
+        tuple((n, bytes(k).hex()) for n, k in members),
+        tuple((spec.name, source_hash(spec), tools.file_hash(r)) for spec, r in built),
+        compiler_versions(),
+        beacon_chain,
+        beacon_height,
+        beacon_iterations,
+    )
     params.check()
     return _init_with(out, params, {spec.name: r for spec, r in built})
 
@@ -501,14 +566,21 @@ def _init_with(out: Path, params: Params, r1cs: dict[str, Path]) -> Transcript:
     t = Transcript(params, [])
     name = _file_name("new", 1, None, None, 0)
     _snarkjs(["powersoftau", "new", "bn128", str(params.power), str(out / name)], "powersoftau new")
-    t.append(step="new", phase=1, circuit=None, member=None, file=name,
-             sha256=tools.file_hash(out / name))
+    t.append(
+        step="new",
+        phase=1,
+        circuit=None,
+        member=None,
+        file=name,
+        sha256=tools.file_hash(out / name),
+    )
     t.save(out)
     return t
 
 
-def _load_and_check_inputs(folder: Path, specs: Sequence[build.CircuitSpec]
-                           ) -> tuple[Transcript, dict[str, Path]]:
+def _load_and_check_inputs(
+    folder: Path, specs: Sequence[build.CircuitSpec]
+) -> tuple[Transcript, dict[str, Path]]:
     """The previous step's transcript, with the files the next step builds on hashed and
     verified again (a resumed or forwarded ceremony never trusts a step file unchecked), and
     the circuits compiled here from the member's own sources."""
@@ -520,8 +592,11 @@ def _load_and_check_inputs(folder: Path, specs: Sequence[build.CircuitSpec]
     heads: list[int] = []
     for phase, circuits in ((1, [None]), (2, [c for c, _, _ in t.params.circuits])):
         for c in circuits:
-            idx = [i for i, e in enumerate(t.entries)
-                   if e["phase"] == phase and e.get("circuit") == c and e["step"] != "export"]
+            idx = [
+                i
+                for i, e in enumerate(t.entries)
+                if e["phase"] == phase and e.get("circuit") == c and e["step"] != "export"
+            ]
             if idx:
                 heads.append(idx[-1])
     for i in heads:
@@ -545,8 +620,9 @@ def _carry(t: Transcript, files: dict[str, Path], out: Path) -> None:
             shutil.copyfile(_find(files, name), out / name)
 
 
-def contribute(src: Path, out: Path, member: str, key: ed25519.AccountKey,
-               specs: Sequence[build.CircuitSpec]) -> Transcript:
+def contribute(
+    src: Path, out: Path, member: str, key: ed25519.AccountKey, specs: Sequence[build.CircuitSpec]
+) -> Transcript:
     """This member's contribution(s) for the current phase (phase 1: the ptau; phase 2: one
     zkey per circuit), each entry signed with the member's key. Entropy: 32 bytes from the
     OS, passed to snarkjs on its stdin, never stored, never on a command line."""
@@ -569,15 +645,27 @@ def contribute(src: Path, out: Path, member: str, key: ed25519.AccountKey,
         dst = out / name
         secret = secrets.token_bytes(32).hex() + "\n"
         if phase == 1:
-            log = _snarkjs(["powersoftau", "contribute", str(prev), str(dst), f"--name={member}"],
-                           f"powersoftau contribute ({member})", stdin=secret)
+            log = _snarkjs(
+                ["powersoftau", "contribute", str(prev), str(dst), f"--name={member}"],
+                f"powersoftau contribute ({member})",
+                stdin=secret,
+            )
         else:
-            log = _snarkjs(["zkey", "contribute", str(prev), str(dst), f"--name={member}"],
-                           f"zkey contribute ({member})", stdin=secret)
+            log = _snarkjs(
+                ["zkey", "contribute", str(prev), str(dst), f"--name={member}"],
+                f"zkey contribute ({member})",
+                stdin=secret,
+            )
         del secret
-        body = {"step": "contribute", "phase": phase, "circuit": circuit, "member": member,
-                "file": name, "sha256": tools.file_hash(dst),
-                "contribution": contribution_hash(log)}
+        body = {
+            "step": "contribute",
+            "phase": phase,
+            "circuit": circuit,
+            "member": member,
+            "file": name,
+            "sha256": tools.file_hash(dst),
+            "contribution": contribution_hash(log),
+        }
         body["signature"] = key.sign(signed_message(t.hash, body)).hex()
         t.append(**body)
         files[name] = dst
@@ -593,16 +681,23 @@ def prepare(src: Path, out: Path, specs: Sequence[build.CircuitSpec]) -> Transcr
     return _close(Path(src), Path(out), specs, "prepare", None)
 
 
-def beacon(src: Path, out: Path, certificate: str, chain: Any,
-           specs: Sequence[build.CircuitSpec]) -> Transcript:
+def beacon(
+    src: Path, out: Path, certificate: str, chain: Any, specs: Sequence[build.CircuitSpec]
+) -> Transcript:
     """Close the ceremony with its one beacon: the block hash that ``certificate`` (hex of
     :meth:`accord.types.Certificate.encode`) certifies at the height fixed at ``init`` on the
     chain ``chain`` (its genesis); then export the verification keys."""
     return _close(Path(src), Path(out), specs, "beacon", certificate, chain)
 
 
-def _close(src: Path, out: Path, specs: Sequence[build.CircuitSpec], first: str,
-           certificate: str | None, chain: Any = None) -> Transcript:
+def _close(
+    src: Path,
+    out: Path,
+    specs: Sequence[build.CircuitSpec],
+    first: str,
+    certificate: str | None,
+    chain: Any = None,
+) -> Transcript:
     t, files = _load_and_check_inputs(src, specs)
     step = t.next_step()
     if step is None or step[0] != first:
@@ -615,8 +710,15 @@ def _close(src: Path, out: Path, specs: Sequence[build.CircuitSpec], first: str,
     b = derive_beacon(t.hash, value) if value else ""
 
     def record(step: str, phase: int, circuit: str | None, name: str, **kw: Any) -> None:
-        t.append(step=step, phase=phase, circuit=circuit, member=None, file=name,
-                 sha256=tools.file_hash(out / name), **kw)
+        t.append(
+            step=step,
+            phase=phase,
+            circuit=circuit,
+            member=None,
+            file=name,
+            sha256=tools.file_hash(out / name),
+            **kw,
+        )
         files[name] = out / name
 
     kinds = ("prepare", "setup") if first == "prepare" else ("beacon", "export")
@@ -625,26 +727,36 @@ def _close(src: Path, out: Path, specs: Sequence[build.CircuitSpec], first: str,
         name = _file_name(kind, phase, circuit, None, len(t.entries))
         if kind == "beacon":
             prev = _find(files, t.last_file(phase, circuit)["file"])
-            _snarkjs(["zkey", "beacon", str(prev), str(out / name), b, it, "-n=final beacon"],
-                     "zkey beacon")
+            _snarkjs(
+                ["zkey", "beacon", str(prev), str(out / name), b, it, "-n=final beacon"],
+                "zkey beacon",
+            )
             record(kind, phase, circuit, name, beacon=b, value=value, certificate=certificate)
             _verify_file(t, len(t.entries) - 1, out / name, files)
         elif kind == "prepare":
             prev = _find(files, t.last_file(1, None)["file"])
-            _snarkjs(["powersoftau", "prepare", "phase2", str(prev), str(out / name)],
-                     "powersoftau prepare phase2")
+            _snarkjs(
+                ["powersoftau", "prepare", "phase2", str(prev), str(out / name)],
+                "powersoftau prepare phase2",
+            )
             record(kind, phase, circuit, name)
             _verify_file(t, len(t.entries) - 1, out / name, files)
         elif kind == "setup":
             ptau = _find(files, t.last_file(1, None)["file"])
-            _snarkjs(["groth16", "setup", str(files[f"{circuit}.r1cs"]), str(ptau), str(out / name)],
-                     "groth16 setup")
+            _snarkjs(
+                ["groth16", "setup", str(files[f"{circuit}.r1cs"]), str(ptau), str(out / name)],
+                "groth16 setup",
+            )
             record(kind, phase, circuit, name)
         else:  # export
             final = _find(files, t.last_file(2, circuit)["file"])
-            _snarkjs(["zkey", "export", "verificationkey", str(final), str(out / name)],
-                     "zkey export verificationkey")
-            record(kind, phase, circuit, name, vk_hash=vk_hash(json.loads((out / name).read_text())))
+            _snarkjs(
+                ["zkey", "export", "verificationkey", str(final), str(out / name)],
+                "zkey export verificationkey",
+            )
+            record(
+                kind, phase, circuit, name, vk_hash=vk_hash(json.loads((out / name).read_text()))
+            )
     t.save(out)
     return t
 
@@ -680,14 +792,18 @@ def verify(folders: Sequence[Path], specs: Sequence[build.CircuitSpec], chain: A
             if certified_beacon(t.params, chain, str(e.get("certificate"))) != e.get("value"):
                 raise CeremonyError(f"entry {i}: the beacon value is not the certified block hash")
             if e.get("beacon") != derive_beacon(t.entries[last]["hash"], str(e.get("value"))):
-                raise CeremonyError(f"entry {i}: the beacon is not derived from the transcript "
-                                    "after the last contribution and the certified block")
+                raise CeremonyError(
+                    f"entry {i}: the beacon is not derived from the transcript "
+                    "after the last contribution and the certified block"
+                )
         if e["step"] == "export":
             final = _find(files, t.last_file(2, e["circuit"])["file"])
             tmp = Path(tools.cache_dir()) / f"ceremony-verify-{secrets.token_hex(6)}.json"
             try:
-                _snarkjs(["zkey", "export", "verificationkey", str(final), str(tmp)],
-                         "zkey export verificationkey")
+                _snarkjs(
+                    ["zkey", "export", "verificationkey", str(final), str(tmp)],
+                    "zkey export verificationkey",
+                )
                 again = json.loads(tmp.read_text())
             finally:
                 tmp.unlink(missing_ok=True)
@@ -712,24 +828,36 @@ def check_member(v: Verified, member: str, hashes: Sequence[str]) -> None:
     mine = v.contributions[member]
     for h in hashes:
         if h.strip().lower() not in mine:
-            raise CeremonyError(f"contribution {h[:16]}... of {member} is not in the transcript: "
-                                "the published ceremony does not build on your file")
+            raise CeremonyError(
+                f"contribution {h[:16]}... of {member} is not in the transcript: "
+                "the published ceremony does not build on your file"
+            )
 
 
 # --- genesis ------------------------------------------------------------------------------------
 
 
 def vk_hash(vk: Any) -> str:
-    return hashlib.sha256(json.dumps(vk, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(vk, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 def genesis_record(v: Verified) -> dict[str, Any]:
     """What genesis keeps in ``zk_params["ceremony"]``."""
-    return {"transcript": v.transcript_hash, "vks": {n: vk_hash(vk) for n, vk in sorted(v.vks.items())}}
+    return {
+        "transcript": v.transcript_hash,
+        "vks": {n: vk_hash(vk) for n, vk in sorted(v.vks.items())},
+    }
 
 
-def check_genesis(zk_circuits: dict[str, Any], zk_params: dict[str, Any],
-                  transcript: Transcript | None = None, *, allow_insecure: bool = False) -> None:
+def check_genesis(
+    zk_circuits: dict[str, Any],
+    zk_params: dict[str, Any],
+    transcript: Transcript | None = None,
+    *,
+    allow_insecure: bool = False,
+) -> None:
     """A validator's start-up check of genesis's verification keys.
 
     A genesis without circuits needs no record. ``"ceremony": "insecure-dev"`` (one-machine
@@ -744,12 +872,15 @@ def check_genesis(zk_circuits: dict[str, Any], zk_params: dict[str, Any],
     rec = zk_params.get("ceremony")
     if rec == "insecure-dev":
         if not allow_insecure:
-            raise ValidationError("genesis marks its ZK keys insecure-dev (a one-machine ceremony): "
-                                  "a validator starts on it only with allow_insecure_zk (test chains)")
+            raise ValidationError(
+                "genesis marks its ZK keys insecure-dev (a one-machine ceremony): "
+                "a validator starts on it only with allow_insecure_zk (test chains)"
+            )
         return
     if not isinstance(rec, dict) or not re.fullmatch(r"[0-9a-f]{64}", str(rec.get("transcript"))):
-        raise ValidationError("genesis has verification keys but no ceremony transcript hash "
-                              "(zk_params.ceremony)")
+        raise ValidationError(
+            "genesis has verification keys but no ceremony transcript hash (zk_params.ceremony)"
+        )
     vks = rec.get("vks")
     if not isinstance(vks, dict):
         raise ValidationError("zk_params.ceremony.vks must map circuits to key hashes")
@@ -757,10 +888,14 @@ def check_genesis(zk_circuits: dict[str, Any], zk_params: dict[str, Any],
         if vks.get(name) != vk_hash(vk):
             raise ValidationError(f"the verification key of {name!r} is not the ceremony's")
     if transcript is None:
-        raise ValidationError("genesis records a ceremony: give the validator its transcript "
-                              "(node.json ceremony_transcript, or transcript.json next to genesis)")
+        raise ValidationError(
+            "genesis records a ceremony: give the validator its transcript "
+            "(node.json ceremony_transcript, or transcript.json next to genesis)"
+        )
     if transcript.hash != rec["transcript"]:
-        raise ValidationError("the ceremony transcript is not the one genesis records (hash differs)")
+        raise ValidationError(
+            "the ceremony transcript is not the one genesis records (hash differs)"
+        )
     if transcript.next_step() is not None:
         raise ValidationError("the ceremony transcript is not finished")
     derived = {e["circuit"]: e.get("vk_hash") for e in transcript.entries if e["step"] == "export"}

@@ -96,12 +96,16 @@ class FastProofVerifier(_Base):
             groth16.check_subgroup(p)  # a genuine "B not in G2": the same error as Python's
             with self._lock:
                 self.fallbacks += 1
-            log.warning("snarkjs worker did not accept a proof whose B is in G2 (%s): "
-                        "verifying in Python", e)
+            log.warning(
+                "snarkjs worker did not accept a proof whose B is in G2 (%s): verifying in Python",
+                e,
+            )
             return groth16.verify_parsed(vk, p, inputs)
 
 
-def verifier_from_genesis(genesis: Any, fast: bool | None = None) -> PyProofVerifier | FastProofVerifier:
+def verifier_from_genesis(
+    genesis: Any, fast: bool | None = None
+) -> PyProofVerifier | FastProofVerifier:
     """The proof verifier a node hands to its runtime.
 
     ``fast=None`` picks the snarkjs worker when Node.js and the pinned npm tools are present and

@@ -94,9 +94,17 @@ class LocalNode:
     def status(self) -> dict[str, Any]:
         height, head = self.chain.head()
         return {
-            "name": "v0", "index": 0, "chain_id": self.genesis.chain_id, "height": height,
-            "head_hash": head.hex(), "round": -1, "peers": [], "mempool": len(self.mempool),
-            "running": True, "healthy": True, "fault": None,
+            "name": "v0",
+            "index": 0,
+            "chain_id": self.genesis.chain_id,
+            "height": height,
+            "head_hash": head.hex(),
+            "round": -1,
+            "peers": [],
+            "mempool": len(self.mempool),
+            "running": True,
+            "healthy": True,
+            "fault": None,
         }
 
     def subscribe(self) -> AsyncIterator[tuple[Block, list[Receipt]]]:
@@ -114,7 +122,11 @@ class LocalNode:
         self._time_ms += 1000
         block = self.chain.build(txs, time_ms=self._time_ms, verified=self.mempool.verified)
         cert = Certificate(
-            height=block.height, round=0, phase=2, block_hash=block.hash, signers=bitmap_from([0], 1),
+            height=block.height,
+            round=0,
+            phase=2,
+            block_hash=block.hash,
+            signers=bitmap_from([0], 1),
             signature=bls.sign(
                 self.secret, vote_message(self.genesis.chain_id, block.height, 0, 2, block.hash)
             ),
@@ -134,7 +146,9 @@ class ServedNode:
 
     def __init__(self, path: Path, config: ApiConfig | None = None) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="api-test-loop", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="api-test-loop", daemon=True
+        )
         self._thread.start()
         self.node: LocalNode = self.call(lambda: LocalNode(path))
         self.server = ApiServer(self.node, config=config)
@@ -172,15 +186,25 @@ class ServedNode:
         self.loop.close()
 
 
-def transfer(key: AccountKey, nonce: int, to: bytes, amount: int, chain_id: str = "accord-api-test") -> Tx:
+def transfer(
+    key: AccountKey, nonce: int, to: bytes, amount: int, chain_id: str = "accord-api-test"
+) -> Tx:
     return Tx.create(
-        key, chain_id=chain_id, contract="token", method="transfer", args={"to": to, "amount": amount},
+        key,
+        chain_id=chain_id,
+        contract="token",
+        method="transfer",
+        args={"to": to, "amount": amount},
         nonce=nonce,
     )
 
 
 def http(
-    url: str, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
+    url: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    content_type: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """One raw HTTP exchange (no client-side checks), for malformed-request tests."""
@@ -204,5 +228,7 @@ def http_json(url: str, method: str, path: str, doc: Any = None) -> tuple[int, A
     import json
 
     body = None if doc is None else json.dumps(doc).encode()
-    status, _, data = http(url, method, path, body, "application/json" if body is not None else None)
+    status, _, data = http(
+        url, method, path, body, "application/json" if body is not None else None
+    )
     return status, json.loads(data)

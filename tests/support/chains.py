@@ -19,7 +19,9 @@ GENESIS = bench_genesis(SECRETS)
 KEYS = GENESIS.validator_keys()
 
 
-def make_chain(store: Store, heights: int, entries: int, rng: random.Random, *, churn: int = 20) -> None:
+def make_chain(
+    store: Store, heights: int, entries: int, rng: random.Random, *, churn: int = 20
+) -> None:
     """Genesis with ``entries`` state entries, then ``heights`` certified blocks that each
     rewrite, add and delete a few entries."""
     keys = [b"k/%d" % i for i in range(entries)]
@@ -36,7 +38,9 @@ def make_chain(store: Store, heights: int, entries: int, rng: random.Random, *, 
         for k, v in writes.items():
             (live.discard if v is None else live.add)(k)
         update = store.compute_state_update(writes)
-        header = Header(GENESIS.chain_id, h, 0, parent, merkle.EMPTY_TX_ROOT, update.root, 0, 0, 1000 * h)
+        header = Header(
+            GENESIS.chain_id, h, 0, parent, merkle.EMPTY_TX_ROOT, update.root, 0, 0, 1000 * h
+        )
         cert = certify(header, SECRETS, [0, 1, 2]) if h else None
         store.commit_block(Block(header, ()), cert, [], writes, update)
         parent = header.hash

@@ -2,6 +2,7 @@
 waits until the test delivers it; cores can restart from their persisted safety state at any
 head (what a crash that lost block commits, or a node rebuilding its core, does). Cores listed
 in ``honest`` are real; the others are played by the test."""
+
 # mypy: ignore-errors
 from __future__ import annotations
 
@@ -30,9 +31,11 @@ from accord.types import Block, Header, vote_message
 
 GENESIS_HASH = hashlib.sha256(b"g").digest()
 
-def mkblock(height, rnd, parent, proposer, ticket, salt=b"\0"*32):
+
+def mkblock(height, rnd, parent, proposer, ticket, salt=b"\0" * 32):
     h = Header("c", height, rnd, parent, salt, bytes(32), 0, proposer, 0, ticket)
     return Block(h, ())
+
 
 class Net:
     def __init__(self, params, n, honest, auto_validate=True):
@@ -40,7 +43,10 @@ class Net:
         self.params = params
         self.crypto = CostModelCrypto(n)
         self.honest = set(honest)
-        self.cores = {i: Core(params, self.crypto.signer(i), self.crypto, head=(0, GENESIS_HASH)) for i in honest}
+        self.cores = {
+            i: Core(params, self.crypto.signer(i), self.crypto, head=(0, GENESIS_HASH))
+            for i in honest
+        }
         self.pending = []  # (frm, to, payload)
         self.commits = {i: [] for i in range(n)}
         self.persisted = {}
@@ -91,7 +97,7 @@ class Net:
 
     def tick(self, t, who=None):
         self.now = t
-        for i in (who if who is not None else sorted(self.cores)):
+        for i in who if who is not None else sorted(self.cores):
             self.run(i, Tick(t))
 
     def deliver(self, keep):
@@ -125,16 +131,33 @@ class Net:
 
     def restart(self, i, head, head_cert=None, head_sortition=b""):
         safety = SafetyState.decode(self.persisted[i], self.n) if i in self.persisted else None
-        self.cores[i] = Core(self.params, self.crypto.signer(i), self.crypto, head=head, head_cert=head_cert,
-                             head_sortition=head_sortition, safety=safety)
+        self.cores[i] = Core(
+            self.params,
+            self.crypto.signer(i),
+            self.crypto,
+            head=head,
+            head_cert=head_cert,
+            head_sortition=head_sortition,
+            safety=safety,
+        )
         self.pending = [p for p in self.pending if p[1] != i]  # in-flight to i lost
 
     def honest_equivocations(self):
         return {k: v for k, v in self.signed.items() if k[0] in self.honest and len(v) > 1}
 
+
 def is_agg(phase=None, rnd=None, height=None):
-    return lambda f, t, m: isinstance(m, Aggregate) and (phase is None or m.phase == phase) and \
-        (rnd is None or m.round == rnd) and (height is None or m.height == height)
+    return lambda f, t, m: (
+        isinstance(m, Aggregate)
+        and (phase is None or m.phase == phase)
+        and (rnd is None or m.round == rnd)
+        and (height is None or m.height == height)
+    )
+
 
 def is_prop(height=None, rnd=None):
-    return lambda f, t, m: isinstance(m, Proposal) and (height is None or m.height == height) and (rnd is None or m.round == rnd)
+    return lambda f, t, m: (
+        isinstance(m, Proposal)
+        and (height is None or m.height == height)
+        and (rnd is None or m.round == rnd)
+    )

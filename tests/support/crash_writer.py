@@ -29,15 +29,31 @@ def main() -> None:
             k = b"acct/%d" % rng.randint(0, 400)
             writes[k] = None if rng.random() < 0.15 else rng.randbytes(rng.randint(0, 64))
         txs = tuple(
-            Tx.create(key, chain_id="crash", contract="c", method="m", args={"h": height}, nonce=height * 4 + i)
+            Tx.create(
+                key,
+                chain_id="crash",
+                contract="c",
+                method="m",
+                args={"h": height},
+                nonce=height * 4 + i,
+            )
             for i in range(rng.randint(0, 3))
         )
         receipts = [Receipt(t.hash, True, i) for i, t in enumerate(txs)]
         update = store.compute_state_update(writes)
         header = Header(
-            chain_id="crash", height=height, round=0, parent_hash=parent,
-            tx_root=merkle.merkle_root([merkle.tx_leaf(t.hash, r.hash) for t, r in zip(txs, receipts, strict=True)]),
-            state_root=update.root, tx_count=len(txs), proposer=0, time_ms=height, body_hash=body_hash(txs),
+            chain_id="crash",
+            height=height,
+            round=0,
+            parent_hash=parent,
+            tx_root=merkle.merkle_root(
+                [merkle.tx_leaf(t.hash, r.hash) for t, r in zip(txs, receipts, strict=True)]
+            ),
+            state_root=update.root,
+            tx_count=len(txs),
+            proposer=0,
+            time_ms=height,
+            body_hash=body_hash(txs),
         )
         block = Block(header, txs)
         cert = Certificate(height, 0, 2, block.hash, b"\x07", b"sig")

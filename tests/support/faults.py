@@ -26,7 +26,9 @@ ROUND_MS = 500
 STAGE2_MS = 250
 
 
-async def until(cond: Callable[[], Awaitable[bool]], timeout: float, what: str, poll: float = 0.2) -> None:
+async def until(
+    cond: Callable[[], Awaitable[bool]], timeout: float, what: str, poll: float = 0.2
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if await cond():
@@ -40,8 +42,9 @@ class FaultNet:
     """A 4-validator devnet in ``root`` with helpers for fault scenarios."""
 
     def __init__(self, root: Path, *, validators: int = 4, accounts: int = 40) -> None:
-        self.genesis = ensure_network(root, validators=validators, round_ms=ROUND_MS,
-                                      stage2_ms=STAGE2_MS, accounts=accounts)
+        self.genesis = ensure_network(
+            root, validators=validators, round_ms=ROUND_MS, stage2_ms=STAGE2_MS, accounts=accounts
+        )
         self.net = Devnet(root, self.genesis)
         self.accounts = accounts
         self.load: Load | None = None
@@ -69,8 +72,10 @@ class FaultNet:
     async def start_load(self, rate: float, watch: int = 0) -> Load:
         self.load = Load(self.genesis, self.urls, rate=rate, accounts=self.accounts)
         await self.load.init_nonces()
-        self._tasks = [asyncio.create_task(self.load.run()),
-                       asyncio.create_task(self.load.watch(self.urls[watch]))]
+        self._tasks = [
+            asyncio.create_task(self.load.run()),
+            asyncio.create_task(self.load.watch(self.urls[watch])),
+        ]
         await asyncio.sleep(0.5)  # the watcher's stream is open before transactions commit
         return self.load
 

@@ -22,13 +22,25 @@ class ThreadedNetwork:
     """``customize`` may rewrite the genesis before any node reads it (every node loads the
     same file, so they agree on its hash)."""
 
-    def __init__(self, root: Path, *, validators: int = 4, round_ms: int = 400, stage2_ms: int = 200,
-                 customize: Callable[[Genesis], Genesis] | None = None, name: str = "test-net",
-                 node_kw: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        validators: int = 4,
+        round_ms: int = 400,
+        stage2_ms: int = 200,
+        customize: Callable[[Genesis], Genesis] | None = None,
+        name: str = "test-net",
+        node_kw: dict[str, Any] | None = None,
+    ) -> None:
         ports = free_ports(2 * validators)
         genesis = init_network(
-            root, validators=validators, genesis_time_ms=int(time.time() * 1000), deterministic=True,
-            ports=ports[:validators], api_ports=ports[validators:],
+            root,
+            validators=validators,
+            genesis_time_ms=int(time.time() * 1000),
+            deterministic=True,
+            ports=ports[:validators],
+            api_ports=ports[validators:],
             consensus=ConsensusParams(round_ms=round_ms, stage2_ms=stage2_ms),
         )
         if customize is not None:
@@ -40,7 +52,9 @@ class ThreadedNetwork:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self.thread.start()
-        self.nodes = [Node.from_dir(root / f"validator-{i}", **(node_kw or {})) for i in range(validators)]
+        self.nodes = [
+            Node.from_dir(root / f"validator-{i}", **(node_kw or {})) for i in range(validators)
+        ]
         for n in self.nodes:
             self.run(n.start())
 

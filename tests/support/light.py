@@ -79,8 +79,10 @@ class Proxy:
             ctype = resp.headers.get("Content-Type", "")
         path = request.rel_url.path
         if self.garbage_on is not None and path.startswith(self.garbage_on):
-            return web.Response(body=b'{"headers": [{"header": {"raw": "zz"}}], "head_height": 1}',
-                                content_type="application/json")
+            return web.Response(
+                body=b'{"headers": [{"header": {"raw": "zz"}}], "head_height": 1}',
+                content_type="application/json",
+            )
         if status == 200 and ctype.startswith("application/json"):
             doc = self.mutate(path, json.loads(body))
             return web.json_response(doc)

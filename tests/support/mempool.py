@@ -22,10 +22,18 @@ class Nonces:
         return self.n.get(address, 0)
 
 
-def tx(name: str, nonce: int, *, chain_id: str = CHAIN, pad: int = 0, gas_limit: int = 1_000_000) -> Tx:
-    return Tx.create(KEYS[name], chain_id=chain_id, contract="token", method="transfer",
-                     args={"to": b"\x01" * 20, "amount": 1, "memo": "x" * pad}, nonce=nonce,
-                     gas_limit=gas_limit)
+def tx(
+    name: str, nonce: int, *, chain_id: str = CHAIN, pad: int = 0, gas_limit: int = 1_000_000
+) -> Tx:
+    return Tx.create(
+        KEYS[name],
+        chain_id=chain_id,
+        contract="token",
+        method="transfer",
+        args={"to": b"\x01" * 20, "amount": 1, "memo": "x" * pad},
+        nonce=nonce,
+        gas_limit=gas_limit,
+    )
 
 
 def pool(**kw: int) -> tuple[Mempool, Nonces]:

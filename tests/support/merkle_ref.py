@@ -31,7 +31,11 @@ def _ref(entries: list[tuple[bytes, bytes]], depth: int) -> bytes:
         return H(b"\x02" + path + vh)
     groups = _groups(entries, depth)
     bitmap = sum(1 << i for i in groups)
-    return H(b"\x03" + bitmap.to_bytes(2, "big") + b"".join(_ref(groups[i], depth + 1) for i in sorted(groups)))
+    return H(
+        b"\x03"
+        + bitmap.to_bytes(2, "big")
+        + b"".join(_ref(groups[i], depth + 1) for i in sorted(groups))
+    )
 
 
 def ref_root(state: dict[bytes, bytes]) -> bytes:
@@ -53,7 +57,9 @@ def ref_prove(state: dict[bytes, bytes], key: bytes) -> StateProof:
         groups = _groups(entries, depth)
         bitmap = sum(1 << i for i in groups)
         nib = _nib(path, depth)
-        levels.append((bitmap, tuple(_ref(groups[i], depth + 1) for i in sorted(groups) if i != nib)))
+        levels.append(
+            (bitmap, tuple(_ref(groups[i], depth + 1) for i in sorted(groups) if i != nib))
+        )
         if nib not in groups:
             return StateProof(tuple(levels))
         entries = groups[nib]

@@ -54,7 +54,9 @@ async def start_mesh(
     ts = []
     for i in indexes:
         inbox = inboxes.get(i) if inboxes else None
-        t = Transport(g, i, secret(i), host="127.0.0.1", port=0, config=NetConfig(**cfg), on_message=inbox)
+        t = Transport(
+            g, i, secret(i), host="127.0.0.1", port=0, config=NetConfig(**cfg), on_message=inbox
+        )
         await t.start()
         ts.append(t)
     for t in ts:
@@ -80,4 +82,6 @@ class RawPeer(rawpeer.RawPeer):
         super().__init__(session, url(target), target.genesis_hash, target.index)
 
     async def handshake(self, *, index: int, sk: bytes | None = None, **kw: Any) -> dict[str, Any]:
-        return await super().handshake(index=index, sk=sk if sk is not None else secret(index), **kw)
+        return await super().handshake(
+            index=index, sk=sk if sk is not None else secret(index), **kw
+        )

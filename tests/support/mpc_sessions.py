@@ -45,8 +45,10 @@ def _z(x, y):
 
 def _start(keys, ports):
     infos = [ServerInfo("127.0.0.1", ports[i], public_bytes(keys[i])) for i in range(3)]
-    servers = [MpcServer(i, infos, keys[i], timeout=5, programs={"probe": _probe, "filler": _filler})
-               for i in range(3)]
+    servers = [
+        MpcServer(i, infos, keys[i], timeout=5, programs={"probe": _probe, "filler": _filler})
+        for i in range(3)
+    ]
     ts = [threading.Thread(target=s.start) for s in servers]
     for t in ts:
         t.start()

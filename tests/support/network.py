@@ -18,14 +18,27 @@ from accord.types import Tx
 
 def make_net(root: Path, n: int = 4) -> Genesis:
     ports = free_ports(2 * n)
-    return init_network(root, validators=n, deterministic=True, demo_accounts=4,
-                        consensus=ConsensusParams(round_ms=500, stage2_ms=250),
-                        ports=ports[:n], api_ports=ports[n:])
+    return init_network(
+        root,
+        validators=n,
+        deterministic=True,
+        demo_accounts=4,
+        consensus=ConsensusParams(round_ms=500, stage2_ms=250),
+        ports=ports[:n],
+        api_ports=ports[n:],
+    )
 
 
 def transfer(g: Genesis, sender: int, nonce: int, to: int = 1, amount: int = 7) -> Tx:
-    return Tx.create(demo_account(sender), chain_id=g.chain_id, contract="token", method="transfer",
-                     args={"to": demo_account(to).address, "amount": amount}, nonce=nonce, gas_limit=100_000)
+    return Tx.create(
+        demo_account(sender),
+        chain_id=g.chain_id,
+        contract="token",
+        method="transfer",
+        args={"to": demo_account(to).address, "amount": amount},
+        nonce=nonce,
+        gas_limit=100_000,
+    )
 
 
 def nodes_of(root: Path, g: Genesis) -> list[Node]:

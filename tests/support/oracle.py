@@ -29,8 +29,10 @@ CONTRACTS: dict[str, type[Contract]] = {"mpc_oracle": MpcOracle, "mpc_loans": Mp
 MemState = MemoryState
 
 # Registered lenders: account, MPC client key (the servers' namespace), receiver key.
-LENDERS = [(AccountKey.from_name(f"lender-{i}"), X25519PrivateKey.generate(), X25519PrivateKey.generate())
-           for i in range(4)]
+LENDERS = [
+    (AccountKey.from_name(f"lender-{i}"), X25519PrivateKey.generate(), X25519PrivateKey.generate())
+    for i in range(4)
+]
 
 
 MAX_EXPOSURE = 1_000_000
@@ -59,23 +61,41 @@ def setup():
     keys = [X25519PrivateKey.generate() for _ in range(3)]
     infos = [ServerInfo("127.0.0.1", free_port(), public_bytes(k)) for k in keys]
     mpc_cfg = {
-        "servers": [{"address": a.address.hex(), "channel_key": public_bytes(k).hex(),
-                     "host": s.host, "port": s.port}
-                    for a, k, s in zip(server_accounts, keys, infos, strict=True)],
+        "servers": [
+            {
+                "address": a.address.hex(),
+                "channel_key": public_bytes(k).hex(),
+                "host": s.host,
+                "port": s.port,
+            }
+            for a, k, s in zip(server_accounts, keys, infos, strict=True)
+        ],
         "programs": {"anti_stacking": program_hash("anti_stacking")},
         "timeout_blocks": 3,
         "loans": {
-            "lenders": [{"address": acct.address.hex(), "mpc_key": public_bytes(mk).hex(),
-                         "receiver_key": public_bytes(rk).hex()} for acct, mk, rk in LENDERS],
-            "max_exposure": 1_000_000, "epoch_blocks": 10, "applications_per_epoch": 1,
+            "lenders": [
+                {
+                    "address": acct.address.hex(),
+                    "mpc_key": public_bytes(mk).hex(),
+                    "receiver_key": public_bytes(rk).hex(),
+                }
+                for acct, mk, rk in LENDERS
+            ],
+            "max_exposure": 1_000_000,
+            "epoch_blocks": 10,
+            "applications_per_epoch": 1,
             "admin": AccountKey.from_name("consortium-admin").address.hex(),
         },
     }
     g = make_genesis(4)
-    g = g.model_copy(update={
-        "contracts": [ContractEntry(name=n, code_hash=code_hash(c).hex()) for n, c in CONTRACTS.items()],
-        "mpc": mpc_cfg,
-    })
+    g = g.model_copy(
+        update={
+            "contracts": [
+                ContractEntry(name=n, code_hash=code_hash(c).hex()) for n, c in CONTRACTS.items()
+            ],
+            "mpc": mpc_cfg,
+        }
+    )
     servers = [MpcServer(i, infos, keys[i], timeout=3) for i in range(3)]
     ts = [threading.Thread(target=s.start) for s in servers]
     for t in ts:
@@ -104,12 +124,25 @@ def run_workers(workers, receipts, alive=(0, 1, 2)):
 
 
 def _tx(key, nonce, contract, method, **args):
-    return Tx.create(key, chain_id="accord-test", contract=contract, method=method, args=args, nonce=nonce)
+    return Tx.create(
+        key, chain_id="accord-test", contract=contract, method=method, args=args, nonce=nonce
+    )
 
 
 def _apply(chain, borrower, lender, amount, bkey, nonce=0):
-    receipts = chain.commit([_tx(borrower, nonce, "mpc_loans", "apply", lender=lender.address,
-                                 amount=amount, borrower_key=public_bytes(bkey))])
+    receipts = chain.commit(
+        [
+            _tx(
+                borrower,
+                nonce,
+                "mpc_loans",
+                "apply",
+                lender=lender.address,
+                amount=amount,
+                borrower_key=public_bytes(bkey),
+            )
+        ]
+    )
     assert receipts[0].ok, receipts[0].error
     return receipts, receipts[0].result
 
@@ -125,8 +158,9 @@ def _record_balances(chain, infos, borrower, balances, nonce=0):
     for (acct, mkey, _), s in zip(LENDERS, balances, strict=False):
         _share_as(mkey, infos, borrower, s)  # only shares leave the lender
         lenders.append(acct)
-    receipts = chain.commit([_tx(a, nonce, "mpc_loans", "record", borrower=borrower.address)
-                             for a in lenders])
+    receipts = chain.commit(
+        [_tx(a, nonce, "mpc_loans", "record", borrower=borrower.address) for a in lenders]
+    )
     assert all(r.ok for r in receipts), [r.error for r in receipts]
     return lenders
 

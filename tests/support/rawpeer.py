@@ -17,7 +17,9 @@ from accord.net.frames import Kind, encode_frame
 
 
 class RawPeer:
-    def __init__(self, session: aiohttp.ClientSession, url: str, genesis_hash: bytes, target: int) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, url: str, genesis_hash: bytes, target: int
+    ) -> None:
         self.session = session
         self.url = url
         self.genesis_hash = genesis_hash
@@ -51,14 +53,25 @@ class RawPeer:
         return Kind(value[0]), value[1]
 
     async def handshake(
-        self, *, index: int, sk: bytes, genesis_hash: bytes | None = None, nonce: bytes | None = None,
-        key: bytes | None = None, auth_sig: bytes | None = None,
+        self,
+        *,
+        index: int,
+        sk: bytes,
+        genesis_hash: bytes | None = None,
+        nonce: bytes | None = None,
+        key: bytes | None = None,
+        auth_sig: bytes | None = None,
     ) -> dict[str, Any]:
         """HELLO / CHALLENGE / AUTH as validator ``index``; returns what happened (for replays)."""
         gh = genesis_hash if genesis_hash is not None else self.genesis_hash
         n_d = nonce if nonce is not None else hs.new_nonce()
-        hello = {"version": hs.VERSION, "genesis": gh, "key": key or bls.public_key(sk),
-                 "to": self.target, "nonce": n_d}
+        hello = {
+            "version": hs.VERSION,
+            "genesis": gh,
+            "key": key or bls.public_key(sk),
+            "to": self.target,
+            "nonce": n_d,
+        }
         await self.connect()
         await self.send(Kind.HELLO, hello)
         out: dict[str, Any] = {"hello": hello, "ready": False}
@@ -66,8 +79,11 @@ class RawPeer:
         if got is None:
             return out
         assert got[0] is Kind.CHALLENGE
-        sig = auth_sig if auth_sig is not None else hs.sign(
-            sk, gh, n_d, got[1]["nonce"], index, self.target, self.binding())
+        sig = (
+            auth_sig
+            if auth_sig is not None
+            else hs.sign(sk, gh, n_d, got[1]["nonce"], index, self.target, self.binding())
+        )
         out["auth"] = sig
         await self.send(Kind.AUTH, {"sig": sig})
         got = await self.recv()

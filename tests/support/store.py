@@ -16,15 +16,31 @@ def make_block(store: Store, writes: dict[bytes, bytes | None], ntx: int = 0, *,
     height = 0 if head is None else head[0] + 1
     parent = ZERO_HASH if head is None else head[1]
     txs = tuple(
-        Tx.create(KEY, chain_id="t", contract="token", method="transfer", args={"n": height}, nonce=nonce0 + i)
+        Tx.create(
+            KEY,
+            chain_id="t",
+            contract="token",
+            method="transfer",
+            args={"n": height},
+            nonce=nonce0 + i,
+        )
         for i in range(ntx)
     )
     receipts = [Receipt(t.hash, True, 10, result=i) for i, t in enumerate(txs)]
     update = store.compute_state_update(writes)
     header = Header(
-        chain_id="t", height=height, round=0, parent_hash=parent,
-        tx_root=merkle.merkle_root([merkle.tx_leaf(t.hash, r.hash) for t, r in zip(txs, receipts, strict=True)]),
-        state_root=update.root, tx_count=ntx, proposer=0, time_ms=height, body_hash=body_hash(txs),
+        chain_id="t",
+        height=height,
+        round=0,
+        parent_hash=parent,
+        tx_root=merkle.merkle_root(
+            [merkle.tx_leaf(t.hash, r.hash) for t, r in zip(txs, receipts, strict=True)]
+        ),
+        state_root=update.root,
+        tx_count=ntx,
+        proposer=0,
+        time_ms=height,
+        body_hash=body_hash(txs),
     )
     block = Block(header, txs)
     cert = Certificate(height, 0, 2, block.hash, b"\x0f", b"sig")
