@@ -22,6 +22,7 @@ import contextlib
 import http.client
 import json
 import queue
+import re
 import socket
 import ssl
 import threading
@@ -163,11 +164,36 @@ def error_from(code: str, message: str) -> AccordError:
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _json_nesting(text: str) -> int:
+    """The deepest nesting of lists and maps in JSON ``text`` (strings skipped), without
+    recursing; malformed text gives some number and is refused by the parser after."""
+    depth = deepest = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if m.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
 def loads_json(data: bytes | str) -> Any:
     """``json.loads`` for a server's answer, with the project's nesting limit
     (``encoding.MAX_DEPTH``): a hostile body nested 100k deep is a :class:`DecodeError`, never a
     RecursionError. The stdlib parser recurses per level, so its own limit is the interpreter's
     recursion limit (which a host may raise); the depth is also checked without recursing."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes | bytearray) else data
+    if (
+        text.count("[") + text.count("{") > encoding.MAX_DEPTH
+        and _json_nesting(text) > encoding.MAX_DEPTH
+    ):
+        # checked before parsing: with a raised recursion limit the C parser would recurse
+        # until the thread's C stack overflows (a crash, not an exception)
+        raise DecodeError(f"answer nests more than {encoding.MAX_DEPTH} levels deep")
     try:
         value = json.loads(data)
     except RecursionError:
