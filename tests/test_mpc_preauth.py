@@ -69,12 +69,18 @@ def test_one_host_cannot_take_every_client_slot(cluster):
         # the server has accepted all 64 (8 held, the rest refused) before the client comes
         want = 64 - servers[0].max_preauth_per_ip
         end = time.monotonic() + 20
-        while servers[0].refused_preauth < want and time.monotonic() < end:
+        while (
+            servers[0].refused_preauth + servers[0].expired_preauth < want
+            and time.monotonic() < end
+        ):
             time.sleep(0.05)
         with Cluster(infos, key=X25519PrivateKey.generate()) as c:  # a client from another host
             replies = c._all([pack({"t": "ping"})] * 3)
             assert all(h["t"] == "pong" for h, _ in replies)
-        assert servers[0].refused_preauth >= want
+        # the cap refused most of them (a held one whose 3 s deadline passed frees its slot for
+        # another attacker connection, so under load some are held and expire instead)
+        assert servers[0].refused_preauth >= 1
+        assert servers[0].refused_preauth + servers[0].expired_preauth >= want
     finally:
         for s in socks:
             s.close()
