@@ -6,7 +6,7 @@ that its genesis registers (by name and code hash).
 
 from __future__ import annotations
 
-from .base import (
+from accord.contracts.base import (
     GAS,
     Context,
     Contract,
@@ -19,12 +19,12 @@ from .base import (
     method,
     state_key,
 )
-from .loans import Loans
-from .mpc_loans import MpcLoans
-from .mpc_oracle import MpcOracle
-from .runtime import BlockResult, InvalidBlock, Runtime, code_hash
-from .shielded_pool import ShieldedPool
-from .token import Token
+from accord.contracts.loans import Loans
+from accord.contracts.mpc_loans import MpcLoans
+from accord.contracts.mpc_oracle import MpcOracle
+from accord.contracts.runtime import BlockResult, InvalidBlock, Runtime, code_hash
+from accord.contracts.shielded_pool import ShieldedPool
+from accord.contracts.token import Token
 
 BUILTINS: dict[str, type[Contract]] = {
     Token.name: Token,

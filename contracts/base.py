@@ -16,7 +16,7 @@ Rules for contract authors (what keeps execution deterministic):
   integers in the smallest unit.
 * Never depend on ``set`` iteration order or ``hash()`` of str/bytes (randomised per process),
   nor ``id()``. ``dict`` order is insertion order and therefore fine when built deterministically.
-* Errors: call ``ctx.require(cond, msg)`` (or raise an :class:`~accord.errors.AccordError`) with a
+* Errors: call ``ctx.require(cond, msg)`` (or raise an :class:`~accord.base.errors.AccordError`) with a
   message built only from the call's inputs and state. Any other exception also fails the
   transaction, but its receipt records only the exception's type name (Python's own messages
   may differ between versions and may hold memory addresses).
@@ -35,9 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from accord import encoding
-from accord.encoding import Value
-from accord.errors import (
+from accord.base import encoding
+from accord.base.encoding import Value
+from accord.base.errors import (
     AccordError,
     BadArguments,
     OutOfGas,
@@ -45,15 +45,14 @@ from accord.errors import (
     UnknownContract,
     UnknownMethod,
 )
-from accord.types import Event
+from accord.base.types import Event
 
 if TYPE_CHECKING:
-    from accord.genesis import Genesis
-
-    from .runtime import Runtime
+    from accord.base.genesis import Genesis
+    from accord.contracts.runtime import Runtime
 
 # --------------------------------------------------------------------------------------------
-# Errors specific to the contract layer (kept here so that sdk/errors.py stays small).
+# Errors specific to the contract layer (kept here so that accord.base.errors stays small).
 
 
 class HookUnavailable(AccordError):

@@ -27,12 +27,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from accord.encoding import Value
-from accord.errors import GenesisError
+from accord.base.encoding import Value
+from accord.base.errors import GenesisError
+from accord.contracts.base import Context, Contract, method
 from accord.zk import notes as zk
 from accord.zk.babyjub import check_key
-
-from .base import Context, Contract, method
 
 CIRCUIT = "anti_stacking"
 DEFAULT_EPOCH_MS = 24 * 3600 * 1000

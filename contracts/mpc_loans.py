@@ -34,10 +34,9 @@ application.
 
 from __future__ import annotations
 
-from accord.encoding import Value
-from accord.errors import GenesisError
-
-from .base import Context, Contract, method
+from accord.base.encoding import Value
+from accord.base.errors import GenesisError
+from accord.contracts.base import Context, Contract, method
 
 MAX_LENDERS = 32
 BALANCE_BITS = 40  # the program's range check: every balance in [0, 2^40)

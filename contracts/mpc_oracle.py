@@ -16,11 +16,10 @@ Genesis ``mpc`` (validated here at genesis):
 
 from __future__ import annotations
 
-from accord import encoding
-from accord.encoding import Value
-from accord.errors import GenesisError
-
-from .base import Context, Contract, method
+from accord.base import encoding
+from accord.base.encoding import Value
+from accord.base.errors import GenesisError
+from accord.contracts.base import Context, Contract, method
 
 MAX_SHARES = 64
 MAX_RECEIVERS = 8

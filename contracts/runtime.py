@@ -3,7 +3,7 @@
 Execution never writes storage. It returns the receipts and one merged map of writes
 (``key -> bytes``, ``None`` = delete) that the chain commits together with the block.
 
-State key layout (all values are canonical encodings, :mod:`accord.encoding`):
+State key layout (all values are canonical encodings, :mod:`accord.base.encoding`):
 
 * ``b"c/" + contract name + b"/" + tag + user key`` -- a contract's own state. The tag is
   ``b"s"`` for a ``str`` user key (UTF-8 follows) and ``b"b"`` for a ``bytes`` user key, so the
@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accord import encoding
-from accord.encoding import Value
-from accord.errors import (
+from accord.base import encoding
+from accord.base.encoding import Value
+from accord.base.errors import (
     AccordError,
     CodeMismatch,
     DecodeError,
@@ -54,10 +54,9 @@ from accord.errors import (
     UnknownMethod,
     ValidationError,
 )
-from accord.genesis import Genesis
-from accord.types import Receipt, Tx
-
-from .base import (
+from accord.base.genesis import Genesis
+from accord.base.types import Receipt, Tx
+from accord.contracts.base import (
     GAS,
     NONCE_PREFIX,
     Context,
@@ -148,7 +147,7 @@ class Runtime:
         oracle: Oracle | None = None,
     ) -> None:
         if contracts is None:
-            from . import BUILTINS
+            from accord.contracts import BUILTINS
 
             contracts = BUILTINS
         self.genesis = genesis

@@ -33,14 +33,13 @@ ciphertexts) and the regulator (ephemeral key, ciphertext) need.
 
 from __future__ import annotations
 
-from accord.encoding import Value
-from accord.errors import GenesisError
-from accord.genesis import Genesis
+from accord.base.encoding import Value
+from accord.base.errors import GenesisError
+from accord.base.genesis import Genesis
+from accord.contracts.base import Context, Contract, method
 from accord.zk import notes as zk
 from accord.zk.babyjub import check_key
 from accord.zk.poseidon import hash2
-
-from .base import Context, Contract, method
 
 CIRCUIT = "shielded_transfer"
 ROOT_WINDOW = 32

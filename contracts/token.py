@@ -23,10 +23,9 @@ tokens move only by its own ``transfer``/``remit`` or within an allowance it gra
 
 from __future__ import annotations
 
-from accord.encoding import Value
-from accord.errors import GenesisError
-
-from .base import Context, Contract, method
+from accord.base.encoding import Value
+from accord.base.errors import GenesisError
+from accord.contracts.base import Context, Contract, method
 
 MAX_AMOUNT = 2**63
 ADDRESS_SIZE = 20

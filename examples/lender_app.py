@@ -39,10 +39,10 @@ from typing import Any
 
 from aiohttp import web
 
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import AccordError
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import AccordError
+from accord.base.types import Tx
 from accord.node import Node
-from accord.types import Tx
 
 log = logging.getLogger("lender")
 

@@ -27,22 +27,22 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from accord.base.crypto import bls
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.genesis import ConsensusParams, ContractEntry, Genesis, ValidatorInfo
+from accord.base.types import Tx
 from accord.client import Client
-from accord.config import NodeConfig
 from accord.contracts.mpc_loans import MpcLoans
 from accord.contracts.mpc_oracle import MpcOracle
 from accord.contracts.runtime import code_hash
-from accord.crypto import bls
-from accord.crypto.ed25519 import AccountKey
-from accord.genesis import ConsensusParams, ContractEntry, Genesis, ValidatorInfo
 from accord.mpc.channel import public_bytes
 from accord.mpc.client import Cluster
 from accord.mpc.cluster import free_port
 from accord.mpc.oracle import OracleWorker, open_result
 from accord.mpc.programs import code_hash as program_hash
 from accord.mpc.server import MpcServer, ServerInfo
+from accord.node.config import NodeConfig
 from accord.node.node import Node
-from accord.types import Tx
 
 CONTRACTS: dict[str, Any] = {"mpc_oracle": MpcOracle, "mpc_loans": MpcLoans}
 

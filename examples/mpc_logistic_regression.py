@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from accord.errors import MpcError
+from accord.base.errors import MpcError
 from accord.mpc.client import Cluster, ref
 from accord.mpc.cluster import LocalCluster
 from accord.mpc.ml import load_breast_cancer, train_plain

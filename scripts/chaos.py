@@ -45,12 +45,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from accord.base.errors import AccordError
+from accord.base.genesis import ConsensusParams, Genesis
+from accord.base.types import Tx
 from accord.client import Client
-from accord.config import NodeConfig, demo_account, init_network
 from accord.devnet import free_ports
-from accord.errors import AccordError
-from accord.genesis import ConsensusParams, Genesis
-from accord.types import Tx
+from accord.node.config import NodeConfig, demo_account, init_network
 
 BIN = Path(sys.executable).with_name("accord")
 NS = "accord-chaos"

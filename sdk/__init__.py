@@ -4,10 +4,10 @@ The top-level package re-exports what an application needs most: the types, acco
 and (when the network layer is installed) ``Node`` and ``Client``.
 """
 
-from .crypto.ed25519 import AccountKey
-from .errors import AccordError
-from .genesis import Genesis
-from .types import Block, Certificate, Event, Header, Receipt, Tx
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import AccordError
+from accord.base.genesis import Genesis
+from accord.base.types import Block, Certificate, Event, Header, Receipt, Tx
 
 __all__ = [
     "AccordError",
@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     # The clients pull in aiohttp: import them only when asked for (``accord.Client``).
     if name in ("Client", "AsyncClient"):
-        from . import client
+        from accord import client
 
         return getattr(client, name)
     raise AttributeError(f"module 'accord' has no attribute {name!r}")

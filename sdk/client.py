@@ -6,8 +6,8 @@ own types (``Block``, ``Header``, ``Certificate``, ``Receipt``) decoded from the
 what was hashed and signed. Proofs are returned as objects for the light client to check
 (:mod:`accord.light`); this client verifies nothing and trusts the node it talks to.
 
-Errors the server reports come back as the :class:`~accord.errors.AccordError` subclass with
-the same ``code`` (``bad_nonce`` -> :class:`~accord.errors.NonceError`, ...).
+Errors the server reports come back as the :class:`~accord.base.errors.AccordError` subclass with
+the same ``code`` (``bad_nonce`` -> :class:`~accord.base.errors.NonceError`, ...).
 
 The sync :class:`Client` uses the standard library (``http.client``, one keep-alive
 connection per thread) so that it works inside Flask/Django workers without an event loop;
@@ -35,13 +35,13 @@ from typing import Any
 
 import aiohttp
 
-from . import encoding
-from .encoding import Value
-from .errors import AccordError, DecodeError, TooLarge, ValidationError, WaitTimeout
-from .genesis import Genesis
-from .merkle import StateProof
-from .types import Block, Certificate, Event, Header, Receipt, Tx
-from .wire import value_from_json
+from accord.base import encoding
+from accord.base.encoding import Value
+from accord.base.errors import AccordError, DecodeError, TooLarge, ValidationError, WaitTimeout
+from accord.base.genesis import Genesis
+from accord.base.merkle import StateProof
+from accord.base.types import Block, Certificate, Event, Header, Receipt, Tx
+from accord.base.wire import value_from_json
 
 __all__ = [
     "AsyncClient",
@@ -60,7 +60,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class InclusionProof:
-    """Arguments of ``accord.merkle.verify_merkle_proof(tx_root, leaf, index, count, siblings)``."""
+    """Arguments of ``accord.base.merkle.verify_merkle_proof(tx_root, leaf, index, count, siblings)``."""
 
     leaf: bytes
     index: int
@@ -97,7 +97,7 @@ class StateValue:
 
     ``value`` is the stored bytes (a canonical encoding) or None when absent; ``decoded`` is
     that value decoded. Verify with
-    ``accord.merkle.verify_state_proof(header.state_root, state_key, value, proof)``.
+    ``accord.base.merkle.verify_state_proof(header.state_root, state_key, value, proof)``.
     """
 
     contract: str
@@ -386,7 +386,7 @@ def _tls_options(
         return None, None
     if ca_file is not None and cert_sha256 is not None:
         raise ValidationError("give ca_file or cert_sha256, not both (a pin replaces the CA check)")
-    from .net.tls import client_context, normalize_pin
+    from accord.net.tls import client_context, normalize_pin
 
     pin = normalize_pin(cert_sha256) if cert_sha256 is not None else None
     return client_context(ca_file, cert_sha256), pin
@@ -402,7 +402,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def connect(self) -> None:
         super().connect()
         if self._pin is not None:
-            from .net.tls import check_pin
+            from accord.net.tls import check_pin
 
             try:
                 check_pin(self.sock.getpeercert(binary_form=True), self._pin)

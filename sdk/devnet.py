@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .client import AsyncClient
-from .config import NodeConfig, builtin_contract_entries, demo_account, init_network
-from .crypto.ed25519 import AccountKey
-from .errors import AccordError, CodeMismatch, Unavailable
-from .genesis import ConsensusParams, Genesis
-from .metrics import parse_text
-from .node.lock import FolderInUse, FolderLock
-from .types import Tx
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import AccordError, CodeMismatch, Unavailable
+from accord.base.genesis import ConsensusParams, Genesis
+from accord.base.metrics import parse_text
+from accord.base.types import Tx
+from accord.client import AsyncClient
+from accord.node.config import NodeConfig, builtin_contract_entries, demo_account, init_network
+from accord.storage.lock import FolderInUse, FolderLock
 
 T = TypeVar("T")
 
@@ -124,7 +124,7 @@ def ensure_network(
     is refused here with a clear message, instead of showing up as validators that exit.
     """
     if (root / "genesis.json").exists():
-        from .storage import Store
+        from accord.storage import Store
 
         try:
             genesis = Genesis.load(root / "genesis.json")
@@ -206,7 +206,7 @@ class Devnet:
         self.log_level = log_level
         self.genesis = genesis or Genesis.load(self.root / "genesis.json")
         self.validators: list[Validator] = []
-        # The lifeline (see accord.node.lock): children get the read end, this process keeps
+        # The lifeline (see accord.storage.lock): children get the read end, this process keeps
         # the only write end, so when it dies (SIGKILL included) every validator stops.
         self._lifeline_r, self._lifeline_w = os.pipe()
         for v in self.genesis.validators:
@@ -518,7 +518,7 @@ class Load:
 
     async def watch(self, url: str) -> None:
         """Follow committed blocks on one validator and account latency of our transactions."""
-        from .client import BlockCommitted
+        from accord.client import BlockCommitted
 
         async with AsyncClient(url) as c:
             async for item in c.stream(events=False):

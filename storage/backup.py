@@ -27,9 +27,9 @@ from typing import Any
 
 import lmdb
 
-from accord.errors import AccordError
-
-from .store import SCHEMA_VERSION, Store
+from accord.base.errors import AccordError
+from accord.storage.lock import FolderLock
+from accord.storage.store import SCHEMA_VERSION, Store
 
 FORMAT = 1
 MANIFEST = "backup.json"
@@ -161,7 +161,6 @@ def restore(backup_dir: str | Path, data_dir: str | Path) -> dict[str, Any]:
     its manifest, when ``data_dir`` already holds a store, and (FolderInUse) when a running
     validator holds ``data_dir``.
     """
-    from accord.node.lock import FolderLock
 
     backup_dir, data_dir = Path(backup_dir), Path(data_dir)
     manifest = read_manifest(backup_dir)

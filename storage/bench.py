@@ -20,10 +20,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
-from accord import merkle
-from accord.types import ZERO_HASH, Block, Header
-
-from .store import Store
+from accord.base import merkle
+from accord.base.types import ZERO_HASH, Block, Header
+from accord.storage.store import Store
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ A joining validator should not replay the chain from genesis to learn the state.
 snapshot instead, from peers it does not trust, so every byte must be checkable against the
 one thing it can trust: a header whose certificate a quorum of the genesis validators signed.
 
-Layout. The 16-ary state tree (:mod:`accord.merkle`) is partitioned into aligned subtrees,
+Layout. The 16-ary state tree (:mod:`accord.base.merkle`) is partitioned into aligned subtrees,
 *cells*: all entries whose path starts with a cell's prefix (``depth`` nibbles). A cell holds at
 most :data:`MAX_CHUNK_ENTRIES` entries and :data:`MAX_CHUNK_BYTES` of keys and values, unless it
 is a single entry; cells are found by splitting from a bucket depth (chosen from the entry
@@ -39,12 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accord import encoding, merkle
-from accord.errors import AccordError, DecodeError
-from accord.types import Block, Certificate, Receipt
-
-from . import tree
-from .store import Store
+from accord.base import encoding, merkle
+from accord.base.errors import AccordError, DecodeError
+from accord.base.types import Block, Certificate, Receipt
+from accord.storage import tree
+from accord.storage.store import Store
 
 FORMAT = 1
 MAX_CHUNK_ENTRIES = 4096

@@ -45,11 +45,10 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from accord import encoding, merkle
-from accord.errors import StorageError
-from accord.types import ZERO_HASH, Block, Certificate, Header, Receipt
-
-from . import tree
+from accord.base import encoding, merkle
+from accord.base.errors import StorageError
+from accord.base.types import ZERO_HASH, Block, Certificate, Header, Receipt
+from accord.storage import tree
 
 # 1: binary state tree, nodes keyed by position; 2: binary tree keyed by version first;
 # 3: 16-ary state tree (other roots, records and keys: older folders cannot be read).

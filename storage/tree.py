@@ -1,6 +1,6 @@
 """The state tree's builder: batch updates and proofs over stored nodes.
 
-Hashing rules are those of :mod:`accord.merkle` (the verifier side): a 16-ary compressed
+Hashing rules are those of :mod:`accord.base.merkle` (the verifier side): a 16-ary compressed
 sparse Merkle tree, nibble ``d`` of ``SHA-256(key)`` choosing the child at depth ``d``.
 Nothing is ever deleted, so every old root stays readable and provable.
 
@@ -51,8 +51,8 @@ import hashlib
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 
-from accord.errors import StorageError
-from accord.merkle import (
+from accord.base.errors import StorageError
+from accord.base.merkle import (
     EMPTY,
     MAX_DEPTH,
     STATE_LEAF_PREFIX,

@@ -26,12 +26,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from accord import encoding, merkle
-from accord.errors import AccordError, ProofError, StorageError
-from accord.types import Block, Certificate, Header, Receipt
-
-from . import tree
-from .store import Snapshot, Store, _h
+from accord.base import encoding, merkle
+from accord.base.errors import AccordError, ProofError, StorageError
+from accord.base.types import Block, Certificate, Header, Receipt
+from accord.storage import tree
+from accord.storage.store import Snapshot, Store, _h
 
 
 class StorageDamaged(StorageError):
@@ -246,7 +245,7 @@ def verify_store(
         except Exception as e:  # damaged bytes can break any reader: report, go on
             problem(f"height {height}: unreadable ({type(e).__name__})")
             parent = None
-    from .store import open_safety
+    from accord.storage.store import open_safety
 
     try:
         for key, record in store.iter_safety():

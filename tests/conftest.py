@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, settings
 
-from accord.genesis import Genesis
+from accord.base.genesis import Genesis
 
 from .support.genesis import make_genesis
 

@@ -19,12 +19,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord import encoding
+from accord.base import encoding
+from accord.base.errors import (
+    DuplicateTx,
+    MempoolFull,
+    NonceError,
+    NotFound,
+    RateLimited,
+    UnknownMethod,
+)
+from accord.base.metrics import parse_text
+from accord.base.types import MAX_TX_BYTES, Tx
 from accord.client import Client
-from accord.errors import DuplicateTx, MempoolFull, NonceError, NotFound, RateLimited, UnknownMethod
-from accord.metrics import parse_text
 from accord.node.api import ApiConfig, TokenBuckets
-from accord.types import MAX_TX_BYTES, Tx
 
 from .support.api import ALICE, BOB, ServedNode, transfer
 from .support.api import http as http_call

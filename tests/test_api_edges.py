@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord.errors import DecodeError
-from accord.wire import parse_uint
+from accord.base.errors import DecodeError
+from accord.base.wire import parse_uint
 
 from .support.api import ALICE, BOB, ServedNode, transfer
 from .support.api import http as http_call

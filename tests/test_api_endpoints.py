@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from accord import encoding, merkle
+from accord.base import encoding, merkle
+from accord.base.errors import ProofError
+from accord.base.merkle import StateProof
+from accord.base.metrics import parse_text
+from accord.base.types import Block, Certificate, Header, Receipt, Tx
+from accord.base.wire import value_from_json, value_to_json
 from accord.client import AsyncClient, BlockCommitted, Client, EventCommitted
 from accord.consensus import verify_certificate as consensus_verify_certificate
 from accord.contracts.base import state_key
-from accord.errors import ProofError
-from accord.merkle import StateProof
-from accord.metrics import parse_text
 from accord.node.api import ApiConfig, openapi
-from accord.types import Block, Certificate, Header, Receipt, Tx
-from accord.wire import value_from_json, value_to_json
 
 from .support.api import ALICE, BOB, START_BALANCE, ServedNode, http, http_json, transfer
 

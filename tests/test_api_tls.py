@@ -15,13 +15,13 @@ import aiohttp
 import pytest
 
 from accord import Client
+from accord.base.errors import LightClientError
 from accord.client import AsyncClient
-from accord.config import NodeConfig, init_network
 from accord.devnet import free_ports
-from accord.errors import LightClientError
 from accord.light import LightClient
 from accord.net import tls as nettls
 from accord.node import Node
+from accord.node.config import NodeConfig, init_network
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,15 +17,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord.blocktime import block_time_error
-from accord.chain import Chain, InvalidProposal
-from accord.config import builtin_contract_entries
+from accord.base.crypto import bls
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.types import Block, Certificate, Tx, bitmap_from, vote_message
 from accord.contracts.runtime import Runtime
-from accord.crypto import bls
-from accord.crypto.ed25519 import AccountKey
+from accord.ledger.blocktime import block_time_error
+from accord.ledger.chain import Chain, InvalidProposal
+from accord.node.config import builtin_contract_entries
 from accord.sim import SimConfig, Simulator
 from accord.storage import Store
-from accord.types import Block, Certificate, Tx, bitmap_from, vote_message
 
 from .support.genesis import make_genesis
 from .support.inproc import ThreadedNetwork
@@ -243,7 +243,7 @@ def test_only_a_stamp_ahead_of_the_clock_is_cured_by_waiting(
     """``ahead_of_clock_ms`` is the wait after which the clock bound no longer refuses the
     stamp (the node judges such a proposal again then, instead of telling its core it is
     invalid for the height): zero exactly when the stamp is within the tolerance now."""
-    from accord.blocktime import ahead_of_clock_ms
+    from accord.ledger.blocktime import ahead_of_clock_ms
 
     wait = ahead_of_clock_ms(time_ms=time_ms, now_ms=now_ms, drift_ms=drift_ms)
     assert wait >= 0

@@ -6,16 +6,16 @@ import dataclasses
 
 import pytest
 
-from accord import merkle
-from accord.chain import Chain, InvalidProposal
-from accord.config import builtin_contract_entries
+from accord.base import merkle
+from accord.base.crypto import bls
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import CodeMismatch, GenesisError
+from accord.base.genesis import ContractEntry
+from accord.base.types import Block, Certificate, Tx, bitmap_from, vote_message
 from accord.contracts.runtime import Runtime
-from accord.crypto import bls
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import CodeMismatch, GenesisError
-from accord.genesis import ContractEntry
+from accord.ledger.chain import Chain, InvalidProposal
+from accord.node.config import builtin_contract_entries
 from accord.storage import Store
-from accord.types import Block, Certificate, Tx, bitmap_from, vote_message
 
 from .support.genesis import make_genesis
 

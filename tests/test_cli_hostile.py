@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from accord.cli.main import main
-from accord.config import demo_account
+from accord.node.config import demo_account
 
 Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
 
@@ -137,7 +137,7 @@ def test_send_needs_a_chain_id_from_the_operator(
 def test_send_reads_the_chain_id_from_a_local_genesis_and_prints_it(
     server: _Server, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from accord.config import init_network
+    from accord.node.config import init_network
 
     init_network(
         tmp_path / "net",

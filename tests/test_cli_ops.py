@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from accord.base.genesis import Genesis
 from accord.cli.main import main
 from accord.client import Client
-from accord.config import DEMO_BALANCE, demo_account
-from accord.genesis import Genesis
+from accord.node.config import DEMO_BALANCE, demo_account
 
 from .support.inproc import ThreadedNetwork
 

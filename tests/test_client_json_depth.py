@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from accord.base.errors import DecodeError
 from accord.client import _json_nesting, loads_json
-from accord.errors import DecodeError
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab', max_size=8),

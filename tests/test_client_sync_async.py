@@ -13,9 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import accord
-from accord import merkle
-from accord.client import AsyncClient, BlockCommitted, Client, EventCommitted, error_from
-from accord.errors import (
+from accord.base import merkle
+from accord.base.errors import (
     AccordError,
     DecodeError,
     InvalidSignature,
@@ -24,8 +23,9 @@ from accord.errors import (
     UnknownContract,
     WaitTimeout,
 )
+from accord.base.wire import value_from_json, value_to_json
+from accord.client import AsyncClient, BlockCommitted, Client, EventCommitted, error_from
 from accord.node.api import ApiConfig
-from accord.wire import value_from_json, value_to_json
 
 from .support.api import ALICE, BOB, ServedNode, transfer
 
@@ -218,7 +218,7 @@ def test_error_from_maps_codes_to_classes() -> None:
     assert type(error_from("invalid_signature", "m")) is InvalidSignature
     e = error_from("some_future_code", "later")
     assert type(e) is AccordError and e.code == "some_future_code" and e.message == "later"
-    # Codes of classes defined outside accord.errors (the contract base's) resolve too.
+    # Codes of classes defined outside accord.base.errors (the contract base's) resolve too.
     from accord.contracts.base import BadStateKey
 
     assert type(error_from("bad_state_key", "x")) is BadStateKey
@@ -242,7 +242,7 @@ contract_values = st.recursive(
 def test_tagged_json_round_trips_every_contract_value(v: object) -> None:
     import json
 
-    from accord import encoding
+    from accord.base import encoding
 
     j = value_to_json(v)
     back = value_from_json(json.loads(json.dumps(j)))

@@ -10,7 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord import encoding
+from accord.base import encoding
+from accord.base.crypto import bls
+from accord.base.errors import GenesisError, InvalidSignature, ValidationError
+from accord.base.types import Block, Certificate, Header, vote_message
 from accord.consensus import (
     PHASE_C,
     PHASE_P,
@@ -37,9 +40,6 @@ from accord.consensus import (
     decode_message,
     verify_certificate,
 )
-from accord.crypto import bls
-from accord.errors import GenesisError, InvalidSignature, ValidationError
-from accord.types import Block, Certificate, Header, vote_message
 
 from .support.genesis import make_genesis
 
@@ -406,7 +406,7 @@ def test_fallback_build_waits_longer_when_proposals_arrive_late() -> None:
 
 
 def _bls_cert(n: int, signers: list[int], block_hash: bytes, phase: int = PHASE_C) -> Certificate:
-    from accord.types import bitmap_from
+    from accord.base.types import bitmap_from
 
     msg = vote_message("accord-test", 3, 2, phase, block_hash)
     sig = bls.aggregate([bls.sign(bls.demo_secret(f"v{i}"), msg) for i in signers])

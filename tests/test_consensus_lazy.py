@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 
+from accord.base.errors import DecodeError
+from accord.base.types import Block, Header
 from accord.consensus import (
     PHASE_P,
     BlockValidated,
@@ -21,8 +23,6 @@ from accord.consensus import (
 )
 from accord.consensus.messages import ProposalCache, decode_message
 from accord.consensus.sortition import sortition_message
-from accord.errors import DecodeError
-from accord.types import Block, Header
 
 GENESIS_HASH = hashlib.sha256(b"g").digest()
 N = 4

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
+from accord.base.types import Block, Header, vote_message
 from accord.consensus import (
     PHASE_C,
     PHASE_P,
@@ -38,7 +39,6 @@ from accord.consensus import (
 )
 from accord.consensus.sortition import sortition_message, sortition_seed
 from accord.consensus.state import KEEP_ROUNDS
-from accord.types import Block, Header, vote_message
 
 from .support.consensus import Net
 

@@ -154,9 +154,9 @@ def test_a_folder_whose_genesis_registers_other_contract_code_is_named_before_st
     validators that each exit with CodeMismatch; it is refused up front with the way out."""
     import pytest
 
+    from accord.base.errors import AccordError
+    from accord.base.genesis import Genesis
     from accord.devnet import ensure_network
-    from accord.errors import AccordError
-    from accord.genesis import Genesis
 
     root = tmp_path / "net"
     g = ensure_network(root)

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord import encoding
-from accord.errors import DecodeError
+from accord.base import encoding
+from accord.base.errors import DecodeError
 
 
 class Kind(enum.IntEnum):

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord import encoding
-from accord.errors import DecodeError, NonCanonical, TooLarge, TrailingBytes
+from accord.base import encoding
+from accord.base.errors import DecodeError, NonCanonical, TooLarge, TrailingBytes
 
 scalars = (
     st.none()

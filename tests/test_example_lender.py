@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from accord.client import Client
-from accord.config import DEMO_BALANCE, demo_account
 from accord.devnet import Devnet, ensure_network, free_ports
+from accord.node.config import DEMO_BALANCE, demo_account
 
 from .support.network import check_store
 

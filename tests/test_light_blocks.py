@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from accord import encoding
-from accord.errors import NodeLied
+from accord.base import encoding
+from accord.base.errors import NodeLied
+from accord.base.types import Receipt
 from accord.light import LightClient
-from accord.types import Receipt
 
 from .support import light
 from .support.light import Doc, Ledger, Mutator, Proxy

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord import merkle
+from accord.base import merkle
+from accord.base.crypto import bls
+from accord.base.errors import DecodeError, LightClientError, NodeLied
+from accord.base.types import ZERO_HASH, Certificate, Header
 from accord.benches.light import bench_genesis, certify, make_chain
-from accord.crypto import bls
-from accord.errors import DecodeError, LightClientError, NodeLied
 from accord.light import AsyncLightClient, Checker, TrustedHeader, TrustStore
-from accord.types import ZERO_HASH, Certificate, Header
 
 SECRETS = [bls.demo_secret(f"light-check-{i}") for i in range(7)]
 GENESIS = bench_genesis(SECRETS)

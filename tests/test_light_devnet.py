@@ -13,10 +13,10 @@ from typing import TypeVar
 
 import pytest
 
+from accord.base.types import Tx
 from accord.client import Client
-from accord.config import demo_account
 from accord.light import LightClient
-from accord.types import Tx
+from accord.node.config import demo_account
 
 from .support.inproc import ThreadedNetwork
 

@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from accord import encoding
-from accord.crypto import bls
-from accord.errors import ForkDetected, LightClientError, NodeLied
+from accord.base import encoding
+from accord.base.crypto import bls
+from accord.base.errors import ForkDetected, LightClientError, NodeLied
+from accord.base.types import Certificate, Header, Receipt, Tx, bitmap_from, vote_message
 from accord.light import LightClient
-from accord.types import Certificate, Header, Receipt, Tx, bitmap_from, vote_message
 
 from .support import light
 from .support.api import ALICE, BOB, transfer

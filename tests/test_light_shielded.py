@@ -24,20 +24,20 @@ from typing import Any
 
 import pytest
 
-from accord.chain import Chain
-from accord.config import builtin_contract_entries
+from accord.base.crypto import bls
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import ProofError
+from accord.base.genesis import Genesis
+from accord.base.metrics import Registry
+from accord.base.types import Tx
 from accord.contracts import BUILTINS, Runtime, contract_address
 from accord.contracts.shielded_pool import ShieldedPool
-from accord.crypto import bls
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import ProofError
-from accord.genesis import Genesis
+from accord.ledger.chain import Chain
+from accord.ledger.mempool import Mempool
 from accord.light import LightClient, shielded_transfer
-from accord.mempool import Mempool
-from accord.metrics import Registry
 from accord.node.api import ApiServer
+from accord.node.config import builtin_contract_entries
 from accord.storage import Store
-from accord.types import Tx
 from accord.zk import artifacts, groth16
 from accord.zk import notes as zk
 from accord.zk.verifier import verifier_from_genesis

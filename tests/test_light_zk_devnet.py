@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from accord.base.errors import ProofError
+from accord.base.types import Receipt, Tx
 from accord.client import Client
-from accord.config import demo_account
 from accord.contracts import contract_address
-from accord.errors import ProofError
 from accord.light import LightClient, shielded_transfer
-from accord.types import Receipt, Tx
+from accord.node.config import demo_account
 from accord.zk import artifacts, groth16
 from accord.zk import notes as zk
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from accord import encoding
-from accord.errors import (
+from accord.base import encoding
+from accord.base.errors import (
     DecodeError,
     DuplicateTx,
     GasLimitTooHigh,
@@ -17,8 +17,8 @@ from accord.errors import (
     TrailingBytes,
     WrongChain,
 )
-from accord.mempool import Mempool
-from accord.types import Tx
+from accord.base.types import Tx
+from accord.ledger.mempool import Mempool
 
 from .support.mempool import CHAIN, KEYS, pool, snapshot, tx
 
@@ -175,8 +175,8 @@ def test_remove_drops_later_nonces_of_the_sender() -> None:
 
 def test_verified_is_accepted_by_runtime() -> None:
     """The mempool's verified set lets block execution skip signature checks."""
-    from accord.config import builtin_contract_entries
     from accord.contracts import Runtime
+    from accord.node.config import builtin_contract_entries
 
     from .support.genesis import make_genesis
 

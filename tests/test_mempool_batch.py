@@ -8,9 +8,9 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.errors import AccordError, InvalidSignature
-from accord.mempool import Mempool, verify_signatures
-from accord.types import Tx
+from accord.base.errors import AccordError, InvalidSignature
+from accord.base.types import Tx
+from accord.ledger.mempool import Mempool, verify_signatures
 
 from .support.mempool import CHAIN, KEYS, Nonces, tx
 

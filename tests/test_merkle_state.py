@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord import encoding
-from accord.errors import DecodeError, ProofError
-from accord.merkle import EMPTY, StateProof, verify_state_proof
+from accord.base import encoding
+from accord.base.errors import DecodeError, ProofError
+from accord.base.merkle import EMPTY, StateProof, verify_state_proof
 
 from .support.merkle_ref import DictTree, H, _nib, ref_prove, ref_root
 

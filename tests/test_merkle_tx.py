@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord import encoding
-from accord.errors import ProofError
-from accord.merkle import (
+from accord.base import encoding
+from accord.base.errors import ProofError
+from accord.base.merkle import (
     EMPTY_TX_ROOT,
     TxTree,
     merkle_proof,

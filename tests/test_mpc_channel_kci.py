@@ -9,7 +9,7 @@ import threading
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from accord.errors import AccordError
+from accord.base.errors import AccordError
 from accord.mpc.channel import Channel, public_bytes
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from accord.errors import AccordError, MpcError, PeerGone
+from accord.base.errors import AccordError, MpcError, PeerGone
 from accord.mpc.channel import Channel, public_bytes
 from accord.mpc.client import Cluster
 from accord.mpc.cluster import free_port

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from accord.errors import MpcError
+from accord.base.errors import MpcError
 from accord.mpc import engine as E
 from accord.mpc import ring
 from accord.mpc.local import combine, run_local, split

@@ -9,10 +9,10 @@ import threading
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from accord.base.types import Event
 from accord.mpc.client import Cluster
 from accord.mpc.oracle import OracleRequest, requests_from
 from accord.mpc.server import pack, unpack
-from accord.types import Event
 
 from .support.oracle import setup  # noqa: F401 - the oracle fixture (three servers, a chain)
 

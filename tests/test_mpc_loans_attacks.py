@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from accord.crypto.ed25519 import AccountKey
+from accord.base.crypto.ed25519 import AccountKey
 from accord.mpc.channel import public_bytes
 from accord.mpc.client import Cluster
 from accord.mpc.local import run_local

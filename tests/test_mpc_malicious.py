@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from accord.errors import MpcError, PeerGone
+from accord.base.errors import MpcError, PeerGone
 from accord.mpc.engine import Party, SharedArray
 from accord.mpc.local import combine, run_local
 from accord.mpc.malicious import MaliciousParty, MpcAbort, bucket_plan

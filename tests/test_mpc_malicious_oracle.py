@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import MpcError
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import MpcError
 from accord.mpc.malicious import MaliciousParty
 from accord.mpc.oracle import open_result
 from accord.mpc.server import _SessionTransport

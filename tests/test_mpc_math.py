@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accord.errors import MpcError
+from accord.base.errors import MpcError
 from accord.mpc import engine as E
 from accord.mpc.local import run_local
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from accord import encoding
+from accord.base import encoding
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import MpcError, ProofError
 from accord.contracts.base import OracleUnavailable
 from accord.contracts.runtime import Runtime
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import MpcError, ProofError
 from accord.mpc.channel import public_bytes
 from accord.mpc.oracle import open_result, requests_in, seal, unseal
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from accord.errors import MpcError
+from accord.base.errors import MpcError
 from accord.mpc.channel import public_bytes
 from accord.mpc.client import Cluster, ref
 from accord.mpc.cluster import free_port

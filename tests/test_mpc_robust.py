@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from accord.errors import MpcError, PeerGone
+from accord.base.errors import MpcError, PeerGone
 from accord.mpc.channel import public_bytes
 from accord.mpc.client import Cluster
 from accord.mpc.cluster import LocalCluster, free_port

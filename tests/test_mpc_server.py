@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from accord.errors import ChannelAuthError, MpcError, PeerGone
+from accord.base.errors import ChannelAuthError, MpcError, PeerGone
 from accord.mpc.channel import Channel, public_bytes
 from accord.mpc.client import share
 from accord.mpc.cluster import LocalCluster

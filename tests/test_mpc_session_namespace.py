@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from accord import encoding
-from accord.crypto.ed25519 import AccountKey
+from accord.base import encoding
+from accord.base.crypto.ed25519 import AccountKey
 from accord.mpc.channel import public_bytes
 from accord.mpc.client import Cluster
 from accord.mpc.server import client_session, oracle_session, pack, unpack

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from accord.errors import MpcError
+from accord.base.errors import MpcError
 from accord.mpc.channel import public_bytes
 from accord.mpc.client import Cluster
 from accord.mpc.cluster import free_port

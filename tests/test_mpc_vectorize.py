@@ -286,7 +286,7 @@ def test_a_registered_function_is_batched_and_an_unregistered_one_is_not():
 
 
 def test_the_listing_runs_as_a_server_program():
-    from accord.errors import MpcError
+    from accord.base.errors import MpcError
     from accord.mpc.programs import PROGRAMS
 
     x, y = _data(n=32)

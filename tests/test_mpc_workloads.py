@@ -54,7 +54,7 @@ def test_kmeans_program_checks_its_inputs():
         {"X": (x, 16), "C": (c0, 16)},
     )[0]
     assert np.max(np.abs(out - W.kmeans_plain(x, c0, 2)[0])) < 1e-3
-    from accord.errors import MpcError
+    from accord.base.errors import MpcError
 
     with pytest.raises(MpcError):
         run_local(
@@ -83,7 +83,7 @@ def test_cnn_secure_inference_agrees_with_plaintext(cnn):
 
 
 def test_cnn_program_refuses_bad_shapes(cnn):
-    from accord.errors import MpcError
+    from accord.base.errors import MpcError
 
     params, xte, _ = cnn
     inputs = {"X": (xte[:2].reshape(2, 64), 16), **{k: (v, 16) for k, v in params.items()}}

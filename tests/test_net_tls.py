@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from accord.genesis import Genesis
+from accord.base.genesis import Genesis
 from accord.net import Kind, NetConfig, Transport
 from accord.net import tls as nettls
 

@@ -16,9 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from accord import encoding
-from accord.crypto import bls
-from accord.metrics import parse_text
+from accord.base import encoding
+from accord.base.crypto import bls
+from accord.base.metrics import parse_text
 from accord.net import Kind, NetConfig, Transport, encode_frame
 from accord.net import handshake as hs
 from accord.net.frames import kind_specs
@@ -547,7 +547,7 @@ def test_loadtest_runs_real_processes() -> None:
 
 
 def test_request_response_for_catch_up() -> None:
-    from accord.errors import NetError, NotFound
+    from accord.base.errors import NetError, NotFound
 
     g = make_genesis(4)
 

@@ -1,4 +1,4 @@
-"""accord.net frames and handshake pieces, and the accord.metrics registry (no sockets)."""
+"""accord.net frames and handshake pieces, and the accord.base.metrics registry (no sockets)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord import encoding
-from accord.crypto import bls
-from accord.errors import BadFrame, HandshakeRefused
-from accord.genesis import ConsensusParams
-from accord.metrics import OVERFLOW, Registry, parse_text
+from accord.base import encoding
+from accord.base.crypto import bls
+from accord.base.errors import BadFrame, HandshakeRefused
+from accord.base.genesis import ConsensusParams
+from accord.base.metrics import OVERFLOW, Registry, parse_text
 from accord.net import Kind, Overflow, decode_frame, encode_frame, kind_specs
 from accord.net import handshake as hs
 from accord.net.frames import HANDSHAKE_KINDS, max_frame
@@ -221,7 +221,7 @@ def test_send_lanes_stay_bounded(ops: list[tuple[str, Kind, int]]) -> None:
     frames are never dropped once queued, and the reliable lane is written first."""
     import asyncio
 
-    from accord.genesis import Genesis, ValidatorInfo
+    from accord.base.genesis import Genesis, ValidatorInfo
     from accord.net.transport import GOSSIP, RELIABLE, _Peer
 
     sk = bls.demo_secret("v0")

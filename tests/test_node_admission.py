@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from accord.base.errors import AccordError, InvalidSignature
+from accord.base.types import Tx
 from accord.client import AsyncClient
-from accord.errors import AccordError, InvalidSignature
 from accord.node import Node
-from accord.types import Tx
 
 from .support.network import make_net, transfer, wait_for
 

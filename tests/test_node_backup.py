@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from accord.config import demo_account
+from accord.base.types import Tx
 from accord.node import Node
+from accord.node.config import demo_account
 from accord.storage import backup as b
-from accord.types import Tx
 
 from .support.inproc import ThreadedNetwork
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from accord.client import Client
-from accord.config import demo_account
 from accord.consensus import SAFETY_KEY, Aggregate, SafetyState, decode_message
 from accord.consensus.aggregate import PHASE_C, PHASE_P
 from accord.node import Node
+from accord.node.config import demo_account
 
 from .support.network import check_store, make_net, nodes_of, transfer, wait_for
 
@@ -224,7 +224,7 @@ def test_safety_state_is_persisted_before_each_vote_and_a_restart_never_double_v
 def test_client_submissions_are_shed_past_the_backlog_limit(tmp_path: Path) -> None:
     """Past ``backlog_rounds`` blocks of backlog, submissions get MempoolFull (503) and change
     nothing; gossip from peers is still admitted. One validator of four: nothing commits."""
-    from accord.errors import MempoolFull
+    from accord.base.errors import MempoolFull
     from accord.node.node import MIN_BLOCK_TXS
 
     root = tmp_path / "net"

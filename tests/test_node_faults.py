@@ -14,9 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from accord.base.crypto import bls
+from accord.base.errors import AccordError
 from accord.client import AsyncClient
-from accord.crypto import bls
-from accord.errors import AccordError
 from accord.net.frames import Kind, encode_frame, kind_specs
 
 from .support.faults import FaultNet, until

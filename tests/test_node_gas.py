@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from accord.config import demo_account
+from accord.base.genesis import ContractEntry, Genesis
+from accord.base.types import Tx
 from accord.contracts import BUILTINS, Context, Contract, code_hash, method
-from accord.genesis import ContractEntry, Genesis
+from accord.node.config import demo_account
 from accord.node.node import TRANSFER_GAS
-from accord.types import Tx
 
 from .support.inproc import ThreadedNetwork
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from accord.config import NodeConfig, init_network
 from accord.devnet import ephemeral_range, free_ports
 from accord.node import Node
-from accord.node.lock import LOCK_NAME, FolderInUse, FolderLock
+from accord.node.config import NodeConfig, init_network
+from accord.storage.lock import LOCK_NAME, FolderInUse, FolderLock
 
 pytestmark = pytest.mark.timeout(240)
 

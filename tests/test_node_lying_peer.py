@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from accord.config import demo_account
-from accord.encoding import Value
+from accord.base.encoding import Value
+from accord.base.types import Block, Tx
 from accord.node import Node
-from accord.types import Block, Tx
+from accord.node.config import demo_account
 
 from .support.inproc import ThreadedNetwork
 

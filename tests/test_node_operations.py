@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from accord.config import demo_account, init_network
+from accord.base.types import Tx
 from accord.devnet import free_ports
 from accord.node import Node
-from accord.types import Tx
+from accord.node.config import demo_account, init_network
 
 pytestmark = pytest.mark.timeout(180)
 

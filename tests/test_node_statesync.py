@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from accord import encoding
-from accord.config import demo_account, init_network
+from accord.base import encoding
+from accord.base.encoding import Value
+from accord.base.genesis import ConsensusParams
+from accord.base.types import Tx
 from accord.devnet import free_ports
-from accord.encoding import Value
-from accord.genesis import ConsensusParams
 from accord.node import Node
+from accord.node.config import demo_account, init_network
 from accord.storage import snapshot as snap
-from accord.types import Tx
 
 
 def _wait(cond: Any, timeout: float, what: str, detail: Any = None) -> None:

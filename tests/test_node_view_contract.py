@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from accord.config import demo_account
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import AccordError
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import AccordError
+from accord.base.types import Tx
 from accord.node import Node
 from accord.node.api import STATUS_KEYS, NodeView
-from accord.types import Tx
+from accord.node.config import demo_account
 
 from .support.api import ALICE, BOB, LocalNode
 from .support.network import make_net

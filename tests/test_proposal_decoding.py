@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord import encoding
+from accord.base import encoding
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import DecodeError
+from accord.base.types import Block, Certificate, Header, Tx, body_hash
 from accord.consensus.messages import Proposal, _decode_other, decode_message
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import DecodeError
-from accord.types import Block, Certificate, Header, Tx, body_hash
 
 N = 4
 MAX = 1 << 22

@@ -9,7 +9,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord import encoding
+from accord.base import encoding
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import (
+    BadArguments,
+    CodeMismatch,
+    DecodeError,
+    GenesisError,
+    UnknownContract,
+    UnknownMethod,
+)
+from accord.base.genesis import ContractEntry, Genesis
+from accord.base.types import Tx
 from accord.contracts import (
     BUILTINS,
     GAS,
@@ -31,17 +42,6 @@ from accord.contracts.base import (
 )
 from accord.contracts.memory import MemoryState
 from accord.contracts.runtime import BlockResult, nonce_key
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import (
-    BadArguments,
-    CodeMismatch,
-    DecodeError,
-    GenesisError,
-    UnknownContract,
-    UnknownMethod,
-)
-from accord.genesis import ContractEntry, Genesis
-from accord.types import Tx
 
 from .support.genesis import make_genesis
 
@@ -865,7 +865,7 @@ def test_token_balances_without_the_token_contract_are_refused() -> None:
     they would silently not exist, so the genesis itself is invalid."""
     from pydantic import ValidationError
 
-    from accord.genesis import TokenGenesis
+    from accord.base.genesis import TokenGenesis
 
     g = make_genesis(1)
     data = g.model_dump(mode="json")

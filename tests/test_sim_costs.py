@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from accord.base.errors import AccordError
+from accord.base.types import vote_message
 from accord.benches import aggverify
 from accord.consensus import CostModelCrypto
 from accord.consensus.aggregate import Aggregate
-from accord.errors import AccordError
 from accord.sim import SimConfig, Simulator, simulate
 from accord.sim.costs import (
     FRAME_OVERHEAD,
@@ -25,7 +26,6 @@ from accord.sim.costs import (
     tx_pool,
 )
 from accord.sim.engine import SimResult
-from accord.types import vote_message
 
 N = 1000
 CHAIN = "accord-sim"

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from accord import encoding, merkle
+from accord.base import encoding, merkle
+from accord.base.crypto import bls
+from accord.base.types import ZERO_HASH, Block, Header
 from accord.benches.light import certify
 from accord.consensus import verify_certificate
-from accord.crypto import bls
 from accord.storage import Store
 from accord.storage import snapshot as snap
 from accord.storage.store import Pruned
 from accord.storage.verify import check_head, verify_store
-from accord.types import ZERO_HASH, Block, Header
 
 from .support.chains import GENESIS, KEYS, SECRETS, make_chain
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from accord import merkle
+from accord.base import merkle
 from accord.storage import Store
 
 from .support.merkle_ref import ref_root

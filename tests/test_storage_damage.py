@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from accord.config import demo_account, init_network
+from accord.base.errors import AccordError
+from accord.base.types import Tx
 from accord.devnet import free_ports
-from accord.errors import AccordError
 from accord.node import Node
+from accord.node.config import demo_account, init_network
 from accord.storage import Store
 from accord.storage.verify import StorageDamaged, verify_store
-from accord.types import Tx
 
 pytestmark = pytest.mark.timeout(180)
 

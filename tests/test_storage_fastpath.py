@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord import merkle
-from accord.errors import StorageError
-from accord.merkle import EMPTY, verify_state_proof
+from accord.base import merkle
+from accord.base.errors import StorageError
+from accord.base.merkle import EMPTY, verify_state_proof
+from accord.base.types import Block, Receipt
 from accord.storage import Store, tree
-from accord.types import Block, Receipt
 
 from .support.merkle_ref import DictTree, ref_root
 from .support.store import KEY, make_block

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from accord import encoding
+from accord.base import encoding
 from accord.consensus import SafetyState
 from accord.consensus.state import SAFETY_KEY
 from accord.storage.store import SafetyRecordDamaged, Store

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from accord import merkle
-from accord.errors import StorageError
+from accord.base import merkle
+from accord.base.errors import StorageError
+from accord.base.types import Block, Certificate, Receipt
 from accord.storage import Store
-from accord.types import Block, Certificate, Receipt
 
 from .support.merkle_ref import ref_root
 from .support.store import commit, make_block, snapshot_all

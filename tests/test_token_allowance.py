@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from accord.config import builtin_contract_entries
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.genesis import ContractEntry, Genesis
+from accord.base.types import Tx
 from accord.contracts import BUILTINS, Runtime, contract_address
 from accord.contracts.base import Context, Contract, method
 from accord.contracts.memory import MemoryState
 from accord.contracts.runtime import BlockResult, code_hash
-from accord.crypto.ed25519 import AccountKey
-from accord.genesis import ContractEntry, Genesis
-from accord.types import Tx
+from accord.node.config import builtin_contract_entries
 
 from .support.genesis import make_genesis
 

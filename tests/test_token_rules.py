@@ -8,15 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord.config import builtin_contract_entries
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import GenesisError, Revert
+from accord.base.genesis import Genesis
+from accord.base.types import Tx
 from accord.contracts import Runtime, contract_address
 from accord.contracts.memory import MemoryState
 from accord.contracts.runtime import BlockResult
 from accord.contracts.token import MAX_AMOUNT
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import GenesisError, Revert
-from accord.genesis import Genesis
-from accord.types import Tx
+from accord.node.config import builtin_contract_entries
 
 from .support.genesis import make_genesis
 

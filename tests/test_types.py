@@ -8,12 +8,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord import encoding
-from accord.crypto import bls
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import DecodeError, GenesisError, InvalidSignature, ValidationError, WrongChain
-from accord.genesis import Genesis, ValidatorInfo
-from accord.types import Block, Certificate, Header, Tx, bitmap_from, bitmap_indices, body_hash
+from accord.base import encoding
+from accord.base.crypto import bls
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import (
+    DecodeError,
+    GenesisError,
+    InvalidSignature,
+    ValidationError,
+    WrongChain,
+)
+from accord.base.genesis import Genesis, ValidatorInfo
+from accord.base.types import Block, Certificate, Header, Tx, bitmap_from, bitmap_indices, body_hash
 
 from .support.genesis import make_genesis
 
@@ -61,7 +67,7 @@ def test_tx_signing_bytes_cut_from_the_encoding_equal_the_generic_encoding(
 ) -> None:
     """The signed bytes taken out of a transaction's encoding are exactly
     ``encode([TX_DOMAIN, *body])``, for created and for decoded transactions."""
-    from accord.types import TX_DOMAIN
+    from accord.base.types import TX_DOMAIN
 
     made = Tx.create(
         KEY,
@@ -121,7 +127,7 @@ def test_tx_from_obj_fast_path_accepts_exactly_what_the_field_checks_accept(
 
 def _slow_from_obj(obj: list[object]) -> Tx:
     """Tx.from_obj's field by field path alone (a wrapper the fast path does not match)."""
-    from accord import types
+    from accord.base import types
 
     f = types._list(obj, 8, "tx")
     types._expect(type(f[3]) is dict, "tx args must be a map")
@@ -150,7 +156,7 @@ def test_tx_signature_covers_every_field() -> None:
 def test_signature_verification_follows_zip215_on_edge_cases() -> None:
     """Signatures from a standard signer verify; every flipped bit, a non-canonical ``s``
     (``s + L``, the classic malleation) and a key that is not a curve point are refused."""
-    from accord.crypto import ed25519
+    from accord.base.crypto import ed25519
 
     L = 2**252 + 27742317777372353535851937790883648493
     t = tx()
@@ -183,7 +189,7 @@ def test_keys_of_small_order_sign_nothing() -> None:
         crypto_scalarmult_ed25519_base_noclamp,
     )
 
-    from accord.crypto import ed25519
+    from accord.base.crypto import ed25519
 
     assert {
         "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",

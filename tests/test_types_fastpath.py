@@ -7,9 +7,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord import encoding
-from accord.crypto.ed25519 import AccountKey
-from accord.types import Block, Event, Header, Receipt, Tx, body_hash
+from accord.base import encoding
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.types import Block, Event, Header, Receipt, Tx, body_hash
 
 KEY = AccountKey.from_name("fastpath")
 H32 = st.binary(min_size=32, max_size=32)
@@ -84,7 +84,7 @@ def test_receipt_encoding_and_hash(
 
 @given(st.binary(min_size=30, max_size=34), st.binary(min_size=30, max_size=34))
 def test_tx_leaf_fast_path(a: bytes, b: bytes) -> None:
-    from accord.merkle import tx_leaf
+    from accord.base.merkle import tx_leaf
 
     assert tx_leaf(a, b) == encoding.hash_value([a, b])
 

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord import encoding
-from accord import wire as schemas
-from accord.errors import DecodeError
-from accord.types import Tx
+from accord.base import encoding
+from accord.base import wire as schemas
+from accord.base.errors import DecodeError
+from accord.base.types import Tx
 
 from .support.api import ALICE, BOB, ServedNode
 from .support.api import http as http_call

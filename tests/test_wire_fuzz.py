@@ -13,7 +13,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accord import encoding
+from accord.base import encoding
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import AccordError, BadFrame, HandshakeRefused
+from accord.base.genesis import ConsensusParams
+from accord.base.types import Block, Certificate, Tx
 from accord.consensus import (
     Aggregate,
     BuildBlock,
@@ -27,13 +31,9 @@ from accord.consensus import (
     decode_message,
 )
 from accord.consensus.sortition import sortition_message
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import AccordError, BadFrame, HandshakeRefused
-from accord.genesis import ConsensusParams
 from accord.net import handshake as hs
 from accord.net.frames import Kind, decode_frame, encode_frame, kind_specs
 from accord.sim.engine import SimConfig, Simulator
-from accord.types import Block, Certificate, Tx
 
 N = 4
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from accord.config import builtin_contract_entries
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import ProofError, ValidationError
+from accord.base.types import Tx
 from accord.contracts import BUILTINS, Runtime
 from accord.contracts.loans import Loans
 from accord.contracts.memory import MemoryState
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import ProofError, ValidationError
-from accord.types import Tx
+from accord.node.config import builtin_contract_entries
 from accord.zk import artifacts, babyjub, groth16
 from accord.zk import notes as zk
 from accord.zk.verifier import PyProofVerifier

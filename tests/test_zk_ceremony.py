@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.errors import ProofError, ValidationError
+from accord.base.errors import ProofError, ValidationError
 from accord.zk import artifacts, build
 from accord.zk.ceremony import Ceremony, CeremonyParams
 from accord.zk.tools import ZkToolError
@@ -98,7 +98,7 @@ def test_example_own_circuit_and_contract(capsys: pytest.CaptureFixture[str]) ->
         mod.main(["--score", "650"])
     # What the example binds (the review's attacks): the bureau signs the score, the proof is
     # bound to the sender and the chain, and records are keyed by the sender.
-    from accord.crypto.ed25519 import AccountKey
+    from accord.base.crypto.ed25519 import AccountKey
 
     keys, genesis, rt, state = mod.setup()
     alice, mallory = AccountKey.from_name("credit-alice"), AccountKey.from_name("credit-mallory")
@@ -131,7 +131,7 @@ def test_example_credit_scores_are_current_only() -> None:
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    from accord.crypto.ed25519 import AccountKey
+    from accord.base.crypto.ed25519 import AccountKey
 
     keys, genesis, rt, state = mod.setup()
     alice = AccountKey.from_name("credit-stale-alice")
@@ -153,8 +153,8 @@ def test_example_credit_scores_are_current_only() -> None:
 
 
 def test_cli_ceremony_writes_genesis(tmp_path: Path) -> None:
+    from accord.base.genesis import Genesis
     from accord.cli.main import main as cli
-    from accord.genesis import Genesis
     from accord.zk import notes as zk
 
     from .support.genesis import make_genesis

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import ValidationError
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import ValidationError
 from accord.zk import build as zb
 from accord.zk import transcript as zt
 from accord.zk.tools import ZkToolError
@@ -56,9 +56,9 @@ def _certificate(
     """A commit certificate of that chain (signed by the demo validators' public seeds)."""
     import hashlib
 
+    from accord.base.crypto import bls
+    from accord.base.types import Certificate, bitmap_from
     from accord.consensus.aggregate import PHASE_C, vote_message
-    from accord.crypto import bls
-    from accord.types import Certificate, bitmap_from
 
     block_hash = hashlib.sha256(block).digest()
     msg = vote_message(chain_id, height, 1, PHASE_C, block_hash)
@@ -238,7 +238,7 @@ def test_three_members_and_the_verifier(ceremony: dict[str, Path], tmp_path: Pat
             )
             == 0
         )
-    from accord.genesis import Genesis
+    from accord.base.genesis import Genesis
 
     g = Genesis.load(gpath)
     assert g.zk_params["ceremony"]["transcript"] == v.transcript_hash
@@ -470,8 +470,8 @@ def test_the_beacon_is_the_certified_block(ceremony: dict[str, Path], tmp_path: 
 def _validator(tmp_path: Path, zk_circuits: dict, zk_params: dict, **config: object) -> Any:
     """A validator's folder with this genesis, and the Node made from it (not started: the
     ZK start-up check runs where the node builds its runtime)."""
-    from accord.config import NodeConfig
-    from accord.crypto import bls
+    from accord.base.crypto import bls
+    from accord.node.config import NodeConfig
     from accord.node.node import Node
 
     from .support.genesis import make_genesis

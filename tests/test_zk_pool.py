@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from accord.chain import Chain
-from accord.config import builtin_contract_entries
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import AccordError, ProofError, ValidationError
+from accord.base.genesis import Genesis
+from accord.base.types import Receipt, Tx
 from accord.contracts import BUILTINS, Runtime, contract_address
 from accord.contracts.shielded_pool import ShieldedPool
-from accord.crypto.ed25519 import AccountKey
-from accord.errors import AccordError, ProofError, ValidationError
-from accord.genesis import Genesis
+from accord.ledger.chain import Chain
+from accord.node.config import builtin_contract_entries
 from accord.storage import Store
-from accord.types import Receipt, Tx
 from accord.zk import artifacts, groth16
 from accord.zk import audit as zaudit
 from accord.zk import notes as zk

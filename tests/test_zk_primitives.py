@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.errors import DecodeError, ProofError, ValidationError
+from accord.base.errors import DecodeError, ProofError, ValidationError
 from accord.zk import babyjub, groth16
 from accord.zk import notes as zk
 from accord.zk.ceremony import CeremonyParams

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from accord.errors import ProofError, ValidationError
+from accord.base.errors import ProofError, ValidationError
 from accord.zk import artifacts, babyjub
 from accord.zk import notes as zk
 from accord.zk.poseidon import FIELD, N_ROUNDS_F, N_ROUNDS_P, _params, poseidon_ex

@@ -20,14 +20,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accord.config import builtin_contract_entries
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.genesis import ContractEntry, Genesis
+from accord.base.types import Tx
 from accord.contracts import BUILTINS, Runtime
 from accord.contracts.base import Context, Contract, method
 from accord.contracts.memory import MemoryState
 from accord.contracts.runtime import code_hash
-from accord.crypto.ed25519 import AccountKey
-from accord.genesis import ContractEntry, Genesis
-from accord.types import Tx
+from accord.node.config import builtin_contract_entries
 from accord.zk import artifacts, groth16
 from accord.zk import notes as zk
 from accord.zk.verifier import FastProofVerifier, PyProofVerifier
@@ -117,7 +117,7 @@ def sample() -> tuple[Pair, dict[str, Any], list[str]]:
 def _decoded(receipt: bytes) -> tuple[bool, str]:
     """(the proof verified, the error text): True only for a receipt whose call succeeded and
     returned True; a well-formed wrong proof returns False, a malformed one fails the call."""
-    from accord import encoding
+    from accord.base import encoding
 
     obj = encoding.decode(receipt)
     assert isinstance(obj, list)

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from accord.base.errors import ProofError
 from accord.cli.main import main as cli
-from accord.errors import ProofError
 from accord.zk import artifacts, groth16
 from accord.zk import notes as zk
 from accord.zk.prover import SnarkjsWorker

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from accord import encoding
+from accord.base import encoding
+from accord.base.errors import GenesisError
 from accord.contracts import Context, Contract, method
-from accord.errors import GenesisError
 from accord.zk.babyjub import check_key
 from accord.zk.poseidon import FIELD, poseidon
 

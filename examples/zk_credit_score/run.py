@@ -20,14 +20,14 @@ sys.path.insert(0, str(HERE))
 
 from contract import EPOCH_MS, CreditGate, public_inputs, score_message  # noqa: E402
 
-from accord.config import builtin_contract_entries  # noqa: E402
+from accord.base.crypto import bls  # noqa: E402
+from accord.base.crypto.ed25519 import AccountKey  # noqa: E402
+from accord.base.genesis import ContractEntry, Genesis, TokenGenesis, ValidatorInfo  # noqa: E402
+from accord.base.types import Receipt, Tx  # noqa: E402
 from accord.contracts import BUILTINS, Runtime  # noqa: E402
 from accord.contracts.memory import MemoryState  # noqa: E402
 from accord.contracts.runtime import code_hash  # noqa: E402
-from accord.crypto import bls  # noqa: E402
-from accord.crypto.ed25519 import AccountKey  # noqa: E402
-from accord.genesis import ContractEntry, Genesis, TokenGenesis, ValidatorInfo  # noqa: E402
-from accord.types import Receipt, Tx  # noqa: E402
+from accord.node.config import builtin_contract_entries  # noqa: E402
 from accord.zk import artifacts, babyjub, build, groth16  # noqa: E402
 from accord.zk.ceremony import CeremonyParams, RichProgress  # noqa: E402
 from accord.zk.verifier import PyProofVerifier  # noqa: E402

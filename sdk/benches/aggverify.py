@@ -9,7 +9,7 @@ count k (``--signers``, default 1, 10, 100, 1000, 10000) this measures, on one c
 * ``unit``: every count 1 (an aggregate of distinct votes; blspy sums the keys in C inside
   ``fast_aggregate_verify``), through ``BlsCrypto.verify_weighted`` as the core calls it;
 * ``weighted``: counts 1-3 (what gossip merging of overlapping aggregates produces; the keys
-  are scaled by double-and-add in Python, :func:`accord.crypto.bls.weighted_aggregate_verify`).
+  are scaled by double-and-add in Python, :func:`accord.base.crypto.bls.weighted_aggregate_verify`).
 
 Then it fits ``cost = fixed + per_signer * k`` to each by least squares (weights 1/cost^2, so
 the small counts, where the fixed part shows, count as much as the large ones) and prints the
@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from ..consensus.crypto import BlsCrypto
-from ..crypto import bls
-from ..errors import ValidationError
+from accord.base.crypto import bls
+from accord.base.errors import ValidationError
+from accord.consensus.crypto import BlsCrypto
 
 BLS_ORDER = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
 MESSAGE = b"accord-bench-aggverify vote"

@@ -40,9 +40,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..config import NodeConfig
-from ..devnet import Devnet, ensure_network
-from ..errors import AccordError
+from accord.base.errors import AccordError
+from accord.devnet import Devnet, ensure_network
+from accord.node.config import NodeConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -222,7 +222,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 async def _rounds_without_commit(net: Devnet, start_height: int) -> int | None:
     """Rounds between the first and the last block committed during the run that committed
     nothing, read from one validator's headers (every round commits at most one block)."""
-    from ..client import AsyncClient
+    from accord.client import AsyncClient
 
     rounds: list[int] = []
     try:
@@ -262,7 +262,7 @@ def plot(log: list[tuple[float, float]], duration: float, rate: float, path: Pat
     """Committed transactions per second and their median/p99 latency, per one-second bin."""
     import numpy as np
 
-    from ..plotting import pyplot
+    from accord.benches.plotting import pyplot
 
     plt = pyplot()
 

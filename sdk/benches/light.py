@@ -26,15 +26,12 @@ from typing import Any
 
 from rich.progress import Progress
 
-from .. import merkle
-from ..client import InclusionProof, StateValue, TxStatus
-from ..crypto import bls
-from ..crypto.ed25519 import AccountKey
-from ..errors import ValidationError
-from ..genesis import Genesis, ValidatorInfo
-from ..light.store import TrustedHeader
-from ..light.verify import Checker
-from ..types import (
+from accord.base import merkle
+from accord.base.crypto import bls
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import ValidationError
+from accord.base.genesis import Genesis, ValidatorInfo
+from accord.base.types import (
     ZERO_HASH,
     Certificate,
     Header,
@@ -44,6 +41,9 @@ from ..types import (
     body_hash,
     vote_message,
 )
+from accord.client import InclusionProof, StateValue, TxStatus
+from accord.light.store import TrustedHeader
+from accord.light.verify import Checker
 
 BLS_ORDER = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
 CHAIN = "accord-bench-light"

@@ -25,7 +25,7 @@ from rich.progress import Progress
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from . import mpc_privpy
+    from accord.benches import mpc_privpy
 
     p.add_argument(
         "workload",
@@ -59,11 +59,11 @@ def _anti_stacking_traffic(balances: Any) -> dict[str, dict[str, int]]:
     the protocols and messages are those of the networked servers."""
     import numpy as np
 
-    from ..mpc import local
-    from ..mpc.engine import Party
-    from ..mpc.malicious import MaliciousParty
-    from ..mpc.programs import anti_stacking
-    from ..mpc.server import _rerandomise
+    from accord.mpc import local
+    from accord.mpc.engine import Party
+    from accord.mpc.malicious import MaliciousParty
+    from accord.mpc.programs import anti_stacking
+    from accord.mpc.server import _rerandomise
 
     ins: dict[str, tuple[Any, int]] = {
         f"s{i}": (np.array(int(v)), 0) for i, v in enumerate(balances)
@@ -88,7 +88,7 @@ def malicious_run(args: argparse.Namespace) -> dict[str, Any]:
     three servers' results (best of ``--repeat``); ratios are checked / semi-honest."""
     import numpy as np
 
-    from ..mpc.cluster import LocalCluster
+    from accord.mpc.cluster import LocalCluster
 
     n, lenders = int(args.n), int(args.lenders)
     rng = np.random.default_rng(7)
@@ -147,14 +147,14 @@ def malicious_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..mpc.cluster import LocalCluster
-    from ..mpc.datasets import ADULT_FEATURES, synthetic_adult
-    from ..mpc.ml import load_breast_cancer, train_plain
+    from accord.mpc.cluster import LocalCluster
+    from accord.mpc.datasets import ADULT_FEATURES, synthetic_adult
+    from accord.mpc.ml import load_breast_cancer, train_plain
 
     if args.malicious:
         return malicious_run(args)
     if getattr(args, "workload", "core") != "core":
-        from . import mpc_privpy
+        from accord.benches import mpc_privpy
 
         return mpc_privpy.run(args)
     if not 1 <= args.adult_n <= 200_000 or not 1 <= args.adult_epochs <= 20:

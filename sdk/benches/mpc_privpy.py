@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..mpc.cluster import LocalCluster
+    from accord.mpc.cluster import LocalCluster
 
     out: dict[str, Any] = {"workload": args.workload}
     with Progress(transient=True) as prog, LocalCluster(timeout=600) as cl:
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _kmeans(c: Any, args: argparse.Namespace, prog: Progress, task: Any) -> dict[str, Any]:
-    from ..mpc.workloads import blobs, kmeans_plain
+    from accord.mpc.workloads import blobs, kmeans_plain
 
     n, iters = int(args.points), int(args.iters)
     x, c0 = blobs(n, 28, 5, seed=1)
@@ -79,7 +79,7 @@ def _kmeans(c: Any, args: argparse.Namespace, prog: Progress, task: Any) -> dict
 
 
 def _cnn(c: Any, args: argparse.Namespace, prog: Progress, task: Any) -> dict[str, Any]:
-    from ..mpc.workloads import cnn_plain, digits_split, train_cnn
+    from accord.mpc.workloads import cnn_plain, digits_split, train_cnn
 
     xtr, ytr, xte, yte = digits_split()
     params = train_cnn(xtr, ytr)

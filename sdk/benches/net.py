@@ -7,6 +7,6 @@ what encryption costs (``cpu_us_per_tx_received``; delivered rates if the load s
 
 from __future__ import annotations
 
-from ..net.loadtest import add_arguments, run
+from accord.net.loadtest import add_arguments, run
 
 __all__ = ["add_arguments", "run"]

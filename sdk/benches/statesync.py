@@ -50,9 +50,9 @@ def _progress() -> Progress:
 
 
 def _genesis() -> tuple[Any, list[bytes]]:
-    from accord.crypto import bls
+    from accord.base.crypto import bls
+    from accord.base.genesis import Genesis, ValidatorInfo
     from accord.devnet import free_ports
-    from accord.genesis import Genesis, ValidatorInfo
 
     secrets = [bls.demo_secret(f"bench-statesync-{i}") for i in range(2)]
     ports = free_ports(2)
@@ -72,10 +72,10 @@ def _genesis() -> tuple[Any, list[bytes]]:
 def _make_source(
     store: Any, accounts: int, genesis: Any, secrets: list[bytes], progress: Progress
 ) -> None:
-    from accord import encoding, merkle
+    from accord.base import encoding, merkle
+    from accord.base.types import ZERO_HASH, Block, Header
     from accord.benches.light import certify
     from accord.contracts.base import state_key
-    from accord.types import ZERO_HASH, Block, Header
 
     task = progress.add_task("writing the source state", total=accounts)
     parent = ZERO_HASH
@@ -102,8 +102,8 @@ def _make_source(
 async def _transfer_and_install(
     genesis: Any, secrets: list[bytes], snaps: Path, height: int, dst: Any, progress: Progress
 ) -> dict[str, Any]:
+    from accord.base.encoding import Value
     from accord.consensus import verify_certificate
-    from accord.encoding import Value
     from accord.net.transport import NetConfig, Transport
     from accord.storage import snapshot
 

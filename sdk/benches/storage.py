@@ -26,10 +26,10 @@ from typing import Any
 
 from rich.progress import Progress
 
-from ..chain import Chain
-from ..crypto import bls
-from ..crypto.ed25519 import AccountKey
-from ..genesis import Genesis, TokenGenesis, ValidatorInfo
+from accord.base.crypto import bls
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.genesis import Genesis, TokenGenesis, ValidatorInfo
+from accord.ledger.chain import Chain
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +48,7 @@ def _genesis(n_accounts: int, senders: list[AccountKey]) -> Genesis:
         balances[hashlib.sha256(b"bench-account-%d" % i).digest()[:20].hex()] = 10**6
         i += 1
     sk = bls.demo_secret("bench")
-    from accord.config import builtin_contract_entries
+    from accord.node.config import builtin_contract_entries
 
     return Genesis(
         chain_id="accord-bench",
@@ -64,10 +64,10 @@ def _genesis(n_accounts: int, senders: list[AccountKey]) -> Genesis:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from accord.base.merkle import verify_state_proof
+    from accord.base.types import Tx
     from accord.contracts.runtime import Runtime
-    from accord.merkle import verify_state_proof
     from accord.storage import Store
-    from accord.types import Tx
 
     folder = args.dir or tempfile.mkdtemp(prefix="accord-bench-")
     rng = random.Random(7)

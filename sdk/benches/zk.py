@@ -41,7 +41,7 @@ def _median_time(fn: Any, n: int) -> tuple[float, Any]:
 
 
 def _transfer_input(depth: int) -> dict[str, Any]:
-    from ..zk import notes as zk
+    from accord.zk import notes as zk
 
     rng = random.Random(7)
     key = zk.SpendingKey.from_seed(b"bench-sender")
@@ -65,8 +65,8 @@ def _transfer_input(depth: int) -> dict[str, Any]:
 
 
 def _anti_stacking_input(slots: int) -> dict[str, Any]:
-    from ..zk import babyjub
-    from ..zk import notes as zk
+    from accord.zk import babyjub
+    from accord.zk import notes as zk
 
     borrower, epoch = 424242, 7
     secrets_ = [bytes([i + 1]) * 32 for i in range(slots)]
@@ -83,11 +83,11 @@ def _anti_stacking_input(slots: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..cli.bench import machine
-    from ..zk import artifacts, groth16
-    from ..zk import build as zb
-    from ..zk.ceremony import CeremonyParams, RichProgress
-    from ..zk.verifier import FastProofVerifier, PyProofVerifier
+    from accord.cli.bench import machine
+    from accord.zk import artifacts, groth16
+    from accord.zk import build as zb
+    from accord.zk.ceremony import CeremonyParams, RichProgress
+    from accord.zk.verifier import FastProofVerifier, PyProofVerifier
 
     if args.quick:
         params = artifacts.test_ceremony()

@@ -12,13 +12,13 @@ from pathlib import Path
 
 
 def _data_dir(node_dir: Path) -> Path:
-    from accord.config import NodeConfig
+    from accord.node.config import NodeConfig
 
     return node_dir / NodeConfig.load(node_dir).data_dir
 
 
 def run(command: str, paths: list[Path]) -> int:
-    from accord.errors import ValidationError
+    from accord.base.errors import ValidationError
     from accord.storage import backup as b
 
     if len(paths) != 2:

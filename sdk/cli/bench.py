@@ -45,7 +45,7 @@ def speed_probe() -> dict[str, int]:
     quarter within an hour (a shared host), so a figure means little without the speed it
     was taken at. The probe runs before and after each benchmark; it uses one core briefly
     (``timeit``'s autorange: at least 0.2 s per operation)."""
-    from accord.crypto.ed25519 import AccountKey, verify
+    from accord.base.crypto.ed25519 import AccountKey, verify
 
     data = b"\x5a" * 100
     key = AccountKey.from_name("speed-probe")

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import init_network
-from ..genesis import ConsensusParams
+from accord.base.genesis import ConsensusParams
+from accord.node.config import init_network
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..crypto.ed25519 import AccountKey
+from accord.base.crypto.ed25519 import AccountKey
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ForkDetected, NodeLied
-from ..genesis import Genesis
+from accord.base.errors import ForkDetected, NodeLied
+from accord.base.genesis import Genesis
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,7 +93,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from ..light import LightClient
+    from accord.light import LightClient
 
     genesis = Genesis.load(args.genesis)
     nodes = list(args.node) or [
@@ -114,7 +114,7 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _hash(text: str) -> bytes:
-    from ..errors import DecodeError
+    from accord.base.errors import DecodeError
 
     try:
         h = bytes.fromhex(text)
@@ -194,7 +194,7 @@ def _header(args: argparse.Namespace) -> int:
         h = t.header
         signers = None
         if t.certificate is not None:
-            from ..consensus import certificate_signers
+            from accord.consensus import certificate_signers
 
             signers = len(certificate_signers(t.certificate, lc.inner.genesis.n))
         return {
@@ -217,7 +217,7 @@ def _tx(args: argparse.Namespace) -> int:
 
 
 def _state(args: argparse.Namespace) -> int:
-    from ..errors import DecodeError
+    from accord.base.errors import DecodeError
 
     key: str | bytes = args.key
     if args.key_type == "hex":

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from ..errors import AccordError
+from accord.base.errors import AccordError
 
 # command -> (module, one-line help). Modules are imported lazily.
 COMMANDS: dict[str, tuple[str, str]] = {

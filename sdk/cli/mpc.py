@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import MpcError
+from accord.base.errors import MpcError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_cluster(path: str | Path) -> list[Any]:
-    from ..mpc.server import ServerInfo
+    from accord.mpc.server import ServerInfo
 
     data = json.loads(Path(path).read_text())
     servers = data.get("servers") if isinstance(data, dict) else None
@@ -80,7 +80,7 @@ def load_cluster(path: str | Path) -> list[Any]:
 
 def load_clients(path: str | Path, *, quota_bytes: int, max_connections: int) -> dict[bytes, Any]:
     """The identities the consortium registered (required: quotas are per identity)."""
-    from ..mpc.registry import parse_clients
+    from accord.mpc.registry import parse_clients
 
     data = json.loads(Path(path).read_text())
     if not isinstance(data, dict) or "clients" not in data:
@@ -94,7 +94,7 @@ def load_clients(path: str | Path, *, quota_bytes: int, max_connections: int) ->
 def keygen(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from ..mpc.channel import private_bytes, public_bytes
+    from accord.mpc.channel import private_bytes, public_bytes
 
     key = X25519PrivateKey.generate()
     out = Path(args.out)
@@ -113,9 +113,9 @@ def malicious_programs(spec: str | None) -> list[str] | None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from ..mpc.channel import private_from_bytes
-    from ..mpc.ring import FixedPoint
-    from ..mpc.server import MpcServer
+    from accord.mpc.channel import private_from_bytes
+    from accord.mpc.ring import FixedPoint
+    from accord.mpc.server import MpcServer
 
     servers = load_cluster(args.cluster)
     clients = load_clients(
@@ -153,9 +153,9 @@ def serve(args: argparse.Namespace) -> int:
 
 def watch_node(server: Any, args: argparse.Namespace) -> None:
     """Answer the oracle requests of a node's committed blocks (see accord.mpc.oracle)."""
-    from ..client import Client
-    from ..crypto.ed25519 import AccountKey
-    from ..mpc.oracle import OracleWorker
+    from accord.base.crypto.ed25519 import AccountKey
+    from accord.client import Client
+    from accord.mpc.oracle import OracleWorker
 
     if not args.account:
         raise MpcError("--node needs --account (the key that signs this server's answers)")

@@ -53,11 +53,11 @@ def _verify(path: Path) -> int:
     """``accord node DIR --verify``: a full check of a validator's store (see accord.storage.verify)."""
     import json
 
-    from accord.config import NodeConfig
+    from accord.base.genesis import Genesis
     from accord.consensus import verify_certificate
-    from accord.genesis import Genesis
-    from accord.node.lock import FolderLock
+    from accord.node.config import NodeConfig
     from accord.storage import Store
+    from accord.storage.lock import FolderLock
     from accord.storage.verify import verify_store
 
     config = NodeConfig.load(path)
@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
 
         return run(str(args.dir), args.paths)
     if args.paths:
-        from accord.errors import ValidationError
+        from accord.base.errors import ValidationError
 
         raise ValidationError(
             f"unexpected arguments {' '.join(map(str, args.paths))} (see accord node --help)"
@@ -101,7 +101,7 @@ HARD_STOP_S = 30.0
 async def _serve(path: Path, lifeline: int | None = None) -> int:
     from accord.node import Node
     from accord.node.collector import tune_collector
-    from accord.node.lock import watch_lifeline
+    from accord.storage.lock import watch_lifeline
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import ValidationError
-from .remote import Remote, add_target, emit, expect_object, jsonable, parse_args_list
+from accord.base.errors import ValidationError
+from accord.cli.remote import Remote, add_target, emit, expect_object, jsonable, parse_args_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import ValidationError
+from accord.base.errors import ValidationError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_key(path: str | Path) -> object:
-    from ..zk.notes import RegulatorKey
+    from accord.zk.notes import RegulatorKey
 
     try:
         data = json.loads(Path(path).read_text())
@@ -51,7 +51,7 @@ def load_key(path: str | Path) -> object:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from ..zk.notes import RegulatorKey
+    from accord.zk.notes import RegulatorKey
 
     key = RegulatorKey.generate()
     pub = key.public
@@ -67,12 +67,11 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     from accord.storage.store import Store
-
-    from ..zk import audit as zaudit
+    from accord.zk import audit as zaudit
 
     key = load_key(args.key)
     if args.node:
-        from ..light import LightClient
+        from accord.light import LightClient
 
         if not args.genesis:
             raise ValidationError(

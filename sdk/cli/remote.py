@@ -17,8 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..client import Client
-from ..errors import AccordError, DecodeError, Unavailable, ValidationError
+from accord.base.errors import AccordError, DecodeError, Unavailable, ValidationError
+from accord.client import Client
 
 DEFAULT_URL = "http://127.0.0.1:8650"
 # The node is not trusted: no answer these commands need comes near this size, and a bigger one
@@ -51,7 +51,7 @@ def add_target(p: argparse.ArgumentParser) -> None:
 
 def resolve_url(args: argparse.Namespace) -> str:
     if args.node is not None:
-        from ..config import NodeConfig
+        from accord.node.config import NodeConfig
 
         try:
             cfg = NodeConfig.load(args.node)

@@ -17,12 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from ..client import TxStatus
-from ..crypto.ed25519 import AccountKey
-from ..errors import ValidationError, WaitTimeout
-from ..types import Tx
-from .query import _receipt_doc, _receipt_lines
-from .remote import STATUS_FIELDS, Remote, add_target, emit, parse_args_list
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import ValidationError, WaitTimeout
+from accord.base.types import Tx
+from accord.cli.query import _receipt_doc, _receipt_lines
+from accord.cli.remote import STATUS_FIELDS, Remote, add_target, emit, parse_args_list
+from accord.client import TxStatus
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _expected_chain_id(args: argparse.Namespace) -> str:
     """The chain id from the operator's own files or flags (never from the node's answer)."""
-    from ..genesis import Genesis
+    from accord.base.genesis import Genesis
 
     if args.chain_id is not None:
         if not args.chain_id:
@@ -98,7 +98,7 @@ def _expected_chain_id(args: argparse.Namespace) -> str:
         return str(args.chain_id)
     path: Path | None = args.genesis
     if path is None and args.node is not None:
-        from ..config import NodeConfig
+        from accord.node.config import NodeConfig
 
         try:
             path = args.node / NodeConfig.load(args.node).genesis

@@ -144,7 +144,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, nodes: int, progress: Any = None) -> Any:
-    from ..sim import SimConfig
+    from accord.sim import SimConfig
 
     return SimConfig(
         nodes=nodes,
@@ -175,7 +175,7 @@ def _config(args: argparse.Namespace, nodes: int, progress: Any = None) -> Any:
 
 
 def _run_one(args: argparse.Namespace, nodes: int) -> dict[str, Any]:
-    from ..sim import simulate
+    from accord.sim import simulate
 
     t0 = time.monotonic()
     if args.json:
@@ -205,7 +205,7 @@ def _run_one(args: argparse.Namespace, nodes: int) -> dict[str, Any]:
 
 
 def _adversary(args: argparse.Namespace) -> int:
-    from ..sim import adversary as adv
+    from accord.sim import adversary as adv
 
     t0 = time.monotonic()
     name = args.adversary
@@ -246,7 +246,7 @@ def _adversary(args: argparse.Namespace) -> int:
 
 
 def _names(text: str) -> tuple[str, ...]:
-    from ..sim.adversary import RELEASES
+    from accord.sim.adversary import RELEASES
 
     names = tuple(x.strip() for x in text.split(",") if x.strip())
     bad = [x for x in names if x not in RELEASES]
@@ -258,8 +258,8 @@ def _names(text: str) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     if args.adversary:
         return _adversary(args)
-    from ..errors import AccordError
-    from ..sim.costs import parse_verify_cost
+    from accord.base.errors import AccordError
+    from accord.sim.costs import parse_verify_cost
 
     try:
         parse_verify_cost(args.verify_cost)
@@ -276,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from ..plotting import pyplot
+    from accord.benches.plotting import pyplot
 
     plt = pyplot()
 

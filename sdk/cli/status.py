@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .remote import STATUS_FIELDS, Remote, add_target, emit
+from accord.cli.remote import STATUS_FIELDS, Remote, add_target, emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:

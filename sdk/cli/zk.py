@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ValidationError
+from accord.base.errors import ValidationError
 
 
 def _circuit_args(p: argparse.ArgumentParser) -> None:
@@ -185,7 +185,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def specs(args: argparse.Namespace) -> list[Any]:
-    from ..zk import build as zb
+    from accord.zk import build as zb
 
     out = []
     names = (
@@ -214,7 +214,7 @@ def specs(args: argparse.Namespace) -> list[Any]:
 def _setup(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..zk import npm, tools
+    from accord.zk import npm, tools
 
     with Progress(
         TextColumn("npm ci (pinned circom2, snarkjs, circomlib)"),
@@ -242,7 +242,7 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from ..zk import build as zb
+    from accord.zk import build as zb
 
     for spec in specs(args):
         built = zb.build(spec)
@@ -263,7 +263,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> Any:
-    from ..zk.ceremony import DEFAULT_BEACON, CeremonyParams
+    from accord.zk.ceremony import DEFAULT_BEACON, CeremonyParams
 
     members = tuple(m.strip() for m in args.members.split(",") if m.strip())
     return CeremonyParams(
@@ -272,7 +272,7 @@ def _params(args: argparse.Namespace) -> Any:
 
 
 def _keys(args: argparse.Namespace, progress: Any = None) -> list[Any]:
-    from ..zk.artifacts import setup_circuit
+    from accord.zk.artifacts import setup_circuit
 
     params = _params(args)
     folder = Path(args.dir) if args.dir else None
@@ -280,7 +280,7 @@ def _keys(args: argparse.Namespace, progress: Any = None) -> list[Any]:
 
 
 def _ceremony_init(args: argparse.Namespace) -> int:
-    from ..zk import transcript as zt
+    from accord.zk import transcript as zt
 
     members = []
     for item in (m.strip() for m in args.members.split(",") if m.strip()):
@@ -292,7 +292,7 @@ def _ceremony_init(args: argparse.Namespace) -> int:
         if len(pub) != 32:
             raise ValidationError(f"member {name!r}: give NAME=PUBLIC_KEY (64 hex digits)")
         members.append((name, pub))
-    from ..genesis import Genesis
+    from accord.base.genesis import Genesis
 
     t = zt.init(
         Path(args.out),
@@ -308,8 +308,8 @@ def _ceremony_init(args: argparse.Namespace) -> int:
 
 
 def _ceremony_contribute(args: argparse.Namespace) -> int:
-    from ..crypto.ed25519 import AccountKey
-    from ..zk import transcript as zt
+    from accord.base.crypto.ed25519 import AccountKey
+    from accord.zk import transcript as zt
 
     t = zt.contribute(
         Path(args.src), Path(args.out), args.name, AccountKey.load(args.key), specs(args)
@@ -333,7 +333,7 @@ def _ceremony_contribute(args: argparse.Namespace) -> int:
 
 
 def _ceremony_prepare(args: argparse.Namespace) -> int:
-    from ..zk import transcript as zt
+    from accord.zk import transcript as zt
 
     t = zt.prepare(Path(args.src), Path(args.out), specs(args))
     print(json.dumps({"transcript": t.hash, "next": t.next_step(), "out": args.out}))
@@ -341,8 +341,8 @@ def _ceremony_prepare(args: argparse.Namespace) -> int:
 
 
 def _ceremony_beacon(args: argparse.Namespace) -> int:
-    from ..genesis import Genesis
-    from ..zk import transcript as zt
+    from accord.base.genesis import Genesis
+    from accord.zk import transcript as zt
 
     try:
         cert = Path(args.certificate).read_text().strip()
@@ -356,8 +356,8 @@ def _ceremony_beacon(args: argparse.Namespace) -> int:
 
 
 def _ceremony_verify(args: argparse.Namespace) -> int:
-    from ..genesis import Genesis
-    from ..zk import transcript as zt
+    from accord.base.genesis import Genesis
+    from accord.zk import transcript as zt
 
     v = zt.verify([Path(d) for d in args.dir], specs(args), Genesis.load(args.beacon_chain))
     if args.member:
@@ -377,7 +377,7 @@ def _ceremony_verify(args: argparse.Namespace) -> int:
         params = dict(g.zk_params)
         params["ceremony"] = zt.genesis_record(v)
         if args.regulator_public:
-            from ..zk.babyjub import check_key
+            from accord.zk.babyjub import check_key
 
             x, y = (int(c) for c in args.regulator_public.split(","))
             check_key((x, y), "the regulator key")
@@ -392,7 +392,7 @@ def _ceremony_verify(args: argparse.Namespace) -> int:
 
 
 def _ceremony(args: argparse.Namespace) -> int:
-    from ..zk.ceremony import RichProgress
+    from accord.zk.ceremony import RichProgress
 
     print(
         "accord zk ceremony: one process plays every member (tests and demos only); a real "
@@ -405,7 +405,7 @@ def _ceremony(args: argparse.Namespace) -> int:
     for k in keys:
         print(json.dumps({"circuit": k.name, "constraints": k.constraints, "zkey": str(k.zkey)}))
     if args.genesis:
-        from ..genesis import Genesis
+        from accord.base.genesis import Genesis
 
         g = Genesis.load(args.genesis)
         circuits = dict(g.zk_circuits)
@@ -423,7 +423,7 @@ def _ceremony(args: argparse.Namespace) -> int:
         # One process made these keys: validators accept them only as such (see transcript.py).
         params["ceremony"] = "insecure-dev"
         if args.regulator_public:
-            from ..zk.babyjub import check_key
+            from accord.zk.babyjub import check_key
 
             x, y = (int(v) for v in args.regulator_public.split(","))
             check_key((x, y), "the regulator key")
@@ -437,10 +437,10 @@ def _zkey_keys(spec: Any, zkey: Path) -> Any:
     """A circuit's keys from a ceremony's final zkey (its verification key exported again)."""
     import secrets
 
-    from ..zk import build as zb
-    from ..zk import tools
-    from ..zk.artifacts import CircuitKeys
-    from ..zk.transcript import _snarkjs
+    from accord.zk import build as zb
+    from accord.zk import tools
+    from accord.zk.artifacts import CircuitKeys
+    from accord.zk.transcript import _snarkjs
 
     if not zkey.is_file():
         raise ValidationError(f"{zkey} not found")
@@ -454,7 +454,7 @@ def _zkey_keys(spec: Any, zkey: Path) -> Any:
 
 
 def _prove(args: argparse.Namespace) -> int:
-    from ..zk import groth16
+    from accord.zk import groth16
 
     wanted = specs(args)
     if len(wanted) != 1:
@@ -470,8 +470,8 @@ def _prove(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.genesis:
-        from ..genesis import Genesis
-        from ..zk.transcript import vk_hash
+        from accord.base.genesis import Genesis
+        from accord.zk.transcript import vk_hash
 
         named = dict(Genesis.load(args.genesis).zk_circuits).get(keys[0].name)
         if named is None or vk_hash(named) != vk_hash(keys[0].vk):
@@ -501,10 +501,10 @@ def _prove(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ..zk.verifier import FastProofVerifier, PyProofVerifier
+    from accord.zk.verifier import FastProofVerifier, PyProofVerifier
 
     if args.genesis:
-        from ..genesis import Genesis
+        from accord.base.genesis import Genesis
 
         vks = dict(Genesis.load(args.genesis).zk_circuits)
     elif args.vk:

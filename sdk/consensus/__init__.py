@@ -36,7 +36,7 @@ Actions (out):
 
 Pure helpers: ``verify_certificate(genesis | bls_keys | crypto, chain_id, cert, quorum)``
 (raises ``ValidationError``/``InvalidSignature``), ``certificate_signers(cert, n)``,
-``sortition_message``, ``vote_message`` (in ``accord.types``).
+``sortition_message``, ``vote_message`` (in ``accord.base.types``).
 
 Certificates come in two forms (see :mod:`accord.consensus.aggregate`): a signer bitmap plus
 one signature (what broadcast mode, n <= 64, stores), or, in gossip mode when no pure quorum
@@ -51,7 +51,7 @@ The rules the core keeps, the theory of operation and the safety argument are in
 :mod:`accord.consensus.state`.
 """
 
-from .aggregate import (
+from accord.consensus.aggregate import (
     PHASE_C,
     PHASE_P,
     Aggregate,
@@ -59,7 +59,7 @@ from .aggregate import (
     certificate_signers,
     verify_certificate,
 )
-from .crypto import (
+from accord.consensus.crypto import (
     BlsCrypto,
     BlsSigner,
     CostModelCrypto,
@@ -68,9 +68,9 @@ from .crypto import (
     Signer,
     sortition_value,
 )
-from .messages import Proposal, Ticket, decode_message
-from .sortition import sortition_message, threshold
-from .state import (
+from accord.consensus.messages import Proposal, Ticket, decode_message
+from accord.consensus.sortition import sortition_message, threshold
+from accord.consensus.state import (
     SAFETY_KEY,
     Action,
     BlockBuilt,

@@ -11,7 +11,7 @@ subset of ours brings nothing and is not even verified; one that is a superset r
 otherwise the two are added. If adding would push a count past :data:`MAX_COUNT`, the larger
 of the two is kept instead.
 
-**Stored certificates.** A block's commit certificate is an :class:`accord.types.Certificate`
+**Stored certificates.** A block's commit certificate is an :class:`accord.base.types.Certificate`
 with a signer bitmap and one signature in which each signer appears once. Besides the weighted
 aggregate, the core keeps per vote the largest *pure* aggregate it has seen (every count 1;
 disjoint pure aggregates are joined, and every individual vote is one), and stores that when it
@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import encoding
-from ..errors import DecodeError, InvalidSignature, ValidationError
-from ..types import HASH_SIZE, Certificate, bitmap_from, bitmap_indices, vote_message
-from .crypto import Crypto
+from accord.base import encoding
+from accord.base.errors import DecodeError, InvalidSignature, ValidationError
+from accord.base.types import HASH_SIZE, Certificate, bitmap_from, bitmap_indices, vote_message
+from accord.consensus.crypto import Crypto
 
 PHASE_P = 1
 PHASE_C = 2
@@ -262,7 +262,7 @@ def verify_certificate(
 ) -> None:
     """Check that ``cert`` carries ``quorum`` distinct validators' votes of ``phase``.
 
-    ``keys_or_crypto`` is a :class:`accord.genesis.Genesis` (its proofs of possession are
+    ``keys_or_crypto`` is a :class:`accord.base.genesis.Genesis` (its proofs of possession are
     checked), a list of BLS public keys (assumed already checked, e.g. from a loaded genesis) or
     a :class:`Crypto`. Raises :class:`ValidationError` for a malformed certificate and
     :class:`InvalidSignature` when the signature does not verify.
@@ -285,8 +285,8 @@ _crypto_cache: dict[tuple[bytes, ...], Crypto] = {}
 
 
 def _crypto_for(x: Any) -> Crypto:
-    from ..genesis import Genesis
-    from .crypto import BlsCrypto
+    from accord.base.genesis import Genesis
+    from accord.consensus.crypto import BlsCrypto
 
     if isinstance(x, Genesis):
         keys = tuple(x.validator_keys())

@@ -4,7 +4,7 @@ The core never imports blspy. It signs through a :class:`Signer` (one validator'
 checks through a :class:`Crypto` (everybody's public keys). Two implementations:
 
 * :class:`BlsCrypto` / :class:`BlsSigner`: real BLS12-381 (proof-of-possession scheme) through
-  :mod:`accord.crypto.bls`. Used by nodes, by tests and by small simulations.
+  :mod:`accord.base.crypto.bls`. Used by nodes, by tests and by small simulations.
 * :class:`CostModelCrypto`: for simulations of thousands of validators. A "signature" of
   validator i on message m is ``H(m) * k_i mod P`` (P = 2**61 - 1, ``k_i`` derived from the
   simulation seed and i), padded to 96 bytes. The scheme is linear like BLS, so sums of
@@ -26,8 +26,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..crypto import bls
-from ..errors import GenesisError
+from accord.base.crypto import bls
+from accord.base.errors import GenesisError
 
 SIGNATURE_SIZE = 96
 
@@ -96,7 +96,7 @@ class BlsCrypto:
 
     @classmethod
     def from_genesis(cls, genesis: object) -> BlsCrypto:
-        from ..genesis import Genesis
+        from accord.base.genesis import Genesis
 
         assert isinstance(genesis, Genesis)
         genesis.check()  # raises GenesisError on a missing or bad proof of possession

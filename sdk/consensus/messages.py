@@ -14,7 +14,7 @@ Two kinds travel between validators:
   ``ticket_wait_ms`` in :mod:`accord.consensus.state`).
 
 Decoding is strict (canonical bytes, exact field counts and sizes); anything else raises a
-:class:`accord.errors.DecodeError` and the core drops and counts it.
+:class:`accord.base.errors.DecodeError` and the core drops and counts it.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from .. import encoding
-from ..errors import AccordError, DecodeError
-from ..types import Block, Certificate, Header, Tx
-from .aggregate import TAG_VOTES, Aggregate
+from accord.base import encoding
+from accord.base.errors import AccordError, DecodeError
+from accord.base.types import Block, Certificate, Header, Tx
+from accord.consensus.aggregate import TAG_VOTES, Aggregate
 
 TAG_PROPOSAL = 1
 TAG_TICKET = 3

@@ -16,7 +16,7 @@ over the previous seed, fixed before it chose anything. Height 1 uses the genesi
 
 from __future__ import annotations
 
-from .. import encoding
+from accord.base import encoding
 
 SORTITION_DOMAIN = "accord/sortition/v1"
 _SPACE = 1 << 256

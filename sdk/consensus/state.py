@@ -159,13 +159,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import encoding
-from ..errors import AccordError, DecodeError, GenesisError
-from ..types import Block, Certificate, vote_message
-from .aggregate import PHASE_C, PHASE_P, Aggregate, certificate_counts, verify_certificate
-from .crypto import Crypto, Signer, sortition_value
-from .messages import KnownTxs, Proposal, ProposalCache, Ticket, decode_message
-from .sortition import sortition_message, sortition_seed, threshold
+from accord.base import encoding
+from accord.base.errors import AccordError, DecodeError, GenesisError
+from accord.base.types import Block, Certificate, vote_message
+from accord.consensus.aggregate import (
+    PHASE_C,
+    PHASE_P,
+    Aggregate,
+    certificate_counts,
+    verify_certificate,
+)
+from accord.consensus.crypto import Crypto, Signer, sortition_value
+from accord.consensus.messages import KnownTxs, Proposal, ProposalCache, Ticket, decode_message
+from accord.consensus.sortition import sortition_message, sortition_seed, threshold
 
 SAFETY_KEY = b"consensus/safety"
 KEEP_ROUNDS = 8  # aggregates of older rounds (at the current height) are forgotten
@@ -543,7 +549,7 @@ class Core:
         cls, genesis: Any, signer: Signer, crypto: Crypto | None = None, **kw: Any
     ) -> Core:
         """Build a core for a genesis; refuses one whose proofs of possession fail."""
-        from .crypto import BlsCrypto
+        from accord.consensus.crypto import BlsCrypto
 
         params = Params.from_genesis(genesis, **kw.pop("overrides", {}))
         return cls(

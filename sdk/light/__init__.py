@@ -7,10 +7,10 @@ validator set, and verify transactions (inclusion of tx + receipt), state values
 :mod:`accord.light.client` for the trust model, :mod:`accord.light.verify` for each check.
 """
 
-from ..errors import ForkDetected, LightClientError, NodeLied
-from .client import AsyncLightClient, LightClient, SyncReport
-from .store import TrustedHeader, TrustStore
-from .verify import (
+from accord.base.errors import ForkDetected, LightClientError, NodeLied
+from accord.light.client import AsyncLightClient, LightClient, SyncReport
+from accord.light.store import TrustedHeader, TrustStore
+from accord.light.verify import (
     Checker,
     VerifiedBlock,
     VerifiedShieldedTransfer,

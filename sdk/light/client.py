@@ -4,7 +4,7 @@ The trust root is the genesis document (chain id, the validators' BLS keys with 
 possession, the quorum, the ZK verification keys), or genesis plus a header the operator
 trusts (a checkpoint). Full nodes are *untrusted*: everything they serve over the HTTP API is
 checked here (:mod:`accord.light.verify`) and a node that serves something false is reported
-(:class:`~accord.errors.NodeLied`, naming the node and the check) and not believed; the client
+(:class:`~accord.base.errors.NodeLied`, naming the node and the check) and not believed; the client
 asks the next node.
 
 Header sync
@@ -30,7 +30,7 @@ Forks
 Two different headers at one height, both with valid certificates (or a certified header whose
 parent is not the trusted header below it) mean more than f validators signed conflicting
 blocks. The client then records the evidence in its store, raises
-:class:`~accord.errors.ForkDetected`, and refuses every later call, also after a restart.
+:class:`~accord.base.errors.ForkDetected`, and refuses every later call, also after a restart.
 
 The trusted state (verified headers, head, fork evidence) is kept in a JSON file
 (:mod:`accord.light.store`), so a restart resumes from the stored head.
@@ -53,8 +53,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from ..client import AsyncClient, HeaderWithCertificate
-from ..errors import (
+from accord.base.errors import (
     AccordError,
     DecodeError,
     ForkDetected,
@@ -62,10 +61,18 @@ from ..errors import (
     NodeLied,
     NotFound,
 )
-from ..genesis import Genesis
-from ..types import Header
-from .store import TrustedHeader, TrustStore
-from .verify import Checker, VerifiedBlock, VerifiedShieldedTransfer, VerifiedState, VerifiedTx, lie
+from accord.base.genesis import Genesis
+from accord.base.types import Header
+from accord.client import AsyncClient, HeaderWithCertificate
+from accord.light.store import TrustedHeader, TrustStore
+from accord.light.verify import (
+    Checker,
+    VerifiedBlock,
+    VerifiedShieldedTransfer,
+    VerifiedState,
+    VerifiedTx,
+    lie,
+)
 
 __all__ = ["AsyncLightClient", "LightClient", "SyncReport"]
 

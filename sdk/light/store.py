@@ -25,8 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import DecodeError, LightClientError
-from ..types import Certificate, Header
+from accord.base.errors import DecodeError, LightClientError
+from accord.base.types import Certificate, Header
 
 FORMAT = 1
 

@@ -1,6 +1,6 @@
 """The light client's checks, free of I/O: what a node said, against what the client trusts.
 
-Every check has a stable name (the ``check`` of :class:`~accord.errors.NodeLied`):
+Every check has a stable name (the ``check`` of :class:`~accord.base.errors.NodeLied`):
 
 ===================  ============================================================================
 ``response``         the reply does not decode into the ledger's types (strict canonical decoding)
@@ -40,15 +40,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import encoding
-from ..client import StateValue, TxStatus
-from ..consensus import verify_certificate
-from ..encoding import Value
-from ..errors import AccordError, InvalidSignature, NodeLied, ProofError, ValidationError
-from ..genesis import Genesis
-from ..merkle import merkle_root, tx_leaf, verify_merkle_proof, verify_state_proof
-from ..types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
-from .store import TrustedHeader
+from accord.base import encoding
+from accord.base.encoding import Value
+from accord.base.errors import AccordError, InvalidSignature, NodeLied, ProofError, ValidationError
+from accord.base.genesis import Genesis
+from accord.base.merkle import merkle_root, tx_leaf, verify_merkle_proof, verify_state_proof
+from accord.base.types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
+from accord.client import StateValue, TxStatus
+from accord.consensus import verify_certificate
+from accord.light.store import TrustedHeader
 
 SHIELDED_CONTRACT = "shielded_pool"
 SHIELDED_CIRCUIT = "shielded_transfer"
@@ -104,7 +104,7 @@ class VerifiedState:
         return self.value is not None
 
     def to_json(self) -> dict[str, Any]:
-        from ..wire import value_to_json
+        from accord.base.wire import value_to_json
 
         return {
             "contract": self.contract,

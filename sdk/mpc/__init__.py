@@ -16,8 +16,8 @@ registered programs (:mod:`accord.mpc.programs`); contracts reach them through t
 
 from __future__ import annotations
 
-from .client import Cluster, ref, share
-from .engine import (
+from accord.mpc.client import Cluster, ref, share
+from accord.mpc.engine import (
     Party,
     SharedArray,
     append,
@@ -37,9 +37,9 @@ from .engine import (
     where,
     zeros,
 )
-from .local import combine, run_local, split
-from .ring import FixedPoint
-from .vectorize import vectorize
+from accord.mpc.local import combine, run_local, split
+from accord.mpc.ring import FixedPoint
+from accord.mpc.vectorize import vectorize
 
 __all__ = [
     "Cluster",

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import AccordError, ChannelAuthError, PeerGone
+from accord.base.errors import AccordError, ChannelAuthError, PeerGone
 
 MAX_FRAME = 512 * 1024 * 1024
 HANDSHAKE_TIMEOUT = 10.0

@@ -23,12 +23,12 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from ..errors import MpcError, PeerGone
-from .channel import Channel, public_bytes
-from .engine import decode
-from .local import combine, split
-from .ring import Ring
-from .server import ServerInfo, pack, payload_arrays, qualify, unpack
+from accord.base.errors import MpcError, PeerGone
+from accord.mpc.channel import Channel, public_bytes
+from accord.mpc.engine import decode
+from accord.mpc.local import combine, split
+from accord.mpc.ring import Ring
+from accord.mpc.server import ServerInfo, pack, payload_arrays, qualify, unpack
 
 
 class Cluster:

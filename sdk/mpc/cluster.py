@@ -19,10 +19,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from ..errors import PeerGone
-from .channel import private_bytes, public_bytes
-from .client import Cluster
-from .server import ServerInfo, pack
+from accord.base.errors import PeerGone
+from accord.mpc.channel import private_bytes, public_bytes
+from accord.mpc.client import Cluster
+from accord.mpc.server import ServerInfo, pack
 
 _handed_out: set[int] = set()
 

@@ -39,10 +39,10 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import MpcError
-from . import ring
-from .prf import KEY_SIZE, Prf
-from .ring import FixedPoint, Ring
+from accord.base.errors import MpcError
+from accord.mpc import ring
+from accord.mpc.prf import KEY_SIZE, Prf
+from accord.mpc.ring import FixedPoint, Ring
 
 _ONE = np.uint64(1)
 _LOW63 = np.uint64((1 << 63) - 1)

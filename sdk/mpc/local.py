@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import AccordError, MpcError, PeerGone
-from . import ring
-from .engine import Party, SharedArray
-from .prf import LocalRandom, fresh_key
-from .ring import FixedPoint, Ring
+from accord.base.errors import AccordError, MpcError, PeerGone
+from accord.mpc import ring
+from accord.mpc.engine import Party, SharedArray
+from accord.mpc.prf import LocalRandom, fresh_key
+from accord.mpc.ring import FixedPoint, Ring
 
 ShareTriple = list[tuple[Ring, Ring]]
 

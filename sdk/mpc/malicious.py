@@ -59,10 +59,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MpcError
-from .engine import Party, SharedArray, _lift, bit_planes
-from .prf import Prf
-from .ring import Ring
+from accord.base.errors import MpcError
+from accord.mpc.engine import Party, SharedArray, _lift, bit_planes
+from accord.mpc.prf import Prf
+from accord.mpc.ring import Ring
 
 log = logging.getLogger("accord.mpc.malicious")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from .engine import Party, SharedArray, append, dot, mulv, sigmoid, zeros
-from .vectorize import vectorize
+from accord.mpc.engine import Party, SharedArray, append, dot, mulv, sigmoid, zeros
+from accord.mpc.vectorize import vectorize
 
 DATA = Path(__file__).with_name("breast_cancer.csv")
 

@@ -29,19 +29,19 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .. import encoding
-from ..crypto.ed25519 import AccountKey
-from ..encoding import Value
-from ..errors import AccordError, CodeMismatch, GenesisError, MpcError, ProofError
-from ..genesis import Genesis
-from ..types import Event, Receipt, Tx
-from .channel import public_bytes
-from .engine import decode
-from .local import combine
-from .malicious import MpcAbort
-from .programs import PROGRAMS, code_hash
-from .ring import Ring
-from .server import MpcServer, oracle_session
+from accord.base import encoding
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.encoding import Value
+from accord.base.errors import AccordError, CodeMismatch, GenesisError, MpcError, ProofError
+from accord.base.genesis import Genesis
+from accord.base.types import Event, Receipt, Tx
+from accord.mpc.channel import public_bytes
+from accord.mpc.engine import decode
+from accord.mpc.local import combine
+from accord.mpc.malicious import MpcAbort
+from accord.mpc.programs import PROGRAMS, code_hash
+from accord.mpc.ring import Ring
+from accord.mpc.server import MpcServer, oracle_session
 
 log = logging.getLogger("accord.mpc.oracle")
 

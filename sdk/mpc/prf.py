@@ -21,8 +21,8 @@ import struct
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from ..errors import MpcError
-from .ring import Ring
+from accord.base.errors import MpcError
+from accord.mpc.ring import Ring
 
 KEY_SIZE = 16
 _MAX_WORDS = 1 << 31

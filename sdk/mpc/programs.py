@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MpcError
-from .engine import Party, SharedArray, concatenate
-from .ml import predict_proba, train_listing, train_logistic
+from accord.base.errors import MpcError
+from accord.mpc.engine import Party, SharedArray, concatenate
+from accord.mpc.ml import predict_proba, train_listing, train_logistic
 
 Inputs = dict[str, SharedArray]
 
@@ -162,7 +162,7 @@ def bench(party: Party, inputs: Inputs, n: int = 1_000_000, m: int = 500) -> dic
     vals = None
     mats = None
     if party.i == 0:
-        from .prf import LocalRandom
+        from accord.mpc.prf import LocalRandom
 
         rnd = LocalRandom()
         vals = (rnd.words(2 * int(n)) >> np.uint64(44)).astype(np.int64) - (1 << 19)
@@ -185,7 +185,7 @@ def bench(party: Party, inputs: Inputs, n: int = 1_000_000, m: int = 500) -> dic
 
 def kmeans(party: Party, inputs: Inputs, iters: int = 10) -> dict[str, Any]:
     """K-means on shared points ``X`` (n, d) from shared initial centres ``C`` (k, d)."""
-    from .workloads import kmeans as run
+    from accord.mpc.workloads import kmeans as run
 
     x, c = _need(inputs, "X", "C")
     if x.ndim != 2 or c.ndim != 2 or x.shape[1] != c.shape[1] or not 1 <= c.shape[0] <= 16:
@@ -200,8 +200,8 @@ def kmeans(party: Party, inputs: Inputs, iters: int = 10) -> dict[str, Any]:
 
 def cnn_infer(party: Party, inputs: Inputs) -> dict[str, Any]:
     """Labels of shared 8x8 images ``X`` (n, 8, 8) under shared CNN weights ``W1`` .. ``b3``."""
-    from .workloads import CNN_PARAMS
-    from .workloads import cnn_infer as run
+    from accord.mpc.workloads import CNN_PARAMS
+    from accord.mpc.workloads import cnn_infer as run
 
     (x,) = _need(inputs, "X")
     weights = dict(zip(CNN_PARAMS, _need(inputs, *CNN_PARAMS), strict=True))

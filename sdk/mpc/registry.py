@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import MpcError
+from accord.base.errors import MpcError
 
 MAX_IDENTITIES = 10_000
 MAX_IDENTITY_NAME = 64

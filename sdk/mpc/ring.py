@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import MpcError
+from accord.base.errors import MpcError
 
 U64 = np.uint64
 Ring = npt.NDArray[np.uint64]

@@ -49,15 +49,15 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from .. import encoding
-from ..errors import AccordError, MpcError, PeerGone
-from .channel import HANDSHAKE_TIMEOUT, Channel, pair_secret
-from .engine import Party, SharedArray
-from .malicious import MALICIOUS_PROGRAMS, MaliciousParty, MpcAbort
-from .programs import PROGRAMS
-from .registry import Identity
-from .ring import FixedPoint, Ring
-from .sharestore import Grant, ShareStore, StoredInput
+from accord.base import encoding
+from accord.base.errors import AccordError, MpcError, PeerGone
+from accord.mpc.channel import HANDSHAKE_TIMEOUT, Channel, pair_secret
+from accord.mpc.engine import Party, SharedArray
+from accord.mpc.malicious import MALICIOUS_PROGRAMS, MaliciousParty, MpcAbort
+from accord.mpc.programs import PROGRAMS
+from accord.mpc.registry import Identity
+from accord.mpc.ring import FixedPoint, Ring
+from accord.mpc.sharestore import Grant, ShareStore, StoredInput
 
 log = logging.getLogger("accord.mpc.server")
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from .. import encoding
-from ..errors import AccordError, MpcError
-from .ring import Ring
+from accord.base import encoding
+from accord.base.errors import AccordError, MpcError
+from accord.mpc.ring import Ring
 
 log = logging.getLogger("accord.mpc.sharestore")
 

@@ -52,9 +52,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MpcError
-from . import engine
-from .engine import SharedArray
+from accord.base.errors import MpcError
+from accord.mpc import engine
+from accord.mpc.engine import SharedArray
 
 HELPER = "__accord_vz__"
 

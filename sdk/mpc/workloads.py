@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import MpcError
-from .engine import SharedArray, concatenate, divide, maximum, where
+from accord.base.errors import MpcError
+from accord.mpc.engine import SharedArray, concatenate, divide, maximum, where
 
 Params = dict[str, npt.NDArray[np.float64]]
 CNN_PARAMS = ("W1", "b1", "W2", "b2", "W3", "b3")

@@ -4,8 +4,8 @@ See :mod:`accord.net.transport` for the design; :mod:`accord.net.handshake` for 
 handshake; :mod:`accord.net.frames` for frame kinds and their limits.
 """
 
-from .frames import Kind, KindSpec, Overflow, decode_frame, encode_frame, kind_specs
-from .transport import MessageHandler, NetConfig, PeerHandler, RequestHandler, Transport
+from accord.net.frames import Kind, KindSpec, Overflow, decode_frame, encode_frame, kind_specs
+from accord.net.transport import MessageHandler, NetConfig, PeerHandler, RequestHandler, Transport
 
 __all__ = [
     "Kind",

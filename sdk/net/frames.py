@@ -1,6 +1,6 @@
 """Frames: what one binary WebSocket message between validators holds.
 
-A frame is the canonical encoding (:mod:`accord.encoding`) of ``[kind, payload]``. The kind
+A frame is the canonical encoding (:mod:`accord.base.encoding`) of ``[kind, payload]``. The kind
 decides three things, fixed here so that every validator applies the same rules:
 
 * its size limit (checked before decoding: oversized frames are never parsed);
@@ -17,9 +17,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .. import encoding
-from ..errors import BadFrame, DecodeError, TooLarge
-from ..genesis import ConsensusParams
+from accord.base import encoding
+from accord.base.errors import BadFrame, DecodeError, TooLarge
+from accord.base.genesis import ConsensusParams
 
 
 class Kind(enum.IntEnum):

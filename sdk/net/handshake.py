@@ -33,9 +33,9 @@ from __future__ import annotations
 import collections
 import os
 
-from .. import encoding
-from ..crypto import bls
-from ..errors import HandshakeRefused
+from accord.base import encoding
+from accord.base.crypto import bls
+from accord.base.errors import HandshakeRefused
 
 VERSION = 1
 DOMAIN = "accord/net/handshake/v1"

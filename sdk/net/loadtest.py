@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..crypto import bls
-from ..genesis import ConsensusParams, Genesis, ValidatorInfo
-from .frames import Kind
-from .transport import NetConfig, Transport
+from accord.base.crypto import bls
+from accord.base.genesis import ConsensusParams, Genesis, ValidatorInfo
+from accord.net.frames import Kind
+from accord.net.transport import NetConfig, Transport
 
 
 def _free_ports(n: int) -> list[int]:
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         genesis.save(path)
         tls_args: list[str] = []
         if args.tls:
-            from .tls import make_self_signed
+            from accord.net.tls import make_self_signed
 
             for i in range(args.validators):
                 make_self_signed(

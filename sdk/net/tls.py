@@ -24,8 +24,8 @@ import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import ValidationError
-from ..keys import write_private
+from accord.base.errors import ValidationError
+from accord.base.keys import write_private
 
 
 def make_self_signed(

@@ -83,14 +83,14 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .. import encoding
-from ..crypto import bls
-from ..errors import AccordError, BadFrame, HandshakeRefused, NetError, ValidationError
-from ..genesis import Genesis
-from ..metrics import Registry
-from . import handshake as hs
-from . import tls as _tls
-from .frames import (
+from accord.base import encoding
+from accord.base.crypto import bls
+from accord.base.errors import AccordError, BadFrame, HandshakeRefused, NetError, ValidationError
+from accord.base.genesis import Genesis
+from accord.base.metrics import Registry
+from accord.net import handshake as hs
+from accord.net import tls as _tls
+from accord.net.frames import (
     HANDSHAKE_KINDS,
     HANDSHAKE_MAX,
     Kind,

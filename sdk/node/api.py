@@ -6,7 +6,7 @@ validators talk to each other through :mod:`accord.net`, never through here.
 What it guarantees:
 
 * **Bad input changes nothing.** Every request is parsed and validated (pydantic models from
-  :mod:`accord.wire`, strict canonical decoding for transactions) before anything is
+  :mod:`accord.base.wire`, strict canonical decoding for transactions) before anything is
   handed to the node; a rejection is a JSON ``{"error": {"code", "message"}}`` with a stable
   code and a 4xx status (5xx only for a node-side failure, which is logged).
 * **Bounded cost per client.** Bodies are capped (``client_max_size`` plus a tighter cap for a
@@ -61,10 +61,10 @@ from typing import Any, Protocol, cast
 import pydantic
 from aiohttp import WSMsgType, web
 
-from .. import encoding, merkle
-from .. import wire as s
-from ..encoding import Value
-from ..errors import (
+from accord.base import encoding, merkle
+from accord.base import wire as s
+from accord.base.encoding import Value
+from accord.base.errors import (
     AccordError,
     DecodeError,
     InvalidRequest,
@@ -74,10 +74,10 @@ from ..errors import (
     Unavailable,
     UnknownContract,
 )
-from ..genesis import Genesis
-from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from ..metrics import Registry
-from ..types import MAX_TX_BYTES, Block, Receipt, Tx
+from accord.base.genesis import Genesis
+from accord.base.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from accord.base.metrics import Registry
+from accord.base.types import MAX_TX_BYTES, Block, Receipt, Tx
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class NodeView(Protocol):
 
     genesis: Genesis
     store: Any  # accord.storage.Store
-    metrics: Any  # accord.metrics.Registry (anything with render() -> str), or None
+    metrics: Any  # accord.base.metrics.Registry (anything with render() -> str), or None
 
     def submit(self, tx: Tx) -> bytes:
         """Admit ``tx`` into the mempool (and gossip it); its hash, or an AccordError."""
@@ -1450,7 +1450,7 @@ class ApiServer:
         self.config = config
         self._ssl: ssl.SSLContext | None = None
         if tls is not None:  # loaded here so that a bad file fails before anything listens
-            from ..net.tls import server_context
+            from accord.net.tls import server_context
 
             self._ssl = server_context(*tls)
         self.app = create_app(node, config)

@@ -54,11 +54,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import encoding
-from ..blocktime import ahead_of_clock_ms
-from ..chain import Chain, InvalidProposal, StateRootMismatch
-from ..config import NodeConfig
-from ..consensus import (
+from accord.base import encoding
+from accord.base.crypto import bls
+from accord.base.encoding import Value
+from accord.base.errors import (
+    AccordError,
+    DecodeError,
+    MempoolFull,
+    StorageError,
+    TooLarge,
+    ValidationError,
+)
+from accord.base.genesis import Genesis
+from accord.base.keys import load_validator_key
+from accord.base.metrics import Registry
+from accord.base.types import Block, Certificate, Event, Receipt, Tx
+from accord.consensus import (
     SAFETY_KEY,
     BlockBuilt,
     BlockFetched,
@@ -79,20 +90,16 @@ from ..consensus import (
     sortition_value,
     verify_certificate,
 )
-from ..contracts.runtime import ExecutionInterrupted
-from ..crypto import bls
-from ..encoding import Value
-from ..errors import AccordError, DecodeError, MempoolFull, StorageError, TooLarge, ValidationError
-from ..genesis import Genesis
-from ..keys import load_validator_key
-from ..mempool import Mempool, verify_signatures
-from ..metrics import Registry
-from ..net.frames import Kind
-from ..net.transport import NetConfig, Transport
-from ..types import Block, Certificate, Event, Receipt, Tx
-from .api import ApiConfig, ApiServer
-from .lock import FolderLock
-from .statesync import NodeOps
+from accord.contracts.runtime import ExecutionInterrupted
+from accord.ledger.blocktime import ahead_of_clock_ms
+from accord.ledger.chain import Chain, InvalidProposal, StateRootMismatch
+from accord.ledger.mempool import Mempool, verify_signatures
+from accord.net.frames import Kind
+from accord.net.transport import NetConfig, Transport
+from accord.node.api import ApiConfig, ApiServer
+from accord.node.config import NodeConfig
+from accord.node.statesync import NodeOps
+from accord.storage.lock import FolderLock
 
 log = logging.getLogger("accord.node")
 

@@ -36,13 +36,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..encoding import Value
-from ..errors import AccordError, DecodeError
+from accord.base.encoding import Value
+from accord.base.errors import AccordError, DecodeError
 
 if TYPE_CHECKING:
+    from accord.node.node import Node
     from accord.storage.snapshot import Cell, Chunk, Manifest
-
-    from .node import Node
 
 log = logging.getLogger("accord.statesync")
 

@@ -102,10 +102,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..consensus import Aggregate, Core, Proposal, Ticket
-from ..consensus.messages import decode_message
-from ..errors import DecodeError
-from .engine import DELIVER, SimConfig, SimNode, SimResult, Simulator
+from accord.base.errors import DecodeError
+from accord.consensus import Aggregate, Core, Proposal, Ticket
+from accord.consensus.messages import decode_message
+from accord.sim.engine import DELIVER, SimConfig, SimNode, SimResult, Simulator
 
 NEVER = math.inf
 KINDS = ("prop", "P", "C")

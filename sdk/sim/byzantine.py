@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..consensus import (
+from accord.base.errors import DecodeError
+from accord.base.types import Block, Header
+from accord.consensus import (
     Aggregate,
     Broadcast,
     Persist,
@@ -42,12 +44,10 @@ from ..consensus import (
     Ticket,
     sortition_message,
 )
-from ..consensus.messages import decode_message
-from ..errors import DecodeError
-from ..types import Block, Header
+from accord.consensus.messages import decode_message
 
 if TYPE_CHECKING:
-    from .engine import SimNode, Simulator
+    from accord.sim.engine import SimNode, Simulator
 
 STRATEGIES = (
     "equivocate",
@@ -189,7 +189,7 @@ def _double_vote(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
                 if bh != (s.p_hash if phase == 1 else s.c_hash):
                     other = bh
                     break
-            from ..types import vote_message
+            from accord.base.types import vote_message
 
             sig = nd.signer.sign(vote_message(sim.params.chain_id, h, rnd, phase, other))
             vote = Aggregate.single(sim.params.n, h, rnd, phase, other, nd.index, sig).encode()
@@ -288,7 +288,7 @@ def _bad_signature(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]
                 ).encode()
             )
         )
-        from ..types import vote_message
+        from accord.base.types import vote_message
 
         own = nd.signer.sign(
             vote_message(sim.params.chain_id, core.height, max(0, core.round - 1), phase, target)

@@ -42,9 +42,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..consensus.crypto import Crypto
-from ..errors import AccordError
-from ..types import Tx
+from accord.base.errors import AccordError
+from accord.base.types import Tx
+from accord.consensus.crypto import Crypto
 
 FRAME_OVERHEAD = 64
 """Bytes each message costs on a link beyond its payload (IPv4 + TCP headers, 40 bytes, and

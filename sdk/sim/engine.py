@@ -63,9 +63,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .. import encoding
-from ..blocktime import block_time_error
-from ..consensus import (
+from accord.base import encoding
+from accord.base.errors import AccordError
+from accord.base.types import Block, Certificate, Header, body_hash
+from accord.consensus import (
     BlockBuilt,
     BlockFetched,
     BlockValidated,
@@ -87,10 +88,9 @@ from ..consensus import (
     sortition_value,
     verify_certificate,
 )
-from ..consensus.crypto import BlsCrypto, BlsSigner, Crypto, Signer
-from ..errors import AccordError
-from ..types import Block, Certificate, Header, body_hash
-from .costs import FRAME_OVERHEAD, MeteredCrypto, parse_verify_cost, tx_pool
+from accord.consensus.crypto import BlsCrypto, BlsSigner, Crypto, Signer
+from accord.ledger.blocktime import block_time_error
+from accord.sim.costs import FRAME_OVERHEAD, MeteredCrypto, parse_verify_cost, tx_pool
 
 INVALID_ROOT = b"\xee" * 32  # state root the simulated application rejects
 ZERO = bytes(32)
@@ -314,7 +314,7 @@ class SimResult:
 
 class Simulator:
     def __init__(self, config: SimConfig) -> None:
-        from . import byzantine
+        from accord.sim import byzantine
 
         self.c = c = config.resolved()
         if c.byzantine * 3 >= c.nodes and c.byzantine > 0:
@@ -338,7 +338,7 @@ class Simulator:
         self.crypto: Crypto
         signers: list[Signer]
         if c.crypto == "bls":
-            from ..crypto import bls
+            from accord.base.crypto import bls
 
             secrets = [bls.demo_secret(f"v{i}") for i in range(c.nodes)]
             keys = [bls.public_key(s) for s in secrets]
@@ -524,7 +524,7 @@ class Simulator:
         return nd.chain[-1][0].header.time_ms if nd.chain else self.params.genesis_time_ms
 
     def _time_ok(self, nd: SimNode, block: Block) -> bool:
-        """The node's vote-time rule (accord.blocktime) on this node's clock: a proposal
+        """The node's vote-time rule (accord.ledger.blocktime) on this node's clock: a proposal
         stamped too far ahead of it, or outside its round's slot, is refused."""
         h = block.header
         if not nd.chain and h.parent_hash != self.genesis_hash:

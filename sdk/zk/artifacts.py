@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import build as zbuild
-from .ceremony import Ceremony, CeremonyParams, ProgressFn
-from .prover import SnarkjsWorker, shared_worker
+from accord.zk import build as zbuild
+from accord.zk.ceremony import Ceremony, CeremonyParams, ProgressFn
+from accord.zk.prover import SnarkjsWorker, shared_worker
 
 TEST_MEMBERS = ("lender-a", "lender-b", "regulator")
 TEST_POWER = 13
@@ -59,7 +59,7 @@ def setup_circuit(
     built = zbuild.build(spec)
     need = zbuild.power_for(built.constraints, built.info["public_inputs"])
     if need > params.power:
-        from ..errors import ValidationError
+        from accord.base.errors import ValidationError
 
         raise ValidationError(
             f"{spec.name} has {built.constraints} constraints: it needs a 2^{need} ceremony, "

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from ..errors import ValidationError
-from .notes import RegulatorKey, fe_from_bytes
+from accord.base.errors import ValidationError
+from accord.zk.notes import RegulatorKey, fe_from_bytes
 
 POOL = "shielded_pool"
 

@@ -20,8 +20,8 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from ..errors import InvalidSignature, ValidationError
-from .poseidon import FIELD, poseidon
+from accord.base.errors import InvalidSignature, ValidationError
+from accord.zk.poseidon import FIELD, poseidon
 
 P = FIELD
 A = 168700

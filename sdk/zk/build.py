@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ValidationError
-from . import tools
-from .tools import ZkToolError
+from accord.base.errors import ValidationError
+from accord.zk import tools
+from accord.zk.tools import ZkToolError
 
 # Production parameters of Accord's circuits.
 TRANSFER_DEPTH = 32

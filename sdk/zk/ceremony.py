@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ValidationError
-from . import tools
-from .tools import ZkToolError
-from .transcript import contributors
+from accord.base.errors import ValidationError
+from accord.zk import tools
+from accord.zk.tools import ZkToolError
+from accord.zk.transcript import contributors
 
 DEFAULT_BEACON = "0d4b8e5a1b3c1f7e2a9d6c4b8f0e3a5d7c9b1e2f4a6c8d0e1f3a5b7c9d0e2f41"
 """A public beacon value. A real ceremony uses a value nobody could predict when the last

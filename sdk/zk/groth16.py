@@ -48,8 +48,8 @@ from py_ecc.optimized_bn128.optimized_pairing import (
     twist,
 )
 
-from ..errors import ProofError
-from . import pairing
+from accord.base.errors import ProofError
+from accord.zk import pairing
 
 Q = field_modulus
 R = curve_order

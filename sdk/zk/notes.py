@@ -31,10 +31,10 @@ from typing import Any
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
-from .. import encoding
-from ..errors import DecodeError, ValidationError
-from . import babyjub
-from .poseidon import FIELD, hash2, poseidon, poseidon_ex
+from accord.base import encoding
+from accord.base.errors import DecodeError, ValidationError
+from accord.zk import babyjub
+from accord.zk.poseidon import FIELD, hash2, poseidon, poseidon_ex
 
 NOTE_VALUE_MAX = 2**64 - 1
 N_CIPHER = 5

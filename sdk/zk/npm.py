@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import tools
-from .tools import ZkToolError
+from accord.zk import tools
+from accord.zk.tools import ZkToolError
 
 ProgressFn = Callable[[int, int], None]
 """Called with (packages in place, packages the lock file names)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-from ..errors import ValidationError
+from accord.base.errors import ValidationError
 
 FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 """BN254's scalar field r: every circuit signal and public input lives below it."""

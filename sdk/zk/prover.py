@@ -22,10 +22,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProofError
-from . import tools
-from .groth16 import SUBGROUP_ERROR
-from .tools import ZkToolError
+from accord.base.errors import ProofError
+from accord.zk import tools
+from accord.zk.groth16 import SUBGROUP_ERROR
+from accord.zk.tools import ZkToolError
 
 WORKER_JS = Path(__file__).with_name("worker.js")
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..errors import AccordError
+from accord.base.errors import AccordError
 
 
 class ZkToolError(AccordError):

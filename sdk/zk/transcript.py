@@ -62,11 +62,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import encoding
-from ..crypto import ed25519
-from ..errors import InvalidSignature, ValidationError
-from . import build, tools
-from .tools import ZkToolError
+from accord.base import encoding
+from accord.base.crypto import ed25519
+from accord.base.errors import AccordError, InvalidSignature, ValidationError
+from accord.base.types import Certificate
+from accord.consensus.aggregate import verify_certificate
+from accord.zk import build, tools
+from accord.zk.tools import ZkToolError
 
 VERSION = 2
 TRANSCRIPT = "transcript.json"
@@ -108,7 +110,7 @@ class Params:
         raise CeremonyError(f"{name!r} is not a member of this ceremony")
 
     def check(self) -> None:
-        from .ceremony import MAX_POWER, MIN_POWER
+        from accord.zk.ceremony import MAX_POWER, MIN_POWER
 
         if not MIN_POWER <= self.power <= MAX_POWER:
             raise CeremonyError(f"ceremony power must be in {MIN_POWER}..{MAX_POWER}")
@@ -300,12 +302,8 @@ def _PREPARED(t: Transcript) -> int:  # noqa: N802
 def certified_beacon(p: Params, chain: Any, certificate: str) -> str:
     """The beacon value: the hash of the block at the height ``init`` fixed on the chain
     ``init`` fixed, as 2f+1 of its validators certified it. Nobody chooses it, and nobody
-    knew it when contributing. ``chain`` is that chain's :class:`accord.genesis.Genesis`;
-    ``certificate`` the hex of the block's :meth:`accord.types.Certificate.encode`."""
-    from ..consensus.aggregate import verify_certificate
-    from ..errors import AccordError
-    from ..types import Certificate
-
+    knew it when contributing. ``chain`` is that chain's :class:`accord.base.genesis.Genesis`;
+    ``certificate`` the hex of the block's :meth:`accord.base.types.Certificate.encode`."""
     if chain.hash.hex() != p.beacon_chain:
         raise CeremonyError("the beacon chain's genesis is not the one init fixed")
     try:
@@ -685,7 +683,7 @@ def beacon(
     src: Path, out: Path, certificate: str, chain: Any, specs: Sequence[build.CircuitSpec]
 ) -> Transcript:
     """Close the ceremony with its one beacon: the block hash that ``certificate`` (hex of
-    :meth:`accord.types.Certificate.encode`) certifies at the height fixed at ``init`` on the
+    :meth:`accord.base.types.Certificate.encode`) certifies at the height fixed at ``init`` on the
     chain ``chain`` (its genesis); then export the verification keys."""
     return _close(Path(src), Path(out), specs, "beacon", certificate, chain)
 

@@ -24,10 +24,10 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import ProofError
-from . import groth16
-from .prover import SnarkjsWorker, key_id, shared_worker
-from .tools import ZkToolError
+from accord.base.errors import ProofError
+from accord.zk import groth16
+from accord.zk.prover import SnarkjsWorker, key_id, shared_worker
+from accord.zk.tools import ZkToolError
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def verifier_from_genesis(
     if fast is None:
         import shutil
 
-        from .tools import ZkToolError, node_bin, project_root
+        from accord.zk.tools import ZkToolError, node_bin, project_root
 
         try:
             project_root()

@@ -15,19 +15,19 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from accord.chain import Chain
-from accord.config import builtin_contract_entries
+from accord.base.crypto import bls
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.encoding import Value
+from accord.base.errors import AccordError
+from accord.base.genesis import Genesis
+from accord.base.metrics import Registry
+from accord.base.types import Block, Certificate, Receipt, Tx, bitmap_from, vote_message
 from accord.contracts.runtime import Runtime
-from accord.crypto import bls
-from accord.crypto.ed25519 import AccountKey
-from accord.encoding import Value
-from accord.errors import AccordError
-from accord.genesis import Genesis
-from accord.mempool import Mempool
-from accord.metrics import Registry
+from accord.ledger.chain import Chain
+from accord.ledger.mempool import Mempool
 from accord.node.api import ApiConfig, ApiServer
+from accord.node.config import builtin_contract_entries
 from accord.storage import Store
-from accord.types import Block, Certificate, Receipt, Tx, bitmap_from, vote_message
 
 from .genesis import make_genesis
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 
-from accord import merkle
+from accord.base import merkle
+from accord.base.crypto import bls
+from accord.base.types import ZERO_HASH, Block, Header
 from accord.benches.light import bench_genesis, certify
-from accord.crypto import bls
 from accord.storage import Store
-from accord.types import ZERO_HASH, Block, Header
 
 SECRETS = [bls.demo_secret(f"snap-test-{i}") for i in range(4)]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+from accord.base.types import Block, Header, vote_message
 from accord.consensus import (
     Aggregate,
     BlockBuilt,
@@ -27,7 +28,6 @@ from accord.consensus import (
     ValidateBlock,
     decode_message,
 )
-from accord.types import Block, Header, vote_message
 
 GENESIS_HASH = hashlib.sha256(b"g").digest()
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import random
 import sys
 
-from accord import merkle
-from accord.crypto.ed25519 import AccountKey
+from accord.base import merkle
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
 from accord.storage import Store
-from accord.types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
 
 
 def main() -> None:

@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from accord.base.errors import AccordError
+from accord.base.keys import load_validator_key
+from accord.base.metrics import parse_text
 from accord.client import AsyncClient
-from accord.config import NodeConfig
 from accord.devnet import Devnet, Load, ensure_network
-from accord.errors import AccordError
-from accord.keys import load_validator_key
-from accord.metrics import parse_text
+from accord.node.config import NodeConfig
 
 ROUND_MS = 500
 STAGE2_MS = 250

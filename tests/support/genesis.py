@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from accord.crypto import bls
-from accord.crypto.ed25519 import AccountKey
-from accord.genesis import ConsensusParams, Genesis, TokenGenesis, ValidatorInfo
+from accord.base.crypto import bls
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.genesis import ConsensusParams, Genesis, TokenGenesis, ValidatorInfo
 
 
 def make_genesis(

@@ -10,10 +10,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from accord.config import init_network
+from accord.base.genesis import ConsensusParams, Genesis
 from accord.devnet import free_ports
-from accord.genesis import ConsensusParams, Genesis
 from accord.node import Node
+from accord.node.config import init_network
 
 T = TypeVar("T")
 

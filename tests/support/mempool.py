@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from accord.crypto.ed25519 import AccountKey
-from accord.mempool import Mempool
-from accord.types import Tx
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.types import Tx
+from accord.ledger.mempool import Mempool
 
 CHAIN = "accord-test"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from accord.merkle import EMPTY, StateProof
+from accord.base.merkle import EMPTY, StateProof
 from accord.storage import tree
 
 

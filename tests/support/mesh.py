@@ -8,8 +8,8 @@ from typing import Any
 
 import aiohttp
 
-from accord.crypto import bls
-from accord.genesis import Genesis
+from accord.base.crypto import bls
+from accord.base.genesis import Genesis
 from accord.net import Kind, NetConfig, Transport
 
 from . import rawpeer

@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from accord.config import demo_account, init_network
+from accord.base.genesis import ConsensusParams, Genesis
+from accord.base.types import Tx
 from accord.consensus import verify_certificate
 from accord.devnet import free_ports
-from accord.genesis import ConsensusParams, Genesis
 from accord.node import Node
+from accord.node.config import demo_account, init_network
 from accord.storage import Store
-from accord.types import Tx
 
 
 def make_net(root: Path, n: int = 4) -> Genesis:

@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.genesis import ContractEntry
+from accord.base.types import Tx
 from accord.contracts.base import Contract
 from accord.contracts.memory import MemoryState
 from accord.contracts.mpc_loans import MpcLoans
 from accord.contracts.mpc_oracle import MpcOracle
 from accord.contracts.runtime import Runtime, code_hash
-from accord.crypto.ed25519 import AccountKey
-from accord.genesis import ContractEntry
 from accord.mpc.channel import public_bytes
 from accord.mpc.client import Cluster
 from accord.mpc.cluster import free_port
 from accord.mpc.oracle import OracleHook, OracleWorker
 from accord.mpc.programs import code_hash as program_hash
 from accord.mpc.server import MpcServer, ServerInfo
-from accord.types import Tx
 
 from .genesis import make_genesis
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 
-from accord import encoding
-from accord.crypto import bls
+from accord.base import encoding
+from accord.base.crypto import bls
 from accord.net import handshake as hs
 from accord.net import tls as nettls
 from accord.net.frames import Kind, encode_frame

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .crypto import bls
-from .crypto.ed25519 import AccountKey
-from .errors import ValidationError
-from .genesis import ConsensusParams, ContractEntry, Genesis, TokenGenesis, ValidatorInfo
-from .keys import save_validator_key
-from .net.tls import make_self_signed
+from accord.base.crypto import bls
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import ValidationError
+from accord.base.genesis import ConsensusParams, ContractEntry, Genesis, TokenGenesis, ValidatorInfo
+from accord.base.keys import save_validator_key
+from accord.net.tls import make_self_signed
 
 DEMO_BALANCE = 10**12
 
@@ -192,7 +192,7 @@ def init_network(
     )
     genesis.save(root / "genesis.json")
     (root / "accounts" / "README").write_text(
-        "Demo accounts demo-0.. are derived from public names (accord.config.demo_account):\n"
+        "Demo accounts demo-0.. are derived from public names (accord.node.config.demo_account):\n"
         "they exist for demos and benchmarks only. authority.json may mint tokens.\n"
     )
     return genesis

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import AccordError
+from accord.base.errors import AccordError
 
 
 class PlotUnavailable(AccordError):

@@ -21,7 +21,7 @@ from typing import Any, TypeAlias
 
 import msgpack
 
-from .errors import DecodeError, NonCanonical, TooLarge, TrailingBytes
+from accord.base.errors import DecodeError, NonCanonical, TooLarge, TrailingBytes
 
 Value: TypeAlias = Any  # None | bool | int | bytes | str | list[Value] | dict[str, Value]
 

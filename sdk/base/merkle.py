@@ -68,8 +68,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from . import encoding
-from .errors import DecodeError, ProofError
+from accord.base import encoding
+from accord.base.errors import DecodeError, ProofError
 
 HASH_SIZE = 32
 MAX_DEPTH = 64  # levels of the state tree: nibbles in a 256-bit path

@@ -1,6 +1,6 @@
 """The client API's request and response shapes, and the OpenAPI document built from them.
 
-Why pydantic models here when :mod:`accord.types` already has dataclasses: the dataclasses are
+Why pydantic models here when :mod:`accord.base.types` already has dataclasses: the dataclasses are
 the hot-path, canonical forms; these models describe the *JSON edge* (what a browser, curl or
 another language sees), validate what comes in, and generate the OpenAPI document, so the
 document can never drift from what the server actually checks.
@@ -9,7 +9,7 @@ JSON conventions (one rule each, so any client can follow them):
 
 * Byte strings in fixed fields (hashes, keys, signatures) are lower-case hex without ``0x``.
 * Wherever a light client must re-hash what was signed, a ``raw`` field carries the canonical
-  encoding (:mod:`accord.encoding`) as hex: JSON is a view, ``raw`` is the truth.
+  encoding (:mod:`accord.base.encoding`) as hex: JSON is a view, ``raw`` is the truth.
 * Contract values (tx args, results, event data, state values) use a tagged mapping of the
   canonical value model: ``bytes`` become ``{"$bytes": "<hex>"}``; a map whose keys start with
   ``$`` is wrapped as ``{"$map": {...}}`` so that it cannot be confused with a tag. Everything
@@ -23,17 +23,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from .encoding import MAX_VALUE_DEPTH, Value
-from .errors import DecodeError
-from .genesis import Genesis
-from .types import Block, Certificate, Event, Header, Receipt, Tx
+from accord.base.encoding import MAX_VALUE_DEPTH, Value
+from accord.base.errors import DecodeError
+from accord.base.genesis import Genesis
+from accord.base.types import Block, Certificate, Event, Header, Receipt, Tx
 
 HEX_PATTERN = r"^([0-9a-fA-F]{2})*$"
 HASH_HEX_PATTERN = r"^[0-9a-fA-F]{64}$"
 
 # --- contract values <-> JSON ---------------------------------------------------------------
 
-_MAX_JSON_DEPTH = MAX_VALUE_DEPTH  # one limit with admission (accord.encoding.MAX_VALUE_DEPTH)
+_MAX_JSON_DEPTH = MAX_VALUE_DEPTH  # one limit with admission (accord.base.encoding.MAX_VALUE_DEPTH)
 
 
 def _too_deep() -> DecodeError:
@@ -263,7 +263,7 @@ class ReceiptModel(WireModel):
 
     @classmethod
     def of(cls, r: Receipt) -> ReceiptModel:
-        from . import encoding
+        from accord.base import encoding
 
         return cls(
             tx_hash=r.tx_hash.hex(),
@@ -321,7 +321,7 @@ class HeaderModel(WireModel):
     time_ms: int
     sortition: str
     body_hash: str = Field(
-        description="hash over the block's transaction hashes, in order (accord.types.body_hash)"
+        description="hash over the block's transaction hashes, in order (accord.base.types.body_hash)"
     )
     raw: str = Field(description="canonical encoding of the header (what is hashed), hex")
 
@@ -433,7 +433,7 @@ class SubmitTxBatchResponse(WireModel):
 class InclusionProof(WireModel):
     """Merkle proof that ``leaf`` = tx_leaf(tx hash, receipt hash) is at ``index`` of ``count``
     leaves under ``tx_root`` (the committed header's); verify with
-    ``accord.merkle.verify_merkle_proof(tx_root, leaf, index, count, siblings)``."""
+    ``accord.base.merkle.verify_merkle_proof(tx_root, leaf, index, count, siblings)``."""
 
     leaf: str
     index: int
@@ -461,7 +461,7 @@ class StateResponse(WireModel):
 
     ``value`` is null when the key is absent; ``proof`` is then a non-membership proof.
     ``proof_raw`` is the proof's canonical encoding (``StateProof.to_obj()``), which is what
-    ``accord.merkle.verify_state_proof(header.state_root, state_key, value, proof)`` takes.
+    ``accord.base.merkle.verify_state_proof(header.state_root, state_key, value, proof)`` takes.
     """
 
     contract: str

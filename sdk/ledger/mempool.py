@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, KeysView
 
-from . import encoding
-from .crypto import ed25519
-from .errors import (
+from accord.base import encoding
+from accord.base.crypto import ed25519
+from accord.base.errors import (
     AccordError,
     DuplicateTx,
     GasLimitTooHigh,
@@ -37,7 +37,7 @@ from .errors import (
     TooLarge,
     WrongChain,
 )
-from .types import MAX_TX_BYTES, Tx
+from accord.base.types import MAX_TX_BYTES, Tx
 
 
 class Mempool:

@@ -3,7 +3,7 @@
 Each type has ``to_obj()`` (its canonical value: a list of fields in a fixed order, so the
 encoding is compact and field names never enter a hash) and ``from_obj()`` (strict: every
 field is type- and size-checked, so a decoded object is a valid one). ``encode()``/``decode()``
-go through :mod:`accord.encoding`. Hashes are SHA-256 of the canonical bytes.
+go through :mod:`accord.base.encoding`. Hashes are SHA-256 of the canonical bytes.
 
 These are plain frozen dataclasses rather than pydantic models: they sit on the hot path
 (thousands per second through mempool, consensus and storage). pydantic models describe them
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from . import encoding
-from .crypto import ed25519
-from .encoding import Value
-from .errors import DecodeError, InvalidSignature, ValidationError
+from accord.base import encoding
+from accord.base.crypto import ed25519
+from accord.base.encoding import Value
+from accord.base.errors import DecodeError, InvalidSignature, ValidationError
 
 HASH_SIZE = 32
 MAX_TX_BYTES = 64 * 1024
@@ -190,7 +190,7 @@ class Tx:
                 f"transaction of {len(self._encoded)} bytes exceeds {MAX_TX_BYTES}"
             )
         if self.chain_id != chain_id:
-            from .errors import WrongChain
+            from accord.base.errors import WrongChain
 
             raise WrongChain(f"transaction is for chain {self.chain_id!r}, this is {chain_id!r}")
         self.verify_signature()

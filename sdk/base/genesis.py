@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import encoding
-from .crypto import bls
-from .errors import GenesisError
+from accord.base import encoding
+from accord.base.crypto import bls
+from accord.base.errors import GenesisError
 
 
 class _Model(BaseModel):

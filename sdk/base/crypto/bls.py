@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 
 from blspy import G1Element, G2Element, PopSchemeMPL, PrivateKey
 
-from ..errors import InvalidSignature, ValidationError
+from accord.base.errors import InvalidSignature, ValidationError
 
 PUBLIC_KEY_SIZE = 48
 SIGNATURE_SIZE = 96

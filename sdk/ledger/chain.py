@@ -24,11 +24,11 @@ from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import merkle
-from .blocktime import block_time_error
-from .errors import AccordError, GenesisError, ValidationError
-from .genesis import Genesis
-from .types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
+from accord.base import merkle
+from accord.base.errors import AccordError, GenesisError, ValidationError
+from accord.base.genesis import Genesis
+from accord.base.types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
+from accord.ledger.blocktime import block_time_error
 
 if TYPE_CHECKING:
     from accord.contracts.runtime import Runtime
@@ -104,7 +104,7 @@ class Chain:
     def head(self) -> tuple[int, bytes]:
         head = self.store.head()
         if head is None:  # genesis is committed at construction: only a snapshot install empties it
-            from .errors import Unavailable
+            from accord.base.errors import Unavailable
 
             raise Unavailable("the node is installing a state snapshot: no head yet")
         return head
@@ -268,7 +268,7 @@ class Chain:
     def check_time(self, header: Header, now_ms: int) -> None:
         """Refuse (InvalidProposal) a proposal whose time an honest validator must not vote
         for at local time ``now_ms``: too far ahead of that clock or outside its round's slot
-        (see :mod:`accord.blocktime`). A vote-time check only: it depends on the local clock,
+        (see :mod:`accord.ledger.blocktime`). A vote-time check only: it depends on the local clock,
         so :meth:`commit` and catch-up never apply it to a certified block. A header that
         does not extend the head is left to :meth:`validate`, which refuses it."""
         params = self.genesis.consensus

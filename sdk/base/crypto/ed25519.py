@@ -28,7 +28,7 @@ from pathlib import Path
 import ed25519_zebra
 import nacl.signing
 
-from ..errors import InvalidSignature, ValidationError
+from accord.base.errors import InvalidSignature, ValidationError
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64

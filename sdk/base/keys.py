@@ -1,6 +1,6 @@
 """Key files: validator (BLS) keys on disk, readable by their owner only.
 
-Account keys (Ed25519) live in :mod:`accord.crypto.ed25519`; this module adds the validator key
+Account keys (Ed25519) live in :mod:`accord.base.crypto.ed25519`; this module adds the validator key
 file and the permission rule shared by both: a key file that others can read is refused, the
 way ssh refuses a world-readable private key.
 """
@@ -12,8 +12,8 @@ import os
 import stat
 from pathlib import Path
 
-from .crypto import bls
-from .errors import ValidationError
+from accord.base.crypto import bls
+from accord.base.errors import ValidationError
 
 
 def write_private(path: str | Path, text: str) -> None:

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import AccordError
+from accord.base.errors import AccordError
 
 LOCK_NAME = "node.lock"
 
