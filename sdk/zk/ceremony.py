@@ -155,13 +155,12 @@ class Ceremony:
         def same_as_new(path: Path) -> None:
             # "new" holds no secret and snarkjs will not verify a file without contributions:
             # it is checked by making it again (deterministic) and comparing the bytes.
-            again = tools.tmp_path(path.with_name(path.name + ".again"))
-            try:
-                new(again, lambda line: None)
-                if tools.file_hash(again) != tools.file_hash(path):
-                    raise CeremonyCacheError(f"{path} is not the file `powersoftau new` makes")
-            finally:
-                again.unlink(missing_ok=True)
+            _check_remade(
+                path,
+                new,
+                lambda a, b: tools.file_hash(a) == tools.file_hash(b),
+                f"{path} is not the file `powersoftau new` makes",
+            )
 
         steps.append(_Step(d / "00_new.ptau", "phase 1: new", new, same_as_new))
         for i, member in enumerate(p.members, start=1):
@@ -361,17 +360,9 @@ class Ceremony:
             )
 
         def same_as_export(path: Path) -> None:
-            again = tools.tmp_path(path.with_name(path.name + ".again"))
-            try:
-                export(again, lambda line: None)
-                try:
-                    same = json.loads(again.read_text()) == json.loads(path.read_text())
-                except ValueError:
-                    same = False
-                if not same:
-                    raise CeremonyCacheError(f"{path} is not the verification key of {final}")
-            finally:
-                again.unlink(missing_ok=True)
+            _check_remade(
+                path, export, _same_json, f"{path} is not the verification key of {final}"
+            )
 
         # The key's record names the zkey it was exported from, so a re-made final.zkey makes
         # the cached vk.json be compared again rather than trusted.
@@ -391,6 +382,30 @@ class Ceremony:
 class CeremonyCacheError(ZkToolError):
     """A cached ceremony file that does not check out: changed since it was verified, or not
     what its step makes. Nothing built on it is used."""
+
+
+def _check_remade(
+    path: Path,
+    make: Callable[[Path, Callable[[str], None]], None],
+    same: Callable[[Path, Path], bool],
+    error: str,
+) -> None:
+    """Check a cached file of a deterministic step by making it again beside it and comparing
+    (for the steps that hold no secret, where that is the only check snarkjs offers)."""
+    again = tools.tmp_path(path.with_name(path.name + ".again"))
+    try:
+        make(again, lambda line: None)
+        if not same(again, path):
+            raise CeremonyCacheError(error)
+    finally:
+        again.unlink(missing_ok=True)
+
+
+def _same_json(a: Path, b: Path) -> bool:
+    try:
+        return bool(json.loads(a.read_text()) == json.loads(b.read_text()))
+    except ValueError:
+        return False
 
 
 def _expected(members: Sequence[str], beacon: str | None) -> list[tuple[str, str | None]]:
