@@ -319,7 +319,6 @@ class Explorer:
         }
 
     def install(self, app: web.Application) -> None:
-        app.router.add_get("/explorer", self.redirect)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
 
@@ -531,9 +530,6 @@ class Explorer:
         )
 
     # --- static --------------------------------------------------------------------------
-
-    async def redirect(self, request: web.Request) -> web.StreamResponse:
-        raise web.HTTPFound("/explorer/")
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         return self._file("index.html")
