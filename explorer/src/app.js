@@ -138,7 +138,7 @@ views.live = async (main) => {
     $("#mempool").textContent = String(s2.mempool ?? "-");
     const tps = c.window.map((p) => (p.interval_ms > 0 ? (1000 * p.tx_count) / p.interval_ms : 0));
     const lat = c.window.map((p) => p.interval_ms / 1000);
-    $("#charts").replaceChildren(chart("Transactions per second", tps, "tx/s"), chart("Block interval (commit latency)", lat, "s"));
+    $("#charts").replaceChildren(chart("Transactions per second", tps, "tx/s"), chart("Block interval", lat, "s"));
     const head = c.head_height;
     $("#validators").replaceChildren(table(
       ["#", "name", "last vote (height)", "last proposed", `votes in last ${c.window.length} blocks`, "status"],

@@ -73,7 +73,7 @@ ROUTES: list[s.Route] = [
         operation_id="search",
         response="SearchResponse",
         errors=[422],
-        params=[_param("q", "query", {"type": "string", "maxLength": 128}, True)],
+        params=[_param("q", "query", {"type": "string", "minLength": 1, "maxLength": 128}, True)],
     ),
     s.Route(
         method="get",
