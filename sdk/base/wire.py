@@ -567,6 +567,129 @@ class StreamLagged(WireModel):
     message: str
 
 
+# --- explorer ----------------------------------------------------------------------------------
+# Shapes of the explorer's endpoints (accord.node.explorer). Every list is bounded by a
+# ``limit`` (at most EXPLORER_MAX_LIMIT) and paged with a cursor, so no request reads more than
+# one page of the chain however long it is.
+
+EXPLORER_MAX_LIMIT = 100
+
+
+class BlockListQuery(WireModel):
+    """Query string of ``GET /v1/blocks``: newest first, below ``before`` (exclusive)."""
+
+    before: QueryUint | None = Field(
+        default=None, ge=1, description="list blocks below this height (default: the head + 1)"
+    )
+    limit: QueryUint = Field(default=20, ge=1, le=EXPLORER_MAX_LIMIT)
+
+
+class PageQuery(WireModel):
+    limit: QueryUint = Field(default=20, ge=1, le=EXPLORER_MAX_LIMIT)
+
+
+class SearchQuery(WireModel):
+    q: str = Field(min_length=1, max_length=128, description="height, hash, address or contract")
+
+
+class BlockSummary(WireModel):
+    height: int
+    hash: str
+    round: int
+    time_ms: int
+    tx_count: int
+    proposer: int
+    signers: list[int] = Field(description="validators whose votes the certificate carries")
+
+
+class BlockListResponse(WireModel):
+    blocks: list[BlockSummary]
+    head_height: int
+    next_before: int | None = Field(description="``before`` of the next (older) page, if any")
+
+
+class TxRef(WireModel):
+    tx_hash: str
+    height: int
+    index: int
+    contract: str
+    method: str
+    sender: str
+    ok: bool
+    gas_used: int
+
+
+class TxListResponse(WireModel):
+    """Recent transactions of an account (sent, or named in an event) or a contract, newest
+    first, from the node's bounded explorer index (see ``indexed_from``)."""
+
+    subject: str
+    txs: list[TxRef]
+    indexed_from: int = Field(description="the index covers blocks from this height on")
+    indexed_to: int = Field(description="... up to this height (-1: nothing indexed yet)")
+
+
+class SearchResponse(WireModel):
+    query: str
+    kind: Literal["block", "tx", "pending_tx", "account", "contract", "none"]
+    target: str = Field(description="height, hash, address or contract name to open")
+
+
+class ValidatorActivity(WireModel):
+    index: int
+    name: str
+    last_signed: int | None = Field(description="newest height in the window it signed")
+    last_proposed: int | None
+    signed: int = Field(description="certificates in the window carrying its vote")
+
+
+class ChainPoint(WireModel):
+    height: int
+    time_ms: int
+    tx_count: int
+    interval_ms: int = Field(description="time since the previous block")
+
+
+class ChainSummaryResponse(WireModel):
+    head_height: int
+    window: list[ChainPoint] = Field(description="the most recent blocks, oldest first")
+    validators: list[ValidatorActivity]
+    n: int
+    quorum: int
+
+
+class OracleRequestModel(WireModel):
+    id: str
+    program: str
+    contract: str
+    height: int
+    deadline: int
+    status: Literal["pending", "answered", "failed"]
+    answered_at: int | None = None
+    error: str = ""
+
+
+class OracleListResponse(WireModel):
+    requests: list[OracleRequestModel]
+    indexed_from: int
+    indexed_to: int
+
+
+class ShieldedResponse(WireModel):
+    """Public facts of the shielded pool: never a note's owner, amount or key."""
+
+    present: bool = Field(description="whether this chain has a shielded pool")
+    note_count: int = 0
+    root: str = ""
+    nullifiers_seen: int = Field(default=0, description="nullifiers spent in indexed blocks")
+    recent: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="recent pool transactions: height, tx hash, nullifiers, commitments, root",
+    )
+    indexed_from: int = 0
+    indexed_to: int = -1
+
+
 # --- OpenAPI -----------------------------------------------------------------------------------
 
 ALL_MODELS: list[type[BaseModel]] = [
@@ -590,6 +713,12 @@ ALL_MODELS: list[type[BaseModel]] = [
     StreamBlock,
     StreamEvent,
     StreamLagged,
+    BlockListResponse,
+    TxListResponse,
+    SearchResponse,
+    ChainSummaryResponse,
+    OracleListResponse,
+    ShieldedResponse,
 ]
 
 

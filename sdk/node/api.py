@@ -36,6 +36,8 @@ both it and the router)::
     GET  /v1/validators | /v1/status | /v1/genesis
     GET  /v1/stream                   WebSocket: hello, then block and event messages
     GET  /metrics | /openapi.json
+    GET  /v1/blocks, /v1/search, /v1/accounts/{a}/txs, /v1/contracts/{c}/txs, /v1/explorer/*,
+         /explorer/               the web explorer (accord.node.explorer)
 
 Embedding: ``server = ApiServer(node, host, port, ApiConfig(...)); await server.start()``
 inside the node's event loop, ``await server.stop()`` on shutdown; or mount
@@ -78,6 +80,8 @@ from accord.base.genesis import Genesis
 from accord.base.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from accord.base.metrics import Registry
 from accord.base.types import MAX_TX_BYTES, Block, Receipt, Tx
+from accord.node.explorer import ROUTES as EXPLORER_ROUTES
+from accord.node.explorer import Explorer
 
 log = logging.getLogger(__name__)
 
@@ -613,6 +617,8 @@ ROUTES: list[s.Route] = [
     ),
 ]
 
+ROUTES += EXPLORER_ROUTES  # the web explorer's endpoints and pages (accord.node.explorer)
+
 
 def openapi(genesis: Genesis | None = None) -> dict[str, Any]:
     """The API's OpenAPI 3.1 document (generated from the pydantic models and ROUTES)."""
@@ -700,6 +706,9 @@ class ClientApi:
             "metrics": self.metrics,
             "openapi": self.openapi,
         }
+        explorer = Explorer(self)
+        handlers.update(explorer.handlers())
+        explorer.install(app)
         for route in ROUTES:
             app.router.add_route(route.method.upper(), route.path, handlers[route.operation_id])
         app.on_shutdown.append(self._close_streams)
