@@ -20,16 +20,43 @@ Rules that keep the check honest (each one defeats an attack on the earlier desi
 * **The limit is the contract's policy** (``max_exposure``), the receiver key the lender's
   registered one: the borrower picks neither.
 * **Rate limit.** At most ``applications_per_epoch`` applications per borrower per epoch of
-  ``epoch_blocks`` blocks: each answer is one bit about the sum, so a borrower learns at most
-  that many bits per epoch (20 binary-search queries take 20 epochs, while balances change).
+  ``epoch_blocks`` blocks.
+* **A bounded total, not only a rate.** A rate alone lets a patient borrower binary-search
+  the sum over ~20 epochs (the earlier design). So amounts are quantised and the answers
+  about one debt state are budgeted:
+
+  - every ``amount`` is a positive multiple of the policy's ``amount_step`` ``q`` (genesis;
+    it divides ``max_exposure`` ``M``), so the answer ``[s + a < M]`` for ``a = j q`` equals
+    ``[floor(s / q) < M/q - j]``: it depends on the sum ``s`` only through which of the
+    ``D = M / q`` cells ``[0, q), [q, 2q), ..., [M - 2q, M - q), [M - q, oo)`` holds it
+    (an out-of-range balance answers 0 like the top cell);
+  - each borrower gets at most ``probe_budget`` ``B`` answers per *debt state*, whatever
+    they were (the answer is sealed to B and L: the contract cannot tell an approval from a
+    refusal, so it counts every answer as a possible refusal). The debt state changes when
+    a registered lender records (again) a balance of the borrower (:meth:`record`, after
+    re-sharing it): that refreshes the budget; an approval that becomes a loan is such a
+    change. Beyond the budget an application is refused without running the MPC.
+
+  Bound: about one debt state, the borrower's answers take at most ``2^min(B, log2 D)``
+  values, so it learns at most ``min(B, log2 D)`` bits, and never locates the sum more
+  finely than one cell of width ``q``. Whatever its strategy, for at least half of the
+  possible sums the set of sums consistent with its answers spans at least
+  ``D / 2^(B+1)`` cells, i.e. an interval of width ``M / 2^(B+1)`` (at most ``2^B`` answer
+  patterns; those covering fewer than ``D / 2^(B+1)`` cells cover fewer than ``D / 2`` in
+  all); halving ends with ``floor(D / 2^B)`` cells for every sum. Defaults: ``B = 4``
+  answers; ``q`` has no default (a policy choice: ``M / q`` levels).
+  What the bound assumes: lenders record only real changes (each record is public, on the
+  chain); balances re-shared without a record do not refresh the budget.
 
 Genesis ``mpc.loans``: ``{"lenders": [{"address": hex20, "mpc_key": hex32, "receiver_key":
-hex32}], "max_exposure": int, "epoch_blocks": int, "applications_per_epoch": int,
-"admin": hex20 (optional)}``.
+hex32}], "max_exposure": int, "amount_step": int (dividing max_exposure; required if it is
+positive), "probe_budget": int (1..64, default 4), "epoch_blocks": int,
+"applications_per_epoch": int, "admin": hex20 (optional)}``.
 
 State: ``b"L" + lender`` -> registered keys; ``b"l" + borrower`` -> lenders that recorded a
-balance; ``b"n" + borrower + epoch`` -> applications in that epoch; ``b"a" + request id`` ->
-application.
+balance; ``b"v" + borrower`` -> debt-state version (records so far); ``b"p" + borrower`` ->
+``{"version", "used"}``: answers spent on that debt state; ``b"n" + borrower + epoch`` ->
+applications in that epoch; ``b"a" + request id`` -> application.
 """
 
 from __future__ import annotations
@@ -41,6 +68,8 @@ from accord.contracts.base import Context, Contract, method
 MAX_LENDERS = 32
 BALANCE_BITS = 40  # the program's range check: every balance in [0, 2^40)
 MAX_EXPOSURE = 1 << 46  # sum of 32 balances below 2^40 plus an amount: far below 2^62
+DEFAULT_PROBE_BUDGET = 4  # answers per borrower per debt state: at most 4 bits about it
+MAX_PROBE_BUDGET = 64
 
 
 def share_name(mpc_key: bytes, borrower: bytes) -> str:
@@ -87,10 +116,21 @@ class MpcLoans(Contract):
             raise GenesisError("mpc.loans.epoch_blocks must be a positive integer")
         if type(per_epoch) is not int or not 1 <= per_epoch <= 16:
             raise GenesisError("mpc.loans.applications_per_epoch must be in [1, 16]")
+        step = cfg.get("amount_step", 1 if exposure == 0 else None)
+        if type(step) is not int or step < 1 or exposure % step:
+            raise GenesisError(
+                "mpc.loans.amount_step must be a positive integer dividing max_exposure "
+                "(amounts are multiples of it: max_exposure / amount_step answer levels)"
+            )
+        budget = cfg.get("probe_budget", DEFAULT_PROBE_BUDGET)
+        if type(budget) is not int or not 1 <= budget <= MAX_PROBE_BUDGET:
+            raise GenesisError(f"mpc.loans.probe_budget must be in [1, {MAX_PROBE_BUDGET}]")
         policy: dict[str, Value] = {
             "max_exposure": exposure,
             "epoch_blocks": epoch,
             "per_epoch": per_epoch,
+            "amount_step": step,
+            "probe_budget": budget,
         }
         if cfg.get("admin") is not None:
             policy["admin"] = _hex(cfg["admin"], 20, "admin")
@@ -128,6 +168,8 @@ class MpcLoans(Contract):
             ctx.require(len(lenders) < MAX_LENDERS, "too many lenders for one borrower")
             lenders.append(ctx.sender)
             ctx.set(b"l" + borrower, lenders)
+        # a new debt state: the borrower's budget of answers starts again (see the bound)
+        ctx.set(b"v" + borrower, ctx.get(b"v" + borrower, 0) + 1)
         ctx.emit("BalanceRecorded", borrower=borrower, lender=ctx.sender)
         return share_name(reg["mpc_key"], borrower)
 
@@ -143,6 +185,8 @@ class MpcLoans(Contract):
             type(amount) is int and 0 < amount < policy.get("max_exposure", 0),
             "amount must be positive and below the contract's max exposure",
         )
+        step = policy.get("amount_step", 1)
+        ctx.require(amount % step == 0, f"amount must be a multiple of the amount step {step}")
         ctx.require(
             len(borrower_key) == 32 and borrower_key != reg["receiver_key"],
             "borrower_key must be the borrower's own 32-byte key",
@@ -157,7 +201,17 @@ class MpcLoans(Contract):
             f"at most {policy['per_epoch']} applications per epoch of "
             f"{policy['epoch_blocks']} blocks",
         )
+        version = ctx.get(b"v" + ctx.sender, 0)
+        spent = ctx.get(b"p" + ctx.sender, {"version": version, "used": 0})
+        probes = spent["used"] if spent["version"] == version else 0
+        budget = policy.get("probe_budget", DEFAULT_PROBE_BUDGET)
+        ctx.require(
+            probes < budget,
+            f"the budget of {budget} answers for this debt state is spent: no more "
+            "applications until a lender records a change of the borrower's debts",
+        )
         ctx.set(used_key, used + 1)
+        ctx.set(b"p" + ctx.sender, {"version": version, "used": probes + 1})
         # a lender stays in the registry once registered (there is no removal), so every
         # recorded lender has its key; names come from the registry, never from the borrower
         names = [share_name(ctx.get(b"L" + a, {}).get("mpc_key", b""), ctx.sender) for a in lenders]
@@ -195,3 +249,16 @@ class MpcLoans(Contract):
     @method(readonly=True)
     def lender(self, ctx: Context, lender: bytes) -> dict | None:
         return ctx.get(b"L" + lender)
+
+    @method(readonly=True)
+    def policy(self, ctx: Context) -> dict:
+        """The limit, the amount step, the answer budget and the rate limit."""
+        return dict(ctx.get("policy", {}))
+
+    @method(readonly=True)
+    def answers_left(self, ctx: Context, borrower: bytes) -> int:
+        """How many applications ``borrower`` may still make about its current debt state."""
+        version = ctx.get(b"v" + borrower, 0)
+        spent = ctx.get(b"p" + borrower, {"version": version, "used": 0})
+        used = spent["used"] if spent["version"] == version else 0
+        return max(0, ctx.get("policy", {}).get("probe_budget", DEFAULT_PROBE_BUDGET) - used)

@@ -112,6 +112,9 @@ def make_genesis(
             "loans": {
                 "lenders": lenders,
                 "max_exposure": max_exposure,
+                # amounts are multiples of 1 % of the limit: 100 answer levels, and at
+                # most probe_budget (default 4) answers per debt state
+                "amount_step": max(1, max_exposure // 100),
                 "epoch_blocks": 1,
                 "applications_per_epoch": 1,
             },

@@ -1,8 +1,10 @@
 """Two hospitals train one logistic-regression model without showing each other their patients.
 
 Three MPC servers run on loopback; the cluster registers three client keys. Each hospital
-shares its own rows from its own machine, under its own key, and grants the ``lr_train``
-program, run by the analyst, access to them. The analyst's run combines both hospitals' rows
+shares its own rows from its own machine, under its own key, and grants the analyst exactly
+one run: ``lr_train`` with these params on these four inputs, as they are now (another
+learning rate, one epoch more, a swapped or replaced input is refused: such a choice could make
+the model reveal a patient's row). The analyst's run combines both hospitals' rows
 (horizontal partitioning) and receives only the model. A run without both grants is refused.
 Then the analyst scores new records privately (its own inputs, nothing to grant).
 
@@ -37,17 +39,23 @@ def two_hospitals(cluster: LocalCluster, x: np.ndarray, y: np.ndarray, epochs: i
         ref(keys["hospital_b"], "rows", "X_b"),
         ref(keys["hospital_b"], "labels", "y_b"),
     ]
+    params = {"epochs": epochs, "lr": "0.5", "batch": 128}  # the run both hospitals agree to
     try:
-        analyst.run("lr_train", inputs, {"epochs": epochs})
+        analyst.run("lr_train", inputs, params)
         raise AssertionError("a run without the hospitals' grants must be refused")
     except MpcError as e:
         print("before the grants:", str(e).split(";")[0])
     for name in keys:
         with cluster.connect(name) as h:
-            h.grant("rows", ["lr_train"], [analyst.public_key])
-            h.grant("labels", ["lr_train"], [analyst.public_key])
+            for own in ("rows", "labels"):
+                h.grant(own, "lr_train", analyst.public_key, params=params, inputs=inputs)
+    try:
+        analyst.run("lr_train", inputs, {**params, "lr": "16"})
+        raise AssertionError("a run with other params than the granted ones must be refused")
+    except MpcError as e:
+        print("other params than granted:", str(e).split(";")[0])
     t0 = time.perf_counter()
-    out, public = analyst.run("lr_train", inputs, {"epochs": epochs, "lr": "0.5", "batch": 128})
+    out, public = analyst.run("lr_train", inputs, params)
     out["wall_s"] = time.perf_counter() - t0
     out["train_s"] = public["train_ns"] / 1e9
     out["analyst"] = analyst

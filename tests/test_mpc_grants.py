@@ -1,5 +1,6 @@
-"""Multi-owner computations: each owner grants named programs and receivers access to its
-named inputs; a run that reads another owner's input without its grant is refused."""
+"""Multi-owner computations: each owner grants one exact computation on its named inputs
+(program, receiver, params, every input at its current version); a run that reads another
+owner's input without a grant of exactly that run is refused."""
 
 from __future__ import annotations
 
@@ -59,6 +60,16 @@ def _refs(keys):
     ]
 
 
+def _restart(state, i):
+    state["servers"][i].stop()
+    state["servers"][i] = state["make"](i)
+    state["servers"][i].start()
+    deadline = time.monotonic() + 20
+    while any(s.dead or len(s.peers) < 2 for s in state["servers"]):
+        assert time.monotonic() < deadline, "the restarted server did not rejoin"
+        time.sleep(0.05)
+
+
 def _accuracy(x, y, w, b):
     return float((((x @ w + b) > 0).astype(int) == y).mean())
 
@@ -72,34 +83,37 @@ def test_two_hospitals_train_one_model_the_analyst_receives(consortium):
         with Cluster(infos, key=keys[name]) as h:  # each hospital shares only its own rows
             h.share("rows", x[rows])
             h.share("labels", y[rows].astype(float))
+    params = {"epochs": 3}
     with Cluster(infos, key=keys["analyst"]) as an:
         # no grant yet: refused before anything is read
         with pytest.raises(MpcError, match="not granted"):
-            an.run("lr_train", _refs(keys), {"epochs": 3})
+            an.run("lr_train", _refs(keys), params)
         with Cluster(infos, key=keys["hospital_a"]) as h:
-            h.grant("rows", ["lr_train"], [analyst])
-            h.grant("labels", ["lr_train"], [analyst])
+            for own in ("rows", "labels"):
+                h.grant(own, "lr_train", analyst, params=params, inputs=_refs(keys))
         with pytest.raises(MpcError, match="not granted"):  # hospital B has not granted yet
-            an.run("lr_train", _refs(keys), {"epochs": 3})
+            an.run("lr_train", _refs(keys), params)
         with Cluster(infos, key=keys["hospital_b"]) as h:
-            h.grant("rows", ["lr_train"], [analyst])
-            h.grant("labels", ["lr_train"], [analyst])
-        out, _ = an.run("lr_train", _refs(keys), {"epochs": 3})
+            for own in ("rows", "labels"):
+                h.grant(own, "lr_train", analyst, params=params, inputs=_refs(keys))
+        out, _ = an.run("lr_train", _refs(keys), params)
     wp, bp = train_plain(x, y, epochs=3, lr=0.5, batch=128)
     assert np.abs(out["w"] - wp).max() < 0.05
     assert abs(_accuracy(x, y, out["w"], out["b"][0]) - _accuracy(x, y, wp, bp)) < 0.02
 
 
-def test_a_grant_covers_only_its_programs_receivers_and_owner(consortium):
+def test_a_grant_covers_only_its_program_receiver_and_owner(consortium):
     infos, keys, state = consortium
     a = public_bytes(keys["hospital_a"])
     analyst = public_bytes(keys["analyst"])
+    both = [ref(a, "x"), ref(a, "y")]
     with Cluster(infos, key=keys["hospital_a"]) as h:
         h.share("x", np.array([3, 5]), 0)
         h.share("y", np.array([4, 6]), 0)
-        h.grant("x", ["compare"], [analyst])
-        h.grant("y", ["compare"], [analyst])
-    both = [ref(a, "x"), ref(a, "y")]
+        h.grant("x", "compare", analyst, inputs=both)
+        h.grant("y", "compare", analyst, inputs=both)
+        with pytest.raises(MpcError, match="not among the inputs"):  # a grant names its input
+            h.grant("x", "compare", analyst, inputs=[ref(a, "y")])
     with Cluster(infos, key=keys["analyst"]) as an:
         assert an.run("compare", both)[0]["lt"].tolist() == [1, 1]
         with pytest.raises(MpcError, match="not granted"):  # another program: it would reveal x*y
@@ -109,29 +123,106 @@ def test_a_grant_covers_only_its_programs_receivers_and_owner(consortium):
             m.run("compare", both)
         # a grant is made in the granter's own namespace: mallory cannot grant A's input
         with pytest.raises(MpcError, match="no input named"):
-            m.grant("x", ["compare"], [public_bytes(keys["mallory"])])
+            m.grant("x", "compare", public_bytes(keys["mallory"]), inputs=both)
         with pytest.raises(MpcError, match="not granted"):
             m.run("compare", both)
     assert all(s.refused_grants >= 3 for s in state["servers"])
-
-    # grants are persisted with the shares: a restarted server still honours them
-    state["servers"][1].stop()
-    state["servers"][1] = state["make"](1)
-    state["servers"][1].start()
-    deadline = time.monotonic() + 20
-    while any(s.dead or len(s.peers) < 2 for s in state["servers"]):
-        assert time.monotonic() < deadline, "the restarted server did not rejoin"
-        time.sleep(0.05)
-    with Cluster(infos, key=keys["analyst"]) as an:
-        assert an.run("compare", both)[0]["lt"].tolist() == [1, 1]
     with Cluster(infos, key=keys["hospital_a"]) as h:
-        h.revoke("x", ["compare"], [analyst])
+        h.revoke("x", "compare", analyst, inputs=both)
     with Cluster(infos, key=keys["analyst"]) as an, pytest.raises(MpcError, match="not granted"):
         an.run("compare", both)
     # deleting an input drops its grants: a new input under the name starts with none
     with Cluster(infos, key=keys["hospital_a"]) as h:
+        h.grant("x", "compare", analyst, inputs=both)
         h.delete("y")
         h.share("y", np.array([0, 0]), 0)
-        h.grant("x", ["compare"], [analyst])
     with Cluster(infos, key=keys["analyst"]) as an, pytest.raises(MpcError, match="not granted"):
         an.run("compare", both)
+
+
+def _small_rows(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(24, 3))
+    y = (x @ np.array([1.0, -2.0, 0.5]) > 0).astype(float)
+    return x, y
+
+
+def test_the_row_extraction_run_with_other_params_is_refused(consortium):
+    """The finding: a grant of lr_train let the receiver choose the params, e.g. one step of
+    batch 1 at a learning rate of 16, whose first update is a multiple of the first patient's
+    row. Now the grant names the params: any other params are refused (this run succeeded on
+    the old servers), the granted run works, and so it does after a restart."""
+    infos, keys, state = consortium
+    analyst = public_bytes(keys["analyst"])
+    x, y = _small_rows()
+    inputs = [
+        ref(public_bytes(keys["hospital_a"]), "rows", "X_a"),
+        ref(public_bytes(keys["hospital_a"]), "labels", "y_a"),
+    ]
+    granted = {"epochs": 2, "lr": "0.5", "batch": 8}
+    with Cluster(infos, key=keys["hospital_a"]) as h:
+        h.share("rows", x)
+        h.share("labels", y)
+        for own in ("rows", "labels"):
+            h.grant(own, "lr_train", analyst, params=granted, inputs=inputs)
+    with Cluster(infos, key=keys["analyst"]) as an:
+        refused = state["servers"][0].refused_grants
+        for attack in (
+            {"epochs": 1, "lr": "16", "batch": 1},
+            {**granted, "epochs": 3},  # one epoch more is another computation
+            {"epochs": 2, "lr": "0.5"},  # a param left out (batch) is not the grant's either
+        ):
+            with pytest.raises(MpcError, match="other params or inputs"):
+                an.run("lr_train", inputs, attack)
+        assert state["servers"][0].refused_grants == refused + 3
+        # the same inputs under other program names are another computation
+        swapped = [dict(inputs[0], **{"as": "X_b"}), inputs[1]]
+        with pytest.raises(MpcError, match="not granted"):
+            an.run("lr_train", swapped, granted)
+        out, _ = an.run("lr_train", inputs, granted)
+    wp, _bp = train_plain(x, y.astype(int), epochs=2, lr=0.5, batch=8)
+    assert np.abs(out["w"] - wp).max() < 0.05
+
+    # grants are persisted with the shares: a restarted server still honours exactly them
+    _restart(state, 1)
+    with Cluster(infos, key=keys["analyst"]) as an:
+        again, _ = an.run("lr_train", inputs, granted)
+        assert np.abs(again["w"] - out["w"]).max() < 1e-3
+        with pytest.raises(MpcError, match="other params or inputs"):
+            an.run("lr_train", inputs, {"epochs": 1, "lr": "16", "batch": 1})
+
+
+def test_a_co_input_replaced_after_the_grant_is_refused(consortium):
+    """The finding: with lr_predict granted, the receiver could pass a crafted co-input: a
+    one-hot weight vector w = e_j makes p = sigmoid(X[:, j] + b), which reveals column j of
+    every row. Now the grant records each co-input's version: the receiver's model, replaced
+    after the grant by a one-hot vector under the same name, is refused (on the old servers
+    this run answered), and so is a co-input the grant does not name."""
+    infos, keys, state = consortium
+    a, an_key = public_bytes(keys["hospital_a"]), public_bytes(keys["analyst"])
+    x, _ = _small_rows(1)
+    model = np.array([0.3, -0.2, 0.1])
+    inputs = [ref(a, "rows", "X"), ref(an_key, "w"), ref(an_key, "b")]
+    with Cluster(infos, key=keys["analyst"]) as an:
+        an.share("w", model)  # the model the hospital reviewed
+        an.share("b", np.array([0.0]))
+        with Cluster(infos, key=keys["hospital_a"]) as h:
+            h.share("rows", x)
+            h.grant("rows", "lr_predict", an_key, inputs=inputs)
+        p, _ = an.run("lr_predict", ["w", "b", ref(a, "rows", "X")])  # own inputs by name: same
+        assert np.abs(p["p"] - 1 / (1 + np.exp(-(x @ model)))).max() < 0.01
+        an.share("w", np.array([1.0, 0.0, 0.0]))  # same name, replaced content: e_0
+        with pytest.raises(MpcError, match="an input was replaced since the grant"):
+            an.run("lr_predict", inputs)
+        an.share("w2", np.array([1.0, 0.0, 0.0]))
+        with pytest.raises(MpcError, match="not granted"):  # a co-input the grant does not name
+            an.run("lr_predict", [*inputs, ref(an_key, "w2")])
+        with Cluster(infos, key=keys["hospital_a"]) as h:
+            h.revoke("rows", "lr_predict", an_key, inputs=inputs)  # the stale grant goes
+            assert all(not s.grants for s in state["servers"])
+            h.grant("rows", "lr_predict", an_key, inputs=inputs)  # binds the current w
+            assert len(state["servers"][2].grants) == 1
+            h.share("rows", x + 1)  # replacing the granted input itself drops its grants
+        assert all(not s.grants for s in state["servers"])
+        with pytest.raises(MpcError, match="not granted"):
+            an.run("lr_predict", inputs)

@@ -18,7 +18,10 @@ from accord.mpc.oracle import open_result, requests_in
 from accord.mpc.programs import PROGRAMS
 
 from .support.oracle import (  # noqa: F401 - setup is the fixture
+    AMOUNT_STEP,
     LENDERS,
+    MAX_EXPOSURE,
+    PROBE_BUDGET,
     _apply,
     _next_epoch,
     _record_balances,
@@ -70,10 +73,10 @@ def test_a_registered_lenders_negative_or_huge_share_fails_the_range_check(setup
     g, chain, servers, workers, infos = setup
     lenders = _record_balances(chain, infos, BORROWER, [40_000, 25_000, 10_000, -(10**9)])
     assert _decide(chain, workers, lenders[0], 950_000, 0) == 0
-    assert _decide(chain, workers, lenders[0], 10, 1) == 0  # any amount: the input is invalid
+    assert _decide(chain, workers, lenders[0], 5_000, 1) == 0  # any amount: the input is invalid
     # the colluder replaces its share with an absurdly large one: still invalid
     _share_as(LENDERS[3][1], infos, BORROWER, 2**41)
-    assert _decide(chain, workers, lenders[0], 10, 2) == 0
+    assert _decide(chain, workers, lenders[0], 5_000, 2) == 0
     # an honest balance again: the check passes
     _share_as(LENDERS[3][1], infos, BORROWER, 5_000)
     assert _decide(chain, workers, lenders[0], 900_000, 3) == 1
@@ -108,7 +111,7 @@ def test_the_borrower_chooses_neither_the_limit_nor_the_lenders_key(setup):  # n
                     "mpc_loans",
                     "apply",
                     lender=lenders[0].address,
-                    amount=5,
+                    amount=5_000,
                     borrower_key=public_bytes(mine),
                     **extra,
                 )
@@ -125,7 +128,7 @@ def test_the_borrower_chooses_neither_the_limit_nor_the_lenders_key(setup):  # n
                 "mpc_loans",
                 "apply",
                 lender=BORROWER.address,
-                amount=5,
+                amount=5_000,
                 borrower_key=public_bytes(mine),
             )
         ]
@@ -148,9 +151,9 @@ def test_the_borrower_chooses_neither_the_limit_nor_the_lenders_key(setup):  # n
     nonce += 2
     # the request names the contract's limit and the lender's registered receiver key
     _next_epoch(chain)
-    receipts, rid = _apply(chain, BORROWER, lenders[0], 5, mine, nonce)
+    receipts, rid = _apply(chain, BORROWER, lenders[0], 5_000, mine, nonce)
     (req,) = requests_in(receipts)
-    assert req.params == {"limit": 1_000_000 - 5}
+    assert req.params == {"limit": 1_000_000 - 5_000}
     assert req.reveal_to == [public_bytes(mine), public_bytes(LENDERS[0][2])]
 
 
@@ -171,7 +174,7 @@ def test_binary_search_of_the_sum_is_rate_limited(setup):  # noqa: F811
                     "mpc_loans",
                     "apply",
                     lender=lenders[nonce % 3].address,
-                    amount=500_000 + nonce,
+                    amount=500_000 + 5_000 * nonce,
                     borrower_key=key,
                 )
             ]
@@ -180,6 +183,81 @@ def test_binary_search_of_the_sum_is_rate_limited(setup):  # noqa: F811
         if not r[0].ok:
             assert "applications per epoch" in r[0].error
     assert accepted == 2  # 20 blocks span two epochs of 10 blocks: two bits, not twenty
+
+
+def _try_apply(chain, workers, lender, amount, nonce):
+    """One application in a fresh epoch: the bit the borrower opens, or None if refused."""
+    _next_epoch(chain)
+    bkey = X25519PrivateKey.generate()
+    r = chain.commit(
+        [
+            _tx(
+                BORROWER,
+                nonce,
+                "mpc_loans",
+                "apply",
+                lender=lender.address,
+                amount=amount,
+                borrower_key=public_bytes(bkey),
+            )
+        ]
+    )
+    if not r[0].ok:
+        return None, r[0].error
+    rid = r[0].result
+    assert all(x.ok for x in chain.commit(run_workers(workers, r)))
+    app = chain.rt.query(chain.state, "mpc_loans", "application", {"request_id": rid})
+    return int(open_result(bkey, rid, app["outputs"])["ok"]), ""
+
+
+def test_a_patient_binary_search_learns_no_more_than_the_bound(setup):  # noqa: F811
+    """The finding: one answer per epoch still let a borrower binary-search the sum over ~20
+    epochs. The bound (contracts/mpc_loans.py): at most B = probe_budget answers per debt
+    state, on amounts that are multiples of q = amount_step, so the halving search ends with
+    the sum inside an interval of width >= M / 2^(B+1) (here 31,250), never one step. On the
+    old contract all 20 answers came back and the interval shrank to 5,000."""
+    g, chain, servers, workers, infos = setup
+    lenders = _record_balances(chain, infos, BORROWER, [40_000, 25_000, 10_000])  # s = 75,000
+    lo, hi = 0, MAX_EXPOSURE  # what the borrower knows: lo <= s < hi
+    answers, refusals, nonce = 0, 0, 0
+    for _ in range(20):
+        mid = (lo + hi) // 2  # ask whether s < mid: amount = M - mid, on the step grid
+        amount = max(AMOUNT_STEP, (MAX_EXPOSURE - mid) // AMOUNT_STEP * AMOUNT_STEP)
+        bit, error = _try_apply(chain, workers, lenders[0], amount, nonce)
+        nonce += 1
+        if bit is None:
+            assert "budget" in error, error
+            refusals += 1
+            continue
+        answers += 1
+        if bit:  # s + amount < M
+            hi = min(hi, MAX_EXPOSURE - amount)
+        else:
+            lo = max(lo, MAX_EXPOSURE - amount)
+    assert lo <= 75_000 < hi  # the borrower's knowledge is correct ...
+    assert answers == PROBE_BUDGET and refusals == 20 - PROBE_BUDGET
+    assert hi - lo >= MAX_EXPOSURE // 2 ** (PROBE_BUDGET + 1)  # ... and no finer than the bound
+    assert (
+        chain.rt.query(chain.state, "mpc_loans", "answers_left", {"borrower": BORROWER.address})
+        == 0
+    )
+
+    # a lender records a change of the debts (a new loan, a repayment): a new debt state,
+    # whose answers start again
+    _share_as(LENDERS[0][1], infos, BORROWER, 140_000)
+    r = chain.commit([_tx(lenders[0], 1, "mpc_loans", "record", borrower=BORROWER.address)])
+    assert r[0].ok
+    assert _try_apply(chain, workers, lenders[0], 850_000, nonce)[0] == 0  # 175,000 + 850,000
+
+
+def test_amounts_are_quantised_to_the_policy_step(setup):  # noqa: F811
+    g, chain, servers, workers, infos = setup
+    lenders = _record_balances(chain, infos, BORROWER, [40_000])
+    bit, error = _try_apply(chain, workers, lenders[0], 900_001, 0)
+    assert bit is None and "multiple of the amount step 5000" in error
+    policy = chain.rt.query(chain.state, "mpc_loans", "policy", {})
+    assert policy["amount_step"] == AMOUNT_STEP and policy["probe_budget"] == PROBE_BUDGET
+    assert _try_apply(chain, workers, lenders[0], 900_000, 1)[0] == 1
 
 
 def test_only_the_admin_registers_lenders(setup):  # noqa: F811
@@ -207,7 +285,7 @@ def test_a_malformed_share_fails_one_application_not_the_oracle(setup):  # noqa:
     lenders = _record_balances(chain, infos, BORROWER, [40_000, 7])
     _share_as(LENDERS[1][1], infos, BORROWER, np.array([1, 2]))
     _next_epoch(chain)
-    receipts, rid = _apply(chain, BORROWER, lenders[0], 5, X25519PrivateKey.generate(), 0)
+    receipts, rid = _apply(chain, BORROWER, lenders[0], 5_000, X25519PrivateKey.generate(), 0)
     answers = run_workers(workers, receipts)
     assert len(answers) == 3 and all(tx.args["ok"] is False for tx in answers)
     assert "must be one integer" in answers[0].args["error"]

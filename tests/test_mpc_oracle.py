@@ -71,7 +71,7 @@ def test_dead_server_times_out_cleanly_and_delivers_nothing(setup):
     g, chain, servers, workers, infos = setup
     borrower = AccountKey.from_name("borrower")
     lenders = _record_balances(chain, infos, borrower, [1, 2])
-    receipts, rid = _apply(chain, borrower, lenders[1], 10, X25519PrivateKey.generate())
+    receipts, rid = _apply(chain, borrower, lenders[1], 5_000, X25519PrivateKey.generate())
     servers[2].stop()  # server 2 dies before computing
     answers = run_workers(workers, receipts, alive=(0, 1))
     assert len(answers) == 2 and all(tx.args["ok"] is False for tx in answers)
@@ -89,7 +89,7 @@ def test_silent_request_expires_after_deadline(setup):
     g, chain, servers, workers, infos = setup
     borrower = AccountKey.from_name("borrower")
     lenders = _record_balances(chain, infos, borrower, [5])
-    receipts, rid = _apply(chain, borrower, lenders[0], 10, X25519PrivateKey.generate())
+    receipts, rid = _apply(chain, borrower, lenders[0], 5_000, X25519PrivateKey.generate())
     anyone = AccountKey.from_name("anyone")
     early = chain.commit([_tx(anyone, 0, "mpc_oracle", "expire", request_id=rid)])
     assert not early[0].ok and "not timed out" in early[0].error
@@ -105,7 +105,7 @@ def test_answers_from_strangers_and_bad_requests_are_refused(setup):
     g, chain, servers, workers, infos = setup
     borrower = AccountKey.from_name("borrower")
     lenders = _record_balances(chain, infos, borrower, [5])
-    receipts, rid = _apply(chain, borrower, lenders[0], 10, X25519PrivateKey.generate())
+    receipts, rid = _apply(chain, borrower, lenders[0], 5_000, X25519PrivateKey.generate())
     stranger = AccountKey.from_name("stranger")
     r = chain.commit(
         [_tx(stranger, 0, "mpc_oracle", "answer", request_id=rid, ok=True, outputs={}, error="")]
@@ -152,7 +152,7 @@ def test_runtime_without_oracle_refuses_requests(setup):
                 "mpc_loans",
                 "apply",
                 lender=LENDERS[0][0].address,
-                amount=5,
+                amount=5_000,
                 borrower_key=bytes(32),
             )
         ]

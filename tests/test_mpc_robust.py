@@ -206,21 +206,27 @@ def test_the_serve_command_needs_a_registry(tmp_path):
 
 
 def test_a_damaged_record_is_skipped_not_fatal(tmp_path):
-    from accord.mpc.sharestore import StoredInput
+    from accord.base import encoding
+    from accord.mpc.sharestore import LEGACY_ID, Grant, StoredInput
 
     st = ShareStore(tmp_path, max_bytes=1 << 20)
     a = np.arange(4, dtype=np.uint64)
-    st.put_input(StoredInput("o/x", b"\x01" * 32, 16, a, a + np.uint64(1)))
+    sid = b"\x07" * 16
+    st.put_input(StoredInput("o/x", b"\x01" * 32, 16, a, a + np.uint64(1), sid))
     st.put_input(StoredInput("o/y", b"\x01" * 32, 16, a, a))
-    st.put_grants("o/x", {("mul", b"\x02" * 32)})
+    grant = Grant("mul", b"\x02" * 32, b"\x03" * 32, (("x", "o/x", sid), ("y", "o/y", LEGACY_ID)))
+    st.put_grants("o/x", {grant})
     with st._env.begin(write=True) as txn:
         txn.put(b"o/y", b"\x00\x00\x00\x02garbage", db=st._inputs)
+        # a grant of the old, unbound (program, receiver) form: dropped at load, counted
+        txn.put(b"o/z", encoding.encode([["mul", b"\x02" * 32]]), db=st._grants)
     st.close()
     st = ShareStore(tmp_path, max_bytes=1 << 20)
     inputs, grants = st.load()
     assert [i.name for i in inputs] == ["o/x"] and st.damaged == 1
     assert inputs[0].b.tolist() == [1, 2, 3, 4] and inputs[0].frac == 16
-    assert grants == {"o/x": {("mul", b"\x02" * 32)}}
+    assert inputs[0].store_id == sid
+    assert grants == {"o/x": {grant}} and st.obsolete_grants == 1
     st.close()
 
 
@@ -228,11 +234,24 @@ def test_a_malformed_grant_or_reference_is_refused_and_changes_nothing(mesh):
     infos, servers = mesh
     with Cluster(infos) as c:
         c.share("x", np.array([1]), 0)
+        key = c.public_key
+        me = [{"owner": key, "name": "x"}]
         for frame in (
-            pack({"t": "grant", "name": "x", "programs": ["mul"], "receivers": [b"short"]}),
-            pack({"t": "grant", "name": "x", "programs": ["no_such"], "receivers": [b"\x00" * 32]}),
+            pack({"t": "grant", "name": "x", "program": "mul", "receiver": b"short", "inputs": me}),
+            pack({"t": "grant", "name": "x", "program": "no_such", "receiver": key, "inputs": me}),
             pack(
-                {"t": "grant", "name": "missing", "programs": ["mul"], "receivers": [b"\x00" * 32]}
+                {"t": "grant", "name": "missing", "program": "mul", "receiver": key, "inputs": me}
+            ),
+            pack({"t": "grant", "name": "x", "program": "mul", "receiver": key, "inputs": ["x"]}),
+            pack({"t": "grant", "name": "x", "program": "mul", "receiver": key, "inputs": me * 2}),
+            pack(
+                {
+                    "t": "grant",
+                    "name": "x",
+                    "program": "mul",
+                    "receiver": key,
+                    "inputs": [*me, {"owner": key, "name": "not-stored"}],
+                }
             ),
             pack(
                 {"t": "run", "s": "s1", "program": "mul", "inputs": [{"owner": b"x", "name": "x"}]}

@@ -48,7 +48,7 @@ def test_a_client_cannot_squat_an_oracle_requests_session(setup):
         "mpc_loans",
         "apply",
         lender=lenders[0].address,
-        amount=10,
+        amount=5_000,
         borrower_key=public_bytes(bkey),
     )
     # the attacker sees tx in the mempool and predicts the request id (tx hash, oracle count)

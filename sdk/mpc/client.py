@@ -5,10 +5,12 @@ server receives only its own share pair, over a channel that authenticates the s
 ``Cluster.run`` asks all three servers to run a program and reconstructs the outputs from
 their share pairs; if any server fails, it raises and returns nothing (never a partial result).
 
-Several owners compute together: each stores its own inputs (namespaced by its key), then
-``grant(name, programs, receivers)`` lets those programs, run by those receivers, read them;
-a receiver names another owner's input with :func:`ref`. The servers serve registered keys
-only: a key the cluster does not list is refused when the client connects.
+Several owners compute together: each stores its own inputs (namespaced by its key; every
+store carries a fresh random store id, the same to all three servers, so the servers can tell
+versions apart), then ``grant(name, program, receiver, params=..., inputs=[...])`` allows one
+exact run: that program, run by that receiver, with those params, on those inputs as they are
+now; a receiver names another owner's input with :func:`ref`. The servers serve registered
+keys only: a key the cluster does not list is refused when the client connects.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from accord.mpc.engine import decode
 from accord.mpc.local import combine, split
 from accord.mpc.ring import Ring
 from accord.mpc.server import ServerInfo, pack, payload_arrays, qualify, unpack
+from accord.mpc.sharestore import STORE_ID_BYTES
 
 
 class Cluster:
@@ -131,60 +134,85 @@ class Cluster:
             raise cls("; ".join(errors))
         return replies
 
-    def store_shares(self, name: str, triple: list[tuple[Ring, Ring]], frac: int) -> None:
+    def store_shares(self, name: str, triple: list[tuple[Ring, Ring]], frac: int) -> bytes:
+        """Store one share pair on each server; returns the store id (the version).
+
+        The id is fresh and random, and the same in all three requests: the servers compare
+        it before every run, so a store that reached only some of them fails runs instead of
+        computing on mixed versions.
+        """
         shape = list(triple[0][0].shape)
+        sid = os.urandom(STORE_ID_BYTES)
         frames = [
             pack(
-                {"t": "store", "name": name, "shape": shape, "frac": frac},
+                {"t": "store", "name": name, "shape": shape, "frac": frac, "id": sid},
                 a.tobytes() + b.tobytes(),
             )
             for a, b in triple
         ]
         self._all(frames)
+        return sid
 
     def delete(self, name: str) -> None:
         """Free an input of this client's on every server (its bytes leave the quotas)."""
         self._all([pack({"t": "delete", "name": name})] * 3)
 
-    def grant(self, name: str, programs: list[str], receivers: list[bytes]) -> None:
-        """Let ``programs``, run by any of ``receivers``, read this client's input ``name``.
+    def grant(
+        self,
+        name: str,
+        program: str,
+        receiver: bytes,
+        *,
+        params: dict[str, Any] | None = None,
+        inputs: Sequence[dict[str, Any]],
+    ) -> None:
+        """Allow one computation on this client's input ``name``: ``program``, run by
+        ``receiver``, with exactly ``params``, on exactly ``inputs``.
 
-        The receivers get the program's outputs, computed on this input and on whatever other
-        inputs and public params they choose: grant only programs whose outputs you accept
-        to release to them.
+        ``inputs`` is the run's whole input list as the receiver will send it, every item a
+        :func:`ref` (this input among them, under the name the program sees). Each server
+        records every input's current version with the grant: if anyone (the receiver too)
+        replaces one of them afterwards, the run is refused, as is a run with other params,
+        another program name for an input, or one input more or less. Replacing or deleting
+        ``name`` drops its grants.
         """
-        self._all(
-            [
-                pack(
-                    {
-                        "t": "grant",
-                        "name": name,
-                        "programs": list(programs),
-                        "receivers": list(receivers),
-                    }
-                )
-            ]
-            * 3
-        )
+        self._all([pack(self._grant_header("grant", name, program, receiver, params, inputs))] * 3)
 
-    def revoke(self, name: str, programs: list[str], receivers: list[bytes]) -> None:
-        self._all(
-            [
-                pack(
-                    {
-                        "t": "revoke",
-                        "name": name,
-                        "programs": list(programs),
-                        "receivers": list(receivers),
-                    }
-                )
-            ]
-            * 3
-        )
+    def revoke(
+        self,
+        name: str,
+        program: str,
+        receiver: bytes,
+        *,
+        params: dict[str, Any] | None = None,
+        inputs: Sequence[dict[str, Any]],
+    ) -> None:
+        """Take back the grants of that computation (whatever input versions they recorded)."""
+        self._all([pack(self._grant_header("revoke", name, program, receiver, params, inputs))] * 3)
 
-    def share(self, name: str, values: npt.ArrayLike, frac: int = 16) -> None:
-        """Split ``values`` here and send each server only its share pair."""
-        self.store_shares(name, split(values, frac), frac)
+    @staticmethod
+    def _grant_header(
+        t: str,
+        name: str,
+        program: str,
+        receiver: bytes,
+        params: dict[str, Any] | None,
+        inputs: Sequence[dict[str, Any]],
+    ) -> dict[str, Any]:
+        if not all(isinstance(it, dict) for it in inputs):
+            raise MpcError("a grant names every input with ref(owner, name, as)")
+        return {
+            "t": t,
+            "name": name,
+            "program": program,
+            "receiver": bytes(receiver),
+            "params": dict(params or {}),
+            "inputs": [dict(it) for it in inputs],
+        }
+
+    def share(self, name: str, values: npt.ArrayLike, frac: int = 16) -> bytes:
+        """Split ``values`` here and send each server only its share pair; returns the store id."""
+        return self.store_shares(name, split(values, frac), frac)
 
     def run(
         self,

@@ -9,13 +9,17 @@ static keys (``k_j`` is known to servers j-1 and j only) and then serve clients:
   quota and number of connections;
 * ``store``: a data owner uploads its share pair of a named input (only shares ever arrive),
   within byte quotas per identity and per server (a full store refuses, counted in
-  ``refused_stores``); ``delete`` frees an input of the client's own;
-* ``grant`` / ``revoke``: an owner lets named programs, run by named receivers, read one of
-  its inputs (names are namespaced by owner, so only the owner can grant its own);
+  ``refused_stores``), with a store id (16 random bytes the owner sends identically to all
+  three servers: the version of the input); ``delete`` frees an input of the client's own;
+* ``grant`` / ``revoke``: an owner allows one exact computation on one of its inputs: a
+  program, a receiver, the public params (their canonical hash) and the full list of the
+  run's inputs, each at the version it has when the grant is made (names are namespaced by
+  owner, so only the owner can grant its own);
 * ``run``: run a registered program on named inputs (the requester's own, or other owners'
-  that they granted to this program and this requester); the three servers run it in step,
-  each in its own session, and each returns its share pair of every output to the requester,
-  who reconstructs (:class:`accord.mpc.client.Cluster`).
+  whose grant names exactly this run); the three servers first agree that they hold the same
+  version of every input (:meth:`MpcServer._agree`), then run it in step, each in its own
+  session, and each returns its share pair of every output to the requester, who
+  reconstructs (:class:`accord.mpc.client.Cluster`).
 
 With a data folder, stored shares and grants live in LMDB (:mod:`accord.mpc.sharestore`) and
 are reloaded at start, so a restarted server rejoins with everything it held. Links between
@@ -57,7 +61,14 @@ from accord.mpc.malicious import MALICIOUS_PROGRAMS, MaliciousParty, MpcAbort
 from accord.mpc.programs import PROGRAMS
 from accord.mpc.registry import Identity
 from accord.mpc.ring import FixedPoint, Ring
-from accord.mpc.sharestore import Grant, ShareStore, StoredInput
+from accord.mpc.sharestore import (
+    LEGACY_ID,
+    STORE_ID_BYTES,
+    Grant,
+    GrantInput,
+    ShareStore,
+    StoredInput,
+)
 
 log = logging.getLogger("accord.mpc.server")
 
@@ -118,7 +129,8 @@ MAX_ELEMENTS = 1 << 28  # one stored input or output: 2^28 elements (4 GiB of sh
 MAX_NAME = 256
 MAX_SESSION = 128
 MAX_INPUTS = 256  # inputs named by one run request
-MAX_GRANTS = 1024  # (program, receiver) pairs per input
+MAX_GRANTS = 256  # bound computations per input
+MAX_GRANT_INPUTS = 64  # inputs one granted computation names
 _BACKOFF_MAX = 2.0  # seconds between attempts to re-establish a link, at most
 # Before authentication a connection is anyone's: it gets a short deadline for the whole
 # handshake (a trickled handshake cannot stretch it), and one source address may hold only
@@ -151,6 +163,33 @@ def qualify(owner: bytes, name: str) -> str:
     return owner.hex() + "/" + name
 
 
+def params_digest(params: Mapping[str, Any]) -> bytes:
+    """The canonical hash of a run's public params, as a grant binds them.
+
+    Params are compared exactly as sent (same keys, same values: ``"0.5"`` is not
+    ``"0.50"``, and an omitted default is not the same as the default written out).
+    """
+    return encoding.sha256(encoding.encode(["accord/mpc/params", dict(params)]))
+
+
+def run_view(
+    program: str, params: Mapping[str, Any], view: list[GrantInput]
+) -> tuple[bytes, list[int]]:
+    """What the servers compare before a run: one digest of the whole run (program, params,
+    every input's program name, qualified name and store id) and one 64-bit word per input,
+    so that a mismatch can name the input that differs."""
+    digest = encoding.sha256(
+        encoding.encode(
+            ["accord/mpc/run-view", program, params_digest(params), [list(v) for v in view]]
+        )
+    )
+    words = [
+        int.from_bytes(encoding.sha256(encoding.encode(["accord/mpc/input", *v]))[:8], "little")
+        for v in view
+    ]
+    return digest, words
+
+
 def client_session(client_key: bytes, session: str) -> str:
     """The server-side id of a client's run: its own namespace, derived from its identity.
 
@@ -177,6 +216,7 @@ class _SessionTransport:
         ch = self.server.peers.get(to)
         if ch is None or to in self.server.dead:
             raise PeerGone(f"server {to} is gone")
+        self.server.data_frames += 1
         ch.send(pack({"t": "data", "s": self.session}, data.data))
 
     def recv(self, frm: int, count: int) -> Ring:
@@ -274,12 +314,17 @@ class MpcServer:
         self._plock = threading.Lock()  # peers and dead change together
         self.link_failures = 0  # inter-server links that ended while the server ran
         self.reconnects = 0  # links this server dialled again after one ended
-        self.store: dict[str, tuple[Ring, Ring, int]] = {}
+        # qualified name -> (share a, share b, frac, store id)
+        self.store: dict[str, tuple[Ring, Ring, int, bytes]] = {}
         self.owners: dict[str, bytes] = {}  # input name -> the client key that stored it
-        self.grants: dict[str, set[Grant]] = {}  # input name -> (program, receiver) allowed
+        self.grants: dict[str, set[Grant]] = {}  # input name -> computations allowed on it
         self.clients_registry = dict(clients) if clients is not None else None
         self.refused_identities = 0  # connections of keys that are not registered
         self.refused_grants = 0  # runs that named another owner's input without its grant
+        # runs stopped because the servers held different versions of an input (a store or
+        # replace that reached only some of them), or were asked for different runs
+        self.input_mismatches = 0
+        self.data_frames = 0  # session messages sent to peers (checks, nonces, protocol)
         self._conns: dict[bytes, int] = {}  # open connections per identity
         self._client_channels: set[Channel] = set()  # closed by stop()
         self._slock = threading.Lock()  # store, owners, grants and quotas change together
@@ -335,7 +380,7 @@ class MpcServer:
         inputs, grants = self.shares.load()
         for it in inputs:
             size = 16 * int(it.a.size)
-            self.store[it.name] = (it.a, it.b, it.frac)
+            self.store[it.name] = (it.a, it.b, it.frac, it.store_id)
             self.owners[it.name] = it.owner
             self.stored_bytes += size
             self.client_bytes[it.owner] = self.client_bytes.get(it.owner, 0) + size
@@ -774,9 +819,14 @@ class MpcServer:
         if t == "ping":
             return pack({"t": "pong", "index": self.i, "peers": len(self.peers) - len(self.dead)})
         if t == "store":
-            name, frac = header.get("name"), header.get("frac")
+            name, frac, sid = header.get("name"), header.get("frac"), header.get("id")
             if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
                 raise MpcError(f"bad store request: a name has 1..{MAX_NAME} characters")
+            if not (isinstance(sid, bytes) and len(sid) == STORE_ID_BYTES and sid != LEGACY_ID):
+                raise MpcError(
+                    f"bad store request: id is {STORE_ID_BYTES} random bytes, the same for "
+                    "all three servers"
+                )
             if type(frac) is not int or not 0 <= frac <= 30:
                 raise MpcError("bad store request: frac must be an integer in [0, 30]")
             shp = check_shape(header.get("shape"))
@@ -801,13 +851,13 @@ class MpcServer:
                         "delete inputs first"
                     )
                 if self.shares is not None:  # on disk before it counts as stored
-                    self.shares.put_input(StoredInput(full, client_key, int(frac), a, b))
-                self._forget(full, keep_grants=True)
-                self.store[full] = (a, b, int(frac))
+                    self.shares.put_input(StoredInput(full, client_key, int(frac), a, b, sid))
+                self._forget(full)  # a new version: the grants were for the old content
+                self.store[full] = (a, b, int(frac), sid)
                 self.owners[full] = client_key
                 self.stored_bytes += size
                 self.client_bytes[client_key] = self.client_bytes.get(client_key, 0) + size
-            return pack({"t": "stored", "name": name, "qualified": full})
+            return pack({"t": "stored", "name": name, "qualified": full, "id": sid})
         if t == "delete":
             name = header.get("name")
             with self._slock:
@@ -831,11 +881,9 @@ class MpcServer:
                 raise MpcError(f"a run needs a session id of 1..{MAX_SESSION} characters")
             if not isinstance(params, dict):
                 raise MpcError("bad run request: params is a map")
+            resolved, expect = self._resolve(inputs, program, params, client_key)
             outputs, public = self.run(
-                client_session(client_key, session),
-                program,
-                self._resolve(inputs, program, client_key),
-                params,
+                client_session(client_key, session), program, resolved, params, expect=expect
             )
             names = sorted(outputs)
             meta = {n: {"shape": list(outputs[n].shape), "frac": outputs[n].frac} for n in names}
@@ -848,42 +896,68 @@ class MpcServer:
         raise MpcError(f"unknown request type {t!r}")
 
     def _grant(self, t: str, header: dict[str, Any], client_key: bytes) -> bytearray:
-        """Add (``grant``) or remove (``revoke``) every (program, receiver) pair listed.
+        """Add (``grant``) or remove (``revoke``) one bound computation on an input.
 
+        A grant names the program, the receiver, the public params and every input of the
+        run (``{owner, name, as}``, this one included); the server records each input's
+        current store id with it. A run matches only if all of it is the same, so the
+        receiver chooses none of it: not params that make the output one of the owner's
+        rows, not a co-input crafted after the grant (replacing it changes its store id).
+        ``revoke`` removes the grants of that computation whatever versions they recorded.
         Only the owner reaches its input: the name is qualified by the key of this
-        authenticated connection. A grant names programs and receivers, never "anyone".
+        authenticated connection.
         """
-        name, programs, receivers = (
-            header.get("name"),
-            header.get("programs"),
-            header.get("receivers"),
-        )
+        name, program, receiver = header.get("name"), header.get("program"), header.get("receiver")
+        params, items = header.get("params", {}), header.get("inputs")
         if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
             raise MpcError(f"bad {t} request: a name has 1..{MAX_NAME} characters")
+        if not isinstance(program, str) or program not in self.programs:
+            raise MpcError(f"bad {t} request: unknown program {program!r}")
+        if not (isinstance(receiver, bytes) and len(receiver) == 32):
+            raise MpcError(f"bad {t} request: the receiver is a 32-byte key")
+        if not isinstance(params, dict):
+            raise MpcError(f"bad {t} request: params is a map")
         if not (
-            isinstance(programs, list)
-            and 0 < len(programs) <= 64
-            and all(isinstance(p, str) for p in programs)
+            isinstance(items, list)
+            and 0 < len(items) <= MAX_GRANT_INPUTS
+            and all(isinstance(it, dict) for it in items)
         ):
-            raise MpcError(f"bad {t} request: programs is a list of 1..64 program names")
-        if not (
-            isinstance(receivers, list)
-            and 0 < len(receivers) <= 256
-            and all(isinstance(r, bytes) and len(r) == 32 for r in receivers)
-        ):
-            raise MpcError(f"bad {t} request: receivers is a list of 1..256 32-byte keys")
-        unknown = [p for p in programs if p not in self.programs]
-        if unknown:
-            raise MpcError(f"bad {t} request: unknown program {unknown[0]!r}")
+            raise MpcError(
+                f"bad {t} request: inputs lists the run's 1..{MAX_GRANT_INPUTS} inputs, each "
+                "{owner, name, as}"
+            )
+        named = [self._parse_input(it, client_key) for it in items]
+        shown = [n for n, _ in named]
+        if len(set(shown)) != len(shown):
+            raise MpcError(f"bad {t} request: a program name is given to two inputs")
         full = qualify(client_key, name)
-        pairs = {(p, r) for p in programs for r in receivers}
+        digest = params_digest(params)
         with self._slock:
             if full not in self.store:
                 raise MpcError(f"no input named {name!r} of this client on server {self.i}")
-            now = set(self.grants.get(full, set()))
-            now = now | pairs if t == "grant" else now - pairs
+            if full not in {q for _, q in named}:
+                raise MpcError(
+                    f"bad {t} request: the granted input {name!r} is not among the inputs"
+                )
+            current = set(self.grants.get(full, set()))
+            if t == "grant":
+                view = []
+                for n, q in named:
+                    held = self.store.get(q)
+                    if held is None:
+                        raise MpcError(
+                            f"bad grant request: input {n!r} is not stored on server {self.i} "
+                            "(a grant binds the stored version of every input)"
+                        )
+                    view.append((n, q, held[3]))
+                now = current | {Grant(program, receiver, digest, tuple(sorted(view)))}
+            else:
+                probe = Grant(
+                    program, receiver, digest, tuple(sorted((n, q, LEGACY_ID) for n, q in named))
+                )
+                now = {g for g in current if not g.same_computation(probe)}
             if len(now) > MAX_GRANTS:
-                raise MpcError(f"an input has at most {MAX_GRANTS} (program, receiver) grants")
+                raise MpcError(f"an input has at most {MAX_GRANTS} granted computations")
             if self.shares is not None:
                 self.shares.put_grants(full, now)
             if now:
@@ -894,62 +968,90 @@ class MpcServer:
             {"t": "granted" if t == "grant" else "revoked", "name": name, "grants": len(now)}
         )
 
-    def _resolve(self, items: Any, program: str, client_key: bytes) -> list[tuple[str, str]]:
-        """A run request's inputs as (name the program sees, qualified name) pairs.
+    @staticmethod
+    def _parse_input(it: Any, client_key: bytes) -> tuple[str, str]:
+        """One input of a run or grant: (name the program sees, qualified name).
 
-        An item is a name of the requester's own input, or ``{"owner": key, "name": name,
-        "as": name the program sees}`` for any owner's. Another owner's input needs that
-        owner's grant of this program to this requester; without one the run is refused
-        before anything is read or sent (the same answer whether or not the input exists).
+        A plain name is the requester's own input; ``{"owner": key, "name": name, "as":
+        name the program sees}`` is any owner's.
+        """
+        if isinstance(it, str):
+            if not 0 < len(it) <= MAX_NAME:
+                raise MpcError(f"bad run request: input names have 1..{MAX_NAME} characters")
+            return it, qualify(client_key, it)
+        if not isinstance(it, dict) or set(it) - {"owner", "name", "as"}:
+            raise MpcError("bad run request: an input is a name or {owner, name, as}")
+        owner, name = it.get("owner"), it.get("name")
+        shown = it.get("as", name)
+        if not (isinstance(owner, bytes) and len(owner) == 32):
+            raise MpcError("bad run request: an input's owner is a 32-byte key")
+        if not (
+            isinstance(name, str)
+            and isinstance(shown, str)
+            and 0 < len(name) <= MAX_NAME
+            and 0 < len(shown) <= MAX_NAME
+        ):
+            raise MpcError(f"bad run request: input names have 1..{MAX_NAME} characters")
+        return shown, qualify(owner, name)
+
+    def _resolve(
+        self, items: Any, program: str, params: Any, client_key: bytes
+    ) -> tuple[list[tuple[str, str]], dict[str, bytes]]:
+        """A run request's inputs as (name the program sees, qualified name) pairs, and the
+        store ids the grant check saw (the run refuses if any changes before it reads).
+
+        Another owner's input needs that owner's grant of exactly this computation: this
+        program, this requester, these params, and these inputs under these program names,
+        each at the version the grant recorded. Without one the run is refused before
+        anything is read or sent (the same answer whether or not the input exists).
         """
         if not isinstance(items, list) or len(items) > MAX_INPUTS:
             raise MpcError(f"bad run request: inputs is a list of at most {MAX_INPUTS} items")
-        out = []
-        for it in items:
-            if isinstance(it, str):
-                out.append((it, qualify(client_key, it)))
-                continue
-            if not isinstance(it, dict) or set(it) - {"owner", "name", "as"}:
-                raise MpcError("bad run request: an input is a name or {owner, name, as}")
-            owner, name = it.get("owner"), it.get("name")
-            shown = it.get("as", name)
-            if not (isinstance(owner, bytes) and len(owner) == 32):
-                raise MpcError("bad run request: an input's owner is a 32-byte key")
-            if not (
-                isinstance(name, str)
-                and isinstance(shown, str)
-                and 0 < len(name) <= MAX_NAME
-                and 0 < len(shown) <= MAX_NAME
-            ):
-                raise MpcError(f"bad run request: input names have 1..{MAX_NAME} characters")
-            full = qualify(owner, name)
-            if owner != client_key:
-                with self._slock:
-                    allowed = (program, client_key) in self.grants.get(full, set())
-                if not allowed:
-                    self.refused_grants += 1
-                    raise MpcError(
-                        f"input {name!r} of owner {owner.hex()[:16]} is not granted to "
-                        f"this key for program {program!r}"
+        out = [self._parse_input(it, client_key) for it in items]
+        foreign = [(n, q) for n, q in out if not q.startswith(client_key.hex() + "/")]
+        if not foreign:
+            return out, {}
+        if not isinstance(params, dict):
+            raise MpcError("bad run request: params is a map")
+        digest = params_digest(params)
+        with self._slock:
+            view = tuple(
+                sorted((n, q, self.store[q][3] if q in self.store else b"") for n, q in out)
+            )
+            for n, q in foreign:
+                granted = self.grants.get(q, set())
+                if Grant(program, client_key, digest, view) in granted:
+                    continue
+                self.refused_grants += 1
+                near = any(g.program == program and g.receiver == client_key for g in granted)
+                owner = q.split("/", 1)[0][:16]
+                raise MpcError(
+                    f"input {n!r} of owner {owner} is not granted to this key for this run of "
+                    f"{program!r}"
+                    + (
+                        ": its grants name other params or inputs, or an input was replaced "
+                        "since the grant"
+                        if near
+                        else ""
                     )
-            out.append((shown, full))
-        return out
+                )
+        return out, {q: sid for _, q, sid in view}
 
     def _stored_size(self, name: str) -> int:
         held = self.store.get(name)
         return 0 if held is None else 16 * int(held[0].size)
 
-    def _forget(self, name: str, keep_grants: bool = False) -> None:
-        """Drop an input and give its bytes back to its owner's quota (caller holds _slock).
+    def _forget(self, name: str) -> None:
+        """Drop an input and its grants, and give its bytes back to its owner's quota
+        (caller holds _slock).
 
-        Replacing an input keeps its grants (they name the input, the owner chose them);
-        deleting it drops them, so a later input of the same name starts with none.
+        Replacing or deleting an input drops its grants: each bound the content it was made
+        for (its store id), so a new version of the name starts with none.
         """
         size = self._stored_size(name)
         owner = self.owners.pop(name, None)
         self.store.pop(name, None)
-        if not keep_grants:
-            self.grants.pop(name, None)
+        self.grants.pop(name, None)
         self.stored_bytes -= size
         if owner is not None:
             left = self.client_bytes.get(owner, 0) - size
@@ -957,6 +1059,56 @@ class MpcServer:
                 self.client_bytes[owner] = left
             else:
                 self.client_bytes.pop(owner, None)
+
+    def _agree(
+        self, session: str, program: str, params: dict[str, Any], view: list[GrantInput]
+    ) -> None:
+        """Check with both peers that all three servers run the same thing on the same data.
+
+        A store or replace that reached only some servers leaves them holding shares of
+        different values under one name: computed on, they would give garbage, or an output
+        that depends on the difference. Each server sends both peers a digest of its view
+        (program, params hash, every input's program name, qualified name and store id) and
+        one word per input, and compares theirs with its own before any nonce or share is
+        sent. A mismatch fails the run here, naming the input whose version differs
+        (counted in ``input_mismatches``); the peers see the same mismatch (or this server's
+        abort) and fail too. One round, 32 + 8 n bytes to each peer.
+        """
+        digest, words = run_view(program, params, view)
+        msg = np.concatenate(
+            [np.frombuffer(digest, dtype=np.uint64), np.array(words, dtype=np.uint64)]
+        )
+        tr = _SessionTransport(self, session)
+        peers = [(self.i + 1) % 3, (self.i + 2) % 3]
+        for j in peers:
+            tr.send(j, msg)
+        for j in peers:
+            got = tr.recv(j, msg.size)
+            if got.size >= 4 and got[:4].tobytes() == digest:
+                continue
+            self.input_mismatches += 1
+            theirs = set(got[4:].tolist())
+            differ = [v[0] for v, w in zip(view, words, strict=True) if w not in theirs]
+            if differ:
+                log.warning(
+                    "server %d: run of %r refused: server %d holds another version of %r",
+                    self.i,
+                    program,
+                    j,
+                    differ[0],
+                )
+                raise MpcError(
+                    f"servers {self.i} and {j} hold different versions of input "
+                    f"{differ[0]!r} (a store or replace reached only some servers): run "
+                    "aborted before any share was sent; store it again"
+                )
+            log.warning(
+                "server %d: run of %r refused: server %d was asked another", self.i, program, j
+            )
+            raise MpcError(
+                f"servers {self.i} and {j} were asked for different runs (program, params or "
+                "inputs): run aborted before any share was sent"
+            )
 
     def party_for(self, program: str, session: str) -> Party:
         """This server's side of one session: checked if ``program`` runs in malicious mode."""
@@ -969,14 +1121,19 @@ class MpcServer:
         program: str,
         inputs: list[str] | list[tuple[str, str]],
         params: dict[str, Any],
+        *,
+        expect: Mapping[str, bytes] | None = None,
     ) -> tuple[dict[str, SharedArray], dict[str, Any]]:
         """Run one program in step with the other two servers; all outputs or an error.
 
         ``inputs`` are qualified names (:func:`qualify`; the program sees them as given) or
-        ``(name the program sees, qualified name)`` pairs. Any failure here (also a missing
-        input, found before any message) tells the peers to abandon the session, so they fail
-        at once instead of after their timeout; whatever the program raises reaches the
-        caller as an :class:`MpcError` (or :class:`PeerGone`), never as a bare exception.
+        ``(name the program sees, qualified name)`` pairs; ``expect`` maps qualified names to
+        the store ids a grant check saw (an input replaced since fails the run). Before any
+        share leaves this server, the three servers compare their views of the run
+        (:meth:`_agree`). Any failure here (also a missing input, found before any message)
+        tells the peers to abandon the session, so they fail at once instead of after their
+        timeout; whatever the program raises reaches the caller as an :class:`MpcError` (or
+        :class:`PeerGone`), never as a bare exception.
         """
         if not session or len(session) > MAX_SESSION:
             raise MpcError(f"a run needs a session id of 1..{MAX_SESSION} characters")
@@ -991,18 +1148,27 @@ class MpcServer:
                     raise MpcError(f"unknown program {program!r}")
                 party = self.party_for(program, session)
                 shared = {}
-                for item in inputs:
-                    shown, full = item if isinstance(item, tuple) else (item, item)
-                    if full not in self.store:
-                        raise MpcError(f"no input named {shown!r} on server {self.i}")
-                    if shown in shared:
-                        raise MpcError(f"input {shown!r} named twice")
-                    a, b, frac = self.store[full]
-                    shared[shown] = SharedArray(party, a, b, frac)
+                view: list[GrantInput] = []
+                with self._slock:  # one consistent snapshot of every input
+                    for item in inputs:
+                        shown, full = item if isinstance(item, tuple) else (item, item)
+                        held = self.store.get(full)
+                        if held is None:
+                            raise MpcError(f"no input named {shown!r} on server {self.i}")
+                        if shown in shared:
+                            raise MpcError(f"input {shown!r} named twice")
+                        a, b, frac, sid = held
+                        if expect is not None and expect.get(full, sid) != sid:
+                            raise MpcError(
+                                f"input {shown!r} was replaced after the grant check: run again"
+                            )
+                        shared[shown] = SharedArray(party, a, b, frac)
+                        view.append((shown, full, sid))
                 try:  # unknown or missing params fail here, before any message
                     inspect.signature(fn).bind(party, shared, **params)
                 except TypeError as e:
                     raise MpcError(f"bad params for {program!r}: {e}") from None
+                self._agree(session, program, params, sorted(view))
                 party.start()  # fresh nonces from all three servers: the session's own keys
                 result = fn(party, shared, **params)
                 if not isinstance(result, dict):

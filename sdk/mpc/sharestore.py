@@ -7,10 +7,14 @@ server loads all of it at start. The arrays also stay in memory (programs read t
 server's quotas bound both.
 
 Named databases: ``inputs`` (qualified name -> record) and ``grants`` (qualified name ->
-canonical list of ``[program, receiver key]``). A record is ``4-byte header length ||
-canonical {owner, frac, shape} || share a || share b`` (uint64, little-endian as in memory).
+canonical list of ``[program, receiver key, params hash, [[as, qualified name, store id],
+...]]``). A record is ``4-byte header length || canonical {owner, frac, shape, id} || share a
+|| share b`` (uint64, little-endian as in memory); ``id`` is the store id the owner sent with
+the store (records written before store ids existed load with :data:`LEGACY_ID`).
 A record that does not parse is logged, counted and skipped, never fatal: one damaged entry
-must not keep the server (and every other owner's data) down.
+must not keep the server (and every other owner's data) down. Grants of the earlier
+``[program, receiver]`` form bound no computation: they are dropped at load (counted in
+``obsolete_grants``, logged), and their owners grant again.
 """
 
 from __future__ import annotations
@@ -32,7 +36,31 @@ from accord.mpc.ring import Ring
 
 log = logging.getLogger("accord.mpc.sharestore")
 
-Grant = tuple[str, bytes]  # (program, receiver key)
+STORE_ID_BYTES = 16
+LEGACY_ID = bytes(STORE_ID_BYTES)  # inputs stored before store ids; clients never send it
+
+GrantInput = tuple[str, str, bytes]  # (name the program sees, qualified name, store id)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One computation an owner allows: this program, run by this receiver, with exactly
+    these public params (their canonical hash) on exactly these inputs, each at the version
+    (store id) it had when the grant was made. ``inputs`` is sorted by the program's name."""
+
+    program: str
+    receiver: bytes
+    params_hash: bytes
+    inputs: tuple[GrantInput, ...]
+
+    def same_computation(self, other: Grant) -> bool:
+        """Equal but for the inputs' versions: what ``revoke`` matches."""
+        return (
+            self.program == other.program
+            and self.receiver == other.receiver
+            and self.params_hash == other.params_hash
+            and [i[:2] for i in self.inputs] == [i[:2] for i in other.inputs]
+        )
 
 
 @dataclass
@@ -42,6 +70,7 @@ class StoredInput:
     frac: int
     a: Ring
     b: Ring
+    store_id: bytes = LEGACY_ID
 
 
 class ShareStore:
@@ -62,13 +91,19 @@ class ShareStore:
         self._grants = self._env.open_db(b"grants")
         self._lock = threading.Lock()
         self.damaged = 0  # records skipped at load
+        self.obsolete_grants = 0  # grants of the unbound (program, receiver) form, dropped
 
     def close(self) -> None:
         self._env.close()
 
     def put_input(self, item: StoredInput) -> None:
         head = encoding.encode(
-            {"owner": item.owner, "frac": item.frac, "shape": list(item.a.shape)}
+            {
+                "owner": item.owner,
+                "frac": item.frac,
+                "shape": list(item.a.shape),
+                "id": item.store_id,
+            }
         )
         rec = b"".join(
             (
@@ -78,7 +113,13 @@ class ShareStore:
                 np.ascontiguousarray(item.b).tobytes(),
             )
         )
-        self._write(lambda txn: txn.put(item.name.encode(), rec, db=self._inputs))
+
+        def go(txn: lmdb.Transaction) -> None:
+            txn.put(item.name.encode(), rec, db=self._inputs)
+            # a new version starts without grants: they bound the content they were made for
+            txn.delete(item.name.encode(), db=self._grants)
+
+        self._write(go)
 
     def delete_input(self, name: str) -> None:
         def go(txn: lmdb.Transaction) -> None:
@@ -91,7 +132,11 @@ class ShareStore:
         if not grants:
             self._write(lambda txn: txn.delete(name.encode(), db=self._grants))
             return
-        rec = encoding.encode([[p, r] for p, r in sorted(grants)])
+        rec = encoding.encode(
+            sorted(
+                [g.program, g.receiver, g.params_hash, [list(i) for i in g.inputs]] for g in grants
+            )
+        )
         self._write(lambda txn: txn.put(name.encode(), rec, db=self._grants))
 
     def _write(self, fn: Callable[[lmdb.Transaction], object]) -> None:
@@ -116,7 +161,17 @@ class ShareStore:
                     log.warning("share store %s: skipping a damaged input record: %s", self.path, e)
             for k, v in txn.cursor(db=self._grants):
                 try:
-                    grants[bytes(k).decode()] = _parse_grants(bytes(v))
+                    kept, dropped = _parse_grants(bytes(v))
+                    if kept:
+                        grants[bytes(k).decode()] = kept
+                    if dropped:
+                        self.obsolete_grants += dropped
+                        log.warning(
+                            "share store %s: dropped %d grants that bind no computation "
+                            "(made before grants named params and inputs): owners grant again",
+                            self.path,
+                            dropped,
+                        )
                 except (AccordError, UnicodeDecodeError, ValueError) as e:
                     self.damaged += 1
                     log.warning("share store %s: skipping a damaged grant record: %s", self.path, e)
@@ -131,8 +186,11 @@ def _parse_input(name: str, rec: bytes) -> StoredInput:
     if not isinstance(head, dict):
         raise MpcError("record header is not a map")
     owner, frac, shape = head.get("owner"), head.get("frac"), head.get("shape")
+    sid = head.get("id", LEGACY_ID)
     if not (
-        isinstance(owner, bytes)
+        isinstance(sid, bytes)
+        and len(sid) == STORE_ID_BYTES
+        and isinstance(owner, bytes)
         and len(owner) == 32
         and type(frac) is int
         and isinstance(shape, list)
@@ -145,22 +203,39 @@ def _parse_input(name: str, rec: bytes) -> StoredInput:
         raise MpcError(f"record holds {len(body)} bytes for {count} share pairs")
     a = np.frombuffer(body, dtype=np.uint64, count=count).reshape(shape).copy()
     b = np.frombuffer(body, dtype=np.uint64, count=count, offset=8 * count).reshape(shape).copy()
-    return StoredInput(name, owner, frac, a, b)
+    return StoredInput(name, owner, frac, a, b, sid)
 
 
-def _parse_grants(rec: bytes) -> set[Grant]:
+def _parse_grants(rec: bytes) -> tuple[set[Grant], int]:
+    """The bound grants of one record, and how many obsolete (unbound) ones it held."""
     items = encoding.decode(rec)
     if not isinstance(items, list):
         raise MpcError("grant record is not a list")
     out: set[Grant] = set()
+    obsolete = 0
     for it in items:
+        if isinstance(it, list) and len(it) == 2:
+            obsolete += 1  # (program, receiver): any params, any co-inputs; never honoured
+            continue
         if not (
             isinstance(it, list)
-            and len(it) == 2
+            and len(it) == 4
             and isinstance(it[0], str)
             and isinstance(it[1], bytes)
             and len(it[1]) == 32
+            and isinstance(it[2], bytes)
+            and len(it[2]) == 32
+            and isinstance(it[3], list)
+            and all(
+                isinstance(i, list)
+                and len(i) == 3
+                and isinstance(i[0], str)
+                and isinstance(i[1], str)
+                and isinstance(i[2], bytes)
+                and len(i[2]) == STORE_ID_BYTES
+                for i in it[3]
+            )
         ):
             raise MpcError("malformed grant")
-        out.add((it[0], it[1]))
-    return out
+        out.add(Grant(it[0], it[1], it[2], tuple((i[0], i[1], i[2]) for i in it[3])))
+    return out, obsolete

@@ -36,6 +36,8 @@ LENDERS = [
 
 
 MAX_EXPOSURE = 1_000_000
+AMOUNT_STEP = 5_000  # amounts are multiples: 200 answer levels
+PROBE_BUDGET = 4  # answers per borrower per debt state
 
 
 class Chain:
@@ -82,6 +84,8 @@ def setup():
                 for acct, mk, rk in LENDERS
             ],
             "max_exposure": 1_000_000,
+            "amount_step": AMOUNT_STEP,
+            "probe_budget": PROBE_BUDGET,
             "epoch_blocks": 10,
             "applications_per_epoch": 1,
             "admin": AccountKey.from_name("consortium-admin").address.hex(),
