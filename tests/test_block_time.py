@@ -9,6 +9,7 @@ a certified block is still committed whatever its time (catch-up must not depend
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from hypothesis import strategies as st
 
 from accord.base.crypto import bls
 from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import GenesisError
+from accord.base.genesis import Genesis
 from accord.base.types import Block, Certificate, Tx, bitmap_from, vote_message
 from accord.contracts.runtime import Runtime
 from accord.ledger.blocktime import block_time_error
@@ -251,3 +254,33 @@ def test_only_a_stamp_ahead_of_the_clock_is_cured_by_waiting(
     assert time_ms <= now_ms + wait + drift_ms  # after the wait the stamp is within the tolerance
     if wait:
         assert time_ms > now_ms + wait - 1 + drift_ms  # and not a millisecond earlier
+
+
+@pytest.mark.parametrize(
+    ("consensus", "why"),
+    [
+        ({"round_ms": 1000, "max_time_drift_ms": 1000}, "between two rounds"),  # one round halts
+        ({"round_ms": 1000, "max_time_drift_ms": 1}, "between two rounds"),
+        ({"round_ms": 1000, "max_time_drift_ms": 10**12}, "between two rounds"),  # 31 years
+        ({"round_ms": 1000, "stage2_ms": 1000}, "shorter than round_ms"),
+    ],
+)
+def test_a_block_time_tolerance_that_halts_or_means_nothing_is_refused_at_load(
+    tmp_path: Path, consensus: dict[str, int], why: str
+) -> None:
+    """Found by the operations review: ``max_time_drift_ms`` took any value, and one round of
+    tolerance let a skewed clock and a fast one halt the chain. The old genesis loaded these."""
+    good = make_genesis(4)
+    doc = good.model_dump(mode="json")
+    doc["consensus"].update(consensus)
+    path = tmp_path / "genesis.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(GenesisError, match=why):
+        Genesis.load(path)
+
+
+@pytest.mark.parametrize("drift", [0, 2000, 3000, 10_000, 60_000])
+def test_tolerances_in_range_load(drift: int) -> None:
+    assert make_genesis(4, round_ms=1000, max_time_drift_ms=drift).consensus.time_drift() in (
+        drift or 3000,
+    )

@@ -56,6 +56,9 @@ class ValidatorInfo(_Model):
         return bytes.fromhex(self.bls_public_key)
 
 
+MAX_TIME_DRIFT_ROUNDS = 10  # the largest block time tolerance, in rounds (see below)
+
+
 class ConsensusParams(_Model):
     """Gosig timing and sizing. Rounds are ``round_ms`` long; the last ``stage2_ms`` of each
     round is stage II (agreement). ``expected_leaders`` sets the sortition difficulty."""
@@ -87,7 +90,8 @@ class ConsensusParams(_Model):
         description="how far a proposed block's time may be ahead of a validator's clock, or "
         "outside its round's slot of the schedule (genesis_time_ms + round * round_ms), for "
         "that validator to vote for it; this bounds how far one proposer can move the chain's "
-        "clock (0: three rounds, 3 * round_ms)",
+        "clock (0: three rounds, 3 * round_ms; otherwise between 2 * round_ms and "
+        "max(10 * round_ms, 60,000 ms))",
     )
 
     skip_empty_blocks: bool = Field(
@@ -97,6 +101,25 @@ class ConsensusParams(_Model):
         "a consensus parameter, in genesis, so that every validator follows it: with only "
         "some validators skipping, the others would still make empty blocks",
     )
+
+    @model_validator(mode="after")
+    def _drift_in_range(self) -> ConsensusParams:
+        # Below two rounds, ordinary skew between an honest proposer's clock and an honest
+        # voter's exceeds the tolerance: a stamp may sit at the end of its round's slot, the
+        # voter re-judges a block ahead of its clock for two rounds only, and a review's runs
+        # with one skewed and one fast clock halted at a one-round tolerance. Above
+        # MAX_TIME_DRIFT_ROUNDS rounds (and an absolute minute, for short rounds) the bound no
+        # longer means anything to a contract reading ctx.time_ms.
+        d = self.max_time_drift_ms
+        upper = max(MAX_TIME_DRIFT_ROUNDS * self.round_ms, 60_000)
+        if d and not 2 * self.round_ms <= d <= upper:
+            raise ValueError(
+                f"max_time_drift_ms must be 0 (three rounds) or between two rounds "
+                f"({2 * self.round_ms} ms) and {upper} ms, not {d}"
+            )
+        if self.stage2_ms >= self.round_ms:
+            raise ValueError("stage2_ms must be shorter than round_ms")
+        return self
 
     def time_drift(self) -> int:
         """The block time tolerance in milliseconds (see ``max_time_drift_ms``)."""
