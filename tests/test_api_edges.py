@@ -7,6 +7,7 @@ and ``/v1/blocks/１`` returned block 1, and ``?from=1_0`` read as 10.
 from __future__ import annotations
 
 import json
+import socket
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,3 +131,39 @@ def test_one_client_cannot_take_every_stream_slot(tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         sn.close()
+
+
+MALFORMED = [
+    b"GARBAGE\r\n\r\n",  # not a request line
+    b"GET /v1/status HTTP/9.9\r\nHost: x\r\n\r\n",  # no such version
+    b"GET /v1/status HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",  # a header without a colon
+    b"GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20_000 + b"\r\n\r\n",  # too long
+    b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",  # a control byte in the target
+]
+
+
+@pytest.mark.parametrize("raw", MALFORMED, ids=range(len(MALFORMED)))
+def test_what_the_http_parser_refuses_is_a_json_error(served: ServedNode, raw: bytes) -> None:
+    """Found by the operations review: aiohttp answered its own parse errors as text/plain,
+    the one kind of error a JSON client could not read (this test fails on that code)."""
+    host, port = urllib.parse.urlsplit(served.url).netloc.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(raw)
+        answer = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *headers = head.decode("latin-1").split("\r\n")
+    status = int(status_line.split()[1])
+    assert 400 <= status < 500, status_line
+    fields = {h.split(":", 1)[0].lower(): h.split(":", 1)[1].strip() for h in headers}
+    assert fields["content-type"].startswith("application/json"), fields
+    error = json.loads(body)["error"]
+    assert error["code"] in ("bad_request", "too_large") and error["message"]
+    assert b"Traceback" not in answer
+    # and the node still answers the next client
+    assert http_call(served.url, "GET", "/v1/status")[0] == 200

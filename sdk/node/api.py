@@ -62,6 +62,8 @@ from typing import Any, Protocol, cast
 
 import pydantic
 from aiohttp import WSMsgType, web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from accord.base import encoding, merkle
 from accord.base import wire as s
@@ -1346,6 +1348,37 @@ def create_app(node: NodeView, config: ApiConfig | None = None) -> web.Applicati
     return app
 
 
+class _JsonErrors(RequestHandler):
+    """aiohttp's per-connection protocol, answering in the API's JSON error shape what its HTTP
+    parser refuses before any handler runs (a malformed request line, a bad or oversize header,
+    a body framing error): aiohttp itself answers those as ``text/plain``, and a client parsing
+    every error as JSON then fails on the one kind it cannot retry by fixing a field."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs, refuses if bytes went out
+        code = "bad_request" if 400 <= status < 500 else "internal"
+        text = "the request could not be parsed as HTTP/1.1" if status < 500 else "internal error"
+        if status == 413 or (message and "too long" in message.lower()):
+            code, text = "too_large", "a request line or header is too long"
+        resp = error_response(status, code, text)
+        resp.force_close()
+        return resp
+
+
+def _protocol(server: web.Server) -> RequestHandler:
+    """One connection's protocol, as ``server()`` makes it but with JSON errors."""
+    kwargs = getattr(server, "_kwargs", {})
+    return _JsonErrors(server, loop=asyncio.get_running_loop(), **kwargs)
+
+
 class _Guard(asyncio.Protocol):
     """Wraps aiohttp's per-connection protocol with what aiohttp does not bound: how many
     connections are open (in total and per client IP: refused at once, before any parsing)
@@ -1485,7 +1518,7 @@ class ApiServer:
         loop = asyncio.get_running_loop()
         # our own listener rather than TCPSite: each connection's protocol is wrapped in a _Guard
         self._listener = await loop.create_server(
-            lambda: _Guard(api, server()),
+            lambda: _Guard(api, _protocol(server)),
             self.host,
             self._port,
             reuse_address=True,
