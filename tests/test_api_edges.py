@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accord.base.errors import DecodeError
-from accord.base.wire import parse_uint
+from accord.base.wire import parse_hex, parse_uint
 
 from .support.api import ALICE, BOB, ServedNode, transfer
 from .support.api import http as http_call
@@ -167,3 +167,23 @@ def test_what_the_http_parser_refuses_is_a_json_error(served: ServedNode, raw: b
     assert b"Traceback" not in answer
     # and the node still answers the next client
     assert http_call(served.url, "GET", "/v1/status")[0] == 200
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEFxX g \t\n١", max_size=12))
+def test_hex_parses_only_plain_hex_digits(text: str) -> None:
+    """One text, one value: ``bytes.fromhex`` also took ``"ab cd"`` and ``"ab\\ncd"`` for a
+    path's hash (found by the operations review)."""
+    body = text[2:] if text[:2] in ("0x", "0X") else text
+    plain = len(body) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in body)
+    try:
+        raw = parse_hex(text, "x")
+    except DecodeError:
+        assert not plain
+    else:
+        assert plain and raw.hex() == body.lower()
+
+
+@pytest.mark.parametrize("path", ["/v1/accounts/ab%20cd", "/v1/txs/" + "ab" * 31 + "%20ab"])
+def test_hex_with_spaces_in_a_path_is_a_400(served: ServedNode, path: str) -> None:
+    status, body = http_call(served.url, "GET", path)[:2]
+    assert status == 400, (status, body)

@@ -80,10 +80,7 @@ def value_from_json(j: Any, _depth: int = 0) -> Value:
             h = j["$bytes"]
             if type(h) is not str:
                 raise DecodeError("$bytes must hold a hex string")
-            try:
-                return bytes.fromhex(h)
-            except ValueError:
-                raise DecodeError("$bytes is not valid hex") from None
+            return parse_hex(h, "$bytes")
         if set(j) == {"$map"}:
             inner = j["$map"]
             if type(inner) is not dict:
@@ -129,14 +126,19 @@ def _query_uint(v: Any) -> Any:
 QueryUint = Annotated[int, BeforeValidator(_query_uint)]
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def parse_hex(s: str, what: str, size: int | None = None) -> bytes:
-    """Hex (optionally ``0x``-prefixed) to bytes; raises :class:`DecodeError` naming ``what``."""
+    """Hex to bytes, strictly: ASCII hex digits of either case, an even number of them, an
+    optional ``0x`` prefix, nothing else. ``bytes.fromhex`` alone also takes spaces between
+    bytes, so ``"ab cd"`` and ``"abcd"`` named one hash in a path: one text, one value.
+    Raises :class:`DecodeError` naming ``what``."""
     if s.startswith(("0x", "0X")):
         s = s[2:]
-    try:
-        raw = bytes.fromhex(s)
-    except ValueError:
-        raise DecodeError(f"{what} is not valid hex") from None
+    if len(s) % 2 or not _HEX.issuperset(s):
+        raise DecodeError(f"{what} is not valid hex (an even number of hex digits)")
+    raw = bytes.fromhex(s)
     if size is not None and len(raw) != size:
         raise DecodeError(f"{what} must have {size} bytes, got {len(raw)}")
     return raw

@@ -1106,12 +1106,7 @@ class ClientApi:
         from accord.contracts.runtime import nonce_key
 
         text = request.match_info["address"]
-        try:
-            address = bytes.fromhex(text)
-        except ValueError:
-            raise InvalidRequest("address must be hex") from None
-        if len(address) != 20:
-            raise InvalidRequest("an address has 20 bytes")
+        address = s.parse_hex(text, "address", 20)
         raw = self.node.store.get_state(nonce_key(address))
         committed = 0 if raw is None else int(encoding.decode(raw))
         next_nonce = getattr(self.node, "next_nonce", None)
