@@ -767,7 +767,11 @@ class AsyncClient:
         session: aiohttp.ClientSession | None = None,
         ca_file: str | Path | None = None,
         cert_sha256: str | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        """``max_response_bytes`` bounds one answer's body, as for :class:`Client`: a hostile
+        node cannot make this client allocate without bound, and no answer is parsed past
+        the project's nesting limit."""
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise DecodeError(f"not an http(s) URL: {url!r}")
@@ -778,6 +782,7 @@ class AsyncClient:
         )
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
         self._session = session
         self._own_session = session is None
 
@@ -814,22 +819,35 @@ class AsyncClient:
         elif json_body is not None:
             kw["json"] = json_body
         async with self._sess().request(method, self.url + path, ssl=self._ssl, **kw) as resp:
-            data = await resp.read()
+            data = await self._read_body(resp)
             if resp.status >= 400:
                 _raise_for(resp.status, data)
             return resp.status, resp.headers.get("Content-Type", ""), data
 
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        limit = self.max_response_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise TooLarge(f"answer of {resp.content_length} bytes exceeds the limit of {limit}")
+        parts: list[bytes] = []
+        got = 0
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            got += len(chunk)
+            if got > limit:
+                raise TooLarge(f"answer exceeds the limit of {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
     async def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
-        return json.loads((await self.request("GET", path, query=query))[2])
+        return loads_json((await self.request("GET", path, query=query))[2])
 
     async def submit(self, tx: Tx | bytes) -> bytes:
         _, _, data = await self.request("POST", "/v1/txs", raw_body=_tx_bytes(tx))
-        return bytes.fromhex(json.loads(data)["tx_hash"])
+        return bytes.fromhex(loads_json(data)["tx_hash"])
 
     async def submit_many(self, txs: list[Tx] | list[bytes]) -> list[bytes | AccordError]:
         body = encoding.encode([_tx_bytes(t) for t in txs])
         _, _, data = await self.request("POST", "/v1/txs/batch", raw_body=body)
-        return _batch_results(json.loads(data))
+        return _batch_results(loads_json(data))
 
     async def tx(self, tx_hash: bytes, *, proof: bool = True, include_tx: bool = False) -> TxStatus:
         q = {"proof": str(proof).lower(), "tx": str(include_tx).lower()}
@@ -885,7 +903,7 @@ class AsyncClient:
         _, _, data = await self.request(
             "POST", f"/v1/query/{contract}/{method}", raw_body=encoding.encode(args)
         )
-        return encoding.decode(bytes.fromhex(json.loads(data)["raw"]))
+        return encoding.decode(bytes.fromhex(loads_json(data)["raw"]))
 
     async def status(self) -> dict[str, Any]:
         return await self._get("/v1/status")
@@ -948,7 +966,7 @@ class AsyncClient:
         if first.type != aiohttp.WSMsgType.TEXT:
             await ws.close()
             raise error_from("unavailable", "stream closed before the subscription was live")
-        hello = json.loads(first.data)
+        hello = loads_json(first.data)
         if hello.get("type") != "subscribed":
             await ws.close()
             raise DecodeError(f"unexpected first stream message {hello.get('type')!r}")
