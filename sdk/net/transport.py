@@ -87,6 +87,7 @@ from accord.base import encoding
 from accord.base.crypto import bls
 from accord.base.errors import AccordError, BadFrame, HandshakeRefused, NetError, ValidationError
 from accord.base.genesis import Genesis
+from accord.base.logbudget import LogBudget
 from accord.base.metrics import Registry
 from accord.net import handshake as hs
 from accord.net import tls as _tls
@@ -441,6 +442,8 @@ class Transport:
         self._opening_reserved_by_ip: dict[str, int] = {}
         self._pending_reserved_by_ip: dict[str, int] = {}
         self._peer_ips: set[str] = set()
+        # what unauthenticated peers trigger is logged with a budget (see accord.base.logbudget)
+        self._log = LogBudget(log)
         self._warned_plaintext = hs.RecentSet(256)
         self._session: aiohttp.ClientSession | None = None
         self._dialers: list[asyncio.Task[None]] = []
@@ -861,7 +864,9 @@ class Transport:
             try:
                 conn, addr = await loop.sock_accept(sock)
             except OSError as e:  # out of descriptors and the like: wait, do not spin
-                log.warning("validator %d: accept failed: %r", self.index, e)
+                self._log.log(
+                    logging.WARNING, "accept", "validator %d: accept failed: %r", self.index, e
+                )
                 await asyncio.sleep(0.1)
                 continue
             conn.setblocking(False)
@@ -921,7 +926,9 @@ class Transport:
             if self._tls_server is None:
                 if tls_hello:
                     self.m_hs_fail.inc(reason="tls_not_enabled")
-                    log.info(
+                    self._log.log(
+                        logging.INFO,
+                        "tls_refused",
                         "validator %d: refused a TLS connection from %s: this validator's links are "
                         "plaintext (no p2p_tls in its node.json)",
                         self.index,
@@ -945,7 +952,14 @@ class Transport:
                     )
                 except (OSError, TimeoutError) as e:  # ssl.SSLError is an OSError
                     self.m_hs_fail.inc(reason="tls_handshake")
-                    log.info("validator %d: TLS handshake with %s failed: %r", self.index, ip, e)
+                    self._log.log(
+                        logging.INFO,
+                        "tls_handshake",
+                        "validator %d: TLS handshake with %s failed: %r",
+                        self.index,
+                        ip,
+                        e,
+                    )
                     return
             else:
                 self.m_hs_fail.inc(reason="plaintext")
@@ -961,7 +975,14 @@ class Transport:
                 return
             handed = True
         except (OSError, TimeoutError) as e:
-            log.info("validator %d: connection from %s lost while opening: %r", self.index, ip, e)
+            self._log.log(
+                logging.INFO,
+                "opening",
+                "validator %d: connection from %s lost while opening: %r",
+                self.index,
+                ip,
+                e,
+            )
         finally:
             if not handed:
                 conn.close()
@@ -1260,7 +1281,13 @@ class Transport:
             )
         except HandshakeRefused as e:
             self.m_hs_fail.inc(reason=e.reason)
-            log.info("validator %d: refused a connection: %s", self.index, e.message)
+            self._log.log(
+                logging.INFO,
+                "refused",
+                "validator %d: refused a connection: %s",
+                self.index,
+                e.message,
+            )
             await ws.close(code=_CLOSE_REFUSED, message=e.reason.encode()[:100])
         except TimeoutError:
             self.m_hs_fail.inc(reason="timeout")

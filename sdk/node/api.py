@@ -79,6 +79,7 @@ from accord.base.errors import (
     UnknownContract,
 )
 from accord.base.genesis import Genesis
+from accord.base.logbudget import LogBudget
 from accord.base.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from accord.base.metrics import Registry
 from accord.base.types import MAX_TX_BYTES, Block, Receipt, Tx
@@ -1351,6 +1352,12 @@ class _JsonErrors(RequestHandler):
 
     __slots__ = ()
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # aiohttp logs each refused request with its traceback at ERROR: one line per bad
+        # request a stranger sends. A short line within a budget instead.
+        msg, *rest = args
+        _PARSE_LOG.log(logging.INFO, "http_parse", str(msg), *rest)
+
     def handle_error(
         self,
         request: BaseRequest,
@@ -1366,6 +1373,9 @@ class _JsonErrors(RequestHandler):
         resp = error_response(status, code, text)
         resp.force_close()
         return resp
+
+
+_PARSE_LOG = LogBudget(logging.getLogger("accord.api"))
 
 
 def _protocol(server: web.Server) -> RequestHandler:
