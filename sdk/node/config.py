@@ -88,6 +88,14 @@ class NodeConfig(BaseModel):
         description="start on a genesis whose ZK keys are marked insecure-dev "
         "(one-machine keys: test and demo chains only)",
     )
+    double_sign_check: bool = Field(
+        default=True,
+        description="halt when a committed certificate carries this validator's commit vote "
+        "for a height and round its own safety record never signed: another instance with "
+        "this key is running (a copied folder or key file), or the folder was restored from "
+        "an older copy. Turn off only to restart a restored folder once no other instance "
+        "can be running",
+    )
 
     @classmethod
     def load(cls, node_dir: str | Path) -> NodeConfig:

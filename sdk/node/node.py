@@ -87,6 +87,7 @@ from accord.consensus import (
     Tick,
     TxsPending,
     ValidateBlock,
+    certificate_signers,
     sortition_value,
     verify_certificate,
 )
@@ -1289,8 +1290,40 @@ class Node:
         if block.height == self.chain.head()[0] + 1:
             self._queue_validation(block)
 
+    def _signed_elsewhere(self, cert: Certificate) -> bool:
+        """Whether ``cert`` carries this validator's commit vote for a (height, round) that
+        its safety record does not cover: then another process holds this key.
+
+        Rule 2 of the core makes every C vote persisted before it is sent, and C votes only
+        move up, so each C signature of ours is at or below the recorded (``c_height``,
+        ``c_round``). A certificate of ours above it was signed by someone else with our key
+        (a copied data folder or key file on another machine, which the folder lock cannot
+        see), or this folder's record is older than its key's history (restored from a
+        backup). Either way voting on could equivocate: the one thing a validator must never
+        do. This is CometBFT's double-sign check, run on every certificate that commits here
+        (catch-up included), not only on a window of blocks at start.
+        """
+        if not self.config.double_sign_check:
+            return False
+        if self.core is None or self.index not in certificate_signers(cert, self.genesis.n):
+            return False
+        s = self.core.safety
+        return (cert.height, cert.round) > (s.c_height, s.c_round)
+
     async def _commit(self, block: Block, cert: Certificate) -> None:
         assert self.chain is not None and self.mempool is not None
+        if self._signed_elsewhere(cert):
+            assert self.core is not None
+            s = self.core.safety
+            self._fail(
+                f"the certificate of block {cert.height} (round {cert.round}) carries this "
+                f"validator's commit vote, but its own record has signed only up to height "
+                f"{s.c_height} round {s.c_round}: another instance with this validator's key is "
+                "running (a copied data folder or validator.key), or this folder was restored "
+                "from an older copy. Stop the other instance; see double_sign_check in "
+                "docs/operations.md"
+            )
+            return
         chain, mempool, known = self.chain, self.mempool, self._sig_ok
         t0 = time.monotonic()
         # A committed block this node never validated (validation is lazy: the quorum may
