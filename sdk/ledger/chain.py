@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from accord.base import merkle
+from accord.base.encoding import Value
 from accord.base.errors import AccordError, GenesisError, ValidationError
 from accord.base.genesis import Genesis
 from accord.base.types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
@@ -344,6 +345,20 @@ class Chain:
             self.store.commit_block(block, certificate, ex.receipts, ex.writes, ex.update)
             self._results.clear()  # every cached result was computed on a parent that is gone
             return ex.receipts
+
+    def query(self, contract: str, method: str, args: dict[str, Value]) -> Value:
+        """A read-only contract call on committed state, at the head's height and time (a
+        contract that reads ``ctx.time_ms``, such as a credit score valid for its epoch, then
+        answers as it would in the next block, not as at 1970). Every state value it reads is
+        checked by a Merkle proof against the head's state root: a damaged value raises
+        ``StorageDamaged`` instead of becoming an answer."""
+        from accord.storage.verify import VerifiedSnapshot
+
+        header = self.head_header()
+        with VerifiedSnapshot(self.store) as snap:
+            return self.runtime.query(
+                snap, contract, method, args, height=header.height, time_ms=header.time_ms
+            )
 
     def block_and_certificate(self, height: int) -> tuple[Block, Certificate | None]:
         block = self.store.get_block(height)

@@ -969,12 +969,11 @@ class Node:
     def query(self, contract: str, method: str, args: dict[str, Value]) -> Value:
         """A read-only contract call on committed state; every state value it reads is checked
         by a Merkle proof against the state root (a damaged value is an error, not an answer)."""
-        from accord.storage.verify import StorageDamaged, VerifiedSnapshot
+        from accord.storage.verify import StorageDamaged
 
         assert self.chain is not None
         try:
-            with VerifiedSnapshot(self.store) as snap:
-                return self.chain.runtime.query(snap, contract, method, args)
+            return self.chain.query(contract, method, args)
         except StorageDamaged as e:
             self._fail(f"storage damaged: {e.message}")
             raise

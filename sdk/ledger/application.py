@@ -1,0 +1,83 @@
+"""The line between consensus and the application, in the spirit of CometBFT's ABCI.
+
+Consensus decides *which* block comes next; the application decides what a block *means*.
+The node drives an :class:`Application` and nothing else of the ledger: it asks for a
+candidate block when its core wants to propose (``build``), for a verdict on a proposal before
+its core may vote (``check_time`` then ``validate``), to apply a decided block (``commit``),
+and for read-only answers (``query``, ``nonce_of``). :class:`accord.ledger.chain.Chain` is the
+implementation (tests/test_application.py holds it to this protocol); another ledger (a
+different state machine behind the same consensus) implements these methods and nothing more.
+
+Rules an implementation keeps:
+
+* **Deterministic.** ``build``, ``validate`` and ``commit`` depend only on the head, the block
+  and the arguments: the same block gives the same state root, tx root and receipts on every
+  validator. The one local input is ``now_ms`` of ``check_time``/``validate``, which decides
+  only this validator's vote and is never applied to a certified block.
+* **No I/O of consensus.** No socket, no clock, no thread of its own: time comes in as an
+  argument, so the simulator and the node can drive the same code.
+* **Refusals are exceptions of one kind.** A proposal that must not get a vote raises
+  ``InvalidProposal`` (a ``StateRootMismatch`` when the transactions are genuine but execute to
+  another state here: damaged state or other code, which the node reports as a fault).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from accord.base.encoding import Value
+from accord.base.types import Block, Certificate, Header, Receipt, Tx
+
+
+@runtime_checkable
+class Application(Protocol):
+    @property
+    def chain_id(self) -> str: ...
+
+    def head(self) -> tuple[int, bytes]:
+        """Height and hash of the last committed block."""
+        ...
+
+    def head_header(self) -> Header: ...
+
+    def build(
+        self,
+        txs: Sequence[Tx],
+        *,
+        round: int = 0,
+        proposer: int = 0,
+        time_ms: int,
+        sortition: bytes = b"",
+        verified: Container[bytes] = (),
+        interrupt: Callable[[], bool] | None = None,
+        gas_budget: int | None = None,
+    ) -> Block:
+        """A candidate block on the head from ``txs`` (those that would make it invalid are
+        left out), executed as it is built; ``interrupt`` stops a build that lost its round."""
+        ...
+
+    def check_time(self, header: Header, now_ms: int) -> None:
+        """Refuse a proposal whose time this validator must not vote for at ``now_ms``."""
+        ...
+
+    def validate(
+        self, block: Block, *, verified: Container[bytes] = (), now_ms: int | None = None
+    ) -> Any:
+        """Re-execute a proposal on the head; raise ``InvalidProposal`` if it must not get a
+        vote. The outcome is cached for ``commit``."""
+        ...
+
+    def commit(self, block: Block, certificate: Certificate | None) -> list[Receipt]:
+        """Apply a decided block (validating it first if needed) and return its receipts."""
+        ...
+
+    def query(self, contract: str, method: str, args: dict[str, Value]) -> Value:
+        """A read-only contract call on committed state, at the head's height and time."""
+        ...
+
+    def nonce_of(self, address: bytes) -> int:
+        """The nonce the account's next transaction must carry (committed state)."""
+        ...
+
+    def block_and_certificate(self, height: int) -> tuple[Block, Certificate | None]: ...
