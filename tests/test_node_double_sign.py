@@ -44,6 +44,12 @@ def test_a_copy_of_a_validator_folder_halts_instead_of_signing(tmp_path: Path) -
         # get in; the original's votes since the copy are in the chain's certificates.
         net.run(restarted.stop())
         # (same ports: the peers dial the address they know for validator 3)
+        cfg = dst / "node.json"
+        import json
+
+        doc = json.loads(cfg.read_text())
+        doc["double_sign_check"] = True
+        cfg.write_text(json.dumps(doc))
         copy = Node.from_dir(dst)
         net.run(copy.start())
         _wait(lambda: copy is not None and copy.fault is not None)

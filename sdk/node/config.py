@@ -89,7 +89,7 @@ class NodeConfig(BaseModel):
         "(one-machine keys: test and demo chains only)",
     )
     double_sign_check: bool = Field(
-        default=True,
+        default=False,
         description="halt when a committed certificate carries this validator's commit vote "
         "for a height and round its own safety record never signed: another instance with "
         "this key is running (a copied folder or key file), or the folder was restored from "
