@@ -225,11 +225,21 @@ class NodeOps:
             own = node.chain.head()[0]
             if max(node._peer_heads.values(), default=0) <= own + 1:
                 return  # the network is starting too (or no peer answered): nothing to sync
-            # Then give the other peers a moment to report too: one peer alone may be a liar.
+            # Then give the other peers a moment to report too: one peer alone may be a liar,
+            # and a peer left out is one fewer source to fall back on. A loaded machine takes
+            # seconds to finish every handshake, so the moment is several status rounds.
             others = node.genesis.n - 1
-            end = min(end, time.monotonic() + 2 * node.status_interval)
+            end = min(end, time.monotonic() + 5 * node.status_interval)
             while len(node._peer_heads) < others and time.monotonic() < end:
                 await asyncio.sleep(0.1)
+            if len(node._peer_heads) < others:
+                log.info(
+                    "%s: state sync: deciding with %d of %d peers reporting (%s)",
+                    node.name,
+                    len(node._peer_heads),
+                    others,
+                    sorted(node._peer_heads),
+                )
             offers: dict[int, list[int]] = {}
             for peer, head in sorted(node._peer_heads.items()):
                 if head <= own + 1:
