@@ -44,8 +44,12 @@ was seen, per-signer counts (``signers`` of length ``2 * n``) plus the weighted 
 signers with ``certificate_signers(cert, n)``, which understands both; ``verify_certificate``
 accepts both.
 
-Counters for metrics: ``core.stats`` (garbage, bad_signature, bad_proposal, stale, received,
-and ``extra``: abstain, repropose, unlock, dropped_votes).
+Reading the core: ``core.status()`` returns a frozen :class:`Status` snapshot (height, round,
+head, clock, last votes, lock, and ``stats``, a plain dict of counters for metrics: garbage,
+bad_signature, bad_proposal, stale, received, abstain, repropose, unlock, dropped_votes, ...).
+The core's state is private; drivers never read or write it. Three read-only queries serve
+what a snapshot would copy too much of: ``block(hash)``, ``locked_block()`` and
+``candidate_hashes(round)``.
 
 The rules the core keeps, the theory of operation and the safety argument are in
 :mod:`accord.consensus.state`.
@@ -82,11 +86,13 @@ from accord.consensus.state import (
     Core,
     Event,
     FetchBlock,
+    LockStatus,
     MessageReceived,
     Params,
     Persist,
     SafetyState,
     Send,
+    Status,
     Tick,
     TxsPending,
     ValidateBlock,
@@ -112,6 +118,7 @@ __all__ = [
     "Crypto",
     "Event",
     "FetchBlock",
+    "LockStatus",
     "MessageReceived",
     "Params",
     "Persist",
@@ -119,6 +126,7 @@ __all__ = [
     "SafetyState",
     "Send",
     "Signer",
+    "Status",
     "Tick",
     "Ticket",
     "TxsPending",

@@ -359,10 +359,7 @@ class Node:
             for code, count in self.mempool.rejected.items():
                 self.m_rejected.set(count, code=code)
         if self.core is not None:
-            s = self.core.stats
-            for kind in ("garbage", "bad_signature", "bad_proposal", "stale", "received"):
-                self.m_consensus.set(getattr(s, kind), kind=kind)
-            for kind, v in s.extra.items():
+            for kind, v in self.core.status().stats.items():
                 self.m_consensus.set(v, kind=kind)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -880,7 +877,7 @@ class Node:
         ):
             return
         pending = len(mempool) > 0
-        if pending != core.txs_pending:
+        if pending != core.status().txs_pending:
             for action in core.handle(TxsPending(pending)):
                 self._perform(action)
             self._arm_tick()
@@ -896,7 +893,7 @@ class Node:
             "chain_id": self.genesis.chain_id,
             "height": head[0] if head else 0,
             "head_hash": head[1].hex() if head else "",
-            "round": self.core.round if self.core is not None else -1,
+            "round": self.core.status().round if self.core is not None else -1,
             "peers": self.transport.peers() if self.transport is not None else [],
             "mempool": len(self.mempool) if self.mempool is not None else 0,
             "running": self.running and self.fault is None,
@@ -1101,7 +1098,7 @@ class Node:
             t1 = time.monotonic()
             if chain.head() != (a.height - 1, a.parent_hash):
                 return  # the head moved on: this build is stale
-            if self.core is None or self.core.round != a.round:
+            if self.core is None or self.core.status().round != a.round:
                 self.m_stale_builds.inc()
                 return  # the round moved on: the core would drop the block; leave the txs pooled
             gas_budget = self._block_gas()
