@@ -28,6 +28,8 @@ Actions (out):
 * ``BuildBlock(height, round, parent_hash, proposer_index, sortition)``: build a block on
   ``parent_hash`` whose header has that height, round, proposer and ``sortition`` (the ticket)
   and answer ``BlockBuilt(block)``. Blocks built too late are dropped (counted as stale).
+* ``CancelBuild(height, round)``: a better ticket's proposal for a round this core asked to
+  build is here; stop that build if it still runs (advisory: a block built anyway is fine).
 * ``ValidateBlock(block)``: execute speculatively, answer ``BlockValidated(hash, ok)``.
 * ``Commit(block, certificate)``: the block is final; store and execute it.
 * ``FetchBlock(block_hash, from_index)``: ask that peer for the block and, if the peer has
@@ -82,6 +84,7 @@ from accord.consensus.state import (
     BlockValidated,
     Broadcast,
     BuildBlock,
+    CancelBuild,
     Commit,
     Core,
     Event,
@@ -111,6 +114,7 @@ __all__ = [
     "BlsSigner",
     "Broadcast",
     "BuildBlock",
+    "CancelBuild",
     "Commit",
     "Core",
     "CostModelCrypto",

@@ -247,6 +247,18 @@ class BuildBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelBuild:
+    """Stop the build asked for by ``BuildBlock(height, round, ...)`` if it still runs: a
+    better ticket's proposal for that round is here, so the block could not win and building
+    it only delays validating the better one. Advisory: a driver may ignore it, and a
+    :class:`BlockBuilt` that comes anyway is handled as before (proposed, it cannot win).
+    Emitted at most once per build, and only while its ``BlockBuilt`` has not come."""
+
+    height: int
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
 class ValidateBlock:
     block: Block
 
@@ -289,7 +301,7 @@ class FetchBlock:
     from_index: int
 
 
-Action = BuildBlock | ValidateBlock | Persist | Broadcast | Send | Commit | FetchBlock
+Action = BuildBlock | CancelBuild | ValidateBlock | Persist | Broadcast | Send | Commit | FetchBlock
 
 
 # --- parameters and safety state -----------------------------------------------------------
@@ -570,6 +582,9 @@ class Core:
         self._validate_ms = 0
         self._hop_ms = 0  # how late into their round verified tickets arrive: one message's trip
         self._build_started: tuple[int, int, int] | None = None
+        # The build asked for and not answered yet: (height, round, our ticket value), until
+        # a better proposal of that round makes us emit CancelBuild for it (_cancel_if_beaten).
+        self._pending_build: tuple[int, int, int] | None = None
         self._validate_started: dict[bytes, int] = {}
         self._last_sent: dict[tuple[int, int, int, bytes], tuple[int, int]] = {}  # time, signers
         self._due: dict[tuple[int, int, int, bytes], int] = {}
@@ -669,15 +684,6 @@ class Core:
     def candidate_hashes(self, round: int) -> list[bytes]:
         """Hashes of the proposals held for ``round`` at this height, in arrival order."""
         return list(self._cands.get(round, {}))
-
-    def best_ticket(self, height: int, round: int) -> int | None:
-        """The ticket value of the best proposal held for (height, round), if any: a driver
-        building a block for that round can stop once a better one is here (it could not win,
-        as ``_check_waiting`` reasons for a build not yet started)."""
-        if height != self._height:
-            return None
-        best = self._best(round)
-        return None if best is None else best.value
 
     def next_wakeup_ms(self) -> int:
         """The local time at which the next :class:`Tick` matters (drivers may tick more often),
@@ -866,7 +872,22 @@ class Core:
 
     def _build(self, height: int, r: int, ticket: bytes) -> None:
         self._build_started = (height, r, self._now)
+        self._pending_build = (height, r, sortition_value(ticket))
         self._out.append(BuildBlock(height, r, self._head_hash, self.index, ticket))
+        best = self._best(r)
+        if best is not None:  # a proposal of the round (one early, say) may already beat us
+            self._cancel_if_beaten(r, best.value)
+
+    def _cancel_if_beaten(self, r: int, value: int) -> None:
+        """Emit :class:`CancelBuild` for our pending build of round ``r`` if a proposal with
+        ticket ``value`` beats its ticket: only the best-ticket proposal gets votes, so the
+        block could not win (as ``_check_waiting`` reasons for a build not yet asked for).
+        The driver owned this decision before (it polled the best ticket after every
+        message); now the core says it once, and what is voted for never depends on it."""
+        pb = self._pending_build
+        if pb is not None and (pb[0], pb[1]) == (self._height, r) and value < pb[2]:
+            self._pending_build = None
+            self._out.append(CancelBuild(pb[0], pb[1]))
 
     def _validate(self, block: Block) -> None:
         self._validate_started[block.hash] = self._now
@@ -997,6 +1018,9 @@ class Core:
         ):  # stale or not: it took this long
             self._build_ms = self._track(self._build_ms, self._now - started[2])
             self._build_started = None
+        pb = self._pending_build
+        if pb is not None and (pb[0], pb[1]) == (h.height, h.round):
+            self._pending_build = None
         if (
             h.height != self._height
             or not self._round - LATE_ROUNDS <= h.round <= self._round
@@ -1125,6 +1149,7 @@ class Core:
     def _add_candidate(self, prop: Proposal, value: int) -> None:
         self._cands.setdefault(prop.round, {})[prop.block.hash] = _Candidate(value, prop)
         self._blocks[prop.block.hash] = prop.block
+        self._cancel_if_beaten(prop.round, value)
 
     def _best(self, r: int) -> _Candidate | None:
         cs = self._cands.get(r)
@@ -1554,6 +1579,7 @@ class Core:
         self._tickets.clear()
         self._ticket_by.clear()
         self._waiting = None
+        self._pending_build = None  # a build for the decided height is stale: no CancelBuild
         self._blocks = {}
         self._valid = {}
         self._validate_started = {}

@@ -77,6 +77,7 @@ from accord.consensus import (
     BlsSigner,
     Broadcast,
     BuildBlock,
+    CancelBuild,
     Commit,
     Core,
     FetchBlock,
@@ -262,9 +263,11 @@ class Node:
         self._distrusted: dict[int, float] = {}  # peer -> monotonic time until which sync avoids it
         self._to_validate: dict[bytes, tuple[Block, float]] = {}
         self._valid_best: dict[tuple[int, int], int] = {}  # (height, round) -> best valid ticket
-        # The build in progress: (height, round, its ticket value, stop flag). _step sets the
-        # flag once a better proposal for that round is here (the block could not win).
-        self._building: tuple[int, int, int, threading.Event] | None = None
+        # The build in progress: (height, round, stop flag), and the last (height, round) the
+        # core sent CancelBuild for (a better proposal is here: the block could not win);
+        # _perform sets the flag, or _build sets it at once if the cancel came first.
+        self._building: tuple[int, int, threading.Event] | None = None
+        self._cancelled_build: tuple[int, int] | None = None
         self._validation_wake = asyncio.Event()
         self._validating = False
         self._validation_task: asyncio.Future[None] | None = None
@@ -997,12 +1000,6 @@ class Node:
         self._sync_pending()  # commits empty the mempool; the core must know before it leads
         for action in self.core.handle(event):
             self._perform(action)
-        building = self._building
-        if building is not None and isinstance(event, MessageReceived):
-            height, rnd, value, stop = building
-            best = self.core.best_ticket(height, rnd)
-            if best is not None and best < value:
-                stop.set()
         self._arm_tick()
 
     # Time reaches the core as Tick events, when the core next needs it
@@ -1046,6 +1043,11 @@ class Node:
         elif isinstance(action, ValidateBlock):
             self._remember(action.block)
             self._queue_validation(action.block)
+        elif isinstance(action, CancelBuild):
+            self._cancelled_build = (action.height, action.round)
+            building = self._building
+            if building is not None and building[:2] == self._cancelled_build:
+                building[2].set()
         elif isinstance(action, Commit):
             self._spawn(self._commit(action.block, action.certificate))
         elif isinstance(action, FetchBlock):
@@ -1113,7 +1115,9 @@ class Node:
             # leader's proposal is late; if it lands while we build, our block cannot win and
             # the build only delays validating the better one: stop it (nothing is written).
             stop = threading.Event()
-            self._building = (a.height, a.round, sortition_value(a.sortition), stop)
+            if self._cancelled_build == (a.height, a.round):
+                stop.set()  # cancelled while waiting for the chain lock
+            self._building = (a.height, a.round, stop)
             try:
                 block = await self._loop.run_in_executor(
                     self._executor,

@@ -72,6 +72,7 @@ from accord.consensus import (
     BlockValidated,
     Broadcast,
     BuildBlock,
+    CancelBuild,
     Commit,
     Core,
     CostModelCrypto,
@@ -617,6 +618,10 @@ class Simulator:
                         queue.append(TxsPending(bool(nd.pending)))
                 elif isinstance(a, FetchBlock):
                     self._fetch(nd, a, send_at)
+                elif isinstance(a, CancelBuild):
+                    # Ignored: a simulated build costs a fixed exec_ms and is never cut short,
+                    # as before the core emitted this; its BlockBuilt comes and is proposed.
+                    pass
                 del i
         nd.busy_until = start + busy_us
         self._schedule_tick(nd)
