@@ -64,7 +64,7 @@ def test_no_skew_changes_nothing() -> None:
     )
     sim = Simulator(cfg)
     sim.run()
-    assert all(nd.core.skew_ms == 0 for nd in sim.nodes)
+    assert all(nd.core.status().skew_ms == 0 for nd in sim.nodes)
 
 
 def _core(index: int = 0) -> tuple[Core, CostModelCrypto]:
@@ -74,8 +74,9 @@ def _core(index: int = 0) -> tuple[Core, CostModelCrypto]:
 
 
 def _ticket(core: Core, model: CostModelCrypto, frm: int, rnd: int) -> bytes:
-    sig = model.signer(frm).sign(sortition_message("c", core.height, rnd, core.seed))
-    return Ticket(core.height, rnd, frm, sig).encode()
+    st = core.status()
+    sig = model.signer(frm).sign(sortition_message("c", st.height, rnd, st.seed))
+    return Ticket(st.height, rnd, frm, sig).encode()
 
 
 def test_f_byzantine_peers_cannot_drag_the_clock() -> None:
@@ -86,22 +87,22 @@ def test_f_byzantine_peers_cannot_drag_the_clock() -> None:
     core, model = _core()
     core.handle(Tick(10_000))
     core.handle(MessageReceived(1, _ticket(core, model, 1, 11)))  # round 11 starts at 11,000
-    assert core.skew_ms == 0
+    assert core.status().skew_ms == 0
     core.handle(
         MessageReceived(1, _ticket(core, model, 1, 30))
     )  # far in the future: still one peer
-    assert core.skew_ms == 0
+    assert core.status().skew_ms == 0
     core.handle(MessageReceived(2, _ticket(core, model, 2, 11)))
-    assert core.skew_ms == 1_000
+    assert core.status().skew_ms == 1_000
     core.handle(MessageReceived(3, _ticket(core, model, 3, 40)))  # capped at two rounds per peer
-    assert core.skew_ms == 2_000
+    assert core.status().skew_ms == 2_000
     # Someone else's ticket relayed by a peer says nothing about that peer's clock.
     other, m2 = _core()
     other.handle(Tick(10_000))
     other.handle(MessageReceived(1, _ticket(other, m2, 2, 12)))
     other.handle(MessageReceived(3, _ticket(other, m2, 2, 12)))
-    assert other.skew_ms == 0
+    assert other.status().skew_ms == 0
     # The core's clock runs ahead by the skew; the driver's wakeups stay on the driver's clock.
     core.handle(Tick(10_001))
-    assert core.round == 12
+    assert core.status().round == 12
     assert core.next_wakeup_ms() <= 10_500

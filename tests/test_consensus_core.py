@@ -147,7 +147,7 @@ def test_persisted_lock_is_dropped_once_its_height_commits() -> None:
                 assert st.lock.height == height and st.lock_block is not None
                 assert st.lock_block.hash == st.lock.block_hash
     assert saw_lock >= 5
-    assert core.safety.lock is None or core.safety.lock.height == core.height
+    assert core._safety.lock is None or core._safety.lock.height == core.status().height
 
 
 def test_same_events_same_actions() -> None:
@@ -175,7 +175,7 @@ def test_restart_never_signs_a_second_prepare_in_the_same_round() -> None:
                 queue.append(BlockBuilt(_block_for(a, "c")))
     out += core.handle(Tick(60))  # stage II of round 0: already voted before the crash
     assert not any(isinstance(a, Persist) for a in out)
-    assert core.safety.p_hash == b"\x01" * 32
+    assert core.status().p_hash == b"\x01" * 32
 
 
 def test_garbage_and_bad_tickets_change_nothing() -> None:
@@ -186,7 +186,7 @@ def test_garbage_and_bad_tickets_change_nothing() -> None:
     core.handle(Tick(1))
     for junk in (b"", b"\x00", b"\x97\x02", bytes(range(256)), b"\x91\x05"):
         assert core.handle(MessageReceived(1, junk)) == []
-    assert core.stats.garbage == 5
+    assert core.status().stats["garbage"] == 5
     # A proposal whose ticket is a valid signature on another round's message.
     from accord.consensus import sortition_message
 
@@ -194,13 +194,13 @@ def test_garbage_and_bad_tickets_change_nothing() -> None:
     h = Header("c", 1, 0, GENESIS_HASH, bytes(32), bytes(32), 0, 1, 0, ticket)
     prop = Proposal(0, 1, ticket, Block(h, ()))
     assert core.handle(MessageReceived(1, prop.encode())) == []
-    assert core.stats.bad_proposal == 1
+    assert core.status().stats["bad_proposal"] == 1
     # A vote aggregate claiming everyone signed, with one validator's signature.
     sig = crypto.signer(1).sign(vote_message("c", 1, 0, PHASE_P, b"\x02" * 32))
     agg = Aggregate(1, 0, PHASE_P, b"\x02" * 32, np.ones(n, dtype=np.uint16), sig)
     assert core.handle(MessageReceived(1, agg.encode())) == []
-    assert core.stats.bad_signature == 1
-    assert core.safety == SafetyState()
+    assert core.status().stats["bad_signature"] == 1
+    assert core._safety == SafetyState()
 
 
 def test_tickets_first_and_bad_tickets() -> None:
@@ -235,18 +235,20 @@ def test_tickets_first_and_bad_tickets() -> None:
     while sortition_value(fake := hashlib.sha256(b"forged%d" % k).digest() * 3) >= mine:
         k += 1
     forged = Ticket(1, 0, 1, fake)  # better than ours, but not validator 1's signature
-    before = core.stats.bad_signature, core.stats.stale, core.stats.garbage
+    st = core.status().stats
+    before = st["bad_signature"], st["stale"], st["garbage"]
     core.handle(MessageReceived(1, forged.encode()))
     core.handle(MessageReceived(2, ticket(2, height=5).encode()))
     core.handle(
         MessageReceived(3, b"\x95\x03\x01\x00\x09" + b"\xc4\x60" + bytes(96))
     )  # proposer 9 of 4
-    assert (core.stats.bad_signature, core.stats.stale, core.stats.garbage) == (
+    st = core.status().stats
+    assert (st["bad_signature"], st["stale"], st["garbage"]) == (
         before[0] + 1,
         before[1] + 1,
         before[2] + 1,
     )
-    assert core.tickets == {0: mine}
+    assert core._tickets == {0: mine}
     assert any(isinstance(a, BuildBlock) for a in core.handle(Tick(21)))  # nothing held us back
 
     others = sorted((sortition_value(ticket(i).sortition), i) for i in (1, 2, 3))
@@ -299,11 +301,14 @@ def test_validation_waits_for_an_announced_better_leader() -> None:
             assert validated(core.handle(Tick(50))) == []  # the worse one is not needed
         else:
             assert validated(core.handle(Tick(50))) == [worse]  # stage II: validate what we hold
-        assert core.stats.extra["validation_held"] == 1
-        # What a driver building for this round asks: the best ticket held, at this height only.
+        assert core.status().stats["validation_held"] == 1
+        # The best ticket held for the round (white-box: drivers no longer poll it; the core
+        # emits CancelBuild, see test_consensus_cancel_build.py).
         held = [best, worse] if better_arrives else [worse]
-        assert core.best_ticket(1, 0) == min(sortition_value(sigs[i]) for i in held)
-        assert core.best_ticket(2, 0) is None and core.best_ticket(1, 1) is None
+        best_held = core._best(0)
+        assert best_held is not None
+        assert best_held.value == min(sortition_value(sigs[i]) for i in held)
+        assert core._best(1) is None
 
 
 def _p_votes(out: list[object], n: int) -> list[tuple[int, bytes]]:
@@ -357,7 +362,7 @@ def test_a_block_validated_after_its_round_still_gets_a_late_prepare() -> None:
             assert _p_votes(out, n) == []  # P in round 1 already: round 0 is closed for good
         else:
             assert _p_votes(out, n) == [(0, late.block.hash)]
-            assert core.stats.extra["late_prepare"] == 1
+            assert core.status().stats["late_prepare"] == 1
             assert isinstance(out[0], Persist)  # persisted before it is revealed (rule 2)
     # A leader whose build ends up to LATE_ROUNDS rounds late still proposes it; later, not.
     from accord.consensus.state import LATE_ROUNDS
@@ -511,8 +516,8 @@ def test_votes_for_many_blocks_from_one_validator_are_capped() -> None:
             core.handle(
                 MessageReceived(1, Aggregate.single(n, 1, rnd, PHASE_P, bh, 1, sig).encode())
             )
-    assert len(core.aggs) == 3
-    assert core.stats.extra["dropped_votes"] == 3 * 39
+    assert len(core._aggs) == 3
+    assert core.status().stats["dropped_votes"] == 3 * 39
     # Honest singletons for a block of their own are still counted, in every flooded slot:
     # with validator 0's own vote they make a quorum.
     good = hashlib.sha256(b"good").digest()
@@ -522,5 +527,5 @@ def test_votes_for_many_blocks_from_one_validator_are_capped() -> None:
             core.handle(
                 MessageReceived(i, Aggregate.single(n, 1, rnd, PHASE_P, good, i, sig).encode())
             )
-        assert core.aggs[(1, rnd, PHASE_P, good)].signers == 2
-    assert core.stats.extra["dropped_votes"] == 3 * 39
+        assert core._aggs[(1, rnd, PHASE_P, good)].signers == 2
+    assert core.status().stats["dropped_votes"] == 3 * 39

@@ -66,23 +66,23 @@ def test_worse_proposal_is_not_validated_while_the_best_is_valid() -> None:
     core.handle(BlockValidated(best.block.hash, True))
     out = core.handle(Tick(600))  # stage II: prepare the best
     assert validations(out) == []
-    assert core.safety.p_hash == best.block.hash and core.safety.p_round == 0
+    assert core.status().p_hash == best.block.hash and core.status().p_round == 0
     assert any(isinstance(a, Persist) for a in out)  # the P vote is persisted first
-    assert mid.block.hash not in core.valid
+    assert mid.block.hash not in core._valid
 
 
 def test_worse_proposal_is_validated_once_the_best_is_invalid() -> None:
     core, (best, mid, worst) = setup()
     for p in (best, mid, worst):
         core.handle(MessageReceived(p.proposer, p.encode()))
-    assert core.valid == {best.block.hash: None}
+    assert core._valid == {best.block.hash: None}
     out = core.handle(BlockValidated(best.block.hash, False))
     assert validations(out) == [mid.block.hash]  # the next best, not the worst
     out = core.handle(BlockValidated(mid.block.hash, False))
     assert validations(out) == [worst.block.hash]
     core.handle(BlockValidated(worst.block.hash, True))
     core.handle(Tick(600))
-    assert core.safety.p_hash == worst.block.hash  # the best valid one gets the P vote
+    assert core.status().p_hash == worst.block.hash  # the best valid one gets the P vote
 
 
 def test_stage2_waits_for_the_best_verdict() -> None:
@@ -90,12 +90,12 @@ def test_stage2_waits_for_the_best_verdict() -> None:
     core.handle(MessageReceived(best.proposer, best.encode()))
     core.handle(MessageReceived(mid.proposer, mid.encode()))
     core.handle(Tick(600))
-    assert core.safety.p_round == -1  # no verdict yet: no vote
+    assert core.status().p_round == -1  # no verdict yet: no vote
     out = core.handle(BlockValidated(best.block.hash, True))
-    assert core.safety.p_hash == best.block.hash
+    assert core.status().p_hash == best.block.hash
     assert any(isinstance(a, Persist) for a in out)
     p_votes = [a for a in out if not isinstance(a, Persist)]
-    assert p_votes and core.aggs.get((1, 0, PHASE_P, best.block.hash)) is not None
+    assert p_votes and core._aggs.get((1, 0, PHASE_P, best.block.hash)) is not None
 
 
 def test_identical_proposal_bytes_decode_once_and_tampered_bytes_do_not_hit() -> None:

@@ -50,8 +50,8 @@ def test_a_validator_restarted_below_its_own_votes_cannot_fork_four_honest_ones(
     net.tick(101)
     net.deliver(is_prop())
     net.tick(160)
-    B = net.cores[1].safety.p_hash
-    assert all(net.cores[i].safety.p_hash == B for i in range(4))
+    B = net.cores[1].status().p_hash
+    assert all(net.cores[i].status().p_hash == B for i in range(4))
     net.deliver(lambda f, t, m: isinstance(m, Aggregate) and m.phase == PHASE_P and t in (0, 1, 3))
     net.deliver(lambda f, t, m: isinstance(m, Aggregate) and m.phase == PHASE_C and t == 1)
     assert [b.hash for b in net.commits[1] if b.height == 2] == [B]

@@ -107,7 +107,7 @@ def test_late_p_votes_of_an_earlier_round_cannot_fork_four_honest_validators() -
     assert len({blocks[0].hash for blocks in net.commits.values()}) == 1
     # Nobody signed C for round 0 after its P vote of round 1.
     assert all(
-        c.safety.c_round != 0 or c.safety.c_hash not in p0 for c in net.cores.values()
+        c.status().c_round != 0 or c.status().c_hash not in p0 for c in net.cores.values()
     ) or all(b[0].hash in p0 for b in net.commits.values())
 
 
@@ -119,14 +119,15 @@ def test_a_validator_that_voted_p_in_a_later_round_does_not_sign_c_for_an_earlie
     core = Core(params, crypto.signer(0), crypto, head=(0, GENESIS_HASH))
     b0, b1 = (_block(BuildBlock(1, r, GENESIS_HASH, 1, b"")) for r in (0, 1))
     core.handle(Tick(110))
-    core.safety.p_round, core.safety.p_height, core.safety.p_hash = 1, 1, b1.hash  # voted P(B1, 1)
+    s = core._safety  # white-box: the state a crash after voting P(B1, 1) leaves
+    s.p_round, s.p_height, s.p_hash = 1, 1, b1.hash
     out: list[object] = []
     for i in (1, 2, 3):
         sig = crypto.signer(i).sign(vote_message("c", 1, 0, PHASE_P, b0.hash))
         out += core.handle(
             MessageReceived(i, Aggregate.single(N, 1, 0, PHASE_P, b0.hash, i, sig).encode())
         )
-    assert core.lock is not None and core.lock.round == 0
+    assert core.status().lock is not None and core.status().lock.round == 0
     c_votes = [
         a
         for a in out
@@ -134,7 +135,7 @@ def test_a_validator_that_voted_p_in_a_later_round_does_not_sign_c_for_an_earlie
         and isinstance(m := decode_message(a.payload, N, 1 << 20), Aggregate)
         and m.phase == PHASE_C
     ]
-    assert c_votes == [] and core.safety.c_round == -1
+    assert c_votes == [] and core.status().c_round == -1
 
 
 def _quorum(crypto: CostModelCrypto, rnd: int, bh: bytes, signers: tuple[int, ...]) -> Aggregate:
@@ -160,7 +161,7 @@ def test_a_lock_on_a_block_never_received_fetches_its_body_and_can_repropose_it(
     sig = crypto.signer(1).sign(sortition_message("c", 1, 0, GENESIS_HASH))
     body = _block(BuildBlock(1, 0, GENESIS_HASH, 1, sig))
     out = core.handle(MessageReceived(1, _quorum(crypto, 0, body.hash, (1, 2, 3)).encode()))
-    assert core.lock is not None and core.safety.lock_block is None
+    assert core.status().lock is not None and core.locked_block() is None
     fetches = [a for a in out if isinstance(a, FetchBlock)]
     assert fetches and fetches[0].block_hash == body.hash and fetches[0].from_index in (1, 2, 3)
     # A body that is not the block's (a lying peer) is refused by validation and fetched again.
@@ -168,10 +169,10 @@ def test_a_lock_on_a_block_never_received_fetches_its_body_and_can_repropose_it(
     assert [a.block.hash for a in out if isinstance(a, ValidateBlock)] == [body.hash]
     out = core.handle(BlockValidated(body.hash, False))
     assert [a.block_hash for a in out if isinstance(a, FetchBlock)] == [body.hash]
-    assert core.stats.extra["bad_body"] == 1
+    assert core.status().stats["bad_body"] == 1
     core.handle(BlockFetched(body, None))
     out = core.handle(BlockValidated(body.hash, True))
-    assert core.safety.lock_block is not None and core.safety.lock_block.hash == body.hash
+    assert core.locked_block() is not None and core.locked_block().hash == body.hash
     persisted = [SafetyState.decode(a.value, N) for a in out if isinstance(a, Persist)]
     assert persisted and persisted[-1].lock_block is not None  # it survives a restart
     # As a leader of the next round it re-proposes the locked block with its quorum.
@@ -195,14 +196,15 @@ def test_the_highest_lock_is_accepted_however_old_its_round() -> None:
     low = hashlib.sha256(b"low").digest()
     high = hashlib.sha256(b"high").digest()
     core.handle(MessageReceived(1, _quorum(crypto, 0, low, (1, 2, 3)).encode()))
-    assert core.lock is not None and core.lock.block_hash == low
+    assert core.status().lock is not None and core.status().lock.block_hash == low
     core.handle(Tick(1 + 100 * (KEEP_ROUNDS + 10)))
     core.handle(MessageReceived(1, _quorum(crypto, 3, high, (1, 2, 3)).encode()))
-    assert core.lock is not None and (core.lock.round, core.lock.block_hash) == (3, high)
+    lock = core.status().lock
+    assert lock is not None and (lock.round, lock.block_hash) == (3, high)
     # An old quorum that does not beat the lock is still stale.
-    stale = core.stats.stale
+    stale = core.status().stats["stale"]
     core.handle(MessageReceived(2, _quorum(crypto, 1, low, (1, 2, 3)).encode()))
-    assert core.stats.stale == stale + 1 and core.lock.round == 3
+    assert core.status().stats["stale"] == stale + 1 and core.status().lock.round == 3
 
 
 def test_an_abstention_is_persisted_before_anything_else() -> None:
@@ -220,7 +222,7 @@ def test_an_abstention_is_persisted_before_anything_else() -> None:
     core.handle(MessageReceived(1, Proposal(1, 1, sig, fresh).encode()))
     core.handle(BlockValidated(fresh.hash, True))
     out = core.handle(Tick(160))
-    assert core.stats.extra.get("abstain", 0) >= 1
+    assert core.status().stats.get("abstain", 0) >= 1
     persisted = [SafetyState.decode(a.value, N) for a in out if isinstance(a, Persist)]
     assert persisted and persisted[-1].p_round == 1
 

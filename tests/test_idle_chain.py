@@ -50,7 +50,7 @@ def test_idle_chain_makes_no_block_then_commits_a_transaction_promptly(target: i
     committed = r.tx_commit_ms[0]
     assert committed - arrive_ms <= 3 * ROUND_MS, committed - arrive_ms
     # Rounds kept moving while idle (validators advance and are ready), none proposed.
-    assert all(nd.core.round >= 29 for nd in sim.nodes)
+    assert all(nd.core.status().round >= 29 for nd in sim.nodes)
 
 
 def test_idle_option_keeps_liveness_with_a_crashed_validator_and_a_steady_load() -> None:

@@ -34,22 +34,22 @@ class OldRuleCore(Core):
     (B, r), even if it already signed P in a round above r."""
 
     def _on_p_quorum(self, agg: Aggregate) -> None:
-        if agg.height != self.height:
+        if agg.height != self._height:
             return
-        lock = self.lock
+        lock = self._lock
         changed = False
         if lock is None or agg.round > lock.round:
             if lock is not None and lock.block_hash != agg.block_hash:
-                self.stats.extra["unlock"] = self.stats.extra.get("unlock", 0) + 1
-            self.safety.lock = agg.copy()
-            self.safety.lock_block = self.blocks.get(agg.block_hash)
+                self._stats.extra["unlock"] = self._stats.extra.get("unlock", 0) + 1
+            self._safety.lock = agg.copy()
+            self._safety.lock_block = self._blocks.get(agg.block_hash)
             changed = True
-        lock = self.safety.lock
+        lock = self._safety.lock
         assert lock is not None
-        if agg.round > self.safety.c_round and lock.key == agg.key:
-            self.safety.c_round = agg.round
-            self.safety.c_height = agg.height
-            self.safety.c_hash = agg.block_hash
+        if agg.round > self._safety.c_round and lock.key == agg.key:
+            self._safety.c_round = agg.round
+            self._safety.c_height = agg.height
+            self._safety.c_hash = agg.block_hash
             self._persist()
             self._add_own_vote(PHASE_C, agg.block_hash)
         elif changed:

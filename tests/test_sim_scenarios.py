@@ -95,7 +95,7 @@ def test_twins_really_equivocate_yet_safety_holds() -> None:
     assert len(twins) == 6 and len({nd.index for nd in twins}) == 3
     # Each twin hears only its half of the network, so the pair disagrees somewhere.
     assert any(
-        a.core.safety.encode() != b.core.safety.encode() or a.chain != b.chain
+        a.core._safety.encode() != b.core._safety.encode() or a.chain != b.chain
         for a, b in zip(twins[::2], twins[1::2], strict=True)
     )
 

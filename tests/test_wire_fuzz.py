@@ -42,7 +42,7 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 def _valid_messages() -> list[bytes]:
     sim = Simulator(SimConfig(nodes=N, block_txs=3, rounds=1, round_ms=1000))
     nd = sim.nodes[1]
-    ticket = sim.signers[1].sign(sortition_message("accord-sim", 1, 0, nd.core.seed))
+    ticket = sim.signers[1].sign(sortition_message("accord-sim", 1, 0, nd.core.status().seed))
     block = sim.build_block(nd, BuildBlock(1, 0, sim.genesis_hash, 1, ticket))
     vote = Aggregate.single(N, 1, 0, 1, block.hash, 1, sim.signers[1].sign(b"x"))
     return [
@@ -200,9 +200,10 @@ def test_a_core_fed_garbage_counts_it_and_keeps_its_votes(batch: list[bytes]) ->
         head=(0, hashlib.sha256(b"accord-sim-genesis").digest()),
     )
     core.handle(Tick(100))
-    before = core.safety.encode()
+    before = core._safety.encode()
     for data in batch:
         core.handle(MessageReceived(1 + len(data) % (N - 1), data))
-    s = core.stats
-    assert s.received == len(batch)
-    assert core.height == 1 and core.safety.encode() == before  # no vote, no lock from garbage
+    s = core.status().stats
+    assert s["received"] == len(batch)
+    # no vote, no lock from garbage (the whole safety state, so white-box)
+    assert core.status().height == 1 and core._safety.encode() == before

@@ -28,6 +28,8 @@ Actions (out):
 * ``BuildBlock(height, round, parent_hash, proposer_index, sortition)``: build a block on
   ``parent_hash`` whose header has that height, round, proposer and ``sortition`` (the ticket)
   and answer ``BlockBuilt(block)``. Blocks built too late are dropped (counted as stale).
+* ``CancelBuild(height, round)``: a better ticket's proposal for a round this core asked to
+  build is here; stop that build if it still runs (advisory: a block built anyway is fine).
 * ``ValidateBlock(block)``: execute speculatively, answer ``BlockValidated(hash, ok)``.
 * ``Commit(block, certificate)``: the block is final; store and execute it.
 * ``FetchBlock(block_hash, from_index)``: ask that peer for the block and, if the peer has
@@ -44,8 +46,12 @@ was seen, per-signer counts (``signers`` of length ``2 * n``) plus the weighted 
 signers with ``certificate_signers(cert, n)``, which understands both; ``verify_certificate``
 accepts both.
 
-Counters for metrics: ``core.stats`` (garbage, bad_signature, bad_proposal, stale, received,
-and ``extra``: abstain, repropose, unlock, dropped_votes).
+Reading the core: ``core.status()`` returns a frozen :class:`Status` snapshot (height, round,
+head, clock, last votes, lock, and ``stats``, a plain dict of counters for metrics: garbage,
+bad_signature, bad_proposal, stale, received, abstain, repropose, unlock, dropped_votes, ...).
+The core's state is private; drivers never read or write it. Three read-only queries serve
+what a snapshot would copy too much of: ``block(hash)``, ``locked_block()`` and
+``candidate_hashes(round)``.
 
 The rules the core keeps, the theory of operation and the safety argument are in
 :mod:`accord.consensus.state`.
@@ -78,15 +84,18 @@ from accord.consensus.state import (
     BlockValidated,
     Broadcast,
     BuildBlock,
+    CancelBuild,
     Commit,
     Core,
     Event,
     FetchBlock,
+    LockStatus,
     MessageReceived,
     Params,
     Persist,
     SafetyState,
     Send,
+    Status,
     Tick,
     TxsPending,
     ValidateBlock,
@@ -105,6 +114,7 @@ __all__ = [
     "BlsSigner",
     "Broadcast",
     "BuildBlock",
+    "CancelBuild",
     "Commit",
     "Core",
     "CostModelCrypto",
@@ -112,6 +122,7 @@ __all__ = [
     "Crypto",
     "Event",
     "FetchBlock",
+    "LockStatus",
     "MessageReceived",
     "Params",
     "Persist",
@@ -119,6 +130,7 @@ __all__ = [
     "SafetyState",
     "Send",
     "Signer",
+    "Status",
     "Tick",
     "Ticket",
     "TxsPending",

@@ -31,7 +31,7 @@ Rules this file keeps
    the store comes back at an older head), and a lock of a later height must not be replaced
    by a quorum of an earlier one, nor be ignored there.
 7. **Bad input changes nothing.** Undecodable bytes, bad signatures, bad sortition tickets,
-   wrong heights or parents are counted in :attr:`Core.stats` and dropped.
+   wrong heights or parents are counted (``Status.stats``) and dropped.
 
 Theory of operation
 ===================
@@ -247,6 +247,18 @@ class BuildBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelBuild:
+    """Stop the build asked for by ``BuildBlock(height, round, ...)`` if it still runs: a
+    better ticket's proposal for that round is here, so the block could not win and building
+    it only delays validating the better one. Advisory: a driver may ignore it, and a
+    :class:`BlockBuilt` that comes anyway is handled as before (proposed, it cannot win).
+    Emitted at most once per build, and only while its ``BlockBuilt`` has not come."""
+
+    height: int
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
 class ValidateBlock:
     block: Block
 
@@ -289,7 +301,7 @@ class FetchBlock:
     from_index: int
 
 
-Action = BuildBlock | ValidateBlock | Persist | Broadcast | Send | Commit | FetchBlock
+Action = BuildBlock | CancelBuild | ValidateBlock | Persist | Broadcast | Send | Commit | FetchBlock
 
 
 # --- parameters and safety state -----------------------------------------------------------
@@ -429,6 +441,45 @@ class Stats:
     extra: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class LockStatus:
+    """The lock that binds at the current height, as :class:`Status` reports it."""
+
+    height: int
+    round: int
+    block_hash: bytes
+    have_block: bool  # whether the locked block's body is held (else it is being fetched)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What a driver may know about a core, as one immutable snapshot (:meth:`Core.status`).
+
+    Drivers (the node, the simulator, tests) read this instead of the core's fields, so the
+    boundary runs one way: events in, actions and snapshots out, and nothing a driver holds
+    can change the core. ``stats`` is a fresh plain dict: the fixed counters
+    (``garbage``, ``bad_signature``, ``bad_proposal``, ``stale``, ``received``) and every
+    named extra counter (``abstain``, ``late_prepare``, ...)."""
+
+    height: int  # the height being decided
+    round: int  # the current round (-1 before genesis time)
+    head_hash: bytes  # the last committed block's hash
+    head_cert: Certificate | None  # its commit certificate, if any
+    seed: bytes  # this height's sortition seed
+    now_ms: int  # the driver's clock as the last Tick gave it (-1: no tick yet)
+    skew_ms: int  # how far the core runs its clock ahead of the driver's
+    next_wakeup_ms: int  # see Core.next_wakeup_ms
+    txs_pending: bool  # the last TxsPending the driver sent
+    p_round: int  # the last round closed for P (voted or abstained), from the safety state
+    p_height: int
+    p_hash: bytes
+    c_round: int  # the last round with a C vote
+    c_height: int
+    c_hash: bytes
+    lock: LockStatus | None
+    stats: dict[str, int]
+
+
 # --- the machine ---------------------------------------------------------------------------
 
 
@@ -438,6 +489,12 @@ class Core:
     ``head`` is the last committed (height, block hash) from the node's store (height 0 is
     genesis); ``head_cert`` its certificate if any. ``safety`` is the last persisted
     :class:`SafetyState` (None on first start).
+
+    The boundary runs one way: drivers send events to :meth:`handle`, perform the actions it
+    returns, and read :meth:`status` (a frozen :class:`Status`). Every field that changes is
+    private, so no driver can read a half-updated value or write one behind the rules above;
+    what stays public (``p``, ``signer``, ``index``, ``crypto``, ``n``, ``quorum``, ``d``,
+    ...) is fixed at construction.
     """
 
     def __init__(
@@ -468,49 +525,49 @@ class Core:
         self.resend_ms = params.resend_ms or max(1, params.round_ms // 4)
         self.max_msg = params.max_block_bytes + 64 * 1024 + 8 * params.n
 
-        self.height = head[0] + 1  # the height being decided
-        self.head_hash = head[1]
-        self.seed = sortition_seed(head[1], head_sortition)  # this height's sortition seed
-        self.head_cert = head_cert
-        self.safety = safety if safety is not None else SafetyState()
+        self._height = head[0] + 1  # the height being decided
+        self._head_hash = head[1]
+        self._seed = sortition_seed(head[1], head_sortition)  # this height's sortition seed
+        self._head_cert = head_cert
+        self._safety = safety if safety is not None else SafetyState()
 
-        self.now = -1  # the core's clock: the driver's plus ``skew_ms`` (see _observe_clock)
-        self.raw_now = -1  # the driver's clock, as the last Tick gave it
-        self.skew_ms = 0
+        self._now = -1  # the core's clock: the driver's plus ``skew_ms`` (see _observe_clock)
+        self._raw_now = -1  # the driver's clock, as the last Tick gave it
+        self._skew_ms = 0
         # Per peer: (round of the observation, how far ahead of our clock that peer's clock at
         # least was, in ms), from the earliest moment its own messages could have been sent.
         self._leads: dict[int, tuple[int, int]] = {}
-        self.txs_pending = False
-        self.round = -1
+        self._txs_pending = False
+        self._round = -1
         self._stage2_round = -1
         self._next_resend = 0
         self._prng = (
             self.index * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019
         ) & 0xFFFFFFFFFFFFFFFF or 1
 
-        self.blocks: dict[bytes, Block] = {}
-        if self.safety.lock_block is not None:
-            self.blocks[self.safety.lock_block.hash] = self.safety.lock_block
-        self.valid: dict[bytes, bool | None] = {}
-        self.cands: dict[int, dict[bytes, _Candidate]] = {}
-        self.aggs: dict[tuple[int, int, int, bytes], Aggregate] = {}
-        self.singles: dict[tuple[int, int, int, bytes], dict[int, bytes]] = {}
-        self.pure: dict[tuple[int, int, int, bytes], Aggregate] = {}
+        self._blocks: dict[bytes, Block] = {}
+        if self._safety.lock_block is not None:
+            self._blocks[self._safety.lock_block.hash] = self._safety.lock_block
+        self._valid: dict[bytes, bool | None] = {}
+        self._cands: dict[int, dict[bytes, _Candidate]] = {}
+        self._aggs: dict[tuple[int, int, int, bytes], Aggregate] = {}
+        self._singles: dict[tuple[int, int, int, bytes], dict[int, bytes]] = {}
+        self._pure: dict[tuple[int, int, int, bytes], Aggregate] = {}
         # Per (height, round, phase) slot: how many blocks have aggregates, and the union of
         # their signers. A block enters a slot only with a signer the slot has not seen
         # (_on_aggregate_verified), so a slot holds at most n blocks and a Byzantine
         # validator's junk votes cost it its own place in the slot, never an honest one's.
         self._keys_per_slot: dict[tuple[int, int, int], int] = {}
         self._slot_signers: dict[tuple[int, int, int], int] = {}
-        self.quorum_seen: set[tuple[int, int, int, bytes]] = set()
-        self.pending_commit: dict[bytes, Certificate] = {}
-        self.future: dict[int, tuple[Block, Certificate]] = {}
-        self.fetch_from: dict[bytes, int] = {}
-        self.led: set[tuple[int, int]] = set()
-        self.my_proposal: Proposal | None = None
+        self._quorum_seen: set[tuple[int, int, int, bytes]] = set()
+        self._pending_commit: dict[bytes, Certificate] = {}
+        self._future: dict[int, tuple[Block, Certificate]] = {}
+        self._fetch_from: dict[bytes, int] = {}
+        self._led: set[tuple[int, int]] = set()
+        self._my_proposal: Proposal | None = None
         # Tickets first (see the theory of operation): the best ticket value announced per
         # round at this height, and our own build while it waits.
-        self.tickets: dict[int, int] = {}
+        self._tickets: dict[int, int] = {}
         self._ticket_by: dict[int, int] = {}  # who announced the best ticket of each round
         # Leaders that announced the best ticket of a round and never delivered its proposal
         # (_judge_announcements): their tickets are not waited for until the given round.
@@ -525,10 +582,13 @@ class Core:
         self._validate_ms = 0
         self._hop_ms = 0  # how late into their round verified tickets arrive: one message's trip
         self._build_started: tuple[int, int, int] | None = None
+        # The build asked for and not answered yet: (height, round, our ticket value), until
+        # a better proposal of that round makes us emit CancelBuild for it (_cancel_if_beaten).
+        self._pending_build: tuple[int, int, int] | None = None
         self._validate_started: dict[bytes, int] = {}
         self._last_sent: dict[tuple[int, int, int, bytes], tuple[int, int]] = {}  # time, signers
         self._due: dict[tuple[int, int, int, bytes], int] = {}
-        self.stats = Stats()
+        self._stats = Stats()
         self._out: list[Action] = []
         # Optional cache of decoded messages shared by many cores in one process (the
         # simulator): decoding is a pure function of the bytes and decoded messages are never
@@ -576,28 +636,68 @@ class Core:
         out, self._out = self._out, []
         return out
 
-    def best_ticket(self, height: int, round: int) -> int | None:
-        """The ticket value of the best proposal held for (height, round), if any: a driver
-        building a block for that round can stop once a better one is here (it could not win,
-        as ``_check_waiting`` reasons for a build not yet started)."""
-        if height != self.height:
-            return None
-        best = self._best(round)
-        return None if best is None else best.value
+    def status(self) -> Status:
+        """A snapshot of what drivers read (see :class:`Status`)."""
+        s, st, lk = self._safety, self._stats, self._lock
+        return Status(
+            height=self._height,
+            round=self._round,
+            head_hash=self._head_hash,
+            head_cert=self._head_cert,
+            seed=self._seed,
+            now_ms=self._raw_now,
+            skew_ms=self._skew_ms,
+            next_wakeup_ms=self.next_wakeup_ms(),
+            txs_pending=self._txs_pending,
+            p_round=s.p_round,
+            p_height=s.p_height,
+            p_hash=s.p_hash,
+            c_round=s.c_round,
+            c_height=s.c_height,
+            c_hash=s.c_hash,
+            lock=None
+            if lk is None
+            else LockStatus(lk.height, lk.round, lk.block_hash, lk.block_hash in self._blocks),
+            stats={
+                "garbage": st.garbage,
+                "bad_signature": st.bad_signature,
+                "bad_proposal": st.bad_proposal,
+                "stale": st.stale,
+                "received": st.received,
+                **st.extra,
+            },
+        )
+
+    # Read-only queries kept beside :meth:`status` where a snapshot would copy too much:
+    # the simulator serves fetches from a core's held blocks and stores its locked block by
+    # reference (a megabyte block, thousands of validators), and Byzantine strategies pick
+    # a candidate of a round to vote against. None of them returns anything mutable.
+
+    def block(self, block_hash: bytes) -> Block | None:
+        """A block (proposal or fetched body) held at the current height, if any."""
+        return self._blocks.get(block_hash)
+
+    def locked_block(self) -> Block | None:
+        """The locked block as the safety state holds it (what ``Persist`` encodes last)."""
+        return self._safety.lock_block
+
+    def candidate_hashes(self, round: int) -> list[bytes]:
+        """Hashes of the proposals held for ``round`` at this height, in arrival order."""
+        return list(self._cands.get(round, {}))
 
     def next_wakeup_ms(self) -> int:
         """The local time at which the next :class:`Tick` matters (drivers may tick more often),
         on the driver's clock (the core's own runs ``skew_ms`` ahead of it)."""
-        return self._next_wakeup() - self.skew_ms
+        return self._next_wakeup() - self._skew_ms
 
     def _next_wakeup(self) -> int:
         p = self.p
-        if self.now < p.genesis_time_ms:
+        if self._now < p.genesis_time_ms:
             return p.genesis_time_ms
-        start = p.genesis_time_ms + self.round * p.round_ms
+        start = p.genesis_time_ms + self._round * p.round_ms
         stage2 = start + p.round_ms - p.stage2_ms
         nxt = start + p.round_ms
-        if self._stage2_round < self.round:
+        if self._stage2_round < self._round:
             nxt = min(nxt, stage2)
         if self._due:
             nxt = min(nxt, min(self._due.values()))
@@ -616,23 +716,23 @@ class Core:
         return self.p.genesis_time_ms + round * self.p.round_ms + self.p.round_ms - self.p.stage2_ms
 
     @property
-    def lock(self) -> Aggregate | None:
+    def _lock(self) -> Aggregate | None:
         """The lock that matters at the current height (None if unlocked)."""
-        lk = self.safety.lock
-        return lk if lk is not None and lk.height == self.height else None
+        lk = self._safety.lock
+        return lk if lk is not None and lk.height == self._height else None
 
     # --- time --------------------------------------------------------------------------
 
     def _on_tick(self, raw: int) -> None:
-        self.raw_now = max(self.raw_now, raw)
-        now = self.raw_now + self.skew_ms
-        if now <= self.now:
+        self._raw_now = max(self._raw_now, raw)
+        now = self._raw_now + self._skew_ms
+        if now <= self._now:
             return
-        self.now = now
+        self._now = now
         r = self.round_of(now)
         if r < 0:
             return
-        if r > self.round:
+        if r > self._round:
             self._enter_round(r)
         if self._waiting is not None:
             self._check_waiting()
@@ -647,7 +747,7 @@ class Core:
             self._resend()
 
     def _on_txs_pending(self, pending: bool) -> None:
-        self.txs_pending = pending
+        self._txs_pending = pending
         if pending:
             self._lead_if_stage1()
 
@@ -655,7 +755,7 @@ class Core:
         """Lead in the current round if it is still in stage I (a proposal made in stage II
         reaches validators after they prepared): after transactions arrive on an idle chain,
         or after a commit that came during the round."""
-        if self.round >= 0 and self.now < self.stage2_start_ms(self.round):
+        if self._round >= 0 and self._now < self.stage2_start_ms(self._round):
             self._maybe_lead()
 
     def _observe_clock(self, frm: int, msg: Any) -> None:
@@ -675,7 +775,7 @@ class Core:
         handled by leading after a late commit (_commit). A pure function of the events
         (arrival times are Tick values), so the core stays deterministic; safety never
         depended on clocks (see the argument above)."""
-        if frm < 0 or frm == self.index or frm >= self.n or self.raw_now < 0:
+        if frm < 0 or frm == self.index or frm >= self.n or self._raw_now < 0:
             return
         p = self.p
         if isinstance(msg, Ticket):
@@ -690,16 +790,16 @@ class Core:
             if msg.proposer != frm:
                 return
             sent = p.genesis_time_ms + msg.round * p.round_ms
-        lead = min(sent - self.raw_now, 2 * p.round_ms)  # an honest peer is never rounds ahead
+        lead = min(sent - self._raw_now, 2 * p.round_ms)  # an honest peer is never rounds ahead
         old = self._leads.get(frm)
-        if old is not None and lead < old[1] and old[0] >= self.round - 16:
+        if old is not None and lead < old[1] and old[0] >= self._round - 16:
             return  # the largest bound of the last 16 rounds stands
-        self._leads[frm] = (self.round, lead)
+        self._leads[frm] = (self._round, lead)
         leads = sorted([0, *(v for _, v in self._leads.values())], reverse=True)
         skew = max(0, leads[p.f]) if len(leads) > p.f else 0
-        if skew != self.skew_ms:
-            self.skew_ms = skew
-            self.stats.extra["clock_adjust"] = self.stats.extra.get("clock_adjust", 0) + 1
+        if skew != self._skew_ms:
+            self._skew_ms = skew
+            self._stats.extra["clock_adjust"] = self._stats.extra.get("clock_adjust", 0) + 1
 
     def _flush(self, now: int) -> None:
         """Gossip-mode timers: forward aggregates that grew while rate-limited, and pull for
@@ -707,75 +807,90 @@ class Core:
         quorum answers with it), so that no validator waits for a resend to catch up."""
         for key in sorted(k for k, t in self._due.items() if t <= now):
             del self._due[key]
-            agg = self.aggs.get(key)
+            agg = self._aggs.get(key)
             if agg is None:
                 continue
             if agg.signers > self._last_sent.get(key, (0, 0))[1]:
                 self._send_agg(key, agg, -1)
             elif (
-                agg.signers < self.quorum and key[1] >= self.round - 1 and self._worth_pulling(key)
+                agg.signers < self.quorum and key[1] >= self._round - 1 and self._worth_pulling(key)
             ):
                 self._out.append(Send(self._random_peer(), agg.encode()))
                 self._due[key] = now + 2 * max(1, self.p.gossip_interval_ms)
 
     def _enter_round(self, r: int) -> None:
-        self.round = r
-        self.my_proposal = None
-        for old in [k for k in self.cands if k < r - LATE_ROUNDS]:
-            del self.cands[old]
+        self._round = r
+        self._my_proposal = None
+        for old in [k for k in self._cands if k < r - LATE_ROUNDS]:
+            del self._cands[old]
         self._judge_announcements(r - 1)
-        for old in [k for k in self.tickets if k < r - 1]:
-            del self.tickets[old]
+        for old in [k for k in self._tickets if k < r - 1]:
+            del self._tickets[old]
             self._ticket_by.pop(old, None)
-        if len(self.aggs) > 4:
-            for k in [k for k in self.aggs if k[1] < r - KEEP_ROUNDS]:
+        if len(self._aggs) > 4:
+            for k in [k for k in self._aggs if k[1] < r - KEEP_ROUNDS]:
                 self._drop_agg(k)
         self._maybe_lead()
 
     def _maybe_lead(self) -> None:
-        key = (self.height, self.round)
-        if key in self.led:
+        key = (self._height, self._round)
+        if key in self._led:
             return
-        if self.p.skip_empty and not self.txs_pending and self.lock is None:
+        if self.p.skip_empty and not self._txs_pending and self._lock is None:
             # Nothing to propose: stand back (idle chains make no empty blocks). Not marked
             # as led, so transactions arriving in stage I still get this round's ticket. A
             # locked validator always leads: its re-proposal is what commits the lock.
             return
-        self.led.add(key)
+        self._led.add(key)
         ticket = self.signer.sign(
-            sortition_message(self.p.chain_id, self.height, self.round, self.seed)
+            sortition_message(self.p.chain_id, self._height, self._round, self._seed)
         )
         if sortition_value(ticket) >= self.d:
             return
-        lock = self.lock
-        if lock is not None and lock.block_hash in self.blocks:
+        lock = self._lock
+        if lock is not None and lock.block_hash in self._blocks:
             prop = Proposal(
-                self.round,
+                self._round,
                 self.index,
                 ticket,
-                self.blocks[lock.block_hash],
+                self._blocks[lock.block_hash],
                 lock.copy(),
-                self.head_cert,
+                self._head_cert,
             )
-            self.stats.extra["repropose"] = self.stats.extra.get("repropose", 0) + 1
+            self._stats.extra["repropose"] = self._stats.extra.get("repropose", 0) + 1
             self._propose(prop)
         elif self.p.ticket_wait_ms > 0 and not self.gossip:
             value = sortition_value(ticket)
             self._out.append(
-                Broadcast(Ticket(self.height, self.round, self.index, ticket).encode())
+                Broadcast(Ticket(self._height, self._round, self.index, ticket).encode())
             )
-            self._note_ticket(self.round, value, self.index)
-            until = min(self.now + self.p.ticket_wait_ms, self.stage2_start_ms(self.round))
-            self._waiting = _WaitingBuild(self.height, self.round, ticket, value, until)
+            self._note_ticket(self._round, value, self.index)
+            until = min(self._now + self.p.ticket_wait_ms, self.stage2_start_ms(self._round))
+            self._waiting = _WaitingBuild(self._height, self._round, ticket, value, until)
         else:
-            self._build(self.height, self.round, ticket)
+            self._build(self._height, self._round, ticket)
 
     def _build(self, height: int, r: int, ticket: bytes) -> None:
-        self._build_started = (height, r, self.now)
-        self._out.append(BuildBlock(height, r, self.head_hash, self.index, ticket))
+        self._build_started = (height, r, self._now)
+        self._pending_build = (height, r, sortition_value(ticket))
+        self._out.append(BuildBlock(height, r, self._head_hash, self.index, ticket))
+        best = self._best(r)
+        if best is not None:  # a proposal of the round (one early, say) may already beat us
+            self._cancel_if_beaten(r, best.value)
+
+    def _cancel_if_beaten(self, r: int, value: int) -> None:
+        """Emit :class:`CancelBuild` for our pending build of round ``r`` if a proposal with
+        ticket ``value`` beats its ticket: only the best-ticket proposal gets votes, so the
+        block could not win (as ``_check_waiting`` reasons for a build not yet asked for).
+        The driver owned this decision before (it polled the best ticket after every
+        message); now the core says it once, and what is voted for never depends on it."""
+        pb = self._pending_build
+        if pb is not None and (pb[0], pb[1]) == (self._height, r) and value < pb[2]:
+            self._pending_build = None
+            self._out.append(CancelBuild(pb[0], pb[1]))
 
     def _validate(self, block: Block) -> None:
-        self._validate_started[block.hash] = self.now
+        self._validate_started[block.hash] = self._now
         self._out.append(ValidateBlock(block))
 
     @staticmethod
@@ -784,9 +899,9 @@ class Core:
         return sample if sample >= old else (7 * old + sample) // 8
 
     def _note_ticket(self, r: int, value: int, proposer: int) -> None:
-        best = self.tickets.get(r)
+        best = self._tickets.get(r)
         if best is None or value < best:
-            self.tickets[r] = value
+            self._tickets[r] = value
             self._ticket_by[r] = proposer
 
     def _judge_announcements(self, r: int) -> None:
@@ -800,12 +915,12 @@ class Core:
         who = self._ticket_by.get(r)
         if who is None or who == self.index:
             return
-        if any(c.proposal.proposer == who for c in self.cands.get(r, {}).values()):
+        if any(c.proposal.proposer == who for c in self._cands.get(r, {}).values()):
             return
         count = self._silent_count.get(who, 0) + 1
         self._silent_count[who] = count
         self._silent_until[who] = r + 1 + min(4 << (count - 1), 256)
-        self.stats.extra["silent_leader"] = self.stats.extra.get("silent_leader", 0) + 1
+        self._stats.extra["silent_leader"] = self._stats.extra.get("silent_leader", 0) + 1
 
     def _note_proposal_lag(self, lag_ms: int) -> None:
         """Track how late into a round fresh proposals arrive here (they are built after the
@@ -848,19 +963,19 @@ class Core:
         w = self._waiting
         if w is None:
             return
-        if (w.height, w.round) != (self.height, self.round):
+        if (w.height, w.round) != (self._height, self._round):
             self._waiting = None  # the height or round moved on: the block would be stale
             return
         best = self._best(w.round)
         if best is not None and best.value < w.value:
             self._waiting = None  # a better proposal is here: ours could not win
-            self.stats.extra["build_skipped"] = self.stats.extra.get("build_skipped", 0) + 1
+            self._stats.extra["build_skipped"] = self._stats.extra.get("build_skipped", 0) + 1
             return
-        if self.now < w.until:
+        if self._now < w.until:
             return
-        if self.tickets.get(w.round, w.value) < w.value and not w.deferred:
+        if self._tickets.get(w.round, w.value) < w.value and not w.deferred:
             fallback = self._fallback_ms(w.round, w.until)
-            if self.now < fallback:
+            if self._now < fallback:
                 w.until, w.deferred = fallback, True  # a better leader announced itself
                 return
         self._waiting = None
@@ -868,29 +983,29 @@ class Core:
 
     def _on_ticket(self, t: Ticket) -> None:
         if (
-            t.height != self.height
-            or not self.round - 1 <= t.round <= self.round + 1
+            t.height != self._height
+            or not self._round - 1 <= t.round <= self._round + 1
             or t.proposer == self.index
         ):
-            self.stats.stale += 1
+            self._stats.stale += 1
             return
         if self._silent_until.get(t.proposer, -1) > t.round:
-            self.stats.extra["ticket_ignored"] = self.stats.extra.get("ticket_ignored", 0) + 1
+            self._stats.extra["ticket_ignored"] = self._stats.extra.get("ticket_ignored", 0) + 1
             return  # it announced and went silent lately: do not stand back for it
         value = sortition_value(t.sortition)
         if value >= self.d:
-            self.stats.bad_proposal += 1
+            self._stats.bad_proposal += 1
             return
-        best = self.tickets.get(t.round)
+        best = self._tickets.get(t.round)
         if best is not None and value >= best:
             return  # not better than what we know: no need to check the signature
-        msg = sortition_message(self.p.chain_id, self.height, t.round, self.seed)
+        msg = sortition_message(self.p.chain_id, self._height, t.round, self._seed)
         if not self.crypto.verify(t.proposer, msg, t.sortition):
-            self.stats.bad_signature += 1
+            self._stats.bad_signature += 1
             return
-        if t.round == self.round:  # announced at its round's start: the lag is one trip
+        if t.round == self._round:  # announced at its round's start: the lag is one trip
             self._hop_ms = self._track(
-                self._hop_ms, self.now - self.p.genesis_time_ms - t.round * self.p.round_ms
+                self._hop_ms, self._now - self.p.genesis_time_ms - t.round * self.p.round_ms
             )
         self._note_ticket(t.round, value, t.proposer)
 
@@ -901,22 +1016,26 @@ class Core:
             h.height,
             h.round,
         ):  # stale or not: it took this long
-            self._build_ms = self._track(self._build_ms, self.now - started[2])
+            self._build_ms = self._track(self._build_ms, self._now - started[2])
             self._build_started = None
+        pb = self._pending_build
+        if pb is not None and (pb[0], pb[1]) == (h.height, h.round):
+            self._pending_build = None
         if (
-            h.height != self.height
-            or not self.round - LATE_ROUNDS <= h.round <= self.round
+            h.height != self._height
+            or not self._round - LATE_ROUNDS <= h.round <= self._round
             or h.proposer != self.index
-            or h.parent_hash != self.head_hash
+            or h.parent_hash != self._head_hash
         ):
-            self.stats.stale += 1  # built too late (height moved on, or more than LATE_ROUNDS late)
+            # built too late (height moved on, or more than LATE_ROUNDS late)
+            self._stats.stale += 1
             return
-        self.valid[block.hash] = True  # the application executed it while building
+        self._valid[block.hash] = True  # the application executed it while building
         # A build that ended in a later round is still proposed: it can get late P votes.
-        self._propose(Proposal(h.round, self.index, h.sortition, block, None, self.head_cert))
+        self._propose(Proposal(h.round, self.index, h.sortition, block, None, self._head_cert))
 
     def _propose(self, prop: Proposal) -> None:
-        self.my_proposal = prop
+        self._my_proposal = prop
         self._add_candidate(prop, sortition_value(prop.sortition))
         self._spread(prop.encode())
         self._try_prepare()
@@ -924,7 +1043,7 @@ class Core:
     # --- messages ----------------------------------------------------------------------
 
     def _on_message(self, frm: int, payload: bytes) -> None:
-        self.stats.received += 1
+        self._stats.received += 1
         cache = self._decode_cache
         msg = cache.get(payload) if cache is not None else None
         if msg is None:
@@ -933,7 +1052,7 @@ class Core:
                     payload, self.n, self.max_msg, self._proposals, self._known_txs
                 )
             except DecodeError:
-                self.stats.garbage += 1
+                self._stats.garbage += 1
                 return
             if cache is not None:
                 if len(cache) > 20_000:
@@ -948,31 +1067,31 @@ class Core:
             self._on_proposal(frm, msg, len(payload))
 
     def _on_proposal(self, frm: int, prop: Proposal, size: int | None = None) -> None:
-        if prop.height < self.height:
-            self.stats.stale += 1
+        if prop.height < self._height:
+            self._stats.stale += 1
             return
-        if prop.height > self.height:
+        if prop.height > self._height:
             self._catch_up_from(frm, prop)
-            if prop.height != self.height:
+            if prop.height != self._height:
                 return
-        if not self.round - LATE_ROUNDS <= prop.round <= self.round + 1:
-            self.stats.stale += 1
+        if not self._round - LATE_ROUNDS <= prop.round <= self._round + 1:
+            self._stats.stale += 1
             return
         bh = prop.block.hash
-        known = self.cands.get(prop.round, {}).get(bh)
+        known = self._cands.get(prop.round, {}).get(bh)
         if known is not None:
             self._answer_worse(frm, prop.round, known)
             return
         if not self._proposal_ok(prop, size):
-            self.stats.bad_proposal += 1
+            self._stats.bad_proposal += 1
             return
         self._add_candidate(prop, sortition_value(prop.sortition))
         if prop.justify is None and self._silent_until.pop(prop.proposer, None) is not None:
             # It delivered after all (a slow build, or the network): wait for it again.
             self._silent_count[prop.proposer] = max(0, self._silent_count.get(prop.proposer, 1) - 1)
-        if prop.round == self.round and prop.justify is None:
+        if prop.round == self._round and prop.justify is None:
             self._note_proposal_lag(
-                self.now - self.p.genesis_time_ms - prop.round * self.p.round_ms
+                self._now - self.p.genesis_time_ms - prop.round * self.p.round_ms
             )
         if prop.justify is not None:
             self._on_aggregate_verified(frm, prop.justify, forward=False)
@@ -983,7 +1102,7 @@ class Core:
         if self.gossip and best is not None and best.proposal is prop:
             self._spread(prop.encode(), exclude=frm)
         elif best is not None:
-            self._answer_worse(frm, prop.round, self.cands[prop.round][bh])
+            self._answer_worse(frm, prop.round, self._cands[prop.round][bh])
         self._try_prepare()
 
     def _answer_worse(self, frm: int, r: int, got: _Candidate) -> None:
@@ -1000,8 +1119,8 @@ class Core:
         h = prop.block.header
         if (
             h.chain_id != self.p.chain_id
-            or h.height != self.height
-            or h.parent_hash != self.head_hash
+            or h.height != self._height
+            or h.parent_hash != self._head_hash
         ):
             return False
         # The block's canonical bytes are a strict part of the proposal's ``size`` bytes, so a
@@ -1015,24 +1134,25 @@ class Core:
                 return False
         else:
             j = prop.justify
-            if h.round >= prop.round or j.phase != PHASE_P or j.height != self.height:
+            if h.round >= prop.round or j.phase != PHASE_P or j.height != self._height:
                 return False
             if j.block_hash != prop.block.hash or j.round >= prop.round or j.signers < self.quorum:
                 return False
             if not j.verify(self.crypto, self.p.chain_id):
-                self.stats.bad_signature += 1
+                self._stats.bad_signature += 1
                 return False
         if sortition_value(prop.sortition) >= self.d:
             return False
-        msg = sortition_message(self.p.chain_id, self.height, prop.round, self.seed)
+        msg = sortition_message(self.p.chain_id, self._height, prop.round, self._seed)
         return self.crypto.verify(prop.proposer, msg, prop.sortition)
 
     def _add_candidate(self, prop: Proposal, value: int) -> None:
-        self.cands.setdefault(prop.round, {})[prop.block.hash] = _Candidate(value, prop)
-        self.blocks[prop.block.hash] = prop.block
+        self._cands.setdefault(prop.round, {})[prop.block.hash] = _Candidate(value, prop)
+        self._blocks[prop.block.hash] = prop.block
+        self._cancel_if_beaten(prop.round, value)
 
     def _best(self, r: int) -> _Candidate | None:
-        cs = self.cands.get(r)
+        cs = self._cands.get(r)
         if not cs:
             return None
         return min(cs.values(), key=lambda c: c.order)
@@ -1046,12 +1166,12 @@ class Core:
             or cert.block_hash != prop.block.header.parent_hash
         ):
             return
-        if cert.height < self.height:
+        if cert.height < self._height:
             return
         if not self._cert_ok(cert):
             return
-        if cert.height == self.height and cert.block_hash in self.blocks:
-            self._commit(self.blocks[cert.block_hash], cert)
+        if cert.height == self._height and cert.block_hash in self._blocks:
+            self._commit(self._blocks[cert.block_hash], cert)
         else:
             self._fetch(cert.block_hash, frm)
 
@@ -1060,14 +1180,14 @@ class Core:
             verify_certificate(self.crypto, self.p.chain_id, cert, self.quorum)
             return True
         except AccordError:
-            self.stats.bad_signature += 1
+            self._stats.bad_signature += 1
             return False
 
     # --- votes -------------------------------------------------------------------------
 
     def _on_aggregate(self, frm: int, agg: Aggregate) -> None:
-        if agg.height < self.height:
-            self.stats.stale += 1
+        if agg.height < self._height:
+            self._stats.stale += 1
             head = self._head_agg
             if (
                 head is not None
@@ -1081,13 +1201,13 @@ class Core:
                 self._helped.add(frm)
                 self._out.append(Send(frm, head.encode()))
             return
-        if not self.round - KEEP_ROUNDS <= agg.round <= self.round + 2 and not self._unlocks(agg):
-            self.stats.stale += 1
+        if not self._round - KEEP_ROUNDS <= agg.round <= self._round + 2 and not self._unlocks(agg):
+            self._stats.stale += 1
             return
-        if agg.height > self.height and (agg.phase != PHASE_C or agg.signers < self.quorum):
-            self.stats.stale += 1  # only a commit quorum of a later height is worth acting on
+        if agg.height > self._height and (agg.phase != PHASE_C or agg.signers < self.quorum):
+            self._stats.stale += 1  # only a commit quorum of a later height is worth acting on
             return
-        mine = self.aggs.get(agg.key)
+        mine = self._aggs.get(agg.key)
         if mine is not None and agg.subset_of(mine):
             if self.gossip and mine.signers >= self.quorum > agg.signers:
                 self._out.append(Send(frm, mine.encode()))  # pull: the sender lags behind us
@@ -1095,12 +1215,12 @@ class Core:
         if mine is None and agg.mask & ~self._slot_signers.get(agg.key[:3], 0) == 0:
             # Its signers all voted for other blocks in this slot: refused below anyway
             # (_on_aggregate_verified), so not worth a signature check.
-            self.stats.extra["dropped_votes"] = self.stats.extra.get("dropped_votes", 0) + 1
+            self._stats.extra["dropped_votes"] = self._stats.extra.get("dropped_votes", 0) + 1
             return
         if not agg.verify(self.crypto, self.p.chain_id):
-            self.stats.bad_signature += 1
+            self._stats.bad_signature += 1
             return
-        if agg.height > self.height:
+        if agg.height > self._height:
             self._fetch(agg.block_hash, frm)
             return
         self._on_aggregate_verified(frm, agg, forward=True)
@@ -1113,14 +1233,14 @@ class Core:
         the validators locked below it wait for exactly this message (its holders re-send it).
         At most one per round can verify (I1), and each must beat the last, so this admits
         little work."""
-        if agg.phase != PHASE_P or agg.height != self.height or agg.signers < self.quorum:
+        if agg.phase != PHASE_P or agg.height != self._height or agg.signers < self.quorum:
             return False
-        lock = self.lock
-        return agg.round < self.round + 2 and (lock is None or agg.round > lock.round)
+        lock = self._lock
+        return agg.round < self._round + 2 and (lock is None or agg.round > lock.round)
 
     def _on_aggregate_verified(self, frm: int, agg: Aggregate, *, forward: bool) -> None:
         key = agg.key
-        mine = self.aggs.get(key)
+        mine = self._aggs.get(key)
         if mine is None:
             slot = key[:3]
             seen = self._slot_signers.get(slot, 0)
@@ -1129,28 +1249,28 @@ class Core:
                 # equivocating (Byzantine) validator does that, since an honest one signs one
                 # block per (height, round, phase) (rule 3). An honest vote always brings a
                 # signer the slot has not seen, however many junk blocks came first.
-                self.stats.extra["dropped_votes"] = self.stats.extra.get("dropped_votes", 0) + 1
+                self._stats.extra["dropped_votes"] = self._stats.extra.get("dropped_votes", 0) + 1
                 return
             self._slot_signers[slot] = seen | agg.mask
             self._keys_per_slot[slot] = self._keys_per_slot.get(slot, 0) + 1
         if agg.signers == 1:
             i = int(agg.counts.nonzero()[0][0])
             if agg.counts[i] == 1:
-                self.singles.setdefault(key, {})[i] = agg.signature
+                self._singles.setdefault(key, {})[i] = agg.signature
         if agg.maxc <= 1:
             # Keep the largest aggregate in which every signer counts once (joining disjoint
             # ones): it becomes the stored certificate as a bitmap plus one signature.
-            pure = self.pure.get(key)
+            pure = self._pure.get(key)
             if pure is None or (agg.signers > pure.signers and pure.mask & ~agg.mask == 0):
-                self.pure[key] = agg.copy()
+                self._pure[key] = agg.copy()
             elif pure.mask & agg.mask == 0:
                 joined = pure.copy()
                 joined.merge(agg, self.crypto)
-                self.pure[key] = joined
+                self._pure[key] = joined
             elif agg.signers > pure.signers:
-                self.pure[key] = agg.copy()
+                self._pure[key] = agg.copy()
         if mine is None:
-            self.aggs[key] = agg.copy()
+            self._aggs[key] = agg.copy()
             grew = True
         else:
             grew = mine.merge(agg, self.crypto)
@@ -1158,19 +1278,20 @@ class Core:
             self._grew(key, frm, forward)
 
     def _add_own_vote(self, phase: int, block_hash: bytes) -> None:
-        rnd = self.safety.p_round if phase == PHASE_P else self.safety.c_round  # as just persisted
-        msg = vote_message(self.p.chain_id, self.height, rnd, phase, block_hash)
+        s = self._safety
+        rnd = s.p_round if phase == PHASE_P else s.c_round  # as just persisted
+        msg = vote_message(self.p.chain_id, self._height, rnd, phase, block_hash)
         sig = self.signer.sign(msg)
-        single = Aggregate.single(self.n, self.height, rnd, phase, block_hash, self.index, sig)
+        single = Aggregate.single(self.n, self._height, rnd, phase, block_hash, self.index, sig)
         if not self.gossip:
             self._out.append(Broadcast(single.encode()))
         self._on_aggregate_verified(-1, single, forward=True)
 
     def _grew(self, key: tuple[int, int, int, bytes], frm: int, forward: bool) -> None:
-        agg = self.aggs[key]
-        reached = agg.signers >= self.quorum and key not in self.quorum_seen
+        agg = self._aggs[key]
+        reached = agg.signers >= self.quorum and key not in self._quorum_seen
         if reached:
-            self.quorum_seen.add(key)
+            self._quorum_seen.add(key)
         if self.gossip:
             # Below a quorum, a validator forwards only the P aggregate of the block it
             # prepared (and every C aggregate): gossip capacity goes to the block that can win.
@@ -1188,7 +1309,7 @@ class Core:
         """Forward a grown aggregate now, or when its rate limit allows (coalescing growth)."""
         iv = self.p.gossip_interval_ms
         last = self._last_sent.get(key)
-        if iv <= 0 or last is None or self.now >= last[0] + iv:
+        if iv <= 0 or last is None or self._now >= last[0] + iv:
             self._send_agg(key, agg, frm)
         elif key not in self._due or self._due[key] > last[0] + iv:
             self._due[key] = last[0] + iv
@@ -1196,11 +1317,11 @@ class Core:
     def _worth_pulling(self, key: tuple[int, int, int, bytes]) -> bool:
         """Pull only for what can complete: our own P vote's block, or a commit vote."""
         h, r, phase, bh = key
-        s = self.safety
+        s = self._safety
         return phase == PHASE_C or (s.p_round, s.p_height, s.p_hash) == (r, h, bh)
 
     def _send_agg(self, key: tuple[int, int, int, bytes], agg: Aggregate, frm: int) -> None:
-        now = max(self.now, 0)
+        now = max(self._now, 0)
         self._last_sent[key] = (now, agg.signers)
         self._spread(agg.encode(), exclude=frm)
         iv = self.p.gossip_interval_ms
@@ -1214,50 +1335,50 @@ class Core:
         being decided (rule 6): the store lags the persisted safety state after a crash that
         lost commits in flight, or a rebuild of the core from the store. That height is
         decided for it; it catches up there by certificate only."""
-        s = self.safety
+        s = self._safety
         top = max(s.p_height, s.c_height, s.lock.height if s.lock is not None else 0)
-        return self.height < top
+        return self._height < top
 
     def _on_p_quorum(self, agg: Aggregate) -> None:
-        if agg.height != self.height or self._behind_own_votes():
+        if agg.height != self._height or self._behind_own_votes():
             return  # rule 6: never lock (over a later height's lock) or vote below our votes
-        lock = self.lock
+        lock = self._lock
         changed = False
         if lock is None or agg.round > lock.round:
             if lock is not None and lock.block_hash != agg.block_hash:
-                self.stats.extra["unlock"] = self.stats.extra.get("unlock", 0) + 1
-            self.safety.lock = agg.copy()
-            self.safety.lock_block = self.blocks.get(agg.block_hash)
+                self._stats.extra["unlock"] = self._stats.extra.get("unlock", 0) + 1
+            self._safety.lock = agg.copy()
+            self._safety.lock_block = self._blocks.get(agg.block_hash)
             changed = True
-        lock = self.safety.lock
+        lock = self._safety.lock
         assert lock is not None
-        if lock.block_hash not in self.blocks:
+        if lock.block_hash not in self._blocks:
             self._fetch_lock_body()
         # Rule 5: C for (B, r) only if this validator closed no round above r for P. A P vote
         # of a later round cast before this lock existed is not bound by it, and with it a
         # second C-quorum could form above a commit (the fork of the safety argument's I2).
         if (
-            agg.round > self.safety.c_round
+            agg.round > self._safety.c_round
             and lock.key == agg.key
-            and self.safety.p_round <= agg.round
+            and self._safety.p_round <= agg.round
         ):
-            self.safety.c_round = agg.round
-            self.safety.c_height = agg.height
-            self.safety.c_hash = agg.block_hash
+            self._safety.c_round = agg.round
+            self._safety.c_height = agg.height
+            self._safety.c_hash = agg.block_hash
             self._persist()
             self._add_own_vote(PHASE_C, agg.block_hash)
         elif changed:
             self._persist()
 
     def _on_c_quorum(self, agg: Aggregate) -> None:
-        if agg.height != self.height:
+        if agg.height != self._height:
             return
         cert = agg.to_certificate(
-            self.singles.get(agg.key, {}), self.crypto, self.quorum, self.pure.get(agg.key)
+            self._singles.get(agg.key, {}), self.crypto, self.quorum, self._pure.get(agg.key)
         )
-        block = self.blocks.get(agg.block_hash)
+        block = self._blocks.get(agg.block_hash)
         if block is None:
-            self.pending_commit[agg.block_hash] = cert
+            self._pending_commit[agg.block_hash] = cert
             self._fetch(agg.block_hash, self._random_peer())
             return
         self._commit(block, cert)
@@ -1265,11 +1386,11 @@ class Core:
     # --- preparing ---------------------------------------------------------------------
 
     def _try_prepare(self) -> None:
-        r = self.round
+        r = self._round
         for late in range(r - LATE_ROUNDS, r):  # oldest first: each vote forbids the older ones
-            if self.safety.p_round < late and self._prepare(late):
-                self.stats.extra["late_prepare"] = self.stats.extra.get("late_prepare", 0) + 1
-        if self._stage2_round == r and self.safety.p_round < r:
+            if self._safety.p_round < late and self._prepare(late):
+                self._stats.extra["late_prepare"] = self._stats.extra.get("late_prepare", 0) + 1
+        if self._stage2_round == r and self._safety.p_round < r:
             self._prepare(r)
 
     def _prepare(self, r: int) -> bool:
@@ -1288,32 +1409,32 @@ class Core:
         if best is None:
             return False
         bh = best.proposal.block.hash
-        ok = self.valid.get(bh)
+        ok = self._valid.get(bh)
         if ok is None:
             return False  # wait for the application's verdict on the best proposal
         if not ok:
             # The best proposal is invalid: follow the best valid one instead.
             valid = [
-                c for c in self.cands[r].values() if self.valid.get(c.proposal.block.hash) is True
+                c for c in self._cands[r].values() if self._valid.get(c.proposal.block.hash) is True
             ]
             if not valid:
                 return False
             best = min(valid, key=lambda c: c.order)
             bh = best.proposal.block.hash
         if not self._lock_allows(best.proposal):
-            self.stats.extra["abstain"] = self.stats.extra.get("abstain", 0) + 1
-            self.safety.p_round = r  # abstaining is final for this round
+            self._stats.extra["abstain"] = self._stats.extra.get("abstain", 0) + 1
+            self._safety.p_round = r  # abstaining is final for this round
             self._persist()  # and survives a crash, like a vote (rule 2)
             return True
-        self.safety.p_round = r
-        self.safety.p_height = self.height
-        self.safety.p_hash = bh
+        self._safety.p_round = r
+        self._safety.p_height = self._height
+        self._safety.p_hash = bh
         self._persist()
         self._add_own_vote(PHASE_P, bh)
         return True
 
     def _lock_allows(self, prop: Proposal) -> bool:
-        lock = self.lock
+        lock = self._lock
         if lock is None or prop.block.hash == lock.block_hash:
             return True
         return prop.justify is not None and prop.justify.round > lock.round
@@ -1328,24 +1449,24 @@ class Core:
         A better proposal arriving later is requested when it arrives. Which blocks get
         validated never changes what is voted for: ``_try_prepare`` waits for the best
         proposal's verdict and falls back to the best *valid* one exactly as before."""
-        cs = self.cands.get(r)
+        cs = self._cands.get(r)
         if not cs:
             return
-        lock = self.lock
+        lock = self._lock
         for c in sorted(cs.values(), key=lambda c: c.order):
             bh = c.proposal.block.hash
-            if lock is not None and bh == lock.block_hash and bh not in self.valid:
-                self.valid[bh] = None
+            if lock is not None and bh == lock.block_hash and bh not in self._valid:
+                self._valid[bh] = None
                 self._validate(c.proposal.block)
         for c in sorted(cs.values(), key=lambda c: c.order):
             bh = c.proposal.block.hash
-            if bh not in self.valid:
+            if bh not in self._valid:
                 if self._hold_for_better(r, c):
                     return
-                self.valid[bh] = None
+                self._valid[bh] = None
                 self._validate(c.proposal.block)
                 return
-            if self.valid[bh] is not False:
+            if self._valid[bh] is not False:
                 return  # the best not known invalid is valid or being validated
             # known invalid: the next best is the one that matters
 
@@ -1359,25 +1480,25 @@ class Core:
         stage II starts, when ``_on_tick`` asks again (asking twice requests nothing twice):
         then the best proposal held is validated, whatever announced itself. Holding changes
         when a block is validated, never which block is voted for."""
-        best = self.tickets.get(r)
+        best = self._tickets.get(r)
         if (
-            r != self.round
+            r != self._round
             or best is None
             or best >= c.value
-            or self.now >= self.stage2_start_ms(r)
+            or self._now >= self.stage2_start_ms(r)
         ):
             return False
-        self.stats.extra["validation_held"] = self.stats.extra.get("validation_held", 0) + 1
+        self._stats.extra["validation_held"] = self._stats.extra.get("validation_held", 0) + 1
         return True
 
     def _p_certified(self, bh: bytes) -> Aggregate | None:
         """A P-quorum at this height for block ``bh``, if we hold one."""
-        lock = self.lock
+        lock = self._lock
         if lock is not None and lock.block_hash == bh:
             return lock
-        for k in self.quorum_seen:
-            if k[0] == self.height and k[2] == PHASE_P and k[3] == bh:
-                return self.aggs.get(k)
+        for k in self._quorum_seen:
+            if k[0] == self._height and k[2] == PHASE_P and k[3] == bh:
+                return self._aggs.get(k)
         return None
 
     def _fetch_body(self, bh: bytes, quorum: Aggregate) -> None:
@@ -1390,15 +1511,15 @@ class Core:
         """Locked on a block whose body never reached us (its quorum did, its proposal did
         not): fetch it. Without it we could neither re-propose the locked block nor check a
         re-proposal of it, and we would abstain on everything else at this height."""
-        lock = self.lock
-        if lock is not None and lock.block_hash not in self.blocks:
+        lock = self._lock
+        if lock is not None and lock.block_hash not in self._blocks:
             self._fetch_body(lock.block_hash, lock)
 
     def _on_validated(self, bh: bytes, ok: bool) -> None:
         started = self._validate_started.pop(bh, None)
         if started is not None:
-            self._validate_ms = self._track(self._validate_ms, self.now - started)
-        if bh not in self.valid:
+            self._validate_ms = self._track(self._validate_ms, self._now - started)
+        if bh not in self._valid:
             return
         quorum = self._p_certified(bh)
         if not ok and quorum is not None:
@@ -1406,25 +1527,25 @@ class Core:
             # checked is not the block's (a block's hash covers its header, and a lying peer
             # can put other transactions under it): drop that body, never the block, and
             # fetch it again from a signer.
-            self.stats.extra["bad_body"] = self.stats.extra.get("bad_body", 0) + 1
-            self.valid.pop(bh, None)
-            self.blocks.pop(bh, None)
-            for cs in self.cands.values():
+            self._stats.extra["bad_body"] = self._stats.extra.get("bad_body", 0) + 1
+            self._valid.pop(bh, None)
+            self._blocks.pop(bh, None)
+            for cs in self._cands.values():
                 cs.pop(bh, None)
-            if self.safety.lock_block is not None and self.safety.lock_block.hash == bh:
-                self.safety.lock_block = None
+            if self._safety.lock_block is not None and self._safety.lock_block.hash == bh:
+                self._safety.lock_block = None
                 self._persist()
-            self.fetch_from.pop(bh, None)
+            self._fetch_from.pop(bh, None)
             self._fetch_body(bh, quorum)
             return
-        self.valid[bh] = ok
-        lock = self.lock
-        if ok and lock is not None and lock.block_hash == bh and self.safety.lock_block is None:
-            self.safety.lock_block = self.blocks.get(bh)
+        self._valid[bh] = ok
+        lock = self._lock
+        if ok and lock is not None and lock.block_hash == bh and self._safety.lock_block is None:
+            self._safety.lock_block = self._blocks.get(bh)
             self._persist()  # the locked block survives a restart, to be re-proposed
         if not ok:
-            for r in sorted(self.cands):
-                if any(c.proposal.block.hash == bh for c in self.cands[r].values()):
+            for r in sorted(self._cands):
+                if any(c.proposal.block.hash == bh for c in self._cands[r].values()):
                     self._request_validation(r)
         self._try_prepare()
 
@@ -1432,7 +1553,7 @@ class Core:
 
     def _commit(self, block: Block, cert: Certificate) -> None:
         self._out.append(Commit(block, cert))
-        head = self.aggs.get((cert.height, cert.round, PHASE_C, cert.block_hash))
+        head = self._aggs.get((cert.height, cert.round, PHASE_C, cert.block_hash))
         if head is None or head.signers < self.quorum:
             head = Aggregate(
                 cert.height,
@@ -1444,31 +1565,32 @@ class Core:
             )
         self._head_agg = head
         self._helped = set()
-        self.height = block.height + 1
-        self.head_hash = block.hash
-        self.seed = sortition_seed(block.hash, block.header.sortition)
-        self.head_cert = cert
-        if self.safety.lock is not None and self.safety.lock.height < self.height:
+        self._height = block.height + 1
+        self._head_hash = block.hash
+        self._seed = sortition_seed(block.hash, block.header.sortition)
+        self._head_cert = cert
+        if self._safety.lock is not None and self._safety.lock.height < self._height:
             # A lock binds only at its own height, now decided: dropping it keeps the next
             # persisted safety states small (they carried the whole locked block).
-            self.safety.lock = None
-            self.safety.lock_block = None
-        self.pending_commit.clear()
-        self.cands.clear()
-        self.tickets.clear()
+            self._safety.lock = None
+            self._safety.lock_block = None
+        self._pending_commit.clear()
+        self._cands.clear()
+        self._tickets.clear()
         self._ticket_by.clear()
         self._waiting = None
-        self.blocks = {}
-        self.valid = {}
+        self._pending_build = None  # a build for the decided height is stale: no CancelBuild
+        self._blocks = {}
+        self._valid = {}
         self._validate_started = {}
-        for k in [k for k in self.aggs if k[0] < self.height]:
+        for k in [k for k in self._aggs if k[0] < self._height]:
             self._drop_agg(k)
-        nxt = self.future.pop(self.height, None)
-        for h in [h for h in self.future if h < self.height]:
-            del self.future[h]
-        if nxt is not None and nxt[0].header.parent_hash == self.head_hash:
+        nxt = self._future.pop(self._height, None)
+        for h in [h for h in self._future if h < self._height]:
+            del self._future[h]
+        if nxt is not None and nxt[0].header.parent_hash == self._head_hash:
             self._commit(*nxt)
-        elif block.header.round >= self.round - 1:
+        elif block.header.round >= self._round - 1:
             # A commit of the current or the previous round (not catch-up): the round entered
             # before it led at the old height, whose block is now stale. A validator whose
             # clock runs ahead enters every round before the previous one commits, so without
@@ -1479,7 +1601,7 @@ class Core:
         self._lead_if_stage1()
 
     def _drop_agg(self, k: tuple[int, int, int, bytes]) -> None:
-        if self.aggs.pop(k, None) is not None:
+        if self._aggs.pop(k, None) is not None:
             left = self._keys_per_slot.get(k[:3], 1) - 1
             if left > 0:
                 self._keys_per_slot[k[:3]] = left
@@ -1488,38 +1610,38 @@ class Core:
                 self._slot_signers.pop(k[:3], None)
         self._due.pop(k, None)
         self._last_sent.pop(k, None)
-        self.singles.pop(k, None)
-        self.pure.pop(k, None)
-        self.quorum_seen.discard(k)
+        self._singles.pop(k, None)
+        self._pure.pop(k, None)
+        self._quorum_seen.discard(k)
 
     def _fetch(self, bh: bytes, frm: int) -> None:
         if frm < 0 or frm == self.index:
             frm = self._random_peer()
-        if self.fetch_from.get(bh) == frm:
+        if self._fetch_from.get(bh) == frm:
             return
-        self.fetch_from[bh] = frm
-        if len(self.fetch_from) > 256:
-            self.fetch_from.pop(next(iter(self.fetch_from)))
+        self._fetch_from[bh] = frm
+        if len(self._fetch_from) > 256:
+            self._fetch_from.pop(next(iter(self._fetch_from)))
         self._out.append(FetchBlock(bh, frm))
 
     def _on_fetched(self, block: Block, cert: Certificate | None) -> None:
         bh = block.hash
-        self.fetch_from.pop(bh, None)
-        if block.height < self.height:
+        self._fetch_from.pop(bh, None)
+        if block.height < self._height:
             return
         if cert is None:
-            cert = self.pending_commit.get(bh)
+            cert = self._pending_commit.get(bh)
             if cert is None:
                 self._on_fetched_body(block)
                 return
         elif cert.block_hash != bh or cert.height != block.height or not self._cert_ok(cert):
             return
-        if block.height == self.height:
-            if block.header.parent_hash == self.head_hash:
+        if block.height == self._height:
+            if block.header.parent_hash == self._head_hash:
                 self._commit(block, cert)
             return
-        if len(self.future) < 1024:
-            self.future[block.height] = (block, cert)
+        if len(self._future) < 1024:
+            self._future[block.height] = (block, cert)
         self._fetch(block.header.parent_hash, self._random_peer())
 
     def _on_fetched_body(self, block: Block) -> None:
@@ -1528,21 +1650,21 @@ class Core:
         bh = block.hash
         h = block.header
         if (
-            h.height != self.height
-            or h.parent_hash != self.head_hash
+            h.height != self._height
+            or h.parent_hash != self._head_hash
             or h.chain_id != self.p.chain_id
-            or bh in self.blocks
+            or bh in self._blocks
             or self._p_certified(bh) is None
         ):
             return
-        self.blocks[bh] = block
-        self.valid[bh] = None
+        self._blocks[bh] = block
+        self._valid[bh] = None
         self._validate(block)
 
     # --- sending -----------------------------------------------------------------------
 
     def _persist(self) -> None:
-        self._out.append(Persist(SAFETY_KEY, self.safety.encode()))
+        self._out.append(Persist(SAFETY_KEY, self._safety.encode()))
 
     def _next_rand(self) -> int:
         x = self._prng
@@ -1574,27 +1696,27 @@ class Core:
 
     def _resend(self) -> None:
         """Periodic re-send: covers lost messages and heals partitions (liveness only)."""
-        if self.my_proposal is not None:
-            self._spread(self.my_proposal.encode())
-        s = self.safety
+        if self._my_proposal is not None:
+            self._spread(self._my_proposal.encode())
+        s = self._safety
         for phase, rnd, h, bh in (
             (PHASE_P, s.p_round, s.p_height, s.p_hash),
             (PHASE_C, s.c_round, s.c_height, s.c_hash),
         ):
-            agg = self.aggs.get((h, rnd, phase, bh))
-            if h == self.height and agg is not None:
+            agg = self._aggs.get((h, rnd, phase, bh))
+            if h == self._height and agg is not None:
                 self._spread(agg.encode())
-        lock = self.lock
+        lock = self._lock
         if lock is not None:
             self._spread(lock.encode())
-            if lock.block_hash not in self.blocks:
-                self.fetch_from.pop(lock.block_hash, None)
+            if lock.block_hash not in self._blocks:
+                self._fetch_from.pop(lock.block_hash, None)
                 self._fetch_lock_body()
-        for bh in list(self.pending_commit)[:4]:
-            self.fetch_from.pop(bh, None)
+        for bh in list(self._pending_commit)[:4]:
+            self._fetch_from.pop(bh, None)
             self._fetch(bh, self._random_peer())
-        if self.future:
-            lowest = min(self.future)
-            parent = self.future[lowest][0].header.parent_hash
-            self.fetch_from.pop(parent, None)
+        if self._future:
+            lowest = min(self._future)
+            parent = self._future[lowest][0].header.parent_hash
+            self._fetch_from.pop(parent, None)
             self._fetch(parent, self._random_peer())

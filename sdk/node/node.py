@@ -77,6 +77,7 @@ from accord.consensus import (
     BlsSigner,
     Broadcast,
     BuildBlock,
+    CancelBuild,
     Commit,
     Core,
     FetchBlock,
@@ -263,9 +264,11 @@ class Node:
         self._distrusted: dict[int, float] = {}  # peer -> monotonic time until which sync avoids it
         self._to_validate: dict[bytes, tuple[Block, float]] = {}
         self._valid_best: dict[tuple[int, int], int] = {}  # (height, round) -> best valid ticket
-        # The build in progress: (height, round, its ticket value, stop flag). _step sets the
-        # flag once a better proposal for that round is here (the block could not win).
-        self._building: tuple[int, int, int, threading.Event] | None = None
+        # The build in progress: (height, round, stop flag), and the last (height, round) the
+        # core sent CancelBuild for (a better proposal is here: the block could not win);
+        # _perform sets the flag, or _build sets it at once if the cancel came first.
+        self._building: tuple[int, int, threading.Event] | None = None
+        self._cancelled_build: tuple[int, int] | None = None
         self._validation_wake = asyncio.Event()
         self._validating = False
         self._validation_task: asyncio.Future[None] | None = None
@@ -360,10 +363,7 @@ class Node:
             for code, count in self.mempool.rejected.items():
                 self.m_rejected.set(count, code=code)
         if self.core is not None:
-            s = self.core.stats
-            for kind in ("garbage", "bad_signature", "bad_proposal", "stale", "received"):
-                self.m_consensus.set(getattr(s, kind), kind=kind)
-            for kind, v in s.extra.items():
+            for kind, v in self.core.status().stats.items():
                 self.m_consensus.set(v, kind=kind)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -881,7 +881,7 @@ class Node:
         ):
             return
         pending = len(mempool) > 0
-        if pending != core.txs_pending:
+        if pending != core.status().txs_pending:
             for action in core.handle(TxsPending(pending)):
                 self._perform(action)
             self._arm_tick()
@@ -897,7 +897,7 @@ class Node:
             "chain_id": self.genesis.chain_id,
             "height": head[0] if head else 0,
             "head_hash": head[1].hex() if head else "",
-            "round": self.core.round if self.core is not None else -1,
+            "round": self.core.status().round if self.core is not None else -1,
             "peers": self.transport.peers() if self.transport is not None else [],
             "mempool": len(self.mempool) if self.mempool is not None else 0,
             "running": self.running and self.fault is None,
@@ -1000,12 +1000,6 @@ class Node:
         self._sync_pending()  # commits empty the mempool; the core must know before it leads
         for action in self.core.handle(event):
             self._perform(action)
-        building = self._building
-        if building is not None and isinstance(event, MessageReceived):
-            height, rnd, value, stop = building
-            best = self.core.best_ticket(height, rnd)
-            if best is not None and best < value:
-                stop.set()
         self._arm_tick()
 
     # Time reaches the core as Tick events, when the core next needs it
@@ -1049,6 +1043,11 @@ class Node:
         elif isinstance(action, ValidateBlock):
             self._remember(action.block)
             self._queue_validation(action.block)
+        elif isinstance(action, CancelBuild):
+            self._cancelled_build = (action.height, action.round)
+            building = self._building
+            if building is not None and building[:2] == self._cancelled_build:
+                building[2].set()
         elif isinstance(action, Commit):
             self._spawn(self._commit(action.block, action.certificate))
         elif isinstance(action, FetchBlock):
@@ -1101,7 +1100,7 @@ class Node:
             t1 = time.monotonic()
             if chain.head() != (a.height - 1, a.parent_hash):
                 return  # the head moved on: this build is stale
-            if self.core is None or self.core.round != a.round:
+            if self.core is None or self.core.status().round != a.round:
                 self.m_stale_builds.inc()
                 return  # the round moved on: the core would drop the block; leave the txs pooled
             gas_budget = self._block_gas()
@@ -1116,7 +1115,9 @@ class Node:
             # leader's proposal is late; if it lands while we build, our block cannot win and
             # the build only delays validating the better one: stop it (nothing is written).
             stop = threading.Event()
-            self._building = (a.height, a.round, sortition_value(a.sortition), stop)
+            if self._cancelled_build == (a.height, a.round):
+                stop.set()  # cancelled while waiting for the chain lock
+            self._building = (a.height, a.round, stop)
             try:
                 block = await self._loop.run_in_executor(
                     self._executor,
@@ -1306,14 +1307,14 @@ class Node:
             return False
         if self.core is None or self.index not in certificate_signers(cert, self.genesis.n):
             return False
-        s = self.core.safety
+        s = self.core.status()
         return (cert.height, cert.round) > (s.c_height, s.c_round)
 
     async def _commit(self, block: Block, cert: Certificate) -> None:
         assert self.chain is not None and self.mempool is not None
         if self._signed_elsewhere(cert):
             assert self.core is not None
-            s = self.core.safety
+            s = self.core.status()
             self._fail(
                 f"the certificate of block {cert.height} (round {cert.round}) carries this "
                 f"validator's commit vote, but its own record has signed only up to height "

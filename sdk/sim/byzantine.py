@@ -121,7 +121,7 @@ def _others(sim: Simulator, nd: SimNode) -> list[int]:
 
 
 def _new_round(nd: SimNode) -> bool:
-    r = nd.core.round
+    r = nd.core.status().round
     if r >= 0 and nd.state.get("round") != r:
         nd.state["round"] = r
         return True
@@ -184,7 +184,7 @@ def _double_vote(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
             if rnd <= last[phase - 1] or h <= 0:
                 continue
             other = hashlib.sha256(b"conflict" + rnd.to_bytes(8, "big") + bytes([phase])).digest()
-            cands = nd.core.cands.get(rnd, {})
+            cands = nd.core.candidate_hashes(rnd)
             for bh in cands:
                 if bh != (s.p_hash if phase == 1 else s.c_hash):
                     other = bh
@@ -237,7 +237,7 @@ def _replay(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
 def _bad_sortition(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
     if not _new_round(nd):
         return actions
-    core = nd.core
+    core = nd.core.status()
     kind = core.round % 3
     if kind == 0:
         ticket = bytes(sim.rng.getrandbits(8) for _ in range(96))
@@ -265,7 +265,7 @@ def _bad_sortition(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]
     if (
         kind == 2
         and ticket == header.sortition
-        and core.d > int.from_bytes(hashlib.sha256(ticket).digest(), "big")
+        and nd.core.d > int.from_bytes(hashlib.sha256(ticket).digest(), "big")
     ):
         return actions  # it actually won: nothing forged to send
     return [*actions, Broadcast(prop.encode())]
@@ -274,10 +274,10 @@ def _bad_sortition(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]
 def _bad_signature(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
     if not _new_round(nd):
         return actions
-    core = nd.core
+    core = nd.core.status()
     n = sim.params.n
     out = list(actions)
-    target = next(iter(core.cands.get(core.round - 1, {})), hashlib.sha256(b"fake").digest())
+    target = next(iter(nd.core.candidate_hashes(core.round - 1)), hashlib.sha256(b"fake").digest())
     for phase in (1, 2):
         everyone = np.ones(n, dtype=np.uint16)
         forged = bytes(sim.rng.getrandbits(8) for _ in range(96))
@@ -333,7 +333,7 @@ def _ticket_only(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
                 continue  # its tickets go out, its blocks never do
         out.append(a)
     if _new_round(nd):
-        core = nd.core
+        core = nd.core.status()
         forged = bytes(sim.rng.getrandbits(8) for _ in range(96))
         out.append(Broadcast(Ticket(core.height, core.round, nd.index, forged).encode()))
     return out

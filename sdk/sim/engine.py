@@ -72,6 +72,7 @@ from accord.consensus import (
     BlockValidated,
     Broadcast,
     BuildBlock,
+    CancelBuild,
     Commit,
     Core,
     CostModelCrypto,
@@ -479,7 +480,7 @@ class Simulator:
                 for nd in self.nodes if target < 0 else [self.nodes[target]]:
                     if tx_id not in self.tx_commit_ms:
                         nd.pending.add(tx_id)
-                        if nd.up and not nd.core.txs_pending:
+                        if nd.up and not nd.core.status().txs_pending:
                             self._run_core(nd, TxsPending(True))
             elif kind == ADVERSARY:
                 self._adversary_step()
@@ -502,7 +503,7 @@ class Simulator:
             return
         self.strategies.observe(self, nd, frm, payload)
         local = self.local_ms(nd)
-        if local > nd.core.raw_now:
+        if local > nd.core.status().now_ms:
             # As the node does (a lazy tick before other events): the core judges how late
             # messages come by its own clock, so that clock must be current when they arrive.
             self._run_core(nd, Tick(local))
@@ -546,7 +547,7 @@ class Simulator:
 
     def _next_job(self, nd: SimNode) -> None:
         """Start the chain thread's next job, chosen as the node chooses (see the docstring)."""
-        core = nd.core
+        core = nd.core.status()  # the loop does not drive the core: one snapshot serves
         while nd.jobs and not nd.exec_busy:
             builds = [j for j in nd.jobs if isinstance(j, BuildBlock)]
             if builds:
@@ -613,10 +614,14 @@ class Simulator:
                         queue.append(self._answer(nd, a))
                 elif isinstance(a, Commit):
                     self._on_commit(nd, a.block, a.certificate, send_at)
-                    if nd.core.txs_pending != bool(nd.pending):
+                    if nd.core.status().txs_pending != bool(nd.pending):
                         queue.append(TxsPending(bool(nd.pending)))
                 elif isinstance(a, FetchBlock):
                     self._fetch(nd, a, send_at)
+                elif isinstance(a, CancelBuild):
+                    # Ignored: a simulated build costs a fixed exec_ms and is never cut short,
+                    # as before the core emitted this; its BlockBuilt comes and is proposed.
+                    pass
                 del i
         nd.busy_until = start + busy_us
         self._schedule_tick(nd)
@@ -705,7 +710,7 @@ class Simulator:
             if found is not None:
                 block, cert = found
             else:
-                b = peer.core.blocks.get(a.block_hash)
+                b = peer.core.block(a.block_hash)
                 if b is None:
                     continue
                 block, cert = b, None
@@ -760,7 +765,7 @@ class Simulator:
         encoding (SafetyState.encode); a megabyte block persisted by 10,000 validators would
         take 10 GB, so when the tail is that of the core's locked block, the block object is
         kept instead of a copy of its bytes. The stored bytes are restored exactly."""
-        block = nd.core.safety.lock_block
+        block = nd.core.locked_block()
         if block is not None:
             enc = block.encode()
             if len(enc) < len(value) and value.endswith(enc):
@@ -859,7 +864,7 @@ class Simulator:
         else:  # adaptive: split the validators locked on the most popular block from the rest
             locked: dict[bytes, list[int]] = {}
             for nd in self.nodes:
-                lk = nd.core.lock
+                lk = nd.core.status().lock
                 if lk is not None:
                     locked.setdefault(lk.block_hash, []).append(nd.nid)
             self.rng.shuffle(ids)
@@ -898,11 +903,9 @@ class Simulator:
                 h.update(cert.encode())
         stats: dict[str, int] = {}
         for nd in self.nodes:
-            st = nd.core.stats
-            for k in ("garbage", "bad_signature", "bad_proposal", "stale"):
-                stats[k] = stats.get(k, 0) + getattr(st, k)
-            for k, v in st.extra.items():
-                stats[k] = stats.get(k, 0) + v
+            for k, v in nd.core.status().stats.items():
+                if k != "received":
+                    stats[k] = stats.get(k, 0) + v
         stats["crashes"] = self.crash_count
         stats["builds"] = self.builds
         if self.skipped_builds:
