@@ -247,20 +247,28 @@ def test_blocks_slower_than_their_round_commit_through_late_prepares() -> None:
     """Building or validating a block takes 0.6 (then 0.8) of a round on each node's chain
     thread, so every block is found valid only after its round ended. Votes in the next
     rounds (late prepares) commit it anyway; without them no height committed in these runs
-    (0 of 20 rounds, measured on the core before late prepares)."""
-    for exec_ms, heights in ((600, 8), (800, 4)):
-        r = _run(
-            nodes=4,
-            rounds=20,
-            latency_ms=20,
-            round_ms=1000,
-            stage2_ms=500,
-            ticket_wait_ms=30,
-            exec_ms=exec_ms,
-        )
-        assert r.safety_violations == 0, r.violations
-        assert r.committed_heights >= heights, r.summary()
-        assert r.stats["late_prepare"] > 0 and r.stats["skipped_builds"] > 0
+    (0 of 20 rounds, measured on the core before late prepares). Eight seeds per speed: the
+    chain thread runs the node's own policy (accord.consensus.jobs, with its one-round
+    deferral), under which one seed alone swings by a few heights (seed 3: 8 before the
+    simulator shared it, 6 after; over these eight seeds 62 before, 64 after at 0.6)."""
+    for exec_ms, mean in ((600, 7.5), (800, 4.0)):
+        heights = []
+        for seed in range(1, 9):
+            r = _run(
+                nodes=4,
+                rounds=20,
+                latency_ms=20,
+                round_ms=1000,
+                stage2_ms=500,
+                ticket_wait_ms=30,
+                exec_ms=exec_ms,
+                seed=seed,
+            )
+            assert r.safety_violations == 0, r.violations
+            assert r.committed_heights >= 3, r.summary()  # every run commits
+            assert r.stats["late_prepare"] > 0 and r.stats["skipped_builds"] > 0
+            heights.append(r.committed_heights)
+        assert sum(heights) / len(heights) >= mean, heights
     quick = _run(
         nodes=4,
         rounds=20,

@@ -89,9 +89,9 @@ from accord.consensus import (
     TxsPending,
     ValidateBlock,
     certificate_signers,
-    sortition_value,
     verify_certificate,
 )
+from accord.consensus.jobs import ChainJobs
 from accord.contracts.runtime import ExecutionInterrupted
 from accord.ledger.blocktime import ahead_of_clock_ms
 from accord.ledger.chain import Chain, InvalidProposal, StateRootMismatch
@@ -262,16 +262,17 @@ class Node:
         self._recent: OrderedDict[bytes, Block] = OrderedDict()
         self._body_source: dict[bytes, int] = {}  # who sent a fetched block (a bad body is theirs)
         self._distrusted: dict[int, float] = {}  # peer -> monotonic time until which sync avoids it
-        self._to_validate: dict[bytes, tuple[Block, float]] = {}
-        self._valid_best: dict[tuple[int, int], int] = {}  # (height, round) -> best valid ticket
+        self._jobs = ChainJobs(genesis.consensus.round_ms / 1000)
+        """Builds and validations waiting for the chain thread, in the order the shared
+        policy (:mod:`accord.consensus.jobs`) runs them."""
         # The build in progress: (height, round, stop flag), and the last (height, round) the
         # core sent CancelBuild for (a better proposal is here: the block could not win);
         # _perform sets the flag, or _build sets it at once if the cancel came first.
         self._building: tuple[int, int, threading.Event] | None = None
         self._cancelled_build: tuple[int, int] | None = None
-        self._validation_wake = asyncio.Event()
-        self._validating = False
-        self._validation_task: asyncio.Future[None] | None = None
+        self._jobs_wake = asyncio.Event()
+        self._working = False
+        self._job_task: asyncio.Future[None] | None = None
         self._peer_heads: dict[int, int] = {}
         self._sync_inflight: dict[int, float] = {}
         self._submitted_at: dict[bytes, float] = {}
@@ -392,7 +393,7 @@ class Node:
 
         self._loop = asyncio.get_running_loop()
         self._chain_lock = asyncio.Lock()
-        self._validation_wake = asyncio.Event()
+        self._jobs_wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chain-{self.name}")
         self._verify_pool = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"verify-{self.name}"
@@ -517,7 +518,7 @@ class Node:
             self._tick_handle = None
         for t in self._tasks:
             t.cancel()
-        self._to_validate.clear()
+        self._jobs.clear()
 
     def _ceremony_transcript(self) -> Any:
         """The ZK ceremony transcript the node config names, else ``transcript.json`` next to
@@ -579,7 +580,7 @@ class Node:
             self._tick_handle = None
         tasks = [
             *self._tasks,
-            *([self._validation_task] if self._validation_task is not None else []),
+            *([self._job_task] if self._job_task is not None else []),
         ]
         for t in tasks:
             t.cancel()
@@ -587,8 +588,8 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
-        self._validation_task = None
-        self._to_validate.clear()
+        self._job_task = None
+        self._jobs.clear()
         if self.api is not None:
             await self.api.stop()
         if self.transport is not None:
@@ -1039,7 +1040,8 @@ class Node:
         elif isinstance(action, Send):
             self.transport.send(action.to_index, Kind.CONSENSUS, action.payload)
         elif isinstance(action, BuildBlock):
-            self._spawn(self._build(action))
+            self._jobs.build(action)
+            self._wake_jobs()
         elif isinstance(action, ValidateBlock):
             self._remember(action.block)
             self._queue_validation(action.block)
@@ -1141,9 +1143,7 @@ class Node:
             ex = chain.execution(block.hash)
             if ex is not None:
                 self._observe_cost(time.monotonic() - t1, block.header.tx_count, ex.gas_used)
-        key = (block.height, block.header.round)  # our own block is valid by construction
-        ticket = sortition_value(block.header.sortition)
-        self._valid_best[key] = min(ticket, self._valid_best.get(key, ticket))
+        self._jobs.found_valid(block)  # our own block is valid by construction
         self._remember(block)
         self._step(BlockBuilt(block))
 
@@ -1174,65 +1174,48 @@ class Node:
         return min(gas, self.genesis.consensus.max_block_gas)
 
     def _queue_validation(self, block: Block) -> None:
-        """Validations wait in a priority queue, not in arrival order (see _next_validation)."""
+        """Validations wait with the builds for the chain thread (see accord.consensus.jobs)."""
         assert self._loop is not None
-        self._to_validate[block.hash] = (block, self._loop.time())
-        self._validation_wake.set()
-        if not self._validating:
-            self._validating = True
-            self._validation_task = asyncio.ensure_future(self._validation_worker())
-            self._validation_task.add_done_callback(self._task_done)
+        self._jobs.validate(block, self._loop.time())
+        self._wake_jobs()
 
-    def _next_validation(self) -> tuple[Block | None, float | None]:
-        """The most useful pending validation, or how long to wait for one to become due.
+    def _wake_jobs(self) -> None:
+        self._jobs_wake.set()
+        if not self._working:
+            self._working = True
+            self._job_task = asyncio.ensure_future(self._job_worker())
+            self._job_task.add_done_callback(self._task_done)
 
-        A round brings a proposal from each of its leaders, and executing one costs as much as
-        building it. The core votes for the best-ticket valid proposal, so: the newest round's
-        best ticket goes first; a proposal whose round already has a *better* proposal found
-        valid is deferred by one round (it is needed only if that round's block is
-        re-proposed under a lock later, and usually its height commits first, which drops it:
-        the core forgets a height's candidates when it commits). Deferring delays, never
-        refuses, so no proposal the core waits on is left unanswered while its height is open.
-        """
-        assert self.chain is not None and self._loop is not None
-        height, _ = self.chain.head()
-        for h in [h for h, (b, _) in self._to_validate.items() if b.height <= height]:
-            del self._to_validate[h]
-        for key in [k for k in self._valid_best if k[0] <= height]:
-            del self._valid_best[key]
-        if not self._to_validate:
-            return None, None
-        now, defer = self._loop.time(), self.genesis.consensus.round_ms / 1000
-        due: list[tuple[tuple[int, int, bytes], Block]] = []
-        wait: float | None = None
-        for b, arrived in self._to_validate.values():
-            ticket = sortition_value(b.header.sortition)
-            better = self._valid_best.get((b.height, b.header.round))
-            if better is not None and better < ticket and now < arrived + defer:
-                left = arrived + defer - now
-                wait = left if wait is None else min(wait, left)
-                continue
-            due.append(((-b.header.round, ticket, b.hash), b))
-        if not due:
-            return None, wait
-        best = min(due, key=lambda x: x[0])[1]
-        del self._to_validate[best.hash]
-        return best, None
-
-    async def _validation_worker(self) -> None:
+    async def _job_worker(self) -> None:
+        """Run the chain jobs one at a time, each the one the shared policy picks when the
+        thread is free (builds first if still current, then the newest round's best ticket)."""
+        jobs = self._jobs
         try:
-            while self.running:
-                block, wait = self._next_validation()
-                if block is not None:
-                    await self._validate(block)
+            while self.running and self.core is not None and self.chain is not None:
+                assert self._loop is not None
+                st = self.core.status()
+                stale = jobs.stale_builds
+                job, wait = jobs.next(
+                    committed=self.chain.head()[0],
+                    height=st.height,
+                    round=st.round,
+                    now=self._loop.time(),
+                )
+                if jobs.stale_builds > stale:
+                    self.m_stale_builds.inc(jobs.stale_builds - stale)
+                if isinstance(job, BuildBlock):
+                    await self._build(job)
+                    continue
+                if job is not None:
+                    await self._validate(job)
                     continue
                 if wait is None:
                     return
-                self._validation_wake.clear()
+                self._jobs_wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._validation_wake.wait(), wait)
+                    await asyncio.wait_for(self._jobs_wake.wait(), wait)
         finally:
-            self._validating = False
+            self._working = False
 
     async def _validate(self, block: Block) -> None:
         assert self.chain is not None and self.mempool is not None
@@ -1275,9 +1258,7 @@ class Node:
         if ok:
             self._observe_cost(seconds, len(block.txs), gas)
             self._note_verified(t.hash for t in block.txs)
-            key = (block.height, block.header.round)
-            ticket = sortition_value(block.header.sortition)
-            self._valid_best[key] = min(ticket, self._valid_best.get(key, ticket))
+            self._jobs.found_valid(block)
         else:
             self.m_invalid.inc()
         self._step(BlockValidated(block.hash, ok))

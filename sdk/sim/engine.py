@@ -28,8 +28,10 @@ a node plays in production (transport, clock, disk, application) with virtual ve
 * **Execution.** With ``exec_ms`` > 0, building or validating a block takes that long on the
   node's own chain thread and its answer arrives when it ends; the core stays responsive
   meanwhile. Like the node, the thread runs one job at a time and picks its next one when
-  it is free: a build whose round or height has moved on is skipped, a validation of a
-  committed height is dropped, and the newest round's best ticket is validated first.
+  it is free, with the node's own policy (:mod:`accord.consensus.jobs`): a build whose round
+  or height has moved on is skipped, a validation of a committed height is dropped, the
+  newest round's best ticket is validated first, and a worse ticket of a round with a valid
+  better one waits a round.
   Blocks slower than their round allows are how late prepares (:mod:`accord.consensus.state`)
   get exercised.
 * **Disk.** ``Persist`` actions are stored per node; a crash can hit after the persist and before
@@ -86,10 +88,10 @@ from accord.consensus import (
     Tick,
     TxsPending,
     ValidateBlock,
-    sortition_value,
     verify_certificate,
 )
 from accord.consensus.crypto import BlsCrypto, BlsSigner, Crypto, Signer
+from accord.consensus.jobs import ChainJobs
 from accord.ledger.blocktime import block_time_error
 from accord.sim.costs import FRAME_OVERHEAD, MeteredCrypto, parse_verify_cost, tx_pool
 
@@ -98,7 +100,7 @@ ZERO = bytes(32)
 
 PROPOSAL_PREFIX = bytes([0x97, 1])  # a proposal's first bytes (accord.consensus.messages)
 
-DELIVER, TICK, FETCHED, ADVERSARY, CRASH, RESTART, EXECUTED, TX_ARRIVAL = range(8)
+DELIVER, TICK, FETCHED, ADVERSARY, CRASH, RESTART, EXECUTED, TX_ARRIVAL, JOBS = range(9)
 
 
 class Network(Protocol):
@@ -220,7 +222,8 @@ class SimNode:
     up: bool = True
     busy_until: int = 0
     exec_busy: bool = False  # the chain thread is running a job
-    jobs: list[Any] = field(default_factory=list)  # BuildBlock / ValidateBlock waiting for it
+    jobs: ChainJobs = field(default_factory=lambda: ChainJobs(1.0))  # waiting for the thread
+    jobs_at: int = -1  # when a deferred job is next due (a JOBS event is queued), -1: none
     incarnation: int = 0  # bumped by a crash: answers of executions before it are dropped
     tick_at: int = -1
     tick_token: int = 0
@@ -419,7 +422,14 @@ class Simulator:
             known_txs=self._known_txs,
         )
         return SimNode(
-            nid, index, strategy == "honest", strategy, core, self.signers[index], offset
+            nid,
+            index,
+            strategy == "honest",
+            strategy,
+            core,
+            self.signers[index],
+            offset,
+            jobs=ChainJobs(c.round_ms / 1000),
         )
 
     # --- event queue -------------------------------------------------------------------
@@ -473,7 +483,15 @@ class Simulator:
                 nd = self.nodes[data[0]]
                 if nd.up and data[1] == nd.incarnation:
                     nd.exec_busy = False
-                    self._run_core(nd, data[2])
+                    answer, block = data[2], data[3]
+                    if isinstance(answer, BlockBuilt) or answer.ok:
+                        nd.jobs.found_valid(block)  # as the node does, before the core hears
+                    self._run_core(nd, answer)
+                    self._next_job(nd)
+            elif kind == JOBS:
+                nd = self.nodes[data[0]]
+                if nd.up and data[1] == nd.incarnation and data[2] == nd.jobs_at:
+                    nd.jobs_at = -1
                     self._next_job(nd)
             elif kind == TX_ARRIVAL:
                 tx_id, target = data
@@ -513,12 +531,13 @@ class Simulator:
             if isinstance(prop, Proposal):
                 self.block_seen.setdefault((nd.nid, prop.block.hash), self.now)
 
-    def _answer(self, nd: SimNode, a: BuildBlock | ValidateBlock) -> Any:
+    def _answer(self, nd: SimNode, a: BuildBlock | ValidateBlock | Block) -> Any:
         if isinstance(a, BuildBlock):
             self.builds += 1
             return BlockBuilt(self.build_block(nd, a))
+        block = a.block if isinstance(a, ValidateBlock) else a
         return BlockValidated(
-            a.block.hash, a.block.header.state_root != INVALID_ROOT and self._time_ok(nd, a.block)
+            block.hash, block.header.state_root != INVALID_ROOT and self._time_ok(nd, block)
         )
 
     def _parent_time(self, nd: SimNode) -> int:
@@ -546,30 +565,28 @@ class Simulator:
         )
 
     def _next_job(self, nd: SimNode) -> None:
-        """Start the chain thread's next job, chosen as the node chooses (see the docstring)."""
-        core = nd.core.status()  # the loop does not drive the core: one snapshot serves
-        while nd.jobs and not nd.exec_busy:
-            builds = [j for j in nd.jobs if isinstance(j, BuildBlock)]
-            if builds:
-                job: BuildBlock | ValidateBlock = builds[0]
-            else:
-                job = max(
-                    nd.jobs,
-                    key=lambda j: (
-                        j.block.header.round,
-                        -sortition_value(j.block.header.sortition),
-                    ),
-                )
-            nd.jobs.remove(job)
-            if isinstance(job, BuildBlock):
-                if (job.height, job.round) != (core.height, core.round):
-                    self.skipped_builds += 1
-                    continue
-            elif job.block.height < core.height:
-                continue
-            nd.exec_busy = True
-            at = max(self.now, nd.busy_until) + int(self.c.exec_ms * 1000)
-            self.push(at, EXECUTED, (nd.nid, nd.incarnation, self._answer(nd, job)))
+        """Start the chain thread's next job: the one the node's policy picks, the very same
+        code (:class:`accord.consensus.jobs.ChainJobs`), on this node's virtual clock."""
+        if nd.exec_busy or not nd.jobs:
+            return
+        st = nd.core.status()
+        stale = nd.jobs.stale_builds
+        job, wait = nd.jobs.next(
+            committed=st.height - 1, height=st.height, round=st.round, now=self.now / 1e6
+        )
+        self.skipped_builds += nd.jobs.stale_builds - stale
+        if job is None:
+            if wait is not None:  # a deferred validation: look again when it is due
+                at = self.now + int(wait * 1e6) + 1
+                if nd.jobs_at < 0 or at < nd.jobs_at:
+                    nd.jobs_at = at
+                    self.push(at, JOBS, (nd.nid, nd.incarnation, at))
+            return
+        nd.exec_busy = True
+        at = max(self.now, nd.busy_until) + int(self.c.exec_ms * 1000)
+        answer = self._answer(nd, job)
+        block = answer.block if isinstance(answer, BlockBuilt) else job
+        self.push(at, EXECUTED, (nd.nid, nd.incarnation, answer, block))
 
     def _schedule_tick(self, nd: SimNode) -> None:
         w = nd.core.next_wakeup_ms()
@@ -608,8 +625,11 @@ class Simulator:
                 elif isinstance(a, Send):
                     self.send(nd, a.to_index, a.payload, send_at)
                 elif isinstance(a, BuildBlock | ValidateBlock):
-                    if self.c.exec_ms > 0:
-                        nd.jobs.append(a)  # started once this batch is done (below)
+                    if self.c.exec_ms > 0:  # started once this batch is done (below)
+                        if isinstance(a, BuildBlock):
+                            nd.jobs.build(a)
+                        else:
+                            nd.jobs.validate(a.block, self.now / 1e6)
                     else:
                         queue.append(self._answer(nd, a))
                 elif isinstance(a, Commit):
@@ -839,7 +859,8 @@ class Simulator:
         )
         nd.up = True
         nd.busy_until = self.now
-        nd.exec_busy, nd.jobs = False, []
+        nd.exec_busy, nd.jobs_at = False, -1
+        nd.jobs.clear()
         self._schedule_tick(nd)
 
     def _adversary_step(self) -> None:
