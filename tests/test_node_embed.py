@@ -225,7 +225,7 @@ def test_client_submissions_are_shed_past_the_backlog_limit(tmp_path: Path) -> N
     """Past ``backlog_rounds`` blocks of backlog, submissions get MempoolFull (503) and change
     nothing; gossip from peers is still admitted. One validator of four: nothing commits."""
     from accord.base.errors import MempoolFull
-    from accord.node.node import MIN_BLOCK_TXS
+    from accord.node.admission import MIN_BLOCK_TXS
 
     root = tmp_path / "net"
     g = make_net(root)
@@ -235,7 +235,7 @@ def test_client_submissions_are_shed_past_the_backlog_limit(tmp_path: Path) -> N
         await node.start()
         try:
             node._gas_cost = 1.0  # as if execution were very slow: the smallest blocks
-            limit = node._admission_limit()
+            limit = node.admission.limit()
             assert limit == 4 * MIN_BLOCK_TXS
             for nonce in range(limit):
                 node.submit(transfer(g, 0, nonce))
@@ -243,10 +243,10 @@ def test_client_submissions_are_shed_past_the_backlog_limit(tmp_path: Path) -> N
                 node.submit(transfer(g, 0, limit))
             assert node.status()["mempool"] == limit
             assert node.m_shed.get() == 1
-            node._on_txs([transfer(g, 1, 0).encode()])  # a peer's gossip is not shed
+            node.admission.on_txs([transfer(g, 1, 0).encode()])  # a peer's gossip is not shed
             assert node.status()["mempool"] == limit + 1
             node._gas_cost = 2e-8  # execution got fast again: the limit follows
-            assert node._admission_limit() > limit
+            assert node.admission.limit() > limit
             node.submit(transfer(g, 0, limit))
         finally:
             await node.stop()

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import collections
 import contextlib
 import dataclasses
 import errno
@@ -49,7 +48,7 @@ import signal
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,9 +59,7 @@ from accord.base.encoding import Value
 from accord.base.errors import (
     AccordError,
     DecodeError,
-    MempoolFull,
     StorageError,
-    TooLarge,
     ValidationError,
 )
 from accord.base.genesis import Genesis
@@ -95,9 +92,10 @@ from accord.consensus.jobs import ChainJobs
 from accord.contracts.runtime import ExecutionInterrupted
 from accord.ledger.blocktime import ahead_of_clock_ms
 from accord.ledger.chain import Chain, InvalidProposal, StateRootMismatch
-from accord.ledger.mempool import Mempool, verify_signatures
+from accord.ledger.mempool import Mempool
 from accord.net.frames import Kind
 from accord.net.transport import NetConfig, Transport
+from accord.node.admission import Admission
 from accord.node.api import ApiConfig, ApiServer
 from accord.node.config import NodeConfig
 from accord.node.statesync import NodeOps
@@ -111,12 +109,6 @@ MAX_SYNC_BLOCKS = 16
 """Blocks per catch-up answer (a 5,000-tx block is ~1.3 MB; frames allow four blocks' worth
 of ``max_block_bytes``, and answers are also cut by size)."""
 
-
-SIG_CACHE_TXS = 100_000
-"""Hashes of transactions with known-good signatures kept (see ``Node._sig_ok``)."""
-
-MIN_BLOCK_TXS = 50
-"""The admission limit never falls below four blocks of this many transactions."""
 
 MIN_BLOCK_GAS = 250_000
 """Blocks are never cut below this much gas by the build budget (about 50 token transfers, or
@@ -225,22 +217,10 @@ class Node:
         self._tick_handle: asyncio.TimerHandle | None = None
         self.status_interval = status_interval
         self.build_budget = build_budget
-        self.backlog_rounds = backlog_rounds
-        """Client submissions are refused (503, ``mempool_full``) past this many blocks of
-        backlog. Three rounds bound a transaction's wait to a few seconds under overload;
-        with six, the consensus benchmark at 5,000 tx/s offered committed fewer transactions
-        (the longer queues cost CPU) with a median latency of 4.5 s instead of 2.7 s."""
-        self.verify_off_loop = verify_off_loop
-        """Batches of at least this many new transactions have their signatures checked on a
-        worker thread (0: always on the loop). Smaller ones are not worth the hand-off."""
-        self._verify_pool: ThreadPoolExecutor | None = None
-        self._admissions: collections.deque[_Admission] = collections.deque()
-        self._admitting = False
-        self._sig_ok: OrderedDict[bytes, None] = OrderedDict()
-        """Hashes of transactions whose signature is known good (bounded, oldest dropped):
-        checked on the verify thread, or part of a block that validated (execution checks
-        every signature it is not told about). A hash fixes the whole signed transaction, so
-        neither admission nor validation needs to check such a signature again."""
+        self.admission = Admission(
+            self, backlog_rounds=backlog_rounds, verify_off_loop=verify_off_loop
+        )
+        """Client submissions and gossip enter here (see :mod:`accord.node.admission`)."""
         # What execution costs here, measured as blocks run (see _block_gas): seconds per unit
         # of gas, and gas per transaction (to know how many to take from the mempool).
         self._gas_cost = 100e-6 / TRANSFER_GAS
@@ -275,7 +255,6 @@ class Node:
         self._job_task: asyncio.Future[None] | None = None
         self._peer_heads: dict[int, int] = {}
         self._sync_inflight: dict[int, float] = {}
-        self._submitted_at: dict[bytes, float] = {}
         self.running = False
         self.fault: str | None = None
         """Why this node halted (see _fail), None while healthy."""
@@ -395,9 +374,7 @@ class Node:
         self._chain_lock = asyncio.Lock()
         self._jobs_wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chain-{self.name}")
-        self._verify_pool = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"verify-{self.name}"
-        )
+        self.admission.open()
         self.store = Store(data, sync=self.config.sync)
         self.ops.recover(self.store)
         runtime = Runtime(self.genesis, self._contracts, **self._runtime_hooks())
@@ -477,15 +454,15 @@ class Node:
         with contextlib.suppress(Exception):
             if self.transport is not None:
                 await self.transport.stop()
-        for pool in (self._executor, self._verify_pool):
-            if pool is not None:
-                pool.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self.admission.close()
         self.metrics.remove_collector(self._collect)
         if self.store is not None:
             with contextlib.suppress(Exception):
                 self.store.close()
         self.store = self.chain = self.mempool = self.core = self.transport = self.api = None
-        self._executor = self._verify_pool = None
+        self._executor = None
         if self._folder_lock is not None:
             self._folder_lock.release()
             self._folder_lock = None
@@ -599,16 +576,7 @@ class Node:
                 pass
         if self._executor is not None:
             self._executor.shutdown(wait=True)
-        for job in self._admissions:
-            if job.done.done():
-                continue
-            if job.source is None:  # a client waits for it: answer with an error
-                job.done.set_exception(AccordError("node stopped"))
-            else:  # nobody awaits a gossip batch
-                job.done.cancel()
-        self._admissions.clear()
-        if self._verify_pool is not None:
-            self._verify_pool.shutdown(wait=True)
+        self.admission.close()
         for sub in list(self._subscribers):
             await sub.aclose()
         self.metrics.remove_collector(self._collect)
@@ -705,168 +673,12 @@ class Node:
     def submit(self, tx: Tx | bytes) -> bytes:
         """Admit a transaction (checks: decoding, size, chain, signature, nonce, capacity) and
         gossip it to the other validators. Returns its hash or raises an AccordError."""
-        return self.call(lambda: self._submit(tx))
-
-    def _submit(self, tx: Tx | bytes) -> bytes:
-        assert self.mempool is not None and self.transport is not None
-        if isinstance(tx, bytes | bytearray):
-            tx = Tx.decode(bytes(tx))
-        backlog, limit = len(self.mempool), self._admission_limit()
-        if backlog >= limit:
-            # Load shedding: past a few rounds of backlog, every extra transaction only adds
-            # latency, and admitting it (decode, signature, gossip to every peer) takes the CPU
-            # that consensus and execution need. Measured without it on 2 cores: offered 2,000
-            # tx/s, commits fell from ~700 to ~250 tx/s. Refusing early keeps the plateau.
-            self.m_shed.inc()
-            raise MempoolFull(
-                f"{backlog} transactions are waiting (limit {limit}); try again later"
-            )
-        h = self.mempool.add(tx)
-        self._sync_pending()
-        self._submitted_at[h] = time.monotonic()
-        if len(self._submitted_at) > 4 * self.config.mempool_size:
-            self._submitted_at.clear()  # bounded: only latency accounting is lost
-        self.transport.gossip_tx(tx.encode())
-        return h
+        return self.call(lambda: self.admission.submit(tx))
 
     def submit_batch(self, items: list[Tx | bytes]) -> Awaitable[list[bytes | AccordError]]:
-        """Admit many transactions, in order; per item its hash or the AccordError refusing it.
-
-        Same checks, errors and load shedding as :meth:`submit` applied to each item in turn;
-        the signatures of a large batch are checked on a worker thread first (see
-        ``verify_off_loop``). Call it on the node's loop (the API does) and await the result.
-        """
-        assert self.mempool is not None and self.transport is not None
-        entries: list[Tx | AccordError] = []
-        for item in items:
-            if isinstance(item, Tx):
-                entries.append(item)
-                continue
-            try:
-                entries.append(Tx.decode(bytes(item)))
-            except AccordError as e:
-                entries.append(e)
-        return self._enqueue_admission(entries, source=None)
-
-    def _admit_submitted(
-        self, entries: list[Tx | AccordError], verdicts: dict[bytes, bool]
-    ) -> list[bytes | AccordError]:
-        """Admission of client transactions on the loop (load shedding, mempool, gossip)."""
-        assert self.mempool is not None and self.transport is not None
-        mempool, limit = self.mempool, self._admission_limit()
-        verdict = self._signature_verdict(verdicts)
-        out: list[bytes | AccordError] = []
-        now = time.monotonic()
-        for e in entries:
-            if isinstance(e, AccordError):
-                out.append(e)
-                continue
-            if len(mempool) >= limit:  # load shedding, exactly as in _submit
-                self.m_shed.inc()
-                out.append(
-                    MempoolFull(
-                        f"{len(mempool)} transactions are waiting (limit {limit}); try again later"
-                    )
-                )
-                continue
-            r = mempool.add_many((e,), verdict)[0]
-            out.append(r)
-            if isinstance(r, bytes):
-                self._submitted_at[r] = now
-                self.transport.gossip_tx(e.encode())
-        if len(self._submitted_at) > 4 * self.config.mempool_size:
-            self._submitted_at.clear()  # bounded: only latency accounting is lost
-        return out
-
-    def _enqueue_admission(
-        self, entries: list[Tx | AccordError], source: int | None
-    ) -> asyncio.Future[list[bytes | AccordError]]:
-        """Queue a batch for admission; batches are admitted strictly in arrival order.
-
-        Order matters: an account's nonces must reach the mempool in sequence, and a gossip
-        batch is never retried. Each batch's signature checks start at once on the verify
-        thread (one thread: FIFO), and one task admits the batches on the loop in order."""
-        assert self._loop is not None and self.mempool is not None
-        mempool = self.mempool
-        known = self._sig_ok
-        fresh = [
-            e
-            for e in entries
-            if isinstance(e, Tx) and not mempool.contains(e.hash) and e.hash not in known
-        ]
-        verdicts: asyncio.Future[dict[bytes, bool]] | None = None
-        if (
-            self.verify_off_loop > 0
-            and len(fresh) >= self.verify_off_loop
-            and self._verify_pool is not None
-        ):
-            verdicts = self._loop.run_in_executor(self._verify_pool, verify_signatures, fresh)
-        job = _Admission(entries, source, verdicts, self._loop.create_future())
-        if not self._admissions and not self._admitting and verdicts is None:
-            self._admitting = True  # nothing queued ahead of it: admit now, on the loop
-            try:
-                self._finish_admission(job, {})
-            finally:
-                self._admitting = False
-            return job.done
-        self._admissions.append(job)
-        if not self._admitting:
-            self._admitting = True
-            self._spawn(self._admission_worker())
-        return job.done
-
-    async def _admission_worker(self) -> None:
-        try:
-            while self._admissions and self.running:
-                job = self._admissions[0]
-                verdicts: dict[bytes, bool] = {}
-                if job.verdicts is not None:
-                    try:
-                        verdicts = await job.verdicts
-                    except Exception:  # the checks are then done inline by the mempool
-                        log.exception("%s: signature batch failed", self.name)
-                self._admissions.popleft()
-                self._note_verified(h for h, ok in verdicts.items() if ok)
-                self._finish_admission(job, verdicts)
-        finally:
-            self._admitting = False
-
-    def _note_verified(self, hashes: Iterable[bytes]) -> None:
-        known = self._sig_ok
-        for h in hashes:
-            known[h] = None
-        excess = len(known) - SIG_CACHE_TXS
-        for _ in range(max(0, excess)):
-            known.popitem(last=False)
-
-    def _signature_verdict(self, verdicts: dict[bytes, bool]) -> Callable[[bytes], bool | None]:
-        known = self._sig_ok
-
-        def verdict(h: bytes) -> bool | None:
-            v = verdicts.get(h)
-            if v is None and h in known:
-                return True
-            return v
-
-        return verdict
-
-    def _finish_admission(self, job: _Admission, verdicts: dict[bytes, bool]) -> None:
-        if job.done.done():
-            return
-        try:
-            if job.source is None:
-                result = self._admit_submitted(job.entries, verdicts)
-            else:
-                result = self._admit_gossiped(job.entries, verdicts)
-        except Exception as e:
-            if job.source is None:
-                job.done.set_exception(e)
-            else:  # nobody awaits a gossip batch: say what went wrong here
-                log.exception("%s: admitting a gossip batch failed", self.name)
-                job.done.set_result([])
-            return
-        job.done.set_result(result)
-        self._sync_pending()
+        """Admit many transactions, in order; per item its hash or the AccordError refusing
+        it (see :meth:`accord.node.admission.Admission.submit_batch`). On the node's loop."""
+        return self.admission.submit_batch(items)
 
     def _sync_pending(self) -> None:
         """With ``skip_empty_blocks``, tell the core whether the mempool holds transactions
@@ -1147,11 +959,6 @@ class Node:
         self._remember(block)
         self._step(BlockBuilt(block))
 
-    def _admission_limit(self) -> int:
-        """Client submissions are refused beyond ``backlog_rounds`` blocks of backlog."""
-        limit = self.backlog_rounds * min(self.genesis.consensus.max_block_txs, self._block_cap())
-        return min(self.config.mempool_size, max(limit, 4 * MIN_BLOCK_TXS))
-
     def _block_cap(self) -> int:
         """About how many transactions a block built now holds (see _block_gas)."""
         return min(
@@ -1219,11 +1026,9 @@ class Node:
 
     async def _validate(self, block: Block) -> None:
         assert self.chain is not None and self.mempool is not None
-        chain, mempool = self.chain, self.mempool
-        known = self._sig_ok
-        verified = frozenset(
-            t.hash for t in block.txs if mempool.contains(t.hash) or t.hash in known
-        )
+        chain = self.chain
+        known = self.admission.known_good
+        verified = frozenset(t.hash for t in block.txs if known(t.hash))
 
         def check() -> tuple[bool, float, int, int]:
             t = time.monotonic()
@@ -1257,7 +1062,7 @@ class Node:
             return
         if ok:
             self._observe_cost(seconds, len(block.txs), gas)
-            self._note_verified(t.hash for t in block.txs)
+            self.admission.note_verified(t.hash for t in block.txs)
             self._jobs.found_valid(block)
         else:
             self.m_invalid.inc()
@@ -1305,14 +1110,12 @@ class Node:
                 "docs/operations.md"
             )
             return
-        chain, mempool, known = self.chain, self.mempool, self._sig_ok
+        chain, known = self.chain, self.admission.known_good
         t0 = time.monotonic()
         # A committed block this node never validated (validation is lazy: the quorum may
         # form on a proposal it did not need) is executed here; signatures it already knows
         # need no second check.
-        verified = frozenset(
-            t.hash for t in block.txs if mempool.contains(t.hash) or t.hash in known
-        )
+        verified = frozenset(t.hash for t in block.txs if known(t.hash))
 
         def commit() -> list[Receipt] | None:
             height, head = chain.head()
@@ -1351,7 +1154,7 @@ class Node:
         self.m_blocks.inc()
         self.m_txs.inc(len(block.txs))
         for tx in block.txs:
-            at = self._submitted_at.pop(tx.hash, None)
+            at = self.admission.submitted_at.pop(tx.hash, None)
             if at is not None:
                 self.m_latency.observe(now - at)
         for sub in list(self._subscribers):
@@ -1455,7 +1258,7 @@ class Node:
                     raise DecodeError("consensus payload must be bytes")
                 self._step(MessageReceived(frm, payload))
             elif kind == Kind.TX_BATCH:
-                self._on_txs(payload)
+                self.admission.on_txs(payload)
             elif kind == Kind.STATUS:
                 self._on_status(frm, payload)
             else:  # catch-up goes through request/on_request; anything else is unexpected here
@@ -1463,47 +1266,6 @@ class Node:
         except AccordError as e:
             self.m_bad_msgs.inc(kind=kind.name.lower())
             log.info("%s: bad %s from validator %d: %s", self.name, kind.name, frm, e)
-
-    def _on_txs(self, payload: Value) -> None:
-        assert self.mempool is not None
-        if type(payload) is not list:
-            raise DecodeError("a tx batch is a list")
-        # With more peers than the gossip fanout, newly admitted transactions travel on; the
-        # mempool's duplicate check ends the flood. Otherwise the submitter reached everyone.
-        if any(type(raw) is not bytes for raw in payload):
-            raise DecodeError("a tx batch holds encoded transactions")
-        entries: list[Tx | AccordError] = []
-        max_bytes = self.mempool.max_tx_bytes
-        for raw in payload:
-            if len(raw) > max_bytes:  # counted by the mempool with its own error
-                entries.append(TooLarge(f"transaction of {len(raw)} bytes exceeds {max_bytes}"))
-                continue
-            try:
-                entries.append(Tx.decode(raw))
-            except AccordError as e:
-                entries.append(e)
-        self._enqueue_admission(entries, source=0)
-
-    def _admit_gossiped(
-        self, entries: list[Tx | AccordError], verdicts: dict[bytes, bool]
-    ) -> list[bytes | AccordError]:
-        assert self.mempool is not None and self.transport is not None
-        # With more peers than the gossip fanout, newly admitted transactions travel on; the
-        # mempool's duplicate check ends the flood. Otherwise the submitter reached everyone.
-        relay = self.genesis.n - 1 > self.genesis.consensus.gossip_fanout
-        mempool = self.mempool
-        verdict = self._signature_verdict(verdicts)
-        out: list[bytes | AccordError] = []
-        for e in entries:
-            if isinstance(e, AccordError):
-                mempool.rejected[e.code] = mempool.rejected.get(e.code, 0) + 1
-                out.append(e)
-                continue
-            r = mempool.add_many((e,), verdict)[0]
-            out.append(r)  # duplicates and stale nonces are normal under gossip; counted above
-            if relay and isinstance(r, bytes):
-                self.transport.gossip_tx(e.encode())
-        return out
 
     def _on_status(self, frm: int, payload: Value) -> None:
         if type(payload) is not list or len(payload) != 2 or type(payload[0]) is not int:
@@ -1649,22 +1411,3 @@ async def _listen(what: str, host: str, port: int, starting: Awaitable[None]) ->
                 f"(is another validator or program using it?)"
             ) from None
         raise
-
-
-class _Admission:
-    """One batch waiting for admission: decoded transactions (or their decoding errors), where
-    it came from (None: a client; else gossip), its pending signature verdicts, its result."""
-
-    __slots__ = ("entries", "source", "verdicts", "done")
-
-    def __init__(
-        self,
-        entries: list[Tx | AccordError],
-        source: int | None,
-        verdicts: asyncio.Future[dict[bytes, bool]] | None,
-        done: asyncio.Future[list[bytes | AccordError]],
-    ) -> None:
-        self.entries = entries
-        self.source = source
-        self.verdicts = verdicts
-        self.done = done
