@@ -7,9 +7,13 @@ that nothing committed was lost (docs/operations.md, "Reliability campaign").
 
 Each validator runs as its own ``accord node`` process. As root (and where ``ip netns`` works)
 each one gets a network namespace of its own, joined to the others by a bridge, so links can be
-cut (``partition``: the validator's link goes down for a while) and, where the kernel has the
-``netem`` queueing discipline, delayed and lossy (``--netem "delay 20ms 5ms loss 1%"``; the
-report says whether it was applied). Meanwhile a load thread submits token transfers to random
+cut (``partition``: the validator's link goes down for a while). ``--delay 20ms --jitter 5ms
+--loss 1%`` (and ``--rate 10mbit``) put a shaping relay between every pair of validators
+(accord.net.linkshaper: userspace, so it works where the kernel has no ``netem``; loss is a
+retransmission stall, as TCP shows it); each validator's ``node.json`` ``peers`` point at its
+relays. Without namespaces a ``partition`` drops the validator's relayed links instead.
+``--netem "delay 20ms 5ms loss 1%"`` applies the kernel's netem too where it exists (the
+report says whether it was). Meanwhile a load thread submits token transfers to random
 live validators and faults are injected one at a time, at most one validator down at once
 (f = 1 of 4) except for whole-cluster kills:
 
@@ -50,6 +54,7 @@ from accord.base.genesis import ConsensusParams, Genesis
 from accord.base.types import Tx
 from accord.client import Client
 from accord.devnet import free_ports
+from accord.net.linkshaper import LinkProfile, ShapedNetwork, ShaperThread
 from accord.node.config import NodeConfig, demo_account, init_network
 
 BIN = Path(sys.executable).with_name("accord")
@@ -121,7 +126,9 @@ class Net:
 
 
 class Cluster:
-    def __init__(self, root: Path, net: Net, n: int, skew: dict[int, str]) -> None:
+    def __init__(
+        self, root: Path, net: Net, n: int, skew: dict[int, str], profile: LinkProfile | None
+    ) -> None:
         self.root, self.net, self.n, self.skew = root, net, n, skew
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * n
         self.down: set[int] = set()  # validators a fault has taken out (not for load)
@@ -142,11 +149,26 @@ class Cluster:
                 "validators": [v.model_dump(mode="json") for v in vals],
             }
         ).save(root / "genesis.json")
+        self.shaper: ShaperThread | None = None
+        if profile is not None:
+            # relays in this (the root) namespace, on the bridge's address when there is one
+            relay_host = f"{SUBNET}.254" if net.use else "127.0.0.1"
+            self.shaper = ShaperThread(
+                ShapedNetwork(
+                    {i: (net.ip(i), ports[i]) for i in range(n)}, profile, host=relay_host
+                )
+            )
+            self.shaper.start()
         self.urls = []
         for i in range(n):
             d = self.dir(i)
             cfg = NodeConfig.load(d)
             cfg.host = cfg.api_host = net.ip(i)
+            if self.shaper is not None:
+                cfg.peers = {
+                    f"validator-{j}": f"{h}:{p}"
+                    for j, (h, p) in self.shaper.network.dial_map(i).items()
+                }
             cfg.save(d)
             self.urls.append(f"http://{net.ip(i)}:{cfg.api_port}")
 
@@ -314,14 +336,28 @@ def main() -> int:
         help="comma-separated faults to draw from ('' for none: load and skew only)",
     )
     ap.add_argument(
+        "--delay", default="0ms", help="added one-way latency per link direction, e.g. 30ms"
+    )
+    ap.add_argument("--jitter", default="0ms", help="latency varies by up to this much, e.g. 10ms")
+    ap.add_argument(
+        "--loss",
+        default="0%",
+        help="share of chunks stalled for a retransmission timeout (200 ms), e.g. 1%%",
+    )
+    ap.add_argument("--rate", default=None, help="bandwidth cap per link direction, e.g. 10mbit")
+    ap.add_argument(
         "--netem",
-        default="delay 20ms 5ms loss 1%",
-        help="tc netem arguments per validator link ('' for none)",
+        default="",
+        help="also tc netem arguments per validator link, where the kernel has netem "
+        "(e.g. 'delay 20ms 5ms loss 1%%'; default none)",
     )
     args = ap.parse_args()
     from rich.progress import Progress
 
     rng = random.Random(args.seed)
+    profile: LinkProfile | None = LinkProfile.parse(args.delay, args.jitter, args.loss, args.rate)
+    if profile == LinkProfile():
+        profile = None
     root = args.dir or Path(f"/tmp/accord-chaos-{os.getpid()}")
     if root.exists():
         shutil.rmtree(root)
@@ -341,14 +377,15 @@ def main() -> int:
     }
     cluster: Cluster | None = None
     try:
-        cluster = Cluster(root, net, args.validators, skew)
+        cluster = Cluster(root, net, args.validators, skew, profile)
         for i in range(args.validators):
             cluster.start(i)
         if not all(cluster.wait_healthy(i, 60) for i in range(args.validators)):
             raise SystemExit("the network did not start")
         load = Load(cluster, Genesis.load(root / "genesis.json").chain_id, args.tps, rng)
         load.start()
-        kinds = [k for k in args.faults.split(",") if k and (k != "partition" or use_netns)]
+        can_cut = use_netns or cluster.shaper is not None
+        kinds = [k for k in args.faults.split(",") if k and (k != "partition" or can_cut)]
         end = time.monotonic() + args.minutes * 60
         with Progress(transient=True) as bar:
             task = bar.add_task("faults", total=args.minutes * 60)
@@ -381,9 +418,15 @@ def main() -> int:
                     cluster.down.discard(i)
                 elif kind == "partition":
                     cluster.down.add(i)
-                    net.link(i, False)
+                    if use_netns:
+                        net.link(i, False)
+                    elif cluster.shaper is not None:
+                        cluster.shaper.call(cluster.shaper.network.partition, i, "drop")
                     time.sleep(rng.uniform(2, 8))
-                    net.link(i, True)
+                    if use_netns:
+                        net.link(i, True)
+                    elif cluster.shaper is not None:
+                        cluster.shaper.call(cluster.shaper.network.heal, i)
                     cluster.down.discard(i)
                 elif kind == "cluster":
                     for j in range(args.validators):
@@ -469,6 +512,8 @@ def main() -> int:
             "validators": args.validators,
             "netns": use_netns,
             "netem": net.netem_status,
+            "links": "direct" if profile is None else profile.describe(),
+            "link_stalls": 0 if cluster.shaper is None else cluster.shaper.network.stalls(),
             "faults": faults,
             "flips": flips,
             "txs": {
@@ -493,6 +538,8 @@ def main() -> int:
                 cluster.kill(i)
             except Exception:  # noqa: BLE001 - best effort at exit
                 pass
+        if cluster is not None and cluster.shaper is not None:
+            cluster.shaper.stop()
         net.teardown()
 
 

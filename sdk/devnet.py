@@ -34,7 +34,14 @@ from accord.base.genesis import ConsensusParams, Genesis
 from accord.base.metrics import parse_text
 from accord.base.types import Tx
 from accord.client import AsyncClient
-from accord.node.config import NodeConfig, builtin_contract_entries, demo_account, init_network
+from accord.net.tls import make_self_signed
+from accord.node.config import (
+    API_TLS,
+    NodeConfig,
+    builtin_contract_entries,
+    demo_account,
+    init_network,
+)
 from accord.storage.lock import FolderInUse, FolderLock
 
 T = TypeVar("T")
@@ -116,9 +123,12 @@ def ensure_network(
     expected_leaders: float | None = None,
     ticket_wait_ms: int | None = None,
     p2p_tls: bool = True,
+    api_tls: bool = False,
 ) -> Genesis:
     """Reuse the network in ``root`` or create one (fresh keys, ports that are free now;
-    encrypted validator links unless ``p2p_tls`` is False).
+    encrypted validator links unless ``p2p_tls`` is False). ``api_tls`` serves every
+    validator's client API over https with a self-signed certificate of its own (added to the
+    validators of a reused network that have none; see :func:`api_ca_bundle`).
 
     A folder this version cannot reuse (another store schema, a genesis it reads differently)
     is refused here with a clear message, instead of showing up as validators that exit.
@@ -137,6 +147,9 @@ def ensure_network(
             for data in sorted(root.glob("*/data")):
                 with FolderLock(data):  # a validator still running here is named, not opened twice
                     Store(data).close()
+            if api_tls:
+                for v in genesis.validators:
+                    _add_api_tls(root / v.name)
         except FolderInUse as e:
             raise AccordError(f"a validator of {root} is still running: {e.message}") from None
         except AccordError as e:
@@ -168,7 +181,44 @@ def ensure_network(
         ports=ports[:validators],
         api_ports=ports[validators:],
         p2p_tls=p2p_tls,
+        api_tls=api_tls,
     )
+
+
+def _add_api_tls(node_dir: Path) -> None:
+    """Turn https on for one validator's client API (a local matter: nothing in genesis)."""
+    cfg = NodeConfig.load(node_dir)
+    if cfg.api_tls is not None:
+        return
+    make_self_signed(
+        node_dir / API_TLS.cert,
+        node_dir / API_TLS.key,
+        name=f"{cfg.name} API",
+        hosts=[cfg.api_host, "localhost"],
+    )
+    cfg.api_tls = API_TLS
+    cfg.save(node_dir)
+
+
+API_CA_FILE = "api-ca.pem"
+
+
+def api_ca_bundle(root: Path, genesis: Genesis) -> Path | None:
+    """Write ``root/api-ca.pem``: the API certificates of every validator serving https, the
+    one file the devnet's clients (and ``curl --cacert``, or ``Client(ca_file=...)``) trust.
+    None (and no file) when no validator serves https. Rewritten at each start, so a
+    certificate replaced in a validator folder is trusted from the next run on."""
+    pems: list[str] = []
+    for v in genesis.validators:
+        cfg = NodeConfig.load(root / v.name)
+        if cfg.api_tls is not None:
+            pems.append((root / v.name / cfg.api_tls.cert).read_text())
+    path = root / API_CA_FILE
+    if not pems:
+        path.unlink(missing_ok=True)
+        return None
+    path.write_text("".join(p if p.endswith("\n") else p + "\n" for p in pems))
+    return path
 
 
 def _last_error(log: Path) -> str:
@@ -190,6 +240,8 @@ class Validator:
     dir: Path
     api_url: str
     proc: subprocess.Popen[bytes] | None = None
+    ca_file: Path | None = None
+    """What its API's certificate is checked against (https only)."""
 
     @property
     def alive(self) -> bool:
@@ -209,10 +261,18 @@ class Devnet:
         # The lifeline (see accord.storage.lock): children get the read end, this process keeps
         # the only write end, so when it dies (SIGKILL included) every validator stops.
         self._lifeline_r, self._lifeline_w = os.pipe()
+        self.ca_file = api_ca_bundle(self.root, self.genesis)
+        """The devnet's trust file for https APIs (None: every API is plain http)."""
         for v in self.genesis.validators:
             cfg = NodeConfig.load(self.root / v.name)
+            scheme = "http" if cfg.api_tls is None else "https"
             self.validators.append(
-                Validator(v.name, self.root / v.name, f"http://{cfg.api_host}:{cfg.api_port}")
+                Validator(
+                    v.name,
+                    self.root / v.name,
+                    f"{scheme}://{cfg.api_host}:{cfg.api_port}",
+                    ca_file=None if cfg.api_tls is None else self.ca_file,
+                )
             )
 
     def start(self, i: int | None = None) -> None:
@@ -260,7 +320,7 @@ class Devnet:
         deadline = time.monotonic() + timeout
         for j in which if which is not None else range(len(self.validators)):
             v = self.validators[j]
-            async with AsyncClient(v.api_url, timeout=2.0) as c:
+            async with AsyncClient(v.api_url, timeout=2.0, ca_file=v.ca_file) as c:
                 while True:
                     try:
                         await c.status()
@@ -284,7 +344,7 @@ class Devnet:
             if not v.alive:
                 return None
             try:
-                async with AsyncClient(v.api_url, timeout=timeout) as c:
+                async with AsyncClient(v.api_url, timeout=timeout, ca_file=v.ca_file) as c:
                     return await fn(c)
             except (TimeoutError, AccordError, OSError):
                 return None
@@ -361,9 +421,12 @@ class Load:
         rate: float,
         accounts: int = 100,
         presign_s: float = 0.0,
+        ca_file: Path | None = None,
     ) -> None:
         self.genesis = genesis
         self.urls = urls
+        self.ca_file = ca_file
+        """Trust file for https URLs (the devnet's ``api-ca.pem``)."""
         self.rate = rate
         self.keys = [demo_account(i) for i in range(accounts)]
         self.nonces: dict[bytes, int] = {}
@@ -396,7 +459,7 @@ class Load:
         )
 
     async def init_nonces(self) -> None:
-        clients = [AsyncClient(u) for u in self.urls]
+        clients = [AsyncClient(u, ca_file=self._ca(u)) for u in self.urls]
         try:
             for i, k in enumerate(self.keys):
                 acct = await clients[i % len(clients)].account(k.address)
@@ -407,6 +470,9 @@ class Load:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _ca(self, url: str) -> Path | None:
+        return self.ca_file if url.startswith("https:") else None
 
     def presign(self, count: int, progress: Any = None) -> None:
         """Sign the next ``count`` transfers now, in submission order.
@@ -458,7 +524,7 @@ class Load:
         (this process starved of CPU) sends more instead of silently lowering the rate, and
         latency counts from the tick's time, not from when the request got written."""
         n = len(self.urls)
-        clients = [AsyncClient(u, timeout=30.0) for u in self.urls]
+        clients = [AsyncClient(u, timeout=30.0, ca_file=self._ca(u)) for u in self.urls]
         tick = 0.02
         k = 0
         start = time.monotonic()
@@ -520,7 +586,7 @@ class Load:
         """Follow committed blocks on one validator and account latency of our transactions."""
         from accord.client import BlockCommitted
 
-        async with AsyncClient(url) as c:
+        async with AsyncClient(url, ca_file=self._ca(url)) as c:
             async for item in c.stream(events=False):
                 if not isinstance(item, BlockCommitted):
                     continue
@@ -564,7 +630,7 @@ async def _load_process(args: Any) -> dict[str, Any]:
     genesis = Genesis.load(root / "genesis.json")
     net = Devnet(root, genesis)
     urls = [v.api_url for v in net.validators]
-    load = Load(genesis, urls, rate=args.rate, accounts=args.accounts)
+    load = Load(genesis, urls, rate=args.rate, accounts=args.accounts, ca_file=net.ca_file)
     await load.init_nonces()
     with Progress(console=Console(stderr=True), transient=True) as progress:
         load.presign(int(args.rate * args.duration * 1.02) + 100, progress)

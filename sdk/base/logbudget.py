@@ -23,6 +23,7 @@ class LogBudget:
         per_window: int = 20,
         window_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        on_held: Callable[[str], None] | None = None,
     ) -> None:
         self.logger = logger
         self.per_window = per_window
@@ -32,6 +33,9 @@ class LogBudget:
         # code (never taken from input), so the table stays small
         self._kinds: dict[str, tuple[float, int, int]] = {}
         self.suppressed = 0  # lines held back, over the process's life
+        self.on_held = on_held
+        """Called with the kind of each line held back (a metric, so that a flood shows on a
+        dashboard while the log stays quiet)."""
 
     def log(self, level: int, kind: str, msg: str, *args: object, **kw: object) -> None:
         now = self._clock()
@@ -52,4 +56,6 @@ class LogBudget:
         else:
             held += 1
             self.suppressed += 1
+            if self.on_held is not None:
+                self.on_held(kind)
         self._kinds[kind] = (start, shown, held)

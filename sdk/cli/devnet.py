@@ -48,6 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="plaintext validator links in a new network (default: TLS)",
     )
+    p.add_argument(
+        "--api-tls",
+        action="store_true",
+        help="serve each validator's client API over https (a self-signed certificate per "
+        "validator; the devnet trusts the bundle it writes to DIR/api-ca.pem)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
     p.set_defaults(func=_run)
 
@@ -72,11 +78,17 @@ async def _main(args: argparse.Namespace) -> int:
         round_ms=args.round_ms,
         stage2_ms=args.stage2_ms,
         p2p_tls=args.p2p_tls,
+        api_tls=args.api_tls,
     )
     net = Devnet(args.dir, genesis)
     console.print(
         f"[bold]Accord devnet[/] {genesis.chain_id}: {genesis.n} validators in {args.dir}"
     )
+    console.print("client APIs: " + ", ".join(v.api_url for v in net.validators))
+    if net.ca_file is not None:
+        console.print(
+            f"https: trust {net.ca_file} (e.g. curl --cacert {net.ca_file} URL/v1/status)"
+        )
     net.start()
     load: Load | None = None
     tasks: list[asyncio.Task[Any]] = []
@@ -84,7 +96,9 @@ async def _main(args: argparse.Namespace) -> int:
     try:
         await net.wait_ready()
         start_height = min(s["height"] for s in await net.statuses() if s)
-        load = Load(genesis, [v.api_url for v in net.validators], rate=args.rate)
+        load = Load(
+            genesis, [v.api_url for v in net.validators], rate=args.rate, ca_file=net.ca_file
+        )
         await load.init_nonces()
         started = time.monotonic()
         tasks = [

@@ -443,7 +443,7 @@ class Transport:
         self._pending_reserved_by_ip: dict[str, int] = {}
         self._peer_ips: set[str] = set()
         # what unauthenticated peers trigger is logged with a budget (see accord.base.logbudget)
-        self._log = LogBudget(log)
+        self._log = LogBudget(log, on_held=lambda kind: self.m_log_held.inc(kind=kind))
         self._warned_plaintext = hs.RecentSet(256)
         self._session: aiohttp.ClientSession | None = None
         self._dialers: list[asyncio.Task[None]] = []
@@ -484,6 +484,11 @@ class Transport:
             "accord_net_handshake_failures_total",
             "handshakes refused or failed, by reason",
             ["reason"],
+        )
+        self.m_log_held = m.counter(
+            "accord_net_log_lines_held_total",
+            "log lines about strangers' connections held back by the log budget, by kind",
+            ["kind"],
         )
         self.m_hs_reserved = m.counter(
             "accord_net_reserved_handshake_slots_total",
@@ -964,8 +969,11 @@ class Transport:
             else:
                 self.m_hs_fail.inc(reason="plaintext")
                 level = logging.WARNING if self._warned_plaintext.add(ip.encode()) else logging.INFO
-                log.log(
+                # budgeted like every line a stranger triggers: one line per garbage connection
+                # would let a flood write the log at the rate it connects
+                self._log.log(
                     level,
+                    "plaintext",
                     "validator %d: refused a plaintext connection from %s: this validator requires "
                     "TLS on its links (an old version, or a peer without p2p_tls in node.json)",
                     self.index,

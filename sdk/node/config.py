@@ -97,6 +97,26 @@ class NodeConfig(BaseModel):
         "can be running",
     )
 
+    peers: dict[str, str] = Field(
+        default_factory=dict,
+        description="dial these addresses ('host:port') instead of genesis for the named "
+        "validators (a relay, a NAT, a name that differs from genesis); applied by `accord node`",
+    )
+
+    def peer_addresses(self, genesis: Genesis) -> dict[int, tuple[str, int]]:
+        """``peers`` by validator index, checked against genesis (a typo must not pass as a
+        validator nobody can reach)."""
+        index = {v.name: i for i, v in enumerate(genesis.validators)}
+        out: dict[int, tuple[str, int]] = {}
+        for name, addr in self.peers.items():
+            if name not in index:
+                raise ValidationError(f"node.json peers: no validator named {name!r} in genesis")
+            host, sep, port = addr.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValidationError(f"node.json peers: {name}: {addr!r} is not host:port")
+            out[index[name]] = (host.strip("[]"), int(port))
+        return out
+
     @classmethod
     def load(cls, node_dir: str | Path) -> NodeConfig:
         path = Path(node_dir) / "node.json"
