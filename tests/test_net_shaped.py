@@ -108,3 +108,19 @@ def test_node_json_peers_name_genesis_validators_and_real_addresses(tmp_path: Pa
         cfg.peers = bad
         with pytest.raises(ValidationError):
             cfg.peer_addresses(g)
+
+
+def test_an_embedded_node_reaches_the_peers_its_node_json_names(tmp_path: Path) -> None:
+    """``Node.from_dir`` (what a host application calls) applies node.json's ``peers``, as
+    ``accord node`` does; an explicit ``addresses=`` still wins."""
+    from accord.node import Node
+    from accord.node.config import NodeConfig, init_network
+
+    init_network(tmp_path / "n", validators=4, deterministic=True, demo_accounts=1)
+    folder = tmp_path / "n" / "validator-0"
+    cfg = NodeConfig.load(folder)
+    cfg.peers = {"validator-2": "10.0.0.9:4000"}
+    cfg.save(folder)
+    node = Node.from_dir(folder)
+    assert node._addresses == {2: ("10.0.0.9", 4000)}
+    assert Node.from_dir(folder, addresses={1: ("h", 1)})._addresses == {1: ("h", 1)}

@@ -99,10 +99,8 @@ HARD_STOP_S = 30.0
 
 
 async def _serve(path: Path, lifeline: int | None = None) -> int:
-    from accord.base.genesis import Genesis
     from accord.node import Node
     from accord.node.collector import tune_collector
-    from accord.node.config import NodeConfig
     from accord.storage.lock import watch_lifeline
 
     stop = asyncio.Event()
@@ -119,9 +117,7 @@ async def _serve(path: Path, lifeline: int | None = None) -> int:
             timer.start()
 
         watch_lifeline(lifeline, orphaned)
-    config = NodeConfig.load(path)
-    addresses = config.peer_addresses(Genesis.load(path / config.genesis))
-    node = Node.from_dir(path, addresses=addresses or None)
+    node = Node.from_dir(path)  # node.json's peers apply there
     await node.start()
     tune_collector()  # this process is the validator's own: rare full collections
     try:

@@ -266,11 +266,17 @@ class Node:
 
     @classmethod
     def from_dir(cls, path: str | Path, **kw: Any) -> Node:
-        """A node from its folder (``node.json``, ``validator.key``, the genesis it names)."""
+        """A node from its folder (``node.json``, ``validator.key``, the genesis it names).
+
+        node.json's ``peers`` (validator name -> host:port) override genesis addresses, so an
+        embedded validator and ``accord node`` reach their peers the same way; an explicit
+        ``addresses=`` wins over both."""
         path = Path(path)
         config = NodeConfig.load(path)
         genesis = Genesis.load(path / config.genesis)
         secret = load_validator_key(path / config.validator_key)
+        if kw.get("addresses") is None:
+            kw["addresses"] = config.peer_addresses(genesis) or None
         return cls(config, genesis, secret, path, **kw)
 
     def _define_metrics(self) -> None:
