@@ -161,7 +161,7 @@ def test_a_new_validator_joins_by_state_sync_past_lying_peers_and_commits(networ
             late.ops.syncing,
             late.ops.refused,
             [_height(n) for n in nodes],
-            late._peer_heads,
+            late.catchup.peer_heads,
         ),
     )
     synced = late.ops.synced_height

@@ -21,18 +21,11 @@ Rules this module keeps:
   always sees that commit, and the event loop stays free to move votes while a 5,000-tx block
   executes.
 * The mempool and the core are touched only on the event loop's thread.
-* Transaction admission (client batches and peers' gossip) goes through one FIFO queue:
-  large batches have their Ed25519 signatures checked on a verify thread first (a pure
-  function of the bytes; PyNaCl releases the GIL), then every batch is admitted on the loop
-  in arrival order with all the mempool's rules. Order matters: an account's nonces must
-  arrive in sequence and gossip is never retried.
-* Catch-up: validators exchange their heads (``STATUS``) every ``status_interval``; a node
-  that is behind asks a peer for the missing blocks by height and hands each one, with its
-  certificate, to the core as :class:`BlockFetched`; the core checks the certificate and
-  commits it like any other block. The core's own ``FetchBlock`` (a proposal or commit it
-  has votes for but not the body of) asks by hash. Both go through the transport's
-  ``request``/``on_request`` in tasks of their own: ``_on_message`` never awaits, so two
-  peers fetching from each other cannot block each other's read loops.
+* The node wires; each part with a job of its own lives beside it: transaction admission
+  (:mod:`accord.node.admission`: one FIFO for client batches and gossip, load shedding, the
+  verify thread), catch-up (:mod:`accord.node.catchup`), state sync, snapshots and pruning
+  (:mod:`accord.node.statesync`), and the order chain jobs run in
+  (:mod:`accord.consensus.jobs`, the same code the simulator runs).
 """
 
 from __future__ import annotations
@@ -47,13 +40,11 @@ import os
 import signal
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from accord.base import encoding
 from accord.base.crypto import bls
 from accord.base.encoding import Value
 from accord.base.errors import (
@@ -69,7 +60,6 @@ from accord.base.types import Block, Certificate, Event, Receipt, Tx
 from accord.consensus import (
     SAFETY_KEY,
     BlockBuilt,
-    BlockFetched,
     BlockValidated,
     BlsSigner,
     Broadcast,
@@ -97,6 +87,7 @@ from accord.net.frames import Kind
 from accord.net.transport import NetConfig, Transport
 from accord.node.admission import Admission
 from accord.node.api import ApiConfig, ApiServer
+from accord.node.catchup import CatchUp
 from accord.node.config import NodeConfig
 from accord.node.statesync import NodeOps
 from accord.storage.lock import FolderLock
@@ -104,11 +95,6 @@ from accord.storage.lock import FolderLock
 log = logging.getLogger("accord.node")
 
 T = TypeVar("T")
-
-MAX_SYNC_BLOCKS = 16
-"""Blocks per catch-up answer (a 5,000-tx block is ~1.3 MB; frames allow four blocks' worth
-of ``max_block_bytes``, and answers are also cut by size)."""
-
 
 MIN_BLOCK_GAS = 250_000
 """Blocks are never cut below this much gas by the build budget (about 50 token transfers, or
@@ -119,12 +105,10 @@ COST_SAMPLE_GAS = 250_000
 
 MIN_TICK_MS = 1
 """Ticks are at least this far apart (the core ignores a tick that does not advance its clock)."""
-DISTRUST_S = 30.0
 RETRY_AHEAD_MS_ROUNDS = 2
 """A proposal stamped ahead of this validator's clock by at most this many rounds (past the
 drift tolerance) is judged again once the clock has caught up, instead of refused for the
 height; further ahead, it is refused."""
-"""How long catch-up avoids a peer that sent a block body that did not apply."""
 
 MAX_TICK_MS = 1_000
 """The core is ticked at least this often, whatever it says it waits for."""
@@ -239,9 +223,8 @@ class Node:
         self._chain_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._recent: OrderedDict[bytes, Block] = OrderedDict()
-        self._body_source: dict[bytes, int] = {}  # who sent a fetched block (a bad body is theirs)
-        self._distrusted: dict[int, float] = {}  # peer -> monotonic time until which sync avoids it
+        self.catchup = CatchUp(self)
+        """Peers' heads and fetching missed blocks (see :mod:`accord.node.catchup`)."""
         self._jobs = ChainJobs(genesis.consensus.round_ms / 1000)
         """Builds and validations waiting for the chain thread, in the order the shared
         policy (:mod:`accord.consensus.jobs`) runs them."""
@@ -253,8 +236,6 @@ class Node:
         self._jobs_wake = asyncio.Event()
         self._working = False
         self._job_task: asyncio.Future[None] | None = None
-        self._peer_heads: dict[int, int] = {}
-        self._sync_inflight: dict[int, float] = {}
         self.running = False
         self.fault: str | None = None
         """Why this node halted (see _fail), None while healthy."""
@@ -414,8 +395,8 @@ class Node:
             config=self._link_config(),
             metrics=self.metrics,
             on_message=self._on_message,
-            on_peer=self._on_peer,
-            on_request=self._on_request,
+            on_peer=self.catchup.on_peer,
+            on_request=self.catchup.serve,
         )
         await _listen(
             "validator transport", self.config.host, self.config.port, self.transport.start()
@@ -431,7 +412,7 @@ class Node:
         await _listen("client API", self.config.api_host, self.config.api_port, self.api.start())
         self.running = True
         self._tasks = [
-            asyncio.create_task(self._status_loop(), name=f"{self.name}-status"),
+            asyncio.create_task(self.catchup.status_loop(), name=f"{self.name}-status"),
         ]
         self._tick()
         self.ops.start()
@@ -861,7 +842,7 @@ class Node:
             self._jobs.build(action)
             self._wake_jobs()
         elif isinstance(action, ValidateBlock):
-            self._remember(action.block)
+            self.catchup.remember(action.block)
             self._queue_validation(action.block)
         elif isinstance(action, CancelBuild):
             self._cancelled_build = (action.height, action.round)
@@ -871,7 +852,7 @@ class Node:
         elif isinstance(action, Commit):
             self._spawn(self._commit(action.block, action.certificate))
         elif isinstance(action, FetchBlock):
-            self._spawn(self._fetch(action.from_index, ["hash", action.block_hash]))
+            self._spawn(self.catchup.fetch(action.from_index, ["hash", action.block_hash]))
         else:  # pragma: no cover - the core's action set is closed
             log.error("unknown action %r", action)
 
@@ -962,7 +943,7 @@ class Node:
             if ex is not None:
                 self._observe_cost(time.monotonic() - t1, block.header.tx_count, ex.gas_used)
         self._jobs.found_valid(block)  # our own block is valid by construction
-        self._remember(block)
+        self.catchup.remember(block)
         self._step(BlockBuilt(block))
 
     def _block_cap(self) -> int:
@@ -1207,7 +1188,7 @@ class Node:
         it. The core has moved past that height, so it is rebuilt from the store (what a
         restart does: same persisted safety state, head at the last block that applied), and
         catch-up fetches the block again, from another peer than the one that sent it."""
-        source = self._body_source.pop(block.hash, None)
+        source = self.catchup.bad_body(block)
         self.m_bad_msgs.inc(kind="block_body")
         log.error(
             "%s: block %d (%s) has a certificate but its body does not apply (%s)%s; fetching it again",
@@ -1217,44 +1198,11 @@ class Node:
             error,
             "" if source is None else f", sent by validator {source}",
         )
-        if source is not None:
-            self._distrusted[source] = time.monotonic() + DISTRUST_S
-        self._recent.pop(block.hash, None)
         self.core = self._new_core()
-        self._maybe_sync()
+        self.catchup.maybe_sync()
         self._tick()
 
-    def _remember(self, block: Block) -> None:
-        self._recent[block.hash] = block
-        while len(self._recent) > 64:
-            self._recent.popitem(last=False)
-
-    # --- loops --------------------------------------------------------------------------
-
-    async def _status_loop(self) -> None:
-        while self.running:
-            if self.ops.syncing:  # no head to tell while a snapshot installs
-                await asyncio.sleep(self.status_interval)
-                continue
-            height, head = self.chain.head()  # type: ignore[union-attr]
-            self.transport.broadcast(Kind.STATUS, [height, head])  # type: ignore[union-attr]
-            self._maybe_sync()
-            await asyncio.sleep(self.status_interval)
-
     # --- messages from peers ------------------------------------------------------------
-
-    async def _on_peer(self, index: int, connected: bool) -> None:
-        if (
-            connected
-            and self.chain is not None
-            and self.transport is not None
-            and not self.ops.syncing
-        ):
-            height, head = self.chain.head()
-            self.transport.send(index, Kind.STATUS, [height, head])
-        if not connected:
-            self._peer_heads.pop(index, None)
-            self._sync_inflight.pop(index, None)
 
     async def _on_message(self, frm: int, kind: Kind, payload: Value) -> None:
         """Handle one frame from a peer. Never awaits: it runs in the peer's read loop."""
@@ -1266,129 +1214,12 @@ class Node:
             elif kind == Kind.TX_BATCH:
                 self.admission.on_txs(payload)
             elif kind == Kind.STATUS:
-                self._on_status(frm, payload)
+                self.catchup.on_status(frm, payload)
             else:  # catch-up goes through request/on_request; anything else is unexpected here
                 raise DecodeError(f"unexpected {kind.name} frame")
         except AccordError as e:
             self.m_bad_msgs.inc(kind=kind.name.lower())
             log.info("%s: bad %s from validator %d: %s", self.name, kind.name, frm, e)
-
-    def _on_status(self, frm: int, payload: Value) -> None:
-        if type(payload) is not list or len(payload) != 2 or type(payload[0]) is not int:
-            raise DecodeError("status is [height, head hash]")
-        self._peer_heads[frm] = payload[0]
-        self._maybe_sync()
-
-    # --- catch-up (request / response through the transport) -----------------------------
-
-    def _maybe_sync(self) -> None:
-        """Ask the most advanced peer for the blocks we miss (one request per peer at a time)."""
-        if (
-            not self.running
-            or self.chain is None
-            or self.transport is None
-            or not self._peer_heads
-            or self.fault is not None
-            or self.ops.holds_catch_up
-        ):
-            return
-        height, _ = self.chain.head()
-        now = time.monotonic()
-        # Peers that lately sent a body that did not apply are asked only if nobody else can.
-        trusted = {p: h for p, h in self._peer_heads.items() if self._distrusted.get(p, 0.0) <= now}
-        peer, best = max((trusted or self._peer_heads).items(), key=lambda kv: kv[1])
-        # One height behind is the normal state while a commit propagates; the core catches
-        # that up from the next proposal. Two or more means we missed commits.
-        if best <= height + 1:
-            return
-        now = time.monotonic()
-        if now - self._sync_inflight.get(peer, 0.0) < 2.0:
-            return
-        self._sync_inflight[peer] = now
-        self._spawn(self._fetch(peer, ["height", height + 1, MAX_SYNC_BLOCKS], sync=True))
-
-    async def _fetch(self, peer: int, body: Value, *, sync: bool = False) -> None:
-        """One catch-up request (by height or by hash); its answer goes to the core.
-
-        Runs as its own task: the transport's read loops never wait on it, so two peers
-        fetching from each other cannot deadlock."""
-        assert self.transport is not None
-        try:
-            answer = await self.transport.request(peer, body, timeout=10.0)
-        except AccordError as e:  # not connected, timeout, busy: the next status or resend retries
-            log.info("%s: catch-up request to validator %d failed: %s", self.name, peer, e)
-            if sync:
-                self._sync_inflight.pop(peer, None)
-            return
-        try:
-            fetched = self._apply_fetched(answer, peer)
-        except AccordError as e:
-            self.m_bad_msgs.inc(kind="block_response")
-            log.info("%s: bad catch-up answer from validator %d: %s", self.name, peer, e)
-            self._distrusted[peer] = time.monotonic() + DISTRUST_S  # ask the others first
-            fetched = 0
-        if sync:
-            self._sync_inflight.pop(peer, None)
-            if fetched:
-                # the commits run on the chain thread; ask for more once they have landed
-                self._spawn(self._after_commits_sync())
-
-    async def _after_commits_sync(self) -> None:
-        assert self._chain_lock is not None
-        async with self._chain_lock:
-            pass
-        self._maybe_sync()
-
-    def _apply_fetched(self, payload: Value, peer: int) -> int:
-        if type(payload) is not list or len(payload) > MAX_SYNC_BLOCKS:
-            raise DecodeError(f"block response is a list of at most {MAX_SYNC_BLOCKS} items")
-        items: list[tuple[Block, Certificate | None]] = []
-        for item in payload:  # decode everything before the core sees any of it
-            if type(item) is not list or len(item) != 2:
-                raise DecodeError("block response item is [block, certificate]")
-            block = Block.from_obj(item[0])
-            cert = None if item[1] is None else Certificate.from_obj(item[1])
-            items.append((block, cert))
-        for block, cert in items:
-            self._remember(block)
-            self._body_source[block.hash] = peer
-            while len(self._body_source) > 4 * MAX_SYNC_BLOCKS:
-                self._body_source.pop(next(iter(self._body_source)))
-            self._step(BlockFetched(block, cert))  # the core verifies the certificate
-        self.m_sync.inc(len(items))
-        return len(items)
-
-    async def _on_request(self, frm: int, body: Value) -> Value:
-        """Answer a peer's catch-up request: blocks with their certificates (or snapshot parts)."""
-        if type(body) is list and body and body[0] == "snap":
-            return await self.ops.serve(body)
-        if type(body) is not list or not body or body[0] not in ("height", "hash"):
-            raise DecodeError("block request is ['height', from, count] or ['hash', hash]")
-        out: list[Value] = []
-        if body[0] == "hash":
-            if len(body) != 2 or type(body[1]) is not bytes:
-                raise DecodeError("block request by hash is ['hash', hash]")
-            block = self._recent.get(body[1]) or self.store.get_block_by_hash(body[1])
-            if block is not None:
-                height = self.store.get_height_by_hash(block.hash)
-                cert = self.store.get_certificate(height) if height is not None else None
-                out.append([block.to_obj(), None if cert is None else cert.to_obj()])
-            return out
-        if len(body) != 3 or type(body[1]) is not int or type(body[2]) is not int or body[1] < 1:
-            raise DecodeError("block request by height is ['height', from >= 1, count]")
-        start, count = body[1], min(max(body[2], 0), MAX_SYNC_BLOCKS)
-        budget = 2 * self.genesis.consensus.max_block_bytes
-        for h in range(start, start + count):
-            block = self.store.get_block(h)
-            cert = self.store.get_certificate(h)
-            if block is None or cert is None:
-                break
-            raw: list[Value] = [block.to_obj(), cert.to_obj()]
-            budget -= len(encoding.encode(raw))
-            if out and budget < 0:
-                break
-            out.append(raw)
-        return out
 
 
 class _NotNext(AccordError):

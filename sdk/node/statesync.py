@@ -219,29 +219,29 @@ class NodeOps:
         node = self.node
         try:
             end = time.monotonic() + DECIDE_S
-            while not node._peer_heads and time.monotonic() < end:
+            while not node.catchup.peer_heads and time.monotonic() < end:
                 await asyncio.sleep(0.1)
             assert node.chain is not None and node.transport is not None
             own = node.chain.head()[0]
-            if max(node._peer_heads.values(), default=0) <= own + 1:
+            if max(node.catchup.peer_heads.values(), default=0) <= own + 1:
                 return  # the network is starting too (or no peer answered): nothing to sync
             # Then give the other peers a moment to report too: one peer alone may be a liar,
             # and a peer left out is one fewer source to fall back on. A loaded machine takes
             # seconds to finish every handshake, so the moment is several status rounds.
             others = node.genesis.n - 1
             end = min(end, time.monotonic() + 5 * node.status_interval)
-            while len(node._peer_heads) < others and time.monotonic() < end:
+            while len(node.catchup.peer_heads) < others and time.monotonic() < end:
                 await asyncio.sleep(0.1)
-            if len(node._peer_heads) < others:
+            if len(node.catchup.peer_heads) < others:
                 log.info(
                     "%s: state sync: deciding with %d of %d peers reporting (%s)",
                     node.name,
-                    len(node._peer_heads),
+                    len(node.catchup.peer_heads),
                     others,
-                    sorted(node._peer_heads),
+                    sorted(node.catchup.peer_heads),
                 )
             offers: dict[int, list[int]] = {}
-            for peer, head in sorted(node._peer_heads.items()):
+            for peer, head in sorted(node.catchup.peer_heads.items()):
                 if head <= own + 1:
                     continue
                 try:
@@ -277,7 +277,7 @@ class NodeOps:
             self.deciding = False
             self.syncing = False
             if node.running:
-                node._maybe_sync()
+                node.catchup.maybe_sync()
 
     async def _manifest(self, height: int, peers: list[int]) -> tuple[Manifest, list[int]] | None:
         from accord.storage.snapshot import Manifest, SnapshotInvalid, verify_manifest

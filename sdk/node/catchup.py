@@ -1,0 +1,220 @@
+"""Catch-up: how a validator that fell behind gets the blocks it missed, and serves others.
+
+Validators exchange their heads (``STATUS``) every ``status_interval``. A node two or more
+heights behind asks the most advanced peer it trusts for the missing blocks by height
+(:data:`MAX_SYNC_BLOCKS` per answer, one request per peer at a time) and hands each, with its
+certificate, to the core as ``BlockFetched``: the core checks the certificate and commits it
+like any other block. The core's own ``FetchBlock`` (a proposal or commit it has votes for but
+not the body of) asks by hash. Rules this module keeps:
+
+* **Nothing a peer sends is believed**: every answer is decoded in full before the core sees
+  any of it, and the core verifies each certificate. A peer whose answer does not decode, or
+  whose block body does not apply under its certificate, is avoided for :data:`DISTRUST_S`
+  (asked only if nobody else can answer).
+* **Requests never block a read loop**: each runs in a task of its own, so two peers
+  fetching from each other cannot deadlock.
+* Answers are bounded by count and by size (two blocks' worth of ``max_block_bytes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from accord.base import encoding
+from accord.base.encoding import Value
+from accord.base.errors import AccordError, DecodeError
+from accord.base.types import Block, Certificate
+from accord.consensus import BlockFetched
+from accord.net.frames import Kind
+
+if TYPE_CHECKING:
+    from accord.node.node import Node
+
+log = logging.getLogger("accord.node")
+
+MAX_SYNC_BLOCKS = 16
+"""Blocks per catch-up answer (a 5,000-tx block is ~1.3 MB; frames allow four blocks' worth
+of ``max_block_bytes``, and answers are also cut by size)."""
+
+DISTRUST_S = 30.0
+"""How long catch-up avoids a peer that sent a block body that did not apply."""
+
+RECENT_BLOCKS = 64
+"""Uncommitted blocks kept to answer a peer's request by hash (proposals seen lately)."""
+
+
+class CatchUp:
+    """One node's catch-up state: peers' heads, requests in flight, distrusted peers."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.peer_heads: dict[int, int] = {}
+        self._inflight: dict[int, float] = {}  # peer -> when its request by height was sent
+        self.distrusted: dict[int, float] = {}  # peer -> monotonic time until which it is avoided
+        self.body_source: dict[bytes, int] = {}  # who sent a fetched block (a bad body is theirs)
+        self.recent: OrderedDict[bytes, Block] = OrderedDict()
+
+    def bad_body(self, block: Block) -> int | None:
+        """A certified block's body did not apply: avoid whoever sent it, forget the body;
+        return that peer (None: it was not fetched)."""
+        source = self.body_source.pop(block.hash, None)
+        if source is not None:
+            self.distrusted[source] = time.monotonic() + DISTRUST_S
+        self.recent.pop(block.hash, None)
+        return source
+
+    def remember(self, block: Block) -> None:
+        self.recent[block.hash] = block
+        while len(self.recent) > RECENT_BLOCKS:
+            self.recent.popitem(last=False)
+
+    async def status_loop(self) -> None:
+        node = self.node
+        while node.running:
+            if node.ops.syncing:  # no head to tell while a snapshot installs
+                await asyncio.sleep(node.status_interval)
+                continue
+            height, head = node.chain.head()  # type: ignore[union-attr]
+            node.transport.broadcast(Kind.STATUS, [height, head])  # type: ignore[union-attr]
+            self.maybe_sync()
+            await asyncio.sleep(node.status_interval)
+
+    async def on_peer(self, index: int, connected: bool) -> None:
+        node = self.node
+        if (
+            connected
+            and node.chain is not None
+            and node.transport is not None
+            and not node.ops.syncing
+        ):
+            height, head = node.chain.head()
+            node.transport.send(index, Kind.STATUS, [height, head])
+        if not connected:
+            self.peer_heads.pop(index, None)
+            self._inflight.pop(index, None)
+
+    def on_status(self, frm: int, payload: Value) -> None:
+        if type(payload) is not list or len(payload) != 2 or type(payload[0]) is not int:
+            raise DecodeError("status is [height, head hash]")
+        self.peer_heads[frm] = payload[0]
+        self.maybe_sync()
+
+    # --- catch-up (request / response through the transport) -----------------------------
+
+    def maybe_sync(self) -> None:
+        """Ask the most advanced peer for the blocks we miss (one request per peer at a time)."""
+        node = self.node
+        if (
+            not node.running
+            or node.chain is None
+            or node.transport is None
+            or not self.peer_heads
+            or node.fault is not None
+            or node.ops.holds_catch_up
+        ):
+            return
+        height, _ = node.chain.head()
+        now = time.monotonic()
+        # Peers that lately sent a body that did not apply are asked only if nobody else can.
+        trusted = {p: h for p, h in self.peer_heads.items() if self.distrusted.get(p, 0.0) <= now}
+        peer, best = max((trusted or self.peer_heads).items(), key=lambda kv: kv[1])
+        # One height behind is the normal state while a commit propagates; the core catches
+        # that up from the next proposal. Two or more means we missed commits.
+        if best <= height + 1:
+            return
+        now = time.monotonic()
+        if now - self._inflight.get(peer, 0.0) < 2.0:
+            return
+        self._inflight[peer] = now
+        node._spawn(self.fetch(peer, ["height", height + 1, MAX_SYNC_BLOCKS], sync=True))
+
+    async def fetch(self, peer: int, body: Value, *, sync: bool = False) -> None:
+        """One catch-up request (by height or by hash); its answer goes to the core.
+
+        Runs as its own task: the transport's read loops never wait on it, so two peers
+        fetching from each other cannot deadlock."""
+        node = self.node
+        assert node.transport is not None
+        try:
+            answer = await node.transport.request(peer, body, timeout=10.0)
+        except AccordError as e:  # not connected, timeout, busy: the next status or resend retries
+            log.info("%s: catch-up request to validator %d failed: %s", node.name, peer, e)
+            if sync:
+                self._inflight.pop(peer, None)
+            return
+        try:
+            fetched = self._apply(answer, peer)
+        except AccordError as e:
+            node.m_bad_msgs.inc(kind="block_response")
+            log.info("%s: bad catch-up answer from validator %d: %s", node.name, peer, e)
+            self.distrusted[peer] = time.monotonic() + DISTRUST_S  # ask the others first
+            fetched = 0
+        if sync:
+            self._inflight.pop(peer, None)
+            if fetched:
+                # the commits run on the chain thread; ask for more once they have landed
+                node._spawn(self._after_commits())
+
+    async def _after_commits(self) -> None:
+        node = self.node
+        assert node._chain_lock is not None
+        async with node._chain_lock:
+            pass
+        self.maybe_sync()
+
+    def _apply(self, payload: Value, peer: int) -> int:
+        node = self.node
+        if type(payload) is not list or len(payload) > MAX_SYNC_BLOCKS:
+            raise DecodeError(f"block response is a list of at most {MAX_SYNC_BLOCKS} items")
+        items: list[tuple[Block, Certificate | None]] = []
+        for item in payload:  # decode everything before the core sees any of it
+            if type(item) is not list or len(item) != 2:
+                raise DecodeError("block response item is [block, certificate]")
+            block = Block.from_obj(item[0])
+            cert = None if item[1] is None else Certificate.from_obj(item[1])
+            items.append((block, cert))
+        for block, cert in items:
+            self.remember(block)
+            self.body_source[block.hash] = peer
+            while len(self.body_source) > 4 * MAX_SYNC_BLOCKS:
+                self.body_source.pop(next(iter(self.body_source)))
+            node._step(BlockFetched(block, cert))  # the core verifies the certificate
+        node.m_sync.inc(len(items))
+        return len(items)
+
+    async def serve(self, frm: int, body: Value) -> Value:
+        """Answer a peer's catch-up request: blocks with their certificates (or snapshot parts)."""
+        node = self.node
+        if type(body) is list and body and body[0] == "snap":
+            return await node.ops.serve(body)
+        if type(body) is not list or not body or body[0] not in ("height", "hash"):
+            raise DecodeError("block request is ['height', from, count] or ['hash', hash]")
+        out: list[Value] = []
+        if body[0] == "hash":
+            if len(body) != 2 or type(body[1]) is not bytes:
+                raise DecodeError("block request by hash is ['hash', hash]")
+            block = self.recent.get(body[1]) or node.store.get_block_by_hash(body[1])
+            if block is not None:
+                height = node.store.get_height_by_hash(block.hash)
+                cert = node.store.get_certificate(height) if height is not None else None
+                out.append([block.to_obj(), None if cert is None else cert.to_obj()])
+            return out
+        if len(body) != 3 or type(body[1]) is not int or type(body[2]) is not int or body[1] < 1:
+            raise DecodeError("block request by height is ['height', from >= 1, count]")
+        start, count = body[1], min(max(body[2], 0), MAX_SYNC_BLOCKS)
+        budget = 2 * node.genesis.consensus.max_block_bytes
+        for h in range(start, start + count):
+            block = node.store.get_block(h)
+            cert = node.store.get_certificate(h)
+            if block is None or cert is None:
+                break
+            raw: list[Value] = [block.to_obj(), cert.to_obj()]
+            budget -= len(encoding.encode(raw))
+            if out and budget < 0:
+                break
+            out.append(raw)
+        return out
