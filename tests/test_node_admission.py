@@ -51,7 +51,8 @@ def test_batches_keep_order_and_every_rejection(tmp_path: Path) -> None:
             await wait_for(lambda: len(node.mempool) == 17, 10, "gossip admitted")  # type: ignore[arg-type]
             assert node.mempool.next_nonce(transfer(g, 1, 0).sender) == 12  # type: ignore[union-attr]
             assert node.mempool.rejected.get("bad_nonce", 0) == 4  # type: ignore[union-attr]
-            assert transfer(g, 1, 11).hash in node.admission.verified  # verdicts of the verify thread
+            # verdicts of the verify thread:
+            assert transfer(g, 1, 11).hash in node.admission.verified
             # Through the HTTP API: the same per-item answers, in order.
             async with AsyncClient(node.api.url) as c:  # type: ignore[union-attr]
                 got = await c.submit_many(
