@@ -9,6 +9,11 @@ model crypto):
   order, changes them. The runs cover broadcast and gossip mode (rate-limited forwarding
   and pulls: the per-block timers), Byzantine equivocation and junk, loss, duplication,
   partitions, crashes with restarts and tickets first.
+* **Nothing leaks.** A slot is created in one place and forgotten whole in one place, so
+  after every event every live slot is at the height being decided and holds at least one
+  block, and their number stays bounded by the rounds the core keeps, over as many heights
+  and rounds as a run lasts, junk votes included (white-box: reads the core's private
+  ``_slots``).
 """
 
 from __future__ import annotations
@@ -19,9 +24,18 @@ from typing import Any
 
 import pytest
 
-from accord.base.types import Block, Certificate
-from accord.consensus import Core
-from accord.consensus.state import Action, Event
+from accord.base.types import Block, Certificate, vote_message
+from accord.consensus import (
+    PHASE_C,
+    PHASE_P,
+    Aggregate,
+    Core,
+    CostModelCrypto,
+    MessageReceived,
+    Params,
+    Tick,
+)
+from accord.consensus.state import KEEP_ROUNDS, Action, Event
 from accord.sim import SimConfig, Simulator
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -238,3 +252,86 @@ def run_recorded(cfg: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_same_actions_as_before_the_slot_records(name: str) -> None:
     assert run_recorded(CONFIGS[name]) == EXPECTED[name]
+
+
+# Live slots at one height: phases P and C of the rounds kept (KEEP_ROUNDS behind the
+# current one, the current one, two ahead), plus the few older blocks a round may leave
+# before its successor prunes (pruning starts above 4 blocks, and a P-quorum of any older
+# round that unlocks or justifies is admitted).
+SLOT_BOUND = 2 * (KEEP_ROUNDS + 3) + 4
+
+
+class _Watch:
+    """The largest numbers of live slots and blocks any core held after any event."""
+
+    def __init__(self) -> None:
+        self.slots = 0
+        self.tallies = 0
+        self.events = 0
+
+
+def _checking_core(w: _Watch) -> type[Core]:
+    class CheckingCore(Core):
+        def handle(self, event: Event) -> list[Action]:
+            out = super().handle(event)
+            check_slots(self)
+            w.events += 1
+            w.slots = max(w.slots, len(self._slots))
+            w.tallies = max(w.tallies, sum(len(s.tallies) for s in self._slots.values()))
+            return out
+
+    return CheckingCore
+
+
+def check_slots(core: Core) -> None:
+    height = core.status().height
+    for sk, slot in core._slots.items():
+        assert sk.height == height, f"slot {sk} outlived its height (deciding {height})"
+        assert slot.tallies, f"slot {sk} without a block"
+        assert len(slot.tallies) <= core.n
+        for bh, t in slot.tallies.items():
+            assert (t.agg.height, t.agg.round, t.agg.phase, t.agg.block_hash) == (*sk, bh)
+    assert len(core._slots) <= SLOT_BOUND
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(nodes=7, byzantine=2, strategy="double_vote", seed=11, rounds=90),
+        dict(nodes=10, broadcast_max=4, byzantine=3, strategy="mixed", seed=12, rounds=60),
+        # Rounds without commits pile up at one height until the partition heals.
+        dict(nodes=7, partition="split", seed=13, rounds=60, heal_ms=0, loss=0.05),
+    ],
+    ids=["double_vote", "gossip_mixed", "partition"],
+)
+def test_live_slots_stay_bounded_over_many_heights(cfg: dict[str, Any]) -> None:
+    w = _Watch()
+    res = Simulator(SimConfig(**cfg, core_class=_checking_core(w))).run()
+    assert res.safety_violations == 0, res.violations
+    assert res.committed_heights >= 15  # many heights went by, each forgetting its slots
+    assert w.events > 10_000
+    assert 0 < w.slots <= SLOT_BOUND
+
+
+def test_junk_votes_for_rounds_ahead_are_forgotten_as_rounds_pass() -> None:
+    """A Byzantine validator votes for a fresh junk block in every slot it may (the current
+    round and two ahead, both phases) through 300 rounds in which nothing commits: the slots
+    of every round more than KEEP_ROUNDS behind go, and with them every junk block."""
+    n = 4
+    crypto = CostModelCrypto(n)
+    params = Params(chain_id="c", n=n, round_ms=100, stage2_ms=50, expected_leaders=0.01)
+    core = Core(params, crypto.signer(0), crypto, head=(0, b"g" * 32))
+    most = 0
+    for rnd in range(300):
+        core.handle(Tick(rnd * 100 + 1))
+        for ahead in (0, 1, 2):
+            for phase in (PHASE_P, PHASE_C):
+                bh = hashlib.sha256(b"junk %d %d %d" % (rnd, ahead, phase)).digest()
+                msg = vote_message("c", 1, rnd + ahead, phase, bh)
+                agg = Aggregate.single(n, 1, rnd + ahead, phase, bh, 1, crypto.signer(1).sign(msg))
+                core.handle(MessageReceived(1, agg.encode()))
+        check_slots(core)
+        most = max(most, len(core._slots))
+    assert core.status().height == 1  # nothing committed: one height, 300 rounds
+    assert most <= 2 * (KEEP_ROUNDS + 3)
+    assert min(sk.round for sk in core._slots) >= 299 - KEEP_ROUNDS
