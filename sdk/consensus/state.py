@@ -92,6 +92,14 @@ stage I (``_commit``), so skewed validators still lead their share. With
   quorum pulls: it sends it to one random peer every two intervals, and a peer holding the
   quorum (or having already committed that height) answers with it. Proposals gossip the same
   way, push-pull: a peer that sends us a worse proposal than our best gets our best back.
+* **Vote bookkeeping.** Everything held about votes lives in one record per slot
+  (:class:`SlotKey`: height, round, phase), with one tally per block voted for in it: the
+  merged aggregate, the single signatures and the largest every-count-once aggregate (the
+  certificate's raw material), whether its quorum was acted on, and its gossip timers. A
+  slot is created with its first block's first verified vote (``_open_tally``) and
+  forgotten whole (``_forget_slots``): every height below a commit, and at the current
+  height every round more than ``KEEP_ROUNDS`` behind, so live slots stay bounded by the
+  rounds kept, whatever the number of heights.
 * **Liveness after partitions.** Every ``resend_ms`` the core re-sends its own proposal, its
   latest votes and its lock (the highest P-quorum it knows, which unlocks validators locked on
   older rounds), and re-requests missing blocks. Proposals carry the parent's commit
@@ -156,8 +164,10 @@ verifies.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from accord.base import encoding
 from accord.base.errors import AccordError, DecodeError, GenesisError
@@ -174,7 +184,7 @@ from accord.consensus.messages import KnownTxs, Proposal, ProposalCache, Ticket,
 from accord.consensus.sortition import sortition_message, sortition_seed, threshold
 
 SAFETY_KEY = b"consensus/safety"
-KEEP_ROUNDS = 8  # aggregates of older rounds (at the current height) are forgotten
+KEEP_ROUNDS = 8  # vote slots of older rounds (at the current height) are forgotten
 LATE_ROUNDS = 2
 """A block may get P votes this many rounds after its own (late prepare). In the simulator,
 with every build and validation taking 0.8 of a round, 6-7 of 20 rounds commit with 2 and
@@ -421,6 +431,48 @@ class _WaitingBuild:
     deferred: bool = False  # waiting past ``until`` for a better announced leader
 
 
+class SlotKey(NamedTuple):
+    """Where an honest validator signs at most one block (rule 3). Ordered as a tuple, so
+    sorting slot keys (then block hashes) is sorting by height, round, phase, block."""
+
+    height: int
+    round: int
+    phase: int
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Everything the core holds about the votes for one block in one slot."""
+
+    agg: Aggregate  # every verified aggregate for the block, merged (a count may exceed 1)
+    # Each validator's own signature, from singleton votes: a quorum of them sums into a
+    # certificate with every count 1 when the merged aggregate has weights above 1.
+    singles: dict[int, bytes] = field(default_factory=dict)
+    # The largest aggregate in which every signer counts once (joining disjoint ones): it
+    # becomes the stored certificate as a bitmap plus one signature.
+    pure: Aggregate | None = None
+    quorum_seen: bool = False  # the merged aggregate reached a quorum (acted on once)
+    # Gossip mode: when the aggregate was last forwarded and with how many signers (None:
+    # never), and when to look at it again (forward growth, or pull), if at all.
+    last_sent: tuple[int, int] | None = None
+    due: int | None = None
+
+
+@dataclass(slots=True)
+class _Slot:
+    """The votes of one (height, round, phase), per block hash in arrival order.
+
+    ``signers`` is the union of the signers each block came in with. A block enters only with
+    a signer the slot has not seen (``Core._on_aggregate_verified``), so a slot holds at most
+    n blocks and a Byzantine validator's junk votes cost it its own place in the slot, never
+    an honest one's. A slot is created with its first block (``Core._open_tally``) and
+    forgotten whole with everything its blocks hold (``Core._forget_slots``): no record of a
+    block outlives its slot, and no slot stays without a block."""
+
+    signers: int = 0
+    tallies: dict[bytes, _Tally] = field(default_factory=dict)
+
+
 @dataclass
 class _Candidate:
     value: int
@@ -550,16 +602,9 @@ class Core:
             self._blocks[self._safety.lock_block.hash] = self._safety.lock_block
         self._valid: dict[bytes, bool | None] = {}
         self._cands: dict[int, dict[bytes, _Candidate]] = {}
-        self._aggs: dict[tuple[int, int, int, bytes], Aggregate] = {}
-        self._singles: dict[tuple[int, int, int, bytes], dict[int, bytes]] = {}
-        self._pure: dict[tuple[int, int, int, bytes], Aggregate] = {}
-        # Per (height, round, phase) slot: how many blocks have aggregates, and the union of
-        # their signers. A block enters a slot only with a signer the slot has not seen
-        # (_on_aggregate_verified), so a slot holds at most n blocks and a Byzantine
-        # validator's junk votes cost it its own place in the slot, never an honest one's.
-        self._keys_per_slot: dict[tuple[int, int, int], int] = {}
-        self._slot_signers: dict[tuple[int, int, int], int] = {}
-        self._quorum_seen: set[tuple[int, int, int, bytes]] = set()
+        # All vote bookkeeping, one record per (height, round, phase) in creation order (see
+        # _Slot): aggregates, single signatures, pure aggregates and gossip timers per block.
+        self._slots: dict[SlotKey, _Slot] = {}
         self._pending_commit: dict[bytes, Certificate] = {}
         self._future: dict[int, tuple[Block, Certificate]] = {}
         self._fetch_from: dict[bytes, int] = {}
@@ -586,8 +631,6 @@ class Core:
         # a better proposal of that round makes us emit CancelBuild for it (_cancel_if_beaten).
         self._pending_build: tuple[int, int, int] | None = None
         self._validate_started: dict[bytes, int] = {}
-        self._last_sent: dict[tuple[int, int, int, bytes], tuple[int, int]] = {}  # time, signers
-        self._due: dict[tuple[int, int, int, bytes], int] = {}
         self._stats = Stats()
         self._out: list[Action] = []
         # Optional cache of decoded messages shared by many cores in one process (the
@@ -699,8 +742,9 @@ class Core:
         nxt = start + p.round_ms
         if self._stage2_round < self._round:
             nxt = min(nxt, stage2)
-        if self._due:
-            nxt = min(nxt, min(self._due.values()))
+        due = self._earliest_due()
+        if due is not None:
+            nxt = min(nxt, due)
         if self._waiting is not None:
             nxt = min(nxt, self._waiting.until)
         return min(nxt, self._next_resend)
@@ -740,7 +784,7 @@ class Core:
             self._stage2_round = r
             self._request_validation(r)  # a validation held for a better leader is due now
             self._try_prepare()
-        if self._due:
+        if self.gossip:  # the only mode with per-block timers (_forward)
             self._flush(now)
         if now >= self._next_resend:
             self._next_resend = now + self.resend_ms
@@ -805,18 +849,25 @@ class Core:
         """Gossip-mode timers: forward aggregates that grew while rate-limited, and pull for
         those still short of a quorum by sending them to one random peer (a peer that holds a
         quorum answers with it), so that no validator waits for a resend to catch up."""
-        for key in sorted(k for k, t in self._due.items() if t <= now):
-            del self._due[key]
-            agg = self._aggs.get(key)
-            if agg is None:
-                continue
-            if agg.signers > self._last_sent.get(key, (0, 0))[1]:
-                self._send_agg(key, agg, -1)
+        due = sorted(
+            (sk, bh)
+            for sk, slot in self._slots.items()
+            for bh, t in slot.tallies.items()
+            if t.due is not None and t.due <= now
+        )
+        for sk, bh in due:
+            t = self._slots[sk].tallies[bh]
+            t.due = None
+            agg = t.agg
+            if agg.signers > (0 if t.last_sent is None else t.last_sent[1]):
+                self._send_agg(t, -1)
             elif (
-                agg.signers < self.quorum and key[1] >= self._round - 1 and self._worth_pulling(key)
+                agg.signers < self.quorum
+                and sk.round >= self._round - 1
+                and self._worth_pulling(sk, bh)
             ):
                 self._out.append(Send(self._random_peer(), agg.encode()))
-                self._due[key] = now + 2 * max(1, self.p.gossip_interval_ms)
+                t.due = now + 2 * max(1, self.p.gossip_interval_ms)
 
     def _enter_round(self, r: int) -> None:
         self._round = r
@@ -827,9 +878,8 @@ class Core:
         for old in [k for k in self._tickets if k < r - 1]:
             del self._tickets[old]
             self._ticket_by.pop(old, None)
-        if len(self._aggs) > 4:
-            for k in [k for k in self._aggs if k[1] < r - KEEP_ROUNDS]:
-                self._drop_agg(k)
+        if sum(len(slot.tallies) for slot in self._slots.values()) > 4:
+            self._forget_slots(lambda sk: sk.round < r - KEEP_ROUNDS)
         self._maybe_lead()
 
     def _maybe_lead(self) -> None:
@@ -1207,12 +1257,14 @@ class Core:
         if agg.height > self._height and (agg.phase != PHASE_C or agg.signers < self.quorum):
             self._stats.stale += 1  # only a commit quorum of a later height is worth acting on
             return
-        mine = self._aggs.get(agg.key)
-        if mine is not None and agg.subset_of(mine):
+        slot = self._slots.get(SlotKey(agg.height, agg.round, agg.phase))
+        tally = None if slot is None else slot.tallies.get(agg.block_hash)
+        if tally is not None and agg.subset_of(tally.agg):
+            mine = tally.agg
             if self.gossip and mine.signers >= self.quorum > agg.signers:
                 self._out.append(Send(frm, mine.encode()))  # pull: the sender lags behind us
             return
-        if mine is None and agg.mask & ~self._slot_signers.get(agg.key[:3], 0) == 0:
+        if tally is None and agg.mask & ~(0 if slot is None else slot.signers) == 0:
             # Its signers all voted for other blocks in this slot: refused below anyway
             # (_on_aggregate_verified), so not worth a signature check.
             self._stats.extra["dropped_votes"] = self._stats.extra.get("dropped_votes", 0) + 1
@@ -1239,43 +1291,77 @@ class Core:
         return agg.round < self._round + 2 and (lock is None or agg.round > lock.round)
 
     def _on_aggregate_verified(self, frm: int, agg: Aggregate, *, forward: bool) -> None:
-        key = agg.key
-        mine = self._aggs.get(key)
-        if mine is None:
-            slot = key[:3]
-            seen = self._slot_signers.get(slot, 0)
-            if agg.mask & ~seen == 0:
+        sk = SlotKey(agg.height, agg.round, agg.phase)
+        slot = self._slots.get(sk)
+        tally = None if slot is None else slot.tallies.get(agg.block_hash)
+        fresh = tally is None
+        if tally is None:
+            if agg.mask & ~(0 if slot is None else slot.signers) == 0:
                 # Every signer already voted for another block in this slot: only an
                 # equivocating (Byzantine) validator does that, since an honest one signs one
                 # block per (height, round, phase) (rule 3). An honest vote always brings a
                 # signer the slot has not seen, however many junk blocks came first.
                 self._stats.extra["dropped_votes"] = self._stats.extra.get("dropped_votes", 0) + 1
                 return
-            self._slot_signers[slot] = seen | agg.mask
-            self._keys_per_slot[slot] = self._keys_per_slot.get(slot, 0) + 1
+            tally = self._open_tally(sk, agg)
         if agg.signers == 1:
             i = int(agg.counts.nonzero()[0][0])
             if agg.counts[i] == 1:
-                self._singles.setdefault(key, {})[i] = agg.signature
+                tally.singles[i] = agg.signature
         if agg.maxc <= 1:
-            # Keep the largest aggregate in which every signer counts once (joining disjoint
-            # ones): it becomes the stored certificate as a bitmap plus one signature.
-            pure = self._pure.get(key)
+            pure = tally.pure
             if pure is None or (agg.signers > pure.signers and pure.mask & ~agg.mask == 0):
-                self._pure[key] = agg.copy()
+                tally.pure = agg.copy()
             elif pure.mask & agg.mask == 0:
                 joined = pure.copy()
                 joined.merge(agg, self.crypto)
-                self._pure[key] = joined
+                tally.pure = joined
             elif agg.signers > pure.signers:
-                self._pure[key] = agg.copy()
-        if mine is None:
-            self._aggs[key] = agg.copy()
-            grew = True
-        else:
-            grew = mine.merge(agg, self.crypto)
-        if grew:
-            self._grew(key, frm, forward)
+                tally.pure = agg.copy()
+        if fresh or tally.agg.merge(agg, self.crypto):
+            self._grew(sk, agg.block_hash, tally, frm, forward)
+
+    def _open_tally(self, sk: SlotKey, agg: Aggregate) -> _Tally:
+        """The one place vote records are created: a block's record, with its first verified
+        aggregate, in its slot (created with it if new); the slot learns the signers."""
+        slot = self._slots.get(sk)
+        if slot is None:
+            slot = self._slots[sk] = _Slot()
+        slot.signers |= agg.mask
+        tally = slot.tallies[agg.block_hash] = _Tally(agg.copy())
+        return tally
+
+    def _forget_slots(self, stale: Callable[[SlotKey], bool]) -> None:
+        """The one place vote records are dropped: whole slots, with every block's aggregate,
+        signatures and timers at once (heights below a commit, rounds past KEEP_ROUNDS)."""
+        for sk in [sk for sk in self._slots if stale(sk)]:
+            del self._slots[sk]
+
+    def _tally(self, height: int, round: int, phase: int, block_hash: bytes) -> _Tally | None:
+        slot = self._slots.get(SlotKey(height, round, phase))
+        return None if slot is None else slot.tallies.get(block_hash)
+
+    def _earliest_due(self) -> int | None:
+        """The first gossip timer (forward or pull) of any block, if one is set. Asked on
+        every event (drivers schedule their next tick from it), so it scans the few live
+        blocks without building a list, and not at all in broadcast mode, which sets none."""
+        if not self.gossip:
+            return None
+        first: int | None = None
+        for slot in self._slots.values():
+            for t in slot.tallies.values():
+                due = t.due
+                if due is not None and (first is None or due < first):
+                    first = due
+        return first
+
+    @property
+    def _aggs(self) -> Mapping[tuple[int, int, int, bytes], Aggregate]:
+        """A read-only view for white-box tests: each block's merged aggregate by
+        (height, round, phase, block hash), in slot then arrival order."""
+        return MappingProxyType(
+            {(*sk, bh): t.agg for sk, slot in self._slots.items() for bh, t in slot.tallies.items()}
+        )
 
     def _add_own_vote(self, phase: int, block_hash: bytes) -> None:
         s = self._safety
@@ -1287,48 +1373,46 @@ class Core:
             self._out.append(Broadcast(single.encode()))
         self._on_aggregate_verified(-1, single, forward=True)
 
-    def _grew(self, key: tuple[int, int, int, bytes], frm: int, forward: bool) -> None:
-        agg = self._aggs[key]
-        reached = agg.signers >= self.quorum and key not in self._quorum_seen
+    def _grew(self, sk: SlotKey, bh: bytes, t: _Tally, frm: int, forward: bool) -> None:
+        agg = t.agg
+        reached = agg.signers >= self.quorum and not t.quorum_seen
         if reached:
-            self._quorum_seen.add(key)
+            t.quorum_seen = True
         if self.gossip:
             # Below a quorum, a validator forwards only the P aggregate of the block it
             # prepared (and every C aggregate): gossip capacity goes to the block that can win.
-            if forward and (reached or (agg.signers < self.quorum and self._worth_pulling(key))):
-                self._forward(key, agg, frm)
+            if forward and (reached or (agg.signers < self.quorum and self._worth_pulling(sk, bh))):
+                self._forward(t, frm)
         elif reached:
             self._out.append(Broadcast(agg.encode()))
         if reached:
             if agg.phase == PHASE_P:
                 self._on_p_quorum(agg)
             else:
-                self._on_c_quorum(agg)
+                self._on_c_quorum(t)
 
-    def _forward(self, key: tuple[int, int, int, bytes], agg: Aggregate, frm: int) -> None:
+    def _forward(self, t: _Tally, frm: int) -> None:
         """Forward a grown aggregate now, or when its rate limit allows (coalescing growth)."""
         iv = self.p.gossip_interval_ms
-        last = self._last_sent.get(key)
+        last = t.last_sent
         if iv <= 0 or last is None or self._now >= last[0] + iv:
-            self._send_agg(key, agg, frm)
-        elif key not in self._due or self._due[key] > last[0] + iv:
-            self._due[key] = last[0] + iv
+            self._send_agg(t, frm)
+        elif t.due is None or t.due > last[0] + iv:
+            t.due = last[0] + iv
 
-    def _worth_pulling(self, key: tuple[int, int, int, bytes]) -> bool:
+    def _worth_pulling(self, sk: SlotKey, bh: bytes) -> bool:
         """Pull only for what can complete: our own P vote's block, or a commit vote."""
-        h, r, phase, bh = key
         s = self._safety
-        return phase == PHASE_C or (s.p_round, s.p_height, s.p_hash) == (r, h, bh)
+        return sk.phase == PHASE_C or (s.p_round, s.p_height, s.p_hash) == (sk.round, sk.height, bh)
 
-    def _send_agg(self, key: tuple[int, int, int, bytes], agg: Aggregate, frm: int) -> None:
+    def _send_agg(self, t: _Tally, frm: int) -> None:
         now = max(self._now, 0)
-        self._last_sent[key] = (now, agg.signers)
+        agg = t.agg
+        t.last_sent = (now, agg.signers)
         self._spread(agg.encode(), exclude=frm)
         iv = self.p.gossip_interval_ms
-        if iv > 0 and agg.signers < self.quorum:
-            self._due[key] = now + iv  # check again: forward growth, or pull if stuck
-        else:
-            self._due.pop(key, None)
+        # Check again (forward growth, or pull if stuck) until a quorum.
+        t.due = now + iv if iv > 0 and agg.signers < self.quorum else None
 
     def _behind_own_votes(self) -> bool:
         """Whether this validator already voted or locked at a later height than the one
@@ -1370,12 +1454,11 @@ class Core:
         elif changed:
             self._persist()
 
-    def _on_c_quorum(self, agg: Aggregate) -> None:
+    def _on_c_quorum(self, t: _Tally) -> None:
+        agg = t.agg
         if agg.height != self._height:
             return
-        cert = agg.to_certificate(
-            self._singles.get(agg.key, {}), self.crypto, self.quorum, self._pure.get(agg.key)
-        )
+        cert = agg.to_certificate(t.singles, self.crypto, self.quorum, t.pure)
         block = self._blocks.get(agg.block_hash)
         if block is None:
             self._pending_commit[agg.block_hash] = cert
@@ -1496,9 +1579,14 @@ class Core:
         lock = self._lock
         if lock is not None and lock.block_hash == bh:
             return lock
-        for k in self._quorum_seen:
-            if k[0] == self._height and k[2] == PHASE_P and k[3] == bh:
-                return self._aggs.get(k)
+        # Several rounds' quorums may certify one block (re-proposals): the earliest slot's
+        # is taken, so the answer (and the fetch peer drawn from its signers) never depends
+        # on hash order, as it did while these keys sat in a set.
+        for sk, slot in self._slots.items():
+            if sk.height == self._height and sk.phase == PHASE_P:
+                t = slot.tallies.get(bh)
+                if t is not None and t.quorum_seen:
+                    return t.agg
         return None
 
     def _fetch_body(self, bh: bytes, quorum: Aggregate) -> None:
@@ -1553,7 +1641,8 @@ class Core:
 
     def _commit(self, block: Block, cert: Certificate) -> None:
         self._out.append(Commit(block, cert))
-        head = self._aggs.get((cert.height, cert.round, PHASE_C, cert.block_hash))
+        t = self._tally(cert.height, cert.round, PHASE_C, cert.block_hash)
+        head = None if t is None else t.agg
         if head is None or head.signers < self.quorum:
             head = Aggregate(
                 cert.height,
@@ -1583,8 +1672,7 @@ class Core:
         self._blocks = {}
         self._valid = {}
         self._validate_started = {}
-        for k in [k for k in self._aggs if k[0] < self._height]:
-            self._drop_agg(k)
+        self._forget_slots(lambda sk: sk.height < self._height)
         nxt = self._future.pop(self._height, None)
         for h in [h for h in self._future if h < self._height]:
             del self._future[h]
@@ -1599,20 +1687,6 @@ class Core:
 
     def _lead_after_commit(self) -> None:
         self._lead_if_stage1()
-
-    def _drop_agg(self, k: tuple[int, int, int, bytes]) -> None:
-        if self._aggs.pop(k, None) is not None:
-            left = self._keys_per_slot.get(k[:3], 1) - 1
-            if left > 0:
-                self._keys_per_slot[k[:3]] = left
-            else:
-                self._keys_per_slot.pop(k[:3], None)
-                self._slot_signers.pop(k[:3], None)
-        self._due.pop(k, None)
-        self._last_sent.pop(k, None)
-        self._singles.pop(k, None)
-        self._pure.pop(k, None)
-        self._quorum_seen.discard(k)
 
     def _fetch(self, bh: bytes, frm: int) -> None:
         if frm < 0 or frm == self.index:
@@ -1703,9 +1777,9 @@ class Core:
             (PHASE_P, s.p_round, s.p_height, s.p_hash),
             (PHASE_C, s.c_round, s.c_height, s.c_hash),
         ):
-            agg = self._aggs.get((h, rnd, phase, bh))
-            if h == self._height and agg is not None:
-                self._spread(agg.encode())
+            t = self._tally(h, rnd, phase, bh)
+            if h == self._height and t is not None:
+                self._spread(t.agg.encode())
         lock = self._lock
         if lock is not None:
             self._spread(lock.encode())
