@@ -34,12 +34,11 @@ from accord.base.genesis import ConsensusParams, Genesis
 from accord.base.metrics import parse_text
 from accord.base.types import Tx
 from accord.client import AsyncClient
-from accord.net.tls import make_self_signed
 from accord.node.config import (
-    API_TLS,
     NodeConfig,
     builtin_contract_entries,
     demo_account,
+    enable_api_tls,
     init_network,
 )
 from accord.storage.lock import FolderInUse, FolderLock
@@ -190,13 +189,7 @@ def _add_api_tls(node_dir: Path) -> None:
     cfg = NodeConfig.load(node_dir)
     if cfg.api_tls is not None:
         return
-    make_self_signed(
-        node_dir / API_TLS.cert,
-        node_dir / API_TLS.key,
-        name=f"{cfg.name} API",
-        hosts=[cfg.api_host, "localhost"],
-    )
-    cfg.api_tls = API_TLS
+    enable_api_tls(node_dir, cfg)
     cfg.save(node_dir)
 
 

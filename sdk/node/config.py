@@ -196,13 +196,7 @@ def init_network(
             make_self_signed(node_dir / P2P_TLS.cert, node_dir / P2P_TLS.key, name=name)
             config.p2p_tls = P2P_TLS
         if api_tls:
-            make_self_signed(
-                node_dir / API_TLS.cert,
-                node_dir / API_TLS.key,
-                name=f"{name} API",
-                hosts=[config.api_host, "localhost"],
-            )
-            config.api_tls = API_TLS
+            enable_api_tls(node_dir, config)
         config.save(node_dir)
     authority = AccountKey.from_name("authority") if deterministic else AccountKey.generate()
     authority.save(root / "accounts" / "authority.json")
@@ -224,3 +218,15 @@ def init_network(
         "they exist for demos and benchmarks only. authority.json may mint tokens.\n"
     )
     return genesis
+
+
+def enable_api_tls(node_dir: Path, config: NodeConfig) -> None:
+    """Give one validator's client API a self-signed certificate and turn https on in
+    ``config`` (the caller saves it): a local matter, nothing in genesis."""
+    make_self_signed(
+        node_dir / API_TLS.cert,
+        node_dir / API_TLS.key,
+        name=f"{config.name} API",
+        hosts=[config.api_host, "localhost"],
+    )
+    config.api_tls = API_TLS
