@@ -229,7 +229,7 @@ def test_a_byzantine_proposer_cannot_move_a_real_chain_clock(tmp_path: Path) -> 
             for h in range(1, top + 1):
                 header = n.store.get_header(h)
                 assert header.time_ms <= now + drift, (n.name, h, header.time_ms - now)
-        refused = sum(n.m_invalid.get() for n in net.nodes[1:])
+        refused = sum(n.worker.m_invalid.get() for n in net.nodes[1:])
         assert refused >= 1
     finally:
         net.close()

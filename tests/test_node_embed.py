@@ -234,7 +234,7 @@ def test_client_submissions_are_shed_past_the_backlog_limit(tmp_path: Path) -> N
         node = Node.from_dir(root / "validator-0", backlog_rounds=1)
         await node.start()
         try:
-            node._gas_cost = 1.0  # as if execution were very slow: the smallest blocks
+            node.worker.gas.cost = 1.0  # as if execution were very slow: the smallest blocks
             limit = node.admission.limit()
             assert limit == 4 * MIN_BLOCK_TXS
             for nonce in range(limit):
@@ -245,7 +245,7 @@ def test_client_submissions_are_shed_past_the_backlog_limit(tmp_path: Path) -> N
             assert node.m_shed.get() == 1
             node.admission.on_txs([transfer(g, 1, 0).encode()])  # a peer's gossip is not shed
             assert node.status()["mempool"] == limit + 1
-            node._gas_cost = 2e-8  # execution got fast again: the limit follows
+            node.worker.gas.cost = 2e-8  # execution got fast again: the limit follows
             assert node.admission.limit() > limit
             node.submit(transfer(g, 0, limit))
         finally:

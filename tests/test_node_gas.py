@@ -19,7 +19,7 @@ from accord.base.genesis import ContractEntry, Genesis
 from accord.base.types import Tx
 from accord.contracts import BUILTINS, Context, Contract, code_hash, method
 from accord.node.config import demo_account
-from accord.node.node import TRANSFER_GAS
+from accord.node.worker import TRANSFER_GAS
 
 from .support.inproc import ThreadedNetwork
 
@@ -100,7 +100,7 @@ def test_costly_transactions_commit_in_blocks_cut_by_gas(tmp_path: Path) -> None
         # Every call ran and succeeded, and what their gas costs was measured (by the nodes
         # that built or validated a block heavy enough to time: lazily validating nodes and
         # blocks below COST_SAMPLE_GAS give no sample).
-        assert any(n._gas_cost > 100e-6 / TRANSFER_GAS for n in nodes)
+        assert any(n.worker.gas.cost > 100e-6 / TRANSFER_GAS for n in nodes)
         chain = nodes[0].chain
         assert chain is not None
         height, _ = chain.head()

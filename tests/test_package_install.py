@@ -98,6 +98,15 @@ def test_installed_wheel_runs_devnet_proves_and_verifies(tmp_path: Path) -> None
         env=env,
     ).stdout.split()
     assert all(Path(p).is_relative_to(venv) for p in where), where  # the wheel, not the checkout
+    # The explorer every node serves at /explorer/ ships as package data (no build step).
+    static = Path(
+        _run(
+            [str(py), "-c", "import accord.node.explorer as e; print(e.STATIC)"], cwd=home, env=env
+        ).stdout.strip()
+    )
+    assert static.is_relative_to(venv), static
+    for page in ("index.html", "app.js", "style.css"):
+        assert (static / page).stat().st_size > 0, page
     accord = [str(venv / "bin" / "accord")]
 
     # No tools anywhere yet (an empty cache): one clear error naming the setup command.

@@ -484,6 +484,23 @@ def _validator(tmp_path: Path, zk_circuits: dict, zk_params: dict, **config: obj
     return Node(cfg, g, bls.demo_secret("v0"), home)
 
 
+def _node_hooks(node: Any) -> dict[str, Any]:
+    """What the validator's start-up gives its runtime (the ZK check runs here)."""
+    from accord.node.hooks import runtime_hooks
+
+    return runtime_hooks(
+        node.genesis,
+        node.config,
+        node.home,
+        name=node.name,
+        allow_insecure_zk=node.allow_insecure_zk,
+    )
+
+
+def _hooks(tmp_path: Path, zk_circuits: dict, zk_params: dict, **config: object) -> dict[str, Any]:
+    return _node_hooks(_validator(tmp_path, zk_circuits, zk_params, **config))
+
+
 def test_a_validator_checks_the_transcript_at_start_up(
     ceremony: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -495,18 +512,14 @@ def test_a_validator_checks_the_transcript_at_start_up(
     vk = json.loads(next(final.glob("*_vk_mul.json")).read_text())
     real = {"transcript": t.hash, "vks": {"mul": zt.vk_hash(vk)}}
     shutil.copyfile(final / zt.TRANSCRIPT, tmp_path / zt.TRANSCRIPT)  # next to genesis
-    assert (
-        "proof_verifier" in _validator(tmp_path, {"mul": vk}, {"ceremony": real})._runtime_hooks()
-    )
+    assert "proof_verifier" in _hooks(tmp_path, {"mul": vk}, {"ceremony": real})
     made_up = {"transcript": "00" * 32, "vks": {"mul": zt.vk_hash(vk)}}
     with pytest.raises(ValidationError, match="not the one genesis records"):
-        _validator(tmp_path, {"mul": vk}, {"ceremony": made_up})._runtime_hooks()
+        _hooks(tmp_path, {"mul": vk}, {"ceremony": made_up})
     # a self-made key with its own hash in the record: the transcript exports another key
     own = {**vk, "vk_alpha_1": vk["vk_beta_2"][0] + ["1"]}
     with pytest.raises(ValidationError, match="does not produce the keys"):
-        _validator(
-            tmp_path, {"mul": own}, {"ceremony": {**real, "vks": {"mul": zt.vk_hash(own)}}}
-        )._runtime_hooks()
+        _hooks(tmp_path, {"mul": own}, {"ceremony": {**real, "vks": {"mul": zt.vk_hash(own)}}})
     # a transcript whose signatures do not hold (re-hashed after an edit) is refused by name
     doc = json.loads((final / zt.TRANSCRIPT).read_text())
     doc["entries"][1]["sha256"] = "ab" * 32
@@ -515,21 +528,21 @@ def test_a_validator_checks_the_transcript_at_start_up(
         forged.append(**{k: v for k, v in e.items() if k not in ("prev", "hash")})
     forged.save(tmp_path / "forged")
     with pytest.raises(zt.CeremonyError, match="signature"):
-        _validator(
+        _hooks(
             tmp_path,
             {"mul": vk},
             {"ceremony": {**real, "transcript": forged.hash}},
             ceremony_transcript="../forged/transcript.json",
-        )._runtime_hooks()
+        )
     # no transcript at all: refused, saying what is missing
     (tmp_path / zt.TRANSCRIPT).unlink()
     with pytest.raises(ValidationError, match="give the validator its transcript"):
-        _validator(tmp_path, {"mul": vk}, {"ceremony": real})._runtime_hooks()
+        _hooks(tmp_path, {"mul": vk}, {"ceremony": real})
     # insecure-dev: only with the explicit option
     with pytest.raises(ValidationError, match="insecure-dev"):
-        _validator(tmp_path, {"mul": vk}, {"ceremony": "insecure-dev"})._runtime_hooks()
+        _hooks(tmp_path, {"mul": vk}, {"ceremony": "insecure-dev"})
     node = _validator(tmp_path, {"mul": vk}, {"ceremony": "insecure-dev"}, allow_insecure_zk=True)
-    assert "proof_verifier" in node._runtime_hooks()
+    assert "proof_verifier" in _node_hooks(node)
 
 
 def test_genesis_keys_must_be_the_ceremonys() -> None:
@@ -559,6 +572,6 @@ def test_a_validator_without_the_fast_verifier_warns(
         allow_insecure_zk=True,
     )
     with caplog.at_level("WARNING", logger="accord.node"):
-        hooks = node._runtime_hooks()
+        hooks = _node_hooks(node)
     assert isinstance(hooks["proof_verifier"], PyProofVerifier)
     assert "may not keep up with proof-heavy blocks" in caplog.text

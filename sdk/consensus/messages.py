@@ -176,8 +176,12 @@ class ProposalCache:
             self._items.popitem(last=False)
 
 
-KnownTxs = Callable[[bytes], "Tx | None"]
-"""Transactions this validator already decoded, by hash (its mempool): see _decode_proposal."""
+TxCache = Callable[[bytes], "Tx | None"]
+"""A read-only cache of decoded transactions, by hash (SHA-256 of their canonical bytes), so a
+proposal's thousands of transactions are not decoded a second time (see _decode_proposal). Any
+lookup that returns the transaction whose canonical bytes have that hash is correct, whatever
+keeps it: the core asks nothing else of it, and a miss only costs a decode. The node passes its
+admitted transactions' lookup, the simulator its transaction pool's."""
 
 
 def decode_message(
@@ -185,7 +189,7 @@ def decode_message(
     n: int,
     max_size: int,
     cache: ProposalCache | None = None,
-    known: KnownTxs | None = None,
+    known: TxCache | None = None,
 ) -> Message:
     """Decode one wire message or raise :class:`DecodeError` (proposals through ``cache``)."""
     if payload[:2] == _VOTES_PREFIX and len(payload) <= max_size:
@@ -203,7 +207,7 @@ def decode_message(
     return msg
 
 
-def _decode_proposal(payload: bytes, n: int, known: KnownTxs | None) -> Proposal:
+def _decode_proposal(payload: bytes, n: int, known: TxCache | None) -> Proposal:
     """A proposal, decoded strictly, its transactions one by one from their own bytes.
 
     A proposal carries a block of thousands of transactions that this validator has, as a

@@ -180,7 +180,7 @@ from accord.consensus.aggregate import (
     verify_certificate,
 )
 from accord.consensus.crypto import Crypto, Signer, sortition_value
-from accord.consensus.messages import KnownTxs, Proposal, ProposalCache, Ticket, decode_message
+from accord.consensus.messages import Proposal, ProposalCache, Ticket, TxCache, decode_message
 from accord.consensus.sortition import sortition_message, sortition_seed, threshold
 
 SAFETY_KEY = b"consensus/safety"
@@ -560,7 +560,7 @@ class Core:
         head_sortition: bytes = b"",
         safety: SafetyState | None = None,
         decode_cache: dict[bytes, Any] | None = None,
-        known_txs: KnownTxs | None = None,
+        tx_cache: TxCache | None = None,
     ) -> None:
         if params.stage2_ms >= params.round_ms or params.n < 1:
             raise GenesisError("bad consensus parameters")
@@ -640,10 +640,10 @@ class Core:
         # Without a shared cache, recent proposals are still decoded once each: validators
         # re-send their proposal during the round and a block holds thousands of transactions.
         self._proposals = ProposalCache() if decode_cache is None else None
-        # Transactions the node already decoded (its mempool), by hash: a proposal's are taken
-        # from there instead of being decoded again (see messages._decode_proposal). A lookup
-        # only; the decoded proposal is the same with or without it.
-        self._known_txs = known_txs
+        # Decoded transactions by hash (messages.TxCache): a proposal's are taken from there
+        # instead of being decoded again. A pure lookup: the core never learns what keeps
+        # them, and the decoded proposal is the same with or without it.
+        self._tx_cache = tx_cache
         self._head_agg: Aggregate | None = None  # the C-quorum of our last commit, for laggards
         self._helped: set[int] = set()
 
@@ -1098,9 +1098,7 @@ class Core:
         msg = cache.get(payload) if cache is not None else None
         if msg is None:
             try:
-                msg = decode_message(
-                    payload, self.n, self.max_msg, self._proposals, self._known_txs
-                )
+                msg = decode_message(payload, self.n, self.max_msg, self._proposals, self._tx_cache)
             except DecodeError:
                 self._stats.garbage += 1
                 return

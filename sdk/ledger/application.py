@@ -24,10 +24,41 @@ Rules an implementation keeps:
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from accord.base.encoding import Value
+from accord.base.errors import AccordError
 from accord.base.types import Block, Certificate, Header, Receipt, Tx
+from accord.contracts.runtime import ExecutionInterrupted
+
+__all__ = [
+    "Application",
+    "Executed",
+    "ExecutionInterrupted",
+    "InvalidProposal",
+    "StateRootMismatch",
+]
+
+
+class InvalidProposal(AccordError):
+    """A proposed block that honest validators must not vote for."""
+
+    code = "invalid_block"
+
+
+class StateRootMismatch(InvalidProposal):
+    """A block whose transactions and receipts match its header's tx root but whose execution
+    here gives another state root. For a certified block that means this node's state (or
+    code) differs from the quorum's, not that the block is bad: whoever sent the body sent
+    the genuine transactions."""
+
+
+class Executed(Protocol):
+    """What a driver may read of a validation's outcome: the gas it used (the node measures
+    execution cost by it, see :class:`accord.node.worker.GasModel`)."""
+
+    @property
+    def gas_used(self) -> int: ...
 
 
 @runtime_checkable
@@ -54,7 +85,13 @@ class Application(Protocol):
         gas_budget: int | None = None,
     ) -> Block:
         """A candidate block on the head from ``txs`` (those that would make it invalid are
-        left out), executed as it is built; ``interrupt`` stops a build that lost its round."""
+        left out), executed as it is built; ``interrupt`` stops a build that lost its round
+        (raising ``ExecutionInterrupted``; nothing is written)."""
+        ...
+
+    def executed_gas(self, block_hash: bytes) -> int | None:
+        """The gas a block built or validated on the current head used; None if this
+        application has not executed it (or the head has moved since)."""
         ...
 
     def check_time(self, header: Header, now_ms: int) -> None:
@@ -63,7 +100,7 @@ class Application(Protocol):
 
     def validate(
         self, block: Block, *, verified: Container[bytes] = (), now_ms: int | None = None
-    ) -> Any:
+    ) -> Executed:
         """Re-execute a proposal on the head; raise ``InvalidProposal`` if it must not get a
         vote. The outcome is cached for ``commit``."""
         ...

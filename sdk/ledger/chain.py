@@ -29,6 +29,7 @@ from accord.base.encoding import Value
 from accord.base.errors import AccordError, GenesisError, ValidationError
 from accord.base.genesis import Genesis
 from accord.base.types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
+from accord.ledger.application import InvalidProposal, StateRootMismatch
 from accord.ledger.blocktime import block_time_error
 
 if TYPE_CHECKING:
@@ -36,19 +37,6 @@ if TYPE_CHECKING:
     from accord.storage import StateUpdate, Store
 
 GENESIS_HASH_KEY = b"genesis_hash"
-
-
-class InvalidProposal(AccordError):
-    """A proposed block that honest validators must not vote for."""
-
-    code = "invalid_block"
-
-
-class StateRootMismatch(InvalidProposal):
-    """A block whose transactions and receipts match its header's tx root but whose execution
-    here gives another state root. For a certified block that means this node's state (or
-    code) differs from the quorum's, not that the block is bad: whoever sent the body sent
-    the genuine transactions."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +77,7 @@ class Chain:
         if stored is None:
             if store.head() is not None:
                 raise GenesisError("store holds blocks but no genesis hash")
-            self._commit_genesis()
+            self.commit_genesis()
         elif stored != genesis.hash:
             raise GenesisError(
                 f"this node's store was created for genesis {stored.hex()[:16]}..., "
@@ -121,7 +109,9 @@ class Chain:
 
     # --- genesis ------------------------------------------------------------------------
 
-    def _commit_genesis(self) -> None:
+    def commit_genesis(self) -> None:
+        """Write the genesis state and block into an empty store: at first start, and after a
+        state-sync install was abandoned (its store was emptied for the snapshot)."""
         writes = self.runtime.genesis_writes()
         update = self.store.compute_state_update(writes)
         header = Header(
@@ -177,6 +167,11 @@ class Chain:
         """The cached outcome of a block built or validated on the current head, if any."""
         with self._lock:
             return self._results.get(block_hash)
+
+    def executed_gas(self, block_hash: bytes) -> int | None:
+        """The gas of a block built or validated on the current head (see Application)."""
+        ex = self.execution(block_hash)
+        return None if ex is None else ex.gas_used
 
     def _remember(self, block_hash: bytes, ex: Execution) -> None:
         self._results[block_hash] = ex

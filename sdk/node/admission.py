@@ -258,7 +258,9 @@ class Admission:
     def limit(self) -> int:
         """Client submissions are refused beyond ``backlog_rounds`` blocks of backlog."""
         node = self.node
-        limit = self.backlog_rounds * min(node.genesis.consensus.max_block_txs, node._block_cap())
+        limit = self.backlog_rounds * min(
+            node.genesis.consensus.max_block_txs, node.worker.gas.block_cap()
+        )
         return min(node.config.mempool_size, max(limit, 4 * MIN_BLOCK_TXS))
 
     def on_txs(self, payload: Value) -> None:

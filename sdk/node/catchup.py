@@ -161,9 +161,7 @@ class CatchUp:
 
     async def _after_commits(self) -> None:
         node = self.node
-        assert node._chain_lock is not None
-        async with node._chain_lock:
-            pass
+        await node.worker.barrier()
         self.maybe_sync()
 
     def _apply(self, payload: Value, peer: int) -> int:

@@ -149,7 +149,7 @@ class NodeOps:
     async def _prune(self, keep: int) -> None:
         store = self.node.store
         try:
-            base = await self.node._chain_op(lambda: store.prune(keep), "prune")
+            base = await self.node.worker.run(lambda: store.prune(keep), "prune")
         except AccordError as e:
             log.error("%s: pruning failed: %s", self.node.name, e)
             return
@@ -327,7 +327,7 @@ class NodeOps:
         t0 = time.monotonic()
         self.syncing = True
         installer = Installer(node.store, manifest)
-        await node._chain_op(installer.begin, "statesync")
+        await node.worker.run(installer.begin, "statesync")
         bar = _Bar(manifest.entries, f"state sync to height {height}")
         try:
             pending = list(range(len(manifest.cells)))[::-1]
@@ -336,7 +336,7 @@ class NodeOps:
                 while pending:
                     i = pending.pop()
                     chunk = await self._chunk(height, i, manifest.cells[i], peers, slot)
-                    await node._chain_op(functools.partial(installer.add, i, chunk), "statesync")
+                    await node.worker.run(functools.partial(installer.add, i, chunk), "statesync")
                     self.m_chunks.inc()
                     bar.advance(manifest.cells[i].count)
 
@@ -351,11 +351,11 @@ class NodeOps:
                     w.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
                 raise
-            await node._chain_op(installer.finish, "statesync")
+            await node.worker.run(installer.finish, "statesync")
         except BaseException as e:
             bar.close()
-            await node._chain_op(installer.abort, "statesync")
-            await node._chain_op(node.chain._commit_genesis, "statesync")  # type: ignore[union-attr]
+            await node.worker.run(installer.abort, "statesync")
+            await node.worker.run(self._recommit_genesis, "statesync")
             if isinstance(e, _NoPeer):
                 log.warning("%s: state sync to height %d abandoned: %s", node.name, height, e)
                 return False
@@ -371,6 +371,16 @@ class NodeOps:
         node._after_state_sync(height)
         self.m_base.set(height)
         return True
+
+    def _recommit_genesis(self) -> None:
+        """After an abandoned install (the store was emptied for the snapshot): genesis again.
+        Snapshots are of the :class:`~accord.ledger.chain.Chain`'s store (the Application
+        protocol has no snapshot calls yet), so this part of the node knows the Chain."""
+        from accord.ledger.chain import Chain
+
+        chain = self.node.chain
+        assert isinstance(chain, Chain)
+        chain.commit_genesis()
 
     async def _chunk(
         self, height: int, index: int, cell: Cell, peers: list[int], slot: int

@@ -365,7 +365,7 @@ class Simulator:
         # Every validator has the block's transactions in its mempool (they gossip before
         # blocks do), so proposals take them from there, as nodes do (messages._decode_proposal).
         by_hash = {hashlib.sha256(tx.encode()).digest(): tx for tx in self.tx_pool}
-        self._known_txs = by_hash.get if by_hash else None
+        self._tx_cache = by_hash.get if by_hash else None
         # Bandwidth: bits per virtual microsecond, and when each node's uplink is next free.
         self.bits_per_us = c.bandwidth_mbps
         self.genesis_hash = hashlib.sha256(b"accord-sim-genesis").digest()
@@ -419,7 +419,7 @@ class Simulator:
             self.crypto,
             head=(0, self.genesis_hash),
             decode_cache=self.decode_cache,
-            known_txs=self._known_txs,
+            tx_cache=self._tx_cache,
         )
         return SimNode(
             nid,
@@ -855,7 +855,7 @@ class Simulator:
             head_sortition=sortition,
             safety=safety,
             decode_cache=self.decode_cache,
-            known_txs=self._known_txs,
+            tx_cache=self._tx_cache,
         )
         nd.up = True
         nd.busy_until = self.now

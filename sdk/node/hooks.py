@@ -1,0 +1,74 @@
+"""What a validator's contracts may call outside the ledger: the proof verifier and the MPC
+oracle, set up from genesis when it configures them.
+
+Kept apart from the node so that its rules sit in one place: a validator refuses proving keys
+that no verified ceremony produced (:func:`accord.zk.transcript.check_genesis`), says loudly
+when it runs one-machine ("insecure-dev") keys or the slow pure-Python verifier, and imports
+the ZK and MPC packages only when genesis uses them (a plain token chain loads neither).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from accord.base.genesis import Genesis
+from accord.node.config import NodeConfig
+
+log = logging.getLogger("accord.node")
+
+
+def ceremony_transcript(genesis: Genesis, config: NodeConfig, home: Path) -> Any:
+    """The ZK ceremony transcript the node config names, else ``transcript.json`` next to
+    genesis; None when there is none (check_genesis then says what is missing)."""
+    from accord.zk.transcript import TRANSCRIPT, Transcript
+
+    if genesis.zk_params.get("ceremony") in (None, "insecure-dev"):
+        return None
+    if config.ceremony_transcript:  # named: it must be there
+        return Transcript.from_file(home / config.ceremony_transcript)
+    path = (home / config.genesis).parent / TRANSCRIPT
+    return Transcript.from_file(path) if path.exists() else None
+
+
+def runtime_hooks(
+    genesis: Genesis, config: NodeConfig, home: Path, *, name: str, allow_insecure_zk: bool
+) -> dict[str, Any]:
+    """Keyword arguments for :class:`accord.contracts.runtime.Runtime`: ``proof_verifier``
+    and ``oracle``, when genesis configures circuits and MPC (``name``: the validator's, for
+    the log)."""
+    hooks: dict[str, Any] = {}
+    if genesis.zk_circuits:
+        from accord.zk.transcript import check_genesis
+        from accord.zk.verifier import FastProofVerifier, verifier_from_genesis
+
+        # Refuse keys that no verified ceremony produced (see accord.zk.transcript).
+        check_genesis(
+            dict(genesis.zk_circuits),
+            dict(genesis.zk_params),
+            ceremony_transcript(genesis, config, home),
+            allow_insecure=allow_insecure_zk,
+        )
+        if genesis.zk_params.get("ceremony") == "insecure-dev":
+            log.warning(
+                "%s: genesis marks its proving keys insecure-dev (a one-machine "
+                "ceremony): never hold real value on this chain",
+                name,
+            )
+        hooks["proof_verifier"] = verifier_from_genesis(genesis)
+        if not isinstance(hooks["proof_verifier"], FastProofVerifier):
+            # Leaders size blocks by their own verification speed: a proof-heavy block a
+            # leader with the worker made in one round can take this node ~13x longer.
+            log.warning(
+                "%s: Node.js or the pinned snarkjs is missing: proofs are verified in "
+                "pure Python (~13x slower); this validator may not keep up with "
+                "proof-heavy blocks. Validators should run the fast verifier "
+                "(npm ci in the project root)",
+                name,
+            )
+    if genesis.mpc:
+        from accord.mpc.oracle import oracle_from_genesis
+
+        hooks["oracle"] = oracle_from_genesis(genesis)
+    return hooks
