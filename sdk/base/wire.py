@@ -590,6 +590,22 @@ class PageQuery(WireModel):
     limit: QueryUint = Field(default=20, ge=1, le=EXPLORER_MAX_LIMIT)
 
 
+class TxPageQuery(WireModel):
+    """Query string of an account's or contract's transactions: newest first, strictly older
+    than the cursor (``before_height``, ``before_index``; the index alone means nothing)."""
+
+    limit: QueryUint = Field(default=20, ge=1, le=EXPLORER_MAX_LIMIT)
+    before_height: QueryUint | None = Field(
+        default=None, ge=0, le=2**64 - 1, description="list transactions older than this height"
+    )
+    before_index: QueryUint | None = Field(
+        default=None,
+        ge=0,
+        le=2**32 - 1,
+        description="... or than this index in the block at before_height",
+    )
+
+
 class SearchQuery(WireModel):
     q: str = Field(min_length=1, max_length=128, description="height, hash, address or contract")
 
@@ -629,6 +645,10 @@ class TxListResponse(WireModel):
     txs: list[TxRef]
     indexed_from: int = Field(description="the index covers blocks from this height on")
     indexed_to: int = Field(description="... up to this height (-1: nothing indexed yet)")
+    next_before_height: int | None = Field(
+        default=None, description="the cursor of the next (older) page; None: this is the last"
+    )
+    next_before_index: int | None = None
 
 
 class SearchResponse(WireModel):
