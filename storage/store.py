@@ -739,7 +739,7 @@ class Store:
         self._prune_hooks.append((self._side(name), fn))
 
     def remove_prune_hook(self, fn: PruneHook) -> None:
-        self._prune_hooks = [(n, f) for n, f in self._prune_hooks if f is not fn]
+        self._prune_hooks = [(n, f) for n, f in self._prune_hooks if f != fn]  # bound methods: ==
 
     def get_blocks(self, start: int, count: int) -> list[tuple[Block, list[Receipt]]]:
         """Up to ``count`` consecutive blocks from ``start`` with their receipts, in one read

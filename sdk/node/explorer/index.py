@@ -407,7 +407,7 @@ class ExplorerIndex:
         d = derive(block, receipts)
         keys: list[bytes] = []
         for payload, i, _, subjects in d.txs:
-            for subj in subjects:
+            for subj in sorted(subjects):  # one order in every process: records compare
                 key = _TX + subj + _pos.pack(h, i)
                 t.put(key, _seal(key, payload))
                 keys.append(key)
@@ -593,21 +593,22 @@ class ExplorerIndex:
             if raw is not None:
                 self.m_damaged.inc()
             keys = self._keys_from_block(t, height)
-        touched: set[bytes] = set()
+        touched: dict[bytes, int] = {}
         for key in keys:
             if not self._delete(t, key):
                 continue  # evicted by the bound already
             if key[:1] == _TX:
-                touched.add(_subject_of_tx_key(key))
+                subj = _subject_of_tx_key(key)
+                touched[subj] = touched.get(subj, 0) + 1
             elif key[:1] == _ORACLE:
                 st.oracle_n = max(0, st.oracle_n - 1)
             elif key[:1] == _SHIELD:
                 st.shielded_n = max(0, st.shielded_n - 1)
-        for subj in touched:
+        for subj, gone in touched.items():
             ck = _COUNT + subj
             p = _unseal(ck, t.get(ck))
             n = int.from_bytes(p, "big") if p is not None and len(p) == 8 else None
-            left = sum(1 for _ in self._keys(t, _TX + subj)) if n is None else n - 1
+            left = sum(1 for _ in self._keys(t, _TX + subj)) if n is None else n - gone
             if left <= 0:
                 t.delete(ck)
             else:
