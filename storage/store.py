@@ -80,6 +80,7 @@ _SIDE = frozenset({"explorer"})
 """Databases derived from the chain that their owners read and write through :class:`SideTxn`
 (nothing in the chain reads them; a snapshot install leaves them for their owner to notice)."""
 _ITER_CHUNK = 1024
+_NO_RECEIPTS = encoding.encode_encoded_list([])
 
 T = TypeVar("T")
 Txn = Any  # lmdb.Transaction opened with buffers=False: its get() returns bytes | None
@@ -741,27 +742,36 @@ class Store:
     def remove_prune_hook(self, fn: PruneHook) -> None:
         self._prune_hooks = [(n, f) for n, f in self._prune_hooks if f != fn]  # bound methods: ==
 
-    def get_blocks(self, start: int, count: int) -> list[tuple[Block, list[Receipt]]]:
-        """Up to ``count`` consecutive blocks from ``start`` with their receipts, in one read
-        transaction; stops at the first height not stored (above the head, or pruned)."""
+    def get_blocks(
+        self, start: int, count: int
+    ) -> list[tuple[int, bytes, Block | None, list[Receipt]]]:
+        """Up to ``count`` consecutive (height, hash, block, receipts) from ``start``, in one
+        read transaction; stops at the first height not stored (above the head, or pruned).
+        A block without transactions comes as None (its hash is that of the stored canonical
+        header): indexers skip most blocks of a quiet chain without decoding them."""
 
-        def read(txn: Txn) -> list[tuple[bytes, bytes | None]]:
-            blocks, receipts = self._db["blocks"], self._db["receipts"]
-            out: list[tuple[bytes, bytes | None]] = []
+        def read(txn: Txn) -> list[tuple[int, bytes, bytes | None, bytes | None]]:
+            db = self._db
+            out: list[tuple[int, bytes, bytes | None, bytes | None]] = []
             for h in range(start, start + count):
-                raw = txn.get(_h(h), db=blocks)
-                if raw is None:
+                header = txn.get(_h(h), db=db["headers"])
+                if header is None:
                     break
-                out.append((raw, txn.get(_h(h), db=receipts)))
+                receipts = txn.get(_h(h), db=db["receipts"])
+                if receipts == _NO_RECEIPTS:
+                    out.append((h, header, None, None))
+                else:
+                    out.append((h, header, txn.get(_h(h), db=db["blocks"]), receipts))
             return out
 
-        result = []
-        for raw, raw_receipts in self._read(read):
+        result: list[tuple[int, bytes, Block | None, list[Receipt]]] = []
+        for h, header, raw, raw_receipts in self._read(read):
+            if raw is None:
+                result.append((h, encoding.sha256(header), None, []))
+                continue
             block = Block.decode(raw)
-            receipts: list[Receipt] = []
-            if block.txs and raw_receipts is not None:
-                receipts = [Receipt.from_obj(r) for r in encoding.decode(raw_receipts)]
-            result.append((block, receipts))
+            receipts = [] if raw_receipts is None else encoding.decode(raw_receipts)
+            result.append((h, block.hash, block, [Receipt.from_obj(r) for r in receipts]))
         return result
 
     def stats(self) -> dict[str, Any]:

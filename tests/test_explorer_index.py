@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,18 +95,19 @@ def test_killed_indexer_resumes_without_gap_or_duplicate(chain_dir: Path, tmp_pa
     kills = 0
     while last < head[0]:
         proc = subprocess.Popen(
-            [sys.executable, str(INDEXER), str(kill_dir), "3"],
+            [sys.executable, str(INDEXER), str(kill_dir), "12"],
             stdout=subprocess.PIPE,
             text=True,
         )
         assert proc.stdout is not None
-        for _ in range(rng.randint(1, 12)):  # a few passes of 3 blocks, then a kill mid-pass
+        for _ in range(rng.randint(1, 6)):  # a few passes of 12 blocks, then a kill in the next
             line = proc.stdout.readline()
             if not line:
                 break
             reported = int(line)
             assert reported >= last, "the index went backwards after a restart"
             last = reported
+        time.sleep(rng.random() * 0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1

@@ -377,17 +377,18 @@ class ExplorerIndex:
             self.m_rebuilds.inc()
         return st
 
-    def _write(self, t: SideTxn, *, first: int, batch: list[tuple[Block, list[Receipt]]]) -> int:
+    def _write(
+        self, t: SideTxn, *, first: int, batch: list[tuple[int, bytes, Block | None, list[Receipt]]]
+    ) -> int:
         st = self._state(t)
         if st is None or max(st.next, t.base()) != first:
             return 0  # another pass (or a rebuild, or a prune) moved the index meanwhile
         base = t.base()
         added: dict[bytes, int] = {}
-        for block, receipts in batch:
-            h = block.height
-            if h >= base:
+        for h, block_hash, block, receipts in batch:
+            if block is not None and h >= base:
                 self._add_block(t, st, block, receipts, added)
-            st.next, st.last_hash = h + 1, block.hash
+            st.next, st.last_hash = h + 1, block_hash
         for subj, n in added.items():
             self._bound_subject(t, subj, n)
         st.oracle_n = self._bound(t, _ORACLE, st.oracle_n, self.limits.oracle_requests)
