@@ -150,3 +150,48 @@ def test_endpoints_stay_bounded_on_100000_blocks(served: ServedNode) -> None:
         if (h // TX_EVERY) % len(LONG_ACCOUNTS) in (3, 2)
     ]
     assert [h for h, _ in got] == touching[::-1][:100]
+
+
+def test_pages_page_through_100000_blocks_in_a_browser(served: ServedNode) -> None:
+    """Debian's chromium on the same node: the account page lists 50 transactions and its
+    "older" link the next 50 from the cursor; the blocks page's "older" link pages on."""
+    import os
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    give_up = pytest.fail if os.environ.get("CI") else pytest.skip
+    if chromium is None:
+        give_up("chromium is not installed (scripts/dev setup installs it as root)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        give_up("playwright is not installed (pip install -e '.[dev]')")
+    addr = LONG_ACCOUNTS[5].address.hex()
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=args, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(f"{served.url}/explorer/#/account/{addr}")
+            page.wait_for_selector("#older-txs a", timeout=20_000)
+
+            def heights() -> list[int]:
+                rows = page.locator("table.txs tbody tr td:first-child")
+                return [int(x) for x in rows.all_inner_texts()]
+
+            first = heights()
+            assert len(first) == 50 and first == sorted(first, reverse=True)
+            page.click("#older-txs a")
+            page.wait_for_url(f"**#/account/{addr}?before_height=*")
+            # the second page is the last: drawn once a table without an "older" link is there
+            page.wait_for_function(
+                "document.querySelector('table.txs') && !document.querySelector('#older-txs')"
+            )
+            second = heights()
+            assert len(second) == 50 and max(second) < min(first)  # the next 50, older
+            page.goto(f"{served.url}/explorer/#/blocks")
+            page.wait_for_selector("text=older blocks")
+            page.click("text=older blocks")
+            page.wait_for_url(f"**#/blocks?before={HEIGHTS + 1 - 25}")
+        finally:
+            browser.close()
