@@ -265,3 +265,17 @@ def test_another_chain_under_the_index_is_reindexed(store: Store, tmp_path: Path
         assert dump(other) != old and idx.m_rebuilds.total() == 1
     finally:
         other.close()
+
+
+def test_prune_with_a_damaged_height_record_still_takes_its_records(store: Store) -> None:
+    index = ExplorerIndex(store)
+    full(index)
+    records = dump(store)
+    hk = min(k for k in records if k[:1] == b"h" and int.from_bytes(k[1:9], "big") > 5)
+    height = int.from_bytes(hk[1:9], "big")
+    store.write_side(SIDE, lambda t: t.put(hk, records[hk][:-7]))  # truncated
+    store.prune(store.head()[0] - height)  # type: ignore[index]
+    assert store.base() == height + 1
+    left = dump(store)
+    assert not [k for k in left if k[:1] == b"t" and int.from_bytes(k[-12:-4], "big") <= height]
+    assert index.m_damaged.total() == 1  # found from the block, which the prune still had
