@@ -178,18 +178,18 @@ def test_account_pages_follow_the_cursor(served: tuple[ServedNode, list[bytes]])
         status, r = _get(s, path)
         assert status == 200 and len(r["txs"]) <= 4
         seen += [t["tx_hash"] for t in r["txs"]]
-        if r["next_before_height"] is None:
+        if r["next_before"] is None:
             break
-        path = (
-            f"/v1/contracts/token/txs?limit=4&before_height={r['next_before_height']}"
-            f"&before_index={r['next_before_index']}"
-        )
+        path = f"/v1/contracts/token/txs?limit=4&before={r['next_before']}"
     # every transaction once, newest first (the last block's two in reverse block order)
     assert seen == [h.hex() for h in reversed(hashes)]
-    status, r = _get(s, f"/v1/contracts/token/txs?before_height={s.head()[0]}")
+    status, r = _get(s, f"/v1/contracts/token/txs?before={s.head()[0]}")
     assert status == 200 and [t["tx_hash"] for t in r["txs"]][:1] == [hashes[-3].hex()]
-    for bad in ("before_index=1", "before_height=-1", "before_index=4294967296", "before_height=x"):
-        status, body = _get(s, f"/v1/contracts/token/txs?{bad}")
+    status, r = _get(s, f"/v1/contracts/token/txs?before={s.head()[0]}:1")
+    assert status == 200 and [t["tx_hash"] for t in r["txs"]][:1] == [hashes[-2].hex()]
+    too_long = ("1" * 20, "1:" + "1" * 10)  # beyond 64-bit heights or 32-bit indexes
+    for bad in (":1", "-1", "1:", "1:2:3", *too_long, "x", "1%20", "1%0A", "%EF%BC%91"):
+        status, body = _get(s, f"/v1/contracts/token/txs?before={bad}")
         assert 400 <= status < 500 and "error" in body, bad
 
 

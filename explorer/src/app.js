@@ -252,8 +252,8 @@ views.tx = async (main, [hash]) => {
 
 // Transaction lists page by the index's (height, index) cursor, carried in the page's hash.
 function txPage(query) {
-  const h = query.get("before_height"), i = query.get("before_index");
-  return `limit=50${h ? `&before_height=${encodeURIComponent(h)}` : ""}${h && i ? `&before_index=${encodeURIComponent(i)}` : ""}`;
+  const before = query.get("before");
+  return `limit=50${before ? `&before=${encodeURIComponent(before)}` : ""}`;
 }
 
 views.account = async (main, [addr], query) => {
@@ -279,9 +279,7 @@ views.account = async (main, [addr], query) => {
 };
 
 function txTable(list, here) {
-  const older = list.next_before_height !== null && list.next_before_height !== undefined
-    ? link(`${here}?before_height=${list.next_before_height}&before_index=${list.next_before_index}`, "older transactions →")
-    : null;
+  const older = list.next_before ? link(`${here}?before=${encodeURIComponent(list.next_before)}`, "older transactions →") : null;
   return h("div", {},
     table(["height", "hash", "contract.method", "sender", "ok", "gas"],
       list.txs.map((t) => [link(`#/block/${t.height}`, t.height), hashLink("tx", t.tx_hash), `${t.contract}.${t.method}`, hashLink("account", t.sender), t.ok ? "ok" : "failed", t.gas_used]),

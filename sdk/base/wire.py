@@ -590,19 +590,18 @@ class PageQuery(WireModel):
     limit: QueryUint = Field(default=20, ge=1, le=EXPLORER_MAX_LIMIT)
 
 
+TX_CURSOR = r"^[0-9]{1,19}(:[0-9]{1,9})?$"
+"""An explorer index cursor: ``height`` or ``height:index`` (every match is in range: 19 digits
+fit 64 bits, 9 fit 32)."""
+
+
 class TxPageQuery(WireModel):
     """Query string of an account's or contract's transactions: newest first, strictly older
-    than the cursor (``before_height``, ``before_index``; the index alone means nothing)."""
+    than the cursor ``before`` (``H:I``: the transaction at index I of block H; ``H``: block H)."""
 
     limit: QueryUint = Field(default=20, ge=1, le=EXPLORER_MAX_LIMIT)
-    before_height: QueryUint | None = Field(
-        default=None, ge=0, le=2**64 - 1, description="list transactions older than this height"
-    )
-    before_index: QueryUint | None = Field(
-        default=None,
-        ge=0,
-        le=2**32 - 1,
-        description="... or than this index in the block at before_height",
+    before: str | None = Field(
+        default=None, pattern=TX_CURSOR, description="list transactions older than this cursor"
     )
 
 
@@ -645,10 +644,9 @@ class TxListResponse(WireModel):
     txs: list[TxRef]
     indexed_from: int = Field(description="the index covers blocks from this height on")
     indexed_to: int = Field(description="... up to this height (-1: nothing indexed yet)")
-    next_before_height: int | None = Field(
-        default=None, description="the cursor of the next (older) page; None: this is the last"
+    next_before: str | None = Field(
+        default=None, description="``before`` of the next (older) page; None: this is the last"
     )
-    next_before_index: int | None = None
 
 
 class SearchResponse(WireModel):

@@ -46,10 +46,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": s.EXPLORER_MAX_LIMIT}
 _ADDRESS = {"type": "string", "pattern": "^[0-9a-fA-F]{40}$"}
-_CURSOR = [
-    {"type": "integer", "minimum": 0, "maximum": 2**64 - 1},
-    {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
-]
+_CURSOR = {"type": "string", "pattern": s.TX_CURSOR}
 
 
 def _param(name: str, where: str, schema: dict[str, Any], required: bool = False) -> s.Param:
@@ -88,8 +85,7 @@ ROUTES: list[s.Route] = [
         params=[
             _param("address", "path", _ADDRESS, True),
             _param("limit", "query", _LIMIT),
-            _param("before_height", "query", _CURSOR[0]),
-            _param("before_index", "query", _CURSOR[1]),
+            _param("before", "query", _CURSOR),
         ],
     ),
     s.Route(
@@ -102,8 +98,7 @@ ROUTES: list[s.Route] = [
         params=[
             _param("contract", "path", {"type": "string", "maxLength": 64}, True),
             _param("limit", "query", _LIMIT),
-            _param("before_height", "query", _CURSOR[0]),
-            _param("before_index", "query", _CURSOR[1]),
+            _param("before", "query", _CURSOR),
         ],
     ),
     s.Route(
@@ -309,17 +304,17 @@ class Explorer:
         return _json(await asyncio.to_thread(self._txs, name, "c:" + name, q))
 
     def _txs(self, subject: str, key: str, q: s.TxPageQuery) -> s.TxListResponse:
-        if q.before_index is not None and q.before_height is None:
-            raise InvalidRequest("before_index is a position in the block at before_height")
-        before = None if q.before_height is None else (q.before_height, q.before_index)
+        before: tuple[int, int | None] | None = None
+        if q.before is not None:
+            height, _, index = q.before.partition(":")
+            before = (int(height), int(index) if index else None)
         txs, cursor, (first, last) = self.index.page(key, q.limit, before)
         return s.TxListResponse(
             subject=subject,
             txs=txs,
             indexed_from=first,
             indexed_to=last,
-            next_before_height=None if cursor is None else cursor[0],
-            next_before_index=None if cursor is None else cursor[1],
+            next_before=None if cursor is None else f"{cursor[0]}:{cursor[1]}",
         )
 
     async def chain(self, request: web.Request) -> web.Response:
