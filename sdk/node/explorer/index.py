@@ -587,12 +587,14 @@ class ExplorerIndex:
         hk = _HEIGHT + struct.pack(">Q", height)
         raw = t.get(hk)
         payload = _unseal(hk, raw)
-        keys: list[bytes]
+        keys: list[bytes] = []
         if payload is not None:
             keys = [bytes(k) for k in encoding.decode(payload)]
-        else:
-            if raw is not None:
-                self.m_damaged.inc()
+        elif raw is not None:  # damaged; (no record at all: nothing was indexed at this height)
+            self.m_damaged.inc()
+            log.warning(
+                "explorer index: the record of height %d is damaged: pruning by its block", height
+            )
             keys = self._keys_from_block(t, height)
         touched: dict[bytes, int] = {}
         for key in keys:
