@@ -383,6 +383,8 @@ class ExplorerIndex:
         st = self._state(t)
         if st is None or max(st.next, t.base()) != first:
             return 0  # another pass (or a rebuild, or a prune) moved the index meanwhile
+        if t.header_hash(batch[-1][0]) != batch[-1][1]:
+            return 0  # the chain was replaced since the batch was read (a snapshot install)
         base = t.base()
         added: dict[bytes, int] = {}
         for h, block_hash, block, receipts in batch:
