@@ -279,3 +279,24 @@ def test_prune_with_a_damaged_height_record_still_takes_its_records(store: Store
     left = dump(store)
     assert not [k for k in left if k[:1] == b"t" and int.from_bytes(k[-12:-4], "big") <= height]
     assert index.m_damaged.total() == 1  # found from the block, which the prune still had
+
+
+def test_indexing_while_blocks_commit_matches_indexing_after(tmp_path: Path) -> None:
+    import threading
+
+    live = Store(tmp_path / "live", sync=False)
+    after = Store(tmp_path / "after", sync=False)
+    try:
+        build_chain(after, 150, seed=5)
+        full(ExplorerIndex(after))
+        index = ExplorerIndex(live, IndexLimits(per_pass=4))
+        writer = threading.Thread(target=build_chain, args=(live, 150, 5))
+        writer.start()
+        while writer.is_alive():
+            index.catch_up()  # races the commits: each pass takes what is committed so far
+        writer.join()
+        full(index)
+        assert dump(live) == dump(after)
+    finally:
+        live.close()
+        after.close()
