@@ -14,6 +14,8 @@ Named databases (keys are raw bytes; heights are 8-byte big-endian so they sort)
 ``roots``      state root -> the version (8 bytes) its record is stored at
 ``safety``     consensus safety state (votes, locks), synced before returning
 ``meta``       head, state root, schema version, and what callers put there
+``explorer``   the web explorer's index (:mod:`accord.node.explorer.index`): derived from
+               the blocks, rebuildable from them, pruned with them (:meth:`Store.add_prune_hook`)
 ============  ===============================================================
 
 Invariants:
@@ -72,8 +74,13 @@ _DBS = (
     "roots",
     "safety",
     "meta",
+    "explorer",
 )
+_SIDE = frozenset({"explorer"})
+"""Databases derived from the chain that their owners read and write through :class:`SideTxn`
+(nothing in the chain reads them; a snapshot install leaves them for their owner to notice)."""
 _ITER_CHUNK = 1024
+_NO_RECEIPTS = encoding.encode_encoded_list([])
 
 T = TypeVar("T")
 Txn = Any  # lmdb.Transaction opened with buffers=False: its get() returns bytes | None
@@ -262,6 +269,55 @@ class Snapshot:
         )
 
 
+class SideTxn:
+    """One transaction on a side database (see :data:`_SIDE`), with the chain's head, base and
+    headers read in the same transaction, so what its owner writes agrees with the chain."""
+
+    def __init__(self, store: Store, txn: Txn, name: str) -> None:
+        self._store = store
+        self.txn = txn
+        self.db = store._db[name]
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.txn.get(key, db=self.db)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.txn.put(key, value, db=self.db)
+
+    def delete(self, key: bytes) -> bool:
+        return bool(self.txn.delete(key, db=self.db))
+
+    def cursor(self) -> Any:
+        return self.txn.cursor(db=self.db)
+
+    def clear(self) -> None:
+        self.txn.drop(self.db, delete=False)
+
+    def head(self) -> tuple[int, bytes] | None:
+        return self._store._head_in(self.txn)
+
+    def base(self) -> int:
+        return self._store._base_in(self.txn)[0]
+
+    def header_hash(self, height: int) -> bytes | None:
+        raw = self.txn.get(_h(height), db=self._store._db["headers"])
+        return None if raw is None else Header.decode(raw).hash
+
+    def block(self, height: int) -> tuple[Block, list[Receipt]] | None:
+        """The stored block at ``height`` and its receipts, as this transaction sees them."""
+        db = self._store._db
+        raw = self.txn.get(_h(height), db=db["blocks"])
+        if raw is None:
+            return None
+        raw_receipts = self.txn.get(_h(height), db=db["receipts"])
+        receipts = [] if raw_receipts is None else encoding.decode(raw_receipts)
+        return Block.decode(raw), [Receipt.from_obj(r) for r in receipts]
+
+
+PruneHook = Callable[[SideTxn, int], None]
+"""Called inside a prune's write transaction for each height whose block is being removed."""
+
+
 class Store:
     """The LMDB environment of one node (see the module docstring for layout and invariants)."""
 
@@ -282,6 +338,7 @@ class Store:
         self._wlock = threading.Lock()
         self._gate = _ResizeGate()
         self._closed = False
+        self._prune_hooks: list[tuple[str, PruneHook]] = []
 
         def init(txn: Txn) -> None:
             meta = self._db["meta"]
@@ -659,6 +716,64 @@ class Store:
     def get_meta(self, key: bytes) -> bytes | None:
         return self._read(lambda t: t.get(key, db=self._db["meta"]))
 
+    # --- side databases (derived indexes their owners keep beside the chain) -----------
+
+    def _side(self, name: str) -> str:
+        if name not in _SIDE:
+            raise StorageError(f"{name!r} is not a side database of the store")
+        return name
+
+    def read_side(self, name: str, fn: Callable[[SideTxn], T]) -> T:
+        """Run ``fn`` in one read transaction on the side database ``name``."""
+        self._side(name)
+        return self._read(lambda txn: fn(SideTxn(self, txn, name)))
+
+    def write_side(self, name: str, fn: Callable[[SideTxn], T]) -> T:
+        """Run ``fn`` in one write transaction on the side database ``name`` (serialised with
+        block commits: keep it short). Run again from the start if the map must grow."""
+        self._side(name)
+        return self._write(lambda txn: fn(SideTxn(self, txn, name)))
+
+    def add_prune_hook(self, name: str, fn: PruneHook) -> None:
+        """Have :meth:`prune` call ``fn`` for each height it removes, in the same transaction
+        and before the block goes, so an index of that height goes with the block."""
+        self._prune_hooks.append((self._side(name), fn))
+
+    def remove_prune_hook(self, fn: PruneHook) -> None:
+        self._prune_hooks = [(n, f) for n, f in self._prune_hooks if f != fn]  # bound methods: ==
+
+    def get_blocks(
+        self, start: int, count: int
+    ) -> list[tuple[int, bytes, Block | None, list[Receipt]]]:
+        """Up to ``count`` consecutive (height, hash, block, receipts) from ``start``, in one
+        read transaction; stops at the first height not stored (above the head, or pruned).
+        A block without transactions comes as None (its hash is that of the stored canonical
+        header): indexers skip most blocks of a quiet chain without decoding them."""
+
+        def read(txn: Txn) -> list[tuple[int, bytes, bytes | None, bytes | None]]:
+            db = self._db
+            out: list[tuple[int, bytes, bytes | None, bytes | None]] = []
+            for h in range(start, start + count):
+                header = txn.get(_h(h), db=db["headers"])
+                if header is None:
+                    break
+                receipts = txn.get(_h(h), db=db["receipts"])
+                if receipts == _NO_RECEIPTS:
+                    out.append((h, header, None, None))
+                else:
+                    out.append((h, header, txn.get(_h(h), db=db["blocks"]), receipts))
+            return out
+
+        result: list[tuple[int, bytes, Block | None, list[Receipt]]] = []
+        for h, header, raw, raw_receipts in self._read(read):
+            if raw is None:
+                result.append((h, encoding.sha256(header), None, []))
+                continue
+            block = Block.decode(raw)
+            receipts = [] if raw_receipts is None else encoding.decode(raw_receipts)
+            result.append((h, block.hash, block, [Receipt.from_obj(r) for r in receipts]))
+        return result
+
     def stats(self) -> dict[str, Any]:
         """Entry counts per database and the map size (for operators and benchmarks)."""
 
@@ -848,6 +963,8 @@ class Store:
             roots = db["roots"]
             if old_root != new_root and txn.get(old_root, db=roots) == _h(old_version):
                 txn.delete(old_root, db=roots)
+        for name, hook in self._prune_hooks:
+            hook(SideTxn(self, txn, name), u - 1)
         raw_block = txn.get(_h(u - 1), db=db["blocks"])
         if raw_block is not None:
             block = Block.decode(raw_block)

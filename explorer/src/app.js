@@ -250,8 +250,14 @@ views.tx = async (main, [hash]) => {
   );
 };
 
-views.account = async (main, [addr]) => {
-  const [acc, txs, t] = await Promise.all([api(`/v1/accounts/${encodeURIComponent(addr)}`), api(`/v1/accounts/${encodeURIComponent(addr)}/txs?limit=50`), getTrust().catch(() => null)]);
+// Transaction lists page by the index's (height, index) cursor, carried in the page's hash.
+function txPage(query) {
+  const before = query.get("before");
+  return `limit=50${before ? `&before=${encodeURIComponent(before)}` : ""}`;
+}
+
+views.account = async (main, [addr], query) => {
+  const [acc, txs, t] = await Promise.all([api(`/v1/accounts/${encodeURIComponent(addr)}`), api(`/v1/accounts/${encodeURIComponent(addr)}/txs?${txPage(query)}`), getTrust().catch(() => null)]);
   const balances = [];
   for (const c of t ? t.genesis.contracts : []) {
     try {
@@ -268,20 +274,23 @@ views.account = async (main, [addr]) => {
     h("h2", {}, "Account"), h("p", { class: "mono" }, acc.address),
     kv([["nonce (committed)", acc.nonce], ["next nonce", acc.next_nonce]]),
     h("h3", {}, "Token balances"), table(["token", "balance"], balances, { id: "balances" }),
-    h("h3", {}, "Recent transactions"), txTable(txs),
+    h("h3", {}, "Recent transactions"), txTable(txs, `#/account/${addr}`),
   );
 };
 
-function txTable(list) {
+function txTable(list, here) {
+  const older = list.next_before ? link(`${here}?before=${encodeURIComponent(list.next_before)}`, "older transactions →") : null;
   return h("div", {},
     table(["height", "hash", "contract.method", "sender", "ok", "gas"],
-      list.txs.map((t) => [link(`#/block/${t.height}`, t.height), hashLink("tx", t.tx_hash), `${t.contract}.${t.method}`, hashLink("account", t.sender), t.ok ? "ok" : "failed", t.gas_used])),
+      list.txs.map((t) => [link(`#/block/${t.height}`, t.height), hashLink("tx", t.tx_hash), `${t.contract}.${t.method}`, hashLink("account", t.sender), t.ok ? "ok" : "failed", t.gas_used]),
+      { class: "txs" }),
+    older ? h("p", { id: "older-txs" }, older) : null,
     h("p", { class: "note" }, `index covers blocks ${list.indexed_from}–${list.indexed_to}`));
 }
 
-views.contract = async (main, [name]) => {
-  const txs = await api(`/v1/contracts/${encodeURIComponent(name)}/txs?limit=50`);
-  main.append(h("h2", {}, `Contract ${name}`), h("h3", {}, "Recent transactions"), txTable(txs));
+views.contract = async (main, [name], query) => {
+  const txs = await api(`/v1/contracts/${encodeURIComponent(name)}/txs?${txPage(query)}`);
+  main.append(h("h2", {}, `Contract ${name}`), h("h3", {}, "Recent transactions"), txTable(txs, `#/contract/${encodeURIComponent(name)}`));
 };
 
 views.shielded = async (main) => {

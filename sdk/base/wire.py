@@ -590,6 +590,21 @@ class PageQuery(WireModel):
     limit: QueryUint = Field(default=20, ge=1, le=EXPLORER_MAX_LIMIT)
 
 
+TX_CURSOR = r"^[0-9]{1,19}(:[0-9]{1,9})?$"
+"""An explorer index cursor: ``height`` or ``height:index`` (every match is in range: 19 digits
+fit 64 bits, 9 fit 32)."""
+
+
+class TxPageQuery(WireModel):
+    """Query string of an account's or contract's transactions: newest first, strictly older
+    than the cursor ``before`` (``H:I``: the transaction at index I of block H; ``H``: block H)."""
+
+    limit: QueryUint = Field(default=20, ge=1, le=EXPLORER_MAX_LIMIT)
+    before: str | None = Field(
+        default=None, pattern=TX_CURSOR, description="list transactions older than this cursor"
+    )
+
+
 class SearchQuery(WireModel):
     q: str = Field(min_length=1, max_length=128, description="height, hash, address or contract")
 
@@ -629,6 +644,9 @@ class TxListResponse(WireModel):
     txs: list[TxRef]
     indexed_from: int = Field(description="the index covers blocks from this height on")
     indexed_to: int = Field(description="... up to this height (-1: nothing indexed yet)")
+    next_before: str | None = Field(
+        default=None, description="``before`` of the next (older) page; None: this is the last"
+    )
 
 
 class SearchResponse(WireModel):

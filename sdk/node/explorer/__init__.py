@@ -13,10 +13,10 @@ Two halves:
   the oracle's requests and the shielded pool's public facts.
 
 Bounds: every list is one page of at most :data:`accord.base.wire.EXPLORER_MAX_LIMIT` items and a
-page reads at most that many headers; the per-account/contract/oracle index is in memory,
-covers the blocks committed since the node started plus at most ``backfill_blocks`` before,
-and holds a bounded number of subjects and entries (least recently touched forgotten first).
-It is a view for people: nothing in consensus reads it.
+page reads at most that many headers or index records; the per-account/contract/oracle index
+(:mod:`accord.node.explorer.index`) is kept in the node's store, bounded per subject, resumed
+after a restart and pruned with the blocks. It is a view for people: nothing in consensus
+reads it.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ import asyncio
 import contextlib
 import logging
 import mimetypes
-import threading
-from collections import OrderedDict, deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +32,9 @@ from aiohttp import web
 
 from accord.base import wire as s
 from accord.base.errors import InvalidRequest, NotFound
-from accord.base.types import Block, Receipt
+from accord.node.explorer.index import ExplorerIndex, IndexLimits
+
+__all__ = ["ROUTES", "Explorer", "ExplorerIndex", "IndexLimits"]
 
 if TYPE_CHECKING:
     from accord.node.api import ClientApi
@@ -47,6 +46,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": s.EXPLORER_MAX_LIMIT}
 _ADDRESS = {"type": "string", "pattern": "^[0-9a-fA-F]{40}$"}
+_CURSOR = {"type": "string", "pattern": s.TX_CURSOR}
 
 
 def _param(name: str, where: str, schema: dict[str, Any], required: bool = False) -> s.Param:
@@ -82,7 +82,11 @@ ROUTES: list[s.Route] = [
         operation_id="accountTxs",
         response="TxListResponse",
         errors=[400, 422],
-        params=[_param("address", "path", _ADDRESS, True), _param("limit", "query", _LIMIT)],
+        params=[
+            _param("address", "path", _ADDRESS, True),
+            _param("limit", "query", _LIMIT),
+            _param("before", "query", _CURSOR),
+        ],
     ),
     s.Route(
         method="get",
@@ -94,6 +98,7 @@ ROUTES: list[s.Route] = [
         params=[
             _param("contract", "path", {"type": "string", "maxLength": 64}, True),
             _param("limit", "query", _LIMIT),
+            _param("before", "query", _CURSOR),
         ],
     ),
     s.Route(
@@ -144,152 +149,6 @@ ROUTES: list[s.Route] = [
 ]
 
 
-# --- the index --------------------------------------------------------------------------------
-
-
-@dataclass
-class IndexLimits:
-    backfill_blocks: int = 2000
-    """Blocks below the head indexed when the node starts (older history is not indexed)."""
-    max_subjects: int = 50_000
-    """Accounts and contracts tracked (least recently touched forgotten first)."""
-    per_subject: int = 100
-    """Transactions kept per account or contract (the newest)."""
-    oracle_requests: int = 1000
-    shielded_recent: int = 200
-    per_pass: int = 500
-    """Blocks indexed per pass, so a long catch-up yields between passes."""
-
-
-class ExplorerIndex:
-    """Bounded, in-memory indexes fed from committed blocks in height order (gap-free: each
-    pass reads the store from the next unindexed height, so a dropped notification costs
-    nothing). Thread-safe: passes run in a worker thread, readers on the event loop."""
-
-    def __init__(self, store: Any, limits: IndexLimits | None = None) -> None:
-        self.store = store
-        self.limits = limits or IndexLimits()
-        self._lock = threading.Lock()
-        self._subjects: OrderedDict[str, deque[s.TxRef]] = OrderedDict()
-        self._oracle: OrderedDict[bytes, s.OracleRequestModel] = OrderedDict()
-        self._shielded: deque[dict[str, Any]] = deque(maxlen=self.limits.shielded_recent)
-        self.nullifiers_seen = 0
-        self.first: int | None = None
-        self.next: int | None = None
-
-    @property
-    def indexed_from(self) -> int:
-        return self.first if self.first is not None else 0
-
-    @property
-    def indexed_to(self) -> int:
-        return self.next - 1 if self.next is not None else -1
-
-    def catch_up(self) -> int:
-        """Index committed blocks not yet indexed (at most ``per_pass``); how many."""
-        head = self.store.head()
-        if head is None:
-            return 0
-        if self.next is None:
-            start = max(1, head[0] - self.limits.backfill_blocks + 1, self.store.base())
-            self.first, self.next = start, start
-        done = 0
-        while self.next <= head[0] and done < self.limits.per_pass:
-            block = self.store.get_block(self.next)
-            if block is None:  # pruned under us: skip to what is still stored
-                self.next = max(self.next + 1, self.store.base())
-                continue
-            self.add(block, self.store.get_receipts(self.next))
-            self.next += 1
-            done += 1
-        return done
-
-    def add(self, block: Block, receipts: list[Receipt]) -> None:
-        with self._lock:
-            for i, (tx, r) in enumerate(zip(block.txs, receipts, strict=False)):
-                ref = s.TxRef(
-                    tx_hash=tx.hash.hex(),
-                    height=block.height,
-                    index=i,
-                    contract=tx.contract,
-                    method=tx.method,
-                    sender=tx.sender.hex(),
-                    ok=r.ok,
-                    gas_used=r.gas_used,
-                )
-                parties = {"a:" + tx.sender.hex(), "c:" + tx.contract}
-                for e in r.events:
-                    parties.add("c:" + e.contract)
-                    for v in e.data.values():
-                        if type(v) is bytes and len(v) == 20:
-                            parties.add("a:" + v.hex())
-                    self._event(block.height, tx.hash, e.contract, e.name, e.data)
-                for p in parties:
-                    self._touch(p, ref)
-
-    def _touch(self, subject: str, ref: s.TxRef) -> None:
-        q = self._subjects.pop(subject, None)
-        if q is None:
-            q = deque(maxlen=self.limits.per_subject)
-        q.append(ref)
-        self._subjects[subject] = q
-        while len(self._subjects) > self.limits.max_subjects:
-            self._subjects.popitem(last=False)
-
-    def _event(
-        self, height: int, tx_hash: bytes, contract: str, name: str, data: dict[str, Any]
-    ) -> None:
-        if contract == "mpc_oracle" and name == "OracleRequest" and type(data.get("id")) is bytes:
-            rid = data["id"]
-            self._oracle[rid] = s.OracleRequestModel(
-                id=rid.hex(),
-                program=str(data.get("program", "")),
-                contract=str(data.get("contract", "")),
-                height=height,
-                deadline=int(data.get("deadline", 0)) if type(data.get("deadline")) is int else 0,
-                status="pending",
-            )
-            while len(self._oracle) > self.limits.oracle_requests:
-                self._oracle.popitem(last=False)
-        elif contract == "mpc_oracle" and name == "OracleAnswered":
-            req = self._oracle.get(data.get("id", b""))
-            if req is not None:
-                req.status = "answered" if data.get("ok") is True else "failed"
-                req.answered_at = height
-                req.error = str(data.get("error", ""))[:200]
-        elif contract == "shielded_pool" and name == "Transfer":
-            nfs = [x.hex() for x in data.get("nullifiers", []) if type(x) is bytes]
-            self.nullifiers_seen += len(nfs)
-            self._shielded.append(
-                {
-                    "height": height,
-                    "tx_hash": tx_hash.hex(),
-                    "nullifiers": nfs,
-                    "commitments": [
-                        x.hex() for x in data.get("commitments", []) if type(x) is bytes
-                    ],
-                    "root": data["root"].hex() if type(data.get("root")) is bytes else "",
-                    "deposit": data.get("deposit", 0) if type(data.get("deposit")) is int else 0,
-                    "withdrawal": data.get("withdrawal", 0)
-                    if type(data.get("withdrawal")) is int
-                    else 0,
-                }
-            )
-
-    def txs(self, subject: str, limit: int) -> list[s.TxRef]:
-        with self._lock:
-            q = self._subjects.get(subject)
-            return list(reversed(q))[:limit] if q is not None else []
-
-    def oracle(self, limit: int) -> list[s.OracleRequestModel]:
-        with self._lock:
-            return [r.model_copy() for r in reversed(self._oracle.values())][:limit]
-
-    def shielded(self, limit: int) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(reversed(self._shielded))[:limit]
-
-
 # --- handlers ---------------------------------------------------------------------------------
 
 
@@ -299,7 +158,7 @@ class Explorer:
     def __init__(self, api: ClientApi, limits: IndexLimits | None = None) -> None:
         self.api = api
         self.node = api.node
-        self.index = ExplorerIndex(api.node.store, limits)
+        self.index = ExplorerIndex(api.node.store, limits, api.registry)
         self._task: asyncio.Task[None] | None = None
         self._static = (
             {p.name: p for p in STATIC.iterdir() if p.is_file()} if STATIC.is_dir() else {}
@@ -332,6 +191,7 @@ class Explorer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self.index.close()
 
     async def _run(self) -> None:
         while True:
@@ -432,23 +292,29 @@ class Explorer:
         text = request.match_info["address"].lower()
         if len(text) != 40 or not all(c in "0123456789abcdef" for c in text):
             raise InvalidRequest("an address is 20 bytes of hex (40 digits)")
-        q: s.PageQuery = self._query(request, s.PageQuery)
-        return _json(self._txs(text, "a:" + text, q.limit))
+        q: s.TxPageQuery = self._query(request, s.TxPageQuery)
+        return _json(await asyncio.to_thread(self._txs, text, "a:" + text, q))
 
     async def contract_txs(self, request: web.Request) -> web.Response:
         from accord.node.api import _json
 
         name = request.match_info["contract"]
-        q: s.PageQuery = self._query(request, s.PageQuery)
+        q: s.TxPageQuery = self._query(request, s.TxPageQuery)
         self.api._require_contract(name)
-        return _json(self._txs(name, "c:" + name, q.limit))
+        return _json(await asyncio.to_thread(self._txs, name, "c:" + name, q))
 
-    def _txs(self, subject: str, key: str, limit: int) -> s.TxListResponse:
+    def _txs(self, subject: str, key: str, q: s.TxPageQuery) -> s.TxListResponse:
+        before: tuple[int, int | None] | None = None
+        if q.before is not None:
+            height, _, index = q.before.partition(":")
+            before = (int(height), int(index) if index else None)
+        txs, cursor, (first, last) = self.index.page(key, q.limit, before)
         return s.TxListResponse(
             subject=subject,
-            txs=self.index.txs(key, limit),
-            indexed_from=self.index.indexed_from,
-            indexed_to=self.index.indexed_to,
+            txs=txs,
+            indexed_from=first,
+            indexed_to=last,
+            next_before=None if cursor is None else f"{cursor[0]}:{cursor[1]}",
         )
 
     async def chain(self, request: web.Request) -> web.Response:
@@ -501,13 +367,14 @@ class Explorer:
         from accord.node.api import _json
 
         q: s.PageQuery = self._query(request, s.PageQuery)
-        return _json(
-            s.OracleListResponse(
-                requests=self.index.oracle(q.limit),
-                indexed_from=self.index.indexed_from,
-                indexed_to=self.index.indexed_to,
+
+        def build() -> s.OracleListResponse:
+            first, last = self.index.coverage()
+            return s.OracleListResponse(
+                requests=self.index.oracle(q.limit), indexed_from=first, indexed_to=last
             )
-        )
+
+        return _json(await asyncio.to_thread(build))
 
     async def shielded(self, request: web.Request) -> web.Response:
         from accord.node.api import _json, _resolve
@@ -517,17 +384,20 @@ class Explorer:
             return _json(s.ShieldedResponse(present=False))
         size = await _resolve(self.node.query("shielded_pool", "size", {}))
         root = await _resolve(self.node.query("shielded_pool", "root", {}))
-        return _json(
-            s.ShieldedResponse(
+
+        def build() -> s.ShieldedResponse:
+            first, last = self.index.coverage()
+            return s.ShieldedResponse(
                 present=True,
                 note_count=int(size),
                 root=bytes(root).hex(),
                 nullifiers_seen=self.index.nullifiers_seen,
                 recent=self.index.shielded(q.limit),
-                indexed_from=self.index.indexed_from,
-                indexed_to=self.index.indexed_to,
+                indexed_from=first,
+                indexed_to=last,
             )
-        )
+
+        return _json(await asyncio.to_thread(build))
 
     # --- static --------------------------------------------------------------------------
 
