@@ -7,7 +7,9 @@ state root, base) and the SHA-256 of ``data.mdb``. :func:`restore` checks that c
 first (a flipped byte in the backup is refused before anything is written), writes only into
 an empty data folder (never over a store, never into a folder a running validator holds),
 and checks that the restored store has the head the manifest names; the caller then runs the
-full check (``accord node DIR --verify``).
+full check (``accord node DIR --verify``). A restore leaves :data:`RESTORED` in the data
+folder: the node's first start then catches up without voting and adopts the votes its key
+cast after the backup (``accord.node.doublesign``) instead of halting on them.
 
 In-process note: LMDB must not be opened twice in one process (closing one handle drops the
 other's locks), so a host application backs up its own running node through the node's open
