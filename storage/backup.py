@@ -7,7 +7,9 @@ state root, base) and the SHA-256 of ``data.mdb``. :func:`restore` checks that c
 first (a flipped byte in the backup is refused before anything is written), writes only into
 an empty data folder (never over a store, never into a folder a running validator holds),
 and checks that the restored store has the head the manifest names; the caller then runs the
-full check (``accord node DIR --verify``).
+full check (``accord node DIR --verify``). A restore leaves :data:`RESTORED` in the data
+folder: the node's first start then catches up without voting and adopts the votes its key
+cast after the backup (``accord.node.doublesign``) instead of halting on them.
 
 In-process note: LMDB must not be opened twice in one process (closing one handle drops the
 other's locks), so a host application backs up its own running node through the node's open
@@ -34,6 +36,10 @@ from accord.storage.store import SCHEMA_VERSION, Store
 FORMAT = 1
 MANIFEST = "backup.json"
 DATA = "data.mdb"
+RESTORED = "restored.json"
+"""Left in a data folder by :func:`restore`: the folder's safety record is older than its
+key's history. The node reads it (``accord.node.doublesign``), catches up without voting,
+and removes it once it has."""
 
 
 class BackupError(AccordError):
@@ -202,7 +208,73 @@ def restore(backup_dir: str | Path, data_dir: str | Path) -> dict[str, Any]:
         ):
             (data_dir / DATA).unlink()
             raise BackupError("the restored store's head is not the one its manifest names")
+        # Still under the folder lock, and before anything can start on the folder: a
+        # restored store without its marker would be judged strictly and halt at its first
+        # certificate signed after the backup.
+        write_restored_marker(
+            data_dir,
+            {
+                "restored_ms": int(time.time() * 1000),
+                "head_height": manifest["head_height"],
+                "backup_sha256": manifest["sha256"],
+            },
+        )
     return manifest
 
 
-__all__ = ["BackupError", "backup", "backup_store", "read_manifest", "restore"]
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a crash leaves the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself survives a power cut
+    finally:
+        os.close(fd)
+
+
+def write_restored_marker(data_dir: str | Path, fields: dict[str, Any]) -> None:
+    _write_atomic(Path(data_dir) / RESTORED, json.dumps({"format": FORMAT, **fields}) + "\n")
+
+
+def read_restored_marker(data_dir: str | Path) -> dict[str, Any] | None:
+    """The marker's fields; None when the folder was not restored. A marker that does not
+    parse still says "restored" (an empty dict): failing towards the cautious start."""
+    path = Path(data_dir) / RESTORED
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def clear_restored_marker(data_dir: str | Path) -> None:
+    path = Path(data_dir) / RESTORED
+    path.unlink(missing_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+__all__ = [
+    "BackupError",
+    "backup",
+    "backup_store",
+    "clear_restored_marker",
+    "read_manifest",
+    "read_restored_marker",
+    "restore",
+    "write_restored_marker",
+]

@@ -169,3 +169,39 @@ def test_a_folder_whose_genesis_registers_other_contract_code_is_named_before_st
     with pytest.raises(AccordError, match=r"other code for token.*--fresh"):
         ensure_network(root)
     assert Genesis.load(root / "genesis.json").contracts == old  # refused, not rewritten
+
+
+def test_bench_consensus_over_an_https_api(tmp_path: Path) -> None:
+    """``--api-tls``: the validators serve https and every client of the bench (load,
+    commit stream, status polls, the header read behind ``rounds_without_commit``) trusts
+    the folder's ``api-ca.pem``. Before, the header client had no CA: the TLS handshake
+    failed and the figure came back null."""
+    root = tmp_path / "net"
+    doc = accord(
+        "bench",
+        "consensus",
+        "--dir",
+        str(root),
+        "--api-tls",
+        "--duration",
+        "2",
+        "--rate",
+        "50",
+        "--accounts",
+        "20",
+        "--round-ms",
+        "500",
+        "--stage2-ms",
+        "250",
+        "--drain",
+        "6",
+        "--json",
+    )
+    assert doc["api_tls"] is True
+    from accord.node.config import NodeConfig
+
+    assert all(NodeConfig.load(root / f"validator-{i}").api_tls is not None for i in range(4))
+    assert (root / "api-ca.pem").read_text().count("BEGIN CERTIFICATE") == 4
+    assert doc["submitted"] == 100 and doc["txs_committed"] == doc["submitted"]
+    assert doc["heads_agree"] is True
+    assert type(doc["rounds_without_commit"]) is int

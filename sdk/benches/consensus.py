@@ -78,6 +78,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="encrypted validator links in a new network (default: on)",
     )
     p.add_argument(
+        "--api-tls",
+        action="store_true",
+        help="serve the validators' client API over https (added to a --dir network that has "
+        "none); the bench's clients trust the folder's api-ca.pem, as with accord devnet "
+        "--api-tls. A --dir network already on https is used as it is",
+    )
+    p.add_argument(
         "--plot", type=Path, default=None, help="draw throughput and latency to this PNG"
     )
 
@@ -103,8 +110,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         expected_leaders=args.expected_leaders,
         ticket_wait_ms=args.ticket_wait_ms,
         p2p_tls=args.p2p_tls,
+        api_tls=args.api_tls,
     )
-    net = Devnet(root, genesis)
+    net = Devnet(root, genesis)  # reads each validator's node.json: https where it says so
     load: subprocess.Popen[bytes] | None = None
     try:
         net.start()
@@ -179,6 +187,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "validators": genesis.n,
             "p2p_tls": NodeConfig.load(root / genesis.validators[0].name).p2p_tls is not None,
+            "api_tls": net.validators[0].api_url.startswith("https:"),
             "tps": result["tps"],
             "p50_latency_s": result["p50_latency_s"],
             "p99_latency_s": result["p99_latency_s"],
@@ -226,7 +235,8 @@ async def _rounds_without_commit(net: Devnet, start_height: int) -> int | None:
 
     rounds: list[int] = []
     try:
-        async with AsyncClient(net.validators[0].api_url, timeout=10.0) as c:
+        v = net.validators[0]
+        async with AsyncClient(v.api_url, timeout=10.0, ca_file=v.ca_file) as c:
             h = start_height + 1
             while True:
                 page = await c.headers(h, limit=100)

@@ -118,13 +118,25 @@ class CatchUp:
         ):
             return
         height, _ = node.chain.head()
+        guard = node.double_sign
+        # (not while a commit is in flight: the new core must start from the store's head)
+        if (
+            guard.holding
+            and guard.caught_up(height, self.peer_heads)
+            and not node.worker.busy
+        ):
+            assert node.store is not None
+            guard.release(node.store, node._now_ms())
+            node._after_state_sync(height)  # a core from the raised record: it votes again
+            return
         now = time.monotonic()
         # Peers that lately sent a body that did not apply are asked only if nobody else can.
         trusted = {p: h for p, h in self.peer_heads.items() if self.distrusted.get(p, 0.0) <= now}
         peer, best = max((trusted or self.peer_heads).items(), key=lambda kv: kv[1])
         # One height behind is the normal state while a commit propagates; the core catches
-        # that up from the next proposal. Two or more means we missed commits.
-        if best <= height + 1:
+        # that up from the next proposal. Two or more means we missed commits. A restored
+        # node that holds sees no proposals (accord.node.doublesign): it fetches the last too.
+        if best <= height + (0 if guard.holding else 1):
             return
         now = time.monotonic()
         if now - self._inflight.get(peer, 0.0) < 2.0:

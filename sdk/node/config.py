@@ -89,12 +89,12 @@ class NodeConfig(BaseModel):
         "(one-machine keys: test and demo chains only)",
     )
     double_sign_check: bool = Field(
-        default=False,
+        default=True,
         description="halt when a committed certificate carries this validator's commit vote "
         "for a height and round its own safety record never signed: another instance with "
-        "this key is running (a copied folder or key file), or the folder was restored from "
-        "an older copy. Turn off only to restart a restored folder once no other instance "
-        "can be running",
+        "this key is running (a copied folder or key file). A folder restored with "
+        "`accord node restore` adopts the votes its original signed before the restore and "
+        "catches up without voting instead",
     )
 
     peers: dict[str, str] = Field(

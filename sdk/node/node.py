@@ -54,6 +54,7 @@ from accord.base.metrics import Registry
 from accord.base.types import Block, Certificate, Event, Receipt, Tx
 from accord.consensus import (
     SAFETY_KEY,
+    BlockFetched,
     BlsSigner,
     Broadcast,
     BuildBlock,
@@ -69,7 +70,6 @@ from accord.consensus import (
     Tick,
     TxsPending,
     ValidateBlock,
-    certificate_signers,
     verify_certificate,
 )
 from accord.ledger.application import Application, StateRootMismatch
@@ -82,6 +82,7 @@ from accord.node.api import ApiConfig, ApiServer
 from accord.node.background import BackgroundThread
 from accord.node.catchup import CatchUp
 from accord.node.config import NodeConfig
+from accord.node.doublesign import DoubleSignGuard
 from accord.node.feed import BlockFeed, Subscription
 from accord.node.hooks import runtime_hooks
 from accord.node.statesync import NodeOps
@@ -177,6 +178,8 @@ class Node:
         self._background: BackgroundThread | None = None
         self.catchup = CatchUp(self)
         """Peers' heads and fetching missed blocks (see :mod:`accord.node.catchup`)."""
+        self.double_sign = DoubleSignGuard(genesis, self.index, enabled=config.double_sign_check)
+        """Another instance with this key, and a restored folder's hold (:mod:`accord.node.doublesign`)."""
         self.running = False
         self.fault: str | None = None
         """Why this node halted (see _fail), None while healthy."""
@@ -269,6 +272,7 @@ class Node:
         self.admission.open()
         self.store = Store(data, sync=self.config.sync)
         self.ops.recover(self.store)
+        self.double_sign.open(data, self._now_ms())  # a restored folder holds: no votes yet
         hooks = runtime_hooks(
             self.genesis,
             self.config,
@@ -559,6 +563,8 @@ class Node:
             return
         if self.ops.syncing or (self.ops.deciding and isinstance(event, MessageReceived)):
             return  # see accord.node.statesync: the core waits while a snapshot may be installed
+        if self.double_sign.holding and not isinstance(event, BlockFetched):
+            return  # restored, not caught up: certified blocks only (accord.node.doublesign)
         if not isinstance(event, Tick) and self._now_ms() - self._last_tick_ms >= self.tick_ms:
             self._tick()  # the core judges lateness by its clock: keep it within tick_ms
         self._sync_pending()  # commits empty the mempool; the core must know before it leads
@@ -625,39 +631,12 @@ class Node:
         if not task.cancelled() and task.exception() is not None:
             log.error("node task failed", exc_info=task.exception())
 
-    def _signed_elsewhere(self, cert: Certificate) -> bool:
-        """Whether ``cert`` carries this validator's commit vote for a (height, round) that
-        its safety record does not cover: then another process holds this key.
-
-        Rule 2 of the core makes every C vote persisted before it is sent, and C votes only
-        move up, so each C signature of ours is at or below the recorded (``c_height``,
-        ``c_round``). A certificate of ours above it was signed by someone else with our key
-        (a copied data folder or key file on another machine, which the folder lock cannot
-        see), or this folder's record is older than its key's history (restored from a
-        backup). Either way voting on could equivocate: the one thing a validator must never
-        do. This is CometBFT's double-sign check, run on every certificate that commits here
-        (catch-up included), not only on a window of blocks at start.
-        """
-        if not self.config.double_sign_check:
-            return False
-        if self.core is None or self.index not in certificate_signers(cert, self.genesis.n):
-            return False
-        s = self.core.status()
-        return (cert.height, cert.round) > (s.c_height, s.c_round)
-
     async def _commit(self, block: Block, cert: Certificate) -> None:
         assert self.chain is not None and self.mempool is not None
-        if self._signed_elsewhere(cert):
-            assert self.core is not None
-            s = self.core.status()
-            self._fail(
-                f"the certificate of block {cert.height} (round {cert.round}) carries this "
-                f"validator's commit vote, but its own record has signed only up to height "
-                f"{s.c_height} round {s.c_round}: another instance with this validator's key is "
-                "running (a copied data folder or validator.key), or this folder was restored "
-                "from an older copy. Stop the other instance; see double_sign_check in "
-                "docs/operations.md"
-            )
+        assert self.core is not None
+        fault = self.double_sign.check(cert, self.core.status(), self.store)  # may adopt
+        if fault is not None:
+            self._fail(fault)
             return
         try:
             receipts = await self.worker.commit(block, cert)

@@ -261,6 +261,11 @@ class ChainWorker:
             finally:
                 self._observe_op(op, t0, t1)
 
+    @property
+    def busy(self) -> bool:
+        """Whether an operation runs on (or holds) the chain thread right now."""
+        return self._lock is not None and self._lock.locked()
+
     async def barrier(self) -> None:
         """Return once every operation requested before this call has finished."""
         assert self._lock is not None

@@ -1,0 +1,205 @@
+"""The double-sign check, and how a restored folder gets back to voting without equivocating.
+
+Every certificate that commits on a node is shown to :class:`DoubleSignGuard` with the
+core's :class:`~accord.consensus.Status`. The core persists each commit (C) vote before it
+sends it and C votes only move up, so a certificate carrying this validator's C vote for a
+(height, round) above the record was not signed by this folder. Two folders can explain it:
+
+* **A copy** (the folder or ``validator.key`` on another machine): it signs on its own and
+  this folder cannot know what it signed, so the verdict is :attr:`Verdict.HALT`.
+* **A restore** (``accord node restore`` of an older backup): the original signed after the
+  backup and then went away. The restore leaves a marker in the data folder
+  (:data:`accord.storage.backup.RESTORED`), and while it is there the node *holds*: it commits
+  by certificate only (no P or C vote, no proposal, no ticket: the node feeds its core nothing
+  but fetched, certified blocks) and each certificate carrying its vote from before this
+  folder was started is *adopted* (:attr:`Verdict.ADOPT`): the persisted record is raised to
+  cover it, synced before the block commits. A vote of ours in a round after the folder was
+  started is not the original's (the original was gone by then) but a live second instance:
+  HALT, marker or not.
+
+Once the node's head reaches what f+1 peers report (at least one honest peer is there),
+:meth:`DoubleSignGuard.release` closes every round up to ``now + max_time_drift`` for P (the
+record's ``p_round``, abstaining, as the core does), then removes the marker; the node
+rebuilds its core from that record and votes again. Closing the rounds covers what the
+certificates cannot show: prepare votes, and commit votes that never made a certificate,
+which the original may have signed up to when it stopped (by a clock at most the drift ahead).
+The core then signs P only above that round, and C only for a P-quorum of a round at or
+above it (its rule 5), so nothing it signs can conflict with anything the original signed.
+
+The record only moves up: adoption keeps the higher of the record and the certificate, and
+release only raises ``p_round``. After release (and after any restart without the marker)
+the check is strict again, except that within the same run a certificate from before this
+folder was started is still recognised as the original's (a quorum of the height the
+original was voting at when it stopped can complete after the release).
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from accord.base.genesis import Genesis
+from accord.base.types import Certificate
+from accord.consensus import SAFETY_KEY, SafetyState, Status, certificate_signers
+from accord.storage import backup as backup_files
+
+log = logging.getLogger("accord.node")
+
+
+class Verdict(Enum):
+    OK = "ok"
+    """The certificate does not carry our vote above the record."""
+    ADOPT = "adopt"
+    """Our vote from before this folder started (the original's, before a restore)."""
+    HALT = "halt"
+    """Our vote that this folder did not sign and cannot be the original's: stop voting."""
+
+
+class DoubleSignGuard:
+    """One node's double-sign check and restore hold (see the module docstring).
+
+    ``enabled`` is node.json's ``double_sign_check``: off, no certificate halts the node
+    (a restored folder still holds until caught up: that costs nothing and closes the rounds
+    the original may have voted in)."""
+
+    def __init__(self, genesis: Genesis, index: int, *, enabled: bool) -> None:
+        self.genesis = genesis
+        self.index = index
+        self.enabled = enabled
+        self.data_dir: Path | None = None
+        self.holding = False
+        """Restored and not caught up: the node neither votes nor proposes."""
+        self.boundary: int | None = None
+        """After a restore: our votes in rounds below this are the original's, in this
+        round or later another instance's. The first round past the one this folder first
+        started in, by a clock up to the drift ahead (the original's may have been)."""
+        self.adopted: tuple[int, int] = (0, -1)
+        """The highest (height, round) of our C votes adopted so far (what the persisted
+        record covers while the core, not driven, still holds the restored one)."""
+        self.adoptions = 0
+
+    # --- rounds --------------------------------------------------------------------------
+
+    def round_of(self, now_ms: int) -> int:
+        c = self.genesis.consensus
+        return (now_ms - self.genesis.genesis_time_ms) // c.round_ms
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def open(self, data_dir: Path, now_ms: int) -> None:
+        """Read the restore marker of ``data_dir`` at start. The first start after a restore
+        writes its time into the marker, so a restart while still holding keeps the same
+        boundary between the original's votes and anyone else's."""
+        self.data_dir = data_dir
+        marker = backup_files.read_restored_marker(data_dir)
+        self.holding = marker is not None
+        self.adopted = (0, -1)
+        if marker is None:
+            self.boundary = None
+            return
+        started = marker.get("started_ms")
+        if type(started) is not int or started <= 0 or started > now_ms:
+            started = now_ms
+            backup_files.write_restored_marker(data_dir, {**marker, "started_ms": started})
+        self.boundary = self.round_of(started + self.genesis.consensus.time_drift()) + 1
+        log.warning(
+            "%s restored from a backup: catching up by certificates only, no votes until "
+            "level with the network (see the double-sign check in docs/operations.md)",
+            data_dir,
+        )
+
+    # --- the check -----------------------------------------------------------------------
+
+    def judge(self, cert: Certificate, status: Status) -> Verdict:
+        """Whether ``cert`` (already verified by the core) says another holder of our key
+        signed; ``status`` is the core's snapshot (its record)."""
+        if self.index not in certificate_signers(cert, self.genesis.n):
+            return Verdict.OK
+        record = max((status.c_height, status.c_round), self.adopted)
+        if (cert.height, cert.round) <= record:
+            return Verdict.OK
+        if self.boundary is not None and cert.round < self.boundary:
+            return Verdict.ADOPT
+        return Verdict.HALT if self.enabled else Verdict.OK
+
+    def check(self, cert: Certificate, status: Status, store: Any) -> str | None:
+        """Judge ``cert``; adopt it (record raised and synced before this returns, so before
+        the block commits) or return why the node must halt (None: go on)."""
+        verdict = self.judge(cert, status)
+        if verdict is Verdict.OK:
+            return None
+        if verdict is Verdict.ADOPT:
+            if self.holding:
+                # Only while holding: the core is not driven then and will be rebuilt from
+                # the store. Once it votes again it owns the record (a write here would be
+                # overwritten by its next one); its p_round, raised at release, already
+                # covers every round before this folder started.
+                store.put_safety(SAFETY_KEY, self.raised(store.get_safety(SAFETY_KEY), cert))
+            self.adopted = max(self.adopted, (cert.height, cert.round))
+            self.adoptions += 1
+            log.info(
+                "adopted the commit vote of this validator's key in the certificate of block "
+                "%d (round %d): signed before this folder was restored",
+                cert.height,
+                cert.round,
+            )
+            return None
+        record = max((status.c_height, status.c_round), self.adopted)
+        if self.boundary is not None:
+            return (
+                f"the certificate of block {cert.height} (round {cert.round}) carries this "
+                f"validator's commit vote from a round after this restored folder started "
+                f"(round {self.boundary}), which it did not sign: another instance with "
+                "this validator's key is running. Stop it; see double_sign_check in "
+                "docs/operations.md"
+            )
+        return (
+            f"the certificate of block {cert.height} (round {cert.round}) carries this "
+            f"validator's commit vote, but its own record has signed only up to height "
+            f"{record[0]} round {record[1]}: another instance with this validator's key is "
+            "running (a copied data folder or validator.key), or this folder was copied "
+            "from an older one without `accord node restore`. Stop the other instance; see "
+            "double_sign_check in docs/operations.md"
+        )
+
+    def raised(self, raw: bytes | None, cert: Certificate) -> bytes:
+        """The safety record ``raw`` raised to cover our C vote in ``cert`` (never lowered)."""
+        s = SafetyState.decode(raw, self.genesis.n) if raw is not None else SafetyState()
+        if (cert.height, cert.round) > (s.c_height, s.c_round):
+            s.c_height, s.c_round, s.c_hash = cert.height, cert.round, cert.block_hash
+        # The original was at this round or later: nothing of ours below it may be signed.
+        s.p_round = max(s.p_round, cert.round)
+        return s.encode()
+
+    # --- leaving the hold ----------------------------------------------------------------
+
+    def caught_up(self, head: int, peer_heads: dict[int, int]) -> bool:
+        """Level with the network: at or above the head that f+1 peers report (so one
+        honest peer at least; f liars can neither hold us back nor pretend we are there)."""
+        f = self.genesis.f
+        heads = sorted(peer_heads.values(), reverse=True)
+        return len(heads) > f and head >= heads[f]
+
+    def release(self, store: Any, now_ms: int) -> int:
+        """Close every round the original may have voted in, persist that, then remove the
+        marker (in this order: a crash in between holds again at the next start, never the
+        reverse). Returns the last closed round. The caller rebuilds its core from the store."""
+        assert self.data_dir is not None
+        raw = store.get_safety(SAFETY_KEY)
+        s = SafetyState.decode(raw, self.genesis.n) if raw is not None else SafetyState()
+        closed = max(s.p_round, self.round_of(now_ms + self.genesis.consensus.time_drift()))
+        s.p_round = closed
+        store.put_safety(SAFETY_KEY, s.encode())
+        backup_files.clear_restored_marker(self.data_dir)
+        self.holding = False
+        log.warning(
+            "restored folder caught up (%d certificates adopted): voting again from round %d",
+            self.adoptions,
+            closed + 1,
+        )
+        return closed
+
+
+__all__ = ["DoubleSignGuard", "Verdict"]

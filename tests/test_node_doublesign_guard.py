@@ -1,0 +1,217 @@
+"""The double-sign guard on its own (accord.node.doublesign): what halts, what a restored
+folder adopts, when it may vote again, and that its safety record only ever moves up.
+
+The attacker here holds a copy of the validator key: whatever it signs must halt the node
+unless the vote provably predates this folder (the original's, before a restore)."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from accord.base.genesis import ConsensusParams, Genesis
+from accord.base.types import Certificate
+from accord.consensus import SAFETY_KEY, SafetyState, Status
+from accord.node.config import init_network
+from accord.node.doublesign import DoubleSignGuard, Verdict
+from accord.storage import Store
+from accord.storage import backup as b
+
+ME = 3
+
+
+@pytest.fixture(scope="module")
+def genesis(tmp_path_factory: pytest.TempPathFactory) -> Genesis:
+    return init_network(
+        tmp_path_factory.mktemp("net"),
+        validators=4,
+        genesis_time_ms=1_000_000,
+        deterministic=True,
+        p2p_tls=False,
+        demo_accounts=1,
+        consensus=ConsensusParams(round_ms=1000, stage2_ms=500),
+    )
+
+
+def cert(height: int, rnd: int, signers: list[int]) -> Certificate:
+    bitmap = bytes([sum(1 << i for i in signers)])
+    return Certificate(height, rnd, 1, bytes([height % 256]) * 32, bitmap, b"\x00" * 96)
+
+
+def status(c_height: int = 0, c_round: int = -1) -> Status:
+    return Status(
+        height=c_height + 1,
+        round=-1,
+        head_hash=b"",
+        head_cert=None,
+        seed=b"",
+        now_ms=-1,
+        skew_ms=0,
+        next_wakeup_ms=0,
+        txs_pending=False,
+        p_round=c_round,
+        p_height=c_height,
+        p_hash=b"",
+        c_round=c_round,
+        c_height=c_height,
+        c_hash=b"",
+        lock=None,
+        stats={},
+    )
+
+
+def ms_of_round(genesis: Genesis, r: int) -> int:
+    return genesis.genesis_time_ms + r * genesis.consensus.round_ms
+
+
+def test_an_unrestored_folder_halts_on_its_vote_above_its_record(
+    genesis: Genesis, tmp_path: Path
+) -> None:
+    g = DoubleSignGuard(genesis, ME, enabled=True)
+    g.open(tmp_path, ms_of_round(genesis, 100))
+    assert not g.holding and g.boundary is None
+    assert g.judge(cert(5, 40, [0, 1, 2]), status(4, 39)) is Verdict.OK  # not our vote
+    assert g.judge(cert(4, 39, [0, 1, ME]), status(4, 39)) is Verdict.OK  # the recorded one
+    assert g.judge(cert(3, 20, [0, 1, ME]), status(4, 39)) is Verdict.OK  # below it
+    # One round above the record, however old the round: a copy signed it.
+    assert g.judge(cert(4, 40, [0, 1, ME]), status(4, 39)) is Verdict.HALT
+    assert g.judge(cert(5, 2, [0, 1, ME]), status(4, 39)) is Verdict.HALT
+    with Store(tmp_path / "s", sync=False) as store:
+        reason = g.check(cert(5, 41, [0, ME, 2]), status(4, 39), store)
+        assert reason is not None and "another instance with this validator's key" in reason
+        assert store.get_safety(SAFETY_KEY) is None  # a halt changes nothing
+    off = DoubleSignGuard(genesis, ME, enabled=False)
+    off.open(tmp_path, ms_of_round(genesis, 100))
+    assert off.judge(cert(5, 41, [0, 1, ME]), status(4, 39)) is Verdict.OK
+
+
+def test_a_restored_folder_adopts_only_votes_from_before_it_started(
+    genesis: Genesis, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    b.write_restored_marker(data, {"restored_ms": ms_of_round(genesis, 90)})
+    started = ms_of_round(genesis, 100)
+    g = DoubleSignGuard(genesis, ME, enabled=True)
+    g.open(data, started)
+    assert g.holding
+    drift_rounds = genesis.consensus.time_drift() // genesis.consensus.round_ms
+    assert g.boundary == 100 + drift_rounds + 1
+    with Store(tmp_path / "s", sync=False) as store:
+        # the restored record: C at (2, 10); the original signed on up to (7, 60)
+        store.put_safety(SAFETY_KEY, SafetyState(p_round=10, c_round=10, c_height=2).encode())
+        st = status(2, 10)
+        assert g.check(cert(6, 50, [0, 1, ME]), st, store) is None
+        assert g.check(cert(7, 60, [0, ME, 2]), st, store) is None
+        rec = SafetyState.decode(store.get_safety(SAFETY_KEY) or b"", 4)
+        assert (rec.c_height, rec.c_round, rec.p_round) == (7, 60, 60)
+        assert g.adopted == (7, 60) and g.adoptions == 2
+        # the core (not driven while holding) still reports the restored record: the guard
+        # judges against what it adopted, so an older certificate needs nothing more
+        assert g.judge(cert(6, 50, [0, 1, ME]), st) is Verdict.OK
+        # the record never moves down, whatever order certificates come in
+        rec_bytes = g.raised(store.get_safety(SAFETY_KEY), cert(5, 45, [ME, 1, 2]))
+        rec = SafetyState.decode(rec_bytes, 4)
+        assert (rec.c_height, rec.c_round, rec.p_round) == (7, 60, 60)
+        # A vote of ours from a round after this folder started: a live second instance.
+        late = cert(8, g.boundary, [0, 1, ME])
+        assert g.judge(late, st) is Verdict.HALT
+        reason = g.check(late, st, store)
+        assert reason is not None and "after this restored folder started" in reason
+        rec = SafetyState.decode(store.get_safety(SAFETY_KEY) or b"", 4)
+        assert (rec.c_height, rec.c_round) == (7, 60)  # not adopted
+        # even with the check off, a restore adopts (nothing halts then)
+        off = DoubleSignGuard(genesis, ME, enabled=False)
+        off.open(data, started + 50_000)
+        assert off.judge(late, st) is Verdict.OK
+
+
+def test_a_restart_while_holding_keeps_the_first_start_as_the_boundary(
+    genesis: Genesis, tmp_path: Path
+) -> None:
+    b.write_restored_marker(tmp_path, {"restored_ms": ms_of_round(genesis, 90)})
+    g = DoubleSignGuard(genesis, ME, enabled=True)
+    g.open(tmp_path, ms_of_round(genesis, 100))
+    first = g.boundary
+    again = DoubleSignGuard(genesis, ME, enabled=True)
+    again.open(tmp_path, ms_of_round(genesis, 500))  # restarted much later, still holding
+    assert again.holding and again.boundary == first
+    # what another instance signed between the two starts still halts the node
+    assert first is not None
+    assert again.judge(cert(9, first + 5, [0, 1, ME]), status(2, 10)) is Verdict.HALT
+    # a marker whose start lies in the future (a clock set back, a forged file) is not
+    # trusted as a boundary: the current start is
+    b.write_restored_marker(tmp_path, {"started_ms": ms_of_round(genesis, 10_000)})
+    g3 = DoubleSignGuard(genesis, ME, enabled=True)
+    g3.open(tmp_path, ms_of_round(genesis, 600))
+    assert g3.boundary is not None and g3.boundary < 700
+
+
+def test_a_damaged_marker_still_means_restored(genesis: Genesis, tmp_path: Path) -> None:
+    (tmp_path / b.RESTORED).write_text("{not json")
+    g = DoubleSignGuard(genesis, ME, enabled=True)
+    g.open(tmp_path, ms_of_round(genesis, 100))
+    assert g.holding and g.boundary is not None
+    assert b.read_restored_marker(tmp_path) is not None  # rewritten whole, with the start
+
+
+def test_caught_up_needs_f_plus_one_peers_there(genesis: Genesis) -> None:
+    g = DoubleSignGuard(genesis, ME, enabled=True)
+    assert genesis.f == 1
+    assert not g.caught_up(10, {})
+    assert not g.caught_up(10, {0: 10})  # one peer could be the liar
+    assert not g.caught_up(9, {0: 10, 1: 10, 2: 3})
+    assert g.caught_up(10, {0: 10, 1: 10, 2: 3})
+    # one liar reporting a far head cannot hold the node back for ever...
+    assert g.caught_up(10, {0: 10**9, 1: 10, 2: 10})
+    # ...nor one reporting ours make it vote while two honest peers are ahead
+    assert not g.caught_up(10, {0: 10, 1: 12, 2: 12})
+
+
+def test_release_closes_the_original_rounds_then_removes_the_marker(
+    genesis: Genesis, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    b.write_restored_marker(data, {"restored_ms": ms_of_round(genesis, 90)})
+    g = DoubleSignGuard(genesis, ME, enabled=True)
+    g.open(data, ms_of_round(genesis, 100))
+    with Store(tmp_path / "s", sync=False) as store:
+        store.put_safety(SAFETY_KEY, SafetyState(p_round=60, c_round=60, c_height=7).encode())
+        now = ms_of_round(genesis, 130) + 10
+        closed = g.release(store, now)
+        drift_rounds = genesis.consensus.time_drift() // genesis.consensus.round_ms
+        assert closed == 130 + drift_rounds
+        rec = SafetyState.decode(store.get_safety(SAFETY_KEY) or b"", 4)
+        assert rec.p_round == closed and (rec.c_height, rec.c_round) == (7, 60)
+        assert not g.holding and b.read_restored_marker(data) is None
+        # p_round never goes down: a record already past "now" stays where it is
+        store.put_safety(SAFETY_KEY, SafetyState(p_round=10_000).encode())
+        b.write_restored_marker(data, {})
+        g.open(data, now)
+        assert g.release(store, now) == 10_000
+    # in this run, a quorum completed late with the original's vote is still recognised...
+    assert g.judge(cert(8, 99, [0, 1, ME]), status(7, 60)) is Verdict.ADOPT
+    # ...while a fresh start without the marker is strict again
+    strict = DoubleSignGuard(genesis, ME, enabled=True)
+    strict.open(data, now)
+    assert strict.judge(cert(8, 99, [0, 1, ME]), status(7, 60)) is Verdict.HALT
+
+
+def test_restore_leaves_the_marker_written_atomically(tmp_path: Path) -> None:
+    from .support.chains import make_chain
+
+    with Store(tmp_path / "live", sync=False) as store:
+        make_chain(store, 2, 20, random.Random(3))
+        manifest = b.backup_store(store, tmp_path / "bk")
+    before = int(time.time() * 1000)
+    b.restore(tmp_path / "bk", tmp_path / "restored")
+    marker = b.read_restored_marker(tmp_path / "restored")
+    assert marker is not None and marker["restored_ms"] >= before
+    assert marker["head_height"] == manifest["head_height"] == 2
+    assert not list((tmp_path / "restored").glob("*.tmp"))
+    # a backup itself never carries one (it is not a restored folder)
+    assert b.read_restored_marker(tmp_path / "bk") is None
