@@ -58,7 +58,7 @@ from accord.base.errors import AccordError, MpcError, PeerGone
 from accord.mpc.channel import HANDSHAKE_TIMEOUT, Channel, pair_secret
 from accord.mpc.engine import Party, SharedArray
 from accord.mpc.malicious import MALICIOUS_PROGRAMS, MaliciousParty, MpcAbort
-from accord.mpc.programs import PROGRAMS
+from accord.mpc.programs import PROGRAMS, source_hash
 from accord.mpc.registry import Identity
 from accord.mpc.ring import FixedPoint, Ring
 from accord.mpc.sharestore import (
@@ -173,14 +173,20 @@ def params_digest(params: Mapping[str, Any]) -> bytes:
 
 
 def run_view(
-    program: str, params: Mapping[str, Any], view: list[GrantInput]
+    program: str, code: bytes, params: Mapping[str, Any], view: list[GrantInput]
 ) -> tuple[bytes, list[int]]:
-    """What the servers compare before a run: one digest of the whole run (program, params,
-    every input's program name, qualified name and store id) and one 64-bit word per input,
-    so that a mismatch can name the input that differs."""
+    """What the servers compare before a run: one digest of the whole run (program and its
+    code hash, params, every input's program name, qualified name and store id) and one
+    64-bit word per input, so that a mismatch can name the input that differs."""
     digest = encoding.sha256(
         encoding.encode(
-            ["accord/mpc/run-view", program, params_digest(params), [list(v) for v in view]]
+            [
+                "accord/mpc/run-view",
+                program,
+                code,
+                params_digest(params),
+                [list(v) for v in view],
+            ]
         )
     )
     words = [
@@ -309,6 +315,9 @@ class MpcServer:
         self.timeout = timeout
         self.max_pending = max_pending
         self.programs = programs if programs is not None else PROGRAMS
+        # what grants bind and what the servers compare before a run: the code, not the name
+        # (by function object: a program may be registered after start)
+        self._code_hashes: dict[Callable[..., Any], bytes] = {}
         self.peers: dict[int, Channel] = {}
         self.dead: set[int] = set()
         self._plock = threading.Lock()  # peers and dead change together
@@ -393,6 +402,14 @@ class MpcServer:
                 self.stored_bytes,
                 sum(len(g) for g in self.grants.values()),
             )
+
+    def code_hash(self, program: str) -> bytes:
+        """SHA-256 of the code this server runs under ``program`` (a known name)."""
+        fn = self.programs[program]
+        h = self._code_hashes.get(fn)
+        if h is None:
+            h = self._code_hashes[fn] = source_hash(fn)
+        return h
 
     def identity(self, key: bytes) -> Identity | None:
         if self.clients_registry is None:
@@ -899,8 +916,8 @@ class MpcServer:
         """Add (``grant``) or remove (``revoke``) one bound computation on an input.
 
         A grant names the program, the receiver, the public params and every input of the
-        run (``{owner, name, as}``, this one included); the server records each input's
-        current store id with it. A run matches only if all of it is the same, so the
+        run (``{owner, name, as}``, this one included); the server records the hash of the
+        code it runs under the program's name and each input's current store id with it. A run matches only if all of it is the same, so the
         receiver chooses none of it: not params that make the output one of the owner's
         rows, not a co-input crafted after the grant (replacing it changes its store id).
         ``revoke`` removes the grants of that computation whatever versions they recorded.
@@ -950,10 +967,15 @@ class MpcServer:
                             "(a grant binds the stored version of every input)"
                         )
                     view.append((n, q, held[3]))
-                now = current | {Grant(program, receiver, digest, tuple(sorted(view)))}
+                code = self.code_hash(program)
+                now = current | {Grant(program, code, receiver, digest, tuple(sorted(view)))}
             else:
                 probe = Grant(
-                    program, receiver, digest, tuple(sorted((n, q, LEGACY_ID) for n, q in named))
+                    program,
+                    b"",
+                    receiver,
+                    digest,
+                    tuple(sorted((n, q, LEGACY_ID) for n, q in named)),
                 )
                 now = {g for g in current if not g.same_computation(probe)}
             if len(now) > MAX_GRANTS:
@@ -1014,13 +1036,14 @@ class MpcServer:
         if not isinstance(params, dict):
             raise MpcError("bad run request: params is a map")
         digest = params_digest(params)
+        code = self.code_hash(program) if program in self.programs else b""
         with self._slock:
             view = tuple(
                 sorted((n, q, self.store[q][3] if q in self.store else b"") for n, q in out)
             )
             for n, q in foreign:
                 granted = self.grants.get(q, set())
-                if Grant(program, client_key, digest, view) in granted:
+                if Grant(program, code, client_key, digest, view) in granted:
                     continue
                 self.refused_grants += 1
                 near = any(g.program == program and g.receiver == client_key for g in granted)
@@ -1030,7 +1053,7 @@ class MpcServer:
                     f"{program!r}"
                     + (
                         ": its grants name other params or inputs, or an input was replaced "
-                        "since the grant"
+                        "since the grant, or the program's code changed since"
                         if near
                         else ""
                     )
@@ -1074,7 +1097,7 @@ class MpcServer:
         (counted in ``input_mismatches``); the peers see the same mismatch (or this server's
         abort) and fail too. One round, 32 + 8 n bytes to each peer.
         """
-        digest, words = run_view(program, params, view)
+        digest, words = run_view(program, self.code_hash(program), params, view)
         msg = np.concatenate(
             [np.frombuffer(digest, dtype=np.uint64), np.array(words, dtype=np.uint64)]
         )
@@ -1107,7 +1130,8 @@ class MpcServer:
             )
             raise MpcError(
                 f"servers {self.i} and {j} were asked for different runs (program, params or "
-                "inputs): run aborted before any share was sent"
+                "inputs) or run different code under the program's name: run aborted before "
+                "any share was sent"
             )
 
     def party_for(self, program: str, session: str) -> Party:

@@ -7,14 +7,15 @@ server loads all of it at start. The arrays also stay in memory (programs read t
 server's quotas bound both.
 
 Named databases: ``inputs`` (qualified name -> record) and ``grants`` (qualified name ->
-canonical list of ``[program, receiver key, params hash, [[as, qualified name, store id],
-...]]``). A record is ``4-byte header length || canonical {owner, frac, shape, id} || share a
+canonical list of ``[program, code hash, receiver key, params hash, [[as, qualified name,
+store id], ...]]``). A record is ``4-byte header length || canonical {owner, frac, shape, id} || share a
 || share b`` (uint64, little-endian as in memory); ``id`` is the store id the owner sent with
 the store (records written before store ids existed load with :data:`LEGACY_ID`).
 A record that does not parse is logged, counted and skipped, never fatal: one damaged entry
 must not keep the server (and every other owner's data) down. Grants of the earlier
 ``[program, receiver]`` form bound no computation: they are dropped at load (counted in
-``obsolete_grants``, logged), and their owners grant again.
+``obsolete_grants``, logged), and their owners grant again; so are grants of the
+``[program, receiver, params hash, inputs]`` form, which named the program but not its code.
 """
 
 from __future__ import annotations
@@ -44,17 +45,20 @@ GrantInput = tuple[str, str, bytes]  # (name the program sees, qualified name, s
 
 @dataclass(frozen=True)
 class Grant:
-    """One computation an owner allows: this program, run by this receiver, with exactly
-    these public params (their canonical hash) on exactly these inputs, each at the version
-    (store id) it had when the grant was made. ``inputs`` is sorted by the program's name."""
+    """One computation an owner allows: this program (its name and the SHA-256 of the code
+    the server ran under that name when the grant was made), run by this receiver, with
+    exactly these public params (their canonical hash) on exactly these inputs, each at the
+    version (store id) it had when the grant was made. ``inputs`` is sorted by the program's
+    name."""
 
     program: str
+    code: bytes
     receiver: bytes
     params_hash: bytes
     inputs: tuple[GrantInput, ...]
 
     def same_computation(self, other: Grant) -> bool:
-        """Equal but for the inputs' versions: what ``revoke`` matches."""
+        """Equal but for the code and the inputs' versions: what ``revoke`` matches."""
         return (
             self.program == other.program
             and self.receiver == other.receiver
@@ -134,7 +138,8 @@ class ShareStore:
             return
         rec = encoding.encode(
             sorted(
-                [g.program, g.receiver, g.params_hash, [list(i) for i in g.inputs]] for g in grants
+                [g.program, g.code, g.receiver, g.params_hash, [list(i) for i in g.inputs]]
+                for g in grants
             )
         )
         self._write(lambda txn: txn.put(name.encode(), rec, db=self._grants))
@@ -168,7 +173,8 @@ class ShareStore:
                         self.obsolete_grants += dropped
                         log.warning(
                             "share store %s: dropped %d grants that bind no computation "
-                            "(made before grants named params and inputs): owners grant again",
+                            "(made before grants named code, params and inputs): owners "
+                            "grant again",
                             self.path,
                             dropped,
                         )
@@ -214,18 +220,17 @@ def _parse_grants(rec: bytes) -> tuple[set[Grant], int]:
     out: set[Grant] = set()
     obsolete = 0
     for it in items:
-        if isinstance(it, list) and len(it) == 2:
-            obsolete += 1  # (program, receiver): any params, any co-inputs; never honoured
+        if isinstance(it, list) and len(it) in (2, 4):
+            # (program, receiver): any params, any co-inputs; (program, receiver, params,
+            # inputs): any code under that name. Neither is honoured.
+            obsolete += 1
             continue
         if not (
             isinstance(it, list)
-            and len(it) == 4
+            and len(it) == 5
             and isinstance(it[0], str)
-            and isinstance(it[1], bytes)
-            and len(it[1]) == 32
-            and isinstance(it[2], bytes)
-            and len(it[2]) == 32
-            and isinstance(it[3], list)
+            and all(isinstance(it[k], bytes) and len(it[k]) == 32 for k in (1, 2, 3))
+            and isinstance(it[4], list)
             and all(
                 isinstance(i, list)
                 and len(i) == 3
@@ -233,9 +238,9 @@ def _parse_grants(rec: bytes) -> tuple[set[Grant], int]:
                 and isinstance(i[1], str)
                 and isinstance(i[2], bytes)
                 and len(i[2]) == STORE_ID_BYTES
-                for i in it[3]
+                for i in it[4]
             )
         ):
             raise MpcError("malformed grant")
-        out.add(Grant(it[0], it[1], it[2], tuple((i[0], i[1], i[2]) for i in it[3])))
+        out.add(Grant(it[0], it[1], it[2], it[3], tuple((i[0], i[1], i[2]) for i in it[4])))
     return out, obsolete
