@@ -63,11 +63,12 @@ from accord.mpc.registry import Identity
 from accord.mpc.ring import FixedPoint, Ring
 from accord.mpc.sharestore import (
     LEGACY_ID,
-    STORE_ID_BYTES,
+    SALT_BYTES,
     Grant,
     GrantInput,
     ShareStore,
     StoredInput,
+    derive_store_id,
 )
 
 log = logging.getLogger("accord.mpc.server")
@@ -836,13 +837,21 @@ class MpcServer:
         if t == "ping":
             return pack({"t": "pong", "index": self.i, "peers": len(self.peers) - len(self.dead)})
         if t == "store":
-            name, frac, sid = header.get("name"), header.get("frac"), header.get("id")
+            name, frac = header.get("name"), header.get("frac")
+            salts, commit = header.get("salts"), header.get("commit")
             if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
                 raise MpcError(f"bad store request: a name has 1..{MAX_NAME} characters")
-            if not (isinstance(sid, bytes) and len(sid) == STORE_ID_BYTES and sid != LEGACY_ID):
+            if not (
+                isinstance(salts, list)
+                and len(salts) == 2
+                and all(isinstance(x, bytes) and len(x) == SALT_BYTES for x in salts)
+                and isinstance(commit, bytes)
+                and len(commit) == 32
+            ):
                 raise MpcError(
-                    f"bad store request: id is {STORE_ID_BYTES} random bytes, the same for "
-                    "all three servers"
+                    f"bad store request: salts are the {SALT_BYTES}-byte salts of this "
+                    "server's two components and commit the commitment to the third "
+                    "(the servers derive the store id from them)"
                 )
             if type(frac) is not int or not 0 <= frac <= 30:
                 raise MpcError("bad store request: frac must be an integer in [0, 30]")
@@ -856,6 +865,8 @@ class MpcServer:
             ident = self.identity(client_key)
             quota = self.max_client_bytes if ident is None else ident.quota_bytes
             a, b = payload_arrays(payload, [(shp, 0), (shp, 0)])
+            binding = (salts[0], salts[1], commit)
+            sid = derive_store_id(self.i, int(frac), a, b, (salts[0], salts[1]), commit)
             with self._slock:
                 old = self._stored_size(full)
                 mine = self.client_bytes.get(client_key, 0) - old + size
@@ -868,7 +879,9 @@ class MpcServer:
                         "delete inputs first"
                     )
                 if self.shares is not None:  # on disk before it counts as stored
-                    self.shares.put_input(StoredInput(full, client_key, int(frac), a, b, sid))
+                    self.shares.put_input(
+                        StoredInput(full, client_key, int(frac), a, b, sid, binding, self.i)
+                    )
                 self._forget(full)  # a new version: the grants were for the old content
                 self.store[full] = (a, b, int(frac), sid)
                 self.owners[full] = client_key
@@ -1122,8 +1135,9 @@ class MpcServer:
                 )
                 raise MpcError(
                     f"servers {self.i} and {j} hold different versions of input "
-                    f"{differ[0]!r} (a store or replace reached only some servers): run "
-                    "aborted before any share was sent; store it again"
+                    f"{differ[0]!r} (a store or replace reached only some servers, or its "
+                    "share pairs do not fit together): run aborted before any share was sent; "
+                    "store it again"
                 )
             log.warning(
                 "server %d: run of %r refused: server %d was asked another", self.i, program, j
