@@ -930,9 +930,10 @@ class MpcServer:
 
         A grant names the program, the receiver, the public params and every input of the
         run (``{owner, name, as}``, this one included); the server records the hash of the
-        code it runs under the program's name and each input's current store id with it. A run matches only if all of it is the same, so the
-        receiver chooses none of it: not params that make the output one of the owner's
-        rows, not a co-input crafted after the grant (replacing it changes its store id).
+        code it runs under the program's name and each input's current store id with it. A
+        run matches only if all of it is the same, so the receiver chooses none of it: not
+        params that make the output one of the owner's rows, not a co-input crafted after
+        the grant (replacing it changes its store id), not other code under the name.
         ``revoke`` removes the grants of that computation whatever versions they recorded.
         Only the owner reaches its input: the name is qualified by the key of this
         authenticated connection.
