@@ -319,8 +319,11 @@ def test_a_grant_binds_the_program_code_not_only_its_name(consortium):
         with pytest.raises(MpcError, match="the program's code changed since"):
             an.run("lr_predict", inputs)
         assert [s.refused_grants for s in state["servers"]] == [r + 1 for r in refused]
-    # the owner may grant the new code knowingly: the grant then binds that code
+    # the owner may grant the new code knowingly: the grant then binds that code; revoke
+    # takes back the computation whatever code its grants recorded
     with Cluster(infos, key=keys["hospital_a"]) as h:
+        h.revoke("rows", "lr_predict", an_key, inputs=inputs)
+        assert all(not s.grants for s in state["servers"])
         h.grant("rows", "lr_predict", an_key, inputs=inputs)
     with Cluster(infos, key=keys["analyst"]) as an:
         assert np.abs(an.run("lr_predict", inputs)[0]["p"] - x[:, 0]).max() < 1e-3
