@@ -47,15 +47,26 @@ Rules that keep the check honest (each one defeats an attack on the earlier desi
   answers; ``q`` has no default (a policy choice: ``M / q`` levels).
   What the bound assumes: lenders record only real changes (each record is public, on the
   chain); balances re-shared without a record do not refresh the budget.
+* **An optional lifetime cap** that assumes nothing about lenders: with genesis
+  ``lifetime_answers`` ``L``, a borrower gets at most ``L`` answers in all about one set of
+  recorded lenders, whatever is recorded in between (a routine re-record of an unchanged
+  balance refreshes the budget above, not this cap). The set only grows; when another
+  registered lender records a first balance of the borrower the count starts again. So at
+  most ``L`` bits about all of the borrower's sums with one lender set, and at most
+  ``L * MAX_LENDERS`` in all. The price: a borrower that has spent ``L`` answers can apply
+  again only once a lender it did not have records.
 
 Genesis ``mpc.loans``: ``{"lenders": [{"address": hex20, "mpc_key": hex32, "receiver_key":
 hex32}], "max_exposure": int, "amount_step": int (dividing max_exposure; required if it is
 positive), "probe_budget": int (1..64, default 4), "epoch_blocks": int,
-"applications_per_epoch": int, "admin": hex20 (optional)}``.
+"applications_per_epoch": int, "lifetime_answers": int (optional, 1..4096), "admin": hex20
+(optional)}``.
 
 State: ``b"L" + lender`` -> registered keys; ``b"l" + borrower`` -> lenders that recorded a
 balance; ``b"v" + borrower`` -> debt-state version (records so far); ``b"p" + borrower`` ->
-``{"version", "used"}``: answers spent on that debt state; ``b"n" + borrower + epoch`` ->
+``{"version", "used"}``: answers spent on that debt state; ``b"t" + borrower`` ->
+``{"lenders", "used"}``: answers spent on that lender set (its size: the set only grows);
+``b"n" + borrower + epoch`` ->
 applications in that epoch; ``b"a" + request id`` -> application.
 """
 
@@ -70,6 +81,7 @@ BALANCE_BITS = 40  # the program's range check: every balance in [0, 2^40)
 MAX_EXPOSURE = 1 << 46  # sum of 32 balances below 2^40 plus an amount: far below 2^62
 DEFAULT_PROBE_BUDGET = 4  # answers per borrower per debt state: at most 4 bits about it
 MAX_PROBE_BUDGET = 64
+MAX_LIFETIME_ANSWERS = 4096
 
 
 def share_name(mpc_key: bytes, borrower: bytes) -> str:
@@ -132,6 +144,13 @@ class MpcLoans(Contract):
             "amount_step": step,
             "probe_budget": budget,
         }
+        lifetime = cfg.get("lifetime_answers")
+        if lifetime is not None:
+            if type(lifetime) is not int or not 1 <= lifetime <= MAX_LIFETIME_ANSWERS:
+                raise GenesisError(
+                    f"mpc.loans.lifetime_answers must be an integer in [1, {MAX_LIFETIME_ANSWERS}]"
+                )
+            policy["lifetime_answers"] = lifetime
         if cfg.get("admin") is not None:
             policy["admin"] = _hex(cfg["admin"], 20, "admin")
         out["policy"] = policy
@@ -210,8 +229,18 @@ class MpcLoans(Contract):
             f"the budget of {budget} answers for this debt state is spent: no more "
             "applications until a lender records a change of the borrower's debts",
         )
+        lifetime = policy.get("lifetime_answers")
+        spent_set = ctx.get(b"t" + ctx.sender, {"lenders": len(lenders), "used": 0})
+        set_used = spent_set["used"] if spent_set["lenders"] == len(lenders) else 0
+        ctx.require(
+            lifetime is None or set_used < lifetime,
+            f"the lifetime cap of {lifetime} answers about this borrower's lenders is spent: "
+            "no more applications until another registered lender records a balance",
+        )
         ctx.set(used_key, used + 1)
         ctx.set(b"p" + ctx.sender, {"version": version, "used": probes + 1})
+        if lifetime is not None:
+            ctx.set(b"t" + ctx.sender, {"lenders": len(lenders), "used": set_used + 1})
         # a lender stays in the registry once registered (there is no removal), so every
         # recorded lender has its key; names come from the registry, never from the borrower
         names = [share_name(ctx.get(b"L" + a, {}).get("mpc_key", b""), ctx.sender) for a in lenders]
@@ -257,8 +286,17 @@ class MpcLoans(Contract):
 
     @method(readonly=True)
     def answers_left(self, ctx: Context, borrower: bytes) -> int:
-        """How many applications ``borrower`` may still make about its current debt state."""
+        """How many applications ``borrower`` may still make about its current debt state (and
+        its current lender set, under a lifetime cap)."""
+        policy = ctx.get("policy", {})
         version = ctx.get(b"v" + borrower, 0)
         spent = ctx.get(b"p" + borrower, {"version": version, "used": 0})
         used = spent["used"] if spent["version"] == version else 0
-        return max(0, ctx.get("policy", {}).get("probe_budget", DEFAULT_PROBE_BUDGET) - used)
+        left = max(0, policy.get("probe_budget", DEFAULT_PROBE_BUDGET) - used)
+        lifetime = policy.get("lifetime_answers")
+        if lifetime is not None:
+            n = len(ctx.get(b"l" + borrower, []))
+            spent_set = ctx.get(b"t" + borrower, {"lenders": n, "used": 0})
+            set_used = spent_set["used"] if spent_set["lenders"] == n else 0
+            left = min(left, max(0, lifetime - set_used))
+        return left

@@ -16,6 +16,7 @@ from accord.mpc.channel import public_bytes
 from accord.mpc.client import Cluster, ref
 from accord.mpc.cluster import free_port
 from accord.mpc.ml import load_breast_cancer, train_plain
+from accord.mpc.programs import PROGRAMS
 from accord.mpc.registry import parse_clients
 from accord.mpc.server import MpcServer, ServerInfo
 
@@ -33,9 +34,9 @@ def consortium(tmp_path):
     skeys = [X25519PrivateKey.generate() for _ in range(3)]
     infos = [ServerInfo("127.0.0.1", free_port(), public_bytes(k)) for k in skeys]
 
-    def make(i):
+    def make(i, **kw):
         return MpcServer(
-            i, infos, skeys[i], timeout=10, clients=registry, data_dir=tmp_path / f"s{i}"
+            i, infos, skeys[i], timeout=10, clients=registry, data_dir=tmp_path / f"s{i}", **kw
         )
 
     servers = [make(i) for i in range(3)]
@@ -60,9 +61,9 @@ def _refs(keys):
     ]
 
 
-def _restart(state, i):
+def _restart(state, i, **kw):
     state["servers"][i].stop()
-    state["servers"][i] = state["make"](i)
+    state["servers"][i] = state["make"](i, **kw)
     state["servers"][i].start()
     deadline = time.monotonic() + 20
     while any(s.dead or len(s.peers) < 2 for s in state["servers"]):
@@ -226,3 +227,103 @@ def test_a_co_input_replaced_after_the_grant_is_refused(consortium):
         assert all(not s.grants for s in state["servers"])
         with pytest.raises(MpcError, match="not granted"):
             an.run("lr_predict", inputs)
+
+
+def _crafted_labels(n, k):
+    """Labels that make one full-batch step from w = 0 a multiple of row ``k``: p = 1/2 for
+    every row, so the error is 0 everywhere but row k (error 1), and w = -(lr / n) x_k."""
+    y = np.full(n, 0.5)
+    y[k] = -0.5
+    return y
+
+
+def test_crafted_labels_swapped_in_after_the_grant_are_refused(consortium):
+    """The two-owner attack: the hospital holds the rows, the analyst the labels. The hospital
+    reviewed the analyst's labels and granted one full-batch step on them (its output, an
+    aggregate, is what it agreed to release). The analyst then replaces its labels with
+    crafted ones, under the same name: the granted params now turn the model into one
+    patient's row, exactly. On the servers before grants bound the inputs' versions this run
+    answered; now every server refuses it before computing, and so it does for crafted labels
+    under a new name, or with the hospital's rows under the program name of the labels."""
+    infos, keys, state = consortium
+    a, an_key = public_bytes(keys["hospital_a"]), public_bytes(keys["analyst"])
+    x, y = _small_rows(2)
+    n, k = x.shape[0], 5
+    params = {"epochs": 1, "lr": "16", "batch": n}
+    inputs = [ref(a, "rows", "X"), ref(an_key, "labels", "y")]
+    with Cluster(infos, key=keys["hospital_a"]) as h:
+        h.share("rows", x)
+    with Cluster(infos, key=keys["analyst"]) as an:
+        an.share("labels", y)  # the honest labels the hospital reviews
+        with Cluster(infos, key=keys["hospital_a"]) as h:
+            h.grant("rows", "lr_train", an_key, params=params, inputs=inputs)
+        out, _ = an.run("lr_train", inputs, params)  # the granted run
+        wp, _ = train_plain(x, y.astype(int), epochs=1, lr=16, batch=n)
+        assert np.abs(out["w"] - wp).max() < 0.05
+
+        # the attack is real: on data the analyst may compute on (its own copy) the crafted
+        # labels recover the row to fixed-point precision
+        an.share("my_rows", x)
+        an.share("crafted", _crafted_labels(n, k))
+        got, _ = an.run(
+            "lr_train", [ref(an_key, "my_rows", "X"), ref(an_key, "crafted", "y")], params
+        )
+        assert np.abs(-got["w"] * n / 16 - x[k]).max() < 1e-2
+
+        refused = [s.refused_grants for s in state["servers"]]
+        an.share("labels", _crafted_labels(n, k))  # same name, crafted content
+        with pytest.raises(MpcError, match="an input was replaced since the grant"):
+            an.run("lr_train", inputs, params)
+        with pytest.raises(MpcError, match="not granted"):  # crafted labels under a new name
+            an.run("lr_train", [inputs[0], ref(an_key, "crafted", "y")], params)
+        assert [s.refused_grants for s in state["servers"]] == [r + 2 for r in refused]
+
+
+def leaky_predict(party, inputs):
+    """What an upgrade (or a hostile operator) could put under the granted name: the rows'
+    first column, in the output's place."""
+    return {"p": inputs["X"][:, 0]}
+
+
+def test_a_grant_binds_the_program_code_not_only_its_name(consortium):
+    """A grant of lr_predict allowed whatever the servers ran under that name. Here the servers
+    restart with other code under it, which returns a column of the rows: on the old servers
+    the analyst's granted run answered with the column; now the grant (which recorded the
+    hash of the code it was made for) no longer matches on any server. A server that runs
+    other code under a name than its peers also fails every run of it, grant or not."""
+    infos, keys, state = consortium
+    a, an_key = public_bytes(keys["hospital_a"]), public_bytes(keys["analyst"])
+    x, _ = _small_rows(3)
+    inputs = [ref(a, "rows", "X"), ref(an_key, "w"), ref(an_key, "b")]
+    with Cluster(infos, key=keys["analyst"]) as an:
+        an.share("w", np.array([0.3, -0.2, 0.1]))
+        an.share("b", np.array([0.0]))
+    with Cluster(infos, key=keys["hospital_a"]) as h:
+        h.share("rows", x)
+        h.grant("rows", "lr_predict", an_key, inputs=inputs)
+    with Cluster(infos, key=keys["analyst"]) as an:
+        assert an.run("lr_predict", inputs)[0]["p"].shape == (x.shape[0],)
+
+    swapped = {**PROGRAMS, "lr_predict": leaky_predict}
+    _restart(state, 0, programs=swapped)  # one server with other code under the name
+    with Cluster(infos, key=keys["analyst"]) as an:
+        mismatches = [s.input_mismatches for s in state["servers"]]
+        an.share("v", np.array([[1.0, 2.0, 3.0]]))  # no grant involved: the analyst's own run
+        with pytest.raises(MpcError, match="run different code under the program's name"):
+            an.run("lr_predict", [ref(an_key, "v", "X"), ref(an_key, "w"), ref(an_key, "b")])
+        assert [s.input_mismatches for s in state["servers"]] == [m + 1 for m in mismatches]
+    for i in (1, 2):
+        _restart(state, i, programs=swapped)
+    with Cluster(infos, key=keys["analyst"]) as an:
+        refused = [s.refused_grants for s in state["servers"]]
+        with pytest.raises(MpcError, match="the program's code changed since"):
+            an.run("lr_predict", inputs)
+        assert [s.refused_grants for s in state["servers"]] == [r + 1 for r in refused]
+    # the owner may grant the new code knowingly: the grant then binds that code; revoke
+    # takes back the computation whatever code its grants recorded
+    with Cluster(infos, key=keys["hospital_a"]) as h:
+        h.revoke("rows", "lr_predict", an_key, inputs=inputs)
+        assert all(not s.grants for s in state["servers"])
+        h.grant("rows", "lr_predict", an_key, inputs=inputs)
+    with Cluster(infos, key=keys["analyst"]) as an:
+        assert np.abs(an.run("lr_predict", inputs)[0]["p"] - x[:, 0]).max() < 1e-3

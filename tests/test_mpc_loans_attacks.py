@@ -250,6 +250,60 @@ def test_a_patient_binary_search_learns_no_more_than_the_bound(setup):  # noqa: 
     assert _try_apply(chain, workers, lenders[0], 850_000, nonce)[0] == 0  # 175,000 + 850,000
 
 
+LIFETIME = 6  # answers about one lender set: 6 bits at most, whatever lenders record
+
+
+@pytest.mark.parametrize("setup", [{"lifetime_answers": LIFETIME}], indirect=True)
+def test_routine_re_records_do_not_buy_a_search_under_the_lifetime_cap(setup):  # noqa: F811
+    """The budget per debt state assumes lenders record only changes. A lender that records
+    the unchanged balance again whenever the borrower's budget is spent (a routine monthly
+    statement, or a lender that helps the borrower) refreshes it: on the contract without a
+    lifetime cap the 20-application halving search got all 20 answers (four per record) and
+    pinned the sum to one step (5,000). With ``lifetime_answers`` L = 6 the borrower gets 6
+    answers in all about this lender set, so the search ends with an interval of width at
+    least M / 2^(L+1); a new lender's first record starts the count again."""
+    g, chain, servers, workers, infos = setup
+    lenders = _record_balances(chain, infos, BORROWER, [40_000, 25_000, 10_000])  # s = 75,000
+    lo, hi = 0, MAX_EXPOSURE
+    answers, lender_nonce, nonce = 0, 1, 0
+    refusals: list[str] = []
+    for _ in range(20):
+        left = chain.rt.query(
+            chain.state, "mpc_loans", "answers_left", {"borrower": BORROWER.address}
+        )
+        if left == 0:  # the routine re-record of an unchanged balance
+            _share_as(LENDERS[0][1], infos, BORROWER, 40_000)
+            r = chain.commit(
+                [_tx(lenders[0], lender_nonce, "mpc_loans", "record", borrower=BORROWER.address)]
+            )
+            assert r[0].ok
+            lender_nonce += 1
+        mid = (lo + hi) // 2
+        amount = max(AMOUNT_STEP, (MAX_EXPOSURE - mid) // AMOUNT_STEP * AMOUNT_STEP)
+        bit, error = _try_apply(chain, workers, lenders[0], amount, nonce)
+        nonce += 1
+        if bit is None:
+            refusals.append(error)
+            continue
+        answers += 1
+        if bit:
+            hi = min(hi, MAX_EXPOSURE - amount)
+        else:
+            lo = max(lo, MAX_EXPOSURE - amount)
+    assert lo <= 75_000 < hi
+    assert answers == LIFETIME, (answers, hi - lo)
+    assert refusals and all("lifetime cap of 6 answers" in e for e in refusals), refusals[:1]
+    assert hi - lo >= MAX_EXPOSURE // 2 ** (LIFETIME + 1)
+    policy = chain.rt.query(chain.state, "mpc_loans", "policy", {})
+    assert policy["lifetime_answers"] == LIFETIME
+
+    # another registered lender's first record: a new lender set, a new count
+    _share_as(LENDERS[3][1], infos, BORROWER, 5_000)
+    r = chain.commit([_tx(LENDERS[3][0], 0, "mpc_loans", "record", borrower=BORROWER.address)])
+    assert r[0].ok
+    assert _try_apply(chain, workers, lenders[0], 900_000, nonce)[0] == 1  # 80,000 + 900,000
+
+
 def test_amounts_are_quantised_to_the_policy_step(setup):  # noqa: F811
     g, chain, servers, workers, infos = setup
     lenders = _record_balances(chain, infos, BORROWER, [40_000])

@@ -214,19 +214,28 @@ def test_a_damaged_record_is_skipped_not_fatal(tmp_path):
     sid = b"\x07" * 16
     st.put_input(StoredInput("o/x", b"\x01" * 32, 16, a, a + np.uint64(1), sid))
     st.put_input(StoredInput("o/y", b"\x01" * 32, 16, a, a))
-    grant = Grant("mul", b"\x02" * 32, b"\x03" * 32, (("x", "o/x", sid), ("y", "o/y", LEGACY_ID)))
+    grant = Grant(
+        "mul",
+        b"\x04" * 32,
+        b"\x02" * 32,
+        b"\x03" * 32,
+        (("x", "o/x", sid), ("y", "o/y", LEGACY_ID)),
+    )
     st.put_grants("o/x", {grant})
     with st._env.begin(write=True) as txn:
         txn.put(b"o/y", b"\x00\x00\x00\x02garbage", db=st._inputs)
         # a grant of the old, unbound (program, receiver) form: dropped at load, counted
         txn.put(b"o/z", encoding.encode([["mul", b"\x02" * 32]]), db=st._grants)
+        # and one that bound params and inputs but not the program's code: dropped too
+        unbound_code = ["mul", b"\x02" * 32, b"\x03" * 32, [["x", "o/x", sid]]]
+        txn.put(b"o/w", encoding.encode([unbound_code]), db=st._grants)
     st.close()
     st = ShareStore(tmp_path, max_bytes=1 << 20)
     inputs, grants = st.load()
     assert [i.name for i in inputs] == ["o/x"] and st.damaged == 1
     assert inputs[0].b.tolist() == [1, 2, 3, 4] and inputs[0].frac == 16
     assert inputs[0].store_id == sid
-    assert grants == {"o/x": {grant}} and st.obsolete_grants == 1
+    assert grants == {"o/x": {grant}} and st.obsolete_grants == 2
     st.close()
 
 

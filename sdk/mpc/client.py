@@ -31,7 +31,7 @@ from accord.mpc.engine import decode
 from accord.mpc.local import combine, split
 from accord.mpc.ring import Ring
 from accord.mpc.server import ServerInfo, pack, payload_arrays, qualify, unpack
-from accord.mpc.sharestore import STORE_ID_BYTES
+from accord.mpc.sharestore import SALT_BYTES, component_commitment, store_id
 
 
 class Cluster:
@@ -137,20 +137,20 @@ class Cluster:
     def store_shares(self, name: str, triple: list[tuple[Ring, Ring]], frac: int) -> bytes:
         """Store one share pair on each server; returns the store id (the version).
 
-        The id is fresh and random, and the same in all three requests: the servers compare
-        it before every run, so a store that reached only some of them fails runs instead of
-        computing on mixed versions.
+        The id is bound to the shares (:func:`~accord.mpc.sharestore.store_id`): every server
+        derives it from its pair, and a store that reached only some servers, or a pair that
+        does not fit the others, gives ids that differ, so runs are refused instead of
+        computing on a mix. Storing again (fresh salts, a new id) repairs it.
         """
-        shape = list(triple[0][0].shape)
-        sid = os.urandom(STORE_ID_BYTES)
-        frames = [
-            pack(
-                {"t": "store", "name": name, "shape": shape, "frac": frac, "id": sid},
-                a.tobytes() + b.tobytes(),
-            )
-            for a, b in triple
-        ]
-        self._all(frames)
+        frames, sid = store_frames(name, triple, frac)
+        replies = self._all(frames)
+        for i, (h, _) in enumerate(replies):
+            if h.get("id") != sid:
+                raise MpcError(
+                    f"server {i} derived another store id for {name!r} (its pair was altered "
+                    "on the way, or the server is faulty): runs on it will be refused; store "
+                    "it again"
+                )
         return sid
 
     def delete(self, name: str) -> None:
@@ -245,6 +245,34 @@ class Cluster:
             raw = combine([(s[2 * k], s[2 * k + 1]) for s in per_server])
             out[name] = decode(raw, int(meta[name]["frac"]))
         return out, dict(replies[0][0].get("public", {}))
+
+
+def store_frames(
+    name: str, triple: list[tuple[Ring, Ring]], frac: int
+) -> tuple[list[bytearray], bytes]:
+    """The three store requests of one input, and the store id the servers will derive.
+
+    Server ``i`` gets its pair ``(x_i, x_{i+1})``, the salts of those two components, and the
+    commitment to ``x_{i+2}`` (hiding: it never sees that salt).
+    """
+    salts = [os.urandom(SALT_BYTES) for _ in range(3)]
+    comps = [component_commitment(j, frac, salts[j], triple[j][0]) for j in range(3)]
+    shape = list(triple[0][0].shape)
+    frames = [
+        pack(
+            {
+                "t": "store",
+                "name": name,
+                "shape": shape,
+                "frac": frac,
+                "salts": [salts[i], salts[(i + 1) % 3]],
+                "commit": comps[(i + 2) % 3],
+            },
+            np.ascontiguousarray(a).tobytes() + np.ascontiguousarray(b).tobytes(),
+        )
+        for i, (a, b) in enumerate(triple)
+    ]
+    return frames, store_id(comps)
 
 
 def ref(owner: bytes, name: str, as_: str | None = None) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from accord.mpc.channel import public_bytes
 from accord.mpc.engine import decode
 from accord.mpc.local import combine
 from accord.mpc.malicious import MpcAbort
-from accord.mpc.programs import PROGRAMS, code_hash
+from accord.mpc.programs import source_hash
 from accord.mpc.ring import Ring
 from accord.mpc.server import MpcServer, oracle_session
 
@@ -199,9 +199,10 @@ class OracleWorker:
     def check_programs(self) -> None:
         """Refuse to serve if a program registered in genesis differs from the local code."""
         for name, want in self.genesis.mpc.get("programs", {}).items():
-            if name not in PROGRAMS:
+            fn = self.server.programs.get(name)  # what this server would really run
+            if fn is None:
                 raise CodeMismatch(f"MPC program {name!r} is registered in genesis but not here")
-            if code_hash(name) != want:
+            if source_hash(fn).hex() != want:
                 raise CodeMismatch(f"MPC program {name!r}: local code hash differs from genesis")
 
     def on_block(self, receipts: list[Receipt]) -> list[Tx]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import marshal
 import math
 import time
 from collections.abc import Callable
@@ -240,9 +241,25 @@ PROGRAMS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+def source_hash(fn: Callable[..., Any]) -> bytes:
+    """SHA-256 of a program's source: what genesis registers and what a grant binds.
+
+    A grant allows one program, not one name: a server upgraded (or misconfigured) to run
+    other code under the granted name must not run it on the granted inputs. A function
+    without a source file (made with ``exec``) is hashed by its compiled code instead.
+    """
+    try:
+        return hashlib.sha256(inspect.getsource(fn).encode()).digest()
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        if code is None:
+            raise MpcError(f"program {fn!r} has neither source nor code to hash") from None
+        return hashlib.sha256(b"accord/mpc/code\x00" + marshal.dumps(code)).digest()
+
+
 def code_hash(name: str) -> str:
-    """SHA-256 of a program's source: what genesis registers next to the name."""
+    """SHA-256 of a built-in program's source (hex): what genesis registers next to the name."""
     fn = PROGRAMS.get(name)
     if fn is None:
         raise MpcError(f"unknown program {name!r}")
-    return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()
+    return source_hash(fn).hex()

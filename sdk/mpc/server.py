@@ -58,16 +58,17 @@ from accord.base.errors import AccordError, MpcError, PeerGone
 from accord.mpc.channel import HANDSHAKE_TIMEOUT, Channel, pair_secret
 from accord.mpc.engine import Party, SharedArray
 from accord.mpc.malicious import MALICIOUS_PROGRAMS, MaliciousParty, MpcAbort
-from accord.mpc.programs import PROGRAMS
+from accord.mpc.programs import PROGRAMS, source_hash
 from accord.mpc.registry import Identity
 from accord.mpc.ring import FixedPoint, Ring
 from accord.mpc.sharestore import (
     LEGACY_ID,
-    STORE_ID_BYTES,
+    SALT_BYTES,
     Grant,
     GrantInput,
     ShareStore,
     StoredInput,
+    derive_store_id,
 )
 
 log = logging.getLogger("accord.mpc.server")
@@ -173,14 +174,20 @@ def params_digest(params: Mapping[str, Any]) -> bytes:
 
 
 def run_view(
-    program: str, params: Mapping[str, Any], view: list[GrantInput]
+    program: str, code: bytes, params: Mapping[str, Any], view: list[GrantInput]
 ) -> tuple[bytes, list[int]]:
-    """What the servers compare before a run: one digest of the whole run (program, params,
-    every input's program name, qualified name and store id) and one 64-bit word per input,
-    so that a mismatch can name the input that differs."""
+    """What the servers compare before a run: one digest of the whole run (program and its
+    code hash, params, every input's program name, qualified name and store id) and one
+    64-bit word per input, so that a mismatch can name the input that differs."""
     digest = encoding.sha256(
         encoding.encode(
-            ["accord/mpc/run-view", program, params_digest(params), [list(v) for v in view]]
+            [
+                "accord/mpc/run-view",
+                program,
+                code,
+                params_digest(params),
+                [list(v) for v in view],
+            ]
         )
     )
     words = [
@@ -309,6 +316,9 @@ class MpcServer:
         self.timeout = timeout
         self.max_pending = max_pending
         self.programs = programs if programs is not None else PROGRAMS
+        # what grants bind and what the servers compare before a run: the code, not the name
+        # (by function object: a program may be registered after start)
+        self._code_hashes: dict[Callable[..., Any], bytes] = {}
         self.peers: dict[int, Channel] = {}
         self.dead: set[int] = set()
         self._plock = threading.Lock()  # peers and dead change together
@@ -393,6 +403,14 @@ class MpcServer:
                 self.stored_bytes,
                 sum(len(g) for g in self.grants.values()),
             )
+
+    def code_hash(self, program: str) -> bytes:
+        """SHA-256 of the code this server runs under ``program`` (a known name)."""
+        fn = self.programs[program]
+        h = self._code_hashes.get(fn)
+        if h is None:
+            h = self._code_hashes[fn] = source_hash(fn)
+        return h
 
     def identity(self, key: bytes) -> Identity | None:
         if self.clients_registry is None:
@@ -819,13 +837,21 @@ class MpcServer:
         if t == "ping":
             return pack({"t": "pong", "index": self.i, "peers": len(self.peers) - len(self.dead)})
         if t == "store":
-            name, frac, sid = header.get("name"), header.get("frac"), header.get("id")
+            name, frac = header.get("name"), header.get("frac")
+            salts, commit = header.get("salts"), header.get("commit")
             if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
                 raise MpcError(f"bad store request: a name has 1..{MAX_NAME} characters")
-            if not (isinstance(sid, bytes) and len(sid) == STORE_ID_BYTES and sid != LEGACY_ID):
+            if not (
+                isinstance(salts, list)
+                and len(salts) == 2
+                and all(isinstance(x, bytes) and len(x) == SALT_BYTES for x in salts)
+                and isinstance(commit, bytes)
+                and len(commit) == 32
+            ):
                 raise MpcError(
-                    f"bad store request: id is {STORE_ID_BYTES} random bytes, the same for "
-                    "all three servers"
+                    f"bad store request: salts are the {SALT_BYTES}-byte salts of this "
+                    "server's two components and commit the commitment to the third "
+                    "(the servers derive the store id from them)"
                 )
             if type(frac) is not int or not 0 <= frac <= 30:
                 raise MpcError("bad store request: frac must be an integer in [0, 30]")
@@ -839,6 +865,8 @@ class MpcServer:
             ident = self.identity(client_key)
             quota = self.max_client_bytes if ident is None else ident.quota_bytes
             a, b = payload_arrays(payload, [(shp, 0), (shp, 0)])
+            binding = (salts[0], salts[1], commit)
+            sid = derive_store_id(self.i, int(frac), a, b, (salts[0], salts[1]), commit)
             with self._slock:
                 old = self._stored_size(full)
                 mine = self.client_bytes.get(client_key, 0) - old + size
@@ -851,7 +879,9 @@ class MpcServer:
                         "delete inputs first"
                     )
                 if self.shares is not None:  # on disk before it counts as stored
-                    self.shares.put_input(StoredInput(full, client_key, int(frac), a, b, sid))
+                    self.shares.put_input(
+                        StoredInput(full, client_key, int(frac), a, b, sid, binding, self.i)
+                    )
                 self._forget(full)  # a new version: the grants were for the old content
                 self.store[full] = (a, b, int(frac), sid)
                 self.owners[full] = client_key
@@ -899,10 +929,11 @@ class MpcServer:
         """Add (``grant``) or remove (``revoke``) one bound computation on an input.
 
         A grant names the program, the receiver, the public params and every input of the
-        run (``{owner, name, as}``, this one included); the server records each input's
-        current store id with it. A run matches only if all of it is the same, so the
-        receiver chooses none of it: not params that make the output one of the owner's
-        rows, not a co-input crafted after the grant (replacing it changes its store id).
+        run (``{owner, name, as}``, this one included); the server records the hash of the
+        code it runs under the program's name and each input's current store id with it. A
+        run matches only if all of it is the same, so the receiver chooses none of it: not
+        params that make the output one of the owner's rows, not a co-input crafted after
+        the grant (replacing it changes its store id), not other code under the name.
         ``revoke`` removes the grants of that computation whatever versions they recorded.
         Only the owner reaches its input: the name is qualified by the key of this
         authenticated connection.
@@ -950,10 +981,15 @@ class MpcServer:
                             "(a grant binds the stored version of every input)"
                         )
                     view.append((n, q, held[3]))
-                now = current | {Grant(program, receiver, digest, tuple(sorted(view)))}
+                code = self.code_hash(program)
+                now = current | {Grant(program, code, receiver, digest, tuple(sorted(view)))}
             else:
                 probe = Grant(
-                    program, receiver, digest, tuple(sorted((n, q, LEGACY_ID) for n, q in named))
+                    program,
+                    b"",
+                    receiver,
+                    digest,
+                    tuple(sorted((n, q, LEGACY_ID) for n, q in named)),
                 )
                 now = {g for g in current if not g.same_computation(probe)}
             if len(now) > MAX_GRANTS:
@@ -1014,13 +1050,14 @@ class MpcServer:
         if not isinstance(params, dict):
             raise MpcError("bad run request: params is a map")
         digest = params_digest(params)
+        code = self.code_hash(program) if program in self.programs else b""
         with self._slock:
             view = tuple(
                 sorted((n, q, self.store[q][3] if q in self.store else b"") for n, q in out)
             )
             for n, q in foreign:
                 granted = self.grants.get(q, set())
-                if Grant(program, client_key, digest, view) in granted:
+                if Grant(program, code, client_key, digest, view) in granted:
                     continue
                 self.refused_grants += 1
                 near = any(g.program == program and g.receiver == client_key for g in granted)
@@ -1030,7 +1067,7 @@ class MpcServer:
                     f"{program!r}"
                     + (
                         ": its grants name other params or inputs, or an input was replaced "
-                        "since the grant"
+                        "since the grant, or the program's code changed since"
                         if near
                         else ""
                     )
@@ -1074,7 +1111,7 @@ class MpcServer:
         (counted in ``input_mismatches``); the peers see the same mismatch (or this server's
         abort) and fail too. One round, 32 + 8 n bytes to each peer.
         """
-        digest, words = run_view(program, params, view)
+        digest, words = run_view(program, self.code_hash(program), params, view)
         msg = np.concatenate(
             [np.frombuffer(digest, dtype=np.uint64), np.array(words, dtype=np.uint64)]
         )
@@ -1099,15 +1136,17 @@ class MpcServer:
                 )
                 raise MpcError(
                     f"servers {self.i} and {j} hold different versions of input "
-                    f"{differ[0]!r} (a store or replace reached only some servers): run "
-                    "aborted before any share was sent; store it again"
+                    f"{differ[0]!r} (a store or replace reached only some servers, or its "
+                    "share pairs do not fit together): run aborted before any share was sent; "
+                    "store it again"
                 )
             log.warning(
                 "server %d: run of %r refused: server %d was asked another", self.i, program, j
             )
             raise MpcError(
                 f"servers {self.i} and {j} were asked for different runs (program, params or "
-                "inputs): run aborted before any share was sent"
+                "inputs) or run different code under the program's name: run aborted before "
+                "any share was sent"
             )
 
     def party_for(self, program: str, session: str) -> Party:

@@ -7,18 +7,23 @@ server loads all of it at start. The arrays also stay in memory (programs read t
 server's quotas bound both.
 
 Named databases: ``inputs`` (qualified name -> record) and ``grants`` (qualified name ->
-canonical list of ``[program, receiver key, params hash, [[as, qualified name, store id],
-...]]``). A record is ``4-byte header length || canonical {owner, frac, shape, id} || share a
-|| share b`` (uint64, little-endian as in memory); ``id`` is the store id the owner sent with
-the store (records written before store ids existed load with :data:`LEGACY_ID`).
+canonical list of ``[program, code hash, receiver key, params hash, [[as, qualified name,
+store id], ...]]``). A record is ``4-byte header length || canonical {owner, frac, shape, id} || share a
+|| share b`` (uint64, little-endian as in memory), ``id`` the store id (:func:`store_id`),
+and ``salts``/``commit`` what this server needs to derive it again: at load a record whose
+shares no longer give its id (a damaged disk) is skipped like any damaged record. Records
+written before ids were hash-bound keep their 16-byte random id (or :data:`LEGACY_ID`, from
+before store ids existed) and are not re-checked.
 A record that does not parse is logged, counted and skipped, never fatal: one damaged entry
 must not keep the server (and every other owner's data) down. Grants of the earlier
 ``[program, receiver]`` form bound no computation: they are dropped at load (counted in
-``obsolete_grants``, logged), and their owners grant again.
+``obsolete_grants``, logged), and their owners grant again; so are grants of the
+``[program, receiver, params hash, inputs]`` form, which named the program but not its code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import struct
@@ -36,25 +41,67 @@ from accord.mpc.ring import Ring
 
 log = logging.getLogger("accord.mpc.sharestore")
 
-STORE_ID_BYTES = 16
-LEGACY_ID = bytes(STORE_ID_BYTES)  # inputs stored before store ids; clients never send it
+STORE_ID_BYTES = 32
+SALT_BYTES = 32
+RANDOM_ID_BYTES = 16  # ids a client drew at random, before ids were bound to the shares
+LEGACY_ID = bytes(STORE_ID_BYTES)  # inputs stored before store ids existed
 
 GrantInput = tuple[str, str, bytes]  # (name the program sees, qualified name, store id)
 
 
+def component_commitment(j: int, frac: int, salt: bytes, word: Ring) -> bytes:
+    """A hiding, binding commitment to component ``j`` of a replicated sharing.
+
+    Component ``j`` is held by servers ``j`` and ``j - 1``; the third server sees only this
+    hash, and the 32-byte salt (known to the owner and the two holders) keeps it from
+    testing guesses of the component (a one-element share word has only 64 bits).
+    """
+    head = encoding.encode(["accord/mpc/share-component", j, list(word.shape), frac, salt])
+    h = hashlib.sha256(head)
+    h.update(np.ascontiguousarray(word, dtype="<u8").tobytes())
+    return h.digest()
+
+
+def store_id(commitments: list[bytes]) -> bytes:
+    """The version of a stored input: the hash of its three component commitments.
+
+    Each server derives it from the two components it holds and the commitment to the third
+    the owner sent; the servers compare it before every run. Equal ids on all three mean
+    every component is the same on both of its holders (each checked it against the same
+    commitment), i.e. the three pairs are shares of one value: a store that reached some
+    servers only, a retry that re-split the value, or an owner's inconsistent pairs all
+    give ids that differ, and the run is refused instead of computing on a mix.
+    """
+    return encoding.sha256(encoding.encode(["accord/mpc/store-id", list(commitments)]))
+
+
+def derive_store_id(
+    i: int, frac: int, a: Ring, b: Ring, salts: tuple[bytes, bytes], commit: bytes
+) -> bytes:
+    """Server ``i``'s store id for its pair ``(a, b) = (x_i, x_{i+1})``."""
+    comps = [b"", b"", b""]
+    comps[i] = component_commitment(i, frac, salts[0], a)
+    comps[(i + 1) % 3] = component_commitment((i + 1) % 3, frac, salts[1], b)
+    comps[(i + 2) % 3] = commit
+    return store_id(comps)
+
+
 @dataclass(frozen=True)
 class Grant:
-    """One computation an owner allows: this program, run by this receiver, with exactly
-    these public params (their canonical hash) on exactly these inputs, each at the version
-    (store id) it had when the grant was made. ``inputs`` is sorted by the program's name."""
+    """One computation an owner allows: this program (its name and the SHA-256 of the code
+    the server ran under that name when the grant was made), run by this receiver, with
+    exactly these public params (their canonical hash) on exactly these inputs, each at the
+    version (store id) it had when the grant was made. ``inputs`` is sorted by the program's
+    name."""
 
     program: str
+    code: bytes
     receiver: bytes
     params_hash: bytes
     inputs: tuple[GrantInput, ...]
 
     def same_computation(self, other: Grant) -> bool:
-        """Equal but for the inputs' versions: what ``revoke`` matches."""
+        """Equal but for the code and the inputs' versions: what ``revoke`` matches."""
         return (
             self.program == other.program
             and self.receiver == other.receiver
@@ -71,6 +118,10 @@ class StoredInput:
     a: Ring
     b: Ring
     store_id: bytes = LEGACY_ID
+    # (salt of x_i, salt of x_{i+1}, commitment to the third component) and the index of the
+    # server that holds the pair: what re-derives ``store_id`` (None: an unbound, older id)
+    binding: tuple[bytes, bytes, bytes] | None = None
+    index: int = 0
 
 
 class ShareStore:
@@ -97,14 +148,17 @@ class ShareStore:
         self._env.close()
 
     def put_input(self, item: StoredInput) -> None:
-        head = encoding.encode(
-            {
-                "owner": item.owner,
-                "frac": item.frac,
-                "shape": list(item.a.shape),
-                "id": item.store_id,
-            }
-        )
+        fields: dict[str, encoding.Value] = {
+            "owner": item.owner,
+            "frac": item.frac,
+            "shape": list(item.a.shape),
+            "id": item.store_id,
+        }
+        if item.binding is not None:
+            fields["salts"] = [item.binding[0], item.binding[1]]
+            fields["commit"] = item.binding[2]
+            fields["index"] = item.index
+        head = encoding.encode(fields)
         rec = b"".join(
             (
                 struct.pack(">I", len(head)),
@@ -134,7 +188,8 @@ class ShareStore:
             return
         rec = encoding.encode(
             sorted(
-                [g.program, g.receiver, g.params_hash, [list(i) for i in g.inputs]] for g in grants
+                [g.program, g.code, g.receiver, g.params_hash, [list(i) for i in g.inputs]]
+                for g in grants
             )
         )
         self._write(lambda txn: txn.put(name.encode(), rec, db=self._grants))
@@ -168,7 +223,8 @@ class ShareStore:
                         self.obsolete_grants += dropped
                         log.warning(
                             "share store %s: dropped %d grants that bind no computation "
-                            "(made before grants named params and inputs): owners grant again",
+                            "(made before grants named code, params and inputs): owners "
+                            "grant again",
                             self.path,
                             dropped,
                         )
@@ -189,7 +245,7 @@ def _parse_input(name: str, rec: bytes) -> StoredInput:
     sid = head.get("id", LEGACY_ID)
     if not (
         isinstance(sid, bytes)
-        and len(sid) == STORE_ID_BYTES
+        and len(sid) in (STORE_ID_BYTES, RANDOM_ID_BYTES)
         and isinstance(owner, bytes)
         and len(owner) == 32
         and type(frac) is int
@@ -203,7 +259,23 @@ def _parse_input(name: str, rec: bytes) -> StoredInput:
         raise MpcError(f"record holds {len(body)} bytes for {count} share pairs")
     a = np.frombuffer(body, dtype=np.uint64, count=count).reshape(shape).copy()
     b = np.frombuffer(body, dtype=np.uint64, count=count, offset=8 * count).reshape(shape).copy()
-    return StoredInput(name, owner, frac, a, b, sid)
+    if "salts" not in head and "commit" not in head:
+        return StoredInput(name, owner, frac, a, b, sid)
+    salts, commit, index = head.get("salts"), head.get("commit"), head.get("index")
+    if not (
+        isinstance(salts, list)
+        and len(salts) == 2
+        and all(isinstance(x, bytes) and len(x) == SALT_BYTES for x in salts)
+        and isinstance(commit, bytes)
+        and len(commit) == 32
+        and index in (0, 1, 2)
+        and type(index) is int
+    ):
+        raise MpcError("record binding fields are malformed")
+    assert isinstance(index, int)
+    if derive_store_id(index, frac, a, b, (salts[0], salts[1]), commit) != sid:
+        raise MpcError("record shares do not give its store id (damaged)")
+    return StoredInput(name, owner, frac, a, b, sid, (salts[0], salts[1], commit), index)
 
 
 def _parse_grants(rec: bytes) -> tuple[set[Grant], int]:
@@ -214,28 +286,27 @@ def _parse_grants(rec: bytes) -> tuple[set[Grant], int]:
     out: set[Grant] = set()
     obsolete = 0
     for it in items:
-        if isinstance(it, list) and len(it) == 2:
-            obsolete += 1  # (program, receiver): any params, any co-inputs; never honoured
+        if isinstance(it, list) and len(it) in (2, 4):
+            # (program, receiver): any params, any co-inputs; (program, receiver, params,
+            # inputs): any code under that name. Neither is honoured.
+            obsolete += 1
             continue
         if not (
             isinstance(it, list)
-            and len(it) == 4
+            and len(it) == 5
             and isinstance(it[0], str)
-            and isinstance(it[1], bytes)
-            and len(it[1]) == 32
-            and isinstance(it[2], bytes)
-            and len(it[2]) == 32
-            and isinstance(it[3], list)
+            and all(isinstance(it[k], bytes) and len(it[k]) == 32 for k in (1, 2, 3))
+            and isinstance(it[4], list)
             and all(
                 isinstance(i, list)
                 and len(i) == 3
                 and isinstance(i[0], str)
                 and isinstance(i[1], str)
                 and isinstance(i[2], bytes)
-                and len(i[2]) == STORE_ID_BYTES
-                for i in it[3]
+                and len(i[2]) in (STORE_ID_BYTES, RANDOM_ID_BYTES)
+                for i in it[4]
             )
         ):
             raise MpcError("malformed grant")
-        out.add(Grant(it[0], it[1], it[2], tuple((i[0], i[1], i[2]) for i in it[3])))
+        out.add(Grant(it[0], it[1], it[2], it[3], tuple((i[0], i[1], i[2]) for i in it[4])))
     return out, obsolete

@@ -58,7 +58,8 @@ class Chain:
 
 
 @pytest.fixture
-def setup():
+def setup(request):
+    """The chain and servers; ``indirect`` parametrisation overrides ``mpc.loans`` policy."""
     server_accounts = [AccountKey.from_name(f"mpc-server-{i}") for i in range(3)]
     keys = [X25519PrivateKey.generate() for _ in range(3)]
     infos = [ServerInfo("127.0.0.1", free_port(), public_bytes(k)) for k in keys]
@@ -89,6 +90,7 @@ def setup():
             "epoch_blocks": 10,
             "applications_per_epoch": 1,
             "admin": AccountKey.from_name("consortium-admin").address.hex(),
+            **getattr(request, "param", {}),
         },
     }
     g = make_genesis(4)
