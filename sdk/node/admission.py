@@ -30,6 +30,7 @@ from accord.base.encoding import Value
 from accord.base.errors import AccordError, DecodeError, MempoolFull, TooLarge
 from accord.base.types import Tx
 from accord.ledger.mempool import verify_signatures
+from accord.node.driver import spawn
 
 if TYPE_CHECKING:
     from accord.node.node import Node
@@ -104,7 +105,7 @@ class Admission:
                 f"{backlog} transactions are waiting (limit {limit}); try again later"
             )
         h = node.mempool.add(tx)
-        node._sync_pending()
+        node.driver.sync_pending()
         self.submitted_at[h] = time.monotonic()
         if len(self.submitted_at) > 4 * node.config.mempool_size:
             self.submitted_at.clear()  # bounded: only latency accounting is lost
@@ -197,7 +198,7 @@ class Admission:
         self._queue.append(job)
         if not self._admitting:
             self._admitting = True
-            node._spawn(self._worker())
+            spawn(self._worker())
         return job.done
 
     async def _worker(self) -> None:
@@ -253,7 +254,7 @@ class Admission:
                 job.done.set_result([])
             return
         job.done.set_result(result)
-        node._sync_pending()
+        node.driver.sync_pending()
 
     def limit(self) -> int:
         """Client submissions are refused beyond ``backlog_rounds`` blocks of backlog."""

@@ -30,6 +30,7 @@ from accord.base.errors import AccordError, DecodeError
 from accord.base.types import Block, Certificate
 from accord.consensus import BlockFetched
 from accord.net.frames import Kind
+from accord.node.driver import spawn
 
 if TYPE_CHECKING:
     from accord.node.node import Node
@@ -120,14 +121,10 @@ class CatchUp:
         height, _ = node.chain.head()
         guard = node.double_sign
         # (not while a commit is in flight: the new core must start from the store's head)
-        if (
-            guard.holding
-            and guard.caught_up(height, self.peer_heads)
-            and not node.worker.busy
-        ):
+        if guard.holding and guard.caught_up(height, self.peer_heads) and not node.worker.busy:
             assert node.store is not None
             guard.release(node.store, node._now_ms())
-            node._after_state_sync(height)  # a core from the raised record: it votes again
+            node.driver.restart()  # a core from the raised record: it votes again
             return
         now = time.monotonic()
         # Peers that lately sent a body that did not apply are asked only if nobody else can.
@@ -142,7 +139,7 @@ class CatchUp:
         if now - self._inflight.get(peer, 0.0) < 2.0:
             return
         self._inflight[peer] = now
-        node._spawn(self.fetch(peer, ["height", height + 1, MAX_SYNC_BLOCKS], sync=True))
+        spawn(self.fetch(peer, ["height", height + 1, MAX_SYNC_BLOCKS], sync=True))
 
     async def fetch(self, peer: int, body: Value, *, sync: bool = False) -> None:
         """One catch-up request (by height or by hash); its answer goes to the core.
@@ -169,7 +166,7 @@ class CatchUp:
             self._inflight.pop(peer, None)
             if fetched:
                 # the commits run on the chain thread; ask for more once they have landed
-                node._spawn(self._after_commits())
+                spawn(self._after_commits())
 
     async def _after_commits(self) -> None:
         node = self.node
@@ -192,7 +189,7 @@ class CatchUp:
             self.body_source[block.hash] = peer
             while len(self.body_source) > 4 * MAX_SYNC_BLOCKS:
                 self.body_source.pop(next(iter(self.body_source)))
-            node._step(BlockFetched(block, cert))  # the core verifies the certificate
+            node.driver.step(BlockFetched(block, cert))  # the core verifies the certificate
         node.m_sync.inc(len(items))
         return len(items)
 

@@ -2,30 +2,32 @@
 
 A :class:`Node` runs inside its host application's asyncio loop (``await node.start()`` /
 ``await node.stop()``), or on a background thread of its own for synchronous hosts
-(:meth:`Node.start_background`). It owns:
+(:meth:`Node.start_background`). The node wires; each job of a validator is a part beside it:
 
-* the **chain** (store + runtime): builds, validates and commits blocks;
-* the **mempool**: admitted transactions waiting for a block;
-* the **Gosig core**: a sans-I/O state machine; the node feeds it events (ticks, messages,
-  answers to its requests) and performs the actions it returns, in order;
-* the **transport**: authenticated WebSockets to the other validators;
-* the **client API** (HTTP + WebSocket) and the metrics registry.
+* the **core's driver** (:mod:`accord.node.driver`): feeds the sans-I/O Gosig core its events
+  and carries out its actions, in order, a ``Persist`` on disk before the next action;
+* the **chain worker** (:mod:`accord.node.worker`): builds, validations and commits on one
+  thread, blocks sized by measured cost, in the job order the simulator shares;
+* **admission** (:mod:`accord.node.admission`): one FIFO for client batches and gossip, load
+  shedding, the signature-check thread;
+* **catch-up** (:mod:`accord.node.catchup`), **state sync, snapshots and pruning**
+  (:mod:`accord.node.statesync`), the **double-sign guard** (:mod:`accord.node.doublesign`);
+* the **block feed** for the embedding application (:mod:`accord.node.feed`), the contracts'
+  **hooks** (:mod:`accord.node.hooks`), **background-thread mode** (:mod:`accord.node.background`);
+* the **transport** to the other validators (:mod:`accord.net`), the **client API** and the
+  metrics registry.
 
 Rules this module keeps:
 
-* Actions run in the order the core returns them, and a ``Persist`` is durably written
-  (synchronously) before the next action of its batch runs: a vote never leaves the node
-  before it is on disk, so a restart cannot vote twice.
-* Chain operations (build, validate, commit, state sync, pruning) run one at a time, in the
-  order they were requested, on the chain worker's thread (:mod:`accord.node.worker`, which
-  also sizes blocks by measured cost and runs the job policy the simulator shares).
-* The mempool and the core are touched only on the event loop's thread.
-* The node wires; each part with a job of its own lives beside it: transaction admission
-  (:mod:`accord.node.admission`: one FIFO for client batches and gossip, load shedding, the
-  verify thread), catch-up (:mod:`accord.node.catchup`), state sync, snapshots and pruning
-  (:mod:`accord.node.statesync`), and the chain worker (:mod:`accord.node.worker`). The node
-  talks to the ledger only through the :class:`~accord.ledger.application.Application`
-  protocol.
+* **One process per folder**: the data folder is locked before anything is opened, and a start
+  that fails part-way closes what it opened and releases the lock.
+* **Nothing is served or signed from a damaged folder**: the head header, its certificate, the
+  block and the state root are checked at start; a fault found later halts the node
+  (:meth:`Node.fail`), which then reports unhealthy instead of looping.
+* **A clean stop finishes the commit in flight** before LMDB is closed and the lock released.
+* The node talks to the ledger only through the
+  :class:`~accord.ledger.application.Application` protocol; the mempool and the core are
+  touched only on the event loop's thread.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ from accord.base.encoding import Value
 from accord.base.errors import (
     AccordError,
     DecodeError,
-    StorageError,
     ValidationError,
 )
 from accord.base.genesis import Genesis
@@ -53,26 +54,11 @@ from accord.base.keys import load_validator_key
 from accord.base.metrics import Registry
 from accord.base.types import Block, Certificate, Event, Receipt, Tx
 from accord.consensus import (
-    SAFETY_KEY,
-    BlockFetched,
-    BlsSigner,
-    Broadcast,
-    BuildBlock,
-    CancelBuild,
-    Commit,
     Core,
-    FetchBlock,
     MessageReceived,
-    Persist,
-    SafetyState,
-    Send,
-    Status,
-    Tick,
-    TxsPending,
-    ValidateBlock,
     verify_certificate,
 )
-from accord.ledger.application import Application, StateRootMismatch
+from accord.ledger.application import Application
 from accord.ledger.chain import Chain
 from accord.ledger.mempool import Mempool
 from accord.net.frames import Kind
@@ -83,20 +69,16 @@ from accord.node.background import BackgroundThread
 from accord.node.catchup import CatchUp
 from accord.node.config import NodeConfig
 from accord.node.doublesign import DoubleSignGuard
+from accord.node.driver import CoreDriver, now_ms
 from accord.node.feed import BlockFeed, Subscription
 from accord.node.hooks import runtime_hooks
 from accord.node.statesync import NodeOps
-from accord.node.worker import ChainWorker, NotNext
+from accord.node.worker import ChainWorker
 from accord.storage.lock import FolderLock
 
 log = logging.getLogger("accord.node")
 
 T = TypeVar("T")
-
-MIN_TICK_MS = 1
-"""Ticks are at least this far apart (the core ignores a tick that does not advance its clock)."""
-MAX_TICK_MS = 1_000
-"""The core is ticked at least this often, whatever it says it waits for."""
 
 
 class Node:
@@ -139,10 +121,8 @@ class Node:
         self._net_config = net_config
         self._contracts = contracts
         self._addresses = addresses
-        self.tick_ms = tick_ms
-        """At most this stale is the core's clock when a message reaches it (see _tick)."""
-        self._last_tick_ms = 0
-        self._tick_handle: asyncio.TimerHandle | None = None
+        self.driver = CoreDriver(self, secret, tick_ms)
+        """Feeds the core and carries out its actions (see :mod:`accord.node.driver`)."""
         self.status_interval = status_interval
         self.build_budget = build_budget
         self.admission = Admission(
@@ -155,9 +135,9 @@ class Node:
             self.name,
             genesis.consensus,
             self.metrics,
-            status=self._core_status,
-            deliver=self._step,
-            now_ms=self._now_ms,
+            status=self.driver.status,
+            deliver=self.driver.step,
+            now_ms=now_ms,
             known_good=self.admission.known_good,
             note_verified=self.admission.note_verified,
             remember=lambda block: self.catchup.remember(block),
@@ -168,7 +148,6 @@ class Node:
         self.chain: Application | None = None
         """The ledger, seen only through the Application protocol (a :class:`Chain`)."""
         self.mempool: Mempool | None = None
-        self.core: Core | None = None
         self.transport: Transport | None = None
         self.api: ApiServer | None = None
         self.feed = BlockFeed(lambda: self.store)
@@ -186,6 +165,11 @@ class Node:
         self._folder_lock: FolderLock | None = None
         self.ops = NodeOps(self)
         """State sync, snapshots and pruning (see :mod:`accord.node.statesync`)."""
+
+    @property
+    def core(self) -> Core | None:
+        """The Gosig core (read it through ``core.status()``); None while stopped."""
+        return self.driver.core
 
     # --- construction -------------------------------------------------------------------
 
@@ -299,8 +283,7 @@ class Node:
         )
         self.worker.open(self.chain, self.mempool, self._loop)
         height, _ = self.chain.head()
-        self.core = self._new_core()
-        self.m_height.set(height)
+        self.driver.restart()
         self.metrics.add_collector(self._collect)
         self.transport = Transport(
             self.genesis,
@@ -331,7 +314,7 @@ class Node:
         self._tasks = [
             asyncio.create_task(self.catchup.status_loop(), name=f"{self.name}-status"),
         ]
-        self._tick()
+        self.driver.tick()
         self.ops.start()
         log.info("%s started at height %d (api %s)", self.name, height, self.api.url)
 
@@ -364,7 +347,8 @@ class Node:
         if self.store is not None:
             with contextlib.suppress(Exception):
                 self.store.close()
-        self.store = self.chain = self.mempool = self.core = self.transport = self.api = None
+        self.driver.forget()
+        self.store = self.chain = self.mempool = self.transport = self.api = None
         if self._folder_lock is not None:
             self._folder_lock.release()
             self._folder_lock = None
@@ -378,7 +362,7 @@ class Node:
     def healthy(self) -> bool:
         return self.fault is None
 
-    def _fail(self, reason: str) -> None:
+    def fail(self, reason: str) -> None:
         """Stop taking part (no votes, no proposals, no catch-up) and say why, once.
 
         For faults that retrying cannot fix: the store's bytes do not match their hashes,
@@ -392,9 +376,7 @@ class Node:
         self.fault = reason
         self.m_healthy.set(0)
         log.error("%s: halted: %s", self.name, reason)
-        if self._tick_handle is not None:
-            self._tick_handle.cancel()
-            self._tick_handle = None
+        self.driver.stop()
         for t in self._tasks:
             t.cancel()
         self.worker.clear()
@@ -405,9 +387,7 @@ class Node:
             return
         self.running = False
         await self.ops.stop()
-        if self._tick_handle is not None:
-            self._tick_handle.cancel()
-            self._tick_handle = None
+        self.driver.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -478,25 +458,6 @@ class Node:
         it (see :meth:`accord.node.admission.Admission.submit_batch`). On the node's loop."""
         return self.admission.submit_batch(items)
 
-    def _sync_pending(self) -> None:
-        """With ``skip_empty_blocks``, tell the core whether the mempool holds transactions
-        whenever that changes (a leader proposes only then): at once after admissions, so a
-        transaction on an idle chain gets the current round's stage I if there is time."""
-        core, mempool = self.core, self.mempool
-        if (
-            core is None
-            or mempool is None
-            or not core.p.skip_empty
-            or not self.running
-            or self.fault is not None
-        ):
-            return
-        pending = len(mempool) > 0
-        if pending != core.status().txs_pending:
-            for action in core.handle(TxsPending(pending)):
-                self._perform(action)
-            self._arm_tick()
-
     def has_pending(self, tx_hash: bytes) -> bool:
         return self.mempool is not None and self.mempool.contains(tx_hash)
 
@@ -537,7 +498,7 @@ class Node:
         try:
             return self.chain.query(contract, method, args)
         except StorageDamaged as e:
-            self._fail(f"storage damaged: {e.message}")
+            self.fail(f"storage damaged: {e.message}")
             raise
 
     def next_nonce(self, address: bytes) -> int:
@@ -546,118 +507,14 @@ class Node:
         mempool = self.mempool
         return self.call(lambda: mempool.next_nonce(address))
 
-    # --- the core's driver --------------------------------------------------------------
+    # --- what the driver hands back -------------------------------------------------------
 
     def _now_ms(self) -> int:
-        return int(time.time() * 1000)
+        return now_ms()
 
-    def _core_status(self) -> Status | None:
-        """The core's snapshot while this node takes part (running, healthy), else None."""
-        if not self.running or self.core is None or self.fault is not None:
-            return None
-        return self.core.status()
-
-    def _step(self, event: Any) -> None:
-        """Feed one event to the core and perform its actions in order (see module rules)."""
-        if not self.running or self.core is None or self.fault is not None:
-            return
-        if self.ops.syncing or (self.ops.deciding and isinstance(event, MessageReceived)):
-            return  # see accord.node.statesync: the core waits while a snapshot may be installed
-        if self.double_sign.holding and not isinstance(event, BlockFetched):
-            return  # restored, not caught up: certified blocks only (accord.node.doublesign)
-        if not isinstance(event, Tick) and self._now_ms() - self._last_tick_ms >= self.tick_ms:
-            self._tick()  # the core judges lateness by its clock: keep it within tick_ms
-        self._sync_pending()  # commits empty the mempool; the core must know before it leads
-        for action in self.core.handle(event):
-            self._perform(action)
-        self._arm_tick()
-
-    # Time reaches the core as Tick events, when the core next needs it
-    # (``Core.next_wakeup_ms``: stage II, the next round, a ticket wait, a gossip or resend
-    # timer) rather than on a fixed beat, and lazily before any other event once ``tick_ms``
-    # has passed. An idle validator then wakes about ten times a second instead of fifty.
-
-    def _tick(self) -> None:
-        self._last_tick_ms = now = self._now_ms()
-        self._step(Tick(now))
-
-    def _on_tick_timer(self) -> None:
-        self._tick_handle = None
-        self._tick()
-
-    def _arm_tick(self) -> None:
-        """Set the timer for the core's next wakeup, unless one is set for no later."""
-        core, loop = self.core, self._loop
-        if core is None or loop is None or not self.running:
-            return
-        now = self._now_ms()
-        wait_ms = min(max(core.next_wakeup_ms() - now, MIN_TICK_MS), MAX_TICK_MS)
-        when = loop.time() + wait_ms / 1000
-        handle = self._tick_handle
-        if handle is not None:
-            if handle.when() <= when:
-                return
-            handle.cancel()
-        self._tick_handle = loop.call_at(when, self._on_tick_timer)
-
-    def _perform(self, action: Any) -> None:
-        assert self.transport is not None
-        if isinstance(action, Persist):
-            self.store.put_safety(action.key, action.value)  # synced before the next action
-        elif isinstance(action, Broadcast):
-            self.transport.broadcast(Kind.CONSENSUS, action.payload)
-        elif isinstance(action, Send):
-            self.transport.send(action.to_index, Kind.CONSENSUS, action.payload)
-        elif isinstance(action, BuildBlock):
-            self.worker.build(action)
-        elif isinstance(action, ValidateBlock):
-            self.catchup.remember(action.block)
-            self.worker.validate(action.block)
-        elif isinstance(action, CancelBuild):
-            self.worker.cancel(action.height, action.round)
-        elif isinstance(action, Commit):
-            self._spawn(self._commit(action.block, action.certificate))
-        elif isinstance(action, FetchBlock):
-            self._spawn(self.catchup.fetch(action.from_index, ["hash", action.block_hash]))
-        else:  # pragma: no cover - the core's action set is closed
-            log.error("unknown action %r", action)
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        task.add_done_callback(self._task_done)
-
-    @staticmethod
-    def _task_done(task: asyncio.Future[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("node task failed", exc_info=task.exception())
-
-    async def _commit(self, block: Block, cert: Certificate) -> None:
-        assert self.chain is not None and self.mempool is not None
-        assert self.core is not None
-        fault = self.double_sign.check(cert, self.core.status(), self.store)  # may adopt
-        if fault is not None:
-            self._fail(fault)
-            return
-        try:
-            receipts = await self.worker.commit(block, cert)
-        except NotNext:
-            return  # an earlier commit failed and the core was reset: it commits this again
-        except StateRootMismatch as e:
-            # The transactions and receipts match the certified header (the tx root checks
-            # out), so the body is the genuine one; executing it gave another state: this
-            # node's state is damaged (or it runs other code). Asking peers again cannot help.
-            self._fail(
-                f"block {block.height} carries a valid certificate but does not apply here: {e}"
-            )
-            return
-        except StorageError as e:
-            self._fail(f"storage error while committing block {block.height}: {e}")
-            return
-        except AccordError as e:
-            self._on_bad_body(block, e)
-            return
-        if receipts is None:
-            return
+    def committed(self, block: Block, receipts: list[Receipt]) -> None:
+        """A block is committed here: settle the mempool, metrics, subscribers, pruning."""
+        assert self.mempool is not None
         now = time.monotonic()
         self.mempool.on_commit(block.txs)
         self.m_height.set(block.height)
@@ -670,60 +527,6 @@ class Node:
         self.feed.publish(block, receipts)
         self.ops.after_commit(block.height)
 
-    def _after_state_sync(self, height: int) -> None:
-        """A snapshot of ``height`` is now the store's state: follow the chain from there."""
-        self.core = self._new_core()
-        self.m_height.set(height)
-        self._tick()
-
-    def _new_core(self) -> Core:
-        """A Gosig core at the store's head with the persisted safety state: on start, and
-        after a certified block's body failed to apply (see ``_commit``)."""
-        assert self.chain is not None and self.mempool is not None
-        height, head_hash = self.chain.head()
-        raw = self.store.get_safety(SAFETY_KEY)
-        safety = SafetyState.decode(raw, self.genesis.n) if raw is not None else None
-        return Core.from_genesis(
-            self.genesis,
-            BlsSigner(self.index, self._secret),
-            head=(height, head_hash),
-            head_cert=self.store.get_certificate(height),
-            head_sortition=self._head_sortition(height),
-            safety=safety,
-            tx_cache=self.mempool.get,
-        )
-
-    def _head_sortition(self, height: int) -> bytes:
-        """The sortition ticket of the block at ``height`` (empty at genesis): the next
-        height's lottery seed comes from it (see :mod:`accord.consensus.sortition`)."""
-        if height == 0:
-            return b""
-        header = self.store.get_header(height)
-        if header is None:
-            raise StorageError(f"the head header at height {height} is missing")
-        return header.sortition
-
-    def _on_bad_body(self, block: Block, error: AccordError) -> None:
-        """A certified block did not apply: its header is genuine (the core checked the
-        certificate) but the body is not the one the validators executed, since a block's
-        hash covers only its header and whoever sent the body put other transactions under
-        it. The core has moved past that height, so it is rebuilt from the store (what a
-        restart does: same persisted safety state, head at the last block that applied), and
-        catch-up fetches the block again, from another peer than the one that sent it."""
-        source = self.catchup.bad_body(block)
-        self.m_bad_msgs.inc(kind="block_body")
-        log.error(
-            "%s: block %d (%s) has a certificate but its body does not apply (%s)%s; fetching it again",
-            self.name,
-            block.height,
-            block.hash.hex()[:16],
-            error,
-            "" if source is None else f", sent by validator {source}",
-        )
-        self.core = self._new_core()
-        self.catchup.maybe_sync()
-        self._tick()
-
     # --- messages from peers ------------------------------------------------------------
 
     async def _on_message(self, frm: int, kind: Kind, payload: Value) -> None:
@@ -732,7 +535,7 @@ class Node:
             if kind == Kind.CONSENSUS:
                 if type(payload) is not bytes:
                     raise DecodeError("consensus payload must be bytes")
-                self._step(MessageReceived(frm, payload))
+                self.driver.step(MessageReceived(frm, payload))
             elif kind == Kind.TX_BATCH:
                 self.admission.on_txs(payload)
             elif kind == Kind.STATUS:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from accord.base.encoding import Value
 from accord.base.errors import AccordError, DecodeError
+from accord.node.driver import spawn
 
 if TYPE_CHECKING:
     from accord.node.node import Node
@@ -144,7 +145,7 @@ class NodeOps:
             )
             self._builder.start()
         if config.prune_keep and height % PRUNE_EVERY == 0:
-            self.node._spawn(self._prune(config.prune_keep))
+            spawn(self._prune(config.prune_keep))
 
     async def _prune(self, keep: int) -> None:
         store = self.node.store
@@ -368,7 +369,7 @@ class NodeOps:
             height,
             time.monotonic() - t0,
         )
-        node._after_state_sync(height)
+        node.driver.restart()
         self.m_base.set(height)
         return True
 
