@@ -158,17 +158,31 @@ def test_a_damaged_marker_still_means_restored(genesis: Genesis, tmp_path: Path)
     assert b.read_restored_marker(tmp_path) is not None  # rewritten whole, with the start
 
 
-def test_caught_up_needs_f_plus_one_peers_there(genesis: Genesis) -> None:
+def test_the_hold_ends_only_with_a_block_proposed_after_the_restore(
+    genesis: Genesis, tmp_path: Path
+) -> None:
+    """Peers' reported heads decide nothing (a review released a node 95 heights early with
+    one liar's status): only a committed block proposed at or after the boundary does."""
+    b.write_restored_marker(tmp_path, {"restored_ms": ms_of_round(genesis, 90)})
     g = DoubleSignGuard(genesis, ME, enabled=True)
-    assert genesis.f == 1
-    assert not g.caught_up(10, {})
-    assert not g.caught_up(10, {0: 10})  # one peer could be the liar
-    assert not g.caught_up(9, {0: 10, 1: 10, 2: 3})
-    assert g.caught_up(10, {0: 10, 1: 10, 2: 3})
-    # one liar reporting a far head cannot hold the node back for ever...
-    assert g.caught_up(10, {0: 10**9, 1: 10, 2: 10})
-    # ...nor one reporting ours make it vote while two honest peers are ahead
-    assert not g.caught_up(10, {0: 10, 1: 12, 2: 12})
+    g.open(tmp_path, ms_of_round(genesis, 100))
+    assert g.boundary is not None and g.holding
+    assert not g.ends_hold(g.boundary - 1)  # may have been decided while the original ran
+    assert g.ends_hold(g.boundary) and g.ends_hold(g.boundary + 50)
+    g.holding = False
+    assert not g.ends_hold(g.boundary + 50)  # nothing to end
+
+
+def test_adoption_never_lowers_the_commit_round(genesis: Genesis) -> None:
+    """The core's rule on C votes is on rounds alone: a certificate one height up from an
+    earlier round must not pull ``c_round`` down (it did: the pair was compared, then the
+    certificate's round copied in)."""
+    g = DoubleSignGuard(genesis, ME, enabled=True)
+    rec = SafetyState(p_round=49, p_height=5, c_round=50, c_height=5, c_hash=b"\x05" * 32)
+    out = SafetyState.decode(g.raised(rec.encode(), cert(6, 45, [0, 1, ME])), 4)
+    assert out.c_round == 50 and out.p_round == 49 and out.c_height == 6
+    up = SafetyState.decode(g.raised(rec.encode(), cert(6, 70, [0, 1, ME])), 4)
+    assert (up.c_height, up.c_round, up.p_round) == (6, 70, 70)
 
 
 def test_release_closes_the_original_rounds_then_removes_the_marker(

@@ -99,8 +99,13 @@ class CatchUp:
             self._inflight.pop(index, None)
 
     def on_status(self, frm: int, payload: Value) -> None:
-        if type(payload) is not list or len(payload) != 2 or type(payload[0]) is not int:
-            raise DecodeError("status is [height, head hash]")
+        if (
+            type(payload) is not list
+            or len(payload) != 2
+            or type(payload[0]) is not int
+            or payload[0] < 0
+        ):
+            raise DecodeError("status is [height >= 0, head hash]")
         self.peer_heads[frm] = payload[0]
         self.maybe_sync()
 
@@ -120,12 +125,6 @@ class CatchUp:
             return
         height, _ = node.chain.head()
         guard = node.double_sign
-        # (not while a commit is in flight: the new core must start from the store's head)
-        if guard.holding and guard.caught_up(height, self.peer_heads) and not node.worker.busy:
-            assert node.store is not None
-            guard.release(node.store, node._now_ms())
-            node.driver.restart()  # a core from the raised record: it votes again
-            return
         now = time.monotonic()
         # Peers that lately sent a body that did not apply are asked only if nobody else can.
         trusted = {p: h for p, h in self.peer_heads.items() if self.distrusted.get(p, 0.0) <= now}
@@ -164,9 +163,17 @@ class CatchUp:
             fetched = 0
         if sync:
             self._inflight.pop(peer, None)
+            if not fetched and self.peer_heads.get(peer, 0) > self._height():
+                # It claims blocks it does not send (a liar, or it pruned them): ask the
+                # others first, or a false head would be the only peer asked, for ever.
+                self.distrusted[peer] = time.monotonic() + DISTRUST_S
             if fetched:
                 # the commits run on the chain thread; ask for more once they have landed
                 spawn(self._after_commits())
+
+    def _height(self) -> int:
+        chain = self.node.chain
+        return chain.head()[0] if chain is not None else 0
 
     async def _after_commits(self) -> None:
         node = self.node

@@ -17,17 +17,24 @@ sends it and C votes only move up, so a certificate carrying this validator's C 
   started is not the original's (the original was gone by then) but a live second instance:
   HALT, marker or not.
 
-Once the node's head reaches what f+1 peers report (at least one honest peer is there),
-:meth:`DoubleSignGuard.release` closes every round up to ``now + max_time_drift`` for P (the
-record's ``p_round``, abstaining, as the core does), then removes the marker; the node
-rebuilds its core from that record and votes again. Closing the rounds covers what the
-certificates cannot show: prepare votes, and commit votes that never made a certificate,
-which the original may have signed up to when it stopped (by a clock at most the drift ahead).
-The core then signs P only above that round, and C only for a P-quorum of a round at or
-above it (its rule 5), so nothing it signs can conflict with anything the original signed.
+**Leaving the hold** is decided by certificates, never by what peers say about their heads
+(a liar could claim anything): the hold ends when a block *proposed* in a round at or after the
+boundary commits here (:meth:`DoubleSignGuard.ends_hold`). A block proposed in round r can be
+decided only in round r or later, and only one block is decided per height, so that height
+was still open when the original stopped: the original never reached the next height, and
+whatever it signed (prepare votes, commit votes that made no certificate, the lock it held) is
+at heights this node has now committed by certificate. Voting at the next height therefore
+conflicts with nothing the original signed. (Releasing on "level with f+1 peers' heads" did
+not hold: one liar, or a lagging honest peer, released a node before the height the original
+was locked at, and a single Byzantine validator could then fork the chain.) At release the
+record also closes every round up to ``now + max_time_drift`` for P, and the core is rebuilt
+from it. The hold costs nothing but time: the node commits by certificate meanwhile. It lasts
+until the others commit a fresh block, so restoring more than f validators of a chain at once,
+or an idle chain with ``skip_empty_blocks``, keeps it waiting for that block.
 
-The record only moves up: adoption keeps the higher of the record and the certificate, and
-release only raises ``p_round``. After release (and after any restart without the marker)
+The record only moves up: adoption raises ``c_round`` only to a higher round (the core's rule
+on C votes is on rounds alone) and ``c_height`` only to a higher height, and release only
+raises ``p_round``. After release (and after any restart without the marker)
 the check is strict again, except that within the same run a certificate from before this
 folder was started is still recognised as the original's (a quorum of the height the
 original was voting at when it stopped can complete after the release).
@@ -106,7 +113,8 @@ class DoubleSignGuard:
         self.boundary = self.round_of(started + self.genesis.consensus.time_drift()) + 1
         log.warning(
             "%s restored from a backup: catching up by certificates only, no votes until "
-            "level with the network (see the double-sign check in docs/operations.md)",
+            "a block proposed after this start commits (see the double-sign check in "
+            "docs/operations.md)",
             data_dir,
         )
 
@@ -167,20 +175,21 @@ class DoubleSignGuard:
     def raised(self, raw: bytes | None, cert: Certificate) -> bytes:
         """The safety record ``raw`` raised to cover our C vote in ``cert`` (never lowered)."""
         s = SafetyState.decode(raw, self.genesis.n) if raw is not None else SafetyState()
-        if (cert.height, cert.round) > (s.c_height, s.c_round):
-            s.c_height, s.c_round, s.c_hash = cert.height, cert.round, cert.block_hash
+        # C votes move up in round (the core's rule 3, on rounds alone): never lower c_round,
+        # and keep c_height at the highest height this key is known to have C-voted at.
+        if cert.round > s.c_round:
+            s.c_round, s.c_hash = cert.round, cert.block_hash
+        s.c_height = max(s.c_height, cert.height)
         # The original was at this round or later: nothing of ours below it may be signed.
         s.p_round = max(s.p_round, cert.round)
         return s.encode()
 
     # --- leaving the hold ----------------------------------------------------------------
 
-    def caught_up(self, head: int, peer_heads: dict[int, int]) -> bool:
-        """Level with the network: at or above the head that f+1 peers report (so one
-        honest peer at least; f liars can neither hold us back nor pretend we are there)."""
-        f = self.genesis.f
-        heads = sorted(peer_heads.values(), reverse=True)
-        return len(heads) > f and head >= heads[f]
+    def ends_hold(self, header_round: int) -> bool:
+        """Whether committing a block proposed in ``header_round`` ends the hold: that
+        height was still undecided when the original stopped (see the module docstring)."""
+        return self.holding and self.boundary is not None and header_round >= self.boundary
 
     def release(self, store: Any, now_ms: int) -> int:
         """Close every round the original may have voted in, persist that, then remove the

@@ -187,6 +187,7 @@ class CoreDriver:
             or not core.p.skip_empty
             or not node.running
             or node.fault is not None
+            or node.double_sign.holding
         ):
             return
         pending = len(node.mempool) > 0
@@ -245,8 +246,15 @@ class CoreDriver:
         except AccordError as e:
             self._bad_body(block, e)
             return
-        if receipts is not None:
-            node.committed(block, receipts)
+        if receipts is None:
+            return
+        node.committed(block, receipts)
+        guard = node.double_sign
+        # A restored folder's hold ends with a block proposed after the original stopped
+        # (accord.node.doublesign); not while more commits wait: the core restarts at the head.
+        if guard.ends_hold(block.header.round) and not node.worker.busy:
+            guard.release(node.store, now_ms())
+            self.restart()
 
     def _bad_body(self, block: Block, error: AccordError) -> None:
         """A certified block did not apply: its header is genuine (the core checked the

@@ -1,0 +1,167 @@
+"""A restored validator must not vote where its key's earlier votes (which its backup does not
+know) could conflict: the review's fork, replayed on real cores, and the peers that tried to
+end or prolong the hold.
+
+The fork (hostile review, finding 1): at height 2 round 1 the P-quorum for B reached 0, 1, 3,
+the C-quorum reached 1 only, which committed B. Validator 3 was restored from a height-1
+backup; the hold ended when the node was "level with f+1 peers" (peers at 1, 2, 1: at once),
+it voted again unlocked, and Byzantine 0 with honest 2 and restored 3 committed B2 at height 2.
+Now the hold ends only with a committed block proposed after the restore's boundary round,
+which is at a height the original never reached.
+"""
+
+# mypy: ignore-errors
+from __future__ import annotations
+
+import asyncio
+import types
+
+from accord.consensus import PHASE_C, PHASE_P, Aggregate, Params, SafetyState
+from accord.node.catchup import CatchUp
+from accord.node.doublesign import DoubleSignGuard
+
+from .support.consensus import Net, is_prop
+
+ROUND_MS = 100
+GENESIS = types.SimpleNamespace(
+    f=1,
+    n=4,
+    genesis_time_ms=0,
+    consensus=types.SimpleNamespace(round_ms=ROUND_MS, time_drift=lambda: 3 * ROUND_MS),
+)
+
+
+def _height_2_split() -> tuple[Net, bytes, bytes, object]:
+    """Height 1 everywhere; at height 2 round 1 the original 3 C-votes B (locked), only
+    validator 1 commits B. Returns the net, B, 3's record as backed up at height 1, and
+    the block of height 1."""
+    params = Params(chain_id="c", n=4, round_ms=ROUND_MS, stage2_ms=50, expected_leaders=4.0)
+    net = Net(params, 4, honest=[0, 1, 2, 3])
+    net.tick(1)
+    net.deliver(is_prop())
+    net.tick(60)
+    net.deliver(lambda f, t, m: True)
+    k1 = net.commits[3][0]
+    net.pending.clear()
+    backup_of_3 = net.persisted[3]
+    net.tick(101)
+    net.deliver(is_prop())
+    net.tick(160)
+    b = net.cores[1].status().p_hash
+    net.deliver(lambda f, t, m: isinstance(m, Aggregate) and m.phase == PHASE_P and t in (0, 1, 3))
+    net.deliver(lambda f, t, m: isinstance(m, Aggregate) and m.phase == PHASE_C and t == 1)
+    assert [x.hash for x in net.commits[1] if x.height == 2] == [b]
+    assert (net.cores[3].status().c_height, net.cores[3].status().c_hash) == (2, b)
+    net.pending.clear()
+    return net, b, backup_of_3, k1
+
+
+def test_a_restored_validator_votes_only_above_the_heights_its_key_voted_at(tmp_path) -> None:
+    net, b, backup_of_3, _ = _height_2_split()
+    from accord.storage import backup as bk
+
+    # The original 3 is gone; its folder is restored from the height-1 backup at t = 201.
+    bk.write_restored_marker(tmp_path, {"restored_ms": 201})
+    guard = DoubleSignGuard(GENESIS, 3, enabled=True)
+    guard.open(tmp_path, 201)
+    assert guard.holding and guard.boundary is not None
+    del net.cores[3]  # holding: its core is fed nothing but certified blocks
+    # The other three go on (Byzantine 0 behaving, or the chain stalls anyway).
+    t = 200
+    while t < 3000 and not any(x.header.round >= guard.boundary for x in net.commits[1]):
+        t += 10
+        net.tick(t, who=[0, 1, 2])
+        net.deliver(lambda f, to, m: f != 3 and to != 3)
+    assert [x.hash for x in net.commits[2] if x.height == 2] == [b]  # 2 learnt B from 1
+    # The restored node commits validator 1's blocks in order; the hold ends only with a
+    # block proposed at or after the boundary round.
+    released_at = None
+    for block in net.commits[1]:
+        if guard.ends_hold(block.header.round):
+            released_at = block
+            break
+    assert released_at is not None and released_at.height > 2, "released where the key voted"
+    # Restart 3 at that head, on its backup record with the rounds closed, as release does.
+    s = SafetyState.decode(backup_of_3, 4)
+    s.p_round = max(s.p_round, guard.round_of(t + GENESIS.consensus.time_drift()))
+    net.persisted[3] = s.encode()
+    net.restart(
+        3, head=(released_at.height, released_at.hash), head_sortition=released_at.header.sortition
+    )
+    # Keep going with everyone; no height ever gets two blocks, and 3's key never signs two
+    # blocks in one (height, round, phase) (counting the original's votes).
+    for _ in range(40):
+        t += 10
+        net.tick(t)
+        net.deliver(lambda f, to, m: True)
+    for h in {x.height for i in range(4) for x in net.commits[i]}:
+        assert len({x.hash for i in range(4) for x in net.commits[i] if x.height == h}) == 1, h
+    assert not net.honest_equivocations()
+    votes_of_3 = {k for k in net.signed if k[0] == 3}
+    assert all(k[1] <= 2 or k[1] > released_at.height for k in votes_of_3), votes_of_3
+
+
+class _HeldNode:
+    """What CatchUp reads of a node: a restored one, holding at height 5."""
+
+    def __init__(self, liar: int) -> None:
+        self.running = True
+        self.fault = None
+        self.name = "v3"
+        self.ops = types.SimpleNamespace(holds_catch_up=False)
+        self.double_sign = types.SimpleNamespace(holding=True)
+        self.worker = types.SimpleNamespace(busy=False, barrier=self._noop)
+        self.chain = types.SimpleNamespace(head=lambda: (5, b"h"))
+        self.driver = types.SimpleNamespace(step=lambda event: None)
+        self.asked: list[int] = []
+        self.m_sync = types.SimpleNamespace(inc=lambda *a, **k: None)
+        self.m_bad_msgs = types.SimpleNamespace(inc=lambda *a, **k: None)
+
+        async def request(peer, body, timeout):
+            self.asked.append(peer)
+            return [] if peer == liar else [[None, None]]
+
+        self.transport = types.SimpleNamespace(request=request)
+
+    async def _noop(self) -> None:
+        return None
+
+
+def test_a_peer_claiming_a_far_head_and_sending_nothing_is_not_the_only_one_asked() -> None:
+    """A held node gets blocks only through catch-up, which asks the peer with the highest
+    head. A liar claiming 10**9 and answering [] was asked for ever; now a peer that claims
+    blocks it does not send is distrusted and the others are asked."""
+    node = _HeldNode(liar=0)
+    cu = CatchUp(node)
+    cu.peer_heads.update({0: 10**9, 1: 20, 2: 20})
+
+    async def rounds() -> None:
+        for _ in range(6):
+            cu._inflight.clear()  # one status interval apart
+            cu.maybe_sync()
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+    asyncio.run(rounds())
+    assert node.asked[0] == 0 and any(p != 0 for p in node.asked), node.asked
+
+
+def test_statuses_cannot_end_the_hold_or_claim_a_negative_head() -> None:
+    """A restored node at 5, an honest peer at 100 and a liar at 0: the old rule ("level
+    with f+1 peers") released it 95 heights behind. Statuses now decide nothing."""
+
+    async def main() -> None:
+        node = _HeldNode(liar=0)
+        cu = CatchUp(node)
+        cu.on_status(1, [100, b"x" * 32])
+        cu.on_status(0, [0, b""])
+        await asyncio.sleep(0)
+        assert node.double_sign.holding
+        try:
+            cu.on_status(2, [-1, b""])
+        except Exception as e:  # noqa: BLE001 - the decoder's refusal is what we look for
+            assert "height >= 0" in str(e)
+        else:
+            raise AssertionError("a negative head was accepted")
+
+    asyncio.run(main())
