@@ -7,6 +7,7 @@ committed, heads agree); they assert nothing about speed.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -140,6 +141,13 @@ def test_bench_consensus_short_run_with_plot(tmp_path: Path) -> None:
     speed = doc["machine"]["speed_before"]  # type: ignore[index]
     assert speed["sha256_100b_per_s"] > 0 and speed["ed25519_verify_per_s"] > 0
     assert doc["machine"]["speed_after"].keys() == speed.keys()  # type: ignore[index]
+    # the signature-check limit from the bench's own probe, and where the run stands to it
+    per_core = (
+        speed["ed25519_verify_per_s"] + doc["machine"]["speed_after"]["ed25519_verify_per_s"]
+    ) / 2  # type: ignore[index]
+    limit = per_core * (os.cpu_count() or 1) / 4
+    assert abs(doc["signature_limit_tps"] - limit) <= 0.1  # type: ignore[operator]
+    assert abs(doc["limit_ratio"] - doc["tps"] / limit) <= 1e-3  # type: ignore[operator]
     assert (
         type(doc["rounds_without_commit"]) is int
         and 0 <= doc["rounds_without_commit"] < doc["blocks"]

@@ -18,6 +18,11 @@ the cost per transaction is steadier than the throughput; ``executions_per_block
 validator executed (built or validated) per committed block, which ``--expected-leaders``
 (leaders per round, a sortition parameter of the fresh genesis) moves.
 ``rounds_without_commit``: rounds during the run in which no block committed.
+``signature_limit_tps``: what signature checks alone would allow on this machine, from the
+bench's own speed probe (Ed25519 checks per second on one core, the mean of the probes before
+and after, times the cores, over the validators: each validator checks every transaction's
+signature), and ``limit_ratio = tps / signature_limit_tps``, a figure that the machine's
+drift between days moves much less than ``tps``.
 ``--plot FILE.png`` draws committed throughput and latency per second.
 
 Everything shares this machine's cores: the load process and the validators compete, as
@@ -226,6 +231,21 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         net.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def relate_to_probe(
+    result: dict[str, Any], before: dict[str, int], after: dict[str, int]
+) -> dict[str, Any]:
+    """``signature_limit_tps`` and ``limit_ratio`` (see the module docstring)."""
+    import os
+
+    per_core = (before["ed25519_verify_per_s"] + after["ed25519_verify_per_s"]) / 2
+    limit = per_core * (os.cpu_count() or 1) / max(1, int(result["validators"]))
+    tps = result.get("tps")
+    return {
+        "signature_limit_tps": round(limit, 1),
+        "limit_ratio": round(tps / limit, 3) if isinstance(tps, int | float) and limit else None,
+    }
 
 
 async def _rounds_without_commit(net: Devnet, start_height: int) -> int | None:
