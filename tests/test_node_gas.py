@@ -18,8 +18,8 @@ import pytest
 from accord.base.genesis import ContractEntry, Genesis
 from accord.base.types import Tx
 from accord.contracts import BUILTINS, Context, Contract, code_hash, method
+from accord.ledger.sizing import TRANSFER_GAS
 from accord.node.config import demo_account
-from accord.node.worker import TRANSFER_GAS
 
 from .support.inproc import ThreadedNetwork
 

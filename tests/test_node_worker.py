@@ -25,8 +25,9 @@ from accord.contracts.runtime import Runtime
 from accord.ledger.application import Application
 from accord.ledger.chain import Chain
 from accord.ledger.mempool import Mempool
+from accord.ledger.sizing import MIN_BLOCK_GAS, GasModel
 from accord.node.config import builtin_contract_entries
-from accord.node.worker import MIN_BLOCK_GAS, ChainWorker, GasModel, NotNext
+from accord.node.worker import ChainWorker, NotNext
 from accord.storage import Store
 
 from .support.genesis import make_genesis
@@ -247,6 +248,11 @@ def test_commits_apply_once_in_order(tmp_path: Path) -> None:
 
 PARAMS = ConsensusParams()
 
+
+def _model() -> GasModel:
+    return GasModel(PARAMS.round_ms, PARAMS.max_block_gas, PARAMS.max_block_txs, 0.25)
+
+
 samples = st.lists(
     st.tuples(
         st.floats(min_value=0.0, max_value=30.0, allow_nan=False),
@@ -261,7 +267,7 @@ samples = st.lists(
 def test_blocks_stay_within_their_bounds_whatever_is_measured(
     observed: list[tuple[float, int, int]], budget: float
 ) -> None:
-    model = GasModel(PARAMS, budget)
+    model = GasModel(PARAMS.round_ms, PARAMS.max_block_gas, PARAMS.max_block_txs, budget)
     for seconds, txs, gas in observed:
         model.observe(seconds, txs, gas)
         gas_cut = model.block_gas()
@@ -272,13 +278,13 @@ def test_blocks_stay_within_their_bounds_whatever_is_measured(
 
 @given(st.floats(min_value=1e-9, max_value=1e-3), st.floats(min_value=1e-9, max_value=1e-3))
 def test_slower_execution_never_cuts_bigger_blocks(a: float, b: float) -> None:
-    slow, fast = GasModel(PARAMS, 0.25), GasModel(PARAMS, 0.25)
+    slow, fast = _model(), _model()
     slow.cost, fast.cost = max(a, b), min(a, b)
     assert slow.block_gas() <= fast.block_gas()
 
 
 def test_light_executions_do_not_move_the_estimate() -> None:
-    model = GasModel(PARAMS, 0.25)
+    model = _model()
     before = (model.cost, model.tx_gas)
     assert not model.observe(5.0, 10, MIN_BLOCK_GAS - 1)  # one slow pause on a tiny block
     assert not model.observe(5.0, 0, 10**7)

@@ -67,6 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--exec-ms", type=float, default=0.0, help="virtual time to build or validate a block"
     )
+    p.add_argument(
+        "--exec-us-per-tx",
+        type=float,
+        default=0.0,
+        help="execution cost per transaction instead; leaders cut blocks by measured cost, "
+        "as validators do",
+    )
     p.add_argument("--loss", type=float, default=0.0)
     p.add_argument("--duplicate", type=float, default=0.0)
     p.add_argument("--drift-ms", type=float, default=0.0)
@@ -155,6 +162,7 @@ def _config(args: argparse.Namespace, nodes: int, progress: Any = None) -> Any:
         latency_ms=args.latency_ms,
         verify_ms=args.verify_ms,
         exec_ms=args.exec_ms,
+        exec_us_per_tx=args.exec_us_per_tx,
         loss=args.loss,
         duplicate=args.duplicate,
         drift_ms=args.drift_ms,

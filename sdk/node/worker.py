@@ -5,7 +5,8 @@ the node hands them to a :class:`ChainWorker`, which runs them against the
 :class:`~accord.ledger.application.Application` and answers the core with ``BlockBuilt`` and
 ``BlockValidated`` events. Which job runs next is decided by the scheduling policy the simulator
 runs too (:class:`accord.consensus.jobs.ChainJobs`); how big a block is cut is decided by
-:class:`GasModel`, a small sans-I/O cost model with a property test of its own.
+:class:`accord.ledger.sizing.GasModel`, a small sans-I/O cost model with a property test of its
+own, which the simulator cuts its blocks with too.
 
 Rules this module keeps:
 
@@ -48,71 +49,16 @@ from accord.consensus.jobs import ChainJobs
 from accord.ledger.application import Application, ExecutionInterrupted, InvalidProposal
 from accord.ledger.blocktime import ahead_of_clock_ms
 from accord.ledger.mempool import Mempool
+from accord.ledger.sizing import GasModel
 
 log = logging.getLogger("accord.node")
 
 T = TypeVar("T")
 
-TRANSFER_GAS = 5_000
-"""About what a token transfer uses: the starting guess of gas per transaction."""
-
-MIN_BLOCK_GAS = 250_000
-"""Blocks are never cut below this much gas by the build budget (about 50 token transfers, or
-one proof check): a cost estimate inflated by one pause must not shrink blocks to nothing."""
-
-COST_SAMPLE_GAS = 250_000
-"""Executions lighter than this are too short to measure the cost of gas by."""
-
 RETRY_AHEAD_MS_ROUNDS = 2
 """A proposal stamped ahead of this validator's clock by at most this many rounds (past the
 drift tolerance) is judged again once the clock has caught up, instead of refused for the
 height; further ahead, it is refused."""
-
-
-class GasModel:
-    """What execution costs on this validator, and so how big a block it cuts.
-
-    A block must be built, sent, validated by the others and voted on within one round; a
-    proposal that arrives late is dropped by every core, and if every block is too big for the
-    round no block ever commits (a livelock, seen on 2 shared cores above ~1,500 tx/s with fixed
-    5,000-tx blocks). So the cost of a unit of gas is measured (builds and validations, so it
-    includes CPU contention) and a block is cut so that executing it takes ``build_budget`` of
-    a round. Gas, not a transaction count, because transactions differ: one proof check costs as
-    much as ~40 transfers, and a block of proof checks cut by count would not fit its round.
-    Pure arithmetic, no clock: tests/test_node_worker.py holds it to its bounds.
-    """
-
-    def __init__(self, params: ConsensusParams, build_budget: float) -> None:
-        self.params = params
-        self.build_budget = build_budget
-        self.cost = 100e-6 / TRANSFER_GAS
-        """Seconds per unit of gas (moving average)."""
-        self.tx_gas = float(TRANSFER_GAS)
-        """Gas per transaction (moving average): how many transactions to take for a block."""
-
-    def observe(self, seconds: float, txs: int, gas: int) -> bool:
-        """Fold in one execution; False when it was too light to measure by."""
-        if gas < COST_SAMPLE_GAS or txs <= 0 or seconds < 0:
-            return False
-        self.cost = 0.7 * self.cost + 0.3 * seconds / gas
-        self.tx_gas = 0.7 * self.tx_gas + 0.3 * gas / txs
-        return True
-
-    def block_gas(self) -> int:
-        """How much gas fits the build budget: where blocks are cut. Never below
-        ``MIN_BLOCK_GAS``, never above the block gas limit."""
-        budget_s = self.build_budget * self.params.round_ms / 1000
-        gas = max(MIN_BLOCK_GAS, int(budget_s / self.cost))
-        return min(gas, self.params.max_block_gas)
-
-    def block_cap(self) -> int:
-        """About how many transactions a block built now holds."""
-        return min(self.params.max_block_txs, max(1, int(self.block_gas() / self.tx_gas)))
-
-    def take_count(self) -> int:
-        """How many transactions to take from the mempool for a build: a fifth more than the
-        budget should hold, since the cut is made by gas while executing."""
-        return min(self.params.max_block_txs, int(1.2 * self.block_gas() / self.tx_gas) + 1)
 
 
 class NotNext(Exception):
@@ -145,7 +91,9 @@ class ChainWorker:
     ) -> None:
         self.name = name
         self.params = params
-        self.gas = GasModel(params, build_budget)
+        self.gas = GasModel(
+            params.round_ms, params.max_block_gas, params.max_block_txs, build_budget
+        )
         self.jobs = ChainJobs(params.round_ms / 1000)
         """Builds and validations waiting for the chain thread, in the shared policy's order."""
         self._status, self._deliver, self._now_ms = status, deliver, now_ms

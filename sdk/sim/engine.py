@@ -33,7 +33,10 @@ a node plays in production (transport, clock, disk, application) with virtual ve
   newest round's best ticket is validated first, and a worse ticket of a round with a valid
   better one waits a round.
   Blocks slower than their round allows are how late prepares (:mod:`accord.consensus.state`)
-  get exercised.
+  get exercised. With ``exec_us_per_tx`` > 0 instead, execution costs that much per
+  transaction and leaders cut their blocks as nodes do, by the execution cost they measured
+  (:class:`accord.ledger.sizing.GasModel`, the node's own model): a block is a prefix of the
+  pool that fits ``build_budget`` of a round.
 * **Disk.** ``Persist`` actions are stored per node; a crash can hit after the persist and before
   the messages of the same batch (the worst place), and a restarted node gets its persisted
   safety state back (``amnesia=True`` withholds it, to show that the checker catches the
@@ -67,7 +70,7 @@ from typing import Any, Protocol
 
 from accord.base import encoding
 from accord.base.errors import AccordError
-from accord.base.types import Block, Certificate, Header, body_hash
+from accord.base.types import Block, Certificate, Header, Tx, body_hash
 from accord.consensus import (
     BlockBuilt,
     BlockFetched,
@@ -93,6 +96,7 @@ from accord.consensus import (
 from accord.consensus.crypto import BlsCrypto, BlsSigner, Crypto, Signer
 from accord.consensus.jobs import ChainJobs
 from accord.ledger.blocktime import block_time_error
+from accord.ledger.sizing import TRANSFER_GAS, GasModel
 from accord.sim.costs import FRAME_OVERHEAD, MeteredCrypto, parse_verify_cost, tx_pool
 
 INVALID_ROOT = b"\xee" * 32  # state root the simulated application rejects
@@ -141,6 +145,8 @@ class SimConfig:
     block_txs: int = 0  # transactions per simulated block (0: empty blocks)
     tx_bytes: int = 250  # encoded size of each of them
     exec_ms: float = 0.0  # virtual time to build or validate a block (0: instant)
+    exec_us_per_tx: float = 0.0  # > 0: execution costs this per tx; blocks cut by GasModel
+    build_budget: float = 0.25  # share of a round a block's execution may take (GasModel)
     round_ms: int = 0  # 0: derived from the latency
     stage2_ms: int = 0
     expected_leaders: float = 3.0
@@ -225,6 +231,7 @@ class SimNode:
     jobs: ChainJobs = field(default_factory=lambda: ChainJobs(1.0))  # waiting for the thread
     jobs_at: int = -1  # when a deferred job is next due (a JOBS event is queued), -1: none
     incarnation: int = 0  # bumped by a crash: answers of executions before it are dropped
+    gas: GasModel | None = None  # with exec_us_per_tx: where this node cuts its blocks
     tick_at: int = -1
     tick_token: int = 0
     chain: list[tuple[Block, Certificate]] = field(default_factory=list)
@@ -286,6 +293,7 @@ class SimResult:
             "latency_ms": c.latency_ms,
             "verify_ms": c.verify_ms,
             "exec_ms": c.exec_ms,
+            "exec_us_per_tx": c.exec_us_per_tx,
             "crypto": c.crypto,
             "partition": c.partition,
             "committed_heights": self.committed_heights,
@@ -362,6 +370,7 @@ class Simulator:
             self.crypto = self.metered
         self.tx_pool = tx_pool(c.block_txs, c.tx_bytes, "accord-sim", c.seed)
         self.tx_pool_body = body_hash(self.tx_pool)  # every simulated block carries the pool
+        self._prefix_bodies: dict[int, bytes] = {}  # ...or, cut by a GasModel, a prefix of it
         # Every validator has the block's transactions in its mempool (they gossip before
         # blocks do), so proposals take them from there, as nodes do (messages._decode_proposal).
         by_hash = {hashlib.sha256(tx.encode()).digest(): tx for tx in self.tx_pool}
@@ -430,6 +439,14 @@ class Simulator:
             self.signers[index],
             offset,
             jobs=ChainJobs(c.round_ms / 1000),
+            gas=GasModel(
+                c.round_ms,
+                max(1, len(self.tx_pool)) * TRANSFER_GAS,
+                max(1, len(self.tx_pool)),
+                c.build_budget,
+            )
+            if c.exec_us_per_tx > 0
+            else None,
         )
 
     # --- event queue -------------------------------------------------------------------
@@ -583,9 +600,15 @@ class Simulator:
                     self.push(at, JOBS, (nd.nid, nd.incarnation, at))
             return
         nd.exec_busy = True
-        at = max(self.now, nd.busy_until) + int(self.c.exec_ms * 1000)
         answer = self._answer(nd, job)
         block = answer.block if isinstance(answer, BlockBuilt) else job
+        if nd.gas is not None:  # the cost per transaction, measured as the node measures it
+            assert isinstance(block, Block)
+            exec_us = int(self.c.exec_us_per_tx * len(block.txs))
+            nd.gas.observe(exec_us / 1e6, len(block.txs), len(block.txs) * TRANSFER_GAS)
+        else:
+            exec_us = int(self.c.exec_ms * 1000)
+        at = max(self.now, nd.busy_until) + exec_us
         self.push(at, EXECUTED, (nd.nid, nd.incarnation, answer, block))
 
     def _schedule_tick(self, nd: SimNode) -> None:
@@ -625,7 +648,7 @@ class Simulator:
                 elif isinstance(a, Send):
                     self.send(nd, a.to_index, a.payload, send_at)
                 elif isinstance(a, BuildBlock | ValidateBlock):
-                    if self.c.exec_ms > 0:  # started once this batch is done (below)
+                    if self.c.exec_ms > 0 or nd.gas is not None:  # started after this batch
                         if isinstance(a, BuildBlock):
                             nd.jobs.build(a)
                         else:
@@ -704,6 +727,7 @@ class Simulator:
             + a.round.to_bytes(8, "big")
             + a.proposer_index.to_bytes(4, "big")
         ).digest()
+        txs, body = self._block_body(nd)
         header = Header(
             chain_id=self.params.chain_id,
             height=a.height,
@@ -711,16 +735,27 @@ class Simulator:
             parent_hash=a.parent_hash,
             tx_root=hashlib.sha256(b"tx" + seed).digest(),
             state_root=hashlib.sha256(b"state" + seed).digest(),
-            tx_count=len(self.tx_pool),
+            tx_count=len(txs),
             proposer=a.proposer_index,
             time_ms=max(self._parent_time(nd), self.local_ms(nd)),
             sortition=a.sortition,
-            body_hash=self.tx_pool_body,
+            body_hash=body,
         )
-        block = self.strategies.build(self, nd, Block(header, self.tx_pool))
+        block = self.strategies.build(self, nd, Block(header, txs))
         if nd.pending:
             self.block_txs_ids[block.hash] = frozenset(nd.pending)
         return block
+
+    def _block_body(self, nd: SimNode) -> tuple[tuple[Tx, ...], bytes]:
+        """The transactions of a block this node builds now: the pool, or with a cost model
+        the prefix of it that the node's :class:`GasModel` says fits the build budget."""
+        if nd.gas is None:
+            return self.tx_pool, self.tx_pool_body
+        k = min(len(self.tx_pool), nd.gas.block_cap())
+        body = self._prefix_bodies.get(k)
+        if body is None:
+            body = self._prefix_bodies[k] = body_hash(self.tx_pool[:k])
+        return self.tx_pool[:k], body
 
     def _fetch(self, nd: SimNode, a: FetchBlock, at: int) -> None:
         for peer in self.by_index.get(a.from_index, ()):
