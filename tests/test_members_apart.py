@@ -186,8 +186,7 @@ def test_add_member_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
     # a rogue key: bank's public key with a proof made by another key (acme's)
     _refused(capsys, draft, card("rogue", {**bank, "pop": acme["pop"]}), "proof of possession")
-    # a proof of possession is not an ordinary signature of the key: a PoP over a key the
-    # member does not own fails even when it is a valid signature by someone
+    # acme's key with its own valid proof, sent again under another name: still one seat
     _refused(
         capsys,
         draft,
