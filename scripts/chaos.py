@@ -133,7 +133,7 @@ class Cluster:
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * n
         self.down: set[int] = set()  # validators a fault has taken out (not for load)
         ports = free_ports(2 * n)
-        genesis = init_network(
+        init_network(
             root,
             validators=n,
             deterministic=True,
@@ -142,13 +142,6 @@ class Cluster:
             api_ports=ports[n:],
             consensus=ConsensusParams(round_ms=1000, stage2_ms=500),
         )
-        vals = [v.model_copy(update={"host": net.ip(i)}) for i, v in enumerate(genesis.validators)]
-        Genesis.model_validate(
-            {
-                **genesis.model_dump(mode="json"),
-                "validators": [v.model_dump(mode="json") for v in vals],
-            }
-        ).save(root / "genesis.json")
         self.shaper: ShaperThread | None = None
         if profile is not None:
             # relays in this (the root) namespace, on the bridge's address when there is one
@@ -168,6 +161,10 @@ class Cluster:
                 cfg.peers = {
                     f"validator-{j}": f"{h}:{p}"
                     for j, (h, p) in self.shaper.network.dial_map(i).items()
+                }
+            else:  # each validator in its own namespace: peers at their namespace's address
+                cfg.peers = {
+                    f"validator-{j}": f"{net.ip(j)}:{ports[j]}" for j in range(n) if j != i
                 }
             cfg.save(d)
             self.urls.append(f"http://{net.ip(i)}:{cfg.api_port}")

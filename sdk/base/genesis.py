@@ -12,7 +12,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from accord.base import encoding
 from accord.base.crypto import bls
@@ -33,13 +42,40 @@ def _hex(v: str, size: int | None, what: str) -> str:
     return v.lower()
 
 
+LEGACY_ADDRESS_FIELDS = ("host", "port", "api_port")
+"""Fields a validator entry had before addresses moved to node.json (``peers``)."""
+
+_OPTIONAL_FIELDS = ("account", *LEGACY_ADDRESS_FIELDS)
+
+
 class ValidatorInfo(_Model):
+    """A validator as every member knows it: its name and public keys, never where it runs.
+
+    Addresses are node configuration (node.json ``peers``), so a validator can move without a
+    new chain. Genesis files written before that still carry ``host``/``port``/``api_port``:
+    they are read, hashed exactly as written (an existing chain keeps its genesis hash) and
+    used only as the address to dial when node.json names none. Absent optional fields are
+    left out of the document and its hash, not written as null."""
+
     name: str = Field(min_length=1, max_length=64)
     bls_public_key: str
     pop: str
-    host: str = "127.0.0.1"
-    port: int = Field(default=0, ge=0, le=65535)
-    api_port: int = Field(default=0, ge=0, le=65535)
+    account: str | None = Field(
+        default=None, description="the member's account address (hex), from its member card"
+    )
+    host: str | None = Field(default=None, description="legacy: read from older genesis files only")
+    port: int | None = Field(default=None, ge=0, le=65535, description="legacy")
+    api_port: int | None = Field(default=None, ge=0, le=65535, description="legacy")
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        return {k: v for k, v in out.items() if not (k in _OPTIONAL_FIELDS and v is None)}
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, v: str | None) -> str | None:
+        return None if v is None else _hex(v, 20, "account")
 
     @field_validator("bls_public_key")
     @classmethod
@@ -168,6 +204,9 @@ class Genesis(_Model):
             raise ValueError("validator names must be unique")
         if len(set(keys)) != len(keys):
             raise ValueError("validator keys must be unique")
+        accounts = [x.account for x in v if x.account is not None]
+        if len(set(accounts)) != len(accounts):
+            raise ValueError("validator accounts must be unique")
         return v
 
     @model_validator(mode="after")

@@ -491,9 +491,10 @@ class ValidatorModel(WireModel):
     name: str
     bls_public_key: str
     pop: str
-    host: str
-    port: int
-    api_port: int
+    account: str | None = Field(default=None, description="the member's account address")
+    host: str | None = Field(default=None, description="legacy genesis address, if any")
+    port: int | None = None
+    api_port: int | None = None
 
 
 class AccountResponse(WireModel):

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from accord.base.errors import ForkDetected, NodeLied
+from accord.base.errors import ForkDetected, NodeLied, ValidationError
 from accord.base.genesis import Genesis
 
 
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             action="append",
             default=[],
             metavar="URL",
-            help="an untrusted node's API URL (repeat for several; default: genesis validators)",
+            help="an untrusted node's API URL (repeat for several; default: the validator folders next to genesis.json, as accord init makes them)",
         )
         sp.add_argument("--store", type=Path, default=None, help="the trusted-state file")
         sp.add_argument("--timeout", type=float, default=10.0, help="seconds per request to a node")
@@ -92,13 +92,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     z.set_defaults(func=_shielded)
 
 
+def _local_nodes(path: Path, genesis: Genesis) -> list[str]:
+    """Default nodes when none is named: genesis names no address, so those of a network
+    folder ``accord init`` made (validator folders next to genesis.json), else an older
+    genesis's legacy API addresses. The client trusts none of them either way."""
+    from accord.node.config import NodeConfig
+
+    urls = []
+    for v in genesis.validators:
+        folder = path.parent / v.name
+        if (folder / "node.json").exists():
+            cfg = NodeConfig.load(folder)
+            if cfg.api_port:
+                scheme = "https" if cfg.api_tls is not None else "http"
+                urls.append(f"{scheme}://{cfg.api_host}:{cfg.api_port}")
+        elif v.api_port:
+            urls.append(f"http://{v.host or '127.0.0.1'}:{v.api_port}")
+    return urls
+
+
 def _client(args: argparse.Namespace) -> Any:
     from accord.light import LightClient
 
     genesis = Genesis.load(args.genesis)
-    nodes = list(args.node) or [
-        f"http://{v.host}:{v.api_port}" for v in genesis.validators if v.api_port
-    ]
+    nodes = list(args.node) or _local_nodes(Path(args.genesis), genesis)
+    if not nodes:
+        raise ValidationError("genesis names no node addresses: pass --node URL (repeat)")
     store = args.store
     if store is None:
         base = Path(os.environ.get("ACCORD_CACHE") or Path.home() / ".cache" / "accord")

@@ -18,6 +18,10 @@ from accord.base.errors import AccordError
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("accord.cli.init", "create genesis and node folders for N validators"),
     "keys": ("accord.cli.keys", "create and show account keys"),
+    "genesis": (
+        "accord.cli.genesis",
+        "build genesis from member cards, check its hash, configure a member's node",
+    ),
     "node": ("accord.cli.node", "run one validator from its folder"),
     "devnet": ("accord.cli.devnet", "run a local validator network with a demo workload"),
     "bench": ("accord.cli.bench", "run a benchmark and print one JSON line of figures"),

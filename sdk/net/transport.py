@@ -401,10 +401,12 @@ class Transport:
         self.genesis_hash = genesis.hash
         self.config = config or NetConfig()
         me = genesis.validators[index]
-        self.host = host if host is not None else me.host
-        self.port = port if port is not None else me.port
+        # Addresses are node configuration; an older genesis's legacy addresses are only the
+        # fallback for validators the caller names none for.
+        self.host = host if host is not None else (me.host or "127.0.0.1")
+        self.port = port if port is not None else (me.port or 0)
         self._addresses: dict[int, tuple[str, int]] = {
-            i: (v.host, v.port) for i, v in enumerate(genesis.validators)
+            i: (v.host or "127.0.0.1", v.port) for i, v in enumerate(genesis.validators) if v.port
         }
         if addresses:
             self._addresses.update(addresses)

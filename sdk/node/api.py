@@ -1124,6 +1124,7 @@ class ClientApi:
                         name=v.name,
                         bls_public_key=v.bls_public_key,
                         pop=v.pop,
+                        account=v.account,
                         host=v.host,
                         port=v.port,
                         api_port=v.api_port,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from accord.base.crypto import bls
 from accord.base.crypto.ed25519 import AccountKey
-from accord.base.errors import ValidationError
+from accord.base.errors import GenesisError, ValidationError
 from accord.base.genesis import ConsensusParams, ContractEntry, Genesis, TokenGenesis, ValidatorInfo
 from accord.base.keys import save_validator_key
 from accord.net.tls import make_self_signed
@@ -99,13 +99,32 @@ class NodeConfig(BaseModel):
 
     peers: dict[str, str] = Field(
         default_factory=dict,
-        description="dial these addresses ('host:port') instead of genesis for the named "
-        "validators (a relay, a NAT, a name that differs from genesis); applied by `accord node`",
+        description="where the other validators listen ('host:port' by validator name): "
+        "genesis names no address, so a validator that moves changes only its peers' "
+        "node.json. Applied by `Node.from_dir` and `accord node`",
     )
+    genesis_hash: str | None = Field(
+        default=None,
+        description="the genesis hash the members agreed on out of band (hex; written by "
+        "`accord genesis join`): the node refuses to start on a genesis file with another hash",
+    )
+
+    def check_genesis(self, genesis: Genesis) -> None:
+        """Refuse a genesis file edited after the members compared its hash."""
+        if self.genesis_hash is not None and genesis.hash.hex() != self.genesis_hash.lower():
+            raise GenesisError(
+                f"genesis {self.genesis} has hash {genesis.hash.hex()}, not the agreed "
+                f"{self.genesis_hash} pinned in node.json: it changed after assembly "
+                "(compare hashes with the other members again)"
+            )
 
     def peer_addresses(self, genesis: Genesis) -> dict[int, tuple[str, int]]:
         """``peers`` by validator index, checked against genesis (a typo must not pass as a
-        validator nobody can reach)."""
+        validator nobody can reach).
+
+        This is where ``Node.from_dir`` first holds both the node's configuration and its
+        genesis, so the pinned genesis hash is checked here too (see ``check_genesis``)."""
+        self.check_genesis(genesis)
         index = {v.name: i for i, v in enumerate(genesis.validators)}
         out: dict[int, tuple[str, int]] = {}
         for name, addr in self.peers.items():
@@ -184,13 +203,21 @@ def init_network(
                 name=name,
                 bls_public_key=bls.public_key(secret).hex(),
                 pop=bls.pop_prove(secret).hex(),
-                host="127.0.0.1",
-                port=ports[i],
-                api_port=api_ports[i],
             )
         )
+        # One machine: every validator reaches the others on loopback; genesis names no
+        # address, so each node.json says where its peers are.
+        peers = {
+            f"validator-{j}": f"127.0.0.1:{ports[j]}"
+            for j in range(validators)
+            if j != i and ports[j]
+        }
         config = NodeConfig(
-            name=name, genesis="../genesis.json", port=ports[i], api_port=api_ports[i]
+            name=name,
+            genesis="../genesis.json",
+            port=ports[i],
+            api_port=api_ports[i],
+            peers=peers,
         )
         if p2p_tls:
             make_self_signed(node_dir / P2P_TLS.cert, node_dir / P2P_TLS.key, name=name)

@@ -34,7 +34,7 @@ class ShapedNodes:
             api_ports=ports[n:],
         )
         self.shaper = ShapedNetwork(
-            {i: (v.host, v.port) for i, v in enumerate(self.genesis.validators)},
+            {i: ("127.0.0.1", ports[i]) for i in range(n)},
             profile,
             seed=seed,
         )
