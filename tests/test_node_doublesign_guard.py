@@ -99,7 +99,8 @@ def test_a_restored_folder_adopts_only_votes_from_before_it_started(
     g.open(data, started)
     assert g.holding
     drift_rounds = genesis.consensus.time_drift() // genesis.consensus.round_ms
-    assert g.boundary == 100 + drift_rounds + 1
+    # the original's clock up to a drift ahead, this one up to 3 drifts + a round behind
+    assert g.boundary == 100 + 4 * drift_rounds + 1 + 1
     with Store(tmp_path / "s", sync=False) as store:
         # the restored record: C at (2, 10); the original signed on up to (7, 60)
         store.put_safety(SAFETY_KEY, SafetyState(p_round=10, c_round=10, c_height=2).encode())
@@ -142,12 +143,32 @@ def test_a_restart_while_holding_keeps_the_first_start_as_the_boundary(
     # what another instance signed between the two starts still halts the node
     assert first is not None
     assert again.judge(cert(9, first + 5, [0, 1, ME]), status(2, 10)) is Verdict.HALT
-    # a marker whose start lies in the future (a clock set back, a forged file) is not
-    # trusted as a boundary: the current start is
+    # a marker whose start lies ahead of this clock (stepped back, or the folder moved to
+    # another host) keeps it: lowering it would reopen rounds the original voted in (second
+    # review: a 60 s step back lowered the boundary by 600 rounds)
     b.write_restored_marker(tmp_path, {"started_ms": ms_of_round(genesis, 10_000)})
     g3 = DoubleSignGuard(genesis, ME, enabled=True)
     g3.open(tmp_path, ms_of_round(genesis, 600))
-    assert g3.boundary is not None and g3.boundary < 700
+    assert g3.boundary is not None and g3.boundary > 10_000
+
+
+def test_a_clock_far_behind_the_network_halts_a_holding_node(
+    genesis: Genesis, tmp_path: Path
+) -> None:
+    """The boundary comes from this clock: a certified block stamped more than twice the
+    drift ahead of it shows the clock behind by more than the margin allows (second review:
+    a VM 600 ms behind signed a second prepare in its original's round)."""
+    drift = genesis.consensus.time_drift()
+    b.write_restored_marker(tmp_path, {})
+    g = DoubleSignGuard(genesis, ME, enabled=True)
+    now = ms_of_round(genesis, 100)
+    g.open(tmp_path, now)
+    assert g.check_clock(now + 2 * drift, now) is None  # within what honest stamps allow
+    assert g.check_clock(now - 10**6, now) is None  # an old block during catch-up
+    reason = g.check_clock(now + 2 * drift + 1, now)
+    assert reason is not None and "clock" in reason and "restore" in reason
+    g.holding = False
+    assert g.check_clock(now + 10**6, now) is None  # only a holding node relies on its clock
 
 
 def test_a_damaged_marker_still_means_restored(genesis: Genesis, tmp_path: Path) -> None:
@@ -229,3 +250,24 @@ def test_restore_leaves_the_marker_written_atomically(tmp_path: Path) -> None:
     assert not list((tmp_path / "restored").glob("*.tmp"))
     # a backup itself never carries one (it is not a restored folder)
     assert b.read_restored_marker(tmp_path / "bk") is None
+
+
+def test_a_restore_interrupted_after_the_store_is_placed_still_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Second review: the store was moved into place before the marker was written, so an
+    interrupt in between left a restored store that starts strictly, with no hold."""
+    from .support.chains import make_chain
+
+    with Store(tmp_path / "live", sync=False) as store:
+        make_chain(store, 2, 20, random.Random(3))
+        b.backup_store(store, tmp_path / "bk")
+
+    def interrupted(_: object) -> dict[str, object]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(b, "_describe", interrupted)  # right after the store is in place
+    with pytest.raises(KeyboardInterrupt):
+        b.restore(tmp_path / "bk", tmp_path / "restored")
+    assert (tmp_path / "restored" / b.DATA).exists()
+    assert b.read_restored_marker(tmp_path / "restored") is not None

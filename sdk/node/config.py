@@ -122,8 +122,8 @@ class NodeConfig(BaseModel):
         """``peers`` by validator index, checked against genesis (a typo must not pass as a
         validator nobody can reach).
 
-        This is where ``Node.from_dir`` first holds both the node's configuration and its
-        genesis, so the pinned genesis hash is checked here too (see ``check_genesis``)."""
+        The pinned genesis hash is checked here too (see ``check_genesis``; ``Node`` checks
+        it again whatever way it was built)."""
         self.check_genesis(genesis)
         index = {v.name: i for i, v in enumerate(genesis.validators)}
         out: dict[int, tuple[str, int]] = {}

@@ -86,6 +86,7 @@ class DoubleSignGuard:
         """The highest (height, round) of our C votes adopted so far (what the persisted
         record covers while the core, not driven, still holds the restored one)."""
         self.adoptions = 0
+        self.started_ms = 0
 
     # --- rounds --------------------------------------------------------------------------
 
@@ -107,10 +108,18 @@ class DoubleSignGuard:
             self.boundary = None
             return
         started = marker.get("started_ms")
-        if type(started) is not int or started <= 0 or started > now_ms:
+        # Kept even if it is ahead of this clock (stepped back, or another host): lowering it
+        # would move the boundary below rounds the original may have voted in.
+        if type(started) is not int or started <= 0:
             started = now_ms
             backup_files.write_restored_marker(data_dir, {**marker, "started_ms": started})
-        self.boundary = self.round_of(started + self.genesis.consensus.time_drift()) + 1
+        self.started_ms = started
+        # The original's clock may have been the drift ahead of true time, and this one
+        # behind it: by up to 3 drifts + a round the margin covers; further behind,
+        # check_clock sees it in the fresh block that would end the hold (honest proposers
+        # stamp their own time, at most the drift off) and halts instead.
+        c = self.genesis.consensus
+        self.boundary = self.round_of(started + 4 * c.time_drift() + c.round_ms) + 1
         log.warning(
             "%s restored from a backup: catching up by certificates only, no votes until "
             "a block proposed after this start commits (see the double-sign check in "
@@ -185,6 +194,28 @@ class DoubleSignGuard:
         return s.encode()
 
     # --- leaving the hold ----------------------------------------------------------------
+
+    def check_clock(self, header_time_ms: int, now_ms: int) -> str | None:
+        """While holding: why this node must not go on, if a certified block's time shows
+        its clock behind the network's by more than the drift (None: fine).
+
+        The boundary between the original's rounds and ours comes from this clock; honest
+        validators stamp blocks at most the drift ahead of their own clocks, so a certified
+        block stamped further ahead of ours than twice the drift means ours is behind by more
+        than the drift, and the boundary may lie below rounds the original voted in (review
+        finding: a restored VM snapshot 600 ms behind, drift 300 ms, signed a second prepare
+        in its original's round)."""
+        if not self.holding:
+            return None
+        ahead = header_time_ms - now_ms
+        if ahead <= 2 * self.genesis.consensus.time_drift():
+            return None
+        return (
+            f"this restored validator's clock is {ahead} ms behind a certified block's time "
+            f"(more than twice the drift, {2 * self.genesis.consensus.time_drift()} ms): its "
+            "restore boundary cannot be trusted. Fix the clock (NTP), remove the data folder's "
+            "contents and run `accord node restore` again"
+        )
 
     def ends_hold(self, header_round: int) -> bool:
         """Whether committing a block proposed in ``header_round`` ends the hold: that

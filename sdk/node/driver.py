@@ -225,6 +225,8 @@ class CoreDriver:
         node, core = self.node, self.core
         assert core is not None
         fault = node.double_sign.check(cert, core.status(), node.store)  # may adopt
+        if fault is None:
+            fault = node.double_sign.check_clock(block.header.time_ms, now_ms())
         if fault is not None:
             node.fail(fault)
             return
@@ -252,7 +254,7 @@ class CoreDriver:
         guard = node.double_sign
         # A restored folder's hold ends with a block proposed after the original stopped
         # (accord.node.doublesign); not while more commits wait: the core restarts at the head.
-        if guard.ends_hold(block.header.round) and not node.worker.busy:
+        if guard.ends_hold(block.header.round) and not node.worker.commits_waiting:
             guard.release(node.store, now_ms())
             self.restart()
 

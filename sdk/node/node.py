@@ -103,6 +103,7 @@ class Node:
         allow_insecure_zk: bool | None = None,
     ) -> None:
         genesis.check()
+        config.check_genesis(genesis)  # node.json's pinned genesis hash, if any
         pk = bls.public_key(secret)
         keys = genesis.validator_keys()
         if pk not in keys:

@@ -109,6 +109,8 @@ class ChainWorker:
         # The build in progress: (height, round, stop flag), and the last (height, round) the
         # core sent CancelBuild for; cancel() sets the flag, or _build sets it at once if the
         # cancel came first (while the build waited for the thread).
+        self.commits_waiting = 0
+        """Commits asked for and not finished (the one returning is no longer counted)."""
         self._building: tuple[int, int, threading.Event] | None = None
         self._cancelled: tuple[int, int] | None = None
         self._define_metrics(metrics)
@@ -233,6 +235,7 @@ class ChainWorker:
         known = self._known_good
         verified = frozenset(t.hash for t in block.txs if known(t.hash))
         t0 = time.monotonic()
+        self.commits_waiting += 1
 
         def commit() -> list[Receipt] | None:
             height, _ = app.head()
@@ -244,7 +247,10 @@ class ChainWorker:
                 app.validate(block, verified=verified)  # a cached result if validated before
             return app.commit(block, cert)
 
-        receipts = await self.run(commit, "commit")
+        try:
+            receipts = await self.run(commit, "commit")
+        finally:
+            self.commits_waiting -= 1
         if receipts is not None:
             self.m_commit_s.observe(time.monotonic() - t0)
         return receipts
