@@ -28,7 +28,7 @@ import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from accord.base.errors import GenesisError
 
@@ -371,6 +371,8 @@ def check_contract(cls: type) -> None:
     than :class:`~accord.contracts.base.Contract`) could differ between validators."""
     from accord.contracts.base import Contract
 
+    if cls in _checked:
+        return
     problems: list[Problem] = []
     by_file: dict[str, list[str]] = {}
     for klass in cls.__mro__:
@@ -392,6 +394,10 @@ def check_contract(cls: type) -> None:
     for path, roots in by_file.items():
         problems += check_source(Path(path).read_text(encoding="utf-8"), path, roots)
     _raise(problems, f"contract {getattr(cls, 'name', '') or cls.__name__!r}")
+    _checked.add(cls)  # a class's source is read once per process, as for its code hash
+
+
+_checked: set[type] = set()
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,7 +467,10 @@ def _restricted_globals(module_globals: dict[str, Any]) -> dict[str, Any]:
     return g
 
 
-def restricted_class(cls: type) -> type:
+_C = TypeVar("_C", bound=type)
+
+
+def restricted_class(cls: _C) -> _C:
     """A subclass of contract ``cls`` whose own functions (and those of its contract bases)
     run with :data:`RESTRICTED_BUILTINS`. Behaviour is otherwise the same: same name, same
     declared methods, ``isinstance`` still holds."""
@@ -489,7 +498,7 @@ def restricted_class(cls: type) -> type:
     overrides["__module__"] = cls.__module__
     overrides["__qualname__"] = cls.__qualname__
     overrides["__accord_restricted__"] = True
-    return type(cls.__name__, (cls,), overrides)
+    return cast(_C, type(cls.__name__, (cls,), overrides))
 
 
 __all__ = [
