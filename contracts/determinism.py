@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import importlib
 import inspect
 import types
 from collections.abc import Iterator
@@ -86,6 +87,32 @@ FORBIDDEN_BUILTINS: dict[str, str] = {
 
 _ALLOWED_DUNDERS = frozenset({"__init__", "__name__"})
 
+_ACCELERATORS = frozenset({"_hashlib", "_blake2", "_sha2", "_sha256", "_sha512", "_sha1", "_md5"})
+"""C modules that allow-listed modules hand out their functions from (``hashlib.sha256`` is
+``_hashlib.openssl_sha256``): reachable only through the allow-listed module."""
+
+
+def _module(name: str) -> types.ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _reached(obj: object) -> str | None:
+    """Why ``obj``, found as an attribute of an allow-listed module, must not be used, or None.
+
+    An allow-listed module's own namespace also holds what it imported (``typing.sys``,
+    ``genesis.Path``): reaching those would step around the import allow-list."""
+    if isinstance(obj, types.ModuleType):
+        return None if obj.__name__ in ALLOWED_MODULES else f"module {obj.__name__}"
+    origin = getattr(obj, "__module__", None)
+    if not isinstance(origin, str) or origin in ALLOWED_MODULES or origin in _ACCELERATORS:
+        return None
+    if origin == "builtins" and isinstance(obj, type):
+        return None  # a builtin type (int, bytes, ...) re-exported: harmless
+    return f"{getattr(obj, '__name__', type(obj).__name__)} from module {origin}"
+
 
 class NondeterministicContract(GenesisError):
     """A contract's code uses something that can differ between validators."""
@@ -132,6 +159,7 @@ class _Visitor(ast.NodeVisitor):
         self.filename = filename
         self.problems: list[Problem] = []
         self._functions: list[str] = []
+        self._modules: dict[str, types.ModuleType] = {}  # local name -> allow-listed module
 
     def _add(self, node: ast.AST, what: str) -> None:
         self.problems.append(Problem(self.filename, getattr(node, "lineno", 0), what))
@@ -140,20 +168,41 @@ class _Visitor(ast.NodeVisitor):
         for alias in node.names:
             if not _import_allowed(alias.name):
                 self._add(node, f"import {alias.name} (not in the contract import allow-list)")
+                continue
+            module = _module(alias.name)
+            if module is not None and alias.asname:
+                self._modules[alias.asname] = module
+            elif module is not None and "." not in alias.name:
+                self._modules[alias.name] = module
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         if node.level:
             self._add(node, "relative import (a contract's own helper modules are not checked)")
             return
         module = node.module or ""
-        if _import_allowed(module):
-            return
         for alias in node.names:
-            if not _import_allowed(f"{module}.{alias.name}"):
+            full = f"{module}.{alias.name}"
+            if _import_allowed(full):
+                sub = _module(full)
+                if sub is not None:
+                    self._modules[alias.asname or alias.name] = sub
+                continue
+            if not _import_allowed(module):
                 self._add(
                     node,
                     f"from {module} import {alias.name} (not in the contract import allow-list)",
                 )
+                continue
+            parent = _module(module)
+            if parent is None or alias.name == "*":
+                self._add(node, f"from {module} import {alias.name} (cannot be checked)")
+                continue
+            obj = getattr(parent, alias.name, None)
+            why = _reached(obj)
+            if why is not None:
+                self._add(node, f"from {module} import {alias.name} (it is {why})")
+            elif isinstance(obj, types.ModuleType):
+                self._modules[alias.asname or alias.name] = obj
 
     def visit_If(self, node: ast.If) -> None:
         if _is_type_checking(node.test):  # annotations only: never runs
@@ -202,8 +251,26 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         a = node.attr
+        base = node.value
         if a.startswith("__") and a.endswith("__") and a not in _ALLOWED_DUNDERS:
             self._add(node, f"attribute {a} (reaches interpreter internals)")
+        elif (
+            a.startswith("_")
+            and a not in _ALLOWED_DUNDERS
+            and not (isinstance(base, ast.Name) and base.id in ("self", "cls"))
+        ):
+            # ctx._rt, ctx._state, ctx._writes: the runtime's internals (other contracts'
+            # state, writes past the gas meter) are not part of what a contract may touch.
+            self._add(node, f"private attribute {a} of another object")
+        elif isinstance(base, ast.Name) and base.id in self._modules:
+            module = self._modules[base.id]
+            if not hasattr(module, a):
+                sub = _module(f"{module.__name__}.{a}")
+                why = None if sub is None else _reached(sub)
+            else:
+                why = _reached(getattr(module, a))
+            if why is not None:
+                self._add(node, f"{base.id}.{a} (it is {why})")
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
@@ -311,20 +378,41 @@ def _scope(tree: ast.Module, roots: list[str] | None) -> list[ast.stmt]:
     if roots is None:
         return list(tree.body)
     defs = _top_level_names(tree)
-    chosen: list[ast.stmt] = []
-    seen: set[int] = set()
-    todo = [s for r in roots for s in defs.get(r, [])]
+    chosen: dict[int, ast.stmt] = {}
+    wanted: dict[int, set[str]] = {}  # an import statement -> the names of it that are used
+    todo = list(roots)
+    done: set[str] = set()
     while todo:
-        stmt = todo.pop()
-        if id(stmt) in seen:
+        name = todo.pop()
+        if name in done:
             continue
-        seen.add(id(stmt))
-        chosen.append(stmt)
-        for node in ast.walk(stmt):
-            if isinstance(node, ast.Name) and node.id in defs:
-                todo.extend(defs[node.id])
-    chosen.sort(key=lambda s: s.lineno)
-    return chosen
+        done.add(name)
+        for stmt in defs.get(name, []):
+            if isinstance(stmt, ast.Import | ast.ImportFrom):
+                wanted.setdefault(id(stmt), set()).add(name)
+                chosen[id(stmt)] = stmt
+                continue
+            if id(stmt) in chosen:
+                continue
+            chosen[id(stmt)] = stmt
+            for node in ast.walk(stmt):
+                if isinstance(node, ast.Name) and node.id in defs:
+                    todo.append(node.id)
+    out: list[ast.stmt] = []
+    for key, stmt in chosen.items():
+        if isinstance(stmt, ast.Import | ast.ImportFrom):
+            # Only the names the contract uses: ``from m import used, unused`` in a test
+            # module must not make the contract answer for ``unused``.
+            names = [a for a in stmt.names if (a.asname or a.name).split(".")[0] in wanted[key]]
+            part: ast.stmt
+            if isinstance(stmt, ast.Import):
+                part = ast.Import(names=names)
+            else:
+                part = ast.ImportFrom(module=stmt.module, names=names, level=stmt.level)
+            stmt = ast.copy_location(part, stmt)
+        out.append(stmt)
+    out.sort(key=lambda s: s.lineno)
+    return out
 
 
 def check_source(source: str, filename: str, roots: list[str] | None = None) -> list[Problem]:

@@ -180,6 +180,12 @@ REFUSED = [
         2,
         "recursion",
     ),
+    ("import typing\ndef f():\n    return typing.sys.modules", 3, "typing.sys (it is module sys)"),
+    ("from typing import sys", 1, "from typing import sys (it is module sys)"),
+    ("from accord.base import genesis\ndef f():\n    return genesis.Path('/')", 3, "genesis.Path"),
+    ("from accord.contracts import Runtime", 1, "Runtime from module accord.contracts.runtime"),
+    ("def f(ctx):\n    return ctx._rt.oracle", 2, "private attribute _rt"),
+    ("def f(ctx):\n    ctx._writes[b'c/token/x'] = b''", 2, "private attribute _writes"),
     ("class C:\n    def bump(self):\n        self.n += 1", 3, "assignment to self.n"),
     ("class C:\n    def keep(self, v):\n        self.v = v", 3, "assignment to self.v"),
 ]
@@ -207,6 +213,9 @@ ALLOWED = [
     "class C:\n    def __init__(self, g):\n        self.g = g\n    def get(self):\n        return self.g",
     "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import os",
     "def f(n):\n    return g(n)\ndef g(n):\n    return n + 1",
+    "import hashlib\ndef f():\n    return hashlib.sha256(b'').digest()",
+    "from accord.zk import notes as zk\ndef f():\n    return zk.FIELD",
+    "class C:\n    def a(self):\n        return self._b()\n    def _b(self):\n        return 1",
 ]
 
 
@@ -237,6 +246,38 @@ def test_every_builtin_contract_class_passes_and_registers() -> None:
     g = make_genesis(1, contracts=builtin_contract_entries())
     rt = Runtime(g)
     assert rt.contract_names == sorted(e.name for e in builtin_contract_entries())
+
+
+def test_next_to_other_code_a_contract_answers_only_for_what_it_uses() -> None:
+    source = textwrap.dedent(
+        """\
+        import time
+        from accord.contracts import Contract, Runtime, method
+
+        T0 = time.time()
+
+
+        class Fine(Contract):
+            name = "fine"
+
+            @method
+            def go(self, ctx):
+                return 1
+
+
+        class Bad(Contract):
+            name = "bad"
+
+            @method
+            def go(self, ctx):
+                return int(T0)
+        """
+    )
+    assert check_source(source, "m.py", ["Fine"]) == []
+    bad = [str(p) for p in check_source(source, "m.py", ["Bad"])]
+    assert bad == ["m.py:1: import time (not in the contract import allow-list)"]
+    whole = [str(p) for p in check_source(source, "m.py")]
+    assert "m.py:2: from accord.contracts import Runtime (it is Runtime from module " in whole[1]
 
 
 def test_the_check_covers_module_helpers_the_contract_calls(tmp_path: Path) -> None:
