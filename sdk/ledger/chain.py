@@ -119,6 +119,9 @@ class Chain:
         self._results: OrderedDict[bytes, Execution] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.RLock()
+        # The reports below are read from other threads (the node's event loop) while the
+        # chain thread may hold ``_lock`` for a long execution: they have their own lock.
+        self._report_lock = threading.Lock()
         self._refused: deque[RefusedBlock] = deque(maxlen=REFUSALS_KEPT)
         self.mismatches: dict[str, int] = {}
         """Refused proposals by reason ("tx_root", "state_root") and by suspect contract
@@ -442,7 +445,8 @@ class Chain:
         record = RefusedBlock(
             h.height, block.hash, h.proposer, reason, suspect, len(block.txs), tuple(entries)
         )
-        self._refused.append(record)
+        with self._report_lock:
+            self._refused.append(record)
         self._count(reason)
         if suspect is not None and suspect < len(block.txs):
             culprit = block.txs[suspect]
@@ -480,10 +484,16 @@ class Chain:
         return note
 
     def _count(self, key: str) -> None:
-        m = self.mismatches
-        if key not in m and len(m) >= 256:
-            key = "contract:other"  # bounded: contract names in transactions are anyone's
-        m[key] = m.get(key, 0) + 1
+        with self._report_lock:
+            m = self.mismatches
+            if key not in m and len(m) >= 256:
+                key = "contract:other"  # bounded: contract names in transactions are anyone's
+            m[key] = m.get(key, 0) + 1
+
+    def mismatch_counts(self) -> dict[str, int]:
+        """A copy of :attr:`mismatches`, safe to take from any thread (for metrics)."""
+        with self._report_lock:
+            return dict(self.mismatches)
 
     def _strike(self, block: Block, proposer: int, targets: list[int] | None, reason: str) -> None:
         txs = block.txs if targets is None else [block.txs[i] for i in targets]
@@ -502,8 +512,9 @@ class Chain:
             self._banned[key] = what
             while len(self._banned) > STRIKES_KEPT:
                 self._banned.popitem(last=False)
-            self._newly_banned.append((key, what))
-            del self._newly_banned[:-STRIKES_KEPT]
+            with self._report_lock:
+                self._newly_banned.append((key, what))
+                del self._newly_banned[:-STRIKES_KEPT]
             self._count("banned")
             log.warning(
                 "transaction %s (%s) is left out of this node's proposals: proposals of %d "
@@ -516,7 +527,7 @@ class Chain:
 
     def refused_blocks(self) -> list[RefusedBlock]:
         """The latest proposals refused for a root mismatch, oldest first."""
-        with self._lock:
+        with self._report_lock:
             return list(self._refused)
 
     def banned(self, tx_hash: bytes) -> bool:
@@ -525,8 +536,9 @@ class Chain:
 
     def take_banned(self) -> list[tuple[bytes, str]]:
         """Transactions banned since the last call, as ``(hash, "contract.method")``, for the
-        node to evict from its mempool (:meth:`accord.ledger.mempool.Mempool.evict`)."""
-        with self._lock:
+        node to evict from its mempool (:meth:`accord.ledger.mempool.Mempool.evict`). Never
+        waits for an execution in progress."""
+        with self._report_lock:
             out, self._newly_banned = self._newly_banned, []
             return out
 
