@@ -7,7 +7,8 @@ no ledger state of its own; everything persistent goes through the :class:`Conte
 keys, gas-metered reads and writes), so the same block executed on the same state gives the same
 receipts and writes on every validator.
 
-Rules for contract authors (what keeps execution deterministic):
+Rules for contract authors (what keeps execution deterministic; :mod:`accord.contracts.determinism`
+refuses most breaches when a contract is registered, see docs/determinism.md):
 
 * Reach state only through ``ctx``. Never read the clock (use ``ctx.time_ms``, the block time),
   randomness, environment, files or network; never keep mutable module or instance state

@@ -69,6 +69,7 @@ from accord.contracts.base import (
     contract_prefix,
     user_key,
 )
+from accord.contracts.determinism import check_contract, restricted_class
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,11 @@ class Runtime:
         *,
         proof_verifier: ProofVerifier | None = None,
         oracle: Oracle | None = None,
+        check_code: bool = True,
     ) -> None:
+        """``check_code=False`` skips the static determinism check (contracts are still run
+        with restricted builtins): only for test fixtures that are deliberately broken, such as
+        a contract returning a float to prove the runtime refuses it."""
         if contracts is None:
             from accord.contracts import BUILTINS
 
@@ -174,9 +179,12 @@ class Runtime:
                     f"contract {name!r}: genesis registers code hash {entry.code_hash}, "
                     f"this node's code hashes to {local}; refusing to start"
                 )
-            instance = cls(genesis)
+            if check_code:
+                check_contract(cls)  # before anything of it runs, here or anywhere
+            run_cls = restricted_class(cls)
+            instance = run_cls(genesis)
             self._contracts[name] = instance
-            for mname, spec in cls.methods.items():
+            for mname, spec in run_cls.methods.items():
                 self._specs[(name, mname)] = (instance, spec)
 
     # --- lookups -------------------------------------------------------------------------

@@ -187,7 +187,7 @@ G = genesis()
 
 
 def runtime(**kw: Any) -> Runtime:
-    return Runtime(G, CONTRACTS, **kw)
+    return Runtime(G, CONTRACTS, check_code=False, **kw)  # Probe returns a float on purpose
 
 
 def fresh() -> tuple[Runtime, DictState]:
@@ -336,7 +336,7 @@ def test_contract_not_in_genesis_is_not_callable() -> None:
     g = make_genesis(
         1, contracts=[ContractEntry(name="token", code_hash=code_hash(BUILTINS["token"]).hex())]
     )
-    rt = Runtime(g, CONTRACTS)  # probe is available locally but not registered
+    rt = Runtime(g, CONTRACTS, check_code=False)  # probe is available locally but not registered
     assert rt.contract_names == ["token"]
     r = rt.execute_block(
         DictState(),
@@ -741,7 +741,9 @@ def test_genesis_contract_name_and_duplicates() -> None:
     h = code_hash(Probe).hex()
     with pytest.raises(GenesisError, match="registered twice"):
         Runtime(
-            make_genesis(1, contracts=[ContractEntry(name="probe", code_hash=h)] * 2), CONTRACTS
+            make_genesis(1, contracts=[ContractEntry(name="probe", code_hash=h)] * 2),
+            CONTRACTS,
+            check_code=False,
         )
     with pytest.raises(GenesisError, match="must match"):
         Runtime(

@@ -14,12 +14,22 @@ Rules this module keeps:
   that committing a validated block is one LMDB write transaction and no re-execution.
 * Every commit goes through :meth:`accord.storage.Store.commit_block`: block, certificate,
   receipts, state writes and the new root land together or not at all.
+* A proposal refused because its execution here gives another tx root or state root (the
+  validators disagree: nondeterministic contract code, or other code) is named: the log, the
+  :attr:`Chain.mismatches` counters and :meth:`Chain.refused_blocks` list its transactions with
+  this node's receipt hashes, and the block is executed a second time so that a transaction
+  whose receipt changes between two local runs is singled out. Such a transaction gets a
+  strike per distinct proposer whose refused proposal held it; at f+1 proposers (so at least
+  one honest one proposed it) it is banned from this node's proposals, and
+  :meth:`Chain.take_banned` hands it to whoever evicts it from the mempool: the chain does not
+  stay stuck behind it, and one Byzantine proposer cannot get a transaction banned alone.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -38,6 +48,16 @@ if TYPE_CHECKING:
 
 GENESIS_HASH_KEY = b"genesis_hash"
 
+log = logging.getLogger(__name__)
+
+REFUSALS_KEPT = 16
+"""Refused proposals :meth:`Chain.refused_blocks` remembers (newest last)."""
+REFUSED_TXS_KEPT = 256
+"""Transactions recorded per refused proposal (a block may hold thousands)."""
+REFUSED_TXS_LOGGED = 32
+STRIKES_KEPT = 4096
+"""Transactions with strikes (or bans) remembered; the oldest are forgotten first."""
+
 
 @dataclass(frozen=True)
 class Execution:
@@ -49,6 +69,32 @@ class Execution:
     state_root: bytes
     tx_root: bytes
     gas_used: int = 0  # the receipts' total (at most the genesis max_block_gas)
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedTx:
+    """One transaction of a refused proposal, as this node executed it."""
+
+    index: int
+    tx_hash: bytes
+    contract: str
+    method: str
+    receipt_hash: bytes | None  # None: execution stopped before it
+    ok: bool
+    error: str  # the receipt's error code ("" when it succeeded)
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedBlock:
+    """A proposal refused because executing it here gave another root than its header."""
+
+    height: int
+    block_hash: bytes
+    proposer: int
+    reason: str  # "tx_root" or "state_root"
+    suspect: int | None  # first tx whose receipt differed between two local executions
+    tx_count: int
+    txs: tuple[RefusedTx, ...]  # the first REFUSED_TXS_KEPT
 
 
 def tx_root(txs: Sequence[Tx], receipts: Sequence[Receipt]) -> bytes:
@@ -73,6 +119,20 @@ class Chain:
         self._results: OrderedDict[bytes, Execution] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.RLock()
+        # The reports below are read from other threads (the node's event loop) while the
+        # chain thread may hold ``_lock`` for a long execution: they have their own lock.
+        self._report_lock = threading.Lock()
+        self._refused: deque[RefusedBlock] = deque(maxlen=REFUSALS_KEPT)
+        self.mismatches: dict[str, int] = {}
+        """Refused proposals by reason ("tx_root", "state_root") and by suspect contract
+        ("contract:<name>"; "contract:?" when no transaction could be singled out)."""
+        self._strikes: OrderedDict[bytes, set[int]] = OrderedDict()
+        self._banned: OrderedDict[bytes, str] = OrderedDict()
+        self._newly_banned: list[tuple[bytes, str]] = []
+        n = len(genesis.validators)
+        self.ban_threshold = (n - 1) // 3 + 1
+        """Distinct proposers (f + 1) whose refused proposals must hold a transaction before
+        it is banned: at least one of them is honest."""
         stored = store.get_meta(GENESIS_HASH_KEY)
         if stored is None:
             if store.head() is not None:
@@ -245,7 +305,10 @@ class Chain:
         expected: dict[bytes, int] = {}
         kept: list[Tx] = []
         with self.store.snapshot() as snap:
+            banned = self._banned
             for tx in txs:
+                if banned and tx.hash in banned:
+                    continue  # a later nonce of its sender is then left out too: it would skip
                 sender = tx.sender
                 nonce = expected.get(sender)
                 if nonce is None:
@@ -327,11 +390,157 @@ class Chain:
             except InvalidBlock as e:
                 raise InvalidProposal(str(e)) from None
             if ex.tx_root != h.tx_root:
-                raise InvalidProposal("tx root does not match the executed transactions")
+                note = self._disagreement(block, ex, "tx_root", verified, vote=now_ms is not None)
+                raise InvalidProposal(f"tx root does not match the executed transactions{note}")
             if ex.state_root != h.state_root:
-                raise StateRootMismatch("state root does not match the executed transactions")
+                note = self._disagreement(
+                    block, ex, "state_root", verified, vote=now_ms is not None
+                )
+                raise StateRootMismatch(
+                    f"state root does not match the executed transactions{note}"
+                )
             self._remember(block.hash, ex)
             return ex
+
+    # --- disagreement ---------------------------------------------------------------------
+
+    def _disagreement(
+        self, block: Block, ex: Execution, reason: str, verified: Container[bytes], *, vote: bool
+    ) -> str:
+        """Name what a root mismatch can be blamed on; return a note for the refusal's message.
+
+        The header carries only roots, not the proposer's receipts, so this node cannot say
+        which receipt differs from the proposer's. It can say which differs between two of its
+        own executions (nondeterministic code usually differs there too); failing that, every
+        transaction of the block is a suspect."""
+        from accord.contracts.runtime import InvalidBlock
+
+        h = block.header
+        suspect: int | None = None
+        try:
+            again = self._execute(block.txs, h.height, h.time_ms, verified)
+            for i, (a, b) in enumerate(zip(ex.receipts, again.receipts, strict=False)):
+                if a.hash != b.hash:
+                    suspect = i
+                    break
+            else:
+                if len(ex.receipts) != len(again.receipts):
+                    suspect = min(len(ex.receipts), len(again.receipts))
+        except (InvalidBlock, AccordError):
+            suspect = None
+        entries = []
+        for i, tx in enumerate(block.txs[:REFUSED_TXS_KEPT]):
+            r = ex.receipts[i] if i < len(ex.receipts) else None
+            entries.append(
+                RefusedTx(
+                    i,
+                    tx.hash,
+                    tx.contract,
+                    tx.method,
+                    None if r is None else r.hash,
+                    r is not None and r.ok,
+                    "" if r is None else r.error_code,
+                )
+            )
+        record = RefusedBlock(
+            h.height, block.hash, h.proposer, reason, suspect, len(block.txs), tuple(entries)
+        )
+        with self._report_lock:
+            self._refused.append(record)
+        self._count(reason)
+        if suspect is not None and suspect < len(block.txs):
+            culprit = block.txs[suspect]
+            self._count(f"contract:{culprit.contract}")
+            note = (
+                f"; transaction {suspect} {culprit.hash.hex()[:16]} "
+                f"({culprit.contract}.{culprit.method}) gives another receipt on each execution"
+            )
+        else:
+            self._count("contract:?")
+            note = f"; no transaction singled out among {len(block.txs)} (see the chain's log)"
+        log.warning(
+            "proposal %s (height %d, proposer %d) refused: %s mismatch%s",
+            block.hash.hex()[:12],
+            h.height,
+            h.proposer,
+            reason.replace("_", " "),
+            note,
+        )
+        for e in entries[:REFUSED_TXS_LOGGED]:
+            log.warning(
+                "  tx %d %s %s.%s: receipt %s %s",
+                e.index,
+                e.tx_hash.hex()[:16],
+                e.contract,
+                e.method,
+                "-" if e.receipt_hash is None else e.receipt_hash.hex()[:16],
+                "ok" if e.ok else f"failed {e.error}",
+            )
+        if len(block.txs) > REFUSED_TXS_LOGGED:
+            log.warning("  ... and %d more transactions", len(block.txs) - REFUSED_TXS_LOGGED)
+        if vote:
+            targets = [suspect] if suspect is not None and suspect < len(block.txs) else None
+            self._strike(block, h.proposer, targets, reason)
+        return note
+
+    def _count(self, key: str) -> None:
+        with self._report_lock:
+            m = self.mismatches
+            if key not in m and len(m) >= 256:
+                key = "contract:other"  # bounded: contract names in transactions are anyone's
+            m[key] = m.get(key, 0) + 1
+
+    def mismatch_counts(self) -> dict[str, int]:
+        """A copy of :attr:`mismatches`, safe to take from any thread (for metrics)."""
+        with self._report_lock:
+            return dict(self.mismatches)
+
+    def _strike(self, block: Block, proposer: int, targets: list[int] | None, reason: str) -> None:
+        txs = block.txs if targets is None else [block.txs[i] for i in targets]
+        for tx in txs:
+            key = tx.hash
+            if key in self._banned:
+                continue
+            who = self._strikes.pop(key, None) or set()
+            who.add(proposer)
+            if len(who) < self.ban_threshold:
+                self._strikes[key] = who
+                while len(self._strikes) > STRIKES_KEPT:
+                    self._strikes.popitem(last=False)
+                continue
+            what = f"{tx.contract}.{tx.method}"
+            self._banned[key] = what
+            while len(self._banned) > STRIKES_KEPT:
+                self._banned.popitem(last=False)
+            with self._report_lock:
+                self._newly_banned.append((key, what))
+                del self._newly_banned[:-STRIKES_KEPT]
+            self._count("banned")
+            log.warning(
+                "transaction %s (%s) is left out of this node's proposals: proposals of %d "
+                "different proposers holding it were refused for a %s mismatch",
+                key.hex(),
+                what,
+                len(who),
+                reason.replace("_", " "),
+            )
+
+    def refused_blocks(self) -> list[RefusedBlock]:
+        """The latest proposals refused for a root mismatch, oldest first."""
+        with self._report_lock:
+            return list(self._refused)
+
+    def banned(self, tx_hash: bytes) -> bool:
+        """True if ``tx_hash`` is left out of this node's proposals (see the module notes)."""
+        return tx_hash in self._banned
+
+    def take_banned(self) -> list[tuple[bytes, str]]:
+        """Transactions banned since the last call, as ``(hash, "contract.method")``, for the
+        node to evict from its mempool (:meth:`accord.ledger.mempool.Mempool.evict`). Never
+        waits for an execution in progress."""
+        with self._report_lock:
+            out, self._newly_banned = self._newly_banned, []
+            return out
 
     def commit(self, block: Block, certificate: Certificate | None) -> list[Receipt]:
         """Commit an agreed block (validating it first if this node has not yet)."""

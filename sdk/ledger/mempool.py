@@ -19,10 +19,18 @@ Concurrency: the mempool is meant for one asyncio event loop. No method awaits, 
 to completion without interleaving and no locks are needed; do not share an instance between
 threads. :func:`verify_signatures` touches no mempool state and may run on any thread; its
 verdicts are handed to :meth:`Mempool.add_many` on the loop.
+
+A transaction that made validators disagree (its proposals were refused for a root mismatch
+by several proposers, see :meth:`accord.ledger.chain.Chain.take_banned`) is evicted with
+:meth:`Mempool.evict`: it and its sender's later nonces leave the pool, the eviction is
+counted and logged, and the same transaction is refused (:class:`Evicted`) if sent again, so
+it cannot keep a slot or hold its sender's queue for ever.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, KeysView
 
 from accord.base import encoding
@@ -38,6 +46,17 @@ from accord.base.errors import (
     WrongChain,
 )
 from accord.base.types import MAX_TX_BYTES, Tx
+
+log = logging.getLogger(__name__)
+
+EVICTED_KEPT = 4096
+"""Evicted transaction hashes remembered (refused if sent again); oldest forgotten first."""
+
+
+class Evicted(AccordError):
+    """The transaction made validators disagree and was evicted; it is not taken again."""
+
+    code = "evicted"
 
 
 class Mempool:
@@ -68,6 +87,9 @@ class Mempool:
         self._nonces: dict[bytes, int] = {}
         self.rejected: dict[str, int] = {}
         """Rejections counted by error code (for metrics)."""
+        self.evicted: dict[str, int] = {}
+        """Pending transactions evicted, by reason (for metrics)."""
+        self._evicted: OrderedDict[bytes, str] = OrderedDict()
 
     # --- queries -------------------------------------------------------------------------
 
@@ -160,6 +182,11 @@ class Mempool:
                 f"gas limit {tx.gas_limit} is above the block gas limit {self.max_gas}"
             )
         h = tx.hash
+        if h in self._evicted:
+            raise Evicted(
+                f"transaction {h.hex()[:16]} ({self._evicted[h]}) was evicted: validators "
+                "executing it disagreed"
+            )
         if h in self._by_hash:
             raise DuplicateTx(f"transaction {h.hex()[:16]} is already pending")
         if len(self._by_hash) >= self.max_txs:
@@ -268,6 +295,29 @@ class Mempool:
                     self._drop_queue_from(sender, i)
                     break
         return before - len(self._by_hash)
+
+    def evict(self, banned: Iterable[tuple[bytes, str]], reason: str = "disagreement") -> int:
+        """Evict transactions that made validators disagree, given as ``(hash, what)`` with
+        ``what`` naming the call (``"contract.method"``); every later nonce of the same
+        sender goes too (it could no longer execute). Returns how many left the pool."""
+        out = 0
+        for h, what in banned:
+            self._evicted[h] = what
+            self._evicted.move_to_end(h)
+            while len(self._evicted) > EVICTED_KEPT:
+                self._evicted.popitem(last=False)
+            n = self.remove([h])
+            if n:
+                out += n
+                self.evicted[reason] = self.evicted.get(reason, 0) + n
+                log.warning(
+                    "mempool: evicted transaction %s (%s)%s: %s",
+                    h.hex(),
+                    what,
+                    f" and {n - 1} later of its sender" if n > 1 else "",
+                    reason,
+                )
+        return out
 
     def on_commit(self, txs: Iterable[Tx]) -> None:
         """A block committed: drop its transactions and any pending ones whose nonce is now used

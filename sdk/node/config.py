@@ -150,8 +150,11 @@ class NodeConfig(BaseModel):
 
 def builtin_contract_entries() -> list[ContractEntry]:
     from accord.contracts import BUILTINS
+    from accord.contracts.determinism import check_contract
     from accord.contracts.runtime import code_hash
 
+    for cls in BUILTINS.values():
+        check_contract(cls)  # genesis registers only code every validator computes alike
     return [
         ContractEntry(name=name, code_hash=code_hash(cls).hex())
         for name, cls in sorted(BUILTINS.items())
