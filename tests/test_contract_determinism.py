@@ -454,3 +454,58 @@ def test_a_commit_of_a_certified_block_names_but_never_strikes(tmp_path: Path) -
             validator.commit(block, None)
     assert len(validator.refused_blocks()) == 3
     assert not validator.banned(culprit.hash)
+
+
+def test_the_chain_worker_evicts_what_the_chain_banned(tmp_path: Path) -> None:
+    """The node's side: proposals refused by the chain worker for a disagreement, from f + 1
+    proposers, get the culprit evicted from the worker's mempool (not only left out of
+    blocks), so it stops taking a slot and is refused if sent again."""
+    import asyncio
+    import dataclasses
+
+    from accord.base.metrics import Registry
+    from accord.consensus import BlockValidated, Status
+    from accord.node.worker import ChainWorker
+
+    mod = _load(tmp_path, "det_drift_worker", DRIFT)
+    g = _genesis("drift", mod.Drift, n=4)
+    contracts = {**BUILTINS, "drift": mod.Drift}
+    proposer = Chain(g, Store(tmp_path / "a", sync=False), Runtime(g, contracts))
+    validator = Chain(g, Store(tmp_path / "b", sync=False), Runtime(g, contracts))
+    culprit = _tx(ALICE, g, "drift", "bump", 0)
+    t = g.genesis_time_ms + g.consensus.round_ms
+    validator.build([culprit], round=1, proposer=3, time_ms=t)  # its drift ran once more
+    blocks: list[Block] = []
+    fields = {f.name: None for f in dataclasses.fields(Status)}
+    status = Status(**{**fields, "height": 1, "round": 1, "stats": {}})
+    got: list[object] = []
+
+    async def main() -> None:
+        pool = Mempool(g.chain_id, validator.nonce_of)
+        pool.add(culprit)
+        worker = ChainWorker(
+            "v",
+            g.consensus,
+            Registry(),
+            status=lambda: status,
+            deliver=got.append,
+            now_ms=lambda: t,
+            known_good=lambda h: False,
+            note_verified=lambda hs: None,
+            remember=lambda b: None,
+        )
+        worker.open(validator, pool, asyncio.get_running_loop())
+        for p in (0, 1):  # as in the test above: each proposal built just before it is judged
+            blocks.append(proposer.build([culprit], round=1, proposer=p, time_ms=t))
+            worker.validate(blocks[-1])
+            for _ in range(500):
+                await asyncio.sleep(0.01)
+                if len(got) == p + 1:
+                    break
+        await worker.close()
+        assert got == [BlockValidated(b.hash, False) for b in blocks]
+        assert culprit.hash not in pool and pool.evicted == {"disagreement": 1}
+        with pytest.raises(Evicted):
+            pool.add(culprit)
+
+    asyncio.run(main())

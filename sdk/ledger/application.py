@@ -118,3 +118,15 @@ class Application(Protocol):
         ...
 
     def block_and_certificate(self, height: int) -> tuple[Block, Certificate | None]: ...
+
+    def take_banned(self) -> list[tuple[bytes, str]]:
+        """Transactions this application will leave out of its blocks from now on, as
+        ``(hash, "contract.method")``, since the last call: ones that made validators disagree
+        (proposals holding them refused by f+1 proposers). The node evicts them from its
+        mempool, so the chain does not stay stuck behind one transaction."""
+        ...
+
+    def mismatch_counts(self) -> dict[str, int]:
+        """Proposals refused for a tx-root or state-root mismatch, by reason and by the
+        contract of the transaction suspected (for metrics); safe from any thread."""
+        ...

@@ -219,6 +219,15 @@ class Node:
         self.m_shed = m.counter(
             "accord_submissions_shed_total", "client submissions refused: backlog too long"
         )
+        self.m_evicted = m.gauge(
+            "accord_mempool_evicted", "pending transactions evicted, by reason", ["reason"]
+        )
+        self.m_mismatch = m.gauge(
+            "accord_root_mismatches",
+            "proposals refused for a tx-root or state-root mismatch, by reason and by the "
+            "suspected transaction's contract",
+            ["what"],
+        )
 
     def _collect(self) -> None:
         if self.mempool is not None:
@@ -228,6 +237,12 @@ class Node:
         if self.core is not None:
             for kind, v in self.core.status().stats.items():
                 self.m_consensus.set(v, kind=kind)
+        if self.mempool is not None:
+            for reason, count in self.mempool.evicted.items():
+                self.m_evicted.set(count, reason=reason)
+        if self.chain is not None:
+            for what, count in self.chain.mismatch_counts().items():
+                self.m_mismatch.set(count, what=what)
 
     # --- lifecycle ----------------------------------------------------------------------
 

@@ -386,6 +386,9 @@ class ChainWorker:
             self.jobs.found_valid(block)
         else:
             self.m_invalid.inc()
+            banned = app.take_banned()  # a transaction that made validators disagree
+            if banned and self.mempool is not None:
+                self.mempool.evict(banned)
         self._deliver(BlockValidated(block.hash, ok))
 
     def _revalidate(self, block: Block) -> None:
