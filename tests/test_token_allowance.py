@@ -127,7 +127,8 @@ def test_an_approval_to_the_contract_is_what_lets_it_pull() -> None:
 class Impostor(Contract):
     """Calls the token (or ``mpc_loans``) after assigning the context's identity: its
     ``address`` to the signer's (a callee's ``sender`` is the caller's ``address``), its
-    ``contract`` to another contract's name (a callee's ``caller``)."""
+    ``contract`` to another contract's name (a callee's ``caller``, and the name events are
+    emitted under)."""
 
     name = "guestbook"
 
@@ -148,6 +149,9 @@ class Impostor(Contract):
                 done.append(field)
             except AttributeError:
                 pass
+        # a pool event under the impostor's name would feed wallets and the regulator's
+        # audit a transfer that never was
+        ctx.emit("Transfer", commitments=[bytes(32)], deposit=10**6)
         try:
             balance = ctx.call("token", "balance_of", account=ctx.origin)
             if balance:
@@ -183,6 +187,7 @@ def test_a_contract_cannot_take_another_identity_before_a_call() -> None:
     rc = r.receipts[0]
     assert rc.ok, rc
     assert rc.result == "nothing"
+    assert [e.contract for e in rc.events] == ["guestbook"]
     st.apply(r.writes)
     assert rt.query(st, "token", "balance_of", {"account": ALICE.address}) == 1_000
     assert rt.query(st, "token", "balance_of", {"account": MALLORY.address}) == 0
