@@ -649,3 +649,49 @@ def test_a_validator_does_not_start_on_a_forged_closing_step(
     assert (
         "proof_verifier" in _validator(tmp_path, {"mul": vk}, {"ceremony": real})._runtime_hooks()
     )
+
+
+def _fake_params() -> zt.Params:
+    return zt.Params(
+        8,
+        tuple((m, AccountKey.from_name(m).public_key.hex()) for m in MEMBERS),
+        (("mul", "ab" * 32, "cd" * 32),),
+        (("circom2", "0"), ("circomlib", "0")),
+        "ef" * 32,
+        BEACON_HEIGHT,
+        10,
+    )
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"file": None},
+        {"file": 7},
+        {"file": "../../outside.ptau"},
+        {"sha256": 12},
+        {"sha256": "AB" * 32},
+        {"phase": True},
+    ],
+)
+def test_a_malformed_transcript_entry_is_refused_by_name(
+    tmp_path: Path, edit: dict[str, Any]
+) -> None:
+    """Second review: a transcript is input from whoever relayed it. An entry without its
+    ``file`` (re-hashed, so the chain holds) loaded, and ``verify``/``contribute`` then died
+    with a KeyError traceback; a number for ``sha256`` reached the file comparison. Now
+    loading names the malformed field."""
+    t = zt.Transcript(_fake_params(), [])
+    body = {"step": "new", "phase": 1, "circuit": None, "member": None}
+    body.update({"file": "000_new.ptau", "sha256": "00" * 32})
+    body.update(edit)
+    t.append(**{k: v for k, v in body.items() if v is not None or k in ("circuit", "member")})
+    t.save(tmp_path)
+    with pytest.raises(zt.CeremonyError, match="malformed"):
+        zt.Transcript.load(tmp_path)
+    good = zt.Transcript(_fake_params(), [])
+    good.append(
+        step="new", phase=1, circuit=None, member=None, file="000_new.ptau", sha256="00" * 32
+    )
+    good.save(tmp_path / "good")
+    assert zt.Transcript.load(tmp_path / "good").next_step() == ("contribute", 1, None, "bank-a")

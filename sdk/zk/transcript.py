@@ -210,6 +210,7 @@ class Transcript:
         for i, e in enumerate(self.entries):
             if not isinstance(e, dict):
                 raise CeremonyError(f"transcript entry {i} is not an object")
+            _check_fields(i, e)
             body = {k: v for k, v in e.items() if k not in ("prev", "hash")}
             want = _h([ENTRY_DOMAIN, prev, encoding.canonical(dict(sorted(body.items())))])
             if e.get("prev") != prev or e.get("hash") != want:
@@ -340,6 +341,28 @@ class Transcript:
             if e["phase"] == phase and e.get("circuit") == circuit and e["step"] != "export":
                 return e
         raise CeremonyError(f"no phase-{phase} file yet")
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_FILE = re.compile(r"[A-Za-z0-9_.-]{1,160}")
+_FIELDS: dict[str, tuple[tuple[str, re.Pattern[str] | None], ...]] = {
+    "contribute": (("contribution", re.compile(r"[0-9a-f]{64,256}")), ("signature", None)),
+    "beacon": (("beacon", _HEX64), ("value", None), ("certificate", None)),
+    "export": (("vk_hash", _HEX64),),
+}
+
+
+def _check_fields(i: int, e: dict[str, Any]) -> None:
+    """Every field a later step reads, present and of its one form: a transcript is input
+    from whoever relayed it, and a missing ``file`` or a number for ``sha256`` must be a
+    refusal by name, not a traceback in the middle of ``verify``."""
+    fields = (("file", _FILE), ("sha256", _HEX64), *_FIELDS.get(str(e.get("step")), ()))
+    for name, form in fields:
+        v = e.get(name)
+        if not isinstance(v, str) or (form is not None and not form.fullmatch(v)):
+            raise CeremonyError(f"transcript entry {i} ({e.get('step')}): malformed {name!r}")
+    if not isinstance(e.get("phase"), int) or isinstance(e.get("phase"), bool):
+        raise CeremonyError(f"transcript entry {i}: malformed 'phase'")
 
 
 def signed_message(prev: str, body: dict[str, Any]) -> bytes:
