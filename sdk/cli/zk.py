@@ -332,9 +332,24 @@ def _ceremony_contribute(args: argparse.Namespace) -> int:
         "with `accord zk ceremony verify --member NAME --hash H`",
         file=sys.stderr,
     )
+    # The beacon is unpredictable only if its block is still to come: init cannot check
+    # that, so each member does before publishing (an unpublished contribution is no risk).
+    print(
+        f"{args.name}: the beacon will be the hash of block {t.params.beacon_height} of the "
+        f"chain whose genesis hash is {t.params.beacon_chain}: publish your folder only if "
+        "that chain has not reached that height yet",
+        file=sys.stderr,
+    )
     print(
         json.dumps(
-            {"transcript": t.hash, "next": t.next_step(), "out": args.out, "contributions": mine}
+            {
+                "transcript": t.hash,
+                "next": t.next_step(),
+                "out": args.out,
+                "contributions": mine,
+                "beacon_chain": t.params.beacon_chain,
+                "beacon_height": t.params.beacon_height,
+            }
         )
     )
     return 0
