@@ -352,17 +352,23 @@ class Context:
 
     Writes go to a per-transaction buffer above the block's earlier writes; the runtime keeps
     or drops the buffer as a whole, which is what makes a failed transaction leave no trace.
+
+    Who runs and who called (``sender``, ``origin``, ``contract``, ``address``, ``caller``,
+    ``height``, ``time_ms``, ``tx_hash``) are read-only to contracts. This guards the API, not
+    a sandbox: contracts are in-process Python, so one that reaches into underscored
+    attributes or the runtime can do anything; genesis names every contract by code hash, and
+    that code is what a consortium reviews.
     """
 
     __slots__ = (
-        "sender",
-        "origin",
-        "height",
-        "time_ms",
-        "tx_hash",
-        "contract",
-        "address",
-        "caller",
+        "_sender",
+        "_origin",
+        "_height",
+        "_time_ms",
+        "_tx_hash",
+        "_contract",
+        "_address",
+        "_caller",
         "_rt",
         "_state",
         "_block",
@@ -391,17 +397,14 @@ class Context:
         gas_used: int = 0,
         readonly: bool = False,
     ) -> None:
-        self.sender = sender
-        """Who called the running method: the signing account, or the calling contract's address."""
-        self.origin = sender
-        """The account that signed the transaction (never a contract)."""
-        self.height = height
-        self.time_ms = time_ms
-        self.tx_hash = tx_hash
-        self.contract = contract
-        self.address = contract_address(contract)
-        self.caller: str | None = None
-        """Name of the calling contract, or None when an account called directly."""
+        self._sender = sender
+        self._origin = sender
+        self._height = height
+        self._time_ms = time_ms
+        self._tx_hash = tx_hash
+        self._contract = contract
+        self._address = contract_address(contract)
+        self._caller: str | None = None
         self._rt = rt
         self._state = state
         self._block = block
@@ -413,6 +416,50 @@ class Context:
         self._readonly = readonly
         self._depth = 0
         self.out_of_gas = False
+
+    # --- who and when --------------------------------------------------------------------
+    #
+    # Read-only: a callee's ``sender`` is the caller's ``address`` and its ``caller`` the
+    # caller's ``contract``, so a contract that could assign these would call the token as any
+    # account or contract it names (its signer's tokens, the pool's, the oracle's answers to
+    # ``mpc_loans``). Only ``call`` moves them, and restores them on return.
+
+    @property
+    def sender(self) -> bytes:
+        """Who called the running method: the signing account, or the calling contract's address."""
+        return self._sender
+
+    @property
+    def origin(self) -> bytes:
+        """The account that signed the transaction (never a contract)."""
+        return self._origin
+
+    @property
+    def height(self) -> int:
+        return self._height
+
+    @property
+    def time_ms(self) -> int:
+        return self._time_ms
+
+    @property
+    def tx_hash(self) -> bytes:
+        return self._tx_hash
+
+    @property
+    def contract(self) -> str:
+        """The running contract's name."""
+        return self._contract
+
+    @property
+    def address(self) -> bytes:
+        """The running contract's address (:func:`contract_address`)."""
+        return self._address
+
+    @property
+    def caller(self) -> str | None:
+        """Name of the calling contract, or None when an account called directly."""
+        return self._caller
 
     @property
     def chain_id(self) -> str:
@@ -524,19 +571,19 @@ class Context:
         instance, spec = self._rt.resolve(contract, method)
         spec.check(args)
         saved = (
-            self.sender,
-            self.contract,
-            self.address,
-            self.caller,
+            self._sender,
+            self._contract,
+            self._address,
+            self._caller,
             self._prefix,
             self._readonly,
         )
         journal = dict(self._writes)
         n_events = len(self._events)
-        self.sender = self.address
-        self.caller = self.contract
-        self.contract = contract
-        self.address = contract_address(contract)
+        self._sender = self._address
+        self._caller = self._contract
+        self._contract = contract
+        self._address = contract_address(contract)
         self._prefix = contract_prefix(contract)
         self._readonly = self._readonly or spec.readonly
         self._depth += 1
@@ -549,10 +596,10 @@ class Context:
         finally:
             self._depth -= 1
             (
-                self.sender,
-                self.contract,
-                self.address,
-                self.caller,
+                self._sender,
+                self._contract,
+                self._address,
+                self._caller,
                 self._prefix,
                 self._readonly,
             ) = saved

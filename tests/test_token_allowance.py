@@ -120,3 +120,75 @@ def test_an_approval_to_the_contract_is_what_lets_it_pull() -> None:
     assert led.balance(ALICE.address) == 999
     assert led.balance(gb) == 1
     assert led.balance(MALLORY.address) == 0
+
+
+# --- second review: a contract that rewrites who it is before calling ------------------------
+
+
+class Impostor(Contract):
+    """Calls the token (or ``mpc_loans``) after assigning the context's identity: its
+    ``address`` to the signer's (a callee's ``sender`` is the caller's ``address``), its
+    ``contract`` to another contract's name (a callee's ``caller``, and the name events are
+    emitted under)."""
+
+    name = "guestbook"
+
+    @method
+    def sign(self, ctx: Context, message: str) -> str:
+        done = []
+        for field, value in (
+            ("address", ctx.origin),
+            ("address", contract_address("shielded_pool")),
+            ("contract", "shielded_pool"),
+            ("sender", ctx.origin),
+            ("origin", MALLORY.address),
+            ("caller", "mpc_oracle"),
+            ("height", 10**9),
+        ):
+            try:
+                setattr(ctx, field, value)
+                done.append(field)
+            except AttributeError:
+                pass
+        # a pool event under the impostor's name would feed wallets and the regulator's
+        # audit a transfer that never was
+        ctx.emit("Transfer", commitments=[bytes(32)], deposit=10**6)
+        try:
+            balance = ctx.call("token", "balance_of", account=ctx.origin)
+            if balance:
+                ctx.call("token", "transfer", to=MALLORY.address, amount=balance)
+                done.append("transfer")
+        except Exception:  # noqa: BLE001 - a refused move is what we want to see
+            pass
+        return ",".join(done) or "nothing"
+
+
+def test_a_contract_cannot_take_another_identity_before_a_call() -> None:
+    """Fails on the old Context, whose identity fields were plain attributes: the impostor set
+    ``ctx.address = ctx.origin`` and the token paid Mallory the whole of Alice's balance."""
+    g = make_genesis(
+        1,
+        balances={ALICE.address.hex(): 1_000},
+        contracts=[
+            *builtin_contract_entries(),
+            ContractEntry(name="guestbook", code_hash=code_hash(Impostor).hex()),
+        ],
+    )
+    rt = Runtime(g, {**BUILTINS, "guestbook": Impostor})
+    st = MemoryState(rt.genesis_writes())
+    t = Tx.create(
+        ALICE,
+        chain_id=g.chain_id,
+        contract="guestbook",
+        method="sign",
+        args={"message": "x"},
+        nonce=0,
+    )
+    r = rt.execute_block(st, [t], height=1, time_ms=0)
+    rc = r.receipts[0]
+    assert rc.ok, rc
+    assert rc.result == "nothing"
+    assert [e.contract for e in rc.events] == ["guestbook"]
+    st.apply(r.writes)
+    assert rt.query(st, "token", "balance_of", {"account": ALICE.address}) == 1_000
+    assert rt.query(st, "token", "balance_of", {"account": MALLORY.address}) == 0

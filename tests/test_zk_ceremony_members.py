@@ -187,6 +187,21 @@ def _specs(folder: Path, text: str = CIRCUIT) -> list[zb.CircuitSpec]:
     return [zb.file_spec(_source(folder, text))]
 
 
+def _member_key(ceremony: dict[str, Path], m: str) -> AccountKey:
+    return AccountKey.load(ceremony["root"] / f"{m}-keys" / "member.key")
+
+
+@pytest.fixture(scope="module")
+def attested(ceremony: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the final folder that every member verified and attested."""
+    root = tmp_path_factory.mktemp("attested")
+    final = shutil.copytree(ceremony["final"], root / "final")
+    v = zt.verify([final, *_all(ceremony)], _specs(root / "src"), _beacon_chain())
+    for m in MEMBERS:
+        zt.attest(final, v, m, _member_key(ceremony, m))
+    return final
+
+
 def _all(folders: dict[str, Path]) -> list[Path]:
     return [folders["final"], *(v for k, v in folders.items() if k not in ("final", "root"))]
 
@@ -214,7 +229,8 @@ def test_three_members_and_the_verifier(ceremony: dict[str, Path], tmp_path: Pat
 
     gpath = tmp_path / "genesis.json"
     make_genesis(1).save(gpath)
-    dirs = sum((["--dir", str(d)] for d in _all(ceremony)), [])
+    published = shutil.copytree(ceremony["final"], tmp_path / "published")
+    dirs = sum((["--dir", str(d)] for d in [published, *_all(ceremony)]), [])
     src = str(_source(tmp_path / "src"))
     dirs += ["--beacon-chain", str(ceremony["root"] / "beacon-chain.json")]
     assert cli(["zk", "ceremony", "verify", *dirs, "--file", src, "--genesis", str(gpath)]) == 0
@@ -234,6 +250,9 @@ def test_three_members_and_the_verifier(ceremony: dict[str, Path], tmp_path: Pat
                     "--member",
                     m,
                     *sum((["--hash", h] for h in hashes), []),
+                    "--key",
+                    str(ceremony["root"] / f"{m}-keys" / "member.key"),
+                    "--attest",
                 ]
             )
             == 0
@@ -242,7 +261,12 @@ def test_three_members_and_the_verifier(ceremony: dict[str, Path], tmp_path: Pat
 
     g = Genesis.load(gpath)
     assert g.zk_params["ceremony"]["transcript"] == v.transcript_hash
-    zt.check_genesis(dict(g.zk_circuits), dict(g.zk_params), t)
+    with pytest.raises(zt.CeremonyError, match="not attested by bank-a, bank-b, regulator"):
+        zt.check_genesis(dict(g.zk_circuits), dict(g.zk_params), t)
+    signed = zt.Transcript.load(published)
+    assert [a["member"] for a in signed.attestations] == list(MEMBERS)
+    assert signed.hash == t.hash  # attestations sign the chain; they are not part of it
+    zt.check_genesis(dict(g.zk_circuits), dict(g.zk_params), signed)
 
 
 def test_a_tampered_contribution_is_refused(ceremony: dict[str, Path], tmp_path: Path) -> None:
@@ -502,12 +526,12 @@ def _hooks(tmp_path: Path, zk_circuits: dict, zk_params: dict, **config: object)
 
 
 def test_a_validator_checks_the_transcript_at_start_up(
-    ceremony: dict[str, Path], tmp_path: Path
+    ceremony: dict[str, Path], attested: Path, tmp_path: Path
 ) -> None:
     """The review's C4: a made-up transcript hash next to matching key hashes passed, and an
     insecure-dev genesis only logged a warning. Now the validator checks the transcript file
     (hash, chain, signatures, the keys it exports) and refuses insecure-dev unless allowed."""
-    final = ceremony["final"]
+    final = attested
     t = zt.Transcript.load(final)
     vk = json.loads(next(final.glob("*_vk_mul.json")).read_text())
     real = {"transcript": t.hash, "vks": {"mul": zt.vk_hash(vk)}}
@@ -575,3 +599,112 @@ def test_a_validator_without_the_fast_verifier_warns(
         hooks = _node_hooks(node)
     assert isinstance(hooks["proof_verifier"], PyProofVerifier)
     assert "may not keep up with proof-heavy blocks" in caplog.text
+
+
+# --- second review ----------------------------------------------------------------------------
+
+
+def _rewritten(final: Path, edit: Any) -> zt.Transcript:
+    """The final transcript with ``edit(body)`` applied to each entry, re-hashed (what anyone
+    who runs a closing step, or relays the final folder, can write)."""
+    doc = json.loads((final / zt.TRANSCRIPT).read_text())
+    t = zt.Transcript(zt.Params.from_json(doc["params"]), [])
+    for e in doc["entries"]:
+        body = {k: v for k, v in e.items() if k not in ("prev", "hash")}
+        edit(body)
+        t.append(**body)
+    return t
+
+
+def test_a_validator_does_not_start_on_a_forged_closing_step(
+    ceremony: dict[str, Path], attested: Path, tmp_path: Path
+) -> None:
+    """Second review: the closing steps (beacon, export) are signed by nobody, and a validator
+    runs only the cheap checks. Whoever relayed the final folder rewrote the export entry to
+    name a key of its own (one it knows the trapdoor of) and put that key and the new hash
+    in genesis; the old validator started on it. Now it needs every member's attestation,
+    which an honest member gives only to the transcript its full verify passed."""
+    vk = json.loads(next(attested.glob("*_vk_mul.json")).read_text())
+    own = {**vk, "vk_alpha_1": vk["IC"][0]}
+
+    def swap_key(body: dict[str, Any]) -> None:
+        if body["step"] == "export":
+            body["vk_hash"] = zt.vk_hash(own)
+
+    forged = _rewritten(attested, swap_key)
+    rec = {"transcript": forged.hash, "vks": {"mul": zt.vk_hash(own)}}
+    forged.save(tmp_path)  # transcript.json next to genesis
+    with pytest.raises(zt.CeremonyError, match="not attested by bank-a, bank-b, regulator"):
+        _validator(tmp_path, {"mul": own}, {"ceremony": rec})._runtime_hooks()
+    # the genuine attestations copied over do not cover the forged transcript
+    forged.attestations = zt.Transcript.load(attested).attestations
+    forged.save(tmp_path)
+    with pytest.raises(zt.CeremonyError, match="bank-a's attestation does not verify"):
+        _validator(tmp_path, {"mul": own}, {"ceremony": rec})._runtime_hooks()
+    # a member cannot be made to attest a transcript other than the one it verified
+    v = zt.verify(_all(ceremony), _specs(tmp_path / "src"), _beacon_chain())
+    with pytest.raises(zt.CeremonyError, match="does not hold the transcript that was verified"):
+        zt.attest(tmp_path, v, "bank-a", _member_key(ceremony, "bank-a"))
+    # nor does an outsider's key, or one member's attestation under another's name, count
+    with pytest.raises(zt.CeremonyError, match="not bank-b's"):
+        zt.attest(attested, v, "bank-b", _member_key(ceremony, "bank-a"))
+    genuine = zt.Transcript.load(attested)
+    by_a = genuine.attestations[0]["signature"]
+    genuine.attestations = [{"member": m, "signature": by_a} for m in MEMBERS]
+    with pytest.raises(zt.CeremonyError, match="bank-b's attestation does not verify"):
+        genuine.check_attestations()
+    genuine.attestations = zt.Transcript.load(attested).attestations * 2
+    with pytest.raises(zt.CeremonyError, match="attested twice"):
+        genuine.check_attestations()
+    # the honest, attested transcript starts the validator
+    shutil.copyfile(attested / zt.TRANSCRIPT, tmp_path / zt.TRANSCRIPT)
+    real = {"transcript": genuine.hash, "vks": {"mul": zt.vk_hash(vk)}}
+    assert (
+        "proof_verifier" in _validator(tmp_path, {"mul": vk}, {"ceremony": real})._runtime_hooks()
+    )
+
+
+def _fake_params() -> zt.Params:
+    return zt.Params(
+        8,
+        tuple((m, AccountKey.from_name(m).public_key.hex()) for m in MEMBERS),
+        (("mul", "ab" * 32, "cd" * 32),),
+        (("circom2", "0"), ("circomlib", "0")),
+        "ef" * 32,
+        BEACON_HEIGHT,
+        10,
+    )
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"file": None},
+        {"file": 7},
+        {"file": "../../outside.ptau"},
+        {"sha256": 12},
+        {"sha256": "AB" * 32},
+        {"phase": True},
+    ],
+)
+def test_a_malformed_transcript_entry_is_refused_by_name(
+    tmp_path: Path, edit: dict[str, Any]
+) -> None:
+    """Second review: a transcript is input from whoever relayed it. An entry without its
+    ``file`` (re-hashed, so the chain holds) loaded, and ``verify``/``contribute`` then died
+    with a KeyError traceback; a number for ``sha256`` reached the file comparison. Now
+    loading names the malformed field."""
+    t = zt.Transcript(_fake_params(), [])
+    body = {"step": "new", "phase": 1, "circuit": None, "member": None}
+    body.update({"file": "000_new.ptau", "sha256": "00" * 32})
+    body.update(edit)
+    t.append(**{k: v for k, v in body.items() if v is not None or k in ("circuit", "member")})
+    t.save(tmp_path)
+    with pytest.raises(zt.CeremonyError, match="malformed"):
+        zt.Transcript.load(tmp_path)
+    good = zt.Transcript(_fake_params(), [])
+    good.append(
+        step="new", phase=1, circuit=None, member=None, file="000_new.ptau", sha256="00" * 32
+    )
+    good.save(tmp_path / "good")
+    assert zt.Transcript.load(tmp_path / "good").next_step() == ("contribute", 1, None, "bank-a")

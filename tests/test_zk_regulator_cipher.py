@@ -198,3 +198,21 @@ def test_pool_refuses_an_identity_ephemeral_key_before_the_proof(tmp_path: Path)
     inputs[zk.PUB_EPHEMERAL + 1] = (1).to_bytes(32, "big")
     r = ledger.send(ALICE, "shielded_pool", "transact", **{**args, "inputs": inputs})
     assert not r.ok and "ephemeral key is the identity" in r.error, r.error
+
+
+@pytest.mark.parametrize("e", [L + 1, 2**253 - 1])
+def test_an_ephemeral_scalar_above_l_is_still_read_by_the_regulator(e: int) -> None:
+    """Second review: a sender is not bound to the wallet's range 1..l-1 (the circuit takes any
+    253-bit e). Beyond l, and with every bit set, the circuit's E = e*Base8 and S = e*R still
+    agree with the group law, so the only proof there is carries a ciphertext the regulator
+    reads; a sender cannot use such an e to hide a transfer from it."""
+    keys = artifacts.test_keys("shielded_transfer")
+    base = _identity_input(0)
+    pads = zk.regulator_pads(babyjub.IDENTITY)
+    plain = [(c - p) % FIELD for c, p in zip(base["ciphertext"], pads, strict=True)]
+    eph, cipher = zk.regulator_encrypt(REG.public, plain, e)
+    _, public = keys.prove({**base, "e": e, "ephemeral": list(eph), "ciphertext": cipher})
+    e_x, e_y = public[zk.PUB_EPHEMERAL : zk.PUB_EPHEMERAL + 2]
+    rec = REG.decrypt((e_x, e_y), public[zk.PUB_CIPHER :])
+    assert [rec.sender, rec.receivers[0], rec.values[0], rec.receivers[1], rec.values[1]] == plain
+    assert rec.values == (50, 0)

@@ -282,3 +282,65 @@ def test_tampered_proof_bytes_give_the_same_receipt(
         pub = pub[:-1]
     ok, _ = _decoded(pair.agree(bytes(data), pub))
     assert not ok or (bytes(data) == groth16.compress_proof(proof) and pub == public)
+
+
+# --- second review: shapes a hand-written proof may take ---------------------------------------
+
+
+def _shapes(proof: dict[str, Any], public: list[str]) -> list[tuple[str, Any, list[Any], bool]]:
+    """(name, proof, public inputs, whether it verifies): shorter or longer point lists, a
+    missing or foreign protocol/curve field, points at infinity in every spelling, swapped or
+    negated points, G2 coordinates in the other order, public inputs at and above r, of other
+    types, one too many. Each must give both verifiers the same receipt."""
+    q, r = groth16.Q, groth16.R
+
+    def edit(**kw: Any) -> dict[str, Any]:
+        p = copy.deepcopy(proof)
+        p.update(kw)
+        return p
+
+    a, b, c = proof["pi_a"], proof["pi_b"], proof["pi_c"]
+    no_protocol = edit()
+    del no_protocol["protocol"]
+
+    def pub_with(x: Any) -> list[Any]:
+        return [x, *public[1:]]
+
+    return [
+        ("A as [x, y]", edit(pi_a=a[:2]), public, True),
+        ("B as [x, y]", edit(pi_b=b[:2]), public, True),
+        ("no protocol field", no_protocol, public, True),
+        ("another protocol", edit(protocol="plonk"), public, False),
+        ("A with 4 coordinates", edit(pi_a=[*a, "1"]), public, False),
+        ("B with a 3-element z", edit(pi_b=[b[0], b[1], ["1", "0", "0"]]), public, False),
+        ("-A", edit(pi_a=[a[0], str(q - int(a[1])), "1"]), public, False),
+        ("A and C swapped", edit(pi_a=c, pi_c=a), public, False),
+        ("A = (0, 0, 0)", edit(pi_a=["0", "0", "0"]), public, False),
+        ("A = (0, 1, 0)", edit(pi_a=["0", "1", "0"]), public, False),
+        ("C = (1, 1, 0)", edit(pi_c=["1", "1", "0"]), public, False),
+        ("B at infinity", edit(pi_b=[["0", "0"], ["1", "0"], ["0", "0"]]), public, False),
+        ("B as [c1, c0]", edit(pi_b=[b[0][::-1], b[1][::-1], b[2]]), public, False),
+        ("A.x + q", edit(pi_a=[str(int(a[0]) + q), a[1], "1"]), public, False),
+        ("pi_a an object", edit(pi_a={"0": a[0], "1": a[1]}), public, False),
+        ("input 0 = 0", proof, pub_with("0"), False),
+        ("input 0 = r", proof, pub_with(str(r)), False),
+        ("input 0 + r", proof, pub_with(str(int(public[0]) + r)), False),
+        ("input 0 = r - 1", proof, pub_with(str(r - 1)), False),
+        ("input 0 a bool", proof, pub_with(True), False),
+        ("input 0 bytes", proof, pub_with(b"\x01"), False),
+        ("input 0 a list", proof, pub_with([public[0]]), False),
+        ("one input too many", proof, [*public, "0"], False),
+    ]
+
+
+def test_hand_written_proof_shapes_give_the_same_receipt(sample: Any) -> None:
+    """Second review: none of these splits the verifiers (both read a proof through the same
+    Python parser before the worker sees a normalised copy). The first three verify: JSON
+    proofs have more than one encoding, as Groth16 proofs are malleable anyway, so nothing
+    may key on a proof's bytes (the pool keys on nullifiers)."""
+    pair, proof, public = sample
+    fallbacks = pair.fast.fallbacks
+    for name, p, pub, verifies in _shapes(proof, public):
+        ok, err = _decoded(pair.agree(p, pub))
+        assert ok == verifies, (name, err)
+    assert pair.fast.fallbacks == fallbacks  # the worker decided every well-formed one itself

@@ -18,7 +18,7 @@
                               --circuit ...                              (after phase 2)
     accord zk ceremony verify --dir DIR [--dir DIR2 ...] --circuit ... --beacon-chain G
                               [--genesis genesis.json]
-                              [--member NAME --hash H ...]
+                              [--member NAME --hash H ... [--key KEY --attest]]
     (every step compiles the circuits from the sources it is given and refuses a ceremony
     whose r1cs they do not compile to; PUBKEY is `accord keys show`'s public key)
     accord zk prove --circuit NAME --input input.json --out proof.json  (same key options)
@@ -154,6 +154,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         help="a contribution hash `contribute` printed to --member (repeatable)",
     )
+    cv.add_argument(
+        "--attest",
+        action="store_true",
+        help="after the checks pass, sign the transcript as --member with --key: its "
+        "attestation goes into the first --dir's transcript.json (validators need every "
+        "member's)",
+    )
+    cv.add_argument("--key", help="--member's key file (accord keys new), for --attest")
     _circuit_args(cv)
     cv.set_defaults(func=_ceremony_verify)
 
@@ -324,9 +332,24 @@ def _ceremony_contribute(args: argparse.Namespace) -> int:
         "with `accord zk ceremony verify --member NAME --hash H`",
         file=sys.stderr,
     )
+    # The beacon is unpredictable only if its block is still to come: init cannot check
+    # that, so each member does before publishing (an unpublished contribution is no risk).
+    print(
+        f"{args.name}: the beacon will be the hash of block {t.params.beacon_height} of the "
+        f"chain whose genesis hash is {t.params.beacon_chain}: publish your folder only if "
+        "that chain has not reached that height yet",
+        file=sys.stderr,
+    )
     print(
         json.dumps(
-            {"transcript": t.hash, "next": t.next_step(), "out": args.out, "contributions": mine}
+            {
+                "transcript": t.hash,
+                "next": t.next_step(),
+                "out": args.out,
+                "contributions": mine,
+                "beacon_chain": t.params.beacon_chain,
+                "beacon_height": t.params.beacon_height,
+            }
         )
     )
     return 0
@@ -359,9 +382,17 @@ def _ceremony_verify(args: argparse.Namespace) -> int:
     from accord.base.genesis import Genesis
     from accord.zk import transcript as zt
 
+    if args.attest and not (args.member and args.key):
+        raise ValidationError("--attest needs --member and --key")
     v = zt.verify([Path(d) for d in args.dir], specs(args), Genesis.load(args.beacon_chain))
     if args.member:
         zt.check_member(v, args.member, args.hash)
+    attested: list[str] = []
+    if args.attest:
+        from accord.base.crypto.ed25519 import AccountKey
+
+        t = zt.attest(Path(args.dir[0]), v, args.member, AccountKey.load(args.key))
+        attested = [a["member"] for a in t.attestations]
     print(
         json.dumps(
             {
@@ -369,6 +400,7 @@ def _ceremony_verify(args: argparse.Namespace) -> int:
                 "transcript": v.transcript_hash,
                 "circuits": sorted(v.vks),
                 "contributions": v.contributions,
+                **({"attested_by": attested} if args.attest else {}),
             }
         )
     )

@@ -41,9 +41,19 @@ The flow, each step on whoever's machine, exchanging folders (a shared drive, ma
    order; the beacon's certificate and derivation; and the verification keys re-exported from
    the final zkeys.
 
+6. ``verify --attest`` (each member, after its own full ``verify``): the member signs the
+   finished transcript's hash with the key hashes its export entries name, and the signature
+   goes into ``transcript.json`` (:func:`attest`). The closing steps (prepare, setup, beacon,
+   export) are signed by nobody, since anyone may run them; without attestations a validator,
+   which only runs the cheap checks, could not tell an honest tail from one that names a
+   key no contribution built (the second review's finding: it started on such a key).
+
 Genesis records the transcript hash and each verification key's hash in
 ``zk_params["ceremony"]`` (:func:`genesis_record`); a validator refuses to start on a genesis
-whose verification keys do not match that record (:func:`check_genesis`).
+whose verification keys do not match that record, or whose transcript is not attested by
+every member (:func:`check_genesis`). Every member, not a quorum: the keys are sound if one
+member is honest, and nobody knows which one, so the honest one's word must be among them.
+A member who withholds its attestation delays the chain; it cannot make it start on other keys.
 
 Every entry is hashed with the canonical encoding: ``hash_i = H([domain, hash_{i-1}, entry])``,
 ``hash_0`` covering the parameters, so the last hash commits to the whole ceremony.
@@ -58,7 +68,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +84,7 @@ VERSION = 2
 TRANSCRIPT = "transcript.json"
 ENTRY_DOMAIN = "accord/ceremony-transcript/v2"
 SIGN_DOMAIN = "accord/ceremony-contribution/v1"
+ATTEST_DOMAIN = "accord/ceremony-attestation/v1"
 SOURCE_DOMAIN = "accord/circuit-source/v1"
 BEACON_DOMAIN = b"accord/ceremony-beacon/v1"
 MIN_ITERATIONS, MAX_ITERATIONS = 10, 30  # snarkjs takes 2^10..2^63; 2^30 takes minutes
@@ -174,6 +185,9 @@ class Params:
 class Transcript:
     params: Params
     entries: list[dict[str, Any]]
+    #: {"member", "signature"} per member who verified the finished ceremony (:func:`attest`).
+    #: Outside the hash chain: they sign its last hash.
+    attestations: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def genesis_hash(self) -> str:
@@ -196,6 +210,7 @@ class Transcript:
         for i, e in enumerate(self.entries):
             if not isinstance(e, dict):
                 raise CeremonyError(f"transcript entry {i} is not an object")
+            _check_fields(i, e)
             body = {k: v for k, v in e.items() if k not in ("prev", "hash")}
             want = _h([ENTRY_DOMAIN, prev, encoding.canonical(dict(sorted(body.items())))])
             if e.get("prev") != prev or e.get("hash") != want:
@@ -231,17 +246,60 @@ class Transcript:
                 "(not this member's contribution)"
             ) from None
 
+    def record(self) -> dict[str, Any]:
+        """What genesis records for this transcript and what its members attest: its hash
+        and the key hash each export entry names."""
+        return {
+            "transcript": self.hash,
+            "vks": {
+                str(e["circuit"]): e.get("vk_hash")
+                for e in sorted(
+                    (e for e in self.entries if e.get("step") == "export"),
+                    key=lambda e: str(e["circuit"]),
+                )
+            },
+        }
+
+    def check_attestations(self) -> None:
+        """Every member signed :meth:`record` of this finished transcript, once."""
+        if self.next_step() is not None:
+            raise CeremonyError("the ceremony is not finished: nothing to attest")
+        msg = attestation_message(self.record())
+        seen: dict[str, str] = {}
+        for a in self.attestations:
+            member = a.get("member")
+            if member in seen:
+                raise CeremonyError(f"{member} attested twice")
+            try:
+                ed25519.verify(
+                    self.params.member_key(str(member)), msg, bytes.fromhex(str(a.get("signature")))
+                )
+            except (InvalidSignature, ValueError):
+                raise CeremonyError(
+                    f"{member}'s attestation does not verify: it is not over this "
+                    "transcript and the keys it exports"
+                ) from None
+            seen[str(member)] = str(a.get("signature"))
+        missing = [m for m in self.params.member_names if m not in seen]
+        if missing:
+            raise CeremonyError(
+                f"the ceremony is not attested by {', '.join(missing)}: each member runs "
+                "`accord zk ceremony verify ... --member NAME --key KEY --attest` on the final "
+                "folder after checking it"
+            )
+
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / TRANSCRIPT
         tmp = tools.tmp_path(out)
-        tmp.write_text(
-            json.dumps(
-                {"version": VERSION, "params": self.params.to_json(), "entries": self.entries},
-                indent=2,
-            )
-            + "\n"
-        )
+        doc: dict[str, Any] = {
+            "version": VERSION,
+            "params": self.params.to_json(),
+            "entries": self.entries,
+        }
+        if self.attestations:
+            doc["attestations"] = self.attestations
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
         tmp.replace(out)
         return out
 
@@ -262,7 +320,15 @@ class Transcript:
         entries = doc.get("entries")
         if not isinstance(entries, list):
             raise CeremonyError(f"{path}: no entries")
-        t = cls(Params.from_json(doc.get("params")), entries)
+        attestations = doc.get("attestations", [])
+        if not isinstance(attestations, list) or not all(
+            isinstance(a, dict)
+            and set(a) == {"member", "signature"}
+            and all(isinstance(v, str) for v in a.values())
+            for a in attestations
+        ):
+            raise CeremonyError(f"{path}: attestations must be [{{member, signature}}, ...]")
+        t = cls(Params.from_json(doc.get("params")), entries, attestations)
         t.check_chain()
         return t
 
@@ -277,9 +343,36 @@ class Transcript:
         raise CeremonyError(f"no phase-{phase} file yet")
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_FILE = re.compile(r"[A-Za-z0-9_.-]{1,160}")
+_FIELDS: dict[str, tuple[tuple[str, re.Pattern[str] | None], ...]] = {
+    "contribute": (("contribution", re.compile(r"[0-9a-f]{64,256}")), ("signature", None)),
+    "beacon": (("beacon", _HEX64), ("value", None), ("certificate", None)),
+    "export": (("vk_hash", _HEX64),),
+}
+
+
+def _check_fields(i: int, e: dict[str, Any]) -> None:
+    """Every field a later step reads, present and of its one form: a transcript is input
+    from whoever relayed it, and a missing ``file`` or a number for ``sha256`` must be a
+    refusal by name, not a traceback in the middle of ``verify``."""
+    fields = (("file", _FILE), ("sha256", _HEX64), *_FIELDS.get(str(e.get("step")), ()))
+    for name, form in fields:
+        v = e.get(name)
+        if not isinstance(v, str) or (form is not None and not form.fullmatch(v)):
+            raise CeremonyError(f"transcript entry {i} ({e.get('step')}): malformed {name!r}")
+    if not isinstance(e.get("phase"), int) or isinstance(e.get("phase"), bool):
+        raise CeremonyError(f"transcript entry {i}: malformed 'phase'")
+
+
 def signed_message(prev: str, body: dict[str, Any]) -> bytes:
     """What a member signs for one contribution entry (everything but the signature)."""
     return encoding.encode([SIGN_DOMAIN, prev, encoding.canonical(dict(sorted(body.items())))])
+
+
+def attestation_message(record: dict[str, Any]) -> bytes:
+    """What a member signs to attest a finished ceremony (see :meth:`Transcript.record`)."""
+    return encoding.encode([ATTEST_DOMAIN, encoding.canonical(record)])
 
 
 def _plan(p: Params) -> list[tuple[str, int, str | None, str | None]]:
@@ -818,6 +911,24 @@ def verify(folders: Sequence[Path], specs: Sequence[build.CircuitSpec], chain: A
     return Verified(t.hash, vks, contributions)
 
 
+def attest(folder: Path, v: Verified, member: str, key: ed25519.AccountKey) -> Transcript:
+    """Add ``member``'s attestation to the transcript in ``folder``, which ``v`` is the result
+    of verifying in full (:func:`verify`): the member's signature over that transcript's hash
+    and the key hashes it exports. A validator starts only on a transcript every member
+    attested."""
+    t = Transcript.load(Path(folder))
+    if t.params.member_key(member) != key.public_key:
+        raise CeremonyError(f"this key is not {member}'s (init fixed another public key)")
+    if t.hash != v.transcript_hash or t.record() != genesis_record(v):
+        raise CeremonyError(f"{folder} does not hold the transcript that was verified")
+    sig = key.sign(attestation_message(t.record())).hex()
+    mine = {m: a for a in t.attestations if (m := a.get("member")) != member}
+    mine[member] = {"member": member, "signature": sig}
+    t.attestations = [mine[m] for m in t.params.member_names if m in mine]
+    t.save(Path(folder))
+    return t
+
+
 def check_member(v: Verified, member: str, hashes: Sequence[str]) -> None:
     """A member's own check: every contribution hash ``contribute`` printed to it is in the
     verified transcript under its name (a relay that replaced its file fails this)."""
@@ -862,7 +973,8 @@ def check_genesis(
     keys) is refused unless the node was started with ``allow_insecure`` (test and demo
     chains). Otherwise genesis records a transcript hash and each key's hash, and the
     validator must have the transcript itself: its hash is genesis's, its hash chain and every
-    member's signature hold, it is finished, and its exported keys are genesis's keys. These
+    member's signature hold, it is finished, its exported keys are genesis's keys, and every
+    member attested it (signed its hash and those keys after a full ``verify``). These
     are the cheap checks; re-running snarkjs over every step file is ``accord zk ceremony
     verify``, which each member runs once."""
     if not zk_circuits:
@@ -899,3 +1011,6 @@ def check_genesis(
     derived = {e["circuit"]: e.get("vk_hash") for e in transcript.entries if e["step"] == "export"}
     if derived != dict(vks) or set(derived) != set(zk_circuits):
         raise ValidationError("the ceremony transcript does not produce the keys genesis records")
+    # The export entries (like the beacon's) are nobody's signed word: only the members'
+    # attestations say a full verification found these keys at the end of these contributions.
+    transcript.check_attestations()
