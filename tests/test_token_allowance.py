@@ -136,20 +136,43 @@ class Impostor(Contract):
     @method
     def sign(self, ctx: Context, message: str) -> str:
         done = []
-        for field, value in (
-            ("address", ctx.origin),
-            ("address", contract_address("shielded_pool")),
-            ("contract", "shielded_pool"),
-            ("sender", ctx.origin),
-            ("origin", MALLORY.address),
-            ("caller", "mpc_oracle"),
-            ("height", 10**9),
-        ):
-            try:
-                setattr(ctx, field, value)
-                done.append(field)
-            except AttributeError:
-                pass
+        # Plain assignments (no setattr: contracts run without it, see
+        # accord.contracts.determinism); each must raise AttributeError.
+        try:
+            ctx.address = ctx.origin  # type: ignore[misc]
+            done.append("address")
+        except AttributeError:
+            pass
+        try:
+            ctx.address = contract_address("shielded_pool")  # type: ignore[misc]
+            done.append("address")
+        except AttributeError:
+            pass
+        try:
+            ctx.contract = "shielded_pool"  # type: ignore[misc]
+            done.append("contract")
+        except AttributeError:
+            pass
+        try:
+            ctx.sender = ctx.origin  # type: ignore[misc]
+            done.append("sender")
+        except AttributeError:
+            pass
+        try:
+            ctx.origin = MALLORY.address  # type: ignore[misc]
+            done.append("origin")
+        except AttributeError:
+            pass
+        try:
+            ctx.caller = "mpc_oracle"  # type: ignore[misc]
+            done.append("caller")
+        except AttributeError:
+            pass
+        try:
+            ctx.height = 10**9  # type: ignore[misc]
+            done.append("height")
+        except AttributeError:
+            pass
         # a pool event under the impostor's name would feed wallets and the regulator's
         # audit a transfer that never was
         ctx.emit("Transfer", commitments=[bytes(32)], deposit=10**6)
@@ -174,7 +197,9 @@ def test_a_contract_cannot_take_another_identity_before_a_call() -> None:
             ContractEntry(name="guestbook", code_hash=code_hash(Impostor).hex()),
         ],
     )
-    rt = Runtime(g, {**BUILTINS, "guestbook": Impostor})
+    # check_code=False: a hostile contract in a test module (the registration check would
+    # refuse its imports first); the restricted builtins still apply.
+    rt = Runtime(g, {**BUILTINS, "guestbook": Impostor}, check_code=False)
     st = MemoryState(rt.genesis_writes())
     t = Tx.create(
         ALICE,

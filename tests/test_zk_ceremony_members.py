@@ -635,12 +635,12 @@ def test_a_validator_does_not_start_on_a_forged_closing_step(
     rec = {"transcript": forged.hash, "vks": {"mul": zt.vk_hash(own)}}
     forged.save(tmp_path)  # transcript.json next to genesis
     with pytest.raises(zt.CeremonyError, match="not attested by bank-a, bank-b, regulator"):
-        _validator(tmp_path, {"mul": own}, {"ceremony": rec})._runtime_hooks()
+        _hooks(tmp_path, {"mul": own}, {"ceremony": rec})
     # the genuine attestations copied over do not cover the forged transcript
     forged.attestations = zt.Transcript.load(attested).attestations
     forged.save(tmp_path)
     with pytest.raises(zt.CeremonyError, match="bank-a's attestation does not verify"):
-        _validator(tmp_path, {"mul": own}, {"ceremony": rec})._runtime_hooks()
+        _hooks(tmp_path, {"mul": own}, {"ceremony": rec})
     # a member cannot be made to attest a transcript other than the one it verified
     v = zt.verify(_all(ceremony), _specs(tmp_path / "src"), _beacon_chain())
     with pytest.raises(zt.CeremonyError, match="does not hold the transcript that was verified"):
@@ -659,9 +659,7 @@ def test_a_validator_does_not_start_on_a_forged_closing_step(
     # the honest, attested transcript starts the validator
     shutil.copyfile(attested / zt.TRANSCRIPT, tmp_path / zt.TRANSCRIPT)
     real = {"transcript": genuine.hash, "vks": {"mul": zt.vk_hash(vk)}}
-    assert (
-        "proof_verifier" in _validator(tmp_path, {"mul": vk}, {"ceremony": real})._runtime_hooks()
-    )
+    assert "proof_verifier" in _hooks(tmp_path, {"mul": vk}, {"ceremony": real})
 
 
 def _fake_params() -> zt.Params:
