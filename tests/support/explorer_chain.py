@@ -20,6 +20,7 @@ from pathlib import Path
 from accord.base import merkle
 from accord.base.crypto.ed25519 import AccountKey
 from accord.base.types import ZERO_HASH, Block, Certificate, Event, Header, Receipt, Tx, body_hash
+from accord.ledger.chain import GENESIS_HASH_KEY
 from accord.storage import Store
 
 SENDERS = [AccountKey.from_name(f"explorer-sender-{i}") for i in range(4)]
@@ -123,7 +124,12 @@ def long_chain(dest: Path, genesis_dir: Path, heights: int, tx_every: int) -> No
     try:
         head = genesis.head()
         assert head is not None and head[0] == 0
-        key = hashlib.sha256(src + struct.pack(">QQ", heights, tx_every) + head[1]).hexdigest()
+        # The genesis document's hash too, not only its block's: a change that leaves the
+        # genesis state alone (addresses leaving genesis did) must not reuse a stale chain.
+        doc = genesis.get_meta(GENESIS_HASH_KEY) or b""
+        key = hashlib.sha256(
+            src + struct.pack(">QQ", heights, tx_every) + head[1] + doc
+        ).hexdigest()
     finally:
         genesis.close()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "accord"

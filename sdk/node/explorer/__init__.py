@@ -158,7 +158,8 @@ class Explorer:
     def __init__(self, api: ClientApi, limits: IndexLimits | None = None) -> None:
         self.api = api
         self.node = api.node
-        self.index = ExplorerIndex(api.node.store, limits, api.registry)
+        self._limits = limits
+        self._index: ExplorerIndex | None = None
         self._task: asyncio.Task[None] | None = None
         self._static = (
             {p.name: p for p in STATIC.iterdir() if p.is_file()} if STATIC.is_dir() else {}
@@ -177,6 +178,21 @@ class Explorer:
             "explorerAsset": self.asset,
         }
 
+    @property
+    def index(self) -> ExplorerIndex:
+        """The index on the node's store, made when the store is first open: an embedding
+        application may build the API before it starts its node (the store is None then)."""
+        store = self.node.store
+        if store is None:
+            from accord.base.errors import Unavailable
+
+            raise Unavailable("the node is starting: the explorer index is not open yet")
+        if self._index is None or self._index.store is not store:
+            if self._index is not None:
+                self._index.close()
+            self._index = ExplorerIndex(store, self._limits, self.api.registry)
+        return self._index
+
     def install(self, app: web.Application) -> None:
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
@@ -191,18 +207,24 @@ class Explorer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self.index.close()
+        if self._index is not None:
+            self._index.close()
+            self._index = None
 
     async def _run(self) -> None:
         while True:
+            if self.node.store is None:  # not started yet (or stopped): look again shortly
+                await asyncio.sleep(0.25)
+                continue
+            index = self.index
             try:
-                done = await asyncio.to_thread(self.index.catch_up)
+                done = await asyncio.to_thread(index.catch_up)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a store being closed or damaged: the API reports that itself
                 log.warning("explorer index pass failed", exc_info=True)
                 done = 0
-            await asyncio.sleep(0 if done >= self.index.limits.per_pass else 0.25)
+            await asyncio.sleep(0 if done >= index.limits.per_pass else 0.25)
 
     # --- helpers -------------------------------------------------------------------------
 
