@@ -77,7 +77,7 @@ def test_a_restored_validator_votes_only_above_the_heights_its_key_voted_at(tmp_
     # block proposed at or after the boundary round.
     released_at = None
     for block in net.commits[1]:
-        if guard.ends_hold(block.header.round):
+        if guard.ends_hold(block.header.round, block.height, {}):
             released_at = block
             break
     assert released_at is not None and released_at.height > 2, "released where the key voted"
@@ -165,3 +165,33 @@ def test_statuses_cannot_end_the_hold_or_claim_a_negative_head() -> None:
             raise AssertionError("a negative head was accepted")
 
     asyncio.run(main())
+
+
+def test_a_peer_claiming_a_far_head_and_never_answering_is_not_the_only_one_asked() -> None:
+    """Third review: a liar that lets every request time out (no empty answer to judge) was
+    the only peer ever asked; a failed request from a peer that claims more than we hold now
+    distrusts it too, and its claim no longer holds back the release."""
+    from accord.base.errors import Unavailable
+
+    node = _HeldNode(liar=-1)
+
+    async def request(peer, body, timeout):
+        node.asked.append(peer)
+        if peer == 0:
+            raise Unavailable("timed out")
+        return [[None, None]]
+
+    node.transport = types.SimpleNamespace(request=request)
+    cu = CatchUp(node)
+    cu.peer_heads.update({0: 10**9, 1: 20, 2: 20})
+
+    async def rounds() -> None:
+        for _ in range(6):
+            cu._inflight.clear()
+            cu.maybe_sync()
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+    asyncio.run(rounds())
+    assert node.asked[0] == 0 and any(p != 0 for p in node.asked), node.asked
+    assert 0 not in cu.credible_heads()

@@ -153,6 +153,10 @@ class CatchUp:
             log.info("%s: catch-up request to validator %d failed: %s", node.name, peer, e)
             if sync:
                 self._inflight.pop(peer, None)
+                if self.peer_heads.get(peer, 0) > self._height():
+                    # it claims blocks it does not send: ask the others first (a liar that
+                    # lets every request time out was otherwise the only peer asked)
+                    self.distrusted[peer] = time.monotonic() + DISTRUST_S
             return
         try:
             fetched = self._apply(answer, peer)
@@ -170,6 +174,12 @@ class CatchUp:
             if fetched:
                 # the commits run on the chain thread; ask for more once they have landed
                 spawn(self._after_commits())
+
+    def credible_heads(self) -> dict[int, int]:
+        """Peers' reported heads, without those of peers distrusted for now (they sent a body
+        that did not apply, or claimed blocks they did not send)."""
+        now = time.monotonic()
+        return {p: h for p, h in self.peer_heads.items() if self.distrusted.get(p, 0.0) <= now}
 
     def _height(self) -> int:
         chain = self.node.chain

@@ -17,20 +17,30 @@ sends it and C votes only move up, so a certificate carrying this validator's C 
   started is not the original's (the original was gone by then) but a live second instance:
   HALT, marker or not.
 
-**Leaving the hold** is decided by certificates, never by what peers say about their heads
-(a liar could claim anything): the hold ends when a block *proposed* in a round at or after the
-boundary commits here (:meth:`DoubleSignGuard.ends_hold`). A block proposed in round r can be
-decided only in round r or later, and only one block is decided per height, so that height
-was still open when the original stopped: the original never reached the next height, and
-whatever it signed (prepare votes, commit votes that made no certificate, the lock it held) is
-at heights this node has now committed by certificate. Voting at the next height therefore
-conflicts with nothing the original signed. (Releasing on "level with f+1 peers' heads" did
-not hold: one liar, or a lagging honest peer, released a node before the height the original
-was locked at, and a single Byzantine validator could then fork the chain.) At release the
-record also closes every round up to ``now + max_time_drift`` for P, and the core is rebuilt
-from it. The hold costs nothing but time: the node commits by certificate meanwhile. It lasts
-until the others commit a fresh block, so restoring more than f validators of a chain at once,
-or an idle chain with ``skip_empty_blocks``, keeps it waiting for that block.
+**Leaving the hold** is decided by certificates (:meth:`DoubleSignGuard.ends_hold`): the hold
+ends when a block *proposed* in a round at or after the boundary commits here and is the
+newest block any credible peer reports. A block proposed in round r can be decided only in
+round r or later, and only one block is decided per height, so that height was still open when
+the original stopped: the original never reached the next height, and whatever it signed
+(prepare votes, commit votes that made no certificate, the lock it held) is at heights this
+node has now committed by certificate. Voting at the next height therefore conflicts with
+nothing the original signed. Peers' heads can only delay the release (a peer that does not
+serve what it claims is distrusted and not counted); they never cause it. (Releasing on "level
+with f+1 peers' heads" did not hold: one liar, or a lagging honest peer, released a node
+before the height the original was locked at, and a single Byzantine validator could then fork
+the chain.) At release the record also closes every round up to ``now + max_time_drift`` for
+P, and the core is rebuilt from it.
+
+**The clock.** The boundary is this machine's first start, plus five drifts and three rounds,
+in rounds: the original's clock may have been the drift ahead, this one behind. A clock
+behind by more than the margin would put the boundary below the original's rounds; it is
+caught by :meth:`DoubleSignGuard.check_clock` on the block that would end the hold, which is
+the network's newest, stamped by its proposer's clock (at most the drift off): a block more
+than three drifts ahead of this clock halts the node instead. So the hold's safety assumes
+this machine's clock is not behind by more than the margin undetected, as block-time checks
+assume clocks within the drift. The hold costs nothing but time: the node commits by
+certificate meanwhile. It lasts until the others commit a fresh block, so a holding validator
+counts as a faulty one for liveness.
 
 The record only moves up: adoption raises ``c_round`` only to a higher round (the core's rule
 on C votes is on rounds alone) and ``c_height`` only to a higher height, and release only
@@ -115,11 +125,11 @@ class DoubleSignGuard:
             backup_files.write_restored_marker(data_dir, {**marker, "started_ms": started})
         self.started_ms = started
         # The original's clock may have been the drift ahead of true time, and this one
-        # behind it: by up to 3 drifts + a round the margin covers; further behind,
-        # check_clock sees it in the fresh block that would end the hold (honest proposers
-        # stamp their own time, at most the drift off) and halts instead.
+        # behind it: the margin covers up to 4 drifts + 3 rounds behind; further behind,
+        # check_clock sees it in the network's newest block, which the hold waits for (see
+        # ends_hold: honest proposers stamp their own time, at most the drift off).
         c = self.genesis.consensus
-        self.boundary = self.round_of(started + 4 * c.time_drift() + c.round_ms) + 1
+        self.boundary = self.round_of(started + 5 * c.time_drift() + 3 * c.round_ms) + 1
         log.warning(
             "%s restored from a backup: catching up by certificates only, no votes until "
             "a block proposed after this start commits (see the double-sign check in "
@@ -197,30 +207,41 @@ class DoubleSignGuard:
 
     def check_clock(self, header_time_ms: int, now_ms: int) -> str | None:
         """While holding: why this node must not go on, if a certified block's time shows
-        its clock behind the network's by more than the drift (None: fine).
+        its clock behind the network's by more than the margin allows (None: fine).
 
         The boundary between the original's rounds and ours comes from this clock; honest
         validators stamp blocks at most the drift ahead of their own clocks, so a certified
-        block stamped further ahead of ours than twice the drift means ours is behind by more
-        than the drift, and the boundary may lie below rounds the original voted in (review
-        finding: a restored VM snapshot 600 ms behind, drift 300 ms, signed a second prepare
-        in its original's round)."""
+        block stamped further ahead of ours than three drifts means ours is behind, and the
+        boundary may lie below rounds the original voted in (review finding: a restored VM
+        snapshot 600 ms behind, drift 300 ms, signed a second prepare in its original's
+        round)."""
         if not self.holding:
             return None
         ahead = header_time_ms - now_ms
-        if ahead <= 2 * self.genesis.consensus.time_drift():
+        # A stamp may be the drift ahead of its voters' clocks, theirs the drift off ours:
+        # beyond that, and a drift of slack for the trip, ours is behind.
+        limit = 3 * self.genesis.consensus.time_drift()
+        if ahead <= limit:
             return None
         return (
             f"this restored validator's clock is {ahead} ms behind a certified block's time "
-            f"(more than twice the drift, {2 * self.genesis.consensus.time_drift()} ms): its "
+            f"(more than three drifts, {limit} ms): its "
             "restore boundary cannot be trusted. Fix the clock (NTP), remove the data folder's "
             "contents and run `accord node restore` again"
         )
 
-    def ends_hold(self, header_round: int) -> bool:
-        """Whether committing a block proposed in ``header_round`` ends the hold: that
-        height was still undecided when the original stopped (see the module docstring)."""
-        return self.holding and self.boundary is not None and header_round >= self.boundary
+    def ends_hold(self, header_round: int, head: int, peer_heads: dict[int, int]) -> bool:
+        """Whether committing a block proposed in ``header_round``, now the head at ``head``,
+        ends the hold: that height was still undecided when the original stopped (see the
+        module docstring), and no peer that serves its blocks claims a higher head. The
+        second makes the block the network's newest, which check_clock has just judged:
+        an older block past the boundary would say nothing about this clock (a review
+        ended the hold on one, with the clock an hour behind). A peer can only delay the
+        release by claiming more, and one that does not serve what it claims is distrusted
+        and not counted (``peer_heads`` are the credible claims)."""
+        if not self.holding or self.boundary is None or header_round < self.boundary:
+            return False
+        return head >= max(peer_heads.values(), default=head)
 
     def release(self, store: Any, now_ms: int) -> int:
         """Close every round the original may have voted in, persist that, then remove the

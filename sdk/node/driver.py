@@ -252,9 +252,13 @@ class CoreDriver:
             return
         node.committed(block, receipts)
         guard = node.double_sign
-        # A restored folder's hold ends with a block proposed after the original stopped
-        # (accord.node.doublesign); not while more commits wait: the core restarts at the head.
-        if guard.ends_hold(block.header.round) and not node.worker.commits_waiting:
+        # A restored folder's hold ends with the network's newest block, proposed after the
+        # original stopped (accord.node.doublesign); not while more commits wait: the core
+        # restarts at the head.
+        if (
+            guard.ends_hold(block.header.round, block.height, node.catchup.credible_heads())
+            and not node.worker.commits_waiting
+        ):
             guard.release(node.store, now_ms())
             self.restart()
 
