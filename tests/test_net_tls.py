@@ -37,7 +37,17 @@ async def start(
     g: Genesis, i: int, tmp: Path | None, inbox: Inbox | None = None, **cfg: Any
 ) -> Transport:
     config = tls_config(tmp, i, **cfg) if tmp is not None else NetConfig(**cfg)
-    t = Transport(g, i, secret(i), host="127.0.0.1", port=0, config=config, on_message=inbox)
+    # every validator configured at 127.0.0.1 (node configuration; ports set once known)
+    t = Transport(
+        g,
+        i,
+        secret(i),
+        host="127.0.0.1",
+        port=0,
+        addresses={j: ("127.0.0.1", 0) for j in range(g.n)},
+        config=config,
+        on_message=inbox,
+    )
     await t.start()
     return t
 

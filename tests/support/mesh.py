@@ -54,8 +54,17 @@ async def start_mesh(
     ts = []
     for i in indexes:
         inbox = inboxes.get(i) if inboxes else None
+        # Every validator configured at 127.0.0.1 (addresses are node configuration, not
+        # genesis), its port filled in below once it listens (0: not dialled).
         t = Transport(
-            g, i, secret(i), host="127.0.0.1", port=0, config=NetConfig(**cfg), on_message=inbox
+            g,
+            i,
+            secret(i),
+            host="127.0.0.1",
+            port=0,
+            addresses={j: ("127.0.0.1", 0) for j in range(g.n)},
+            config=NetConfig(**cfg),
+            on_message=inbox,
         )
         await t.start()
         ts.append(t)
