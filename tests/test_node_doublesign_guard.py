@@ -189,18 +189,78 @@ def test_the_hold_ends_only_with_a_block_proposed_after_the_restore(
     one liar's status): only a committed block proposed at or after the boundary does."""
     b.write_restored_marker(tmp_path, {"restored_ms": ms_of_round(genesis, 90)})
     g = DoubleSignGuard(genesis, ME, enabled=True)
-    g.open(tmp_path, ms_of_round(genesis, 100))
+    now = ms_of_round(genesis, 100)
+    g.open(tmp_path, now)
     assert g.boundary is not None and g.holding
     heads = {0: 40, 1: 41, 2: 12}
-    assert not g.ends_hold(g.boundary - 1, 41, heads)  # may have been decided while it ran
-    assert g.ends_hold(g.boundary, 41, heads) and g.ends_hold(g.boundary + 50, 45, heads)
-    # ...and only as the network's newest block: an older one past the boundary says nothing
-    # about this clock, which check_clock judges on it (third review: a clock an hour behind
-    # ended the hold on an old block, unseen)
-    assert not g.ends_hold(g.boundary + 50, 40, heads)
-    assert g.ends_hold(g.boundary, 7, {})  # no peer heard from yet: its own head
+    clocks = {0: now, 1: now, 2: now}
+    assert not g.ends_hold(g.boundary - 1, 41, heads, clocks, now)  # may have been decided
+    assert g.ends_hold(g.boundary, 41, heads, clocks, now)
+    assert g.ends_hold(g.boundary + 50, 45, heads, clocks, now)
+    # ...and only as the network's newest block, as f+1 peers vouch for it (the second
+    # highest head: 40): an older one, past the boundary, is not where the core restarts
+    assert g.ends_hold(g.boundary + 50, 40, heads, clocks, now)
+    assert not g.ends_hold(g.boundary + 50, 39, heads, clocks, now)
+    # one liar claiming a far head cannot hold it (fourth review: it held for ever)
+    assert g.ends_hold(g.boundary, 41, {**heads, 0: 10**9}, clocks, now)
+    # f or fewer reports may all be lies: wait for more
+    assert not g.ends_hold(g.boundary, 41, {1: 41}, clocks, now)
+    assert not g.ends_hold(g.boundary, 41, heads, {1: now}, now)
+    assert not g.ends_hold(g.boundary, 41, heads, {}, now)
     g.holding = False
-    assert not g.ends_hold(g.boundary + 50, 41, heads)  # nothing to end
+    assert not g.ends_hold(g.boundary + 50, 41, heads, clocks, now)  # nothing to end
+
+
+def test_peers_clocks_vouch_for_this_one_before_the_hold_ends(
+    genesis: Genesis, tmp_path: Path
+) -> None:
+    """Fourth review: a stalled network makes no fresh block, so the block check never saw a
+    clock 15.6 s behind. Peers' clocks are judged by the (f+1)-th lowest, which one liar
+    cannot move past the honest ones."""
+    drift = genesis.consensus.time_drift()
+    b.write_restored_marker(tmp_path, {})
+    g = DoubleSignGuard(genesis, ME, enabled=True)
+    now = ms_of_round(genesis, 100)
+    g.open(tmp_path, now)
+    assert g.boundary is not None
+    heads = {0: 41, 1: 41, 2: 41}
+    behind = 5 * drift  # this clock behind every honest one
+    honest = {0: now + behind, 1: now + behind, 2: now + behind}
+    assert not g.ends_hold(g.boundary, 41, heads, honest, now)
+    reason = g.check_clock(now, now, honest)  # a stale block's stamp looks fine, peers do not
+    assert reason is not None and "3 peers" in reason and "restore" in reason
+    # a liar reporting a slow clock moves nothing
+    assert not g.ends_hold(g.boundary, 41, heads, {**honest, 0: now}, now)
+    assert g.check_clock(now, now, {**honest, 0: now}) is not None
+    # a liar reporting a fast clock can neither release nor halt a node on time
+    fine = {0: now + 10**9, 1: now, 2: now - 50}
+    assert g.ends_hold(g.boundary, 41, heads, fine, now)
+    assert g.check_clock(now, now, fine) is None
+    # with fewer than 2f+1 reports a high one may be the liar's: no halt, and no release
+    assert g.check_clock(now, now, {0: now + 10**9, 1: now}) is None
+    assert not g.ends_hold(g.boundary, 41, heads, {0: now + 10**9, 1: now + behind}, now)
+    # within three drifts of the honest clocks is fine
+    near = {p: now + 3 * drift for p in range(3)}
+    assert g.check_clock(now, now, near) is None and g.ends_hold(g.boundary, 41, heads, near, now)
+
+
+def test_release_closes_every_round_below_the_boundary(genesis: Genesis, tmp_path: Path) -> None:
+    """The original voted only in rounds below the boundary; release closes them all, and up
+    to the drift past the network's time when that is ahead of this clock."""
+    b.write_restored_marker(tmp_path, {})
+    g = DoubleSignGuard(genesis, ME, enabled=True)
+    now = ms_of_round(genesis, 100)
+    g.open(tmp_path, now)
+    assert g.boundary is not None
+    with Store(tmp_path / "s", sync=False) as store:
+        closed = g.release(store, ms_of_round(genesis, 80))  # this clock stepped back since
+        assert closed == g.boundary - 1 and not g.holding
+        raw = store.get_safety(SAFETY_KEY)
+        assert raw is not None and SafetyState.decode(raw, 4).p_round == g.boundary - 1
+        b.write_restored_marker(tmp_path, {})
+        g2 = DoubleSignGuard(genesis, ME, enabled=True)
+        g2.open(tmp_path, now)
+        assert g2.release(store, now, network_ms=ms_of_round(genesis, 10_000)) >= 10_000
 
 
 def test_adoption_never_lowers_the_commit_round(genesis: Genesis) -> None:

@@ -76,8 +76,10 @@ def test_a_restored_validator_votes_only_above_the_heights_its_key_voted_at(tmp_
     # The restored node commits validator 1's blocks in order; the hold ends only with a
     # block proposed at or after the boundary round.
     released_at = None
+    heads = {i: max(x.height for x in net.commits[i]) for i in (0, 1, 2)}
+    clocks = {i: t for i in (0, 1, 2)}
     for block in net.commits[1]:
-        if guard.ends_hold(block.header.round, block.height, {}):
+        if guard.ends_hold(block.header.round, block.height, heads, clocks, t):
             released_at = block
             break
     assert released_at is not None and released_at.height > 2, "released where the key voted"
@@ -153,12 +155,12 @@ def test_statuses_cannot_end_the_hold_or_claim_a_negative_head() -> None:
     async def main() -> None:
         node = _HeldNode(liar=0)
         cu = CatchUp(node)
-        cu.on_status(1, [100, b"x" * 32])
-        cu.on_status(0, [0, b""])
+        cu.on_status(1, [100, b"x" * 32, 5])
+        cu.on_status(0, [0, b"", 5])
         await asyncio.sleep(0)
         assert node.double_sign.holding
         try:
-            cu.on_status(2, [-1, b""])
+            cu.on_status(2, [-1, b"", 5])
         except Exception as e:  # noqa: BLE001 - the decoder's refusal is what we look for
             assert "height >= 0" in str(e)
         else:
@@ -170,7 +172,7 @@ def test_statuses_cannot_end_the_hold_or_claim_a_negative_head() -> None:
 def test_a_peer_claiming_a_far_head_and_never_answering_is_not_the_only_one_asked() -> None:
     """Third review: a liar that lets every request time out (no empty answer to judge) was
     the only peer ever asked; a failed request from a peer that claims more than we hold now
-    distrusts it too, and its claim no longer holds back the release."""
+    distrusts it too."""
     from accord.base.errors import Unavailable
 
     node = _HeldNode(liar=-1)
@@ -194,4 +196,107 @@ def test_a_peer_claiming_a_far_head_and_never_answering_is_not_the_only_one_aske
 
     asyncio.run(rounds())
     assert node.asked[0] == 0 and any(p != 0 for p in node.asked), node.asked
-    assert 0 not in cu.credible_heads()
+    assert 0 in cu.distrusted
+
+
+def _sync_rounds(cu: CatchUp, n: int) -> None:
+    async def rounds() -> None:
+        for _ in range(n):
+            cu._inflight.clear()  # a status interval apart
+            cu.maybe_sync()
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+    asyncio.run(rounds())
+
+
+def test_a_liar_resending_a_stale_block_is_distrusted_and_cannot_hold_the_node() -> None:
+    """Fourth review: a liar claiming head 10**9 answered every request with one decodable
+    old block (no certificate: the core drops it). Catch-up counted blocks decoded, not
+    blocks that landed, so the liar was never distrusted, stayed the only peer asked, and its
+    claim held the node for ever. Now an answer that moves the head nowhere distrusts it,
+    and the release reads the (f+1)-th highest head, which one liar cannot raise."""
+    _, _, _, k1 = _height_2_split()
+    node = _HeldNode(liar=-1)
+
+    async def request(peer, body, timeout):
+        node.asked.append(peer)
+        return [[k1.to_obj(), None]]
+
+    node.transport = types.SimpleNamespace(request=request)
+    cu = CatchUp(node)
+    cu.peer_heads.update({0: 10**9, 1: 7, 2: 7})  # honest peers two ahead of us (5)
+    _sync_rounds(cu, 6)
+    assert 0 in cu.distrusted and node.asked[0] == 0, node.asked
+    assert {1, 2} & set(node.asked), f"the honest peers were never asked: {node.asked}"
+    guard = DoubleSignGuard(GENESIS, 3, enabled=True)
+    guard.holding, guard.boundary = True, 10
+    heads = {0: 10**9, 1: 7, 2: 7}
+    assert guard.ends_hold(10, 7, heads, {0: 1, 1: 1, 2: 1}, 1)
+
+
+def test_a_failed_request_does_not_hide_an_honest_peers_head() -> None:
+    """Fourth review: each honest peer's first request failed once (a busy peer); distrust
+    then hid their heads from the release for 30 s, and the node left the hold 60 heights
+    behind the network. Heads are no longer filtered by distrust, and an answer that moves the
+    head clears it."""
+    from accord.base.errors import Unavailable
+
+    node = _HeldNode(liar=-1)
+    height = [5]
+    node.chain = types.SimpleNamespace(head=lambda: (height[0], b"h"))
+    failed: set[int] = set()
+
+    async def request(peer, body, timeout):
+        node.asked.append(peer)
+        if peer not in failed:
+            failed.add(peer)
+            raise Unavailable("timed out")
+        return [[None, None]]
+
+    def step(event) -> None:  # a good answer: its block lands
+        height[0] += 1
+
+    node.transport = types.SimpleNamespace(request=request)
+    cu = CatchUp(node)
+    cu._apply = lambda payload, peer: (step(None), 1)[1]  # each answer commits one block
+    cu.peer_heads.update({0: 100, 1: 100, 2: 100})
+    _sync_rounds(cu, 8)
+    # all three failed once and were avoided; asked in turn, the one that served is trusted
+    # again (the others stay avoided for a while: that only orders whom to ask)
+    assert height[0] > 5 and len(cu.distrusted) == 2, (height[0], cu.distrusted)
+    guard = DoubleSignGuard(GENESIS, 3, enabled=True)
+    guard.holding, guard.boundary = True, 10
+    clocks = {0: 1, 1: 1, 2: 1}
+    assert not guard.ends_hold(10, 40, cu.peer_heads, clocks, 1), "released 60 behind"
+    assert guard.ends_hold(10, 100, cu.peer_heads, clocks, 1)
+
+
+def test_a_stalled_network_cannot_hide_a_clock_behind_the_margin(tmp_path) -> None:
+    """Fourth review, replayed with its numbers: round 1 s, drift 3 s. Block H was decided at
+    t = 1,000 s in round 1003; the original moved to H+1, voted there in round 1003 and went
+    away; the network stalled at H+1. Restored at t = 1,000.6 s on a clock 15.601 s behind
+    (past the margin), its boundary is 1003. The newest block is H, stamped 1,003 s: the block
+    check, judging an old stamp, saw nothing, and the release closed rounds only to 997, so
+    round 1003 at H+1 was open again. The peers' clocks (true time) now halt it instead."""
+    from accord.storage import backup as bk
+
+    R, d = 1000, 3000
+    gen = types.SimpleNamespace(
+        f=1,
+        n=4,
+        genesis_time_ms=0,
+        consensus=types.SimpleNamespace(round_ms=R, time_drift=lambda: d),
+    )
+    behind, t_restore = 15_601, 1_000_600
+    bk.write_restored_marker(tmp_path, {"restored_ms": 1})
+    g = DoubleSignGuard(gen, 3, enabled=True)
+    g.open(tmp_path, t_restore - behind)
+    assert g.boundary == 1003
+    t_commit = t_restore + 10_000
+    local = t_commit - behind
+    peers = {0: t_commit, 1: t_commit - 40, 2: local}  # 2 lies: it reports our clock
+    assert g.check_clock(1_003_000, local) is None  # the stamp alone says nothing
+    reason = g.check_clock(1_003_000, local, peers)
+    assert reason is not None and "behind the clocks of 3 peers" in reason
+    assert not g.ends_hold(1003, 41, {0: 41, 1: 41, 2: 41}, peers, local)

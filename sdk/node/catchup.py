@@ -1,6 +1,7 @@
 """Catch-up: how a validator that fell behind gets the blocks it missed, and serves others.
 
-Validators exchange their heads (``STATUS``) every ``status_interval``. A node two or more
+Validators exchange their heads and clocks (``STATUS``: ``[height, head hash, time_ms]``)
+every ``status_interval``. A node two or more
 heights behind asks the most advanced peer it trusts for the missing blocks by height
 (:data:`MAX_SYNC_BLOCKS` per answer, one request per peer at a time) and hands each, with its
 certificate, to the core as ``BlockFetched``: the core checks the certificate and commits it
@@ -8,9 +9,14 @@ like any other block. The core's own ``FetchBlock`` (a proposal or commit it has
 not the body of) asks by hash. Rules this module keeps:
 
 * **Nothing a peer sends is believed**: every answer is decoded in full before the core sees
-  any of it, and the core verifies each certificate. A peer whose answer does not decode, or
-  whose block body does not apply under its certificate, is avoided for :data:`DISTRUST_S`
-  (asked only if nobody else can answer).
+  any of it, and the core verifies each certificate. A peer is avoided for :data:`DISTRUST_S`
+  (asked only if nobody else can answer) when its answer does not decode, its block body does
+  not apply under its certificate, or it claims more than we hold and its request failed or
+  its answer moved our head nowhere once the commits landed (blocks that merely decode are
+  not progress: fourth review, a liar resending one stale block was asked for ever). An
+  answer that moves the head clears the peer's distrust.
+* Reported heads and clocks are claims: what reads them (the restore hold,
+  :mod:`accord.node.doublesign`) takes order statistics that f liars cannot move.
 * **Requests never block a read loop**: each runs in a task of its own, so two peers
   fetching from each other cannot deadlock.
 * Answers are bounded by count and by size (two blocks' worth of ``max_block_bytes``).
@@ -30,7 +36,7 @@ from accord.base.errors import AccordError, DecodeError
 from accord.base.types import Block, Certificate
 from accord.consensus import BlockFetched
 from accord.net.frames import Kind
-from accord.node.driver import spawn
+from accord.node.driver import now_ms, spawn
 
 if TYPE_CHECKING:
     from accord.node.node import Node
@@ -54,6 +60,7 @@ class CatchUp:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.peer_heads: dict[int, int] = {}
+        self._clocks: dict[int, tuple[int, float]] = {}  # peer -> (its time_ms, our monotonic)
         self._inflight: dict[int, float] = {}  # peer -> when its request by height was sent
         self.distrusted: dict[int, float] = {}  # peer -> monotonic time until which it is avoided
         self.body_source: dict[bytes, int] = {}  # who sent a fetched block (a bad body is theirs)
@@ -80,7 +87,7 @@ class CatchUp:
                 await asyncio.sleep(node.status_interval)
                 continue
             height, head = node.chain.head()  # type: ignore[union-attr]
-            node.transport.broadcast(Kind.STATUS, [height, head])  # type: ignore[union-attr]
+            node.transport.broadcast(Kind.STATUS, [height, head, now_ms()])  # type: ignore[union-attr]
             self.maybe_sync()
             await asyncio.sleep(node.status_interval)
 
@@ -93,21 +100,31 @@ class CatchUp:
             and not node.ops.syncing
         ):
             height, head = node.chain.head()
-            node.transport.send(index, Kind.STATUS, [height, head])
+            node.transport.send(index, Kind.STATUS, [height, head, now_ms()])
         if not connected:
             self.peer_heads.pop(index, None)
+            self._clocks.pop(index, None)
             self._inflight.pop(index, None)
 
     def on_status(self, frm: int, payload: Value) -> None:
         if (
             type(payload) is not list
-            or len(payload) != 2
+            or len(payload) != 3
             or type(payload[0]) is not int
             or payload[0] < 0
+            or type(payload[2]) is not int
+            or not 0 <= payload[2] < 2**53
         ):
-            raise DecodeError("status is [height >= 0, head hash]")
+            raise DecodeError("status is [height >= 0, head hash, time_ms >= 0]")
         self.peer_heads[frm] = payload[0]
+        self._clocks[frm] = (payload[2], time.monotonic())
         self.maybe_sync()
+
+    def peer_clocks(self) -> dict[int, int]:
+        """Each peer's clock now, as its last status said plus the time since it arrived
+        (a claim: the trip makes it low, and a liar's is anything)."""
+        mono = time.monotonic()
+        return {p: ms + int((mono - at) * 1000) for p, (ms, at) in self._clocks.items()}
 
     # --- catch-up (request / response through the transport) -----------------------------
 
@@ -127,14 +144,19 @@ class CatchUp:
         guard = node.double_sign
         now = time.monotonic()
         # Peers that lately sent a body that did not apply are asked only if nobody else can.
-        trusted = {p: h for p, h in self.peer_heads.items() if self.distrusted.get(p, 0.0) <= now}
-        peer, best = max((trusted or self.peer_heads).items(), key=lambda kv: kv[1])
         # One height behind is the normal state while a commit propagates; the core catches
         # that up from the next proposal. Two or more means we missed commits. A restored
         # node that holds sees no proposals (accord.node.doublesign): it fetches the last too.
-        if best <= height + (0 if guard.holding else 1):
+        ahead = {
+            p: h for p, h in self.peer_heads.items() if h > height + (0 if guard.holding else 1)
+        }
+        if not ahead:
             return
-        now = time.monotonic()
+        trusted = {p: h for p, h in ahead.items() if self.distrusted.get(p, 0.0) <= now}
+        if trusted:
+            peer = max(trusted, key=lambda p: trusted[p])
+        else:  # everyone ahead is distrusted: the one whose distrust ends first, in turn
+            peer = min(ahead, key=lambda p: self.distrusted.get(p, 0.0))
         if now - self._inflight.get(peer, 0.0) < 2.0:
             return
         self._inflight[peer] = now
@@ -147,16 +169,15 @@ class CatchUp:
         fetching from each other cannot deadlock."""
         node = self.node
         assert node.transport is not None
+        before = self._height()
         try:
             answer = await node.transport.request(peer, body, timeout=10.0)
         except AccordError as e:  # not connected, timeout, busy: the next status or resend retries
             log.info("%s: catch-up request to validator %d failed: %s", node.name, peer, e)
             if sync:
+                # a liar that lets every request time out was otherwise the only peer asked
+                self._no_progress(peer)
                 self._inflight.pop(peer, None)
-                if self.peer_heads.get(peer, 0) > self._height():
-                    # it claims blocks it does not send: ask the others first (a liar that
-                    # lets every request time out was otherwise the only peer asked)
-                    self.distrusted[peer] = time.monotonic() + DISTRUST_S
             return
         try:
             fetched = self._apply(answer, peer)
@@ -166,28 +187,31 @@ class CatchUp:
             self.distrusted[peer] = time.monotonic() + DISTRUST_S  # ask the others first
             fetched = 0
         if sync:
+            if not fetched:
+                self._no_progress(peer)
+            else:
+                # the commits run on the chain thread; judge and ask for more once they landed
+                spawn(self._after_commits(peer, before))
             self._inflight.pop(peer, None)
-            if not fetched and self.peer_heads.get(peer, 0) > self._height():
-                # It claims blocks it does not send (a liar, or it pruned them): ask the
-                # others first, or a false head would be the only peer asked, for ever.
-                self.distrusted[peer] = time.monotonic() + DISTRUST_S
-            if fetched:
-                # the commits run on the chain thread; ask for more once they have landed
-                spawn(self._after_commits())
 
-    def credible_heads(self) -> dict[int, int]:
-        """Peers' reported heads, without those of peers distrusted for now (they sent a body
-        that did not apply, or claimed blocks they did not send)."""
-        now = time.monotonic()
-        return {p: h for p, h in self.peer_heads.items() if self.distrusted.get(p, 0.0) <= now}
+    def _no_progress(self, peer: int) -> None:
+        """A request by height to ``peer`` moved our head nowhere. If it claims more than we
+        hold (a liar, or it pruned them), ask the others first, or a false head would be the
+        only peer asked, for ever."""
+        if self.peer_heads.get(peer, 0) > self._height():
+            self.distrusted[peer] = time.monotonic() + DISTRUST_S
 
     def _height(self) -> int:
         chain = self.node.chain
         return chain.head()[0] if chain is not None else 0
 
-    async def _after_commits(self) -> None:
+    async def _after_commits(self, peer: int, before: int) -> None:
         node = self.node
         await node.worker.barrier()
+        if self._height() > before:
+            self.distrusted.pop(peer, None)  # it served: a failure before was not a lie
+        else:
+            self._no_progress(peer)
         self.maybe_sync()
 
     def _apply(self, payload: Value, peer: int) -> int:

@@ -18,29 +18,38 @@ sends it and C votes only move up, so a certificate carrying this validator's C 
   HALT, marker or not.
 
 **Leaving the hold** is decided by certificates (:meth:`DoubleSignGuard.ends_hold`): the hold
-ends when a block *proposed* in a round at or after the boundary commits here and is the
-newest block any credible peer reports. A block proposed in round r can be decided only in
-round r or later, and only one block is decided per height, so that height was still open when
-the original stopped: the original never reached the next height, and whatever it signed
-(prepare votes, commit votes that made no certificate, the lock it held) is at heights this
-node has now committed by certificate. Voting at the next height therefore conflicts with
-nothing the original signed. Peers' heads can only delay the release (a peer that does not
-serve what it claims is distrusted and not counted); they never cause it. (Releasing on "level
-with f+1 peers' heads" did not hold: one liar, or a lagging honest peer, released a node
-before the height the original was locked at, and a single Byzantine validator could then fork
-the chain.) At release the record also closes every round up to ``now + max_time_drift`` for
-P, and the core is rebuilt from it.
+ends when a block *proposed* in a round at or after the boundary commits here. A block proposed
+in round r can be decided only in round r or later, and only one block is decided per height, so
+that height was still open when the original stopped: the original never reached the next
+height, and whatever it signed (prepare votes, commit votes that made no certificate, the lock
+it held) is at heights this node has now committed by certificate. Voting at the next height
+therefore conflicts with nothing the original signed. (Releasing on "level with f+1 peers'
+heads" did not hold: one liar, or a lagging honest peer, released a node before the height the
+original was locked at, and a single Byzantine validator could then fork the chain.)
+
+Peers' reports can only delay the release, never cause it, and at most f of them lie, so each
+is read as an order statistic that f liars cannot move outside the honest reports
+(:func:`vouched`): the block must be at least the (f+1)-th highest head peers report (the
+network's newest, so the core restarts at the tip: a liar claiming a far head cannot hold the
+node for ever, as it could while heads were filtered by who served what), and the (f+1)-th
+lowest clock peers report must not be more than three drifts ahead of this one (below).
+At release the record also closes every round below the boundary and up to the network's time
+plus ``max_time_drift`` for P, and the core is rebuilt from it.
 
 **The clock.** The boundary is this machine's first start, plus five drifts and three rounds,
 in rounds: the original's clock may have been the drift ahead, this one behind. A clock
-behind by more than the margin would put the boundary below the original's rounds; it is
-caught by :meth:`DoubleSignGuard.check_clock` on the block that would end the hold, which is
-the network's newest, stamped by its proposer's clock (at most the drift off): a block more
-than three drifts ahead of this clock halts the node instead. So the hold's safety assumes
-this machine's clock is not behind by more than the margin undetected, as block-time checks
-assume clocks within the drift. The hold costs nothing but time: the node commits by
-certificate meanwhile. It lasts until the others commit a fresh block, so a holding validator
-counts as a faulty one for liveness.
+behind by more than the margin would put the boundary below the original's rounds. Two checks
+see it. Peers send their clocks with their heads (``STATUS``): the (f+1)-th lowest is at least
+one honest validator's clock (at least true time minus the drift, less the trip), so it
+passing within three drifts of ours bounds ours to four drifts and a trip behind, inside the
+margin; it needs f+1 reports to release, and 2f+1 to halt (with fewer, a liar's high report
+could be the statistic, so the node waits). This holds when the network has stalled and no
+fresh block exists (fourth review: a stalled chain hid a clock 15.6 s behind from the block
+check). And :meth:`DoubleSignGuard.check_clock` halts on any certified block stamped more than
+three drifts ahead of this clock. So the hold's safety assumes honest clocks within the
+drift, as block-time checks do. The hold costs nothing but time: the node commits by
+certificate meanwhile. It lasts until the others commit a block proposed after the restore,
+so a holding validator counts as a faulty one for liveness.
 
 The record only moves up: adoption raises ``c_round`` only to a higher round (the core's rule
 on C votes is on rounds alone) and ``c_height`` only to a higher height, and release only
@@ -53,6 +62,7 @@ original was voting at when it stopped can complete after the release).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -63,6 +73,17 @@ from accord.consensus import SAFETY_KEY, SafetyState, Status, certificate_signer
 from accord.storage import backup as backup_files
 
 log = logging.getLogger("accord.node")
+
+
+def vouched(reports: Mapping[int, int], f: int, *, highest: bool) -> int | None:
+    """The (f+1)-th highest (``highest``) or lowest of peers' ``reports``: with at most f
+    liars among them, at least one honest report is at or beyond it, so liars cannot push it
+    past every honest report in that direction (a single liar claiming head 10**9, or a clock
+    an hour slow, moves nothing). None with f or fewer reports (then all may be lies)."""
+    if len(reports) <= f:
+        return None
+    ordered = sorted(reports.values(), reverse=highest)
+    return ordered[f]
 
 
 class Verdict(Enum):
@@ -205,52 +226,82 @@ class DoubleSignGuard:
 
     # --- leaving the hold ----------------------------------------------------------------
 
-    def check_clock(self, header_time_ms: int, now_ms: int) -> str | None:
-        """While holding: why this node must not go on, if a certified block's time shows
-        its clock behind the network's by more than the margin allows (None: fine).
+    def check_clock(
+        self, header_time_ms: int, now_ms: int, peer_clocks: Mapping[int, int] | None = None
+    ) -> str | None:
+        """While holding: why this node must not go on, if a certified block's time or the
+        peers' clocks show this clock behind the network's by more than the margin allows
+        (None: fine, or not enough reports to tell).
 
-        The boundary between the original's rounds and ours comes from this clock; honest
+        The boundary between the original's rounds and ours comes from this clock. Honest
         validators stamp blocks at most the drift ahead of their own clocks, so a certified
         block stamped further ahead of ours than three drifts means ours is behind, and the
         boundary may lie below rounds the original voted in (review finding: a restored VM
         snapshot 600 ms behind, drift 300 ms, signed a second prepare in its original's
-        round)."""
+        round). A stalled network makes no fresh block, so peers' clocks are judged too:
+        with 2f+1 reports the (f+1)-th lowest is at most an honest clock (``peer_clocks``:
+        peer -> its clock now, estimated from its last status)."""
         if not self.holding:
             return None
-        ahead = header_time_ms - now_ms
+        limit = 3 * self.genesis.consensus.time_drift()
         # A stamp may be the drift ahead of its voters' clocks, theirs the drift off ours:
         # beyond that, and a drift of slack for the trip, ours is behind.
-        limit = 3 * self.genesis.consensus.time_drift()
+        ahead = header_time_ms - now_ms
+        what = "a certified block's time"
+        if ahead <= limit and peer_clocks is not None and len(peer_clocks) > 2 * self.genesis.f:
+            low = vouched(peer_clocks, self.genesis.f, highest=False)
+            assert low is not None
+            ahead, what = low - now_ms, f"the clocks of {len(peer_clocks)} peers"
         if ahead <= limit:
             return None
         return (
-            f"this restored validator's clock is {ahead} ms behind a certified block's time "
-            f"(more than three drifts, {limit} ms): its "
-            "restore boundary cannot be trusted. Fix the clock (NTP), remove the data folder's "
-            "contents and run `accord node restore` again"
+            f"this restored validator's clock is {ahead} ms behind {what} (more than three "
+            f"drifts, {limit} ms): its restore boundary cannot be trusted. Fix the clock (NTP), "
+            "remove the data folder's contents and run `accord node restore` again"
         )
 
-    def ends_hold(self, header_round: int, head: int, peer_heads: dict[int, int]) -> bool:
+    def ends_hold(
+        self,
+        header_round: int,
+        head: int,
+        peer_heads: Mapping[int, int],
+        peer_clocks: Mapping[int, int],
+        now_ms: int,
+    ) -> bool:
         """Whether committing a block proposed in ``header_round``, now the head at ``head``,
         ends the hold: that height was still undecided when the original stopped (see the
-        module docstring), and no peer that serves its blocks claims a higher head. The
-        second makes the block the network's newest, which check_clock has just judged:
-        an older block past the boundary would say nothing about this clock (a review
-        ended the hold on one, with the clock an hour behind). A peer can only delay the
-        release by claiming more, and one that does not serve what it claims is distrusted
-        and not counted (``peer_heads`` are the credible claims)."""
+        module docstring); the block is at least the (f+1)-th highest head peers report
+        (the network's newest, so the core restarts at the tip); and the (f+1)-th lowest
+        of the peers' clocks is within three drifts of ``now_ms``, which bounds how far
+        behind this clock is even when no fresh block exists. Reports only delay: with f
+        or fewer of them the node waits (a validator alone in its genesis has no one to ask,
+        and releases on the block alone)."""
         if not self.holding or self.boundary is None or header_round < self.boundary:
             return False
-        return head >= max(peer_heads.values(), default=head)
+        f, others = self.genesis.f, self.genesis.n - 1
+        if others == 0:
+            return True
+        newest = vouched(peer_heads, f, highest=True)
+        low = vouched(peer_clocks, f, highest=False)
+        if newest is None or low is None:
+            return False
+        return head >= newest and low - now_ms <= 3 * self.genesis.consensus.time_drift()
 
-    def release(self, store: Any, now_ms: int) -> int:
+    def release(self, store: Any, now_ms: int, network_ms: int | None = None) -> int:
         """Close every round the original may have voted in, persist that, then remove the
         marker (in this order: a crash in between holds again at the next start, never the
-        reverse). Returns the last closed round. The caller rebuilds its core from the store."""
+        reverse). Returns the last closed round. The caller rebuilds its core from the store.
+
+        Closed: every round below the boundary (the original's, by construction), and every
+        round up to the drift past the later of this clock and ``network_ms`` (the peers'
+        (f+1)-th lowest clock: at least one honest clock, so a liar cannot lower it)."""
         assert self.data_dir is not None
         raw = store.get_safety(SAFETY_KEY)
         s = SafetyState.decode(raw, self.genesis.n) if raw is not None else SafetyState()
-        closed = max(s.p_round, self.round_of(now_ms + self.genesis.consensus.time_drift()))
+        now = max(now_ms, network_ms or 0)
+        closed = max(s.p_round, self.round_of(now + self.genesis.consensus.time_drift()))
+        if self.boundary is not None:
+            closed = max(closed, self.boundary - 1)
         s.p_round = closed
         store.put_safety(SAFETY_KEY, s.encode())
         backup_files.clear_restored_marker(self.data_dir)
@@ -263,4 +314,4 @@ class DoubleSignGuard:
         return closed
 
 
-__all__ = ["DoubleSignGuard", "Verdict"]
+__all__ = ["DoubleSignGuard", "Verdict", "vouched"]

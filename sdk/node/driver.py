@@ -55,6 +55,7 @@ from accord.consensus import (
 )
 from accord.ledger.application import StateRootMismatch
 from accord.net.frames import Kind
+from accord.node.doublesign import vouched
 from accord.node.worker import NotNext
 
 if TYPE_CHECKING:
@@ -224,9 +225,10 @@ class CoreDriver:
     async def _commit(self, block: Block, cert: Certificate) -> None:
         node, core = self.node, self.core
         assert core is not None
-        fault = node.double_sign.check(cert, core.status(), node.store)  # may adopt
-        if fault is None:
-            fault = node.double_sign.check_clock(block.header.time_ms, now_ms())
+        guard = node.double_sign
+        fault = guard.check(cert, core.status(), node.store)  # may adopt
+        if fault is None and guard.holding:
+            fault = guard.check_clock(block.header.time_ms, now_ms(), node.catchup.peer_clocks())
         if fault is not None:
             node.fail(fault)
             return
@@ -251,16 +253,15 @@ class CoreDriver:
         if receipts is None:
             return
         node.committed(block, receipts)
-        guard = node.double_sign
         # A restored folder's hold ends with the network's newest block, proposed after the
-        # original stopped (accord.node.doublesign); not while more commits wait: the core
-        # restarts at the head.
-        if (
-            guard.ends_hold(block.header.round, block.height, node.catchup.credible_heads())
-            and not node.worker.commits_waiting
-        ):
-            guard.release(node.store, now_ms())
-            self.restart()
+        # original stopped, and peers' clocks that vouch for this one (accord.node.doublesign);
+        # not while more commits wait: the core restarts at the head.
+        if guard.holding and not node.worker.commits_waiting:
+            clocks, now = node.catchup.peer_clocks(), now_ms()
+            heads = node.catchup.peer_heads
+            if guard.ends_hold(block.header.round, block.height, heads, clocks, now):
+                guard.release(node.store, now, vouched(clocks, node.genesis.f, highest=False))
+                self.restart()
 
     def _bad_body(self, block: Block, error: AccordError) -> None:
         """A certified block did not apply: its header is genuine (the core checked the
