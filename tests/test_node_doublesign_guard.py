@@ -260,7 +260,14 @@ def test_release_closes_every_round_below_the_boundary(genesis: Genesis, tmp_pat
         b.write_restored_marker(tmp_path, {})
         g2 = DoubleSignGuard(genesis, ME, enabled=True)
         g2.open(tmp_path, now)
-        assert g2.release(store, now, network_ms=ms_of_round(genesis, 10_000)) >= 10_000
+        far = ms_of_round(genesis, 10_000)
+        assert g2.release(store, now, {0: far, 1: far, 2: far}) >= 10_000
+        # with only f+1 reports the (f+1)-th lowest may be a liar's: not followed
+        b.write_restored_marker(tmp_path, {})
+        g3 = DoubleSignGuard(genesis, ME, enabled=True)
+        g3.open(tmp_path, now)
+        with Store(tmp_path / "s3", sync=False) as fresh:
+            assert g3.release(fresh, now, {0: 10**15, 1: now}) < 10_000
 
 
 def test_adoption_never_lowers_the_commit_round(genesis: Genesis) -> None:

@@ -287,18 +287,22 @@ class DoubleSignGuard:
             return False
         return head >= newest and low - now_ms <= 3 * self.genesis.consensus.time_drift()
 
-    def release(self, store: Any, now_ms: int, network_ms: int | None = None) -> int:
+    def release(self, store: Any, now_ms: int, peer_clocks: Mapping[int, int] | None = None) -> int:
         """Close every round the original may have voted in, persist that, then remove the
         marker (in this order: a crash in between holds again at the next start, never the
         reverse). Returns the last closed round. The caller rebuilds its core from the store.
 
         Closed: every round below the boundary (the original's, by construction), and every
-        round up to the drift past the later of this clock and ``network_ms`` (the peers'
-        (f+1)-th lowest clock: at least one honest clock, so a liar cannot lower it)."""
+        round up to the drift past the later of this clock and, with 2f+1 ``peer_clocks``,
+        their (f+1)-th lowest: between two honest clocks, so liars can neither lower it nor
+        raise it (with f+1 reports it could be a liar's clock a year ahead, and the node
+        would close a year of rounds)."""
         assert self.data_dir is not None
         raw = store.get_safety(SAFETY_KEY)
         s = SafetyState.decode(raw, self.genesis.n) if raw is not None else SafetyState()
-        now = max(now_ms, network_ms or 0)
+        now = now_ms
+        if peer_clocks is not None and len(peer_clocks) > 2 * self.genesis.f:
+            now = max(now, vouched(peer_clocks, self.genesis.f, highest=False) or now)
         closed = max(s.p_round, self.round_of(now + self.genesis.consensus.time_drift()))
         if self.boundary is not None:
             closed = max(closed, self.boundary - 1)

@@ -55,7 +55,6 @@ from accord.consensus import (
 )
 from accord.ledger.application import StateRootMismatch
 from accord.net.frames import Kind
-from accord.node.doublesign import vouched
 from accord.node.worker import NotNext
 
 if TYPE_CHECKING:
@@ -260,7 +259,7 @@ class CoreDriver:
             clocks, now = node.catchup.peer_clocks(), now_ms()
             heads = node.catchup.peer_heads
             if guard.ends_hold(block.header.round, block.height, heads, clocks, now):
-                guard.release(node.store, now, vouched(clocks, node.genesis.f, highest=False))
+                guard.release(node.store, now, clocks)
                 self.restart()
 
     def _bad_body(self, block: Block, error: AccordError) -> None:
