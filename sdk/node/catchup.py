@@ -50,6 +50,9 @@ of ``max_block_bytes``, and answers are also cut by size)."""
 DISTRUST_S = 30.0
 """How long catch-up avoids a peer that sent a block body that did not apply."""
 
+REQUEST_TIMEOUT_S = 10.0
+"""How long a catch-up request waits for its answer (a request in flight is not repeated)."""
+
 RECENT_BLOCKS = 64
 """Uncommitted blocks kept to answer a peer's request by hash (proposals seen lately)."""
 
@@ -61,7 +64,9 @@ class CatchUp:
         self.node = node
         self.peer_heads: dict[int, int] = {}
         self._clocks: dict[int, tuple[int, float]] = {}  # peer -> (its time_ms, our monotonic)
-        self._inflight: dict[int, float] = {}  # peer -> when its request by height was sent
+        self._inflight: dict[
+            int, float
+        ] = {}  # peer -> when its request by height in flight was sent
         self.distrusted: dict[int, float] = {}  # peer -> monotonic time until which it is avoided
         self.body_source: dict[bytes, int] = {}  # who sent a fetched block (a bad body is theirs)
         self.recent: OrderedDict[bytes, Block] = OrderedDict()
@@ -147,8 +152,13 @@ class CatchUp:
         # One height behind is the normal state while a commit propagates; the core catches
         # that up from the next proposal. Two or more means we missed commits. A restored
         # node that holds sees no proposals (accord.node.doublesign): it fetches the last too.
+        # A peer whose request is in flight is not asked again, nor waited for: a liar letting
+        # its requests time out must not keep the others from being asked meanwhile.
         ahead = {
-            p: h for p, h in self.peer_heads.items() if h > height + (0 if guard.holding else 1)
+            p: h
+            for p, h in self.peer_heads.items()
+            if h > height + (0 if guard.holding else 1)
+            and (p not in self._inflight or now - self._inflight[p] >= REQUEST_TIMEOUT_S)
         }
         if not ahead:
             return
@@ -157,8 +167,6 @@ class CatchUp:
             peer = max(trusted, key=lambda p: trusted[p])
         else:  # everyone ahead is distrusted: the one whose distrust ends first, in turn
             peer = min(ahead, key=lambda p: self.distrusted.get(p, 0.0))
-        if now - self._inflight.get(peer, 0.0) < 2.0:
-            return
         self._inflight[peer] = now
         spawn(self.fetch(peer, ["height", height + 1, MAX_SYNC_BLOCKS], sync=True))
 
@@ -171,7 +179,7 @@ class CatchUp:
         assert node.transport is not None
         before = self._height()
         try:
-            answer = await node.transport.request(peer, body, timeout=10.0)
+            answer = await node.transport.request(peer, body, timeout=REQUEST_TIMEOUT_S)
         except AccordError as e:  # not connected, timeout, busy: the next status or resend retries
             log.info("%s: catch-up request to validator %d failed: %s", node.name, peer, e)
             if sync:
