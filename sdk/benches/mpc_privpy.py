@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--points", type=int, default=2000, help="kmeans --dataset blobs: points")
     p.add_argument("--iters", type=int, default=10, help="kmeans: Lloyd iterations")
-    p.add_argument("--images", type=int, default=297, help="cnn: test images to classify")
+    p.add_argument("--images", type=int, default=297, help="cnn, lenet5: test images to classify")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
