@@ -327,3 +327,59 @@ def test_a_grant_binds_the_program_code_not_only_its_name(consortium):
         h.grant("rows", "lr_predict", an_key, inputs=inputs)
     with Cluster(infos, key=keys["analyst"]) as an:
         assert np.abs(an.run("lr_predict", inputs)[0]["p"] - x[:, 0]).max() < 1e-3
+
+
+def test_a_grant_can_bound_params_by_ranges(consortium):
+    """An owner lets the receiver choose kmeans' iterations within [1, 3] and nothing else.
+    On the old servers the ranges were ignored: the grant bound params {} exactly and the
+    in-range run below was refused."""
+    infos, keys, state = consortium
+    a = public_bytes(keys["hospital_a"])
+    analyst = public_bytes(keys["analyst"])
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(-2, 0.3, (10, 2)), rng.normal(2, 0.3, (10, 2))])
+    c0 = x[[0, 10]].copy()
+    inputs = [ref(a, "pts", "X"), ref(a, "start", "C")]
+    with Cluster(infos, key=keys["hospital_a"]) as h:
+        h.share("pts", x)
+        h.share("start", c0)
+        for bad, match in (
+            ({"iters": (3, 1)}, "lo <= hi"),
+            ({"iters": (1, "3")}, "integers"),
+            ({"iters": (True, 3)}, "integers"),
+        ):
+            with pytest.raises(MpcError, match=match):
+                h.grant("pts", "kmeans", analyst, ranges=bad, inputs=inputs)
+        with pytest.raises(MpcError, match="both a value and a range"):
+            h.grant("pts", "kmeans", analyst, params={"iters": 2}, ranges={"iters": (1, 3)},
+                    inputs=inputs)  # fmt: skip
+        assert all(not s.grants for s in state["servers"])  # refused grants record nothing
+        for own in ("pts", "start"):
+            h.grant(own, "kmeans", analyst, ranges={"iters": (1, 3)}, inputs=inputs)
+    with Cluster(infos, key=keys["analyst"]) as an:
+        for iters in (1, 3):
+            out, _ = an.run("kmeans", inputs, {"iters": iters})
+            assert np.allclose(out["centers"], [[-2, -2], [2, 2]], atol=0.5)
+        refused = state["servers"][0].refused_grants
+        for params, match in (
+            ({"iters": 4}, r"'iters' = 4 is outside the granted range \[1, 3\]"),
+            ({"iters": 0}, r"'iters' = 0 is outside the granted range \[1, 3\]"),
+            ({"iters": "2"}, "must be an integer"),
+            ({}, "missing"),  # the program's default (10) is not in the range
+            ({"iters": 2, "extra": 1}, "not granted"),  # other params stay bound exactly
+        ):
+            with pytest.raises(MpcError, match=match):
+                an.run("kmeans", inputs, params)
+        assert state["servers"][0].refused_grants == refused + 5
+    with Cluster(infos, key=keys["mallory"]) as m, pytest.raises(MpcError, match="not granted"):
+        m.run("kmeans", inputs, {"iters": 2})  # the range is the analyst's, nobody else's
+
+    _restart(state, 2)  # ranged grants are persisted like the others
+    with Cluster(infos, key=keys["analyst"]) as an:
+        an.run("kmeans", inputs, {"iters": 2})
+        with pytest.raises(MpcError, match="outside the granted range"):
+            an.run("kmeans", inputs, {"iters": 9})
+    with Cluster(infos, key=keys["hospital_a"]) as h:
+        h.revoke("pts", "kmeans", analyst, ranges={"iters": (1, 3)}, inputs=inputs)
+    with Cluster(infos, key=keys["analyst"]) as an, pytest.raises(MpcError, match="not granted"):
+        an.run("kmeans", inputs, {"iters": 2})

@@ -270,15 +270,22 @@ def test_the_liar_really_lied() -> None:
 
 
 def test_uncovered_operations_are_refused_not_run_unchecked() -> None:
-    def fixed_product(p: Party, x: SharedArray, y: SharedArray) -> Any:
-        return x * y
+    """Fixed-point and matrix products are checked now (tests/test_mpc_malicious_fixed.py);
+    a server's own input, an unchecked reshare and the truncation of a bare 3-out-of-3
+    sharing still have no check, so they are refused."""
 
-    def matrix_product(p: Party, x: SharedArray, y: SharedArray) -> Any:
-        return x @ y
+    def own_input(p: Party, x: SharedArray) -> Any:
+        return p.input_from(0, x.a if p.i == 0 else None, x.shape)
 
-    ins = {"x": (np.ones((2, 2)), 16), "y": (np.ones((2, 2)), 16)}
-    for prog in (fixed_product, matrix_product):
-        with pytest.raises(MpcError, match="not covered"):
+    def bare_reshare(p: Party, x: SharedArray) -> Any:
+        return p.reshare(x.a)
+
+    def bare_trunc(p: Party, x: SharedArray) -> Any:
+        return p.trunc(x.a, 16)
+
+    ins = {"x": (np.ones((2, 2)), 16)}
+    for prog in (own_input, bare_reshare, bare_trunc):
+        with pytest.raises(MpcError, match="not|cannot"):
             run_local(prog, ins, party_class=MaliciousParty, timeout=30)
 
 

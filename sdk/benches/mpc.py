@@ -89,11 +89,13 @@ def _anti_stacking_traffic(balances: Any) -> dict[str, dict[str, int]]:
 
 def malicious_run(args: argparse.Namespace) -> dict[str, Any]:
     """``--malicious``: the same requests on two clusters, one checking against a malicious
-    server (anti_stacking, compare, integer mul) and one semi-honest, alternating run by run
+    server (anti_stacking, compare, integer and fixed-point mul: the latter pays for the
+    checked truncation) and one semi-honest, alternating run by run
     so that drift hits both alike. Each time is the requester's wall time until it holds all
     three servers' results (best of ``--repeat``); ratios are checked / semi-honest."""
     import numpy as np
 
+    from accord.mpc.client import ref
     from accord.mpc.cluster import LocalCluster
 
     n, lenders = int(args.n), int(args.lenders)
@@ -101,11 +103,14 @@ def malicious_run(args: argparse.Namespace) -> dict[str, Any]:
     balances = rng.integers(0, 100_000, size=lenders)
     x = rng.integers(-(1 << 20), 1 << 20, size=n)
     y = rng.integers(-(1 << 20), 1 << 20, size=n)
+    xf, yf = rng.normal(0.0, 100.0, size=n), rng.normal(0.0, 100.0, size=n)
     checked = ["anti_stacking", "compare", "mul"]
-    jobs = [
-        ("anti_stacking", [f"s{i}" for i in range(lenders)], {"limit": 1 << 45}),
-        ("compare", ["x", "y"], {}),
-        ("mul", ["x", "y"], {}),
+    # (label, program, inputs: a stored name or (stored name, program's name), params)
+    jobs: list[tuple[str, str, list[str | tuple[str, str]], dict[str, Any]]] = [
+        ("anti_stacking", "anti_stacking", [f"s{i}" for i in range(lenders)], {"limit": 1 << 45}),
+        ("compare", "compare", ["x", "y"], {}),
+        ("mul", "mul", ["x", "y"], {}),
+        ("fixed_mul", "mul", [("xf", "x"), ("yf", "y")], {}),
     ]
     best: dict[str, dict[str, float]] = {"checked": {}, "semi_honest": {}}
     answers: dict[str, Any] = {}
@@ -121,26 +126,36 @@ def malicious_run(args: argparse.Namespace) -> dict[str, Any]:
                 c.share(f"s{i}", np.array(int(v)), 0)
             c.share("x", x, 0)
             c.share("y", y, 0)
+            c.share("xf", xf, 16)
+            c.share("yf", yf, 16)
         for _ in range(args.repeat):
             for mode in ("checked", "semi_honest"):
-                for prog_name, ins, params in jobs:
+                for label, prog_name, ins, params in jobs:
+                    key = clients[mode].public_key
+                    names: list[str | dict[str, Any]] = [
+                        ref(key, *n) if isinstance(n, tuple) else n for n in ins
+                    ]
                     t0 = time.perf_counter()
-                    res, _ = clients[mode].run(prog_name, ins, params)
+                    res, _ = clients[mode].run(prog_name, names, params)
                     dt = time.perf_counter() - t0
-                    best[mode][prog_name] = min(best[mode].get(prog_name, dt), dt)
-                    answers[f"{mode}/{prog_name}"] = {k: np.asarray(v) for k, v in res.items()}
+                    best[mode][label] = min(best[mode].get(label, dt), dt)
+                    answers[f"{mode}/{label}"] = {k: np.asarray(v) for k, v in res.items()}
                     prog.advance(task)
         for c in clients.values():
             c.close()
+    # fixed-point products round with fresh randomness: equal to the last unit (2^-16)
     same = all(
-        np.array_equal(answers[f"checked/{j}"][k], answers[f"semi_honest/{j}"][k])
-        for j, _, _ in jobs
+        np.allclose(answers[f"checked/{j}"][k], answers[f"semi_honest/{j}"][k], rtol=0, atol=3e-5)
+        if j == "fixed_mul"
+        else np.array_equal(answers[f"checked/{j}"][k], answers[f"semi_honest/{j}"][k])
+        for j, _, _, _ in jobs
         for k in answers[f"checked/{j}"]
     )
     out: dict[str, Any] = {"malicious": True, "n": n, "lenders": lenders, "same_answers": same}
     out["anti_stacking_ms"] = {m: round(best[m]["anti_stacking"] * 1e3, 2) for m in best}
     out["cmp_per_s"] = {m: round(n / best[m]["compare"]) for m in best}
     out["int_mul_per_s"] = {m: round(n / best[m]["mul"]) for m in best}
+    out["fixed_mul_per_s"] = {m: round(n / best[m]["fixed_mul"]) for m in best}
     out["anti_stacking_traffic"] = _anti_stacking_traffic(balances)
     out["ratio_checked_vs_semi_honest"] = {
         "anti_stacking_latency": round(
@@ -148,6 +163,9 @@ def malicious_run(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "cmp_time": round(best["checked"]["compare"] / best["semi_honest"]["compare"], 2),
         "int_mul_time": round(best["checked"]["mul"] / best["semi_honest"]["mul"], 2),
+        "fixed_mul_time": round(
+            best["checked"]["fixed_mul"] / best["semi_honest"]["fixed_mul"], 2
+        ),
     }
     return out
 

@@ -164,10 +164,16 @@ class Cluster:
         receiver: bytes,
         *,
         params: dict[str, Any] | None = None,
+        ranges: dict[str, tuple[int, int]] | None = None,
         inputs: Sequence[dict[str, Any]],
     ) -> None:
         """Allow one computation on this client's input ``name``: ``program``, run by
         ``receiver``, with exactly ``params``, on exactly ``inputs``.
+
+        ``ranges`` (``{"iters": (1, 20)}``) lets the receiver choose those integer params
+        within the bounds (inclusive), each of them in every run; a run outside them is
+        refused, naming the param and its range. A param is either in ``params`` or in
+        ``ranges``, not both.
 
         ``inputs`` is the run's whole input list as the receiver will send it, every item a
         :func:`ref` (this input among them, under the name the program sees). Each server
@@ -176,7 +182,8 @@ class Cluster:
         another program name for an input, or one input more or less. Replacing or deleting
         ``name`` drops its grants.
         """
-        self._all([pack(self._grant_header("grant", name, program, receiver, params, inputs))] * 3)
+        header = self._grant_header("grant", name, program, receiver, params, inputs, ranges)
+        self._all([pack(header)] * 3)
 
     def revoke(
         self,
@@ -185,10 +192,13 @@ class Cluster:
         receiver: bytes,
         *,
         params: dict[str, Any] | None = None,
+        ranges: dict[str, tuple[int, int]] | None = None,
         inputs: Sequence[dict[str, Any]],
     ) -> None:
-        """Take back the grants of that computation (whatever input versions they recorded)."""
-        self._all([pack(self._grant_header("revoke", name, program, receiver, params, inputs))] * 3)
+        """Take back the grants of that computation (whatever input versions they recorded;
+        a grant with ranges is revoked by naming the same ranges)."""
+        header = self._grant_header("revoke", name, program, receiver, params, inputs, ranges)
+        self._all([pack(header)] * 3)
 
     @staticmethod
     def _grant_header(
@@ -198,10 +208,13 @@ class Cluster:
         receiver: bytes,
         params: dict[str, Any] | None,
         inputs: Sequence[dict[str, Any]],
+        ranges: dict[str, tuple[int, int]] | None = None,
     ) -> dict[str, Any]:
         if not all(isinstance(it, dict) for it in inputs):
             raise MpcError("a grant names every input with ref(owner, name, as)")
+        extra = {"ranges": {k: list(v) for k, v in ranges.items()}} if ranges else {}
         return {
+            **extra,
             "t": t,
             "name": name,
             "program": program,

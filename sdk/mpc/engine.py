@@ -308,6 +308,18 @@ class Party:
         products of :mod:`accord.mpc.malicious`); None means the protocols below."""
         return None
 
+    def matmul_shared(self, x: SharedArray, y: SharedArray) -> SharedArray | None:
+        """The same hook for matrix products of two shared arrays."""
+        return None
+
+    def trunc_linear(
+        self, fn: Callable[[Ring], Ring], a: Ring, b: Ring, f: int
+    ) -> tuple[Ring, Ring]:
+        """``trunc(fn(x), f)`` for a public linear map ``fn`` of a replicated sharing
+        ``(a, b)`` (a product by a public constant or matrix). The semi-honest protocol needs
+        only ``fn(a)``; a party that checks truncation needs the whole pair."""
+        return self.trunc(fn(a), f)
+
     def finish(self, t: Ring, frac: int) -> tuple[tuple[Ring, Ring], int]:
         """Turn a local product with ``frac`` fractional bits into a sharing at <= f bits."""
         f = self.fp.frac_bits
@@ -569,7 +581,7 @@ class SharedArray:
             return x * c
         k = min(f + max(0, math.ceil(-math.log2(abs(c)))), 62)
         enc = ring.encode_int(np.array(round(c * 2.0**k), dtype=np.int64))
-        a, b = x.party.trunc(x.a * enc, k)
+        a, b = x.party.trunc_linear(lambda s: s * enc, x.a, x.b, k)
         return x._new(a, b, f)
 
     # lifting between integer and fixed-point encodings
@@ -635,7 +647,7 @@ class SharedArray:
         c = ring.encode_fixed(arr, p.fp.frac_bits)
         if self.frac == 0:
             return self._new(self.a * c, self.b * c, p.fp.frac_bits)
-        a, b = p.trunc(self.a * c, p.fp.frac_bits)
+        a, b = p.trunc_linear(lambda s: s * c, self.a, self.b, p.fp.frac_bits)
         return self._new(a, b)
 
     __rmul__ = __mul__
@@ -653,6 +665,9 @@ class SharedArray:
     def __matmul__(self, other: Any) -> SharedArray:
         p = self.party
         if isinstance(other, SharedArray):
+            done = p.matmul_shared(self, other)
+            if done is not None:
+                return done
             # x_i @ (y_i + y_{i+1}) + x_{i+1} @ y_i as one product with a doubled inner axis
             k_axis = 0 if other.ndim == 1 else -2
             t = ring.matmul(
@@ -668,7 +683,7 @@ class SharedArray:
         c = ring.encode_fixed(arr, p.fp.frac_bits)
         if self.frac == 0:
             return self._new(ring.matmul(self.a, c), ring.matmul(self.b, c), p.fp.frac_bits)
-        a, b = p.trunc(ring.matmul(self.a, c), p.fp.frac_bits)
+        a, b = p.trunc_linear(lambda s: ring.matmul(s, c), self.a, self.b, p.fp.frac_bits)
         return self._new(a, b)
 
     def __rmatmul__(self, other: Any) -> SharedArray:
@@ -680,7 +695,7 @@ class SharedArray:
         c = ring.encode_fixed(arr, p.fp.frac_bits)
         if self.frac == 0:
             return self._new(ring.matmul(c, self.a), ring.matmul(c, self.b), p.fp.frac_bits)
-        a, b = p.trunc(ring.matmul(c, self.a), p.fp.frac_bits)
+        a, b = p.trunc_linear(lambda s: ring.matmul(c, s), self.a, self.b, p.fp.frac_bits)
         return self._new(a, b)
 
     def dot(self, other: Any) -> SharedArray:
@@ -897,7 +912,7 @@ def _scaled(x: SharedArray, c: float, extra: int = 12) -> SharedArray:
     f = x.party.fp.frac_bits
     k = f + extra
     enc = ring.encode_int(np.array(round(c * 2.0**k), dtype=np.int64))
-    a, b = x.party.trunc(x.a * enc, k)
+    a, b = x.party.trunc_linear(lambda s: s * enc, x.a, x.b, k)
     return x._new(a, b, f)
 
 

@@ -42,11 +42,17 @@ this engine:
   one. A receiver that gets all three share pairs already checks that they agree
   (:func:`accord.mpc.local.combine`), so a wrong output share is caught there.
 
-Not covered (the engine refuses rather than compute unchecked): truncation of fixed-point
-products, matrix products of two shared operands, and inputs a server shares itself
-(``input_from``): the program runs in malicious mode only if it uses integer and bit
-arithmetic, comparisons and openings. Fairness is not given: a malicious server can always
-make a computation abort (and may see its own output first).
+* **Checked truncation** (:meth:`MaliciousParty.trunc_pair`): the semi-honest truncation
+  computes ``y``, and checked comparisons then require ``-2^k <= z - 2^k y < 2^k`` and
+  ``|y| <= 2^(62-k)``, which leave only the two values an honest truncation gives; the
+  check's bits are zero-tested with the products.
+* **Checked matrix products** (:meth:`MaliciousParty.matmul_shared`): every term is a checked
+  element product, summed locally.
+
+Not covered (the engine refuses rather than compute unchecked): inputs a server shares itself
+(``input_from``), unchecked reshares and the truncation of a bare 3-out-of-3 sharing.
+Fairness is not given: a malicious server can always make a computation abort (and may see
+its own output first).
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ log = logging.getLogger("accord.mpc.malicious")
 STAT_BITS = 40  # a wrong triple passes the bucket check with probability <= 2^-40
 MIN_TRIPLES = 64  # fewer kept triples than this make the bucket bound weak: generate more
 MALICIOUS_PROGRAMS = frozenset({"anti_stacking"})  # programs checked by default
+MAX_CHECKED_TERMS = 1 << 20  # element products one checked matrix product may expand to
 
 _U64 = np.uint64
 _ONE = np.uint64(1)
@@ -121,17 +128,22 @@ class MaliciousParty(Party):
         self.stat_bits = stat_bits
         self._ands: list[tuple[Ring, Ring, Ring, Ring, Ring, Ring]] = []
         self._muls: list[tuple[Ring, Ring, Ring, Ring, Ring, Ring]] = []
+        self._ranges: list[tuple[Ring, Ring]] = []  # must be zero: checked truncations
         self.checked_ands = 0  # words (64 lanes each) of AND checked so far
         self.checked_muls = 0  # ring products checked so far
+        self.checked_truncs = 0  # truncated elements whose range check passed so far
 
     # --- what the semi-honest engine does that this mode cannot check --------------------------
 
     def trunc(self, t: Ring, f: int) -> tuple[Ring, Ring]:
-        raise MpcError("truncation is not covered by the malicious-security checks")
+        raise MpcError(
+            "truncation of a 3-out-of-3 sharing is not covered by the malicious-security "
+            "checks (only products of replicated sharings are: trunc_linear, mul_shared)"
+        )
 
     def finish(self, t: Ring, frac: int) -> tuple[tuple[Ring, Ring], int]:
         raise MpcError(
-            "products of this kind (matrix products) are not covered by the "
+            "a product computed outside the checked hooks is not covered by the "
             "malicious-security checks"
         )
 
@@ -193,13 +205,108 @@ class MaliciousParty(Party):
 
     def mul_shared(self, x: SharedArray, y: SharedArray) -> SharedArray | None:
         frac = x.frac + y.frac
-        if frac > self.fp.frac_bits:
-            raise MpcError(
-                "fixed-point products need truncation, which is not covered by the "
-                "malicious-security checks"
-            )
         a, b = self._mul(x.a, x.b, y.a, y.b)
+        f = self.fp.frac_bits
+        if frac > f:
+            a, b = self.trunc_pair(a, b, frac - f)
+            frac = f
         return SharedArray(self, a, b, frac)
+
+    def matmul_shared(self, x: SharedArray, y: SharedArray) -> SharedArray | None:
+        """``x @ y`` as checked element products summed locally.
+
+        Every term ``x[i, l] * y[l, j]`` is one product of :meth:`_mul` (one reshare round
+        for all of them, each checked with its own triple), so a wrong matrix product is
+        caught with certainty, like a wrong element product. It costs n k m words and
+        triples where the semi-honest product sends n m words; ``MAX_CHECKED_TERMS`` bounds
+        the memory one product may take.
+        """
+        if x.ndim < 1 or y.ndim not in (1, 2):
+            raise MpcError("checked matrix products take (..., n, k) or (k,) times (k, m) or (k,)")
+        xa = x.a if x.ndim > 1 else x.a[None, :]
+        xb = x.b if x.ndim > 1 else x.b[None, :]
+        ya = y.a if y.ndim > 1 else y.a[:, None]
+        yb = y.b if y.ndim > 1 else y.b[:, None]
+        k, m = ya.shape
+        if xa.shape[-1] != k:
+            raise MpcError(f"matrix product of shapes {x.shape} and {y.shape}")
+        lead = xa.shape[:-1]
+        rows = math.prod(lead)
+        if rows * k * m > MAX_CHECKED_TERMS:
+            raise MpcError(
+                f"a checked matrix product has at most {MAX_CHECKED_TERMS} terms "
+                f"(n k m = {rows * k * m}): split it"
+            )
+        za, zb = self._mul(
+            xa.reshape(rows, k, 1), xb.reshape(rows, k, 1), ya.reshape(1, k, m), yb.reshape(1, k, m)
+        )
+        out = lead + (m,)
+        if y.ndim == 1:
+            out = lead if x.ndim > 1 else ()
+        elif x.ndim == 1:
+            out = (m,)
+        a = np.sum(za, axis=1, dtype=np.uint64).reshape(out)
+        b = np.sum(zb, axis=1, dtype=np.uint64).reshape(out)
+        frac = x.frac + y.frac
+        f = self.fp.frac_bits
+        if frac > f:
+            a, b = self.trunc_pair(a, b, frac - f)
+            frac = f
+        return SharedArray(self, np.asarray(a), np.asarray(b), frac)
+
+    # --- checked truncation ----------------------------------------------------------------
+
+    def trunc_linear(self, fn: Any, a: Ring, b: Ring, f: int) -> tuple[Ring, Ring]:
+        return self.trunc_pair(np.asarray(fn(a)), np.asarray(fn(b)), f)
+
+    def _trunc_unchecked(self, t: Ring, k: int) -> tuple[Ring, Ring]:
+        """The semi-honest truncation, whose result :meth:`trunc_pair` then checks."""
+        return Party.trunc(self, t, k)
+
+    def trunc_pair(self, za: Ring, zb: Ring, k: int) -> tuple[Ring, Ring]:
+        """``z >> k`` of a replicated sharing ``(za, zb)``, with a check that binds it.
+
+        The semi-honest protocol computes ``y``; a lying server can make it anything. The
+        check needs no trust in it: with ``d = z - 2^k y`` (local), it asks, with checked
+        comparisons, that ``-2^k <= d < 2^k`` and ``-2^(62-k) <= y <= 2^(62-k)``. Both
+        hold for an honest ``y`` (``floor(z / 2^k)`` or one more) whenever ``|z| < 2^62``
+        (truncation's range). Conversely the second bounds ``2^k y`` so that ``d`` cannot
+        wrap around the ring, and then the first leaves only those two values: a lie that
+        changes ``y`` otherwise fails the check, and so does a product outside the range
+        (which the semi-honest engine would truncate to garbage). The four bits are summed
+        with their expected values so that the sum is 0, and :meth:`verify` zero-tests it
+        with the products (before any opening or release). Cost: the semi-honest
+        truncation's 3 rounds plus one checked comparison call of 4 comparisons per element.
+        """
+        shape = za.shape
+        za, zb = za.reshape(-1), zb.reshape(-1)
+        n = za.size
+        ya, yb = self._trunc_unchecked(za.copy(), k)
+        ya, yb = ya.reshape(-1), yb.reshape(-1)
+        ks = _U64(k)
+        da, db = za - (ya << ks), zb - (yb << ks)
+        bound = 1 << (62 - k)
+
+        def plus(xa: Ring, xb: Ring, c: int) -> tuple[Ring, Ring]:
+            pa, pb = self.public(np.full(n, c % (1 << 64), dtype=np.uint64))
+            return xa + pa, xb + pb
+
+        parts = [
+            plus(da, db, 1 << k),  # d >= -2^k: sign 0
+            plus(da, db, -(1 << k)),  # d < 2^k: sign 1
+            plus(ya, yb, bound),  # y >= -2^(62-k): sign 0
+            plus(ya, yb, -bound - 1),  # y <= 2^(62-k): sign 1
+        ]
+        ma, mb = self.msb(
+            np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        )
+        ma, mb = ma.reshape(4, n), mb.reshape(4, n)
+        # bits 0 and 2 must be 0, bits 1 and 3 must be 1: their sum with 2 subtracted is 0
+        sa = ma[0] - ma[1] + ma[2] - ma[3]
+        sb = mb[0] - mb[1] + mb[2] - mb[3]
+        sa, sb = plus(sa, sb, 2)
+        self._ranges.append((sa, sb))
+        return ya.reshape(shape), yb.reshape(shape)
 
     # --- comparison: checked A2B, carry network, B2A -----------------------------------------
 
@@ -311,8 +418,8 @@ class MaliciousParty(Party):
 
     def verify(self) -> None:
         """Check every product recorded since the last call (see the module docstring)."""
-        ands, muls = self._ands, self._muls
-        self._ands, self._muls = [], []
+        ands, muls, ranges = self._ands, self._muls, self._ranges
+        self._ands, self._muls, self._ranges = [], [], []
         if not ands and not muls:
             return
         empty = np.zeros(0, np.uint64)
@@ -415,6 +522,14 @@ class MaliciousParty(Party):
             (np.concatenate([e_sac[0], e_use[0]]), np.concatenate([e_sac[1], e_use[1]])),
             "a product or a comparison step is wrong",
         )
+        if ranges:
+            empty_b = np.zeros(0, np.uint64)
+            self._zero_check(
+                (np.concatenate([r[0] for r in ranges]), np.concatenate([r[1] for r in ranges])),
+                (empty_b, empty_b),
+                "a truncated value is not the truncation of its product",
+            )
+            self.checked_truncs += sum(r[0].size for r in ranges)
         self.checked_ands += nb
         self.checked_muls += na
 

@@ -211,6 +211,19 @@ def cnn_infer(party: Party, inputs: Inputs) -> dict[str, Any]:
     return {"labels": box[0], "infer_ns": ns}
 
 
+def lenet5_infer(party: Party, inputs: Inputs) -> dict[str, Any]:
+    """Labels of shared 32x32 images ``X`` (n, 32, 32) under shared LeNet-5 weights
+    ``W1`` .. ``b5`` (:func:`accord.mpc.workloads.lenet5_infer`)."""
+    from accord.mpc.workloads import LENET5_PARAMS
+    from accord.mpc.workloads import lenet5_infer as run
+
+    (x,) = _need(inputs, "X")
+    weights = dict(zip(LENET5_PARAMS, _need(inputs, *LENET5_PARAMS), strict=True))
+    box: list[Any] = []
+    ns = timed_until_all(party, lambda: box.append(run(x, weights)))
+    return {"labels": box[0], "infer_ns": ns}
+
+
 def timed_until_all(party: Party, fn: Callable[[], Any]) -> int:
     """Nanoseconds from a common start until all three servers are done with ``fn``.
 
@@ -238,6 +251,7 @@ PROGRAMS: dict[str, Callable[..., dict[str, Any]]] = {
     "bench": bench,
     "kmeans": kmeans,
     "cnn_infer": cnn_infer,
+    "lenet5_infer": lenet5_infer,
 }
 
 

@@ -66,6 +66,7 @@ from accord.mpc.sharestore import (
     SALT_BYTES,
     Grant,
     GrantInput,
+    ParamRange,
     ShareStore,
     StoredInput,
     derive_store_id,
@@ -132,6 +133,8 @@ MAX_SESSION = 128
 MAX_INPUTS = 256  # inputs named by one run request
 MAX_GRANTS = 256  # bound computations per input
 MAX_GRANT_INPUTS = 64  # inputs one granted computation names
+MAX_GRANT_RANGES = 16  # params one grant may bound by a range
+MAX_PARAM_NAME = 64
 _BACKOFF_MAX = 2.0  # seconds between attempts to re-establish a link, at most
 # Before authentication a connection is anyone's: it gets a short deadline for the whole
 # handshake (a trickled handshake cannot stretch it), and one source address may hold only
@@ -934,6 +937,8 @@ class MpcServer:
         run matches only if all of it is the same, so the receiver chooses none of it: not
         params that make the output one of the owner's rows, not a co-input crafted after
         the grant (replacing it changes its store id), not other code under the name.
+        ``ranges`` (``{param: [lo, hi]}``, integers) instead bounds some params: the receiver
+        may choose each within its range (iterations, sizes) and nothing else.
         ``revoke`` removes the grants of that computation whatever versions they recorded.
         Only the owner reaches its input: the name is qualified by the key of this
         authenticated connection.
@@ -948,6 +953,7 @@ class MpcServer:
             raise MpcError(f"bad {t} request: the receiver is a 32-byte key")
         if not isinstance(params, dict):
             raise MpcError(f"bad {t} request: params is a map")
+        ranges = self._parse_ranges(t, header.get("ranges", {}), params)
         if not (
             isinstance(items, list)
             and 0 < len(items) <= MAX_GRANT_INPUTS
@@ -982,7 +988,9 @@ class MpcServer:
                         )
                     view.append((n, q, held[3]))
                 code = self.code_hash(program)
-                now = current | {Grant(program, code, receiver, digest, tuple(sorted(view)))}
+                now = current | {
+                    Grant(program, code, receiver, digest, tuple(sorted(view)), ranges)
+                }
             else:
                 probe = Grant(
                     program,
@@ -990,6 +998,7 @@ class MpcServer:
                     receiver,
                     digest,
                     tuple(sorted((n, q, LEGACY_ID) for n, q in named)),
+                    ranges,
                 )
                 now = {g for g in current if not g.same_computation(probe)}
             if len(now) > MAX_GRANTS:
@@ -1003,6 +1012,63 @@ class MpcServer:
         return pack(
             {"t": "granted" if t == "grant" else "revoked", "name": name, "grants": len(now)}
         )
+
+    @staticmethod
+    def _parse_ranges(t: str, raw: Any, params: dict[str, Any]) -> tuple[ParamRange, ...]:
+        """A grant's ``{param: [lo, hi]}`` as sorted ``(param, lo, hi)``; any malformed
+        entry refuses the grant (nothing is recorded)."""
+        if not isinstance(raw, dict) or len(raw) > MAX_GRANT_RANGES:
+            raise MpcError(f"bad {t} request: ranges maps at most {MAX_GRANT_RANGES} params")
+        out = []
+        for name, bounds in raw.items():
+            if not isinstance(name, str) or not 0 < len(name) <= MAX_PARAM_NAME:
+                raise MpcError(f"bad {t} request: a ranged param has a 1..{MAX_PARAM_NAME} name")
+            if name in params:
+                raise MpcError(
+                    f"bad {t} request: param {name!r} is given both a value and a range"
+                )
+            if not (
+                isinstance(bounds, list)
+                and len(bounds) == 2
+                and all(type(v) is int and -(1 << 63) <= v < 1 << 63 for v in bounds)
+                and bounds[0] <= bounds[1]
+            ):
+                raise MpcError(
+                    f"bad {t} request: the range of {name!r} is [lo, hi], integers, lo <= hi"
+                )
+            out.append((name, bounds[0], bounds[1]))
+        return tuple(sorted(out))
+
+    @staticmethod
+    def _granted(
+        granted: set[Grant],
+        program: str,
+        code: bytes,
+        receiver: bytes,
+        params: dict[str, Any],
+        view: tuple[GrantInput, ...],
+    ) -> tuple[bool, str | None]:
+        """Whether one of ``granted`` allows this run, and if not, why a grant that matches
+        it but for a ranged param refuses it (None: no grant comes that close)."""
+        if Grant(program, code, receiver, params_digest(params), view) in granted:
+            return True, None
+        why = None
+        for g in granted:
+            if not g.ranges or (g.program, g.code, g.receiver, g.inputs) != (
+                program,
+                code,
+                receiver,
+                view,
+            ):
+                continue
+            bounded = {r[0] for r in g.ranges}
+            fixed = {k: v for k, v in params.items() if k not in bounded}
+            if params_digest(fixed) != g.params_hash:
+                continue
+            why = g.out_of_range(params)
+            if why is None:
+                return True, None
+        return False, why
 
     @staticmethod
     def _parse_input(it: Any, client_key: bytes) -> tuple[str, str]:
@@ -1049,7 +1115,6 @@ class MpcServer:
             return out, {}
         if not isinstance(params, dict):
             raise MpcError("bad run request: params is a map")
-        digest = params_digest(params)
         code = self.code_hash(program) if program in self.programs else b""
         with self._slock:
             view = tuple(
@@ -1057,9 +1122,12 @@ class MpcServer:
             )
             for n, q in foreign:
                 granted = self.grants.get(q, set())
-                if Grant(program, code, client_key, digest, view) in granted:
+                ok, why = self._granted(granted, program, code, client_key, params, view)
+                if ok:
                     continue
                 self.refused_grants += 1
+                if why is not None:
+                    raise MpcError(f"input {n!r} is not granted for this run of {program!r}: {why}")
                 near = any(g.program == program and g.receiver == client_key for g in granted)
                 owner = q.split("/", 1)[0][:16]
                 raise MpcError(

@@ -8,7 +8,8 @@ server's quotas bound both.
 
 Named databases: ``inputs`` (qualified name -> record) and ``grants`` (qualified name ->
 canonical list of ``[program, code hash, receiver key, params hash, [[as, qualified name,
-store id], ...]]``). A record is ``4-byte header length || canonical {owner, frac, shape, id} || share a
+store id], ...]]``, with a sixth item ``[[param, lo, hi], ...]`` for a grant that bounds
+params by ranges). A record is ``4-byte header length || canonical {owner, frac, shape, id} || share a
 || share b`` (uint64, little-endian as in memory), ``id`` the store id (:func:`store_id`),
 and ``salts``/``commit`` what this server needs to derive it again: at load a record whose
 shares no longer give its id (a damaged disk) is skipped like any damaged record. Records
@@ -47,6 +48,7 @@ RANDOM_ID_BYTES = 16  # ids a client drew at random, before ids were bound to th
 LEGACY_ID = bytes(STORE_ID_BYTES)  # inputs stored before store ids existed
 
 GrantInput = tuple[str, str, bytes]  # (name the program sees, qualified name, store id)
+ParamRange = tuple[str, int, int]  # (param name, lowest, highest allowed value)
 
 
 def component_commitment(j: int, frac: int, salt: bytes, word: Ring) -> bytes:
@@ -92,13 +94,19 @@ class Grant:
     the server ran under that name when the grant was made), run by this receiver, with
     exactly these public params (their canonical hash) on exactly these inputs, each at the
     version (store id) it had when the grant was made. ``inputs`` is sorted by the program's
-    name."""
+    name.
+
+    ``ranges`` (sorted by name) lets the receiver choose some integer params within bounds
+    the owner set (iterations, sizes): those params are left out of ``params_hash``, which
+    then binds the others exactly, and each must be present in the run and lie in its
+    range. Without ranges every param is bound exactly."""
 
     program: str
     code: bytes
     receiver: bytes
     params_hash: bytes
     inputs: tuple[GrantInput, ...]
+    ranges: tuple[ParamRange, ...] = ()
 
     def same_computation(self, other: Grant) -> bool:
         """Equal but for the code and the inputs' versions: what ``revoke`` matches."""
@@ -106,8 +114,22 @@ class Grant:
             self.program == other.program
             and self.receiver == other.receiver
             and self.params_hash == other.params_hash
+            and self.ranges == other.ranges
             and [i[:2] for i in self.inputs] == [i[:2] for i in other.inputs]
         )
+
+    def out_of_range(self, params: dict[str, object]) -> str | None:
+        """Why ``params`` break this grant's ranges (None if every ranged param is in range).
+        The caller has checked the other params against ``params_hash``."""
+        for name, lo, hi in self.ranges:
+            if name not in params:
+                return f"param {name!r} is missing (the grant bounds it to [{lo}, {hi}])"
+            v = params[name]
+            if type(v) is not int:
+                return f"param {name!r} must be an integer in [{lo}, {hi}]"
+            if not lo <= v <= hi:
+                return f"param {name!r} = {v} is outside the granted range [{lo}, {hi}]"
+        return None
 
 
 @dataclass
@@ -189,6 +211,7 @@ class ShareStore:
         rec = encoding.encode(
             sorted(
                 [g.program, g.code, g.receiver, g.params_hash, [list(i) for i in g.inputs]]
+                + ([[list(r) for r in g.ranges]] if g.ranges else [])
                 for g in grants
             )
         )
@@ -293,7 +316,7 @@ def _parse_grants(rec: bytes) -> tuple[set[Grant], int]:
             continue
         if not (
             isinstance(it, list)
-            and len(it) == 5
+            and len(it) in (5, 6)
             and isinstance(it[0], str)
             and all(isinstance(it[k], bytes) and len(it[k]) == 32 for k in (1, 2, 3))
             and isinstance(it[4], list)
@@ -308,5 +331,23 @@ def _parse_grants(rec: bytes) -> tuple[set[Grant], int]:
             )
         ):
             raise MpcError("malformed grant")
-        out.add(Grant(it[0], it[1], it[2], it[3], tuple((i[0], i[1], i[2]) for i in it[4])))
+        ranges: tuple[ParamRange, ...] = ()
+        if len(it) == 6:
+            if not (
+                isinstance(it[5], list)
+                and it[5]
+                and all(
+                    isinstance(r, list)
+                    and len(r) == 3
+                    and isinstance(r[0], str)
+                    and type(r[1]) is int
+                    and type(r[2]) is int
+                    and r[1] <= r[2]
+                    for r in it[5]
+                )
+            ):
+                raise MpcError("malformed grant ranges")
+            ranges = tuple(sorted((r[0], r[1], r[2]) for r in it[5]))
+        inputs = tuple((i[0], i[1], i[2]) for i in it[4])
+        out.add(Grant(it[0], it[1], it[2], it[3], inputs, ranges))
     return out, obsolete
