@@ -163,9 +163,7 @@ def malicious_run(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "cmp_time": round(best["checked"]["compare"] / best["semi_honest"]["compare"], 2),
         "int_mul_time": round(best["checked"]["mul"] / best["semi_honest"]["mul"], 2),
-        "fixed_mul_time": round(
-            best["checked"]["fixed_mul"] / best["semi_honest"]["fixed_mul"], 2
-        ),
+        "fixed_mul_time": round(best["checked"]["fixed_mul"] / best["semi_honest"]["fixed_mul"], 2),
     }
     return out
 

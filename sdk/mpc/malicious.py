@@ -245,8 +245,8 @@ class MaliciousParty(Party):
             out = lead if x.ndim > 1 else ()
         elif x.ndim == 1:
             out = (m,)
-        a = np.sum(za, axis=1, dtype=np.uint64).reshape(out)
-        b = np.sum(zb, axis=1, dtype=np.uint64).reshape(out)
+        a: Ring = np.asarray(np.sum(za, axis=1, dtype=np.uint64)).reshape(out)
+        b: Ring = np.asarray(np.sum(zb, axis=1, dtype=np.uint64)).reshape(out)
         frac = x.frac + y.frac
         f = self.fp.frac_bits
         if frac > f:

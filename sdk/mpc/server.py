@@ -1024,9 +1024,7 @@ class MpcServer:
             if not isinstance(name, str) or not 0 < len(name) <= MAX_PARAM_NAME:
                 raise MpcError(f"bad {t} request: a ranged param has a 1..{MAX_PARAM_NAME} name")
             if name in params:
-                raise MpcError(
-                    f"bad {t} request: param {name!r} is given both a value and a range"
-                )
+                raise MpcError(f"bad {t} request: param {name!r} is given both a value and a range")
             if not (
                 isinstance(bounds, list)
                 and len(bounds) == 2

@@ -508,13 +508,9 @@ def lenet5_infer(images: SharedArray, p: dict[str, SharedArray]) -> SharedArray:
     if images.ndim != 3 or images.shape[1:] != (32, 32):
         raise MpcError(f"images must have shape (n, 32, 32), not {images.shape}")
     n = images.shape[0]
-    z1 = (images[:, _R1, _C1].reshape(n * 784, 25) @ p["W1"] + p["b1"]).reshape(
-        n, 14, 2, 14, 2, 6
-    )
+    z1 = (images[:, _R1, _C1].reshape(n * 784, 25) @ p["W1"] + p["b1"]).reshape(n, 14, 2, 14, 2, 6)
     a1 = _relu(_pool(z1))  # (n, 14, 14, 6)
-    z2 = (a1[:, _R2, _C2, :].reshape(n * 100, 150) @ p["W2"] + p["b2"]).reshape(
-        n, 5, 2, 5, 2, 16
-    )
+    z2 = (a1[:, _R2, _C2, :].reshape(n * 100, 150) @ p["W2"] + p["b2"]).reshape(n, 5, 2, 5, 2, 16)
     a2 = _relu(_pool(z2)).reshape(n, 400)
     a3 = _relu(a2 @ p["W3"] + p["b3"])
     a4 = _relu(a3 @ p["W4"] + p["b4"])
