@@ -17,7 +17,7 @@ import asyncio
 import types
 
 from accord.consensus import PHASE_C, PHASE_P, Aggregate, Params, SafetyState
-from accord.node.catchup import CatchUp
+from accord.node.catchup import MAX_SYNC_BLOCKS, CatchUp
 from accord.node.doublesign import DoubleSignGuard
 
 from .support.consensus import Net, is_prop
@@ -110,6 +110,7 @@ class _HeldNode:
         self.running = True
         self.fault = None
         self.name = "v3"
+        self.genesis = GENESIS
         self.ops = types.SimpleNamespace(holds_catch_up=False)
         self.double_sign = types.SimpleNamespace(holding=True)
         self.worker = types.SimpleNamespace(busy=False, barrier=self._noop)
@@ -327,3 +328,30 @@ def test_a_liar_whose_request_hangs_does_not_keep_the_others_from_being_asked() 
 
     asyncio.run(asyncio.wait_for(main(), 5))
     assert node.asked[:1] == [0] and node.asked[1:2] in ([1], [2]), node.asked
+
+
+def test_a_liar_serving_one_block_per_answer_does_not_throttle_catch_up() -> None:
+    """Fifth review: a Byzantine validator with the real chain claims head 10**9 and answers
+    each request with one genuine block. Each answer moves the head, so it stays trusted and,
+    as the highest head, was the only peer asked: one block per answer instead of 16, and a
+    held node never reached a tip growing faster. Claims are capped at the (f+1)-th highest
+    head and ties asked in turn, so the honest peers serve their share."""
+    node = _HeldNode(liar=-1)
+    height = [5]
+    node.chain = types.SimpleNamespace(head=lambda: (height[0], b"h"))
+
+    async def request(peer, body, timeout):
+        node.asked.append(peer)
+        return [[None, None]] * (1 if peer == 0 else MAX_SYNC_BLOCKS)
+
+    def apply(payload, peer):  # each block of an answer lands
+        height[0] += len(payload)
+        return len(payload)
+
+    node.transport = types.SimpleNamespace(request=request)
+    cu = CatchUp(node)
+    cu._apply = apply
+    cu.peer_heads.update({0: 10**9, 1: 100, 2: 100})
+    _sync_rounds(cu, 20)
+    assert {1, 2} <= set(node.asked), node.asked
+    assert height[0] >= 100, f"caught up only to {height[0]} in 20 requests: {node.asked}"

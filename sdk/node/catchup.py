@@ -36,6 +36,7 @@ from accord.base.errors import AccordError, DecodeError
 from accord.base.types import Block, Certificate
 from accord.consensus import BlockFetched
 from accord.net.frames import Kind
+from accord.node.doublesign import vouched
 from accord.node.driver import now_ms, spawn
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class CatchUp:
         self.node = node
         self.peer_heads: dict[int, int] = {}
         self._clocks: dict[int, tuple[int, float]] = {}  # peer -> (its time_ms, our monotonic)
+        self._asked: dict[int, float] = {}  # peer -> when it was last asked by height
         self._inflight: dict[
             int, float
         ] = {}  # peer -> when its request by height in flight was sent
@@ -109,6 +111,7 @@ class CatchUp:
         if not connected:
             self.peer_heads.pop(index, None)
             self._clocks.pop(index, None)
+            self._asked.pop(index, None)
             self._inflight.pop(index, None)
 
     def on_status(self, frm: int, payload: Value) -> None:
@@ -164,10 +167,18 @@ class CatchUp:
             return
         trusted = {p: h for p, h in ahead.items() if self.distrusted.get(p, 0.0) <= now}
         if trusted:
-            peer = max(trusted, key=lambda p: trusted[p])
+            # Claims above the (f+1)-th highest head may all be lies: capped there, so a liar
+            # claiming a far head ties with the honest peers instead of being the only one
+            # asked (fifth review: serving one block per answer, it throttled catch-up for
+            # ever); ties go to the peer asked least lately, in turn.
+            cap = vouched(self.peer_heads, node.genesis.f, highest=True)
+            peer = max(
+                trusted,
+                key=lambda p: (min(trusted[p], cap or trusted[p]), -self._asked.get(p, 0.0)),
+            )
         else:  # everyone ahead is distrusted: the one whose distrust ends first, in turn
             peer = min(ahead, key=lambda p: self.distrusted.get(p, 0.0))
-        self._inflight[peer] = now
+        self._inflight[peer] = self._asked[peer] = now
         spawn(self.fetch(peer, ["height", height + 1, MAX_SYNC_BLOCKS], sync=True))
 
     async def fetch(self, peer: int, body: Value, *, sync: bool = False) -> None:
