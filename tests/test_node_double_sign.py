@@ -120,7 +120,7 @@ def test_a_restored_backup_adopts_its_votes_catches_up_and_votes_again(tmp_path:
         assert restored.config.double_sign_check
         net.nodes[3] = restored
         net.run(restored.start())
-        assert restored.double_sign.holding
+        assert restored.double_sign.holding and restored.status()["holding"] is True
         seen_holding: list[int] = []
 
         def caught_up_and_released() -> bool:
@@ -136,6 +136,7 @@ def test_a_restored_backup_adopts_its_votes_catches_up_and_votes_again(tmp_path:
         _wait(caught_up_and_released, 90)
         assert restored.double_sign.adoptions >= 1  # the original's votes above the backup
         assert b.read_restored_marker(v3 / "data") is None
+        assert restored.status()["holding"] is False
         released_at = restored.chain.head()[0]  # type: ignore[union-attr]
         assert released_at > taken_at
         # the record closes every round the original may have signed in

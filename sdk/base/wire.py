@@ -528,6 +528,11 @@ class StatusResponse(_Open):
     fault: str | None = Field(
         default=None, description="why the node halted, while it is unhealthy"
     )
+    holding: bool = Field(
+        default=False,
+        description="true while a folder restored from a backup catches up by certificates "
+        "only, before it votes again (see the double-sign check in docs/operations.md)",
+    )
 
 
 class GenesisResponse(WireModel):

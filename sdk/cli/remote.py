@@ -155,6 +155,7 @@ STATUS_FIELDS: dict[str, type | tuple[type, ...]] = {
     "healthy": bool,
     "running": bool,
     "fault": str,
+    "holding": bool,
 }
 
 

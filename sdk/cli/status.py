@@ -29,5 +29,7 @@ def _status(args: argparse.Namespace) -> int:
         f"mempool   {st.get('mempool')} transactions",
         f"health    {'ok' if healthy else 'UNHEALTHY: ' + str(st.get('fault') or 'not running')}",
     ]
+    if st.get("holding"):
+        lines.append("restored  holding: catching up by certificates, not voting yet")
     emit(args, {"url": r.url, **st}, lines)
     return 0 if healthy else 1

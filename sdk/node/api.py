@@ -104,6 +104,7 @@ STATUS_KEYS = frozenset(
         "running",
         "healthy",
         "fault",
+        "holding",
     }
 )
 """What ``NodeView.status()`` answers; ``/v1/status`` adds the genesis hash and state root."""

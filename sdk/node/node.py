@@ -491,6 +491,7 @@ class Node:
             "running": self.running and self.fault is None,
             "healthy": self.fault is None,
             "fault": self.fault,
+            "holding": self.double_sign.holding,
         }
 
     def subscribe(self) -> Subscription:

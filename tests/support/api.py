@@ -105,6 +105,7 @@ class LocalNode:
             "running": True,
             "healthy": True,
             "fault": None,
+            "holding": False,
         }
 
     def subscribe(self) -> AsyncIterator[tuple[Block, list[Receipt]]]:
