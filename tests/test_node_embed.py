@@ -242,7 +242,7 @@ def test_client_submissions_are_shed_past_the_backlog_limit(tmp_path: Path) -> N
             with pytest.raises(MempoolFull):
                 node.submit(transfer(g, 0, limit))
             assert node.status()["mempool"] == limit
-            assert node.m_shed.get() == 1
+            assert node.meters.shed.get() == 1
             node.admission.on_txs([transfer(g, 1, 0).encode()])  # a peer's gossip is not shed
             assert node.status()["mempool"] == limit + 1
             node.worker.gas.cost = 2e-8  # execution got fast again: the limit follows

@@ -117,8 +117,8 @@ class _HeldNode:
         self.chain = types.SimpleNamespace(head=lambda: (5, b"h"))
         self.driver = types.SimpleNamespace(step=lambda event: None)
         self.asked: list[int] = []
-        self.m_sync = types.SimpleNamespace(inc=lambda *a, **k: None)
-        self.m_bad_msgs = types.SimpleNamespace(inc=lambda *a, **k: None)
+        counter = types.SimpleNamespace(inc=lambda *a, **k: None)
+        self.meters = types.SimpleNamespace(sync=counter, bad_msgs=counter)
 
         async def request(peer, body, timeout):
             self.asked.append(peer)

@@ -126,7 +126,7 @@ def test_a_flipped_balance_is_refused_not_served_and_the_node_reports_unhealthy(
                 and st["running"] is False
                 and "storage damaged" in st["fault"]
             )
-            assert node.m_healthy.get() == 0
+            assert node.meters.healthy.get() == 0
             assert "accord_healthy 0" in node.metrics.render()
         finally:
             await node.stop()
@@ -243,14 +243,14 @@ def test_a_validator_whose_state_is_damaged_halts_instead_of_looping_on_catch_up
         assert "does not apply here" in str(victim.fault)
         st = victim.status()
         assert st["healthy"] is False and st["running"] is False
-        assert victim.m_healthy.get() == 0
+        assert victim.meters.healthy.get() == 0
         time.sleep(2 * victim.status_interval)  # let any request in flight finish
-        asked = victim.m_sync.get()
+        asked = victim.meters.sync.get()
         top = first.chain.head()[0] if first.chain else 0
         # the others go on; the halted one asks for nothing more (before: it looped)
         wait(
             lambda: (first.chain.head()[0] if first.chain else 0) >= top + 3, "the others to go on"
         )
-        assert victim.m_sync.get() == asked
+        assert victim.meters.sync.get() == asked
     finally:
         net.close()

@@ -100,7 +100,7 @@ class Admission:
             # latency, and admitting it (decode, signature, gossip to every peer) takes the CPU
             # that consensus and execution need. Measured without it on 2 cores: offered 2,000
             # tx/s, commits fell from ~700 to ~250 tx/s. Refusing early keeps the plateau.
-            node.m_shed.inc()
+            node.meters.shed.inc()
             raise MempoolFull(
                 f"{backlog} transactions are waiting (limit {limit}); try again later"
             )
@@ -147,7 +147,7 @@ class Admission:
                 out.append(e)
                 continue
             if len(mempool) >= limit:  # load shedding, exactly as in _submit
-                node.m_shed.inc()
+                node.meters.shed.inc()
                 out.append(
                     MempoolFull(
                         f"{len(mempool)} transactions are waiting (limit {limit}); try again later"

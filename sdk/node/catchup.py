@@ -201,7 +201,7 @@ class CatchUp:
         try:
             fetched = self._apply(answer, peer)
         except AccordError as e:
-            node.m_bad_msgs.inc(kind="block_response")
+            node.meters.bad_msgs.inc(kind="block_response")
             log.info("%s: bad catch-up answer from validator %d: %s", node.name, peer, e)
             self.distrusted[peer] = time.monotonic() + DISTRUST_S  # ask the others first
             fetched = 0
@@ -250,7 +250,7 @@ class CatchUp:
             while len(self.body_source) > 4 * MAX_SYNC_BLOCKS:
                 self.body_source.pop(next(iter(self.body_source)))
             node.driver.step(BlockFetched(block, cert))  # the core verifies the certificate
-        node.m_sync.inc(len(items))
+        node.meters.sync.inc(len(items))
         return len(items)
 
     async def serve(self, frm: int, body: Value) -> Value:

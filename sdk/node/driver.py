@@ -104,7 +104,7 @@ class CoreDriver:
             safety=safety,
             tx_cache=node.mempool.get,
         )
-        node.m_height.set(height)
+        node.meters.height.set(height)
         if node.running:
             self.tick()
 
@@ -271,7 +271,7 @@ class CoreDriver:
         the block again, from another peer than the one that sent it."""
         node = self.node
         source = node.catchup.bad_body(block)
-        node.m_bad_msgs.inc(kind="block_body")
+        node.meters.bad_msgs.inc(kind="block_body")
         log.error(
             "%s: block %d (%s) has a certificate but its body does not apply (%s)%s; fetching it again",
             node.name,

@@ -34,10 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import errno
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,6 +69,8 @@ from accord.node.doublesign import DoubleSignGuard
 from accord.node.driver import CoreDriver, now_ms
 from accord.node.feed import BlockFeed, Subscription
 from accord.node.hooks import runtime_hooks
+from accord.node.listen import link_config, listen
+from accord.node.metrics import NodeMetrics
 from accord.node.statesync import NodeOps
 from accord.node.worker import ChainWorker
 from accord.storage.lock import FolderLock
@@ -131,7 +130,9 @@ class Node:
         )
         """Client submissions and gossip enter here (see :mod:`accord.node.admission`)."""
         self.metrics = Registry()
-        self._define_metrics()
+        self.meters = NodeMetrics(self.metrics)
+        """The node's own metrics (see :mod:`accord.node.metrics`)."""
+        self._collect: Callable[[], None] = lambda: self.meters.collect(self)
         self.worker = ChainWorker(
             self.name,
             genesis.consensus,
@@ -188,61 +189,6 @@ class Node:
         if kw.get("addresses") is None:
             kw["addresses"] = config.peer_addresses(genesis) or None
         return cls(config, genesis, secret, path, **kw)
-
-    def _define_metrics(self) -> None:
-        m = self.metrics
-        self.m_height = m.gauge("accord_height", "height of the last committed block")
-        self.m_healthy = m.gauge(
-            "accord_healthy",
-            "1 while the node takes part; 0 once it halted on a fault "
-            "(damaged storage, a certified block that does not apply)",
-        )
-        self.m_healthy.set(1)
-        self.m_txs = m.counter("accord_txs_committed_total", "transactions committed")
-        self.m_blocks = m.counter("accord_blocks_committed_total", "blocks committed")
-        self.m_mempool = m.gauge("accord_mempool_txs", "transactions waiting in the mempool")
-        self.m_rejected = m.gauge(
-            "accord_mempool_rejected", "transactions the mempool refused, by reason", ["code"]
-        )
-        self.m_latency = m.histogram(
-            "accord_tx_latency_seconds",
-            "submit-to-commit latency of transactions submitted here",
-            buckets=(0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30),
-        )
-        self.m_consensus = m.gauge("accord_consensus_events", "consensus core counters", ["kind"])
-        self.m_sync = m.counter(
-            "accord_sync_blocks_total", "blocks fetched from peers while catching up"
-        )
-        self.m_bad_msgs = m.counter(
-            "accord_bad_messages_total", "malformed messages from peers", ["kind"]
-        )
-        self.m_shed = m.counter(
-            "accord_submissions_shed_total", "client submissions refused: backlog too long"
-        )
-        self.m_evicted = m.gauge(
-            "accord_mempool_evicted", "pending transactions evicted, by reason", ["reason"]
-        )
-        self.m_mismatch = m.gauge(
-            "accord_root_mismatches",
-            "proposals refused for a tx-root or state-root mismatch, by reason and by the "
-            "suspected transaction's contract",
-            ["what"],
-        )
-
-    def _collect(self) -> None:
-        if self.mempool is not None:
-            self.m_mempool.set(len(self.mempool))
-            for code, count in self.mempool.rejected.items():
-                self.m_rejected.set(count, code=code)
-        if self.core is not None:
-            for kind, v in self.core.status().stats.items():
-                self.m_consensus.set(v, kind=kind)
-        if self.mempool is not None:
-            for reason, count in self.mempool.evicted.items():
-                self.m_evicted.set(count, reason=reason)
-        if self.chain is not None:
-            for what, count in self.chain.mismatch_counts().items():
-                self.m_mismatch.set(count, what=what)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -308,13 +254,13 @@ class Node:
             host=self.config.host,
             port=self.config.port,
             addresses=self._addresses,
-            config=self._link_config(),
+            config=link_config(self.name, self.config, self.home, self._net_config),
             metrics=self.metrics,
             on_message=self._on_message,
             on_peer=self.catchup.on_peer,
             on_request=self.catchup.serve,
         )
-        await _listen(
+        await listen(
             "validator transport", self.config.host, self.config.port, self.transport.start()
         )
         api_tls = self.config.api_tls
@@ -325,7 +271,7 @@ class Node:
             self._api_config,
             tls=None if api_tls is None else (self.home / api_tls.cert, self.home / api_tls.key),
         )
-        await _listen("client API", self.config.api_host, self.config.api_port, self.api.start())
+        await listen("client API", self.config.api_host, self.config.api_port, self.api.start())
         self.running = True
         self._tasks = [
             asyncio.create_task(self.catchup.status_loop(), name=f"{self.name}-status"),
@@ -333,21 +279,6 @@ class Node:
         self.driver.tick()
         self.ops.start()
         log.info("%s started at height %d (api %s)", self.name, height, self.api.url)
-
-    def _link_config(self) -> NetConfig:
-        """The transport's settings with node.json's link certificate (paths from the folder)."""
-        cfg = self._net_config or NetConfig()
-        tls = self.config.p2p_tls
-        if tls is not None and cfg.tls_cert is None:
-            cfg = dataclasses.replace(
-                cfg, tls_cert=str(self.home / tls.cert), tls_key=str(self.home / tls.key)
-            )
-        if cfg.tls_cert is None:
-            log.warning(
-                "%s: validator links are NOT encrypted (no p2p_tls in node.json); see docs/operations.md",
-                self.name,
-            )
-        return cfg
 
     async def _abort_start(self) -> None:
         """Undo a start that failed part-way: close what was opened, release the folder."""
@@ -390,7 +321,7 @@ class Node:
         if self.fault is not None:
             return
         self.fault = reason
-        self.m_healthy.set(0)
+        self.meters.healthy.set(0)
         log.error("%s: halted: %s", self.name, reason)
         self.driver.stop()
         for t in self._tasks:
@@ -532,15 +463,8 @@ class Node:
     def committed(self, block: Block, receipts: list[Receipt]) -> None:
         """A block is committed here: settle the mempool, metrics, subscribers, pruning."""
         assert self.mempool is not None
-        now = time.monotonic()
         self.mempool.on_commit(block.txs)
-        self.m_height.set(block.height)
-        self.m_blocks.inc()
-        self.m_txs.inc(len(block.txs))
-        for tx in block.txs:
-            at = self.admission.submitted_at.pop(tx.hash, None)
-            if at is not None:
-                self.m_latency.observe(now - at)
+        self.meters.committed(block, self.admission.submitted_at)
         self.feed.publish(block, receipts)
         self.ops.after_commit(block.height)
 
@@ -560,29 +484,5 @@ class Node:
             else:  # catch-up goes through request/on_request; anything else is unexpected here
                 raise DecodeError(f"unexpected {kind.name} frame")
         except AccordError as e:
-            self.m_bad_msgs.inc(kind=kind.name.lower())
+            self.meters.bad_msgs.inc(kind=kind.name.lower())
             log.info("%s: bad %s from validator %d: %s", self.name, kind.name, frm, e)
-
-
-class CannotListen(AccordError):
-    """A port this validator must listen on is taken (or not available to it)."""
-
-    code = "cannot_listen"
-
-
-async def _listen(what: str, host: str, port: int, starting: Awaitable[None]) -> None:
-    """Await a listener's start; a port already taken becomes one clear error, not a traceback."""
-    try:
-        await starting
-    except OSError as e:
-        if e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-            reason = {
-                errno.EADDRINUSE: "address already in use",
-                errno.EACCES: "permission denied",
-                errno.EADDRNOTAVAIL: "address not available on this machine",
-            }[e.errno]
-            raise CannotListen(
-                f"cannot listen on {host}:{port} for the {what}: {reason} "
-                f"(is another validator or program using it?)"
-            ) from None
-        raise
