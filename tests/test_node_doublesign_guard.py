@@ -194,6 +194,8 @@ def test_the_hold_ends_only_with_a_block_proposed_after_the_restore(
     assert g.boundary is not None and g.holding
     heads = {0: 40, 1: 41, 2: 12}
     clocks = {0: now, 1: now, 2: now}
+    assert not g.ends_hold(g.boundary, 41, heads, clocks, now)  # the start is not vouched yet
+    assert g.vouch_start(clocks) and g.boundary == g._boundary_after(now)
     assert not g.ends_hold(g.boundary - 1, 41, heads, clocks, now)  # may have been decided
     assert g.ends_hold(g.boundary, 41, heads, clocks, now)
     assert g.ends_hold(g.boundary + 50, 45, heads, clocks, now)
@@ -224,6 +226,7 @@ def test_peers_clocks_vouch_for_this_one_before_the_hold_ends(
     g.open(tmp_path, now)
     assert g.boundary is not None
     heads = {0: 41, 1: 41, 2: 41}
+    g.start_vouched = True  # (vouch_start is tested on its own below)
     behind = 5 * drift  # this clock behind every honest one
     honest = {0: now + behind, 1: now + behind, 2: now + behind}
     assert not g.ends_hold(g.boundary, 41, heads, honest, now)
@@ -347,3 +350,38 @@ def test_a_restore_interrupted_after_the_store_is_placed_still_holds(
         b.restore(tmp_path / "bk", tmp_path / "restored")
     assert (tmp_path / "restored" / b.DATA).exists()
     assert b.read_restored_marker(tmp_path / "restored") is not None
+
+
+def test_a_clock_behind_at_the_first_start_and_stepped_right_since_is_caught(
+    genesis: Genesis, tmp_path: Path
+) -> None:
+    """Sixth review: the boundary came from the clock at the first start, the checks judged
+    the clock as it is now. A VM snapshot booted 60 s behind, the node started, NTP stepped
+    the clock right 2 s later: every check passed and the hold ended on a block proposed in
+    a round the original had voted in (and the original's own vote of round 95 halted the
+    node instead of being adopted). The peers' clocks now vouch for the start itself."""
+    true_start = ms_of_round(genesis, 100)  # the original voted until just before this
+    b.write_restored_marker(tmp_path, {})
+    g = DoubleSignGuard(genesis, ME, enabled=True)
+    g.open(tmp_path, true_start - 60_000)  # 60 s behind at the first start
+    slow = g.boundary
+    assert slow is not None and slow <= 99
+    now = true_start + 2_000  # stepped right
+    clocks = {0: now, 1: now, 2: now}
+    heads = {0: 41, 1: 41, 2: 41}
+    assert not g.ends_hold(slow, 41, heads, clocks, now)  # not before the peers vouch
+    assert not g.vouch_start({0: now, 1: now})  # f+1 reports may hold a liar's: wait
+    assert g.vouch_start(clocks)
+    assert g.boundary is not None and g.boundary > 100
+    assert not g.ends_hold(slow, 41, heads, clocks, now)
+    assert g.judge(cert(41, 95, [0, 1, ME]), status(40, 80)) is Verdict.ADOPT
+    # kept across a restart while holding, whatever the clock says then
+    again = DoubleSignGuard(genesis, ME, enabled=True)
+    again.open(tmp_path, true_start - 60_000)
+    assert again.start_vouched and again.boundary == g.boundary
+    # a liar's fast clock among 2f+1 reports moves nothing
+    b.write_restored_marker(tmp_path, {})
+    h = DoubleSignGuard(genesis, ME, enabled=True)
+    h.open(tmp_path, true_start)
+    assert h.vouch_start({0: true_start + 10**12, 1: true_start, 2: true_start - 100})
+    assert h.boundary == h._boundary_after(true_start)

@@ -65,6 +65,7 @@ def test_a_restored_validator_votes_only_above_the_heights_its_key_voted_at(tmp_
     guard = DoubleSignGuard(GENESIS, 3, enabled=True)
     guard.open(tmp_path, 201)
     assert guard.holding and guard.boundary is not None
+    assert guard.vouch_start({0: 201, 1: 201, 2: 201})  # the first statuses: clocks agree
     del net.cores[3]  # holding: its core is fed nothing but certified blocks
     # The other three go on (Byzantine 0 behaving, or the chain stalls anyway).
     t = 200
@@ -112,7 +113,7 @@ class _HeldNode:
         self.name = "v3"
         self.genesis = GENESIS
         self.ops = types.SimpleNamespace(holds_catch_up=False)
-        self.double_sign = types.SimpleNamespace(holding=True)
+        self.double_sign = types.SimpleNamespace(holding=True, start_vouched=True)
         self.worker = types.SimpleNamespace(busy=False, barrier=self._noop)
         self.chain = types.SimpleNamespace(head=lambda: (5, b"h"))
         self.driver = types.SimpleNamespace(step=lambda event: None)
@@ -231,7 +232,7 @@ def test_a_liar_resending_a_stale_block_is_distrusted_and_cannot_hold_the_node()
     assert 0 in cu.distrusted and node.asked[0] == 0, node.asked
     assert {1, 2} & set(node.asked), f"the honest peers were never asked: {node.asked}"
     guard = DoubleSignGuard(GENESIS, 3, enabled=True)
-    guard.holding, guard.boundary = True, 10
+    guard.holding, guard.boundary, guard.start_vouched = True, 10, True
     heads = {0: 10**9, 1: 7, 2: 7}
     assert guard.ends_hold(10, 7, heads, {0: 1, 1: 1, 2: 1}, 1)
 
@@ -267,7 +268,7 @@ def test_a_failed_request_does_not_hide_an_honest_peers_head() -> None:
     # trusted again (distrust only orders whom to ask)
     assert height[0] > 5 and not cu.distrusted, (height[0], cu.distrusted)
     guard = DoubleSignGuard(GENESIS, 3, enabled=True)
-    guard.holding, guard.boundary = True, 10
+    guard.holding, guard.boundary, guard.start_vouched = True, 10, True
     clocks = {0: 1, 1: 1, 2: 1}
     assert not guard.ends_hold(10, 40, cu.peer_heads, clocks, 1), "released 60 behind"
     assert guard.ends_hold(10, 100, cu.peer_heads, clocks, 1)

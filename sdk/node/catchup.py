@@ -126,6 +126,9 @@ class CatchUp:
             raise DecodeError("status is [height >= 0, head hash, time_ms >= 0]")
         self.peer_heads[frm] = payload[0]
         self._clocks[frm] = (payload[2], time.monotonic())
+        guard = self.node.double_sign
+        if guard.holding and not guard.start_vouched:
+            guard.vouch_start(self.peer_clocks())
         self.maybe_sync()
 
     def peer_clocks(self) -> dict[int, int]:
@@ -150,6 +153,8 @@ class CatchUp:
             return
         height, _ = node.chain.head()
         guard = node.double_sign
+        if guard.holding and not guard.start_vouched and node.genesis.n > 1:
+            return  # no certificate is judged before the peers vouch for the boundary
         now = time.monotonic()
         # Peers that lately sent a body that did not apply are asked only if nobody else can.
         # One height behind is the normal state while a commit propagates; the core catches
@@ -174,7 +179,10 @@ class CatchUp:
             cap = vouched(self.peer_heads, node.genesis.f, highest=True)
             peer = max(
                 trusted,
-                key=lambda p: (min(trusted[p], cap or trusted[p]), -self._asked.get(p, 0.0)),
+                key=lambda p: (
+                    min(trusted[p], trusted[p] if cap is None else cap),
+                    -self._asked.get(p, 0.0),
+                ),
             )
         else:  # everyone ahead is distrusted: the one whose distrust ends first, in turn
             peer = min(ahead, key=lambda p: self.distrusted.get(p, 0.0))

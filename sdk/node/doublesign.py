@@ -37,9 +37,12 @@ At release the record also closes every round below the boundary and up to the n
 plus ``max_time_drift`` for P, and the core is rebuilt from it.
 
 **The clock.** The boundary is this machine's first start, plus five drifts and three rounds,
-in rounds: the original's clock may have been the drift ahead, this one behind. A clock
-behind by more than the margin would put the boundary below the original's rounds. Two checks
-see it. Peers send their clocks with their heads (``STATUS``): the (f+1)-th lowest is at least
+in rounds: the original's clock may have been the drift ahead, this one behind. Before any
+certificate is judged, 2f+1 peers' clocks vouch for the start (:meth:`DoubleSignGuard.vouch_start`):
+their (f+1)-th lowest, at least one honest clock, replaces the start when later, so a clock
+that was behind at the first start and was stepped right since (sixth review) no longer
+leaves the boundary below the original's rounds. A clock that is behind now is seen too;
+two checks see it. Peers send their clocks with their heads (``STATUS``): the (f+1)-th lowest is at least
 one honest validator's clock (at least true time minus the drift, less the trip), so it
 passing within three drifts of ours bounds ours to four drifts and a trip behind, inside the
 margin; it needs f+1 reports to release, and 2f+1 to halt (with fewer, a liar's high report
@@ -118,6 +121,8 @@ class DoubleSignGuard:
         record covers while the core, not driven, still holds the restored one)."""
         self.adoptions = 0
         self.started_ms = 0
+        self.start_vouched = False
+        """2f+1 peers' clocks have vouched for the restore boundary (see vouch_start)."""
 
     # --- rounds --------------------------------------------------------------------------
 
@@ -145,18 +150,59 @@ class DoubleSignGuard:
             started = now_ms
             backup_files.write_restored_marker(data_dir, {**marker, "started_ms": started})
         self.started_ms = started
+        vouched_ms = marker.get("vouched_ms")
+        self.start_vouched = type(vouched_ms) is int and vouched_ms > 0
         # The original's clock may have been the drift ahead of true time, and this one
-        # behind it: the margin covers up to 4 drifts + 3 rounds behind; further behind,
-        # check_clock sees it in the network's newest block, which the hold waits for (see
-        # ends_hold: honest proposers stamp their own time, at most the drift off).
-        c = self.genesis.consensus
-        self.boundary = self.round_of(started + 5 * c.time_drift() + 3 * c.round_ms) + 1
+        # behind it: the margin covers up to 4 drifts + 3 rounds behind. The start is then
+        # vouched for by the peers' clocks (vouch_start), which raises the boundary if this
+        # clock was further behind when the folder first started.
+        self.boundary = self._boundary_after(max(started, vouched_ms or 0))
         log.warning(
             "%s restored from a backup: catching up by certificates only, no votes until "
             "a block proposed after this start commits (see the double-sign check in "
             "docs/operations.md)",
             data_dir,
         )
+
+    def _boundary_after(self, start_ms: int) -> int:
+        c = self.genesis.consensus
+        return self.round_of(start_ms + 5 * c.time_drift() + 3 * c.round_ms) + 1
+
+    def vouch_start(self, peer_clocks: Mapping[int, int]) -> bool:
+        """While holding, once 2f+1 peers have told their clocks: raise the boundary to what
+        their (f+1)-th lowest clock (at least one honest clock, at most another) says, and
+        keep that in the marker. Returns whether the start is vouched for (release and
+        catch-up wait for it).
+
+        The boundary must lie above every round the original voted in, and the original
+        was gone before this folder first started, so a boundary from any later time is
+        safe too (it only adopts more and holds a little longer). The peers' time does not
+        depend on this clock: a clock that was behind at the first start and was stepped
+        right since (a VM snapshot booted before NTP synced) was judged only as it is now,
+        and the boundary from its slow start lay below the original's rounds (sixth
+        review). Needs 2f+1 reports so that f liars can neither lower the statistic nor
+        push it (and the hold) far ahead; with the restored node counted faulty, the peers
+        that are up are enough (docs/operations.md)."""
+        if not self.holding or self.start_vouched or self.data_dir is None:
+            return self.start_vouched
+        if len(peer_clocks) <= 2 * self.genesis.f:
+            return False
+        network = vouched(peer_clocks, self.genesis.f, highest=False)
+        assert network is not None
+        marker = backup_files.read_restored_marker(self.data_dir) or {}
+        backup_files.write_restored_marker(self.data_dir, {**marker, "vouched_ms": network})
+        raised = self._boundary_after(max(self.started_ms, network))
+        if self.boundary is None or raised > self.boundary:
+            log.warning(
+                "restored folder: the peers' clocks put this start %d ms later than this "
+                "clock did; the restore boundary moves from round %s to %d",
+                network - self.started_ms,
+                self.boundary,
+                raised,
+            )
+            self.boundary = raised
+        self.start_vouched = True
+        return True
 
     # --- the check -----------------------------------------------------------------------
 
@@ -281,6 +327,8 @@ class DoubleSignGuard:
         f, others = self.genesis.f, self.genesis.n - 1
         if others == 0:
             return True
+        if not self.start_vouched:
+            return False
         newest = vouched(peer_heads, f, highest=True)
         low = vouched(peer_clocks, f, highest=False)
         if newest is None or low is None:
