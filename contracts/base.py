@@ -106,6 +106,7 @@ class GasSchedule:
     proof_base: int = 200_000
     proof_input: int = 1_000
     oracle_request: int = 50_000
+    pop_check: int = 100_000
 
 
 GAS = GasSchedule()
@@ -613,6 +614,16 @@ class Context:
             raise ProofVerifierUnavailable("this node's runtime has no proof verifier configured")
         self.charge(GAS.proof_base + GAS.proof_input * len(public_inputs))
         return bool(verifier.verify(circuit, proof, public_inputs))
+
+    def verify_bls_pop(self, public_key: bytes, pop: bytes) -> bool:
+        """Whether ``pop`` proves possession of the BLS ``public_key`` (a pure function: what
+        governance checks before a key may join the validator set, against rogue keys)."""
+        from accord.base.crypto import bls
+
+        self.charge(GAS.pop_check)
+        if type(public_key) is not bytes or type(pop) is not bytes:
+            return False
+        return bls.pop_verify(public_key, pop)
 
     @property
     def mpc(self) -> _MpcHandle:

@@ -30,6 +30,7 @@ from accord.base.encoding import Value
 from accord.base.errors import AccordError
 from accord.base.types import Block, Certificate, Header, Receipt, Tx
 from accord.contracts.runtime import ExecutionInterrupted
+from accord.ledger.schedule import Schedule
 
 __all__ = [
     "Application",
@@ -118,6 +119,12 @@ class Application(Protocol):
         ...
 
     def block_and_certificate(self, height: int) -> tuple[Block, Certificate | None]: ...
+
+    def scheduled(self, height: int) -> Schedule:
+        """What governance has put in force for the block at ``height``: the validator set
+        that votes on it, its consensus parameters, the contracts it runs (see
+        :mod:`accord.ledger.schedule`). Final for heights up to the head + 2."""
+        ...
 
     def take_banned(self) -> list[tuple[bytes, str]]:
         """Transactions this application will leave out of its blocks from now on, as

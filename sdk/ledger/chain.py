@@ -44,6 +44,7 @@ from accord.ledger.blocktime import block_time_error
 
 if TYPE_CHECKING:
     from accord.contracts.runtime import Runtime
+    from accord.ledger.schedule import Schedule
     from accord.storage import StateUpdate, Store
 
 GENESIS_HASH_KEY = b"genesis_hash"
@@ -563,6 +564,30 @@ class Chain:
             return self.runtime.query(
                 snap, contract, method, args, height=header.height, time_ms=header.time_ms
             )
+
+    def scheduled(self, height: int) -> Schedule:
+        """What governance has put in force for the block at ``height`` (validator set,
+        consensus parameters, contracts, circuits, regulator key, MPC servers), read from
+        committed state. Final for heights up to the head + 2: a change passing in a later
+        block takes effect two blocks after it at the earliest. Genesis's values at every
+        height on a chain without the governance contract."""
+        from accord.ledger.schedule import genesis_only, schedule_from
+        from accord.storage.verify import VerifiedSnapshot
+
+        if "governance" not in self.runtime.contract_names:
+            return genesis_only(self.genesis, height)
+        header = self.head_header()
+        with VerifiedSnapshot(self.store) as snap:
+            doc = self.runtime.query(
+                snap,
+                "governance",
+                "in_force",
+                {"height": height},
+                height=header.height,
+                time_ms=header.time_ms,
+            )
+        assert isinstance(doc, dict)
+        return schedule_from(self.genesis, doc)
 
     def block_and_certificate(self, height: int) -> tuple[Block, Certificate | None]:
         block = self.store.get_block(height)

@@ -19,6 +19,8 @@ from accord.base.keys import save_validator_key
 from accord.net.tls import make_self_signed
 
 DEMO_BALANCE = 10**12
+MEMBER_KEY = "account.json"
+"""A member's account key in its node folder (as ``accord keys new --validator`` names it)."""
 
 
 class TlsFiles(BaseModel):
@@ -201,11 +203,15 @@ def init_network(
         node_dir = root / name
         node_dir.mkdir(parents=True, exist_ok=True)
         save_validator_key(node_dir / "validator.key", secret)
+        # The member's account key signs its governance proposals and approvals.
+        member = AccountKey.from_name(f"member-{name}") if deterministic else AccountKey.generate()
+        member.save(node_dir / MEMBER_KEY)
         infos.append(
             ValidatorInfo(
                 name=name,
                 bls_public_key=bls.public_key(secret).hex(),
                 pop=bls.pop_prove(secret).hex(),
+                account=member.address.hex(),
             )
         )
         # One machine: every validator reaches the others on loopback; genesis names no
