@@ -50,7 +50,7 @@ from accord.base.types import Event
 
 if TYPE_CHECKING:
     from accord.base.genesis import Genesis
-    from accord.contracts.runtime import Runtime
+    from accord.contracts.runtime import Registry, Runtime
 
 # --------------------------------------------------------------------------------------------
 # Errors specific to the contract layer (kept here so that accord.base.errors stays small).
@@ -380,6 +380,7 @@ class Context:
         "_prefix",
         "_readonly",
         "_depth",
+        "_registry",
         "out_of_gas",
     )
 
@@ -397,6 +398,7 @@ class Context:
         gas_limit: int,
         gas_used: int = 0,
         readonly: bool = False,
+        registry: Registry | None = None,
     ) -> None:
         self._sender = sender
         self._origin = sender
@@ -416,6 +418,7 @@ class Context:
         self._prefix = contract_prefix(contract)
         self._readonly = readonly
         self._depth = 0
+        self._registry = registry  # the contracts this height runs (None: genesis's)
         self.out_of_gas = False
 
     # --- who and when --------------------------------------------------------------------
@@ -569,7 +572,7 @@ class Context:
         self.charge(GAS.call)
         if self._depth >= MAX_CALL_DEPTH:
             raise Revert(f"contract calls nested deeper than {MAX_CALL_DEPTH}")
-        instance, spec = self._rt.resolve(contract, method)
+        instance, spec = self._rt.resolve(contract, method, self._registry)
         spec.check(args)
         saved = (
             self._sender,

@@ -37,6 +37,7 @@ __all__ = [
     "Executed",
     "ExecutionInterrupted",
     "InvalidProposal",
+    "MissingContractCode",
     "StateRootMismatch",
 ]
 
@@ -52,6 +53,13 @@ class StateRootMismatch(InvalidProposal):
     here gives another state root. For a certified block that means this node's state (or
     code) differs from the quorum's, not that the block is bad: whoever sent the body sent
     the genuine transactions."""
+
+
+class MissingContractCode(StateRootMismatch):
+    """A block at a height where governance put in force contract code this node has not
+    installed. The node cannot compute that block's state, so it must not vote for it nor
+    apply it: a certified one halts the node (as any block that does not apply here), with
+    the message naming the contract, the code hash and how to install it."""
 
 
 class Executed(Protocol):

@@ -94,3 +94,51 @@ class GovChain:
 
     def query(self, method: str, **args: Value) -> Any:
         return self.chain.query("governance", method, args)
+
+
+ESCROW_INIT = '"""A contract package made by a test: installed on a node like a release."""\n'
+
+ESCROW_RULES = '''"""The escrow's rules: a helper module of its package (covered by its code hash)."""
+
+VERSION = {version}
+FEE = {fee}
+'''
+
+ESCROW_MAIN = '''"""An escrow contract that a test deploys, upgrades and retires by vote."""
+
+from __future__ import annotations
+
+from accord.contracts.base import Context, Contract, method
+from {package} import rules
+
+
+class Escrow(Contract):
+    name = "escrow"
+
+    @method
+    def deposit(self, ctx: Context, amount: int) -> int:
+        ctx.require(amount > rules.FEE, "amount must exceed the fee")
+        total = int(ctx.get(ctx.sender, 0)) + amount - rules.FEE
+        ctx.set(ctx.sender, total)
+        ctx.emit("Deposit", who=ctx.sender, amount=amount, version=rules.VERSION)
+        return total
+
+    @method(readonly=True)
+    def version(self, ctx: Context) -> int:
+        return rules.VERSION
+
+    @method(readonly=True)
+    def held(self, ctx: Context, who: bytes) -> int:
+        return int(ctx.get(who, 0))
+'''
+
+
+def make_escrow_package(root: Path, package: str, *, version: int, fee: int = 0) -> str:
+    """Write an importable contract package under ``root`` (put on sys.path by the caller);
+    return the ``module:Class`` spec of its contract."""
+    d = root / package
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "__init__.py").write_text(ESCROW_INIT)
+    (d / "rules.py").write_text(ESCROW_RULES.format(version=version, fee=fee))
+    (d / "escrow.py").write_text(ESCROW_MAIN.format(package=package))
+    return f"{package}.escrow:Escrow"
