@@ -228,15 +228,26 @@ class Runtime:
             for mname, spec in run_cls.methods.items():
                 self._specs[(name, mname)] = (instance, spec)
             self._code[(name, bytes.fromhex(entry.code_hash))] = instance
-        for cls in [*contracts.values(), *installed]:
+        offered = [(cls, False) for cls in contracts.values()] + [(c, True) for c in installed]
+        for cls, named in offered:
             if not CONTRACT_NAME.fullmatch(cls.name or ""):
                 raise GenesisError(f"contract name {cls.name!r} must match [a-z0-9_]{{1,64}}")
             key = (cls.name, code_hash(cls))
             if key in self._code:
                 continue
             if check_code:
-                check_contract(cls)
-            self._code[key] = restricted_class(cls)(genesis)
+                check_contract(cls)  # installed code is refused here, not when it first runs
+            try:
+                self._code[key] = restricted_class(cls)(genesis)
+            except Exception as e:
+                if named:  # the operator asked for it: say why it cannot be offered
+                    raise GenesisError(
+                        f"contract {cls.name!r} cannot be set up on this genesis: "
+                        f"{type(e).__name__}: {e}"
+                    ) from None
+                # A built-in this chain's genesis has no section for: governance can still
+                # register other code under its name, never this class.
+                log.debug("contract %s not offered: %s", cls.name, e)
         self._governed = GOVERNANCE in self._contracts
         self._registries: dict[bytes, Registry] = {}
         self._registry_lock = threading.Lock()

@@ -150,3 +150,29 @@ def test_bad_command_lines_are_clear_errors(
         "c",
     )
     assert code == 1 and "--card is for" in err
+
+
+def test_code_names_the_hash_of_installed_code(tmp_path: Path) -> None:
+    import sys
+
+    from accord.cli.gov import build_action
+    from accord.contracts.installed import load_class
+    from accord.contracts.runtime import code_hash
+
+    from .support.gov import make_escrow_package
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        spec = make_escrow_package(tmp_path, "escrow_cli", version=1)
+        action = build_action("upgrade_contract", [], code=spec)
+        assert action == {
+            "kind": "upgrade_contract",
+            "name": "escrow",
+            "code_hash": code_hash(load_class(spec)),
+        }
+        assert build_action("set_consensus", ["round_ms=900"]) == {
+            "kind": "set_consensus",
+            "params": {"round_ms": 900},
+        }
+    finally:
+        sys.path.remove(str(tmp_path))
