@@ -327,6 +327,16 @@ class Runtime:
             self._registries[raw] = reg
         return reg
 
+    def contract_names_at(self, state: StateReader, height: int) -> frozenset[str]:
+        """Every contract name the block at ``height`` knows: active or retired (a retired
+        contract's state stays readable), whether or not this node has its code."""
+        if self._governed:
+            for _, raw in self._scheduled_entries(state):
+                at, value, _pid = encoding.decode_stored(raw)
+                if at <= height:
+                    return frozenset(value)
+        return frozenset(self._contracts)
+
     def missing_code(self, state: StateReader) -> list[CodeMissing]:
         """Contract code governance has scheduled (in force or still to come) that this
         node lacks, one per (contract, hash): for a warning while there is time to install."""

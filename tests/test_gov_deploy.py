@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.base.errors import ValidationError
+from accord.base.errors import AccordError, ValidationError
 from accord.base.types import Receipt
 from accord.contracts import Token
 from accord.contracts.determinism import NondeterministicContract, check_contract
@@ -273,7 +273,13 @@ def test_on_a_network_the_validator_lacking_an_upgrade_halts_and_the_others_go_o
             return int(clients[0].query("governance", "proposal", proposal=r.result)["effective"])
 
         v1, v2 = load_class(v1_spec), load_class(v2_spec)
+        with pytest.raises(AccordError, match="no contract 'escrow'"):
+            clients[0].query("escrow", "version")
         at = vote({"kind": "register_contract", "name": "escrow", "code_hash": code_hash(v1)})
+        while clients[3].status()["height"] < at:
+            time.sleep(0.1)
+        # Deployed by vote, it answers through every node's API (validator-3 has v1 too).
+        assert [c.query("escrow", "version") for c in clients] == [1, 1, 1, 1]
         height = clients[0].status()["height"]
         up = vote(
             {"kind": "upgrade_contract", "name": "escrow", "code_hash": code_hash(v2)},

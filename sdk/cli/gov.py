@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="MODULE:CLASS",
         help="register_contract / upgrade_contract: the contract class whose code hash (its "
         "module and its package's modules) is proposed; its name is the contract's unless "
-        "name= is given",
+        "name= is given (the module must be importable here: installed, or on PYTHONPATH)",
     )
     pp.add_argument(
         "--activation",

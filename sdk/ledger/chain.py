@@ -602,6 +602,15 @@ class Chain:
                 snap, contract, method, args, height=header.height, time_ms=header.time_ms
             )
 
+    def known_contracts(self) -> frozenset[str]:
+        """The contracts the next block knows: genesis's and those governance deployed,
+        active or retired (a retired contract's state stays readable)."""
+        head = self.store.head()
+        if head is None:
+            return frozenset(self.runtime.contract_names)
+        with self.store.snapshot() as snap:
+            return self.runtime.contract_names_at(snap, head[0] + 1)
+
     def scheduled(self, height: int) -> Schedule:
         """What governance has put in force for the block at ``height`` (validator set,
         consensus parameters, contracts, circuits, regulator key, MPC servers), read from
