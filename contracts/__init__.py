@@ -19,6 +19,7 @@ from accord.contracts.base import (
     method,
     state_key,
 )
+from accord.contracts.governance import Governance
 from accord.contracts.loans import Loans
 from accord.contracts.mpc_loans import MpcLoans
 from accord.contracts.mpc_oracle import MpcOracle
@@ -32,6 +33,7 @@ BUILTINS: dict[str, type[Contract]] = {
     MpcLoans.name: MpcLoans,
     ShieldedPool.name: ShieldedPool,
     Loans.name: Loans,
+    Governance.name: Governance,
 }
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "Context",
     "Contract",
     "GasSchedule",
+    "Governance",
     "HookUnavailable",
     "InvalidBlock",
     "OracleUnavailable",

@@ -50,7 +50,7 @@ from accord.base.types import Event
 
 if TYPE_CHECKING:
     from accord.base.genesis import Genesis
-    from accord.contracts.runtime import Runtime
+    from accord.contracts.runtime import Registry, Runtime
 
 # --------------------------------------------------------------------------------------------
 # Errors specific to the contract layer (kept here so that accord.base.errors stays small).
@@ -106,6 +106,7 @@ class GasSchedule:
     proof_base: int = 200_000
     proof_input: int = 1_000
     oracle_request: int = 50_000
+    pop_check: int = 100_000
 
 
 GAS = GasSchedule()
@@ -379,6 +380,7 @@ class Context:
         "_prefix",
         "_readonly",
         "_depth",
+        "_registry",
         "out_of_gas",
     )
 
@@ -396,6 +398,7 @@ class Context:
         gas_limit: int,
         gas_used: int = 0,
         readonly: bool = False,
+        registry: Registry | None = None,
     ) -> None:
         self._sender = sender
         self._origin = sender
@@ -415,6 +418,7 @@ class Context:
         self._prefix = contract_prefix(contract)
         self._readonly = readonly
         self._depth = 0
+        self._registry = registry  # the contracts this height runs (None: genesis's)
         self.out_of_gas = False
 
     # --- who and when --------------------------------------------------------------------
@@ -568,7 +572,7 @@ class Context:
         self.charge(GAS.call)
         if self._depth >= MAX_CALL_DEPTH:
             raise Revert(f"contract calls nested deeper than {MAX_CALL_DEPTH}")
-        instance, spec = self._rt.resolve(contract, method)
+        instance, spec = self._rt.resolve(contract, method, self._registry)
         spec.check(args)
         saved = (
             self._sender,
@@ -613,6 +617,16 @@ class Context:
             raise ProofVerifierUnavailable("this node's runtime has no proof verifier configured")
         self.charge(GAS.proof_base + GAS.proof_input * len(public_inputs))
         return bool(verifier.verify(circuit, proof, public_inputs))
+
+    def verify_bls_pop(self, public_key: bytes, pop: bytes) -> bool:
+        """Whether ``pop`` proves possession of the BLS ``public_key`` (a pure function: what
+        governance checks before a key may join the validator set, against rogue keys)."""
+        from accord.base.crypto import bls
+
+        self.charge(GAS.pop_check)
+        if type(public_key) is not bytes or type(pop) is not bytes:
+            return False
+        return bls.pop_verify(public_key, pop)
 
     @property
     def mpc(self) -> _MpcHandle:

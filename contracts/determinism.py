@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib
+import importlib.util
 import inspect
 import types
 from collections.abc import Iterator
@@ -155,8 +156,10 @@ def _is_set_expr(node: ast.expr) -> bool:
 
 
 class _Visitor(ast.NodeVisitor):
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, own: str | None = None, package: str | None = None) -> None:
         self.filename = filename
+        self.own = own  # the contract's own top-level package: its modules are checked too
+        self.package = package  # for relative imports
         self.problems: list[Problem] = []
         self._functions: list[str] = []
         self._modules: dict[str, types.ModuleType] = {}  # local name -> allow-listed module
@@ -164,8 +167,14 @@ class _Visitor(ast.NodeVisitor):
     def _add(self, node: ast.AST, what: str) -> None:
         self.problems.append(Problem(self.filename, getattr(node, "lineno", 0), what))
 
+    def _own(self, module: str) -> bool:
+        own = self.own
+        return own is not None and (module == own or module.startswith(own + "."))
+
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
+            if self._own(alias.name):
+                continue  # a helper of the contract's own package: checked on its own
             if not _import_allowed(alias.name):
                 self._add(node, f"import {alias.name} (not in the contract import allow-list)")
                 continue
@@ -176,10 +185,18 @@ class _Visitor(ast.NodeVisitor):
                 self._modules[alias.name] = module
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.level:
-            self._add(node, "relative import (a contract's own helper modules are not checked)")
-            return
         module = node.module or ""
+        if node.level:
+            try:
+                module = importlib.util.resolve_name("." * node.level + module, self.package or "")
+            except (ImportError, ValueError):
+                module = ""
+            if not self._own(module):
+                self._add(node, "relative import outside the contract's own package")
+                return
+        if self._own(module):
+            return  # the contract's own helpers: checked on their own (contracts.installed)
+
         for alias in node.names:
             full = f"{module}.{alias.name}"
             if _import_allowed(full):
@@ -415,14 +432,29 @@ def _scope(tree: ast.Module, roots: list[str] | None) -> list[ast.stmt]:
     return out
 
 
-def check_source(source: str, filename: str, roots: list[str] | None = None) -> list[Problem]:
+def reachable_statements(tree: ast.Module, roots: list[str] | None) -> list[ast.stmt]:
+    """The top-level statements of ``tree`` that the ``roots`` classes can reach (all of
+    them for ``None``): what is the contract's code in a module that holds other code too."""
+    return _scope(tree, roots)
+
+
+def check_source(
+    source: str,
+    filename: str,
+    roots: list[str] | None = None,
+    *,
+    own: str | None = None,
+    package: str | None = None,
+) -> list[Problem]:
     """Every determinism problem in ``source``; with ``roots``, only in the code those
-    top-level classes can reach (a contract defined next to other code, as in a test)."""
+    top-level classes can reach (a contract defined next to other code, as in a test).
+    Imports from ``own`` (the contract's top-level package) are allowed: those modules are
+    checked themselves."""
     try:
         tree = ast.parse(source, filename)
     except SyntaxError as e:
         return [Problem(filename, e.lineno or 0, f"syntax error: {e.msg}")]
-    v = _Visitor(filename)
+    v = _Visitor(filename, own, package)
     functions: dict[str, ast.AST] = {}
     methods: dict[str, ast.AST] = {}
     for stmt in _scope(tree, roots):
@@ -479,8 +511,25 @@ def check_contract(cls: type) -> None:
                 f"contract class {klass.__qualname__} ({path}) must be defined at module level"
             )
         by_file.setdefault(path, []).append(klass.__qualname__.split(".")[0])
+    from accord.contracts.installed import NODE_PACKAGE, own_modules
+
+    top = cls.__module__.split(".")[0]
+    own = None if top == NODE_PACKAGE else top
+    package = getattr(inspect.getmodule(cls), "__package__", None)
     for path, roots in by_file.items():
-        problems += check_source(Path(path).read_text(encoding="utf-8"), path, roots)
+        problems += check_source(
+            Path(path).read_text(encoding="utf-8"), path, roots, own=own, package=package
+        )
+    if own is not None:
+        # The helpers the contract imports from its own package run as its code: each is
+        # checked whole (the code hash covers the same modules).
+        for name, helper in own_modules(cls):
+            if str(helper) in by_file:
+                continue
+            pkg = name if helper.name == "__init__.py" else name.rpartition(".")[0]
+            problems += check_source(
+                helper.read_text(encoding="utf-8"), str(helper), None, own=own, package=pkg
+            )
     _raise(problems, f"contract {getattr(cls, 'name', '') or cls.__name__!r}")
     _checked.add(cls)  # a class's source is read once per process, as for its code hash
 
@@ -598,5 +647,6 @@ __all__ = [
     "check_contract",
     "check_module_source",
     "check_source",
+    "reachable_statements",
     "restricted_class",
 ]

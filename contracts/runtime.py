@@ -32,13 +32,11 @@ Rules for a block (``execute_block``):
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 import re
-from collections.abc import Callable, Container, Mapping, Sequence
+import threading
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from accord.base import encoding
@@ -67,9 +65,11 @@ from accord.contracts.base import (
     ProofVerifier,
     StateReader,
     contract_prefix,
+    state_key,
     user_key,
 )
 from accord.contracts.determinism import check_contract, restricted_class
+from accord.contracts.installed import package_code_hash
 
 log = logging.getLogger(__name__)
 
@@ -107,22 +107,56 @@ class BlockResult:
     gas_used: int = 0  # the receipts' total
 
 
+class CodeMissing(CodeMismatch):
+    """Governance put contract code in force that this node has not installed.
+
+    The node must not execute the block (it would compute another state than the others,
+    or refuse every block): it stops before that height and says what to install."""
+
+    code = "code_missing"
+
+    def __init__(self, contract: str, code_hash: bytes, height: int) -> None:
+        self.contract = contract
+        self.code_hash = code_hash
+        self.height = height
+        super().__init__(
+            f"contract {contract!r} runs code hash {code_hash.hex()} from height {height} "
+            "(approved by governance), and this node has not installed that code: install "
+            "the approved release (a module or package whose contract hashes to it, see "
+            "`accord gov show`), name it in node.json \"contracts\" ({\"module\": "
+            "\"package.module:Class\"} or {\"entry_point\": \"name\"}) and restart the node"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """The contracts a block runs: those of genesis and governance's changes in force."""
+
+    specs: Mapping[tuple[str, str], tuple[Contract, MethodSpec]]
+    names: frozenset[str]
+    retired: frozenset[str]
+
+
+GOVERNANCE = "governance"
+REGISTRY_CACHE = 64
+
+
 _code_hashes: dict[type, bytes] = {}
 
 
 def code_hash(contract_cls: type[Contract]) -> bytes:
-    """SHA-256 of the source file of the module that defines ``contract_cls``.
+    """SHA-256 of the contract's code: its module's source file, and with it every module
+    the contract imports from its own top-level package (see
+    :func:`accord.contracts.installed.package_code_hash`; a one-file contract, such as each
+    built-in, hashes as its file alone).
 
-    This is what genesis registers: every member must run byte-identical contract modules.
-    (The runtime and base class are not covered: they are part of the node's version.)
+    This is what genesis and governance register: every member must run byte-identical
+    contract code. (The runtime and base class are not covered: they are part of the
+    node's version.)
     """
     h = _code_hashes.get(contract_cls)
     if h is None:
-        module = inspect.getmodule(contract_cls)
-        path = inspect.getsourcefile(contract_cls) if module is not None else None
-        if path is None:
-            raise GenesisError(f"contract {contract_cls.__name__} has no source file to hash")
-        h = hashlib.sha256(Path(path).read_bytes()).digest()
+        h = package_code_hash(contract_cls)
         _code_hashes[contract_cls] = h
     return h
 
@@ -147,10 +181,16 @@ class Runtime:
         proof_verifier: ProofVerifier | None = None,
         oracle: Oracle | None = None,
         check_code: bool = True,
+        installed: Sequence[type[Contract]] = (),
     ) -> None:
         """``check_code=False`` skips the static determinism check (contracts are still run
         with restricted builtins): only for test fixtures that are deliberately broken, such as
-        a contract returning a float to prove the runtime refuses it."""
+        a contract returning a float to prove the runtime refuses it.
+
+        ``installed``: contract classes this node offers beyond genesis's (node.json
+        ``contracts``, see :mod:`accord.contracts.installed`). Governance can put any code
+        in force by hash; the runtime runs the class of that name and hash at each height,
+        and raises :class:`CodeMissing` for a block whose code it does not have."""
         if contracts is None:
             from accord.contracts import BUILTINS
 
@@ -161,6 +201,7 @@ class Runtime:
         self.oracle = oracle
         self._contracts: dict[str, Contract] = {}
         self._specs: dict[tuple[str, str], tuple[Contract, MethodSpec]] = {}
+        self._code: dict[tuple[str, bytes], Contract] = {}  # every class this node offers
         for entry in genesis.contracts:
             name = entry.name
             if not CONTRACT_NAME.fullmatch(name):
@@ -186,6 +227,30 @@ class Runtime:
             self._contracts[name] = instance
             for mname, spec in run_cls.methods.items():
                 self._specs[(name, mname)] = (instance, spec)
+            self._code[(name, bytes.fromhex(entry.code_hash))] = instance
+        offered = [(cls, False) for cls in contracts.values()] + [(c, True) for c in installed]
+        for cls, named in offered:
+            if not CONTRACT_NAME.fullmatch(cls.name or ""):
+                raise GenesisError(f"contract name {cls.name!r} must match [a-z0-9_]{{1,64}}")
+            key = (cls.name, code_hash(cls))
+            if key in self._code:
+                continue
+            if check_code:
+                check_contract(cls)  # installed code is refused here, not when it first runs
+            try:
+                self._code[key] = restricted_class(cls)(genesis)
+            except Exception as e:
+                if named:  # the operator asked for it: say why it cannot be offered
+                    raise GenesisError(
+                        f"contract {cls.name!r} cannot be set up on this genesis: "
+                        f"{type(e).__name__}: {e}"
+                    ) from None
+                # A built-in this chain's genesis has no section for: governance can still
+                # register other code under its name, never this class.
+                log.debug("contract %s not offered: %s", cls.name, e)
+        self._governed = GOVERNANCE in self._contracts
+        self._registries: dict[bytes, Registry] = {}
+        self._registry_lock = threading.Lock()
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -193,14 +258,102 @@ class Runtime:
     def contract_names(self) -> list[str]:
         return sorted(self._contracts)
 
-    def resolve(self, contract: str, method: str) -> tuple[Contract, MethodSpec]:
-        """The callable method, or UnknownContract / UnknownMethod."""
-        found = self._specs.get((contract, method))
+    def resolve(
+        self, contract: str, method: str, registry: Registry | None = None
+    ) -> tuple[Contract, MethodSpec]:
+        """The callable method, or UnknownContract / UnknownMethod; with ``registry`` (what
+        a height runs, :meth:`registry_at`) among its contracts, else among genesis's."""
+        specs = self._specs if registry is None else registry.specs
+        found = specs.get((contract, method))
         if found is None:
-            if contract not in self._contracts:
+            names = self._contracts if registry is None else registry.names
+            if contract not in names:
+                if registry is not None and contract in registry.retired:
+                    raise UnknownContract(f"contract {contract!r} was retired by governance")
                 raise UnknownContract(f"no contract {contract!r} on this chain")
             raise UnknownMethod(f"contract {contract!r} has no callable method {method!r}")
         return found
+
+    # --- contracts deployed after genesis --------------------------------------------------
+
+    def _scheduled_entries(self, state: StateReader) -> Iterator[tuple[int, bytes]]:
+        """Governance's contract-registry changes, newest first: (index, raw entry)."""
+        raw = state.get_state(state_key(GOVERNANCE, "s/contracts/n"))
+        k = 0 if raw is None else int(encoding.decode_stored(raw))
+        while k > 0:
+            k -= 1
+            entry = state.get_state(state_key(GOVERNANCE, f"s/contracts/{k}"))
+            if entry is not None:
+                yield k, entry
+
+    def registry_at(self, state: StateReader, height: int) -> Registry | None:
+        """The contracts the block at ``height`` runs, on ``state`` (its parent's); None
+        while governance has changed nothing (genesis's). Raises :class:`CodeMissing` when
+        one of them is code this node lacks."""
+        if not self._governed:
+            return None
+        for _, raw in self._scheduled_entries(state):
+            at, value, _pid = encoding.decode_stored(raw)
+            if at <= height:
+                return self._registry(raw, int(at), value)
+        return None
+
+    def _registry(self, raw: bytes, at: int, value: Mapping[str, Any]) -> Registry:
+        # An entry never changes once committed (BFT blocks are final), so its registry is
+        # built once; the key is the entry's bytes, not its index, so a store replaced by a
+        # state-sync snapshot can never hit another chain's entry.
+        with self._registry_lock:
+            found = self._registries.get(raw)
+        if found is not None:
+            return found
+        specs: dict[tuple[str, str], tuple[Contract, MethodSpec]] = {}
+        names: list[str] = []
+        retired: list[str] = []
+        for name in sorted(value):
+            entry = value[name]
+            if entry["status"] != "active":
+                retired.append(name)
+                continue
+            instance = self._code.get((name, entry["code_hash"]))
+            if instance is None:
+                raise CodeMissing(name, entry["code_hash"], at)
+            names.append(name)
+            for mname, spec in type(instance).methods.items():
+                specs[(name, mname)] = (instance, spec)
+        reg = Registry(specs, frozenset(names), frozenset(retired))
+        with self._registry_lock:
+            if len(self._registries) >= REGISTRY_CACHE:
+                self._registries.clear()
+            self._registries[raw] = reg
+        return reg
+
+    def contract_names_at(self, state: StateReader, height: int) -> frozenset[str]:
+        """Every contract name the block at ``height`` knows: active or retired (a retired
+        contract's state stays readable), whether or not this node has its code."""
+        if self._governed:
+            for _, raw in self._scheduled_entries(state):
+                at, value, _pid = encoding.decode_stored(raw)
+                if at <= height:
+                    return frozenset(value)
+        return frozenset(self._contracts)
+
+    def missing_code(self, state: StateReader) -> list[CodeMissing]:
+        """Contract code governance has scheduled (in force or still to come) that this
+        node lacks, one per (contract, hash): for a warning while there is time to install."""
+        out: list[CodeMissing] = []
+        seen: set[tuple[str, bytes]] = set()
+        if not self._governed:
+            return out
+        for _, raw in self._scheduled_entries(state):
+            at, value, _pid = encoding.decode_stored(raw)
+            for name in sorted(value):
+                entry = value[name]
+                key = (name, entry["code_hash"])
+                if entry["status"] == "active" and key not in self._code and key not in seen:
+                    seen.add(key)
+                    out.append(CodeMissing(name, entry["code_hash"], int(at)))
+            break  # the newest entry holds every contract of the registry
+        return out
 
     def nonce_of(self, state: StateReader, address: bytes) -> int:
         """The next nonce ``address`` must use, as of ``state``."""
@@ -292,6 +445,7 @@ class Runtime:
         block: dict[bytes, bytes | None] = {}
         receipts: list[Receipt] = []
         senders: dict[bytes, bytes] = {}
+        registry = self.registry_at(state, height)  # CodeMissing: this node must stop here
         get_state = state.get_state
         pack = encoding.encode_shaped
         gas = 0
@@ -308,7 +462,7 @@ class Runtime:
                 raw = get_state(nk)
             expected = 0 if raw is None else encoding.decode_stored(raw)
             self._check_tx(tx, i, expected, verified)
-            receipt, writes = self._run(state, block, tx, sender, height, time_ms)
+            receipt, writes = self._run(state, block, tx, sender, height, time_ms, registry)
             total = gas + receipt.gas_used
             if gas_budget is not None and total > gas_budget and i:
                 break  # cut here: nothing of this transaction was merged into ``block``
@@ -332,6 +486,7 @@ class Runtime:
         sender: bytes,
         height: int,
         time_ms: int,
+        registry: Registry | None = None,
     ) -> tuple[Receipt, dict[bytes, bytes | None] | None]:
         """Run one transaction's call; return its receipt and (on success) its writes."""
         tx_hash = tx.hash
@@ -357,9 +512,10 @@ class Runtime:
             contract=tx.contract,
             gas_limit=limit,
             gas_used=intrinsic,
+            registry=registry,
         )
         try:
-            instance, spec = self.resolve(tx.contract, tx.method)
+            instance, spec = self.resolve(tx.contract, tx.method, registry)
             args = tx.args
             spec.check(args)
             ctx._readonly = spec.readonly
@@ -403,7 +559,8 @@ class Runtime:
         time_ms: int = 0,
     ) -> Value:
         """Run a readonly method on ``state`` and return its result (errors propagate)."""
-        instance, spec = self.resolve(contract, method)
+        registry = self.registry_at(state, height)
+        instance, spec = self.resolve(contract, method, registry)
         if not spec.readonly:
             raise UnknownMethod(f"{contract}.{method} is not a readonly method; send a transaction")
         spec.check(args)
@@ -418,6 +575,7 @@ class Runtime:
             contract=contract,
             gas_limit=QUERY_GAS,
             readonly=True,
+            registry=registry,
         )
         result = spec.fn(instance, ctx, **args)
         return None if result is None else encoding.canonical(result)

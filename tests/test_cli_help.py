@@ -8,7 +8,7 @@ import pytest
 
 from accord.cli.main import build_parser
 
-OPERATOR_COMMANDS = ["init", "keys", "node", "devnet", "status", "query", "send"]
+OPERATOR_COMMANDS = ["init", "keys", "node", "devnet", "status", "query", "send", "gov"]
 
 
 def _actions(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Action]]:

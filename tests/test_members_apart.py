@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from accord.base.crypto import bls
+from accord.base.crypto.ed25519 import AccountKey
 from accord.base.errors import GenesisError
 from accord.base.genesis import Genesis, ValidatorInfo
 from accord.base.members import GenesisDraft
@@ -279,7 +280,11 @@ def test_init_devnet_shortcut_puts_addresses_in_node_json_not_genesis(tmp_path: 
         demo_accounts=1,
     )
     doc = json.loads((tmp_path / "net" / "genesis.json").read_text())
-    assert all(set(v) == {"name", "bls_public_key", "pop"} for v in doc["validators"])
+    # No address; each validator's member account (its governance key) is public, its key
+    # file stays in the validator's folder.
+    assert all(set(v) == {"name", "bls_public_key", "pop", "account"} for v in doc["validators"])
+    member = AccountKey.load(tmp_path / "net" / "validator-1" / "account.json")
+    assert doc["validators"][1]["account"] == member.address.hex()
     cfg = NodeConfig.load(tmp_path / "net" / "validator-1")
     assert cfg.peers == {
         "validator-0": "127.0.0.1:1",

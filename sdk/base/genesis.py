@@ -182,6 +182,41 @@ class TokenGenesis(_Model):
         return _hex(v, 20, "authority")
 
 
+DEFAULT_PROPOSAL_LIFETIME = 1000
+"""Blocks a governance proposal stays open when genesis sets no ``proposal_lifetime``."""
+
+
+class GovernanceParams(_Model):
+    """How the members decide on changes after genesis (the ``governance`` contract).
+
+    Absent from a genesis file, the defaults apply and the file hashes exactly as before (the
+    section is left out of the document, not written as null)."""
+
+    threshold: int | None = Field(
+        default=None,
+        ge=1,
+        description="approvals a proposal needs to pass (the proposer's own counts); default "
+        "ceil(2/3 of the members in force). Must be more than half of genesis's members, so "
+        "two disjoint minorities can never both pass changes; capped at the members in force "
+        "when removals leave fewer",
+    )
+    proposal_lifetime: int = Field(
+        default=DEFAULT_PROPOSAL_LIFETIME,
+        ge=3,
+        le=10_000_000,
+        description="blocks after its proposal's block during which a proposal can be "
+        "approved; after that it has expired and can never pass",
+    )
+    activation_delay: int = Field(
+        default=2,
+        ge=2,
+        le=10_000_000,
+        description="the default activation height is the passing block's height plus this "
+        "(at least 2: a change that passes at h is in force from h+2 at the earliest, so "
+        "the block after the passing one is still made under the old rules)",
+    )
+
+
 class Genesis(_Model):
     chain_id: str = Field(min_length=1, max_length=64)
     genesis_time_ms: int = Field(ge=0)
@@ -194,6 +229,17 @@ class Genesis(_Model):
     )
     zk_params: dict[str, Any] = Field(default_factory=dict, description="e.g. the regulator key")
     mpc: dict[str, Any] = Field(default_factory=dict, description="MPC servers and programs")
+    governance: GovernanceParams | None = Field(
+        default=None, description="the governance contract's rules (absent: the defaults)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A genesis without the section hashes as it did before the section existed.
+        out: dict[str, Any] = handler(self)
+        if out.get("governance") is None:
+            out.pop("governance", None)
+        return out
 
     @field_validator("validators")
     @classmethod
@@ -222,7 +268,19 @@ class Genesis(_Model):
             raise ValueError(
                 "the genesis grants token balances but has no 'token' contract in contracts"
             )
+        t = self.governance.threshold if self.governance is not None else None
+        members = sum(1 for v in self.validators if v.account is not None)
+        if t is not None and not members / 2 < t <= members:
+            raise ValueError(
+                f"governance.threshold must be more than half of the {members} members "
+                f"(validators with an account) and at most all of them, not {t}"
+            )
         return self
+
+    @property
+    def governance_params(self) -> GovernanceParams:
+        """The governance rules in force (the defaults when genesis has no section)."""
+        return self.governance or GovernanceParams()
 
     # --- derived facts -------------------------------------------------------------------
 

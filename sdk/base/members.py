@@ -28,6 +28,7 @@ from accord.base.genesis import (
     ConsensusParams,
     ContractEntry,
     Genesis,
+    GovernanceParams,
     TokenGenesis,
     ValidatorInfo,
     _hex,
@@ -190,6 +191,7 @@ class GenesisDraft(BaseModel):
     zk_circuits: dict[str, Any] = Field(default_factory=dict)
     zk_params: dict[str, Any] = Field(default_factory=dict)
     mpc: dict[str, Any] = Field(default_factory=dict)
+    governance: GovernanceParams | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> GenesisDraft:
@@ -236,6 +238,8 @@ class GenesisDraft(BaseModel):
             raise GenesisError("the draft has no members yet (accord genesis add-member)")
         doc = self.model_dump(mode="json")
         del doc["format"]
+        if doc.get("governance") is None:
+            doc.pop("governance", None)
         try:
             g = Genesis.model_validate(doc)
         except PydanticError as e:

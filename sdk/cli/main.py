@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "accord.cli.send",
         "sign a transaction with a key file, submit it and wait for its receipt",
     ),
+    "gov": ("accord.cli.gov", "propose, approve and list governance decisions"),
 }
 
 

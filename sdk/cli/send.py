@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from accord.base.crypto.ed25519 import AccountKey
 from accord.base.errors import ValidationError, WaitTimeout
@@ -50,6 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="JSON",
         help="method arguments as one JSON object (0x.. strings are bytes)",
     )
+    add_signing_options(p)
+    p.set_defaults(func=_send)
+
+
+def add_signing_options(p: argparse.ArgumentParser) -> None:
+    """The options of a signed submission after the key: gas, nonce, wait, chain, target."""
     p.add_argument(
         "--gas-limit",
         type=int,
@@ -85,7 +92,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a local genesis.json whose chain id the transaction is signed for",
     )
     add_target(p)
-    p.set_defaults(func=_send)
 
 
 def _expected_chain_id(args: argparse.Namespace) -> str:
@@ -118,6 +124,14 @@ def _expected_chain_id(args: argparse.Namespace) -> str:
 def _send(args: argparse.Namespace) -> int:
     key = AccountKey.load(args.key)
     kw = parse_args_list(args.arg, args.args_json)
+    return submit(args, key, args.contract, args.method, kw)
+
+
+def submit(
+    args: argparse.Namespace, key: AccountKey, contract: str, method: str, kw: dict[str, Any]
+) -> int:
+    """Sign ``contract.method(**kw)`` for the operator's chain, submit it, wait and print (what
+    ``accord send`` does; ``args`` carries its options: target, chain id, nonce, gas, wait)."""
     chain_id = _expected_chain_id(args)
     r = Remote(args)
     try:
@@ -137,8 +151,8 @@ def _send(args: argparse.Namespace) -> int:
         tx = Tx.create(
             key,
             chain_id=chain_id,
-            contract=args.contract,
-            method=args.method,
+            contract=contract,
+            method=method,
             args=kw,
             nonce=nonce,
             gas_limit=args.gas_limit,

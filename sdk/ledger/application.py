@@ -30,12 +30,14 @@ from accord.base.encoding import Value
 from accord.base.errors import AccordError
 from accord.base.types import Block, Certificate, Header, Receipt, Tx
 from accord.contracts.runtime import ExecutionInterrupted
+from accord.ledger.schedule import Schedule
 
 __all__ = [
     "Application",
     "Executed",
     "ExecutionInterrupted",
     "InvalidProposal",
+    "MissingContractCode",
     "StateRootMismatch",
 ]
 
@@ -51,6 +53,13 @@ class StateRootMismatch(InvalidProposal):
     here gives another state root. For a certified block that means this node's state (or
     code) differs from the quorum's, not that the block is bad: whoever sent the body sent
     the genuine transactions."""
+
+
+class MissingContractCode(StateRootMismatch):
+    """A block at a height where governance put in force contract code this node has not
+    installed. The node cannot compute that block's state, so it must not vote for it nor
+    apply it: a certified one halts the node (as any block that does not apply here), with
+    the message naming the contract, the code hash and how to install it."""
 
 
 class Executed(Protocol):
@@ -118,6 +127,12 @@ class Application(Protocol):
         ...
 
     def block_and_certificate(self, height: int) -> tuple[Block, Certificate | None]: ...
+
+    def scheduled(self, height: int) -> Schedule:
+        """What governance has put in force for the block at ``height``: the validator set
+        that votes on it, its consensus parameters, the contracts it runs (see
+        :mod:`accord.ledger.schedule`). Final for heights up to the head + 2."""
+        ...
 
     def take_banned(self) -> list[tuple[bytes, str]]:
         """Transactions this application will leave out of its blocks from now on, as

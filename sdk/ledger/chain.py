@@ -39,11 +39,12 @@ from accord.base.encoding import Value
 from accord.base.errors import AccordError, GenesisError, ValidationError
 from accord.base.genesis import Genesis
 from accord.base.types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
-from accord.ledger.application import InvalidProposal, StateRootMismatch
+from accord.ledger.application import InvalidProposal, MissingContractCode, StateRootMismatch
 from accord.ledger.blocktime import block_time_error
 
 if TYPE_CHECKING:
     from accord.contracts.runtime import Runtime
+    from accord.ledger.schedule import Schedule
     from accord.storage import StateUpdate, Store
 
 GENESIS_HASH_KEY = b"genesis_hash"
@@ -143,6 +144,33 @@ class Chain:
                 f"this node's store was created for genesis {stored.hex()[:16]}..., "
                 f"not {genesis.hash.hex()[:16]}..."
             )
+        self._code_entries: bytes | None = None
+        self.check_code()
+
+    def check_code(self) -> None:
+        """Refuse to go on (``CodeMissing``, naming contract, hash and how to install it)
+        when the next block runs contract code this node lacks; warn, once per contract and
+        hash, about code governance scheduled for later (there is still time to install).
+        Called at construction (a node restarted without the code stops at once) and after
+        every commit."""
+        from accord.contracts.base import state_key
+
+        head = self.store.head()
+        if head is None:
+            return
+        raw = self.store.get_state(state_key("governance", "s/contracts/n"))
+        if raw is None or raw == self._code_entries:
+            return  # no change to the registry since the last check
+        with self.store.snapshot() as snap:
+            self.runtime.registry_at(snap, head[0] + 1)
+            for missing in self.runtime.missing_code(snap):
+                log.warning(
+                    "contract code scheduled by governance is not installed here; this "
+                    "node will stop before height %d unless it is: %s",
+                    missing.height,
+                    missing.message,
+                )
+        self._code_entries = raw
 
     # --- state --------------------------------------------------------------------------
 
@@ -201,17 +229,23 @@ class Chain:
     ) -> Execution:
         """Execute on the head state. With ``gas_budget`` only a prefix of ``txs`` may run
         (``len(receipts)`` of them): the caller cuts the block to match."""
+        from accord.contracts.runtime import CodeMissing
+
         with self.store.snapshot() as snap:
-            result = self.runtime.execute_block(
-                snap,
-                txs,
-                height=height,
-                time_ms=time_ms,
-                verified=verified,
-                interrupt=interrupt,
-                max_gas=self.genesis.consensus.max_block_gas,
-                gas_budget=gas_budget,
-            )
+            try:
+                result = self.runtime.execute_block(
+                    snap,
+                    txs,
+                    height=height,
+                    time_ms=time_ms,
+                    verified=verified,
+                    interrupt=interrupt,
+                    max_gas=self.genesis.consensus.max_block_gas,
+                    gas_budget=gas_budget,
+                )
+            except CodeMissing as e:
+                log.error("block %d cannot run here: %s", height, e.message)
+                raise MissingContractCode(e.message) from None
         update = self.store.compute_state_update(result.writes)
         ran = txs if len(result.receipts) == len(txs) else txs[: len(result.receipts)]
         return Execution(
@@ -548,6 +582,10 @@ class Chain:
             ex = self.validate(block)
             self.store.commit_block(block, certificate, ex.receipts, ex.writes, ex.update)
             self._results.clear()  # every cached result was computed on a parent that is gone
+            try:
+                self.check_code()
+            except AccordError as e:  # the next block lacks code: its execution says so
+                log.error("after block %d: %s", block.height, e.message)
             return ex.receipts
 
     def query(self, contract: str, method: str, args: dict[str, Value]) -> Value:
@@ -563,6 +601,39 @@ class Chain:
             return self.runtime.query(
                 snap, contract, method, args, height=header.height, time_ms=header.time_ms
             )
+
+    def known_contracts(self) -> frozenset[str]:
+        """The contracts the next block knows: genesis's and those governance deployed,
+        active or retired (a retired contract's state stays readable)."""
+        head = self.store.head()
+        if head is None:
+            return frozenset(self.runtime.contract_names)
+        with self.store.snapshot() as snap:
+            return self.runtime.contract_names_at(snap, head[0] + 1)
+
+    def scheduled(self, height: int) -> Schedule:
+        """What governance has put in force for the block at ``height`` (validator set,
+        consensus parameters, contracts, circuits, regulator key, MPC servers), read from
+        committed state. Final for heights up to the head + 2: a change passing in a later
+        block takes effect two blocks after it at the earliest. Genesis's values at every
+        height on a chain without the governance contract."""
+        from accord.ledger.schedule import genesis_only, schedule_from
+        from accord.storage.verify import VerifiedSnapshot
+
+        if "governance" not in self.runtime.contract_names:
+            return genesis_only(self.genesis, height)
+        header = self.head_header()
+        with VerifiedSnapshot(self.store) as snap:
+            doc = self.runtime.query(
+                snap,
+                "governance",
+                "in_force",
+                {"height": height},
+                height=header.height,
+                time_ms=header.time_ms,
+            )
+        assert isinstance(doc, dict)
+        return schedule_from(self.genesis, doc)
 
     def block_and_certificate(self, height: int) -> tuple[Block, Certificate | None]:
         block = self.store.get_block(height)

@@ -1034,7 +1034,13 @@ class ClientApi:
     # --- state and queries -----------------------------------------------------------------
 
     def _require_contract(self, contract: str) -> None:
-        if contract not in {c.name for c in self.node.genesis.contracts}:
+        from accord.ledger.chain import Chain
+
+        known = {c.name for c in self.node.genesis.contracts}
+        chain = getattr(self.node, "chain", None)  # a NodeView need not have one
+        if contract not in known and isinstance(chain, Chain):
+            known |= chain.known_contracts()  # those deployed by governance after genesis
+        if contract not in known:
             raise UnknownContract(f"no contract {contract[:64]!r} on this chain")
 
     async def get_state(self, request: web.Request) -> web.Response:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from accord.base.crypto import bls
 from accord.base.crypto.ed25519 import AccountKey
@@ -19,6 +19,8 @@ from accord.base.keys import save_validator_key
 from accord.net.tls import make_self_signed
 
 DEMO_BALANCE = 10**12
+MEMBER_KEY = "account.json"
+"""A member's account key in its node folder (as ``accord keys new --validator`` names it)."""
 
 
 class TlsFiles(BaseModel):
@@ -35,6 +37,34 @@ P2P_TLS = TlsFiles(cert="p2p-tls.crt", key="p2p-tls.key")
 CA, decides who a peer is; see accord.net.tls)."""
 
 API_TLS = TlsFiles(cert="api-tls.crt", key="api-tls.key")
+
+
+class InstalledContract(BaseModel):
+    """Contract code this node offers (installed like chaincode on a Fabric peer): a class
+    from a module path, or an installed package's entry point. Genesis or a governance vote
+    decides whether it runs, by its code hash."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    module: str | None = Field(
+        default=None, description="'package.module:Class' of the contract class"
+    )
+    entry_point: str | None = Field(
+        default=None,
+        description="the name of an entry point in the group 'accord.contracts' that an "
+        "installed distribution declares (pip install the contract's package)",
+    )
+    path: str | None = Field(
+        default=None,
+        description="a folder (relative to the node folder) put on the module path first, "
+        "for a module that is not installed as a package",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InstalledContract:
+        if (self.module is None) == (self.entry_point is None):
+            raise ValueError("a contract entry names exactly one of 'module' or 'entry_point'")
+        return self
 
 
 class NodeConfig(BaseModel):
@@ -102,6 +132,13 @@ class NodeConfig(BaseModel):
         description="where the other validators listen ('host:port' by validator name): "
         "genesis names no address, so a validator that moves changes only its peers' "
         "node.json. Applied by `Node.from_dir` and `accord node`",
+    )
+    contracts: list[InstalledContract] = Field(
+        default_factory=list,
+        description="contract code installed on this node beyond the built-ins; the runtime "
+        "runs, at each height, the code whose hash genesis or governance put in force there "
+        "(a validator lacking approved code stops before its activation height and says "
+        "what to install)",
     )
     genesis_hash: str | None = Field(
         default=None,
@@ -201,11 +238,15 @@ def init_network(
         node_dir = root / name
         node_dir.mkdir(parents=True, exist_ok=True)
         save_validator_key(node_dir / "validator.key", secret)
+        # The member's account key signs its governance proposals and approvals.
+        member = AccountKey.from_name(f"member-{name}") if deterministic else AccountKey.generate()
+        member.save(node_dir / MEMBER_KEY)
         infos.append(
             ValidatorInfo(
                 name=name,
                 bls_public_key=bls.public_key(secret).hex(),
                 pop=bls.pop_prove(secret).hex(),
+                account=member.address.hex(),
             )
         )
         # One machine: every validator reaches the others on loopback; genesis names no

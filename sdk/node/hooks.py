@@ -10,6 +10,7 @@ the ZK and MPC packages only when genesis uses them (a plain token chain loads n
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,43 @@ def ceremony_transcript(genesis: Genesis, config: NodeConfig, home: Path) -> Any
     return Transcript.from_file(path) if path.exists() else None
 
 
+def installed_contracts(config: NodeConfig, home: Path) -> list[Any]:
+    """The contract classes node.json ``contracts`` names, imported (a ``path`` goes on the
+    module path first); ValidationError naming the entry that cannot be loaded."""
+    from accord.contracts.installed import load_class, load_entry_point
+    from accord.contracts.runtime import code_hash
+
+    out = []
+    for entry in config.contracts:
+        if entry.path is not None:
+            folder = str((home / entry.path).resolve())
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+        if entry.module is not None:
+            cls = load_class(entry.module)
+        else:
+            assert entry.entry_point is not None
+            cls = load_entry_point(entry.entry_point)
+        log.info(
+            "%s: contract %s installed, code hash %s (%s)",
+            config.name,
+            cls.name,
+            code_hash(cls).hex(),
+            entry.module or f"entry point {entry.entry_point}",
+        )
+        out.append(cls)
+    return out
+
+
 def runtime_hooks(
     genesis: Genesis, config: NodeConfig, home: Path, *, name: str, allow_insecure_zk: bool
 ) -> dict[str, Any]:
-    """Keyword arguments for :class:`accord.contracts.runtime.Runtime`: ``proof_verifier``
-    and ``oracle``, when genesis configures circuits and MPC (``name``: the validator's, for
-    the log)."""
+    """Keyword arguments for :class:`accord.contracts.runtime.Runtime`: ``installed`` (the
+    contract code node.json names), ``proof_verifier`` and ``oracle``, when genesis
+    configures circuits and MPC (``name``: the validator's, for the log)."""
     hooks: dict[str, Any] = {}
+    if config.contracts:
+        hooks["installed"] = installed_contracts(config, home)
     if genesis.zk_circuits:
         from accord.zk.transcript import check_genesis
         from accord.zk.verifier import FastProofVerifier, verifier_from_genesis

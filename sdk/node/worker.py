@@ -46,7 +46,12 @@ from accord.base.metrics import Registry
 from accord.base.types import Block, Certificate, Receipt
 from accord.consensus import BlockBuilt, BlockValidated, BuildBlock, Status
 from accord.consensus.jobs import ChainJobs
-from accord.ledger.application import Application, ExecutionInterrupted, InvalidProposal
+from accord.ledger.application import (
+    Application,
+    ExecutionInterrupted,
+    InvalidProposal,
+    MissingContractCode,
+)
 from accord.ledger.blocktime import ahead_of_clock_ms
 from accord.ledger.mempool import Mempool
 from accord.ledger.sizing import GasModel
@@ -335,6 +340,10 @@ class ChainWorker:
                 )
             except ExecutionInterrupted:
                 self.m_stopped_builds.inc()
+                return
+            except MissingContractCode:
+                # No block from this node at a height whose contract code it lacks (the
+                # chain logged what to install); the certified block halts it at commit.
                 return
             finally:
                 self._building = None

@@ -32,7 +32,10 @@ class ThreadedNetwork:
         customize: Callable[[Genesis], Genesis] | None = None,
         name: str = "test-net",
         node_kw: dict[str, Any] | None = None,
+        prepare: Callable[[Path], None] | None = None,
     ) -> None:
+        """``prepare(root)`` runs after the folders are written and before any node is
+        built (to edit a validator's node.json, say)."""
         ports = free_ports(2 * validators)
         genesis = init_network(
             root,
@@ -48,6 +51,8 @@ class ThreadedNetwork:
             genesis.save(root / "genesis.json")
         self.genesis: Genesis = genesis
         self.root = root
+        if prepare is not None:
+            prepare(root)
         self.urls = [f"http://127.0.0.1:{p}" for p in ports[validators:]]
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)

@@ -1,0 +1,144 @@
+"""A governed chain for tests: members with account keys, the real runtime and store, one
+block per call (no consensus: these tests are about what the ledger decides)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from accord.base.crypto import bls
+from accord.base.crypto.ed25519 import AccountKey
+from accord.base.encoding import Value
+from accord.base.genesis import Genesis, GovernanceParams, ValidatorInfo
+from accord.base.types import Receipt, Tx
+from accord.contracts.runtime import Runtime
+from accord.ledger.chain import Chain
+from accord.node.config import builtin_contract_entries
+from accord.storage import Store
+
+
+def member_key(i: int) -> AccountKey:
+    return AccountKey.from_name(f"member-v{i}")
+
+
+def validator_info(name: str, account: AccountKey | None) -> ValidatorInfo:
+    sk = bls.demo_secret(name)
+    return ValidatorInfo(
+        name=name,
+        bls_public_key=bls.public_key(sk).hex(),
+        pop=bls.pop_prove(sk).hex(),
+        account=None if account is None else account.address.hex(),
+    )
+
+
+def governed_genesis(
+    n: int = 4, *, governance: GovernanceParams | None = None, **consensus: Any
+) -> Genesis:
+    return Genesis.model_validate(
+        {
+            "chain_id": "accord-gov-test",
+            "genesis_time_ms": 0,
+            "validators": [
+                validator_info(f"v{i}", member_key(i)).model_dump(mode="json") for i in range(n)
+            ],
+            "consensus": consensus,
+            "contracts": [e.model_dump() for e in builtin_contract_entries()],
+            **({} if governance is None else {"governance": governance.model_dump()}),
+        }
+    )
+
+
+class GovChain:
+    """A chain on a real store; ``call`` commits one block holding one transaction."""
+
+    def __init__(self, tmp: Path, genesis: Genesis, runtime: Runtime | None = None) -> None:
+        self.genesis = genesis
+        self.runtime = runtime or Runtime(genesis)
+        self.chain = Chain(genesis, Store(tmp / "db", sync=False), self.runtime)
+        self.nonces: dict[bytes, int] = {}
+
+    @property
+    def height(self) -> int:
+        return self.chain.head()[0]
+
+    def tx(self, key: AccountKey, contract: str, method: str, **args: Value) -> Tx:
+        nonce = self.nonces.get(key.address, 0)
+        self.nonces[key.address] = nonce + 1
+        return Tx.create(
+            key,
+            chain_id=self.genesis.chain_id,
+            contract=contract,
+            method=method,
+            args=args,
+            nonce=nonce,
+            gas_limit=5_000_000,
+        )
+
+    def block(self, *txs: Tx) -> list[Receipt]:
+        height = self.height
+        b = self.chain.build(list(txs), time_ms=(height + 1) * 1000)
+        assert len(b.txs) == len(txs), "a transaction was left out of the block"
+        return self.chain.commit(b, None)
+
+    def call(self, key: AccountKey, method: str, **args: Value) -> Receipt:
+        return self.block(self.tx(key, "governance", method, **args))[0]
+
+    def empty(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.block()
+
+    def propose(
+        self, key: AccountKey, action: dict[str, Value], activation: int | None = None
+    ) -> Receipt:
+        return self.call(key, "propose", action=action, activation=activation)
+
+    def query(self, method: str, **args: Value) -> Any:
+        return self.chain.query("governance", method, args)
+
+
+ESCROW_INIT = '"""A contract package made by a test: installed on a node like a release."""\n'
+
+ESCROW_RULES = '''"""The escrow's rules: a helper module of its package (covered by its code hash)."""
+
+VERSION = {version}
+FEE = {fee}
+'''
+
+ESCROW_MAIN = '''"""An escrow contract that a test deploys, upgrades and retires by vote."""
+
+from __future__ import annotations
+
+from accord.contracts.base import Context, Contract, method
+from {package} import rules
+
+
+class Escrow(Contract):
+    name = "escrow"
+
+    @method
+    def deposit(self, ctx: Context, amount: int) -> int:
+        ctx.require(amount > rules.FEE, "amount must exceed the fee")
+        total = int(ctx.get(ctx.sender, 0)) + amount - rules.FEE
+        ctx.set(ctx.sender, total)
+        ctx.emit("Deposit", who=ctx.sender, amount=amount, version=rules.VERSION)
+        return total
+
+    @method(readonly=True)
+    def version(self, ctx: Context) -> int:
+        return rules.VERSION
+
+    @method(readonly=True)
+    def held(self, ctx: Context, who: bytes) -> int:
+        return int(ctx.get(who, 0))
+'''
+
+
+def make_escrow_package(root: Path, package: str, *, version: int, fee: int = 0) -> str:
+    """Write an importable contract package under ``root`` (put on sys.path by the caller);
+    return the ``module:Class`` spec of its contract."""
+    d = root / package
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "__init__.py").write_text(ESCROW_INIT)
+    (d / "rules.py").write_text(ESCROW_RULES.format(version=version, fee=fee))
+    (d / "escrow.py").write_text(ESCROW_MAIN.format(package=package))
+    return f"{package}.escrow:Escrow"
