@@ -51,7 +51,7 @@ def load_class(spec: str) -> type[Contract]:
     except Exception as e:  # ImportError, or the module's own error while importing
         raise ValidationError(f"cannot import contract module {module_name!r}: {e}") from None
     cls = vars(module).get(attr)
-    if not (isinstance(cls, type) and issubclass(cls, Contract) and cls.name):  # type: ignore[attr-defined]
+    if not (isinstance(cls, type) and issubclass(cls, Contract) and cls.name):
         raise ValidationError(f"{spec!r} is not a contract class (a named Contract subclass)")
     return cls
 

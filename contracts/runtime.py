@@ -123,8 +123,8 @@ class CodeMissing(CodeMismatch):
             f"contract {contract!r} runs code hash {code_hash.hex()} from height {height} "
             "(approved by governance), and this node has not installed that code: install "
             "the approved release (a module or package whose contract hashes to it, see "
-            "`accord gov show`), name it in node.json \"contracts\" ({\"module\": "
-            "\"package.module:Class\"} or {\"entry_point\": \"name\"}) and restart the node"
+            '`accord gov show`), name it in node.json "contracts" ({"module": '
+            '"package.module:Class"} or {"entry_point": "name"}) and restart the node'
         )
 
 
