@@ -385,3 +385,21 @@ def test_a_clock_behind_at_the_first_start_and_stepped_right_since_is_caught(
     h.open(tmp_path, true_start)
     assert h.vouch_start({0: true_start + 10**12, 1: true_start, 2: true_start - 100})
     assert h.boundary == h._boundary_after(true_start)
+
+
+@pytest.mark.parametrize("bad", ["x", 1e15, True, -5, None, [1]])
+def test_a_damaged_vouched_time_in_the_marker_is_vouched_for_again(
+    genesis: Genesis, tmp_path: Path, bad: object
+) -> None:
+    """Seventh review: a ``vouched_ms`` that is not a positive int crashed the start (a
+    string) or, unvouched yet still used, put the boundary 30 years ahead for good (a float):
+    vouch_start can only raise it. Now such a value counts as no vouching at all: the start
+    holds and the peers vouch for it again."""
+    start = ms_of_round(genesis, 100)
+    b.write_restored_marker(tmp_path, {"started_ms": start, "vouched_ms": bad})
+    g = DoubleSignGuard(genesis, ME, enabled=True)
+    g.open(tmp_path, start)
+    assert g.holding and not g.start_vouched
+    assert g.boundary == g._boundary_after(start)
+    assert g.vouch_start({0: start, 1: start, 2: start})
+    assert g.boundary == g._boundary_after(start)

@@ -151,12 +151,16 @@ class DoubleSignGuard:
             backup_files.write_restored_marker(data_dir, {**marker, "started_ms": started})
         self.started_ms = started
         vouched_ms = marker.get("vouched_ms")
-        self.start_vouched = type(vouched_ms) is int and vouched_ms > 0
+        # Anything but a positive int is no vouching (a damaged or hand-edited marker): the
+        # start is then vouched for again by the peers, which can only raise the boundary.
+        if type(vouched_ms) is not int or vouched_ms <= 0:
+            vouched_ms = 0
+        self.start_vouched = vouched_ms > 0
         # The original's clock may have been the drift ahead of true time, and this one
         # behind it: the margin covers up to 4 drifts + 3 rounds behind. The start is then
         # vouched for by the peers' clocks (vouch_start), which raises the boundary if this
         # clock was further behind when the folder first started.
-        self.boundary = self._boundary_after(max(started, vouched_ms or 0))
+        self.boundary = self._boundary_after(max(started, vouched_ms))
         log.warning(
             "%s restored from a backup: catching up by certificates only, no votes until "
             "a block proposed after this start commits (see the double-sign check in "
