@@ -16,7 +16,10 @@ Driving it: ``actions = core.handle(event)``; perform the actions IN ORDER. Tick
 
 Events (in): ``Tick(now_ms)``, ``MessageReceived(from_index, payload: bytes)``,
 ``BlockBuilt(block)``, ``BlockValidated(block_hash, ok)``, ``BlockFetched(block, certificate|None)``,
-``TxsPending(pending)`` (whether the mempool holds transactions; read with ``Params.skip_empty``).
+``TxsPending(pending)`` (whether the mempool holds transactions; read with ``Params.skip_empty``),
+``SetKnown(through, final=False)`` (the core's validator set decides every height through
+``through``; a core built with ``through=`` waits above it, and with ``final`` is done after it:
+see "Validator-set changes" in :mod:`accord.consensus.state`).
 
 Actions (out):
 
@@ -95,6 +98,7 @@ from accord.consensus.state import (
     Persist,
     SafetyState,
     Send,
+    SetKnown,
     Status,
     Tick,
     TxsPending,
@@ -133,6 +137,7 @@ __all__ = [
     "Status",
     "Tick",
     "Ticket",
+    "SetKnown",
     "TxsPending",
     "ValidateBlock",
     "certificate_counts",

@@ -202,3 +202,55 @@ class CostModelCrypto:
                 return _to_sig(_P)
             acc = (acc + v) % _P
         return _to_sig(acc)
+
+
+class ReindexedSigner:
+    """A validator's signer under its index in another validator set (an epoch's position,
+    see "Validator-set changes" in :mod:`accord.consensus.state`): same key, new index."""
+
+    def __init__(self, index: int, inner: Signer) -> None:
+        self.index = index
+        self._inner = inner
+
+    def sign(self, message: bytes) -> bytes:
+        return self._inner.sign(message)
+
+
+class SubsetCrypto:
+    """Verification against a validator set drawn from a larger one: index j of this set is
+    index ``members[j]`` of ``base``. The simulator runs every epoch's set over one pool of
+    keys this way; checks are counted on ``base`` (one meter for every epoch)."""
+
+    def __init__(self, base: Crypto, members: Sequence[int]) -> None:
+        if len(set(members)) != len(members) or not all(0 <= m < base.n for m in members):
+            raise GenesisError("a validator set names each member of the pool once")
+        self.base = base
+        self.members = list(members)
+        self.n = len(self.members)
+        self._at = np.array(self.members, dtype=np.int64)
+
+    @property
+    def checks(self) -> int:
+        return self.base.checks
+
+    @checks.setter
+    def checks(self, value: int) -> None:
+        self.base.checks = value
+
+    def verify(self, index: int, message: bytes, signature: bytes) -> bool:
+        if not 0 <= index < self.n:
+            return False
+        return self.base.verify(self.members[index], message, signature)
+
+    def verify_weighted(self, counts: np.ndarray, message: bytes, signature: bytes) -> bool:
+        if len(counts) != self.n:
+            return False
+        full = np.zeros(self.base.n, dtype=counts.dtype)
+        full[self._at] = counts
+        return self.base.verify_weighted(full, message, signature)
+
+    def add(self, a: bytes, b: bytes) -> bytes:
+        return self.base.add(a, b)
+
+    def aggregate(self, signatures: Sequence[bytes]) -> bytes:
+        return self.base.aggregate(signatures)

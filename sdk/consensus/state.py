@@ -32,6 +32,12 @@ Rules this file keeps
    by a quorum of an earlier one, nor be ignored there.
 7. **Bad input changes nothing.** Undecodable bytes, bad signatures, bad sortition tickets,
    wrong heights or parents are counted (``Status.stats``) and dropped.
+8. **One validator set, only at the heights it is known for.** A core is built for one set
+   (``crypto``, ``n``) and decides only heights through ``through`` (:class:`SetKnown`; None:
+   every height). It neither votes, leads nor validates at a later height, and refuses every
+   certificate and vote of one (counted ``beyond_set``): with another set there, its quorum
+   means nothing here, and a set that handed over could otherwise still certify a block its
+   successors never saw.
 
 Theory of operation
 ===================
@@ -105,6 +111,23 @@ stage I (``_commit``), so skewed validators still lead their share. With
   older rounds), and re-requests missing blocks. Proposals carry the parent's commit
   certificate so a validator that missed a commit catches up from the next proposal; a
   C-quorum or proposal for a later height makes it fetch blocks (:class:`FetchBlock`).
+
+Validator-set changes (epochs)
+==============================
+
+Governance changes the set by committed transactions; one that commits at height h takes
+effect at h + 2 at the earliest (:mod:`accord.ledger.schedule`), so once a driver has executed
+block h it knows the set of every height through h + 2, whatever block h + 1 holds. It says so
+with ``SetKnown(through)``; a core at a height above ``through`` waits (execution lags a commit
+by a moment: messages meanwhile are dropped, the resend timer brings them again). When the set
+changes at height e + 1 the driver sends ``SetKnown(e, final=True)``; the core commits e and is
+then done (``Status.done``). The driver builds the next core for the new set at head e,
+passing the same :class:`SafetyState` (its lock, of a decided height, is gone): a validator's
+own votes stay monotone across the handoff, rule 6 still holds, and each height is decided by
+exactly one set, the one that committed state fixed for it, so the argument below holds
+height by height. A certificate is checked against the set of its height; the first block of
+an epoch carries its parent's certificate from the old set, which the new set's cores do not
+check (catch-up does, against the old set).
 
 Safety argument (f < n/3 Byzantine, any message schedule)
 =========================================================
@@ -241,7 +264,17 @@ class TxsPending:
     pending: bool
 
 
-Event = Tick | MessageReceived | BlockBuilt | BlockValidated | BlockFetched | TxsPending
+@dataclass(frozen=True, slots=True)
+class SetKnown:
+    """The driver has executed enough to know that this core's validator set decides every
+    height through ``through`` (rule 8); with ``final``, the set changes after it and this core
+    stops there. Never lowers what it said before (a lower ``through`` is ignored)."""
+
+    through: int
+    final: bool = False
+
+
+Event = Tick | MessageReceived | BlockBuilt | BlockValidated | BlockFetched | TxsPending | SetKnown
 
 
 # --- actions -------------------------------------------------------------------------------
@@ -530,6 +563,8 @@ class Status:
     c_hash: bytes
     lock: LockStatus | None
     stats: dict[str, int]
+    through: int | None = None  # the last height this core's set is known to decide (rule 8)
+    done: bool = False  # the set handed over after the last height: build the next core
 
 
 # --- the machine ---------------------------------------------------------------------------
@@ -561,6 +596,7 @@ class Core:
         safety: SafetyState | None = None,
         decode_cache: dict[bytes, Any] | None = None,
         tx_cache: TxCache | None = None,
+        through: int | None = None,
     ) -> None:
         if params.stage2_ms >= params.round_ms or params.n < 1:
             raise GenesisError("bad consensus parameters")
@@ -582,6 +618,10 @@ class Core:
         self._seed = sortition_seed(head[1], head_sortition)  # this height's sortition seed
         self._head_cert = head_cert
         self._safety = safety if safety is not None else SafetyState()
+        if through is not None and through < head[0]:
+            raise GenesisError("a core's set must be known for a height above its head")
+        self._through = through  # rule 8; None: this set decides every height
+        self._final = False
 
         self._now = -1  # the core's clock: the driver's plus ``skew_ms`` (see _observe_clock)
         self._raw_now = -1  # the driver's clock, as the last Tick gave it
@@ -664,7 +704,11 @@ class Core:
     def handle(self, event: Event) -> list[Action]:
         """Apply one event; return the actions to perform, in order (see rule 2)."""
         self._out = []
-        if isinstance(event, MessageReceived):
+        if isinstance(event, SetKnown):
+            self._on_set_known(event.through, event.final)
+        elif self._beyond(self._height):
+            self._wait_for_set(event)
+        elif isinstance(event, MessageReceived):
             self._on_message(event.from_index, event.payload)
         elif isinstance(event, Tick):
             self._on_tick(event.now_ms)
@@ -701,6 +745,8 @@ class Core:
             lock=None
             if lk is None
             else LockStatus(lk.height, lk.round, lk.block_hash, lk.block_hash in self._blocks),
+            through=self._through,
+            done=self._final and self._beyond(self._height),
             stats={
                 "garbage": st.garbage,
                 "bad_signature": st.bad_signature,
@@ -748,6 +794,34 @@ class Core:
         if self._waiting is not None:
             nxt = min(nxt, self._waiting.until)
         return min(nxt, self._next_resend)
+
+    # --- validator sets (rule 8) -------------------------------------------------------
+
+    def _beyond(self, height: int) -> bool:
+        return self._through is not None and height > self._through
+
+    def _count(self, name: str) -> None:
+        self._stats.extra[name] = self._stats.extra.get(name, 0) + 1
+
+    def _on_set_known(self, through: int, final: bool) -> None:
+        if self._through is None or self._final:
+            return  # unbounded from the start, or already told where the set ends
+        if through < self._through:
+            return
+        waited = self._beyond(self._height)
+        self._through, self._final = through, final
+        if waited and not self._beyond(self._height):
+            self._lead_if_stage1()  # the height it waited at is ours now
+
+    def _wait_for_set(self, event: Event) -> None:
+        """At a height whose set is not known yet: keep the clock and the mempool flag,
+        drop the rest (peers re-send; a later set's votes mean nothing to this one)."""
+        if isinstance(event, Tick):
+            self._raw_now = max(self._raw_now, event.now_ms)
+        elif isinstance(event, TxsPending):
+            self._txs_pending = event.pending
+        elif isinstance(event, MessageReceived | BlockFetched):
+            self._count("beyond_set")
 
     def round_of(self, now_ms: int) -> int:
         return (
@@ -1224,6 +1298,9 @@ class Core:
             self._fetch(cert.block_hash, frm)
 
     def _cert_ok(self, cert: Certificate) -> bool:
+        if self._beyond(cert.height):
+            self._count("beyond_set")
+            return False
         try:
             verify_certificate(self.crypto, self.p.chain_id, cert, self.quorum)
             return True
@@ -1254,6 +1331,9 @@ class Core:
             return
         if agg.height > self._height and (agg.phase != PHASE_C or agg.signers < self.quorum):
             self._stats.stale += 1  # only a commit quorum of a later height is worth acting on
+            return
+        if self._beyond(agg.height):
+            self._count("beyond_set")
             return
         slot = self._slots.get(SlotKey(agg.height, agg.round, agg.phase))
         tally = None if slot is None else slot.tallies.get(agg.block_hash)
@@ -1674,6 +1754,9 @@ class Core:
         nxt = self._future.pop(self._height, None)
         for h in [h for h in self._future if h < self._height]:
             del self._future[h]
+        if self._beyond(self._height):
+            self._future.clear()  # rule 8: nothing of a height whose set is not known
+            return
         if nxt is not None and nxt[0].header.parent_hash == self._head_hash:
             self._commit(*nxt)
         elif block.header.round >= self._round - 1:

@@ -117,7 +117,7 @@ def transform(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
 
 
 def _others(sim: Simulator, nd: SimNode) -> list[int]:
-    return [i for i in range(sim.params.n) if i != nd.index]
+    return [i for i in range(nd.core.n) if i != nd.core.index]
 
 
 def _new_round(nd: SimNode) -> bool:
@@ -136,11 +136,15 @@ def _equivocate(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
             out.append(a)
             continue
         try:
-            msg = decode_message(payload, sim.params.n, 1 << 24)
+            msg = decode_message(payload, nd.core.n, 1 << 24)
         except DecodeError:
             out.append(a)
             continue
-        if not isinstance(msg, Proposal) or msg.proposer != nd.index or msg.justify is not None:
+        if (
+            not isinstance(msg, Proposal)
+            or msg.proposer != nd.core.index
+            or msg.justify is not None
+        ):
             out.append(a)
             continue
         h = msg.block.header
@@ -178,7 +182,7 @@ def _double_vote(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
     for a in actions:
         if not isinstance(a, Persist):
             continue
-        s = SafetyState.decode(a.value, sim.params.n)
+        s = SafetyState.decode(a.value, nd.core.n)
         last = nd.state.get("last", (-1, -1))
         for phase, rnd, h in ((1, s.p_round, s.p_height), (2, s.c_round, s.c_height)):
             if rnd <= last[phase - 1] or h <= 0:
@@ -192,17 +196,17 @@ def _double_vote(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
             from accord.base.types import vote_message
 
             sig = nd.signer.sign(vote_message(sim.params.chain_id, h, rnd, phase, other))
-            vote = Aggregate.single(sim.params.n, h, rnd, phase, other, nd.index, sig).encode()
+            vote = Aggregate.single(nd.core.n, h, rnd, phase, other, nd.core.index, sig).encode()
             for j in _others(sim, nd)[::2]:
                 out.append(Send(j, vote))
         nd.state["last"] = (max(last[0], s.p_round), max(last[1], s.c_round))
     return out
 
 
-def _message(sim: Simulator, a: Broadcast | Send) -> Any:
+def _message(sim: Simulator, nd: SimNode, a: Broadcast | Send) -> Any:
     """The message an outgoing action carries (None if its bytes do not decode)."""
     try:
-        return decode_message(a.payload, sim.params.n, 1 << 24)
+        return decode_message(a.payload, nd.core.n, 1 << 24)
     except DecodeError:
         return None
 
@@ -211,10 +215,10 @@ def _withhold(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
     out: list[Any] = []
     for a in actions:
         if isinstance(a, Broadcast | Send):
-            msg = _message(sim, a)
+            msg = _message(sim, nd, a)
             if (
                 isinstance(msg, Proposal)
-                and msg.proposer == nd.index
+                and msg.proposer == nd.core.index
                 and not nd.state.get("sent_" + str(msg.round))
             ):
                 nd.state["sent_" + str(msg.round)] = True
@@ -257,11 +261,11 @@ def _bad_sortition(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]
         bytes(32),
         bytes(32),
         0,
-        nd.index,
+        nd.core.index,
         0,
         ticket,
     )
-    prop = Proposal(core.round, nd.index, ticket, Block(header, ()), None, core.head_cert)
+    prop = Proposal(core.round, nd.core.index, ticket, Block(header, ()), None, core.head_cert)
     if (
         kind == 2
         and ticket == header.sortition
@@ -275,7 +279,7 @@ def _bad_signature(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]
     if not _new_round(nd):
         return actions
     core = nd.core.status()
-    n = sim.params.n
+    n = nd.core.n
     out = list(actions)
     target = next(iter(nd.core.candidate_hashes(core.round - 1)), hashlib.sha256(b"fake").digest())
     for phase in (1, 2):
@@ -328,14 +332,14 @@ def _ticket_only(sim: Simulator, nd: SimNode, actions: list[Any]) -> list[Any]:
     out: list[Any] = []
     for a in actions:
         if isinstance(a, Broadcast | Send):
-            msg = _message(sim, a)
-            if msg is None or (isinstance(msg, Proposal) and msg.proposer == nd.index):
+            msg = _message(sim, nd, a)
+            if msg is None or (isinstance(msg, Proposal) and msg.proposer == nd.core.index):
                 continue  # its tickets go out, its blocks never do
         out.append(a)
     if _new_round(nd):
         core = nd.core.status()
         forged = bytes(sim.rng.getrandbits(8) for _ in range(96))
-        out.append(Broadcast(Ticket(core.height, core.round, nd.index, forged).encode()))
+        out.append(Broadcast(Ticket(core.height, core.round, nd.core.index, forged).encode()))
     return out
 
 

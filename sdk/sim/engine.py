@@ -46,6 +46,17 @@ a node plays in production (transport, clock, disk, application) with virtual ve
   and releases messages by content to reorder quorums across rounds, and runs a bounded
   exhaustive search over such schedules; ``SimConfig.core_class`` runs a subclass of the core.
 
+* **Validator-set changes.** ``members`` is the first set (positions in the pool of ``nodes``
+  validators; empty: all of them) and ``set_changes`` lists ``(height, members)``: from that
+  height on, those validators decide, in that order (a validator's index in the core is its
+  position). Each node follows the rule a node keeps (:mod:`accord.ledger.schedule`): once
+  it has committed h it knows the sets through h + 2 and tells its core (``SetKnown``); at a
+  handoff it builds the next set's core with its persisted safety state, or, outside the new
+  set, stops voting. A validator outside its height's set follows by certificates (it asks a
+  peer for the next block and checks its certificate against the set of that height), and
+  joins when it reaches a height of a set it is in. A message is delivered under the
+  receiver's current set: from a validator outside it, it is dropped.
+
 Everything random comes from one ``random.Random(seed)``: a run is a function of its
 configuration, so the same seed gives byte-identical committed chains.
 
@@ -61,6 +72,7 @@ blocks for one (round, phase) is a violation), and verifies every commit certifi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import random
@@ -88,12 +100,20 @@ from accord.consensus import (
     Proposal,
     SafetyState,
     Send,
+    SetKnown,
     Tick,
     TxsPending,
     ValidateBlock,
     verify_certificate,
 )
-from accord.consensus.crypto import BlsCrypto, BlsSigner, Crypto, Signer
+from accord.consensus.crypto import (
+    BlsCrypto,
+    BlsSigner,
+    Crypto,
+    ReindexedSigner,
+    Signer,
+    SubsetCrypto,
+)
 from accord.consensus.jobs import ChainJobs
 from accord.ledger.blocktime import block_time_error
 from accord.ledger.sizing import TRANSFER_GAS, GasModel
@@ -104,7 +124,7 @@ ZERO = bytes(32)
 
 PROPOSAL_PREFIX = bytes([0x97, 1])  # a proposal's first bytes (accord.consensus.messages)
 
-DELIVER, TICK, FETCHED, ADVERSARY, CRASH, RESTART, EXECUTED, TX_ARRIVAL, JOBS = range(9)
+DELIVER, TICK, FETCHED, ADVERSARY, CRASH, RESTART, EXECUTED, TX_ARRIVAL, JOBS, FOLLOW = range(10)
 
 
 class Network(Protocol):
@@ -168,6 +188,8 @@ class SimConfig:
     # factory for a network that replaces latency/loss/duplication with controlled delivery.
     core_class: type[Core] = Core
     network: Callable[[Simulator], Network] | None = None
+    members: list[int] = field(default_factory=list)  # the first validator set (empty: all)
+    set_changes: list[tuple[int, list[int]]] = field(default_factory=list)  # (height, members)
 
     def resolved(self) -> SimConfig:
         c = SimConfig(**{k: getattr(self, k) for k in self.__dataclass_fields__})
@@ -217,6 +239,24 @@ class _DecodeCache(dict[bytes, Any]):
 
 
 @dataclass
+class Epoch:
+    """One validator set and the heights it decides (``last`` None: every later one)."""
+
+    first: int
+    members: list[int]  # pool indices; a validator's core index is its position here
+    params: Params
+    crypto: Crypto
+    cache: dict[bytes, Any]  # decoded messages: per set (an aggregate's verdict is per set)
+    last: int | None = None
+
+    def index_of(self, pool_index: int) -> int | None:
+        try:
+            return self.members.index(pool_index)
+        except ValueError:
+            return None
+
+
+@dataclass
 class SimNode:
     nid: int
     index: int
@@ -242,6 +282,9 @@ class SimNode:
     link: set[int] | None = None  # twins: the nids this node can talk to
     state: dict[str, Any] = field(default_factory=dict)  # strategy scratch space
     pending: set[int] = field(default_factory=set)  # simulated transactions in its mempool
+    member: bool = True  # its core's set decides its next height (else it follows, see Epoch)
+    ep: Epoch | None = None  # the set of its core
+    follow_at: int = -1  # a follower's next request for a block (-1: none queued)
 
 
 @dataclass
@@ -368,6 +411,7 @@ class Simulator:
         if cost is not None:
             self.metered = MeteredCrypto(self.crypto, cost)
             self.crypto = self.metered
+        self.epochs = self._epochs()
         self.tx_pool = tx_pool(c.block_txs, c.tx_bytes, "accord-sim", c.seed)
         self.tx_pool_body = body_hash(self.tx_pool)  # every simulated block carries the pool
         self._prefix_bodies: dict[int, bytes] = {}  # ...or, cut by a GasModel, a prefix of it
@@ -378,10 +422,17 @@ class Simulator:
         # Bandwidth: bits per virtual microsecond, and when each node's uplink is next free.
         self.bits_per_us = c.bandwidth_mbps
         self.genesis_hash = hashlib.sha256(b"accord-sim-genesis").digest()
-        self.decode_cache: dict[bytes, Any] = _DecodeCache()
+        self.decode_cache: dict[bytes, Any] = self.epochs[0].cache
 
         # Byzantine validators are a seeded random choice of indices.
         byz = set(self.rng.sample(range(c.nodes), c.byzantine)) if c.byzantine else set()
+        for ep in self.epochs:
+            bad = len(byz & set(ep.members))
+            if bad and bad * 3 >= len(ep.members):
+                raise AccordError(
+                    f"{bad} Byzantine validators of the {len(ep.members)} deciding from height "
+                    f"{ep.first} break f < n/3"
+                )
         strategies = byzantine.assign(c.strategy, sorted(byz), self.rng)
         self.nodes: list[SimNode] = []
         for i in range(c.nodes):
@@ -417,19 +468,86 @@ class Simulator:
         self.block_txs_ids: dict[bytes, frozenset[int]] = {}  # block hash -> simulated transactions
         self.tx_commit_ms: dict[int, int] = {}
 
+    def _epochs(self) -> list[Epoch]:
+        """The validator sets of the run, checked (see "Validator-set changes" above)."""
+        c = self.c
+        first = list(c.members) or list(range(c.nodes))
+        changes = sorted(c.set_changes)
+        if not changes and first == list(range(c.nodes)):
+            return [Epoch(1, first, self.params, self.crypto, _DecodeCache())]
+        out: list[Epoch] = []
+        for height, members in [(1, first), *changes]:
+            members = list(members)
+            if not members or len(set(members)) != len(members):
+                raise AccordError(f"the set from height {height} must name validators once")
+            if not all(0 <= m < c.nodes for m in members):
+                raise AccordError(f"the set from height {height} names a validator not in the pool")
+            if out and height <= out[-1].first:
+                raise AccordError("set changes must be at increasing heights above 1")
+            if out:
+                out[-1].last = height - 1
+            params = dataclasses.replace(self.params, n=len(members))
+            out.append(
+                Epoch(height, members, params, SubsetCrypto(self.crypto, members), _DecodeCache())
+            )
+        return out
+
+    def epoch_at(self, height: int) -> Epoch:
+        for ep in reversed(self.epochs):
+            if height >= ep.first:
+                return ep
+        return self.epochs[0]
+
+    def _make_core(
+        self,
+        nd: SimNode | None,
+        index: int,
+        chain: list[tuple[Block, Certificate]],
+        safety: SafetyState | None,
+    ) -> tuple[Core, bool, Epoch]:
+        """The core of the set deciding the height after ``chain``, and whether ``index`` is in
+        it (if not, the core is one of the set it will next join, not driven until then)."""
+        c = self.c
+        height = len(chain) + 1
+        ep = self.epoch_at(height)
+        j = ep.index_of(index)
+        member = j is not None
+        if j is None:  # a follower: park a core of the next set that has it, if any
+            later = [e for e in self.epochs if e.first > height and e.index_of(index) is not None]
+            ep = later[0] if later else ep
+            j = ep.index_of(index)
+            if j is None:
+                ep, j = self.epochs[0], 0
+        signer: Signer = self.signers[index]
+        if ep.members != list(range(c.nodes)):
+            signer = ReindexedSigner(j, signer)
+        multi = len(self.epochs) > 1
+        through = None
+        if multi and member:
+            through = len(chain) + 2 if ep.last is None else min(ep.last, len(chain) + 2)
+        core = c.core_class(
+            ep.params,
+            signer,
+            ep.crypto,
+            head=(len(chain), chain[-1][0].hash if chain else self.genesis_hash),
+            head_cert=chain[-1][1] if chain else None,
+            head_sortition=chain[-1][0].header.sortition if chain else b"",
+            safety=safety,
+            decode_cache=ep.cache,
+            tx_cache=self._tx_cache,
+            through=through,
+        )
+        if through is not None and ep.last is not None and through >= ep.last:
+            core.handle(SetKnown(ep.last, final=True))
+        del nd
+        return core, member, ep
+
     def _make_node(self, nid: int, index: int, strategy: str) -> SimNode:
         c = self.c
         offset = int(self.rng.uniform(-c.drift_ms, c.drift_ms) * 1000) if c.drift_ms else 0
         if index < len(c.clock_offsets_ms):
             offset = int(c.clock_offsets_ms[index] * 1000)
-        core = c.core_class(
-            self.params,
-            self.signers[index],
-            self.crypto,
-            head=(0, self.genesis_hash),
-            decode_cache=self.decode_cache,
-            tx_cache=self._tx_cache,
-        )
+        core, member, ep = self._make_core(None, index, [], None)
         return SimNode(
             nid,
             index,
@@ -447,6 +565,8 @@ class Simulator:
             )
             if c.exec_us_per_tx > 0
             else None,
+            member=member,
+            ep=ep,
         )
 
     # --- event queue -------------------------------------------------------------------
@@ -471,7 +591,10 @@ class Simulator:
         c = self.c
         end = c.rounds * c.round_ms * 1000
         for nd in self.nodes:
-            self._schedule_tick(nd)
+            if nd.member:
+                self._schedule_tick(nd)
+            else:
+                self._schedule_follow(nd)
         if c.partition != "none":
             self._adversary_step()
         for nid, crash_ms, restart_ms in c.crashes:
@@ -489,22 +612,27 @@ class Simulator:
                 self._deliver(data)
             elif kind == TICK:
                 nd = self.nodes[data[0]]
-                if nd.up and data[1] == nd.tick_token:
+                if nd.up and nd.member and data[1] == nd.tick_token:
                     nd.tick_at = -1
                     self._run_core(nd, Tick(self.local_ms(nd)))
             elif kind == FETCHED:
                 nd = self.nodes[data[0]]
-                if nd.up:
+                if nd.up and nd.member:
                     self._run_core(nd, BlockFetched(data[1], data[2]))
             elif kind == EXECUTED:
                 nd = self.nodes[data[0]]
-                if nd.up and data[1] == nd.incarnation:
+                if nd.up and nd.member and data[1] == nd.incarnation:
                     nd.exec_busy = False
                     answer, block = data[2], data[3]
                     if isinstance(answer, BlockBuilt) or answer.ok:
                         nd.jobs.found_valid(block)  # as the node does, before the core hears
                     self._run_core(nd, answer)
                     self._next_job(nd)
+            elif kind == FOLLOW:
+                nd = self.nodes[data[0]]
+                if nd.up and not nd.member and data[1] == nd.follow_at:
+                    nd.follow_at = -1
+                    self._follow(nd, data[2])
             elif kind == JOBS:
                 nd = self.nodes[data[0]]
                 if nd.up and data[1] == nd.incarnation and data[2] == nd.jobs_at:
@@ -515,7 +643,7 @@ class Simulator:
                 for nd in self.nodes if target < 0 else [self.nodes[target]]:
                     if tx_id not in self.tx_commit_ms:
                         nd.pending.add(tx_id)
-                        if nd.up and not nd.core.status().txs_pending:
+                        if nd.up and nd.member and not nd.core.status().txs_pending:
                             self._run_core(nd, TxsPending(True))
             elif kind == ADVERSARY:
                 self._adversary_step()
@@ -531,8 +659,14 @@ class Simulator:
     def _deliver(self, data: tuple[int, int, bytes]) -> None:
         nid, frm, payload = data
         nd = self.nodes[nid]
-        if not nd.up:
+        if not nd.up or not nd.member:
             return
+        if len(self.epochs) > 1:
+            assert nd.ep is not None
+            at = nd.ep.index_of(frm)
+            if at is None:
+                return  # not in the receiver's set: its transport has no such peer
+            frm = at
         if nd.busy_until > self.now:
             self.push(nd.busy_until, DELIVER, data)
             return
@@ -544,7 +678,8 @@ class Simulator:
             self._run_core(nd, Tick(local))
         self._run_core(nd, MessageReceived(frm, payload))
         if payload[:2] == PROPOSAL_PREFIX and nd.honest:
-            prop = self.decode_cache.get(payload)  # decoded by the core just now, if well-formed
+            cache = self.decode_cache if nd.ep is None else nd.ep.cache
+            prop = cache.get(payload)  # decoded by the core just now, if well-formed
             if isinstance(prop, Proposal):
                 self.block_seen.setdefault((nd.nid, prop.block.hash), self.now)
 
@@ -657,6 +792,8 @@ class Simulator:
                         queue.append(self._answer(nd, a))
                 elif isinstance(a, Commit):
                     self._on_commit(nd, a.block, a.certificate, send_at)
+                    if len(self.epochs) > 1:
+                        queue.append(self._set_known(nd))
                     if nd.core.status().txs_pending != bool(nd.pending):
                         queue.append(TxsPending(bool(nd.pending)))
                 elif isinstance(a, FetchBlock):
@@ -667,9 +804,94 @@ class Simulator:
                     pass
                 del i
         nd.busy_until = start + busy_us
+        if nd.core.status().done:
+            self._handoff(nd)
+            return
         self._schedule_tick(nd)
         if nd.jobs and not nd.exec_busy:
             self._next_job(nd)
+
+    # --- validator-set changes ---------------------------------------------------------
+
+    def _set_known(self, nd: SimNode) -> SetKnown:
+        """What a node knows after committing its head: the sets through head + 2."""
+        assert nd.ep is not None
+        h, last = len(nd.chain), nd.ep.last
+        through = h + 2 if last is None else min(last, h + 2)
+        return SetKnown(through, final=last is not None and through >= last)
+
+    def _handoff(self, nd: SimNode) -> None:
+        """The core's set handed over after the node's head: the next set's core, with the
+        persisted safety state carried over (its lock, of a decided height, dropped), or
+        following by certificates outside the new set."""
+        safety = self._persisted_safety(nd)
+        if safety is not None:
+            safety.lock, safety.lock_block = None, None  # of a decided height (rule 4)
+            self._store(nd, safety.encode())
+        nd.core, nd.member, nd.ep = self._make_core(nd, nd.index, nd.chain, safety)
+        nd.tick_token += 1
+        nd.tick_at = -1
+        nd.jobs.clear()
+        nd.exec_busy, nd.jobs_at = False, -1
+        nd.incarnation += 1  # answers of the old set's jobs are dropped
+        if nd.member:
+            self._schedule_tick(nd)
+        else:
+            self._schedule_follow(nd)
+
+    def _persisted_safety(self, nd: SimNode) -> SafetyState | None:
+        if nd.persisted is None or self.c.amnesia:
+            return None
+        value = nd.persisted + (b"" if nd.persisted_block is None else nd.persisted_block.encode())
+        return SafetyState.decode(value, nd.core.n)
+
+    def _schedule_follow(self, nd: SimNode, got: tuple[Block, Certificate] | None = None) -> None:
+        if nd.follow_at >= 0 and got is None:
+            return
+        if got is None:
+            at = self.now + max(1, self.c.round_ms // 2) * 1000
+        else:
+            at = self.now + 2 * self.latency_us()  # the request there, the block back
+        nd.follow_at = at
+        self.push(at, FOLLOW, (nd.nid, at, got))
+
+    def _follow(self, nd: SimNode, got: tuple[Block, Certificate] | None) -> None:
+        """A validator outside its height's set: take the block a peer sent if its
+        certificate verifies against the set of its height (as the node's catch-up does),
+        join the set once at a height of one it is in, else ask a peer for the next block."""
+        if got is not None:
+            block, cert = got
+            h = len(nd.chain) + 1
+            ep = self.epoch_at(h)
+            saved = self.crypto.checks
+            try:
+                if block.height != h or cert.height != h or cert.block_hash != block.hash:
+                    raise AccordError("not the next block")
+                verify_certificate(ep.crypto, ep.params.chain_id, cert, ep.params.quorum)
+            except AccordError:
+                self.crypto.checks = saved
+            else:
+                self.crypto.checks = saved
+                self._on_commit(nd, block, cert, self.now)
+                if self.epoch_at(len(nd.chain) + 1).index_of(nd.index) is not None:
+                    nd.core, nd.member, nd.ep = self._make_core(
+                        nd, nd.index, nd.chain, self._persisted_safety(nd)
+                    )
+                    nd.follow_at = -1
+                    nd.busy_until = max(nd.busy_until, self.now)
+                    self._schedule_tick(nd)
+                    return
+        h = len(nd.chain) + 1
+        peers = [
+            p
+            for p in self.nodes
+            if p.up and p.nid != nd.nid and len(p.chain) >= h and self.linked(nd, p)
+        ]
+        if peers:
+            peer = peers[self.rng.randrange(len(peers))]
+            self._schedule_follow(nd, peer.chain[h - 1])
+        else:
+            self._schedule_follow(nd)
 
     # --- network -----------------------------------------------------------------------
 
@@ -708,8 +930,15 @@ class Simulator:
         if c.duplicate and self.rng.random() < c.duplicate:
             self.push(at + self.latency_us(), DELIVER, (to.nid, frm.index, payload))
 
+    def _pool_index(self, nd: SimNode, index: int) -> int:
+        """A core's index of a peer (in its set) as the pool's."""
+        ep = nd.ep
+        if ep is None or len(self.epochs) == 1:
+            return index
+        return ep.members[index] if 0 <= index < len(ep.members) else -1
+
     def send(self, frm: SimNode, to_index: int, payload: bytes, at: int) -> None:
-        for to in self.by_index.get(to_index, ()):
+        for to in self.by_index.get(self._pool_index(frm, to_index), ()):
             if to.nid != frm.nid:
                 self.transmit(frm, to, payload, at)
 
@@ -758,7 +987,7 @@ class Simulator:
         return self.tx_pool[:k], body
 
     def _fetch(self, nd: SimNode, a: FetchBlock, at: int) -> None:
-        for peer in self.by_index.get(a.from_index, ()):
+        for peer in self.by_index.get(self._pool_index(nd, a.from_index), ()):
             if not peer.up or not self.linked(nd, peer):
                 continue
             found = peer.by_hash.get(a.block_hash)
@@ -800,7 +1029,8 @@ class Simulator:
         saved = self.crypto.checks
         saved_us = self.metered.cost_us if self.metered is not None else 0.0
         try:
-            verify_certificate(self.crypto, self.params.chain_id, cert, self.params.quorum)
+            ep = self.epoch_at(block.height)
+            verify_certificate(ep.crypto, self.params.chain_id, cert, ep.params.quorum)
         except AccordError as e:
             self.violations.append(
                 f"node {nd.nid} committed height {block.height} with a bad certificate: {e}"
@@ -872,31 +1102,17 @@ class Simulator:
     def _restart(self, nd: SimNode) -> None:
         if nd.crash_pending:  # never reached a persist: crash now
             nd.crash_pending = False
-        safety = None
-        if nd.persisted is not None and not self.c.amnesia:
-            value = nd.persisted + (
-                b"" if nd.persisted_block is None else nd.persisted_block.encode()
-            )
-            safety = SafetyState.decode(value, self.params.n)
-        head = (len(nd.chain), nd.chain[-1][0].hash if nd.chain else self.genesis_hash)
-        cert = nd.chain[-1][1] if nd.chain else None
-        sortition = nd.chain[-1][0].header.sortition if nd.chain else b""
-        nd.core = self.c.core_class(
-            self.params,
-            nd.signer,
-            self.crypto,
-            head=head,
-            head_cert=cert,
-            head_sortition=sortition,
-            safety=safety,
-            decode_cache=self.decode_cache,
-            tx_cache=self._tx_cache,
-        )
+        safety = self._persisted_safety(nd)
+        nd.core, nd.member, nd.ep = self._make_core(nd, nd.index, nd.chain, safety)
         nd.up = True
         nd.busy_until = self.now
         nd.exec_busy, nd.jobs_at = False, -1
         nd.jobs.clear()
-        self._schedule_tick(nd)
+        if nd.member:
+            self._schedule_tick(nd)
+        else:
+            nd.follow_at = -1
+            self._schedule_follow(nd)
 
     def _adversary_step(self) -> None:
         """Choose the partition for the next stretch of time (adaptively for 'adaptive')."""
@@ -920,7 +1136,7 @@ class Simulator:
         else:  # adaptive: split the validators locked on the most popular block from the rest
             locked: dict[bytes, list[int]] = {}
             for nd in self.nodes:
-                lk = nd.core.status().lock
+                lk = nd.core.status().lock if nd.member else None
                 if lk is not None:
                     locked.setdefault(lk.block_hash, []).append(nd.nid)
             self.rng.shuffle(ids)
