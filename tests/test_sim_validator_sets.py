@@ -177,3 +177,16 @@ def test_bad_set_configurations_are_refused() -> None:
         bad = next(nd.index for nd in sim.nodes if not nd.honest)
         trio = [bad, (bad + 1) % 4, (bad + 2) % 4]
         _sim(nodes=4, byzantine=1, strategy="equivocate", seed=0, set_changes=[(3, trio)])
+
+
+def test_the_sim_command_runs_set_changes(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from accord.cli.main import main
+
+    argv = ["sim", "--nodes", "5", "--members", "0,1,2,3", "--set-change", "5:0,1,2,3,4"]
+    assert main([*argv, "--set-change", "9:1,2,3,4", "--rounds", "14", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert data["safety_violations"] == 0 and data["committed_heights"] >= 10
+    assert main(["sim", "--nodes", "4", "--set-change", "3:0,0,1", "--json"]) != 0
+    assert "once" in capsys.readouterr().err

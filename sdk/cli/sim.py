@@ -142,12 +142,41 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--stop-at-first", action="store_true", help="--adversary: stop at the first violation"
     )
     p.add_argument(
+        "--members",
+        type=_indices,
+        default=[],
+        metavar="I,J,...",
+        help="the first validator set, as positions in the pool of --nodes (default: all)",
+    )
+    p.add_argument(
+        "--set-change",
+        type=_set_change,
+        action="append",
+        default=[],
+        metavar="H:I,J,...",
+        help="from height H on, validators I,J,... decide (repeatable; e.g. 6:0,1,2,4)",
+    )
+    p.add_argument(
         "--rows",
         metavar="FILE.jsonl",
         help="with --plot: draw these saved JSON lines of accord sim "
         "(one run per line, e.g. runs made one at a time) instead of sweeping",
     )
     p.set_defaults(func=run)
+
+
+def _indices(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of validator positions") from None
+
+
+def _set_change(text: str) -> tuple[int, list[int]]:
+    height, sep, members = text.partition(":")
+    if not sep or not height.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not HEIGHT:I,J,...")
+    return int(height), _indices(members)
 
 
 def _config(args: argparse.Namespace, nodes: int, progress: Any = None) -> Any:
@@ -179,6 +208,8 @@ def _config(args: argparse.Namespace, nodes: int, progress: Any = None) -> Any:
         tx_bytes=args.tx_bytes,
         crypto=args.crypto,
         progress=progress,
+        members=args.members,
+        set_changes=args.set_change,
     )
 
 
