@@ -29,7 +29,7 @@ from accord.ledger.application import MissingContractCode
 from accord.node.config import InstalledContract, NodeConfig
 from accord.node.hooks import installed_contracts
 
-from .support.gov import GovChain, governed_genesis, make_escrow_package, member_key
+from .support.gov import GovChain, NetworkGov, governed_genesis, make_escrow_package, member_key
 
 M0, M1, M2 = (member_key(i) for i in range(3))
 
@@ -220,10 +220,6 @@ def test_on_a_network_the_validator_lacking_an_upgrade_halts_and_the_others_go_o
     upgrade's height it halts, saying what to install; the other three (a quorum) go on."""
     import time
 
-    from accord.base.crypto.ed25519 import AccountKey
-    from accord.base.types import Tx
-    from accord.client import Client
-
     from .support.inproc import ThreadedNetwork
 
     code_dir = tmp_path / "code"
@@ -240,37 +236,11 @@ def test_on_a_network_the_validator_lacking_an_upgrade_halts_and_the_others_go_o
 
     net = ThreadedNetwork(tmp_path / "net", name="gov-deploy", prepare=install)
     try:
-        members = [AccountKey.load(net.root / f"validator-{i}" / "account.json") for i in range(3)]
-        clients = [Client(u) for u in net.urls]
-        nonces = [0, 0, 0]
-
-        def send(i: int, method: str, **args: object) -> Receipt:
-            tx = Tx.create(
-                members[i],
-                chain_id=net.genesis.chain_id,
-                contract="governance",
-                method=method,
-                args=args,  # type: ignore[arg-type]
-                nonce=nonces[i],
-                gas_limit=5_000_000,
-            )
-            nonces[i] += 1
-            h = clients[i].submit(tx)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                st = clients[i].tx(h, proof=False)
-                if st.committed and st.receipt is not None:
-                    return st.receipt
-                time.sleep(0.1)
-            raise AssertionError(f"{method} did not commit")
+        gov = NetworkGov(net, 3)
+        clients = gov.clients
 
         def vote(action: dict, activation: int | None = None) -> int:
-            r = send(0, "propose", action=action, activation=activation)
-            assert r.ok, r.error
-            send(1, "approve", proposal=r.result)
-            last = send(2, "approve", proposal=r.result)
-            assert last.result == "passed", last.error
-            return int(clients[0].query("governance", "proposal", proposal=r.result)["effective"])
+            return gov.vote(action, [0, 1, 2], activation)
 
         v1, v2 = load_class(v1_spec), load_class(v2_spec)
         with pytest.raises(AccordError, match="no contract 'escrow'"):

@@ -436,10 +436,20 @@ class SafetyState:
         )
 
     @classmethod
-    def decode(cls, data: bytes, n: int) -> SafetyState:
+    def decode(cls, data: bytes, n: int | Callable[[int], int]) -> SafetyState:
+        """``n``: the validator count the lock's aggregate was made under, or a function of
+        the lock's height giving it (the set may have changed since, rule 8)."""
         f = encoding.decode(data)
         if type(f) is not list or len(f) != 8:
             raise DecodeError("not a safety state")
+        if callable(n):
+            lock = f[6]
+            if lock is None:
+                n = 1
+            elif type(lock) is list and len(lock) > 1 and type(lock[1]) is int and lock[1] >= 0:
+                n = n(lock[1])
+            else:
+                raise DecodeError("the safety state's lock is malformed")
         return cls(
             int(f[0]),
             int(f[1]),

@@ -165,7 +165,7 @@ class CatchUp:
         ahead = {
             p: h
             for p, h in self.peer_heads.items()
-            if h > height + (0 if guard.holding else 1)
+            if h > height + (0 if guard.holding or node.driver.following else 1)
             and (p not in self._inflight or now - self._inflight[p] >= REQUEST_TIMEOUT_S)
         }
         if not ahead:

@@ -65,7 +65,7 @@ original was voting at when it stopped can complete after the release).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,12 @@ class DoubleSignGuard:
         """The highest (height, round) of our C votes adopted so far (what the persisted
         record covers while the core, not driven, still holds the restored one)."""
         self.adoptions = 0
+        self.signer_at: Callable[[int], tuple[int, int | None]] = lambda height: (
+            genesis.n,
+            index,
+        )
+        """The size of the validator set of a height and our index in it (None: not a
+        member); the driver replaces it once validator sets can change (accord.node.sets)."""
         self.started_ms = 0
         self.start_vouched = False
         """2f+1 peers' clocks have vouched for the restore boundary (see vouch_start)."""
@@ -213,7 +219,8 @@ class DoubleSignGuard:
     def judge(self, cert: Certificate, status: Status) -> Verdict:
         """Whether ``cert`` (already verified by the core) says another holder of our key
         signed; ``status`` is the core's snapshot (its record)."""
-        if self.index not in certificate_signers(cert, self.genesis.n):
+        n, me = self.signer_at(cert.height)
+        if me is None or me not in certificate_signers(cert, n):
             return Verdict.OK
         record = max((status.c_height, status.c_round), self.adopted)
         if (cert.height, cert.round) <= record:

@@ -21,6 +21,14 @@ Rules this module keeps:
 * **A certified block that does not apply is a fault or a lie, never a retry loop.** Damaged
   state halts the node; a body that does not match its certified header rebuilds the core from
   the store and fetches the block again from another peer.
+* **One core per validator set** (rule 8 of :mod:`accord.consensus.state`). The core is built
+  for the set of the height after the head (:mod:`accord.node.sets`) and told after each
+  executed block how far that set is known to decide (``SetKnown``); when the set hands over,
+  the next set's core is built at the head with the same persisted safety state. Peers are
+  numbered by the set in the core and by genesis in the transport: messages from a validator
+  outside the set are dropped. Outside the set, the node follows by certificates, each
+  checked against the set of its height, and joins again at a height of a set it is in.
+  Certified blocks beyond what the core may judge yet wait here (bounded), not in the core.
 * The core is touched only on the event loop's thread.
 """
 
@@ -37,6 +45,7 @@ from accord.base.types import Block, Certificate
 from accord.consensus import (
     SAFETY_KEY,
     BlockFetched,
+    BlsCrypto,
     BlsSigner,
     Broadcast,
     BuildBlock,
@@ -45,16 +54,20 @@ from accord.consensus import (
     Core,
     FetchBlock,
     MessageReceived,
+    Params,
     Persist,
     SafetyState,
     Send,
+    SetKnown,
     Status,
     Tick,
     TxsPending,
     ValidateBlock,
+    verify_certificate,
 )
 from accord.ledger.application import StateRootMismatch
 from accord.net.frames import Kind
+from accord.node.sets import SetView, keys_at, known_through
 from accord.node.worker import NotNext
 
 if TYPE_CHECKING:
@@ -66,6 +79,8 @@ MIN_TICK_MS = 1
 """Ticks are at least this far apart (the core ignores a tick that does not advance its clock)."""
 MAX_TICK_MS = 1_000
 """The core is ticked at least this often, whatever it says it waits for."""
+MAX_LATER = 512
+"""Certified blocks held for heights the core's set is not known to decide yet."""
 
 
 def now_ms() -> int:
@@ -83,6 +98,15 @@ class CoreDriver:
         self.core: Core | None = None
         self._last_tick_ms = 0
         self._tick_handle: asyncio.TimerHandle | None = None
+        self.view: SetView | None = None
+        """The set the core runs (None before start); ``view.me`` None: following."""
+        self._later: dict[int, tuple[Block, Certificate]] = {}
+        self._governed = False  # the chain can change its set (it runs the governance contract)
+
+    @property
+    def following(self) -> bool:
+        """Outside the validator set of the next height: following by certificates."""
+        return self.view is not None and self.view.me is None
 
     # --- the core's life ------------------------------------------------------------------
 
@@ -93,17 +117,56 @@ class CoreDriver:
         node = self.node
         assert node.chain is not None and node.mempool is not None and node.store is not None
         height, head_hash = node.chain.head()
+        genesis_keys = node.genesis.validator_keys()
+        # Only the governance contract changes the set; without it genesis's set decides
+        # every height and the core runs unbounded, as before sets could change.
+        self._governed = any(c.name == "governance" for c in node.genesis.contracts)
+        keys = keys_at(node.chain, height + 1) if self._governed else tuple(genesis_keys)
+        view = SetView.of(keys, genesis_keys, genesis_keys[node.index])
+        if self.view is not None and view.keys != self.view.keys:
+            log.warning(
+                "%s: validator set of %d from height %d%s",
+                node.name,
+                len(keys),
+                height + 1,
+                "" if view.me is not None else ": not a member, following by certificates",
+            )
+        self.view = view
+        if self._governed:
+            node.double_sign.signer_at = self._signer_at
+        self._later = {h: bc for h, bc in self._later.items() if h > height}
         raw = node.store.get_safety(SAFETY_KEY)
-        safety = SafetyState.decode(raw, node.genesis.n) if raw is not None else None
-        self.core = Core.from_genesis(
-            node.genesis,
-            BlsSigner(node.index, self._secret),
+        safety = (
+            None
+            if raw is None
+            else SafetyState.decode(raw, lambda h: self._signer_at(h)[0])
+            if self._governed
+            else SafetyState.decode(raw, node.genesis.n)
+        )
+        if safety is not None and safety.lock is not None and safety.lock.height <= height:
+            safety.lock, safety.lock_block = None, None  # of a decided height, maybe another set
+        if view.me is None:
+            self.core = None
+            node.meters.height.set(height)
+            return
+        through, final = (
+            known_through(node.chain, height, keys) if self._governed else (None, False)
+        )
+        params = Params.from_genesis(node.genesis, n=len(keys))
+        crypto = BlsCrypto(keys, checked=True)  # genesis and governance checked every PoP
+        self.core = Core(
+            params,
+            BlsSigner(view.me, self._secret),
+            crypto,
             head=(height, head_hash),
             head_cert=node.store.get_certificate(height),
             head_sortition=self._head_sortition(height),
             safety=safety,
             tx_cache=node.mempool.get,
+            through=through,
         )
+        if final and through is not None:
+            self.core.handle(SetKnown(through, final=True))
         node.meters.height.set(height)
         if node.running:
             self.tick()
@@ -141,7 +204,19 @@ class CoreDriver:
     def step(self, event: Any) -> None:
         """Feed one event to the core and perform its actions in order."""
         node, core = self.node, self.core
-        if not node.running or core is None or node.fault is not None:
+        if not node.running or node.fault is not None:
+            return
+        if isinstance(event, MessageReceived):
+            frm = None if self.view is None else self.view.from_transport.get(event.from_index)
+            if frm is None:
+                return  # not a validator of this set: nothing it says counts here
+            event = MessageReceived(frm, event.payload)
+        if isinstance(event, BlockFetched) and event.certificate is not None:
+            through = None if core is None else core.status().through
+            if core is None or (through is not None and event.block.height > through):
+                self._hold_or_follow(event.block, event.certificate)
+                return
+        if core is None:
             return
         if node.ops.syncing or (node.ops.deciding and isinstance(event, MessageReceived)):
             return  # see accord.node.statesync: the core waits while a snapshot may be installed
@@ -206,7 +281,7 @@ class CoreDriver:
         elif isinstance(action, Broadcast):
             node.transport.broadcast(Kind.CONSENSUS, action.payload)
         elif isinstance(action, Send):
-            node.transport.send(action.to_index, Kind.CONSENSUS, action.payload)
+            node.transport.send(self._peer(action.to_index), Kind.CONSENSUS, action.payload)
         elif isinstance(action, BuildBlock):
             node.worker.build(action)
         elif isinstance(action, ValidateBlock):
@@ -217,15 +292,16 @@ class CoreDriver:
         elif isinstance(action, Commit):
             spawn(self._commit(action.block, action.certificate))
         elif isinstance(action, FetchBlock):
-            spawn(node.catchup.fetch(action.from_index, ["hash", action.block_hash]))
+            spawn(node.catchup.fetch(self._peer(action.from_index), ["hash", action.block_hash]))
         else:  # pragma: no cover - the core's action set is closed
             log.error("unknown action %r", action)
 
     async def _commit(self, block: Block, cert: Certificate) -> None:
         node, core = self.node, self.core
-        assert core is not None
         guard = node.double_sign
-        fault = guard.check(cert, core.status(), node.store)  # may adopt
+        # Following (no core): the block's set does not hold our key, so no certificate of
+        # it can carry a vote of ours (the check judges by the set of the height).
+        fault = None if core is None else guard.check(cert, core.status(), node.store)
         if fault is None and guard.holding:
             fault = guard.check_clock(block.header.time_ms, now_ms(), node.catchup.peer_clocks())
         if fault is not None:
@@ -252,6 +328,7 @@ class CoreDriver:
         if receipts is None:
             return
         node.committed(block, receipts)
+        self._after_executed()
         # A restored folder's hold ends with the network's newest block, proposed after the
         # original stopped, and peers' clocks that vouch for this one (accord.node.doublesign);
         # not while more commits wait: the core restarts at the head.
@@ -261,6 +338,102 @@ class CoreDriver:
             if guard.ends_hold(block.header.round, block.height, heads, clocks, now):
                 guard.release(node.store, now, clocks)
                 self.restart()
+
+    # --- validator sets -----------------------------------------------------------------
+
+    def _signer_at(self, height: int) -> tuple[int, int | None]:
+        node = self.node
+        assert node.chain is not None
+        keys = keys_at(node.chain, height)
+        own = node.genesis.validator_keys()[node.index]
+        return len(keys), keys.index(own) if own in keys else None
+
+    def _peer(self, index: int) -> int:
+        """A core's index of a peer, as the transport's."""
+        view = self.view
+        return index if view is None else view.to_transport[index]
+
+    def _after_executed(self) -> None:
+        """A block was executed: tell the core how far its set is known now, build the next
+        set's core once it handed over, and give the core the held blocks it may judge."""
+        node, core = self.node, self.core
+        if not self._governed or node.chain is None or node.fault is not None:
+            return
+        head, _ = node.chain.head()
+        if core is None:
+            if keys_at(node.chain, head + 1) != (self.view.keys if self.view else ()):
+                self.restart()  # the set changes: a member again, maybe
+            self._release_later()
+            return
+        if node.worker.commits_waiting:
+            return  # the head is behind the core: judged when the last one lands
+        st = core.status()
+        if st.done:
+            self.restart()
+        elif st.through is not None and st.height > head:
+            assert self.view is not None
+            through, final = known_through(node.chain, head, self.view.keys)
+            for action in core.handle(SetKnown(through, final)):
+                self._perform(action)
+            self.arm()
+            if core.status().done:
+                self.restart()
+        self._release_later()
+
+    def _hold_or_follow(self, block: Block, cert: Certificate) -> None:
+        """A certified block the core may not judge yet (beyond its set's known heights), or
+        one for a node outside the set: held until its set is known, then checked against it."""
+        node = self.node
+        assert node.chain is not None
+        head, _ = node.chain.head()
+        if block.height <= head or block.height in self._later:
+            return
+        if len(self._later) >= MAX_LATER:
+            top = max(self._later)
+            if block.height > top:
+                return
+            del self._later[top]
+        self._later[block.height] = (block, cert)
+        self._release_later()
+
+    def _release_later(self) -> None:
+        node, core = self.node, self.core
+        if node.chain is None or not self._later:
+            return
+        head, _ = node.chain.head()
+        for h in sorted(self._later):
+            if h <= head:
+                del self._later[h]
+                continue
+            if core is not None:
+                through = core.status().through
+                if through is not None and h > through:
+                    return
+                block, cert = self._later.pop(h)
+                self.step(BlockFetched(block, cert))
+                continue
+            if h != head + 1 or node.worker.commits_waiting:
+                return  # a follower applies in order, once the last one landed
+            block, cert = self._later.pop(h)
+            self._follow(block, cert)
+            return
+
+    def _follow(self, block: Block, cert: Certificate) -> None:
+        """Outside the set: commit ``block`` if ``cert`` is a quorum of the set of its height."""
+        node = self.node
+        assert node.chain is not None
+        keys = keys_at(node.chain, block.height)
+        try:
+            if cert.block_hash != block.hash or cert.height != block.height:
+                raise AccordError("the certificate is not this block's")
+            verify_certificate(
+                list(keys), node.genesis.chain_id, cert, len(keys) - (len(keys) - 1) // 3
+            )
+        except AccordError as e:
+            node.meters.bad_msgs.inc(kind="certificate")
+            log.info("%s: a block %d to follow is refused: %s", node.name, block.height, e)
+            return
+        spawn(self._commit(block, cert))
 
     def _bad_body(self, block: Block, error: AccordError) -> None:
         """A certified block did not apply: its header is genuine (the core checked the

@@ -142,3 +142,51 @@ def make_escrow_package(root: Path, package: str, *, version: int, fee: int = 0)
     (d / "rules.py").write_text(ESCROW_RULES.format(version=version, fee=fee))
     (d / "escrow.py").write_text(ESCROW_MAIN.format(package=package))
     return f"{package}.escrow:Escrow"
+
+
+class NetworkGov:
+    """Governance transactions sent to a running in-process network (tests.support.inproc),
+    one member per validator folder, each waited for until it commits."""
+
+    def __init__(self, net: Any, members: int) -> None:
+        from accord.client import Client
+
+        self.net = net
+        self.keys = [
+            AccountKey.load(net.root / f"validator-{i}" / "account.json") for i in range(members)
+        ]
+        self.clients = [Client(u) for u in net.urls]
+        self.nonces = [0] * members
+
+    def send(self, i: int, method: str, **args: Any) -> Receipt:
+        import time
+
+        tx = Tx.create(
+            self.keys[i],
+            chain_id=self.net.genesis.chain_id,
+            contract="governance",
+            method=method,
+            args=args,
+            nonce=self.nonces[i],
+            gas_limit=5_000_000,
+        )
+        self.nonces[i] += 1
+        h = self.clients[i].submit(tx)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            st = self.clients[i].tx(h, proof=False)
+            if st.committed and st.receipt is not None:
+                return st.receipt
+            time.sleep(0.1)
+        raise AssertionError(f"{method} did not commit")
+
+    def vote(self, action: dict[str, Any], voters: list[int], activation: int | None = None) -> int:
+        """Propose with the first voter, approve with the rest; the height it takes effect."""
+        r = self.send(voters[0], "propose", action=action, activation=activation)
+        assert r.ok, r.error
+        last = r
+        for i in voters[1:]:
+            last = self.send(i, "approve", proposal=r.result)
+        assert last.result == "passed", last.error
+        doc = self.clients[voters[0]].query("governance", "proposal", proposal=r.result)
+        return int(doc["effective"])
