@@ -100,17 +100,6 @@ class NodeOps:
 
     # --- life cycle ---------------------------------------------------------------------
 
-    def recover(self, store: Any) -> None:
-        """At start, before the chain opens the store: drop a snapshot install a crash cut off."""
-        height = store.installing()
-        if height is not None:
-            log.warning(
-                "%s: dropping a state snapshot install of height %d that did not finish",
-                self.node.name,
-                height,
-            )
-            store.abort_install()
-
     def start(self) -> None:
         node = self.node
         assert node.chain is not None
@@ -311,7 +300,7 @@ class NodeOps:
                     raise SnapshotInvalid(
                         f"manifest of height {manifest.height}, asked for {height}"
                     )
-                await asyncio.to_thread(verify_manifest, manifest, node._verify_cert)
+                await asyncio.to_thread(verify_manifest, manifest, node.verify_cert)
             except SnapshotInvalid as e:
                 self._refuse(peer, "manifest", e)
                 continue
