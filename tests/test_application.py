@@ -8,6 +8,8 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import pytest
+
 from accord.base.crypto.ed25519 import AccountKey
 from accord.base.genesis import ContractEntry
 from accord.base.types import Tx
@@ -80,3 +82,81 @@ def test_a_query_runs_at_the_heads_height_and_time(tmp_path: Path) -> None:
     block = chain.build([tx], round=5, time_ms=t)
     chain.commit(block, None)
     assert chain.query("clock", "now", {}) == [1, t]
+
+
+def test_a_ledger_that_is_not_a_chain_implements_the_whole_protocol() -> None:
+    """The notary of tests/support/notary.py (which the state sync tests run nodes on) is held
+    to the same signatures as the Chain, so it is a second implementation, not a lookalike."""
+    from .support.notary import Notary
+
+    for name in _protocol_methods():
+        want, have = getattr(Application, name), getattr(Notary, name)
+        if isinstance(want, property):
+            assert isinstance(have, property), name
+            continue
+        assert list(inspect.signature(want).parameters) == list(
+            inspect.signature(have).parameters
+        ), name
+
+
+def _certified_chain(tmp_path: Path, name: str) -> tuple[Chain, list[Tx]]:
+    from accord.base.crypto import bls
+    from accord.benches.light import certify
+
+    g = make_genesis(1, balances={ALICE.address.hex(): 100}, contracts=builtin_contract_entries())
+    chain = Chain(g, Store(tmp_path / name, sync=False), Runtime(g))
+    txs = []
+    for nonce in range(3):
+        tx = Tx.create(
+            ALICE,
+            chain_id=g.chain_id,
+            contract="token",
+            method="transfer",
+            args={"to": bytes(20), "amount": 1 + nonce},
+            nonce=nonce,
+        )
+        block = chain.build([tx], round=nonce, time_ms=g.genesis_time_ms + nonce)
+        chain.commit(block, certify(block.header, [bls.demo_secret("v0")], [0], round=nonce))
+        txs.append(tx)
+    return chain, txs
+
+
+def test_the_chain_exports_a_snapshot_another_chain_imports(tmp_path: Path) -> None:
+    """Through the protocol's calls only: the importer ends at the exporter's head with its
+    state (queries and nonces answer as there), its base at the snapshot; an import abandoned
+    part-way leaves no head until genesis is recommitted, which a chain with blocks refuses."""
+    from accord.base.errors import AccordError, Unavailable
+    from accord.storage import snapshot
+
+    source, _ = _certified_chain(tmp_path, "source")
+    app: Application = source
+    manifest = app.export_snapshot(tmp_path / "snaps")
+    assert manifest.height == 3 and snapshot.available(tmp_path / "snaps") == [3]
+
+    g = source.genesis
+    target: Application = Chain(g, Store(tmp_path / "target", sync=False), Runtime(g))
+    chunks = [
+        snapshot.verify_chunk(cell, snapshot.read_chunk(tmp_path / "snaps", 3, i) or b"", 3)
+        for i, cell in enumerate(manifest.cells)
+    ]
+    abandoned = target.import_snapshot(manifest)
+    abandoned.begin()
+    abandoned.add(0, chunks[0])
+    abandoned.abort()
+    with pytest.raises(Unavailable):
+        target.head()
+    target.recommit_genesis()
+    assert target.head()[0] == 0
+    with pytest.raises(AccordError):
+        target.recommit_genesis()  # never over blocks
+
+    imp = target.import_snapshot(manifest)
+    imp.begin()
+    for i, chunk in reversed(list(enumerate(chunks))):
+        imp.add(i, chunk)
+    imp.finish()
+    assert target.head() == source.head() and target.base() == 3
+    assert target.head_header().state_root == source.head_header().state_root
+    assert target.nonce_of(ALICE.address) == 3
+    args = {"account": ALICE.address}
+    assert target.query("token", "balance_of", args) == source.query("token", "balance_of", args)

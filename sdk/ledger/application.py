@@ -4,7 +4,10 @@ Consensus decides *which* block comes next; the application decides what a block
 The node drives an :class:`Application` and nothing else of the ledger: it asks for a
 candidate block when its core wants to propose (``build``), for a verdict on a proposal before
 its core may vote (``check_time`` then ``validate``), to apply a decided block (``commit``),
-and for read-only answers (``query``, ``nonce_of``). :class:`accord.ledger.chain.Chain` is the
+for read-only answers (``query``, ``nonce_of``), and, for state sync, to export its state as a
+snapshot, import a verified one and start over from genesis when an import is abandoned
+(``export_snapshot``, ``import_snapshot``, ``recommit_genesis``, with ``base`` and ``prune``
+for what it keeps). :class:`accord.ledger.chain.Chain` is the
 implementation (tests/test_application.py holds it to this protocol); another ledger (a
 different state machine behind the same consensus) implements these methods and nothing more.
 
@@ -24,7 +27,8 @@ Rules an implementation keeps:
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Sequence
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from accord.base.encoding import Value
 from accord.base.errors import AccordError
@@ -32,12 +36,16 @@ from accord.base.types import Block, Certificate, Header, Receipt, Tx
 from accord.contracts.runtime import ExecutionInterrupted
 from accord.ledger.schedule import Schedule
 
+if TYPE_CHECKING:
+    from accord.storage.snapshot import Chunk, Manifest
+
 __all__ = [
     "Application",
     "Executed",
     "ExecutionInterrupted",
     "InvalidProposal",
     "MissingContractCode",
+    "SnapshotImport",
     "StateRootMismatch",
 ]
 
@@ -68,6 +76,25 @@ class Executed(Protocol):
 
     @property
     def gas_used(self) -> int: ...
+
+
+class SnapshotImport(Protocol):
+    """A snapshot being imported (:meth:`Application.import_snapshot`): chunks already verified
+    against the manifest go in, in any order; nothing is the application's state until
+    :meth:`finish`, which refuses (changing nothing) unless every chunk is in and they
+    recombine to the manifest's state root. :meth:`abort` drops what went in; the application
+    then has no head until :meth:`Application.recommit_genesis`."""
+
+    def begin(self) -> None:
+        """Empty the state (and the blocks) to take the snapshot; a crash from here on is
+        seen at the next start, which drops the import."""
+        ...
+
+    def add(self, index: int, chunk: Chunk) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 @runtime_checkable
@@ -144,4 +171,34 @@ class Application(Protocol):
     def mismatch_counts(self) -> dict[str, int]:
         """Proposals refused for a tx-root or state-root mismatch, by reason and by the
         contract of the transaction suspected (for metrics); safe from any thread."""
+        ...
+
+    # --- state snapshots, for state sync (accord.node.statesync) -------------------------
+
+    def base(self) -> int:
+        """The lowest height whose block and state this application keeps (0 unless pruned
+        or started from a snapshot)."""
+        ...
+
+    def prune(self, keep: int) -> int:
+        """Drop blocks and state below the last ``keep`` heights; return the new base."""
+        ...
+
+    def export_snapshot(
+        self, out_dir: Path, *, progress: Callable[[int, int], None] | None = None
+    ) -> Manifest:
+        """Write a snapshot of the head's state under ``out_dir/<height>`` (complete or not
+        at all), in the format :mod:`accord.storage.snapshot` defines and verifies: cells
+        that recombine to the head's state root. The head must be certified. Reads one
+        consistent view, so commits may go on meanwhile (it is called off the chain
+        thread); ``progress(done, total)`` may raise to stop it."""
+        ...
+
+    def import_snapshot(self, manifest: Manifest) -> SnapshotImport:
+        """Prepare to install a manifest the caller verified (certificate and recombined
+        root); nothing changes before the import's ``begin``."""
+        ...
+
+    def recommit_genesis(self) -> None:
+        """Start over at genesis after an abandoned import (its ``abort`` left no head)."""
         ...

@@ -43,9 +43,13 @@ from accord.ledger.application import InvalidProposal, MissingContractCode, Stat
 from accord.ledger.blocktime import block_time_error
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from accord.contracts.runtime import Runtime
+    from accord.ledger.application import SnapshotImport
     from accord.ledger.schedule import Schedule
     from accord.storage import StateUpdate, Store
+    from accord.storage.snapshot import Chunk, Manifest
 
 GENESIS_HASH_KEY = b"genesis_hash"
 
@@ -640,3 +644,68 @@ class Chain:
         if block is None:
             raise ValidationError(f"no block at height {height}")
         return block, self.store.get_certificate(height)
+
+    # --- state snapshots (state sync) -----------------------------------------------------
+
+    def base(self) -> int:
+        return self.store.base()
+
+    def prune(self, keep: int) -> int:
+        return self.store.prune(keep)
+
+    def export_snapshot(
+        self, out_dir: Path, *, progress: Callable[[int, int], None] | None = None
+    ) -> Manifest:
+        from accord.storage import snapshot
+
+        return snapshot.build(self.store, out_dir, progress=progress)
+
+    def import_snapshot(self, manifest: Manifest) -> SnapshotImport:
+        return _ChainImport(self, manifest)
+
+    def recommit_genesis(self) -> None:
+        """Genesis again, on the store an abandoned import emptied; refused on a store that
+        holds blocks (that would fork this node's own chain)."""
+        with self._lock:
+            if self.store.head() is not None:
+                raise AccordError("the store holds blocks: genesis is not written over them")
+            self._results.clear()
+            self.commit_genesis()
+            self._code_entries = None
+            self.check_code()
+
+
+class _ChainImport:
+    """A snapshot import into the chain's store (:class:`accord.storage.snapshot.Installer`),
+    under the chain's lock, that forgets what the chain executed on the state it replaces
+    and, once finished, checks the code the imported state schedules (as after a commit)."""
+
+    def __init__(self, chain: Chain, manifest: Manifest) -> None:
+        from accord.storage.snapshot import Installer
+
+        self._chain = chain
+        self._installer = Installer(chain.store, manifest)
+
+    def begin(self) -> None:
+        with self._chain._lock:
+            self._chain._results.clear()
+            self._installer.begin()
+
+    def add(self, index: int, chunk: Chunk) -> None:
+        self._installer.add(index, chunk)
+
+    def finish(self) -> None:
+        chain = self._chain
+        with chain._lock:
+            self._installer.finish()
+            chain._results.clear()
+            chain._code_entries = None
+            try:
+                chain.check_code()
+            except AccordError as e:  # as after a commit: the next block's execution says so
+                log.error("after the snapshot import: %s", e.message)
+
+    def abort(self) -> None:
+        with self._chain._lock:
+            self._installer.abort()
+            self._chain._results.clear()

@@ -12,17 +12,20 @@ A :class:`Node` runs inside its host application's asyncio loop (``await node.st
   shedding, the signature-check thread;
 * **catch-up** (:mod:`accord.node.catchup`), **state sync, snapshots and pruning**
   (:mod:`accord.node.statesync`), the **double-sign guard** (:mod:`accord.node.doublesign`);
-* the **block feed** for the embedding application (:mod:`accord.node.feed`), the contracts'
-  **hooks** (:mod:`accord.node.hooks`), **background-thread mode** (:mod:`accord.node.background`);
-* the **transport** to the other validators (:mod:`accord.net`), the **client API** and the
-  metrics registry.
+* opening the **ledger** (:mod:`accord.node.ledger`: store, application, mempool, checked),
+  the **reads** its host and API make from any thread (:mod:`accord.node.reads`), the **block
+  feed** (:mod:`accord.node.feed`), the contracts' **hooks** (:mod:`accord.node.hooks`),
+  **background-thread mode** (:mod:`accord.node.background`), peers' frames to their part
+  (:mod:`accord.node.inbox`), its **metrics**
+  (:mod:`accord.node.metrics`) and **listeners** (:mod:`accord.node.listen`);
+* the **transport** to the other validators (:mod:`accord.net`) and the **client API**.
 
 Rules this module keeps:
 
 * **One process per folder**: the data folder is locked before anything is opened, and a start
   that fails part-way closes what it opened and releases the lock.
-* **Nothing is served or signed from a damaged folder**: the head header, its certificate, the
-  block and the state root are checked at start; a fault found later halts the node
+* **Nothing is served or signed from a damaged folder**: checked as the ledger opens (see
+  :mod:`accord.node.ledger`); a fault found later halts the node
   (:meth:`Node.fail`), which then reports unhealthy instead of looping.
 * **A clean stop finishes the commit in flight** before LMDB is closed and the lock released.
 * The node talks to the ledger only through the
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -41,25 +45,16 @@ from typing import Any, TypeVar
 
 from accord.base.crypto import bls
 from accord.base.encoding import Value
-from accord.base.errors import (
-    AccordError,
-    DecodeError,
-    ValidationError,
-)
+from accord.base.errors import AccordError, ValidationError
 from accord.base.genesis import Genesis
 from accord.base.keys import load_validator_key
 from accord.base.metrics import Registry
-from accord.base.types import Block, Certificate, Event, Receipt, Tx
-from accord.consensus import (
-    Core,
-    MessageReceived,
-    verify_certificate,
-)
+from accord.base.types import Block, Event, Receipt, Tx
+from accord.consensus import Core
 from accord.ledger.application import Application
-from accord.ledger.chain import Chain
 from accord.ledger.mempool import Mempool
-from accord.net.frames import Kind
 from accord.net.transport import NetConfig, Transport
+from accord.node import inbox, reads
 from accord.node.admission import Admission
 from accord.node.api import ApiConfig, ApiServer
 from accord.node.background import BackgroundThread
@@ -68,7 +63,7 @@ from accord.node.config import NodeConfig
 from accord.node.doublesign import DoubleSignGuard
 from accord.node.driver import CoreDriver, now_ms
 from accord.node.feed import BlockFeed, Subscription
-from accord.node.hooks import runtime_hooks
+from accord.node.ledger import OpenApplication, certificate_checker, open_ledger
 from accord.node.listen import link_config, listen
 from accord.node.metrics import NodeMetrics
 from accord.node.statesync import NodeOps
@@ -100,6 +95,7 @@ class Node:
         backlog_rounds: int = 3,
         verify_off_loop: int = 32,
         allow_insecure_zk: bool | None = None,
+        application: OpenApplication | None = None,
     ) -> None:
         genesis.check()
         config.check_genesis(genesis)  # node.json's pinned genesis hash, if any
@@ -119,7 +115,11 @@ class Node:
         self._secret = secret
         self._api_config = api_config
         self._net_config = net_config
-        self._contracts = contracts
+        self.contracts = contracts
+        """Contract classes by name for the default Chain's runtime (None: the built-ins)."""
+        self._application = application
+        """Builds the ledger on the open store (None: a Chain; see :mod:`accord.node.ledger`)."""
+        self.verify_cert = certificate_checker(genesis)
         self._addresses = addresses
         self.driver = CoreDriver(self, secret, tick_ms)
         """Feeds the core and carries out its actions (see :mod:`accord.node.driver`)."""
@@ -210,39 +210,10 @@ class Node:
             raise
 
     async def _start(self, data: Path) -> None:
-        from accord.contracts.runtime import Runtime
-        from accord.storage import Store
-        from accord.storage.verify import StorageDamaged, check_head
-
         self._loop = asyncio.get_running_loop()
         self.admission.open()
-        self.store = Store(data, sync=self.config.sync)
-        self.ops.recover(self.store)
-        self.double_sign.open(data, self._now_ms())  # a restored folder holds: no votes yet
-        hooks = runtime_hooks(
-            self.genesis,
-            self.config,
-            self.home,
-            name=self.name,
-            allow_insecure_zk=self.allow_insecure_zk,
-        )
-        runtime = Runtime(self.genesis, self._contracts, **hooks)
-        self.chain = Chain(self.genesis, self.store, runtime)
-        # Before anything is served or signed: the head header, its certificate, the block
-        # and the state root must agree (a damaged folder stops here, with what is wrong).
-        try:
-            check_head(self.store, self._verify_cert)
-        except StorageDamaged as e:
-            raise StorageDamaged(
-                f"{data}: {e.message}; run `accord node {self.home} --verify`, then restore "
-                f"the folder from a backup or start from an empty data folder to catch up"
-            ) from None
-        self.mempool = Mempool(
-            self.genesis.chain_id,
-            self.chain.nonce_of,
-            max_txs=self.config.mempool_size,
-            max_gas=self.genesis.consensus.max_block_gas,
-        )
+        ledger = open_ledger(self, data, self._application)  # checked: a damaged folder stops
+        self.store, self.chain, self.mempool = ledger.store, ledger.chain, ledger.mempool
         self.worker.open(self.chain, self.mempool, self._loop)
         height, _ = self.chain.head()
         self.driver.restart()
@@ -256,7 +227,7 @@ class Node:
             addresses=self._addresses,
             config=link_config(self.name, self.config, self.home, self._net_config),
             metrics=self.metrics,
-            on_message=self._on_message,
+            on_message=functools.partial(inbox.on_message, self),
             on_peer=self.catchup.on_peer,
             on_request=self.catchup.serve,
         )
@@ -299,11 +270,6 @@ class Node:
         if self._folder_lock is not None:
             self._folder_lock.release()
             self._folder_lock = None
-
-    def _verify_cert(self, cert: Certificate) -> None:
-        verify_certificate(
-            self.genesis.validator_keys(), self.genesis.chain_id, cert, self.genesis.quorum
-        )
 
     @property
     def healthy(self) -> bool:
@@ -379,19 +345,7 @@ class Node:
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the node's loop thread and return its result (from any thread)."""
-        loop = self._loop
-        if loop is None or not self.running:
-            raise AccordError("node is not running")
-        try:
-            if asyncio.get_running_loop() is loop:
-                return fn()
-        except RuntimeError:
-            pass
-
-        async def run() -> T:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), loop).result()
+        return reads.call_on_loop(self._loop if self.running else None, fn)
 
     # --- the application interface (NodeView for the API) -------------------------------
 
@@ -409,21 +363,7 @@ class Node:
         return self.mempool is not None and self.mempool.contains(tx_hash)
 
     def status(self) -> dict[str, Any]:
-        head = self.store.head() if self.store is not None else None
-        return {
-            "name": self.name,
-            "index": self.index,
-            "chain_id": self.genesis.chain_id,
-            "height": head[0] if head else 0,
-            "head_hash": head[1].hex() if head else "",
-            "round": self.core.status().round if self.core is not None else -1,
-            "peers": self.transport.peers() if self.transport is not None else [],
-            "mempool": len(self.mempool) if self.mempool is not None else 0,
-            "running": self.running and self.fault is None,
-            "healthy": self.fault is None,
-            "fault": self.fault,
-            "holding": self.double_sign.holding,
-        }
+        return reads.status(self)
 
     def subscribe(self) -> Subscription:
         return self.feed.subscribe()
@@ -438,16 +378,9 @@ class Node:
         return self.feed.events(contract)
 
     def query(self, contract: str, method: str, args: dict[str, Value]) -> Value:
-        """A read-only contract call on committed state; every state value it reads is checked
-        by a Merkle proof against the state root (a damaged value is an error, not an answer)."""
-        from accord.storage.verify import StorageDamaged
-
-        assert self.chain is not None
-        try:
-            return self.chain.query(contract, method, args)
-        except StorageDamaged as e:
-            self.fail(f"storage damaged: {e.message}")
-            raise
+        """A read-only contract call on committed state, every value checked against the state
+        root (a damaged value halts the node and is an error, not an answer)."""
+        return reads.query(self, contract, method, args)
 
     def next_nonce(self, address: bytes) -> int:
         """The nonce the account's next transaction must carry here (pending ones counted)."""
@@ -457,9 +390,6 @@ class Node:
 
     # --- what the driver hands back -------------------------------------------------------
 
-    def _now_ms(self) -> int:
-        return now_ms()
-
     def committed(self, block: Block, receipts: list[Receipt]) -> None:
         """A block is committed here: settle the mempool, metrics, subscribers, pruning."""
         assert self.mempool is not None
@@ -467,22 +397,3 @@ class Node:
         self.meters.committed(block, self.admission.submitted_at)
         self.feed.publish(block, receipts)
         self.ops.after_commit(block.height)
-
-    # --- messages from peers ------------------------------------------------------------
-
-    async def _on_message(self, frm: int, kind: Kind, payload: Value) -> None:
-        """Handle one frame from a peer. Never awaits: it runs in the peer's read loop."""
-        try:
-            if kind == Kind.CONSENSUS:
-                if type(payload) is not bytes:
-                    raise DecodeError("consensus payload must be bytes")
-                self.driver.step(MessageReceived(frm, payload))
-            elif kind == Kind.TX_BATCH:
-                self.admission.on_txs(payload)
-            elif kind == Kind.STATUS:
-                self.catchup.on_status(frm, payload)
-            else:  # catch-up goes through request/on_request; anything else is unexpected here
-                raise DecodeError(f"unexpected {kind.name} frame")
-        except AccordError as e:
-            self.meters.bad_msgs.inc(kind=kind.name.lower())
-            log.info("%s: bad %s from validator %d: %s", self.name, kind.name, frm, e)

@@ -7,7 +7,7 @@ and its chunks from all of them. Nothing a peer sends is believed: the manifest 
 certificate of a quorum of the genesis validators on its block and recombine to that block's
 state root, each chunk must rebuild to the hash its cell names. A peer that sends anything
 else is counted (``accord_statesync_refused_total``), asked last, and the manifest or chunk is
-asked from another peer. Only verified chunks are written, and the install becomes the store's
+asked from another peer. Only verified chunks are written, and the install becomes the ledger's
 state in one final transaction; if no peer can give a verified snapshot, the half-installed
 state is dropped and the node replays blocks from genesis as before. Once installed, the core
 is rebuilt at the snapshot's height and ordinary catch-up fetches the blocks after it.
@@ -22,6 +22,11 @@ block by block meanwhile (a network that starts together decides at once: no pee
 read transaction: commits go on), and the last ``snapshot_keep`` are kept in
 ``<data>/snapshots``. **Pruning** (``prune_keep``) runs on the chain thread after commits,
 every :data:`PRUNE_EVERY` blocks.
+
+This module reaches the ledger only through the
+:class:`~accord.ledger.application.Application` protocol (``export_snapshot``,
+``import_snapshot``, ``recommit_genesis``, ``prune``, ``base``): any application that
+exports and imports :mod:`accord.storage.snapshot`'s format can be synced.
 """
 
 from __future__ import annotations
@@ -95,22 +100,11 @@ class NodeOps:
 
     # --- life cycle ---------------------------------------------------------------------
 
-    def recover(self, store: Any) -> None:
-        """At start, before the chain opens the store: drop a snapshot install a crash cut off."""
-        height = store.installing()
-        if height is not None:
-            log.warning(
-                "%s: dropping a state snapshot install of height %d that did not finish",
-                self.node.name,
-                height,
-            )
-            store.abort_install()
-        self.m_base.set(store.base())
-
     def start(self) -> None:
         node = self.node
         assert node.chain is not None
         self._stopping = False
+        self.m_base.set(node.chain.base())
         if node.config.state_sync and node.chain.head()[0] == 0:
             self.deciding = True
             self._task = asyncio.create_task(self._run(), name=f"{node.name}-statesync")
@@ -148,9 +142,10 @@ class NodeOps:
             spawn(self._prune(config.prune_keep))
 
     async def _prune(self, keep: int) -> None:
-        store = self.node.store
+        chain = self.node.chain
+        assert chain is not None
         try:
-            base = await self.node.worker.run(lambda: store.prune(keep), "prune")
+            base = await self.node.worker.run(lambda: chain.prune(keep), "prune")
         except AccordError as e:
             log.error("%s: pruning failed: %s", self.node.name, e)
             return
@@ -159,13 +154,16 @@ class NodeOps:
     def _build(self) -> None:
         from accord.storage import snapshot
 
+        chain = self.node.chain
+        assert chain is not None
+
         def progress(done: int, total: int) -> None:
             if self._stopping:
                 raise _Stopping
 
         t0 = time.monotonic()
         try:
-            manifest = snapshot.build(self.node.store, self.dir, progress=progress)
+            manifest = chain.export_snapshot(self.dir, progress=progress)
             snapshot.keep_latest(self.dir, self.node.config.snapshot_keep)
             self.m_built.inc()
             log.info(
@@ -302,7 +300,7 @@ class NodeOps:
                     raise SnapshotInvalid(
                         f"manifest of height {manifest.height}, asked for {height}"
                     )
-                await asyncio.to_thread(verify_manifest, manifest, node._verify_cert)
+                await asyncio.to_thread(verify_manifest, manifest, node.verify_cert)
             except SnapshotInvalid as e:
                 self._refuse(peer, "manifest", e)
                 continue
@@ -310,9 +308,9 @@ class NodeOps:
         return None
 
     async def _sync_to(self, height: int, peers: list[int]) -> bool:
-        from accord.storage.snapshot import Installer
-
         node = self.node
+        chain = node.chain
+        assert chain is not None
         got = await self._manifest(height, peers)
         if got is None:
             return False
@@ -327,7 +325,7 @@ class NodeOps:
         )
         t0 = time.monotonic()
         self.syncing = True
-        installer = Installer(node.store, manifest)
+        installer = chain.import_snapshot(manifest)
         await node.worker.run(installer.begin, "statesync")
         bar = _Bar(manifest.entries, f"state sync to height {height}")
         try:
@@ -356,7 +354,7 @@ class NodeOps:
         except BaseException as e:
             bar.close()
             await node.worker.run(installer.abort, "statesync")
-            await node.worker.run(self._recommit_genesis, "statesync")
+            await node.worker.run(chain.recommit_genesis, "statesync")
             if isinstance(e, _NoPeer):
                 log.warning("%s: state sync to height %d abandoned: %s", node.name, height, e)
                 return False
@@ -372,16 +370,6 @@ class NodeOps:
         node.driver.restart()
         self.m_base.set(height)
         return True
-
-    def _recommit_genesis(self) -> None:
-        """After an abandoned install (the store was emptied for the snapshot): genesis again.
-        Snapshots are of the :class:`~accord.ledger.chain.Chain`'s store (the Application
-        protocol has no snapshot calls yet), so this part of the node knows the Chain."""
-        from accord.ledger.chain import Chain
-
-        chain = self.node.chain
-        assert isinstance(chain, Chain)
-        chain.commit_genesis()
 
     async def _chunk(
         self, height: int, index: int, cell: Cell, peers: list[int], slot: int
