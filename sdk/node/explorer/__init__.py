@@ -10,7 +10,8 @@ Two halves:
 * **Explorer endpoints** of the client API (their :class:`accord.base.wire.Route` entries are
   :data:`ROUTES`, which :mod:`accord.node.api` adds to its table): a paginated block list,
   search, recent transactions of an account or a contract, the validators' recent activity,
-  the oracle's requests and the shielded pool's public facts.
+  the oracle's requests, the shielded pool's public facts and governance's proposals
+  (:mod:`accord.node.explorer.governance`).
 
 Bounds: every list is one page of at most :data:`accord.base.wire.EXPLORER_MAX_LIMIT` items and a
 page reads at most that many headers or index records; the per-account/contract/oracle index
