@@ -49,6 +49,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": s.EXPLORER_MAX_LIMIT}
 _ADDRESS = {"type": "string", "pattern": "^[0-9a-fA-F]{40}$"}
 _CURSOR = {"type": "string", "pattern": s.TX_CURSOR}
+_PROPOSAL_ID = {"type": "string", "pattern": "^(0x)?[0-9a-fA-F]{64}$"}
 
 
 def _param(name: str, where: str, schema: dict[str, Any], required: bool = False) -> s.Param:
@@ -149,7 +150,7 @@ ROUTES: list[s.Route] = [
         operation_id="explorerProposal",
         response="ProposalResponse",
         errors=[400, 404],
-        params=[_param("proposal", "path", {"type": "string", "maxLength": 66}, True)],
+        params=[_param("proposal", "path", _PROPOSAL_ID, True)],
     ),
     s.Route(
         method="get",
