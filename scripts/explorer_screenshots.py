@@ -1,7 +1,7 @@
 """Screenshots of every explorer page into docs/explorer/*.png, taken with Playwright driving
 Debian's chromium against a real 4-validator in-process network with a few transactions.
 
-    .venv/bin/python scripts/explorer_screenshots.py
+    .venv/bin/python scripts/explorer_screenshots.py [page ...]   (default: every page)
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from rich.progress import Progress  # noqa: E402
 
+from accord.base.crypto.ed25519 import AccountKey  # noqa: E402
 from accord.base.types import Tx  # noqa: E402
 from accord.node.config import demo_account  # noqa: E402
 from tests.support.inproc import ThreadedNetwork  # noqa: E402
@@ -32,6 +33,42 @@ def _json(url: str, doc: object | None = None) -> dict:
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
+
+
+def _governance(net: ThreadedNetwork) -> str:
+    """Members propose and approve: one change in force, one waiting for approvals; the id of
+    the one in force."""
+    keys = [AccountKey.load(net.root / f"validator-{i}" / "account.json") for i in range(4)]
+    nonces = [0] * 4
+
+    def call(i: int, method: str, **args: object) -> object:
+        tx = Tx.create(
+            keys[i],
+            chain_id=net.genesis.chain_id,
+            contract="governance",
+            method=method,
+            args=args,  # type: ignore[arg-type]
+            nonce=nonces[i],
+            gas_limit=5_000_000,
+        )
+        nonces[i] += 1
+        h = _json(f"{net.urls[i]}/v1/txs", {"tx": tx.encode().hex()})["tx_hash"]
+        while (st := _json(f"{net.urls[i]}/v1/txs/{h}"))["status"] != "committed":
+            time.sleep(0.2)
+        return st["receipt"]["result"]
+
+    gas = {"kind": "set_consensus", "params": {"max_block_gas": 20_000_000}}
+    pid = call(0, "propose", action=gas, activation=None)["$bytes"]  # type: ignore[index]
+    call(1, "approve", proposal=bytes.fromhex(pid))
+    call(2, "approve", proposal=bytes.fromhex(pid))
+    circuit = {
+        "kind": "register_circuit",
+        "name": "transfer_v2",
+        "vk_hash": bytes(range(32)),
+        "transcript_hash": bytes(range(32, 64)),
+    }
+    call(3, "propose", action=circuit, activation=None)
+    return str(pid)
 
 
 def main() -> None:
@@ -61,6 +98,7 @@ def main() -> None:
                 time.sleep(0.2)
             time.sleep(4)  # a few more blocks for the charts
             height = _json(f"{url}/v1/txs/{hashes[0]}")["height"]
+            pid = _governance(net)
             pages = {
                 "live": "#/",
                 "blocks": "#/blocks",
@@ -70,7 +108,11 @@ def main() -> None:
                 "shielded": "#/shielded",
                 "oracle": "#/oracle",
                 "health": "#/health",
+                "governance": "#/governance",
+                "proposal": f"#/proposal/{pid}",
             }
+            only = set(sys.argv[1:])
+            pages = {k: v for k, v in pages.items() if not only or k in only}
             with sync_playwright() as p, Progress() as progress:
                 task = progress.add_task("screenshots", total=len(pages))
                 browser = p.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
@@ -78,7 +120,7 @@ def main() -> None:
                 for name, frag in pages.items():
                     page.goto(f"{url}/explorer/{frag}")
                     page.wait_for_selector("#main > *")
-                    if name == "tx":
+                    if name in ("tx", "proposal"):
                         page.wait_for_selector("#verify.ok")
                     page.wait_for_timeout(800)
                     page.screenshot(path=str(OUT / f"{name}.png"), full_page=False)

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -181,9 +181,15 @@ def _tamper(kind: str, path: str, doc: Any) -> Any:
 
 
 class LyingProxy:
-    """Forwards to a real node and changes one byte of what ``kind`` names in JSON answers."""
+    """Forwards to a real node and changes one byte of what ``kind`` names in JSON answers
+    (``tamper(kind, path, doc)`` decides how; other pages' tests bring their own)."""
 
-    def __init__(self, net: ThreadedNetwork, upstream: str) -> None:
+    def __init__(
+        self,
+        net: ThreadedNetwork,
+        upstream: str,
+        tamper: Callable[[str, str, Any], Any] = _tamper,
+    ) -> None:
         from aiohttp import ClientSession, web
 
         self.kind = "none"
@@ -205,7 +211,7 @@ class LyingProxy:
                 ctype = r.headers.get("Content-Type", "application/octet-stream")
                 if ctype.startswith("application/json") and r.status == 200:
                     body = json.dumps(
-                        _tamper(self.kind, request.rel_url.path, json.loads(body))
+                        tamper(self.kind, request.rel_url.path, json.loads(body))
                     ).encode()
                 return web.Response(body=body, status=r.status, headers={"Content-Type": ctype})
 

@@ -2,8 +2,8 @@
 // live view fed by /v1/stream. Every node-supplied string is put in the page as text (the DOM
 // builder below never parses HTML), and every list is one bounded page.
 
-import { decode, fromHex, toHex } from "./canon.js";
-import { trustRoot, verifyTx } from "./verify.js";
+import { decode, encode, eqBytes, fromHex, toHex } from "./canon.js";
+import { trustRoot, verifyState, verifyTx } from "./verify.js";
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -347,6 +347,194 @@ views.health = async (main) => {
       card("Peers", Array.isArray(st.peers) ? st.peers.length : "-")),
     st.fault ? h("p", { class: "bad" }, `fault: ${st.fault}`) : null,
     h("h3", {}, "Metrics"), filter, body);
+};
+
+// --- governance -------------------------------------------------------------------------
+
+// Re-runs ``fn`` after committed blocks, at most once a second however fast they come (a
+// proposal's status changes with the height alone: expiry, activation). Closed by route().
+function followBlocks(fn) {
+  let pending = false;
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  liveSocket = new WebSocket(`${proto}://${location.host}/v1/stream?events=false`);
+  liveSocket.onmessage = (m) => {
+    let msg;
+    try {
+      msg = JSON.parse(m.data);
+    } catch {
+      return;
+    }
+    if (msg.type === "block" && !pending) {
+      pending = true;
+      liveTimer = setTimeout(() => { pending = false; fn().catch(() => {}); }, 1000);
+    }
+  };
+}
+
+const statusBadge = (st) => h("span", { class: `status status-${st}`, "data-status": st }, st.replace("_", " "));
+
+function actionSummary(action) {
+  const rest = Object.entries(action || {}).filter(([k]) => k !== "kind").map(([k, v]) => `${k}=${show(v)}`).join(" ");
+  return rest.length > 80 ? `${rest.slice(0, 80)}…` : rest;
+}
+
+function memberName(inForce, account) {
+  const v = inForce ? inForce.validators.find((x) => x.account === account) : null;
+  return v ? `${v.name} (${short(account)})` : short(account);
+}
+
+function inForceSection(f) {
+  return h("div", { id: "in-force" },
+    h("h3", {}, `In force at the head (height ${f.height})`),
+    h("div", { class: "cards" }, card("Validators", f.validators.length, "gov-validators"), card("Members", f.members.length, "gov-members"),
+      card("Threshold", `${f.threshold} of ${f.members.length}`, "gov-threshold"), card("Contracts", f.contracts.filter((c) => c.status === "active").length)),
+    h("div", { class: "columns" },
+      h("div", {}, h("h4", {}, "Validators"), table(["#", "name", "BLS key", "member account"],
+        f.validators.map((v, i) => [i, v.name, short(v.bls_public_key), v.account ? hashLink("account", v.account) : "none"]), { id: "gov-validator-table" })),
+      h("div", {}, h("h4", {}, "Consensus parameters"), kv(Object.entries(f.consensus).map(([k, v]) => [k, String(v)])))),
+    h("h4", {}, "Contracts"),
+    table(["name", "code hash", "status"], f.contracts.map((c) => [link(`#/contract/${encodeURIComponent(c.name)}`, c.name), h("span", { class: "mono" }, c.code_hash), c.status]), { id: "gov-contracts" }),
+    Object.keys(f.circuits).length ? h("div", {}, h("h4", {}, "Circuits"), table(["name", "verification key hash", "transcript hash"],
+      Object.entries(f.circuits).map(([n, c]) => [n, short(show(c.vk_hash)), c.transcript_hash ? short(show(c.transcript_hash)) : "-"]))) : null,
+    kv([["regulator key", f.regulator ? show(f.regulator) : "none"],
+      ["MPC servers", Array.isArray(f.mpc_servers) && f.mpc_servers.length ? f.mpc_servers.map((x) => `${x.host}:${x.port}`).join(", ") : "none"]]),
+  );
+}
+
+views.governance = async (main, args, query) => {
+  const before = query.get("before");
+  const url = `/v1/explorer/governance?limit=20${before ? `&before=${encodeURIComponent(before)}` : ""}`;
+  const body = h("div", { id: "gov" });
+  main.append(h("h2", {}, "Governance"), body);
+  const render = async () => {
+    const g = await api(url);
+    if (!g.present) {
+      body.replaceChildren(h("p", {}, "this chain has no governance contract"));
+      return;
+    }
+    const f = g.in_force;
+    body.replaceChildren(
+      h("h3", {}, `Proposals (${g.total})`),
+      table(["#", "id", "action", "proposer", "approvals", "status", "activation", "expires"],
+        g.proposals.map((p) => [p.number, link(`#/proposal/${p.id}`, short(p.id)), h("span", {}, h("strong", {}, p.kind), " ", actionSummary(p.action)),
+          memberName(f, p.proposer), `${p.counted} / ${p.threshold}`, statusBadge(p.status),
+          p.effective !== null ? `at ${p.effective}` : p.activation !== null ? `asked ${p.activation}` : "pass + delay", p.expires]),
+        { id: "proposals" }),
+      h("p", {}, g.next_before !== null ? link(`#/governance?before=${g.next_before}`, "older proposals →") : g.total ? "first proposal reached" : "no proposal yet"),
+      inForceSection(f),
+    );
+  };
+  await render();
+  followBlocks(render);
+};
+
+// Tagged JSON (what the API serves) back to a canonical value, to compare with proved bytes.
+function fromTagged(j) {
+  if (Array.isArray(j)) return j.map(fromTagged);
+  if (j && typeof j === "object") {
+    if ("$bytes" in j) return fromHex(j.$bytes);
+    const inner = "$map" in j ? j.$map : j;
+    return new Map(Object.entries(inner).map(([k, v]) => [k, fromTagged(v)]));
+  }
+  return typeof j === "number" ? BigInt(j) : j;
+}
+
+const RAW_STATUS = { open: ["open", "expired"], passed: ["passed", "in_force"], failed: ["failed"] };
+
+// What the node said about a proposal, against its record proved at height ``height``:
+// every field it showed must be the record's, and a status the height decides must hold.
+function checkRecord(want, p, rec, height) {
+  const num = (x) => (x === null || x === undefined ? null : BigInt(x));
+  const bad = (field) => { throw new Error(`the node's ${field} is not what the proven record says`); };
+  if (!(rec instanceof Map)) bad("proposal");
+  if (p.id !== want || toHex(rec.get("id")) !== want) bad("id");
+  if (toHex(rec.get("proposer")) !== p.proposer) bad("proposer");
+  const approvals = rec.get("approvals").map(toHex);
+  if (approvals.length !== p.approvals.length || approvals.some((a, i) => a !== p.approvals[i].member)) bad("approvals");
+  for (const k of ["created", "expires", "activation", "passed_at", "effective"]) if (num(p[k]) !== rec.get(k)) bad(k);
+  if (!eqBytes(encode(fromTagged(p.action)), encode(rec.get("action")))) bad("action");
+  if (!(RAW_STATUS[rec.get("status")] || []).includes(p.status)) bad("status");
+  if (p.status === "in_force" && !(rec.get("effective") <= height)) bad("status");
+  if (p.status === "expired" && !(rec.get("expires") < height)) bad("status");
+  if ((rec.get("reason") || "") !== p.reason) bad("reason");
+}
+
+// The proposal as the node shows it, checked against its record proved under a certified
+// header. The two reads are apart: a block committed in between (an approval, say) makes them
+// differ honestly, so a mismatch is believed only when both were read at the same height.
+async function verifiedProposal(id) {
+  const t = await getTrust();
+  // The key is computed here from the id asked for: never the node's say-so.
+  const want = id.toLowerCase().replace(/^0x/, "");
+  const key = Uint8Array.of(0x70, ...fromHex(want)); // the contract's b"p" + id
+  for (let attempt = 0; ; attempt++) {
+    const doc = await api(`/v1/explorer/governance/${encodeURIComponent(id)}`);
+    const p = doc.proposal;
+    let result;
+    try {
+      const sr = await api(`/v1/state/governance/${toHex(key)}`);
+      const hr = await api(`/v1/headers/${encodeURIComponent(sr.height)}`);
+      result = verifyState(t.root, "governance", key, sr, hr);
+      if (result.ok && sr.height !== doc.head_height && attempt < 3) {
+        try {
+          checkRecord(want, p, result.value, result.height);
+        } catch {
+          continue; // a block came between the reads: read both again
+        }
+      }
+    } catch (e) {
+      result = { ok: false, checks: [{ check: "response", ok: false, message: e.message }], n: t.root.n, signers: null };
+    }
+    if (result.ok) {
+      try {
+        if (result.value === null) throw new Error("the state proves no such proposal");
+        checkRecord(want, p, result.value, result.height);
+        result.checks.push({ check: "record", ok: true, message: "" });
+      } catch (e) {
+        result.ok = false;
+        result.checks.push({ check: "record", ok: false, message: e.message });
+      }
+    }
+    return { doc, result };
+  }
+}
+
+views.proposal = async (main, [id]) => {
+  const body = h("div", { id: "proposal" });
+  main.append(h("h2", {}, "Proposal"), h("p", { class: "mono" }, id), body);
+  const render = async () => {
+    let doc;
+    let result;
+    try {
+      ({ doc, result } = await verifiedProposal(id));
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      doc = await api(`/v1/explorer/governance/${encodeURIComponent(id)}`);
+      result = { ok: false, checks: [{ check: "trust_root", ok: false, message: e.message }], n: 0, signers: null };
+    }
+    const p = doc.proposal;
+    const failed = result.checks.find((c) => !c.ok);
+    const proposer = p.approvals[0]?.validator ? `${p.approvals[0].validator} (${short(p.proposer)})` : short(p.proposer);
+    body.replaceChildren(
+      h("div", { id: "verify", class: `verify ${result.ok ? "ok" : "bad"}` },
+        h("strong", { id: "verify-status" }, result.ok
+          ? `✔ record verified against ${result.signers.length} of ${result.n} validator signatures (state at height ${result.height})`
+          : `✘ check failed: ${failed.check}: ${failed.message}`),
+        h("ul", { class: "checks" }, result.checks.map((c) => h("li", { class: c.ok ? "ok" : "bad", "data-check": c.check }, `${c.ok ? "✔" : "✘"} ${c.check}${c.message ? `: ${c.message}` : ""}`)))),
+      kv([["action", h("span", {}, h("strong", {}, p.kind), " ", actionSummary(p.action))], ["status", statusBadge(p.status)],
+        ["approvals", h("span", { id: "approval-count" }, `${p.counted} of ${p.threshold} needed (members in force at ${doc.head_height})`)], ["proposer", proposer],
+        ["made at", link(`#/block/${p.created}`, p.created)], ["expires", `after block ${p.expires}`],
+        ["activation asked", p.activation ?? "the passing height + the genesis delay"],
+        ["passed at", p.passed_at !== null ? link(`#/block/${p.passed_at}`, p.passed_at) : "-"],
+        ["in force from", p.effective ?? "-"], ["reason", p.reason || "-"], ["full action", show(p.action)]]),
+      h("h3", {}, "Approvals"),
+      table(["#", "member", "validator", "counts at the head"],
+        p.approvals.map((a, i) => [i === 0 ? "proposer" : i, hashLink("account", a.member), a.validator ?? "no longer a validator", a.counted ? "yes" : "no"]),
+        { id: "approvals" }),
+    );
+  };
+  await render();
+  followBlocks(render);
 };
 
 // --- search and routing -----------------------------------------------------------------

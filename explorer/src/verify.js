@@ -243,3 +243,122 @@ export function verifyTx(root, txHashHex, st, hr) {
   }
   return out;
 }
+
+// --- contract state (accord.base.merkle.verify_state_proof, accord.light.verify.check_state) ---
+
+const STATE_LEAF = Uint8Array.of(2);
+const STATE_NODE = Uint8Array.of(3);
+const MAX_DEPTH = 64;
+const te = new TextEncoder();
+
+/** The runtime's storage key of a contract's bytes key: b"c/" + name + b"/" + b"b" + key. */
+export function stateKey(contract, key) {
+  return concat([te.encode(`c/${contract}/b`), key]);
+}
+
+function nibble(path, d) {
+  const b = path[d >> 1];
+  return d & 1 ? b & 15 : b >> 4;
+}
+
+function commonNibbles(a, b) {
+  let n = 0;
+  while (n < 64 && nibble(a, n) === nibble(b, n)) n += 1;
+  return n;
+}
+
+function popcount(x) {
+  let c = 0;
+  for (let v = x; v; v &= v - 1) c += 1;
+  return c;
+}
+
+/** That ``key`` maps to ``value`` (null: is absent) under ``root``, from the canonical proof
+ * [levels, other]; refuses every proof a canonical tree could not produce, as the ledger does. */
+export function stateProofCheck(root, key, value, proofRaw) {
+  const C = "state_proof";
+  const p = decodeAs(C, proofRaw, "the state proof");
+  if (!Array.isArray(p) || p.length !== 2 || !Array.isArray(p[0]) || p[0].length > MAX_DEPTH) fail(C, "not a state proof");
+  const [levels, other] = p;
+  const path = sha256(key);
+  let h;
+  let emptySpot = false;
+  if (value !== null) {
+    if (other !== null) fail(C, "a membership proof names no other leaf");
+    h = sha256(concat([STATE_LEAF, path, sha256(value)]));
+  } else if (other === null) {
+    h = new Uint8Array(32);
+    emptySpot = true;
+  } else {
+    if (!Array.isArray(other) || other.length !== 2 || !other.every((x) => x instanceof Uint8Array && x.length === 32)) {
+      fail(C, "malformed leaf in state proof");
+    }
+    if (eqBytes(other[0], path)) fail(C, "the leaf in a non-membership proof is the key's own");
+    if (commonNibbles(other[0], path) < levels.length) fail(C, "the leaf in a non-membership proof is not on the key's path");
+    h = sha256(concat([STATE_LEAF, other[0], other[1]]));
+  }
+  const bottom = levels.length - 1;
+  for (let d = bottom; d >= 0; d--) {
+    const level = levels[d];
+    if (!Array.isArray(level) || level.length !== 2 || typeof level[0] !== "bigint" || !Array.isArray(level[1])) fail(C, "malformed state proof level");
+    const [bm, sibs] = level;
+    if (bm < 0n || bm >= 65536n) fail(C, "state proof bitmap out of range");
+    if (!sibs.every((x) => x instanceof Uint8Array && x.length === 32)) fail(C, "state proof sibling must be 32 bytes");
+    const bitmap = Number(bm);
+    const bit = 1 << nibble(path, d);
+    const count = popcount(bitmap);
+    const bmBytes = Uint8Array.of(bitmap >> 8, bitmap & 255);
+    if (d === bottom && emptySpot) {
+      if (bitmap & bit) fail(C, "state proof claims an empty spot its bitmap fills");
+      if (count === 0) fail(C, "state proof has a node without children");
+      if (sibs.length !== count) fail(C, "state proof siblings disagree with the bitmap");
+      h = sha256(concat([STATE_NODE, bmBytes, ...sibs]));
+      continue;
+    }
+    if (!(bitmap & bit)) fail(C, "state proof bitmap lacks the path's child");
+    if (sibs.length !== count - 1) fail(C, "state proof siblings disagree with the bitmap");
+    if (count === 1 && d === bottom) fail(C, "state proof has a node whose only child is a leaf");
+    const before = popcount(bitmap & (bit - 1));
+    h = sha256(concat([STATE_NODE, bmBytes, ...sibs.slice(0, before), h, ...sibs.slice(before)]));
+  }
+  if (!eqBytes(h, root)) fail(C, "state proof does not lead to the header's state root");
+}
+
+/** A contract state value the node served (``sr``: /v1/state/{contract}/{key hex}) checked
+ * against a certified header (``hr``: /v1/headers/{sr.height}): header, certificate, that the
+ * proof is for exactly this key, and the proof to the header's state root. Returns {ok,
+ * checks, signers, n, height, value} with ``value`` decoded from the proved bytes. */
+export function verifyState(root, contract, key, sr, hr) {
+  const checks = [];
+  const out = { ok: false, checks, signers: null, n: root.n, height: null, value: null };
+  const step = (name, fn) => {
+    try {
+      const r = fn();
+      checks.push({ check: name, ok: true, message: "" });
+      return r;
+    } catch (e) {
+      checks.push({ check: e instanceof CheckFailed ? e.check : name, ok: false, message: e.message || String(e) });
+      throw e;
+    }
+  };
+  try {
+    const header = step("header", () => {
+      const h = checkHeader(root, sr.header, sr.height);
+      if (hr.header.raw !== sr.header.raw) fail("header", "the state's header is not the one served with the certificate");
+      return h;
+    });
+    out.signers = step("certificate", () => checkCertificate(root, header, hr.certificate)).signers;
+    const skey = stateKey(contract, key);
+    const value = step("state_key", () => {
+      if (sr.contract !== contract || sr.state_key !== toHex(skey)) fail("state_key", `the proof is for state key ${sr.state_key}, not ${toHex(skey)}`);
+      return sr.value === null ? null : bytesOf("state_key", sr.value, "the value");
+    });
+    step("state_proof", () => stateProofCheck(header.state_root, skey, value, sr.proof_raw));
+    out.value = value === null ? null : step("state_value", () => decodeAs("state_value", sr.value, "the value"));
+    out.height = header.height;
+    out.ok = true;
+  } catch {
+    out.ok = false;
+  }
+  return out;
+}

@@ -716,6 +716,92 @@ class ShieldedResponse(WireModel):
     indexed_to: int = -1
 
 
+class GovernancePageQuery(WireModel):
+    """Query string of ``GET /v1/explorer/governance``: proposals newest first, numbered
+    below ``before`` (proposals are numbered 0, 1, ... in the order they were made, so the
+    cursor stays put while new proposals arrive)."""
+
+    limit: QueryUint = Field(default=20, ge=1, le=EXPLORER_MAX_LIMIT)
+    before: QueryUint | None = Field(
+        default=None, ge=1, le=2**63 - 1, description="list proposals numbered below this"
+    )
+
+
+class ApprovalModel(WireModel):
+    member: str = Field(description="the approving member's account, hex (first: the proposer)")
+    validator: str | None = Field(description="its validator's name at the head, if still one")
+    counted: bool = Field(description="whether it counts at the head (still a member)")
+
+
+class ProposalModel(WireModel):
+    number: int | None = Field(
+        default=None, description="its place in the order proposals were made (lists only)"
+    )
+    id: str
+    kind: str
+    action: JsonValue = Field(description="the action, tagged JSON (what members approved)")
+    proposer: str
+    created: int = Field(description="height of the block that made it")
+    expires: int = Field(description="the last height an approval counts in")
+    activation: int | None = Field(description="the activation height the proposer asked for")
+    approvals: list[ApprovalModel]
+    counted: int = Field(description="approvals of members in force at the head")
+    threshold: int = Field(description="approvals needed at the head")
+    status: Literal["open", "passed", "in_force", "expired", "failed"] = Field(
+        description="open, expired (never passed in time), failed (passed but no longer "
+        "applied), passed (scheduled), in_force (its activation height is at or below the head)"
+    )
+    passed_at: int | None
+    effective: int | None = Field(description="the activation height it was scheduled at")
+    reason: str = ""
+    state_key: str = Field(
+        description="its record's key in the governance contract, hex (GET "
+        "/v1/state/governance/{state_key} proves it)"
+    )
+
+
+class InForceValidator(WireModel):
+    name: str
+    bls_public_key: str
+    account: str | None
+
+
+class InForceContract(WireModel):
+    name: str
+    code_hash: str
+    status: Literal["active", "retired"]
+
+
+class InForceModel(WireModel):
+    """What governance decides, as in force at ``height``."""
+
+    height: int
+    validators: list[InForceValidator]
+    consensus: dict[str, int | bool]
+    contracts: list[InForceContract]
+    circuits: dict[str, JsonValue]
+    regulator: JsonValue
+    mpc_servers: JsonValue
+    members: list[str]
+    threshold: int
+
+
+class GovernanceListResponse(WireModel):
+    present: bool = Field(description="whether this chain has the governance contract")
+    head_height: int = -1
+    total: int = 0
+    proposals: list[ProposalModel] = Field(default_factory=list)
+    next_before: int | None = Field(
+        default=None, description="``before`` of the next (older) page; None: this is the last"
+    )
+    in_force: InForceModel | None = None
+
+
+class ProposalResponse(WireModel):
+    head_height: int
+    proposal: ProposalModel
+
+
 # --- OpenAPI -----------------------------------------------------------------------------------
 
 ALL_MODELS: list[type[BaseModel]] = [
@@ -745,6 +831,8 @@ ALL_MODELS: list[type[BaseModel]] = [
     ChainSummaryResponse,
     OracleListResponse,
     ShieldedResponse,
+    GovernanceListResponse,
+    ProposalResponse,
 ]
 
 

@@ -112,8 +112,9 @@ class LocalNode:
         return _Subscription(self)
 
     def query(self, contract: str, method: str, args: dict[str, Value]) -> Value:
-        with self.store.snapshot() as snap:
-            return self.runtime.query(snap, contract, method, args)
+        # As the real node asks: at the head's height and time (governance's "expired" and
+        # "in force" depend on the height).
+        return self.chain.query(contract, method, args)
 
     # --- committing --------------------------------------------------------------------
 
@@ -145,13 +146,15 @@ class LocalNode:
 class ServedNode:
     """A LocalNode and its API server on a private event loop thread."""
 
-    def __init__(self, path: Path, config: ApiConfig | None = None) -> None:
+    def __init__(
+        self, path: Path, config: ApiConfig | None = None, genesis: Genesis | None = None
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="api-test-loop", daemon=True
         )
         self._thread.start()
-        self.node: LocalNode = self.call(lambda: LocalNode(path))
+        self.node: LocalNode = self.call(lambda: LocalNode(path, genesis))
         self.server = ApiServer(self.node, config=config)
         self.run(self.server.start())
         self.url = self.server.url

@@ -10,7 +10,8 @@ Two halves:
 * **Explorer endpoints** of the client API (their :class:`accord.base.wire.Route` entries are
   :data:`ROUTES`, which :mod:`accord.node.api` adds to its table): a paginated block list,
   search, recent transactions of an account or a contract, the validators' recent activity,
-  the oracle's requests and the shielded pool's public facts.
+  the oracle's requests, the shielded pool's public facts and governance's proposals
+  (:mod:`accord.node.explorer.governance`).
 
 Bounds: every list is one page of at most :data:`accord.base.wire.EXPLORER_MAX_LIMIT` items and a
 page reads at most that many headers or index records; the per-account/contract/oracle index
@@ -32,6 +33,7 @@ from aiohttp import web
 
 from accord.base import wire as s
 from accord.base.errors import InvalidRequest, NotFound
+from accord.node.explorer import governance as gov
 from accord.node.explorer.index import ExplorerIndex, IndexLimits
 
 __all__ = ["ROUTES", "Explorer", "ExplorerIndex", "IndexLimits"]
@@ -47,6 +49,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": s.EXPLORER_MAX_LIMIT}
 _ADDRESS = {"type": "string", "pattern": "^[0-9a-fA-F]{40}$"}
 _CURSOR = {"type": "string", "pattern": s.TX_CURSOR}
+_PROPOSAL_ID = {"type": "string", "pattern": "^(0x)?[0-9a-fA-F]{64}$"}
 
 
 def _param(name: str, where: str, schema: dict[str, Any], required: bool = False) -> s.Param:
@@ -130,6 +133,27 @@ ROUTES: list[s.Route] = [
     ),
     s.Route(
         method="get",
+        path="/v1/explorer/governance",
+        summary="Governance proposals newest first, and what is in force at the head",
+        operation_id="explorerGovernance",
+        response="GovernanceListResponse",
+        errors=[422],
+        params=[
+            _param("limit", "query", _LIMIT),
+            _param("before", "query", {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}),
+        ],
+    ),
+    s.Route(
+        method="get",
+        path="/v1/explorer/governance/{proposal}",
+        summary="One governance proposal with each approval",
+        operation_id="explorerProposal",
+        response="ProposalResponse",
+        errors=[400, 404],
+        params=[_param("proposal", "path", _PROPOSAL_ID, True)],
+    ),
+    s.Route(
+        method="get",
         path="/explorer/",
         summary="The web explorer (HTML)",
         operation_id="explorerPage",
@@ -174,6 +198,8 @@ class Explorer:
             "explorerChain": self.chain,
             "explorerOracle": self.oracle,
             "explorerShielded": self.shielded,
+            "explorerGovernance": self.governance,
+            "explorerProposal": self.proposal,
             "explorerPage": self.page,
             "explorerAsset": self.asset,
         }
@@ -420,6 +446,62 @@ class Explorer:
             )
 
         return _json(await asyncio.to_thread(build))
+
+    def _governed(self) -> bool:
+        from accord.base.errors import UnknownContract
+
+        try:
+            self.api._require_contract(gov.CONTRACT)
+        except UnknownContract:
+            return False
+        return True
+
+    async def _in_force(self, head: int) -> s.InForceModel:
+        from accord.node.api import _resolve
+
+        doc = await _resolve(self.node.query(gov.CONTRACT, "in_force", {"height": max(head, 0)}))
+        return gov.in_force_model(doc)
+
+    async def governance(self, request: web.Request) -> web.Response:
+        from accord.node.api import _json, _resolve
+
+        q: s.GovernancePageQuery = self._query(request, s.GovernancePageQuery)
+        if not self._governed():
+            return _json(s.GovernanceListResponse(present=False))
+        head = self._head()
+        in_force = await self._in_force(head)
+        offset, top = gov.page_bounds(gov.proposal_count(self.node.store), q.before)
+        result = await _resolve(
+            self.node.query(gov.CONTRACT, "proposals", {"offset": offset, "limit": q.limit})
+        )
+        total, proposals, next_before = gov.list_page(result, offset, top, head, in_force)
+        return _json(
+            s.GovernanceListResponse(
+                present=True,
+                head_height=head,
+                total=total,
+                proposals=proposals,
+                next_before=next_before,
+                in_force=in_force,
+            )
+        )
+
+    async def proposal(self, request: web.Request) -> web.Response:
+        from accord.contracts.base import state_key
+        from accord.node.api import _json, _resolve
+
+        pid = gov.parse_id(request.match_info["proposal"])
+        gov.require_present(self._governed())
+        if self.node.store.get_state(state_key(gov.CONTRACT, gov.record_key(pid))) is None:
+            raise NotFound(f"no proposal {pid.hex()}")
+        head = self._head()
+        in_force = await self._in_force(head)
+        rec = await _resolve(self.node.query(gov.CONTRACT, "proposal", {"proposal": pid}))
+        return _json(
+            s.ProposalResponse(
+                head_height=head, proposal=gov.proposal_model(dict(rec), head, in_force)
+            )
+        )
 
     # --- static --------------------------------------------------------------------------
 
