@@ -733,6 +733,9 @@ class ApprovalModel(WireModel):
     counted: bool = Field(description="whether it counts at the head (still a member)")
 
 
+ProposalStatus = Literal["open", "passed", "in_force", "expired", "failed"]
+
+
 class ProposalModel(WireModel):
     number: int | None = Field(
         default=None, description="its place in the order proposals were made (lists only)"
@@ -747,7 +750,7 @@ class ProposalModel(WireModel):
     approvals: list[ApprovalModel]
     counted: int = Field(description="approvals of members in force at the head")
     threshold: int = Field(description="approvals needed at the head")
-    status: Literal["open", "passed", "in_force", "expired", "failed"] = Field(
+    status: ProposalStatus = Field(
         description="open, expired (never passed in time), failed (passed but no longer "
         "applied), passed (scheduled), in_force (its activation height is at or below the head)"
     )

@@ -68,10 +68,15 @@ def proposal_model(
     """One proposal as the contract shows it at the head, with the head's own verdicts."""
     names = {v.account: v.name for v in in_force.validators if v.account is not None}
     members = set(in_force.members)
-    status = str(rec["status"])
+    status: s.ProposalStatus
+    recorded = str(rec["status"])
     effective = rec.get("effective")
-    if status == "passed" and effective is not None and int(effective) <= head:
+    if recorded == "passed" and effective is not None and int(effective) <= head:
         status = "in_force"
+    elif recorded in ("open", "passed", "expired", "failed"):
+        status = recorded  # type: ignore[assignment]  # narrowed by the test above
+    else:
+        raise ValueError(f"the governance record has an unknown status {recorded!r}")
     approvals = [bytes(a).hex() for a in rec["approvals"]]
     action = dict(rec["action"])
     pid = bytes(rec["id"])
