@@ -100,6 +100,7 @@ LAYERS: dict[str, int] = {
     "accord.zk.ceremony": 4,
     "accord.zk.artifacts": 4,
     "accord.sim": 4,
+    "accord.testing": 4,  # the contract sandbox: chains certified with the consensus checker
     "accord.node": 5,
     "accord.client": 6,
     "accord.light": 6,
