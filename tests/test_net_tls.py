@@ -270,12 +270,12 @@ def test_the_acceptor_refuses_an_auth_signed_for_another_channel(tmp_path: Path)
         try:
             async with aiohttp.ClientSession() as s:
                 for wrong in (lambda: nettls.channel_binding(b"another certificate"), lambda: None):
-                    raw = rawpeer.RawPeer(s, url, g.hash, 1)
+                    raw = rawpeer.RawPeer(s, url, g.hash, 1, g.validator_keys())
                     raw.binding = wrong  # type: ignore[method-assign]
                     assert (await raw.handshake(index=0, sk=secret(0)))["ready"] is False
                     await raw.close()
                 assert t1.m_hs_fail.get(reason="bad_signature") == 2
-                good = rawpeer.RawPeer(s, url, g.hash, 1)
+                good = rawpeer.RawPeer(s, url, g.hash, 1, g.validator_keys())
                 assert (await good.handshake(index=0, sk=secret(0)))["ready"] is True
                 await good.close()
         finally:

@@ -2,13 +2,13 @@
 
 Protocol (D dials A; every message is a frame, see :mod:`accord.net.frames`)::
 
-    D -> A  HELLO      {version, genesis, key: D's BLS public key, to: A's index, nonce: nD}
+    D -> A  HELLO      {version, genesis, key: D's BLS public key, to: A's key, nonce: nD}
     A -> D  CHALLENGE  {nonce: nA, sig: sign_A(transcript(nD, nA, signer=A, peer=D))}
     D -> A  AUTH       {sig: sign_D(transcript(nD, nA, signer=D, peer=A))}
     A -> D  READY      {}
 
-``transcript`` is the canonical encoding of (domain tag, genesis hash, nD, nA, signer index,
-peer index[, channel binding]). Why each part is there:
+``transcript`` is the canonical encoding of (domain tag, genesis hash, nD, nA, signer key,
+peer key[, channel binding]). Why each part is there:
 
 * the domain tag keeps these signatures apart from every other BLS signature a validator
   makes (votes, sortition);
@@ -16,15 +16,17 @@ peer index[, channel binding]). Why each part is there:
 * both fresh 32-byte nonces make each signature good for one connection only: a recorded
   AUTH fails against a new nA, and a recorded CHALLENGE fails against a new nD. The acceptor
   also remembers recent nD values, so a replayed HELLO is refused before any signing work;
-* signer and peer indexes differ between the two signatures, so one side cannot reflect the
-  other's signature back;
+* signer and peer keys differ between the two signatures, so one side cannot reflect the
+  other's signature back. Keys, not indexes: validators governance adds after genesis have no
+  index both sides agree on (each node numbers its roster itself, see
+  :class:`accord.net.transport.Transport`);
 * on an encrypted link, the channel binding (:func:`accord.net.tls.channel_binding`, the
   SHA-256 of the listener's TLS certificate as each side saw it) ties both signatures to this
   TLS session: a man in the middle terminating TLS with a certificate of its own makes the two
   sides sign different bindings, so neither accepts the other's signature. Plaintext links
   (networks configured without TLS) sign the transcript without it, as before.
 
-Once READY is sent, the WebSocket connection is bound to the peer's validator index; frames on
+Once READY is sent, the WebSocket connection is bound to the peer's validator key; frames on
 it need no signature of their own (consensus messages carry their own BLS signatures).
 """
 
@@ -37,8 +39,8 @@ from accord.base import encoding
 from accord.base.crypto import bls
 from accord.base.errors import HandshakeRefused
 
-VERSION = 1
-DOMAIN = "accord/net/handshake/v1"
+VERSION = 2
+DOMAIN = "accord/net/handshake/v2"
 NONCE_SIZE = 32
 
 
@@ -50,8 +52,8 @@ def transcript(
     genesis_hash: bytes,
     dialer_nonce: bytes,
     acceptor_nonce: bytes,
-    signer: int,
-    peer: int,
+    signer: int | bytes,
+    peer: int | bytes,
     binding: bytes | None = None,
 ) -> bytes:
     parts: list[encoding.Value] = [DOMAIN, genesis_hash, dialer_nonce, acceptor_nonce, signer, peer]
@@ -65,8 +67,8 @@ def sign(
     genesis_hash: bytes,
     dialer_nonce: bytes,
     acceptor_nonce: bytes,
-    signer: int,
-    peer: int,
+    signer: int | bytes,
+    peer: int | bytes,
     binding: bytes | None = None,
 ) -> bytes:
     return bls.sign(
@@ -80,8 +82,8 @@ def verify(
     genesis_hash: bytes,
     dialer_nonce: bytes,
     acceptor_nonce: bytes,
-    signer: int,
-    peer: int,
+    signer: int | bytes,
+    peer: int | bytes,
     binding: bytes | None = None,
 ) -> None:
     """Raise :class:`HandshakeRefused` (reason ``bad_signature``) unless it verifies."""

@@ -76,7 +76,7 @@ import random
 import socket
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -372,6 +372,13 @@ class Transport:
     ``on_message(from_index, kind, payload)`` and ``on_peer(index, connected)`` may be plain
     functions or coroutines; they run on the transport's event loop, one frame at a time per
     peer, so a slow handler applies back-pressure to that peer.
+
+    **The roster.** Peers are numbered locally: genesis's validators first, in genesis order,
+    then validators governance added (``roster`` at construction, :meth:`add_validator` later),
+    in the order this node learnt them. The handshake binds keys, not numbers, so two nodes
+    need not number a newcomer alike. Of two validators the one earlier in genesis dials the
+    other; a validator not in genesis dials those in genesis, and of two newcomers the lower
+    key dials.
     """
 
     def __init__(
@@ -388,28 +395,42 @@ class Transport:
         on_message: MessageHandler | None = None,
         on_peer: PeerHandler | None = None,
         on_request: RequestHandler | None = None,
+        roster: Sequence[tuple[str, bytes]] = (),
+        named_addresses: Mapping[str, tuple[str, int]] | None = None,
     ) -> None:
-        if not 0 <= index < genesis.n:
-            raise ValidationError(f"validator index {index} is not in genesis (n={genesis.n})")
+        self._keys = genesis.validator_keys()
+        self._names = [v.name for v in genesis.validators]
+        for name, key in roster:
+            if key not in self._keys:
+                self._keys.append(key)
+                self._names.append(name)
+        if not 0 <= index < len(self._keys):
+            raise ValidationError(
+                f"validator index {index} is not in genesis (n={genesis.n}) or the roster"
+            )
         self.genesis = genesis
         self.index = index
         self._secret = secret
-        self._keys = genesis.validator_keys()
         if bls.public_key(secret) != self._keys[index]:
             raise ValidationError(f"the secret key is not validator {index}'s key in genesis")
         self._key_index = {k: i for i, k in enumerate(self._keys)}
+        self.me = self._keys[index]
         self.genesis_hash = genesis.hash
         self.config = config or NetConfig()
-        me = genesis.validators[index]
+        me = genesis.validators[index] if index < genesis.n else None
         # Addresses are node configuration; an older genesis's legacy addresses are only the
         # fallback for validators the caller names none for.
-        self.host = host if host is not None else (me.host or "127.0.0.1")
-        self.port = port if port is not None else (me.port or 0)
+        self.host = host if host is not None else ((me.host if me else None) or "127.0.0.1")
+        self.port = port if port is not None else ((me.port if me else None) or 0)
+        self._named_addresses = dict(named_addresses or {})
         self._addresses: dict[int, tuple[str, int]] = {
             i: (v.host or "127.0.0.1", v.port) for i, v in enumerate(genesis.validators) if v.port
         }
         if addresses:
             self._addresses.update(addresses)
+        for j in range(genesis.n, len(self._keys)):
+            if self._names[j] in self._named_addresses:
+                self._addresses.setdefault(j, self._named_addresses[self._names[j]])
         self._tls_server: ssl.SSLContext | None = None
         self._tls_client: ssl.SSLContext | None = None
         self._own_binding: bytes | None = None
@@ -528,7 +549,7 @@ class Transport:
         self.m_queue_frames.clear()
         self.m_queue_bytes.clear()
         for j, p in list(self._peers.items()):
-            name = self.genesis.validators[j].name
+            name = self._names[j]
             for lane in (RELIABLE, GOSSIP):
                 self.m_queue_frames.set(len(p.lanes[lane]), peer=name, lane=lane)
                 self.m_queue_bytes.set(p.lane_bytes[lane], peer=name, lane=lane)
@@ -548,8 +569,41 @@ class Transport:
         await self._refresh_peer_ips()
         await self._listen()
         self._session = aiohttp.ClientSession()
-        for j in range(self.index + 1, self.genesis.n):
-            self._dialers.append(asyncio.create_task(self._dial_loop(j), name=f"accord-dial-{j}"))
+        for j in range(len(self._keys)):
+            if self._dials(j):
+                self._start_dialer(j)
+
+    def _order(self, j: int) -> tuple[int, bytes]:
+        return (j if j < self.genesis.n else self.genesis.n, self._keys[j])
+
+    def _dials(self, j: int) -> bool:
+        """Whether this side dials validator ``j`` (see the roster in the class docstring)."""
+        return j != self.index and self._order(self.index) < self._order(j)
+
+    def _start_dialer(self, j: int) -> None:
+        self._dialers.append(asyncio.create_task(self._dial_loop(j), name=f"accord-dial-{j}"))
+
+    def add_validator(self, name: str, key: bytes) -> int:
+        """A validator governance added (or this node learnt late): its local index, and, if
+        this side dials it, a dialer to the address node.json's ``peers`` names for it."""
+        j = self._key_index.get(key)
+        if j is not None:
+            return j
+        j = len(self._keys)
+        self._keys.append(key)
+        self._names.append(name)
+        self._key_index[key] = j
+        if name in self._named_addresses:
+            self._addresses.setdefault(j, self._named_addresses[name])
+        if self._started and not self._stopping and self._dials(j):
+            self._start_dialer(j)
+        return j
+
+    def index_of(self, key: bytes) -> int | None:
+        return self._key_index.get(key)
+
+    def name_of(self, index: int) -> str:
+        return self._names[index]
 
     async def stop(self) -> None:
         """Close every connection and the listener; cancel dialers. Idempotent."""
@@ -1157,8 +1211,8 @@ class Transport:
         hello = {
             "version": hs.VERSION,
             "genesis": gh,
-            "key": self._keys[self.index],
-            "to": j,
+            "key": self.me,
+            "to": self._keys[j],
             "nonce": n_d,
         }
         await ws.send_bytes(encode_frame(Kind.HELLO, hello))
@@ -1166,13 +1220,13 @@ class Transport:
         n_a = hs.field(p, "nonce", bytes, hs.NONCE_SIZE)
         sig = hs.field(p, "sig", bytes)
         assert isinstance(n_a, bytes)
-        hs.verify(self._keys[j], sig, gh, n_d, n_a, j, self.index, binding)
+        hs.verify(self._keys[j], sig, gh, n_d, n_a, self._keys[j], self.me, binding)
         if _widening_works and not _widen_dialer_frame_limit(ws, self.max_frame):
             _disable_widening()
             raise HandshakeRefused(
                 "cannot raise the frame limit of this connection", reason="internal"
             )
-        my_sig = hs.sign(self._secret, gh, n_d, n_a, self.index, j, binding)
+        my_sig = hs.sign(self._secret, gh, n_d, n_a, self.me, self._keys[j], binding)
         await ws.send_bytes(encode_frame(Kind.AUTH, {"sig": my_sig}))
         await self._recv_handshake(ws, Kind.READY)
         if j in self._peers or self._stopping:
@@ -1198,7 +1252,7 @@ class Transport:
             )
         if self._is_banned(j):
             raise HandshakeRefused(f"validator {j} misbehaved recently", reason="banned")
-        if hs.field(p, "to", int) != self.index:
+        if hs.field(p, "to", bytes, bls.PUBLIC_KEY_SIZE) != self.me:
             raise HandshakeRefused("peer dialed the wrong validator", reason="wrong_peer")
         n_d = hs.field(p, "nonce", bytes, hs.NONCE_SIZE)
         assert isinstance(n_d, bytes)
@@ -1207,10 +1261,12 @@ class Transport:
         if j in self._peers:
             raise HandshakeRefused(f"validator {j} is already connected", reason="duplicate")
         n_a = hs.new_nonce()
-        sig = hs.sign(self._secret, gh, n_d, n_a, self.index, j, binding)
+        sig = hs.sign(self._secret, gh, n_d, n_a, self.me, self._keys[j], binding)
         await ws.send_bytes(encode_frame(Kind.CHALLENGE, {"nonce": n_a, "sig": sig}))
         p = await self._recv_handshake(ws, Kind.AUTH)
-        hs.verify(self._keys[j], hs.field(p, "sig", bytes), gh, n_d, n_a, j, self.index, binding)
+        hs.verify(
+            self._keys[j], hs.field(p, "sig", bytes), gh, n_d, n_a, self._keys[j], self.me, binding
+        )
         if j in self._peers or self._stopping:
             raise HandshakeRefused(f"validator {j} is already connected", reason="duplicate")
         if _widening_works and not _widen_frame_limit(ws, self.max_frame):

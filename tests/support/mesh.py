@@ -88,7 +88,9 @@ class RawPeer(rawpeer.RawPeer):
     """The shared raw dialer aimed at a transport; the key defaults to validator ``index``'s."""
 
     def __init__(self, session: aiohttp.ClientSession, target: Transport) -> None:
-        super().__init__(session, url(target), target.genesis_hash, target.index)
+        super().__init__(
+            session, url(target), target.genesis_hash, target.index, target.genesis.validator_keys()
+        )
 
     async def handshake(self, *, index: int, sk: bytes | None = None, **kw: Any) -> dict[str, Any]:
         return await super().handshake(

@@ -18,12 +18,20 @@ from accord.net.frames import Kind, encode_frame
 
 class RawPeer:
     def __init__(
-        self, session: aiohttp.ClientSession, url: str, genesis_hash: bytes, target: int
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        genesis_hash: bytes,
+        target: int,
+        keys: list[bytes] | None = None,
     ) -> None:
+        """``keys``: the validators' BLS keys, by index (the handshake binds keys: validator
+        ``index`` signs as ``keys[index]`` to ``keys[target]``)."""
         self.session = session
         self.url = url
         self.genesis_hash = genesis_hash
         self.target = target
+        self.keys = keys
         self.ws: aiohttp.ClientWebSocketResponse | None = None
 
     async def connect(self) -> aiohttp.ClientWebSocketResponse:
@@ -69,7 +77,7 @@ class RawPeer:
             "version": hs.VERSION,
             "genesis": gh,
             "key": key or bls.public_key(sk),
-            "to": self.target,
+            "to": self._key(self.target),
             "nonce": n_d,
         }
         await self.connect()
@@ -82,13 +90,26 @@ class RawPeer:
         sig = (
             auth_sig
             if auth_sig is not None
-            else hs.sign(sk, gh, n_d, got[1]["nonce"], index, self.target, self.binding())
+            else hs.sign(
+                sk,
+                gh,
+                n_d,
+                got[1]["nonce"],
+                self._key(index),
+                self._key(self.target),
+                self.binding(),
+            )
         )
         out["auth"] = sig
         await self.send(Kind.AUTH, {"sig": sig})
         got = await self.recv()
         out["ready"] = got is not None and got[0] is Kind.READY
         return out
+
+    def _key(self, index: int) -> bytes:
+        if self.keys is None or not 0 <= index < len(self.keys):
+            return bytes(48)  # no such validator: a key nobody holds
+        return self.keys[index]
 
     async def close(self) -> None:
         if self.ws is not None:
