@@ -119,15 +119,15 @@ def test_bad_peers_and_bad_requests_against_a_running_node(tmp_path: Path) -> No
             outsider = bls.keygen(b"o" * 32)
             async with aiohttp.ClientSession() as s:
                 # a key that is not in genesis
-                r = await RawPeer(s, url, gh, target).handshake(index=3, sk=outsider)
+                r = await RawPeer(s, url, gh, target, fn.genesis.validator_keys()).handshake(index=3, sk=outsider)
                 assert r["ready"] is False and "auth" not in r
                 # validator 3's key, but an AUTH signature by someone else (forged)
-                r = await RawPeer(s, url, gh, target).handshake(
+                r = await RawPeer(s, url, gh, target, fn.genesis.validator_keys()).handshake(
                     index=3, sk=sk3, auth_sig=bls.sign(outsider, b"forged")
                 )
                 assert r["ready"] is False
                 # a good handshake, recorded, then replayed on a new connection
-                good = RawPeer(s, url, gh, target)
+                good = RawPeer(s, url, gh, target, fn.genesis.validator_keys())
                 rec = await good.handshake(index=3, sk=sk3)
                 assert rec["ready"] is True
                 assert good.ws is not None
@@ -142,7 +142,7 @@ def test_bad_peers_and_bad_requests_against_a_running_node(tmp_path: Path) -> No
                 await good.ws.send_bytes(junk_vote)  # replayed frame: a duplicate
                 await good.ws.send_bytes(encode_frame(Kind.TX_BATCH, [b"not a transaction"]))
                 await good.close()
-                replay = await RawPeer(s, url, gh, target).handshake(
+                replay = await RawPeer(s, url, gh, target, fn.genesis.validator_keys()).handshake(
                     index=3, sk=sk3, nonce=rec["hello"]["nonce"], auth_sig=rec["auth"]
                 )
                 assert replay["ready"] is False and "auth" not in replay

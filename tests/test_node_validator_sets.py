@@ -8,8 +8,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from accord.consensus import certificate_signers
 
 from .support.gov import NetworkGov
@@ -73,12 +71,127 @@ def test_a_validator_removed_by_vote_stops_voting_follows_and_rejoins(tmp_path: 
         net.close()
 
 
-@pytest.mark.parametrize("bad", ["unknown key"])
-def test_a_set_with_a_key_the_transport_lacks_is_refused_clearly(bad: str) -> None:
-    from accord.node.sets import SetView, UnknownValidator
+def _new_validator_folder(root: Path, name: str, port: int, api_port: int) -> Path:
+    """A member that was not in genesis sets up apart (keys new --validator), and every other
+    validator's node.json learns where it listens (peers, new_validators)."""
+    from accord.base.members import new_member
+    from accord.net.tls import make_self_signed
+    from accord.node.config import P2P_TLS, NodeConfig
 
-    with pytest.raises(UnknownValidator, match="not followed by the node yet"):
-        SetView.of((b"\x01" * 48,), [b"\x02" * 48], b"\x02" * 48)
-    v = SetView.of((b"b" * 48, b"a" * 48), [b"a" * 48, b"b" * 48, b"c" * 48], b"c" * 48)
-    assert v.me is None and v.to_transport == (1, 0) and v.from_transport == {1: 0, 0: 1}
-    del bad
+    folder = root / name
+    folder.mkdir()
+    new_member(folder, name)
+    peers = {}
+    for other in sorted(root.glob("validator-*")):
+        if other == folder:
+            continue
+        cfg = NodeConfig.load(other)
+        peers[cfg.name] = f"{cfg.host}:{cfg.port}"
+        cfg.peers[name] = f"127.0.0.1:{port}"
+        cfg.new_validators.append(name)
+        cfg.save(other)
+    make_self_signed(folder / P2P_TLS.cert, folder / P2P_TLS.key, name=name)
+    NodeConfig(
+        name=name,
+        genesis="../genesis.json",
+        port=port,
+        api_port=api_port,
+        peers=peers,
+        p2p_tls=P2P_TLS,
+    ).save(folder)
+    return folder
+
+
+def test_a_member_set_up_apart_is_added_by_vote_and_a_genesis_one_removed(tmp_path: Path) -> None:
+    """Deliverable 3 end to end: a fifth member makes its keys on its own machine, starts
+    following (no peer accepts it yet), is added by vote, catches up by certificates and
+    votes; then a genesis validator is removed. The heads stay identical throughout."""
+    from accord.base.members import MemberCard
+    from accord.devnet import free_ports
+    from accord.node import Node
+
+    port, api_port = free_ports(2)
+    made: list[Path] = []
+
+    def prepare(root: Path) -> None:
+        made.append(_new_validator_folder(root, "validator-4", port, api_port))
+
+    net = ThreadedNetwork(tmp_path / "net", validators=4, name="sets-new", prepare=prepare)
+    newcomer = Node.from_dir(made[0])
+    try:
+        net.run(newcomer.start())
+        assert newcomer.driver.following  # not a validator yet: nobody counts its votes
+        gov = NetworkGov(net, 4)
+        clients = gov.clients
+        card = MemberCard.model_validate_json((made[0] / "member.json").read_text())
+        added = gov.vote(
+            {
+                "kind": "add_validator",
+                "name": card.name,
+                "bls_public_key": bytes.fromhex(card.bls_public_key),
+                "pop": bytes.fromhex(card.pop),
+                "account": bytes.fromhex(card.account),
+            },
+            [0, 1, 2],
+        )
+
+        def head(nd: Node) -> int:
+            assert nd.chain is not None
+            return nd.chain.head()[0]
+
+        _wait(lambda: head(newcomer) >= added + 6, 120, "the newcomer catches up and votes")
+        assert not newcomer.driver.following
+
+        def names(nd: Node, h: int) -> set[str]:
+            cert = nd.store.get_certificate(h)
+            assert cert is not None and nd.chain is not None
+            vals = nd.chain.scheduled(h).validators
+            return {vals[i].name for i in certificate_signers(cert, len(vals))}
+
+        assert any("validator-4" in names(net.nodes[0], h) for h in range(added, added + 6))
+        assert all(len(names(net.nodes[0], h)) >= 4 for h in range(added, added + 6))  # of 5
+        removed = gov.vote({"kind": "remove_validator", "name": "validator-0"}, [0, 1, 2, 3])
+        _wait(
+            lambda: min(head(nd) for nd in [*net.nodes, newcomer]) >= removed + 5,
+            120,
+            "past the removal",
+        )
+        assert net.nodes[0].driver.following
+        for h in range(removed, removed + 5):
+            assert "validator-0" not in names(newcomer, h)
+        for h in range(1, removed + 5):
+            hashes = {nd.store.get_header(h).hash for nd in [*net.nodes, newcomer]}
+            assert len(hashes) == 1, h
+        assert all(nd.fault is None for nd in [*net.nodes, newcomer])
+        assert clients[1].status()["height"] >= removed + 5
+    finally:
+        net.run(newcomer.stop())
+        net.close()
+
+
+def test_the_set_view_maps_set_and_roster_numbering_by_key() -> None:
+    from accord.base.crypto import bls
+    from accord.base.genesis import ValidatorInfo
+    from accord.node.sets import SetView
+
+    def info(name: str) -> ValidatorInfo:
+        sk = bls.demo_secret(name)
+        return ValidatorInfo(
+            name=name, bls_public_key=bls.public_key(sk).hex(), pop=bls.pop_prove(sk).hex()
+        )
+
+    a, b, c = info("a"), info("b"), info("c")
+    roster = [("a", a.public_key_bytes), ("c", c.public_key_bytes)]
+
+    def index(name: str, key: bytes) -> int:
+        for i, (_, k) in enumerate(roster):
+            if k == key:
+                return i
+        roster.append((name, key))
+        return len(roster) - 1
+
+    v = SetView.of((b, a), c.public_key_bytes, index)
+    assert v.me is None  # c is not in this set
+    assert v.to_transport == (2, 0) and v.from_transport == {2: 0, 0: 1}
+    assert roster[2] == ("b", b.public_key_bytes)  # a newcomer joins the roster
+    assert SetView.of((c, b), c.public_key_bytes, index).me == 0

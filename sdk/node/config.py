@@ -133,6 +133,11 @@ class NodeConfig(BaseModel):
         "genesis names no address, so a validator that moves changes only its peers' "
         "node.json. Applied by `Node.from_dir` and `accord node`",
     )
+    new_validators: list[str] = Field(
+        default_factory=list,
+        description="names of validators governance is to add after genesis that `peers` "
+        "gives addresses for (any other name genesis lacks is refused as a typo)",
+    )
     contracts: list[InstalledContract] = Field(
         default_factory=list,
         description="contract code installed on this node beyond the built-ins; the runtime "
@@ -163,14 +168,25 @@ class NodeConfig(BaseModel):
         it again whatever way it was built)."""
         self.check_genesis(genesis)
         index = {v.name: i for i, v in enumerate(genesis.validators)}
-        out: dict[int, tuple[str, int]] = {}
+        return {
+            index[name]: addr for name, addr in self.named_peers(genesis).items() if name in index
+        }
+
+    def named_peers(self, genesis: Genesis) -> dict[str, tuple[str, int]]:
+        """``peers`` by name. A name genesis lacks must be one of the ``new_validators`` this
+        node expects governance to add (so a typo is still refused, not kept for ever)."""
+        known = {v.name for v in genesis.validators} | set(self.new_validators)
+        out: dict[str, tuple[str, int]] = {}
         for name, addr in self.peers.items():
-            if name not in index:
-                raise ValidationError(f"node.json peers: no validator named {name!r} in genesis")
+            if name not in known:
+                raise ValidationError(
+                    f"node.json peers: no validator named {name!r} in genesis (a validator "
+                    "governance adds is listed in new_validators too)"
+                )
             host, sep, port = addr.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValidationError(f"node.json peers: {name}: {addr!r} is not host:port")
-            out[index[name]] = (host.strip("[]"), int(port))
+            out[name] = (host.strip("[]"), int(port))
         return out
 
     @classmethod

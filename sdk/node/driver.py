@@ -67,7 +67,7 @@ from accord.consensus import (
 )
 from accord.ledger.application import StateRootMismatch
 from accord.net.frames import Kind
-from accord.node.sets import SetView, keys_at, known_through
+from accord.node.sets import SetView, governed, keys_at, known_through, quorum_of
 from accord.node.worker import NotNext
 
 if TYPE_CHECKING:
@@ -117,12 +117,14 @@ class CoreDriver:
         node = self.node
         assert node.chain is not None and node.mempool is not None and node.store is not None
         height, head_hash = node.chain.head()
-        genesis_keys = node.genesis.validator_keys()
-        # Only the governance contract changes the set; without it genesis's set decides
-        # every height and the core runs unbounded, as before sets could change.
-        self._governed = any(c.name == "governance" for c in node.genesis.contracts)
-        keys = keys_at(node.chain, height + 1) if self._governed else tuple(genesis_keys)
-        view = SetView.of(keys, genesis_keys, genesis_keys[node.index])
+        self._governed = governed(node.genesis)
+        validators = (
+            node.chain.scheduled(height + 1).validators
+            if self._governed
+            else tuple(node.genesis.validators)
+        )
+        view = SetView.of(validators, node.public_key, node.roster_index)
+        keys = view.keys
         if self.view is not None and view.keys != self.view.keys:
             log.warning(
                 "%s: validator set of %d from height %d%s",
@@ -150,7 +152,9 @@ class CoreDriver:
             node.meters.height.set(height)
             return
         through, final = (
-            known_through(node.chain, height, keys) if self._governed else (None, False)
+            known_through(node.chain, node.genesis, height, keys)
+            if self._governed
+            else (None, False)
         )
         params = Params.from_genesis(node.genesis, n=len(keys))
         crypto = BlsCrypto(keys, checked=True)  # genesis and governance checked every PoP
@@ -344,8 +348,8 @@ class CoreDriver:
     def _signer_at(self, height: int) -> tuple[int, int | None]:
         node = self.node
         assert node.chain is not None
-        keys = keys_at(node.chain, height)
-        own = node.genesis.validator_keys()[node.index]
+        keys = keys_at(node.chain, node.genesis, height)
+        own = node.public_key
         return len(keys), keys.index(own) if own in keys else None
 
     def _peer(self, index: int) -> int:
@@ -361,7 +365,7 @@ class CoreDriver:
             return
         head, _ = node.chain.head()
         if core is None:
-            if keys_at(node.chain, head + 1) != (self.view.keys if self.view else ()):
+            if keys_at(node.chain, node.genesis, head + 1) != (self.view.keys if self.view else ()):
                 self.restart()  # the set changes: a member again, maybe
             self._release_later()
             return
@@ -372,7 +376,7 @@ class CoreDriver:
             self.restart()
         elif st.through is not None and st.height > head:
             assert self.view is not None
-            through, final = known_through(node.chain, head, self.view.keys)
+            through, final = known_through(node.chain, node.genesis, head, self.view.keys)
             for action in core.handle(SetKnown(through, final)):
                 self._perform(action)
             self.arm()
@@ -422,13 +426,11 @@ class CoreDriver:
         """Outside the set: commit ``block`` if ``cert`` is a quorum of the set of its height."""
         node = self.node
         assert node.chain is not None
-        keys = keys_at(node.chain, block.height)
+        keys = keys_at(node.chain, node.genesis, block.height)
         try:
             if cert.block_hash != block.hash or cert.height != block.height:
                 raise AccordError("the certificate is not this block's")
-            verify_certificate(
-                list(keys), node.genesis.chain_id, cert, len(keys) - (len(keys) - 1) // 3
-            )
+            verify_certificate(list(keys), node.genesis.chain_id, cert, quorum_of(len(keys)))
         except AccordError as e:
             node.meters.bad_msgs.inc(kind="certificate")
             log.info("%s: a block %d to follow is refused: %s", node.name, block.height, e)

@@ -33,6 +33,7 @@ from accord.ledger.application import Application
 from accord.ledger.mempool import Mempool
 from accord.node.driver import now_ms
 from accord.node.hooks import runtime_hooks
+from accord.node.sets import certificate_check
 
 if TYPE_CHECKING:
     from accord.node.node import Node
@@ -94,7 +95,7 @@ def open_ledger(node: Node, data: Path, application: OpenApplication | None = No
         node.double_sign.open(data, now_ms())  # a restored folder holds: no votes yet
         chain = (application or open_chain)(node, store)
         try:
-            check_head(store, node.verify_cert)
+            check_head(store, certificate_check(chain, node.genesis))  # the set of its height
         except StorageDamaged as e:
             raise StorageDamaged(
                 f"{data}: {e.message}; run `accord node {node.home} --verify`, then restore "

@@ -6,23 +6,20 @@ earliest (:mod:`accord.ledger.schedule`). So once block h is executed, the sets 
 height through h + 2 are final, and this module turns that into what the driver tells its
 core: ``SetKnown(through, final)``.
 
-The core numbers validators by their position in the set of the height; the transport by
-their position in genesis (its peers are the keys it authenticates). :class:`SetView` maps one
-to the other by BLS key. A set may only name genesis's validators for now: adding a key the
-transport does not know is refused with a clear error when the node reaches it (the
-transport's roster does not follow governance yet).
+The core numbers validators by their position in the set of the height; the transport by its
+roster (genesis's validators, then those governance added, as this node learnt them; see
+:class:`accord.net.transport.Transport`). :class:`SetView` maps one to the other by BLS key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from accord.base.errors import AccordError
+from accord.base.genesis import Genesis, ValidatorInfo
+from accord.base.types import Certificate
+from accord.consensus import verify_certificate
 from accord.ledger.application import Application
-
-
-class UnknownValidator(AccordError):
-    """A scheduled set names a validator this node's transport cannot reach."""
 
 
 @dataclass(frozen=True)
@@ -31,20 +28,20 @@ class SetView:
 
     keys: tuple[bytes, ...]
     me: int | None  # this validator's index in the set (None: not a member)
-    to_transport: tuple[int, ...]  # set index -> transport (genesis) index
+    to_transport: tuple[int, ...]  # set index -> transport (roster) index
     from_transport: dict[int, int]  # transport index -> set index
 
     @classmethod
-    def of(cls, keys: tuple[bytes, ...], genesis_keys: list[bytes], own: bytes) -> SetView:
-        where = {k: i for i, k in enumerate(genesis_keys)}
-        missing = [k.hex()[:16] for k in keys if k not in where]
-        if missing:
-            raise UnknownValidator(
-                f"the validator set names keys this node's transport does not know "
-                f"({', '.join(missing)}): validators added after genesis are not followed by "
-                "the node yet (docs/governance.md)"
-            )
-        to_t = tuple(where[k] for k in keys)
+    def of(
+        cls,
+        validators: tuple[ValidatorInfo, ...],
+        own: bytes,
+        roster_index: Callable[[str, bytes], int],
+    ) -> SetView:
+        """``roster_index(name, key)``: the transport's index of a validator (added to the
+        roster if it is new there)."""
+        keys = tuple(v.public_key_bytes for v in validators)
+        to_t = tuple(roster_index(v.name, k) for v, k in zip(validators, keys, strict=True))
         return cls(
             keys=keys,
             me=keys.index(own) if own in keys else None,
@@ -53,13 +50,42 @@ class SetView:
         )
 
 
-def keys_at(app: Application, height: int) -> tuple[bytes, ...]:
-    return tuple(app.scheduled(height).validator_keys())
+def governed(genesis: Genesis) -> bool:
+    """Whether the chain can change its validator set: it runs the governance contract.
+    Without it genesis's set decides every height and cores run unbounded."""
+    return any(c.name == "governance" for c in genesis.contracts)
 
 
-def known_through(app: Application, head: int, keys: tuple[bytes, ...]) -> tuple[int, bool]:
+def validators_at(app: Application, genesis: Genesis, height: int) -> tuple[ValidatorInfo, ...]:
+    if not governed(genesis):
+        return tuple(genesis.validators)
+    return app.scheduled(height).validators
+
+
+def keys_at(app: Application, genesis: Genesis, height: int) -> tuple[bytes, ...]:
+    return tuple(v.public_key_bytes for v in validators_at(app, genesis, height))
+
+
+def quorum_of(n: int) -> int:
+    return n - (n - 1) // 3
+
+
+def known_through(
+    app: Application, genesis: Genesis, head: int, keys: tuple[bytes, ...]
+) -> tuple[int, bool]:
     """With ``head`` executed and ``keys`` deciding head + 1: the last height they are known to
     decide, and whether the set changes right after it."""
-    if keys_at(app, head + 2) != keys:
+    if keys_at(app, genesis, head + 2) != keys:
         return head + 1, True
     return head + 2, False
+
+
+def certificate_check(app: Application, genesis: Genesis) -> Callable[[Certificate], None]:
+    """Raises unless a certificate carries a quorum of the set of its height (for heights up to
+    the head + 2, where the set is final: the head's own certificate, at start)."""
+
+    def check(cert: Certificate) -> None:
+        keys = keys_at(app, genesis, cert.height)
+        verify_certificate(list(keys), genesis.chain_id, cert, quorum_of(len(keys)))
+
+    return check
