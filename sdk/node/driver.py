@@ -123,7 +123,7 @@ class CoreDriver:
             if self._governed
             else tuple(node.genesis.validators)
         )
-        view = SetView.of(validators, node.public_key, node.roster_index)
+        view = SetView.of(validators, node.public_key, node.roster.index)
         keys = view.keys
         if self.view is not None and view.keys != self.view.keys:
             log.warning(

@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 
 from accord.base.crypto import bls
 from accord.base.encoding import Value
-from accord.base.errors import AccordError, ValidationError
+from accord.base.errors import AccordError
 from accord.base.genesis import Genesis
 from accord.base.keys import load_validator_key
 from accord.base.metrics import Registry
@@ -66,7 +66,7 @@ from accord.node.feed import BlockFeed, Subscription
 from accord.node.ledger import OpenApplication, certificate_checker, open_ledger
 from accord.node.listen import link_config, listen
 from accord.node.metrics import NodeMetrics
-from accord.node.sets import governed
+from accord.node.sets import Roster
 from accord.node.statesync import NodeOps
 from accord.node.worker import ChainWorker
 from accord.storage.lock import FolderLock
@@ -100,27 +100,10 @@ class Node:
     ) -> None:
         genesis.check()
         config.check_genesis(genesis)  # node.json's pinned genesis hash, if any
-        pk = bls.public_key(secret)
-        keys = genesis.validator_keys()
-        self.public_key = pk
-        self.roster: list[tuple[str, bytes]] = [
-            (v.name, v.public_key_bytes) for v in genesis.validators
-        ]
-        """Every validator this node knows, in the transport's numbering (genesis's first)."""
-        if pk not in keys and not governed(genesis):
-            raise ValidationError(
-                "this validator key is not in genesis (and without the governance contract "
-                "no validator can be added later)"
-            )
-        if pk in keys:
-            self.index = keys.index(pk)
-            self.name = genesis.validators[self.index].name
-        else:
-            # Not a validator of genesis: one governance adds (or has added). It follows by
-            # certificates until a set it is in decides (accord.node.sets).
-            self.index = len(self.roster)
-            self.name = config.name
-            self.roster.append((config.name, pk))
+        self.public_key = bls.public_key(secret)
+        self.roster = Roster(genesis, self.public_key, config.name)
+        """Every validator this node knows, in the transport's numbering (see sets.Roster)."""
+        self.index, self.name = self.roster.own, self.roster.names[self.roster.own]
         self.config = config
         self.genesis = genesis
         self.home = Path(home)
@@ -234,14 +217,14 @@ class Node:
         height, _ = self.chain.head()
         self.driver.restart()
         self.metrics.add_collector(self._collect)
-        self.transport = Transport(
+        self.transport = self.roster.transport = Transport(
             self.genesis,
             self.index,
             self._secret,
             host=self.config.host,
             port=self.config.port,
             addresses=self._addresses,
-            roster=self.roster[self.genesis.n :],
+            roster=self.roster.added(),
             named_addresses=self.config.named_peers(self.genesis),
             config=link_config(self.name, self.config, self.home, self._net_config),
             metrics=self.metrics,
@@ -360,16 +343,6 @@ class Node:
         """Stop a node started with :meth:`start_background` and wait for it (idempotent)."""
         if self._background is not None:
             self._background.stop(timeout)
-
-    def roster_index(self, name: str, key: bytes) -> int:
-        """The transport's index of a validator, added to the roster if it is new."""
-        if self.transport is not None:
-            return self.transport.add_validator(name, key)
-        for i, (_, k) in enumerate(self.roster):
-            if k == key:
-                return i
-        self.roster.append((name, key))
-        return len(self.roster) - 1
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the node's loop thread and return its result (from any thread)."""

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from accord.base.errors import ValidationError
 from accord.base.genesis import Genesis, ValidatorInfo
 from accord.base.types import Certificate
 from accord.consensus import verify_certificate
@@ -89,3 +91,37 @@ def certificate_check(app: Application, genesis: Genesis) -> Callable[[Certifica
         verify_certificate(list(keys), genesis.chain_id, cert, quorum_of(len(keys)))
 
     return check
+
+
+class Roster:
+    """Every validator this node knows, numbered as its transport numbers peers: genesis's
+    validators first, then those governance added, in the order this node learnt them (its
+    own key among them if genesis lacks it: a member governance is to add)."""
+
+    def __init__(self, genesis: Genesis, own_key: bytes, own_name: str) -> None:
+        self.keys = genesis.validator_keys()
+        self.names = [v.name for v in genesis.validators]
+        self.genesis_n = genesis.n
+        self.transport: Any = None
+        """Once the transport runs, new validators are added there (it dials them)."""
+        if own_key not in self.keys:
+            if not governed(genesis):
+                raise ValidationError(
+                    "this validator key is not in genesis (and without the governance "
+                    "contract no validator can be added later)"
+                )
+            self.keys.append(own_key)
+            self.names.append(own_name)
+        self.own = self.keys.index(own_key)
+
+    def added(self) -> list[tuple[str, bytes]]:
+        return list(zip(self.names[self.genesis_n :], self.keys[self.genesis_n :], strict=True))
+
+    def index(self, name: str, key: bytes) -> int:
+        """The transport's index of a validator, added to the roster if it is new."""
+        if key not in self.keys:
+            self.keys.append(key)
+            self.names.append(name)
+        if self.transport is not None:
+            return int(self.transport.add_validator(name, key))
+        return self.keys.index(key)
