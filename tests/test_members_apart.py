@@ -318,3 +318,39 @@ def test_an_older_genesis_with_addresses_still_loads_with_its_hash(tmp_path: Pat
     assert g.model_dump(mode="json")["validators"][0] == old["validators"][0]  # as written
     g.save(tmp_path / "again.json")
     assert Genesis.load(tmp_path / "again.json").hash == g.hash
+
+
+def test_a_member_governance_is_to_add_joins_with_added(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fifth member after genesis: its node.json is written from its own card (name, key)
+    with --added; without it, or with a card that is not its key's, it is refused by name."""
+    cards = make_members(capsys, tmp_path)
+    agreed = assemble(capsys, tmp_path, cards)
+    shared = str(tmp_path / "coordinator" / "genesis.json")
+    code, _, _ = run(capsys, "keys", "new", "--validator", "--dir", str(tmp_path / "erin"))
+    assert code == 0
+    base = ["genesis", "join", shared, "--dir", str(tmp_path / "erin"), "--hash", agreed]
+    code, _, err = run(capsys, *base, "--port", "7001")
+    assert code != 0 and "--added" in err
+    code, out, err = run(capsys, *base, "--port", "7001", "--added", "--peer=acme=127.0.0.1:7002")
+    assert code == 0, err
+    cfg = NodeConfig.load(tmp_path / "erin")
+    assert cfg.name == "erin" and cfg.peers == {"acme": "127.0.0.1:7002"}
+    # a genesis validator's name is not a newcomer's
+    (tmp_path / "dup").mkdir()
+    run(capsys, "keys", "new", "--validator", "--dir", str(tmp_path / "dup"), "--name", "acme")
+    code, _, err = run(
+        capsys,
+        "genesis",
+        "join",
+        shared,
+        "--dir",
+        str(tmp_path / "dup"),
+        "--hash",
+        agreed,
+        "--port",
+        "7003",
+        "--added",
+    )
+    assert code != 0 and "acme" in err

@@ -89,6 +89,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="where another validator listens (repeat; later: edit node.json's peers)",
     )
     join.add_argument(
+        "--added",
+        action="store_true",
+        help="this member is not in genesis: governance adds it to the running chain (its "
+        "name comes from member.json; until the vote it follows by certificates)",
+    )
+    join.add_argument(
         "--no-p2p-tls",
         dest="p2p_tls",
         action="store_false",
@@ -217,9 +223,24 @@ def _join(args: argparse.Namespace) -> int:
         )
     mine = bls.public_key(load_validator_key(folder / VALIDATOR_KEY)).hex()
     me = next((v for v in g.validators if v.bls_public_key == mine), None)
+    if me is None and args.added:
+        from accord.base.genesis import ValidatorInfo
+        from accord.base.members import CARD_FILE, MemberCard
+
+        card = MemberCard.model_validate_json((folder / CARD_FILE).read_text())
+        if card.bls_public_key != mine:
+            raise GenesisError(f"{folder / CARD_FILE} is not the card of {folder / VALIDATOR_KEY}")
+        if not any(c.name == "governance" for c in g.contracts):
+            raise GenesisError(
+                f"{args.path} has no governance contract: nobody can add {card.name}"
+            )
+        if any(v.name == card.name for v in g.validators):
+            raise GenesisError(f"{card.name} is a genesis validator's name: choose another")
+        me = ValidatorInfo(name=card.name, bls_public_key=mine, pop=card.pop, account=card.account)
     if me is None:
         raise GenesisError(
-            f"{folder / VALIDATOR_KEY} is not the key of any validator in {args.path}"
+            f"{folder / VALIDATOR_KEY} is not the key of any validator in {args.path} "
+            "(a member governance is to add joins with --added)"
         )
     peers: dict[str, str] = {}
     for item in args.peer:
