@@ -6,7 +6,6 @@ committed, heads agree); they assert nothing about speed.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,18 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from .support.cli import accord
+
 pytestmark = pytest.mark.timeout(240)
-
-
-def accord(*args: str, timeout: float = 180) -> dict[str, object]:
-    out = subprocess.run(
-        [sys.executable, "-m", "accord.cli.main", *args],
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr.decode()[-2000:]
-    return json.loads(out.stdout.decode().strip().splitlines()[-1])
 
 
 def test_devnet_blocks_json(tmp_path: Path) -> None:

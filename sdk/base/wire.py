@@ -351,14 +351,16 @@ class CertificateModel(WireModel):
     round: int
     phase: int
     block_hash: str
-    signers: str = Field(description="signer bitmap over the genesis validator list, hex")
+    signers: str = Field(
+        description="signer bitmap over the validator set of the certificate's height, hex"
+    )
     signer_indices: list[int]
     signature: str = Field(description="aggregate BLS signature, hex")
     raw: str = Field(description="canonical encoding of the certificate, hex")
 
     @classmethod
     def of(cls, c: Certificate, n: int) -> CertificateModel:
-        """``n``: validators in genesis (a certificate's signer field is a bitmap, or per-signer
+        """``n``: validators in the set of its height (a signer field is a bitmap, or per-signer
         counts in the weighted form large networks store; see accord.consensus)."""
         return cls(
             height=c.height,

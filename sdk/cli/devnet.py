@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from accord.base.errors import AccordError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("devnet", help="run a local validator network with a demo workload")
@@ -54,6 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="serve each validator's client API over https (a self-signed certificate per "
         "validator; the devnet trusts the bundle it writes to DIR/api-ca.pem)",
     )
+    p.add_argument(
+        "--demo-governance",
+        action="store_true",
+        help="while the load runs, the members vote: deploy a contract, add a fifth "
+        "validator (set up in a folder of its own), upgrade the contract, remove a genesis "
+        "validator; then every head must agree (accord.devnet_governance)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
     p.set_defaults(func=_run)
 
@@ -80,6 +89,10 @@ async def _main(args: argparse.Namespace) -> int:
         p2p_tls=args.p2p_tls,
         api_tls=args.api_tls,
     )
+    if args.demo_governance:
+        from accord.devnet_governance import prepare
+
+        prepare(args.dir, genesis)  # code installed and the newcomer's folder, before any start
     net = Devnet(args.dir, genesis)
     console.print(
         f"[bold]Accord devnet[/] {genesis.chain_id}: {genesis.n} validators in {args.dir}"
@@ -89,6 +102,12 @@ async def _main(args: argparse.Namespace) -> int:
         console.print(
             f"https: trust {net.ca_file} (e.g. curl --cacert {net.ca_file} URL/v1/status)"
         )
+    demo_task: asyncio.Task[list[dict[str, Any]]] | None = None
+    if args.demo_governance:
+        from accord.devnet_governance import GovernanceDemo, run_demo
+
+        demo = GovernanceDemo(net, genesis, lambda line: console.print(line))
+        demo.add_newcomer()
     net.start()
     load: Load | None = None
     tasks: list[asyncio.Task[Any]] = []
@@ -101,6 +120,8 @@ async def _main(args: argparse.Namespace) -> int:
         )
         await load.init_nonces()
         started = time.monotonic()
+        if args.demo_governance:
+            demo_task = asyncio.create_task(run_demo(demo))
         tasks = [
             asyncio.create_task(load.run()),
             asyncio.create_task(load.watch(net.validators[0].api_url)),
@@ -142,7 +163,12 @@ async def _main(args: argparse.Namespace) -> int:
                 heights = [s["height"] for s in statuses if s]
                 if heights:
                     height = max(heights)
-                if args.blocks is not None and height - start_height >= args.blocks:
+                blocks_done = args.blocks is not None and height - start_height >= args.blocks
+                if demo_task is not None and demo_task.done():
+                    demo_task.result()  # a failed step stops the devnet, named
+                    if blocks_done or args.blocks is None:
+                        break
+                elif demo_task is None and blocks_done:
                     break
                 for v in net.validators:
                     if not v.alive:
@@ -158,6 +184,9 @@ async def _main(args: argparse.Namespace) -> int:
         height = max(s["height"] for s in statuses if s)
         result = devnet_summary(genesis, heads, height, load.stats, elapsed)
         result.pop("pid", None)
+        if demo_task is not None:
+            result["governance"] = demo_task.result()
+            result["heads_agree"] = len(set(heads.values())) == 1
         if args.json:
             print(json.dumps(result))
         else:
@@ -165,12 +194,14 @@ async def _main(args: argparse.Namespace) -> int:
         return 0 if len(set(heads.values())) == 1 else 1
     except KeyboardInterrupt:
         return 130
-    except RuntimeError as e:
+    except (RuntimeError, AccordError) as e:
         print(f"accord devnet: {e}", file=sys.stderr)
         return 1
     finally:
         if load is not None:
             load.stop()
+        if demo_task is not None and not demo_task.done():
+            demo_task.cancel()
         for t in tasks:
             t.cancel()
         for t in tasks:

@@ -151,6 +151,11 @@ class NodeView(Protocol):
         """A read-only contract call on the committed state."""
         ...
 
+    def set_size(self, height: int) -> int:
+        """Validators in the set of ``height`` (governance changes it): what that height's
+        certificate's signer field is read against."""
+        ...
+
 
 @dataclass
 class ApiConfig:
@@ -968,7 +973,7 @@ class ClientApi:
             cert = store.get_certificate(block.height)
             receipts = store.get_receipts(block.height) if q.receipts else None
             return (
-                s.BlockResponse.of(block, cert, receipts, n=self.node.genesis.n)
+                s.BlockResponse.of(block, cert, receipts, n=self.node.set_size(block.height))
                 .model_dump_json()
                 .encode()
             )
@@ -1004,7 +1009,7 @@ class ClientApi:
         cert = store.get_certificate(height)
         return s.HeaderResponse(
             header=s.HeaderModel.of(header),
-            certificate=s.CertificateModel.of(cert, self.node.genesis.n)
+            certificate=s.CertificateModel.of(cert, self.node.set_size(cert.height))
             if cert is not None
             else None,
         )
@@ -1188,7 +1193,7 @@ class ClientApi:
                     height=block.height,
                     hash=block.hash.hex(),
                     header=s.HeaderModel.of(block.header),
-                    certificate=s.CertificateModel.of(cert, self.node.genesis.n)
+                    certificate=s.CertificateModel.of(cert, self.node.set_size(cert.height))
                     if cert is not None
                     else None,
                     tx_hashes=[t.hash.hex() for t in block.txs],

@@ -66,7 +66,7 @@ from accord.node.feed import BlockFeed, Subscription
 from accord.node.ledger import OpenApplication, certificate_checker, open_ledger
 from accord.node.listen import link_config, listen
 from accord.node.metrics import NodeMetrics
-from accord.node.sets import Roster
+from accord.node.sets import Roster, SetSizes
 from accord.node.statesync import NodeOps
 from accord.node.worker import ChainWorker
 from accord.storage.lock import FolderLock
@@ -104,6 +104,8 @@ class Node:
         self.roster = Roster(genesis, self.public_key, config.name)
         """Every validator this node knows, in the transport's numbering (see sets.Roster)."""
         self.index, self.name = self.roster.own, self.roster.names[self.roster.own]
+        self.set_size = SetSizes(genesis, lambda: self.chain)
+        """Validators in the set of a height (how its certificate's signers are read)."""
         self.config = config
         self.genesis = genesis
         self.home = Path(home)

@@ -125,3 +125,27 @@ class Roster:
         if self.transport is not None:
             return int(self.transport.add_validator(name, key))
         return self.keys.index(key)
+
+
+class SetSizes:
+    """How many validators the set of a height has: what a certificate's signer field is read
+    against (the API, the explorer). Final sets only (up to the head + 2), cached: a set of a
+    decided height never changes."""
+
+    def __init__(self, genesis: Genesis, app: Callable[[], Application | None]) -> None:
+        self.genesis = genesis
+        self.app = app
+        self._cache: dict[int, int] = {}
+
+    def __call__(self, height: int) -> int:
+        app = self.app()
+        if not governed(self.genesis) or app is None:
+            return self.genesis.n
+        n = self._cache.get(height)
+        if n is None:
+            n = len(keys_at(app, self.genesis, height))
+            if height <= app.head()[0]:
+                if len(self._cache) >= 4096:
+                    self._cache.clear()
+                self._cache[height] = n
+        return n

@@ -27,6 +27,7 @@ from accord.ledger.chain import Chain
 from accord.ledger.mempool import Mempool
 from accord.node.api import ApiConfig, ApiServer
 from accord.node.config import builtin_contract_entries
+from accord.node.sets import SetSizes
 from accord.storage import Store
 
 from .genesis import make_genesis
@@ -75,6 +76,7 @@ class LocalNode:
         self.store = Store(path, sync=False)
         self.runtime = Runtime(self.genesis)
         self.chain = Chain(self.genesis, self.store, self.runtime)
+        self._set_sizes = SetSizes(self.genesis, lambda: self.chain)  # as the node reads it
         self.mempool = Mempool(self.genesis.chain_id, self.chain.nonce_of)
         self.metrics = Registry()
         self._subs: list[_Subscription] = []
@@ -115,6 +117,9 @@ class LocalNode:
         # As the real node asks: at the head's height and time (governance's "expired" and
         # "in force" depend on the height).
         return self.chain.query(contract, method, args)
+
+    def set_size(self, height: int) -> int:
+        return self._set_sizes(height)
 
     # --- committing --------------------------------------------------------------------
 

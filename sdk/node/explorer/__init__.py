@@ -276,7 +276,9 @@ class Explorer:
             time_ms=header.time_ms,
             tx_count=header.tx_count,
             proposer=header.proposer,
-            signers=cert.signer_indices(self.node.genesis.n) if cert is not None else [],
+            signers=cert.signer_indices(self.node.set_size(cert.height))
+            if cert is not None
+            else [],
         )
 
     # --- endpoints -----------------------------------------------------------------------
