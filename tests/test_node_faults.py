@@ -119,7 +119,9 @@ def test_bad_peers_and_bad_requests_against_a_running_node(tmp_path: Path) -> No
             outsider = bls.keygen(b"o" * 32)
             async with aiohttp.ClientSession() as s:
                 # a key that is not in genesis
-                r = await RawPeer(s, url, gh, target, fn.genesis.validator_keys()).handshake(index=3, sk=outsider)
+                r = await RawPeer(s, url, gh, target, fn.genesis.validator_keys()).handshake(
+                    index=3, sk=outsider
+                )
                 assert r["ready"] is False and "auth" not in r
                 # validator 3's key, but an AUTH signature by someone else (forged)
                 r = await RawPeer(s, url, gh, target, fn.genesis.validator_keys()).handshake(
