@@ -647,8 +647,11 @@ class Client:
         d = self._get("/v1/headers", {"from": str(from_height), "limit": str(limit)})
         return [_hwc(x) for x in d["headers"]]
 
-    def state(self, contract: str, key: bytes | str) -> StateValue:
+    def state(self, contract: str, key: bytes | str, height: int | None = None) -> StateValue:
+        """``height``: prove against that height's state root (default: the head's)."""
         path, q = _key_path(key)
+        if height is not None:
+            q["height"] = str(int(height))
         return _state(self._get(f"/v1/state/{urllib.parse.quote(contract, safe='')}/{path}", q))
 
     def query(self, contract: str, method: str, **args: Value) -> Value:
@@ -893,8 +896,10 @@ class AsyncClient:
         d = await self._get("/v1/headers", {"from": str(from_height), "limit": str(limit)})
         return [_hwc(x) for x in d["headers"]]
 
-    async def state(self, contract: str, key: bytes | str) -> StateValue:
+    async def state(self, contract: str, key: bytes | str, height: int | None = None) -> StateValue:
         path, q = _key_path(key)
+        if height is not None:
+            q["height"] = str(int(height))
         return _state(
             await self._get(f"/v1/state/{urllib.parse.quote(contract, safe='')}/{path}", q)
         )

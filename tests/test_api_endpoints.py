@@ -243,6 +243,24 @@ def test_state_proof_stays_valid_as_chain_grows(served: ServedNode, client: Clie
     merkle.verify_state_proof(after.header.state_root, after.state_key, after.value, after.proof)
 
 
+def test_state_at_an_earlier_height_is_proved_against_that_header(
+    served: ServedNode, client: Client
+) -> None:
+    """``?height=``: what a light client reads to learn the validator set of later heights."""
+    before = client.state("token", CAROL)
+    served.submit_direct(transfer(ALICE, nonce(served, ALICE), CAROL, 7))
+    served.commit()
+    old = client.state("token", CAROL, height=before.height)
+    assert old.height == before.height and old.header == before.header
+    assert old.decoded == before.decoded
+    merkle.verify_state_proof(old.header.state_root, old.state_key, old.value, old.proof)
+    assert client.state("token", CAROL).decoded == before.decoded + 7
+    head = served.node.store.head()[0]
+    for bad, code in ((head + 1, 404), (-1, 422)):
+        status, _ = http_json(served.url, "GET", f"/v1/state/token/{CAROL.hex()}?height={bad}")
+        assert status == code, (bad, status)
+
+
 def test_query_json_and_raw(served: ServedNode, client: Client) -> None:
     status, doc = http_json(
         served.url,

@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from accord.consensus import certificate_signers
 
 from .support.gov import NetworkGov
@@ -67,6 +69,7 @@ def test_a_validator_removed_by_vote_stops_voting_follows_and_rejoins(tmp_path: 
         heads = {net.nodes[i].store.get_header(back + 8).hash for i in range(N)}
         assert len(heads) == 1
         assert all(nd.fault is None for nd in net.nodes)
+        _light_client_follows_the_changes(net, back + 8, out, back)
     finally:
         net.close()
 
@@ -167,6 +170,65 @@ def test_a_member_set_up_apart_is_added_by_vote_and_a_genesis_one_removed(tmp_pa
     finally:
         net.run(newcomer.stop())
         net.close()
+
+
+def _light_client_follows_the_changes(net: ThreadedNetwork, height: int, *changes: int) -> None:
+    """A light client from genesis walks across both set changes, proving each against a
+    certified state root; a node that lies about a change (the count, an entry) is caught,
+    and with only that node the client trusts nothing past the change."""
+    import asyncio
+
+    from aiohttp import ClientSession, web
+
+    from accord.base import encoding
+    from accord.base.errors import AccordError
+    from accord.light import LightClient
+
+    honest = net.urls[1]
+    with LightClient(net.genesis, [honest]) as lc:
+        lc.sync()
+        assert lc.head is not None and lc.head.height >= height
+        sets = lc.inner.sets
+        assert [a for a, _ in sets.entries] == list(changes)
+        assert len(sets.keys_at(changes[0])) == N - 1 and len(sets.keys_at(changes[1])) == N
+        assert not lc.inner.faults
+
+    def lie(doc: dict) -> dict:
+        if doc.get("contract") == "governance" and doc.get("key") == "s/validators/n":
+            doc["value"] = encoding.encode(0).hex()  # "no change ever": genesis's set for ever
+        return doc
+
+    async def handle(request: web.Request) -> web.Response:
+        async with ClientSession() as s, s.get(honest + request.rel_url.raw_path_qs) as r:
+            body, status = await r.read(), r.status
+        if status == 200 and request.rel_url.path.startswith("/v1/state/"):
+            return web.json_response(lie(__import__("json").loads(body)))
+        return web.Response(body=body, status=status, content_type="application/json")
+
+    async def serve() -> tuple[web.AppRunner, str]:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return runner, f"http://127.0.0.1:{port}"
+
+    runner, liar = net.run(serve())
+    try:
+        with LightClient(net.genesis, [liar]) as lc:
+            with pytest.raises(AccordError):
+                lc.sync()
+            assert lc.head is None or lc.head.height < changes[0] + 2
+            assert any(f.check == "state_proof" for f in lc.inner.faults)
+        with LightClient(net.genesis, [liar, honest]) as lc:
+            lc.sync()
+            assert lc.head is not None and lc.head.height >= height
+            assert {f.check for f in lc.inner.faults} == {"state_proof"}
+    finally:
+        net.run(runner.cleanup())
+    del asyncio
 
 
 def test_the_set_view_maps_set_and_roster_numbering_by_key() -> None:

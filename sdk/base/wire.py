@@ -219,6 +219,12 @@ class StateQuery(WireModel):
     key_type: Literal["hex", "str"] = Field(
         default="hex", description="whether {key} is hex bytes or a str key of the contract"
     )
+    height: int | None = Field(
+        default=None,
+        ge=0,
+        description="prove against this height's state root (default: the head's; a height "
+        "whose blocks were pruned is 404)",
+    )
 
 
 class StreamQuery(WireModel):

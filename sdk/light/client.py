@@ -17,13 +17,15 @@ one) is held back until a certified descendant links to it by parent hashes. Bef
 the client asks each node for its header at the trusted head: a different header there that
 carries a valid certificate is a fork.
 
-Skipping ahead (``sync(skip=True)``, and ``header(h)`` for a height not yet synced) checks one
-later header's certificate directly against the validator set, without the headers between.
-**This assumes the validator set never changes**: Accord's set is fixed in genesis, so a
-certificate at any height is judged by the same keys. Once validators can be reconfigured, a
-skip must only go as far as a header certified by the set the client trusts *and* that header
-must carry (or link to) the next set, so the client walks from one set change to the next
-(as Tendermint's light clients do, trusting a set for less than its unbonding period).
+Each certificate is checked against the validator set of its height. On a chain with the
+governance contract the set changes by vote, and the set of height h is fixed by the state
+after block h - 2: the client proves the changes (:mod:`accord.light.sets`) against its newest
+trusted header as it walks, one state proof every two headers (more when a change is new),
+and never checks a header whose set nothing trusted fixes yet. Skipping ahead
+(``sync(skip=True)``, and ``header(h)`` for a height not yet synced) checks one later header's
+certificate directly, without the headers between: only on a chain whose set cannot change
+(no governance contract); on a governed chain ``skip`` walks, and ``header(h)`` beyond the
+proved sets asks the caller to sync first.
 
 Forks
 -----
@@ -63,7 +65,8 @@ from accord.base.errors import (
 )
 from accord.base.genesis import Genesis
 from accord.base.types import Header
-from accord.client import AsyncClient, HeaderWithCertificate
+from accord.client import AsyncClient, HeaderWithCertificate, StateValue
+from accord.light.sets import COUNT_KEY, ValidatorSets, entry_key, entry_keys
 from accord.light.store import TrustedHeader, TrustStore
 from accord.light.verify import (
     Checker,
@@ -146,6 +149,12 @@ class AsyncLightClient:
         self.genesis = _load_genesis(genesis)
         self.checker = Checker(self.genesis)
         self.store = TrustStore(self.genesis.chain_id, self.genesis.hash, store, keep=keep)
+        self.sets = ValidatorSets(self.genesis)
+        """The validator set of each height, as proved so far (accord.light.sets)."""
+        try:
+            self.sets.load_json(self.store.validator_sets)
+        except DecodeError as e:
+            raise LightClientError(f"the stored validator sets do not load: {e.message}") from None
         self.nodes = list(dict.fromkeys(n.rstrip("/") for n in nodes))
         self.batch = max(1, min(batch, 1000))
         self.timeout = timeout
@@ -161,7 +170,9 @@ class AsyncLightClient:
         if head is not None and head.certificate is not None:
             # A corrupted or edited store must not smuggle in a head: re-check it (one pairing).
             try:
-                self.checker.check_certificate("store", head.header, head.certificate)
+                self.checker.check_certificate(
+                    "store", head.header, head.certificate, self.sets.keys_at(head.height)
+                )
             except NodeLied as e:
                 raise LightClientError(f"the stored head does not verify: {e.message}") from None
         if trusted_header is not None and head is None:
@@ -264,7 +275,13 @@ class AsyncLightClient:
 
     def _check(self, node: str, header: Header, cert: Any, height: int) -> TrustedHeader:
         self.checker.check_shape(node, header, height)
-        self.checker.check_certificate(node, header, cert)
+        keys = self.sets.keys_at(height)
+        if keys is None:
+            raise LightClientError(
+                f"header {height} is beyond the heights whose validator set this client has "
+                f"proved (through {self.sets.known_through}): sync up to it first"
+            )
+        self.checker.check_certificate(node, header, cert, keys)
         self.certificates_checked += 1
         return TrustedHeader(header, cert)
 
@@ -350,10 +367,23 @@ class AsyncLightClient:
             if not batch:
                 break
             verified: list[TrustedHeader] = []
+            stalled = False
             for i, hc in enumerate(batch):
                 height = start + i
                 header, cert = hc.header, hc.certificate
                 self.checker.check_shape(node, header, height)
+                if cert is not None and self.sets.keys_at(height) is None:
+                    # Its set is fixed by the state two heights below: prove the changes up
+                    # to the newest trusted header first (accord.light.sets).
+                    if verified:
+                        self.store.add(verified)
+                        added += len(verified)
+                        verified = []
+                    if self.store.head is not None:
+                        await self._learn_sets(node, self.store.head)
+                    if self.sets.keys_at(height) is None:
+                        stalled = True  # nothing trusted fixes this height's set yet
+                        break
                 if cert is not None:
                     self._check(node, header, cert, height)
                 if prev is not None:
@@ -387,13 +417,49 @@ class AsyncLightClient:
             if verified:
                 self.store.add(verified)
                 added += len(verified)
+            if stalled:
+                break
             start += len(batch)
         # Headers still held back have no certified descendant: they are simply not trusted
         # (a node's newest block may be stored before its certificate is attached).
         self._held_back = len(pending)
         return added
 
+    async def _learn_sets(self, node: str, trusted: TrustedHeader) -> None:
+        """The validator-set changes up to ``trusted``, proved against its state root."""
+        if not self.sets.governed:
+            return
+        known = self.sets.known_through
+        if known is not None and known >= trusted.height + 2:
+            return
+        count_sv = await self._ask(
+            node, lambda c: c.state("governance", COUNT_KEY, height=trusted.height)
+        )
+        proved = self.checker.check_state(node, "governance", COUNT_KEY, count_sv, trusted).decoded
+        count = 0 if proved is None else proved
+        if type(count) is not int or count < len(self.sets.entries):
+            raise lie(node, "state_proof", "the validator-set change count went down")
+        new = []
+        for k in range(len(self.sets.entries), count):
+            key = entry_key(k)
+
+            async def read(c: AsyncClient, key: str = key) -> StateValue:
+                return await c.state("governance", key, height=trusted.height)
+
+            sv = await self._ask(node, read)
+            value = self.checker.check_state(node, "governance", key, sv, trusted).decoded
+            try:
+                new.append(entry_keys(value))
+            except DecodeError as e:
+                raise lie(node, "state_proof", f"validator-set change {k}: {e.message}") from None
+        self.sets.learn(trusted.height, count, new)
+        self.store.validator_sets = self.sets.to_json()
+        self.store.save()
+
     async def _skip_from(self, node: str) -> int:
+        if self.sets.governed:
+            # Each set is fixed by the headers before it: no header can be checked alone.
+            return await self._sync_from(node)
         await self._cross_check(node)
 
         async def head_height(c: AsyncClient) -> int:
@@ -439,6 +505,21 @@ class AsyncLightClient:
         if t is not None:
             return t
         order = ([prefer] if prefer else []) + [n for n in self.nodes if n != prefer]
+        if self.sets.keys_at(height) is None:
+            # A governed chain: the set of ``height`` is fixed only by the headers below it,
+            # so the client walks there first (accord.light.sets).
+            for node in order:
+                try:
+                    await self._sync_from(node)
+                except NodeLied as e:
+                    self._fault(e)
+                except (_Unreachable, NotFound):
+                    pass
+                if self.sets.keys_at(height) is not None:
+                    break
+            t = self.store.get(height)
+            if t is not None:
+                return t
         return await self._first_verified(
             f"a verified header at height {height}",
             order,

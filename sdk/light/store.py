@@ -8,6 +8,8 @@ What is kept, and why:
   was authenticated by the parent link of a certified child, e.g. the genesis block's). Only the
   newest ``keep`` are kept: an older header is fetched again and re-verified on demand (its
   certificate is checked directly against the validator set).
+* ``validator_sets``: on a chain whose set changes by vote, the changes proved so far and the
+  height through which sets are known (:mod:`accord.light.sets`).
 * ``fork``: evidence of two conflicting certified headers. Once set, the client refuses to
   answer (a fork means more than f validators misbehaved; the validator set can no longer be
   trusted). Only an operator removing the file clears it.
@@ -89,6 +91,7 @@ class TrustStore:
         self.headers: dict[int, TrustedHeader] = {}
         self.head_height: int | None = None
         self.fork: dict[str, Any] | None = None
+        self.validator_sets: dict[str, Any] | None = None
         if self.path is not None and self.path.exists():
             self._load()
 
@@ -131,6 +134,7 @@ class TrustStore:
             "head": self.head_height,
             "headers": {str(h): t.to_json() for h, t in sorted(self.headers.items())},
             "fork": self.fork,
+            "validator_sets": self.validator_sets,
         }
 
     def save(self) -> None:
@@ -193,4 +197,8 @@ class TrustStore:
         fork = doc.get("fork")
         if fork is not None and type(fork) is not dict:
             raise LightClientError(f"{self.path}: fork evidence must be a map")
+        sets = doc.get("validator_sets")
+        if sets is not None and type(sets) is not dict:
+            raise LightClientError(f"{self.path}: validator_sets must be a map")
         self.headers, self.head_height, self.fork = headers, head, fork
+        self.validator_sets = sets

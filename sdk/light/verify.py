@@ -196,8 +196,15 @@ class Checker:
         ):
             raise lie(node, "genesis_header", "the height-0 header is not the genesis block")
 
-    def check_certificate(self, node: str, header: Header, cert: Certificate | None) -> None:
-        """``cert`` certifies exactly ``header`` with a quorum of distinct genesis validators."""
+    def check_certificate(
+        self,
+        node: str,
+        header: Header,
+        cert: Certificate | None,
+        keys: Sequence[bytes] | None = None,
+    ) -> None:
+        """``cert`` certifies exactly ``header`` with a quorum of distinct validators of
+        ``keys``, the set of its height (default: genesis's; see :mod:`accord.light.sets`)."""
         if cert is None:
             raise lie(node, "certificate", f"header {header.height} comes without a certificate")
         if cert.height != header.height or cert.block_hash != header.hash:
@@ -207,7 +214,11 @@ class Checker:
                 f"the certificate is not for header {header.height} ({header.hash.hex()[:16]})",
             )
         try:
-            verify_certificate(self.keys, self.chain_id, cert, self.quorum)
+            if keys is None:
+                verify_certificate(self.keys, self.chain_id, cert, self.quorum)
+            else:
+                n = len(keys)
+                verify_certificate(list(keys), self.chain_id, cert, n - (n - 1) // 3)
         except (ValidationError, InvalidSignature) as e:
             raise lie(node, "certificate", f"header {header.height}: {e.message}") from None
 

@@ -539,6 +539,7 @@ ROUTES: list[s.Route] = [
             _p("contract", "path", {"type": "string"}),
             _p("key", "path", {"type": "string"}, "hex bytes, or a str key with key_type=str"),
             _p("key_type", "query", {"type": "string", "enum": ["hex", "str"]}, "", False),
+            _p("height", "query", {"type": "integer", "minimum": 0}, "", False),
         ],
     ),
     s.Route(
@@ -1061,8 +1062,13 @@ class ClientApi:
         head = store.head()
         if head is None:
             raise Unavailable("the chain has no blocks yet")
-        header = store.get_header(head[0])
+        at = head[0] if q.height is None else q.height
+        if at > head[0]:
+            raise NotFound(f"height {at} is above the head ({head[0]})")
+        header = store.get_header(at)
         if header is None:
+            if q.height is not None:
+                raise NotFound(f"no header at height {at} (pruned, or not stored)")
             raise Unavailable(f"header {head[0]} is not readable")
         # Read value and proof from the tree at this header's root: they match the header
         # even if more blocks are committed meanwhile (old roots stay provable).

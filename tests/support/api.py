@@ -119,7 +119,10 @@ class LocalNode:
         return self.chain.query(contract, method, args)
 
     def set_size(self, height: int) -> int:
-        return self._set_sizes(height)
+        sizes = self.__dict__.get("_set_sizes")  # subclasses that build their own chain too
+        if sizes is None:
+            sizes = self._set_sizes = SetSizes(self.genesis, lambda: self.chain)
+        return int(sizes(height))
 
     # --- committing --------------------------------------------------------------------
 

@@ -72,7 +72,7 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.Response:
         assert self.session is not None
-        upstream = self.ledger.served.url + request.rel_url.path_qs
+        upstream = self.ledger.served.url + request.rel_url.raw_path_qs  # %2F stays encoded
         async with self.session.get(upstream) as resp:
             body = await resp.read()
             status = resp.status
