@@ -128,7 +128,7 @@ class CatchUp:
         self._clocks[frm] = (payload[2], time.monotonic())
         guard = self.node.double_sign
         if guard.holding and not guard.start_vouched:
-            guard.vouch_start(self.peer_clocks())
+            guard.vouch_start(self.peer_clocks(), int(time.time() * 1000))
         self.maybe_sync()
 
     def peer_clocks(self) -> dict[int, int]:

@@ -127,6 +127,7 @@ class DoubleSignGuard:
         """The size of the validator set of a height and our index in it (None: not a
         member); the driver replaces it once validator sets can change (accord.node.sets)."""
         self.started_ms = 0
+        self.vouched_ms = 0
         self.start_vouched = False
         """2f+1 peers' clocks have vouched for the restore boundary (see vouch_start)."""
 
@@ -161,7 +162,13 @@ class DoubleSignGuard:
         # start is then vouched for again by the peers, which can only raise the boundary.
         if type(vouched_ms) is not int or vouched_ms <= 0:
             vouched_ms = 0
-        self.start_vouched = vouched_ms > 0
+        self.vouched_ms = vouched_ms
+        # Vouched for again at every start while holding: a copy of a holding folder (a VM
+        # clone, a standby copy) starts later than the instance that wrote the marker, which
+        # may have released and voted since; the marker's times alone let the copy release on
+        # a block that instance had already voted past (eighth review). Raising the boundary
+        # is always safe: a holding folder has signed nothing.
+        self.start_vouched = False
         # The original's clock may have been the drift ahead of true time, and this one
         # behind it: the margin covers up to 4 drifts + 3 rounds behind. The start is then
         # vouched for by the peers' clocks (vouch_start), which raises the boundary if this
@@ -178,11 +185,12 @@ class DoubleSignGuard:
         c = self.genesis.consensus
         return self.round_of(start_ms + 5 * c.time_drift() + 3 * c.round_ms) + 1
 
-    def vouch_start(self, peer_clocks: Mapping[int, int]) -> bool:
+    def vouch_start(self, peer_clocks: Mapping[int, int], now_ms: int | None = None) -> bool:
         """While holding, once 2f+1 peers have told their clocks: raise the boundary to what
         their (f+1)-th lowest clock (at least one honest clock, at most another) says, and
-        keep that in the marker. Returns whether the start is vouched for (release and
-        catch-up wait for it).
+        keep that in the marker; with f+1 reports, to their highest if it is within three
+        drifts of this clock (``now_ms``). Returns whether the start is vouched for (release
+        and catch-up wait for it). Every start while holding is vouched for again.
 
         The boundary must lie above every round the original voted in, and the original
         was gone before this folder first started, so a boundary from any later time is
@@ -195,12 +203,24 @@ class DoubleSignGuard:
         that are up are enough (docs/operations.md)."""
         if not self.holding or self.start_vouched or self.data_dir is None:
             return self.start_vouched
-        if len(peer_clocks) <= 2 * self.genesis.f:
+        f = self.genesis.f
+        if len(peer_clocks) > 2 * f:
+            network = vouched(peer_clocks, f, highest=False)
+        elif len(peer_clocks) > f and now_ms is not None:
+            # f+1 reports: their highest is at least one honest clock, so never too low; it is
+            # taken only within three drifts of this clock, so f liars cannot push the hold far
+            # ahead. Waiting for 2f+1 let f validators silent in STATUS hold a restored node for
+            # ever (eighth review).
+            network = max(peer_clocks.values())
+            if network > now_ms + 3 * self.genesis.consensus.time_drift():
+                return False
+        else:
             return False
-        network = vouched(peer_clocks, self.genesis.f, highest=False)
         assert network is not None
+        network = max(network, self.vouched_ms)
         marker = backup_files.read_restored_marker(self.data_dir) or {}
         backup_files.write_restored_marker(self.data_dir, {**marker, "vouched_ms": network})
+        self.vouched_ms = network
         raised = self._boundary_after(max(self.started_ms, network))
         if self.boundary is None or raised > self.boundary:
             log.warning(
