@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, settings
 
 from accord.base.genesis import Genesis
 
+from .support.browser import browser  # noqa: F401 (the explorer tests' real-browser fixture)
 from .support.genesis import make_genesis
 
 settings.register_profile(

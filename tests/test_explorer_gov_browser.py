@@ -19,10 +19,8 @@ from accord.base.crypto.ed25519 import AccountKey
 from accord.base.encoding import Value
 from accord.base.types import Tx
 
+from .support.browser import LyingProxy, flip, get_json, new_page, post_json
 from .support.inproc import ThreadedNetwork
-from .test_explorer_browser import LyingProxy, _flip, _get_json, _page, _post_json, browser
-
-__all__ = ["browser"]  # the fixture, shared with the other explorer browser tests
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -59,10 +57,10 @@ class Members:
         )
         self.nonces[i] += 1
         url = self.net.urls[i]
-        h = _post_json(f"{url}/v1/txs", {"tx": tx.encode().hex()})["tx_hash"]
+        h = post_json(f"{url}/v1/txs", {"tx": tx.encode().hex()})["tx_hash"]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            st = _get_json(f"{url}/v1/txs/{h}")
+            st = get_json(f"{url}/v1/txs/{h}")
             if st["status"] == "committed":
                 assert st["receipt"]["ok"], st["receipt"]
                 return st["receipt"]["result"]
@@ -95,8 +93,8 @@ def test_a_proposal_is_followed_live_to_in_force(
         action={"kind": "set_consensus", "params": {"max_block_gas": 20_000_000}},
         activation=None,
     )["$bytes"]
-    names = [v["name"] for v in _get_json(f"{net.urls[1]}/v1/validators")["validators"]]
-    page = _page(browser)
+    names = [v["name"] for v in get_json(f"{net.urls[1]}/v1/validators")["validators"]]
+    page = new_page(browser)
     try:
         page.goto(f"{net.urls[1]}/explorer/#/governance")
         row = f"#proposals tr:has(a[href='#/proposal/{pid}'])"
@@ -133,7 +131,7 @@ def _tamper(kind: str, path: str, doc: Any) -> Any:
     elif kind == "status" and path.startswith("/v1/explorer/governance/"):
         doc["proposal"]["status"] = "in_force"  # an open proposal made to look decided
     elif kind == "state_proof" and path.startswith("/v1/state/governance/"):
-        doc["proof_raw"] = _flip(doc["proof_raw"], -5)  # inside the last sibling hash
+        doc["proof_raw"] = flip(doc["proof_raw"], -5)  # inside the last sibling hash
     return doc
 
 
@@ -141,7 +139,7 @@ def _tamper(kind: str, path: str, doc: Any) -> Any:
     ("kind", "check"),
     [("approvals", "record"), ("status", "record"), ("state_proof", "state_proof")],
 )
-def test_a_lying_server_is_caught_on_the_proposal_page(
+def test_a_lying_server_is_caught_on_the_proposalnew_page(
     net: ThreadedNetwork, members: Members, browser: Any, kind: str, check: str
 ) -> None:
     pid = members.call(
@@ -152,7 +150,7 @@ def test_a_lying_server_is_caught_on_the_proposal_page(
     )["$bytes"]
     members.call(0, "approve", proposal=bytes.fromhex(pid))  # 2 of 3: stays open
     proxy = LyingProxy(net, net.urls[2], _tamper)
-    page = _page(browser)
+    page = new_page(browser)
     try:
         page.goto(f"{proxy.url}/explorer/#/proposal/{pid}")  # the truth first: it verifies
         page.wait_for_selector("#verify.ok")

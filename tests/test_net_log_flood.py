@@ -22,8 +22,8 @@ from accord.net import Kind
 
 from .support.genesis import make_genesis
 from .support.mesh import Inbox, run, stop_all, until
+from .support.mesh import start_tls as start
 from .support.rawpeer import RawPeer
-from .test_net_tls import start
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,40 +16,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from accord.base.genesis import Genesis
 from accord.net import Kind, NetConfig, Transport
 from accord.net import tls as nettls
 
 from .support.genesis import make_genesis
 from .support.mesh import Inbox, run, secret, stop_all, until
+from .support.mesh import start_tls as start
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def tls_config(tmp: Path, i: int, **cfg: Any) -> NetConfig:
-    cert, key = tmp / f"v{i}.crt", tmp / f"v{i}.key"
-    if not cert.exists():
-        nettls.make_self_signed(cert, key, name=f"v{i}")
-    return NetConfig(tls_cert=str(cert), tls_key=str(key), **cfg)
-
-
-async def start(
-    g: Genesis, i: int, tmp: Path | None, inbox: Inbox | None = None, **cfg: Any
-) -> Transport:
-    config = tls_config(tmp, i, **cfg) if tmp is not None else NetConfig(**cfg)
-    # every validator configured at 127.0.0.1 (node configuration; ports set once known)
-    t = Transport(
-        g,
-        i,
-        secret(i),
-        host="127.0.0.1",
-        port=0,
-        addresses={j: ("127.0.0.1", 0) for j in range(g.n)},
-        config=config,
-        on_message=inbox,
-    )
-    await t.start()
-    return t
 
 
 class Relay:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -11,6 +12,7 @@ import aiohttp
 from accord.base.crypto import bls
 from accord.base.genesis import Genesis
 from accord.net import Kind, NetConfig, Transport
+from accord.net import tls as nettls
 
 from . import rawpeer
 
@@ -96,3 +98,31 @@ class RawPeer(rawpeer.RawPeer):
         return await super().handshake(
             index=index, sk=sk if sk is not None else secret(index), **kw
         )
+
+
+def tls_config(tmp: Path, i: int, **cfg: Any) -> NetConfig:
+    cert, key = tmp / f"v{i}.crt", tmp / f"v{i}.key"
+    if not cert.exists():
+        nettls.make_self_signed(cert, key, name=f"v{i}")
+    return NetConfig(tls_cert=str(cert), tls_key=str(key), **cfg)
+
+
+async def start_tls(
+    g: Genesis, i: int, tmp: Path | None, inbox: Inbox | None = None, **cfg: Any
+) -> Transport:
+    """Validator ``i`` of ``g`` listening on an ephemeral port, over TLS when ``tmp`` is
+    given (its certificate made there), plaintext otherwise."""
+    config = tls_config(tmp, i, **cfg) if tmp is not None else NetConfig(**cfg)
+    # every validator configured at 127.0.0.1 (node configuration; ports set once known)
+    t = Transport(
+        g,
+        i,
+        secret(i),
+        host="127.0.0.1",
+        port=0,
+        addresses={j: ("127.0.0.1", 0) for j in range(g.n)},
+        config=config,
+        on_message=inbox,
+    )
+    await t.start()
+    return t
