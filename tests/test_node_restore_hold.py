@@ -137,7 +137,7 @@ def test_a_peer_claiming_a_far_head_and_sending_nothing_is_not_the_only_one_aske
     blocks it does not send is distrusted and the others are asked."""
     node = _HeldNode(liar=0)
     cu = CatchUp(node)
-    cu.peer_heads.update({0: 10**9, 1: 20, 2: 20})
+    cu._heads.update({0: 10**9, 1: 20, 2: 20})
 
     async def rounds() -> None:
         for _ in range(6):
@@ -187,7 +187,7 @@ def test_a_peer_claiming_a_far_head_and_never_answering_is_not_the_only_one_aske
 
     node.transport = types.SimpleNamespace(request=request)
     cu = CatchUp(node)
-    cu.peer_heads.update({0: 10**9, 1: 20, 2: 20})
+    cu._heads.update({0: 10**9, 1: 20, 2: 20})
 
     async def rounds() -> None:
         for _ in range(6):
@@ -227,7 +227,7 @@ def test_a_liar_resending_a_stale_block_is_distrusted_and_cannot_hold_the_node()
 
     node.transport = types.SimpleNamespace(request=request)
     cu = CatchUp(node)
-    cu.peer_heads.update({0: 10**9, 1: 7, 2: 7})  # honest peers two ahead of us (5)
+    cu._heads.update({0: 10**9, 1: 7, 2: 7})  # honest peers two ahead of us (5)
     _sync_rounds(cu, 6)
     assert 0 in cu.distrusted and node.asked[0] == 0, node.asked
     assert {1, 2} & set(node.asked), f"the honest peers were never asked: {node.asked}"
@@ -262,7 +262,7 @@ def test_a_failed_request_does_not_hide_an_honest_peers_head() -> None:
     node.transport = types.SimpleNamespace(request=request)
     cu = CatchUp(node)
     cu._apply = lambda payload, peer: (step(None), 1)[1]  # each answer commits one block
-    cu.peer_heads.update({0: 100, 1: 100, 2: 100})
+    cu._heads.update({0: 100, 1: 100, 2: 100})
     _sync_rounds(cu, 8)
     # all three failed once and were avoided; asked again in turn, each served and is
     # trusted again (distrust only orders whom to ask)
@@ -317,7 +317,7 @@ def test_a_liar_whose_request_hangs_does_not_keep_the_others_from_being_asked() 
 
     node.transport = types.SimpleNamespace(request=request)
     cu = CatchUp(node)
-    cu.peer_heads.update({0: 10**9, 1: 9, 2: 9})
+    cu._heads.update({0: 10**9, 1: 9, 2: 9})
 
     async def main() -> None:
         cu.maybe_sync()
@@ -352,7 +352,7 @@ def test_a_liar_serving_one_block_per_answer_does_not_throttle_catch_up() -> Non
     node.transport = types.SimpleNamespace(request=request)
     cu = CatchUp(node)
     cu._apply = apply
-    cu.peer_heads.update({0: 10**9, 1: 100, 2: 100})
+    cu._heads.update({0: 10**9, 1: 100, 2: 100})
     _sync_rounds(cu, 20)
     assert {1, 2} <= set(node.asked), node.asked
     assert height[0] >= 100, f"caught up only to {height[0]} in 20 requests: {node.asked}"

@@ -63,7 +63,7 @@ class CatchUp:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.peer_heads: dict[int, int] = {}
+        self._heads: dict[int, int] = {}
         self._clocks: dict[int, tuple[int, float]] = {}  # peer -> (its time_ms, our monotonic)
         self._asked: dict[int, float] = {}  # peer -> when it was last asked by height
         self._inflight: dict[
@@ -109,7 +109,7 @@ class CatchUp:
             height, head = node.chain.head()
             node.transport.send(index, Kind.STATUS, [height, head, now_ms()])
         if not connected:
-            self.peer_heads.pop(index, None)
+            self._heads.pop(index, None)
             self._clocks.pop(index, None)
             self._asked.pop(index, None)
             self._inflight.pop(index, None)
@@ -124,18 +124,46 @@ class CatchUp:
             or not 0 <= payload[2] < 2**53
         ):
             raise DecodeError("status is [height >= 0, head hash, time_ms >= 0]")
-        self.peer_heads[frm] = payload[0]
+        self._heads[frm] = payload[0]
         self._clocks[frm] = (payload[2], time.monotonic())
         guard = self.node.double_sign
         if guard.holding and not guard.start_vouched:
-            guard.vouch_start(self.peer_clocks(), int(time.time() * 1000))
+            guard.vouch_start(self.peer_clocks(), int(time.time() * 1000), self.set_size())
         self.maybe_sync()
 
+    def _members(self) -> set[int] | None:
+        """The transport indices of the other validators of the set the node runs (None:
+        before the driver has one: every peer). A removed validator's status counts for
+        nothing: no bound on Byzantine members covers it (ninth review)."""
+        view = getattr(self.node.driver, "view", None)
+        if view is None:
+            return None
+        own = None if view.me is None else view.to_transport[view.me]
+        return {t for t in view.to_transport if t != own}
+
+    def set_size(self) -> int:
+        """Validators in the set the node runs (genesis's before the driver has one)."""
+        view = getattr(self.node.driver, "view", None)
+        return int(self.node.genesis.n) if view is None else len(view.keys)
+
+    @property
+    def peer_heads(self) -> dict[int, int]:
+        """The heads the set's other members last reported."""
+        members = self._members()
+        if members is None:
+            return dict(self._heads)
+        return {p: h for p, h in self._heads.items() if p in members}
+
     def peer_clocks(self) -> dict[int, int]:
-        """Each peer's clock now, as its last status said plus the time since it arrived
-        (a claim: the trip makes it low, and a liar's is anything)."""
+        """Each of the set's other members' clock now, as its last status said plus the time
+        since it arrived (a claim: the trip makes it low, and a liar's is anything)."""
         mono = time.monotonic()
-        return {p: ms + int((mono - at) * 1000) for p, (ms, at) in self._clocks.items()}
+        members = self._members()
+        return {
+            p: ms + int((mono - at) * 1000)
+            for p, (ms, at) in self._clocks.items()
+            if members is None or p in members
+        }
 
     # --- catch-up (request / response through the transport) -----------------------------
 
@@ -153,7 +181,7 @@ class CatchUp:
             return
         height, _ = node.chain.head()
         guard = node.double_sign
-        if guard.holding and not guard.start_vouched and node.genesis.n > 1:
+        if guard.holding and not guard.start_vouched and self.set_size() > 1:
             return  # no certificate is judged before the peers vouch for the boundary
         now = time.monotonic()
         # Peers that lately sent a body that did not apply are asked only if nobody else can.
@@ -176,7 +204,7 @@ class CatchUp:
             # claiming a far head ties with the honest peers instead of being the only one
             # asked (fifth review: serving one block per answer, it throttled catch-up for
             # ever); ties go to the peer asked least lately, in turn.
-            cap = vouched(self.peer_heads, node.genesis.f, highest=True)
+            cap = vouched(self.peer_heads, (self.set_size() - 1) // 3, highest=True)
             peer = max(
                 trusted,
                 key=lambda p: (

@@ -185,7 +185,15 @@ class DoubleSignGuard:
         c = self.genesis.consensus
         return self.round_of(start_ms + 5 * c.time_drift() + 3 * c.round_ms) + 1
 
-    def vouch_start(self, peer_clocks: Mapping[int, int], now_ms: int | None = None) -> bool:
+    def _f(self, n: int | None) -> int:
+        """f of a set of ``n`` validators (None: genesis's). The hold's order statistics use
+        the set the node runs, never genesis's once governance changed it (ninth review: two
+        Byzantine members of a set grown from 4 to 7 chose the boundary with genesis's f)."""
+        return ((self.genesis.n if n is None else n) - 1) // 3
+
+    def vouch_start(
+        self, peer_clocks: Mapping[int, int], now_ms: int | None = None, n: int | None = None
+    ) -> bool:
         """While holding, once 2f+1 peers have told their clocks: raise the boundary to what
         their (f+1)-th lowest clock (at least one honest clock, at most another) says, and
         keep that in the marker; with f+1 reports, to their highest if it is within three
@@ -203,7 +211,7 @@ class DoubleSignGuard:
         that are up are enough (docs/operations.md)."""
         if not self.holding or self.start_vouched or self.data_dir is None:
             return self.start_vouched
-        f = self.genesis.f
+        f = self._f(n)
         if len(peer_clocks) > 2 * f:
             network = vouched(peer_clocks, f, highest=False)
         elif len(peer_clocks) > f and now_ms is not None:
@@ -291,7 +299,7 @@ class DoubleSignGuard:
 
     def raised(self, raw: bytes | None, cert: Certificate) -> bytes:
         """The safety record ``raw`` raised to cover our C vote in ``cert`` (never lowered)."""
-        s = SafetyState.decode(raw, self.genesis.n) if raw is not None else SafetyState()
+        s = SafetyState.decode(raw, self._lock_n) if raw is not None else SafetyState()
         # C votes move up in round (the core's rule 3, on rounds alone): never lower c_round,
         # and keep c_height at the highest height this key is known to have C-voted at.
         if cert.round > s.c_round:
@@ -301,10 +309,18 @@ class DoubleSignGuard:
         s.p_round = max(s.p_round, cert.round)
         return s.encode()
 
+    def _lock_n(self, height: int) -> int:
+        """The size of the set a persisted lock of ``height`` was made under."""
+        return self.signer_at(height)[0]
+
     # --- leaving the hold ----------------------------------------------------------------
 
     def check_clock(
-        self, header_time_ms: int, now_ms: int, peer_clocks: Mapping[int, int] | None = None
+        self,
+        header_time_ms: int,
+        now_ms: int,
+        peer_clocks: Mapping[int, int] | None = None,
+        n: int | None = None,
     ) -> str | None:
         """While holding: why this node must not go on, if a certified block's time or the
         peers' clocks show this clock behind the network's by more than the margin allows
@@ -325,8 +341,9 @@ class DoubleSignGuard:
         # beyond that, and a drift of slack for the trip, ours is behind.
         ahead = header_time_ms - now_ms
         what = "a certified block's time"
-        if ahead <= limit and peer_clocks is not None and len(peer_clocks) > 2 * self.genesis.f:
-            low = vouched(peer_clocks, self.genesis.f, highest=False)
+        f = self._f(n)
+        if ahead <= limit and peer_clocks is not None and len(peer_clocks) > 2 * f:
+            low = vouched(peer_clocks, f, highest=False)
             assert low is not None
             ahead, what = low - now_ms, f"the clocks of {len(peer_clocks)} peers"
         if ahead <= limit:
@@ -355,7 +372,8 @@ class DoubleSignGuard:
         and releases on the block alone)."""
         if not self.holding or self.boundary is None or header_round < self.boundary:
             return False
-        f, others = self.genesis.f, self.genesis.n - 1
+        n = self.signer_at(head + 1)[0]  # the set the next height's votes come from
+        f, others = self._f(n), n - 1
         if others == 0:
             return True
         if not self.start_vouched:
@@ -366,7 +384,13 @@ class DoubleSignGuard:
             return False
         return head >= newest and low - now_ms <= 3 * self.genesis.consensus.time_drift()
 
-    def release(self, store: Any, now_ms: int, peer_clocks: Mapping[int, int] | None = None) -> int:
+    def release(
+        self,
+        store: Any,
+        now_ms: int,
+        peer_clocks: Mapping[int, int] | None = None,
+        n: int | None = None,
+    ) -> int:
         """Close every round the original may have voted in, persist that, then remove the
         marker (in this order: a crash in between holds again at the next start, never the
         reverse). Returns the last closed round. The caller rebuilds its core from the store.
@@ -378,10 +402,10 @@ class DoubleSignGuard:
         would close a year of rounds)."""
         assert self.data_dir is not None
         raw = store.get_safety(SAFETY_KEY)
-        s = SafetyState.decode(raw, self.genesis.n) if raw is not None else SafetyState()
-        now = now_ms
-        if peer_clocks is not None and len(peer_clocks) > 2 * self.genesis.f:
-            now = max(now, vouched(peer_clocks, self.genesis.f, highest=False) or now)
+        s = SafetyState.decode(raw, self._lock_n) if raw is not None else SafetyState()
+        now, f = now_ms, self._f(n)
+        if peer_clocks is not None and len(peer_clocks) > 2 * f:
+            now = max(now, vouched(peer_clocks, f, highest=False) or now)
         closed = max(s.p_round, self.round_of(now + self.genesis.consensus.time_drift()))
         if self.boundary is not None:
             closed = max(closed, self.boundary - 1)

@@ -133,6 +133,15 @@ class CoreDriver:
                 height + 1,
                 "" if view.me is not None else ": not a member, following by certificates",
             )
+        if (
+            self.view is not None
+            and view.keys != self.view.keys
+            and node.double_sign.holding
+            and node.double_sign.start_vouched
+        ):
+            # Caught up into another set while holding: its members vouch for the start
+            # again (with its own f); the boundary only rises (ninth review).
+            node.double_sign.start_vouched = False
         self.view = view
         if self._governed:
             node.double_sign.signer_at = self._signer_at
@@ -307,7 +316,9 @@ class CoreDriver:
         # it can carry a vote of ours (the check judges by the set of the height).
         fault = None if core is None else guard.check(cert, core.status(), node.store)
         if fault is None and guard.holding:
-            fault = guard.check_clock(block.header.time_ms, now_ms(), node.catchup.peer_clocks())
+            fault = guard.check_clock(
+                block.header.time_ms, now_ms(), node.catchup.peer_clocks(), node.catchup.set_size()
+            )
         if fault is not None:
             node.fail(fault)
             return
@@ -340,7 +351,7 @@ class CoreDriver:
             clocks, now = node.catchup.peer_clocks(), now_ms()
             heads = node.catchup.peer_heads
             if guard.ends_hold(block.header.round, block.height, heads, clocks, now):
-                guard.release(node.store, now, clocks)
+                guard.release(node.store, now, clocks, node.catchup.set_size())
                 self.restart()
 
     # --- validator sets -----------------------------------------------------------------
