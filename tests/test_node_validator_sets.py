@@ -12,7 +12,7 @@ import pytest
 
 from accord.consensus import certificate_signers
 
-from .support.gov import NetworkGov
+from .support.gov import NetworkGov, new_validator_folder
 from .support.inproc import ThreadedNetwork
 
 N = 5
@@ -74,37 +74,6 @@ def test_a_validator_removed_by_vote_stops_voting_follows_and_rejoins(tmp_path: 
         net.close()
 
 
-def _new_validator_folder(root: Path, name: str, port: int, api_port: int) -> Path:
-    """A member that was not in genesis sets up apart (keys new --validator), and every other
-    validator's node.json learns where it listens (peers, new_validators)."""
-    from accord.base.members import new_member
-    from accord.net.tls import make_self_signed
-    from accord.node.config import P2P_TLS, NodeConfig
-
-    folder = root / name
-    folder.mkdir()
-    new_member(folder, name)
-    peers = {}
-    for other in sorted(root.glob("validator-*")):
-        if other == folder:
-            continue
-        cfg = NodeConfig.load(other)
-        peers[cfg.name] = f"{cfg.host}:{cfg.port}"
-        cfg.peers[name] = f"127.0.0.1:{port}"
-        cfg.new_validators.append(name)
-        cfg.save(other)
-    make_self_signed(folder / P2P_TLS.cert, folder / P2P_TLS.key, name=name)
-    NodeConfig(
-        name=name,
-        genesis="../genesis.json",
-        port=port,
-        api_port=api_port,
-        peers=peers,
-        p2p_tls=P2P_TLS,
-    ).save(folder)
-    return folder
-
-
 def test_a_member_set_up_apart_is_added_by_vote_and_a_genesis_one_removed(tmp_path: Path) -> None:
     """Deliverable 3 end to end: a fifth member makes its keys on its own machine, starts
     following (no peer accepts it yet), is added by vote, catches up by certificates and
@@ -117,7 +86,7 @@ def test_a_member_set_up_apart_is_added_by_vote_and_a_genesis_one_removed(tmp_pa
     made: list[Path] = []
 
     def prepare(root: Path) -> None:
-        made.append(_new_validator_folder(root, "validator-4", port, api_port))
+        made.append(new_validator_folder(root, "validator-4", port, api_port))
 
     net = ThreadedNetwork(tmp_path / "net", validators=4, name="sets-new", prepare=prepare)
     newcomer = Node.from_dir(made[0])

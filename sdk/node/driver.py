@@ -161,7 +161,7 @@ class CoreDriver:
             node.meters.height.set(height)
             return
         through, final = (
-            known_through(node.chain, node.genesis, height, keys)
+            known_through(node.chain, node.genesis, height, keys, after=height + 1)
             if self._governed
             else (None, False)
         )
@@ -380,19 +380,23 @@ class CoreDriver:
                 self.restart()  # the set changes: a member again, maybe
             self._release_later()
             return
-        if node.worker.commits_waiting:
-            return  # the head is behind the core: judged when the last one lands
         st = core.status()
-        if st.done:
-            self.restart()
-        elif st.through is not None and st.height > head:
+        if st.through is not None and not st.done:
+            # After every executed block, commits waiting or not: the sets through head + 2
+            # are final, and each of those heights is looked at (sets.known_through).
             assert self.view is not None
-            through, final = known_through(node.chain, node.genesis, head, self.view.keys)
-            for action in core.handle(SetKnown(through, final)):
-                self._perform(action)
-            self.arm()
-            if core.status().done:
-                self.restart()
+            through, final = known_through(
+                node.chain, node.genesis, head, self.view.keys, after=st.through
+            )
+            if through > st.through or final:
+                for action in core.handle(SetKnown(through, final)):
+                    self._perform(action)
+                self.arm()
+        if node.worker.commits_waiting:
+            return  # the next set's core is built at the head once the last commit landed
+        st = core.status()
+        if st.done and head == st.height - 1:
+            self.restart()
         self._release_later()
 
     def _hold_or_follow(self, block: Block, cert: Certificate) -> None:

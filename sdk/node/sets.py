@@ -73,13 +73,17 @@ def quorum_of(n: int) -> int:
 
 
 def known_through(
-    app: Application, genesis: Genesis, head: int, keys: tuple[bytes, ...]
+    app: Application, genesis: Genesis, head: int, keys: tuple[bytes, ...], after: int
 ) -> tuple[int, bool]:
-    """With ``head`` executed and ``keys`` deciding head + 1: the last height they are known to
-    decide, and whether the set changes right after it."""
-    if keys_at(app, genesis, head + 2) != keys:
-        return head + 1, True
-    return head + 2, False
+    """With ``head`` executed and ``keys`` known to decide every height through ``after``: the
+    last height they are known to decide, and whether the set changes right after it. Every
+    height from ``after`` + 1 to head + 2 is looked at: catch-up commits several blocks at once,
+    and a set that changed at head + 1 told as deciding head + 2 had a core of the old set
+    refuse every genuine certificate there and accept one the old set made (review finding)."""
+    for h in range(after + 1, head + 3):
+        if keys_at(app, genesis, h) != keys:
+            return h - 1, True
+    return max(after, head + 2), False
 
 
 def certificate_check(app: Application, genesis: Genesis) -> Callable[[Certificate], None]:

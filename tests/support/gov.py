@@ -190,3 +190,34 @@ class NetworkGov:
         assert last.result == "passed", last.error
         doc = self.clients[voters[0]].query("governance", "proposal", proposal=r.result)
         return int(doc["effective"])
+
+
+def new_validator_folder(root: Path, name: str, port: int, api_port: int) -> Path:
+    """A member that was not in genesis sets up apart (keys new --validator), and every other
+    validator's node.json learns where it listens (peers, new_validators)."""
+    from accord.base.members import new_member
+    from accord.net.tls import make_self_signed
+    from accord.node.config import P2P_TLS, NodeConfig
+
+    folder = root / name
+    folder.mkdir()
+    new_member(folder, name)
+    peers = {}
+    for other in sorted(root.glob("validator-*")):
+        if other == folder:
+            continue
+        cfg = NodeConfig.load(other)
+        peers[cfg.name] = f"{cfg.host}:{cfg.port}"
+        cfg.peers[name] = f"127.0.0.1:{port}"
+        cfg.new_validators.append(name)
+        cfg.save(other)
+    make_self_signed(folder / P2P_TLS.cert, folder / P2P_TLS.key, name=name)
+    NodeConfig(
+        name=name,
+        genesis="../genesis.json",
+        port=port,
+        api_port=api_port,
+        peers=peers,
+        p2p_tls=P2P_TLS,
+    ).save(folder)
+    return folder
