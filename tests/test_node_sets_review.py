@@ -5,6 +5,11 @@ attack works; it passes once the weakness is fixed.
 The attackers are peers a node still talks to after governance moved the set: a removed
 validator keeps its key and stays in every roster (so it may follow), and it may serve
 catch-up answers. Nothing here needs a Byzantine majority of any height's set.
+
+Five of the six failed on the code before the fixes (held blocks checked on arrival where the
+set is final, bounded and several per height; every height to head + 2 looked at after each
+executed block; a rotated-away key retired by the transport) and pass now; the lagging
+validator that can only catch up from an added one is still open (strict xfail).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from accord.base.encoding import Value
 from accord.base.types import Block, Certificate
@@ -130,7 +137,7 @@ def test_a_peer_cannot_make_a_follower_hold_blocks_for_heights_it_never_asked_fo
     asked by hash), bound the held bytes rather than the count, and check a held block as
     soon as its set is final."""
     from accord.node.catchup import MAX_SYNC_BLOCKS
-    from accord.node.driver import MAX_LATER
+    from accord.node.driver import LATER_WINDOW as MAX_LATER
 
     net, follower = _network_with_isolated_newcomer(tmp_path / "net", "setrev-far")
     try:
@@ -161,6 +168,11 @@ def test_a_peer_cannot_make_a_follower_hold_blocks_for_heights_it_never_asked_fo
         net.close()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (issue 19): a node accepts a key only once a set it has executed names it, so "
+    "a genesis validator that lags behind an addition cannot catch up from the added one alone",
+)
 def test_a_lagging_genesis_validator_catches_up_from_a_validator_governance_added(
     tmp_path: Path,
 ) -> None:

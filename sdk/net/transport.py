@@ -482,6 +482,7 @@ class Transport:
         self._next_request_id = random.getrandbits(48)
         self._serving: dict[int, set[asyncio.Task[None]]] = {}
         self._banned_until: dict[int, float] = {}
+        self._retired: set[int] = set()
         self.bound_port: int | None = None
 
     # --- metrics -------------------------------------------------------------------------
@@ -601,6 +602,24 @@ class Transport:
 
     def index_of(self, key: bytes) -> int | None:
         return self._key_index.get(key)
+
+    def retire(self, key: bytes) -> None:
+        """A key its validator rotated away (often because it leaked): refused from now on,
+        its connection closed, its entry no longer dialed. Idempotent."""
+        j = self._key_index.pop(key, None)
+        if j is None:
+            return
+        self._retired.add(j)
+        peer = self._peers.get(j)
+        if peer is not None:
+            peer.close_reason = "retired"
+
+            async def close() -> None:
+                await peer.ws.close()
+
+            task = asyncio.get_running_loop().create_task(close())
+            self._refreshing.add(task)
+            task.add_done_callback(self._refreshing.discard)
 
     def name_of(self, index: int) -> str:
         return self._names[index]
@@ -1087,7 +1106,7 @@ class Transport:
     async def _dial_loop(self, j: int) -> None:
         attempt = 0
         assert self._session is not None and self._addr_changed is not None
-        while not self._stopping:
+        while not self._stopping and j not in self._retired:
             host, port = self._addresses.get(j, ("", 0))
             if self._is_banned(j):
                 await asyncio.sleep(self._banned_until[j] - asyncio.get_running_loop().time())

@@ -79,8 +79,12 @@ MIN_TICK_MS = 1
 """Ticks are at least this far apart (the core ignores a tick that does not advance its clock)."""
 MAX_TICK_MS = 1_000
 """The core is ticked at least this often, whatever it says it waits for."""
-MAX_LATER = 512
-"""Certified blocks held for heights the core's set is not known to decide yet."""
+LATER_WINDOW = 64
+"""Certified blocks are held for heights the core's set is not known to decide yet only up to
+this far above the head (catch-up asks for 16 at a time)."""
+LATER_CANDIDATES = 3
+"""Blocks held per height (a liar's cannot crowd out the genuine one for long)."""
+MAX_LATER_BYTES = 64 * 1024 * 1024
 
 
 def now_ms() -> int:
@@ -100,7 +104,8 @@ class CoreDriver:
         self._tick_handle: asyncio.TimerHandle | None = None
         self.view: SetView | None = None
         """The set the core runs (None before start); ``view.me`` None: following."""
-        self._later: dict[int, tuple[Block, Certificate]] = {}
+        self._later: dict[int, list[tuple[Block, Certificate]]] = {}
+        self._later_bytes = 0
         self._governed = False  # the chain can change its set (it runs the governance contract)
 
     @property
@@ -124,6 +129,7 @@ class CoreDriver:
             else tuple(node.genesis.validators)
         )
         view = SetView.of(validators, node.public_key, node.roster.index)
+        node.roster.retire_rotated(validators)
         keys = view.keys
         if self.view is not None and view.keys != self.view.keys:
             log.warning(
@@ -145,7 +151,8 @@ class CoreDriver:
         self.view = view
         if self._governed:
             node.double_sign.signer_at = self._signer_at
-        self._later = {h: bc for h, bc in self._later.items() if h > height}
+        for h in [h for h in self._later if h <= height]:
+            self._take_later(h)
         raw = node.store.get_safety(SAFETY_KEY)
         safety = (
             None
@@ -401,19 +408,54 @@ class CoreDriver:
 
     def _hold_or_follow(self, block: Block, cert: Certificate) -> None:
         """A certified block the core may not judge yet (beyond its set's known heights), or
-        one for a node outside the set: held until its set is known, then checked against it."""
+        one for a node outside the set: held until its set is known, then checked against it.
+
+        Whatever a peer sends is bounded and never crowds out a genuine block (review
+        findings: forged blocks held first made a follower drop the genuine ones; 512 blocks
+        at any height could be held, 4 GiB at 8 MiB each): a block whose set is final already
+        (up to head + 2) is checked on arrival; later ones are held only within the heights a
+        catch-up request could bring, several candidates a height, in a byte budget."""
         node = self.node
         assert node.chain is not None
         head, _ = node.chain.head()
-        if block.height <= head or block.height in self._later:
+        if not head < block.height <= head + LATER_WINDOW:
             return
-        if len(self._later) >= MAX_LATER:
-            top = max(self._later)
-            if block.height > top:
-                return
-            del self._later[top]
-        self._later[block.height] = (block, cert)
+        if block.height <= head + 2 and not self._certified(block, cert):
+            return
+        held = self._later.setdefault(block.height, [])
+        size = len(block.encode())
+        if (
+            any(b.hash == block.hash and c == cert for b, c in held)  # a bad certificate
+            # may come with the genuine block: its good one must still be held
+            or len(held) >= LATER_CANDIDATES
+            or self._later_bytes + size > MAX_LATER_BYTES
+        ):
+            if not held:
+                del self._later[block.height]
+            return
+        held.append((block, cert))
+        self._later_bytes += size
         self._release_later()
+
+    def _certified(self, block: Block, cert: Certificate) -> bool:
+        """``cert`` certifies ``block`` with a quorum of the set of its height (final there)."""
+        node = self.node
+        assert node.chain is not None
+        keys = keys_at(node.chain, node.genesis, block.height)
+        try:
+            if cert.block_hash != block.hash or cert.height != block.height:
+                raise AccordError("the certificate is not this block's")
+            verify_certificate(list(keys), node.genesis.chain_id, cert, quorum_of(len(keys)))
+            return True
+        except AccordError as e:
+            node.meters.bad_msgs.inc(kind="certificate")
+            log.info("%s: a certified block %d is refused: %s", node.name, block.height, e)
+            return False
+
+    def _take_later(self, height: int) -> list[tuple[Block, Certificate]]:
+        held = self._later.pop(height, [])
+        self._later_bytes -= sum(len(b.encode()) for b, _ in held)
+        return held
 
     def _release_later(self) -> None:
         node, core = self.node, self.core
@@ -422,35 +464,22 @@ class CoreDriver:
         head, _ = node.chain.head()
         for h in sorted(self._later):
             if h <= head:
-                del self._later[h]
+                self._take_later(h)
                 continue
             if core is not None:
                 through = core.status().through
                 if through is not None and h > through:
                     return
-                block, cert = self._later.pop(h)
-                self.step(BlockFetched(block, cert))
+                for block, cert in self._take_later(h):
+                    self.step(BlockFetched(block, cert))  # the core checks each certificate
                 continue
             if h != head + 1 or node.worker.commits_waiting:
                 return  # a follower applies in order, once the last one landed
-            block, cert = self._later.pop(h)
-            self._follow(block, cert)
+            for block, cert in self._take_later(h):
+                if self._certified(block, cert):
+                    spawn(self._commit(block, cert))
+                    break
             return
-
-    def _follow(self, block: Block, cert: Certificate) -> None:
-        """Outside the set: commit ``block`` if ``cert`` is a quorum of the set of its height."""
-        node = self.node
-        assert node.chain is not None
-        keys = keys_at(node.chain, node.genesis, block.height)
-        try:
-            if cert.block_hash != block.hash or cert.height != block.height:
-                raise AccordError("the certificate is not this block's")
-            verify_certificate(list(keys), node.genesis.chain_id, cert, quorum_of(len(keys)))
-        except AccordError as e:
-            node.meters.bad_msgs.inc(kind="certificate")
-            log.info("%s: a block %d to follow is refused: %s", node.name, block.height, e)
-            return
-        spawn(self._commit(block, cert))
 
     def _bad_body(self, block: Block, error: AccordError) -> None:
         """A certified block did not apply: its header is genuine (the core checked the

@@ -219,20 +219,22 @@ class Node:
         height, _ = self.chain.head()
         self.driver.restart()
         self.metrics.add_collector(self._collect)
-        self.transport = self.roster.transport = Transport(
-            self.genesis,
-            self.index,
-            self._secret,
-            host=self.config.host,
-            port=self.config.port,
-            addresses=self._addresses,
-            roster=self.roster.added(),
-            named_addresses=self.config.named_peers(self.genesis),
-            config=link_config(self.name, self.config, self.home, self._net_config),
-            metrics=self.metrics,
-            on_message=functools.partial(inbox.on_message, self),
-            on_peer=self.catchup.on_peer,
-            on_request=self.catchup.serve,
+        self.transport = self.roster.attach(
+            Transport(
+                self.genesis,
+                self.index,
+                self._secret,
+                host=self.config.host,
+                port=self.config.port,
+                addresses=self._addresses,
+                roster=self.roster.added(),
+                named_addresses=self.config.named_peers(self.genesis),
+                config=link_config(self.name, self.config, self.home, self._net_config),
+                metrics=self.metrics,
+                on_message=functools.partial(inbox.on_message, self),
+                on_peer=self.catchup.on_peer,
+                on_request=self.catchup.serve,
+            )
         )
         await listen(
             "validator transport", self.config.host, self.config.port, self.transport.start()

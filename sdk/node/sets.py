@@ -117,9 +117,34 @@ class Roster:
             self.keys.append(own_key)
             self.names.append(own_name)
         self.own = self.keys.index(own_key)
+        self.retired: set[bytes] = set()
 
     def added(self) -> list[tuple[str, bytes]]:
         return list(zip(self.names[self.genesis_n :], self.keys[self.genesis_n :], strict=True))
+
+    def attach(self, transport: Any) -> Any:
+        """The running transport: new validators are added there, rotated keys retired."""
+        self.transport = transport
+        for k in self.retired:
+            transport.retire(k)
+        return transport
+
+    def retire_rotated(self, validators: tuple[ValidatorInfo, ...]) -> list[bytes]:
+        """Keys whose validator (by name) the set ``validators`` names with another key: rotated
+        away, refused by the transport from now on (review finding: the old key, often one that
+        leaked, still completed the handshake). Returns them (and retires them on the
+        transport if it runs)."""
+        now = {v.name: v.public_key_bytes for v in validators}
+        gone = [
+            k
+            for name, k in zip(self.names, self.keys, strict=True)
+            if name in now and now[name] != k and k not in self.retired
+        ]
+        for k in gone:
+            self.retired.add(k)
+            if self.transport is not None:
+                self.transport.retire(k)
+        return gone
 
     def index(self, name: str, key: bytes) -> int:
         """The transport's index of a validator, added to the roster if it is new."""
