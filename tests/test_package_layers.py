@@ -105,6 +105,7 @@ LAYERS: dict[str, int] = {
     "accord.client": 6,
     "accord.light": 6,
     "accord.devnet": 6,
+    "accord.devnet_governance": 6,  # the devnet's governance demo
     "accord.cli": 7,
     "accord.benches": 7,
 }
