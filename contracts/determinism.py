@@ -12,11 +12,13 @@ is refused *before* it runs anywhere:
 * :func:`restricted_class` gives the runtime a subclass whose functions run with a builtins
   dict that lacks what the check refuses, so code that slips past the check (a name built at
   run time, a ``__builtins__`` lookup) fails the same way on every node: a failed receipt
-  recording ``NameError`` or ``ImportError``, never a divergent result.
+  recording ``NameError`` or ``ImportError``, never a divergent result. Its functions run
+  metered code (:mod:`accord.contracts.meter`): every loop iteration and every call of the
+  contract's own code costs gas, so a loop that never touches state still ends.
 
 This is a guard rail for audited code, not a sandbox: Python cannot be sandboxed from inside,
 and the check errs on the side of refusing. Limits (see docs/determinism.md): a set held in a
-variable and iterated later is not recognised, and CPU use is not metered.
+variable and iterated later is not recognised, and loops inside builtins are not metered.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from accord.base.errors import GenesisError
+from accord.contracts.meter import RESERVED_PREFIX, meter_globals, metered_code
 
 ALLOWED_MODULES: frozenset[str] = frozenset(
     {
@@ -265,6 +268,8 @@ class _Visitor(ast.NodeVisitor):
         why = FORBIDDEN_BUILTINS.get(node.id)
         if why is not None:
             self._add(node, f"builtin {node.id}() ({why})")
+        elif node.id.startswith(RESERVED_PREFIX):
+            self._add(node, f"name {node.id} (reserved for the gas meter)")
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         a = node.attr
@@ -568,7 +573,10 @@ def _rebind(fn: types.FunctionType, g: dict[str, Any]) -> types.FunctionType:
     # A function's builtins are fixed when it is created, from its globals' ``__builtins__``:
     # a copy made over the restricted globals runs with the restricted builtins, and so does
     # every nested function or lambda it creates.
-    new = types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__)
+    # The code that runs is the metered one (:mod:`accord.contracts.meter`): its loops and
+    # calls cost gas. Without a source file (a class made at run time) it runs as it is.
+    code = metered_code(fn) or fn.__code__
+    new = types.FunctionType(code, g, fn.__name__, fn.__defaults__, fn.__closure__)
     new.__kwdefaults__ = fn.__kwdefaults__
     new.__dict__.update(fn.__dict__)
     new.__qualname__ = fn.__qualname__
@@ -597,6 +605,7 @@ _MISSING: Any = object()
 def _restricted_globals(module_globals: dict[str, Any]) -> dict[str, Any]:
     g = dict(module_globals)
     g["__builtins__"] = RESTRICTED_BUILTINS
+    meter_globals(g)
     for k, v in module_globals.items():
         # Module-level helpers the contract calls must run restricted too.
         if isinstance(v, types.FunctionType) and v.__globals__ is module_globals:

@@ -54,6 +54,7 @@ from accord.base.errors import (
 )
 from accord.base.genesis import Genesis
 from accord.base.types import Receipt, Tx
+from accord.contracts import meter
 from accord.contracts.base import (
     GAS,
     NONCE_PREFIX,
@@ -519,7 +520,11 @@ class Runtime:
             args = tx.args
             spec.check(args)
             ctx._readonly = spec.readonly
-            result = spec.fn(instance, ctx, **args)
+            token = meter.CURRENT.set(ctx)  # the contract's loops and calls charge this ctx
+            try:
+                result = spec.fn(instance, ctx, **args)
+            finally:
+                meter.CURRENT.reset(token)
             if ctx.out_of_gas:  # a contract caught OutOfGas and carried on: still a failure
                 raise OutOfGas(f"out of gas: the limit is {limit}")
             if result is not None:
@@ -577,5 +582,9 @@ class Runtime:
             readonly=True,
             registry=registry,
         )
-        result = spec.fn(instance, ctx, **args)
+        token = meter.CURRENT.set(ctx)
+        try:
+            result = spec.fn(instance, ctx, **args)
+        finally:
+            meter.CURRENT.reset(token)
         return None if result is None else encoding.canonical(result)

@@ -6,11 +6,8 @@ it were refused, left out of proposals and evicted from the mempool."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import textwrap
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -33,6 +30,7 @@ from accord.node.config import builtin_contract_entries
 from accord.storage import Store
 
 from .support.genesis import make_genesis
+from .support.modules import load_module
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = AccountKey.from_name("det-alice")
@@ -109,15 +107,7 @@ class Escapes(Contract):
 """
 
 
-def _load(tmp_path: Path, name: str, source: str) -> ModuleType:
-    path = tmp_path / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+_load = load_module
 
 
 def _genesis(name: str, cls: type, n: int = 1) -> Genesis:
