@@ -602,14 +602,26 @@ def _rewrap(value: Any, g: dict[str, Any]) -> Any:
 _MISSING: Any = object()
 
 
-def _restricted_globals(module_globals: dict[str, Any]) -> dict[str, Any]:
-    g = dict(module_globals)
+def _restricted_globals(
+    module_globals: dict[str, Any], own: str, done: dict[int, dict[str, Any]]
+) -> dict[str, Any]:
+    """A copy of a module's globals in which the functions the contract can call run
+    restricted and metered: the module's own, and those it imported from other modules of the
+    contract's own top-level package ``own`` (their loops cost gas too). ``done`` maps the id
+    of each module's globals already copied to its copy (helper modules import each other)."""
+    g = done.get(id(module_globals))
+    if g is not None:
+        return g
+    g = done[id(module_globals)] = dict(module_globals)
     g["__builtins__"] = RESTRICTED_BUILTINS
     meter_globals(g)
     for k, v in module_globals.items():
-        # Module-level helpers the contract calls must run restricted too.
-        if isinstance(v, types.FunctionType) and v.__globals__ is module_globals:
+        if not isinstance(v, types.FunctionType):
+            continue
+        if v.__globals__ is module_globals:  # a module-level helper the contract calls
             g[k] = _rebind(v, g)
+        elif own != "accord" and (v.__module__ or "").split(".")[0] == own:
+            g[k] = _rebind(v, _restricted_globals(v.__globals__, own, done))
     return g
 
 
@@ -624,6 +636,7 @@ def restricted_class(cls: _C) -> _C:
 
     overrides: dict[str, Any] = {}
     module_globals: dict[int, dict[str, Any]] = {}
+    own = cls.__module__.split(".")[0]  # the contract's package: its helpers run restricted
     for klass in cls.__mro__:
         if klass is Contract or not issubclass(klass, Contract):
             continue
@@ -634,10 +647,7 @@ def restricted_class(cls: _C) -> _C:
             fn = getattr(value, "fget", fn)
             if not isinstance(fn, types.FunctionType):
                 continue
-            key = id(fn.__globals__)
-            g = module_globals.get(key)
-            if g is None:
-                g = module_globals[key] = _restricted_globals(fn.__globals__)
+            g = _restricted_globals(fn.__globals__, own, module_globals)
             wrapped = _rewrap(value, g)
             if wrapped is not _MISSING:
                 overrides[attr] = wrapped

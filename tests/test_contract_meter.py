@@ -179,3 +179,43 @@ def test_steps_are_free_outside_a_transaction() -> None:
     assert meter.CURRENT.get() is None
     meter.step()
     assert list(meter.steps(range(3))) == [0, 1, 2]
+
+
+@pytest.mark.timeout(120)
+def test_a_loop_in_a_helper_module_of_the_contracts_package_is_metered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The helper is imported from another module of the contract's own package: it runs
+    # restricted and metered like the contract's module (before, it ran free).
+    pkg = tmp_path / "meterpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helpers.py").write_text("def spin() -> None:\n    while True:\n        pass\n")
+    (pkg / "contract.py").write_text(
+        textwrap.dedent(
+            """\
+            from accord.contracts.base import Context, Contract, method
+
+            from meterpkg.helpers import spin
+
+
+            class Spinner(Contract):
+                name = "spinner"
+
+                @method
+                def go(self, ctx: Context) -> None:
+                    spin()
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    mod = importlib.import_module("meterpkg.contract")
+    try:
+        with Sandbox([mod.Spinner]) as sb:
+            r = sb.call("alice", "spinner", "go", gas_limit=LIMIT)
+            assert not r.ok and r.error_code == "out_of_gas"
+    finally:
+        for name in ("meterpkg", "meterpkg.helpers", "meterpkg.contract"):
+            sys.modules.pop(name, None)
