@@ -54,6 +54,22 @@ drift, as block-time checks do. The hold costs nothing but time: the node commit
 certificate meanwhile. It lasts until the others commit a block proposed after the restore,
 so a holding validator counts as a faulty one for liveness.
 
+**A start from the future.** The marker's ``started_ms`` (and ``vouched_ms``) is kept even
+when it is ahead of this clock: a clock stepped back must not lower the boundary (second
+review). But a damaged or hostile value decades ahead made the boundary unreachable, so the
+peers bound it when they vouch (:meth:`DoubleSignGuard.vouch_start`): a marker time more than
+two drifts ahead of both this clock and the time the peers vouch for now (V) cannot be a past
+start, and is replaced by V, with an error logged. That is safe because the boundary only has
+to lie above the original's rounds: the original was gone before this folder first started
+(T0), so true time now is past T0; V is at least one honest clock, so at least true time
+minus the drift, hence at least T0 minus the drift, and the margin (five drifts and three
+rounds) still covers the original's clock running the drift ahead. A start written by a
+clock within the drift (at most T0 plus the drift) is at most two drifts ahead of V, so it is
+never replaced; only one written by a clock that was wrong, or by no clock at all, is (and
+the threshold matters only for that: replacing by V is safe whatever was there). The
+boundary never drops below a round already adopted (the start is vouched for again mid-hold
+after a set change).
+
 The record only moves up: adoption raises ``c_round`` only to a higher round (the core's rule
 on C votes is on rounds alone) and ``c_height`` only to a higher height, and release only
 raises ``p_round``. After release (and after any restart without the marker)
@@ -225,9 +241,16 @@ class DoubleSignGuard:
         else:
             return False
         assert network is not None
-        network = max(network, self.vouched_ms)
         marker = backup_files.read_restored_marker(self.data_dir) or {}
-        backup_files.write_restored_marker(self.data_dir, {**marker, "vouched_ms": network})
+        if self._from_the_future(max(network, now_ms or 0), marker):
+            # Start again from the peers' time now; never below a round already adopted
+            # (after a set change the start is vouched for again mid-hold).
+            self.started_ms = self.vouched_ms = network
+            self.boundary = max(self._boundary_after(network), self.adopted[1] + 1)
+        network = max(network, self.vouched_ms)
+        backup_files.write_restored_marker(
+            self.data_dir, {**marker, "started_ms": self.started_ms, "vouched_ms": network}
+        )
         self.vouched_ms = network
         raised = self._boundary_after(max(self.started_ms, network))
         if self.boundary is None or raised > self.boundary:
@@ -240,6 +263,29 @@ class DoubleSignGuard:
             )
             self.boundary = raised
         self.start_vouched = True
+        return True
+
+    def _from_the_future(self, now_ms: int, marker: Mapping[str, Any]) -> bool:
+        """Whether the marker's start or vouched time lies more than two drifts ahead of
+        ``now_ms`` (the later of this clock and the time the peers vouch for now): no first
+        start or vouching by a clock within the drift can have happened then, so the value is
+        damaged, hand-edited, or was written by a clock that was wrong (see "A start from the
+        future" in the module docstring for why replacing it by the peers' time is safe).
+        Logged as an error."""
+        limit = now_ms + 2 * self.genesis.consensus.time_drift()
+        future = max(self.started_ms, self.vouched_ms)
+        if future <= limit:
+            return False
+        log.error(
+            "%s: the restore marker says this folder first started or was vouched for at "
+            "%d ms, %d ms ahead of the network's time: it cannot be a past start (damaged, "
+            "edited, or written by a clock that was wrong). The start is taken as now; the "
+            "hold goes on from there (marker was %s)",
+            self.data_dir,
+            future,
+            future - now_ms,
+            {k: marker.get(k) for k in ("started_ms", "vouched_ms")},
+        )
         return True
 
     # --- the check -----------------------------------------------------------------------

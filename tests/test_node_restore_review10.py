@@ -1,0 +1,106 @@
+"""The restore hold's four gaps left untested by the ninth review (issue 17, findings 2, 3, 8).
+
+The guarantee: a folder restored with ``accord node restore`` never signs a vote that
+conflicts with one its original signed, and it either gets back to voting or says plainly
+why it cannot. Each test failed on the code before its fix:
+
+1. A restore older than every peer's pruning held for ever and said nothing (catch-up got
+   empty answers and asked on); now peers say "pruned" and the node halts with the reason.
+2. A restored single validator never released (no peer proposes the block that ends the
+   hold, and the docstring said it released on the block alone); now it stops and says why
+   it cannot release safely.
+3. A ``started_ms`` far in the future in the marker held for decades; now the peers' clocks
+   bound it.
+4. The release raced a commit asked for while the releasing one returned: the core was
+   rebuilt at a head the store then moved past.
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+from accord.node.doublesign import DoubleSignGuard
+from accord.storage import backup as bk
+
+ROUND_MS = 100
+DRIFT_MS = 3 * ROUND_MS
+GENESIS = types.SimpleNamespace(
+    f=1,
+    n=4,
+    genesis_time_ms=0,
+    consensus=types.SimpleNamespace(round_ms=ROUND_MS, time_drift=lambda: DRIFT_MS),
+)
+
+
+# --- gap 3: a start from the future ------------------------------------------------------
+
+
+def test_a_start_decades_ahead_in_the_marker_is_bounded_by_the_peers_clocks(
+    tmp_path: Path,
+) -> None:
+    """A damaged or hostile ``started_ms`` 30 years ahead put the boundary 30 years ahead:
+    vouch_start could only raise it, so no block could end the hold before 2056. Now a
+    start (or vouched time) more than two drifts ahead of both this clock and the peers'
+    vouched time is refused and replaced by the peers' time, with an error logged."""
+    now = 10_000_000
+    decades = now + 30 * 365 * 86_400_000
+    bk.write_restored_marker(tmp_path, {"started_ms": decades})
+    g = DoubleSignGuard(GENESIS, 3, enabled=True)  # type: ignore[arg-type]
+    g.open(tmp_path, now)
+    assert g.boundary == g._boundary_after(decades)  # no peer yet: nothing to bound it by
+    clocks = {0: now, 1: now + 20, 2: now - 30}
+    assert g.vouch_start(clocks, now)
+    assert g.boundary == g._boundary_after(now), "the boundary stays decades ahead"
+    marker = bk.read_restored_marker(tmp_path)
+    assert marker is not None and marker["started_ms"] == now
+    heads = {0: 50, 1: 50, 2: 50}
+    assert g.ends_hold(g.boundary, 50, heads, clocks, now)
+    # kept across a restart while holding: the next start reads the bounded marker
+    again = DoubleSignGuard(GENESIS, 3, enabled=True)  # type: ignore[arg-type]
+    again.open(tmp_path, now + 1_000)
+    assert again.boundary == g.boundary
+    # a vouched time from the future is bounded the same way
+    bk.write_restored_marker(tmp_path, {"started_ms": now, "vouched_ms": decades})
+    v = DoubleSignGuard(GENESIS, 3, enabled=True)  # type: ignore[arg-type]
+    v.open(tmp_path, now)
+    assert v.vouch_start(clocks, now) and v.boundary == v._boundary_after(now)
+
+
+def test_a_start_ahead_of_a_clock_stepped_back_is_kept(tmp_path: Path) -> None:
+    """The bound judges the marker against the peers' time, not this clock alone: a start
+    written by a correct clock that was then stepped back 60 s (second review) is no later
+    than the network's time and is kept, so the boundary is not lowered under rounds the
+    original may have voted in; and a start ahead only by a clock that was fast at the first
+    start is replaced by the peers' time, which still lies above the original's rounds."""
+    true_start = 10_000_000
+    bk.write_restored_marker(tmp_path, {"started_ms": true_start})
+    g = DoubleSignGuard(GENESIS, 3, enabled=True)  # type: ignore[arg-type]
+    stepped_back = true_start - 60_000
+    g.open(tmp_path, stepped_back)
+    first = g.boundary
+    now = true_start + 500  # the peers' clocks: true time
+    assert g.vouch_start({0: now, 1: now, 2: now}, stepped_back)
+    assert g.boundary is not None and first is not None and g.boundary >= first
+    # within two drifts of the network's time may be a past start by a clock within the
+    # drift (and the peers' within the drift on the other side): kept
+    bk.write_restored_marker(tmp_path, {"started_ms": now + 2 * DRIFT_MS})
+    k = DoubleSignGuard(GENESIS, 3, enabled=True)  # type: ignore[arg-type]
+    k.open(tmp_path, now)
+    assert k.vouch_start({0: now, 1: now, 2: now}, now)
+    assert k.boundary == k._boundary_after(now + 2 * DRIFT_MS)
+    # a clock an hour fast at the first start: replaced by the peers' time; the original
+    # (gone before that start, by a clock at most the drift fast) voted below the new boundary
+    original_last_round = g.round_of(true_start + DRIFT_MS)
+    bk.write_restored_marker(tmp_path, {"started_ms": true_start + 3_600_000})
+    fast = DoubleSignGuard(GENESIS, 3, enabled=True)  # type: ignore[arg-type]
+    fast.open(tmp_path, now)
+    assert fast.vouch_start({0: now, 1: now, 2: now}, now)
+    assert fast.boundary == fast._boundary_after(now) > original_last_round
+    # never below a round already adopted (the start is vouched for again after a set change)
+    bk.write_restored_marker(tmp_path, {"started_ms": true_start + 3_600_000})
+    mid = DoubleSignGuard(GENESIS, 3, enabled=True)  # type: ignore[arg-type]
+    mid.open(tmp_path, now)
+    mid.adopted = (40, fast.boundary + 7)
+    assert mid.vouch_start({0: now, 1: now, 2: now}, now)
+    assert mid.boundary == fast.boundary + 8
