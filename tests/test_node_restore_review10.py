@@ -17,11 +17,19 @@ why it cannot. Each test failed on the code before its fix:
 
 from __future__ import annotations
 
+import json
+import time
 import types
+import urllib.request
 from pathlib import Path
 
+from accord.consensus import SAFETY_KEY
+from accord.node import Node
 from accord.node.doublesign import DoubleSignGuard
 from accord.storage import backup as bk
+
+from .support.inproc import ThreadedNetwork
+from .support.inproc import wait_until as _wait
 
 ROUND_MS = 100
 DRIFT_MS = 3 * ROUND_MS
@@ -31,6 +39,26 @@ GENESIS = types.SimpleNamespace(
     genesis_time_ms=0,
     consensus=types.SimpleNamespace(round_ms=ROUND_MS, time_drift=lambda: DRIFT_MS),
 )
+
+
+def _restore_after(net: ThreadedNetwork, tmp_path: Path, index: int, signs_on: int) -> Node:
+    """Back validator ``index`` up at its current head, let it sign on for ``signs_on``
+    heights, stop it, lose its folder, restore the backup and build the restored node."""
+    original = net.nodes[index]
+    assert original.chain is not None
+    backup_dir = tmp_path / "bk"
+    bk.backup_store(original.store, backup_dir)
+    h = original.chain.head()[0]
+    assert _wait(
+        lambda: original.chain is not None and original.chain.head()[0] >= h + signs_on, 90
+    )
+    net.run(original.stop())
+    folder = net.root / f"validator-{index}"
+    (folder / "data").rename(tmp_path / f"old-data-{index}")  # the original's folder is gone
+    bk.restore(backup_dir, folder / "data")
+    restored = Node.from_dir(folder)
+    net.nodes[index] = restored
+    return restored
 
 
 # --- gap 3: a start from the future ------------------------------------------------------
@@ -104,3 +132,44 @@ def test_a_start_ahead_of_a_clock_stepped_back_is_kept(tmp_path: Path) -> None:
     mid.adopted = (40, fast.boundary + 7)
     assert mid.vouch_start({0: now, 1: now, 2: now}, now)
     assert mid.boundary == fast.boundary + 8
+
+
+# --- gap 2: a restored single validator ---------------------------------------------------
+
+
+def test_a_restored_single_validator_stops_and_says_why_instead_of_holding_silently(
+    tmp_path: Path,
+) -> None:
+    """One validator: its commit vote alone is a certificate, so the original committed the
+    blocks after the backup and only it held them. No peer can send them, vouch for a clock
+    or propose the block after the boundary: the restored node held for ever, healthy and
+    silent (and the docstring said it released "on the block alone"). Releasing on its own
+    clock would sign a second block at a height the original committed. It now halts with a
+    reason, never votes, and reports it in /v1/status and /metrics."""
+    net = ThreadedNetwork(
+        tmp_path / "net", validators=1, round_ms=300, stage2_ms=150, name="ds10-one"
+    )
+    try:
+        assert _wait(
+            lambda: net.nodes[0].chain is not None and net.nodes[0].chain.head()[0] >= 2, 60
+        )
+        restored = _restore_after(net, tmp_path, 0, signs_on=3)
+        net.run(restored.start())
+        assert restored.double_sign.holding
+        record = restored.store.get_safety(SAFETY_KEY)
+        head = restored.chain.head()[0]
+        assert _wait(lambda: restored.fault is not None, 10), (
+            "a restored single validator holds for ever and says nothing"
+        )
+        assert "only one in the validator set" in restored.fault
+        time.sleep(1.0)  # several rounds: it signs nothing and commits nothing
+        assert restored.store.get_safety(SAFETY_KEY) == record
+        assert restored.chain.head()[0] == head and restored.double_sign.holding
+        with urllib.request.urlopen(f"{net.urls[0]}/v1/status", timeout=10) as r:
+            st = json.loads(r.read())
+        assert st["healthy"] is False and st["holding"] is True
+        assert "only one in the validator set" in st["fault"]
+        with urllib.request.urlopen(f"{net.urls[0]}/metrics", timeout=10) as r:
+            assert "accord_healthy 0" in r.read().decode()
+    finally:
+        net.close()

@@ -70,6 +70,13 @@ the threshold matters only for that: replacing by V is safe whatever was there).
 boundary never drops below a round already adopted (the start is vouched for again mid-hold
 after a set change).
 
+**A set of one.** A validator alone in the set of the next height cannot be restored: its
+commit vote alone is a certificate, so the original committed every height it voted at after
+the backup, only it held those blocks, and no one else can send them, vouch for a clock or
+propose the block that ends the hold. Releasing on this clock would sign a second block at
+one of those heights. The node stops instead (:meth:`DoubleSignGuard.alone`, a fault in
+``/v1/status`` and ``accord_healthy 0``), saying what the operator can do.
+
 The record only moves up: adoption raises ``c_round`` only to a higher round (the core's rule
 on C votes is on rounds alone) and ``c_height`` only to a higher height, and release only
 raises ``p_round``. After release (and after any restart without the marker)
@@ -400,6 +407,28 @@ class DoubleSignGuard:
             "remove the data folder's contents and run `accord node restore` again"
         )
 
+    def alone(self, n: int, member: bool) -> str | None:
+        """While holding: why this node must stop if the set of the next height (``n``
+        validators, this one among them if ``member``) is this validator alone.
+
+        With one validator its commit vote alone is a certificate, so every height the
+        original voted at after the backup is committed, and only the original held those
+        blocks: no peer of the set can send them, vouch for a clock, or propose the block
+        after the boundary that would end the hold (the node waited for it for ever, and
+        releasing on the clock alone would sign a second block at a height the original
+        committed: a fork of the chain under one key). Nothing this folder can see tells
+        how far the original got, so it cannot release safely: it stops and says so."""
+        if not self.holding or not member or n != 1:
+            return None
+        return (
+            "this restored folder's validator is the only one in the validator set: the "
+            "original may have committed blocks after the backup that no one else holds, and "
+            "voting again could sign a second block at one of those heights (a fork). Start "
+            "the original data folder if it survives; remove restored.json from the data "
+            "folder only if the original never ran after this backup was taken (see the "
+            "double-sign check in docs/operations.md)"
+        )
+
     def ends_hold(
         self,
         header_round: int,
@@ -414,14 +443,14 @@ class DoubleSignGuard:
         (the network's newest, so the core restarts at the tip); and the (f+1)-th lowest
         of the peers' clocks is within three drifts of ``now_ms``, which bounds how far
         behind this clock is even when no fresh block exists. Reports only delay: with f
-        or fewer of them the node waits (a validator alone in its genesis has no one to ask,
-        and releases on the block alone)."""
+        or fewer of them the node waits. A set of this validator alone never ends the hold
+        (:meth:`alone`)."""
         if not self.holding or self.boundary is None or header_round < self.boundary:
             return False
         n = self.signer_at(head + 1)[0]  # the set the next height's votes come from
         f, others = self._f(n), n - 1
         if others == 0:
-            return True
+            return False  # never alone: see alone(), which stops such a node instead
         if not self.start_vouched:
             return False
         newest = vouched(peer_heads, f, highest=True)

@@ -151,6 +151,11 @@ class CoreDriver:
         self.view = view
         if self._governed:
             node.double_sign.signer_at = self._signer_at
+        alone = node.double_sign.alone(len(keys), view.me is not None)
+        if alone is not None:
+            self.core = None
+            node.fail(alone)
+            return
         for h in [h for h in self._later if h <= height]:
             self._take_later(h)
         raw = node.store.get_safety(SAFETY_KEY)
