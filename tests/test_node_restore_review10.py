@@ -17,15 +17,22 @@ why it cannot. Each test failed on the code before its fix:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import types
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from accord.consensus import SAFETY_KEY
+from accord.base.genesis import ConsensusParams
+from accord.base.metrics import Registry
+from accord.consensus import SAFETY_KEY, Commit
 from accord.node import Node
 from accord.node.doublesign import DoubleSignGuard
+from accord.node.driver import CoreDriver
+from accord.node.worker import ChainWorker
+from accord.storage import Store
 from accord.storage import backup as bk
 
 from .support.inproc import ThreadedNetwork
@@ -173,3 +180,106 @@ def test_a_restored_single_validator_stops_and_says_why_instead_of_holding_silen
             assert "accord_healthy 0" in r.read().decode()
     finally:
         net.close()
+
+
+# --- gap 4: the release and a commit asked for meanwhile -----------------------------------
+
+
+class _Ledger:
+    """The part of the Application protocol a commit uses, one height at a time."""
+
+    def __init__(self, height: int) -> None:
+        self.height = height
+
+    def head(self) -> tuple[int, bytes]:
+        return self.height, bytes([self.height % 256]) * 32
+
+    def validate(self, block: Any, verified: frozenset[bytes]) -> None:
+        return None
+
+    def commit(self, block: Any, cert: Any) -> list[Any]:
+        assert block.height == self.height + 1
+        self.height = block.height
+        return []
+
+
+def _block(height: int, rnd: int, now: int) -> Any:
+    header = types.SimpleNamespace(round=rnd, time_ms=now)
+    return types.SimpleNamespace(height=height, header=header, txs=[], hash=bytes([height]) * 32)
+
+
+def test_the_release_waits_for_a_commit_asked_for_while_the_last_one_returns(
+    tmp_path: Path,
+) -> None:
+    """The hold ended once the worker had no commit waiting, but the worker counts a commit
+    only once its task runs: a commit the held core asked for while the releasing one
+    returned (on a chain with validator sets, ``_after_executed`` feeds held blocks to the
+    core right there; a catch-up answer read in the same loop turn does the same) was not
+    counted yet. The release rebuilt the core at height h and the commit of h+1 landed
+    after it, below the store's head. Forced here with the real driver and chain worker:
+    the settling of block h asks for the commit of h+1.
+
+    The safety record cannot end below a vote this way (block h+1 is proposed after h, in a
+    round at or past the boundary: no vote of the original's is in it), but the core must be
+    rebuilt at the head every asked-for commit leads to; now the release waits for it."""
+    now = int(time.time() * 1000)
+    bk.write_restored_marker(tmp_path, {})
+    guard = DoubleSignGuard(GENESIS, 3, enabled=True)  # type: ignore[arg-type]
+    guard.open(tmp_path, now)
+    clocks = {0: now, 1: now, 2: now}
+    assert guard.vouch_start(clocks, now) and guard.boundary is not None
+    h = 20
+    ledger = _Ledger(h - 1)
+    blocks = {
+        b.height: b
+        for b in (_block(h, guard.boundary + 5, now), _block(h + 1, guard.boundary + 6, now))
+    }
+    restarts: list[int] = []
+
+    async def run() -> None:
+        worker = ChainWorker(
+            "v3",
+            ConsensusParams(round_ms=ROUND_MS, stage2_ms=ROUND_MS // 2),
+            Registry(),
+            status=lambda: None,
+            deliver=lambda event: None,
+            now_ms=lambda: now,
+            known_good=lambda tx: False,
+            note_verified=lambda txs: None,
+            remember=lambda block: None,
+        )
+        worker.open(ledger, None, asyncio.get_running_loop())  # type: ignore[arg-type]
+        with Store(tmp_path / "s", sync=False) as store:
+            node = types.SimpleNamespace(
+                double_sign=guard,
+                store=store,
+                worker=worker,
+                fault=None,
+                running=True,
+                transport=types.SimpleNamespace(),  # nothing is sent: the core is not driven
+                catchup=types.SimpleNamespace(
+                    peer_clocks=lambda: clocks, set_size=lambda: 4, peer_heads={0: h, 1: h, 2: h}
+                ),
+            )
+            driver = CoreDriver(node, b"", 100)  # type: ignore[arg-type]
+            driver.restart = lambda: restarts.append(ledger.head()[0])  # type: ignore[method-assign]
+
+            def committed(block: Any, receipts: list[Any]) -> None:
+                if block.height == h:  # the held core asks for the next commit meanwhile
+                    driver._perform(Commit(blocks[h + 1], object()))  # type: ignore[arg-type]
+
+            node.committed = committed
+            driver._perform(Commit(blocks[h], object()))  # type: ignore[arg-type]
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if ledger.head()[0] == h + 1 and restarts:
+                    break
+            await worker.close()
+
+    asyncio.run(run())
+    assert ledger.head()[0] == h + 1
+    assert restarts == [h + 1], (
+        f"the core was rebuilt at height {restarts} while the commit of {h + 1}, asked for "
+        "before the release, had not landed"
+    )
+    assert not guard.holding

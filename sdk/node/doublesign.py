@@ -77,6 +77,14 @@ propose the block that ends the hold. Releasing on this clock would sign a secon
 one of those heights. The node stops instead (:meth:`DoubleSignGuard.alone`, a fault in
 ``/v1/status`` and ``accord_healthy 0``), saying what the operator can do.
 
+**Releasing after the last commit.** The core is rebuilt from the record at release, so the
+release waits until every commit asked for has returned, started or not
+(``CoreDriver.commits_pending``): a commit the held core asked for while the releasing one
+returned was not counted by the worker yet and landed after the rebuild, below the store's
+head. The record could not end below a vote that way (that block was proposed after the
+releasing one, in a round at or past the boundary, so it carries no vote of the original's),
+but the core must start at the head every commit asked for leads to.
+
 The record only moves up: adoption raises ``c_round`` only to a higher round (the core's rule
 on C votes is on rounds alone) and ``c_height`` only to a higher height, and release only
 raises ``p_round``. After release (and after any restart without the marker)
