@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 import types
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from accord.base.genesis import ConsensusParams
 from accord.base.metrics import Registry
 from accord.consensus import SAFETY_KEY, Commit
-from accord.node import Node
+from accord.node import Node, statesync
 from accord.node.doublesign import DoubleSignGuard
 from accord.node.driver import CoreDriver
 from accord.node.worker import ChainWorker
@@ -178,6 +181,75 @@ def test_a_restored_single_validator_stops_and_says_why_instead_of_holding_silen
         assert "only one in the validator set" in st["fault"]
         with urllib.request.urlopen(f"{net.urls[0]}/metrics", timeout=10) as r:
             assert "accord_healthy 0" in r.read().decode()
+    finally:
+        net.close()
+
+
+# --- gap 1: a restore older than every peer's pruning -------------------------------------
+
+
+def test_a_restore_older_than_every_peers_pruning_halts_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every peer pruned the blocks after the backup's head. Before, they answered an empty
+    list, the restored node distrusted each in turn and asked again every status interval
+    for ever, holding, with ``/v1/status`` healthy and nothing logged. Now a peer says
+    "pruned", and once f+1 members (one honest at least) said it of the next height and no
+    other member is left to ask, the node halts with the reason and asks no more."""
+    monkeypatch.setattr(statesync, "PRUNE_EVERY", 4)
+    net = ThreadedNetwork(tmp_path / "net", round_ms=300, stage2_ms=150, name="ds10-pruned")
+    try:
+        for node in net.nodes:
+            node.config.prune_keep = 4
+            node.config.snapshot_interval = 5
+        assert _wait(
+            lambda: net.nodes[3].chain is not None and net.nodes[3].chain.head()[0] >= 1, 60
+        )
+        restored = _restore_after(net, tmp_path, 3, signs_on=1)
+        assert _wait(lambda: all(n.store.base() > 4 for n in net.nodes[:3]), 120), (
+            "the peers did not prune"
+        )
+        net.run(restored.start())
+        backup_head = restored.chain.head()[0]
+        assert restored.double_sign.holding
+        assert _wait(lambda: restored.fault is not None, 30), (
+            "a restore older than every peer's pruning holds for ever and says nothing"
+        )
+        assert "older than every peer's retained blocks" in restored.fault
+        assert "state sync" in restored.fault
+        assert restored.chain.head()[0] == backup_head and restored.double_sign.holding
+        with urllib.request.urlopen(f"{net.urls[3]}/v1/status", timeout=10) as r:
+            st = json.loads(r.read())
+        assert st["healthy"] is False and "retained blocks" in st["fault"]
+        with urllib.request.urlopen(f"{net.urls[3]}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        assert "accord_healthy 0" in text and "accord_catch_up_stranded 1" in text
+
+        def requests() -> float:
+            sent = restored.metrics.get("accord_net_frames_out_total")
+            assert sent is not None
+            return float(sent.get(kind="block_request"))  # type: ignore[attr-defined]
+
+        before = requests()
+        time.sleep(2.0)  # several status intervals: no more asking
+        assert requests() == before
+        # What the reason says: empty the data folder but keep the marker; the node state-syncs
+        # from a peer's snapshot while it still holds, and the hold ends by its rule.
+        net.run(restored.stop())
+        data = net.root / "validator-3" / "data"
+        for path in data.iterdir():
+            if path.name != bk.RESTORED:
+                path.unlink() if path.is_file() else shutil.rmtree(path)
+        again = Node.from_dir(net.root / "validator-3")
+        net.nodes[3] = again
+        net.run(again.start())
+        assert again.double_sign.holding
+        assert _wait(lambda: not again.double_sign.holding, 90), (
+            f"still holding after state sync (synced to {again.ops.synced_height}, head "
+            f"{again.chain.head()[0] if again.chain else None}, fault {again.fault})"
+        )
+        assert again.fault is None and again.ops.synced_height is not None
+        assert bk.read_restored_marker(data) is None
     finally:
         net.close()
 

@@ -77,6 +77,15 @@ propose the block that ends the hold. Releasing on this clock would sign a secon
 one of those heights. The node stops instead (:meth:`DoubleSignGuard.alone`, a fault in
 ``/v1/status`` and ``accord_healthy 0``), saying what the operator can do.
 
+**Pruned peers.** A backup older than every peer's retained blocks cannot catch up by blocks:
+peers answer "pruned" and, once f+1 members said it of the next height and no other is left
+to ask, catch-up halts the node with that reason (:mod:`accord.node.catchup`). State sync can
+then take over under the hold: a data folder emptied of all but the marker state-syncs from a
+peer's snapshot at a certified height while holding (it votes nowhere meanwhile), and the hold
+ends by the same rule. The backup's safety record is dropped with its store, which is safe for
+the same reason the release is: everything the original signed is at heights at or below the
+block that ends the hold, and the core votes only above it, in rounds past the boundary.
+
 **Releasing after the last commit.** The core is rebuilt from the record at release, so the
 release waits until every commit asked for has returned, started or not
 (``CoreDriver.commits_pending``): a commit the held core asked for while the releasing one
