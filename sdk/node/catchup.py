@@ -299,8 +299,8 @@ class CatchUp:
             reason = (
                 f"this node's head {nxt - 1} is older than every peer's retained blocks: "
                 f"validators {sorted(gone)} pruned height {nxt}, so it cannot catch up by "
-                "blocks. Empty its data folder and start it again to state sync (see pruning "
-                "in docs/operations.md)"
+                "blocks. Empty its data folder and start it again with state_sync on to take "
+                "a peer's snapshot (see pruning in docs/operations.md)"
             )
         node.fail(reason)
 

@@ -75,7 +75,11 @@ commit vote alone is a certificate, so the original committed every height it vo
 the backup, only it held those blocks, and no one else can send them, vouch for a clock or
 propose the block that ends the hold. Releasing on this clock would sign a second block at
 one of those heights. The node stops instead (:meth:`DoubleSignGuard.alone`, a fault in
-``/v1/status`` and ``accord_healthy 0``), saying what the operator can do.
+``/v1/status`` and ``accord_healthy 0``), saying what the operator can do. That includes a
+backup taken while the set was this validator alone on a chain whose set grew since: the
+node cannot tell, from the set of its next height, that others hold the later blocks (and
+counts no non-member's report), so it stops too; a backup taken after the set grew holds
+and releases as usual.
 
 **Pruned peers.** A backup older than every peer's retained blocks cannot catch up by blocks:
 peers answer "pruned" and, once f+1 members said it of the next height and no other is left
