@@ -340,10 +340,18 @@ class CoreDriver:
             receipts = await self._execute(block, cert)
         finally:
             self.commits_pending -= 1
-        if receipts is None:
-            return
         node, guard = self.node, self.node.double_sign
-        node.committed(block, receipts)
+        if receipts is not None:
+            node.committed(block, receipts)
+        elif (
+            self.commits_pending
+            or node.fault is not None
+            or node.chain is None
+            or node.chain.head()[0] < block.height
+        ):
+            return  # not committed (a halt, a bad body, an earlier failure), or more to come
+        # else: committed already, and the last commit asked for: what an executed one
+        # deferred to the last (the set handoff, the release) is done here, not dropped.
         self._after_executed()
         # A restored folder's hold ends with the network's newest block, proposed after the
         # original stopped, and peers' clocks that vouch for this one (accord.node.doublesign);
@@ -351,11 +359,21 @@ class CoreDriver:
         # head, and a commit still to land would leave it below the store's head (the
         # release raced a commit the held core had asked for while this one returned).
         if guard.holding and not self.commits_pending and node.fault is None:
-            clocks, now = node.catchup.peer_clocks(), now_ms()
-            heads = node.catchup.peer_heads
-            if guard.ends_hold(block.header.round, block.height, heads, clocks, now):
-                guard.release(node.store, now, clocks, node.catchup.set_size())
-                self.restart()
+            self._end_hold(block)
+
+    def _end_hold(self, last: Block) -> None:
+        """Release a restored folder's hold if the head block ends it (see _commit); ``last``
+        is the block whose commit returned last (the head, unless it was a duplicate)."""
+        node, guard = self.node, self.node.double_sign
+        assert node.chain is not None
+        height = node.chain.head()[0]
+        header = last.header if last.height == height else node.store.get_header(height)
+        if header is None:
+            return
+        clocks, now = node.catchup.peer_clocks(), now_ms()
+        if guard.ends_hold(header.round, height, node.catchup.peer_heads, clocks, now):
+            guard.release(node.store, now, clocks, node.catchup.set_size())
+            self.restart()
 
     async def _execute(self, block: Block, cert: Certificate) -> list[Receipt] | None:
         """The double-sign and clock checks, then the execution on the chain thread: the
