@@ -28,10 +28,12 @@ from typing import Any
 
 import pytest
 
+from accord.base.errors import NetError
 from accord.base.genesis import ConsensusParams
 from accord.base.metrics import Registry
 from accord.consensus import SAFETY_KEY, Commit
 from accord.node import Node, statesync
+from accord.node.catchup import CatchUp
 from accord.node.doublesign import DoubleSignGuard
 from accord.node.driver import CoreDriver
 from accord.node.worker import ChainWorker
@@ -252,6 +254,90 @@ def test_a_restore_older_than_every_peers_pruning_halts_with_the_reason(
         assert bk.read_restored_marker(data) is None
     finally:
         net.close()
+
+
+class _AskingNode:
+    """What CatchUp reads of a restored node at height 5 holding on a set of four (transport
+    indices 0-3, itself 3); ``pruned`` names the peers that answer a request by height with
+    the ``pruned`` error, the others answer with one block each time (progress, faked by
+    moving the head)."""
+
+    def __init__(self, pruned: set[int]) -> None:
+        self.running = True
+        self.fault: str | None = None
+        self.name = "v3"
+        self.genesis = GENESIS
+        self.double_sign = types.SimpleNamespace(holding=True, start_vouched=True)
+        self.ops = types.SimpleNamespace(holds_catch_up=False, syncing=False)
+        self.worker = types.SimpleNamespace(barrier=self._noop)
+        self.height = 5
+        self.chain = types.SimpleNamespace(head=lambda: (self.height, b"h"))
+        view = types.SimpleNamespace(
+            keys=tuple(bytes([t]) * 48 for t in range(4)),
+            me=3,
+            to_transport=[0, 1, 2, 3],
+            from_transport={t: t for t in range(4)},
+        )
+        self.driver = types.SimpleNamespace(step=lambda event: None, view=view, following=False)
+        counter = types.SimpleNamespace(inc=lambda *a, **k: None, set=lambda *a, **k: None)
+        self.meters = types.SimpleNamespace(sync=counter, bad_msgs=counter, stranded=counter)
+        self.pruned = pruned
+        self.asked: list[int] = []
+
+        async def request(peer: int, body: Any, timeout: float) -> Any:
+            self.asked.append(peer)
+            if peer in self.pruned:
+                raise NetError(f"validator {peer}: pruned", reason="remote_error", remote="pruned")
+            return []
+
+        self.transport = types.SimpleNamespace(request=request)
+
+    def fail(self, reason: str) -> None:
+        self.fault = reason
+
+    async def _noop(self) -> None:
+        return None
+
+
+def test_f_peers_saying_pruned_cannot_halt_a_node_an_honest_peer_can_serve() -> None:
+    """The stranded halt is an order statistic too: f liars answering "pruned" (or one
+    honest peer that did prune) are not f+1, and while a member not known to have pruned is
+    left to ask, nothing halts; the peers that said it are not asked for those heights
+    again. Only when f+1 said so and no other member is left does the node halt."""
+    node = _AskingNode(pruned={0})
+    cu = CatchUp(node)  # type: ignore[arg-type]
+    cu._heads.update({0: 10**6, 1: 40, 2: 40})
+
+    async def ask(peer: int) -> None:
+        await cu.fetch(peer, ["height", node.height + 1, 16], sync=True)
+
+    asyncio.run(ask(0))  # a liar (f = 1) says "pruned"
+    assert node.fault is None
+    assert cu.pruned == {0: 6}
+    node.asked.clear()
+    asyncio.run(_maybe_sync_once(cu))
+    assert node.asked and 0 not in node.asked, "a peer that said pruned is asked again"
+    node.pruned.add(1)  # one honest peer pruned too; 2 has not said so
+    asyncio.run(ask(1))
+    assert node.fault is None, "f+1 said pruned but honest 2 is left to ask"
+    node.pruned.add(2)
+    asyncio.run(ask(2))
+    assert node.fault is not None and "older than every peer's retained blocks" in node.fault
+    # a validator outside the set the node runs counts for nothing: with 1 and 2 silent,
+    # member 0 and outsider 5 saying "pruned" are one member, not f+1
+    other = _AskingNode(pruned={0, 5})
+    cu2 = CatchUp(other)  # type: ignore[arg-type]
+    cu2._heads.update({0: 40, 5: 40})
+    for p in (0, 5):
+        asyncio.run(cu2.fetch(p, ["height", 6, 16], sync=True))
+    assert other.fault is None
+
+
+async def _maybe_sync_once(cu: CatchUp) -> None:
+    cu._inflight.clear()
+    cu.maybe_sync()
+    for _ in range(5):
+        await asyncio.sleep(0)
 
 
 # --- gap 4: the release and a commit asked for meanwhile -----------------------------------
