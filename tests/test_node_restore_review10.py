@@ -5,7 +5,8 @@ conflicts with one its original signed, and it either gets back to voting or say
 why it cannot. Each test failed on the code before its fix:
 
 1. A restore older than every peer's pruning held for ever and said nothing (catch-up got
-   empty answers and asked on); now peers say "pruned" and the node halts with the reason.
+   empty answers and asked on); now peers say "pruned" and the node reports why it cannot
+   catch up (unhealthy, with the reason) and asks no more.
 2. A restored single validator never released (no peer proposes the block that ends the
    hold, and the docstring said it released on the block alone); now it stops and says why
    it cannot release safely.
@@ -190,14 +191,15 @@ def test_a_restored_single_validator_stops_and_says_why_instead_of_holding_silen
 # --- gap 1: a restore older than every peer's pruning -------------------------------------
 
 
-def test_a_restore_older_than_every_peers_pruning_halts_with_the_reason(
+def test_a_restore_older_than_every_peers_pruning_says_why_and_state_syncs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every peer pruned the blocks after the backup's head. Before, they answered an empty
     list, the restored node distrusted each in turn and asked again every status interval
     for ever, holding, with ``/v1/status`` healthy and nothing logged. Now a peer says
     "pruned", and once f+1 members (one honest at least) said it of the next height and no
-    other member is left to ask, the node halts with the reason and asks no more."""
+    other member is left to ask, the node reports unhealthy with the reason and asks no more;
+    emptying the data folder but the marker then state-syncs under the hold."""
     monkeypatch.setattr(statesync, "PRUNE_EVERY", 4)
     net = ThreadedNetwork(tmp_path / "net", round_ms=300, stage2_ms=150, name="ds10-pruned")
     try:
@@ -214,11 +216,12 @@ def test_a_restore_older_than_every_peers_pruning_halts_with_the_reason(
         net.run(restored.start())
         backup_head = restored.chain.head()[0]
         assert restored.double_sign.holding
-        assert _wait(lambda: restored.fault is not None, 30), (
+        stranded = lambda: getattr(restored.catchup, "stranded", None)  # noqa: E731
+        assert _wait(lambda: stranded() is not None, 30), (
             "a restore older than every peer's pruning holds for ever and says nothing"
         )
-        assert "older than every peer's retained blocks" in restored.fault
-        assert "state sync" in restored.fault
+        assert "older than every peer's retained blocks" in stranded()
+        assert "state sync" in stranded() and not restored.healthy
         assert restored.chain.head()[0] == backup_head and restored.double_sign.holding
         with urllib.request.urlopen(f"{net.urls[3]}/v1/status", timeout=10) as r:
             st = json.loads(r.read())
@@ -280,7 +283,9 @@ class _AskingNode:
         )
         self.driver = types.SimpleNamespace(step=lambda event: None, view=view, following=False)
         counter = types.SimpleNamespace(inc=lambda *a, **k: None, set=lambda *a, **k: None)
-        self.meters = types.SimpleNamespace(sync=counter, bad_msgs=counter, stranded=counter)
+        self.meters = types.SimpleNamespace(
+            sync=counter, bad_msgs=counter, stranded=counter, healthy=counter
+        )
         self.pruned = pruned
         self.asked: list[int] = []
 
@@ -292,18 +297,16 @@ class _AskingNode:
 
         self.transport = types.SimpleNamespace(request=request)
 
-    def fail(self, reason: str) -> None:
-        self.fault = reason
-
     async def _noop(self) -> None:
         return None
 
 
-def test_f_peers_saying_pruned_cannot_halt_a_node_an_honest_peer_can_serve() -> None:
-    """The stranded halt is an order statistic too: f liars answering "pruned" (or one
-    honest peer that did prune) are not f+1, and while a member not known to have pruned is
-    left to ask, nothing halts; the peers that said it are not asked for those heights
-    again. Only when f+1 said so and no other member is left does the node halt."""
+def test_f_peers_saying_pruned_cannot_strand_a_node_an_honest_peer_can_serve() -> None:
+    """Being stranded is an order statistic too: f liars answering "pruned" (or one honest
+    peer that did prune) are not f+1, and while a member not known to have pruned is left to
+    ask, the node is not stranded; the peers that said it are not asked for those heights
+    again. Only when f+1 said so and no other member is left is it stranded, and a block
+    that lands after all clears that."""
     node = _AskingNode(pruned={0})
     cu = CatchUp(node)  # type: ignore[arg-type]
     cu._heads.update({0: 10**6, 1: 40, 2: 40})
@@ -312,17 +315,25 @@ def test_f_peers_saying_pruned_cannot_halt_a_node_an_honest_peer_can_serve() -> 
         await cu.fetch(peer, ["height", node.height + 1, 16], sync=True)
 
     asyncio.run(ask(0))  # a liar (f = 1) says "pruned"
-    assert node.fault is None
+    assert cu.stranded is None
     assert cu.pruned == {0: 6}
     node.asked.clear()
     asyncio.run(_maybe_sync_once(cu))
     assert node.asked and 0 not in node.asked, "a peer that said pruned is asked again"
     node.pruned.add(1)  # one honest peer pruned too; 2 has not said so
     asyncio.run(ask(1))
-    assert node.fault is None, "f+1 said pruned but honest 2 is left to ask"
+    assert cu.stranded is None, "f+1 said pruned but honest 2 is left to ask"
     node.pruned.add(2)
     asyncio.run(ask(2))
-    assert node.fault is not None and "older than every peer's retained blocks" in node.fault
+    assert cu.stranded is not None and "older than every peer's retained blocks" in cu.stranded
+    # no spinning: nobody is left to ask for those heights
+    node.asked.clear()
+    asyncio.run(_maybe_sync_once(cu))
+    assert node.asked == []
+    # not a halt: a block that lands after all (a member that has it) clears it
+    node.height = 6
+    asyncio.run(_maybe_sync_once(cu))
+    assert cu.stranded is None
     # a validator outside the set the node runs counts for nothing: with 1 and 2 silent,
     # member 0 and outsider 5 saying "pruned" are one member, not f+1
     other = _AskingNode(pruned={0, 5})
@@ -330,7 +341,7 @@ def test_f_peers_saying_pruned_cannot_halt_a_node_an_honest_peer_can_serve() -> 
     cu2._heads.update({0: 40, 5: 40})
     for p in (0, 5):
         asyncio.run(cu2.fetch(p, ["height", 6, 16], sync=True))
-    assert other.fault is None
+    assert cu2.stranded is None
 
 
 async def _maybe_sync_once(cu: CatchUp) -> None:

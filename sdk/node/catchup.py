@@ -17,8 +17,9 @@ not the body of) asks by hash. Rules this module keeps:
   answer that moves the head clears the peer's distrust.
 * **Pruned is said, not hidden**: a request by height below what a peer keeps is answered
   ``pruned``; that peer is not asked for those heights again, and once f+1 members said it of
-  the next height and no other member is left to ask, the node halts with the reason (a
-  newer backup or state sync from an empty folder is needed) instead of asking on for ever.
+  the next height and no other member is left to ask, the node reports unhealthy with the
+  reason (a newer backup or state sync from an empty folder is needed) instead of asking on
+  for ever; a block that lands after all clears it.
 * Reported heads and clocks are claims: what reads them (the restore hold,
   :mod:`accord.node.doublesign`) takes order statistics that f liars cannot move.
 * **Requests never block a read loop**: each runs in a task of its own, so two peers
@@ -79,6 +80,10 @@ class CatchUp:
         self.pruned: dict[int, int] = {}
         """peer -> a height it answered it no longer keeps (pruned): not asked by height
         again until our next height is above it (it will never have the blocks again)."""
+        self.stranded: str | None = None
+        """Why this node cannot catch up (every peer that could send its next block pruned
+        it), None otherwise; reported as unhealthy until a block arrives after all."""
+        self._stranded_at = 0  # the next height that was pruned everywhere
         self.recent: OrderedDict[bytes, Block] = OrderedDict()
 
     def bad_body(self, block: Block) -> int | None:
@@ -189,6 +194,8 @@ class CatchUp:
         ):
             return
         height, _ = node.chain.head()
+        if self.stranded is not None and height >= self._stranded_at:
+            self._unstrand(height)
         guard = node.double_sign
         if guard.holding and not guard.start_vouched and self.set_size() > 1:
             return  # no certificate is judged before the peers vouch for the boundary
@@ -266,13 +273,19 @@ class CatchUp:
             self._inflight.pop(peer, None)
 
     def _check_stranded(self) -> None:
-        """Halt with a clear reason once the blocks this node needs next are gone from every
-        peer that could send them: at least f+1 members (so at least one honest) said they
-        pruned our next height, and every other member claiming to be ahead said so too or
-        is distrusted (a liar). Catch-up by blocks cannot proceed then, and asking on would
-        only spin; only the operator can help (a newer backup, or state sync from an empty
-        data folder). Liars cannot cause it: f of them saying "pruned" are not f+1."""
+        """Say so, once, when the blocks this node needs next are gone from every peer that
+        could send them: at least f+1 members (so at least one honest) said they pruned our
+        next height, and every other member claiming to be ahead said so too or is
+        distrusted (a liar). Catch-up by blocks cannot proceed then; the peers that said so
+        are not asked again (no spinning), the node reports unhealthy with the reason
+        (``stranded``, ``accord_catch_up_stranded 1``), and the operator is told what helps
+        (a newer backup, or state sync from an empty data folder). It is not a halt: a
+        member that has the blocks after all (one that was down) is asked when it reports
+        its head, and the first block that lands clears it. Liars cannot cause it: f of
+        them saying "pruned" are not f+1."""
         node = self.node
+        if self.stranded is not None:
+            return
         nxt = self._height() + 1
         members = self._members()
         gone = {p for p, h in self.pruned.items() if h >= nxt and (members is None or p in members)}
@@ -286,7 +299,6 @@ class CatchUp:
         ]
         if serving:
             return
-        node.meters.stranded.set(1)
         if node.double_sign.holding:
             reason = (
                 f"this restored backup (head {nxt - 1}) is older than every peer's retained "
@@ -302,7 +314,19 @@ class CatchUp:
                 "blocks. Empty its data folder and start it again with state_sync on to take "
                 "a peer's snapshot (see pruning in docs/operations.md)"
             )
-        node.fail(reason)
+        self.stranded, self._stranded_at = reason, nxt
+        node.meters.stranded.set(1)
+        node.meters.healthy.set(0)
+        log.error("%s: cannot catch up: %s", node.name, reason)
+
+    def _unstrand(self, height: int) -> None:
+        """A block past the pruned height landed after all (a peer that had it)."""
+        node = self.node
+        self.stranded = None
+        node.meters.stranded.set(0)
+        if node.fault is None:
+            node.meters.healthy.set(1)
+        log.warning("%s: catching up again (at height %d)", node.name, height)
 
     def _no_progress(self, peer: int) -> None:
         """A request by height to ``peer`` moved our head nowhere. If it claims more than we

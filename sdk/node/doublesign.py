@@ -83,7 +83,8 @@ and releases as usual.
 
 **Pruned peers.** A backup older than every peer's retained blocks cannot catch up by blocks:
 peers answer "pruned" and, once f+1 members said it of the next height and no other is left
-to ask, catch-up halts the node with that reason (:mod:`accord.node.catchup`). State sync can
+to ask, catch-up stops asking and reports the node unhealthy with that reason
+(:mod:`accord.node.catchup`). State sync can
 then take over under the hold: a data folder emptied of all but the marker state-syncs from a
 peer's snapshot at a certified height while holding (it votes nowhere meanwhile), and the hold
 ends by the same rule. The backup's safety record is dropped with its store, which is safe for

@@ -32,8 +32,8 @@ class NodeMetrics:
         self.healthy.set(1)
         self.stranded = m.gauge(
             "accord_catch_up_stranded",
-            "1 once the blocks this node needs next are pruned on every peer that could send "
-            "them (it halted: a newer backup or state sync from an empty folder is needed)",
+            "1 while the blocks this node needs next are pruned on every peer that could send "
+            "them (a newer backup or state sync from an empty folder is needed)",
         )
         self.txs = m.counter("accord_txs_committed_total", "transactions committed")
         self.blocks = m.counter("accord_blocks_committed_total", "blocks committed")
