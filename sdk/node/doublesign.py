@@ -84,10 +84,9 @@ and releases as usual.
 **Pruned peers.** A backup older than every peer's retained blocks cannot catch up by blocks:
 peers answer "pruned" and, once f+1 members said it of the next height and no other is left
 to ask, catch-up stops asking and reports the node unhealthy with that reason
-(:mod:`accord.node.catchup`). State sync can
-then take over under the hold: a data folder emptied of all but the marker state-syncs from a
-peer's snapshot at a certified height while holding (it votes nowhere meanwhile), and the hold
-ends by the same rule. The backup's safety record is dropped with its store, which is safe for
+(:mod:`accord.node.catchup`). State sync can then take over under the hold: a data folder
+emptied of all but the marker state-syncs from a peer's snapshot at a certified height while
+holding (it votes nowhere meanwhile), and the hold ends by the same rule. The backup's safety record is dropped with its store, which is safe for
 the same reason the release is: everything the original signed is at heights at or below the
 block that ends the hold, and the core votes only above it, in rounds past the boundary.
 
@@ -308,8 +307,8 @@ class DoubleSignGuard:
         log.error(
             "%s: the restore marker says this folder first started or was vouched for at "
             "%d ms, %d ms ahead of the network's time: it cannot be a past start (damaged, "
-            "edited, or written by a clock that was wrong). The start is taken as now; the "
-            "hold goes on from there (marker was %s)",
+            "edited, or written by a clock that was wrong). The start is taken as the peers' "
+            "time now; the hold goes on from there (marker was %s)",
             self.data_dir,
             future,
             future - now_ms,
