@@ -18,7 +18,6 @@ node no STATUS, or no link at all, holds it for ever.
 from __future__ import annotations
 
 import asyncio
-import time
 import types
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from accord.node.doublesign import DoubleSignGuard
 from accord.storage import backup as bk
 
 from .support.inproc import ThreadedNetwork
+from .support.inproc import wait_until as _wait
 
 ROUND_MS = 100
 GENESIS = types.SimpleNamespace(
@@ -110,15 +110,6 @@ def test_one_peer_silent_in_status_does_not_hold_a_restored_node_for_ever(tmp_pa
         "the network's newest block, proposed 480 rounds past the boundary, does not end the "
         "hold: one Byzantine validator silent in STATUS holds a restored node for ever"
     )
-
-
-def _wait(pred, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _silence_status_to(node: Node, victim: int) -> None:

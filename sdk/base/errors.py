@@ -141,9 +141,13 @@ class NetError(AccordError):
 
     code = "net_error"
 
-    def __init__(self, message: str = "", reason: str = "net_error") -> None:
+    def __init__(
+        self, message: str = "", reason: str = "net_error", remote: str | None = None
+    ) -> None:
         super().__init__(message or reason)
         self.reason = reason
+        self.remote = remote
+        """With reason ``remote_error``: the error code the peer answered (a claim)."""
 
 
 class HandshakeRefused(NetError):

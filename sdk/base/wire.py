@@ -534,7 +534,9 @@ class StatusResponse(_Open):
         "(damaged storage, a certified block that does not apply here)",
     )
     fault: str | None = Field(
-        default=None, description="why the node halted, while it is unhealthy"
+        default=None,
+        description="why the node is unhealthy: why it halted, or why it cannot catch up "
+        "(every peer pruned the blocks it needs next)",
     )
     holding: bool = Field(
         default=False,

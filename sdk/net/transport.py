@@ -1561,8 +1561,13 @@ class Transport:
             self.m_frames_in.inc(kind=label)
             self.m_bytes_in.inc(size, kind=label)
             if "error" in payload:
+                code = payload["error"]
                 entry[1].set_exception(
-                    NetError(f"validator {peer.index}: {payload['error']}", reason="remote_error")
+                    NetError(
+                        f"validator {peer.index}: {code}",
+                        reason="remote_error",
+                        remote=code if type(code) is str else None,
+                    )
                 )
             else:
                 entry[1].set_result(payload.get("body"))

@@ -15,6 +15,11 @@ not the body of) asks by hash. Rules this module keeps:
   its answer moved our head nowhere once the commits landed (blocks that merely decode are
   not progress: fourth review, a liar resending one stale block was asked for ever). An
   answer that moves the head clears the peer's distrust.
+* **Pruned is said, not hidden**: a request by height below what a peer keeps is answered
+  ``pruned``; that peer is not asked for those heights again, and once f+1 members said it of
+  the next height and no other member is left to ask, the node reports unhealthy with the
+  reason (a newer backup or state sync from an empty folder is needed) instead of asking on
+  for ever; a block that lands after all clears it.
 * Reported heads and clocks are claims: what reads them (the restore hold,
   :mod:`accord.node.doublesign`) takes order statistics that f liars cannot move.
 * **Requests never block a read loop**: each runs in a task of its own, so two peers
@@ -32,12 +37,13 @@ from typing import TYPE_CHECKING
 
 from accord.base import encoding
 from accord.base.encoding import Value
-from accord.base.errors import AccordError, DecodeError
+from accord.base.errors import AccordError, DecodeError, NetError
 from accord.base.types import Block, Certificate
 from accord.consensus import BlockFetched
 from accord.net.frames import Kind
 from accord.node.doublesign import vouched
 from accord.node.driver import now_ms, spawn
+from accord.storage.store import Pruned
 
 if TYPE_CHECKING:
     from accord.node.node import Node
@@ -71,6 +77,13 @@ class CatchUp:
         ] = {}  # peer -> when its request by height in flight was sent
         self.distrusted: dict[int, float] = {}  # peer -> monotonic time until which it is avoided
         self.body_source: dict[bytes, int] = {}  # who sent a fetched block (a bad body is theirs)
+        self.pruned: dict[int, int] = {}
+        """peer -> a height it answered it no longer keeps (pruned): not asked by height
+        again until our next height is above it (it will never have the blocks again)."""
+        self.stranded: str | None = None
+        """Why this node cannot catch up (every peer that could send its next block pruned
+        it), None otherwise; reported as unhealthy until a block arrives after all."""
+        self._stranded_at = 0  # the next height that was pruned everywhere
         self.recent: OrderedDict[bytes, Block] = OrderedDict()
 
     def bad_body(self, block: Block) -> int | None:
@@ -109,6 +122,7 @@ class CatchUp:
             height, head = node.chain.head()
             node.transport.send(index, Kind.STATUS, [height, head, now_ms()])
         if not connected:
+            self.pruned.pop(index, None)
             self._heads.pop(index, None)
             self._clocks.pop(index, None)
             self._asked.pop(index, None)
@@ -180,6 +194,8 @@ class CatchUp:
         ):
             return
         height, _ = node.chain.head()
+        if self.stranded is not None and height >= self._stranded_at:
+            self._unstrand(height)
         guard = node.double_sign
         if guard.holding and not guard.start_vouched and self.set_size() > 1:
             return  # no certificate is judged before the peers vouch for the boundary
@@ -195,6 +211,7 @@ class CatchUp:
             for p, h in self.peer_heads.items()
             if h > height + (0 if guard.holding or node.driver.following else 1)
             and (p not in self._inflight or now - self._inflight[p] >= REQUEST_TIMEOUT_S)
+            and self.pruned.get(p, -1) <= height
         }
         if not ahead:
             return
@@ -229,6 +246,12 @@ class CatchUp:
             answer = await node.transport.request(peer, body, timeout=REQUEST_TIMEOUT_S)
         except AccordError as e:  # not connected, timeout, busy: the next status or resend retries
             log.info("%s: catch-up request to validator %d failed: %s", node.name, peer, e)
+            if sync and isinstance(e, NetError) and e.remote == Pruned.code:
+                # Not a lie to punish (pruning is ordinary), but never asked for it again.
+                self.pruned[peer] = before + 1
+                self._inflight.pop(peer, None)
+                self._check_stranded()
+                return
             if sync:
                 # a liar that lets every request time out was otherwise the only peer asked
                 self._no_progress(peer)
@@ -248,6 +271,62 @@ class CatchUp:
                 # the commits run on the chain thread; judge and ask for more once they landed
                 spawn(self._after_commits(peer, before))
             self._inflight.pop(peer, None)
+
+    def _check_stranded(self) -> None:
+        """Say so, once, when the blocks this node needs next are gone from every peer that
+        could send them: at least f+1 members (so at least one honest) said they pruned our
+        next height, and every other member claiming to be ahead said so too or is
+        distrusted (a liar). Catch-up by blocks cannot proceed then; the peers that said so
+        are not asked again (no spinning), the node reports unhealthy with the reason
+        (``stranded``, ``accord_catch_up_stranded 1``), and the operator is told what helps
+        (a newer backup, or state sync from an empty data folder). It is not a halt: a
+        member that has the blocks after all (one that was down) is asked when it reports
+        its head, and the first block that lands clears it. Liars cannot cause it: f of
+        them saying "pruned" are not f+1."""
+        node = self.node
+        if self.stranded is not None:
+            return
+        nxt = self._height() + 1
+        members = self._members()
+        gone = {p for p, h in self.pruned.items() if h >= nxt and (members is None or p in members)}
+        if len(gone) <= (self.set_size() - 1) // 3:
+            return
+        now = time.monotonic()
+        serving = [
+            p
+            for p, h in self.peer_heads.items()
+            if h >= nxt and p not in gone and self.distrusted.get(p, 0.0) <= now
+        ]
+        if serving:
+            return
+        if node.double_sign.holding:
+            reason = (
+                f"this restored backup (head {nxt - 1}) is older than every peer's retained "
+                f"blocks: validators {sorted(gone)} pruned height {nxt}, so it cannot catch "
+                "up by blocks. Restore a newer backup, or empty the data folder except "
+                "restored.json and start again to state sync while still holding (see the "
+                "double-sign check in docs/operations.md)"
+            )
+        else:
+            reason = (
+                f"this node's head {nxt - 1} is older than every peer's retained blocks: "
+                f"validators {sorted(gone)} pruned height {nxt}, so it cannot catch up by "
+                "blocks. Empty its data folder and start it again with state_sync on to take "
+                "a peer's snapshot (see pruning in docs/operations.md)"
+            )
+        self.stranded, self._stranded_at = reason, nxt
+        node.meters.stranded.set(1)
+        node.meters.healthy.set(0)
+        log.error("%s: cannot catch up: %s", node.name, reason)
+
+    def _unstrand(self, height: int) -> None:
+        """A block past the pruned height landed after all (a peer that had it)."""
+        node = self.node
+        self.stranded = None
+        node.meters.stranded.set(0)
+        if node.fault is None:
+            node.meters.healthy.set(1)
+        log.warning("%s: catching up again (at height %d)", node.name, height)
 
     def _no_progress(self, peer: int) -> None:
         """A request by height to ``peer`` moved our head nowhere. If it claims more than we
@@ -309,6 +388,10 @@ class CatchUp:
         if len(body) != 3 or type(body[1]) is not int or type(body[2]) is not int or body[1] < 1:
             raise DecodeError("block request by height is ['height', from >= 1, count]")
         start, count = body[1], min(max(body[2], 0), MAX_SYNC_BLOCKS)
+        if start < node.store.base():
+            # said plainly ("pruned"), so a node that needs these blocks learns that no
+            # asking will bring them instead of asking on (accord.node.catchup._check_stranded)
+            raise Pruned(f"blocks below {node.store.base()} are pruned here")
         budget = 2 * node.genesis.consensus.max_block_bytes
         for h in range(start, start + count):
             block = node.store.get_block(h)

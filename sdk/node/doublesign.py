@@ -54,6 +54,50 @@ drift, as block-time checks do. The hold costs nothing but time: the node commit
 certificate meanwhile. It lasts until the others commit a block proposed after the restore,
 so a holding validator counts as a faulty one for liveness.
 
+**A start from the future.** The marker's ``started_ms`` (and ``vouched_ms``) is kept even
+when it is ahead of this clock: a clock stepped back must not lower the boundary (second
+review). But a damaged or hostile value decades ahead made the boundary unreachable, so the
+peers bound it when they vouch (:meth:`DoubleSignGuard.vouch_start`): a marker time more than
+two drifts ahead of both this clock and the time the peers vouch for now (V) cannot be a past
+start, and is replaced by V, with an error logged. That is safe because the boundary only has
+to lie above the original's rounds: the original was gone before this folder first started
+(T0), so true time now is past T0; V is at least one honest clock, so at least true time
+minus the drift, hence at least T0 minus the drift, and the margin (five drifts and three
+rounds) still covers the original's clock running the drift ahead. A start written by a
+clock within the drift (at most T0 plus the drift) is at most two drifts ahead of V, so it is
+never replaced; only one written by a clock that was wrong, or by no clock at all, is (and
+the threshold matters only for that: replacing by V is safe whatever was there). The
+boundary never drops below a round already adopted (the start is vouched for again mid-hold
+after a set change).
+
+**A set of one.** A validator alone in the set of the next height cannot be restored: its
+commit vote alone is a certificate, so the original committed every height it voted at after
+the backup, only it held those blocks, and no one else can send them, vouch for a clock or
+propose the block that ends the hold. Releasing on this clock would sign a second block at
+one of those heights. The node stops instead (:meth:`DoubleSignGuard.alone`, a fault in
+``/v1/status`` and ``accord_healthy 0``), saying what the operator can do. That includes a
+backup taken while the set was this validator alone on a chain whose set grew since: the
+node cannot tell, from the set of its next height, that others hold the later blocks (and
+counts no non-member's report), so it stops too; a backup taken after the set grew holds
+and releases as usual.
+
+**Pruned peers.** A backup older than every peer's retained blocks cannot catch up by blocks:
+peers answer "pruned" and, once f+1 members said it of the next height and no other is left
+to ask, catch-up stops asking and reports the node unhealthy with that reason
+(:mod:`accord.node.catchup`). State sync can then take over under the hold: a data folder
+emptied of all but the marker state-syncs from a peer's snapshot at a certified height while
+holding (it votes nowhere meanwhile), and the hold ends by the same rule. The backup's safety record is dropped with its store, which is safe for
+the same reason the release is: everything the original signed is at heights at or below the
+block that ends the hold, and the core votes only above it, in rounds past the boundary.
+
+**Releasing after the last commit.** The core is rebuilt from the record at release, so the
+release waits until every commit asked for has returned, started or not
+(``CoreDriver.commits_pending``): a commit the held core asked for while the releasing one
+returned was not counted by the worker yet and landed after the rebuild, below the store's
+head. The record could not end below a vote that way (that block was proposed after the
+releasing one, in a round at or past the boundary, so it carries no vote of the original's),
+but the core must start at the head every commit asked for leads to.
+
 The record only moves up: adoption raises ``c_round`` only to a higher round (the core's rule
 on C votes is on rounds alone) and ``c_height`` only to a higher height, and release only
 raises ``p_round``. After release (and after any restart without the marker)
@@ -225,9 +269,16 @@ class DoubleSignGuard:
         else:
             return False
         assert network is not None
-        network = max(network, self.vouched_ms)
         marker = backup_files.read_restored_marker(self.data_dir) or {}
-        backup_files.write_restored_marker(self.data_dir, {**marker, "vouched_ms": network})
+        if self._from_the_future(max(network, now_ms or 0), marker):
+            # Start again from the peers' time now; never below a round already adopted
+            # (after a set change the start is vouched for again mid-hold).
+            self.started_ms = self.vouched_ms = network
+            self.boundary = max(self._boundary_after(network), self.adopted[1] + 1)
+        network = max(network, self.vouched_ms)
+        backup_files.write_restored_marker(
+            self.data_dir, {**marker, "started_ms": self.started_ms, "vouched_ms": network}
+        )
         self.vouched_ms = network
         raised = self._boundary_after(max(self.started_ms, network))
         if self.boundary is None or raised > self.boundary:
@@ -240,6 +291,29 @@ class DoubleSignGuard:
             )
             self.boundary = raised
         self.start_vouched = True
+        return True
+
+    def _from_the_future(self, now_ms: int, marker: Mapping[str, Any]) -> bool:
+        """Whether the marker's start or vouched time lies more than two drifts ahead of
+        ``now_ms`` (the later of this clock and the time the peers vouch for now): no first
+        start or vouching by a clock within the drift can have happened then, so the value is
+        damaged, hand-edited, or was written by a clock that was wrong (see "A start from the
+        future" in the module docstring for why replacing it by the peers' time is safe).
+        Logged as an error."""
+        limit = now_ms + 2 * self.genesis.consensus.time_drift()
+        future = max(self.started_ms, self.vouched_ms)
+        if future <= limit:
+            return False
+        log.error(
+            "%s: the restore marker says this folder first started or was vouched for at "
+            "%d ms, %d ms ahead of the network's time: it cannot be a past start (damaged, "
+            "edited, or written by a clock that was wrong). The start is taken as the peers' "
+            "time now; the hold goes on from there (marker was %s)",
+            self.data_dir,
+            future,
+            future - now_ms,
+            {k: marker.get(k) for k in ("started_ms", "vouched_ms")},
+        )
         return True
 
     # --- the check -----------------------------------------------------------------------
@@ -354,6 +428,28 @@ class DoubleSignGuard:
             "remove the data folder's contents and run `accord node restore` again"
         )
 
+    def alone(self, n: int, member: bool) -> str | None:
+        """While holding: why this node must stop if the set of the next height (``n``
+        validators, this one among them if ``member``) is this validator alone.
+
+        With one validator its commit vote alone is a certificate, so every height the
+        original voted at after the backup is committed, and only the original held those
+        blocks: no peer of the set can send them, vouch for a clock, or propose the block
+        after the boundary that would end the hold (the node waited for it for ever, and
+        releasing on the clock alone would sign a second block at a height the original
+        committed: a fork of the chain under one key). Nothing this folder can see tells
+        how far the original got, so it cannot release safely: it stops and says so."""
+        if not self.holding or not member or n != 1:
+            return None
+        return (
+            "this restored folder's validator is the only one in the validator set: the "
+            "original may have committed blocks after the backup that no one else holds, and "
+            "voting again could sign a second block at one of those heights (a fork). Start "
+            "the original data folder if it survives; remove restored.json from the data "
+            "folder only if the original never ran after this backup was taken (see the "
+            "double-sign check in docs/operations.md)"
+        )
+
     def ends_hold(
         self,
         header_round: int,
@@ -368,14 +464,14 @@ class DoubleSignGuard:
         (the network's newest, so the core restarts at the tip); and the (f+1)-th lowest
         of the peers' clocks is within three drifts of ``now_ms``, which bounds how far
         behind this clock is even when no fresh block exists. Reports only delay: with f
-        or fewer of them the node waits (a validator alone in its genesis has no one to ask,
-        and releases on the block alone)."""
+        or fewer of them the node waits. A set of this validator alone never ends the hold
+        (:meth:`alone`)."""
         if not self.holding or self.boundary is None or header_round < self.boundary:
             return False
         n = self.signer_at(head + 1)[0]  # the set the next height's votes come from
         f, others = self._f(n), n - 1
         if others == 0:
-            return True
+            return False  # never alone: see alone(), which stops such a node instead
         if not self.start_vouched:
             return False
         newest = vouched(peer_heads, f, highest=True)

@@ -29,6 +29,9 @@ Rules this module keeps:
   outside the set are dropped. Outside the set, the node follows by certificates, each
   checked against the set of its height, and joins again at a height of a set it is in.
   Certified blocks beyond what the core may judge yet wait here (bounded), not in the core.
+* **A commit is counted from the moment it is asked for** (``commits_pending``), not from when
+  its task first runs: what waits for the last commit (a restored folder's release, the next
+  set's core) must not run while one asked for has not started yet.
 * The core is touched only on the event loop's thread.
 """
 
@@ -41,7 +44,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from accord.base.errors import AccordError, StorageError
-from accord.base.types import Block, Certificate
+from accord.base.types import Block, Certificate, Receipt
 from accord.consensus import (
     SAFETY_KEY,
     BlockFetched,
@@ -107,6 +110,10 @@ class CoreDriver:
         self._later: dict[int, list[tuple[Block, Certificate]]] = {}
         self._later_bytes = 0
         self._governed = False  # the chain can change its set (it runs the governance contract)
+        self.commits_pending = 0
+        """Commits asked for (a ``Commit`` spawned) whose execution has not returned yet,
+        started or not: the worker counts a commit only once its task runs, and a commit
+        asked for while the last one returns starts after it (see _commit)."""
 
     @property
     def following(self) -> bool:
@@ -151,6 +158,11 @@ class CoreDriver:
         self.view = view
         if self._governed:
             node.double_sign.signer_at = self._signer_at
+        alone = node.double_sign.alone(len(keys), view.me is not None)
+        if alone is not None:
+            self.core = None
+            node.fail(alone)
+            return
         for h in [h for h in self._later if h <= height]:
             self._take_later(h)
         raw = node.store.get_safety(SAFETY_KEY)
@@ -310,13 +322,62 @@ class CoreDriver:
         elif isinstance(action, CancelBuild):
             node.worker.cancel(action.height, action.round)
         elif isinstance(action, Commit):
-            spawn(self._commit(action.block, action.certificate))
+            self._spawn_commit(action.block, action.certificate)
         elif isinstance(action, FetchBlock):
             spawn(node.catchup.fetch(self._peer(action.from_index), ["hash", action.block_hash]))
         else:  # pragma: no cover - the core's action set is closed
             log.error("unknown action %r", action)
 
+    def _spawn_commit(self, block: Block, cert: Certificate) -> None:
+        """Commit ``block`` in a task of its own, counted from now (``commits_pending``)."""
+        self.commits_pending += 1
+        spawn(self._commit(block, cert))
+
     async def _commit(self, block: Block, cert: Certificate) -> None:
+        """Judge, execute and settle one certified block; counted in ``commits_pending``
+        from the moment it was asked for until its execution returned."""
+        try:
+            receipts = await self._execute(block, cert)
+        finally:
+            self.commits_pending -= 1
+        node, guard = self.node, self.node.double_sign
+        if receipts is not None:
+            node.committed(block, receipts)
+        elif (
+            self.commits_pending
+            or node.fault is not None
+            or node.chain is None
+            or node.chain.head()[0] < block.height
+        ):
+            return  # not committed (a halt, a bad body, an earlier failure), or more to come
+        # else: committed already, and the last commit asked for: what an executed one
+        # deferred to the last (the set handoff, the release) is done here, not dropped.
+        self._after_executed()
+        # A restored folder's hold ends with the network's newest block, proposed after the
+        # original stopped, and peers' clocks that vouch for this one (accord.node.doublesign);
+        # not while another commit is asked for, started or not: the core restarts at the
+        # head, and a commit still to land would leave it below the store's head (the
+        # release raced a commit the held core had asked for while this one returned).
+        if guard.holding and not self.commits_pending and node.fault is None:
+            self._end_hold(block)
+
+    def _end_hold(self, last: Block) -> None:
+        """Release a restored folder's hold if the head block ends it (see _commit); ``last``
+        is the block whose commit returned last (the head, unless it was a duplicate)."""
+        node, guard = self.node, self.node.double_sign
+        assert node.chain is not None
+        height = node.chain.head()[0]
+        header = last.header if last.height == height else node.store.get_header(height)
+        if header is None:
+            return
+        clocks, now = node.catchup.peer_clocks(), now_ms()
+        if guard.ends_hold(header.round, height, node.catchup.peer_heads, clocks, now):
+            guard.release(node.store, now, clocks, node.catchup.set_size())
+            self.restart()
+
+    async def _execute(self, block: Block, cert: Certificate) -> list[Receipt] | None:
+        """The double-sign and clock checks, then the execution on the chain thread: the
+        receipts, or None if nothing was committed (a halt, a duplicate, a bad body)."""
         node, core = self.node, self.core
         guard = node.double_sign
         # Following (no core): the block's set does not hold our key, so no certificate of
@@ -328,11 +389,11 @@ class CoreDriver:
             )
         if fault is not None:
             node.fail(fault)
-            return
+            return None
         try:
-            receipts = await node.worker.commit(block, cert)
+            return await node.worker.commit(block, cert)
         except NotNext:
-            return  # an earlier commit failed and the core was reset: it commits this again
+            return None  # an earlier commit failed and the core was reset: it commits this again
         except StateRootMismatch as e:
             # The transactions and receipts match the certified header (the tx root checks
             # out), so the body is the genuine one; executing it gave another state: this
@@ -340,26 +401,13 @@ class CoreDriver:
             node.fail(
                 f"block {block.height} carries a valid certificate but does not apply here: {e}"
             )
-            return
+            return None
         except StorageError as e:
             node.fail(f"storage error while committing block {block.height}: {e}")
-            return
+            return None
         except AccordError as e:
             self._bad_body(block, e)
-            return
-        if receipts is None:
-            return
-        node.committed(block, receipts)
-        self._after_executed()
-        # A restored folder's hold ends with the network's newest block, proposed after the
-        # original stopped, and peers' clocks that vouch for this one (accord.node.doublesign);
-        # not while more commits wait: the core restarts at the head.
-        if guard.holding and not node.worker.commits_waiting:
-            clocks, now = node.catchup.peer_clocks(), now_ms()
-            heads = node.catchup.peer_heads
-            if guard.ends_hold(block.header.round, block.height, heads, clocks, now):
-                guard.release(node.store, now, clocks, node.catchup.set_size())
-                self.restart()
+            return None
 
     # --- validator sets -----------------------------------------------------------------
 
@@ -399,7 +447,7 @@ class CoreDriver:
                 for action in core.handle(SetKnown(through, final)):
                     self._perform(action)
                 self.arm()
-        if node.worker.commits_waiting:
+        if self.commits_pending:
             return  # the next set's core is built at the head once the last commit landed
         st = core.status()
         if st.done and head == st.height - 1:
@@ -473,11 +521,11 @@ class CoreDriver:
                 for block, cert in self._take_later(h):
                     self.step(BlockFetched(block, cert))  # the core checks each certificate
                 continue
-            if h != head + 1 or node.worker.commits_waiting:
+            if h != head + 1 or self.commits_pending:
                 return  # a follower applies in order, once the last one landed
             for block, cert in self._take_later(h):
                 if self._certified(block, cert):
-                    spawn(self._commit(block, cert))
+                    self._spawn_commit(block, cert)
                     break
             return
 

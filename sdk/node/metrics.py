@@ -30,6 +30,11 @@ class NodeMetrics:
             "(damaged storage, a certified block that does not apply)",
         )
         self.healthy.set(1)
+        self.stranded = m.gauge(
+            "accord_catch_up_stranded",
+            "1 while the blocks this node needs next are pruned on every peer that could send "
+            "them (a newer backup or state sync from an empty folder is needed)",
+        )
         self.txs = m.counter("accord_txs_committed_total", "transactions committed")
         self.blocks = m.counter("accord_blocks_committed_total", "blocks committed")
         self.mempool = m.gauge("accord_mempool_txs", "transactions waiting in the mempool")

@@ -278,7 +278,9 @@ class Node:
 
     @property
     def healthy(self) -> bool:
-        return self.fault is None
+        """Neither halted (``fault``) nor stranded (catch-up cannot get the next block:
+        every peer pruned it; see :mod:`accord.node.catchup`)."""
+        return self.fault is None and self.catchup.stranded is None
 
     def fail(self, reason: str) -> None:
         """Stop taking part (no votes, no proposals, no catch-up) and say why, once.

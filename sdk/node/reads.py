@@ -67,7 +67,7 @@ def status(node: Node) -> dict[str, Any]:
         "peers": node.transport.peers() if node.transport is not None else [],
         "mempool": len(node.mempool) if node.mempool is not None else 0,
         "running": node.running and node.fault is None,
-        "healthy": node.fault is None,
-        "fault": node.fault,
+        "healthy": node.healthy,
+        "fault": node.fault or node.catchup.stranded,
         "holding": node.double_sign.holding,
     }

@@ -72,3 +72,14 @@ class ThreadedNetwork:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()
+
+
+def wait_until(pred: Callable[[], object], timeout: float) -> bool:
+    """Poll ``pred`` (from a test's thread) until it is true or ``timeout`` seconds passed;
+    whether it became true."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
