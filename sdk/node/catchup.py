@@ -309,7 +309,7 @@ class CatchUp:
         if len(body) != 3 or type(body[1]) is not int or type(body[2]) is not int or body[1] < 1:
             raise DecodeError("block request by height is ['height', from >= 1, count]")
         start, count = body[1], min(max(body[2], 0), MAX_SYNC_BLOCKS)
-        budget = 2 * node.genesis.consensus.max_block_bytes
+        budget = 2 * node.block_bytes
         for h in range(start, start + count):
             block = node.store.get_block(h)
             cert = node.store.get_certificate(h)

@@ -120,6 +120,18 @@ class ChainWorker:
         self._cancelled: tuple[int, int] | None = None
         self._define_metrics(metrics)
 
+    def follow(self, params: ConsensusParams) -> None:
+        """The consensus parameters of the next height (governance changed them): blocks are
+        cut to their limits and rounds from then on. What the learnt costs say is kept."""
+        self.params = params
+        gas = self.gas
+        gas.round_ms, gas.max_block_gas, gas.max_block_txs = (
+            params.round_ms,
+            params.max_block_gas,
+            params.max_block_txs,
+        )
+        self.jobs.round_s = params.round_ms / 1000
+
     def _define_metrics(self, m: Registry) -> None:
         self.m_invalid = m.counter(
             "accord_invalid_proposals_total", "proposed blocks that failed validation"
