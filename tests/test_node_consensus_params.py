@@ -102,3 +102,13 @@ def test_a_network_follows_set_consensus_and_a_late_validator_catches_up(tmp_pat
         assert all(nd.fault is None for nd in net.nodes)
     finally:
         net.close()
+
+
+def test_a_small_block_byte_limit_still_takes_transactions() -> None:
+    """Governance may lower max_block_bytes to 1 KiB: the worker's fixed 64 KiB margin took
+    a negative budget from the mempool there, and every block came out empty."""
+    from accord.node.worker import take_bytes
+
+    assert take_bytes(8 * 1024 * 1024) == 8 * 1024 * 1024 - 64 * 1024
+    for limit in (1024, 4096, 100_000):
+        assert 0 < take_bytes(limit) < limit
