@@ -222,3 +222,21 @@ def test_an_ungoverned_chain_writes_no_round_anchor(tmp_path: Path) -> None:
     chain.commit(b, None)
     assert chain.round_anchor(5) == gen.genesis_time_ms
     assert chain.params_at(5) == gen.consensus
+
+
+def test_catch_up_answers_are_cut_by_the_limit_at_the_height_asked_for(tmp_path: Path) -> None:
+    """A node ahead knows of a larger max_block_bytes scheduled later; a requester behind has
+    sized its frames for the limits it knows. Cut by the larger limit, an answer of blocks
+    from before the change (16 blocks of up to 8 MiB in a 33 MiB frame) would not fit."""
+    from types import SimpleNamespace
+
+    from accord.node.catchup import CatchUp
+
+    gov = GovChain(tmp_path, governed_genesis(4))
+    at = gov.height + 6
+    big = 64 * 1024 * 1024
+    _pass(gov, {"max_block_bytes": big}, at)
+    catchup = CatchUp(SimpleNamespace(chain=gov.chain, genesis=gov.genesis))  # type: ignore[arg-type]
+    small = gov.genesis.consensus.max_block_bytes
+    assert catchup.answer_budget(1) == catchup.answer_budget(at - 1) == 2 * small
+    assert catchup.answer_budget(at) == 2 * big

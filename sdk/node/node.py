@@ -154,7 +154,7 @@ class Node:
         self.transport: Transport | None = None
         self.block_bytes = genesis.consensus.max_block_bytes
         """The largest block genesis or any change governance scheduled allows: what frames
-        and catch-up answers are sized for (:meth:`follow_consensus`)."""
+        are sized for (:meth:`follow_consensus`)."""
         self.api: ApiServer | None = None
         self.feed = BlockFeed(lambda: self.store)
         """Committed blocks for the embedding application (see :mod:`accord.node.feed`)."""
@@ -404,9 +404,8 @@ class Node:
         executed block; the driver builds the core for the timing). The worker cuts blocks
         to the limits of the next height, the restore hold counts rounds as that height
         does, the mempool admits by its gas limit and gossip uses its fanout (the chain
-        judges every block by the limits of its height whatever these do); frames and
-        catch-up answers are sized for the largest block a scheduled change allows, in force
-        or still to come (:func:`accord.node.sets.largest_block_bytes`), so the transport
+        judges every block by the limits of its height whatever these do); frames are
+        sized for the largest block a scheduled change allows, in force or still to come (:func:`accord.node.sets.largest_block_bytes`), so the transport
         widens before the first larger block can come."""
         chain = self.chain
         if chain is None or not governed(self.genesis):
