@@ -82,6 +82,17 @@ ROUND_GAP = 4
 """Rounds the schedule skips when ``round_ms`` changes (see :meth:`Runtime.round_anchor`):
 more than a block's late prepares (``LATE_ROUNDS`` of the core), so a validator that voted at
 the last height of the old timing late in its rounds can vote at once under the new one."""
+
+
+def moved_anchor(anchor: int, old_ms: int, new_ms: int, round: int) -> int:
+    """The round anchor after ``round_ms`` changes from ``old_ms`` to ``new_ms`` right after a
+    block of ``round`` (rounds counted from ``anchor`` until then): round + ROUND_GAP starts
+    when it did on the old schedule, and rounds go on from there at the new length (see
+    :meth:`Runtime.round_anchor`; the simulator moves its schedule by the same rule)."""
+    r = round + ROUND_GAP
+    return anchor + r * old_ms - r * new_ms
+
+
 QUERY_GAS = 10_000_000
 """Gas a query may spend (queries do not change state, but must not read without bound)."""
 
@@ -351,9 +362,7 @@ class Runtime:
             return {}
         raw = state.get_state(ROUNDS_KEY)
         moves: list[Value] = [] if raw is None else list(encoding.decode_stored(raw))
-        r = round + ROUND_GAP
-        start = self.round_anchor(state, height) + r * old
-        moves.append([height + 1, start - r * new])
+        moves.append([height + 1, moved_anchor(self.round_anchor(state, height), old, new, round)])
         return {ROUNDS_KEY: encoding.encode(moves)}
 
     def _params_of(self, raw: bytes, value: Mapping[str, Any]) -> ConsensusParams:
