@@ -57,3 +57,19 @@ def test_a_timing_change_under_an_equivocating_validator_is_safe() -> None:
             ],
         )
         assert min(len(n.chain) for n in sim.nodes if n.honest) >= 10
+
+
+def test_the_sim_command_runs_parameter_changes(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from accord.cli.main import main
+
+    argv = ["sim", "--round-ms", "300", "--stage2-ms", "150", "--rounds", "30", "--json"]
+    assert main([*argv, "--param-change", "5:round_ms=600,stage2_ms=300"]) == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert data["safety_violations"] == 0 and data["committed_heights"] >= 8
+    with pytest.raises(SystemExit):  # a block limit is the ledger's, not the core's
+        main(["sim", "--param-change", "5:max_block_txs=2"])
+    assert "NAME one of" in capsys.readouterr().err
+    assert main(["sim", "--param-change", "5:round_ms=100,stage2_ms=200", "--json"]) != 0
+    assert "stage2_ms must be below round_ms" in capsys.readouterr().err
