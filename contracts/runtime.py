@@ -29,8 +29,9 @@ Rules for a block (``execute_block``):
   :class:`~accord.contracts.base.Context`. ``gas_used`` never exceeds ``tx.gas_limit``;
   running out fails the transaction with ``out_of_gas`` and ``gas_used == gas_limit``.
 * A block's receipts use at most ``max_block_gas`` in total (genesis's, or what governance put
-  in force at the block's height: :meth:`Runtime.consensus_at`); a block past it is invalid. Gas, unlike time, is the same on every validator, so this is what bounds the work
-  a proposal (an honest one or not) can make every validator do.
+  in force at the block's height: :meth:`Runtime.consensus_at`); a block past it is invalid.
+  Gas, unlike time, is the same on every validator, so this is what bounds the work a
+  proposal (an honest one or not) can make every validator do.
 """
 
 from __future__ import annotations
