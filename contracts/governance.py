@@ -325,9 +325,7 @@ def apply(ctx: Context, genesis: Genesis, value: Value, action: dict[str, Value]
             f"max_time_drift_ms must be 0 or between {2 * rnd} and {upper}",
         )
         try:
-            full = genesis.consensus.model_dump()
-            full.update(merged)
-            ConsensusParams(**full)  # a backstop for any other genesis rule
+            genesis.consensus.changed(merged)  # a backstop for any other genesis rule
         except ValueError:
             raise Revert("the consensus parameters would break a genesis rule") from None
         return merged

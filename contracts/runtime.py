@@ -10,6 +10,9 @@ State key layout (all values are canonical encodings, :mod:`accord.base.encoding
   two kinds never collide. Contract names are ``[a-z0-9_]{1,64}``: no name contains ``/``, so
   no namespace is a prefix of another.
 * ``b"n/" + address`` -- the next nonce of an account (absent = 0).
+* ``b"r/rounds"`` -- where the round schedule moved (absent: never): ``[[height, anchor_ms],
+  ...]``, see :meth:`Runtime.round_anchor`. Written by the runtime itself, never by a
+  contract (contract keys all start with ``b"c/"``).
 
 Rules for a block (``execute_block``):
 
@@ -25,9 +28,10 @@ Rules for a block (``execute_block``):
   size`` up front, then reads, writes, deletes, events, calls and proof checks as charged by
   :class:`~accord.contracts.base.Context`. ``gas_used`` never exceeds ``tx.gas_limit``;
   running out fails the transaction with ``out_of_gas`` and ``gas_used == gas_limit``.
-* A block's receipts use at most the genesis ``max_block_gas`` in total; a block past it is
-  invalid. Gas, unlike time, is the same on every validator, so this is what bounds the work
-  a proposal (an honest one or not) can make every validator do.
+* A block's receipts use at most ``max_block_gas`` in total (genesis's, or what governance put
+  in force at the block's height: :meth:`Runtime.consensus_at`); a block past it is invalid.
+  Gas, unlike time, is the same on every validator, so this is what bounds the work a
+  proposal (an honest one or not) can make every validator do.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from accord.base.errors import (
     UnknownMethod,
     ValidationError,
 )
-from accord.base.genesis import Genesis
+from accord.base.genesis import ConsensusParams, Genesis
 from accord.base.types import Receipt, Tx
 from accord.contracts import meter
 from accord.contracts.base import (
@@ -75,6 +79,22 @@ from accord.contracts.installed import package_code_hash
 log = logging.getLogger(__name__)
 
 CONTRACT_NAME = re.compile(r"[a-z0-9_]{1,64}")
+ROUNDS_KEY = b"r/rounds"
+ROUND_GAP = 4
+"""Rounds the schedule skips when ``round_ms`` changes (see :meth:`Runtime.round_anchor`):
+more than a block's late prepares (``LATE_ROUNDS`` of the core), so a validator that voted at
+the last height of the old timing late in its rounds can vote at once under the new one."""
+
+
+def moved_anchor(anchor: int, old_ms: int, new_ms: int, round: int) -> int:
+    """The round anchor after ``round_ms`` changes from ``old_ms`` to ``new_ms`` right after a
+    block of ``round`` (rounds counted from ``anchor`` until then): round + ROUND_GAP starts
+    when it did on the old schedule, and rounds go on from there at the new length (see
+    :meth:`Runtime.round_anchor`; the simulator moves its schedule by the same rule)."""
+    r = round + ROUND_GAP
+    return anchor + r * old_ms - r * new_ms
+
+
 QUERY_GAS = 10_000_000
 """Gas a query may spend (queries do not change state, but must not read without bound)."""
 
@@ -252,6 +272,7 @@ class Runtime:
         self._governed = GOVERNANCE in self._contracts
         self._registries: dict[bytes, Registry] = {}
         self._registry_lock = threading.Lock()
+        self._params: dict[bytes, ConsensusParams] = {}
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -277,15 +298,87 @@ class Runtime:
 
     # --- contracts deployed after genesis --------------------------------------------------
 
-    def _scheduled_entries(self, state: StateReader) -> Iterator[tuple[int, bytes]]:
-        """Governance's contract-registry changes, newest first: (index, raw entry)."""
-        raw = state.get_state(state_key(GOVERNANCE, "s/contracts/n"))
+    def _scheduled_entries(
+        self, state: StateReader, kind: str = "contracts"
+    ) -> Iterator[tuple[int, bytes]]:
+        """Governance's changes of ``kind`` (see :mod:`accord.contracts.governance`), newest
+        first: (index, raw entry)."""
+        raw = state.get_state(state_key(GOVERNANCE, f"s/{kind}/n"))
         k = 0 if raw is None else int(encoding.decode_stored(raw))
         while k > 0:
             k -= 1
-            entry = state.get_state(state_key(GOVERNANCE, f"s/contracts/{k}"))
+            entry = state.get_state(state_key(GOVERNANCE, f"s/{kind}/{k}"))
             if entry is not None:
                 yield k, entry
+
+    # --- consensus parameters governance changed -------------------------------------------
+
+    def consensus_at(self, state: StateReader, height: int) -> ConsensusParams:
+        """The consensus parameters the block at ``height`` is built and judged with, on
+        ``state`` (its parent's, or any later one: a change passing in block h is in force
+        from h + 2 at the earliest, so the answer is final for heights up to the head + 2).
+        Genesis's while governance has changed nothing, or on a chain without it.
+
+        This is a block rule (max_block_txs, max_block_bytes, max_block_gas, the time
+        tolerance): every validator reads it from the same committed state, so all judge a
+        block at ``height`` by the same limits."""
+        if self._governed:
+            for _, raw in self._scheduled_entries(state, "consensus"):
+                at, value, _pid = encoding.decode_stored(raw)
+                if at <= height:
+                    return self._params_of(raw, value)
+        return self.genesis.consensus
+
+    def round_anchor(self, state: StateReader, height: int) -> int:
+        """The time rounds of the block at ``height`` are counted from: round r starts at
+        ``round_anchor + r * round_ms`` (``round_ms`` in force there). Genesis time until
+        governance changes ``round_ms``.
+
+        Votes are monotone in the round number across heights (rule 3 of
+        :mod:`accord.consensus.state`), so rounds must never be numbered back: counted from
+        genesis time, longer rounds would number today's round below the ones just voted
+        in, and no validator could vote again for as long as the chain had run. So when
+        ``round_ms`` changes at height a, block a - 1 (of round r, on the old schedule)
+        fixes the new anchor: round r + ROUND_GAP starts when it did on the old schedule and
+        rounds go on from there at the new length. Written into state by the execution of
+        block a - 1 (:meth:`round_writes`): the same for every validator, a restarted node,
+        one that caught up or installed a snapshot (no header of the past is needed)."""
+        raw = state.get_state(ROUNDS_KEY)
+        if raw is not None:
+            for at, anchor in reversed(encoding.decode_stored(raw)):
+                if at <= height:
+                    return int(anchor)
+        return self.genesis.genesis_time_ms
+
+    def round_writes(
+        self, state: StateReader, height: int, round: int
+    ) -> dict[bytes, bytes | None]:
+        """The state write that moves the round schedule when ``round_ms`` changes right after
+        the block at ``height`` (of ``round``), on its parent's ``state``; empty otherwise (see
+        :meth:`round_anchor`). Both heights' parameters are final on that state."""
+        if not self._governed:
+            return {}
+        old = self.consensus_at(state, height).round_ms
+        new = self.consensus_at(state, height + 1).round_ms
+        if old == new:
+            return {}
+        raw = state.get_state(ROUNDS_KEY)
+        moves: list[Value] = [] if raw is None else list(encoding.decode_stored(raw))
+        moves.append([height + 1, moved_anchor(self.round_anchor(state, height), old, new, round)])
+        return {ROUNDS_KEY: encoding.encode(moves)}
+
+    def _params_of(self, raw: bytes, value: Mapping[str, Any]) -> ConsensusParams:
+        # Built once per entry (its bytes are the key: an entry never changes once committed).
+        with self._registry_lock:
+            found = self._params.get(raw)
+        if found is not None:
+            return found
+        params = self.genesis.consensus.changed(value)
+        with self._registry_lock:
+            if len(self._params) >= REGISTRY_CACHE:
+                self._params.clear()
+            self._params[raw] = params
+        return params
 
     def registry_at(self, state: StateReader, height: int) -> Registry | None:
         """The contracts the block at ``height`` runs, on ``state`` (its parent's); None

@@ -340,7 +340,7 @@ class Sandbox:
         return self.submit_tx(self.sign(sender, contract, method, gas_limit=gas_limit, **args))
 
     def submit_tx(self, tx: Tx) -> Tx:
-        limit = self.genesis.consensus.max_block_gas
+        limit = self.chain.params_at(self.height + 1).max_block_gas  # governance may change it
         if tx.gas_limit > limit:
             raise ValidationError(f"gas limit {tx.gas_limit} is above the block's {limit}")
         self._pending.append(tx)

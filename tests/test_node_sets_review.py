@@ -15,8 +15,6 @@ validator that can only catch up from an added one is still open (strict xfail).
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,17 +23,8 @@ from accord.base.encoding import Value
 from accord.base.types import Block, Certificate
 from accord.node import Node
 
-from .support.gov import new_validator_folder
+from .support.gov import new_validator_folder, wait_until
 from .support.inproc import ThreadedNetwork
-
-
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out: {what}")
 
 
 def _head(nd: Node) -> int:
@@ -85,7 +74,7 @@ def test_unverified_blocks_held_first_make_a_follower_drop_the_genuine_ones(
     net, follower = _network_with_isolated_newcomer(tmp_path / "net", "setrev-later")
     try:
         src = net.nodes[0]
-        _wait(lambda: _head(src) >= 8, 60, "the chain reaches height 8")
+        wait_until(lambda: _head(src) >= 8, 60, "the chain reaches height 8")
         net.run(follower.start())
         assert follower.driver.following and _head(follower) == 0
         genuine = []
@@ -102,9 +91,9 @@ def test_unverified_blocks_held_first_make_a_follower_drop_the_genuine_ones(
 
         net.run(deliver(_answer(forged), 2))
         net.run(deliver(_answer(genuine), 1))  # the honest answer, right after
-        _wait(lambda: _head(follower) >= 1, 20, "the follower commits block 1")
+        wait_until(lambda: _head(follower) >= 1, 20, "the follower commits block 1")
         try:
-            _wait(lambda: _head(follower) >= 8, 20, "the follower commits blocks 2..8")
+            wait_until(lambda: _head(follower) >= 8, 20, "the follower commits blocks 2..8")
         except AssertionError:
             raise AssertionError(
                 f"the follower stopped at height {_head(follower)} although an honest peer "
@@ -142,7 +131,7 @@ def test_a_peer_cannot_make_a_follower_hold_blocks_for_heights_it_never_asked_fo
     net, follower = _network_with_isolated_newcomer(tmp_path / "net", "setrev-far")
     try:
         src = net.nodes[0]
-        _wait(lambda: _head(src) >= 2, 60, "the chain reaches height 2")
+        wait_until(lambda: _head(src) >= 2, 60, "the chain reaches height 2")
         net.run(follower.start())
         assert follower.driver.following
         block, cert = src.store.get_block(1), src.store.get_certificate(1)
@@ -221,7 +210,7 @@ def test_a_lagging_genesis_validator_catches_up_from_a_validator_governance_adde
             [0, 1, 2],
         )
         # The set of five (quorum 4) needs validator-4's votes to make progress.
-        _wait(lambda: _head(newcomer) >= added + 3, 90, "the set of five decides")
+        wait_until(lambda: _head(newcomer) >= added + 3, 90, "the set of five decides")
         assert not newcomer.driver.following
         for i in (0, 1, 2):
             net.run(net.nodes[i].stop())
@@ -231,7 +220,7 @@ def test_a_lagging_genesis_validator_catches_up_from_a_validator_governance_adde
         net.run(lagging.start())
         node = lagging
         try:
-            _wait(lambda: _head(node) >= target, 30, "validator-3 catches up from validator-4")
+            wait_until(lambda: _head(node) >= target, 30, "validator-3 catches up from validator-4")
         except AssertionError:
             raise AssertionError(
                 f"validator-3 stays at height {_head(node)} (the chain is at {target}): the "
@@ -277,7 +266,7 @@ class _LaggingAcrossAnAddition:
             [0, 1, 2],
         )
         assert self.behind < self.added - 2
-        _wait(lambda: _head(net.nodes[0]) >= self.added + 3, 90, "the set of five decides")
+        wait_until(lambda: _head(net.nodes[0]) >= self.added + 3, 90, "the set of five decides")
         folder = root / "validator-3"
         cfg = NodeConfig.load(folder)
         cfg.port = free_ports(1)[0]
@@ -308,7 +297,7 @@ class _LaggingAcrossAnAddition:
         assert nd is not None
         for h in range(_head(nd) + 1, last + 1):
             self.deliver([self.genuine(h)])
-            _wait(lambda: _head(nd) >= h, 20, f"validator-3 executes block {h}")  # noqa: B023
+            wait_until(lambda: _head(nd) >= h, 20, f"validator-3 executes block {h}")  # noqa: B023
 
     def close(self) -> None:
         if self.lagging is not None:
@@ -359,7 +348,7 @@ def test_a_lagging_validator_catching_up_across_a_handoff_is_not_stuck_in_the_ol
         sc.one_by_one_to(e - 3)
         sc.deliver([sc.genuine(h) for h in range(e - 2, e + 4)])
         try:
-            _wait(lambda: _head(lagging) >= e + 3, 20, "validator-3 catches up")
+            wait_until(lambda: _head(lagging) >= e + 3, 20, "validator-3 catches up")
         except AssertionError:
             raise AssertionError(sc.describe()) from None
     finally:
@@ -398,7 +387,9 @@ def test_a_lagging_validator_never_commits_a_block_the_old_set_certified_past_th
         e = sc.added
         sc.one_by_one_to(e - 3)
         sc.deliver([sc.genuine(e - 2), sc.genuine(e - 1)])
-        _wait(lambda: _head(lagging) >= e - 1, 20, "validator-3 reaches the old set's last height")
+        wait_until(
+            lambda: _head(lagging) >= e - 1, 20, "validator-3 reaches the old set's last height"
+        )
         genuine, _ = sc.genuine(e)
         fake = Block(
             dataclasses.replace(genuine.header, round=genuine.header.round + 1), genuine.txs
@@ -411,7 +402,7 @@ def test_a_lagging_validator_never_commits_a_block_the_old_set_certified_past_th
         )
         sc.deliver([(fake, cert)])
         sc.deliver([sc.genuine(h) for h in range(e, e + 4)])  # and the honest answer after it
-        _wait(lambda: _head(lagging) >= e or lagging.fault is not None, 20, "height e decided")
+        wait_until(lambda: _head(lagging) >= e or lagging.fault is not None, 20, "height e decided")
         got = lagging.store.get_header(e)
         assert got is not None and got.hash == genuine.hash, (
             f"validator-3 committed at height {e} a block only the old set certified (the "
@@ -458,7 +449,7 @@ def test_a_key_rotated_away_is_no_longer_accepted_by_the_transport(tmp_path: Pat
             [0, 1, 2],
         )
         target = net.nodes[0]
-        _wait(lambda: _head(target) >= at + 2, 60, "the rotation is in force")
+        wait_until(lambda: _head(target) >= at + 2, 60, "the rotation is in force")
         net.run(net.nodes[3].stop())  # the operator moved validator-3 to its new key
         t = target.transport
         assert t is not None

@@ -5,26 +5,16 @@ the set of its height, and the heads stay identical."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from accord.consensus import certificate_signers
 
-from .support.gov import NetworkGov, new_validator_folder
+from .support.gov import NetworkGov, new_validator_folder, wait_until
 from .support.inproc import ThreadedNetwork
 
 N = 5
-
-
-def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out: {what}")
 
 
 def test_a_validator_removed_by_vote_stops_voting_follows_and_rejoins(tmp_path: Path) -> None:
@@ -43,7 +33,9 @@ def test_a_validator_removed_by_vote_stops_voting_follows_and_rejoins(tmp_path: 
 
         gone = net.genesis.validators[4]
         out = vote({"kind": "remove_validator", "name": gone.name}, [0, 1, 2, 3])
-        _wait(lambda: min(c.status()["height"] for c in clients) >= out + 6, 90, "past the removal")
+        wait_until(
+            lambda: min(c.status()["height"] for c in clients) >= out + 6, 90, "past the removal"
+        )
         # From its height on, validator-4 is in no certificate; before, it may be.
         for h in range(out, out + 6):
             assert gone.name not in signers(0, h)
@@ -63,7 +55,9 @@ def test_a_validator_removed_by_vote_stops_voting_follows_and_rejoins(tmp_path: 
             },
             [0, 1, 2],
         )
-        _wait(lambda: min(c.status()["height"] for c in clients) >= back + 8, 90, "past the re-add")
+        wait_until(
+            lambda: min(c.status()["height"] for c in clients) >= back + 8, 90, "past the re-add"
+        )
         assert not net.nodes[4].driver.following
         assert any(gone.name in signers(1, h) for h in range(back, back + 8)), "it never voted"
         heads = {net.nodes[i].store.get_header(back + 8).hash for i in range(N)}
@@ -111,7 +105,7 @@ def test_a_member_set_up_apart_is_added_by_vote_and_a_genesis_one_removed(tmp_pa
             assert nd.chain is not None
             return nd.chain.head()[0]
 
-        _wait(lambda: head(newcomer) >= added + 6, 120, "the newcomer catches up and votes")
+        wait_until(lambda: head(newcomer) >= added + 6, 120, "the newcomer catches up and votes")
         assert not newcomer.driver.following
 
         def names(nd: Node, h: int) -> set[str]:
@@ -123,7 +117,7 @@ def test_a_member_set_up_apart_is_added_by_vote_and_a_genesis_one_removed(tmp_pa
         assert any("validator-4" in names(net.nodes[0], h) for h in range(added, added + 6))
         assert all(len(names(net.nodes[0], h)) >= 4 for h in range(added, added + 6))  # of 5
         removed = gov.vote({"kind": "remove_validator", "name": "validator-0"}, [0, 1, 2, 3])
-        _wait(
+        wait_until(
             lambda: min(head(nd) for nd in [*net.nodes, newcomer]) >= removed + 5,
             120,
             "past the removal",

@@ -9,6 +9,7 @@ node's identity: two nodes with different genesis files never talk.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,13 @@ class ConsensusParams(_Model):
     def time_drift(self) -> int:
         """The block time tolerance in milliseconds (see ``max_time_drift_ms``)."""
         return self.max_time_drift_ms or 3 * self.round_ms
+
+    def changed(self, changes: Mapping[str, Any]) -> ConsensusParams:
+        """These parameters with ``changes`` (a governance ``set_consensus`` value: the
+        parameters it may change, by name) applied; ValueError if they break a rule above."""
+        full = self.model_dump()
+        full.update(changes)
+        return ConsensusParams(**full)
 
 
 class ContractEntry(_Model):

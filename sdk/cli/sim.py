@@ -157,6 +157,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="from height H on, validators I,J,... decide (repeatable; e.g. 6:0,1,2,4)",
     )
     p.add_argument(
+        "--param-change",
+        type=_param_change,
+        action="append",
+        default=[],
+        metavar="H:NAME=V,...",
+        help="from height H on, cores run these timing parameters (repeatable; round_ms, "
+        "stage2_ms, ticket_wait_ms, gossip_fanout, skip_empty; e.g. 6:round_ms=800,stage2_ms=400)",
+    )
+    p.add_argument(
         "--rows",
         metavar="FILE.jsonl",
         help="with --plot: draw these saved JSON lines of accord sim "
@@ -177,6 +186,32 @@ def _set_change(text: str) -> tuple[int, list[int]]:
     if not sep or not height.strip().isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not HEIGHT:I,J,...")
     return int(height), _indices(members)
+
+
+PARAM_FIELDS = ("round_ms", "stage2_ms", "ticket_wait_ms", "gossip_fanout", "skip_empty")
+
+
+def _param_change(text: str) -> tuple[int, dict[str, Any]]:
+    height, sep, rest = text.partition(":")
+    if not sep or not height.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not HEIGHT:NAME=VALUE,...")
+    fields: dict[str, Any] = {}
+    for item in rest.split(","):
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if not eq or name not in PARAM_FIELDS:
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: give NAME=VALUE with NAME one of {', '.join(PARAM_FIELDS)}"
+            )
+        if name == "skip_empty":
+            if value.strip() not in ("true", "false"):
+                raise argparse.ArgumentTypeError("skip_empty is true or false")
+            fields[name] = value.strip() == "true"
+        elif value.strip().isdigit():
+            fields[name] = int(value)
+        else:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number, not {value!r}")
+    return int(height), fields
 
 
 def _config(args: argparse.Namespace, nodes: int, progress: Any = None) -> Any:
@@ -210,6 +245,7 @@ def _config(args: argparse.Namespace, nodes: int, progress: Any = None) -> Any:
         progress=progress,
         members=args.members,
         set_changes=args.set_change,
+        param_changes=args.param_change,
     )
 
 

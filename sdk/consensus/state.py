@@ -33,7 +33,8 @@ Rules this file keeps
 7. **Bad input changes nothing.** Undecodable bytes, bad signatures, bad sortition tickets,
    wrong heights or parents are counted (``Status.stats``) and dropped.
 8. **One validator set, only at the heights it is known for.** A core is built for one set
-   (``crypto``, ``n``) and decides only heights through ``through`` (:class:`SetKnown`; None:
+   (``crypto``, ``n``) and one set of parameters (``Params``: governance may change the
+   timing too) and decides only heights through ``through`` (:class:`SetKnown`; None:
    every height). It neither votes, leads nor validates at a later height, and refuses every
    certificate and vote of one (counted ``beyond_set``): with another set there, its quorum
    means nothing here, and a set that handed over could otherwise still certify a block its
@@ -128,6 +129,15 @@ exactly one set, the one that committed state fixed for it, so the argument belo
 height by height. A certificate is checked against the set of its height; the first block of
 an epoch carries its parent's certificate from the old set, which the new set's cores do not
 check (catch-up does, against the old set).
+
+Consensus parameters changed by governance hand over the same way: the driver compares the
+set and the ``Params`` of each height, so all validators switch at the same height and rounds
+line up. Timing is no part of the safety argument (it counts only each validator's own votes,
+in order), but rule 3 makes votes monotone in the round number across heights, so round
+numbers must never go back: when ``round_ms`` changes the driver passes, as
+``genesis_time_ms``, the anchor the ledger fixed from the round of the last block of the old
+timing (:meth:`accord.contracts.runtime.Runtime.round_anchor`), so the new rounds continue
+the count from a few rounds past that block's instead of restarting it from genesis time.
 
 Safety argument (f < n/3 Byzantine, any message schedule)
 =========================================================
@@ -382,7 +392,14 @@ class Params:
     def from_genesis(cls, genesis: Any, **overrides: Any) -> Params:
         """Parameters of a genesis whose proofs of possession verify (else GenesisError)."""
         genesis.check()
-        c = genesis.consensus
+        return cls.of(genesis, genesis.consensus, **overrides)
+
+    @classmethod
+    def of(cls, genesis: Any, c: Any, **overrides: Any) -> Params:
+        """Parameters of ``genesis``'s chain with the consensus parameters ``c`` (genesis's,
+        or those governance put in force at a height: the driver builds a core per set and
+        parameters, rule 8), for a set of ``overrides["n"]`` validators (genesis's size if
+        not given). Proofs of possession are not checked here (see :meth:`from_genesis`)."""
         if c.stage2_ms >= c.round_ms:
             raise GenesisError("stage2_ms must be shorter than round_ms")
         kw: dict[str, Any] = dict(

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from accord.base import merkle
 from accord.base.encoding import Value
 from accord.base.errors import AccordError, GenesisError, ValidationError
-from accord.base.genesis import Genesis
+from accord.base.genesis import ConsensusParams, Genesis
 from accord.base.types import ZERO_HASH, Block, Certificate, Header, Receipt, Tx, body_hash
 from accord.ledger.application import InvalidProposal, MissingContractCode, StateRootMismatch
 from accord.ledger.blocktime import block_time_error
@@ -55,6 +55,11 @@ GENESIS_HASH_KEY = b"genesis_hash"
 
 log = logging.getLogger(__name__)
 
+BLOCK_FRAMING_BYTES = 512
+"""Room a block keeps for its header and the framing of its list of transactions: a header
+is at most about 350 bytes (a chain id of up to 64 characters, four 32-byte hashes, a 96-byte
+sortition ticket, five integers), so a block whose transactions take ``max_block_bytes`` less
+this is within ``max_block_bytes`` encoded (tests/test_gov_consensus.py checks the bound)."""
 REFUSALS_KEPT = 16
 """Refused proposals :meth:`Chain.refused_blocks` remembers (newest last)."""
 REFUSED_TXS_KEPT = 256
@@ -73,7 +78,7 @@ class Execution:
     update: StateUpdate
     state_root: bytes
     tx_root: bytes
-    gas_used: int = 0  # the receipts' total (at most the genesis max_block_gas)
+    gas_used: int = 0  # the receipts' total (at most the max_block_gas in force)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,12 +232,15 @@ class Chain:
         txs: Sequence[Tx],
         height: int,
         time_ms: int,
+        round: int,
         verified: Container[bytes],
         interrupt: Callable[[], bool] | None = None,
         gas_budget: int | None = None,
     ) -> Execution:
         """Execute on the head state. With ``gas_budget`` only a prefix of ``txs`` may run
-        (``len(receipts)`` of them): the caller cuts the block to match."""
+        (``len(receipts)`` of them): the caller cuts the block to match. ``round`` (the
+        header's) fixes where the round schedule goes on when ``round_ms`` changes after
+        this block (:meth:`accord.contracts.runtime.Runtime.round_anchor`)."""
         from accord.contracts.runtime import CodeMissing
 
         with self.store.snapshot() as snap:
@@ -244,17 +252,21 @@ class Chain:
                     time_ms=time_ms,
                     verified=verified,
                     interrupt=interrupt,
-                    max_gas=self.genesis.consensus.max_block_gas,
+                    max_gas=self.runtime.consensus_at(snap, height).max_block_gas,
                     gas_budget=gas_budget,
                 )
             except CodeMissing as e:
                 log.error("block %d cannot run here: %s", height, e.message)
                 raise MissingContractCode(e.message) from None
-        update = self.store.compute_state_update(result.writes)
+            moved = self.runtime.round_writes(snap, height, round)
+        writes = result.writes
+        if moved:
+            writes = {**writes, **moved}
+        update = self.store.compute_state_update(writes)
         ran = txs if len(result.receipts) == len(txs) else txs[: len(result.receipts)]
         return Execution(
             result.receipts,
-            result.writes,
+            writes,
             update,
             update.root,
             tx_root(ran, result.receipts),
@@ -306,12 +318,16 @@ class Chain:
             height, parent = self.head()
             parent_time = self.head_header().time_ms
             time_ms = max(time_ms, parent_time)
+            params = self.params_at(height + 1)
             txs = self._filter(txs, verified)
-            limit = self.genesis.consensus.max_block_gas
+            del txs[self._fits(txs, params) :]
+            limit = params.max_block_gas
             gas_budget = limit if gas_budget is None else min(gas_budget, limit)
             while True:
                 try:
-                    ex = self._execute(txs, height + 1, time_ms, verified, interrupt, gas_budget)
+                    ex = self._execute(
+                        txs, height + 1, time_ms, round, verified, interrupt, gas_budget
+                    )
                     break
                 except InvalidBlock as e:
                     # Drop the offending transaction (stale nonce after a competing commit,
@@ -336,6 +352,20 @@ class Chain:
             block = Block(header, tuple(txs))
             self._remember(block.hash, ex)
             return block
+
+    @staticmethod
+    def _fits(txs: Sequence[Tx], params: ConsensusParams) -> int:
+        """How many of ``txs`` (a prefix: a sender's later nonces follow its earlier ones) a
+        block may hold under ``params``: at most ``max_block_txs``, and their encodings
+        within ``max_block_bytes`` with room for the header and framing."""
+        room = params.max_block_bytes - BLOCK_FRAMING_BYTES
+        n = 0
+        for tx in txs[: params.max_block_txs]:
+            room -= len(tx.encode())
+            if room < 0:
+                break
+            n += 1
+        return n
 
     def _filter(self, txs: Sequence[Tx], verified: Container[bytes]) -> list[Tx]:
         """One pass that keeps, per sender, the run of transactions whose nonces follow the
@@ -367,18 +397,19 @@ class Chain:
         for at local time ``now_ms``: too far ahead of that clock or outside its round's slot
         (see :mod:`accord.ledger.blocktime`). A vote-time check only: it depends on the local clock,
         so :meth:`commit` and catch-up never apply it to a certified block. A header that
-        does not extend the head is left to :meth:`validate`, which refuses it."""
-        params = self.genesis.consensus
+        does not extend the head is left to :meth:`validate`, which refuses it. The round
+        schedule and tolerance are those in force at the header's height."""
         with self._lock:
             height, parent = self.head()
             if header.height != height + 1 or header.parent_hash != parent:
                 return
+            params = self.params_at(header.height)
             error = block_time_error(
                 time_ms=header.time_ms,
                 round=header.round,
                 parent_time_ms=self.head_header().time_ms,
                 now_ms=now_ms,
-                genesis_time_ms=self.genesis.genesis_time_ms,
+                genesis_time_ms=self.round_anchor(header.height),
                 round_ms=params.round_ms,
                 drift_ms=params.time_drift(),
             )
@@ -391,8 +422,9 @@ class Chain:
         """Check a proposed block against the head and re-execute it; raise InvalidProposal.
 
         Header rules checked before the (expensive) execution: chain id, height, parent,
-        time not before the parent's, tx count and size limits. The block gas limit is
-        checked while executing, which stops at the transaction that passes it.
+        time not before the parent's, tx count and size limits (those in force at the
+        block's height, :meth:`params_at`). The block gas limit is checked while executing,
+        which stops at the transaction that passes it.
 
         With ``now_ms`` (deciding this validator's vote) the block's time is also checked
         against that clock and the round schedule (:meth:`check_time`), before any cached
@@ -409,7 +441,6 @@ class Chain:
                 return cached
             h = block.header
             height, parent = self.head()
-            params = self.genesis.consensus
             if h.chain_id != self.chain_id:
                 raise InvalidProposal(f"block for chain {h.chain_id!r}")
             if h.height != height + 1 or h.parent_hash != parent:
@@ -419,12 +450,24 @@ class Chain:
                 )
             if h.time_ms < self.head_header().time_ms:
                 raise InvalidProposal("block time is before its parent's")
-            if h.tx_count != len(block.txs) or len(block.txs) > params.max_block_txs:
-                raise InvalidProposal("tx count mismatch or too many transactions")
+            params = self.params_at(h.height)  # final: h.height is the head + 1
+            if h.tx_count != len(block.txs):
+                raise InvalidProposal("tx count does not match the header")
+            if len(block.txs) > params.max_block_txs:
+                raise InvalidProposal(
+                    f"block holds {len(block.txs)} transactions, past the limit of "
+                    f"{params.max_block_txs} in force at height {h.height}"
+                )
+            size = len(block.encode())
+            if size > params.max_block_bytes:
+                raise InvalidProposal(
+                    f"block of {size} bytes, past the limit of {params.max_block_bytes} "
+                    f"in force at height {h.height}"
+                )
             if len({t.hash for t in block.txs}) != len(block.txs):
                 raise InvalidProposal("block repeats a transaction")
             try:
-                ex = self._execute(block.txs, h.height, h.time_ms, verified)
+                ex = self._execute(block.txs, h.height, h.time_ms, h.round, verified)
             except InvalidBlock as e:
                 raise InvalidProposal(str(e)) from None
             if ex.tx_root != h.tx_root:
@@ -456,7 +499,7 @@ class Chain:
         h = block.header
         suspect: int | None = None
         try:
-            again = self._execute(block.txs, h.height, h.time_ms, verified)
+            again = self._execute(block.txs, h.height, h.time_ms, h.round, verified)
             for i, (a, b) in enumerate(zip(ex.receipts, again.receipts, strict=False)):
                 if a.hash != b.hash:
                     suspect = i
@@ -615,6 +658,23 @@ class Chain:
         with self.store.snapshot() as snap:
             return self.runtime.contract_names_at(snap, head[0] + 1)
 
+    def params_at(self, height: int) -> ConsensusParams:
+        """The consensus parameters in force for the block at ``height`` (genesis's, or what
+        governance's ``set_consensus`` put in force there), from committed state: final for
+        heights up to the head + 2. What :meth:`build`, :meth:`validate` and
+        :meth:`check_time` judge a block by, so every validator (and a node catching up or
+        restarted) applies the same limits at the same height."""
+        with self.store.snapshot() as snap:
+            return self.runtime.consensus_at(snap, height)
+
+    def round_anchor(self, height: int) -> int:
+        """The time the rounds of the block at ``height`` are counted from (genesis time
+        until governance changes ``round_ms``; see
+        :meth:`accord.contracts.runtime.Runtime.round_anchor`): final once block
+        ``height - 1`` is executed."""
+        with self.store.snapshot() as snap:
+            return self.runtime.round_anchor(snap, height)
+
     def scheduled(self, height: int) -> Schedule:
         """What governance has put in force for the block at ``height`` (validator set,
         consensus parameters, contracts, circuits, regulator key, MPC servers), read from
@@ -626,6 +686,7 @@ class Chain:
 
         if "governance" not in self.runtime.contract_names:
             return genesis_only(self.genesis, height)
+        anchor = self.round_anchor(height)
         header = self.head_header()
         with VerifiedSnapshot(self.store) as snap:
             doc = self.runtime.query(
@@ -637,7 +698,7 @@ class Chain:
                 time_ms=header.time_ms,
             )
         assert isinstance(doc, dict)
-        return schedule_from(self.genesis, doc)
+        return schedule_from(self.genesis, doc, round_anchor_ms=anchor)
 
     def block_and_certificate(self, height: int) -> tuple[Block, Certificate | None]:
         block = self.store.get_block(height)

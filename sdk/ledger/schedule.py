@@ -47,6 +47,11 @@ class Schedule:
     """Member accounts (20-byte addresses): who may propose and approve."""
     threshold: int
     """Approvals a proposal needs at this height."""
+    round_anchor_ms: int
+    """Rounds of this height are counted from it: round r starts at ``round_anchor_ms + r *
+    consensus.round_ms`` (genesis time until governance changes ``round_ms``; final once
+    the block below ``height`` is executed, see
+    :meth:`accord.contracts.runtime.Runtime.round_anchor`)."""
 
     def validator_keys(self) -> list[bytes]:
         return [v.public_key_bytes for v in self.validators]
@@ -58,8 +63,11 @@ class Schedule:
         return n - (n - 1) // 3
 
 
-def schedule_from(genesis: Genesis, doc: Mapping[str, Any]) -> Schedule:
-    """A :class:`Schedule` from the governance contract's ``in_force`` answer."""
+def schedule_from(
+    genesis: Genesis, doc: Mapping[str, Any], *, round_anchor_ms: int | None = None
+) -> Schedule:
+    """A :class:`Schedule` from the governance contract's ``in_force`` answer (and the round
+    anchor the runtime keeps; genesis time if not given)."""
     validators = tuple(
         ValidatorInfo(
             name=v["name"],
@@ -69,14 +77,12 @@ def schedule_from(genesis: Genesis, doc: Mapping[str, Any]) -> Schedule:
         )
         for v in doc["validators"]
     )
-    params = genesis.consensus.model_dump()
-    params.update(doc["consensus"])
     contracts = doc["contracts"]
     reg = doc["regulator"]
     return Schedule(
         height=int(doc["height"]),
         validators=validators,
-        consensus=ConsensusParams(**params),
+        consensus=genesis.consensus.changed(doc["consensus"]),
         contracts={
             n: e["code_hash"] for n, e in sorted(contracts.items()) if e["status"] == "active"
         },
@@ -91,6 +97,7 @@ def schedule_from(genesis: Genesis, doc: Mapping[str, Any]) -> Schedule:
         ),
         members=tuple(doc["members"]),
         threshold=int(doc["threshold"]),
+        round_anchor_ms=genesis.genesis_time_ms if round_anchor_ms is None else round_anchor_ms,
     )
 
 

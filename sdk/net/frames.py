@@ -72,14 +72,16 @@ class KindSpec:
     dedup: bool
 
 
-def kind_specs(params: ConsensusParams) -> dict[Kind, KindSpec]:
+def kind_specs(params: ConsensusParams, block_bytes: int | None = None) -> dict[Kind, KindSpec]:
     """Per-kind rules derived from the consensus parameters in genesis.
 
     A proposal carries a whole block (at most ``max_block_bytes``) plus its header and
     certificates; a catch-up answer carries up to a few blocks; a transaction batch is capped
     at a quarter of a block so a batch never crowds a proposal out of a queue.
+    ``block_bytes``, when given, is the largest block to carry instead of ``max_block_bytes``
+    (governance may allow larger blocks from some height on).
     """
-    block = params.max_block_bytes
+    block = params.max_block_bytes if block_bytes is None else block_bytes
     return {
         Kind.HELLO: KindSpec(HANDSHAKE_MAX, Overflow.BLOCK, False),
         Kind.CHALLENGE: KindSpec(HANDSHAKE_MAX, Overflow.BLOCK, False),

@@ -237,7 +237,7 @@ class NetConfig:
 
     path: str = "/accord/p2p"
     fanout: int | None = None
-    """gossip fanout; None uses ``genesis.consensus.gossip_fanout``"""
+    """gossip fanout; None uses ``gossip_fanout`` of the consensus parameters in force"""
     queue_frames: int = 4096
     """per peer and lane"""
     queue_bytes: int = 32 * 1024 * 1024
@@ -397,6 +397,7 @@ class Transport:
         on_request: RequestHandler | None = None,
         roster: Sequence[tuple[str, bytes]] = (),
         named_addresses: Mapping[str, tuple[str, int]] | None = None,
+        block_bytes: int | None = None,
     ) -> None:
         self._keys = genesis.validator_keys()
         self._names = [v.name for v in genesis.validators]
@@ -443,8 +444,13 @@ class Transport:
             self._tls_server = _tls.link_server_context(cfg.tls_cert, cfg.tls_key)
             self._tls_client = _tls.link_client_context()
             self._own_binding = _tls.channel_binding(_tls.cert_der(cfg.tls_cert))
-        self.specs: dict[Kind, KindSpec] = kind_specs(genesis.consensus)
+        self.specs: dict[Kind, KindSpec] = kind_specs(genesis.consensus, block_bytes)
         self.max_frame = max_frame(self.specs)
+        self.block_bytes = genesis.consensus.max_block_bytes if block_bytes is None else block_bytes
+        """The largest block frames are sized for (see :meth:`carry_blocks`)."""
+        self.gossip_fanout = genesis.consensus.gossip_fanout
+        """Peers :meth:`gossip` sends to: genesis's, then what governance put in force (the
+        node sets it)."""
         self.on_message = on_message
         self.on_peer = on_peer
         self.on_request = on_request
@@ -616,6 +622,26 @@ class Transport:
 
             async def close() -> None:
                 await peer.ws.close()
+
+            task = asyncio.get_running_loop().create_task(close())
+            self._refreshing.add(task)
+            task.add_done_callback(self._refreshing.discard)
+
+    def carry_blocks(self, block_bytes: int) -> None:
+        """Size frames for blocks of up to ``block_bytes`` from now on (governance scheduled
+        a larger ``max_block_bytes``; never lowered: smaller blocks still fit). A connection's
+        frame limit is fixed when its handshake ends, so every open connection is closed and
+        dialed again with the new limit (what the core sends meanwhile it resends)."""
+        if block_bytes <= self.block_bytes:
+            return
+        self.block_bytes = block_bytes
+        self.specs = kind_specs(self.genesis.consensus, block_bytes)
+        self.max_frame = max_frame(self.specs)
+        for peer in list(self._peers.values()):
+            peer.close_reason = "frame_limit"
+
+            async def close(ws: Any = peer.ws) -> None:
+                await ws.close()
 
             task = asyncio.get_running_loop().create_task(close())
             self._refreshing.add(task)
@@ -861,12 +887,9 @@ class Transport:
         return sum(1 for p in targets if self._enqueue(p, kind, frame))
 
     def gossip(self, kind: Kind, payload: encoding.Value, exclude: Iterable[int] = ()) -> int:
-        """:meth:`broadcast` with the configured fanout (``genesis.consensus.gossip_fanout``)."""
-        fanout = (
-            self.config.fanout
-            if self.config.fanout is not None
-            else self.genesis.consensus.gossip_fanout
-        )
+        """:meth:`broadcast` with the configured fanout (:attr:`gossip_fanout` unless
+        ``NetConfig.fanout`` says otherwise)."""
+        fanout = self.config.fanout if self.config.fanout is not None else self.gossip_fanout
         return self.broadcast(kind, payload, fanout=fanout, exclude=exclude)
 
     def gossip_tx(self, tx: bytes) -> None:

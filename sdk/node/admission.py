@@ -260,7 +260,7 @@ class Admission:
         """Client submissions are refused beyond ``backlog_rounds`` blocks of backlog."""
         node = self.node
         limit = self.backlog_rounds * min(
-            node.genesis.consensus.max_block_txs, node.worker.gas.block_cap()
+            node.worker.params.max_block_txs, node.worker.gas.block_cap()
         )
         return min(node.config.mempool_size, max(limit, 4 * MIN_BLOCK_TXS))
 
@@ -292,7 +292,7 @@ class Admission:
         assert node.mempool is not None and node.transport is not None
         # With more peers than the gossip fanout, newly admitted transactions travel on; the
         # mempool's duplicate check ends the flood. Otherwise the submitter reached everyone.
-        relay = node.genesis.n - 1 > node.genesis.consensus.gossip_fanout
+        relay = node.genesis.n - 1 > node.worker.params.gossip_fanout  # the fanout in force
         mempool = node.mempool
         verdict = self._signature_verdict(verdicts)
         out: list[bytes | AccordError] = []

@@ -24,7 +24,8 @@ not the body of) asks by hash. Rules this module keeps:
   :mod:`accord.node.doublesign`) takes order statistics that f liars cannot move.
 * **Requests never block a read loop**: each runs in a task of its own, so two peers
   fetching from each other cannot deadlock.
-* Answers are bounded by count and by size (two blocks' worth of ``max_block_bytes``).
+* Answers are bounded by count and by size (two blocks' worth of the ``max_block_bytes`` in
+  force at the first height asked for).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from accord.net.frames import Kind
 from accord.node.doublesign import vouched
 from accord.node.driver import now_ms, spawn
 from accord.storage.store import Pruned
+from accord.node.sets import governed
 
 if TYPE_CHECKING:
     from accord.node.node import Node
@@ -368,6 +370,19 @@ class CatchUp:
         node.meters.sync.inc(len(items))
         return len(items)
 
+    def answer_budget(self, start: int) -> int:
+        """Bytes an answer of blocks from height ``start`` is cut at: two blocks of the
+        ``max_block_bytes`` in force at ``start``. Not this node's largest scheduled limit: a
+        requester at ``start`` - 1 sized its frames for the limits it knows (through its head
+        + 2, or later ones it has seen scheduled), and four blocks of the limit at ``start``
+        fit them, where an answer cut by a larger limit scheduled later (8 -> 64 MiB) would
+        not."""
+        node = self.node
+        chain = node.chain
+        if chain is None or not governed(node.genesis):
+            return 2 * node.genesis.consensus.max_block_bytes
+        return 2 * chain.scheduled(start).consensus.max_block_bytes
+
     async def serve(self, frm: int, body: Value) -> Value:
         """Answer a peer's catch-up request: blocks with their certificates (or snapshot parts)."""
         node = self.node
@@ -392,7 +407,7 @@ class CatchUp:
             # said plainly ("pruned"), so a node that needs these blocks learns that no
             # asking will bring them instead of asking on (accord.node.catchup._check_stranded)
             raise Pruned(f"blocks below {node.store.base()} are pruned here")
-        budget = 2 * node.genesis.consensus.max_block_bytes
+        budget = self.answer_budget(start)
         for h in range(start, start + count):
             block = node.store.get_block(h)
             cert = node.store.get_certificate(h)

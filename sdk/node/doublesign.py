@@ -114,7 +114,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from accord.base.genesis import Genesis
+from accord.base.genesis import ConsensusParams, Genesis
 from accord.base.types import Certificate
 from accord.consensus import SAFETY_KEY, SafetyState, Status, certificate_signers
 from accord.storage import backup as backup_files
@@ -164,6 +164,12 @@ class DoubleSignGuard:
         """The highest (height, round) of our C votes adopted so far (what the persisted
         record covers while the core, not driven, still holds the restored one)."""
         self.adoptions = 0
+        self.timing: Callable[[], tuple[int, ConsensusParams]] = lambda: (
+            genesis.genesis_time_ms,
+            genesis.consensus,
+        )
+        """The round anchor and consensus parameters of the height the node works on
+        (genesis's until the driver follows governance: :meth:`follow_timing`)."""
         self.signer_at: Callable[[int], tuple[int, int | None]] = lambda height: (
             genesis.n,
             index,
@@ -178,8 +184,20 @@ class DoubleSignGuard:
     # --- rounds --------------------------------------------------------------------------
 
     def round_of(self, now_ms: int) -> int:
-        c = self.genesis.consensus
-        return (now_ms - self.genesis.genesis_time_ms) // c.round_ms
+        """The round at ``now_ms`` on the schedule of the heights the node works on."""
+        anchor, c = self.timing()
+        return (now_ms - anchor) // c.round_ms
+
+    def follow_timing(self, timing: Callable[[], tuple[int, ConsensusParams]]) -> None:
+        """Rounds as the next height counts them from now on (governance may change
+        ``round_ms``, and the round schedule moves with it: see
+        :meth:`accord.contracts.runtime.Runtime.round_anchor`). A boundary not vouched for
+        yet is recomputed on that schedule: it was taken by genesis's at open, and on a
+        schedule of shorter rounds genesis's numbers lie below rounds the original voted in
+        (the release waits for the vouching, which only raises it from there)."""
+        self.timing = timing
+        if self.holding and not self.start_vouched and self.boundary is not None:
+            self.boundary = self._boundary_after(max(self.started_ms, self.vouched_ms))
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -226,7 +244,7 @@ class DoubleSignGuard:
         )
 
     def _boundary_after(self, start_ms: int) -> int:
-        c = self.genesis.consensus
+        c = self.timing()[1]
         return self.round_of(start_ms + 5 * c.time_drift() + 3 * c.round_ms) + 1
 
     def _f(self, n: int | None) -> int:
@@ -264,7 +282,7 @@ class DoubleSignGuard:
             # ahead. Waiting for 2f+1 let f validators silent in STATUS hold a restored node for
             # ever (eighth review).
             network = max(peer_clocks.values())
-            if network > now_ms + 3 * self.genesis.consensus.time_drift():
+            if network > now_ms + 3 * self.timing()[1].time_drift():
                 return False
         else:
             return False
@@ -410,7 +428,7 @@ class DoubleSignGuard:
         peer -> its clock now, estimated from its last status)."""
         if not self.holding:
             return None
-        limit = 3 * self.genesis.consensus.time_drift()
+        limit = 3 * self.timing()[1].time_drift()
         # A stamp may be the drift ahead of its voters' clocks, theirs the drift off ours:
         # beyond that, and a drift of slack for the trip, ours is behind.
         ahead = header_time_ms - now_ms
@@ -478,7 +496,7 @@ class DoubleSignGuard:
         low = vouched(peer_clocks, f, highest=False)
         if newest is None or low is None:
             return False
-        return head >= newest and low - now_ms <= 3 * self.genesis.consensus.time_drift()
+        return head >= newest and low - now_ms <= 3 * self.timing()[1].time_drift()
 
     def release(
         self,
@@ -502,7 +520,7 @@ class DoubleSignGuard:
         now, f = now_ms, self._f(n)
         if peer_clocks is not None and len(peer_clocks) > 2 * f:
             now = max(now, vouched(peer_clocks, f, highest=False) or now)
-        closed = max(s.p_round, self.round_of(now + self.genesis.consensus.time_drift()))
+        closed = max(s.p_round, self.round_of(now + self.timing()[1].time_drift()))
         if self.boundary is not None:
             closed = max(closed, self.boundary - 1)
         s.p_round = closed

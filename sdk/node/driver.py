@@ -130,11 +130,8 @@ class CoreDriver:
         assert node.chain is not None and node.mempool is not None and node.store is not None
         height, head_hash = node.chain.head()
         self._governed = governed(node.genesis)
-        validators = (
-            node.chain.scheduled(height + 1).validators
-            if self._governed
-            else tuple(node.genesis.validators)
-        )
+        schedule = node.chain.scheduled(height + 1) if self._governed else None
+        validators = tuple(node.genesis.validators) if schedule is None else schedule.validators
         view = SetView.of(validators, node.public_key, node.roster.index)
         node.roster.retire_rotated(validators)
         keys = view.keys
@@ -158,6 +155,7 @@ class CoreDriver:
         self.view = view
         if self._governed:
             node.double_sign.signer_at = self._signer_at
+            node.follow_consensus()
         alone = node.double_sign.alone(len(keys), view.me is not None)
         if alone is not None:
             self.core = None
@@ -179,12 +177,23 @@ class CoreDriver:
             self.core = None
             node.meters.height.set(height)
             return
+        # The parameters of the height the core works on (rule 8: a change hands over to a
+        # new core, as a change of the set does), its rounds counted from that height's anchor.
+        params = (
+            Params.from_genesis(node.genesis, n=len(keys))
+            if schedule is None
+            else Params.of(
+                node.genesis,
+                schedule.consensus,
+                n=len(keys),
+                genesis_time_ms=schedule.round_anchor_ms,
+            )
+        )
         through, final = (
-            known_through(node.chain, node.genesis, height, keys, after=height + 1)
+            known_through(node.chain, node.genesis, height, (keys, params), after=height + 1)
             if self._governed
             else (None, False)
         )
-        params = Params.from_genesis(node.genesis, n=len(keys))
         crypto = BlsCrypto(keys, checked=True)  # genesis and governance checked every PoP
         self.core = Core(
             params,
@@ -430,6 +439,7 @@ class CoreDriver:
         if not self._governed or node.chain is None or node.fault is not None:
             return
         head, _ = node.chain.head()
+        node.follow_consensus()  # what the next block may hold, what frames must carry
         if core is None:
             if keys_at(node.chain, node.genesis, head + 1) != (self.view.keys if self.view else ()):
                 self.restart()  # the set changes: a member again, maybe
@@ -441,7 +451,7 @@ class CoreDriver:
             # are final, and each of those heights is looked at (sets.known_through).
             assert self.view is not None
             through, final = known_through(
-                node.chain, node.genesis, head, self.view.keys, after=st.through
+                node.chain, node.genesis, head, (self.view.keys, core.p), after=st.through
             )
             if through > st.through or final:
                 for action in core.handle(SetKnown(through, final)):

@@ -66,7 +66,7 @@ from accord.node.feed import BlockFeed, Subscription
 from accord.node.ledger import OpenApplication, certificate_checker, open_ledger
 from accord.node.listen import link_config, listen
 from accord.node.metrics import NodeMetrics
-from accord.node.sets import Roster, SetSizes
+from accord.node.sets import Roster, SetSizes, governed, largest_block_bytes
 from accord.node.statesync import NodeOps
 from accord.node.worker import ChainWorker
 from accord.storage.lock import FolderLock
@@ -152,6 +152,9 @@ class Node:
         """The ledger, seen only through the Application protocol (a :class:`Chain`)."""
         self.mempool: Mempool | None = None
         self.transport: Transport | None = None
+        self.block_bytes = genesis.consensus.max_block_bytes
+        """The largest block genesis or any change governance scheduled allows: what frames
+        are sized for (:meth:`follow_consensus`)."""
         self.api: ApiServer | None = None
         self.feed = BlockFeed(lambda: self.store)
         """Committed blocks for the embedding application (see :mod:`accord.node.feed`)."""
@@ -234,6 +237,7 @@ class Node:
                 on_message=functools.partial(inbox.on_message, self),
                 on_peer=self.catchup.on_peer,
                 on_request=self.catchup.serve,
+                block_bytes=self.block_bytes,
             )
         )
         await listen(
@@ -396,6 +400,31 @@ class Node:
         return self.call(lambda: mempool.next_nonce(address))
 
     # --- what the driver hands back -------------------------------------------------------
+
+    def follow_consensus(self) -> None:
+        """Follow the consensus parameters governance put in force (at start and after every
+        executed block; the driver builds the core for the timing). The worker cuts blocks
+        to the limits of the next height, the restore hold counts rounds as that height
+        does, the mempool admits by its gas limit and gossip uses its fanout (the chain
+        judges every block by the limits of its height whatever these do); frames are
+        sized for the largest block a scheduled change allows, in force or still to come (:func:`accord.node.sets.largest_block_bytes`), so the transport
+        widens before the first larger block can come."""
+        chain = self.chain
+        if chain is None or not governed(self.genesis):
+            return
+        head = chain.head()[0]
+        schedule = chain.scheduled(head + 1)
+        params, timing = schedule.consensus, (schedule.round_anchor_ms, schedule.consensus)
+        if timing != self.double_sign.timing():
+            self.double_sign.follow_timing(lambda: timing)  # the restore hold's rounds
+        if params != self.worker.params:
+            self.worker.follow(params)
+            if self.mempool is not None:
+                self.mempool.max_gas = params.max_block_gas
+        self.block_bytes = max(self.block_bytes, largest_block_bytes(chain, self.genesis, head))
+        if self.transport is not None:
+            self.transport.gossip_fanout = params.gossip_fanout
+            self.transport.carry_blocks(self.block_bytes)
 
     def committed(self, block: Block, receipts: list[Receipt]) -> None:
         """A block is committed here: settle the mempool, metrics, subscribers, pruning."""

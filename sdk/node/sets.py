@@ -1,10 +1,14 @@
-"""Which validator set decides a height, as this node's driver needs it.
+"""Which validator set, with which core parameters, decides a height, as this node's driver
+needs it.
 
-The Gosig core runs one validator set (rule 8 of :mod:`accord.consensus.state`); governance
-changes the set by committed transactions, in force two heights after they pass at the
-earliest (:mod:`accord.ledger.schedule`). So once block h is executed, the sets of every
-height through h + 2 are final, and this module turns that into what the driver tells its
-core: ``SetKnown(through, final)``.
+The Gosig core runs one validator set with one set of parameters (rule 8 of
+:mod:`accord.consensus.state`); governance changes both by committed transactions, in force
+two heights after they pass at the earliest (:mod:`accord.ledger.schedule`). So once block h
+is executed, the sets and consensus parameters of every height through h + 2 are final, and
+this module turns that into what the driver tells its core: ``SetKnown(through, final)``. A
+change of the timing (``round_ms``, ``stage2_ms``, ``ticket_wait_ms``, ``gossip_fanout``,
+``skip_empty_blocks``, ``max_block_bytes``) hands over to a new core exactly as a change of
+the set does, so every validator switches at the same height and rounds line up.
 
 The core numbers validators by their position in the set of the height; the transport by its
 roster (genesis's validators, then those governance added, as this node learnt them; see
@@ -20,7 +24,7 @@ from typing import Any
 from accord.base.errors import ValidationError
 from accord.base.genesis import Genesis, ValidatorInfo
 from accord.base.types import Certificate
-from accord.consensus import verify_certificate
+from accord.consensus import Params, verify_certificate
 from accord.ledger.application import Application
 
 
@@ -72,18 +76,53 @@ def quorum_of(n: int) -> int:
     return n - (n - 1) // 3
 
 
+Setup = tuple[tuple[bytes, ...], Params]
+"""What a core is built for: the validator set (BLS keys in order) and the core's parameters
+(those in force at its heights, rounds counted from the anchor of those heights)."""
+
+
+def setup_at(app: Application, genesis: Genesis, height: int) -> Setup:
+    """The set and core parameters that decide ``height`` (final up to the head + 2, except
+    the round anchor of a height whose ``round_ms`` changes, which its parent's execution
+    fixes: the parameters differ there anyway, so a handoff is seen either way)."""
+    if not governed(genesis):
+        return tuple(genesis.validator_keys()), Params.of(genesis, genesis.consensus)
+    s = app.scheduled(height)
+    keys = tuple(v.public_key_bytes for v in s.validators)
+    params = Params.of(genesis, s.consensus, n=len(keys), genesis_time_ms=s.round_anchor_ms)
+    return keys, params
+
+
 def known_through(
-    app: Application, genesis: Genesis, head: int, keys: tuple[bytes, ...], after: int
+    app: Application, genesis: Genesis, head: int, setup: Setup, after: int
 ) -> tuple[int, bool]:
-    """With ``head`` executed and ``keys`` known to decide every height through ``after``: the
-    last height they are known to decide, and whether the set changes right after it. Every
-    height from ``after`` + 1 to head + 2 is looked at: catch-up commits several blocks at once,
-    and a set that changed at head + 1 told as deciding head + 2 had a core of the old set
-    refuse every genuine certificate there and accept one the old set made (review finding)."""
+    """With ``head`` executed and ``setup`` known to decide every height through ``after``: the
+    last height it is known to decide, and whether the set or the parameters change right
+    after it. Every height from ``after`` + 1 to head + 2 is looked at: catch-up commits several
+    blocks at once, and a set that changed at head + 1 told as deciding head + 2 had a core of
+    the old set refuse every genuine certificate there and accept one the old set made
+    (review finding)."""
     for h in range(after + 1, head + 3):
-        if keys_at(app, genesis, h) != keys:
+        if setup_at(app, genesis, h) != setup:
             return h - 1, True
     return max(after, head + 2), False
+
+
+LAST_HEIGHT = 2**62
+"""A height past every activation governance can schedule: what is in force there is the
+last change scheduled."""
+
+
+def largest_block_bytes(app: Application, genesis: Genesis, head: int) -> int:
+    """The largest ``max_block_bytes`` in force at the next two heights (final) or after the
+    last change scheduled, through the Application protocol alone (another ledger answers
+    its own schedule). A change scheduled between those is seen two heights before it
+    applies, when it is head + 2: before any block of its height can come to be judged."""
+    if not governed(genesis):
+        return genesis.consensus.max_block_bytes
+    return max(
+        app.scheduled(h).consensus.max_block_bytes for h in (head + 1, head + 2, LAST_HEIGHT)
+    )
 
 
 def certificate_check(app: Application, genesis: Genesis) -> Callable[[Certificate], None]:

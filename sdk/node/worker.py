@@ -70,6 +70,14 @@ class NotNext(Exception):
     """A commit for a height above the application's next one (an earlier commit failed)."""
 
 
+def take_bytes(max_block_bytes: int) -> int:
+    """Transaction bytes to take from the mempool for a block of at most ``max_block_bytes``:
+    64 KiB less, kept for the header and framing, or half of a small limit (governance may
+    set 1 KiB: a fixed 64 KiB margin would take nothing, and the chain would make only empty
+    blocks). The chain cuts the block to the exact limit whatever is taken."""
+    return max_block_bytes - min(64 * 1024, max_block_bytes // 2)
+
+
 class ChainWorker:
     """Runs one validator's chain jobs (see the module docstring for the rules).
 
@@ -119,6 +127,18 @@ class ChainWorker:
         self._building: tuple[int, int, threading.Event] | None = None
         self._cancelled: tuple[int, int] | None = None
         self._define_metrics(metrics)
+
+    def follow(self, params: ConsensusParams) -> None:
+        """The consensus parameters of the next height (governance changed them): blocks are
+        cut to their limits and rounds from then on. What the learnt costs say is kept."""
+        self.params = params
+        gas = self.gas
+        gas.round_ms, gas.max_block_gas, gas.max_block_txs = (
+            params.round_ms,
+            params.max_block_gas,
+            params.max_block_txs,
+        )
+        self.jobs.round_s = params.round_ms / 1000
 
     def _define_metrics(self, m: Registry) -> None:
         self.m_invalid = m.counter(
@@ -315,7 +335,7 @@ class ChainWorker:
                 self.m_stale_builds.inc()
                 return  # the round moved on: the core would drop the block; leave the txs pooled
             gas_budget = self.gas.block_gas()
-            txs = mempool.take(self.gas.take_count(), self.params.max_block_bytes - 64 * 1024)
+            txs = mempool.take(self.gas.take_count(), take_bytes(self.params.max_block_bytes))
             verified = frozenset(t.hash for t in txs)
             # A leader that stood back for a better ticket builds after all when that
             # leader's proposal is late; if it lands while we build, our block cannot win and

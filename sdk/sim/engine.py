@@ -56,6 +56,11 @@ a node plays in production (transport, clock, disk, application) with virtual ve
   peer for the next block and checks its certificate against the set of that height), and
   joins when it reaches a height of a set it is in. A message is delivered under the
   receiver's current set: from a validator outside it, it is dropped.
+* **Consensus-parameter changes.** ``param_changes`` lists ``(height, Params fields)``: the
+  same handoff, to cores of the new timing; a ``round_ms`` change moves the round schedule by
+  the ledger's rule (:func:`accord.contracts.runtime.moved_anchor`, from the round of the
+  block before the change), so rounds keep counting up. Latencies are still measured on the
+  first schedule.
 
 Everything random comes from one ``random.Random(seed)``: a run is a function of its
 configuration, so the same seed gives byte-identical committed chains.
@@ -115,6 +120,7 @@ from accord.consensus.crypto import (
     SubsetCrypto,
 )
 from accord.consensus.jobs import ChainJobs
+from accord.contracts.runtime import moved_anchor
 from accord.ledger.blocktime import block_time_error
 from accord.ledger.sizing import TRANSFER_GAS, GasModel
 from accord.sim.costs import FRAME_OVERHEAD, MeteredCrypto, parse_verify_cost, tx_pool
@@ -190,6 +196,10 @@ class SimConfig:
     network: Callable[[Simulator], Network] | None = None
     members: list[int] = field(default_factory=list)  # the first validator set (empty: all)
     set_changes: list[tuple[int, list[int]]] = field(default_factory=list)  # (height, members)
+    # (height, Params fields): from that height on, cores run that timing (round_ms,
+    # stage2_ms, ticket_wait_ms, gossip_fanout, skip_empty), as governance's set_consensus
+    # does on a node; a round_ms change moves the round schedule (Runtime.round_anchor).
+    param_changes: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
     def resolved(self) -> SimConfig:
         c = SimConfig(**{k: getattr(self, k) for k in self.__dataclass_fields__})
@@ -248,6 +258,7 @@ class Epoch:
     crypto: Crypto
     cache: dict[bytes, Any]  # decoded messages: per set (an aggregate's verdict is per set)
     last: int | None = None
+    anchor: int | None = None  # rounds counted from it: fixed by block first - 1 (see _anchor)
 
     def index_of(self, pool_index: int) -> int | None:
         try:
@@ -473,24 +484,66 @@ class Simulator:
         c = self.c
         first = list(c.members) or list(range(c.nodes))
         changes = sorted(c.set_changes)
-        if not changes and first == list(range(c.nodes)):
-            return [Epoch(1, first, self.params, self.crypto, _DecodeCache())]
+        if not changes and not c.param_changes and first == list(range(c.nodes)):
+            return [
+                Epoch(1, first, self.params, self.crypto, _DecodeCache(), anchor=0)  # genesis
+            ]
+        timing: dict[int, dict[str, Any]] = {}
+        for height, change in c.param_changes:
+            if height < 2 or height in timing:
+                raise AccordError("parameter changes must be at distinct heights above 1")
+            timing[height] = dict(change)
+        sets = {1: first, **dict(changes)}
+        if len(sets) != len(changes) + 1 or any(h < 2 for h, _ in changes):
+            raise AccordError("set changes must be at increasing heights above 1")
         out: list[Epoch] = []
-        for height, members in [(1, first), *changes]:
-            members = list(members)
-            if not members or len(set(members)) != len(members):
-                raise AccordError(f"the set from height {height} must name validators once")
-            if not all(0 <= m < c.nodes for m in members):
-                raise AccordError(f"the set from height {height} names a validator not in the pool")
-            if out and height <= out[-1].first:
-                raise AccordError("set changes must be at increasing heights above 1")
+        members: list[int] = first
+        fields: dict[str, Any] = {}
+        for height in sorted({*sets, *timing}):
+            if height in sets:
+                members = list(sets[height])
+                if not members or len(set(members)) != len(members):
+                    raise AccordError(f"the set from height {height} must name validators once")
+                if not all(0 <= m < c.nodes for m in members):
+                    raise AccordError(
+                        f"the set from height {height} names a validator not in the pool"
+                    )
+            fields.update(timing.get(height, {}))
             if out:
                 out[-1].last = height - 1
-            params = dataclasses.replace(self.params, n=len(members))
+            params = dataclasses.replace(self.params, n=len(members), **fields)
+            if params.stage2_ms >= params.round_ms:
+                raise AccordError(f"from height {height}: stage2_ms must be below round_ms")
             out.append(
                 Epoch(height, members, params, SubsetCrypto(self.crypto, members), _DecodeCache())
             )
+        out[0].anchor = self.params.genesis_time_ms
         return out
+
+    def _anchor(self, ep: Epoch, chain: list[tuple[Block, Certificate]]) -> int:
+        """What ``ep``'s rounds are counted from: its predecessor's, or, where ``round_ms``
+        changes, moved by the round of the block before its first height as the ledger moves
+        it (:func:`accord.contracts.runtime.moved_anchor`). Fixed once that block is in
+        ``chain`` (every honest node commits the same one); before, the predecessor's (a
+        parked follower's core, rebuilt before it is driven)."""
+        if ep.anchor is not None:
+            return ep.anchor
+        i = self.epochs.index(ep)
+        prev = self.epochs[i - 1]
+        base = self._anchor(prev, chain)
+        if prev.params.round_ms == ep.params.round_ms:
+            ep.anchor = base
+            return base
+        if len(chain) < ep.first - 1:
+            return base
+        r = chain[ep.first - 2][0].header.round
+        ep.anchor = moved_anchor(base, prev.params.round_ms, ep.params.round_ms, r)
+        return ep.anchor
+
+    def params_at(self, height: int, chain: list[tuple[Block, Certificate]]) -> Params:
+        """The core parameters of ``height`` (its epoch's, rounds counted from its anchor)."""
+        ep = self.epoch_at(height)
+        return dataclasses.replace(ep.params, genesis_time_ms=self._anchor(ep, chain))
 
     def epoch_at(self, height: int) -> Epoch:
         for ep in reversed(self.epochs):
@@ -526,7 +579,7 @@ class Simulator:
         if multi and member:
             through = len(chain) + 2 if ep.last is None else min(ep.last, len(chain) + 2)
         core = c.core_class(
-            ep.params,
+            dataclasses.replace(ep.params, genesis_time_ms=self._anchor(ep, chain)),
             signer,
             ep.crypto,
             head=(len(chain), chain[-1][0].hash if chain else self.genesis_hash),
@@ -703,15 +756,16 @@ class Simulator:
             return True  # not on this node's head: the core decides what to do with it
         if nd.chain and h.parent_hash != nd.chain[-1][0].hash:
             return True
+        p = self.params_at(h.height, nd.chain)
         return (
             block_time_error(
                 time_ms=h.time_ms,
                 round=h.round,
                 parent_time_ms=self._parent_time(nd),
                 now_ms=self.local_ms(nd),
-                genesis_time_ms=self.params.genesis_time_ms,
-                round_ms=self.params.round_ms,
-                drift_ms=3 * self.params.round_ms,
+                genesis_time_ms=p.genesis_time_ms,
+                round_ms=p.round_ms,
+                drift_ms=3 * p.round_ms,
             )
             is None
         )

@@ -3,6 +3,8 @@ block per call (no consensus: these tests are about what the ledger decides)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,34 @@ from accord.contracts.runtime import Runtime
 from accord.ledger.chain import Chain
 from accord.node.config import builtin_contract_entries
 from accord.storage import Store
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``cond`` every 0.1 s until it holds; AssertionError naming ``what`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out: {what}")
+
+
+def stranger_txs(chain_id: str, count: int, tag: str) -> list[Tx]:
+    """``count`` transactions of as many fresh senders, each calling governance as a
+    non-member (the call fails; the transaction is still included and fills a block)."""
+    return [
+        Tx.create(
+            AccountKey.from_name(f"{tag}-{i}"),
+            chain_id=chain_id,
+            contract="governance",
+            method="approve",
+            args={"proposal": bytes(32)},
+            nonce=0,
+            gas_limit=1_000_000,
+        )
+        for i in range(count)
+    ]
 
 
 def member_key(i: int) -> AccountKey:
