@@ -42,7 +42,7 @@ from accord.base import encoding
 from accord.base.encoding import Value
 from accord.base.errors import Revert
 from accord.base.genesis import MAX_TIME_DRIFT_ROUNDS as MAX_DRIFT_ROUNDS
-from accord.base.genesis import ConsensusParams, Genesis
+from accord.base.genesis import ConsensusParams, Genesis, vk_hash
 from accord.contracts.base import Context, Contract, method
 from accord.zk.babyjub import check_key
 
@@ -242,7 +242,7 @@ def genesis_schedule(genesis: Genesis) -> dict[str, Value]:
     }
     circuits_doc = genesis.canonical_obj()["zk_circuits"]
     circuits: dict[str, Value] = {
-        name: {"vk_hash": encoding.hash_value(circuits_doc[name]), "transcript_hash": None}
+        name: {"vk_hash": vk_hash(circuits_doc[name]), "transcript_hash": None}
         for name in sorted(circuits_doc)
     }
     reg = genesis.zk_params.get("regulator")
