@@ -32,6 +32,7 @@ Rules for a block (``execute_block``):
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
@@ -418,8 +419,10 @@ class Runtime:
         (the governance contract's schedule; genesis's value before any change)."""
         for at, value, _ in self._entries(read, kind):
             if at <= height:
-                return value
-        return self.genesis_values()[kind]
+                return value  # decoded afresh: the caller may change it
+        # A copy: contract code must not be able to change what later calls (or other
+        # transactions) read, which would make a node's results depend on its history.
+        return copy.deepcopy(self.genesis_values()[kind])
 
     def _missing_circuits(
         self, circuits: Mapping[str, Any], height: int

@@ -32,6 +32,7 @@ from accord.base.errors import ProofError, ValidationError
 from accord.base.genesis import Genesis, TokenGenesis, vk_hash
 from accord.base.types import Receipt
 from accord.contracts import contract_address
+from accord.contracts.memory import MemoryState
 from accord.contracts.runtime import CircuitMissing, Runtime
 from accord.ledger.application import MissingContractCode
 from accord.light import LightClient
@@ -296,3 +297,32 @@ def test_the_light_client_checks_a_shielded_proof_against_what_is_in_force_at_it
                 lc.verify_shielded(tx.hash)
     finally:
         ledger.close()
+
+
+def test_what_a_contract_reads_in_force_cannot_be_changed_by_it(
+    keys: artifacts.CircuitKeys,
+) -> None:
+    """Genesis's values are computed once per runtime: a contract that edits the value
+    ctx.in_force gave it must not change what the next call reads (another node, started
+    later, would read genesis's)."""
+    from accord.contracts.base import Context
+
+    g = zk_genesis(keys.vk)
+    rt = Runtime(g)
+    ctx = Context(
+        rt,
+        MemoryState({}),
+        {},
+        sender=bytes(20),
+        height=1,
+        time_ms=0,
+        tx_hash=bytes(32),
+        contract="shielded_pool",
+        gas_limit=10**6,
+    )
+    circuits = ctx.in_force("circuits")
+    circuits["shielded_transfer"]["vk_hash"] = bytes(32)
+    circuits["forged"] = {"vk_hash": bytes(32), "transcript_hash": None}
+    again = ctx.in_force("circuits")
+    assert sorted(again) == ["shielded_transfer"]
+    assert again["shielded_transfer"]["vk_hash"] == vk_hash(keys.vk)
