@@ -280,7 +280,12 @@ def test_every_action_is_scheduled_and_in_force_from_its_height(tmp_path: Path) 
     assert gov.chain.scheduled(at - 1).regulator is None
 
     servers = [
-        {"host": f"mpc{i}.example", "port": 7000 + i, "public_key": bytes([i + 1]) * 32}
+        {
+            "address": bytes([i + 1]) * 20,
+            "host": f"mpc{i}.example",
+            "port": 7000 + i,
+            "public_key": bytes([i + 1]) * 32,
+        }
         for i in range(3)
     ]
     at = _pass(gov, {"kind": "set_mpc_servers", "servers": servers})
