@@ -248,7 +248,7 @@ def test_node_json_circuits_refuses_a_file_that_is_not_a_key(tmp_path: Path) -> 
 
 
 def test_the_light_client_checks_a_shielded_proof_against_what_is_in_force_at_its_height(
-    tmp_path: Path, keys: artifacts.CircuitKeys
+    tmp_path: Path, keys: artifacts.CircuitKeys, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A one-validator governed chain (one member: each proposal passes as it is filed)
     upgrades the transfer circuit's key and rotates the regulator; the light client reads
@@ -295,6 +295,22 @@ def test_the_light_client_checks_a_shielded_proof_against_what_is_in_force_at_it
             lc.sync()
             with pytest.raises(ProofError, match=f"hash {new_hash.hex()}"):
                 lc.verify_shielded(tx.hash)
+
+        # The command line: `accord light shielded HASH --vk FILE`.
+        from accord.cli.main import main as cli
+
+        (tmp_path / "genesis.json").write_text(g.model_dump_json())
+        (tmp_path / "vk.json").write_text(json.dumps(keys.vk))
+        base = ["light", "shielded", tx.hash.hex(), "--node", ledger.url, "--json"]
+        base += ["--genesis", str(tmp_path / "genesis.json")]
+        assert (
+            cli([*base, "--store", str(tmp_path / "l1.json"), "--vk", str(tmp_path / "vk.json")])
+            == 0
+        )
+        assert json.loads(capsys.readouterr().out)["deposit"] == 7
+        assert cli([*base, "--store", str(tmp_path / "l2.json")]) != 0
+        err = capsys.readouterr().err
+        assert new_hash.hex() in err and "--vk" in err
     finally:
         ledger.close()
 
@@ -326,3 +342,23 @@ def test_what_a_contract_reads_in_force_cannot_be_changed_by_it(
     again = ctx.in_force("circuits")
     assert sorted(again) == ["shielded_transfer"]
     assert again["shielded_transfer"]["vk_hash"] == vk_hash(keys.vk)
+
+
+def test_a_node_on_a_genesis_without_circuits_gets_a_verifier_for_its_configured_keys(
+    tmp_path: Path,
+) -> None:
+    """Governance can register the first circuit of a token-only chain: the node then needs a
+    proof verifier holding the key, though genesis has no zk_circuits."""
+    from accord.node.hooks import runtime_hooks
+
+    vk = {"protocol": "groth16", "curve": "bn128", "note": "the first circuit"}
+    (tmp_path / "kyc.json").write_text(json.dumps(vk))
+    g = governed_genesis(4)
+    assert not g.zk_circuits
+    plain = NodeConfig(name="v0", genesis="g.json")
+    assert "proof_verifier" not in runtime_hooks(
+        g, plain, tmp_path, name="v0", allow_insecure_zk=False
+    )
+    cfg = NodeConfig(name="v0", genesis="g.json", circuits={"kyc": "kyc.json"})
+    hooks = runtime_hooks(g, cfg, tmp_path, name="v0", allow_insecure_zk=False)
+    assert hooks["proof_verifier"].has(vk_hash(vk))

@@ -450,7 +450,8 @@ def shielded_transfer(
             raise ProofError(
                 f"the {SHIELDED_CIRCUIT} verification key in force at the transfer's height "
                 f"(hash {key_hash.hex()}, registered by governance) was not given to this "
-                "light client: pass its JSON (LightClient(verification_keys=[...]))"
+                "light client: pass its JSON (LightClient(verification_keys=[...]); accord light "
+                "shielded --vk FILE)"
             )
     if reg is not None and tuple(pub[zk.PUB_REGULATOR : zk.PUB_REGULATOR + 2]) != reg:
         raise ProofError(
