@@ -297,9 +297,19 @@ class StateReader(Protocol):
 
 
 class ProofVerifier(Protocol):
+    """``verify`` checks against the key ``vk_hash`` names (the runtime passes the one in
+    force); ``has`` says whether this node holds that key (a validator that lacks one in force
+    stops before executing: a refusal it computed alone would fork it off)."""
+
     def verify(
-        self, circuit: str, proof: dict[str, Any] | bytes, public_inputs: list[int]
+        self,
+        circuit: str,
+        proof: dict[str, Any] | bytes,
+        public_inputs: list[int],
+        vk_hash: bytes | None = None,
     ) -> bool: ...
+
+    def has(self, vk_hash: bytes) -> bool: ...
 
 
 class Oracle(Protocol):
@@ -608,15 +618,34 @@ class Context:
                 self._readonly,
             ) = saved
 
+    def in_force(self, kind: str) -> Value:
+        """What governance has in force for ``kind`` (``circuits``, ``regulator``,
+        ``mpc_servers``, ...; see :mod:`accord.contracts.governance`) at this block's height:
+        genesis's value until a change activates. Reads are charged like :meth:`get`.
+
+        Final for the block being run: a change needs at least two blocks between passing
+        and activation, so nothing an earlier transaction of this block does moves it."""
+        return self._rt.in_force(self._charged_read, kind, self._height)
+
+    def _charged_read(self, key: bytes) -> bytes | None:
+        raw = self._raw(key)
+        self.charge(GAS.read_base + (0 if raw is None else GAS.read_byte * len(raw)))
+        return raw
+
     def verify_proof(
         self, circuit: str, proof: dict[str, Any] | bytes, public_inputs: list[int]
     ) -> bool:
-        """Check a zero-knowledge proof with the runtime's verifier (a pure function)."""
+        """Check a zero-knowledge proof with the runtime's verifier (a pure function),
+        against the verification key of ``circuit`` in force at this block's height (genesis's,
+        or the one governance registered since); Revert for a circuit not registered."""
         verifier = self._rt.proof_verifier
         if verifier is None:
             raise ProofVerifierUnavailable("this node's runtime has no proof verifier configured")
         self.charge(GAS.proof_base + GAS.proof_input * len(public_inputs))
-        return bool(verifier.verify(circuit, proof, public_inputs))
+        entry = self.in_force("circuits").get(circuit)
+        if entry is None:
+            raise Revert(f"no circuit {circuit!r} is registered on this chain")
+        return bool(verifier.verify(circuit, proof, public_inputs, vk_hash=entry["vk_hash"]))
 
     def verify_bls_pop(self, public_key: bytes, pop: bytes) -> bool:
         """Whether ``pop`` proves possession of the BLS ``public_key`` (a pure function: what

@@ -26,7 +26,8 @@ State (this contract's namespace):
 Kinds and their value: ``validators`` (list of {name, bls_public_key, pop, account}),
 ``consensus`` (the int/bool consensus parameters), ``contracts`` (name -> {code_hash, status:
 active|retired}), ``circuits`` (name -> {vk_hash, transcript_hash}), ``regulator``
-([x, y] decimal strings, or None), ``mpc_servers`` (list of {host, port, public_key}).
+([x, y] decimal strings, or None), ``mpc_servers`` (list of {address: the server's account,
+which signs its answers; host, port, public_key: its channel key, as in the cluster file}).
 Before any change, each is what genesis says (:func:`genesis_schedule`).
 
 Events: ``Proposed``, ``Approved``, ``Passed`` (with the activation height), ``Failed`` (a
@@ -42,7 +43,7 @@ from accord.base import encoding
 from accord.base.encoding import Value
 from accord.base.errors import Revert
 from accord.base.genesis import MAX_TIME_DRIFT_ROUNDS as MAX_DRIFT_ROUNDS
-from accord.base.genesis import ConsensusParams, Genesis
+from accord.base.genesis import ConsensusParams, Genesis, vk_hash
 from accord.contracts.base import Context, Contract, method
 from accord.zk.babyjub import check_key
 
@@ -196,13 +197,14 @@ def check_action(ctx: Context, action: dict[str, Any]) -> dict[str, Value]:
         norm: list[Value] = []
         for i, srv in enumerate(servers):
             ctx.require(
-                type(srv) is dict and sorted(srv) == ["host", "port", "public_key"],
-                f"server {i} must be {{host, port, public_key}}",
+                type(srv) is dict and sorted(srv) == ["address", "host", "port", "public_key"],
+                f"server {i} must be {{address, host, port, public_key}}",
             )
             port = srv["port"]
             ctx.require(type(port) is int and 0 < port < 65536, f"server {i}: bad port")
             norm.append(
                 {
+                    "address": _b(ctx, srv["address"], f"server {i} address", ADDRESS_SIZE),
                     "host": _s(ctx, srv["host"], f"server {i} host", MAX_HOST),
                     "port": port,
                     "public_key": _b(ctx, srv["public_key"], f"server {i} public_key", 32),
@@ -210,6 +212,10 @@ def check_action(ctx: Context, action: dict[str, Any]) -> dict[str, Value]:
             )
         keys = [s["public_key"] for s in norm]
         ctx.require(len(keys) == len(dict.fromkeys(keys)), "the servers' keys must differ")
+        addresses = [s["address"] for s in norm]
+        ctx.require(
+            len(addresses) == len(dict.fromkeys(addresses)), "the servers' addresses must differ"
+        )
         out["servers"] = norm
     if "bls_public_key" in out:
         ctx.require(
@@ -242,19 +248,23 @@ def genesis_schedule(genesis: Genesis) -> dict[str, Value]:
     }
     circuits_doc = genesis.canonical_obj()["zk_circuits"]
     circuits: dict[str, Value] = {
-        name: {"vk_hash": encoding.hash_value(circuits_doc[name]), "transcript_hash": None}
+        name: {"vk_hash": vk_hash(circuits_doc[name]), "transcript_hash": None}
         for name in sorted(circuits_doc)
     }
     reg = genesis.zk_params.get("regulator")
     regulator: Value = [str(reg[0]), str(reg[1])] if isinstance(reg, list) else None
     servers: list[Value] = []
     for srv in genesis.mpc.get("servers", []) if isinstance(genesis.mpc, dict) else []:
-        if isinstance(srv, dict) and {"host", "port", "public_key"} <= srv.keys():
+        # Genesis names a server's channel key ``channel_key`` (the cluster file's
+        # ``public_key``); its account, which signs its answers, ``address``.
+        key = srv.get("channel_key", srv.get("public_key")) if isinstance(srv, dict) else None
+        if isinstance(srv, dict) and key is not None and {"address", "host", "port"} <= srv.keys():
             servers.append(
                 {
+                    "address": bytes.fromhex(str(srv["address"])),
                     "host": str(srv["host"]),
                     "port": int(srv["port"]),
-                    "public_key": bytes.fromhex(str(srv["public_key"])),
+                    "public_key": bytes.fromhex(str(key)),
                 }
             )
     return {

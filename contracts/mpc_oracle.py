@@ -2,8 +2,9 @@
 
 A contract asks with ``ctx.mpc.request(program, inputs, reveal_to, callback)`` (the runtime's
 oracle hook, :class:`accord.mpc.oracle.OracleHook`, turns that into a call of :meth:`file`).
-The request is an ``OracleRequest`` event in a committed block; the three MPC servers named in
-genesis run the program on shares they hold and each answers with a transaction signed by its
+The request is an ``OracleRequest`` event in a committed block; the three MPC servers in force
+at its height (genesis's, until governance's ``set_mpc_servers`` activates others; the request
+and its event name their accounts) run the program on shares they hold and each answers with a transaction signed by its
 own account (:meth:`answer`). Only when all three parts are in, before the deadline, does the
 requesting contract's callback receive them: the outputs, encrypted by each server to each
 receiver's key (the chain never holds a plaintext output or input). A server that reports a
@@ -100,6 +101,7 @@ class MpcOracle(Contract):
         ctx.set("count", n + 1)
         request_id = encoding.sha256(encoding.encode(["accord/mpc/request", ctx.tx_hash, n]))
         deadline = ctx.height + ctx.get("timeout", 10)
+        servers = self._servers(ctx)
         assert ctx.caller is not None
         ctx.set(
             _request_key(request_id),
@@ -109,6 +111,7 @@ class MpcOracle(Contract):
                 "deadline": deadline,
                 "reveal_to": reveal_to,
                 "parts": [None, None, None],
+                "servers": servers,
             },
         )
         ctx.emit(
@@ -120,17 +123,31 @@ class MpcOracle(Contract):
             reveal_to=reveal_to,
             contract=ctx.caller,
             deadline=deadline,
+            servers=servers,
         )
         return request_id
+
+    def _servers(self, ctx: Context) -> list[bytes]:
+        """The accounts of the servers in force at this block's height: genesis's (this
+        contract's state) until governance's ``set_mpc_servers`` activates others. A request
+        is answered by the servers in force when it was filed, whatever changes later."""
+        governed = ctx.in_force("mpc_servers")
+        if governed and any(s["address"] for s in governed):
+            return [bytes(s["address"]) for s in governed]
+        return list(ctx.get("servers", []))
 
     @method
     def answer(self, ctx: Context, request_id: bytes, ok: bool, outputs: dict, error: str) -> None:
         """One server's part: ``outputs`` maps receiver key (hex) -> sealed share bytes."""
-        servers = ctx.get("servers", [])
-        ctx.require(ctx.sender in servers, "only the MPC servers named in genesis may answer")
-        index = servers.index(ctx.sender)
         req = ctx.get(_request_key(request_id))
         ctx.require(req is not None, "no pending oracle request with this id")
+        # Requests filed before servers were recorded per request: genesis's servers.
+        servers = req.get("servers") or ctx.get("servers", [])
+        ctx.require(
+            ctx.sender in servers,
+            "only the MPC servers in force when the request was filed may answer it",
+        )
+        index = servers.index(ctx.sender)
         ctx.require(ctx.height <= req["deadline"], "the request has timed out")
         ctx.require(req["parts"][index] is None, "this server has already answered")
         if ok:

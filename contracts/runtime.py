@@ -36,6 +36,7 @@ Rules for a block (``execute_block``):
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
@@ -74,6 +75,7 @@ from accord.contracts.base import (
     user_key,
 )
 from accord.contracts.determinism import check_contract, restricted_class
+from accord.contracts.governance import genesis_schedule
 from accord.contracts.installed import package_code_hash
 
 log = logging.getLogger(__name__)
@@ -146,6 +148,37 @@ class CodeMissing(CodeMismatch):
             "the approved release (a module or package whose contract hashes to it, see "
             '`accord gov show`), name it in node.json "contracts" ({"module": '
             '"package.module:Class"} or {"entry_point": "name"}) and restart the node'
+        )
+
+
+class CircuitMissing(CodeMissing):
+    """Governance put a circuit's verification key in force that this node does not hold.
+
+    Like missing contract code: the node must not execute the block (a proof it cannot check
+    would give it another receipt than the others), so it stops before that height and says
+    which key file to provide."""
+
+    code = "circuit_missing"
+
+    def __init__(
+        self, circuit: str, vk_hash: bytes, height: int, configured: tuple[str, bytes] | None
+    ) -> None:
+        self.contract = circuit
+        self.code_hash = vk_hash
+        self.height = height
+        have = (
+            ""
+            if configured is None
+            else f" (node.json names {configured[0]} for it, which hashes to "
+            f"{configured[1].hex()}: another key)"
+        )
+        CodeMismatch.__init__(
+            self,
+            f"circuit {circuit!r} is verified with the key of hash {vk_hash.hex()} from height "
+            f"{height} (registered by governance), and this node does not hold that "
+            f"verification key{have}: put the ceremony's verification key JSON (see `accord gov "
+            'show`) in the node folder, name it in node.json "circuits" ({"' + circuit + '": '
+            '"path/to/vk.json"}) and restart the node',
         )
 
 
@@ -273,6 +306,8 @@ class Runtime:
         self._registries: dict[bytes, Registry] = {}
         self._registry_lock = threading.Lock()
         self._params: dict[bytes, ConsensusParams] = {}
+        self._genesis_values: dict[str, Value] | None = None
+        self._circuits_checked: bytes | None = None  # the circuit entry last found complete
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -449,6 +484,68 @@ class Runtime:
             break  # the newest entry holds every contract of the registry
         return out
 
+    # --- what governance has in force --------------------------------------------------
+
+    def genesis_values(self) -> dict[str, Value]:
+        """What each governed kind is before any change (:func:`genesis_schedule`)."""
+        if self._genesis_values is None:
+            self._genesis_values = genesis_schedule(self.genesis)
+        return self._genesis_values
+
+    def _entries(
+        self, read: Callable[[bytes], bytes | None], kind: str
+    ) -> Iterator[tuple[int, Any, bytes]]:
+        """Governance's scheduled changes of ``kind``, newest first: (activation height,
+        value, the entry's stored bytes)."""
+        if not self._governed:
+            return
+        raw = read(state_key(GOVERNANCE, f"s/{kind}/n"))
+        k = 0 if raw is None else int(encoding.decode_stored(raw))
+        while k > 0:
+            k -= 1
+            entry = read(state_key(GOVERNANCE, f"s/{kind}/{k}"))
+            if entry is not None:
+                at, value, _pid = encoding.decode_stored(entry)
+                yield int(at), value, entry
+
+    def in_force(self, read: Callable[[bytes], bytes | None], kind: str, height: int) -> Value:
+        """The value of governed ``kind`` in force at ``height``, reading state with ``read``
+        (the governance contract's schedule; genesis's value before any change)."""
+        for at, value, _ in self._entries(read, kind):
+            if at <= height:
+                return value  # decoded afresh: the caller may change it
+        # A copy: contract code must not be able to change what later calls (or other
+        # transactions) read, which would make a node's results depend on its history.
+        return copy.deepcopy(self.genesis_values()[kind])
+
+    def _missing_circuits(
+        self, circuits: Mapping[str, Any], height: int
+    ) -> Iterator[CircuitMissing]:
+        verifier = self.proof_verifier
+        files: Mapping[str, tuple[str, bytes]] = getattr(verifier, "files", {})
+        for name in sorted(circuits):
+            h = circuits[name]["vk_hash"]
+            if verifier is None or not verifier.has(h):
+                yield CircuitMissing(name, h, height, files.get(name))
+
+    def check_circuits(self, state: StateReader, height: int) -> None:
+        """Raise :class:`CircuitMissing` when a verification key in force at ``height`` is
+        one this node does not hold (genesis's keys are held by construction)."""
+        for at, value, raw in self._entries(state.get_state, "circuits"):
+            if at <= height:
+                if raw != self._circuits_checked:
+                    for missing in self._missing_circuits(value, at):
+                        raise missing
+                    self._circuits_checked = raw
+                return
+
+    def missing_circuits(self, state: StateReader) -> list[CodeMissing]:
+        """Verification keys governance has scheduled (in force or still to come) that this
+        node lacks: for a warning while there is time to provide them."""
+        for at, value, _ in self._entries(state.get_state, "circuits"):
+            return list(self._missing_circuits(value, at))  # the newest holds them all
+        return []
+
     def nonce_of(self, state: StateReader, address: bytes) -> int:
         """The next nonce ``address`` must use, as of ``state``."""
         raw = state.get_state(NONCE_PREFIX + address)
@@ -540,6 +637,7 @@ class Runtime:
         receipts: list[Receipt] = []
         senders: dict[bytes, bytes] = {}
         registry = self.registry_at(state, height)  # CodeMissing: this node must stop here
+        self.check_circuits(state, height)  # CircuitMissing: so must it here
         get_state = state.get_state
         pack = encoding.encode_shaped
         gas = 0

@@ -23,12 +23,14 @@ State (this contract's namespace):
   wallet its Merkle path from a node (a missing node is an empty subtree).
 
 Rules, checked before the proof (cheap first) and all before any effect: the root is in the
-window; both nullifiers are new and differ; the regulator key in the proof is genesis's and the
-ephemeral key is not the identity; the
+window; both nullifiers are new and differ; the regulator key in the proof is the one in force
+at the block's height (genesis's, until governance's ``rotate_regulator`` activates another)
+and the ephemeral key is not the identity; the
 ``bind`` input equals the hash of (chain id, recipient, note ciphertexts), so a proof cannot
 be replayed on another chain, with another recipient or other notes; then the proof verifies. A failed check reverts: no
 state changes. Events: ``Transfer`` with everything a wallet (commitments, leaf indices, note
-ciphertexts) and the regulator (ephemeral key, ciphertext) need.
+ciphertexts) and the regulator (the regulator key it is encrypted to, ephemeral key,
+ciphertext) need.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ class ShieldedPool(Contract):
         if type(depth) is not int or not 1 <= depth <= 32:
             raise GenesisError("zk_params.shielded_pool.depth must be in 1..32")
         self.depth = depth
-        self.regulator = regulator_key_of(params) if "regulator" in params else None
+        if "regulator" in params:
+            regulator_key_of(params)  # a bad genesis key is refused at start-up
         self.zeros = zk.zeros(depth)
 
     def genesis_state(self) -> dict[str | bytes, Value]:
@@ -129,7 +132,11 @@ class ShieldedPool(Contract):
         self, ctx: Context, proof: bytes, inputs: list, notes: list, recipient: bytes
     ) -> dict:
         """Deposit, transfer or withdraw with one shielded-transfer proof (see the module)."""
-        ctx.require(self.regulator is not None, "no regulator key in genesis: the pool is closed")
+        # The regulator key in force at this block's height: genesis's until governance
+        # rotates it (``rotate_regulator``); from the activation height only transfers
+        # encrypted to the new key land, so no transfer is readable by a retired key alone.
+        regulator = ctx.in_force("regulator")
+        ctx.require(regulator is not None, "no regulator key in force: the pool is closed")
         ctx.require(len(proof) == 128, "the proof must be 128 compressed bytes")
         ctx.require(
             len(inputs) == zk.N_TRANSFER_PUBLIC, f"expected {zk.N_TRANSFER_PUBLIC} public inputs"
@@ -154,8 +161,8 @@ class ShieldedPool(Contract):
         for n in nf:
             ctx.require(not ctx.has(b"n" + n), "double spend: nullifier already used")
         ctx.require(
-            tuple(pub[zk.PUB_REGULATOR : zk.PUB_REGULATOR + 2]) == self.regulator,
-            "the transfer is not encrypted to this chain's regulator",
+            pub[zk.PUB_REGULATOR : zk.PUB_REGULATOR + 2] == [int(regulator[0]), int(regulator[1])],
+            f"the transfer is not encrypted to the regulator key in force at height {ctx.height}",
         )
         # An identity ephemeral key (scalar 0 mod l) would make the regulator's pads public
         # constants; the circuit refuses it too. In the subgroup (the proof shows E = e*Base8),
@@ -191,6 +198,7 @@ class ShieldedPool(Contract):
             commitments=[_b(c) for c in cm],
             indices=indices,
             notes=list(notes),
+            regulator=list(inputs[zk.PUB_REGULATOR : zk.PUB_REGULATOR + 2]),
             ephemeral=list(inputs[zk.PUB_EPHEMERAL : zk.PUB_EPHEMERAL + 2]),
             ciphertext=list(inputs[zk.PUB_CIPHER : zk.PUB_CIPHER + 5]),
             deposit=deposit,

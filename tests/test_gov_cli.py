@@ -176,3 +176,20 @@ def test_code_names_the_hash_of_installed_code(tmp_path: Path) -> None:
         }
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def test_register_circuit_takes_the_hash_of_a_key_file(tmp_path: Path) -> None:
+    from accord.base.errors import ValidationError
+    from accord.base.genesis import vk_hash
+    from accord.cli.gov import build_action
+
+    vk = {"protocol": "groth16", "curve": "bn128", "nPublic": 1, "IC": [["1", "2", "1"]]}
+    (tmp_path / "vk.json").write_text(json.dumps(vk))
+    action = build_action(
+        "register_circuit", ["name=kyc", f"transcript_hash=0x{'ab' * 32}"], vk=tmp_path / "vk.json"
+    )
+    assert action["vk_hash"] == vk_hash(vk) and action["name"] == "kyc"
+    with pytest.raises(ValidationError, match="--vk is for register_circuit"):
+        build_action("rotate_regulator", [], vk=tmp_path / "vk.json")
+    with pytest.raises(ValidationError, match="cannot read the verification key"):
+        build_action("register_circuit", [], vk=tmp_path / "absent.json")

@@ -12,9 +12,11 @@ from accord.base import encoding
 from accord.base.crypto import bls
 from accord.base.crypto.ed25519 import AccountKey
 from accord.base.errors import AccordError
-from accord.base.genesis import Genesis, GovernanceParams, _jsonable_ints
+from accord.base.genesis import Genesis, GovernanceParams, _jsonable_ints, vk_hash
 from accord.contracts.governance import threshold_of
+from accord.contracts.runtime import Runtime
 from accord.zk.babyjub import BASE8
+from accord.zk.verifier import PyProofVerifier
 
 from .support.gov import GovChain, governed_genesis, member_key, validator_info
 
@@ -204,7 +206,14 @@ def _pass(
     return int(gov.query("proposal", proposal=pid)["effective"])
 
 
-def test_every_action_is_scheduled_and_in_force_from_its_height(gov: GovChain) -> None:
+KYC_VK = {"protocol": "groth16", "curve": "bn128", "note": "a kyc circuit's key"}
+
+
+def test_every_action_is_scheduled_and_in_force_from_its_height(tmp_path: Path) -> None:
+    g = governed_genesis(4)
+    verifier = PyProofVerifier({})
+    verifier.add(KYC_VK)  # node.json "circuits": a node holds the keys it will need
+    gov = GovChain(tmp_path, g, Runtime(g, proof_verifier=verifier))
     new = AccountKey.from_name("member-v4")
     at = _pass(gov, _new_validator("v4", new))
     s = gov.chain.scheduled(at)
@@ -260,7 +269,7 @@ def test_every_action_is_scheduled_and_in_force_from_its_height(gov: GovChain) -
         {
             "kind": "register_circuit",
             "name": "kyc",
-            "vk_hash": b"\x03" * 32,
+            "vk_hash": vk_hash(KYC_VK),
             "transcript_hash": b"\x04" * 32,
         },
     )
@@ -271,7 +280,12 @@ def test_every_action_is_scheduled_and_in_force_from_its_height(gov: GovChain) -
     assert gov.chain.scheduled(at - 1).regulator is None
 
     servers = [
-        {"host": f"mpc{i}.example", "port": 7000 + i, "public_key": bytes([i + 1]) * 32}
+        {
+            "address": bytes([i + 1]) * 20,
+            "host": f"mpc{i}.example",
+            "port": 7000 + i,
+            "public_key": bytes([i + 1]) * 32,
+        }
         for i in range(3)
     ]
     at = _pass(gov, {"kind": "set_mpc_servers", "servers": servers})

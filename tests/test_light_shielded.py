@@ -14,36 +14,23 @@ in ``test_light_zk_devnet.py``. The validator verifies proofs as a ``Node`` does
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import random
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from accord.base.crypto import bls
 from accord.base.crypto.ed25519 import AccountKey
 from accord.base.errors import ProofError
 from accord.base.genesis import Genesis
-from accord.base.metrics import Registry
 from accord.base.types import Tx
-from accord.contracts import BUILTINS, Runtime, contract_address
-from accord.contracts.shielded_pool import ShieldedPool
-from accord.ledger.chain import Chain
-from accord.ledger.mempool import Mempool
 from accord.light import LightClient, shielded_transfer
-from accord.node.api import ApiServer
 from accord.node.config import builtin_contract_entries
-from accord.storage import Store
-from accord.zk import artifacts, groth16
+from accord.zk import artifacts
 from accord.zk import notes as zk
-from accord.zk.verifier import verifier_from_genesis
 
-from .support.api import LocalNode
 from .support.genesis import make_genesis
+from .support.light_pool import PoolLedger
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -72,107 +59,10 @@ def pool_genesis(keys: artifacts.CircuitKeys) -> Genesis:
     )
 
 
-class PoolNode(LocalNode):
-    """The API tests' single validator, with the shielded pool and a proof verifier."""
-
-    def __init__(self, path: Path, genesis: Genesis) -> None:  # mirrors LocalNode.__init__
-        self.genesis = genesis
-        self.secret = bls.demo_secret("v0")
-        self.store = Store(path, sync=False)
-        self.runtime = Runtime(
-            genesis,
-            {**BUILTINS, "shielded_pool": ShieldedPool},
-            proof_verifier=verifier_from_genesis(genesis),
-        )
-        self.chain = Chain(genesis, self.store, self.runtime)
-        self.mempool = Mempool(genesis.chain_id, self.chain.nonce_of)
-        self.metrics = Registry()
-        self._subs = []
-        self._time_ms = 1_000
-
-
-class PoolLedger:
-    def __init__(self, keys: artifacts.CircuitKeys, path: Path) -> None:
-        self.keys = keys
-        self.genesis = pool_genesis(keys)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.node = self._call(lambda: PoolNode(path, self.genesis))
-        self.server = ApiServer(self.node)
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(30)
-        self.url = self.server.url
-        self.tree = zk.MerkleTree(artifacts.TEST_DEPTH)
-        self.rng = random.Random(3)
-        self.nonce = 0
-
-    def _call(self, fn: Any) -> Any:
-        async def wrap() -> Any:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(120)
-
-    def send(self, args: dict[str, Any]) -> Tx:
-        tx = Tx.create(
-            ALICE,
-            chain_id=self.genesis.chain_id,
-            contract="shielded_pool",
-            method="transact",
-            args=args,
-            nonce=self.nonce,
-            gas_limit=5_000_000,
-        )
-        self.nonce += 1
-        self._call(lambda: self.node.submit(tx))
-        block = self._call(self.node.commit_pending)
-        assert tx.hash in [t.hash for t in block.txs]
-        receipt = self.node.store.get_receipts(block.height)[
-            [t.hash for t in block.txs].index(tx.hash)
-        ]
-        self.last_receipt = receipt
-        if receipt.ok:
-            for ev in receipt.events:
-                if ev.contract == "shielded_pool" and ev.name == "Transfer":
-                    for c in ev.data["commitments"]:
-                        self.tree.append(int.from_bytes(c, "big"))
-        return tx
-
-    def approve(self, amount: int) -> None:
-        tx = Tx.create(
-            ALICE,
-            chain_id=self.genesis.chain_id,
-            contract="token",
-            method="approve",
-            args={"spender": contract_address("shielded_pool"), "amount": amount},
-            nonce=self.nonce,
-        )
-        self.nonce += 1
-        self._call(lambda: self.node.submit(tx))
-        block = self._call(self.node.commit_pending)
-        assert self.node.store.get_receipts(block.height)[0].ok
-
-    def args(self, plan: zk.TransferPlan, recipient: bytes = b"") -> dict[str, Any]:
-        proof, public = self.keys.prove(plan.circuit_input)
-        return {
-            "proof": groth16.compress_proof(proof),
-            "inputs": [x.to_bytes(32, "big") for x in public],
-            "notes": plan.note_ciphertexts,
-            "recipient": recipient,
-        }
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
-        self._call(self.node.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PoolLedger, Tx, Tx, Tx]]:
-    ledger = PoolLedger(
-        artifacts.test_keys("shielded_transfer"), tmp_path_factory.mktemp("light-zk")
-    )
+    keys = artifacts.test_keys("shielded_transfer")
+    ledger = PoolLedger(keys, tmp_path_factory.mktemp("light-zk"), pool_genesis(keys), ALICE)
     try:
         # A deposit of 100 into a note for Alice, then a private transfer of 60 to Bob.
         plan = zk.plan_transfer(

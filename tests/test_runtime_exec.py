@@ -20,6 +20,7 @@ from accord.base.errors import (
     UnknownMethod,
 )
 from accord.base.genesis import ContractEntry, Genesis
+from accord.base.genesis import vk_hash as genesis_vk_hash
 from accord.base.types import Tx
 from accord.contracts import (
     BUILTINS,
@@ -568,15 +569,27 @@ def test_transfer_from_without_allowance_by_account_fails() -> None:
 # --- hooks -------------------------------------------------------------------------------------
 
 
+OK_VK = {"protocol": "groth16", "curve": "bn128", "note": "circuit ok"}
+
+
 class FakeVerifier:
     """A real (if trivial) verifier object: accepts circuit "ok" with inputs summing to 10."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, list[int]]] = []
+        self.calls: list[tuple[str, list[int], bytes | None]] = []
 
-    def verify(self, circuit: str, proof: dict[str, Any], public_inputs: list[int]) -> bool:
-        self.calls.append((circuit, public_inputs))
+    def verify(
+        self,
+        circuit: str,
+        proof: dict[str, Any],
+        public_inputs: list[int],
+        vk_hash: bytes | None = None,
+    ) -> bool:
+        self.calls.append((circuit, public_inputs, vk_hash))
         return circuit == "ok" and sum(public_inputs) == 10
+
+    def has(self, vk_hash: bytes) -> bool:
+        return vk_hash == genesis_vk_hash(OK_VK)
 
 
 class RecordingOracle:
@@ -589,7 +602,8 @@ class RecordingOracle:
 
 def test_verify_proof_hook() -> None:
     v = FakeVerifier()
-    rt = runtime(proof_verifier=v)
+    g = G.model_copy(update={"zk_circuits": {"ok": OK_VK}})
+    rt = Runtime(g, CONTRACTS, check_code=False, proof_verifier=v)
     st = DictState(rt.genesis_writes())  # type: ignore[arg-type]
     r = run(
         rt,
@@ -597,11 +611,15 @@ def test_verify_proof_hook() -> None:
         [
             tx(ALICE, "prove", {"circuit": "ok", "inputs": [4, 6]}, 0),
             tx(ALICE, "prove", {"circuit": "ok", "inputs": [4, 7]}, 1),
+            tx(ALICE, "prove", {"circuit": "unknown", "inputs": [4, 6]}, 2),
         ],
     )
-    assert [rc.result for rc in r.receipts] == [True, False]
+    assert [rc.result for rc in r.receipts] == [True, False, None]
     assert r.receipts[0].gas_used >= GAS.proof_base + 2 * GAS.proof_input
-    assert v.calls == [("ok", [4, 6]), ("ok", [4, 7])]
+    # The verifier is told which key: genesis's, by the hash that names it.
+    ok_hash = genesis_vk_hash(OK_VK)
+    assert v.calls == [("ok", [4, 6], ok_hash), ("ok", [4, 7], ok_hash)]
+    assert "no circuit 'unknown' is registered" in r.receipts[2].error
 
 
 def test_missing_hooks_give_clear_errors() -> None:

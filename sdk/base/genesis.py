@@ -339,6 +339,14 @@ class Genesis(_Model):
         )
 
 
+def vk_hash(vk: Any) -> bytes:
+    """The hash that names a circuit's verification key (snarkjs vk JSON): of its canonical
+    encoding, as it sits in genesis's ``zk_circuits`` (governance's genesis schedule hashes
+    genesis's keys with it, ``register_circuit`` names a later key by it, and a node checks
+    the vk file its node.json names against it)."""
+    return encoding.hash_value(encoding.canonical(_jsonable_ints(vk)))
+
+
 def _jsonable_ints(v: Any) -> Any:
     """Genesis JSON may hold floats (expected_leaders) and big integers (verification keys are
     decimal strings already); floats become decimal strings so the hash is canonical."""

@@ -11,7 +11,7 @@ types them: ``0x..`` bytes, digits integers), or ``--action-json``. Shortcuts: f
 ``rotate_validator_key`` read the new validator's public keys from its member card
 (``--card member.json``); ``register_contract`` and ``upgrade_contract`` take the code hash
 from ``--code module:Class`` (the code this machine has installed) when no ``code_hash=`` is
-given.
+given; ``register_circuit`` takes the key hash from ``--vk verification_key.json``.
 """
 
 from __future__ import annotations
@@ -77,6 +77,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="register_contract / upgrade_contract: the contract class whose code hash (its "
         "module and its package's modules) is proposed; its name is the contract's unless "
         "name= is given (the module must be importable here: installed, or on PYTHONPATH)",
+    )
+    pp.add_argument(
+        "--vk",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="register_circuit: the circuit's verification key JSON (from the ceremony) whose "
+        'hash is proposed; every validator names the same file in node.json "circuits"',
     )
     pp.add_argument(
         "--activation",
@@ -157,6 +165,7 @@ def build_action(
     action_json: str | None = None,
     card: Path | None = None,
     code: str | None = None,
+    vk: Path | None = None,
 ) -> dict[str, Any]:
     """The action dict a proposal carries, from the command line (see the module notes)."""
     fields = parse_args_list(pairs, action_json)
@@ -175,6 +184,16 @@ def build_action(
         cls = load_class(code)
         fields.setdefault("name", cls.name)
         fields.setdefault("code_hash", code_hash(cls))
+    if vk is not None:
+        if kind != "register_circuit":
+            raise ValidationError("--vk is for register_circuit")
+        from accord.base.genesis import vk_hash
+
+        try:
+            doc = json.loads(vk.read_text())
+        except (OSError, ValueError) as e:
+            raise ValidationError(f"cannot read the verification key {vk}: {e}") from None
+        fields.setdefault("vk_hash", vk_hash(doc))
     if kind == "set_consensus" and "params" not in fields:
         fields = {"params": fields}
     return {"kind": kind, **fields}
@@ -182,7 +201,7 @@ def build_action(
 
 def _propose(args: argparse.Namespace) -> int:
     key = AccountKey.load(args.key)
-    action = build_action(args.kind, args.field, args.action_json, args.card, args.code)
+    action = build_action(args.kind, args.field, args.action_json, args.card, args.code, args.vk)
     return submit(
         args, key, "governance", "propose", {"action": action, "activation": args.activation}
     )

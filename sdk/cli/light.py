@@ -89,6 +89,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     common(z)
     z.add_argument("hash", help="transaction hash (hex)")
+    z.add_argument(
+        "--vk",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a verification key JSON governance registered after genesis (register_circuit); "
+        "repeat for more: the proof is checked against the key in force at its height",
+    )
     z.set_defaults(func=_shielded)
 
 
@@ -129,7 +137,18 @@ def _client(args: argparse.Namespace) -> Any:
         timeout=args.timeout,
         ca_file=args.ca_file,
         cert_sha256=args.cert_sha256,
+        verification_keys=[_load_vk(path) for path in getattr(args, "vk", [])],
     )
+
+
+def _load_vk(path: str) -> Any:
+    try:
+        vk = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValidationError(f"cannot read the verification key {path}: {e}") from None
+    if not isinstance(vk, dict):
+        raise ValidationError(f"{path} is not a verification key (a JSON object)")
+    return vk
 
 
 def _hash(text: str) -> bytes:

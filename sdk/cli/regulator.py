@@ -4,6 +4,8 @@ accord regulator keygen --out regulator.json     # a BabyJubJub key; its public 
                                                  # into genesis zk_params.regulator
 accord regulator audit --data NODE/data --key regulator.json [--format table|csv|json]
                        [--out FILE] [--from HEIGHT]
+                       # after a rotation by vote: --key old.json --key new.json (keep every
+                       # retired key: transfers before the rotation are encrypted to it)
 accord regulator audit --node URL [--node URL ...] --genesis genesis.json --key ...
                        # no node trusted: a light client checks every block it reads
 """
@@ -33,7 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument(
         "--genesis", help="with --node: the chain's genesis.json (the light client's trust root)"
     )
-    a.add_argument("--key", required=True, help="the regulator key file (from keygen)")
+    a.add_argument(
+        "--key",
+        required=True,
+        action="append",
+        help="a regulator key file (from keygen); repeat it with every key the regulator has "
+        "held since genesis (genesis's first): each transfer is decrypted with the key in "
+        "force at its height",
+    )
     a.add_argument("--format", choices=("table", "csv", "json"), default="table")
     a.add_argument("--out", help="write to this file instead of stdout")
     a.add_argument("--from", dest="start", type=int, default=0, help="first height to read")
@@ -69,7 +78,7 @@ def _audit(args: argparse.Namespace) -> int:
     from accord.storage.store import Store
     from accord.zk import audit as zaudit
 
-    key = load_key(args.key)
+    key = [load_key(path) for path in args.key]
     if args.node:
         from accord.light import LightClient
 

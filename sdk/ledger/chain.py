@@ -153,7 +153,7 @@ class Chain:
                 f"this node's store was created for genesis {stored.hex()[:16]}..., "
                 f"not {genesis.hash.hex()[:16]}..."
             )
-        self._code_entries: bytes | None = None
+        self._code_entries: list[bytes | None] | None = None
         self.check_code()
 
     def check_code(self) -> None:
@@ -163,23 +163,31 @@ class Chain:
         Called at construction (a node restarted without the code stops at once) and after
         every commit."""
         from accord.contracts.base import state_key
+        from accord.contracts.runtime import CircuitMissing
 
         head = self.store.head()
         if head is None:
             return
-        raw = self.store.get_state(state_key("governance", "s/contracts/n"))
-        if raw is None or raw == self._code_entries:
-            return  # no change to the registry since the last check
+        counts = [
+            self.store.get_state(state_key("governance", f"s/{kind}/n"))
+            for kind in ("contracts", "circuits")
+        ]
+        if all(c is None for c in counts) or counts == self._code_entries:
+            return  # no change to the registry or the circuits since the last check
         with self.store.snapshot() as snap:
             self.runtime.registry_at(snap, head[0] + 1)
-            for missing in self.runtime.missing_code(snap):
+            self.runtime.check_circuits(snap, head[0] + 1)
+            for missing in [*self.runtime.missing_code(snap), *self.runtime.missing_circuits(snap)]:
                 log.warning(
-                    "contract code scheduled by governance is not installed here; this "
-                    "node will stop before height %d unless it is: %s",
+                    "%s scheduled by governance is not on this node; it will stop before "
+                    "height %d unless it is: %s",
+                    "a verification key"
+                    if isinstance(missing, CircuitMissing)
+                    else "contract code",
                     missing.height,
                     missing.message,
                 )
-        self._code_entries = raw
+        self._code_entries = counts
 
     # --- state --------------------------------------------------------------------------
 

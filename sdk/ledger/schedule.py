@@ -26,7 +26,8 @@ class Circuit:
 class MpcServer:
     host: str
     port: int
-    public_key: bytes
+    public_key: bytes  # its channel key (the cluster file's ``public_key``)
+    address: bytes  # its account: it signs the server's oracle answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,8 @@ def schedule_from(
         },
         regulator=None if reg is None else (str(reg[0]), str(reg[1])),
         mpc_servers=tuple(
-            MpcServer(s["host"], s["port"], s["public_key"]) for s in doc["mpc_servers"]
+            MpcServer(s["host"], s["port"], s["public_key"], s["address"])
+            for s in doc["mpc_servers"]
         ),
         members=tuple(doc["members"]),
         threshold=int(doc["threshold"]),

@@ -55,6 +55,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from accord.base.encoding import Value
 from accord.base.errors import (
     AccordError,
     DecodeError,
@@ -139,7 +140,10 @@ class AsyncLightClient:
         keep: int = 1024,
         ca_file: str | Path | None = None,
         cert_sha256: str | None = None,
+        verification_keys: Sequence[Any] = (),
     ) -> None:
+        """``verification_keys``: snarkjs vk JSON of circuits governance registered or
+        upgraded after genesis, for :meth:`verify_shielded` (genesis's are built in)."""
         if not nodes:
             raise LightClientError("a light client needs at least one node URL")
         if ca_file is not None and cert_sha256 is not None:
@@ -147,7 +151,7 @@ class AsyncLightClient:
                 "give ca_file or cert_sha256, not both (a pin replaces the CA check)"
             )
         self.genesis = _load_genesis(genesis)
-        self.checker = Checker(self.genesis)
+        self.checker = Checker(self.genesis, verification_keys)
         self.store = TrustStore(self.genesis.chain_id, self.genesis.hash, store, keep=keep)
         self.sets = ValidatorSets(self.genesis)
         """The validator set of each height, as proved so far (accord.light.sets)."""
@@ -616,11 +620,50 @@ class AsyncLightClient:
 
     async def verify_shielded(self, tx_hash: bytes) -> VerifiedShieldedTransfer:
         """A committed shielded-pool transaction, and its Groth16 proof re-verified here in
-        pure Python (no Node.js) against the verification key in genesis."""
+        pure Python (no Node.js) against the verification key in force at its height, and its
+        regulator key against the one in force there (genesis's, or on a governed chain what
+        governance put in force, proved against the block's certified header)."""
         async with self._guard():
             vt = await self._verify_tx(tx_hash)
+            in_force = None
+            if self.sets.governed:
+                in_force = {
+                    kind: await self._in_force(kind, vt.height)
+                    for kind in ("circuits", "regulator")
+                }
         # About a second of pure-Python pairings: keep the event loop responsive meanwhile.
-        return await asyncio.to_thread(self.checker.check_shielded, vt)
+        return await asyncio.to_thread(self.checker.check_shielded, vt, in_force)
+
+    async def _in_force(self, kind: str, height: int) -> Value:
+        """What governance had in force for ``kind`` at ``height``, read as the contract reads
+        it from the state after block ``height`` (proved against its certified header): its
+        entries are never rewritten, and one that passed after block ``height - 2`` activates
+        after ``height``, so that state decides it exactly."""
+        from accord.contracts.governance import genesis_schedule
+
+        async def attempt(node: str) -> Value:
+            trusted = await self._header(height, prefer=node)
+
+            async def read(key: str) -> Value:
+                sv = await self._ask(node, lambda c: c.state("governance", key, height=height))
+                return self.checker.check_state(node, "governance", key, sv, trusted).decoded
+
+            count = await read(f"s/{kind}/n")
+            k = 0 if count is None else count
+            if type(k) is not int or k < 0:
+                raise lie(node, "state_proof", f"governance's {kind} count is not a count")
+            while k > 0:
+                k -= 1
+                entry = await read(f"s/{kind}/{k}")
+                if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not int:
+                    raise lie(node, "state_proof", f"governance's {kind} entry {k} is malformed")
+                if entry[0] <= height:
+                    return entry[1]
+            return genesis_schedule(self.genesis)[kind]
+
+        return await self._first_verified(
+            f"governance's {kind} at height {height}", self.nodes, attempt
+        )
 
 
 def _shutdown(

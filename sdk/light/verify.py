@@ -168,12 +168,15 @@ class Checker:
     and every check against it. Constructing it checks the validators' proofs of possession,
     which is what makes aggregate-signature verification safe against rogue keys."""
 
-    def __init__(self, genesis: Genesis) -> None:
+    def __init__(self, genesis: Genesis, verification_keys: Sequence[Any] = ()) -> None:
+        """``verification_keys``: snarkjs vk JSON of circuits governance registered after
+        genesis (a proof is checked only against the key in force at its height, by hash)."""
         genesis.check()
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.keys = genesis.validator_keys()
         self.quorum = genesis.quorum
+        self.verification_keys = list(verification_keys)
         self._zk: Any = None
 
     # --- headers ----------------------------------------------------------------------------
@@ -364,11 +367,18 @@ class Checker:
         if self._zk is None:
             from accord.zk.verifier import PyProofVerifier
 
-            self._zk = PyProofVerifier(self.genesis.zk_circuits)
+            verifier = PyProofVerifier(self.genesis.zk_circuits)
+            for vk in self.verification_keys:
+                verifier.add(vk)
+            self._zk = verifier
         return self._zk
 
-    def check_shielded(self, vt: VerifiedTx) -> VerifiedShieldedTransfer:
-        """Re-verify a committed shielded-pool transaction's Groth16 proof (pure Python)."""
+    def check_shielded(
+        self, vt: VerifiedTx, in_force: dict[str, Value] | None = None
+    ) -> VerifiedShieldedTransfer:
+        """Re-verify a committed shielded-pool transaction's Groth16 proof (pure Python).
+        ``in_force``: governance's ``circuits`` and ``regulator`` at the transaction's height,
+        proved against a certified header (None: genesis's, on a chain without governance)."""
         tx = vt.tx
         if tx.contract != SHIELDED_CONTRACT or tx.method != "transact":
             raise ProofError(
@@ -383,6 +393,7 @@ class Checker:
             vt,
             verifier=self.zk_verifier(),
             chain_id=self.genesis.chain_id,
+            in_force=in_force,
         )
 
 
@@ -394,11 +405,15 @@ def shielded_transfer(
     *,
     verifier: Any = None,
     chain_id: str,
+    in_force: dict[str, Value] | None = None,
 ) -> VerifiedShieldedTransfer:
     """Check the arguments of a ``shielded_pool.transact`` call as the pool does, then its proof.
 
     Raises :class:`ProofError` naming what failed. ``vt`` (the verified transaction) is
     attached to the result; tests and tools may pass None to check bare arguments.
+    ``in_force``: what governance had in force at the transaction's height (``circuits``,
+    ``regulator``, as the governance contract stores them); None: genesis's ``vks`` and
+    ``zk_params``.
     """
     from accord.contracts.shielded_pool import regulator_key_of
     from accord.zk import notes as zk
@@ -423,12 +438,26 @@ def shielded_transfer(
     pub = [int.from_bytes(x, "big") for x in inputs]
     if pub[zk.PUB_BIND] != zk.transfer_bind(chain_id, recipient, notes_):
         raise ProofError("the proof is bound to another recipient or other notes")
-    if "regulator" in zk_params:
-        reg = regulator_key_of(zk_params)
-        if tuple(pub[zk.PUB_REGULATOR : zk.PUB_REGULATOR + 2]) != reg:
-            raise ProofError("the transfer is not encrypted to this chain's regulator")
     v = verifier if verifier is not None else PyProofVerifier(vks)
-    if not v.verify(SHIELDED_CIRCUIT, proof, pub):
+    key_hash: bytes | None = None
+    reg: tuple[int, int] | None = None
+    if in_force is None:
+        if "regulator" in zk_params:
+            reg = regulator_key_of(zk_params)
+    else:
+        reg, key_hash = _governed_zk(in_force)
+        if not v.has(key_hash):
+            raise ProofError(
+                f"the {SHIELDED_CIRCUIT} verification key in force at the transfer's height "
+                f"(hash {key_hash.hex()}, registered by governance) was not given to this "
+                "light client: pass its JSON (LightClient(verification_keys=[...]); accord light "
+                "shielded --vk FILE)"
+            )
+    if reg is not None and tuple(pub[zk.PUB_REGULATOR : zk.PUB_REGULATOR + 2]) != reg:
+        raise ProofError(
+            "the transfer is not encrypted to the regulator key in force at its height"
+        )
+    if not v.verify(SHIELDED_CIRCUIT, proof, pub, vk_hash=key_hash):
         raise ProofError("the shielded-transfer proof does not verify (pure-Python Groth16)")
     nf: Sequence[bytes] = inputs[zk.PUB_NF : zk.PUB_NF + 2]
     cm: Sequence[bytes] = inputs[zk.PUB_CM : zk.PUB_CM + 2]
@@ -440,3 +469,20 @@ def shielded_transfer(
         deposit=pub[zk.PUB_DEPOSIT],
         withdrawal=pub[zk.PUB_WITHDRAWAL],
     )
+
+
+def _governed_zk(in_force: dict[str, Value]) -> tuple[tuple[int, int], bytes]:
+    """(regulator key, shielded-transfer vk hash) from governance's values (ProofError if
+    they do not name both: the pool accepted no transfer then)."""
+    reg = in_force.get("regulator")
+    circuits = in_force.get("circuits")
+    entry = circuits.get(SHIELDED_CIRCUIT) if isinstance(circuits, dict) else None
+    key_hash = entry.get("vk_hash") if isinstance(entry, dict) else None
+    if type(key_hash) is not bytes:
+        raise ProofError(f"no {SHIELDED_CIRCUIT} circuit was registered at the transfer's height")
+    if not (isinstance(reg, list) and len(reg) == 2 and all(type(c) is str for c in reg)):
+        raise ProofError("no regulator key was in force at the transfer's height")
+    try:
+        return (int(reg[0]), int(reg[1])), key_hash
+    except ValueError:
+        raise ProofError("the regulator key in force is malformed") from None

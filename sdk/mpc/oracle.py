@@ -131,6 +131,9 @@ class OracleRequest:
     params: dict[str, Any]
     reveal_to: list[bytes]
     deadline: int
+    servers: tuple[bytes, ...] | None = None
+    """The accounts of the servers in force when it was filed (None: an event from before
+    requests named them, for genesis's servers)."""
 
 
 def requests_in(receipts: list[Receipt]) -> list[OracleRequest]:
@@ -171,7 +174,22 @@ def _parse_request(d: Any) -> OracleRequest:
         raise MpcError("reveal_to must list 32-byte keys")
     if type(deadline) is not int:
         raise MpcError("deadline must be an integer")
-    return OracleRequest(rid, program, list(shares), dict(params), list(reveal_to), deadline)
+    servers = d.get("servers")
+    if servers is not None and not (
+        isinstance(servers, list)
+        and len(servers) == 3
+        and all(isinstance(a, bytes) and len(a) == 20 for a in servers)
+    ):
+        raise MpcError("servers must list three 20-byte accounts")
+    return OracleRequest(
+        rid,
+        program,
+        list(shares),
+        dict(params),
+        list(reveal_to),
+        deadline,
+        None if servers is None else tuple(servers),
+    )
 
 
 class OracleWorker:
@@ -205,9 +223,16 @@ class OracleWorker:
             if source_hash(fn).hex() != want:
                 raise CodeMismatch(f"MPC program {name!r}: local code hash differs from genesis")
 
+    def mine(self, req: OracleRequest) -> bool:
+        """Whether this server is one of the servers in force when ``req`` was filed (after a
+        ``set_mpc_servers`` change, requests filed from its activation height go to the new
+        servers, and earlier ones stay with the old)."""
+        return req.servers is None or self.account.address in req.servers
+
     def on_block(self, receipts: list[Receipt]) -> list[Tx]:
-        """Run every request of a committed block; returns the answer transactions to submit."""
-        return [self.answer(req) for req in requests_in(receipts)]
+        """Run every request of a committed block that is this server's; returns the answer
+        transactions to submit."""
+        return [self.answer(req) for req in requests_in(receipts) if self.mine(req)]
 
     def watch(self, client: Any, *, from_height: int | None = None) -> None:
         """Follow a node's committed events (``accord.client.Client``) and answer each request.
@@ -226,6 +251,8 @@ class OracleWorker:
                 if ev is None:
                     continue
                 for req in requests_from([ev]):
+                    if not self.mine(req):
+                        continue  # filed for the other servers in force at its height
                     tx = self.answer(req)  # never raises: a bad request gets ok=False
                     try:
                         client.submit(tx)

@@ -44,8 +44,8 @@ from accord.consensus import BlockFetched
 from accord.net.frames import Kind
 from accord.node.doublesign import vouched
 from accord.node.driver import now_ms, spawn
-from accord.storage.store import Pruned
 from accord.node.sets import governed
+from accord.storage.store import Pruned
 
 if TYPE_CHECKING:
     from accord.node.node import Node

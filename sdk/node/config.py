@@ -145,6 +145,14 @@ class NodeConfig(BaseModel):
         "(a validator lacking approved code stops before its activation height and says "
         "what to install)",
     )
+    circuits: dict[str, str] = Field(
+        default_factory=dict,
+        description="verification keys beyond genesis's: circuit name -> snarkjs vk JSON file "
+        "(relative to the node folder), for circuits governance registers or upgrades "
+        "(`register_circuit`); a proof is checked against the key whose hash is in force at "
+        "its block's height, and a validator lacking that key stops before its activation "
+        "height and says which file to provide",
+    )
     genesis_hash: str | None = Field(
         default=None,
         description="the genesis hash the members agreed on out of band (hex; written by "

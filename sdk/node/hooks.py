@@ -9,11 +9,13 @@ the ZK and MPC packages only when genesis uses them (a plain token chain loads n
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from accord.base.errors import ValidationError
 from accord.base.genesis import Genesis
 from accord.node.config import NodeConfig
 
@@ -61,6 +63,29 @@ def installed_contracts(config: NodeConfig, home: Path) -> list[Any]:
     return out
 
 
+def add_circuit_files(verifier: Any, config: NodeConfig, home: Path) -> None:
+    """Offer the verifier the verification keys node.json ``circuits`` names (circuit ->
+    vk JSON file). Each is used only where its hash is the one governance put in force for
+    that circuit; ValidationError naming a file that cannot be read as JSON."""
+    for circuit, rel in sorted(config.circuits.items()):
+        path = home / rel
+        try:
+            vk = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ValidationError(
+                f'node.json "circuits": cannot read the verification key of {circuit!r} '
+                f"from {path}: {e}"
+            ) from None
+        if not isinstance(vk, dict):
+            raise ValidationError(
+                f'node.json "circuits": {path} is not a verification key (a JSON object)'
+            )
+        h = verifier.add(vk, circuit=circuit, source=str(path))
+        log.info(
+            "%s: circuit %s verification key %s hashes to %s", config.name, circuit, path, h.hex()
+        )
+
+
 def runtime_hooks(
     genesis: Genesis, config: NodeConfig, home: Path, *, name: str, allow_insecure_zk: bool
 ) -> dict[str, Any]:
@@ -70,25 +95,28 @@ def runtime_hooks(
     hooks: dict[str, Any] = {}
     if config.contracts:
         hooks["installed"] = installed_contracts(config, home)
-    if genesis.zk_circuits:
+    if genesis.zk_circuits or config.circuits:
         from accord.zk.transcript import check_genesis
         from accord.zk.verifier import FastProofVerifier, verifier_from_genesis
 
         # Refuse keys that no verified ceremony produced (see accord.zk.transcript).
-        check_genesis(
-            dict(genesis.zk_circuits),
-            dict(genesis.zk_params),
-            ceremony_transcript(genesis, config, home),
-            allow_insecure=allow_insecure_zk,
-        )
+        if genesis.zk_circuits:
+            check_genesis(
+                dict(genesis.zk_circuits),
+                dict(genesis.zk_params),
+                ceremony_transcript(genesis, config, home),
+                allow_insecure=allow_insecure_zk,
+            )
+        verifier = verifier_from_genesis(genesis)
+        add_circuit_files(verifier, config, home)
+        hooks["proof_verifier"] = verifier
         if genesis.zk_params.get("ceremony") == "insecure-dev":
             log.warning(
                 "%s: genesis marks its proving keys insecure-dev (a one-machine "
                 "ceremony): never hold real value on this chain",
                 name,
             )
-        hooks["proof_verifier"] = verifier_from_genesis(genesis)
-        if not isinstance(hooks["proof_verifier"], FastProofVerifier):
+        if not isinstance(verifier, FastProofVerifier):
             # Leaders size blocks by their own verification speed: a proof-heavy block a
             # leader with the worker made in one round can take this node ~13x longer.
             log.warning(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -95,10 +95,42 @@ def decrypt_event(
     return rec.sender, rec.receivers, rec.values
 
 
-def audit(key: RegulatorKey, source: ChainSource, start: int = 0) -> list[AuditRow]:
+def key_for(
+    keys: Sequence[RegulatorKey], height: int, tx_hash: bytes, data: dict[str, Any]
+) -> RegulatorKey:
+    """The secret key of the regulator key a transfer is encrypted to: the key in force at its
+    height, which the pool checked and its event names (``regulator``). An event from before
+    events named it (no rotation could happen then) takes the first key: genesis's."""
+    named = data.get("regulator")
+    if named is None:
+        return keys[0]
+    if not isinstance(named, list) or len(named) != 2:
+        raise ValidationError(
+            f"the Transfer event of {tx_hash.hex()} names a malformed regulator key"
+        )
+    public = (fe_from_bytes(named[0]), fe_from_bytes(named[1]))
+    for key in keys:
+        if key.public == public:
+            return key
+    raise ValidationError(
+        f"the transfer {tx_hash.hex()} at height {height} is encrypted to the regulator key "
+        f"[{public[0]}, {public[1]}] (the one in force there), and no key given holds its "
+        "secret: pass every key the regulator has used (--key, repeated; keep retired keys)"
+    )
+
+
+def audit(
+    key: RegulatorKey | Sequence[RegulatorKey], source: ChainSource, start: int = 0
+) -> list[AuditRow]:
+    """Decrypt every shielded transfer from ``start`` on. ``key``: the regulator's secret
+    key, or every key it has held (governance's ``rotate_regulator`` puts a new one in force
+    from its activation height: each transfer is read with the key in force at its height)."""
+    keys = [key] if isinstance(key, RegulatorKey) else list(key)
+    if not keys:
+        raise ValidationError("the audit needs at least one regulator key")
     rows = []
     for height, tx_hash, ev in transfer_events(source, start):
-        sender, receivers, values = decrypt_event(key, ev.data)
+        sender, receivers, values = decrypt_event(key_for(keys, height, tx_hash, ev.data), ev.data)
         rows.append(
             AuditRow(
                 height=height,

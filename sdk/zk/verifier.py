@@ -1,8 +1,9 @@
 """Proof verifiers for the contract runtime: ``verify(circuit, proof, public_inputs) -> bool``.
 
-The runtime's ``ctx.verify_proof`` delegates to one of these. Both read the verification keys
-from genesis (``Genesis.zk_circuits``: circuit name -> snarkjs vk JSON) and both give the same
-answer on every input (a test runs them over a corpus of valid and invalid proofs):
+The runtime's ``ctx.verify_proof`` delegates to one of these, naming the key in force by its
+hash. Both hold genesis's verification keys (``Genesis.zk_circuits``: circuit name -> snarkjs
+vk JSON) and the ones a node's configuration adds for circuits governance registered (node.json
+``circuits``), and both give the same answer on every input (a test runs them over a corpus of valid and invalid proofs):
 
 * :class:`PyProofVerifier`: pure Python (py_ecc), no Node.js: light clients and any validator.
 * :class:`FastProofVerifier`: the same strict parsing in Python (canonical coordinates, points
@@ -25,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from accord.base.errors import ProofError
+from accord.base.genesis import vk_hash
 from accord.zk import groth16
 from accord.zk.prover import SnarkjsWorker, key_id, shared_worker
 from accord.zk.tools import ZkToolError
@@ -33,33 +35,99 @@ log = logging.getLogger(__name__)
 
 
 class _Base:
+    """Verification keys by the hash that names them (:func:`accord.base.genesis.vk_hash`):
+    genesis's, and those the node's configuration adds for circuits governance registers or
+    upgrades later. A proof is checked against the key whose hash is in force (the runtime
+    passes it), never against a key found by circuit name alone, so every validator checks
+    against the same key whatever files it holds."""
+
     def __init__(self, vks: Mapping[str, Any]) -> None:
-        self._raw = dict(vks)
-        self._parsed: dict[str, groth16.VerifyingKey] = {}
+        self._raw: dict[bytes, Any] = {}  # vk hash -> snarkjs vk JSON
+        self._named: dict[str, bytes] = {}  # genesis's circuit name -> its vk hash
+        self._parsed: dict[bytes, groth16.VerifyingKey] = {}
+        #: Files the node's configuration named, by circuit: (where, the file's vk hash); for
+        #: the message of a validator that lacks the key in force.
+        self.files: dict[str, tuple[str, bytes]] = {}
         self._lock = threading.Lock()
+        for name, vk in vks.items():
+            self._named[name] = self.add(vk)
 
     @classmethod
     def from_genesis(cls, genesis: Any, **kw: Any) -> Any:
         return cls(genesis.zk_circuits, **kw)
 
-    def circuits(self) -> list[str]:
-        return sorted(self._raw)
-
-    def key(self, circuit: str) -> groth16.VerifyingKey:
+    def add(self, vk: Any, *, circuit: str | None = None, source: str | None = None) -> bytes:
+        """Offer a verification key (snarkjs JSON); returns its hash. ``circuit`` and
+        ``source``: the node.json entry it came from (named in error messages)."""
+        h = vk_hash(vk)
         with self._lock:
-            vk = self._parsed.get(circuit)
+            self._raw[h] = vk
+            if circuit is not None:
+                self.files[circuit] = (source or "?", h)
+        return h
+
+    def has(self, vk_hash: bytes) -> bool:
+        return vk_hash in self._raw
+
+    def circuits(self) -> list[str]:
+        """Genesis's circuit names."""
+        return sorted(self._named)
+
+    def key(self, circuit: str, vk_hash: bytes | None = None) -> groth16.VerifyingKey:
+        """The parsed key ``vk_hash`` names (None: genesis's key of ``circuit``)."""
+        h = self._named.get(circuit) if vk_hash is None else vk_hash
+        with self._lock:
+            vk = None if h is None else self._parsed.get(h)
             if vk is None:
-                if circuit not in self._raw:
+                if h is None:
                     raise ProofError(f"no verification key for circuit {circuit!r} in genesis")
-                vk = self._parsed[circuit] = groth16.parse_vk(self._raw[circuit])
+                if h not in self._raw:
+                    raise ProofError(
+                        f"no verification key with hash {h.hex()} for circuit {circuit!r} "
+                        "on this node"
+                    )
+                vk = self._parsed[h] = groth16.parse_vk(self._raw[h])
             return vk
+
+    def verify(
+        self,
+        circuit: str,
+        proof: Any,
+        public_inputs: Sequence[Any],
+        vk_hash: bytes | None = None,
+    ) -> bool:
+        """Whether ``proof`` verifies for ``public_inputs`` under the key ``vk_hash`` names
+        (None: genesis's key of ``circuit``); ProofError for malformed input or no such key."""
+        return self._verify(circuit, vk_hash, self.key(circuit, vk_hash), proof, public_inputs)
+
+    def _verify(
+        self,
+        circuit: str,
+        vk_hash: bytes | None,
+        vk: groth16.VerifyingKey,
+        proof: Any,
+        public_inputs: Sequence[Any],
+    ) -> bool:
+        raise NotImplementedError
+
+    def raw(self, circuit: str, vk_hash: bytes | None = None) -> tuple[bytes, Any]:
+        """(hash, snarkjs JSON) of the key :meth:`key` parses."""
+        self.key(circuit, vk_hash)  # the same errors
+        h = self._named[circuit] if vk_hash is None else vk_hash
+        return h, self._raw[h]
 
 
 class PyProofVerifier(_Base):
     """Pure-Python Groth16 verification."""
 
-    def verify(self, circuit: str, proof: Any, public_inputs: Sequence[Any]) -> bool:
-        vk = self.key(circuit)
+    def _verify(
+        self,
+        circuit: str,
+        vk_hash: bytes | None,
+        vk: groth16.VerifyingKey,
+        proof: Any,
+        public_inputs: Sequence[Any],
+    ) -> bool:
         p, inputs = groth16.precheck(vk, proof, list(public_inputs))
         return groth16.verify_parsed(vk, p, inputs)
 
@@ -70,23 +138,30 @@ class FastProofVerifier(_Base):
     def __init__(self, vks: Mapping[str, Any], worker: SnarkjsWorker | None = None) -> None:
         super().__init__(vks)
         self._worker = worker
-        self._ids: dict[str, str] = {}  # circuit -> the worker's name for its key
+        self._ids: dict[bytes, str] = {}  # vk hash -> the worker's name for that key
         #: Proofs that the worker refused or could not decide, decided in Python instead (the
         #: worker is only a fast path: the answer must be the pure-Python one).
         self.fallbacks = 0
 
-    def verify(self, circuit: str, proof: Any, public_inputs: Sequence[Any]) -> bool:
-        vk = self.key(circuit)
+    def _verify(
+        self,
+        circuit: str,
+        vk_hash: bytes | None,
+        vk: groth16.VerifyingKey,
+        proof: Any,
+        public_inputs: Sequence[Any],
+    ) -> bool:
         # Steps (1) and (2) of groth16.precheck, exactly as PyProofVerifier runs them; step (3),
         # B's subgroup, is the worker's first check, then the pairing. So both verifiers meet
         # the faults of a proof in the same order and report the first one with the same text.
         p, inputs = groth16.precheck(vk, proof, list(public_inputs), subgroup=False)
         worker = self._worker or shared_worker()
         try:
-            vid = self._ids.get(circuit)
+            h, raw = self.raw(circuit, vk_hash)
+            vid = self._ids.get(h)
             if vid is None:
-                vid = self._ids[circuit] = key_id(self._raw[circuit])
-            return worker.verify(self._raw[circuit], groth16.proof_to_json(p), inputs, vk_id=vid)
+                vid = self._ids[h] = key_id(raw)
+            return worker.verify(raw, groth16.proof_to_json(p), inputs, vk_id=vid)
         except (ProofError, ZkToolError) as e:
             # Everything but B's subgroup was checked above, so a refusal here is either
             # "B not in G2" or a worker fault (a crash, an exception inside the worker). Either

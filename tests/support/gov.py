@@ -78,6 +78,28 @@ def governed_genesis(
     )
 
 
+def next_tx(
+    nonces: dict[bytes, int],
+    key: AccountKey,
+    chain_id: str,
+    contract: str,
+    method: str,
+    args: dict[str, Value],
+) -> Tx:
+    """A transaction signed by ``key`` with its next nonce (``nonces`` tracks them)."""
+    nonce = nonces.get(key.address, 0)
+    nonces[key.address] = nonce + 1
+    return Tx.create(
+        key,
+        chain_id=chain_id,
+        contract=contract,
+        method=method,
+        args=args,
+        nonce=nonce,
+        gas_limit=5_000_000,
+    )
+
+
 class GovChain:
     """A chain on a real store; ``call`` commits one block holding one transaction."""
 
@@ -92,17 +114,7 @@ class GovChain:
         return self.chain.head()[0]
 
     def tx(self, key: AccountKey, contract: str, method: str, **args: Value) -> Tx:
-        nonce = self.nonces.get(key.address, 0)
-        self.nonces[key.address] = nonce + 1
-        return Tx.create(
-            key,
-            chain_id=self.genesis.chain_id,
-            contract=contract,
-            method=method,
-            args=args,
-            nonce=nonce,
-            gas_limit=5_000_000,
-        )
+        return next_tx(self.nonces, key, self.genesis.chain_id, contract, method, args)
 
     def block(self, *txs: Tx) -> list[Receipt]:
         height = self.height
@@ -124,6 +136,16 @@ class GovChain:
 
     def query(self, method: str, **args: Value) -> Any:
         return self.chain.query("governance", method, args)
+
+    def pass_action(self, action: dict[str, Value], activation: int | None = None) -> int:
+        """Propose ``action`` as member 0, approve it as members 1 and 2 (enough of four);
+        returns the height it takes effect at."""
+        r = self.propose(member_key(0), action, activation)
+        assert r.ok, r.error
+        for i in (1, 2):
+            last = self.call(member_key(i), "approve", proposal=r.result)
+        assert last.result == "passed", last.error
+        return int(self.query("proposal", proposal=r.result)["effective"])
 
 
 ESCROW_INIT = '"""A contract package made by a test: installed on a node like a release."""\n'
