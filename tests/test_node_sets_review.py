@@ -25,7 +25,7 @@ from accord.base.encoding import Value
 from accord.base.types import Block, Certificate
 from accord.node import Node
 
-from .support.gov import new_validator_folder
+from .support.gov import add_validator_action, new_validator_folder
 from .support.inproc import ThreadedNetwork
 
 
@@ -196,8 +196,6 @@ def test_a_lagging_genesis_validator_catches_up_from_a_validator_governance_adde
     it knows their keys from the chain (their consensus messages still count for nothing
     until a set names them; their certificates are checked against the set of each
     height), or have node.json carry their public keys."""
-    from accord.base.members import MemberCard
-
     from .support.gov import NetworkGov
 
     net, newcomer = _network_with_isolated_newcomer(tmp_path / "net", "setrev-lag")
@@ -207,19 +205,7 @@ def test_a_lagging_genesis_validator_catches_up_from_a_validator_governance_adde
         behind = _head(net.nodes[3])
         net.run(net.nodes[3].stop())
         gov = NetworkGov(net, 3)
-        card = MemberCard.model_validate_json(
-            (tmp_path / "net" / "validator-4" / "member.json").read_text()
-        )
-        added = gov.vote(
-            {
-                "kind": "add_validator",
-                "name": card.name,
-                "bls_public_key": bytes.fromhex(card.bls_public_key),
-                "pop": bytes.fromhex(card.pop),
-                "account": bytes.fromhex(card.account),
-            },
-            [0, 1, 2],
-        )
+        added = gov.vote(add_validator_action(tmp_path / "net" / "validator-4"), [0, 1, 2])
         # The set of five (quorum 4) needs validator-4's votes to make progress.
         _wait(lambda: _head(newcomer) >= added + 3, 90, "the set of five decides")
         assert not newcomer.driver.following
@@ -253,7 +239,6 @@ class _LaggingAcrossAnAddition:
     from validator-0's store as an honest peer serves them."""
 
     def __init__(self, root: Path, name: str) -> None:
-        from accord.base.members import MemberCard
         from accord.devnet import free_ports
         from accord.node.config import NodeConfig
 
@@ -265,17 +250,7 @@ class _LaggingAcrossAnAddition:
         net.run(self.newcomer.start())
         self.behind = _head(net.nodes[3])
         net.run(net.nodes[3].stop())
-        card = MemberCard.model_validate_json((root / "validator-4" / "member.json").read_text())
-        self.added = NetworkGov(net, 3).vote(
-            {
-                "kind": "add_validator",
-                "name": card.name,
-                "bls_public_key": bytes.fromhex(card.bls_public_key),
-                "pop": bytes.fromhex(card.pop),
-                "account": bytes.fromhex(card.account),
-            },
-            [0, 1, 2],
-        )
+        self.added = NetworkGov(net, 3).vote(add_validator_action(root / "validator-4"), [0, 1, 2])
         assert self.behind < self.added - 2
         _wait(lambda: _head(net.nodes[0]) >= self.added + 3, 90, "the set of five decides")
         folder = root / "validator-3"

@@ -294,6 +294,8 @@ class CatchUp:
         node = self.node
         if type(body) is list and body and body[0] == "snap":
             return await node.ops.serve(body)
+        if type(body) is list and body and body[0] == "sets":
+            return await node.ops.serve_sets(body)
         if type(body) is not list or not body or body[0] not in ("height", "hash"):
             raise DecodeError("block request is ['height', from, count] or ['hash', hash]")
         out: list[Value] = []

@@ -63,7 +63,7 @@ from accord.node.config import NodeConfig
 from accord.node.doublesign import DoubleSignGuard
 from accord.node.driver import CoreDriver, now_ms
 from accord.node.feed import BlockFeed, Subscription
-from accord.node.ledger import OpenApplication, certificate_checker, open_ledger
+from accord.node.ledger import OpenApplication, open_ledger
 from accord.node.listen import link_config, listen
 from accord.node.metrics import NodeMetrics
 from accord.node.sets import Roster, SetSizes
@@ -120,7 +120,6 @@ class Node:
         """Contract classes by name for the default Chain's runtime (None: the built-ins)."""
         self._application = application
         """Builds the ledger on the open store (None: a Chain; see :mod:`accord.node.ledger`)."""
-        self.verify_cert = certificate_checker(genesis)
         self._addresses = addresses
         self.driver = CoreDriver(self, secret, tick_ms)
         """Feeds the core and carries out its actions (see :mod:`accord.node.driver`)."""

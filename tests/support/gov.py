@@ -192,6 +192,21 @@ class NetworkGov:
         return int(doc["effective"])
 
 
+def add_validator_action(folder: Path) -> dict[str, Any]:
+    """The ``add_validator`` action for the member set up apart in ``folder`` (from the
+    public card its ``keys new --validator`` wrote: member.json)."""
+    from accord.base.members import MemberCard
+
+    card = MemberCard.model_validate_json((folder / "member.json").read_text())
+    return {
+        "kind": "add_validator",
+        "name": card.name,
+        "bls_public_key": bytes.fromhex(card.bls_public_key),
+        "pop": bytes.fromhex(card.pop),
+        "account": bytes.fromhex(card.account),
+    }
+
+
 def new_validator_folder(root: Path, name: str, port: int, api_port: int) -> Path:
     """A member that was not in genesis sets up apart (keys new --validator), and every other
     validator's node.json learns where it listens (peers, new_validators)."""
