@@ -19,6 +19,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
+
 from accord.base import encoding
 from accord.base.crypto import bls
 from accord.base.encoding import Value
@@ -148,3 +150,29 @@ def test_a_validator_state_syncs_into_a_network_whose_set_changed_and_validates(
         if newcomer is not None:
             net.run(newcomer.stop())
         net.close()
+
+
+def test_new_validator_keys_must_name_an_expected_validator_and_a_bls_key() -> None:
+    """node.json's new_validator_keys: refused with a clear error unless each is a 48-byte
+    key of a name in new_validators (a typo must not leave a key accepted for ever)."""
+    from accord.base.errors import ValidationError
+    from accord.node.config import NodeConfig
+
+    key = bls.public_key(bls.demo_secret("erin"))
+    good = NodeConfig(
+        name="v0",
+        genesis="g.json",
+        new_validators=["erin"],
+        new_validator_keys={"erin": key.hex()},
+    )
+    assert good.expected_keys() == [("erin", key)]
+    for bad, why in (
+        ({"eirn": key.hex()}, "not in new_validators"),
+        ({"erin": key.hex()[:-2]}, "48-byte"),
+        ({"erin": "zz" * 48}, "48-byte"),
+    ):
+        cfg = NodeConfig(
+            name="v0", genesis="g.json", new_validators=["erin"], new_validator_keys=bad
+        )
+        with pytest.raises(ValidationError, match=why):
+            cfg.expected_keys()

@@ -103,6 +103,11 @@ class Node:
         self.public_key = bls.public_key(secret)
         self.roster = Roster(genesis, self.public_key, config.name)
         """Every validator this node knows, in the transport's numbering (see sets.Roster)."""
+        for name, key in config.expected_keys():
+            # Known for catch-up before any set names them (they count for nothing in
+            # consensus until one does): a node that was down while they were added can
+            # fetch the blocks that add them from them alone.
+            self.roster.index(name, key)
         self.index, self.name = self.roster.own, self.roster.names[self.roster.own]
         self.set_size = SetSizes(genesis, lambda: self.chain)
         """Validators in the set of a height (how its certificate's signers are read)."""

@@ -207,10 +207,13 @@ def add_validator_action(folder: Path) -> dict[str, Any]:
     }
 
 
-def new_validator_folder(root: Path, name: str, port: int, api_port: int) -> Path:
+def new_validator_folder(
+    root: Path, name: str, port: int, api_port: int, *, with_key: bool = False
+) -> Path:
     """A member that was not in genesis sets up apart (keys new --validator), and every other
-    validator's node.json learns where it listens (peers, new_validators)."""
-    from accord.base.members import new_member
+    validator's node.json learns where it listens (peers, new_validators) and, ``with_key``,
+    its BLS key (new_validator_keys: accepted for catch-up before a set names it)."""
+    from accord.base.members import MemberCard, new_member
     from accord.net.tls import make_self_signed
     from accord.node.config import P2P_TLS, NodeConfig
 
@@ -225,6 +228,9 @@ def new_validator_folder(root: Path, name: str, port: int, api_port: int) -> Pat
         peers[cfg.name] = f"{cfg.host}:{cfg.port}"
         cfg.peers[name] = f"127.0.0.1:{port}"
         cfg.new_validators.append(name)
+        if with_key:
+            card = MemberCard.model_validate_json((folder / "member.json").read_text())
+            cfg.new_validator_keys[name] = card.bls_public_key
         cfg.save(other)
     make_self_signed(folder / P2P_TLS.cert, folder / P2P_TLS.key, name=name)
     NodeConfig(
