@@ -75,6 +75,13 @@ class NodeConfig(BaseModel):
     name: str
     genesis: str = Field(description="path of genesis.json, relative to the node folder")
     validator_key: str = "validator.key"
+    next_validator_key: str | None = Field(
+        default=None,
+        description="a BLS key file (relative to the node folder) governance is to rotate "
+        "this validator's key to (`rotate_validator_key`): the node signs with "
+        "`validator_key` until the set of the next height names this key for it, then "
+        "with this one, without a restart (then make it `validator_key`)",
+    )
     data_dir: str = "data"
     host: str = "127.0.0.1"
     port: int = 0

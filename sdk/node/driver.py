@@ -108,6 +108,10 @@ class CoreDriver:
         self._later_bytes = 0
         self._governed = False  # the chain can change its set (it runs the governance contract)
 
+    def rekey(self, secret: bytes) -> None:
+        """Cores built from now on sign with ``secret`` (see :meth:`Node.rekey`)."""
+        self._secret = secret
+
     @property
     def following(self) -> bool:
         """Outside the validator set of the next height: following by certificates."""
@@ -128,6 +132,7 @@ class CoreDriver:
             if self._governed
             else tuple(node.genesis.validators)
         )
+        node.rekey(validators)  # a rotation by vote in force from the next height
         view = SetView.of(validators, node.public_key, node.roster.index)
         node.roster.retire_rotated(validators)
         keys = view.keys

@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 from accord.base.crypto import bls
 from accord.base.encoding import Value
 from accord.base.errors import AccordError
-from accord.base.genesis import Genesis
+from accord.base.genesis import Genesis, ValidatorInfo
 from accord.base.keys import load_validator_key
 from accord.base.metrics import Registry
 from accord.base.types import Block, Event, Receipt, Tx
@@ -101,6 +101,12 @@ class Node:
         genesis.check()
         config.check_genesis(genesis)  # node.json's pinned genesis hash, if any
         self.public_key = bls.public_key(secret)
+        self._next_secret = (
+            None
+            if config.next_validator_key is None
+            else load_validator_key(Path(home) / config.next_validator_key)
+        )
+        """The key a rotation by vote moves this validator to (taken by :meth:`rekey`)."""
         self.roster = Roster(genesis, self.public_key, config.name)
         """Every validator this node knows, in the transport's numbering (see sets.Roster)."""
         for name, key in config.expected_keys():
@@ -179,6 +185,34 @@ class Node:
         return self.driver.core
 
     # --- construction -------------------------------------------------------------------
+
+    def rekey(self, validators: tuple[ValidatorInfo, ...]) -> bool:
+        """Move to ``next_validator_key`` if the set ``validators`` (the next height's) names
+        it and not the key this node signs with: a rotation by vote is in force from that
+        height. The driver's cores sign with it from then on, the transport speaks as it
+        (its links re-authenticate) and the old key is retired here too. Returns whether
+        the key changed."""
+        nxt = self._next_secret
+        if nxt is None:
+            return False
+        keys = {v.public_key_bytes for v in validators}
+        new = bls.public_key(nxt)
+        if new not in keys or self.public_key in keys:
+            return False
+        old = self.public_key
+        self._secret, self._next_secret, self.public_key = nxt, None, new
+        self.driver.rekey(nxt)
+        self.index = self.roster.index(self.name, new)
+        self.roster.own = self.index
+        if self.transport is not None:
+            self.transport.become(self.index, nxt)
+        self.roster.retire(old)
+        log.warning(
+            "%s: validator key rotated to %s (the set of the next height names it)",
+            self.name,
+            new.hex()[:16],
+        )
+        return True
 
     @classmethod
     def from_dir(cls, path: str | Path, **kw: Any) -> Node:

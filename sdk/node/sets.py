@@ -190,6 +190,12 @@ class Roster:
             transport.retire(k)
         return transport
 
+    def retire(self, key: bytes) -> None:
+        """Refuse ``key`` from now on (on the transport too, once it runs). Idempotent."""
+        self.retired.add(key)
+        if self.transport is not None:
+            self.transport.retire(key)
+
     def retire_rotated(self, validators: tuple[ValidatorInfo, ...]) -> list[bytes]:
         """Keys whose validator (by name) the set ``validators`` names with another key: rotated
         away, refused by the transport from now on (review finding: the old key, often one that
@@ -202,9 +208,7 @@ class Roster:
             if name in now and now[name] != k and k not in self.retired
         ]
         for k in gone:
-            self.retired.add(k)
-            if self.transport is not None:
-                self.transport.retire(k)
+            self.retire(k)
         return gone
 
     def index(self, name: str, key: bytes) -> int:
