@@ -123,7 +123,7 @@ def test_skip_ahead_walks_on_a_chain_whose_set_can_change(
 ) -> None:
     """The devnet runs the governance contract: each height's set is fixed by the headers
     before it, so no header can be checked alone and ``skip`` walks (it checked one
-    certificate when the set was genesis's for ever; see accord.light.sets)."""
+    certificate when the set was genesis's for ever; see accord.ledger.validatorsets)."""
     with LightClient(devnet.genesis, devnet.urls[:1]) as lc:
         report = lc.sync(skip=True)
         assert lc.head is not None and lc.head.certificate is not None

@@ -1,4 +1,4 @@
-"""accord.light.sets: the validator set of a height, read as the governance contract reads it,
+"""accord.ledger.validatorsets: the validator set of a height, read as the governance contract reads it,
 and never for a height nothing trusted fixes yet."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accord.base.errors import DecodeError
-from accord.light.sets import ValidatorSets, entry_keys
+from accord.ledger.validatorsets import ValidatorSets, entry_keys
 
 from .support.api import api_genesis
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -29,34 +28,20 @@ from accord.node.config import demo_account, init_network
 from accord.storage import snapshot as snap
 
 from .support.notary import Notary, open_notary
-
-
-def _wait(cond: Any, timeout: float, what: str, detail: Any = None) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail else ""))
+from .support.tamper import offer_the_same_snapshots, tamper_requests
+from .support.wait import until
 
 
 def _lie(node: Node, how: str) -> list[int]:
     """Make ``node`` serve bad snapshot parts; return a list counting the lies told."""
-    transport = node.transport
-    assert transport is not None
-    honest = transport.on_request
-    assert honest is not None
-    told: list[int] = []
 
-    async def lying(frm: int, body: Value) -> Value:
-        out = await honest(frm, body)
+    def alter(body: Value, out: Value) -> Value | None:
         if type(body) is not list or body[:1] != ["snap"] or type(out) is not bytes:
-            return out
+            return None
         if how == "root" and body[1] == "manifest":
             m = snap.Manifest.decode(out)
             c = m.cells[0]
             cells = (snap.Cell(c.depth, c.prefix, c.count, bytes(32)), *m.cells[1:])
-            told.append(0)
             return snap.Manifest(m.block, m.certificate, m.receipts, cells).encode()
         if how == "chunk" and body[1] == "chunk":
             items = encoding.decode(out)
@@ -64,12 +49,10 @@ def _lie(node: Node, how: str) -> list[int]:
             first = items[0]
             assert isinstance(first, list)
             items[0] = [first[0], bytes(first[1]) + b"\x00"]
-            told.append(int(body[3]))  # type: ignore[arg-type]
             return encoding.encode(items)
-        return out
+        return None
 
-    transport.on_request = lying
-    return told
+    return tamper_requests(node, alter)
 
 
 def _network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **node_kw: Any) -> Any:
@@ -140,27 +123,20 @@ def test_a_new_validator_joins_by_state_sync_past_lying_peers_and_commits(networ
                 nonce=nonce,
             )
         )
-    _wait(
+    until(
         lambda: all(
             len(snap.available(n.ops.dir)) >= 1 and snap.available(n.ops.dir)[0] >= 8 for n in nodes
         ),
         90,
         "snapshots at height 8 on the running validators",
     )
-    for n in nodes:  # no more snapshots: all three then offer the same heights
-        n.config.snapshot_interval = 0
-    _wait(lambda: all(n.ops._builder is None for n in nodes), 30, "snapshot builds to end")
-    common = min(snap.available(n.ops.dir)[0] for n in nodes)
-    for n in nodes:
-        for h in snap.available(n.ops.dir):
-            if h > common:
-                shutil.rmtree(n.ops.dir / str(h))
+    offer_the_same_snapshots(nodes)
     bad_root = _lie(nodes[0], "root")
     bad_chunks = _lie(nodes[1], "chunk")
     late = Node.from_dir(root / "validator-3")
     nodes.append(late)
     run(late.start())
-    _wait(
+    until(
         lambda: (
             late.ops.synced_height is not None
             and _height(late) >= min(_height(n) for n in nodes[:3]) - 1
@@ -193,7 +169,7 @@ def test_a_new_validator_joins_by_state_sync_past_lying_peers_and_commits(networ
     # Now it takes part: with the honest peer stopped, nothing commits without validator 3.
     run(nodes[2].stop())
     start = _height(late)
-    _wait(
+    until(
         lambda: min(_height(late), _height(nodes[0]), _height(nodes[1])) >= start + 3,
         60,
         "three blocks committed by validators 0, 1 and 3",
@@ -204,7 +180,7 @@ def test_a_new_validator_joins_by_state_sync_past_lying_peers_and_commits(networ
 
 def test_when_every_peer_lies_nothing_is_installed_and_the_node_replays(network: Any) -> None:
     root, genesis, nodes, run = network
-    _wait(
+    until(
         lambda: all(snap.available(n.ops.dir) and snap.available(n.ops.dir)[0] >= 4 for n in nodes),
         90,
         "snapshots on the running validators",
@@ -213,7 +189,7 @@ def test_when_every_peer_lies_nothing_is_installed_and_the_node_replays(network:
     late = Node.from_dir(root / "validator-3")
     nodes.append(late)
     run(late.start())
-    _wait(
+    until(
         lambda: (
             not late.ops.holds_catch_up and _height(late) >= min(_height(n) for n in nodes[:3]) - 1
         ),
@@ -256,7 +232,7 @@ def test_a_ledger_that_is_not_a_chain_gives_up_on_lying_peers_and_replays(
     root, genesis, nodes, run = notary_network
     assert all(isinstance(n.chain, Notary) for n in nodes)
     tx_hashes = _notarise(nodes[0], genesis, 3)
-    _wait(
+    until(
         lambda: all(snap.available(n.ops.dir) and snap.available(n.ops.dir)[0] >= 4 for n in nodes),
         90,
         "snapshots of the notary on the running validators",
@@ -265,7 +241,7 @@ def test_a_ledger_that_is_not_a_chain_gives_up_on_lying_peers_and_replays(
     late = Node.from_dir(root / "validator-3", application=open_notary)
     nodes.append(late)
     run(late.start())
-    _wait(
+    until(
         lambda: (
             not late.ops.holds_catch_up and _height(late) >= min(_height(n) for n in nodes[:3]) - 1
         ),
@@ -293,24 +269,17 @@ def test_a_ledger_that_is_not_a_chain_joins_by_state_sync(notary_network: Any) -
     answers queries about transactions committed before it joined."""
     root, genesis, nodes, run = notary_network
     tx_hashes = _notarise(nodes[0], genesis, 3)
-    _wait(
+    until(
         lambda: all(snap.available(n.ops.dir) and snap.available(n.ops.dir)[0] >= 8 for n in nodes),
         90,
         "snapshots of the notary at height 8",
     )
-    for n in nodes:
-        n.config.snapshot_interval = 0
-    _wait(lambda: all(n.ops._builder is None for n in nodes), 30, "snapshot builds to end")
-    common = min(snap.available(n.ops.dir)[0] for n in nodes)
-    for n in nodes:
-        for h in snap.available(n.ops.dir):
-            if h > common:
-                shutil.rmtree(n.ops.dir / str(h))
+    offer_the_same_snapshots(nodes)
     bad_chunks = _lie(nodes[1], "chunk")
     late = Node.from_dir(root / "validator-3", application=open_notary)
     nodes.append(late)
     run(late.start())
-    _wait(
+    until(
         lambda: (
             late.ops.synced_height is not None
             and _height(late) >= min(_height(n) for n in nodes[:3]) - 1

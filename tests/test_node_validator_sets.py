@@ -11,7 +11,7 @@ import pytest
 
 from accord.consensus import certificate_signers
 
-from .support.gov import NetworkGov, new_validator_folder, wait_until
+from .support.gov import NetworkGov, add_validator_action, new_validator_folder, wait_until
 from .support.inproc import ThreadedNetwork
 
 N = 5
@@ -72,7 +72,6 @@ def test_a_member_set_up_apart_is_added_by_vote_and_a_genesis_one_removed(tmp_pa
     """Deliverable 3 end to end: a fifth member makes its keys on its own machine, starts
     following (no peer accepts it yet), is added by vote, catches up by certificates and
     votes; then a genesis validator is removed. The heads stay identical throughout."""
-    from accord.base.members import MemberCard
     from accord.devnet import free_ports
     from accord.node import Node
 
@@ -89,17 +88,7 @@ def test_a_member_set_up_apart_is_added_by_vote_and_a_genesis_one_removed(tmp_pa
         assert newcomer.driver.following  # not a validator yet: nobody counts its votes
         gov = NetworkGov(net, 4)
         clients = gov.clients
-        card = MemberCard.model_validate_json((made[0] / "member.json").read_text())
-        added = gov.vote(
-            {
-                "kind": "add_validator",
-                "name": card.name,
-                "bls_public_key": bytes.fromhex(card.bls_public_key),
-                "pop": bytes.fromhex(card.pop),
-                "account": bytes.fromhex(card.account),
-            },
-            [0, 1, 2],
-        )
+        added = gov.vote(add_validator_action(made[0]), [0, 1, 2])
 
         def head(nd: Node) -> int:
             assert nd.chain is not None

@@ -19,7 +19,7 @@ carries a valid certificate is a fork.
 
 Each certificate is checked against the validator set of its height. On a chain with the
 governance contract the set changes by vote, and the set of height h is fixed by the state
-after block h - 2: the client proves the changes (:mod:`accord.light.sets`) against its newest
+after block h - 2: the client proves the changes (:mod:`accord.ledger.validatorsets`) against its newest
 trusted header as it walks, one state proof every two headers (more when a change is new),
 and never checks a header whose set nothing trusted fixes yet. Skipping ahead
 (``sync(skip=True)``, and ``header(h)`` for a height not yet synced) checks one later header's
@@ -67,7 +67,7 @@ from accord.base.errors import (
 from accord.base.genesis import Genesis
 from accord.base.types import Header
 from accord.client import AsyncClient, HeaderWithCertificate, StateValue
-from accord.light.sets import COUNT_KEY, ValidatorSets, entry_key, entry_keys
+from accord.ledger.validatorsets import COUNT_KEY, ValidatorSets, entry_key, entry_keys
 from accord.light.store import TrustedHeader, TrustStore
 from accord.light.verify import (
     Checker,
@@ -154,7 +154,7 @@ class AsyncLightClient:
         self.checker = Checker(self.genesis, verification_keys)
         self.store = TrustStore(self.genesis.chain_id, self.genesis.hash, store, keep=keep)
         self.sets = ValidatorSets(self.genesis)
-        """The validator set of each height, as proved so far (accord.light.sets)."""
+        """The validator set of each height, as proved so far (accord.ledger.validatorsets)."""
         try:
             self.sets.load_json(self.store.validator_sets)
         except DecodeError as e:
@@ -378,7 +378,7 @@ class AsyncLightClient:
                 self.checker.check_shape(node, header, height)
                 if cert is not None and self.sets.keys_at(height) is None:
                     # Its set is fixed by the state two heights below: prove the changes up
-                    # to the newest trusted header first (accord.light.sets).
+                    # to the newest trusted header first (accord.ledger.validatorsets).
                     if verified:
                         self.store.add(verified)
                         added += len(verified)
@@ -511,7 +511,7 @@ class AsyncLightClient:
         order = ([prefer] if prefer else []) + [n for n in self.nodes if n != prefer]
         if self.sets.keys_at(height) is None:
             # A governed chain: the set of ``height`` is fixed only by the headers below it,
-            # so the client walks there first (accord.light.sets).
+            # so the client walks there first (accord.ledger.validatorsets).
             for node in order:
                 try:
                     await self._sync_from(node)

@@ -9,7 +9,7 @@ What is kept, and why:
   newest ``keep`` are kept: an older header is fetched again and re-verified on demand (its
   certificate is checked directly against the validator set).
 * ``validator_sets``: on a chain whose set changes by vote, the changes proved so far and the
-  height through which sets are known (:mod:`accord.light.sets`).
+  height through which sets are known (:mod:`accord.ledger.validatorsets`).
 * ``fork``: evidence of two conflicting certified headers. Once set, the client refuses to
   answer (a fork means more than f validators misbehaved; the validator set can no longer be
   trusted). Only an operator removing the file clears it.

@@ -207,7 +207,7 @@ class Checker:
         keys: Sequence[bytes] | None = None,
     ) -> None:
         """``cert`` certifies exactly ``header`` with a quorum of distinct validators of
-        ``keys``, the set of its height (default: genesis's; see :mod:`accord.light.sets`)."""
+        ``keys``, the set of its height (default: genesis's; see :mod:`accord.ledger.validatorsets`)."""
         if cert is None:
             raise lie(node, "certificate", f"header {header.height} comes without a certificate")
         if cert.height != header.height or cert.block_hash != header.hash:

@@ -489,6 +489,8 @@ class Transport:
         self._serving: dict[int, set[asyncio.Task[None]]] = {}
         self._banned_until: dict[int, float] = {}
         self._retired: set[int] = set()
+        self._dialing: set[int] = set()
+        """Validators a dial loop runs for (one each)."""
         self.bound_port: int | None = None
 
     # --- metrics -------------------------------------------------------------------------
@@ -588,6 +590,7 @@ class Transport:
         return j != self.index and self._order(self.index) < self._order(j)
 
     def _start_dialer(self, j: int) -> None:
+        self._dialing.add(j)
         self._dialers.append(asyncio.create_task(self._dial_loop(j), name=f"accord-dial-{j}"))
 
     def add_validator(self, name: str, key: bytes) -> int:
@@ -606,6 +609,32 @@ class Transport:
             self._start_dialer(j)
         return j
 
+    def become(self, index: int, secret: bytes) -> None:
+        """Speak as validator ``index`` (already in the roster) with ``secret`` from now on:
+        this validator's key was rotated by vote. Every link authenticated the old key, so
+        each is closed and made again under the new one (peers that have not yet executed
+        the rotation refuse it until they have; the dialers retry), and the dial rule is
+        applied anew for this side's new place."""
+        key = bls.public_key(secret)
+        if self._keys[index] != key:
+            raise ValidationError(f"the secret is not validator {index}'s key in the roster")
+        self.index, self._secret, self.me = index, secret, key
+        for peer in list(self._peers.values()):
+            peer.close_reason = "rekeyed"
+            self._close_later(peer)
+        if self._started and not self._stopping:
+            for j in range(len(self._keys)):
+                if self._dials(j) and j not in self._dialing and j not in self._retired:
+                    self._start_dialer(j)
+
+    def _close_later(self, peer: _Peer) -> None:
+        async def close() -> None:
+            await peer.ws.close()
+
+        task = asyncio.get_running_loop().create_task(close())
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
+
     def index_of(self, key: bytes) -> int | None:
         return self._key_index.get(key)
 
@@ -619,13 +648,7 @@ class Transport:
         peer = self._peers.get(j)
         if peer is not None:
             peer.close_reason = "retired"
-
-            async def close() -> None:
-                await peer.ws.close()
-
-            task = asyncio.get_running_loop().create_task(close())
-            self._refreshing.add(task)
-            task.add_done_callback(self._refreshing.discard)
+            self._close_later(peer)
 
     def carry_blocks(self, block_bytes: int) -> None:
         """Size frames for blocks of up to ``block_bytes`` from now on (governance scheduled
@@ -1127,9 +1150,17 @@ class Transport:
     # --- connections ---------------------------------------------------------------------
 
     async def _dial_loop(self, j: int) -> None:
+        try:
+            await self._dial(j)
+        finally:
+            self._dialing.discard(j)
+
+    async def _dial(self, j: int) -> None:
         attempt = 0
         assert self._session is not None and self._addr_changed is not None
-        while not self._stopping and j not in self._retired:
+        # _dials(j) changes only when this side's key is rotated (become): the other side
+        # dials from then on.
+        while not self._stopping and j not in self._retired and self._dials(j):
             host, port = self._addresses.get(j, ("", 0))
             if self._is_banned(j):
                 await asyncio.sleep(self._banned_until[j] - asyncio.get_running_loop().time())

@@ -190,7 +190,7 @@ class CatchUp:
             not node.running
             or node.chain is None
             or node.transport is None
-            or not self.peer_heads
+            or not self._heads
             or node.fault is not None
             or node.ops.holds_catch_up
         ):
@@ -202,19 +202,28 @@ class CatchUp:
         if guard.holding and not guard.start_vouched and self.set_size() > 1:
             return  # no certificate is judged before the peers vouch for the boundary
         now = time.monotonic()
+
         # Peers that lately sent a body that did not apply are asked only if nobody else can.
         # One height behind is the normal state while a commit propagates; the core catches
         # that up from the next proposal. Two or more means we missed commits. A restored
         # node that holds sees no proposals (accord.node.doublesign): it fetches the last too.
         # A peer whose request is in flight is not asked again, nor waited for: a liar letting
         # its requests time out must not keep the others from being asked meanwhile.
-        ahead = {
-            p: h
-            for p, h in self.peer_heads.items()
-            if h > height + (0 if guard.holding or node.driver.following else 1)
-            and (p not in self._inflight or now - self._inflight[p] >= REQUEST_TIMEOUT_S)
-            and self.pruned.get(p, -1) <= height
-        }
+        def ahead_of(heads: dict[int, int]) -> dict[int, int]:
+            return {
+                p: h
+                for p, h in heads.items()
+                if h > height + (0 if guard.holding or node.driver.following else 1)
+                and (p not in self._inflight or now - self._inflight[p] >= REQUEST_TIMEOUT_S)
+                and self.pruned.get(p, -1) <= height
+            }
+
+        # The set's members first. Only if none is ahead, any peer: a validator governance
+        # added that this node has not executed the addition of yet (node.json's
+        # new_validator_keys), or a removed one. Their blocks are judged like any peer's, by
+        # certificates checked against the set of each height; their heads decide nothing
+        # else (the restore hold reads members only).
+        ahead = ahead_of(self.peer_heads) or ahead_of(self._heads)
         if not ahead:
             return
         trusted = {p: h for p, h in ahead.items() if self.distrusted.get(p, 0.0) <= now}
@@ -334,7 +343,7 @@ class CatchUp:
         """A request by height to ``peer`` moved our head nowhere. If it claims more than we
         hold (a liar, or it pruned them), ask the others first, or a false head would be the
         only peer asked, for ever."""
-        if self.peer_heads.get(peer, 0) > self._height():
+        if self._heads.get(peer, 0) > self._height():
             self.distrusted[peer] = time.monotonic() + DISTRUST_S
 
     def _height(self) -> int:
@@ -388,6 +397,8 @@ class CatchUp:
         node = self.node
         if type(body) is list and body and body[0] == "snap":
             return await node.ops.serve(body)
+        if type(body) is list and body and body[0] == "sets":
+            return await node.ops.serve_sets(body)
         if type(body) is not list or not body or body[0] not in ("height", "hash"):
             raise DecodeError("block request is ['height', from, count] or ['hash', hash]")
         out: list[Value] = []

@@ -75,6 +75,13 @@ class NodeConfig(BaseModel):
     name: str
     genesis: str = Field(description="path of genesis.json, relative to the node folder")
     validator_key: str = "validator.key"
+    next_validator_key: str | None = Field(
+        default=None,
+        description="a BLS key file (relative to the node folder) governance is to rotate "
+        "this validator's key to (`rotate_validator_key`): the node signs with "
+        "`validator_key` until the set of the next height names this key for it, then "
+        "with this one, without a restart (then make it `validator_key`)",
+    )
     data_dir: str = "data"
     host: str = "127.0.0.1"
     port: int = 0
@@ -138,6 +145,14 @@ class NodeConfig(BaseModel):
         description="names of validators governance is to add after genesis that `peers` "
         "gives addresses for (any other name genesis lacks is refused as a typo)",
     )
+    new_validator_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="the BLS public keys (hex, from their member cards) of `new_validators`: "
+        "the node accepts and dials them from the start, for catch-up only (their votes "
+        "count once a set names them, their certificates are checked against the set of each "
+        "height), so a validator that was down while they were added can catch up from them "
+        "alone",
+    )
     contracts: list[InstalledContract] = Field(
         default_factory=list,
         description="contract code installed on this node beyond the built-ins; the runtime "
@@ -158,6 +173,27 @@ class NodeConfig(BaseModel):
         description="the genesis hash the members agreed on out of band (hex; written by "
         "`accord genesis join`): the node refuses to start on a genesis file with another hash",
     )
+
+    def expected_keys(self) -> list[tuple[str, bytes]]:
+        """``new_validator_keys`` as (name, key), checked: each a 48-byte key of a name in
+        ``new_validators``."""
+        out = []
+        for name, hexkey in sorted(self.new_validator_keys.items()):
+            if name not in self.new_validators:
+                raise ValidationError(
+                    f"node.json new_validator_keys: {name!r} is not in new_validators"
+                )
+            try:
+                key = bytes.fromhex(hexkey)
+            except ValueError:
+                key = b""
+            if len(key) != bls.PUBLIC_KEY_SIZE:
+                raise ValidationError(
+                    f"node.json new_validator_keys: {name}: not a {bls.PUBLIC_KEY_SIZE}-byte "
+                    "BLS public key in hex"
+                )
+            out.append((name, key))
+        return out
 
     def check_genesis(self, genesis: Genesis) -> None:
         """Refuse a genesis file edited after the members compared its hash."""

@@ -115,6 +115,10 @@ class CoreDriver:
         started or not: the worker counts a commit only once its task runs, and a commit
         asked for while the last one returns starts after it (see _commit)."""
 
+    def rekey(self, secret: bytes) -> None:
+        """Cores built from now on sign with ``secret`` (see :meth:`Node.rekey`)."""
+        self._secret = secret
+
     @property
     def following(self) -> bool:
         """Outside the validator set of the next height: following by certificates."""
@@ -132,6 +136,7 @@ class CoreDriver:
         self._governed = governed(node.genesis)
         schedule = node.chain.scheduled(height + 1) if self._governed else None
         validators = tuple(node.genesis.validators) if schedule is None else schedule.validators
+        node.rekey(validators)  # a rotation by vote in force from the next height
         view = SetView.of(validators, node.public_key, node.roster.index)
         node.roster.retire_rotated(validators)
         keys = view.keys

@@ -26,9 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from accord.base.genesis import Genesis
-from accord.base.types import Certificate
-from accord.consensus import verify_certificate
 from accord.ledger.application import Application
 from accord.ledger.mempool import Mempool
 from accord.node.driver import now_ms
@@ -50,15 +47,6 @@ class Ledger:
     store: Any  # accord.storage.Store
     chain: Application
     mempool: Mempool
-
-
-def certificate_checker(genesis: Genesis) -> Callable[[Certificate], None]:
-    """Raises unless a certificate carries a quorum of genesis's validators' signatures."""
-
-    def check(cert: Certificate) -> None:
-        verify_certificate(genesis.validator_keys(), genesis.chain_id, cert, genesis.quorum)
-
-    return check
 
 
 def open_chain(node: Node, store: Store) -> Application:

@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 from accord.base.crypto import bls
 from accord.base.encoding import Value
 from accord.base.errors import AccordError
-from accord.base.genesis import Genesis
+from accord.base.genesis import Genesis, ValidatorInfo
 from accord.base.keys import load_validator_key
 from accord.base.metrics import Registry
 from accord.base.types import Block, Event, Receipt, Tx
@@ -63,7 +63,7 @@ from accord.node.config import NodeConfig
 from accord.node.doublesign import DoubleSignGuard
 from accord.node.driver import CoreDriver, now_ms
 from accord.node.feed import BlockFeed, Subscription
-from accord.node.ledger import OpenApplication, certificate_checker, open_ledger
+from accord.node.ledger import OpenApplication, open_ledger
 from accord.node.listen import link_config, listen
 from accord.node.metrics import NodeMetrics
 from accord.node.sets import Roster, SetSizes, governed, largest_block_bytes
@@ -101,8 +101,19 @@ class Node:
         genesis.check()
         config.check_genesis(genesis)  # node.json's pinned genesis hash, if any
         self.public_key = bls.public_key(secret)
+        self._next_secret = (
+            None
+            if config.next_validator_key is None
+            else load_validator_key(Path(home) / config.next_validator_key)
+        )
+        """The key a rotation by vote moves this validator to (taken by :meth:`rekey`)."""
         self.roster = Roster(genesis, self.public_key, config.name)
         """Every validator this node knows, in the transport's numbering (see sets.Roster)."""
+        for name, key in config.expected_keys():
+            # Known for catch-up before any set names them (they count for nothing in
+            # consensus until one does): a node that was down while they were added can
+            # fetch the blocks that add them from them alone.
+            self.roster.index(name, key)
         self.index, self.name = self.roster.own, self.roster.names[self.roster.own]
         self.set_size = SetSizes(genesis, lambda: self.chain)
         """Validators in the set of a height (how its certificate's signers are read)."""
@@ -120,7 +131,6 @@ class Node:
         """Contract classes by name for the default Chain's runtime (None: the built-ins)."""
         self._application = application
         """Builds the ledger on the open store (None: a Chain; see :mod:`accord.node.ledger`)."""
-        self.verify_cert = certificate_checker(genesis)
         self._addresses = addresses
         self.driver = CoreDriver(self, secret, tick_ms)
         """Feeds the core and carries out its actions (see :mod:`accord.node.driver`)."""
@@ -178,6 +188,34 @@ class Node:
         return self.driver.core
 
     # --- construction -------------------------------------------------------------------
+
+    def rekey(self, validators: tuple[ValidatorInfo, ...]) -> bool:
+        """Move to ``next_validator_key`` if the set ``validators`` (the next height's) names
+        it and not the key this node signs with: a rotation by vote is in force from that
+        height. The driver's cores sign with it from then on, the transport speaks as it
+        (its links re-authenticate) and the old key is retired here too. Returns whether
+        the key changed."""
+        nxt = self._next_secret
+        if nxt is None:
+            return False
+        keys = {v.public_key_bytes for v in validators}
+        new = bls.public_key(nxt)
+        if new not in keys or self.public_key in keys:
+            return False
+        old = self.public_key
+        self._secret, self._next_secret, self.public_key = nxt, None, new
+        self.driver.rekey(nxt)
+        self.index = self.roster.index(self.name, new)
+        self.roster.own = self.index
+        if self.transport is not None:
+            self.transport.become(self.index, nxt)
+        self.roster.retire(old)
+        log.warning(
+            "%s: validator key rotated to %s (the set of the next height names it)",
+            self.name,
+            new.hex()[:16],
+        )
+        return True
 
     @classmethod
     def from_dir(cls, path: str | Path, **kw: Any) -> Node:

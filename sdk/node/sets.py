@@ -21,11 +21,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from accord.base.errors import ValidationError
+from accord.base import encoding
+from accord.base.errors import AccordError, DecodeError, ValidationError
 from accord.base.genesis import Genesis, ValidatorInfo
 from accord.base.types import Certificate
 from accord.consensus import Params, verify_certificate
 from accord.ledger.application import Application
+from accord.ledger.validatorsets import (
+    MAX_CHECKPOINTS,
+    Checkpoint,
+    Proved,
+    change_key,
+    checkpoint_heights,
+    count_key,
+    governed,
+)
 
 
 @dataclass(frozen=True)
@@ -54,12 +64,6 @@ class SetView:
             to_transport=to_t,
             from_transport={t: j for j, t in enumerate(to_t)},
         )
-
-
-def governed(genesis: Genesis) -> bool:
-    """Whether the chain can change its validator set: it runs the governance contract.
-    Without it genesis's set decides every height and cores run unbounded."""
-    return any(c.name == "governance" for c in genesis.contracts)
 
 
 def validators_at(app: Application, genesis: Genesis, height: int) -> tuple[ValidatorInfo, ...]:
@@ -125,6 +129,63 @@ def largest_block_bytes(app: Application, genesis: Genesis, head: int) -> int:
     )
 
 
+def verify_with(chain_id: str) -> Callable[[list[bytes], Certificate], None]:
+    """``verify(keys, cert)``: raises unless ``cert`` carries a quorum of ``keys``."""
+
+    def verify(keys: list[bytes], cert: Certificate) -> None:
+        verify_certificate(keys, chain_id, cert, quorum_of(len(keys)))
+
+    return verify
+
+
+def checkpoint_at(store: Any, height: int, held: int) -> Checkpoint | None:
+    """The checkpoint at ``height`` for a peer that holds the first ``held`` changes, from
+    ``store``'s certified header and the state root it commits to (None if it lacks them)."""
+    header, cert = store.get_header(height), store.get_certificate(height)
+    if header is None or cert is None:
+        return None
+    value, proof = store.prove_state(count_key(), root=header.state_root)
+    count = 0 if value is None else int(encoding.decode(value))
+    changes = tuple(
+        Proved(*store.prove_state(change_key(k), root=header.state_root))
+        for k in range(held, count)
+    )
+    return Checkpoint(header, cert, Proved(value, proof), changes)
+
+
+def checkpoints(app: Application, store: Any, target: int, after: int) -> list[Checkpoint]:
+    """What this node serves a peer that proves the set of ``target`` from its checkpoint at
+    ``after`` (:mod:`accord.ledger.validatorsets`): at most :data:`MAX_CHECKPOINTS`, from
+    this node's certified headers and the state roots they commit to (fewer if it lacks
+    them, e.g. pruned)."""
+    if not 0 <= after < target <= app.head()[0]:
+        raise DecodeError(
+            "a set proof request is ['sets', target, after] with after < target <= head"
+        )
+    try:
+        entries = app.query("governance", "schedule", {"kind": "validators"})
+    except AccordError:
+        # An application that runs no governance contract (Node(application=...)): its set
+        # is genesis's for ever, and the checkpoint at the target proves no change there.
+        entries = None
+    activations = [int(e[0]) for e in entries] if isinstance(entries, list) else []
+    held = 0
+    if after > 0:
+        header = store.get_header(after)
+        if header is None:
+            return []
+        value, _ = store.prove_state(count_key(), root=header.state_root)
+        held = 0 if value is None else int(encoding.decode(value))
+    out: list[Checkpoint] = []
+    for height in checkpoint_heights(activations, after, target)[:MAX_CHECKPOINTS]:
+        cp = checkpoint_at(store, height, held)
+        if cp is None:
+            break
+        out.append(cp)
+        held += len(cp.changes)
+    return out
+
+
 def certificate_check(app: Application, genesis: Genesis) -> Callable[[Certificate], None]:
     """Raises unless a certificate carries a quorum of the set of its height (for heights up to
     the head + 2, where the set is final: the head's own certificate, at start)."""
@@ -168,6 +229,12 @@ class Roster:
             transport.retire(k)
         return transport
 
+    def retire(self, key: bytes) -> None:
+        """Refuse ``key`` from now on (on the transport too, once it runs). Idempotent."""
+        self.retired.add(key)
+        if self.transport is not None:
+            self.transport.retire(key)
+
     def retire_rotated(self, validators: tuple[ValidatorInfo, ...]) -> list[bytes]:
         """Keys whose validator (by name) the set ``validators`` names with another key: rotated
         away, refused by the transport from now on (review finding: the old key, often one that
@@ -180,9 +247,7 @@ class Roster:
             if name in now and now[name] != k and k not in self.retired
         ]
         for k in gone:
-            self.retired.add(k)
-            if self.transport is not None:
-                self.transport.retire(k)
+            self.retire(k)
         return gone
 
     def index(self, name: str, key: bytes) -> int:

@@ -4,13 +4,23 @@
 ``node.json``, on by default) asks its peers which state snapshots they hold
 (:mod:`accord.storage.snapshot`), takes the highest one, and fetches its manifest from one peer
 and its chunks from all of them. Nothing a peer sends is believed: the manifest must carry a
-certificate of a quorum of the genesis validators on its block and recombine to that block's
-state root, each chunk must rebuild to the hash its cell names. A peer that sends anything
+certificate of a quorum of the validator set in force at its height and recombine to that
+block's state root, each chunk must rebuild to the hash its cell names. A peer that sends anything
 else is counted (``accord_statesync_refused_total``), asked last, and the manifest or chunk is
 asked from another peer. Only verified chunks are written, and the install becomes the ledger's
 state in one final transaction; if no peer can give a verified snapshot, the half-installed
 state is dropped and the node replays blocks from genesis as before. Once installed, the core
 is rebuilt at the snapshot's height and ordinary catch-up fetches the blocks after it.
+
+**The set of the snapshot's height.** The node trusts genesis only, and on a chain with the
+governance contract the set may have changed since. Before it checks the manifest's
+certificate it asks the same peer for checkpoints (``['sets', height, after]``): one
+certified header at the last height of each set before a change, and one at the snapshot's
+height, each with the governance contract's change count and the new changes proved against
+its state root, each certificate checked against the set the changes before it put in force
+(:func:`accord.ledger.validatorsets.check_checkpoint`). A peer whose checkpoints do not hold
+(a forged set, a change hidden, a header other than the manifest's) is refused like one whose
+manifest does not verify.
 
 While the sync runs the node does not vote or propose (its core is at the old head and
 would only sign for heights that are long decided), and block catch-up waits; while it finds
@@ -43,7 +53,15 @@ from typing import TYPE_CHECKING, Any
 
 from accord.base.encoding import Value
 from accord.base.errors import AccordError, DecodeError
+from accord.base.types import Certificate
+from accord.ledger.validatorsets import (
+    Checkpoint,
+    SetProofInvalid,
+    ValidatorSets,
+    check_checkpoint,
+)
 from accord.node.driver import spawn
+from accord.node.sets import checkpoints, verify_with
 
 if TYPE_CHECKING:
     from accord.node.node import Node
@@ -198,6 +216,18 @@ class NodeOps:
             "snapshot request is ['snap', 'list' | 'manifest', height | 'chunk', height, index]"
         )
 
+    async def serve_sets(self, body: list[Value]) -> Value:
+        """``['sets', target, after]``: checkpoints proving the set of ``target`` (see the
+        module docstring), from this node's certified headers."""
+        node = self.node
+        if len(body) != 3 or type(body[1]) is not int or type(body[2]) is not int:
+            raise DecodeError("a set proof request is ['sets', target, after]")
+        chain, store, target, after = node.chain, node.store, body[1], body[2]
+        if chain is None or store is None:
+            return []
+        out = await node.worker.run(lambda: checkpoints(chain, store, target, after), "sets")
+        return [cp.to_obj() for cp in out]
+
     # --- syncing ------------------------------------------------------------------------
 
     def _refuse(self, peer: int, what: str, error: AccordError | str) -> None:
@@ -227,7 +257,7 @@ class NodeOps:
             # Then give the other peers a moment to report too: one peer alone may be a liar,
             # and a peer left out is one fewer source to fall back on. A loaded machine takes
             # seconds to finish every handshake, so the moment is several status rounds.
-            others = node.genesis.n - 1
+            others = len(node.roster.keys) - 1
             end = min(end, time.monotonic() + 5 * node.status_interval)
             while len(node.catchup.peer_heads) < others and time.monotonic() < end:
                 await asyncio.sleep(0.1)
@@ -291,6 +321,9 @@ class NodeOps:
             except AccordError as e:
                 log.info("%s: state sync: no manifest from validator %d: %s", node.name, peer, e)
                 continue
+            if raw is None:  # it dropped that snapshot since it listed it (it keeps a few)
+                log.info("%s: state sync: validator %d no longer holds %d", node.name, peer, height)
+                continue
             if type(raw) is not bytes:
                 self._refuse(peer, "manifest", "not a manifest")
                 continue
@@ -300,12 +333,58 @@ class NodeOps:
                     raise SnapshotInvalid(
                         f"manifest of height {manifest.height}, asked for {height}"
                     )
-                await asyncio.to_thread(verify_manifest, manifest, node.verify_cert)
+            except SnapshotInvalid as e:
+                self._refuse(peer, "manifest", e)
+                continue
+            try:
+                keys = await self._set_of(peer, manifest.block.hash, height)
+            except (SetProofInvalid, DecodeError) as e:
+                self._refuse(peer, "sets", e)
+                continue
+            except AccordError as e:
+                log.info("%s: state sync: no set proof from validator %d: %s", node.name, peer, e)
+                continue
+
+            def check(cert: Certificate, keys: list[bytes] = keys) -> None:
+                verify_with(node.genesis.chain_id)(keys, cert)
+
+            try:
+                await asyncio.to_thread(verify_manifest, manifest, check)
             except SnapshotInvalid as e:
                 self._refuse(peer, "manifest", e)
                 continue
             return manifest, peers
         return None
+
+    async def _set_of(self, peer: int, block_hash: bytes, height: int) -> list[bytes]:
+        """The validator set in force at ``height``, proved by ``peer``'s checkpoints from
+        genesis (SetProofInvalid if they do not hold, or end at another block than
+        ``block_hash``: the manifest's)."""
+        node = self.node
+        assert node.transport is not None
+        sets = ValidatorSets(node.genesis)
+        if not sets.governed:
+            return sets.genesis_keys
+        verify = verify_with(node.genesis.chain_id)
+        after, last = 0, None
+        while after < height:
+            raw = await node.transport.request(
+                peer, ["sets", height, after], timeout=REQUEST_TIMEOUT_S
+            )
+            if type(raw) is not list or not raw:
+                raise SetProofInvalid(f"no checkpoints after height {after}")
+            for obj in raw:
+                cp = Checkpoint.from_obj(obj)
+                if cp.header.height > height:
+                    raise SetProofInvalid(f"a checkpoint at {cp.header.height}, beyond {height}")
+                await asyncio.to_thread(
+                    check_checkpoint, sets, node.genesis.chain_id, after, cp, verify
+                )
+                after, last = cp.header.height, cp
+        assert last is not None
+        if last.header.hash != block_hash:
+            raise SetProofInvalid(f"the certified header at {height} is not the manifest's block")
+        return sets.in_force(height)
 
     async def _sync_to(self, height: int, peers: list[int]) -> bool:
         node = self.node
@@ -389,6 +468,9 @@ class NodeOps:
                 log.info(
                     "%s: state sync: chunk %d not from validator %d: %s", node.name, index, peer, e
                 )
+                continue
+            if raw is None:  # it dropped that snapshot since it listed it
+                log.info("%s: state sync: validator %d no longer holds %d", node.name, peer, height)
                 continue
             if type(raw) is not bytes:
                 self._refuse(peer, "chunk", "not a chunk")

@@ -244,10 +244,28 @@ class NetworkGov:
         return int(doc["effective"])
 
 
-def new_validator_folder(root: Path, name: str, port: int, api_port: int) -> Path:
+def add_validator_action(folder: Path) -> dict[str, Any]:
+    """The ``add_validator`` action for the member set up apart in ``folder`` (from the
+    public card its ``keys new --validator`` wrote: member.json)."""
+    from accord.base.members import MemberCard
+
+    card = MemberCard.model_validate_json((folder / "member.json").read_text())
+    return {
+        "kind": "add_validator",
+        "name": card.name,
+        "bls_public_key": bytes.fromhex(card.bls_public_key),
+        "pop": bytes.fromhex(card.pop),
+        "account": bytes.fromhex(card.account),
+    }
+
+
+def new_validator_folder(
+    root: Path, name: str, port: int, api_port: int, *, with_key: bool = False
+) -> Path:
     """A member that was not in genesis sets up apart (keys new --validator), and every other
-    validator's node.json learns where it listens (peers, new_validators)."""
-    from accord.base.members import new_member
+    validator's node.json learns where it listens (peers, new_validators) and, ``with_key``,
+    its BLS key (new_validator_keys: accepted for catch-up before a set names it)."""
+    from accord.base.members import MemberCard, new_member
     from accord.net.tls import make_self_signed
     from accord.node.config import P2P_TLS, NodeConfig
 
@@ -262,6 +280,9 @@ def new_validator_folder(root: Path, name: str, port: int, api_port: int) -> Pat
         peers[cfg.name] = f"{cfg.host}:{cfg.port}"
         cfg.peers[name] = f"127.0.0.1:{port}"
         cfg.new_validators.append(name)
+        if with_key:
+            card = MemberCard.model_validate_json((folder / "member.json").read_text())
+            cfg.new_validator_keys[name] = card.bls_public_key
         cfg.save(other)
     make_self_signed(folder / P2P_TLS.cert, folder / P2P_TLS.key, name=name)
     NodeConfig(

@@ -114,3 +114,17 @@ class RawPeer:
     async def close(self) -> None:
         if self.ws is not None:
             await self.ws.close()
+
+
+async def completes_handshake(transport: Any, sk: bytes) -> bool:
+    """Whether a dialer holding BLS secret ``sk`` gets READY from ``transport`` (a running
+    :class:`accord.net.transport.Transport`): the test of which keys a node accepts."""
+    scheme = "https" if transport.encrypted else "http"
+    url = f"{scheme}://127.0.0.1:{transport.bound_port}/accord/p2p"
+    async with aiohttp.ClientSession() as session:
+        peer = RawPeer(session, url, transport.genesis_hash, 1, [bls.public_key(sk), transport.me])
+        try:
+            out = await peer.handshake(index=0, sk=sk)
+        finally:
+            await peer.close()
+        return bool(out["ready"])
