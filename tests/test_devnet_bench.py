@@ -239,6 +239,25 @@ def test_bench_vs_etcd_without_etcd_is_refused_clearly(tmp_path: Path) -> None:
     assert "etcd_missing" in err and "etcd-server" in err and "Traceback" not in err
 
 
+def test_bench_vs_etcd_whose_etcd_fails_says_why(tmp_path: Path) -> None:
+    """An ``etcd`` that exits at once (here a script standing in for a broken install) is
+    reported with the end of its log, as a clear error: no traceback, no hang, no network."""
+    fake = tmp_path / "etcd"
+    fake.write_text("#!/bin/sh\necho 'etcd: unknown flag --broken-install' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    out = subprocess.run(
+        [sys.executable, "-m", "accord.cli.main", "bench", "consensus", "--vs", "etcd", "--json"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+    err = out.stderr.decode()
+    assert out.returncode == 1 and out.stdout == b""
+    assert "etcd_failed" in err and "unknown flag --broken-install" in err
+    assert "Traceback" not in err
+
+
 def test_bench_vs_etcd_short_run(tmp_path: Path) -> None:
     """A short alternating run against a real 3-member etcd (skipped where etcd is not
     installed: CI does not need it) prints both figures and their ratio, each consistent."""

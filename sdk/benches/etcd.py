@@ -125,16 +125,26 @@ class EtcdCluster:
                 while True:
                     for i, p in enumerate(self.procs):
                         if p.poll() is not None:
-                            log = self.root / f"m{i}" / "etcd.log"
-                            raise EtcdFailed(f"etcd member m{i} exited; see {log}")
+                            raise EtcdFailed(f"etcd member m{i} exited: {self._log_tail(i)}")
                     with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
                         async with s.get(f"{url}/health", timeout=aiohttp.ClientTimeout(2)) as r:
                             # etcd 3.4 answers text/plain: aiohttp's json() would refuse it
                             if r.status == 200 and '"health":"true"' in await r.text():
                                 break
                     if time.monotonic() > deadline:
-                        raise EtcdFailed(f"etcd at {url} not healthy after {timeout:g} s")
+                        i = self.client_urls.index(url)
+                        raise EtcdFailed(
+                            f"etcd at {url} not healthy after {timeout:g} s: {self._log_tail(i)}"
+                        )
                     await asyncio.sleep(0.2)
+
+    def _log_tail(self, i: int, lines: int = 5) -> str:
+        """The end of member ``i``'s log, for an error message (the folder is deleted after)."""
+        try:
+            text = (self.root / f"m{i}" / "etcd.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
 
     @property
     def pids(self) -> list[int]:
