@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,6 +139,12 @@ def test_bench_consensus_short_run_with_plot(tmp_path: Path) -> None:
     limit = per_core * (os.cpu_count() or 1) / 4
     assert abs(doc["signature_limit_tps"] - limit) <= 0.1  # type: ignore[operator]
     assert abs(doc["limit_ratio"] - doc["tps"] / limit) <= 1e-3  # type: ignore[operator]
+    # CPU per transaction, the whole network's and one validator's, from the same count
+    # (validators_cpu_s is printed to 0.1 s, the per-transaction figures to 1 us and 0.1 us)
+    cpu_s, n_tx = doc["validators_cpu_s"], doc["txs_committed"]
+    assert abs(doc["cpu_ms_per_tx"] - 1000 * cpu_s / n_tx) <= 1e-3 + 50 / n_tx  # type: ignore[operator]
+    assert abs(doc["validator_cpu_us_per_tx"] - 1000 * doc["cpu_ms_per_tx"] / 4) <= 0.5  # type: ignore[operator]
+    assert doc["validator_cpu_us_per_tx"] > 0  # type: ignore[operator]
     assert (
         type(doc["rounds_without_commit"]) is int
         and 0 <= doc["rounds_without_commit"] < doc["blocks"]
@@ -203,3 +210,87 @@ def test_bench_consensus_over_an_https_api(tmp_path: Path) -> None:
     assert doc["submitted"] == 100 and doc["txs_committed"] == doc["submitted"]
     assert doc["heads_agree"] is True
     assert type(doc["rounds_without_commit"]) is int
+
+
+def _short_bench(*extra: str, timeout: float = 180) -> dict[str, Any]:
+    """``accord bench consensus`` for 3 s at 100 tx/s on a fresh small network."""
+    return accord(
+        "bench",
+        "consensus",
+        *extra,
+        *("--duration", "3", "--rate", "100", "--accounts", "40"),
+        *("--round-ms", "500", "--stage2-ms", "250", "--drain", "8", "--json"),
+        timeout=timeout,
+    )
+
+
+def test_bench_vs_etcd_without_etcd_is_refused_clearly(tmp_path: Path) -> None:
+    """With no ``etcd`` on the PATH, ``--vs etcd`` says what is missing and how to get it, no
+    traceback, and starts no validator (it refuses before making a network)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "accord.cli.main", "bench", "consensus", "--vs", "etcd", "--json"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PATH": str(tmp_path)},  # an empty folder: no etcd
+    )
+    err = out.stderr.decode()
+    assert out.returncode == 1 and out.stdout == b""
+    assert "etcd_missing" in err and "etcd-server" in err and "Traceback" not in err
+
+
+def test_bench_vs_etcd_whose_etcd_fails_says_why(tmp_path: Path) -> None:
+    """An ``etcd`` that exits at once (here a script standing in for a broken install) is
+    reported with the end of its log, as a clear error: no traceback, no hang, no network."""
+    fake = tmp_path / "etcd"
+    fake.write_text("#!/bin/sh\necho 'etcd: unknown flag --broken-install' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    out = subprocess.run(
+        [sys.executable, "-m", "accord.cli.main", "bench", "consensus", "--vs", "etcd", "--json"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+    err = out.stderr.decode()
+    assert out.returncode == 1 and out.stdout == b""
+    assert "etcd_failed" in err and "unknown flag --broken-install" in err
+    assert "Traceback" not in err
+
+
+def test_bench_vs_etcd_short_run(tmp_path: Path) -> None:
+    """A short alternating run against a real 3-member etcd (skipped where etcd is not
+    installed: CI does not need it) prints both figures and their ratio, each consistent."""
+    import shutil
+
+    if shutil.which("etcd") is None:
+        pytest.skip("etcd is not on the PATH (Debian: etcd-server)")
+    doc = _short_bench("--vs", "etcd", timeout=220)
+    assert doc["vs"] == "etcd" and doc["etcd_members"] == 3 and doc["heads_agree"] is True
+    (pair,) = doc["pairs"]  # type: ignore[misc]
+    etcd = pair["etcd"]
+    assert etcd["submitted"] == 300 and etcd["acked"] == 300 and etcd["failed"] == 0
+    assert 0 < etcd["writes_per_s"] <= 100 * 1.05 and etcd["p50_latency_s"] > 0
+    assert doc["write_bytes"] == doc["tx_bytes"]
+    assert doc["etcd_writes_per_s"] == etcd["writes_per_s"]
+    assert doc["tps"] == pair["accord"]["tps"] > 0
+    assert abs(doc["vs_etcd_ratio"] - doc["tps"] / etcd["writes_per_s"]) <= 1e-3  # type: ignore[operator]
+
+
+def test_bench_consensus_on_uvloop(tmp_path: Path) -> None:
+    """``--event-loop uvloop`` runs every validator on uvloop (the ``fast`` extra; the dev
+    extra installs it): the network commits every transfer and the heads agree, as on
+    asyncio's loop; the JSON line says which loop ran."""
+    pytest.importorskip("uvloop")
+    doc = _short_bench("--event-loop", "uvloop")
+    assert doc["event_loop"] == "uvloop" and doc["heads_agree"] is True
+    assert doc["txs_committed"] == doc["submitted"] == 300 and doc["uncommitted"] == 0
+
+
+def test_event_loop_choice_is_checked() -> None:
+    from accord.base.errors import ValidationError
+    from accord.cli.node import resolve_event_loop
+
+    assert resolve_event_loop("asyncio") == "asyncio"
+    with pytest.raises(ValidationError, match="unknown event loop"):
+        resolve_event_loop("trio")

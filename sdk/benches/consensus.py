@@ -14,7 +14,8 @@ divided by the window (so a network that falls behind is not flattered by its ba
 (submitted but not committed when the drain ended), ``height`` and ``validators``;
 ``validators_cpu_s`` (CPU time of all validator processes from the load's start to the end of
 the drain) and ``cpu_ms_per_tx`` (that over the transactions committed): on a shared machine
-the cost per transaction is steadier than the throughput; ``executions_per_block``: blocks each
+the cost per transaction is steadier than the throughput; ``validator_cpu_us_per_tx`` is
+that per validator in microseconds (each validator handles every transaction); ``executions_per_block``: blocks each
 validator executed (built or validated) per committed block, which ``--expected-leaders``
 (leaders per round, a sortition parameter of the fresh genesis) moves.
 ``rounds_without_commit``: rounds during the run in which no block committed.
@@ -23,6 +24,11 @@ bench's own speed probe (Ed25519 checks per second on one core, the mean of the 
 and after, times the cores, over the validators: each validator checks every transaction's
 signature), and ``limit_ratio = tps / signature_limit_tps``, a figure that the machine's
 drift between days moves much less than ``tps``.
+``--vs etcd`` (needs ``etcd`` on the PATH; see :mod:`accord.benches.etcd`): ``--pairs`` times,
+a fresh 3-member etcd on loopback under the same open-loop rate of writes of the transfer's
+size, then a fresh Accord network; ``etcd_writes_per_s`` (acknowledged, i.e. committed, writes
+within the window over the window), ``tps`` and ``vs_etcd_ratio`` are means over the pairs,
+each pair's figures in ``pairs``.
 ``--plot FILE.png`` draws committed throughput and latency per second.
 
 Everything shares this machine's cores: the load process and the validators compete, as
@@ -34,7 +40,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +54,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from accord.base.errors import AccordError
+from accord.cli.node import resolve_event_loop
 from accord.devnet import Devnet, ensure_network
 from accord.node.config import NodeConfig
 
@@ -92,10 +101,96 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--plot", type=Path, default=None, help="draw throughput and latency to this PNG"
     )
+    p.add_argument(
+        "--event-loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default=None,
+        help="the validators' event loop (accord node --event-loop; default: theirs)",
+    )
+    p.add_argument(
+        "--vs",
+        choices=["etcd"],
+        default=None,
+        help="also run a 3-member etcd on loopback under the same load, alternating with "
+        "Accord, and print both figures and their ratio (needs etcd on the PATH)",
+    )
+    p.add_argument(
+        "--pairs", type=int, default=1, help="with --vs: alternating (etcd, Accord) runs"
+    )
+    p.add_argument(
+        "--etcd-concurrency",
+        type=int,
+        default=500,
+        help="with --vs etcd: writes in flight at most (etcdctl check perf --load=l uses 500 "
+        "clients)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.event_loop is not None:
+        os.environ["ACCORD_EVENT_LOOP"] = args.event_loop  # the validators inherit it
+    if args.vs == "etcd":
+        from accord.benches.etcd import etcd_binary
+
+        etcd_binary()  # refused before anything starts when there is none
+        return asyncio.run(_vs_etcd(args))
     return asyncio.run(_run(args))
+
+
+async def _vs_etcd(args: argparse.Namespace) -> dict[str, Any]:
+    """``--vs etcd``: ``--pairs`` times an etcd run then an Accord run, same offered rate and
+    write size (the Accord transfer's), each on a fresh cluster; one line with both.
+
+    ``etcd_writes_per_s`` and ``tps`` are the means over the pairs and ``vs_etcd_ratio`` is
+    their ratio; ``pairs`` keeps each run's figures (a pair's own ratio is the one to trust
+    on a machine that drifts between pairs)."""
+    from accord.benches.etcd import etcd_cluster, put_load
+
+    runs: list[dict[str, Any]] = []
+    accord: dict[str, Any] = {}
+    value_bytes = 251  # until the first Accord run says what its transfers weigh
+    for _ in range(max(1, args.pairs)):
+        with etcd_cluster() as cluster:
+            await cluster.wait_ready()
+            cpu0 = _cpu_seconds(cluster.pids)
+            etcd = await put_load(
+                cluster.client_urls,
+                rate=args.rate,
+                duration=args.duration,
+                value_bytes=value_bytes,
+                concurrency=args.etcd_concurrency,
+                drain=args.drain,
+            )
+            cpu_s = _cpu_seconds(cluster.pids) - cpu0
+        etcd["members_cpu_s"] = round(cpu_s, 1)
+        etcd["cpu_ms_per_write"] = round(1000 * cpu_s / etcd["acked"], 3) if etcd["acked"] else None
+        accord = await _run(args)
+        value_bytes = accord["tx_bytes"] or value_bytes
+        runs.append(
+            {
+                "etcd": etcd,
+                "accord": {
+                    k: accord[k]
+                    for k in ("tps", "p50_latency_s", "p99_latency_s", "cpu_ms_per_tx", "rejected")
+                },
+                "ratio": round(accord["tps"] / etcd["writes_per_s"], 3)
+                if etcd["writes_per_s"]
+                else None,
+            }
+        )
+    etcd_mean = statistics.fmean(r["etcd"]["writes_per_s"] for r in runs)
+    accord_mean = statistics.fmean(r["accord"]["tps"] for r in runs)
+    return {
+        **accord,
+        "tps": round(accord_mean, 1),
+        "vs": "etcd",
+        "etcd_members": 3,
+        "etcd_concurrency": args.etcd_concurrency,
+        "write_bytes": value_bytes,
+        "etcd_writes_per_s": round(etcd_mean, 1),
+        "vs_etcd_ratio": round(accord_mean / etcd_mean, 3) if etcd_mean else None,
+        "pairs": runs,
+    }
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
@@ -217,6 +312,12 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_ms_per_tx": round(1000 * cpu_s / result["txs_committed"], 3)
             if result["txs_committed"]
             else None,
+            # The same per validator: what one validator's process spends on a transaction
+            # (compare with one signature check, 1e6 / ed25519_verify_per_s microseconds).
+            "validator_cpu_us_per_tx": round(1e6 * cpu_s / genesis.n / result["txs_committed"], 1)
+            if result["txs_committed"]
+            else None,
+            "event_loop": resolve_event_loop(os.environ.get("ACCORD_EVENT_LOOP", "asyncio")),
             "heads_agree": len(heads) == genesis.n and len(set(heads.values())) == 1,
             "round_ms": args.round_ms,
             "expected_leaders": genesis.consensus.expected_leaders,

@@ -10,6 +10,13 @@ What it measures, in one process on one core:
   user CPU time alone: on a shared machine they move less than the wall figure.
 * ``sig_verify_per_s``: Ed25519 transaction signature checks.
 * ``state_proof_verify_per_s``: membership proofs checked against the state root.
+
+Against the machine's speed (from the probes ``accord bench`` takes before and after, their
+mean): ``exec_commit_per_ed25519`` is ``exec_commit_tx_per_s`` over the Ed25519 checks one
+core does per second, a figure the machine's drift between days moves much less than the
+absolute one; ``exec_commit_tx_per_s_at_reference`` is that times ``REFERENCE_ED25519_PER_S``,
+the probe of the day issue 21 stated its goal on (>= 10,000 tx/s on one core at 1,000,000
+accounts, measured at that probe), so the goal can be read on a slower or faster day.
 """
 
 from __future__ import annotations
@@ -61,6 +68,25 @@ def _genesis(n_accounts: int, senders: list[AccountKey]) -> Genesis:
         contracts=builtin_contract_entries(),
         token=TokenGenesis(authority=senders[0].address.hex(), balances=balances),
     )
+
+
+REFERENCE_ED25519_PER_S = 20_800
+"""Ed25519 checks per second per core that the bench's probe gave on the day the storage goal
+(10,000 tx/s of execute + commit at 1,000,000 accounts) was set."""
+
+
+def relate_to_probe(
+    result: dict[str, Any], before: dict[str, int], after: dict[str, int]
+) -> dict[str, Any]:
+    """``exec_commit_per_ed25519`` and ``exec_commit_tx_per_s_at_reference`` (module docstring)."""
+    per_core = (before["ed25519_verify_per_s"] + after["ed25519_verify_per_s"]) / 2
+    ratio = result["exec_commit_tx_per_s"] / per_core if per_core else None
+    return {
+        "exec_commit_per_ed25519": round(ratio, 4) if ratio is not None else None,
+        "exec_commit_tx_per_s_at_reference": round(ratio * REFERENCE_ED25519_PER_S)
+        if ratio is not None
+        else None,
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

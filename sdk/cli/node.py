@@ -8,7 +8,11 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
+
+from accord.base.errors import ValidationError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
+    )
+    p.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=os.environ.get("ACCORD_EVENT_LOOP", "asyncio"),
+        help="the validator's event loop: asyncio's own, uvloop (the `fast` extra), or auto "
+        "(uvloop when installed); default $ACCORD_EVENT_LOOP or asyncio (uvloop: about 10% "
+        "less validator CPU per transaction at moderate load, docs/benchmarks.md)",
     )
     p.add_argument(
         "--lifeline",
@@ -81,8 +93,6 @@ def _run(args: argparse.Namespace) -> int:
 
         return run(str(args.dir), args.paths)
     if args.paths:
-        from accord.base.errors import ValidationError
-
         raise ValidationError(
             f"unexpected arguments {' '.join(map(str, args.paths))} (see accord node --help)"
         )
@@ -91,7 +101,41 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    return asyncio.run(_serve(args.dir, args.lifeline))
+    return run_loop(_serve(args.dir, args.lifeline), args.event_loop)
+
+
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def resolve_event_loop(choice: str) -> str:
+    """``asyncio`` or ``uvloop``: what ``--event-loop CHOICE`` runs on this machine."""
+    if choice not in EVENT_LOOPS:
+        raise ValidationError(f"unknown event loop {choice!r} (one of {', '.join(EVENT_LOOPS)})")
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if choice == "uvloop":
+            raise ValidationError(
+                "--event-loop uvloop needs uvloop (pip install 'accord[fast]')"
+            ) from None
+        return "asyncio"
+    return "uvloop"
+
+
+def run_loop(main: Coroutine[Any, Any, int], event_loop: str) -> int:
+    """Run the validator on the chosen event loop.
+
+    The loop is only the scheduler of the node's callbacks and sockets: what runs, and in
+    which order each connection's bytes arrive, is the same on both, and nothing the
+    consensus core decides depends on the loop (it has no clock or I/O of its own). uvloop
+    (libuv) spends less CPU per socket event and timer than asyncio's pure-Python loop."""
+    if resolve_event_loop(event_loop) == "uvloop":
+        import uvloop
+
+        return int(uvloop.run(main))
+    return asyncio.run(main)
 
 
 HARD_STOP_S = 30.0

@@ -341,7 +341,8 @@ def verify_signatures(txs: Iterable[Tx]) -> dict[bytes, bool]:
     """Check the Ed25519 signatures of decoded transactions: tx hash -> verdict.
 
     Touches no mempool state, so it may run on a worker thread while the event loop works on
-    (PyNaCl's C call releases the GIL); :meth:`Mempool.add_many` then admits the transactions
+    (ed25519-zebra's check holds the GIL: the loop runs between checks, not during them);
+    :meth:`Mempool.add_many` then admits the transactions
     on the loop, in order, using these verdicts instead of checking again."""
     out: dict[bytes, bool] = {}
     for tx in txs:

@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from accord.base.errors import PeerGone
+from accord.base.processes import stop_processes
 from accord.mpc.channel import private_bytes, public_bytes
 from accord.mpc.client import Cluster
 from accord.mpc.server import ServerInfo, pack
@@ -137,15 +138,7 @@ class LocalCluster:
         self.procs[i] = self._spawn(i)
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(self.procs)
         # The folder holds the servers' private keys: it must not outlive the cluster.
         shutil.rmtree(self.dir, ignore_errors=True)
 

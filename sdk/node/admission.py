@@ -5,8 +5,10 @@ Every transaction a validator holds entered here. Rules this module keeps:
 * **One FIFO.** Client batches and gossip batches are admitted strictly in arrival order: an
   account's nonces must reach the mempool in sequence, and a gossip batch is never retried.
   Large batches have their Ed25519 signatures checked first on a verify thread (a pure
-  function of the bytes; PyNaCl releases the GIL); every batch is then admitted on the loop,
-  in order, with all the mempool's rules.
+  function of the bytes); every batch is then admitted on the loop, in order, with all the
+  mempool's rules. The check (ed25519-zebra) holds the GIL while it runs, so the thread buys
+  no parallelism, only a loop that stays responsive between checks; inline checking measured
+  the same within noise (docs/benchmarks.md, issue 21's levers).
 * **Load shedding for clients only.** Past ``backlog_rounds`` blocks of backlog a client's
   transaction is refused (``mempool_full``, HTTP 503) before it costs a signature check or a
   gossip; a peer's gossip is never shed (its submitter was admitted by a validator already).
