@@ -569,13 +569,13 @@ RESTRICTED_BUILTINS: dict[str, Any] = {
 RESTRICTED_BUILTINS["__import__"] = _guarded_import
 
 
-def _rebind(fn: types.FunctionType, g: dict[str, Any]) -> types.FunctionType:
+def _rebind(fn: types.FunctionType, g: dict[str, Any], strict: bool = True) -> types.FunctionType:
     # A function's builtins are fixed when it is created, from its globals' ``__builtins__``:
     # a copy made over the restricted globals runs with the restricted builtins, and so does
     # every nested function or lambda it creates.
     # The code that runs is the metered one (:mod:`accord.contracts.meter`): its loops and
     # calls cost gas. Without a source file (a class made at run time) it runs as it is.
-    code = metered_code(fn) or fn.__code__
+    code = metered_code(fn, strict=strict) or fn.__code__
     new = types.FunctionType(code, g, fn.__name__, fn.__defaults__, fn.__closure__)
     new.__kwdefaults__ = fn.__kwdefaults__
     new.__dict__.update(fn.__dict__)
@@ -619,9 +619,9 @@ def _restricted_globals(
         if not isinstance(v, types.FunctionType):
             continue
         if v.__globals__ is module_globals:  # a module-level helper the contract calls
-            g[k] = _rebind(v, g)
+            g[k] = _rebind(v, g, strict=False)
         elif own != "accord" and (v.__module__ or "").split(".")[0] == own:
-            g[k] = _rebind(v, _restricted_globals(v.__globals__, own, done))
+            g[k] = _rebind(v, _restricted_globals(v.__globals__, own, done), strict=False)
     return g
 
 

@@ -178,18 +178,24 @@ class Unmeterable(GenesisError):
     """A contract function whose source does not match its code (edited after import)."""
 
 
-def metered_code(fn: types.FunctionType) -> types.CodeType | None:
+def metered_code(fn: types.FunctionType, *, strict: bool = True) -> types.CodeType | None:
     """``fn``'s code with steps added, or None when its module's source is not available.
 
-    Raises :class:`Unmeterable` when the source is there but holds no function of that name
-    at that line with the same closure variables: running it unmetered would let a loop run
-    free, and running a different function would run code the code hash did not cover."""
+    When the source is there but holds no function of that name at that line with the same
+    closure variables, a contract's method (``strict``) raises :class:`Unmeterable`: running it
+    unmetered would let a loop run free, and running another function would run code the code
+    hash did not cover. A module-level function (``strict=False``) is then left as it is:
+    every function written in a module's source is found, so a miss is one made by other code
+    at run time (a test framework's wrapper that borrows a test's file and line), which
+    contract code cannot make (``exec``, ``compile`` and ``__code__`` are refused)."""
     code = fn.__code__
     codes = _metered_module(code.co_filename)
     if codes is None:
         return None
     new = codes.get((code.co_qualname, code.co_firstlineno))
     if new is None or new.co_freevars != code.co_freevars or new.co_argcount != code.co_argcount:
+        if not strict:
+            return None
         raise Unmeterable(
             f"{code.co_qualname} ({code.co_filename}:{code.co_firstlineno}): its source file "
             "changed after it was imported; restart the node"
