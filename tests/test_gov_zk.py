@@ -362,3 +362,36 @@ def test_a_node_on_a_genesis_without_circuits_gets_a_verifier_for_its_configured
     cfg = NodeConfig(name="v0", genesis="g.json", circuits={"kyc": "kyc.json"})
     hooks = runtime_hooks(g, cfg, tmp_path, name="v0", allow_insecure_zk=False)
     assert hooks["proof_verifier"].has(vk_hash(vk))
+
+
+def test_two_key_files_one_hash_cannot_give_validators_different_keys(
+    keys: artifacts.CircuitKeys, tmp_path: Path
+) -> None:
+    """Review finding: ``vk_hash`` writes a float as its decimal text, so a key file whose
+    ``nPublic`` is the number 2.0 and one whose ``nPublic`` is the text "2.0" hash the same.
+    A member who hands validators the two files got both past node.json's hash check while
+    one side parsed the key and the other refused it: proofs under the key in force verified
+    on some validators and reverted on the others, and their receipts and state roots split.
+    A key file holding a float is now refused at start-up (a snarkjs key has none), so every
+    validator that runs holds a key that parses the same way."""
+    number = copy.deepcopy(keys.vk)
+    number["nPublic"] = float(len(number["IC"]) - 1)
+    text = copy.deepcopy(keys.vk)
+    text["nPublic"] = repr(number["nPublic"])
+    assert vk_hash(number) == vk_hash(text)
+    cfg = NodeConfig(name="v", genesis="g.json", circuits={"shielded_transfer": "vk.json"})
+    outcomes = set()
+    for vk in (number, text):
+        (tmp_path / "vk.json").write_text(json.dumps(vk))
+        verifier = PyProofVerifier({})
+        try:
+            add_circuit_files(verifier, cfg, tmp_path)
+        except ValidationError as e:
+            assert "floating-point" in e.message and "vk.json" in e.message
+            continue  # this validator does not start: it can never disagree
+        try:
+            verifier.key("shielded_transfer", vk_hash(vk))
+            outcomes.add("parses")
+        except ProofError as e:
+            outcomes.add(e.message)
+    assert len(outcomes) == 1, outcomes
