@@ -395,3 +395,6 @@ def test_two_key_files_one_hash_cannot_give_validators_different_keys(
         except ProofError as e:
             outcomes.add(e.message)
     assert len(outcomes) == 1, outcomes
+    # A light client offered such a key refuses it too (the verifier's own rule).
+    with pytest.raises(ProofError, match="floating-point"):
+        PyProofVerifier({}).add(number)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from accord.base.errors import ValidationError
+from accord.base.errors import ProofError, ValidationError
 from accord.base.genesis import Genesis
 from accord.node.config import NodeConfig
 
@@ -63,17 +63,6 @@ def installed_contracts(config: NodeConfig, home: Path) -> list[Any]:
     return out
 
 
-def _holds_float(value: Any) -> bool:
-    """Whether a JSON document holds a float anywhere."""
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_holds_float(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_holds_float(v) for v in value)
-    return False
-
-
 def add_circuit_files(verifier: Any, config: NodeConfig, home: Path) -> None:
     """Offer the verifier the verification keys node.json ``circuits`` names (circuit ->
     vk JSON file). Each is used only where its hash is the one governance put in force for
@@ -91,15 +80,10 @@ def add_circuit_files(verifier: Any, config: NodeConfig, home: Path) -> None:
             raise ValidationError(
                 f'node.json "circuits": {path} is not a verification key (a JSON object)'
             )
-        if _holds_float(vk):
-            # vk_hash writes a float as its decimal text (accord.base.genesis), so the
-            # number 2.0 and the text "2.0" hash alike but parse differently: two files of
-            # one hash could give validators two keys and split their receipts.
-            raise ValidationError(
-                f'node.json "circuits": {path} holds a floating-point number; a verification '
-                "key holds only integers and strings"
-            )
-        h = verifier.add(vk, circuit=circuit, source=str(path))
+        try:
+            h = verifier.add(vk, circuit=circuit, source=str(path))
+        except ProofError as e:
+            raise ValidationError(f'node.json "circuits": {path}: {e.message}') from None
         log.info(
             "%s: circuit %s verification key %s hashes to %s", config.name, circuit, path, h.hex()
         )

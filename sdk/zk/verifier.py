@@ -34,6 +34,17 @@ from accord.zk.tools import ZkToolError
 log = logging.getLogger(__name__)
 
 
+def _holds_float(value: Any) -> bool:
+    """Whether a JSON document holds a float anywhere."""
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_float(v) for v in value)
+    return False
+
+
 class _Base:
     """Verification keys by the hash that names them (:func:`accord.base.genesis.vk_hash`):
     genesis's, and those the node's configuration adds for circuits governance registers or
@@ -50,7 +61,8 @@ class _Base:
         self.files: dict[str, tuple[str, bytes]] = {}
         self._lock = threading.Lock()
         for name, vk in vks.items():
-            self._named[name] = self.add(vk)
+            # Genesis's keys: one document every validator holds alike, never two files.
+            self._named[name] = self._store(vk)
 
     @classmethod
     def from_genesis(cls, genesis: Any, **kw: Any) -> Any:
@@ -58,7 +70,18 @@ class _Base:
 
     def add(self, vk: Any, *, circuit: str | None = None, source: str | None = None) -> bytes:
         """Offer a verification key (snarkjs JSON); returns its hash. ``circuit`` and
-        ``source``: the node.json entry it came from (named in error messages)."""
+        ``source``: the node.json entry it came from (named in error messages). ProofError
+        for a key holding a float: :func:`vk_hash` writes a float as its decimal text, so the
+        number 2.0 and the text "2.0" hash alike but parse differently, and two files of one
+        hash could give validators two keys (split receipts). A snarkjs key holds none."""
+        if _holds_float(vk):
+            raise ProofError(
+                "a verification key holds a floating-point number; it holds only integers "
+                "and strings"
+            )
+        return self._store(vk, circuit, source)
+
+    def _store(self, vk: Any, circuit: str | None = None, source: str | None = None) -> bytes:
         h = vk_hash(vk)
         with self._lock:
             self._raw[h] = vk
