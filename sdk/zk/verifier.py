@@ -161,7 +161,8 @@ class FastProofVerifier(_Base):
     def __init__(self, vks: Mapping[str, Any], worker: SnarkjsWorker | None = None) -> None:
         super().__init__(vks)
         self._worker = worker
-        self._ids: dict[bytes, str] = {}  # vk hash -> the worker's name for that key
+        #: vk hash -> (the worker's name for that key, the key's JSON as parsed)
+        self._ids: dict[bytes, tuple[str, dict[str, Any]]] = {}
         #: Proofs that the worker refused or could not decide, decided in Python instead (the
         #: worker is only a fast path: the answer must be the pure-Python one).
         self.fallbacks = 0
@@ -180,11 +181,15 @@ class FastProofVerifier(_Base):
         p, inputs = groth16.precheck(vk, proof, list(public_inputs), subgroup=False)
         worker = self._worker or shared_worker()
         try:
-            h, raw = self.raw(circuit, vk_hash)
-            vid = self._ids.get(h)
-            if vid is None:
-                vid = self._ids[h] = key_id(raw)
-            return worker.verify(raw, groth16.proof_to_json(p), inputs, vk_id=vid)
+            h, _ = self.raw(circuit, vk_hash)
+            sent = self._ids.get(h)
+            if sent is None:
+                # The key as parsed, never the file: a file's big JSON numbers would reach
+                # the worker rounded (JSON.parse), and its pairing would say "invalid" to a
+                # proof the Python verifier accepts (review finding: split receipts).
+                as_parsed = groth16.vk_to_json(vk)
+                sent = self._ids[h] = (key_id(as_parsed), as_parsed)
+            return worker.verify(sent[1], groth16.proof_to_json(p), inputs, vk_id=sent[0])
         except (ProofError, ZkToolError) as e:
             # Everything but B's subgroup was checked above, so a refusal here is either
             # "B not in G2" or a worker fault (a crash, an exception inside the worker). Either
