@@ -85,6 +85,35 @@ def zk_genesis(vk: dict[str, Any], members: int = 4) -> Genesis:
     )
 
 
+def deposit_args(
+    keys: artifacts.CircuitKeys,
+    tree: zk.MerkleTree,
+    amount: int,
+    regulator: zk.RegulatorKey,
+    rng: random.Random,
+    chain_id: str,
+) -> dict[str, Any]:
+    """``shielded_pool.transact`` arguments of a deposit of ``amount`` by OWNER encrypted to
+    ``regulator``, with a genuine proof."""
+    plan = zk.plan_transfer(
+        OWNER,
+        [],
+        [(OWNER.address, amount)],
+        tree,
+        regulator.public,
+        deposit=amount,
+        rng=rng,
+        chain_id=chain_id,
+    )
+    proof, public = keys.prove(plan.circuit_input)
+    return {
+        "proof": groth16.compress_proof(proof),
+        "inputs": [x.to_bytes(32, "big") for x in public],
+        "notes": plan.note_ciphertexts,
+        "recipient": b"",
+    }
+
+
 class Pool:
     """Deposits into the shielded pool of a GovChain; the wallet's tree follows the events."""
 
@@ -95,23 +124,9 @@ class Pool:
 
     def args(self, amount: int, regulator: zk.RegulatorKey) -> dict[str, Any]:
         """A deposit of ``amount`` encrypted to ``regulator`` (proved now, sent later)."""
-        plan = zk.plan_transfer(
-            OWNER,
-            [],
-            [(OWNER.address, amount)],
-            self.tree,
-            regulator.public,
-            deposit=amount,
-            rng=self.rng,
-            chain_id=self.gov.genesis.chain_id,
+        return deposit_args(
+            self.keys, self.tree, amount, regulator, self.rng, self.gov.genesis.chain_id
         )
-        proof, public = self.keys.prove(plan.circuit_input)
-        return {
-            "proof": groth16.compress_proof(proof),
-            "inputs": [x.to_bytes(32, "big") for x in public],
-            "notes": plan.note_ciphertexts,
-            "recipient": b"",
-        }
 
     def deposit(self, args: dict[str, Any]) -> Receipt:
         """One block: approve the pool for the amount, then transact."""
@@ -362,3 +377,70 @@ def test_a_node_on_a_genesis_without_circuits_gets_a_verifier_for_its_configured
     cfg = NodeConfig(name="v0", genesis="g.json", circuits={"kyc": "kyc.json"})
     hooks = runtime_hooks(g, cfg, tmp_path, name="v0", allow_insecure_zk=False)
     assert hooks["proof_verifier"].has(vk_hash(vk))
+
+
+def test_two_key_files_one_hash_cannot_give_validators_different_keys(
+    keys: artifacts.CircuitKeys, tmp_path: Path
+) -> None:
+    """Review finding: ``vk_hash`` writes a float as its decimal text, so a key file whose
+    ``nPublic`` is the number 2.0 and one whose ``nPublic`` is the text "2.0" hash the same.
+    A member who hands validators the two files got both past node.json's hash check while
+    one side parsed the key and the other refused it: proofs under the key in force verified
+    on some validators and reverted on the others, and their receipts and state roots split.
+    A key file holding a float is now refused at start-up (a snarkjs key has none), so every
+    validator that runs holds a key that parses the same way."""
+    number = copy.deepcopy(keys.vk)
+    number["nPublic"] = float(len(number["IC"]) - 1)
+    text = copy.deepcopy(keys.vk)
+    text["nPublic"] = repr(number["nPublic"])
+    assert vk_hash(number) == vk_hash(text)
+    cfg = NodeConfig(name="v", genesis="g.json", circuits={"shielded_transfer": "vk.json"})
+    outcomes = set()
+    for vk in (number, text):
+        (tmp_path / "vk.json").write_text(json.dumps(vk))
+        verifier = PyProofVerifier({})
+        try:
+            add_circuit_files(verifier, cfg, tmp_path)
+        except ValidationError as e:
+            assert "floating-point" in e.message and "vk.json" in e.message
+            continue  # this validator does not start: it can never disagree
+        try:
+            verifier.key("shielded_transfer", vk_hash(vk))
+            outcomes.add("parses")
+        except ProofError as e:
+            outcomes.add(e.message)
+    assert len(outcomes) == 1, outcomes
+    # A light client offered such a key refuses it too (the verifier's own rule).
+    with pytest.raises(ProofError, match="floating-point"):
+        PyProofVerifier({}).add(number)
+
+
+def _numbers(value: Any) -> Any:
+    """``value`` with every decimal text written as a JSON number instead."""
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+def test_a_registered_key_with_number_coordinates_verifies_alike_fast_and_pure(
+    keys: artifacts.CircuitKeys,
+) -> None:
+    """Review finding: a verification key whose coordinates are JSON numbers (a member may
+    register it by its hash and hand validators the file for node.json ``circuits``; Python
+    reads the numbers exactly) went to the snarkjs worker as the file, whose JSON.parse rounds
+    each to a double: the worker's pairing answered "invalid" to a genuine proof the Python
+    verifier accepts, so validators with Node.js and without it wrote different receipts
+    (split state roots). The worker is now sent the key as Python parsed it."""
+    args = deposit_args(
+        keys, zk.MerkleTree(artifacts.TEST_DEPTH), 4, REG1, random.Random(5), "test"
+    )
+    proof, inputs = args["proof"], [int.from_bytes(x, "big") for x in args["inputs"]]
+    vk = copy.deepcopy(keys.vk)
+    for field in ("vk_alpha_1", "vk_beta_2", "vk_gamma_2", "vk_delta_2", "IC"):
+        vk[field] = _numbers(vk[field])
+    fast, pure = FastProofVerifier({}), PyProofVerifier({})
+    h = fast.add(vk)
+    assert pure.add(vk) == h
+    assert pure.verify("shielded_transfer", proof, inputs, vk_hash=h) is True
+    assert fast.verify("shielded_transfer", proof, inputs, vk_hash=h) is True
+    assert fast.fallbacks == 0  # the worker's own answer, not one rescued by Python

@@ -24,7 +24,6 @@ from accord.base.crypto.ed25519 import AccountKey
 from accord.base.genesis import ContractEntry, Genesis
 from accord.base.types import Tx
 from accord.contracts import BUILTINS, Runtime
-from accord.contracts.base import Context, Contract, method
 from accord.contracts.memory import MemoryState
 from accord.contracts.runtime import code_hash
 from accord.node.config import builtin_contract_entries
@@ -33,25 +32,11 @@ from accord.zk import notes as zk
 from accord.zk.verifier import FastProofVerifier, PyProofVerifier
 
 from .support.genesis import make_genesis
+from .support.proofprobe import CIRCUIT, ProofProbe
 from .support.zk_points import g2_outside_subgroup
 
 pytestmark = pytest.mark.timeout(900)
-CIRCUIT = "shielded_transfer"
 USER = AccountKey.from_name("agreement-user")
-
-
-class ProofProbe(Contract):
-    """Passes a proof to the runtime's verifier and records the answer."""
-
-    name = "proofprobe"
-
-    @method
-    def check_json(self, ctx: Context, proof: dict, inputs: list) -> bool:
-        return ctx.verify_proof(CIRCUIT, proof, inputs)
-
-    @method
-    def check_bytes(self, ctx: Context, proof: bytes, inputs: list) -> bool:
-        return ctx.verify_proof(CIRCUIT, proof, inputs)
 
 
 class Pair:

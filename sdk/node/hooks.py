@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from accord.base.errors import ValidationError
+from accord.base.errors import ProofError, ValidationError
 from accord.base.genesis import Genesis
 from accord.node.config import NodeConfig
 
@@ -80,7 +80,10 @@ def add_circuit_files(verifier: Any, config: NodeConfig, home: Path) -> None:
             raise ValidationError(
                 f'node.json "circuits": {path} is not a verification key (a JSON object)'
             )
-        h = verifier.add(vk, circuit=circuit, source=str(path))
+        try:
+            h = verifier.add(vk, circuit=circuit, source=str(path))
+        except ProofError as e:
+            raise ValidationError(f'node.json "circuits": {path}: {e.message}') from None
         log.info(
             "%s: circuit %s verification key %s hashes to %s", config.name, circuit, path, h.hex()
         )

@@ -443,19 +443,43 @@ def decompress_proof(data: bytes, subgroup: bool = True) -> Proof:
     return p
 
 
+def _g1_json(point: G1Point) -> list[str]:
+    x, y = normalize(point)
+    return [str(x.n), str(y.n), "1"]
+
+
+def _g2_json(point: G2Point) -> list[list[str]]:
+    x, y = normalize(point)
+    return [
+        [str(x.coeffs[0]), str(x.coeffs[1])],
+        [str(y.coeffs[0]), str(y.coeffs[1])],
+        ["1", "0"],
+    ]
+
+
 def proof_to_json(proof: Proof) -> dict[str, Any]:
     """The snarkjs JSON form (for the Node worker)."""
-    ax, ay = normalize(proof.a)
-    cx, cy = normalize(proof.c)
-    bx, by = normalize(proof.b)
     return {
-        "pi_a": [str(ax.n), str(ay.n), "1"],
-        "pi_b": [
-            [str(bx.coeffs[0]), str(bx.coeffs[1])],
-            [str(by.coeffs[0]), str(by.coeffs[1])],
-            ["1", "0"],
-        ],
-        "pi_c": [str(cx.n), str(cy.n), "1"],
+        "pi_a": _g1_json(proof.a),
+        "pi_b": _g2_json(proof.b),
+        "pi_c": _g1_json(proof.c),
         "protocol": "groth16",
         "curve": "bn128",
+    }
+
+
+def vk_to_json(vk: VerifyingKey) -> dict[str, Any]:
+    """The snarkjs JSON form of a parsed key (for the Node worker): the points exactly as
+    :func:`parse_vk` read them, in the one text form the worker reads without loss. A key
+    file may write coordinates as JSON numbers (Python reads them exactly; JavaScript's
+    JSON.parse rounds them to doubles), so the worker is never sent the file itself."""
+    return {
+        "protocol": "groth16",
+        "curve": "bn128",
+        "nPublic": vk.n_public,
+        "vk_alpha_1": _g1_json(vk.alpha),
+        "vk_beta_2": _g2_json(vk.beta),
+        "vk_gamma_2": _g2_json(vk.gamma),
+        "vk_delta_2": _g2_json(vk.delta),
+        "IC": [_g1_json(p) for p in vk.ic],
     }

@@ -34,6 +34,17 @@ from accord.zk.tools import ZkToolError
 log = logging.getLogger(__name__)
 
 
+def _holds_float(value: Any) -> bool:
+    """Whether a JSON document holds a float anywhere."""
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_float(v) for v in value)
+    return False
+
+
 class _Base:
     """Verification keys by the hash that names them (:func:`accord.base.genesis.vk_hash`):
     genesis's, and those the node's configuration adds for circuits governance registers or
@@ -50,7 +61,8 @@ class _Base:
         self.files: dict[str, tuple[str, bytes]] = {}
         self._lock = threading.Lock()
         for name, vk in vks.items():
-            self._named[name] = self.add(vk)
+            # Genesis's keys: one document every validator holds alike, never two files.
+            self._named[name] = self._store(vk)
 
     @classmethod
     def from_genesis(cls, genesis: Any, **kw: Any) -> Any:
@@ -58,7 +70,18 @@ class _Base:
 
     def add(self, vk: Any, *, circuit: str | None = None, source: str | None = None) -> bytes:
         """Offer a verification key (snarkjs JSON); returns its hash. ``circuit`` and
-        ``source``: the node.json entry it came from (named in error messages)."""
+        ``source``: the node.json entry it came from (named in error messages). ProofError
+        for a key holding a float: :func:`vk_hash` writes a float as its decimal text, so the
+        number 2.0 and the text "2.0" hash alike but parse differently, and two files of one
+        hash could give validators two keys (split receipts). A snarkjs key holds none."""
+        if _holds_float(vk):
+            raise ProofError(
+                "a verification key holds a floating-point number; it holds only integers "
+                "and strings"
+            )
+        return self._store(vk, circuit, source)
+
+    def _store(self, vk: Any, circuit: str | None = None, source: str | None = None) -> bytes:
         h = vk_hash(vk)
         with self._lock:
             self._raw[h] = vk
@@ -138,7 +161,8 @@ class FastProofVerifier(_Base):
     def __init__(self, vks: Mapping[str, Any], worker: SnarkjsWorker | None = None) -> None:
         super().__init__(vks)
         self._worker = worker
-        self._ids: dict[bytes, str] = {}  # vk hash -> the worker's name for that key
+        #: vk hash -> (the worker's name for that key, the key's JSON as parsed)
+        self._ids: dict[bytes, tuple[str, dict[str, Any]]] = {}
         #: Proofs that the worker refused or could not decide, decided in Python instead (the
         #: worker is only a fast path: the answer must be the pure-Python one).
         self.fallbacks = 0
@@ -157,11 +181,15 @@ class FastProofVerifier(_Base):
         p, inputs = groth16.precheck(vk, proof, list(public_inputs), subgroup=False)
         worker = self._worker or shared_worker()
         try:
-            h, raw = self.raw(circuit, vk_hash)
-            vid = self._ids.get(h)
-            if vid is None:
-                vid = self._ids[h] = key_id(raw)
-            return worker.verify(raw, groth16.proof_to_json(p), inputs, vk_id=vid)
+            h, _ = self.raw(circuit, vk_hash)
+            sent = self._ids.get(h)
+            if sent is None:
+                # The key as parsed, never the file: a file's big JSON numbers would reach
+                # the worker rounded (JSON.parse), and its pairing would say "invalid" to a
+                # proof the Python verifier accepts (review finding: split receipts).
+                as_parsed = groth16.vk_to_json(vk)
+                sent = self._ids[h] = (key_id(as_parsed), as_parsed)
+            return worker.verify(sent[1], groth16.proof_to_json(p), inputs, vk_id=sent[0])
         except (ProofError, ZkToolError) as e:
             # Everything but B's subgroup was checked above, so a refusal here is either
             # "B not in G2" or a worker fault (a crash, an exception inside the worker). Either
