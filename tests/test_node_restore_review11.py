@@ -11,11 +11,19 @@ Each test failed on the code of the tenth review (17fe5a7) and passes with its f
    checksum ended the task with a traceback. The core had already moved past the block,
    which never committed, so the node stalled for good while it reported itself healthy.
    The release read the record the same way. Now both halt the node with the reason.
+2. (Open, strict xfail.) State sync under the hold, the tenth review's way out of a restore
+   older than every peer's pruning, checks a snapshot's certificate against *genesis's*
+   validators, also on a chain that runs the governance contract. Once the set changed, an
+   honest snapshot is refused (its certificate is the current set's), so the advice leaves
+   the emptied folder stranded at height 0; and a quorum of genesis validators that have
+   left the set, which no bound on Byzantine members covers, can certify a snapshot of any
+   state, which a restored (or new) node installs, serves and follows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import types
 from pathlib import Path
@@ -24,11 +32,16 @@ import pytest
 
 from accord.base.types import Certificate
 from accord.consensus import SAFETY_KEY, Commit, SafetyState
+from accord.node.config import builtin_contract_entries
 from accord.node.doublesign import DoubleSignGuard
 from accord.node.driver import CoreDriver
+from accord.node.ledger import certificate_checker
 from accord.storage import Store
 from accord.storage import backup as bk
+from accord.storage import snapshot as snap
 
+from .support.chains import GENESIS as SNAP_GENESIS
+from .support.chains import make_chain
 from .test_node_restore_review10 import GENESIS, _block, _held_node, _held_worker, _Ledger
 from .test_storage_safety_checksum import _flip_p_round
 
@@ -104,3 +117,29 @@ def test_a_damaged_safety_record_while_holding_halts_instead_of_stalling_silentl
     assert bk.read_restored_marker(data) is not None
     if where == "adopt":
         assert ledger.head()[0] == h - 1, "the block must not commit without its adoption"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: on a governed chain a snapshot must come with the set history (each set "
+    "change's block certified by the set before it, as accord.light.sets walks it) from "
+    "genesis or a trusted checkpoint to its height; genesis's keys alone prove nothing there",
+)
+def test_a_snapshot_certified_by_genesis_keys_alone_is_refused_on_a_governed_chain(
+    tmp_path: Path,
+) -> None:
+    """The node's snapshot check (``Node.verify_cert``, used by state sync) on a chain that
+    runs the governance contract: a manifest whose only credential is a quorum of genesis's
+    validators is accepted, whatever the set of its height is. A validator removed by
+    governance is outside every bound on Byzantine members, so a quorum of them (keys
+    retired, sold or leaked) can certify any state; and once the set changed, an honest
+    snapshot (certified by the current set) fails this check instead."""
+    governed = SNAP_GENESIS.model_copy(
+        update={"contracts": list(SNAP_GENESIS.contracts) + builtin_contract_entries()}
+    )
+    assert any(c.name == "governance" for c in governed.contracts)
+    with Store(tmp_path / "src", sync=False) as src:
+        make_chain(src, 3, 50, random.Random(7))  # every block certified by genesis's keys
+        manifest = snap.build(src, tmp_path / "snaps")
+    with pytest.raises(snap.SnapshotInvalid):
+        snap.verify_manifest(manifest, certificate_checker(governed))
