@@ -143,3 +143,25 @@ def test_a_snapshot_certified_by_genesis_keys_alone_is_refused_on_a_governed_cha
         manifest = snap.build(src, tmp_path / "snaps")
     with pytest.raises(snap.SnapshotInvalid):
         snap.verify_manifest(manifest, certificate_checker(governed))
+
+
+def test_liars_of_a_stale_set_cannot_move_the_boundary_below_this_folders_first_start(
+    tmp_path: Path,
+) -> None:
+    """A backup older than a set change holds with the set of its own head, whose members
+    removed since are outside every bound: more than f of its reports may lie. They push
+    ``vouched_ms`` ten years ahead, then (at the next start) report clocks an hour slow. Old
+    code replaced the sound ``started_ms`` by their time too: the boundary fell an hour
+    below this folder's first start, below rounds the original voted in."""
+    now = int(time.time() * 1000)
+    bk.write_restored_marker(tmp_path, {})
+    guard = DoubleSignGuard(GENESIS, ME, enabled=True)  # type: ignore[arg-type]
+    guard.open(tmp_path, now)
+    floor = guard._boundary_after(now)
+    far, slow = now + 10 * 365 * 86_400_000, now - 3_600_000
+    assert guard.vouch_start({0: now, 1: far, 2: far}, now)
+    again = DoubleSignGuard(GENESIS, ME, enabled=True)  # type: ignore[arg-type]
+    again.open(tmp_path, now)  # a restart while holding
+    assert again.vouch_start({0: now, 1: slow, 2: slow}, now)
+    assert again.boundary is not None and again.boundary >= floor
+    assert again.started_ms == now
