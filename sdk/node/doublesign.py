@@ -59,7 +59,7 @@ when it is ahead of this clock: a clock stepped back must not lower the boundary
 review). But a damaged or hostile value decades ahead made the boundary unreachable, so the
 peers bound it when they vouch (:meth:`DoubleSignGuard.vouch_start`): a marker time more than
 two drifts ahead of both this clock and the time the peers vouch for now (V) cannot be a past
-start, and is replaced by V, with an error logged. That is safe because the boundary only has
+start, and is replaced (that value only: a start by the later of V and this clock, a vouched time by V), with an error logged. That is safe because the boundary only has
 to lie above the original's rounds: the original was gone before this folder first started
 (T0), so true time now is past T0; V is at least one honest clock, so at least true time
 minus the drift, hence at least T0 minus the drift, and the margin (five drifts and three
