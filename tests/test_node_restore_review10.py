@@ -372,6 +372,46 @@ class _Ledger:
         return []
 
 
+def _held_worker(ledger: _Ledger, now: int) -> ChainWorker:
+    """A real chain worker on ``ledger`` (on the running loop) for a held node's commits."""
+    worker = ChainWorker(
+        "v3",
+        ConsensusParams(round_ms=ROUND_MS, stage2_ms=ROUND_MS // 2),
+        Registry(),
+        status=lambda: None,
+        deliver=lambda event: None,
+        now_ms=lambda: now,
+        known_good=lambda tx: False,
+        note_verified=lambda txs: None,
+        remember=lambda block: None,
+    )
+    worker.open(ledger, None, asyncio.get_running_loop())  # type: ignore[arg-type]
+    return worker
+
+
+def _held_node(
+    guard: DoubleSignGuard,
+    store: Store,
+    ledger: _Ledger,
+    worker: ChainWorker,
+    clocks: dict[int, int],
+    head: int,
+) -> Any:
+    """The parts of a restored node a commit touches; three peers report ``head``."""
+    return types.SimpleNamespace(
+        double_sign=guard,
+        store=store,
+        chain=ledger,
+        worker=worker,
+        fault=None,
+        running=True,
+        transport=types.SimpleNamespace(),  # nothing is sent: the core is not driven
+        catchup=types.SimpleNamespace(
+            peer_clocks=lambda: clocks, set_size=lambda: 4, peer_heads=dict.fromkeys(range(3), head)
+        ),
+    )
+
+
 def _block(height: int, rnd: int, now: int) -> Any:
     header = types.SimpleNamespace(round=rnd, time_ms=now)
     return types.SimpleNamespace(height=height, header=header, txs=[], hash=bytes([height]) * 32)
@@ -411,31 +451,9 @@ def test_the_release_waits_for_a_commit_asked_for_while_the_last_one_returns(
     restarts: list[int] = []
 
     async def run() -> None:
-        worker = ChainWorker(
-            "v3",
-            ConsensusParams(round_ms=ROUND_MS, stage2_ms=ROUND_MS // 2),
-            Registry(),
-            status=lambda: None,
-            deliver=lambda event: None,
-            now_ms=lambda: now,
-            known_good=lambda tx: False,
-            note_verified=lambda txs: None,
-            remember=lambda block: None,
-        )
-        worker.open(ledger, None, asyncio.get_running_loop())  # type: ignore[arg-type]
+        worker = _held_worker(ledger, now)
         with Store(tmp_path / "s", sync=False) as store:
-            node = types.SimpleNamespace(
-                double_sign=guard,
-                store=store,
-                chain=ledger,
-                worker=worker,
-                fault=None,
-                running=True,
-                transport=types.SimpleNamespace(),  # nothing is sent: the core is not driven
-                catchup=types.SimpleNamespace(
-                    peer_clocks=lambda: clocks, set_size=lambda: 4, peer_heads={0: h, 1: h, 2: h}
-                ),
-            )
+            node = _held_node(guard, store, ledger, worker, clocks, h)
             driver = CoreDriver(node, b"", 100)  # type: ignore[arg-type]
             driver.restart = lambda: restarts.append(ledger.head()[0])  # type: ignore[method-assign]
             asked = []

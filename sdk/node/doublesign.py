@@ -59,7 +59,7 @@ when it is ahead of this clock: a clock stepped back must not lower the boundary
 review). But a damaged or hostile value decades ahead made the boundary unreachable, so the
 peers bound it when they vouch (:meth:`DoubleSignGuard.vouch_start`): a marker time more than
 two drifts ahead of both this clock and the time the peers vouch for now (V) cannot be a past
-start, and is replaced by V, with an error logged. That is safe because the boundary only has
+start, and is replaced (that value only: a start by the later of V and this clock, a vouched time by V), with an error logged. That is safe because the boundary only has
 to lie above the original's rounds: the original was gone before this folder first started
 (T0), so true time now is past T0; V is at least one honest clock, so at least true time
 minus the drift, hence at least T0 minus the drift, and the margin (five drifts and three
@@ -288,11 +288,26 @@ class DoubleSignGuard:
             return False
         assert network is not None
         marker = backup_files.read_restored_marker(self.data_dir) or {}
-        if self._from_the_future(max(network, now_ms or 0), marker):
-            # Start again from the peers' time now; never below a round already adopted
-            # (after a set change the start is vouched for again mid-hold).
-            self.started_ms = self.vouched_ms = network
-            self.boundary = max(self._boundary_after(network), self.adopted[1] + 1)
+        latest = max(network, now_ms or 0)
+        if self._from_the_future(latest, marker):
+            # Only a time from the future is replaced, and by the later of the peers' time
+            # and this clock, never by the peers' alone: the set a restored node runs can be
+            # one that governance has changed since the backup, whose removed members no
+            # bound covers, so more than f of its reports may lie. Replacing a sound
+            # started_ms by their time let them first push vouched_ms ahead, then (at the
+            # next start) report clocks an hour slow and move the boundary below rounds the
+            # original voted in (eleventh review). This clock is trusted as far as the hold
+            # trusts it anyway (check_clock halts it when it is behind).
+            limit = latest + 2 * self.genesis.consensus.time_drift()
+            if self.started_ms > limit:
+                self.started_ms = latest
+            if self.vouched_ms > limit:
+                self.vouched_ms = network
+            # Never below a round already adopted (after a set change the start is vouched
+            # for again mid-hold).
+            self.boundary = max(
+                self._boundary_after(max(self.started_ms, self.vouched_ms)), self.adopted[1] + 1
+            )
         network = max(network, self.vouched_ms)
         backup_files.write_restored_marker(
             self.data_dir, {**marker, "started_ms": self.started_ms, "vouched_ms": network}

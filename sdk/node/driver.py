@@ -386,7 +386,11 @@ class CoreDriver:
             return
         clocks, now = node.catchup.peer_clocks(), now_ms()
         if guard.ends_hold(header.round, height, node.catchup.peer_heads, clocks, now):
-            guard.release(node.store, now, clocks, node.catchup.set_size())
+            try:
+                guard.release(node.store, now, clocks, node.catchup.set_size())
+            except AccordError as e:  # the record to close rounds in is damaged: see _execute
+                node.fail(f"the safety record cannot be closed at the end of the hold: {e}")
+                return
             self.restart()
 
     async def _execute(self, block: Block, cert: Certificate) -> list[Receipt] | None:
@@ -394,9 +398,16 @@ class CoreDriver:
         receipts, or None if nothing was committed (a halt, a duplicate, a bad body)."""
         node, core = self.node, self.core
         guard = node.double_sign
-        # Following (no core): the block's set does not hold our key, so no certificate of
-        # it can carry a vote of ours (the check judges by the set of the height).
-        fault = None if core is None else guard.check(cert, core.status(), node.store)
+        try:
+            # Following (no core): the block's set does not hold our key, so no certificate
+            # of it can carry a vote of ours (the check judges by the set of the height).
+            fault = None if core is None else guard.check(cert, core.status(), node.store)
+        except AccordError as e:
+            # Adopting a vote reads and raises the safety record: one that fails its
+            # checksum or does not decode must halt the node, not end this task with a
+            # traceback while the core has moved past a block that never committed (the
+            # node then stalled for good and still said it was healthy).
+            fault = f"the safety record cannot be raised to block {block.height}: {e}"
         if fault is None and guard.holding:
             fault = guard.check_clock(
                 block.header.time_ms, now_ms(), node.catchup.peer_clocks(), node.catchup.set_size()
