@@ -28,6 +28,7 @@ import builtins
 import importlib
 import importlib.util
 import inspect
+import sys
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -615,7 +616,20 @@ def _restricted_globals(
     g = done[id(module_globals)] = dict(module_globals)
     g["__builtins__"] = RESTRICTED_BUILTINS
     meter_globals(g)
+    from accord.contracts.base import Contract
+
+    name = module_globals.get("__name__")
     for k, v in module_globals.items():
+        if isinstance(v, type) and not issubclass(v, Contract):
+            if v.__module__ == name:  # a helper class of this module: its methods too
+                g[k] = _restricted_helper_class(v, g)
+            elif own != "accord" and v.__module__.split(".")[0] == own:
+                # Imported from another module of the contract's package: that module's
+                # restricted copy of it (its functions see that module's globals).
+                helper = sys.modules.get(v.__module__)
+                if helper is not None:
+                    g[k] = _restricted_globals(vars(helper), own, done).get(v.__name__, v)
+            continue
         if not isinstance(v, types.FunctionType):
             continue
         if v.__globals__ is module_globals:  # a module-level helper the contract calls
@@ -623,6 +637,34 @@ def _restricted_globals(
         elif own != "accord" and (v.__module__ or "").split(".")[0] == own:
             g[k] = _rebind(v, _restricted_globals(v.__globals__, own, done), strict=False)
     return g
+
+
+def _restricted_helper_class(cls: type, g: dict[str, Any]) -> type:
+    """A subclass of ``cls`` (a class a contract module defines that is not a contract)
+    whose functions run restricted and metered with ``g``: contract code calls its methods,
+    and builtins call its dunders (``any(It())`` runs ``It.__next__`` with no loop of the
+    contract's), so an unmetered ``__next__`` or ``while True`` in a method ran for ever.
+
+    Contract code names the class through ``g``, so the objects it makes are of the subclass.
+    A class that cannot be subclassed (an enum with members) is refused: running its code
+    unmetered would let a loop in it run free."""
+    overrides: dict[str, Any] = {}
+    for attr, value in vars(cls).items():
+        wrapped = _rewrap(value, g)
+        if wrapped is not _MISSING:
+            overrides[attr] = wrapped
+    if not overrides:
+        return cls
+    overrides["__module__"] = cls.__module__
+    overrides["__qualname__"] = cls.__qualname__
+    if "__slots__" in vars(cls):
+        overrides["__slots__"] = ()
+    try:
+        return type(cls)(cls.__name__, (cls,), overrides)
+    except TypeError as e:
+        raise NondeterministicContract(
+            f"class {cls.__qualname__} ({cls.__module__}) cannot run metered: {e}"
+        ) from None
 
 
 _C = TypeVar("_C", bound=type)

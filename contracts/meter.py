@@ -8,8 +8,9 @@ bound must be the same on every validator, so it cannot be a clock: it counts *s
 
 **What a step is.** One iteration of any loop written in contract code (``for``, ``while``,
 and each ``for`` clause of a comprehension or generator expression) and one call of any
-function written in contract code (methods, module-level helpers, nested functions; lambdas
-are bounded through the loops and calls that invoke them). Each step costs :data:`STEP_GAS`.
+function written in contract code (methods, module-level helpers, nested functions, lambdas,
+methods of the classes a contract module defines), and each item a ``yield from`` passes on.
+Each step costs :data:`STEP_GAS`.
 The number of steps is a function of the code and its inputs, so every validator charges the
 same gas and fails the same transaction at the same point: the receipt is the same bytes.
 
@@ -142,6 +143,23 @@ class _Meter(ast.NodeTransformer):
     def visit_comprehension(self, node: ast.comprehension) -> ast.AST:
         self.generic_visit(node)
         node.iter = self._wrap(node.iter)
+        return node
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+        # A lambda is contract code that a builtin can call without any loop of the
+        # contract's (``any(map(lambda i: 0, range(10**18)))``, ``iter(lambda: 0, 1)``): each
+        # call is a step. ``step()`` returns None, so ``None or body`` is the body's value.
+        self.generic_visit(node)
+        call = ast.Call(ast.Name(STEP, ast.Load()), [], [])
+        node.body = ast.copy_location(ast.BoolOp(ast.Or(), [call, node.body]), node.body)
+        return node
+
+    def visit_YieldFrom(self, node: ast.YieldFrom) -> ast.AST:
+        # ``yield from`` is a loop run by the interpreter: each item it passes on is a step.
+        # (The items go through :func:`steps`, so a value sent into the outer generator is
+        # not forwarded to the inner one: contract code has no use for ``send``.)
+        self.generic_visit(node)
+        node.value = self._wrap(node.value)
         return node
 
 
