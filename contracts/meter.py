@@ -16,8 +16,10 @@ same gas and fails the same transaction at the same point: the receipt is the sa
 
 **How.** :func:`metered_code` parses the source of the module that defines a function (the
 same file the code hash covers), rewrites it (:class:`_Meter`: loop iterables are wrapped in
-``__accord_steps__(...)``, each ``while`` body and each function body starts with
-``__accord_step__()``), compiles it with the original file name and line numbers, and takes
+``__accord_steps__(...)``, each ``while`` body starts with ``__accord_step__()``, each
+function body with ``__accord_run__ = __accord_enter__()`` and runs inside ``try: ...
+finally: __accord_leave__(__accord_run__)``, each lambda's body becomes
+``__accord_call__(lambda: body)``), compiles it with the original file name and line numbers, and takes
 the code object of the same function from the result. The restricted class of
 :mod:`accord.contracts.determinism` runs that code instead of the original; nothing else about
 the function changes (name, defaults, closure, line numbers in tracebacks). The two step
@@ -29,6 +31,15 @@ A contract cannot dodge the charge: names starting with ``__accord_`` are refuse
 determinism check, the step functions live in the restricted globals (a module-level
 assignment changes the original module, not them), and running out of gas is sticky (catching
 ``OutOfGas`` fails the transaction anyway).
+
+**Depth.** A call of contract code is also a level of nesting: past :data:`MAX_DEPTH` levels
+the transaction fails (a ``Revert``) at the same call on every validator. Python's own
+recursion limit would have stopped it instead, at a point that depends on how deep the
+node's stack already was (a proposer builds from another call path than a validator
+validates), and so written different receipts on different validators. A generator counts as
+a level from its first item until it finishes (while it is suspended too), which is the same
+on every validator; one finished by the garbage collector after its transaction gives its
+level back to that transaction's run, never to a later one.
 
 **Not metered:** loops inside builtins and C code (``sum(range(n))``, ``sorted``, ``bytes *
 n``, big-integer powers). Their cost is bounded by their input sizes, which contract code can
@@ -42,11 +53,11 @@ import ast
 import hashlib
 import linecache
 import types
-from collections.abc import Iterable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
-from accord.base.errors import GenesisError
+from accord.base.errors import GenesisError, Revert
 
 if TYPE_CHECKING:
     from accord.contracts.base import Context
@@ -61,25 +72,84 @@ STEPS = "__accord_steps__"
 RESERVED_PREFIX = "__accord_"
 """Names the meter adds to contract code; contract code may not use them."""
 
-CURRENT: ContextVar[Context | None] = ContextVar("accord_metered_context", default=None)
-"""The context of the transaction (or query) being executed; the runtime sets it."""
+MAX_DEPTH = 100
+"""How deeply contract code may nest its own calls in one transaction (functions, lambdas,
+generators). Python's own limit counts the node's frames too, which differ between a
+proposer and a validator, so a recursion stopped by it could end at a different point on
+each: this one counts contract frames only and ends at the same call everywhere, far below
+Python's limit (a level costs at most three Python frames)."""
+
+ENTER = "__accord_enter__"
+LEAVE = "__accord_leave__"
+CALL = "__accord_call__"
+RUN = "__accord_run__"
+
+
+class Run:
+    """What the meter keeps of one transaction (or query): its context and how deeply its
+    contract code is nested now."""
+
+    __slots__ = ("ctx", "depth")
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.depth = 0
+
+
+CURRENT: ContextVar[Run | None] = ContextVar("accord_metered_run", default=None)
+"""The transaction (or query) being executed; the runtime sets it (:func:`running`)."""
+
+
+def running(ctx: Context) -> Token[Run | None]:
+    """Meter ``ctx``'s execution from now on; give the token back to ``CURRENT.reset``."""
+    return CURRENT.set(Run(ctx))
 
 
 def step() -> None:
     """One step of contract code: charge the executing context, if any."""
-    ctx = CURRENT.get()
-    if ctx is not None:
-        ctx.charge(STEP_GAS)
+    run = CURRENT.get()
+    if run is not None:
+        run.ctx.charge(STEP_GAS)
+
+
+def enter() -> Run | None:
+    """A call of contract code: one step, one level deeper (past :data:`MAX_DEPTH`, the
+    transaction fails with the same :class:`~accord.base.errors.Revert` on every validator).
+    Returns the run to hand to :func:`leave`, so a generator finished after its transaction
+    (by the garbage collector) changes no later one."""
+    run = CURRENT.get()
+    if run is None:
+        return None
+    run.ctx.charge(STEP_GAS)
+    if run.depth >= MAX_DEPTH:
+        raise Revert(f"contract code nested deeper than {MAX_DEPTH} calls")
+    run.depth += 1
+    return run
+
+
+def leave(run: Run | None) -> None:
+    """The call :func:`enter` counted has returned (or raised)."""
+    if run is not None:
+        run.depth -= 1
+
+
+def call(thunk: Callable[[], Any]) -> Any:
+    """A lambda's body, counted as a call (a lambda has no statement to put a ``try`` in)."""
+    run = enter()
+    try:
+        return thunk()
+    finally:
+        leave(run)
 
 
 def steps(iterable: Iterable[Any]) -> Iterator[Any]:
     """The items of ``iterable``, one step charged before each (a loop that ends early pays
     only for what it took)."""
-    ctx = CURRENT.get()
-    if ctx is None:
+    run = CURRENT.get()
+    if run is None:
         yield from iterable
         return
-    charge = ctx.charge
+    charge = run.ctx.charge
     for item in iterable:
         charge(STEP_GAS)
         yield item
@@ -89,6 +159,9 @@ def meter_globals(g: dict[str, Any]) -> None:
     """Put the step functions into the globals metered code runs with."""
     g[STEP] = step
     g[STEPS] = steps
+    g[ENTER] = enter
+    g[LEAVE] = leave
+    g[CALL] = call
 
 
 class _Meter(ast.NodeTransformer):
@@ -105,7 +178,8 @@ class _Meter(ast.NodeTransformer):
         return ast.copy_location(call, expr)
 
     def _body(self, body: list[ast.stmt], at: ast.AST) -> list[ast.stmt]:
-        # A docstring stays the first statement (it is what ``__doc__`` reads).
+        """``run = enter()`` then the body inside ``try: ... finally: leave(run)``. A
+        docstring stays the first statement (it is what ``__doc__`` reads)."""
         doc = (
             body[:1]
             if body
@@ -114,7 +188,13 @@ class _Meter(ast.NodeTransformer):
             and isinstance(body[0].value.value, str)
             else []
         )
-        return [*doc, self._step(at), *body[len(doc) :]]
+        rest = body[len(doc) :] or [ast.Pass()]
+        enter_ = ast.Assign(
+            [ast.Name(RUN, ast.Store())], ast.Call(ast.Name(ENTER, ast.Load()), [], [])
+        )
+        leave_ = ast.Expr(ast.Call(ast.Name(LEAVE, ast.Load()), [ast.Name(RUN, ast.Load())], []))
+        guarded = ast.Try(body=rest, handlers=[], orelse=[], finalbody=[leave_])
+        return [*doc, ast.copy_location(enter_, at), ast.copy_location(guarded, at)]
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
         self.generic_visit(node)
@@ -147,11 +227,24 @@ class _Meter(ast.NodeTransformer):
 
     def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
         # A lambda is contract code that a builtin can call without any loop of the
-        # contract's (``any(map(lambda i: 0, range(10**18)))``, ``iter(lambda: 0, 1)``): each
-        # call is a step. ``step()`` returns None, so ``None or body`` is the body's value.
+        # contract's (``any(map(lambda i: 0, range(10**18)))``, ``iter(lambda: 0, 1)``) and
+        # that can recurse (``f(f)``): its body runs as ``call(lambda: body)``, a counted
+        # call. The inner lambda is made here, after the visit: it is not rewritten again.
         self.generic_visit(node)
-        call = ast.Call(ast.Name(STEP, ast.Load()), [], [])
-        node.body = ast.copy_location(ast.BoolOp(ast.Or(), [call, node.body]), node.body)
+        thunk = ast.Lambda(
+            ast.arguments(
+                posonlyargs=[],
+                args=[],
+                vararg=None,
+                kwonlyargs=[],
+                kw_defaults=[],
+                kwarg=None,
+                defaults=[],
+            ),
+            node.body,
+        )
+        call_ = ast.Call(ast.Name(CALL, ast.Load()), [ast.copy_location(thunk, node.body)], [])
+        node.body = ast.copy_location(call_, node.body)
         return node
 
     def visit_YieldFrom(self, node: ast.YieldFrom) -> ast.AST:
@@ -164,17 +257,20 @@ class _Meter(ast.NodeTransformer):
 
 
 _Key = tuple[str, int]
-_compiled: dict[tuple[str, bytes], dict[_Key, types.CodeType]] = {}
+_compiled: dict[tuple[str, bytes], dict[_Key, types.CodeType | None]] = {}
 
 
-def _codes(code: types.CodeType, out: dict[_Key, types.CodeType]) -> None:
+def _codes(code: types.CodeType, out: dict[_Key, types.CodeType | None]) -> None:
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            out.setdefault((const.co_qualname, const.co_firstlineno), const)
+            key = (const.co_qualname, const.co_firstlineno)
+            # Two functions of one name on one line (``a, b = lambda: 1, lambda: 2``) cannot
+            # be told apart by the key: neither is found, rather than one run for the other.
+            out[key] = None if key in out else const
             _codes(const, out)
 
 
-def _metered_module(filename: str) -> dict[_Key, types.CodeType] | None:
+def _metered_module(filename: str) -> dict[_Key, types.CodeType | None] | None:
     """Every function's metered code in the module at ``filename``, by (qualname, first line);
     None when its source cannot be read (a class made at run time)."""
     lines = linecache.getlines(filename)
@@ -182,7 +278,7 @@ def _metered_module(filename: str) -> dict[_Key, types.CodeType] | None:
         return None
     source = "".join(lines)
     key = (filename, hashlib.sha256(source.encode()).digest())
-    codes = _compiled.get(key)
+    codes: dict[_Key, types.CodeType | None] | None = _compiled.get(key)
     if codes is None:
         tree = _Meter().visit(ast.parse(source, filename))
         ast.fix_missing_locations(tree)
@@ -223,8 +319,14 @@ def metered_code(fn: types.FunctionType, *, strict: bool = True) -> types.CodeTy
 
 __all__ = [
     "CURRENT",
+    "MAX_DEPTH",
     "RESERVED_PREFIX",
     "STEP_GAS",
+    "Run",
+    "call",
+    "enter",
+    "leave",
+    "running",
     "Unmeterable",
     "meter_globals",
     "metered_code",

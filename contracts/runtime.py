@@ -711,7 +711,7 @@ class Runtime:
             args = tx.args
             spec.check(args)
             ctx._readonly = spec.readonly
-            token = meter.CURRENT.set(ctx)  # the contract's loops and calls charge this ctx
+            token = meter.running(ctx)  # the contract's loops and calls charge this ctx
             try:
                 result = spec.fn(instance, ctx, **args)
             finally:
@@ -773,7 +773,7 @@ class Runtime:
             readonly=True,
             registry=registry,
         )
-        token = meter.CURRENT.set(ctx)
+        token = meter.running(ctx)
         try:
             result = spec.fn(instance, ctx, **args)
         finally:

@@ -81,6 +81,25 @@ HOSTILE = textwrap.dedent(
             ctx.set("total", total)
             return total
 
+        @method
+        def down(self, ctx: Context, n: int) -> int:
+            def level(k: int) -> int:
+                return 0 if k == 0 else 1 + level(k - 1)
+
+            return level(n)
+
+        @method
+        def lambda_down(self, ctx: Context, n: int) -> int:
+            f = lambda g, k: 0 if k == 0 else 1 + g(g, k - 1)  # noqa: E731
+            return f(f, n)
+
+        @method
+        def generator_down(self, ctx: Context, n: int) -> int:
+            def level(k: int):
+                yield 0 if k == 0 else 1 + next(level(k - 1))
+
+            return next(level(n))
+
         @method(readonly=True)
         def stuck(self, ctx: Context) -> int:
             n = 0
@@ -219,3 +238,60 @@ def test_a_loop_in_a_helper_module_of_the_contracts_package_is_metered(
     finally:
         for name in ("meterpkg", "meterpkg.helpers", "meterpkg.contract"):
             sys.modules.pop(name, None)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["down", "lambda_down", "generator_down"])
+def test_recursion_ends_at_the_same_call_on_every_validator(sandbox: Sandbox, method: str) -> None:
+    # Python's recursion limit counts the node's own frames, so a recursion it stops ends at
+    # a point that depends on the caller's stack: the meter stops contract code at
+    # MAX_DEPTH levels of its own instead, whatever the stack below (a method is one level).
+    ok = sandbox.call("alice", "hostile", method, n=meter.MAX_DEPTH - 2)
+    assert ok.ok and ok.result == meter.MAX_DEPTH - 2, (ok.error_code, ok.error)
+    deep = sandbox.call("alice", "hostile", method, n=10**6)
+    assert not deep.ok and deep.error_code == "revert"
+    assert f"nested deeper than {meter.MAX_DEPTH} calls" in deep.error
+    chain = sandbox.chain
+    tx = sandbox.sign("alice", "hostile", method, n=10**6)
+
+    def run() -> bytes:
+        with chain.store.snapshot() as snap:
+            result = chain.runtime.execute_block(snap, [tx], height=sandbox.height + 1, time_ms=1)
+        return result.receipts[0].encode()
+
+    def at_depth(frames: int) -> bytes:
+        return run() if frames == 0 else at_depth(frames - 1)
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)  # Python's default: what a node runs with
+    try:
+        assert run() == at_depth(400)
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def test_two_module_functions_on_one_line_keep_their_own_code(tmp_path: Path) -> None:
+    # The meter finds a function's rewritten code by name and first line: two lambdas on one
+    # line share both, and one must never run the other's code.
+    source = textwrap.dedent(
+        """\
+        from accord.contracts.base import Context, Contract, method
+
+        ONE, TWO = (lambda: 1), (lambda: 2)
+
+
+        class Pair(Contract):
+            name = "pair"
+
+            @method
+            def both(self, ctx: Context) -> list:
+                return [ONE(), TWO()]
+        """
+    )
+    mod = load_module(tmp_path, "meter_pair", source)
+    try:
+        with Sandbox([mod.Pair]) as sb:
+            r = sb.call("alice", "pair", "both")
+            assert r.ok and r.result == [1, 2], (r.error_code, r.error)
+    finally:
+        sys.modules.pop("meter_pair", None)

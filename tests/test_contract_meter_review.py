@@ -184,11 +184,6 @@ def test_the_same_block_gives_the_same_receipt_bytes_twice(sandbox: Sandbox) -> 
 
 
 @pytest.mark.timeout(40)
-@pytest.mark.xfail(
-    strict=True,
-    reason="review finding: recursion in a nested function or lambda is not refused and its "
-    "depth is bounded by Python's recursion limit, which counts the node's own frames",
-)
 def test_recursion_depth_does_not_depend_on_the_callers_stack(sandbox: Sandbox) -> None:
     # A recursion 600 deep costs 6,000 gas. From a shallow stack it returns; 450 frames
     # deeper (another call path into execute_block) it raises RecursionError: the proposer
