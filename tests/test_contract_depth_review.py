@@ -3,17 +3,17 @@ Python and C frames between two levels of contract code."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from accord.contracts import meter
 from accord.testing import Sandbox
+
+from .support.modules import load_module
 
 DEEP = textwrap.dedent(
     """\
@@ -43,15 +43,7 @@ DEEP = textwrap.dedent(
 )
 
 
-def _load(tmp: Path, name: str, source: str) -> ModuleType:
-    path = tmp / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+_load = load_module
 
 
 @pytest.fixture
