@@ -113,10 +113,12 @@ def malicious_programs(spec: str | None) -> list[str] | None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from accord.base.heap import keep_freed_memory
     from accord.mpc.channel import private_from_bytes
     from accord.mpc.ring import FixedPoint
     from accord.mpc.server import MpcServer
 
+    keep_freed_memory()  # the protocols' megabyte arrays reuse pages instead of faulting them in
     servers = load_cluster(args.cluster)
     clients = load_clients(
         args.cluster, quota_bytes=args.max_client_mb << 20, max_connections=args.max_connections

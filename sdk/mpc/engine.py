@@ -69,6 +69,22 @@ class Stats:
 
 NONCE_WORDS = 4  # 32 bytes of fresh randomness per server per session
 
+# Truncation works in pieces (see Party.trunc): at least this many words a piece (even, for the
+# PRF's two-word blocks), and few enough pieces that a peer's queue of unread messages for one
+# session (8 deep on a server) never fills while a piece waits for the one before.
+PIECE_WORDS = 1 << 16
+MAX_PIECES = 4
+
+
+def trunc_pieces(n: int) -> list[tuple[int, int]]:
+    """``(start, length)`` of the pieces of an ``n``-word truncation: even starts, in order."""
+    if n == 0:
+        return [(0, 0)]
+    k = max(1, min(MAX_PIECES, n // PIECE_WORDS))
+    size = -(-n // k)
+    size += size % 2
+    return [(lo, min(size, n - lo)) for lo in range(0, n, size)]
+
 
 def session_key(static: bytes, session: str, nonces: Sequence[bytes]) -> bytes:
     """A session's PRF key: HMAC-SHA256 of the static pair key over the session id and the
@@ -246,62 +262,79 @@ class Party:
         k'_0), role 0 sends its part and ``e`` to role 1 (round 2), and role 1 sends role 2
         its masked part of the last component (round 3; mask ``mu`` from k'_1). Every word a
         server receives carries a fresh mask from a key it does not hold. ``t`` is consumed.
+
+        The work goes in pieces of at least :data:`PIECE_WORDS` words (at most
+        :data:`MAX_PIECES` of them), each piece's messages sent as soon as it is done, so one
+        server's rounds overlap the others' on later pieces instead of the three waiting for
+        each other in turn. The pieces draw their masks at their own offsets of the same
+        streams: the words sent and the result are exactly those of one piece.
         """
         op = self.new_op()
         out_shape = t.shape
         n = t.size
-        shape = (n,)  # flat: NumPy would turn 0-d results into scalars (with overflow warnings)
-        t = t.reshape(shape)
+        t = t.reshape(n)  # flat: NumPy would turn 0-d results into scalars (with overflow warnings)
         r = self.role(op)
+        pieces = trunc_pieces(n)
         fs = np.uint64(f)
         top = np.uint64(63)
         offset = np.uint64(1 << (62 - f))
         scale = np.uint64(1 << (64 - f)) if f > 0 else np.uint64(0)
+        own, nxt = self.own, self.next
+        ra, rb = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
         if r == 0:  # own key k'_0 (with role 2), next key k'_1 (with role 1)
-            c = t + self.recv(self.who(1, op), shape)
-            c += self.recv(self.who(2, op), shape)
-            c -= self.next.words(op, 0, n).reshape(shape)
-            c += np.uint64(1 << 62)
-            e = (c >> top) - self.own.words(op, 3, n).reshape(shape)
-            y0 = self.own.words(op, 2, n).reshape(shape)
-            x01 = (c >> fs) - y0
-            x01 += self.next.words(op, 4, n).reshape(shape)
-            self.send(self.who(1, op), np.concatenate([x01.ravel(), e.ravel()]))
-            x20 = y0 + self.own.words(op, 5, n).reshape(shape)
-            return x20.reshape(out_shape), x01.reshape(out_shape)
+            for lo, m in pieces:
+                c = t[lo : lo + m] + self.recv(self.who(1, op), (m,))
+                c += self.recv(self.who(2, op), (m,))
+                c -= nxt.words(op, 0, m, lo)
+                c += np.uint64(1 << 62)
+                e = (c >> top) - own.words(op, 3, m, lo)
+                y0 = own.words(op, 2, m, lo)
+                x01 = (c >> fs) - y0
+                x01 += nxt.words(op, 4, m, lo)
+                self.send(self.who(1, op), np.concatenate([x01, e]))
+                y0 += own.words(op, 5, m, lo)
+                ra[lo : lo + m], rb[lo : lo + m] = y0, x01  # (x20, x01)
+            return ra.reshape(out_shape), rb.reshape(out_shape)
         if r == 1:  # own key k'_1 (with role 0), next key k'_2 (with role 2)
-            rr = self.next.words(op, 1, n).reshape(shape)
-            u = t + self.own.words(op, 0, n).reshape(shape)
-            u -= self.next.words(op, 0, n).reshape(shape)
-            u += rr
-            self.send(self.who(0, op), u)
-            s_ = (rr >> top) * scale
-            q = (rr >> fs) - s_  # (r >> f) - 2^(64-f) msb(r): see the formula above
-            q += offset
-            w = self.recv(self.who(2, op), shape)
-            got = self.recv(self.who(0, op), (2 * n,))
-            x01, e = got[:n].reshape(shape), got[n:].reshape(shape)
-            mu = self.own.words(op, 4, n).reshape(shape)
-            v = -(e * s_) - mu
-            self.send(self.who(2, op), v)
-            x12 = v - q - w
-            return x01.reshape(out_shape), x12.reshape(out_shape)
+            for lo, m in pieces:
+                u = t[lo : lo + m] + own.words(op, 0, m, lo)
+                u -= nxt.words(op, 0, m, lo)
+                u += nxt.words(op, 1, m, lo)
+                self.send(self.who(0, op), u)
+            for lo, m in pieces:
+                rr = nxt.words(op, 1, m, lo)
+                s_ = (rr >> top) * scale
+                q = (rr >> fs) - s_  # (r >> f) - 2^(64-f) msb(r): see the formula above
+                q += offset
+                w = self.recv(self.who(2, op), (m,))
+                got = self.recv(self.who(0, op), (2 * m,))
+                x01, e = got[:m], got[m:]
+                v = -(e * s_) - own.words(op, 4, m, lo)
+                self.send(self.who(2, op), v)
+                q += w
+                ra[lo : lo + m], rb[lo : lo + m] = x01, v - q  # (x01, x12)
+            return ra.reshape(out_shape), rb.reshape(out_shape)
         # role 2: own key k'_2 (with role 1), next key k'_0 (with role 0)
-        u = t + self.own.words(op, 0, n).reshape(shape)
-        self.send(self.who(0, op), u)
-        rr = self.own.words(op, 1, n).reshape(shape)
-        s_ = (rr >> top) * scale
-        nu = self.next.words(op, 5, n).reshape(shape)
-        w = self.next.words(op, 3, n).reshape(shape) * s_
-        w += nu
-        self.send(self.who(1, op), w)
-        q = (rr >> fs) - s_
-        q += offset
-        x20 = self.next.words(op, 2, n).reshape(shape)
-        x20 += nu
-        v = self.recv(self.who(1, op), shape)
-        x12 = v - q - w
-        return x12.reshape(out_shape), x20.reshape(out_shape)
+        qs: list[Ring] = []
+        for lo, m in pieces:
+            u = t[lo : lo + m] + own.words(op, 0, m, lo)
+            self.send(self.who(0, op), u)
+            rr = own.words(op, 1, m, lo)
+            s_ = (rr >> top) * scale
+            nu = nxt.words(op, 5, m, lo)
+            w = nxt.words(op, 3, m, lo) * s_
+            w += nu
+            self.send(self.who(1, op), w)
+            q = (rr >> fs) - s_
+            q += offset
+            q += w
+            qs.append(q)
+            x20 = nxt.words(op, 2, m, lo)
+            x20 += nu
+            rb[lo : lo + m] = x20
+        for (lo, m), q in zip(pieces, qs, strict=True):
+            ra[lo : lo + m] = self.recv(self.who(1, op), (m,)) - q  # x12
+        return ra.reshape(out_shape), rb.reshape(out_shape)
 
     def mul_shared(self, x: SharedArray, y: SharedArray) -> SharedArray | None:
         """Hook for a party that computes products of shared arrays itself (the checked

@@ -37,18 +37,27 @@ class Prf:
         self._alg = algorithms.AES(key)
         self._zeros = bytearray(0)
 
-    def words(self, op: int, purpose: int, n: int) -> Ring:
+    def words(self, op: int, purpose: int, n: int, start: int = 0) -> Ring:
+        """Words ``start .. start + n`` of the stream at ``(op, purpose)``.
+
+        ``start`` (even: two words a block) lets a protocol draw its stream piece by piece,
+        the pieces together being exactly the words one draw of the whole would give.
+        """
         if not 0 <= n <= _MAX_WORDS:
             raise MpcError(f"cannot draw {n} words")
+        if not (0 <= start <= _MAX_WORDS - n and start % 2 == 0):
+            raise MpcError(f"cannot draw from word {start}")
         if not (0 <= op < 1 << 64 and 0 <= purpose < 1 << 32):
             raise MpcError("PRF address out of range")
         nbytes = 8 * n
         if len(self._zeros) < nbytes:
             self._zeros = bytearray(nbytes)
-        out = bytearray(nbytes + 15)  # update_into wants room for a block
-        enc = Cipher(self._alg, modes.CTR(struct.pack(">QII", op, purpose, 0))).encryptor()
-        enc.update_into(memoryview(self._zeros)[:nbytes], out)
-        return np.frombuffer(out, dtype=np.uint64, count=n)
+        # Uninitialised: the keystream overwrites every byte handed out (zeroing 8 bytes a
+        # word first cost as much as the AES). update_into wants room for one more block.
+        out = np.empty(n + 2, dtype=np.uint64)
+        enc = Cipher(self._alg, modes.CTR(struct.pack(">QII", op, purpose, start // 2))).encryptor()
+        enc.update_into(memoryview(self._zeros)[:nbytes], out.data.cast("B"))
+        return out[:n]
 
 
 def derive_key(secret: bytes, label: str) -> bytes:

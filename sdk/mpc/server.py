@@ -86,6 +86,15 @@ class ServerInfo:
     public_key: bytes
 
 
+def pack_parts(
+    header: dict[str, Any], payload: bytes | memoryview = b""
+) -> list[bytes | memoryview]:
+    """The pieces of :func:`pack`'s frame, for :meth:`Channel.send_parts` to encrypt without
+    joining them first."""
+    h = encoding.encode(header)
+    return [struct.pack(">I", len(h)) + h, memoryview(payload).cast("B")]
+
+
 def pack(header: dict[str, Any], payload: bytes | memoryview = b"") -> bytearray:
     """``4-byte header length || canonical header || raw payload`` in one buffer (one copy)."""
     h = encoding.encode(header)
@@ -97,7 +106,7 @@ def pack(header: dict[str, Any], payload: bytes | memoryview = b"") -> bytearray
     return out
 
 
-def unpack(frame: bytes | bytearray) -> tuple[dict[str, Any], memoryview]:
+def unpack(frame: bytes | bytearray | memoryview) -> tuple[dict[str, Any], memoryview]:
     if len(frame) < 4:
         raise MpcError("short frame")
     (n,) = struct.unpack(">I", frame[:4])
@@ -227,7 +236,7 @@ class _SessionTransport:
         if ch is None or to in self.server.dead:
             raise PeerGone(f"server {to} is gone")
         self.server.data_frames += 1
-        ch.send(pack({"t": "data", "s": self.session}, data.data))
+        ch.send_parts(pack_parts({"t": "data", "s": self.session}, data.data))
 
     def recv(self, frm: int, count: int) -> Ring:
         q = self.server.queue_for(self.session, frm)
