@@ -105,9 +105,25 @@ def test_send_parts_is_aesgcm_of_the_joined_plaintext(parts: list[bytes], seq: i
 
 
 @pytest.mark.parametrize(
+    "sizes",
+    [[70_000], [10, channel_mod._SMALL_FRAME], [3, 0, 1 << 20, 5], [channel_mod._SMALL_FRAME - 1]],
+)
+def test_large_frames_are_aesgcm_of_the_joined_plaintext_too(sizes: list[int]) -> None:
+    key = os.urandom(32)
+    cap = _Capture()
+    ch = Channel(cap, key, os.urandom(32))  # type: ignore[arg-type]
+    parts = [os.urandom(k) for k in sizes]
+    ch.send_parts(parts)
+    ct = AESGCM(key).encrypt(struct.pack(">IQ", 0, 0), b"".join(parts), None)
+    assert bytes(cap.sent) == struct.pack(">I", len(ct)) + ct
+
+
+@pytest.mark.parametrize(
     "size",
     [
         0,
+        channel_mod._SMALL_FRAME - 1,  # the last one-call frame
+        channel_mod._SMALL_FRAME,  # the first chunked one
         1,
         channel_mod._FIRST_CHUNK - 16,  # the tag ends the first chunk exactly
         channel_mod._FIRST_CHUNK - 8,  # the tag straddles the first two chunks
@@ -129,11 +145,20 @@ def test_recv_decrypts_whatever_the_chunking(size: int) -> None:
     cb.close()
 
 
-@pytest.mark.parametrize("flip", [0, channel_mod._FIRST_CHUNK - 12, -9, -1])
-def test_recv_refuses_a_flipped_bit_anywhere(flip: int) -> None:
+@pytest.mark.parametrize(
+    ("size", "flip"),
+    [
+        (channel_mod._FIRST_CHUNK - 8, 0),  # ciphertext + tag straddle the first chunk boundary
+        (channel_mod._FIRST_CHUNK - 8, channel_mod._FIRST_CHUNK - 12),
+        (channel_mod._FIRST_CHUNK - 8, -9),
+        (channel_mod._FIRST_CHUNK - 8, -1),
+        (100, 3),  # a one-call frame
+        (100, -1),
+    ],
+)
+def test_recv_refuses_a_flipped_bit_anywhere(size: int, flip: int) -> None:
     """Body, the byte before a chunk boundary inside the tag, and tag bytes: all refused."""
     ca, cb, raw = _pair()
-    size = channel_mod._FIRST_CHUNK - 8  # ciphertext + tag straddle the first chunk boundary
     nonce = struct.pack(">IQ", 0, ca._tx_n)
     ca._tx_n += 1
     frame = bytearray(ca._tx.encrypt(nonce, os.urandom(size), None))
