@@ -35,6 +35,8 @@ from accord.mpc.engine import Party
 from accord.mpc.local import combine, run_local
 from accord.mpc.prf import Prf
 
+from .support.mpc_sessions import FixedNonces
+
 
 def _ctr_reference(key: bytes, op: int, purpose: int, n: int) -> np.ndarray:
     """AES-CTR written out: block i is AES_k(op || purpose || i) (big-endian counter)."""
@@ -192,17 +194,6 @@ def test_the_heap_settings_take_on_glibc() -> None:
 # --- truncation in pieces ------------------------------------------------------------------
 
 
-class _FixedNonces(Party):
-    """A party whose session nonces are fixed, so two runs draw the same masks."""
-
-    def start(self) -> None:
-        if self._own is not None:
-            return
-        self.nonces = [bytes([j]) * (8 * E.NONCE_WORDS) for j in range(3)]
-        self._own = Prf(E.session_key(self._static[0], self.session, self.nonces))
-        self._next = Prf(E.session_key(self._static[1], self.session, self.nonces))
-
-
 def _trunc_run(z: np.ndarray, f: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Truncate the 3-out-of-3 sharing (z - r1 - r2, r1, r2) of ``z`` on three servers."""
     rng = np.random.default_rng(7)
@@ -213,7 +204,7 @@ def _trunc_run(z: np.ndarray, f: int) -> list[tuple[np.ndarray, np.ndarray]]:
     def prog(p: Party) -> tuple[np.ndarray, np.ndarray]:
         return p.trunc(parts[p.i].copy(), f)
 
-    return run_local(prog, keys=[bytes([k]) * 16 for k in range(3)], party_class=_FixedNonces)
+    return run_local(prog, keys=[bytes([k]) * 16 for k in range(3)], party_class=FixedNonces)
 
 
 @settings(max_examples=25, deadline=None)

@@ -288,7 +288,12 @@ class Channel:
             raise ChannelAuthError("a frame failed authentication") from None
         if at != size:
             raise AssertionError("GCM wrote a plaintext of another length")
-        return out[:size].toreadonly()
+        # The view's ``obj`` is ``plain`` itself: read-only too, so no holder of the view can
+        # write into a frame others hold slices of, and the block of slack holds no stale heap
+        # (with the servers' kept heap it would be whatever the last array there held).
+        plain[size:] = 0
+        plain.flags.writeable = False
+        return plain.data[:size]
 
     def close(self) -> None:
         self.closed = True

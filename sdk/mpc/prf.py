@@ -57,6 +57,7 @@ class Prf:
         out = np.empty(n + 2, dtype=np.uint64)
         enc = Cipher(self._alg, modes.CTR(struct.pack(">QII", op, purpose, start // 2))).encryptor()
         enc.update_into(memoryview(self._zeros)[:nbytes], out.data.cast("B"))
+        out[n:] = 0  # the slack stays reachable through the result's ``base``: no stale heap
         return out[:n]
 
 
