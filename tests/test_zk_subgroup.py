@@ -16,8 +16,9 @@ import pytest
 from py_ecc.optimized_bn128 import FQ2, G2, curve_order, field_modulus, is_inf, multiply, normalize
 
 from accord.zk import artifacts, groth16
-from accord.zk import notes as zk
 from accord.zk.prover import SnarkjsWorker, key_id
+
+from .support.zk_sample import deposit_proof
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -59,18 +60,7 @@ def _points() -> list[tuple[str, Any]]:
 @pytest.fixture(scope="module")
 def worker_and_proof() -> Any:
     keys = artifacts.test_keys("shielded_transfer")
-    key = zk.SpendingKey.from_seed(b"subgroup-tests")
-    plan = zk.plan_transfer(
-        key,
-        [],
-        [(key.address, 5)],
-        zk.MerkleTree(artifacts.TEST_DEPTH),
-        zk.RegulatorKey.from_seed(b"r").public,
-        deposit=5,
-        rng=random.Random(5),
-        chain_id="test",
-    )
-    proof, public = keys.prove(plan.circuit_input)
+    proof, public = deposit_proof(keys, b"subgroup-tests", 5, 5)
     worker = SnarkjsWorker()
     yield worker, keys.vk, proof, public
     worker.close()

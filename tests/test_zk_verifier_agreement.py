@@ -13,7 +13,6 @@ and over non-canonical number texts (``'0012'``, other scripts' digits).
 from __future__ import annotations
 
 import copy
-import random
 from typing import Any
 
 import pytest
@@ -28,12 +27,12 @@ from accord.contracts.memory import MemoryState
 from accord.contracts.runtime import code_hash
 from accord.node.config import builtin_contract_entries
 from accord.zk import artifacts, groth16
-from accord.zk import notes as zk
 from accord.zk.verifier import FastProofVerifier, PyProofVerifier
 
 from .support.genesis import make_genesis
 from .support.proofprobe import CIRCUIT, ProofProbe
 from .support.zk_points import g2_outside_subgroup
+from .support.zk_sample import deposit_proof
 
 pytestmark = pytest.mark.timeout(900)
 USER = AccountKey.from_name("agreement-user")
@@ -83,18 +82,7 @@ class Pair:
 @pytest.fixture(scope="module")
 def sample() -> tuple[Pair, dict[str, Any], list[str]]:
     keys = artifacts.test_keys(CIRCUIT)
-    key = zk.SpendingKey.from_seed(b"agreement")
-    plan = zk.plan_transfer(
-        key,
-        [],
-        [(key.address, 4)],
-        zk.MerkleTree(artifacts.TEST_DEPTH),
-        zk.RegulatorKey.from_seed(b"r").public,
-        deposit=4,
-        rng=random.Random(17),
-        chain_id="test",
-    )
-    proof, public = keys.prove(plan.circuit_input)
+    proof, public = deposit_proof(keys, b"agreement", 4, 17)
     proof = {k: proof[k] for k in ("pi_a", "pi_b", "pi_c", "protocol", "curve")}
     return Pair(keys), proof, [str(x) for x in public]
 
