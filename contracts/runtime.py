@@ -59,7 +59,7 @@ from accord.base.errors import (
 )
 from accord.base.genesis import ConsensusParams, Genesis
 from accord.base.types import Receipt, Tx
-from accord.contracts import meter
+from accord.contracts import fastpath, meter
 from accord.contracts.base import (
     GAS,
     NONCE_PREFIX,
@@ -77,6 +77,7 @@ from accord.contracts.base import (
 from accord.contracts.determinism import check_contract, restricted_class
 from accord.contracts.governance import genesis_schedule
 from accord.contracts.installed import package_code_hash
+from accord.contracts.token import Token
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,7 @@ class Runtime:
         oracle: Oracle | None = None,
         check_code: bool = True,
         installed: Sequence[type[Contract]] = (),
+        fast_paths: bool = True,
     ) -> None:
         """``check_code=False`` skips the static determinism check (contracts are still run
         with restricted builtins): only for test fixtures that are deliberately broken, such as
@@ -244,7 +246,11 @@ class Runtime:
         ``installed``: contract classes this node offers beyond genesis's (node.json
         ``contracts``, see :mod:`accord.contracts.installed`). Governance can put any code
         in force by hash; the runtime runs the class of that name and hash at each height,
-        and raises :class:`CodeMissing` for a block whose code it does not have."""
+        and raises :class:`CodeMissing` for a block whose code it does not have.
+
+        ``fast_paths=False`` runs every transaction through the generic path, including the
+        token transfers :mod:`accord.contracts.fastpath` computes directly (same bytes either
+        way; tests compare the two)."""
         if contracts is None:
             from accord.contracts import BUILTINS
 
@@ -303,6 +309,11 @@ class Runtime:
                 # register other code under its name, never this class.
                 log.debug("contract %s not offered: %s", cls.name, e)
         self._governed = GOVERNANCE in self._contracts
+        # The instance of this release's own token code, wherever a registry puts it in
+        # force: only its transfers take the fast path (other code under the name never).
+        self._fast_token: Contract | None = (
+            self._code.get((Token.name, code_hash(Token))) if fast_paths else None
+        )
         self._registries: dict[bytes, Registry] = {}
         self._registry_lock = threading.Lock()
         self._params: dict[bytes, ConsensusParams] = {}
@@ -693,6 +704,26 @@ class Runtime:
                 OutOfGas.code,
                 f"gas limit {limit} is below the intrinsic cost {intrinsic}",
             ), None
+        if tx.method == "transfer" and self._fast_token is not None:
+            # This release's own token code: the fast path gives the same bytes, or None
+            # and the generic path below decides (accord.contracts.fastpath).
+            found = (self._specs if registry is None else registry.specs).get(
+                (tx.contract, "transfer")
+            )
+            if found is not None and found[0] is self._fast_token:
+                fast = fastpath.token_transfer(
+                    state.get_state,
+                    block,
+                    contract_prefix(tx.contract),
+                    tx.contract,
+                    sender,
+                    tx.args,
+                    tx_hash,
+                    intrinsic,
+                    limit,
+                )
+                if fast is not None:
+                    return fast
         ctx = Context(
             self,
             state,
