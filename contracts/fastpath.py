@@ -1,4 +1,4 @@
-"""Token transfers without the generic call machinery: the same receipt and writes, cheaper.
+"""Token transfers (and remittances) without the generic call machinery: the same receipt and writes, cheaper.
 
 **Why.** A consortium chain's blocks are mostly token transfers, and every validator executes
 every block. Through the generic path (:meth:`accord.contracts.runtime.Runtime._run`) one
@@ -15,14 +15,15 @@ outcome is certain to be the common success:
 
 * the resolved instance is this release's built-in token code (the runtime checks that before
   calling; code governance put in force under another hash never comes here);
-* the arguments are a valid recipient and amount (else the contract reverts: generic path);
+* the arguments are a valid recipient and amount, and for ``remit`` a reference of at most
+  ``MAX_REFERENCE`` bytes (else the contract reverts: generic path);
 * the sender's balance covers the amount (else it reverts: generic path);
 * the total gas is within the transaction's limit (gas only grows during a call, so no
   intermediate charge can have passed the limit either; else: generic path).
 
 The gas is the generic path's, charge by charge, in the order the contract makes them:
-:data:`TRANSFER_CALLS` metered calls (``transfer``, ``_check_address``, ``_check_amount``,
-``_move``) at :data:`~accord.contracts.meter.STEP_GAS` each, a read of the sender's balance,
+:data:`TRANSFER_CALLS` metered calls (``transfer`` or ``remit``, ``_check_address``,
+``_check_amount``, ``_move``) at :data:`~accord.contracts.meter.STEP_GAS` each, a read of the sender's balance,
 then (unless sending to oneself) a write or delete of it, a read and a write of the
 recipient's, and the ``Transfer`` event. tests/test_contracts_fastpath.py compares the two
 paths on generated states, amounts, recipients and gas limits, and fails if the token's code
@@ -35,13 +36,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from accord.base import encoding
+from accord.base.encoding import Value
 from accord.base.types import Event, Receipt
 from accord.contracts.base import GAS
 from accord.contracts.meter import STEP_GAS
-from accord.contracts.token import ADDRESS_SIZE, MAX_AMOUNT, ZERO_ADDRESS
+from accord.contracts.token import ADDRESS_SIZE, MAX_AMOUNT, MAX_REFERENCE, ZERO_ADDRESS
 
 TRANSFER_CALLS = 4
-"""Metered calls of contract code in a successful ``Token.transfer``: the method itself,
+"""Metered calls of contract code in a successful ``Token.transfer`` or ``Token.remit``: the method itself,
 ``_check_address``, ``_check_amount`` and ``_move`` (see :mod:`accord.contracts.meter`)."""
 
 _MISSING: Any = object()
@@ -81,19 +83,24 @@ def token_transfer(
     tx_hash: bytes,
     gas_used: int,
     gas_limit: int,
+    *,
+    remit: bool = False,
 ) -> tuple[Receipt, dict[bytes, bytes | None]] | None:
-    """The receipt and writes of a successful ``token.transfer`` of ``args`` by ``sender``,
-    or None when the generic path must decide (module docstring).
+    """The receipt and writes of a successful ``token.transfer`` (``remit``: ``token.remit``,
+    the same with a payment reference in the event) of ``args`` by ``sender``, or None when
+    the generic path must decide (module docstring).
 
     ``block`` holds the block's earlier writes (read before ``get_state``, the parent state),
     ``prefix`` is the contract's key prefix, ``gas_used`` the intrinsic gas already charged.
     Nothing is changed: the caller merges the writes."""
-    if len(args) != 2:
+    reference = args.get("reference", _MISSING) if remit else None
+    if len(args) != (3 if remit else 2) or reference is _MISSING:
         return None
     to = args.get("to")
     amount = args.get("amount")
     if (
-        type(to) is not bytes
+        (remit and (type(reference) is not bytes or len(reference) > MAX_REFERENCE))
+        or type(to) is not bytes
         or type(amount) is not int
         or len(to) != ADDRESS_SIZE
         or to == ZERO_ADDRESS
@@ -124,7 +131,11 @@ def token_transfer(
         gas += _WRITE_BASE + _WRITE_BYTE * (len(dst_key) + len(data))
         writes[dst_key] = data
     # Keys in code-point order, as Context.emit sorts scalar event data.
-    event = {"amount": amount, "from": sender, "to": to}
+    event: dict[str, Value] = (
+        {"amount": amount, "from": sender, "to": to}
+        if reference is None
+        else {"amount": amount, "from": sender, "reference": reference, "to": to}
+    )
     gas += _EVENT_BASE + _EVENT_BYTE * len(_packb(event))
     if gas > gas_limit:
         return None

@@ -704,11 +704,11 @@ class Runtime:
                 OutOfGas.code,
                 f"gas limit {limit} is below the intrinsic cost {intrinsic}",
             ), None
-        if tx.method == "transfer" and self._fast_token is not None:
+        if (tx.method == "transfer" or tx.method == "remit") and self._fast_token is not None:
             # This release's own token code: the fast path gives the same bytes, or None
             # and the generic path below decides (accord.contracts.fastpath).
             found = (self._specs if registry is None else registry.specs).get(
-                (tx.contract, "transfer")
+                (tx.contract, tx.method)
             )
             if found is not None and found[0] is self._fast_token:
                 fast = fastpath.token_transfer(
@@ -721,6 +721,7 @@ class Runtime:
                     tx_hash,
                     intrinsic,
                     limit,
+                    remit=tx.method == "remit",
                 )
                 if fast is not None:
                     return fast

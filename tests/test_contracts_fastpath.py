@@ -22,7 +22,7 @@ from accord.contracts import BUILTINS, InvalidBlock, Runtime, fastpath
 from accord.contracts.base import state_key
 from accord.contracts.memory import MemoryState
 from accord.contracts.runtime import code_hash
-from accord.contracts.token import MAX_AMOUNT
+from accord.contracts.token import MAX_AMOUNT, MAX_REFERENCE
 from accord.node.config import builtin_contract_entries
 
 from .support.fee_token import PAYER, FeeToken
@@ -56,9 +56,12 @@ def _run(rt: Runtime, st: MemoryState, txs: list[Tx]) -> tuple[str, Any]:
     return "ok", ([x.encode() for x in r.receipts], list(r.writes.items()), r.gas_used)
 
 
+# Each strategy leans to what succeeds (funded senders, real recipients, small amounts), so
+# that most generated transfers reach the fast path's later checks; the rest probe the edges.
 balances = st.dictionaries(
     st.sampled_from(ADDRS),
     st.one_of(
+        st.integers(50, 10**6),
         st.integers(0, 3),
         st.integers(0, 2**64 - 1),
         st.sampled_from([MAX_AMOUNT - 1, MAX_AMOUNT, 2**64 - 2, 2**64 - 1]),
@@ -67,10 +70,12 @@ balances = st.dictionaries(
 )
 recipients = st.one_of(
     st.sampled_from(ADDRS),
+    st.sampled_from(ADDRS),
     st.sampled_from([bytes(20), bytes(19), b"\x01" * 21, b""]),
     st.binary(min_size=20, max_size=20),
 )
 amounts = st.one_of(
+    st.integers(1, 60),
     st.integers(-2, 4),
     st.integers(0, 2**64 - 1),  # what a transaction can encode
     st.sampled_from([MAX_AMOUNT, MAX_AMOUNT + 1]),
@@ -80,9 +85,18 @@ amounts = st.one_of(
 gas_limits = st.one_of(st.integers(2_500, 7_000), st.just(1_000_000))
 
 
+references = st.one_of(
+    st.binary(max_size=MAX_REFERENCE + 2),
+    st.sampled_from([b"", b"r" * MAX_REFERENCE, b"r" * (MAX_REFERENCE + 1)]),
+    st.just("a str reference"),
+)
+
+
 @st.composite
-def transfer_args(draw: st.DrawFn) -> dict[str, Any]:
+def transfer_args(draw: st.DrawFn, method: str) -> dict[str, Any]:
     args: dict[str, Any] = {"to": draw(recipients), "amount": draw(amounts)}
+    if method == "remit":
+        args["reference"] = draw(references)
     odd = draw(st.sampled_from(["", "", "", "extra", "str_to", "bool_amount", "missing"]))
     if odd == "extra":
         args["memo"] = b"x"
@@ -101,13 +115,16 @@ def blocks(draw: st.DrawFn) -> list[Tx]:
     txs = []
     for _ in range(draw(st.integers(1, 6))):
         i = draw(st.integers(0, len(KEYS) - 1))
+        name = draw(st.sampled_from(["transfer", "remit", "approve"]))
         txs.append(
             Tx.create(
                 KEYS[i],
                 chain_id=G.chain_id,
                 contract="token",
-                method=draw(st.sampled_from(["transfer"] * 5 + ["remit"])),
-                args=draw(transfer_args()),
+                method=name,
+                args=draw(transfer_args(name))
+                if name != "approve"
+                else {"spender": draw(recipients), "amount": draw(amounts)},
                 nonce=nonces[i],
                 gas_limit=draw(gas_limits),
             )
@@ -120,6 +137,35 @@ def blocks(draw: st.DrawFn) -> list[Tx]:
 @given(balances, blocks())
 def test_fast_and_generic_paths_give_the_same_bytes(bal: dict[bytes, Any], txs: list[Tx]) -> None:
     assert _run(FAST, _state(bal), txs) == _run(SLOW, _state(bal), txs)
+
+
+EDGES: list[tuple[str, dict[str, Any]]] = [
+    ("transfer", {"to": ADDRS[1], "amount": 5, "memo": b"x"}),
+    ("transfer", {"to": ADDRS[1]}),
+    ("transfer", {"to": ADDRS[1], "amount": 5, "reference": b"x"}),
+    ("remit", {"to": ADDRS[1], "amount": 5, "reference": b"r" * MAX_REFERENCE}),
+    ("remit", {"to": ADDRS[1], "amount": 5, "reference": b"r" * (MAX_REFERENCE + 1)}),
+    ("remit", {"to": ADDRS[1], "amount": 5}),
+    ("remit", {"to": ADDRS[1], "amount": 5, "reference": b"", "memo": b""}),
+    ("remit", {"to": ADDRS[1], "amount": 5, "reference": "str"}),
+    ("transfer", {"to": bytes(20), "amount": 5}),
+    ("transfer", {"to": ADDRS[1][:19], "amount": 5}),
+    ("transfer", {"to": ADDRS[1], "amount": 0}),
+    ("transfer", {"to": ADDRS[1], "amount": 1_000}),
+    ("transfer", {"to": ADDRS[1], "amount": 1_001}),
+    ("transfer", {"to": ADDRS[1], "amount": MAX_AMOUNT + 1}),
+    ("transfer", {"to": ADDRS[0], "amount": 1_000}),
+    ("transfer", {"to": ADDRS[0], "amount": 1_001}),
+]
+
+
+@pytest.mark.parametrize(("name", "args"), EDGES)
+def test_edges_from_a_funded_sender(name: str, args: dict[str, Any]) -> None:
+    """Each case alone, from a sender holding 1,000 to a recipient holding 2**63 - 1,000:
+    exactly one rule in question, so the fast path must get that rule right."""
+    st = _state({ADDRS[0]: 1_000, ADDRS[1]: MAX_AMOUNT - 1_000})
+    tx = Tx.create(KEYS[0], chain_id=G.chain_id, contract="token", method=name, args=args, nonce=0)
+    assert _run(FAST, st, [tx]) == _run(SLOW, st, [tx])
 
 
 def _transfer(key: AccountKey, to: bytes, amount: int, nonce: int = 0, **kw: Any) -> Tx:
@@ -139,8 +185,8 @@ def test_the_fast_path_answers_the_common_transfers(monkeypatch: pytest.MonkeyPa
     answered = []
     real = fastpath.token_transfer
 
-    def spy(*a: Any) -> Any:
-        out = real(*a)
+    def spy(*a: Any, **kw: Any) -> Any:
+        out = real(*a, **kw)
         answered.append(out is not None)
         return out
 
@@ -151,13 +197,22 @@ def test_the_fast_path_answers_the_common_transfers(monkeypatch: pytest.MonkeyPa
         _transfer(KEYS[1], ADDRS[2], 45),  # the whole balance (a delete), new recipient
         _transfer(KEYS[0], ADDRS[0], 10, nonce=1),  # to oneself
         _transfer(KEYS[0], ADDRS[1], 61, nonce=2),  # more than is left: the generic revert
+        Tx.create(
+            KEYS[0],
+            chain_id=G.chain_id,
+            contract="token",
+            method="remit",
+            args={"to": ADDRS[3], "amount": 7, "reference": b"invoice 17"},
+            nonce=3,
+        ),
     ]
     fast = FAST.execute_block(st, txs, height=1, time_ms=0)
-    assert answered == [True, True, True, False]
+    assert answered == [True, True, True, False, True]
     slow = SLOW.execute_block(st, txs, height=1, time_ms=0)
     assert [r.encode() for r in fast.receipts] == [r.encode() for r in slow.receipts]
     assert list(fast.writes.items()) == list(slow.writes.items())
-    assert [r.ok for r in fast.receipts] == [True, True, True, False]
+    assert [r.ok for r in fast.receipts] == [True, True, True, False, True]
+    assert fast.receipts[4].events[0].data["reference"] == b"invoice 17"
     assert "insufficient balance" in fast.receipts[3].error
 
 
