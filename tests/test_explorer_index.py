@@ -300,3 +300,80 @@ def test_indexing_while_blocks_commit_matches_indexing_after(tmp_path: Path) -> 
     finally:
         live.close()
         after.close()
+
+
+def test_offered_blocks_index_as_the_store_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks handed over in memory after their commit (what the node's explorer does) give
+    the same records as blocks read back from the store, and are not read back."""
+    offered = Store(tmp_path / "offered", sync=False)
+    read = Store(tmp_path / "read", sync=False)
+    try:
+        index = ExplorerIndex(offered, IndexLimits(per_pass=4))
+        reads: list[int] = []
+        real = offered.get_blocks
+        monkeypatch.setattr(
+            offered,
+            "get_blocks",
+            lambda s, n: reads.append(n) or real(s, n),  # type: ignore[func-returns-value]
+        )
+        first = build_chain(offered, 0, seed=7)  # genesis: indexed from the store
+        full(index)
+        reads.clear()
+        blocks = build_chain(read, 60, seed=7)
+        assert blocks[0].hash == first[0].hash
+        for block in blocks[1:]:
+            receipts = read.get_receipts(block.height)
+            cert = read.get_certificate(block.height)
+            head = read.get_block(block.height)
+            assert head is not None
+            # the same block committed to the second store, then offered, as the node does
+            offered.commit_block(block, cert, receipts, {}, offered.compute_state_update({}))
+            index.offer(block, receipts)
+            index.catch_up()
+        assert reads == []  # every block came from the offers
+        full(ExplorerIndex(read))
+        assert dump(offered) == dump(read)
+    finally:
+        offered.close()
+        read.close()
+
+
+def test_an_offered_block_the_store_does_not_hold_is_not_indexed(
+    store: Store, tmp_path: Path
+) -> None:
+    """An offer for a height whose stored block has another hash (another chain, a snapshot
+    installed meanwhile) is ignored: the pass reads the store's block instead."""
+    other = Store(tmp_path / "other", sync=False)
+    try:
+        foreign = build_chain(other, 20, seed=9)
+    finally:
+        other.close()
+    from accord.node.explorer.index import OFFERED_BLOCKS
+
+    index = ExplorerIndex(store)
+    for block in foreign[1 : OFFERED_BLOCKS + 1]:  # exactly the heights the first pass reads
+        assert store.get_header(block.height).hash != block.hash  # type: ignore[union-attr]
+        index.offer(block, [])
+    assert sorted(index._offered) == list(range(1, OFFERED_BLOCKS + 1))
+    full(index)
+    reference = Store(tmp_path / "reference", sync=False)
+    try:
+        build_chain(reference, 240)  # the fixture's chain, indexed without offers
+        full(ExplorerIndex(reference))
+        assert dump(store) == dump(reference)
+    finally:
+        reference.close()
+
+
+def test_offers_are_bounded(store: Store) -> None:
+    from accord.node.explorer.index import OFFERED_BLOCKS
+
+    index = ExplorerIndex(store)
+    for h in range(1, 200):
+        block = store.get_block(h)
+        assert block is not None
+        index.offer(block, store.get_receipts(h))
+    assert len(index._offered) == OFFERED_BLOCKS
+    assert min(index._offered) == 199 - OFFERED_BLOCKS + 1

@@ -185,6 +185,7 @@ class Explorer:
         self._limits = limits
         self._index: ExplorerIndex | None = None
         self._task: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
         self._static = (
             {p.name: p for p in STATIC.iterdir() if p.is_file()} if STATIC.is_dir() else {}
         )
@@ -227,12 +228,14 @@ class Explorer:
 
     async def _start(self, app: web.Application) -> None:
         self._task = asyncio.create_task(self._run())
+        self._follower = asyncio.create_task(self._follow())
 
     async def _stop(self, app: web.Application) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._follower):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._index is not None:
             self._index.close()
             self._index = None
@@ -251,6 +254,20 @@ class Explorer:
                 log.warning("explorer index pass failed", exc_info=True)
                 done = 0
             await asyncio.sleep(0 if done >= index.limits.per_pass else 0.25)
+
+    async def _follow(self) -> None:
+        """Hand each block the node commits to the index in memory (ExplorerIndex.offer),
+        so that its pass need not read it back; the index keeps only the newest few."""
+        committed = self.node.subscribe()
+        try:
+            async for block, receipts in committed:
+                index = self._index
+                if index is not None and index.store is self.node.store:
+                    index.offer(block, receipts)
+        finally:
+            close = getattr(committed, "aclose", None)
+            if close is not None:
+                await close()
 
     # --- helpers -------------------------------------------------------------------------
 
