@@ -530,6 +530,10 @@ class Client:
         while True:
             chunk = resp.read(min(1 << 16, limit + 1 - got))
             if not chunk:
+                if length.isdigit() and got != int(length):
+                    # http.client's read(n) ends quietly where the server hung up: an
+                    # answer cut short must not pass for a whole one.
+                    raise ConnectionError(f"answer cut short: {got} of {int(length)} bytes")
                 return b"".join(parts)
             got += len(chunk)
             if got > limit:
@@ -821,11 +825,19 @@ class AsyncClient:
             kw["headers"] = {"Content-Type": "application/octet-stream"}
         elif json_body is not None:
             kw["json"] = json_body
-        async with self._sess().request(method, self.url + path, ssl=self._ssl, **kw) as resp:
-            data = await self._read_body(resp)
-            if resp.status >= 400:
-                _raise_for(resp.status, data)
-            return resp.status, resp.headers.get("Content-Type", ""), data
+        try:
+            async with self._sess().request(method, self.url + path, ssl=self._ssl, **kw) as resp:
+                data = await self._read_body(resp)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+            if isinstance(e, OSError):
+                raise
+            # A server that closed the connection mid-answer (aiohttp's own exception types,
+            # not OSError): raised as the ConnectionError the sync Client raises for it, so a
+            # caller handles a lost server one way with either client.
+            raise ConnectionError(f"{self.url}: {e}") from None
+        if resp.status >= 400:
+            _raise_for(resp.status, data)
+        return resp.status, resp.headers.get("Content-Type", ""), data
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
         limit = self.max_response_bytes

@@ -278,3 +278,43 @@ def test_sync_stream_ends_cleanly_when_the_node_stops(tmp_path: Path) -> None:
         gen.close()
     assert isinstance(got[0], BlockCommitted) and got[0].height == 0
     assert error is None or "Event loop is closed" not in str(error)
+
+
+@pytest.mark.parametrize("answer", [b"", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"])
+def test_both_clients_raise_a_connection_error_when_the_server_hangs_up(answer: bytes) -> None:
+    """A server that reads the request and closes the connection, before an answer or in
+    the middle of one: both clients raise an OSError (a ConnectionError), never a library's
+    own exception type, so one ``except OSError`` (as the devnet's status polling has)
+    covers a lost server with either client."""
+
+    async def main() -> tuple[BaseException | None, BaseException | None]:
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        caught: list[BaseException | None] = []
+        async with AsyncClient(f"http://127.0.0.1:{port}", timeout=5) as c:
+            try:
+                await c.status()
+                caught.append(None)
+            except BaseException as e:  # noqa: BLE001 - the type is what is tested
+                caught.append(e)
+
+        def sync() -> BaseException | None:
+            try:
+                Client(f"http://127.0.0.1:{port}", timeout=5).status()
+            except BaseException as e:  # noqa: BLE001
+                return e
+            return None
+
+        caught.append(await asyncio.to_thread(sync))
+        server.close()
+        return caught[0], caught[1]
+
+    a, s = asyncio.run(main())
+    assert isinstance(a, OSError), repr(a)
+    assert isinstance(s, OSError), repr(s)
