@@ -64,3 +64,27 @@ def test_batches_keep_order_and_every_rejection(tmp_path: Path) -> None:
             await node.stop()
 
     asyncio.run(main())
+
+
+def test_a_batch_past_the_backlog_limit_is_shed_from_that_point(tmp_path: Path) -> None:
+    """A batch that fills the pool: the transactions that fit are admitted, every one after
+    them is refused as mempool_full (nothing leaves the pool during a batch), and each
+    refusal is counted once."""
+    root = tmp_path / "net"
+    g = make_net(root)
+
+    async def main() -> None:
+        node = Node.from_dir(root / "validator-0", verify_off_loop=4)
+        await node.start()
+        try:
+            node.admission.limit = lambda: 3  # type: ignore[method-assign]
+            shed = node.meters.shed
+            res = await node.submit_batch([transfer(g, 0, k) for k in range(8)])
+            assert codes(res) == ["ok"] * 3 + ["mempool_full"] * 5
+            assert shed.total() == 5
+            res = await node.submit_batch([transfer(g, 0, 3)])
+            assert codes(res) == ["mempool_full"] and shed.total() == 6
+        finally:
+            await node.stop()
+
+    asyncio.run(main())

@@ -112,6 +112,10 @@ class _Values(_Metric):
         self._values: dict[tuple[str, ...], float] = {}
 
     def _add(self, amount: float, labels: dict[str, object]) -> None:
+        if not labels and not self.labelnames:  # the common, unlabelled case: no key to build
+            with self._lock:
+                self._values[()] = self._values.get((), 0.0) + amount
+            return
         with self._lock:
             key = self._key(labels, self._values)  # type: ignore[arg-type]
             self._values[key] = self._values.get(key, 0.0) + amount

@@ -144,23 +144,27 @@ class Admission:
         verdict = self._signature_verdict(verdicts)
         out: list[bytes | AccordError] = []
         now = time.monotonic()
+        full: MempoolFull | None = None  # one refusal for the rest: the pool only grows here
+        shed = 0
         for e in entries:
             if isinstance(e, AccordError):
                 out.append(e)
                 continue
-            if len(mempool) >= limit:  # load shedding, exactly as in _submit
-                node.meters.shed.inc()
-                out.append(
-                    MempoolFull(
+            if full is not None or len(mempool) >= limit:  # load shedding, as in _submit
+                if full is None:
+                    full = MempoolFull(
                         f"{len(mempool)} transactions are waiting (limit {limit}); try again later"
                     )
-                )
+                shed += 1
+                out.append(full)
                 continue
             r = mempool.add_many((e,), verdict)[0]
             out.append(r)
             if isinstance(r, bytes):
                 self.submitted_at[r] = now
                 node.transport.gossip_tx(e.encode())
+        if shed:
+            node.meters.shed.inc(shed)
         if len(self.submitted_at) > 4 * node.config.mempool_size:
             self.submitted_at.clear()  # bounded: only latency accounting is lost
         return out
