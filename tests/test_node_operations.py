@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +100,48 @@ def test_sigterm_stops_a_background_node_cleanly(tmp_path: Path) -> None:
     assert "validator-0 stopped" in text, text[-2000:]  # before: the process died with no stop
     assert proc.returncode == -signal.SIGTERM  # and it still ends as SIGTERM ends a process
     assert (home / "data" / "node.lock").read_text() == ""  # released after LMDB closed
+
+
+def test_the_explorer_indexes_committed_blocks_from_memory(tmp_path: Path) -> None:
+    """The node hands each committed block to its explorer index (ExplorerIndex.offer): the
+    index covers a new transaction without reading its block back from the store."""
+    home = _network(tmp_path / "net")
+    alice, bob = demo_account(0), demo_account(1)
+
+    async def main() -> None:
+        node = Node.from_dir(home)
+        await node.start()
+        try:
+            store = node.store
+            read: list[int] = []
+            real = store.get_blocks
+
+            def spy(start: int, count: int) -> list[Any]:
+                out = real(start, count)
+                read.extend(h for h, *_ in out)
+                return out
+
+            store.get_blocks = spy  # type: ignore[method-assign]
+            tx = Tx.create(
+                alice,
+                chain_id=node.genesis.chain_id,
+                contract="token",
+                method="transfer",
+                args={"to": bob.address, "amount": 1},
+                nonce=0,
+            )
+            node.submit(tx)
+            index = node.api.api.explorer.index  # type: ignore[union-attr]
+            for _ in range(400):
+                refs = index.txs("c:token", 10)
+                if any(r.tx_hash == tx.hash.hex() for r in refs):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the transfer never reached the explorer index")
+            height = next(r.height for r in refs if r.tx_hash == tx.hash.hex())
+            assert height not in read  # it came from the offer, not from the store
+        finally:
+            await node.stop()
+
+    asyncio.run(main())

@@ -716,7 +716,7 @@ class ClientApi:
             "metrics": self.metrics,
             "openapi": self.openapi,
         }
-        explorer = Explorer(self)
+        explorer = self.explorer = Explorer(self)
         handlers.update(explorer.handlers())
         explorer.install(app)
         for route in ROUTES:

@@ -66,11 +66,22 @@ class BlockFeed:
     def __init__(self, store: Callable[[], Any]) -> None:
         self._store = store
         self._subscribers: set[Subscription] = set()
+        self._listeners: list[Callable[[Block, list[Receipt]], None]] = []
 
     def subscribe(self) -> Subscription:
         return Subscription(self)
 
+    def listen(self, fn: Callable[[Block, list[Receipt]], None]) -> Callable[[], None]:
+        """Call ``fn(block, receipts)`` at each commit, on the loop, before subscribers are
+        woken; for in-process consumers that keep only what they need (the explorer index
+        keeps the newest few blocks), unlike a subscription's queue. Returns the function
+        that stops it. ``fn`` must be quick and must not raise."""
+        self._listeners.append(fn)
+        return lambda: self._listeners.remove(fn) if fn in self._listeners else None
+
     def publish(self, block: Block, receipts: list[Receipt]) -> None:
+        for fn in list(self._listeners):
+            fn(block, receipts)
         for sub in list(self._subscribers):
             sub._put((block, receipts))
 

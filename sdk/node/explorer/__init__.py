@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import mimetypes
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +34,10 @@ from aiohttp import web
 
 from accord.base import wire as s
 from accord.base.errors import InvalidRequest, NotFound
+from accord.base.types import Block, Receipt
 from accord.node.explorer import governance as gov
 from accord.node.explorer.index import ExplorerIndex, IndexLimits
+from accord.node.feed import BlockFeed
 
 __all__ = ["ROUTES", "Explorer", "ExplorerIndex", "IndexLimits"]
 
@@ -185,7 +188,7 @@ class Explorer:
         self._limits = limits
         self._index: ExplorerIndex | None = None
         self._task: asyncio.Task[None] | None = None
-        self._follower: asyncio.Task[None] | None = None
+        self._unlisten: Callable[[], None] | None = None
         self._static = (
             {p.name: p for p in STATIC.iterdir() if p.is_file()} if STATIC.is_dir() else {}
         )
@@ -228,17 +231,28 @@ class Explorer:
 
     async def _start(self, app: web.Application) -> None:
         self._task = asyncio.create_task(self._run())
-        self._follower = asyncio.create_task(self._follow())
+        # A node that publishes its commits (accord.node.Node.feed) hands each committed block
+        # to the index in memory (ExplorerIndex.offer): its pass need not read it back.
+        feed = getattr(self.node, "feed", None)
+        if isinstance(feed, BlockFeed):
+            self._unlisten = feed.listen(self._offer)
 
     async def _stop(self, app: web.Application) -> None:
-        for task in (self._task, self._follower):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         if self._index is not None:
             self._index.close()
             self._index = None
+
+    def _offer(self, block: Block, receipts: list[Receipt]) -> None:
+        index = self._index
+        if index is not None and index.store is self.node.store:
+            index.offer(block, receipts)
 
     async def _run(self) -> None:
         while True:
@@ -254,20 +268,6 @@ class Explorer:
                 log.warning("explorer index pass failed", exc_info=True)
                 done = 0
             await asyncio.sleep(0 if done >= index.limits.per_pass else 0.25)
-
-    async def _follow(self) -> None:
-        """Hand each block the node commits to the index in memory (ExplorerIndex.offer),
-        so that its pass need not read it back; the index keeps only the newest few."""
-        committed = self.node.subscribe()
-        try:
-            async for block, receipts in committed:
-                index = self._index
-                if index is not None and index.store is self.node.store:
-                    index.offer(block, receipts)
-        finally:
-            close = getattr(committed, "aclose", None)
-            if close is not None:
-                await close()
 
     # --- helpers -------------------------------------------------------------------------
 
