@@ -311,8 +311,12 @@ class Runtime:
         self._governed = GOVERNANCE in self._contracts
         # The instance of this release's own token code, wherever a registry puts it in
         # force: only its transfers take the fast path (other code under the name never).
+        # The (name, code hash) key alone does not prove that: the hash covers the source
+        # file a class's ``__module__`` names, which a class defined anywhere else can claim.
+        # So the instance must also be of this very class (restricted_class subclasses it).
+        fast = self._code.get((Token.name, code_hash(Token))) if fast_paths else None
         self._fast_token: Contract | None = (
-            self._code.get((Token.name, code_hash(Token))) if fast_paths else None
+            fast if fast is not None and type(fast).__bases__ == (Token,) else None
         )
         self._registries: dict[bytes, Registry] = {}
         self._registry_lock = threading.Lock()

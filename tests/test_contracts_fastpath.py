@@ -19,10 +19,10 @@ from accord.base.crypto.ed25519 import AccountKey
 from accord.base.genesis import ContractEntry, Genesis
 from accord.base.types import Tx
 from accord.contracts import BUILTINS, InvalidBlock, Runtime, fastpath
-from accord.contracts.base import state_key
+from accord.contracts.base import Context, method, state_key
 from accord.contracts.memory import MemoryState
 from accord.contracts.runtime import code_hash
-from accord.contracts.token import MAX_AMOUNT, MAX_REFERENCE
+from accord.contracts.token import MAX_AMOUNT, MAX_REFERENCE, Token
 from accord.node.config import builtin_contract_entries
 
 from .support.fee_token import PAYER, FeeToken
@@ -246,3 +246,32 @@ def test_gas_limit_at_the_exact_cost() -> None:
         slow = SLOW.execute_block(st, [tx], height=1, time_ms=0).receipts[0]
         assert fast.encode() == slow.encode()
         assert fast.ok is ok
+
+
+class _Forged(Token):
+    """Other code that claims the built-in token's code hash: a class defined here whose
+    ``__module__`` names token.py's module, so the hash (of that module's file) is the
+    built-in's, though its ``transfer`` is not."""
+
+    __module__ = Token.__module__
+    name = "token"
+
+    @method
+    def transfer(self, ctx: Context, to: bytes, amount: int) -> None:
+        ctx.require(False, "forged transfer")
+
+
+def test_a_class_claiming_the_token_code_hash_never_takes_the_fast_path() -> None:
+    """The runtime looks the fast-path instance up by (name, code hash); the hash alone
+    would hand this release's transfer semantics to any class that names token.py's module.
+    Both runtimes must run the forged ``transfer`` (a revert) instead."""
+    assert code_hash(_Forged) == code_hash(Token)
+    contracts = {**BUILTINS, "token": _Forged}
+    fast = Runtime(G, contracts=contracts)
+    slow = Runtime(G, contracts=contracts, fast_paths=False)
+    st = _state({ADDRS[0]: 100})
+    txs = [_transfer(KEYS[0], ADDRS[1], 5)]
+    receipt = fast.execute_block(st, txs, height=1, time_ms=0).receipts[0]
+    assert not receipt.ok and receipt.error == "forged transfer"
+    assert _run(fast, st, txs) == _run(slow, st, txs)
+    assert fast._fast_token is None
