@@ -392,6 +392,7 @@ class Context:
         "_depth",
         "_registry",
         "out_of_gas",
+        "read_failure",
     )
 
     def __init__(
@@ -430,6 +431,11 @@ class Context:
         self._depth = 0
         self._registry = registry  # the contracts this height runs (None: genesis's)
         self.out_of_gas = False
+        # What this node's state reader raised, if it did (a closed snapshot, a damaged
+        # store): a local failure, not a property of the transaction, so no receipt may
+        # record it. Sticky like ``out_of_gas``: the runtime raises it again after the call
+        # whatever the contract did with it (caught it, or let it fail the call).
+        self.read_failure: Exception | None = None
 
     # --- who and when --------------------------------------------------------------------
     #
@@ -508,7 +514,11 @@ class Context:
         if raw is _MISSING:
             raw = self._block.get(k, _MISSING)
             if raw is _MISSING:
-                raw = self._state.get_state(k)
+                try:
+                    raw = self._state.get_state(k)
+                except Exception as e:
+                    self.read_failure = e
+                    raise
         return raw
 
     def get(self, key: str | bytes, default: Value = None) -> Value:

@@ -21,6 +21,9 @@ outcome is certain to be the common success:
 * the total gas is within the transaction's limit (gas only grows during a call, so no
   intermediate charge can have passed the limit either; else: generic path).
 
+A read that the state reader fails (a local failure of this node's store) raises out of here,
+as it does out of the generic path (``Context.read_failure``): no receipt ever records one.
+
 The gas is the generic path's, charge by charge, in the order the contract makes them:
 :data:`TRANSFER_CALLS` metered calls (``transfer`` or ``remit``, ``_check_address``,
 ``_check_amount``, ``_move``) at :data:`~accord.contracts.meter.STEP_GAS` each, a read of the sender's balance,

@@ -24,6 +24,9 @@ Rules for a block (``execute_block``):
 * A failing contract call (Revert, BadArguments, UnknownContract/Method, OutOfGas, or any
   exception in contract code) yields a failed receipt; all its writes and events are dropped,
   but the sender's nonce still advances (the transaction is consumed and cannot be replayed).
+* A read of this node's state that raises (a closed snapshot, a damaged store) is no property
+  of the transaction: ``execute_block`` raises it, even when contract code caught it
+  (:attr:`~accord.contracts.base.Context.read_failure`), and writes no receipt for it.
 * Gas is a pure function of the transaction and the state: ``tx_base + tx_byte * encoded
   size`` up front, then reads, writes, deletes, events, calls and proof checks as charged by
   :class:`~accord.contracts.base.Context`. ``gas_used`` never exceeds ``tx.gas_limit``;
@@ -766,6 +769,8 @@ class Runtime:
             log.debug("contract %s.%s raised", tx.contract, tx.method, exc_info=True)
             err = ContractError(f"{tx.contract}.{tx.method} raised {type(e).__name__}")
             return self._failed(tx_hash, ctx, err), None
+        if ctx.read_failure is not None:  # the contract caught it and carried on
+            raise ctx.read_failure from None
         # Canonical shapes throughout (result canonicalised above, event data by emit).
         return Receipt.canonical(
             tx_hash, True, ctx._gas, result, "", "", tuple(ctx._events)
@@ -773,6 +778,11 @@ class Runtime:
 
     @staticmethod
     def _failed(tx_hash: bytes, ctx: Context, err: AccordError) -> Receipt:
+        """The receipt of a failed call; raises instead when this node's state reader failed
+        during it (:attr:`Context.read_failure`): a receipt saying so would be this node's
+        alone, a fork (and the fast path, which reads the same keys, raises it too)."""
+        if ctx.read_failure is not None:
+            raise ctx.read_failure from None
         if ctx.out_of_gas and not isinstance(err, OutOfGas):
             err = OutOfGas(f"out of gas: the limit is {ctx._gas_limit}")
         return Receipt(tx_hash, False, ctx._gas, None, err.code, err.message[:4096])
@@ -814,4 +824,6 @@ class Runtime:
             result = spec.fn(instance, ctx, **args)
         finally:
             meter.CURRENT.reset(token)
+        if ctx.read_failure is not None:  # a damaged store's value must not become an answer
+            raise ctx.read_failure from None
         return None if result is None else encoding.canonical(result)

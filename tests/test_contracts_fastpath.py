@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from accord.base import encoding
 from accord.base.crypto.ed25519 import AccountKey
+from accord.base.errors import StorageError
 from accord.base.genesis import ContractEntry, Genesis
 from accord.base.types import Tx
 from accord.contracts import BUILTINS, InvalidBlock, Runtime, fastpath
@@ -275,3 +276,30 @@ def test_a_class_claiming_the_token_code_hash_never_takes_the_fast_path() -> Non
     assert not receipt.ok and receipt.error == "forged transfer"
     assert _run(fast, st, txs) == _run(slow, st, txs)
     assert fast._fast_token is None
+
+
+class _FailingState(MemoryState):
+    """A state reader whose token balance reads fail, as a closed snapshot's or a damaged
+    store's do: a local failure of this node, not a property of the transaction."""
+
+    def __init__(self, data: dict[bytes, bytes | None], error: Exception) -> None:
+        super().__init__(data)
+        self.error = error
+
+    def get_state(self, key: bytes) -> bytes | None:
+        if key.startswith(_balance_key(b"")):
+            raise self.error
+        return super().get_state(key)
+
+
+@pytest.mark.parametrize("error", [StorageError("snapshot is closed"), OSError("I/O error")])
+def test_a_failing_state_read_is_raised_by_both_paths(error: Exception) -> None:
+    """The fast path lets the reader's error through; the generic path turned it into a
+    failed receipt (``storage_error``, or ``contract_error`` for a non-Accord error) that
+    only this node would write. Both raise it now, and no receipt records it."""
+    txs = [_transfer(KEYS[0], ADDRS[1], 5)]
+    for rt in (FAST, SLOW):
+        st = _FailingState(dict(FAST.genesis_writes()), error)
+        with pytest.raises(type(error)) as raised:
+            rt.execute_block(st, txs, height=1, time_ms=0)
+        assert raised.value is error

@@ -16,6 +16,7 @@ from accord.base.errors import (
     CodeMismatch,
     DecodeError,
     GenesisError,
+    StorageError,
     UnknownContract,
     UnknownMethod,
 )
@@ -96,6 +97,14 @@ class Probe(Contract):
     @method(readonly=True)
     def read(self, ctx: Context, key: str) -> Any:
         return ctx.get(key)
+
+    @method(readonly=True)
+    def read_or_none(self, ctx: Context, key: str) -> Any:
+        """Read, and answer None whatever went wrong (a careless contract)."""
+        try:
+            return ctx.get(key)
+        except Exception:
+            return None
 
     @method(readonly=True)
     def sneaky_write(self, ctx: Context) -> None:
@@ -539,6 +548,43 @@ def test_failed_callee_is_undone_even_if_caller_catches() -> None:
     assert rc.ok and rc.result == "caught" and rc.events == ()
     assert probe_value(r.writes, "caught") == "Revert"
     assert not any(k.startswith(b"c/token/") for k in r.writes)
+
+
+class FailingReads(DictState):
+    """A state reader whose reads under ``prefix`` fail, as a closed snapshot's or a damaged
+    store's do."""
+
+    def __init__(self, data: dict[bytes, bytes], prefix: bytes) -> None:
+        super().__init__(data)
+        self.prefix = prefix
+
+    def get_state(self, key: bytes) -> bytes | None:
+        if key.startswith(self.prefix):
+            raise StorageError(f"cannot read {key.hex()}")
+        return super().get_state(key)
+
+
+def test_a_failing_state_read_is_raised_even_if_the_contract_catches_it() -> None:
+    """The probe catches any exception of its nested token transfer. A failure of this node's
+    own store is not the transfer's: it used to become the probe's success ("caught"), a
+    receipt only this node would write. Now the block's execution raises it."""
+    rt, st = fresh()
+    broken = FailingReads(st.data, b"c/token/")
+    with pytest.raises(StorageError, match="cannot read"):
+        run(rt, broken, [tx(ALICE, "try_pay", {"to": BOB.address, "amount": 5}, 0)])
+    # And uncaught, it is not a failed receipt (``storage_error``) either.
+    with pytest.raises(StorageError, match="cannot read"):
+        run(rt, broken, [tx(ALICE, "pay", {"to": BOB.address, "amount": 5}, 0)])
+
+
+def test_a_failing_state_read_is_raised_by_a_query_that_catches_it() -> None:
+    """What the node serves is read through proofs so that a damaged value raises instead of
+    becoming an answer; a contract catching the error must not turn it into one."""
+    rt, st = fresh()
+    broken = FailingReads(st.data, state_key("probe", "greeting"))
+    assert rt.query(st, "probe", "read_or_none", {"key": "greeting"}) == "hello"
+    with pytest.raises(StorageError, match="cannot read"):
+        rt.query(broken, "probe", "read_or_none", {"key": "greeting"})
 
 
 def test_call_depth_limit_and_unknown_callee() -> None:
