@@ -8,6 +8,7 @@ them fails if the token's code, the meter or the gas schedule changes without th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from accord.base.errors import StorageError
 from accord.base.genesis import ContractEntry, Genesis
 from accord.base.types import Tx
 from accord.contracts import BUILTINS, InvalidBlock, Runtime, fastpath
-from accord.contracts.base import Context, method, state_key
+from accord.contracts.base import Context, contract_address, method, state_key
 from accord.contracts.memory import MemoryState
 from accord.contracts.runtime import code_hash
 from accord.contracts.token import MAX_AMOUNT, MAX_REFERENCE, Token
@@ -110,28 +111,42 @@ def transfer_args(draw: st.DrawFn, method: str) -> dict[str, Any]:
     return args
 
 
-@st.composite
-def blocks(draw: st.DrawFn) -> list[Tx]:
+def _token_txs(
+    draw: st.DrawFn,
+    max_txs: int,
+    methods: list[str],
+    args_of: Callable[[st.DrawFn, str], dict[str, Any]],
+) -> list[Tx]:
+    """A block of token calls by the test keys (each sender's nonces in sequence)."""
     nonces = [0] * len(KEYS)
     txs = []
-    for _ in range(draw(st.integers(1, 6))):
+    for _ in range(draw(st.integers(1, max_txs))):
         i = draw(st.integers(0, len(KEYS) - 1))
-        name = draw(st.sampled_from(["transfer", "remit", "approve"]))
+        name = draw(st.sampled_from(methods))
         txs.append(
             Tx.create(
                 KEYS[i],
                 chain_id=G.chain_id,
                 contract="token",
                 method=name,
-                args=draw(transfer_args(name))
-                if name != "approve"
-                else {"spender": draw(recipients), "amount": draw(amounts)},
+                args=args_of(draw, name),
                 nonce=nonces[i],
                 gas_limit=draw(gas_limits),
             )
         )
         nonces[i] += 1
     return txs
+
+
+def _edge_args(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    if name == "approve":
+        return {"spender": draw(recipients), "amount": draw(amounts)}
+    return draw(transfer_args(name))
+
+
+@st.composite
+def blocks(draw: st.DrawFn) -> list[Tx]:
+    return _token_txs(draw, 6, ["transfer", "remit", "approve"], _edge_args)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -169,6 +184,17 @@ def test_edges_from_a_funded_sender(name: str, args: dict[str, Any]) -> None:
     assert _run(FAST, st, [tx]) == _run(SLOW, st, [tx])
 
 
+def _remit(key: AccountKey, to: bytes, amount: int, reference: bytes, nonce: int) -> Tx:
+    return Tx.create(
+        key,
+        chain_id=G.chain_id,
+        contract="token",
+        method="remit",
+        args={"to": to, "amount": amount, "reference": reference},
+        nonce=nonce,
+    )
+
+
 def _transfer(key: AccountKey, to: bytes, amount: int, nonce: int = 0, **kw: Any) -> Tx:
     return Tx.create(
         key,
@@ -181,31 +207,30 @@ def _transfer(key: AccountKey, to: bytes, amount: int, nonce: int = 0, **kw: Any
     )
 
 
-def test_the_fast_path_answers_the_common_transfers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without this the comparison above could pass with a fast path that never answers."""
-    answered = []
+@pytest.fixture
+def answered(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each call of the fast path answered (True) or stepped aside (False)."""
+    calls: list[bool] = []
     real = fastpath.token_transfer
 
     def spy(*a: Any, **kw: Any) -> Any:
         out = real(*a, **kw)
-        answered.append(out is not None)
+        calls.append(out is not None)
         return out
 
     monkeypatch.setattr(fastpath, "token_transfer", spy)
+    return calls
+
+
+def test_the_fast_path_answers_the_common_transfers(answered: list[bool]) -> None:
+    """Without this the comparison above could pass with a fast path that never answers."""
     st = _state({ADDRS[0]: 100, ADDRS[1]: 5})
     txs = [
         _transfer(KEYS[0], ADDRS[1], 40),  # both balances change
         _transfer(KEYS[1], ADDRS[2], 45),  # the whole balance (a delete), new recipient
         _transfer(KEYS[0], ADDRS[0], 10, nonce=1),  # to oneself
         _transfer(KEYS[0], ADDRS[1], 61, nonce=2),  # more than is left: the generic revert
-        Tx.create(
-            KEYS[0],
-            chain_id=G.chain_id,
-            contract="token",
-            method="remit",
-            args={"to": ADDRS[3], "amount": 7, "reference": b"invoice 17"},
-            nonce=3,
-        ),
+        _remit(KEYS[0], ADDRS[3], 7, b"invoice 17", nonce=3),
     ]
     fast = FAST.execute_block(st, txs, height=1, time_ms=0)
     assert answered == [True, True, True, False, True]
@@ -303,3 +328,187 @@ def test_a_failing_state_read_is_raised_by_both_paths(error: Exception) -> None:
         with pytest.raises(type(error)) as raised:
             rt.execute_block(st, txs, height=1, time_ms=0)
         assert raised.value is error
+
+
+# --- under governance: the contracts in force at a height, not genesis's ----------------------
+
+# A genesis whose token is other code (FeeToken), so that governance putting the built-in in
+# force is the only way the fast path can answer, and the chain's default one.
+G_FEE = make_genesis(
+    1,
+    contracts=[
+        e if e.name != "token" else ContractEntry(name="token", code_hash=code_hash(FeeToken).hex())
+        for e in builtin_contract_entries()
+    ],
+)
+GOVERNED = {
+    "builtin genesis": (G, {}, [FeeToken]),
+    "fee token genesis": (G_FEE, {"token": FeeToken}, [Token]),
+}
+TOKEN_HASHES = {"built-in": code_hash(Token), "fee token": code_hash(FeeToken)}
+
+
+def _in_force(genesis: Genesis, token_hash: bytes, at: int) -> dict[bytes, bytes]:
+    """The governance records of one contracts change, in force from height ``at``: genesis's
+    registry with the token's code replaced by ``token_hash`` (what ``upgrade_contract``
+    leaves in state, written directly so the test needs no votes)."""
+    reg = {
+        e.name: {"code_hash": bytes.fromhex(e.code_hash), "status": "active"}
+        for e in genesis.contracts
+    }
+    reg["token"] = {"code_hash": token_hash, "status": "active"}
+    return {
+        state_key("governance", "s/contracts/n"): encoding.encode(1),
+        state_key("governance", "s/contracts/0"): encoding.encode([at, reg, bytes(32)]),
+    }
+
+
+def _runtimes(case: str) -> tuple[Runtime, Runtime]:
+    genesis, contracts, installed = GOVERNED[case]
+    mapping = {**BUILTINS, **contracts}
+    return (
+        Runtime(genesis, contracts=mapping, installed=installed),
+        Runtime(genesis, contracts=mapping, installed=installed, fast_paths=False),
+    )
+
+
+RUNTIMES = {case: _runtimes(case) for case in GOVERNED}
+CONTRACT_ADDRS = [contract_address("token"), contract_address("loans")]
+
+# Any record a token code could have left under a balance key before governance switched the
+# code: the other code's negative, bool, bytes or list balances too.
+any_records = st.one_of(
+    st.integers(-(2**63), 2**64 - 1),
+    st.integers(0, 200),
+    st.sampled_from([-1, 0, 2**63 - 1, 2**63, 2**64 - 2, 2**64 - 1]),
+    st.booleans(),
+    st.binary(max_size=3),
+    st.lists(st.integers(0, 5), max_size=2),
+)
+
+
+def _mixed_args(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    who = st.sampled_from(ADDRS + CONTRACT_ADDRS)
+    args: dict[str, Any] = {"to": draw(who), "amount": draw(amounts)}
+    if name == "remit":
+        args["reference"] = draw(st.binary(max_size=MAX_REFERENCE + 1))
+    elif name == "approve":
+        args = {"spender": args["to"], "amount": args["amount"]}
+    elif name == "transfer_from":
+        args["owner"] = draw(who)
+    return args
+
+
+@st.composite
+def mixed_blocks(draw: st.DrawFn) -> list[Tx]:
+    """Transfers and remittances (to accounts and to contract addresses) among the token's
+    other writes (approvals, transfers within them), so that a transfer reads what an
+    earlier transaction of its block wrote or deleted."""
+    methods = ["transfer", "transfer", "remit", "approve", "transfer_from"]
+    return _token_txs(draw, 8, methods, _mixed_args)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(sorted(GOVERNED)),
+    st.sampled_from([None, *sorted(TOKEN_HASHES)]),
+    st.integers(1, 3),
+    st.dictionaries(st.sampled_from(ADDRS + CONTRACT_ADDRS), any_records),
+    mixed_blocks(),
+    st.one_of(st.none(), st.integers(0, 30_000)),
+)
+def test_fast_and_generic_paths_agree_under_governance(
+    case: str,
+    token: str | None,
+    height: int,
+    records: dict[bytes, Any],
+    txs: list[Tx],
+    budget: int | None,
+) -> None:
+    """Whatever token code is in force at the block's height (genesis's, or a change that is
+    or is not yet active), whatever records the balance keys hold, with a building budget."""
+    fast, slow = RUNTIMES[case]
+    genesis = GOVERNED[case][0]
+    data = dict(fast.genesis_writes())
+    if token is not None:
+        data.update(_in_force(genesis, TOKEN_HASHES[token], at=2))
+    data.update({_balance_key(a): encoding.encode(v) for a, v in records.items()})
+    out = []
+    for rt in (fast, slow):
+        try:
+            r = rt.execute_block(
+                MemoryState(data), txs, height=height, time_ms=0, gas_budget=budget
+            )
+            out.append(([x.encode() for x in r.receipts], list(r.writes.items()), r.gas_used))
+        except InvalidBlock as e:
+            out.append((e.message, e.index))
+    assert out[0] == out[1]
+
+
+@pytest.mark.parametrize(
+    ("case", "token", "height", "events", "fast"),
+    [
+        ("builtin genesis", "fee token", 1, ["Transfer"], True),  # the change is not yet active
+        ("builtin genesis", "fee token", 2, ["Fee"], False),
+        ("builtin genesis", "built-in", 2, ["Transfer"], True),
+        ("fee token genesis", None, 2, ["Fee"], False),
+        ("fee token genesis", "built-in", 1, ["Fee"], False),
+        ("fee token genesis", "built-in", 2, ["Transfer"], True),
+    ],
+)
+def test_the_fast_path_follows_the_code_in_force(
+    answered: list[bool],
+    case: str,
+    token: str | None,
+    height: int,
+    events: list[str],
+    fast: bool,
+) -> None:
+    """It answers exactly when the built-in token code is in force at the block's height,
+    whether genesis or a governance change put it there (the comparison above would also
+    pass with a fast path that never answers under governance)."""
+    rt, slow = RUNTIMES[case]
+    data = dict(rt.genesis_writes())
+    if token is not None:
+        data.update(_in_force(GOVERNED[case][0], TOKEN_HASHES[token], at=2))
+    data[_balance_key(PAYER)] = encoding.encode(1_000)
+    txs = [_transfer(KEYS[0], ADDRS[1], 10)]
+    r = rt.execute_block(MemoryState(data), txs, height=height, time_ms=0)
+    assert [e.name for e in r.receipts[0].events] == events
+    assert answered == ([True] if fast else [])
+    s = slow.execute_block(MemoryState(data), txs, height=height, time_ms=0)
+    assert [x.encode() for x in r.receipts] == [x.encode() for x in s.receipts]
+    assert list(r.writes.items()) == list(s.writes.items())
+
+
+RECORDS: list[Any] = [
+    "not a balance",
+    [5],
+    b"\x05",
+    True,
+    False,
+    -3,
+    -(2**63),
+    0,
+    2**32,  # the widest integer encoding (9 bytes), so the read's byte gas counts
+    2**63,
+    2**64 - 1 - 5,  # the amount below brings it to the encoding's top exactly
+    2**64 - 5,  # one past it: the generic set cannot encode the sum
+    2**64 - 1,
+]
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=repr)
+@pytest.mark.parametrize("whose", ["sender", "recipient"])
+def test_a_transfer_over_any_record_a_balance_key_can_hold(whose: str, record: Any) -> None:
+    """Records this token never writes but other code under its name could have, before
+    governance put the built-in back: a funded sender's transfer of 5 over each, in the
+    sender's or the recipient's balance key, and a remittance over the same."""
+    held = {ADDRS[0]: 1_000, ADDRS[1]: record} if whose == "recipient" else {ADDRS[0]: record}
+    st = _state(held)
+    txs = [
+        _transfer(KEYS[0], ADDRS[1], 5),
+        _remit(KEYS[0], ADDRS[1], 5, b"r", nonce=1),
+    ]
+    for block in (txs[:1], txs):
+        assert _run(FAST, st, block) == _run(SLOW, st, block)
