@@ -14,7 +14,10 @@ write order), or None, and then the runtime runs the generic path. It answers on
 outcome is certain to be the common success:
 
 * the resolved instance is this release's built-in token code (the runtime checks that before
-  calling; code governance put in force under another hash never comes here);
+  calling: the instance registered under ``token`` and this code's hash, and of the
+  :class:`~accord.contracts.token.Token` class itself, since a class defined elsewhere can
+  claim token.py's hash through its ``__module__``; code governance put in force under
+  another hash never comes here);
 * the arguments are a valid recipient and amount, and for ``remit`` a reference of at most
   ``MAX_REFERENCE`` bytes (else the contract reverts: generic path);
 * the sender's balance covers the amount (else it reverts: generic path);
