@@ -125,8 +125,10 @@ class Tx:
     def hash(self) -> bytes:
         return encoding.sha256(self._encoded)
 
-    @property
+    @cached_property
     def sender(self) -> bytes:
+        """The signer's address (a hash of the public key): cached, as every stage a
+        transaction passes (admission, the mempool, block building, execution) asks for it."""
         return ed25519.address_of(self.public_key)
 
     @classmethod
