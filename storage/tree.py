@@ -30,10 +30,10 @@ cut to its first 16 nibbles, then one byte ``255 - depth``:
   most its parent's, equal only for the last child along an all-ones path, where the deeper
   node's smaller ``255 - depth`` byte puts it first; and all of child ``i``'s subtree sorts
   before child ``i + 1``'s. :func:`compute_update` emits its records in exactly that order
-  (children in nibble order, then the node), so the commit finds a block's records already
-  sorted (it checks, and sorts only if not) and within a version a path's chain of nodes sits
-  on neighbouring pages. Only nodes deeper than 16 nibbles (paths sharing 64 bits, which
-  random keys practically never do) break the order; they stay correct, just sorted at commit.
+  (children in nibble order, then the node), so the commit appends a block's records in
+  order and within a version a path's chain of nodes sits on neighbouring pages. Only nodes
+  deeper than 16 nibbles (paths sharing 64 bits, which random keys practically never do)
+  break the order; they stay correct (the commit inserts what the append refused).
   Sixteen nibbles rather than all 64 keep keys 24 bytes shorter, which the commit writes
   tens of thousands of times per block. The price of positions: a leaf that loses its last
   sibling moves up and is stored again under its new position.

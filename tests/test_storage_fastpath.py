@@ -295,7 +295,7 @@ def test_paths_sharing_more_than_16_nibbles() -> None:
 
 def test_commit_sorts_records_out_of_order(tmp_path: Path) -> None:
     """The commit relies on the tree's key order only as a fast path: an update whose records
-    come in another order is sorted and commits the same."""
+    come in another order (appended as far as in order, the rest inserted) commits the same."""
     from dataclasses import replace
 
     store = Store(tmp_path, sync=False)
