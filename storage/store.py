@@ -34,13 +34,11 @@ Invariants:
 
 from __future__ import annotations
 
-import operator
 import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -597,7 +595,7 @@ class Store:
             raise StorageError("header state root differs from the computed state update")
         if update.version != header.height:
             raise StorageError("state update was computed for another height")
-        if dict(writes) != update.writes:
+        if (writes if type(writes) is dict else dict(writes)) != update.writes:
             raise StorageError("state writes differ from those the state update was computed from")
         if len(receipts) != len(block.txs) or any(
             r.tx_hash != t.hash for r, t in zip(receipts, block.txs, strict=True)
@@ -618,18 +616,17 @@ class Store:
         receipts_bytes = encoding.encode_encoded_list([r.encode() for r in receipts])
         cert_bytes = None if certificate is None else certificate.encode()
         hk = _h(header.height)
-        state_items = sorted(writes.items())
-        state_puts = [kv for kv in state_items if kv[1] is not None]
-        state_deletes = [k for k, v in state_items if v is None]
+        # In key order, for the B-tree's locality (sorting the keys alone: bytes compare
+        # directly, twice as fast as sorting (key, value) pairs).
+        state = update.writes  # the same as ``writes`` (checked above)
+        state_keys = sorted(state)
+        state_puts = [(k, v) for k in state_keys if (v := state[k]) is not None]
+        state_deletes = (
+            [k for k in state_keys if state[k] is None] if len(state_puts) < len(state_keys) else []
+        )
         pack_loc = struct.Struct(">QI").pack
         tx_items = [(tx.hash, pack_loc(header.height, i)) for i, tx in enumerate(block.txs)]
-        # Sorted: all keys share the new version, which follows every stored one, so they
-        # are appended to the B-tree in order (full pages, no searching; see tree.py). The
-        # tree emits them in key order (post-order), so a linear check usually suffices.
-        node_keys = list(update.nodes)
-        node_items = list(update.nodes.items())
-        if not all(map(operator.lt, node_keys, islice(node_keys, 1, None))):
-            node_items.sort()
+        nodes = update.nodes
 
         def write(txn: Txn) -> None:
             db = self._db
@@ -666,12 +663,19 @@ class Store:
                 txn.delete(k, db=state)
             if state_puts:
                 txn.cursor(db=state).putmulti(state_puts)
-            if node_items:
+            if nodes:
                 cur = txn.cursor(db=db["nodes"])
-                # Append only when it is true; otherwise (never for heights that only grow)
-                # an ordinary insert keeps the store correct.
-                append = not cur.last() or cur.key() < node_items[0][0]
-                cur.putmulti(node_items, overwrite=False, append=append)
+                # All keys share the new version, which follows every stored one, and the
+                # tree emits them in key order (post-order, see tree.py): appended to the
+                # B-tree (full pages, no searching). Append only when the first key follows
+                # the last stored one (never otherwise for heights that only grow). A key
+                # out of order (nodes deeper than 16 nibbles) is not appended (LMDB refuses
+                # it as existing), and the plain insert after puts it in; a key stored
+                # before keeps its record, as without append.
+                append = not cur.last() or cur.key() < next(iter(nodes))
+                _, added = cur.putmulti(nodes.items(), overwrite=False, append=append)
+                if append and added < len(nodes):
+                    cur.putmulti(nodes.items(), overwrite=False)
                 txn.put(update.root, _h(update.version), db=db["roots"])
             meta = db["meta"]
             txn.put(_HEAD, hk + block_hash, db=meta)

@@ -295,7 +295,7 @@ def test_paths_sharing_more_than_16_nibbles() -> None:
 
 def test_commit_sorts_records_out_of_order(tmp_path: Path) -> None:
     """The commit relies on the tree's key order only as a fast path: an update whose records
-    come in another order is sorted and commits the same."""
+    come in another order (appended as far as in order, the rest inserted) commits the same."""
     from dataclasses import replace
 
     store = Store(tmp_path, sync=False)
@@ -308,3 +308,105 @@ def test_commit_sorts_records_out_of_order(tmp_path: Path) -> None:
         assert v == b"v"
         verify_state_proof(store.state_root(), k, v, proof)
     store.close()
+
+
+# --- the one-pass walk (tree._walk) against the recursive reference (tree._Updater) --------
+
+walk_batches = st.lists(
+    st.dictionaries(
+        st.integers(0, 700),
+        st.one_of(st.none(), st.binary(max_size=5)),
+        min_size=1,
+        max_size=60,
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 500), walk_batches, st.booleans())
+def test_walk_gives_the_reference_root_and_records(
+    n: int, batches: list[dict[int, bytes | None]], deletes: bool
+) -> None:
+    """compute_update (the walk whenever a batch has no deletes) and the reference give the
+    same root and the same records in the same order, batch after batch, one version per
+    batch: replaced values, values written again unchanged, new keys in empty slots and on
+    another key's leaf, several new keys in one slot, and (with ``deletes``) batches that
+    delete, which go to the reference."""
+    nodes: dict[bytes, bytes] = {}
+    root, new = tree.compute_update(
+        nodes.get, EMPTY, {b"k%d" % i: b"v" for i in range(n)}, walk=False
+    )
+    nodes.update(new)
+    root_version = 0
+    for version, batch in enumerate(batches, start=1):
+        writes = {
+            b"k%d" % i: (b"v" if i % 3 == 0 else v) if deletes or v is not None else b"w"
+            for i, v in batch.items()
+        }
+        fast = tree.compute_update(
+            nodes.get, root, writes, version=version, root_version=root_version
+        )
+        ref = tree.compute_update(
+            nodes.get, root, writes, version=version, root_version=root_version, walk=False
+        )
+        assert fast[0] == ref[0]
+        assert list(fast[1].items()) == list(ref[1].items())
+        nodes.update(fast[1])
+        root = fast[0]
+        if root != EMPTY:
+            root_version = version
+
+
+def _crafted(paths: list[bytes]) -> tuple[list[bytes], list[bytes | None]]:
+    """Sorted paths and leaf records for them (paths chosen below the key hashing)."""
+    paths = sorted(paths)
+    return paths, [merkle.STATE_LEAF_PREFIX + p + hashlib.sha256(p).digest() + b"x" for p in paths]
+
+
+def _tree_of(paths: list[bytes]) -> tuple[bytes, dict[bytes, bytes]]:
+    ps, recs = _crafted(paths)
+    up = tree._Updater({}.get, ps, recs, tree.version_bytes(0))
+    root, _ = up.build(0, 0, len(ps))
+    return root, up.nodes
+
+
+def _reference(
+    nodes: dict[bytes, bytes], root: bytes, paths: list[bytes], recs: list[bytes | None]
+) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
+    up = tree._Updater(nodes.get, paths, recs, tree.version_bytes(1))
+    h, v = up.update(root, tree.version_bytes(0), 0, 0, len(paths))
+    return h, v, list(up.nodes.items())
+
+
+def test_walk_declines_what_it_does_not_take() -> None:
+    """The walk's limits: a leaf at the root, an inner node deeper than 15 nibbles on a
+    written path (its children's nibbles lie past the 64 bits the walk reads) are declined,
+    and the batch goes to the reference; paths sharing their first 64 bits are written by
+    the reference inside the walk (they always reach one slot together). Each gives the
+    reference's root and records through ``_update``, the function compute_update calls.
+    (Stored paths sharing 64 bits put inner nodes below depth 15: declined.)"""
+    v0, v1 = tree.version_bytes(0), tree.version_bytes(1)
+    base = [bytes([16 * i]) + bytes(31) for i in range(4)]
+    deep = [b"\xcd" * 8 + b"\x10" + bytes(23), b"\xcd" * 8 + b"\x1f" + bytes(23)]
+    twins = [b"\xab" * 8 + b"\x00" * 24, b"\xab" * 8 + b"\x01" * 24]
+    cases = [
+        ([bytes([7]) * 32], [bytes(32)], True),  # a leaf at the root
+        ([*base, *deep], [b"\xcd" * 8 + b"\x15" + bytes(23)], True),  # below an inner node at 16
+        ([*base, *deep], [deep[0], base[1]], True),  # replacing a leaf at depth 17
+        (base, twins, False),  # new paths sharing 64 bits
+        ([*base, *twins], [twins[1], base[0]], True),  # ... replaced: inner nodes below 16
+    ]
+    for stored, written, declined in cases:
+        root, nodes = _tree_of(stored)
+        ps, recs = _crafted(written)
+        want = _reference(nodes, root, ps, recs)
+        if declined:
+            with pytest.raises(tree._NotFast):
+                tree._walk(nodes.get, root, v0, ps, recs, v1)  # type: ignore[arg-type]
+        else:
+            h, v, new = tree._walk(nodes.get, root, v0, ps, recs, v1)  # type: ignore[arg-type]
+            assert (h, v, list(new.items())) == want
+        h, v, new = tree._update(nodes.get, root, v0, ps, recs, v1, False)
+        assert (h, v, list(new.items())) == want
