@@ -828,12 +828,12 @@ class AsyncClient:
         try:
             async with self._sess().request(method, self.url + path, ssl=self._ssl, **kw) as resp:
                 data = await self._read_body(resp)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
-            if isinstance(e, OSError):
-                raise
-            # A server that closed the connection mid-answer (aiohttp's own exception types,
-            # not OSError): raised as the ConnectionError the sync Client raises for it, so a
-            # caller handles a lost server one way with either client.
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as e:
+            # A server that closed the connection before or during its answer (aiohttp's own
+            # exception types, not OSError): raised as the ConnectionError the sync Client
+            # raises for it, so a caller handles a lost server one way with either client.
+            # Only these two: a certificate or pin mismatch keeps its own type (it is no
+            # lost server, and a caller must not retry past it).
             raise ConnectionError(f"{self.url}: {e}") from None
         if resp.status >= 400:
             _raise_for(resp.status, data)
