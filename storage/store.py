@@ -618,11 +618,13 @@ class Store:
         hk = _h(header.height)
         # In key order, for the B-tree's locality (sorting the keys alone: bytes compare
         # directly, twice as fast as sorting (key, value) pairs).
-        state = update.writes  # the same as ``writes`` (checked above)
-        state_keys = sorted(state)
-        state_puts = [(k, v) for k in state_keys if (v := state[k]) is not None]
+        checked = update.writes  # equal to ``writes`` (checked above), and a dict
+        state_keys = sorted(checked)
+        state_puts = [(k, v) for k in state_keys if (v := checked[k]) is not None]
         state_deletes = (
-            [k for k in state_keys if state[k] is None] if len(state_puts) < len(state_keys) else []
+            [k for k in state_keys if checked[k] is None]
+            if len(state_puts) < len(state_keys)
+            else []
         )
         pack_loc = struct.Struct(">QI").pack
         tx_items = [(tx.hash, pack_loc(header.height, i)) for i, tx in enumerate(block.txs)]
